@@ -1,0 +1,37 @@
+# Every target sets itself up: `make run` and `make test` work on a fresh clone with only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test lint typecheck pytest bench clean
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes, so `make venv` is idempotent and cheap.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/commandcenter serve
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: venv
+	$(BIN)/python -m bench.signalling
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

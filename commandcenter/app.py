@@ -1,0 +1,104 @@
+"""The composition root: builds the application from a `Config`, choosing the
+implementations behind each interface (router, recorder) in this one place."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from commandcenter import http_api
+from commandcenter.auth import Courts, build_verifier
+from commandcenter.config import Config
+from commandcenter.keys import CONFIG, HUB, RECORDER
+from sessions.recorder import MemoryRecorder, SessionRecorder
+from signalling.hub import WS_PATH, Hub
+from signalling.router import LocalRouter
+from signalling.switchboard import Switchboard
+
+log = structlog.get_logger(__name__)
+
+
+def node_id_of(config: Config) -> str:
+    return config.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_app(
+    config: Config,
+    *,
+    recorder: SessionRecorder | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    node_id = node_id_of(config)
+    courts = Courts(config.courts)
+    switchboard = Switchboard(
+        courts=courts,
+        calls=config.calls,
+        presence=config.presence,
+        node_id=node_id,
+        new_call_id=lambda: "c-" + secrets.token_hex(8),
+    )
+    recorder = recorder if recorder is not None else MemoryRecorder()
+    hub = Hub(
+        config=config,
+        switchboard=switchboard,
+        verifier=build_verifier(config),
+        recorder=recorder,
+        router=LocalRouter(),
+        clock=clock,
+    )
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[HUB] = hub
+    app[RECORDER] = recorder
+    app.router.add_get(WS_PATH, hub.handle_ws)
+    http_api.add_routes(app)
+
+    async def on_startup(app: web.Application) -> None:
+        await hub.start()
+        log.info("started", node_id=node_id)
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.stop()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await recorder.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Logs requests without their query string: the WebSocket URL carries the token."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        structlog.get_logger("access").info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round(time * 1000, 1),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+def serve(config: Config) -> None:
+    app = create_app(config)
+    web.run_app(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        access_log_class=AccessLogger,
+        print=lambda s: log.info("listening", host=config.server.host, port=config.server.port),
+    )

@@ -1,0 +1,385 @@
+"""Who is calling and what they may see: roles, the court hierarchy and JWT verification.
+
+`Courts` and `TokenVerifier` are pure: the time is an argument, nothing here reads the clock,
+and verification never logs. `load_secret` and `build_verifier` are the only parts that
+touch files; they run once at start (and in `commandcenter token`).
+
+An `AuthError` carries a short reason that is safe to send to the peer: it never includes
+the token, the secret or the library's own message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from commandcenter.config import MIN_SECRET_BYTES, AuthConfig, Config, ConfigError, CourtConfig
+
+# Longer tokens are refused before any decoding; ours are a few hundred characters.
+MAX_TOKEN_CHARS: Final = 4096
+# Bound on sub and name, so an identity is cheap to store, log and fan out.
+MAX_ID_CHARS: Final = 64
+# RSA keys below this are refused (NIST SP 800-131A); PyJWT would only warn per decode.
+MIN_RSA_BITS: Final = 2048
+SECRET_FILE: Final = "jwt_secret"
+
+_ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
+
+
+class Role(StrEnum):
+    OFFICER = "officer"
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    name: str
+    role: Role
+    court: str
+    # Unix seconds: the token's exp claim.
+    expires_at: float
+
+
+AuthReason = Literal[
+    "token missing",
+    "token too large",
+    "invalid token",
+    "algorithm not allowed",
+    "token expired",
+    "token not yet valid",
+    "missing claim",
+    "invalid claim",
+    "unknown role",
+    "unknown court",
+]
+
+
+class AuthError(Exception):
+    """The peer's credentials are unusable; `reason` is short and safe to put on the wire."""
+
+    # WebSocket close code and HTTP status for every authentication failure.
+    close_code: Final = 4401
+    http_status: Final = 401
+
+    def __init__(self, reason: AuthReason) -> None:
+        super().__init__(reason)
+        self.reason: AuthReason = reason
+
+
+class Courts:
+    """The court hierarchy (province, intermediate, basic courts) and the scope of each role."""
+
+    def __init__(self, courts: Iterable[CourtConfig]) -> None:
+        self._names: dict[str, str] = {}
+        self._parents: dict[str, str | None] = {}
+        for court in courts:
+            if not court.code or court.code in self._names:
+                raise ValueError(f"court code {court.code!r} is empty or duplicated")
+            self._names[court.code] = court.name
+            self._parents[court.code] = court.parent or None
+        if not self._names:
+            raise ValueError("at least one court is required")
+        self._ancestors = {code: self._walk_up(code) for code in self._names}
+        below: dict[str, set[str]] = {code: {code} for code in self._names}
+        for code, ancestors in self._ancestors.items():
+            for ancestor in ancestors:
+                below[ancestor].add(code)
+        self._subtrees = {code: frozenset(codes) for code, codes in below.items()}
+        self._all = frozenset(self._names)
+
+    def _walk_up(self, code: str) -> tuple[str, ...]:
+        chain: list[str] = []
+        parent = self._parents[code]
+        while parent is not None:
+            if parent not in self._names:
+                raise ValueError(f"court {code!r} has unknown parent {parent!r}")
+            if parent == code or parent in chain:
+                raise ValueError(f"court {code!r} is in a cycle")
+            chain.append(parent)
+            parent = self._parents[parent]
+        return tuple(chain)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    # The lookups below raise KeyError for an unknown code: callers check `in` first,
+    # since an unknown court reaching them is a bug, not bad input.
+    def name(self, code: str) -> str:
+        return self._names[code]
+
+    def parent(self, code: str) -> str | None:
+        return self._parents[code]
+
+    def ancestors(self, code: str) -> tuple[str, ...]:
+        """The courts above `code`, nearest first, excluding `code`."""
+        return self._ancestors[code]
+
+    def subtree(self, code: str) -> frozenset[str]:
+        """`code` and every court below it."""
+        return self._subtrees[code]
+
+    def scope(self, identity: Identity) -> frozenset[str]:
+        """The courts whose officers, calls and records `identity` may see."""
+        match identity.role:
+            case Role.OFFICER | Role.OPERATOR:
+                return frozenset({identity.court}) if identity.court in self else frozenset()
+            case Role.SUPERVISOR | Role.ADMIN:
+                return self._subtrees.get(identity.court, frozenset())
+            case Role.AUDITOR:
+                return self._all
+
+    def in_scope(self, identity: Identity, court: str) -> bool:
+        return court in self.scope(identity)
+
+    def all(self) -> frozenset[str]:
+        return self._all
+
+
+class TokenVerifier:
+    """Turns a bearer token into an `Identity`, or raises `AuthError`."""
+
+    def __init__(
+        self,
+        *,
+        algorithms: Sequence[str],
+        secret: str,
+        public_key: str | None,
+        leeway_s: float,
+        courts: Courts,
+    ) -> None:
+        if leeway_s < 0:
+            raise ValueError("leeway_s must not be negative")
+        # One key per algorithm, fixed here: the token's header only selects among them, so
+        # it can never make an RSA public key act as an HMAC secret (RFC 8725 2.1).
+        self._keys: dict[str, Any] = {}
+        for alg in algorithms:
+            if alg == "HS256":
+                if len(secret.encode()) < MIN_SECRET_BYTES:
+                    raise ValueError(f"HS256 needs a secret of at least {MIN_SECRET_BYTES} bytes")
+                self._keys[alg] = secret
+            elif alg in _ASYMMETRIC:
+                # No public key configured: these tokens are refused, as config.py documents.
+                if public_key:
+                    self._keys[alg] = _load_public_key(alg, public_key)
+            else:
+                raise ValueError(f"unsupported algorithm {alg!r}")
+        self._leeway_s = leeway_s
+        self._courts = courts
+
+    def verify(self, token: str, now: float) -> Identity:
+        if not token:
+            raise AuthError("token missing")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError("token too large")
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise AuthError("invalid token") from None
+        if not isinstance(alg, str) or alg not in self._keys:
+            raise AuthError("algorithm not allowed")
+        key = self._keys[alg]
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                # exp, nbf and iat are checked below against `now` (PyJWT would read the
+                # clock), and sub with the other claims, so each failure gets its reason.
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                    "require": ["sub", "role", "court", "exp"],
+                },
+            )
+        except jwt.MissingRequiredClaimError:
+            raise AuthError("missing claim") from None
+        except jwt.InvalidAudienceError:
+            # Meant for some other service: we configure no audience.
+            raise AuthError("invalid claim") from None
+        except jwt.PyJWTError:
+            raise AuthError("invalid token") from None
+        return self._identity(claims, now)
+
+    def _identity(self, claims: Mapping[str, Any], now: float) -> Identity:
+        exp = _numeric_date(claims["exp"])
+        nbf = _numeric_date(claims.get("nbf", 0))
+        if "iat" in claims:
+            _numeric_date(claims["iat"])
+        if now >= exp + self._leeway_s:
+            raise AuthError("token expired")
+        if nbf > now + self._leeway_s:
+            raise AuthError("token not yet valid")
+        user_id = _short_string(claims["sub"])
+        name = _short_string(claims.get("name", user_id))
+        role_claim = claims["role"]
+        if not isinstance(role_claim, str):
+            raise AuthError("invalid claim")
+        try:
+            role = Role(role_claim)
+        except ValueError:
+            raise AuthError("unknown role") from None
+        court = claims["court"]
+        if not isinstance(court, str):
+            raise AuthError("invalid claim")
+        if court not in self._courts:
+            raise AuthError("unknown court")
+        return Identity(user_id=user_id, name=name, role=role, court=court, expires_at=exp)
+
+
+def _numeric_date(value: object) -> float:
+    # bool is an int subclass; `"exp": true` is not a date.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AuthError("invalid claim")
+    return float(value)
+
+
+def _short_string(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise AuthError("invalid claim")
+    return value
+
+
+def _load_public_key(alg: str, pem: str) -> RSAPublicKey | EllipticCurvePublicKey:
+    try:
+        key = load_pem_public_key(pem.encode())
+    except ValueError:
+        raise ValueError("public key is not a PEM public key") from None
+    if alg == "RS256":
+        if not isinstance(key, RSAPublicKey):
+            raise ValueError("RS256 needs an RSA public key")
+        if key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RS256 needs an RSA key of at least {MIN_RSA_BITS} bits")
+        return key
+    if not isinstance(key, EllipticCurvePublicKey) or not isinstance(key.curve, SECP256R1):
+        raise ValueError("ES256 needs a P-256 elliptic-curve public key")
+    return key
+
+
+def issue_token(
+    secret: str, *, user: str, role: Role, court: str, name: str, ttl_s: float, now: float
+) -> str:
+    """An HS256 token for `user`, valid from `now` for `ttl_s` seconds."""
+    for field, value in (("user", user), ("name", name), ("court", court)):
+        if not value or len(value) > MAX_ID_CHARS:
+            raise ValueError(f"{field} must be 1 to {MAX_ID_CHARS} characters")
+    if not ttl_s > 0:
+        raise ValueError("ttl_s must be positive")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"the secret must be at least {MIN_SECRET_BYTES} bytes")
+    # Whole seconds, as most JWT consumers expect; flooring nbf keeps the token usable at `now`.
+    issued = math.floor(now)
+    claims = {
+        "sub": user,
+        "name": name,
+        "role": Role(role).value,
+        "court": court,
+        "iat": issued,
+        "nbf": issued,
+        "exp": math.floor(now + ttl_s),
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def load_secret(cfg: AuthConfig, data_dir: Path) -> str:
+    """The HS256 secret: `cfg.jwt_secret`, else `<data_dir>/jwt_secret`, created on first use."""
+    if cfg.jwt_secret:
+        return cfg.jwt_secret
+    path = data_dir / SECRET_FILE
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the JWT secret: {exc.strerror}") from None
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _create_secret(path)
+        return _read_secret(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the JWT secret: {exc.strerror}") from None
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        secret = path.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the JWT secret is not UTF-8 text") from None
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{path}: the JWT secret must be at least {MIN_SECRET_BYTES} bytes")
+    return secret
+
+
+def _create_secret(path: Path) -> None:
+    # Written in full to a private temporary file, then linked into place: link() fails if
+    # the name exists, so two processes starting together agree on one secret, and nobody
+    # ever reads a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_verifier(config: Config) -> TokenVerifier:
+    """The verifier for a running server: secret, optional public key and courts from config."""
+    auth = config.auth
+    # Only generate a secret file when HS256 tokens are accepted at all.
+    secret = load_secret(auth, Path(config.server.data_dir)) if "HS256" in auth.algorithms else ""
+    public_key: str | None = None
+    if auth.public_key_file:
+        try:
+            public_key = Path(auth.public_key_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else "not a text file"
+            raise ConfigError(f"auth.public_key_file: {auth.public_key_file}: {detail}") from None
+    try:
+        return TokenVerifier(
+            algorithms=auth.algorithms,
+            secret=secret,
+            public_key=public_key,
+            leeway_s=auth.leeway_s,
+            courts=Courts(config.courts),
+        )
+    except ValueError as exc:
+        # The messages name no key material, only what is wrong with it.
+        raise ConfigError(f"auth: {exc}") from None
+
+
+__all__ = [
+    "MAX_TOKEN_CHARS",
+    "AuthError",
+    "AuthReason",
+    "Courts",
+    "Identity",
+    "Role",
+    "TokenVerifier",
+    "build_verifier",
+    "issue_token",
+    "load_secret",
+]

@@ -1,0 +1,1 @@
+"""Sessions: the recorder of sign-ins, calls, conferences and evidence, and the statistics."""

@@ -1,0 +1,36 @@
+"""What the pure core asks its driver to do. The driver performs them in this order:
+every `Record` first (awaited), then `Send` and `Disconnect` in the order given, so that no
+client hears of a fact before the recorder has it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessions.recorder import TraceEvent
+from signalling.protocol import ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deliver `message` to each user in `to` (dropped for users with no live connection)."""
+
+    to: tuple[str, ...]
+    message: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    event: TraceEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close `user`'s connection if it still belongs to `session_id`."""
+
+    user: str
+    session_id: str
+    code: int
+    reason: str
+
+
+Action = Send | Record | Disconnect

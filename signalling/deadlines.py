@@ -1,0 +1,53 @@
+"""Pending deadlines of the pure core, keyed by what they are for.
+
+The core never sleeps: it records when something must happen here, the driver asks for
+`next()` and arms one timer for it, and hands expired keys back through `pop_due(now)`.
+Setting a key again replaces its deadline; stale heap entries are skipped lazily.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+
+
+class Deadlines:
+    def __init__(self) -> None:
+        self._at: dict[Hashable, float] = {}
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._seq = 0
+
+    def set(self, key: Hashable, when: float) -> None:
+        self._at[key] = when
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, key))
+
+    def cancel(self, key: Hashable) -> None:
+        self._at.pop(key, None)
+
+    def get(self, key: Hashable) -> float | None:
+        return self._at.get(key)
+
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap and self._at.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+
+    def next(self) -> float | None:
+        """The earliest pending deadline, or None."""
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> list[Hashable]:
+        """Keys whose deadline is at or before `now`, earliest first; they are removed."""
+        due: list[Hashable] = []
+        while True:
+            self._drop_stale()
+            if not self._heap or self._heap[0][0] > now:
+                return due
+            _, _, key = heapq.heappop(self._heap)
+            del self._at[key]
+            due.append(key)
+
+    def __len__(self) -> int:
+        return len(self._at)

@@ -1,0 +1,378 @@
+"""The wire protocol, declared once: every client and server message as a msgspec Struct.
+
+Browsers send JSON text frames, native clients msgpack binary frames; both decode into the
+same Structs, so a constraint written here (a length bound, a range) holds for both encodings.
+Structs are tagged by their `type` field and reject unknown fields: a typo in a client is an
+error the client sees, not a field silently dropped. `docs/protocol.md` documents each message.
+
+Bump PROTOCOL_VERSION on any incompatible change; clients state the version they speak in the
+`v` query parameter of the WebSocket URL.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# Bounds applied while decoding, before anything reaches the core.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CallId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CourtCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+CaseNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Note = Annotated[str, msgspec.Meta(max_length=256)]
+# Unix time in milliseconds, as JavaScript's Date.now() gives it; bounded to years 2000-2100.
+EpochMs = Annotated[float, msgspec.Meta(ge=946684800000.0, le=4102444800000.0)]
+Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+AccuracyM = Annotated[float, msgspec.Meta(ge=0.0, le=100000.0)]
+RttMs = Annotated[float, msgspec.Meta(ge=0.0, le=60000.0)]
+# SDP is bounded again by limits.max_sdp_chars; this is the hard ceiling.
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=262144)]
+Candidate = Annotated[str, msgspec.Meta(max_length=1024)]
+SdpMid = Annotated[str, msgspec.Meta(max_length=64)]
+MLineIndex = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
+class _ClientMessage(
+    msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True
+):
+    id: Id
+
+
+# --- client to server --------------------------------------------------------------------
+
+
+class Heartbeat(_ClientMessage, tag="heartbeat", frozen=True):
+    """Device clock, so the server learns its offset; rtt_ms is the device's measurement of
+    the previous heartbeat's round trip (absent on the first)."""
+
+    device_time: EpochMs
+    rtt_ms: RttMs | None = None
+
+
+class Position(_ClientMessage, tag="position", frozen=True):
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: AccuracyM
+    device_time: EpochMs
+
+
+class CallCenter(_ClientMessage, tag="call_center", frozen=True):
+    """An officer's one-touch call to their court's command center."""
+
+    case_number: CaseNumber | None = None
+
+
+class Emergency(_ClientMessage, tag="emergency", frozen=True):
+    """SOS: rings everyone in scope with priority; stays flagged until an operator clears it."""
+
+    case_number: CaseNumber | None = None
+    note: Note | None = None
+
+
+class CallOfficer(_ClientMessage, tag="call_officer", frozen=True):
+    officer: UserId
+    case_number: CaseNumber | None = None
+
+
+class Accept(_ClientMessage, tag="accept", frozen=True):
+    call_id: CallId
+
+
+class Decline(_ClientMessage, tag="decline", frozen=True):
+    call_id: CallId
+
+
+class Cancel(_ClientMessage, tag="cancel", frozen=True):
+    call_id: CallId
+
+
+class Hangup(_ClientMessage, tag="hangup", frozen=True):
+    call_id: CallId
+
+
+class JoinCall(_ClientMessage, tag="join_call", frozen=True):
+    call_id: CallId
+    covert: bool = False
+
+
+class LeaveCall(_ClientMessage, tag="leave_call", frozen=True):
+    call_id: CallId
+
+
+class Transfer(_ClientMessage, tag="transfer", frozen=True):
+    call_id: CallId
+    to: UserId
+
+
+class ClearEmergency(_ClientMessage, tag="clear_emergency", frozen=True):
+    officer: UserId
+
+
+class GetRoster(_ClientMessage, tag="get_roster", frozen=True):
+    # Absent: every court in the requester's scope.
+    court: CourtCode | None = None
+
+
+class Offer(_ClientMessage, tag="offer", frozen=True):
+    call_id: CallId
+    sdp: Sdp
+
+
+class Answer(_ClientMessage, tag="answer", frozen=True):
+    call_id: CallId
+    sdp: Sdp
+
+
+class IceCandidate(_ClientMessage, tag="ice_candidate", frozen=True):
+    call_id: CallId
+    # Empty candidate: end of candidates.
+    candidate: Candidate
+    sdp_mid: SdpMid | None = None
+    sdp_mline_index: MLineIndex | None = None
+
+
+ClientMessage = (
+    Heartbeat
+    | Position
+    | CallCenter
+    | Emergency
+    | CallOfficer
+    | Accept
+    | Decline
+    | Cancel
+    | Hangup
+    | JoinCall
+    | LeaveCall
+    | Transfer
+    | ClearEmergency
+    | GetRoster
+    | Offer
+    | Answer
+    | IceCandidate
+)
+
+MEDIA_MESSAGES = (Offer, Answer, IceCandidate)
+
+
+# --- shared shapes -----------------------------------------------------------------------
+
+
+class Direction(StrEnum):
+    OFFICER_TO_CENTER = "officer_to_center"
+    CENTER_TO_OFFICER = "center_to_officer"
+
+
+class EndReason(StrEnum):
+    HANGUP = "hangup"
+    CANCELLED = "cancelled"
+    MISSED = "missed"  # rang until calls.ring_timeout_s
+    QUEUE_TIMEOUT = "queue_timeout"  # waited in the queue until calls.queue_timeout_s
+    DECLINED = "declined"
+    BUSY = "busy"
+    UNAVAILABLE = "unavailable"  # the called officer is not signed in
+    QUEUE_FULL = "queue_full"
+    PARTY_LOST = "party_lost"  # a party stayed away past presence.grace_s
+    NODE_LOST = "node_lost"
+
+
+class UserInfo(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    role: str
+    court: str
+
+
+class GeoPosition(msgspec.Struct, frozen=True):
+    lat: float
+    lon: float
+    accuracy_m: float
+    device_time: float
+
+
+PresenceStatus = Literal["online", "away", "offline"]
+RingStopReason = Literal["busy", "away"]
+
+
+class RosterEntry(msgspec.Struct, frozen=True):
+    officer: UserInfo
+    status: PresenceStatus
+    call_id: str | None
+    emergency: bool
+    position: GeoPosition | None
+    device: str
+    since: float  # server time (ms) of sign-in
+
+
+class CallInfo(msgspec.Struct, frozen=True):
+    call_id: str
+    direction: Direction
+    state: Literal["queued", "ringing", "active", "ended"]
+    court: str
+    officer: UserInfo
+    operator: UserInfo | None
+    case_number: str | None
+    emergency: bool
+    supervisors: list[UserInfo]
+    created_at: float  # server time (ms)
+
+
+# --- server to client --------------------------------------------------------------------
+
+
+class _ServerMessage(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+    pass
+
+
+class Welcome(_ServerMessage, tag="welcome", frozen=True):
+    protocol: int
+    session_id: str
+    resume_token: str
+    resumed: bool
+    user: UserInfo
+    node_id: str
+    server_time: float
+    heartbeat_interval_s: float
+    grace_s: float
+    calls: list[CallInfo]
+
+
+class Ack(_ServerMessage, tag="ack", frozen=True):
+    ref: str
+
+
+class Error(_ServerMessage, tag="error", frozen=True):
+    ref: str | None
+    code: str
+    reason: str
+    field: str | None = None
+
+
+class HeartbeatAck(_ServerMessage, tag="heartbeat_ack", frozen=True):
+    ref: str
+    device_time: float
+    server_time: float
+    # Device clock minus server clock, corrected by half the round trip when known.
+    offset_ms: float
+    rtt_ms: float | None
+
+
+class CallPlaced(_ServerMessage, tag="call_placed", frozen=True):
+    ref: str
+    call_id: str
+
+
+class Roster(_ServerMessage, tag="roster", frozen=True):
+    ref: str
+    officers: list[RosterEntry]
+
+
+class RosterUpdate(_ServerMessage, tag="roster_update", frozen=True):
+    entry: RosterEntry
+
+
+class CallRinging(_ServerMessage, tag="call_ringing", frozen=True):
+    call: CallInfo
+
+
+class CallQueued(_ServerMessage, tag="call_queued", frozen=True):
+    call_id: str
+    position: int  # 1 = next to ring
+
+
+class CallTaken(_ServerMessage, tag="call_taken", frozen=True):
+    call_id: str
+    by: UserInfo
+
+
+class RingStopped(_ServerMessage, tag="ring_stopped", frozen=True):
+    """The call still goes on, but no longer rings for you: you took another call or
+    placed one ("busy"), or your connection dropped ("away")."""
+
+    call_id: str
+    reason: RingStopReason
+
+
+class CallAnswered(_ServerMessage, tag="call_answered", frozen=True):
+    call: CallInfo
+
+
+class CallEnded(_ServerMessage, tag="call_ended", frozen=True):
+    call_id: str
+    reason: EndReason
+    by: str | None = None
+
+
+class ParticipantJoined(_ServerMessage, tag="participant_joined", frozen=True):
+    call_id: str
+    user: UserInfo
+    covert: bool = False
+
+
+class ParticipantLeft(_ServerMessage, tag="participant_left", frozen=True):
+    call_id: str
+    user: UserInfo
+
+
+class CallTransferred(_ServerMessage, tag="call_transferred", frozen=True):
+    call: CallInfo
+    from_operator: UserInfo
+
+
+class PartyAway(_ServerMessage, tag="party_away", frozen=True):
+    call_id: str
+    user: UserInfo
+    grace_s: float
+
+
+class PartyBack(_ServerMessage, tag="party_back", frozen=True):
+    call_id: str
+    user: UserInfo
+
+
+class ServerOffer(_ServerMessage, tag="offer", frozen=True):
+    call_id: str
+    sdp: str
+
+
+class ServerAnswer(_ServerMessage, tag="answer", frozen=True):
+    ref: str
+    call_id: str
+    sdp: str
+
+
+class ServerIceCandidate(_ServerMessage, tag="ice_candidate", frozen=True):
+    call_id: str
+    candidate: str
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+ServerMessage = (
+    Welcome
+    | Ack
+    | Error
+    | HeartbeatAck
+    | CallPlaced
+    | Roster
+    | RosterUpdate
+    | CallRinging
+    | CallQueued
+    | CallTaken
+    | RingStopped
+    | CallAnswered
+    | CallEnded
+    | ParticipantJoined
+    | ParticipantLeft
+    | CallTransferred
+    | PartyAway
+    | PartyBack
+    | ServerOffer
+    | ServerAnswer
+    | ServerIceCandidate
+)

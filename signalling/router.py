@@ -1,0 +1,138 @@
+"""Delivery of messages to users, wherever they are connected.
+
+`Router` is the seam between one node and many: the hub hands it "send this to these users"
+and "close that user's session", never a socket. `LocalRouter` delivers to connections of this
+process; the Redis issue adds `RedisRouter`, which forwards to users on other nodes over
+pub/sub. Each message is encoded once per wire format, however many users receive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Iterable
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+
+from signalling.codec import Encoding, encode
+from signalling.protocol import ServerMessage
+
+log = structlog.get_logger(__name__)
+
+# A connection whose unsent backlog reaches this many frames is closed: one stalled phone
+# must not hold the server's memory hostage.
+MAX_BACKLOG = 1024
+CLOSE_BACKLOG = 1008
+# How long a closing connection may take to flush what was queued for it.
+CLOSE_WAIT_S = 5.0
+# How long a closing connection may take to flush what was queued for it.
+CLOSE_WAIT_S = 5.0
+
+
+class Connection:
+    """One WebSocket: its user, session, wire format and an ordered outgoing queue drained
+    by its own writer task (so `send` never blocks the core's caller)."""
+
+    def __init__(self, ws: web.WebSocketResponse, user: str, session_id: str, encoding: Encoding):
+        self.ws = ws
+        self.user = user
+        self.session_id = session_id
+        self.encoding = encoding
+        self._queue: collections.deque[str | bytes] = collections.deque()
+        self._wake = asyncio.Event()
+        self._closing: tuple[int, str] | None = None
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send(self, frame: str | bytes) -> None:
+        if self._closing is not None:
+            return
+        if len(self._queue) >= MAX_BACKLOG:
+            log.warning("send backlog full", user_id=self.user)
+            self.close(CLOSE_BACKLOG, "send backlog full")
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued have been sent."""
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._wake.set()
+
+    async def _write(self) -> None:
+        ws = self.ws
+        queue = self._queue
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while queue:
+                    frame = queue.popleft()
+                    if isinstance(frame, str):
+                        await ws.send_str(frame)
+                    else:
+                        await ws.send_bytes(frame)
+                if self._closing is not None:
+                    code, reason = self._closing
+                    await ws.close(code=code, message=reason.encode())
+                    return
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            # The peer went away mid-send; the reader side notices and cleans up.
+            return
+
+    async def aclose(self, code: int, reason: str) -> None:
+        """Close after the queued frames are sent, waiting at most CLOSE_WAIT_S."""
+        self.close(code, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_WAIT_S)
+
+    async def stop(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+
+class Router(Protocol):
+    def attach(self, conn: Connection) -> None: ...
+    def detach(self, conn: Connection) -> None: ...
+    def deliver(self, to: Iterable[str], message: ServerMessage) -> None: ...
+    def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None: ...
+    def connections(self) -> list[Connection]: ...
+
+
+class LocalRouter:
+    """Every user of this node, one connection each."""
+
+    def __init__(self) -> None:
+        self._conns: dict[str, Connection] = {}
+
+    def attach(self, conn: Connection) -> None:
+        self._conns[conn.user] = conn
+
+    def detach(self, conn: Connection) -> None:
+        if self._conns.get(conn.user) is conn:
+            del self._conns[conn.user]
+
+    def deliver(self, to: Iterable[str], message: ServerMessage) -> None:
+        frames: dict[Encoding, str | bytes] = {}
+        conns = self._conns
+        for user in to:
+            conn = conns.get(user)
+            if conn is None:
+                continue
+            frame = frames.get(conn.encoding)
+            if frame is None:
+                frame = frames[conn.encoding] = encode(message, conn.encoding)
+            conn.send(frame)
+
+    def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
+        conn = self._conns.get(user)
+        if conn is not None and conn.session_id == session_id:
+            self.detach(conn)
+            conn.close(code, reason)
+
+    def connections(self) -> list[Connection]:
+        return list(self._conns.values())

@@ -1,0 +1,212 @@
+"""Configuration loading: defaults, the shipped config.toml, unknown keys, types, environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from pathlib import Path
+
+import pytest
+
+from commandcenter.config import (
+    Config,
+    ConfigError,
+    CourtConfig,
+    load_config,
+    replace_section,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_TOML = REPO / "config.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sections() -> dict[str, type[typing.Any]]:
+    hints = typing.get_type_hints(Config)
+    return {
+        name: tp
+        for name, tp in hints.items()
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type)
+    }
+
+
+def test_embedded_defaults_are_valid_and_listen_on_localhost_8080() -> None:
+    cfg = load_config(None, environ={})
+    assert cfg == Config()
+    assert (cfg.server.host, cfg.server.port) == ("127.0.0.1", 8080)
+    assert cfg.redis.url == ""
+    assert cfg.server.data_dir == "./var"
+
+
+def test_shipped_config_toml_loads_to_exactly_the_defaults() -> None:
+    assert load_config(CONFIG_TOML, environ={}) == Config()
+
+
+def test_shipped_config_toml_lists_and_documents_every_setting() -> None:
+    """Every field of every section appears in config.toml with its env variable named."""
+    text = CONFIG_TOML.read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    for section, cls in sections().items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(data[section]) == fields, section
+        for name in fields:
+            assert f"# env: COMMANDCENTER_{section.upper()}_{name.upper()}\n" in text
+    assert len(data["courts"]) == len(Config().courts)
+
+
+def test_unknown_key_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nprot = 9000\n")
+    with pytest.raises(ConfigError, match=re.escape("server.prot")):
+        load_config(path, environ={})
+
+
+def test_unknown_section_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sever]\nport = 9000\n")
+    with pytest.raises(ConfigError, match="sever: unknown setting"):
+        load_config(path, environ={})
+
+
+def test_unknown_key_in_a_court_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[courts]]\ncode = "P"\nname = "P"\ncolour = "red"\n')
+    with pytest.raises(ConfigError, match=re.escape("courts[0].colour")):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[server]\nport = "8080"\n', "server.port"),
+        ("[server]\nhost = 1\n", "server.host"),
+        ('[calls]\nfallback_to_parent = "maybe"\n', "calls.fallback_to_parent"),
+        ("[presence]\ngrace_s = true\n", "presence.grace_s"),
+        ('[auth]\nalgorithms = "HS256"\n', "auth.algorithms"),
+        ("server = 1\n", "server"),
+    ],
+)
+def test_wrong_type_is_an_error_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: expected"):
+        load_config(write(tmp_path, text), environ={})
+
+
+def test_integer_is_accepted_for_a_float_setting(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[presence]\ngrace_s = 10\n"), environ={})
+    assert cfg.presence.grace_s == 10.0
+    assert isinstance(cfg.presence.grace_s, float)
+
+
+def test_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml", environ={})
+    with pytest.raises(ConfigError, match=re.escape("config.toml")):
+        load_config(write(tmp_path, "[server\n"), environ={})
+
+
+def test_environment_overrides_file_and_converts_types(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9000\n")
+    cfg = load_config(
+        path,
+        environ={
+            "COMMANDCENTER_SERVER_PORT": "9100",
+            "COMMANDCENTER_SERVER_NODE_ID": "n1",
+            "COMMANDCENTER_CALLS_FALLBACK_TO_PARENT": "false",
+            "COMMANDCENTER_AUTH_ALGORITHMS": "HS256, ES256",
+            "COMMANDCENTER_PRESENCE_GRACE_S": "12.5",
+            "UNRELATED": "ignored",
+        },
+    )
+    assert cfg.server.port == 9100
+    assert cfg.server.node_id == "n1"
+    assert cfg.calls.fallback_to_parent is False
+    assert cfg.auth.algorithms == ("HS256", "ES256")
+    assert cfg.presence.grace_s == 12.5
+
+
+def test_environment_variable_naming_no_setting_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"COMMANDCENTER_SERVER_PROT: no such setting"):
+        load_config(None, environ={"COMMANDCENTER_SERVER_PROT": "1"})
+    with pytest.raises(ConfigError, match=r"COMMANDCENTER_NOPE_PORT: no such setting"):
+        load_config(None, environ={"COMMANDCENTER_NOPE_PORT": "1"})
+
+
+def test_environment_value_of_wrong_type_is_an_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^server.port: expected an integer"):
+        load_config(None, environ={"COMMANDCENTER_SERVER_PORT": "eighty"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"port": 70000}, "server.port"),
+        ({"port": -1}, "server.port"),
+    ],
+)
+def test_invalid_server_values_are_rejected(changes: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        replace_section(Config(), "server", **changes)
+
+
+def test_other_invalid_values_are_rejected_naming_the_key() -> None:
+    cfg = Config()
+    cases: list[tuple[str, dict[str, typing.Any], str]] = [
+        ("auth", {"algorithms": ("none",)}, "auth.algorithms"),
+        ("auth", {"algorithms": ()}, "auth.algorithms"),
+        ("auth", {"jwt_secret": "short"}, "auth.jwt_secret"),
+        ("auth", {"leeway_s": -1.0}, "auth.leeway_s"),
+        ("auth", {"max_ttl_s": 0}, "auth.max_ttl_s"),
+        ("logging", {"format": "xml"}, "logging.format"),
+        ("logging", {"level": "loud"}, "logging.level"),
+        ("limits", {"max_frame_bytes": 0}, "limits.max_frame_bytes"),
+        ("calls", {"max_queue": 0}, "calls.max_queue"),
+        ("presence", {"grace_s": -1.0}, "presence.grace_s"),
+    ]
+    for section, changes, key in cases:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            replace_section(cfg, section, **changes)
+
+
+def test_a_long_enough_jwt_secret_is_accepted() -> None:
+    cfg = replace_section(Config(), "auth", jwt_secret="x" * 32)
+    assert cfg.auth.jwt_secret == "x" * 32
+
+
+@pytest.mark.parametrize(
+    ("courts", "message"),
+    [
+        ((), "at least one court"),
+        ((CourtConfig("P", "p"), CourtConfig("P", "again")), "courts.P: duplicate"),
+        ((CourtConfig("", "nameless"),), "empty code"),
+        ((CourtConfig("P", "p"), CourtConfig("Q", "q")), "exactly one court"),
+        ((CourtConfig("P", "p", "P"),), "exactly one court"),
+        ((CourtConfig("P", "p"), CourtConfig("A", "a", "X")), "courts.A.parent: unknown court"),
+        (
+            (CourtConfig("P", "p"), CourtConfig("A", "a", "B"), CourtConfig("B", "b", "A")),
+            "cycle",
+        ),
+    ],
+)
+def test_court_hierarchy_errors(courts: tuple[CourtConfig, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config(courts=courts)
+
+
+def test_court_hierarchy_from_toml(tmp_path: Path) -> None:
+    """A file's [[courts]] replace the default hierarchy entirely."""
+    text = (
+        '[[courts]]\ncode = "R"\nname = "Root"\n'
+        '[[courts]]\ncode = "R1"\nname = "Child"\nparent = "R"\n'
+    )
+    cfg = load_config(write(tmp_path, text), environ={})
+    assert cfg.courts == (CourtConfig("R", "Root"), CourtConfig("R1", "Child", "R"))
+
+
+def test_court_without_code_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[courts]]\nname = "Root"\n')
+    with pytest.raises(ConfigError, match=re.escape("courts[0]")):
+        load_config(path, environ={})
