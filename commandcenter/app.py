@@ -3,6 +3,7 @@ implementations behind each interface (router, recorder) in this one place."""
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import socket
@@ -13,16 +14,28 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import http_api
+from commandcenter import evidence_api, http_api
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
-from commandcenter.keys import CONFIG, HUB, RECORDER
-from sessions.recorder import MemoryRecorder, SessionRecorder
+from commandcenter.keys import CONFIG, HUB, RECORDER, TRACE
+from sessions.durable import DurableRecorder
+from sessions.evidence_store import EvidenceStore
+from sessions.recorder import SessionRecorder
 from signalling.hub import WS_PATH, Hub
 from signalling.router import LocalRouter
 from signalling.switchboard import Switchboard
 
 log = structlog.get_logger(__name__)
+
+# Pending TCP connections the kernel queues for us; aiohttp's 128 drops attempts in a
+# reconnect storm (every officer of a node coming back at once), each costing a 1-3 s retry.
+LISTEN_BACKLOG = 1024
+# Each connection holds about a hundred GC-tracked objects, so with 10,000 connections a
+# full collection scans a million and stalls the loop for 0.5-2 s (measured by
+# bench.signalling), which lands on ring latency. A larger young generation lets a message's
+# short-lived objects die by reference count before they are promoted, which makes full
+# collections rare; freezing moves what exists at start (modules, config) out of their scan.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def node_id_of(config: Config) -> str:
@@ -44,7 +57,8 @@ def create_app(
         node_id=node_id,
         new_call_id=lambda: "c-" + secrets.token_hex(8),
     )
-    recorder = recorder if recorder is not None else MemoryRecorder()
+    # Built now, opened at startup: the store named by config.recorder (SQLite by default).
+    recorder = recorder if recorder is not None else DurableRecorder.from_config(config)
     hub = Hub(
         config=config,
         switchboard=switchboard,
@@ -57,10 +71,19 @@ def create_app(
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder
+    if isinstance(recorder, DurableRecorder):
+        app[TRACE] = recorder
+        # Evidence exists only as trace records, so it is served only with a trace.
+        evidence_api.install(
+            app, EvidenceStore.from_config(config, trace=recorder, recorder=recorder, clock=clock)
+        )
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
+        if isinstance(recorder, DurableRecorder):
+            # A trace that cannot be opened stops the server here, not at the first sign-in.
+            await recorder.start()
         await hub.start()
         log.info("started", node_id=node_id)
 
@@ -95,10 +118,14 @@ class AccessLogger(AbstractAccessLogger):
 
 def serve(config: Config) -> None:
     app = create_app(config)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     web.run_app(
         app,
         host=config.server.host,
         port=config.server.port,
+        backlog=LISTEN_BACKLOG,
         access_log_class=AccessLogger,
         print=lambda s: log.info("listening", host=config.server.host, port=config.server.port),
     )

@@ -9,16 +9,21 @@ stdout carries only the command's result, so `$(commandcenter token ...)` works.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from commandcenter.auth import Courts, Role, issue_token, load_secret
 from commandcenter.config import Config, ConfigError, load_config
 from commandcenter.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sessions.trace import VerifyResult
 
 PROG = "commandcenter"
 EXIT_USAGE = 2
@@ -151,9 +156,317 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- audit verify ------------------------------------------------------------------------
+
+EXIT_TAMPERED = 1
+PROGRESS_WIDTH = 30
+
+
+def _add_audit(commands: Commands) -> None:
+    p = commands.add_parser(
+        "audit",
+        help="check the recorded trace",
+        description="Check the hash-chained trace of sign-ins, calls and evidence.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    v = actions.add_parser(
+        "verify",
+        parents=[_config_option()],
+        help="recompute the hash chain and name the first record that was tampered with",
+        description="Recompute the hash chain of the trace named by the configuration. "
+        "Prints one JSON line (ok, records, head_seq, head_hash, and the problem if any); "
+        "exit status 0 when intact, 1 when a record was edited, deleted, inserted or "
+        "reordered, 2 when the trace cannot be read. Keep the printed head: passing it back "
+        "as --anchor later also detects records cut off the end or a rewritten log.",
+    )
+    v.add_argument(
+        "--progress",
+        action="store_true",
+        help="draw a progress bar on stderr even when it is not a terminal",
+    )
+    v.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        metavar="SEQ:HASH",
+        help="a head printed by an earlier run; the record SEQ must still have HASH (repeatable)",
+    )
+    v.set_defaults(run=_audit_verify)
+
+
+def _anchors(prog: str, texts: Sequence[str]) -> dict[int, str]:
+    anchors: dict[int, str] = {}
+    for text in texts:
+        seq, _, digest = text.partition(":")
+        if not seq.isdigit() or int(seq) < 1 or len(digest) != 64:
+            raise CommandError(prog, f"--anchor {text!r}: expected SEQ:HASH (64 hex digits)")
+        anchors[int(seq)] = digest.lower()
+    return anchors
+
+
+class _ProgressBar:
+    """A one-line bar redrawn in place on stderr, at most ten times a second."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._drawn_at = 0.0
+
+    def update(self, done: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn_at < 0.1:
+            return
+        self._drawn_at = now
+        share = min(done / self.total, 1.0) if self.total else 1.0
+        filled = round(share * PROGRESS_WIDTH)
+        bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
+        sys.stderr.write(f"\rverifying [{bar}] {share:4.0%} {done}/{self.total} records")
+        sys.stderr.flush()
+
+    def finish(self, done: int) -> None:
+        self.update(done, force=True)
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    prog = f"{PROG} audit verify"
+    config = _load(args)
+    anchors = _anchors(prog, args.anchor)
+    show = bool(args.progress) or sys.stderr.isatty()
+    # Imported here so `token` and `--help` do not pay for the database drivers.
+    from sessions.durable import open_store, verify_store
+    from sessions.errors import RecorderError
+
+    async def run() -> tuple[VerifyResult, float]:
+        started = time.monotonic()
+        store = await open_store(config, readonly=True)
+        try:
+            bar = _ProgressBar(await store.count()) if show else None
+            result = await verify_store(
+                store, anchors=anchors, progress=None if bar is None else bar.update
+            )
+            if bar is not None:
+                bar.finish(result.records)
+        finally:
+            await store.close()
+        return result, time.monotonic() - started
+
+    try:
+        result, seconds = asyncio.run(run())
+    except RecorderError as exc:
+        raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
+    summary: dict[str, object] = {
+        "ok": result.ok,
+        "records": result.records,
+        "head_seq": result.head.seq,
+        "head_hash": result.head.hash,
+        "seconds": round(seconds, 3),
+    }
+    bad = result.tampering
+    if bad is not None:
+        summary |= {"seq": bad.seq, "problem": bad.problem, "detail": bad.detail}
+    print(json.dumps(summary))
+    if bad is not None:
+        print(f"{prog}: {bad.message()}", file=sys.stderr)
+        return EXIT_TAMPERED
+    return 0
+
+
+# --- stats -------------------------------------------------------------------------------
+
+
+def _add_stats(commands: Commands) -> None:
+    p = commands.add_parser(
+        "stats",
+        parents=[_config_option()],
+        help="print the platform's figures for a period and a court",
+        description="Print the figures (officers signed in, sign-ins, evidence, command "
+        "connections, conferences, answered and missed calls) for the period [FROM, TO), "
+        "counted from the trace. Dates are midnight in recorder.time_zone; "
+        "docs/statistics.md says what each figure counts.",
+    )
+    p.add_argument("--from", dest="start", required=True, metavar="DATE", help="first day")
+    p.add_argument("--to", dest="end", required=True, metavar="DATE", help="day after the last")
+    p.add_argument(
+        "--court", metavar="CODE", help="count this court and those below it (default: all)"
+    )
+    p.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="default: table"
+    )
+    p.set_defaults(run=_stats)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    prog = f"{PROG} stats"
+    config = _load(args)
+    from sessions.durable import open_store, statistics_report, zone_of
+    from sessions.errors import BadQuery, RecorderError
+    from sessions.statistics import Report, parse_period, render_csv, render_table
+
+    courts = Courts(config.courts)
+    court: str | None = args.court
+    if court is not None and court not in courts:
+        known = ", ".join(sorted(courts.all()))
+        raise CommandError(prog, f"unknown court {court!r} (known: {known})")
+    try:
+        period = parse_period(args.start, args.end, zone_of(config.recorder.time_zone))
+    except BadQuery as exc:
+        raise CommandError(prog, f"--{exc.field}: {exc.reason}") from None
+
+    async def run() -> Report:
+        store = await open_store(config, readonly=True)
+        try:
+            return await statistics_report(store, courts, period, court)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(run())
+    except RecorderError as exc:
+        raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
+    if args.format == "json":
+        print(json.dumps(report.as_json()))
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(report))
+    else:
+        sys.stdout.write(render_table(report))
+    return 0
+
+
+# --- evidence ----------------------------------------------------------------------------
+
+
+def _add_evidence(commands: Commands) -> None:
+    p = commands.add_parser(
+        "evidence",
+        help="export a case's evidence with its proof, and check such exports",
+        description="Export one case's evidence as a bundle that can be verified on its own "
+        "and against the trace (docs/evidence.md), or check a bundle.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    e = actions.add_parser(
+        "export",
+        parents=[_config_option()],
+        help="write a case's originals, metadata and trace records to a directory",
+        description="Write the bundle of one case into DIR (created; must be empty): the "
+        "originals, their metadata, the trace records concerning them and VERIFY.txt. The "
+        "export is recorded in the trace. Prints one JSON line.",
+    )
+    e.add_argument("--case", required=True, metavar="NUMBER", help="the case number")
+    e.add_argument("--out", required=True, metavar="DIR", type=Path, help="target directory")
+    e.set_defaults(run=_evidence_export)
+    v = actions.add_parser(
+        "verify",
+        parents=[_config_option()],
+        help="check a bundle: originals, record hashes, metadata (and --chain)",
+        description="Check a bundle made by `evidence export`. Prints one JSON line; exit "
+        "status 0 when everything checks, 1 when something does not.",
+    )
+    v.add_argument("bundle", metavar="DIR", type=Path, help="the bundle's directory")
+    v.add_argument(
+        "--chain",
+        action="store_true",
+        help="also verify the configured trace, with every bundled record as an anchor",
+    )
+    v.set_defaults(run=_evidence_verify)
+
+
+def _evidence_export(args: argparse.Namespace) -> int:
+    prog = f"{PROG} evidence export"
+    config = _load(args)
+    from sessions.durable import DurableRecorder, open_store
+    from sessions.errors import RecorderError
+    from sessions.evidence import BadRequest, parse_case_number
+    from sessions.evidence_store import EvidenceStore
+    from sessions.export import ExportSummary, export_case, exported_by_default
+
+    try:
+        case_number = parse_case_number(args.case, "--case")
+    except BadRequest as exc:
+        raise CommandError(prog, f"--case: {exc.reason}") from None
+    out: Path = args.out
+
+    async def run() -> ExportSummary:
+        store = await open_store(config)
+        try:
+            evidence = EvidenceStore.from_config(
+                config, trace=store, recorder=DurableRecorder.over(store)
+            )
+            return await export_case(
+                evidence, store, case_number, out, exported_by=exported_by_default()
+            )
+        finally:
+            await store.close()
+
+    try:
+        summary = asyncio.run(run())
+    except RecorderError as exc:
+        raise CommandError(prog, exc.reason) from None
+    print(
+        json.dumps(
+            {
+                "case_number": summary.case_number,
+                "out": str(summary.out),
+                "items": summary.items,
+                "records": summary.records,
+                "head_seq": summary.head.seq,
+                "head_hash": summary.head.hash,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+def _evidence_verify(args: argparse.Namespace) -> int:
+    prog = f"{PROG} evidence verify"
+    from sessions.durable import open_store
+    from sessions.errors import RecorderError
+    from sessions.export import check_against_chain, check_bundle
+
+    check = check_bundle(args.bundle)
+    problems = list(check.problems)
+    summary: dict[str, object] = {
+        "items": check.items,
+        "records": check.records,
+    }
+    if args.chain and check.ok:
+        config = _load(args)
+
+        async def run() -> VerifyResult:
+            store = await open_store(config, readonly=True)
+            try:
+                return await check_against_chain(store, check)
+            finally:
+                await store.close()
+
+        try:
+            result = asyncio.run(run())
+        except RecorderError as exc:
+            raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
+        summary["chain"] = {
+            "ok": result.ok,
+            "records": result.records,
+            "head_seq": result.head.seq,
+            "head_hash": result.head.hash,
+        }
+        if result.tampering is not None:
+            problems.append(f"trace: {result.tampering.message()}")
+    print(json.dumps({"ok": not problems, **summary, "problems": problems}, ensure_ascii=False))
+    for problem in problems:
+        print(f"{prog}: {problem}", file=sys.stderr)
+    return EXIT_TAMPERED if problems else 0
+
+
 # -----------------------------------------------------------------------------------------
 
-_COMMANDS: tuple[Callable[[Commands], None], ...] = (_add_serve, _add_token)
+_COMMANDS: tuple[Callable[[Commands], None], ...] = (
+    _add_serve,
+    _add_token,
+    _add_audit,
+    _add_stats,
+    _add_evidence,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

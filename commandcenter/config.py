@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 ENV_PREFIX = "COMMANDCENTER_"
 MIN_SECRET_BYTES = 32
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_RECORDER_BACKENDS = ("sqlite", "postgres", "memory")
 
 
 class ConfigError(Exception):
@@ -126,6 +129,34 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    # Directory of the evidence files (content-addressed, write-once). Empty: <data_dir>/evidence.
+    dir: str = ""
+    # Largest upload accepted, bytes; a longer body is refused with 413 and not read further.
+    max_upload_bytes: int = 4 * 1024**3
+    # A device clock further than this from the server's (from its latest heartbeat), in
+    # milliseconds, marks the capture time of its uploads "time unverified".
+    clock_offset_threshold_ms: float = 2000.0
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    # Where the hash-chained trace is kept: "sqlite" (a file, the default), "postgres", or
+    # "memory" (nothing survives the process; for tests and demos).
+    backend: str = "sqlite"
+    # The SQLite file. Empty: <data_dir>/trace.sqlite3.
+    sqlite_path: str = ""
+    # Connection string for backend "postgres", e.g. postgresql://user@host:5432/db.
+    postgres_dsn: str = ""
+    # Schema holding the trace table, created if missing.
+    postgres_schema: str = "commandcenter"
+    # Most records committed in one transaction; appends queued beyond it go in the next.
+    max_batch: int = 5000
+    # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -135,6 +166,8 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -173,12 +206,35 @@ def _validate(cfg: Config) -> None:
         "calls.ring_timeout_s": cfg.calls.ring_timeout_s,
         "calls.queue_timeout_s": cfg.calls.queue_timeout_s,
         "calls.max_queue": cfg.calls.max_queue,
+        "evidence.max_upload_bytes": cfg.evidence.max_upload_bytes,
+        "evidence.clock_offset_threshold_ms": cfg.evidence.clock_offset_threshold_ms,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
+    _validate_recorder(cfg.recorder)
+
+
+def _validate_recorder(rec: RecorderConfig) -> None:
+    if rec.backend not in _RECORDER_BACKENDS:
+        choices = ", ".join(_RECORDER_BACKENDS)
+        raise ConfigError(f"recorder.backend: {rec.backend!r} is not one of {choices}")
+    if rec.backend == "postgres" and not rec.postgres_dsn:
+        raise ConfigError("recorder.postgres_dsn: required when recorder.backend is postgres")
+    # Interpolated into SQL as an identifier, so nothing but one.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", rec.postgres_schema):
+        raise ConfigError(f"recorder.postgres_schema: {rec.postgres_schema!r} is not an identifier")
+    if rec.max_batch <= 0:
+        raise ConfigError(f"recorder.max_batch: must be positive, got {rec.max_batch}")
+    if rec.time_zone != "UTC":
+        try:
+            zoneinfo.ZoneInfo(rec.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"recorder.time_zone: {rec.time_zone!r} is not a known time zone"
+            ) from None
 
 
 def _validate_courts(courts: tuple[CourtConfig, ...]) -> None:
@@ -336,9 +392,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "CourtConfig",
+    "EvidenceConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PresenceConfig",
+    "RecorderConfig",
     "RedisConfig",
     "ServerConfig",
     "load_config",

@@ -5,9 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from commandcenter.config import Config
+from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
+from sessions.store import TraceStore
 from signalling.hub import Hub
 
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", Hub)
 RECORDER = web.AppKey("recorder", SessionRecorder)
+# The trace as readers see it (statistics, evidence); absent when the recorder keeps none.
+TRACE = web.AppKey("trace", TraceStore)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)

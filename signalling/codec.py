@@ -34,8 +34,10 @@ _msgpack_envelope = msgspec.msgpack.Decoder(_Envelope)
 _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
-# msgspec reports the location as "- at `$.field`" or "- at `$.field[3]`".
+# msgspec reports the location as "- at `$.field`" or "- at `$.field[3]`", and a bad
+# object key as "- at `key` in `$`".
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_AT_KEY = re.compile(r" - at `key` in `[^`]*`$")
 _NAMED = re.compile(r"field `(?P<name>[^`]+)`")
 
 
@@ -44,6 +46,10 @@ def _field_and_reason(message: str) -> tuple[str | None, str]:
     if match:
         path = match.group("path") or None
         return path, message[: match.start()]
+    key = _AT_KEY.search(message)
+    if key:
+        # A field name that is not a string: there is no field to name.
+        return None, f"field names must be strings ({message[: key.start()]})"
     named = _NAMED.search(message)
     if named:
         return named.group("name"), message
@@ -57,7 +63,7 @@ def _ref_of(frame: bytes, encoding: Encoding) -> str | None:
             if encoding is Encoding.JSON
             else _msgpack_envelope.decode(frame)
         )
-    except (msgspec.DecodeError, ValueError, TypeError):
+    except (msgspec.DecodeError, ValueError, TypeError, OverflowError, RecursionError):
         return None
     if env.id is not None and 0 < len(env.id) <= 64:
         return env.id

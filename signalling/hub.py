@@ -4,7 +4,13 @@ It authenticates each connection, bounds and decodes frames, feeds messages and 
 the switchboard, arms its one timer, and performs the actions that come back, in order:
 records first (the recorder has a fact before any client hears of it), then deliveries.
 This module is the one place where signalling errors become wire codes (`_error_reply`,
-`_refuse`); the switchboard only raises.
+`ConnectionRefused`); the switchboard only raises.
+
+Everything that touches a connection's outgoing stream goes through one ordered outbox,
+performed by one task (`_pump`): the core's actions, and the hub's own steps (attach a new
+connection, switch a connection's reply encoding, close a connection). So a connection's
+first frame is its welcome, a reply is encoded like the frame it answers, and the frames
+queued for a connection before it is closed are sent before the close frame.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -21,7 +28,7 @@ from aiohttp import WSMsgType, web
 
 from commandcenter.auth import AuthError, Identity, TokenVerifier
 from commandcenter.config import Config
-from sessions.recorder import SessionRecorder
+from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.actions import Action, Disconnect, Record, Send
 from signalling.codec import Encoding, decode
@@ -37,12 +44,14 @@ from signalling.errors import (
     RateLimited,
 )
 from signalling.ratelimit import TokenBucket, WindowCounter
-from signalling.router import Connection, Router
+from signalling.router import CLOSE_WAIT_S, Connection, Router
 from signalling.switchboard import SessionKeys, Switchboard
 
 log = structlog.get_logger(__name__)
 
 WS_PATH: Final = "/ws"
+# While the recorder fails, it is retried at least this often, seconds.
+RECORD_RETRY_S: Final = 1.0
 # Query parameters of the WebSocket URL and their bounds.
 MAX_DEVICE_CHARS: Final = 64
 MAX_APP_CHARS: Final = 32
@@ -50,6 +59,41 @@ MAX_RESUME_CHARS: Final = 128
 # Frames above max_frame_bytes get an error reply; aiohttp itself drops the connection (1009)
 # only far above it, so that one oversize frame does not cost the client its session.
 HARD_FRAME_FACTOR: Final = 16
+
+
+# The hub's own steps, queued in the outbox between the core's actions.
+@dataclass(frozen=True, slots=True)
+class _Attach:
+    """Make `conn` the user's connection in the router, from this point of the stream on."""
+
+    conn: Connection
+
+
+@dataclass(frozen=True, slots=True)
+class _UseEncoding:
+    """Frames delivered to `conn` from here on are encoded as the frame they answer."""
+
+    conn: Connection
+    encoding: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Take `conn` out of the router and close it once what was queued for it is sent."""
+
+    conn: Connection
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Flushed:
+    """Everything before this step has been performed."""
+
+    done: asyncio.Future[None]
+
+
+Step = Action | _Attach | _UseEncoding | _Close | _Flushed
 
 
 class Hub:
@@ -72,10 +116,19 @@ class Hub:
         self.node_id = switchboard.node_id
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._outbox: list[Sequence[Action]] = []
+        self._outbox: list[Sequence[Step]] = []
+        # Events the recorder refused (storage down), retried ahead of newer ones so the
+        # trace keeps its order. Clients are still served meanwhile: an emergency must ring
+        # even while the trace database is unreachable.
+        self._unrecorded: list[TraceEvent] = []
         self._outbox_ready = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._stopping = False
+        # The newest connection of each user. One that is no longer here was replaced: the
+        # frames it still receives must not act on the session.
+        self._live: dict[str, Connection] = {}
+        # Handler tasks of open WebSockets, awaited on shutdown.
+        self._handlers: set[asyncio.Task[object]] = set()
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -83,57 +136,111 @@ class Hub:
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     async def stop(self) -> None:
-        """Close every connection (1001), then flush what the core still had to say."""
+        """Close every connection (1001) after what was queued for it, let each handler
+        tell the core its connection is gone, and perform what the core still had to say."""
+        self._stopping = True
+        for conn in list(self._live.values()):
+            self._emit([_Close(conn, CLOSE_GOING_AWAY, "server shutting down")])
+        handlers = {t for t in self._handlers if t is not asyncio.current_task()}
+        if handlers:
+            await asyncio.wait(handlers, timeout=CLOSE_WAIT_S + 1.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush(), CLOSE_WAIT_S)
         if self._timer is not None:
             self._timer.cancel()
-        for ws in list(self._sockets):
-            await ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down")
-        await self._drain()
+            self._timer = None
+            self._timer_at = None
         if self._pump_task is not None:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
+            self._pump_task = None
 
     # ---- performing actions -----------------------------------------------------------
 
-    def _emit(self, actions: Sequence[Action]) -> None:
-        if actions:
-            self._outbox.append(actions)
+    def _emit(self, steps: Sequence[Step]) -> None:
+        if steps:
+            self._outbox.append(steps)
             self._outbox_ready.set()
         self._rearm()
 
+    async def _flush(self) -> None:
+        """Return once everything emitted so far has been performed."""
+        if self._pump_task is None or self._pump_task.done():
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._emit([_Flushed(done)])
+        await done
+
     async def _pump(self) -> None:
-        """Performs batches in the order the core produced them. Batches that pile up while
-        the recorder is busy are recorded together: group commit for free."""
+        """Performs batches in the order they were emitted. Batches that pile up while the
+        recorder is busy are recorded together: group commit for free."""
         while True:
-            await self._outbox_ready.wait()
+            if self._unrecorded:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_ready.wait(), RECORD_RETRY_S)
+            else:
+                await self._outbox_ready.wait()
             self._outbox_ready.clear()
             await self._perform_pending()
 
-    async def _perform_pending(self) -> None:
-        while self._outbox:
-            batches, self._outbox = self._outbox, []
-            events = [a.event for b in batches for a in b if isinstance(a, Record)]
-            if events:
-                try:
-                    await self.recorder.record(events)
-                except Exception:
-                    # The core has moved on already; its clients must hear of it even if
-                    # the trace could not be written. The failure is loud in the log.
-                    log.exception("recorder failed", events=len(events), node_id=self.node_id)
-            for batch in batches:
-                for action in batch:
-                    if isinstance(action, Send):
-                        self.router.deliver(action.to, action.message)
-                    elif isinstance(action, Disconnect):
-                        self.router.disconnect(
-                            action.user, action.session_id, action.code, action.reason
-                        )
+    def health(self) -> dict[str, object]:
+        """What /healthz reports: degraded while trace events wait for the recorder."""
+        status = "degraded" if self._unrecorded else "ok"
+        return {"status": status, "unrecorded_events": len(self._unrecorded)}
 
-    async def _drain(self) -> None:
-        await self._perform_pending()
+    async def _record(self, events: list[TraceEvent]) -> None:
+        pending = self._unrecorded + events if self._unrecorded else events
+        if not pending:
+            return
+        try:
+            await self.recorder.record(pending)
+        except Exception:
+            # Kept and retried (see _unrecorded); loud in the log while it lasts.
+            if not self._unrecorded:
+                log.exception("recorder failed", events=len(pending), node_id=self.node_id)
+            self._unrecorded = pending
+            return
+        if self._unrecorded:
+            log.info("recorder recovered", events=len(pending), node_id=self.node_id)
+        self._unrecorded = []
+
+    async def _perform_pending(self) -> None:
+        while True:
+            batches, self._outbox = self._outbox, []
+            await self._record([a.event for b in batches for a in b if isinstance(a, Record)])
+            for batch in batches:
+                for step in batch:
+                    try:
+                        self._perform(step)
+                    except Exception:
+                        # One bad step must not stop the pump, or every client goes silent.
+                        log.exception("step failed", step=type(step).__name__)
+            if not self._outbox:
+                return
+
+    def _perform(self, step: Step) -> None:
+        match step:
+            case Send():
+                self.router.deliver(step.to, step.message)
+            case Disconnect():
+                self.router.disconnect(step.user, step.session_id, step.code, step.reason)
+            case _Attach():
+                self.router.attach(step.conn)
+            case _UseEncoding():
+                step.conn.encoding = step.encoding
+            case _Close():
+                self.router.detach(step.conn)
+                step.conn.close(step.code, step.reason)
+            case _Flushed():
+                if not step.done.done():
+                    step.done.set_result(None)
+            case Record():
+                pass
 
     def _rearm(self) -> None:
+        if self._stopping and self._pump_task is None:
+            return
         deadline = self.core.next_deadline()
         if deadline == self._timer_at:
             return
@@ -165,17 +272,26 @@ class Hub:
             heartbeat=self.config.presence.heartbeat_interval_s * 2,
         )
         await ws.prepare(request)
-        self._sockets.add(ws)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             try:
+                if self._stopping:
+                    raise ConnectionRefused(CLOSE_GOING_AWAY, "server shutting down")
                 identity, params = self._authenticate(request)
             except ConnectionRefused as exc:
                 log.info("connection refused", reason=exc.reason, code=exc.close_code)
                 await ws.close(code=exc.close_code, message=exc.reason.encode())
                 return ws
             await self._serve(ws, identity, params)
+        except Exception:
+            # Our fault, not the peer's: logged in full, answered without details.
+            log.exception("websocket handler failed", node_id=self.node_id)
+            if not ws.closed:
+                await ws.close(code=CLOSE_INTERNAL, message=b"internal error")
         finally:
-            self._sockets.discard(ws)
+            self._handlers.discard(task)
         return ws
 
     def _authenticate(self, request: web.Request) -> tuple[Identity, dict[str, str]]:
@@ -214,8 +330,6 @@ class Hub:
         keys = SessionKeys(
             session_id="s-" + secrets.token_hex(8), resume_token=secrets.token_urlsafe(24)
         )
-        # Connection is registered before the core speaks, so the welcome finds it.
-        conn = Connection(ws, user, keys.session_id, Encoding(params["encoding"]))
         session, actions = self.core.connect(
             identity,
             keys=keys,
@@ -224,15 +338,12 @@ class Hub:
             resume_token=params["resume"] or None,
             now=self.clock(),
         )
-        conn.session_id = session.session_id
-        # Disconnect actions for an older connection of this user must reach it before
-        # this connection takes the user's place in the router.
-        for action in actions:
-            if isinstance(action, Disconnect):
-                self.router.disconnect(action.user, action.session_id, action.code, action.reason)
-        self.router.attach(conn)
-        self._emit([a for a in actions if not isinstance(a, Disconnect)])
-        bound = log.bind(user_id=user, session_id=session.session_id, node_id=self.node_id)
+        conn = Connection(ws, user, session.session_id, Encoding(params["encoding"]))
+        self._live[user] = conn
+        self._emit(_attached(conn, actions))
+        # This frame lives as long as the connection: hold no more than it needs.
+        del actions, keys, session
+        bound = log.bind(user_id=user, session_id=conn.session_id, node_id=self.node_id)
         bound.info("connected", role=identity.role.value, court=identity.court)
         close: tuple[int, str] | None = None
         try:
@@ -241,11 +352,26 @@ class Hub:
             bound.exception("connection failed")
             close = (CLOSE_INTERNAL, "internal error")
         finally:
+            # Everything up to the core's disconnect is synchronous: no other connection of
+            # this user can come in between, and the core hears of this close even if the
+            # task is cancelled in one of the awaits below.
+            live = self._live.get(user) is conn
+            if live:
+                del self._live[user]
+            peer_left = False
             if close is not None and not ws.closed:
-                await conn.aclose(*close)
-            await conn.stop()
-            self.router.detach(conn)
+                self._emit([_Close(conn, *close)])
+            elif live and not conn.closing:
+                # The peer left; nothing queued for it can be delivered any more.
+                self.router.detach(conn)
+                peer_left = True
+            # Else the hub closed it or it was replaced: its close is under way or queued.
+            # A replaced connection's close is reported too; the core knows it replaced it
+            # (it asked for the Disconnect) and must not send the session away for it.
             self._emit(self.core.disconnect(user, conn.session_id, self.clock()))
+            if peer_left:
+                await conn.stop()
+            await conn.finish()
             bound.info("disconnected", code=ws.close_code)
 
     async def _read(
@@ -263,7 +389,12 @@ class Hub:
         over_rate = 0
         expires = identity.expires_at + self.config.auth.leeway_s
         user = identity.user_id
+        replies = conn.encoding
         async for frame in ws:
+            if self._live.get(user) is not conn:
+                # Replaced by a newer connection of the user: its close is on the way, and
+                # nothing this one sends may act on the session any more.
+                return None
             if frame.type is WSMsgType.TEXT:
                 encoding, data = Encoding.JSON, frame.data
             elif frame.type is WSMsgType.BINARY:
@@ -271,7 +402,10 @@ class Hub:
             else:
                 # ERROR / CLOSE frames end the iteration; anything else is ignored.
                 continue
-            conn.encoding = encoding
+            if encoding is not replies:
+                # Ordered with the deliveries, so replies already queued keep their encoding.
+                replies = encoding
+                self._emit([_UseEncoding(conn, encoding)])
             now = self.clock()
             if now > expires:
                 return (CLOSE_UNAUTHORIZED, "token expired")
@@ -302,6 +436,20 @@ class Hub:
 
     def _reply(self, conn: Connection, exc: ClientError, ref: str | None) -> None:
         self._emit([Send((conn.user,), _error_reply(exc, ref))])
+
+
+def _attached(conn: Connection, actions: Sequence[Action]) -> list[Step]:
+    """The core's actions for a new connection, with the connection attached to the router
+    just before its welcome: what was said before it (to the connection it replaces, if any)
+    never reaches it, and what is said after it does."""
+    steps: list[Step] = list(actions)
+    for i, action in enumerate(steps):
+        if isinstance(action, Send) and isinstance(action.message, p.Welcome):
+            steps.insert(i, _Attach(conn))
+            return steps
+    # The core always welcomes; should it not, the connection still gets what follows.
+    steps.append(_Attach(conn))
+    return steps
 
 
 def _error_reply(exc: ClientError, ref: str | None) -> p.Error:

@@ -28,13 +28,15 @@ MAX_BACKLOG = 1024
 CLOSE_BACKLOG = 1008
 # How long a closing connection may take to flush what was queued for it.
 CLOSE_WAIT_S = 5.0
-# How long a closing connection may take to flush what was queued for it.
-CLOSE_WAIT_S = 5.0
+# Closes a connection whose writer could not finish its own close in time.
+CLOSE_INTERNAL = 1011
 
 
 class Connection:
     """One WebSocket: its user, session, wire format and an ordered outgoing queue drained
-    by its own writer task (so `send` never blocks the core's caller)."""
+    by its own writer task (so `send` never blocks the core's caller). `encoding` is the
+    format frames are encoded in when they are delivered; the hub changes it, in order with
+    the deliveries, to the format of the frame a reply answers."""
 
     def __init__(self, ws: web.WebSocketResponse, user: str, session_id: str, encoding: Encoding):
         self.ws = ws
@@ -51,6 +53,9 @@ class Connection:
             return
         if len(self._queue) >= MAX_BACKLOG:
             log.warning("send backlog full", user_id=self.user)
+            # The backlog is stale by now; the close frame should not wait behind it. The
+            # client resumes and its welcome carries the current state.
+            self._queue.clear()
             self.close(CLOSE_BACKLOG, "send backlog full")
             return
         self._queue.append(frame)
@@ -61,6 +66,11 @@ class Connection:
         if self._closing is None:
             self._closing = (code, reason)
             self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        """A close was asked for (it may still be flushing)."""
+        return self._closing is not None
 
     async def _write(self) -> None:
         ws = self.ws
@@ -79,17 +89,25 @@ class Connection:
                     code, reason = self._closing
                     await ws.close(code=code, message=reason.encode())
                     return
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        except (ConnectionError, RuntimeError):
             # The peer went away mid-send; the reader side notices and cleans up.
             return
 
-    async def aclose(self, code: int, reason: str) -> None:
-        """Close after the queued frames are sent, waiting at most CLOSE_WAIT_S."""
-        self.close(code, reason)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_WAIT_S)
+    async def finish(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Wait until the writer has sent what was queued and closed the socket; after
+        `wait_s` (a peer that stopped reading) give up on the backlog and close it now."""
+        done, _ = await asyncio.wait({self._writer}, timeout=wait_s)
+        if done:
+            return
+        await self.stop()
+        code, reason = self._closing or (CLOSE_INTERNAL, "")
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), wait_s)
 
     async def stop(self) -> None:
+        """Stop writing now, dropping the backlog (the peer is gone)."""
+        if self._writer.done():
+            return
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer

@@ -10,18 +10,22 @@ Theory of operation
 Sessions. A user's connection opens a session (a sign-in, for officers counted by the
 statistics). When the connection drops the session goes *away* for `presence.grace_s`; a
 reconnect presenting the session's resume token within that time resumes it (no new sign-in,
-calls kept). When the grace runs out the user is signed out and every call they were a party
-to ends with `party_lost`.
+calls kept); one presenting it while the session is still connected replaces the older
+connection, whose close does not then send the session away. When the grace runs out the
+user is signed out and every call they were a party to ends with `party_lost`. Whoever
+joins a call while a party is away (answering, taking a transfer, monitoring) is told so.
 
 Ringing. An operator is *free* when signed in, connected, not in a call and not placing one.
 An officer's call to the center rings every free operator of the officer's court (or, with
 `calls.fallback_to_parent` and no operator of that court signed in, of the nearest ancestor
 court that has one). A normal call rings an operator only while no other call rings them, so
 that a court's calls are taken in queue order; a call that finds nobody free is QUEUED and
-its officer is told its position. Emergencies go ahead of every queue and ring every operator
-in scope who is not in a call, whatever else rings them, and every supervisor or admin whose
-scope covers the court. Whenever anyone becomes free, `_dispatch` rings the queued calls in
-order (emergencies first, then oldest first).
+its officer is told its position among the calls waiting for the same operators (courts
+that fall back to one parent share its line; `calls.max_queue` bounds each line).
+Emergencies go ahead of every queue and ring every operator in scope who is not in a call,
+whatever else rings them, and every supervisor or admin whose scope covers the court.
+Whenever anyone becomes free, `_dispatch` rings the queued calls in order (emergencies
+first, then oldest first).
 
 Every transition a call makes is checked against `signalling.call.TRANSITIONS` and recorded.
 """
@@ -67,6 +71,9 @@ class Session:
     app_version: str
     signed_in_at: float
     connected: bool = True
+    # Open connections serving this session: two while a resuming connection replaces one
+    # the driver has been told to close but has not yet reported closed.
+    connections: int = 1
     # Device clock minus server clock (ms), from the latest heartbeat.
     clock_offset_ms: float | None = None
     rtt_ms: float | None = None
@@ -174,7 +181,12 @@ class Switchboard:
         ):
             # Same session, new connection: not a sign-in, calls kept.
             if old.connected:
+                # The older connection's close is still to be reported; it must not send
+                # the session away (see `disconnect`).
                 out.append(Disconnect(user, old.session_id, CLOSE_REPLACED, "resumed elsewhere"))
+                old.connections += 1
+            else:
+                old.connections = 1
             old.identity = identity
             old.connected = True
             self.deadlines.cancel(("grace", user))
@@ -185,9 +197,9 @@ class Switchboard:
                     call.apply(CallEvent.PARTY_BACK, now)
                     out.append(self._record("party_back", now, call=call.call_id, user=user))
                     others = tuple(m for m in call.members() if m != user)
-                    out.append(
-                        Send(others, p.PartyBack(call_id=call.call_id, user=self._info(user)))
-                    )
+                    if others:
+                        msg = p.PartyBack(call_id=call.call_id, user=self._info(user))
+                        out.append(Send(others, msg))
             if old.role is Role.OFFICER:
                 out.extend(self._roster_changed(old, now))
             out.append(Send((user,), self._welcome(old, resumed=True, now=now)))
@@ -226,10 +238,17 @@ class Switchboard:
         return session, out
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
-        """The connection of `session_id` closed; the session waits out the grace period."""
+        """A connection of `session_id` closed; the session waits out the grace period.
+
+        The driver reports the close of every connection it opened with `connect`, including
+        one the core told it to close: a connection replaced by a resume shares its session
+        id with the one replacing it, and only the last to close sends the session away."""
         out: list[Action] = []
         session = self.sessions.get(user)
         if session is None or session.session_id != session_id or not session.connected:
+            return out
+        session.connections -= 1
+        if session.connections > 0:
             return out
         session.connected = False
         if self.presence_cfg.grace_s <= 0:
@@ -245,8 +264,11 @@ class Switchboard:
                 call.apply(CallEvent.PARTY_AWAY, now)
                 out.append(self._record("party_away", now, call=call_id, user=user))
                 others = tuple(m for m in call.members() if m != user)
-                msg = p.PartyAway(call_id=call_id, user=info, grace_s=self.presence_cfg.grace_s)
-                out.append(Send(others, msg))
+                if others:
+                    # Whoever joins later (an operator answering a ringing call, a
+                    # supervisor) is told on joining: see `_tell_away`.
+                    msg = p.PartyAway(call_id=call_id, user=info, grace_s=self.presence_cfg.grace_s)
+                    out.append(Send(others, msg))
         if session.role is not Role.OFFICER:
             # Someone who cannot answer stops ringing; their calls ring elsewhere or queue.
             # An officer keeps ringing: the call is in their welcome when they resume.
@@ -285,9 +307,10 @@ class Switchboard:
         )
         self._index(session, add=False)
         del self.sessions[user]
-        if session.role is Role.OFFICER:
+        watchers = self._watchers_of(session.identity.court)
+        if session.role is Role.OFFICER and watchers:
             entry = self._roster_entry(session, status="offline")
-            out.append(Send(self._watchers_of(session.identity.court), p.RosterUpdate(entry=entry)))
+            out.append(Send(watchers, p.RosterUpdate(entry=entry)))
 
     def _index(self, session: Session, *, add: bool) -> None:
         ident = session.identity
@@ -523,7 +546,7 @@ class Switchboard:
         out.append(self._record_created(call, now))
         out.append(Send((officer.user_id,), p.CallPlaced(ref=ref, call_id=call.call_id)))
         out.extend(self._roster_changed(session, now))
-        waiting = len(self.queue(call.court)) - 1
+        waiting = len(self._lines().get(self._center_court(call), [])) - 1
         if not emergency and not self._candidates(call) and waiting >= self.calls_cfg.max_queue:
             self._end(call, EndReason.QUEUE_FULL, None, now, out)
             return call
@@ -663,6 +686,19 @@ class Switchboard:
         else:
             self._requeue(call, now, out)
 
+    def _lines(self) -> dict[str, list[Call]]:
+        """Queued calls by the court whose operators will answer them, in ring order.
+
+        Calls of courts that fall back to a common parent wait in one line, so a position
+        told to an officer counts every call that will ring before theirs."""
+        lines: dict[str, list[Call]] = {}
+        for call in self.calls.values():
+            if call.state is CallState.QUEUED:
+                lines.setdefault(self._center_court(call), []).append(call)
+        for line in lines.values():
+            line.sort(key=_queue_order)
+        return lines
+
     def _requeue(self, call: Call, now: float, out: list[Action]) -> None:
         call.apply(CallEvent.REQUEUE, now)
         self.deadlines.cancel(("ring", call.call_id))
@@ -693,9 +729,8 @@ class Switchboard:
             if not candidates:
                 continue
             self._ring(call, candidates, now, out)
-        queued_courts = {c.court for c in live if c.state is CallState.QUEUED}
-        for court in queued_courts:
-            for pos, call in enumerate(self.queue(court), start=1):
+        for line in self._lines().values():
+            for pos, call in enumerate(line, start=1):
                 if self._told_position.get(call.call_id) != pos:
                     self._told_position[call.call_id] = pos
                     out.append(
@@ -733,6 +768,9 @@ class Switchboard:
         if others:
             out.append(Send(others, p.CallTaken(call_id=call.call_id, by=self._info(user))))
         out.append(Send(call.parties(), p.CallAnswered(call=self._call_info(call))))
+        if call.direction is Direction.OFFICER_TO_CENTER:
+            # An officer answering the center was a party all along and has been told.
+            self._tell_away(call, user, now, out)
 
     def _decline(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
         user = session.user_id
@@ -816,7 +854,9 @@ class Switchboard:
                 monitored_by=sorted(call.supervisors),
             )
         )
-        notify = {*members, *ringing, call.caller}
+        # Not `call.caller`: a caller who transferred the call is out of it, and one who
+        # has not is a member.
+        notify = {*members, *ringing}
         if call.direction is Direction.CENTER_TO_OFFICER and call.answered_at is None:
             # An officer who never rang (busy, unavailable) is not told of the attempt.
             notify -= {call.officer} - set(ringing)
@@ -854,6 +894,7 @@ class Switchboard:
         out.append(Send((user,), p.CallAnswered(call=self._call_info(call))))
         told = (user,) if covert else call.members()
         out.append(Send(told, msg))
+        self._tell_away(call, user, now, out)
 
     def _leave(self, call: Call, user: str, now: float, out: list[Action]) -> None:
         covert = call.supervisors.get(user, False)
@@ -893,6 +934,18 @@ class Switchboard:
         out.append(self._record("call_transferred", now, call=call.call_id, by=user, to=to))
         msg = p.CallTransferred(call=self._call_info(call), from_operator=self._info(user))
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
+        self._tell_away(call, to, now, out)
+
+    def _tell_away(self, call: Call, newcomer: str, now: float, out: list[Action]) -> None:
+        """Tell someone who just joined `call` which parties are away, and for how much
+        longer they may come back: they were not there when it was announced."""
+        for u in sorted(call.away):
+            if u == newcomer:
+                continue
+            expiry = self.deadlines.get(("grace", u))
+            left = self.presence_cfg.grace_s if expiry is None else max(0.0, expiry - now)
+            msg = p.PartyAway(call_id=call.call_id, user=self._info(u), grace_s=round(left, 3))
+            out.append(Send((newcomer,), msg))
 
     def _clear_emergency(
         self, session: Session, officer: str, now: float, out: list[Action]

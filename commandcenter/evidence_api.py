@@ -1,0 +1,241 @@
+"""The evidence HTTP API: upload, list by case, read, download and correct evidence items.
+
+Handlers here only authenticate, parse and answer; what is stored, recorded and allowed is
+decided by `sessions.evidence_store.EvidenceStore` (app[EVIDENCE]). `_answering` is the one
+place where errors become HTTP statuses: an `EvidenceError` or `AuthError` is the client's
+fault and gets its status and short reason; anything else is logged and answered with a bare
+500. docs/evidence.md documents the endpoints.
+
+An upload's metadata travels in query parameters (UTF-8, percent-encoded as every client
+library does by itself) and the body is the raw bytes, streamed to disk as they arrive.
+Clients that send `Expect: 100-continue` learn of a refusal (bad metadata, token, role, size)
+before they send the body.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+from urllib.parse import quote
+
+import structlog
+from aiohttp import hdrs, web
+
+from commandcenter.auth import AuthError, Identity
+from commandcenter.keys import CONFIG, EVIDENCE, HUB
+from sessions import evidence as ev
+from sessions.errors import RecorderError
+from sessions.evidence_store import EvidenceStore
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+BASE: Final = "/api/evidence"
+_ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
+# Download chunk size: large enough for sendfile to stream a video fast.
+DOWNLOAD_CHUNK: Final = 256 * 1024
+
+
+# --- the one translation to HTTP -----------------------------------------------------------
+
+
+def _error(status: int, code: str, reason: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": code, "reason": reason}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, AuthError):
+        response = _error(AuthError.http_status, "unauthorized", exc.reason)
+        response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+    elif isinstance(exc, ev.EvidenceError):
+        response = _error(exc.http_status, exc.code, exc.reason, exc.field)
+    elif isinstance(exc, RecorderError) and exc.http_status == 503:
+        # The trace cannot be written now: nothing was stored or served, the client may retry.
+        log.error("evidence trace unavailable", path=request.path, code=exc.code)
+        response = _error(503, "unavailable", "the evidence record is unavailable, retry later")
+    else:
+        log.error(
+            "evidence request failed",
+            method=request.method,
+            path=request.path,
+            exc_info=exc,
+        )
+        response = _error(500, "internal_error", "internal error")
+    # A body the handler did not read to its end (a refusal, an upload cut short) is read
+    # by nobody: closing the connection stops the client sending the rest of it.
+    if request.body_exists and not request.content.is_eof():
+        response.force_close()
+    return response
+
+
+def _answering(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return _failure(request, exc)
+
+    return wrapped
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _identity(request: web.Request) -> Identity:
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("token missing")
+    hub = request.app[HUB]
+    return hub.verifier.verify(token.strip(), hub.clock())
+
+
+def _upload_request(request: web.Request) -> tuple[Identity, ev.UploadRequest]:
+    who = _identity(request)
+    upload = ev.parse_upload(request.query.items(), request.headers.get(hdrs.CONTENT_TYPE))
+    return who, upload
+
+
+def _clock_check(request: web.Request, who: Identity, upload: ev.UploadRequest) -> ev.ClockCheck:
+    # The offset the server holds for the uploader's live session on this node when the
+    # upload begins: its latest heartbeat.
+    session = request.app[HUB].core.session(who.user_id)
+    return ev.check_clock(
+        upload_device=upload.device,
+        session_device=session.device if session is not None else None,
+        session_offset_ms=session.clock_offset_ms if session is not None else None,
+        threshold_ms=request.app[CONFIG].evidence.clock_offset_threshold_ms,
+    )
+
+
+def _content_disposition(file_name: str) -> str:
+    # RFC 6266: an ASCII fallback for old clients, the exact name in filename*.
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in file_name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise ev.TooLarge(f"at most {limit} bytes", "body")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ev.TooLarge(f"at most {limit} bytes", "body")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
+    """Answers `Expect: 100-continue`: refuses before the body is sent if the upload would
+    be refused anyway, otherwise tells the client to go on."""
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return _error(417, "expectation_failed", "only 100-continue is supported", "expect")
+    try:
+        who, upload = _upload_request(request)
+        await request.app[EVIDENCE].admit(who, upload, declared_size=request.content_length)
+    except Exception as exc:
+        return _failure(request, exc)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # As aiohttp's own handler does: the 100 is not part of the response that follows.
+    request.writer.output_size = 0
+    return None
+
+
+@_answering
+async def upload(request: web.Request) -> web.StreamResponse:
+    who, upload = _upload_request(request)
+    history, created = await request.app[EVIDENCE].receive(
+        who,
+        upload,
+        request.content.iter_any(),
+        declared_size=request.content_length,
+        clock_check=_clock_check(request, who, upload),
+    )
+    body = {**history.to_json(), "duplicate": not created}
+    location = f"{BASE}/{history.original.evidence_id}"
+    return web.json_response(
+        body, status=201 if created else 200, headers={hdrs.LOCATION: location}
+    )
+
+
+@_answering
+async def list_case(request: web.Request) -> web.StreamResponse:
+    who = _identity(request)
+    params = ev.single_params(request.query.items(), ("case",))
+    if "case" not in params:
+        raise ev.BadRequest("required", "case")
+    case_number = ev.parse_case_number(params["case"])
+    items = await request.app[EVIDENCE].list_case(who, case_number)
+    return web.json_response({"case_number": case_number, "items": [h.to_json() for h in items]})
+
+
+@_answering
+async def read(request: web.Request) -> web.StreamResponse:
+    who = _identity(request)
+    ev.single_params(request.query.items(), ())
+    history = await request.app[EVIDENCE].read(who, request.match_info["evidence_id"])
+    return web.json_response(history.to_json())
+
+
+@_answering
+async def download(request: web.Request) -> web.StreamResponse:
+    who = _identity(request)
+    ev.single_params(request.query.items(), ())
+    history, path = await request.app[EVIDENCE].download(who, request.match_info["evidence_id"])
+    item = history.current()
+    return web.FileResponse(
+        path,
+        chunk_size=DOWNLOAD_CHUNK,
+        headers={
+            hdrs.CONTENT_TYPE: item.media_type,
+            hdrs.CONTENT_DISPOSITION: _content_disposition(item.file_name),
+            # Never rendered as something other than what it was uploaded as.
+            "X-Content-Type-Options": "nosniff",
+            hdrs.CACHE_CONTROL: "private, no-store",
+            "X-Evidence-SHA256": item.sha256,
+        },
+    )
+
+
+@_answering
+async def correct(request: web.Request) -> web.StreamResponse:
+    who = _identity(request)
+    ev.single_params(request.query.items(), ())
+    correction = ev.parse_correction(await _read_bounded(request, ev.MAX_CORRECTION_BYTES))
+    history = await request.app[EVIDENCE].correct(
+        who, request.match_info["evidence_id"], correction
+    )
+    return web.json_response(history.to_json(), status=201)
+
+
+def install(app: web.Application, store: EvidenceStore) -> None:
+    """Serve evidence from `store`: its routes, and its start (sweeping partial uploads)."""
+    app[EVIDENCE] = store
+
+    async def start(app: web.Application) -> None:
+        await store.start()
+
+    app.on_startup.append(start)
+    _add_routes(app)
+
+
+def _add_routes(app: web.Application) -> None:
+    app.router.add_post(BASE, upload, expect_handler=_expect_upload)
+    app.router.add_get(BASE, list_case)
+    app.router.add_get(f"{BASE}/{_ID}", read)
+    app.router.add_get(f"{BASE}/{_ID}/content", download)
+    app.router.add_post(f"{BASE}/{_ID}/corrections", correct)
+
+
+__all__ = ["BASE", "install"]

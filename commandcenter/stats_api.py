@@ -1,0 +1,114 @@
+"""`GET /api/stats?from=&to=&court=&format=`: the platform's figures over HTTP, for auditors
+(every court) and supervisors and admins (their court and those below it).
+
+The bearer token is the same JWT as on the WebSocket. `get_stats` is the one place where
+this endpoint's errors become statuses: 401 for the token, 403 for the role or a court out of
+scope, 400 naming the bad parameter, 503 while the trace cannot be read; anything else is
+logged and answered with a bare 500. Every error body is `{"error", "reason"[, "field"]}`.
+docs/statistics.md says what each figure counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+from aiohttp import hdrs, web
+
+from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.keys import CONFIG, HUB, TRACE
+from sessions.durable import statistics_report, zone_of
+from sessions.errors import BadQuery, RecorderError
+from sessions.statistics import parse_period, render_csv
+
+log = structlog.get_logger(__name__)
+
+PATH: Final = "/api/stats"
+STATS_ROLES: Final = frozenset({Role.AUDITOR, Role.SUPERVISOR, Role.ADMIN})
+# Longest value accepted for any parameter; a date or a court code is far shorter.
+MAX_PARAM_CHARS: Final = 64
+_PARAMS: Final = frozenset({"from", "to", "court", "format"})
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.field = status, code, reason, field
+
+
+def _error(status: int, code: str, reason: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": code, "reason": reason}
+    if field is not None:
+        body["field"] = field
+    response = web.json_response(body, status=status)
+    if status == 401:
+        response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+    return response
+
+
+def _identity(request: web.Request) -> Identity:
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("token missing")
+    hub = request.app[HUB]
+    return hub.verifier.verify(token.strip(), hub.clock())
+
+
+async def _stats(request: web.Request) -> web.Response:
+    who = _identity(request)
+    if who.role not in STATS_ROLES:
+        raise _Refused(403, "forbidden", "only auditors, supervisors and admins read statistics")
+    query = request.query
+    for name, value in query.items():
+        if name not in _PARAMS:
+            raise BadQuery("unknown parameter", name)
+        if len(value) > MAX_PARAM_CHARS:
+            raise BadQuery(f"longer than {MAX_PARAM_CHARS} characters", name)
+    fmt = query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise BadQuery("must be json or csv", "format")
+    courts = request.app[HUB].core.courts
+    court = query.get("court") or None
+    if court is not None:
+        if court not in courts:
+            raise BadQuery("unknown court", "court")
+        if not courts.in_scope(who, court):
+            raise _Refused(403, "forbidden", "court is outside your scope", "court")
+    elif who.role is not Role.AUDITOR:
+        court = who.court
+    config = request.app[CONFIG]
+    period = parse_period(query.get("from"), query.get("to"), zone_of(config.recorder.time_zone))
+    trace = request.app.get(TRACE)
+    if trace is None:
+        raise _Refused(503, "unavailable", "this server keeps no trace to count")
+    report = await statistics_report(trace, courts, period, court)
+    if fmt == "csv":
+        return web.Response(text=render_csv(report), content_type="text/csv", charset="utf-8")
+    return web.json_response(report.as_json())
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    try:
+        return await _stats(request)
+    except AuthError as exc:
+        return _error(AuthError.http_status, "unauthorized", exc.reason)
+    except _Refused as exc:
+        return _error(exc.status, exc.code, exc.reason, exc.field)
+    except BadQuery as exc:
+        return _error(exc.http_status, exc.code, exc.reason, exc.field)
+    except RecorderError as exc:
+        if exc.http_status == 503:
+            log.error("statistics unavailable", code=exc.code)
+            return _error(503, "unavailable", "the trace cannot be read now, retry later")
+        log.error("statistics failed", exc_info=exc)
+        return _error(500, "internal_error", "internal error")
+    except Exception as exc:
+        log.error("statistics failed", exc_info=exc)
+        return _error(500, "internal_error", "internal error")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, get_stats)
+
+
+__all__ = ["PATH", "STATS_ROLES", "add_routes", "get_stats"]

@@ -1,0 +1,484 @@
+"""Evidence storage: content-addressed, write-once files plus their records in the trace.
+
+Theory of operation. An upload streams into a private partial file in the content directory
+(`.partial-<random>`), hashed as it is written; the event loop reads the next MiB while a
+worker thread hashes and writes the previous one, so about 2 MiB per upload are in memory,
+whatever its size. When the body ends and its hash equals the client's, the file is fsynced, made
+read-only and linked under its SHA-256 (`<dir>/<sha256>`), and the directory is fsynced. Only
+then is the `evidence_stored` record appended to the trace, and the trace record, not the
+file, is what makes the item exist: a crash before it leaves at most a partial file (swept at
+the next start) or a complete but unrecorded file (not an item; a retried upload adopts it).
+
+Identical bytes are stored once however many items name them. Every other step (rejection,
+read, download, correction) is a trace record too, written before the client is answered.
+Authorisation is decided here with the pure rules of `sessions.evidence`, so no edge can
+forget it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+
+from commandcenter.auth import Courts, Identity
+from commandcenter.config import Config
+from sessions import evidence as ev
+from sessions.recorder import SessionRecorder, TraceEvent
+from sessions.store import StoredRecord, TraceStore
+
+log = structlog.get_logger(__name__)
+
+PARTIAL_PREFIX: Final = ".partial-"
+# Bytes handed to the writer thread at a time: big enough that the hand-off costs nothing
+# against hashing and writing it, small enough that many uploads at once stay cheap.
+WRITE_CHUNK: Final = 1 << 20
+# A slow link delivers many small chunks; one writev takes at most this many (IOV_MAX is 1024).
+MAX_PARTS: Final = 256
+
+
+class PartialFile:
+    """An upload being written. Blocking methods, called from worker threads; the lock makes
+    `discard` wait for a write in flight, so the descriptor is never closed under it."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / f"{PARTIAL_PREFIX}{secrets.token_hex(16)}"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._hash = hashlib.sha256()
+        self._lock = threading.Lock()
+        self.size = 0
+
+    def write(self, parts: Sequence[bytes]) -> None:
+        """Hash and append `parts`, in order. Taken as they arrived, not joined: joining
+        would copy every byte once more."""
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError("partial file already closed")
+            for part in parts:
+                # hashlib releases the GIL for large buffers, so the event loop keeps reading.
+                self._hash.update(part)
+            total = sum(len(p) for p in parts)
+            written = os.writev(self._fd, parts)
+            if written < total:
+                rest = memoryview(b"".join(parts))[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
+            self.size += total
+
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self, final: Path) -> None:
+        """Make the bytes durable under `final`, once: if a file of that name exists it holds
+        the same bytes (the name is their hash), so it is kept and this copy dropped."""
+        with self._lock:
+            os.fsync(self._fd)
+            # Clean now, so the kernel may drop it: a 4 GiB video nobody reads for weeks
+            # should not push the trace database and the hub out of the page cache.
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.fchmod(self._fd, 0o440)
+            self._close()
+        # link() never replaces: the first complete copy of a content is the one kept.
+        with contextlib.suppress(FileExistsError):
+            os.link(self.path, final)
+        _fsync_dir(final.parent)
+        self.path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._close()
+        self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ContentFiles:
+    """Write-once files named by their SHA-256, in one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def prepare(self) -> list[str]:
+        """Create the directory and remove partial files left by a crash; returns their names.
+        Run once at start, before any upload, so no live upload's file is swept."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        swept = []
+        for entry in self.root.iterdir():
+            if entry.name.startswith(PARTIAL_PREFIX):
+                entry.unlink(missing_ok=True)
+                swept.append(entry.name)
+        return swept
+
+    def path(self, sha256: str) -> Path:
+        # The hash was checked to be 64 hex digits, so it is a plain name, never a path.
+        return self.root / sha256
+
+    def new_partial(self) -> PartialFile:
+        return PartialFile(self.root)
+
+
+def evidence_dir(config: Config) -> Path:
+    return Path(config.evidence.dir or Path(config.server.data_dir) / "evidence")
+
+
+class EvidenceStore:
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        trace: TraceStore,
+        recorder: SessionRecorder,
+        clock: Callable[[], float] = time.time,
+    ) -> EvidenceStore:
+        return cls(
+            files=ContentFiles(evidence_dir(config)),
+            trace=trace,
+            recorder=recorder,
+            courts=Courts(config.courts),
+            max_upload_bytes=config.evidence.max_upload_bytes,
+            clock=clock,
+        )
+
+    def __init__(
+        self,
+        *,
+        files: ContentFiles,
+        trace: TraceStore,
+        recorder: SessionRecorder,
+        courts: Courts,
+        max_upload_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.files = files
+        self.trace = trace
+        self.recorder = recorder
+        self.courts = courts
+        self.max_upload_bytes = max_upload_bytes
+        self.clock = clock
+        # Serialises "is it recorded yet? record it" within this process, so two copies of
+        # one upload arriving together make one item. Held for a lookup and one append only;
+        # the bytes stream outside it.
+        self._recording = asyncio.Lock()
+
+    async def start(self) -> None:
+        swept = await asyncio.to_thread(self.files.prepare)
+        if swept:
+            log.warning("swept partial uploads", count=len(swept), dir=str(self.files.root))
+
+    # ---- upload -------------------------------------------------------------------------
+
+    async def receive(
+        self,
+        who: Identity,
+        upload: ev.UploadRequest,
+        body: AsyncIterable[bytes],
+        *,
+        declared_size: int | None,
+        clock_check: ev.ClockCheck,
+    ) -> tuple[ev.ItemHistory, bool]:
+        """Store an upload; returns the item and whether it is new (False: a retry of an
+        item this uploader already has). Raises TooLarge, HashMismatch, Conflict, Forbidden."""
+        await self.admit(who, upload, declared_size=declared_size)
+        partial = await asyncio.to_thread(self.files.new_partial)
+        try:
+            try:
+                received = await self._write_body(partial, body)
+            except (asyncio.CancelledError, ConnectionError):
+                # The client went away mid-body: nothing to answer, nothing stored.
+                log.info("upload abandoned", user=who.user_id, case_number=upload.case_number)
+                raise
+            if received > self.max_upload_bytes:
+                await self._reject(who, upload, "too_large", size=received)
+                raise ev.TooLarge(f"an upload is at most {self.max_upload_bytes} bytes", "body")
+            received_at = self.clock()
+            if partial.size == 0:
+                raise ev.BadRequest("the body is empty", "body")
+            sha256 = partial.sha256()
+            if sha256 != upload.client_sha256:
+                await self._reject(who, upload, "hash_mismatch", size=partial.size, sha256=sha256)
+                raise ev.HashMismatch("the received bytes do not match sha256", "sha256")
+            await asyncio.to_thread(partial.commit, self.files.path(sha256))
+        finally:
+            # After commit the partial name is gone already; otherwise this drops it.
+            await asyncio.to_thread(partial.discard)
+        item = ev.new_item(
+            upload,
+            sha256=sha256,
+            size=partial.size,
+            uploader=who,
+            clock=clock_check,
+            received_at=received_at,
+        )
+        return await self._record_new(who, item, upload)
+
+    async def admit(
+        self, who: Identity, upload: ev.UploadRequest, *, declared_size: int | None
+    ) -> None:
+        """Refuse, before any byte of the body is read, an upload that cannot succeed."""
+        if not ev.may_upload(who):
+            raise ev.Forbidden(f"a {who.role.value} may not upload evidence")
+        if declared_size is not None and declared_size > self.max_upload_bytes:
+            await self._reject(who, upload, "too_large", size=declared_size)
+            raise ev.TooLarge(f"an upload is at most {self.max_upload_bytes} bytes", "body")
+
+    async def _write_body(self, partial: PartialFile, body: AsyncIterable[bytes]) -> int:
+        """Stream `body` into `partial`; returns the bytes read. More than max_upload_bytes
+        means it stopped there: the rest is left unread and the file incomplete."""
+        loop = asyncio.get_running_loop()
+        limit = self.max_upload_bytes
+        pending: asyncio.Future[None] | None = None
+        parts: list[bytes] = []
+        buffered = 0
+        total = 0
+        try:
+            async for chunk in body:
+                total += len(chunk)
+                if total > limit:
+                    return total
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= WRITE_CHUNK or len(parts) >= MAX_PARTS:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, partial.write, parts)
+                    parts, buffered = [], 0
+            if pending is not None:
+                await pending
+                pending = None
+            if parts:
+                await loop.run_in_executor(None, partial.write, parts)
+            return total
+        finally:
+            if pending is not None and not pending.done():
+                # Let the write in flight finish before the caller discards the file; its
+                # own error, if any, matters less than the one already on its way out.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
+
+    async def _record_new(
+        self, who: Identity, item: ev.EvidenceItem, upload: ev.UploadRequest
+    ) -> tuple[ev.ItemHistory, bool]:
+        async with self._recording:
+            existing = await self.history(item.evidence_id)
+            if existing is not None:
+                if existing.original.uploader == who.user_id:
+                    return existing, False
+                await self._reject(who, upload, "already_recorded", size=item.size)
+                raise ev.Conflict("this case already holds these bytes", "sha256")
+            await self._record(ev.STORED, item.to_data())
+            return await self._recorded(item.evidence_id), True
+
+    async def _reject(
+        self,
+        who: Identity,
+        upload: ev.UploadRequest,
+        reason: str,
+        *,
+        size: int,
+        sha256: str | None = None,
+    ) -> None:
+        await self._record(
+            ev.REJECTED,
+            {
+                # The item the client meant to create, so its attempts can be followed.
+                "evidence_id": upload.evidence_id(),
+                "case_number": upload.case_number,
+                "court": who.court,
+                "user": who.user_id,
+                "reason": reason,
+                "client_sha256": upload.client_sha256,
+                "sha256": sha256,
+                "size": size,
+                "max_upload_bytes": self.max_upload_bytes,
+                "kind": upload.kind.value,
+                "device": upload.device,
+                "file_name": upload.file_name,
+            },
+        )
+
+    # ---- reads --------------------------------------------------------------------------
+
+    async def read(self, who: Identity, evidence_id: str) -> ev.ItemHistory:
+        history = await self._authorised(who, evidence_id, ev.may_read)
+        await self._record(ev.READ, self._access_data(who, history, via="item"))
+        return history
+
+    async def list_case(self, who: Identity, case_number: str) -> list[ev.ItemHistory]:
+        """The case's items that `who` may read (others are left out, not refused: whether a
+        case holds evidence outside one's scope is itself not one's business)."""
+        visible = [
+            h
+            for h in await self.case_histories(case_number)
+            if ev.may_read(who, h.current(), self.courts)
+        ]
+        if visible:
+            await self._record_many(
+                ev.READ, [self._access_data(who, h, via="list") for h in visible]
+            )
+        return visible
+
+    async def download(self, who: Identity, evidence_id: str) -> tuple[ev.ItemHistory, Path]:
+        """The item and the path of its bytes; the download is recorded before it starts."""
+        history = await self._authorised(who, evidence_id, ev.may_read)
+        path = self.files.path(history.original.sha256)
+        if not await asyncio.to_thread(path.is_file):
+            # Recorded but gone: someone removed it behind our back. Ours to investigate.
+            raise RuntimeError(f"evidence {evidence_id} content file is missing")
+        await self._record(ev.DOWNLOADED, self._access_data(who, history))
+        return history, path
+
+    async def correct(
+        self, who: Identity, evidence_id: str, correction: ev.Correction
+    ) -> ev.ItemHistory:
+        history = await self._authorised(who, evidence_id, ev.may_correct)
+        before = history.current()
+        after = ev.apply_changes(before, correction.changes)
+        await self._record(
+            ev.CORRECTED,
+            {
+                "evidence_id": evidence_id,
+                # The item's case number once this correction applies, so that finding a
+                # case's records by case_number finds an item moved into it.
+                "case_number": after.case_number,
+                "court": before.court,
+                "user": who.user_id,
+                "role": who.role.value,
+                "reason": correction.reason,
+                "changes": dict(correction.changes),
+                "previous": ev.previous_values(before, correction.changes),
+            },
+        )
+        return await self._recorded(evidence_id)
+
+    async def record_export(
+        self, histories: Sequence[ev.ItemHistory], *, exported_by: str, bundle: str
+    ) -> None:
+        """One `evidence_exported` record per item, before the bundle is written."""
+        await self._record_many(
+            ev.EXPORTED,
+            [
+                {
+                    "evidence_id": h.original.evidence_id,
+                    "case_number": h.current().case_number,
+                    "court": h.original.court,
+                    "user": exported_by,
+                    "bundle": bundle,
+                }
+                for h in histories
+            ],
+        )
+
+    def _access_data(self, who: Identity, history: ev.ItemHistory, **extra: str) -> dict[str, Any]:
+        item = history.current()
+        return {
+            "evidence_id": item.evidence_id,
+            "case_number": item.case_number,
+            "court": item.court,
+            "user": who.user_id,
+            "role": who.role.value,
+            "user_court": who.court,
+            **extra,
+        }
+
+    async def _authorised(
+        self,
+        who: Identity,
+        evidence_id: str,
+        allowed: Callable[[Identity, ev.EvidenceItem, Courts], bool],
+    ) -> ev.ItemHistory:
+        history = await self.history(evidence_id)
+        if history is None:
+            raise ev.NotFound("no such evidence item")
+        if not allowed(who, history.current(), self.courts):
+            log.info("evidence access refused", evidence_id=evidence_id, user=who.user_id)
+            raise ev.Forbidden("this evidence item is outside your scope")
+        return history
+
+    # ---- the trace ----------------------------------------------------------------------
+
+    async def history(self, evidence_id: str) -> ev.ItemHistory | None:
+        """The item and its corrections, from the trace; None if it was never recorded."""
+        key = {"evidence_id": evidence_id}
+        stored = await self.trace.find(kinds=[ev.STORED], data_equals=key)
+        if not stored:
+            return None
+        corrections = await self.trace.find(kinds=[ev.CORRECTED], data_equals=key)
+        return _history(stored[0], corrections)
+
+    async def case_histories(self, case_number: str) -> list[ev.ItemHistory]:
+        """Every item whose current case number is `case_number`, in upload order."""
+        key = {"case_number": case_number}
+        records = await self.trace.find(kinds=[ev.STORED, ev.CORRECTED], data_equals=key)
+        ids = {r.data["evidence_id"] for r in records}
+        found = [h for h in [await self.history(i) for i in ids] if h is not None]
+        return sorted(
+            (h for h in found if h.current().case_number == case_number), key=lambda h: h.seq
+        )
+
+    async def _recorded(self, evidence_id: str) -> ev.ItemHistory:
+        # Read back from the trace rather than assembled here: what the client is told is
+        # then exactly what the record says, seq and time included.
+        history = await self.history(evidence_id)
+        if history is None:
+            raise RuntimeError(f"evidence {evidence_id} not found in the trace after recording")
+        return history
+
+    async def _record(self, kind: str, data: Mapping[str, Any]) -> None:
+        await self._record_many(kind, [data])
+
+    async def _record_many(self, kind: str, datas: Sequence[Mapping[str, Any]]) -> None:
+        # Through the app's recorder, so evidence facts join the one hash chain in order with
+        # everything else; it returns once they are durable.
+        at = self.clock()
+        await self.recorder.record([TraceEvent(kind, at, data) for data in datas])
+
+
+def _history(stored: StoredRecord, corrections: Sequence[StoredRecord]) -> ev.ItemHistory:
+    history = ev.ItemHistory(
+        original=ev.EvidenceItem.from_data(stored.data), seq=stored.seq, at=stored.at
+    )
+    for record in corrections:
+        history = _with_correction(history, record)
+    return history
+
+
+def _with_correction(history: ev.ItemHistory, record: StoredRecord) -> ev.ItemHistory:
+    d = record.data
+    entry = ev.CorrectionEntry(
+        seq=record.seq,
+        at=record.at,
+        user=d["user"],
+        reason=d["reason"],
+        changes=d["changes"],
+        previous=d["previous"],
+    )
+    return ev.ItemHistory(
+        original=history.original,
+        seq=history.seq,
+        at=history.at,
+        corrections=(*history.corrections, entry),
+    )
+
+
+__all__ = ["PARTIAL_PREFIX", "ContentFiles", "EvidenceStore", "PartialFile", "evidence_dir"]

@@ -1,0 +1,355 @@
+"""Evidence bundles: one case's originals, metadata and trace records, in a directory that
+can be checked on its own and against the chain.
+
+Layout of a bundle (docs/evidence.md describes it for the people who receive one):
+
+    manifest.json   format, case, export time, the chain head at export, every item (its
+                    current metadata, its original's path, the seqs of its records)
+    records.jsonl   every trace record concerning the items, one JSON object per line, as
+                    stored: {seq, at_us, kind, data, prev_hash, hash}, `data` the exact
+                    canonical JSON text that was hashed (a string, so no re-encoding can
+                    change it)
+    originals/<sha256>   each item's bytes, named by their SHA-256
+    VERIFY.txt      how to check all this, by hand or with `commandcenter evidence verify`
+
+Checking has two halves. Offline (`check_bundle`): each original hashes to its item's
+sha256; each record's hash is the SHA-256 of its prev_hash and its canonical content
+(`sessions.trace`), so no record was edited; consecutive records chain; each item's metadata
+is its `evidence_stored` record with its corrections applied. Against the chain
+(`check_against_chain`): the live trace verifies end to end with every bundled record as an
+anchor, so each one is still in the chain, at its seq, unchanged. A chain hash commits to
+everything before it, but records of other cases are not in the bundle (they are not the
+recipient's business), so this second half needs the trace itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from sessions import evidence as ev
+from sessions.durable import verify_store
+from sessions.errors import RecorderError
+from sessions.evidence_store import EvidenceStore
+from sessions.store import TraceStore
+from sessions.trace import GENESIS_HASH, Head, Link, VerifyResult, canonical, chain_hash
+
+BUNDLE_FORMAT: Final = "commandcenter-evidence-bundle/1"
+MANIFEST: Final = "manifest.json"
+RECORDS: Final = "records.jsonl"
+ORIGINALS: Final = "originals"
+INSTRUCTIONS: Final = "VERIFY.txt"
+COPY_CHUNK: Final = 1 << 20
+HASH_RULE: Final = (
+    "hash = SHA-256(bytes.fromhex(prev_hash) || canonical), canonical = the UTF-8 bytes of "
+    '{"at_us":<at_us>,"data":<data>,"kind":<kind as a JSON string>,"seq":<seq>} with no '
+    "spaces and <data> inserted as stored; record 1 chains from genesis_hash"
+)
+
+
+class ExportError(RecorderError):
+    """An export that cannot be made as asked (nothing to export, a non-empty target)."""
+
+    code = "export_refused"
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    case_number: str
+    out: Path
+    items: int
+    records: int
+    head: Head
+
+
+@dataclass
+class BundleCheck:
+    """What checking a bundle found; `anchors` are the bundled records' seqs and hashes."""
+
+    items: int = 0
+    records: int = 0
+    anchors: dict[int, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+async def export_case(
+    evidence: EvidenceStore, trace: TraceStore, case_number: str, out: Path, *, exported_by: str
+) -> ExportSummary:
+    """Write the bundle of `case_number` into `out` (created; must be empty or missing).
+
+    The export is recorded first (one `evidence_exported` per item), as downloads are, so a
+    bundle never exists without the trace saying who made it; the bundle's records and head
+    are read afterwards and so include those records.
+    """
+    histories = await evidence.case_histories(case_number)
+    if not histories:
+        raise ExportError(f"case {case_number!r} has no evidence")
+    out = await asyncio.to_thread(_prepare_out, out)
+    try:
+        return await _export(evidence, trace, case_number, out, histories, exported_by)
+    except BaseException:
+        # No half-written bundle that could pass for a whole one. `out` was empty before.
+        await asyncio.to_thread(shutil.rmtree, out, True)
+        raise
+
+
+async def _export(
+    evidence: EvidenceStore,
+    trace: TraceStore,
+    case_number: str,
+    out: Path,
+    histories: Sequence[ev.ItemHistory],
+    exported_by: str,
+) -> ExportSummary:
+    await evidence.record_export(histories, exported_by=exported_by, bundle=str(out))
+    ids = [h.original.evidence_id for h in histories]
+    concerned = {
+        r.seq
+        for evidence_id in ids
+        for r in await trace.find(kinds=ev.KINDS, data_equals={"evidence_id": evidence_id})
+    }
+    # Refused attempts at this case, even those that never became an item.
+    concerned |= {
+        r.seq
+        for r in await trace.find(kinds=[ev.REJECTED], data_equals={"case_number": case_number})
+    }
+    links = [await _link_at(trace, seq) for seq in sorted(concerned)]
+    head = await trace.head()
+    await asyncio.to_thread(_write_bundle, evidence, case_number, out, histories, links, head)
+    return ExportSummary(case_number, out, len(histories), len(links), head)
+
+
+async def _link_at(trace: TraceStore, seq: int) -> Link:
+    (link,) = await trace.links(after_seq=seq - 1, limit=1)
+    return link
+
+
+def _prepare_out(out: Path) -> Path:
+    """`out`, absolute, created empty but for `originals/`."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out}: exists and is not an empty directory")
+    (out / ORIGINALS).mkdir(parents=True, exist_ok=True)
+    return out.resolve()
+
+
+def _write_bundle(
+    evidence: EvidenceStore,
+    case_number: str,
+    out: Path,
+    histories: Sequence[ev.ItemHistory],
+    links: Sequence[Link],
+    head: Head,
+) -> None:
+    for sha256 in sorted({h.original.sha256 for h in histories}):
+        _copy_checked(evidence.files.path(sha256), out / ORIGINALS / sha256, sha256)
+    with open(out / RECORDS, "w", encoding="utf-8") as fh:
+        for link in links:
+            fh.write(json.dumps(_link_json(link), ensure_ascii=False) + "\n")
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "case_number": case_number,
+        "exported_at": evidence.clock(),
+        "chain": {"head_seq": head.seq, "head_hash": head.hash, "genesis_hash": GENESIS_HASH},
+        "hash_rule": HASH_RULE,
+        "records": RECORDS,
+        "items": [_item_json(h) for h in histories],
+        "anchors": [f"{link.seq}:{link.hash}" for link in links],
+    }
+    (out / MANIFEST).write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / INSTRUCTIONS).write_text(_instructions(manifest), encoding="utf-8")
+
+
+def _copy_checked(src: Path, dst: Path, sha256: str) -> None:
+    """Copy while hashing: a content file damaged on disk is reported, never exported."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(COPY_CHUNK):
+            digest.update(chunk)
+            fout.write(chunk)
+    if digest.hexdigest() != sha256:
+        dst.unlink()
+        raise ExportError(f"{src}: the stored content no longer matches its recorded hash")
+    os.chmod(dst, 0o444)
+
+
+def _link_json(link: Link) -> dict[str, Any]:
+    return {
+        "seq": link.seq,
+        "at_us": link.at_us,
+        "kind": link.kind,
+        "data": link.data,
+        "prev_hash": link.prev_hash,
+        "hash": link.hash,
+    }
+
+
+def _item_json(history: ev.ItemHistory) -> dict[str, Any]:
+    return {
+        "evidence_id": history.original.evidence_id,
+        "original": f"{ORIGINALS}/{history.original.sha256}",
+        "stored_seq": history.seq,
+        "correction_seqs": [c.seq for c in history.corrections],
+        "metadata": history.current().to_data(),
+    }
+
+
+def _instructions(manifest: Mapping[str, Any]) -> str:
+    chain = manifest["chain"]
+    anchors = " ".join(f"--anchor {a}" for a in manifest["anchors"])
+    return f"""Evidence bundle for case {manifest["case_number"]} ({BUNDLE_FORMAT})
+
+1. Originals: for every item in manifest.json, `sha256sum {ORIGINALS}/<sha256>` prints the
+   item's metadata.sha256, and the file's size is metadata.size.
+2. Records: every line of {RECORDS} is one trace record, and each must satisfy:
+   {HASH_RULE}.
+   Of two records with consecutive seqs, the later one's prev_hash is the earlier one's hash.
+3. Metadata: an item's metadata is the data of its evidence_stored record (stored_seq) with
+   the "changes" of its evidence_corrected records (correction_seqs) applied in order.
+4. Against the chain, on the server holding the trace:
+   commandcenter audit verify {anchors}
+   must exit 0: the whole trace is intact and still holds each of these records unchanged.
+   The trace's head at export was seq {chain["head_seq"]}, hash {chain["head_hash"]}.
+
+`commandcenter evidence verify DIR` does 1-3, and 4 as well with --chain.
+"""
+
+
+# --- checking ------------------------------------------------------------------------------
+
+
+def check_bundle(directory: Path) -> BundleCheck:
+    """Check a bundle on its own (steps 1-3 of VERIFY.txt); never raises for bad content."""
+    result = BundleCheck()
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        lines = (directory / RECORDS).read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as exc:
+        result.problems.append(f"unreadable bundle: {exc}")
+        return result
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        result.problems.append(f"{MANIFEST}: not a {BUNDLE_FORMAT} manifest")
+        return result
+    links = _check_records(lines, result)
+    by_seq = {link.seq: link for link in links}
+    for item in manifest.get("items", []):
+        _check_item(directory, item, by_seq, result)
+    return result
+
+
+def _check_records(lines: Iterable[str], result: BundleCheck) -> list[Link]:
+    links: list[Link] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            raw = json.loads(line)
+            link = Link(
+                seq=int(raw["seq"]),
+                at_us=int(raw["at_us"]),
+                kind=str(raw["kind"]),
+                data=str(raw["data"]),
+                prev_hash=str(raw["prev_hash"]),
+                hash=str(raw["hash"]),
+            )
+            intact = chain_hash(
+                link.prev_hash, canonical(link.seq, link.at_us, link.kind, link.data)
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            result.problems.append(f"{RECORDS} line {n}: unreadable record ({exc})")
+            continue
+        if intact != link.hash:
+            result.problems.append(f"record {link.seq}: content does not match its hash")
+            continue
+        previous = links[-1] if links else None
+        if previous is not None and previous.seq == link.seq - 1:
+            if link.prev_hash != previous.hash:
+                result.problems.append(
+                    f"record {link.seq}: does not chain to record {previous.seq}"
+                )
+        elif link.seq == 1 and link.prev_hash != GENESIS_HASH:
+            result.problems.append("record 1: does not start from the genesis hash")
+        links.append(link)
+        result.anchors[link.seq] = link.hash
+    result.records = len(links)
+    return links
+
+
+def _check_item(
+    directory: Path, item: Any, by_seq: Mapping[int, Link], result: BundleCheck
+) -> None:
+    result.items += 1
+    evidence_id = item.get("evidence_id") if isinstance(item, dict) else None
+    try:
+        stored = by_seq[item["stored_seq"]]
+        original = ev.EvidenceItem.from_data(msgspec.json.decode(stored.data))
+        changes = [
+            msgspec.json.decode(by_seq[seq].data)["changes"] for seq in item["correction_seqs"]
+        ]
+        current = ev.current_of(original, changes)
+    except (KeyError, TypeError, ValueError, ev.EvidenceError) as exc:
+        result.problems.append(f"item {evidence_id}: its records are missing or unreadable ({exc})")
+        return
+    if stored.kind != ev.STORED or original.evidence_id != evidence_id:
+        result.problems.append(f"item {evidence_id}: stored_seq is not its evidence_stored record")
+        return
+    if current.to_data() != item.get("metadata"):
+        result.problems.append(f"item {evidence_id}: metadata differs from its records")
+    path = directory / str(item.get("original", ""))
+    if path.resolve().parent != (directory / ORIGINALS).resolve():
+        result.problems.append(f"item {evidence_id}: original is not under {ORIGINALS}/")
+        return
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(COPY_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        result.problems.append(f"item {evidence_id}: original {path.name} is missing")
+        return
+    if (digest.hexdigest(), size) != (original.sha256, original.size):
+        result.problems.append(f"item {evidence_id}: original does not match its sha256")
+
+
+async def check_against_chain(trace: TraceStore, check: BundleCheck) -> VerifyResult:
+    """Step 4: verify the whole live chain with every bundled record as an anchor."""
+    return await verify_store(trace, anchors=check.anchors)
+
+
+def exported_by_default() -> str:
+    """Who runs the export, as the trace records it: the operating-system user."""
+    with contextlib.suppress(OSError, KeyError):
+        return f"cli:{getpass.getuser()}"
+    return "cli"
+
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleCheck",
+    "ExportError",
+    "ExportSummary",
+    "check_against_chain",
+    "check_bundle",
+    "export_case",
+    "exported_by_default",
+]

@@ -1,0 +1,98 @@
+"""`MemoryTraceStore`: the hash-chained trace kept in a list, for `recorder.backend = "memory"`
+and for tests. Same chain, same answers as the database stores; nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from sessions.errors import StoreClosed
+from sessions.facets import facets_of
+from sessions.recorder import TraceEvent
+from sessions.statistics import Counts, StatsQuery, reference_counts
+from sessions.store import StoredRecord, check_find_keys, record_of
+from sessions.trace import GENESIS, Head, Link, entry_of, head_of, seal
+
+
+class MemoryTraceStore:
+    def __init__(self) -> None:
+        self._links: list[Link] = []
+        self._head = GENESIS
+        self._closed = False
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+
+    async def append(self, events: Sequence[TraceEvent]) -> list[StoredRecord]:
+        return [record_of(link) for link in await self.append_links(events)]
+
+    async def append_links(self, events: Sequence[TraceEvent]) -> list[Link]:
+        self._open()
+        # Encoded before anything changes, so an unencodable event appends nothing.
+        entries = [entry_of(e, facets_of) for e in events]
+        links = seal(self._head, entries)
+        self._links.extend(links)
+        self._head = head_of(links, self._head)
+        # Yield once, as a database store would, so callers cannot come to rely on append
+        # completing without a suspension point.
+        await asyncio.sleep(0)
+        return links
+
+    async def records(self, *, after_seq: int = 0, limit: int = 10000) -> list[StoredRecord]:
+        return [record_of(link) for link in await self.links(after_seq=after_seq, limit=limit)]
+
+    async def links(self, *, after_seq: int = 0, limit: int = 10000) -> list[Link]:
+        self._open()
+        # Seqs are 1..n at positions 0..n-1.
+        start = max(after_seq, 0)
+        return self._links[start : start + max(limit, 0)]
+
+    async def find(
+        self,
+        *,
+        kinds: Sequence[str],
+        data_equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[StoredRecord]:
+        self._open()
+        check_find_keys(data_equals)
+        wanted = set(kinds)
+        since_us = None if since is None else round(since * 1_000_000)
+        until_us = None if until is None else round(until * 1_000_000)
+        out: list[StoredRecord] = []
+        for link in self._links:
+            if link.kind not in wanted:
+                continue
+            if since_us is not None and link.at_us < since_us:
+                continue
+            if until_us is not None and link.at_us >= until_us:
+                continue
+            if data_equals:
+                data = msgspec.json.decode(link.data)
+                if any(data.get(k) != v for k, v in data_equals.items()):
+                    continue
+            out.append(record_of(link))
+        return out
+
+    async def count(self) -> int:
+        self._open()
+        return len(self._links)
+
+    async def head(self) -> Head:
+        self._open()
+        return self._head
+
+    async def counts(self, query: StatsQuery) -> Counts:
+        self._open()
+        return reference_counts(((x.kind, x.at_us, x.facets) for x in self._links), query)
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+__all__ = ["MemoryTraceStore"]

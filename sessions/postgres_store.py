@@ -1,0 +1,460 @@
+"""`PostgresTraceStore`: the trace in PostgreSQL (asyncpg), for deployments with many nodes.
+
+One writer task per process owns a dedicated connection. An `append` queues its encoded
+entries and waits; the writer takes everything queued meanwhile (up to `max_batch` records)
+and commits it in one transaction (group commit), copying the rows in with COPY. The
+connection runs with `synchronous_commit = on`, so `append` returns only once the commit is
+on the server's disk.
+
+Several nodes may append to the same table: each transaction first takes a transaction-scoped
+advisory lock derived from the table's name, then reads the head (last seq and hash) and
+chains after it, so the appends of all nodes form one chain. The lock is held only for the
+few milliseconds of one batch.
+
+Data is stored as `text`, not `jsonb`: jsonb rewrites numbers and key order, and the chain
+hashes the exact canonical bytes. `find` casts to jsonb only to filter.
+
+If a commit's outcome is unknown (the connection dropped after COMMIT was sent), the append
+is reported failed although the rows may be in; the chain stays valid either way, since the
+next transaction reads the head from the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+import structlog
+
+from sessions.errors import StoreClosed, StoreUnavailable
+from sessions.facets import (
+    CALL_ANSWERED,
+    CALL_CREATED,
+    CALL_ENDED,
+    CALL_ESCALATED,
+    CONFERENCE_STARTED,
+    EVIDENCE_STORED,
+    SIGN_IN,
+    Facets,
+    facets_of,
+)
+from sessions.recorder import TraceEvent
+from sessions.statistics import (
+    CANCELLED,
+    DIRECTIONS,
+    OFFICER_ROLE,
+    CallCounts,
+    Counts,
+    StatsQuery,
+)
+from sessions.store import StoredRecord, check_find_keys, record_of
+from sessions.trace import GENESIS, Entry, Head, Link, entry_of, head_of, seal
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_BATCH: Final = 5000
+DEFAULT_SCHEMA: Final = "commandcenter"
+SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+TABLE: Final = "trace"
+_COLUMNS: Final = (
+    "seq",
+    "at_us",
+    "kind",
+    "data",
+    "prev_hash",
+    "hash",
+    "court",
+    "subject",
+    "tag",
+    "flag",
+)
+_SELECT: Final = ", ".join(_COLUMNS)
+# Errors that mean "the database did not do it", as opposed to bugs of ours.
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _json_text(value: str) -> str:
+    return msgspec.json.encode(value).decode("utf-8")
+
+
+def _lock_key(schema: str) -> int:
+    digest = hashlib.sha256(f"commandcenter:{schema}.{TABLE}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _schema_sql(t: str, schema: str) -> list[str]:
+    return [
+        f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
+        f"""CREATE TABLE IF NOT EXISTS {t} (
+            seq bigint PRIMARY KEY,
+            at_us bigint NOT NULL,
+            kind text NOT NULL,
+            data text NOT NULL,
+            prev_hash text NOT NULL,
+            hash text NOT NULL,
+            court text,
+            subject text,
+            tag text,
+            flag boolean
+        )""",
+        # Covers the range counts of the statistics (index-only once vacuumed).
+        f"CREATE INDEX IF NOT EXISTS trace_stats ON {t} (kind, at_us)"
+        " INCLUDE (court, tag, subject, flag)",
+        # The per-call lookups (answered when? ended how? escalated?), distinct officers and
+        # cases (grouped by subject), and `find` by kind.
+        f"CREATE INDEX IF NOT EXISTS trace_subject ON {t} (kind, subject, at_us)"
+        " INCLUDE (tag, court)",
+    ]
+
+
+def _row(link: Link) -> tuple[Any, ...]:
+    f = link.facets
+    return (
+        link.seq,
+        link.at_us,
+        link.kind,
+        link.data,
+        link.prev_hash,
+        link.hash,
+        f.court,
+        f.subject,
+        f.tag,
+        f.flag,
+    )
+
+
+def _link(row: asyncpg.Record) -> Link:
+    # By position, in _COLUMNS order: verification reads a million of these.
+    seq, at_us, kind, data, prev_hash, digest, court, subject, tag, flag = row
+    return Link(seq, at_us, kind, data, prev_hash, digest, Facets(court, subject, tag, flag))
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    entries: list[Entry]
+    future: asyncio.Future[list[Link]]
+
+
+class PostgresTraceStore:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        schema: str,
+        pool: Any,
+        writer: Any | None,
+        max_batch: int,
+    ) -> None:
+        self.schema = schema
+        self._dsn = dsn
+        self._table = f'"{schema}".{TABLE}'
+        self._lock = _lock_key(schema)
+        self._pool = pool
+        self._writer = writer
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Append | None] = asyncio.Queue()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        if writer is not None:
+            self._task = asyncio.get_running_loop().create_task(self._write_loop())
+
+    # ---- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        readonly: bool = False,
+    ) -> PostgresTraceStore:
+        """Connect, creating the schema and table unless `readonly`. Raises
+        StoreUnavailable."""
+        if not SCHEMA_RE.fullmatch(schema):
+            raise ValueError(f"schema {schema!r} is not an identifier")
+        table = f'"{schema}".{TABLE}'
+        pool: Any = None
+        writer: Any = None
+        try:
+            if not readonly:
+                writer = await cls._connect(dsn, schema)
+                async with writer.transaction():
+                    # Two nodes starting together must not race on CREATE ... IF NOT EXISTS.
+                    await writer.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+                    for statement in _schema_sql(table, schema):
+                        await writer.execute(statement)
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+            async with pool.acquire() as conn:
+                await conn.fetchval(f"SELECT 1 FROM {table} LIMIT 1")
+        except _DB_ERRORS as exc:
+            if writer is not None:
+                await writer.close()
+            if pool is not None:
+                await pool.close()
+            raise StoreUnavailable(f"postgresql {schema}: {exc}") from exc
+        return cls(dsn=dsn, schema=schema, pool=pool, writer=writer, max_batch=max_batch)
+
+    @staticmethod
+    async def _connect(dsn: str, schema: str) -> Any:
+        settings = {
+            # on: a commit returns once it is flushed on the server (the server default may
+            # be off, which would let an acknowledged append vanish in a crash).
+            "synchronous_commit": "on",
+            # Names the writer in pg_stat_activity, for an operator (and the tests).
+            "application_name": f"cc-trace-writer:{schema}"[:63],
+        }
+        return await asyncpg.connect(dsn, server_settings=settings)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            # The sentinel queues behind every append already handed over.
+            self._queue.put_nowait(None)
+            await self._task
+        if self._writer is not None:
+            with contextlib.suppress(*_DB_ERRORS):
+                await self._writer.close()
+        await self._pool.close()
+
+    # ---- writing --------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[TraceEvent]) -> list[StoredRecord]:
+        links = await self.append_links(events)
+        return [
+            StoredRecord(x.seq, x.kind, x.at_us / 1_000_000, e.data, x.prev_hash, x.hash)
+            for x, e in zip(links, events, strict=True)
+        ]
+
+    async def append_links(self, events: Sequence[TraceEvent]) -> list[Link]:
+        """Like `append`, returning the links as stored (no records built)."""
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._task is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        entries = [entry_of(e, facets_of) for e in events]
+        if not entries:
+            return []
+        future: asyncio.Future[list[Link]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Append(entries, future))
+        # A cancelled caller cancels only its own future; the batch it shares goes on.
+        return await future
+
+    async def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            size = len(item.entries)
+            while size < self._max_batch and not self._queue.empty():
+                more = self._queue.get_nowait()
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+                size += len(more.entries)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        results: list[list[Link]] = []
+        try:
+            if self._writer is None or self._writer.is_closed():
+                self._writer = await self._connect(self._dsn, self.schema)
+            conn = self._writer
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock)
+                row = await conn.fetchrow(
+                    f"SELECT seq, hash FROM {self._table} ORDER BY seq DESC LIMIT 1"
+                )
+                head = GENESIS if row is None else Head(row["seq"], row["hash"])
+                rows: list[tuple[Any, ...]] = []
+                for item in batch:
+                    links = seal(head, item.entries)
+                    head = head_of(links, head)
+                    results.append(links)
+                    rows.extend(_row(x) for x in links)
+                await conn.copy_records_to_table(
+                    TABLE, schema_name=self.schema, columns=_COLUMNS, records=rows
+                )
+        except _DB_ERRORS as exc:
+            log.exception("trace commit failed", schema=self.schema, appends=len(batch))
+            reason = f"commit failed: {type(exc).__name__}"
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(StoreUnavailable(reason))
+            return
+        for item, links in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(links)
+
+    # ---- reading --------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                return list(await conn.fetch(sql, *args))
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def links(self, *, after_seq: int = 0, limit: int = 10000) -> list[Link]:
+        rows = await self._fetch(
+            f"SELECT {_SELECT} FROM {self._table} WHERE seq > $1 ORDER BY seq LIMIT $2",
+            after_seq,
+            limit,
+        )
+        return [_link(r) for r in rows]
+
+    async def records(self, *, after_seq: int = 0, limit: int = 10000) -> list[StoredRecord]:
+        return [record_of(x) for x in await self.links(after_seq=after_seq, limit=limit)]
+
+    async def find(
+        self,
+        *,
+        kinds: Sequence[str],
+        data_equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[StoredRecord]:
+        check_find_keys(data_equals)
+        kinds = list(kinds)
+        if not kinds:
+            return []
+        args: list[Any] = [kinds]
+        where = ["kind = ANY($1::text[])"]
+        if since is not None:
+            args.append(round(since * 1_000_000))
+            where.append(f"at_us >= ${len(args)}")
+        if until is not None:
+            args.append(round(until * 1_000_000))
+            where.append(f"at_us < ${len(args)}")
+        wanted = dict(data_equals or {})
+        for value in wanted.values():
+            # A cheap text prefilter: the value's JSON form appears verbatim in the canonical
+            # data of every match. Exact matching follows in Python: casting to jsonb in SQL
+            # would fail on any record holding a \u0000, which PostgreSQL's jsonb refuses.
+            args.append(_json_text(value))
+            where.append(f"strpos(data, ${len(args)}) > 0")
+        sql = f"SELECT {_SELECT} FROM {self._table} WHERE {' AND '.join(where)} ORDER BY seq"
+        records = [record_of(_link(r)) for r in await self._fetch(sql, *args)]
+        # A number never equals a string here, as in the other stores.
+        return [r for r in records if all(r.data.get(k) == v for k, v in wanted.items())]
+
+    async def vacuum(self) -> None:
+        """VACUUM ANALYZE the trace table, as autovacuum eventually does: after a bulk load
+        it lets the statistics use index-only scans at once."""
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(f"VACUUM (ANALYZE) {self._table}")
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def count(self) -> int:
+        rows = await self._fetch(f"SELECT count(*) FROM {self._table}")
+        return int(rows[0][0])
+
+    async def head(self) -> Head:
+        rows = await self._fetch(f"SELECT seq, hash FROM {self._table} ORDER BY seq DESC LIMIT 1")
+        return GENESIS if not rows else Head(rows[0]["seq"], rows[0]["hash"])
+
+    async def counts(self, query: StatsQuery) -> Counts:
+        t = self._table
+        courts = None if query.courts is None else sorted(query.courts)
+        by_court = "" if courts is None else " AND court = ANY($5::text[])"
+        period = f"at_us >= $3 AND at_us < $4{by_court}"
+        # Grouped by subject rather than count(DISTINCT): the grouping streams in the order
+        # of the trace_subject index, where count(DISTINCT) sorts.
+        first_query = self._fetch(
+            f"""WITH
+                signed_in AS (SELECT subject, count(*) AS n FROM {t}
+                    WHERE kind = $1 AND tag = '{OFFICER_ROLE}' AND {period} GROUP BY subject),
+                stored AS (SELECT subject, count(*) AS n FROM {t}
+                    WHERE kind = $2 AND {period} GROUP BY subject)
+            SELECT
+                (SELECT coalesce(sum(n), 0)::bigint FROM signed_in),
+                (SELECT count(subject) FROM signed_in),
+                (SELECT coalesce(sum(n), 0)::bigint FROM stored),
+                (SELECT count(subject) FROM stored),
+                (SELECT count(*) FROM {t} WHERE kind = '{CONFERENCE_STARTED}' AND {period})""",
+            SIGN_IN,
+            EVIDENCE_STORED,
+            query.since_us,
+            query.until_us,
+            *([] if courts is None else [courts]),
+        )
+        c_court = "" if courts is None else " AND c.court = ANY($9::text[])"
+        calls_query = self._fetch(
+            f"""WITH calls AS (
+                SELECT c.tag AS direction, c.at_us AS created, c.flag AS flag,
+                    (SELECT min(a.at_us) FROM {t} a WHERE a.kind = $1 AND a.subject = c.subject)
+                        AS answered,
+                    (SELECT e.tag FROM {t} e WHERE e.kind = $2 AND e.subject = c.subject
+                        ORDER BY e.at_us, e.seq LIMIT 1) AS reason,
+                    EXISTS (SELECT 1 FROM {t} e WHERE e.kind = $2 AND e.subject = c.subject)
+                        AS ended,
+                    EXISTS (SELECT 1 FROM {t} x WHERE x.kind = $3 AND x.subject = c.subject)
+                        AS escalated
+                FROM {t} c
+                WHERE c.kind = $4 AND c.at_us >= $5 AND c.at_us < $6
+                    AND c.tag = ANY($7::text[]){c_court}
+            )
+            SELECT direction, count(*), count(answered),
+                coalesce(sum(answered - created), 0)::bigint,
+                count(*) FILTER (WHERE answered IS NULL AND ended
+                    AND reason IS DISTINCT FROM $8),
+                count(*) FILTER (WHERE answered IS NULL AND ended
+                    AND reason IS NOT DISTINCT FROM $8),
+                count(*) FILTER (WHERE answered IS NULL AND NOT ended),
+                count(*) FILTER (WHERE flag OR escalated)
+            FROM calls GROUP BY direction ORDER BY direction""",
+            CALL_ANSWERED,
+            CALL_ENDED,
+            CALL_ESCALATED,
+            CALL_CREATED,
+            query.since_us,
+            query.until_us,
+            list(DIRECTIONS),
+            CANCELLED,
+            *([] if courts is None else [courts]),
+        )
+        # On two connections at once: each query is consistent in itself (the call outcomes
+        # add up), and together they take the time of the slower one.
+        first, rows = await asyncio.gather(first_query, calls_query)
+        sign_ins, officers, items, cases, conferences = first[0]
+        calls = {
+            str(r[0]): CallCounts(
+                calls=r[1],
+                answered=r[2],
+                answer_us=int(r[3]),
+                missed=r[4],
+                cancelled=r[5],
+                unfinished=r[6],
+                emergency=r[7],
+            )
+            for r in rows
+        }
+        return Counts(
+            sign_ins=sign_ins,
+            officers=officers,
+            evidence_items=items,
+            cases=cases,
+            conferences=conferences,
+            calls=calls,
+        )
+
+
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_SCHEMA", "SCHEMA_RE", "PostgresTraceStore"]

@@ -1,0 +1,111 @@
+"""The trace store's interface: an append-only, hash-chained log of `TraceEvent`s.
+
+Each stored record carries `hash = SHA-256(prev_hash || canonical(record))`, so editing,
+deleting, inserting or reordering any record breaks the chain from that record on, and
+`commandcenter audit verify` names the first one. Two implementations: SQLite (default, a
+file under data_dir) and PostgreSQL (asyncpg), chosen in the composition root from config.
+The same test suite runs against both; `MemoryTraceStore` keeps the chain in a list.
+
+The chain itself (canonical encoding, hashing, verification) is `sessions.trace`; the figures
+are `sessions.statistics`. Every store serialises appends into one chain however many tasks
+(or, for PostgreSQL, server processes) append at once, and commits concurrent appends
+together (group commit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from sessions.recorder import TraceEvent
+from sessions.statistics import Counts, StatsQuery
+from sessions.trace import Head, Link
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    seq: int  # 1, 2, 3, ... in append order
+    kind: str
+    at: float  # server time, seconds since the epoch
+    data: Mapping[str, Any]
+    prev_hash: str  # hex; the genesis value for seq 1
+    hash: str  # hex
+
+
+class TraceStore(Protocol):
+    async def append(self, events: Sequence[TraceEvent]) -> list[StoredRecord]:
+        """Append in order; durable (committed) when this returns. Raises UnencodableEvent
+        (nothing appended) when an event has no canonical encoding."""
+        ...
+
+    async def append_links(self, events: Sequence[TraceEvent]) -> list[Link]:
+        """Like `append`, returning the links as stored: for writers that need no records
+        back (the hub's recorder), it saves decoding nothing and building no records."""
+        ...
+
+    async def records(self, *, after_seq: int = 0, limit: int = 10000) -> list[StoredRecord]:
+        """Records with seq > after_seq, in order, at most `limit`."""
+        ...
+
+    async def find(
+        self,
+        *,
+        kinds: Sequence[str],
+        data_equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[StoredRecord]:
+        """Records of these kinds whose data[key] == value for every given pair, in order.
+        `since` is inclusive and `until` exclusive, server time in seconds; keys are
+        identifiers (letters, digits, `_`), and a value matches only a string equal to it."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def links(self, *, after_seq: int = 0, limit: int = 10000) -> list[Link]:
+        """Records with seq > after_seq as stored (canonical data, derived columns), in seq
+        order, at most `limit`: what `audit verify` reads."""
+        ...
+
+    async def head(self) -> Head:
+        """The last record's seq and hash (`trace.GENESIS` when empty)."""
+        ...
+
+    async def counts(self, query: StatsQuery) -> Counts:
+        """The statistics counts for `query` (see `sessions.statistics`)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish the appends already handed over, then release the database; later calls
+        raise StoreClosed."""
+        ...
+
+
+# Keys `find` may match on: they end up in a JSON path, so nothing that could escape it.
+_FIND_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def record_of(link: Link) -> StoredRecord:
+    """The record a stored link holds, its data decoded."""
+    return StoredRecord(
+        seq=link.seq,
+        kind=link.kind,
+        at=link.at_us / 1_000_000,
+        data=msgspec.json.decode(link.data),
+        prev_hash=link.prev_hash,
+        hash=link.hash,
+    )
+
+
+def check_find_keys(data_equals: Mapping[str, str] | None) -> None:
+    """Raise ValueError unless every key of `data_equals` is an identifier and every value a
+    string, as `TraceStore.find` requires."""
+    for key, value in (data_equals or {}).items():
+        if not isinstance(key, str) or not _FIND_KEY.fullmatch(key):
+            raise ValueError(f"find: key {key!r} is not an identifier")
+        if not isinstance(value, str):
+            raise ValueError(f"find: value of {key!r} is not a string")

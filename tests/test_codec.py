@@ -1,0 +1,410 @@
+"""Frames to messages and back: every client message decodes from JSON and msgpack, bad
+input of any kind gives InvalidMessage naming the field (never another exception), oversize
+frames give FrameTooLarge, and every server message survives both encodings."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from signalling import protocol as p
+from signalling.codec import Encoding, decode, encode
+from signalling.errors import ClientError, FrameTooLarge, InvalidMessage
+
+MAX = 65536
+ENCODINGS = list(Encoding)
+CLIENT_TYPES: tuple[type[p.ClientMessage], ...] = typing.get_args(p.ClientMessage)
+SERVER_TYPES: tuple[type[p.ServerMessage], ...] = typing.get_args(p.ServerMessage)
+
+NOW_MS = 1_800_000_000_000.0
+
+# One fully populated example of every client message (every optional field set).
+CLIENT_SAMPLES: list[p.ClientMessage] = [
+    p.Heartbeat(id="m1", device_time=NOW_MS, rtt_ms=120.5),
+    p.Position(id="m2", lat=30.25, lon=120.125, accuracy_m=4.5, device_time=NOW_MS),
+    p.CallCenter(id="m3", case_number="(2026)P0101-1"),
+    p.Emergency(id="m4", case_number="(2026)P0101-2", note="crowd gathering"),
+    p.CallOfficer(id="m5", officer="o1", case_number="(2026)P0101-3"),
+    p.Accept(id="m6", call_id="c1"),
+    p.Decline(id="m7", call_id="c1"),
+    p.Cancel(id="m8", call_id="c1"),
+    p.Hangup(id="m9", call_id="c1"),
+    p.JoinCall(id="m10", call_id="c1", covert=True),
+    p.LeaveCall(id="m11", call_id="c1"),
+    p.Transfer(id="m12", call_id="c1", to="op2"),
+    p.ClearEmergency(id="m13", officer="o1"),
+    p.GetRoster(id="m14", court="P0101"),
+    p.Offer(id="m15", call_id="c1", sdp="v=0\r\n"),
+    p.Answer(id="m16", call_id="c1", sdp="v=0\r\n"),
+    p.IceCandidate(
+        id="m17",
+        call_id="c1",
+        candidate="candidate:1 1 udp 1 1.2.3.4 5 typ host",
+        sdp_mid="0",
+        sdp_mline_index=0,
+    ),
+]
+
+USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
+OPERATOR = p.UserInfo(id="op1", name="Operator", role="operator", court="P0101")
+POSITION = p.GeoPosition(lat=30.0, lon=120.0, accuracy_m=5.0, device_time=NOW_MS)
+CALL = p.CallInfo(
+    call_id="c1",
+    direction=p.Direction.OFFICER_TO_CENTER,
+    state="active",
+    court="P0101",
+    officer=USER,
+    operator=OPERATOR,
+    case_number="(2026)P0101-1",
+    emergency=True,
+    supervisors=[p.UserInfo(id="s1", name="Sup", role="supervisor", court="P01")],
+    created_at=NOW_MS,
+)
+ENTRY = p.RosterEntry(
+    officer=USER,
+    status="online",
+    call_id="c1",
+    emergency=False,
+    position=POSITION,
+    device="phone",
+    since=NOW_MS,
+)
+
+SERVER_SAMPLES: list[p.ServerMessage] = [
+    p.Welcome(
+        protocol=p.PROTOCOL_VERSION,
+        session_id="s1",
+        resume_token="r1",
+        resumed=True,
+        user=USER,
+        node_id="n1",
+        server_time=NOW_MS,
+        heartbeat_interval_s=15.0,
+        grace_s=30.0,
+        calls=[CALL],
+    ),
+    p.Ack(ref="m1"),
+    p.Error(ref="m1", code="forbidden", reason="no", field="court"),
+    p.HeartbeatAck(ref="m1", device_time=NOW_MS, server_time=NOW_MS, offset_ms=1.5, rtt_ms=3.0),
+    p.CallPlaced(ref="m1", call_id="c1"),
+    p.Roster(ref="m1", officers=[ENTRY]),
+    p.RosterUpdate(entry=ENTRY),
+    p.CallRinging(call=CALL),
+    p.CallQueued(call_id="c1", position=2),
+    p.CallTaken(call_id="c1", by=OPERATOR),
+    p.RingStopped(call_id="c1", reason="busy"),
+    p.CallAnswered(call=CALL),
+    p.CallEnded(call_id="c1", reason=p.EndReason.MISSED, by=None),
+    p.ParticipantJoined(call_id="c1", user=USER, covert=True),
+    p.ParticipantLeft(call_id="c1", user=USER),
+    p.CallTransferred(call=CALL, from_operator=OPERATOR),
+    p.PartyAway(call_id="c1", user=USER, grace_s=30.0),
+    p.PartyBack(call_id="c1", user=USER),
+    p.ServerOffer(call_id="c1", sdp="v=0"),
+    p.ServerAnswer(ref="m1", call_id="c1", sdp="v=0"),
+    p.ServerIceCandidate(call_id="c1", candidate="", sdp_mid=None, sdp_mline_index=None),
+]
+
+_server_json = msgspec.json.Decoder(p.ServerMessage)
+_server_msgpack = msgspec.msgpack.Decoder(p.ServerMessage)
+
+
+def frame_of(data: Any, encoding: Encoding) -> str | bytes:
+    """A frame as a client would send it: JSON text or msgpack bytes."""
+    if encoding is Encoding.JSON:
+        return msgspec.json.encode(data).decode("utf-8")
+    return msgspec.msgpack.encode(data)
+
+
+def as_dict(msg: p.ClientMessage) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.to_builtins(msg)
+    return data
+
+
+def fields_of(kind: type[p.ClientMessage]) -> list[msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return list(info.fields)
+
+
+def max_length(field: msgspec.inspect.Field) -> int | None:
+    """The bound on a string field (optional or not), or None if it is not a bounded str."""
+    t = field.type
+    options = t.types if isinstance(t, msgspec.inspect.UnionType) else (t,)
+    for option in options:
+        if isinstance(option, msgspec.inspect.StrType) and option.max_length is not None:
+            return option.max_length
+    return None
+
+
+def outcome(frame: str | bytes, encoding: Encoding) -> p.ClientMessage | InvalidMessage:
+    """The decoded message, or the InvalidMessage raised; any other exception propagates."""
+    try:
+        return decode(frame, encoding, MAX)
+    except InvalidMessage as exc:
+        return exc
+
+
+def decode_error(frame: str | bytes, encoding: Encoding) -> InvalidMessage:
+    # Above the protocol's hard SDP ceiling, so that an overlong field is seen as such.
+    with pytest.raises(InvalidMessage) as info:
+        decode(frame, encoding, 2**20)
+    assert not isinstance(info.value, FrameTooLarge)
+    return info.value
+
+
+# ---- valid frames -------------------------------------------------------------------------
+
+
+def test_every_client_message_type_has_a_sample() -> None:
+    assert {type(m) for m in CLIENT_SAMPLES} == set(CLIENT_TYPES)
+    assert {type(m) for m in SERVER_SAMPLES} == set(SERVER_TYPES)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("msg", CLIENT_SAMPLES, ids=lambda m: type(m).__name__)
+def test_client_message_decodes_to_an_equal_struct(
+    msg: p.ClientMessage, encoding: Encoding
+) -> None:
+    frame = frame_of(as_dict(msg), encoding)
+    assert decode(frame, encoding, MAX) == msg
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("kind", CLIENT_TYPES, ids=lambda k: k.__name__)
+def test_client_message_with_only_required_fields_decodes(
+    kind: type[p.ClientMessage], encoding: Encoding
+) -> None:
+    """Optional fields may be left out; they take their defaults."""
+    (sample,) = [m for m in CLIENT_SAMPLES if type(m) is kind]
+    data = as_dict(sample)
+    required = {f.encode_name for f in fields_of(kind) if f.required} | {"type"}
+    minimal = {k: v for k, v in data.items() if k in required}
+    decoded = decode(frame_of(minimal, encoding), encoding, MAX)
+    assert type(decoded) is kind
+    for f in fields_of(kind):
+        if not f.required:
+            assert getattr(decoded, f.name) == f.default
+
+
+def test_json_bytes_and_text_decode_alike() -> None:
+    text = frame_of(as_dict(CLIENT_SAMPLES[5]), Encoding.JSON)
+    assert isinstance(text, str)
+    assert decode(text.encode(), Encoding.JSON, MAX) == decode(text, Encoding.JSON, MAX)
+
+
+# ---- bad frames ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.binary(max_size=256) | st.text(max_size=256), encoding=st.sampled_from(ENCODINGS))
+def test_arbitrary_input_gives_a_message_or_invalid_message(
+    frame: str | bytes, encoding: Encoding
+) -> None:
+    result = outcome(frame, encoding)
+    if isinstance(result, InvalidMessage):
+        assert isinstance(result, ClientError)
+        assert result.code in ("invalid_message", "frame_too_large")
+        assert result.reason
+    else:
+        assert isinstance(result, CLIENT_TYPES)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+message_like = st.fixed_dictionaries(
+    {"type": st.sampled_from([k.__struct_config__.tag for k in CLIENT_TYPES] + ["nope"])},
+    optional={
+        "id": st.text(max_size=70) | st.integers(min_value=-(2**63), max_value=2**63),
+        "call_id": st.text(max_size=70) | json_values,
+        "device_time": st.floats() | st.integers(min_value=-(2**63), max_value=2**63),
+        "lat": st.floats(allow_nan=False) | st.text(max_size=3),
+        "covert": json_values,
+        "court": json_values,
+        "extra": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=json_values | message_like, encoding=st.sampled_from(ENCODINGS))
+def test_arbitrary_structured_input_gives_a_message_or_invalid_message(
+    data: Any, encoding: Encoding
+) -> None:
+    """Well-formed JSON or msgpack of any shape, including near-messages, never crashes."""
+    result = outcome(frame_of(data, encoding), encoding)
+    if isinstance(result, InvalidMessage):
+        if isinstance(data, dict) and isinstance(data.get("id"), str):
+            usable = 0 < len(data["id"]) <= 64
+            assert result.ref == (data["id"] if usable else None)
+    else:
+        assert isinstance(result, CLIENT_TYPES)
+        assert isinstance(data, dict)
+        assert result.id == data["id"]
+
+
+def _mutations() -> list[tuple[str, str, str]]:
+    """(message type, mutation, field) for every field of every client message."""
+    out: list[tuple[str, str, str]] = []
+    for kind in CLIENT_TYPES:
+        tag = kind.__struct_config__.tag
+        assert isinstance(tag, str)
+        for f in fields_of(kind):
+            if f.required:
+                out.append((tag, "drop", f.encode_name))
+            out.append((tag, "wrong_type", f.encode_name))
+            if max_length(f) is not None:
+                out.append((tag, "overlong", f.encode_name))
+        out.append((tag, "add", "colour"))
+    return out
+
+
+MUTATIONS = _mutations()
+SAMPLE_BY_TAG = {type(m).__struct_config__.tag: m for m in CLIENT_SAMPLES}
+
+
+def mutate(tag: str, how: str, name: str) -> dict[str, Any]:
+    data = as_dict(SAMPLE_BY_TAG[tag])
+    kind = type(SAMPLE_BY_TAG[tag])
+    if how == "drop":
+        del data[name]
+    elif how == "add":
+        data[name] = "red"
+    elif how == "wrong_type":
+        data[name] = [1, 2]
+    else:
+        (f,) = [f for f in fields_of(kind) if f.encode_name == name]
+        bound = max_length(f)
+        assert bound is not None
+        data[name] = "x" * (bound + 1)
+    return data
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(("tag", "how", "name"), MUTATIONS)
+def test_mutated_frame_names_the_field_and_refers_to_the_id(
+    tag: str, how: str, name: str, encoding: Encoding
+) -> None:
+    data = mutate(tag, how, name)
+    exc = decode_error(frame_of(data, encoding), encoding)
+    assert exc.field == name
+    assert exc.code == "invalid_message"
+    assert exc.ref == (None if name == "id" else data["id"])
+    if how == "add":
+        assert "unknown field" in exc.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(mutation=st.sampled_from(MUTATIONS), encoding=st.sampled_from(ENCODINGS))
+def test_any_mutation_of_a_valid_frame_is_an_invalid_message(
+    mutation: tuple[str, str, str], encoding: Encoding
+) -> None:
+    """The same check drawn at random, so shrinking points at the first bad case."""
+    data = mutate(*mutation)
+    exc = decode_error(frame_of(data, encoding), encoding)
+    assert exc.field == mutation[2]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_unknown_type_is_reported_as_such(encoding: Encoding) -> None:
+    exc = decode_error(frame_of({"type": "teleport", "id": "m1"}, encoding), encoding)
+    assert (exc.field, exc.reason, exc.ref) == ("type", "unknown message type", "m1")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_frame_that_is_not_an_object_is_invalid(encoding: Encoding) -> None:
+    exc = decode_error(frame_of([1, 2, 3], encoding), encoding)
+    assert exc.ref is None
+
+
+def test_a_broken_json_frame_is_invalid_without_a_field() -> None:
+    exc = decode_error('{"type": "accept", "id": "m1"', Encoding.JSON)
+    assert exc.field is None
+    assert "json" in exc.reason
+
+
+def test_a_lone_surrogate_in_a_text_frame_is_invalid() -> None:
+    exc = decode_error('{"type":"accept","id":"m1","call_id":"\ud800"}', Encoding.JSON)
+    assert exc.code == "invalid_message"
+
+
+# ---- size -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_oversize_frame_is_refused_before_decoding(encoding: Encoding) -> None:
+    msg = p.Offer(id="m1", call_id="c1", sdp="v" * 2000)
+    frame = frame_of(as_dict(msg), encoding)
+    with pytest.raises(FrameTooLarge) as info:
+        decode(frame, encoding, 1000)
+    assert info.value.code == "frame_too_large"
+    assert info.value.ref is None
+    assert decode(frame, encoding, len(frame)) == msg
+
+
+def test_a_text_frame_is_measured_in_bytes_not_characters() -> None:
+    """Chinese text takes three bytes a character in UTF-8."""
+    msg = p.Emergency(id="m1", note="现场有人阻挠执行" * 10)
+    text = frame_of(as_dict(msg), Encoding.JSON)
+    assert isinstance(text, str)
+    size = len(text.encode("utf-8"))
+    assert len(text) < size
+    with pytest.raises(FrameTooLarge):
+        decode(text, Encoding.JSON, size - 1)
+    assert decode(text, Encoding.JSON, size) == msg
+
+
+# ---- server messages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("msg", SERVER_SAMPLES, ids=lambda m: type(m).__name__)
+def test_server_message_encodes_and_decodes_back(msg: p.ServerMessage, encoding: Encoding) -> None:
+    frame = encode(msg, encoding)
+    if encoding is Encoding.JSON:
+        assert isinstance(frame, str)
+        assert _server_json.decode(frame) == msg
+    else:
+        assert isinstance(frame, bytes)
+        assert _server_msgpack.decode(frame) == msg
+
+
+def test_server_messages_carry_their_type_tag() -> None:
+    for msg in SERVER_SAMPLES:
+        data = msgspec.json.decode(encode(msg, Encoding.JSON))
+        assert data["type"] == type(msg).__struct_config__.tag
+
+
+def test_a_msgpack_map_with_a_non_string_key_is_invalid_and_says_so() -> None:
+    frame = msgspec.msgpack.encode({"type": "accept", "id": "m1", 7: "c1"})
+    exc = decode_error(frame, Encoding.MSGPACK)
+    assert exc.field is None
+    assert exc.reason.startswith("field names must be strings")
+    assert "$" not in exc.reason
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    """msgpack can carry NaN and infinities; every bounded number refuses them."""
+    for field in ("lat", "lon", "accuracy_m", "device_time"):
+        data = as_dict(CLIENT_SAMPLES[1])
+        data[field] = value
+        exc = decode_error(msgspec.msgpack.encode(data), Encoding.MSGPACK)
+        assert (exc.field, exc.ref) == (field, "m2")
+
+
+def test_deeply_nested_input_is_invalid_not_a_crash() -> None:
+    assert decode_error("[" * 50_000, Encoding.JSON).code == "invalid_message"
+    assert decode_error(b"\x91" * 50_000, Encoding.MSGPACK).code == "invalid_message"

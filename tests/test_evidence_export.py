@@ -1,0 +1,222 @@
+"""`commandcenter evidence export` and `evidence verify`, run as real processes against the
+trace and evidence files a real app wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from commandcenter.keys import TRACE
+from sessions import evidence as ev
+from sessions.durable import sqlite_path
+from sessions.export import BUNDLE_FORMAT, check_bundle
+from tests.evidencehelpers import CASE, PHOTO, Api, correct, sha, start_api, uploaded
+
+OTHER = os.urandom(3000)
+
+
+@pytest.fixture
+async def api(aiohttp_client: AiohttpClient, tmp_path: Path) -> Api:
+    return await start_api(aiohttp_client, tmp_path)
+
+
+async def cli(api: Api, *argv: str) -> tuple[int, str, str]:
+    """Run `python -m commandcenter ARGV` on the app's data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+    env["COMMANDCENTER_SERVER_DATA_DIR"] = api.config.server.data_dir
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "commandcenter",
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def case_with_history(api: Api) -> dict[str, str]:
+    """Two items in CASE (one corrected, read and downloaded), a refused attempt at CASE, and
+    an item of another case that must stay out of the bundle."""
+    photo = await uploaded(api, "o1")
+    doc = await uploaded(
+        api, "o1", OTHER, kind="document", content_type="application/pdf", file_name="a.pdf"
+    )
+    resp = await correct(
+        api,
+        photo["evidence_id"],
+        "s1",
+        "supervisor",
+        "P01",
+        {"changes": {"file_name": "scene.jpg"}, "reason": "officer's naming"},
+    )
+    assert resp.status == 201
+    assert (await api.get(f"/api/evidence/{photo['evidence_id']}/content", "o1")).status == 200
+    refused = await api.upload("o1", sha256=sha(b"not these bytes"))
+    assert refused.status == 422
+    elsewhere = await uploaded(api, "o1", b"other case", case="C-OTHER")
+    return {
+        "photo": photo["evidence_id"],
+        "doc": doc["evidence_id"],
+        "other": elsewhere["evidence_id"],
+    }
+
+
+def read_records(bundle: Path) -> list[dict[str, Any]]:
+    lines = (bundle / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+async def test_an_exported_bundle_holds_the_case_and_verifies_alone_and_against_the_chain(
+    api: Api, tmp_path: Path
+) -> None:
+    ids = await case_with_history(api)
+    bundle = tmp_path / "bundle"
+    code, out, err = await cli(api, "evidence", "export", "--case", CASE, "--out", str(bundle))
+    assert (code, err) == (0, "")
+    summary = json.loads(out)
+    assert (summary["case_number"], summary["items"]) == (CASE, 2)
+
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format"] == BUNDLE_FORMAT
+    assert manifest["case_number"] == CASE
+    items = {i["evidence_id"]: i for i in manifest["items"]}
+    assert set(items) == {ids["photo"], ids["doc"]}
+    # Current metadata: the correction applied.
+    assert items[ids["photo"]]["metadata"]["file_name"] == "scene.jpg"
+    assert items[ids["photo"]]["metadata"]["sha256"] == sha(PHOTO)
+    assert sorted(p.name for p in (bundle / "originals").iterdir()) == sorted(
+        [sha(PHOTO), sha(OTHER)]
+    )
+    assert (bundle / "originals" / sha(PHOTO)).read_bytes() == PHOTO
+    assert (bundle / "VERIFY.txt").read_text(encoding="utf-8").count("--anchor") == len(
+        manifest["anchors"]
+    )
+
+    records = read_records(bundle)
+    kinds = [r["kind"] for r in records]
+    assert kinds.count(ev.STORED) == 2
+    assert kinds.count(ev.CORRECTED) == 1
+    assert kinds.count(ev.DOWNLOADED) == 1
+    assert kinds.count(ev.REJECTED) == 1
+    assert kinds.count(ev.EXPORTED) == 2
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    assert all(ids["other"] not in r["data"] for r in records)
+    # The export itself is in the trace, once per item.
+    exported = await api.app[TRACE].find(kinds=[ev.EXPORTED])
+    assert {r.data["evidence_id"] for r in exported} == {ids["photo"], ids["doc"]}
+
+    code, out, err = await cli(api, "evidence", "verify", str(bundle), "--chain")
+    assert (code, err) == (0, ""), out
+    result = json.loads(out)
+    assert result["ok"] is True
+    assert (result["items"], result["records"]) == (2, len(records))
+    assert result["chain"]["ok"] is True
+
+
+def tamper(bundle: Path, what: str) -> None:
+    if what == "original":
+        path = bundle / "originals" / sha(PHOTO)
+        path.chmod(0o644)
+        data = bytearray(path.read_bytes())
+        data[10] ^= 1
+        path.write_bytes(bytes(data))
+    elif what == "record":
+        lines = (bundle / "records.jsonl").read_text(encoding="utf-8").splitlines()
+        record = json.loads(lines[0])
+        record["data"] = record["data"].replace("o1", "o2")
+        lines[0] = json.dumps(record, ensure_ascii=False)
+        (bundle / "records.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif what == "metadata":
+        manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+        manifest["items"][0]["metadata"]["capture_time"] += 3_600_000
+        (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    elif what == "missing":
+        (bundle / "originals" / sha(PHOTO)).unlink()
+
+
+@pytest.mark.parametrize(
+    ("what", "problem"),
+    [
+        ("original", "original does not match its sha256"),
+        ("record", "content does not match its hash"),
+        ("metadata", "metadata differs from its records"),
+        ("missing", "is missing"),
+    ],
+)
+async def test_a_tampered_bundle_fails_verification_naming_what(
+    api: Api, tmp_path: Path, what: str, problem: str
+) -> None:
+    await case_with_history(api)
+    bundle = tmp_path / "bundle"
+    code, _, _ = await cli(api, "evidence", "export", "--case", CASE, "--out", str(bundle))
+    assert code == 0
+    assert check_bundle(bundle).ok
+    tamper(bundle, what)
+    check = check_bundle(bundle)
+    assert not check.ok
+    assert any(problem in p for p in check.problems), check.problems
+
+
+async def test_verify_with_chain_detects_a_bundled_record_edited_in_the_trace(
+    api: Api, tmp_path: Path
+) -> None:
+    """The bundle is intact, but the trace no longer holds what it vouched for."""
+    await case_with_history(api)
+    bundle = tmp_path / "bundle"
+    code, _, _ = await cli(api, "evidence", "export", "--case", CASE, "--out", str(bundle))
+    assert code == 0
+    (stored,) = [r for r in read_records(bundle) if r["kind"] == ev.STORED][:1]
+    db = sqlite3.connect(sqlite_path(api.config))
+    with db:
+        db.execute(
+            "UPDATE trace SET data = replace(data, '\"o1\"', '\"o7\"') WHERE seq = ?",
+            (stored["seq"],),
+        )
+    db.close()
+    code, out, err = await cli(api, "evidence", "verify", str(bundle), "--chain")
+    assert code == 1
+    result = json.loads(out)
+    assert result["chain"]["ok"] is False
+    assert f"record {stored['seq']}" in err
+
+
+async def test_export_refuses_an_unknown_case_and_a_non_empty_directory(
+    api: Api, tmp_path: Path
+) -> None:
+    await uploaded(api, "o1")
+    code, out, err = await cli(
+        api, "evidence", "export", "--case", "NOPE", "--out", str(tmp_path / "b1")
+    )
+    assert (code, out) == (2, "")
+    assert "has no evidence" in err
+    assert not (tmp_path / "b1").exists()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    code, out, err = await cli(api, "evidence", "export", "--case", CASE, "--out", str(full))
+    assert (code, out) == (2, "")
+    assert "not an empty directory" in err
+    assert sorted(p.name for p in full.iterdir()) == ["keep.txt"]
+
+
+def test_hashes_in_the_bundle_use_the_documented_rule() -> None:
+    """VERIFY.txt's rule, followed by hand, gives the hash the chain stores."""
+    from sessions.trace import GENESIS_HASH, canonical, chain_hash
+
+    content = canonical(1, 5, "evidence_stored", '{"a":1}')
+    assert content == b'{"at_us":5,"data":{"a":1},"kind":"evidence_stored","seq":1}'
+    by_hand = hashlib.sha256(bytes.fromhex(GENESIS_HASH) + content).hexdigest()
+    assert chain_hash(GENESIS_HASH, content) == by_hand

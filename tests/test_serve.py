@@ -1,0 +1,129 @@
+"""`commandcenter serve` as a real process: it answers /healthz, accepts a token made by
+`commandcenter token` from the same data directory, and exits cleanly on SIGTERM even with
+a WebSocket open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from commandcenter import __version__
+
+SCRIPT = Path(sys.executable).parent / "commandcenter"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of both commands: one private data dir, no other overrides."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+    clean["COMMANDCENTER_SERVER_DATA_DIR"] = str(tmp_path / "var")
+    return clean
+
+
+@pytest.fixture
+def server_process(
+    tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        log.close()
+
+
+async def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> dict[str, str]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc.poll() is not None:
+                output = await asyncio.to_thread(log.read_text, errors="replace")
+                raise AssertionError(f"server exited: {output}")
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        body: dict[str, str] = await resp.json()
+                        return body
+            except aiohttp.ClientConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server did not become healthy"
+            await asyncio.sleep(0.05)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while (code := proc.poll()) is None:
+        assert time.monotonic() < deadline, "server did not exit after SIGTERM"
+        await asyncio.sleep(0.05)
+    return code
+
+
+async def test_serve_answers_health_accepts_a_cli_token_and_exits_cleanly_on_sigterm(
+    server_process: tuple[subprocess.Popen[bytes], int], env: dict[str, str], tmp_path: Path
+) -> None:
+    proc, port = server_process
+    log = tmp_path / "server.log"
+    health = await wait_healthy(proc, port, log)
+    assert health["status"] == "ok"
+    assert health["version"] == __version__
+    assert health["node_id"]
+
+    made = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        *("token", "--user", "o1", "--role", "officer", "--court", "P0101"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(made.communicate(), 60)
+    assert (made.returncode, err) == (0, b"")
+    token = out.decode().strip()
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/ws", params={"token": token}) as ws,
+    ):
+        welcome = json.loads(await ws.receive_str(timeout=5))
+        assert welcome["type"] == "welcome"
+        assert welcome["user"]["id"] == "o1"
+        assert welcome["node_id"] == health["node_id"]
+
+        proc.send_signal(signal.SIGTERM)
+        closing = await ws.receive(timeout=STOP_TIMEOUT_S)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert (closing.data, closing.extra) == (1001, "server shutting down")
+        assert await wait_exit(proc) == 0
+    output = await asyncio.to_thread(log.read_text, errors="replace")
+    assert "Traceback" not in output
+    assert '"event": "disconnected"' in output
