@@ -139,6 +139,8 @@ class Hub:
         """Close every connection (1001) after what was queued for it, let each handler
         tell the core its connection is gone, and perform what the core still had to say."""
         self._stopping = True
+        # Told before the close, so clients see their calls end with a reason.
+        self._emit(self.core.shutdown(self.clock()))
         for conn in list(self._live.values()):
             self._emit([_Close(conn, CLOSE_GOING_AWAY, "server shutting down")])
         handlers = {t for t in self._handlers if t is not asyncio.current_task()}

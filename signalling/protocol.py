@@ -179,6 +179,7 @@ class EndReason(StrEnum):
     QUEUE_FULL = "queue_full"
     PARTY_LOST = "party_lost"  # a party stayed away past presence.grace_s
     NODE_LOST = "node_lost"
+    SHUTDOWN = "shutdown"  # the server was stopped
 
 
 class UserInfo(msgspec.Struct, frozen=True):

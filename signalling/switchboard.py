@@ -279,6 +279,17 @@ class Switchboard:
         self._dispatch(now, out)
         return out
 
+    def shutdown(self, now: float) -> list[Action]:
+        """The node is stopping: end every call and sign everyone out, so the trace holds
+        no sign-in without its sign-out and no call without its end."""
+        out: list[Action] = []
+        for call in list(self.calls.values()):
+            if call.is_live():
+                self._end(call, EndReason.SHUTDOWN, None, now, out)
+        for session in list(self.sessions.values()):
+            self._sign_out(session, "shutdown", now, out)
+        return out
+
     def _sign_out(self, session: Session, reason: str, now: float, out: list[Action]) -> None:
         user = session.user_id
         self.deadlines.cancel(("grace", user))
@@ -586,9 +597,13 @@ class Switchboard:
     ) -> None:
         self._require(session, CENTER_ROLES, "only the command center calls officers")
         caller = session.user_id
+        if msg.officer == caller:
+            raise InvalidState("cannot call yourself", field="officer")
         target = self.sessions.get(msg.officer)
         if target is not None and target.role is not Role.OFFICER:
-            raise NotFound("no such officer", field="officer")
+            # Calling a user who is no officer ends like calling one who is not signed in,
+            # so the answer does not reveal which ids exist.
+            target = None
         court = target.identity.court if target is not None else None
         if court is not None and not self.courts.in_scope(session.identity, court):
             raise Forbidden("officer is outside your scope", field="officer")

@@ -326,9 +326,15 @@ async def test_shutdown_closes_open_connections_1001_and_leaves_no_tasks(server:
     await server.http.server.close()
     assert time.monotonic() - started < 3.0
     for client in (officer, op, sup):
+        ended = await client.expect("call_ended", call_id=call_id)
+        assert ended["reason"] == "shutdown"
         assert await client.expect_close(1001) == "server shutting down"
-    # Each handler told the core its connection went away, and that was recorded.
-    assert {e.data["user"] for e in server.recorder.of_kind("party_away")} >= {"o1", "op1"}
+    # Everyone was signed out and the call ended, so the trace has nothing left open.
+    signed_out = server.recorder.of_kind("sign_out")
+    assert {e.data["user"] for e in signed_out} == {"o1", "op1", "sup1"}
+    assert {e.data["reason"] for e in signed_out} == {"shutdown"}
+    (record,) = server.recorder.of_kind("call_ended")
+    assert (record.data["call"], record.data["reason"]) == (call_id, "shutdown")
     leftover = [
         t
         for t in asyncio.all_tasks()

@@ -551,6 +551,16 @@ def test_calling_an_officer_not_signed_in_ends_unavailable() -> None:
     assert recipients(actions, p.CallEnded) == {"op1"}
 
 
+def test_calling_a_user_who_is_no_officer_ends_unavailable_like_an_unknown_id() -> None:
+    """The answer must not reveal that the id belongs to a signed-in operator."""
+    b = court_of_two()
+    actions = b.call_officer("op1", "op2")
+    call_id = placed(actions)
+    assert ended(actions, call_id).reason is EndReason.UNAVAILABLE
+    assert recipients(actions, p.CallEnded) == {"op1"}
+    assert b.sb.sessions["op2"].ringing == set()
+
+
 def test_an_operator_already_in_a_call_cannot_call_out() -> None:
     b = court_of_two()
     active_call(b, "o1", "op1")
@@ -1071,7 +1081,6 @@ def test_refused_messages_change_nothing() -> None:
         ("op1", p.CallCenter(id="x"), Forbidden),
         ("op1", p.Emergency(id="x"), Forbidden),
         ("op3", p.CallOfficer(id="x", officer="o3"), Forbidden),
-        ("op2", p.CallOfficer(id="x", officer="op3"), NotFound),
         ("o3", p.ClearEmergency(id="x", officer="o3"), Forbidden),
         ("op2", p.ClearEmergency(id="x", officer="o3"), InvalidState),
         ("op2", p.ClearEmergency(id="x", officer="o5"), Forbidden),
