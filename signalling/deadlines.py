@@ -13,24 +13,27 @@ from collections.abc import Hashable
 
 class Deadlines:
     def __init__(self) -> None:
-        self._at: dict[Hashable, float] = {}
+        # key -> (when, seq) of its live heap entry; the seq tells a re-set entry from the
+        # stale one it replaced even when both carry the same time.
+        self._at: dict[Hashable, tuple[float, int]] = {}
         self._heap: list[tuple[float, int, Hashable]] = []
         self._seq = 0
 
     def set(self, key: Hashable, when: float) -> None:
-        self._at[key] = when
         self._seq += 1
+        self._at[key] = (when, self._seq)
         heapq.heappush(self._heap, (when, self._seq, key))
 
     def cancel(self, key: Hashable) -> None:
         self._at.pop(key, None)
 
     def get(self, key: Hashable) -> float | None:
-        return self._at.get(key)
+        entry = self._at.get(key)
+        return None if entry is None else entry[0]
 
     def _drop_stale(self) -> None:
         heap = self._heap
-        while heap and self._at.get(heap[0][2]) != heap[0][0]:
+        while heap and self._at.get(heap[0][2]) != heap[0][:2]:
             heapq.heappop(heap)
 
     def next(self) -> float | None:
