@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from sessions.durable import DurableRecorder, verify_store
@@ -322,10 +324,18 @@ async def test_a_lost_postgres_connection_fails_one_append_and_the_next_reconnec
     s = await backend.open()
     try:
         await fill(s, 2)
-        await backend.sql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE application_name = 'cc-trace-writer:{backend.schema}'"
-        )
+        writer = f"application_name = 'cc-trace-writer:{backend.schema}'"
+        await backend.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {writer}")
+        # pg_terminate_backend only signals: wait until the writer's backend is really gone,
+        # so the loss is there for the first append to find.
+        probe = await asyncpg.connect(PG_DSN)
+        try:
+            deadline = time.monotonic() + 10
+            while await probe.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {writer}"):
+                assert time.monotonic() < deadline, "the writer's backend did not go away"
+                await asyncio.sleep(0.01)
+        finally:
+            await probe.close()
         outcomes = []
         for i in range(3):
             try:
