@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck pytest bench clean
+.PHONY: venv run test lint typecheck pytest bench bench-recorder bench-evidence clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,16 @@ pytest: venv
 
 test: lint typecheck pytest
 
+# Benchmarks print JSON lines, the last a summary with pass/fail per goal. Run them on a
+# quiet machine: each reports whether other processes took CPU while it ran.
 bench: venv
 	$(BIN)/python -m bench.signalling
+
+bench-recorder: venv
+	$(BIN)/python -m bench.recorder
+
+bench-evidence: venv
+	$(BIN)/python -m bench.evidence
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
