@@ -345,6 +345,10 @@ class Hub:
         self._emit(_attached(conn, actions))
         # This frame lives as long as the connection: hold no more than it needs.
         del actions, keys, session
+        # A connection is authorised by its token only while the token lasts, idle or not.
+        loop = asyncio.get_running_loop()
+        expires_in = identity.expires_at + self.config.auth.leeway_s - self.clock()
+        expiry = loop.call_at(loop.time() + max(0.0, expires_in), self._expire, conn)
         bound = log.bind(user_id=user, session_id=conn.session_id, node_id=self.node_id)
         bound.info("connected", role=identity.role.value, court=identity.court)
         close: tuple[int, str] | None = None
@@ -354,6 +358,7 @@ class Hub:
             bound.exception("connection failed")
             close = (CLOSE_INTERNAL, "internal error")
         finally:
+            expiry.cancel()
             # Everything up to the core's disconnect is synchronous: no other connection of
             # this user can come in between, and the core hears of this close even if the
             # task is cancelled in one of the awaits below.
@@ -435,6 +440,10 @@ class Hub:
                 continue
             self._emit(actions)
         return None
+
+    def _expire(self, conn: Connection) -> None:
+        if self._live.get(conn.user) is conn:
+            self._emit([_Close(conn, CLOSE_UNAUTHORIZED, "token expired")])
 
     def _reply(self, conn: Connection, exc: ClientError, ref: str | None) -> None:
         self._emit([Send((conn.user,), _error_reply(exc, ref))])

@@ -85,6 +85,14 @@ async def test_token_that_expires_during_the_session_closes_4401_on_the_next_fra
     assert await client.expect_close(4401) == "token expired"
 
 
+async def test_an_idle_connection_is_closed_4401_when_its_token_expires(serve: Serve) -> None:
+    """Authorisation lasts as long as the token, even for a client that sends nothing."""
+    server = await serve(auth={"leeway_s": 0.0})
+    client = await server.open("o1", token=server.token("o1", "officer", "P0101", ttl_s=1))
+    await client.expect("welcome")
+    assert await client.expect_close(4401, timeout=4.0) == "token expired"
+
+
 @pytest.mark.parametrize(
     ("query", "reason"),
     [
