@@ -277,6 +277,13 @@ def _load_public_key(alg: str, pem: str) -> RSAPublicKey | EllipticCurvePublicKe
     return key
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def issue_token(
     secret: str, *, user: str, role: Role, court: str, name: str, ttl_s: float, now: float
 ) -> str:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import structlog
 from aiohttp import hdrs, web
 
 from commandcenter.auth import AuthError, Identity
+from commandcenter.http_edge import auth_error_response, error_response, identity_of
 from commandcenter.keys import CONFIG, EVIDENCE, HUB
 from sessions import evidence as ev
 from sessions.errors import RecorderError
@@ -41,23 +42,17 @@ DOWNLOAD_CHUNK: Final = 256 * 1024
 # --- the one translation to HTTP -----------------------------------------------------------
 
 
-def _error(status: int, code: str, reason: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": code, "reason": reason}
-    if field is not None:
-        body["field"] = field
-    return web.json_response(body, status=status)
-
-
 def _failure(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, AuthError):
-        response = _error(AuthError.http_status, "unauthorized", exc.reason)
-        response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+        response = auth_error_response(exc)
     elif isinstance(exc, ev.EvidenceError):
-        response = _error(exc.http_status, exc.code, exc.reason, exc.field)
+        response = error_response(exc.http_status, exc.code, exc.reason, exc.field)
     elif isinstance(exc, RecorderError) and exc.http_status == 503:
         # The trace cannot be written now: nothing was stored or served, the client may retry.
         log.error("evidence trace unavailable", path=request.path, code=exc.code)
-        response = _error(503, "unavailable", "the evidence record is unavailable, retry later")
+        response = error_response(
+            503, "unavailable", "the evidence record is unavailable, retry later"
+        )
     else:
         log.error(
             "evidence request failed",
@@ -65,7 +60,7 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
             path=request.path,
             exc_info=exc,
         )
-        response = _error(500, "internal_error", "internal error")
+        response = error_response(500, "internal_error", "internal error")
     # A body the handler did not read to its end (a refusal, an upload cut short) is read
     # by nobody: closing the connection stops the client sending the rest of it.
     if request.body_exists and not request.content.is_eof():
@@ -87,17 +82,8 @@ def _answering(handler: Handler) -> Handler:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _identity(request: web.Request) -> Identity:
-    header = request.headers.get(hdrs.AUTHORIZATION, "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("token missing")
-    hub = request.app[HUB]
-    return hub.verifier.verify(token.strip(), hub.clock())
-
-
 def _upload_request(request: web.Request) -> tuple[Identity, ev.UploadRequest]:
-    who = _identity(request)
+    who = identity_of(request)
     upload = ev.parse_upload(request.query.items(), request.headers.get(hdrs.CONTENT_TYPE))
     return who, upload
 
@@ -140,7 +126,7 @@ async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
     """Answers `Expect: 100-continue`: refuses before the body is sent if the upload would
     be refused anyway, otherwise tells the client to go on."""
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-        return _error(417, "expectation_failed", "only 100-continue is supported", "expect")
+        return error_response(417, "expectation_failed", "only 100-continue is supported", "expect")
     try:
         who, upload = _upload_request(request)
         await request.app[EVIDENCE].admit(who, upload, declared_size=request.content_length)
@@ -171,7 +157,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
 
 @_answering
 async def list_case(request: web.Request) -> web.StreamResponse:
-    who = _identity(request)
+    who = identity_of(request)
     params = ev.single_params(request.query.items(), ("case",))
     if "case" not in params:
         raise ev.BadRequest("required", "case")
@@ -182,7 +168,7 @@ async def list_case(request: web.Request) -> web.StreamResponse:
 
 @_answering
 async def read(request: web.Request) -> web.StreamResponse:
-    who = _identity(request)
+    who = identity_of(request)
     ev.single_params(request.query.items(), ())
     history = await request.app[EVIDENCE].read(who, request.match_info["evidence_id"])
     return web.json_response(history.to_json())
@@ -190,7 +176,7 @@ async def read(request: web.Request) -> web.StreamResponse:
 
 @_answering
 async def download(request: web.Request) -> web.StreamResponse:
-    who = _identity(request)
+    who = identity_of(request)
     ev.single_params(request.query.items(), ())
     history, path = await request.app[EVIDENCE].download(who, request.match_info["evidence_id"])
     item = history.current()
@@ -210,7 +196,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 @_answering
 async def correct(request: web.Request) -> web.StreamResponse:
-    who = _identity(request)
+    who = identity_of(request)
     ev.single_params(request.query.items(), ())
     correction = ev.parse_correction(await _read_bounded(request, ev.MAX_CORRECTION_BYTES))
     history = await request.app[EVIDENCE].correct(

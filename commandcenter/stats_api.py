@@ -10,12 +10,13 @@ docs/statistics.md says what each figure counts.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.auth import AuthError, Role
+from commandcenter.http_edge import auth_error_response, error_response, identity_of
 from commandcenter.keys import CONFIG, HUB, TRACE
 from sessions.durable import statistics_report, zone_of
 from sessions.errors import BadQuery, RecorderError
@@ -36,26 +37,8 @@ class _Refused(Exception):
         self.status, self.code, self.reason, self.field = status, code, reason, field
 
 
-def _error(status: int, code: str, reason: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": code, "reason": reason}
-    if field is not None:
-        body["field"] = field
-    response = web.json_response(body, status=status)
-    if status == 401:
-        response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
-    return response
-
-
-def _identity(request: web.Request) -> Identity:
-    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("token missing")
-    hub = request.app[HUB]
-    return hub.verifier.verify(token.strip(), hub.clock())
-
-
 async def _stats(request: web.Request) -> web.Response:
-    who = _identity(request)
+    who = identity_of(request)
     if who.role not in STATS_ROLES:
         raise _Refused(403, "forbidden", "only auditors, supervisors and admins read statistics")
     query = request.query
@@ -91,20 +74,20 @@ async def get_stats(request: web.Request) -> web.Response:
     try:
         return await _stats(request)
     except AuthError as exc:
-        return _error(AuthError.http_status, "unauthorized", exc.reason)
+        return auth_error_response(exc)
     except _Refused as exc:
-        return _error(exc.status, exc.code, exc.reason, exc.field)
+        return error_response(exc.status, exc.code, exc.reason, exc.field)
     except BadQuery as exc:
-        return _error(exc.http_status, exc.code, exc.reason, exc.field)
+        return error_response(exc.http_status, exc.code, exc.reason, exc.field)
     except RecorderError as exc:
         if exc.http_status == 503:
             log.error("statistics unavailable", code=exc.code)
-            return _error(503, "unavailable", "the trace cannot be read now, retry later")
+            return error_response(503, "unavailable", "the trace cannot be read now, retry later")
         log.error("statistics failed", exc_info=exc)
-        return _error(500, "internal_error", "internal error")
+        return error_response(500, "internal_error", "internal error")
     except Exception as exc:
         log.error("statistics failed", exc_info=exc)
-        return _error(500, "internal_error", "internal error")
+        return error_response(500, "internal_error", "internal error")
 
 
 def add_routes(app: web.Application) -> None:

@@ -26,7 +26,7 @@ from typing import Final
 import structlog
 from aiohttp import WSMsgType, web
 
-from commandcenter.auth import AuthError, Identity, TokenVerifier
+from commandcenter.auth import AuthError, Identity, TokenVerifier, bearer_token
 from commandcenter.config import Config
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
@@ -298,10 +298,10 @@ class Hub:
 
     def _authenticate(self, request: web.Request) -> tuple[Identity, dict[str, str]]:
         query = request.query
+        # Browsers cannot set headers on a WebSocket, hence the query parameter.
         token = query.get("token")
-        header = request.headers.get("Authorization", "")
-        if token is None and header.lower().startswith("bearer "):
-            token = header[7:].strip()
+        if token is None:
+            token = bearer_token(request.headers.get("Authorization", ""))
         if not token:
             raise ConnectionRefused(CLOSE_UNAUTHORIZED, "token missing")
         try:

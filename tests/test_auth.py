@@ -22,6 +22,7 @@ from commandcenter.auth import (
     Identity,
     Role,
     TokenVerifier,
+    bearer_token,
     build_verifier,
     issue_token,
     load_secret,
@@ -399,3 +400,18 @@ def test_build_verifier_reports_a_missing_public_key_file(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match=re.escape("auth.public_key_file")):
         build_verifier(config)
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc.def", "abc.def"),
+        ("bearer   abc ", "abc"),
+        ("Bearer ", None),
+        ("Basic dXNlcjpwdw==", None),
+        ("", None),
+        ("Bearerabc", None),
+    ],
+)
+def test_bearer_token_is_taken_only_from_a_bearer_header(header: str, token: str | None) -> None:
+    assert bearer_token(header) == token

@@ -28,6 +28,7 @@ from tests.evidencehelpers import (
     start_api,
     uploaded,
 )
+from tests.polling import wait_until
 from tests.wsclient import Client
 
 
@@ -565,10 +566,3 @@ async def test_an_upload_the_client_abandons_half_way_leaves_no_item_and_no_file
     await writer.wait_closed()
     await wait_until(lambda: api.files() == [])
     assert await api.records(ev.STORED) == []
-
-
-async def wait_until(condition: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sessions.recorder import TraceEvent
 from sessions.statistics import StatsQuery, reference_counts
 from sessions.store import TraceStore
 from sessions.trace import GENESIS, Head, entry_of, seal, verify
+from tests.polling import wait_until
 from tests.tracehelpers import (
     PG_DSN,
     TAMPERING,
@@ -329,11 +329,13 @@ async def test_a_lost_postgres_connection_fails_one_append_and_the_next_reconnec
         # pg_terminate_backend only signals: wait until the writer's backend is really gone,
         # so the loss is there for the first append to find.
         probe = await asyncpg.connect(PG_DSN)
+
+        async def writer_gone() -> bool:
+            query = f"SELECT count(*) = 0 FROM pg_stat_activity WHERE {writer}"
+            return bool(await probe.fetchval(query))
+
         try:
-            deadline = time.monotonic() + 10
-            while await probe.fetchval(f"SELECT count(*) FROM pg_stat_activity WHERE {writer}"):
-                assert time.monotonic() < deadline, "the writer's backend did not go away"
-                await asyncio.sleep(0.01)
+            await wait_until(writer_gone, within=10, what="the writer's backend went away")
         finally:
             await probe.close()
         outcomes = []

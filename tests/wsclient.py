@@ -16,7 +16,6 @@ cancellation from outside would cut through mid-frame.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -31,6 +30,7 @@ from commandcenter.auth import Role, issue_token
 from commandcenter.config import Config
 from sessions.recorder import MemoryRecorder
 from signalling.protocol import ServerMessage
+from tests.polling import wait_until
 
 Msg = dict[str, Any]
 Encoding = Literal["json", "msgpack"]
@@ -288,11 +288,7 @@ class Server:
         what: str = "",
     ) -> None:
         """Poll `condition` until it holds; fails after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s: {what}")
-            await asyncio.sleep(0.01)
+        await wait_until(condition, within=timeout, what=what)
 
     async def wait_recorded(
         self,
