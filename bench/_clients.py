@@ -13,7 +13,7 @@ The orchestrator (`bench.signalling`) sends a worker one command at a time over 
 `calls` and `relay` (workload only) and `stop`.
 
 A worker talks either to the hub (`target="hub"`: a JWT in the URL) or to the bare relay of
-`bench.relay` (`target="relay"`: who it is in plain query parameters).
+`bench.ws_relay` (`target="relay"`: who it is in plain query parameters).
 """
 
 from __future__ import annotations

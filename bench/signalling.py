@@ -30,7 +30,7 @@ Workload (defaults are the issue's goals; every size is a flag):
   service, one `position` record in the trace per published position). Measured as frames
   received by the clients per second over `--relay-duration` s (5), after `--warmup` s
   (1), with all 10,000 connections still open.
-- baseline (`baseline_msgs_per_s`): `bench.relay`, a bare aiohttp WebSocket server started
+- baseline (`baseline_msgs_per_s`): `bench.ws_relay`, a bare aiohttp WebSocket server started
   the same way, takes the same workload users (in a process of their own, no idle
   connections) and the same frames: it acks each position and forwards it unchanged to
   the court's operators. Hub and baseline run `--rounds` (3) rounds each, alternating which
@@ -346,7 +346,7 @@ class Bench:
                 port_flag=True,
             )
             relay = self._server(
-                "relay", [sys.executable, "-m", "bench.relay"], dict(os.environ), port_flag=True
+                "relay", [sys.executable, "-m", "bench.ws_relay"], dict(os.environ), port_flag=True
             )
             for server in (hub, relay):
                 stack.enter_context(server)

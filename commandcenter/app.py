@@ -9,6 +9,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -18,6 +19,7 @@ from commandcenter import evidence_api, http_api
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, HUB, RECORDER, TRACE
+from media.service import MediaService
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
@@ -36,6 +38,7 @@ LISTEN_BACKLOG = 1024
 # short-lived objects die by reference count before they are promoted, which makes full
 # collections rare; freezing moves what exists at start (modules, config) out of their scan.
 GC_THRESHOLDS = (50_000, 20, 100)
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def node_id_of(config: Config) -> str:
@@ -56,6 +59,7 @@ def create_app(
         presence=config.presence,
         node_id=node_id,
         new_call_id=lambda: "c-" + secrets.token_hex(8),
+        media=config.media.enabled,
     )
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).
     recorder = recorder if recorder is not None else DurableRecorder.from_config(config)
@@ -67,6 +71,8 @@ def create_app(
         router=LocalRouter(),
         clock=clock,
     )
+    if config.media.enabled:
+        hub.media = MediaService(config=config.media, deliver=hub.deliver, clock=clock)
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[HUB] = hub
@@ -79,6 +85,9 @@ def create_app(
         )
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
+    # The web client: code only, no data, so it is served without a token (the WebSocket it
+    # opens is authenticated like any other).
+    app.router.add_static("/app/", STATIC_DIR)
 
     async def on_startup(app: web.Application) -> None:
         if isinstance(recorder, DurableRecorder):

@@ -10,6 +10,7 @@ Nothing here is read by the pure cores: they receive the values they need.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -157,6 +158,31 @@ class RecorderConfig:
 
 
 @dataclass(frozen=True)
+class MediaConfig:
+    # Off: calls are signalling only and media messages are answered `media_unavailable`.
+    enabled: bool = True
+    # IP addresses offered as host ICE candidates. Empty: every address of the machine's
+    # interfaces except loopback (aioice's scan). Set it to pin media to one interface, or to
+    # 127.0.0.1 for tests on loopback.
+    ice_addresses: tuple[str, ...] = ()
+    # STUN / TURN servers for deployments behind NAT, as "stun:host:port" / "turn:host:port".
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_username: str = ""
+    turn_password: str = ""
+    # Each answered call is recorded (Matroska, no transcoding) and registered as evidence.
+    record: bool = True
+    # Directory of recordings being written. Empty: <data_dir>/recordings.
+    recordings_dir: str = ""
+    # Fewest seconds between two keyframe requests sent to one publisher; a request held back
+    # by this limit is sent when it expires, not dropped.
+    keyframe_interval_s: float = 0.5
+    # Bytes waiting in one subscriber's socket buffer beyond which its packets are dropped
+    # until the next keyframe (a slow subscriber must not hold memory or delay others).
+    max_subscriber_backlog_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -168,6 +194,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -208,6 +235,8 @@ def _validate(cfg: Config) -> None:
         "calls.max_queue": cfg.calls.max_queue,
         "evidence.max_upload_bytes": cfg.evidence.max_upload_bytes,
         "evidence.clock_offset_threshold_ms": cfg.evidence.clock_offset_threshold_ms,
+        "media.keyframe_interval_s": cfg.media.keyframe_interval_s,
+        "media.max_subscriber_backlog_bytes": cfg.media.max_subscriber_backlog_bytes,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -215,6 +244,22 @@ def _validate(cfg: Config) -> None:
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
+    _validate_media(cfg.media)
+
+
+def _validate_media(media: MediaConfig) -> None:
+    for address in media.ice_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"media.ice_addresses: {address!r} is not an IP address") from None
+    for key, urls, schemes in (
+        ("media.stun_urls", media.stun_urls, ("stun:",)),
+        ("media.turn_urls", media.turn_urls, ("turn:", "turns:")),
+    ):
+        for url in urls:
+            if not url.startswith(schemes):
+                raise ConfigError(f"{key}: {url!r} does not start with {' or '.join(schemes)}")
 
 
 def _validate_recorder(rec: RecorderConfig) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sessions.recorder import TraceEvent
-from signalling.protocol import ServerMessage
+from signalling.protocol import Answer, IceCandidate, Offer, ServerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,4 +33,22 @@ class Disconnect:
     reason: str
 
 
-Action = Send | Record | Disconnect
+@dataclass(frozen=True, slots=True)
+class Room:
+    """Call `call_id`'s media is for `members` now (empty: it ends). `silent` members (covert
+    supervisors) receive the others' media but nothing of theirs is forwarded."""
+
+    call_id: str
+    members: tuple[str, ...]
+    silent: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiate:
+    """Hand `user`'s checked media message to the media server."""
+
+    user: str
+    message: Offer | Answer | IceCandidate
+
+
+Action = Send | Record | Disconnect | Room | Negotiate

@@ -30,7 +30,7 @@ from commandcenter.auth import AuthError, Identity, TokenVerifier, bearer_token
 from commandcenter.config import Config
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
-from signalling.actions import Action, Disconnect, Record, Send
+from signalling.actions import Action, Disconnect, Negotiate, Record, Room, Send
 from signalling.codec import Encoding, decode
 from signalling.errors import (
     CLOSE_BAD_INPUT,
@@ -43,6 +43,7 @@ from signalling.errors import (
     InvalidMessage,
     RateLimited,
 )
+from signalling.media_port import MediaPort
 from signalling.ratelimit import TokenBucket, WindowCounter
 from signalling.router import CLOSE_WAIT_S, Connection, Router
 from signalling.switchboard import SessionKeys, Switchboard
@@ -105,6 +106,7 @@ class Hub:
         verifier: TokenVerifier,
         recorder: SessionRecorder,
         router: Router,
+        media: MediaPort | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -112,6 +114,7 @@ class Hub:
         self.verifier = verifier
         self.recorder = recorder
         self.router = router
+        self.media = media
         self.clock = clock
         self.node_id = switchboard.node_id
         self._timer: asyncio.TimerHandle | None = None
@@ -129,6 +132,8 @@ class Hub:
         self._live: dict[str, Connection] = {}
         # Handler tasks of open WebSockets, awaited on shutdown.
         self._handlers: set[asyncio.Task[object]] = set()
+        # Media messages being carried out by the media server.
+        self._negotiations: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -148,6 +153,10 @@ class Hub:
             await asyncio.wait(handlers, timeout=CLOSE_WAIT_S + 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._flush(), CLOSE_WAIT_S)
+        if self._negotiations:
+            await asyncio.wait(set(self._negotiations), timeout=CLOSE_WAIT_S)
+        if self.media is not None:
+            await self.media.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -189,7 +198,10 @@ class Hub:
     def health(self) -> dict[str, object]:
         """What /healthz reports: degraded while trace events wait for the recorder."""
         status = "degraded" if self._unrecorded else "ok"
-        return {"status": status, "unrecorded_events": len(self._unrecorded)}
+        health: dict[str, object] = {"status": status, "unrecorded_events": len(self._unrecorded)}
+        if self.media is not None:
+            health.update(self.media.health())
+        return health
 
     async def _record(self, events: list[TraceEvent]) -> None:
         pending = self._unrecorded + events if self._unrecorded else events
@@ -237,8 +249,37 @@ class Hub:
             case _Flushed():
                 if not step.done.done():
                     step.done.set_result(None)
+            case Room():
+                if self.media is not None:
+                    self.media.room_changed(step.call_id, step.members, step.silent)
+            case Negotiate():
+                task = asyncio.get_running_loop().create_task(self._negotiate(step))
+                self._negotiations.add(task)
+                task.add_done_callback(self._negotiations.discard)
             case Record():
                 pass
+
+    def deliver(self, user: str, message: p.ServerMessage) -> None:
+        """Queue `message` for `user` behind everything already queued (the media server's
+        replies and offers come this way)."""
+        self._emit([Send((user,), message)])
+
+    async def _negotiate(self, step: Negotiate) -> None:
+        if self.media is None:
+            return
+        try:
+            await self.media.signal(step.user, step.message)
+        except ClientError as exc:
+            self.deliver(step.user, _error_reply(exc, step.message.id))
+        except Exception:
+            log.exception(
+                "media negotiation failed",
+                user_id=step.user,
+                call_id=step.message.call_id,
+                node_id=self.node_id,
+            )
+            reply = p.Error(ref=step.message.id, code="internal_error", reason="internal error")
+            self.deliver(step.user, reply)
 
     def _rearm(self) -> None:
         if self._stopping and self._pump_task is None:

@@ -39,7 +39,7 @@ from commandcenter.auth import Courts, Identity, Role
 from commandcenter.config import CallsConfig, PresenceConfig
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
-from signalling.actions import Action, Disconnect, Record, Send
+from signalling.actions import Action, Disconnect, Negotiate, Record, Room, Send
 from signalling.call import Call, CallEvent, CallState
 from signalling.deadlines import Deadlines
 from signalling.errors import (
@@ -55,7 +55,7 @@ from signalling.protocol import Direction, EndReason
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `_dispatch` makes is skipped for them.
-_NO_DISPATCH = (p.Heartbeat, p.Position, p.GetRoster)
+_NO_DISPATCH = (p.Heartbeat, p.Position, p.GetRoster, p.Offer, p.Answer, p.IceCandidate)
 CENTER_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 WATCHER_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 MONITOR_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})
@@ -117,8 +117,11 @@ class Switchboard:
         presence: PresenceConfig,
         node_id: str,
         new_call_id: Callable[[], str],
+        media: bool = False,
     ) -> None:
         self.courts = courts
+        # Whether a media server stands behind the driver (Room / Negotiate actions).
+        self.media = media
         self.calls_cfg = calls
         self.presence_cfg = presence
         self.node_id = node_id
@@ -203,6 +206,7 @@ class Switchboard:
                     if others:
                         msg = p.PartyBack(call_id=call.call_id, user=self._info(user))
                         out.append(Send(others, msg))
+                    self._room(call, out)
             if old.role is Role.OFFICER:
                 out.extend(self._roster_changed(old, now))
             out.append(Send((user,), self._welcome(old, resumed=True, now=now)))
@@ -272,6 +276,7 @@ class Switchboard:
                     # supervisor) is told on joining: see `_tell_away`.
                     msg = p.PartyAway(call_id=call_id, user=info, grace_s=self.presence_cfg.grace_s)
                     out.append(Send(others, msg))
+                self._room(call, out)
         if session.role is not Role.OFFICER:
             # Someone who cannot answer stops ringing; their calls ring elsewhere or queue.
             # An officer keeps ringing: the call is in their welcome when they resume.
@@ -438,7 +443,9 @@ class Switchboard:
                 # Media negotiation is carried out by the driver's media port; the core only
                 # checks that the sender is in the call.
                 self.media_call(user, msg.call_id)
-                raise MediaUnavailable("media is not available on this server")
+                if not self.media:
+                    raise MediaUnavailable("media is not available on this server")
+                out.append(Negotiate(user, msg))
         if not isinstance(msg, _NO_DISPATCH):
             self._dispatch(now, out)
         return out
@@ -787,6 +794,7 @@ class Switchboard:
         if others:
             out.append(Send(others, p.CallTaken(call_id=call.call_id, by=self._info(user))))
         out.append(Send(call.parties(), p.CallAnswered(call=self._call_info(call))))
+        self._room(call, out)
         if call.direction is Direction.OFFICER_TO_CENTER:
             # An officer answering the center was a party all along and has been told.
             self._tell_away(call, user, now, out)
@@ -885,6 +893,8 @@ class Switchboard:
         officer = self.sessions.get(call.officer)
         if officer is not None and officer.role is Role.OFFICER:
             out.extend(self._roster_changed(officer, now))
+        if call.answered_at is not None:
+            out.append(Room(call.call_id, (), ()))
         # Ended calls are kept only as long as something may still refer to them.
         del self.calls[call.call_id]
 
@@ -913,6 +923,7 @@ class Switchboard:
         out.append(Send((user,), p.CallAnswered(call=self._call_info(call))))
         told = (user,) if covert else call.members()
         out.append(Send(told, msg))
+        self._room(call, out)
         self._tell_away(call, user, now, out)
 
     def _leave(self, call: Call, user: str, now: float, out: list[Action]) -> None:
@@ -928,6 +939,7 @@ class Switchboard:
             self._record("supervisor_left", now, call=call.call_id, user=user, covert=covert)
         )
         out.append(Send(told, msg))
+        self._room(call, out)
 
     def _transfer(
         self, session: Session, call: Call, to: str, now: float, out: list[Action]
@@ -953,7 +965,17 @@ class Switchboard:
         out.append(self._record("call_transferred", now, call=call.call_id, by=user, to=to))
         msg = p.CallTransferred(call=self._call_info(call), from_operator=self._info(user))
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
+        self._room(call, out)
         self._tell_away(call, to, now, out)
+
+    def _room(self, call: Call, out: list[Action]) -> None:
+        """Tell the media server who may have media in `call` now: its members who are
+        not away, once it is answered."""
+        if call.answered_at is None or call.state is CallState.ENDED:
+            return
+        members = tuple(m for m in call.members() if m not in call.away)
+        silent = tuple(u for u, covert in call.supervisors.items() if covert)
+        out.append(Room(call.call_id, members, silent))
 
     def _tell_away(self, call: Call, newcomer: str, now: float, out: list[Action]) -> None:
         """Tell someone who just joined `call` which parties are away, and for how much

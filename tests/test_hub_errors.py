@@ -280,12 +280,37 @@ async def test_supervisor_may_not_join_a_call_outside_their_scope(server: Server
     assert (await sup.error_for(msg_id))["code"] == "forbidden"
 
 
-async def test_media_message_without_a_media_server_is_media_unavailable(server: Server) -> None:
+async def test_media_message_with_media_disabled_is_media_unavailable(serve: Serve) -> None:
+    from tests.test_hub_calls import answered_call
+
+    server = await serve(media={"enabled": False})
+    officer, _, call_id = await answered_call(server)
+    for kind, fields in (
+        ("offer", {"sdp": "v=0\r\n"}),
+        ("answer", {"sdp": "v=0\r\n"}),
+        ("ice_candidate", {"candidate": ""}),
+    ):
+        msg_id = await officer.send(kind, call_id=call_id, **fields)
+        assert (await officer.error_for(msg_id))["code"] == "media_unavailable"
+
+
+async def test_unusable_offer_is_negotiation_failed(server: Server) -> None:
+    """An SDP the media server cannot parse is refused with `negotiation_failed`."""
     from tests.test_hub_calls import answered_call
 
     officer, _, call_id = await answered_call(server)
     msg_id = await officer.send("offer", call_id=call_id, sdp="v=0\r\n")
-    assert (await officer.error_for(msg_id))["code"] == "media_unavailable"
+    assert (await officer.error_for(msg_id))["code"] == "negotiation_failed"
+
+
+async def test_answer_or_candidate_before_any_offer_is_invalid_state(server: Server) -> None:
+    from tests.test_hub_calls import answered_call
+
+    officer, _, call_id = await answered_call(server)
+    msg_id = await officer.send("answer", call_id=call_id, sdp="v=0\r\n")
+    assert (await officer.error_for(msg_id))["code"] == "invalid_state"
+    msg_id = await officer.send("ice_candidate", call_id=call_id, candidate="")
+    assert (await officer.error_for(msg_id))["code"] == "invalid_state"
 
 
 async def test_sdp_over_the_configured_bound_is_refused_naming_sdp(serve: Serve) -> None:

@@ -7,7 +7,7 @@ every JSON text frame it sends is decoded just enough to read its `id`, answered
 of the officer's court. No authentication, rate limits, validation, recording, state or
 per-connection queues: what is left is the cost of aiohttp and the sockets themselves.
 
-Run as `python -m bench.relay --port P`; `GET /healthz` answers once it listens.
+Run as `python -m bench.ws_relay --port P`; `GET /healthz` answers once it listens.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ async def _serve(port: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.ws_relay", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     raise_nofile_limit()

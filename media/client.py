@@ -1,0 +1,62 @@
+"""A call member's media with aiortc: the Python counterpart of the web client.
+
+It speaks the media negotiation of docs/protocol.md over whatever carries the hub's
+messages: `offer()` gives the first offer to send; the server's `answer` goes to
+`accept_answer`; each server `offer` goes to `answer_offer`, whose result is sent back as an
+`answer`. Remote tracks arrive in `tracks`, keyed by the publishing member's user id (the
+stream id the server gives them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+
+class MediaClient:
+    def __init__(
+        self,
+        tracks: Sequence[MediaStreamTrack],
+        *,
+        configuration: RTCConfiguration | None = None,
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+        self.local_tracks = list(tracks)
+        # Publishing member's user id -> their tracks, as announced by the server.
+        self.tracks: dict[str, list[MediaStreamTrack]] = {}
+        self.track_added = asyncio.Event()
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        # aiortc names the remote stream after the server's msid: the publisher's user id.
+        owner = track.id.split(":", 1)[0]
+        self.tracks.setdefault(owner, []).append(track)
+        self.track_added.set()
+
+    async def offer(self) -> str:
+        """The SDP of the first offer: our own tracks (or one receive-only audio section)."""
+        for track in self.local_tracks:
+            self.pc.addTransceiver(track, direction="sendrecv")
+        if not self.local_tracks:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def answer_offer(self, sdp: str) -> str:
+        """Apply a server offer (tracks added or removed); returns our answer's SDP."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return str(self.pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        await self.pc.close()

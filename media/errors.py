@@ -1,0 +1,17 @@
+"""Errors of the media layer. They are the client's fault (a bad SDP, an answer nobody asked
+for), so they are signalling client errors with their own wire codes: the hub answers them
+like any other (signalling.hub is the one place that turns them into `error` frames)."""
+
+from __future__ import annotations
+
+from signalling.errors import ClientError, InvalidState
+
+
+class NegotiationFailed(ClientError):
+    """The client's SDP or candidate cannot be used; the media session is not changed."""
+
+    code = "negotiation_failed"
+
+
+class WrongState(InvalidState):
+    """An answer or candidate with no media session (or no server offer) to apply it to."""

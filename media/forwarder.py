@@ -1,0 +1,213 @@
+"""Forwarding one published track to its subscribers, packet by packet, without decoding.
+
+A `Publication` is one member's audio or video track as the server receives it. Each other
+member who receives it has a `Subscription`: the sender on their peer connection, their
+renumbering (media.rtp.Renumbering) and the packets recently sent to them, kept for NACKs.
+The hot path is `Publication.forward`: per subscriber one header, one SRTP protect, one
+`sendto`.
+
+Keyframes: a new subscriber waits for one, and so does a subscriber whose socket backlog
+went over the limit (it restarts clean instead of queueing). Either way the publisher is asked
+(PLI) through media.rtp.KeyframeRequests, which holds back bursts without losing requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from media import rtp
+from media.hooks import SenderTap, request_keyframe
+
+log = structlog.get_logger(__name__)
+
+# Packets kept per subscriber for retransmission: about 2 s of 1 Mbit/s video.
+HISTORY: Final = 256
+_HISTORY_MASK: Final = HISTORY - 1
+
+PacketSink = Callable[[RtpPacket, RTCRtpCodecParameters, float], None]
+
+
+class Subscription:
+    def __init__(
+        self,
+        publication: Publication,
+        subscriber: str,
+        sender: RTCRtpSender,
+        max_backlog: int,
+    ) -> None:
+        self.publication = publication
+        self.subscriber = subscriber
+        self.max_backlog = max_backlog
+        self.tap = SenderTap(
+            sender,
+            on_nack=self._on_nack,
+            on_keyframe_request=self._on_keyframe_request,
+            on_ready=self._on_ready,
+        )
+        self.numbering = rtp.Renumbering(
+            seq_base=random.getrandbits(15), timestamp_base=random.getrandbits(32)
+        )
+        self._extensions = b""
+        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        self.packets_sent = 0
+        self.restarts = 0
+        self.active = False
+
+    def _on_ready(self) -> None:
+        tap = self.tap
+        if tap.mid is not None:
+            template = RtpPacket(payload_type=tap.payload_type or 0, ssrc=tap.ssrc)
+            template.extensions.mid = tap.mid
+            self._extensions = template.serialize(tap.extensions_map())[12:]
+        self.active = True
+        self.publication.need_keyframe()
+
+    def _on_nack(self, lost: list[int]) -> None:
+        for seq in lost:
+            entry = self._history[seq & _HISTORY_MASK]
+            if entry is not None and entry[0] == seq:
+                self.tap.resend(entry[1])
+
+    def _on_keyframe_request(self) -> None:
+        self.publication.need_keyframe()
+
+    def forward(self, packet: RtpPacket, starts_keyframe: bool) -> None:
+        if not self.active:
+            return
+        mapped = self.numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
+        if mapped is None:
+            return
+        if self.tap.backlog() > self.max_backlog:
+            # Too slow to keep up: drop, and start over clean on the next keyframe.
+            self.numbering.restart()
+            self.restarts += 1
+            self.publication.need_keyframe()
+            return
+        seq, timestamp = mapped
+        payload = packet.payload
+        data = rtp.packet_bytes(
+            marker=bool(packet.marker),
+            payload_type=self.tap.payload_type or 0,
+            sequence_number=seq,
+            timestamp=timestamp,
+            ssrc=self.tap.ssrc,
+            extensions=self._extensions,
+            payload=payload,
+        )
+        self._history[seq & _HISTORY_MASK] = (seq, data)
+        if self.tap.send(data, timestamp, len(payload)):
+            self.packets_sent += 1
+
+    def close(self) -> None:
+        self.active = False
+
+
+class Publication:
+    """One member's track as received, fanned out to every subscription."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        kind: str,
+        receiver: RTCRtpReceiver,
+        keyframe_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.receiver = receiver
+        self.codec: RTCRtpCodecParameters | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.sinks: list[PacketSink] = []
+        self.keyframes = rtp.KeyframeRequests(interval=keyframe_interval)
+        self.clock = clock
+        self.media_ssrc: int | None = None
+        self.packets_received = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def track_id(self) -> str:
+        return f"{self.owner}:{self.kind}"
+
+    def forward(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        """aiortc hands every received packet here (media.hooks.tap_receiver)."""
+        if self.codec is None:
+            self.codec = codec
+        elif codec.payloadType != self.codec.payloadType:
+            # Subscribers were negotiated for the first codec; another cannot reach them.
+            return
+        self.packets_received += 1
+        self.media_ssrc = packet.ssrc
+        starts = self.kind == "audio" or rtp.keyframe_start(codec.name, packet.payload)
+        if starts and self.kind == "video":
+            self.keyframes.keyframe_seen()
+        for sub in self.subscriptions.values():
+            sub.forward(packet, starts)
+        if self.sinks:
+            now = self.clock()
+            for sink in self.sinks:
+                sink(packet, codec, now)
+
+    def subscribe(self, subscriber: str, sender: RTCRtpSender, max_backlog: int) -> Subscription:
+        sub = Subscription(self, subscriber, sender, max_backlog)
+        self.subscriptions[subscriber] = sub
+        return sub
+
+    def unsubscribe(self, subscriber: str) -> None:
+        sub = self.subscriptions.pop(subscriber, None)
+        if sub is not None:
+            sub.close()
+
+    def need_keyframe(self) -> None:
+        if self.kind != "video":
+            return
+        now = self.clock()
+        if self.keyframes.request(now):
+            self._send_pli()
+        else:
+            self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        due = self.keyframes.due()
+        if due is None or self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, due - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.clock()
+        if self.keyframes.fire(now):
+            self._send_pli()
+        self._arm(now)
+
+    def _send_pli(self) -> None:
+        if self.media_ssrc is None:
+            # Nothing received yet: the first packets will be (or lead to) a keyframe, and
+            # a subscriber waiting for one asks again when it is ready.
+            self.keyframes.pending = True
+            return
+        task = asyncio.get_running_loop().create_task(
+            request_keyframe(self.receiver, self.media_ssrc)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for sub in self.subscriptions.values():
+            sub.close()
+        self.subscriptions.clear()
+        self.sinks.clear()

@@ -1,0 +1,241 @@
+"""One call member's peer connection with the server, and its negotiation.
+
+The client offers first (its own tracks); the server answers. Whenever the member should
+receive a different set of tracks, the server offers and the client answers; the server has
+at most one offer out at a time and folds changes made meanwhile into the next one. aiortc
+cannot restart ICE or roll back, so a client that needs a new transport (a phone that changed
+network) simply offers again: that replaces this object with a fresh one (see media.room).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.codecs import is_rtx
+from aiortc.exceptions import (
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import candidate_from_sdp
+
+from commandcenter.config import MediaConfig
+from media import ice
+from media.errors import NegotiationFailed, WrongState
+from media.forwarder import Publication, Subscription
+from media.hooks import IdleTrack, tap_receiver
+
+log = structlog.get_logger(__name__)
+
+# What aiortc raises for an SDP it cannot use.
+_SDP_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    AssertionError,
+    KeyError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
+_PUBLISHING: Final = ("sendrecv", "recvonly")
+
+
+def _capabilities_for(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapability]:
+    """The codec preferences that hold a subscriber to the publisher's codec (plus RTX)."""
+    kind = codec.mimeType.split("/")[0]
+    chosen: list[RTCRtpCodecCapability] = []
+    rtx: list[RTCRtpCodecCapability] = []
+    for cap in RTCRtpSender.getCapabilities(kind).codecs:
+        if is_rtx(cap):
+            rtx.append(cap)
+        elif cap.mimeType.lower() == codec.mimeType.lower() and _same_profile(cap, codec):
+            chosen.append(cap)
+    return chosen[:1] + rtx if chosen else []
+
+
+def _same_profile(cap: RTCRtpCodecCapability, codec: RTCRtpCodecParameters) -> bool:
+    if codec.mimeType.lower() != "video/h264":
+        return True
+    want = str(codec.parameters.get("profile-level-id", "")).lower()
+    have = str(cap.parameters.get("profile-level-id", "")).lower()
+    # Profile (first two bytes) decides decodability; the level is the decoder's ceiling.
+    return want[:4] == have[:4] and str(cap.parameters.get("packetization-mode")) == str(
+        codec.parameters.get("packetization-mode", "0")
+    )
+
+
+class MemberPeer:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        user: str,
+        publishes: bool,
+        config: MediaConfig,
+        clock: Callable[[], float],
+        send_offer: Callable[[str], None],
+        on_publication: Callable[[Publication], None],
+        on_failed: Callable[[MemberPeer], None],
+    ) -> None:
+        self.call_id = call_id
+        self.user = user
+        self.publishes = publishes
+        self.config = config
+        self.clock = clock
+        self._send_offer = send_offer
+        self._on_publication = on_publication
+        self._on_failed = on_failed
+        self.pc = RTCPeerConnection(ice.rtc_configuration(config))
+        self.publications: list[Publication] = []
+        # Publication track id -> the transceiver and subscription feeding this member.
+        self.receiving: dict[str, tuple[RTCRtpTransceiver, Subscription]] = {}
+        self.offer_out = False
+        self.needs_offer = False
+        self.closed = False
+        self.pc.on("connectionstatechange", self._on_state)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.info("media peer state", call_id=self.call_id, user_id=self.user, state=state)
+        if state in ("failed", "closed") and not self.closed:
+            self._on_failed(self)
+
+    # ---- the client's offer -----------------------------------------------------------
+
+    async def answer(self, sdp: str) -> str:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(ice.strip_mdns(sdp), "offer"))
+        except _SDP_ERRORS as exc:
+            raise NegotiationFailed(f"offer rejected: {exc}") from None
+        if not self.pc.getTransceivers():
+            raise NegotiationFailed("offer has no audio or video section")
+        pending: list[tuple[RTCRtpTransceiver, Publication]] = []
+        for transceiver in self.pc.getTransceivers():
+            # aiortc keeps the offer's direction as seen from here: "recvonly" = the client sends.
+            offered = transceiver._offerDirection
+            if self.publishes and offered in _PUBLISHING and transceiver.kind in ("audio", "video"):
+                pub = Publication(
+                    owner=self.user,
+                    kind=transceiver.kind,
+                    receiver=transceiver.receiver,
+                    keyframe_interval=self.config.keyframe_interval_s,
+                    clock=self.clock,
+                )
+                _tap(transceiver.receiver, pub)
+                pending.append((transceiver, pub))
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except _SDP_ERRORS as exc:
+            raise NegotiationFailed(f"no common media: {exc}") from None
+        for transceiver, pub in pending:
+            codecs = [c for c in getattr(transceiver, "_codecs", []) if not is_rtx(c)]
+            if not codecs or transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                continue
+            pub.codec = codecs[0]
+            self.publications.append(pub)
+            self._on_publication(pub)
+        return str(self.pc.localDescription.sdp)
+
+    async def add_candidate(self, candidate: str, sdp_mid: str | None, index: int | None) -> None:
+        if not candidate:
+            return  # end of candidates: aioice needs no telling
+        if ice.is_mdns(candidate):
+            return
+        text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError):
+            raise NegotiationFailed("candidate is not an ICE candidate") from None
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = index
+        await self.pc.addIceCandidate(parsed)
+
+    # ---- tracks this member receives --------------------------------------------------
+
+    def receive(self, pub: Publication) -> None:
+        """Start sending `pub` to this member (after the next offer is answered)."""
+        if pub.track_id in self.receiving or pub.codec is None or self.closed:
+            return
+        prefs = _capabilities_for(pub.codec)
+        if not prefs:
+            log.warning("codec cannot be relayed", codec=pub.codec.mimeType, user_id=self.user)
+            return
+        transceiver = self.pc.addTransceiver(pub.kind, direction="sendonly")
+        transceiver.setCodecPreferences(prefs)
+        transceiver.sender.replaceTrack(IdleTrack(pub.kind, pub.track_id))
+        # The client learns whose track it is from the stream id (msid).
+        transceiver.sender._stream_id = pub.owner
+        sub = pub.subscribe(self.user, transceiver.sender, self.config.max_subscriber_backlog_bytes)
+        self.receiving[pub.track_id] = (transceiver, sub)
+        self.renegotiate()
+
+    def stop_receiving(self, pub: Publication) -> None:
+        entry = self.receiving.pop(pub.track_id, None)
+        pub.unsubscribe(self.user)
+        if entry is None or self.closed:
+            return
+        transceiver, _ = entry
+        transceiver.direction = "inactive"
+        self.renegotiate()
+
+    def renegotiate(self) -> None:
+        if self.closed:
+            return
+        if self.offer_out or self.pc.signalingState != "stable":
+            self.needs_offer = True
+            return
+        self.needs_offer = False
+        self.offer_out = True
+        task = asyncio.get_running_loop().create_task(self._offer())
+        task.add_done_callback(_log_failure)
+
+    async def _offer(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        if self.closed:
+            return
+        self._send_offer(str(self.pc.localDescription.sdp))
+
+    async def accept_answer(self, sdp: str) -> None:
+        if not self.offer_out or self.pc.signalingState != "have-local-offer":
+            raise WrongState("no offer from the server is waiting for an answer")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(ice.strip_mdns(sdp), "answer"))
+        except _SDP_ERRORS as exc:
+            raise NegotiationFailed(f"answer rejected: {exc}") from None
+        finally:
+            self.offer_out = False
+        if self.needs_offer:
+            self.renegotiate()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for pub in self.publications:
+            pub.close()
+        for _, sub in self.receiving.values():
+            sub.publication.unsubscribe(self.user)
+        self.receiving.clear()
+        await self.pc.close()
+
+
+def _tap(receiver: RTCRtpReceiver, pub: Publication) -> None:
+    tap_receiver(receiver, pub.forward)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("renegotiation failed", exc_info=task.exception())

@@ -1,0 +1,199 @@
+"""RTP as the relay sees it, pure: where a publisher's keyframes start, how one subscriber's
+copy of a stream is renumbered, and the bytes of the packet it is sent.
+
+The relay forwards a publisher's packets to each subscriber without decoding them. Each
+subscriber gets its own SSRC, payload type, sequence numbers and timestamps (those its peer
+connection negotiated), so a subscriber can start late, pause and resume without the others
+noticing. A subscriber starts, and after a stall restarts, on the first packet of a keyframe:
+anything earlier would only make its decoder ask for one.
+
+Nothing here touches sockets, clocks or aiortc objects: packets are numbers and bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+_HEADER: Final = struct.Struct("!BBHII")
+_RTP_VERSION_BITS: Final = 0x80
+_EXTENSION_BIT: Final = 0x10
+ONE_BYTE_PROFILE: Final = 0xBEDE
+
+# H264 NAL unit types (RFC 6184): IDR slice, sequence parameter set, STAP-A, FU-A.
+_H264_IDR: Final = 5
+_H264_SPS: Final = 7
+_H264_STAP_A: Final = 24
+_H264_FU_A: Final = 28
+
+
+def vp8_keyframe_start(payload: bytes) -> bool:
+    """Whether this VP8 RTP payload (RFC 7741) begins a keyframe."""
+    if not payload:
+        return False
+    first = payload[0]
+    # S (start of partition) set and partition index 0: the frame's first packet.
+    if not first & 0x10 or first & 0x07:
+        return False
+    pos = 1
+    if first & 0x80:  # X: extension byte follows
+        if len(payload) < 2:
+            return False
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, 7 or 15 bits
+            if len(payload) <= pos:
+                return False
+            pos += 2 if payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/KEYIDX byte
+            pos += 1
+    if len(payload) <= pos:
+        return False
+    # VP8 frame tag: bit 0 is the inverse keyframe flag.
+    return not payload[pos] & 0x01
+
+
+def h264_keyframe_start(payload: bytes) -> bool:
+    """Whether this H264 RTP payload (RFC 6184) begins an IDR picture (or its SPS)."""
+    if not payload:
+        return False
+    nal_type = payload[0] & 0x1F
+    if nal_type in (_H264_IDR, _H264_SPS):
+        return True
+    if nal_type == _H264_STAP_A:
+        pos = 1
+        while pos + 2 < len(payload):
+            size = (payload[pos] << 8) | payload[pos + 1]
+            if size == 0:
+                return False
+            if payload[pos + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+                return True
+            pos += 2 + size
+        return False
+    if nal_type == _H264_FU_A and len(payload) > 1:
+        fu = payload[1]
+        return bool(fu & 0x80) and (fu & 0x1F) in (_H264_IDR, _H264_SPS)
+    return False
+
+
+def keyframe_start(codec_name: str, payload: bytes) -> bool:
+    """Whether a packet is a valid place for a subscriber to start. Audio starts anywhere."""
+    name = codec_name.upper()
+    if name == "VP8":
+        return vp8_keyframe_start(payload)
+    if name == "H264":
+        return h264_keyframe_start(payload)
+    return True
+
+
+def one_byte_extensions(elements: list[tuple[int, bytes]]) -> bytes:
+    """An RTP header extension block in the one-byte form (RFC 8285), padded to 32 bits."""
+    body = b"".join(bytes([(ext_id << 4) | (len(value) - 1)]) + value for ext_id, value in elements)
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("!HH", ONE_BYTE_PROFILE, len(body) // 4) + body
+
+
+def packet_bytes(
+    *,
+    marker: bool,
+    payload_type: int,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
+    extensions: bytes,
+    payload: bytes,
+) -> bytes:
+    """A plain (not yet SRTP-protected) RTP packet; `extensions` from `one_byte_extensions`."""
+    first = _RTP_VERSION_BITS | (_EXTENSION_BIT if extensions else 0)
+    second = (0x80 if marker else 0) | payload_type
+    header = _HEADER.pack(first, second, sequence_number, timestamp, ssrc)
+    return header + extensions + payload
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """Whether 16-bit sequence number `a` comes after `b` (RFC 3550 wrap-around)."""
+    return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+@dataclass(slots=True)
+class Renumbering:
+    """One subscriber's view of one publisher stream.
+
+    Output sequence numbers are the publisher's plus an offset, so a loss upstream is a gap
+    downstream and the subscriber asks for it (NACK) like any loss. The offset changes only
+    when the subscriber (re)starts on a keyframe: then it continues right after the last number
+    it was sent, so a pause leaves no gap to ask for. Timestamps keep one offset for the
+    stream's lifetime (a pause shows as time passing, which it did).
+    """
+
+    seq_base: int
+    timestamp_base: int
+    waiting: bool = True
+    seq_offset: int = 0
+    ts_offset: int | None = None
+    last_out: int | None = None
+    # Publisher sequence number of the (re)start: older packets (late retransmissions of a
+    # frame before it) are never forwarded to this subscriber.
+    start_seq: int | None = None
+
+    def restart(self) -> None:
+        """Stop forwarding until the next keyframe (a stall, or a subscriber too slow)."""
+        self.waiting = True
+
+    def map(self, seq: int, timestamp: int, starts_keyframe: bool) -> tuple[int, int] | None:
+        """Output (sequence number, timestamp) for a publisher packet; None: not forwarded."""
+        if self.waiting:
+            if not starts_keyframe:
+                return None
+            self.waiting = False
+            last = self.last_out if self.last_out is not None else self.seq_base - 1
+            self.seq_offset = (last + 1 - seq) & 0xFFFF
+            self.start_seq = seq
+            if self.ts_offset is None:
+                self.ts_offset = (self.timestamp_base - timestamp) & 0xFFFFFFFF
+        elif self.start_seq is not None and seq_newer(self.start_seq, seq):
+            return None
+        out = (seq + self.seq_offset) & 0xFFFF
+        if self.last_out is None or seq_newer(out, self.last_out):
+            self.last_out = out
+        assert self.ts_offset is not None
+        return out, (timestamp + self.ts_offset) & 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class KeyframeRequests:
+    """When to ask a publisher for a keyframe (PLI): at most once per `interval` seconds,
+    and a request that arrives inside the interval is kept and sent when it ends, never
+    dropped (dropping one left a new subscriber without a picture for seconds)."""
+
+    interval: float
+    last_sent: float | None = None
+    pending: bool = False
+
+    def request(self, now: float) -> bool:
+        """Someone needs a keyframe. True: send a PLI now. False: one is due at `due()`."""
+        if self.last_sent is None or now - self.last_sent >= self.interval:
+            self.last_sent = now
+            self.pending = False
+            return True
+        self.pending = True
+        return False
+
+    def due(self) -> float | None:
+        """When the held-back request must be sent, or None if none is held back."""
+        if not self.pending or self.last_sent is None:
+            return None
+        return self.last_sent + self.interval
+
+    def fire(self, now: float) -> bool:
+        """The timer for `due()` went off. True: send the PLI now."""
+        if not self.pending:
+            return False
+        return self.request(now)
+
+    def keyframe_seen(self) -> None:
+        """A keyframe arrived: a held-back request is answered already."""
+        self.pending = False

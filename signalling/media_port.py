@@ -1,0 +1,29 @@
+"""The hub's port to the media server: one interface, whatever serves it.
+
+The switchboard decides who is in which call and emits `Room` actions; the hub passes them
+here, and hands over each member's `offer`, `answer` and `ice_candidate` once the switchboard
+has checked that the sender is in the (answered) call. Replies and the server's own offers
+come back through the `deliver` callback the implementation was built with, so they are
+queued behind everything the hub already sent that user.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from signalling import protocol as p
+
+MediaMessage = p.Offer | p.Answer | p.IceCandidate
+
+
+class MediaPort(Protocol):
+    def room_changed(self, call_id: str, members: tuple[str, ...], silent: tuple[str, ...]) -> None:
+        """`members` may have media in call `call_id` now (empty: the call's media ends);
+        `silent` (covert supervisors) receive but are never forwarded to anyone."""
+
+    async def signal(self, user: str, message: MediaMessage) -> None:
+        """Carry out a member's media message; raises a ClientError the hub answers."""
+
+    def health(self) -> dict[str, object]: ...
+
+    async def stop(self) -> None: ...
