@@ -194,15 +194,16 @@ class MemberPeer:
     def renegotiate(self) -> None:
         if self.closed:
             return
+        # Changes made before the pending offer is built are in it; later ones need another.
+        self.needs_offer = True
         if self.offer_out or self.pc.signalingState != "stable":
-            self.needs_offer = True
             return
-        self.needs_offer = False
         self.offer_out = True
         task = asyncio.get_running_loop().create_task(self._offer())
         task.add_done_callback(_log_failure)
 
     async def _offer(self) -> None:
+        self.needs_offer = False
         await self.pc.setLocalDescription(await self.pc.createOffer())
         if self.closed:
             return

@@ -288,23 +288,28 @@ class FrameAssembler:
             frames.append(frame)
         return frames
 
+    def _in_window(self, seq: int) -> bool:
+        """Whether `seq` lies where the buffer can still hold it (at or after its start)."""
+        origin = self._buffer._origin
+        return origin is not None and uint16_add(seq, -origin) < self._capacity
+
     def _note_sequence(self, packet: RtpPacket, now: float) -> None:
         """Keep the set of sequence numbers missing between the buffer's start and the
         newest packet, and since when one has been."""
         seq = packet.sequence_number
         newest = self._newest
-        if newest is None:
-            self._newest = packet
-            return
-        gap = uint16_add(seq, -newest.sequence_number)
-        if 0 < gap < 0x8000:
-            if gap <= self._capacity:
-                # Farther jumps make the buffer start over, which _after_skip handles.
+        if newest is None or not self._in_window(newest.sequence_number):
+            # The first packet, or the buffer started over on a jump in the numbering.
+            self._missing.clear()
+            self._newest = packet if self._in_window(seq) else None
+        else:
+            gap = uint16_add(seq, -newest.sequence_number)
+            if 0 < gap < 0x8000:
                 for step in range(1, gap):
                     self._missing.add(uint16_add(newest.sequence_number, step))
-            self._newest = packet
-        else:
-            self._missing.discard(seq)
+                self._newest = packet
+            else:
+                self._missing.discard(seq)
         if not self._missing:
             self._hole_since = None
         elif self._hole_since is None:
@@ -312,9 +317,9 @@ class FrameAssembler:
 
     def _skip_hole(self, now: float) -> list[JitterFrame]:
         """Give up the oldest hole: drop what precedes it and the rest of its frame."""
+        self._prune()
         origin = self._buffer._origin
         if not self._missing or origin is None:
-            self._missing.clear()
             self._hole_since = None
             return []
         oldest = min(self._missing, key=lambda s: uint16_add(s, -origin))
@@ -326,11 +331,13 @@ class FrameAssembler:
         # Frames were lost: video needs a keyframe, and holes behind the new start are moot.
         if self.kind == "video":
             self._waiting_keyframe = True
-        origin = self._buffer._origin
-        if origin is not None:
-            self._missing = {s for s in self._missing if uint16_add(s, -origin) < self._capacity}
+        self._prune()
         # What is left gets a full timeout from now rather than from its first sighting.
         self._hole_since = now if self._missing else None
+
+    def _prune(self) -> None:
+        # The audio buffer makes room silently, so holes it dropped are found here.
+        self._missing = {s for s in self._missing if self._in_window(s)}
 
     def _accept(self, frames: list[JitterFrame], now: float) -> list[EncodedFrame]:
         out = []
@@ -424,7 +431,6 @@ class _TrackFile:
             stream = container.add_mux_stream(name.lower(), width=width, height=height)
         stream.time_base = self.time_base
         self.stream = stream
-        self.started_at = first.received_at
 
     def _write(self, frame: EncodedFrame) -> None:
         if self.error is not None:
@@ -433,12 +439,15 @@ class _TrackFile:
             if self.container is None:
                 self._open(frame)
             assert self.container is not None
+            assert self.stream is not None
             packet = av.Packet(frame.data)
             packet.stream = self.stream
             packet.time_base = self.time_base
             packet.pts = packet.dts = frame.pts
             packet.is_keyframe = frame.keyframe
             self.container.mux_one(packet)
+            if self.frames == 0:
+                self.started_at = frame.received_at
             self.frames += 1
         except (av.FFmpegError, OSError) as exc:
             # Disk full, say: keep what is written, stop writing, report it at close.
@@ -446,22 +455,26 @@ class _TrackFile:
             log.error("recording stopped", call=self.call_id, track=self.track_id, exc_info=exc)
 
     def finish(self, now: float) -> RecordingResult | None:
-        """Blocking: writes what is left, the file's index, fsyncs and hashes it."""
+        """Blocking: writes what is left and the file's index, fsyncs and hashes it. None
+        (and no file) if not one frame was written."""
         for frame in self.assembler.flush(now):
             self._write(frame)
-        if self.container is None or self.started_at is None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except (av.FFmpegError, OSError) as exc:
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
+                log.error("recording not finished", call=self.call_id, track=self.track_id)
+        if self.started_at is None:
+            self.path.unlink(missing_ok=True)
             return None
-        try:
-            self.container.close()
-        except (av.FFmpegError, OSError) as exc:
-            self.error = self.error or f"{type(exc).__name__}: {exc}"
-            log.error("recording not finished", call=self.call_id, track=self.track_id)
         digest = hashlib.sha256()
         size = 0
         with self.path.open("rb") as f:
             while chunk := f.read(HASH_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
+            # Durable before anyone is told it exists.
             os.fsync(f.fileno())
         return RecordingResult(
             path=self.path,
@@ -510,15 +523,23 @@ class CallRecording:
             raise ValueError(f"{codec.mimeType} is not {kind}")
         if track_id in self._tracks:
             raise ValueError(f"track {track_id!r} is already recorded")
-        self._added += 1
-        name = f"{_safe(self.call_id)}-{self._added}-{kind}.mkv"
+        path = self._new_path(kind)
         self._tracks[track_id] = _TrackFile(
-            self.dir / name,
+            path,
             call_id=self.call_id,
             track_id=track_id,
             codec=codec,
             call_started_at=self.started_at,
         )
+
+    def _new_path(self, kind: Kind) -> Path:
+        # Never an existing file: av.open would truncate it, and it may be a recording of
+        # this call from an earlier session that is not registered yet.
+        while True:
+            self._added += 1
+            path = self.dir / f"{_safe(self.call_id)}-{self._added}-{kind}.mkv"
+            if not path.exists():
+                return path
 
     def on_packet(self, track_id: str, packet: RtpPacket, now: float) -> None:
         """One received RTP packet of `track_id` (RTX already unwrapped), in any order.

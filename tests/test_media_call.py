@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
+from commandcenter.keys import HUB
 from media import ice
+from media.service import MediaService
 from tests.conftest import Serve
 from tests.mediahelpers import Member, count_frames
 from tests.wsclient import Client, Server
@@ -54,3 +57,143 @@ async def test_officer_video_and_audio_reach_the_operator(media_server: Server) 
     finally:
         await officer.close()
         await operator.close()
+
+
+def media_of(server: Server) -> MediaService:
+    media = server.http.app[HUB].media
+    assert isinstance(media, MediaService)
+    return media
+
+
+async def video_call(server: Server) -> tuple[Member, Member, str]:
+    """Officer publishing video+audio, operator publishing audio, both receiving."""
+    officer_ws, operator_ws, call_id = await answered_call(server)
+    officer = Member(officer_ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
+    operator = Member(operator_ws, call_id, [AudioStreamTrack()])
+    await officer.join()
+    await operator.join()
+    await operator.renegotiate()
+    await officer.renegotiate()
+    return officer, operator, call_id
+
+
+async def test_supervisor_joining_mid_call_gets_the_officers_video(media_server: Server) -> None:
+    """A late subscriber starts on a keyframe the server asks the publisher for."""
+    officer, operator, call_id = await video_call(media_server)
+    sup_ws = await media_server.connect("sv-1", "supervisor", "P01")
+    supervisor = Member(sup_ws, call_id, [])
+    try:
+        await count_frames(_track(operator, "o-1", "video"), 5)
+        await sup_ws.request("join_call", call_id=call_id)
+        await supervisor.join()
+        await supervisor.renegotiate()
+        await media_server.wait_for(lambda: "o-1" in supervisor.media.tracks, what="tracks")
+        frames = await count_frames(_track(supervisor, "o-1", "video"), 5)
+        assert frames[0].width == 640
+        # Everyone else was offered the supervisor's (silent) section: nothing, since a
+        # supervisor offering receive-only audio publishes nothing.
+        pubs = {p.track_id for p in media_of(media_server).publications()}
+        assert pubs == {"o-1:video", "o-1:audio", "op-1:audio"}
+    finally:
+        for m in (officer, operator, supervisor):
+            await m.close()
+
+
+async def test_call_end_closes_every_member_peer(media_server: Server) -> None:
+    officer, operator, call_id = await video_call(media_server)
+    try:
+        await operator.ws.request("hangup", call_id=call_id)
+        media = media_of(media_server)
+        await media_server.wait_for(lambda: not media.rooms, what="room closed")
+        await media_server.wait_for(
+            lambda: officer.media.pc.connectionState in ("closed", "failed"),
+            what="officer's peer closed by the server",
+        )
+    finally:
+        await officer.close()
+        await operator.close()
+
+
+async def test_member_who_drops_their_peer_stops_being_forwarded(media_server: Server) -> None:
+    """Closing the peer connection without hanging up removes the member's tracks, and the
+    others are offered the section as inactive."""
+    officer, operator, call_id = await video_call(media_server)
+    try:
+        await count_frames(_track(operator, "o-1", "video"), 3)
+        await officer.media.close()
+        media = media_of(media_server)
+        room = media.rooms[call_id]
+        await media_server.wait_for(lambda: "o-1" not in room.peers, what="officer dropped")
+        assert {p.track_id for p in room.publications.values()} == {"op-1:audio"}
+        offer = await operator.ws.expect("offer", call_id=call_id)
+        assert "a=inactive" in offer["sdp"]
+    finally:
+        await operator.close()
+
+
+async def test_offer_again_replaces_the_media_session(media_server: Server) -> None:
+    """A client whose network changed offers from a new peer connection and gets media again."""
+    officer, operator, call_id = await video_call(media_server)
+    again = Member(operator.ws, call_id, [AudioStreamTrack()])
+    try:
+        await count_frames(_track(operator, "o-1", "video"), 3)
+        await operator.close()
+        await again.join()
+        await again.renegotiate()
+        await media_server.wait_for(lambda: "o-1" in again.media.tracks, what="tracks again")
+        await count_frames(_track(again, "o-1", "video"), 5)
+    finally:
+        await officer.close()
+        await again.close()
+
+
+async def test_covert_supervisor_is_heard_by_nobody(serve: Serve) -> None:
+    ice.use_addresses(["127.0.0.1"])
+    server = await serve(media=MEDIA, calls={"allow_covert_monitoring": True})
+    officer, operator, call_id = await video_call(server)
+    sup_ws = await server.connect("sv-1", "supervisor", "P01")
+    supervisor = Member(sup_ws, call_id, [AudioStreamTrack()])
+    try:
+        await sup_ws.request("join_call", call_id=call_id, covert=True)
+        await supervisor.join()
+        await supervisor.renegotiate()
+        await count_frames(_track(supervisor, "o-1", "video"), 3)
+        room = media_of(server).rooms[call_id]
+        assert "sv-1:audio" not in room.publications
+        await operator.ws.assert_no("offer", within=0.5)
+    finally:
+        for m in (officer, operator, supervisor):
+            await m.close()
+        ice.use_addresses([])
+
+
+async def test_h264_publisher_reaches_subscribers_in_h264(media_server: Server) -> None:
+    """Subscribers are held to the publisher's codec: nothing is transcoded."""
+    officer_ws, operator_ws, call_id = await answered_call(media_server)
+    officer = Member(officer_ws, call_id, [VideoStreamTrack()])
+    operator = Member(operator_ws, call_id, [AudioStreamTrack()])
+    try:
+        sdp = await officer.media.offer()
+        for transceiver in officer.media.pc.getTransceivers():
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in caps if c.mimeType == "video/H264"])
+        await officer.media.pc.setLocalDescription(await officer.media.pc.createOffer())
+        sdp = officer.media.pc.localDescription.sdp
+        answer = await officer_ws.request("offer", reply="answer", call_id=call_id, sdp=sdp)
+        await officer.media.accept_answer(answer["sdp"])
+        await operator.join()
+        offer = await operator_ws.expect("offer", call_id=call_id)
+        assert "H264/90000" in offer["sdp"]
+        assert "VP8/90000" not in offer["sdp"]
+        sdp = await operator.media.answer_offer(offer["sdp"])
+        await operator_ws.request("answer", call_id=call_id, sdp=sdp)
+        await media_server.wait_for(lambda: "o-1" in operator.media.tracks, what="tracks")
+        frames = await count_frames(_track(operator, "o-1", "video"), 5)
+        assert frames[0].width == 640
+    finally:
+        await officer.close()
+        await operator.close()
+
+
+def _track(member: Member, owner: str, kind: str) -> MediaStreamTrack:
+    return next(t for t in member.media.tracks[owner] if t.kind == kind)
