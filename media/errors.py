@@ -4,13 +4,9 @@ like any other (signalling.hub is the one place that turns them into `error` fra
 
 from __future__ import annotations
 
-from signalling.errors import ClientError, InvalidState
+from signalling.errors import InvalidState, NegotiationFailed
 
-
-class NegotiationFailed(ClientError):
-    """The client's SDP or candidate cannot be used; the media session is not changed."""
-
-    code = "negotiation_failed"
+__all__ = ["NegotiationFailed", "WrongState"]
 
 
 class WrongState(InvalidState):

@@ -79,6 +79,12 @@ class MediaUnavailable(ClientError):
     code = "media_unavailable"
 
 
+class NegotiationFailed(ClientError):
+    """A media `offer`, `answer` or `ice_candidate` the media server cannot use."""
+
+    code = "negotiation_failed"
+
+
 class ConnectionRefused(SignallingError):
     """The WebSocket is closed with `close_code`; raised before or instead of serving it."""
 
