@@ -14,9 +14,12 @@ went over the limit (it restarts clean instead of queueing). Either way the publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
+import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -31,6 +34,8 @@ log = structlog.get_logger(__name__)
 # Packets kept per subscriber for retransmission: about 2 s of 1 Mbit/s video.
 HISTORY: Final = 256
 _HISTORY_MASK: Final = HISTORY - 1
+
+_HEADER: Final = struct.Struct("!BBHII")
 
 PacketSink = Callable[[RtpPacket, RTCRtpCodecParameters, float], None]
 
@@ -55,56 +60,98 @@ class Subscription:
         self.numbering = rtp.Renumbering(
             seq_base=random.getrandbits(15), timestamp_base=random.getrandbits(32)
         )
-        self._extensions = b""
-        self._history: list[tuple[int, bytes] | None] = [None] * HISTORY
+        self._history_seq: list[int] = [-1] * HISTORY
+        self._history: list[bytes] = [b""] * HISTORY
         self.packets_sent = 0
         self.restarts = 0
         self.active = False
+        # Set once connected (see _on_ready): the hot path reads only these.
+        self._sock: socket.socket | None = None
+        self._addr: Any = None
+        self._protect: Callable[[bytes], bytes] | None = None
+        self._first_byte = 0x80
+        self._payload_type = 0
+        self._ssrc = sender._ssrc
+        self._extensions = b""
+        # Sent since the sender's counters were last updated (once per frame, not per packet).
+        self._uncounted_packets = 0
+        self._uncounted_octets = 0
 
     def _on_ready(self) -> None:
         tap = self.tap
+        channel = tap.channel()
+        if channel is None:
+            log.warning("subscriber not connected", user_id=self.subscriber)
+            return
+        self._sock, self._addr, self._protect = channel
+        # The socket buffer is the subscriber's whole queue: when it is full, sendto fails
+        # and the subscriber restarts on a keyframe (see forward).
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_backlog)
+        self._payload_type = tap.payload_type or 0
         if tap.mid is not None:
-            template = RtpPacket(payload_type=tap.payload_type or 0, ssrc=tap.ssrc)
+            template = RtpPacket(payload_type=self._payload_type, ssrc=tap.ssrc)
             template.extensions.mid = tap.mid
             self._extensions = template.serialize(tap.extensions_map())[12:]
+            self._first_byte = 0x90 if self._extensions else 0x80
         self.active = True
         self.publication.need_keyframe()
 
     def _on_nack(self, lost: list[int]) -> None:
+        sock, protect = self._sock, self._protect
+        if sock is None or protect is None:
+            return
         for seq in lost:
-            entry = self._history[seq & _HISTORY_MASK]
-            if entry is not None and entry[0] == seq:
-                self.tap.resend(entry[1])
+            i = seq & _HISTORY_MASK
+            if self._history_seq[i] == seq:
+                with contextlib.suppress(OSError):
+                    sock.sendto(protect(self._history[i]), self._addr)
 
     def _on_keyframe_request(self) -> None:
         self.publication.need_keyframe()
 
     def forward(self, packet: RtpPacket, starts_keyframe: bool) -> None:
+        """The hot path: runs for every packet and every subscriber."""
         if not self.active:
             return
         mapped = self.numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
         if mapped is None:
             return
-        if self.tap.backlog() > self.max_backlog:
-            # Too slow to keep up: drop, and start over clean on the next keyframe.
+        seq, timestamp = mapped
+        payload = packet.payload
+        marker = packet.marker
+        data = (
+            _HEADER.pack(
+                self._first_byte,
+                (0x80 | self._payload_type) if marker else self._payload_type,
+                seq,
+                timestamp,
+                self._ssrc,
+            )
+            + self._extensions
+            + payload
+        )
+        i = seq & _HISTORY_MASK
+        self._history_seq[i] = seq
+        self._history[i] = data
+        try:
+            self._sock.sendto(self._protect(data), self._addr)  # type: ignore[union-attr,misc]
+        except BlockingIOError:
+            # The subscriber's socket buffer is full: it cannot keep up. Drop, and start
+            # over clean on the next keyframe rather than queue.
             self.numbering.restart()
             self.restarts += 1
             self.publication.need_keyframe()
             return
-        seq, timestamp = mapped
-        payload = packet.payload
-        data = rtp.packet_bytes(
-            marker=bool(packet.marker),
-            payload_type=self.tap.payload_type or 0,
-            sequence_number=seq,
-            timestamp=timestamp,
-            ssrc=self.tap.ssrc,
-            extensions=self._extensions,
-            payload=payload,
-        )
-        self._history[seq & _HISTORY_MASK] = (seq, data)
-        if self.tap.send(data, timestamp, len(payload)):
-            self.packets_sent += 1
+        except OSError:
+            return
+        self.packets_sent += 1
+        self._uncounted_packets += 1
+        self._uncounted_octets += len(payload)
+        if marker:
+            self.tap.count(self._uncounted_packets, self._uncounted_octets, timestamp)
+            self._uncounted_packets = 0
+            self._uncounted_octets = 0
 
     def close(self) -> None:
         self.active = False

@@ -14,6 +14,7 @@ fails loudly there rather than silently in a call.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -162,39 +163,25 @@ class SenderTap:
     def extensions_map(self) -> Any:
         return self.sender.transport._rtp_header_extensions_map
 
-    def backlog(self) -> int:
-        """Bytes queued in this subscriber's socket that the kernel has not taken yet."""
-        pair = self._pair()
-        if pair is None:
-            return 0
-        transport = pair.protocol.transport
-        return int(transport.get_write_buffer_size()) if transport is not None else 0
-
-    def _pair(self) -> Any:
+    def channel(self) -> tuple[socket.socket, Any, Callable[[bytes], bytes]] | None:
+        """What sending needs, resolved once the sender is connected: the socket of the
+        nominated ICE pair, the peer's address and the SRTP protect function. The relay
+        writes to the socket itself: a full socket buffer then raises BlockingIOError, which
+        the relay treats as a slow subscriber, instead of asyncio queueing without bound.
+        aiortc cannot restart ICE, so the pair does not change for the connection's life."""
         dtls = self.sender.transport
-        connection = dtls.transport._connection
-        return connection._nominated.get(1)
-
-    def send(self, data: bytes, timestamp: int, payload_size: int) -> bool:
-        """Protect and send one plain RTP packet; False if the connection is not up."""
-        dtls = self.sender.transport
-        if dtls._state != DtlsState.CONNECTED:
-            return False
-        pair = self._pair()
+        if dtls._state != DtlsState.CONNECTED or dtls._tx_srtp is None:
+            return None
+        pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
-            return False
-        pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
+            return None
+        sock: socket.socket = pair.protocol.transport._sock  # type: ignore[attr-defined]
+        return sock, pair.remote_addr, dtls._tx_srtp.protect
+
+    def count(self, packets: int, octets: int, timestamp: int) -> None:
+        """Add to the sender's counters, from which aiortc builds its sender reports."""
         sender = self.sender
-        # The sender reports (RTCP SR) aiortc still sends are built from these.
-        setattr(sender, _TX_PACKETS, getattr(sender, _TX_PACKETS) + 1)
-        setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + payload_size)
+        setattr(sender, _TX_PACKETS, getattr(sender, _TX_PACKETS) + packets)
+        setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + octets)
         setattr(sender, _TX_RTP_TS, timestamp)
         setattr(sender, _TX_NTP, current_ntp_time())
-        return True
-
-    def resend(self, data: bytes) -> None:
-        """A retransmission (after a NACK): sent as is, not counted again."""
-        dtls = self.sender.transport
-        pair = self._pair()
-        if dtls._state == DtlsState.CONNECTED and pair is not None and pair.protocol.transport:
-            pair.protocol.transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)

@@ -154,10 +154,12 @@ class Renumbering:
             self.start_seq = seq
             if self.ts_offset is None:
                 self.ts_offset = (self.timestamp_base - timestamp) & 0xFFFFFFFF
-        elif self.start_seq is not None and seq_newer(self.start_seq, seq):
+        # (This runs for every packet and subscriber: seq_newer is inlined.)
+        elif self.start_seq is not None and 0 < ((self.start_seq - seq) & 0xFFFF) < 0x8000:
             return None
         out = (seq + self.seq_offset) & 0xFFFF
-        if self.last_out is None or seq_newer(out, self.last_out):
+        prev = self.last_out
+        if prev is None or 0 < ((out - prev) & 0xFFFF) < 0x8000:
             self.last_out = out
         assert self.ts_offset is not None
         return out, (timestamp + self.ts_offset) & 0xFFFFFFFF
