@@ -19,6 +19,7 @@ from commandcenter import evidence_api, http_api
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, HUB, RECORDER, TRACE
+from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
@@ -39,6 +40,10 @@ LISTEN_BACKLOG = 1024
 # collections rare; freezing moves what exists at start (modules, config) out of their scan.
 GC_THRESHOLDS = (50_000, 20, 100)
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def recordings_dir(config: Config) -> Path:
+    return Path(config.media.recordings_dir or Path(config.server.data_dir) / "recordings")
 
 
 def node_id_of(config: Config) -> str:
@@ -71,18 +76,35 @@ def create_app(
         router=LocalRouter(),
         clock=clock,
     )
+    evidence_store = (
+        EvidenceStore.from_config(config, trace=recorder, recorder=recorder, clock=clock)
+        if isinstance(recorder, DurableRecorder)
+        else None
+    )
     if config.media.enabled:
-        hub.media = MediaService(config=config.media, deliver=hub.deliver, clock=clock)
+        # Recordings and snapshots are evidence: without the evidence store (an in-memory
+        # recorder) the media server relays but keeps nothing.
+        sink = (
+            StoreEvidenceSink(evidence_store, device=f"server:{node_id}")
+            if evidence_store is not None
+            else None
+        )
+        hub.media = MediaService(
+            config=config.media,
+            deliver=hub.deliver,
+            clock=clock,
+            evidence=sink,
+            recordings_dir=recordings_dir(config) if config.media.record else None,
+        )
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder
     if isinstance(recorder, DurableRecorder):
         app[TRACE] = recorder
+    if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
-        evidence_api.install(
-            app, EvidenceStore.from_config(config, trace=recorder, recorder=recorder, clock=clock)
-        )
+        evidence_api.install(app, evidence_store)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it

@@ -29,6 +29,7 @@ from commandcenter.config import MIN_SECRET_BYTES, AuthConfig, Config, ConfigErr
 
 # Longer tokens are refused before any decoding; ours are a few hundred characters.
 MAX_TOKEN_CHARS: Final = 4096
+RESERVED_USER_PREFIX = "@"
 # Bound on sub and name, so an identity is cheap to store, log and fan out.
 MAX_ID_CHARS: Final = 64
 # RSA keys below this are refused (NIST SP 800-131A); PyJWT would only warn per decode.
@@ -232,6 +233,10 @@ class TokenVerifier:
         if nbf > now + self._leeway_s:
             raise AuthError("token not yet valid")
         user_id = _short_string(claims["sub"])
+        if user_id.startswith(RESERVED_USER_PREFIX):
+            # Ids starting "@" name the server itself (the uploader of recordings and
+            # snapshots); a token must never pass for it.
+            raise AuthError("invalid claim")
         name = _short_string(claims.get("name", user_id))
         role_claim = claims["role"]
         if not isinstance(role_claim, str):

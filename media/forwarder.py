@@ -175,6 +175,8 @@ class Publication:
         self.codec: RTCRtpCodecParameters | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.sinks: list[PacketSink] = []
+        # Called once when the publication ends (its member left, or offered again).
+        self.on_close: list[Callable[[], None]] = []
         self.keyframes = rtp.KeyframeRequests(interval=keyframe_interval)
         self.clock = clock
         self.media_ssrc: int | None = None
@@ -251,6 +253,9 @@ class Publication:
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
+        callbacks, self.on_close = self.on_close, []
+        for callback in callbacks:
+            callback()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -14,13 +14,14 @@ fails loudly there rather than silently in a call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.clock import current_ntp_time
-from aiortc.codecs import is_rtx
+from aiortc.codecs import CODECS, HEADER_EXTENSIONS, is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
@@ -37,6 +38,8 @@ from aiortc.rtp import (
     RtpPacket,
     unwrap_rtx,
 )
+
+from media.numbering import Codecs, Extensions
 
 # Name-mangled attributes of aiortc 1.16.0 used below.
 _RX_STOP_DECODER: Final = "_RTCRtpReceiver__stop_decoder"
@@ -185,3 +188,19 @@ class SenderTap:
         setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + octets)
         setattr(sender, _TX_RTP_TS, timestamp)
         setattr(sender, _TX_NTP, current_ntp_time())
+
+
+@contextlib.contextmanager
+def offer_tables(codecs: Codecs, extensions: Extensions) -> Iterator[None]:
+    """While aiortc builds one offer, use these codec and extension tables instead of its
+    module-wide ones (see media.numbering). `createOffer` reads them synchronously, with no
+    await in between, so no other peer connection can see the swap."""
+    saved_codecs = {kind: CODECS[kind] for kind in codecs}
+    saved_extensions = {kind: HEADER_EXTENSIONS[kind] for kind in extensions}
+    CODECS.update(codecs)
+    HEADER_EXTENSIONS.update(extensions)
+    try:
+        yield
+    finally:
+        CODECS.update(saved_codecs)
+        HEADER_EXTENSIONS.update(saved_extensions)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from commandcenter.config import MediaConfig
 
@@ -42,7 +42,10 @@ def rtc_configuration(media: MediaConfig) -> RTCConfiguration:
     ]
     # No servers: aiortc would add Google's public STUN server, which a court network must
     # not be made to contact (and which is unreachable here).
-    return RTCConfiguration(iceServers=servers)
+    # One transport for every section: a section added by a later offer (another member's
+    # video) would otherwise get a transport of its own, which a browser that bundled
+    # everything never connects.
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def is_mdns(candidate: str) -> bool:

@@ -35,7 +35,8 @@ from commandcenter.config import MediaConfig
 from media import ice
 from media.errors import NegotiationFailed, WrongState
 from media.forwarder import Publication, Subscription
-from media.hooks import IdleTrack, tap_receiver
+from media.hooks import IdleTrack, offer_tables, tap_receiver
+from media.numbering import Codecs, Extensions, client_tables
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,10 @@ class MemberPeer:
         self.offer_out = False
         self.needs_offer = False
         self.closed = False
+        # False until the client has the answer to its offer: a server offer sent before it
+        # would cross the answer (see Room.start_receiving).
+        self.ready = False
+        self._tables: tuple[Codecs, Extensions] | None = None
         self.pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
@@ -140,6 +145,12 @@ class MemberPeer:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except _SDP_ERRORS as exc:
             raise NegotiationFailed(f"no common media: {exc}") from None
+        negotiated: dict[str, list[RTCRtpCodecParameters]] = {}
+        extensions = []
+        for transceiver in self.pc.getTransceivers():
+            negotiated.setdefault(transceiver.kind, []).extend(transceiver._codecs)
+            extensions.extend(transceiver._headerExtensions)
+        self._tables = client_tables(negotiated, extensions)
         for transceiver, pub in pending:
             codecs = [c for c in getattr(transceiver, "_codecs", []) if not is_rtx(c)]
             if not codecs or transceiver.currentDirection not in ("recvonly", "sendrecv"):
@@ -169,6 +180,8 @@ class MemberPeer:
         """Start sending `pub` to this member (after the next offer is answered)."""
         if pub.track_id in self.receiving or pub.codec is None or self.closed:
             return
+        if not self.ready:
+            return  # start_receiving picks it up
         prefs = _capabilities_for(pub.codec)
         if not prefs:
             log.warning("codec cannot be relayed", codec=pub.codec.mimeType, user_id=self.user)
@@ -204,7 +217,10 @@ class MemberPeer:
 
     async def _offer(self) -> None:
         self.needs_offer = False
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        assert self._tables is not None
+        with offer_tables(*self._tables):
+            offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
         if self.closed:
             return
         self._send_offer(str(self.pc.localDescription.sdp))

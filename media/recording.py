@@ -19,21 +19,29 @@ track at once. Separate files need no coordination: each starts at its own first
 times, SHA-256) so that they can be registered and aligned on the server's clock. A track's
 timestamps are its RTP timestamps, unwrapped, relative to its first recorded frame (90 kHz
 video, 48 kHz Opus); a new SSRC on the same track continues the timeline by the server's
-clock.
+clock. The header gives the first keyframe's picture size; a browser that changes resolution
+mid-call sends a keyframe with the new size, which decoders follow.
 
 Loss and order. The jitter buffer puts packets back in order and releases a frame only when
 all of its packets are there. A hole that stays open for `LOSS_TIMEOUT_S` (NACK/RTX has had
-its chance) is given up: the buffer skips past it, and a video track drops every frame until
-the next keyframe, since later frames refer to the one lost. `needs_keyframe(track_id)` says
-when that is so (also before the first keyframe): the caller then asks the publisher for one
-(PLI), as Chromium sends keyframes only when asked.
+its chance) is given up. If the frame before it is whole (an Opus packet; a video packet
+with the marker bit) the hole is filled with empty padding so that frame still comes out;
+otherwise the buffer drops up to the hole and the rest of that frame. After any loss a video
+track drops every frame until the next keyframe, since later frames refer to what was lost.
+`needs_keyframe(track_id)` says when that is so (also before the first keyframe): the caller
+then asks the publisher for one (PLI), as Chromium sends keyframes only when asked. Until the
+first frame is out, a packet older than the first one received restarts the buffer there,
+so a keyframe whose first packets arrive late is not lost; later, a packet up to twice the
+buffer behind its start is a late retransmission and ignored (aiortc's buffer would take one
+100 behind for a restart of the numbering and drop everything it holds).
 
 aiortc internals used (pinned version; `tests/test_media_recording.py` fails loudly if an
 upgrade changes them): `JitterBuffer._remove_frame` to release every frame that is complete
-(one `add` releases at most one), `JitterBuffer._origin` and `smart_remove` to skip a hole.
+(one `add` releases at most one), `_origin`, `_packets` and `smart_remove` to give up a hole.
 
-Bounds: per track one jitter buffer (512 packets for video as in aiortc's receiver, 16 for
-audio) and the set of missing sequence numbers within it; nothing else is buffered. Muxing a
+Bounds: per track one jitter buffer (512 packets for video as in aiortc's receiver, 128 for
+audio), and at most as many missing sequence numbers, held packets before the first frame
+and frame arrival times; nothing else is buffered. Muxing a
 frame is a memory copy and, now and then, a buffered write: cheap enough for the event loop.
 `close` and `close_track` finish files, fsync and hash them: blocking file I/O, meant to be
 called through `asyncio.to_thread`. Packets that arrive for a track while it is being closed
@@ -70,7 +78,10 @@ VIDEO_CLOCK: Final = 90000
 OPUS_CLOCK: Final = 48000
 # As aiortc's RTCRtpReceiver: a video buffer holds a large keyframe and what follows it.
 VIDEO_CAPACITY: Final = 512
-AUDIO_CAPACITY: Final = 16
+# aiortc's receiver uses 16; a recording holds more, so that a hole is given up by the
+# timeout below (which keeps the frame before it) before the buffer makes room by itself
+# (which drops that frame too): 1.28 s of 10 ms packets.
+AUDIO_CAPACITY: Final = 128
 # A hole in the sequence numbers open this long is given up. NACK/RTX recovers a packet in
 # about one round trip; a second is many round trips, and short enough that a PLI sent then
 # brings the video back soon.
@@ -91,7 +102,6 @@ _CLOCK_OF: Final[dict[str, int]] = {VP8: VIDEO_CLOCK, H264: VIDEO_CLOCK, OPUS: O
 _NAL_IDR: Final = 5
 _NAL_SPS: Final = 7
 _NAL_PPS: Final = 8
-_NAL_AUD: Final = 9
 _START_CODE: Final = b"\x00\x00\x01"
 # An access unit delimiter: appended to a frame so that PyAV's H264 parser, which holds an
 # access unit until the next one begins, parses the frame now.
@@ -131,12 +141,17 @@ def is_keyframe(name: str, data: bytes) -> bool:
     """Whether `data` (one depayloaded frame) decodes on its own, from its first byte.
 
     Strict on purpose: it is also what tells a whole keyframe from the tail of one whose
-    first packets never arrived. VP8: a key frame tag and the start code that follows it.
+    first packets never arrived. VP8: a key frame tag, the start code that follows it, and
+    as many bytes as the tag says the first partition has.
     H264 (Annex-B, as aiortc depayloads it): a start code first, and SPS, PPS and an IDR
     slice, as browsers send every keyframe, so the frame also carries what the decoder and
     the file header need."""
     if name == VP8:
-        return len(data) >= 10 and data[0] & 1 == 0 and data[3:6] == _VP8_START
+        if len(data) < 10 or data[0] & 1 or data[3:6] != _VP8_START:
+            return False
+        # The frame tag's 19-bit size of the first partition, which must all be there.
+        first_partition = int.from_bytes(data[0:3], "little") >> 5
+        return len(data) >= 10 + first_partition
     if name == H264:
         if not (data.startswith(_START_CODE) or data.startswith(b"\x00" + _START_CODE)):
             return False
@@ -197,6 +212,10 @@ class _Timeline:
         return pts
 
 
+# In a list of released frames: packets were lost here.
+LOSS: Final = None
+
+
 class FrameAssembler:
     """Whole encoded frames, in order, from one track's RTP packets (after RTX unwrapping),
     through aiortc's JitterBuffer. Video starts on a keyframe and, after a loss, waits for
@@ -205,7 +224,6 @@ class FrameAssembler:
     def __init__(self, codec: RTCRtpCodecParameters) -> None:
         self.name = codec_key(codec)
         self.kind: Kind = _KIND_OF[self.name]
-        self._payload_type = codec.payloadType or 0
         self._depayload = _depayloader(self.name)
         self._capacity = VIDEO_CAPACITY if self.kind == "video" else AUDIO_CAPACITY
         self._timeline = _Timeline(_CLOCK_OF[self.name])
@@ -213,6 +231,7 @@ class FrameAssembler:
         self._new_buffer()
         self.dropped_frames = 0
         self.malformed_packets = 0
+        self.late_packets = 0
 
     def _new_buffer(self) -> None:
         # prefetch 0: a frame is released as soon as it is whole; the recording is not played.
@@ -221,16 +240,24 @@ class FrameAssembler:
         self._missing: set[int] = set()
         self._hole_since: float | None = None
         self._waiting_keyframe = self.kind == "video"
+        # Until the buffer releases its first frame, the packets it holds: one that arrives
+        # before the first (reordered) restarts it there instead of being dropped as late.
+        self._early: list[RtpPacket] | None = []
+        # When each frame's first packet arrived, by RTP timestamp.
+        self._arrivals: dict[int, float] = {}
 
     @property
     def needs_keyframe(self) -> bool:
         return self._waiting_keyframe
 
     def add(self, packet: RtpPacket, now: float) -> list[EncodedFrame]:
+        out: list[EncodedFrame] = []
         if self._ssrc != packet.ssrc:
             if self._ssrc is not None:
-                # A new source numbers its packets and timestamps afresh.
+                # A new source numbers its packets and timestamps afresh: what the old one
+                # completed comes out first.
                 log.info("recorded track changed source", old=self._ssrc, new=packet.ssrc)
+                out = self.flush(now)
                 self._new_buffer()
                 self._timeline.restart()
             self._ssrc = packet.ssrc
@@ -243,24 +270,37 @@ class FrameAssembler:
             payload=packet.payload,
         )
         try:
-            own._data = self._depayload(packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
+            data = self._depayload(packet.payload) if packet.payload else b""
         except ValueError:
             # Left missing: the hole it leaves is given up like a lost packet's.
             self.malformed_packets += 1
-            return []
-        lost, frame = self._buffer.add(own)
-        self._note_sequence(own, now)
-        frames = [frame, *self._drain()] if frame is not None else []
-        if lost:
-            # The buffer dropped packets to make room, or restarted on a far jump.
-            self._after_skip(now)
+            return out
+        own._data = data  # type: ignore[attr-defined]
+        late = self._late_by(own.sequence_number)
+        restart = 0 < late < self._capacity and self._early is not None
+        if 0 < late < 2 * self._capacity and not restart:
+            # A retransmission for a frame already out or given up. aiortc's buffer would
+            # take one 100 or more packets late for a restart of the numbering and drop all
+            # it holds; a real restart comes with a new SSRC.
+            self.late_packets += 1
+            return out
+        self._note_arrival(own.timestamp, now)
+        if restart:
+            frames = self._restart_with(own, now)
+        else:
+            frames = self._insert(own, now)
+            if self._early is not None:
+                self._early.append(own)
+        if frames or (self._early is not None and len(self._early) > self._capacity):
+            self._early = None
         if self._hole_since is not None and now - self._hole_since >= LOSS_TIMEOUT_S:
             frames += self._skip_hole(now)
-        return self._accept(frames, now)
+        return out + self._accept(frames, now)
 
     def flush(self, now: float) -> list[EncodedFrame]:
-        """Every frame still held that can be known whole; call once, at the end."""
-        frames: list[JitterFrame] = []
+        """Every frame still held that can be known whole; at the end, or before a new
+        source starts over."""
+        frames: list[JitterFrame | None] = []
         newest = self._newest
         if newest is not None and (self.kind == "audio" or newest.marker):
             # The newest frame ended (marker bit): a packet of another timestamp after it
@@ -272,21 +312,57 @@ class FrameAssembler:
                 ssrc=newest.ssrc,
             )
             end._data = b""  # type: ignore[attr-defined]
-            _, frame = self._buffer.add(end)
-            if frame is not None:
-                frames += [frame, *self._drain()]
+            frames = self._insert(end, now)
         accepted = self._accept(frames, now)
         while self._missing:
             accepted += self._accept(self._skip_hole(now), now)
         return accepted
 
-    def _drain(self) -> list[JitterFrame]:
+    def _insert(self, packet: RtpPacket, now: float) -> list[JitterFrame | None]:
+        lost, frame = self._buffer.add(packet)
+        self._note_sequence(packet, now)
         # JitterBuffer.add releases one frame; a late packet that fills a hole can complete
-        # several. The argument is unused by aiortc.
-        frames = []
-        while (frame := self._buffer._remove_frame(0)) is not None:
+        # several. The argument of _remove_frame is unused by aiortc.
+        frames: list[JitterFrame | None] = []
+        while frame is not None:
             frames.append(frame)
+            frame = self._buffer._remove_frame(0)
+        if lost:
+            # The buffer dropped packets to make room, or started over on a far jump:
+            # what it released comes after the loss.
+            self._after_skip(now)
+            frames.insert(0, LOSS)
         return frames
+
+    def _late_by(self, seq: int) -> int:
+        """How many packets before the buffer's start `seq` is (0: not before it)."""
+        origin = self._buffer._origin
+        if origin is None:
+            return 0
+        late = uint16_add(origin, -seq)
+        return late if late < 0x8000 else 0
+
+    def _restart_with(self, packet: RtpPacket, now: float) -> list[JitterFrame | None]:
+        """Start the buffer over at `packet`, which arrived after later ones (only before
+        the first frame is released: later, it is too late for a frame already out)."""
+        held = [*(self._early or []), packet]
+        held.sort(key=lambda p: uint16_add(p.sequence_number, -packet.sequence_number))
+        arrivals = self._arrivals
+        self._new_buffer()
+        self._arrivals = arrivals
+        frames = []
+        for p in held:
+            frames += self._insert(p, now)
+            if self._early is not None:
+                self._early.append(p)
+        return frames
+
+    def _note_arrival(self, timestamp: int, now: float) -> None:
+        if timestamp not in self._arrivals:
+            if len(self._arrivals) >= self._capacity:
+                # Frames the buffer dropped never come out to claim theirs.
+                del self._arrivals[next(iter(self._arrivals))]
+            self._arrivals[timestamp] = now
 
     def _in_window(self, seq: int) -> bool:
         """Whether `seq` lies where the buffer can still hold it (at or after its start)."""
@@ -315,33 +391,63 @@ class FrameAssembler:
         elif self._hole_since is None:
             self._hole_since = now
 
-    def _skip_hole(self, now: float) -> list[JitterFrame]:
-        """Give up the oldest hole: drop what precedes it and the rest of its frame."""
+    def _skip_hole(self, now: float) -> list[JitterFrame | None]:
+        """Give up the oldest hole. If the frame before it is whole (audio: one packet a
+        frame; video: marker bit), the hole is filled with empty padding so that frame comes
+        out; otherwise the buffer drops everything up to the hole and the rest of its frame."""
         self._prune()
         origin = self._buffer._origin
         if not self._missing or origin is None:
             self._hole_since = None
             return []
         oldest = min(self._missing, key=lambda s: uint16_add(s, -origin))
-        self._buffer.smart_remove(uint16_add(oldest, -origin) + 1)
+        before = self._held(uint16_add(oldest, -1))
+        frames: list[JitterFrame | None] = []
+        if before is not None and (self.kind == "audio" or before.marker):
+            # Padding of a timestamp of its own: a frame of nothing, which marks the loss.
+            mark = uint32_add(before.timestamp, 1)
+            seq = oldest
+            while seq in self._missing:
+                filler = RtpPacket(
+                    payload_type=before.payload_type,
+                    sequence_number=seq,
+                    timestamp=mark,
+                    ssrc=before.ssrc,
+                )
+                filler._data = b""  # type: ignore[attr-defined]
+                frames += self._insert(filler, now)
+                seq = uint16_add(seq, 1)
+            frames = [LOSS if f is not None and f.timestamp == mark else f for f in frames]
+        else:
+            self._buffer.smart_remove(uint16_add(oldest, -origin) + 1)
+            frames.append(LOSS)
+            while (frame := self._buffer._remove_frame(0)) is not None:
+                frames.append(frame)
         self._after_skip(now)
-        return self._drain()
+        return frames
+
+    def _held(self, seq: int) -> RtpPacket | None:
+        packet = self._buffer._packets[seq % self._capacity]
+        return packet if packet is not None and packet.sequence_number == seq else None
 
     def _after_skip(self, now: float) -> None:
-        # Frames were lost: video needs a keyframe, and holes behind the new start are moot.
-        if self.kind == "video":
-            self._waiting_keyframe = True
+        # Holes behind the buffer's new start are moot; what is left gets a full timeout
+        # from now rather than from its first sighting.
         self._prune()
-        # What is left gets a full timeout from now rather than from its first sighting.
         self._hole_since = now if self._missing else None
 
     def _prune(self) -> None:
         # The audio buffer makes room silently, so holes it dropped are found here.
         self._missing = {s for s in self._missing if self._in_window(s)}
 
-    def _accept(self, frames: list[JitterFrame], now: float) -> list[EncodedFrame]:
+    def _accept(self, frames: list[JitterFrame | None], now: float) -> list[EncodedFrame]:
         out = []
         for frame in frames:
+            if frame is LOSS:
+                # Later video frames refer to what was lost: wait for a keyframe.
+                self._waiting_keyframe = self.kind == "video"
+                continue
+            at = self._arrivals.pop(frame.timestamp, now)
             data = frame.data
             if not data:
                 continue  # padding only
@@ -351,7 +457,7 @@ class FrameAssembler:
                     self.dropped_frames += 1
                     continue
                 self._waiting_keyframe = False
-            out.append(EncodedFrame(data, self._timeline.pts(frame.timestamp, now), key, now))
+            out.append(EncodedFrame(data, self._timeline.pts(frame.timestamp, at), key, at))
         return out
 
 
@@ -394,14 +500,12 @@ class _TrackFile:
         call_id: str,
         track_id: str,
         codec: RTCRtpCodecParameters,
-        call_started_at: float,
     ) -> None:
         self.path = path
         self.call_id = call_id
         self.track_id = track_id
         self.codec = codec
         self.assembler = FrameAssembler(codec)
-        self.call_started_at = call_started_at
         self.lock = threading.Lock()
         self.closed = False
         self.container: av.container.OutputContainer | None = None
@@ -509,6 +613,9 @@ class CallRecording:
         self.call_id = call_id
         self.started_at = started_at
         self._tracks: dict[str, _TrackFile] = {}
+        # Guards _tracks and _closed against close() in a worker thread; held for a dict
+        # operation only, never for I/O, so the event loop never waits on it for long.
+        self._registry = threading.Lock()
         self._added = 0
         self._closed = False
         path.mkdir(parents=True, exist_ok=True)
@@ -517,20 +624,17 @@ class CallRecording:
         """Record `track_id` from now on; its file starts at its first (key)frame. Raises
         ValueError for a codec other than VP8, H264 or Opus, a kind that does not match it,
         or a track already recorded (close_track it first to start a new file)."""
-        if self._closed:
-            raise ValueError("the recording is closed")
         if _KIND_OF[codec_key(codec)] != kind:
             raise ValueError(f"{codec.mimeType} is not {kind}")
-        if track_id in self._tracks:
-            raise ValueError(f"track {track_id!r} is already recorded")
-        path = self._new_path(kind)
-        self._tracks[track_id] = _TrackFile(
-            path,
-            call_id=self.call_id,
-            track_id=track_id,
-            codec=codec,
-            call_started_at=self.started_at,
-        )
+        with self._registry:
+            if self._closed:
+                raise ValueError("the recording is closed")
+            if track_id in self._tracks:
+                raise ValueError(f"track {track_id!r} is already recorded")
+            path = self._new_path(kind)
+            self._tracks[track_id] = _TrackFile(
+                path, call_id=self.call_id, track_id=track_id, codec=codec
+            )
 
     def _new_path(self, kind: Kind) -> Path:
         # Never an existing file: av.open would truncate it, and it may be a recording of
@@ -565,7 +669,8 @@ class CallRecording:
     def close_track(self, track_id: str, now: float) -> RecordingResult | None:
         """Finish one track's file (its publisher left). Blocking file I/O. None if the
         track is unknown or recorded nothing."""
-        track = self._tracks.pop(track_id, None)
+        with self._registry:
+            track = self._tracks.pop(track_id, None)
         if track is None:
             return None
         return self._finish(track, now)
@@ -573,11 +678,13 @@ class CallRecording:
     def close(self, now: float) -> list[RecordingResult]:
         """Finish every file, in the order the tracks were added. Blocking file I/O.
         Tracks that recorded nothing have no result; idempotent."""
-        self._closed = True
+        with self._registry:
+            self._closed = True
+            tracks = list(self._tracks.values())
+            self._tracks.clear()
         results = []
-        while self._tracks:
-            track_id = next(iter(self._tracks))
-            result = self._finish(self._tracks.pop(track_id), now)
+        for track in tracks:
+            result = self._finish(track, now)
             if result is not None:
                 results.append(result)
         return results

@@ -85,6 +85,7 @@ class Room:
         peer = self.peers.get(user)
         if peer is None:
             return
+        peer.ready = True
         for pub in list(self.publications.values()):
             if pub.owner != user and pub.owner not in self.silent:
                 peer.receive(pub)
@@ -108,7 +109,11 @@ class Room:
             codec=pub.codec.mimeType if pub.codec else None,
         )
         if self._on_publication is not None:
-            self._on_publication(self, pub)
+            try:
+                self._on_publication(self, pub)
+            except Exception:
+                # Recording is not worth losing the call's media over.
+                log.exception("capture failed", call_id=self.call_id, track=pub.track_id)
         if pub.owner in self.silent:
             return
         for user, peer in self.peers.items():

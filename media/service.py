@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
 from commandcenter.config import MediaConfig
 from media import ice
+from media.capture import CallCapture, CallFacts
 from media.errors import WrongState
+from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
-from media.room import PublicationHook, Room
+from media.room import Room
+from signalling import actions
 from signalling import protocol as p
+from signalling.errors import MediaUnavailable
 from signalling.media_port import MediaMessage
 
 log = structlog.get_logger(__name__)
@@ -33,42 +38,52 @@ class MediaService:
         config: MediaConfig,
         deliver: Deliver,
         clock: Callable[[], float],
-        on_room_opened: Callable[[Room], None] | None = None,
-        on_room_closed: Callable[[Room], asyncio.Future[None] | None] | None = None,
-        on_publication: PublicationHook | None = None,
+        evidence: EvidenceSink | None = None,
+        recordings_dir: Path | None = None,
     ) -> None:
+        """`evidence`: where recordings and snapshots are filed (None: neither is taken).
+        `recordings_dir`: where recordings are written while calls run (None: no recording)."""
         self.config = config
         self.deliver = deliver
         self.clock = clock
+        self.evidence = evidence
+        self.recordings_dir = recordings_dir if evidence is not None else None
         self.rooms: dict[str, Room] = {}
+        self.captures: dict[str, CallCapture] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._on_room_opened = on_room_opened
-        self._on_room_closed = on_room_closed
-        self._on_publication = on_publication
         self._closing: set[asyncio.Task[None]] = set()
         ice.use_addresses(config.ice_addresses)
 
     # ---- MediaPort --------------------------------------------------------------------
 
-    def room_changed(self, call_id: str, members: tuple[str, ...], silent: tuple[str, ...]) -> None:
+    def room_changed(self, change: actions.Room) -> None:
+        call_id = change.call_id
         room = self.rooms.get(call_id)
-        if not members:
+        if not change.members:
             if room is not None:
                 del self.rooms[call_id]
-                self._close(room)
+                self._close(room, self.captures.pop(call_id, None))
             return
         if room is None:
+            capture = None
+            if self.evidence is not None:
+                facts = CallFacts(call_id, change.court, change.officer, change.case_number)
+                capture = CallCapture(
+                    facts=facts,
+                    sink=self.evidence,
+                    recordings_dir=self.recordings_dir,
+                    clock=self.clock,
+                )
+                self.captures[call_id] = capture
             room = Room(
                 call_id=call_id,
                 config=self.config,
                 clock=self.clock,
                 send_offer=self._send_offer,
-                on_publication=self._on_publication,
+                on_publication=_capturing(capture),
             )
             self.rooms[call_id] = room
-            if self._on_room_opened is not None:
-                self._on_room_opened(room)
-        room.update(frozenset(members), frozenset(silent))
+        room.update(frozenset(change.members), frozenset(change.silent))
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         lock = self._locks.setdefault((message.call_id, user), asyncio.Lock())
@@ -87,7 +102,7 @@ class MediaService:
 
     async def stop(self) -> None:
         for call_id in list(self.rooms):
-            self._close(self.rooms.pop(call_id))
+            self._close(self.rooms.pop(call_id), self.captures.pop(call_id, None))
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -109,6 +124,21 @@ class MediaService:
                     message.candidate, message.sdp_mid, message.sdp_mline_index
                 )
                 self.deliver(user, p.Ack(ref=message.id))
+            case p.Snapshot():
+                capture = self.captures.get(room.call_id)
+                if capture is None:
+                    raise MediaUnavailable("snapshots need the evidence store")
+                of = message.of or capture.facts.officer
+                shot = await capture.snapshot(of, user)
+                taken = p.SnapshotTaken(
+                    ref=message.id,
+                    call_id=room.call_id,
+                    of=of,
+                    evidence_id=shot.evidence_id,
+                    sha256=shot.sha256,
+                    taken_at=round(shot.taken_at * 1000.0, 3),
+                )
+                self.deliver(user, taken)
 
     def _room(self, call_id: str) -> Room:
         room = self.rooms.get(call_id)
@@ -119,17 +149,22 @@ class MediaService:
     def _send_offer(self, user: str, call_id: str, sdp: str) -> None:
         self.deliver(user, p.ServerOffer(call_id=call_id, sdp=sdp))
 
-    def _close(self, room: Room) -> None:
+    def _close(self, room: Room, capture: CallCapture | None) -> None:
         async def close() -> None:
             await room.close()
-            if self._on_room_closed is not None:
-                result = self._on_room_closed(room)
-                if result is not None:
-                    await result
+            if capture is not None:
+                await capture.close()
 
         task = asyncio.get_running_loop().create_task(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
     def publications(self) -> list[Publication]:
+        """Every track published in every call (for tests and health)."""
         return [pub for room in self.rooms.values() for pub in room.publications.values()]
+
+
+def _capturing(capture: CallCapture | None) -> Callable[[Room, Publication], None] | None:
+    if capture is None:
+        return None
+    return lambda _room, pub: capture.published(pub)

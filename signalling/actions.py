@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sessions.recorder import TraceEvent
-from signalling.protocol import Answer, IceCandidate, Offer, ServerMessage
+from signalling.protocol import Answer, IceCandidate, Offer, ServerMessage, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,10 @@ class Room:
     call_id: str
     members: tuple[str, ...]
     silent: tuple[str, ...]
+    # What the call's recording and snapshots are filed under as evidence.
+    court: str
+    officer: str
+    case_number: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ class Negotiate:
     """Hand `user`'s checked media message to the media server."""
 
     user: str
-    message: Offer | Answer | IceCandidate
+    message: Offer | Answer | IceCandidate | Snapshot
 
 
 Action = Send | Record | Disconnect | Room | Negotiate

@@ -251,7 +251,7 @@ class Hub:
                     step.done.set_result(None)
             case Room():
                 if self.media is not None:
-                    self.media.room_changed(step.call_id, step.members, step.silent)
+                    self.media.room_changed(step)
             case Negotiate():
                 task = asyncio.get_running_loop().create_task(self._negotiate(step))
                 self._negotiations.add(task)

@@ -12,14 +12,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from signalling import protocol as p
+from signalling.actions import Room
 
-MediaMessage = p.Offer | p.Answer | p.IceCandidate
+MediaMessage = p.Offer | p.Answer | p.IceCandidate | p.Snapshot
 
 
 class MediaPort(Protocol):
-    def room_changed(self, call_id: str, members: tuple[str, ...], silent: tuple[str, ...]) -> None:
-        """`members` may have media in call `call_id` now (empty: the call's media ends);
-        `silent` (covert supervisors) receive but are never forwarded to anyone."""
+    def room_changed(self, change: Room) -> None:
+        """`change.members` may have media in the call now (empty: the call's media ends);
+        `change.silent` (covert supervisors) receive but are never forwarded to anyone."""
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         """Carry out a member's media message; raises a ClientError the hub answers."""

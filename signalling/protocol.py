@@ -137,6 +137,12 @@ class IceCandidate(_ClientMessage, tag="ice_candidate", frozen=True):
     sdp_mline_index: MLineIndex | None = None
 
 
+class Snapshot(_ClientMessage, tag="snapshot", frozen=True):
+    call_id: CallId
+    # Whose video; absent: the call's officer.
+    of: UserId | None = None
+
+
 ClientMessage = (
     Heartbeat
     | Position
@@ -155,9 +161,10 @@ ClientMessage = (
     | Offer
     | Answer
     | IceCandidate
+    | Snapshot
 )
 
-MEDIA_MESSAGES = (Offer, Answer, IceCandidate)
+MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
 
 
 # --- shared shapes -----------------------------------------------------------------------
@@ -354,6 +361,17 @@ class ServerIceCandidate(_ServerMessage, tag="ice_candidate", frozen=True):
     sdp_mline_index: int | None
 
 
+class SnapshotTaken(_ServerMessage, tag="snapshot_taken", frozen=True):
+    ref: str
+    call_id: str
+    # Whose video the still is of.
+    of: str
+    evidence_id: str
+    sha256: str
+    # Server time the frame was received, epoch milliseconds.
+    taken_at: float
+
+
 ServerMessage = (
     Welcome
     | Ack
@@ -376,4 +394,5 @@ ServerMessage = (
     | ServerOffer
     | ServerAnswer
     | ServerIceCandidate
+    | SnapshotTaken
 )

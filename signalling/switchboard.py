@@ -55,7 +55,7 @@ from signalling.protocol import Direction, EndReason
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `_dispatch` makes is skipped for them.
-_NO_DISPATCH = (p.Heartbeat, p.Position, p.GetRoster, p.Offer, p.Answer, p.IceCandidate)
+_NO_DISPATCH = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
 CENTER_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 WATCHER_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 MONITOR_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN})
@@ -443,6 +443,14 @@ class Switchboard:
                 # Media negotiation is carried out by the driver's media port; the core only
                 # checks that the sender is in the call.
                 self.media_call(user, msg.call_id)
+                if not self.media:
+                    raise MediaUnavailable("media is not available on this server")
+                out.append(Negotiate(user, msg))
+            case p.Snapshot():
+                call = self.media_call(user, msg.call_id)
+                self._require(session, CENTER_ROLES, "only the command center takes snapshots")
+                if msg.of is not None and msg.of not in call.members():
+                    raise NotFound("no such member in this call", field="of")
                 if not self.media:
                     raise MediaUnavailable("media is not available on this server")
                 out.append(Negotiate(user, msg))
@@ -894,7 +902,7 @@ class Switchboard:
         if officer is not None and officer.role is Role.OFFICER:
             out.extend(self._roster_changed(officer, now))
         if call.answered_at is not None:
-            out.append(Room(call.call_id, (), ()))
+            out.append(Room(call.call_id, (), (), call.court, call.officer, call.case_number))
         # Ended calls are kept only as long as something may still refer to them.
         del self.calls[call.call_id]
 
@@ -975,7 +983,7 @@ class Switchboard:
             return
         members = tuple(m for m in call.members() if m not in call.away)
         silent = tuple(u for u, covert in call.supervisors.items() if covert)
-        out.append(Room(call.call_id, members, silent))
+        out.append(Room(call.call_id, members, silent, call.court, call.officer, call.case_number))
 
     def _tell_away(self, call: Call, newcomer: str, now: float, out: list[Action]) -> None:
         """Tell someone who just joined `call` which parties are away, and for how much

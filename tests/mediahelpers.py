@@ -27,11 +27,7 @@ class Member:
     async def join(self) -> None:
         """Offer our tracks and apply the server's answer."""
         sdp = await self.media.offer()
-        msg_id = await self.ws.send("offer", call_id=self.call_id, sdp=sdp)
-        answer = await self.ws.expect(
-            "answer", CALL_TIMEOUT, where=lambda m: m.get("ref") == msg_id or _error(m, msg_id)
-        )
-        assert answer["type"] == "answer", answer
+        answer = await self.ws.request("offer", reply="answer", call_id=self.call_id, sdp=sdp)
         await self.media.accept_answer(answer["sdp"])
 
     async def renegotiate(self) -> dict[str, Any]:
@@ -42,10 +38,6 @@ class Member:
 
     async def close(self) -> None:
         await self.media.close()
-
-
-def _error(msg: dict[str, Any], ref: str) -> bool:
-    return msg.get("type") == "error" and msg.get("ref") == ref
 
 
 async def count_frames(

@@ -48,6 +48,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
         sdp_mid="0",
         sdp_mline_index=0,
     ),
+    p.Snapshot(id="m18", call_id="c1", of="o1"),
 ]
 
 USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
@@ -108,6 +109,14 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.ServerOffer(call_id="c1", sdp="v=0"),
     p.ServerAnswer(ref="m1", call_id="c1", sdp="v=0"),
     p.ServerIceCandidate(call_id="c1", candidate="", sdp_mid=None, sdp_mline_index=None),
+    p.SnapshotTaken(
+        ref="m18",
+        call_id="c1",
+        of="o1",
+        evidence_id="ev-" + "0" * 32,
+        sha256="0" * 64,
+        taken_at=NOW_MS,
+    ),
 ]
 
 _server_json = msgspec.json.Decoder(p.ServerMessage)

@@ -102,12 +102,14 @@ async def test_supervisor_joining_mid_call_gets_the_officers_video(media_server:
 async def test_call_end_closes_every_member_peer(media_server: Server) -> None:
     officer, operator, call_id = await video_call(media_server)
     try:
-        await operator.ws.request("hangup", call_id=call_id)
         media = media_of(media_server)
+        peers = list(media.rooms[call_id].peers.values())
+        assert len(peers) == 2
+        await operator.ws.request("hangup", call_id=call_id)
         await media_server.wait_for(lambda: not media.rooms, what="room closed")
         await media_server.wait_for(
-            lambda: officer.media.pc.connectionState in ("closed", "failed"),
-            what="officer's peer closed by the server",
+            lambda: all(p.pc.connectionState == "closed" for p in peers),
+            what="both server-side peer connections closed",
         )
     finally:
         await officer.close()

@@ -1,15 +1,21 @@
 """Recording without transcoding: real VP8, H264 and Opus from aiortc's own encoders,
 packetised as RTCRtpSender does, fed to `CallRecording` out of order and with losses; the
-Matroska files it writes are opened with PyAV and decoded back."""
+Matroska files it writes are opened with PyAV and decoded back. Then registered as evidence
+of the call in a real EvidenceStore over a SQLite trace."""
 
 from __future__ import annotations
 
 import fractions
+import functools
 import hashlib
+import inspect
+import itertools
+import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiortc
 import av
@@ -18,11 +24,22 @@ from aiortc import RTCRtpCodecParameters
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
-from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint32_add
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from commandcenter.auth import Courts, Identity, Role
+from commandcenter.config import Config
+from media.evidence_sink import (
+    CALL_EVIDENCE,
+    SERVER_UPLOADER,
+    StoreEvidenceSink,
+    register_recording,
+    register_snapshot,
+)
 from media.recording import (
     LOSS_TIMEOUT_S,
     CallRecording,
@@ -30,6 +47,11 @@ from media.recording import (
     RecordingResult,
     is_keyframe,
 )
+from media.snapshot import snapshot_jpeg
+from sessions import evidence as ev
+from sessions.durable import DurableRecorder, verify_store
+from sessions.evidence_store import ContentFiles, EvidenceStore
+from sessions.sqlite_store import SqliteTraceStore
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
 H264 = RTCRtpCodecParameters(
@@ -50,7 +72,7 @@ def video_frame(i: int, width: int = WIDTH, height: int = HEIGHT) -> av.VideoFra
     """Frame `i` of a synthetic 30 fps clip: noise that shifts a little every frame."""
     frame = av.VideoFrame(width, height, "yuv420p")
     for n, plane in enumerate(frame.planes):
-        start = (i * 97 + n * 1013) % (len(NOISE) - plane.buffer_size)
+        start = (i * 2 + n * 1013) % (len(NOISE) - plane.buffer_size)
         plane.update(NOISE[start : start + plane.buffer_size])
     frame.pts = i * (90000 // FPS)
     frame.time_base = fractions.Fraction(1, 90000)
@@ -60,7 +82,7 @@ def video_frame(i: int, width: int = WIDTH, height: int = HEIGHT) -> av.VideoFra
 def audio_frame(i: int) -> av.AudioFrame:
     """20 ms of a stereo 48 kHz tone, as a microphone track delivers it."""
     frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
-    frame.planes[0].update(NOISE[(i % 50) * 3840 : (i % 50) * 3840 + 3840])
+    frame.planes[0].update(NOISE[(i % 30) * 3840 : (i % 30) * 3840 + 3840])
     frame.sample_rate = 48000
     frame.pts = i * 960
     frame.time_base = fractions.Fraction(1, 48000)
@@ -142,26 +164,27 @@ def run_video(
     rec = CallRecording(tmp_path, "c-rec1", T0)
     requested: list[int] = []
     recorded: list[int] = []
-    waiting = True
+    recording = False
     held: list[RtpPacket] = []
+    # The encoder's first frame is a keyframe.
+    last_keyframe = 0
     for i in range(frames):
         now = T0 + i / FPS
         if i == join_at:
             rec.add_track("cam", "video", codec)
-        want = i > join_at and rec.needs_keyframe("cam")
+        # A PLI at most every 10 frames: a keyframe takes a frame to come out whole.
+        want = i >= join_at and rec.needs_keyframe("cam") and i - last_keyframe > 10
         if want:
             requested.append(i)
+            last_keyframe = i
         packets = pub.packets(video_frame(i), keyframe=want)
+        if i >= join_at and (i == 0 or want):
+            recording = True  # a whole keyframe: recorded from here
         if i == lose:
             packets = packets[1:]
-            waiting = True
-        elif i >= join_at and (i == join_at or want or not waiting):
-            # Recorded: everything from the first keyframe on, and after a loss from the
-            # keyframe the recording asked for.
-            if waiting and (i == 0 or want):
-                waiting = False
-            if not waiting:
-                recorded.append(i)
+            recording = False  # until the keyframe asked for after the loss
+        if recording:
+            recorded.append(i)
         # One frame's packets are held back behind the next frame's, now and then.
         batch = held + scramble(packets, rng)
         held = []
@@ -224,7 +247,7 @@ def test_h264_joined_mid_stream_starts_on_the_keyframe_it_asked_for(tmp_path: Pa
     [result] = run.results
     assert_file_is_the_result(result)
     assert result.codec == "video/H264"
-    assert result.started_at == T0 + 11 / FPS
+    assert result.started_at == pytest.approx(T0 + 11 / FPS)
     with av.open(str(result.path)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264"
@@ -257,16 +280,20 @@ def test_opus_with_a_loss_and_reordering_decodes_back_with_a_gap(tmp_path: Path)
         rec.on_packet("mic", packet, T0 + 2.0)
     [result] = rec.close(T0 + 2.5)
     assert_file_is_the_result(result)
-    assert (result.kind, result.codec, result.media_type) == ("audio", "audio/opus", "audio/x-matroska")
+    assert (result.kind, result.codec, result.media_type) == (
+        "audio",
+        "audio/opus",
+        "audio/x-matroska",
+    )
     with av.open(str(result.path)) as container:
         stream = container.streams.audio[0]
         assert stream.codec_context.extradata is not None
         assert stream.codec_context.extradata.startswith(b"OpusHead")
-        packets = [p for p in container.demux(stream) if p.size]
-    assert len(packets) == len(sent) - 1 == result.frames
+        muxed = [p for p in container.demux(stream) if p.size]
+    assert len(muxed) == len(sent) - 1 == result.frames
     # 20 ms apart, except across the lost packet.
-    times = [round(float(p.pts or 0) * float(p.time_base), 3) for p in packets]
-    steps = {round(b - a, 3) for a, b in zip(times, times[1:], strict=False)}
+    times = [round(float(p.pts or 0) * float(p.time_base), 3) for p in muxed]
+    steps = {round(b - a, 3) for a, b in itertools.pairwise(times)}
     assert steps == {0.02, 0.04}
     with av.open(str(result.path)) as container:
         decoded = list(container.decode(audio=0))
@@ -291,7 +318,7 @@ def test_a_track_added_while_another_records_gets_a_file_of_its_own(tmp_path: Pa
     first, second = rec.close(T0 + 1.0)
     assert (first.track_id, first.kind, first.frames) == ("v1", "video", 30)
     assert (second.track_id, second.kind) == ("a2", "audio")
-    assert second.started_at == T0 + 15 / FPS
+    assert second.started_at == pytest.approx(T0 + 15 / FPS)
     # The call id is only part of a name, never a path.
     assert {first.path.parent, second.path.parent} == {tmp_path}
     assert first.path.name == "c_.._rec_3-1-video.mkv"
@@ -330,6 +357,24 @@ def test_a_track_closed_early_is_finished_and_a_new_one_does_not_overwrite_it(
     assert len(decoded_video(later.path)) == 3
 
 
+def test_a_new_source_on_the_track_continues_the_timeline_by_the_server_clock(
+    tmp_path: Path,
+) -> None:
+    """A publisher that restarts its sender (new SSRC, numbering and timestamps) mid-call."""
+    rec = CallRecording(tmp_path, "c-rec7", T0)
+    rec.add_track("cam", "video", VP8)
+    first = Publisher(Vp8Encoder(), VP8, ssrc=1)
+    second = Publisher(Vp8Encoder(), VP8, ssrc=2, seq=123, ts_origin=777_777)
+    for i in range(30):
+        pub = first if i < 15 else second
+        for packet in pub.packets(video_frame(i)):
+            rec.on_packet("cam", packet, T0 + i / FPS)
+    [result] = rec.close(T0 + 1.0)
+    frames = decoded_video(result.path)
+    assert len(frames) == 30
+    assert_frames_at(frames, list(range(30)))
+
+
 def test_nothing_recorded_gives_no_result_and_no_file(tmp_path: Path) -> None:
     pub = Publisher(Vp8Encoder(), VP8)
     for i in range(3):
@@ -360,6 +405,78 @@ def test_add_track_refuses_codecs_and_kinds_it_cannot_record(tmp_path: Path) -> 
         rec.add_track("w", "video", VP8)
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A short VP8 stream, encoded once: its packets and, by RTP timestamp, each frame's
+    bytes, whether it is a keyframe and its place in the stream."""
+
+    packets: list[tuple[int, RtpPacket]]
+    frames: dict[int, tuple[bytes, bool, int]]
+
+
+@functools.cache
+def vp8_stream() -> Stream:
+    pub = Publisher(Vp8Encoder(), VP8)
+    packets: list[tuple[int, RtpPacket]] = []
+    frames: dict[int, tuple[bytes, bool, int]] = {}
+    for i in range(24):
+        frame_packets = pub.packets(video_frame(i, 160, 120), keyframe=i in (8, 16))
+        data = b"".join(vp8_depayload(p.payload) for p in frame_packets)
+        frames[frame_packets[0].timestamp] = (data, i in (0, 8, 16), i)
+        packets += [(i, p) for p in frame_packets]
+    return Stream(packets, frames)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(st.integers(0, 10_000), max_size=40),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 6)), max_size=30),
+    st.lists(st.integers(0, 10_000), max_size=5),
+    st.sampled_from([0.01, 0.1, 0.3]),
+)
+def test_the_assembler_only_ever_gives_whole_frames_in_a_decodable_chain(
+    drops: list[int],
+    swaps: list[tuple[int, int]],
+    duplicates: list[int],
+    seconds_per_frame: float,
+) -> None:
+    """Whatever is lost, reordered or repeated: every frame out is byte for byte one that was
+    sent, in order, and each delta frame follows the frame before it (nothing it refers to
+    is missing); the stream starts on a keyframe."""
+    stream = vp8_stream()
+    order = list(stream.packets)
+    for i in drops:
+        if order:
+            del order[i % len(order)]
+    for i, step in swaps:
+        if len(order) > 1:
+            a = i % len(order)
+            b = min(len(order) - 1, a + step)
+            order[a], order[b] = order[b], order[a]
+    for i in duplicates:
+        if order:
+            at = i % len(order)
+            order.insert(min(len(order), at + 3), order[at])
+    assembler = FrameAssembler(VP8)
+    out = []
+    latest = 0
+    for index, packet in order:
+        # The clock never goes back, whatever order the packets arrive in.
+        latest = max(latest, index)
+        out += assembler.add(packet, T0 + latest * seconds_per_frame)
+    out += assembler.flush(T0 + 100.0)
+    previous: int | None = None
+    for frame in out:
+        matches = [v for v in stream.frames.values() if v[0] == frame.data]
+        assert len(matches) == 1, "a frame that was never sent"
+        _, keyframe, index = matches[0]
+        assert frame.keyframe == keyframe
+        assert keyframe or previous == index - 1
+        assert previous is None or index > previous
+        previous = index
+    assert [f.pts for f in out] == sorted({f.pts for f in out})
+
+
 def keyframe_packets(codec: RTCRtpCodecParameters, encoder: Encoder) -> list[RtpPacket]:
     return Publisher(encoder, codec).packets(video_frame(0), keyframe=True)
 
@@ -385,6 +502,23 @@ def test_the_assembler_releases_a_keyframe_only_when_whole(tmp_path: Path) -> No
     assert not whole.needs_keyframe
 
 
+def test_a_retransmission_long_after_its_frame_is_ignored_not_taken_for_a_restart() -> None:
+    """aiortc's buffer restarts on a packet 100 or more behind; the recording keeps going."""
+    pub = Publisher(Vp8Encoder(), VP8)
+    packets = [p for i in range(40) for p in pub.packets(video_frame(i))]
+    assert len(packets) > 250
+    assembler = FrameAssembler(VP8)
+    out = []
+    for n, packet in enumerate(packets):
+        out += assembler.add(packet, T0 + n / 300)
+        if n == 250:
+            out += assembler.add(packets[20], T0 + n / 300)
+    out += assembler.flush(T0 + 2.0)
+    assert len(out) == 40
+    assert assembler.late_packets == 1
+    assert not assembler.needs_keyframe
+
+
 def test_h264_keyframe_detection_needs_parameter_sets_and_an_idr_slice() -> None:
     packets = keyframe_packets(H264, H264Encoder())
     assembler = FrameAssembler(H264)
@@ -403,10 +537,179 @@ def test_aiortc_internals_the_recording_relies_on_are_there() -> None:
     assert aiortc.__version__ == "1.16.0"
     buffer = JitterBuffer(16, prefetch=0, is_video=True)
     assert buffer._origin is None
-    assert callable(buffer._remove_frame)
+    assert buffer._packets == [None] * 16
+    assert list(inspect.signature(buffer._remove_frame).parameters) == ["sequence_number"]
     assert callable(buffer.smart_remove)
 
 
-def video_stream_frames(count: int) -> Iterator[av.VideoFrame]:
-    for i in range(count):
-        yield video_frame(i)
+# --- registration as evidence ------------------------------------------------------------
+
+CASE = "(2026)P0101执7号"
+
+
+@pytest.fixture
+async def evidence(tmp_path: Path) -> AsyncIterator[EvidenceStore]:
+    """The real evidence store over a SQLite trace in tmp_path."""
+    recorder = DurableRecorder.over(await SqliteTraceStore.open(tmp_path / "trace.sqlite3"))
+    store = EvidenceStore(
+        files=ContentFiles(tmp_path / "evidence"),
+        trace=recorder,
+        recorder=recorder,
+        courts=Courts(Config().courts),
+        max_upload_bytes=64 * 1024 * 1024,
+    )
+    await store.start()
+    try:
+        yield store
+    finally:
+        await recorder.close()
+
+
+def record_short_call(directory: Path) -> RecordingResult:
+    pub = Publisher(Vp8Encoder(), VP8)
+    rec = CallRecording(directory, "c-ev1", T0)
+    rec.add_track("cam", "video", VP8)
+    for i in range(10):
+        for packet in pub.packets(video_frame(i)):
+            rec.on_packet("cam", packet, T0 + i / FPS)
+    [result] = rec.close(T0 + 1.0)
+    return result
+
+
+async def test_a_recording_is_registered_as_evidence_of_its_call(
+    tmp_path: Path, evidence: EvidenceStore
+) -> None:
+    result = record_short_call(tmp_path / "rec")
+    sink = StoreEvidenceSink(evidence, device="server:test-node")
+    evidence_id = await register_recording(
+        sink, result, case_number=CASE, court="P0101", officer="o1"
+    )
+    history = await evidence.history(evidence_id)
+    assert history is not None
+    item = history.current()
+    assert (item.sha256, item.size, item.case_number, item.court) == (
+        result.sha256,
+        result.size,
+        CASE,
+        "P0101",
+    )
+    assert (item.kind, item.media_type, item.file_name) == (
+        ev.EvidenceKind.VIDEO,
+        "video/x-matroska",
+        result.path.name,
+    )
+    assert (item.uploader, item.device) == (SERVER_UPLOADER, "server:test-node")
+    assert item.capture_time == T0 * 1000
+    assert (item.time_unverified, item.clock_offset_ms) == (False, 0.0)
+    # The stored copy is the recording, byte for byte, and still decodes.
+    stored = evidence.files.path(item.sha256)
+    assert stored.read_bytes() == result.path.read_bytes()
+    assert len(decoded_video(stored)) == 10
+    [link] = await evidence.trace.find(kinds=[CALL_EVIDENCE], data_equals={"call": "c-ev1"})
+    assert link.data == {
+        "call": "c-ev1",
+        "evidence_id": evidence_id,
+        "case_number": CASE,
+        "court": "P0101",
+        "officer": "o1",
+        "media": "recording",
+        "media_type": "video/x-matroska",
+        "file_name": result.path.name,
+        "sha256": result.sha256,
+        "size": result.size,
+        "captured_at_ms": T0 * 1000,
+        "ended_at_ms": (T0 + 1.0) * 1000,
+        "requested_by": None,
+    }
+    # Again: the same item, no second record of either kind.
+    again = await register_recording(sink, result, case_number=CASE, court="P0101", officer="o1")
+    assert again == evidence_id
+    assert len(await evidence.trace.find(kinds=[ev.STORED])) == 1
+    assert len(await evidence.trace.find(kinds=[CALL_EVIDENCE])) == 1
+    # Operators of the court read it; an officer reads only their own uploads.
+    operator = Identity("op1", "op1", Role.OPERATOR, "P0101", math.inf)
+    assert (await evidence.read(operator, evidence_id)).original.sha256 == result.sha256
+    officer = Identity("o1", "o1", Role.OFFICER, "P0101", math.inf)
+    with pytest.raises(ev.Forbidden):
+        await evidence.read(officer, evidence_id)
+    assert (await verify_store(evidence.trace)).ok
+
+
+async def test_a_recording_changed_before_registration_is_refused(
+    tmp_path: Path, evidence: EvidenceStore
+) -> None:
+    result = record_short_call(tmp_path / "rec")
+    with result.path.open("r+b") as f:
+        f.seek(result.size // 2)
+        f.write(b"\x00" * 16)
+    sink = StoreEvidenceSink(evidence)
+    with pytest.raises(ev.HashMismatch):
+        await register_recording(sink, result, case_number=CASE, court="P0101", officer="o1")
+    assert await evidence.trace.find(kinds=[ev.STORED]) == []
+    [rejected] = await evidence.trace.find(kinds=[ev.REJECTED])
+    assert rejected.data["reason"] == "hash_mismatch"
+    assert await evidence.trace.find(kinds=[CALL_EVIDENCE]) == []
+
+
+async def test_a_snapshot_is_registered_as_a_photo_of_the_call(evidence: EvidenceStore) -> None:
+    jpeg = snapshot_jpeg(VP8, keyframe_packets_data())
+    sink = StoreEvidenceSink(evidence)
+    evidence_id = await register_snapshot(
+        sink,
+        jpeg,
+        call_id="c-ev2",
+        case_number=CASE,
+        court="P0102",
+        officer="o2",
+        captured_at=T0 + 0.25,
+        requested_by="op1",
+    )
+    history = await evidence.history(evidence_id)
+    assert history is not None
+    item = history.current()
+    assert (item.kind, item.media_type, item.sha256) == (
+        ev.EvidenceKind.PHOTO,
+        "image/jpeg",
+        hashlib.sha256(jpeg).hexdigest(),
+    )
+    assert item.court == "P0102"
+    assert item.capture_time == T0 * 1000 + 250
+    [link] = await evidence.trace.find(kinds=[CALL_EVIDENCE], data_equals={"call": "c-ev2"})
+    assert (link.data["media"], link.data["requested_by"]) == ("snapshot", "op1")
+
+
+async def test_registration_refuses_what_the_store_could_not_file(
+    evidence: EvidenceStore,
+) -> None:
+    sink = StoreEvidenceSink(evidence)
+    base: dict[str, Any] = {
+        "call_id": "c-ev3",
+        "case_number": CASE,
+        "court": "P0101",
+        "officer": "o1",
+        "path_or_bytes": b"\xff\xd8\xff\xd9",
+        "media_type": "image/jpeg",
+        "file_name": "x.jpg",
+        "captured_at_ms": T0 * 1000,
+    }
+    changes: list[tuple[dict[str, Any], str]] = [
+        ({"court": "P9999"}, "court"),
+        ({"case_number": " "}, "case"),
+        ({"captured_at_ms": float("nan")}, "captured_at_ms"),
+        ({"officer": ""}, "officer"),
+        ({"call_id": "c" * 65}, "call"),
+        ({"media_type": "not a type"}, "content-type"),
+    ]
+    for change, name in changes:
+        with pytest.raises(ev.BadRequest) as info:
+            await sink.register(**{**base, **change})
+        assert info.value.field == name, change
+    assert await evidence.trace.find(kinds=[ev.STORED]) == []
+
+
+def keyframe_packets_data() -> bytes:
+    assembler = FrameAssembler(VP8)
+    for packet in keyframe_packets(VP8, Vp8Encoder()):
+        assembler.add(packet, T0)
+    [frame] = assembler.flush(T0)
+    return frame.data

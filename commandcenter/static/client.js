@@ -1,0 +1,613 @@
+/*
+ * The command center's web client: a field app for officers and a console for operators and
+ * supervisors, in one page. It owns the browser's side of the two protocols:
+ *
+ *   - the hub WebSocket (docs/protocol.md): sign-in with the JWT, heartbeats, calls, pushes;
+ *   - media (the media negotiation of the media issue): ONE RTCPeerConnection with the server
+ *     per active call, which carries our camera and microphone up and every other member's
+ *     tracks down. The server forwards media; nobody connects to anybody else.
+ *
+ * No build step and no dependencies: plain script, served as-is from /app/. The test API on
+ * `window.cc` is what tests/browser_scenario.py drives; the buttons call the same functions.
+ */
+"use strict";
+
+(() => {
+  const PROTOCOL_VERSION = 1;
+  const APP_VERSION = "web-0.1.0";
+  // Kept short: the log is for a person glancing at the page and for tests asserting pushes.
+  const MAX_EVENTS = 200;
+  // WebSocket close codes after which reconnecting would only make things worse: a bad or
+  // expired token (4401) or a session taken over by another device (4409, see protocol.md).
+  const NO_RECONNECT = new Set([4400, 4401, 4409]);
+  const RECONNECT_MAX_S = 15;
+  // Roles that may monitor calls they are not a party to (see callChanged, localMedia).
+  const MONITORS = new Set(["supervisor", "admin"]);
+
+  // ---- the token ------------------------------------------------------------------------
+
+  // The token comes in the URL fragment (#token=...): a fragment is never sent to a server,
+  // so it stays out of access logs and proxies, unlike a query string.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token") || "";
+  const device = fragment.get("device") || "";
+  // Take it out of the address bar at once, so that it is not copied along with the link or
+  // left on screen. (A reload then needs the link again; that is deliberate.)
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+
+  // ---- state --------------------------------------------------------------------------------
+
+  const state = {
+    connected: false,
+    user: null, // UserInfo from the welcome
+    grace_s: null,
+    resumeToken: null,
+    closeCode: null, // of the last WebSocket close
+    ringing: new Map(), // call_id -> CallInfo, calls ringing at us
+    call: null, // CallInfo of the call we are in (active), or null
+    roster: new Map(), // officer id -> RosterEntry (operators, supervisors)
+    events: [], // pushes received, newest last
+  };
+  let ws = null;
+  let nextId = 1;
+  const pending = new Map(); // message id -> {resolve, reject}
+  let heartbeat = null;
+  let rttMs = null;
+  let reconnectDelay = 1;
+  let media = null; // MediaSession of the current call
+
+  // ---- the WebSocket ------------------------------------------------------------------------
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const query = new URLSearchParams({ token, v: String(PROTOCOL_VERSION), app: APP_VERSION });
+    if (device) query.set("device", device);
+    // A resume keeps the session (and the call) across a dropped connection.
+    if (state.resumeToken) query.set("resume", state.resumeToken);
+    ws = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
+    ws.onmessage = (e) => receive(JSON.parse(e.data));
+    ws.onclose = (e) => closed(e.code, e.reason);
+    render();
+  }
+
+  function closed(code, reason) {
+    state.connected = false;
+    state.closeCode = code;
+    clearInterval(heartbeat);
+    for (const { reject } of pending.values()) reject(new Error(`connection closed (${code})`));
+    pending.clear();
+    log({ type: "closed", code, reason });
+    if (NO_RECONNECT.has(code) || !token) {
+      render();
+      return;
+    }
+    // Back off so that a server restart is not met by every client at once, every second.
+    setTimeout(connect, reconnectDelay * 1000 * (0.5 + Math.random()));
+    reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_S);
+    render();
+  }
+
+  // Send a client message; resolves with its reply (ack, call_placed, answer, ...) or rejects
+  // with the server's error, whose `code` is kept on the Error for callers to match on.
+  function request(type, fields = {}) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error("not connected"));
+    }
+    const id = `w-${nextId++}`;
+    ws.send(JSON.stringify({ type, id, ...fields }));
+    return new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+  }
+
+  function receive(msg) {
+    if (msg.ref != null && pending.has(msg.ref)) {
+      const { resolve, reject } = pending.get(msg.ref);
+      pending.delete(msg.ref);
+      if (msg.type === "error") {
+        const err = new Error(`${msg.code}: ${msg.reason}`);
+        err.code = msg.code;
+        reject(err);
+      } else {
+        resolve(msg);
+      }
+      render();
+      return;
+    }
+    switch (msg.type) {
+      case "welcome":
+        welcomed(msg);
+        break;
+      case "call_ringing":
+        state.ringing.set(msg.call.call_id, msg.call);
+        break;
+      case "call_taken":
+      case "ring_stopped":
+        state.ringing.delete(msg.call_id);
+        break;
+      case "call_answered":
+      case "call_transferred":
+        callChanged(msg.call);
+        break;
+      case "participant_left":
+        if (state.user && msg.user.id === state.user.id) callOver(msg.call_id);
+        break;
+      case "call_ended":
+        state.ringing.delete(msg.call_id);
+        callOver(msg.call_id);
+        break;
+      case "roster":
+        state.roster = new Map(msg.officers.map((e) => [e.officer.id, e]));
+        break;
+      case "roster_update":
+        if (msg.entry.status === "offline") state.roster.delete(msg.entry.officer.id);
+        else state.roster.set(msg.entry.officer.id, msg.entry);
+        break;
+      case "offer":
+        // The server renegotiates: someone started or stopped publishing.
+        if (media && media.callId === msg.call_id) media.serverOffer(msg.sdp);
+        break;
+      case "ice_candidate":
+        if (media && media.callId === msg.call_id) media.remoteCandidate(msg);
+        break;
+      default:
+        // Unknown pushes are ignored, as protocol.md asks of clients.
+        break;
+    }
+    if (msg.ref == null && msg.type !== "roster_update") log(msg);
+    render();
+  }
+
+  function welcomed(msg) {
+    state.connected = true;
+    state.user = msg.user;
+    state.grace_s = msg.grace_s;
+    state.resumeToken = msg.resume_token;
+    reconnectDelay = 1;
+    // welcome.calls is the whole truth: forget any call it does not list.
+    state.ringing.clear();
+    const active = msg.calls.find((c) => c.state === "active") || null;
+    for (const c of msg.calls) if (c.state === "ringing") state.ringing.set(c.call_id, c);
+    if (state.call && (!active || state.call.call_id !== active.call_id)) {
+      callOver(state.call.call_id);
+    }
+    if (active) callChanged(active);
+    sendHeartbeat();
+    clearInterval(heartbeat);
+    heartbeat = setInterval(sendHeartbeat, msg.heartbeat_interval_s * 1000);
+    if (msg.user.role !== "officer" && msg.user.role !== "auditor") {
+      request("get_roster").catch(() => {});
+    }
+  }
+
+  function sendHeartbeat() {
+    const sentAt = Date.now();
+    const fields = { device_time: sentAt };
+    // The previous heartbeat's round trip lets the server correct the clock offset for it.
+    if (rttMs != null) fields.rtt_ms = Math.min(rttMs, 60000);
+    request("heartbeat", fields)
+      .then(() => {
+        rttMs = Date.now() - sentAt;
+      })
+      .catch(() => {});
+  }
+
+  // ---- calls --------------------------------------------------------------------------------
+
+  // A call we are in became active, or changed hands. Media runs while we are a member.
+  function callChanged(call) {
+    const me = state.user.id;
+    const member =
+      call.officer.id === me ||
+      (call.operator && call.operator.id === me) ||
+      call.supervisors.some((s) => s.id === me) ||
+      // A covert monitor is not listed: the call_answered it received is its own view.
+      MONITORS.has(state.user.role);
+    if (!member) {
+      // Transferred away from us.
+      callOver(call.call_id);
+      return;
+    }
+    state.ringing.delete(call.call_id);
+    state.call = call;
+    if (call.state === "active" && (!media || media.callId !== call.call_id)) {
+      startMedia(call.call_id);
+    }
+  }
+
+  function callOver(callId) {
+    if (!state.call || state.call.call_id !== callId) return;
+    state.call = null;
+    stopMedia();
+  }
+
+  async function callCenter(caseNumber) {
+    const fields = caseNumber ? { case_number: caseNumber } : {};
+    const reply = await request("call_center", fields);
+    return reply.call_id;
+  }
+
+  async function accept(callId) {
+    await request("accept", { call_id: callId });
+  }
+
+  async function join(callId) {
+    await request("join_call", { call_id: callId });
+  }
+
+  async function hangup() {
+    const call = state.call || [...state.ringing.values()][0];
+    if (!call) return;
+    await request("hangup", { call_id: call.call_id });
+  }
+
+  // ---- media --------------------------------------------------------------------------------
+
+  /*
+   * One call's peer connection with the server. Every step of the negotiation runs on one
+   * promise chain, so that a server offer is never applied while our own offer is still
+   * waiting for its answer, and candidates go out in the order they were found.
+   */
+  class MediaSession {
+    constructor(callId, localStream) {
+      this.callId = callId;
+      this.localStream = localStream;
+      this.chain = Promise.resolve();
+      this.answered = false;
+      this.heldCandidates = [];
+      this.localCandidates = [];
+      this.remote = new Map(); // stream id (the publisher's user id) -> {stream, tile}
+      this.streamOfTrack = new Map(); // receiver track id -> stream id, for getStats
+      this.error = null;
+      this.closed = false;
+      // max-bundle: one transport for everything, so one set of candidates to gather and
+      // trickle instead of one per m-line. No ICE servers: the server puts its own candidates
+      // in its answer, and it is the only peer.
+      this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+      this.pc.onicecandidate = (e) => this.localCandidate(e.candidate);
+      this.pc.ontrack = (e) => this.remoteTrack(e);
+      this.pc.onconnectionstatechange = () => {
+        render();
+        // A phone that changed network: the protocol's way back is a new peer connection and
+        // a new offer (the server drops the old session when the new offer comes).
+        if (this.pc.connectionState === "failed" && !this.closed) restartMedia();
+      };
+    }
+
+    start() {
+      const stream = this.localStream;
+      if (stream && stream.getTracks().length > 0) {
+        // sendonly: what we receive comes on the server's own m-lines, one per publisher.
+        for (const track of stream.getTracks()) {
+          this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+        }
+      } else {
+        // An offer needs at least one m-line; a member with nothing to send asks for audio.
+        this.pc.addTransceiver("audio", { direction: "recvonly" });
+      }
+      return this.run(async () => {
+        await this.pc.setLocalDescription();
+        const reply = await request("offer", {
+          call_id: this.callId,
+          sdp: this.pc.localDescription.sdp,
+        });
+        await this.pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+        this.answered = true;
+        // Held until now: before its answer the server has no session to add them to.
+        for (const c of this.heldCandidates.splice(0)) this.sendCandidate(c);
+      });
+    }
+
+    serverOffer(sdp) {
+      return this.run(async () => {
+        await this.pc.setRemoteDescription({ type: "offer", sdp });
+        await this.pc.setLocalDescription();
+        await request("answer", { call_id: this.callId, sdp: this.pc.localDescription.sdp });
+      });
+    }
+
+    remoteCandidate(msg) {
+      // The server does not trickle today (its candidates are in its SDP); accepted anyway.
+      return this.run(() =>
+        this.pc.addIceCandidate({
+          candidate: msg.candidate,
+          sdpMid: msg.sdp_mid,
+          sdpMLineIndex: msg.sdp_mline_index,
+        }),
+      );
+    }
+
+    localCandidate(candidate) {
+      // null: gathering is over; say so with the empty candidate, as the protocol allows.
+      const c = candidate || { candidate: "", sdpMid: null, sdpMLineIndex: null };
+      if (c.candidate) this.localCandidates.push(c.candidate);
+      // The server ignores mDNS (.local) names; sending them would only cost messages.
+      if (c.candidate.includes(".local ")) return;
+      if (this.answered) this.sendCandidate(c);
+      else this.heldCandidates.push(c);
+    }
+
+    sendCandidate(c) {
+      const fields = { call_id: this.callId, candidate: c.candidate };
+      if (c.sdpMid != null) fields.sdp_mid = c.sdpMid;
+      if (c.sdpMLineIndex != null) fields.sdp_mline_index = c.sdpMLineIndex;
+      request("ice_candidate", fields).catch((err) => this.failed(err));
+    }
+
+    remoteTrack(e) {
+      // The server names each stream after the member who publishes it.
+      const stream = e.streams[0] || new MediaStream([e.track]);
+      const id = stream.id;
+      this.streamOfTrack.set(e.track.id, id);
+      let entry = this.remote.get(id);
+      if (!entry) {
+        entry = { stream, tile: remoteTile(id, stream) };
+        this.remote.set(id, entry);
+        stream.onremovetrack = () => {
+          if (stream.getTracks().length === 0) this.dropRemote(id);
+        };
+      }
+      render();
+    }
+
+    dropRemote(id) {
+      const entry = this.remote.get(id);
+      if (!entry) return;
+      entry.tile.remove();
+      this.remote.delete(id);
+      render();
+    }
+
+    run(step) {
+      this.chain = this.chain
+        .then(() => (this.closed ? undefined : step()))
+        .catch((err) => this.failed(err));
+      return this.chain;
+    }
+
+    failed(err) {
+      if (this.closed) return;
+      // A refusal from the server reads "code: reason"; a browser error starts with its name.
+      this.error = typeof err.code === "string" ? err.message : `${err.name}: ${err.message}`;
+      log({ type: "media_error", call_id: this.callId, reason: this.error });
+      render();
+    }
+
+    close() {
+      this.closed = true;
+      this.pc.close();
+      for (const id of [...this.remote.keys()]) this.dropRemote(id);
+    }
+
+    async inboundStats() {
+      const report = await this.pc.getStats();
+      const out = [];
+      report.forEach((s) => {
+        if (s.type !== "inbound-rtp") return;
+        out.push({
+          kind: s.kind,
+          mid: s.mid,
+          stream: this.streamOfTrack.get(s.trackIdentifier) || null,
+          trackIdentifier: s.trackIdentifier,
+          packetsReceived: s.packetsReceived,
+          bytesReceived: s.bytesReceived,
+          framesDecoded: s.framesDecoded,
+          frameWidth: s.frameWidth,
+          frameHeight: s.frameHeight,
+          totalAudioEnergy: s.totalAudioEnergy,
+          audioLevel: s.audioLevel,
+        });
+      });
+      return out;
+    }
+
+    summary() {
+      return {
+        call_id: this.callId,
+        connectionState: this.pc.connectionState,
+        iceConnectionState: this.pc.iceConnectionState,
+        signalingState: this.pc.signalingState,
+        localTracks: this.localStream ? this.localStream.getTracks().map((t) => t.kind) : [],
+        remoteStreams: [...this.remote.keys()],
+        localCandidates: this.localCandidates,
+        error: this.error,
+      };
+    }
+  }
+
+  // The camera and microphone, asked for when a call starts and released when it ends, so
+  // that the camera light is on only during calls. A device that is missing or refused does
+  // not stop the call: we still receive. Only the two parties publish: a supervisor who
+  // monitors listens in (one who answers an emergency is its operator, and talks).
+  async function localMedia(call) {
+    const me = state.user.id;
+    const party = call.officer.id === me || (call.operator && call.operator.id === me);
+    if (!party) return null;
+    for (const constraints of [{ audio: true, video: true }, { audio: true }]) {
+      try {
+        return await navigator.mediaDevices.getUserMedia(constraints);
+      } catch (err) {
+        log({ type: "media_error", reason: `getUserMedia: ${err.name}` });
+      }
+    }
+    return null;
+  }
+
+  let starting = null; // the call id whose media is being set up
+  async function startMedia(callId) {
+    if (starting === callId) return;
+    starting = callId;
+    try {
+      const stream =
+        media && media.callId === callId ? media.localStream : await localMedia(state.call);
+      if (!state.call || state.call.call_id !== callId) {
+        // The call ended while we waited for the camera.
+        if (stream) for (const t of stream.getTracks()) t.stop();
+        return;
+      }
+      if (media) media.close();
+      media = new MediaSession(callId, stream);
+      showLocal(stream);
+      await media.start();
+    } finally {
+      starting = null;
+      render();
+    }
+  }
+
+  function restartMedia() {
+    if (!media || !state.call) return;
+    const callId = media.callId;
+    log({ type: "media_restart", call_id: callId });
+    startMedia(callId);
+  }
+
+  function stopMedia() {
+    if (!media) return;
+    media.close();
+    if (media.localStream) for (const t of media.localStream.getTracks()) t.stop();
+    media = null;
+    showLocal(null);
+    render();
+  }
+
+  // ---- the page -----------------------------------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+
+  function remoteTile(id, stream) {
+    const tile = document.createElement("figure");
+    tile.className = "tile";
+    tile.dataset.stream = id;
+    // Video muted so that it may autoplay; the sound goes through its own unmuted <audio>.
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    video.srcObject = stream;
+    const audio = document.createElement("audio");
+    audio.autoplay = true;
+    audio.srcObject = stream;
+    const caption = document.createElement("figcaption");
+    caption.textContent = id;
+    tile.append(video, audio, caption);
+    $("remote").append(tile);
+    audio.play().catch(() => {
+      // Autoplay with sound refused until the user touches the page: offer a button.
+      $("unmute").hidden = false;
+    });
+    return tile;
+  }
+
+  function showLocal(stream) {
+    $("local").srcObject = stream;
+    $("local").hidden = !stream;
+  }
+
+  function log(msg) {
+    const entry = { at: Date.now(), ...msg };
+    delete entry.sdp; // long and of no use in the log
+    delete entry.resume_token; // as good as the token while the session lives: not kept
+    state.events.push(entry);
+    if (state.events.length > MAX_EVENTS) state.events.shift();
+    const li = document.createElement("li");
+    const who = msg.user ? ` ${msg.user.id}` : msg.by ? ` by ${msg.by}` : "";
+    const why = msg.reason ? ` (${msg.reason})` : "";
+    li.textContent = `${new Date(entry.at).toLocaleTimeString()} ${msg.type}${who}${why}`;
+    $("log-list").prepend(li);
+    while ($("log-list").children.length > MAX_EVENTS) $("log-list").lastChild.remove();
+  }
+
+  function button(label, onClick) {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.onclick = () => onClick().catch((err) => log({ type: "error", reason: err.message }));
+    return b;
+  }
+
+  function render() {
+    const u = state.user;
+    let status = "connecting";
+    if (state.connected) status = "connected";
+    else if (state.closeCode) status = `disconnected (${state.closeCode})`;
+    $("status").textContent = status;
+    if (u) $("who").textContent = `${u.name} · ${u.role} · ${u.court}`;
+    else $("who").textContent = token ? "" : "no token in the link";
+    const role = u ? u.role : "";
+    $("call-center").hidden = role !== "officer";
+    $("call-center").disabled = !state.connected || !!state.call;
+    $("hangup").disabled = !state.call && state.ringing.size === 0;
+
+    const ringing = $("ringing-list");
+    ringing.replaceChildren();
+    for (const call of state.ringing.values()) {
+      const li = document.createElement("li");
+      li.textContent = `${call.officer.name} (${call.court})${call.emergency ? " EMERGENCY" : ""} `;
+      li.append(button("Accept", () => accept(call.call_id)));
+      ringing.append(li);
+    }
+    $("ringing").hidden = state.ringing.size === 0;
+
+    const roster = $("roster-list");
+    roster.replaceChildren();
+    for (const entry of state.roster.values()) {
+      const li = document.createElement("li");
+      const flag = entry.emergency ? " EMERGENCY" : "";
+      li.textContent = `${entry.officer.name} (${entry.officer.court}) ${entry.status}${flag} `;
+      const inIt = state.call && state.call.call_id === entry.call_id;
+      if (entry.call_id && MONITORS.has(role) && !inIt) {
+        li.append(button("Join call", () => join(entry.call_id)));
+      }
+      roster.append(li);
+    }
+    $("roster").hidden = state.roster.size === 0;
+
+    $("call-info").textContent = state.call ? describeCall(state.call) : "No call";
+  }
+
+  function describeCall(call) {
+    let text = `${call.officer.name} with ${call.operator ? call.operator.name : "…"}`;
+    if (call.supervisors.length) {
+      text += `, monitored by ${call.supervisors.map((s) => s.name).join(", ")}`;
+    }
+    if (media) {
+      text += ` · media ${media.pc.connectionState}`;
+      if (media.error) text += ` (${media.error})`;
+    }
+    return text;
+  }
+
+  // ---- start --------------------------------------------------------------------------------
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const report = (err) => log({ type: "error", reason: err.message });
+    $("call-center").onclick = () => callCenter().catch(report);
+    $("hangup").onclick = () => hangup().catch(report);
+    $("unmute").onclick = () => {
+      for (const a of document.querySelectorAll("#remote audio")) a.play().catch(() => {});
+      $("unmute").hidden = true;
+    };
+    if (token) connect();
+    render();
+  });
+
+  // ---- the test API -------------------------------------------------------------------------
+
+  window.cc = {
+    callCenter,
+    accept,
+    join,
+    hangup,
+    // A plain, JSON-able snapshot for tests: no live objects.
+    state: () => ({
+      connected: state.connected,
+      closeCode: state.closeCode,
+      user: state.user,
+      ringing: [...state.ringing.keys()],
+      call: state.call,
+      media: media ? media.summary() : null,
+      events: state.events,
+    }),
+    // Per inbound RTP stream: video framesDecoded/frameWidth, audio totalAudioEnergy/audioLevel,
+    // with `stream` the publishing user's id.
+    inboundStats: () => (media ? media.inboundStats() : Promise.resolve([])),
+  };
+})();

@@ -1,0 +1,192 @@
+"""What the server keeps of a call's media: its recording and the snapshots taken of it,
+each registered as evidence of the call (media.evidence_sink).
+
+Every published track is recorded to a file of its own (media.recording says why), from its
+first keyframe, while the call runs; when the track goes away or the call ends the file is
+finished, hashed and registered, and the server's working copy removed (the evidence store
+keeps its own). Every video track also keeps its latest keyframe, so a snapshot is one decode.
+A call without a case number is filed under its call id, so nothing goes unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from media.evidence_sink import EvidenceSink, register_recording, register_snapshot
+from media.forwarder import Publication
+from media.recording import CallRecording, Kind, RecordingResult
+from media.snapshot import KeyframeKeeper, snapshot_jpeg
+from signalling.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+
+# How long a snapshot waits for the fresh keyframe it asked for before using the latest one.
+FRESH_KEYFRAME_S: Final = 1.5
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    call_id: str
+    court: str
+    officer: str
+    case_number: str | None
+
+    @property
+    def filed_under(self) -> str:
+        return self.case_number or self.call_id
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    evidence_id: str
+    sha256: str
+    taken_at: float
+
+
+class CallCapture:
+    def __init__(
+        self,
+        *,
+        facts: CallFacts,
+        sink: EvidenceSink,
+        recordings_dir: Path | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.facts = facts
+        self.sink = sink
+        self.clock = clock
+        self.recording = (
+            CallRecording(recordings_dir, facts.call_id, clock())
+            if recordings_dir is not None
+            else None
+        )
+        self.keepers: dict[str, tuple[Publication, KeyframeKeeper]] = {}
+        self._fresh: dict[str, asyncio.Event] = {}
+        self._serial = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def published(self, pub: Publication) -> None:
+        """Start recording `pub` and, for video, keeping its keyframes."""
+        codec = pub.codec
+        if codec is None or pub.kind not in ("audio", "video"):
+            return
+        kind: Kind = "audio" if pub.kind == "audio" else "video"
+        recording = self.recording
+        if recording is not None:
+            track = f"{pub.track_id}#{next(self._serial)}"
+            try:
+                recording.add_track(track, kind, codec)
+            except ValueError as exc:
+                log.warning("track not recorded", call_id=self.facts.call_id, reason=str(exc))
+            else:
+
+                def record(packet: object, _codec: object, now: float) -> None:
+                    recording.on_packet(track, packet, now)  # type: ignore[arg-type]
+                    if recording.needs_keyframe(track):
+                        pub.need_keyframe()
+
+                pub.sinks.append(record)
+                pub.on_close.append(lambda: self._finish_track(track))
+        if kind == "video":
+            fresh = self._fresh.setdefault(pub.track_id, asyncio.Event())
+            keeper = KeyframeKeeper(codec, on_keyframe=lambda _data, _at: fresh.set())
+            self.keepers[pub.track_id] = (pub, keeper)
+            pub.sinks.append(lambda packet, _codec, now: keeper.on_packet(packet, now))
+
+    async def snapshot(self, of: str, requested_by: str) -> Snapshot:
+        entry = self.keepers.get(f"{of}:video")
+        if entry is None or entry[0].codec is None:
+            raise Unavailable("no video from that member", field="of")
+        pub, keeper = entry
+        fresh = self._fresh[pub.track_id]
+        asked = self.clock()
+        fresh.clear()
+        pub.need_keyframe()
+        # A keyframe from now shows the scene now; the latest one may be minutes old
+        # (browsers send keyframes only when asked).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fresh.wait(), FRESH_KEYFRAME_S)
+        frame = keeper.keyframe_since(asked) or keeper.latest()
+        taken_at = keeper.latest_at
+        if frame is None or taken_at is None:
+            raise Unavailable("no picture from that member yet", field="of")
+        assert pub.codec is not None
+        jpeg = await asyncio.to_thread(snapshot_jpeg, pub.codec, frame)
+        evidence_id = await register_snapshot(
+            self.sink,
+            jpeg,
+            call_id=self.facts.call_id,
+            case_number=self.facts.filed_under,
+            court=self.facts.court,
+            officer=self.facts.officer,
+            captured_at=taken_at,
+            requested_by=requested_by,
+        )
+        return Snapshot(evidence_id, hashlib.sha256(jpeg).hexdigest(), taken_at)
+
+    def _finish_track(self, track: str) -> None:
+        recording = self.recording
+        if recording is None:
+            return
+        now = self.clock()
+
+        async def finish() -> None:
+            result = await asyncio.to_thread(recording.close_track, track, now)
+            if result is not None:
+                await self._register(result)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> list[str]:
+        """Finish every recording and register it; returns the evidence ids."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.recording is None:
+            return []
+        results = await asyncio.to_thread(self.recording.close, self.clock())
+        ids = []
+        for result in results:
+            evidence_id = await self._register(result)
+            if evidence_id is not None:
+                ids.append(evidence_id)
+        return ids
+
+    async def _register(self, result: RecordingResult) -> str | None:
+        try:
+            evidence_id = await register_recording(
+                self.sink,
+                result,
+                case_number=self.facts.filed_under,
+                court=self.facts.court,
+                officer=self.facts.officer,
+            )
+        except Exception:
+            # Kept on disk, to be registered by hand; the log says where.
+            log.exception(
+                "recording not registered",
+                call_id=self.facts.call_id,
+                path=str(result.path),
+                sha256=result.sha256,
+            )
+            return None
+        log.info(
+            "recording registered",
+            call_id=self.facts.call_id,
+            evidence_id=evidence_id,
+            track=result.track_id,
+            frames=result.frames,
+        )
+        with contextlib.suppress(OSError):
+            result.path.unlink()
+        return evidence_id

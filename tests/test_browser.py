@@ -1,0 +1,90 @@
+"""The web client in headless Chromium against the real server: sign-in, a call placed and
+answered from pages, and media both ways through the server with fake camera and microphone.
+
+One run of tests/browser_scenario.py, in a network namespace of its own, holds every phase
+(starting Chromium and the server once keeps these tests to seconds); each test asserts on
+its phase of the JSON line it prints. A failing phase carries the server's log tail and the
+pages' console output, printed with the failure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.browser import chromium_missing, run_in_namespace
+from tests.browser_scenario import OFFICER, OPERATOR, PHASES, SUPERVISOR
+
+RUN_TIMEOUT_S = 100.0
+
+pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or "")
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    done = run_in_namespace(list(PHASES), timeout_s=RUN_TIMEOUT_S)
+    result = done.result
+    if "error" in result:
+        # Shown with each failing test: what stopped the run, and what the server said.
+        result["stderr_tail"] = done.stderr.splitlines()[-20:]
+    return result
+
+
+def phase(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """The phase's measurements, or a failure explaining why there are none."""
+    if name not in run:
+        pytest.fail(f"phase {name} did not complete:\n{json.dumps(run, indent=1)}")
+    found: dict[str, Any] = run[name]
+    return found
+
+
+def test_pages_sign_in_and_an_officer_call_is_answered_from_the_operator_page(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "signalling")
+    assert done["users"] == {u: u for u in (OFFICER, OPERATOR, SUPERVISOR)}
+    assert done["call_id"]
+    # getUserMedia gave the officer's page the fake camera and microphone.
+    assert done["local_tracks"] == ["audio", "video"]
+
+
+def test_operator_and_officer_decode_each_others_video_and_hear_their_audio(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "media")
+    for seen in (done["operator_sees_officer"], done["officer_sees_operator"]):
+        first, later = seen["frames_decoded"]
+        assert later > first > 0
+        assert seen["frame_width"] > 0
+        assert seen["total_audio_energy"] > 0
+    assert done["officer_connection"] == "connected"
+
+
+def test_chromium_offers_loopback_addresses_not_mdns_names(run: dict[str, Any]) -> None:
+    """With camera permission Chromium exposes real addresses; in the namespace, 127.0.0.1."""
+    candidates = phase(run, "signalling")["officer_candidates"]
+    assert candidates
+    assert not [c for c in candidates if ".local" in c]
+    assert all(" 127.0.0.1 " in c for c in candidates)
+
+
+def test_a_supervisor_joining_mid_call_decodes_the_officers_video(run: dict[str, Any]) -> None:
+    done = phase(run, "join")
+    first, later = done["officer"]["frames_decoded"]
+    assert later > first > 0
+    assert done["officer"]["frame_width"] > 0
+    assert OFFICER in done["remote_streams"]
+
+
+def test_an_officer_closing_the_page_is_noticed_and_no_longer_fed_to_the_operator(
+    run: dict[str, Any],
+) -> None:
+    # The phase itself waited for the officer's frame count at the operator to stand still.
+    done = phase(run, "leave")
+    assert done["operator_told"]
+    assert set(done["operator_told"]) <= {"party_away", "call_ended"}
+    assert OFFICER not in done["operator_remote_streams"]
+    assert done["operator_connection"] == "connected"
+    assert done["operator_hung_up"]
