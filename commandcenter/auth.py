@@ -298,6 +298,8 @@ def issue_token(
             raise ValueError(f"{field} must be 1 to {MAX_ID_CHARS} characters")
     if not ttl_s > 0:
         raise ValueError("ttl_s must be positive")
+    if user.startswith(RESERVED_USER_PREFIX):
+        raise ValueError(f"user ids starting {RESERVED_USER_PREFIX!r} are reserved for the server")
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ValueError(f"the secret must be at least {MIN_SECRET_BYTES} bytes")
     # Whole seconds, as most JWT consumers expect; flooring nbf keeps the token usable at `now`.

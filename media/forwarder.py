@@ -63,6 +63,7 @@ class Subscription:
         self._history_seq: list[int] = [-1] * HISTORY
         self._history: list[bytes] = [b""] * HISTORY
         self.packets_sent = 0
+        self.retransmitted = 0
         self.restarts = 0
         self.active = False
         # Set once connected (see _on_ready): the hot path reads only these.
@@ -106,6 +107,7 @@ class Subscription:
             if self._history_seq[i] == seq:
                 with contextlib.suppress(OSError):
                     sock.sendto(protect(self._history[i]), self._addr)
+                    self.retransmitted += 1
 
     def _on_keyframe_request(self) -> None:
         self.publication.need_keyframe()
@@ -181,6 +183,7 @@ class Publication:
         self.clock = clock
         self.media_ssrc: int | None = None
         self.packets_received = 0
+        self.keyframes_requested = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -241,10 +244,12 @@ class Publication:
         self._arm(now)
 
     def _send_pli(self) -> None:
+        self.keyframes_requested += 1
         if self.media_ssrc is None:
-            # Nothing received yet: the first packets will be (or lead to) a keyframe, and
-            # a subscriber waiting for one asks again when it is ready.
+            # Nothing received yet, so no stream to name: ask again when the pacing
+            # interval ends (by then packets have come, or the publisher is gone).
             self.keyframes.pending = True
+            self._arm(self.clock())
             return
         task = asyncio.get_running_loop().create_task(
             request_keyframe(self.receiver, self.media_ssrc)

@@ -125,7 +125,13 @@ def test_issue_token_refuses_bad_arguments() -> None:
         args.update(changes)
         return issue_token(secret, **args)
 
-    for bad in ({"ttl_s": 0.0}, {"user": ""}, {"name": "n" * 65}, {"secret": "short"}):
+    for bad in (
+        {"ttl_s": 0.0},
+        {"user": ""},
+        {"user": "@server"},
+        {"name": "n" * 65},
+        {"secret": "short"},
+    ):
         with pytest.raises(ValueError):  # noqa: PT011 - the message varies by argument
             issue(**bad)
 
@@ -136,6 +142,11 @@ def test_name_defaults_to_sub_when_absent() -> None:
 
 
 # --- rejections, each with its reason -----------------------------------------------------
+
+
+def test_subject_starting_with_at_is_refused() -> None:
+    """ "@..." ids name the server itself (the uploader of recordings); no token may."""
+    assert reason(signed(claims(sub="@server"))) == "invalid claim"
 
 
 def test_expired_token_is_refused_as_expired() -> None:

@@ -199,3 +199,33 @@ async def test_h264_publisher_reaches_subscribers_in_h264(media_server: Server) 
 
 def _track(member: Member, owner: str, kind: str) -> MediaStreamTrack:
     return next(t for t in member.media.tracks[owner] if t.kind == kind)
+
+
+async def test_subscriber_nack_is_answered_from_the_servers_history(
+    media_server: Server,
+) -> None:
+    """A NACK from the subscriber (real RTCP over the wire) makes the server resend the
+    packet it sent that subscriber; PLI from the subscriber reaches the publisher."""
+    officer, operator, call_id = await video_call(media_server)
+    try:
+        video = _track(operator, "o-1", "video")
+        await count_frames(video, 5)
+        room = media_of(media_server).rooms[call_id]
+        sub = room.publications["o-1:video"].subscriptions["op-1"]
+        receiver = next(
+            t.receiver for t in operator.media.pc.getTransceivers() if t.receiver.track is video
+        )
+        last = sub.numbering.last_out
+        assert last is not None
+        before = sub.retransmitted
+        await receiver._send_rtcp_nack(sub.tap.ssrc, [(last - 1) & 0xFFFF])
+        await media_server.wait_for(lambda: sub.retransmitted > before, what="retransmission")
+
+        pub = room.publications["o-1:video"]
+        asked = pub.keyframes_requested
+        # Within the pacing interval it is held back, then sent: either way it goes up.
+        await receiver._send_rtcp_pli(sub.tap.ssrc)
+        await media_server.wait_for(lambda: pub.keyframes_requested > asked, what="PLI upstream")
+    finally:
+        await officer.close()
+        await operator.close()
