@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck pytest bench bench-recorder bench-evidence clean
+.PHONY: venv run test lint typecheck pytest bench bench-relay bench-recorder bench-evidence clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,9 @@ test: lint typecheck pytest
 # quiet machine: each reports whether other processes took CPU while it ran.
 bench: venv
 	$(BIN)/python -m bench.signalling
+
+bench-relay: venv
+	$(BIN)/python -m bench.relay
 
 bench-recorder: venv
 	$(BIN)/python -m bench.recorder
