@@ -165,6 +165,9 @@ class MediaConfig:
     # interfaces except loopback (aioice's scan). Set it to pin media to one interface, or to
     # 127.0.0.1 for tests on loopback.
     ice_addresses: tuple[str, ...] = ()
+    # UDP ports the host candidates bind, inclusive; both 0: any ephemeral port.
+    udp_port_min: int = 0
+    udp_port_max: int = 0
     # STUN / TURN servers for deployments behind NAT, as "stun:host:port" / "turn:host:port".
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
@@ -248,6 +251,11 @@ def _validate(cfg: Config) -> None:
 
 
 def _validate_media(media: MediaConfig) -> None:
+    low, high = media.udp_port_min, media.udp_port_max
+    if (low, high) != (0, 0) and not 1024 <= low <= high <= 65535:
+        raise ConfigError(
+            "media.udp_port_min/udp_port_max: need 1024 <= min <= max <= 65535 (or both 0)"
+        )
     for address in media.ice_addresses:
         try:
             ipaddress.ip_address(address)

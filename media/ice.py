@@ -9,7 +9,11 @@ fails loudly if an aioice upgrade moves it.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import types
 from collections.abc import Sequence
+from typing import Any
 
 import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
@@ -32,6 +36,56 @@ def use_addresses(addresses: Sequence[str]) -> None:
         return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+def use_port_range(low: int, high: int) -> None:
+    """Bind ICE host candidates to a UDP port in [low, high] (both 0: any ephemeral port),
+    so a firewall can open exactly that range to the media address. aioice binds port 0 and
+    has no setting for it: its module sees an asyncio whose running loop picks the port."""
+    if low == 0 and high == 0:
+        aioice.ice.asyncio = asyncio  # type: ignore[attr-defined]
+        return
+    aioice.ice.asyncio = _PortRangeAsyncio(low, high)  # type: ignore[attr-defined,assignment]
+
+
+class _PortRangeLoop:
+    def __init__(self, loop: asyncio.AbstractEventLoop, low: int, high: int) -> None:
+        self._loop = loop
+        self._ports = range(low, high + 1)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(
+        self, factory: Any, local_addr: Any = None, **kw: Any
+    ) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr, **kw)
+        # Start at a random port, so that calls do not all contend for the first ones.
+        start = random.randrange(len(self._ports))
+        for i in range(len(self._ports)):
+            port = self._ports[(start + i) % len(self._ports)]
+            try:
+                return await self._loop.create_datagram_endpoint(
+                    factory, local_addr=(local_addr[0], port), **kw
+                )
+            except OSError:
+                continue
+        raise OSError(f"no free UDP port in {self._ports.start}-{self._ports.stop - 1}")
+
+
+class _PortRangeAsyncio(types.SimpleNamespace):
+    """asyncio, as aioice.ice sees it, but for the loop it hands out."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__()
+        self._low, self._high = low, high
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    def get_running_loop(self) -> Any:
+        return _PortRangeLoop(asyncio.get_running_loop(), self._low, self._high)
 
 
 def rtc_configuration(media: MediaConfig) -> RTCConfiguration:

@@ -53,6 +53,7 @@ class MediaService:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
         ice.use_addresses(config.ice_addresses)
+        ice.use_port_range(config.udp_port_min, config.udp_port_max)
 
     # ---- MediaPort --------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ reach into: every private name they use is checked here, on real objects."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 
 import aioice.ice
@@ -60,3 +61,27 @@ def test_mdns_candidates_are_recognised_and_stripped() -> None:
     sdp = "v=0\r\na=candidate:" + cand[len("candidate:") :] + "\r\na=mid:0\r\n"
     assert ".local" not in ice.strip_mdns(sdp)
     assert "a=mid:0" in ice.strip_mdns(sdp)
+
+
+async def test_port_range_confines_host_candidates() -> None:
+    """With a port range set, every host candidate binds a port inside it."""
+    ice.use_addresses(["127.0.0.1"])
+    ice.use_port_range(47000, 47009)
+    pcs = [RTCPeerConnection() for _ in range(3)]
+    try:
+        for pc in pcs:
+            pc.addTransceiver("audio")
+            await pc.setLocalDescription(await pc.createOffer())
+            ports = [
+                int(line.split()[5])
+                for line in pc.localDescription.sdp.splitlines()
+                if line.startswith("a=candidate:")
+            ]
+            assert ports
+            assert all(47000 <= port <= 47009 for port in ports), ports
+    finally:
+        ice.use_port_range(0, 0)
+        ice.use_addresses([])
+        for pc in pcs:
+            await pc.close()
+    assert aioice.ice.asyncio is asyncio
