@@ -84,4 +84,4 @@ async def test_port_range_confines_host_candidates() -> None:
         ice.use_addresses([])
         for pc in pcs:
             await pc.close()
-    assert aioice.ice.asyncio is asyncio
+    assert aioice.ice.asyncio is asyncio  # type: ignore[attr-defined]
