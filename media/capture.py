@@ -6,6 +6,11 @@ first keyframe, while the call runs; when the track goes away or the call ends t
 finished, hashed and registered, and the server's working copy removed (the evidence store
 keeps its own). Every video track also keeps its latest keyframe, so a snapshot is one decode.
 A call without a case number is filed under its call id, so nothing goes unrecorded.
+
+Crashes: next to its files a call's recording keeps `<call>.call.json`, the facts it is filed
+under, removed once every file is registered. A server killed mid-call leaves both; at start,
+`recover` registers whatever files a dead call left (Matroska written so far decodes up to
+where it stopped) and removes them, so a crash loses at most what was not yet written.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +30,7 @@ import structlog
 
 from media.evidence_sink import EvidenceSink, register_recording, register_snapshot
 from media.forwarder import Publication
-from media.recording import CallRecording, Kind, RecordingResult
+from media.recording import CallRecording, Kind, RecordingResult, safe_name
 from media.snapshot import KeyframeKeeper, snapshot_jpeg
 from signalling.errors import Unavailable
 
@@ -45,6 +52,28 @@ class CallFacts:
         return self.case_number or self.call_id
 
 
+def _facts_path(directory: Path, call_id: str) -> Path:
+    return directory / f"{safe_name(call_id)}.call.json"
+
+
+def _write_facts(directory: Path, facts: CallFacts, started_at: float) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = _facts_path(directory, facts.call_id)
+    tmp = path.with_suffix(".tmp")
+    data = {
+        "call_id": facts.call_id,
+        "court": facts.court,
+        "officer": facts.officer,
+        "case_number": facts.case_number,
+        "started_at": started_at,
+    }
+    with tmp.open("w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     evidence_id: str
@@ -64,11 +93,12 @@ class CallCapture:
         self.facts = facts
         self.sink = sink
         self.clock = clock
-        self.recording = (
-            CallRecording(recordings_dir, facts.call_id, clock())
-            if recordings_dir is not None
-            else None
-        )
+        self.recordings_dir = recordings_dir
+        self.recording = None
+        if recordings_dir is not None:
+            started = clock()
+            _write_facts(recordings_dir, facts, started)
+            self.recording = CallRecording(recordings_dir, facts.call_id, started)
         self.keepers: dict[str, tuple[Publication, KeyframeKeeper]] = {}
         self._fresh: dict[str, asyncio.Event] = {}
         self._serial = itertools.count(1)
@@ -160,6 +190,11 @@ class CallCapture:
             evidence_id = await self._register(result)
             if evidence_id is not None:
                 ids.append(evidence_id)
+        if self.recordings_dir is not None and not any(
+            self.recordings_dir.glob(f"{safe_name(self.facts.call_id)}-*.mkv")
+        ):
+            with contextlib.suppress(OSError):
+                _facts_path(self.recordings_dir, self.facts.call_id).unlink()
         return ids
 
     async def _register(self, result: RecordingResult) -> str | None:
@@ -190,3 +225,81 @@ class CallCapture:
         with contextlib.suppress(OSError):
             result.path.unlink()
         return evidence_id
+
+
+async def recover(directory: Path, sink: EvidenceSink, clock: Callable[[], float]) -> list[str]:
+    """Register the recordings that calls of a server that died left in `directory`.
+    Call only at start, before any call runs. Returns the evidence ids registered."""
+    ids: list[str] = []
+    for facts_file, facts, files in await asyncio.to_thread(_leftovers, directory):
+        capture = CallCapture(facts=facts, sink=sink, recordings_dir=None, clock=clock)
+        left = 0
+        for result in files:
+            evidence_id = await capture._register(result)
+            if evidence_id is None:
+                left += 1
+            else:
+                ids.append(evidence_id)
+        if not left:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(facts_file.unlink)
+        log.info("recordings recovered", call_id=facts.call_id, files=len(files), left=left)
+    return ids
+
+
+def _leftovers(directory: Path) -> list[tuple[Path, CallFacts, list[RecordingResult]]]:
+    """Each dead call's facts file, facts and unregistered files (blocking I/O)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for facts_file in sorted(directory.glob("*.call.json")):
+        try:
+            data = json.loads(facts_file.read_text())
+            case = data["case_number"]
+            facts = CallFacts(
+                str(data["call_id"]),
+                str(data["court"]),
+                str(data["officer"]),
+                None if case is None else str(case),
+            )
+            started_at = float(data["started_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            log.error("unreadable recording facts left alone", path=str(facts_file))
+            continue
+        files = [
+            result
+            for path in sorted(directory.glob(f"{safe_name(facts.call_id)}-*.mkv"))
+            if (result := _recovered(path, facts, started_at)) is not None
+        ]
+        found.append((facts_file, facts, files))
+    return found
+
+
+def _recovered(path: Path, facts: CallFacts, started_at: float) -> RecordingResult | None:
+    """A file a killed server was writing, as a result to register (blocking I/O)."""
+    kind: Kind = "audio" if path.stem.endswith("-audio") else "video"
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        stat = path.stat()
+    except OSError:
+        return None
+    if stat.st_size == 0:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return RecordingResult(
+        path=path,
+        sha256=digest.hexdigest(),
+        size=stat.st_size,
+        started_at=started_at,
+        stopped_at=stat.st_mtime,
+        call_id=facts.call_id,
+        track_id=path.stem,
+        kind=kind,
+        codec="",
+        frames=0,
+        error="recovered after the server stopped without finishing it",
+    )

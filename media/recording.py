@@ -520,7 +520,10 @@ class _TrackFile:
             self._write(frame)
 
     def _open(self, first: EncodedFrame) -> None:
-        container = av.open(str(self.path), "w", format="matroska")
+        # Written through as it goes, a cluster at least every second: a server killed
+        # mid-call leaves a file that decodes up to about a second before (media.capture
+        # registers it at the next start).
+        container = av.open(str(self.path), "w", format="matroska", options=_LIVE_OPTIONS)
         self.container = container
         name = self.assembler.name
         started = dt.datetime.fromtimestamp(first.received_at, dt.UTC)
@@ -595,10 +598,12 @@ class _TrackFile:
         )
 
 
+_LIVE_OPTIONS: Final = {"flush_packets": "1", "cluster_time_limit": "1000"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """`name` as a file name part (a call id is one already; this makes sure)."""
     return _UNSAFE.sub("_", name).strip("._")[:64] or "call"
 
 
@@ -641,7 +646,7 @@ class CallRecording:
         # this call from an earlier session that is not registered yet.
         while True:
             self._added += 1
-            path = self.dir / f"{_safe(self.call_id)}-{self._added}-{kind}.mkv"
+            path = self.dir / f"{safe_name(self.call_id)}-{self._added}-{kind}.mkv"
             if not path.exists():
                 return path
 

@@ -16,7 +16,7 @@ import structlog
 
 from commandcenter.config import MediaConfig
 from media import ice
-from media.capture import CallCapture, CallFacts
+from media.capture import CallCapture, CallFacts, recover
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
@@ -94,6 +94,11 @@ class MediaService:
         finally:
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop((message.call_id, user), None)
+
+    async def start(self) -> None:
+        """Register what a previous run left unfinished (see media.capture.recover)."""
+        if self.evidence is not None and self.recordings_dir is not None:
+            await recover(self.recordings_dir, self.evidence, self.clock)
 
     def health(self) -> dict[str, object]:
         return {

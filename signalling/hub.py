@@ -138,6 +138,8 @@ class Hub:
     # ---- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.media is not None:
+            await self.media.start()
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
 
     async def stop(self) -> None:

@@ -25,6 +25,9 @@ class MediaPort(Protocol):
     async def signal(self, user: str, message: MediaMessage) -> None:
         """Carry out a member's media message; raises a ClientError the hub answers."""
 
+    async def start(self) -> None:
+        """Called once the trace is open, before the first connection."""
+
     def health(self) -> dict[str, object]: ...
 
     async def stop(self) -> None: ...
