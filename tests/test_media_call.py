@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiortc import MediaStreamTrack, RTCRtpSender
@@ -227,5 +229,37 @@ async def test_subscriber_nack_is_answered_from_the_servers_history(
         await receiver._send_rtcp_pli(sub.tap.ssrc)
         await media_server.wait_for(lambda: pub.keyframes_requested > asked, what="PLI upstream")
     finally:
+        await officer.close()
+        await operator.close()
+
+
+async def test_subscriber_that_cannot_keep_up_restarts_on_a_keyframe(
+    media_server: Server, tmp_path: Path
+) -> None:
+    """When a subscriber's socket is full its packets are dropped, not queued, and it
+    starts again clean on the next keyframe (asked of the publisher)."""
+    officer, operator, call_id = await video_call(media_server)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        video = _track(operator, "o-1", "video")
+        await count_frames(video, 5)
+        sub = media_of(media_server).rooms[call_id].publications["o-1:video"].subscriptions["op-1"]
+        # A peer that never reads: its queue fills and sendto raises BlockingIOError, as a
+        # real subscriber's full socket buffer does.
+        path = str(tmp_path / "stuck.sock")
+        stuck.bind(path)
+        sender.setblocking(False)
+        real = (sub._sock, sub._addr)
+        sub._sock, sub._addr = sender, path
+        await media_server.wait_for(lambda: sub.restarts > 0, what="subscriber restarted")
+        assert sub.numbering.waiting
+        sub._sock, sub._addr = real
+        await media_server.wait_for(lambda: not sub.numbering.waiting, what="keyframe again")
+        frames = await count_frames(video, 10)
+        assert frames[-1].width == 640
+    finally:
+        stuck.close()
+        sender.close()
         await officer.close()
         await operator.close()
