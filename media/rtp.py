@@ -113,6 +113,10 @@ def packet_bytes(
     return header + extensions + payload
 
 
+# Packets older than a (re)start are dropped until the stream is this far past it.
+_RESTART_WINDOW: Final = 1024
+
+
 def seq_newer(a: int, b: int) -> bool:
     """Whether 16-bit sequence number `a` comes after `b` (RFC 3550 wrap-around)."""
     return a != b and ((a - b) & 0xFFFF) < 0x8000
@@ -155,8 +159,14 @@ class Renumbering:
             if self.ts_offset is None:
                 self.ts_offset = (self.timestamp_base - timestamp) & 0xFFFFFFFF
         # (This runs for every packet and subscriber: seq_newer is inlined.)
-        elif self.start_seq is not None and 0 < ((self.start_seq - seq) & 0xFFFF) < 0x8000:
-            return None
+        elif self.start_seq is not None:
+            behind = (self.start_seq - seq) & 0xFFFF
+            if 0 < behind < 0x8000:
+                return None
+            if 0x10000 - behind > _RESTART_WINDOW:
+                # Far past the restart: nothing that old can still arrive, and half the
+                # sequence space on, "older" would wrongly match new packets.
+                self.start_seq = None
         out = (seq + self.seq_offset) & 0xFFFF
         prev = self.last_out
         if prev is None or 0 < ((out - prev) & 0xFFFF) < 0x8000:

@@ -90,6 +90,18 @@ def test_renumbering_waits_for_a_keyframe_then_keeps_gaps() -> None:
     assert n.map(13, 900, False) == (102, 5000)
 
 
+def test_renumbering_keeps_forwarding_for_hours() -> None:
+    """Past any number of sequence-number wraps, every packet in order is forwarded."""
+    n = rtp.Renumbering(seq_base=7, timestamp_base=0)
+    previous = None
+    for i in range(200_000):
+        mapped = n.map((1000 + i) & 0xFFFF, (i * 3000) & 0xFFFFFFFF, i == 0)
+        assert mapped is not None, i
+        if previous is not None:
+            assert mapped[0] == (previous + 1) & 0xFFFF
+        previous = mapped[0]
+
+
 def test_renumbering_restart_continues_without_a_gap() -> None:
     n = rtp.Renumbering(seq_base=0, timestamp_base=0)
     n.map(500, 0, True)
