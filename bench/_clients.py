@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import time
 import traceback
 from collections import Counter, deque
@@ -33,11 +32,10 @@ from urllib.parse import urlencode
 import msgspec
 from aiohttp import ClientSession, ClientWebSocketResponse, ClientWSTimeout, TCPConnector, WSMsgType
 
-from bench._common import BenchError, MachineMeter, cpu_seconds, raise_nofile_limit
+from bench._common import BenchError, MachineMeter, Reply, cpu_seconds, raise_nofile_limit
 from commandcenter.auth import Role, issue_token
 
 Target = Literal["hub", "relay"]
-Reply = dict[str, Any]
 
 OFFICER: Final = "officer"
 OPERATOR: Final = "operator"
@@ -552,74 +550,4 @@ def workload_main(conn: Connection, spec: ClientSpec) -> None:
     asyncio.run(_command_loop(conn, Workload(spec)))
 
 
-class Worker:
-    """The orchestrator's handle on one client process."""
-
-    def __init__(
-        self, name: str, main: Callable[[Connection, ClientSpec], None], spec: ClientSpec
-    ) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.name = name
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=main, args=(child, spec), name=name, daemon=True)
-        self.proc.start()
-        child.close()
-        self._stopping = False
-
-    @property
-    def pid(self) -> int:
-        pid = self.proc.pid
-        assert pid is not None
-        return pid
-
-    def send(self, cmd: str, **args: Any) -> None:
-        self.conn.send({"cmd": cmd, **args})
-
-    def result(self, timeout_s: float, alive: Callable[[], None] | None = None) -> Reply:
-        """The reply to the last command; `alive` is called while waiting (it raises if
-        something the worker depends on, such as the server, has died)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.conn.poll(0.2):
-            if not self.proc.is_alive():
-                raise BenchError(f"{self.name} exited with status {self.proc.exitcode}")
-            if alive is not None:
-                alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name}: no reply within {timeout_s:g} s")
-        try:
-            reply: Reply = self.conn.recv()
-        except (EOFError, OSError) as exc:
-            raise BenchError(f"{self.name}: lost its pipe ({exc!r})") from None
-        if not reply.pop("ok"):
-            raise BenchError(f"{self.name} failed:\n{reply['error']}")
-        return reply
-
-    def call(
-        self, cmd: str, timeout_s: float, alive: Callable[[], None] | None = None, **args: Any
-    ) -> Reply:
-        self.send(cmd, **args)
-        return self.result(timeout_s, alive)
-
-    def send_stop(self) -> None:
-        """Ask the worker to drop its connections and exit; `stop` waits for it."""
-        if not self._stopping and self.proc.is_alive():
-            with contextlib.suppress(OSError):
-                self.send("stop")
-                self._stopping = True
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        self.send_stop()
-        if self._stopping:
-            with contextlib.suppress(BenchError, OSError, EOFError):
-                self.result(timeout_s)
-        self.proc.join(timeout_s)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5.0)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-
-
-__all__ = ["ClientSpec", "User", "Worker", "idle_main", "workload_main"]
+__all__ = ["ClientSpec", "User", "idle_main", "workload_main"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import resource
 import signal
@@ -19,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -283,3 +284,81 @@ __all__ = [
     "rounded",
     "rss_mb",
 ]
+
+
+Reply = dict[str, Any]
+
+
+class Worker:
+    """The orchestrator's handle on one client process, which runs `main(conn, *args)` and
+    answers each `{"cmd": ...}` it receives with one reply: `{"ok": True, ...}` or
+    `{"ok": False, "error": ...}`."""
+
+    def __init__(self, name: str, main: Callable[..., None], *args: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=main, args=(child, *args), name=name, daemon=True)
+        self.proc.start()
+        child.close()
+        self._stopping = False
+
+    @property
+    def pid(self) -> int:
+        pid = self.proc.pid
+        assert pid is not None
+        return pid
+
+    def send(self, cmd: str, **args: Any) -> None:
+        self.conn.send({"cmd": cmd, **args})
+
+    def result(self, timeout_s: float, alive: Callable[[], None] | None = None) -> Reply:
+        """The reply to the last command; `alive` is called while waiting (it raises if
+        something the worker depends on, such as the server, has died)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.conn.poll(0.2):
+            if not self.proc.is_alive():
+                raise BenchError(f"{self.name} exited with status {self.proc.exitcode}")
+            if alive is not None:
+                alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name}: no reply within {timeout_s:g} s")
+        try:
+            reply: Reply = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise BenchError(f"{self.name}: lost its pipe ({exc!r})") from None
+        if not reply.pop("ok"):
+            raise BenchError(f"{self.name} failed:\n{reply['error']}")
+        return reply
+
+    def call(
+        self, cmd: str, timeout_s: float, alive: Callable[[], None] | None = None, **args: Any
+    ) -> Reply:
+        self.send(cmd, **args)
+        return self.result(timeout_s, alive)
+
+    def cpu_s(self) -> float:
+        with contextlib.suppress(OSError):
+            return cpu_seconds(self.pid)
+        return 0.0
+
+    def send_stop(self) -> None:
+        """Ask the worker to drop its connections and exit; `stop` waits for it."""
+        if not self._stopping and self.proc.is_alive():
+            with contextlib.suppress(OSError):
+                self.send("stop")
+                self._stopping = True
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self.send_stop()
+        if self._stopping:
+            with contextlib.suppress(BenchError, OSError, EOFError):
+                self.result(timeout_s)
+        self.proc.join(timeout_s)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5.0)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import secrets
 import time
 import traceback
@@ -56,12 +55,11 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.frame import Frame
 
-from bench._common import BenchError, cpu_seconds, raise_nofile_limit
+from bench._common import BenchError, Reply, Worker, raise_nofile_limit
 from commandcenter.auth import Role, issue_token
 from media.ice import use_addresses
 
 TargetKind = Literal["commandcenter", "mediarelay", "janus"]
-Reply = dict[str, Any]
 
 WIDTH: Final = 640
 HEIGHT: Final = 480
@@ -822,75 +820,11 @@ def client_main(conn: Connection, spec: TargetSpec, counting: bool) -> None:
     asyncio.run(_command_loop(conn, spec))
 
 
-class ClientProcess:
+class ClientProcess(Worker):
     """The orchestrator's handle on one worker process."""
 
     def __init__(self, name: str, spec: TargetSpec, *, counting: bool) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.name = name
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=client_main, args=(child, spec, counting), name=name, daemon=True
-        )
-        self.proc.start()
-        child.close()
-        self._stopping = False
-
-    @property
-    def pid(self) -> int:
-        pid = self.proc.pid
-        assert pid is not None
-        return pid
-
-    def send(self, cmd: str, **args: Any) -> None:
-        self.conn.send({"cmd": cmd, **args})
-
-    def result(self, timeout_s: float, alive: Callable[[], None] | None = None) -> Reply:
-        """The reply to the last command; `alive` is called while waiting (it raises if the
-        server has died)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.conn.poll(0.2):
-            if not self.proc.is_alive():
-                raise BenchError(f"{self.name} exited with status {self.proc.exitcode}")
-            if alive is not None:
-                alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.name}: no reply within {timeout_s:g} s")
-        try:
-            reply: Reply = self.conn.recv()
-        except (EOFError, OSError) as exc:
-            raise BenchError(f"{self.name}: lost its pipe ({exc!r})") from None
-        if not reply.pop("ok"):
-            raise BenchError(f"{self.name} failed:\n{reply['error']}")
-        return reply
-
-    def call(
-        self, cmd: str, timeout_s: float, alive: Callable[[], None] | None = None, **args: Any
-    ) -> Reply:
-        self.send(cmd, **args)
-        return self.result(timeout_s, alive)
-
-    def cpu_s(self) -> float:
-        with contextlib.suppress(OSError):
-            return cpu_seconds(self.pid)
-        return 0.0
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        if not self._stopping and self.proc.is_alive():
-            with contextlib.suppress(OSError):
-                self.send("stop")
-                self._stopping = True
-        if self._stopping:
-            with contextlib.suppress(BenchError, OSError, EOFError):
-                self.result(timeout_s)
-        self.proc.join(timeout_s)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5.0)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
+        super().__init__(name, client_main, spec, counting)
 
 
 __all__ = [

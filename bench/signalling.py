@@ -66,12 +66,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from bench._clients import ClientSpec, User, Worker, idle_main, workload_main
+from bench._clients import ClientSpec, User, idle_main, workload_main
 from bench._common import (
     BenchError,
     CpuMeter,
     MachineMeter,
     ServerProcess,
+    Worker,
     emit,
     free_port,
     open_fds,

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
 from media.client import MediaClient
+from tests.polling import wait_until
 from tests.wsclient import Client
 
 CALL_TIMEOUT = 10.0
@@ -58,3 +59,24 @@ async def count_frames(
     await asyncio.wait_for(receive(), timeout)
     assert len(frames) >= want, f"{len(frames)} of {want} frames"
     return frames
+
+
+async def media_call(
+    officer_ws: Client, operator_ws: Client, *, case_number: str | None = None
+) -> tuple[Member, Member, str]:
+    """The officer calls the center and the operator accepts; then the officer publishes
+    video and audio, the operator audio, and each has been offered the other's tracks."""
+    fields = {} if case_number is None else {"case_number": case_number}
+    placed = await officer_ws.request("call_center", reply="call_placed", **fields)
+    call_id = placed["call_id"]
+    await operator_ws.expect("call_ringing")
+    await operator_ws.request("accept", call_id=call_id)
+    await officer_ws.expect("call_answered")
+    officer = Member(officer_ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
+    operator = Member(operator_ws, call_id, [AudioStreamTrack()])
+    await officer.join()
+    await operator.join()
+    await operator.renegotiate()
+    await officer.renegotiate()
+    await wait_until(lambda: officer_ws.user in operator.media.tracks, what="officer's tracks")
+    return officer, operator, call_id

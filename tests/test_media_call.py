@@ -14,7 +14,7 @@ from commandcenter.keys import HUB
 from media import ice
 from media.service import MediaService
 from tests.conftest import Serve
-from tests.mediahelpers import Member, count_frames
+from tests.mediahelpers import Member, count_frames, media_call
 from tests.wsclient import Client, Server
 
 MEDIA = {"ice_addresses": ("127.0.0.1",), "record": False}
@@ -69,14 +69,9 @@ def media_of(server: Server) -> MediaService:
 
 async def video_call(server: Server) -> tuple[Member, Member, str]:
     """Officer publishing video+audio, operator publishing audio, both receiving."""
-    officer_ws, operator_ws, call_id = await answered_call(server)
-    officer = Member(officer_ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
-    operator = Member(operator_ws, call_id, [AudioStreamTrack()])
-    await officer.join()
-    await operator.join()
-    await operator.renegotiate()
-    await officer.renegotiate()
-    return officer, operator, call_id
+    officer_ws = await server.connect("o-1", "officer", "P0101")
+    operator_ws = await server.connect("op-1", "operator", "P0101")
+    return await media_call(officer_ws, operator_ws)
 
 
 async def test_supervisor_joining_mid_call_gets_the_officers_video(media_server: Server) -> None:

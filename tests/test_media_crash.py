@@ -13,13 +13,11 @@ from typing import Any
 import aiohttp
 import av
 import pytest
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from commandcenter.auth import Role
 from media import ice
 from tests.browser import ServerProcess, token
-from tests.mediahelpers import Member, count_frames
-from tests.polling import wait_until
+from tests.mediahelpers import Member, count_frames, media_call
 from tests.wsclient import Client
 
 CASE = "(2026)苏0102执88号"
@@ -64,17 +62,8 @@ async def test_recording_of_a_killed_server_is_registered_at_the_next_start(
         await server.wait_healthy()
         officer_ws = await connect(session, server.base, "o-1", Role.OFFICER)
         operator_ws = await connect(session, server.base, "op-1", Role.OPERATOR)
-        placed = await officer_ws.request("call_center", reply="call_placed", case_number=CASE)
-        call_id = placed["call_id"]
-        await operator_ws.expect("call_ringing")
-        await operator_ws.request("accept", call_id=call_id)
-        officer = Member(officer_ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
-        operator = Member(operator_ws, call_id, [AudioStreamTrack()])
+        officer, operator, _ = await media_call(officer_ws, operator_ws, case_number=CASE)
         members += [officer, operator]
-        await officer.join()
-        await operator.join()
-        await operator.renegotiate()
-        await wait_until(lambda: "o-1" in operator.media.tracks, what="officer tracks")
         track = next(t for t in operator.media.tracks["o-1"] if t.kind == "video")
         await count_frames(track, 60)
         server.proc.send_signal(signal.SIGKILL)

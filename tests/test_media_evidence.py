@@ -11,7 +11,6 @@ from typing import Any
 
 import av
 import pytest
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
@@ -21,7 +20,7 @@ from media.evidence_sink import CALL_EVIDENCE
 from sessions import evidence as ev
 from sessions.recorder import MemoryRecorder
 from tests.conftest import make_config
-from tests.mediahelpers import Member, count_frames
+from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
 from tests.wsclient import Server
 
@@ -42,18 +41,7 @@ async def durable_server(aiohttp_client: AiohttpClient, tmp_path: Path) -> Async
 async def call_with_media(server: Server) -> tuple[Member, Member, str]:
     officer_ws = await server.connect("o-1", "officer", "P0101")
     operator_ws = await server.connect("op-1", "operator", "P0101")
-    placed = await officer_ws.request("call_center", reply="call_placed", case_number=CASE)
-    call_id = placed["call_id"]
-    await operator_ws.expect("call_ringing")
-    await operator_ws.request("accept", call_id=call_id)
-    officer = Member(officer_ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
-    operator = Member(operator_ws, call_id, [AudioStreamTrack()])
-    await officer.join()
-    await operator.join()
-    await operator.renegotiate()
-    await officer.renegotiate()
-    await server.wait_for(lambda: "o-1" in operator.media.tracks, what="officer tracks")
-    return officer, operator, call_id
+    return await media_call(officer_ws, operator_ws, case_number=CASE)
 
 
 async def evidence_of(server: Server, call_id: str) -> list[dict[str, Any]]:
