@@ -16,10 +16,11 @@ then, `--rounds` (3) times in turn:
 
 Each round also reports `server_cpu_s`, the server's CPU time (all threads) for the upload:
 on a machine shared with other work the rates swing with the neighbours' load, the CPU cost
-much less. The summary compares the medians of the rounds. `rss_growth_mb` is the server's peak RSS
-(VmHWM) after the last upload minus its RSS before the first: the body must stream, not sit
-in memory. One JSON line per phase; the LAST line is the summary, with the issue's goals
-(upload at least half the copy rate, RSS growth under 50 MB) and a pass/fail for each.
+much less. The summary compares the medians of the rounds and gives the median CPU.
+`rss_growth_mb` is the server's peak RSS (VmHWM) after the last upload minus its RSS before
+the first: the body must stream, not sit in memory. One JSON line per phase; the LAST line
+is the summary, with the issue's goals (upload at least half the copy rate, RSS growth under
+50 MB) and a pass/fail for each.
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ def run(work: Path, size_mb: int, rounds: int) -> dict[str, Any]:
     )
     copies: list[float] = []
     uploads: list[float] = []
+    cpus: list[float] = []
     with ServerProcess(argv, port=port, env=env, log_path=work / "server.log") as server:
         rss_before = rss_mb(server.pid)
         # Copy and upload take turns, so a neighbour's load or the page cache's state
@@ -193,6 +195,7 @@ def run(work: Path, size_mb: int, rounds: int) -> dict[str, Any]:
                 raise BenchError(f"the server recorded a different item: {body}")
             copies.append(size_mb / copy_s)
             uploads.append(size_mb / upload_s)
+            cpus.append(server_cpu_s)
             emit(
                 {
                     "phase": "round",
@@ -227,6 +230,7 @@ def run(work: Path, size_mb: int, rounds: int) -> dict[str, Any]:
         "upload_mb_s": round(upload_mb_s, 1),
         "copy_mb_s": round(copy_mb_s, 1),
         "ratio": rounded(ratio, 3),
+        "server_cpu_s": round(statistics.median(cpus), 2),
         "rss_growth_mb": round(growth, 1),
         "server_rss_before_mb": round(rss_before, 1),
         "server_peak_rss_mb": round(peak, 1),

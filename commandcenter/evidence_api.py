@@ -15,7 +15,7 @@ before they send the body.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 from urllib.parse import quote
 
@@ -37,6 +37,11 @@ BASE: Final = "/api/evidence"
 _ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
 # Download chunk size: large enough for sendfile to stream a video fast.
 DOWNLOAD_CHUNK: Final = 256 * 1024
+# How much of an upload's body aiohttp may hold before it stops reading the socket (twice
+# this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
+# connection would be paused and resumed for every read: at 2 MiB an upload costs the server
+# about an eighth less CPU (bench.evidence).
+UPLOAD_READ_BUFFER: Final = 2 * 1024 * 1024
 
 
 # --- the one translation to HTTP -----------------------------------------------------------
@@ -106,6 +111,15 @@ def _content_disposition(file_name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, in the pieces aiohttp received: `iter_any` would
+    join the pieces waiting in its buffer, copying every byte once more."""
+    request.content.set_read_chunk_size(UPLOAD_READ_BUFFER)
+    async for chunk, _ in request.content.iter_chunks():
+        if chunk:
+            yield chunk
+
+
 async def _read_bounded(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ev.TooLarge(f"at most {limit} bytes", "body")
@@ -144,7 +158,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     history, created = await request.app[EVIDENCE].receive(
         who,
         upload,
-        request.content.iter_any(),
+        _body(request),
         declared_size=request.content_length,
         clock_check=_clock_check(request, who, upload),
     )
@@ -206,13 +220,18 @@ async def correct(request: web.Request) -> web.StreamResponse:
 
 
 def install(app: web.Application, store: EvidenceStore) -> None:
-    """Serve evidence from `store`: its routes, and its start (sweeping partial uploads)."""
+    """Serve evidence from `store`: its routes, its start (sweeping partial uploads) and its
+    close."""
     app[EVIDENCE] = store
 
     async def start(app: web.Application) -> None:
         await store.start()
 
+    async def close(app: web.Application) -> None:
+        store.close()
+
     app.on_startup.append(start)
+    app.on_cleanup.append(close)
     _add_routes(app)
 
 
