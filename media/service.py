@@ -87,13 +87,12 @@ class MediaService:
         room.update(frozenset(change.members), frozenset(change.silent))
 
     async def signal(self, user: str, message: MediaMessage) -> None:
+        self._room(message.call_id)
+        # Kept while the call's room lives (dropped in _close), so every message of one
+        # member queues on the same lock.
         lock = self._locks.setdefault((message.call_id, user), asyncio.Lock())
-        try:
-            async with lock:
-                await self._carry_out(user, message)
-        finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._locks.pop((message.call_id, user), None)
+        async with lock:
+            await self._carry_out(user, message)
 
     async def start(self) -> None:
         """Register what a previous run left unfinished (see media.capture.recover)."""
@@ -156,6 +155,9 @@ class MediaService:
         self.deliver(user, p.ServerOffer(call_id=call_id, sdp=sdp))
 
     def _close(self, room: Room, capture: CallCapture | None) -> None:
+        for key in [k for k in self._locks if k[0] == room.call_id]:
+            del self._locks[key]
+
         async def close() -> None:
             await room.close()
             if capture is not None:
