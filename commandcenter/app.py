@@ -148,6 +148,9 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def serve(config: Config) -> None:
+    # Every log line of this process names its node (media, evidence and HTTP lines too):
+    # tasks copy the context they are created in, and all are created after this.
+    structlog.contextvars.bind_contextvars(node_id=node_id_of(config))
     app = create_app(config)
     gc.collect()
     gc.freeze()
