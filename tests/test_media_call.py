@@ -258,3 +258,26 @@ async def test_subscriber_that_cannot_keep_up_restarts_on_a_keyframe(
         sender.close()
         await officer.close()
         await operator.close()
+
+
+async def test_operator_pulls_video_by_calling_an_officer(media_server: Server) -> None:
+    """A call from the center to an officer carries the officer's video once answered."""
+    officer_ws = await media_server.connect("o-1", "officer", "P0101")
+    operator_ws = await media_server.connect("op-1", "operator", "P0101")
+    placed = await operator_ws.request("call_officer", reply="call_placed", officer="o-1")
+    call_id = placed["call_id"]
+    await officer_ws.expect("call_ringing")
+    await officer_ws.request("accept", call_id=call_id)
+    await operator_ws.expect("call_answered")
+    officer = Member(officer_ws, call_id, [VideoStreamTrack()])
+    operator = Member(operator_ws, call_id, [])
+    try:
+        await officer.join()
+        await operator.join()
+        await operator.renegotiate()
+        await media_server.wait_for(lambda: "o-1" in operator.media.tracks, what="tracks")
+        frames = await count_frames(_track(operator, "o-1", "video"), 5)
+        assert frames[0].width == 640
+    finally:
+        await officer.close()
+        await operator.close()
