@@ -1,0 +1,112 @@
+"""Every Redis key and pub/sub channel the nodes of one deployment share, in one place.
+
+All names start with the configured `[redis] key_prefix` (default "cc:"), used verbatim, so
+several deployments (or test runs) can share one Redis without seeing each other. Each name
+below says its Redis type, who writes it, who reads it, and its payload. Pub/sub payloads and
+stored records are msgpack (msgspec), like the binary WebSocket frames; the few plain values
+(a node id, a decimal timestamp, a counter) are stored as Redis strings so Lua scripts can
+compare and update them.
+
+Nothing here opens a connection: `ClusterKeys(prefix)` only builds names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---- node registry (signalling/registry.py) ----------------------------------------------
+
+# Hash. Field: node id. Value: msgpack `registry.NodeStatus` {node_id, http_address,
+# media_address, started_at, load: {connections, calls, media_peers, cpu}}. Written by each
+# node for itself every heartbeat; read whole by every node. Fields of nodes dead for
+# `forget_s` are removed by whichever node notices first.
+NODES: Final = "nodes"
+
+# Hash. Field: node id. Value: decimal string, Redis server time (TIME) of that node's latest
+# heartbeat in integer milliseconds. Written in the same Lua script as NODES (the server's
+# clock, so no node's clock is trusted); a node silent past `node_timeout_s` is dead.
+NODES_HEARD: Final = "nodes:heard"
+
+# ---- the authority lease (signalling/lease.py) -------------------------------------------
+
+# String with a PX expiry: the node id of the one node that currently runs the core (the
+# authority). Set with SET NX PX, renewed and deleted only by its holder (Lua compare-and-set).
+AUTHORITY: Final = "authority"
+
+# String: decimal integer, the fencing epoch of the current holding: raised on every new
+# acquisition, never lowered, and at least the server time in ms so it keeps rising even if
+# Redis loses its data. A write stamped with an older epoch comes from a deposed authority.
+AUTHORITY_EPOCH: Final = "authority:epoch"
+
+# Channel. Client messages for the core, published by the node the client is connected to,
+# consumed by the authority. Payload: msgpack map {node: origin node id, user: user id,
+# session_id: str, message: the ClientMessage as its msgpack map (codec.py's schema)}.
+AUTHORITY_INBOX: Final = "authority:inbox"
+
+# ---- per node -----------------------------------------------------------------------------
+
+# Channel "<prefix>node:<node id>". Messages for users connected to that node, published by
+# the authority (or any node), consumed by that node only. Payload: msgpack map tagged by
+# "kind": {kind: "deliver", to: [user id...], message: ServerMessage as its msgpack map} or
+# {kind: "disconnect", user, session_id, code: int, reason: str}.
+NODE_CHANNEL: Final = "node:"
+
+# ---- presence -----------------------------------------------------------------------------
+
+# String with a PX expiry, "<prefix>presence:<user id>": where a user is connected. Payload:
+# msgpack map {node: node id, session_id: str, connected_at: float (that node's clock,
+# informational)}. Written by the user's node on connect and refreshed every heartbeat with
+# TTL `node_timeout_s`, so a dead node's users drop out by themselves; deleted on disconnect
+# (only if it still names this node and session: compare in Lua).
+PRESENCE: Final = "presence:"
+
+
+class ClusterKeys:
+    """The names above under one prefix (the `[redis] key_prefix` setting)."""
+
+    __slots__ = (
+        "authority",
+        "authority_epoch",
+        "authority_inbox",
+        "nodes",
+        "nodes_heard",
+        "prefix",
+    )
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.nodes = prefix + NODES
+        self.nodes_heard = prefix + NODES_HEARD
+        self.authority = prefix + AUTHORITY
+        self.authority_epoch = prefix + AUTHORITY_EPOCH
+        self.authority_inbox = prefix + AUTHORITY_INBOX
+
+    def node_channel(self, node_id: str) -> str:
+        return self.prefix + NODE_CHANNEL + node_id
+
+    def presence(self, user: str) -> str:
+        return self.prefix + PRESENCE + user
+
+    def presence_pattern(self) -> str:
+        """SCAN MATCH pattern of every presence key (glob characters in the prefix escaped)."""
+        return _glob_escape(self.prefix + PRESENCE) + "*"
+
+    def all_pattern(self) -> str:
+        """SCAN MATCH pattern of every key of this deployment (tests clean up with it)."""
+        return _glob_escape(self.prefix) + "*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+__all__ = [
+    "AUTHORITY",
+    "AUTHORITY_EPOCH",
+    "AUTHORITY_INBOX",
+    "NODES",
+    "NODES_HEARD",
+    "NODE_CHANNEL",
+    "PRESENCE",
+    "ClusterKeys",
+]
