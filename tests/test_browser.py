@@ -19,11 +19,12 @@ from tests.browser_scenario import OFFICER, OPERATOR, PHASES, SUPERVISOR
 
 RUN_TIMEOUT_S = 100.0
 
-pytestmark = pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or "")
-
-
 @pytest.fixture(scope="module")
 def run() -> dict[str, Any]:
+    # A missing browser fails, never skips: .ci/run installs it, and a skip would hide it.
+    missing = chromium_missing()
+    if missing is not None:
+        pytest.fail(missing)
     done = run_in_namespace(list(PHASES), timeout_s=RUN_TIMEOUT_S)
     result = done.result
     if "error" in result:
