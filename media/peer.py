@@ -152,7 +152,7 @@ class MemberPeer:
             extensions.extend(transceiver._headerExtensions)
         self._tables = client_tables(negotiated, extensions)
         for transceiver, pub in pending:
-            codecs = [c for c in getattr(transceiver, "_codecs", []) if not is_rtx(c)]
+            codecs = [c for c in transceiver._codecs if not is_rtx(c)]
             if not codecs or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                 continue
             pub.codec = codecs[0]
@@ -168,11 +168,14 @@ class MemberPeer:
         text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, AssertionError):
             raise NegotiationFailed("candidate is not an ICE candidate") from None
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = index
-        await self.pc.addIceCandidate(parsed)
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except _SDP_ERRORS as exc:
+            raise NegotiationFailed(f"candidate rejected: {exc}") from None
 
     # ---- tracks this member receives --------------------------------------------------
 

@@ -281,3 +281,20 @@ async def test_operator_pulls_video_by_calling_an_officer(media_server: Server) 
     finally:
         await officer.close()
         await operator.close()
+
+
+async def test_malformed_candidate_is_negotiation_failed(media_server: Server) -> None:
+    officer, operator, call_id = await video_call(media_server)
+    try:
+        for bad in ("candidate:1 1 udp", "candidate:x y z w v u t s", "not a candidate at all"):
+            msg_id = await operator.ws.send("ice_candidate", call_id=call_id, candidate=bad)
+            assert (await operator.ws.error_for(msg_id))["code"] == "negotiation_failed", bad
+        # An mDNS candidate is acknowledged and ignored; the end-of-candidates marker too.
+        mdns = (
+            "candidate:1 1 udp 2122260223 0b5c7a1e-2d4f-4c1b-9a3e-1f2e3d4c5b6a.local 5000 typ host"
+        )
+        for fine in (mdns, ""):
+            await operator.ws.request("ice_candidate", call_id=call_id, candidate=fine)
+    finally:
+        await officer.close()
+        await operator.close()
