@@ -19,6 +19,7 @@ from tests.browser_scenario import OFFICER, OPERATOR, PHASES, SUPERVISOR
 
 RUN_TIMEOUT_S = 100.0
 
+
 @pytest.fixture(scope="module")
 def run() -> dict[str, Any]:
     # A missing browser fails, never skips: .ci/run installs it, and a skip would hide it.
