@@ -149,6 +149,11 @@ class Lease:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._keeper: asyncio.Task[None] | None = None
+        # Raised at each new holding, release and loss. A renewal's reply, or a keeper task,
+        # from an older holding is ignored: Python 3.11's asyncio.wait_for (which redis-py
+        # uses around each write) can swallow the cancellation of a keeper, so a cancelled
+        # keeper may still be running, and must not act on a holding that is over.
+        self._generation = 0
 
     @property
     def held(self) -> bool:
@@ -166,17 +171,27 @@ class Lease:
         )
         if epoch == 0:
             return False
+        if self._term.expired(self._clock()):
+            # Our previous holding ran out before its keeper noticed: that is a loss, even
+            # if the lease is ours again now.
+            self._lose("no renewal reached Redis within the TTL")
         if not self._term.held(self._clock()):
             log.info("lease acquired", key=self.key, holder=self.holder_id, epoch=epoch)
+            self._end_holding()
         self.epoch = epoch
         self._confirmed(sent_at)
         return True
 
     async def renew(self) -> bool:
-        """Extend the lease if it is still ours. False if not, and if we held it, it is lost
-        (`on_lost` is called)."""
+        """Extend our holding if the lease is still ours. False if not, and then, if we held
+        it, it is lost (`on_lost` is called)."""
+        generation = self._generation
         sent_at = self._clock()
         renewed = bool(await self._renew(keys=[self.key], args=[self.holder_id, self._ttl_ms]))
+        if generation != self._generation or self._term.valid_until is None:
+            # Released, lost or taken anew meanwhile, or never held: there is no holding of
+            # ours for this reply to extend (to take the lease, `acquire`).
+            return renewed
         if renewed:
             self._confirmed(sent_at)
         else:
@@ -186,9 +201,7 @@ class Lease:
     async def release(self) -> None:
         """Stop renewing and give the lease up if it is ours. Never raises: if Redis cannot
         be reached within the TTL, the key expires by itself. `on_lost` is not called."""
-        self._stop_keeper()
-        self._term.ended()
-        self.epoch = None
+        self._end_holding()
         try:
             async with asyncio.timeout(self.ttl_s):
                 await self._release(keys=[self.key], args=[self.holder_id])
@@ -208,10 +221,14 @@ class Lease:
 
     def _confirmed(self, sent_at: float) -> None:
         self._term.confirmed(sent_at)
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep(self._generation))
 
-    def _stop_keeper(self) -> None:
+    def _end_holding(self) -> None:
+        """Forget the current holding (if any) and stop its keeper."""
+        self._generation += 1
+        self._term.ended()
+        self.epoch = None
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not asyncio.current_task():
             keeper.cancel()
@@ -219,9 +236,7 @@ class Lease:
     def _lose(self, reason: str) -> None:
         if self._term.valid_until is None:
             return
-        self._term.ended()
-        self.epoch = None
-        self._stop_keeper()
+        self._end_holding()
         log.warning("lease lost", key=self.key, holder=self.holder_id, reason=reason)
         if self._on_lost is not None:
             try:
@@ -229,10 +244,10 @@ class Lease:
             except Exception:
                 log.exception("on_lost failed", key=self.key)
 
-    async def _keep(self) -> None:
-        """Renew at each deadline until the lease is released or lost."""
+    async def _keep(self, generation: int) -> None:
+        """Renew at each deadline until this holding is released or lost."""
         term = self._term
-        while True:
+        while generation == self._generation:
             renew_at = term.next_deadline()
             if renew_at is None:
                 return

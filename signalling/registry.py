@@ -303,7 +303,9 @@ class RedisRegistry:
         self._heartbeat = redis.register_script(_HEARTBEAT)
         self._forget = redis.register_script(_FORGET)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._failing = False
+        self._unreadable_ids: set[str] = set()
         # Redis time of the latest successful read; the queries answer as of then.
         self._now = -math.inf
         self.polls = 0
@@ -317,15 +319,22 @@ class RedisRegistry:
         if self._task is not None:
             return
         await self._tick()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._stopping = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(self._stopping))
 
     async def stop(self) -> None:
         """Stop heartbeating and reading; the record stays (see the class docstring)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        # Cancelling alone is not enough: Python 3.11's asyncio.wait_for, which redis-py
+        # uses around each write, swallows a cancellation that arrives as the write
+        # completes. The loop also stops at its next wait on this event.
+        self._stopping.set()
+        task.cancel()
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node registry loop failed", node_id=self.node_id, exc_info=task.exception())
 
     # ---- queries ----------------------------------------------------------------------
 
@@ -351,9 +360,13 @@ class RedisRegistry:
 
     # ---- the loop ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, stopping: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.heartbeat_s):
+                    await stopping.wait()
+            if stopping.is_set():
+                return
             await self._tick()
 
     async def _tick(self) -> None:
@@ -398,28 +411,40 @@ class RedisRegistry:
             pipe.hgetall(self._keys.nodes_heard)
             (seconds, micros), statuses, heard = await pipe.execute()
         now = seconds + micros / 1e6
-        heard_ms = {_text(k): v for k, v in heard.items()}
+        heard_by_id = {_text(k): v for k, v in heard.items()}
         records: list[NodeRecord] = []
         expired: list[tuple[str, int]] = []
         for key, value in statuses.items():
             node_id = _text(key)
-            ms = heard_ms.get(node_id)
+            ms = heard_by_id.get(node_id)
             if ms is None:
                 continue
             try:
-                heard_at = int(ms) / 1000
+                heard_ms = int(ms)
+            except ValueError:
+                self._unreadable(node_id)
+                continue
+            heard_at = heard_ms / 1000
+            if now - heard_at > self.registry.forget_s:
+                # Deleted whether readable or not: nobody writes it any more.
+                expired.append((node_id, heard_ms))
+            try:
                 status = _status_decoder.decode(value.encode() if isinstance(value, str) else value)
-            except (msgspec.DecodeError, ValueError):
-                log.warning("unreadable node record", node_id=node_id)
+            except msgspec.DecodeError:
+                self._unreadable(node_id)
                 continue
             if status.node_id != node_id:
-                log.warning("node record under another id", node_id=node_id)
+                self._unreadable(node_id)
                 continue
-            if now - heard_at > self.registry.forget_s:
-                expired.append((node_id, int(ms)))
             records.append(NodeRecord(status, heard_at))
         records.sort(key=lambda r: r.node_id)
         return _Snapshot(now, records, expired)
+
+    def _unreadable(self, node_id: str) -> None:
+        # Once per node: a record written by an incompatible version is read every tick.
+        if node_id not in self._unreadable_ids:
+            self._unreadable_ids.add(node_id)
+            log.warning("unreadable node record ignored", node_id=self.node_id, peer=node_id)
 
     def _observe(self, snapshot: _Snapshot) -> None:
         now = snapshot.now

@@ -498,22 +498,30 @@ async def test_least_loaded_media_node_follows_the_published_load(
             await node.stop()
 
 
-async def test_expired_records_are_deleted_from_redis(
+async def test_old_and_unreadable_records_neither_break_the_registry_nor_linger(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
-    """A record silent for forget_s is removed by the first node that sees it."""
+    """A record silent for forget_s is deleted by the first node that reads it, never
+    reported; an unreadable record is ignored (and deleted too once that old)."""
     redis = connect()
-    stale = NodeStatus("gone", "127.0.0.1:1", "", 1.0)
     seconds, _ = await redis.time()
-    await redis.hset(keys.nodes, "gone", msgspec.msgpack.encode(stale))
-    await redis.hset(keys.nodes_heard, "gone", str((seconds - 120) * 1000))
+    old_ms = str((seconds - 120) * 1000)
+    now_ms = str(seconds * 1000)
+    gone = NodeStatus("gone", "127.0.0.1:1", "", 1.0)
+    await redis.hset(keys.nodes, mapping={"gone": msgspec.msgpack.encode(gone)})
+    await redis.hset(keys.nodes, mapping={"garbage": b"\xc1", "old-garbage": b"\xc1"})
+    await redis.hset(
+        keys.nodes_heard, mapping={"gone": old_ms, "garbage": now_ms, "old-garbage": old_ms}
+    )
     deaths: list[str] = []
     a = registry(redis, keys, "a", deaths)
     await a.start()
     try:
-        # start() has read once: the stale record is gone, and was never reported.
+        # start() has published and read once.
         assert a.polls == 1
+        assert a.health()["registry"] == "ok"
         assert ids(await a.nodes()) == ["a"]
+        assert sorted(await redis.hkeys(keys.nodes)) == [b"a", b"garbage"]
         assert deaths == []
     finally:
         await a.stop()
@@ -569,6 +577,10 @@ async def test_the_registry_survives_a_redis_restart_without_false_deaths(
         await b.stop()
 
 
+def polled(reg: RedisRegistry, times: int) -> Callable[[], bool]:
+    return lambda: reg.polls >= times
+
+
 def health_is(reg: RedisRegistry, status: str) -> Callable[[], bool]:
     return lambda: reg.health()["registry"] == status
 
@@ -597,3 +609,18 @@ async def test_a_hung_redis_makes_the_registry_degraded_not_stuck(
         await wait_until(lambda: a.polls > polls + 2, what="a polls again")
     finally:
         await a.stop()
+
+
+async def test_stop_returns_wherever_in_a_tick_it_lands(
+    keys: ClusterKeys, connect: Callable[..., Redis]
+) -> None:
+    """Heartbeats back to back, stopped after a varying number of them: stop() always
+    returns, although Python 3.11's asyncio.wait_for inside redis-py sometimes swallows the
+    cancellation of the loop."""
+    redis = connect()
+    for n in range(100):
+        node = registry(redis, keys, "a", heartbeat_s=0.001, node_timeout_s=1.0)
+        await node.start()
+        await wait_until(polled(node, 1 + n % 5))
+        async with asyncio.timeout(5.0):
+            await node.stop()
