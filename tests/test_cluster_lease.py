@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 
 from signalling.cluster_keys import ClusterKeys
 from signalling.lease import Lease, LeaseTerm
+from tests.clusterhelpers import PrivateRedis, connect, keys, private_redis
 from tests.polling import wait_until
-from tests.test_cluster_registry import PrivateRedis, connect, keys, private_redis
 
-# The fixtures live with the registry tests; naming them here makes pytest use them.
+# Fixtures from tests.clusterhelpers; naming them here makes pytest use them.
 __all__ = ["connect", "keys", "private_redis"]
 
 TTL_S = 0.6
