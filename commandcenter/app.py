@@ -24,6 +24,7 @@ from media.service import MediaService
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
+from signalling.cluster import ClusterNode
 from signalling.hub import WS_PATH, Hub
 from signalling.router import LocalRouter
 from signalling.switchboard import Switchboard
@@ -58,14 +59,18 @@ def create_app(
 ) -> web.Application:
     node_id = node_id_of(config)
     courts = Courts(config.courts)
-    switchboard = Switchboard(
-        courts=courts,
-        calls=config.calls,
-        presence=config.presence,
-        node_id=node_id,
-        new_call_id=lambda: "c-" + secrets.token_hex(8),
-        media=config.media.enabled,
-    )
+
+    def new_switchboard() -> Switchboard:
+        return Switchboard(
+            courts=courts,
+            calls=config.calls,
+            presence=config.presence,
+            node_id=node_id,
+            new_call_id=lambda: "c-" + secrets.token_hex(8),
+            media=config.media.enabled,
+        )
+
+    switchboard = new_switchboard()
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).
     recorder = recorder if recorder is not None else DurableRecorder.from_config(config)
     hub = Hub(
@@ -96,6 +101,19 @@ def create_app(
             evidence=sink,
             recordings_dir=recordings_dir(config) if config.media.record else None,
         )
+    if config.redis.url:
+        # One of many nodes: the router and media port become the cluster's.
+        cluster = ClusterNode(
+            hub=hub,
+            config=config,
+            new_core=new_switchboard,
+            local_media=hub.media,
+            http_address=config.redis.advertise_address
+            or f"{config.server.host}:{config.server.port}",
+        )
+        hub.cluster = cluster
+        hub.router = cluster.router
+        hub.media = cluster.media
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[HUB] = hub

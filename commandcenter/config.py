@@ -127,6 +127,17 @@ class RedisConfig:
     # Empty: one node, everything in process. Set (redis://host:port/db) for many nodes.
     url: str = ""
     key_prefix: str = "cc:"
+    # Each node writes its status (load, addresses) this often, seconds.
+    heartbeat_s: float = 2.0
+    # A node not heard from for this long is dead: its calls end with node_lost and its
+    # users leave the roster. Also the TTL of each user's presence key.
+    node_timeout_s: float = 5.0
+    # The authority lease (the node running the province's switchboard) lasts this long
+    # unless renewed (every third of it); a dead authority is replaced after about twice it.
+    lease_ttl_s: float = 5.0
+    # The host:port other nodes and load balancers reach this node's HTTP listener at, as
+    # published in the node registry. Empty: server.host:server.port.
+    advertise_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,6 +259,17 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("presence.grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
     _validate_media(cfg.media)
+    _validate_redis(cfg.redis)
+
+
+def _validate_redis(redis: RedisConfig) -> None:
+    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis.url: must start with redis://, rediss:// or unix://")
+    for key in ("heartbeat_s", "node_timeout_s", "lease_ttl_s"):
+        if getattr(redis, key) <= 0:
+            raise ConfigError(f"redis.{key}: must be positive, got {getattr(redis, key)}")
+    if redis.node_timeout_s <= redis.heartbeat_s:
+        raise ConfigError("redis.node_timeout_s: must be longer than redis.heartbeat_s")
 
 
 def _validate_media(media: MediaConfig) -> None:

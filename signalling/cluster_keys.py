@@ -38,17 +38,29 @@ AUTHORITY: Final = "authority"
 # Redis loses its data. A write stamped with an older epoch comes from a deposed authority.
 AUTHORITY_EPOCH: Final = "authority:epoch"
 
-# Channel. Client messages for the core, published by the node the client is connected to,
-# consumed by the authority. Payload: msgpack map {node: origin node id, user: user id,
-# session_id: str, message: the ClientMessage as its msgpack map (codec.py's schema)}.
+# String, no expiry: the node id of the latest node to take the lease (set in the same Lua
+# script). A node taking the lease learns from it whether anyone held it since its own last
+# holding, and so whether its switchboard's state is still current.
+AUTHORITY_LAST: Final = "authority:last"
+
+# Channel. What gateways tell the core, published by the node the client is connected to,
+# consumed by the authority only: a `signalling.cluster_wire.InboxMessage` (msgpack map
+# tagged by "kind"): "connect", "message" (a client message, already validated), "closed",
+# "report" (every connection of the node, for a resync). PUBLISH answering 0 receivers
+# means no authority is listening: the gateway tells its client `unavailable`.
 AUTHORITY_INBOX: Final = "authority:inbox"
+
+# Channel. Messages for every node, published by the authority: a `cluster_wire.ResyncRequest`
+# (report your connections) when it takes the lease or its subscription was interrupted.
+BROADCAST: Final = "broadcast"
 
 # ---- per node -----------------------------------------------------------------------------
 
-# Channel "<prefix>node:<node id>". Messages for users connected to that node, published by
-# the authority (or any node), consumed by that node only. Payload: msgpack map tagged by
-# "kind": {kind: "deliver", to: [user id...], message: ServerMessage as its msgpack map} or
-# {kind: "disconnect", user, session_id, code: int, reason: str}.
+# Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
+# `signalling.cluster_wire.NodeMessage` (msgpack map tagged by "kind"): "deliver" (a server
+# message for some of its users), "disconnect" (close a session's connection), from the
+# authority or a media node; "room" and "signal" (a call's media, for its media node), from
+# the authority.
 NODE_CHANNEL: Final = "node:"
 
 # ---- presence -----------------------------------------------------------------------------
@@ -68,6 +80,8 @@ class ClusterKeys:
         "authority",
         "authority_epoch",
         "authority_inbox",
+        "authority_last",
+        "broadcast",
         "nodes",
         "nodes_heard",
         "prefix",
@@ -80,6 +94,8 @@ class ClusterKeys:
         self.authority = prefix + AUTHORITY
         self.authority_epoch = prefix + AUTHORITY_EPOCH
         self.authority_inbox = prefix + AUTHORITY_INBOX
+        self.authority_last = prefix + AUTHORITY_LAST
+        self.broadcast = prefix + BROADCAST
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id
@@ -104,6 +120,8 @@ __all__ = [
     "AUTHORITY",
     "AUTHORITY_EPOCH",
     "AUTHORITY_INBOX",
+    "AUTHORITY_LAST",
+    "BROADCAST",
     "NODES",
     "NODES_HEARD",
     "NODE_CHANNEL",

@@ -3,7 +3,7 @@
 It authenticates each connection, bounds and decodes frames, feeds messages and the time to
 the switchboard, arms its one timer, and performs the actions that come back, in order:
 records first (the recorder has a fact before any client hears of it), then deliveries.
-This module is the one place where signalling errors become wire codes (`_error_reply`,
+This module is the one place where signalling errors become wire codes (`error_reply`,
 `ConnectionRefused`); the switchboard only raises.
 
 Everything that touches a connection's outgoing stream goes through one ordered outbox,
@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -47,6 +47,9 @@ from signalling.media_port import MediaPort
 from signalling.ratelimit import TokenBucket, WindowCounter
 from signalling.router import CLOSE_WAIT_S, Connection, Router
 from signalling.switchboard import SessionKeys, Switchboard
+
+if TYPE_CHECKING:
+    from signalling.cluster import ClusterNode
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +120,9 @@ class Hub:
         self.media = media
         self.clock = clock
         self.node_id = switchboard.node_id
+        # Set when this node is one of many (signalling/cluster.py): the core then runs on
+        # the authority node, and this hub's edge hands what clients say to the cluster.
+        self.cluster: ClusterNode | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._outbox: list[Sequence[Step]] = []
@@ -141,13 +147,18 @@ class Hub:
         if self.media is not None:
             await self.media.start()
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def stop(self) -> None:
         """Close every connection (1001) after what was queued for it, let each handler
         tell the core its connection is gone, and perform what the core still had to say."""
         self._stopping = True
-        # Told before the close, so clients see their calls end with a reason.
-        self._emit(self.core.shutdown(self.clock()))
+        # Told before the close, so clients see their calls end with a reason. Of many
+        # nodes, only this node's users sign out: the others' sessions go on, taken on by
+        # the next authority (on a gateway the core is empty and this says nothing).
+        local = set(self._live) if self.cluster is not None else None
+        self._emit(self.core.shutdown(self.clock(), local))
         for conn in list(self._live.values()):
             self._emit([_Close(conn, CLOSE_GOING_AWAY, "server shutting down")])
         handlers = {t for t in self._handlers if t is not asyncio.current_task()}
@@ -157,6 +168,8 @@ class Hub:
             await asyncio.wait_for(self._flush(), CLOSE_WAIT_S)
         if self._negotiations:
             await asyncio.wait(set(self._negotiations), timeout=CLOSE_WAIT_S)
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.media is not None:
             await self.media.stop()
         if self._timer is not None:
@@ -170,6 +183,19 @@ class Hub:
             self._pump_task = None
 
     # ---- performing actions -----------------------------------------------------------
+
+    def emit(self, actions: Sequence[Action]) -> None:
+        """Perform the core's `actions` after everything queued so far (the cluster's
+        authority applies what other nodes said through this)."""
+        self._emit(actions)
+
+    def close_connection(self, conn: Connection, code: int, reason: str) -> None:
+        """Close `conn` once what was queued for it is sent."""
+        self._emit([_Close(conn, code, reason)])
+
+    def reply(self, conn: Connection, exc: ClientError, ref: str | None) -> None:
+        """Answer a message of `conn` with the error `exc`."""
+        self._reply(conn, exc, ref)
 
     def _emit(self, steps: Sequence[Step]) -> None:
         if steps:
@@ -199,10 +225,13 @@ class Hub:
 
     def health(self) -> dict[str, object]:
         """What /healthz reports: degraded while trace events wait for the recorder."""
-        status = "degraded" if self._unrecorded else "ok"
+        degraded = bool(self._unrecorded) or (self.cluster is not None and self.cluster.degraded)
+        status = "degraded" if degraded else "ok"
         health: dict[str, object] = {"status": status, "unrecorded_events": len(self._unrecorded)}
         if self.media is not None:
             health.update(self.media.health())
+        if self.cluster is not None:
+            health.update(self.cluster.health())
         return health
 
     async def _record(self, events: list[TraceEvent]) -> None:
@@ -255,9 +284,7 @@ class Hub:
                 if self.media is not None:
                     self.media.room_changed(step)
             case Negotiate():
-                task = asyncio.get_running_loop().create_task(self._negotiate(step))
-                self._negotiations.add(task)
-                task.add_done_callback(self._negotiations.discard)
+                self.negotiate(step, self.media)
             case Record():
                 pass
 
@@ -266,13 +293,19 @@ class Hub:
         replies and offers come this way)."""
         self._emit([Send((user,), message)])
 
-    async def _negotiate(self, step: Negotiate) -> None:
-        if self.media is None:
+    def negotiate(self, step: Negotiate, port: MediaPort | None) -> None:
+        """Have `port` carry out a member's media message (errors are answered to them)."""
+        task = asyncio.get_running_loop().create_task(self._negotiate(step, port))
+        self._negotiations.add(task)
+        task.add_done_callback(self._negotiations.discard)
+
+    async def _negotiate(self, step: Negotiate, port: MediaPort | None) -> None:
+        if port is None:
             return
         try:
-            await self.media.signal(step.user, step.message)
+            await port.signal(step.user, step.message)
         except ClientError as exc:
-            self.deliver(step.user, _error_reply(exc, step.message.id))
+            self.deliver(step.user, error_reply(exc, step.message.id))
         except Exception:
             log.exception(
                 "media negotiation failed",
@@ -375,6 +408,14 @@ class Hub:
         keys = SessionKeys(
             session_id="s-" + secrets.token_hex(8), resume_token=secrets.token_urlsafe(24)
         )
+        if self.cluster is not None:
+            # The core is on the authority: the welcome comes back through the cluster,
+            # which attaches the connection then (under its session's id).
+            conn = Connection(ws, user, keys.session_id, Encoding(params["encoding"]))
+            self._live[user] = conn
+            self.cluster.connect(conn, identity, keys, params)
+            await self._serve_connection(ws, conn, identity)
+            return
         session, actions = self.core.connect(
             identity,
             keys=keys,
@@ -388,6 +429,12 @@ class Hub:
         self._emit(_attached(conn, actions))
         # This frame lives as long as the connection: hold no more than it needs.
         del actions, keys, session
+        await self._serve_connection(ws, conn, identity)
+
+    async def _serve_connection(
+        self, ws: web.WebSocketResponse, conn: Connection, identity: Identity
+    ) -> None:
+        user = identity.user_id
         # A connection is authorised by its token only while the token lasts, idle or not.
         loop = asyncio.get_running_loop()
         expires_in = identity.expires_at + self.config.auth.leeway_s - self.clock()
@@ -418,7 +465,10 @@ class Hub:
             # Else the hub closed it or it was replaced: its close is under way or queued.
             # A replaced connection's close is reported too; the core knows it replaced it
             # (it asked for the Disconnect) and must not send the session away for it.
-            self._emit(self.core.disconnect(user, conn.session_id, self.clock()))
+            if self.cluster is not None:
+                self.cluster.closed(conn)
+            else:
+                self._emit(self.core.disconnect(user, conn.session_id, self.clock()))
             if peer_left:
                 await conn.stop()
             await conn.finish()
@@ -476,6 +526,9 @@ class Hub:
             if isinstance(msg, p.Offer | p.Answer) and len(msg.sdp) > limits.max_sdp_chars:
                 self._reply(conn, InvalidMessage("sdp too long", field="sdp"), msg.id)
                 continue
+            if self.cluster is not None:
+                self.cluster.message(conn, msg)
+                continue
             try:
                 actions = self.core.handle(user, msg, now)
             except ClientError as exc:
@@ -489,7 +542,7 @@ class Hub:
             self._emit([_Close(conn, CLOSE_UNAUTHORIZED, "token expired")])
 
     def _reply(self, conn: Connection, exc: ClientError, ref: str | None) -> None:
-        self._emit([Send((conn.user,), _error_reply(exc, ref))])
+        self._emit([Send((conn.user,), error_reply(exc, ref))])
 
 
 def _attached(conn: Connection, actions: Sequence[Action]) -> list[Step]:
@@ -506,6 +559,6 @@ def _attached(conn: Connection, actions: Sequence[Action]) -> list[Step]:
     return steps
 
 
-def _error_reply(exc: ClientError, ref: str | None) -> p.Error:
+def error_reply(exc: ClientError, ref: str | None) -> p.Error:
     """The one translation of a client error to the wire."""
     return p.Error(ref=ref, code=exc.code, reason=exc.reason, field=exc.field)

@@ -74,21 +74,24 @@ class LeaseTerm:
         return self.renew_at
 
 
-# KEYS[1] lease, KEYS[2] epoch; ARGV[1] holder id, ARGV[2] TTL in ms.
-# Returns the epoch of the caller's holding, or 0 if another node holds the lease. Taking a
-# lease already ours (a retried command whose reply was lost) refreshes it, same epoch. The
-# epoch is at least the server time in ms, so it keeps rising even if Redis lost its data.
+# KEYS[1] lease, KEYS[2] epoch, KEYS[3] last holder; ARGV[1] holder id, ARGV[2] TTL in ms.
+# Returns {epoch of the caller's holding, the holder before it ('' if unknown)}, or {0, ''}
+# if another node holds the lease. Taking a lease already ours (a retried command whose
+# reply was lost) refreshes it, same epoch. The epoch is at least the server time in ms, so
+# it keeps rising even if Redis lost its data.
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 local epoch = redis.call('GET', KEYS[2])
+local last = redis.call('GET', KEYS[3]) or ''
 if current == ARGV[1] and epoch then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(epoch)
+  return {tonumber(epoch), last}
 end
 if current and current ~= ARGV[1] then
-  return 0
+  return {0, ''}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[1])
 local t = redis.call('TIME')
 local floor = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local next_epoch = tonumber(epoch or '0') + 1
@@ -96,7 +99,7 @@ if next_epoch < floor then
   next_epoch = floor
 end
 redis.call('SET', KEYS[2], string.format('%d', next_epoch))
-return next_epoch
+return {next_epoch, last}
 """
 
 # KEYS[1] lease; ARGV[1] holder id, ARGV[2] TTL in ms. 1 if renewed, 0 if not ours.
@@ -131,6 +134,7 @@ class Lease:
         ttl_s: float = LEASE_TTL_S,
         on_lost: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        last_key: str | None = None,
     ) -> None:
         if ttl_s < 0.01:
             raise ValueError("ttl_s must be at least 10 ms")
@@ -140,6 +144,10 @@ class Lease:
         self.ttl_s = ttl_s
         self.epoch: int | None = None
         """The fencing epoch of our current holding; None when not held."""
+        self.last_key = last_key if last_key is not None else key + ":last"
+        self.previous_holder: str | None = None
+        """Who took the lease before our current holding (ourselves, if we took it again
+        with nobody in between); None if Redis does not know (it lost its data)."""
         self._redis = redis
         self._ttl_ms = round(ttl_s * 1000)
         self._on_lost = on_lost
@@ -164,13 +172,13 @@ class Lease:
     async def acquire(self) -> bool:
         """Take the lease if nobody holds it (or we already do); then keep it renewed."""
         sent_at = self._clock()
-        epoch = int(
-            await self._acquire(
-                keys=[self.key, self.epoch_key], args=[self.holder_id, self._ttl_ms]
-            )
+        reply = await self._acquire(
+            keys=[self.key, self.epoch_key, self.last_key], args=[self.holder_id, self._ttl_ms]
         )
+        epoch = int(reply[0])
         if epoch == 0:
             return False
+        last = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
         if self._term.expired(self._clock()):
             # Our previous holding ran out before its keeper noticed: that is a loss, even
             # if the lease is ours again now.
@@ -178,6 +186,7 @@ class Lease:
         if not self._term.held(self._clock()):
             log.info("lease acquired", key=self.key, holder=self.holder_id, epoch=epoch)
             self._end_holding()
+            self.previous_holder = last or None
         self.epoch = epoch
         self._confirmed(sent_at)
         return True

@@ -134,6 +134,9 @@ class LocalRouter:
         if self._conns.get(conn.user) is conn:
             del self._conns[conn.user]
 
+    def connection(self, user: str) -> Connection | None:
+        return self._conns.get(user)
+
     def deliver(self, to: Iterable[str], message: ServerMessage) -> None:
         frames: dict[Encoding, str | bytes] = {}
         conns = self._conns

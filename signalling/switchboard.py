@@ -32,7 +32,7 @@ Every transition a call makes is checked against `signalling.call.TRANSITIONS` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from commandcenter.auth import Courts, Identity, Role
@@ -215,6 +215,21 @@ class Switchboard:
         if old is not None:
             out.append(Disconnect(user, old.session_id, CLOSE_REPLACED, "signed in elsewhere"))
             self._sign_out(old, "replaced", now, out)
+        session, opened = self._open(identity, keys, device, app_version, "sign_in", now)
+        out.extend(opened)
+        return session, out
+
+    def _open(
+        self,
+        identity: Identity,
+        keys: SessionKeys,
+        device: str,
+        app_version: str,
+        kind: str,
+        now: float,
+    ) -> tuple[Session, list[Action]]:
+        out: list[Action] = []
+        user = identity.user_id
         session = Session(
             identity=identity,
             session_id=keys.session_id,
@@ -227,7 +242,7 @@ class Switchboard:
         self._index(session, add=True)
         out.append(
             self._record(
-                "sign_in",
+                kind,
                 now,
                 user=user,
                 role=identity.role.value,
@@ -287,15 +302,79 @@ class Switchboard:
         self._dispatch(now, out)
         return out
 
-    def shutdown(self, now: float) -> list[Action]:
-        """The node is stopping: end every call and sign everyone out, so the trace holds
-        no sign-in without its sign-out and no call without its end."""
+    # ---- many nodes (signalling/cluster.py) -------------------------------------------
+
+    def adopt(
+        self,
+        identity: Identity,
+        *,
+        keys: SessionKeys,
+        device: str,
+        app_version: str,
+        now: float,
+    ) -> list[Action]:
+        """A gateway reports a live connection of session `keys.session_id` (a resync: after
+        this node became the authority, or after messages between them may have been lost).
+
+        A session we know under that id is brought up to date (back from away, if the
+        close we heard of was the lost connection's) and welcomed again with the current
+        state. One we do not know is taken on as it is: its sign-in was recorded by the
+        authority that opened it, so it is recorded as `session_adopted`, not counted again.
+        A report of a session the user has since replaced is answered by closing it."""
+        user = identity.user_id
+        old = self.sessions.get(user)
+        if old is not None and old.session_id == keys.session_id:
+            if old.connected:
+                return [Send((user,), self._welcome(old, resumed=True, now=now))]
+            _, out = self.connect(
+                identity,
+                keys=keys,
+                device=device,
+                app_version=app_version,
+                resume_token=old.resume_token,
+                now=now,
+            )
+            return out
+        if old is not None:
+            return [Disconnect(user, keys.session_id, CLOSE_REPLACED, "signed in elsewhere")]
+        _, out = self._open(identity, keys, device, app_version, "session_adopted", now)
+        return out
+
+    def lose(self, user: str, session_id: str, now: float) -> list[Action]:
+        """The node serving `session_id` died: its calls end with `node_lost` at once and
+        the user signs out (no grace: their connection is known gone, and a client that
+        reconnects elsewhere in time has resumed already, under the same session id but
+        from a live node, so this is not called for it)."""
+        out: list[Action] = []
+        session = self.sessions.get(user)
+        if session is None or session.session_id != session_id:
+            return out
+        if session.call is not None:
+            self._end(self.calls[session.call], EndReason.NODE_LOST, user, now, out)
+        self._sign_out(session, "node_lost", now, out)
+        self._dispatch(now, out)
+        return out
+
+    def end_call(self, call_id: str, reason: EndReason, now: float) -> list[Action]:
+        """End a live call from outside (its media node died): everyone in it is told."""
+        out: list[Action] = []
+        call = self.calls.get(call_id)
+        if call is not None and call.is_live():
+            self._end(call, reason, None, now, out)
+            self._dispatch(now, out)
+        return out
+
+    def shutdown(self, now: float, users: Collection[str] | None = None) -> list[Action]:
+        """The node is stopping: end every call and sign everyone out (or only `users`: the
+        rest are connected to other nodes, and the next authority takes their sessions on),
+        so the trace holds no sign-in without its sign-out and no call without its end."""
         out: list[Action] = []
         for call in list(self.calls.values()):
             if call.is_live():
                 self._end(call, EndReason.SHUTDOWN, None, now, out)
         for session in list(self.sessions.values()):
-            self._sign_out(session, "shutdown", now, out)
+            if users is None or session.user_id in users:
+                self._sign_out(session, "shutdown", now, out)
         return out
 
     def _sign_out(self, session: Session, reason: str, now: float, out: list[Action]) -> None:

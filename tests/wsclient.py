@@ -139,7 +139,7 @@ class Client:
 
     @staticmethod
     def _matches(msg: Msg, type: str, match: Mapping[str, Any], where: Where | None) -> bool:
-        if msg.get("type") != type:
+        if type != "*" and msg.get("type") != type:
             return False
         if any(msg.get(k) != v for k, v in match.items()):
             return False
@@ -224,6 +224,10 @@ class Client:
         )
         assert got["type"] == reply, f"{self.user}: {type} {fields} got {got}"
         return got
+
+    async def reply_to(self, msg_id: str, timeout: float = DEFAULT_TIMEOUT) -> Msg:  # noqa: ASYNC109
+        """The reply to message `msg_id`, whatever its type (ack, error, ...)."""
+        return await self.expect("*", timeout, ref=msg_id)
 
     async def error_for(self, msg_id: str, timeout: float = DEFAULT_TIMEOUT) -> Msg:  # noqa: ASYNC109
         return await self.expect("error", timeout, ref=msg_id)

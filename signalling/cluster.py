@@ -1,0 +1,965 @@
+"""Many hub nodes acting as one, through Redis (`[redis] url`); docs/cluster.md is the design.
+
+Every node is a *gateway*: its hub authenticates WebSockets and decodes frames as on one
+node, and hands what a client said to this module (`connect`, `message`, `closed`), which
+publishes it to the authority's inbox. One node at a time, the *authority* (the holder of
+the Redis lease), runs the province's switchboard: it applies what gateways publish, in the
+order its inbox receives it, and its hub performs the actions as on one node, except that
+`ClusterRouter` routes each delivery to the node serving its recipient (`where`) and
+`ClusterMedia` hands each call's media to the call's media node. The authority is also a
+gateway: what its own clients say is applied directly, without a round trip through Redis.
+
+Theory of operation
+-------------------
+* Order. Each node publishes through one connection, in one task (`_publisher`), in the order
+  its clients spoke; Redis keeps each publisher's order on a channel. So the core sees each
+  client's messages in order, and each gateway sees the core's deliveries in order.
+* Where a user is. The authority learns it from `connect` (the node that sent it) and
+  applies it at the user's welcome: what the core says to the user before its welcome
+  (to the connection being replaced, perhaps on another node) still goes to the old node.
+  Other nodes (a media node answering a member) find a user through `presence:<user>`,
+  which each gateway writes for its connections and refreshes every heartbeat.
+* Nobody listening. PUBLISH to the inbox answers how many subscribers heard it: 0 means no
+  authority (between two, or Redis unreachable), and the client is told `unavailable` (or,
+  for a new connection, closed with 1013 "try again later") instead of waiting in vain.
+* Resync. Messages published while nobody listened, or while a subscription was down, are
+  lost, so whenever that may have happened (an authority takes the lease, or a
+  subscription comes back) gateways report every connection they serve (`Report`). The
+  authority reconciles: sessions it knows are welcomed again with the current state, ones
+  it does not know are adopted (`Switchboard.adopt`, not a new sign-in), and sessions that
+  node no longer serves have their connection's close applied.
+* Node death. The registry (`signalling.registry`) tells every node once per death; the
+  authority ends the calls of the dead node's users and of the calls whose media it hosted
+  with `node_lost`, and signs its users out (`Switchboard.lose`). A user who reconnected
+  elsewhere in the meantime resumed their session from a live node and is left alone.
+* A new authority. A node taking the lease keeps the switchboard it had if nobody else held
+  the lease since (a Redis restart, a partition of its own); otherwise it starts with an
+  empty one and adopts every reported session. A node that was not the last holder waits
+  one lease TTL after seeing the lease free before taking it, so that after a Redis
+  restart the previous authority, with its calls, gets it back.
+* Python 3.11 can swallow a cancel delivered inside a redis-py call, so every loop here also
+  waits on a stop event, and stopping sets it before cancelling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from commandcenter.auth import Identity, Role
+from commandcenter.config import Config
+from signalling import cluster_wire as w
+from signalling import protocol as p
+from signalling.actions import Action, Negotiate, Room, Send
+from signalling.cluster_keys import ClusterKeys
+from signalling.errors import CLOSE_REPLACED, ClientError, MediaUnavailable, Unavailable
+from signalling.hub import Hub, error_reply
+from signalling.lease import Lease
+from signalling.media_port import MediaMessage, MediaPort
+from signalling.protocol import EndReason
+from signalling.registry import OVERLOADED_CPU, NodeLoad, NodeRecord, RedisRegistry
+from signalling.router import Connection, LocalRouter
+from signalling.switchboard import SessionKeys, Switchboard
+
+log = structlog.get_logger(__name__)
+
+# A new connection for which no authority is listening is closed with this (RFC 6455
+# "try again later"): the client reconnects after its backoff.
+CLOSE_TRY_AGAIN: Final = 1013
+# Most commands sent to Redis in one pipeline.
+MAX_PIPELINE: Final = 512
+# A subscription that failed is retried after this long, doubling up to the maximum.
+RETRY_MIN_S: Final = 0.1
+RETRY_MAX_S: Final = 2.0
+# How long a subscriber waits for a message before looking at its stop event again.
+POLL_S: Final = 0.5
+
+# KEYS[1] presence key; ARGV[1] the value this node wrote. Deletes it only if it is still
+# ours: the user may have connected to another node since.
+_DELETE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass
+class AuthorityState:
+    """What the authority holds: the core, and where each of its users is."""
+
+    core: Switchboard
+    # user -> (node, run) of the connection the core last welcomed.
+    where: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # user -> (node, run) of a connection whose welcome is still to be delivered.
+    arriving: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # (user, session id a gateway drew) -> the session it resumed, for that gateway's close.
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    # call -> the node relaying its media.
+    media_nodes: dict[str, str] = field(default_factory=dict)
+
+
+def pick_media_node(
+    alive: Sequence[NodeRecord], rooms: collections.Counter[str], fallback: str
+) -> str:
+    """The live node with media to host a new call's media: the fewest rooms assigned by
+    this authority (it assigns them all, and sees its own assignments at once, not a
+    heartbeat later), then the least CPU; nodes near full CPU only if all are."""
+    candidates = [r for r in alive if r.status.media_address]
+    if not candidates:
+        return fallback
+    best = min(
+        candidates,
+        key=lambda r: (
+            r.status.load.cpu >= OVERLOADED_CPU,
+            rooms[r.node_id],
+            r.status.load.cpu,
+            r.node_id,
+        ),
+    )
+    return best.node_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Publish:
+    channel: str
+    payload: bytes
+    # Called when nobody heard it (0 subscribers) or Redis failed; None: nobody cares.
+    unheard: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SetPresence:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _DeletePresence:
+    key: str
+    value: bytes
+
+
+_Command = _Publish | _SetPresence | _DeletePresence
+
+
+class ClusterNode:
+    """This node's part in the cluster: gateway always, authority while it holds the lease."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        config: Config,
+        new_core: Callable[[], Switchboard],
+        local_media: MediaPort | None,
+        http_address: str,
+    ) -> None:
+        rc = config.redis
+        self.hub = hub
+        self.config = config
+        self.node_id = hub.node_id
+        self.run = time.time()
+        self.keys = ClusterKeys(rc.key_prefix)
+        self._new_core = new_core
+        # Commands time out well within a node timeout: a hung Redis must not hold a loop.
+        self.redis = Redis.from_url(
+            rc.url,
+            socket_timeout=rc.node_timeout_s / 2,
+            socket_connect_timeout=rc.node_timeout_s / 2,
+        )
+        # Subscriptions wait for messages indefinitely; a PING every heartbeat finds a dead
+        # connection that no RST announced.
+        self._subscriber_redis = Redis.from_url(
+            rc.url,
+            socket_connect_timeout=rc.node_timeout_s / 2,
+            health_check_interval=rc.heartbeat_s,
+        )
+        self.local = LocalRouter()
+        self.router = ClusterRouter(self)
+        self.local_media = local_media
+        self.media = ClusterMedia(self, local_media)
+        media_address = ",".join(config.media.ice_addresses) or "auto"
+        self.registry = RedisRegistry(
+            self.redis,
+            self.keys,
+            self.node_id,
+            http_address=http_address,
+            media_address=media_address if local_media is not None else "",
+            load=self._load,
+            started_at=self.run,
+            heartbeat_s=rc.heartbeat_s,
+            node_timeout_s=rc.node_timeout_s,
+            on_dead=self._node_dead,
+        )
+        self.lease = Lease(
+            self.redis,
+            self.keys.authority,
+            self.keys.authority_epoch,
+            self.node_id,
+            ttl_s=rc.lease_ttl_s,
+            on_lost=self._lease_lost,
+            last_key=self.keys.authority_last,
+        )
+        self._delete_if_ours = self.redis.register_script(_DELETE_IF_OURS)
+        self.state: AuthorityState | None = None
+        # The state of our last holding, kept in case we take the lease again unopposed.
+        self._stashed: AuthorityState | None = None
+        self.authority_id: str | None = None
+        self._last_holder: str | None = None
+        # Connections of this node waiting for their welcome, by user.
+        self.pending: dict[str, Connection] = {}
+        self.infos: dict[Connection, w.ConnectionInfo] = {}
+        # The presence value written for each attached connection (to delete only ours).
+        self._presence: dict[Connection, bytes] = {}
+        self._commands: collections.deque[_Command] = collections.deque()
+        self._commands_ready = asyncio.Event()
+        self._lookups: collections.deque[tuple[list[str], p.ServerMessage]] = collections.deque()
+        self._lookups_ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inbox_stop: asyncio.Event | None = None
+        self._inbox_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._redis_ok = True
+        self._subscribed = False
+        self._cpu_at = (time.monotonic(), _cpu_seconds())
+        self._cpu = 0.0
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the cluster. Never fails for Redis being down: every loop retries."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        await self.registry.start()
+        for coro in (self._publisher(), self._subscriber(), self._presence_keeper()):
+            self._tasks.append(loop.create_task(coro))
+        self._tasks.append(loop.create_task(self._lookup_worker()))
+        self._tasks.append(loop.create_task(self._lead()))
+
+    async def stop(self) -> None:
+        """Flush what is queued, give the lease up, leave. The registry record stays: the
+        others see this node go silent and clean up after `node_timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.redis.node_timeout_s / 2):
+                while self._commands:
+                    self._commands_ready.set()
+                    await asyncio.sleep(0.01)
+        self._stopping.set()
+        self._stop_inbox()
+        if self.state is not None:
+            self.state = None
+            await self.lease.release()
+        await self.registry.stop()
+        tasks, self._tasks = self._tasks, []
+        if self._inbox_task is not None:
+            tasks.append(self._inbox_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=self.config.redis.node_timeout_s)
+        await self.redis.aclose()
+        await self._subscriber_redis.aclose()
+
+    def health(self) -> dict[str, object]:
+        reachable = self._redis_ok and self._subscribed
+        registry = self.registry.health()
+        return {
+            "cluster": {
+                "role": "authority" if self.state is not None else "gateway",
+                "authority": self.authority_id,
+                "redis": "ok" if reachable and registry["registry"] == "ok" else "unreachable",
+                "nodes": registry["nodes_alive"],
+            }
+        }
+
+    @property
+    def degraded(self) -> bool:
+        health = self.health()["cluster"]
+        assert isinstance(health, dict)
+        return health["redis"] != "ok" or health["authority"] is None
+
+    # ---- gateway: what this node's clients say -------------------------------------------
+
+    def connect(
+        self, conn: Connection, identity: Identity, keys: SessionKeys, params: dict[str, str]
+    ) -> None:
+        info = w.ConnectionInfo(
+            user=identity.user_id,
+            name=identity.name,
+            role=identity.role.value,
+            court=identity.court,
+            expires_at=identity.expires_at,
+            session_id=keys.session_id,
+            resume_token=keys.resume_token,
+            device=params["device"],
+            app_version=params["app"],
+        )
+        self.pending[conn.user] = conn
+        self.infos[conn] = info
+        envelope = w.Connect(
+            node=self.node_id, run=self.run, conn=info, resume=params["resume"] or None
+        )
+        if self.state is not None:
+            self._apply(envelope)
+            return
+
+        def refuse() -> None:
+            if self.pending.get(conn.user) is conn:
+                self.hub.close_connection(conn, CLOSE_TRY_AGAIN, "command center unavailable")
+
+        self._send_inbox(envelope, refuse)
+
+    def message(self, conn: Connection, message: p.ClientMessage) -> None:
+        envelope = w.ClientMessage(node=self.node_id, run=self.run, user=conn.user, message=message)
+        if self.state is not None:
+            self._apply(envelope)
+            return
+
+        def unavailable() -> None:
+            error = Unavailable("command center unreachable; retry")
+            self.hub.reply(conn, error, message.id)
+
+        self._send_inbox(envelope, unavailable)
+
+    def closed(self, conn: Connection) -> None:
+        if self.pending.get(conn.user) is conn:
+            del self.pending[conn.user]
+        self.infos.pop(conn, None)
+        value = self._presence.pop(conn, None)
+        if value is not None:
+            self._command(_DeletePresence(self.keys.presence(conn.user), value))
+        envelope = w.Closed(
+            node=self.node_id, run=self.run, user=conn.user, session_id=conn.session_id
+        )
+        if self.state is not None:
+            self._apply(envelope)
+        else:
+            # Unheard, it is reconciled at the next resync.
+            self._send_inbox(envelope, None)
+
+    def _send_inbox(self, envelope: w.InboxMessage, unheard: Callable[[], None] | None) -> None:
+        self._command(_Publish(self.keys.authority_inbox, w.encode(envelope), unheard))
+
+    # ---- gateway: what this node delivers --------------------------------------------------
+
+    def deliver_local(self, to: Sequence[str], message: p.ServerMessage) -> None:
+        if isinstance(message, p.Welcome):
+            for user in to:
+                conn = self.pending.get(user)
+                if conn is not None:
+                    # The session's id (a resume keeps the old one) from here on.
+                    del self.pending[user]
+                    conn.session_id = message.session_id
+                    self.local.attach(conn)
+                    self._write_presence(conn)
+        self.local.deliver(to, message)
+
+    def disconnect_local(self, user: str, session_id: str, code: int, reason: str) -> None:
+        conn = self.pending.get(user)
+        if conn is not None and self.infos.get(conn, None) is not None:
+            info = self.infos[conn]
+            if session_id in (conn.session_id, info.session_id):
+                del self.pending[user]
+                conn.close(code, reason)
+                return
+        self.local.disconnect(user, session_id, code, reason)
+
+    def deliver_anywhere(self, to: Sequence[str], message: p.ServerMessage) -> None:
+        """Deliver to users wherever they are connected: here, or (looked up in their
+        presence keys, in order) on another node."""
+        here = [u for u in to if self._is_local(u)]
+        if here:
+            self.deliver_local(here, message)
+        elsewhere = [u for u in to if not self._is_local(u)]
+        if elsewhere:
+            self._lookups.append((elsewhere, message))
+            self._lookups_ready.set()
+
+    def _is_local(self, user: str) -> bool:
+        return user in self.pending or self.local.connection(user) is not None
+
+    def report(self) -> w.Report:
+        """Every connection this node serves, for a resync."""
+        conns = []
+        for conn, info in self.infos.items():
+            if not conn.closing:
+                conns.append(msgspec.structs.replace(info, session_id=conn.session_id))
+        return w.Report(node=self.node_id, run=self.run, conns=conns)
+
+    def _write_presence(self, conn: Connection) -> None:
+        value = w.encode(
+            w.Presence(node=self.node_id, session_id=conn.session_id, connected_at=self.hub.clock())
+        )
+        self._presence[conn] = value
+        self._command(_SetPresence(self.keys.presence(conn.user), value))
+
+    # ---- authority: applying what gateways said -------------------------------------------
+
+    def _apply(self, envelope: w.InboxMessage) -> None:
+        state = self.state
+        if state is None:
+            return
+        core = state.core
+        now = self.hub.clock()
+        actions: list[Action]
+        match envelope:
+            case w.Connect(conn=info):
+                state.arriving[info.user] = (envelope.node, envelope.run)
+                session, actions = core.connect(
+                    _identity(info),
+                    keys=SessionKeys(info.session_id, info.resume_token),
+                    device=info.device,
+                    app_version=info.app_version,
+                    resume_token=envelope.resume,
+                    now=now,
+                )
+                if session.session_id != info.session_id:
+                    state.aliases[(info.user, info.session_id)] = session.session_id
+            case w.ClientMessage(user=user, message=message):
+                try:
+                    actions = core.handle(user, message, now)
+                except ClientError as exc:
+                    actions = [Send((user,), error_reply(exc, message.id))]
+            case w.Closed(user=user):
+                session_id = state.aliases.pop((user, envelope.session_id), envelope.session_id)
+                if state.where.get(user, ("", 0.0))[0] == envelope.node:
+                    current = core.session(user)
+                    if current is None or current.session_id == session_id:
+                        del state.where[user]
+                actions = core.disconnect(user, session_id, now)
+            case w.Report():
+                actions = self._reconcile(state, envelope, now)
+        self.hub.emit(actions)
+
+    def _reconcile(self, state: AuthorityState, report: w.Report, now: float) -> list[Action]:
+        core = state.core
+        out: list[Action] = []
+        reported = {c.user: c for c in report.conns}
+        for user, (node, _) in list(state.where.items()):
+            if node != report.node:
+                continue
+            info = reported.get(user)
+            session = core.session(user)
+            if info is None or session is None or session.session_id != info.session_id:
+                # That node no longer serves it: its close was lost on the way.
+                del state.where[user]
+                if session is not None and session.connected:
+                    out.extend(core.disconnect(user, session.session_id, now))
+        for info in report.conns:
+            session = core.session(info.user)
+            if session is not None and session.session_id != info.session_id:
+                # Replaced since (by a connection elsewhere): close the stale one.
+                self._disconnect_on(report.node, info.user, info.session_id, "signed in elsewhere")
+                continue
+            state.arriving[info.user] = (report.node, report.run)
+            keys = SessionKeys(info.session_id, info.resume_token)
+            out.extend(
+                core.adopt(
+                    _identity(info),
+                    keys=keys,
+                    device=info.device,
+                    app_version=info.app_version,
+                    now=now,
+                )
+            )
+        log.info(
+            "resync applied", node_id=self.node_id, peer=report.node, connections=len(report.conns)
+        )
+        return out
+
+    def _disconnect_on(self, node: str, user: str, session_id: str, reason: str) -> None:
+        if node == self.node_id:
+            self.disconnect_local(user, session_id, CLOSE_REPLACED, reason)
+            return
+        envelope = w.Disconnect(
+            node=self.node_id,
+            run=self.run,
+            user=user,
+            session_id=session_id,
+            code=CLOSE_REPLACED,
+            reason=reason,
+        )
+        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+
+    def _node_dead(self, node_id: str) -> None:
+        state = self.state
+        if state is None:
+            return
+        record = self.registry.registry.record(node_id)
+        alive = {r.node_id for r in self.registry.alive()}
+        current_run = record.status.started_at if record is not None and node_id in alive else None
+        now = self.hub.clock()
+        actions: list[Action] = []
+        lost = 0
+        for user, (node, run) in list(state.where.items()):
+            if node != node_id or run == current_run:
+                continue
+            del state.where[user]
+            session = state.core.session(user)
+            if session is not None:
+                lost += 1
+                actions.extend(state.core.lose(user, session.session_id, now))
+        for user, (node, run) in list(state.arriving.items()):
+            if node == node_id and run != current_run:
+                del state.arriving[user]
+        for call_id, node in list(state.media_nodes.items()):
+            if node == node_id:
+                actions.extend(state.core.end_call(call_id, EndReason.NODE_LOST, now))
+        log.warning("node lost", node_id=self.node_id, peer=node_id, sessions=lost)
+        self.hub.emit(actions)
+
+    # ---- authority: taking and losing the lease ---------------------------------------------
+
+    async def _lead(self) -> None:
+        """Take the lease whenever it is free (see the module docstring for who waits)."""
+        rc = self.config.redis
+        period = rc.lease_ttl_s / 3
+        free_since: float | None = None
+        first = True
+        while not self._stopping.is_set():
+            if not first:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(period):
+                        await self._stopping.wait()
+                if self._stopping.is_set():
+                    return
+            first = False
+            if self.state is not None:
+                continue
+            try:
+                holder = await self.lease.holder()
+                self._redis_ok = True
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+                self.authority_id = None
+                continue
+            self.authority_id = holder
+            if holder is not None:
+                self._last_holder = holder
+                free_since = None
+                continue
+            now = time.monotonic()
+            free_since = now if free_since is None else free_since
+            if self._last_holder not in (None, self.node_id) and now - free_since < rc.lease_ttl_s:
+                continue
+            try:
+                taken = await self.lease.acquire()
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+                continue
+            if taken and not self._stopping.is_set():
+                self._take_authority()
+
+    def _take_authority(self) -> None:
+        previous = self.lease.previous_holder
+        stashed, self._stashed = self._stashed, None
+        if stashed is not None and previous in (None, self.node_id):
+            state = stashed
+        else:
+            state = AuthorityState(core=self._new_core())
+        self.state = state
+        self.hub.core = state.core
+        self.authority_id = self._last_holder = self.node_id
+        log.info(
+            "authority taken",
+            node_id=self.node_id,
+            previous=previous,
+            kept_state=state is stashed,
+            epoch=self.lease.epoch,
+        )
+        self._start_inbox()
+        self.hub.emit([])
+
+    def _lease_lost(self) -> None:
+        state, self.state = self.state, None
+        if state is None:
+            return
+        self._stashed = state
+        self.authority_id = None
+        self._stop_inbox()
+        # An empty core: no timers of the deposed one fire, nothing more is decided here.
+        self.hub.core = self._new_core()
+        self.hub.emit([])
+        log.warning("authority lost", node_id=self.node_id)
+
+    def _start_inbox(self) -> None:
+        self._stop_inbox()
+        stop = asyncio.Event()
+        self._inbox_stop = stop
+        self._inbox_task = asyncio.get_running_loop().create_task(self._inbox(stop))
+
+    def _stop_inbox(self) -> None:
+        if self._inbox_stop is not None:
+            self._inbox_stop.set()
+            self._inbox_stop = None
+        if self._inbox_task is not None:
+            self._inbox_task.cancel()
+            self._inbox_task = None
+
+    async def _inbox(self, stop: asyncio.Event) -> None:
+        """Consume the inbox while we hold the lease; after each (re)subscription, ask every
+        gateway for its connections, since what was published meanwhile is lost."""
+        await self._subscription(
+            [self.keys.authority_inbox], self._on_inbox, self._request_resync, stop
+        )
+
+    def _request_resync(self) -> None:
+        epoch = self.lease.epoch or 0
+        request = w.ResyncRequest(node=self.node_id, run=self.run, epoch=epoch)
+        self._command(_Publish(self.keys.broadcast, w.encode(request)))
+        # Our own connections, directly.
+        self._apply(self.report())
+
+    def _on_inbox(self, channel: bytes, data: bytes) -> None:
+        try:
+            envelope = w.decode_inbox(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("unreadable inbox message dropped", node_id=self.node_id)
+            return
+        self._apply(envelope)
+
+    # ---- node channel -------------------------------------------------------------------
+
+    async def _subscriber(self) -> None:
+        channels = [self.keys.node_channel(self.node_id), self.keys.broadcast]
+        await self._subscription(channels, self._on_node, self._after_gap, self._stopping)
+
+    def _after_gap(self) -> None:
+        """Subscribed again after an interruption: what the core sent us meanwhile is lost,
+        so report what we serve; the authority welcomes each connection again."""
+        self._subscribed = True
+        if self.state is not None:
+            self._apply(self.report())
+        else:
+            self._send_inbox(self.report(), None)
+
+    def _on_node(self, channel: bytes, data: bytes) -> None:
+        try:
+            envelope = w.decode_node(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("unreadable node message dropped", node_id=self.node_id)
+            return
+        match envelope:
+            case w.Deliver(to=to, message=message):
+                self.deliver_local(to, message)
+            case w.Disconnect():
+                self.disconnect_local(
+                    envelope.user, envelope.session_id, envelope.code, envelope.reason
+                )
+            case w.RoomChanged():
+                if self.local_media is not None:
+                    self.local_media.room_changed(
+                        Room(
+                            envelope.call_id,
+                            tuple(envelope.members),
+                            tuple(envelope.silent),
+                            envelope.court,
+                            envelope.officer,
+                            envelope.case_number,
+                        )
+                    )
+            case w.Signal(user=user, message=message):
+                self.hub.negotiate(Negotiate(user, message), self.local_media)
+            case w.ResyncRequest():
+                if envelope.node != self.node_id:
+                    self._send_inbox(self.report(), None)
+
+    async def _subscription(
+        self,
+        channels: list[str],
+        handle: Callable[[bytes, bytes], None],
+        on_subscribed: Callable[[], None],
+        stop: asyncio.Event,
+    ) -> None:
+        retry = RETRY_MIN_S
+        while not stop.is_set():
+            pubsub: PubSub = self._subscriber_redis.pubsub()
+            try:
+                await pubsub.subscribe(*channels)
+                retry = RETRY_MIN_S
+                on_subscribed()
+                while not stop.is_set():
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=POLL_S
+                    )
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        handle(message["channel"], message["data"])
+                    except Exception:
+                        log.exception("cluster message failed", node_id=self.node_id)
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+                self._subscribed = False
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await stop.wait()
+            retry = min(retry * 2, RETRY_MAX_S)
+
+    # ---- Redis writes -----------------------------------------------------------------------
+
+    def _command(self, command: _Command) -> None:
+        self._commands.append(command)
+        self._commands_ready.set()
+
+    async def _publisher(self) -> None:
+        """Sends queued commands in order, pipelined: one round trip for a burst."""
+        commands = self._commands
+        while True:
+            await self._commands_ready.wait()
+            self._commands_ready.clear()
+            while commands:
+                batch = [commands.popleft() for _ in range(min(len(commands), MAX_PIPELINE))]
+                try:
+                    results = await self._execute(batch)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    self._redis_failed(exc)
+                    for command in batch:
+                        if isinstance(command, _Publish) and command.unheard is not None:
+                            command.unheard()
+                    continue
+                self._redis_ok = True
+                for command, result in zip(batch, results, strict=True):
+                    if isinstance(command, _Publish) and command.unheard is not None and not result:
+                        command.unheard()
+
+    async def _execute(self, batch: list[_Command]) -> list[object]:
+        ttl_ms = round(self.config.redis.node_timeout_s * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in batch:
+                match command:
+                    case _Publish():
+                        pipe.publish(command.channel, command.payload)
+                    case _SetPresence():
+                        pipe.set(command.key, command.value, px=ttl_ms)
+                    case _DeletePresence():
+                        await self._delete_if_ours(
+                            keys=[command.key], args=[command.value], client=pipe
+                        )
+            results: list[object] = await pipe.execute()
+        return results
+
+    async def _presence_keeper(self) -> None:
+        """Refresh every presence key of this node each heartbeat, so that they outlive us
+        by at most a node timeout."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.redis.heartbeat_s):
+                    await self._stopping.wait()
+            for conn, value in list(self._presence.items()):
+                if not conn.closing:
+                    self._command(_SetPresence(self.keys.presence(conn.user), value))
+
+    async def _lookup_worker(self) -> None:
+        """Delivers to users of other nodes, found by their presence keys, in order."""
+        while True:
+            await self._lookups_ready.wait()
+            self._lookups_ready.clear()
+            while self._lookups:
+                users, message = self._lookups.popleft()
+                try:
+                    values = await self.redis.mget([self.keys.presence(u) for u in users])
+                except (RedisError, OSError) as exc:
+                    self._redis_failed(exc)
+                    continue
+                by_node: dict[str, list[str]] = {}
+                for user, value in zip(users, values, strict=True):
+                    if value is None:
+                        continue
+                    try:
+                        presence = w.decode_presence(
+                            value.encode() if isinstance(value, str) else value
+                        )
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        continue
+                    by_node.setdefault(presence.node, []).append(user)
+                for node, group in by_node.items():
+                    self.publish_to(node, group, message)
+
+    def publish_to(self, node: str, users: list[str], message: p.ServerMessage) -> None:
+        envelope = w.Deliver(node=self.node_id, run=self.run, to=users, message=message)
+        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+
+    def publish_node(self, node: str, envelope: w.NodeMessage) -> None:
+        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if self._redis_ok:
+            log.warning("redis unreachable", node_id=self.node_id, error=repr(exc))
+        self._redis_ok = False
+
+    # ---- load and media ------------------------------------------------------------------
+
+    def _load(self) -> NodeLoad:
+        now, cpu = time.monotonic(), _cpu_seconds()
+        then, cpu_then = self._cpu_at
+        if now > then:
+            self._cpu = max(0.0, (cpu - cpu_then) / ((now - then) * (os.cpu_count() or 1)))
+        self._cpu_at = (now, cpu)
+        rooms = peers = 0
+        if self.local_media is not None:
+            health = self.local_media.health()
+            rooms = int(health.get("media_rooms", 0))  # type: ignore[call-overload]
+            peers = int(health.get("media_peers", 0))  # type: ignore[call-overload]
+        return NodeLoad(
+            connections=len(self.local.connections()), calls=rooms, media_peers=peers, cpu=self._cpu
+        )
+
+    def media_node_for(self, state: AuthorityState, call_id: str) -> str:
+        node = state.media_nodes.get(call_id)
+        if node is None:
+            rooms = collections.Counter(state.media_nodes.values())
+            node = pick_media_node(self.registry.alive(), rooms, self.node_id)
+            state.media_nodes[call_id] = node
+        return node
+
+
+class ClusterRouter:
+    """The hub's `Router` on a node of a cluster. On the authority, each delivery goes to
+    the node serving its recipient; elsewhere (error replies, media answers) to this node's
+    connections, or through the recipients' presence keys."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def attach(self, conn: Connection) -> None:
+        self.node.local.attach(conn)
+
+    def detach(self, conn: Connection) -> None:
+        self.node.local.detach(conn)
+
+    def connections(self) -> list[Connection]:
+        return self.node.local.connections()
+
+    def deliver(self, to: Iterable[str], message: p.ServerMessage) -> None:
+        node = self.node
+        state = node.state
+        if state is None:
+            node.deliver_anywhere(list(to), message)
+            return
+        to = list(to)
+        if isinstance(message, p.Welcome):
+            for user in to:
+                arrival = state.arriving.pop(user, None)
+                if arrival is not None:
+                    state.where[user] = arrival
+        by_node: dict[str, list[str]] = {}
+        where = state.where
+        here = node.node_id
+        for user in to:
+            location = where.get(user)
+            by_node.setdefault(here if location is None else location[0], []).append(user)
+        for target, users in by_node.items():
+            if target == here:
+                node.deliver_local(users, message)
+            else:
+                node.publish_to(target, users, message)
+
+    def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
+        node = self.node
+        state = node.state
+        location = state.where.get(user) if state is not None else None
+        if location is None or location[0] == node.node_id:
+            node.disconnect_local(user, session_id, code, reason)
+            return
+        envelope = w.Disconnect(
+            node=node.node_id,
+            run=node.run,
+            user=user,
+            session_id=session_id,
+            code=code,
+            reason=reason,
+        )
+        node.publish_node(location[0], envelope)
+
+
+class ClusterMedia:
+    """The hub's `MediaPort` on a node of a cluster: each call's media goes to its media
+    node, chosen by load when the call first has media (`pick_media_node`)."""
+
+    def __init__(self, node: ClusterNode, local: MediaPort | None) -> None:
+        self.node = node
+        self.local = local
+
+    async def start(self) -> None:
+        if self.local is not None:
+            await self.local.start()
+
+    async def stop(self) -> None:
+        if self.local is not None:
+            await self.local.stop()
+
+    def health(self) -> dict[str, object]:
+        return self.local.health() if self.local is not None else {}
+
+    def room_changed(self, change: Room) -> None:
+        node = self.node
+        state = node.state
+        if state is None:
+            return
+        if not change.members and change.call_id not in state.media_nodes:
+            return
+        target = node.media_node_for(state, change.call_id)
+        if not change.members:
+            del state.media_nodes[change.call_id]
+        if target == node.node_id:
+            if self.local is not None:
+                self.local.room_changed(change)
+            return
+        envelope = w.RoomChanged(
+            node=node.node_id,
+            run=node.run,
+            call_id=change.call_id,
+            members=list(change.members),
+            silent=list(change.silent),
+            court=change.court,
+            officer=change.officer,
+            case_number=change.case_number,
+        )
+        node.publish_node(target, envelope)
+
+    async def signal(self, user: str, message: MediaMessage) -> None:
+        node = self.node
+        state = node.state
+        target = state.media_nodes.get(message.call_id) if state is not None else None
+        if target is None or target == node.node_id:
+            if self.local is None:
+                raise MediaUnavailable("this server relays no media")
+            await self.local.signal(user, message)
+            return
+        node.publish_node(
+            target, w.Signal(node=node.node_id, run=node.run, user=user, message=message)
+        )
+
+
+def _identity(info: w.ConnectionInfo) -> Identity:
+    return Identity(
+        user_id=info.user,
+        name=info.name,
+        role=Role(info.role),
+        court=info.court,
+        expires_at=info.expires_at,
+    )
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+__all__ = ["AuthorityState", "ClusterMedia", "ClusterNode", "ClusterRouter", "pick_media_node"]

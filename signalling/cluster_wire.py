@@ -1,0 +1,170 @@
+"""What the nodes of one deployment say to each other over Redis pub/sub (msgpack).
+
+Two streams, each ordered because each has one publisher connection per node:
+
+* the authority's inbox (`ClusterKeys.authority_inbox`): what gateways tell the core, in the
+  order their clients said it (`InboxMessage`);
+* each node's channel (`ClusterKeys.node_channel`): what the core, or a media node, tells
+  that node's clients and media service (`NodeMessage`).
+
+Client and server messages travel as the protocol's own structs (`signalling.protocol`),
+already validated and bounded by the gateway that decoded them: Redis is inside the trust
+boundary, the WebSocket is not. Every envelope names the node it comes from (`node`) and that
+node's run (`run`: its start time), so the authority can tell a restarted node's new
+connections from its previous run's.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from signalling import protocol as p
+
+
+class _Envelope(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
+    node: str
+    run: float
+
+
+# ---- gateway -> authority -----------------------------------------------------------------
+
+
+class ConnectionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A connection as its gateway knows it: who (from the verified token), and the keys the
+    gateway drew for it should it open a new session."""
+
+    user: str
+    name: str
+    role: str
+    court: str
+    expires_at: float
+    session_id: str
+    resume_token: str
+    device: str
+    app_version: str
+
+
+class Connect(_Envelope, tag="connect", frozen=True, kw_only=True):
+    """A WebSocket was authenticated; `resume` is the resume token it presented, if any."""
+
+    conn: ConnectionInfo
+    resume: str | None = None
+
+
+class ClientMessage(_Envelope, tag="message", frozen=True, kw_only=True):
+    user: str
+    message: p.ClientMessage
+
+
+class Closed(_Envelope, tag="closed", frozen=True, kw_only=True):
+    """A connection of `session_id` closed (the id the gateway drew, if it closed before its
+    welcome told it the session's own)."""
+
+    user: str
+    session_id: str
+
+
+class Report(_Envelope, tag="report", frozen=True, kw_only=True):
+    """Every connection the gateway serves now, each under its session's id (a resync)."""
+
+    conns: list[ConnectionInfo]
+
+
+InboxMessage = Connect | ClientMessage | Closed | Report
+
+
+# ---- anyone -> a node ---------------------------------------------------------------------
+
+
+class Deliver(_Envelope, tag="deliver", frozen=True, kw_only=True):
+    to: list[str]
+    message: p.ServerMessage
+
+
+class Disconnect(_Envelope, tag="disconnect", frozen=True, kw_only=True):
+    user: str
+    session_id: str
+    code: int
+    reason: str
+
+
+class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
+    """For the call's media node: `signalling.actions.Room`."""
+
+    call_id: str
+    members: list[str]
+    silent: list[str]
+    court: str
+    officer: str
+    case_number: str | None
+
+
+class Signal(_Envelope, tag="signal", frozen=True, kw_only=True):
+    """For the call's media node: `signalling.actions.Negotiate`."""
+
+    user: str
+    message: p.Offer | p.Answer | p.IceCandidate | p.Snapshot
+
+
+class ResyncRequest(_Envelope, tag="resync", frozen=True, kw_only=True):
+    """From a new (or returning) authority: report your connections (`Report`)."""
+
+    epoch: int
+
+
+NodeMessage = Deliver | Disconnect | RoomChanged | Signal | ResyncRequest
+
+
+class Presence(msgspec.Struct, frozen=True, kw_only=True):
+    """The value of `presence:<user>`: the node serving the user's connection."""
+
+    node: str
+    session_id: str
+    connected_at: float
+
+
+_encoder = msgspec.msgpack.Encoder()
+_inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
+_node_decoder = msgspec.msgpack.Decoder(NodeMessage)
+_presence_decoder = msgspec.msgpack.Decoder(Presence)
+
+
+def encode(message: InboxMessage | NodeMessage | Presence) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_inbox(data: bytes) -> InboxMessage:
+    """Raises msgspec.DecodeError / ValidationError on a payload no node of ours wrote."""
+    message: InboxMessage = _inbox_decoder.decode(data)
+    return message
+
+
+def decode_node(data: bytes) -> NodeMessage:
+    message: NodeMessage = _node_decoder.decode(data)
+    return message
+
+
+def decode_presence(data: bytes) -> Presence:
+    presence: Presence = _presence_decoder.decode(data)
+    return presence
+
+
+__all__ = [
+    "ClientMessage",
+    "Closed",
+    "Connect",
+    "ConnectionInfo",
+    "Deliver",
+    "Disconnect",
+    "InboxMessage",
+    "NodeMessage",
+    "Presence",
+    "Report",
+    "ResyncRequest",
+    "RoomChanged",
+    "Signal",
+    "decode_inbox",
+    "decode_node",
+    "decode_presence",
+    "encode",
+]

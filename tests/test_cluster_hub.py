@@ -1,0 +1,181 @@
+"""Three hub processes on one Redis (each test under its own key prefix) and one PostgreSQL
+trace schema: calls, roster, accepts, node death and resumes across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from sessions.postgres_store import PostgresTraceStore
+from tests.clusterhelpers import REDIS_URL
+from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, cluster
+from tests.polling import wait_until
+from tests.wsclient import Client
+
+__all__ = ["cluster"]
+
+COURT = "P0101"
+# A dead node is noticed within its timeout plus one heartbeat of the authority's registry
+# read; the rest is slack for a loaded CI machine.
+DEATH_NOTICED_S = NODE_TIMEOUT_S + HEARTBEAT_S + 2.0
+
+
+async def three(cluster: Cluster, **env: str) -> tuple[str, list[Node]]:
+    """Three nodes; returns the authority's id and the nodes, the authority last."""
+    for n in ("n1", "n2", "n3"):
+        cluster.start(n, **env)
+    authority = await cluster.formed()
+    nodes = sorted(cluster.nodes.values(), key=lambda node: node.node_id == authority)
+    return authority, nodes
+
+
+async def call(officer: Client, operator: Client) -> str:
+    placed = await officer.request("call_center", reply="call_placed")
+    call_id: str = placed["call_id"]
+    await operator.expect("call_ringing", timeout=5.0, where=about(call_id))
+    await operator.request("accept", call_id=call_id)
+    await officer.expect("call_answered", timeout=5.0, where=about(call_id))
+    return call_id
+
+
+def about(call_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches a message whose `call` is `call_id` (call_ringing, call_answered)."""
+    return lambda msg: bool(msg["call"]["call_id"] == call_id)
+
+
+async def trace_kinds(cluster: Cluster) -> list[tuple[str, dict[str, Any]]]:
+    store = await PostgresTraceStore.open(cluster.pg.dsn, schema=cluster.pg.schema, readonly=True)
+    try:
+        return [(r.kind, dict(r.data)) for r in await store.records(limit=100_000)]
+    finally:
+        await store.close()
+
+
+async def test_cross_node_call_with_roster_and_one_trace(cluster: Cluster) -> None:
+    _, (a, b, _) = await three(cluster)
+    operator = await b.connect("op-1", "operator", COURT)
+    officer = await a.connect("of-1", "officer", COURT)
+    update = await operator.expect("roster_update", timeout=5.0)
+    assert update["entry"]["officer"]["id"] == "of-1"
+    roster = await operator.request("get_roster", reply="roster")
+    assert [e["officer"]["id"] for e in roster["officers"]] == ["of-1"]
+    call_id = await call(officer, operator)
+    await officer.request("hangup", call_id=call_id)
+    ended = await operator.expect("call_ended", timeout=5.0, call_id=call_id)
+    assert ended["reason"] == "hangup"
+
+    async def recorded() -> bool:
+        kinds = [k for k, _ in await trace_kinds(cluster)]
+        return "call_ended" in kinds
+
+    await wait_until(recorded, within=5.0, what="call recorded")
+    records = await trace_kinds(cluster)
+    # One trace for the cluster, each fact once, whichever node the users came through.
+    sign_ins = sorted(d["user"] for k, d in records if k == "sign_in")
+    assert sign_ins == ["of-1", "op-1"]
+    assert [d["call"] for k, d in records if k == "call_created"] == [call_id]
+    assert [d["call"] for k, d in records if k == "call_ended"] == [call_id]
+
+
+async def test_simultaneous_accepts_on_two_nodes_have_one_winner(cluster: Cluster) -> None:
+    # The officer places 100 calls in a few seconds: above the default message rate.
+    _, (a, b, c) = await three(cluster, COMMANDCENTER_LIMITS_MESSAGES_PER_S="1000")
+    op1 = await a.connect("op-1", "operator", COURT)
+    op2 = await b.connect("op-2", "operator", COURT)
+    officer = await c.connect("of-1", "officer", COURT)
+    wins = {"op-1": 0, "op-2": 0}
+    for _ in range(100):
+        placed = await officer.request("call_center", reply="call_placed")
+        call_id = placed["call_id"]
+        for op in (op1, op2):
+            await op.expect("call_ringing", timeout=5.0, where=about(call_id))
+        ids = await asyncio.gather(*(op.send("accept", call_id=call_id) for op in (op1, op2)))
+        replies = [await op.reply_to(i, timeout=5.0) for op, i in zip((op1, op2), ids, strict=True)]
+        kinds = sorted(r["type"] for r in replies)
+        assert kinds == ["ack", "error"], replies
+        loser = next(r for r in replies if r["type"] == "error")
+        assert loser["code"] == "call_taken"
+        winner = op1 if replies[0]["type"] == "ack" else op2
+        wins[winner.user] += 1
+        await officer.expect("call_answered", timeout=5.0, where=about(call_id))
+        await officer.request("hangup", call_id=call_id)
+        await winner.expect("call_ended", timeout=5.0, call_id=call_id)
+    assert sum(wins.values()) == 100
+
+
+async def test_node_killed_mid_call(cluster: Cluster) -> None:
+    _, (a, b, authority) = await three(cluster)
+    officer = await a.connect("of-1", "officer", COURT)
+    operator = await b.connect("op-1", "operator", COURT)
+    watcher = await authority.connect("sv-1", "supervisor", "P")
+    call_id = await call(officer, operator)
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        assert await redis.exists(cluster.keys.presence("of-1"))
+        a.kill()
+        killed_at = time.monotonic()
+        ended = await operator.expect("call_ended", timeout=DEATH_NOTICED_S, call_id=call_id)
+        told_after = time.monotonic() - killed_at
+        assert ended["reason"] == "node_lost"
+        assert told_after < DEATH_NOTICED_S
+        offline = await watcher.expect(
+            "roster_update",
+            timeout=DEATH_NOTICED_S,
+            where=lambda m: (
+                m["entry"]["officer"]["id"] == "of-1" and m["entry"]["status"] == "offline"
+            ),
+        )
+        assert offline["entry"]["call_id"] is None
+        # The roster converged: nobody sees the officer online, on either live node.
+        roster = await operator.request("get_roster", reply="roster")
+        assert roster["officers"] == [] or all(e["status"] == "offline" for e in roster["officers"])
+        # Their presence key expires by its TTL, with nobody to refresh it.
+        await wait_until(
+            lambda: _gone(redis, cluster.keys.presence("of-1")),
+            within=NODE_TIMEOUT_S + 2.0,
+            what="presence key expired",
+        )
+        for node in (b, authority):
+            health = await node.health()
+            assert health["cluster"]["nodes"] == 2
+    finally:
+        await redis.aclose()
+    records = await trace_kinds(cluster)
+    assert [d["reason"] for k, d in records if k == "call_ended"] == ["node_lost"]
+    assert [d["reason"] for k, d in records if k == "sign_out"] == ["node_lost"]
+
+
+async def _gone(redis: Redis, key: str) -> bool:
+    return not await redis.exists(key)
+
+
+async def test_reconnect_to_another_node_resumes(cluster: Cluster) -> None:
+    _, (a, b, c) = await three(cluster)
+    officer = await a.connect("of-1", "officer", COURT)
+    operator = await b.connect("op-1", "operator", COURT)
+    call_id = await call(officer, operator)
+    token = officer.welcome["resume_token"]
+    await officer.close()
+    await operator.expect("party_away", timeout=5.0, call_id=call_id)
+    again = await c.connect("of-1", "officer", COURT, resume=token)
+    assert again.welcome["resumed"] is True
+    assert [x["call_id"] for x in again.welcome["calls"]] == [call_id]
+    await operator.expect("party_back", timeout=5.0, call_id=call_id)
+    # The call goes on through the new node.
+    await again.request("hangup", call_id=call_id)
+    await operator.expect("call_ended", timeout=5.0, call_id=call_id)
+    records = await trace_kinds(cluster)
+    assert sorted(d["user"] for k, d in records if k == "sign_in") == ["of-1", "op-1"]
+
+
+async def test_same_user_on_two_nodes_keeps_the_newer(cluster: Cluster) -> None:
+    _, (a, b, _) = await three(cluster)
+    first = await a.connect("of-1", "officer", COURT)
+    second = await b.connect("of-1", "officer", COURT)
+    await first.expect_close(4409, timeout=5.0)
+    ack = await second.request("heartbeat", reply="heartbeat_ack", device_time=time.time() * 1000)
+    assert ack["ref"]
