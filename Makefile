@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck pytest bench bench-relay bench-recorder bench-evidence clean
+.PHONY: venv run test lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ bench-recorder: venv
 
 bench-evidence: venv
 	$(BIN)/python -m bench.evidence
+
+# A redis-server of its own, so that redis_ops_per_call counts the nodes' commands alone.
+bench-cluster: venv
+	$(BIN)/python -m bench.cluster --private-redis
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

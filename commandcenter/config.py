@@ -260,6 +260,13 @@ def _validate(cfg: Config) -> None:
     _validate_recorder(cfg.recorder)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
+    if cfg.redis.url and cfg.recorder.backend == "sqlite":
+        # Each node would keep a trace of its own, and the authority moves between nodes:
+        # no one file would hold the whole story.
+        raise ConfigError(
+            "recorder.backend: several nodes (redis.url set) need one shared trace; "
+            "use postgres (or memory, for a demo)"
+        )
 
 
 def _validate_redis(redis: RedisConfig) -> None:

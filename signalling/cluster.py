@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -60,9 +61,10 @@ from redis.exceptions import RedisError
 
 from commandcenter.auth import Identity, Role
 from commandcenter.config import Config
+from sessions.recorder import TraceEvent
 from signalling import cluster_wire as w
 from signalling import protocol as p
-from signalling.actions import Action, Negotiate, Room, Send
+from signalling.actions import Action, Negotiate, Record, Room, Send
 from signalling.cluster_keys import ClusterKeys
 from signalling.errors import CLOSE_REPLACED, ClientError, MediaUnavailable, Unavailable
 from signalling.hub import Hub, error_reply
@@ -71,7 +73,7 @@ from signalling.media_port import MediaMessage, MediaPort
 from signalling.protocol import EndReason
 from signalling.registry import OVERLOADED_CPU, NodeLoad, NodeRecord, RedisRegistry
 from signalling.router import Connection, LocalRouter
-from signalling.switchboard import SessionKeys, Switchboard
+from signalling.switchboard import SessionKeys, Switchboard, WaitingCall
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +87,9 @@ RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 2.0
 # How long a subscriber waits for a message before looking at its stop event again.
 POLL_S: Final = 0.5
+
+# Records that open or close a session (the journal follows them).
+_SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
 
 # KEYS[1] presence key; ARGV[1] the value this node wrote. Deletes it only if it is still
 # ours: the user may have connected to another node since.
@@ -152,7 +157,16 @@ class _DeletePresence:
     value: bytes
 
 
-_Command = _Publish | _SetPresence | _DeletePresence
+@dataclass(frozen=True, slots=True)
+class _Journal:
+    """Set (value) or delete (None) one field of a journal hash."""
+
+    key: str
+    field: str
+    value: bytes | None
+
+
+_Command = _Publish | _SetPresence | _DeletePresence | _Journal
 
 
 class ClusterNode:
@@ -226,6 +240,9 @@ class ClusterNode:
         self._presence: dict[Connection, bytes] = {}
         self._commands: collections.deque[_Command] = collections.deque()
         self._commands_ready = asyncio.Event()
+        # Set while nothing is queued for Redis (what stop() waits for).
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._lookups: collections.deque[tuple[list[str], p.ServerMessage]] = collections.deque()
         self._lookups_ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -234,6 +251,7 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis_ok = True
         self._subscribed = False
+        self._ever_subscribed = False
         self._cpu_at = (time.monotonic(), _cpu_seconds())
         self._cpu = 0.0
 
@@ -254,9 +272,7 @@ class ClusterNode:
         others see this node go silent and clean up after `node_timeout_s`."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.redis.node_timeout_s / 2):
-                while self._commands:
-                    self._commands_ready.set()
-                    await asyncio.sleep(0.01)
+                await self._idle.wait()
         self._stopping.set()
         self._stop_inbox()
         if self.state is not None:
@@ -459,9 +475,14 @@ class ClusterNode:
                     out.extend(core.disconnect(user, session.session_id, now))
         for info in report.conns:
             session = core.session(info.user)
+            location = state.where.get(info.user)
             if session is not None and session.session_id != info.session_id:
                 # Replaced since (by a connection elsewhere): close the stale one.
                 self._disconnect_on(report.node, info.user, info.session_id, "signed in elsewhere")
+                continue
+            if session is not None and location is not None and location[0] != report.node:
+                # Resumed on another node since; this node's close of it is on its way.
+                self._disconnect_on(report.node, info.user, info.session_id, "resumed elsewhere")
                 continue
             state.arriving[info.user] = (report.node, report.run)
             keys = SessionKeys(info.session_id, info.resume_token)
@@ -565,10 +586,17 @@ class ClusterNode:
     def _take_authority(self) -> None:
         previous = self.lease.previous_holder
         stashed, self._stashed = self._stashed, None
+        inherit = False
         if stashed is not None and previous in (None, self.node_id):
             state = stashed
+            # Redis may have lost the journal (a restart): write it whole again.
+            for user in list(state.core.sessions):
+                self._journal_session(state.core, user)
+            for call_id in list(state.core.calls):
+                self._journal_call(state.core, call_id)
         else:
             state = AuthorityState(core=self._new_core())
+            inherit = previous is not None and previous != self.node_id
         self.state = state
         self.hub.core = state.core
         self.authority_id = self._last_holder = self.node_id
@@ -581,6 +609,9 @@ class ClusterNode:
         )
         self._start_inbox()
         self.hub.emit([])
+        if inherit:
+            task = asyncio.get_running_loop().create_task(self._inherit(state))
+            self._tasks.append(task)
 
     def _lease_lost(self) -> None:
         state, self.state = self.state, None
@@ -628,7 +659,143 @@ class ClusterNode:
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("unreadable inbox message dropped", node_id=self.node_id)
             return
+        if self.state is None:
+            # Deposed, and our subscription not yet closed: the sender counted us as a
+            # listener, so it will not tell its client; we do.
+            self._refuse_remote(envelope)
+            return
         self._apply(envelope)
+
+    def _refuse_remote(self, envelope: w.InboxMessage) -> None:
+        match envelope:
+            case w.ClientMessage(user=user, message=message):
+                error = error_reply(Unavailable("command center unreachable; retry"), message.id)
+                self.publish_to(envelope.node, [user], error)
+            case w.Connect(conn=info):
+                refusal = w.Disconnect(
+                    node=self.node_id,
+                    run=self.run,
+                    user=info.user,
+                    session_id=info.session_id,
+                    code=CLOSE_TRY_AGAIN,
+                    reason="command center unavailable",
+                )
+                self.publish_node(envelope.node, refusal)
+            case _:
+                # A close or a report: the next resync covers it.
+                pass
+
+    # ---- authority: the journal ----------------------------------------------------------
+
+    def recorded(self, events: Sequence[TraceEvent]) -> None:
+        """The authority's hub recorded `events`: bring the journal of the calls and
+        sessions they are about up to date."""
+        state = self.state
+        if state is None:
+            return
+        users: set[str] = set()
+        calls: set[str] = set()
+        for event in events:
+            if event.kind in _SESSION_KINDS:
+                users.add(str(event.data["user"]))
+            call = event.data.get("call")
+            if isinstance(call, str):
+                calls.add(call)
+        for user in users:
+            self._journal_session(state.core, user)
+        for call_id in calls:
+            self._journal_call(state.core, call_id)
+
+    def _journal_session(self, core: Switchboard, user: str) -> None:
+        facts = core.session_facts(user)
+        value = None
+        if facts is not None:
+            entry = w.JournalSession(session_id=str(facts["session"]), sign_out=facts)
+            value = w.encode(entry)
+        self._command(_Journal(self.keys.journal_sessions, user, value))
+
+    def _journal_call(self, core: Switchboard, call_id: str) -> None:
+        facts = core.call_facts(call_id)
+        value = None
+        if facts is not None:
+            waiting = None
+            if facts.waiting is not None:
+                waiting = w.JournalWaiting(**dataclasses.asdict(facts.waiting))
+            entry = w.JournalCall(notify=list(facts.notify), ended=facts.ended, waiting=waiting)
+            value = w.encode(entry)
+        self._command(_Journal(self.keys.journal_calls, call_id, value))
+
+    async def _inherit(self, state: AuthorityState) -> None:
+        """Close what a dead authority left open: its calls end at once (their members are
+        told, the end is recorded); its sessions that no gateway reports within a node
+        timeout are recorded signed out. Retried until Redis answers or we are deposed."""
+        keys = self.keys
+        while self.state is state:
+            try:
+                calls = await self.redis.hgetall(keys.journal_calls)
+                sessions = await self.redis.hgetall(keys.journal_sessions)
+                break
+            except (RedisError, OSError) as exc:
+                self._redis_failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_MAX_S):
+                        await self._stopping.wait()
+        else:
+            return
+        now = self.hub.clock()
+        actions: list[Action] = []
+        waiting: list[WaitingCall] = []
+        for raw_id, value in calls.items():
+            call_id = _text(raw_id)
+            if state.core.calls.get(call_id) is not None:
+                continue
+            try:
+                entry = w.decode_journal_call(_bytes(value))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if entry.waiting is not None:
+                # Taken over once its officer's session is (after the resync below).
+                waiting.append(WaitingCall(**msgspec.structs.asdict(entry.waiting)))
+                continue
+            actions.append(Record(TraceEvent(kind="call_ended", at=now, data=entry.ended)))
+            ended = p.CallEnded(call_id=call_id, reason=EndReason.NODE_LOST, by=None)
+            actions.append(Send(tuple(entry.notify), ended))
+            self._command(_Journal(keys.journal_calls, call_id, None))
+        log.info(
+            "calls of the previous authority ended", node_id=self.node_id, calls=len(actions) // 2
+        )
+        self.hub.emit(actions)
+        # Gateways report their connections on our resync request; what is left unreported
+        # after a node timeout was served by nobody alive.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.redis.node_timeout_s):
+                await self._stopping.wait()
+        if self.state is not state:
+            return
+        try:
+            current = await self.redis.hgetall(keys.journal_sessions)
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return
+        now = self.hub.clock()
+        actions = []
+        for raw_user, value in sessions.items():
+            user = _text(raw_user)
+            # Rewritten since (adopted by us) or deleted (signed out by us): not left over.
+            if current.get(raw_user) != value or state.core.session(user) is not None:
+                continue
+            try:
+                left = w.decode_journal_session(_bytes(value))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            actions.append(Record(TraceEvent(kind="sign_out", at=now, data=left.sign_out)))
+            self._command(_Journal(keys.journal_sessions, user, None))
+        log.info(
+            "sessions of the previous authority closed", node_id=self.node_id, sessions=len(actions)
+        )
+        for call in sorted(waiting, key=lambda c: c.created_at):
+            actions.extend(state.core.take_over(call, now))
+        self.hub.emit(actions)
 
     # ---- node channel -------------------------------------------------------------------
 
@@ -639,7 +806,10 @@ class ClusterNode:
     def _after_gap(self) -> None:
         """Subscribed again after an interruption: what the core sent us meanwhile is lost,
         so report what we serve; the authority welcomes each connection again."""
+        first, self._ever_subscribed = not self._ever_subscribed, True
         self._subscribed = True
+        if first:
+            return
         if self.state is not None:
             self._apply(self.report())
         else:
@@ -715,6 +885,7 @@ class ClusterNode:
 
     def _command(self, command: _Command) -> None:
         self._commands.append(command)
+        self._idle.clear()
         self._commands_ready.set()
 
     async def _publisher(self) -> None:
@@ -737,6 +908,7 @@ class ClusterNode:
                 for command, result in zip(batch, results, strict=True):
                     if isinstance(command, _Publish) and command.unheard is not None and not result:
                         command.unheard()
+            self._idle.set()
 
     async def _execute(self, batch: list[_Command]) -> list[object]:
         ttl_ms = round(self.config.redis.node_timeout_s * 1000)
@@ -751,6 +923,11 @@ class ClusterNode:
                         await self._delete_if_ours(
                             keys=[command.key], args=[command.value], client=pipe
                         )
+                    case _Journal(value=None):
+                        pipe.hdel(command.key, command.field)
+                    case _Journal():
+                        assert command.value is not None
+                        pipe.hset(command.key, command.field, command.value)
             results: list[object] = await pipe.execute()
         return results
 
@@ -861,9 +1038,16 @@ class ClusterRouter:
         by_node: dict[str, list[str]] = {}
         where = state.where
         here = node.node_id
+        unknown: list[str] = []
         for user in to:
             location = where.get(user)
-            by_node.setdefault(here if location is None else location[0], []).append(user)
+            if location is None:
+                unknown.append(user)
+            else:
+                by_node.setdefault(location[0], []).append(user)
+        if unknown:
+            # Not welcomed by this core (yet): wherever their presence says.
+            node.deliver_anywhere(unknown, message)
         for target, users in by_node.items():
             if target == here:
                 node.deliver_local(users, message)
@@ -955,6 +1139,14 @@ def _identity(info: w.ConnectionInfo) -> Identity:
         court=info.court,
         expires_at=info.expires_at,
     )
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _cpu_seconds() -> float:

@@ -54,6 +54,20 @@ AUTHORITY_INBOX: Final = "authority:inbox"
 # (report your connections) when it takes the lease or its subscription was interrupted.
 BROADCAST: Final = "broadcast"
 
+# ---- the authority's journal (signalling/cluster.py) ----------------------------------------
+
+# Hash. Field: call id. Value: msgpack `cluster_wire.JournalCall` {notify: [user id...],
+# ended: the data of the call's `call_ended` record were it lost now}. Written by the authority
+# for every live call as its records are made, deleted when the call ends. A node that takes
+# the lease from a dead authority ends each call left here: its members are told and the end
+# is recorded, so the trace has no call without its end.
+JOURNAL_CALLS: Final = "journal:calls"
+
+# Hash. Field: user id. Value: msgpack `cluster_wire.JournalSession` {session_id, sign_out:
+# the data of its `sign_out` record were it lost now}. As JOURNAL_CALLS, for sessions: those
+# no gateway reports to the new authority within a node timeout are recorded signed out.
+JOURNAL_SESSIONS: Final = "journal:sessions"
+
 # ---- per node -----------------------------------------------------------------------------
 
 # Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
@@ -82,6 +96,8 @@ class ClusterKeys:
         "authority_inbox",
         "authority_last",
         "broadcast",
+        "journal_calls",
+        "journal_sessions",
         "nodes",
         "nodes_heard",
         "prefix",
@@ -96,6 +112,8 @@ class ClusterKeys:
         self.authority_inbox = prefix + AUTHORITY_INBOX
         self.authority_last = prefix + AUTHORITY_LAST
         self.broadcast = prefix + BROADCAST
+        self.journal_calls = prefix + JOURNAL_CALLS
+        self.journal_sessions = prefix + JOURNAL_SESSIONS
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id
@@ -122,6 +140,8 @@ __all__ = [
     "AUTHORITY_INBOX",
     "AUTHORITY_LAST",
     "BROADCAST",
+    "JOURNAL_CALLS",
+    "JOURNAL_SESSIONS",
     "NODES",
     "NODES_HEARD",
     "NODE_CHANNEL",

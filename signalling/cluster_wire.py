@@ -16,6 +16,8 @@ connections from its previous run's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from signalling import protocol as p
@@ -123,13 +125,45 @@ class Presence(msgspec.Struct, frozen=True, kw_only=True):
     connected_at: float
 
 
+class JournalWaiting(msgspec.Struct, frozen=True, kw_only=True):
+    """An unanswered officer's call, as the next authority re-queues it
+    (`switchboard.WaitingCall`)."""
+
+    call_id: str
+    officer: str
+    court: str
+    created_at: float
+    case_number: str | None
+    emergency: bool
+
+
+class JournalCall(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_calls`: a live call, as its end would be recorded if lost, and,
+    while it waits for an operator, what re-queues it."""
+
+    notify: list[str]
+    ended: dict[str, Any]
+    waiting: JournalWaiting | None = None
+
+
+class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_sessions`: a session, as its sign-out would be recorded if lost."""
+
+    session_id: str
+    sign_out: dict[str, Any]
+
+
 _encoder = msgspec.msgpack.Encoder()
 _inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
 _node_decoder = msgspec.msgpack.Decoder(NodeMessage)
 _presence_decoder = msgspec.msgpack.Decoder(Presence)
+_call_decoder = msgspec.msgpack.Decoder(JournalCall)
+_session_decoder = msgspec.msgpack.Decoder(JournalSession)
 
 
-def encode(message: InboxMessage | NodeMessage | Presence) -> bytes:
+def encode(
+    message: InboxMessage | NodeMessage | Presence | JournalCall | JournalSession,
+) -> bytes:
     return _encoder.encode(message)
 
 
@@ -149,6 +183,16 @@ def decode_presence(data: bytes) -> Presence:
     return presence
 
 
+def decode_journal_call(data: bytes) -> JournalCall:
+    entry: JournalCall = _call_decoder.decode(data)
+    return entry
+
+
+def decode_journal_session(data: bytes) -> JournalSession:
+    entry: JournalSession = _session_decoder.decode(data)
+    return entry
+
+
 __all__ = [
     "ClientMessage",
     "Closed",
@@ -157,6 +201,9 @@ __all__ = [
     "Deliver",
     "Disconnect",
     "InboxMessage",
+    "JournalCall",
+    "JournalSession",
+    "JournalWaiting",
     "NodeMessage",
     "Presence",
     "Report",
@@ -164,6 +211,8 @@ __all__ = [
     "RoomChanged",
     "Signal",
     "decode_inbox",
+    "decode_journal_call",
+    "decode_journal_session",
     "decode_node",
     "decode_presence",
     "encode",

@@ -253,7 +253,10 @@ class Hub:
     async def _perform_pending(self) -> None:
         while True:
             batches, self._outbox = self._outbox, []
-            await self._record([a.event for b in batches for a in b if isinstance(a, Record)])
+            events = [a.event for b in batches for a in b if isinstance(a, Record)]
+            await self._record(events)
+            if self.cluster is not None and events:
+                self.cluster.recorded(events)
             for batch in batches:
                 for step in batch:
                     try:

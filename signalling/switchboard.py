@@ -101,6 +101,28 @@ class Session:
 
 
 @dataclass(frozen=True)
+class WaitingCall:
+    """An officer's call to the center not yet answered, as a new authority re-queues it."""
+
+    call_id: str
+    officer: str
+    court: str
+    created_at: float
+    case_number: str | None
+    emergency: bool
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """A live call as the cluster's journal keeps it: who to tell if it is lost, the data of
+    its `call_ended` record then, and, while unanswered, what re-queues it."""
+
+    notify: tuple[str, ...]
+    ended: dict[str, object]
+    waiting: WaitingCall | None
+
+
+@dataclass(frozen=True)
 class SessionKeys:
     """Fresh identifiers the driver draws for a connection that may open a new session."""
 
@@ -227,6 +249,8 @@ class Switchboard:
         app_version: str,
         kind: str,
         now: float,
+        *,
+        resumed: bool = False,
     ) -> tuple[Session, list[Action]]:
         out: list[Action] = []
         user = identity.user_id
@@ -255,7 +279,7 @@ class Switchboard:
         )
         if identity.role is Role.OFFICER:
             out.extend(self._roster_changed(session, now))
-        out.append(Send((user,), self._welcome(session, resumed=False, now=now)))
+        out.append(Send((user,), self._welcome(session, resumed=resumed, now=now)))
         self._dispatch(now, out)
         return session, out
 
@@ -337,7 +361,9 @@ class Switchboard:
             return out
         if old is not None:
             return [Disconnect(user, keys.session_id, CLOSE_REPLACED, "signed in elsewhere")]
-        _, out = self._open(identity, keys, device, app_version, "session_adopted", now)
+        _, out = self._open(
+            identity, keys, device, app_version, "session_adopted", now, resumed=True
+        )
         return out
 
     def lose(self, user: str, session_id: str, now: float) -> list[Action]:
@@ -354,6 +380,80 @@ class Switchboard:
         self._sign_out(session, "node_lost", now, out)
         self._dispatch(now, out)
         return out
+
+    def call_facts(self, call_id: str) -> CallFacts | None:
+        """What the next authority needs to take a live call over, or end it, should this
+        one die with it (signalling/cluster.py's journal)."""
+        call = self.calls.get(call_id)
+        if call is None or not call.is_live():
+            return None
+        waiting = None
+        if call.direction is Direction.OFFICER_TO_CENTER and call.answered_at is None:
+            waiting = WaitingCall(
+                call_id=call.call_id,
+                officer=call.officer,
+                court=call.court,
+                created_at=call.created_at,
+                case_number=call.case_number,
+                emergency=call.emergency,
+            )
+        return CallFacts(
+            notify=tuple(sorted({*call.members(), *call.ringing})),
+            ended=_ended_data(call, EndReason.NODE_LOST, None),
+            waiting=waiting,
+        )
+
+    def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
+        """Queue again an officer's unanswered call that a dead authority held (the next one
+        took its sessions on first): it rings as it would have, in its old place in the
+        queue (by `created_at`), and the officer is welcomed again to see it. An officer no
+        longer here, or in another call by now, has it ended with `node_lost`."""
+        out: list[Action] = []
+        if waiting.call_id in self.calls:
+            return out
+        session = self.sessions.get(waiting.officer)
+        call = Call(
+            call_id=waiting.call_id,
+            direction=Direction.OFFICER_TO_CENTER,
+            officer=waiting.officer,
+            court=waiting.court,
+            caller=waiting.officer,
+            created_at=waiting.created_at,
+            case_number=waiting.case_number,
+            emergency=waiting.emergency,
+        )
+        self.calls[call.call_id] = call
+        if session is None or session.call is not None:
+            self._end(call, EndReason.NODE_LOST, None, now, out)
+            return out
+        session.call = call.call_id
+        if waiting.emergency:
+            session.emergency = True
+        out.append(self._record("call_taken_over", now, call=call.call_id, node=self.node_id))
+        deadline = waiting.created_at + self.calls_cfg.queue_timeout_s
+        self.deadlines.set(("queue", call.call_id), max(now, deadline))
+        out.extend(self._roster_changed(session, now))
+        self._dispatch(now, out)
+        out.append(Send((session.user_id,), self._welcome(session, resumed=True, now=now)))
+        return out
+
+    def session_facts(self, user: str) -> dict[str, object] | None:
+        """The data of the `sign_out` record `user`'s session would have if it were lost
+        with its node now (the cluster's journal, as `call_facts`)."""
+        session = self.sessions.get(user)
+        if session is None:
+            return None
+        return self._signed_out_data(session, "node_lost")
+
+    def _signed_out_data(self, session: Session, reason: str) -> dict[str, object]:
+        return {
+            "user": session.user_id,
+            "role": session.role.value,
+            "court": session.identity.court,
+            "session": session.session_id,
+            "reason": reason,
+            "node": self.node_id,
+        }
 
     def end_call(self, call_id: str, reason: EndReason, now: float) -> list[Action]:
         """End a live call from outside (its media node died): everyone in it is told."""
@@ -391,18 +491,7 @@ class Switchboard:
                 self._stop_ringing(call, user, "away", now, out)
         if session.call is not None:
             self._end(self.calls[session.call], EndReason.PARTY_LOST, user, now, out)
-        out.append(
-            self._record(
-                "sign_out",
-                now,
-                user=user,
-                role=session.role.value,
-                court=session.identity.court,
-                session=session.session_id,
-                reason=reason,
-                node=self.node_id,
-            )
-        )
+        out.append(self._record("sign_out", now, **self._signed_out_data(session, reason)))
         self._index(session, add=False)
         del self.sessions[user]
         watchers = self._watchers_of(session.identity.court)
@@ -951,23 +1040,7 @@ class Switchboard:
             s = self.sessions.get(call.caller)
             if s is not None and s.call == call.call_id:
                 s.call = None
-        out.append(
-            self._record(
-                "call_ended",
-                now,
-                call=call.call_id,
-                reason=reason.value,
-                by=by,
-                direction=call.direction.value,
-                court=call.court,
-                officer=call.officer,
-                operator=call.operator if call.answered_at is not None else None,
-                answered=call.answered_at is not None,
-                emergency=call.emergency,
-                case_number=call.case_number,
-                monitored_by=sorted(call.supervisors),
-            )
-        )
+        out.append(self._record("call_ended", now, **_ended_data(call, reason, by)))
         # Not `call.caller`: a caller who transferred the call is out of it, and one who
         # has not is a member.
         notify = {*members, *ringing}
@@ -1175,6 +1248,22 @@ class Switchboard:
             emergency=call.emergency,
             node=self.node_id,
         )
+
+
+def _ended_data(call: Call, reason: EndReason, by: str | None) -> dict[str, object]:
+    return {
+        "call": call.call_id,
+        "reason": reason.value,
+        "by": by,
+        "direction": call.direction.value,
+        "court": call.court,
+        "officer": call.officer,
+        "operator": call.operator if call.answered_at is not None else None,
+        "answered": call.answered_at is not None,
+        "emergency": call.emergency,
+        "case_number": call.case_number,
+        "monitored_by": sorted(call.supervisors),
+    }
 
 
 def _queue_order(call: Call) -> tuple[bool, float, str]:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
 from sessions.postgres_store import PostgresTraceStore
-from tests.clusterhelpers import REDIS_URL
+from tests.clusterhelpers import REDIS_URL, PrivateRedis, private_redis
 from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, cluster
+from tests.mediahelpers import count_frames, media_call
 from tests.polling import wait_until
 from tests.wsclient import Client
 
-__all__ = ["cluster"]
+__all__ = ["cluster", "private_redis"]
 
 COURT = "P0101"
 # A dead node is noticed within its timeout plus one heartbeat of the authority's registry
@@ -139,9 +141,13 @@ async def test_node_killed_mid_call(cluster: Cluster) -> None:
             within=NODE_TIMEOUT_S + 2.0,
             what="presence key expired",
         )
-        for node in (b, authority):
-            health = await node.health()
-            assert health["cluster"]["nodes"] == 2
+
+        async def two_alive() -> bool:
+            views = [await node.health() for node in (b, authority)]
+            return all(v["cluster"]["nodes"] == 2 for v in views)
+
+        # Every live node's registry agrees, each within a heartbeat of the others.
+        await wait_until(two_alive, within=HEARTBEAT_S * 2 + 2.0, what="registries converge")
     finally:
         await redis.aclose()
     records = await trace_kinds(cluster)
@@ -179,3 +185,130 @@ async def test_same_user_on_two_nodes_keeps_the_newer(cluster: Cluster) -> None:
     await first.expect_close(4409, timeout=5.0)
     ack = await second.request("heartbeat", reply="heartbeat_ack", device_time=time.time() * 1000)
     assert ack["ref"]
+
+
+async def test_cross_node_call_with_media(cluster: Cluster) -> None:
+    _, (a, b, _) = await three(cluster)
+    officer_ws = await a.connect("of-1", "officer", COURT)
+    operator_ws = await b.connect("op-1", "operator", COURT)
+    officer, operator, call_id = await media_call(officer_ws, operator_ws)
+    try:
+        video = next(t for t in operator.media.tracks["of-1"] if t.kind == "video")
+        audio = next(t for t in officer.media.tracks["op-1"] if t.kind == "audio")
+        await count_frames(video, 10)
+        await count_frames(audio, 10)
+        # One node relays the call; the member(s) connected elsewhere negotiated through it.
+        rooms = {n.node_id: (await n.health())["media_rooms"] for n in cluster.nodes.values()}
+        assert sorted(rooms.values()) == [0, 0, 1], rooms
+    finally:
+        await officer.close()
+        await operator.close()
+    await officer_ws.request("hangup", call_id=call_id)
+
+    async def released() -> bool:
+        return all([(await n.health())["media_rooms"] == 0 for n in cluster.nodes.values()])
+
+    await wait_until(released, within=5.0, what="media room closed")
+
+
+async def test_redis_restarted_mid_run(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    cluster = Cluster(tmp_path, private_redis.url, {})
+    try:
+        authority, (a, b, boss) = await three(cluster)
+        officer = await a.connect("of-1", "officer", COURT)
+        operator = await b.connect("op-1", "operator", COURT)
+        call_id = await call(officer, operator)
+
+        await private_redis.kill()
+
+        async def degraded() -> bool:
+            views = [await n.health() for n in (a, b, boss)]
+            return all(v["status"] == "degraded" for v in views)
+
+        await wait_until(degraded, within=10.0, what="every node reports degraded")
+
+        async def leaderless() -> bool:
+            views = [await n.health() for n in (a, b, boss)]
+            return all(v["cluster"]["role"] == "gateway" for v in views)
+
+        # Down for longer than the lease: the authority stops acting as one.
+        await wait_until(leaderless, within=10.0, what="the lease ran out")
+        # A gateway cannot reach the authority: it says so rather than leaving the client
+        # waiting.
+        msg_id = await operator.send("get_roster")
+        refused = await operator.reply_to(msg_id, timeout=5.0)
+        assert (refused["type"], refused["code"]) == ("error", "unavailable")
+
+        await private_redis.start()
+        # The same authority takes the lease back, with its calls.
+        assert await cluster.formed(within=20.0) == authority
+        # Everyone was welcomed again with the current state (the call included).
+        again = await operator.expect("welcome", timeout=10.0)
+        assert [c["call_id"] for c in again["calls"]] == [call_id]
+        await officer.request("hangup", call_id=call_id)
+        ended = await operator.expect("call_ended", timeout=5.0, call_id=call_id)
+        assert ended["reason"] == "hangup"
+        roster = await operator.request("get_roster", reply="roster")
+        assert [(e["officer"]["id"], e["status"]) for e in roster["officers"]] == [
+            ("of-1", "online")
+        ]
+        await call(officer, operator)
+        assert all(n.proc.poll() is None for n in (a, b, boss))
+    finally:
+        await cluster.close()
+
+
+async def test_authority_killed_mid_call(cluster: Cluster) -> None:
+    _, (a, b, boss) = await three(cluster)
+    officer = await a.connect("of-1", "officer", COURT)
+    operator = await b.connect("op-1", "operator", COURT)
+    await boss.connect("sv-1", "supervisor", "P")
+    waiter = await b.connect("of-2", "officer", COURT)
+    call_id = await call(officer, operator)
+    # The only operator is busy: this call waits in the queue.
+    queued = (await waiter.request("call_center", reply="call_placed"))["call_id"]
+    await waiter.expect("call_queued", timeout=5.0, call_id=queued)
+    boss.kill()
+    # Its call state died with it: the next authority ends the call for everyone in it.
+    for client in (officer, operator):
+        ended = await client.expect("call_ended", timeout=15.0, call_id=call_id)
+        assert ended["reason"] == "node_lost"
+    await cluster.formed(a.node_id, b.node_id)
+    # Their sessions carry on under the new authority: welcomed again, same session.
+    for client in (officer, operator):
+        again = await client.expect("welcome", timeout=10.0)
+        assert again["session_id"] == client.welcome["session_id"]
+        assert again["resumed"] is True
+    # The waiting call was taken over in its place: it rings the operator, free now.
+    await operator.expect("call_ringing", timeout=10.0, where=about(queued))
+    await operator.request("accept", call_id=queued)
+    await waiter.expect("call_answered", timeout=5.0, where=about(queued))
+    await waiter.request("hangup", call_id=queued)
+    await operator.expect("call_ended", timeout=5.0, call_id=queued)
+    roster = await operator.request("get_roster", reply="roster")
+    statuses = sorted((e["officer"]["id"], e["status"]) for e in roster["officers"])
+    assert statuses == [("of-1", "online"), ("of-2", "online")]
+    second = await call(officer, operator)
+    await officer.request("hangup", call_id=second)
+    await operator.expect("call_ended", timeout=5.0, call_id=second)
+
+    async def settled() -> bool:
+        records = await trace_kinds(cluster)
+        return any(k == "sign_out" and d["user"] == "sv-1" for k, d in records)
+
+    # The supervisor's session, served by the dead node, is recorded closed.
+    await wait_until(settled, within=10.0, what="supervisor signed out")
+    records = await trace_kinds(cluster)
+    # Counted once: adopted sessions are not sign-ins again, and each call ends once.
+    sign_ins = sorted(d["user"] for k, d in records if k == "sign_in")
+    assert sign_ins == ["of-1", "of-2", "op-1", "sv-1"]
+    adopted = sorted(d["user"] for k, d in records if k == "session_adopted")
+    assert adopted == ["of-1", "of-2", "op-1"]
+    assert sorted(d["call"] for k, d in records if k == "call_created") == sorted(
+        [call_id, queued, second]
+    )
+    assert [d["call"] for k, d in records if k == "call_taken_over"] == [queued]
+    ends = {d["call"]: d["reason"] for k, d in records if k == "call_ended"}
+    assert ends == {call_id: "node_lost", queued: "hangup", second: "hangup"}
+    signed_out = [(d["user"], d["reason"]) for k, d in records if k == "sign_out"]
+    assert signed_out == [("sv-1", "node_lost")]

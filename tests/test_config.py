@@ -165,6 +165,12 @@ def test_other_invalid_values_are_rejected_naming_the_key() -> None:
         ("limits", {"max_frame_bytes": 0}, "limits.max_frame_bytes"),
         ("calls", {"max_queue": 0}, "calls.max_queue"),
         ("presence", {"grace_s": -1.0}, "presence.grace_s"),
+        ("redis", {"url": "http://x"}, "redis.url"),
+        ("redis", {"heartbeat_s": 0.0}, "redis.heartbeat_s"),
+        ("redis", {"lease_ttl_s": -1.0}, "redis.lease_ttl_s"),
+        ("redis", {"heartbeat_s": 5.0, "node_timeout_s": 5.0}, "redis.node_timeout_s"),
+        # Several nodes write one trace; SQLite would give each its own.
+        ("redis", {"url": "redis://127.0.0.1:6379/0"}, "recorder.backend"),
     ]
     for section, changes, key in cases:
         with pytest.raises(ConfigError, match=re.escape(key)):
