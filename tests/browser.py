@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,13 +74,15 @@ class NamespaceRun:
     stderr: str
 
 
-def run_in_namespace(scenarios: list[str], *, timeout_s: float) -> NamespaceRun:
-    """Run browser_scenario.py with `scenarios` in a new network namespace; its last stdout
-    line is the JSON result. The whole process group is killed if it overruns."""
+def run_in_namespace(
+    scenarios: list[str], *, timeout_s: float, module: str = "tests.browser_scenario"
+) -> NamespaceRun:
+    """Run `module` (browser_scenario.py) with `scenarios` in a new network namespace; its
+    last stdout line is the JSON result. The whole process group is killed if it overruns."""
     # As root a network namespace needs nothing more; otherwise a user namespace maps us to
     # root inside it, which is enough to bring `lo` up.
     unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
-    argv = [*unshare, "--", sys.executable, "-m", "tests.browser_scenario", *scenarios]
+    argv = [*unshare, "--", sys.executable, "-m", module, *scenarios]
     # A session of its own, so that on a timeout the server and Chromium go with it.
     proc = subprocess.Popen(
         argv,
@@ -127,7 +129,7 @@ class ServerProcess:
 
     COMMAND = (sys.executable, "-m", "commandcenter", "serve")
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
@@ -138,6 +140,7 @@ class ServerProcess:
             "COMMANDCENTER_AUTH_JWT_SECRET": SECRET,
             # The namespace has nothing but lo, which aioice leaves out unless told.
             "COMMANDCENTER_MEDIA_ICE_ADDRESSES": "127.0.0.1",
+            **(extra_env or {}),
         }
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

@@ -1,0 +1,62 @@
+"""The web client in headless Chromium against three nodes sharing a Redis: the officer's
+page on one node, the operator's on a second, the supervisor's on the third. Their call is
+decided by the authority, its media relayed by one node, and every page decodes the others'
+video as against one node (tests/browser_cluster_scenario.py, in a network namespace)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.browser import chromium_missing, run_in_namespace
+from tests.browser_scenario import OFFICER, OPERATOR, SUPERVISOR
+
+RUN_TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    missing = chromium_missing()
+    if missing is not None:
+        pytest.fail(missing)
+    done = run_in_namespace([], timeout_s=RUN_TIMEOUT_S, module="tests.browser_cluster_scenario")
+    result = done.result
+    if "error" in result:
+        result["stderr_tail"] = done.stderr.splitlines()[-20:]
+    return result
+
+
+def phase(run: dict[str, Any], name: str) -> dict[str, Any]:
+    if name not in run:
+        pytest.fail(f"phase {name} did not complete:\n{json.dumps(run, indent=1)}")
+    found: dict[str, Any] = run[name]
+    return found
+
+
+def test_pages_on_three_nodes_sign_in_and_a_call_is_answered_across_nodes(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "signalling")
+    assert done["users"] == {u: u for u in (OFFICER, OPERATOR, SUPERVISOR)}
+    assert done["local_tracks"] == ["audio", "video"]
+
+
+def test_officer_and_operator_on_two_nodes_see_and_hear_each_other(run: dict[str, Any]) -> None:
+    done = phase(run, "media")
+    for seen in (done["operator_sees_officer"], done["officer_sees_operator"]):
+        first, later = seen["frames_decoded"]
+        assert later > first > 0
+        assert seen["total_audio_energy"] > 0
+    # One node relays the call, whichever nodes its members came through.
+    assert sorted(run["media_rooms"].values()) == [0, 0, 1]
+
+
+def test_a_supervisor_on_the_third_node_joins_and_decodes_the_officers_video(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "join")
+    first, later = done["officer"]["frames_decoded"]
+    assert later > first > 0
+    assert OFFICER in done["remote_streams"]
