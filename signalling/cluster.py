@@ -501,18 +501,22 @@ class ClusterNode:
         return out
 
     def _disconnect_on(self, node: str, user: str, session_id: str, reason: str) -> None:
+        self.disconnect_on(node, user, session_id, CLOSE_REPLACED, reason)
+
+    def disconnect_on(self, node: str, user: str, session_id: str, code: int, reason: str) -> None:
+        """Close `session_id`'s connection on `node` (this one or another)."""
         if node == self.node_id:
-            self.disconnect_local(user, session_id, CLOSE_REPLACED, reason)
+            self.disconnect_local(user, session_id, code, reason)
             return
         envelope = w.Disconnect(
             node=self.node_id,
             run=self.run,
             user=user,
             session_id=session_id,
-            code=CLOSE_REPLACED,
+            code=code,
             reason=reason,
         )
-        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+        self.publish_node(node, envelope)
 
     def _node_dead(self, node_id: str) -> None:
         state = self.state
@@ -672,15 +676,10 @@ class ClusterNode:
                 error = error_reply(Unavailable("command center unreachable; retry"), message.id)
                 self.publish_to(envelope.node, [user], error)
             case w.Connect(conn=info):
-                refusal = w.Disconnect(
-                    node=self.node_id,
-                    run=self.run,
-                    user=info.user,
-                    session_id=info.session_id,
-                    code=CLOSE_TRY_AGAIN,
-                    reason="command center unavailable",
+                reason = "command center unavailable"
+                self.disconnect_on(
+                    envelope.node, info.user, info.session_id, CLOSE_TRY_AGAIN, reason
                 )
-                self.publish_node(envelope.node, refusal)
             case _:
                 # A close or a report: the next resync covers it.
                 pass
@@ -1058,18 +1057,8 @@ class ClusterRouter:
         node = self.node
         state = node.state
         location = state.where.get(user) if state is not None else None
-        if location is None or location[0] == node.node_id:
-            node.disconnect_local(user, session_id, code, reason)
-            return
-        envelope = w.Disconnect(
-            node=node.node_id,
-            run=node.run,
-            user=user,
-            session_id=session_id,
-            code=code,
-            reason=reason,
-        )
-        node.publish_node(location[0], envelope)
+        target = node.node_id if location is None else location[0]
+        node.disconnect_on(target, user, session_id, code, reason)
 
 
 class ClusterMedia:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
 from commandcenter.auth import Role, issue_token
@@ -105,6 +106,29 @@ def run_in_namespace(
         )
     result: dict[str, Any] = json.loads(lines[-1])
     return NamespaceRun(result, proc.returncode, err)
+
+
+def namespace_fixture_run(module: str, scenarios: list[str], timeout_s: float) -> dict[str, Any]:
+    """What a module-scoped fixture of browser tests returns: the scenario run's result, with
+    the tail of its stderr when it failed. A missing browser fails, never skips: .ci/run
+    installs it, and a skip would hide it."""
+    missing = chromium_missing()
+    if missing is not None:
+        pytest.fail(missing)
+    done = run_in_namespace(scenarios, timeout_s=timeout_s, module=module)
+    result = done.result
+    if "error" in result:
+        # Shown with each failing test: what stopped the run, and what the server said.
+        result["stderr_tail"] = done.stderr.splitlines()[-20:]
+    return result
+
+
+def phase(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """The phase's measurements, or a failure explaining why there are none."""
+    if name not in run:
+        pytest.fail(f"phase {name} did not complete:\n{json.dumps(run, indent=1)}")
+    found: dict[str, Any] = run[name]
+    return found
 
 
 # ---- inside the namespace: the server --------------------------------------------------

@@ -9,12 +9,11 @@ pages' console output, printed with the failure.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from tests.browser import chromium_missing, run_in_namespace
+from tests.browser import namespace_fixture_run, phase
 from tests.browser_scenario import OFFICER, OPERATOR, PHASES, SUPERVISOR
 
 RUN_TIMEOUT_S = 100.0
@@ -22,24 +21,7 @@ RUN_TIMEOUT_S = 100.0
 
 @pytest.fixture(scope="module")
 def run() -> dict[str, Any]:
-    # A missing browser fails, never skips: .ci/run installs it, and a skip would hide it.
-    missing = chromium_missing()
-    if missing is not None:
-        pytest.fail(missing)
-    done = run_in_namespace(list(PHASES), timeout_s=RUN_TIMEOUT_S)
-    result = done.result
-    if "error" in result:
-        # Shown with each failing test: what stopped the run, and what the server said.
-        result["stderr_tail"] = done.stderr.splitlines()[-20:]
-    return result
-
-
-def phase(run: dict[str, Any], name: str) -> dict[str, Any]:
-    """The phase's measurements, or a failure explaining why there are none."""
-    if name not in run:
-        pytest.fail(f"phase {name} did not complete:\n{json.dumps(run, indent=1)}")
-    found: dict[str, Any] = run[name]
-    return found
+    return namespace_fixture_run("tests.browser_scenario", list(PHASES), RUN_TIMEOUT_S)
 
 
 def test_pages_sign_in_and_an_officer_call_is_answered_from_the_operator_page(

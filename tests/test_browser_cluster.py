@@ -5,12 +5,11 @@ video as against one node (tests/browser_cluster_scenario.py, in a network names
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from tests.browser import chromium_missing, run_in_namespace
+from tests.browser import namespace_fixture_run, phase
 from tests.browser_scenario import OFFICER, OPERATOR, SUPERVISOR
 
 RUN_TIMEOUT_S = 120.0
@@ -18,21 +17,7 @@ RUN_TIMEOUT_S = 120.0
 
 @pytest.fixture(scope="module")
 def run() -> dict[str, Any]:
-    missing = chromium_missing()
-    if missing is not None:
-        pytest.fail(missing)
-    done = run_in_namespace([], timeout_s=RUN_TIMEOUT_S, module="tests.browser_cluster_scenario")
-    result = done.result
-    if "error" in result:
-        result["stderr_tail"] = done.stderr.splitlines()[-20:]
-    return result
-
-
-def phase(run: dict[str, Any], name: str) -> dict[str, Any]:
-    if name not in run:
-        pytest.fail(f"phase {name} did not complete:\n{json.dumps(run, indent=1)}")
-    found: dict[str, Any] = run[name]
-    return found
+    return namespace_fixture_run("tests.browser_cluster_scenario", [], RUN_TIMEOUT_S)
 
 
 def test_pages_on_three_nodes_sign_in_and_a_call_is_answered_across_nodes(
