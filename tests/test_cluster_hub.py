@@ -12,6 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sessions.postgres_store import PostgresTraceStore
+from signalling import cluster_wire as w
 from tests.clusterhelpers import REDIS_URL, PrivateRedis, private_redis
 from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, cluster
 from tests.mediahelpers import count_frames, media_call
@@ -58,7 +59,7 @@ async def trace_kinds(cluster: Cluster) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def test_cross_node_call_with_roster_and_one_trace(cluster: Cluster) -> None:
-    _, (a, b, _) = await three(cluster)
+    _, (a, b, c) = await three(cluster)
     operator = await b.connect("op-1", "operator", COURT)
     officer = await a.connect("of-1", "officer", COURT)
     update = await operator.expect("roster_update", timeout=5.0)
@@ -66,9 +67,16 @@ async def test_cross_node_call_with_roster_and_one_trace(cluster: Cluster) -> No
     roster = await operator.request("get_roster", reply="roster")
     assert [e["officer"]["id"] for e in roster["officers"]] == ["of-1"]
     call_id = await call(officer, operator)
+    # The operator is busy: a call from an officer on a third node queues, and rings them
+    # when they are free again.
+    waiter = await c.connect("of-2", "officer", COURT)
+    queued = (await waiter.request("call_center", reply="call_placed"))["call_id"]
+    await waiter.expect("call_queued", timeout=5.0, call_id=queued)
     await officer.request("hangup", call_id=call_id)
     ended = await operator.expect("call_ended", timeout=5.0, call_id=call_id)
     assert ended["reason"] == "hangup"
+    await operator.expect("call_ringing", timeout=5.0, where=about(queued))
+    await waiter.request("cancel", call_id=queued)
 
     async def recorded() -> bool:
         kinds = [k for k, _ in await trace_kinds(cluster)]
@@ -78,9 +86,9 @@ async def test_cross_node_call_with_roster_and_one_trace(cluster: Cluster) -> No
     records = await trace_kinds(cluster)
     # One trace for the cluster, each fact once, whichever node the users came through.
     sign_ins = sorted(d["user"] for k, d in records if k == "sign_in")
-    assert sign_ins == ["of-1", "op-1"]
-    assert [d["call"] for k, d in records if k == "call_created"] == [call_id]
-    assert [d["call"] for k, d in records if k == "call_ended"] == [call_id]
+    assert sign_ins == ["of-1", "of-2", "op-1"]
+    assert [d["call"] for k, d in records if k == "call_created"] == [call_id, queued]
+    assert [d["call"] for k, d in records if k == "call_ended"][:1] == [call_id]
 
 
 async def test_simultaneous_accepts_on_two_nodes_have_one_winner(cluster: Cluster) -> None:
@@ -171,6 +179,20 @@ async def test_reconnect_to_another_node_resumes(cluster: Cluster) -> None:
     assert again.welcome["resumed"] is True
     assert [x["call_id"] for x in again.welcome["calls"]] == [call_id]
     await operator.expect("party_back", timeout=5.0, call_id=call_id)
+    # Their presence names the new node (the old one deleted only what was still its own).
+    redis = Redis.from_url(REDIS_URL)
+    try:
+
+        async def moved() -> bool:
+            value = await redis.get(cluster.keys.presence("of-1"))
+            if value is None:
+                return False
+            raw = value.encode() if isinstance(value, str) else value
+            return w.decode_presence(raw).node == c.node_id
+
+        await wait_until(moved, within=5.0, what="presence moved to the new node")
+    finally:
+        await redis.aclose()
     # The call goes on through the new node.
     await again.request("hangup", call_id=call_id)
     await operator.expect("call_ended", timeout=5.0, call_id=call_id)
