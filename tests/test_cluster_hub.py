@@ -334,3 +334,23 @@ async def test_authority_killed_mid_call(cluster: Cluster) -> None:
     assert ends == {call_id: "node_lost", queued: "hangup", second: "hangup"}
     signed_out = [(d["user"], d["reason"]) for k, d in records if k == "sign_out"]
     assert signed_out == [("sv-1", "node_lost")]
+
+
+async def test_the_node_relaying_a_calls_media_dies(cluster: Cluster) -> None:
+    _, (a, b, _) = await three(cluster)
+    officer_ws = await a.connect("of-1", "officer", COURT)
+    operator_ws = await b.connect("op-1", "operator", COURT)
+    officer, operator, call_id = await media_call(officer_ws, operator_ws)
+    try:
+        rooms = {n.node_id: (await n.health())["media_rooms"] for n in cluster.nodes.values()}
+        relay = next(node for node_id, node in cluster.nodes.items() if rooms[node_id] == 1)
+        relay.kill()
+        # Whoever is still connected is told the call is over: its media is gone. (If the
+        # relay was the authority, the next one ends it from the journal: a lease later.)
+        for client, gateway in ((officer_ws, a), (operator_ws, b)):
+            if gateway is not relay:
+                ended = await client.expect("call_ended", timeout=15.0, call_id=call_id)
+                assert ended["reason"] == "node_lost"
+    finally:
+        await officer.close()
+        await operator.close()
