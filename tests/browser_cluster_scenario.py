@@ -21,23 +21,20 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import async_playwright
 
 from commandcenter.auth import Role
-from tests.browser import ServerProcess, UserPage, launch, open_page, until
+from tests.browser import ServerProcess, until
 from tests.browser_scenario import (
     COURT,
     OFFICER,
     OPERATOR,
     SUPERVISOR,
     SUPERVISOR_COURT,
-    Scenario,
-    snapshot,
+    drive,
 )
 from tests.clusterhelpers import PrivateRedis
 
@@ -72,7 +69,6 @@ async def run(workdir: Path) -> dict[str, Any]:
     started = time.monotonic()
     redis = PrivateRedis()
     servers: list[ServerProcess] = []
-    pages: dict[str, UserPage] = {}
     try:
         await redis.start()
         for node in NODES:
@@ -88,35 +84,13 @@ async def run(workdir: Path) -> dict[str, Any]:
             await server.wait_healthy()
             await server.check_app()
         result["authority"] = await formed(servers)
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                users = [
-                    (OFFICER, Role.OFFICER, COURT, servers[0]),
-                    (OPERATOR, Role.OPERATOR, COURT, servers[1]),
-                    (SUPERVISOR, Role.SUPERVISOR, SUPERVISOR_COURT, servers[2]),
-                ]
-                for user, role, court, server in users:
-                    pages[user] = await open_page(
-                        browser, server.base, user=user, role=role, court=court
-                    )
-                scenario = Scenario(pages)
-                steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-                    "signalling": scenario.signalling,
-                    "media": scenario.media,
-                    "join": scenario.join,
-                }
-                for phase in PHASES:
-                    result["phase"] = phase
-                    result[phase] = await steps[phase]()
-                del result["phase"]
-                result["media_rooms"] = await media_rooms(servers)
-            except Exception:
-                result["pages"] = {u: await snapshot(p) for u, p in pages.items()}
-                raise
-            finally:
-                result["console"] = {u: p.console[-20:] for u, p in pages.items() if p.console}
-                await browser.close()
+        users = [
+            (OFFICER, Role.OFFICER, COURT, servers[0].base),
+            (OPERATOR, Role.OPERATOR, COURT, servers[1].base),
+            (SUPERVISOR, Role.SUPERVISOR, SUPERVISOR_COURT, servers[2].base),
+        ]
+        await drive(users, PHASES, result)
+        result["media_rooms"] = await media_rooms(servers)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc(limit=4)

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,45 +221,52 @@ async def snapshot(page: UserPage) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
+async def drive(
+    users: list[tuple[str, Role, str, str]], phases: Sequence[str], result: dict[str, Any]
+) -> None:
+    """Open a page of the web client for each (user, role, court, server base URL) in
+    headless Chromium, and run `phases` of `Scenario` in their order, each one's measurements
+    into `result` (with the pages' media and console when one fails)."""
+    pages: dict[str, UserPage] = {}
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        try:
+            for user, role, court, base in users:
+                pages[user] = await open_page(browser, base, user=user, role=role, court=court)
+            scenario = Scenario(pages)
+            steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+                "signalling": scenario.signalling,
+                "media": scenario.media,
+                "join": scenario.join,
+                "leave": scenario.leave,
+            }
+            for phase in PHASES:
+                if phase in phases:
+                    result["phase"] = phase
+                    result[phase] = await steps[phase]()
+            del result["phase"]
+        except Exception:
+            # What each page's media looked like when it went wrong.
+            result["pages"] = {u: await snapshot(p) for u, p in pages.items()}
+            raise
+        finally:
+            result["console"] = {u: p.console[-20:] for u, p in pages.items() if p.console}
+            await browser.close()
+
+
 async def run(phases: list[str], workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"phases": phases}
     started = time.monotonic()
     server = ServerProcess(workdir)
-    pages: dict[str, UserPage] = {}
     try:
         await server.wait_healthy()
         await server.check_app()
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                users = [
-                    (OFFICER, Role.OFFICER, COURT),
-                    (OPERATOR, Role.OPERATOR, COURT),
-                    (SUPERVISOR, Role.SUPERVISOR, SUPERVISOR_COURT),
-                ]
-                for user, role, court in users:
-                    pages[user] = await open_page(
-                        browser, server.base, user=user, role=role, court=court
-                    )
-                scenario = Scenario(pages)
-                steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-                    "signalling": scenario.signalling,
-                    "media": scenario.media,
-                    "join": scenario.join,
-                    "leave": scenario.leave,
-                }
-                for phase in PHASES:
-                    if phase in phases:
-                        result["phase"] = phase
-                        result[phase] = await steps[phase]()
-                del result["phase"]
-            except Exception:
-                # What each page's media looked like when it went wrong.
-                result["pages"] = {u: await snapshot(p) for u, p in pages.items()}
-                raise
-            finally:
-                result["console"] = {u: p.console[-20:] for u, p in pages.items() if p.console}
-                await browser.close()
+        users = [
+            (OFFICER, Role.OFFICER, COURT, server.base),
+            (OPERATOR, Role.OPERATOR, COURT, server.base),
+            (SUPERVISOR, Role.SUPERVISOR, SUPERVISOR_COURT, server.base),
+        ]
+        await drive(users, phases, result)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc(limit=4)
