@@ -338,7 +338,13 @@ class ClusterNode:
         self._send_inbox(envelope, refuse)
 
     def message(self, conn: Connection, message: p.ClientMessage) -> None:
-        envelope = w.ClientMessage(node=self.node_id, run=self.run, user=conn.user, message=message)
+        envelope = w.ClientMessage(
+            node=self.node_id,
+            run=self.run,
+            user=conn.user,
+            session_id=conn.session_id,
+            message=message,
+        )
         if self.state is not None:
             self._apply(envelope)
             return
@@ -444,6 +450,12 @@ class ClusterNode:
                 if session.session_id != info.session_id:
                     state.aliases[(info.user, info.session_id)] = session.session_id
             case w.ClientMessage(user=user, message=message):
+                current = core.session(user)
+                session_id = state.aliases.get((user, envelope.session_id), envelope.session_id)
+                if current is not None and current.session_id != session_id:
+                    # From a connection replaced since, whose close is on its way: like the
+                    # frames of a replaced connection on one node, it may not act.
+                    return
                 try:
                     actions = core.handle(user, message, now)
                 except ClientError as exc:

@@ -54,7 +54,10 @@ class Connect(_Envelope, tag="connect", frozen=True, kw_only=True):
 
 
 class ClientMessage(_Envelope, tag="message", frozen=True, kw_only=True):
+    """A client message of a connection of `session_id` (as in `Closed`)."""
+
     user: str
+    session_id: str
     message: p.ClientMessage
 
 

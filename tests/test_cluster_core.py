@@ -173,7 +173,9 @@ def test_envelopes_round_trip_with_protocol_messages_inside() -> None:
     )
     inbox: list[w.InboxMessage] = [
         w.Connect(node="n1", run=1.0, conn=info, resume=None),
-        w.ClientMessage(node="n1", run=1.0, user="o1", message=p.CallCenter(id="m1")),
+        w.ClientMessage(
+            node="n1", run=1.0, user="o1", session_id="s", message=p.CallCenter(id="m1")
+        ),
         w.Closed(node="n1", run=1.0, user="o1", session_id="s"),
         w.Report(node="n1", run=1.0, conns=[info]),
     ]

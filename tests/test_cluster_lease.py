@@ -92,6 +92,7 @@ def lease(
         ttl_s=ttl_s,
         on_lost=on_lost,
         clock=clock,
+        last_key=keys.authority_last,
     )
 
 
@@ -139,6 +140,33 @@ async def test_acquiring_a_lease_already_held_refreshes_it_with_the_same_epoch(
         assert b.epoch is not None
         assert epoch is not None
         assert b.epoch > epoch
+    finally:
+        await a.release()
+        await b.release()
+
+
+async def test_a_new_holding_knows_who_held_the_lease_before_it(
+    keys: ClusterKeys, connect: Callable[..., Redis]
+) -> None:
+    """What a new authority decides by: keep its state (nobody else held the lease since, or
+    Redis forgot), or start afresh and take over a dead authority's calls."""
+    a = lease(connect(), keys, "a")
+    b = lease(connect(), keys, "b")
+    redis = connect()
+    try:
+        assert await a.acquire()
+        assert a.previous_holder is None
+        await a.release()
+        assert await a.acquire()
+        assert a.previous_holder == "a"
+        await a.release()
+        assert await b.acquire()
+        assert b.previous_holder == "a"
+        await b.release()
+        # Redis lost its data (a restart without persistence): unknown.
+        await redis.delete(keys.authority_last)
+        assert await a.acquire()
+        assert a.previous_holder is None
     finally:
         await a.release()
         await b.release()
