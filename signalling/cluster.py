@@ -49,7 +49,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -66,12 +66,14 @@ from signalling import cluster_wire as w
 from signalling import protocol as p
 from signalling.actions import Action, Negotiate, Record, Room, Send
 from signalling.cluster_keys import ClusterKeys
-from signalling.errors import CLOSE_REPLACED, ClientError, MediaUnavailable, Unavailable
+from signalling.cluster_routing import ClusterMedia, ClusterRouter, pick_media_node
+from signalling.errors import CLOSE_REPLACED, ClientError, Unavailable
 from signalling.hub import Hub, error_reply
 from signalling.lease import Lease
-from signalling.media_port import MediaMessage, MediaPort
+from signalling.media_port import MediaPort
 from signalling.protocol import EndReason
-from signalling.registry import OVERLOADED_CPU, NodeLoad, NodeRecord, RedisRegistry
+from signalling.redis_writer import RedisWriter
+from signalling.registry import NodeLoad, RedisRegistry
 from signalling.router import Connection, LocalRouter
 from signalling.switchboard import SessionKeys, Switchboard, WaitingCall
 
@@ -80,8 +82,6 @@ log = structlog.get_logger(__name__)
 # A new connection for which no authority is listening is closed with this (RFC 6455
 # "try again later"): the client reconnects after its backoff.
 CLOSE_TRY_AGAIN: Final = 1013
-# Most commands sent to Redis in one pipeline.
-MAX_PIPELINE: Final = 512
 # A subscription that failed is retried after this long, doubling up to the maximum.
 RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 2.0
@@ -90,15 +90,6 @@ POLL_S: Final = 0.5
 
 # Records that open or close a session (the journal follows them).
 _SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
-
-# KEYS[1] presence key; ARGV[1] the value this node wrote. Deletes it only if it is still
-# ours: the user may have connected to another node since.
-_DELETE_IF_OURS = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 @dataclass
@@ -114,59 +105,6 @@ class AuthorityState:
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     # call -> the node relaying its media.
     media_nodes: dict[str, str] = field(default_factory=dict)
-
-
-def pick_media_node(
-    alive: Sequence[NodeRecord], rooms: collections.Counter[str], fallback: str
-) -> str:
-    """The live node with media to host a new call's media: the fewest rooms assigned by
-    this authority (it assigns them all, and sees its own assignments at once, not a
-    heartbeat later), then the least CPU; nodes near full CPU only if all are."""
-    candidates = [r for r in alive if r.status.media_address]
-    if not candidates:
-        return fallback
-    best = min(
-        candidates,
-        key=lambda r: (
-            r.status.load.cpu >= OVERLOADED_CPU,
-            rooms[r.node_id],
-            r.status.load.cpu,
-            r.node_id,
-        ),
-    )
-    return best.node_id
-
-
-@dataclass(frozen=True, slots=True)
-class _Publish:
-    channel: str
-    payload: bytes
-    # Called when nobody heard it (0 subscribers) or Redis failed; None: nobody cares.
-    unheard: Callable[[], None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _SetPresence:
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _DeletePresence:
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Journal:
-    """Set (value) or delete (None) one field of a journal hash."""
-
-    key: str
-    field: str
-    value: bytes | None
-
-
-_Command = _Publish | _SetPresence | _DeletePresence | _Journal
 
 
 class ClusterNode:
@@ -227,7 +165,12 @@ class ClusterNode:
             on_lost=self._lease_lost,
             last_key=self.keys.authority_last,
         )
-        self._delete_if_ours = self.redis.register_script(_DELETE_IF_OURS)
+        self.writer = RedisWriter(
+            self.redis,
+            presence_ttl_s=rc.node_timeout_s,
+            failed=self._redis_failed,
+            succeeded=self._redis_answered,
+        )
         self.state: AuthorityState | None = None
         # The state of our last holding, kept in case we take the lease again unopposed.
         self._stashed: AuthorityState | None = None
@@ -238,11 +181,6 @@ class ClusterNode:
         self.infos: dict[Connection, w.ConnectionInfo] = {}
         # The presence value written for each attached connection (to delete only ours).
         self._presence: dict[Connection, bytes] = {}
-        self._commands: collections.deque[_Command] = collections.deque()
-        self._commands_ready = asyncio.Event()
-        # Set while nothing is queued for Redis (what stop() waits for).
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._lookups: collections.deque[tuple[list[str], p.ServerMessage]] = collections.deque()
         self._lookups_ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -262,7 +200,7 @@ class ClusterNode:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         await self.registry.start()
-        for coro in (self._publisher(), self._subscriber(), self._presence_keeper()):
+        for coro in (self.writer.run(), self._subscriber(), self._presence_keeper()):
             self._tasks.append(loop.create_task(coro))
         self._tasks.append(loop.create_task(self._lookup_worker()))
         self._tasks.append(loop.create_task(self._lead()))
@@ -272,7 +210,7 @@ class ClusterNode:
         others see this node go silent and clean up after `node_timeout_s`."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.redis.node_timeout_s / 2):
-                await self._idle.wait()
+                await self.writer.idle.wait()
         self._stopping.set()
         self._stop_inbox()
         if self.state is not None:
@@ -361,7 +299,7 @@ class ClusterNode:
         self.infos.pop(conn, None)
         value = self._presence.pop(conn, None)
         if value is not None:
-            self._command(_DeletePresence(self.keys.presence(conn.user), value))
+            self.writer.delete_presence(self.keys.presence(conn.user), value)
         envelope = w.Closed(
             node=self.node_id, run=self.run, user=conn.user, session_id=conn.session_id
         )
@@ -372,7 +310,7 @@ class ClusterNode:
             self._send_inbox(envelope, None)
 
     def _send_inbox(self, envelope: w.InboxMessage, unheard: Callable[[], None] | None) -> None:
-        self._command(_Publish(self.keys.authority_inbox, w.encode(envelope), unheard))
+        self.writer.publish(self.keys.authority_inbox, w.encode(envelope), unheard)
 
     # ---- gateway: what this node delivers --------------------------------------------------
 
@@ -425,7 +363,7 @@ class ClusterNode:
             w.Presence(node=self.node_id, session_id=conn.session_id, connected_at=self.hub.clock())
         )
         self._presence[conn] = value
-        self._command(_SetPresence(self.keys.presence(conn.user), value))
+        self.writer.set_presence(self.keys.presence(conn.user), value)
 
     # ---- authority: applying what gateways said -------------------------------------------
 
@@ -665,7 +603,7 @@ class ClusterNode:
     def _request_resync(self) -> None:
         epoch = self.lease.epoch or 0
         request = w.ResyncRequest(node=self.node_id, run=self.run, epoch=epoch)
-        self._command(_Publish(self.keys.broadcast, w.encode(request)))
+        self.writer.publish(self.keys.broadcast, w.encode(request))
         # Our own connections, directly.
         self._apply(self.report())
 
@@ -723,7 +661,7 @@ class ClusterNode:
         if facts is not None:
             entry = w.JournalSession(session_id=str(facts["session"]), sign_out=facts)
             value = w.encode(entry)
-        self._command(_Journal(self.keys.journal_sessions, user, value))
+        self.writer.hash_field(self.keys.journal_sessions, user, value)
 
     def _journal_call(self, core: Switchboard, call_id: str) -> None:
         facts = core.call_facts(call_id)
@@ -734,7 +672,7 @@ class ClusterNode:
                 waiting = w.JournalWaiting(**dataclasses.asdict(facts.waiting))
             entry = w.JournalCall(notify=list(facts.notify), ended=facts.ended, waiting=waiting)
             value = w.encode(entry)
-        self._command(_Journal(self.keys.journal_calls, call_id, value))
+        self.writer.hash_field(self.keys.journal_calls, call_id, value)
 
     async def _inherit(self, state: AuthorityState) -> None:
         """Close what a dead authority left open: its calls end at once (their members are
@@ -771,7 +709,7 @@ class ClusterNode:
             actions.append(Record(TraceEvent(kind="call_ended", at=now, data=entry.ended)))
             ended = p.CallEnded(call_id=call_id, reason=EndReason.NODE_LOST, by=None)
             actions.append(Send(tuple(entry.notify), ended))
-            self._command(_Journal(keys.journal_calls, call_id, None))
+            self.writer.hash_field(keys.journal_calls, call_id, None)
         log.info(
             "calls of the previous authority ended", node_id=self.node_id, calls=len(actions) // 2
         )
@@ -800,7 +738,7 @@ class ClusterNode:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
             actions.append(Record(TraceEvent(kind="sign_out", at=now, data=left.sign_out)))
-            self._command(_Journal(keys.journal_sessions, user, None))
+            self.writer.hash_field(keys.journal_sessions, user, None)
         log.info(
             "sessions of the previous authority closed", node_id=self.node_id, sessions=len(actions)
         )
@@ -894,54 +832,6 @@ class ClusterNode:
 
     # ---- Redis writes -----------------------------------------------------------------------
 
-    def _command(self, command: _Command) -> None:
-        self._commands.append(command)
-        self._idle.clear()
-        self._commands_ready.set()
-
-    async def _publisher(self) -> None:
-        """Sends queued commands in order, pipelined: one round trip for a burst."""
-        commands = self._commands
-        while True:
-            await self._commands_ready.wait()
-            self._commands_ready.clear()
-            while commands:
-                batch = [commands.popleft() for _ in range(min(len(commands), MAX_PIPELINE))]
-                try:
-                    results = await self._execute(batch)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    self._redis_failed(exc)
-                    for command in batch:
-                        if isinstance(command, _Publish) and command.unheard is not None:
-                            command.unheard()
-                    continue
-                self._redis_ok = True
-                for command, result in zip(batch, results, strict=True):
-                    if isinstance(command, _Publish) and command.unheard is not None and not result:
-                        command.unheard()
-            self._idle.set()
-
-    async def _execute(self, batch: list[_Command]) -> list[object]:
-        ttl_ms = round(self.config.redis.node_timeout_s * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for command in batch:
-                match command:
-                    case _Publish():
-                        pipe.publish(command.channel, command.payload)
-                    case _SetPresence():
-                        pipe.set(command.key, command.value, px=ttl_ms)
-                    case _DeletePresence():
-                        await self._delete_if_ours(
-                            keys=[command.key], args=[command.value], client=pipe
-                        )
-                    case _Journal(value=None):
-                        pipe.hdel(command.key, command.field)
-                    case _Journal():
-                        assert command.value is not None
-                        pipe.hset(command.key, command.field, command.value)
-            results: list[object] = await pipe.execute()
-        return results
-
     async def _presence_keeper(self) -> None:
         """Refresh every presence key of this node each heartbeat, so that they outlive us
         by at most a node timeout."""
@@ -951,7 +841,7 @@ class ClusterNode:
                     await self._stopping.wait()
             for conn, value in list(self._presence.items()):
                 if not conn.closing:
-                    self._command(_SetPresence(self.keys.presence(conn.user), value))
+                    self.writer.set_presence(self.keys.presence(conn.user), value)
 
     async def _lookup_worker(self) -> None:
         """Delivers to users of other nodes, found by their presence keys, in order."""
@@ -981,15 +871,18 @@ class ClusterNode:
 
     def publish_to(self, node: str, users: list[str], message: p.ServerMessage) -> None:
         envelope = w.Deliver(node=self.node_id, run=self.run, to=users, message=message)
-        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+        self.writer.publish(self.keys.node_channel(node), w.encode(envelope))
 
     def publish_node(self, node: str, envelope: w.NodeMessage) -> None:
-        self._command(_Publish(self.keys.node_channel(node), w.encode(envelope)))
+        self.writer.publish(self.keys.node_channel(node), w.encode(envelope))
 
     def _redis_failed(self, exc: BaseException) -> None:
         if self._redis_ok:
             log.warning("redis unreachable", node_id=self.node_id, error=repr(exc))
         self._redis_ok = False
+
+    def _redis_answered(self) -> None:
+        self._redis_ok = True
 
     # ---- load and media ------------------------------------------------------------------
 
@@ -1017,121 +910,6 @@ class ClusterNode:
         return node
 
 
-class ClusterRouter:
-    """The hub's `Router` on a node of a cluster. On the authority, each delivery goes to
-    the node serving its recipient; elsewhere (error replies, media answers) to this node's
-    connections, or through the recipients' presence keys."""
-
-    def __init__(self, node: ClusterNode) -> None:
-        self.node = node
-
-    def attach(self, conn: Connection) -> None:
-        self.node.local.attach(conn)
-
-    def detach(self, conn: Connection) -> None:
-        self.node.local.detach(conn)
-
-    def connections(self) -> list[Connection]:
-        return self.node.local.connections()
-
-    def deliver(self, to: Iterable[str], message: p.ServerMessage) -> None:
-        node = self.node
-        state = node.state
-        if state is None:
-            node.deliver_anywhere(list(to), message)
-            return
-        to = list(to)
-        if isinstance(message, p.Welcome):
-            for user in to:
-                arrival = state.arriving.pop(user, None)
-                if arrival is not None:
-                    state.where[user] = arrival
-        by_node: dict[str, list[str]] = {}
-        where = state.where
-        here = node.node_id
-        unknown: list[str] = []
-        for user in to:
-            location = where.get(user)
-            if location is None:
-                unknown.append(user)
-            else:
-                by_node.setdefault(location[0], []).append(user)
-        if unknown:
-            # Not welcomed by this core (yet): wherever their presence says.
-            node.deliver_anywhere(unknown, message)
-        for target, users in by_node.items():
-            if target == here:
-                node.deliver_local(users, message)
-            else:
-                node.publish_to(target, users, message)
-
-    def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
-        node = self.node
-        state = node.state
-        location = state.where.get(user) if state is not None else None
-        target = node.node_id if location is None else location[0]
-        node.disconnect_on(target, user, session_id, code, reason)
-
-
-class ClusterMedia:
-    """The hub's `MediaPort` on a node of a cluster: each call's media goes to its media
-    node, chosen by load when the call first has media (`pick_media_node`)."""
-
-    def __init__(self, node: ClusterNode, local: MediaPort | None) -> None:
-        self.node = node
-        self.local = local
-
-    async def start(self) -> None:
-        if self.local is not None:
-            await self.local.start()
-
-    async def stop(self) -> None:
-        if self.local is not None:
-            await self.local.stop()
-
-    def health(self) -> dict[str, object]:
-        return self.local.health() if self.local is not None else {}
-
-    def room_changed(self, change: Room) -> None:
-        node = self.node
-        state = node.state
-        if state is None:
-            return
-        if not change.members and change.call_id not in state.media_nodes:
-            return
-        target = node.media_node_for(state, change.call_id)
-        if not change.members:
-            del state.media_nodes[change.call_id]
-        if target == node.node_id:
-            if self.local is not None:
-                self.local.room_changed(change)
-            return
-        envelope = w.RoomChanged(
-            node=node.node_id,
-            run=node.run,
-            call_id=change.call_id,
-            members=list(change.members),
-            silent=list(change.silent),
-            court=change.court,
-            officer=change.officer,
-            case_number=change.case_number,
-        )
-        node.publish_node(target, envelope)
-
-    async def signal(self, user: str, message: MediaMessage) -> None:
-        node = self.node
-        state = node.state
-        target = state.media_nodes.get(message.call_id) if state is not None else None
-        if target is None or target == node.node_id:
-            if self.local is None:
-                raise MediaUnavailable("this server relays no media")
-            await self.local.signal(user, message)
-            return
-        node.publish_node(
-            target, w.Signal(node=node.node_id, run=node.run, user=user, message=message)
-        )
-
-
 def _identity(info: w.ConnectionInfo) -> Identity:
     return Identity(
         user_id=info.user,
@@ -1155,4 +933,4 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-__all__ = ["AuthorityState", "ClusterMedia", "ClusterNode", "ClusterRouter", "pick_media_node"]
+__all__ = ["AuthorityState", "ClusterNode"]

@@ -8,7 +8,7 @@ import collections
 from commandcenter.auth import Role
 from signalling import cluster_wire as w
 from signalling import protocol as p
-from signalling.cluster import pick_media_node
+from signalling.cluster_routing import pick_media_node
 from signalling.registry import NodeLoad, NodeRecord, NodeStatus
 from signalling.switchboard import SessionKeys
 from tests.corehelpers import (
