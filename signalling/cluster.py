@@ -87,6 +87,17 @@ RETRY_MIN_S: Final = 0.1
 RETRY_MAX_S: Final = 2.0
 # How long a subscriber waits for a message before looking at its stop event again.
 POLL_S: Final = 0.5
+# Presence keys extended per round trip: other work on the node runs between chunks.
+PRESENCE_CHUNK: Final = 200
+
+# KEYS: presence keys; ARGV[1]: TTL in ms. One command for many keys: packing a command per
+# key costs the node about 35 ms of CPU per 1,000 keys in redis-py, this about 6.
+_EXTEND = """
+for _, key in ipairs(KEYS) do
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return 0
+"""
 
 # Records that open or close a session (the journal follows them).
 _SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
@@ -165,6 +176,7 @@ class ClusterNode:
             on_lost=self._lease_lost,
             last_key=self.keys.authority_last,
         )
+        self._extend = self.redis.register_script(_EXTEND)
         self.writer = RedisWriter(
             self.redis,
             presence_ttl_s=rc.node_timeout_s,
@@ -759,6 +771,9 @@ class ClusterNode:
         self._subscribed = True
         if first:
             return
+        # Redis may have lost them (a restart); the keeper only extends what exists.
+        for conn, value in self._presence.items():
+            self.writer.set_presence(self.keys.presence(conn.user), value)
         if self.state is not None:
             self._apply(self.report())
         else:
@@ -833,15 +848,26 @@ class ClusterNode:
     # ---- Redis writes -----------------------------------------------------------------------
 
     async def _presence_keeper(self) -> None:
-        """Refresh every presence key of this node each heartbeat, so that they outlive us
-        by at most a node timeout."""
+        """Extend every presence key of this node each heartbeat, so that they outlive us
+        by at most a node timeout.
+
+        Not through the ordered writer: with thousands of connections the refresh would
+        hold every publication of the node behind it for tens of milliseconds each
+        heartbeat (measured: cross-node ring p99 75 ms with 6,000 connections). PEXPIRE
+        touches only keys that exist, so a refresh racing a disconnect's DEL never brings a
+        key back; keys Redis lost (a restart) are written again on resubscription."""
+        ttl_ms = round(self.config.redis.node_timeout_s * 1000)
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.redis.heartbeat_s):
                     await self._stopping.wait()
-            for conn, value in list(self._presence.items()):
-                if not conn.closing:
-                    self.writer.set_presence(self.keys.presence(conn.user), value)
+            keys = [self.keys.presence(c.user) for c in list(self._presence) if not c.closing]
+            try:
+                for start in range(0, len(keys), PRESENCE_CHUNK):
+                    chunk = keys[start : start + PRESENCE_CHUNK]
+                    await self._extend(keys=chunk, args=[ttl_ms])
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._redis_failed(exc)
 
     async def _lookup_worker(self) -> None:
         """Delivers to users of other nodes, found by their presence keys, in order."""
