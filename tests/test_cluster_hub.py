@@ -276,6 +276,13 @@ async def test_redis_restarted_mid_run(tmp_path: Path, private_redis: PrivateRed
         ]
         await call(officer, operator)
         assert all(n.proc.poll() is None for n in (a, b, boss))
+        # Presence, lost with Redis's data, was written again by each user's node.
+        redis = Redis.from_url(private_redis.url)
+        try:
+            for user in ("of-1", "op-1"):
+                assert await redis.exists(cluster.keys.presence(user))
+        finally:
+            await redis.aclose()
     finally:
         await cluster.close()
 
