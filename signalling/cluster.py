@@ -328,6 +328,9 @@ class ClusterNode:
 
     def deliver_local(self, to: Sequence[str], message: p.ServerMessage) -> None:
         if isinstance(message, p.Welcome):
+            # Named as the node the client is connected to (for its logs and support), not
+            # the authority that wrote it.
+            message = msgspec.structs.replace(message, node_id=self.node_id)
             for user in to:
                 conn = self.pending.get(user)
                 if conn is not None:

@@ -62,6 +62,8 @@ async def test_cross_node_call_with_roster_and_one_trace(cluster: Cluster) -> No
     _, (a, b, c) = await three(cluster)
     operator = await b.connect("op-1", "operator", COURT)
     officer = await a.connect("of-1", "officer", COURT)
+    # Each welcome names the node the client is connected to.
+    assert (officer.welcome["node_id"], operator.welcome["node_id"]) == (a.node_id, b.node_id)
     update = await operator.expect("roster_update", timeout=5.0)
     assert update["entry"]["officer"]["id"] == "of-1"
     roster = await operator.request("get_roster", reply="roster")
