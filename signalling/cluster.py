@@ -6,12 +6,14 @@ publishes it to the authority's inbox. One node at a time, the *authority* (the 
 the Redis lease), runs the province's switchboard: it applies what gateways publish, in the
 order its inbox receives it, and its hub performs the actions as on one node, except that
 `ClusterRouter` routes each delivery to the node serving its recipient (`where`) and
-`ClusterMedia` hands each call's media to the call's media node. The authority is also a
-gateway: what its own clients say is applied directly, without a round trip through Redis.
+`ClusterMedia` hands each call's media to the call's media node (both in
+signalling/cluster_routing.py). Everything this node writes to Redis goes through one
+ordered `RedisWriter` (signalling/redis_writer.py). The authority is also a gateway: what
+its own clients say is applied directly, without a round trip through Redis.
 
 Theory of operation
 -------------------
-* Order. Each node publishes through one connection, in one task (`_publisher`), in the order
+* Order. Each node publishes through one connection, in one task (`RedisWriter`), in the order
   its clients spoke; Redis keeps each publisher's order on a channel. So the core sees each
   client's messages in order, and each gateway sees the core's deliveries in order.
 * Where a user is. The authority learns it from `connect` (the node that sent it) and
