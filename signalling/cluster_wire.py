@@ -16,7 +16,7 @@ connections from its previous run's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -157,11 +157,6 @@ class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_inbox_decoder = msgspec.msgpack.Decoder(InboxMessage)
-_node_decoder = msgspec.msgpack.Decoder(NodeMessage)
-_presence_decoder = msgspec.msgpack.Decoder(Presence)
-_call_decoder = msgspec.msgpack.Decoder(JournalCall)
-_session_decoder = msgspec.msgpack.Decoder(JournalSession)
 
 
 def encode(
@@ -170,30 +165,12 @@ def encode(
     return _encoder.encode(message)
 
 
-def decode_inbox(data: bytes) -> InboxMessage:
-    """Raises msgspec.DecodeError / ValidationError on a payload no node of ours wrote."""
-    message: InboxMessage = _inbox_decoder.decode(data)
-    return message
-
-
-def decode_node(data: bytes) -> NodeMessage:
-    message: NodeMessage = _node_decoder.decode(data)
-    return message
-
-
-def decode_presence(data: bytes) -> Presence:
-    presence: Presence = _presence_decoder.decode(data)
-    return presence
-
-
-def decode_journal_call(data: bytes) -> JournalCall:
-    entry: JournalCall = _call_decoder.decode(data)
-    return entry
-
-
-def decode_journal_session(data: bytes) -> JournalSession:
-    entry: JournalSession = _session_decoder.decode(data)
-    return entry
+# Each raises msgspec.DecodeError / ValidationError on a payload no node of ours wrote.
+decode_inbox: Final = msgspec.msgpack.Decoder(InboxMessage).decode
+decode_node: Final = msgspec.msgpack.Decoder(NodeMessage).decode
+decode_presence: Final = msgspec.msgpack.Decoder(Presence).decode
+decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
+decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
 
 
 __all__ = [
