@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -684,10 +683,9 @@ class ClusterNode:
         facts = core.call_facts(call_id)
         value = None
         if facts is not None:
-            waiting = None
-            if facts.waiting is not None:
-                waiting = w.JournalWaiting(**dataclasses.asdict(facts.waiting))
-            entry = w.JournalCall(notify=list(facts.notify), ended=facts.ended, waiting=waiting)
+            entry = w.JournalCall(
+                notify=list(facts.notify), ended=facts.ended, waiting=facts.waiting
+            )
             value = w.encode(entry)
         self.writer.hash_field(self.keys.journal_calls, call_id, value)
 
@@ -721,7 +719,7 @@ class ClusterNode:
                 continue
             if entry.waiting is not None:
                 # Taken over once its officer's session is (after the resync below).
-                waiting.append(WaitingCall(**msgspec.structs.asdict(entry.waiting)))
+                waiting.append(entry.waiting)
                 continue
             actions.append(Record(TraceEvent(kind="call_ended", at=now, data=entry.ended)))
             ended = p.CallEnded(call_id=call_id, reason=EndReason.NODE_LOST, by=None)

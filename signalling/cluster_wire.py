@@ -21,6 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from signalling import protocol as p
+from signalling.switchboard import WaitingCall
 
 
 class _Envelope(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
@@ -128,25 +129,13 @@ class Presence(msgspec.Struct, frozen=True, kw_only=True):
     connected_at: float
 
 
-class JournalWaiting(msgspec.Struct, frozen=True, kw_only=True):
-    """An unanswered officer's call, as the next authority re-queues it
-    (`switchboard.WaitingCall`)."""
-
-    call_id: str
-    officer: str
-    court: str
-    created_at: float
-    case_number: str | None
-    emergency: bool
-
-
 class JournalCall(msgspec.Struct, frozen=True, kw_only=True):
     """`ClusterKeys.journal_calls`: a live call, as its end would be recorded if lost, and,
     while it waits for an operator, what re-queues it."""
 
     notify: list[str]
     ended: dict[str, Any]
-    waiting: JournalWaiting | None = None
+    waiting: WaitingCall | None = None
 
 
 class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,7 +172,6 @@ __all__ = [
     "InboxMessage",
     "JournalCall",
     "JournalSession",
-    "JournalWaiting",
     "NodeMessage",
     "Presence",
     "Report",

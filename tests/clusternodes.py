@@ -4,12 +4,8 @@ and one PostgreSQL trace schema, both deleted afterwards."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,47 +14,37 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from commandcenter.auth import Role, issue_token
+from commandcenter.auth import Role
 from signalling.cluster_keys import ClusterKeys
-from tests.browser import free_port
+from tests.browser import ServerProcess
+from tests.browser import token as browser_token
 from tests.clusterhelpers import REDIS_URL, delete_prefix
 from tests.polling import wait_until
 from tests.tracehelpers import PG_DSN, PostgresBackend
 from tests.wsclient import Client
 
-SECRET = "cluster-test-secret-long-enough-for-hs256"
 # Short figures so that deaths and failovers happen within a test's patience.
 HEARTBEAT_S = 0.3
 NODE_TIMEOUT_S = 1.5
 LEASE_TTL_S = 1.5
 START_S = 20.0
-STOP_S = 8.0
-SERVE = (sys.executable, "-m", "commandcenter", "serve", "--host", "127.0.0.1")
 
 
-def token(user: str, role: str, court: str, ttl_s: float = 600) -> str:
-    return issue_token(
-        SECRET, user=user, role=Role(role), court=court, name=user, ttl_s=ttl_s, now=time.time()
-    )
+def token(user: str, role: str, court: str) -> str:
+    return browser_token(user, Role(role), court, name=user)
 
 
 class Node:
-    """One hub process of the cluster."""
+    """One hub process of the cluster (tests.browser.ServerProcess, with the cluster's
+    settings)."""
 
     def __init__(self, cluster: Cluster, node_id: str, extra: Mapping[str, str]) -> None:
         self.cluster = cluster
         self.node_id = node_id
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         workdir = cluster.workdir / node_id
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
-        env |= {
-            "COMMANDCENTER_SERVER_DATA_DIR": str(workdir / "var"),
+        env = {
             "COMMANDCENTER_SERVER_NODE_ID": node_id,
-            "COMMANDCENTER_AUTH_JWT_SECRET": SECRET,
-            "COMMANDCENTER_MEDIA_ICE_ADDRESSES": "127.0.0.1",
             "COMMANDCENTER_RECORDER_BACKEND": "postgres",
             "COMMANDCENTER_RECORDER_POSTGRES_DSN": PG_DSN,
             "COMMANDCENTER_RECORDER_POSTGRES_SCHEMA": cluster.pg.schema,
@@ -71,14 +57,9 @@ class Node:
             **cluster.extra_env,
             **extra,
         }
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [*SERVE, "--port", str(self.port)],
-            cwd=workdir,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.server = ServerProcess(workdir, extra_env=env)
+        self.proc = self.server.proc
+        self.base = self.server.base
 
     async def health(self) -> dict[str, Any]:
         async with self.cluster.http.get(f"{self.base}/healthz") as resp:
@@ -113,18 +94,10 @@ class Node:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.server.stop()
 
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+    def log_tail(self) -> str:
+        return "\n".join(self.server.log_tail())
 
 
 class Cluster:

@@ -10,7 +10,7 @@ from signalling import cluster_wire as w
 from signalling import protocol as p
 from signalling.cluster_routing import pick_media_node
 from signalling.registry import NodeLoad, NodeRecord, NodeStatus
-from signalling.switchboard import SessionKeys
+from signalling.switchboard import SessionKeys, WaitingCall
 from tests.corehelpers import (
     Board,
     disconnects,
@@ -189,6 +189,9 @@ def test_envelopes_round_trip_with_protocol_messages_inside() -> None:
     ]
     for envelope in node:
         assert w.decode_node(w.encode(envelope)) == envelope
+    waiting = WaitingCall("c1", "o1", "P0101", 1.5, None, emergency=True)
+    entry = w.JournalCall(notify=["o1"], ended={"call": "c1"}, waiting=waiting)
+    assert w.decode_journal_call(w.encode(entry)) == entry
 
 
 def test_a_waiting_call_is_taken_over_in_its_place_and_rings() -> None:
