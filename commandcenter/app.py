@@ -15,14 +15,13 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import evidence_api, http_api
+from commandcenter import evidence_api, http_api, stores
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, HUB, RECORDER, TRACE
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
 from sessions.durable import DurableRecorder
-from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
 from signalling.cluster import ClusterNode
 from signalling.hub import WS_PATH, Hub
@@ -72,9 +71,11 @@ def create_app(
 
     switchboard = new_switchboard()
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).
-    recorder = recorder if recorder is not None else DurableRecorder.from_config(config)
+    recorder = recorder if recorder is not None else stores.durable_recorder(config)
     hub = Hub(
-        config=config,
+        limits=config.limits,
+        presence=config.presence,
+        token_leeway_s=config.auth.leeway_s,
         switchboard=switchboard,
         verifier=build_verifier(config),
         recorder=recorder,
@@ -82,7 +83,7 @@ def create_app(
         clock=clock,
     )
     evidence_store = (
-        EvidenceStore.from_config(config, trace=recorder, recorder=recorder, clock=clock)
+        stores.evidence_store(config, trace=recorder, recorder=recorder, clock=clock)
         if isinstance(recorder, DurableRecorder)
         else None
     )
@@ -105,7 +106,8 @@ def create_app(
         # One of many nodes: the router and media port become the cluster's.
         cluster = ClusterNode(
             hub=hub,
-            config=config,
+            redis=config.redis,
+            media_address=",".join(config.media.ice_addresses) or "auto",
             new_core=new_switchboard,
             local_media=hub.media,
             http_address=config.redis.advertise_address

@@ -1,7 +1,9 @@
-"""Who is calling and what they may see: roles, the court hierarchy and JWT verification.
+"""Token verification at the edges: JWTs in, `identity.Identity` (or `identity.AuthError`) out.
 
-`Courts` and `TokenVerifier` are pure: the time is an argument, nothing here reads the clock,
-and verification never logs. `load_secret` and `build_verifier` are the only parts that
+Roles, identities and the court hierarchy live in the bottom-layer `identity` package
+(re-exported here for the CLI and the HTTP edge); jwt and cryptography stay in this module.
+`TokenVerifier` is pure: the time is an argument, nothing here reads the clock, and
+verification never logs. `load_secret` and `build_verifier` are the only parts that
 touch files; they run once at start (and in `commandcenter token`).
 
 An `AuthError` carries a short reason that is safe to send to the peer: it never includes
@@ -14,18 +16,17 @@ import contextlib
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from commandcenter.config import MIN_SECRET_BYTES, AuthConfig, Config, ConfigError, CourtConfig
+from commandcenter.config import MIN_SECRET_BYTES, AuthConfig, Config, ConfigError
+from identity import AuthError, AuthReason, Courts, Identity, Role, bearer_token
 
 # Longer tokens are refused before any decoding; ours are a few hundred characters.
 MAX_TOKEN_CHARS: Final = 4096
@@ -37,122 +38,6 @@ MIN_RSA_BITS: Final = 2048
 SECRET_FILE: Final = "jwt_secret"
 
 _ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
-
-
-class Role(StrEnum):
-    OFFICER = "officer"
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
-    AUDITOR = "auditor"
-
-
-@dataclass(frozen=True)
-class Identity:
-    user_id: str
-    name: str
-    role: Role
-    court: str
-    # Unix seconds: the token's exp claim.
-    expires_at: float
-
-
-AuthReason = Literal[
-    "token missing",
-    "token too large",
-    "invalid token",
-    "algorithm not allowed",
-    "token expired",
-    "token not yet valid",
-    "missing claim",
-    "invalid claim",
-    "unknown role",
-    "unknown court",
-]
-
-
-class AuthError(Exception):
-    """The peer's credentials are unusable; `reason` is short and safe to put on the wire."""
-
-    # WebSocket close code and HTTP status for every authentication failure.
-    close_code: Final = 4401
-    http_status: Final = 401
-
-    def __init__(self, reason: AuthReason) -> None:
-        super().__init__(reason)
-        self.reason: AuthReason = reason
-
-
-class Courts:
-    """The court hierarchy (province, intermediate, basic courts) and the scope of each role."""
-
-    def __init__(self, courts: Iterable[CourtConfig]) -> None:
-        self._names: dict[str, str] = {}
-        self._parents: dict[str, str | None] = {}
-        for court in courts:
-            if not court.code or court.code in self._names:
-                raise ValueError(f"court code {court.code!r} is empty or duplicated")
-            self._names[court.code] = court.name
-            self._parents[court.code] = court.parent or None
-        if not self._names:
-            raise ValueError("at least one court is required")
-        self._ancestors = {code: self._walk_up(code) for code in self._names}
-        below: dict[str, set[str]] = {code: {code} for code in self._names}
-        for code, ancestors in self._ancestors.items():
-            for ancestor in ancestors:
-                below[ancestor].add(code)
-        self._subtrees = {code: frozenset(codes) for code, codes in below.items()}
-        self._all = frozenset(self._names)
-
-    def _walk_up(self, code: str) -> tuple[str, ...]:
-        chain: list[str] = []
-        parent = self._parents[code]
-        while parent is not None:
-            if parent not in self._names:
-                raise ValueError(f"court {code!r} has unknown parent {parent!r}")
-            if parent == code or parent in chain:
-                raise ValueError(f"court {code!r} is in a cycle")
-            chain.append(parent)
-            parent = self._parents[parent]
-        return tuple(chain)
-
-    def __contains__(self, code: object) -> bool:
-        return code in self._names
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    # The lookups below raise KeyError for an unknown code: callers check `in` first,
-    # since an unknown court reaching them is a bug, not bad input.
-    def name(self, code: str) -> str:
-        return self._names[code]
-
-    def parent(self, code: str) -> str | None:
-        return self._parents[code]
-
-    def ancestors(self, code: str) -> tuple[str, ...]:
-        """The courts above `code`, nearest first, excluding `code`."""
-        return self._ancestors[code]
-
-    def subtree(self, code: str) -> frozenset[str]:
-        """`code` and every court below it."""
-        return self._subtrees[code]
-
-    def scope(self, identity: Identity) -> frozenset[str]:
-        """The courts whose officers, calls and records `identity` may see."""
-        match identity.role:
-            case Role.OFFICER | Role.OPERATOR:
-                return frozenset({identity.court}) if identity.court in self else frozenset()
-            case Role.SUPERVISOR | Role.ADMIN:
-                return self._subtrees.get(identity.court, frozenset())
-            case Role.AUDITOR:
-                return self._all
-
-    def in_scope(self, identity: Identity, court: str) -> bool:
-        return court in self.scope(identity)
-
-    def all(self) -> frozenset[str]:
-        return self._all
 
 
 class TokenVerifier:
@@ -282,13 +167,6 @@ def _load_public_key(alg: str, pem: str) -> RSAPublicKey | EllipticCurvePublicKe
     return key
 
 
-def bearer_token(header: str) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header value, or None."""
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def issue_token(
     secret: str, *, user: str, role: Role, court: str, name: str, ttl_s: float, now: float
 ) -> str:
@@ -393,6 +271,7 @@ __all__ = [
     "Identity",
     "Role",
     "TokenVerifier",
+    "bearer_token",
     "build_verifier",
     "issue_token",
     "load_secret",

@@ -234,7 +234,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
     anchors = _anchors(prog, args.anchor)
     show = bool(args.progress) or sys.stderr.isatty()
     # Imported here so `token` and `--help` do not pay for the database drivers.
-    from sessions.durable import open_store, verify_store
+    from commandcenter.stores import open_store
+    from sessions.durable import verify_store
     from sessions.errors import RecorderError
 
     async def run() -> tuple[VerifyResult, float]:
@@ -299,7 +300,8 @@ def _add_stats(commands: Commands) -> None:
 def _stats(args: argparse.Namespace) -> int:
     prog = f"{PROG} stats"
     config = _load(args)
-    from sessions.durable import open_store, statistics_report, zone_of
+    from commandcenter.stores import open_store
+    from sessions.durable import statistics_report, zone_of
     from sessions.errors import BadQuery, RecorderError
     from sessions.statistics import Report, parse_period, render_csv, render_table
 
@@ -374,10 +376,10 @@ def _add_evidence(commands: Commands) -> None:
 def _evidence_export(args: argparse.Namespace) -> int:
     prog = f"{PROG} evidence export"
     config = _load(args)
-    from sessions.durable import DurableRecorder, open_store
+    from commandcenter.stores import evidence_store, open_store
+    from sessions.durable import DurableRecorder
     from sessions.errors import RecorderError
     from sessions.evidence import BadRequest, parse_case_number
-    from sessions.evidence_store import EvidenceStore
     from sessions.export import ExportSummary, export_case, exported_by_default
 
     try:
@@ -389,9 +391,7 @@ def _evidence_export(args: argparse.Namespace) -> int:
     async def run() -> ExportSummary:
         store = await open_store(config)
         try:
-            evidence = EvidenceStore.from_config(
-                config, trace=store, recorder=DurableRecorder.over(store)
-            )
+            evidence = evidence_store(config, trace=store, recorder=DurableRecorder.over(store))
             return await export_case(
                 evidence, store, case_number, out, exported_by=exported_by_default()
             )
@@ -420,7 +420,7 @@ def _evidence_export(args: argparse.Namespace) -> int:
 
 def _evidence_verify(args: argparse.Namespace) -> int:
     prog = f"{PROG} evidence verify"
-    from sessions.durable import open_store
+    from commandcenter.stores import open_store
     from sessions.errors import RecorderError
     from sessions.export import check_against_chain, check_bundle
 

@@ -21,6 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from identity import Court
+from media.settings import MediaConfig
+from sessions.settings import EvidenceConfig, RecorderConfig
+from signalling.settings import CallsConfig, LimitsConfig, PresenceConfig, RedisConfig
+
 ENV_PREFIX = "COMMANDCENTER_"
 MIN_SECRET_BYTES = 32
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -55,12 +60,8 @@ class AuthConfig:
     max_ttl_s: int = 86400
 
 
-@dataclass(frozen=True)
-class CourtConfig:
-    code: str
-    name: str
-    # Empty for the province (the root).
-    parent: str = ""
+# A court of the hierarchy, as config.toml lists them (`[[courts]]`).
+CourtConfig = Court
 
 
 def _default_courts() -> tuple[CourtConfig, ...]:
@@ -75,125 +76,11 @@ def _default_courts() -> tuple[CourtConfig, ...]:
 
 
 @dataclass(frozen=True)
-class LimitsConfig:
-    # Largest WebSocket frame accepted, bytes; larger frames get an error reply.
-    max_frame_bytes: int = 65536
-    # Sustained client messages per second, and the burst allowed above it.
-    messages_per_s: float = 20.0
-    message_burst: int = 40
-    # Over the rate: a `rate_limited` error; this many in a row closes with 4429.
-    rate_limited_before_close: int = 5
-    # Bad frames tolerated within `bad_frame_window_s` before closing with 4400.
-    bad_frames_before_close: int = 10
-    bad_frame_window_s: float = 60.0
-    # Longest SDP accepted in offer/answer, characters.
-    max_sdp_chars: int = 32768
-
-
-@dataclass(frozen=True)
-class PresenceConfig:
-    # A reconnect within this many seconds resumes the session (no new sign-in, call kept).
-    grace_s: float = 30.0
-    # Position updates fanned out to the roster at most this often per officer, seconds.
-    position_interval_s: float = 2.0
-    # Interval at which clients are asked to send heartbeats, seconds.
-    heartbeat_interval_s: float = 15.0
-
-
-@dataclass(frozen=True)
-class CallsConfig:
-    # Unanswered ringing becomes a missed call after this many seconds.
-    ring_timeout_s: float = 30.0
-    # A queued call that never rings is missed after this many seconds.
-    queue_timeout_s: float = 300.0
-    # Ring the parent court's operators when none of the officer's court is online.
-    fallback_to_parent: bool = True
-    # Allow supervisors to monitor without the parties being told (always recorded).
-    allow_covert_monitoring: bool = False
-    # Most calls waiting in one court's queue; beyond it a call is refused as `queue_full`.
-    max_queue: int = 200
-
-
-@dataclass(frozen=True)
 class LoggingConfig:
     # "json" for production, "console" for a terminal.
     format: str = "json"
     # debug, info, warning, error or critical (any case).
     level: str = "info"
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    # Empty: one node, everything in process. Set (redis://host:port/db) for many nodes.
-    url: str = ""
-    key_prefix: str = "cc:"
-    # Each node writes its status (load, addresses) this often, seconds.
-    heartbeat_s: float = 2.0
-    # A node not heard from for this long is dead: its calls end with node_lost and its
-    # users leave the roster. Also the TTL of each user's presence key.
-    node_timeout_s: float = 5.0
-    # The authority lease (the node running the province's switchboard) lasts this long
-    # unless renewed (every third of it); a dead authority is replaced after about twice it.
-    lease_ttl_s: float = 5.0
-    # The host:port other nodes and load balancers reach this node's HTTP listener at, as
-    # published in the node registry. Empty: server.host:server.port.
-    advertise_address: str = ""
-
-
-@dataclass(frozen=True)
-class EvidenceConfig:
-    # Directory of the evidence files (content-addressed, write-once). Empty: <data_dir>/evidence.
-    dir: str = ""
-    # Largest upload accepted, bytes; a longer body is refused with 413 and not read further.
-    max_upload_bytes: int = 4 * 1024**3
-    # A device clock further than this from the server's (from its latest heartbeat), in
-    # milliseconds, marks the capture time of its uploads "time unverified".
-    clock_offset_threshold_ms: float = 2000.0
-
-
-@dataclass(frozen=True)
-class RecorderConfig:
-    # Where the hash-chained trace is kept: "sqlite" (a file, the default), "postgres", or
-    # "memory" (nothing survives the process; for tests and demos).
-    backend: str = "sqlite"
-    # The SQLite file. Empty: <data_dir>/trace.sqlite3.
-    sqlite_path: str = ""
-    # Connection string for backend "postgres", e.g. postgresql://user@host:5432/db.
-    postgres_dsn: str = ""
-    # Schema holding the trace table, created if missing.
-    postgres_schema: str = "commandcenter"
-    # Most records committed in one transaction; appends queued beyond it go in the next.
-    max_batch: int = 5000
-    # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
-    time_zone: str = "UTC"
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    # Off: calls are signalling only and media messages are answered `media_unavailable`.
-    enabled: bool = True
-    # IP addresses offered as host ICE candidates. Empty: every address of the machine's
-    # interfaces except loopback (aioice's scan). Set it to pin media to one interface, or to
-    # 127.0.0.1 for tests on loopback.
-    ice_addresses: tuple[str, ...] = ()
-    # UDP ports the host candidates bind, inclusive; both 0: any ephemeral port.
-    udp_port_min: int = 0
-    udp_port_max: int = 0
-    # STUN / TURN servers for deployments behind NAT, as "stun:host:port" / "turn:host:port".
-    stun_urls: tuple[str, ...] = ()
-    turn_urls: tuple[str, ...] = ()
-    turn_username: str = ""
-    turn_password: str = ""
-    # Each answered call is recorded (Matroska, no transcoding) and registered as evidence.
-    record: bool = True
-    # Directory of recordings being written. Empty: <data_dir>/recordings.
-    recordings_dir: str = ""
-    # Fewest seconds between two keyframe requests sent to one publisher; a request held back
-    # by this limit is sent when it expires, not dropped.
-    keyframe_interval_s: float = 0.5
-    # Bytes waiting in one subscriber's socket buffer beyond which its packets are dropped
-    # until the next keyframe (a slow subscriber must not hold memory or delay others).
-    max_subscriber_backlog_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from commandcenter.auth import Identity, Role
+from identity import Identity, Role
 from media.recording import RecordingResult
 from sessions import evidence as ev
 from sessions.evidence_store import EvidenceStore

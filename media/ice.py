@@ -18,7 +18,7 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
-from commandcenter.config import MediaConfig
+from media.settings import MediaConfig
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 

@@ -31,12 +31,12 @@ from aiortc.exceptions import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 
-from commandcenter.config import MediaConfig
 from media import ice
 from media.errors import NegotiationFailed, WrongState
 from media.forwarder import Publication, Subscription
 from media.hooks import IdleTrack, offer_tables, tap_receiver
 from media.numbering import Codecs, Extensions, client_tables
+from media.settings import MediaConfig
 
 log = structlog.get_logger(__name__)
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import structlog
 
-from commandcenter.config import MediaConfig
 from media.errors import WrongState
 from media.forwarder import Publication
 from media.peer import MemberPeer
+from media.settings import MediaConfig
 
 log = structlog.get_logger(__name__)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import structlog
 
-from commandcenter.config import MediaConfig
 from media import ice
 from media.capture import CallCapture, CallFacts, recover
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
 from media.room import Room
+from media.settings import MediaConfig
 from signalling import actions
 from signalling import protocol as p
 from signalling.errors import MediaUnavailable

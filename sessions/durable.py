@@ -18,47 +18,19 @@ import asyncio
 import datetime as dt
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Final
 
-from commandcenter.auth import Courts
-from commandcenter.config import Config
+from identity import Courts
 from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
-from sessions.memory_store import MemoryTraceStore
-from sessions.postgres_store import PostgresTraceStore
 from sessions.recorder import TraceEvent
-from sessions.sqlite_store import SqliteTraceStore
 from sessions.statistics import Counts, Period, Report, StatsQuery, figures_of
 from sessions.store import StoredRecord, TraceStore
 from sessions.trace import Head, Link, Verifier, VerifyResult, at_micros, entry_of
 
-SQLITE_FILE: Final = "trace.sqlite3"
 UNENCODABLE: Final = "unencodable_event"
 # Records read per query while verifying: big enough to amortise the round trip.
 VERIFY_PAGE: Final = 20000
-
-
-def sqlite_path(config: Config) -> Path:
-    return Path(config.recorder.sqlite_path or Path(config.server.data_dir) / SQLITE_FILE)
-
-
-async def open_store(config: Config, *, readonly: bool = False) -> TraceStore:
-    """The trace store `config.recorder` names, opened. `readonly` (for the CLI) creates
-    nothing and refuses appends. Raises StoreUnavailable."""
-    rec = config.recorder
-    if rec.backend == "postgres":
-        return await PostgresTraceStore.open(
-            rec.postgres_dsn,
-            schema=rec.postgres_schema,
-            max_batch=rec.max_batch,
-            readonly=readonly,
-        )
-    if rec.backend == "sqlite":
-        return await SqliteTraceStore.open(
-            sqlite_path(config), max_batch=rec.max_batch, readonly=readonly
-        )
-    return MemoryTraceStore()
 
 
 def zone_of(name: str) -> dt.tzinfo:
@@ -132,10 +104,6 @@ class DurableRecorder:
         recorder = cls(given)
         recorder._store = store
         return recorder
-
-    @classmethod
-    def from_config(cls, config: Config) -> DurableRecorder:
-        return cls(lambda: open_store(config))
 
     async def start(self) -> None:
         """Open the store now (the app calls this at startup, so a database that cannot be
@@ -221,11 +189,8 @@ class DurableRecorder:
 
 
 __all__ = [
-    "SQLITE_FILE",
     "UNENCODABLE",
     "DurableRecorder",
-    "open_store",
-    "sqlite_path",
     "statistics_report",
     "verify_store",
     "zone_of",

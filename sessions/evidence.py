@@ -27,7 +27,7 @@ from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
-from commandcenter.auth import Courts, Identity, Role
+from identity import Courts, Identity, Role
 from sessions.errors import RecorderError
 from sessions.facets import EVIDENCE_STORED
 

@@ -36,8 +36,7 @@ from typing import Any, Final
 
 import structlog
 
-from commandcenter.auth import Courts, Identity
-from commandcenter.config import Config
+from identity import Courts, Identity
 from sessions import evidence as ev
 from sessions.recorder import SessionRecorder, TraceEvent
 from sessions.store import StoredRecord, TraceStore
@@ -170,29 +169,7 @@ class ContentFiles:
         return PartialFile(self.root)
 
 
-def evidence_dir(config: Config) -> Path:
-    return Path(config.evidence.dir or Path(config.server.data_dir) / "evidence")
-
-
 class EvidenceStore:
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        *,
-        trace: TraceStore,
-        recorder: SessionRecorder,
-        clock: Callable[[], float] = time.time,
-    ) -> EvidenceStore:
-        return cls(
-            files=ContentFiles(evidence_dir(config)),
-            trace=trace,
-            recorder=recorder,
-            courts=Courts(config.courts),
-            max_upload_bytes=config.evidence.max_upload_bytes,
-            clock=clock,
-        )
-
     def __init__(
         self,
         *,
@@ -555,4 +532,4 @@ def _with_correction(history: ev.ItemHistory, record: StoredRecord) -> ev.ItemHi
     )
 
 
-__all__ = ["PARTIAL_PREFIX", "ContentFiles", "EvidenceStore", "PartialFile", "evidence_dir"]
+__all__ = ["PARTIAL_PREFIX", "ContentFiles", "EvidenceStore", "PartialFile"]

@@ -60,8 +60,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from commandcenter.auth import Identity, Role
-from commandcenter.config import Config
+from identity import Identity, Role
 from sessions.recorder import TraceEvent
 from signalling import cluster_wire as w
 from signalling import protocol as p
@@ -76,6 +75,7 @@ from signalling.protocol import EndReason
 from signalling.redis_writer import RedisWriter
 from signalling.registry import NodeLoad, RedisRegistry
 from signalling.router import Connection, LocalRouter
+from signalling.settings import RedisConfig
 from signalling.switchboard import SessionKeys, Switchboard, WaitingCall
 
 log = structlog.get_logger(__name__)
@@ -126,14 +126,15 @@ class ClusterNode:
         self,
         *,
         hub: Hub,
-        config: Config,
+        redis: RedisConfig,
+        media_address: str,
         new_core: Callable[[], Switchboard],
         local_media: MediaPort | None,
         http_address: str,
     ) -> None:
-        rc = config.redis
+        rc = redis
         self.hub = hub
-        self.config = config
+        self.redis_config = redis
         self.node_id = hub.node_id
         self.run = time.time()
         self.keys = ClusterKeys(rc.key_prefix)
@@ -155,7 +156,6 @@ class ClusterNode:
         self.router = ClusterRouter(self)
         self.local_media = local_media
         self.media = ClusterMedia(self, local_media)
-        media_address = ",".join(config.media.ice_addresses) or "auto"
         self.registry = RedisRegistry(
             self.redis,
             self.keys,
@@ -222,7 +222,7 @@ class ClusterNode:
         """Flush what is queued, give the lease up, leave. The registry record stays: the
         others see this node go silent and clean up after `node_timeout_s`."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.redis.node_timeout_s / 2):
+            async with asyncio.timeout(self.redis_config.node_timeout_s / 2):
                 await self.writer.idle.wait()
         self._stopping.set()
         self._stop_inbox()
@@ -235,7 +235,7 @@ class ClusterNode:
             tasks.append(self._inbox_task)
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks, timeout=self.config.redis.node_timeout_s)
+        await asyncio.wait(tasks, timeout=self.redis_config.node_timeout_s)
         await self.redis.aclose()
         await self._subscriber_redis.aclose()
 
@@ -515,7 +515,7 @@ class ClusterNode:
 
     async def _lead(self) -> None:
         """Take the lease whenever it is free (see the module docstring for who waits)."""
-        rc = self.config.redis
+        rc = self.redis_config
         period = rc.lease_ttl_s / 3
         free_since: float | None = None
         first = True
@@ -732,7 +732,7 @@ class ClusterNode:
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.redis.node_timeout_s):
+            async with asyncio.timeout(self.redis_config.node_timeout_s):
                 await self._stopping.wait()
         if self.state is not state:
             return
@@ -859,10 +859,10 @@ class ClusterNode:
         heartbeat (measured: cross-node ring p99 75 ms with 6,000 connections). PEXPIRE
         touches only keys that exist, so a refresh racing a disconnect's DEL never brings a
         key back; keys Redis lost (a restart) are written again on resubscription."""
-        ttl_ms = round(self.config.redis.node_timeout_s * 1000)
+        ttl_ms = round(self.redis_config.node_timeout_s * 1000)
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.redis.heartbeat_s):
+                async with asyncio.timeout(self.redis_config.heartbeat_s):
                     await self._stopping.wait()
             keys = [self.keys.presence(c.user) for c in list(self._presence) if not c.closing]
             try:

@@ -21,13 +21,12 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import structlog
 from aiohttp import WSMsgType, web
 
-from commandcenter.auth import AuthError, Identity, TokenVerifier, bearer_token
-from commandcenter.config import Config
+from identity import AuthError, Identity, bearer_token
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.actions import Action, Disconnect, Negotiate, Record, Room, Send
@@ -46,6 +45,7 @@ from signalling.errors import (
 from signalling.media_port import MediaPort
 from signalling.ratelimit import TokenBucket, WindowCounter
 from signalling.router import CLOSE_WAIT_S, Connection, Router
+from signalling.settings import LimitsConfig, PresenceConfig
 from signalling.switchboard import SessionKeys, Switchboard
 
 if TYPE_CHECKING:
@@ -100,19 +100,30 @@ class _Flushed:
 Step = Action | _Attach | _UseEncoding | _Close | _Flushed
 
 
+class Authenticator(Protocol):
+    """Turns a bearer token into an `Identity`, or raises `identity.AuthError` (the JWT
+    verifier of `commandcenter.auth`, chosen by the composition root)."""
+
+    def verify(self, token: str, now: float) -> Identity: ...
+
+
 class Hub:
     def __init__(
         self,
         *,
-        config: Config,
+        limits: LimitsConfig,
+        presence: PresenceConfig,
+        token_leeway_s: float,
         switchboard: Switchboard,
-        verifier: TokenVerifier,
+        verifier: Authenticator,
         recorder: SessionRecorder,
         router: Router,
         media: MediaPort | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
+        self.limits = limits
+        self.presence = presence
+        self.token_leeway_s = token_leeway_s
         self.core = switchboard
         self.verifier = verifier
         self.recorder = recorder
@@ -347,10 +358,10 @@ class Hub:
     # ---- the WebSocket edge -------------------------------------------------------------
 
     async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
-        limits = self.config.limits
+        limits = self.limits
         ws = web.WebSocketResponse(
             max_msg_size=limits.max_frame_bytes * HARD_FRAME_FACTOR,
-            heartbeat=self.config.presence.heartbeat_interval_s * 2,
+            heartbeat=self.presence.heartbeat_interval_s * 2,
         )
         await ws.prepare(request)
         task = asyncio.current_task()
@@ -440,7 +451,7 @@ class Hub:
         user = identity.user_id
         # A connection is authorised by its token only while the token lasts, idle or not.
         loop = asyncio.get_running_loop()
-        expires_in = identity.expires_at + self.config.auth.leeway_s - self.clock()
+        expires_in = identity.expires_at + self.token_leeway_s - self.clock()
         expiry = loop.call_at(loop.time() + max(0.0, expires_in), self._expire, conn)
         bound = log.bind(user_id=user, session_id=conn.session_id, node_id=self.node_id)
         bound.info("connected", role=identity.role.value, court=identity.court)
@@ -485,12 +496,12 @@ class Hub:
         bound: structlog.typing.FilteringBoundLogger,
     ) -> tuple[int, str] | None:
         """Serve frames until the peer leaves (None) or must be closed (code, reason)."""
-        limits = self.config.limits
+        limits = self.limits
         loop = asyncio.get_running_loop()
         bucket = TokenBucket(limits.messages_per_s, limits.message_burst, loop.time())
         bad = WindowCounter(limits.bad_frame_window_s)
         over_rate = 0
-        expires = identity.expires_at + self.config.auth.leeway_s
+        expires = identity.expires_at + self.token_leeway_s
         user = identity.user_id
         replies = conn.encoding
         async for frame in ws:

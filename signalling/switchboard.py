@@ -35,8 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
-from commandcenter.auth import Courts, Identity, Role
-from commandcenter.config import CallsConfig, PresenceConfig
+from identity import Courts, Identity, Role
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.actions import Action, Disconnect, Negotiate, Record, Room, Send
@@ -52,6 +51,7 @@ from signalling.errors import (
     NotFound,
 )
 from signalling.protocol import Direction, EndReason
+from signalling.settings import CallsConfig, PresenceConfig
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `_dispatch` makes is skipped for them.

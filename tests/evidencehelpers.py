@@ -18,7 +18,7 @@ from pytest_aiohttp import AiohttpClient
 from commandcenter.app import create_app
 from commandcenter.config import Config
 from commandcenter.keys import TRACE
-from sessions.evidence_store import evidence_dir
+from commandcenter.stores import evidence_dir
 from sessions.store import StoredRecord
 from tests.conftest import make_config
 from tests.wsclient import token_for

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from commandcenter.stores import evidence_dir
 from sessions import evidence as ev
-from sessions.evidence_store import PARTIAL_PREFIX, evidence_dir
+from sessions.evidence_store import PARTIAL_PREFIX
 from tests.conftest import make_config
 from tests.evidencehelpers import (
     CAPTURE_MS,

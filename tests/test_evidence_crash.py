@@ -26,8 +26,8 @@ import pytest
 from bench._common import ServerProcess, free_port
 from commandcenter.auth import Role, issue_token
 from commandcenter.config import load_config
+from commandcenter.stores import open_store
 from sessions import evidence as ev
-from sessions.durable import open_store
 from sessions.evidence_store import PARTIAL_PREFIX
 from sessions.store import StoredRecord
 from tests.conftest import TEST_SECRET

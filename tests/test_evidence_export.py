@@ -16,8 +16,8 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.keys import TRACE
+from commandcenter.stores import sqlite_path
 from sessions import evidence as ev
-from sessions.durable import sqlite_path
 from sessions.export import BUNDLE_FORMAT, check_bundle
 from tests.evidencehelpers import CASE, PHOTO, Api, correct, sha, start_api, uploaded
 

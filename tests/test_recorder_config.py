@@ -14,7 +14,8 @@ from pytest_aiohttp import AiohttpClient
 from commandcenter.app import create_app
 from commandcenter.config import Config, ConfigError, load_config, replace_section
 from commandcenter.keys import RECORDER, TRACE
-from sessions.durable import DurableRecorder, open_store, sqlite_path
+from commandcenter.stores import open_store, sqlite_path
+from sessions.durable import DurableRecorder
 from sessions.errors import StoreClosed
 from sessions.memory_store import MemoryTraceStore
 from sessions.postgres_store import PostgresTraceStore

@@ -1,0 +1,34 @@
+"""The media relay's settings: the `[media]` section of config.toml, with its defaults
+(`commandcenter.config` reads it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    # Off: calls are signalling only and media messages are answered `media_unavailable`.
+    enabled: bool = True
+    # IP addresses offered as host ICE candidates. Empty: every address of the machine's
+    # interfaces except loopback (aioice's scan). Set it to pin media to one interface, or to
+    # 127.0.0.1 for tests on loopback.
+    ice_addresses: tuple[str, ...] = ()
+    # UDP ports the host candidates bind, inclusive; both 0: any ephemeral port.
+    udp_port_min: int = 0
+    udp_port_max: int = 0
+    # STUN / TURN servers for deployments behind NAT, as "stun:host:port" / "turn:host:port".
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_username: str = ""
+    turn_password: str = ""
+    # Each answered call is recorded (Matroska, no transcoding) and registered as evidence.
+    record: bool = True
+    # Directory of recordings being written. Empty: <data_dir>/recordings.
+    recordings_dir: str = ""
+    # Fewest seconds between two keyframe requests sent to one publisher; a request held back
+    # by this limit is sent when it expires, not dropped.
+    keyframe_interval_s: float = 0.5
+    # Bytes waiting in one subscriber's socket buffer beyond which its packets are dropped
+    # until the next keyframe (a slow subscriber must not hold memory or delay others).
+    max_subscriber_backlog_bytes: int = 256 * 1024

@@ -1,0 +1,34 @@
+"""The session recorder's settings: the `[recorder]` and `[evidence]` sections of config.toml,
+with their defaults (`commandcenter.config` reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    # Directory of the evidence files (content-addressed, write-once). Empty: <data_dir>/evidence.
+    dir: str = ""
+    # Largest upload accepted, bytes; a longer body is refused with 413 and not read further.
+    max_upload_bytes: int = 4 * 1024**3
+    # A device clock further than this from the server's (from its latest heartbeat), in
+    # milliseconds, marks the capture time of its uploads "time unverified".
+    clock_offset_threshold_ms: float = 2000.0
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    # Where the hash-chained trace is kept: "sqlite" (a file, the default), "postgres", or
+    # "memory" (nothing survives the process; for tests and demos).
+    backend: str = "sqlite"
+    # The SQLite file. Empty: <data_dir>/trace.sqlite3.
+    sqlite_path: str = ""
+    # Connection string for backend "postgres", e.g. postgresql://user@host:5432/db.
+    postgres_dsn: str = ""
+    # Schema holding the trace table, created if missing.
+    postgres_schema: str = "commandcenter"
+    # Most records committed in one transaction; appends queued beyond it go in the next.
+    max_batch: int = 5000
+    # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
+    time_zone: str = "UTC"

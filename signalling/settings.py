@@ -1,0 +1,65 @@
+"""The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]` and `[redis]` sections
+of config.toml, with their defaults. `commandcenter.config` reads them; the hub and the core
+receive them, never the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    # Largest WebSocket frame accepted, bytes; larger frames get an error reply.
+    max_frame_bytes: int = 65536
+    # Sustained client messages per second, and the burst allowed above it.
+    messages_per_s: float = 20.0
+    message_burst: int = 40
+    # Over the rate: a `rate_limited` error; this many in a row closes with 4429.
+    rate_limited_before_close: int = 5
+    # Bad frames tolerated within `bad_frame_window_s` before closing with 4400.
+    bad_frames_before_close: int = 10
+    bad_frame_window_s: float = 60.0
+    # Longest SDP accepted in offer/answer, characters.
+    max_sdp_chars: int = 32768
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    # A reconnect within this many seconds resumes the session (no new sign-in, call kept).
+    grace_s: float = 30.0
+    # Position updates fanned out to the roster at most this often per officer, seconds.
+    position_interval_s: float = 2.0
+    # Interval at which clients are asked to send heartbeats, seconds.
+    heartbeat_interval_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    # Unanswered ringing becomes a missed call after this many seconds.
+    ring_timeout_s: float = 30.0
+    # A queued call that never rings is missed after this many seconds.
+    queue_timeout_s: float = 300.0
+    # Ring the parent court's operators when none of the officer's court is online.
+    fallback_to_parent: bool = True
+    # Allow supervisors to monitor without the parties being told (always recorded).
+    allow_covert_monitoring: bool = False
+    # Most calls waiting in one court's queue; beyond it a call is refused as `queue_full`.
+    max_queue: int = 200
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    # Empty: one node, everything in process. Set (redis://host:port/db) for many nodes.
+    url: str = ""
+    key_prefix: str = "cc:"
+    # Each node writes its status (load, addresses) this often, seconds.
+    heartbeat_s: float = 2.0
+    # A node not heard from for this long is dead: its calls end with node_lost and its
+    # users leave the roster. Also the TTL of each user's presence key.
+    node_timeout_s: float = 5.0
+    # The authority lease (the node running the province's switchboard) lasts this long
+    # unless renewed (every third of it); a dead authority is replaced after about twice it.
+    lease_ttl_s: float = 5.0
+    # The host:port other nodes and load balancers reach this node's HTTP listener at, as
+    # published in the node registry. Empty: server.host:server.port.
+    advertise_address: str = ""
