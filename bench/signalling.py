@@ -18,7 +18,7 @@ Workload (defaults are the issue's goals; every size is a flag):
   officer receives `call_answered`, holds `--hold` s (0.3) and hangs up. With one call per
   court every 120 ms and calls ringing for a few ms, a call finds its court's operators free
   and rings at once; `calls_queued` counts the calls that had to wait (a court rings one
-  normal call at a time, see signalling/switchboard.py). `ring_*_ms`: per call, from
+  normal call at a time, see signalling/core/dispatch.py). `ring_*_ms`: per call, from
   `call_center` sent until the last operator it rang has received `call_ringing` (the max
   over its operators; a queued call's wait is included). `answer_p99_ms`: from `accept`
   sent until the officer has `call_answered`. Both are taken in the one workload process

@@ -24,9 +24,9 @@ from media.service import MediaService
 from sessions.durable import DurableRecorder
 from sessions.recorder import SessionRecorder
 from signalling.cluster import ClusterNode
+from signalling.core.switchboard import Switchboard
 from signalling.hub import WS_PATH, Hub
 from signalling.router import LocalRouter
-from signalling.switchboard import Switchboard
 
 log = structlog.get_logger(__name__)
 

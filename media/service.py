@@ -21,8 +21,8 @@ from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
 from media.room import Room
 from media.settings import MediaConfig
-from signalling import actions
 from signalling import protocol as p
+from signalling.core import actions
 from signalling.errors import MediaUnavailable
 from signalling.media_port import MediaMessage
 

@@ -64,9 +64,12 @@ from identity import Identity, Role
 from sessions.recorder import TraceEvent
 from signalling import cluster_wire as w
 from signalling import protocol as p
-from signalling.actions import Action, Negotiate, Record, Room, Send
 from signalling.cluster_keys import ClusterKeys
 from signalling.cluster_routing import ClusterMedia, ClusterRouter, pick_media_node
+from signalling.core.actions import Action, Negotiate, Record, Room, Send
+from signalling.core.facts import WaitingCall
+from signalling.core.presence import SessionKeys
+from signalling.core.switchboard import Switchboard
 from signalling.errors import CLOSE_REPLACED, ClientError, Unavailable
 from signalling.hub import Hub, error_reply
 from signalling.lease import Lease
@@ -76,7 +79,6 @@ from signalling.redis_writer import RedisWriter
 from signalling.registry import NodeLoad, RedisRegistry
 from signalling.router import Connection, LocalRouter
 from signalling.settings import RedisConfig
-from signalling.switchboard import SessionKeys, Switchboard, WaitingCall
 
 log = structlog.get_logger(__name__)
 
@@ -560,9 +562,9 @@ class ClusterNode:
         if stashed is not None and previous in (None, self.node_id):
             state = stashed
             # Redis may have lost the journal (a restart): write it whole again.
-            for user in list(state.core.sessions):
+            for user in list(state.core.presence.sessions):
                 self._journal_session(state.core, user)
-            for call_id in list(state.core.calls):
+            for call_id in list(state.core.calls.table):
                 self._journal_call(state.core, call_id)
         else:
             state = AuthorityState(core=self._new_core())
@@ -711,7 +713,7 @@ class ClusterNode:
         waiting: list[WaitingCall] = []
         for raw_id, value in calls.items():
             call_id = _text(raw_id)
-            if state.core.calls.get(call_id) is not None:
+            if state.core.calls.table.get(call_id) is not None:
                 continue
             try:
                 entry = w.decode_journal_call(_bytes(value))

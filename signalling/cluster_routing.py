@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from signalling import cluster_wire as w
 from signalling import protocol as p
-from signalling.actions import Room
+from signalling.core.actions import Room
 from signalling.errors import MediaUnavailable
 from signalling.media_port import MediaMessage, MediaPort
 from signalling.registry import OVERLOADED_CPU, NodeRecord

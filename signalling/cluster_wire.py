@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from signalling import protocol as p
-from signalling.switchboard import WaitingCall
+from signalling.core.facts import WaitingCall
 
 
 class _Envelope(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
@@ -95,7 +95,7 @@ class Disconnect(_Envelope, tag="disconnect", frozen=True, kw_only=True):
 
 
 class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
-    """For the call's media node: `signalling.actions.Room`."""
+    """For the call's media node: `signalling.core.actions.Room`."""
 
     call_id: str
     members: list[str]
@@ -106,7 +106,7 @@ class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
 
 
 class Signal(_Envelope, tag="signal", frozen=True, kw_only=True):
-    """For the call's media node: `signalling.actions.Negotiate`."""
+    """For the call's media node: `signalling.core.actions.Negotiate`."""
 
     user: str
     message: p.Offer | p.Answer | p.IceCandidate | p.Snapshot

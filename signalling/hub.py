@@ -29,8 +29,10 @@ from aiohttp import WSMsgType, web
 from identity import AuthError, Identity, bearer_token
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
-from signalling.actions import Action, Disconnect, Negotiate, Record, Room, Send
 from signalling.codec import Encoding, decode
+from signalling.core.actions import Action, Disconnect, Negotiate, Record, Room, Send
+from signalling.core.presence import SessionKeys
+from signalling.core.switchboard import Switchboard
 from signalling.errors import (
     CLOSE_BAD_INPUT,
     CLOSE_GOING_AWAY,
@@ -46,7 +48,6 @@ from signalling.media_port import MediaPort
 from signalling.ratelimit import TokenBucket, WindowCounter
 from signalling.router import CLOSE_WAIT_S, Connection, Router
 from signalling.settings import LimitsConfig, PresenceConfig
-from signalling.switchboard import SessionKeys, Switchboard
 
 if TYPE_CHECKING:
     from signalling.cluster import ClusterNode

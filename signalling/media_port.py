@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from signalling import protocol as p
-from signalling.actions import Room
+from signalling.core.actions import Room
 
 MediaMessage = p.Offer | p.Answer | p.IceCandidate | p.Snapshot
 

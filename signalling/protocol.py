@@ -165,6 +165,7 @@ ClientMessage = (
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
+MediaMessage = Offer | Answer | IceCandidate | Snapshot
 
 
 # --- shared shapes -----------------------------------------------------------------------

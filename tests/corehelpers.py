@@ -17,8 +17,9 @@ from commandcenter.auth import Courts, Identity, Role
 from commandcenter.config import CallsConfig, Config, PresenceConfig
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
-from signalling.actions import Action, Disconnect, Record, Send
-from signalling.switchboard import Session, SessionKeys, Switchboard
+from signalling.core.actions import Action, Disconnect, Record, Send
+from signalling.core.presence import Session, SessionKeys
+from signalling.core.switchboard import Switchboard
 
 COURTS = Courts(Config().courts)
 T0 = 1_800_000_000.0
@@ -250,22 +251,35 @@ class Board:
 
     def call_state(self, call_id: str) -> str | None:
         """The call's state, or None once it has ended (ended calls are dropped)."""
-        call = self.sb.calls.get(call_id)
+        call = self.sb.calls.table.get(call_id)
         return None if call is None else call.state.value
 
     def snapshot(self) -> Any:
         """Everything the core holds, deep-copied into plain values, for before/after
         comparisons."""
-        calls = {cid: dataclasses.asdict(c) for cid, c in self.sb.calls.items()}
+        sb = self.sb
+        calls = {
+            cid: {
+                **dataclasses.asdict(c),
+                "ringing": sorted(sb.dispatch.ringing(cid)),
+                "declined": sorted(sb.dispatch.declined(cid)),
+            }
+            for cid, c in sb.calls.table.items()
+        }
         sessions = {
-            u: {f.name: _plain(getattr(s, f.name)) for f in dataclasses.fields(s)}
-            for u, s in self.sb.sessions.items()
+            u: {
+                **{f.name: _plain(getattr(s, f.name)) for f in dataclasses.fields(s)},
+                "call": sb.calls.call_id_of(u),
+                "ringing": sorted(sb.dispatch.ringing_at(u)),
+                "monitoring": sorted(sb.calls.monitoring(u)),
+            }
+            for u, s in sb.presence.sessions.items()
         }
         return {
             "calls": calls,
             "sessions": sessions,
-            "deadlines": self.sb.next_deadline(),
-            "pending": len(self.sb.deadlines),
+            "deadlines": sb.next_deadline(),
+            "pending": len(sb.deadlines),
         }
 
 

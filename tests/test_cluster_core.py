@@ -9,8 +9,9 @@ from commandcenter.auth import Role
 from signalling import cluster_wire as w
 from signalling import protocol as p
 from signalling.cluster_routing import pick_media_node
+from signalling.core.facts import WaitingCall
+from signalling.core.presence import SessionKeys
 from signalling.registry import NodeLoad, NodeRecord, NodeStatus
-from signalling.switchboard import SessionKeys, WaitingCall
 from tests.corehelpers import (
     Board,
     disconnects,
@@ -118,7 +119,7 @@ def test_journal_facts_are_the_records_a_loss_would_make() -> None:
     notify, data = facts.notify, facts.ended
     assert notify == ("o1", "op1")
     assert b.sb.session_facts("o1") is not None
-    lost = b.sb.lose("o1", b.sb.sessions["o1"].session_id, b.now)
+    lost = b.sb.lose("o1", b.sb.presence.sessions["o1"].session_id, b.now)
     (end,) = records(lost, "call_ended")
     # What the next authority records from the journal is what this one would have.
     assert dict(end.data) == {**data, "by": "o1"}
@@ -205,7 +206,7 @@ def test_a_waiting_call_is_taken_over_in_its_place_and_rings() -> None:
     # A new authority: the sessions adopted, then the waiting call taken over.
     fresh = Board()
     for ident in (officer("o2"), operator("op1")):
-        s = b.sb.sessions[ident.user_id]
+        s = b.sb.presence.sessions[ident.user_id]
         fresh.sb.adopt(
             ident,
             keys=SessionKeys(s.session_id, s.resume_token),

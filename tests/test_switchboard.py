@@ -16,7 +16,7 @@ import pytest
 from commandcenter.auth import Role
 from commandcenter.config import CallsConfig, PresenceConfig
 from signalling import protocol as p
-from signalling.actions import Send
+from signalling.core.actions import Send
 from signalling.errors import (
     CLOSE_REPLACED,
     Busy,
@@ -277,8 +277,7 @@ def test_a_decline_keeps_the_others_ringing() -> None:
     actions = b.decline("op1", call_id)
     assert record_kinds(actions) == ["call_declined"]
     assert messages(actions, p.CallEnded) == []
-    call = b.sb.calls[call_id]
-    assert call.ringing == {"op2"}
+    assert b.sb.dispatch.ringing(call_id) == {"op2"}
     assert b.call_state(call_id) == "ringing"
     # The decliner is not rung again for this call when it spreads.
     assert "op1" not in rung(b.sign_in(operator("op5")), call_id)
@@ -293,9 +292,8 @@ def test_when_everyone_declines_the_call_ends_declined() -> None:
     assert msg.reason is EndReason.DECLINED
     assert "o1" in recipients(actions, p.CallEnded)
     assert b.call_state(call_id) is None
-    session = b.sb.session("o1")
-    assert session is not None
-    assert session.call is None
+    assert b.sb.session("o1") is not None
+    assert b.sb.calls.call_id_of("o1") is None
 
 
 def test_unanswered_ringing_becomes_a_missed_call() -> None:
@@ -320,7 +318,7 @@ def test_officer_cancels_a_ringing_call() -> None:
     assert msg.reason is EndReason.CANCELLED
     assert msg.by == "o1"
     assert recipients(actions, p.CallEnded) == {"o1", "op1", "op2"}
-    assert b.sb.sessions["op1"].ringing == set()
+    assert b.sb.dispatch.ringing_at("op1") == set()
 
 
 def test_only_the_caller_may_cancel() -> None:
@@ -388,7 +386,7 @@ def test_a_call_requeued_after_its_queue_deadline_times_out_at_once() -> None:
     queued = placed(b.call_center("o3"))
     b.clock.advance(QUEUE - 5.0)
     b.hangup("op2", second)
-    assert b.sb.calls[queued].ringing == {"op2"}
+    assert b.sb.dispatch.ringing(queued) == {"op2"}
     b.clock.advance(10.0)
     b.decline("op2", queued)
     assert b.call_state(queued) == "queued"
@@ -406,7 +404,7 @@ def test_a_full_queue_refuses_the_call() -> None:
     second = placed(actions)
     assert b.call_state(first) == "queued"
     assert ended(actions, second).reason is EndReason.QUEUE_FULL
-    assert b.sb.sessions["o2"].call is None
+    assert b.sb.calls.call_id_of("o2") is None
 
 
 def test_no_operator_in_court_falls_back_to_the_parent_court() -> None:
@@ -416,7 +414,7 @@ def test_no_operator_in_court_falls_back_to_the_parent_court() -> None:
     call_id = placed(actions)
     assert rung(actions, call_id) == {"op4"}
     b.accept("op4", call_id)
-    assert b.sb.calls[call_id].operator == "op4"
+    assert b.sb.calls.table[call_id].operator == "op4"
 
 
 def test_courts_falling_back_to_one_parent_share_its_line() -> None:
@@ -429,7 +427,7 @@ def test_courts_falling_back_to_one_parent_share_its_line() -> None:
         operator("op4", "P01"),
     )
     first = placed(b.call_center("o1"))
-    assert b.sb.calls[first].ringing == {"op4"}
+    assert b.sb.dispatch.ringing(first) == {"op4"}
     second = placed(b.call_center("o5"))
     third = placed(b.call_center("o2"))
     assert [m.position for m in messages(b.log, p.CallQueued, to="o5")] == [1]
@@ -489,8 +487,8 @@ def test_a_normal_call_rings_an_operator_only_while_no_other_call_rings_them() -
     assert rung(a2, second) == set()
     assert b.call_state(second) == "queued"
     b.sign_in(operator("op2"))
-    assert b.sb.calls[second].ringing == {"op2"}
-    assert b.sb.calls[first].ringing == {"op1"}
+    assert b.sb.dispatch.ringing(second) == {"op2"}
+    assert b.sb.dispatch.ringing(first) == {"op1"}
 
 
 # ---- center to officer ------------------------------------------------------------------
@@ -506,10 +504,10 @@ def test_operator_calls_an_officer_who_answers() -> None:
     assert created.data["caller"] == "op1"
     # The caller does not ring for incoming calls meanwhile.
     o2_call = placed(b.call_center("o2"))
-    assert b.sb.calls[o2_call].ringing == {"op2"}
+    assert b.sb.dispatch.ringing(o2_call) == {"op2"}
     actions = b.accept("o1", call_id)
     assert recipients(actions, p.CallAnswered) == {"o1", "op1"}
-    call = b.sb.calls[call_id]
+    call = b.sb.calls.table[call_id]
     assert (call.state.value, call.operator) == ("active", "op1")
 
 
@@ -520,7 +518,7 @@ def test_officer_declines_a_call_from_the_center() -> None:
     msg = ended(actions, call_id)
     assert (msg.reason, msg.by) == (EndReason.DECLINED, "o1")
     assert recipients(actions, p.CallEnded) == {"o1", "op1"}
-    assert b.sb.sessions["op1"].call is None
+    assert b.sb.calls.call_id_of("op1") is None
 
 
 def test_a_call_to_an_officer_who_does_not_answer_is_missed() -> None:
@@ -529,7 +527,7 @@ def test_a_call_to_an_officer_who_does_not_answer_is_missed() -> None:
     actions = b.advance(RING)
     assert ended(actions, call_id).reason is EndReason.MISSED
     assert recipients(actions, p.CallEnded) == {"o1", "op1"}
-    assert b.sb.sessions["o1"].call is None
+    assert b.sb.calls.call_id_of("o1") is None
 
 
 def test_calling_an_officer_in_a_call_ends_busy_without_ringing_them() -> None:
@@ -540,7 +538,7 @@ def test_calling_an_officer_in_a_call_ends_busy_without_ringing_them() -> None:
     assert ended(actions, call_id).reason is EndReason.BUSY
     assert recipients(actions, p.CallEnded) == {"op2"}
     assert rung(actions, call_id) == set()
-    assert b.sb.sessions["op2"].call is None
+    assert b.sb.calls.call_id_of("op2") is None
 
 
 def test_calling_an_officer_not_signed_in_ends_unavailable() -> None:
@@ -558,7 +556,7 @@ def test_calling_a_user_who_is_no_officer_ends_unavailable_like_an_unknown_id() 
     call_id = placed(actions)
     assert ended(actions, call_id).reason is EndReason.UNAVAILABLE
     assert recipients(actions, p.CallEnded) == {"op1"}
-    assert b.sb.sessions["op2"].ringing == set()
+    assert b.sb.dispatch.ringing_at("op2") == set()
 
 
 def test_an_operator_already_in_a_call_cannot_call_out() -> None:
@@ -585,8 +583,8 @@ def test_supervisor_calls_an_officer_in_their_subtree() -> None:
     b = court_of_two()
     b.sign_in(supervisor("sup1"), officer("o5", "P0102"))
     call_id = placed(b.call_officer("sup1", "o5"))
-    assert b.sb.calls[call_id].ringing == {"o5"}
-    assert b.sb.calls[call_id].court == "P0102"
+    assert b.sb.dispatch.ringing(call_id) == {"o5"}
+    assert b.sb.calls.table[call_id].court == "P0102"
 
 
 def test_operator_cancels_a_call_to_an_officer() -> None:
@@ -608,11 +606,11 @@ def test_emergency_rings_operators_and_supervisors_in_scope_with_priority() -> N
     assert rung(actions, call_id) == {"op1", "op2", "sup1", "adm"}
     (raised,) = records(actions, "emergency_raised")
     assert raised.data["note"] == "under threat"
-    call = b.sb.calls[call_id]
+    call = b.sb.calls.table[call_id]
     assert call.emergency
     (info,) = {m.call.emergency for m in messages(actions, p.CallRinging)}
     assert info is True
-    assert b.sb.sessions["o1"].emergency
+    assert b.sb.presence.sessions["o1"].emergency
 
 
 def test_emergency_rings_operators_already_ringing_for_a_normal_call() -> None:
@@ -621,13 +619,13 @@ def test_emergency_rings_operators_already_ringing_for_a_normal_call() -> None:
     actions = b.emergency("o2")
     sos = placed(actions)
     assert rung(actions, sos) == {"op1", "op2"}
-    assert b.sb.calls[normal].ringing == {"op1", "op2"}
+    assert b.sb.dispatch.ringing(normal) == {"op1", "op2"}
     # Taking the emergency stops the normal call ringing at that operator only.
     actions = b.accept("op1", sos)
     assert messages(actions, p.RingStopped, to="op1") == [
         p.RingStopped(call_id=normal, reason="busy")
     ]
-    assert b.sb.calls[normal].ringing == {"op2"}
+    assert b.sb.dispatch.ringing(normal) == {"op2"}
 
 
 def test_emergency_goes_ahead_of_queued_normal_calls() -> None:
@@ -655,7 +653,7 @@ def test_emergency_during_a_queued_call_escalates_it() -> None:
     actions = b.emergency("o3")
     assert placed(actions) == call_id
     assert record_kinds(actions)[:2] == ["emergency_raised", "call_escalated"]
-    assert b.sb.calls[call_id].emergency
+    assert b.sb.calls.table[call_id].emergency
     # The supervisor is free and now rings for it.
     assert rung(actions, call_id) == {"sup1"}
 
@@ -705,8 +703,8 @@ def test_a_party_going_away_is_announced_to_the_other() -> None:
 def test_resume_within_grace_keeps_the_call_and_is_no_new_sign_in() -> None:
     b = court_of_two()
     call_id = active_call(b)
-    token = b.sb.sessions["o1"].resume_token
-    session_id = b.sb.sessions["o1"].session_id
+    token = b.sb.presence.sessions["o1"].resume_token
+    session_id = b.sb.presence.sessions["o1"].session_id
     b.drop("o1")
     b.advance(GRACE - 1.0)
     session, actions = b.connect(officer("o1"), resume=token)
@@ -719,7 +717,7 @@ def test_resume_within_grace_keeps_the_call_and_is_no_new_sign_in() -> None:
     assert welcome.resumed is True
     assert [c.call_id for c in welcome.calls] == [call_id]
     assert b.call_state(call_id) == "active"
-    assert b.sb.calls[call_id].away == set()
+    assert b.sb.calls.table[call_id].away == set()
     # The grace deadline is gone: nothing happens when it would have run out.
     assert records(b.advance(GRACE), "sign_out") == []
 
@@ -737,13 +735,13 @@ def test_grace_expiry_signs_out_and_ends_the_call_party_lost() -> None:
     update = messages(actions, p.RosterUpdate, to="op1")[-1]
     assert (update.entry.status, update.entry.call_id) == ("offline", None)
     assert b.sb.session("o1") is None
-    assert b.sb.sessions["op1"].call is None
+    assert b.sb.calls.call_id_of("op1") is None
 
 
 def test_resume_with_a_wrong_token_starts_a_new_session() -> None:
     b = court_of_two()
     call_id = active_call(b)
-    old = b.sb.sessions["o1"].session_id
+    old = b.sb.presence.sessions["o1"].session_id
     b.drop("o1")
     session, actions = b.connect(officer("o1"), resume="not-the-token")
     assert session.session_id != old
@@ -758,7 +756,7 @@ def test_resume_with_a_wrong_token_starts_a_new_session() -> None:
 def test_a_second_connection_with_the_token_replaces_the_first() -> None:
     b = court_of_two()
     call_id = active_call(b)
-    first = b.sb.sessions["o1"]
+    first = b.sb.presence.sessions["o1"]
     session, actions = b.connect(officer("o1"), resume=first.resume_token)
     assert session is first
     (d,) = disconnects(actions)
@@ -772,12 +770,12 @@ def test_the_replaced_connection_closing_does_not_send_the_resumed_session_away(
     session must stay online and its call untouched."""
     b = court_of_two()
     call_id = active_call(b)
-    first = b.sb.sessions["o1"]
+    first = b.sb.presence.sessions["o1"]
     b.connect(officer("o1"), resume=first.resume_token)
     actions = b.sb.disconnect("o1", first.session_id, b.now)
     assert messages(actions, p.PartyAway) == []
-    assert b.sb.sessions["o1"].connected
-    assert b.sb.calls[call_id].away == set()
+    assert b.sb.presence.sessions["o1"].connected
+    assert b.sb.calls.table[call_id].away == set()
     # The new connection's own close still counts.
     actions = b.drop("o1")
     assert messages(actions, p.PartyAway, to="op1")
@@ -790,11 +788,11 @@ def test_an_operator_going_away_stops_ringing_and_the_call_rings_elsewhere_or_qu
     assert messages(actions, p.RingStopped, to="op1") == [
         p.RingStopped(call_id=call_id, reason="away")
     ]
-    assert b.sb.calls[call_id].ringing == {"op2"}
+    assert b.sb.dispatch.ringing(call_id) == {"op2"}
     b.drop("op2")
     assert b.call_state(call_id) == "queued"
     # Resuming makes the operator free again, and the call rings there.
-    token = b.sb.sessions["op1"].resume_token
+    token = b.sb.presence.sessions["op1"].resume_token
     _, actions = b.connect(operator("op1"), resume=token)
     assert rung(actions, call_id) == {"op1"}
 
@@ -802,7 +800,7 @@ def test_an_operator_going_away_stops_ringing_and_the_call_rings_elsewhere_or_qu
 def test_a_ringing_officer_who_drops_still_rings_and_can_answer_after_resuming() -> None:
     b = court_of_two()
     call_id = placed(b.call_officer("op1", "o1"))
-    token = b.sb.sessions["o1"].resume_token
+    token = b.sb.presence.sessions["o1"].resume_token
     actions = b.drop("o1")
     assert messages(actions, p.PartyAway, to="op1")
     _, actions = b.connect(officer("o1"), resume=token)
@@ -857,7 +855,7 @@ def test_no_message_is_addressed_to_nobody() -> None:
     """An officer dropping while their call rings tells no one yet: no empty sends."""
     b = court_of_two()
     call_id = placed(b.call_center("o1"))
-    token = b.sb.sessions["o1"].resume_token
+    token = b.sb.presence.sessions["o1"].resume_token
     b.drop("o1")
     b.connect(officer("o1"), resume=token)
     b.accept("op1", call_id)
@@ -893,8 +891,8 @@ def test_either_party_hangs_up(who: str) -> None:
     assert recipients(actions, p.CallEnded) == {"o1", "op1"}
     (rec,) = records(actions, "call_ended")
     assert (rec.data["operator"], rec.data["answered"]) == ("op1", True)
-    assert b.sb.sessions["o1"].call is None
-    assert b.sb.sessions["op1"].call is None
+    assert b.sb.calls.call_id_of("o1") is None
+    assert b.sb.calls.call_id_of("op1") is None
     with pytest.raises(NotFound):
         b.hangup(who, call_id)
 
@@ -924,7 +922,7 @@ def test_supervisor_joins_openly_and_the_parties_are_told() -> None:
     actions = b.leave("sup1", call_id)
     assert recipients(actions, p.ParticipantLeft) == {"o1", "op1", "sup1"}
     assert records(actions, "supervisor_left")
-    assert b.sb.calls[call_id].supervisors == {}
+    assert b.sb.calls.table[call_id].supervisors == {}
 
 
 def test_supervisor_out_of_scope_cannot_join() -> None:
@@ -964,7 +962,7 @@ def test_covert_join_when_allowed_is_recorded_but_not_told_to_the_parties() -> N
     assert rec.data["covert"] is True
     # Covert supervisors do not appear in what the parties see of the call.
     b.drop("o1")
-    token = b.sb.sessions["o1"].resume_token
+    token = b.sb.presence.sessions["o1"].resume_token
     _, actions = b.connect(officer("o1"), resume=token)
     (welcome,) = messages(actions, p.Welcome, to="o1")
     assert welcome.calls[0].supervisors == []
@@ -989,7 +987,7 @@ def test_a_supervisors_hangup_leaves_without_ending_the_call() -> None:
     actions = b.hangup("sup1", call_id)
     assert messages(actions, p.CallEnded) == []
     assert b.call_state(call_id) == "active"
-    assert b.sb.sessions["sup1"].monitoring == set()
+    assert b.sb.calls.monitoring("sup1") == set()
 
 
 # ---- transfer ---------------------------------------------------------------------------
@@ -1006,12 +1004,12 @@ def test_transfer_hands_the_call_to_another_operator_who_was_free() -> None:
     assert msg.call.operator.id == "op2"
     (rec,) = records(actions, "call_transferred")
     assert (rec.data["by"], rec.data["to"]) == ("op1", "op2")
-    assert b.sb.calls[call_id].operator == "op2"
-    assert b.sb.sessions["op2"].call == call_id
-    assert b.sb.sessions["op1"].call is None
+    assert b.sb.calls.table[call_id].operator == "op2"
+    assert b.sb.calls.call_id_of("op2") == call_id
+    assert b.sb.calls.call_id_of("op1") is None
     # op1 is free again: the next call rings there.
     nxt = placed(b.call_center("o2"))
-    assert b.sb.calls[nxt].ringing == {"op1"}
+    assert b.sb.dispatch.ringing(nxt) == {"op1"}
 
 
 def test_transfer_frees_the_operator_for_the_next_queued_call() -> None:
@@ -1020,16 +1018,16 @@ def test_transfer_frees_the_operator_for_the_next_queued_call() -> None:
     b.sign_in(operator("op5"))
     first = active_call(b, "o1", "op1")
     second = placed(b.call_center("o2"))
-    assert b.sb.calls[second].ringing == {"op2", "op5"}
+    assert b.sb.dispatch.ringing(second) == {"op2", "op5"}
     b.accept("op2", second)
     queued = placed(b.call_center("o3"))
-    assert b.sb.calls[queued].ringing == {"op5"}
+    assert b.sb.dispatch.ringing(queued) == {"op5"}
     b.decline("op5", queued)
     assert b.call_state(queued) == "queued"
     actions = b.transfer("op1", first, "op5")
-    assert b.sb.calls[first].operator == "op5"
+    assert b.sb.calls.table[first].operator == "op5"
     assert rung(actions, queued) == {"op1"}
-    assert b.sb.calls[queued].ringing == {"op1"}
+    assert b.sb.dispatch.ringing(queued) == {"op1"}
 
 
 def test_transfer_to_a_busy_operator_self_or_non_operator_is_refused() -> None:
@@ -1134,7 +1132,7 @@ def test_a_call_leaves_a_complete_trace() -> None:
 def test_identity_of_a_resumed_session_may_not_switch_role() -> None:
     """A token for the same user with another role is a new session, not a resume."""
     b = court_of_two()
-    token = b.sb.sessions["op1"].resume_token
+    token = b.sb.presence.sessions["op1"].resume_token
     session, actions = b.connect(ident("op1", Role.SUPERVISOR, "P01"), resume=token)
     assert session.role is Role.SUPERVISOR
     assert records(actions, "sign_out")[0].data["reason"] == "replaced"

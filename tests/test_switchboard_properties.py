@@ -16,14 +16,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from commandcenter.auth import Identity, Role
-from commandcenter.config import CallsConfig, PresenceConfig
+from identity import Identity, Role
 from signalling import protocol as p
-from signalling.actions import Record, Send
-from signalling.call import TRANSITIONS, Call, CallEvent, CallState
-from signalling.deadlines import Deadlines
+from signalling.core.actions import Record, Send
+from signalling.core.call import TRANSITIONS, Call, CallEvent, CallState
+from signalling.core.deadlines import Deadlines
+from signalling.core.dispatch import QueueTimeout, RingTimeout
+from signalling.core.presence import Grace
 from signalling.errors import ClientError
 from signalling.protocol import Direction
+from signalling.settings import CallsConfig, PresenceConfig
 from tests.corehelpers import COURTS, Board, admin, officer, operator, supervisor
 
 USERS: dict[str, Identity] = {
@@ -54,19 +56,30 @@ CALLS = CallsConfig(
 )
 PRESENCE = PresenceConfig(grace_s=5.0, position_interval_s=1.0, heartbeat_interval_s=15.0)
 
-# Records that move a call, and the event each stands for (None: depends on the state).
+# Records about a call, and the event each stands for (None: depends on the state, or the
+# record leaves the call in its state).
 EVENT_OF: dict[str, CallEvent | None] = {
     "call_queued": None,
     "call_ringing": None,
-    "call_declined": CallEvent.DECLINE,
+    "call_declined": None,
     "call_answered": CallEvent.ACCEPT,
-    "supervisor_joined": CallEvent.SUPERVISOR_JOIN,
-    "supervisor_left": CallEvent.SUPERVISOR_LEAVE,
-    "call_transferred": CallEvent.TRANSFER,
-    "party_away": CallEvent.PARTY_AWAY,
-    "party_back": CallEvent.PARTY_BACK,
-    "call_escalated": CallEvent.ESCALATE,
+    "supervisor_joined": None,
+    "supervisor_left": None,
+    "call_transferred": None,
+    "party_away": None,
+    "party_back": None,
+    "call_escalated": None,
     "call_ended": CallEvent.END,
+}
+# The states in which a record that leaves the call in its state may be made.
+MADE_WHILE: dict[str, frozenset[CallState]] = {
+    "call_declined": frozenset({CallState.RINGING}),
+    "supervisor_joined": frozenset({CallState.ACTIVE}),
+    "supervisor_left": frozenset({CallState.ACTIVE}),
+    "call_transferred": frozenset({CallState.ACTIVE}),
+    "party_away": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
+    "party_back": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
+    "call_escalated": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
 }
 
 users = st.sampled_from(EVERYONE)
@@ -98,14 +111,15 @@ class SwitchboardMachine(RuleBasedStateMachine):
     def _call(self, n: int, answered: bool = False) -> tuple[str, Call | None]:
         """The n-th live call (wrapping; among answered ones if asked and there are any),
         or an id of no live call when there is none."""
-        live = sorted(self.b.sb.calls)
-        active = [c for c in live if self.b.sb.calls[c].state is CallState.ACTIVE]
+        table = self.b.sb.calls.table
+        live = sorted(table)
+        active = [c for c in live if table[c].state is CallState.ACTIVE]
         if answered and active:
             live = active
         if not live:
             return f"c{n}", None
         cid = live[n % len(live)]
-        return cid, self.b.sb.calls[cid]
+        return cid, table[cid]
 
     def _pick(self, pool: Iterable[str], k: int, anyone: bool) -> str:
         """Usually someone for whom the request makes sense (from `pool`), sometimes anyone."""
@@ -162,14 +176,14 @@ class SwitchboardMachine(RuleBasedStateMachine):
 
     @rule(n=indexes, k=indexes, anyone=rarely)
     def accept(self, n: int, k: int, anyone: bool) -> None:
-        cid, call = self._call(n)
-        user = self._pick(call.ringing if call else (), k, anyone)
+        cid, _ = self._call(n)
+        user = self._pick(self.b.sb.dispatch.ringing(cid), k, anyone)
         self._send(user, p.Accept(id=self._mid(), call_id=cid))
 
     @rule(n=indexes, k=indexes, anyone=rarely)
     def decline(self, n: int, k: int, anyone: bool) -> None:
-        cid, call = self._call(n)
-        user = self._pick(call.ringing if call else (), k, anyone)
+        cid, _ = self._call(n)
+        user = self._pick(self.b.sb.dispatch.ringing(cid), k, anyone)
         self._send(user, p.Decline(id=self._mid(), call_id=cid))
 
     @rule(n=indexes, k=indexes, anyone=rarely)
@@ -263,10 +277,14 @@ class SwitchboardMachine(RuleBasedStateMachine):
                 ev = CallEvent.REQUEUE if state is CallState.RINGING else None
                 assert state in (CallState.QUEUED, CallState.RINGING)
             elif event.kind == "call_ringing":
-                ev = CallEvent.RING if state is CallState.QUEUED else CallEvent.RING_MORE
+                # From the queue it starts ringing; while ringing, more users ring.
+                ev = CallEvent.RING if state is CallState.QUEUED else None
+                assert state in (CallState.QUEUED, CallState.RINGING)
+            elif event.kind in MADE_WHILE:
+                assert state in MADE_WHILE[event.kind], f"{cid}: {event.kind} while {state}"
             if ev is not None:
                 assert (state, ev) in TRANSITIONS, f"{cid}: {event.kind} while {state}"
-                self.replayed[cid] = TRANSITIONS[(state, ev)]
+                self.replayed[cid] = TRANSITIONS[(state, ev)][0]
             if event.kind == "call_ended":
                 self.ended_count[cid] += 1
 
@@ -275,7 +293,7 @@ class SwitchboardMachine(RuleBasedStateMachine):
         """Each call's records replay along table edges, end once, and agree with the call."""
         self._read_trace()
         for cid in self.created:
-            call = self.b.sb.calls.get(cid)
+            call = self.b.sb.calls.table.get(cid)
             if call is None:
                 assert self.ended_count[cid] == 1, f"{cid} gone with {self.ended_count[cid]} ends"
                 assert self.replayed[cid] is CallState.ENDED
@@ -284,77 +302,81 @@ class SwitchboardMachine(RuleBasedStateMachine):
                 assert call.state is self.replayed[cid]
                 prev = CallState.QUEUED
                 for _, ev, st_ in call.history:
-                    assert TRANSITIONS[(prev, ev)] is st_
+                    assert TRANSITIONS[(prev, ev)][0] is st_
                     prev = st_
-        assert set(self.b.sb.calls) <= self.created
+        assert set(self.b.sb.calls.table) <= self.created
 
     @invariant()
     def sessions_match_sign_ins(self) -> None:
         self._read_trace()
         for user in EVERYONE:
             open_ = self.sign_ins[user] - self.sign_outs[user]
-            assert open_ == (1 if user in self.b.sb.sessions else 0), user
+            assert open_ == (1 if user in self.b.sb.presence.sessions else 0), user
 
     @invariant()
     def calls_are_consistent(self) -> None:
         sb = self.b.sb
+        sessions = sb.presence.sessions
         parties: Counter[str] = Counter()
-        for cid, call in sb.calls.items():
+        for cid, call in sb.calls.table.items():
+            ringing = sb.dispatch.ringing(cid)
             assert call.state is not CallState.ENDED
             assert call.is_live()
             for u in call.parties():
                 parties[u] += 1
-                assert u in sb.sessions, f"{u} is a party of {cid} without a session"
+                assert u in sessions, f"{u} is a party of {cid} without a session"
             if call.state is CallState.ACTIVE:
                 assert call.operator is not None
-                assert not call.ringing
+                assert not ringing
                 assert call.answered_at is not None
             elif call.state is CallState.RINGING:
-                assert call.ringing, f"{cid} rings nobody"
-                for u in call.ringing:
-                    s = sb.sessions.get(u)
+                assert ringing, f"{cid} rings nobody"
+                for u in ringing:
+                    s = sessions.get(u)
                     assert s is not None, f"{cid} rings {u} who is signed out"
                     if u != call.officer:
                         # Only an officer keeps ringing while away (to answer on resume).
                         assert s.connected, f"{cid} rings {u} who is away"
-                assert sb.deadlines.get(("ring", cid)) is not None
+                assert sb.deadlines.get(RingTimeout(cid)) is not None
             else:
                 assert call.state is CallState.QUEUED
-                assert not call.ringing
+                assert not ringing
                 assert call.direction is Direction.OFFICER_TO_CENTER
                 assert call.operator is None
-                assert sb.deadlines.get(("queue", cid)) is not None
-            assert not (call.ringing & call.declined)
+                assert sb.deadlines.get(QueueTimeout(cid)) is not None
+            assert not (ringing & sb.dispatch.declined(cid))
             if call.direction is Direction.CENTER_TO_OFFICER:
                 # The caller answers for the center until they hand the call over.
                 assert call.answered_at is not None or call.operator == call.caller
-                assert call.ringing <= {call.officer}
+                assert ringing <= {call.officer}
             assert not (set(call.supervisors) & set(call.parties()))
             assert call.away <= set(call.parties())
             for u in call.away:
-                assert not sb.sessions[u].connected
+                assert not sessions[u].connected
         for user, n in parties.items():
             assert n <= 1, f"{user} is a party of {n} live calls"
 
     @invariant()
     def session_indexes_agree_with_calls(self) -> None:
         sb = self.b.sb
-        for user, s in sb.sessions.items():
-            mine = {cid for cid, c in sb.calls.items() if user in c.parties()}
-            assert ({s.call} if s.call is not None else set()) == mine, user
-            ringing = {cid for cid, c in sb.calls.items() if user in c.ringing}
-            assert s.ringing == ringing, user
-            monitoring = {cid for cid, c in sb.calls.items() if user in c.supervisors}
-            assert s.monitoring == monitoring, user
-            normal = [c for c in ringing if not sb.calls[c].emergency]
+        table = sb.calls.table
+        for user, s in sb.presence.sessions.items():
+            mine = {cid for cid, c in table.items() if user in c.parties()}
+            call = sb.calls.call_id_of(user)
+            assert ({call} if call is not None else set()) == mine, user
+            ringing = {cid for cid in table if user in sb.dispatch.ringing(cid)}
+            assert sb.dispatch.ringing_at(user) == ringing, user
+            monitoring = {cid for cid, c in table.items() if user in c.supervisors}
+            assert sb.calls.monitoring(user) == monitoring, user
+            normal = [c for c in ringing if not table[c].emergency]
             assert len(normal) <= 1, f"{user} rings for normal calls {normal}"
             assert s.connected == (s.connections > 0), user
             open_ = self.open_connections.get(user, []).count(s.session_id)
             assert s.connections == open_, f"{user}: {s.connections} connections, {open_} open"
             if s.connected:
-                assert sb.deadlines.get(("grace", user)) is None
+                assert sb.deadlines.get(Grace(user)) is None
             else:
-                assert sb.deadlines.get(("grace", user)) is not None
+                assert sb.deadlines.get(Grace(user)) is not None
             if s.role is not Role.OFFICER:
                 assert not s.emergency
 
@@ -362,17 +384,23 @@ class SwitchboardMachine(RuleBasedStateMachine):
     def nobody_free_is_left_out(self) -> None:
         """No waiting or ringing call has a free, willing answerer it does not ring."""
         sb = self.b.sb
-        for call in sb.calls.values():
+        for call in sb.calls.table.values():
             if call.direction is not Direction.OFFICER_TO_CENTER:
                 continue
             if call.state not in (CallState.QUEUED, CallState.RINGING):
                 continue
-            idle = [u for u in answerers(sb.sessions, call.court, call.emergency)]
+            sessions = sb.presence.sessions
+            idle = [u for u in answerers(sessions, call.court, call.emergency)]
             for u in idle:
-                s = sb.sessions[u]
-                free = s.connected and s.call is None and (call.emergency or not s.ringing)
-                if free and u not in call.declined:
-                    assert u in call.ringing, f"{call.call_id} does not ring free {u}"
+                s = sessions[u]
+                free = (
+                    s.connected
+                    and sb.calls.call_id_of(u) is None
+                    and (call.emergency or not sb.dispatch.ringing_at(u))
+                )
+                if free and u not in sb.dispatch.declined(call.call_id):
+                    ringing = sb.dispatch.ringing(call.call_id)
+                    assert u in ringing, f"{call.call_id} does not ring free {u}"
 
     @invariant()
     def no_deadline_left_in_the_past(self) -> None:
@@ -395,10 +423,10 @@ class SwitchboardMachine(RuleBasedStateMachine):
         assert sb.next_deadline() is None
         self.trace_follows_the_table()
         self.calls_are_consistent()
-        for call in sb.calls.values():
+        for call in sb.calls.table.values():
             assert call.state is CallState.ACTIVE
             assert not call.away
-        assert all(s.connected for s in sb.sessions.values())
+        assert all(s.connected for s in sb.presence.sessions.values())
 
 
 def answerers(sessions: dict[str, Any], court: str, emergency: bool) -> list[str]:

@@ -3,6 +3,11 @@
 The core never sleeps: it records when something must happen here, the driver asks for
 `next()` and arms one timer for it, and hands expired keys back through `pop_due(now)`.
 Setting a key again replaces its deadline; stale heap entries are skipped lazily.
+
+Keys are typed: each sub-core declares a frozen dataclass per timer it owns (`Grace(user)`
+in presence, `RingTimeout(call_id)` in dispatch, ...), and only that sub-core sets, cancels
+or handles keys of its types. One heap serves them all, so deadlines that fall due together
+are handled in the order they were set, whichever sub-core owns them.
 """
 
 from __future__ import annotations

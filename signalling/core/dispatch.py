@@ -1,0 +1,497 @@
+"""Who rings: placing calls, ringing, the queue, first accept wins, emergencies first.
+
+Theory of operation
+-------------------
+An operator is *free* when signed in, connected, not in a call and not placing one. An
+officer's call to the center rings every free operator of the officer's court (or, with
+`calls.fallback_to_parent` and no operator of that court signed in, of the nearest ancestor
+court that has one). A normal call rings an operator only while no other call rings them, so
+that a court's calls are taken in queue order; a call that finds nobody free is QUEUED and
+its officer is told its position among the calls waiting for the same operators (courts that
+fall back to one parent share its line; `calls.max_queue` bounds each line). The first to
+accept gets the call; the others are told who took it.
+
+Emergencies go ahead of every queue and ring every operator in scope who is not in a call,
+whatever else rings them (pre-emption), and every supervisor or admin whose scope covers the
+court. Whenever anyone becomes free, `run` rings the queued calls in order (emergencies first,
+then oldest first).
+
+This module owns who rings for which call, who declined it, the positions told to queued
+officers, and the ring and queue timers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from identity import Courts, Role
+from signalling import protocol as p
+from signalling.core.actions import Action, Send
+from signalling.core.call import Call, CallEvent, CallState, Effect
+from signalling.core.calls import CENTER_ROLES
+from signalling.core.deadlines import Deadlines
+from signalling.core.facts import WaitingCall
+from signalling.core.presence import Session
+from signalling.errors import Busy, CallAlreadyTaken, Forbidden, InvalidState, NotFound
+from signalling.protocol import Direction, EndReason
+from signalling.settings import CallsConfig
+
+if TYPE_CHECKING:
+    from signalling.core.switchboard import Switchboard
+
+
+@dataclass(frozen=True, slots=True)
+class RingTimeout:
+    """Deadline: `call_id`, ringing unanswered, is missed."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTimeout:
+    """Deadline: `call_id`, queued, gives up waiting."""
+
+    call_id: str
+
+
+class Dispatch:
+    def __init__(
+        self, board: Switchboard, courts: Courts, config: CallsConfig, deadlines: Deadlines
+    ) -> None:
+        self._board = board
+        self._courts = courts
+        self.config = config
+        self._deadlines = deadlines
+        # call -> users ringing for it now; user -> calls ringing at them.
+        self._ringing: dict[str, set[str]] = {}
+        self._ringing_at: dict[str, set[str]] = {}
+        # call -> users who declined it (never rung again for it).
+        self._declined: dict[str, set[str]] = {}
+        # call -> queue position last told to its officer.
+        self._told_position: dict[str, int] = {}
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def ringing(self, call_id: str) -> frozenset[str]:
+        return frozenset(self._ringing.get(call_id, ()))
+
+    def ringing_at(self, user: str) -> frozenset[str]:
+        return frozenset(self._ringing_at.get(user, ()))
+
+    def declined(self, call_id: str) -> frozenset[str]:
+        return frozenset(self._declined.get(call_id, ()))
+
+    def queue(self, court: str) -> list[Call]:
+        """Queued calls of officers of `court`, in the order they will ring."""
+        waiting = [
+            c
+            for c in self._board.calls.table.values()
+            if c.state is CallState.QUEUED and c.court == court
+        ]
+        return sorted(waiting, key=_queue_order)
+
+    # ---- placing calls ------------------------------------------------------------------
+
+    def call_center(
+        self,
+        session: Session,
+        case_number: str | None,
+        emergency: bool,
+        ref: str,
+        now: float,
+        out: list[Action],
+    ) -> Call:
+        board = self._board
+        if board.calls.call_id_of(session.user_id) is not None:
+            raise Busy("you are already in a call")
+        officer = session.identity
+        call = board.calls.create(
+            direction=Direction.OFFICER_TO_CENTER,
+            officer=officer.user_id,
+            court=officer.court,
+            caller=officer.user_id,
+            now=now,
+            case_number=case_number,
+            emergency=emergency,
+        )
+        board.calls.join_as_party(call, officer.user_id)
+        out.append(board.facts.call_created(call, now))
+        out.append(Send((officer.user_id,), p.CallPlaced(ref=ref, call_id=call.call_id)))
+        out.extend(board.views.officer_changed(session))
+        waiting = len(self._lines().get(self._center_court(call), [])) - 1
+        if not emergency and not self._candidates(call) and waiting >= self.config.max_queue:
+            board.calls.end(call, EndReason.QUEUE_FULL, None, now, out)
+            return call
+        self._deadlines.set(QueueTimeout(call.call_id), now + self.config.queue_timeout_s)
+        out.append(board.facts.record("call_queued", now, call=call.call_id))
+        # `run` (after every message) rings it or tells the officer its position.
+        return call
+
+    def emergency(self, session: Session, msg: p.Emergency, now: float, out: list[Action]) -> None:
+        board = self._board
+        user = session.user_id
+        call = board.calls.call_of(user)
+        if board.presence.set_emergency(session, True):
+            out.append(
+                board.facts.emergency_raised(
+                    user,
+                    session.identity.court,
+                    call.call_id if call is not None else None,
+                    msg.note,
+                    session.position,
+                    now,
+                )
+            )
+        if call is None:
+            self.call_center(session, msg.case_number, True, msg.id, now, out)
+            return
+        board.calls.escalate(call, now, out)
+        out.append(Send((user,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
+        out.extend(board.views.officer_changed(session))
+
+    def clear_emergency(
+        self, session: Session, officer: str, now: float, out: list[Action]
+    ) -> None:
+        board = self._board
+        if session.role not in CENTER_ROLES:
+            raise Forbidden("only the command center clears emergencies")
+        target = board.presence.session(officer)
+        if target is None or target.role is not Role.OFFICER:
+            raise NotFound("no such officer signed in", field="officer")
+        if not self._courts.in_scope(session.identity, target.identity.court):
+            raise Forbidden("officer is outside your scope", field="officer")
+        if not target.emergency:
+            raise InvalidState("officer has no emergency", field="officer")
+        board.presence.set_emergency(target, False)
+        out.append(
+            board.facts.record(
+                "emergency_cleared",
+                now,
+                officer=officer,
+                court=target.identity.court,
+                by=session.user_id,
+            )
+        )
+        out.extend(board.views.officer_changed(target))
+
+    def call_officer(
+        self, session: Session, msg: p.CallOfficer, now: float, out: list[Action]
+    ) -> None:
+        board = self._board
+        if session.role not in CENTER_ROLES:
+            raise Forbidden("only the command center calls officers")
+        caller = session.user_id
+        if msg.officer == caller:
+            raise InvalidState("cannot call yourself", field="officer")
+        target = board.presence.session(msg.officer)
+        if target is not None and target.role is not Role.OFFICER:
+            # Calling a user who is no officer ends like calling one who is not signed in,
+            # so the answer does not reveal which ids exist.
+            target = None
+        court = target.identity.court if target is not None else None
+        if court is not None and not self._courts.in_scope(session.identity, court):
+            raise Forbidden("officer is outside your scope", field="officer")
+        if target is None and session.role is Role.OPERATOR:
+            # Unknown officers are reported like offline ones, without revealing which.
+            court = session.identity.court
+        if board.calls.call_id_of(caller) is not None:
+            raise Busy("you are already in a call")
+        call = board.calls.create(
+            direction=Direction.CENTER_TO_OFFICER,
+            officer=msg.officer,
+            court=court or session.identity.court,
+            caller=caller,
+            now=now,
+            case_number=msg.case_number,
+        )
+        out.append(board.facts.call_created(call, now))
+        out.append(Send((caller,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
+        if target is None or not target.connected:
+            board.calls.end(call, EndReason.UNAVAILABLE, None, now, out)
+            return
+        if board.calls.call_id_of(msg.officer) is not None:
+            board.calls.end(call, EndReason.BUSY, None, now, out)
+            return
+        # The caller stops ringing for incoming calls while placing this one.
+        board.calls.join_as_party(call, caller)
+        self.stop_ringing_all(caller, "busy", now, out)
+        board.calls.join_as_party(call, msg.officer)
+        self._ring(call, [msg.officer], now, out)
+        out.extend(board.views.officer_changed(target))
+
+    def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
+        """Queue again an officer's unanswered call that a dead authority held (the next one
+        took its sessions on first): it rings as it would have, in its old place in the
+        queue (by `created_at`), and the officer is welcomed again to see it. An officer no
+        longer here, or in another call by now, has it ended with `node_lost`."""
+        board = self._board
+        out: list[Action] = []
+        if waiting.call_id in board.calls.table:
+            return out
+        session = board.presence.session(waiting.officer)
+        call = board.calls.create(
+            direction=Direction.OFFICER_TO_CENTER,
+            officer=waiting.officer,
+            court=waiting.court,
+            caller=waiting.officer,
+            now=now,
+            case_number=waiting.case_number,
+            emergency=waiting.emergency,
+            call_id=waiting.call_id,
+            created_at=waiting.created_at,
+        )
+        if session is None or board.calls.call_id_of(waiting.officer) is not None:
+            board.calls.end(call, EndReason.NODE_LOST, None, now, out)
+            return out
+        board.calls.join_as_party(call, waiting.officer)
+        if waiting.emergency:
+            board.presence.set_emergency(session, True)
+        out.append(
+            board.facts.record("call_taken_over", now, call=call.call_id, node=board.node_id)
+        )
+        deadline = waiting.created_at + self.config.queue_timeout_s
+        self._deadlines.set(QueueTimeout(call.call_id), max(now, deadline))
+        out.extend(board.views.officer_changed(session))
+        self.run(now, out)
+        out.append(Send((session.user_id,), board.presence.welcome(session, resumed=True, now=now)))
+        return out
+
+    # ---- answering ----------------------------------------------------------------------
+
+    def accept(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
+        board = self._board
+        user = session.user_id
+        if call.state is CallState.ACTIVE and user not in call.members():
+            raise CallAlreadyTaken("call was taken by someone else")
+        if call.state is not CallState.RINGING:
+            raise InvalidState(f"call is {call.state.value}")
+        if user not in self._ringing.get(call.call_id, ()):
+            raise InvalidState("call is not ringing for you")
+        mine = board.calls.call_id_of(user)
+        if mine is not None and mine != call.call_id:
+            raise Busy("you are already in a call")
+        others = tuple(u for u in sorted(self._ringing[call.call_id]) if u != user)
+        self._clear_ringing(call.call_id)
+        board.calls.answered(call, user, now)
+        if call.direction is Direction.OFFICER_TO_CENTER:
+            # The new operator stops ringing for every other call.
+            self.stop_ringing_all(user, "busy", now, out)
+        out.append(board.facts.record("call_answered", now, call=call.call_id, by=user))
+        if others:
+            taken = p.CallTaken(call_id=call.call_id, by=board.presence.info(user))
+            out.append(Send(others, taken))
+        out.append(Send(call.parties(), p.CallAnswered(call=board.calls.info(call))))
+        board.calls.room(call, out)
+        if call.direction is Direction.OFFICER_TO_CENTER:
+            # An officer answering the center was a party all along and has been told.
+            board.calls.tell_away(call, user, now, out)
+
+    def decline(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
+        board = self._board
+        user = session.user_id
+        ringing = self._ringing.get(call.call_id, set())
+        if call.state is not CallState.RINGING or user not in ringing:
+            raise InvalidState("call is not ringing for you")
+        if call.direction is Direction.CENTER_TO_OFFICER:
+            board.calls.end(call, EndReason.DECLINED, user, now, out)
+            return
+        self._unring(call.call_id, user)
+        self._declined.setdefault(call.call_id, set()).add(user)
+        out.append(board.facts.record("call_declined", now, call=call.call_id, by=user))
+        if self._ringing.get(call.call_id):
+            return
+        if self._answerers(call) <= self._declined[call.call_id]:
+            # Everyone who could answer has said no: tell the officer now, not at timeout.
+            board.calls.end(call, EndReason.DECLINED, user, now, out)
+        else:
+            self._requeue(call, now, out)
+
+    def cancel(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
+        if call.caller != session.user_id:
+            raise Forbidden("only the caller may cancel")
+        if call.state not in (CallState.QUEUED, CallState.RINGING):
+            raise InvalidState(f"cannot cancel a call that is {call.state.value}")
+        self._board.calls.end(call, EndReason.CANCELLED, session.user_id, now, out)
+
+    # ---- ringing ------------------------------------------------------------------------
+
+    def run(self, now: float, out: list[Action]) -> None:
+        """Ring whatever can ring: queued calls in order, and free users for ringing calls.
+        Then tell queued officers their (new) positions."""
+        live = self._board.calls.unanswered()
+        if not live:
+            return
+        # Queued calls take free operators before ringing calls spread to them, so that a
+        # court with two waiting calls and two operators works on both.
+        for call in sorted(
+            (c for c in live if c.direction is Direction.OFFICER_TO_CENTER),
+            key=lambda c: (
+                not c.emergency,
+                c.state is not CallState.QUEUED,
+                c.created_at,
+                c.call_id,
+            ),
+        ):
+            candidates = self._candidates(call)
+            if candidates:
+                self._ring(call, candidates, now, out)
+        for line in self._lines().values():
+            for pos, call in enumerate(line, start=1):
+                if self._told_position.get(call.call_id) != pos:
+                    self._told_position[call.call_id] = pos
+                    out.append(
+                        Send((call.officer,), p.CallQueued(call_id=call.call_id, position=pos))
+                    )
+
+    def _free(self, user: str, *, emergency: bool) -> bool:
+        s = self._board.presence.session(user)
+        if s is None or not s.connected or self._board.calls.call_id_of(user) is not None:
+            return False
+        return emergency or not self._ringing_at.get(user)
+
+    def _center_court(self, call: Call) -> str:
+        """The court whose operators answer `call`: the officer's own, or with fallback the
+        nearest ancestor with an operator signed in."""
+        presence = self._board.presence
+        if presence.has_operators(call.court) or not self.config.fallback_to_parent:
+            return call.court
+        for court in self._courts.ancestors(call.court):
+            if presence.has_operators(court):
+                return court
+        return call.court
+
+    def _answerers(self, call: Call) -> frozenset[str]:
+        """Everyone who may answer `call`: the center court's operators, and in an
+        emergency the supervisors and admins over the officer's court."""
+        presence = self._board.presence
+        users = presence.operators(self._center_court(call))
+        if call.emergency:
+            users |= presence.monitors(call.court)
+        return users
+
+    def _candidates(self, call: Call) -> list[str]:
+        declined = self._declined.get(call.call_id, ())
+        ringing = self._ringing.get(call.call_id, ())
+        return sorted(
+            u
+            for u in self._answerers(call)
+            if u not in declined and u not in ringing and self._free(u, emergency=call.emergency)
+        )
+
+    def _ring(self, call: Call, users: list[str], now: float, out: list[Action]) -> None:
+        board = self._board
+        if call.state is CallState.QUEUED:
+            board.calls.move(call, CallEvent.RING, now)
+            call.ring_started_at = now
+            self._told_position.pop(call.call_id, None)
+        for u in users:
+            self._ringing.setdefault(call.call_id, set()).add(u)
+            self._ringing_at.setdefault(u, set()).add(call.call_id)
+        out.append(board.facts.record("call_ringing", now, call=call.call_id, users=sorted(users)))
+        out.append(Send(tuple(users), p.CallRinging(call=board.calls.info(call))))
+
+    def stop_ringing(
+        self, call: Call, user: str, reason: p.RingStopReason, now: float, out: list[Action]
+    ) -> None:
+        """`user` no longer rings for `call` (busy elsewhere or gone); requeue if nobody
+        else rings. A center-to-officer call whose officer stops ringing is ended instead."""
+        self._unring(call.call_id, user)
+        out.append(Send((user,), p.RingStopped(call_id=call.call_id, reason=reason)))
+        if self._ringing.get(call.call_id) or call.state is not CallState.RINGING:
+            return
+        if call.direction is Direction.CENTER_TO_OFFICER:
+            self._board.calls.end(call, EndReason.PARTY_LOST, user, now, out)
+        else:
+            self._requeue(call, now, out)
+
+    def stop_ringing_all(
+        self, user: str, reason: p.RingStopReason, now: float, out: list[Action]
+    ) -> None:
+        table = self._board.calls.table
+        for call_id in sorted(self.ringing_at(user)):
+            self.stop_ringing(table[call_id], user, reason, now, out)
+
+    def signed_out(self, user: str, now: float, out: list[Action]) -> None:
+        """`user` signs out: a call to them ends, the others stop ringing at them."""
+        calls = self._board.calls
+        for call_id in sorted(self.ringing_at(user)):
+            call = calls.table[call_id]
+            if call.direction is Direction.CENTER_TO_OFFICER:
+                calls.end(call, EndReason.PARTY_LOST, user, now, out)
+            else:
+                self.stop_ringing(call, user, "away", now, out)
+
+    def _unring(self, call_id: str, user: str) -> None:
+        _discard(self._ringing, call_id, user)
+        _discard(self._ringing_at, user, call_id)
+
+    def _clear_ringing(self, call_id: str) -> tuple[str, ...]:
+        users = tuple(self._ringing.pop(call_id, ()))
+        for u in users:
+            _discard(self._ringing_at, u, call_id)
+        return users
+
+    def forget(self, call: Call) -> tuple[str, ...]:
+        """`call` ended: nothing rings for it any more. Returns who rang."""
+        self._told_position.pop(call.call_id, None)
+        self._declined.pop(call.call_id, None)
+        return self._clear_ringing(call.call_id)
+
+    def _lines(self) -> dict[str, list[Call]]:
+        """Queued calls by the court whose operators will answer them, in ring order.
+
+        Calls of courts that fall back to a common parent wait in one line, so a position
+        told to an officer counts every call that will ring before theirs."""
+        lines: dict[str, list[Call]] = {}
+        for call in self._board.calls.table.values():
+            if call.state is CallState.QUEUED:
+                lines.setdefault(self._center_court(call), []).append(call)
+        for line in lines.values():
+            line.sort(key=_queue_order)
+        return lines
+
+    def _requeue(self, call: Call, now: float, out: list[Action]) -> None:
+        self._board.calls.move(call, CallEvent.REQUEUE, now)
+        out.append(self._board.facts.record("call_queued", now, call=call.call_id))
+
+    # ---- timers -------------------------------------------------------------------------
+
+    def perform(self, call: Call, effect: Effect, now: float) -> None:
+        """A timer effect of one of `call`'s transitions."""
+        match effect:
+            case Effect.STOP_QUEUE_TIMER:
+                self._deadlines.cancel(QueueTimeout(call.call_id))
+            case Effect.START_QUEUE_TIMER:
+                when = call.created_at + self.config.queue_timeout_s
+                self._deadlines.set(QueueTimeout(call.call_id), when)
+            case Effect.STOP_RING_TIMER:
+                self._deadlines.cancel(RingTimeout(call.call_id))
+            case Effect.START_RING_TIMER:
+                self._deadlines.set(RingTimeout(call.call_id), now + self.config.ring_timeout_s)
+
+    def ring_timeout(self, call_id: str, now: float, out: list[Action]) -> None:
+        call = self._board.calls.table.get(call_id)
+        if call is not None and call.state is CallState.RINGING:
+            self._board.calls.end(call, EndReason.MISSED, None, now, out)
+
+    def queue_timeout(self, call_id: str, now: float, out: list[Action]) -> None:
+        call = self._board.calls.table.get(call_id)
+        if call is not None and call.state is CallState.QUEUED:
+            self._board.calls.end(call, EndReason.QUEUE_TIMEOUT, None, now, out)
+
+
+def _ring_order(call: Call) -> tuple[bool, bool, float, str]:
+    return (not call.emergency, call.state is not CallState.QUEUED, call.created_at, call.call_id)
+
+
+def _queue_order(call: Call) -> tuple[bool, float, str]:
+    return (not call.emergency, call.created_at, call.call_id)
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]

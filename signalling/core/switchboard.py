@@ -1,0 +1,293 @@
+"""The hub's pure core: a thin facade over the sub-cores that each own one part of the state.
+
+Events go in (`connect`, `disconnect`, `handle(user, message, now)`, `handle_timeout(now)`),
+actions come out (`Send`, `Record`, `Disconnect`, `Room`, `Negotiate`). Nothing here touches a
+socket, a clock, a task or a random source: the driver passes the time, the session ids and a
+call id factory, and arms one timer at `next_deadline()`.
+
+The sub-cores, each the only owner of its state (docs/architecture.md has the map):
+
+* `presence` (signalling.core.presence): sessions, sign-ins and sign-outs, heartbeats,
+  positions, who is signed in where;
+* `views` (signalling.core.views): who watches whom, the roster and its deltas;
+* `dispatch` (signalling.core.dispatch): placing calls, ringing, the queue, first accept
+  wins, emergencies and pre-emption;
+* `calls` (signalling.core.calls): the call table, parties, supervisors, transfers;
+* `facts` (signalling.core.facts): the shape of every record that goes to the trace.
+
+They reach each other through this facade, which routes each client message to the sub-core
+that owns it (`handle`) and each deadline to the one that set it (`handle_timeout`). A new
+capability (the provincial conferences) is a new sub-core beside `calls`, with its messages
+routed here and its deadlines typed like the others: see `_route` and `handle_timeout`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Final
+
+from identity import Courts, Identity, Role
+from signalling import protocol as p
+from signalling.core.actions import Action, Disconnect, Send
+from signalling.core.call import Call
+from signalling.core.calls import Calls
+from signalling.core.deadlines import Deadlines
+from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
+from signalling.core.facts import CallFacts, Facts, WaitingCall
+from signalling.core.presence import Grace, Presence, Session, SessionKeys
+from signalling.core.views import PositionDue, Views
+from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
+from signalling.protocol import EndReason
+from signalling.settings import CallsConfig, PresenceConfig
+
+# The most frequent messages, which never change who is free or what rings: the scan of
+# every call that `Dispatch.run` makes is skipped for them.
+_NO_DISPATCH: Final = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
+
+
+class Switchboard:
+    def __init__(
+        self,
+        *,
+        courts: Courts,
+        calls: CallsConfig,
+        presence: PresenceConfig,
+        node_id: str,
+        new_call_id: Callable[[], str],
+        media: bool = False,
+    ) -> None:
+        self.courts = courts
+        self.node_id = node_id
+        self.deadlines = Deadlines()
+        self.facts = Facts(node_id)
+        self.presence = Presence(self, courts, presence, self.deadlines)
+        self.views = Views(self, courts, presence.position_interval_s, self.deadlines)
+        self.calls = Calls(self, courts, calls, new_call_id, media=media)
+        self.dispatch = Dispatch(self, courts, calls, self.deadlines)
+        # The conference sub-core goes here (issue: provincial conferences), beside `calls`.
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        return self.deadlines.next()
+
+    def session(self, user: str) -> Session | None:
+        return self.presence.session(user)
+
+    def live_calls(self) -> list[Call]:
+        return self.calls.live()
+
+    def online_officers(self, court: str | None = None) -> list[str]:
+        return self.presence.online_officers(court)
+
+    def queue(self, court: str) -> list[Call]:
+        return self.dispatch.queue(court)
+
+    def calls_of(self, user: str) -> list[p.CallInfo]:
+        """Every call `user` has a part in (ringing at them, monitored, or theirs), by id:
+        what their welcome lists."""
+        calls = self.calls
+        ids = set(self.dispatch.ringing_at(user)) | calls.monitoring(user)
+        mine = calls.call_id_of(user)
+        if mine is not None:
+            ids.add(mine)
+        return [calls.info(calls.table[c]) for c in sorted(ids)]
+
+    # ---- connections --------------------------------------------------------------------
+
+    def connect(
+        self,
+        identity: Identity,
+        *,
+        keys: SessionKeys,
+        device: str,
+        app_version: str,
+        resume_token: str | None,
+        now: float,
+    ) -> tuple[Session, list[Action]]:
+        """A connection authenticated as `identity` opened. Returns the session it serves."""
+        return self.presence.connect(
+            identity,
+            keys=keys,
+            device=device,
+            app_version=app_version,
+            resume_token=resume_token,
+            now=now,
+        )
+
+    def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
+        return self.presence.disconnect(user, session_id, now)
+
+    # ---- client messages ----------------------------------------------------------------
+
+    def handle(self, user: str, msg: p.ClientMessage, now: float) -> list[Action]:
+        """Carry out one decoded client message. Raises a ClientError (and changes nothing)
+        when the message may not be carried out."""
+        session = self.presence.session(user)
+        if session is None or not session.connected:
+            raise InvalidState("no live session")
+        out: list[Action] = []
+        self._route(session, msg, now, out)
+        if not isinstance(msg, _NO_DISPATCH):
+            self.dispatch.run(now, out)
+        return out
+
+    def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
+        """Hand `msg` to the sub-core that owns what it asks for."""
+        user = session.user_id
+        calls, dispatch = self.calls, self.dispatch
+        match msg:
+            case p.Heartbeat():
+                out.append(Send((user,), self.presence.heartbeat(session, msg, now)))
+                return
+            case p.Position():
+                out.extend(self.views.position(session, msg, now))
+                return
+            case p.GetRoster():
+                out.append(Send((user,), self.views.roster(session, msg)))
+                return
+            case p.CallCenter():
+                _require(session, Role.OFFICER, "only officers call the center")
+                dispatch.call_center(session, msg.case_number, False, msg.id, now, out)
+                return
+            case p.Emergency():
+                _require(session, Role.OFFICER, "only officers raise emergencies")
+                dispatch.emergency(session, msg, now, out)
+                return
+            case p.CallOfficer():
+                dispatch.call_officer(session, msg, now, out)
+                return
+            case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
+                out.append(calls.negotiate(session, msg))
+                return
+            case p.Accept():
+                dispatch.accept(session, calls.get(msg.call_id), now, out)
+            case p.Decline():
+                dispatch.decline(session, calls.get(msg.call_id), now, out)
+            case p.Cancel():
+                dispatch.cancel(session, calls.get(msg.call_id), now, out)
+            case p.ClearEmergency():
+                dispatch.clear_emergency(session, msg.officer, now, out)
+            case p.Hangup():
+                calls.hangup(session, calls.get(msg.call_id), now, out)
+            case p.JoinCall():
+                calls.join(session, calls.get(msg.call_id), msg.covert, now, out)
+            case p.LeaveCall():
+                calls.leave(session, calls.get(msg.call_id), now, out)
+            case p.Transfer():
+                calls.transfer(session, calls.get(msg.call_id), msg.to, now, out)
+        out.append(Send((user,), p.Ack(ref=msg.id)))
+
+    def media_call(self, user: str, call_id: str) -> Call:
+        """The active call `user` may negotiate media for; raises otherwise."""
+        return self.calls.media_call(user, call_id)
+
+    # ---- timeouts -----------------------------------------------------------------------
+
+    def handle_timeout(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for key in self.deadlines.pop_due(now):
+            match key:
+                case Grace(user=user):
+                    self.presence.grace_expired(user, now, out)
+                case RingTimeout(call_id=call_id):
+                    self.dispatch.ring_timeout(call_id, now, out)
+                case QueueTimeout(call_id=call_id):
+                    self.dispatch.queue_timeout(call_id, now, out)
+                case PositionDue(user=user):
+                    out.extend(self.views.position_due(user, now))
+        self.dispatch.run(now, out)
+        return out
+
+    # ---- many nodes (signalling/cluster) ------------------------------------------------
+
+    def adopt(
+        self,
+        identity: Identity,
+        *,
+        keys: SessionKeys,
+        device: str,
+        app_version: str,
+        now: float,
+    ) -> list[Action]:
+        """A gateway reports a live connection of session `keys.session_id` (a resync: after
+        this node became the authority, or after messages between them may have been lost).
+
+        A session we know under that id is brought up to date (back from away, if the
+        close we heard of was the lost connection's) and welcomed again with the current
+        state. One we do not know is taken on as it is: its sign-in was recorded by the
+        authority that opened it, so it is recorded as `session_adopted`, not counted again.
+        A report of a session the user has since replaced is answered by closing it."""
+        user = identity.user_id
+        old = self.presence.session(user)
+        if old is not None and old.session_id == keys.session_id:
+            if old.connected:
+                return [Send((user,), self.presence.welcome(old, resumed=True, now=now))]
+            _, out = self.connect(
+                identity,
+                keys=keys,
+                device=device,
+                app_version=app_version,
+                resume_token=old.resume_token,
+                now=now,
+            )
+            return out
+        if old is not None:
+            return [Disconnect(user, keys.session_id, CLOSE_REPLACED, "signed in elsewhere")]
+        out = []
+        self.presence.open(
+            identity, keys, device, app_version, "session_adopted", now, out, resumed=True
+        )
+        return out
+
+    def lose(self, user: str, session_id: str, now: float) -> list[Action]:
+        """The node serving `session_id` died: its calls end with `node_lost` at once and
+        the user signs out (no grace: their connection is known gone, and a client that
+        reconnects elsewhere in time has resumed already, under the same session id but
+        from a live node, so this is not called for it)."""
+        out: list[Action] = []
+        session = self.presence.session(user)
+        if session is None or session.session_id != session_id:
+            return out
+        call = self.calls.call_of(user)
+        if call is not None:
+            self.calls.end(call, EndReason.NODE_LOST, user, now, out)
+        self.presence.sign_out(session, "node_lost", now, out)
+        self.dispatch.run(now, out)
+        return out
+
+    def call_facts(self, call_id: str) -> CallFacts | None:
+        """What the next authority needs to take a live call over, or end it, should this
+        one die with it (the cluster's journal)."""
+        return self.calls.facts(call_id)
+
+    def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
+        return self.dispatch.take_over(waiting, now)
+
+    def session_facts(self, user: str) -> dict[str, object] | None:
+        """The data of the `sign_out` record `user`'s session would have if it were lost
+        with its node now (the cluster's journal, as `call_facts`)."""
+        session = self.presence.session(user)
+        if session is None:
+            return None
+        return self.presence.signed_out_data(session, "node_lost")
+
+    def end_call(self, call_id: str, reason: EndReason, now: float) -> list[Action]:
+        """End a live call from outside (its media node died): everyone in it is told."""
+        return self.calls.end_call(call_id, reason, now)
+
+    def shutdown(self, now: float, users: Collection[str] | None = None) -> list[Action]:
+        """The node is stopping: end every call and sign everyone out (or only `users`: the
+        rest are connected to other nodes, and the next authority takes their sessions on),
+        so the trace holds no sign-in without its sign-out and no call without its end."""
+        out: list[Action] = []
+        self.calls.end_all(EndReason.SHUTDOWN, now, out)
+        for session in list(self.presence.sessions.values()):
+            if users is None or session.user_id in users:
+                self.presence.sign_out(session, "shutdown", now, out)
+        return out
+
+
+def _require(session: Session, role: Role, reason: str) -> None:
+    if session.role is not role:
+        raise Forbidden(reason)
