@@ -1,4 +1,4 @@
-"""Who rings: placing calls, ringing, the queue, first accept wins, emergencies first.
+"""Who rings: ringing, the queue, first accept wins, emergencies first.
 
 Theory of operation
 -------------------
@@ -25,15 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from identity import Courts, Role
+from identity import Courts
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
 from signalling.core.call import Call, CallEvent, CallState, Effect
-from signalling.core.calls import CENTER_ROLES
 from signalling.core.deadlines import Deadlines
-from signalling.core.facts import WaitingCall
 from signalling.core.presence import Session
-from signalling.errors import Busy, CallAlreadyTaken, Forbidden, InvalidState, NotFound
+from signalling.errors import Busy, CallAlreadyTaken, InvalidState
 from signalling.protocol import Direction, EndReason
 from signalling.settings import CallsConfig
 
@@ -82,6 +80,14 @@ class Dispatch:
     def declined(self, call_id: str) -> frozenset[str]:
         return frozenset(self._declined.get(call_id, ()))
 
+    def line_length(self, call: Call) -> int:
+        """How many queued calls wait in `call`'s line (itself included, if queued)."""
+        return len(self._lines().get(self._center_court(call), []))
+
+    def candidates(self, call: Call) -> list[str]:
+        """Who `call` would ring now."""
+        return self._candidates(call)
+
     def queue(self, court: str) -> list[Call]:
         """Queued calls of officers of `court`, in the order they will ring."""
         waiting = [
@@ -90,172 +96,6 @@ class Dispatch:
             if c.state is CallState.QUEUED and c.court == court
         ]
         return sorted(waiting, key=_queue_order)
-
-    # ---- placing calls ------------------------------------------------------------------
-
-    def call_center(
-        self,
-        session: Session,
-        case_number: str | None,
-        emergency: bool,
-        ref: str,
-        now: float,
-        out: list[Action],
-    ) -> Call:
-        board = self._board
-        if board.calls.call_id_of(session.user_id) is not None:
-            raise Busy("you are already in a call")
-        officer = session.identity
-        call = board.calls.create(
-            direction=Direction.OFFICER_TO_CENTER,
-            officer=officer.user_id,
-            court=officer.court,
-            caller=officer.user_id,
-            now=now,
-            case_number=case_number,
-            emergency=emergency,
-        )
-        board.calls.join_as_party(call, officer.user_id)
-        out.append(board.facts.call_created(call, now))
-        out.append(Send((officer.user_id,), p.CallPlaced(ref=ref, call_id=call.call_id)))
-        out.extend(board.views.officer_changed(session))
-        waiting = len(self._lines().get(self._center_court(call), [])) - 1
-        if not emergency and not self._candidates(call) and waiting >= self.config.max_queue:
-            board.calls.end(call, EndReason.QUEUE_FULL, None, now, out)
-            return call
-        self._deadlines.set(QueueTimeout(call.call_id), now + self.config.queue_timeout_s)
-        out.append(board.facts.record("call_queued", now, call=call.call_id))
-        # `run` (after every message) rings it or tells the officer its position.
-        return call
-
-    def emergency(self, session: Session, msg: p.Emergency, now: float, out: list[Action]) -> None:
-        board = self._board
-        user = session.user_id
-        call = board.calls.call_of(user)
-        if board.presence.set_emergency(session, True):
-            out.append(
-                board.facts.emergency_raised(
-                    user,
-                    session.identity.court,
-                    call.call_id if call is not None else None,
-                    msg.note,
-                    session.position,
-                    now,
-                )
-            )
-        if call is None:
-            self.call_center(session, msg.case_number, True, msg.id, now, out)
-            return
-        board.calls.escalate(call, now, out)
-        out.append(Send((user,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
-        out.extend(board.views.officer_changed(session))
-
-    def clear_emergency(
-        self, session: Session, officer: str, now: float, out: list[Action]
-    ) -> None:
-        board = self._board
-        if session.role not in CENTER_ROLES:
-            raise Forbidden("only the command center clears emergencies")
-        target = board.presence.session(officer)
-        if target is None or target.role is not Role.OFFICER:
-            raise NotFound("no such officer signed in", field="officer")
-        if not self._courts.in_scope(session.identity, target.identity.court):
-            raise Forbidden("officer is outside your scope", field="officer")
-        if not target.emergency:
-            raise InvalidState("officer has no emergency", field="officer")
-        board.presence.set_emergency(target, False)
-        out.append(
-            board.facts.record(
-                "emergency_cleared",
-                now,
-                officer=officer,
-                court=target.identity.court,
-                by=session.user_id,
-            )
-        )
-        out.extend(board.views.officer_changed(target))
-
-    def call_officer(
-        self, session: Session, msg: p.CallOfficer, now: float, out: list[Action]
-    ) -> None:
-        board = self._board
-        if session.role not in CENTER_ROLES:
-            raise Forbidden("only the command center calls officers")
-        caller = session.user_id
-        if msg.officer == caller:
-            raise InvalidState("cannot call yourself", field="officer")
-        target = board.presence.session(msg.officer)
-        if target is not None and target.role is not Role.OFFICER:
-            # Calling a user who is no officer ends like calling one who is not signed in,
-            # so the answer does not reveal which ids exist.
-            target = None
-        court = target.identity.court if target is not None else None
-        if court is not None and not self._courts.in_scope(session.identity, court):
-            raise Forbidden("officer is outside your scope", field="officer")
-        if target is None and session.role is Role.OPERATOR:
-            # Unknown officers are reported like offline ones, without revealing which.
-            court = session.identity.court
-        if board.calls.call_id_of(caller) is not None:
-            raise Busy("you are already in a call")
-        call = board.calls.create(
-            direction=Direction.CENTER_TO_OFFICER,
-            officer=msg.officer,
-            court=court or session.identity.court,
-            caller=caller,
-            now=now,
-            case_number=msg.case_number,
-        )
-        out.append(board.facts.call_created(call, now))
-        out.append(Send((caller,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
-        if target is None or not target.connected:
-            board.calls.end(call, EndReason.UNAVAILABLE, None, now, out)
-            return
-        if board.calls.call_id_of(msg.officer) is not None:
-            board.calls.end(call, EndReason.BUSY, None, now, out)
-            return
-        # The caller stops ringing for incoming calls while placing this one.
-        board.calls.join_as_party(call, caller)
-        self.stop_ringing_all(caller, "busy", now, out)
-        board.calls.join_as_party(call, msg.officer)
-        self._ring(call, [msg.officer], now, out)
-        out.extend(board.views.officer_changed(target))
-
-    def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
-        """Queue again an officer's unanswered call that a dead authority held (the next one
-        took its sessions on first): it rings as it would have, in its old place in the
-        queue (by `created_at`), and the officer is welcomed again to see it. An officer no
-        longer here, or in another call by now, has it ended with `node_lost`."""
-        board = self._board
-        out: list[Action] = []
-        if waiting.call_id in board.calls.table:
-            return out
-        session = board.presence.session(waiting.officer)
-        call = board.calls.create(
-            direction=Direction.OFFICER_TO_CENTER,
-            officer=waiting.officer,
-            court=waiting.court,
-            caller=waiting.officer,
-            now=now,
-            case_number=waiting.case_number,
-            emergency=waiting.emergency,
-            call_id=waiting.call_id,
-            created_at=waiting.created_at,
-        )
-        if session is None or board.calls.call_id_of(waiting.officer) is not None:
-            board.calls.end(call, EndReason.NODE_LOST, None, now, out)
-            return out
-        board.calls.join_as_party(call, waiting.officer)
-        if waiting.emergency:
-            board.presence.set_emergency(session, True)
-        out.append(
-            board.facts.record("call_taken_over", now, call=call.call_id, node=board.node_id)
-        )
-        deadline = waiting.created_at + self.config.queue_timeout_s
-        self._deadlines.set(QueueTimeout(call.call_id), max(now, deadline))
-        out.extend(board.views.officer_changed(session))
-        self.run(now, out)
-        out.append(Send((session.user_id,), board.presence.welcome(session, resumed=True, now=now)))
-        return out
 
     # ---- answering ----------------------------------------------------------------------
 
@@ -307,13 +147,6 @@ class Dispatch:
         else:
             self._requeue(call, now, out)
 
-    def cancel(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
-        if call.caller != session.user_id:
-            raise Forbidden("only the caller may cancel")
-        if call.state not in (CallState.QUEUED, CallState.RINGING):
-            raise InvalidState(f"cannot cancel a call that is {call.state.value}")
-        self._board.calls.end(call, EndReason.CANCELLED, session.user_id, now, out)
-
     # ---- ringing ------------------------------------------------------------------------
 
     def run(self, now: float, out: list[Action]) -> None:
@@ -335,7 +168,7 @@ class Dispatch:
         ):
             candidates = self._candidates(call)
             if candidates:
-                self._ring(call, candidates, now, out)
+                self.ring(call, candidates, now, out)
         for line in self._lines().values():
             for pos, call in enumerate(line, start=1):
                 if self._told_position.get(call.call_id) != pos:
@@ -379,7 +212,11 @@ class Dispatch:
             if u not in declined and u not in ringing and self._free(u, emergency=call.emergency)
         )
 
-    def _ring(self, call: Call, users: list[str], now: float, out: list[Action]) -> None:
+    def wait(self, call: Call, until: float) -> None:
+        """`call`, created queued, gives up waiting at `until`."""
+        self._deadlines.set(QueueTimeout(call.call_id), until)
+
+    def ring(self, call: Call, users: list[str], now: float, out: list[Action]) -> None:
         board = self._board
         if call.state is CallState.QUEUED:
             board.calls.move(call, CallEvent.RING, now)

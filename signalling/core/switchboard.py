@@ -10,8 +10,9 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
 * `presence` (signalling.core.presence): sessions, sign-ins and sign-outs, heartbeats,
   positions, who is signed in where;
 * `views` (signalling.core.views): who watches whom, the roster and its deltas;
-* `dispatch` (signalling.core.dispatch): placing calls, ringing, the queue, first accept
-  wins, emergencies and pre-emption;
+* `dispatch` (signalling.core.dispatch): ringing, the queue, first accept wins, emergencies
+  ahead of everything (pre-emption), with `placing` (signalling.core.placing) deciding
+  whether a call may be placed;
 * `calls` (signalling.core.calls): the call table, parties, supervisors, transfers;
 * `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
@@ -34,6 +35,7 @@ from signalling.core.calls import Calls
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, Facts, WaitingCall
+from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
@@ -64,6 +66,7 @@ class Switchboard:
         self.views = Views(self, courts, presence.position_interval_s, self.deadlines)
         self.calls = Calls(self, courts, calls, new_call_id, media=media)
         self.dispatch = Dispatch(self, courts, calls, self.deadlines)
+        self.placing = Placing(self, courts, calls)
         # The conference sub-core goes here (issue: provincial conferences), beside `calls`.
 
     # ---- queries ------------------------------------------------------------------------
@@ -135,7 +138,7 @@ class Switchboard:
     def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
         """Hand `msg` to the sub-core that owns what it asks for."""
         user = session.user_id
-        calls, dispatch = self.calls, self.dispatch
+        calls, dispatch, placing = self.calls, self.dispatch, self.placing
         match msg:
             case p.Heartbeat():
                 out.append(Send((user,), self.presence.heartbeat(session, msg, now)))
@@ -148,14 +151,14 @@ class Switchboard:
                 return
             case p.CallCenter():
                 _require(session, Role.OFFICER, "only officers call the center")
-                dispatch.call_center(session, msg.case_number, False, msg.id, now, out)
+                placing.call_center(session, msg.case_number, False, msg.id, now, out)
                 return
             case p.Emergency():
                 _require(session, Role.OFFICER, "only officers raise emergencies")
-                dispatch.emergency(session, msg, now, out)
+                placing.emergency(session, msg, now, out)
                 return
             case p.CallOfficer():
-                dispatch.call_officer(session, msg, now, out)
+                placing.call_officer(session, msg, now, out)
                 return
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 out.append(calls.negotiate(session, msg))
@@ -165,9 +168,9 @@ class Switchboard:
             case p.Decline():
                 dispatch.decline(session, calls.get(msg.call_id), now, out)
             case p.Cancel():
-                dispatch.cancel(session, calls.get(msg.call_id), now, out)
+                placing.cancel(session, calls.get(msg.call_id), now, out)
             case p.ClearEmergency():
-                dispatch.clear_emergency(session, msg.officer, now, out)
+                placing.clear_emergency(session, msg.officer, now, out)
             case p.Hangup():
                 calls.hangup(session, calls.get(msg.call_id), now, out)
             case p.JoinCall():
@@ -262,7 +265,7 @@ class Switchboard:
         return self.calls.facts(call_id)
 
     def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
-        return self.dispatch.take_over(waiting, now)
+        return self.placing.take_over(waiting, now)
 
     def session_facts(self, user: str) -> dict[str, object] | None:
         """The data of the `sign_out` record `user`'s session would have if it were lost
