@@ -82,6 +82,7 @@ from types import FrameType
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -559,7 +560,7 @@ class Bench:
             del env["COMMANDCENTER_REDIS_URL"], env["COMMANDCENTER_REDIS_KEY_PREFIX"]
             return env
         # Only the settings this hub knows: it refuses unknown COMMANDCENTER_ variables.
-        known = {f.name for f in dataclasses.fields(RedisConfig)}
+        known = {f.name for f in msgspec.structs.fields(RedisConfig)}
         for key, value in CLUSTER_TIMINGS.items():
             if key in known:
                 env[f"COMMANDCENTER_REDIS_{key.upper()}"] = value

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+import msgspec
 
 from commandcenter.auth import Courts, Role, issue_token, load_secret
 from commandcenter.config import Config, ConfigError, load_config
@@ -83,11 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args)
     server = config.server
     if args.host is not None:
-        server = dataclasses.replace(server, host=args.host)
+        server = msgspec.structs.replace(server, host=args.host)
     if args.port is not None:
-        server = dataclasses.replace(server, port=args.port)
+        server = msgspec.structs.replace(server, port=args.port)
     # replace() re-validates, so a bad --port is reported like a bad server.port.
-    config = dataclasses.replace(config, server=server)
+    config = msgspec.structs.replace(config, server=server)
     configure_logging(config.logging)
     # Imported here so `token` and `--help` do not pay for (or depend on) the server stack.
     from commandcenter.app import serve

@@ -1,26 +1,32 @@
-"""Configuration: `config.toml` read with tomllib into frozen dataclasses.
+"""Configuration: `config.toml` read with tomllib and decoded by `msgspec.convert` into frozen
+Structs, each section's class in the package that uses it.
 
 Defaults live in the classes, so the server runs with no file at all ("embedded defaults").
 Unknown keys are an error naming the key, because a misspelt setting that is silently ignored
-is how a deployment ends up running with a default nobody chose. Environment variables
-`COMMANDCENTER_<SECTION>_<KEY>` override the file (e.g. `COMMANDCENTER_SERVER_PORT=9000`).
+is how a deployment ends up running with a default nobody chose; hence Structs with
+`forbid_unknown_fields`, since msgspec ignores unknown keys for a dataclass. The file is
+decoded strictly: `port = "8080"` is an error naming the key, the value and the type expected
+(`config_errors`), though an integer widens to a float. Environment variables
+`COMMANDCENTER_<SECTION>_<KEY>` override the file (e.g. `COMMANDCENTER_SERVER_PORT=9000`);
+msgspec's lax mode converts their text to each setting's type. The checks across settings
+(`_validate`) run whenever a Config is built, loaded or replaced.
 Nothing here is read by the pure cores: they receive the values they need.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import re
 import tomllib
-import typing
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from commandcenter.config_errors import ConfigError, config_error
 from identity import Court
 from media.settings import MediaConfig
 from sessions.settings import EvidenceConfig, RecorderConfig
@@ -32,12 +38,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _RECORDER_BACKENDS = ("sqlite", "postgres", "memory")
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the offending key."""
-
-
-@dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     # Empty: derived from the host name and process id at start.
@@ -45,8 +46,7 @@ class ServerConfig:
     data_dir: str = "./var"
 
 
-@dataclass(frozen=True)
-class AuthConfig:
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # HS256 shared secret. Empty: a random secret is generated once and kept in
     # <data_dir>/jwt_secret (mode 0600), which `commandcenter token` reads too.
     jwt_secret: str = ""
@@ -75,32 +75,33 @@ def _default_courts() -> tuple[CourtConfig, ...]:
     )
 
 
-@dataclass(frozen=True)
-class LoggingConfig:
+class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # "json" for production, "console" for a terminal.
     format: str = "json"
     # debug, info, warning, error or critical (any case).
     level: str = "info"
 
 
-@dataclass(frozen=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    courts: tuple[CourtConfig, ...] = field(default_factory=_default_courts)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    presence: PresenceConfig = field(default_factory=PresenceConfig)
-    calls: CallsConfig = field(default_factory=CallsConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
-    recorder: RecorderConfig = field(default_factory=RecorderConfig)
-    media: MediaConfig = field(default_factory=MediaConfig)
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    courts: tuple[CourtConfig, ...] = msgspec.field(default_factory=_default_courts)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
+    calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    evidence: EvidenceConfig = msgspec.field(default_factory=EvidenceConfig)
+    recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
+    media: MediaConfig = msgspec.field(default_factory=MediaConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
 
 
+# The bounds stay here rather than as msgspec.Meta(gt=0) annotations: msgspec checks those only
+# when decoding, and configs are also built in code (`--port`, replace_section, tests), which
+# __post_init__ covers. One place checks both, with messages naming the key.
 def _validate(cfg: Config) -> None:
     if not 0 < cfg.server.port < 65536 and cfg.server.port != 0:
         raise ConfigError(f"server.port: {cfg.server.port} is not a TCP port")
@@ -234,99 +235,58 @@ def _validate_courts(courts: tuple[CourtConfig, ...]) -> None:
             up = parents[up]
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check one TOML value against the field's declared type (an int widens to a float).
+# Booleans the environment may spell that msgspec's lax mode does not take (it takes
+# true/false in any case, and 1/0).
+_ENV_BOOLEANS = {"yes": True, "on": True, "no": False, "off": False}
 
-    Strict on purpose: `port = "8080"` in a file is a mistake worth reporting. Environment
-    strings are converted by `_parse_env` before they get here.
+
+def _env_settings() -> dict[str, dict[str, Any]]:
+    """The settings the environment may set: each table section's keys and their types."""
+    return {
+        section.name: {f.name: f.type for f in msgspec.structs.fields(section.type)}
+        for section in msgspec.structs.fields(Config)
+        if isinstance(msgspec.inspect.type_info(section.type), msgspec.inspect.StructType)
+    }
+
+
+def _env_value(raw: str, tp: Any, key: str, name: str) -> Any:
+    """An environment string as a value of the setting's type.
+
+    msgspec's lax mode reads numbers and booleans from text, as the file's strict mode must
+    not ("9000" is a port here, a mistake there); what is ours is splitting lists on commas
+    and the yes/no/on/off spellings of booleans.
     """
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if origin is tuple:
-        (item_tp, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        if item_tp is CourtConfig:
-            return tuple(_build(CourtConfig, v, f"{key}[{i}]") for i, v in enumerate(value))
-        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _build(tp, value, key)
-    raise ConfigError(f"{key}: unsupported setting type {tp!r}")  # pragma: no cover
-
-
-def _parse_env(value: str, tp: Any, key: str) -> Any:
-    """Turn an environment string into the value TOML would have given for this field."""
-    if tp is bool:
-        low = value.strip().lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-    if tp is float:
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if typing.get_origin(tp) is tuple:
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
-
-
-def _build(cls: type[Any], data: Any, prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix}: expected a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise ConfigError(f"{full}: unknown setting")
-        kwargs[key] = _coerce(value, hints[key], full)
+    info = msgspec.inspect.type_info(tp)
+    value: Any = raw
+    if not isinstance(info, msgspec.inspect.StrType):
+        value = raw.strip()
+    if isinstance(info, msgspec.inspect.VarTupleType):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    elif isinstance(info, msgspec.inspect.BoolType):
+        value = _ENV_BOOLEANS.get(value.lower(), value)
     try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        # A required field (e.g. a court's code) is missing.
-        raise ConfigError(f"{prefix}: {exc}") from None
+        return msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, value, key, name) from None
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(Config)
-    for name, value in environ.items():
+    settings = _env_settings()
+    for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        section, _, key = rest.partition("_")
-        tp = hints.get(section)
-        if tp is None or not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
-            raise ConfigError(f"{name}: no such setting")
-        if key not in {f.name for f in dataclasses.fields(tp)}:
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in settings:
+            # `courts` is a list of tables: a variable per key could not say which court.
+            where = " (set in the file only)" if section in Config.__struct_fields__ else ""
+            raise ConfigError(f"{name}: no such setting{where}")
+        if key not in settings[section]:
             raise ConfigError(f"{name}: no such setting ({section}.{key})")
+        value = _env_value(raw, settings[section][key], f"{section}.{key}", name)
         table = data.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{section}: expected a table, got {table!r}")
-        table[key] = _parse_env(value, typing.get_type_hints(tp)[key], f"{section}.{key}")
+        # A file's `server = 1` is left for the conversion to report as not a table.
+        if isinstance(table, dict):
+            table[key] = value
     return data
 
 
@@ -344,13 +304,20 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     data = _apply_env(data, os.environ if environ is None else environ)
-    return typing.cast(Config, _build(Config, data, ""))
+    # Strict: `port = "8080"` in a file is a mistake worth reporting (an integer still widens
+    # to a float). Environment values arrive already converted, so strictness costs them
+    # nothing. Config's __post_init__ then runs the domain checks, raising ConfigError.
+    try:
+        return msgspec.convert(data, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, data) from None
 
 
-# Used by tests to build a config with a few settings changed.
+# Used by tests to build a config with a few settings changed; replace() runs
+# __post_init__, so the result is validated like a loaded one.
 def replace_section(cfg: Config, section: str, **changes: Any) -> Config:
-    return dataclasses.replace(
-        cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)}
+    return msgspec.structs.replace(
+        cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **changes)}
     )
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+import msgspec
 
 from identity.people import Identity, Role
 
 
-@dataclass(frozen=True)
-class Court:
+# A Struct so config.toml's `[[courts]]` decode into it with unknown keys refused; not
+# kw_only, since hierarchies are written positionally: Court("P01", "First ...", "P").
+class Court(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     code: str
     name: str
     # Empty for the province (the root).

@@ -1,13 +1,13 @@
 """The media relay's settings: the `[media]` section of config.toml, with its defaults
-(`commandcenter.config` reads it)."""
+(`commandcenter.config` reads it). A frozen Struct forbidding unknown fields, as every section
+is: a misspelt key is an error, not a setting silently left at its default."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True)
-class MediaConfig:
+class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Off: calls are signalling only and media messages are answered `media_unavailable`.
     enabled: bool = True
     # IP addresses offered as host ICE candidates. Empty: every address of the machine's

@@ -1,13 +1,14 @@
 """The session recorder's settings: the `[recorder]` and `[evidence]` sections of config.toml,
-with their defaults (`commandcenter.config` reads them)."""
+with their defaults (`commandcenter.config` reads them). Frozen Structs forbidding unknown
+fields, as every section is: a misspelt key is an error, not a setting silently left at its
+default."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True)
-class EvidenceConfig:
+class EvidenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Directory of the evidence files (content-addressed, write-once). Empty: <data_dir>/evidence.
     dir: str = ""
     # Largest upload accepted, bytes; a longer body is refused with 413 and not read further.
@@ -17,8 +18,7 @@ class EvidenceConfig:
     clock_offset_threshold_ms: float = 2000.0
 
 
-@dataclass(frozen=True)
-class RecorderConfig:
+class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Where the hash-chained trace is kept: "sqlite" (a file, the default), "postgres", or
     # "memory" (nothing survives the process; for tests and demos).
     backend: str = "sqlite"

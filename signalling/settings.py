@@ -1,14 +1,17 @@
 """The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]` and `[redis]` sections
 of config.toml, with their defaults. `commandcenter.config` reads them; the hub and the core
-receive them, never the file."""
+receive them, never the file.
+
+Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
+dataclass, while `forbid_unknown_fields` turns a misspelt key into an error naming its path.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True)
-class LimitsConfig:
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Largest WebSocket frame accepted, bytes; larger frames get an error reply.
     max_frame_bytes: int = 65536
     # Sustained client messages per second, and the burst allowed above it.
@@ -23,8 +26,7 @@ class LimitsConfig:
     max_sdp_chars: int = 32768
 
 
-@dataclass(frozen=True)
-class PresenceConfig:
+class PresenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # A reconnect within this many seconds resumes the session (no new sign-in, call kept).
     grace_s: float = 30.0
     # Position updates fanned out to the roster at most this often per officer, seconds.
@@ -33,8 +35,7 @@ class PresenceConfig:
     heartbeat_interval_s: float = 15.0
 
 
-@dataclass(frozen=True)
-class CallsConfig:
+class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Unanswered ringing becomes a missed call after this many seconds.
     ring_timeout_s: float = 30.0
     # A queued call that never rings is missed after this many seconds.
@@ -47,8 +48,7 @@ class CallsConfig:
     max_queue: int = 200
 
 
-@dataclass(frozen=True)
-class RedisConfig:
+class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Empty: one node, everything in process. Set (redis://host:port/db) for many nodes.
     url: str = ""
     key_prefix: str = "cc:"

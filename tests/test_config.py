@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
 import typing
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from commandcenter.config import (
@@ -28,12 +28,12 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def sections() -> dict[str, type[typing.Any]]:
+def sections() -> dict[str, type[msgspec.Struct]]:
     hints = typing.get_type_hints(Config)
     return {
         name: tp
         for name, tp in hints.items()
-        if dataclasses.is_dataclass(tp) and isinstance(tp, type)
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct)
     }
 
 
@@ -54,7 +54,7 @@ def test_shipped_config_toml_lists_and_documents_every_setting() -> None:
     text = CONFIG_TOML.read_text(encoding="utf-8")
     data = tomllib.loads(text)
     for section, cls in sections().items():
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = {f.name for f in msgspec.structs.fields(cls)}
         assert set(data[section]) == fields, section
         for name in fields:
             assert f"# env: COMMANDCENTER_{section.upper()}_{name.upper()}\n" in text
@@ -216,3 +216,93 @@ def test_court_without_code_is_an_error_naming_it(tmp_path: Path) -> None:
     path = write(tmp_path, '[[courts]]\nname = "Root"\n')
     with pytest.raises(ConfigError, match=re.escape("courts[0]")):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server]\nport = "8080"\n', 'server.port: expected an integer, got "8080"'),
+        ("[presence]\ngrace_s = true\n", "presence.grace_s: expected a number, got true"),
+        ('[auth]\nalgorithms = ["HS256", 256]\n', "auth.algorithms[1]: expected a string, got 256"),
+        ("courts = {code = 1}\n", "courts: expected a list, got {code = 1}"),
+        ('[[courts]]\nname = "Root"\n', "courts[0].code: required"),
+        ("[server]\nport = 80.0\n", "server.port: expected an integer, got 80.0"),
+    ],
+)
+def test_type_error_names_the_key_the_value_and_the_type(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert str(caught.value) == message
+
+
+def test_a_long_wrong_value_is_cut_short_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, f'[server]\nport = "{"9" * 500}"\n'), environ={})
+    assert len(str(caught.value)) < 100
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("On", True),
+        ("1", True),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+        (" 0 ", False),
+    ],
+)
+def test_environment_booleans_accept_the_documented_words(word: str, value: bool) -> None:
+    cfg = load_config(None, environ={"COMMANDCENTER_CALLS_ALLOW_COVERT_MONITORING": word})
+    assert cfg.calls.allow_covert_monitoring is value
+    cfg = load_config(None, environ={"COMMANDCENTER_CALLS_FALLBACK_TO_PARENT": word})
+    assert cfg.calls.fallback_to_parent is value
+
+
+def test_environment_value_error_names_the_key_the_value_and_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"COMMANDCENTER_CALLS_FALLBACK_TO_PARENT": "maybe"})
+    assert str(caught.value) == (
+        'calls.fallback_to_parent: expected true or false, got "maybe" '
+        "(COMMANDCENTER_CALLS_FALLBACK_TO_PARENT)"
+    )
+
+
+def test_environment_lists_are_comma_separated_and_may_be_emptied() -> None:
+    cfg = load_config(
+        None,
+        environ={
+            "COMMANDCENTER_MEDIA_ICE_ADDRESSES": " 127.0.0.1, ,10.0.0.1 ",
+            "COMMANDCENTER_MEDIA_STUN_URLS": "",
+        },
+    )
+    assert cfg.media.ice_addresses == ("127.0.0.1", "10.0.0.1")
+    assert cfg.media.stun_urls == ()
+
+
+def test_environment_numbers_ignore_surrounding_blanks_and_strings_keep_them() -> None:
+    cfg = load_config(
+        None,
+        environ={"COMMANDCENTER_SERVER_PORT": " 9000 ", "COMMANDCENTER_SERVER_NODE_ID": " n1"},
+    )
+    assert (cfg.server.port, cfg.server.node_id) == (9000, " n1")
+
+
+def test_court_hierarchy_cannot_be_set_from_the_environment() -> None:
+    with pytest.raises(ConfigError, match=r"COMMANDCENTER_COURTS_CODE: no such setting \(set in"):
+        load_config(None, environ={"COMMANDCENTER_COURTS_CODE": "X"})
+
+
+def test_environment_overrides_still_pass_the_domain_checks() -> None:
+    with pytest.raises(ConfigError, match=r"^server.port: 70000 is not a TCP port"):
+        load_config(None, environ={"COMMANDCENTER_SERVER_PORT": "70000"})
+
+
+def test_courts_are_built_positionally_and_compare_by_value() -> None:
+    assert CourtConfig("P01", "First", "P") == CourtConfig(code="P01", name="First", parent="P")
+    assert load_config(None, environ={}).courts[0] == CourtConfig("P", "Provincial High Court")

@@ -38,7 +38,7 @@ import inspect
 import pkgutil
 import re
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 # above limits.max_frame_bytes.
 LIBRARY_CLOSE_CODES = frozenset({1006, 1009})
 JSON_MARKERS = frozenset({"client", "server", "invalid", "data"})
-SETTINGS_SECTIONS = {
+SETTINGS_SECTIONS: dict[str, type[msgspec.Struct]] = {
     "limits": cfg.LimitsConfig,
     "presence": cfg.PresenceConfig,
     "calls": cfg.CallsConfig,
@@ -436,7 +436,7 @@ def _default_text(value: object) -> str:
     [
         (f"{section}.{f.name}", _default_text(getattr(cls(), f.name)))
         for section, cls in SETTINGS_SECTIONS.items()
-        for f in fields(cls)
+        for f in msgspec.structs.fields(cls)
     ],
 )
 def test_settings_table_gives_every_setting_with_its_default(key: str, default: str) -> None:

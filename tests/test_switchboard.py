@@ -8,9 +8,9 @@ P0102, op4 of P01; supervisor sup1 is at P01 (sees P01, P0101, P0102), sup2 at P
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
 
 from commandcenter.auth import Role
@@ -52,7 +52,7 @@ INTERVAL = PresenceConfig().position_interval_s
 
 
 def board(**calls: Any) -> Board:
-    return Board(calls=dataclasses.replace(CallsConfig(), **calls))
+    return Board(calls=msgspec.structs.replace(CallsConfig(), **calls))
 
 
 def court_of_two() -> Board:
@@ -863,7 +863,7 @@ def test_no_message_is_addressed_to_nobody() -> None:
 
 
 def test_zero_grace_signs_out_at_once() -> None:
-    b = Board(presence=dataclasses.replace(PresenceConfig(), grace_s=0.0))
+    b = Board(presence=msgspec.structs.replace(PresenceConfig(), grace_s=0.0))
     b.sign_in(officer("o1"), operator("op1"))
     call_id = active_call(b)
     actions = b.drop("o1")
