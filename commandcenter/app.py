@@ -1,5 +1,6 @@
 """The composition root: builds the application from a `Config`, choosing the
-implementations behind each interface (router, recorder) in this one place."""
+implementations behind each interface in this one place: the core link (this process, or
+the Redis cluster), the trace store, the media server, the token verifier and the clock."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import gc
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,15 +18,17 @@ from aiohttp.abc import AbstractAccessLogger
 from commandcenter import evidence_api, http_api, stores
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
-from commandcenter.keys import CONFIG, HUB, RECORDER, TRACE
+from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
 from sessions.durable import DurableRecorder
+from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
-from signalling.cluster import ClusterNode
+from signalling.clock import Clock, SystemClock
+from signalling.cluster import RedisCoreLink
 from signalling.core.switchboard import Switchboard
 from signalling.hub import WS_PATH, Hub
-from signalling.router import LocalRouter
+from signalling.link import CoreLink, LocalCoreLink
 
 log = structlog.get_logger(__name__)
 
@@ -54,8 +56,11 @@ def create_app(
     config: Config,
     *,
     recorder: SessionRecorder | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
 ) -> web.Application:
+    """The whole server for `config`: `recorder` (default: the configured trace store) and
+    `clock` (default: the machine's) may be given by tests."""
+    clock = clock if clock is not None else SystemClock()
     node_id = node_id_of(config)
     courts = Courts(config.courts)
 
@@ -69,57 +74,31 @@ def create_app(
             media=config.media.enabled,
         )
 
-    switchboard = new_switchboard()
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).
     recorder = recorder if recorder is not None else stores.durable_recorder(config)
-    hub = Hub(
-        limits=config.limits,
-        presence=config.presence,
-        token_leeway_s=config.auth.leeway_s,
-        switchboard=switchboard,
-        verifier=build_verifier(config),
-        recorder=recorder,
-        router=LocalRouter(),
-        clock=clock,
-    )
     evidence_store = (
-        stores.evidence_store(config, trace=recorder, recorder=recorder, clock=clock)
+        stores.evidence_store(config, trace=recorder, recorder=recorder, clock=clock.now)
         if isinstance(recorder, DurableRecorder)
         else None
     )
-    if config.media.enabled:
-        # Recordings and snapshots are evidence: without the evidence store (an in-memory
-        # recorder) the media server relays but keeps nothing.
-        sink = (
-            StoreEvidenceSink(evidence_store, device=f"server:{node_id}")
-            if evidence_store is not None
-            else None
-        )
-        hub.media = MediaService(
-            config=config.media,
-            deliver=hub.deliver,
-            clock=clock,
-            evidence=sink,
-            recordings_dir=recordings_dir(config) if config.media.record else None,
-        )
-    if config.redis.url:
-        # One of many nodes: the router and media port become the cluster's.
-        cluster = ClusterNode(
-            hub=hub,
-            redis=config.redis,
-            media_address=",".join(config.media.ice_addresses) or "auto",
-            new_core=new_switchboard,
-            local_media=hub.media,
-            http_address=config.redis.advertise_address
-            or f"{config.server.host}:{config.server.port}",
-        )
-        hub.cluster = cluster
-        hub.router = cluster.router
-        hub.media = cluster.media
+    media = _media_service(config, evidence_store, node_id, clock) if config.media.enabled else None
+    link = _core_link(config, node_id, new_switchboard, recorder, media, clock)
+    hub = Hub(
+        link=link,
+        authenticator=build_verifier(config),
+        limits=config.limits,
+        heartbeat_interval_s=config.presence.heartbeat_interval_s,
+        token_leeway_s=config.auth.leeway_s,
+        clock=clock,
+        node_id=node_id,
+    )
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder
+    app[COURTS] = courts
+    if media is not None:
+        app[MEDIA] = media
     if isinstance(recorder, DurableRecorder):
         app[TRACE] = recorder
     if evidence_store is not None:
@@ -148,6 +127,48 @@ def create_app(
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def _media_service(
+    config: Config, evidence_store: EvidenceStore | None, node_id: str, clock: Clock
+) -> MediaService:
+    # Recordings and snapshots are evidence: without the evidence store (an in-memory
+    # recorder) the media server relays but keeps nothing.
+    sink = (
+        StoreEvidenceSink(evidence_store, device=f"server:{node_id}")
+        if evidence_store is not None
+        else None
+    )
+    return MediaService(
+        config=config.media,
+        clock=clock.now,
+        evidence=sink,
+        recordings_dir=recordings_dir(config) if config.media.record else None,
+    )
+
+
+def _core_link(
+    config: Config,
+    node_id: str,
+    new_core: Callable[[], Switchboard],
+    recorder: SessionRecorder,
+    media: MediaService | None,
+    clock: Clock,
+) -> CoreLink:
+    """Where the core runs: in this process, or (with `[redis] url`) on whichever node of
+    the cluster holds the authority lease."""
+    if not config.redis.url:
+        return LocalCoreLink(core=new_core(), recorder=recorder, media=media, clock=clock)
+    return RedisCoreLink(
+        node_id=node_id,
+        redis=config.redis,
+        media_address=",".join(config.media.ice_addresses) or "auto",
+        new_core=new_core,
+        local_media=media,
+        http_address=config.redis.advertise_address or f"{config.server.host}:{config.server.port}",
+        recorder=recorder,
+        clock=clock,
+    )
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -96,7 +96,7 @@ def _upload_request(request: web.Request) -> tuple[Identity, ev.UploadRequest]:
 def _clock_check(request: web.Request, who: Identity, upload: ev.UploadRequest) -> ev.ClockCheck:
     # The offset the server holds for the uploader's live session on this node when the
     # upload begins: its latest heartbeat.
-    session = request.app[HUB].core.session(who.user_id)
+    session = request.app[HUB].link.session(who.user_id)
     return ev.check_clock(
         upload_device=upload.device,
         session_device=session.device if session is not None else None,

@@ -22,7 +22,7 @@ def identity_of(request: web.Request) -> Identity:
     if token is None:
         raise AuthError("token missing")
     hub = request.app[HUB]
-    return hub.verifier.verify(token, hub.clock())
+    return hub.authenticator.verify(token, hub.clock.now())
 
 
 def error_response(status: int, code: str, reason: str, field: str | None = None) -> web.Response:

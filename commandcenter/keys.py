@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from commandcenter.config import Config
+from identity import Courts
+from media.service import MediaService
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
 from sessions.store import TraceStore
@@ -16,3 +18,6 @@ RECORDER = web.AppKey("recorder", SessionRecorder)
 # The trace as readers see it (statistics, evidence); absent when the recorder keeps none.
 TRACE = web.AppKey("trace", TraceStore)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
+COURTS = web.AppKey("courts", Courts)
+# This node's media server; absent with media.enabled = false.
+MEDIA = web.AppKey("media", MediaService)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from commandcenter.auth import AuthError, Role
 from commandcenter.http_edge import auth_error_response, error_response, identity_of
-from commandcenter.keys import CONFIG, HUB, TRACE
+from commandcenter.keys import CONFIG, COURTS, TRACE
 from sessions.durable import statistics_report, zone_of
 from sessions.errors import BadQuery, RecorderError
 from sessions.statistics import parse_period, render_csv
@@ -50,7 +50,7 @@ async def _stats(request: web.Request) -> web.Response:
     fmt = query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise BadQuery("must be json or csv", "format")
-    courts = request.app[HUB].core.courts
+    courts = request.app[COURTS]
     court = query.get("court") or None
     if court is not None:
         if court not in courts:

@@ -24,11 +24,13 @@ from media.settings import MediaConfig
 from signalling import protocol as p
 from signalling.core import actions
 from signalling.errors import MediaUnavailable
-from signalling.media_port import MediaMessage
+from signalling.media_port import Deliver, MediaMessage
 
 log = structlog.get_logger(__name__)
 
-Deliver = Callable[[str, p.ServerMessage], None]
+
+def _not_started(user: str, message: p.ServerMessage) -> None:
+    raise RuntimeError("the media service delivers nothing before start()")
 
 
 class MediaService:
@@ -36,7 +38,6 @@ class MediaService:
         self,
         *,
         config: MediaConfig,
-        deliver: Deliver,
         clock: Callable[[], float],
         evidence: EvidenceSink | None = None,
         recordings_dir: Path | None = None,
@@ -44,7 +45,7 @@ class MediaService:
         """`evidence`: where recordings and snapshots are filed (None: neither is taken).
         `recordings_dir`: where recordings are written while calls run (None: no recording)."""
         self.config = config
-        self.deliver = deliver
+        self.deliver: Deliver = _not_started
         self.clock = clock
         self.evidence = evidence
         self.recordings_dir = recordings_dir if evidence is not None else None
@@ -94,8 +95,10 @@ class MediaService:
         async with lock:
             await self._carry_out(user, message)
 
-    async def start(self) -> None:
-        """Register what a previous run left unfinished (see media.capture.recover)."""
+    async def start(self, deliver: Deliver) -> None:
+        """Deliver replies and offers to `deliver` from now on; register what a previous run
+        left unfinished (see media.capture.recover)."""
+        self.deliver = deliver
         if self.evidence is not None and self.recordings_dir is not None:
             await recover(self.recordings_dir, self.evidence, self.clock)
 

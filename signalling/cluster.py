@@ -61,23 +61,27 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from identity import Identity, Role
-from sessions.recorder import TraceEvent
+from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import cluster_wire as w
 from signalling import protocol as p
+from signalling.clock import Clock
 from signalling.cluster_keys import ClusterKeys
 from signalling.cluster_routing import ClusterMedia, ClusterRouter, pick_media_node
+from signalling.connection import Connection
 from signalling.core.actions import Action, Negotiate, Record, Room, Send
 from signalling.core.facts import WaitingCall
-from signalling.core.presence import SessionKeys
+from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
-from signalling.errors import CLOSE_REPLACED, ClientError, Unavailable
-from signalling.hub import Hub, error_reply
+from signalling.driver import CoreDriver
+from signalling.errors import CLOSE_REPLACED, Unavailable, error_reply
 from signalling.lease import Lease
+from signalling.link import ConnectParams
 from signalling.media_port import MediaPort
+from signalling.outbox import Outbox
 from signalling.protocol import EndReason
 from signalling.redis_writer import RedisWriter
 from signalling.registry import NodeLoad, RedisRegistry
-from signalling.router import Connection, LocalRouter
+from signalling.router import LocalRouter
 from signalling.settings import RedisConfig
 
 log = structlog.get_logger(__name__)
@@ -121,24 +125,27 @@ class AuthorityState:
     media_nodes: dict[str, str] = field(default_factory=dict)
 
 
-class ClusterNode:
-    """This node's part in the cluster: gateway always, authority while it holds the lease."""
+class RedisCoreLink:
+    """This node's part in the cluster, and the hub's `CoreLink` on it: gateway always,
+    authority (the core's driver) while it holds the lease."""
 
     def __init__(
         self,
         *,
-        hub: Hub,
+        node_id: str,
         redis: RedisConfig,
         media_address: str,
         new_core: Callable[[], Switchboard],
         local_media: MediaPort | None,
         http_address: str,
+        recorder: SessionRecorder,
+        clock: Clock,
     ) -> None:
         rc = redis
-        self.hub = hub
         self.redis_config = redis
-        self.node_id = hub.node_id
-        self.run = time.time()
+        self.node_id = node_id
+        self.clock = clock
+        self.run = clock.now()
         self.keys = ClusterKeys(rc.key_prefix)
         self._new_core = new_core
         # Commands time out well within a node timeout: a hung Redis must not hold a loop.
@@ -158,6 +165,15 @@ class ClusterNode:
         self.router = ClusterRouter(self)
         self.local_media = local_media
         self.media = ClusterMedia(self, local_media)
+        self._outbox = Outbox(
+            recorder=recorder,
+            router=self.router,
+            media=self.media,
+            node_id=node_id,
+            recorded=self.recorded,
+        )
+        # The core's driver while this node is the authority.
+        self.driver: CoreDriver | None = None
         self.registry = RedisRegistry(
             self.redis,
             self.keys,
@@ -210,8 +226,13 @@ class ClusterNode:
 
     # ---- lifecycle --------------------------------------------------------------------
 
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
     async def start(self) -> None:
         """Join the cluster. Never fails for Redis being down: every loop retries."""
+        await self._outbox.start()
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         await self.registry.start()
@@ -220,9 +241,25 @@ class ClusterNode:
         self._tasks.append(loop.create_task(self._lookup_worker()))
         self._tasks.append(loop.create_task(self._lead()))
 
-    async def stop(self) -> None:
+    def shutdown(self) -> None:
+        """Only this node's users sign out: the others' sessions go on, taken on by the next
+        authority (on a gateway the core is elsewhere and there is nothing to do here)."""
+        if self.driver is not None:
+            local = {conn.user for conn in self.infos}
+            core = self.driver.core
+            self.driver.run(lambda now: core.shutdown(now, local))
+
+    async def stop(self, wait_s: float) -> None:
         """Flush what is queued, give the lease up, leave. The registry record stays: the
         others see this node go silent and clean up after `node_timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.flush(), wait_s)
+        await self._leave()
+        await self._outbox.stop(wait_s)
+        if self.driver is not None:
+            self.driver.stop()
+
+    async def _leave(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.redis_config.node_timeout_s / 2):
                 await self.writer.idle.wait()
@@ -242,6 +279,10 @@ class ClusterNode:
         await self._subscriber_redis.aclose()
 
     def health(self) -> dict[str, object]:
+        status = "degraded" if self._outbox.degraded or self.degraded else "ok"
+        return {"status": status, **self._outbox.health(), **self._cluster_health()}
+
+    def _cluster_health(self) -> dict[str, object]:
         reachable = self._redis_ok and self._subscribed
         registry = self.registry.health()
         return {
@@ -253,16 +294,19 @@ class ClusterNode:
             }
         }
 
+    def session(self, user: str) -> Session | None:
+        return self.driver.core.session(user) if self.driver is not None else None
+
     @property
     def degraded(self) -> bool:
-        health = self.health()["cluster"]
+        health = self._cluster_health()["cluster"]
         assert isinstance(health, dict)
         return health["redis"] != "ok" or health["authority"] is None
 
     # ---- gateway: what this node's clients say -------------------------------------------
 
-    def connect(
-        self, conn: Connection, identity: Identity, keys: SessionKeys, params: dict[str, str]
+    def connected(
+        self, conn: Connection, identity: Identity, keys: SessionKeys, params: ConnectParams
     ) -> None:
         info = w.ConnectionInfo(
             user=identity.user_id,
@@ -272,25 +316,23 @@ class ClusterNode:
             expires_at=identity.expires_at,
             session_id=keys.session_id,
             resume_token=keys.resume_token,
-            device=params["device"],
-            app_version=params["app"],
+            device=params.device,
+            app_version=params.app_version,
         )
         self.pending[conn.user] = conn
         self.infos[conn] = info
-        envelope = w.Connect(
-            node=self.node_id, run=self.run, conn=info, resume=params["resume"] or None
-        )
+        envelope = w.Connect(node=self.node_id, run=self.run, conn=info, resume=params.resume)
         if self.state is not None:
             self._apply(envelope)
             return
 
         def refuse() -> None:
             if self.pending.get(conn.user) is conn:
-                self.hub.close_connection(conn, CLOSE_TRY_AGAIN, "command center unavailable")
+                self._outbox.close(conn, CLOSE_TRY_AGAIN, "command center unavailable")
 
         self._send_inbox(envelope, refuse)
 
-    def message(self, conn: Connection, message: p.ClientMessage) -> None:
+    def received(self, conn: Connection, message: p.ClientMessage) -> None:
         envelope = w.ClientMessage(
             node=self.node_id,
             run=self.run,
@@ -304,7 +346,7 @@ class ClusterNode:
 
         def unavailable() -> None:
             error = Unavailable("command center unreachable; retry")
-            self.hub.reply(conn, error, message.id)
+            self._outbox.reply(conn, error, message.id)
 
         self._send_inbox(envelope, unavailable)
 
@@ -378,7 +420,7 @@ class ClusterNode:
 
     def _write_presence(self, conn: Connection) -> None:
         value = w.encode(
-            w.Presence(node=self.node_id, session_id=conn.session_id, connected_at=self.hub.clock())
+            w.Presence(node=self.node_id, session_id=conn.session_id, connected_at=self.clock.now())
         )
         self._presence[conn] = value
         self.writer.set_presence(self.keys.presence(conn.user), value)
@@ -386,25 +428,28 @@ class ClusterNode:
     # ---- authority: applying what gateways said -------------------------------------------
 
     def _apply(self, envelope: w.InboxMessage) -> None:
-        state = self.state
-        if state is None:
+        state, driver = self.state, self.driver
+        if state is None or driver is None:
             return
         core = state.core
-        now = self.hub.clock()
-        actions: list[Action]
         match envelope:
             case w.Connect(conn=info):
-                state.arriving[info.user] = (envelope.node, envelope.run)
-                session, actions = core.connect(
-                    _identity(info),
-                    keys=SessionKeys(info.session_id, info.resume_token),
-                    device=info.device,
-                    app_version=info.app_version,
-                    resume_token=envelope.resume,
-                    now=now,
-                )
-                if session.session_id != info.session_id:
-                    state.aliases[(info.user, info.session_id)] = session.session_id
+
+                def connect(now: float) -> list[Action]:
+                    state.arriving[info.user] = (envelope.node, envelope.run)
+                    session, actions = core.connect(
+                        _identity(info),
+                        keys=SessionKeys(info.session_id, info.resume_token),
+                        device=info.device,
+                        app_version=info.app_version,
+                        resume_token=envelope.resume,
+                        now=now,
+                    )
+                    if session.session_id != info.session_id:
+                        state.aliases[(info.user, info.session_id)] = session.session_id
+                    return actions
+
+                driver.run(connect)
             case w.ClientMessage(user=user, message=message):
                 current = core.session(user)
                 session_id = state.aliases.get((user, envelope.session_id), envelope.session_id)
@@ -412,20 +457,17 @@ class ClusterNode:
                     # From a connection replaced since, whose close is on its way: like the
                     # frames of a replaced connection on one node, it may not act.
                     return
-                try:
-                    actions = core.handle(user, message, now)
-                except ClientError as exc:
-                    actions = [Send((user,), error_reply(exc, message.id))]
+                driver.handle(user, message)
             case w.Closed(user=user):
                 session_id = state.aliases.pop((user, envelope.session_id), envelope.session_id)
                 if state.where.get(user, ("", 0.0))[0] == envelope.node:
                     current = core.session(user)
                     if current is None or current.session_id == session_id:
                         del state.where[user]
-                actions = core.disconnect(user, session_id, now)
+                driver.run(lambda now: core.disconnect(user, session_id, now))
             case w.Report():
-                actions = self._reconcile(state, envelope, now)
-        self.hub.emit(actions)
+                report = envelope
+                driver.run(lambda now: self._reconcile(state, report, now))
 
     def _reconcile(self, state: AuthorityState, report: w.Report, now: float) -> list[Action]:
         core = state.core
@@ -493,7 +535,7 @@ class ClusterNode:
         record = self.registry.registry.record(node_id)
         alive = {r.node_id for r in self.registry.alive()}
         current_run = record.status.started_at if record is not None and node_id in alive else None
-        now = self.hub.clock()
+        now = self.clock.now()
         actions: list[Action] = []
         lost = 0
         for user, (node, run) in list(state.where.items()):
@@ -511,7 +553,7 @@ class ClusterNode:
             if node == node_id:
                 actions.extend(state.core.end_call(call_id, EndReason.NODE_LOST, now))
         log.warning("node lost", node_id=self.node_id, peer=node_id, sessions=lost)
-        self.hub.emit(actions)
+        self._emit(actions)
 
     # ---- authority: taking and losing the lease ---------------------------------------------
 
@@ -570,7 +612,7 @@ class ClusterNode:
             state = AuthorityState(core=self._new_core())
             inherit = previous is not None and previous != self.node_id
         self.state = state
-        self.hub.core = state.core
+        self.driver = CoreDriver(state.core, self._outbox, self.clock)
         self.authority_id = self._last_holder = self.node_id
         log.info(
             "authority taken",
@@ -580,7 +622,7 @@ class ClusterNode:
             epoch=self.lease.epoch,
         )
         self._start_inbox()
-        self.hub.emit([])
+        self.driver.emit([])
         if inherit:
             task = asyncio.get_running_loop().create_task(self._inherit(state))
             self._tasks.append(task)
@@ -592,9 +634,10 @@ class ClusterNode:
         self._stashed = state
         self.authority_id = None
         self._stop_inbox()
-        # An empty core: no timers of the deposed one fire, nothing more is decided here.
-        self.hub.core = self._new_core()
-        self.hub.emit([])
+        # No timers of the deposed core fire, nothing more is decided here.
+        if self.driver is not None:
+            self.driver.stop()
+            self.driver = None
         log.warning("authority lost", node_id=self.node_id)
 
     def _start_inbox(self) -> None:
@@ -708,7 +751,7 @@ class ClusterNode:
                         await self._stopping.wait()
         else:
             return
-        now = self.hub.clock()
+        now = self.clock.now()
         actions: list[Action] = []
         waiting: list[WaitingCall] = []
         for raw_id, value in calls.items():
@@ -730,7 +773,7 @@ class ClusterNode:
         log.info(
             "calls of the previous authority ended", node_id=self.node_id, calls=len(actions) // 2
         )
-        self.hub.emit(actions)
+        self._emit(actions)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         with contextlib.suppress(TimeoutError):
@@ -743,7 +786,7 @@ class ClusterNode:
         except (RedisError, OSError) as exc:
             self._redis_failed(exc)
             return
-        now = self.hub.clock()
+        now = self.clock.now()
         actions = []
         for raw_user, value in sessions.items():
             user = _text(raw_user)
@@ -761,7 +804,7 @@ class ClusterNode:
         )
         for call in sorted(waiting, key=lambda c: c.created_at):
             actions.extend(state.core.take_over(call, now))
-        self.hub.emit(actions)
+        self._emit(actions)
 
     # ---- node channel -------------------------------------------------------------------
 
@@ -810,7 +853,7 @@ class ClusterNode:
                         )
                     )
             case w.Signal(user=user, message=message):
-                self.hub.negotiate(Negotiate(user, message), self.local_media)
+                self._outbox.negotiate(Negotiate(user, message), self.local_media)
             case w.ResyncRequest():
                 if envelope.node != self.node_id:
                     self._send_inbox(self.report(), None)
@@ -900,6 +943,11 @@ class ClusterNode:
                 for node, group in by_node.items():
                     self.publish_to(node, group, message)
 
+    def _emit(self, actions: list[Action]) -> None:
+        """Perform what the authority's core decided outside a client's message."""
+        if self.driver is not None:
+            self.driver.emit(actions)
+
     def publish_to(self, node: str, users: list[str], message: p.ServerMessage) -> None:
         envelope = w.Deliver(node=self.node_id, run=self.run, to=users, message=message)
         self.writer.publish(self.keys.node_channel(node), w.encode(envelope))
@@ -964,4 +1012,4 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-__all__ = ["AuthorityState", "ClusterNode"]
+__all__ = ["AuthorityState", "RedisCoreLink"]

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from signalling import cluster_wire as w
 from signalling import protocol as p
+from signalling.connection import Connection
 from signalling.core.actions import Room
 from signalling.errors import MediaUnavailable
-from signalling.media_port import MediaMessage, MediaPort
+from signalling.media_port import Deliver, MediaMessage, MediaPort
 from signalling.registry import OVERLOADED_CPU, NodeRecord
-from signalling.router import Connection
 
 if TYPE_CHECKING:
-    from signalling.cluster import ClusterNode
+    from signalling.cluster import RedisCoreLink
 
 
 def pick_media_node(
@@ -51,7 +51,7 @@ class ClusterRouter:
     the node serving its recipient; elsewhere (error replies, media answers) to this node's
     connections, or through the recipients' presence keys."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: RedisCoreLink) -> None:
         self.node = node
 
     def attach(self, conn: Connection) -> None:
@@ -106,13 +106,13 @@ class ClusterMedia:
     """The hub's `MediaPort` on a node of a cluster: each call's media goes to its media
     node, chosen by load when the call first has media (`pick_media_node`)."""
 
-    def __init__(self, node: ClusterNode, local: MediaPort | None) -> None:
+    def __init__(self, node: RedisCoreLink, local: MediaPort | None) -> None:
         self.node = node
         self.local = local
 
-    async def start(self) -> None:
+    async def start(self, deliver: Deliver) -> None:
         if self.local is not None:
-            await self.local.start()
+            await self.local.start(deliver)
 
     async def stop(self) -> None:
         if self.local is not None:

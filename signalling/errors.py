@@ -1,12 +1,16 @@
 """Errors of the signalling layer, each carrying the wire code it is reported with.
 
 `ClientError` and its subclasses are the peer's fault: the hub answers them with an `error`
-reply (or a 4xxx close) whose reason is short and safe to show. Anything else raised in the
-hub is our fault: logged with its traceback, answered with a generic 1011, never described.
-The translation to the wire happens in one place, `signalling.hub`.
+reply (or a 4xxx close) whose reason is short and safe to show. Anything else raised while
+carrying out a client's message is our fault: logged with its traceback and the user and
+call ids, and answered with the documented `internal_error` (never described, never blamed on
+the client); a fault outside any message closes the connection with 1011. `error_reply` and
+`internal_error_reply` below are the only translations of an error to the wire.
 """
 
 from __future__ import annotations
+
+from signalling import protocol as p
 
 
 class SignallingError(Exception):
@@ -101,3 +105,13 @@ CLOSE_REPLACED = 4409  # the same user connected again; this older connection is
 CLOSE_RATE_LIMITED = 4429  # kept sending over the message rate
 CLOSE_INTERNAL = 1011
 CLOSE_GOING_AWAY = 1001
+
+
+def error_reply(exc: ClientError, ref: str | None) -> p.Error:
+    """The one translation of a client error to the wire."""
+    return p.Error(ref=ref, code=exc.code, reason=exc.reason, field=exc.field)
+
+
+def internal_error_reply(ref: str | None) -> p.Error:
+    """What a client is told when carrying out its message failed by our fault."""
+    return p.Error(ref=ref, code=SignallingError.code, reason="internal error")

@@ -3,18 +3,21 @@
 The switchboard decides who is in which call and emits `Room` actions; the hub passes them
 here, and hands over each member's `offer`, `answer` and `ice_candidate` once the switchboard
 has checked that the sender is in the (answered) call. Replies and the server's own offers
-come back through the `deliver` callback the implementation was built with, so they are
-queued behind everything the hub already sent that user.
+come back through the `deliver` callback given at `start`, so they are queued behind
+everything the hub already sent that user.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from signalling import protocol as p
 from signalling.core.actions import Room
 
-MediaMessage = p.Offer | p.Answer | p.IceCandidate | p.Snapshot
+MediaMessage = p.MediaMessage
+# Queues a message for a user behind everything already sent to them.
+Deliver = Callable[[str, p.ServerMessage], None]
 
 
 class MediaPort(Protocol):
@@ -25,8 +28,9 @@ class MediaPort(Protocol):
     async def signal(self, user: str, message: MediaMessage) -> None:
         """Carry out a member's media message; raises a ClientError the hub answers."""
 
-    async def start(self) -> None:
-        """Called once the trace is open, before the first connection."""
+    async def start(self, deliver: Deliver) -> None:
+        """Called once the trace is open, before the first connection; replies and the
+        server's own offers go to `deliver`."""
 
     def health(self) -> dict[str, object]: ...
 

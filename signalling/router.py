@@ -1,116 +1,19 @@
 """Delivery of messages to users, wherever they are connected.
 
-`Router` is the seam between one node and many: the hub hands it "send this to these users"
-and "close that user's session", never a socket. `LocalRouter` delivers to connections of this
-process; the Redis issue adds `RedisRouter`, which forwards to users on other nodes over
-pub/sub. Each message is encoded once per wire format, however many users receive it.
+`Router` is what the outbox hands "send this to these users" and "close that user's session",
+never a socket. `LocalRouter` delivers to the connections of this process; on a node of a
+cluster, `signalling.cluster.routing.ClusterRouter` forwards to users on other nodes over
+Redis. Each message is encoded once per wire format, however many users receive it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 from collections.abc import Iterable
 from typing import Protocol
 
-import structlog
-from aiohttp import web
-
 from signalling.codec import Encoding, encode
+from signalling.connection import Connection
 from signalling.protocol import ServerMessage
-
-log = structlog.get_logger(__name__)
-
-# A connection whose unsent backlog reaches this many frames is closed: one stalled phone
-# must not hold the server's memory hostage.
-MAX_BACKLOG = 1024
-CLOSE_BACKLOG = 1008
-# How long a closing connection may take to flush what was queued for it.
-CLOSE_WAIT_S = 5.0
-# Closes a connection whose writer could not finish its own close in time.
-CLOSE_INTERNAL = 1011
-
-
-class Connection:
-    """One WebSocket: its user, session, wire format and an ordered outgoing queue drained
-    by its own writer task (so `send` never blocks the core's caller). `encoding` is the
-    format frames are encoded in when they are delivered; the hub changes it, in order with
-    the deliveries, to the format of the frame a reply answers."""
-
-    def __init__(self, ws: web.WebSocketResponse, user: str, session_id: str, encoding: Encoding):
-        self.ws = ws
-        self.user = user
-        self.session_id = session_id
-        self.encoding = encoding
-        self._queue: collections.deque[str | bytes] = collections.deque()
-        self._wake = asyncio.Event()
-        self._closing: tuple[int, str] | None = None
-        self._writer = asyncio.get_running_loop().create_task(self._write())
-
-    def send(self, frame: str | bytes) -> None:
-        if self._closing is not None:
-            return
-        if len(self._queue) >= MAX_BACKLOG:
-            log.warning("send backlog full", user_id=self.user)
-            # The backlog is stale by now; the close frame should not wait behind it. The
-            # client resumes and its welcome carries the current state.
-            self._queue.clear()
-            self.close(CLOSE_BACKLOG, "send backlog full")
-            return
-        self._queue.append(frame)
-        self._wake.set()
-
-    def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued have been sent."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._wake.set()
-
-    @property
-    def closing(self) -> bool:
-        """A close was asked for (it may still be flushing)."""
-        return self._closing is not None
-
-    async def _write(self) -> None:
-        ws = self.ws
-        queue = self._queue
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    frame = queue.popleft()
-                    if isinstance(frame, str):
-                        await ws.send_str(frame)
-                    else:
-                        await ws.send_bytes(frame)
-                if self._closing is not None:
-                    code, reason = self._closing
-                    await ws.close(code=code, message=reason.encode())
-                    return
-        except (ConnectionError, RuntimeError):
-            # The peer went away mid-send; the reader side notices and cleans up.
-            return
-
-    async def finish(self, wait_s: float = CLOSE_WAIT_S) -> None:
-        """Wait until the writer has sent what was queued and closed the socket; after
-        `wait_s` (a peer that stopped reading) give up on the backlog and close it now."""
-        done, _ = await asyncio.wait({self._writer}, timeout=wait_s)
-        if done:
-            return
-        await self.stop()
-        code, reason = self._closing or (CLOSE_INTERNAL, "")
-        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), wait_s)
-
-    async def stop(self) -> None:
-        """Stop writing now, dropping the backlog (the peer is gone)."""
-        if self._writer.done():
-            return
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
 
 
 class Router(Protocol):

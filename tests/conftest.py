@@ -3,8 +3,7 @@ recorder, and the typed WebSocket client of `tests.wsclient` to talk to it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,6 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from commandcenter.app import create_app
 from commandcenter.config import Config, ServerConfig, replace_section
 from sessions.recorder import MemoryRecorder
+from signalling.clock import Clock
 from tests.wsclient import Server
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -43,7 +43,7 @@ class Serve(Protocol):
         self,
         *,
         recorder: MemoryRecorder | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         **sections: dict[str, Any],
     ) -> Awaitable[Server]: ...
 
@@ -51,12 +51,13 @@ class Serve(Protocol):
 @pytest.fixture
 def serve(aiohttp_client: AiohttpClient, tmp_path: Path) -> Serve:
     """Start the real app with the test config changed by `sections`, recording into
-    `recorder` (default: a fresh MemoryRecorder) and reading the time from `clock`."""
+    `recorder` (default: a fresh MemoryRecorder) and reading the time from `clock` (default:
+    the machine's; a `tests.fakeclock.FakeClock` makes timers fire when the test says)."""
 
     async def start(
         *,
         recorder: MemoryRecorder | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         **sections: dict[str, Any],
     ) -> Server:
         config = make_config(tmp_path / "var", **sections)

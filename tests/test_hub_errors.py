@@ -13,6 +13,7 @@ import msgspec
 import pytest
 from aiohttp import WSMsgType
 
+from signalling.clock import SystemClock
 from tests.conftest import Serve
 from tests.wsclient import Server
 
@@ -372,13 +373,13 @@ async def test_text_frame_that_is_not_utf8_closes_1007(server: Server) -> None:
     await client.expect_close(1007)
 
 
-class FailingOnceClock:
+class FailingOnceClock(SystemClock):
     """The server's clock, which can be made to fail once: a stand-in for any bug of ours."""
 
     def __init__(self) -> None:
         self.fail_next = False
 
-    def __call__(self) -> float:
+    def now(self) -> float:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("secret detail that must not reach the client")

@@ -10,6 +10,7 @@ from typing import Any
 
 from commandcenter.keys import HUB
 from sessions.recorder import MemoryRecorder, TraceEvent
+from signalling.link import LocalCoreLink
 from tests.conftest import Serve
 from tests.test_hub_calls import answered_call, place_call
 from tests.wsclient import Server
@@ -260,7 +261,7 @@ async def test_a_connection_hears_nothing_before_its_welcome(serve: Serve) -> No
     new = await server.open("op1", token=server.token("op1", "operator", "P0101"))
     await server.wait_for(
         lambda: (
-            (s := hub.core.session("op1")) is not None and s.session_id != old.welcome["session_id"]
+            (s := hub.link.session("op1")) is not None and s.session_id != old.welcome["session_id"]
         ),
         what="op1 signed in again",
     )
@@ -338,10 +339,11 @@ async def test_shutdown_closes_open_connections_1001_and_leaves_no_tasks(server:
     leftover = [
         t
         for t in asyncio.all_tasks()
-        if not t.done() and t.get_coro().__qualname__ in ("Connection._write", "Hub._pump")  # type: ignore[union-attr]
+        if not t.done() and t.get_coro().__qualname__ in ("Connection._write", "Outbox._pump")  # type: ignore[union-attr]
     ]
     assert leftover == []
-    assert hub._timer is None
+    assert isinstance(hub.link, LocalCoreLink)
+    assert not hub.link.driver.armed
 
 
 def writer_tasks() -> list[asyncio.Task[object]]:

@@ -10,7 +10,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from commandcenter.keys import HUB
+from commandcenter import keys
 from media import ice
 from media.service import MediaService
 from tests.conftest import Serve
@@ -62,8 +62,7 @@ async def test_officer_video_and_audio_reach_the_operator(media_server: Server) 
 
 
 def media_of(server: Server) -> MediaService:
-    media = server.http.app[HUB].media
-    assert isinstance(media, MediaService)
+    media: MediaService = server.http.app[keys.MEDIA]
     return media
 
 

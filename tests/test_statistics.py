@@ -36,6 +36,7 @@ from sessions.statistics import (
     reference_counts,
 )
 from tests.conftest import TEST_SECRET, make_config
+from tests.fakeclock import FakeClock
 from tests.wsclient import Client
 
 UTC = dt.UTC
@@ -204,17 +205,8 @@ def test_a_bad_period_is_refused_naming_the_parameter(
 # --- the scripted workload through the real hub --------------------------------------------
 
 
-class Clock:
-    """The hub's clock, moved only by the script, so every recorded time is known."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+# The hub's clock, moved only by the script, so every recorded time is known.
+Clock = FakeClock
 
 
 class Site:
