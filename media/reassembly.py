@@ -2,9 +2,9 @@
 timeline for the file they go to. No decoding, no files.
 
 Each recorded track (one participant's audio or video) has a `FrameAssembler`: it depayloads
-every RTP packet with aiortc's own depayloaders (the functions `aiortc.codecs.depayload`
-dispatches to) and reassembles encoded frames with aiortc's `JitterBuffer`, exactly as
-`RTCRtpReceiver._handle_rtp_packet` does, minus the decoder. A track's timestamps are its RTP
+every RTP packet with aiortc's own depayloaders and reassembles encoded frames with aiortc's
+`JitterBuffer` (both through media.jitterbuffer), exactly as aiortc's RTCRtpReceiver does,
+minus the decoder. A track's timestamps are its RTP
 timestamps, unwrapped, relative to its first frame out (90 kHz video, 48 kHz Opus); a new
 SSRC on the same track continues the timeline by the server's clock.
 
@@ -21,9 +21,9 @@ keyframe whose first packets arrive late is not lost; later, a packet up to twic
 behind its start is a late retransmission and ignored (aiortc's buffer would take one 100
 behind for a restart of the numbering and drop everything it holds).
 
-aiortc internals used (pinned version; `tests/test_media_recording.py` fails loudly if an
-upgrade changes them): `JitterBuffer._remove_frame` to release every frame that is complete
-(one `add` releases at most one), `_origin`, `_packets` and `smart_remove` to give up a hole.
+What of aiortc's buffer is used beyond `add` (media.jitterbuffer reaches for it): releasing
+every frame that is complete (one `add` releases at most one), its start, the packets it
+holds, and dropping up to a hole to give it up.
 
 Bounds: per track one jitter buffer (512 packets for video as in aiortc's receiver, 128 for
 audio), and at most as many missing sequence numbers, held packets before the first frame
@@ -32,19 +32,16 @@ and frame arrival times; nothing else is buffered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import structlog
 from aiortc import RTCRtpCodecParameters
-from aiortc.codecs.h264 import h264_depayload
-from aiortc.codecs.vpx import vp8_depayload
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_add, uint32_add
 
-from media.bitstream import CLOCK_OF, H264, KIND_OF, VP8, Kind, codec_key, is_keyframe
+from media.bitstream import CLOCK_OF, KIND_OF, Kind, codec_key, is_keyframe
+from media.jitterbuffer import JitterBuffer, JitterFrame, buffered, depayloader
+from media.rtp import seq_add, timestamp_add
 
 log = structlog.get_logger(__name__)
 
@@ -58,16 +55,6 @@ AUDIO_CAPACITY: Final = 128
 # about one round trip; a second is many round trips, and short enough that a PLI sent then
 # brings the video back soon.
 LOSS_TIMEOUT_S: Final = 1.0
-
-
-def _depayloader(name: str) -> Callable[[bytes], bytes]:
-    # The functions aiortc.codecs.depayload picks by name; chosen once here so that a
-    # lower-case mimeType ("video/vp8") is not silently passed through undepayloaded.
-    if name == VP8:
-        return vp8_depayload
-    if name == H264:
-        return h264_depayload
-    return bytes
 
 
 @dataclass(frozen=True)
@@ -123,7 +110,7 @@ class FrameAssembler:
     def __init__(self, codec: RTCRtpCodecParameters) -> None:
         self.name = codec_key(codec)
         self.kind: Kind = KIND_OF[self.name]
-        self._depayload = _depayloader(self.name)
+        self._depayload = depayloader(self.name)
         self._capacity = VIDEO_CAPACITY if self.kind == "video" else AUDIO_CAPACITY
         self._timeline = _Timeline(CLOCK_OF[self.name])
         self._ssrc: int | None = None
@@ -133,8 +120,7 @@ class FrameAssembler:
         self.late_packets = 0
 
     def _new_buffer(self) -> None:
-        # prefetch 0: a frame is released as soon as it is whole; the recording is not played.
-        self._buffer = JitterBuffer(self._capacity, prefetch=0, is_video=self.kind == "video")
+        self._buffer = JitterBuffer(self._capacity, is_video=self.kind == "video")
         self._newest: RtpPacket | None = None
         self._missing: set[int] = set()
         self._hole_since: float | None = None
@@ -160,21 +146,13 @@ class FrameAssembler:
                 self._new_buffer()
                 self._timeline.restart()
             self._ssrc = packet.ssrc
-        own = RtpPacket(
-            payload_type=packet.payload_type,
-            marker=packet.marker,
-            sequence_number=packet.sequence_number,
-            timestamp=packet.timestamp,
-            ssrc=packet.ssrc,
-            payload=packet.payload,
-        )
         try:
             data = self._depayload(packet.payload) if packet.payload else b""
         except ValueError:
             # Left missing: the hole it leaves is given up like a lost packet's.
             self.malformed_packets += 1
             return out
-        own._data = data  # type: ignore[attr-defined]
+        own = buffered(packet, data)
         late = self._late_by(own.sequence_number)
         restart = 0 < late < self._capacity and self._early is not None
         if 0 < late < 2 * self._capacity and not restart:
@@ -206,12 +184,11 @@ class FrameAssembler:
             # releases it, as the next frame's first packet would have.
             end = RtpPacket(
                 payload_type=newest.payload_type,
-                sequence_number=uint16_add(newest.sequence_number, 1),
-                timestamp=uint32_add(newest.timestamp, 1),
+                sequence_number=seq_add(newest.sequence_number, 1),
+                timestamp=timestamp_add(newest.timestamp, 1),
                 ssrc=newest.ssrc,
             )
-            end._data = b""  # type: ignore[attr-defined]
-            frames = self._insert(end, now)
+            frames = self._insert(buffered(end, b""), now)
         accepted = self._accept(frames, now)
         while self._missing:
             accepted += self._accept(self._skip_hole(now), now)
@@ -221,11 +198,11 @@ class FrameAssembler:
         lost, frame = self._buffer.add(packet)
         self._note_sequence(packet, now)
         # JitterBuffer.add releases one frame; a late packet that fills a hole can complete
-        # several. The argument of _remove_frame is unused by aiortc.
+        # several.
         frames: list[JitterFrame | None] = []
         while frame is not None:
             frames.append(frame)
-            frame = self._buffer._remove_frame(0)
+            frame = self._buffer.release()
         if lost:
             # The buffer dropped packets to make room, or started over on a far jump:
             # what it released comes after the loss.
@@ -235,17 +212,17 @@ class FrameAssembler:
 
     def _late_by(self, seq: int) -> int:
         """How many packets before the buffer's start `seq` is (0: not before it)."""
-        origin = self._buffer._origin
+        origin = self._buffer.origin
         if origin is None:
             return 0
-        late = uint16_add(origin, -seq)
+        late = seq_add(origin, -seq)
         return late if late < 0x8000 else 0
 
     def _restart_with(self, packet: RtpPacket, now: float) -> list[JitterFrame | None]:
         """Start the buffer over at `packet`, which arrived after later ones (only before
         the first frame is released: later, it is too late for a frame already out)."""
         held = [*(self._early or []), packet]
-        held.sort(key=lambda p: uint16_add(p.sequence_number, -packet.sequence_number))
+        held.sort(key=lambda p: seq_add(p.sequence_number, -packet.sequence_number))
         arrivals = self._arrivals
         self._new_buffer()
         self._arrivals = arrivals
@@ -265,8 +242,8 @@ class FrameAssembler:
 
     def _in_window(self, seq: int) -> bool:
         """Whether `seq` lies where the buffer can still hold it (at or after its start)."""
-        origin = self._buffer._origin
-        return origin is not None and uint16_add(seq, -origin) < self._capacity
+        origin = self._buffer.origin
+        return origin is not None and seq_add(seq, -origin) < self._capacity
 
     def _note_sequence(self, packet: RtpPacket, now: float) -> None:
         """Keep the set of sequence numbers missing between the buffer's start and the
@@ -278,10 +255,10 @@ class FrameAssembler:
             self._missing.clear()
             self._newest = packet if self._in_window(seq) else None
         else:
-            gap = uint16_add(seq, -newest.sequence_number)
+            gap = seq_add(seq, -newest.sequence_number)
             if 0 < gap < 0x8000:
                 for step in range(1, gap):
-                    self._missing.add(uint16_add(newest.sequence_number, step))
+                    self._missing.add(seq_add(newest.sequence_number, step))
                 self._newest = packet
             else:
                 self._missing.discard(seq)
@@ -295,16 +272,16 @@ class FrameAssembler:
         frame; video: marker bit), the hole is filled with empty padding so that frame comes
         out; otherwise the buffer drops everything up to the hole and the rest of its frame."""
         self._prune()
-        origin = self._buffer._origin
+        origin = self._buffer.origin
         if not self._missing or origin is None:
             self._hole_since = None
             return []
-        oldest = min(self._missing, key=lambda s: uint16_add(s, -origin))
-        before = self._held(uint16_add(oldest, -1))
+        oldest = min(self._missing, key=lambda s: seq_add(s, -origin))
+        before = self._buffer.held(seq_add(oldest, -1))
         frames: list[JitterFrame | None] = []
         if before is not None and (self.kind == "audio" or before.marker):
             # Padding of a timestamp of its own: a frame of nothing, which marks the loss.
-            mark = uint32_add(before.timestamp, 1)
+            mark = timestamp_add(before.timestamp, 1)
             seq = oldest
             while seq in self._missing:
                 filler = RtpPacket(
@@ -313,21 +290,16 @@ class FrameAssembler:
                     timestamp=mark,
                     ssrc=before.ssrc,
                 )
-                filler._data = b""  # type: ignore[attr-defined]
-                frames += self._insert(filler, now)
-                seq = uint16_add(seq, 1)
+                frames += self._insert(buffered(filler, b""), now)
+                seq = seq_add(seq, 1)
             frames = [LOSS if f is not None and f.timestamp == mark else f for f in frames]
         else:
-            self._buffer.smart_remove(uint16_add(oldest, -origin) + 1)
+            self._buffer.drop(seq_add(oldest, -origin) + 1)
             frames.append(LOSS)
-            while (frame := self._buffer._remove_frame(0)) is not None:
+            while (frame := self._buffer.release()) is not None:
                 frames.append(frame)
         self._after_skip(now)
         return frames
-
-    def _held(self, seq: int) -> RtpPacket | None:
-        packet = self._buffer._packets[seq % self._capacity]
-        return packet if packet is not None and packet.sequence_number == seq else None
 
     def _after_skip(self, now: float) -> None:
         # Holes behind the buffer's new start are moot; what is left gets a full timeout

@@ -126,6 +126,17 @@ def seq_newer(a: int, b: int) -> bool:
     return a != b and ((a - b) & 0xFFFF) < 0x8000
 
 
+def seq_add(seq: int, delta: int) -> int:
+    """16-bit sequence number `seq` moved by `delta`, wrapping around; `seq_add(a, -b)` is
+    how far `a` is after `b`."""
+    return (seq + delta) & 0xFFFF
+
+
+def timestamp_add(timestamp: int, delta: int) -> int:
+    """32-bit RTP timestamp `timestamp` moved by `delta`, wrapping around."""
+    return (timestamp + delta) & 0xFFFFFFFF
+
+
 @dataclass(slots=True)
 class Renumbering:
     """One subscriber's view of one publisher stream.
