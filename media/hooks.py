@@ -15,19 +15,22 @@ gathers on the configured addresses and ports (`use_host_addresses`, `use_ice_lo
 function's docstring says which internals it relies on.
 
 This module and media.jitterbuffer (aiortc's frame reassembly, borrowed for recording) are the
-only two that do this, and tests/test_media_hooks.py checks every internal name both use, on
-real objects, so an upgrade that moves one fails loudly there rather than silently in a call.
-Every attribute starting with `_` in this module is aiortc's or aioice's (and one, `_sock`, is
-asyncio's); our own state has plain names, so that test finds them all by reading this file.
+only two that do this: `lint-imports` holds every other module to the public API (the
+`internals` contract in pyproject.toml). tests/test_media_hooks.py checks every internal name
+the two use, on real objects, so an upgrade that moves one fails loudly there rather than
+silently in a call. Every attribute starting with `_` in this module is aiortc's or aioice's
+(one, `_sock`, is asyncio's); our own state has plain names, so that test finds them all by
+reading this file.
 
-Public API, for this purpose: what `aiortc` and `aioice` export at their top level; the
-modules that define the types and errors of that API (`aiortc.rtcrtpparameters`,
-`aiortc.mediastreams`, `aiortc.exceptions`); the RTP/RTCP packet classes of `aiortc.rtp`; the
-documented helpers of `aiortc.contrib.media`. Not public: `aiortc.codecs` (the codec registry
-and depayloaders RTCRtpSender and RTCRtpReceiver use inside: undocumented, and its tables are
-module-wide state), `aiortc.sdp`, `aiortc.clock`, `aiortc.jitterbuffer`, `aiortc.utils`, the
-modules of the public classes when imported for anything else (such as
-`aiortc.rtcdtlstransport.State`), and `aioice.ice`.
+Public API, for this purpose (the contract's `public_modules`): what `aiortc` and `aioice`
+export at their top level; the modules that define the types and errors of that API
+(`aiortc.rtcrtpparameters`, `aiortc.mediastreams`, `aiortc.exceptions`); the RTP/RTCP packet
+classes of `aiortc.rtp`; the documented helpers of `aiortc.contrib.media`. Not public:
+`aiortc.codecs` (the codec registry and depayloaders RTCRtpSender and RTCRtpReceiver use
+inside: undocumented, and its tables are module-wide state), `aiortc.sdp`, `aiortc.clock`,
+`aiortc.jitterbuffer`, `aiortc.utils`, `aioice.ice`, and the other modules that define the
+classes `aiortc` exports (import those from `aiortc`: the modules hold internals beside them,
+such as `aiortc.rtcdtlstransport.State`).
 """
 
 from __future__ import annotations
