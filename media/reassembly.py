@@ -4,9 +4,9 @@ timeline for the file they go to. No decoding, no files.
 Each recorded track (one participant's audio or video) has a `FrameAssembler`: it depayloads
 every RTP packet with aiortc's own depayloaders and reassembles encoded frames with aiortc's
 `JitterBuffer` (both through media.jitterbuffer), exactly as aiortc's RTCRtpReceiver does,
-minus the decoder. A track's timestamps are its RTP
-timestamps, unwrapped, relative to its first frame out (90 kHz video, 48 kHz Opus); a new
-SSRC on the same track continues the timeline by the server's clock.
+minus the decoder. A track's timestamps are its RTP timestamps, unwrapped, relative to its
+first frame out (90 kHz video, 48 kHz Opus); a new SSRC on the same track continues the
+timeline by the server's clock.
 
 Loss and order. The jitter buffer puts packets back in order and releases a frame only when
 all of its packets are there. A hole that stays open for `LOSS_TIMEOUT_S` (NACK/RTX has had
