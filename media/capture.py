@@ -8,9 +8,10 @@ keeps its own). Every video track also keeps its latest keyframe, so a snapshot 
 A call without a case number is filed under its call id, so nothing goes unrecorded.
 
 Crashes: next to its files a call's recording keeps `<call>.call.json`, the facts it is filed
-under, removed once every file is registered. A server killed mid-call leaves both; at start,
-`recover` registers whatever files a dead call left (Matroska written so far decodes up to
-where it stopped) and removes them, so a crash loses at most what was not yet written.
+under, removed once every file is registered (media.spool owns the files and their names). A
+server killed mid-call leaves both; at start, `recover` registers whatever files a dead call
+left (Matroska written so far decodes up to where it stopped) and removes them, so a crash
+loses at most what was not yet written.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,11 @@ from typing import Final
 
 import structlog
 
+from media import spool
+from media.bitstream import Kind
 from media.evidence_sink import EvidenceSink, register_recording, register_snapshot
 from media.forwarder import Publication
-from media.recording import CallRecording, Kind, RecordingResult, safe_name
+from media.recording import CallRecording, RecordingResult
 from media.snapshot import KeyframeKeeper, snapshot_jpeg
 from signalling.errors import Unavailable
 
@@ -52,14 +53,7 @@ class CallFacts:
         return self.case_number or self.call_id
 
 
-def _facts_path(directory: Path, call_id: str) -> Path:
-    return directory / f"{safe_name(call_id)}.call.json"
-
-
 def _write_facts(directory: Path, facts: CallFacts, started_at: float) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = _facts_path(directory, facts.call_id)
-    tmp = path.with_suffix(".tmp")
     data = {
         "call_id": facts.call_id,
         "court": facts.court,
@@ -67,11 +61,7 @@ def _write_facts(directory: Path, facts: CallFacts, started_at: float) -> None:
         "case_number": facts.case_number,
         "started_at": started_at,
     }
-    with tmp.open("w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    spool.write_sidecar(directory, facts.call_id, data)
 
 
 @dataclass(frozen=True)
@@ -190,11 +180,10 @@ class CallCapture:
             evidence_id = await self._register(result)
             if evidence_id is not None:
                 ids.append(evidence_id)
-        if self.recordings_dir is not None and not any(
-            self.recordings_dir.glob(f"{safe_name(self.facts.call_id)}-*.mkv")
+        if self.recordings_dir is not None and not spool.track_files(
+            self.recordings_dir, self.facts.call_id
         ):
-            with contextlib.suppress(OSError):
-                _facts_path(self.recordings_dir, self.facts.call_id).unlink()
+            spool.remove_sidecar(spool.sidecar_path(self.recordings_dir, self.facts.call_id))
         return ids
 
     async def _register(self, result: RecordingResult) -> str | None:
@@ -241,20 +230,17 @@ async def recover(directory: Path, sink: EvidenceSink, clock: Callable[[], float
             else:
                 ids.append(evidence_id)
         if not left:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(facts_file.unlink)
+            await asyncio.to_thread(spool.remove_sidecar, facts_file)
         log.info("recordings recovered", call_id=facts.call_id, files=len(files), left=left)
     return ids
 
 
 def _leftovers(directory: Path) -> list[tuple[Path, CallFacts, list[RecordingResult]]]:
     """Each dead call's facts file, facts and unregistered files (blocking I/O)."""
-    if not directory.is_dir():
-        return []
     found = []
-    for facts_file in sorted(directory.glob("*.call.json")):
+    for facts_file in spool.sidecars(directory):
         try:
-            data = json.loads(facts_file.read_text())
+            data = spool.read_sidecar(facts_file)
             case = data["case_number"]
             facts = CallFacts(
                 str(data["call_id"]),
@@ -268,7 +254,7 @@ def _leftovers(directory: Path) -> list[tuple[Path, CallFacts, list[RecordingRes
             continue
         files = [
             result
-            for path in sorted(directory.glob(f"{safe_name(facts.call_id)}-*.mkv"))
+            for path in spool.track_files(directory, facts.call_id)
             if (result := _recovered(path, facts, started_at)) is not None
         ]
         found.append((facts_file, facts, files))
@@ -277,12 +263,9 @@ def _leftovers(directory: Path) -> list[tuple[Path, CallFacts, list[RecordingRes
 
 def _recovered(path: Path, facts: CallFacts, started_at: float) -> RecordingResult | None:
     """A file a killed server was writing, as a result to register (blocking I/O)."""
-    kind: Kind = "audio" if path.stem.endswith("-audio") else "video"
-    digest = hashlib.sha256()
+    kind: Kind = spool.track_kind(path)
     try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        sha256 = spool.file_sha256(path)
         stat = path.stat()
     except OSError:
         return None
@@ -292,7 +275,7 @@ def _recovered(path: Path, facts: CallFacts, started_at: float) -> RecordingResu
         return None
     return RecordingResult(
         path=path,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
         size=stat.st_size,
         started_at=started_at,
         stopped_at=stat.st_mtime,

@@ -72,7 +72,7 @@ class Subscription:
         self._protect: Callable[[bytes], bytes] | None = None
         self._first_byte = 0x80
         self._payload_type = 0
-        self._ssrc = sender._ssrc
+        self._ssrc = self.tap.ssrc
         self._extensions = b""
         # Sent since the sender's counters were last updated (once per frame, not per packet).
         self._uncounted_packets = 0

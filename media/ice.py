@@ -1,32 +1,28 @@
-"""Which addresses ICE offers, and the ICE servers a peer connection is given.
+"""Which addresses and ports ICE offers, and the ICE servers a peer connection is given.
 
-aioice gathers host candidates from every interface but loopback, process-wide, through
-`aioice.ice.get_host_addresses`. A deployment needs to pin media to one interface, and the
-tests need 127.0.0.1, so `use_addresses` replaces that lookup for the whole process (aioice
-has no per-connection setting). The replacement is checked by tests/test_media_hooks.py, which
-fails loudly if an aioice upgrade moves it.
+aioice gathers host candidates from every interface but loopback, on any free port. A
+deployment needs to pin media to one interface and to a port range a firewall opens, and the
+tests need 127.0.0.1; aioice has no setting for either, so this module decides the addresses
+and ports and media.hooks makes aioice use them, for the whole process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import types
 from collections.abc import Sequence
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
+from media import hooks
 from media.settings import MediaConfig
-
-_original_get_host_addresses = aioice.ice.get_host_addresses
 
 
 def use_addresses(addresses: Sequence[str]) -> None:
     """Offer exactly `addresses` as host candidates in this process; empty: aioice's scan."""
     if not addresses:
-        aioice.ice.get_host_addresses = _original_get_host_addresses
+        hooks.use_host_addresses(None)
         return
     fixed = list(addresses)
     v4 = [a for a in fixed if ":" not in a]
@@ -35,20 +31,23 @@ def use_addresses(addresses: Sequence[str]) -> None:
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return (v4 if use_ipv4 else []) + (v6 if use_ipv6 else [])
 
-    aioice.ice.get_host_addresses = get_host_addresses
+    hooks.use_host_addresses(get_host_addresses)
 
 
 def use_port_range(low: int, high: int) -> None:
     """Bind ICE host candidates to a UDP port in [low, high] (both 0: any ephemeral port),
     so a firewall can open exactly that range to the media address. aioice binds port 0 and
-    has no setting for it: its module sees an asyncio whose running loop picks the port."""
+    has no setting for it: the loop it binds through picks the port instead."""
     if low == 0 and high == 0:
-        aioice.ice.asyncio = asyncio  # type: ignore[attr-defined]
+        hooks.use_ice_loop(None)
         return
-    aioice.ice.asyncio = _PortRangeAsyncio(low, high)  # type: ignore[attr-defined,assignment]
+    hooks.use_ice_loop(lambda loop: _PortRangeLoop(loop, low, high))
 
 
 class _PortRangeLoop:
+    """The running loop, except that a datagram endpoint asked for on port 0 (any port) gets
+    a free port in the range instead."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop, low: int, high: int) -> None:
         self._loop = loop
         self._ports = range(low, high + 1)
@@ -72,20 +71,6 @@ class _PortRangeLoop:
             except OSError:
                 continue
         raise OSError(f"no free UDP port in {self._ports.start}-{self._ports.stop - 1}")
-
-
-class _PortRangeAsyncio(types.SimpleNamespace):
-    """asyncio, as aioice.ice sees it, but for the loop it hands out."""
-
-    def __init__(self, low: int, high: int) -> None:
-        super().__init__()
-        self._low, self._high = low, high
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-    def get_running_loop(self) -> Any:
-        return _PortRangeLoop(asyncio.get_running_loop(), self._low, self._high)
 
 
 def rtc_configuration(media: MediaConfig) -> RTCConfiguration:

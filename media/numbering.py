@@ -6,7 +6,9 @@ refuses a later offer that renumbers what it negotiated ("RTP extension ID reass
 supported"); within one BUNDLE a payload type must also mean the same codec on every section.
 So after a client's first offer, the server derives per-client tables from it: codecs and
 extensions the client named keep the client's numbers, and the rest get numbers the client
-does not use. `media.hooks.offer_tables` lends them to aiortc while it builds an offer.
+does not use. `media.hooks.offer_tables` lends them to aiortc while it builds an offer, and
+`media.hooks.default_tables` gives aiortc's own, from which they are derived. Pure: tables in,
+tables out.
 """
 
 from __future__ import annotations
@@ -14,14 +16,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-from aiortc.codecs import CODECS, HEADER_EXTENSIONS, is_rtx
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
 
 Codecs = dict[str, list[RTCRtpCodecParameters]]
 Extensions = dict[str, list[RTCRtpHeaderExtensionParameters]]
+# aiortc's own tables, by kind, as media.hooks.default_tables gives them: read, never changed.
+CodecTable = Mapping[str, Sequence[RTCRtpCodecParameters]]
+ExtensionTable = Mapping[str, Sequence[RTCRtpHeaderExtensionParameters]]
 
 _DYNAMIC = range(96, 128)
 _EXTENSION_IDS = range(1, 15)
+
+
+def is_rtx(codec: RTCRtpCodecParameters | RTCRtpCodecCapability) -> bool:
+    """Whether `codec` is the retransmission format (RFC 4588), whose MIME subtype is "rtx"
+    whatever codec it carries (as aiortc decides it too)."""
+    return codec.name.lower() == "rtx"
 
 
 def _same_codec(ours: RTCRtpCodecParameters, theirs: RTCRtpCodecParameters) -> bool:
@@ -36,15 +50,17 @@ def _same_codec(ours: RTCRtpCodecParameters, theirs: RTCRtpCodecParameters) -> b
 
 
 def client_tables(
+    aiortc_tables: tuple[CodecTable, ExtensionTable],
     negotiated_codecs: Mapping[str, Sequence[RTCRtpCodecParameters]],
     negotiated_extensions: Iterable[RTCRtpHeaderExtensionParameters],
 ) -> tuple[Codecs, Extensions]:
     """Per-client copies of aiortc's codec and extension tables, renumbered to agree with
     what the client negotiated (`kind -> codecs` and the extensions of its first offer)."""
+    aiortc_codecs, aiortc_extensions = aiortc_tables
     used = {c.payloadType for cs in negotiated_codecs.values() for c in cs}
     free = (pt for pt in _DYNAMIC if pt not in used)
     codecs: Codecs = {}
-    for kind, table in CODECS.items():
+    for kind, table in aiortc_codecs.items():
         theirs = list(negotiated_codecs.get(kind, ()))
         renumbered: dict[int | None, int | None] = {}
         out: list[RTCRtpCodecParameters] = []
@@ -82,7 +98,7 @@ def client_tables(
     spare = (i for i in _EXTENSION_IDS if i not in taken)
     assigned: dict[str, int] = {}
     extensions: Extensions = {}
-    for kind, exts in HEADER_EXTENSIONS.items():
+    for kind, exts in aiortc_extensions.items():
         out_ext: list[RTCRtpHeaderExtensionParameters] = []
         for ext in exts:
             ext_id = by_uri.get(ext.uri) or assigned.get(ext.uri) or next(spare, None)

@@ -21,7 +21,6 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.codecs import is_rtx
 from aiortc.exceptions import (
     InternalError,
     InvalidAccessError,
@@ -29,13 +28,11 @@ from aiortc.exceptions import (
     OperationError,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
-from aiortc.sdp import candidate_from_sdp
 
-from media import ice
+from media import hooks, ice
 from media.errors import NegotiationFailed, WrongState
 from media.forwarder import Publication, Subscription
-from media.hooks import IdleTrack, offer_tables, tap_receiver
-from media.numbering import Codecs, Extensions, client_tables
+from media.numbering import Codecs, Extensions, client_tables, is_rtx
 from media.settings import MediaConfig
 
 log = structlog.get_logger(__name__)
@@ -129,8 +126,8 @@ class MemberPeer:
             raise NegotiationFailed("offer has no audio or video section")
         pending: list[tuple[RTCRtpTransceiver, Publication]] = []
         for transceiver in self.pc.getTransceivers():
-            # aiortc keeps the offer's direction as seen from here: "recvonly" = the client sends.
-            offered = transceiver._offerDirection
+            # As seen from here: "recvonly" = the client sends.
+            offered = hooks.offered_direction(transceiver)
             if self.publishes and offered in _PUBLISHING and transceiver.kind in ("audio", "video"):
                 pub = Publication(
                     owner=self.user,
@@ -148,11 +145,11 @@ class MemberPeer:
         negotiated: dict[str, list[RTCRtpCodecParameters]] = {}
         extensions = []
         for transceiver in self.pc.getTransceivers():
-            negotiated.setdefault(transceiver.kind, []).extend(transceiver._codecs)
-            extensions.extend(transceiver._headerExtensions)
-        self._tables = client_tables(negotiated, extensions)
+            negotiated.setdefault(transceiver.kind, []).extend(hooks.negotiated_codecs(transceiver))
+            extensions.extend(hooks.negotiated_header_extensions(transceiver))
+        self._tables = client_tables(hooks.default_tables(), negotiated, extensions)
         for transceiver, pub in pending:
-            codecs = [c for c in transceiver._codecs if not is_rtx(c)]
+            codecs = [c for c in hooks.negotiated_codecs(transceiver) if not is_rtx(c)]
             if not codecs or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                 continue
             pub.codec = codecs[0]
@@ -167,8 +164,8 @@ class MemberPeer:
             return
         text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
         try:
-            parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError, AssertionError):
+            parsed = hooks.parse_candidate(text)
+        except ValueError:
             raise NegotiationFailed("candidate is not an ICE candidate") from None
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = index
@@ -191,9 +188,9 @@ class MemberPeer:
             return
         transceiver = self.pc.addTransceiver(pub.kind, direction="sendonly")
         transceiver.setCodecPreferences(prefs)
-        transceiver.sender.replaceTrack(IdleTrack(pub.kind, pub.track_id))
+        transceiver.sender.replaceTrack(hooks.IdleTrack(pub.kind, pub.track_id))
         # The client learns whose track it is from the stream id (msid).
-        transceiver.sender._stream_id = pub.owner
+        hooks.set_stream_id(transceiver.sender, pub.owner)
         sub = pub.subscribe(self.user, transceiver.sender, self.config.max_subscriber_backlog_bytes)
         self.receiving[pub.track_id] = (transceiver, sub)
         self.renegotiate()
@@ -221,7 +218,7 @@ class MemberPeer:
     async def _offer(self) -> None:
         self.needs_offer = False
         assert self._tables is not None
-        with offer_tables(*self._tables):
+        with hooks.offer_tables(*self._tables):
             offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         if self.closed:
@@ -253,7 +250,7 @@ class MemberPeer:
 
 
 def _tap(receiver: RTCRtpReceiver, pub: Publication) -> None:
-    tap_receiver(receiver, pub.forward)
+    hooks.tap_receiver(receiver, pub.forward)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -7,7 +7,9 @@ connection negotiated), so a subscriber can start late, pause and resume without
 noticing. A subscriber starts, and after a stall restarts, on the first packet of a keyframe:
 anything earlier would only make its decoder ask for one.
 
-Nothing here touches sockets, clocks or aiortc objects: packets are numbers and bytes.
+Nothing here touches sockets, clocks or aiortc objects: packets are numbers and bytes. This
+module reads the RTP payload formats (RFC 7741 for VP8, RFC 6184 for H.264); what the codec's
+own bytes inside them say is media.bitstream's.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from media import bitstream
+
 _HEADER: Final = struct.Struct("!BBHII")
 _RTP_VERSION_BITS: Final = 0x80
 _EXTENSION_BIT: Final = 0x10
 ONE_BYTE_PROFILE: Final = 0xBEDE
 
-# H264 NAL unit types (RFC 6184): IDR slice, sequence parameter set, STAP-A, FU-A.
-_H264_IDR: Final = 5
-_H264_SPS: Final = 7
+# RFC 6184 payload types beyond H.264's own NAL units: one packet aggregating several NAL
+# units (STAP-A), one fragment of a NAL unit (FU-A).
 _H264_STAP_A: Final = 24
 _H264_FU_A: Final = 28
+# A subscriber can start on an IDR slice, or on the parameter sets sent right before one.
+_H264_STARTS: Final = (bitstream.H264_IDR, bitstream.H264_SPS)
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
@@ -52,16 +57,15 @@ def vp8_keyframe_start(payload: bytes) -> bool:
             pos += 1
     if len(payload) <= pos:
         return False
-    # VP8 frame tag: bit 0 is the inverse keyframe flag.
-    return not payload[pos] & 0x01
+    return bitstream.vp8_key_frame_tag(payload[pos])
 
 
 def h264_keyframe_start(payload: bytes) -> bool:
     """Whether this H264 RTP payload (RFC 6184) begins an IDR picture (or its SPS)."""
     if not payload:
         return False
-    nal_type = payload[0] & 0x1F
-    if nal_type in (_H264_IDR, _H264_SPS):
+    nal_type = bitstream.h264_nal_type(payload[0])
+    if nal_type in _H264_STARTS:
         return True
     if nal_type == _H264_STAP_A:
         pos = 1
@@ -69,22 +73,22 @@ def h264_keyframe_start(payload: bytes) -> bool:
             size = (payload[pos] << 8) | payload[pos + 1]
             if size == 0:
                 return False
-            if payload[pos + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+            if bitstream.h264_nal_type(payload[pos + 2]) in _H264_STARTS:
                 return True
             pos += 2 + size
         return False
     if nal_type == _H264_FU_A and len(payload) > 1:
         fu = payload[1]
-        return bool(fu & 0x80) and (fu & 0x1F) in (_H264_IDR, _H264_SPS)
+        return bool(fu & 0x80) and bitstream.h264_nal_type(fu) in _H264_STARTS
     return False
 
 
 def keyframe_start(codec_name: str, payload: bytes) -> bool:
     """Whether a packet is a valid place for a subscriber to start. Audio starts anywhere."""
     name = codec_name.upper()
-    if name == "VP8":
+    if name == bitstream.VP8:
         return vp8_keyframe_start(payload)
-    if name == "H264":
+    if name == bitstream.H264:
         return h264_keyframe_start(payload)
     return True
 
@@ -120,6 +124,17 @@ _RESTART_WINDOW: Final = 1024
 def seq_newer(a: int, b: int) -> bool:
     """Whether 16-bit sequence number `a` comes after `b` (RFC 3550 wrap-around)."""
     return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+def seq_add(seq: int, delta: int) -> int:
+    """16-bit sequence number `seq` moved by `delta`, wrapping around; `seq_add(a, -b)` is
+    how far `a` is after `b`."""
+    return (seq + delta) & 0xFFFF
+
+
+def timestamp_add(timestamp: int, delta: int) -> int:
+    """32-bit RTP timestamp `timestamp` moved by `delta`, wrapping around."""
+    return (timestamp + delta) & 0xFFFFFFFF
 
 
 @dataclass(slots=True)

@@ -2,12 +2,12 @@
 into a JPEG on request.
 
 Forwarding never decodes, so a still image is made from a keyframe, the only frame that
-decodes on its own. `KeyframeKeeper` reassembles a track's frames (the recording's
-`FrameAssembler`: aiortc's JitterBuffer and depayloaders) and keeps the latest whole
-keyframe, with the server time its first packet arrived. Chromium sends keyframes only when
-asked, so the latest may be old: for an image of the scene now, ask the publisher for one
-(PLI) at time t and take `keyframe_since(t)` once it is there (`on_keyframe` tells when);
-the image's capture time is `latest_at`, never the time of the request.
+decodes on its own. `KeyframeKeeper` reassembles a track's frames (media.reassembly, as the
+recording does) and keeps the latest whole keyframe, with the server time its first packet
+arrived. Chromium sends keyframes only when asked, so the latest may be old: for an image of
+the scene now, ask the publisher for one (PLI) at time t and take `keyframe_since(t)` once it
+is there (`on_keyframe` tells when); the image's capture time is `latest_at`, never the time
+of the request.
 
 `snapshot_jpeg` decodes one keyframe and encodes it as a JPEG with PyAV (about 10 ms at
 640x480): CPU-bound, so call it with `asyncio.to_thread`. The keyframe's size and its picture
@@ -26,7 +26,8 @@ import av
 from aiortc import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from media.recording import H264, VP8, FrameAssembler, codec_key, is_keyframe, video_size
+from media.bitstream import H264, VP8, codec_key, is_keyframe, video_size
+from media.reassembly import FrameAssembler
 
 MAX_KEYFRAME_BYTES: Final = 8 * 1024 * 1024
 # 4096 x 2304: above 4K UHD, below what a crafted header could make the decoder allocate.

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from commandcenter.auth import Courts, Identity, Role
 from commandcenter.config import Config
+from media.bitstream import is_keyframe
 from media.evidence_sink import (
     CALL_EVIDENCE,
     SERVER_UPLOADER,
@@ -40,13 +41,8 @@ from media.evidence_sink import (
     register_recording,
     register_snapshot,
 )
-from media.recording import (
-    LOSS_TIMEOUT_S,
-    CallRecording,
-    FrameAssembler,
-    RecordingResult,
-    is_keyframe,
-)
+from media.reassembly import LOSS_TIMEOUT_S, FrameAssembler
+from media.recording import CallRecording, RecordingResult
 from media.snapshot import snapshot_jpeg
 from sessions import evidence as ev
 from sessions.durable import DurableRecorder, verify_store

@@ -16,7 +16,7 @@ from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 
-from media.recording import FrameAssembler
+from media.reassembly import FrameAssembler
 from media.snapshot import KeyframeKeeper, SnapshotError, snapshot_jpeg
 from tests.test_media_recording import H264, OPUS, T0, VP8, Publisher, scramble, video_frame
 
