@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system run test lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
+.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,11 @@ pytest: venv system
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The pure and single-node tests (no Chromium, no Redis cluster, no PostgreSQL, nothing
+# slow): under a minute, for the edit-test loop. `make test` still runs everything.
+test-fast: venv
+	$(BIN)/pytest -m "not browser and not cluster and not postgres and not slow"
 
 # Benchmarks print JSON lines, the last a summary with pass/fail per goal. Run them on a
 # quiet machine: each reports whether other processes took CPU while it ran.

@@ -35,7 +35,7 @@ from tests.tracehelpers import (
 T0 = 1_773_532_800.0  # 2026-03-15T00:00:00Z
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     b = make_backend(request.param, tmp_path)
     try:
@@ -346,6 +346,7 @@ async def test_a_failed_commit_fails_every_waiting_append_and_stores_none_of_it(
         await s.close()
 
 
+@pytest.mark.postgres
 async def test_a_lost_postgres_connection_fails_one_append_and_the_next_reconnects() -> None:
     backend = PostgresBackend(PG_DSN)
     s = await backend.open()
