@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
+.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
 
 venv: $(STAMP)
 
@@ -15,6 +15,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Debian packages the tests drive for real, as `what-is-run:package`: Chromium (the browser
+# tests, through Playwright's Python package, never a downloaded browser), Janus (the relay
+# benchmark's comparison, smoke-tested), unshare and ip (the network namespaces those run in).
+# The paths are the ones tests/browser.py and bench/janus.py run.
+SYSTEM_NEEDS := /usr/bin/chromium:chromium /usr/bin/janus:janus unshare:util-linux ip:iproute2
+
+# Installs only what is missing: when everything is there it costs four `command -v`s.
+system:
+	@missing=""; \
+	for need in $(SYSTEM_NEEDS); do \
+	    command -v "$${need%:*}" >/dev/null 2>&1 || missing="$$missing $${need##*:}"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" -eq 0 ]; then apt="apt-get"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then apt="sudo -n apt-get"; \
+	else \
+	    echo "make: the tests need these Debian packages:$$missing" >&2; \
+	    echo "make: install them as root (apt-get install -y$$missing), then run make again" >&2; \
+	    exit 1; \
+	fi; \
+	echo "make: installing$$missing with $$apt"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$apt update -qq || true; \
+	$$apt install -y -qq $$missing || { \
+	    echo "make: $$apt could not install$$missing; install them, then run make again" >&2; \
+	    exit 1; \
+	}
+
+# The server needs nothing beyond the virtualenv (one node: no Redis, SQLite trace).
 run: venv
 	$(BIN)/commandcenter serve
 
@@ -26,10 +55,15 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv system
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The pure and single-node tests (no Chromium, no Redis cluster, no PostgreSQL, nothing
+# slow): under a minute, for the edit-test loop. `make test` still runs everything.
+test-fast: venv
+	$(BIN)/pytest -m "not browser and not cluster and not postgres and not slow"
 
 # Benchmarks print JSON lines, the last a summary with pass/fail per goal. Run them on a
 # quiet machine: each reports whether other processes took CPU while it ran.

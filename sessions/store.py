@@ -39,7 +39,12 @@ class StoredRecord:
 class TraceStore(Protocol):
     async def append(self, events: Sequence[TraceEvent]) -> list[StoredRecord]:
         """Append in order; durable (committed) when this returns. Raises UnencodableEvent
-        (nothing appended) when an event has no canonical encoding."""
+        (nothing appended) when an event has no canonical encoding.
+
+        The events are handed to the writer before the first suspension point, so a caller
+        that has reached `await append(...)` has begun its append, and cancelling it stops
+        only its waiting: the events are committed whole all the same, in order, before any
+        append begun later (unless the database refuses that commit, which is logged)."""
         ...
 
     async def append_links(self, events: Sequence[TraceEvent]) -> list[Link]:

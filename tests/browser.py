@@ -57,9 +57,9 @@ T = TypeVar("T")
 
 
 def chromium_missing() -> str | None:
-    """Why browser tests cannot run here, or None. `.ci/run` installs Debian's chromium."""
+    """Why browser tests cannot run here, or None. `make test` installs what is missing."""
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+        return f"{CHROMIUM} is not installed (`make system` installs it)"
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare or ip (util-linux, iproute2) is missing"
     return None
@@ -110,8 +110,8 @@ def run_in_namespace(
 
 def namespace_fixture_run(module: str, scenarios: list[str], timeout_s: float) -> dict[str, Any]:
     """What a module-scoped fixture of browser tests returns: the scenario run's result, with
-    the tail of its stderr when it failed. A missing browser fails, never skips: .ci/run
-    installs it, and a skip would hide it."""
+    the tail of its stderr when it failed. A missing browser fails, never skips: `make
+    test` installs it, and a skip would hide it."""
     missing = chromium_missing()
     if missing is not None:
         pytest.fail(missing)

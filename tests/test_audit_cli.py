@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 T0 = 1_773_532_800.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     b = make_backend(request.param, tmp_path)
     try:

@@ -59,6 +59,9 @@ def _schema_exists(dsn: str, schema: str) -> bool:
     return asyncio.run(query())
 
 
+@pytest.mark.cluster
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(QUICK_BUDGET_S + 45.0)
 def test_quick_cluster_benchmark_measures_both_phases_and_leaves_nothing_behind() -> None:
     started = time.monotonic()

@@ -22,6 +22,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_quick_relay_benchmark_measures_every_target_and_ends_in_a_summary() -> None:
     proc = subprocess.run(

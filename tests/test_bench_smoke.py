@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench._common import percentile
 from bench.signalling import QUICK, SUMMARY_KEYS, population
 
@@ -22,6 +24,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_json_lines_ending_in_a_summary_within_a_minute() -> None:
     started = time.monotonic()
     proc = subprocess.run(

@@ -16,6 +16,8 @@ import pytest
 from tests.browser import namespace_fixture_run, phase
 from tests.browser_scenario import OFFICER, OPERATOR, PHASES, SUPERVISOR
 
+pytestmark = pytest.mark.browser
+
 RUN_TIMEOUT_S = 100.0
 
 

@@ -12,6 +12,9 @@ import pytest
 from tests.browser import namespace_fixture_run, phase
 from tests.browser_scenario import OFFICER, OPERATOR, SUPERVISOR
 
+# Three nodes on a redis-server of the scenario's own; their traces in memory, no PostgreSQL.
+pytestmark = [pytest.mark.browser, pytest.mark.cluster]
+
 RUN_TIMEOUT_S = 120.0
 
 

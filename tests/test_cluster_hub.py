@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from sessions.postgres_store import PostgresTraceStore
@@ -18,6 +19,8 @@ from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, clust
 from tests.mediahelpers import count_frames, media_call
 from tests.polling import wait_until
 from tests.wsclient import Client
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 __all__ = ["cluster", "private_redis"]
 
@@ -119,6 +122,7 @@ async def test_simultaneous_accepts_on_two_nodes_have_one_winner(cluster: Cluste
     assert sum(wins.values()) == 100
 
 
+@pytest.mark.slow
 async def test_node_killed_mid_call(cluster: Cluster) -> None:
     _, (a, b, authority) = await three(cluster)
     officer = await a.connect("of-1", "officer", COURT)
@@ -235,6 +239,7 @@ async def test_cross_node_call_with_media(cluster: Cluster) -> None:
     await wait_until(released, within=5.0, what="media room closed")
 
 
+@pytest.mark.slow
 async def test_redis_restarted_mid_run(tmp_path: Path, private_redis: PrivateRedis) -> None:
     cluster = Cluster(tmp_path, private_redis.url, {})
     try:
@@ -289,6 +294,7 @@ async def test_redis_restarted_mid_run(tmp_path: Path, private_redis: PrivateRed
         await cluster.close()
 
 
+@pytest.mark.slow
 async def test_authority_killed_mid_call(cluster: Cluster) -> None:
     _, (a, b, boss) = await three(cluster)
     officer = await a.connect("of-1", "officer", COURT)
@@ -345,6 +351,7 @@ async def test_authority_killed_mid_call(cluster: Cluster) -> None:
     assert signed_out == [("sv-1", "node_lost")]
 
 
+@pytest.mark.slow
 async def test_the_node_relaying_a_calls_media_dies(cluster: Cluster) -> None:
     _, (a, b, _) = await three(cluster)
     officer_ws = await a.connect("of-1", "officer", COURT)

@@ -96,6 +96,7 @@ def lease(
     )
 
 
+@pytest.mark.cluster
 async def test_exactly_one_of_twenty_concurrent_acquirers_wins_every_time(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -123,6 +124,7 @@ async def test_exactly_one_of_twenty_concurrent_acquirers_wins_every_time(
         assert await winner.holder() is None
 
 
+@pytest.mark.cluster
 async def test_acquiring_a_lease_already_held_refreshes_it_with_the_same_epoch(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -145,6 +147,7 @@ async def test_acquiring_a_lease_already_held_refreshes_it_with_the_same_epoch(
         await b.release()
 
 
+@pytest.mark.cluster
 async def test_a_new_holding_knows_who_held_the_lease_before_it(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -182,6 +185,7 @@ class Clock:
         return time.monotonic() if self.stopped_at is None else self.stopped_at
 
 
+@pytest.mark.cluster
 async def test_a_holder_that_stops_renewing_loses_the_lease_after_the_ttl(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -212,6 +216,7 @@ async def test_a_holder_that_stops_renewing_loses_the_lease_after_the_ttl(
         await b.release()
 
 
+@pytest.mark.cluster
 async def test_renewal_by_a_node_that_does_not_hold_the_lease_fails(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -230,6 +235,7 @@ async def test_renewal_by_a_node_that_does_not_hold_the_lease_fails(
         await b.release()
 
 
+@pytest.mark.cluster
 async def test_release_by_a_node_that_does_not_hold_the_lease_does_nothing(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -246,6 +252,7 @@ async def test_release_by_a_node_that_does_not_hold_the_lease_does_nothing(
     assert await b.holder() is None
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("how", ["deleted", "overwritten"])
 async def test_on_lost_fires_once_when_the_key_is_taken_behind_the_holders_back(
     keys: ClusterKeys, connect: Callable[..., Redis], how: str
@@ -271,6 +278,7 @@ async def test_on_lost_fires_once_when_the_key_is_taken_behind_the_holders_back(
         await a.release()
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("outage", ["killed", "frozen"])
 async def test_a_holder_cut_off_from_redis_loses_the_lease_after_the_ttl(
     private_redis: PrivateRedis, connect: Callable[..., Redis], outage: str

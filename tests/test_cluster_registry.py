@@ -293,6 +293,7 @@ def sees(reg: RedisRegistry, *node_ids: str) -> Callable[[], bool]:
     return lambda: set(node_ids) <= set(ids(reg.alive()))
 
 
+@pytest.mark.cluster
 async def test_two_nodes_see_each_other_and_stay_alive_while_they_heartbeat(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -319,6 +320,7 @@ async def test_two_nodes_see_each_other_and_stay_alive_while_they_heartbeat(
         await b.stop()
 
 
+@pytest.mark.cluster
 async def test_a_stopped_node_is_reported_dead_once_after_the_timeout(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -352,6 +354,7 @@ async def test_a_stopped_node_is_reported_dead_once_after_the_timeout(
         await c.stop()
 
 
+@pytest.mark.cluster
 async def test_least_loaded_media_node_follows_the_published_load(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -392,6 +395,7 @@ async def test_least_loaded_media_node_follows_the_published_load(
             await node.stop()
 
 
+@pytest.mark.cluster
 async def test_old_and_unreadable_records_neither_break_the_registry_nor_linger(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:
@@ -421,6 +425,8 @@ async def test_old_and_unreadable_records_neither_break_the_registry_nor_linger(
         await a.stop()
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 async def test_the_registry_survives_a_redis_restart_without_false_deaths(
     private_redis: PrivateRedis, connect: Callable[..., Redis]
 ) -> None:
@@ -483,6 +489,7 @@ async def _has_records(reg: RedisRegistry, *node_ids: str) -> bool:
     return set(node_ids) <= set(ids(await reg.nodes()))
 
 
+@pytest.mark.cluster
 async def test_a_hung_redis_makes_the_registry_degraded_not_stuck(
     private_redis: PrivateRedis, connect: Callable[..., Redis]
 ) -> None:
@@ -505,6 +512,7 @@ async def test_a_hung_redis_makes_the_registry_degraded_not_stuck(
         await a.stop()
 
 
+@pytest.mark.cluster
 async def test_stop_returns_wherever_in_a_tick_it_lands(
     keys: ClusterKeys, connect: Callable[..., Redis]
 ) -> None:

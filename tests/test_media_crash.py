@@ -53,6 +53,7 @@ async def content(http: aiohttp.ClientSession, base: str, evidence_id: str) -> b
         return await resp.read()
 
 
+@pytest.mark.slow
 async def test_recording_of_a_killed_server_is_registered_at_the_next_start(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:

@@ -67,6 +67,7 @@ def test_environment_variables_override_the_recorder_section(tmp_path: Path) -> 
     assert sqlite_path(config) == tmp_path / "t.db"
 
 
+@pytest.mark.postgres
 async def test_open_store_opens_the_configured_backend(tmp_path: Path) -> None:
     config = make_config(tmp_path / "var")
     store = await open_store(config)

@@ -5,11 +5,12 @@ what it stored, and a seeded random workload of recorded events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,11 @@ class Backend(Protocol):
         """Run raw statements, `{t}` standing for the trace table, in one transaction."""
         ...
 
+    def writes_held(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the trace's write lock from another connection while inside: a store's
+        writer blocks in its next commit until the block is left."""
+        ...
+
     async def drop(self) -> None: ...
 
 
@@ -69,6 +75,17 @@ class SqliteBackend:
                 conn.close()
 
         await asyncio.to_thread(run)
+
+    @contextlib.asynccontextmanager
+    async def writes_held(self) -> AsyncIterator[None]:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            # SQLite's one write lock: the writer's BEGIN IMMEDIATE waits (busy_timeout) for it.
+            await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
 
     async def drop(self) -> None:
         return None
@@ -99,6 +116,17 @@ class PostgresBackend:
             async with conn.transaction():
                 for statement in statements:
                     await conn.execute(statement.replace("{t}", f'"{self.schema}".trace'))
+        finally:
+            await conn.close()
+
+    @contextlib.asynccontextmanager
+    async def writes_held(self) -> AsyncIterator[None]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            async with conn.transaction():
+                # The writer reads the head in every commit, which this lock blocks.
+                await conn.execute(f'LOCK TABLE "{self.schema}".trace IN ACCESS EXCLUSIVE MODE')
+                yield
         finally:
             await conn.close()
 
