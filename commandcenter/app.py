@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import evidence_api, http_api, stores
+from commandcenter import evidence_api, http_api, http_edge, stores
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
@@ -92,7 +92,8 @@ def create_app(
         clock=clock,
         node_id=node_id,
     )
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[http_edge.request_ids])
+    app.on_response_prepare.append(http_edge.stamp_request_id)
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder

@@ -3,8 +3,9 @@
 Handlers here only authenticate, parse and answer; what is stored, recorded and allowed is
 decided by `sessions.evidence_store.EvidenceStore` (app[EVIDENCE]). `_answering` is the one
 place where errors become HTTP statuses: an `EvidenceError` or `AuthError` is the client's
-fault and gets its status and short reason; anything else is logged and answered with a bare
-500. docs/evidence.md documents the endpoints.
+fault and gets its status and short reason; anything else is ours, logged with its traceback
+and answered 500 with the request's id only (`http_edge.internal_error_response`).
+docs/evidence.md documents the endpoints.
 
 An upload's metadata travels in query parameters (UTF-8, percent-encoded as every client
 library does by itself) and the body is the raw bytes, streamed to disk as they arrive.
@@ -23,7 +24,12 @@ import structlog
 from aiohttp import hdrs, web
 
 from commandcenter.auth import AuthError, Identity
-from commandcenter.http_edge import auth_error_response, error_response, identity_of
+from commandcenter.http_edge import (
+    auth_error_response,
+    error_response,
+    identity_of,
+    internal_error_response,
+)
 from commandcenter.keys import CONFIG, EVIDENCE, HUB
 from sessions import evidence as ev
 from sessions.errors import RecorderError
@@ -59,13 +65,7 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
             503, "unavailable", "the evidence record is unavailable, retry later"
         )
     else:
-        log.error(
-            "evidence request failed",
-            method=request.method,
-            path=request.path,
-            exc_info=exc,
-        )
-        response = error_response(500, "internal_error", "internal error")
+        response = internal_error_response(request, exc, "evidence request failed")
     # A body the handler did not read to its end (a refusal, an upload cut short) is read
     # by nobody: closing the connection stops the client sending the rest of it.
     if request.body_exists and not request.content.is_eof():

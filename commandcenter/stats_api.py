@@ -4,8 +4,9 @@
 The bearer token is the same JWT as on the WebSocket. `get_stats` is the one place where
 this endpoint's errors become statuses: 401 for the token, 403 for the role or a court out of
 scope, 400 naming the bad parameter, 503 while the trace cannot be read; anything else is
-logged and answered with a bare 500. Every error body is `{"error", "reason"[, "field"]}`.
-docs/statistics.md says what each figure counts.
+logged with its traceback and answered 500 with the request's id only. Every error body is
+`{"error", "reason"[, "field" | "request_id"]}`. docs/statistics.md says what each figure
+counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import structlog
 from aiohttp import web
 
 from commandcenter.auth import AuthError, Role
-from commandcenter.http_edge import auth_error_response, error_response, identity_of
+from commandcenter.http_edge import (
+    auth_error_response,
+    error_response,
+    identity_of,
+    internal_error_response,
+)
 from commandcenter.keys import CONFIG, COURTS, TRACE
 from sessions.durable import statistics_report, zone_of
 from sessions.errors import BadQuery, RecorderError
@@ -83,11 +89,9 @@ async def get_stats(request: web.Request) -> web.Response:
         if exc.http_status == 503:
             log.error("statistics unavailable", code=exc.code)
             return error_response(503, "unavailable", "the trace cannot be read now, retry later")
-        log.error("statistics failed", exc_info=exc)
-        return error_response(500, "internal_error", "internal error")
+        return internal_error_response(request, exc, "statistics failed")
     except Exception as exc:
-        log.error("statistics failed", exc_info=exc)
-        return error_response(500, "internal_error", "internal error")
+        return internal_error_response(request, exc, "statistics failed")
 
 
 def add_routes(app: web.Application) -> None:

@@ -4,9 +4,11 @@ hangups, supervision and transfer."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.conftest import Serve
+from tests.fakeclock import FakeClock
 from tests.wsclient import Client, Server
 
 DEVICE_TIME = 1.7e12
@@ -104,11 +106,15 @@ async def test_decline_by_every_operator_ends_the_call_declined(server: Server) 
 
 
 async def test_unanswered_call_ends_missed_after_the_ring_timeout(serve: Serve) -> None:
-    server = await serve(calls={"ring_timeout_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock)
     op1 = await server.connect("op1", "operator", "P0101")
     officer = await server.connect("o1", "officer", "P0101")
     call_id = await place_call(officer)
     await op1.expect("call_ringing")
+    clock.advance(server.config.calls.ring_timeout_s - 0.5)
+    await officer.assert_no("call_ended", within=0.1)
+    clock.advance(0.5)
     ended = await officer.expect("call_ended", call_id=call_id)
     assert ended["reason"] == "missed"
     assert ended["by"] is None
@@ -214,11 +220,13 @@ async def test_operator_call_declined_by_the_officer(server: Server) -> None:
 
 
 async def test_operator_call_times_out_missed(serve: Serve) -> None:
-    server = await serve(calls={"ring_timeout_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock)
     op = await server.connect("op1", "operator", "P0101")
     officer = await server.connect("o1", "officer", "P0101")
     call_id = await place_call(op, "call_officer", officer="o1")
     await officer.expect("call_ringing")
+    clock.advance(server.config.calls.ring_timeout_s)
     ended = await op.expect("call_ended", call_id=call_id)
     assert ended["reason"] == "missed"
     assert (await officer.expect("call_ended", call_id=call_id))["reason"] == "missed"

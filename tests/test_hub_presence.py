@@ -12,6 +12,7 @@ from commandcenter.keys import HUB
 from sessions.recorder import MemoryRecorder, TraceEvent
 from signalling.link import LocalCoreLink
 from tests.conftest import Serve
+from tests.fakeclock import FakeClock
 from tests.test_hub_calls import answered_call, place_call
 from tests.wsclient import Server
 
@@ -51,7 +52,8 @@ async def test_sign_in_shows_on_the_roster_of_the_center_in_scope(server: Server
 
 
 async def test_positions_are_fanned_out_at_most_once_per_interval(serve: Serve) -> None:
-    server = await serve(presence={"position_interval_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock, presence={"position_interval_s": 2.0})
     op = await server.connect("op1", "operator", "P0101")
     officer = await server.connect("o1", "officer", "P0101")
     await op.expect("roster_update")  # the sign-in
@@ -60,10 +62,14 @@ async def test_positions_are_fanned_out_at_most_once_per_interval(serve: Serve) 
     assert first["entry"]["position"]["lat"] == 30.0
     for lat in (31.0, 32.0, 33.0):
         await officer.request("position", **position(lat))
-    # The three land within one interval: one update, with the latest position.
-    latest = await op.expect("roster_update", timeout=1.0)
+    # The three land within one interval: one update, with the latest position, when the
+    # interval is over.
+    await op.assert_no("roster_update", within=0.1)
+    clock.advance(2.0)
+    latest = await op.expect("roster_update")
     assert latest["entry"]["position"]["lat"] == 33.0
-    await op.assert_no("roster_update", within=0.4)
+    clock.advance(10.0)
+    await op.assert_no("roster_update", within=0.1)
     await server.wait_recorded("position", user="o1", lat=33.0)
     assert 31.0 not in [e.data["lat"] for e in server.recorder.of_kind("position")]
 
@@ -83,14 +89,16 @@ async def test_heartbeat_ack_reports_the_device_clock_offset(server: Server) -> 
 
 
 async def test_close_marks_away_then_signs_out_after_the_grace_period(serve: Serve) -> None:
-    server = await serve(presence={"grace_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock)
     op = await server.connect("op1", "operator", "P0101")
     officer = await server.connect("o1", "officer", "P0101")
     await op.expect("roster_update", where=lambda m: m["entry"]["status"] == "online")
     await officer.close()
     away = await op.expect("roster_update")
     assert away["entry"]["status"] == "away"
-    offline = await op.expect("roster_update", timeout=2.0)
+    clock.advance(server.config.presence.grace_s)
+    offline = await op.expect("roster_update")
     assert offline["entry"]["status"] == "offline"
     await server.wait_recorded("sign_out", user="o1", reason="grace_expired")
     assert (await op.request("get_roster", reply="roster"))["officers"] == []
@@ -120,10 +128,12 @@ async def test_resume_within_grace_keeps_the_session_and_the_call(serve: Serve) 
 async def test_reconnect_after_grace_is_a_new_session_and_the_call_was_lost(
     serve: Serve,
 ) -> None:
-    server = await serve(presence={"grace_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock)
     officer, op, call_id = await answered_call(server)
     await officer.close()
     await op.expect("party_away", call_id=call_id)
+    clock.advance(server.config.presence.grace_s)
     ended = await op.expect("call_ended", call_id=call_id)
     assert (ended["reason"], ended["by"]) == ("party_lost", "o1")
     late = await server.connect("o1", "officer", "P0101", resume=officer.welcome["resume_token"])
@@ -148,13 +158,15 @@ async def test_resume_while_the_old_connection_is_open_keeps_the_session_live(
     serve: Serve,
 ) -> None:
     """The replaced connection closing (4409) must not mark the resumed session away."""
-    server = await serve(presence={"grace_s": 0.3})
+    clock = FakeClock(time.time())
+    server = await serve(clock=clock)
     officer, op, call_id = await answered_call(server)
     back = await server.connect("o1", "officer", "P0101", resume=officer.welcome["resume_token"])
     assert back.welcome["resumed"] is True
     assert await officer.expect_close(4409) == "resumed elsewhere"
     # Well past the grace period, the call is still up and the officer online.
-    await op.assert_no("party_away", within=0.6)
+    clock.advance(2 * server.config.presence.grace_s)
+    await op.assert_no("party_away", within=0.2)
     roster = await op.request("get_roster", reply="roster")
     assert roster["officers"][0]["status"] == "online"
     await back.request("hangup", call_id=call_id)
