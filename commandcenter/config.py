@@ -16,6 +16,7 @@ Nothing here is read by the pure cores: they receive the values they need.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -103,6 +104,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 # when decoding, and configs are also built in code (`--port`, replace_section, tests), which
 # __post_init__ covers. One place checks both, with messages naming the key.
 def _validate(cfg: Config) -> None:
+    _validate_finite(cfg, "")
     if not 0 < cfg.server.port < 65536 and cfg.server.port != 0:
         raise ConfigError(f"server.port: {cfg.server.port} is not a TCP port")
     bad_algs = set(cfg.auth.algorithms) - {"HS256", "RS256", "ES256"}
@@ -155,6 +157,18 @@ def _validate(cfg: Config) -> None:
             "recorder.backend: several nodes (redis.url set) need one shared trace; "
             "use postgres (or memory, for a demo)"
         )
+
+
+def _validate_finite(section: msgspec.Struct, prefix: str) -> None:
+    """No setting is NaN or infinite: every bound below compares false with NaN, so `nan`
+    would pass "must be positive" and then stall or spin a timer."""
+    for f in msgspec.structs.fields(section):
+        value = getattr(section, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if isinstance(value, msgspec.Struct) and not isinstance(value, CourtConfig):
+            _validate_finite(value, key)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
 
 
 def _validate_redis(redis: RedisConfig) -> None:

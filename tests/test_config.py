@@ -101,6 +101,26 @@ def test_integer_is_accepted_for_a_float_setting(tmp_path: Path) -> None:
     assert isinstance(cfg.presence.grace_s, float)
 
 
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[presence]\ngrace_s = nan\n", {}, "presence.grace_s: must be a finite number, got nan"),
+        ("[calls]\nring_timeout_s = inf\n", {}, "calls.ring_timeout_s: must be a finite number"),
+        (
+            "",
+            {"COMMANDCENTER_PRESENCE_HEARTBEAT_INTERVAL_S": "nan"},
+            "presence.heartbeat_interval_s: must be a finite number, got nan",
+        ),
+    ],
+)
+def test_nan_and_infinity_are_refused_naming_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    """Every bound compares false with NaN: without this check `nan` passes as positive."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ=env)
+
+
 def test_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", environ={})
