@@ -171,6 +171,11 @@ MediaMessage = Offer | Answer | IceCandidate | Snapshot
 # --- shared shapes -----------------------------------------------------------------------
 
 
+def epoch_ms(seconds: float) -> float:
+    """A time as the protocol carries it: milliseconds since the epoch, to the microsecond."""
+    return round(seconds * 1000.0, 3)
+
+
 class Direction(StrEnum):
     OFFICER_TO_CENTER = "officer_to_center"
     CENTER_TO_OFFICER = "center_to_officer"

@@ -23,10 +23,13 @@ This module does no I/O and never reads the clock: times are passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from signalling import protocol as p
+from signalling.core.actions import Room
 from signalling.errors import SignallingError
 from signalling.protocol import Direction, EndReason
 
@@ -124,3 +127,30 @@ class Call:
 
     def is_live(self) -> bool:
         return self.state is not CallState.ENDED
+
+
+def room_of(call: Call) -> Room | None:
+    """Who may have media in `call` now: its members who are not away, once it is answered
+    (None before that, and once it ended); covert supervisors receive but are never sent."""
+    if call.answered_at is None or call.state is CallState.ENDED:
+        return None
+    members = tuple(m for m in call.members() if m not in call.away)
+    silent = tuple(u for u, covert in call.supervisors.items() if covert)
+    return Room(call.call_id, members, silent, call.court, call.officer, call.case_number)
+
+
+def call_info(call: Call, info: Callable[[str], p.UserInfo]) -> p.CallInfo:
+    """`call` as the protocol shows it, its users shown by `info`; covert supervisors are
+    not shown."""
+    return p.CallInfo(
+        call_id=call.call_id,
+        direction=call.direction,
+        state=call.state.value,
+        court=call.court,
+        officer=info(call.officer),
+        operator=info(call.operator) if call.operator is not None else None,
+        case_number=call.case_number,
+        emergency=call.emergency,
+        supervisors=[info(u) for u, covert in call.supervisors.items() if not covert],
+        created_at=p.epoch_ms(call.created_at),
+    )

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Final
 from identity import Courts, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Negotiate, Room, Send
-from signalling.core.call import Call, CallEvent, CallState
+from signalling.core.call import Call, CallEvent, CallState, call_info, room_of
 from signalling.core.facts import CallFacts
-from signalling.core.presence import MONITOR_ROLES, Session, ms
+from signalling.core.presence import MONITOR_ROLES, Session
 from signalling.errors import Busy, Forbidden, InvalidState, MediaUnavailable, NotFound
 from signalling.protocol import Direction, EndReason
 from signalling.settings import CallsConfig
@@ -155,7 +155,7 @@ class Calls:
             # out of it, and one who has not is a member.
             if self._party.get(u) == call.call_id:
                 del self._party[u]
-            self._stop_monitoring(u, call.call_id)
+            _discard(self._monitoring, u, call.call_id)
         out.append(board.facts.call_ended(call, reason, by, now))
         notify = {*members, *ringing}
         if call.direction is Direction.CENTER_TO_OFFICER and call.answered_at is None:
@@ -171,20 +171,6 @@ class Calls:
             out.append(Room(call.call_id, (), (), call.court, call.officer, call.case_number))
         # Ended calls are kept only as long as something may still refer to them.
         del self.table[call.call_id]
-
-    def end_call(self, call_id: str, reason: EndReason, now: float) -> list[Action]:
-        """End a live call from outside (its media node died): everyone in it is told."""
-        out: list[Action] = []
-        call = self.table.get(call_id)
-        if call is not None and call.is_live():
-            self.end(call, reason, None, now, out)
-            self._board.dispatch.run(now, out)
-        return out
-
-    def end_all(self, reason: EndReason, now: float, out: list[Action]) -> None:
-        for call in list(self.table.values()):
-            if call.is_live():
-                self.end(call, reason, None, now, out)
 
     # ---- what members ask -----------------------------------------------------------------
 
@@ -224,10 +210,10 @@ class Calls:
         )
         info = self._board.presence.info(user)
         msg = p.ParticipantJoined(call_id=call.call_id, user=info, covert=covert)
-        out.append(Send((user,), p.CallAnswered(call=self.info(call))))
+        out.append(Send((user,), p.CallAnswered(call=call_info(call, self._board.presence.info))))
         told = (user,) if covert else call.members()
         out.append(Send(told, msg))
-        self.room(call, out)
+        _room(call, out)
         self.tell_away(call, user, now, out)
 
     def leave(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
@@ -245,21 +231,14 @@ class Calls:
         msg = p.ParticipantLeft(call_id=call.call_id, user=self._board.presence.info(user))
         told = (user,) if covert else call.members()
         del call.supervisors[user]
-        self._stop_monitoring(user, call.call_id)
+        _discard(self._monitoring, user, call.call_id)
         out.append(
             self._board.facts.record(
                 "supervisor_left", now, call=call.call_id, user=user, covert=covert
             )
         )
         out.append(Send(told, msg))
-        self.room(call, out)
-
-    def _stop_monitoring(self, user: str, call_id: str) -> None:
-        calls = self._monitoring.get(user)
-        if calls is not None:
-            calls.discard(call_id)
-            if not calls:
-                del self._monitoring[user]
+        _room(call, out)
 
     def transfer(
         self, session: Session, call: Call, to: str, now: float, out: list[Action]
@@ -282,9 +261,11 @@ class Calls:
         self._party[to] = call.call_id
         board.dispatch.stop_ringing_all(to, "busy", now, out)
         out.append(board.facts.record("call_transferred", now, call=call.call_id, by=user, to=to))
-        msg = p.CallTransferred(call=self.info(call), from_operator=board.presence.info(user))
+        msg = p.CallTransferred(
+            call=call_info(call, self._board.presence.info), from_operator=board.presence.info(user)
+        )
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
-        self.room(call, out)
+        _room(call, out)
         self.tell_away(call, to, now, out)
 
     def media_call(self, user: str, call_id: str) -> Call:
@@ -322,7 +303,7 @@ class Calls:
             # told on joining: see `tell_away`.
             info = self._board.presence.info(user)
             out.append(Send(others, p.PartyAway(call_id=call.call_id, user=info, grace_s=grace_s)))
-        self.room(call, out)
+        _room(call, out)
 
     def party_back(self, user: str, now: float, out: list[Action]) -> None:
         call = self.call_of(user)
@@ -334,7 +315,7 @@ class Calls:
         if others:
             msg = p.PartyBack(call_id=call.call_id, user=self._board.presence.info(user))
             out.append(Send(others, msg))
-        self.room(call, out)
+        _room(call, out)
 
     def tell_away(self, call: Call, newcomer: str, now: float, out: list[Action]) -> None:
         """Tell someone who just joined `call` which parties are away, and for how much
@@ -347,28 +328,17 @@ class Calls:
             msg = p.PartyAway(call_id=call.call_id, user=presence.info(u), grace_s=round(left, 3))
             out.append(Send((newcomer,), msg))
 
-    # ---- what is shown of a call --------------------------------------------------------
 
-    def room(self, call: Call, out: list[Action]) -> None:
-        """Tell the media server who may have media in `call` now: its members who are
-        not away, once it is answered."""
-        if call.answered_at is None or call.state is CallState.ENDED:
-            return
-        members = tuple(m for m in call.members() if m not in call.away)
-        silent = tuple(u for u, covert in call.supervisors.items() if covert)
-        out.append(Room(call.call_id, members, silent, call.court, call.officer, call.case_number))
+def _room(call: Call, out: list[Action]) -> None:
+    """Tell the media server who may have media in `call` now."""
+    room = room_of(call)
+    if room is not None:
+        out.append(room)
 
-    def info(self, call: Call) -> p.CallInfo:
-        info = self._board.presence.info
-        return p.CallInfo(
-            call_id=call.call_id,
-            direction=call.direction,
-            state=call.state.value,
-            court=call.court,
-            officer=info(call.officer),
-            operator=info(call.operator) if call.operator is not None else None,
-            case_number=call.case_number,
-            emergency=call.emergency,
-            supervisors=[info(u) for u, covert in call.supervisors.items() if not covert],
-            created_at=ms(call.created_at),
-        )
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]

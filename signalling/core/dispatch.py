@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from identity import Courts
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
-from signalling.core.call import Call, CallEvent, CallState, Effect
+from signalling.core.call import Call, CallEvent, CallState, Effect, call_info, room_of
 from signalling.core.deadlines import Deadlines
 from signalling.core.presence import Session
 from signalling.errors import Busy, CallAlreadyTaken, InvalidState
@@ -84,10 +84,6 @@ class Dispatch:
         """How many queued calls wait in `call`'s line (itself included, if queued)."""
         return len(self._lines().get(self._center_court(call), []))
 
-    def candidates(self, call: Call) -> list[str]:
-        """Who `call` would ring now."""
-        return self._candidates(call)
-
     def queue(self, court: str) -> list[Call]:
         """Queued calls of officers of `court`, in the order they will ring."""
         waiting = [
@@ -121,8 +117,10 @@ class Dispatch:
         if others:
             taken = p.CallTaken(call_id=call.call_id, by=board.presence.info(user))
             out.append(Send(others, taken))
-        out.append(Send(call.parties(), p.CallAnswered(call=board.calls.info(call))))
-        board.calls.room(call, out)
+        out.append(Send(call.parties(), p.CallAnswered(call=call_info(call, board.presence.info))))
+        room = room_of(call)
+        if room is not None:
+            out.append(room)
         if call.direction is Direction.OFFICER_TO_CENTER:
             # An officer answering the center was a party all along and has been told.
             board.calls.tell_away(call, user, now, out)
@@ -166,7 +164,7 @@ class Dispatch:
                 c.call_id,
             ),
         ):
-            candidates = self._candidates(call)
+            candidates = self.candidates(call)
             if candidates:
                 self.ring(call, candidates, now, out)
         for line in self._lines().values():
@@ -203,7 +201,8 @@ class Dispatch:
             users |= presence.monitors(call.court)
         return users
 
-    def _candidates(self, call: Call) -> list[str]:
+    def candidates(self, call: Call) -> list[str]:
+        """Who `call` would ring now."""
         declined = self._declined.get(call.call_id, ())
         ringing = self._ringing.get(call.call_id, ())
         return sorted(
@@ -226,7 +225,7 @@ class Dispatch:
             self._ringing.setdefault(call.call_id, set()).add(u)
             self._ringing_at.setdefault(u, set()).add(call.call_id)
         out.append(board.facts.record("call_ringing", now, call=call.call_id, users=sorted(users)))
-        out.append(Send(tuple(users), p.CallRinging(call=board.calls.info(call))))
+        out.append(Send(tuple(users), p.CallRinging(call=call_info(call, board.presence.info))))
 
     def stop_ringing(
         self, call: Call, user: str, reason: p.RingStopReason, now: float, out: list[Action]
@@ -307,14 +306,14 @@ class Dispatch:
             case Effect.START_RING_TIMER:
                 self._deadlines.set(RingTimeout(call.call_id), now + self.config.ring_timeout_s)
 
-    def ring_timeout(self, call_id: str, now: float, out: list[Action]) -> None:
-        call = self._board.calls.table.get(call_id)
-        if call is not None and call.state is CallState.RINGING:
+    def timed_out(self, key: RingTimeout | QueueTimeout, now: float, out: list[Action]) -> None:
+        """A ringing call nobody answered is missed; a queued one gives up waiting."""
+        call = self._board.calls.table.get(key.call_id)
+        if call is None:
+            return
+        if isinstance(key, RingTimeout) and call.state is CallState.RINGING:
             self._board.calls.end(call, EndReason.MISSED, None, now, out)
-
-    def queue_timeout(self, call_id: str, now: float, out: list[Action]) -> None:
-        call = self._board.calls.table.get(call_id)
-        if call is not None and call.state is CallState.QUEUED:
+        elif isinstance(key, QueueTimeout) and call.state is CallState.QUEUED:
             self._board.calls.end(call, EndReason.QUEUE_TIMEOUT, None, now, out)
 
 

@@ -37,10 +37,6 @@ WATCHER_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 MONITOR_ROLES: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 
-def ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
-
-
 class Link(StrEnum):
     """Whether a session has a live connection."""
 
@@ -344,7 +340,7 @@ class Presence:
     # ---- what sessions say --------------------------------------------------------------
 
     def heartbeat(self, session: Session, msg: p.Heartbeat, now: float) -> p.HeartbeatAck:
-        server_ms = ms(now)
+        server_ms = p.epoch_ms(now)
         # The device stamped device_time about half a round trip before we received it.
         half_rtt = (msg.rtt_ms or 0.0) / 2.0
         offset = round(msg.device_time + half_rtt - server_ms, 3)
@@ -373,7 +369,7 @@ class Presence:
             resumed=resumed,
             user=self.info_of(session.identity),
             node_id=board.facts.node_id,
-            server_time=ms(now),
+            server_time=p.epoch_ms(now),
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             grace_s=self.config.grace_s,
             calls=board.calls_of(session.user_id),

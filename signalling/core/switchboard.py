@@ -30,7 +30,7 @@ from typing import Final
 from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
-from signalling.core.call import Call
+from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
@@ -94,7 +94,8 @@ class Switchboard:
         mine = calls.call_id_of(user)
         if mine is not None:
             ids.add(mine)
-        return [calls.info(calls.table[c]) for c in sorted(ids)]
+        info = self.presence.info
+        return [call_info(calls.table[c], info) for c in sorted(ids)]
 
     # ---- connections --------------------------------------------------------------------
 
@@ -193,10 +194,8 @@ class Switchboard:
             match key:
                 case Grace(user=user):
                     self.presence.grace_expired(user, now, out)
-                case RingTimeout(call_id=call_id):
-                    self.dispatch.ring_timeout(call_id, now, out)
-                case QueueTimeout(call_id=call_id):
-                    self.dispatch.queue_timeout(call_id, now, out)
+                case RingTimeout() | QueueTimeout():
+                    self.dispatch.timed_out(key, now, out)
                 case PositionDue(user=user):
                     out.extend(self.views.position_due(user, now))
         self.dispatch.run(now, out)
@@ -277,14 +276,20 @@ class Switchboard:
 
     def end_call(self, call_id: str, reason: EndReason, now: float) -> list[Action]:
         """End a live call from outside (its media node died): everyone in it is told."""
-        return self.calls.end_call(call_id, reason, now)
+        out: list[Action] = []
+        call = self.calls.table.get(call_id)
+        if call is not None and call.is_live():
+            self.calls.end(call, reason, None, now, out)
+            self.dispatch.run(now, out)
+        return out
 
     def shutdown(self, now: float, users: Collection[str] | None = None) -> list[Action]:
         """The node is stopping: end every call and sign everyone out (or only `users`: the
         rest are connected to other nodes, and the next authority takes their sessions on),
         so the trace holds no sign-in without its sign-out and no call without its end."""
         out: list[Action] = []
-        self.calls.end_all(EndReason.SHUTDOWN, now, out)
+        for call in self.calls.live():
+            self.calls.end(call, EndReason.SHUTDOWN, None, now, out)
         for session in list(self.presence.sessions.values()):
             if users is None or session.user_id in users:
                 self.presence.sign_out(session, "shutdown", now, out)

@@ -18,7 +18,7 @@ from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
 from signalling.core.deadlines import Deadlines
-from signalling.core.presence import WATCHER_ROLES, Session, ms
+from signalling.core.presence import WATCHER_ROLES, Session
 from signalling.errors import Forbidden, NotFound
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Views:
             emergency=session.emergency,
             position=session.position,
             device=session.device,
-            since=ms(session.signed_in_at),
+            since=p.epoch_ms(session.signed_in_at),
         )
 
     def officer_changed(self, session: Session) -> list[Action]:
