@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from signalling.cluster_keys import ClusterKeys
-from signalling.registry import (
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.registry import (
     OVERLOADED_CPU,
     NodeLoad,
     NodeRecord,

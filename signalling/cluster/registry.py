@@ -47,7 +47,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from signalling.cluster_keys import ClusterKeys
+from signalling.cluster.keys import ClusterKeys
 
 log = structlog.get_logger(__name__)
 

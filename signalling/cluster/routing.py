@@ -1,5 +1,5 @@
 """How a node of a cluster reaches users and media: the hub's `Router` and `MediaPort` when
-`[redis] url` is set (signalling/cluster.py builds them; docs/cluster.md).
+`[redis] url` is set (signalling/cluster/link.py builds them; docs/cluster.md).
 
 `ClusterRouter`: on the authority each delivery goes to the node serving its recipient (the
 authority's `where`); elsewhere (error replies, a media node's answers) to this node's
@@ -13,16 +13,16 @@ import collections
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from signalling import cluster_wire as w
 from signalling import protocol as p
+from signalling.cluster import wire as w
+from signalling.cluster.registry import OVERLOADED_CPU, NodeRecord
 from signalling.connection import Connection
 from signalling.core.actions import Room
 from signalling.errors import MediaUnavailable
 from signalling.media_port import Deliver, MediaMessage, MediaPort
-from signalling.registry import OVERLOADED_CPU, NodeRecord
 
 if TYPE_CHECKING:
-    from signalling.cluster import RedisCoreLink
+    from signalling.cluster.link import RedisCoreLink
 
 
 def pick_media_node(

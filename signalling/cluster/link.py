@@ -62,11 +62,14 @@ from redis.exceptions import RedisError
 
 from identity import Identity, Role
 from sessions.recorder import SessionRecorder, TraceEvent
-from signalling import cluster_wire as w
 from signalling import protocol as p
 from signalling.clock import Clock
-from signalling.cluster_keys import ClusterKeys
-from signalling.cluster_routing import ClusterMedia, ClusterRouter, pick_media_node
+from signalling.cluster import wire as w
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.lease import Lease
+from signalling.cluster.registry import NodeLoad, RedisRegistry
+from signalling.cluster.routing import ClusterMedia, ClusterRouter, pick_media_node
+from signalling.cluster.writer import RedisWriter
 from signalling.connection import Connection
 from signalling.core.actions import Action, Negotiate, Record, Room, Send
 from signalling.core.facts import WaitingCall
@@ -74,13 +77,10 @@ from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
 from signalling.driver import CoreDriver
 from signalling.errors import CLOSE_REPLACED, Unavailable, error_reply
-from signalling.lease import Lease
 from signalling.link import ConnectParams
 from signalling.media_port import MediaPort
 from signalling.outbox import Outbox
 from signalling.protocol import EndReason
-from signalling.redis_writer import RedisWriter
-from signalling.registry import NodeLoad, RedisRegistry
 from signalling.router import LocalRouter
 from signalling.settings import RedisConfig
 
