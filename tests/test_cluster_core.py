@@ -8,8 +8,8 @@ import collections
 from commandcenter.auth import Role
 from signalling import protocol as p
 from signalling.cluster import wire as w
-from signalling.cluster.registry import NodeLoad, NodeRecord, NodeStatus
-from signalling.cluster.routing import pick_media_node
+from signalling.cluster.authority import pick_media_node
+from signalling.cluster.nodes import NodeLoad, NodeRecord, NodeStatus
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import SessionKeys
 from tests.corehelpers import (

@@ -17,14 +17,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from signalling.cluster.keys import ClusterKeys
-from signalling.cluster.registry import (
-    OVERLOADED_CPU,
-    NodeLoad,
-    NodeRecord,
-    NodeStatus,
-    RedisRegistry,
-    Registry,
-)
+from signalling.cluster.nodes import OVERLOADED_CPU, NodeLoad, NodeRecord, NodeStatus, Registry
+from signalling.cluster.registry import RedisRegistry
 from tests.clusterhelpers import PrivateRedis, connect, keys, private_redis
 from tests.polling import wait_until
 
