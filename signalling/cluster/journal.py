@@ -13,19 +13,18 @@ waiting for an operator are queued again. What to do is decided by the pure
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from sessions.recorder import TraceEvent
 from signalling.clock import Clock
 from signalling.cluster import wire as w
 from signalling.cluster.authority import AuthorityState
 from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 from signalling.cluster.writer import RedisWriter
 from signalling.core.actions import Action
 from signalling.core.switchboard import Switchboard
@@ -34,8 +33,6 @@ log = structlog.get_logger(__name__)
 
 # Records that open or close a session (the journal follows them).
 _SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
-# A journal that could not be read is read again this long after.
-RETRY_S: Final = 2.0
 
 
 class Journal:
@@ -50,7 +47,7 @@ class Journal:
         node_timeout_s: float,
         authority: Callable[[], AuthorityState | None],
         emit: Callable[[list[Action]], None],
-        failed: Callable[[BaseException], None],
+        health: RedisHealth,
         stopping: asyncio.Event,
     ) -> None:
         """`authority()` is this node's authority state while it holds the lease; `emit`
@@ -63,7 +60,7 @@ class Journal:
         self._node_timeout_s = node_timeout_s
         self._authority = authority
         self._emit = emit
-        self._failed = failed
+        self._health = health
         self._stopping = stopping
 
     # ---- writing ------------------------------------------------------------------------------
@@ -119,18 +116,11 @@ class Journal:
         told, the end is recorded); its sessions that no gateway reports within a node
         timeout are recorded signed out. Retried until Redis answers or we are deposed."""
         keys = self._keys
-        while self._authority() is state:
-            try:
-                calls = _decoded(await self._redis.hgetall(keys.journal_calls))
-                sessions = _decoded(await self._redis.hgetall(keys.journal_sessions))
-                break
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RETRY_S):
-                        await self._stopping.wait()
-        else:
+        retry = RetryLoop(self._stopping, self._health)
+        journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
+        if journal is None:
             return
+        calls, sessions = journal
         inherited = state.inherit_calls(calls, self._clock.now())
         for call_id in inherited.ended:
             self._writer.hash_field(keys.journal_calls, call_id, None)
@@ -142,15 +132,12 @@ class Journal:
         self._emit(inherited.actions)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._node_timeout_s):
-                await self._stopping.wait()
-        if self._authority() is not state:
+        if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
             return
         try:
             current = _decoded(await self._redis.hgetall(keys.journal_sessions))
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+        except REDIS_ERRORS as exc:
+            retry.failed(exc)
             return
         now = self._clock.now()
         left = state.inherit_sessions(sessions, current, now)
@@ -162,6 +149,11 @@ class Journal:
             sessions=len(left.closed),
         )
         self._emit(left.actions + state.take_over_waiting(inherited.waiting, now))
+
+    async def _read(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        calls = await self._redis.hgetall(self._keys.journal_calls)
+        sessions = await self._redis.hgetall(self._keys.journal_sessions)
+        return _decoded(calls), _decoded(sessions)
 
 
 def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, bytes]:

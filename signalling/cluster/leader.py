@@ -19,13 +19,11 @@ authority left (signalling/cluster/journal.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Collection
 
 import msgspec
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from signalling.clock import Clock
 from signalling.cluster import wire as w
@@ -35,6 +33,7 @@ from signalling.cluster.journal import Journal
 from signalling.cluster.keys import ClusterKeys
 from signalling.cluster.lease import Lease
 from signalling.cluster.registry import RedisRegistry
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 from signalling.cluster.subscription import Subscription
 from signalling.cluster.writer import RedisWriter
 from signalling.core.actions import Action
@@ -63,8 +62,7 @@ class Leader:
         outbox: Outbox,
         new_core: Callable[[], Switchboard],
         lease_ttl_s: float,
-        failed: Callable[[BaseException], None],
-        answered: Callable[[], None],
+        health: RedisHealth,
         stopping: asyncio.Event,
     ) -> None:
         self.node_id = node_id
@@ -79,8 +77,7 @@ class Leader:
         self._outbox = outbox
         self._new_core = new_core
         self._lease_ttl_s = lease_ttl_s
-        self._failed = failed
-        self._answered = answered
+        self._health = health
         self._stopping = stopping
         self.lease = Lease(
             redis,
@@ -99,6 +96,8 @@ class Leader:
         self._stashed: AuthorityState | None = None
         self.authority_id: str | None = None
         self._last_holder: str | None = None
+        # Since when (monotonic) we have seen the lease free, while it is.
+        self._free_since: float | None = None
         self.inbox: Subscription | None = None
         self._inbox_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -106,44 +105,41 @@ class Leader:
     # ---- taking and losing the lease --------------------------------------------------------
 
     async def lead(self) -> None:
-        """Take the lease whenever it is free (see the module docstring for who waits)."""
-        ttl_s = self._lease_ttl_s
-        period = ttl_s / 3
-        free_since: float | None = None
-        first = True
-        while not self._stopping.is_set():
-            if not first:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(period):
-                        await self._stopping.wait()
-                if self._stopping.is_set():
-                    return
-            first = False
-            if self.state is not None:
-                continue
-            try:
-                holder = await self.lease.holder()
-                self._answered()
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-                self.authority_id = None
-                continue
-            self.authority_id = holder
-            if holder is not None:
-                self._last_holder = holder
-                free_since = None
-                continue
-            now = self._clock.monotonic()
-            free_since = now if free_since is None else free_since
-            if self._last_holder not in (None, self.node_id) and now - free_since < ttl_s:
-                continue
-            try:
-                taken = await self.lease.acquire()
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-                continue
-            if taken and not self._stopping.is_set():
-                self._take()
+        """Look at the lease every third of its TTL, and take it whenever it is free (see
+        the module docstring for who waits)."""
+        retry = RetryLoop(self._stopping, self._health)
+        while not retry.stopping:
+            if self.state is None:
+                await self._look(retry)
+            await retry.pause(self._lease_ttl_s / 3)
+
+    async def _look(self, retry: RetryLoop) -> None:
+        try:
+            holder = await self.lease.holder()
+        except REDIS_ERRORS as exc:
+            # Looked at again next round: the round is how soon a free lease is taken.
+            retry.failed(exc)
+            self.authority_id = None
+            return
+        retry.answered()
+        self.authority_id = holder
+        if holder is not None:
+            self._last_holder = holder
+            self._free_since = None
+            return
+        now = self._clock.monotonic()
+        if self._free_since is None:
+            self._free_since = now
+        waited = now - self._free_since
+        if self._last_holder not in (None, self.node_id) and waited < self._lease_ttl_s:
+            return
+        try:
+            taken = await self.lease.acquire()
+        except REDIS_ERRORS as exc:
+            retry.failed(exc)
+            return
+        if taken and not retry.stopping:
+            self._take()
 
     def _take(self) -> None:
         previous = self.lease.previous_holder
@@ -203,7 +199,7 @@ class Leader:
             [self._keys.authority_inbox],
             handle=self._on_inbox,
             on_subscribed=self._request_resync,
-            failed=self._failed,
+            health=self._health,
             stop=asyncio.Event(),
             node_id=self.node_id,
         )

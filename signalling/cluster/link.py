@@ -26,6 +26,7 @@ from signalling.cluster.keys import ClusterKeys
 from signalling.cluster.leader import Leader
 from signalling.cluster.nodes import NodeLoad
 from signalling.cluster.registry import RedisRegistry
+from signalling.cluster.retry import RedisHealth
 from signalling.cluster.routing import ClusterMedia, ClusterRouter
 from signalling.cluster.subscription import Subscription
 from signalling.cluster.writer import RedisWriter
@@ -76,8 +77,12 @@ class RedisCoreLink:
             socket_connect_timeout=rc.node_timeout_s / 2,
             health_check_interval=rc.heartbeat_s,
         )
+        # Set when the node leaves: every loop of it stops (retry.py says why not a cancel).
         self._stopping = asyncio.Event()
-        self._redis_ok = True
+        # Whether Redis answered this node's latest command, whichever loop sent it.
+        self.redis_health = RedisHealth(
+            "redis unreachable", "redis reachable again", node_id=node_id
+        )
         self.local = LocalRouter()
         self.local_media = local_media
         self.router = ClusterRouter(self)
@@ -97,8 +102,8 @@ class RedisCoreLink:
         self.writer = RedisWriter(
             self.redis,
             presence_ttl_s=rc.node_timeout_s,
-            failed=self._redis_failed,
-            succeeded=self._redis_answered,
+            health=self.redis_health,
+            stopping=self._stopping,
         )
         self.journal = Journal(
             redis=self.redis,
@@ -109,7 +114,7 @@ class RedisCoreLink:
             node_timeout_s=rc.node_timeout_s,
             authority=lambda: self.leader.state,
             emit=lambda actions: self.leader.emit(actions),
-            failed=self._redis_failed,
+            health=self.redis_health,
             stopping=self._stopping,
         )
         self._outbox = Outbox(
@@ -130,7 +135,7 @@ class RedisCoreLink:
             local=self.local,
             local_media=local_media,
             apply_here=lambda envelope: self.leader.apply(envelope),
-            failed=self._redis_failed,
+            health=self.redis_health,
             presence_ttl_s=rc.node_timeout_s,
             heartbeat_s=rc.heartbeat_s,
             stopping=self._stopping,
@@ -149,8 +154,7 @@ class RedisCoreLink:
             outbox=self._outbox,
             new_core=new_core,
             lease_ttl_s=rc.lease_ttl_s,
-            failed=self._redis_failed,
-            answered=self._redis_answered,
+            health=self.redis_health,
             stopping=self._stopping,
         )
         self._node_channel = Subscription(
@@ -158,7 +162,7 @@ class RedisCoreLink:
             [self.keys.node_channel(node_id), self.keys.broadcast],
             handle=self.gateway.on_node,
             on_subscribed=self.gateway.resubscribed,
-            failed=self._redis_failed,
+            health=self.redis_health,
             stop=self._stopping,
             node_id=node_id,
         )
@@ -225,7 +229,7 @@ class RedisCoreLink:
     def _cluster_health(self) -> dict[str, object]:
         inbox = self.leader.inbox
         subscribed = self._node_channel.subscribed and (inbox is None or not inbox.failing)
-        reachable = self._redis_ok and subscribed
+        reachable = self.redis_health.ok and subscribed
         registry = self.registry.health()
         return {
             "cluster": {
@@ -241,14 +245,6 @@ class RedisCoreLink:
         health = self._cluster_health()["cluster"]
         assert isinstance(health, dict)
         return health["redis"] != "ok" or health["authority"] is None
-
-    def _redis_failed(self, exc: BaseException) -> None:
-        if self._redis_ok:
-            log.warning("redis unreachable", node_id=self.node_id, error=repr(exc))
-        self._redis_ok = False
-
-    def _redis_answered(self) -> None:
-        self._redis_ok = True
 
     # ---- the hub's CoreLink -------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ least loaded live node with media hosts a new call's media.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from signalling.cluster.keys import ClusterKeys
 from signalling.cluster.nodes import (
@@ -38,6 +36,7 @@ from signalling.cluster.nodes import (
     NodeStatus,
     Registry,
 )
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 
 log = structlog.get_logger(__name__)
 
@@ -125,7 +124,10 @@ class RedisRegistry:
         self._forget = redis.register_script(_FORGET)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._failing = False
+        # Degraded while Redis cannot be written or read.
+        self._health = RedisHealth(
+            "node registry unreachable", "node registry reachable again", node_id=node_id
+        )
         self._unreadable_ids: set[str] = set()
         # Redis time of the latest successful read; the queries answer as of then.
         self._now = -math.inf
@@ -139,9 +141,10 @@ class RedisRegistry:
         keep doing so every heartbeat. Does not fail if Redis is down."""
         if self._task is not None:
             return
-        await self._tick()
         self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(self._stopping))
+        retry = RetryLoop(self._stopping, self._health)
+        await self._tick(retry)
+        self._task = asyncio.get_running_loop().create_task(self._run(retry))
 
     async def stop(self) -> None:
         """Stop heartbeating and reading; the record stays (see the class docstring)."""
@@ -175,40 +178,33 @@ class RedisRegistry:
         """`registry`: "degraded" while Redis cannot be written or read, else "ok";
         `nodes_alive`: live nodes as of the latest successful read."""
         return {
-            "registry": "degraded" if self._failing else "ok",
+            "registry": "ok" if self._health.ok else "degraded",
             "nodes_alive": len(self.alive()),
         }
 
     # ---- the loop ---------------------------------------------------------------------
 
-    async def _run(self, stopping: asyncio.Event) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.heartbeat_s):
-                    await stopping.wait()
-            if stopping.is_set():
-                return
-            await self._tick()
+    async def _run(self, retry: RetryLoop) -> None:
+        # Every heartbeat, failed or not: the heartbeat is what keeps this node alive.
+        while await retry.pause(self.heartbeat_s):
+            await self._tick(retry)
 
-    async def _tick(self) -> None:
+    async def _tick(self, retry: RetryLoop) -> None:
         try:
             async with asyncio.timeout(self._tick_timeout_s):
                 await self._publish()
                 snapshot = await self._read()
-        except (RedisError, OSError, TimeoutError) as exc:
-            if not self._failing:
-                log.warning("node registry unreachable", node_id=self.node_id, error=repr(exc))
-            self._failing = True
+        except REDIS_ERRORS as exc:
+            retry.failed(exc)
             return
         except Exception:
             # A bug must not stop the heartbeat: the node would be declared dead.
             log.exception("node registry tick failed", node_id=self.node_id)
-            self._failing = True
+            self._health.ok = False
             return
-        if self._failing:
-            log.info("node registry reachable again", node_id=self.node_id)
+        if retry.answered():
+            # Nobody is judged on the silence we could not see (nodes.py).
             self.registry.resume(snapshot.now)
-            self._failing = False
         self._observe(snapshot)
         await self._delete_expired(snapshot.expired)
 
@@ -296,7 +292,7 @@ class RedisRegistry:
                     await self._forget(
                         keys=[self._keys.nodes, self._keys.nodes_heard], args=[node_id, ms]
                     )
-            except (RedisError, OSError, TimeoutError):
+            except REDIS_ERRORS:
                 # Someone else will, or we will at the next tick.
                 return
 

@@ -17,13 +17,11 @@ from typing import Final
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 
 log = structlog.get_logger(__name__)
 
-# A subscription that failed is retried after this long, doubling up to the maximum.
-RETRY_MIN_S: Final = 0.1
-RETRY_MAX_S: Final = 2.0
 # How long a subscriber waits for a message before looking at its stop event again.
 POLL_S: Final = 0.5
 
@@ -39,7 +37,7 @@ class Subscription:
         *,
         handle: Callable[[bytes, bytes], None],
         on_subscribed: Callable[[bool], None],
-        failed: Callable[[BaseException], None],
+        health: RedisHealth,
         stop: asyncio.Event,
         node_id: str,
     ) -> None:
@@ -47,7 +45,7 @@ class Subscription:
         self._channels = list(channels)
         self._handle = handle
         self._on_subscribed = on_subscribed
-        self._failed = failed
+        self._health = health
         self.stop = stop
         self._node_id = node_id
         self.subscribed = False
@@ -57,19 +55,19 @@ class Subscription:
         self._ever = False
 
     async def run(self) -> None:
-        """Subscribe, and subscribe again after each failure, until `stop` is set (which,
-        unlike a cancel, Python 3.11 cannot swallow inside a redis-py call)."""
-        stop = self.stop
-        retry = RETRY_MIN_S
-        while not stop.is_set():
+        """Subscribe, and subscribe again after each failure (backing off), until `stop`
+        is set."""
+        retry = RetryLoop(self.stop, self._health)
+        while not retry.stopping:
             pubsub: PubSub = self._redis.pubsub()
+            failed = False
             try:
                 await pubsub.subscribe(*self._channels)
-                retry = RETRY_MIN_S
+                retry.answered()
                 first, self._ever = not self._ever, True
                 self.subscribed, self.failing = True, False
                 self._on_subscribed(first)
-                while not stop.is_set():
+                while not retry.stopping:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=POLL_S
                     )
@@ -79,16 +77,15 @@ class Subscription:
                         self._handle(message["channel"], message["data"])
                     except Exception:
                         log.exception("cluster message failed", node_id=self._node_id)
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
+            except REDIS_ERRORS as exc:
+                retry.failed(exc)
                 self.subscribed, self.failing = False, True
+                failed = True
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 1.0)  # type: ignore[no-untyped-call]
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(retry):
-                    await stop.wait()
-            retry = min(retry * 2, RETRY_MAX_S)
+            if failed:
+                await retry.back_off()
 
 
-__all__ = ["POLL_S", "RETRY_MAX_S", "RETRY_MIN_S", "Subscription"]
+__all__ = ["POLL_S", "Subscription"]
