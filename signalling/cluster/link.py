@@ -13,7 +13,6 @@ import contextlib
 import os
 from collections.abc import Callable
 
-import structlog
 from redis.asyncio import Redis
 
 from identity import Identity
@@ -38,8 +37,6 @@ from signalling.media_port import MediaPort
 from signalling.outbox import Outbox
 from signalling.router import LocalRouter
 from signalling.settings import RedisConfig
-
-log = structlog.get_logger(__name__)
 
 
 class RedisCoreLink:
