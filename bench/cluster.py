@@ -115,7 +115,7 @@ from bench.signalling import Settings as SignallingSettings
 from commandcenter.config import Config, RedisConfig
 from sessions.facets import CALL_CREATED
 from sessions.postgres_store import TABLE
-from signalling.cluster_keys import ClusterKeys
+from signalling.cluster.keys import ClusterKeys
 
 NODES: Final = ("n1", "n2", "n3")
 SERVE: Final = (sys.executable, "-m", "commandcenter", "serve", "--host", "127.0.0.1")

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from bench._common import free_port
-from signalling.cluster_keys import ClusterKeys
+from signalling.cluster.keys import ClusterKeys
 from tests.polling import wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

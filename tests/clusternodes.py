@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from commandcenter.auth import Role
-from signalling.cluster_keys import ClusterKeys
+from signalling.cluster.keys import ClusterKeys
 from tests.browser import ServerProcess
 from tests.browser import token as browser_token
 from tests.clusterhelpers import REDIS_URL, delete_prefix

@@ -27,7 +27,7 @@ from bench.cluster import (
     cluster_agreed,
     groups_for,
 )
-from signalling.cluster_keys import ClusterKeys
+from signalling.cluster.keys import ClusterKeys
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_BUDGET_S = 45.0

@@ -6,12 +6,12 @@ from __future__ import annotations
 import collections
 
 from commandcenter.auth import Role
-from signalling import cluster_wire as w
 from signalling import protocol as p
-from signalling.cluster_routing import pick_media_node
+from signalling.cluster import wire as w
+from signalling.cluster.authority import pick_media_node
+from signalling.cluster.nodes import NodeLoad, NodeRecord, NodeStatus
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import SessionKeys
-from signalling.registry import NodeLoad, NodeRecord, NodeStatus
 from tests.corehelpers import (
     Board,
     disconnects,

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sessions.postgres_store import PostgresTraceStore
-from signalling import cluster_wire as w
+from signalling.cluster import wire as w
 from tests.clusterhelpers import REDIS_URL, PrivateRedis, private_redis
 from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, cluster
 from tests.mediahelpers import count_frames, media_call

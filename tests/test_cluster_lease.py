@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from signalling.cluster_keys import ClusterKeys
-from signalling.lease import Lease, LeaseTerm
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.lease import Lease, LeaseTerm
 from tests.clusterhelpers import PrivateRedis, connect, keys, private_redis
 from tests.polling import wait_until
 

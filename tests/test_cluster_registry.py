@@ -16,15 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from signalling.cluster_keys import ClusterKeys
-from signalling.registry import (
-    OVERLOADED_CPU,
-    NodeLoad,
-    NodeRecord,
-    NodeStatus,
-    RedisRegistry,
-    Registry,
-)
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.nodes import OVERLOADED_CPU, NodeLoad, NodeRecord, NodeStatus, Registry
+from signalling.cluster.registry import RedisRegistry
 from tests.clusterhelpers import PrivateRedis, connect, keys, private_redis
 from tests.polling import wait_until
 

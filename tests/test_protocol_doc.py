@@ -243,9 +243,10 @@ def error_codes() -> set[str]:
 
 
 def close_constants() -> dict[str, int]:
-    """Every CLOSE_* integer constant of every module of the `signalling` package."""
+    """Every CLOSE_* integer constant of every module of the `signalling` package (its
+    subpackages included: `signalling.cluster` has one)."""
     found: dict[str, int] = {}
-    for info in pkgutil.iter_modules(signalling.__path__, signalling.__name__ + "."):
+    for info in pkgutil.walk_packages(signalling.__path__, signalling.__name__ + "."):
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
             if name.startswith("CLOSE_") and isinstance(value, int):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# ---- node registry (signalling/registry.py) ----------------------------------------------
+# ---- node registry (signalling/cluster/registry.py) ---------------------------------------
 
 # Hash. Field: node id. Value: msgpack `registry.NodeStatus` {node_id, http_address,
 # media_address, started_at, load: {connections, calls, media_peers, cpu}}. Written by each
@@ -27,7 +27,7 @@ NODES: Final = "nodes"
 # clock, so no node's clock is trusted); a node silent past `node_timeout_s` is dead.
 NODES_HEARD: Final = "nodes:heard"
 
-# ---- the authority lease (signalling/lease.py) -------------------------------------------
+# ---- the authority lease (signalling/cluster/lease.py) ------------------------------------
 
 # String with a PX expiry: the node id of the one node that currently runs the core (the
 # authority). Set with SET NX PX, renewed and deleted only by its holder (Lua compare-and-set).
@@ -44,26 +44,26 @@ AUTHORITY_EPOCH: Final = "authority:epoch"
 AUTHORITY_LAST: Final = "authority:last"
 
 # Channel. What gateways tell the core, published by the node the client is connected to,
-# consumed by the authority only: a `signalling.cluster_wire.InboxMessage` (msgpack map
+# consumed by the authority only: a `signalling.cluster.wire.InboxMessage` (msgpack map
 # tagged by "kind"): "connect", "message" (a client message, already validated), "closed",
 # "report" (every connection of the node, for a resync). PUBLISH answering 0 receivers
 # means no authority is listening: the gateway tells its client `unavailable`.
 AUTHORITY_INBOX: Final = "authority:inbox"
 
-# Channel. Messages for every node, published by the authority: a `cluster_wire.ResyncRequest`
+# Channel. Messages for every node, published by the authority: a `wire.ResyncRequest`
 # (report your connections) when it takes the lease or its subscription was interrupted.
 BROADCAST: Final = "broadcast"
 
-# ---- the authority's journal (signalling/cluster.py) ----------------------------------------
+# ---- the authority's journal (signalling/cluster/journal.py) ------------------------------
 
-# Hash. Field: call id. Value: msgpack `cluster_wire.JournalCall` {notify: [user id...],
+# Hash. Field: call id. Value: msgpack `wire.JournalCall` {notify: [user id...],
 # ended: the data of the call's `call_ended` record were it lost now}. Written by the authority
 # for every live call as its records are made, deleted when the call ends. A node that takes
 # the lease from a dead authority ends each call left here: its members are told and the end
 # is recorded, so the trace has no call without its end.
 JOURNAL_CALLS: Final = "journal:calls"
 
-# Hash. Field: user id. Value: msgpack `cluster_wire.JournalSession` {session_id, sign_out:
+# Hash. Field: user id. Value: msgpack `wire.JournalSession` {session_id, sign_out:
 # the data of its `sign_out` record were it lost now}. As JOURNAL_CALLS, for sessions: those
 # no gateway reports to the new authority within a node timeout are recorded signed out.
 JOURNAL_SESSIONS: Final = "journal:sessions"
@@ -71,7 +71,7 @@ JOURNAL_SESSIONS: Final = "journal:sessions"
 # ---- per node -----------------------------------------------------------------------------
 
 # Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
-# `signalling.cluster_wire.NodeMessage` (msgpack map tagged by "kind"): "deliver" (a server
+# `signalling.cluster.wire.NodeMessage` (msgpack map tagged by "kind"): "deliver" (a server
 # message for some of its users), "disconnect" (close a session's connection), from the
 # authority or a media node; "room" and "signal" (a call's media, for its media node), from
 # the authority.

@@ -1,49 +1,26 @@
 """How a node of a cluster reaches users and media: the hub's `Router` and `MediaPort` when
-`[redis] url` is set (signalling/cluster.py builds them; docs/cluster.md).
+`[redis] url` is set (signalling/cluster/link.py builds them; docs/cluster.md).
 
 `ClusterRouter`: on the authority each delivery goes to the node serving its recipient (the
 authority's `where`); elsewhere (error replies, a media node's answers) to this node's
 connections, or through the recipients' presence keys. `ClusterMedia`: each call's media on
-one node, chosen by `pick_media_node` when the call first has media.
+one node, chosen (`authority.pick_media_node`) when the call first has media.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from signalling import cluster_wire as w
 from signalling import protocol as p
+from signalling.cluster import wire as w
 from signalling.connection import Connection
 from signalling.core.actions import Room
 from signalling.errors import MediaUnavailable
 from signalling.media_port import Deliver, MediaMessage, MediaPort
-from signalling.registry import OVERLOADED_CPU, NodeRecord
 
 if TYPE_CHECKING:
-    from signalling.cluster import RedisCoreLink
-
-
-def pick_media_node(
-    alive: Sequence[NodeRecord], rooms: collections.Counter[str], fallback: str
-) -> str:
-    """The live node with media to host a new call's media: the fewest rooms assigned by
-    this authority (it assigns them all, and sees its own assignments at once, not a
-    heartbeat later), then the least CPU; nodes near full CPU only if all are."""
-    candidates = [r for r in alive if r.status.media_address]
-    if not candidates:
-        return fallback
-    best = min(
-        candidates,
-        key=lambda r: (
-            r.status.load.cpu >= OVERLOADED_CPU,
-            rooms[r.node_id],
-            r.status.load.cpu,
-            r.node_id,
-        ),
-    )
-    return best.node_id
+    from signalling.cluster.link import RedisCoreLink
 
 
 class ClusterRouter:
@@ -64,20 +41,17 @@ class ClusterRouter:
         return self.node.local.connections()
 
     def deliver(self, to: Iterable[str], message: p.ServerMessage) -> None:
-        node = self.node
-        state = node.state
+        gateway = self.node.gateway
+        state = self.node.leader.state
         if state is None:
-            node.deliver_anywhere(list(to), message)
+            gateway.deliver_anywhere(list(to), message)
             return
         to = list(to)
         if isinstance(message, p.Welcome):
-            for user in to:
-                arrival = state.arriving.pop(user, None)
-                if arrival is not None:
-                    state.where[user] = arrival
+            state.welcomed(to)
         by_node: dict[str, list[str]] = {}
         where = state.where
-        here = node.node_id
+        here = gateway.node_id
         unknown: list[str] = []
         for user in to:
             location = where.get(user)
@@ -87,19 +61,19 @@ class ClusterRouter:
                 by_node.setdefault(location[0], []).append(user)
         if unknown:
             # Not welcomed by this core (yet): wherever their presence says.
-            node.deliver_anywhere(unknown, message)
+            gateway.deliver_anywhere(unknown, message)
         for target, users in by_node.items():
             if target == here:
-                node.deliver_local(users, message)
+                gateway.deliver_local(users, message)
             else:
-                node.publish_to(target, users, message)
+                gateway.publish_to(target, users, message)
 
     def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
-        node = self.node
-        state = node.state
+        gateway = self.node.gateway
+        state = self.node.leader.state
         location = state.where.get(user) if state is not None else None
-        target = node.node_id if location is None else location[0]
-        node.disconnect_on(target, user, session_id, code, reason)
+        target = gateway.node_id if location is None else location[0]
+        gateway.disconnect_on(target, user, session_id, code, reason)
 
 
 class ClusterMedia:
@@ -123,12 +97,12 @@ class ClusterMedia:
 
     def room_changed(self, change: Room) -> None:
         node = self.node
-        state = node.state
+        state = node.leader.state
         if state is None:
             return
         if not change.members and change.call_id not in state.media_nodes:
             return
-        target = node.media_node_for(state, change.call_id)
+        target = state.media_node(change.call_id, node.registry.alive(), node.node_id)
         if not change.members:
             del state.media_nodes[change.call_id]
         if target == node.node_id:
@@ -145,20 +119,20 @@ class ClusterMedia:
             officer=change.officer,
             case_number=change.case_number,
         )
-        node.publish_node(target, envelope)
+        node.gateway.publish_node(target, envelope)
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         node = self.node
-        state = node.state
+        state = node.leader.state
         target = state.media_nodes.get(message.call_id) if state is not None else None
         if target is None or target == node.node_id:
             if self.local is None:
                 raise MediaUnavailable("this server relays no media")
             await self.local.signal(user, message)
             return
-        node.publish_node(
+        node.gateway.publish_node(
             target, w.Signal(node=node.node_id, run=node.run, user=user, message=message)
         )
 
 
-__all__ = ["ClusterMedia", "ClusterRouter", "pick_media_node"]
+__all__ = ["ClusterMedia", "ClusterRouter"]

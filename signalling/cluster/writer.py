@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 
 # Most commands sent to Redis in one pipeline.
 MAX_PIPELINE: Final = 512
@@ -65,21 +66,22 @@ _Command = _Publish | _SetPresence | _DeletePresence | _HashField
 
 
 class RedisWriter:
-    """The queue and the task that drains it. `failed(exc)` / `succeeded()` report whether
-    Redis answered (for the node's health)."""
+    """The queue and the task that drains it, until `stopping` is set; whether Redis
+    answered goes to `health` (the node's). A failed batch is not retried: its unheard
+    publications' senders are told at once."""
 
     def __init__(
         self,
         redis: Redis,
         *,
         presence_ttl_s: float,
-        failed: Callable[[BaseException], None],
-        succeeded: Callable[[], None],
+        health: RedisHealth,
+        stopping: asyncio.Event,
     ) -> None:
         self._redis = redis
         self._presence_ttl_ms = round(presence_ttl_s * 1000)
-        self._failed = failed
-        self._succeeded = succeeded
+        self._health = health
+        self._stopping = stopping
         self._delete_if_ours = redis.register_script(_DELETE_IF_OURS)
         self._commands: collections.deque[_Command] = collections.deque()
         self._ready = asyncio.Event()
@@ -114,22 +116,21 @@ class RedisWriter:
     # ---- the task -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sends queued commands in order until cancelled; never raises for Redis."""
+        """Sends queued commands in order until stopped; never raises for Redis."""
+        retry = RetryLoop(self._stopping, self._health)
         commands = self._commands
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
+        while await retry.wait_for(self._ready):
             while commands:
                 batch = [commands.popleft() for _ in range(min(len(commands), MAX_PIPELINE))]
                 try:
                     results = await self._execute(batch)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    self._failed(exc)
+                except REDIS_ERRORS as exc:
+                    retry.failed(exc)
                     for command in batch:
                         if isinstance(command, _Publish) and command.unheard is not None:
                             command.unheard()
                     continue
-                self._succeeded()
+                retry.answered()
                 for command, result in zip(batch, results, strict=True):
                     if isinstance(command, _Publish) and command.unheard is not None and not result:
                         command.unheard()

@@ -28,7 +28,8 @@ from typing import Final
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 
 log = structlog.get_logger(__name__)
 
@@ -157,6 +158,11 @@ class Lease:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._keeper: asyncio.Task[None] | None = None
+        # Set when the holding its keeper keeps is over (retry.py: a cancel may be swallowed).
+        self._keeper_stop = asyncio.Event()
+        self._health = RedisHealth(
+            "lease renewal failed", "lease renewal reached Redis again", key=key, holder=holder_id
+        )
         # Raised at each new holding, release and loss. A renewal's reply, or a keeper task,
         # from an older holding is ignored: Python 3.11's asyncio.wait_for (which redis-py
         # uses around each write) can swallow the cancellation of a keeper, so a cancelled
@@ -214,7 +220,7 @@ class Lease:
         try:
             async with asyncio.timeout(self.ttl_s):
                 await self._release(keys=[self.key], args=[self.holder_id])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning(
                 "lease release failed; it expires by its TTL", key=self.key, error=repr(exc)
             )
@@ -231,13 +237,17 @@ class Lease:
     def _confirmed(self, sent_at: float) -> None:
         self._term.confirmed(sent_at)
         if self._keeper is None:
-            self._keeper = asyncio.get_running_loop().create_task(self._keep(self._generation))
+            self._keeper_stop = asyncio.Event()
+            retry = RetryLoop(self._keeper_stop, self._health)
+            keep = self._keep(self._generation, retry)
+            self._keeper = asyncio.get_running_loop().create_task(keep)
 
     def _end_holding(self) -> None:
         """Forget the current holding (if any) and stop its keeper."""
         self._generation += 1
         self._term.ended()
         self.epoch = None
+        self._keeper_stop.set()
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not asyncio.current_task():
             keeper.cancel()
@@ -253,8 +263,9 @@ class Lease:
             except Exception:
                 log.exception("on_lost failed", key=self.key)
 
-    async def _keep(self, generation: int) -> None:
-        """Renew at each deadline until this holding is released or lost."""
+    async def _keep(self, generation: int, retry: RetryLoop) -> None:
+        """Renew at each deadline until this holding is released or lost. The deadlines,
+        after a failure too, are the pure `LeaseTerm`'s: never past the expiry."""
         term = self._term
         while generation == self._generation:
             renew_at = term.next_deadline()
@@ -262,7 +273,8 @@ class Lease:
                 return
             delay = renew_at - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                if not await retry.pause(delay):
+                    return
                 continue  # the deadline may have moved (a renewal or release meanwhile)
             now = self._clock()
             if term.expired(now):
@@ -274,12 +286,14 @@ class Lease:
             try:
                 async with deadline:
                     await self.renew()
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 if deadline.expired():
                     self._lose("no renewal reached Redis within the TTL")
                     return
-                log.warning("lease renewal failed", key=self.key, error=repr(exc))
+                retry.failed(exc)
                 term.unreachable(self._clock())
+            else:
+                retry.answered()
 
 
 __all__ = ["LEASE_TTL_S", "Lease", "LeaseTerm"]

@@ -1,0 +1,322 @@
+"""The authority's state beside its switchboard, and what it decides on what gateways say.
+
+The node holding the lease runs the province's `Switchboard`. Beside it this module keeps
+where each user's connection is (`where`, `arriving`), which session a gateway's drawn id
+stands for (`aliases`) and which node relays each call's media (`media_nodes`), and applies
+to both what the inbox brings (`signalling.cluster.wire`): a connection, its close, a
+report for a resync; and what the registry says: a node died. It also decides what to do
+with the journal a dead authority left (its calls end, its unreported sessions sign out).
+
+Pure, like the switchboard: time is an argument, and nothing here touches Redis, a task or
+a log (import-linter keeps it so, pyproject.toml). What must happen beyond the core comes
+back as data: the core's actions, for the `CoreDriver`, and `DisconnectOn`, for a gateway;
+`signalling.cluster.leader` performs both.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from identity import Identity, Role
+from sessions.recorder import TraceEvent
+from signalling import protocol as p
+from signalling.cluster import wire as w
+from signalling.cluster.nodes import OVERLOADED_CPU, NodeRecord
+from signalling.core.actions import Action, Record, Send
+from signalling.core.facts import WaitingCall
+from signalling.core.presence import SessionKeys
+from signalling.core.switchboard import Switchboard
+from signalling.errors import CLOSE_REPLACED
+from signalling.protocol import EndReason
+
+# A node's id and its run (its start time): where a connection is.
+Location = tuple[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectOn:
+    """Close `user`'s connection of session `session_id` on gateway `node`: a connection the
+    core no longer knows (replaced, or resumed elsewhere, since), so no `Disconnect` of the
+    core's would reach it."""
+
+    node: str
+    user: str
+    session_id: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """A gateway's report applied: the core's actions, and the stale connections to close."""
+
+    actions: list[Action]
+    closes: list[DisconnectOn]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """A node's death applied: the core's actions, and how many sessions it took along."""
+
+    actions: list[Action]
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class InheritedCalls:
+    """The calls a dead authority left in the journal: `actions` end the live ones (recorded,
+    their members told), whose fields `ended` are to be deleted; `waiting` ones are taken
+    over once their officers' sessions are (`take_over_waiting`)."""
+
+    actions: list[Action]
+    ended: list[str]
+    waiting: list[WaitingCall]
+
+
+@dataclass(frozen=True, slots=True)
+class InheritedSessions:
+    """The sessions a dead authority left that no gateway reported: `actions` record them
+    signed out, and their fields `closed` are to be deleted."""
+
+    actions: list[Action]
+    closed: list[str]
+
+
+@dataclass
+class AuthorityState:
+    """What the authority holds: the core, and where each of its users is."""
+
+    core: Switchboard
+    # user -> (node, run) of the connection the core last welcomed.
+    where: dict[str, Location] = field(default_factory=dict)
+    # user -> (node, run) of a connection whose welcome is still to be delivered.
+    arriving: dict[str, Location] = field(default_factory=dict)
+    # (user, session id a gateway drew) -> the session it resumed, for that gateway's close.
+    aliases: dict[tuple[str, str], str] = field(default_factory=dict)
+    # call -> the node relaying its media.
+    media_nodes: dict[str, str] = field(default_factory=dict)
+
+    # ---- what gateways say ------------------------------------------------------------------
+
+    def connect(self, envelope: w.Connect, now: float) -> list[Action]:
+        """A connection opened on `envelope.node`: its session is opened or resumed; the
+        user is there from their welcome on (`welcomed`)."""
+        info = envelope.conn
+        self.arriving[info.user] = (envelope.node, envelope.run)
+        session, actions = self.core.connect(
+            identity_of(info),
+            keys=SessionKeys(info.session_id, info.resume_token),
+            device=info.device,
+            app_version=info.app_version,
+            resume_token=envelope.resume,
+            now=now,
+        )
+        if session.session_id != info.session_id:
+            self.aliases[(info.user, info.session_id)] = session.session_id
+        return actions
+
+    def admits(self, envelope: w.ClientMessage) -> bool:
+        """Whether the core should hear this message: not if it comes from a connection
+        replaced since, whose close is on its way (like the frames of a replaced connection
+        on one node, it may not act)."""
+        current = self.core.session(envelope.user)
+        session_id = self.aliases.get((envelope.user, envelope.session_id), envelope.session_id)
+        return current is None or current.session_id == session_id
+
+    def closed(self, envelope: w.Closed, now: float) -> list[Action]:
+        user = envelope.user
+        session_id = self.aliases.pop((user, envelope.session_id), envelope.session_id)
+        if self.where.get(user, ("", 0.0))[0] == envelope.node:
+            current = self.core.session(user)
+            if current is None or current.session_id == session_id:
+                del self.where[user]
+        return self.core.disconnect(user, session_id, now)
+
+    def reconcile(self, report: w.Report, now: float) -> Reconciled:
+        """A gateway's every connection (a resync): sessions the core knows are welcomed
+        again, unknown ones adopted, stale ones closed, and those the gateway no longer
+        serves have their close applied (it was lost on the way)."""
+        core = self.core
+        out: list[Action] = []
+        closes: list[DisconnectOn] = []
+        reported = {c.user: c for c in report.conns}
+        for user, (node, _) in list(self.where.items()):
+            if node != report.node:
+                continue
+            info = reported.get(user)
+            session = core.session(user)
+            if info is None or session is None or session.session_id != info.session_id:
+                # That node no longer serves it: its close was lost on the way.
+                del self.where[user]
+                if session is not None and session.connected:
+                    out.extend(core.disconnect(user, session.session_id, now))
+        for info in report.conns:
+            session = core.session(info.user)
+            location = self.where.get(info.user)
+            if session is not None and session.session_id != info.session_id:
+                # Replaced since (by a connection elsewhere): close the stale one.
+                closes.append(_replaced(report.node, info, "signed in elsewhere"))
+                continue
+            if session is not None and location is not None and location[0] != report.node:
+                # Resumed on another node since; this node's close of it is on its way.
+                closes.append(_replaced(report.node, info, "resumed elsewhere"))
+                continue
+            self.arriving[info.user] = (report.node, report.run)
+            keys = SessionKeys(info.session_id, info.resume_token)
+            out.extend(
+                core.adopt(
+                    identity_of(info),
+                    keys=keys,
+                    device=info.device,
+                    app_version=info.app_version,
+                    now=now,
+                )
+            )
+        return Reconciled(out, closes)
+
+    # ---- what the registry says -------------------------------------------------------------
+
+    def node_lost(self, node_id: str, current_run: float | None, now: float) -> NodeLost:
+        """`node_id` died (or restarted: `current_run` is its new run, whose users stay):
+        its users' calls end and they sign out (`node_lost`), and so end the calls whose
+        media it relayed. A user who resumed on a live node meanwhile is left alone."""
+        core = self.core
+        actions: list[Action] = []
+        lost = 0
+        for user, (node, run) in list(self.where.items()):
+            if node != node_id or run == current_run:
+                continue
+            del self.where[user]
+            session = core.session(user)
+            if session is not None:
+                lost += 1
+                actions.extend(core.lose(user, session.session_id, now))
+        for user, (node, run) in list(self.arriving.items()):
+            if node == node_id and run != current_run:
+                del self.arriving[user]
+        for call_id, node in list(self.media_nodes.items()):
+            if node == node_id:
+                actions.extend(core.end_call(call_id, EndReason.NODE_LOST, now))
+        return NodeLost(actions, lost)
+
+    # ---- what routing needs -----------------------------------------------------------------
+
+    def welcomed(self, users: Iterable[str]) -> None:
+        """A welcome goes to `users`: each is, from here on, where their arriving connection
+        is (what was said before, to a connection it replaces, went to the old node)."""
+        for user in users:
+            arrival = self.arriving.pop(user, None)
+            if arrival is not None:
+                self.where[user] = arrival
+
+    def media_node(self, call_id: str, alive: Sequence[NodeRecord], fallback: str) -> str:
+        """The node relaying `call_id`'s media, chosen among `alive` when first asked."""
+        node = self.media_nodes.get(call_id)
+        if node is None:
+            rooms = collections.Counter(self.media_nodes.values())
+            node = pick_media_node(alive, rooms, fallback)
+            self.media_nodes[call_id] = node
+        return node
+
+    # ---- what a dead authority left ---------------------------------------------------------
+
+    def inherit_calls(self, journal: Mapping[str, bytes], now: float) -> InheritedCalls:
+        """The dead authority's journal of calls (call id -> `wire.JournalCall`): the calls
+        this core does not have end `node_lost` now; waiting ones are kept for later."""
+        actions: list[Action] = []
+        ended: list[str] = []
+        waiting: list[WaitingCall] = []
+        for call_id, value in journal.items():
+            if self.core.calls.table.get(call_id) is not None:
+                continue
+            try:
+                entry = w.decode_journal_call(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if entry.waiting is not None:
+                # Taken over once its officer's session is (after the resync).
+                waiting.append(entry.waiting)
+                continue
+            actions.append(Record(TraceEvent(kind="call_ended", at=now, data=entry.ended)))
+            message = p.CallEnded(call_id=call_id, reason=EndReason.NODE_LOST, by=None)
+            actions.append(Send(tuple(entry.notify), message))
+            ended.append(call_id)
+        return InheritedCalls(actions, ended, waiting)
+
+    def inherit_sessions(
+        self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float
+    ) -> InheritedSessions:
+        """The dead authority's journal of sessions as found (`before`) and a node timeout
+        later (`now_in_journal`): the ones neither rewritten (adopted by us) nor deleted
+        (signed out by us) since, and unknown to the core, were served by nobody alive."""
+        actions: list[Action] = []
+        closed: list[str] = []
+        for user, value in before.items():
+            if now_in_journal.get(user) != value or self.core.session(user) is not None:
+                continue
+            try:
+                left = w.decode_journal_session(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            actions.append(Record(TraceEvent(kind="sign_out", at=now, data=left.sign_out)))
+            closed.append(user)
+        return InheritedSessions(actions, closed)
+
+    def take_over_waiting(self, waiting: Iterable[WaitingCall], now: float) -> list[Action]:
+        """Queue again, in the order they were placed, the calls that were waiting."""
+        actions: list[Action] = []
+        for call in sorted(waiting, key=lambda c: c.created_at):
+            actions.extend(self.core.take_over(call, now))
+        return actions
+
+
+def pick_media_node(
+    alive: Sequence[NodeRecord], rooms: collections.Counter[str], fallback: str
+) -> str:
+    """The live node with media to host a new call's media: the fewest rooms assigned by
+    this authority (it assigns them all, and sees its own assignments at once, not a
+    heartbeat later), then the least CPU; nodes near full CPU only if all are."""
+    candidates = [r for r in alive if r.status.media_address]
+    if not candidates:
+        return fallback
+    best = min(
+        candidates,
+        key=lambda r: (
+            r.status.load.cpu >= OVERLOADED_CPU,
+            rooms[r.node_id],
+            r.status.load.cpu,
+            r.node_id,
+        ),
+    )
+    return best.node_id
+
+
+def identity_of(info: w.ConnectionInfo) -> Identity:
+    """Who a gateway's connection is, as its verified token said."""
+    return Identity(
+        user_id=info.user,
+        name=info.name,
+        role=Role(info.role),
+        court=info.court,
+        expires_at=info.expires_at,
+    )
+
+
+def _replaced(node: str, info: w.ConnectionInfo, reason: str) -> DisconnectOn:
+    return DisconnectOn(node, info.user, info.session_id, CLOSE_REPLACED, reason)
+
+
+__all__ = [
+    "AuthorityState",
+    "DisconnectOn",
+    "InheritedCalls",
+    "InheritedSessions",
+    "Location",
+    "NodeLost",
+    "Reconciled",
+    "pick_media_node",
+]

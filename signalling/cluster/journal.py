@@ -1,0 +1,168 @@
+"""The authority's journal in Redis: every live call and session as its end would be
+recorded were the authority lost now, and a new authority's inheritance of it.
+
+The authority's hub records facts as on one node; after each batch the journal brings the
+fields of the calls and sessions those facts are about up to date (`ClusterKeys.journal_calls`,
+`journal_sessions`, written through the ordered `RedisWriter`). A node taking the lease from
+a dead authority reads what it left (`inherit`): its calls end at once, its sessions that no
+gateway reports within a node timeout are recorded signed out, and the calls that were
+waiting for an operator are queued again. What to do is decided by the pure
+`AuthorityState` (signalling/cluster/authority.py); this module reads and writes Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+import structlog
+from redis.asyncio import Redis
+
+from sessions.recorder import TraceEvent
+from signalling.clock import Clock
+from signalling.cluster import wire as w
+from signalling.cluster.authority import AuthorityState
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
+from signalling.cluster.writer import RedisWriter
+from signalling.core.actions import Action
+from signalling.core.switchboard import Switchboard
+
+log = structlog.get_logger(__name__)
+
+# Records that open or close a session (the journal follows them).
+_SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
+
+
+class Journal:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        writer: RedisWriter,
+        keys: ClusterKeys,
+        node_id: str,
+        clock: Clock,
+        node_timeout_s: float,
+        authority: Callable[[], AuthorityState | None],
+        emit: Callable[[list[Action]], None],
+        health: RedisHealth,
+        stopping: asyncio.Event,
+    ) -> None:
+        """`authority()` is this node's authority state while it holds the lease; `emit`
+        performs what it decided outside a client's message."""
+        self._redis = redis
+        self._writer = writer
+        self._keys = keys
+        self._node_id = node_id
+        self._clock = clock
+        self._node_timeout_s = node_timeout_s
+        self._authority = authority
+        self._emit = emit
+        self._health = health
+        self._stopping = stopping
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def recorded(self, events: Sequence[TraceEvent]) -> None:
+        """The authority's hub recorded `events`: bring the journal of the calls and
+        sessions they are about up to date."""
+        state = self._authority()
+        if state is None:
+            return
+        users: set[str] = set()
+        calls: set[str] = set()
+        for event in events:
+            if event.kind in _SESSION_KINDS:
+                users.add(str(event.data["user"]))
+            call = event.data.get("call")
+            if isinstance(call, str):
+                calls.add(call)
+        for user in users:
+            self._session(state.core, user)
+        for call_id in calls:
+            self._call(state.core, call_id)
+
+    def rewrite(self, core: Switchboard) -> None:
+        """Write every live session and call of `core` again (Redis may have lost them)."""
+        for user in list(core.presence.sessions):
+            self._session(core, user)
+        for call_id in list(core.calls.table):
+            self._call(core, call_id)
+
+    def _session(self, core: Switchboard, user: str) -> None:
+        facts = core.session_facts(user)
+        value = None
+        if facts is not None:
+            entry = w.JournalSession(session_id=str(facts["session"]), sign_out=facts)
+            value = w.encode(entry)
+        self._writer.hash_field(self._keys.journal_sessions, user, value)
+
+    def _call(self, core: Switchboard, call_id: str) -> None:
+        facts = core.call_facts(call_id)
+        value = None
+        if facts is not None:
+            entry = w.JournalCall(
+                notify=list(facts.notify), ended=facts.ended, waiting=facts.waiting
+            )
+            value = w.encode(entry)
+        self._writer.hash_field(self._keys.journal_calls, call_id, value)
+
+    # ---- inheriting -------------------------------------------------------------------------
+
+    async def inherit(self, state: AuthorityState) -> None:
+        """Close what a dead authority left open: its calls end at once (their members are
+        told, the end is recorded); its sessions that no gateway reports within a node
+        timeout are recorded signed out. Retried until Redis answers or we are deposed."""
+        keys = self._keys
+        retry = RetryLoop(self._stopping, self._health)
+        journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
+        if journal is None:
+            return
+        calls, sessions = journal
+        inherited = state.inherit_calls(calls, self._clock.now())
+        for call_id in inherited.ended:
+            self._writer.hash_field(keys.journal_calls, call_id, None)
+        log.info(
+            "calls of the previous authority ended",
+            node_id=self._node_id,
+            calls=len(inherited.ended),
+        )
+        self._emit(inherited.actions)
+        # Gateways report their connections on our resync request; what is left unreported
+        # after a node timeout was served by nobody alive.
+        if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
+            return
+        try:
+            current = _decoded(await self._redis.hgetall(keys.journal_sessions))
+        except REDIS_ERRORS as exc:
+            retry.failed(exc)
+            return
+        now = self._clock.now()
+        left = state.inherit_sessions(sessions, current, now)
+        for user in left.closed:
+            self._writer.hash_field(keys.journal_sessions, user, None)
+        log.info(
+            "sessions of the previous authority closed",
+            node_id=self._node_id,
+            sessions=len(left.closed),
+        )
+        self._emit(left.actions + state.take_over_waiting(inherited.waiting, now))
+
+    async def _read(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        calls = await self._redis.hgetall(self._keys.journal_calls)
+        sessions = await self._redis.hgetall(self._keys.journal_sessions)
+        return _decoded(calls), _decoded(sessions)
+
+
+def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, bytes]:
+    # The client may or may not have been built with decode_responses.
+    return {_text(k): v.encode() if isinstance(v, str) else v for k, v in fields.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["Journal"]
