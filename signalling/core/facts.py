@@ -90,17 +90,17 @@ class Facts:
     def position(
         self, user: str, court: str, pos: p.GeoPosition, clock_offset_ms: float | None, now: float
     ) -> Record:
-        return self.record(
-            "position",
-            now,
-            user=user,
-            court=court,
-            lat=pos.lat,
-            lon=pos.lon,
-            accuracy_m=pos.accuracy_m,
-            device_time=pos.device_time,
-            clock_offset_ms=clock_offset_ms,
-        )
+        # Built in place, not through `record`: made for every position an officer reports.
+        data: dict[str, object] = {
+            "user": user,
+            "court": court,
+            "lat": pos.lat,
+            "lon": pos.lon,
+            "accuracy_m": pos.accuracy_m,
+            "device_time": pos.device_time,
+            "clock_offset_ms": clock_offset_ms,
+        }
+        return Record(TraceEvent("position", now, data))
 
     # ---- calls --------------------------------------------------------------------------
 

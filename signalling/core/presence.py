@@ -90,6 +90,8 @@ class Session:
     app_version: str
     signed_in_at: float
     link: Link = Link.CONNECTED
+    # `link is Link.CONNECTED`, kept beside it by `apply`: read on every message.
+    connected: bool = True
     # Open connections serving this session: two while a resuming connection replaces one
     # the driver has been told to close but has not yet reported closed.
     connections: int = 1
@@ -107,16 +109,13 @@ class Session:
     def role(self) -> Role:
         return self.identity.role
 
-    @property
-    def connected(self) -> bool:
-        return self.link is Link.CONNECTED
-
     def apply(self, event: SessionEvent) -> tuple[SessionEffect, ...]:
         try:
             new, effects = TRANSITIONS[(self.link, event)]
         except KeyError:
             raise IllegalTransition(f"session cannot {event.value} while {self.link}") from None
         self.link = new
+        self.connected = new is Link.CONNECTED
         return effects
 
 

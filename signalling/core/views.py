@@ -146,9 +146,10 @@ class Views:
 
     def _publish_position(self, session: Session, now: float) -> list[Action]:
         user = session.user_id
-        self._position_pending.discard(user)
+        if user in self._position_pending:
+            self._position_pending.discard(user)
+            self._deadlines.cancel(PositionDue(user))
         self._position_sent_at[user] = now
-        self._deadlines.cancel(PositionDue(user))
         pos = session.position
         assert pos is not None
         record = self._board.facts.position(
