@@ -92,7 +92,7 @@ def create_app(
         clock=clock,
         node_id=node_id,
     )
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[http_edge.request_ids])
+    app = web.Application(client_max_size=1024 * 1024)
     app.on_response_prepare.append(http_edge.stamp_request_id)
     app[CONFIG] = config
     app[HUB] = hub

@@ -29,6 +29,7 @@ from commandcenter.http_edge import (
     error_response,
     identity_of,
     internal_error_response,
+    serving,
 )
 from commandcenter.keys import CONFIG, EVIDENCE, HUB
 from sessions import evidence as ev
@@ -76,10 +77,11 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
 def _answering(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return _failure(request, exc)
+        with serving(request):
+            try:
+                return await handler(request)
+            except Exception as exc:
+                return _failure(request, exc)
 
     return wrapped
 

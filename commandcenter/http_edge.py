@@ -4,19 +4,19 @@ the shape of an error answer (`{"error": code, "reason": ..., "field": ...}`).
 Each API module still has its one place that maps its own exceptions to statuses; what is
 not a client's fault goes to `internal_error_response` here: logged with its traceback, the
 request id and the user id, and answered 500 with the request id only (nothing of the error
-itself). The `request_ids` middleware gives every request its id (`X-Request-Id` on every
-answer, and on every log line written while serving it) and answers any fault no API
-caught the same way.
+itself). Every answer carries the request's id (`X-Request-Id`), and every log line an API
+handler writes while serving it (`serving`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 from typing import Any, Final
 
 import structlog
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 
 from commandcenter.auth import AuthError, Identity, bearer_token
 from commandcenter.keys import HUB
@@ -40,8 +40,19 @@ def identity_of(request: web.Request) -> Identity:
     return identity
 
 
-def request_id(request: web.Request) -> str:
-    return str(request.get(_ID_KEY, ""))
+def request_id(request: web.BaseRequest) -> str:
+    """The request's id, drawn on first use."""
+    rid = request.get(_ID_KEY)
+    if rid is None:
+        rid = request[_ID_KEY] = secrets.token_hex(8)
+    return str(rid)
+
+
+@contextlib.contextmanager
+def serving(request: web.Request) -> Iterator[None]:
+    """While an API handler serves `request`, every log line carries its id."""
+    with structlog.contextvars.bound_contextvars(request_id=request_id(request)):
+        yield
 
 
 def internal_error_response(
@@ -61,27 +72,11 @@ def internal_error_response(
     return web.json_response(body, status=500)
 
 
-@web.middleware
-async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request gets an id of ours, on every log line while it is served; a fault that
-    no API answered is answered here, 500 with that id."""
-    rid = secrets.token_hex(8)
-    request[_ID_KEY] = rid
-    with structlog.contextvars.bound_contextvars(request_id=rid):
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception as exc:
-            return internal_error_response(request, exc)
-
-
 async def stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """`X-Request-Id` on every answer, streamed ones included (an `on_response_prepare`
-    signal, not the middleware: a download is prepared inside its handler)."""
-    rid = request.get(_ID_KEY)
-    if rid is not None:
-        response.headers[REQUEST_ID] = str(rid)
+    signal: a download is prepared inside its handler). Not a middleware: that would hold a
+    frame for as long as each WebSocket lives, 10,000 of them on a busy node."""
+    response.headers[REQUEST_ID] = request_id(request)
 
 
 def error_response(status: int, code: str, reason: str, field: str | None = None) -> web.Response:

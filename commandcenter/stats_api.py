@@ -22,6 +22,7 @@ from commandcenter.http_edge import (
     error_response,
     identity_of,
     internal_error_response,
+    serving,
 )
 from commandcenter.keys import CONFIG, COURTS, TRACE
 from sessions.durable import statistics_report, zone_of
@@ -77,6 +78,11 @@ async def _stats(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
+    with serving(request):
+        return await _answer(request)
+
+
+async def _answer(request: web.Request) -> web.Response:
     try:
         return await _stats(request)
     except AuthError as exc:
