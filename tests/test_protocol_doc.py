@@ -223,7 +223,8 @@ SHAPES: dict[str, type[msgspec.Struct]] = {
     for name, obj in vars(p).items()
     if inspect.isclass(obj)
     and issubclass(obj, msgspec.Struct)
-    and obj.__module__ == p.__name__
+    # Declared in a module of the `signalling.protocol` package, re-exported by it.
+    and obj.__module__.startswith(p.__name__ + ".")
     and not name.startswith("_")
     and obj not in CLIENT_TYPES.values()
     and obj not in SERVER_TYPES.values()

@@ -1,48 +1,28 @@
-"""The wire protocol, declared once: every client and server message as a msgspec Struct.
-
-Browsers send JSON text frames, native clients msgpack binary frames; both decode into the
-same Structs, so a constraint written here (a length bound, a range) holds for both encodings.
-Structs are tagged by their `type` field and reject unknown fields: a typo in a client is an
-error the client sees, not a field silently dropped. `docs/protocol.md` documents each message.
-
-Bump PROTOCOL_VERSION on any incompatible change; clients state the version they speak in the
-`v` query parameter of the WebSocket URL.
-"""
+"""Sessions, presence and calls: what officers and the command center say to each other
+through the hub, and the shapes they share (docs/protocol.md documents each)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
-PROTOCOL_VERSION = 1
-
-# Bounds applied while decoding, before anything reaches the core.
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-CallId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-CourtCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-CaseNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Note = Annotated[str, msgspec.Meta(max_length=256)]
-# Unix time in milliseconds, as JavaScript's Date.now() gives it; bounded to years 2000-2100.
-EpochMs = Annotated[float, msgspec.Meta(ge=946684800000.0, le=4102444800000.0)]
-Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
-Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
-AccuracyM = Annotated[float, msgspec.Meta(ge=0.0, le=100000.0)]
-RttMs = Annotated[float, msgspec.Meta(ge=0.0, le=60000.0)]
-# SDP is bounded again by limits.max_sdp_chars; this is the hard ceiling.
-Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=262144)]
-Candidate = Annotated[str, msgspec.Meta(max_length=1024)]
-SdpMid = Annotated[str, msgspec.Meta(max_length=64)]
-MLineIndex = Annotated[int, msgspec.Meta(ge=0, le=255)]
-
-
-class _ClientMessage(
-    msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True
-):
-    id: Id
-
+from signalling.protocol.base import (
+    AccuracyM,
+    CallId,
+    CaseNumber,
+    CourtCode,
+    EpochMs,
+    Latitude,
+    Longitude,
+    Note,
+    RttMs,
+    UserId,
+    UserInfo,
+    _ClientMessage,
+    _ServerMessage,
+)
 
 # --- client to server --------------------------------------------------------------------
 
@@ -119,61 +99,7 @@ class GetRoster(_ClientMessage, tag="get_roster", frozen=True):
     court: CourtCode | None = None
 
 
-class Offer(_ClientMessage, tag="offer", frozen=True):
-    call_id: CallId
-    sdp: Sdp
-
-
-class Answer(_ClientMessage, tag="answer", frozen=True):
-    call_id: CallId
-    sdp: Sdp
-
-
-class IceCandidate(_ClientMessage, tag="ice_candidate", frozen=True):
-    call_id: CallId
-    # Empty candidate: end of candidates.
-    candidate: Candidate
-    sdp_mid: SdpMid | None = None
-    sdp_mline_index: MLineIndex | None = None
-
-
-class Snapshot(_ClientMessage, tag="snapshot", frozen=True):
-    call_id: CallId
-    # Whose video; absent: the call's officer.
-    of: UserId | None = None
-
-
-ClientMessage = (
-    Heartbeat
-    | Position
-    | CallCenter
-    | Emergency
-    | CallOfficer
-    | Accept
-    | Decline
-    | Cancel
-    | Hangup
-    | JoinCall
-    | LeaveCall
-    | Transfer
-    | ClearEmergency
-    | GetRoster
-    | Offer
-    | Answer
-    | IceCandidate
-    | Snapshot
-)
-
-MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
-MediaMessage = Offer | Answer | IceCandidate | Snapshot
-
-
 # --- shared shapes -----------------------------------------------------------------------
-
-
-def epoch_ms(seconds: float) -> float:
-    """A time as the protocol carries it: milliseconds since the epoch, to the microsecond."""
-    return round(seconds * 1000.0, 3)
 
 
 class Direction(StrEnum):
@@ -193,13 +119,6 @@ class EndReason(StrEnum):
     PARTY_LOST = "party_lost"  # a party stayed away past presence.grace_s
     NODE_LOST = "node_lost"
     SHUTDOWN = "shutdown"  # the server was stopped
-
-
-class UserInfo(msgspec.Struct, frozen=True):
-    id: str
-    name: str
-    role: str
-    court: str
 
 
 class GeoPosition(msgspec.Struct, frozen=True):
@@ -239,10 +158,6 @@ class CallInfo(msgspec.Struct, frozen=True):
 # --- server to client --------------------------------------------------------------------
 
 
-class _ServerMessage(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
-    pass
-
-
 class Welcome(_ServerMessage, tag="welcome", frozen=True):
     protocol: int
     session_id: str
@@ -254,17 +169,6 @@ class Welcome(_ServerMessage, tag="welcome", frozen=True):
     heartbeat_interval_s: float
     grace_s: float
     calls: list[CallInfo]
-
-
-class Ack(_ServerMessage, tag="ack", frozen=True):
-    ref: str
-
-
-class Error(_ServerMessage, tag="error", frozen=True):
-    ref: str | None
-    code: str
-    reason: str
-    field: str | None = None
 
 
 class HeartbeatAck(_ServerMessage, tag="heartbeat_ack", frozen=True):
@@ -347,58 +251,3 @@ class PartyAway(_ServerMessage, tag="party_away", frozen=True):
 class PartyBack(_ServerMessage, tag="party_back", frozen=True):
     call_id: str
     user: UserInfo
-
-
-class ServerOffer(_ServerMessage, tag="offer", frozen=True):
-    call_id: str
-    sdp: str
-
-
-class ServerAnswer(_ServerMessage, tag="answer", frozen=True):
-    ref: str
-    call_id: str
-    sdp: str
-
-
-class ServerIceCandidate(_ServerMessage, tag="ice_candidate", frozen=True):
-    call_id: str
-    candidate: str
-    sdp_mid: str | None
-    sdp_mline_index: int | None
-
-
-class SnapshotTaken(_ServerMessage, tag="snapshot_taken", frozen=True):
-    ref: str
-    call_id: str
-    # Whose video the still is of.
-    of: str
-    evidence_id: str
-    sha256: str
-    # Server time the frame was received, epoch milliseconds.
-    taken_at: float
-
-
-ServerMessage = (
-    Welcome
-    | Ack
-    | Error
-    | HeartbeatAck
-    | CallPlaced
-    | Roster
-    | RosterUpdate
-    | CallRinging
-    | CallQueued
-    | CallTaken
-    | RingStopped
-    | CallAnswered
-    | CallEnded
-    | ParticipantJoined
-    | ParticipantLeft
-    | CallTransferred
-    | PartyAway
-    | PartyBack
-    | ServerOffer
-    | ServerAnswer
-    | ServerIceCandidate
-    | SnapshotTaken
-)

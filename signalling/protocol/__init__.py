@@ -1,0 +1,210 @@
+"""The wire protocol, declared once: every client and server message as a msgspec Struct.
+
+Browsers send JSON text frames, native clients msgpack binary frames; both decode into the
+same Structs, so a constraint written here (a length bound, a range) holds for both encodings.
+Structs are tagged by their `type` field and reject unknown fields: a typo in a client is an
+error the client sees, not a field silently dropped. `docs/protocol.md` documents each message.
+
+The package holds them by what they are about: `base` (what every message shares), `calls`
+(sessions, presence and calls), `media` (media negotiation); this module gathers them into the
+two unions the codec decodes and encodes, and re-exports every name (`from signalling import
+protocol as p; p.Accept`).
+
+Bump PROTOCOL_VERSION on any incompatible change; clients state the version they speak in the
+`v` query parameter of the WebSocket URL.
+"""
+
+from __future__ import annotations
+
+from signalling.protocol.base import (
+    PROTOCOL_VERSION,
+    AccuracyM,
+    Ack,
+    CallId,
+    Candidate,
+    CaseNumber,
+    CourtCode,
+    EpochMs,
+    Error,
+    Id,
+    Latitude,
+    Longitude,
+    MLineIndex,
+    Note,
+    RttMs,
+    Sdp,
+    SdpMid,
+    UserId,
+    UserInfo,
+    epoch_ms,
+)
+from signalling.protocol.calls import (
+    Accept,
+    CallAnswered,
+    CallCenter,
+    CallEnded,
+    CallInfo,
+    CallOfficer,
+    CallPlaced,
+    CallQueued,
+    CallRinging,
+    CallTaken,
+    CallTransferred,
+    Cancel,
+    ClearEmergency,
+    Decline,
+    Direction,
+    Emergency,
+    EndReason,
+    GeoPosition,
+    GetRoster,
+    Hangup,
+    Heartbeat,
+    HeartbeatAck,
+    JoinCall,
+    LeaveCall,
+    ParticipantJoined,
+    ParticipantLeft,
+    PartyAway,
+    PartyBack,
+    Position,
+    PresenceStatus,
+    RingStopped,
+    RingStopReason,
+    Roster,
+    RosterEntry,
+    RosterUpdate,
+    Transfer,
+    Welcome,
+)
+from signalling.protocol.media import (
+    Answer,
+    IceCandidate,
+    Offer,
+    ServerAnswer,
+    ServerIceCandidate,
+    ServerOffer,
+    Snapshot,
+    SnapshotTaken,
+)
+
+ClientMessage = (
+    Heartbeat
+    | Position
+    | CallCenter
+    | Emergency
+    | CallOfficer
+    | Accept
+    | Decline
+    | Cancel
+    | Hangup
+    | JoinCall
+    | LeaveCall
+    | Transfer
+    | ClearEmergency
+    | GetRoster
+    | Offer
+    | Answer
+    | IceCandidate
+    | Snapshot
+)
+
+MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
+MediaMessage = Offer | Answer | IceCandidate | Snapshot
+
+ServerMessage = (
+    Welcome
+    | Ack
+    | Error
+    | HeartbeatAck
+    | CallPlaced
+    | Roster
+    | RosterUpdate
+    | CallRinging
+    | CallQueued
+    | CallTaken
+    | RingStopped
+    | CallAnswered
+    | CallEnded
+    | ParticipantJoined
+    | ParticipantLeft
+    | CallTransferred
+    | PartyAway
+    | PartyBack
+    | ServerOffer
+    | ServerAnswer
+    | ServerIceCandidate
+    | SnapshotTaken
+)
+
+__all__ = [
+    "MEDIA_MESSAGES",
+    "PROTOCOL_VERSION",
+    "Accept",
+    "AccuracyM",
+    "Ack",
+    "Answer",
+    "CallAnswered",
+    "CallCenter",
+    "CallEnded",
+    "CallId",
+    "CallInfo",
+    "CallOfficer",
+    "CallPlaced",
+    "CallQueued",
+    "CallRinging",
+    "CallTaken",
+    "CallTransferred",
+    "Cancel",
+    "Candidate",
+    "CaseNumber",
+    "ClearEmergency",
+    "ClientMessage",
+    "CourtCode",
+    "Decline",
+    "Direction",
+    "Emergency",
+    "EndReason",
+    "EpochMs",
+    "Error",
+    "GeoPosition",
+    "GetRoster",
+    "Hangup",
+    "Heartbeat",
+    "HeartbeatAck",
+    "IceCandidate",
+    "Id",
+    "JoinCall",
+    "Latitude",
+    "LeaveCall",
+    "Longitude",
+    "MLineIndex",
+    "MediaMessage",
+    "Note",
+    "Offer",
+    "ParticipantJoined",
+    "ParticipantLeft",
+    "PartyAway",
+    "PartyBack",
+    "Position",
+    "PresenceStatus",
+    "RingStopReason",
+    "RingStopped",
+    "Roster",
+    "RosterEntry",
+    "RosterUpdate",
+    "RttMs",
+    "Sdp",
+    "SdpMid",
+    "ServerAnswer",
+    "ServerIceCandidate",
+    "ServerMessage",
+    "ServerOffer",
+    "Snapshot",
+    "SnapshotTaken",
+    "Transfer",
+    "UserId",
+    "UserInfo",
+    "Welcome",
+    "epoch_ms",
+]
