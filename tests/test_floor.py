@@ -1,6 +1,6 @@
 """A conference's floor: the per-site table (every listed pair leads where it says, every other
-pair raises and changes nothing, no self-loops, timers run exactly while their states last),
-scenarios of every command in both modes, and a
+pair raises and changes nothing, no self-loops, timers run exactly while their states last,
+docs/floor.md shows the same table), scenarios of every command in both modes, and a
 Hypothesis state machine over random commands and timer firings checking the arbiter's
 invariants after every step. Pure: no event loop, times passed in."""
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +63,7 @@ ALLOWED = sorted(TRANSITIONS, key=str)
 FORBIDDEN = [pair for pair in ALL_PAIRS if pair not in TRANSITIONS]
 # A talk-time limit, so that every timer of the table shows up as an effect.
 TIMED = FloorPolicy(max_talk_s=60.0, revoke_grace_s=3.0)
+DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "floor.md"
 
 
 def floor_with(state: SiteFloor, policy: FloorPolicy = TIMED) -> Floor:
@@ -157,6 +160,28 @@ def test_every_state_is_reachable_and_only_grant_gives_the_floor() -> None:
     assert seen == set(SiteFloor)
     into_permitted = {event for (_, event), (dst, _) in TRANSITIONS.items() if dst is P}
     assert into_permitted == {FloorEvent.GRANT}
+
+
+def test_the_documented_table_is_the_code_table() -> None:
+    """docs/floor.md's transition table (state | event | next state | effects, values in
+    backticks) is exactly TRANSITIONS, so the doc cannot drift."""
+    text = DOC_PATH.read_text(encoding="utf-8")
+    section = text.split("## Transition table", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[0].replace(" ", "") == "|state|event|nextstate|effects|"
+    documented: dict[tuple[SiteFloor, FloorEvent], tuple[SiteFloor, tuple[SiteEffect, ...]]] = {}
+    for row in rows[2:]:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        state, event, new = (c.strip("`") for c in cells[:3])
+        key = (SiteFloor(state), FloorEvent(event))
+        assert key not in documented, f"{key} listed twice"
+        effects = tuple(SiteEffect(x) for x in re.findall(r"`([a-z_]+)`", cells[3]))
+        documented[key] = (SiteFloor(new), effects)
+    expected = "\n".join(
+        f"| `{s}` | `{e}` | `{n}` | {', '.join(f'`{x}`' for x in fx) or '(none)'} |"
+        for (s, e), (n, fx) in TRANSITIONS.items()
+    )
+    assert documented == TRANSITIONS, f"docs/floor.md's table should read:\n{expected}"
 
 
 # ---- commands, moderated ----------------------------------------------------------------------
