@@ -72,6 +72,8 @@ def create_app(
             node_id=node_id,
             new_call_id=lambda: "c-" + secrets.token_hex(8),
             media=config.media.enabled,
+            conferences=config.conferences,
+            new_conference_id=lambda: "m-" + secrets.token_hex(8),
         )
 
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ MIN_RSA_BITS: Final = 2048
 SECRET_FILE: Final = "jwt_secret"
 
 _ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
+# What a witness token may name: one conference ("conference:<id>").
+_SCOPE: Final = re.compile(r"conference:[A-Za-z0-9_-]{1,64}")
 
 
 class TokenVerifier:
@@ -135,7 +138,16 @@ class TokenVerifier:
             raise AuthError("invalid claim")
         if court not in self._courts:
             raise AuthError("unknown court")
-        return Identity(user_id=user_id, name=name, role=role, court=court, expires_at=exp)
+        scope = claims.get("scope")
+        if role is Role.WITNESS:
+            # A witness token names the one conference it may watch; without it, nothing.
+            if not isinstance(scope, str) or not _SCOPE.fullmatch(scope):
+                raise AuthError("invalid claim")
+        elif scope is not None:
+            raise AuthError("invalid claim")
+        return Identity(
+            user_id=user_id, name=name, role=role, court=court, expires_at=exp, scope=scope
+        )
 
 
 def _numeric_date(value: object) -> float:
@@ -168,9 +180,18 @@ def _load_public_key(alg: str, pem: str) -> RSAPublicKey | EllipticCurvePublicKe
 
 
 def issue_token(
-    secret: str, *, user: str, role: Role, court: str, name: str, ttl_s: float, now: float
+    secret: str,
+    *,
+    user: str,
+    role: Role,
+    court: str,
+    name: str,
+    ttl_s: float,
+    now: float,
+    scope: str | None = None,
 ) -> str:
-    """An HS256 token for `user`, valid from `now` for `ttl_s` seconds."""
+    """An HS256 token for `user`, valid from `now` for `ttl_s` seconds; a witness's names
+    the conference it may watch (`scope`, "conference:<id>")."""
     for field, value in (("user", user), ("name", name), ("court", court)):
         if not value or len(value) > MAX_ID_CHARS:
             raise ValueError(f"{field} must be 1 to {MAX_ID_CHARS} characters")
@@ -180,6 +201,10 @@ def issue_token(
         raise ValueError(f"user ids starting {RESERVED_USER_PREFIX!r} are reserved for the server")
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ValueError(f"the secret must be at least {MIN_SECRET_BYTES} bytes")
+    if (Role(role) is Role.WITNESS) != (scope is not None):
+        raise ValueError("a witness token, and only one, names a conference (scope)")
+    if scope is not None and not _SCOPE.fullmatch(scope):
+        raise ValueError("scope must be conference:<id>")
     # Whole seconds, as most JWT consumers expect; flooring nbf keeps the token usable at `now`.
     issued = math.floor(now)
     claims = {
@@ -191,6 +216,8 @@ def issue_token(
         "nbf": issued,
         "exp": math.floor(now + ttl_s),
     }
+    if scope is not None:
+        claims["scope"] = scope
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

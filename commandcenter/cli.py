@@ -118,6 +118,17 @@ def _add_token(commands: Commands) -> None:
         metavar="SECONDS",
         help=f"lifetime in seconds (default: {DEFAULT_TOKEN_TTL_S:g}; at most auth.max_ttl_s)",
     )
+    p.add_argument(
+        "--conference",
+        metavar="ID",
+        help="for --role witness (and only then): the one conference the witness may watch",
+    )
+    p.add_argument(
+        "--not-before",
+        type=float,
+        metavar="UNIX_SECONDS",
+        help="start of the token's window (default: now); with --ttl, a witness's time window",
+    )
     p.set_defaults(run=_token)
 
 
@@ -140,6 +151,7 @@ def _token(args: argparse.Namespace) -> int:
         )
     if "HS256" not in config.auth.algorithms:
         raise CommandError(prog, "auth.algorithms excludes HS256, so the server would refuse it")
+    scope = None if args.conference is None else f"conference:{args.conference}"
     secret = load_secret(config.auth, Path(config.server.data_dir))
     try:
         token = issue_token(
@@ -149,7 +161,8 @@ def _token(args: argparse.Namespace) -> int:
             court=args.court,
             name=args.user if args.name is None else args.name,
             ttl_s=ttl_s,
-            now=time.time(),
+            now=time.time() if args.not_before is None else args.not_before,
+            scope=scope,
         )
     except ValueError as exc:
         raise CommandError(prog, str(exc)) from None

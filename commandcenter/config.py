@@ -31,7 +31,13 @@ from commandcenter.config_errors import ConfigError, config_error
 from identity import Court
 from media.settings import MediaConfig
 from sessions.settings import EvidenceConfig, RecorderConfig
-from signalling.settings import CallsConfig, LimitsConfig, PresenceConfig, RedisConfig
+from signalling.settings import (
+    CallsConfig,
+    ConferencesConfig,
+    LimitsConfig,
+    PresenceConfig,
+    RedisConfig,
+)
 
 ENV_PREFIX = "COMMANDCENTER_"
 MIN_SECRET_BYTES = 32
@@ -90,6 +96,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
+    conferences: ConferencesConfig = msgspec.field(default_factory=ConferencesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     evidence: EvidenceConfig = msgspec.field(default_factory=EvidenceConfig)
@@ -137,6 +144,12 @@ def _validate(cfg: Config) -> None:
         "calls.ring_timeout_s": cfg.calls.ring_timeout_s,
         "calls.queue_timeout_s": cfg.calls.queue_timeout_s,
         "calls.max_queue": cfg.calls.max_queue,
+        "conferences.max_sites": cfg.conferences.max_sites,
+        "conferences.max_open": cfg.conferences.max_open,
+        "conferences.max_schedule_ahead_s": cfg.conferences.max_schedule_ahead_s,
+        "conferences.ring_s": cfg.conferences.ring_s,
+        "conferences.chairless_grace_s": cfg.conferences.chairless_grace_s,
+        "conferences.max_queue": cfg.conferences.max_queue,
         "evidence.max_upload_bytes": cfg.evidence.max_upload_bytes,
         "evidence.clock_offset_threshold_ms": cfg.evidence.clock_offset_threshold_ms,
         "media.keyframe_interval_s": cfg.media.keyframe_interval_s,
@@ -145,6 +158,8 @@ def _validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    if cfg.conferences.revoke_grace_s < 0:
+        raise ConfigError("conferences.revoke_grace_s: must not be negative")
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
@@ -339,6 +354,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "AuthConfig",
     "CallsConfig",
+    "ConferencesConfig",
     "Config",
     "ConfigError",
     "CourtConfig",

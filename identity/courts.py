@@ -82,6 +82,9 @@ class Courts:
                 return self._subtrees.get(identity.court, frozenset())
             case Role.AUDITOR:
                 return self._all
+            case Role.WITNESS:
+                # A witness sees the one conference of their token, no court's records.
+                return frozenset()
 
     def in_scope(self, identity: Identity, court: str) -> bool:
         return court in self.scope(identity)

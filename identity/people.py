@@ -13,6 +13,9 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
     AUDITOR = "auditor"
+    # An invited observer (a people's congress deputy, a procurator): watches one named
+    # conference, view-only, within the time window of their token.
+    WITNESS = "witness"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Identity:
     court: str
     # Unix seconds: the credential's expiry (a token's exp claim).
     expires_at: float
+    # What a witness may watch ("conference:<id>"); None for every other role.
+    scope: str | None = None
 
 
 AuthReason = Literal[

@@ -593,7 +593,7 @@ def may_upload(identity: Identity) -> bool:
 
 def may_read(identity: Identity, item: EvidenceItem, courts: Courts) -> bool:
     """Officers their own items; operators, supervisors and admins their court scope;
-    auditors everything."""
+    auditors everything; witnesses nothing (they watch a conference, not the records)."""
     match identity.role:
         case Role.OFFICER:
             return item.uploader == identity.user_id
@@ -601,6 +601,8 @@ def may_read(identity: Identity, item: EvidenceItem, courts: Courts) -> bool:
             return courts.in_scope(identity, item.court)
         case Role.AUDITOR:
             return True
+        case Role.WITNESS:
+            return False
 
 
 def may_correct(identity: Identity, item: EvidenceItem, courts: Courts) -> bool:

@@ -45,7 +45,15 @@ def _field_and_reason(message: str) -> tuple[str | None, str]:
     match = _AT.search(message)
     if match:
         path = match.group("path") or None
-        return path, message[: match.start()]
+        reason = message[: match.start()]
+        if path is not None:
+            # `field` is the message's own field; a place inside it (an item of a list) is
+            # said in the reason.
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            if top != path:
+                reason = f"{reason} (at {path})"
+            path = top
+        return path, reason
     key = _AT_KEY.search(message)
     if key:
         # A field name that is not a string: there is no field to name.

@@ -67,6 +67,12 @@ class CallAlreadyTaken(InvalidState):
     code = "call_taken"
 
 
+class Conflict(ClientError):
+    """Decided on a state that has changed since (a stale `revision`); nothing was done."""
+
+    code = "conflict"
+
+
 class Busy(ClientError):
     code = "busy"
 

@@ -1,6 +1,6 @@
-"""The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]` and `[redis]` sections
-of config.toml, with their defaults. `commandcenter.config` reads them; the hub and the core
-receive them, never the file.
+"""The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]` and
+`[redis]` sections of config.toml, with their defaults. `commandcenter.config` reads them;
+the hub and the core receive them, never the file.
 
 Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
 dataclass, while `forbid_unknown_fields` turns a misspelt key into an error naming its path.
@@ -46,6 +46,23 @@ class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     allow_covert_monitoring: bool = False
     # Most calls waiting in one court's queue; beyond it a call is refused as `queue_full`.
     max_queue: int = 200
+
+
+class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # Most sites (witnesses included) joined to one conference at once.
+    max_sites: int = 300
+    # Most conferences not ended (scheduled or running) at once in the province.
+    max_open: int = 1000
+    # Latest a conference may be scheduled ahead of now, seconds.
+    max_schedule_ahead_s: float = 30 * 86400.0
+    # An invitation rings this long before it counts as not answered, seconds.
+    ring_s: float = 60.0
+    # With no moderator connected, a running conference goes on this long, then ends, seconds.
+    chairless_grace_s: float = 300.0
+    # A holder whose floor is revoked keeps it this long (MCPTT T3), seconds.
+    revoke_grace_s: float = 3.0
+    # Most raised hands kept in one conference's queue.
+    max_queue: int = 300
 
 
 class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

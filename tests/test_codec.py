@@ -49,6 +49,36 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
         sdp_mline_index=0,
     ),
     p.Snapshot(id="m18", call_id="c1", of="o1"),
+    p.CreateConference(
+        id="m19",
+        title="Province dispatch meeting",
+        court="P",
+        invite_courts=("P0201",),
+        invite_below=("P01",),
+        invite_users=("o1",),
+        starts_at=NOW_MS,
+        max_speakers=2,
+        max_talk_s=120.0,
+    ),
+    p.ListConferences(id="m20"),
+    p.StartConference(id="m21", conference_id="m-1"),
+    p.JoinConference(id="m22", conference_id="m-1"),
+    p.DeclineConference(id="m23", conference_id="m-1"),
+    p.LeaveConference(id="m24", conference_id="m-1"),
+    p.RaiseHand(id="m25", conference_id="m-1"),
+    p.LowerHand(id="m26", conference_id="m-1"),
+    p.ReleaseFloor(id="m27", conference_id="m-1"),
+    p.GrantFloor(id="m28", conference_id="m-1", site="op1", revision=7),
+    p.RevokeFloor(id="m29", conference_id="m-1", site="op1", revision=8),
+    p.MuteAll(id="m30", conference_id="m-1"),
+    p.UnmuteAll(id="m31", conference_id="m-1"),
+    p.Spotlight(id="m32", conference_id="m-1", site="op1"),
+    p.RemoveSite(id="m33", conference_id="m-1", site="op1", ban=True),
+    p.LockConference(id="m34", conference_id="m-1", locked=True),
+    p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
+    p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
+    p.HandOver(id="m37", conference_id="m-1", to="sup1"),
+    p.EndConference(id="m38", conference_id="m-1", revision=9),
 ]
 
 USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
@@ -75,6 +105,39 @@ ENTRY = p.RosterEntry(
     device="phone",
     since=NOW_MS,
 )
+
+CONFERENCE = p.ConferenceInfo(
+    conference_id="m-1",
+    title="Province dispatch meeting",
+    court="P",
+    host=OPERATOR,
+    status="running",
+    starts_at=NOW_MS,
+    created_at=NOW_MS,
+    invited_courts=["P01", "P0101"],
+    invited_users=["o1"],
+    moderators=["op1"],
+    chair="op1",
+    sites=2,
+    locked=False,
+)
+FLOOR = p.FloorInfo(state="permitted", position=None, until=NOW_MS + 60_000, called=True)
+STATE = p.ConferenceState(
+    conference_id="m-1",
+    revision=3,
+    status="running",
+    chair=OPERATOR,
+    holders=[USER],
+    spotlight=USER,
+    audio="floor",
+    locked=False,
+    max_speakers=1,
+    max_talk_s=None,
+    mode="moderated",
+    sites=2,
+)
+SITE = p.SiteInfo(user=USER, role="site", status="joined", floor=FLOOR, joined_at=NOW_MS)
+INVITATION = p.InvitationInfo(invitee="P0101", kind="court", state="joined", by=OPERATOR)
 
 SERVER_SAMPLES: list[p.ServerMessage] = [
     p.Welcome(
@@ -117,6 +180,25 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
         sha256="0" * 64,
         taken_at=NOW_MS,
     ),
+    p.ConferenceCreated(ref="m19", conference=CONFERENCE),
+    p.Conferences(ref="m20", conferences=[CONFERENCE]),
+    p.ConferenceInvitation(conference=CONFERENCE),
+    p.InvitationStopped(conference_id="m-1", reason="answered", by=OPERATOR),
+    p.ConferenceJoined(
+        ref="m22",
+        conference=CONFERENCE,
+        state=STATE,
+        role="moderator",
+        floor=FLOOR,
+        sites=[SITE],
+        invitations=[INVITATION],
+    ),
+    p.ConferenceUpdate(state=STATE),
+    p.FloorStatus(conference_id="m-1", floor=FLOOR, reason=None),
+    p.SitesChanged(conference_id="m-1", revision=3, sites=[SITE], left=["o2"]),
+    p.InvitationsChanged(conference_id="m-1", invitations=[INVITATION]),
+    p.ConferenceLeft(conference_id="m-1", reason="banned", by="op1"),
+    p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
 ]
 
 _server_json = msgspec.json.Decoder(p.ServerMessage)

@@ -303,6 +303,7 @@ def identity_of(info: w.ConnectionInfo) -> Identity:
         role=Role(info.role),
         court=info.court,
         expires_at=info.expires_at,
+        scope=info.scope,
     )
 
 

@@ -117,6 +117,7 @@ class Gateway:
             resume_token=keys.resume_token,
             device=params.device,
             app_version=params.app_version,
+            scope=identity.scope,
         )
         self.pending[conn.user] = conn
         self.infos[conn] = info

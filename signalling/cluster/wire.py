@@ -45,6 +45,8 @@ class ConnectionInfo(msgspec.Struct, frozen=True, kw_only=True):
     resume_token: str
     device: str
     app_version: str
+    # A witness token's conference; None for every other role.
+    scope: str | None = None
 
 
 class Connect(_Envelope, tag="connect", frozen=True, kw_only=True):

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from signalling.core.switchboard import Switchboard
 
 WATCHER_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+# The command center's seats: a court's console answers a conference invitation for it.
+CONSOLE_ROLES: Final = WATCHER_ROLES
 MONITOR_ROLES: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 
@@ -133,6 +135,8 @@ class Presence:
         self._operators: dict[str, set[str]] = {}
         self._officers: dict[str, set[str]] = {}
         self._monitors: dict[str, set[str]] = {}
+        # court -> the command center's users of that very court (its consoles).
+        self._consoles: dict[str, set[str]] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class Presence:
 
     def officers(self, court: str) -> list[str]:
         return sorted(self._officers.get(court, ()))
+
+    def consoles(self, court: str) -> list[str]:
+        return sorted(self._consoles.get(court, ()))
 
     def has_operators(self, court: str) -> bool:
         return bool(self._operators.get(court))
@@ -205,6 +212,7 @@ class Presence:
             self._apply(session, SessionEvent.RESUME)
         session.identity = identity
         board.calls.party_back(user, now, out)
+        board.conferences.member_back(user, now, out)
         if session.role is Role.OFFICER:
             out.extend(board.views.officer_changed(session))
         out.append(Send((user,), self.welcome(session, resumed=True, now=now)))
@@ -276,6 +284,7 @@ class Presence:
             board.dispatch.run(now, out)
             return out
         board.calls.party_away(user, self.config.grace_s, now, out)
+        board.conferences.member_away(user, now, out)
         if session.role is not Role.OFFICER:
             # Someone who cannot answer stops ringing; their calls ring elsewhere or queue.
             # An officer keeps ringing: the call is in their welcome when they resume.
@@ -301,6 +310,7 @@ class Presence:
         call = board.calls.call_of(user)
         if call is not None:
             board.calls.end(call, EndReason.PARTY_LOST, user, now, out)
+        board.conferences.member_gone(user, now, out)
         out.append(board.facts.record("sign_out", now, **self.signed_out_data(session, reason)))
         self._apply(session, SessionEvent.SIGN_OUT)
         self._index(session.identity, add=False)
@@ -333,6 +343,8 @@ class Presence:
                 _toggle(self._monitors, court, user, add)
         if ident.role is Role.OPERATOR:
             _toggle(self._operators, ident.court, user, add)
+        if ident.role in CONSOLE_ROLES:
+            _toggle(self._consoles, ident.court, user, add)
         if ident.role is Role.OFFICER:
             _toggle(self._officers, ident.court, user, add)
 

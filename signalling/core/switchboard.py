@@ -14,16 +14,19 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
   ahead of everything (pre-emption), with `placing` (signalling.core.placing) deciding
   whether a call may be placed;
 * `calls` (signalling.core.calls): the call table, parties, supervisors, transfers;
+* `conferences` (signalling.core.conferences): provincial conferences, their invitations and
+  sites, with `moderation` (signalling.core.moderation): the floor and the moderators' actions;
 * `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
 They reach each other through this facade, which routes each client message to the sub-core
 that owns it (`handle`) and each deadline to the one that set it (`handle_timeout`). A new
-capability (the provincial conferences) is a new sub-core beside `calls`, with its messages
-routed here and its deadlines typed like the others: see `_route` and `handle_timeout`.
+capability is a new sub-core, with its messages routed here and its deadlines typed like the
+others, as the conferences were added beside the calls.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection
 from typing import Final
 
@@ -32,19 +35,27 @@ from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
+from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart, InvitationExpiry
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, Facts, WaitingCall
+from signalling.core.moderation import FloorTimer, Moderation
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
-from signalling.settings import CallsConfig, PresenceConfig
+from signalling.settings import CallsConfig, ConferencesConfig, PresenceConfig
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `Dispatch.run` makes is skipped for them.
-_NO_DISPATCH: Final = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
+_NO_DISPATCH: Final = (
+    p.Heartbeat,
+    p.Position,
+    p.GetRoster,
+    *p.MEDIA_MESSAGES,
+    *p.CONFERENCE_MESSAGES,
+)
 
 
 class Switchboard:
@@ -57,6 +68,8 @@ class Switchboard:
         node_id: str,
         new_call_id: Callable[[], str],
         media: bool = False,
+        conferences: ConferencesConfig | None = None,
+        new_conference_id: Callable[[], str] | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -67,7 +80,15 @@ class Switchboard:
         self.calls = Calls(self, courts, calls, new_call_id, media=media)
         self.dispatch = Dispatch(self, courts, calls, self.deadlines)
         self.placing = Placing(self, courts, calls)
-        # The conference sub-core goes here (issue: provincial conferences), beside `calls`.
+        conferences = conferences if conferences is not None else ConferencesConfig()
+        self.conferences = Conferences(
+            self,
+            courts,
+            conferences,
+            new_conference_id if new_conference_id is not None else _numbered("m"),
+            self.deadlines,
+        )
+        self.moderation = Moderation(self, courts, conferences, self.deadlines)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -164,6 +185,9 @@ class Switchboard:
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 out.append(calls.negotiate(session, msg))
                 return
+            case _ if isinstance(msg, p.CONFERENCE_MESSAGES):
+                self._route_conference(session, msg, now, out)
+                return
             case p.Accept():
                 dispatch.accept(session, calls.get(msg.call_id), now, out)
             case p.Decline():
@@ -182,6 +206,57 @@ class Switchboard:
                 calls.transfer(session, calls.get(msg.call_id), msg.to, now, out)
         out.append(Send((user,), p.Ack(ref=msg.id)))
 
+    def _route_conference(
+        self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]
+    ) -> None:
+        conferences, moderation = self.conferences, self.moderation
+        user = session.user_id
+        match msg:
+            case p.CreateConference():
+                conferences.create(session, msg, now, out)
+                return
+            case p.ListConferences():
+                out.append(Send((user,), conferences.listed(session, msg)))
+                return
+            case p.JoinConference():
+                conferences.join(session, msg, now, out)
+                return
+            case p.StartConference():
+                conferences.start_early(session, msg, now, out)
+            case p.DeclineConference():
+                conferences.decline(session, msg, now, out)
+            case p.LeaveConference():
+                conferences.leave(session, msg, now, out)
+            case p.RaiseHand():
+                moderation.raise_hand(session, msg, now, out)
+            case p.LowerHand():
+                moderation.lower_hand(session, msg, now, out)
+            case p.ReleaseFloor():
+                moderation.release(session, msg, now, out)
+            case p.GrantFloor():
+                moderation.grant(session, msg, now, out)
+            case p.RevokeFloor():
+                moderation.revoke(session, msg, now, out)
+            case p.MuteAll():
+                moderation.mute_all(session, msg, now, out)
+            case p.UnmuteAll():
+                moderation.unmute_all(session, msg, now, out)
+            case p.Spotlight():
+                moderation.spotlight(session, msg, now, out)
+            case p.RemoveSite():
+                moderation.remove(session, msg, now, out)
+            case p.LockConference():
+                moderation.lock(session, msg, now, out)
+            case p.SetFloor():
+                moderation.set_floor(session, msg, now, out)
+            case p.NameModerator():
+                moderation.name_moderator(session, msg, now, out)
+            case p.HandOver():
+                moderation.hand_over(session, msg, now, out)
+            case p.EndConference():
+                moderation.end(session, msg, now, out)
+        out.append(Send((user,), p.Ack(ref=msg.id)))
+
     def media_call(self, user: str, call_id: str) -> Call:
         """The active call `user` may negotiate media for; raises otherwise."""
         return self.calls.media_call(user, call_id)
@@ -198,6 +273,14 @@ class Switchboard:
                     self.dispatch.timed_out(key, now, out)
                 case PositionDue(user=user):
                     out.extend(self.views.position_due(user, now))
+                case ConferenceStart(conference_id=cid):
+                    self.conferences.start_due(cid, now, out)
+                case InvitationExpiry(conference_id=cid):
+                    self.conferences.invitations_expired(cid, now, out)
+                case ChairGrace(conference_id=cid):
+                    self.moderation.chair_grace_over(cid, now, out)
+                case FloorTimer():
+                    self.moderation.timer_fired(key, now, out)
         self.dispatch.run(now, out)
         return out
 
@@ -288,12 +371,19 @@ class Switchboard:
         rest are connected to other nodes, and the next authority takes their sessions on),
         so the trace holds no sign-in without its sign-out and no call without its end."""
         out: list[Action] = []
+        self.conferences.end_all("shutdown", now, out)
         for call in self.calls.live():
             self.calls.end(call, EndReason.SHUTDOWN, None, now, out)
         for session in list(self.presence.sessions.values()):
             if users is None or session.user_id in users:
                 self.presence.sign_out(session, "shutdown", now, out)
         return out
+
+
+def _numbered(prefix: str) -> Callable[[], str]:
+    """Ids `<prefix>1`, `<prefix>2`, ... (the driver gives random ones; tests keep these)."""
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter)}"
 
 
 def _require(session: Session, role: Role, reason: str) -> None:

@@ -6,7 +6,8 @@ Structs are tagged by their `type` field and reject unknown fields: a typo in a 
 error the client sees, not a field silently dropped. `docs/protocol.md` documents each message.
 
 The package holds them by what they are about: `base` (what every message shares), `calls`
-(sessions, presence and calls), `media` (media negotiation); this module gathers them into the
+(sessions, presence and calls), `media` (media negotiation), `conferences` (provincial video
+conferences); this module gathers them into the
 two unions the codec decodes and encodes, and re-exports every name (`from signalling import
 protocol as p; p.Accept`).
 
@@ -77,6 +78,62 @@ from signalling.protocol.calls import (
     Transfer,
     Welcome,
 )
+from signalling.protocol.conferences import (
+    AudioMode,
+    ConferenceCreated,
+    ConferenceEnded,
+    ConferenceEndReason,
+    ConferenceId,
+    ConferenceInfo,
+    ConferenceInvitation,
+    ConferenceJoined,
+    ConferenceLeft,
+    ConferenceRole,
+    Conferences,
+    ConferenceState,
+    ConferenceStatus,
+    ConferenceUpdate,
+    CreateConference,
+    DeclineConference,
+    EndConference,
+    FloorInfo,
+    FloorMode,
+    FloorStatus,
+    GrantFloor,
+    HandOver,
+    InvitationInfo,
+    InvitationsChanged,
+    InvitationState,
+    InvitationStopped,
+    InvitationStopReason,
+    InvitedBelow,
+    InvitedCourts,
+    InvitedUsers,
+    JoinConference,
+    LeaveConference,
+    LeftReason,
+    ListConferences,
+    LockConference,
+    LowerHand,
+    MaxSpeakers,
+    MuteAll,
+    NameModerator,
+    RaiseHand,
+    ReleaseFloor,
+    RemoveSite,
+    Revision,
+    RevokeFloor,
+    SetFloor,
+    SiteFloorState,
+    SiteInfo,
+    SitesChanged,
+    SiteStatus,
+    Spotlight,
+    StartConference,
+    TalkSeconds,
+    Title,
+    UnmuteAll,
+)
 from signalling.protocol.media import (
     Answer,
     IceCandidate,
@@ -107,10 +164,52 @@ ClientMessage = (
     | Answer
     | IceCandidate
     | Snapshot
+    | CreateConference
+    | ListConferences
+    | StartConference
+    | JoinConference
+    | DeclineConference
+    | LeaveConference
+    | RaiseHand
+    | LowerHand
+    | ReleaseFloor
+    | GrantFloor
+    | RevokeFloor
+    | MuteAll
+    | UnmuteAll
+    | Spotlight
+    | RemoveSite
+    | LockConference
+    | SetFloor
+    | NameModerator
+    | HandOver
+    | EndConference
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
 MediaMessage = Offer | Answer | IceCandidate | Snapshot
+CONFERENCE_MESSAGES = (
+    CreateConference,
+    ListConferences,
+    StartConference,
+    JoinConference,
+    DeclineConference,
+    LeaveConference,
+    RaiseHand,
+    LowerHand,
+    ReleaseFloor,
+    GrantFloor,
+    RevokeFloor,
+    MuteAll,
+    UnmuteAll,
+    Spotlight,
+    RemoveSite,
+    LockConference,
+    SetFloor,
+    NameModerator,
+    HandOver,
+    EndConference,
+)
 
 ServerMessage = (
     Welcome
@@ -135,15 +234,28 @@ ServerMessage = (
     | ServerAnswer
     | ServerIceCandidate
     | SnapshotTaken
+    | ConferenceCreated
+    | Conferences
+    | ConferenceInvitation
+    | InvitationStopped
+    | ConferenceJoined
+    | ConferenceUpdate
+    | FloorStatus
+    | SitesChanged
+    | InvitationsChanged
+    | ConferenceLeft
+    | ConferenceEnded
 )
 
 __all__ = [
+    "CONFERENCE_MESSAGES",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
     "AccuracyM",
     "Ack",
     "Answer",
+    "AudioMode",
     "CallAnswered",
     "CallCenter",
     "CallEnded",
@@ -160,26 +272,64 @@ __all__ = [
     "CaseNumber",
     "ClearEmergency",
     "ClientMessage",
+    "ConferenceCreated",
+    "ConferenceEndReason",
+    "ConferenceEnded",
+    "ConferenceId",
+    "ConferenceInfo",
+    "ConferenceInvitation",
+    "ConferenceJoined",
+    "ConferenceLeft",
+    "ConferenceRole",
+    "ConferenceState",
+    "ConferenceStatus",
+    "ConferenceUpdate",
+    "Conferences",
     "CourtCode",
+    "CreateConference",
     "Decline",
+    "DeclineConference",
     "Direction",
     "Emergency",
+    "EndConference",
     "EndReason",
     "EpochMs",
     "Error",
+    "FloorInfo",
+    "FloorMode",
+    "FloorStatus",
     "GeoPosition",
     "GetRoster",
+    "GrantFloor",
+    "HandOver",
     "Hangup",
     "Heartbeat",
     "HeartbeatAck",
     "IceCandidate",
     "Id",
+    "InvitationInfo",
+    "InvitationState",
+    "InvitationStopReason",
+    "InvitationStopped",
+    "InvitationsChanged",
+    "InvitedBelow",
+    "InvitedCourts",
+    "InvitedUsers",
     "JoinCall",
+    "JoinConference",
     "Latitude",
     "LeaveCall",
+    "LeaveConference",
+    "LeftReason",
+    "ListConferences",
+    "LockConference",
     "Longitude",
+    "LowerHand",
     "MLineIndex",
+    "MaxSpeakers",
     "MediaMessage",
+    "MuteAll",
+    "NameModerator",
     "Note",
     "Offer",
     "ParticipantJoined",
@@ -188,6 +338,11 @@ __all__ = [
     "PartyBack",
     "Position",
     "PresenceStatus",
+    "RaiseHand",
+    "ReleaseFloor",
+    "RemoveSite",
+    "Revision",
+    "RevokeFloor",
     "RingStopReason",
     "RingStopped",
     "Roster",
@@ -200,9 +355,19 @@ __all__ = [
     "ServerIceCandidate",
     "ServerMessage",
     "ServerOffer",
+    "SetFloor",
+    "SiteFloorState",
+    "SiteInfo",
+    "SiteStatus",
+    "SitesChanged",
     "Snapshot",
     "SnapshotTaken",
+    "Spotlight",
+    "StartConference",
+    "TalkSeconds",
+    "Title",
     "Transfer",
+    "UnmuteAll",
     "UserId",
     "UserInfo",
     "Welcome",

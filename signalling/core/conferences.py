@@ -1,0 +1,573 @@
+"""Provincial conferences: hosting, invitations, joining and leaving, and how a conference
+follows its members' connections. The floor and the moderators' actions are in
+`signalling.core.moderation`; one conference's record and its state table in
+`signalling.core.conference`.
+
+Theory of operation
+-------------------
+An operator, supervisor or admin hosts a conference for a court of their scope, now or at a
+set time, inviting courts (one by one, or every court under one) and users. When it starts,
+every signed-in console (operator, supervisor, admin) of an invited court and every invited
+user who is signed in is rung (`conference_invitation`); the first console of a court to join
+answers for the court and the court's other consoles stop ringing, as with a call. An
+invitation nobody answers within `conferences.ring_s` counts as not answered; anyone invited
+may still join from the list. The host, the co-moderators, consoles of invited courts,
+invited users, supervisors and admins over the host court, and witnesses whose token names the
+conference may join; the banned may not, nor anyone new once it is locked or full.
+
+A site whose connection drops stays in the conference, shown away, and is back when it
+resumes (no new join). When its user signs out it leaves. When the chair drops, a connected
+co-moderator takes the chair; with none, the conference goes on for
+`conferences.chairless_grace_s` and ends unless a moderator comes back.
+
+This module owns the conference table, which conferences each user has joined, which ring at
+each user, and the conferences' timers (`ConferenceStart`, `InvitationExpiry`, `ChairGrace`;
+the floor's `FloorTimer` is moderation's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from identity import Courts, Role
+from signalling import protocol as p
+from signalling.core.actions import Action, Send
+from signalling.core.conference import (
+    Conference,
+    ConferenceEffect,
+    ConferenceEvent,
+    ConferenceStatus,
+    Invitation,
+    Site,
+    conference_info,
+    conference_state,
+    floor_info,
+    invitation_info,
+    site_info,
+)
+from signalling.core.deadlines import Deadlines
+from signalling.core.floor import Floor, FloorMode, FloorPolicy
+from signalling.core.presence import Session
+from signalling.errors import Forbidden, InvalidState, NotFound
+from signalling.settings import ConferencesConfig
+
+if TYPE_CHECKING:
+    from signalling.core.switchboard import Switchboard
+
+HOST_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+# Witness tokens name what they may watch: "conference:<id>".
+WITNESS_SCOPE = "conference:"
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceStart:
+    """Deadline: a scheduled conference starts."""
+
+    conference_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationExpiry:
+    """Deadline: the invitations of a conference that started stop ringing."""
+
+    conference_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChairGrace:
+    """Deadline: a conference without a connected moderator ends."""
+
+    conference_id: str
+
+
+class Conferences:
+    def __init__(
+        self,
+        board: Switchboard,
+        courts: Courts,
+        config: ConferencesConfig,
+        new_id: Callable[[], str],
+        deadlines: Deadlines,
+    ) -> None:
+        self._board = board
+        self._courts = courts
+        self.config = config
+        self._new_id = new_id
+        self._deadlines = deadlines
+        self.table: dict[str, Conference] = {}
+        # user -> conferences they have joined; conferences ringing at them.
+        self._joined: dict[str, set[str]] = {}
+        self._ringing: dict[str, set[str]] = {}
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def get(self, conference_id: str) -> Conference:
+        conf = self.table.get(conference_id)
+        if conf is None:
+            raise NotFound("no such conference", field="conference_id")
+        return conf
+
+    def joined(self, user: str) -> frozenset[str]:
+        return frozenset(self._joined.get(user, ()))
+
+    def ringing_at(self, user: str) -> frozenset[str]:
+        return frozenset(self._ringing.get(user, ()))
+
+    def info(self, conf: Conference) -> p.ConferenceInfo:
+        return conference_info(conf, self._board.presence.info)
+
+    def listed(self, session: Session, msg: p.ListConferences) -> p.Conferences:
+        listed = [
+            self.info(conf)
+            for conf in sorted(self.table.values(), key=lambda c: (c.starts_at, c.conference_id))
+            if conf.status is not ConferenceStatus.ENDED and self._sees(session, conf)
+        ]
+        return p.Conferences(ref=msg.id, conferences=listed)
+
+    def _sees(self, session: Session, conf: Conference) -> bool:
+        if session.role is Role.WITNESS:
+            return session.identity.scope == WITNESS_SCOPE + conf.conference_id
+        user = session.user_id
+        return (
+            user in conf.moderators
+            or user in conf.sites
+            or user in conf.invited_users
+            or (session.role in HOST_ROLES and session.identity.court in conf.invited_courts)
+            or self._oversees(session, conf)
+        )
+
+    def _oversees(self, session: Session, conf: Conference) -> bool:
+        return session.role in (Role.SUPERVISOR, Role.ADMIN) and self._courts.in_scope(
+            session.identity, conf.court
+        )
+
+    # ---- hosting ------------------------------------------------------------------------
+
+    def create(
+        self, session: Session, msg: p.CreateConference, now: float, out: list[Action]
+    ) -> None:
+        board = self._board
+        if session.role not in HOST_ROLES:
+            raise Forbidden("only the command center hosts conferences")
+        court = msg.court or session.identity.court
+        invited = self._invited_courts(session, court, msg)
+        starts_at = now if msg.starts_at is None else max(now, msg.starts_at / 1000.0)
+        if starts_at - now > self.config.max_schedule_ahead_s:
+            raise InvalidState("too far ahead", field="starts_at")
+        open_ = sum(1 for c in self.table.values() if c.status is not ConferenceStatus.ENDED)
+        if open_ >= self.config.max_open:
+            raise InvalidState("too many conferences open at once")
+        policy = FloorPolicy(
+            mode=FloorMode.MODERATED,
+            max_speakers=msg.max_speakers,
+            max_talk_s=msg.max_talk_s,
+            revoke_grace_s=self.config.revoke_grace_s,
+            max_queue=self.config.max_queue,
+        )
+        host = session.user_id
+        conf = Conference(
+            conference_id=self._new_id(),
+            title=msg.title,
+            court=court,
+            host=host,
+            created_at=now,
+            starts_at=starts_at,
+            floor=Floor(policy),
+            invited_courts=invited,
+            invited_users=tuple(dict.fromkeys(u for u in msg.invite_users if u != host)),
+            moderators=[host],
+            chair=host,
+        )
+        self.table[conf.conference_id] = conf
+        for code in conf.invited_courts:
+            conf.invitations[f"court:{code}"] = Invitation(code, "court")
+        for user in conf.invited_users:
+            conf.invitations[f"user:{user}"] = Invitation(user, "user")
+        out.append(
+            board.facts.record(
+                "conference_created",
+                now,
+                conference=conf.conference_id,
+                court=court,
+                host=host,
+                title=conf.title,
+                starts_at=starts_at,
+                invited_courts=list(conf.invited_courts),
+                invited_users=list(conf.invited_users),
+            )
+        )
+        if starts_at <= now:
+            self.start(conf, host, now, out)
+        else:
+            self._deadlines.set(ConferenceStart(conf.conference_id), starts_at)
+        out.append(Send((host,), p.ConferenceCreated(ref=msg.id, conference=self.info(conf))))
+
+    def _invited_courts(
+        self, session: Session, court: str, msg: p.CreateConference
+    ) -> tuple[str, ...]:
+        courts = self._courts
+        scope = courts.scope(session.identity)
+        if court not in courts:
+            raise NotFound("unknown court", field="court")
+        if court not in scope:
+            raise Forbidden("court is outside your scope", field="court")
+        invited: dict[str, None] = {}
+        for name, codes, below in (
+            ("invite_courts", msg.invite_courts, False),
+            ("invite_below", msg.invite_below, True),
+        ):
+            for code in codes:
+                if code not in courts:
+                    raise NotFound(f"unknown court {code}", field=name)
+                if code not in scope:
+                    raise Forbidden(f"court {code} is outside your scope", field=name)
+                for c in sorted(courts.subtree(code)) if below else (code,):
+                    invited[c] = None
+        invited.pop(court, None)
+        return tuple(invited)
+
+    def start(self, conf: Conference, by: str | None, now: float, out: list[Action]) -> None:
+        """`conf` starts: recorded (the conferences figure counts it), invitations ring."""
+        self._perform(conf, conf.apply(ConferenceEvent.START, now), now, out)
+        conf.changed()
+        out.append(
+            self._board.facts.record(
+                "conference_started",
+                now,
+                conference=conf.conference_id,
+                court=conf.court,
+                host=conf.host,
+                by=by,
+            )
+        )
+
+    def start_due(self, conference_id: str, now: float, out: list[Action]) -> None:
+        conf = self.table.get(conference_id)
+        if conf is not None and conf.status is ConferenceStatus.SCHEDULED:
+            self.start(conf, None, now, out)
+
+    def start_early(
+        self, session: Session, msg: p.StartConference, now: float, out: list[Action]
+    ) -> None:
+        conf = self.get(msg.conference_id)
+        if session.user_id not in conf.moderators:
+            raise Forbidden("only a moderator starts the conference")
+        if conf.status is not ConferenceStatus.SCHEDULED:
+            raise InvalidState(f"conference is {conf.status.value}")
+        self.start(conf, session.user_id, now, out)
+
+    def end(
+        self,
+        conf: Conference,
+        reason: p.ConferenceEndReason,
+        by: str | None,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        board = self._board
+        members = conf.members()
+        moderators = tuple(u for u in conf.moderators if u not in members)
+        self._perform(conf, conf.apply(ConferenceEvent.END, now), now, out)
+        conf.changed()
+        for user in members:
+            _discard(self._joined, user, conf.conference_id)
+        out.append(
+            board.facts.record(
+                "conference_ended",
+                now,
+                conference=conf.conference_id,
+                court=conf.court,
+                reason=reason,
+                by=by,
+                sites=len(members),
+            )
+        )
+        told = tuple(dict.fromkeys((*members, *moderators)))
+        out.append(Send(told, p.ConferenceEnded(conf.conference_id, reason, by)))
+        # Ended conferences are kept only as long as something may still refer to them.
+        del self.table[conf.conference_id]
+
+    def end_all(self, reason: p.ConferenceEndReason, now: float, out: list[Action]) -> None:
+        for conf in list(self.table.values()):
+            self.end(conf, reason, None, now, out)
+
+    def _perform(
+        self, conf: Conference, effects: tuple[ConferenceEffect, ...], now: float, out: list[Action]
+    ) -> None:
+        cid = conf.conference_id
+        for effect in effects:
+            match effect:
+                case ConferenceEffect.STOP_START_TIMER:
+                    self._deadlines.cancel(ConferenceStart(cid))
+                case ConferenceEffect.RING_INVITATIONS:
+                    self._ring(conf, now, out)
+                case ConferenceEffect.STOP_INVITATIONS:
+                    self._stop_ringing(conf, "ended", None, out)
+                case ConferenceEffect.STOP_TIMERS:
+                    self._deadlines.cancel(InvitationExpiry(cid))
+                    self._deadlines.cancel(ChairGrace(cid))
+                    self._board.moderation.forget(conf)
+
+    # ---- invitations --------------------------------------------------------------------
+
+    def _ring(self, conf: Conference, now: float, out: list[Action]) -> None:
+        presence = self._board.presence
+        rung: list[str] = []
+        for inv in conf.invitations.values():
+            if inv.kind == "court":
+                users = [u for u in presence.consoles(inv.invitee) if u != conf.host]
+            else:
+                users = [inv.invitee] if presence.session(inv.invitee) is not None else []
+            for user in users:
+                inv.ringing.add(user)
+                self._ringing.setdefault(user, set()).add(conf.conference_id)
+                rung.append(user)
+        if rung:
+            invitation = p.ConferenceInvitation(conference=self.info(conf))
+            out.append(Send(tuple(dict.fromkeys(rung)), invitation))
+            self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
+
+    def invitations_expired(self, conference_id: str, now: float, out: list[Action]) -> None:
+        conf = self.table.get(conference_id)
+        if conf is not None:
+            self._stop_ringing(conf, "expired", None, out)
+
+    def _stop_ringing(
+        self,
+        conf: Conference,
+        reason: p.InvitationStopReason,
+        answered: Invitation | None,
+        out: list[Action],
+    ) -> None:
+        """Stop ringing for `conf`: one invitation's (answered), or every one (expired or
+        ended); those left unanswered count as not answered."""
+        changed: list[Invitation] = []
+        for inv in [answered] if answered is not None else list(conf.invitations.values()):
+            if not inv.ringing:
+                continue
+            users = tuple(sorted(inv.ringing))
+            for user in users:
+                _discard(self._ringing, user, conf.conference_id)
+            inv.ringing.clear()
+            if inv.state == "ringing" and reason == "expired":
+                inv.state = "no_answer"
+                changed.append(inv)
+            by = self._board.presence.info(inv.by) if inv.by is not None else None
+            stopped = p.InvitationStopped(conf.conference_id, reason, by)
+            out.append(Send(users, stopped))
+        if changed:
+            self._tell_invitations(conf, changed, out)
+
+    def decline(
+        self, session: Session, msg: p.DeclineConference, now: float, out: list[Action]
+    ) -> None:
+        conf = self.get(msg.conference_id)
+        user = session.user_id
+        inv = next((i for i in conf.invitations.values() if user in i.ringing), None)
+        if inv is None:
+            raise InvalidState("the conference is not ringing for you")
+        inv.ringing.discard(user)
+        inv.declined.add(user)
+        _discard(self._ringing, user, conf.conference_id)
+        out.append(
+            self._board.facts.record(
+                "conference_declined",
+                now,
+                conference=conf.conference_id,
+                user=user,
+                court=session.identity.court,
+            )
+        )
+        if not inv.ringing and inv.state == "ringing":
+            # Everyone it rang at has said no.
+            inv.state, inv.by = "declined", user
+            self._tell_invitations(conf, [inv], out)
+
+    def _tell_invitations(
+        self, conf: Conference, invitations: list[Invitation], out: list[Action]
+    ) -> None:
+        moderators = conf.moderators_here()
+        if moderators:
+            info = self._board.presence.info
+            changed = [invitation_info(i, info) for i in invitations]
+            out.append(Send(moderators, p.InvitationsChanged(conf.conference_id, changed)))
+
+    # ---- joining and leaving ------------------------------------------------------------
+
+    def join(self, session: Session, msg: p.JoinConference, now: float, out: list[Action]) -> None:
+        conf = self.get(msg.conference_id)
+        user = session.user_id
+        if conf.status is not ConferenceStatus.RUNNING:
+            raise InvalidState(f"conference is {conf.status.value}")
+        site = conf.sites.get(user)
+        if site is None:
+            site = self._admit(session, conf, now, out)
+        out.append(Send((user,), self._joined_reply(conf, site, msg.id)))
+
+    def _admit(self, session: Session, conf: Conference, now: float, out: list[Action]) -> Site:
+        user = session.user_id
+        role = self._role(session, conf)
+        if user in conf.banned:
+            raise Forbidden("you were removed from this conference")
+        if conf.locked and role != "moderator":
+            raise InvalidState("conference is locked")
+        if len(conf.sites) >= self.config.max_sites:
+            raise InvalidState("conference is full")
+        site = Site(user=user, court=session.identity.court, role=role, joined_at=now)
+        conf.sites[user] = site
+        conf.changed()
+        self._joined.setdefault(user, set()).add(conf.conference_id)
+        out.append(
+            self._board.facts.record(
+                "site_joined",
+                now,
+                conference=conf.conference_id,
+                user=user,
+                court=site.court,
+                role=role,
+            )
+        )
+        self._answer_invitation(conf, session, out)
+        if role == "moderator" and conf.chair is None:
+            self._board.moderation.take_chair(conf, user, "back", now, out)
+        self.site_changed(conf, site, out)
+        return site
+
+    def _role(self, session: Session, conf: Conference) -> p.ConferenceRole:
+        user = session.user_id
+        if session.role is Role.WITNESS:
+            if session.identity.scope != WITNESS_SCOPE + conf.conference_id:
+                raise Forbidden("your invitation is for another conference")
+            return "witness"
+        if user in conf.moderators:
+            return "moderator"
+        invited = user in conf.invited_users or (
+            session.role in HOST_ROLES and session.identity.court in conf.invited_courts
+        )
+        if invited or self._oversees(session, conf):
+            return "site"
+        raise Forbidden("you are not invited to this conference")
+
+    def _answer_invitation(self, conf: Conference, session: Session, out: list[Action]) -> None:
+        user = session.user_id
+        for key in (f"user:{user}", f"court:{session.identity.court}"):
+            inv = conf.invitations.get(key)
+            if inv is None or inv.state == "joined":
+                continue
+            if key.startswith("court:") and session.role not in HOST_ROLES:
+                continue
+            inv.state, inv.by = "joined", user
+            inv.ringing.discard(user)
+            _discard(self._ringing, user, conf.conference_id)
+            # The court's other consoles stop ringing: someone answered for it.
+            self._stop_ringing(conf, "answered", inv, out)
+            self._tell_invitations(conf, [inv], out)
+
+    def _joined_reply(self, conf: Conference, site: Site, ref: str) -> p.ConferenceJoined:
+        info = self._board.presence.info
+        moderator = site.role == "moderator"
+        return p.ConferenceJoined(
+            ref=ref,
+            conference=self.info(conf),
+            state=conference_state(conf, info),
+            role=site.role,
+            floor=floor_info(conf, site.user),
+            sites=[site_info(conf, s, info) for s in conf.sites.values()] if moderator else [],
+            invitations=(
+                [invitation_info(i, info) for i in conf.invitations.values()] if moderator else []
+            ),
+        )
+
+    def leave(
+        self, session: Session, msg: p.LeaveConference, now: float, out: list[Action]
+    ) -> None:
+        conf = self.get(msg.conference_id)
+        if session.user_id not in conf.sites:
+            raise InvalidState("you are not in this conference")
+        self.remove(conf, session.user_id, "left", None, now, out)
+
+    def remove(
+        self,
+        conf: Conference,
+        user: str,
+        reason: str,
+        by: str | None,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """`user`'s site leaves `conf` (left, removed, signed out)."""
+        del conf.sites[user]
+        conf.changed()
+        _discard(self._joined, user, conf.conference_id)
+        out.append(
+            self._board.facts.record(
+                "site_left", now, conference=conf.conference_id, user=user, reason=reason, by=by
+            )
+        )
+        self._board.moderation.site_left(conf, user, reason, now, out)
+        if conf.chair == user:
+            self._board.moderation.chair_lost(conf, now, out)
+        left = p.SitesChanged(conf.conference_id, conf.revision, [], [user])
+        self._to_moderators(conf, left, out)
+        self.broadcast(conf, out)
+
+    # ---- following the members' connections -----------------------------------------------
+
+    def member_away(self, user: str, now: float, out: list[Action]) -> None:
+        for cid in sorted(self.joined(user)):
+            conf = self.table[cid]
+            site = conf.sites[user]
+            site.away = True
+            conf.changed()
+            self.site_changed(conf, site, out)
+            if conf.chair == user:
+                self._board.moderation.chair_lost(conf, now, out)
+
+    def member_back(self, user: str, now: float, out: list[Action]) -> None:
+        for cid in sorted(self.joined(user)):
+            conf = self.table[cid]
+            site = conf.sites[user]
+            site.away = False
+            conf.changed()
+            self.site_changed(conf, site, out)
+            if site.role == "moderator" and conf.chair is None:
+                self._board.moderation.take_chair(conf, user, "back", now, out)
+
+    def member_gone(self, user: str, now: float, out: list[Action]) -> None:
+        """`user` signed out: they leave every conference, and none rings at them."""
+        for cid in sorted(self.ringing_at(user)):
+            conf = self.table[cid]
+            for inv in conf.invitations.values():
+                inv.ringing.discard(user)
+        self._ringing.pop(user, None)
+        for cid in sorted(self.joined(user)):
+            self.remove(self.table[cid], user, "signed_out", None, now, out)
+
+    # ---- telling ------------------------------------------------------------------------
+
+    def broadcast(self, conf: Conference, out: list[Action]) -> None:
+        """Every site sees the conference's state as it is now."""
+        if conf.sites:
+            state = conference_state(conf, self._board.presence.info)
+            out.append(Send(conf.members(), p.ConferenceUpdate(state=state)))
+
+    def site_changed(self, conf: Conference, site: Site, out: list[Action]) -> None:
+        info = site_info(conf, site, self._board.presence.info)
+        self._to_moderators(
+            conf, p.SitesChanged(conf.conference_id, conf.revision, [info], []), out
+        )
+
+    def _to_moderators(self, conf: Conference, msg: p.ServerMessage, out: list[Action]) -> None:
+        moderators = conf.moderators_here()
+        if moderators:
+            out.append(Send(moderators, msg))
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]
