@@ -49,7 +49,14 @@ class ProtocolViolation(AssertionError):
 
 
 def token_for(
-    config: Config, user: str, role: str, court: str, *, name: str | None = None, ttl_s: float = 600
+    config: Config,
+    user: str,
+    role: str,
+    court: str,
+    *,
+    name: str | None = None,
+    ttl_s: float = 600,
+    scope: str | None = None,
 ) -> str:
     return issue_token(
         config.auth.jwt_secret,
@@ -59,6 +66,7 @@ def token_for(
         name=name or user,
         ttl_s=ttl_s,
         now=time.time(),
+        scope=scope,
     )
 
 
@@ -274,10 +282,12 @@ class Server:
         *,
         encoding: Encoding = "json",
         name: str | None = None,
+        scope: str | None = None,
         **query: str,
     ) -> Client:
-        """Connect as `user` and wait for the welcome (kept in `client.welcome`)."""
-        token = self.token(user, role, court, name=name)
+        """Connect as `user` and wait for the welcome (kept in `client.welcome`); `scope`
+        names a witness's conference."""
+        token = self.token(user, role, court, name=name, scope=scope)
         params = dict(query)
         if encoding == "msgpack":
             params.setdefault("encoding", "msgpack")

@@ -20,9 +20,10 @@ resumes (no new join). When its user signs out it leaves. When the chair drops, 
 co-moderator takes the chair; with none, the conference goes on for
 `conferences.chairless_grace_s` and ends unless a moderator comes back.
 
-This module owns the conference table, which conferences each user has joined, which ring at
-each user, and the conferences' timers (`ConferenceStart`, `InvitationExpiry`, `ChairGrace`;
-the floor's `FloorTimer` is moderation's).
+This module owns the conference table, which conferences each user has joined, and the
+conferences' start timer (`ConferenceStart`; the chairless grace is moderation's, the
+invitations and their timer are `signalling.core.invitations`'; the floor's
+`FloorTimer` is moderation's).
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ from signalling.core.conference import (
 )
 from signalling.core.deadlines import Deadlines
 from signalling.core.floor import Floor, FloorMode, FloorPolicy
-from signalling.core.presence import Session
+from signalling.core.presence import CONSOLE_ROLES, Session
 from signalling.errors import Forbidden, InvalidState, NotFound
 from signalling.settings import ConferencesConfig
 
 if TYPE_CHECKING:
     from signalling.core.switchboard import Switchboard
 
-HOST_ROLES = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+# Who hosts conferences: the command center (the roles whose seats are consoles).
+HOST_ROLES = CONSOLE_ROLES
 # Witness tokens name what they may watch: "conference:<id>".
 WITNESS_SCOPE = "conference:"
 
@@ -64,13 +66,6 @@ WITNESS_SCOPE = "conference:"
 @dataclass(frozen=True, slots=True)
 class ConferenceStart:
     """Deadline: a scheduled conference starts."""
-
-    conference_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class InvitationExpiry:
-    """Deadline: the invitations of a conference that started stop ringing."""
 
     conference_id: str
 
@@ -97,9 +92,8 @@ class Conferences:
         self._new_id = new_id
         self._deadlines = deadlines
         self.table: dict[str, Conference] = {}
-        # user -> conferences they have joined; conferences ringing at them.
+        # user -> conferences they have joined.
         self._joined: dict[str, set[str]] = {}
-        self._ringing: dict[str, set[str]] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -111,9 +105,6 @@ class Conferences:
 
     def joined(self, user: str) -> frozenset[str]:
         return frozenset(self._joined.get(user, ()))
-
-    def ringing_at(self, user: str) -> frozenset[str]:
-        return frozenset(self._ringing.get(user, ()))
 
     def info(self, conf: Conference) -> p.ConferenceInfo:
         return conference_info(conf, self._board.presence.info)
@@ -302,97 +293,12 @@ class Conferences:
                 case ConferenceEffect.STOP_START_TIMER:
                     self._deadlines.cancel(ConferenceStart(cid))
                 case ConferenceEffect.RING_INVITATIONS:
-                    self._ring(conf, now, out)
+                    self._board.invitations.ring(conf, now, out)
                 case ConferenceEffect.STOP_INVITATIONS:
-                    self._stop_ringing(conf, "ended", None, out)
+                    self._board.invitations.stop(conf, "ended", None, out)
                 case ConferenceEffect.STOP_TIMERS:
-                    self._deadlines.cancel(InvitationExpiry(cid))
                     self._deadlines.cancel(ChairGrace(cid))
                     self._board.moderation.forget(conf)
-
-    # ---- invitations --------------------------------------------------------------------
-
-    def _ring(self, conf: Conference, now: float, out: list[Action]) -> None:
-        presence = self._board.presence
-        rung: list[str] = []
-        for inv in conf.invitations.values():
-            if inv.kind == "court":
-                users = [u for u in presence.consoles(inv.invitee) if u != conf.host]
-            else:
-                users = [inv.invitee] if presence.session(inv.invitee) is not None else []
-            for user in users:
-                inv.ringing.add(user)
-                self._ringing.setdefault(user, set()).add(conf.conference_id)
-                rung.append(user)
-        if rung:
-            invitation = p.ConferenceInvitation(conference=self.info(conf))
-            out.append(Send(tuple(dict.fromkeys(rung)), invitation))
-            self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
-
-    def invitations_expired(self, conference_id: str, now: float, out: list[Action]) -> None:
-        conf = self.table.get(conference_id)
-        if conf is not None:
-            self._stop_ringing(conf, "expired", None, out)
-
-    def _stop_ringing(
-        self,
-        conf: Conference,
-        reason: p.InvitationStopReason,
-        answered: Invitation | None,
-        out: list[Action],
-    ) -> None:
-        """Stop ringing for `conf`: one invitation's (answered), or every one (expired or
-        ended); those left unanswered count as not answered."""
-        changed: list[Invitation] = []
-        for inv in [answered] if answered is not None else list(conf.invitations.values()):
-            if not inv.ringing:
-                continue
-            users = tuple(sorted(inv.ringing))
-            for user in users:
-                _discard(self._ringing, user, conf.conference_id)
-            inv.ringing.clear()
-            if inv.state == "ringing" and reason == "expired":
-                inv.state = "no_answer"
-                changed.append(inv)
-            by = self._board.presence.info(inv.by) if inv.by is not None else None
-            stopped = p.InvitationStopped(conf.conference_id, reason, by)
-            out.append(Send(users, stopped))
-        if changed:
-            self._tell_invitations(conf, changed, out)
-
-    def decline(
-        self, session: Session, msg: p.DeclineConference, now: float, out: list[Action]
-    ) -> None:
-        conf = self.get(msg.conference_id)
-        user = session.user_id
-        inv = next((i for i in conf.invitations.values() if user in i.ringing), None)
-        if inv is None:
-            raise InvalidState("the conference is not ringing for you")
-        inv.ringing.discard(user)
-        inv.declined.add(user)
-        _discard(self._ringing, user, conf.conference_id)
-        out.append(
-            self._board.facts.record(
-                "conference_declined",
-                now,
-                conference=conf.conference_id,
-                user=user,
-                court=session.identity.court,
-            )
-        )
-        if not inv.ringing and inv.state == "ringing":
-            # Everyone it rang at has said no.
-            inv.state, inv.by = "declined", user
-            self._tell_invitations(conf, [inv], out)
-
-    def _tell_invitations(
-        self, conf: Conference, invitations: list[Invitation], out: list[Action]
-    ) -> None:
-        moderators = conf.moderators_here()
-        if moderators:
-            info = self._board.presence.info
-            changed = [invitation_info(i, info) for i in invitations]
-            out.append(Send(moderators, p.InvitationsChanged(conf.conference_id, changed)))
 
     # ---- joining and leaving ------------------------------------------------------------
 
@@ -429,7 +335,7 @@ class Conferences:
                 role=role,
             )
         )
-        self._answer_invitation(conf, session, out)
+        self._board.invitations.answer(conf, session, out)
         if role == "moderator" and conf.chair is None:
             self._board.moderation.take_chair(conf, user, "back", now, out)
         self.site_changed(conf, site, out)
@@ -449,21 +355,6 @@ class Conferences:
         if invited or self._oversees(session, conf):
             return "site"
         raise Forbidden("you are not invited to this conference")
-
-    def _answer_invitation(self, conf: Conference, session: Session, out: list[Action]) -> None:
-        user = session.user_id
-        for key in (f"user:{user}", f"court:{session.identity.court}"):
-            inv = conf.invitations.get(key)
-            if inv is None or inv.state == "joined":
-                continue
-            if key.startswith("court:") and session.role not in HOST_ROLES:
-                continue
-            inv.state, inv.by = "joined", user
-            inv.ringing.discard(user)
-            _discard(self._ringing, user, conf.conference_id)
-            # The court's other consoles stop ringing: someone answered for it.
-            self._stop_ringing(conf, "answered", inv, out)
-            self._tell_invitations(conf, [inv], out)
 
     def _joined_reply(self, conf: Conference, site: Site, ref: str) -> p.ConferenceJoined:
         info = self._board.presence.info
@@ -537,11 +428,7 @@ class Conferences:
 
     def member_gone(self, user: str, now: float, out: list[Action]) -> None:
         """`user` signed out: they leave every conference, and none rings at them."""
-        for cid in sorted(self.ringing_at(user)):
-            conf = self.table[cid]
-            for inv in conf.invitations.values():
-                inv.ringing.discard(user)
-        self._ringing.pop(user, None)
+        self._board.invitations.forget_user(user)
         for cid in sorted(self.joined(user)):
             self.remove(self.table[cid], user, "signed_out", None, now, out)
 
@@ -560,9 +447,14 @@ class Conferences:
         )
 
     def _to_moderators(self, conf: Conference, msg: p.ServerMessage, out: list[Action]) -> None:
-        moderators = conf.moderators_here()
-        if moderators:
-            out.append(Send(moderators, msg))
+        to_moderators(conf, msg, out)
+
+
+def to_moderators(conf: Conference, msg: p.ServerMessage, out: list[Action]) -> None:
+    """`msg` to the moderators who have joined `conf`."""
+    moderators = conf.moderators_here()
+    if moderators:
+        out.append(Send(moderators, msg))
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> None:

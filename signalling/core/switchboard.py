@@ -35,10 +35,11 @@ from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
-from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart, InvitationExpiry
+from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, Facts, WaitingCall
+from signalling.core.invitations import InvitationExpiry, Invitations
 from signalling.core.moderation import FloorTimer, Moderation
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
@@ -88,6 +89,7 @@ class Switchboard:
             new_conference_id if new_conference_id is not None else _numbered("m"),
             self.deadlines,
         )
+        self.invitations = Invitations(self, conferences, self.deadlines)
         self.moderation = Moderation(self, courts, conferences, self.deadlines)
 
     # ---- queries ------------------------------------------------------------------------
@@ -224,7 +226,7 @@ class Switchboard:
             case p.StartConference():
                 conferences.start_early(session, msg, now, out)
             case p.DeclineConference():
-                conferences.decline(session, msg, now, out)
+                self.invitations.decline(session, msg, now, out)
             case p.LeaveConference():
                 conferences.leave(session, msg, now, out)
             case p.RaiseHand():
@@ -276,7 +278,7 @@ class Switchboard:
                 case ConferenceStart(conference_id=cid):
                     self.conferences.start_due(cid, now, out)
                 case InvitationExpiry(conference_id=cid):
-                    self.conferences.invitations_expired(cid, now, out)
+                    self.invitations.expired(cid, now, out)
                 case ChairGrace(conference_id=cid):
                     self.moderation.chair_grace_over(cid, now, out)
                 case FloorTimer():

@@ -1,0 +1,154 @@
+"""Invitations to a conference: ringing the invited courts' consoles and the invited users when
+it starts, answers (the first console of a court to join answers for it; a court declines
+when everyone it rang at declined), and the end of ringing after `conferences.ring_s`.
+
+This module owns which conferences ring at each user and the `InvitationExpiry` timer; each
+conference's `Invitation` records are kept with it (`signalling.core.conference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from signalling import protocol as p
+from signalling.core.actions import Action, Send
+from signalling.core.conference import Conference, Invitation, invitation_info
+from signalling.core.deadlines import Deadlines
+from signalling.core.presence import CONSOLE_ROLES, Session
+from signalling.errors import InvalidState
+from signalling.settings import ConferencesConfig
+
+if TYPE_CHECKING:
+    from signalling.core.switchboard import Switchboard
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationExpiry:
+    """Deadline: the invitations of a conference that started stop ringing."""
+
+    conference_id: str
+
+
+class Invitations:
+    def __init__(self, board: Switchboard, config: ConferencesConfig, deadlines: Deadlines) -> None:
+        self._board = board
+        self.config = config
+        self._deadlines = deadlines
+        # user -> conferences ringing at them now.
+        self._ringing: dict[str, set[str]] = {}
+
+    def ringing_at(self, user: str) -> frozenset[str]:
+        return frozenset(self._ringing.get(user, ()))
+
+    def forget_user(self, user: str) -> None:
+        """`user` signed out: nothing rings at them any more."""
+        for cid in self._ringing.pop(user, set()):
+            conf = self._board.conferences.table.get(cid)
+            if conf is not None:
+                for inv in conf.invitations.values():
+                    inv.ringing.discard(user)
+
+    def ring(self, conf: Conference, now: float, out: list[Action]) -> None:
+        presence = self._board.presence
+        rung: list[str] = []
+        for inv in conf.invitations.values():
+            if inv.kind == "court":
+                users = [u for u in presence.consoles(inv.invitee) if u != conf.host]
+            else:
+                users = [inv.invitee] if presence.session(inv.invitee) is not None else []
+            for user in users:
+                inv.ringing.add(user)
+                self._ringing.setdefault(user, set()).add(conf.conference_id)
+                rung.append(user)
+        if rung:
+            invitation = p.ConferenceInvitation(conference=self._board.conferences.info(conf))
+            out.append(Send(tuple(dict.fromkeys(rung)), invitation))
+            self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
+
+    def expired(self, conference_id: str, now: float, out: list[Action]) -> None:
+        conf = self._board.conferences.table.get(conference_id)
+        if conf is not None:
+            self.stop(conf, "expired", None, out)
+
+    def stop(
+        self,
+        conf: Conference,
+        reason: p.InvitationStopReason,
+        answered: Invitation | None,
+        out: list[Action],
+    ) -> None:
+        """Stop ringing for `conf`: one invitation's (answered), or every one (expired or
+        ended); those left unanswered count as not answered."""
+        changed: list[Invitation] = []
+        for inv in [answered] if answered is not None else list(conf.invitations.values()):
+            if not inv.ringing:
+                continue
+            users = tuple(sorted(inv.ringing))
+            for user in users:
+                _discard(self._ringing, user, conf.conference_id)
+            inv.ringing.clear()
+            if inv.state == "ringing" and reason == "expired":
+                inv.state = "no_answer"
+                changed.append(inv)
+            by = self._board.presence.info(inv.by) if inv.by is not None else None
+            stopped = p.InvitationStopped(conf.conference_id, reason, by)
+            out.append(Send(users, stopped))
+        if changed:
+            self.tell(conf, changed, out)
+
+    def decline(
+        self, session: Session, msg: p.DeclineConference, now: float, out: list[Action]
+    ) -> None:
+        conf = self._board.conferences.get(msg.conference_id)
+        user = session.user_id
+        inv = next((i for i in conf.invitations.values() if user in i.ringing), None)
+        if inv is None:
+            raise InvalidState("the conference is not ringing for you")
+        inv.ringing.discard(user)
+        inv.declined.add(user)
+        _discard(self._ringing, user, conf.conference_id)
+        out.append(
+            self._board.facts.record(
+                "conference_declined",
+                now,
+                conference=conf.conference_id,
+                user=user,
+                court=session.identity.court,
+            )
+        )
+        if not inv.ringing and inv.state == "ringing":
+            # Everyone it rang at has said no.
+            inv.state, inv.by = "declined", user
+            self.tell(conf, [inv], out)
+
+    def tell(self, conf: Conference, invitations: list[Invitation], out: list[Action]) -> None:
+        moderators = conf.moderators_here()
+        if moderators:
+            info = self._board.presence.info
+            changed = [invitation_info(i, info) for i in invitations]
+            out.append(Send(moderators, p.InvitationsChanged(conf.conference_id, changed)))
+
+    def answer(self, conf: Conference, session: Session, out: list[Action]) -> None:
+        """`session`'s user joined `conf`: their invitation, or their court's, is answered."""
+        user = session.user_id
+        for key in (f"user:{user}", f"court:{session.identity.court}"):
+            inv = conf.invitations.get(key)
+            if inv is None or inv.state == "joined":
+                continue
+            if key.startswith("court:") and session.role not in CONSOLE_ROLES:
+                continue
+            inv.state, inv.by = "joined", user
+            inv.ringing.discard(user)
+            _discard(self._ringing, user, conf.conference_id)
+            # The court's other consoles stop ringing: someone answered for it.
+            self.stop(conf, "answered", inv, out)
+            self.tell(conf, [inv], out)
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]
