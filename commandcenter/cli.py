@@ -308,6 +308,11 @@ def _add_stats(commands: Commands) -> None:
     p.add_argument(
         "--format", choices=("table", "json", "csv"), default="table", help="default: table"
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="also say how each figure is counted: which records, which fields (table, json)",
+    )
     p.set_defaults(run=_stats)
 
 
@@ -317,7 +322,7 @@ def _stats(args: argparse.Namespace) -> int:
     from commandcenter.stores import open_store
     from sessions.durable import statistics_report, zone_of
     from sessions.errors import BadQuery, RecorderError
-    from sessions.statistics import Report, parse_period, render_csv, render_table
+    from sessions.statistics import Report, explained, parse_period, render_csv, render_table
 
     courts = Courts(config.courts)
     court: str | None = args.court
@@ -341,11 +346,13 @@ def _stats(args: argparse.Namespace) -> int:
     except RecorderError as exc:
         raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
     if args.format == "json":
-        print(json.dumps(report.as_json()))
+        print(json.dumps(explained(report) if args.explain else report.as_json()))
     elif args.format == "csv":
+        if args.explain:
+            raise CommandError(prog, "--explain goes with --format table or json")
         sys.stdout.write(render_csv(report))
     else:
-        sys.stdout.write(render_table(report))
+        sys.stdout.write(render_table(report, explain=args.explain))
     return 0
 
 

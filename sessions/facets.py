@@ -37,8 +37,8 @@ CALL_ESCALATED: Final = "call_escalated"
 CALL_ENDED: Final = "call_ended"
 # Written by the evidence feature: data {evidence_id, case_number, court, kind, sha256, ...}.
 EVIDENCE_STORED: Final = "evidence_stored"
-# Written by the conference feature (not yet landed): data {conference, court, ...}, where
-# court is the hosting court.
+# Written once per conference when it starts (signalling/core/conferences.py): data
+# {conference, court, host, by}, where court is the hosting court.
 CONFERENCE_STARTED: Final = "conference_started"
 
 KINDS: Final = frozenset(

@@ -283,6 +283,41 @@ def figures_of(counts: Counts) -> list[Figure]:
     ]
 
 
+# Every figure is counted over the records dated in [from, to) (server time) whose court is
+# the court asked for or one below it (any court when none is asked for); `stats --explain`
+# prints these, and docs/statistics.md says the same at length.
+PERIOD_AND_COURT: Final = (
+    "records dated in [from, to) by the server's clock, whose court is the one asked for or "
+    "below it"
+)
+HOW: Final[dict[str, str]] = {
+    "officers_signed_in": "distinct `user` among `sign_in` records with `role` = officer",
+    "sign_ins": "`sign_in` records with `role` = officer (a resume writes none)",
+    "cases_with_evidence": "distinct `case_number` among `evidence_stored` records",
+    "evidence_items": "`evidence_stored` records, one per original stored",
+    "command_connections": "`call_created` records of both directions",
+    "command_connections_answered": "those of them with a `call_answered` record",
+    "officer_calls": "`call_created` records with `direction` = officer_to_center",
+    "officer_calls_answered": "those of them with a `call_answered` record",
+    "center_calls": "`call_created` records with `direction` = center_to_officer",
+    "center_calls_answered": "those of them with a `call_answered` record",
+    "conferences": (
+        "`conference_started` records (one per conference: it starts once), the court "
+        "being the hosting court"
+    ),
+    "calls_answered": "calls (both directions) with a `call_answered` record",
+    "calls_missed": "calls with a `call_ended` record, not answered, `reason` not cancelled",
+    "calls_cancelled": "calls with a `call_ended` record, not answered, `reason` = cancelled",
+    "calls_unfinished": "calls with neither a `call_answered` nor a `call_ended` record",
+    "emergency_calls": "calls created as emergencies or with a `call_escalated` record",
+    "mean_time_to_answer_s": (
+        "mean of (first `call_answered` - `call_created`) over answered calls, seconds"
+    ),
+    "officer_calls_mean_time_to_answer_s": "the same, officer_to_center calls",
+    "center_calls_mean_time_to_answer_s": "the same, center_to_officer calls",
+}
+
+
 # --- reports -----------------------------------------------------------------------------
 
 
@@ -310,7 +345,7 @@ def _text(value: int | float | None) -> str:
     return "" if value is None else str(value)
 
 
-def render_table(report: Report) -> str:
+def render_table(report: Report, *, explain: bool = False) -> str:
     where = "every court" if report.court is None else f"court {report.court} and below"
     head = f"{report.period.start.isoformat()} to {report.period.end.isoformat()}, {where}"
     rows = [("figure", "value", "counts")]
@@ -322,7 +357,18 @@ def render_table(report: Report) -> str:
         lines.append(f"{name:<{name_w}}  {value:>{value_w}}  {counts}")
         if i == 0:
             lines.append(f"{'-' * name_w}  {'-' * value_w}  {'-' * len(counts)}")
+    if explain:
+        lines += ["", f"How each is counted, over the {PERIOD_AND_COURT}:", ""]
+        lines += [f"{f.name:<{name_w}}  {HOW[f.name]}" for f in report.figures]
     return "\n".join(lines) + "\n"
+
+
+def explained(report: Report) -> dict[str, Any]:
+    """The JSON answer with, beside each figure, how it was counted."""
+    answer = report.as_json()
+    answer["how"] = {f.name: HOW[f.name] for f in report.figures}
+    answer["over"] = PERIOD_AND_COURT
+    return answer
 
 
 def render_csv(report: Report) -> str:
@@ -338,6 +384,7 @@ __all__ = [
     "CANCELLED",
     "CENTER_TO_OFFICER",
     "DIRECTIONS",
+    "HOW",
     "OFFICER_ROLE",
     "OFFICER_TO_CENTER",
     "CallCounts",
@@ -346,6 +393,7 @@ __all__ = [
     "Period",
     "Report",
     "StatsQuery",
+    "explained",
     "figures_of",
     "micros",
     "parse_moment",

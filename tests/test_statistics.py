@@ -709,6 +709,25 @@ async def test_every_figure_is_exact_from_the_cli_in_each_format(
     assert table["center_calls_mean_time_to_answer_s"] == "0.125"
 
 
+async def test_explain_says_how_each_figure_is_counted(
+    site: Site, config_file: Path, clean_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["stats", "--config", str(config_file), "--from", DAY1[0], "--to", DAY1[1]]
+    code = await asyncio.to_thread(main, [*argv, "--format", "json", "--explain"])
+    out, _ = capsys.readouterr()
+    answer = json.loads(out)
+    assert code == 0
+    assert figures(answer) == EXPECTED_DAY1_ALL
+    assert set(answer["how"]) == set(EXPECTED_DAY1_ALL)
+    assert "`conference_started`" in answer["how"]["conferences"]
+    assert "[from, to)" in answer["over"]
+    code = await asyncio.to_thread(main, [*argv, "--explain"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    (how,) = [line for line in out.splitlines() if line.startswith("conferences ")][-1:]
+    assert "`conference_started` records" in how
+
+
 def test_the_cli_refuses_an_unknown_court_and_a_bad_date(
     config_file: Path, clean_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
