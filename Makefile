@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster clean
+.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster bench-province clean
 
 venv: $(STAMP)
 
@@ -78,6 +78,10 @@ bench-recorder: venv
 
 bench-evidence: venv
 	$(BIN)/python -m bench.evidence
+
+# A province of 181 courts holds the seed article's 224 conferences; `stats` must count them.
+bench-province: venv
+	$(BIN)/python -m bench.province
 
 # A redis-server of its own, so that redis_ops_per_call counts the nodes' commands alone.
 bench-cluster: venv
