@@ -370,3 +370,56 @@ async def test_the_node_relaying_a_calls_media_dies(cluster: Cluster) -> None:
     finally:
         await officer.close()
         await operator.close()
+
+
+async def test_a_conference_across_nodes_with_two_moderators_acting_at_once(
+    cluster: Cluster,
+) -> None:
+    """The host, a co-moderator and the sites on three nodes: the authority owns the
+    conference; the floor reaches a site on another node; of two grants decided on the same
+    revision from two nodes, 20 times in a row, one wins and the other is told `conflict`."""
+    _, (a, b, c) = await three(cluster, COMMANDCENTER_LIMITS_MESSAGES_PER_S="1000")
+    host = await a.connect("sup-p", "supervisor", "P")
+    co = await b.connect("sup-1", "supervisor", "P01")
+    sites = [
+        await c.connect("op-1", "operator", "P0101"),
+        await b.connect("op-2", "operator", "P0102"),
+    ]
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Across nodes", invite_below=["P01"]
+    )
+    cid = created["conference"]["conference_id"]
+    for client in (host, co, *sites):
+        await client.request("join_conference", reply="conference_joined", conference_id=cid)
+    await host.request("name_moderator", conference_id=cid, user="sup-1")
+    wins = {"sup-p": 0, "sup-1": 0}
+    for round_no in range(20):
+        joined = await host.request("join_conference", reply="conference_joined", conference_id=cid)
+        revision = joined["state"]["revision"]
+        target = ("op-1", "op-2")[round_no % 2]
+        ids = await asyncio.gather(
+            *(
+                m.send("grant_floor", conference_id=cid, site=target, revision=revision)
+                for m in (host, co)
+            )
+        )
+        replies = [await m.reply_to(i, timeout=5.0) for m, i in zip((host, co), ids, strict=True)]
+        assert sorted(r["type"] for r in replies) == ["ack", "error"], replies
+        loser = next(r for r in replies if r["type"] == "error")
+        assert loser["code"] == "conflict"
+        wins["sup-p" if replies[0]["type"] == "ack" else "sup-1"] += 1
+        holder = sites[round_no % 2]
+        await holder.expect(
+            "floor_status", timeout=5.0, where=lambda m: m["floor"]["state"] == "permitted"
+        )
+        await host.request("mute_all", conference_id=cid)
+        await holder.expect(
+            "floor_status", timeout=5.0, where=lambda m: m["floor"]["state"] == "not_permitted"
+        )
+    assert sum(wins.values()) == 20
+    await host.request("end_conference", conference_id=cid)
+    for client in sites:
+        await client.expect("conference_ended", timeout=5.0, conference_id=cid)
+    kinds = [kind for kind, data in await trace_kinds(cluster) if data.get("conference") == cid]
+    assert kinds.count("conference_started") == 1
+    assert kinds.count("floor_granted") == 20
