@@ -423,3 +423,36 @@ async def test_a_conference_across_nodes_with_two_moderators_acting_at_once(
     kinds = [kind for kind, data in await trace_kinds(cluster) if data.get("conference") == cid]
     assert kinds.count("conference_started") == 1
     assert kinds.count("floor_granted") == 20
+
+
+@pytest.mark.slow
+async def test_authority_killed_during_a_conference(cluster: Cluster) -> None:
+    """The conference's state died with its authority: the next authority ends it
+    `node_lost` from the journal, every site on a surviving node is told, the trace holds the
+    end once, and a new conference can be held at once."""
+    _, (a, b, boss) = await three(cluster)
+    host = await a.connect("sup-p", "supervisor", "P")
+    site = await b.connect("op-1", "operator", "P0101")
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Doomed", invite_below=["P01"]
+    )
+    cid = created["conference"]["conference_id"]
+    for client in (host, site):
+        await client.request("join_conference", reply="conference_joined", conference_id=cid)
+    await host.request("grant_floor", conference_id=cid, site="op-1")
+    await site.expect(
+        "floor_status", timeout=5.0, where=lambda m: m["floor"]["state"] == "permitted"
+    )
+    boss.kill()
+    for client in (host, site):
+        ended = await client.expect("conference_ended", timeout=15.0, conference_id=cid)
+        assert ended["reason"] == "node_lost"
+    await cluster.formed(a.node_id, b.node_id)
+    await host.expect("welcome", timeout=10.0)
+    again = await host.request(
+        "create_conference", reply="conference_created", title="Again", invite_below=["P01"]
+    )
+    assert again["conference"]["status"] == "running"
+    records = await trace_kinds(cluster)
+    ends = [d for k, d in records if k == "conference_ended" and d["conference"] == cid]
+    assert [(d["reason"], d["court"]) for d in ends] == [("node_lost", "P")]

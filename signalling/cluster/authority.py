@@ -78,6 +78,15 @@ class InheritedCalls:
 
 
 @dataclass(frozen=True, slots=True)
+class InheritedConferences:
+    """The conferences a dead authority left in the journal: `actions` end them (recorded,
+    their sites told); `ended` are the fields to delete."""
+
+    actions: list[Action]
+    ended: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class InheritedSessions:
     """The sessions a dead authority left that no gateway reported: `actions` record them
     signed out, and their fields `closed` are to be deleted."""
@@ -246,6 +255,25 @@ class AuthorityState:
             actions.append(Send(tuple(entry.notify), message))
             ended.append(call_id)
         return InheritedCalls(actions, ended, waiting)
+
+    def inherit_conferences(self, journal: Mapping[str, bytes], now: float) -> InheritedConferences:
+        """The dead authority's journal of conferences (id -> `wire.JournalConference`): the
+        ones this core does not have end `node_lost` now, their sites told. A conference's
+        state (its floor, its sites) dies with the authority that held it."""
+        actions: list[Action] = []
+        ended: list[str] = []
+        for conference_id, value in journal.items():
+            if conference_id in self.core.conferences.table:
+                continue
+            try:
+                entry = w.decode_journal_conference(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            actions.append(Record(TraceEvent(kind="conference_ended", at=now, data=entry.ended)))
+            message = p.ConferenceEnded(conference_id=conference_id, reason="node_lost", by=None)
+            actions.append(Send(tuple(entry.notify), message))
+            ended.append(conference_id)
+        return InheritedConferences(actions, ended)
 
     def inherit_sessions(
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float

@@ -1,10 +1,11 @@
-"""The authority's journal in Redis: every live call and session as its end would be
-recorded were the authority lost now, and a new authority's inheritance of it.
+"""The authority's journal in Redis: every live call, session and conference as its end would
+be recorded were the authority lost now, and a new authority's inheritance of it.
 
 The authority's hub records facts as on one node; after each batch the journal brings the
 fields of the calls and sessions those facts are about up to date (`ClusterKeys.journal_calls`,
 `journal_sessions`, written through the ordered `RedisWriter`). A node taking the lease from
-a dead authority reads what it left (`inherit`): its calls end at once, its sessions that no
+a dead authority reads what it left (`inherit`): its calls and conferences end at once
+(`node_lost`), its sessions that no
 gateway reports within a node timeout are recorded signed out, and the calls that were
 waiting for an operator are queued again. What to do is decided by the pure
 `AuthorityState` (signalling/cluster/authority.py); this module reads and writes Redis.
@@ -73,16 +74,22 @@ class Journal:
             return
         users: set[str] = set()
         calls: set[str] = set()
+        conferences: set[str] = set()
         for event in events:
             if event.kind in _SESSION_KINDS:
                 users.add(str(event.data["user"]))
             call = event.data.get("call")
             if isinstance(call, str):
                 calls.add(call)
+            conference = event.data.get("conference")
+            if isinstance(conference, str):
+                conferences.add(conference)
         for user in users:
             self._session(state.core, user)
         for call_id in calls:
             self._call(state.core, call_id)
+        for conference_id in conferences:
+            self._conference(state.core, conference_id)
 
     def rewrite(self, core: Switchboard) -> None:
         """Write every live session and call of `core` again (Redis may have lost them)."""
@@ -90,6 +97,8 @@ class Journal:
             self._session(core, user)
         for call_id in list(core.calls.table):
             self._call(core, call_id)
+        for conference_id in list(core.conferences.table):
+            self._conference(core, conference_id)
 
     def _session(self, core: Switchboard, user: str) -> None:
         facts = core.session_facts(user)
@@ -109,6 +118,13 @@ class Journal:
             value = w.encode(entry)
         self._writer.hash_field(self._keys.journal_calls, call_id, value)
 
+    def _conference(self, core: Switchboard, conference_id: str) -> None:
+        facts = core.conference_facts(conference_id)
+        value = None
+        if facts is not None:
+            value = w.encode(w.JournalConference(notify=list(facts.notify), ended=facts.ended))
+        self._writer.hash_field(self._keys.journal_conferences, conference_id, value)
+
     # ---- inheriting -------------------------------------------------------------------------
 
     async def inherit(self, state: AuthorityState) -> None:
@@ -120,16 +136,21 @@ class Journal:
         journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
         if journal is None:
             return
-        calls, sessions = journal
-        inherited = state.inherit_calls(calls, self._clock.now())
+        calls, sessions, conferences = journal
+        now = self._clock.now()
+        inherited = state.inherit_calls(calls, now)
         for call_id in inherited.ended:
             self._writer.hash_field(keys.journal_calls, call_id, None)
+        lost = state.inherit_conferences(conferences, now)
+        for conference_id in lost.ended:
+            self._writer.hash_field(keys.journal_conferences, conference_id, None)
         log.info(
-            "calls of the previous authority ended",
+            "calls and conferences of the previous authority ended",
             node_id=self._node_id,
             calls=len(inherited.ended),
+            conferences=len(lost.ended),
         )
-        self._emit(inherited.actions)
+        self._emit(inherited.actions + lost.actions)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
@@ -150,10 +171,11 @@ class Journal:
         )
         self._emit(left.actions + state.take_over_waiting(inherited.waiting, now))
 
-    async def _read(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    async def _read(self) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]]:
         calls = await self._redis.hgetall(self._keys.journal_calls)
         sessions = await self._redis.hgetall(self._keys.journal_sessions)
-        return _decoded(calls), _decoded(sessions)
+        conferences = await self._redis.hgetall(self._keys.journal_conferences)
+        return _decoded(calls), _decoded(sessions), _decoded(conferences)
 
 
 def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, bytes]:

@@ -68,6 +68,12 @@ JOURNAL_CALLS: Final = "journal:calls"
 # no gateway reports to the new authority within a node timeout are recorded signed out.
 JOURNAL_SESSIONS: Final = "journal:sessions"
 
+# Hash. Field: conference id. Value: msgpack `wire.JournalConference` {notify: [user id...],
+# ended: the data of its `conference_ended` record were it lost now}. As JOURNAL_CALLS, for
+# conferences: a conference whose authority dies ends `node_lost`, its sites are told, and the
+# trace holds its end.
+JOURNAL_CONFERENCES: Final = "journal:conferences"
+
 # ---- per node -----------------------------------------------------------------------------
 
 # Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
@@ -97,6 +103,7 @@ class ClusterKeys:
         "authority_last",
         "broadcast",
         "journal_calls",
+        "journal_conferences",
         "journal_sessions",
         "nodes",
         "nodes_heard",
@@ -114,6 +121,7 @@ class ClusterKeys:
         self.broadcast = prefix + BROADCAST
         self.journal_calls = prefix + JOURNAL_CALLS
         self.journal_sessions = prefix + JOURNAL_SESSIONS
+        self.journal_conferences = prefix + JOURNAL_CONFERENCES
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id
@@ -141,6 +149,7 @@ __all__ = [
     "AUTHORITY_LAST",
     "BROADCAST",
     "JOURNAL_CALLS",
+    "JOURNAL_CONFERENCES",
     "JOURNAL_SESSIONS",
     "NODES",
     "NODES_HEARD",

@@ -140,6 +140,14 @@ class JournalCall(msgspec.Struct, frozen=True, kw_only=True):
     waiting: WaitingCall | None = None
 
 
+class JournalConference(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_conferences`: a conference not ended, as its end would be
+    recorded if lost, and who to tell."""
+
+    notify: list[str]
+    ended: dict[str, Any]
+
+
 class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
     """`ClusterKeys.journal_sessions`: a session, as its sign-out would be recorded if lost."""
 
@@ -151,7 +159,12 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 def encode(
-    message: InboxMessage | NodeMessage | Presence | JournalCall | JournalSession,
+    message: InboxMessage
+    | NodeMessage
+    | Presence
+    | JournalCall
+    | JournalConference
+    | JournalSession,
 ) -> bytes:
     return _encoder.encode(message)
 
@@ -161,6 +174,7 @@ decode_inbox: Final = msgspec.msgpack.Decoder(InboxMessage).decode
 decode_node: Final = msgspec.msgpack.Decoder(NodeMessage).decode
 decode_presence: Final = msgspec.msgpack.Decoder(Presence).decode
 decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
+decode_journal_conference: Final = msgspec.msgpack.Decoder(JournalConference).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
 
 
@@ -173,6 +187,7 @@ __all__ = [
     "Disconnect",
     "InboxMessage",
     "JournalCall",
+    "JournalConference",
     "JournalSession",
     "NodeMessage",
     "Presence",
@@ -182,6 +197,7 @@ __all__ = [
     "Signal",
     "decode_inbox",
     "decode_journal_call",
+    "decode_journal_conference",
     "decode_journal_session",
     "decode_node",
     "decode_presence",

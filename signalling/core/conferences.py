@@ -49,6 +49,7 @@ from signalling.core.conference import (
     site_info,
 )
 from signalling.core.deadlines import Deadlines
+from signalling.core.facts import ConferenceFacts
 from signalling.core.floor import Floor, FloorMode, FloorPolicy
 from signalling.core.presence import CONSOLE_ROLES, Session
 from signalling.errors import Forbidden, InvalidState, NotFound
@@ -105,6 +106,17 @@ class Conferences:
 
     def joined(self, user: str) -> frozenset[str]:
         return frozenset(self._joined.get(user, ()))
+
+    def facts(self, conference_id: str) -> ConferenceFacts | None:
+        """What the cluster's journal keeps of a conference not ended (None: none here)."""
+        conf = self.table.get(conference_id)
+        if conf is None or conf.status is ConferenceStatus.ENDED:
+            return None
+        notify = tuple(dict.fromkeys((*conf.members(), *conf.moderators)))
+        ended = self._board.facts.conference_ended_data(
+            conf.conference_id, conf.court, "node_lost", None, len(conf.sites)
+        )
+        return ConferenceFacts(notify, ended)
 
     def info(self, conf: Conference) -> p.ConferenceInfo:
         return conference_info(conf, self._board.presence.info)
@@ -264,17 +276,10 @@ class Conferences:
         conf.changed()
         for user in members:
             _discard(self._joined, user, conf.conference_id)
-        out.append(
-            board.facts.record(
-                "conference_ended",
-                now,
-                conference=conf.conference_id,
-                court=conf.court,
-                reason=reason,
-                by=by,
-                sites=len(members),
-            )
+        ended = board.facts.conference_ended_data(
+            conf.conference_id, conf.court, reason, by, len(members)
         )
+        out.append(board.facts.record("conference_ended", now, **ended))
         told = tuple(dict.fromkeys((*members, *moderators)))
         out.append(Send(told, p.ConferenceEnded(conf.conference_id, reason, by)))
         # Ended conferences are kept only as long as something may still refer to them.

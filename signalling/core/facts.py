@@ -39,6 +39,15 @@ class CallFacts:
     waiting: WaitingCall | None
 
 
+@dataclass(frozen=True)
+class ConferenceFacts:
+    """A conference not ended, as the cluster's journal keeps it: who to tell if it is lost,
+    and the data of its `conference_ended` record then."""
+
+    notify: tuple[str, ...]
+    ended: dict[str, object]
+
+
 class Facts:
     """Builds the core's records; `node_id` names the node that made them where it matters."""
 
@@ -139,6 +148,20 @@ class Facts:
             ended=ended_data(call, EndReason.NODE_LOST, None),
             waiting=waiting,
         )
+
+    # ---- conferences --------------------------------------------------------------------
+
+    @staticmethod
+    def conference_ended_data(
+        conference: str, court: str, reason: str, by: str | None, sites: int
+    ) -> dict[str, object]:
+        return {
+            "conference": conference,
+            "court": court,
+            "reason": reason,
+            "by": by,
+            "sites": sites,
+        }
 
     # ---- emergencies --------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from signalling.core.calls import Calls
 from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
-from signalling.core.facts import CallFacts, Facts, WaitingCall
+from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.invitations import InvitationExpiry, Invitations
 from signalling.core.moderation import FloorTimer, Moderation
 from signalling.core.placing import Placing
@@ -347,6 +347,10 @@ class Switchboard:
         """What the next authority needs to take a live call over, or end it, should this
         one die with it (the cluster's journal)."""
         return self.calls.facts(call_id)
+
+    def conference_facts(self, conference_id: str) -> ConferenceFacts | None:
+        """What the next authority needs to end a conference, should this one die with it."""
+        return self.conferences.facts(conference_id)
 
     def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
         return self.placing.take_over(waiting, now)
