@@ -5,11 +5,10 @@ Theory of operation
 -------------------
 3GPP MCPTT floor control (TS 24.380) run by a moderator; docs/floor.md maps it in full. A
 site is NOT_PERMITTED until it raises its hand (QUEUED) or is given the floor (PERMITTED).
-Taking the floor back is gentle by default: the holder is warned and keeps it for
-`revoke_grace_s` (PENDING_REVOKE, timer T3) before it is taken; a talk-time limit (T2,
-`max_talk_s`) revokes the same way. Mute all, a moderator's grant over a full floor and a
-lowered speaker limit take it at once. Both PERMITTED and PENDING_REVOKE sites hold the
-floor: they are heard and count against `max_speakers`.
+A revocation warns the holder, who keeps the floor for `revoke_grace_s` (PENDING_REVOKE,
+T3); the talk-time limit (T2, `max_talk_s`) revokes the same way; mute all, a moderator's
+grant over a full floor and a lowered `max_speakers` take it at once. PERMITTED and
+PENDING_REVOKE sites both hold the floor: heard, and counted against `max_speakers`.
 
 `Floor` is the arbiter: each command chooses what happens to which sites (a request becomes
 ENQUEUE or GRANT by mode and room, a grant over a full floor first takes it from the holder
@@ -20,6 +19,11 @@ each change's timers; what leaves a site where it is (a revoke while already rev
 leave of a site without floor or hand) is no event. A refusal is a `Denied` effect and
 changes nothing; a pair missing from the table raises `IllegalTransition`, unchanged, and is
 our bug (the commands check the state before choosing an event).
+
+Hands queue by (priority, request time, site). MODERATED: only the moderator grants.
+OPEN: a request is granted while there is room, else it queues and, if strictly more
+important than the least important holder the arbiter (not the moderator) granted, has that
+one revoked with grace; every place freed goes to the queue's head.
 
 This module does no I/O and never reads the clock: times are passed in, timers are effects
 its owner (the conference sub-core) arms as deadline keys and hands back through
@@ -113,14 +117,11 @@ class FloorPolicy:
     max_queue: int = 300  # raised hands kept; a request beyond is denied "queue_full"
 
     def __post_init__(self) -> None:
-        if self.max_speakers < 1:
-            raise ValueError("max_speakers must be at least 1")
-        if self.max_talk_s is not None and not self.max_talk_s > 0:
-            raise ValueError("max_talk_s must be positive (or None: unlimited)")
-        if not self.revoke_grace_s >= 0:
-            raise ValueError("revoke_grace_s must not be negative")
-        if self.max_queue < 0:
-            raise ValueError("max_queue must not be negative")
+        talk = self.max_talk_s is None or self.max_talk_s > 0  # NaN fails every comparison
+        if not (
+            talk and self.max_speakers >= 1 and self.revoke_grace_s >= 0 and self.max_queue >= 0
+        ):
+            raise ValueError(f"floor policy out of bounds: {self}")
 
 
 # ---- effects, in the order a command returns them -------------------------------------------
