@@ -426,3 +426,18 @@ def test_shutdown_ends_every_conference() -> None:
     actions = b.sb.shutdown(b.now)
     (ended,) = records(actions, "conference_ended")
     assert (ended.data["conference"], ended.data["reason"]) == (cid, "shutdown")
+
+
+def test_in_an_open_floor_hands_are_granted_while_there_is_room_and_mute_all_silences_it() -> None:
+    b = province()
+    cid = running(b)
+    b.send("sup0", p.SetFloor(id=b.msg_id(), conference_id=cid, max_speakers=1, mode="open"))
+    first = b.send("op1", p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    assert floor_of(first, "op1").floor.state == "permitted"
+    second = b.send("op3", p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    assert floor_of(second, "op3").floor.position == 1
+    muted = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
+    # Nobody holds the floor afterwards: the raised hand waits for the moderator.
+    (update,) = messages(muted, p.ConferenceUpdate, to="op3")
+    assert (update.state.holders, update.state.mode) == ([], "moderated")
+    assert b.sb.conferences.table[cid].floor.position("op3") == 1

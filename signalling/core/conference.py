@@ -117,8 +117,6 @@ class Conference:
     locked: bool = False
     audio: Literal["floor", "open"] = "floor"
     spotlight: str | None = None
-    # When each holder's floor will be taken (talk-time limit or revoke grace), if set.
-    floor_until: dict[str, float] = field(default_factory=dict)
     revision: int = 0
     history: list[tuple[float, ConferenceEvent, ConferenceStatus]] = field(default_factory=list)
 
@@ -197,7 +195,7 @@ def floor_info(conf: Conference, user: str) -> p.FloorInfo:
     state = conf.floor.state_of(user)
     site = conf.sites.get(user)
     holding = state in (SiteFloor.PERMITTED, SiteFloor.PENDING_REVOKE)
-    until = conf.floor_until.get(user) if holding else None
+    until = conf.floor.until(user) if holding else None
     return p.FloorInfo(
         state=state.value,
         position=conf.floor.position(user),

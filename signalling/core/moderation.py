@@ -15,6 +15,7 @@ This module owns the floor's timers (`FloorTimer`) and the chairless grace (`Cha
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -115,7 +116,15 @@ class Moderation:
         conf = self._moderated(session, msg.conference_id, msg.revision)
         conf.audio = "floor"
         self._record(conf, "conference_muted", now, out, by=session.user_id, audio="floor")
-        self._apply(conf, conf.floor.revoke_all(now), session.user_id, now, out, changed=True)
+        effects: list[FloorEffect] = []
+        policy = conf.floor.policy
+        if policy.mode is FloorMode.OPEN:
+            # An open floor would hand the freed places straight to the raised hands: mute
+            # all is silence, so the moderator grants again from now on.
+            moderated = dataclasses.replace(policy, mode=FloorMode.MODERATED)
+            effects += conf.floor.set_policy(moderated, now)
+        effects += conf.floor.revoke_all(now)
+        self._apply(conf, effects, session.user_id, now, out, changed=True)
 
     def unmute_all(self, session: Session, msg: p.UnmuteAll, now: float, out: list[Action]) -> None:
         conf = self._moderated(session, msg.conference_id, msg.revision)
@@ -337,8 +346,7 @@ class Moderation:
         cid = conf.conference_id
         for effect in effects:
             match effect:
-                case Granted(site=site, until=until):
-                    _set_until(conf, site, until)
+                case Granted(site=site):
                     called = conf.sites[site].called if site in conf.sites else False
                     self._record(conf, "floor_granted", now, out, user=site, by=by, called=called)
                     touched[site] = None
@@ -346,8 +354,7 @@ class Moderation:
                 case Queued(site=site):
                     self._record(conf, "floor_requested", now, out, user=site)
                     touched[site] = None
-                case Revoking(site=site, at=at):
-                    conf.floor_until[site] = at
+                case Revoking(site=site):
                     touched[site] = None
                     changed = True
                 case Revoked(site=site, reason=reason):
@@ -396,7 +403,6 @@ class Moderation:
             self._board.conferences.broadcast(conf, out)
 
     def _taken(self, conf: Conference, site: str) -> None:
-        conf.floor_until.pop(site, None)
         s = conf.sites.get(site)
         if s is not None:
             s.called = False
@@ -418,10 +424,3 @@ _DENIED = {
 
 def _denied(effects: list[FloorEffect]) -> bool:
     return len(effects) == 1 and isinstance(effects[0], Denied)
-
-
-def _set_until(conf: Conference, site: str, until: float | None) -> None:
-    if until is None:
-        conf.floor_until.pop(site, None)
-    else:
-        conf.floor_until[site] = until
