@@ -64,6 +64,7 @@ SETTINGS_SECTIONS: dict[str, type[msgspec.Struct]] = {
     "limits": cfg.LimitsConfig,
     "presence": cfg.PresenceConfig,
     "calls": cfg.CallsConfig,
+    "conferences": cfg.ConferencesConfig,
 }
 MAX_FRAME_BYTES = cfg.LimitsConfig().max_frame_bytes
 
