@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from commandcenter.auth import Courts, Identity, Role
-from commandcenter.config import CallsConfig, Config, PresenceConfig
+from commandcenter.config import CallsConfig, ConferencesConfig, Config, PresenceConfig
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
@@ -134,7 +134,11 @@ class Board:
     """A `Switchboard` on the default courts with a fake clock and a log of its actions."""
 
     def __init__(
-        self, *, calls: CallsConfig | None = None, presence: PresenceConfig | None = None
+        self,
+        *,
+        calls: CallsConfig | None = None,
+        presence: PresenceConfig | None = None,
+        conferences: ConferencesConfig | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -145,6 +149,7 @@ class Board:
             presence=self.presence_cfg,
             node_id="n1",
             new_call_id=CallIds(),
+            conferences=conferences,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)

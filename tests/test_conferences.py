@@ -15,6 +15,7 @@ import pytest
 from identity import Identity, Role
 from signalling import protocol as p
 from signalling.errors import Conflict, Forbidden, InvalidState, NotFound
+from signalling.settings import ConferencesConfig
 from tests.corehelpers import (
     EXPIRES,
     Board,
@@ -103,7 +104,8 @@ def test_a_conference_created_now_starts_and_rings_the_invited_consoles_and_phon
     # host, not another court's supervisor, not an uninvited officer.
     assert recipients(actions, p.ConferenceInvitation) == {"op1", "op2", "op3", "o1"}
     (created,) = messages(actions, p.ConferenceCreated, to="sup0")
-    assert created.conference.invited_courts == ["P01", "P0101", "P0102"]
+    # The host court (its other consoles) first, then every court under P01.
+    assert created.conference.invited_courts == ["P", "P01", "P0101", "P0102"]
     assert created.conference.status == "running"
 
 
@@ -441,3 +443,99 @@ def test_in_an_open_floor_hands_are_granted_while_there_is_room_and_mute_all_sil
     (update,) = messages(muted, p.ConferenceUpdate, to="op3")
     assert (update.state.holders, update.state.mode) == ([], "moderated")
     assert b.sb.conferences.table[cid].floor.position("op3") == 1
+
+
+def test_an_invitation_that_rang_at_nobody_is_not_answered_at_the_end_of_the_ring_time() -> None:
+    b = province()
+    cid = create(b, "sup0", invite_courts=("P0201",))  # no console of P0201 is signed in
+    join(b, "sup0", cid)
+    actions = b.advance(60.0)
+    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    assert [(i.invitee, i.state) for i in changed.invitations] == [("P0201", "no_answer")]
+
+
+def test_the_host_courts_own_consoles_are_invited_too() -> None:
+    b = province()
+    b.sign_in(supervisor("sup1"), operator("op4", "P01"))
+    actions = b.send("sup1", p.CreateConference(id=b.msg_id(), title="P01 meeting"))
+    assert recipients(actions, p.ConferenceInvitation) == {"op4"}
+
+
+def test_a_hand_raised_again_keeps_its_place_and_is_not_recorded_again() -> None:
+    b = province()
+    cid = running(b)
+    b.send("op1", p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    again = b.send("op1", p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    assert record_kinds(again) == []
+    assert floor_of(again, "op1").floor.position == 1
+
+
+def test_hands_and_joins_do_not_move_the_revision_a_moderator_decides_on() -> None:
+    b = province()
+    cid = running(b)
+    revision = join(b, "sup0", cid).state.revision
+    b.send("op1", p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    join(b, "op2", cid)
+    b.send("sup0", p.GrantFloor(id=b.msg_id(), conference_id=cid, site="op1", revision=revision))
+    with pytest.raises(Conflict):
+        b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid, revision=revision))
+
+
+def test_the_revoke_says_why_at_once_and_its_record_says_who() -> None:
+    b = province()
+    cid = running(b)
+    b.send("sup0", p.GrantFloor(id=b.msg_id(), conference_id=cid, site="op1"))
+    revoking = b.send("sup0", p.RevokeFloor(id=b.msg_id(), conference_id=cid, site="op1"))
+    assert floor_of(revoking, "op1").reason == "moderator"
+    (revoked,) = records(b.advance(GRACE), "floor_revoked")
+    assert (revoked.data["reason"], revoked.data["by"]) == ("moderator", "sup0")
+
+
+def test_naming_a_moderator_twice_is_refused_and_the_new_one_sees_the_invitations() -> None:
+    b = province()
+    cid = running(b)
+    actions = b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))
+    (invitations,) = messages(actions, p.InvitationsChanged, to="op1")
+    assert {i.invitee for i in invitations.invitations} >= {"P0101", "P0102"}
+    with pytest.raises(InvalidState):
+        b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))
+
+
+def test_a_site_whose_connection_is_down_is_not_given_the_floor() -> None:
+    b = province()
+    cid = running(b)
+    b.drop("op1")
+    with pytest.raises(InvalidState) as info:
+        b.send("sup0", p.GrantFloor(id=b.msg_id(), conference_id=cid, site="op1"))
+    assert info.value.field == "site"
+
+
+def test_auditors_do_not_join_and_moderators_join_a_full_conference() -> None:
+    b = Board(conferences=ConferencesConfig(max_sites=2))
+    b.sign_in(supervisor("sup0", "P"), operator("op1"), operator("op3", "P0102"))
+    b.sign_in(Identity("aud", "AUD", Role.AUDITOR, "P", EXPIRES))
+    cid = create(b, "sup0", invite_below=("P01",))
+    join(b, "op1", cid)
+    join(b, "op3", cid)
+    assert join(b, "sup0", cid).role == "moderator"
+    with pytest.raises(Forbidden):
+        b.send("aud", p.JoinConference(id=b.msg_id(), conference_id=cid))
+
+
+def test_a_conference_no_moderator_ever_joins_ends_after_the_grace() -> None:
+    b = province()
+    cid = create(b, "sup0", invite_below=("P01",))
+    join(b, "op1", cid)
+    actions = b.advance(300.0)
+    (ended,) = messages(actions, p.ConferenceEnded, to="op1")
+    assert ended.reason == "no_moderator"
+    assert cid not in b.sb.conferences.table
+
+
+def test_mute_all_in_an_open_floor_records_the_switch_to_moderated() -> None:
+    b = province()
+    cid = running(b)
+    b.send("sup0", p.SetFloor(id=b.msg_id(), conference_id=cid, max_speakers=1, mode="open"))
+    actions = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
+    policies = records(actions, "floor_policy")
+    assert [r.data["mode"] for r in policies] == ["moderated"]

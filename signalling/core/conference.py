@@ -91,9 +91,8 @@ class Invitation:
     kind: Literal["court", "user"]
     state: Literal["ringing", "joined", "declined", "no_answer"] = "ringing"
     by: str | None = None
-    # Users it rings at now, and those of them who declined.
+    # Users it rings at now.
     ringing: set[str] = field(default_factory=set)
-    declined: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -117,6 +116,8 @@ class Conference:
     locked: bool = False
     audio: Literal["floor", "open"] = "floor"
     spotlight: str | None = None
+    # Holders being revoked (in their grace) -> the moderator who revoked them.
+    revoked_by: dict[str, str] = field(default_factory=dict)
     revision: int = 0
     history: list[tuple[float, ConferenceEvent, ConferenceStatus]] = field(default_factory=list)
 
@@ -133,7 +134,10 @@ class Conference:
         return effects
 
     def changed(self) -> None:
-        """Something sites or moderators see changed."""
+        """What every site sees changed: the floor holders, the spotlight, the audio, the
+        lock, the floor's limits, the chair, the status. (Joins, hands and places do not
+        count: two moderators acting at once on the same state conflict, not a moderator and
+        a site raising a hand.)"""
         self.revision += 1
 
     def members(self) -> tuple[str, ...]:

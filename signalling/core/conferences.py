@@ -216,7 +216,8 @@ class Conferences:
             raise NotFound("unknown court", field="court")
         if court not in scope:
             raise Forbidden("court is outside your scope", field="court")
-        invited: dict[str, None] = {}
+        # The host court's own consoles take part too (the host's colleagues).
+        invited: dict[str, None] = {court: None}
         for name, codes, below in (
             ("invite_courts", msg.invite_courts, False),
             ("invite_below", msg.invite_below, True),
@@ -228,13 +229,15 @@ class Conferences:
                     raise Forbidden(f"court {code} is outside your scope", field=name)
                 for c in sorted(courts.subtree(code)) if below else (code,):
                     invited[c] = None
-        invited.pop(court, None)
         return tuple(invited)
 
     def start(self, conf: Conference, by: str | None, now: float, out: list[Action]) -> None:
-        """`conf` starts: recorded (the conferences figure counts it), invitations ring."""
+        """`conf` starts: recorded (the conferences figure counts it), invitations ring; it
+        ends unless a moderator joins within the chairless grace."""
         self._perform(conf, conf.apply(ConferenceEvent.START, now), now, out)
+        conf.starts_at = now
         conf.changed()
+        self._board.moderation.await_chair(conf, now)
         out.append(
             self._board.facts.record(
                 "conference_started",
@@ -322,13 +325,13 @@ class Conferences:
         role = self._role(session, conf)
         if user in conf.banned:
             raise Forbidden("you were removed from this conference")
+        # Moderators come in whatever the room: they run it.
         if conf.locked and role != "moderator":
             raise InvalidState("conference is locked")
-        if len(conf.sites) >= self.config.max_sites:
+        if len(conf.sites) >= self.config.max_sites and role != "moderator":
             raise InvalidState("conference is full")
         site = Site(user=user, court=session.identity.court, role=role, joined_at=now)
         conf.sites[user] = site
-        conf.changed()
         self._joined.setdefault(user, set()).add(conf.conference_id)
         out.append(
             self._board.facts.record(
@@ -343,6 +346,8 @@ class Conferences:
         self._board.invitations.answer(conf, session, out)
         if role == "moderator" and conf.chair is None:
             self._board.moderation.take_chair(conf, user, "back", now, out)
+        elif role == "moderator" and conf.chair == user:
+            self._board.moderation.chair_here(conf)
         self.site_changed(conf, site, out)
         return site
 
@@ -352,6 +357,9 @@ class Conferences:
             if session.identity.scope != WITNESS_SCOPE + conf.conference_id:
                 raise Forbidden("your invitation is for another conference")
             return "witness"
+        if session.role is Role.AUDITOR:
+            # Auditors read the record afterwards; watching live is the witnesses' part.
+            raise Forbidden("auditors do not join conferences")
         if user in conf.moderators:
             return "moderator"
         invited = user in conf.invited_users or (
@@ -395,7 +403,6 @@ class Conferences:
     ) -> None:
         """`user`'s site leaves `conf` (left, removed, signed out)."""
         del conf.sites[user]
-        conf.changed()
         _discard(self._joined, user, conf.conference_id)
         out.append(
             self._board.facts.record(
@@ -407,7 +414,6 @@ class Conferences:
             self._board.moderation.chair_lost(conf, now, out)
         left = p.SitesChanged(conf.conference_id, conf.revision, [], [user])
         self._to_moderators(conf, left, out)
-        self.broadcast(conf, out)
 
     # ---- following the members' connections -----------------------------------------------
 
@@ -416,7 +422,6 @@ class Conferences:
             conf = self.table[cid]
             site = conf.sites[user]
             site.away = True
-            conf.changed()
             self.site_changed(conf, site, out)
             if conf.chair == user:
                 self._board.moderation.chair_lost(conf, now, out)
@@ -426,7 +431,6 @@ class Conferences:
             conf = self.table[cid]
             site = conf.sites[user]
             site.away = False
-            conf.changed()
             self.site_changed(conf, site, out)
             if site.role == "moderator" and conf.chair is None:
                 self._board.moderation.take_chair(conf, user, "back", now, out)

@@ -64,6 +64,9 @@ class Invitations:
         if rung:
             invitation = p.ConferenceInvitation(conference=self._board.conferences.info(conf))
             out.append(Send(tuple(dict.fromkeys(rung)), invitation))
+        if conf.invitations:
+            # Also when it rang at nobody (no console of a court signed in): unanswered at the
+            # end of the ring time all the same.
             self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
 
     def expired(self, conference_id: str, now: float, out: list[Action]) -> None:
@@ -79,18 +82,18 @@ class Invitations:
         out: list[Action],
     ) -> None:
         """Stop ringing for `conf`: one invitation's (answered), or every one (expired or
-        ended); those left unanswered count as not answered."""
+        ended); those left unanswered at the end of the ring time count as not answered."""
         changed: list[Invitation] = []
         for inv in [answered] if answered is not None else list(conf.invitations.values()):
+            if inv.state == "ringing" and reason == "expired":
+                inv.state = "no_answer"
+                changed.append(inv)
             if not inv.ringing:
                 continue
             users = tuple(sorted(inv.ringing))
             for user in users:
                 _discard(self._ringing, user, conf.conference_id)
             inv.ringing.clear()
-            if inv.state == "ringing" and reason == "expired":
-                inv.state = "no_answer"
-                changed.append(inv)
             by = self._board.presence.info(inv.by) if inv.by is not None else None
             stopped = p.InvitationStopped(conf.conference_id, reason, by)
             out.append(Send(users, stopped))
@@ -102,11 +105,11 @@ class Invitations:
     ) -> None:
         conf = self._board.conferences.get(msg.conference_id)
         user = session.user_id
-        inv = next((i for i in conf.invitations.values() if user in i.ringing), None)
-        if inv is None:
+        ringing = [i for i in conf.invitations.values() if user in i.ringing]
+        if not ringing:
             raise InvalidState("the conference is not ringing for you")
-        inv.ringing.discard(user)
-        inv.declined.add(user)
+        for inv in ringing:
+            inv.ringing.discard(user)
         _discard(self._ringing, user, conf.conference_id)
         out.append(
             self._board.facts.record(
@@ -117,10 +120,12 @@ class Invitations:
                 court=session.identity.court,
             )
         )
-        if not inv.ringing and inv.state == "ringing":
+        declined = [i for i in ringing if not i.ringing and i.state == "ringing"]
+        for inv in declined:
             # Everyone it rang at has said no.
             inv.state, inv.by = "declined", user
-            self.tell(conf, [inv], out)
+        if declined:
+            self.tell(conf, declined, out)
 
     def tell(self, conf: Conference, invitations: list[Invitation], out: list[Action]) -> None:
         moderators = conf.moderators_here()

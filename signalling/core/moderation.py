@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Literal
 from identity import Courts
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
-from signalling.core.conference import Conference, ConferenceStatus, Site, floor_info, site_info
+from signalling.core.conference import (
+    Conference,
+    ConferenceStatus,
+    Site,
+    floor_info,
+    invitation_info,
+    site_info,
+)
 from signalling.core.conferences import ChairGrace
 from signalling.core.deadlines import Deadlines
 from signalling.core.floor import (
@@ -74,6 +81,11 @@ class Moderation:
 
     def raise_hand(self, session: Session, msg: p.RaiseHand, now: float, out: list[Action]) -> None:
         conf, site = self._site(session, msg.conference_id)
+        if conf.floor.position(site.user) is not None:
+            # Raised already: its place again, nothing new to record.
+            floor = floor_info(conf, site.user)
+            out.append(Send((site.user,), p.FloorStatus(conf.conference_id, floor, None)))
+            return
         priority = len(self._courts.ancestors(site.court)) if site.court in self._courts else 9
         self._apply(conf, conf.floor.request(site.user, priority, now), None, now, out)
 
@@ -101,6 +113,8 @@ class Moderation:
     def grant(self, session: Session, msg: p.GrantFloor, now: float, out: list[Action]) -> None:
         conf = self._moderated(session, msg.conference_id, msg.revision)
         site = self._target(conf, msg.site)
+        if site.away:
+            raise InvalidState("the site's connection is down", field="site")
         called = conf.floor.position(site.user) is None
         effects = conf.floor.grant(site.user, now)
         if not _denied(effects):
@@ -110,7 +124,11 @@ class Moderation:
     def revoke(self, session: Session, msg: p.RevokeFloor, now: float, out: list[Action]) -> None:
         conf = self._moderated(session, msg.conference_id, msg.revision)
         site = self._target(conf, msg.site)
-        self._apply(conf, conf.floor.revoke(site.user, now), session.user_id, now, out)
+        effects = conf.floor.revoke(site.user, now)
+        if not _denied(effects) and effects:
+            # Taken at the end of the grace: the record then says who revoked it.
+            conf.revoked_by[site.user] = session.user_id
+        self._apply(conf, effects, session.user_id, now, out)
 
     def mute_all(self, session: Session, msg: p.MuteAll, now: float, out: list[Action]) -> None:
         conf = self._moderated(session, msg.conference_id, msg.revision)
@@ -122,6 +140,7 @@ class Moderation:
             # An open floor would hand the freed places straight to the raised hands: mute
             # all is silence, so the moderator grants again from now on.
             moderated = dataclasses.replace(policy, mode=FloorMode.MODERATED)
+            self._record_policy(conf, moderated, session.user_id, now, out)
             effects += conf.floor.set_policy(moderated, now)
         effects += conf.floor.revoke_all(now)
         self._apply(conf, effects, session.user_id, now, out, changed=True)
@@ -170,16 +189,7 @@ class Moderation:
             revoke_grace_s=self.config.revoke_grace_s,
             max_queue=self.config.max_queue,
         )
-        self._record(
-            conf,
-            "floor_policy",
-            now,
-            out,
-            by=session.user_id,
-            mode=msg.mode,
-            max_speakers=msg.max_speakers,
-            max_talk_s=msg.max_talk_s,
-        )
+        self._record_policy(conf, policy, session.user_id, now, out)
         effects = conf.floor.set_policy(policy, now)
         self._apply(conf, effects, session.user_id, now, out, changed=True)
 
@@ -187,18 +197,26 @@ class Moderation:
         self, session: Session, msg: p.NameModerator, now: float, out: list[Action]
     ) -> None:
         conf = self._moderated(session, msg.conference_id, msg.revision, chair=True)
+        site = conf.sites.get(msg.user)
+        if site is not None and site.role == "moderator":
+            raise InvalidState("already a moderator", field="user")
         site = self._target(conf, msg.user, field="user")
         site.role = "moderator"
         conf.moderators.append(site.user)
         self._record(conf, "moderator_named", now, out, by=session.user_id, user=site.user)
         # A moderator is always heard: out of the floor's queue and holders.
-        self._apply(conf, conf.floor.leave(site.user, now, "moderator"), None, now, out)
+        self._apply(conf, conf.floor.leave(site.user, now, "promoted"), None, now, out)
         conf.changed()
+        # What every moderator sees: all the sites and every invitation's answer.
         info = self._board.presence.info
         everyone = [site_info(conf, s, info) for s in conf.sites.values()]
         out.append(
             Send((site.user,), p.SitesChanged(conf.conference_id, conf.revision, everyone, []))
         )
+        invitations = [invitation_info(i, info) for i in conf.invitations.values()]
+        if invitations:
+            changed = p.InvitationsChanged(conf.conference_id, invitations)
+            out.append(Send((site.user,), changed))
         self._board.conferences.site_changed(conf, site, out)
         self._board.conferences.broadcast(conf, out)
 
@@ -296,7 +314,9 @@ class Moderation:
 
     def chair_grace_over(self, conference_id: str, now: float, out: list[Action]) -> None:
         conf = self._board.conferences.table.get(conference_id)
-        if conf is not None and conf.status is ConferenceStatus.RUNNING and conf.chair is None:
+        if conf is None or conf.status is not ConferenceStatus.RUNNING:
+            return
+        if not any(not conf.sites[u].away for u in conf.moderators_here()):
             self._board.conferences.end(conf, "no_moderator", None, now, out)
 
     # ---- the floor ------------------------------------------------------------------------
@@ -306,8 +326,8 @@ class Moderation:
     ) -> None:
         if conf.spotlight == user:
             conf.spotlight = None
-        floor_reason = "removed" if reason in ("removed", "banned") else "left"
-        effects = conf.floor.leave(user, now, floor_reason)
+        conf.revoked_by.pop(user, None)
+        effects = conf.floor.leave(user, now, reason)
         self._apply(conf, effects, None, now, out, gone=user)
 
     def timer_fired(self, key: FloorTimer, now: float, out: list[Action]) -> None:
@@ -317,6 +337,15 @@ class Moderation:
             return
         timers.discard(key)
         self._apply(conf, conf.floor.timer_fired(key.kind, key.site, now), None, now, out)
+
+    def await_chair(self, conf: Conference, now: float) -> None:
+        """`conf` started with no moderator joined yet: it ends unless one joins within the
+        grace."""
+        self._deadlines.set(ChairGrace(conf.conference_id), now + self.config.chairless_grace_s)
+
+    def chair_here(self, conf: Conference) -> None:
+        """The chair joined (or came back) before any grace ran out."""
+        self._deadlines.cancel(ChairGrace(conf.conference_id))
 
     def forget(self, conf: Conference) -> None:
         """`conf` ended: none of its timers fires."""
@@ -354,12 +383,15 @@ class Moderation:
                 case Queued(site=site):
                     self._record(conf, "floor_requested", now, out, user=site)
                     touched[site] = None
-                case Revoking(site=site):
-                    touched[site] = None
+                case Revoking(site=site, reason=reason):
+                    touched[site] = reason
                     changed = True
                 case Revoked(site=site, reason=reason):
                     self._taken(conf, site)
-                    self._record(conf, "floor_revoked", now, out, user=site, reason=reason, by=by)
+                    revoker = conf.revoked_by.pop(site, by)
+                    self._record(
+                        conf, "floor_revoked", now, out, user=site, reason=reason, by=revoker
+                    )
                     touched[site] = reason
                     changed = True
                 case Released(site=site, reason=reason):
@@ -386,7 +418,9 @@ class Moderation:
                     changed = True
         if not touched and not changed:
             return
-        conf.changed()
+        if changed:
+            # What every site sees changed (holders, spotlight, ...): not a hand or a place.
+            conf.changed()
         info = self._board.presence.info
         sites: list[p.SiteInfo] = []
         for user, why in touched.items():
@@ -401,6 +435,20 @@ class Moderation:
             out.append(Send(moderators, p.SitesChanged(cid, conf.revision, sites, [])))
         if changed:
             self._board.conferences.broadcast(conf, out)
+
+    def _record_policy(
+        self, conf: Conference, policy: FloorPolicy, by: str, now: float, out: list[Action]
+    ) -> None:
+        self._record(
+            conf,
+            "floor_policy",
+            now,
+            out,
+            by=by,
+            mode=policy.mode.value,
+            max_speakers=policy.max_speakers,
+            max_talk_s=policy.max_talk_s,
+        )
 
     def _taken(self, conf: Conference, site: str) -> None:
         s = conf.sites.get(site)

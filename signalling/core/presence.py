@@ -212,10 +212,11 @@ class Presence:
             self._apply(session, SessionEvent.RESUME)
         session.identity = identity
         board.calls.party_back(user, now, out)
-        board.conferences.member_back(user, now, out)
         if session.role is Role.OFFICER:
             out.extend(board.views.officer_changed(session))
         out.append(Send((user,), self.welcome(session, resumed=True, now=now)))
+        # After the welcome: a moderator coming back must hear of its sites.
+        board.conferences.member_back(user, now, out)
         board.dispatch.run(now, out)
 
     def open(

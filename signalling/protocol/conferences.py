@@ -43,7 +43,7 @@ SiteFloorState = Literal["not_permitted", "queued", "permitted", "pending_revoke
 ConferenceRole = Literal["moderator", "site", "witness"]
 SiteStatus = Literal["joined", "away"]
 InvitationState = Literal["ringing", "joined", "declined", "no_answer"]
-InvitationStopReason = Literal["answered", "declined", "expired", "ended"]
+InvitationStopReason = Literal["answered", "expired", "ended"]
 ConferenceEndReason = Literal["ended", "no_moderator", "shutdown", "node_lost"]
 LeftReason = Literal["removed", "banned"]
 
@@ -281,7 +281,7 @@ class ConferenceInvitation(_ServerMessage, tag="conference_invitation", frozen=T
 class InvitationStopped(_ServerMessage, tag="invitation_stopped", frozen=True):
     conference_id: str
     reason: InvitationStopReason
-    # Who answered for your court ("answered", "declined").
+    # Who answered for your court ("answered").
     by: UserInfo | None = None
 
 
