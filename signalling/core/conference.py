@@ -25,6 +25,7 @@ from typing import Final, Literal
 from signalling import protocol as p
 from signalling.core.call import IllegalTransition
 from signalling.core.floor import Floor, SiteFloor
+from signalling.errors import Conflict, Forbidden, InvalidState, NotFound
 
 
 class ConferenceStatus(StrEnum):
@@ -153,6 +154,51 @@ class Conference:
             return self.spotlight
         holders = self.floor.holders()
         return holders[0] if holders else None
+
+
+# ---- who may act on it ---------------------------------------------------------------------
+
+
+def moderated(
+    conf: Conference, user: str, revision: int | None, *, chair: bool = False
+) -> Conference:
+    """`conf`, running, if `user` moderates (or chairs) it and `revision` (if quoted) is its
+    own: a moderator's decision on a state that has changed since is refused `conflict`."""
+    if user not in conf.moderators:
+        raise Forbidden("only a moderator may do this")
+    if chair and conf.chair != user:
+        raise Forbidden("only the chair may do this")
+    if conf.status is not ConferenceStatus.RUNNING:
+        raise InvalidState(f"conference is {conf.status.value}")
+    check_revision(conf, revision)
+    return conf
+
+
+def check_revision(conf: Conference, revision: int | None) -> None:
+    if revision is not None and revision != conf.revision:
+        raise Conflict(
+            f"the conference changed since revision {revision} (now {conf.revision})",
+            field="revision",
+        )
+
+
+def target(
+    conf: Conference,
+    user: str,
+    *,
+    field: str = "site",
+    witness_ok: bool = False,
+    moderator_ok: bool = False,
+) -> Site:
+    """The site `user` of `conf`, that a moderator acts on."""
+    site = conf.sites.get(user)
+    if site is None:
+        raise NotFound("no such site in this conference", field=field)
+    if site.role == "witness" and not witness_ok:
+        raise Forbidden("witnesses watch; they do not speak", field=field)
+    if site.role == "moderator" and not moderator_ok:
+        raise InvalidState("moderators are always heard", field=field)
+    return site
 
 
 # ---- how a conference is shown ------------------------------------------------------------

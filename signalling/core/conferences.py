@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from identity import Courts, Role
+from identity import Courts
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
+from signalling.core.admission import HOST_ROLES, invited_courts, role_in, sees
 from signalling.core.conference import (
     Conference,
     ConferenceEffect,
@@ -51,17 +52,12 @@ from signalling.core.conference import (
 from signalling.core.deadlines import Deadlines
 from signalling.core.facts import ConferenceFacts
 from signalling.core.floor import Floor, FloorMode, FloorPolicy
-from signalling.core.presence import CONSOLE_ROLES, Session
+from signalling.core.presence import Session
 from signalling.errors import Forbidden, InvalidState, NotFound
 from signalling.settings import ConferencesConfig
 
 if TYPE_CHECKING:
     from signalling.core.switchboard import Switchboard
-
-# Who hosts conferences: the command center (the roles whose seats are consoles).
-HOST_ROLES = CONSOLE_ROLES
-# Witness tokens name what they may watch: "conference:<id>".
-WITNESS_SCOPE = "conference:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +121,9 @@ class Conferences:
         listed = [
             self.info(conf)
             for conf in sorted(self.table.values(), key=lambda c: (c.starts_at, c.conference_id))
-            if conf.status is not ConferenceStatus.ENDED and self._sees(session, conf)
+            if conf.status is not ConferenceStatus.ENDED and sees(self._courts, session, conf)
         ]
         return p.Conferences(ref=msg.id, conferences=listed)
-
-    def _sees(self, session: Session, conf: Conference) -> bool:
-        if session.role is Role.WITNESS:
-            return session.identity.scope == WITNESS_SCOPE + conf.conference_id
-        user = session.user_id
-        return (
-            user in conf.moderators
-            or user in conf.sites
-            or user in conf.invited_users
-            or (session.role in HOST_ROLES and session.identity.court in conf.invited_courts)
-            or self._oversees(session, conf)
-        )
-
-    def _oversees(self, session: Session, conf: Conference) -> bool:
-        return session.role in (Role.SUPERVISOR, Role.ADMIN) and self._courts.in_scope(
-            session.identity, conf.court
-        )
 
     # ---- hosting ------------------------------------------------------------------------
 
@@ -155,7 +134,7 @@ class Conferences:
         if session.role not in HOST_ROLES:
             raise Forbidden("only the command center hosts conferences")
         court = msg.court or session.identity.court
-        invited = self._invited_courts(session, court, msg)
+        invited = invited_courts(self._courts, session, court, msg)
         starts_at = now if msg.starts_at is None else max(now, msg.starts_at / 1000.0)
         if starts_at - now > self.config.max_schedule_ahead_s:
             raise InvalidState("too far ahead", field="starts_at")
@@ -206,30 +185,6 @@ class Conferences:
         else:
             self._deadlines.set(ConferenceStart(conf.conference_id), starts_at)
         out.append(Send((host,), p.ConferenceCreated(ref=msg.id, conference=self.info(conf))))
-
-    def _invited_courts(
-        self, session: Session, court: str, msg: p.CreateConference
-    ) -> tuple[str, ...]:
-        courts = self._courts
-        scope = courts.scope(session.identity)
-        if court not in courts:
-            raise NotFound("unknown court", field="court")
-        if court not in scope:
-            raise Forbidden("court is outside your scope", field="court")
-        # The host court's own consoles take part too (the host's colleagues).
-        invited: dict[str, None] = {court: None}
-        for name, codes, below in (
-            ("invite_courts", msg.invite_courts, False),
-            ("invite_below", msg.invite_below, True),
-        ):
-            for code in codes:
-                if code not in courts:
-                    raise NotFound(f"unknown court {code}", field=name)
-                if code not in scope:
-                    raise Forbidden(f"court {code} is outside your scope", field=name)
-                for c in sorted(courts.subtree(code)) if below else (code,):
-                    invited[c] = None
-        return tuple(invited)
 
     def start(self, conf: Conference, by: str | None, now: float, out: list[Action]) -> None:
         """`conf` starts: recorded (the conferences figure counts it), invitations ring; it
@@ -305,8 +260,8 @@ class Conferences:
                 case ConferenceEffect.STOP_INVITATIONS:
                     self._board.invitations.stop(conf, "ended", None, out)
                 case ConferenceEffect.STOP_TIMERS:
-                    self._deadlines.cancel(ChairGrace(cid))
                     self._board.moderation.forget(conf)
+                    self._board.speakers.forget(conf)
 
     # ---- joining and leaving ------------------------------------------------------------
 
@@ -322,7 +277,7 @@ class Conferences:
 
     def _admit(self, session: Session, conf: Conference, now: float, out: list[Action]) -> Site:
         user = session.user_id
-        role = self._role(session, conf)
+        role = role_in(self._courts, session, conf)
         if user in conf.banned:
             raise Forbidden("you were removed from this conference")
         # Moderators come in whatever the room: they run it.
@@ -350,24 +305,6 @@ class Conferences:
             self._board.moderation.chair_here(conf)
         self.site_changed(conf, site, out)
         return site
-
-    def _role(self, session: Session, conf: Conference) -> p.ConferenceRole:
-        user = session.user_id
-        if session.role is Role.WITNESS:
-            if session.identity.scope != WITNESS_SCOPE + conf.conference_id:
-                raise Forbidden("your invitation is for another conference")
-            return "witness"
-        if session.role is Role.AUDITOR:
-            # Auditors read the record afterwards; watching live is the witnesses' part.
-            raise Forbidden("auditors do not join conferences")
-        if user in conf.moderators:
-            return "moderator"
-        invited = user in conf.invited_users or (
-            session.role in HOST_ROLES and session.identity.court in conf.invited_courts
-        )
-        if invited or self._oversees(session, conf):
-            return "site"
-        raise Forbidden("you are not invited to this conference")
 
     def _joined_reply(self, conf: Conference, site: Site, ref: str) -> p.ConferenceJoined:
         info = self._board.presence.info
@@ -409,7 +346,7 @@ class Conferences:
                 "site_left", now, conference=conf.conference_id, user=user, reason=reason, by=by
             )
         )
-        self._board.moderation.site_left(conf, user, reason, now, out)
+        self._board.speakers.site_left(conf, user, reason, now, out)
         if conf.chair == user:
             self._board.moderation.chair_lost(conf, now, out)
         left = p.SitesChanged(conf.conference_id, conf.revision, [], [user])

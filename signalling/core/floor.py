@@ -35,12 +35,26 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Final
 
 # One error for every state table of the core: a missing pair is our bug, `internal_error`.
 from signalling.core.call import IllegalTransition as IllegalTransition
-
-TimerKind = Literal["talk", "revoke"]
+from signalling.core.floor_effects import (
+    Denied,
+    FloorEffect,
+    FloorIdle,
+    FloorTaken,
+    Granted,
+    Lowered,
+    Positions,
+    Queued,
+    Released,
+    Revoked,
+    Revoking,
+    StartTimer,
+    StopTimer,
+    TimerKind,
+)
 
 
 class SiteFloor(StrEnum):
@@ -122,87 +136,6 @@ class FloorPolicy:
             talk and self.max_speakers >= 1 and self.revoke_grace_s >= 0 and self.max_queue >= 0
         ):
             raise ValueError(f"floor policy out of bounds: {self}")
-
-
-# ---- effects, in the order a command returns them -------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Granted:
-    site: str
-    until: float | None  # the end of its talk time; None: unlimited
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    site: str
-    position: int  # 1-based
-
-
-@dataclass(frozen=True, slots=True)
-class Denied:  # a refused command: nothing changed
-    site: str
-    reason: str  # "already_permitted", "queue_full", "not_queued", "not_permitted"
-
-
-@dataclass(frozen=True, slots=True)
-class Revoking:
-    site: str
-    at: float  # when the floor will be taken, unless released first
-    reason: str  # "moderator", "talk_time", "preempted"
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    site: str
-    # "moderator", "talk_time", "preempted" (the Revoking's, at the end of the grace),
-    # "mute_all", "superseded", or the reason of a leave other than "left" ("removed", ...).
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    site: str
-    reason: str = "released"  # or "left"
-
-
-@dataclass(frozen=True, slots=True)
-class Lowered:  # a hand lowered without the floor (a granted hand gets `Granted` only)
-    site: str
-    reason: str = "cancelled"  # or the leave's: "left", "removed", ...
-
-
-@dataclass(frozen=True, slots=True)
-class Positions:
-    changed: tuple[tuple[str, int], ...]  # (site, new position) of the sites still queued
-
-
-@dataclass(frozen=True, slots=True)
-class FloorTaken:
-    holders: tuple[str, ...]  # the new holders, in grant order
-
-
-@dataclass(frozen=True, slots=True)
-class FloorIdle:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class StartTimer:
-    kind: TimerKind
-    site: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StopTimer:
-    kind: TimerKind
-    site: str
-
-
-# What a site is told about its own floor, and what a command's effects may be.
-SiteNotice = Granted | Queued | Denied | Revoking | Revoked | Released | Lowered
-FloorEffect = SiteNotice | Positions | FloorTaken | FloorIdle | StartTimer | StopTimer
 
 
 # What `_conclude` compares a command's outcome with: the holders and the queue's positions.
@@ -469,3 +402,29 @@ class Floor:
 
     def _oldest(self) -> str:
         return next(iter(self._holders))
+
+
+__all__ = [
+    "TRANSITIONS",
+    "Denied",
+    "Floor",
+    "FloorEffect",
+    "FloorEvent",
+    "FloorIdle",
+    "FloorMode",
+    "FloorPolicy",
+    "FloorTaken",
+    "Granted",
+    "Lowered",
+    "Positions",
+    "Queued",
+    "Released",
+    "Revoked",
+    "Revoking",
+    "SiteEffect",
+    "SiteFloor",
+    "StartTimer",
+    "StopTimer",
+    "TimerKind",
+    "transition",
+]

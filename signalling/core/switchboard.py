@@ -14,8 +14,9 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
   ahead of everything (pre-emption), with `placing` (signalling.core.placing) deciding
   whether a call may be placed;
 * `calls` (signalling.core.calls): the call table, parties, supervisors, transfers;
-* `conferences` (signalling.core.conferences): provincial conferences, their invitations and
-  sites, with `moderation` (signalling.core.moderation): the floor and the moderators' actions;
+* `conferences` (signalling.core.conferences): provincial conferences and their sites, with
+  `invitations`, `speakers` (the hands and the floor) and `moderation` (the room and the
+  chair) beside it;
 * `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
 They reach each other through this facade, which routes each client message to the sub-core
@@ -40,9 +41,10 @@ from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.invitations import InvitationExpiry, Invitations
-from signalling.core.moderation import FloorTimer, Moderation
+from signalling.core.moderation import Moderation
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
+from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
@@ -91,6 +93,7 @@ class Switchboard:
         )
         self.invitations = Invitations(self, conferences, self.deadlines)
         self.moderation = Moderation(self, courts, conferences, self.deadlines)
+        self.speakers = Speakers(self, courts, conferences, self.deadlines)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -211,7 +214,7 @@ class Switchboard:
     def _route_conference(
         self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]
     ) -> None:
-        conferences, moderation = self.conferences, self.moderation
+        conferences, moderation, speakers = self.conferences, self.moderation, self.speakers
         user = session.user_id
         match msg:
             case p.CreateConference():
@@ -230,19 +233,19 @@ class Switchboard:
             case p.LeaveConference():
                 conferences.leave(session, msg, now, out)
             case p.RaiseHand():
-                moderation.raise_hand(session, msg, now, out)
+                speakers.raise_hand(session, msg, now, out)
             case p.LowerHand():
-                moderation.lower_hand(session, msg, now, out)
+                speakers.lower_hand(session, msg, now, out)
             case p.ReleaseFloor():
-                moderation.release(session, msg, now, out)
+                speakers.release(session, msg, now, out)
             case p.GrantFloor():
-                moderation.grant(session, msg, now, out)
+                speakers.grant(session, msg, now, out)
             case p.RevokeFloor():
-                moderation.revoke(session, msg, now, out)
+                speakers.revoke(session, msg, now, out)
             case p.MuteAll():
-                moderation.mute_all(session, msg, now, out)
+                speakers.mute_all(session, msg, now, out)
             case p.UnmuteAll():
-                moderation.unmute_all(session, msg, now, out)
+                speakers.unmute_all(session, msg, now, out)
             case p.Spotlight():
                 moderation.spotlight(session, msg, now, out)
             case p.RemoveSite():
@@ -250,7 +253,7 @@ class Switchboard:
             case p.LockConference():
                 moderation.lock(session, msg, now, out)
             case p.SetFloor():
-                moderation.set_floor(session, msg, now, out)
+                speakers.set_floor(session, msg, now, out)
             case p.NameModerator():
                 moderation.name_moderator(session, msg, now, out)
             case p.HandOver():
@@ -282,7 +285,7 @@ class Switchboard:
                 case ChairGrace(conference_id=cid):
                     self.moderation.chair_grace_over(cid, now, out)
                 case FloorTimer():
-                    self.moderation.timer_fired(key, now, out)
+                    self.speakers.timer_fired(key, now, out)
         self.dispatch.run(now, out)
         return out
 
