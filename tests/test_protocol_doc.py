@@ -27,8 +27,9 @@ Conventions the document follows, and this test relies on:
 - `## Error codes` has a table whose first cells are exactly the `code` attributes of the
   errors in `signalling.errors`; `## Close codes` a table listing every `CLOSE_*` constant
   of the `signalling` package (plus the codes aiohttp sends on its own, `LIBRARY_CLOSE_CODES`).
-- `## Settings` has a table with a row per `limits.*`, `presence.*` and `calls.*` setting,
-  its first cell the key in backticks and another cell its default in backticks.
+- `## Settings` has a table with a row per `limits.*`, `presence.*`, `calls.*` and
+  `conferences.*` setting, its first cell the key in backticks and another cell its default
+  in backticks.
 """
 
 from __future__ import annotations
