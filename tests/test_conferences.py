@@ -451,7 +451,9 @@ def test_an_invitation_that_rang_at_nobody_is_not_answered_at_the_end_of_the_rin
     join(b, "sup0", cid)
     actions = b.advance(60.0)
     (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
-    assert [(i.invitee, i.state) for i in changed.invitations] == [("P0201", "no_answer")]
+    states = {i.invitee: i.state for i in changed.invitations}
+    # The host's own join does not answer for the host court: its colleagues may still come.
+    assert states["P0201"] == "no_answer"
 
 
 def test_the_host_courts_own_consoles_are_invited_too() -> None:

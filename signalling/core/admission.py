@@ -22,6 +22,8 @@ def sees(courts: Courts, session: Session, conf: Conference) -> bool:
     """Whether `session`'s user finds `conf` in `list_conferences`."""
     if session.role is Role.WITNESS:
         return session.identity.scope == WITNESS_SCOPE + conf.conference_id
+    if session.role is Role.AUDITOR:
+        return False
     user = session.user_id
     return (
         user in conf.moderators

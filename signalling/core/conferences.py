@@ -13,12 +13,14 @@ answers for the court and the court's other consoles stop ringing, as with a cal
 invitation nobody answers within `conferences.ring_s` counts as not answered; anyone invited
 may still join from the list. The host, the co-moderators, consoles of invited courts,
 invited users, supervisors and admins over the host court, and witnesses whose token names the
-conference may join; the banned may not, nor anyone new once it is locked or full.
+conference may join (`signalling.core.admission`); auditors, who read the record afterwards,
+and the banned may not, nor anyone but a moderator once it is locked or full.
 
 A site whose connection drops stays in the conference, shown away, and is back when it
 resumes (no new join). When its user signs out it leaves. When the chair drops, a connected
 co-moderator takes the chair; with none, the conference goes on for
-`conferences.chairless_grace_s` and ends unless a moderator comes back.
+`conferences.chairless_grace_s` and ends unless a moderator comes back. The same grace starts
+with the conference: it ends if no moderator has joined by then.
 
 This module owns the conference table, which conferences each user has joined, and the
 conferences' start timer (`ConferenceStart`; the chairless grace is moderation's, the

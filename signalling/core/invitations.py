@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from identity import Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
 from signalling.core.conference import Conference, Invitation, invitation_info
@@ -56,7 +57,10 @@ class Invitations:
             if inv.kind == "court":
                 users = [u for u in presence.consoles(inv.invitee) if u != conf.host]
             else:
-                users = [inv.invitee] if presence.session(inv.invitee) is not None else []
+                session = presence.session(inv.invitee)
+                # Auditors read the record afterwards: not rung, and they may not join.
+                invited = session is not None and session.role is not Role.AUDITOR
+                users = [inv.invitee] if invited else []
             for user in users:
                 inv.ringing.add(user)
                 self._ringing.setdefault(user, set()).add(conf.conference_id)
@@ -141,7 +145,10 @@ class Invitations:
             inv = conf.invitations.get(key)
             if inv is None or inv.state == "joined":
                 continue
-            if key.startswith("court:") and session.role not in CONSOLE_ROLES:
+            if key.startswith("court:") and (
+                session.role not in CONSOLE_ROLES or user == conf.host
+            ):
+                # The host does not answer for its colleagues: they are invited too.
                 continue
             inv.state, inv.by = "joined", user
             inv.ringing.discard(user)

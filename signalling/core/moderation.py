@@ -96,7 +96,6 @@ class Moderation:
         self._record(conf, "moderator_named", now, out, by=session.user_id, user=site.user)
         # A moderator is always heard: out of the floor's queue and holders.
         self._board.speakers.leave_floor(conf, site.user, "promoted", now, out)
-        conf.changed()
         # What every moderator sees: all the sites and every invitation's answer.
         info = self._board.presence.info
         everyone = [site_info(conf, s, info) for s in conf.sites.values()]
@@ -108,7 +107,6 @@ class Moderation:
             changed = p.InvitationsChanged(conf.conference_id, invitations)
             out.append(Send((site.user,), changed))
         self._board.conferences.site_changed(conf, site, out)
-        self._board.conferences.broadcast(conf, out)
 
     def hand_over(self, session: Session, msg: p.HandOver, now: float, out: list[Action]) -> None:
         conf = moderated(

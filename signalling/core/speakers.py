@@ -170,11 +170,12 @@ class Speakers:
         self, conf: Conference, user: str, reason: str, now: float, out: list[Action]
     ) -> None:
         """`user`'s site left `conf` (`reason`: left, removed, banned, signed out)."""
-        if conf.spotlight == user:
+        spotlit = conf.spotlight == user
+        if spotlit:
             conf.spotlight = None
         conf.revoked_by.pop(user, None)
         effects = conf.floor.leave(user, now, reason)
-        self._apply(conf, effects, None, now, out, gone=user)
+        self._apply(conf, effects, None, now, out, gone=user, changed=spotlit)
 
     def leave_floor(
         self, conf: Conference, user: str, reason: str, now: float, out: list[Action]
@@ -230,7 +231,10 @@ class Speakers:
                     changed = True
                 case Revoked(site=site, reason=reason):
                     self._taken(conf, site)
-                    revoker = conf.revoked_by.pop(site, by)
+                    # At the end of a moderator's grace: that moderator; otherwise whoever
+                    # acted now (mute all, a new grant superseding it).
+                    revoked_by = conf.revoked_by.pop(site, None)
+                    revoker = revoked_by if reason == "moderator" and revoked_by else by
                     self._record(
                         conf, "floor_revoked", now, out, user=site, reason=reason, by=revoker
                     )
@@ -238,6 +242,7 @@ class Speakers:
                     changed = True
                 case Released(site=site, reason=reason):
                     self._taken(conf, site)
+                    conf.revoked_by.pop(site, None)
                     self._record(conf, "floor_released", now, out, user=site, reason=reason)
                     touched[site] = None
                     changed = True
