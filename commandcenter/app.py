@@ -72,6 +72,12 @@ def create_app(
             node_id=node_id,
             new_call_id=lambda: "c-" + secrets.token_hex(8),
             media=config.media.enabled,
+            # Recordings are evidence: kept only with the trace that evidence lives in.
+            recording=(
+                config.media.enabled
+                and config.media.record
+                and isinstance(recorder, DurableRecorder)
+            ),
             conferences=config.conferences,
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
         )

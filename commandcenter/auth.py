@@ -40,7 +40,9 @@ SECRET_FILE: Final = "jwt_secret"
 
 _ASYMMETRIC: Final = frozenset({"RS256", "ES256"})
 # What a witness token may name: one conference ("conference:<id>").
-_SCOPE: Final = re.compile(r"conference:[A-Za-z0-9_-]{1,64}")
+# What a witness may watch: one conference, or one concentrated enforcement action (a
+# conference of kind "action").
+_SCOPE: Final = re.compile(r"(conference|action):[A-Za-z0-9_-]{1,64}")
 
 
 class TokenVerifier:
@@ -191,7 +193,8 @@ def issue_token(
     scope: str | None = None,
 ) -> str:
     """An HS256 token for `user`, valid from `now` for `ttl_s` seconds; a witness's names
-    the conference it may watch (`scope`, "conference:<id>")."""
+    the conference it may watch (`scope`, "conference:<id>", or "action:<id>" for a
+    concentrated enforcement action)."""
     for field, value in (("user", user), ("name", name), ("court", court)):
         if not value or len(value) > MAX_ID_CHARS:
             raise ValueError(f"{field} must be 1 to {MAX_ID_CHARS} characters")
@@ -204,7 +207,7 @@ def issue_token(
     if (Role(role) is Role.WITNESS) != (scope is not None):
         raise ValueError("a witness token, and only one, names a conference (scope)")
     if scope is not None and not _SCOPE.fullmatch(scope):
-        raise ValueError("scope must be conference:<id>")
+        raise ValueError("scope must be conference:<id> or action:<id>")
     # Whole seconds, as most JWT consumers expect; flooring nbf keeps the token usable at `now`.
     issued = math.floor(now)
     claims = {

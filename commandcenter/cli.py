@@ -118,10 +118,17 @@ def _add_token(commands: Commands) -> None:
         metavar="SECONDS",
         help=f"lifetime in seconds (default: {DEFAULT_TOKEN_TTL_S:g}; at most auth.max_ttl_s)",
     )
-    p.add_argument(
+    watched = p.add_mutually_exclusive_group()
+    watched.add_argument(
         "--conference",
         metavar="ID",
         help="for --role witness (and only then): the one conference the witness may watch",
+    )
+    watched.add_argument(
+        "--action",
+        metavar="ID",
+        help="for --role witness (and only then): the one concentrated enforcement action "
+        "(a conference of kind action) the witness may watch",
     )
     p.add_argument(
         "--not-before",
@@ -151,7 +158,13 @@ def _token(args: argparse.Namespace) -> int:
         )
     if "HS256" not in config.auth.algorithms:
         raise CommandError(prog, "auth.algorithms excludes HS256, so the server would refuse it")
-    scope = None if args.conference is None else f"conference:{args.conference}"
+    scope = (
+        f"conference:{args.conference}"
+        if args.conference is not None
+        else f"action:{args.action}"
+        if args.action is not None
+        else None
+    )
     secret = load_secret(config.auth, Path(config.server.data_dir))
     try:
         token = issue_token(

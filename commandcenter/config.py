@@ -207,6 +207,19 @@ def _validate_media(media: MediaConfig) -> None:
             ipaddress.ip_address(address)
         except ValueError:
             raise ConfigError(f"media.ice_addresses: {address!r} is not an IP address") from None
+    if not 1 <= media.conference_audio_slots <= 8:
+        raise ConfigError(
+            f"media.conference_audio_slots: must be 1 to 8, got {media.conference_audio_slots}"
+        )
+    if not 0 <= media.conference_grid_slots <= 25:
+        raise ConfigError(
+            f"media.conference_grid_slots: must be 0 to 25, got {media.conference_grid_slots}"
+        )
+    if media.conference_video_codec.lower() not in ("video/vp8", "video/h264"):
+        raise ConfigError(
+            "media.conference_video_codec: must be video/VP8 or video/H264, "
+            f"got {media.conference_video_codec!r}"
+        )
     for key, urls, schemes in (
         ("media.stun_urls", media.stun_urls, ("stun:",)),
         ("media.turn_urls", media.turn_urls, ("turn:", "turns:")),

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Final
 
 import structlog
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media import spool
 from media.bitstream import Kind
 from media.evidence_sink import EvidenceSink, register_recording, register_snapshot
-from media.forwarder import Publication
+from media.forwarder import PacketSink, Publication
 from media.recording import CallRecording, RecordingResult
 from media.snapshot import KeyframeKeeper, snapshot_jpeg
 from signalling.errors import Unavailable
@@ -90,6 +92,8 @@ class CallCapture:
             _write_facts(recordings_dir, facts, started)
             self.recording = CallRecording(recordings_dir, facts.call_id, started)
         self.keepers: dict[str, tuple[Publication, KeyframeKeeper]] = {}
+        # Publication track id -> (the publication, its file's track, its sink, its on_close).
+        self._recorded: dict[str, tuple[Publication, str, PacketSink, Callable[[], None]]] = {}
         self._fresh: dict[str, asyncio.Event] = {}
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,28 +103,54 @@ class CallCapture:
         codec = pub.codec
         if codec is None or pub.kind not in ("audio", "video"):
             return
-        kind: Kind = "audio" if pub.kind == "audio" else "video"
-        recording = self.recording
-        if recording is not None:
-            track = f"{pub.track_id}#{next(self._serial)}"
-            try:
-                recording.add_track(track, kind, codec)
-            except ValueError as exc:
-                log.warning("track not recorded", call_id=self.facts.call_id, reason=str(exc))
-            else:
-
-                def record(packet: object, _codec: object, now: float) -> None:
-                    recording.on_packet(track, packet, now)  # type: ignore[arg-type]
-                    if recording.needs_keyframe(track):
-                        pub.need_keyframe()
-
-                pub.sinks.append(record)
-                pub.on_close.append(lambda: self._finish_track(track))
-        if kind == "video":
+        self.record(pub)
+        if pub.kind == "video":
             fresh = self._fresh.setdefault(pub.track_id, asyncio.Event())
             keeper = KeyframeKeeper(codec, on_keyframe=lambda _data, _at: fresh.set())
             self.keepers[pub.track_id] = (pub, keeper)
             pub.sinks.append(lambda packet, _codec, now: keeper.on_packet(packet, now))
+
+    def record(self, pub: Publication) -> None:
+        """Record `pub` to a file of its own until it closes or `stop` (a conference records
+        only what it forwards, and only while a moderator has recording on)."""
+        codec, recording = pub.codec, self.recording
+        if codec is None or recording is None or pub.track_id in self._recorded:
+            return
+        kind: Kind = "audio" if pub.kind == "audio" else "video"
+        track = f"{pub.track_id}#{next(self._serial)}"
+        try:
+            recording.add_track(track, kind, codec)
+        except ValueError as exc:
+            log.warning("track not recorded", call_id=self.facts.call_id, reason=str(exc))
+            return
+
+        def sink(packet: RtpPacket, _codec: RTCRtpCodecParameters, now: float) -> None:
+            recording.on_packet(track, packet, now)
+            if recording.needs_keyframe(track):
+                pub.need_keyframe()
+
+        def closed() -> None:
+            self.stop(pub)
+
+        pub.sinks.append(sink)
+        pub.on_close.append(closed)
+        self._recorded[pub.track_id] = (pub, track, sink, closed)
+
+    def recorded(self) -> list[Publication]:
+        return [entry[0] for entry in self._recorded.values()]
+
+    def stop(self, pub: Publication) -> None:
+        """Stop recording `pub`: its file is finished and registered."""
+        entry = self._recorded.get(pub.track_id)
+        if entry is None or entry[0] is not pub:
+            return
+        del self._recorded[pub.track_id]
+        _, track, sink, closed = entry
+        if sink in pub.sinks:
+            pub.sinks.remove(sink)
+        if closed in pub.on_close:
+            pub.on_close.remove(closed)
+        self._finish_track(track)
 
     async def snapshot(self, of: str, requested_by: str) -> Snapshot:
         entry = self.keepers.get(f"{of}:video")

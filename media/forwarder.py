@@ -9,6 +9,10 @@ The hot path is `Publication.forward`: per subscriber one header, one SRTP prote
 Keyframes: a new subscriber waits for one, and so does a subscriber whose socket backlog
 went over the limit (it restarts clean instead of queueing). Either way the publisher is asked
 (PLI) through media.rtp.KeyframeRequests, which holds back bursts without losing requests.
+
+A conference's subscriber receives through slots instead (media.stage): a subscription whose
+publication changes (`switch`) while the subscriber's sender, numbering and history stay, so
+the subscriber sees one continuous stream that shows whoever the slot carries now.
 """
 
 from __future__ import annotations
@@ -43,13 +47,18 @@ PacketSink = Callable[[RtpPacket, RTCRtpCodecParameters, float], None]
 class Subscription:
     def __init__(
         self,
-        publication: Publication,
+        publication: Publication | None,
         subscriber: str,
         sender: RTCRtpSender,
         max_backlog: int,
+        *,
+        key: str | None = None,
     ) -> None:
+        # None: an idle slot (nothing to send until `switch`).
         self.publication = publication
         self.subscriber = subscriber
+        # Its key in the publication's subscriptions: the subscriber, or their slot.
+        self.key = key if key is not None else subscriber
         self.max_backlog = max_backlog
         self.tap = SenderTap(
             sender,
@@ -77,6 +86,9 @@ class Subscription:
         # Sent since the sender's counters were last updated (once per frame, not per packet).
         self._uncounted_packets = 0
         self._uncounted_octets = 0
+        # Packets sent from earlier sources, by their owner (`sent_from`).
+        self._sent_before: dict[str, int] = {}
+        self._sent_at_switch = 0
 
     def _on_ready(self) -> None:
         tap = self.tap
@@ -96,7 +108,8 @@ class Subscription:
             self._extensions = template.serialize(tap.extensions_map())[12:]
             self._first_byte = 0x90 if self._extensions else 0x80
         self.active = True
-        self.publication.need_keyframe()
+        if self.publication is not None:
+            self.publication.need_keyframe()
 
     def _on_nack(self, lost: list[int]) -> None:
         sock, protect = self._sock, self._protect
@@ -110,7 +123,35 @@ class Subscription:
                     self.retransmitted += 1
 
     def _on_keyframe_request(self) -> None:
-        self.publication.need_keyframe()
+        if self.publication is not None:
+            self.publication.need_keyframe()
+
+    def switch(self, publication: Publication | None, ts_advance: int) -> None:
+        """Carry `publication` from its next keyframe on (None: nothing), continuing this
+        subscriber's stream (`Renumbering.switch`)."""
+        old = self.publication
+        if old is publication:
+            return
+        if old is not None:
+            old.detach(self.key)
+            sent = self.packets_sent - self._sent_at_switch
+            self._sent_before[old.owner] = self._sent_before.get(old.owner, 0) + sent
+        self._sent_at_switch = self.packets_sent
+        self.publication = publication
+        self.numbering.switch(ts_advance)
+        if publication is not None:
+            publication.attach(self)
+            if self.active:
+                publication.need_keyframe()
+
+    def sent_from(self, owner: str) -> int:
+        """How many packets of `owner`'s this subscription has sent (the proof that a
+        source without the floor was never forwarded)."""
+        before = self._sent_before.get(owner, 0)
+        current = self.publication
+        if current is not None and current.owner == owner:
+            return before + self.packets_sent - self._sent_at_switch
+        return before
 
     def forward(self, packet: RtpPacket, starts_keyframe: bool) -> None:
         """The hot path: runs for every packet and every subscriber."""
@@ -143,7 +184,8 @@ class Subscription:
             # over clean on the next keyframe rather than queue.
             self.numbering.restart()
             self.restarts += 1
-            self.publication.need_keyframe()
+            if self.publication is not None:
+                self.publication.need_keyframe()
             return
         except OSError:
             return
@@ -177,6 +219,8 @@ class Publication:
         self.codec: RTCRtpCodecParameters | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.sinks: list[PacketSink] = []
+        # An open conference listens for who speaks: (owner, RFC 6464 level) per audio packet.
+        self.on_level: Callable[[str, int], None] | None = None
         # Called once when the publication ends (its member left, or offered again).
         self.on_close: list[Callable[[], None]] = []
         self.keyframes = rtp.KeyframeRequests(interval=keyframe_interval)
@@ -205,6 +249,10 @@ class Publication:
             self.keyframes.keyframe_seen()
         for sub in self.subscriptions.values():
             sub.forward(packet, starts)
+        if self.on_level is not None:
+            level = packet.extensions.audio_level
+            if level is not None:
+                self.on_level(self.owner, level[1])
         if self.sinks:
             now = self.clock()
             for sink in self.sinks:
@@ -214,6 +262,14 @@ class Publication:
         sub = Subscription(self, subscriber, sender, max_backlog)
         self.subscriptions[subscriber] = sub
         return sub
+
+    def attach(self, sub: Subscription) -> None:
+        """A slot's subscription switched to this publication."""
+        self.subscriptions[sub.key] = sub
+
+    def detach(self, key: str) -> None:
+        """A slot's subscription switched away (it stays open for its next source)."""
+        self.subscriptions.pop(key, None)
 
     def unsubscribe(self, subscriber: str) -> None:
         sub = self.subscriptions.pop(subscriber, None)

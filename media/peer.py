@@ -64,6 +64,19 @@ def _capabilities_for(codec: RTCRtpCodecParameters) -> list[RTCRtpCodecCapabilit
     return chosen[:1] + rtx if chosen else []
 
 
+def _capabilities_named(mime_type: str) -> list[RTCRtpCodecCapability]:
+    """The codec preferences for a slot in `mime_type` (plus RTX for video)."""
+    kind = mime_type.split("/")[0]
+    chosen: list[RTCRtpCodecCapability] = []
+    rtx: list[RTCRtpCodecCapability] = []
+    for cap in RTCRtpSender.getCapabilities(kind).codecs:
+        if is_rtx(cap):
+            rtx.append(cap)
+        elif cap.mimeType.lower() == mime_type.lower():
+            chosen.append(cap)
+    return chosen[:1] + rtx if chosen else []
+
+
 def _same_profile(cap: RTCRtpCodecCapability, codec: RTCRtpCodecParameters) -> bool:
     if codec.mimeType.lower() != "video/h264":
         return True
@@ -100,6 +113,8 @@ class MemberPeer:
         self.publications: list[Publication] = []
         # Publication track id -> the transceiver and subscription feeding this member.
         self.receiving: dict[str, tuple[RTCRtpTransceiver, Subscription]] = {}
+        # A conference member's slots (media.stage), by name.
+        self.slots: dict[str, Subscription] = {}
         self.offer_out = False
         self.needs_offer = False
         self.closed = False
@@ -195,6 +210,31 @@ class MemberPeer:
         self.receiving[pub.track_id] = (transceiver, sub)
         self.renegotiate()
 
+    def open_slots(self, slots: list[tuple[str, str]], codecs: dict[str, str]) -> None:
+        """Add a conference's slots, `(name, kind)`, each a sendonly track whose stream id is
+        its name, held to `codecs[kind]` (a MIME type): what switches onto a slot later must
+        be in that codec. They start idle; one offer carries them all."""
+        added = False
+        for name, kind in slots:
+            if name in self.slots or self.closed:
+                continue
+            prefs = _capabilities_named(codecs[kind])
+            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
+            if prefs:
+                transceiver.setCodecPreferences(prefs)
+            transceiver.sender.replaceTrack(hooks.IdleTrack(kind, f"{name}:{kind}"))
+            hooks.set_stream_id(transceiver.sender, name)
+            self.slots[name] = Subscription(
+                None,
+                self.user,
+                transceiver.sender,
+                self.config.max_subscriber_backlog_bytes,
+                key=f"{self.user}/{name}",
+            )
+            added = True
+        if added:
+            self.renegotiate()
+
     def stop_receiving(self, pub: Publication) -> None:
         entry = self.receiving.pop(pub.track_id, None)
         pub.unsubscribe(self.user)
@@ -244,8 +284,13 @@ class MemberPeer:
         for pub in self.publications:
             pub.close()
         for _, sub in self.receiving.values():
-            sub.publication.unsubscribe(self.user)
+            if sub.publication is not None:
+                sub.publication.unsubscribe(self.user)
         self.receiving.clear()
+        for sub in self.slots.values():
+            sub.switch(None, 0)
+            sub.close()
+        self.slots.clear()
         await self.pc.close()
 
 

@@ -86,8 +86,11 @@ class Room:
         if peer is None:
             return
         peer.ready = True
+        self._deliver_existing(peer)
+
+    def _deliver_existing(self, peer: MemberPeer) -> None:
         for pub in list(self.publications.values()):
-            if pub.owner != user and pub.owner not in self.silent:
+            if pub.owner != peer.user and pub.owner not in self.silent:
                 peer.receive(pub)
 
     def peer(self, user: str) -> MemberPeer:
@@ -116,6 +119,10 @@ class Room:
                 log.exception("capture failed", call_id=self.call_id, track=pub.track_id)
         if pub.owner in self.silent:
             return
+        self._distribute(pub)
+
+    def _distribute(self, pub: Publication) -> None:
+        """A call forwards every member's tracks to every other member."""
         for user, peer in self.peers.items():
             if user != pub.owner:
                 peer.receive(pub)

@@ -157,10 +157,22 @@ class Renumbering:
     # Publisher sequence number of the (re)start: older packets (late retransmissions of a
     # frame before it) are never forwarded to this subscriber.
     start_seq: int | None = None
+    # The last output timestamp: a switch to another source continues from it.
+    last_ts: int | None = None
 
     def restart(self) -> None:
         """Stop forwarding until the next keyframe (a stall, or a subscriber too slow)."""
         self.waiting = True
+
+    def switch(self, ts_advance: int) -> None:
+        """Another publisher's stream follows from its next keyframe (a conference's slot
+        changing source): sequence numbers continue without a gap, and timestamps continue
+        `ts_advance` ticks after the last one sent, as if that much time had passed."""
+        self.waiting = True
+        self.start_seq = None
+        if self.last_ts is not None:
+            self.timestamp_base = (self.last_ts + ts_advance) & 0xFFFFFFFF
+            self.ts_offset = None
 
     def map(self, seq: int, timestamp: int, starts_keyframe: bool) -> tuple[int, int] | None:
         """Output (sequence number, timestamp) for a publisher packet; None: not forwarded."""
@@ -187,7 +199,9 @@ class Renumbering:
         if prev is None or 0 < ((out - prev) & 0xFFFF) < 0x8000:
             self.last_out = out
         assert self.ts_offset is not None
-        return out, (timestamp + self.ts_offset) & 0xFFFFFFFF
+        ts = (timestamp + self.ts_offset) & 0xFFFFFFFF
+        self.last_ts = ts
+        return out, ts
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ import structlog
 
 from media import ice
 from media.capture import CallCapture, CallFacts, recover
+from media.conference_room import ConferenceRoom
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
@@ -66,6 +67,22 @@ class MediaService:
                 del self.rooms[call_id]
                 self._close(room, self.captures.pop(call_id, None))
             return
+        if change.stage is not None:
+            if room is None:
+                facts = CallFacts(call_id, change.court, change.officer, None)
+                room = ConferenceRoom(
+                    conference_id=call_id,
+                    config=self.config,
+                    clock=self.clock,
+                    send_offer=self._send_offer,
+                    deliver=lambda user, message: self.deliver(user, message),
+                    capture=lambda: self._capture(facts),
+                    external=self._call_track,
+                )
+                self.rooms[call_id] = room
+            assert isinstance(room, ConferenceRoom)
+            room.update(frozenset(change.members), frozenset(change.silent), change.stage)
+            return
         if room is None:
             capture = None
             if self.evidence is not None:
@@ -82,7 +99,7 @@ class MediaService:
                 config=self.config,
                 clock=self.clock,
                 send_offer=self._send_offer,
-                on_publication=_capturing(capture),
+                on_publication=self._published_in_call(capture),
             )
             self.rooms[call_id] = room
         room.update(frozenset(change.members), frozenset(change.silent))
@@ -133,6 +150,8 @@ class MediaService:
                 )
                 self.deliver(user, p.Ack(ref=message.id))
             case p.Snapshot():
+                if isinstance(room, ConferenceRoom):
+                    raise WrongState("snapshots are taken in calls")
                 capture = self.captures.get(room.call_id)
                 if capture is None:
                     raise MediaUnavailable("snapshots need the evidence store")
@@ -154,6 +173,34 @@ class MediaService:
             raise WrongState("this call has no media")
         return room
 
+    def _call_track(self, call_id: str, user: str, kind: str) -> Publication | None:
+        """`user`'s `kind` track in call `call_id` on this server, for a conference showing
+        the call (None: the call's media is elsewhere, or the track is not published)."""
+        room = self.rooms.get(call_id)
+        if room is None or isinstance(room, ConferenceRoom):
+            return None
+        return room.publications.get(f"{user}:{kind}")
+
+    def _published_in_call(
+        self, capture: CallCapture | None
+    ) -> Callable[[Room, Publication], None]:
+        def published(room: Room, pub: Publication) -> None:
+            if capture is not None:
+                capture.published(pub)
+            # A conference showing this call takes the new track.
+            for other in list(self.rooms.values()):
+                if isinstance(other, ConferenceRoom) and room.call_id in other.feeds.values():
+                    other.feed_published()
+
+        return published
+
+    def _capture(self, facts: CallFacts) -> CallCapture | None:
+        if self.evidence is None or self.recordings_dir is None:
+            return None
+        return CallCapture(
+            facts=facts, sink=self.evidence, recordings_dir=self.recordings_dir, clock=self.clock
+        )
+
     def _send_offer(self, user: str, call_id: str, sdp: str) -> None:
         self.deliver(user, p.ServerOffer(call_id=call_id, sdp=sdp))
 
@@ -173,9 +220,3 @@ class MediaService:
     def publications(self) -> list[Publication]:
         """Every track published in every call (for tests and health)."""
         return [pub for room in self.rooms.values() for pub in room.publications.values()]
-
-
-def _capturing(capture: CallCapture | None) -> Callable[[Room, Publication], None] | None:
-    if capture is None:
-        return None
-    return lambda _room, pub: capture.published(pub)

@@ -32,3 +32,10 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # Bytes waiting in one subscriber's socket buffer beyond which its packets are dropped
     # until the next keyframe (a slow subscriber must not hold memory or delay others).
     max_subscriber_backlog_bytes: int = 256 * 1024
+    # A conference member's audio slots: whose audio they hear at once (the chair, the other
+    # moderators, the floor holders, in that order; after unmute all, the sites speaking).
+    conference_audio_slots: int = 3
+    # A moderator's grid: how many sites' video they see besides the spotlight.
+    conference_grid_slots: int = 16
+    # The one video codec of a conference's slots (a publisher in another codec is not shown).
+    conference_video_codec: str = "video/VP8"

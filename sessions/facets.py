@@ -38,7 +38,9 @@ CALL_ENDED: Final = "call_ended"
 # Written by the evidence feature: data {evidence_id, case_number, court, kind, sha256, ...}.
 EVIDENCE_STORED: Final = "evidence_stored"
 # Written once per conference when it starts (signalling/core/conferences.py): data
-# {conference, court, host, by}, where court is the hosting court.
+# {conference, court, host, by, kind}, where court is the hosting court and kind "meeting"
+# (absent in records from before kinds existed) or "action" (a concentrated enforcement
+# action).
 CONFERENCE_STARTED: Final = "conference_started"
 
 KINDS: Final = frozenset(
@@ -104,7 +106,9 @@ def facets_of(kind: str, data: Mapping[str, Any]) -> Facets:
         return Facets(
             court=_str(data, "court"), subject=_str(data, "case_number"), tag=_str(data, "kind")
         )
-    return Facets(court=_str(data, "court"), subject=_str(data, "conference"))
+    return Facets(
+        court=_str(data, "court"), subject=_str(data, "conference"), tag=_str(data, "kind")
+    )
 
 
 __all__ = [

@@ -47,6 +47,7 @@ from sessions.facets import (
 )
 from sessions.recorder import TraceEvent
 from sessions.statistics import (
+    ACTION,
     CANCELLED,
     DIRECTIONS,
     OFFICER_ROLE,
@@ -389,7 +390,10 @@ class PostgresTraceStore:
                 (SELECT count(subject) FROM signed_in),
                 (SELECT coalesce(sum(n), 0)::bigint FROM stored),
                 (SELECT count(subject) FROM stored),
-                (SELECT count(*) FROM {t} WHERE kind = '{CONFERENCE_STARTED}' AND {period})""",
+                (SELECT count(*) FROM {t} WHERE kind = '{CONFERENCE_STARTED}' AND {period}
+                    AND tag IS DISTINCT FROM '{ACTION}'),
+                (SELECT count(*) FROM {t} WHERE kind = '{CONFERENCE_STARTED}' AND {period}
+                    AND tag = '{ACTION}')""",
             SIGN_IN,
             EVIDENCE_STORED,
             query.since_us,
@@ -434,7 +438,7 @@ class PostgresTraceStore:
         # On two connections at once: each query is consistent in itself (the call outcomes
         # add up), and together they take the time of the slower one.
         first, rows = await asyncio.gather(first_query, calls_query)
-        sign_ins, officers, items, cases, conferences = first[0]
+        sign_ins, officers, items, cases, conferences, actions = first[0]
         calls = {
             str(r[0]): CallCounts(
                 calls=r[1],
@@ -453,6 +457,7 @@ class PostgresTraceStore:
             evidence_items=items,
             cases=cases,
             conferences=conferences,
+            actions=actions,
             calls=calls,
         )
 

@@ -45,6 +45,7 @@ from sessions.facets import (
 )
 from sessions.recorder import TraceEvent
 from sessions.statistics import (
+    ACTION,
     CANCELLED,
     DIRECTIONS,
     OFFICER_ROLE,
@@ -417,11 +418,12 @@ def _counts(conn: sqlite3.Connection, q: StatsQuery) -> Counts:
     period = (q.since_us, q.until_us)
     sign_ins, officers = conn.execute(*_per_subject(SIGN_IN, q, OFFICER_ROLE)).fetchone()
     items, cases = conn.execute(*_per_subject(EVIDENCE_STORED, q)).fetchone()
-    params: list[Any] = [CONFERENCE_STARTED, *period]
-    sql = "SELECT count(*) FROM trace WHERE kind = ? AND at_us >= ? AND at_us < ?" + _in(
-        "court", q.courts, params
-    )
-    (conferences,) = conn.execute(sql, params).fetchone()
+    params: list[Any] = [ACTION, ACTION, CONFERENCE_STARTED, *period]
+    sql = (
+        "SELECT coalesce(sum(tag IS NOT ?), 0), coalesce(sum(tag IS ?), 0)"
+        " FROM trace WHERE kind = ? AND at_us >= ? AND at_us < ?"
+    ) + _in("court", q.courts, params)
+    conferences, actions = conn.execute(sql, params).fetchone()
     params = [CALL_ANSWERED, CALL_ENDED, CALL_ENDED, CALL_ESCALATED, CALL_CREATED, *period]
     params.extend(DIRECTIONS)
     created = (
@@ -468,6 +470,7 @@ def _counts(conn: sqlite3.Connection, q: StatsQuery) -> Counts:
         evidence_items=items,
         cases=cases,
         conferences=conferences,
+        actions=actions,
         calls=calls,
     )
 

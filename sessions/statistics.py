@@ -39,6 +39,8 @@ CENTER_TO_OFFICER: Final = "center_to_officer"
 DIRECTIONS: Final = (OFFICER_TO_CENTER, CENTER_TO_OFFICER)
 # The end reason of a call its caller gave up on before anyone answered.
 CANCELLED: Final = "cancelled"
+# The kind of a conference that is a concentrated enforcement action, not a meeting.
+ACTION: Final = "action"
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
@@ -131,6 +133,7 @@ class Counts:
     evidence_items: int = 0
     cases: int = 0
     conferences: int = 0
+    actions: int = 0
     calls: Mapping[str, CallCounts] = field(default_factory=dict)
 
 
@@ -146,7 +149,7 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
             return False
         return courts is None or facets.court in courts
 
-    sign_ins = evidence = conferences = 0
+    sign_ins = evidence = conferences = actions = 0
     officers: set[str] = set()
     cases: set[str] = set()
     created: list[tuple[str, int, str | None, bool]] = []
@@ -167,7 +170,10 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
                     cases.add(f.subject)
         elif kind == CONFERENCE_STARTED:
             if selected(at_us, f):
-                conferences += 1
+                if f.tag == ACTION:
+                    actions += 1
+                else:
+                    conferences += 1
         elif kind == CALL_CREATED:
             if f.tag in DIRECTIONS and selected(at_us, f):
                 assert f.tag is not None
@@ -202,6 +208,7 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
         evidence_items=evidence,
         cases=len(cases),
         conferences=conferences,
+        actions=actions,
         calls={d: CallCounts(**c) for d, c in sorted(by_direction.items())},
     )
 
@@ -248,6 +255,11 @@ def figures_of(counts: Counts) -> list[Figure]:
         Figure("center_calls", cc.calls, "calls from the center to an officer, answered or not"),
         Figure("center_calls_answered", cc.answered, "those of them that were answered"),
         Figure("conferences", counts.conferences, "conferences started"),
+        Figure(
+            "enforcement_actions",
+            counts.actions,
+            "concentrated enforcement actions started (conferences of kind action)",
+        ),
         Figure("calls_answered", answered, "calls answered (both directions)"),
         Figure(
             "calls_missed",
@@ -302,8 +314,12 @@ HOW: Final[dict[str, str]] = {
     "center_calls": "`call_created` records with `direction` = center_to_officer",
     "center_calls_answered": "those of them with a `call_answered` record",
     "conferences": (
-        "`conference_started` records (one per conference: it starts once), the court "
-        "being the hosting court"
+        "`conference_started` records (one per conference: it starts once) whose `kind` is "
+        "not `action`, the court being the hosting court"
+    ),
+    "enforcement_actions": (
+        "`conference_started` records whose `kind` is `action` (a concentrated enforcement "
+        "action), the court being the hosting court"
     ),
     "calls_answered": "calls (both directions) with a `call_answered` record",
     "calls_missed": "calls with a `call_ended` record, not answered, `reason` not cancelled",

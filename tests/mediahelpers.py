@@ -4,11 +4,14 @@ negotiation messages carried by the test WebSocket client (tests.wsclient)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from av import AudioFrame
 
 from media.client import MediaClient
 from tests.polling import wait_until
@@ -80,3 +83,26 @@ async def media_call(
     await officer.renegotiate()
     await wait_until(lambda: officer_ws.user in operator.media.tracks, what="officer's tracks")
     return officer, operator, call_id
+
+
+class ToneTrack(AudioStreamTrack):
+    """A microphone that hears a steady tone (aiortc's AudioStreamTrack is silence): its
+    packets carry a loud audio level, so the server counts the sender as speaking."""
+
+    def __init__(self, hz: float = 440.0) -> None:
+        super().__init__()
+        self.hz = hz
+        self._phase = 0
+
+    async def recv(self) -> Any:
+        frame = await super().recv()
+        assert isinstance(frame, AudioFrame)
+        n = frame.samples
+        rate = frame.sample_rate
+        samples = [
+            int(12000 * math.sin(2 * math.pi * self.hz * (self._phase + i) / rate))
+            for i in range(n)
+        ]
+        self._phase += n
+        frame.planes[0].update(struct.pack(f"<{n}h", *samples))
+        return frame

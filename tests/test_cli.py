@@ -69,8 +69,24 @@ def test_token_reuses_the_generated_secret(
 
 
 @pytest.mark.parametrize(
+    ("flag", "scope"), [("--conference", "conference"), ("--action", "action")]
+)
+def test_a_witness_token_names_what_they_watch_and_when(
+    config_file: Path, capsys: pytest.CaptureFixture[str], flag: str, scope: str
+) -> None:
+    start = time.time() + 60.0
+    argv = ["token", "--user", "w1", "--role", "witness", "--court", "P", flag, "m-1"]
+    window = ["--not-before", str(start), "--ttl", "600", "--config", str(config_file)]
+    code, out, _ = run(capsys, *argv, *window)
+    assert code == 0
+    who = build_verifier(load_config(config_file, environ={})).verify(out.strip(), start)
+    assert (who.role, who.scope) == (Role.WITNESS, f"{scope}:m-1")
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--conference", "m-1", "--action", "m-2"], "not allowed with argument"),
         (["--role", "judge"], "unknown role 'judge'"),
         (["--court", "X9"], "unknown court 'X9'"),
         (["--ttl", "0"], "--ttl must be more than 0"),

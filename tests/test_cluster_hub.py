@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from redis.asyncio import Redis
 
 from sessions.postgres_store import PostgresTraceStore
 from signalling.cluster import wire as w
 from tests.clusterhelpers import REDIS_URL, PrivateRedis, private_redis
 from tests.clusternodes import HEARTBEAT_S, NODE_TIMEOUT_S, Cluster, Node, cluster
-from tests.mediahelpers import count_frames, media_call
+from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
 from tests.wsclient import Client
 
@@ -456,3 +457,48 @@ async def test_authority_killed_during_a_conference(cluster: Cluster) -> None:
     records = await trace_kinds(cluster)
     ends = [d for k, d in records if k == "conference_ended" and d["conference"] == cid]
     assert [(d["reason"], d["court"]) for d in ends] == [("node_lost", "P")]
+
+
+async def test_a_conferences_media_across_nodes_follows_the_floor(cluster: Cluster) -> None:
+    """The host and two sites on three nodes: one node serves the conference's media, and
+    the site granted the floor is heard by the other site through it."""
+    _, (a, b, c) = await three(cluster)
+    host_ws = await a.connect("sup-p", "supervisor", "P")
+    op1_ws = await c.connect("op-1", "operator", "P0101")
+    op2_ws = await b.connect("op-2", "operator", "P0102")
+    created = await host_ws.request(
+        "create_conference",
+        reply="conference_created",
+        title="Media across nodes",
+        invite_below=["P01"],
+    )
+    cid = created["conference"]["conference_id"]
+    members = []
+    try:
+        for ws in (host_ws, op1_ws, op2_ws):
+            await ws.request("join_conference", reply="conference_joined", conference_id=cid)
+            member = Member(ws, cid, [VideoStreamTrack(), AudioStreamTrack()])
+            members.append(member)
+            await member.join()
+            await member.renegotiate()
+        await host_ws.request("grant_floor", conference_id=cid, site="op-1")
+        await op2_ws.expect(
+            "conference_media",
+            timeout=5.0,
+            where=lambda m: m["audio"][:2] == ["sup-p", "op-1"] and m["spotlight"] == "op-1",
+        )
+        tracks = members[2].media.tracks
+        await wait_until(lambda: "audio-1" in tracks, what="op-2's second audio slot")
+        await count_frames(tracks["audio-1"][0], 10)
+        await count_frames(tracks["spotlight"][0], 10)
+        rooms = {n.node_id: (await n.health())["media_rooms"] for n in cluster.nodes.values()}
+        assert sorted(rooms.values()) == [0, 0, 1], rooms
+    finally:
+        for member in members:
+            await member.close()
+    await host_ws.request("end_conference", conference_id=cid)
+
+    async def released() -> bool:
+        return all([(await n.health())["media_rooms"] == 0 for n in cluster.nodes.values()])
+
+    await wait_until(released, within=5.0, what="the conference's media room closed")

@@ -75,6 +75,9 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.Spotlight(id="m32", conference_id="m-1", site="op1"),
     p.RemoveSite(id="m33", conference_id="m-1", site="op1", ban=True),
     p.LockConference(id="m34", conference_id="m-1", locked=True),
+    p.RecordConference(id="m41", conference_id="m-1", on=True),
+    p.ShareCall(id="m42", conference_id="m-1", call_id="c1"),
+    p.UnshareCall(id="m43", conference_id="m-1", call_id="c1", revision=4),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -120,6 +123,7 @@ CONFERENCE = p.ConferenceInfo(
     chair="op1",
     sites=2,
     locked=False,
+    kind="meeting",
 )
 FLOOR = p.FloorInfo(state="permitted", position=None, until=NOW_MS + 60_000, called=True)
 STATE = p.ConferenceState(
@@ -131,6 +135,8 @@ STATE = p.ConferenceState(
     spotlight=USER,
     audio="floor",
     locked=False,
+    recording=False,
+    feeds=[p.FeedInfo(call_id="c1", officer=USER, emergency=True, by=OPERATOR)],
     max_speakers=1,
     max_talk_s=None,
     mode="moderated",
@@ -180,6 +186,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
         sha256="0" * 64,
         taken_at=NOW_MS,
     ),
+    p.ConferenceMedia(conference_id="m-1", audio=["sup-1", None], spotlight="op-7", grid=[]),
+    p.ConferenceSpeaking(conference_id="m-1", speaking=["op-7"]),
     p.ConferenceCreated(ref="m19", conference=CONFERENCE),
     p.Conferences(ref="m20", conferences=[CONFERENCE]),
     p.ConferenceInvitation(conference=CONFERENCE),

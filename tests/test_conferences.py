@@ -541,3 +541,24 @@ def test_mute_all_in_an_open_floor_records_the_switch_to_moderated() -> None:
     actions = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
     policies = records(actions, "floor_policy")
     assert [r.data["mode"] for r in policies] == ["moderated"]
+
+
+def test_a_console_signing_in_while_its_court_is_rung_is_rung_too_but_not_after() -> None:
+    b = province()
+    cid = create(b, "sup0", invite_below=("P02",))
+    late = b.sign_in(operator("op9", "P0201"))
+    (invitation,) = messages(late, p.ConferenceInvitation, to="op9")
+    assert invitation.conference.conference_id == cid
+    b.advance(60.0)  # the ring time is over
+    assert messages(b.sign_in(operator("op8", "P0201")), p.ConferenceInvitation) == []
+
+
+def test_what_still_rings_is_sent_again_after_a_resume() -> None:
+    b = province()
+    session = b.sb.session("op1")
+    assert session is not None
+    b.drop("op1")
+    cid = create(b, "sup0", invite_below=("P01",))
+    _, back = b.connect(operator("op1"), resume=session.resume_token)
+    (invitation,) = messages(back, p.ConferenceInvitation, to="op1")
+    assert invitation.conference.conference_id == cid

@@ -361,13 +361,19 @@ async def scripted_day(site: Site) -> None:
         ]
     )
 
-    # Day 2: o3 signs in again; one more evidence item and a conference of P01.
+    # Day 2: o3 signs in again; one more evidence item, a conference of P01 (a meeting, as
+    # records from before kinds existed say nothing) and a concentrated enforcement action.
     clock.t = T0 + 86400
     await site.connect("o3", "officer", "P0201")
     await trace.append(
         [
             TraceEvent("evidence_stored", clock(), evidence(4, "K1", "P0101")),
             TraceEvent("conference_started", clock(), {"conference": "m2", "court": "P01"}),
+            TraceEvent(
+                "conference_started",
+                clock(),
+                {"conference": "m3", "court": "P0101", "kind": "action"},
+            ),
         ]
     )
 
@@ -417,6 +423,7 @@ EXPECTED_DAY1_ALL = {
     "center_calls": 3,
     "center_calls_answered": 1,
     "conferences": 1,
+    "enforcement_actions": 0,
     "calls_answered": 3,
     "calls_missed": 4,
     "calls_cancelled": 1,
@@ -439,6 +446,7 @@ EXPECTED_DAY1_P01 = {
     "center_calls": 2,
     "center_calls_answered": 1,
     "conferences": 0,
+    "enforcement_actions": 0,
     "calls_answered": 2,
     "calls_missed": 3,
     "calls_cancelled": 1,
@@ -460,6 +468,7 @@ EXPECTED_DAY1_P0201 = {
     "center_calls": 1,
     "center_calls_answered": 0,
     "conferences": 0,
+    "enforcement_actions": 0,
     "calls_answered": 1,
     "calls_missed": 1,
     "calls_cancelled": 0,
@@ -475,6 +484,7 @@ EXPECTED_DAY2_ALL = {
     "cases_with_evidence": 1,
     "evidence_items": 1,
     "conferences": 1,
+    "enforcement_actions": 1,
     **ZERO_CALLS,
 }
 EXPECTED_BOTH_ALL = {
@@ -482,6 +492,7 @@ EXPECTED_BOTH_ALL = {
     "sign_ins": 6,
     "evidence_items": 4,
     "conferences": 2,
+    "enforcement_actions": 1,
 }
 
 

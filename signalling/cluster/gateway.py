@@ -261,6 +261,7 @@ class Gateway:
                             envelope.court,
                             envelope.officer,
                             envelope.case_number,
+                            envelope.stage,
                         )
                     )
             case w.Signal(user=user, message=message):

@@ -118,6 +118,7 @@ class ClusterMedia:
             court=change.court,
             officer=change.officer,
             case_number=change.case_number,
+            stage=change.stage,
         )
         node.gateway.publish_node(target, envelope)
 

@@ -21,6 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from signalling import protocol as p
+from signalling.core.actions import Stage
 from signalling.core.facts import WaitingCall
 
 
@@ -105,6 +106,8 @@ class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
     court: str
     officer: str
     case_number: str | None
+    # A conference's: what its media forwards.
+    stage: Stage | None = None
 
 
 class Signal(_Envelope, tag="signal", frozen=True, kw_only=True):

@@ -34,9 +34,32 @@ class Disconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Stage:
+    """What a conference's media forwards: the core decides whose media may flow, the media
+    server which of it goes in which of a member's slots (media.stage)."""
+
+    # Whose audio every other member hears, most important first: the chair, the other
+    # moderators, then the floor holders in the order they were granted.
+    audible: tuple[str, ...]
+    # Whose video every member sees (None: nobody's yet).
+    spotlight: str | None
+    # Who also receive the grid of sites' video.
+    moderators: tuple[str, ...]
+    # Every site may be heard (after unmute all): the loudest take the free audio slots.
+    open: bool = False
+    # Record what is forwarded (the voices heard, the spotlight), as evidence.
+    record: bool = False
+    # Live calls shown to the conference: (officer, call id), whose media is the call's.
+    feeds: tuple[tuple[str, str], ...] = ()
+    # A concentrated enforcement action: its witnesses watch all of it (the grid too).
+    action: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Room:
-    """Call `call_id`'s media is for `members` now (empty: it ends). `silent` members (covert
-    supervisors) receive the others' media but nothing of theirs is forwarded."""
+    """Call (or conference) `call_id`'s media is for `members` now (empty: it ends). `silent`
+    members (covert supervisors, witnesses) receive the others' media but nothing of theirs is
+    forwarded. A conference's room has a `stage`; a call's forwards everyone to everyone."""
 
     call_id: str
     members: tuple[str, ...]
@@ -45,6 +68,7 @@ class Room:
     court: str
     officer: str
     case_number: str | None
+    stage: Stage | None = None
 
 
 @dataclass(frozen=True, slots=True)

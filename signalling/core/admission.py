@@ -14,14 +14,24 @@ from signalling.errors import Forbidden, NotFound
 
 # Who hosts conferences: the command center (the roles whose seats are consoles).
 HOST_ROLES: Final = CONSOLE_ROLES
-# Witness tokens name what they may watch: "conference:<id>".
+# Witness tokens name what they may watch: "conference:<id>", or "action:<id>" for a
+# concentrated enforcement action (a conference of kind "action").
 WITNESS_SCOPE: Final = "conference:"
+ACTION_SCOPE: Final = "action:"
+
+
+def watches(session: Session, conf: Conference) -> bool:
+    """Whether `session`'s witness token names `conf`."""
+    scope = session.identity.scope
+    return scope == WITNESS_SCOPE + conf.conference_id or (
+        conf.kind == "action" and scope == ACTION_SCOPE + conf.conference_id
+    )
 
 
 def sees(courts: Courts, session: Session, conf: Conference) -> bool:
     """Whether `session`'s user finds `conf` in `list_conferences`."""
     if session.role is Role.WITNESS:
-        return session.identity.scope == WITNESS_SCOPE + conf.conference_id
+        return watches(session, conf)
     if session.role is Role.AUDITOR:
         return False
     user = session.user_id
@@ -71,7 +81,7 @@ def role_in(courts: Courts, session: Session, conf: Conference) -> p.ConferenceR
     """What `session`'s user joins `conf` as; Forbidden if they may not."""
     user = session.user_id
     if session.role is Role.WITNESS:
-        if session.identity.scope != WITNESS_SCOPE + conf.conference_id:
+        if not watches(session, conf):
             raise Forbidden("your invitation is for another conference")
         return "witness"
     if session.role is Role.AUDITOR:

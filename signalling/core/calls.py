@@ -169,6 +169,7 @@ class Calls:
             out.extend(board.views.officer_changed(officer))
         if call.answered_at is not None:
             out.append(Room(call.call_id, (), (), call.court, call.officer, call.case_number))
+        board.feeds.call_ended(call.call_id, now, out)
         # Ended calls are kept only as long as something may still refer to them.
         del self.table[call.call_id]
 

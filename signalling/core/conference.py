@@ -96,6 +96,16 @@ class Invitation:
     ringing: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Feed:
+    """A live call shown to the conference: its officer's media, shared `by` someone."""
+
+    call_id: str
+    officer: str
+    emergency: bool
+    by: str
+
+
 @dataclass
 class Conference:
     conference_id: str
@@ -107,6 +117,7 @@ class Conference:
     floor: Floor
     invited_courts: tuple[str, ...] = ()
     invited_users: tuple[str, ...] = ()
+    kind: Literal["meeting", "action"] = "meeting"
     status: ConferenceStatus = ConferenceStatus.SCHEDULED
     # The host first, then the co-moderators in the order named; `chair` is the one leading.
     moderators: list[str] = field(default_factory=list)
@@ -115,6 +126,10 @@ class Conference:
     invitations: dict[str, Invitation] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
     locked: bool = False
+    # Recording what it hears and sees, as evidence (a moderator's `record_conference`).
+    recording: bool = False
+    # Live calls shown to it, by call id, in the order shared.
+    feeds: dict[str, Feed] = field(default_factory=dict)
     audio: Literal["floor", "open"] = "floor"
     spotlight: str | None = None
     # Holders being revoked (in their grace) -> the moderator who revoked them.
@@ -147,6 +162,10 @@ class Conference:
 
     def moderators_here(self) -> tuple[str, ...]:
         return tuple(u for u in self.moderators if u in self.sites)
+
+    def feed_of(self, user: str) -> Feed | None:
+        """The feed showing `user` (an officer in a shared call), if any."""
+        return next((f for f in self.feeds.values() if f.officer == user), None)
 
     def shown_spotlight(self) -> str | None:
         """Whose video every site sees: the one spotlighted, else the first floor holder."""
@@ -219,6 +238,7 @@ def conference_info(conf: Conference, info: Callable[[str], p.UserInfo]) -> p.Co
         chair=conf.chair,
         sites=len(conf.sites),
         locked=conf.locked,
+        kind=conf.kind,
     )
 
 
@@ -234,6 +254,11 @@ def conference_state(conf: Conference, info: Callable[[str], p.UserInfo]) -> p.C
         spotlight=info(spotlight) if spotlight is not None else None,
         audio=conf.audio,
         locked=conf.locked,
+        recording=conf.recording,
+        feeds=[
+            p.FeedInfo(f.call_id, info(f.officer), f.emergency, info(f.by))
+            for f in conf.feeds.values()
+        ],
         max_speakers=policy.max_speakers,
         max_talk_s=policy.max_talk_s,
         mode=policy.mode.value,

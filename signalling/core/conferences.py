@@ -163,6 +163,7 @@ class Conferences:
             invited_users=tuple(dict.fromkeys(u for u in msg.invite_users if u != host)),
             moderators=[host],
             chair=host,
+            kind=msg.kind,
         )
         self.table[conf.conference_id] = conf
         for code in conf.invited_courts:
@@ -180,6 +181,7 @@ class Conferences:
                 starts_at=starts_at,
                 invited_courts=list(conf.invited_courts),
                 invited_users=list(conf.invited_users),
+                kind=conf.kind,
             )
         )
         if starts_at <= now:
@@ -203,6 +205,7 @@ class Conferences:
                 court=conf.court,
                 host=conf.host,
                 by=by,
+                kind=conf.kind,
             )
         )
 

@@ -54,7 +54,7 @@ class Facts:
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
 
-    def record(self, kind: str, now: float, **data: object) -> Record:
+    def record(self, kind: str, now: float, /, **data: object) -> Record:
         return Record(TraceEvent(kind=kind, at=now, data=data))
 
     # ---- sessions -----------------------------------------------------------------------

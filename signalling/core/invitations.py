@@ -1,6 +1,8 @@
 """Invitations to a conference: ringing the invited courts' consoles and the invited users when
 it starts, answers (the first console of a court to join answers for it; a court declines
-when everyone it rang at declined), and the end of ringing after `conferences.ring_s`.
+when everyone it rang at declined), and the end of ringing after `conferences.ring_s`. A
+console or an invited user who signs in while an invitation for them still rings is rung too;
+one who resumes is sent again what still rings at them (pushes made while away are lost).
 
 This module owns which conferences ring at each user and the `InvitationExpiry` timer; each
 conference's `Invitation` records are kept with it (`signalling.core.conference`).
@@ -14,7 +16,12 @@ from typing import TYPE_CHECKING
 from identity import Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
-from signalling.core.conference import Conference, Invitation, invitation_info
+from signalling.core.conference import (
+    Conference,
+    ConferenceStatus,
+    Invitation,
+    invitation_info,
+)
 from signalling.core.deadlines import Deadlines
 from signalling.core.presence import CONSOLE_ROLES, Session
 from signalling.errors import InvalidState
@@ -49,6 +56,37 @@ class Invitations:
             if conf is not None:
                 for inv in conf.invitations.values():
                     inv.ringing.discard(user)
+
+    def signed_in(self, session: Session, out: list[Action]) -> None:
+        """A new session: the invitations still ringing for its court or its user ring at it
+        too (the rest of the court was rung when the conference started)."""
+        user = session.user_id
+        console = session.role in CONSOLE_ROLES
+        for conf in self._board.conferences.table.values():
+            if conf.status is not ConferenceStatus.RUNNING or user in conf.sites:
+                continue
+            hit = False
+            for inv in conf.invitations.values():
+                if inv.state != "ringing":
+                    continue
+                if inv.kind == "court":
+                    mine = console and inv.invitee == session.identity.court and user != conf.host
+                else:
+                    mine = inv.invitee == user and session.role is not Role.AUDITOR
+                if mine:
+                    inv.ringing.add(user)
+                    self._ringing.setdefault(user, set()).add(conf.conference_id)
+                    hit = True
+            if hit:
+                info = self._board.conferences.info(conf)
+                out.append(Send((user,), p.ConferenceInvitation(conference=info)))
+
+    def remind(self, user: str, out: list[Action]) -> None:
+        """`user` resumed: what still rings at them is sent again."""
+        table = self._board.conferences.table
+        for cid in sorted(self._ringing.get(user, ())):
+            info = self._board.conferences.info(table[cid])
+            out.append(Send((user,), p.ConferenceInvitation(conference=info)))
 
     def ring(self, conf: Conference, now: float, out: list[Action]) -> None:
         presence = self._board.presence

@@ -28,7 +28,7 @@ from signalling.core.conference import (
 from signalling.core.conferences import ChairGrace
 from signalling.core.deadlines import Deadlines
 from signalling.core.presence import Session
-from signalling.errors import Forbidden, InvalidState, NotFound
+from signalling.errors import Forbidden, InvalidState, MediaUnavailable, NotFound
 from signalling.settings import ConferencesConfig
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Moderation:
 
     def spotlight(self, session: Session, msg: p.Spotlight, now: float, out: list[Action]) -> None:
         conf = moderated(self._conference(msg.conference_id), session.user_id, msg.revision)
-        if msg.site is not None:
+        if msg.site is not None and conf.feed_of(msg.site) is None:
             target(conf, msg.site, witness_ok=False, moderator_ok=True)
         conf.spotlight = msg.site
         self._record(conf, "conference_spotlight", now, out, by=session.user_id, user=msg.site)
@@ -79,6 +79,19 @@ class Moderation:
         conf = moderated(self._conference(msg.conference_id), session.user_id, msg.revision)
         conf.locked = msg.locked
         self._record(conf, "conference_locked", now, out, by=session.user_id, locked=msg.locked)
+        self._changed(conf, out)
+
+    def record(
+        self, session: Session, msg: p.RecordConference, now: float, out: list[Action]
+    ) -> None:
+        conf = moderated(self._conference(msg.conference_id), session.user_id, msg.revision)
+        if msg.on and not self._board.stages.recording:
+            raise MediaUnavailable("this server does not record")
+        if conf.recording == msg.on:
+            raise InvalidState("already recording" if msg.on else "not recording", field="on")
+        conf.recording = msg.on
+        kind = "conference_recording_started" if msg.on else "conference_recording_stopped"
+        self._record(conf, kind, now, out, by=session.user_id)
         self._changed(conf, out)
 
     def name_moderator(

@@ -217,6 +217,7 @@ class Presence:
         out.append(Send((user,), self.welcome(session, resumed=True, now=now)))
         # After the welcome: a moderator coming back must hear of its sites.
         board.conferences.member_back(user, now, out)
+        board.invitations.remind(user, out)
         board.dispatch.run(now, out)
 
     def open(
@@ -261,6 +262,7 @@ class Presence:
         if identity.role is Role.OFFICER:
             out.extend(board.views.officer_changed(session))
         out.append(Send((user,), self.welcome(session, resumed=resumed, now=now)))
+        board.invitations.signed_in(session, out)
         board.dispatch.run(now, out)
         return session
 

@@ -16,7 +16,9 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
 * `calls` (signalling.core.calls): the call table, parties, supervisors, transfers;
 * `conferences` (signalling.core.conferences): provincial conferences and their sites, with
   `invitations`, `speakers` (the hands and the floor) and `moderation` (the room and the
-  chair) beside it;
+  chair) beside it, and `stages` (signalling.core.stage) turning each running conference
+  into the media room its media server follows, and `feeds` (signalling.core.feeds) showing
+  live calls to a conference;
 * `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
 They reach each other through this facade, which routes each client message to the sub-core
@@ -40,11 +42,13 @@ from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
+from signalling.core.feeds import Feeds
 from signalling.core.invitations import InvitationExpiry, Invitations
 from signalling.core.moderation import Moderation
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
+from signalling.core.stage import Stages
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
@@ -59,6 +63,8 @@ _NO_DISPATCH: Final = (
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
 )
+# Messages that never change a conference's media: `Stages.sync` is skipped for them.
+_NO_MEDIA_CHANGE: Final = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
 
 
 class Switchboard:
@@ -71,6 +77,7 @@ class Switchboard:
         node_id: str,
         new_call_id: Callable[[], str],
         media: bool = False,
+        recording: bool = False,
         conferences: ConferencesConfig | None = None,
         new_conference_id: Callable[[], str] | None = None,
     ) -> None:
@@ -94,6 +101,8 @@ class Switchboard:
         self.invitations = Invitations(self, conferences, self.deadlines)
         self.moderation = Moderation(self, courts, conferences, self.deadlines)
         self.speakers = Speakers(self, courts, conferences, self.deadlines)
+        self.stages = Stages(self, media=media, recording=recording)
+        self.feeds = Feeds(self, courts)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -136,7 +145,7 @@ class Switchboard:
         now: float,
     ) -> tuple[Session, list[Action]]:
         """A connection authenticated as `identity` opened. Returns the session it serves."""
-        return self.presence.connect(
+        session, out = self.presence.connect(
             identity,
             keys=keys,
             device=device,
@@ -144,9 +153,13 @@ class Switchboard:
             resume_token=resume_token,
             now=now,
         )
+        self.stages.sync(out)
+        return session, out
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
-        return self.presence.disconnect(user, session_id, now)
+        out = self.presence.disconnect(user, session_id, now)
+        self.stages.sync(out)
+        return out
 
     # ---- client messages ----------------------------------------------------------------
 
@@ -160,6 +173,8 @@ class Switchboard:
         self._route(session, msg, now, out)
         if not isinstance(msg, _NO_DISPATCH):
             self.dispatch.run(now, out)
+        if not isinstance(msg, _NO_MEDIA_CHANGE):
+            self.stages.sync(out)
         return out
 
     def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
@@ -188,7 +203,10 @@ class Switchboard:
                 placing.call_officer(session, msg, now, out)
                 return
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
-                out.append(calls.negotiate(session, msg))
+                if msg.call_id in self.conferences.table:
+                    out.append(self.stages.negotiate(session, msg))
+                else:
+                    out.append(calls.negotiate(session, msg))
                 return
             case _ if isinstance(msg, p.CONFERENCE_MESSAGES):
                 self._route_conference(session, msg, now, out)
@@ -252,6 +270,12 @@ class Switchboard:
                 moderation.remove(session, msg, now, out)
             case p.LockConference():
                 moderation.lock(session, msg, now, out)
+            case p.RecordConference():
+                moderation.record(session, msg, now, out)
+            case p.ShareCall():
+                self.feeds.share(session, msg, now, out)
+            case p.UnshareCall():
+                self.feeds.unshare(session, msg, now, out)
             case p.SetFloor():
                 speakers.set_floor(session, msg, now, out)
             case p.NameModerator():
@@ -287,6 +311,7 @@ class Switchboard:
                 case FloorTimer():
                     self.speakers.timer_fired(key, now, out)
         self.dispatch.run(now, out)
+        self.stages.sync(out)
         return out
 
     # ---- many nodes (signalling/cluster) ------------------------------------------------
@@ -328,6 +353,7 @@ class Switchboard:
         self.presence.open(
             identity, keys, device, app_version, "session_adopted", now, out, resumed=True
         )
+        self.stages.sync(out)
         return out
 
     def lose(self, user: str, session_id: str, now: float) -> list[Action]:
@@ -344,6 +370,7 @@ class Switchboard:
             self.calls.end(call, EndReason.NODE_LOST, user, now, out)
         self.presence.sign_out(session, "node_lost", now, out)
         self.dispatch.run(now, out)
+        self.stages.sync(out)
         return out
 
     def call_facts(self, call_id: str) -> CallFacts | None:
@@ -386,6 +413,7 @@ class Switchboard:
         for session in list(self.presence.sessions.values()):
             if users is None or session.user_id in users:
                 self.presence.sign_out(session, "shutdown", now, out)
+        self.stages.sync(out)
         return out
 
 

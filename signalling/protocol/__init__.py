@@ -87,6 +87,7 @@ from signalling.protocol.conferences import (
     ConferenceInfo,
     ConferenceInvitation,
     ConferenceJoined,
+    ConferenceKind,
     ConferenceLeft,
     ConferenceRole,
     Conferences,
@@ -96,6 +97,7 @@ from signalling.protocol.conferences import (
     CreateConference,
     DeclineConference,
     EndConference,
+    FeedInfo,
     FloorInfo,
     FloorMode,
     FloorStatus,
@@ -119,11 +121,13 @@ from signalling.protocol.conferences import (
     MuteAll,
     NameModerator,
     RaiseHand,
+    RecordConference,
     ReleaseFloor,
     RemoveSite,
     Revision,
     RevokeFloor,
     SetFloor,
+    ShareCall,
     SiteFloorState,
     SiteInfo,
     SitesChanged,
@@ -133,9 +137,12 @@ from signalling.protocol.conferences import (
     TalkSeconds,
     Title,
     UnmuteAll,
+    UnshareCall,
 )
 from signalling.protocol.media import (
     Answer,
+    ConferenceMedia,
+    ConferenceSpeaking,
     IceCandidate,
     Offer,
     ServerAnswer,
@@ -180,10 +187,13 @@ ClientMessage = (
     | Spotlight
     | RemoveSite
     | LockConference
+    | RecordConference
     | SetFloor
     | NameModerator
     | HandOver
     | EndConference
+    | ShareCall
+    | UnshareCall
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -205,10 +215,13 @@ CONFERENCE_MESSAGES = (
     Spotlight,
     RemoveSite,
     LockConference,
+    RecordConference,
     SetFloor,
     NameModerator,
     HandOver,
     EndConference,
+    ShareCall,
+    UnshareCall,
 )
 
 ServerMessage = (
@@ -234,6 +247,8 @@ ServerMessage = (
     | ServerAnswer
     | ServerIceCandidate
     | SnapshotTaken
+    | ConferenceMedia
+    | ConferenceSpeaking
     | ConferenceCreated
     | Conferences
     | ConferenceInvitation
@@ -279,8 +294,11 @@ __all__ = [
     "ConferenceInfo",
     "ConferenceInvitation",
     "ConferenceJoined",
+    "ConferenceKind",
     "ConferenceLeft",
+    "ConferenceMedia",
     "ConferenceRole",
+    "ConferenceSpeaking",
     "ConferenceState",
     "ConferenceStatus",
     "ConferenceUpdate",
@@ -295,6 +313,7 @@ __all__ = [
     "EndReason",
     "EpochMs",
     "Error",
+    "FeedInfo",
     "FloorInfo",
     "FloorMode",
     "FloorStatus",
@@ -339,6 +358,7 @@ __all__ = [
     "Position",
     "PresenceStatus",
     "RaiseHand",
+    "RecordConference",
     "ReleaseFloor",
     "RemoveSite",
     "Revision",
@@ -356,6 +376,7 @@ __all__ = [
     "ServerMessage",
     "ServerOffer",
     "SetFloor",
+    "ShareCall",
     "SiteFloorState",
     "SiteInfo",
     "SiteStatus",
@@ -368,6 +389,7 @@ __all__ = [
     "Title",
     "Transfer",
     "UnmuteAll",
+    "UnshareCall",
     "UserId",
     "UserInfo",
     "Welcome",

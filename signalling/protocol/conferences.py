@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from signalling.protocol.base import (
+    CallId,
     CourtCode,
     EpochMs,
     UserId,
@@ -36,6 +37,9 @@ InvitedBelow = Annotated[tuple[CourtCode, ...], msgspec.Meta(max_length=50)]
 InvitedUsers = Annotated[tuple[UserId, ...], msgspec.Meta(max_length=500)]
 
 ConferenceStatus = Literal["scheduled", "running", "ended"]
+# "meeting": a video dispatch meeting (执行会商); "action": a concentrated enforcement action
+# (集中执行行动) followed live, its officers' phones among the sites, witnesses watching all.
+ConferenceKind = Literal["meeting", "action"]
 FloorMode = Literal["moderated", "open"]
 # "floor": only the floor holders are heard (the moderator always); "open": every site.
 AudioMode = Literal["floor", "open"]
@@ -65,6 +69,7 @@ class CreateConference(_ClientMessage, tag="create_conference", frozen=True):
     starts_at: EpochMs | None = None
     max_speakers: MaxSpeakers = 1
     max_talk_s: TalkSeconds | None = None
+    kind: ConferenceKind = "meeting"
 
 
 class ListConferences(_ClientMessage, tag="list_conferences", frozen=True):
@@ -158,6 +163,14 @@ class LockConference(_ClientMessage, tag="lock_conference", frozen=True):
     revision: Revision | None = None
 
 
+class RecordConference(_ClientMessage, tag="record_conference", frozen=True):
+    """Start (`on`) or stop recording what the conference hears and sees, as evidence."""
+
+    conference_id: ConferenceId
+    on: bool
+    revision: Revision | None = None
+
+
 class SetFloor(_ClientMessage, tag="set_floor", frozen=True):
     conference_id: ConferenceId
     max_speakers: MaxSpeakers
@@ -187,6 +200,21 @@ class EndConference(_ClientMessage, tag="end_conference", frozen=True):
     revision: Revision | None = None
 
 
+class ShareCall(_ClientMessage, tag="share_call", frozen=True):
+    """Show a live call's officer (an emergency too) to the conference: their video in the
+    spotlight, their audio heard while they are in it."""
+
+    conference_id: ConferenceId
+    call_id: CallId
+    revision: Revision | None = None
+
+
+class UnshareCall(_ClientMessage, tag="unshare_call", frozen=True):
+    conference_id: ConferenceId
+    call_id: CallId
+    revision: Revision | None = None
+
+
 # --- shared shapes -----------------------------------------------------------------------
 
 
@@ -206,6 +234,7 @@ class ConferenceInfo(msgspec.Struct, frozen=True):
     chair: str | None
     sites: int
     locked: bool
+    kind: ConferenceKind
 
 
 class FloorInfo(msgspec.Struct, frozen=True):
@@ -233,10 +262,23 @@ class ConferenceState(msgspec.Struct, frozen=True):
     spotlight: UserInfo | None
     audio: AudioMode
     locked: bool
+    # Being recorded as evidence now (every site is to know).
+    recording: bool
+    # Live calls shown to the conference, in the order shared.
+    feeds: list[FeedInfo]
     max_speakers: int
     max_talk_s: float | None
     mode: FloorMode
     sites: int
+
+
+class FeedInfo(msgspec.Struct, frozen=True):
+    """A live call shown to the conference (`share_call`)."""
+
+    call_id: str
+    officer: UserInfo
+    emergency: bool
+    by: UserInfo
 
 
 class SiteInfo(msgspec.Struct, frozen=True):

@@ -71,3 +71,21 @@ class SnapshotTaken(_ServerMessage, tag="snapshot_taken", frozen=True):
     sha256: str
     # Server time the frame was received, epoch milliseconds.
     taken_at: float
+
+
+class ConferenceMedia(_ServerMessage, tag="conference_media", frozen=True):
+    """Whose media each of your conference slots carries now (stream ids `audio-<i>`,
+    `spotlight`, `grid-<i>`); null: the slot is idle. Sent whenever one of yours changes."""
+
+    conference_id: str
+    audio: list[str | None]
+    spotlight: str | None
+    grid: list[str | None]
+
+
+class ConferenceSpeaking(_ServerMessage, tag="conference_speaking", frozen=True):
+    """To a conference's moderators: who is speaking now, by the audio levels their packets
+    carry (sites without the floor too: they are not heard, but the moderator sees them)."""
+
+    conference_id: str
+    speaking: list[str]

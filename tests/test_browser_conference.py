@@ -1,0 +1,218 @@
+# The pages' text is Chinese, whose punctuation is full-width: not confusables.
+# ruff: noqa: RUF001
+"""The conference page (commandcenter/static/conference.html) in headless Chromium against the
+real server: a moderator and three sites with fake cameras and microphones, driven through
+the page's buttons, their media counted with getStats per slot.
+
+One run of tests/browser_conference_scenario.py, in a network namespace of its own, holds
+every phase (starting Chromium and the server once keeps these tests to seconds); each test
+asserts on its phase of the JSON line it prints. A failing phase carries the server's log
+tail and the pages' state and console output, printed with the failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser import namespace_fixture_run, phase
+from tests.browser_conference_scenario import (
+    LATECOMER,
+    MODERATOR,
+    PHASES,
+    REVOKE_GRACE_S,
+    SITE_A,
+    SITE_B,
+    SITE_C,
+    SITES,
+    TALK_S,
+)
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 100.0
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return namespace_fixture_run("tests.browser_conference_scenario", list(PHASES), RUN_TIMEOUT_S)
+
+
+def grew(counts: list[int]) -> bool:
+    return counts[-1] > counts[0] >= 0 and counts[-1] > 0
+
+
+def test_the_moderator_hosts_from_the_form_and_the_rung_sites_join_from_the_invitation(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "create")
+    assert done["roles"] == {MODERATOR: "moderator", SITE_A: "site", SITE_B: "site", SITE_C: "site"}
+    assert done["rung"] == [*SITES, LATECOMER]
+    # Each site answered for its court; the moderator sees who did.
+    assert done["invitations"]["P01"] == ["joined", SITE_A]
+    assert done["invitations"]["P0101"] == ["joined", SITE_B]
+    assert done["invitations"]["P0102"] == ["joined", SITE_C]
+    assert done["moderator_sites"] == [MODERATOR, *SITES]
+    assert all(done["moderator_shows_sites"])
+    # The latecomer's console of P0101 stopped ringing when B answered for the court.
+    assert done["latecomer_stopped"] == [["answered", SITE_B]]
+    assert done["latecomer_told"]
+
+
+def test_every_site_hears_the_moderator_and_the_moderator_sees_the_sites_in_the_grid(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "media")
+    assert set(done["connection"].values()) == {"connected"}
+    for site in SITES:
+        assert grew(done["sites_hear_moderator"][site]["packets"])
+        assert done["sites_spotlight"][site]["source"] == MODERATOR
+        assert grew(done["sites_spotlight"][site]["frames"])
+    assert done["grid"][:3] == list(SITES)
+    assert set(done["grid"][3:]) <= {None}
+    assert all(grew(frames) for frames in done["grid_frames"].values())
+    assert all(done["grid_labelled"])
+    assert grew(done["a_sends_audio"])
+
+
+def test_a_raised_hand_is_queued_for_the_moderator_and_once_granted_the_others_hear_it(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "floor")
+    assert done["site_floor"]["state"] == "queued"
+    assert done["site_floor"]["position"] == 1
+    assert done["site_shows_queued"]
+    assert (done["moderator_sees"]["state"], done["moderator_sees"]["position"]) == ("queued", 1)
+    assert "已举手，排第1位" in done["moderator_row"]
+    assert done["site_told_floor"]
+    for site in (SITE_B, SITE_C):
+        heard = done["heard"][site]
+        assert heard["slot"].startswith("audio-")
+        assert grew(heard["packets"])
+        assert grew(heard["spotlight_frames"])
+        assert heard["shows_spotlight"]
+
+
+def test_a_revoked_floor_is_heard_through_the_grace_then_its_audio_stops_at_the_server(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "revoke")
+    assert done["pending"]["state"] == "pending_revoke"
+    assert 0 < done["grace_left_s"] <= REVOKE_GRACE_S + 0.5
+    assert done["site_warned"]
+    assert (done["taken"]["state"], done["taken_reason"]) == ("not_permitted", "moderator")
+    assert done["taken_after_s"] >= REVOKE_GRACE_S * 0.8
+    assert grew(done["b_packets_in_grace"])
+    # Per slot: the one that carried A stands still at B and C, while A's page still sends.
+    for site in (SITE_B, SITE_C):
+        stopped = done["stopped"][site]
+        assert stopped["first"] == stopped["last"] > 0
+    assert grew(done["a_still_sends"])
+    assert done["site_told_muted"]
+
+
+def test_mute_all_takes_the_floor_at_once_and_silences_the_site(run: dict[str, Any]) -> None:
+    done = phase(run, "mute_all")
+    # A roll call: the floor given to a site that had not raised its hand.
+    assert (done["called"]["state"], done["called"]["called"]) == ("permitted", True)
+    for site in (SITE_B, SITE_C):
+        assert grew(done["heard"][site]["packets"])
+    assert set(done["opened"].values()) == {"open"}
+    assert done["b_told_open"]
+    assert (done["taken"]["state"], done["taken_reason"]) == ("not_permitted", "mute_all")
+    # At once: no revoke grace.
+    assert done["taken_after_s"] < REVOKE_GRACE_S
+    assert done["a_told"]
+    assert set(done["audio"].values()) == {"floor"}
+    for site in (SITE_B, SITE_C):
+        stopped = done["stopped"][site]
+        assert stopped["first"] == stopped["last"] > 0
+    assert done["b_told_muted"]
+
+
+def test_the_spotlight_switches_every_sites_video_to_the_chosen_site(run: dict[str, Any]) -> None:
+    done = phase(run, "spotlight")
+    assert done["sources"] == {SITE_A: SITE_C, SITE_B: SITE_C}
+    for site in (SITE_A, SITE_B):
+        assert grew(done["frames"][site])
+        assert done["shown"][site]
+    # C's own video is never in its own slots; its page says the others see it.
+    assert done["c_own_spotlight_slot"] is None
+    assert done["c_told"]
+    assert done["moderator_source"] == SITE_C
+
+
+def test_a_moderator_action_on_an_old_revision_is_refused_shown_and_the_state_refreshed(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "conflict")
+    assert (done["result"]["ok"], done["result"]["code"]) == (False, "conflict")
+    assert done["conflicts"] == 1
+    assert done["revision"] == done["site_revision"] > 0
+    # Nothing was done: the spotlight is still C.
+    assert done["spotlight"] == SITE_C
+    assert done["told"]
+
+
+def test_a_locked_conference_refuses_a_new_site(run: dict[str, Any]) -> None:
+    done = phase(run, "lock")
+    assert set(done["locked"].values()) == {True}
+    assert done["unlock_offered"]
+    error = done["latecomer_error"]
+    assert (error["code"], error["reason"]) == ("invalid_state", "conference is locked")
+    assert not done["latecomer_in"]
+    assert done["latecomer_told"]
+
+
+def test_a_site_removed_with_a_ban_is_told_and_may_not_join_again(run: dict[str, Any]) -> None:
+    done = phase(run, "remove")
+    assert done["left"] == {
+        "conference_id": run["create"]["conference_id"],
+        "reason": "banned",
+        "by": MODERATOR,
+    }
+    assert not done["in_conference"]
+    assert done["media"] is None
+    assert done["told"]
+    assert done["moderator_sites"] == [MODERATOR, SITE_A, SITE_C]
+    # Refused although the conference is unlocked again: the ban.
+    error = done["rejoin_error"]
+    assert (error["code"], error["reason"]) == (
+        "forbidden",
+        "you were removed from this conference",
+    )
+    assert not done["rejoin_in"]
+    assert done["rejoin_told"]
+
+
+def test_the_floor_rules_from_the_form_a_co_moderator_named_and_the_chair_handed_over(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "chair")
+    for rules in done["applied"].values():
+        assert rules == {"mode": "open", "max_speakers": 2, "max_talk_s": TALK_S}
+    # An open floor grants a raised hand at once, for the talk time; the page counts it down.
+    assert done["granted"]["state"] == "permitted"
+    first, later = done["countdown"]
+    assert TALK_S - 3 <= first <= TALK_S
+    assert later < first
+    # The named co-moderator's page is a moderator's now: the sites table, and the grid.
+    assert done["c_role"] == "moderator"
+    assert done["c_grid"][0] == SITE_A
+    assert done["c_sees_sites"]
+    assert grew(done["c_grid_frames"])
+    assert set(done["chairs"].values()) == {SITE_C}
+    # Only the chair names co-moderators.
+    assert not done["old_chair_may_name"]
+    assert done["new_chair_may_name"]
+
+
+def test_the_moderator_ends_the_conference_for_every_page(run: dict[str, Any]) -> None:
+    done = phase(run, "end")
+    for user in (MODERATOR, SITE_A, SITE_C):
+        ended = done["ended"][user]
+        assert (ended["ended"]["reason"], ended["ended"]["by"]) == ("ended", MODERATOR)
+        assert not ended["in_conference"]
+        assert ended["media"] is None
+        assert done["told"][user]
