@@ -28,12 +28,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from commandcenter.config import MIN_SECRET_BYTES, AuthConfig, Config, ConfigError
 from identity import AuthError, AuthReason, Courts, Identity, Role, bearer_token
+from identity.names import BadName, normalised
 
 # Longer tokens are refused before any decoding; ours are a few hundred characters.
 MAX_TOKEN_CHARS: Final = 4096
 RESERVED_USER_PREFIX = "@"
 # Bound on sub and name, so an identity is cheap to store, log and fan out.
 MAX_ID_CHARS: Final = 64
+# Dates in claims lie between 1970 and the end of year 9999 (RFC 7519 NumericDate).
+MAX_NUMERIC_DATE: Final = 253_402_300_799
 # RSA keys below this are refused (NIST SP 800-131A); PyJWT would only warn per decode.
 MIN_RSA_BITS: Final = 2048
 SECRET_FILE: Final = "jwt_secret"
@@ -153,16 +156,26 @@ class TokenVerifier:
 
 
 def _numeric_date(value: object) -> float:
-    # bool is an int subclass; `"exp": true` is not a date.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # bool is an int subclass; `"exp": true` is not a date. An int beyond float's range
+    # (`"exp": 10**400`) would raise OverflowError in isfinite, so ints are bounded first.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError("invalid claim")
+    if isinstance(value, int) and not 0 <= value <= MAX_NUMERIC_DATE:
+        raise AuthError("invalid claim")
+    if not math.isfinite(value) or not 0 <= value <= MAX_NUMERIC_DATE:
         raise AuthError("invalid claim")
     return float(value)
 
 
 def _short_string(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+    # NFKC, so a look-alike spelling is the same user (and a fullwidth at sign, U+FF20,
+    # the reserved prefix); control and formatting characters refused (identity.names).
+    if not isinstance(value, str):
         raise AuthError("invalid claim")
-    return value
+    try:
+        return normalised(value, max_chars=MAX_ID_CHARS)
+    except BadName:
+        raise AuthError("invalid claim") from None
 
 
 def _load_public_key(alg: str, pem: str) -> RSAPublicKey | EllipticCurvePublicKey:
@@ -198,6 +211,13 @@ def issue_token(
     for field, value in (("user", user), ("name", name), ("court", court)):
         if not value or len(value) > MAX_ID_CHARS:
             raise ValueError(f"{field} must be 1 to {MAX_ID_CHARS} characters")
+    # The token carries the spelling the verifier will use (NFKC), so what the CLI prints
+    # and what the server logs agree.
+    try:
+        user = normalised(user, max_chars=MAX_ID_CHARS)
+        name = normalised(name, max_chars=MAX_ID_CHARS)
+    except BadName as exc:
+        raise ValueError(f"user and name: {exc}") from None
     if not ttl_s > 0:
         raise ValueError("ttl_s must be positive")
     if user.startswith(RESERVED_USER_PREFIX):

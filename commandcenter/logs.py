@@ -52,6 +52,31 @@ def _redacted(key: object, value: Any, depth: int) -> Any:
     return value
 
 
+# C0 and C1 controls other than tab and newline: ESC starts every ANSI escape, which a
+# terminal showing the log would obey. JSON escapes them itself.
+_CONTROLS: Final = {
+    c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))
+}
+
+
+def escape_controls(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Structlog processor for console output: control characters in any text made visible
+    (`\\x1b`), so a value from a client cannot recolour, move or clear the reader's screen."""
+    return {key: _escaped(value, 0) for key, value in event_dict.items()}
+
+
+def _escaped(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return value.translate(_CONTROLS)
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _escaped(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(v, depth + 1) for v in value]
+    return value
+
+
 class _Handler(logging.StreamHandler[TextIO]):
     """Our root handler; a distinct class so reconfiguring replaces it instead of adding."""
 
@@ -76,7 +101,7 @@ def configure_logging(cfg: LoggingConfig, *, stream: TextIO | None = None) -> No
         final += [structlog.processors.format_exc_info, redact]
         renderer = structlog.processors.JSONRenderer()
     else:
-        final += [redact]
+        final += [redact, escape_controls]
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -107,4 +132,4 @@ def configure_logging(cfg: LoggingConfig, *, stream: TextIO | None = None) -> No
     )
 
 
-__all__ = ["REDACTED", "REDACTED_KEYS", "configure_logging", "redact"]
+__all__ = ["REDACTED", "REDACTED_KEYS", "configure_logging", "escape_controls", "redact"]

@@ -98,6 +98,10 @@ def decode(frame: str | bytes, encoding: Encoding, max_bytes: int) -> ClientMess
         field, reason = _field_and_reason(str(exc))
         if field == "type" and reason.startswith("Invalid value"):
             reason = "unknown message type"
+        elif "matching regex" in reason:
+            # The only patterns are the no-control-characters ones; echoing the regex would
+            # send the very characters it refuses.
+            reason = "must not contain control or formatting characters"
         raise InvalidMessage(reason, field=field, ref=_ref_of(data, encoding)) from None
     except (msgspec.DecodeError, ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidMessage(f"frame is not valid {encoding.value}") from None

@@ -136,6 +136,37 @@ def test_issue_token_refuses_bad_arguments() -> None:
             issue(**bad)
 
 
+def test_look_alike_ids_are_one_user_and_cannot_pass_for_the_server() -> None:
+    """NFKC: a fullwidth "o1" is the user "o1"; a fullwidth "@" is the reserved prefix."""
+    assert verifier().verify(signed(claims(sub="\uff4f\uff11")), NOW).user_id == "o1"
+    assert verifier().verify(signed(claims(name="\uff21nn")), NOW).name == "Ann"
+    assert reason(signed(claims(sub="\uff20server"))) == "invalid claim"
+
+
+def test_issue_token_mints_the_normal_form_and_refuses_control_characters() -> None:
+    token = issue_token(
+        SECRET,
+        user="\uff4f\uff11",
+        role=Role.OFFICER,
+        court="P0101",
+        name="o1",
+        ttl_s=60.0,
+        now=NOW,
+    )
+    assert verifier().verify(token, NOW).user_id == "o1"
+    for user in ("o1\x1b[2J", "\uff20server"):
+        with pytest.raises(ValueError):  # noqa: PT011 - either reason
+            issue_token(
+                SECRET,
+                user=user,
+                role=Role.OFFICER,
+                court="P0101",
+                name="o1",
+                ttl_s=60.0,
+                now=NOW,
+            )
+
+
 def test_name_defaults_to_sub_when_absent() -> None:
     token = signed(claims(name=None))
     assert verifier().verify(token, NOW).name == "o1"
@@ -216,6 +247,16 @@ def test_missing_required_claim_is_refused(claim: str) -> None:
         {"court": 101},
         {"exp": "tomorrow"},
         {"exp": True},
+        {"exp": 10**400},
+        {"exp": -1},
+        {"exp": 1e300},
+        {"nbf": 10**400},
+        {"iat": -(10**400)},
+        {"sub": "o1\x1b[31m"},
+        {"sub": "o\u202e1"},
+        {"sub": "o1\n"},
+        {"sub": " o1"},
+        {"name": "Ann\x07"},
         {"nbf": "now"},
         {"iat": "then"},
         {"aud": "some-other-service"},

@@ -423,6 +423,36 @@ def test_unknown_type_is_reported_as_such(encoding: Encoding) -> None:
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"type": "call_officer", "officer": "o1\x1b[2J"}, "officer"),
+        ({"type": "call_officer", "officer": "o\u202e1"}, "officer"),
+        ({"type": "call_center", "case_number": "(2026)\u200b1"}, "case_number"),
+        ({"type": "create_conference", "title": "dispatch\nmeeting"}, "title"),
+        ({"type": "join_conference", "conference_id": "m-1\x00"}, "conference_id"),
+    ],
+)
+def test_control_and_formatting_characters_in_names_are_refused(
+    encoding: Encoding, fields: dict[str, Any], field: str
+) -> None:
+    """Refused by name, and the reason does not echo the characters back."""
+    exc = decode_error(frame_of({"id": "m1", **fields}, encoding), encoding)
+    assert (exc.field, exc.ref) == (field, "m1")
+    assert exc.reason == "must not contain control or formatting characters"
+
+
+def test_chinese_names_and_titles_are_text() -> None:
+    msg = decode(
+        '{"type":"create_conference","id":"m1","title":"全省执行视频调度会"}',
+        Encoding.JSON,
+        4096,
+    )
+    assert isinstance(msg, p.CreateConference)
+    assert msg.title == "全省执行视频调度会"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_frame_that_is_not_an_object_is_invalid(encoding: Encoding) -> None:
     exc = decode_error(frame_of([1, 2, 3], encoding), encoding)
     assert exc.ref is None

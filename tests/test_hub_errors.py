@@ -33,6 +33,43 @@ async def test_bad_token_is_closed_4401(server: Server) -> None:
     assert await client.expect_close(4401) == "invalid token"
 
 
+def _signed(server: Server, **claims: Any) -> str:
+    import jwt
+
+    base: dict[str, Any] = {"sub": "o1", "role": "officer", "court": "P0101"}
+    return jwt.encode({**base, **claims}, server.config.auth.jwt_secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"exp": 10**400}, {"exp": 2**64, "nbf": -(2**70)}, {"exp": 4e9, "iat": 10**309}],
+)
+async def test_a_date_beyond_any_calendar_is_refused_401_not_a_crash(
+    server: Server, claims: dict[str, Any]
+) -> None:
+    """Correctly signed, but a NumericDate no float holds: 401 over HTTP, 4401 over the
+    WebSocket (it was an OverflowError, a 500)."""
+    token = _signed(server, **claims)
+    resp = await server.http.get("/api/stats", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 401
+    client = await server.open("o1", token=token)
+    assert await client.expect_close(4401) == "invalid claim"
+
+
+async def test_a_control_character_in_a_user_id_is_refused(server: Server) -> None:
+    """An ANSI escape in `sub` would steer an operator's terminal through the log."""
+    token = _signed(server, sub="o1\x1b[2J", exp=int(time.time()) + 60)
+    client = await server.open("o1", token=token)
+    assert await client.expect_close(4401) == "invalid claim"
+
+
+async def test_a_fullwidth_id_signs_in_as_its_plain_spelling(server: Server) -> None:
+    token = _signed(server, sub="\uff4f\uff11", exp=int(time.time()) + 60)
+    client = await server.open("o1", token=token)
+    welcome = await client.expect("welcome")
+    assert welcome["user"]["id"] == "o1"
+
+
 async def test_token_signed_with_another_secret_is_closed_4401(server: Server) -> None:
     from commandcenter.auth import Role, issue_token
 

@@ -120,3 +120,18 @@ def test_console_format_is_plain_text_and_still_redacts(stream: io.StringIO) -> 
     assert "abc123" not in out
     assert "[redacted]" in out
     assert not out.startswith("{")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_control_characters_from_clients_never_reach_the_reader_raw(
+    stream: io.StringIO, fmt: str
+) -> None:
+    """An ANSI escape in a value (a user id, a stdlib record's text) is escaped in either
+    format: the terminal showing the log sees `\\x1b`, not ESC."""
+    configure_logging(LoggingConfig(format=fmt), stream=stream)
+    structlog.get_logger("test").info("sign_in", user_id="o1\x1b[2J\x1b[31m", nested={"a": "\x07"})
+    logging.getLogger("aiohttp.access").info("GET /ws?user=\x1b[1A HTTP/1.1")
+    out = stream.getvalue()
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "2J" in out

@@ -7,15 +7,20 @@ from typing import Annotated
 
 import msgspec
 
+from identity.names import NO_CONTROL_PATTERN
+
 PROTOCOL_VERSION = 1
 
-# Bounds applied while decoding, before anything reaches the core.
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-CallId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-CourtCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-CaseNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Note = Annotated[str, msgspec.Meta(max_length=256)]
+# Bounds applied while decoding, before anything reaches the core. Text that names something
+# or is shown to people carries no control or formatting characters (identity.names): an
+# ANSI escape or a bidi override in an id would reach logs and other people's screens.
+_TEXT = NO_CONTROL_PATTERN
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TEXT)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TEXT)]
+CallId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TEXT)]
+CourtCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_TEXT)]
+CaseNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TEXT)]
+Note = Annotated[str, msgspec.Meta(max_length=256, pattern=_TEXT)]
 # Unix time in milliseconds, as JavaScript's Date.now() gives it; bounded to years 2000-2100.
 EpochMs = Annotated[float, msgspec.Meta(ge=946684800000.0, le=4102444800000.0)]
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]

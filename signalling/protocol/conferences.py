@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from identity.names import NO_CONTROL_PATTERN
 from signalling.protocol.base import (
     CallId,
     CourtCode,
@@ -26,8 +27,8 @@ from signalling.protocol.base import (
     _ServerMessage,
 )
 
-ConferenceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ConferenceId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_CONTROL_PATTERN)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_CONTROL_PATTERN)]
 MaxSpeakers = Annotated[int, msgspec.Meta(ge=1, le=16)]
 TalkSeconds = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
 Revision = Annotated[int, msgspec.Meta(ge=0)]
