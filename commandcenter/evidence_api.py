@@ -91,6 +91,14 @@ def _answering(handler: Handler) -> Handler:
 
 def _upload_request(request: web.Request) -> tuple[Identity, ev.UploadRequest]:
     who = identity_of(request)
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if encoding not in ("", "identity"):
+        # aiohttp would hand us the compressed bytes as they came: stored, they would pass
+        # for the original while hashing differently from the file the officer holds, and
+        # decoding them here would let a small body expand past the size limit.
+        raise ev.UnsupportedEncoding(
+            "send the original bytes, without Content-Encoding", "content-encoding"
+        )
     upload = ev.parse_upload(request.query.items(), request.headers.get(hdrs.CONTENT_TYPE))
     return who, upload
 

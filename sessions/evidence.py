@@ -104,6 +104,13 @@ class TooLarge(EvidenceError):
     code = "too_large"
 
 
+class UnsupportedEncoding(EvidenceError):
+    """A compressed (or otherwise encoded) body: the item must be the original bytes."""
+
+    http_status = 415
+    code = "unsupported_encoding"
+
+
 class HashMismatch(EvidenceError):
     http_status = 422
     code = "hash_mismatch"
@@ -591,12 +598,18 @@ def may_upload(identity: Identity) -> bool:
     return identity.role in UPLOAD_ROLES
 
 
+def uploaded_by(item: EvidenceItem, identity: Identity) -> bool:
+    """Whether `identity` uploaded `item`: the same user id in the same court. User ids are
+    the courts' own, so "o1" of one court is not "o1" of another."""
+    return item.uploader == identity.user_id and item.court == identity.court
+
+
 def may_read(identity: Identity, item: EvidenceItem, courts: Courts) -> bool:
     """Officers their own items; operators, supervisors and admins their court scope;
     auditors everything; witnesses nothing (they watch a conference, not the records)."""
     match identity.role:
         case Role.OFFICER:
-            return item.uploader == identity.user_id
+            return uploaded_by(item, identity)
         case Role.OPERATOR | Role.SUPERVISOR | Role.ADMIN:
             return courts.in_scope(identity, item.court)
         case Role.AUDITOR:
@@ -609,7 +622,7 @@ def may_correct(identity: Identity, item: EvidenceItem, courts: Courts) -> bool:
     """The uploader, and supervisors and admins over the item's court. Auditors only read:
     someone who checks the record must not be able to change it."""
     if identity.role in UPLOAD_ROLES:
-        return item.uploader == identity.user_id
+        return uploaded_by(item, identity)
     if identity.role in (Role.SUPERVISOR, Role.ADMIN):
         return courts.in_scope(identity, item.court)
     return False
@@ -642,6 +655,7 @@ __all__ = [
     "NotFound",
     "Position",
     "TooLarge",
+    "UnsupportedEncoding",
     "UploadRequest",
     "apply_changes",
     "check_clock",
@@ -657,4 +671,5 @@ __all__ = [
     "previous_values",
     "sanitise_file_name",
     "single_params",
+    "uploaded_by",
 ]

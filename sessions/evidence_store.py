@@ -297,7 +297,7 @@ class EvidenceStore:
         async with self._recording:
             existing = await self.history(item.evidence_id)
             if existing is not None:
-                if existing.original.uploader == who.user_id:
+                if ev.uploaded_by(existing.original, who):
                     return existing, False
                 await self._reject(who, upload, "already_recorded", size=item.size)
                 raise ev.Conflict("this case already holds these bytes", "sha256")
@@ -425,9 +425,16 @@ class EvidenceStore:
         history = await self.history(evidence_id)
         if history is None:
             raise ev.NotFound("no such evidence item")
-        if not allowed(who, history.current(), self.courts):
+        current = history.current()
+        if not ev.may_read(who, current, self.courts):
+            # Answered exactly as a missing item: a 403 would tell someone outside the
+            # item's scope that another court holds evidence under this id.
             log.info("evidence access refused", evidence_id=evidence_id, user=who.user_id)
-            raise ev.Forbidden("this evidence item is outside your scope")
+            raise ev.NotFound("no such evidence item")
+        if not allowed(who, current, self.courts):
+            # Someone who may see the item but not do this (an auditor correcting it).
+            log.info("evidence action refused", evidence_id=evidence_id, user=who.user_id)
+            raise ev.Forbidden("you may not change this evidence item")
         return history
 
     # ---- the trace ----------------------------------------------------------------------

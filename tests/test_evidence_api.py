@@ -368,7 +368,8 @@ READERS: list[tuple[str, str, str, set[str]]] = [
 
 async def test_the_authorisation_matrix_for_listing_reading_and_downloading(api: Api) -> None:
     """Officers see their own items, operators their court, supervisors and admins their
-    subtree, auditors everything; each read and download is recorded, refusals are 403."""
+    subtree, auditors everything; each read and download is recorded; an item out of scope
+    is answered 404, exactly like one that does not exist."""
     items: dict[str, str] = {}
     for uploader, court in (("o1", "P0101"), ("o2", "P0101"), ("o3", "P0201")):
         data = uploader.encode() * 100
@@ -381,13 +382,17 @@ async def test_the_authorisation_matrix_for_listing_reading_and_downloading(api:
         got = {i["uploader"] for i in (await body_of(listed))["items"]}
         assert got == visible, (user, role, court)
         for uploader, evidence_id in items.items():
-            expected = 200 if uploader in visible else 403
+            expected = 200 if uploader in visible else 404
             one = await api.get(f"/api/evidence/{evidence_id}", user, role, court)
             assert one.status == expected, (user, uploader)
             content = await api.get(f"/api/evidence/{evidence_id}/content", user, role, court)
             assert content.status == expected, (user, uploader)
             if expected == 200:
                 assert await content.read() == uploader.encode() * 100
+            else:
+                never = ev.evidence_id_for(CASE, sha(b"never uploaded"))
+                missing = await api.get(f"/api/evidence/{never}", user, role, court)
+                assert (missing.status, await body_of(missing)) == (404, await body_of(one))
         # Listing and reading record one evidence_read each per visible item; downloads one
         # evidence_downloaded each; refusals record nothing.
         reads = await api.records(ev.READ, user=user)
@@ -499,10 +504,11 @@ async def test_a_correction_is_a_new_record_over_an_untouched_original(api: Api)
     ("user", "role", "court", "status"),
     [
         ("o1", "officer", "P0101", 201),
-        ("o2", "officer", "P0101", 403),
+        ("o2", "officer", "P0101", 404),
+        ("o1", "officer", "P0201", 404),
         ("op1", "operator", "P0101", 403),
         ("s1", "supervisor", "P01", 201),
-        ("s2", "supervisor", "P02", 403),
+        ("s2", "supervisor", "P02", 404),
         ("au1", "auditor", "P", 403),
     ],
 )
@@ -512,6 +518,37 @@ async def test_who_may_correct(api: Api, user: str, role: str, court: str, statu
     resp = await correct(api, item["evidence_id"], user, role, court, change)
     assert resp.status == status
     assert len(await api.records(ev.CORRECTED)) == (1 if status == 201 else 0)
+
+
+async def test_the_same_user_id_in_another_court_is_another_uploader(api: Api) -> None:
+    """ "o1" of P0201 neither sees "o1" of P0101's item nor passes for its uploader when it
+    sends the same bytes for the same case: that is another officer's upload, 409."""
+    item = await uploaded(api, "o1", court="P0101")
+    other = await api.get(f"/api/evidence/{item['evidence_id']}", "o1", "officer", "P0201")
+    assert other.status == 404
+    listed = await body_of(await api.get(f"/api/evidence?case={CASE}", "o1", "officer", "P0201"))
+    assert listed["items"] == []
+    again = await api.upload("o1", court="P0201")
+    assert again.status == 409
+    assert (await body_of(again))["error"] == "conflict"
+    assert len(await api.records(ev.STORED)) == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "GZIP, identity"])
+@pytest.mark.parametrize("expect100", [False, True])
+async def test_a_compressed_upload_is_refused_415_and_nothing_is_stored(
+    api: Api, encoding: str, expect100: bool
+) -> None:
+    resp = await api.upload("o1", headers={"Content-Encoding": encoding}, expect100=expect100)
+    assert resp.status == 415
+    body = await body_of(resp)
+    assert (body["error"], body["field"]) == ("unsupported_encoding", "content-encoding")
+    assert await api.records(ev.STORED) == []
+    assert api.files() == []
+
+
+async def test_an_identity_content_encoding_is_the_original_bytes(api: Api) -> None:
+    await uploaded(api, "o1", headers={"Content-Encoding": "identity"})
 
 
 async def test_a_bad_correction_is_refused_naming_the_field(api: Api) -> None:
