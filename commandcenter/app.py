@@ -15,10 +15,11 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import evidence_api, http_api, http_edge, stores
+from commandcenter import browser_policy, evidence_api, http_api, http_edge, stores
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
+from commandcenter.origins import allowed_origins
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
 from sessions.durable import DurableRecorder
@@ -100,8 +101,14 @@ def create_app(
         clock=clock,
         node_id=node_id,
     )
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[
+            browser_policy.origin_check(WS_PATH, allowed_origins(config.server.allowed_origins))
+        ],
+    )
     app.on_response_prepare.append(http_edge.stamp_request_id)
+    app.on_response_prepare.append(browser_policy.page_headers)
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder

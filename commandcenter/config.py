@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from commandcenter.config_errors import ConfigError, config_error
+from commandcenter.origins import allowed_origins
 from identity import Court
 from media.settings import MediaConfig
 from sessions.settings import EvidenceConfig, RecorderConfig
@@ -51,6 +52,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # Empty: derived from the host name and process id at start.
     node_id: str = ""
     data_dir: str = "./var"
+    # Origins (scheme://host[:port]) of pages, besides this server's own, that may open the
+    # WebSocket; a browser page of any other origin is refused 403. Clients that send no
+    # Origin (the field app, devices) are not browsers and are not affected.
+    allowed_origins: tuple[str, ...] = ()
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -114,6 +119,10 @@ def _validate(cfg: Config) -> None:
     _validate_finite(cfg, "")
     if not 0 < cfg.server.port < 65536 and cfg.server.port != 0:
         raise ConfigError(f"server.port: {cfg.server.port} is not a TCP port")
+    try:
+        allowed_origins(cfg.server.allowed_origins)
+    except ValueError as exc:
+        raise ConfigError(f"server.allowed_origins: {exc}") from None
     bad_algs = set(cfg.auth.algorithms) - {"HS256", "RS256", "ES256"}
     if bad_algs:
         raise ConfigError(f"auth.algorithms: unsupported {sorted(bad_algs)}")

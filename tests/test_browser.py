@@ -74,3 +74,16 @@ def test_an_officer_closing_the_page_is_noticed_and_no_longer_fed_to_the_operato
     assert OFFICER not in done["operator_remote_streams"]
     assert done["operator_connection"] == "connected"
     assert done["operator_hung_up"]
+
+
+def test_the_pages_run_under_their_content_security_policy(run: dict[str, Any]) -> None:
+    """Every phase ran with /app/'s policy in force (no inline code, nothing from elsewhere):
+    Chromium reports each blocked load or script in the console, and none was."""
+    assert "error" not in run, run.get("error")
+    blocked = [
+        f"{user}: {line}"
+        for user, lines in run.get("console", {}).items()
+        for line in lines
+        if "Content Security Policy" in line or "Content-Security-Policy" in line
+    ]
+    assert blocked == []
