@@ -4,7 +4,7 @@ served pages may load.
 Origin: a page of another site could open our WebSocket in a visitor's browser and ride on
 whatever the browser sends by itself (cookies, once sign-in keeps a session). Browsers name
 the page's origin in `Origin`; a WebSocket upgrade whose `Origin` is neither this server
-itself (the same scheme, host and port as the request) nor in `server.allowed_origins` is
+itself (the host and port the request was addressed to) nor in `server.allowed_origins` is
 refused with 403 before the upgrade. A client that sends no `Origin` is not a browser page
 (the field app, a body camera, the tests' aiohttp clients): it is let through to the token
 check like any other.
@@ -54,17 +54,31 @@ _PAGE_HEADERS: Final = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def own_origin(request: web.BaseRequest) -> str | None:
-    """The origin this request was addressed to, as a page served from here would name it."""
-    return normalised_origin(f"{request.scheme}://{request.host}")
+def _authority(origin: str) -> str:
+    # "https://host:port" -> "host:port"; normalised_origin has dropped a default port.
+    return origin.split("://", 1)[1]
+
+
+def _host_authority(request: web.BaseRequest) -> str | None:
+    """The request's Host as an origin's authority: lower case, without :80 or :443."""
+    host = normalised_origin(f"http://{request.host}")
+    if host is None:
+        return None
+    authority = _authority(host)
+    return authority.removesuffix(":443")
 
 
 def origin_allowed(request: web.BaseRequest, allowed: frozenset[str]) -> bool:
+    """No Origin (not a browser page), our own (the host and port the request was sent to,
+    over http or https: behind a TLS-terminating proxy the server itself sees http), or a
+    configured one."""
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None:
         return True
     named = normalised_origin(origin)
-    return named is not None and (named == own_origin(request) or named in allowed)
+    if named is None:
+        return False
+    return named in allowed or _authority(named) == _host_authority(request)
 
 
 def origin_check(path: str, allowed: frozenset[str]) -> Middleware:

@@ -67,6 +67,22 @@ async def test_our_own_pages_and_clients_without_origin_may(server: Server) -> N
     assert await _upgrade(server, None) == "welcome"
 
 
+async def test_behind_a_tls_proxy_the_public_https_origin_is_our_own(server: Server) -> None:
+    """The proxy forwards Host; the page's Origin is https, the server sees http."""
+    token = server.token("o1", "officer", "P0101")
+    for host, origin, allowed in (
+        ("console.court.example", "https://console.court.example", True),
+        ("console.court.example:443", "https://console.court.example", True),
+        ("console.court.example:8443", "https://console.court.example:8443", True),
+        ("console.court.example", "https://evil.example", False),
+        ("console.court.example", "https://console.court.example:8443", False),
+    ):
+        resp = await server.http.get(
+            "/ws", params={"token": token}, headers={"Origin": origin, "Host": host}
+        )
+        assert (resp.status != 403) is allowed, (host, origin, resp.status)
+
+
 async def test_a_configured_origin_may(serve: Serve) -> None:
     server = await serve(server={"allowed_origins": ["https://console.court.example"]})
     assert await _upgrade(server, "https://console.court.example") == "welcome"
