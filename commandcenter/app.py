@@ -188,9 +188,13 @@ def _core_link(
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Logs requests without their query string: the WebSocket URL carries the token."""
+    """Logs requests without their query string: the WebSocket URL carries the token. A
+    WebSocket session (101) is not logged when it ends: the hub's "connected" line is its one
+    line, so a sign-in costs one info line, not three."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if response.status == 101:
+            return
         structlog.get_logger("access").info(
             "request",
             method=request.method,

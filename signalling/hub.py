@@ -212,7 +212,9 @@ class Hub:
             if peer_left:
                 await conn.stop()
             await conn.finish()
-            bound.info("disconnected", code=ws.close_code)
+            # Debug: one info line per sign-in ("connected"); the trace holds every sign-out
+            # and away, and a phone on a poor network reconnects many times an hour.
+            bound.debug("disconnected", code=ws.close_code)
 
     async def _read(
         self, ws: web.WebSocketResponse, conn: Connection, identity: Identity

@@ -126,4 +126,11 @@ async def test_serve_answers_health_accepts_a_cli_token_and_exits_cleanly_on_sig
         assert await wait_exit(proc) == 0
     output = await asyncio.to_thread(log.read_text, errors="replace")
     assert "Traceback" not in output
-    assert '"event": "disconnected"' in output
+    # One info line for the sign-in, none for its WebSocket's end or its HTTP upgrade.
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    about_o1 = [
+        line["event"]
+        for line in lines
+        if line["level"] == "info" and (line.get("user_id") == "o1" or line.get("path") == "/ws")
+    ]
+    assert about_o1 == ["connected"]
