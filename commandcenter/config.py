@@ -115,6 +115,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 # The bounds stay here rather than as msgspec.Meta(gt=0) annotations: msgspec checks those only
 # when decoding, and configs are also built in code (`--port`, replace_section, tests), which
 # __post_init__ covers. One place checks both, with messages naming the key.
+MIN_BACKLOG_BYTES = 65536
+
+
 def _validate(cfg: Config) -> None:
     _validate_finite(cfg, "")
     if not 0 < cfg.server.port < 65536 and cfg.server.port != 0:
@@ -144,6 +147,12 @@ def _validate(cfg: Config) -> None:
     if cfg.auth.max_ttl_s <= 0:
         raise ConfigError(f"auth.max_ttl_s: must be positive, got {cfg.auth.max_ttl_s}")
     _validate_courts(cfg.courts)
+    if cfg.limits.max_backlog_bytes < MIN_BACKLOG_BYTES:
+        # Below this one roster or conference state could close the client it is sent to.
+        raise ConfigError(
+            f"limits.max_backlog_bytes: at least {MIN_BACKLOG_BYTES}, "
+            f"got {cfg.limits.max_backlog_bytes}"
+        )
     positive = {
         "limits.max_frame_bytes": cfg.limits.max_frame_bytes,
         "limits.messages_per_s": cfg.limits.messages_per_s,

@@ -106,6 +106,15 @@ class Hub:
     def health(self) -> dict[str, object]:
         return self.link.health()
 
+    def largest_backlog_bytes(self) -> int:
+        """The most bytes queued for any one live connection (bounded by
+        `limits.max_backlog_bytes`)."""
+        return max((conn.backlog_bytes for conn in self._live.values()), default=0)
+
+    def is_live(self, user: str) -> bool:
+        """Whether `user` has a connection to this node now."""
+        return user in self._live
+
     # ---- the WebSocket edge -------------------------------------------------------------
 
     async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
@@ -126,7 +135,7 @@ class Hub:
                 log.info("connection refused", reason=exc.reason, code=exc.close_code)
                 await ws.close(code=exc.close_code, message=exc.reason.encode())
                 return ws
-            await self._serve(ws, identity, params, encoding)
+            await self._serve(ws, identity, params, encoding, request.transport)
         except Exception:
             # Our fault, not the peer's: logged in full, answered without details.
             log.exception("websocket handler failed", node_id=self.node_id)
@@ -170,12 +179,20 @@ class Hub:
         identity: Identity,
         params: ConnectParams,
         encoding: Encoding,
+        ws_transport: asyncio.Transport | None,
     ) -> None:
         user = identity.user_id
         keys = SessionKeys(
             session_id="s-" + secrets.token_hex(8), resume_token=secrets.token_urlsafe(24)
         )
-        conn = Connection(ws, user, keys.session_id, encoding)
+        conn = Connection(
+            ws,
+            user,
+            keys.session_id,
+            encoding,
+            max_backlog_bytes=self.limits.max_backlog_bytes,
+            transport=ws_transport,
+        )
         self._live[user] = conn
         self.link.connected(conn, identity, keys, params)
         # This frame lives as long as the connection: hold no more than it needs.

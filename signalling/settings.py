@@ -24,6 +24,8 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     bad_frame_window_s: float = 60.0
     # Longest SDP accepted in offer/answer, characters.
     max_sdp_chars: int = 32768
+    # Bytes queued for one client that has stopped reading before it is closed with 1008.
+    max_backlog_bytes: int = 1048576
 
 
 class PresenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
