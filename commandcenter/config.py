@@ -162,6 +162,8 @@ def _validate(cfg: Config) -> None:
         "calls.ring_timeout_s": cfg.calls.ring_timeout_s,
         "calls.queue_timeout_s": cfg.calls.queue_timeout_s,
         "calls.max_queue": cfg.calls.max_queue,
+        "evidence.upload_min_bytes_per_s": cfg.evidence.upload_min_bytes_per_s,
+        "evidence.upload_max_s": cfg.evidence.upload_max_s,
         "conferences.max_sites": cfg.conferences.max_sites,
         "conferences.max_open": cfg.conferences.max_open,
         "conferences.max_schedule_ahead_s": cfg.conferences.max_schedule_ahead_s,
@@ -180,6 +182,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("conferences.revoke_grace_s: must not be negative")
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
+    if cfg.evidence.upload_grace_s < 0:
+        raise ConfigError("evidence.upload_grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)

@@ -15,6 +15,7 @@ before they send the body.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
@@ -122,12 +123,31 @@ def _content_disposition(file_name: str) -> str:
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, in the pieces aiohttp received: `iter_any` would
-    join the pieces waiting in its buffer, copying every byte once more."""
-    request.content.set_read_chunk_size(UPLOAD_READ_BUFFER)
-    async for chunk, _ in request.content.iter_chunks():
-        if chunk:
-            yield chunk
+    """The request body as it arrives, in the pieces aiohttp received (`iter_any` would
+    join the pieces waiting in its buffer, copying every byte once more), at the pace the
+    configuration asks for: a read that does not come by its deadline ends the upload
+    with `TooSlow`."""
+    cfg = request.app[CONFIG].evidence
+    pace = ev.UploadPace(
+        min_rate=cfg.upload_min_bytes_per_s, grace_s=cfg.upload_grace_s, max_s=cfg.upload_max_s
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    received = 0
+    content = request.content
+    content.set_read_chunk_size(UPLOAD_READ_BUFFER)
+    while True:
+        try:
+            async with asyncio.timeout_at(pace.deadline(started, received)):
+                chunk, end_of_chunk = await content.readchunk()
+        except TimeoutError:
+            raise pace.refusal(started, received, loop.time()) from None
+        if not chunk:
+            if not end_of_chunk:
+                return  # (b"", False): the end of the body
+            continue
+        received += len(chunk)
+        yield chunk
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes:

@@ -111,6 +111,40 @@ class UnsupportedEncoding(EvidenceError):
     code = "unsupported_encoding"
 
 
+class TooSlow(EvidenceError):
+    """The body came slower than the configured minimum rate, or took too long in all."""
+
+    http_status = 408
+    code = "too_slow"
+
+    def __init__(self, reason: str, received: int) -> None:
+        super().__init__(reason, "body")
+        self.received = received
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadPace:
+    """How long an upload may take to deliver its bytes; pure, times are arguments.
+
+    After `grace_s` the average rate since the start must stay at or above `min_rate`
+    bytes a second, and the whole body must arrive within `max_s`: `deadline` is the
+    latest time by which the next byte must come."""
+
+    min_rate: float
+    grace_s: float
+    max_s: float
+
+    def deadline(self, started: float, received: int) -> float:
+        return min(started + self.max_s, started + self.grace_s + received / self.min_rate)
+
+    def refusal(self, started: float, received: int, now: float) -> TooSlow:
+        if now >= started + self.max_s:
+            return TooSlow(f"an upload must end within {self.max_s:g} s", received)
+        return TooSlow(
+            f"an upload must keep up at least {self.min_rate:g} bytes a second", received
+        )
+
+
 class HashMismatch(EvidenceError):
     http_status = 422
     code = "hash_mismatch"
@@ -655,7 +689,9 @@ __all__ = [
     "NotFound",
     "Position",
     "TooLarge",
+    "TooSlow",
     "UnsupportedEncoding",
+    "UploadPace",
     "UploadRequest",
     "apply_changes",
     "check_clock",

@@ -218,6 +218,9 @@ class EvidenceStore:
         try:
             try:
                 received = await self._write_body(partial, body)
+            except ev.TooSlow as exc:
+                await self._reject(who, upload, "too_slow", size=exc.received)
+                raise
             except (asyncio.CancelledError, ConnectionError):
                 # The client went away mid-body: nothing to answer, nothing stored.
                 log.info("upload abandoned", user=who.user_id, case_number=upload.case_number)

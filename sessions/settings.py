@@ -16,6 +16,13 @@ class EvidenceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     # A device clock further than this from the server's (from its latest heartbeat), in
     # milliseconds, marks the capture time of its uploads "time unverified".
     clock_offset_threshold_ms: float = 2000.0
+    # An upload must keep up this average rate, bytes a second, counted from
+    # `upload_grace_s` after it starts, and end within `upload_max_s`; otherwise it is
+    # refused with 408 (a client that trickles or stalls would hold a connection and a
+    # partial file for ever). 8 KiB/s is far below a phone on a poor mobile network.
+    upload_min_bytes_per_s: int = 8192
+    upload_grace_s: float = 10.0
+    upload_max_s: float = 3600.0
 
 
 class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

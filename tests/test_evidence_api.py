@@ -211,6 +211,66 @@ async def test_an_oversize_streamed_upload_is_cut_off_with_413_and_leaves_nothin
     assert api.files() == []
 
 
+async def test_a_trickling_upload_is_refused_408_recorded_and_leaves_nothing(
+    start: Any,
+) -> None:
+    """64 KiB/s asked after a 0.3 s grace; the client sends 1 KiB every 0.2 s (5 KiB/s)."""
+    api: Api = await start(
+        evidence={"upload_min_bytes_per_s": 65536, "upload_grace_s": 0.3, "upload_max_s": 60.0}
+    )
+    sent = 0
+
+    async def trickle() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(100):
+            sent += 1024
+            yield b"t" * 1024
+            await asyncio.sleep(0.2)
+
+    began = time.monotonic()
+    resp = await api.upload("o1", trickle(), sha256="ab" * 32)
+    assert resp.status == 408
+    assert time.monotonic() - began < 5.0
+    body = await body_of(resp)
+    assert (body["error"], body["field"]) == ("too_slow", "body")
+    assert "bytes a second" in body["reason"]
+    (rejected,) = await api.records(ev.REJECTED)
+    assert rejected.data["reason"] == "too_slow"
+    assert 0 < rejected.data["size"] <= sent < 100 * 1024
+    assert api.files() == []
+
+
+async def test_a_stalled_upload_is_refused_408(start: Any) -> None:
+    """Headers and a first piece, then nothing: the grace runs out and the rate with it."""
+    api: Api = await start(evidence={"upload_min_bytes_per_s": 1024, "upload_grace_s": 0.5})
+
+    async def stall() -> AsyncIterator[bytes]:
+        yield b"s" * 100
+        await asyncio.sleep(30)
+        yield b"s"
+
+    began = time.monotonic()
+    resp = await api.upload("o1", stall(), sha256="ab" * 32)
+    assert resp.status == 408
+    assert time.monotonic() - began < 5.0
+
+
+async def test_an_upload_that_keeps_up_but_takes_too_long_is_refused_408(start: Any) -> None:
+    api: Api = await start(
+        evidence={"upload_min_bytes_per_s": 1, "upload_grace_s": 0.0, "upload_max_s": 0.6}
+    )
+
+    async def steady() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"k" * 65536
+            await asyncio.sleep(0.05)
+
+    resp = await api.upload("o1", steady(), sha256="ab" * 32)
+    assert resp.status == 408
+    assert "within 0.6 s" in (await body_of(resp))["reason"]
+    assert api.files() == []
+
+
 async def test_with_expect_100_continue_an_oversize_body_is_refused_before_it_is_sent(
     start: Any,
 ) -> None:

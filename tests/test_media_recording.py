@@ -622,11 +622,12 @@ async def test_a_recording_is_registered_as_evidence_of_its_call(
     assert again == evidence_id
     assert len(await evidence.trace.find(kinds=[ev.STORED])) == 1
     assert len(await evidence.trace.find(kinds=[CALL_EVIDENCE])) == 1
-    # Operators of the court read it; an officer reads only their own uploads.
+    # Operators of the court read it; an officer reads only their own uploads, and one
+    # outside an item's scope is told it does not exist.
     operator = Identity("op1", "op1", Role.OPERATOR, "P0101", math.inf)
     assert (await evidence.read(operator, evidence_id)).original.sha256 == result.sha256
     officer = Identity("o1", "o1", Role.OFFICER, "P0101", math.inf)
-    with pytest.raises(ev.Forbidden):
+    with pytest.raises(ev.NotFound):
         await evidence.read(officer, evidence_id)
     assert (await verify_store(evidence.trace)).ok
 
