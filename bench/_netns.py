@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from bench._common import BenchError
+from bench.janus import ensure_janus
 
 # The namespace's addresses: servers on the first, clients on the second.
 SERVER_ADDRESS: Final = "10.99.0.1"
@@ -45,6 +46,17 @@ def reexec_in_namespace(module: str, argv: Sequence[str]) -> NoReturn:
     os.execvpe(unshare[0], [*unshare, "--", sys.executable, "-m", module, *argv], env)
 
 
+def enter_namespace(module: str, argv: Sequence[str], *, janus: bool) -> None:
+    """Make sure this is `python -m module argv` running in its namespace, set up: outside
+    it, install Janus first if `janus` (apt needs the network) and re-execute."""
+    if not in_namespace():
+        if janus:
+            print(f"[{module}] checking that Janus is installed", file=sys.stderr, flush=True)
+            ensure_janus()
+        reexec_in_namespace(module, argv)
+    setup_namespace()
+
+
 def setup_namespace() -> None:
     """`lo` up, and a veth pair with the servers' and the clients' test addresses."""
     a, b = _VETH
@@ -69,6 +81,7 @@ def setup_namespace() -> None:
 __all__ = [
     "CLIENT_ADDRESS",
     "SERVER_ADDRESS",
+    "enter_namespace",
     "in_namespace",
     "reexec_in_namespace",
     "setup_namespace",

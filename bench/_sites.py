@@ -72,15 +72,23 @@ def site_user(index: int) -> str:
 
 
 class AudioTap:
-    """The audio packets a peer connection receives, counted at RTP arrival, and when each
-    talk burst began (`time.monotonic()` of its first packet)."""
+    """The audio packets a peer connection receives, counted at RTP arrival; how many were
+    sent to it (`expected`: the advance of each slot's highest sequence number, which the
+    server numbers as the speaker's plus an offset, without a gap when the source changes);
+    and when each talk burst began (`time.monotonic()` of its first packet)."""
 
     def __init__(self, pc: RTCPeerConnection) -> None:
         self.pc = pc
         self.packets = 0
         self.burst_starts: list[float] = []
         self._last = -1e9
+        # Per SSRC: (first, highest) extended sequence number.
+        self._seqs: dict[int, tuple[int, int]] = {}
         pc.on("track", self._on_track)
+
+    @property
+    def expected(self) -> int:
+        return sum(high - first + 1 for first, high in self._seqs.values())
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio":
@@ -96,6 +104,14 @@ class AudioTap:
             self.burst_starts.append(now)
         self._last = now
         self.packets += 1
+        seen = self._seqs.get(packet.ssrc)
+        if seen is None:
+            self._seqs[packet.ssrc] = (packet.sequence_number, packet.sequence_number)
+            return
+        first, high = seen
+        # The extended number nearest the highest so far (16-bit wrap-around).
+        seq = high + ((packet.sequence_number - high + 0x8000) & 0xFFFF) - 0x8000
+        self._seqs[packet.ssrc] = (min(first, seq), max(high, seq))
 
 
 # ---- the moderator and the speaker ----------------------------------------------------------
@@ -300,6 +316,7 @@ class _SitesWorker:
                     "t": time.monotonic(),
                     "frames": {str(s.index): s.sub.frames for s in self.sites},
                     "audio": {str(s.index): s.audio.packets for s in self.sites},
+                    "audio_expected": {str(s.index): s.audio.expected for s in self.sites},
                     "errors": [e for s in self.sites for e in s.cc.errors],
                 }
             case "timings":

@@ -17,12 +17,15 @@ N = 16, 32, 64, all aiortc clients (bench/_sites.py), against:
 N grows by adding sites to the same conference (or subscribers to the same room). Per N,
 once every site receives video and `--warmup` s have passed, over `--seconds` s the
 benchmark reads the server's CPU time (/proc), the video frames each site counted without
-decoding them (`fps_min`, `fps_mean`) and the audio packets each site received against
-those the speaker's RTP sender sent meanwhile (`audio_delivery_min`: the worst site's
-fraction). Then, with all N sites joined, the moderator revokes the speaker's floor and
-grants it again `--cycles` times; each grant is followed at every site by a talk burst, and
-`grant_to_audio` is the time from sending `grant_floor` to the burst's first audio packet at
-the site (RTP arrival, no jitter buffer), over every (site, grant): p50 and p99. `join`
+decoding them (`fps_min`, `fps_mean`) and the share of the speaker's audio packets each
+site received meanwhile (`audio_delivery_min`, the worst site's): the packets it received
+against the advance of the RTP sequence numbers, which the server forwards as the
+speaker's plus an offset, so that no process's reading time matters (`audio_pps_sent`, from
+the speaker's RTP sender, and `audio_pps_received_min` are the rates behind it). Then,
+with all N sites joined, the moderator revokes the speaker's floor and grants it again
+`--cycles` times; each grant is followed at every site by a talk burst, and
+`grant_to_audio` is the time from sending `grant_floor` to the burst's first audio packet
+at the site (RTP arrival, no jitter buffer), over every (site, grant): p50 and p99. `join`
 is, per site, from sending `join_conference` to its first video frame (`join_p95_ms`).
 
 One JSON line per target and N (as bench.relay's, plus the conference's figures for
@@ -48,7 +51,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench._common import (
-    BenchError,
     Reply,
     Worker,
     emit,
@@ -57,16 +59,18 @@ from bench._common import (
     rounded,
 )
 from bench._media import SUBSCRIBERS_PER_PROCESS, TargetSpec
-from bench._netns import (
-    CLIENT_ADDRESS,
-    SERVER_ADDRESS,
-    in_namespace,
-    reexec_in_namespace,
-    setup_namespace,
-)
+from bench._netns import CLIENT_ADDRESS, SERVER_ADDRESS, enter_namespace
 from bench._sites import ChairProcess, SitesProcess
-from bench.janus import ensure_janus
-from bench.relay import CONTENDED_PCT, GOAL_FPS, TargetRun, run_target, slope
+from bench.relay import (
+    CONTENDED_PCT,
+    GOAL_FPS,
+    TargetRun,
+    add_run_options,
+    emit_lines,
+    run_option_changes,
+    run_target,
+    slope,
+)
 from bench.relay import Settings as RelaySettings
 
 TARGETS: Final = ("commandcenter", "janus")
@@ -132,33 +136,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         help=f"N = {', '.join(map(str, QUICK.sizes))} for {QUICK.seconds:g} s each against "
         "both targets, 3 floor cycles (smoke test)",
     )
-    parser.add_argument(
-        "--sizes", help=f"comma-separated site counts ({','.join(map(str, d.sizes))})"
-    )
-    parser.add_argument("--seconds", type=float, help=f"measured seconds per N ({d.seconds:g})")
-    parser.add_argument(
-        "--warmup", type=float, help=f"seconds after all receive, not measured ({d.warmup_s:g})"
-    )
-    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGETS)} (all)")
+    add_run_options(parser, d.sizes, d.seconds, d.warmup_s, TARGETS, "site")
     parser.add_argument("--cycles", type=int, help=f"floor revoke/grant cycles per N ({d.cycles})")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else d
-    changes: dict[str, Any] = {"quick": args.quick}
-    if args.sizes:
-        sizes = tuple(sorted({int(x) for x in args.sizes.split(",") if x.strip()}))
-        if not sizes or sizes[0] < 1:
-            parser.error("--sizes: positive integers")
-        changes["sizes"] = sizes
-    if args.targets:
-        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-        unknown = sorted(set(targets) - set(TARGETS))
-        if unknown or not targets:
-            parser.error(f"--targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
-        changes["targets"] = targets
-    if args.seconds is not None:
-        changes["seconds"] = args.seconds
-    if args.warmup is not None:
-        changes["warmup_s"] = args.warmup
+    changes = run_option_changes(parser, args, TARGETS)
     if args.cycles is not None:
         if args.cycles < 1:
             parser.error("--cycles: at least 1")
@@ -224,8 +206,8 @@ class ConferenceRun(TargetRun):
         finally:
             self.audio_marks = None
         # The first and the last `counts` of the measurement bracket its window.
-        delivery = audio_delivery(marks[0], marks[-1])
-        (_, sent0), (_, sent1) = marks[0], marks[-1]
+        (sites0, sent0), (sites1, sent1) = marks[0], marks[-1]
+        delivery = audio_delivery(sites0, sites1)
         pps = (sent1["audio_sent"] - sent0["audio_sent"]) / (sent1["t"] - sent0["t"])
         return {
             **line,
@@ -235,6 +217,9 @@ class ConferenceRun(TargetRun):
                 sum(delivery.values()) / len(delivery) if delivery else math.nan, 4
             ),
             "audio_pps_sent": round(pps, 1),
+            "audio_pps_received_min": rounded(
+                min(audio_rates(sites0, sites1).values(), default=math.nan), 1
+            ),
         }
 
     def cycle(self) -> list[float]:
@@ -265,21 +250,32 @@ class ConferenceRun(TargetRun):
         return joins, bursts
 
 
-def audio_delivery(
-    first: tuple[list[Reply], Reply], last: tuple[list[Reply], Reply]
-) -> dict[str, float]:
-    """Per site, the audio packets it received per second over the window, as a fraction of
-    those the speaker sent per second (each count read with its own clock reading)."""
-    (sites0, sent0), (sites1, sent1) = first, last
-    sent = (sent1["audio_sent"] - sent0["audio_sent"]) / (sent1["t"] - sent0["t"])
-    before = {k: (r["t"], v) for r in sites0 for k, v in r["audio"].items()}
+def audio_delivery(first: Sequence[Reply], last: Sequence[Reply]) -> dict[str, float]:
+    """Per site, the audio packets it received between two `counts` as a fraction of those
+    sent to it meanwhile: the speaker's packets, numbered by its RTP sequence numbers (an
+    offset apart at the site), so that the fraction does not depend on when each process
+    read its counters."""
+    before = {k: (v, r["audio_expected"][k]) for r in first for k, v in r["audio"].items()}
     delivery: dict[str, float] = {}
-    for reply in sites1:
+    for reply in last:
         for site, count in reply["audio"].items():
-            if site in before and sent > 0:
-                t0, count0 = before[site]
-                delivery[site] = (count - count0) / (reply["t"] - t0) / sent
+            if site not in before:
+                continue
+            count0, expected0 = before[site]
+            expected = reply["audio_expected"][site] - expected0
+            delivery[site] = (count - count0) / expected if expected > 0 else 0.0
     return delivery
+
+
+def audio_rates(first: Sequence[Reply], last: Sequence[Reply]) -> dict[str, float]:
+    """Per site, the audio packets it received per second between two `counts`."""
+    before = {k: (r["t"], v) for r in first for k, v in r["audio"].items()}
+    return {
+        site: (count - before[site][1]) / (reply["t"] - before[site][0])
+        for reply in last
+        for site, count in reply["audio"].items()
+        if site in before
+    }
 
 
 def grant_delays(
@@ -407,12 +403,7 @@ def summarize(lines: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     settings = parse_args(args)
-    if not in_namespace():
-        if "janus" in settings.targets:
-            progress("checking that Janus is installed")
-            ensure_janus()
-        reexec_in_namespace("bench.conference", args)
-    setup_namespace()
+    enter_namespace("bench.conference", args, janus="janus" in settings.targets)
     raise_nofile_limit()
     emit(
         {
@@ -437,14 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if target == "commandcenter"
                 else run_target(target, settings.relay(), Path(tmp))
             )
-            try:
-                for line in runs:
-                    emit({k: v for k, v in line.items() if not k.startswith("_")})
-                    lines.append(line)
-            except BenchError as exc:
+            if not emit_lines(target, runs, lines):
                 failed = True
-                progress(f"{target}: FAILED: {exc}")
-                emit({"phase": "error", "target": target, "error": str(exc)[-3000:]})
     emit(summarize(lines, settings))
     return 1 if failed else 0
 

@@ -63,14 +63,8 @@ from bench._common import (
     rss_mb,
 )
 from bench._media import SUBSCRIBERS_PER_PROCESS, ClientProcess, TargetKind, TargetSpec
-from bench._netns import (
-    CLIENT_ADDRESS,
-    SERVER_ADDRESS,
-    in_namespace,
-    reexec_in_namespace,
-    setup_namespace,
-)
-from bench.janus import ensure_janus, janus_server
+from bench._netns import CLIENT_ADDRESS, SERVER_ADDRESS, enter_namespace
+from bench.janus import janus_server
 
 TARGETS: Final = ("commandcenter", "mediarelay", "janus", "janus_loops2")
 QUICK_TARGETS: Final = ("commandcenter", "mediarelay", "janus")
@@ -116,14 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         action="store_true",
         help="N = 1, 2 for 2 s each against commandcenter, mediarelay and janus (smoke test)",
     )
-    parser.add_argument(
-        "--sizes", help=f"comma-separated subscriber counts ({','.join(map(str, d.sizes))})"
-    )
-    parser.add_argument("--seconds", type=float, help=f"measured seconds per N ({d.seconds:g})")
-    parser.add_argument(
-        "--warmup", type=float, help=f"seconds after all receive, not measured ({d.warmup_s:g})"
-    )
-    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGETS)} (all)")
+    add_run_options(parser, d.sizes, d.seconds, d.warmup_s, TARGETS, "subscriber")
     parser.add_argument(
         "--relay-max-n",
         type=int,
@@ -131,6 +118,36 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else d
+    changes = run_option_changes(parser, args, TARGETS)
+    if args.relay_max_n is not None:
+        changes["relay_max_n"] = args.relay_max_n
+    return dataclasses.replace(base, **changes)
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    sizes: Sequence[int],
+    seconds: float,
+    warmup_s: float,
+    targets: Sequence[str],
+    what: str,
+) -> None:
+    """The options a media benchmark shares with this one (after `--quick`): `--sizes` (of
+    `what`), `--seconds`, `--warmup`, `--targets`; the defaults are for the help."""
+    parser.add_argument(
+        "--sizes", help=f"comma-separated {what} counts ({','.join(map(str, sizes))})"
+    )
+    parser.add_argument("--seconds", type=float, help=f"measured seconds per N ({seconds:g})")
+    parser.add_argument(
+        "--warmup", type=float, help=f"seconds after all receive, not measured ({warmup_s:g})"
+    )
+    parser.add_argument("--targets", help=f"comma-separated, of {','.join(targets)} (all)")
+
+
+def run_option_changes(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, targets: Sequence[str]
+) -> dict[str, Any]:
+    """The settings `add_run_options`' options (and `--quick`) change, checked."""
     changes: dict[str, Any] = {"quick": args.quick}
     if args.sizes:
         sizes = tuple(sorted({int(x) for x in args.sizes.split(",") if x.strip()}))
@@ -138,18 +155,16 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
             parser.error("--sizes: positive integers")
         changes["sizes"] = sizes
     if args.targets:
-        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-        unknown = sorted(set(targets) - set(TARGETS))
-        if unknown or not targets:
-            parser.error(f"--targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
-        changes["targets"] = targets
+        chosen = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        unknown = sorted(set(chosen) - set(targets))
+        if unknown or not chosen:
+            parser.error(f"--targets: unknown {unknown}; choose from {', '.join(targets)}")
+        changes["targets"] = chosen
     if args.seconds is not None:
         changes["seconds"] = args.seconds
     if args.warmup is not None:
         changes["warmup_s"] = args.warmup
-    if args.relay_max_n is not None:
-        changes["relay_max_n"] = args.relay_max_n
-    return dataclasses.replace(base, **changes)
+    return changes
 
 
 def progress(message: str) -> None:
@@ -436,18 +451,27 @@ def summarize(lines: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
     }
 
 
+def emit_lines(target: str, run: Iterator[dict[str, Any]], kept: list[dict[str, Any]]) -> bool:
+    """Print `target`'s lines as they come (without the keys starting with `_`) and keep
+    them in `kept`; False, with an error line, if the run failed."""
+    try:
+        for line in run:
+            emit({k: v for k, v in line.items() if not k.startswith("_")})
+            kept.append(line)
+    except BenchError as exc:
+        progress(f"{target}: FAILED: {exc}")
+        emit({"phase": "error", "target": target, "error": str(exc)[-3000:]})
+        return False
+    return True
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     settings = parse_args(args)
-    if not in_namespace():
-        if any(t.startswith("janus") for t in settings.targets):
-            progress("checking that Janus is installed")
-            ensure_janus()
-        reexec_in_namespace("bench.relay", args)
-    setup_namespace()
+    enter_namespace("bench.relay", args, janus=any(t.startswith("janus") for t in settings.targets))
     raise_nofile_limit()
     emit(
         {
@@ -465,14 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         for target in settings.targets:
-            try:
-                for line in run_target(target, settings, Path(tmp)):
-                    emit(line)
-                    lines.append(line)
-            except BenchError as exc:
+            if not emit_lines(target, run_target(target, settings, Path(tmp)), lines):
                 failed = True
-                progress(f"{target}: FAILED: {exc}")
-                emit({"phase": "error", "target": target, "error": str(exc)[-3000:]})
     emit(summarize(lines, settings))
     return 1 if failed else 0
 

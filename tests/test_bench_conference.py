@@ -17,6 +17,7 @@ from bench.conference import (
     SUMMARY_KEYS,
     TARGETS,
     audio_delivery,
+    audio_rates,
     grant_delays,
     parse_args,
     summarize,
@@ -83,11 +84,11 @@ def test_quick_conference_benchmark_measures_both_targets_and_ends_in_a_summary(
     assert summary["pass"] is False
 
 
-def test_audio_delivery_compares_each_sites_rate_with_the_speakers() -> None:
-    first = ([{"t": 10.0, "audio": {"0": 100, "1": 100}}], {"t": 10.0, "audio_sent": 500})
-    last = ([{"t": 12.0, "audio": {"0": 200, "1": 150}}], {"t": 12.5, "audio_sent": 625})
-    delivery = audio_delivery(first, last)
-    assert delivery == pytest.approx({"0": 1.0, "1": 0.5})
+def test_audio_delivery_counts_each_sites_packets_against_the_sequence_numbers_sent() -> None:
+    first = [{"t": 10.0, "audio": {"0": 100, "1": 100}, "audio_expected": {"0": 100, "1": 110}}]
+    last = [{"t": 12.5, "audio": {"0": 200, "1": 150}, "audio_expected": {"0": 200, "1": 210}}]
+    assert audio_delivery(first, last) == pytest.approx({"0": 1.0, "1": 0.5})
+    assert audio_rates(first, last) == pytest.approx({"0": 40.0, "1": 20.0})
 
 
 def test_grant_delays_take_each_sites_first_burst_after_each_grant() -> None:
