@@ -17,13 +17,14 @@ N = 16, 32, 64, all aiortc clients (bench/_sites.py), against:
 N grows by adding sites to the same conference (or subscribers to the same room). Per N,
 once every site receives video and `--warmup` s have passed, over `--seconds` s the
 benchmark reads the server's CPU time (/proc), the video frames each site counted without
-decoding them (`fps_min`, `fps_mean`) and the share of the speaker's audio packets each
-site received meanwhile (`audio_delivery_min`, the worst site's): the packets it received
-against the advance of the RTP sequence numbers, which the server forwards as the
-speaker's plus an offset, so that no process's reading time matters (`audio_pps_sent`, from
-the speaker's RTP sender, and `audio_pps_received_min` are the rates behind it). Then,
-with all N sites joined, the moderator revokes the speaker's floor and grants it again
-`--cycles` times; each grant is followed at every site by a talk burst, and
+decoding them (`fps_min`, `fps_mean`) and the audio packets each site received per second
+against those the speaker's RTP sender sent per second (`audio_delivery_min`: the worst
+site's fraction; a reading's noise is about 1 % on a busy machine). Beside it,
+`audio_seq_delivery_min` counts each site's packets against the advance of the RTP
+sequence numbers it was sent (the speaker's plus an offset): exact whatever the processes'
+reading times, but blind to what the server drops on a full socket, which it renumbers
+over. Then, with all N sites joined, the moderator revokes the speaker's floor and grants
+it again `--cycles` times; each grant is followed at every site by a talk burst, and
 `grant_to_audio` is the time from sending `grant_floor` to the burst's first audio packet
 at the site (RTP arrival, no jitter buffer), over every (site, grant): p50 and p99. `join`
 is, per site, from sending `join_conference` to its first video frame (`join_p95_ms`).
@@ -207,8 +208,10 @@ class ConferenceRun(TargetRun):
             self.audio_marks = None
         # The first and the last `counts` of the measurement bracket its window.
         (sites0, sent0), (sites1, sent1) = marks[0], marks[-1]
-        delivery = audio_delivery(sites0, sites1)
+        seq_delivery = audio_seq_delivery(sites0, sites1)
         pps = (sent1["audio_sent"] - sent0["audio_sent"]) / (sent1["t"] - sent0["t"])
+        rates = audio_rates(sites0, sites1)
+        delivery = {site: rate / pps for site, rate in rates.items()} if pps > 0 else {}
         return {
             **line,
             "sites": n,
@@ -216,10 +219,9 @@ class ConferenceRun(TargetRun):
             "audio_delivery_mean": rounded(
                 sum(delivery.values()) / len(delivery) if delivery else math.nan, 4
             ),
+            "audio_seq_delivery_min": rounded(min(seq_delivery.values(), default=math.nan), 4),
             "audio_pps_sent": round(pps, 1),
-            "audio_pps_received_min": rounded(
-                min(audio_rates(sites0, sites1).values(), default=math.nan), 1
-            ),
+            "audio_pps_received_min": rounded(min(rates.values(), default=math.nan), 1),
         }
 
     def cycle(self) -> list[float]:
@@ -250,11 +252,11 @@ class ConferenceRun(TargetRun):
         return joins, bursts
 
 
-def audio_delivery(first: Sequence[Reply], last: Sequence[Reply]) -> dict[str, float]:
+def audio_seq_delivery(first: Sequence[Reply], last: Sequence[Reply]) -> dict[str, float]:
     """Per site, the audio packets it received between two `counts` as a fraction of those
     sent to it meanwhile: the speaker's packets, numbered by its RTP sequence numbers (an
-    offset apart at the site), so that the fraction does not depend on when each process
-    read its counters."""
+    offset apart at the site), which does not depend on when each process read its counters;
+    blind, though, to packets the server drops on a full socket (it renumbers over them)."""
     before = {k: (v, r["audio_expected"][k]) for r in first for k, v in r["audio"].items()}
     delivery: dict[str, float] = {}
     for reply in last:
