@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-recorder bench-evidence bench-cluster bench-province clean
+.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,10 @@ bench: venv
 
 bench-relay: venv
 	$(BIN)/python -m bench.relay
+
+# One speaker and 16, 32, 64 receive-only sites in a conference, against Janus's VideoRoom.
+bench-conference: venv
+	$(BIN)/python -m bench.conference
 
 bench-recorder: venv
 	$(BIN)/python -m bench.recorder

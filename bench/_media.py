@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing.connection import Connection
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import aiohttp
 import aiortc.rtcrtpreceiver
@@ -245,7 +245,7 @@ def restrict_ice(address: str) -> None:
     use_addresses([address])
 
 
-def _new_pc() -> RTCPeerConnection:
+def new_peer_connection() -> RTCPeerConnection:
     # No ICE servers: aiortc would otherwise add a public STUN server.
     return RTCPeerConnection(
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -257,8 +257,10 @@ class Subscriber:
     """One subscriber's peer connection and what its video track delivered."""
 
     name: str
-    pc: RTCPeerConnection = field(default_factory=_new_pc)
+    pc: RTCPeerConnection = field(default_factory=new_peer_connection)
     frames: int = 0
+    # When the first frame arrived (time.monotonic()), or None.
+    first_frame_at: float | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -273,6 +275,8 @@ class Subscriber:
         with contextlib.suppress(MediaStreamError):
             while True:
                 await track.recv()
+                if self.frames == 0:
+                    self.first_frame_at = time.monotonic()
                 self.frames += 1
 
     async def close(self) -> None:
@@ -552,7 +556,7 @@ class Publisher:
         self._http = http
         self._spec = spec
         self.track = ClipTrack(clip)
-        self.pc = _new_pc()
+        self.pc = new_peer_connection()
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         prefer_vp8(transceiver)
         send_clip(transceiver, self.track)
@@ -791,8 +795,17 @@ class _ClientWorker:
         await self.http.close()
 
 
-async def _command_loop(conn: Connection, spec: TargetSpec) -> None:
-    worker = _ClientWorker(spec)
+class CommandHandler(Protocol):
+    """What a worker process runs: one reply per command, and a close at the end."""
+
+    async def run(self, cmd: str, args: dict[str, Any]) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+async def serve_commands(conn: Connection, handler: Callable[[], CommandHandler]) -> None:
+    """Answer the orchestrator's commands over `conn` with `handler()`'s, until `stop`."""
+    worker = handler()
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -817,7 +830,7 @@ def client_main(conn: Connection, spec: TargetSpec, counting: bool) -> None:
     restrict_ice(spec.ice_address)
     if counting:
         count_frames_without_decoding()
-    asyncio.run(_command_loop(conn, spec))
+    asyncio.run(serve_commands(conn, lambda: _ClientWorker(spec)))
 
 
 class ClientProcess(Worker):
@@ -832,9 +845,11 @@ __all__ = [
     "ClientProcess",
     "Clip",
     "ClipTrack",
+    "CommandHandler",
     "TargetKind",
     "TargetSpec",
     "count_frames_without_decoding",
     "encode_clip",
     "restrict_ice",
+    "serve_commands",
 ]

@@ -43,18 +43,18 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 from bench._common import (
     BenchError,
     MachineMeter,
     ServerProcess,
+    Worker,
     cpu_seconds,
     emit,
     free_port,
@@ -63,7 +63,8 @@ from bench._common import (
     rss_mb,
 )
 from bench._media import SUBSCRIBERS_PER_PROCESS, ClientProcess, TargetKind, TargetSpec
-from bench.janus import ensure_janus, janus_server
+from bench._netns import CLIENT_ADDRESS, SERVER_ADDRESS, enter_namespace
+from bench.janus import janus_server
 
 TARGETS: Final = ("commandcenter", "mediarelay", "janus", "janus_loops2")
 QUICK_TARGETS: Final = ("commandcenter", "mediarelay", "janus")
@@ -74,12 +75,6 @@ GOAL_FPS: Final = 29.0
 GOAL_FPS_N: Final = 16
 # Other processes using more than this much of a core during a window make the run contended.
 CONTENDED_PCT: Final = 20.0
-
-# The namespace's addresses: servers on the first, clients on the second.
-SERVER_ADDRESS: Final = "10.99.0.1"
-CLIENT_ADDRESS: Final = "10.99.0.2"
-_NETNS_ENV: Final = "COMMANDCENTER_BENCH_RELAY_NETNS"
-_VETH: Final = ("ccbench0", "ccbench1")
 
 SUMMARY_KEYS: Final = (
     "cpu_per_subscriber",
@@ -115,14 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         action="store_true",
         help="N = 1, 2 for 2 s each against commandcenter, mediarelay and janus (smoke test)",
     )
-    parser.add_argument(
-        "--sizes", help=f"comma-separated subscriber counts ({','.join(map(str, d.sizes))})"
-    )
-    parser.add_argument("--seconds", type=float, help=f"measured seconds per N ({d.seconds:g})")
-    parser.add_argument(
-        "--warmup", type=float, help=f"seconds after all receive, not measured ({d.warmup_s:g})"
-    )
-    parser.add_argument("--targets", help=f"comma-separated, of {','.join(TARGETS)} (all)")
+    add_run_options(parser, d.sizes, d.seconds, d.warmup_s, TARGETS, "subscriber")
     parser.add_argument(
         "--relay-max-n",
         type=int,
@@ -130,6 +118,36 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else d
+    changes = run_option_changes(parser, args, TARGETS)
+    if args.relay_max_n is not None:
+        changes["relay_max_n"] = args.relay_max_n
+    return dataclasses.replace(base, **changes)
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    sizes: Sequence[int],
+    seconds: float,
+    warmup_s: float,
+    targets: Sequence[str],
+    what: str,
+) -> None:
+    """The options a media benchmark shares with this one (after `--quick`): `--sizes` (of
+    `what`), `--seconds`, `--warmup`, `--targets`; the defaults are for the help."""
+    parser.add_argument(
+        "--sizes", help=f"comma-separated {what} counts ({','.join(map(str, sizes))})"
+    )
+    parser.add_argument("--seconds", type=float, help=f"measured seconds per N ({seconds:g})")
+    parser.add_argument(
+        "--warmup", type=float, help=f"seconds after all receive, not measured ({warmup_s:g})"
+    )
+    parser.add_argument("--targets", help=f"comma-separated, of {','.join(targets)} (all)")
+
+
+def run_option_changes(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, targets: Sequence[str]
+) -> dict[str, Any]:
+    """The settings `add_run_options`' options (and `--quick`) change, checked."""
     changes: dict[str, Any] = {"quick": args.quick}
     if args.sizes:
         sizes = tuple(sorted({int(x) for x in args.sizes.split(",") if x.strip()}))
@@ -137,65 +155,20 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
             parser.error("--sizes: positive integers")
         changes["sizes"] = sizes
     if args.targets:
-        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
-        unknown = sorted(set(targets) - set(TARGETS))
-        if unknown or not targets:
-            parser.error(f"--targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
-        changes["targets"] = targets
+        chosen = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        unknown = sorted(set(chosen) - set(targets))
+        if unknown or not chosen:
+            parser.error(f"--targets: unknown {unknown}; choose from {', '.join(targets)}")
+        changes["targets"] = chosen
     if args.seconds is not None:
         changes["seconds"] = args.seconds
     if args.warmup is not None:
         changes["warmup_s"] = args.warmup
-    if args.relay_max_n is not None:
-        changes["relay_max_n"] = args.relay_max_n
-    return dataclasses.replace(base, **changes)
+    return changes
 
 
 def progress(message: str) -> None:
     print(f"[bench.relay] {message}", file=sys.stderr, flush=True)
-
-
-# ---- the network namespace ----------------------------------------------------------------
-
-
-def in_namespace() -> bool:
-    return os.environ.get(_NETNS_ENV) == "1"
-
-
-def reexec_in_namespace(argv: Sequence[str]) -> NoReturn:
-    """Run this benchmark again inside a new network namespace (it replaces this process).
-
-    A new PID namespace too, whose first process is the benchmark: when it ends, however it
-    ends (a test's timeout kills it), the kernel kills every server it started, Janus
-    included; `--kill-child` does the same if `unshare` itself is killed. /proc is mounted
-    afresh so that the PIDs the benchmark reads there are its children's."""
-    unshare = ["unshare", "--net", "--pid", "--kill-child", "--mount-proc"]
-    if os.geteuid() != 0:
-        # An unprivileged user gets the namespaces through a user namespace of its own.
-        unshare.append("--map-root-user")
-    env = {**os.environ, _NETNS_ENV: "1"}
-    os.execvpe(unshare[0], [*unshare, "--", sys.executable, "-m", "bench.relay", *argv], env)
-
-
-def setup_namespace() -> None:
-    """`lo` up, and a veth pair with the servers' and the clients' test addresses."""
-    a, b = _VETH
-    for command in (
-        ["ip", "link", "set", "lo", "up"],
-        ["ip", "link", "add", a, "type", "veth", "peer", "name", b],
-        ["ip", "addr", "add", f"{SERVER_ADDRESS}/24", "dev", a],
-        ["ip", "addr", "add", f"{CLIENT_ADDRESS}/24", "dev", b],
-        ["ip", "link", "set", a, "up"],
-        ["ip", "link", "set", b, "up"],
-    ):
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise BenchError(f"{' '.join(command)}: {done.stderr.strip()}")
-    # Janus's packets to the clients leave through the veth and come back in through its
-    # peer with a source address of this same namespace, which Linux drops as martian
-    # unless told to accept local sources (aioice's sockets send over lo instead).
-    for conf in ("all", a, b):
-        Path(f"/proc/sys/net/ipv4/conf/{conf}/accept_local").write_text("1\n")
 
 
 # ---- one target ---------------------------------------------------------------------------
@@ -252,11 +225,13 @@ class TargetRun:
         self.secret = secrets.token_urlsafe(32)
         self.server = _server(target, workdir, self.secret)
         self.spec: TargetSpec | None = None
-        self.publisher: ClientProcess | None = None
-        self.workers: list[ClientProcess] = []
+        self.publisher: Worker | None = None
+        self.workers: list[Worker] = []
         self.published: dict[str, Any] = {}
         self.subscribers = 0
         self.clip_kbit_s = 0
+        # The workers' replies to the last `counts`, for counters beyond the frames.
+        self.count_replies: list[dict[str, Any]] = []
 
     def start(self) -> None:
         self.server.start()
@@ -277,11 +252,15 @@ class TargetRun:
         self.published = reply["published"]
         self.clip_kbit_s = reply["clip_kbit_s"]
 
-    def _worker(self, index: int) -> ClientProcess:
+    def new_worker(self, name: str) -> Worker:
+        """A process for subscribers (bench.conference's sites are other processes)."""
         assert self.spec is not None
+        return ClientProcess(name, self.spec, counting=True)
+
+    def _worker(self, index: int) -> Worker:
         while len(self.workers) <= index:
             name = f"{self.target}-subscribers-{len(self.workers)}"
-            self.workers.append(ClientProcess(name, self.spec, counting=True))
+            self.workers.append(self.new_worker(name))
         return self.workers[index]
 
     def grow(self, n: int) -> None:
@@ -303,8 +282,8 @@ class TargetRun:
             worker.send("counts")
         frames: dict[str, tuple[float, int]] = {}
         errors: list[str] = []
-        for worker in self.workers:
-            reply = worker.result(30.0, self.server.check_alive)
+        self.count_replies = [w.result(30.0, self.server.check_alive) for w in self.workers]
+        for reply in self.count_replies:
             frames.update({k: (reply["t"], v) for k, v in reply["frames"].items()})
             errors += reply["errors"]
         return frames, errors
@@ -472,18 +451,27 @@ def summarize(lines: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
     }
 
 
+def emit_lines(target: str, run: Iterator[dict[str, Any]], kept: list[dict[str, Any]]) -> bool:
+    """Print `target`'s lines as they come (without the keys starting with `_`) and keep
+    them in `kept`; False, with an error line, if the run failed."""
+    try:
+        for line in run:
+            emit({k: v for k, v in line.items() if not k.startswith("_")})
+            kept.append(line)
+    except BenchError as exc:
+        progress(f"{target}: FAILED: {exc}")
+        emit({"phase": "error", "target": target, "error": str(exc)[-3000:]})
+        return False
+    return True
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     settings = parse_args(args)
-    if not in_namespace():
-        if any(t.startswith("janus") for t in settings.targets):
-            progress("checking that Janus is installed")
-            ensure_janus()
-        reexec_in_namespace(args)
-    setup_namespace()
+    enter_namespace("bench.relay", args, janus=any(t.startswith("janus") for t in settings.targets))
     raise_nofile_limit()
     emit(
         {
@@ -501,14 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         for target in settings.targets:
-            try:
-                for line in run_target(target, settings, Path(tmp)):
-                    emit(line)
-                    lines.append(line)
-            except BenchError as exc:
+            if not emit_lines(target, run_target(target, settings, Path(tmp)), lines):
                 failed = True
-                progress(f"{target}: FAILED: {exc}")
-                emit({"phase": "error", "target": target, "error": str(exc)[-3000:]})
     emit(summarize(lines, settings))
     return 1 if failed else 0
 
