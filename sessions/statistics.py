@@ -304,7 +304,8 @@ PERIOD_AND_COURT: Final = (
 )
 HOW: Final[dict[str, str]] = {
     "officers_signed_in": "distinct `user` among `sign_in` records with `role` = officer",
-    "sign_ins": "`sign_in` records with `role` = officer (a resume writes none)",
+    "sign_ins": "`sign_in` records with `role` = officer (a resume writes none, a reconnect "
+    "inside the resume window `session_continued`)",
     "cases_with_evidence": "distinct `case_number` among `evidence_stored` records",
     "evidence_items": "`evidence_stored` records, one per original stored",
     "command_connections": "`call_created` records of both directions",

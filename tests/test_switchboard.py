@@ -16,7 +16,7 @@ import pytest
 from commandcenter.auth import Role
 from commandcenter.config import CallsConfig, PresenceConfig
 from signalling import protocol as p
-from signalling.core.actions import Send
+from signalling.core.actions import Action, Send
 from signalling.errors import (
     CLOSE_REPLACED,
     Busy,
@@ -738,6 +738,51 @@ def test_grace_expiry_signs_out_and_ends_the_call_party_lost() -> None:
     assert b.sb.calls.call_id_of("op1") is None
 
 
+def last(kinds: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+    return kinds[-1]
+
+
+def test_an_officer_reconnecting_in_a_loop_is_one_sign_in() -> None:
+    """Inside the resume window a reconnect that does not resume (an app restarting, a
+    second device) opens a session recorded `session_continued`, naming the one it
+    continues, and is not a sign-in; one after the window, after signing out, or as another
+    role or court, is."""
+    b = court_of_two()
+    grace = b.sb.presence.config.grace_s
+    kinds: list[tuple[str, str | None]] = []
+
+    def sessions_opened(actions: list[Action]) -> None:
+        for kind in ("sign_in", "session_continued"):
+            kinds.extend((kind, r.data.get("continues")) for r in records(actions, kind))
+
+    first, actions = b.connect(officer("o9"))
+    sessions_opened(actions)
+    previous = first.session_id
+    for _ in range(5):
+        b.drop("o9")
+        b.advance(grace / 2)
+        session, actions = b.connect(officer("o9"))
+        sessions_opened(actions)
+        assert last(kinds) == ("session_continued", previous)
+        previous = session.session_id
+    # Replaced while still connected: continued as well.
+    session, actions = b.connect(officer("o9"))
+    sessions_opened(actions)
+    assert last(kinds) == ("session_continued", previous)
+    assert [k for k, _ in kinds].count("sign_in") == 1
+    # Gone for longer than the window: a new sign-in.
+    b.drop("o9")
+    b.advance(grace + 1)
+    assert b.sb.session("o9") is None
+    _, actions = b.connect(officer("o9"))
+    sessions_opened(actions)
+    assert last(kinds) == ("sign_in", None)
+    # The same id under another court is another sign-in.
+    _, actions = b.connect(officer("o9", court="P0102"))
+    sessions_opened(actions)
+    assert last(kinds) == ("sign_in", None)
+
+
 def test_resume_with_a_wrong_token_starts_a_new_session() -> None:
     b = court_of_two()
     call_id = active_call(b)
@@ -747,7 +792,10 @@ def test_resume_with_a_wrong_token_starts_a_new_session() -> None:
     assert session.session_id != old
     (out,) = records(actions, "sign_out")
     assert (out.data["session"], out.data["reason"]) == (old, "replaced")
-    assert len(records(actions, "sign_in")) == 1
+    # A new session, inside the resume window: the same sign-in continued, not a new one.
+    assert records(actions, "sign_in") == []
+    (continued,) = records(actions, "session_continued")
+    assert continued.data["continues"] == old
     assert ended(actions, call_id).reason is EndReason.PARTY_LOST
     (welcome,) = messages(actions, p.Welcome, to="o1")
     assert welcome.resumed is False

@@ -257,8 +257,13 @@ class SwitchboardMachine(RuleBasedStateMachine):
             if not isinstance(action, Record):
                 continue
             event = action.event
-            if event.kind == "sign_in":
-                self.sign_ins[event.data["user"]] += 1
+            if event.kind in ("sign_in", "session_continued"):
+                # Every session opened is one of these; a continued one must name the
+                # session it continues, which ended (was signed out) before it.
+                user = event.data["user"]
+                if event.kind == "session_continued":
+                    assert self.sign_ins[user] == self.sign_outs[user], event
+                self.sign_ins[user] += 1
             elif event.kind == "sign_out":
                 self.sign_outs[event.data["user"]] += 1
             if event.kind == "call_created":

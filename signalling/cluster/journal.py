@@ -33,7 +33,7 @@ from signalling.core.switchboard import Switchboard
 log = structlog.get_logger(__name__)
 
 # Records that open or close a session (the journal follows them).
-_SESSION_KINDS: Final = frozenset({"sign_in", "session_adopted", "sign_out"})
+_SESSION_KINDS: Final = frozenset({"sign_in", "session_continued", "session_adopted", "sign_out"})
 
 
 class Journal:

@@ -70,8 +70,12 @@ class Facts:
         device: str,
         app_version: str,
         now: float,
+        continues: str | None = None,
     ) -> Record:
-        """`sign_in`, or `session_adopted` for a session another authority opened."""
+        """`sign_in`; `session_continued` for a session that `continues` the user's last one
+        (ended within the resume window); `session_adopted` for a session another authority
+        opened."""
+        extra: dict[str, object] = {} if continues is None else {"continues": continues}
         return self.record(
             kind,
             now,
@@ -82,6 +86,7 @@ class Facts:
             device=device,
             app_version=app_version,
             node=self.node_id,
+            **extra,
         )
 
     def signed_out_data(

@@ -192,10 +192,31 @@ class Presence:
         ):
             self._resume(old, identity, now, out)
             return old, out
+        continued: str | None = None
         if old is not None:
             out.append(Disconnect(user, old.session_id, CLOSE_REPLACED, "signed in elsewhere"))
             self.sign_out(old, "replaced", now, out)
-        session = self.open(identity, keys, device, app_version, "sign_in", now, out)
+            # The old session was still there (connected, or away within its resume
+            # window): this is the same sign-in going on from a new connection.
+            if (old.role, old.identity.court) == (identity.role, identity.court):
+                continued = old.session_id
+        if continued is None:
+            session = self.open(identity, keys, device, app_version, "sign_in", now, out)
+        else:
+            # A reconnect inside the resume window without resuming (an app restarted, a
+            # second device): a new session, recorded as such, but not a new sign-in, so an
+            # officer reconnecting in a loop is counted once (docs/statistics.md). After an
+            # explicit sign-out, or once the window has run out, it is a sign-in again.
+            session = self.open(
+                identity,
+                keys,
+                device,
+                app_version,
+                "session_continued",
+                now,
+                out,
+                continues=continued,
+            )
         return session, out
 
     def _resume(self, session: Session, identity: Identity, now: float, out: list[Action]) -> None:
@@ -231,9 +252,11 @@ class Presence:
         out: list[Action],
         *,
         resumed: bool = False,
+        continues: str | None = None,
     ) -> Session:
-        """A new session (`kind`: `sign_in`, or `session_adopted` for one another authority
-        opened), announced and welcomed."""
+        """A new session (`kind`: `sign_in`; `session_continued` for one that `continues`
+        the user's session that ended within the resume window; `session_adopted` for one
+        another authority opened), announced and welcomed."""
         board = self._board
         user = identity.user_id
         session = Session(
@@ -257,6 +280,7 @@ class Presence:
                 device=device,
                 app_version=app_version,
                 now=now,
+                continues=continues,
             )
         )
         if identity.role is Role.OFFICER:
