@@ -35,10 +35,12 @@ The phases build on each other, in this order:
 - record: the moderator starts recording: every page, the witness's too, shows it; a second
   start is refused and said in Chinese; stopped, every page's indicator goes; the witness
   leaves;
-- feeds: the moderator's share form sends share_call: a call that does not exist is refused
-  and said; no page lists a feed;
 - conflict: a moderator action quoting an old revision is refused `conflict`; the page says
   so and refreshes to the current state;
+- feeds: an officer of P0101 calls the center and an operator answers (bare protocol
+  clients); the moderator's share form sends share_call: a call that does not exist is
+  refused and said; the live call is listed on every page, its officer the spotlight; the
+  moderator's stop button takes it back (after conflict, which wants C in the spotlight);
 - lock: the moderator locks the conference; the latecomer's join is refused invalid_state;
 - remove: the moderator removes B with a ban; B's page says so, and its join is refused
   forbidden (also once unlocked);
@@ -67,10 +69,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
 
 from commandcenter.auth import Role
 from tests.browser import ServerProcess, launch, token, until
+from tests.wsclient import Client
 
 PHASES = (
     "create",
@@ -81,8 +85,8 @@ PHASES = (
     "spotlight",
     "witness",
     "record",
-    "feeds",
     "conflict",
+    "feeds",
     "lock",
     "remove",
     "chair",
@@ -93,6 +97,12 @@ MODERATOR, SITE_A, SITE_B, SITE_C, LATECOMER = "sv-p", "op-a", "op-b", "op-c", "
 # A people's congress deputy, whose token names the conference (made once it exists).
 WITNESS = "w-1"
 WITNESS_USER = (WITNESS, Role.WITNESS, "P", "人大代表王委员")
+# A live call to show: an officer of P0101 and the operator who answers, as bare clients.
+OFFICER, CALL_OPERATOR = "o-1", "op-e"
+CALLERS = (
+    (OFFICER, Role.OFFICER, "P0101", "一基层法院执行干警"),
+    (CALL_OPERATOR, Role.OPERATOR, "P0101", "一基层法院接警席"),
+)
 # (user, role, court, name): the names are what the pages show, and what the test looks for.
 USERS = (
     (MODERATOR, Role.SUPERVISOR, "P", "省院指挥长"),
@@ -101,7 +111,7 @@ USERS = (
     (SITE_C, Role.OPERATOR, "P0102", "二基层法院指挥中心"),
     (LATECOMER, Role.OPERATOR, "P0101", "一基层法院值班席"),
 )
-NAMES = {user: name for user, _, _, name in (*USERS, WITNESS_USER)}
+NAMES = {user: name for user, _, _, name in (*USERS, WITNESS_USER, *CALLERS)}
 SITES = (SITE_A, SITE_B, SITE_C)
 # The court each site answers for when it joins.
 SITE_COURTS = {court: user for user, _, court, _ in USERS if user in SITES}
@@ -321,6 +331,7 @@ class Scenario:
         self.browser = browser
         self.base = base
         self.conference_id = ""
+        self.call_id = ""
 
     def __getitem__(self, user: str) -> ConferencePage:
         return self.pages[user]
@@ -805,7 +816,32 @@ class Scenario:
         }
 
     async def feeds(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            officer, operator = [await self.line(http, *user) for user in CALLERS]
+            try:
+                return await self.share(officer, operator)
+            finally:
+                await officer.send("hangup", call_id=self.call_id)
+                await officer.close()
+                await operator.close()
+
+    async def line(
+        self, http: aiohttp.ClientSession, user: str, role: Role, court: str, name: str
+    ) -> Client:
+        """A bare protocol client signed in as `user`."""
+        query = f"token={token(user, role, court, name)}&v=1"
+        client = Client(await http.ws_connect(f"{self.base}/ws?{query}"), "json", user)
+        client.welcome = await client.expect("welcome", SIGNAL_S)
+        return client
+
+    async def share(self, officer: Client, operator: Client) -> dict[str, Any]:
         mod = self[MODERATOR]
+        pages = (MODERATOR, *SITES)
+        self.call_id = (await officer.request("call_center", reply="call_placed"))["call_id"]
+        await operator.expect("call_ringing", SIGNAL_S)
+        await operator.request("accept", call_id=self.call_id)
+        await officer.expect("call_answered", SIGNAL_S)
+
         form = mod.page.get_by_role("form", name="接入现场通话")
         await form.get_by_label("通话编号").fill("c-0000000000000000")
         await form.get_by_role("button", name="接入会商").click()
@@ -813,14 +849,43 @@ class Scenario:
             mod, lambda s: (s["lastError"] or {}).get("action") == "share_call", "is refused"
         )
         told = await showing(mod, "操作未成功：没有这个通话")
-        feeds = {}
-        for user in (MODERATOR, *SITES):
-            state = await self[user].state()
-            feeds[user] = {
-                "feeds": conference(state)["state"]["feeds"],
-                "none_shown": await self[user].shows("暂无接入的通话"),
+        none_before = {u: await self[u].shows("暂无接入的通话") for u in pages}
+
+        await form.get_by_label("通话编号").fill(self.call_id)
+        await form.get_by_role("button", name="接入会商").click()
+        item = f"{NAMES[OFFICER]}（P0101）的现场通话 · {NAMES[MODERATOR]}接入"
+        shared = {}
+        for user in pages:
+            state = await state_where(
+                self[user], lambda s: bool(conference(s)["state"]["feeds"]), "lists the call"
+            )
+            cstate = conference(state)["state"]
+            shared[user] = {
+                "feeds": [
+                    [f["call_id"], f["officer"]["id"], f["by"]["id"]] for f in cstate["feeds"]
+                ],
+                "spotlight": (cstate["spotlight"] or {}).get("id"),
+                "listed": await showing(self[user], item),
+                "may_stop": await self[user].item_button(item, "停止接入").is_visible(),
             }
-        return {"refused": refused["lastError"], "told": told, "feeds": feeds}
+        await mod.item_button(item, "停止接入").click()
+        unshared = {}
+        for user in pages:
+            state = await state_where(
+                self[user], lambda s: not conference(s)["state"]["feeds"], "the call gone"
+            )
+            unshared[user] = {
+                "feeds": conference(state)["state"]["feeds"],
+                "none_shown": await showing(self[user], "暂无接入的通话"),
+            }
+        return {
+            "call_id": self.call_id,
+            "refused": refused["lastError"],
+            "told": told,
+            "none_before": none_before,
+            "shared": shared,
+            "unshared": unshared,
+        }
 
     async def conflict(self) -> dict[str, Any]:
         mod, b = self[MODERATOR], self[SITE_B]

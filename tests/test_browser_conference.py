@@ -21,6 +21,7 @@ from tests.browser_conference_scenario import (
     FLOOR_TALK_S,
     LATECOMER,
     MODERATOR,
+    OFFICER,
     PHASES,
     REVOKE_GRACE_S,
     SITE_A,
@@ -205,13 +206,25 @@ def test_the_moderator_records_and_every_page_shows_it_until_stopped(run: dict[s
     assert done["start_offered"]
 
 
-def test_the_share_form_sends_share_call_and_a_refusal_is_shown(run: dict[str, Any]) -> None:
+def test_a_live_call_shared_from_the_form_is_listed_on_every_page_until_taken_back(
+    run: dict[str, Any],
+) -> None:
     done = phase(run, "feeds")
+    pages = {MODERATOR, *SITES}
     refused = done["refused"]
     assert (refused["code"], refused["reason"]) == ("not_found", "no such call")
     assert done["told"]
-    for feeds in done["feeds"].values():
-        assert feeds == {"feeds": [], "none_shown": True}
+    assert done["none_before"] == dict.fromkeys(pages, True)
+    call_id = done["call_id"]
+    for user in pages:
+        shared = done["shared"][user]
+        assert shared["feeds"] == [[call_id, OFFICER, MODERATOR]]
+        # The officer of the call shown is the spotlight.
+        assert shared["spotlight"] == OFFICER
+        assert shared["listed"]
+        # Only a moderator, or who shared it, may take it back.
+        assert shared["may_stop"] == (user == MODERATOR)
+        assert done["unshared"][user] == {"feeds": [], "none_shown": True}
 
 
 def test_a_moderator_action_on_an_old_revision_is_refused_shown_and_the_state_refreshed(
