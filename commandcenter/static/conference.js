@@ -2,11 +2,17 @@
  * The conference page (视频会商): one page, two views, chosen by the role the server gives us in
  * `conference_joined`:
  *
- *   - moderator: the conferences, a form to host one, then every site with its state (joined
- *     or away, hand and place in the queue, the floor and its time left, heard or muted, the
- *     spotlight), the invitations and their answers, and every moderator action;
- *   - site (and witness): the spotlight video, the voices in the audio slots, the own floor
- *     (raise and lower the hand, release the floor) and whether the own microphone is heard.
+ *   - moderator: the conferences, a form to host one (a meeting or an action), then every
+ *     site with its state (joined or away, hand and place in the queue, the floor and its time
+ *     left, heard or muted, speaking now, the spotlight), the invitations and their answers,
+ *     and every moderator action (recording included);
+ *   - site: the spotlight video, the voices in the audio slots, the own floor (raise and lower
+ *     the hand, release the floor) and whether the own microphone is heard;
+ *   - witness: what a site sees (an action's grid too), and nothing to press but leave.
+ *
+ * Everyone sees whether the conference is recorded and the live calls shown to it; the
+ * moderators (and an operator, for the call they answer) share one and stop it. What is shown
+ * is the server's state (ConferenceState, conference_speaking), never our own guess.
  *
  * Its parts, in this order, each only talking to the next through plain calls:
  *
