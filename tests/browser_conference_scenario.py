@@ -33,8 +33,8 @@ The phases build on each other, in this order:
 - witness: a witness, with a token scoped to the conference, joins from the list: its page
   shows the spotlight (C) with frames decoding, the action's grid, and no button but leave;
 - record: the moderator starts recording: every page, the witness's too, shows it; a second
-  start is refused and said in Chinese; stopped, every page's indicator goes; the witness
-  leaves;
+  start is refused and said in Chinese; stopped, every page's indicator goes, and the
+  recording is filed as the conference's evidence (audio and video); the witness leaves;
 - conflict: a moderator action quoting an old revision is refused `conflict`; the page says
   so and refreshes to the current state;
 - feeds: an officer of P0101 calls the center and an operator answers (bare protocol
@@ -799,6 +799,7 @@ class Scenario:
         start_offered = await until(
             mod.button("开始录制").is_visible, within=SIGNAL_S, what="the start button"
         )
+        evidence = await until(self.recorded, within=SIGNAL_S, what="the recording filed")
         # The witness goes: the phases after this one count the sites without it.
         w = self[WITNESS]
         await w.button("退出会商").click()
@@ -813,7 +814,20 @@ class Scenario:
             "again_told": again_told,
             "stopped": stopped,
             "start_offered": start_offered,
+            "evidence": evidence,
         }
+
+    async def recorded(self) -> list[list[str]] | None:
+        """The conference's evidence, as the moderator lists it: [kind, media type] each."""
+        user, role, court, name = USERS[0]
+        headers = {"Authorization": f"Bearer {token(user, role, court, name)}"}
+        url = f"{self.base}/api/evidence"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, params={"case": self.conference_id}, headers=headers) as resp,
+        ):
+            items = (await resp.json())["items"] if resp.status == 200 else []
+        return sorted([i["kind"], i["media_type"]] for i in items) or None
 
     async def feeds(self) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:

@@ -204,6 +204,9 @@ def test_the_moderator_records_and_every_page_shows_it_until_stopped(run: dict[s
     gone = {"recording": False, "indicator_gone": True}
     assert done["stopped"] == {user: gone for user in everyone}
     assert done["start_offered"]
+    # What was recorded is filed as the conference's evidence: voices and the spotlight.
+    kinds = {kind for kind, _ in done["evidence"]}
+    assert kinds == {"audio", "video"}
 
 
 def test_a_live_call_shared_from_the_form_is_listed_on_every_page_until_taken_back(
