@@ -141,9 +141,17 @@ def free_port() -> int:
         return port
 
 
-def token(user: str, role: Role, court: str, name: str) -> str:
+def token(user: str, role: Role, court: str, name: str, scope: str | None = None) -> str:
+    """A test token; `scope` names a witness's conference ("conference:<id>")."""
     return issue_token(
-        SECRET, user=user, role=role, court=court, name=name, ttl_s=600, now=time.time()
+        SECRET,
+        user=user,
+        role=role,
+        court=court,
+        name=name,
+        ttl_s=600,
+        now=time.time(),
+        scope=scope,
     )
 
 

@@ -14,21 +14,33 @@ What the page knows and its media counters (getStats) are read through `window.c
 
 The phases build on each other, in this order:
 
-- create: the moderator hosts a conference for P01 and every court under it and joins it;
-  the sites are rung and join from the invitation; the latecomer's ring stops (B answered
-  for P0101);
+- create: the moderator hosts a concentrated enforcement action (集中执行行动, chosen in the
+  form, with a talk time) for P01 and every court under it and joins it; the sites are rung
+  and join from the invitation; the latecomer's ring stops (B answered for P0101);
 - media: every page's peer connection is up; each site hears the moderator (an audio slot)
   and sees the chair in its spotlight; the moderator's grid shows A, B and C, labelled;
 - floor: A raises its hand, the moderator sees it queued and grants it; B and C receive A's
-  audio on the slot conference_media names, and A's video in the spotlight;
+  audio on the slot conference_media names, and A's video in the spotlight; A's page counts
+  its time down; the moderator's table marks who is speaking (conference_speaking: the fake
+  microphones beep), B's mark goes when B turns its microphone off (its page says so) and
+  comes back when B turns it on;
 - revoke: the moderator revokes; A is warned, and after the grace B and C receive no more
   of A's audio (the slot's packet counter stands still) although A still sends;
 - mute_all: A is called on again and heard; the moderator opens the audio, then mutes all:
   A loses the floor at once and its audio stops reaching B and C;
 - spotlight: the moderator spotlights C: the sites' spotlight slot carries C and keeps
   decoding frames;
+- witness: a witness, with a token scoped to the conference, joins from the list: its page
+  shows the spotlight (C) with frames decoding, the action's grid, and no button but leave;
+- record: the moderator starts recording: every page, the witness's too, shows it; a second
+  start is refused and said in Chinese; stopped, every page's indicator goes, and the
+  recording is filed as the conference's evidence (audio and video); the witness leaves;
 - conflict: a moderator action quoting an old revision is refused `conflict`; the page says
   so and refreshes to the current state;
+- feeds: an officer of P0101 calls the center and an operator answers (bare protocol
+  clients); the moderator's share form sends share_call: a call that does not exist is
+  refused and said; the live call is listed on every page, its officer the spotlight; the
+  moderator's stop button takes it back (after conflict, which wants C in the spotlight);
 - lock: the moderator locks the conference; the latecomer's join is refused invalid_state;
 - remove: the moderator removes B with a ban; B's page says so, and its join is refused
   forbidden (also once unlocked);
@@ -57,10 +69,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
 
 from commandcenter.auth import Role
 from tests.browser import ServerProcess, launch, token, until
+from tests.wsclient import Client
 
 PHASES = (
     "create",
@@ -69,7 +83,10 @@ PHASES = (
     "revoke",
     "mute_all",
     "spotlight",
+    "witness",
+    "record",
     "conflict",
+    "feeds",
     "lock",
     "remove",
     "chair",
@@ -77,6 +94,15 @@ PHASES = (
 )
 PAGE_PATH = "/app/conference.html"
 MODERATOR, SITE_A, SITE_B, SITE_C, LATECOMER = "sv-p", "op-a", "op-b", "op-c", "op-d"
+# A people's congress deputy, whose token names the conference (made once it exists).
+WITNESS = "w-1"
+WITNESS_USER = (WITNESS, Role.WITNESS, "P", "人大代表王委员")
+# A live call to show: an officer of P0101 and the operator who answers, as bare clients.
+OFFICER, CALL_OPERATOR = "o-1", "op-e"
+CALLERS = (
+    (OFFICER, Role.OFFICER, "P0101", "一基层法院执行干警"),
+    (CALL_OPERATOR, Role.OPERATOR, "P0101", "一基层法院接警席"),
+)
 # (user, role, court, name): the names are what the pages show, and what the test looks for.
 USERS = (
     (MODERATOR, Role.SUPERVISOR, "P", "省院指挥长"),
@@ -85,7 +111,7 @@ USERS = (
     (SITE_C, Role.OPERATOR, "P0102", "二基层法院指挥中心"),
     (LATECOMER, Role.OPERATOR, "P0101", "一基层法院值班席"),
 )
-NAMES = {user: name for user, _, _, name in USERS}
+NAMES = {user: name for user, _, _, name in (*USERS, WITNESS_USER, *CALLERS)}
 SITES = (SITE_A, SITE_B, SITE_C)
 # The court each site answers for when it joins.
 SITE_COURTS = {court: user for user, _, court, _ in USERS if user in SITES}
@@ -94,8 +120,8 @@ TITLE = "年终执行会商"
 REVOKE_GRACE_S = 1.0
 SERVER_ENV = {
     "COMMANDCENTER_CONFERENCES_REVOKE_GRACE_S": str(REVOKE_GRACE_S),
-    # A conference is not recorded; calls are not made here.
-    "COMMANDCENTER_MEDIA_RECORD": "false",
+    # The record phase records the conference (the trace is on disk: evidence is kept).
+    "COMMANDCENTER_MEDIA_RECORD": "true",
 }
 SIGNAL_S = 10.0
 MEDIA_S = 15.0
@@ -106,6 +132,11 @@ MORE_PACKETS = 25
 MORE_FRAMES = 5
 # The talk time the chair phase sets: long enough not to run out while it looks.
 TALK_S = 30
+# The talk time the create form sets: longer than the phases from floor to mute_all take.
+FLOOR_TALK_S = 120
+# The floor's countdown on A's page: the floor, then the seconds left.
+COUNTDOWN = re.compile(r"^您有发言权，剩余(\d+)秒$")
+SPEAKING_MARK = "正在讲话"
 
 
 # ---- one page ----------------------------------------------------------------------------
@@ -157,14 +188,14 @@ class ConferencePage:
 
 
 async def open_page(
-    browser: Browser, base: str, user: str, role: Role, court: str
+    browser: Browser, base: str, user: str, role: Role, court: str, scope: str | None = None
 ) -> ConferencePage:
     context = await browser.new_context()
     page = await context.new_page()
     cp = ConferencePage(user, context, page)
     page.on("console", lambda m: cp.console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: cp.console.append(f"pageerror: {e}"))
-    link = f"{base}{PAGE_PATH}#token={token(user, role, court, NAMES[user])}"
+    link = f"{base}{PAGE_PATH}#token={token(user, role, court, NAMES[user], scope)}"
     await page.goto(link, timeout=10_000)
 
     async def signed_in() -> bool:
@@ -281,24 +312,45 @@ async def stands_still(
 # ---- the scenario ------------------------------------------------------------------------
 
 
+def speaking(state: dict[str, Any]) -> list[str]:
+    """Who the moderator's page was told is speaking (conference_speaking)."""
+    return list(conference(state)["speaking"]) if in_conference(state) else []
+
+
+async def visible_buttons(region: Locator) -> list[str]:
+    return [
+        await b.inner_text()
+        for b in await region.get_by_role("button").all()
+        if await b.is_visible()
+    ]
+
+
 class Scenario:
-    def __init__(self, pages: dict[str, ConferencePage]) -> None:
+    def __init__(self, pages: dict[str, ConferencePage], browser: Browser, base: str) -> None:
         self.pages = pages
+        self.browser = browser
+        self.base = base
         self.conference_id = ""
+        self.call_id = ""
 
     def __getitem__(self, user: str) -> ConferencePage:
         return self.pages[user]
 
     async def create(self) -> dict[str, Any]:
         mod = self[MODERATOR]
-        await mod.page.get_by_label("会商标题").fill(TITLE)
-        await mod.page.get_by_label("邀请法院及其下级法院").fill("P01")
+        form = mod.page.get_by_role("form", name="发起会商")
+        await form.get_by_label("会商标题").fill(TITLE)
+        await form.get_by_label("会商类型").select_option(label="集中执行行动")
+        await form.get_by_label("邀请法院及其下级法院").fill("P01")
+        await form.get_by_label("每次发言时限").fill(str(FLOOR_TALK_S))
         await mod.button("发起会商").click()
         state = await state_where(
             mod, lambda s: in_conference(s) and s["media"] is not None, "hosts and joins"
         )
         self.conference_id = conference(state)["id"]
         moderator_role = conference(state)["role"]
+        kind = conference(state)["info"]["kind"]
+        talk_s = conference(state)["state"]["max_talk_s"]
 
         # Rung: every console of the invited courts, the latecomer too.
         rung = []
@@ -324,6 +376,9 @@ class Scenario:
         stopped = [e for e in late["events"] if e["type"] == "invitation_stopped"]
         return {
             "conference_id": self.conference_id,
+            "kind": kind,
+            "kind_shown": await showing(mod, "集中执行行动 · 主持："),
+            "talk_s": talk_s,
             "roles": roles,
             "rung": rung,
             "invitations": {
@@ -453,13 +508,72 @@ class Scenario:
 
         b_hears, c_hears = await asyncio.gather(hears_a(self[SITE_B]), hears_a(self[SITE_C]))
         heard = {SITE_B: b_hears, SITE_C: c_hears}
+
+        # A's time left, read now and again once more than a second has gone by.
+        countdown_text = a.page.get_by_text(COUNTDOWN)
+        countdown = [await countdown_text.inner_text()]
+        counted_at = time.monotonic()
+        talking = await self.talking()
+        await asyncio.sleep(max(0.0, 1.6 - (time.monotonic() - counted_at)))
+        countdown.append(await countdown_text.inner_text())
         return {
+            "countdown": [int(COUNTDOWN.fullmatch(text).group(1)) for text in countdown],  # type: ignore[union-attr]
+            "talking": talking,
             "site_floor": conference(a_state)["floor"],
             "site_shows_queued": queued_text,
             "moderator_sees": mod_sees["floor"],
             "moderator_row": mod_text,
             "site_told_floor": a_told,
             "heard": heard,
+        }
+
+    async def talking(self) -> dict[str, Any]:
+        """The moderator's table marks who speaks (A holds the floor; B, without it, speaks
+        too); B's mark goes with B's microphone and comes back with it."""
+        mod, b = self[MODERATOR], self[SITE_B]
+        both = await state_where(
+            mod,
+            lambda s: {SITE_A, SITE_B} <= set(speaking(s)),
+            "is told A and B are speaking",
+        )
+
+        def row(user: str) -> Locator:
+            return mod.page.get_by_role("row").filter(has_text=NAMES[user])
+
+        async def marked(user: str, mark: bool) -> str:
+            async def probe() -> str | None:
+                text = await row(user).inner_text()
+                return text if (SPEAKING_MARK in text) == mark else None
+
+            return await until(probe, within=SIGNAL_S, what=f"{user}'s row marked {mark}")
+
+        a_row = await marked(SITE_A, True)
+        b_row = await marked(SITE_B, True)
+        await b.button("关闭麦克风").click()
+        b_mic_off = await showing(b, "（您的麦克风已关闭）")
+        b_state = await b.state()
+        off_at = time.monotonic()
+        quiet = await state_where(
+            mod,
+            lambda s: SITE_B not in speaking(s) and SITE_A in speaking(s),
+            "is told B stopped speaking, A did not",
+        )
+        cleared_after_s = time.monotonic() - off_at
+        b_row_quiet = await marked(SITE_B, False)
+        a_row_still = await row(SITE_A).inner_text()
+        await b.button("打开麦克风").click()
+        again = await state_where(mod, lambda s: SITE_B in speaking(s), "is told B speaks again")
+        return {
+            "speaking": speaking(both),
+            "a_row": a_row,
+            "b_row": b_row,
+            "b_mic": b_state["mic"],
+            "b_mic_off_shown": b_mic_off,
+            "quiet": speaking(quiet),
+            "cleared_after_s": round(cleared_after_s, 3),
+            "b_row_quiet": b_row_quiet,
+            "a_row_still": a_row_still,
+            "again": speaking(again),
         }
 
     async def revoke(self) -> dict[str, Any]:
@@ -602,6 +716,189 @@ class Scenario:
             "c_own_spotlight_slot": conference(c_state)["lineup"]["spotlight"],
             "c_told": await showing(c, "焦点画面：本席（其他席位正在看您）"),
             "moderator_source": conference(mod_state)["lineup"]["spotlight"],
+        }
+
+    async def witness(self) -> dict[str, Any]:
+        mod = self[MODERATOR]
+        user, role, court, _ = WITNESS_USER
+        w = await open_page(
+            self.browser, self.base, user, role, court, scope=f"conference:{self.conference_id}"
+        )
+        self.pages[WITNESS] = w
+        join = w.item_button(f"「{TITLE}」", "加入")
+        await until(join.is_visible, within=SIGNAL_S, what="the witness sees the conference")
+        await join.click()
+        state = await state_where(
+            w,
+            lambda s: (
+                in_conference(s)
+                and conference(s)["lineup"]["spotlight"] == SITE_C
+                and conference(s)["lineup"]["grid"][:3] == list(SITES)
+            ),
+            "watches C and the action's grid",
+            within=MEDIA_S,
+        )
+        frames = await rising(w, "spotlight", "framesDecoded", MORE_FRAMES)
+        grid_frames = await rising(w, "grid-0", "framesDecoded", MORE_FRAMES)
+        shown = await showing(w, f"焦点画面：{NAMES[SITE_C]}")
+        told = await showing(w, "您以监督员身份旁听，不能发言")
+        buttons = await visible_buttons(w.page.get_by_role("region", name=TITLE, exact=True))
+        mod_row = mod.page.get_by_role("row").filter(has_text=NAMES[WITNESS])
+        await until(mod_row.is_visible, within=SIGNAL_S, what="the moderator lists the witness")
+        media = (await w.state())["media"]
+        return {
+            "role": conference(state)["role"],
+            "spotlight": conference(state)["lineup"]["spotlight"],
+            "grid": conference(state)["lineup"]["grid"][:3],
+            "frames": frames,
+            "grid_frames": grid_frames,
+            "shown": shown,
+            "told": told,
+            "buttons": buttons,
+            "mic": state["mic"],
+            "local_tracks": media["localTracks"] if media else None,
+            "moderator_row": await mod_row.inner_text(),
+            "moderator_row_buttons": await visible_buttons(mod_row),
+        }
+
+    async def record(self) -> dict[str, Any]:
+        mod = self[MODERATOR]
+        everyone = (MODERATOR, *SITES, WITNESS)
+        await mod.button("开始录制").click()
+        recording = {}
+        shown = {}
+        for user in everyone:
+            state = await state_where(
+                self[user], lambda s: conference(s)["state"]["recording"], "told it is recorded"
+            )
+            recording[user] = conference(state)["state"]["recording"]
+            shown[user] = await showing(self[user], "● 正在录制")
+        stop_offered = await until(
+            mod.button("停止录制").is_visible, within=SIGNAL_S, what="the stop button"
+        )
+        # Started twice: the server refuses, and the page says so in Chinese.
+        again = await mod.call("window.conf.record(true)")
+        again_told = await showing(mod, "操作未成功：会商已在录制中")
+        await mod.button("停止录制").click()
+        stopped = {}
+        for user in everyone:
+            page = self[user]
+            state = await state_where(
+                page, lambda s: not conference(s)["state"]["recording"], "told it is not"
+            )
+
+            async def indicator_gone(page: ConferencePage = page) -> bool:
+                return not await page.shows("● 正在录制")
+
+            stopped[user] = {
+                "recording": conference(state)["state"]["recording"],
+                "indicator_gone": await until(
+                    indicator_gone, within=SIGNAL_S, what=f"{user}: indicator gone"
+                ),
+            }
+        start_offered = await until(
+            mod.button("开始录制").is_visible, within=SIGNAL_S, what="the start button"
+        )
+        evidence = await until(self.recorded, within=SIGNAL_S, what="the recording filed")
+        # The witness goes: the phases after this one count the sites without it.
+        w = self[WITNESS]
+        await w.button("退出会商").click()
+        await state_where(mod, lambda s: site_info(s, WITNESS) is None, "the witness gone")
+        await w.close()
+        del self.pages[WITNESS]
+        return {
+            "recording": recording,
+            "shown": shown,
+            "stop_offered": stop_offered,
+            "again": again,
+            "again_told": again_told,
+            "stopped": stopped,
+            "start_offered": start_offered,
+            "evidence": evidence,
+        }
+
+    async def recorded(self) -> list[list[str]] | None:
+        """The conference's evidence, as the moderator lists it: [kind, media type] each."""
+        user, role, court, name = USERS[0]
+        headers = {"Authorization": f"Bearer {token(user, role, court, name)}"}
+        url = f"{self.base}/api/evidence"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, params={"case": self.conference_id}, headers=headers) as resp,
+        ):
+            items = (await resp.json())["items"] if resp.status == 200 else []
+        return sorted([i["kind"], i["media_type"]] for i in items) or None
+
+    async def feeds(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+            officer, operator = [await self.line(http, *user) for user in CALLERS]
+            try:
+                return await self.share(officer, operator)
+            finally:
+                await officer.send("hangup", call_id=self.call_id)
+                await officer.close()
+                await operator.close()
+
+    async def line(
+        self, http: aiohttp.ClientSession, user: str, role: Role, court: str, name: str
+    ) -> Client:
+        """A bare protocol client signed in as `user`."""
+        query = f"token={token(user, role, court, name)}&v=1"
+        client = Client(await http.ws_connect(f"{self.base}/ws?{query}"), "json", user)
+        client.welcome = await client.expect("welcome", SIGNAL_S)
+        return client
+
+    async def share(self, officer: Client, operator: Client) -> dict[str, Any]:
+        mod = self[MODERATOR]
+        pages = (MODERATOR, *SITES)
+        self.call_id = (await officer.request("call_center", reply="call_placed"))["call_id"]
+        await operator.expect("call_ringing", SIGNAL_S)
+        await operator.request("accept", call_id=self.call_id)
+        await officer.expect("call_answered", SIGNAL_S)
+
+        form = mod.page.get_by_role("form", name="接入现场通话")
+        await form.get_by_label("通话编号").fill("c-0000000000000000")
+        await form.get_by_role("button", name="接入会商").click()
+        refused = await state_where(
+            mod, lambda s: (s["lastError"] or {}).get("action") == "share_call", "is refused"
+        )
+        told = await showing(mod, "操作未成功：没有这个通话")
+        none_before = {u: await self[u].shows("暂无接入的通话") for u in pages}
+
+        await form.get_by_label("通话编号").fill(self.call_id)
+        await form.get_by_role("button", name="接入会商").click()
+        item = f"{NAMES[OFFICER]}（P0101）的现场通话 · {NAMES[MODERATOR]}接入"
+        shared = {}
+        for user in pages:
+            state = await state_where(
+                self[user], lambda s: bool(conference(s)["state"]["feeds"]), "lists the call"
+            )
+            cstate = conference(state)["state"]
+            shared[user] = {
+                "feeds": [
+                    [f["call_id"], f["officer"]["id"], f["by"]["id"]] for f in cstate["feeds"]
+                ],
+                "spotlight": (cstate["spotlight"] or {}).get("id"),
+                "listed": await showing(self[user], item),
+                "may_stop": await self[user].item_button(item, "停止接入").is_visible(),
+            }
+        await mod.item_button(item, "停止接入").click()
+        unshared = {}
+        for user in pages:
+            state = await state_where(
+                self[user], lambda s: not conference(s)["state"]["feeds"], "the call gone"
+            )
+            unshared[user] = {
+                "feeds": conference(state)["state"]["feeds"],
+                "none_shown": await showing(self[user], "暂无接入的通话"),
+            }
+        return {
+            "call_id": self.call_id,
+            "refused": refused["lastError"],
+            "told": told,
+            "none_before": none_before,
+            "shared": shared,
+            "unshared": unshared,
         }
 
     async def conflict(self) -> dict[str, Any]:
@@ -783,7 +1080,7 @@ async def drive(base: str, phases: Sequence[str], result: dict[str, Any]) -> Non
         try:
             for user, role, court, _ in USERS:
                 pages[user] = await open_page(browser, base, user, role, court)
-            scenario = Scenario(pages)
+            scenario = Scenario(pages, browser, base)
             steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
                 name: getattr(scenario, name) for name in PHASES
             }

@@ -18,15 +18,19 @@ import pytest
 
 from tests.browser import namespace_fixture_run, phase
 from tests.browser_conference_scenario import (
+    FLOOR_TALK_S,
     LATECOMER,
     MODERATOR,
+    OFFICER,
     PHASES,
     REVOKE_GRACE_S,
     SITE_A,
     SITE_B,
     SITE_C,
     SITES,
+    SPEAKING_MARK,
     TALK_S,
+    WITNESS,
 )
 
 pytestmark = pytest.mark.browser
@@ -47,6 +51,9 @@ def test_the_moderator_hosts_from_the_form_and_the_rung_sites_join_from_the_invi
     run: dict[str, Any],
 ) -> None:
     done = phase(run, "create")
+    # The kind and the talk time chosen in the form, as the server has them.
+    assert (done["kind"], done["talk_s"]) == ("action", FLOOR_TALK_S)
+    assert done["kind_shown"]
     assert done["roles"] == {MODERATOR: "moderator", SITE_A: "site", SITE_B: "site", SITE_C: "site"}
     assert done["rung"] == [*SITES, LATECOMER]
     # Each site answered for its court; the moderator sees who did.
@@ -92,6 +99,29 @@ def test_a_raised_hand_is_queued_for_the_moderator_and_once_granted_the_others_h
         assert grew(heard["packets"])
         assert grew(heard["spotlight_frames"])
         assert heard["shows_spotlight"]
+    # A's page counts its talk time down.
+    first, later = done["countdown"]
+    assert FLOOR_TALK_S - 30 <= first <= FLOOR_TALK_S
+    assert later < first
+
+
+def test_the_moderator_sees_who_is_speaking_and_the_mark_goes_when_they_stop(
+    run: dict[str, Any],
+) -> None:
+    """conference_speaking from the fake microphones' beep: A (the floor) and B (without it,
+    not heard, but trying) are marked in the moderator's table; B's microphone off, its own
+    page says so, and its mark goes while A's stays; back on, B is speaking again."""
+    done = phase(run, "floor")["talking"]
+    assert {SITE_A, SITE_B} <= set(done["speaking"])
+    assert SPEAKING_MARK in done["a_row"]
+    assert SPEAKING_MARK in done["b_row"]
+    assert done["b_mic"] == "off"
+    assert done["b_mic_off_shown"]
+    assert SITE_B not in done["quiet"]
+    assert SITE_A in done["quiet"]
+    assert SPEAKING_MARK not in done["b_row_quiet"]
+    assert SPEAKING_MARK in done["a_row_still"]
+    assert SITE_B in done["again"]
 
 
 def test_a_revoked_floor_is_heard_through_the_grace_then_its_audio_stops_at_the_server(
@@ -141,6 +171,63 @@ def test_the_spotlight_switches_every_sites_video_to_the_chosen_site(run: dict[s
     assert done["c_own_spotlight_slot"] is None
     assert done["c_told"]
     assert done["moderator_source"] == SITE_C
+
+
+def test_a_witness_watches_the_spotlight_and_the_actions_grid_and_has_no_buttons(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "witness")
+    assert done["role"] == "witness"
+    assert done["spotlight"] == SITE_C
+    assert grew(done["frames"])
+    assert done["shown"]
+    # A concentrated enforcement action: its witness watches every site.
+    assert done["grid"] == list(SITES)
+    assert grew(done["grid_frames"])
+    assert done["told"]
+    # No hand, no microphone, no moderation: only the way out.
+    assert done["buttons"] == ["退出会商"]
+    assert (done["mic"], done["local_tracks"]) == ("none", [])
+    assert "监督员" in done["moderator_row"]
+    assert done["moderator_row_buttons"] == ["移出", "移出并禁止再加入"]
+
+
+def test_the_moderator_records_and_every_page_shows_it_until_stopped(run: dict[str, Any]) -> None:
+    done = phase(run, "record")
+    everyone = {MODERATOR, *SITES, WITNESS}
+    assert done["recording"] == dict.fromkeys(everyone, True)
+    assert done["shown"] == dict.fromkeys(everyone, True)
+    assert done["stop_offered"]
+    # Refused by the server, and said in Chinese.
+    assert done["again"] == {"ok": False, "code": "invalid_state", "reason": "already recording"}
+    assert done["again_told"]
+    gone = {"recording": False, "indicator_gone": True}
+    assert done["stopped"] == {user: gone for user in everyone}
+    assert done["start_offered"]
+    # What was recorded is filed as the conference's evidence: voices and the spotlight.
+    kinds = {kind for kind, _ in done["evidence"]}
+    assert kinds == {"audio", "video"}
+
+
+def test_a_live_call_shared_from_the_form_is_listed_on_every_page_until_taken_back(
+    run: dict[str, Any],
+) -> None:
+    done = phase(run, "feeds")
+    pages = {MODERATOR, *SITES}
+    refused = done["refused"]
+    assert (refused["code"], refused["reason"]) == ("not_found", "no such call")
+    assert done["told"]
+    assert done["none_before"] == dict.fromkeys(pages, True)
+    call_id = done["call_id"]
+    for user in pages:
+        shared = done["shared"][user]
+        assert shared["feeds"] == [[call_id, OFFICER, MODERATOR]]
+        # The officer of the call shown is the spotlight.
+        assert shared["spotlight"] == OFFICER
+        assert shared["listed"]
+        # Only a moderator, or who shared it, may take it back.
+        assert shared["may_stop"] == (user == MODERATOR)
+        assert done["unshared"][user] == {"feeds": [], "none_shown": True}
 
 
 def test_a_moderator_action_on_an_old_revision_is_refused_shown_and_the_state_refreshed(

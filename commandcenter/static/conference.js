@@ -2,11 +2,17 @@
  * The conference page (视频会商): one page, two views, chosen by the role the server gives us in
  * `conference_joined`:
  *
- *   - moderator: the conferences, a form to host one, then every site with its state (joined
- *     or away, hand and place in the queue, the floor and its time left, heard or muted, the
- *     spotlight), the invitations and their answers, and every moderator action;
- *   - site (and witness): the spotlight video, the voices in the audio slots, the own floor
- *     (raise and lower the hand, release the floor) and whether the own microphone is heard.
+ *   - moderator: the conferences, a form to host one (a meeting or an action), then every
+ *     site with its state (joined or away, hand and place in the queue, the floor and its time
+ *     left, heard or muted, speaking now, the spotlight), the invitations and their answers,
+ *     and every moderator action (recording included);
+ *   - site: the spotlight video, the voices in the audio slots, the own floor (raise and lower
+ *     the hand, release the floor) and whether the own microphone is heard;
+ *   - witness: what a site sees (an action's grid too), and nothing to press but leave.
+ *
+ * Everyone sees whether the conference is recorded and the live calls shown to it; the
+ * moderators (and an operator, for the call they answer) share one and stop it. What is shown
+ * is the server's state (ConferenceState, conference_speaking), never our own guess.
  *
  * Its parts, in this order, each only talking to the next through plain calls:
  *
@@ -70,12 +76,15 @@
       "lobby.start": "提前开始",
       "lobby.cancel": "取消会商",
       "lobby.invitation": "{host}邀请您参加「{title}」",
-      "lobby.conference": "「{title}」 · 主办：{host} · {status} · {sites}个席位{locked}",
+      "lobby.conference": "「{title}」 · {kind} · 主办：{host} · {status} · {sites}个席位{locked}",
       "lobby.locked": " · 已锁定",
       "lobby.scheduled": "预定于 {time}",
       "lobby.running": "进行中",
       "create.title": "发起会商",
       "create.field.title": "会商标题",
+      "create.field.kind": "会商类型",
+      "kind.meeting": "会商",
+      "kind.action": "集中执行行动",
       "create.field.invite_below": "邀请法院及其下级法院（法院代码，用逗号分隔）",
       "create.field.invite_courts": "邀请法院（法院代码，用逗号分隔）",
       "create.field.invite_users": "邀请人员（用户编号，用逗号分隔）",
@@ -85,11 +94,12 @@
       "create.submit": "发起会商",
       "create.scheduled": "会商「{title}」已预定",
       "conf.summary":
-        "主持：{chair} · {audio} · {mode}，最多{speakers}席同时发言{talk}{locked} · 状态版本 {revision}",
+        "{kind} · 主持：{chair} · {audio} · {mode}，最多{speakers}席同时发言{talk}{locked} · 状态版本 {revision}",
       "conf.no_chair": "暂无主持",
       "conf.talk": "，每次限{seconds}秒",
       "conf.locked": " · 已锁定",
       "conf.leave": "退出会商",
+      "conf.recording": "● 正在录制：会商的声音和画面正作为证据录制",
       "audio.floor": "仅发言席位可被听到",
       "audio.open": "全体开放发言",
       "mode.moderated": "主持人指定",
@@ -109,6 +119,7 @@
       "site.mic_off": "关闭麦克风",
       "site.mic_on": "打开麦克风",
       "site.witness": "您以监督员身份旁听，不能发言",
+      "site.witness_title": "旁听",
       "floor.not_permitted": "未申请发言",
       "floor.queued": "已举手，排第{position}位",
       "floor.permitted": "您有发言权",
@@ -129,6 +140,8 @@
       "mod.lock": "锁定会商",
       "mod.unlock": "解除锁定",
       "mod.end": "结束会商",
+      "mod.record_start": "开始录制",
+      "mod.record_stop": "停止录制",
       "mod.floor_rules": "发言规则",
       "mod.max_speakers": "最多同时发言席位",
       "mod.max_talk_s": "每次发言时限（秒，留空则不限）",
@@ -153,6 +166,15 @@
       "site.heard": "可被听到",
       "site.muted": "已静音",
       "site.speaking": "正在播出",
+      "site.talking": "🎙正在讲话",
+      "feeds.title": "接入的现场通话",
+      "feeds.none": "暂无接入的通话",
+      "feeds.share_title": "接入现场通话",
+      "feeds.call_id": "通话编号",
+      "feeds.share": "接入会商",
+      "feeds.unshare": "停止接入",
+      "feeds.item": "{officer}（{court}）的现场通话{emergency} · {by}接入",
+      "feeds.emergency": " · 紧急求助",
       "site.is_spotlight": "焦点",
       "act.grant": "授予发言",
       "act.revoke": "收回发言",
@@ -208,6 +230,18 @@
       "reason.too many hands are raised; try again later": "举手人数过多，请稍后再试",
       "reason.you are not in this conference": "您不在本会商中",
       "reason.a moderator cannot be removed": "不能移出主持人",
+      "reason.this server does not record": "本服务器未开启录制，不能录制会商",
+      "reason.already recording": "会商已在录制中",
+      "reason.not recording": "会商未在录制",
+      "reason.no such call": "没有这个通话",
+      "reason.the call is not answered": "该通话尚未接通",
+      "reason.that call is shared already": "该通话已接入会商",
+      "reason.4 calls are shared already": "已接入4路通话，不能再接入",
+      "reason.that call is outside your scope": "该通话不在您的管辖范围内",
+      "reason.only a moderator, or the call's operator in the conference, may share it":
+        "只有主持人或接听该通话的值班员可以接入",
+      "reason.only a moderator, or who shared the call, may take it back": "只有主持人或接入人可以停止接入",
+      "reason.that call is not shared with this conference": "该通话未接入本会商",
       "log.title": "事件记录",
     },
     en: {
@@ -233,12 +267,15 @@
       "lobby.start": "Start now",
       "lobby.cancel": "Call off",
       "lobby.invitation": "{host} invites you to “{title}”",
-      "lobby.conference": "“{title}” · host: {host} · {status} · {sites} sites{locked}",
+      "lobby.conference": "“{title}” · {kind} · host: {host} · {status} · {sites} sites{locked}",
       "lobby.locked": " · locked",
       "lobby.scheduled": "scheduled for {time}",
       "lobby.running": "running",
       "create.title": "Host a conference",
       "create.field.title": "Title",
+      "create.field.kind": "Kind",
+      "kind.meeting": "meeting",
+      "kind.action": "enforcement action",
       "create.field.invite_below": "Invite courts and every court below (codes, comma separated)",
       "create.field.invite_courts": "Invite courts (codes, comma separated)",
       "create.field.invite_users": "Invite users (ids, comma separated)",
@@ -248,11 +285,12 @@
       "create.submit": "Host",
       "create.scheduled": "“{title}” is scheduled",
       "conf.summary":
-        "Chair: {chair} · {audio} · {mode}, up to {speakers} speakers{talk}{locked} · revision {revision}",
+        "{kind} · Chair: {chair} · {audio} · {mode}, up to {speakers} speakers{talk}{locked} · revision {revision}",
       "conf.no_chair": "none",
       "conf.talk": ", {seconds} s each",
       "conf.locked": " · locked",
       "conf.leave": "Leave",
+      "conf.recording": "● Recording: what the conference hears and sees is kept as evidence",
       "audio.floor": "only the floor is heard",
       "audio.open": "everyone is heard",
       "mode.moderated": "moderated",
@@ -272,6 +310,7 @@
       "site.mic_off": "Microphone off",
       "site.mic_on": "Microphone on",
       "site.witness": "You watch as a witness and do not speak",
+      "site.witness_title": "Watching",
       "floor.not_permitted": "Not asked to speak",
       "floor.queued": "Hand raised, number {position} in the queue",
       "floor.permitted": "You have the floor",
@@ -292,6 +331,8 @@
       "mod.lock": "Lock",
       "mod.unlock": "Unlock",
       "mod.end": "End the conference",
+      "mod.record_start": "Start recording",
+      "mod.record_stop": "Stop recording",
       "mod.floor_rules": "Floor rules",
       "mod.max_speakers": "Speakers at once",
       "mod.max_talk_s": "Talk time, seconds (empty: unlimited)",
@@ -316,6 +357,15 @@
       "site.heard": "heard",
       "site.muted": "muted",
       "site.speaking": "on air",
+      "site.talking": "🎙speaking",
+      "feeds.title": "Live calls shown",
+      "feeds.none": "No calls shown",
+      "feeds.share_title": "Show a live call",
+      "feeds.call_id": "Call id",
+      "feeds.share": "Show",
+      "feeds.unshare": "Stop showing",
+      "feeds.item": "{officer} ({court}), live call{emergency} · shown by {by}",
+      "feeds.emergency": " · emergency",
       "site.is_spotlight": "spotlight",
       "act.grant": "Grant floor",
       "act.revoke": "Revoke floor",
@@ -371,6 +421,19 @@
       "reason.too many hands are raised; try again later": "too many hands; try again later",
       "reason.you are not in this conference": "you are not in this conference",
       "reason.a moderator cannot be removed": "a moderator cannot be removed",
+      "reason.this server does not record": "this server does not record",
+      "reason.already recording": "already recording",
+      "reason.not recording": "not recording",
+      "reason.no such call": "no such call",
+      "reason.the call is not answered": "the call is not answered",
+      "reason.that call is shared already": "that call is shown already",
+      "reason.4 calls are shared already": "4 calls are shown already",
+      "reason.that call is outside your scope": "that call is outside your scope",
+      "reason.only a moderator, or the call's operator in the conference, may share it":
+        "only a moderator, or the call's operator, may show it",
+      "reason.only a moderator, or who shared the call, may take it back":
+        "only a moderator, or who showed the call, may stop it",
+      "reason.that call is not shared with this conference": "that call is not shown here",
       "log.title": "Events",
     },
   };
@@ -548,6 +611,10 @@
     remember(state.chair);
     remember(state.spotlight);
     for (const h of state.holders) remember(h);
+    for (const f of state.feeds || []) {
+      remember(f.officer);
+      remember(f.by);
+    }
   }
 
   // A `conference_joined`: the whole truth about the conference, for a new join or a refresh.
@@ -568,6 +635,9 @@
       sites: new Map(msg.sites.map((s) => [s.user.id, s])),
       invitations: new Map(msg.invitations.map((i) => [`${i.kind}:${i.invitee}`, i])),
       lineup: fresh ? EMPTY_LINEUP : store.conf.lineup,
+      // conference_speaking (moderators only): the user ids speaking now. Sent only when it
+      // changes, so a refresh keeps what we were told.
+      speaking: fresh ? [] : store.conf.speaking,
     };
     store.revision = msg.state.revision;
     store.ringing.delete(id);
@@ -645,6 +715,9 @@
         break;
       case "conference_media":
         if (ours(msg)) conf.lineup = { audio: msg.audio, spotlight: msg.spotlight, grid: msg.grid };
+        break;
+      case "conference_speaking":
+        if (ours(msg)) conf.speaking = msg.speaking;
         break;
       case "conference_left":
         if (ours(msg)) {
@@ -757,6 +830,7 @@
       if (fields.starts_at) msg.starts_at = fields.starts_at - hub.offsetMs;
       if (fields.max_speakers) msg.max_speakers = Number(fields.max_speakers);
       if (fields.max_talk_s) msg.max_talk_s = Number(fields.max_talk_s);
+      if (fields.kind) msg.kind = fields.kind;
       const reply = await hub.request("create_conference", msg);
       const info = reply.conference;
       rememberConference(info);
@@ -875,6 +949,16 @@
       act("name_moderator", () => moderate("name_moderator", { user }, options)),
     handOver: (to, options) => act("hand_over", () => moderate("hand_over", { to }, options)),
     end: (options = UNCONDITIONAL) => act("end_conference", () => moderate("end_conference", {}, options)),
+    record: (on, options) => act("record_conference", () => moderate("record_conference", { on }, options)),
+  };
+
+  // A live call shown to the conference: by a moderator, or by the call's operator who has
+  // joined (the server decides; a refusal is shown like any other).
+  const feeds = {
+    shareCall: (callId, options) =>
+      act("share_call", () => moderate("share_call", { call_id: String(callId || "").trim() }, options)),
+    unshareCall: (callId, options) =>
+      act("unshare_call", () => moderate("unshare_call", { call_id: callId }, options)),
   };
 
   // ---- media --------------------------------------------------------------------------------
@@ -1274,9 +1358,9 @@
       if ($("spotlight-video").srcObject !== shown) $("spotlight-video").srcObject = shown;
       $("spotlight-tile").dataset.source = lineup.spotlight || "";
 
-      // The grid: a moderator's, each tile labelled with the site conference_media names.
-      const moderatorView = conf.role === "moderator";
-      show($("grid-section"), moderatorView && lineup.grid.some((u) => u));
+      // The grid: a moderator's (and an action's witness's: the server sends the grid to
+      // those alone), each tile labelled with the site conference_media names.
+      show($("grid-section"), lineup.grid.some((u) => u));
       lineup.grid.forEach((user, i) => {
         const slot = `grid-${i}`;
         if (!user && !this.grid.has(slot)) return;
@@ -1356,6 +1440,7 @@
         text,
         t("lobby.conference", {
           title: info.title,
+          kind: t(`kind.${info.kind || "meeting"}`),
           host: info.host.name,
           status,
           sites: info.sites,
@@ -1380,6 +1465,7 @@
     setText(
       $("conf-summary"),
       t("conf.summary", {
+        kind: t(`kind.${conf.info.kind || "meeting"}`),
         chair: state.chair ? state.chair.name : t("conf.no_chair"),
         audio: t(`audio.${state.audio}`),
         mode: t(`mode.${state.mode}`),
@@ -1389,12 +1475,41 @@
         revision: state.revision,
       }),
     );
+    show($("recording-indicator"), !!state.recording);
     stage.render(conf);
+    renderFeeds(conf);
     const moderatorView = conf.role === "moderator";
     show($("site-view"), !moderatorView);
     show($("moderator-view"), moderatorView);
     if (moderatorView) renderModerator(conf);
     else renderSite(conf);
+  }
+
+  // The calls shown (every member sees them); who may share one and stop one.
+  function renderFeeds(conf) {
+    const list = conf.state.feeds || [];
+    const me = store.user.id;
+    const moderates = conf.role === "moderator";
+    show($("no-feeds"), list.length === 0);
+    const items = keyed($("feed-list"), list.map((f) => f.call_id), (callId) => {
+      const li = document.createElement("li");
+      li.append(document.createElement("span"), button(t("feeds.unshare"), () => feeds.unshareCall(callId)));
+      return li;
+    });
+    for (const f of list) {
+      const li = items.get(f.call_id);
+      li.dataset.emergency = String(f.emergency);
+      const text = t("feeds.item", {
+        officer: f.officer.name,
+        court: f.officer.court,
+        emergency: f.emergency ? t("feeds.emergency") : "",
+        by: f.by.name,
+      });
+      setText(li.firstChild, `${text} `);
+      show(li.lastChild, moderates || f.by.id === me);
+    }
+    // Moderators, and operators for the call they answer; never a witness.
+    show($("share-form"), moderates || (conf.role === "site" && store.user.role === "operator"));
   }
 
   function micText(conf) {
@@ -1414,6 +1529,7 @@
     const witness = conf.role === "witness";
     const floor = conf.floor;
     $("site-view").dataset.floor = floor.state;
+    setText($("site-title"), witness ? t("site.witness_title") : t("site.title"));
     setText($("floor-text"), witness ? t("site.witness") : floorText(floor, true));
     setText($("mic-text"), micText(conf));
     $("mic-text").dataset.heard = String(!witness && (conf.state.audio === "open" || holds(floor)));
@@ -1432,10 +1548,14 @@
     const isChair = chair === me;
     setText($("mod-mic-text"), micText(conf));
     setText($("toggle-lock"), state.locked ? t("mod.unlock") : t("mod.lock"));
+    // From the server's state, not from our click: the button says what pressing it does now.
+    setText($("toggle-record"), state.recording ? t("mod.record_stop") : t("mod.record_start"));
+    $("toggle-record").dataset.recording = String(!!state.recording);
     fillFloorForm(state);
 
     const holders = new Set(state.holders.map((h) => h.id));
     const onAir = new Set(conf.lineup.audio.filter(Boolean));
+    const speaking = new Set(conf.speaking);
     const spotlight = state.spotlight ? state.spotlight.id : null;
     const rows = keyed($("site-rows"), [...conf.sites.keys()], siteRow);
     for (const [id, tr] of rows) {
@@ -1452,6 +1572,9 @@
         s.role === "moderator" || (s.role === "site" && (state.audio === "open" || holders.has(id)));
       let audio = audible ? t("site.heard") : t("site.muted");
       if (onAir.has(id)) audio += ` · ${t("site.speaking")}`;
+      // Who talks now, heard or not: a muted site trying to speak, a roll call answered.
+      if (speaking.has(id)) audio += ` · ${t("site.talking")}`;
+      tr.dataset.speaking = String(speaking.has(id));
       setText(cells[4], s.role === "witness" ? "" : audio);
       setText(cells[5], spotlight === id ? t("site.is_spotlight") : "");
       const b = tr.buttons;
@@ -1575,6 +1698,7 @@
         starts_at: startsAt,
         max_speakers: f.max_speakers.value,
         max_talk_s: f.max_talk_s.value,
+        kind: f.kind.value,
       });
     };
     $("raise-hand").onclick = site("raise_hand");
@@ -1587,6 +1711,13 @@
     $("spotlight-default").onclick = () => moderator.spotlight(null);
     $("toggle-lock").onclick = () => moderator.lock(!store.conf.state.locked);
     $("end-conference").onclick = () => moderator.end();
+    $("toggle-record").onclick = () => moderator.record(!store.conf.state.recording);
+    $("share-form").onsubmit = (e) => {
+      e.preventDefault();
+      feeds.shareCall(e.target.elements.call_id.value).then((done) => {
+        if (done.ok) e.target.reset();
+      });
+    };
     $("floor-form").onsubmit = (e) => {
       e.preventDefault();
       const f = e.target.elements;
@@ -1628,6 +1759,7 @@
               sites: [...conf.sites.values()],
               invitations: [...conf.invitations.values()],
               lineup: conf.lineup,
+              speaking: conf.speaking,
             }
           : null,
         revision: store.revision,
@@ -1658,5 +1790,6 @@
     releaseFloor: site("release_floor"),
     toggleMic,
     ...moderator,
+    ...feeds,
   };
 })();
