@@ -1096,6 +1096,13 @@ async def drive(base: str, phases: Sequence[str], result: dict[str, Any]) -> Non
             raise
         finally:
             result["console"] = {u: p.console[-20:] for u, p in pages.items() if p.console}
+            # Every line Chromium wrote about the Content-Security-Policy blocking something.
+            result["csp_blocked"] = [
+                f"{u}: {line}"
+                for u, p in pages.items()
+                for line in p.console
+                if "Content Security Policy" in line or "Content-Security-Policy" in line
+            ]
             await browser.close()
 
 

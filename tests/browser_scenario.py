@@ -251,6 +251,13 @@ async def drive(
             raise
         finally:
             result["console"] = {u: p.console[-20:] for u, p in pages.items() if p.console}
+            # Every line Chromium wrote about the Content-Security-Policy blocking something.
+            result["csp_blocked"] = [
+                f"{u}: {line}"
+                for u, p in pages.items()
+                for line in p.console
+                if "Content Security Policy" in line or "Content-Security-Policy" in line
+            ]
             await browser.close()
 
 

@@ -303,3 +303,9 @@ def test_the_moderator_ends_the_conference_for_every_page(run: dict[str, Any]) -
         assert not ended["in_conference"]
         assert ended["media"] is None
         assert done["told"][user]
+
+
+def test_the_conference_pages_run_under_their_content_security_policy(run: dict[str, Any]) -> None:
+    """Every phase ran with /app/'s policy in force: Chromium blocked nothing."""
+    assert "error" not in run, run.get("error")
+    assert run["csp_blocked"] == []
