@@ -24,6 +24,8 @@ from commandcenter.config import Config, ConfigError, load_config
 from commandcenter.logs import configure_logging
 
 if TYPE_CHECKING:
+    from sessions.originals import OriginalsReport
+    from sessions.store import TraceStore
     from sessions.trace import VerifyResult
 
 PROG = "commandcenter"
@@ -218,6 +220,12 @@ def _add_audit(commands: Commands) -> None:
         metavar="SEQ:HASH",
         help="a head printed by an earlier run; the record SEQ must still have HASH (repeatable)",
     )
+    v.add_argument(
+        "--files",
+        action="store_true",
+        help="also re-hash every evidence original against its record (reads every byte); "
+        "a missing or changed original makes the exit status 1",
+    )
     v.set_defaults(run=_audit_verify)
 
 
@@ -234,8 +242,9 @@ def _anchors(prog: str, texts: Sequence[str]) -> dict[int, str]:
 class _ProgressBar:
     """A one-line bar redrawn in place on stderr, at most ten times a second."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, what: str = "records") -> None:
         self.total = total
+        self.what = what
         self._drawn_at = 0.0
 
     def update(self, done: int, *, force: bool = False) -> None:
@@ -246,7 +255,7 @@ class _ProgressBar:
         share = min(done / self.total, 1.0) if self.total else 1.0
         filled = round(share * PROGRESS_WIDTH)
         bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
-        sys.stderr.write(f"\rverifying [{bar}] {share:4.0%} {done}/{self.total} records")
+        sys.stderr.write(f"\rverifying [{bar}] {share:4.0%} {done}/{self.total} {self.what}")
         sys.stderr.flush()
 
     def finish(self, done: int) -> None:
@@ -265,9 +274,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from sessions.durable import verify_store
     from sessions.errors import RecorderError
 
-    async def run() -> tuple[VerifyResult, float]:
+    async def run() -> tuple[VerifyResult, OriginalsReport | None, float]:
         started = time.monotonic()
         store = await open_store(config, readonly=True)
+        originals = None
         try:
             bar = _ProgressBar(await store.count()) if show else None
             result = await verify_store(
@@ -275,12 +285,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
             )
             if bar is not None:
                 bar.finish(result.records)
+            if args.files:
+                originals = await _check_originals(config, store, show)
         finally:
             await store.close()
-        return result, time.monotonic() - started
+        return result, originals, time.monotonic() - started
 
     try:
-        result, seconds = asyncio.run(run())
+        result, originals, seconds = asyncio.run(run())
     except RecorderError as exc:
         raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
     summary: dict[str, object] = {
@@ -293,11 +305,43 @@ def _audit_verify(args: argparse.Namespace) -> int:
     bad = result.tampering
     if bad is not None:
         summary |= {"seq": bad.seq, "problem": bad.problem, "detail": bad.detail}
+    if originals is not None:
+        summary["ok"] = result.ok and originals.ok
+        summary["files"] = {
+            "checked": originals.files,
+            "bytes": originals.bytes,
+            "problems": [p.to_json() for p in originals.problems],
+        }
     print(json.dumps(summary))
     if bad is not None:
         print(f"{prog}: {bad.message()}", file=sys.stderr)
-        return EXIT_TAMPERED
-    return 0
+    for problem in originals.problems if originals is not None else ():
+        ids = ", ".join(problem.evidence_ids)
+        print(
+            f"{prog}: original {problem.sha256} ({ids}) is {problem.problem}: {problem.detail}",
+            file=sys.stderr,
+        )
+    return 0 if summary["ok"] else EXIT_TAMPERED
+
+
+async def _check_originals(config: Config, store: TraceStore, show: bool) -> OriginalsReport:
+    from commandcenter.stores import evidence_dir
+    from sessions.evidence_store import ContentFiles
+    from sessions.originals import check_originals
+
+    files = ContentFiles(evidence_dir(config))
+    bar = _ProgressBar(0, "bytes of originals") if show else None
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done)
+
+    report = await check_originals(store, files.path, progress=progress)
+    if bar is not None:
+        bar.total = max(bar.total, report.bytes)
+        bar.finish(report.bytes)
+    return report
 
 
 # --- stats -------------------------------------------------------------------------------

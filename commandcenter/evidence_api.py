@@ -36,6 +36,7 @@ from commandcenter.keys import CONFIG, EVIDENCE, HUB
 from sessions import evidence as ev
 from sessions.errors import RecorderError
 from sessions.evidence_store import EvidenceStore
+from sessions.originals import DownloadCheck
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +44,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BASE: Final = "/api/evidence"
 _ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
-# Download chunk size: large enough for sendfile to stream a video fast.
-DOWNLOAD_CHUNK: Final = 256 * 1024
+# Download read size: each piece is hashed as it is sent.
+DOWNLOAD_CHUNK: Final = 1024 * 1024
 # How much of an upload's body aiohttp may hold before it stops reading the socket (twice
 # this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
 # connection would be paused and resumed for every read: at 2 MiB an upload costs the server
@@ -222,20 +223,51 @@ async def read(request: web.Request) -> web.StreamResponse:
 async def download(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
-    history, path = await request.app[EVIDENCE].download(who, request.match_info["evidence_id"])
+    store = request.app[EVIDENCE]
+    history, path = await store.download(who, request.match_info["evidence_id"])
     item = history.current()
-    return web.FileResponse(
-        path,
-        chunk_size=DOWNLOAD_CHUNK,
+    original = history.original
+    response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: item.media_type,
             hdrs.CONTENT_DISPOSITION: _content_disposition(item.file_name),
             # Never rendered as something other than what it was uploaded as.
             "X-Content-Type-Options": "nosniff",
             hdrs.CACHE_CONTROL: "private, no-store",
-            "X-Evidence-SHA256": item.sha256,
+            "X-Evidence-SHA256": original.sha256,
+            # Every download is the whole original, hashed as it goes (docs/evidence.md).
+            hdrs.ACCEPT_RANGES: "none",
         },
     )
+    response.content_length = original.size
+    check = DownloadCheck(sha256=original.sha256, size=original.size)
+    loop = asyncio.get_running_loop()
+    with await asyncio.to_thread(path.open, "rb") as fh:
+        await response.prepare(request)
+        # Each piece is sent once the next one has been read, so the last is held back
+        # until the whole file has hashed to the recorded value: bytes that changed on
+        # disk are never delivered complete.
+        held = b""
+        while chunk := await loop.run_in_executor(None, fh.read, DOWNLOAD_CHUNK):
+            check.update(chunk)
+            if held:
+                await response.write(held)
+            held = chunk
+    if not check.matches():
+        store.alarm(
+            "evidence original corrupt",
+            original.evidence_id,
+            original.sha256,
+            sent=check.sent,
+        )
+        # The status is gone already: cut the connection short of Content-Length, which
+        # every HTTP client reports as an incomplete download.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write(held)
+    await response.write_eof()
+    return response
 
 
 @_answering

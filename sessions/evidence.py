@@ -111,6 +111,20 @@ class UnsupportedEncoding(EvidenceError):
     code = "unsupported_encoding"
 
 
+class OriginalMissing(EvidenceError):
+    """The trace holds the item, but its file is gone: ours to investigate, not the client's."""
+
+    http_status = 500
+    code = "original_missing"
+
+
+class OriginalCorrupt(EvidenceError):
+    """The item's file no longer has the recorded size or hash."""
+
+    http_status = 500
+    code = "original_corrupt"
+
+
 class TooSlow(EvidenceError):
     """The body came slower than the configured minimum rate, or took too long in all."""
 
@@ -687,6 +701,8 @@ __all__ = [
     "HashMismatch",
     "ItemHistory",
     "NotFound",
+    "OriginalCorrupt",
+    "OriginalMissing",
     "Position",
     "TooLarge",
     "TooSlow",

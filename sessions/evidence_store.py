@@ -190,6 +190,8 @@ class EvidenceStore:
         # one upload arriving together make one item. Held for a lookup and one append only;
         # the bytes stream outside it.
         self._recording = asyncio.Lock()
+        # Originals found missing or changed since start (`alarm`).
+        self.alarms = 0
         self._io: Executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="evidence-io")
 
     async def start(self) -> None:
@@ -357,14 +359,30 @@ class EvidenceStore:
         return visible
 
     async def download(self, who: Identity, evidence_id: str) -> tuple[ev.ItemHistory, Path]:
-        """The item and the path of its bytes; the download is recorded before it starts."""
+        """The item and the path of its bytes; the download is recorded before it starts.
+        A file that is gone, or no longer of the recorded size, is refused here (and logged
+        as an alarm); one whose bytes changed is caught as it is sent (`DownloadCheck`)."""
         history = await self._authorised(who, evidence_id, ev.may_read)
-        path = self.files.path(history.original.sha256)
-        if not await asyncio.to_thread(path.is_file):
-            # Recorded but gone: someone removed it behind our back. Ours to investigate.
-            raise RuntimeError(f"evidence {evidence_id} content file is missing")
+        original = history.original
+        path = self.files.path(original.sha256)
+        try:
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            # Recorded but gone: someone removed it behind our back.
+            self.alarm("evidence original missing", evidence_id, original.sha256)
+            raise ev.OriginalMissing(
+                "the original of this item is missing from the evidence store"
+            ) from None
+        if size != original.size:
+            self.alarm("evidence original corrupt", evidence_id, original.sha256, size=size)
+            raise ev.OriginalCorrupt("the original of this item no longer matches its record")
         await self._record(ev.DOWNLOADED, self._access_data(who, history))
         return history, path
+
+    def alarm(self, event: str, evidence_id: str, sha256: str, **detail: object) -> None:
+        """An original that is not what the trace says: for the operators to act on."""
+        self.alarms += 1
+        log.error(event, evidence_id=evidence_id, sha256=sha256, alarm=True, **detail)
 
     async def correct(
         self, who: Identity, evidence_id: str, correction: ev.Correction
