@@ -22,9 +22,11 @@ from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
 from commandcenter.origins import allowed_origins
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
+from sessions import restart
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
-from sessions.recorder import SessionRecorder
+from sessions.recorder import SessionRecorder, TraceEvent
+from sessions.store import TraceStore
 from signalling.clock import Clock, SystemClock
 from signalling.cluster import RedisCoreLink
 from signalling.core.switchboard import Switchboard
@@ -130,6 +132,10 @@ def create_app(
         if isinstance(recorder, DurableRecorder):
             # A trace that cannot be opened stops the server here, not at the first sign-in.
             await recorder.start()
+            if not config.redis.url:
+                # Alone, this server owns everything in the trace; in a cluster the
+                # authority closes what a dead node left (node_lost).
+                await close_what_a_crash_left(recorder, clock.now(), node_id)
         await hub.start()
         log.info("started", node_id=node_id)
 
@@ -185,6 +191,25 @@ def _core_link(
         recorder=recorder,
         clock=clock,
     )
+
+
+async def close_what_a_crash_left(trace: TraceStore, now: float, node_id: str) -> None:
+    """Before serving: close, as of `now`, the sessions, calls and conferences the previous
+    run left open (it was killed rather than stopped), then mark this start
+    (sessions/restart.py)."""
+    starts = await trace.find(kinds=[restart.SERVER_STARTED])
+    since = starts[-1].at if starts else None
+    left = restart.left_open(await trace.find(kinds=restart.KINDS, since=since))
+    events = restart.closing_events(left, now, node_id)
+    counts = {
+        "sessions": len(left.sessions),
+        "calls": len(left.calls),
+        "conferences": len(left.conferences),
+    }
+    events.append(TraceEvent(restart.SERVER_STARTED, now, {"node": node_id, "closed": counts}))
+    await trace.append(events)
+    if left:
+        log.warning("closed what the previous run left open", node_id=node_id, **counts)
 
 
 class AccessLogger(AbstractAccessLogger):
