@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from commandcenter import __version__, stats_api
-from commandcenter.keys import HUB
+from commandcenter.keys import HUB, MEDIA, RECORDER
+from sessions.durable import DurableRecorder
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -17,6 +18,31 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Whether this node should be sent new clients: 200 when every check passes, else 503
+    naming the ones that fail. Unauthenticated like /healthz, and as terse."""
+    app = request.app
+    hub = app[HUB]
+    recorder = app[RECORDER]
+    media = app.get(MEDIA)
+    checks = {
+        # SIGTERM received: draining, clients are being sent elsewhere.
+        "accepting": not hub.stopping,
+        # Trace events recorded as they come, and (with Redis) the cluster reachable.
+        "core": hub.health().get("status") == "ok",
+        "trace": not isinstance(recorder, DurableRecorder) or recorder.is_open,
+        "media": media is None or media.started,
+    }
+    ready = all(checks.values())
+    body = {
+        "ready": ready,
+        "checks": {name: "ok" if ok else "failing" for name, ok in checks.items()},
+        "node_id": hub.node_id,
+    }
+    return web.json_response(body, status=200 if ready else 503)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     stats_api.add_routes(app)

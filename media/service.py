@@ -54,6 +54,8 @@ class MediaService:
         self.captures: dict[str, CallCapture] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # Set once `start` has recovered what a previous run left (for /readyz).
+        self.started = False
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
 
@@ -118,6 +120,7 @@ class MediaService:
         self.deliver = deliver
         if self.evidence is not None and self.recordings_dir is not None:
             await recover(self.recordings_dir, self.evidence, self.clock)
+        self.started = True
 
     def health(self) -> dict[str, object]:
         return {
@@ -126,6 +129,7 @@ class MediaService:
         }
 
     async def stop(self) -> None:
+        self.started = False
         for call_id in list(self.rooms):
             self._close(self.rooms.pop(call_id), self.captures.pop(call_id, None))
         if self._closing:

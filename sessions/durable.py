@@ -111,6 +111,11 @@ class DurableRecorder:
         await self._ready()
 
     @property
+    def is_open(self) -> bool:
+        """The store was opened and not closed since."""
+        return self._store is not None and not self._closed
+
+    @property
     def store(self) -> TraceStore:
         if self._store is None:
             raise StoreClosed("the trace store is not open yet")

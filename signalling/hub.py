@@ -106,6 +106,11 @@ class Hub:
     def health(self) -> dict[str, object]:
         return self.link.health()
 
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: new connections are refused (1001)."""
+        return self._stopping
+
     def largest_backlog_bytes(self) -> int:
         """The most bytes queued for any one live connection (bounded by
         `limits.max_backlog_bytes`)."""

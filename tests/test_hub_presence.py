@@ -320,9 +320,14 @@ async def test_events_refused_by_the_recorder_are_kept_and_recorded_in_order_lat
     health = await (await server.http.get("/healthz")).json()
     assert health["status"] == "degraded"
     assert health["unrecorded_events"] > 0
+    # Alive, but not ready for more clients while the trace lags.
+    ready = await server.http.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["core"] == "failing"
     assert recorder.events == []
     recorder.up = True
     await server.wait_for(lambda: "call_ended" in recorder.kinds(), what="the retry")
+    assert (await server.http.get("/readyz")).status == 200
     kinds = recorder.kinds()
     assert kinds.index("sign_in") < kinds.index("call_created") < kinds.index("call_answered")
     assert kinds.index("call_answered") < kinds.index("call_ended")

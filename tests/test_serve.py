@@ -134,3 +134,20 @@ async def test_serve_answers_health_accepts_a_cli_token_and_exits_cleanly_on_sig
         if line["level"] == "info" and (line.get("user_id") == "o1" or line.get("path") == "/ws")
     ]
     assert about_o1 == ["connected"]
+
+
+async def test_readyz_is_ready_with_trace_and_media(
+    server_process: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    """The real server on embedded defaults (SQLite trace, media on): ready once started."""
+    proc, port = server_process
+    await wait_healthy(proc, port, tmp_path / "server.log")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as resp,
+    ):
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body["checks"] == {"accepting": "ok", "core": "ok", "trace": "ok", "media": "ok"}
+    proc.send_signal(signal.SIGTERM)
+    assert await wait_exit(proc) == 0
