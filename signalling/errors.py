@@ -111,6 +111,7 @@ CLOSE_REPLACED = 4409  # the same user connected again; this older connection is
 CLOSE_RATE_LIMITED = 4429  # kept sending over the message rate
 CLOSE_INTERNAL = 1011
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN = 1013  # this node cannot serve a new connection now (trace or cluster down)
 
 
 def error_reply(exc: ClientError, ref: str | None) -> p.Error:

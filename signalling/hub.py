@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from identity import AuthError, Identity, bearer_token
 from signalling import protocol as p
 from signalling.clock import Clock
-from signalling.codec import Encoding, decode
+from signalling.codec import Encoding, decode, encode
 from signalling.connection import CLOSE_WAIT_S, Connection
 from signalling.core.presence import SessionKeys
 from signalling.errors import (
@@ -29,10 +29,13 @@ from signalling.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_RATE_LIMITED,
+    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     ConnectionRefused,
     InvalidMessage,
     RateLimited,
+    Unavailable,
+    error_reply,
 )
 from signalling.link import ConnectParams, CoreLink
 from signalling.outbox import UseEncoding
@@ -46,6 +49,8 @@ WS_PATH: Final = "/ws"
 MAX_DEVICE_CHARS: Final = 64
 MAX_APP_CHARS: Final = 32
 MAX_RESUME_CHARS: Final = 128
+# Why actions and connections are refused while the recorder fails (docs/protocol.md).
+TRACE_UNAVAILABLE: Final = "the record cannot be written just now; nothing was done, retry"
 # Frames above max_frame_bytes get an error reply; aiohttp itself drops the connection (1009)
 # only far above it, so that one oversize frame does not cost the client its session.
 HARD_FRAME_FACTOR: Final = 16
@@ -136,6 +141,9 @@ class Hub:
                 if self._stopping:
                     raise ConnectionRefused(CLOSE_GOING_AWAY, "server shutting down")
                 identity, params, encoding = self._authenticate(request)
+                if self.outbox.degraded:
+                    # A sign-in the trace cannot hold would be lost by a crash.
+                    raise ConnectionRefused(CLOSE_TRY_AGAIN, TRACE_UNAVAILABLE)
             except ConnectionRefused as exc:
                 log.info("connection refused", reason=exc.reason, code=exc.close_code)
                 await ws.close(code=exc.close_code, message=exc.reason.encode())
@@ -285,6 +293,12 @@ class Hub:
                 continue
             if isinstance(msg, p.Offer | p.Answer) and len(msg.sdp) > limits.max_sdp_chars:
                 self.outbox.reply(conn, InvalidMessage("sdp too long", field="sdp"), msg.id)
+                continue
+            if self.outbox.degraded and not isinstance(msg, p.Heartbeat):
+                # Nothing may be done that the trace cannot hold. Answered at once, past
+                # the held stream: nothing was done, so there is nothing to order it after.
+                refusal = error_reply(Unavailable(TRACE_UNAVAILABLE), msg.id)
+                conn.send(encode(refusal, encoding))
                 continue
             self.link.received(conn, msg)
         return None

@@ -8,9 +8,12 @@ welcome, a reply is encoded like the frame it answers, and what was queued for a
 before it is closed is sent before the close frame. Batches that pile up while the recorder
 is busy are recorded together: group commit for free.
 
-While the recorder fails (the trace database is down), its events are kept and retried ahead
-of newer ones, in order, and clients are still served: an emergency must ring even while the
-trace cannot be written. `/healthz` says `degraded` meanwhile.
+While the recorder fails (the trace database is down, its disk full), nothing is performed:
+the batches whose events are not durable are held, in order, and retried at least every
+RECORD_RETRY_S, so no client is ever told of a fact a crash could take back. Meanwhile the
+hub refuses new actions and connections (`refusing`, docs/protocol.md), `/healthz` says
+`degraded`, `/readyz` fails, and the log says so once; once the recorder takes the events,
+everything held is performed, in order.
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ class Outbox:
         self.node_id = node_id
         self._recorded = recorded
         self._batches: list[Sequence[Step]] = []
-        self._unrecorded: list[TraceEvent] = []
+        # The recorder failed the last write: the batches are held (see the module doc).
+        self._failing = False
         self._ready = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         # Media messages being carried out by the media server.
@@ -148,21 +152,26 @@ class Outbox:
             self._pump_task = None
 
     def health(self) -> dict[str, object]:
-        health: dict[str, object] = {"unrecorded_events": len(self._unrecorded)}
+        unrecorded = (
+            sum(1 for b in self._batches for a in b if isinstance(a, Record))
+            if self._failing
+            else 0
+        )
+        health: dict[str, object] = {"unrecorded_events": unrecorded}
         if self.media is not None:
             health.update(self.media.health())
         return health
 
     @property
     def degraded(self) -> bool:
-        """Trace events wait for the recorder."""
-        return bool(self._unrecorded)
+        """Trace events wait for the recorder, and everything behind them with them."""
+        return self._failing
 
     # ---- the pump -----------------------------------------------------------------------
 
     async def _pump(self) -> None:
         while True:
-            if self._unrecorded:
+            if self._failing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ready.wait(), RECORD_RETRY_S)
             else:
@@ -174,7 +183,10 @@ class Outbox:
         while True:
             batches, self._batches = self._batches, []
             events = [a.event for b in batches for a in b if isinstance(a, Record)]
-            await self._record(events)
+            if not await self._record(events):
+                # Not durable: nobody may hear of these yet. Held ahead of what came since.
+                self._batches = [*batches, *self._batches]
+                return
             if self._recorded is not None and events:
                 self._recorded(events)
             for batch in batches:
@@ -187,21 +199,27 @@ class Outbox:
             if not self._batches:
                 return
 
-    async def _record(self, events: list[TraceEvent]) -> None:
-        pending = self._unrecorded + events if self._unrecorded else events
-        if not pending:
-            return
+    async def _record(self, events: list[TraceEvent]) -> bool:
+        """Whether `events` are durable now (none to write: they are)."""
+        if not events:
+            return True
         try:
-            await self.recorder.record(pending)
+            await self.recorder.record(events)
         except Exception:
-            # Kept and retried (see _unrecorded); loud in the log while it lasts.
-            if not self._unrecorded:
-                log.exception("recorder failed", events=len(pending), node_id=self.node_id)
-            self._unrecorded = pending
-            return
-        if self._unrecorded:
-            log.info("recorder recovered", events=len(pending), node_id=self.node_id)
-        self._unrecorded = []
+            # Loud once in the log while it lasts (an alarm); /readyz fails meanwhile.
+            if not self._failing:
+                log.exception(
+                    "recorder failed: holding every delivery",
+                    events=len(events),
+                    node_id=self.node_id,
+                    alarm=True,
+                )
+            self._failing = True
+            return False
+        if self._failing:
+            log.warning("recorder recovered", events=len(events), node_id=self.node_id)
+        self._failing = False
+        return True
 
     def _perform(self, step: Step) -> None:
         match step:

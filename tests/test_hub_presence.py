@@ -285,11 +285,36 @@ async def test_a_connection_hears_nothing_before_its_welcome(serve: Serve) -> No
     await old.expect_close(4409)
 
 
-async def test_a_failing_recorder_does_not_silence_the_clients(serve: Serve) -> None:
-    server = await serve(recorder=FailingRecorder())
+async def test_while_the_trace_cannot_be_written_nobody_is_told_and_nothing_new_is_done(
+    serve: Serve,
+) -> None:
+    """A full disk: the hangup the core took is held (the operator hears nothing of a fact
+    a crash could take back), later actions are refused `unavailable` at once, new
+    connections are refused 1013; heartbeats are not refused (their acks wait in line)."""
+    recorder = FlakyRecorder()
+    recorder.up = True
+    server = await serve(recorder=recorder)
     officer, op, call_id = await answered_call(server)
-    await officer.request("hangup", call_id=call_id)
-    assert (await op.expect("call_ended", call_id=call_id))["reason"] == "hangup"
+    recorder.up = False
+    await officer.send("hangup", call_id=call_id)
+    await op.assert_no("call_ended", within=0.5)
+    await server.wait_for(lambda: recorder.failures > 0, what="the failed write")
+    placed = await op.send("call_officer", officer="o1")
+    refusal = await op.error_for(placed)
+    assert refusal["code"] == "unavailable"
+    assert "nothing was done" in refusal["reason"]
+    beat = await op.send("heartbeat", device_time=DEVICE_TIME)
+    await op.assert_no("error", within=0.3, ref=beat)
+    newcomer = await server.open("o2", token=server.token("o2", "officer", "P0101"))
+    assert "cannot be written" in await newcomer.expect_close(1013)
+    # The disk has room again: what was held is recorded, then told, in order.
+    recorder.up = True
+    ended = await op.expect("call_ended", call_id=call_id, timeout=5.0)
+    assert ended["reason"] == "hangup"
+    kinds = recorder.kinds()
+    assert kinds.index("call_answered") < kinds.index("call_ended")
+    assert "call_created" not in kinds[kinds.index("call_ended") :]
+    assert [k for k in kinds if k == "sign_in"].count("sign_in") == 2
 
 
 class FlakyRecorder(MemoryRecorder):
@@ -310,13 +335,19 @@ class FlakyRecorder(MemoryRecorder):
 async def test_events_refused_by_the_recorder_are_kept_and_recorded_in_order_later(
     serve: Serve,
 ) -> None:
-    """While the store is down the hub keeps serving, reports degraded health, and once the
-    store is back every held event is recorded, in the order the core produced them."""
+    """While the store is down the hub reports degraded health and is not ready; once the
+    store is back every held event is recorded, in the order the core produced them, and
+    only then told."""
     recorder = FlakyRecorder()
+    recorder.up = True
     server = await serve(recorder=recorder)
     officer, op, call_id = await answered_call(server)
-    await officer.request("hangup", call_id=call_id)
-    await op.expect("call_ended", call_id=call_id)
+    recorder.up = False
+    recorder.events.clear()
+    await officer.send("hangup", call_id=call_id)
+    await server.wait_for(lambda: recorder.failures > 0, what="the failed write")
+    # The officer's connection closing while the store is down: its away is held too.
+    await officer.close()
     health = await (await server.http.get("/healthz")).json()
     assert health["status"] == "degraded"
     assert health["unrecorded_events"] > 0
@@ -325,12 +356,11 @@ async def test_events_refused_by_the_recorder_are_kept_and_recorded_in_order_lat
     assert ready.status == 503
     assert (await ready.json())["checks"]["core"] == "failing"
     assert recorder.events == []
+    await op.assert_no("call_ended", within=0.3)
     recorder.up = True
-    await server.wait_for(lambda: "call_ended" in recorder.kinds(), what="the retry")
+    await op.expect("call_ended", call_id=call_id, timeout=5.0)
+    assert recorder.kinds()[0] == "call_ended"
     assert (await server.http.get("/readyz")).status == 200
-    kinds = recorder.kinds()
-    assert kinds.index("sign_in") < kinds.index("call_created") < kinds.index("call_answered")
-    assert kinds.index("call_answered") < kinds.index("call_ended")
     health = await (await server.http.get("/healthz")).json()
     assert health == {**health, "status": "ok", "unrecorded_events": 0}
 
