@@ -4,6 +4,7 @@ the Redis cluster), the trace store, the media server, the token verifier and th
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import secrets
@@ -15,7 +16,7 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import browser_policy, evidence_api, http_api, http_edge, stores
+from commandcenter import browser_policy, evidence_api, http_api, http_edge, listener, stores
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
 from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
@@ -241,11 +242,20 @@ def serve(config: Config) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    nofile = listener.raise_nofile_limit()
+
+    async def quiet_accept_errors(app: web.Application) -> None:
+        asyncio.get_running_loop().set_exception_handler(listener.AcceptErrorLog())
+        log.info("file descriptors", limit=nofile)
+
+    app.on_startup.insert(0, quiet_accept_errors)
     web.run_app(
         app,
         host=config.server.host,
         port=config.server.port,
         backlog=LISTEN_BACKLOG,
         access_log_class=AccessLogger,
+        # Also the deadline for a connection's first whole request (commandcenter/listener.py).
+        keepalive_timeout=config.server.header_timeout_s,
         print=lambda s: log.info("listening", host=config.server.host, port=config.server.port),
     )

@@ -56,6 +56,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # WebSocket; a browser page of any other origin is refused 403. Clients that send no
     # Origin (the field app, devices) are not browsers and are not affected.
     allowed_origins: tuple[str, ...] = ()
+    # A connection that has not sent a whole request within this many seconds (or is idle
+    # that long between requests) is closed: silent connections must not hold descriptors.
+    header_timeout_s: float = 5.0
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -182,6 +185,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("conferences.revoke_grace_s: must not be negative")
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
+    if not 0 < cfg.server.header_timeout_s <= 3600:
+        raise ConfigError("server.header_timeout_s: must be above 0 and at most 3600")
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
