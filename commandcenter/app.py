@@ -16,10 +16,20 @@ import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from commandcenter import browser_policy, evidence_api, http_api, http_edge, listener, stores
+from commandcenter import (
+    browser_policy,
+    evidence_api,
+    http_api,
+    http_edge,
+    listener,
+    serving,
+    stores,
+)
 from commandcenter.auth import Courts, build_verifier
 from commandcenter.config import Config
-from commandcenter.keys import CONFIG, COURTS, HUB, MEDIA, RECORDER, TRACE
+from commandcenter.connection_gate import ConnectionGate, total_cap
+from commandcenter.in_flight import InFlight
+from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE
 from commandcenter.origins import allowed_origins
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
@@ -116,6 +126,7 @@ def create_app(
     app[HUB] = hub
     app[RECORDER] = recorder
     app[COURTS] = courts
+    app[IN_FLIGHT] = InFlight()
     if media is not None:
         app[MEDIA] = media
     if isinstance(recorder, DurableRecorder):
@@ -249,13 +260,24 @@ def serve(config: Config) -> None:
         log.info("file descriptors", limit=nofile)
 
     app.on_startup.insert(0, quiet_accept_errors)
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        backlog=LISTEN_BACKLOG,
-        access_log_class=AccessLogger,
-        # Also the deadline for a connection's first whole request (commandcenter/listener.py).
-        keepalive_timeout=config.server.header_timeout_s,
-        print=lambda s: log.info("listening", host=config.server.host, port=config.server.port),
+    server = config.server
+    gate = ConnectionGate(
+        total=total_cap(server.max_connections, nofile, server.fd_reserve),
+        per_address=server.max_connections_per_address,
+    )
+    asyncio.run(
+        serving.run_until_stopped(
+            app,
+            host=server.host,
+            port=server.port,
+            gate=gate,
+            backlog=LISTEN_BACKLOG,
+            drain_timeout_s=server.drain_timeout_s,
+            handler_args={
+                "access_log_class": AccessLogger,
+                # Also the deadline for a connection's first whole request
+                # (commandcenter/listener.py).
+                "keepalive_timeout": server.header_timeout_s,
+            },
+        )
     )

@@ -59,6 +59,17 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # A connection that has not sent a whole request within this many seconds (or is idle
     # that long between requests) is closed: silent connections must not hold descriptors.
     header_timeout_s: float = 5.0
+    # Most client connections open at once; 0: as many as the open-file limit allows once
+    # fd_reserve descriptors are kept back. Never more than that in any case.
+    max_connections: int = 0
+    # Most connections open at once from one client address; 0: no such cap (load tests,
+    # or every client behind one NAT address).
+    max_connections_per_address: int = 1000
+    # File descriptors kept free for everything that is not a client connection: the trace,
+    # evidence files, media sockets, Redis and database connections.
+    fd_reserve: int = 256
+    # On SIGTERM, requests in progress (an evidence upload) get this long to finish, seconds.
+    drain_timeout_s: float = 30.0
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -187,6 +198,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("presence.grace_s: must not be negative")
     if not 0 < cfg.server.header_timeout_s <= 3600:
         raise ConfigError("server.header_timeout_s: must be above 0 and at most 3600")
+    if not 0 < cfg.server.drain_timeout_s <= 3600:
+        raise ConfigError("server.drain_timeout_s: must be above 0 and at most 3600")
+    for key in ("max_connections", "max_connections_per_address", "fd_reserve"):
+        if getattr(cfg.server, key) < 0:
+            raise ConfigError(f"server.{key}: must be 0 or more, got {getattr(cfg.server, key)}")
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
     _validate_recorder(cfg.recorder)

@@ -32,7 +32,7 @@ from commandcenter.http_edge import (
     internal_error_response,
     serving,
 )
-from commandcenter.keys import CONFIG, EVIDENCE, HUB
+from commandcenter.keys import CONFIG, EVIDENCE, HUB, IN_FLIGHT
 from sessions import evidence as ev
 from sessions.errors import RecorderError
 from sessions.evidence_store import EvidenceStore
@@ -79,7 +79,16 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
 def _answering(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        with serving(request):
+        in_flight = request.app[IN_FLIGHT]
+        with serving(request), in_flight.track():
+            if in_flight.draining:
+                # The server is stopping: another node (or this one, restarted) serves it.
+                response = error_response(
+                    503, "draining", "the server is stopping; retry in a few seconds"
+                )
+                response.headers[hdrs.RETRY_AFTER] = "5"
+                response.force_close()
+                return response
             try:
                 return await handler(request)
             except Exception as exc:

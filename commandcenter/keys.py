@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from commandcenter.config import Config
+from commandcenter.in_flight import InFlight
 from identity import Courts
 from media.service import MediaService
 from sessions.evidence_store import EvidenceStore
@@ -21,3 +22,5 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 COURTS = web.AppKey("courts", Courts)
 # This node's media server; absent with media.enabled = false.
 MEDIA = web.AppKey("media", MediaService)
+# Evidence requests in progress, which a drain lets finish before it stops (serving.py).
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

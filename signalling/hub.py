@@ -97,7 +97,10 @@ class Hub:
 
     async def stop(self) -> None:
         """Close every connection (1001) after what was queued for it, let each handler
-        tell the link its connection is gone, and stop the link."""
+        tell the link its connection is gone, and stop the link. Once: a drain stops the hub
+        early, and the application's shutdown asks again."""
+        if self._stopping:
+            return
         self._stopping = True
         # Told before the close, so clients see their calls end with a reason.
         self.link.shutdown()

@@ -1,10 +1,13 @@
 """`commandcenter serve` as a real process: it answers /healthz, accepts a token made by
 `commandcenter token` from the same data directory, and exits cleanly on SIGTERM even with
-a WebSocket open."""
+a WebSocket open; a graceful stop (SIGTERM) stops accepting, tells WebSocket clients to
+reconnect (1001), lets an upload in progress finish and be recorded, and exits 0; a second
+SIGTERM does not cut the drain short."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -12,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -151,3 +154,107 @@ async def test_readyz_is_ready_with_trace_and_media(
         assert body["checks"] == {"accepting": "ok", "core": "ok", "trace": "ok", "media": "ok"}
     proc.send_signal(signal.SIGTERM)
     assert await wait_exit(proc) == 0
+
+
+DRAIN_CASE = "(2025)P0101执12号"
+CHUNK = 64 * 1024
+CHUNKS = 24
+PAUSE_S = 0.1
+
+
+async def cli_token(env: dict[str, str], cwd: Path, user: str, role: str) -> str:
+    made = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        *("token", "--user", user, "--role", role, "--court", "P0101"),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(made.communicate(), 60)
+    assert (made.returncode, err) == (0, b"")
+    return out.decode().strip()
+
+
+async def test_sigterm_drains_uploads_and_websockets_then_exits(
+    server_process: tuple[subprocess.Popen[bytes], int],
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    proc, port = server_process
+    await wait_healthy(proc, port, tmp_path / "server.log")
+    token = await cli_token(env, tmp_path, "o1", "officer")
+    body = os.urandom(CHUNK * CHUNKS)
+    started = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for i in range(CHUNKS):
+            yield body[i * CHUNK : (i + 1) * CHUNK]
+            if i == 2:
+                started.set()
+            await asyncio.sleep(PAUSE_S)
+
+    base = f"http://127.0.0.1:{port}"
+    params = {
+        "case": DRAIN_CASE,
+        "kind": "video",
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "device": "cam-1",
+        "capture_time": str(int(time.time() * 1000) - 60_000),
+        "file_name": "clip.mp4",
+    }
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"ws://127.0.0.1:{port}/ws", params={"token": token})
+        assert json.loads(await ws.receive_str(timeout=5))["type"] == "welcome"
+        upload = asyncio.create_task(
+            session.post(
+                f"{base}/api/evidence",
+                params=params,
+                data=trickle(),
+                headers={**auth, "Content-Type": "video/mp4"},
+            )
+        )
+        await asyncio.wait_for(started.wait(), 10)
+        proc.send_signal(signal.SIGTERM)
+
+        closing = await ws.receive(timeout=10)
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert closing.data == 1001
+
+        # Not accepting any more: a new connection is refused while the upload goes on.
+        await asyncio.sleep(0.3)
+        assert not upload.done()
+        refused = False
+        try:
+            async with aiohttp.ClientSession() as other:
+                await other.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=2))
+        except (TimeoutError, aiohttp.ClientConnectionError):
+            refused = True
+        assert refused, "a new connection was served during the drain"
+        # A second SIGTERM (an impatient operator) does not cut the upload off.
+        proc.send_signal(signal.SIGTERM)
+
+        resp = await asyncio.wait_for(upload, 30)
+        stored = await resp.json()
+        assert resp.status == 201, stored
+        assert stored["sha256"] == hashlib.sha256(body).hexdigest()
+        resp.release()
+    assert await wait_exit(proc) == 0
+    output = (tmp_path / "server.log").read_text(errors="replace")
+    assert "Traceback" not in output
+    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    assert "draining" in events
+    assert events.index("draining") < events.index("drained")
+
+    # The upload is in the trace the drained server left.
+    audit = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        *("audit", "verify"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(audit.communicate(), 60)
+    assert audit.returncode == 0, (out, err)
