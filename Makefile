@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml
 # tests, through Playwright's Python package, never a downloaded browser), Janus (the relay
 # benchmark's comparison, smoke-tested), unshare and ip (the network namespaces those run in).
 # The paths are the ones tests/browser.py and bench/janus.py run.
-SYSTEM_NEEDS := /usr/bin/chromium:chromium /usr/bin/janus:janus unshare:util-linux ip:iproute2
+# A CJK font, so that the Chinese pages render (and their screenshots show) real characters.
+SYSTEM_NEEDS := /usr/bin/chromium:chromium /usr/bin/janus:janus unshare:util-linux ip:iproute2 \
+	/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei
 
-# Installs only what is missing: when everything is there it costs four `command -v`s.
+# Installs only what is missing: when everything is there it costs a check per need.
 system:
 	@missing=""; \
 	for need in $(SYSTEM_NEEDS); do \
-	    command -v "$${need%:*}" >/dev/null 2>&1 || missing="$$missing $${need##*:}"; \
+	    { [ -e "$${need%:*}" ] || command -v "$${need%:*}" >/dev/null 2>&1; } || missing="$$missing $${need##*:}"; \
 	done; \
 	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" -eq 0 ]; then apt="apt-get"; \

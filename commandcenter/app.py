@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from commandcenter import (
+    account_api,
     browser_policy,
     evidence_api,
     http_api,
@@ -25,7 +26,7 @@ from commandcenter import (
     serving,
     stores,
 )
-from commandcenter.auth import Courts, build_verifier
+from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
@@ -134,6 +135,9 @@ def create_app(
     if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
         evidence_api.install(app, evidence_store)
+    accounts = _account_api(config)
+    if accounts is not None:
+        account_api.install(app, accounts)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
@@ -148,6 +152,9 @@ def create_app(
                 # Alone, this server owns everything in the trace; in a cluster the
                 # authority closes what a dead node left (node_lost).
                 await close_what_a_crash_left(recorder, clock.now(), node_id)
+        if accounts is not None:
+            # A store that cannot be opened stops the server here, like the trace.
+            await accounts.open(await stores.open_accounts(config))
         await hub.start()
         log.info("started", node_id=node_id)
 
@@ -155,12 +162,23 @@ def create_app(
         await hub.stop()
 
     async def on_cleanup(app: web.Application) -> None:
+        if accounts is not None:
+            await accounts.close()
         await recorder.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def _account_api(config: Config) -> account_api.AccountApi | None:
+    """Sign-in with accounts mints HS256 tokens: without HS256 accepted there is none (an
+    identity provider of the province's issues the tokens instead)."""
+    if "HS256" not in config.auth.algorithms:
+        return None
+    secret = load_secret(config.auth, Path(config.server.data_dir))
+    return account_api.AccountApi(config=config.accounts, secret=secret)
 
 
 def _media_service(

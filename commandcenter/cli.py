@@ -242,9 +242,10 @@ def _anchors(prog: str, texts: Sequence[str]) -> dict[int, str]:
 class _ProgressBar:
     """A one-line bar redrawn in place on stderr, at most ten times a second."""
 
-    def __init__(self, total: int, what: str = "records") -> None:
+    def __init__(self, total: int, what: str = "records", label: str = "verifying") -> None:
         self.total = total
         self.what = what
+        self.label = label
         self._drawn_at = 0.0
 
     def update(self, done: int, *, force: bool = False) -> None:
@@ -255,7 +256,7 @@ class _ProgressBar:
         share = min(done / self.total, 1.0) if self.total else 1.0
         filled = round(share * PROGRESS_WIDTH)
         bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
-        sys.stderr.write(f"\rverifying [{bar}] {share:4.0%} {done}/{self.total} {self.what}")
+        sys.stderr.write(f"\r{self.label} [{bar}] {share:4.0%} {done}/{self.total} {self.what}")
         sys.stderr.flush()
 
     def finish(self, done: int) -> None:
@@ -552,7 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Real-time command-center server for court enforcement officers."
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in _COMMANDS:
+    # Imported here: user_cli builds on this module's parser and errors.
+    from commandcenter.user_cli import add_user
+
+    for add in (*_COMMANDS, add_user):
         add(commands)
     return parser
 

@@ -101,6 +101,19 @@ def _default_courts() -> tuple[CourtConfig, ...]:
     )
 
 
+class AccountsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # Consecutive failed sign-ins of one account that lock it, and for how long.
+    lockout_failures: int = 5
+    lockout_s: float = 900.0
+    # Sign-in attempts one address may make per minute (any accounts), before 429.
+    attempts_per_minute: int = 30
+    # How long a browser's sign-in lasts (one shift), and the WebSocket tokens it hands out.
+    session_ttl_s: float = 43200.0
+    token_ttl_s: float = 3600.0
+    # The name an authenticator app shows next to the code.
+    totp_issuer: str = "commandcenter"
+
+
 class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # "json" for production, "console" for a terminal.
     format: str = "json"
@@ -121,6 +134,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     evidence: EvidenceConfig = msgspec.field(default_factory=EvidenceConfig)
     recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
+    accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -188,6 +202,11 @@ def _validate(cfg: Config) -> None:
         "evidence.clock_offset_threshold_ms": cfg.evidence.clock_offset_threshold_ms,
         "media.keyframe_interval_s": cfg.media.keyframe_interval_s,
         "media.max_subscriber_backlog_bytes": cfg.media.max_subscriber_backlog_bytes,
+        "accounts.lockout_failures": cfg.accounts.lockout_failures,
+        "accounts.lockout_s": cfg.accounts.lockout_s,
+        "accounts.attempts_per_minute": cfg.accounts.attempts_per_minute,
+        "accounts.session_ttl_s": cfg.accounts.session_ttl_s,
+        "accounts.token_ttl_s": cfg.accounts.token_ttl_s,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -205,6 +224,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.{key}: must be 0 or more, got {getattr(cfg.server, key)}")
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
+    if cfg.accounts.token_ttl_s > cfg.auth.max_ttl_s:
+        raise ConfigError("accounts.token_ttl_s: must not exceed auth.max_ttl_s")
+    if not 1 <= len(cfg.accounts.totp_issuer) <= 64 or ":" in cfg.accounts.totp_issuer:
+        raise ConfigError("accounts.totp_issuer: 1 to 64 characters, no colon")
     _validate_recorder(cfg.recorder)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
@@ -408,6 +431,7 @@ def replace_section(cfg: Config, section: str, **changes: Any) -> Config:
 
 __all__ = [
     "MIN_SECRET_BYTES",
+    "AccountsConfig",
     "AuthConfig",
     "CallsConfig",
     "ConferencesConfig",

@@ -10,6 +10,8 @@ from typing import Final
 
 from commandcenter.config import Config
 from identity import Courts
+from sessions import account_store
+from sessions.account_store import AccountStore
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import ContentFiles, EvidenceStore
 from sessions.memory_store import MemoryTraceStore
@@ -43,6 +45,20 @@ async def open_store(config: Config, *, readonly: bool = False) -> TraceStore:
     return MemoryTraceStore()
 
 
+async def open_accounts(config: Config) -> AccountStore:
+    """Where accounts are kept: beside the trace `config.recorder` names. Raises
+    StoreUnavailable."""
+    rec = config.recorder
+    if rec.backend == "postgres":
+        return await account_store.PostgresAccountStore.open(
+            rec.postgres_dsn, schema=rec.postgres_schema
+        )
+    if rec.backend == "sqlite":
+        path = sqlite_path(config).with_name(account_store.SQLITE_FILE)
+        return await account_store.SqliteAccountStore.open(path)
+    return account_store.MemoryAccountStore()
+
+
 def durable_recorder(config: Config) -> DurableRecorder:
     """The recorder of a running server, over the configured store (opened at startup)."""
     return DurableRecorder(lambda: open_store(config))
@@ -74,6 +90,7 @@ __all__ = [
     "durable_recorder",
     "evidence_dir",
     "evidence_store",
+    "open_accounts",
     "open_store",
     "sqlite_path",
 ]

@@ -29,7 +29,10 @@
   // The token comes in the URL fragment (#token=...): a fragment is never sent to a server,
   // so it stays out of access logs and proxies, unlike a query string.
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const token = fragment.get("token") || "";
+  // Without one, the page signs in with its cookie (signin.html set it): POST
+  // /api/session/token gives a fresh token, at start, after F5 and when one expires.
+  let token = fragment.get("token") || "";
+  let fromCookie = false;
   const device = fragment.get("device") || "";
   // Take it out of the address bar at once, so that it is not copied along with the link or
   // left on screen. (A reload then needs the link again; that is deliberate.)
@@ -77,6 +80,11 @@
     for (const { reject } of pending.values()) reject(new Error(`connection closed (${code})`));
     pending.clear();
     log({ type: "closed", code, reason });
+    if (code === 4401 && fromCookie) {
+      // Expired: a new token from the cookie, and the same session resumed with it.
+      signInWithCookie();
+      return;
+    }
     if (NO_RECONNECT.has(code) || !token) {
       render();
       return;
@@ -530,7 +538,7 @@
     else if (state.closeCode) status = `disconnected (${state.closeCode})`;
     $("status").textContent = status;
     if (u) $("who").textContent = `${u.name} · ${u.role} · ${u.court}`;
-    else $("who").textContent = token ? "" : "no token in the link";
+    else $("who").textContent = "";
     const role = u ? u.role : "";
     $("call-center").hidden = role !== "officer";
     $("call-center").disabled = !state.connected || !!state.call;
@@ -575,6 +583,43 @@
     return text;
   }
 
+  // ---- signing in with the cookie ------------------------------------------------------
+
+  function toSignIn() {
+    location.replace(`/app/signin.html?next=${encodeURIComponent(location.pathname)}`);
+  }
+
+  async function signInWithCookie() {
+    let resp;
+    try {
+      resp = await fetch("/api/session/token", { method: "POST", credentials: "same-origin" });
+    } catch (err) {
+      // The server is away (a restart): try again as a dropped socket would.
+      setTimeout(signInWithCookie, reconnectDelay * 1000 * (0.5 + Math.random()));
+      reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_S);
+      return;
+    }
+    if (resp.status === 401) {
+      toSignIn();
+      return;
+    }
+    if (!resp.ok) {
+      setTimeout(signInWithCookie, reconnectDelay * 1000 * (0.5 + Math.random()));
+      reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_S);
+      return;
+    }
+    token = (await resp.json()).token;
+    fromCookie = true;
+    $("signout").hidden = false;
+    connect();
+  }
+
+  async function signOut() {
+    await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
+    if (ws) ws.close(1000, "signed out");
+    toSignIn();
+  }
+
   // ---- start --------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -585,7 +630,9 @@
       for (const a of document.querySelectorAll("#remote audio")) a.play().catch(() => {});
       $("unmute").hidden = true;
     };
+    $("signout").onclick = () => signOut().catch(report);
     if (token) connect();
+    else signInWithCookie();
     render();
   });
 
