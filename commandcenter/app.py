@@ -22,6 +22,7 @@ from commandcenter import (
     http_api,
     http_edge,
     listener,
+    metrics,
     serving,
     stores,
 )
@@ -136,6 +137,7 @@ def create_app(
         evidence_api.install(app, evidence_store)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
+    metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).
     app.router.add_static("/app/", STATIC_DIR)
@@ -265,6 +267,7 @@ def serve(config: Config) -> None:
         total=total_cap(server.max_connections, nofile, server.fd_reserve),
         per_address=server.max_connections_per_address,
     )
+    app[metrics.METRICS].gate = gate
     asyncio.run(
         serving.run_until_stopped(
             app,
