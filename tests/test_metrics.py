@@ -19,6 +19,7 @@ from commandcenter.connection_gate import TOO_MANY, ConnectionGate
 from commandcenter.metrics import METRICS
 from media import ice
 from sessions.recorder import MemoryRecorder
+from sessions.timings import Timings
 from signalling.cluster.keys import ClusterKeys
 from tests.clusterhelpers import REDIS_URL, keys
 from tests.conftest import make_config
@@ -264,3 +265,18 @@ async def test_a_clustered_node_reports_its_redis_round_trip(
     samples = await scrape(server)
     rtt = value(samples, "commandcenter_redis_round_trip_seconds")
     assert 0 < rtt < 1
+
+
+# ---- the plain histogram the layers keep -----------------------------------------------------
+
+
+def test_timings_count_each_duration_under_its_least_upper_bound() -> None:
+    timings = Timings((0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 3.0):
+        timings.observe(seconds)
+    snap = timings.snapshot()
+    assert snap.buckets == ((0.1, 2), (1.0, 3), (float("inf"), 4))
+    assert snap.count == 4
+    assert snap.sum == pytest.approx(3.65)
+    with pytest.raises(ValueError, match="increasing"):
+        Timings((1.0, 0.5))
