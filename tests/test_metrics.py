@@ -4,11 +4,15 @@ moving as clients sign in, call, send media and get errors."""
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import AsyncIterator
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
@@ -25,6 +29,7 @@ from tests.clusterhelpers import REDIS_URL, keys
 from tests.conftest import make_config
 from tests.mediahelpers import media_call
 from tests.polling import wait_until
+from tests.test_serve import SCRIPT, free_port, wait_exit, wait_healthy
 from tests.wsclient import Server
 
 TOKEN = "scrape-" + secrets.token_hex(16)
@@ -225,6 +230,56 @@ async def test_connection_gate_figures_appear_once_served_through_a_gate(metered
     samples = await scrape(metered)
     assert value(samples, "commandcenter_connections", kind="tcp") == 1
     assert value(samples, "commandcenter_errors_total", edge="http", code=TOO_MANY) == 1
+
+
+# ---- the real server -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`commandcenter serve` with the scrape token from the environment (no media)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+    env |= {
+        "COMMANDCENTER_SERVER_DATA_DIR": str(tmp_path / "var"),
+        "COMMANDCENTER_MEDIA_ENABLED": "false",
+        "COMMANDCENTER_METRICS_TOKEN": TOKEN,
+    }
+    with (tmp_path / "server.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc, port
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+async def test_commandcenter_serve_reports_its_tcp_connections_and_never_logs_the_token(
+    serving: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    """`commandcenter serve` hands its connection gate to the metrics: a scrape counts its own
+    connection among the TCP ones. The token, from the environment, is in no log line."""
+    proc, port = serving
+    log = tmp_path / "server.log"
+    await wait_healthy(proc, port, log)
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url, headers=_bearer(TOKEN)) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    kinds = {s.labels["kind"]: s.value for s in families["commandcenter_connections"].samples}
+    assert kinds["tcp"] >= 1
+    assert kinds["websocket"] == 0
+    proc.send_signal(signal.SIGTERM)
+    assert await wait_exit(proc) == 0
+    assert TOKEN not in log.read_text(errors="replace")
 
 
 # ---- configuration ---------------------------------------------------------------------------
