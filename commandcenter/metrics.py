@@ -13,6 +13,9 @@ HTTP errors are counted where an answer is prepared (`_count_error`, an
 an error the count misses; the WebSocket's by `signalling.errors.error_reply` (the `error`
 replies) and the hub (the closes for a fault). /metrics's own refusals are not counted: a
 misconfigured scraper must not look like clients failing.
+
+The media's forwarded packets and the WebSocket's `error` replies are counted per process
+(one server per process, outside tests); everything else is read from this app's parts.
 """
 
 from __future__ import annotations
@@ -145,13 +148,15 @@ class _Collector(Collector):
         core = link.running_core()
         calls = GaugeMetricFamily(
             "commandcenter_calls",
-            "Calls now, by state (on the node running the switchboard).",
+            "Calls now, by state (on the node running the switchboard only).",
             labels=["state"],
         )
-        counts = core.calls.count_by_state() if core is not None else {}
-        for state in CallState:
-            if state is not CallState.ENDED:
-                calls.add_metric([state.value], counts.get(state, 0))
+        # A gateway has no figures, rather than zeros that a max() across nodes would show.
+        if core is not None:
+            counts = core.calls.count_by_state()
+            for state in CallState:
+                if state is not CallState.ENDED:
+                    calls.add_metric([state.value], counts[state])
         yield calls
         if core is not None:
             yield _histogram(
