@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientResponse, web
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
 from commandcenter.http_api import OPENAPI_FILE, OPENAPI_PATH
 from tests.conftest import make_config
+from tests.evidencehelpers import CASE, correct, start_api
 from tests.wsclient import token_for
 
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "options", "trace"})
@@ -97,3 +99,90 @@ async def test_the_document_is_served_to_any_valid_token(
         assert resp.status == 200
         assert resp.content_type == "application/json"
         assert await resp.json() == document()
+
+
+# ---- real answers match the document ---------------------------------------------------------
+
+
+class Conformance:
+    """Checks real answers against the document: the status is one the operation names,
+    and a JSON body satisfies the schema documented for it."""
+
+    def __init__(self) -> None:
+        self.doc = document()
+        self.checked: set[tuple[str, str, str]] = set()
+
+    def _resolve(self, obj: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in obj:
+            target: Any = self.doc
+            for part in obj["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            obj = target
+        return obj
+
+    async def check(self, method: str, path: str, resp: ClientResponse) -> Any:
+        op = self.doc["paths"][path][method.lower()]
+        status = str(resp.status)
+        assert status in op["responses"], f"{method} {path}: {status} is not documented"
+        answer = self._resolve(op["responses"][status])
+        self.checked.add((method, path, status))
+        if resp.content_type != "application/json":
+            assert resp.content_type in answer.get("content", {}) or "*/*" in answer.get(
+                "content", {}
+            ), f"{method} {path} {status}: {resp.content_type} is not documented"
+            return None
+        body = await resp.json()
+        schema = answer["content"]["application/json"]["schema"]
+        # The document as the root, so that its "#/components/..." references resolve.
+        OAS31Validator({**schema, "components": self.doc["components"]}).validate(body)
+        return body
+
+
+async def test_real_answers_have_documented_statuses_and_bodies(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    api = await start_api(aiohttp_client, tmp_path, metrics={"token": "t" * 24})
+    http = api.http
+    c = Conformance()
+    auditor = api.auth("au1", "auditor", "P")
+    await c.check("GET", "/healthz", await http.get("/healthz"))
+    await c.check("GET", "/readyz", await http.get("/readyz"))
+    await c.check("GET", OPENAPI_PATH, await http.get(OPENAPI_PATH, headers=auditor))
+    await c.check("GET", OPENAPI_PATH, await http.get(OPENAPI_PATH))
+    await c.check("GET", "/metrics", await http.get("/metrics"))
+    # Statistics: figures as JSON and CSV, and each refusal.
+    period = {"from": "2026-01-01", "to": "2026-02-01"}
+    stats = "/api/stats"
+    await c.check("GET", stats, await http.get(stats, params=period, headers=auditor))
+    csv = {**period, "format": "csv"}
+    await c.check("GET", stats, await http.get(stats, params=csv, headers=auditor))
+    await c.check("GET", stats, await http.get(stats, params={"to": "x"}, headers=auditor))
+    await c.check("GET", stats, await http.get(stats, params=period, headers=api.auth("o1")))
+    await c.check("GET", stats, await http.get(stats, params=period))
+    # Evidence: upload, again, list, read, download, correct, and refusals.
+    created = await c.check("POST", "/api/evidence", await api.upload("o1"))
+    item = f"/api/evidence/{created['evidence_id']}"
+    await c.check("POST", "/api/evidence", await api.upload("o1"))
+    await c.check("POST", "/api/evidence", await api.upload("o1", sha256="0" * 64))
+    gzip = {"Content-Encoding": "gzip"}
+    await c.check("POST", "/api/evidence", await api.upload("o1", headers=gzip))
+    await c.check("POST", "/api/evidence", await api.upload("op1", role="auditor"))
+    listing = await http.get("/api/evidence", params={"case": CASE}, headers=api.auth("o1"))
+    await c.check("GET", "/api/evidence", listing)
+    await c.check("GET", "/api/evidence", await api.get("/api/evidence", "o1"))
+    await c.check("GET", "/api/evidence/{evidence_id}", await api.get(item, "o1"))
+    unknown = "/api/evidence/ev-" + "0" * 32
+    await c.check("GET", "/api/evidence/{evidence_id}", await api.get(unknown, "o1"))
+    content = "/api/evidence/{evidence_id}/content"
+    await c.check("GET", content, await api.get(f"{item}/content", "o1"))
+    fix = {"changes": {"file_name": "door.jpg"}, "reason": "the file was misnamed"}
+    corrections = "/api/evidence/{evidence_id}/corrections"
+    await c.check(
+        "POST",
+        corrections,
+        await correct(api, created["evidence_id"], "o1", "officer", "P0101", fix),
+    )
+    await c.check(
+        "POST", corrections, await correct(api, created["evidence_id"], "au1", "auditor", "P", fix)
+    )
+    assert len(c.checked) >= 20
