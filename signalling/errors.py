@@ -17,7 +17,7 @@ from signalling import protocol as p
 
 # Every `error` this process has told a client, by code. Counted here, in the one
 # translation to the wire, so that no path can answer an error the metrics miss
-# (commandcenter/metrics.py reads it; it is per process, as the metrics are).
+# (commandcenter/metrics.py reads it). Per process: one server runs per process, tests aside.
 ERRORS_SENT: Final[Counter[str]] = Counter()
 
 
