@@ -23,6 +23,7 @@ from commandcenter import (
     http_api,
     http_edge,
     listener,
+    metrics,
     serving,
     stores,
 )
@@ -140,6 +141,7 @@ def create_app(
         account_api.install(app, accounts)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
+    metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).
     app.router.add_static("/app/", STATIC_DIR)
@@ -283,6 +285,7 @@ def serve(config: Config) -> None:
         total=total_cap(server.max_connections, nofile, server.fd_reserve),
         per_address=server.max_connections_per_address,
     )
+    app[metrics.METRICS].gate = gate
     asyncio.run(
         serving.run_until_stopped(
             app,

@@ -42,6 +42,8 @@ from signalling.settings import (
 
 ENV_PREFIX = "COMMANDCENTER_"
 MIN_SECRET_BYTES = 32
+# A scrape token shorter than this could be guessed by trying.
+MIN_METRICS_TOKEN_BYTES = 16
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _RECORDER_BACKENDS = ("sqlite", "postgres", "memory")
 
@@ -121,6 +123,12 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     level: str = "info"
 
 
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # The bearer token a Prometheus scrape of GET /metrics presents. Empty: /metrics is
+    # not served (404). A secret: never logged.
+    token: str = ""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
@@ -135,6 +143,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -169,6 +178,10 @@ def _validate(cfg: Config) -> None:
     if cfg.auth.jwt_secret and len(cfg.auth.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
             f"auth.jwt_secret: must be at least {MIN_SECRET_BYTES} bytes (empty: generate one)"
+        )
+    if cfg.metrics.token and len(cfg.metrics.token.encode()) < MIN_METRICS_TOKEN_BYTES:
+        raise ConfigError(
+            f"metrics.token: must be at least {MIN_METRICS_TOKEN_BYTES} bytes (empty: no /metrics)"
         )
     if cfg.auth.leeway_s < 0:
         raise ConfigError("auth.leeway_s: must not be negative")
@@ -441,6 +454,7 @@ __all__ = [
     "EvidenceConfig",
     "LimitsConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "PresenceConfig",
     "RecorderConfig",
     "RedisConfig",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,15 +33,19 @@ class ConnectionGate:
     open: int = 0
     by_address: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    # The refusals by reason (the 503's `error`), for the metrics.
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def admit(self, address: str) -> str | None:
         """None when admitted (and counted), else the reason it is refused."""
         if self.total and self.open >= self.total:
             self.refused += 1
+            self.refusals[TOO_MANY] += 1
             return TOO_MANY
         held = self.by_address.get(address, 0)
         if self.per_address and held >= self.per_address:
             self.refused += 1
+            self.refusals[TOO_MANY_FROM_ADDRESS] += 1
             return TOO_MANY_FROM_ADDRESS
         self.open += 1
         self.by_address[address] = held + 1

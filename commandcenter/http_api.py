@@ -1,13 +1,24 @@
 """HTTP endpoints beside the WebSocket: health for load balancers and, as the other issues
-land, the authenticated APIs (statistics, evidence)."""
+land, the authenticated APIs (statistics, evidence), and the OpenAPI document describing
+them all (commandcenter/openapi.json, kept by hand; tests/test_openapi.py holds it to the
+routes)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
 from commandcenter import __version__, stats_api
+from commandcenter.auth import AuthError
+from commandcenter.http_edge import auth_error_response, identity_of, serving
 from commandcenter.keys import HUB, MEDIA, RECORDER
 from sessions.durable import DurableRecorder
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+OPENAPI_FILE: Final = Path(__file__).parent / "openapi.json"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,7 +53,24 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
+def openapi_handler(document: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Serves `document`. Any valid token of any role: the document is no secret, but every
+    API request is authenticated (only the load balancers' probes are not)."""
+
+    async def openapi(request: web.Request) -> web.Response:
+        with serving(request):
+            try:
+                identity_of(request)
+            except AuthError as exc:
+                return auth_error_response(exc)
+            return web.Response(body=document, content_type="application/json")
+
+    return openapi
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    # Read once, at start: it changes only with the code.
+    app.router.add_get(OPENAPI_PATH, openapi_handler(OPENAPI_FILE.read_bytes()))
     stats_api.add_routes(app)

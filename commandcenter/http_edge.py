@@ -24,6 +24,9 @@ from commandcenter.keys import HUB
 log = structlog.get_logger(__name__)
 
 REQUEST_ID: Final = "X-Request-Id"
+# The `error` code an answer carries, set on every error answer made here, so the metrics
+# count errors by code where they become wire codes (commandcenter/metrics.py).
+ERROR_CODE: Final = web.ResponseKey("error_code", str)
 _ID_KEY: Final = "request_id"
 _USER_KEY: Final = "user_id"
 
@@ -69,7 +72,9 @@ def internal_error_response(
         exc_info=exc,
     )
     body = {"error": "internal_error", "reason": "internal error", "request_id": rid}
-    return web.json_response(body, status=500)
+    response = web.json_response(body, status=500)
+    response[ERROR_CODE] = "internal_error"
+    return response
 
 
 async def stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -84,6 +89,7 @@ def error_response(status: int, code: str, reason: str, field: str | None = None
     if field is not None:
         body["field"] = field
     response = web.json_response(body, status=status)
+    response[ERROR_CODE] = code
     if status == AuthError.http_status:
         response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
     return response

@@ -44,6 +44,21 @@ _HEADER: Final = struct.Struct("!BBHII")
 PacketSink = Callable[[RtpPacket, RTCRtpCodecParameters, float], None]
 
 
+class Forwarded:
+    """RTP packets and their bytes (before SRTP) this process has sent on to subscribers,
+    every call and conference together: what /metrics reports as forwarded. Per process,
+    not per subscription, so that the count survives the subscriptions it came from."""
+
+    __slots__ = ("bytes", "packets")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+
+
+FORWARDED: Final = Forwarded()
+
+
 class Subscription:
     def __init__(
         self,
@@ -192,6 +207,9 @@ class Subscription:
         self.packets_sent += 1
         self._uncounted_packets += 1
         self._uncounted_octets += len(payload)
+        forwarded = FORWARDED
+        forwarded.packets += 1
+        forwarded.bytes += len(data)
         if marker:
             self.tap.count(self._uncounted_packets, self._uncounted_octets, timestamp)
             self._uncounted_packets = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
@@ -26,6 +27,7 @@ from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, Period, Report, StatsQuery, figures_of
 from sessions.store import StoredRecord, TraceStore
+from sessions.timings import STORE_BOUNDS, Timings
 from sessions.trace import Head, Link, Verifier, VerifyResult, at_micros, entry_of
 
 UNENCODABLE: Final = "unencodable_event"
@@ -93,6 +95,9 @@ class DurableRecorder:
         self._store: TraceStore | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        # How long each append of the hub's events took to commit (a group of them at
+        # once), read by the metrics endpoint: clients wait this long for every fact.
+        self.append_times = Timings(STORE_BOUNDS)
 
     @classmethod
     def over(cls, store: TraceStore) -> DurableRecorder:
@@ -134,10 +139,12 @@ class DurableRecorder:
 
     async def record(self, events: Sequence[TraceEvent]) -> None:
         store = await self._ready()
+        started = time.perf_counter()
         try:
             await store.append_links(events)
         except UnencodableEvent:
             await store.append_links(self._encodable(events))
+        self.append_times.observe(time.perf_counter() - started)
 
     @staticmethod
     def _encodable(events: Sequence[TraceEvent]) -> list[TraceEvent]:

@@ -10,7 +10,15 @@ the client); a fault outside any message closes the connection with 1011. `error
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Final
+
 from signalling import protocol as p
+
+# Every `error` this process has told a client, by code. Counted here, in the one
+# translation to the wire, so that no path can answer an error the metrics miss
+# (commandcenter/metrics.py reads it). Per process: one server runs per process, tests aside.
+ERRORS_SENT: Final[Counter[str]] = Counter()
 
 
 class SignallingError(Exception):
@@ -116,9 +124,11 @@ CLOSE_TRY_AGAIN = 1013  # this node cannot serve a new connection now (trace or 
 
 def error_reply(exc: ClientError, ref: str | None) -> p.Error:
     """The one translation of a client error to the wire."""
+    ERRORS_SENT[exc.code] += 1
     return p.Error(ref=ref, code=exc.code, reason=exc.reason, field=exc.field)
 
 
 def internal_error_reply(ref: str | None) -> p.Error:
     """What a client is told when carrying out its message failed by our fault."""
+    ERRORS_SENT[SignallingError.code] += 1
     return p.Error(ref=ref, code=SignallingError.code, reason="internal error")

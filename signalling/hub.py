@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from typing import Final, Protocol
 
 import structlog
@@ -89,6 +90,9 @@ class Hub:
         self._live: dict[str, Connection] = {}
         # Handler tasks of open WebSockets, awaited on shutdown.
         self._handlers: set[asyncio.Task[object]] = set()
+        # Connections this hub closed for a fault (refused, bad input, rate, token, ours),
+        # by close code: the WebSocket's errors that are not `error` replies.
+        self.closed_for_fault: Counter[int] = Counter()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -124,6 +128,10 @@ class Hub:
         `limits.max_backlog_bytes`)."""
         return max((conn.backlog_bytes for conn in self._live.values()), default=0)
 
+    def live_connections(self) -> int:
+        """How many users are connected to this node now."""
+        return len(self._live)
+
     def is_live(self, user: str) -> bool:
         """Whether `user` has a connection to this node now."""
         return user in self._live
@@ -149,12 +157,14 @@ class Hub:
                     raise ConnectionRefused(CLOSE_TRY_AGAIN, TRACE_UNAVAILABLE)
             except ConnectionRefused as exc:
                 log.info("connection refused", reason=exc.reason, code=exc.close_code)
+                self.closed_for_fault[exc.close_code] += 1
                 await ws.close(code=exc.close_code, message=exc.reason.encode())
                 return ws
             await self._serve(ws, identity, params, encoding, request.transport)
         except Exception:
             # Our fault, not the peer's: logged in full, answered without details.
             log.exception("websocket handler failed", node_id=self.node_id)
+            self.closed_for_fault[CLOSE_INTERNAL] += 1
             if not ws.closed:
                 await ws.close(code=CLOSE_INTERNAL, message=b"internal error")
         finally:
@@ -235,6 +245,7 @@ class Hub:
                 del self._live[user]
             peer_left = False
             if close is not None and not ws.closed:
+                self.closed_for_fault[close[0]] += 1
                 self.outbox.close(conn, *close)
             elif live and not conn.closing:
                 # The peer left; nothing queued for it can be delivered any more.
@@ -308,4 +319,5 @@ class Hub:
 
     def _expire(self, conn: Connection) -> None:
         if self._live.get(conn.user) is conn:
+            self.closed_for_fault[CLOSE_UNAUTHORIZED] += 1
             self.outbox.close(conn, CLOSE_UNAUTHORIZED, "token expired")

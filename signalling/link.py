@@ -75,6 +75,10 @@ class CoreLink(Protocol):
         """`user`'s session, if the core runs on this node and has one (the evidence API
         reads the device's clock offset from its latest heartbeat)."""
 
+    def running_core(self) -> Switchboard | None:
+        """The switchboard, if it runs on this node now (read, never driven, by the metrics
+        endpoint: calls by state, ring latency)."""
+
 
 class LocalCoreLink:
     """One node alone: the core runs here and every user is connected here."""
@@ -134,3 +138,6 @@ class LocalCoreLink:
 
     def session(self, user: str) -> Session | None:
         return self.core.session(user)
+
+    def running_core(self) -> Switchboard | None:
+        return self.core

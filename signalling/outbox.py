@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -99,6 +100,8 @@ class Outbox:
         self._pump_task: asyncio.Task[None] | None = None
         # Media messages being carried out by the media server.
         self._negotiations: set[asyncio.Task[None]] = set()
+        # Events recorded through this outbox, by kind (sign-ins for the metrics endpoint).
+        self.recorded_kinds: Counter[str] = Counter()
 
     # ---- what callers queue -------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class Outbox:
                 return
             if self._recorded is not None and events:
                 self._recorded(events)
+            self.recorded_kinds.update(e.kind for e in events)
             for batch in batches:
                 for step in batch:
                     try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from identity import Identity
 from sessions.recorder import SessionRecorder
@@ -259,6 +261,21 @@ class RedisCoreLink:
     def session(self, user: str) -> Session | None:
         driver = self.leader.driver
         return driver.core.session(user) if driver is not None else None
+
+    def running_core(self) -> Switchboard | None:
+        driver = self.leader.driver
+        return driver.core if driver is not None else None
+
+    async def round_trip(self, timeout_s: float) -> float | None:
+        """Seconds a PING to Redis takes now (the metrics endpoint asks at each scrape);
+        None if Redis does not answer within `timeout_s`."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return time.perf_counter() - started
 
     # ---- load ---------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from identity import Courts, Role
+from sessions.timings import HUMAN_BOUNDS, Timings
 from signalling import protocol as p
 from signalling.core.actions import Action, Negotiate, Room, Send
 from signalling.core.call import Call, CallEvent, CallState, call_info, room_of
@@ -54,6 +55,8 @@ class Calls:
         self._party: dict[str, str] = {}
         # supervisor -> the calls they monitor.
         self._monitoring: dict[str, set[str]] = {}
+        # From a call being placed to its answer, queue included (what the caller waits).
+        self.ring_times = Timings(HUMAN_BOUNDS)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -76,6 +79,13 @@ class Calls:
 
     def live(self) -> list[Call]:
         return [c for c in self.table.values() if c.is_live()]
+
+    def count_by_state(self) -> dict[CallState, int]:
+        """How many calls are in each state now (every state named, ended ones are gone)."""
+        counts = dict.fromkeys(CallState, 0)
+        for call in self.table.values():
+            counts[call.state] += 1
+        return counts
 
     def unanswered(self) -> list[Call]:
         return [c for c in self.table.values() if c.state in (CallState.QUEUED, CallState.RINGING)]
@@ -130,6 +140,7 @@ class Calls:
         its operator."""
         self.move(call, CallEvent.ACCEPT, now)
         call.answered_at = now
+        self.ring_times.observe(now - call.created_at)
         if call.direction is Direction.OFFICER_TO_CENTER:
             call.operator = user
             self._party[user] = call.call_id
