@@ -30,6 +30,7 @@ import msgspec
 from commandcenter.config_errors import ConfigError, config_error
 from commandcenter.origins import allowed_origins
 from identity import Court
+from identity.case_numbers import BadCaseNumber, parse_court_code
 from media.settings import MediaConfig
 from sessions.settings import EvidenceConfig, RecorderConfig
 from signalling.settings import (
@@ -92,12 +93,12 @@ CourtConfig = Court
 
 def _default_courts() -> tuple[CourtConfig, ...]:
     return (
-        CourtConfig("P", "Provincial High Court"),
-        CourtConfig("P01", "First Intermediate Court", "P"),
-        CourtConfig("P02", "Second Intermediate Court", "P"),
-        CourtConfig("P0101", "First Basic Court of P01", "P01"),
-        CourtConfig("P0102", "Second Basic Court of P01", "P01"),
-        CourtConfig("P0201", "First Basic Court of P02", "P02"),
+        CourtConfig("P", "Provincial High Court", case_code="粤"),
+        CourtConfig("P01", "First Intermediate Court", "P", case_code="粤01"),
+        CourtConfig("P02", "Second Intermediate Court", "P", case_code="粤02"),
+        CourtConfig("P0101", "First Basic Court of P01", "P01", case_code="粤0101"),
+        CourtConfig("P0102", "Second Basic Court of P01", "P01", case_code="粤0102"),
+        CourtConfig("P0201", "First Basic Court of P02", "P02", case_code="粤0201"),
     )
 
 
@@ -296,12 +297,26 @@ def _validate_courts(courts: tuple[CourtConfig, ...]) -> None:
     if not courts:
         raise ConfigError("courts: at least one court is required")
     parents: dict[str, str] = {}
+    case_codes: dict[str, str] = {}
     for c in courts:
         if not c.code:
             raise ConfigError("courts: a court has an empty code")
         if c.code in parents:
             raise ConfigError(f"courts.{c.code}: duplicate court code")
         parents[c.code] = c.parent
+        if c.case_code:
+            try:
+                case_code = parse_court_code(c.case_code)
+            except BadCaseNumber:
+                raise ConfigError(
+                    f"courts.{c.code}.case_code: {c.case_code!r} is not a court code of case "
+                    "numbers (a province abbreviation and 0, 2, 4 or 6 digits, e.g. 粤0101)"
+                ) from None
+            if case_code in case_codes:
+                raise ConfigError(
+                    f"courts.{c.code}.case_code: {case_code!r} is court {case_codes[case_code]}'s"
+                )
+            case_codes[case_code] = c.code
     roots = [code for code, parent in parents.items() if not parent]
     if len(roots) != 1:
         raise ConfigError("courts: exactly one court must have no parent (the province)")

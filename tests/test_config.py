@@ -215,6 +215,14 @@ def test_a_long_enough_jwt_secret_is_accepted() -> None:
             (CourtConfig("P", "p"), CourtConfig("A", "a", "B"), CourtConfig("B", "b", "A")),
             "cycle",
         ),
+        (
+            (CourtConfig("P", "p", case_code="P01"),),
+            "courts.P.case_code: 'P01' is not a court code",
+        ),
+        (
+            (CourtConfig("P", "p", case_code="粤"), CourtConfig("A", "a", "P", "粤")),
+            "courts.A.case_code: '粤' is court P's",
+        ),
     ],
 )
 def test_court_hierarchy_errors(courts: tuple[CourtConfig, ...], message: str) -> None:
@@ -325,4 +333,6 @@ def test_environment_overrides_still_pass_the_domain_checks() -> None:
 
 def test_courts_are_built_positionally_and_compare_by_value() -> None:
     assert CourtConfig("P01", "First", "P") == CourtConfig(code="P01", name="First", parent="P")
-    assert load_config(None, environ={}).courts[0] == CourtConfig("P", "Provincial High Court")
+    assert load_config(None, environ={}).courts[0] == CourtConfig(
+        "P", "Provincial High Court", case_code="粤"
+    )
