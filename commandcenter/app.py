@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from commandcenter import (
     browser_policy,
     evidence_api,
+    feed_api,
     http_api,
     http_edge,
     listener,
@@ -134,6 +135,8 @@ def create_app(
     if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
         evidence_api.install(app, evidence_store)
+    # The feed answers 503 without a trace; its streams end on shutdown, before the hub's.
+    feed_api.install(app)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it

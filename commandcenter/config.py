@@ -32,7 +32,7 @@ from commandcenter.origins import allowed_origins
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
 from media.settings import MediaConfig
-from sessions.settings import EvidenceConfig, RecorderConfig
+from sessions.settings import EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
@@ -122,6 +122,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     evidence: EvidenceConfig = msgspec.field(default_factory=EvidenceConfig)
     recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
+    feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -207,6 +208,7 @@ def _validate(cfg: Config) -> None:
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
     _validate_recorder(cfg.recorder)
+    _validate_feed(cfg.feed)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
     if cfg.redis.url and cfg.recorder.backend == "sqlite":
@@ -228,6 +230,17 @@ def _validate_finite(section: msgspec.Struct, prefix: str) -> None:
             _validate_finite(value, key)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: must be a finite number, got {value}")
+
+
+def _validate_feed(feed: FeedConfig) -> None:
+    for key in ("poll_s", "heartbeat_s", "send_timeout_s"):
+        if not 0 < getattr(feed, key) <= 3600:
+            raise ConfigError(f"feed.{key}: must be above 0 and at most 3600")
+    if not 1 <= feed.page <= 10000:
+        raise ConfigError(f"feed.page: must be 1 to 10000, got {feed.page}")
+    for key in ("max_per_user", "max_connections"):
+        if getattr(feed, key) < 1:
+            raise ConfigError(f"feed.{key}: must be positive, got {getattr(feed, key)}")
 
 
 def _validate_redis(redis: RedisConfig) -> None:
@@ -430,6 +443,7 @@ __all__ = [
     "ConfigError",
     "CourtConfig",
     "EvidenceConfig",
+    "FeedConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PresenceConfig",
