@@ -207,7 +207,9 @@ async def _stream(
             links = await trace.links(after_seq=cursor, limit=config.page)
             lines: list[bytes] = []
             for link in links:
-                data = msgspec.json.decode(link.data)
+                decoded = msgspec.json.decode(link.data)
+                # Every record's data is an object; anything else belongs to no court.
+                data = decoded if isinstance(decoded, dict) else {}
                 for ref in scope_filter.unknown(data):
                     scope_filter.learn(ref, await _origin_court(trace, ref))
                 if scope_filter.admits(link.kind, data):
@@ -216,12 +218,13 @@ async def _stream(
             if lines:
                 await send(b"".join(lines))
                 last_sent = loop.time()
-            if len(links) == config.page:
-                continue  # more is waiting: read on at once
             quiet = loop.time() - last_sent
             if quiet >= config.heartbeat_s:
+                # Also while catching up through pages of other courts' facts.
                 await send(feed.heartbeat_line(cursor))
                 last_sent, quiet = loop.time(), 0.0
+            if len(links) == config.page:
+                continue  # more is waiting: read on at once
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     streams.stopping.wait(), min(config.poll_s, config.heartbeat_s - quiet)
