@@ -521,3 +521,36 @@ async def test_sigterm_ends_an_open_stream_and_the_server_exits_promptly(
     assert await wait_exit(proc) == 0
     # Not held for server.drain_timeout_s (30 s): the stream does not keep the server.
     assert time.monotonic() - started < 10.0
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_gives_its_slot_back(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    api = await start_feed(
+        aiohttp_client,
+        tmp_path,
+        make_backend("sqlite", tmp_path),
+        send_timeout_s=0.5,
+        max_per_user=1,
+    )
+    # Far more than the socket buffers hold, so the server's writes stall.
+    note = "x" * 2000
+    await api.record(
+        *[("sign_in", {"user": f"o{n}", "court": "P0101", "note": note}) for n in range(15000)]
+    )
+    token = token_for(api.config, "s1", "supervisor", "P01")
+    host, port = api.http.host, api.http.port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"GET /api/feed HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    # Reads nothing more: once the stream is cut, the user may open another.
+    deadline = time.monotonic() + 10.0
+    while (again := await api.open("s1")).status == 429:
+        assert time.monotonic() < deadline, "the stalled stream was never cut off"
+        await asyncio.sleep(0.1)
+    assert again.status == 200
+    again.close()
+    writer.close()
