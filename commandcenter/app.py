@@ -20,6 +20,7 @@ from commandcenter import (
     account_api,
     browser_policy,
     evidence_api,
+    feed_api,
     http_api,
     http_edge,
     listener,
@@ -139,6 +140,8 @@ def create_app(
     accounts = _account_api(config)
     if accounts is not None:
         account_api.install(app, accounts)
+    # The feed answers 503 without a trace; its streams end on shutdown, before the hub's.
+    feed_api.install(app)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
     metrics.install(app)

@@ -30,8 +30,9 @@ import msgspec
 from commandcenter.config_errors import ConfigError, config_error
 from commandcenter.origins import allowed_origins
 from identity import Court
+from identity.case_numbers import BadCaseNumber, parse_court_code
 from media.settings import MediaConfig
-from sessions.settings import EvidenceConfig, RecorderConfig
+from sessions.settings import EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
@@ -94,12 +95,12 @@ CourtConfig = Court
 
 def _default_courts() -> tuple[CourtConfig, ...]:
     return (
-        CourtConfig("P", "Provincial High Court"),
-        CourtConfig("P01", "First Intermediate Court", "P"),
-        CourtConfig("P02", "Second Intermediate Court", "P"),
-        CourtConfig("P0101", "First Basic Court of P01", "P01"),
-        CourtConfig("P0102", "Second Basic Court of P01", "P01"),
-        CourtConfig("P0201", "First Basic Court of P02", "P02"),
+        CourtConfig("P", "Provincial High Court", case_code="粤"),
+        CourtConfig("P01", "First Intermediate Court", "P", case_code="粤01"),
+        CourtConfig("P02", "Second Intermediate Court", "P", case_code="粤02"),
+        CourtConfig("P0101", "First Basic Court of P01", "P01", case_code="粤0101"),
+        CourtConfig("P0102", "Second Basic Court of P01", "P01", case_code="粤0102"),
+        CourtConfig("P0201", "First Basic Court of P02", "P02", case_code="粤0201"),
     )
 
 
@@ -144,6 +145,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -242,6 +244,7 @@ def _validate(cfg: Config) -> None:
     if not 1 <= len(cfg.accounts.totp_issuer) <= 64 or ":" in cfg.accounts.totp_issuer:
         raise ConfigError("accounts.totp_issuer: 1 to 64 characters, no colon")
     _validate_recorder(cfg.recorder)
+    _validate_feed(cfg.feed)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
     if cfg.redis.url and cfg.recorder.backend == "sqlite":
@@ -263,6 +266,17 @@ def _validate_finite(section: msgspec.Struct, prefix: str) -> None:
             _validate_finite(value, key)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: must be a finite number, got {value}")
+
+
+def _validate_feed(feed: FeedConfig) -> None:
+    for key in ("poll_s", "heartbeat_s", "send_timeout_s"):
+        if not 0 < getattr(feed, key) <= 3600:
+            raise ConfigError(f"feed.{key}: must be above 0 and at most 3600")
+    if not 1 <= feed.page <= 10000:
+        raise ConfigError(f"feed.page: must be 1 to 10000, got {feed.page}")
+    for key in ("max_per_user", "max_connections"):
+        if getattr(feed, key) < 1:
+            raise ConfigError(f"feed.{key}: must be positive, got {getattr(feed, key)}")
 
 
 def _validate_redis(redis: RedisConfig) -> None:
@@ -332,12 +346,26 @@ def _validate_courts(courts: tuple[CourtConfig, ...]) -> None:
     if not courts:
         raise ConfigError("courts: at least one court is required")
     parents: dict[str, str] = {}
+    case_codes: dict[str, str] = {}
     for c in courts:
         if not c.code:
             raise ConfigError("courts: a court has an empty code")
         if c.code in parents:
             raise ConfigError(f"courts.{c.code}: duplicate court code")
         parents[c.code] = c.parent
+        if c.case_code:
+            try:
+                case_code = parse_court_code(c.case_code)
+            except BadCaseNumber:
+                raise ConfigError(
+                    f"courts.{c.code}.case_code: {c.case_code!r} is not a court code of case "
+                    "numbers (a province abbreviation and 0, 2, 4 or 6 digits, e.g. 粤0101)"
+                ) from None
+            if case_code in case_codes:
+                raise ConfigError(
+                    f"courts.{c.code}.case_code: {case_code!r} is court {case_codes[case_code]}'s"
+                )
+            case_codes[case_code] = c.code
     roots = [code for code, parent in parents.items() if not parent]
     if len(roots) != 1:
         raise ConfigError("courts: exactly one court must have no parent (the province)")
@@ -452,6 +480,7 @@ __all__ = [
     "ConfigError",
     "CourtConfig",
     "EvidenceConfig",
+    "FeedConfig",
     "LimitsConfig",
     "LoggingConfig",
     "MetricsConfig",

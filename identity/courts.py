@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from identity.case_numbers import BadCaseNumber, court_code_in, parse_court_code
 from identity.people import Identity, Role
 
 
@@ -16,6 +17,9 @@ class Court(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     # Empty for the province (the root).
     parent: str = ""
+    # The court's code in Chinese case numbers (粤0101 in "(2025)粤0101执12号"): a case
+    # number carrying it is this court's case. Empty: no number names this court.
+    case_code: str = ""
 
 
 class Courts:
@@ -24,11 +28,22 @@ class Courts:
     def __init__(self, courts: Iterable[Court]) -> None:
         self._names: dict[str, str] = {}
         self._parents: dict[str, str | None] = {}
+        self._by_case_code: dict[str, str] = {}
         for court in courts:
             if not court.code or court.code in self._names:
                 raise ValueError(f"court code {court.code!r} is empty or duplicated")
             self._names[court.code] = court.name
             self._parents[court.code] = court.parent or None
+            if court.case_code:
+                try:
+                    case_code = parse_court_code(court.case_code)
+                except BadCaseNumber:
+                    raise ValueError(
+                        f"court {court.code!r}: case_code is not a court code"
+                    ) from None
+                if case_code in self._by_case_code:
+                    raise ValueError(f"court {court.code!r}: case_code is another court's")
+                self._by_case_code[case_code] = court.code
         if not self._names:
             raise ValueError("at least one court is required")
         self._ancestors = {code: self._walk_up(code) for code in self._names}
@@ -91,3 +106,9 @@ class Courts:
 
     def all(self) -> frozenset[str]:
         return self._all
+
+    def named_in(self, case_number: str) -> str | None:
+        """The court whose `case_code` the Chinese case number `case_number` carries; None
+        when it is no such number or names no court configured here."""
+        code = court_code_in(case_number)
+        return None if code is None else self._by_case_code.get(code)

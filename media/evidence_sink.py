@@ -38,11 +38,15 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import structlog
+
 from identity import Identity, Role
 from media.recording import RecordingResult
 from sessions import evidence as ev
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import TraceEvent
+
+log = structlog.get_logger(__name__)
 
 # The uploader of every server-produced item. Tokens name users freely, so a token whose
 # sub is this would pass for the server in `may_read`/`may_correct`: token issuers must
@@ -160,8 +164,24 @@ class StoreEvidenceSink:
             if sha256 is None:
                 sha256 = await asyncio.to_thread(_sha256_file, path_or_bytes)
             body = _file_chunks(path_or_bytes)
+        server = Identity(
+            user_id=SERVER_UPLOADER,
+            name=SERVER_NAME,
+            role=Role.OPERATOR,
+            court=court,
+            expires_at=math.inf,
+        )
+        case_number = ev.parse_case_number(case_number)
+        try:
+            ev.case_owner(server, case_number, court, self.store.courts)
+        except ev.NotFound:
+            # The call named another court's case (the call's case number is the caller's
+            # word, not checked when the call is placed): the recording must not be lost,
+            # nor land in that case, so it is filed under the call, in the call's court.
+            log.warning("call evidence filed under its call", call=call_id, court=court)
+            case_number = ev.parse_case_number(call_id)
         upload = ev.UploadRequest(
-            case_number=ev.parse_case_number(case_number),
+            case_number=case_number,
             kind=kind,
             capture_time=float(captured_at_ms),
             device=self.device,
@@ -169,13 +189,6 @@ class StoreEvidenceSink:
             file_name=ev.sanitise_file_name(file_name),
             media_type=ev.parse_media_type(media_type, kind),
             position=None,
-        )
-        server = Identity(
-            user_id=SERVER_UPLOADER,
-            name=SERVER_NAME,
-            role=Role.OPERATOR,
-            court=court,
-            expires_at=math.inf,
         )
         try:
             history, _ = await self.store.receive(

@@ -222,9 +222,12 @@ class UploadRequest:
     media_type: str
     position: Position | None
 
-    def evidence_id(self) -> str:
-        """The item this upload creates if its bytes hash to what the client declared."""
-        return evidence_id_for(self.case_number, self.client_sha256)
+    def evidence_id(self, owner: CaseOwner | None = None) -> str:
+        """The item this upload creates if its bytes hash to what the client declared, in
+        the case `owner` says (None: a number naming its court)."""
+        return evidence_id_for(
+            self.case_number, self.client_sha256, owner.id_scope() if owner else None
+        )
 
 
 UPLOAD_PARAMS: Final = (
@@ -378,11 +381,60 @@ def sanitise_file_name(raw: str) -> str:
     return (cut or UNNAMED) + suffix
 
 
-def evidence_id_for(case_number: str, sha256: str) -> str:
-    """The item's id: a digest of (case number, content hash). The same bytes for the same
-    case are one item however often they are sent; the same bytes for two cases are two."""
-    digest = hashlib.sha256(f"{case_number}\n{sha256}".encode()).hexdigest()
+def evidence_id_for(case_number: str, sha256: str, case_court: str | None = None) -> str:
+    """The item's id: a digest of (case, content hash). The same bytes for the same case are
+    one item however often they are sent; the same bytes for two cases are two.
+
+    A case is its number, which names its court when it carries a configured court's code
+    (`case_court` None), or else the number within the court that owns it (`case_court`):
+    two courts that both use "2025-17" hold two cases, and neither's items collide with the
+    other's."""
+    key = (
+        f"{case_number}\n{sha256}"
+        if case_court is None
+        else f"{case_court}\n{case_number}\n{sha256}"
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return EVIDENCE_ID_PREFIX + digest[:32]
+
+
+@dataclass(frozen=True)
+class CaseOwner:
+    """The court a case number belongs to, for one binding of evidence to it: the court the
+    number names (`named`), or else the court of the evidence."""
+
+    court: str
+    named: bool
+
+    def id_scope(self) -> str | None:
+        # A number naming its court needs no court beside it: it is that court's everywhere.
+        return None if self.named else self.court
+
+
+def case_owner(
+    who: Identity, case_number: str, item_court: str, courts: Courts, field: str = "case"
+) -> CaseOwner:
+    """Who owns `case_number` when `who` binds evidence of `item_court` to it; `NotFound`
+    if `who` may not.
+
+    A number carrying a configured court's code (`Courts.named_in`) is that court's case:
+    only its own officers and operators, and the supervisors and admins over it, bind to
+    it. Anyone else is answered exactly as for a case that does not exist, so nobody learns
+    what another court holds. A number naming no configured court is the evidence's court's
+    own: each court numbers such cases for itself."""
+    named = courts.named_in(case_number)
+    if named is None:
+        return CaseOwner(item_court, named=False)
+    match who.role:
+        case Role.OFFICER | Role.OPERATOR:
+            allowed = who.court == named
+        case Role.SUPERVISOR | Role.ADMIN:
+            allowed = courts.in_scope(who, named)
+        case Role.AUDITOR | Role.WITNESS:
+            allowed = False
+    if not allowed:
+        raise NotFound("no such case", field)
+    return CaseOwner(named, named=True)
 
 
 # --- time --------------------------------------------------------------------------------
@@ -447,6 +499,9 @@ class EvidenceItem:
     time_unverified_reason: str | None
     received_at: float
     position: Position | None
+    # The court whose case `case_number` is (`case_owner`); "" in records from before
+    # cases had courts.
+    case_court: str = ""
 
     def to_data(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -471,9 +526,10 @@ def new_item(
     uploader: Identity,
     clock: ClockCheck,
     received_at: float,
+    owner: CaseOwner,
 ) -> EvidenceItem:
     return EvidenceItem(
-        evidence_id=evidence_id_for(upload.case_number, sha256),
+        evidence_id=evidence_id_for(upload.case_number, sha256, owner.id_scope()),
         case_number=upload.case_number,
         sha256=sha256,
         client_sha256=upload.client_sha256,
@@ -490,6 +546,7 @@ def new_item(
         time_unverified_reason=clock.unverified_reason,
         received_at=received_at,
         position=upload.position,
+        case_court=owner.court,
     )
 
 
@@ -524,6 +581,9 @@ class _CorrectionIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # What a correction may change. The bytes, their hash, the uploader, the device and the
 # server's receive time are facts of the upload itself and stay as recorded.
 CORRECTABLE: Final = ("case_number", "kind", "capture_time", "file_name", "position")
+# Fields a correction record may carry that no client sets: derived by the server from a
+# corrected case number.
+DERIVED: Final = ("case_court",)
 MAX_CORRECTION_BYTES: Final = 16384
 _correction_decoder = msgspec.json.Decoder(_CorrectionIn)
 
@@ -577,7 +637,7 @@ def apply_changes(item: EvidenceItem, changes: Mapping[str, Any]) -> EvidenceIte
     """The item as it reads after one correction (`changes` as recorded)."""
     values: dict[str, Any] = {}
     for key, value in changes.items():
-        if key not in CORRECTABLE:
+        if key not in CORRECTABLE and key not in DERIVED:
             # A record written by a newer version: ignoring it would show a stale value.
             raise ValueError(f"correction of unknown field {key!r}")
         if key == "kind":
@@ -690,6 +750,7 @@ __all__ = [
     "STORED",
     "UNNAMED",
     "BadRequest",
+    "CaseOwner",
     "ClockCheck",
     "Conflict",
     "Correction",
@@ -710,6 +771,7 @@ __all__ = [
     "UploadPace",
     "UploadRequest",
     "apply_changes",
+    "case_owner",
     "check_clock",
     "current_of",
     "evidence_id_for",

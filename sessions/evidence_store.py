@@ -214,28 +214,31 @@ class EvidenceStore:
         clock_check: ev.ClockCheck,
     ) -> tuple[ev.ItemHistory, bool]:
         """Store an upload; returns the item and whether it is new (False: a retry of an
-        item this uploader already has). Raises TooLarge, HashMismatch, Conflict, Forbidden."""
-        await self.admit(who, upload, declared_size=declared_size)
+        item this uploader already has). Raises TooLarge, HashMismatch, Conflict, Forbidden,
+        NotFound (a case of a court `who` may not bind evidence to)."""
+        owner = await self.admit(who, upload, declared_size=declared_size)
         partial = await asyncio.to_thread(self.files.new_partial)
         try:
             try:
                 received = await self._write_body(partial, body)
             except ev.TooSlow as exc:
-                await self._reject(who, upload, "too_slow", size=exc.received)
+                await self._reject(who, upload, owner, "too_slow", size=exc.received)
                 raise
             except (asyncio.CancelledError, ConnectionError):
                 # The client went away mid-body: nothing to answer, nothing stored.
                 log.info("upload abandoned", user=who.user_id, case_number=upload.case_number)
                 raise
             if received > self.max_upload_bytes:
-                await self._reject(who, upload, "too_large", size=received)
+                await self._reject(who, upload, owner, "too_large", size=received)
                 raise ev.TooLarge(f"an upload is at most {self.max_upload_bytes} bytes", "body")
             received_at = self.clock()
             if partial.size == 0:
                 raise ev.BadRequest("the body is empty", "body")
             sha256 = partial.sha256()
             if sha256 != upload.client_sha256:
-                await self._reject(who, upload, "hash_mismatch", size=partial.size, sha256=sha256)
+                await self._reject(
+                    who, upload, owner, "hash_mismatch", size=partial.size, sha256=sha256
+                )
                 raise ev.HashMismatch("the received bytes do not match sha256", "sha256")
             await asyncio.to_thread(partial.commit, self.files.path(sha256))
         finally:
@@ -248,18 +251,32 @@ class EvidenceStore:
             uploader=who,
             clock=clock_check,
             received_at=received_at,
+            owner=owner,
         )
-        return await self._record_new(who, item, upload)
+        return await self._record_new(who, item, upload, owner)
 
     async def admit(
         self, who: Identity, upload: ev.UploadRequest, *, declared_size: int | None
-    ) -> None:
-        """Refuse, before any byte of the body is read, an upload that cannot succeed."""
+    ) -> ev.CaseOwner:
+        """Refuse, before any byte of the body is read, an upload that cannot succeed;
+        returns whose case it is bound to."""
         if not ev.may_upload(who):
             raise ev.Forbidden(f"a {who.role.value} may not upload evidence")
+        owner = self._case_owner(who, upload.case_number, who.court, "case")
         if declared_size is not None and declared_size > self.max_upload_bytes:
-            await self._reject(who, upload, "too_large", size=declared_size)
+            await self._reject(who, upload, owner, "too_large", size=declared_size)
             raise ev.TooLarge(f"an upload is at most {self.max_upload_bytes} bytes", "body")
+        return owner
+
+    def _case_owner(
+        self, who: Identity, case_number: str, item_court: str, field: str
+    ) -> ev.CaseOwner:
+        try:
+            return ev.case_owner(who, case_number, item_court, self.courts, field)
+        except ev.NotFound:
+            # Logged, not recorded, like any access refused out of scope (docs/evidence.md).
+            log.info("evidence case refused", user=who.user_id, court=who.court)
+            raise
 
     async def _write_body(self, partial: PartialFile, body: AsyncIterable[bytes]) -> int:
         """Stream `body` into `partial`; returns the bytes read. More than max_upload_bytes
@@ -297,14 +314,14 @@ class EvidenceStore:
                 await lane.settle()
 
     async def _record_new(
-        self, who: Identity, item: ev.EvidenceItem, upload: ev.UploadRequest
+        self, who: Identity, item: ev.EvidenceItem, upload: ev.UploadRequest, owner: ev.CaseOwner
     ) -> tuple[ev.ItemHistory, bool]:
         async with self._recording:
             existing = await self.history(item.evidence_id)
             if existing is not None:
                 if ev.uploaded_by(existing.original, who):
                     return existing, False
-                await self._reject(who, upload, "already_recorded", size=item.size)
+                await self._reject(who, upload, owner, "already_recorded", size=item.size)
                 raise ev.Conflict("this case already holds these bytes", "sha256")
             await self._record(ev.STORED, item.to_data())
             return await self._recorded(item.evidence_id), True
@@ -313,6 +330,7 @@ class EvidenceStore:
         self,
         who: Identity,
         upload: ev.UploadRequest,
+        owner: ev.CaseOwner,
         reason: str,
         *,
         size: int,
@@ -322,8 +340,9 @@ class EvidenceStore:
             ev.REJECTED,
             {
                 # The item the client meant to create, so its attempts can be followed.
-                "evidence_id": upload.evidence_id(),
+                "evidence_id": upload.evidence_id(owner),
                 "case_number": upload.case_number,
+                "case_court": owner.court,
                 "court": who.court,
                 "user": who.user_id,
                 "reason": reason,
@@ -389,7 +408,14 @@ class EvidenceStore:
     ) -> ev.ItemHistory:
         history = await self._authorised(who, evidence_id, ev.may_correct)
         before = history.current()
-        after = ev.apply_changes(before, correction.changes)
+        changes = dict(correction.changes)
+        if "case_number" in changes:
+            # Moving an item into a case is binding it: the same rule as for an upload.
+            owner = self._case_owner(
+                who, changes["case_number"], before.court, "changes.case_number"
+            )
+            changes["case_court"] = owner.court
+        after = ev.apply_changes(before, changes)
         await self._record(
             ev.CORRECTED,
             {
@@ -397,12 +423,13 @@ class EvidenceStore:
                 # The item's case number once this correction applies, so that finding a
                 # case's records by case_number finds an item moved into it.
                 "case_number": after.case_number,
+                "case_court": after.case_court,
                 "court": before.court,
                 "user": who.user_id,
                 "role": who.role.value,
                 "reason": correction.reason,
-                "changes": dict(correction.changes),
-                "previous": ev.previous_values(before, correction.changes),
+                "changes": changes,
+                "previous": ev.previous_values(before, changes),
             },
         )
         return await self._recorded(evidence_id)

@@ -1,7 +1,7 @@
-"""The session recorder's settings: the `[recorder]` and `[evidence]` sections of config.toml,
-with their defaults (`commandcenter.config` reads them). Frozen Structs forbidding unknown
-fields, as every section is: a misspelt key is an error, not a setting silently left at its
-default."""
+"""The session recorder's settings: the `[recorder]`, `[evidence]` and `[feed]` sections of
+config.toml, with their defaults (`commandcenter.config` reads them). Frozen Structs
+forbidding unknown fields, as every section is: a misspelt key is an error, not a setting
+silently left at its default."""
 
 from __future__ import annotations
 
@@ -39,3 +39,19 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_batch: int = 5000
     # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
     time_zone: str = "UTC"
+
+
+class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # A stream reads the trace for new facts this often, seconds.
+    poll_s: float = 1.0
+    # A stream with nothing to send sends `{"heartbeat": seq}` this often, seconds, so that
+    # proxies and load balancers keep it open and the client knows it is alive.
+    heartbeat_s: float = 15.0
+    # Records read from the trace at a time.
+    page: int = 500
+    # Streams open at once for one user, and in all on this node; beyond, 429.
+    max_per_user: int = 2
+    max_connections: int = 64
+    # A client that takes no line for this long is cut off, seconds: a stream that stopped
+    # reading must not hold its slot for ever.
+    send_timeout_s: float = 30.0

@@ -23,7 +23,11 @@ from sessions.store import StoredRecord
 from tests.conftest import make_config
 from tests.wsclient import token_for
 
-CASE = "(2025)P0101执12号"
+# P0101's case: its number carries P0101's case code (config.toml, [[courts]]).
+CASE = "(2025)粤0101执12号"
+# A number that names no configured court: each court that binds evidence to it has a case
+# of its own by that number.
+UNCODED_CASE = "(2025)P0101执12号"
 PHOTO = b"\xff\xd8\xff\xe0" + os.urandom(5000)
 CAPTURE_MS = int(time.time() * 1000) - 60_000
 

@@ -191,6 +191,13 @@ def test_other_invalid_values_are_rejected_naming_the_key() -> None:
         ("redis", {"heartbeat_s": 5.0, "node_timeout_s": 5.0}, "redis.node_timeout_s"),
         # Several nodes write one trace; SQLite would give each its own.
         ("redis", {"url": "redis://127.0.0.1:6379/0"}, "recorder.backend"),
+        ("feed", {"poll_s": 0.0}, "feed.poll_s"),
+        ("feed", {"heartbeat_s": 3601.0}, "feed.heartbeat_s"),
+        ("feed", {"send_timeout_s": -1.0}, "feed.send_timeout_s"),
+        ("feed", {"page": 0}, "feed.page"),
+        ("feed", {"page": 10001}, "feed.page"),
+        ("feed", {"max_per_user": 0}, "feed.max_per_user"),
+        ("feed", {"max_connections": 0}, "feed.max_connections"),
     ]
     for section, changes, key in cases:
         with pytest.raises(ConfigError, match=re.escape(key)):
@@ -214,6 +221,14 @@ def test_a_long_enough_jwt_secret_is_accepted() -> None:
         (
             (CourtConfig("P", "p"), CourtConfig("A", "a", "B"), CourtConfig("B", "b", "A")),
             "cycle",
+        ),
+        (
+            (CourtConfig("P", "p", case_code="P01"),),
+            "courts.P.case_code: 'P01' is not a court code",
+        ),
+        (
+            (CourtConfig("P", "p", case_code="粤"), CourtConfig("A", "a", "P", "粤")),
+            "courts.A.case_code: '粤' is court P's",
         ),
     ],
 )
@@ -325,4 +340,16 @@ def test_environment_overrides_still_pass_the_domain_checks() -> None:
 
 def test_courts_are_built_positionally_and_compare_by_value() -> None:
     assert CourtConfig("P01", "First", "P") == CourtConfig(code="P01", name="First", parent="P")
-    assert load_config(None, environ={}).courts[0] == CourtConfig("P", "Provincial High Court")
+    assert load_config(None, environ={}).courts[0] == CourtConfig(
+        "P", "Provincial High Court", case_code="粤"
+    )
+
+
+def test_the_feed_section_is_read_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[feed]\npoll_s = 0.5\nmax_per_user = 3\n")
+    cfg = load_config(
+        path,
+        environ={"COMMANDCENTER_FEED_MAX_PER_USER": "4", "COMMANDCENTER_FEED_PAGE": "100"},
+    )
+    assert (cfg.feed.poll_s, cfg.feed.max_per_user, cfg.feed.page) == (0.5, 4, 100)
+    assert cfg.feed.max_connections == 64

@@ -59,6 +59,7 @@ def item() -> ev.EvidenceItem:
         uploader=who("officer", "P0101", "o1"),
         clock=ev.ClockCheck(12.5, None),
         received_at=1_760_000_001.0,
+        owner=ev.CaseOwner("P0101", named=False),
     )
 
 

@@ -22,6 +22,7 @@ from tests.evidencehelpers import (
     CAPTURE_MS,
     CASE,
     PHOTO,
+    UNCODED_CASE,
     Api,
     body_of,
     correct,
@@ -431,13 +432,15 @@ async def test_the_authorisation_matrix_for_listing_reading_and_downloading(api:
     subtree, auditors everything; each read and download is recorded; an item out of scope
     is answered 404, exactly like one that does not exist."""
     items: dict[str, str] = {}
+    # A number naming no configured court, so that two courts may each have a case of it.
+    case = UNCODED_CASE
     for uploader, court in (("o1", "P0101"), ("o2", "P0101"), ("o3", "P0201")):
         data = uploader.encode() * 100
-        body = await uploaded(api, uploader, data, court=court)
+        body = await uploaded(api, uploader, data, court=court, case=case)
         items[uploader] = body["evidence_id"]
 
     for user, role, court, visible in READERS:
-        listed = await api.get(f"/api/evidence?case={CASE}", user, role, court)
+        listed = await api.get(f"/api/evidence?case={case}", user, role, court)
         assert listed.status == 200
         got = {i["uploader"] for i in (await body_of(listed))["items"]}
         assert got == visible, (user, role, court)
@@ -539,8 +542,9 @@ async def test_a_correction_is_a_new_record_over_an_untouched_original(api: Api)
     assert body["case_number"] == "C-9"
     assert body["recorded"] == item["recorded"]
     (entry,) = body["corrections"]
-    assert entry["changes"] == {"case_number": "C-9", "position": None}
-    assert entry["previous"] == {"case_number": CASE, "position": None}
+    # The case's court is derived from its number: C-9 names no court, so it is the item's.
+    assert entry["changes"] == {"case_number": "C-9", "position": None, "case_court": "P0101"}
+    assert entry["previous"] == {"case_number": CASE, "position": None, "case_court": "P0101"}
     assert (entry["user"], entry["reason"]) == ("o1", "wrong case")
 
     # The original record is as it was; the correction is a record of its own.
@@ -581,17 +585,23 @@ async def test_who_may_correct(api: Api, user: str, role: str, court: str, statu
 
 
 async def test_the_same_user_id_in_another_court_is_another_uploader(api: Api) -> None:
-    """ "o1" of P0201 neither sees "o1" of P0101's item nor passes for its uploader when it
-    sends the same bytes for the same case: that is another officer's upload, 409."""
+    """ "o1" of P0201 neither sees "o1" of P0101's item nor passes for its uploader: the
+    same bytes for P0101's case are refused as for a case that does not exist (404), and
+    for a number naming no court they are P0201's own case, another item (201)."""
     item = await uploaded(api, "o1", court="P0101")
     other = await api.get(f"/api/evidence/{item['evidence_id']}", "o1", "officer", "P0201")
     assert other.status == 404
     listed = await body_of(await api.get(f"/api/evidence?case={CASE}", "o1", "officer", "P0201"))
     assert listed["items"] == []
     again = await api.upload("o1", court="P0201")
-    assert again.status == 409
-    assert (await body_of(again))["error"] == "conflict"
+    assert again.status == 404
+    assert (await body_of(again))["error"] == "not_found"
     assert len(await api.records(ev.STORED)) == 1
+
+    mine = await uploaded(api, "o1", court="P0101", case=UNCODED_CASE)
+    theirs = await uploaded(api, "o1", court="P0201", case=UNCODED_CASE)
+    assert mine["evidence_id"] != theirs["evidence_id"]
+    assert (mine["case_court"], theirs["case_court"]) == ("P0101", "P0201")
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "GZIP, identity"])
