@@ -24,6 +24,10 @@ from commandcenter.config import Config, ConfigError, load_config
 from commandcenter.logs import configure_logging
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from sessions.checkpoint import Checkpoint
+    from sessions.checkpoint_audit import CheckpointReport
     from sessions.originals import OriginalsReport
     from sessions.store import TraceStore
     from sessions.trace import VerifyResult
@@ -226,7 +230,9 @@ def _add_audit(commands: Commands) -> None:
         help="also re-hash every evidence original against its record (reads every byte); "
         "a missing or changed original makes the exit status 1",
     )
+    _add_checkpoint_options(v)
     v.set_defaults(run=_audit_verify)
+    _add_audit_keygen(actions)
 
 
 def _anchors(prog: str, texts: Sequence[str]) -> dict[int, str]:
@@ -274,7 +280,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from sessions.durable import verify_store
     from sessions.errors import RecorderError
 
-    async def run() -> tuple[VerifyResult, OriginalsReport | None, float]:
+    async def run() -> tuple[VerifyResult, OriginalsReport | None, CheckpointReport, float]:
         started = time.monotonic()
         store = await open_store(config, readonly=True)
         originals = None
@@ -285,14 +291,15 @@ def _audit_verify(args: argparse.Namespace) -> int:
             )
             if bar is not None:
                 bar.finish(result.records)
+            checkpoints = await _check_checkpoints(prog, args, config, store)
             if args.files:
                 originals = await _check_originals(config, store, show)
         finally:
             await store.close()
-        return result, originals, time.monotonic() - started
+        return result, originals, checkpoints, time.monotonic() - started
 
     try:
-        result, originals, seconds = asyncio.run(run())
+        result, originals, checkpoints, seconds = asyncio.run(run())
     except RecorderError as exc:
         raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
     summary: dict[str, object] = {
@@ -305,8 +312,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
     bad = result.tampering
     if bad is not None:
         summary |= {"seq": bad.seq, "problem": bad.problem, "detail": bad.detail}
+    summary["ok"] = result.ok and checkpoints.ok
+    summary["checkpoint"] = checkpoints.to_json()
     if originals is not None:
-        summary["ok"] = result.ok and originals.ok
+        summary["ok"] = summary["ok"] and originals.ok
         summary["files"] = {
             "checked": originals.files,
             "bytes": originals.bytes,
@@ -315,6 +324,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     if bad is not None:
         print(f"{prog}: {bad.message()}", file=sys.stderr)
+    _print_checkpoint_lines(prog, checkpoints)
     for problem in originals.problems if originals is not None else ():
         ids = ", ".join(problem.evidence_ids)
         print(
@@ -342,6 +352,155 @@ async def _check_originals(config: Config, store: TraceStore, show: bool) -> Ori
         bar.total = max(bar.total, report.bytes)
         bar.finish(report.bytes)
     return report
+
+
+# --- audit: checkpoints (issue 15) ---------------------------------------------------------
+
+
+def _add_checkpoint_options(v: _Parser) -> None:
+    v.add_argument(
+        "--public-key",
+        metavar="PEM",
+        type=Path,
+        help="the checkpoint public key (default: the .pub beside audit.checkpoint_key_file, "
+        "or that key itself)",
+    )
+    v.add_argument(
+        "--checkpoints",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkpoint log (JSON lines) to check as well (repeatable; "
+        "audit.checkpoint_log is read when it exists)",
+    )
+    v.add_argument(
+        "--tsa-certificate",
+        metavar="FILE",
+        type=Path,
+        help="the time-stamp authority's certificate (default: audit.tsa_certificate_file)",
+    )
+
+
+def _add_audit_keygen(actions: Commands) -> None:
+    k = actions.add_parser(
+        "keygen",
+        parents=[_config_option()],
+        help="make the Ed25519 key pair that signs checkpoints",
+        description="Write a new checkpoint key (PEM, mode 0600) and its public half (.pub) "
+        "to --out, default audit.checkpoint_key_file (<data_dir>-audit/"
+        "checkpoint_ed25519.pem). An existing key is never overwritten. Prints one JSON line.",
+    )
+    k.add_argument("--out", metavar="PATH", type=Path, help="where to write the private key")
+    k.set_defaults(run=_audit_keygen)
+
+
+def _audit_keygen(args: argparse.Namespace) -> int:
+    prog = f"{PROG} audit keygen"
+    config = _load(args)
+    from commandcenter.config import audit_key_path
+    from sessions.checkpoint import key_id
+    from sessions.checkpoint_files import KeyFileError, public_key_path, write_key_pair
+
+    path: Path = args.out if args.out is not None else audit_key_path(config)
+    try:
+        key = write_key_pair(path)
+    except KeyFileError as exc:
+        raise CommandError(prog, str(exc)) from None
+    print(
+        json.dumps(
+            {
+                "key_file": str(path),
+                "public_key_file": str(public_key_path(path)),
+                "key_id": key_id(key.public_key()),
+            }
+        )
+    )
+    return 0
+
+
+def _public_key(prog: str, args: argparse.Namespace, config: Config) -> Ed25519PublicKey | None:
+    from commandcenter.config import audit_key_path
+    from sessions.checkpoint_files import KeyFileError, load_public_key, public_key_path
+
+    given: Path | None = args.public_key
+    if given is not None:
+        try:
+            return load_public_key(given)
+        except KeyFileError as exc:
+            raise CommandError(prog, f"--public-key: {exc}") from None
+    private = audit_key_path(config)
+    for path in (public_key_path(private), private):
+        if path.exists():
+            try:
+                return load_public_key(path)
+            except KeyFileError:
+                continue
+    return None
+
+
+def _checkpoint_sources(
+    prog: str, args: argparse.Namespace, config: Config, table: list[Checkpoint]
+) -> list[tuple[str, Checkpoint]]:
+    from sessions.checkpoint import CheckpointError
+    from sessions.checkpoint_files import read_log
+
+    sources = [("checkpoints table", cp) for cp in table]
+    logs: list[Path] = list(args.checkpoints)
+    configured = config.audit.checkpoint_log
+    if configured and Path(configured).exists() and Path(configured) not in logs:
+        logs.append(Path(configured))
+    for path in logs:
+        try:
+            for n, entry in read_log(path):
+                if isinstance(entry, CheckpointError):
+                    raise CommandError(prog, f"{path} line {n}: not a checkpoint ({entry})")
+                sources.append((f"{path} line {n}", entry))
+        except OSError as exc:
+            raise CommandError(prog, f"{path}: {exc.strerror}") from None
+    return sources
+
+
+async def _check_checkpoints(
+    prog: str, args: argparse.Namespace, config: Config, store: TraceStore
+) -> CheckpointReport:
+    from commandcenter.tsa_client import load_tsa_certificate
+    from sessions.checkpoint import CheckpointError
+    from sessions.checkpoint_audit import CheckpointReport, audit_checkpoints
+    from sessions.errors import TimestampError
+
+    try:
+        table = await store.checkpoints()
+    except CheckpointError as exc:
+        report = CheckpointReport()
+        report.problems.append(f"checkpoints table: an unreadable checkpoint ({exc})")
+        return report
+    sources = _checkpoint_sources(prog, args, config, table)
+    public = _public_key(prog, args, config) if sources else None
+    if sources and public is None:
+        raise CommandError(
+            prog,
+            f"{len(sources)} checkpoint(s) but no public key to check them: pass --public-key",
+        )
+    cert_path = args.tsa_certificate or config.audit.tsa_certificate_file
+    try:
+        certificate = load_tsa_certificate(str(cert_path) if cert_path else "")
+    except TimestampError as exc:
+        raise CommandError(prog, f"TSA certificate: {exc.reason}") from None
+    return await audit_checkpoints(store, sources, public, certificate)
+
+
+def _print_checkpoint_lines(prog: str, report: CheckpointReport) -> None:
+    for problem in report.problems:
+        print(f"{prog}: {problem}", file=sys.stderr)
+    tail = report.tail
+    if tail is None or tail.status == "ok":
+        return
+    if tail.ok:
+        print(f"{prog}: note: {tail.detail}", file=sys.stderr)
+    else:
+        line = f"{prog}: checkpoint: record {tail.seq} {tail.status}: {tail.detail}"
+        print(line, file=sys.stderr)
 
 
 # --- stats -------------------------------------------------------------------------------
