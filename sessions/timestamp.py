@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from asn1crypto import cms, tsp
+from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -69,12 +69,15 @@ def token_of_response(response: bytes, digest: bytes, nonce: int) -> bytes:
     """The token (DER ContentInfo) of a TimeStampResp answering `request_bytes(digest,
     nonce)`. Raises TimestampError when it was refused or answers something else."""
     try:
-        resp = tsp.TimeStampResp.load(response)
-        status = resp["status"]["status"].native
-        token = resp["time_stamp_token"]
+        # The status first, on its own: asn1crypto's TimeStampResp insists on the token that
+        # RFC 3161 leaves out of a refusal.
+        outer = core.Sequence.load(response)
+        info_of_status = tsp.PKIStatusInfo.load(outer[0].dump())
+        status = info_of_status["status"].native
         if status not in ("granted", "granted_with_mods"):
-            text = resp["status"]["status_string"].native
-            raise TimestampError(f"the TSA refused: {status} {text or ''}".strip())
+            text = info_of_status["status_string"].native
+            raise TimestampError(f"the TSA refused: {status} {' '.join(text or [])}".strip())
+        token = tsp.TimeStampResp.load(response)["time_stamp_token"]
         if token.native is None:
             raise TimestampError("the TSA's answer holds no token")
         info = _tst_info(token)

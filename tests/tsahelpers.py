@@ -41,7 +41,7 @@ def make_certificate() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 
 @dataclass
-class TestTsa:
+class LocalTsa:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     url: str = ""
@@ -58,11 +58,12 @@ class TestTsa:
         self.requests.append(query)
         req = tsp.TimeStampReq.load(query)
         if self.refuse:
-            return bytes(
-                tsp.TimeStampResp(
-                    {"status": {"status": "rejection", "status_string": ["refused by the test"]}}
-                ).dump()
-            )
+            # A TimeStampResp of its status alone: asn1crypto's class insists on the token
+            # that RFC 3161 makes optional, so the SEQUENCE is put together by hand.
+            status: bytes = tsp.PKIStatusInfo(
+                {"status": "rejection", "status_string": ["refused by the test"]}
+            ).dump()
+            return b"\x30" + bytes([len(status)]) + status
         info = tsp.TSTInfo(
             {
                 "version": "v1",
@@ -120,10 +121,10 @@ class TestTsa:
         return web.Response(body=body, content_type="application/timestamp-reply")
 
 
-async def start_tsa() -> tuple[TestTsa, web.AppRunner]:
+async def start_tsa() -> tuple[LocalTsa, web.AppRunner]:
     """A TSA listening on a free loopback port; clean up the runner when done."""
     key, cert = make_certificate()
-    tsa = TestTsa(key, cert)
+    tsa = LocalTsa(key, cert)
     app = web.Application()
     app.router.add_post("/tsa", tsa.handle)
     runner = web.AppRunner(app)
