@@ -607,13 +607,22 @@ def _add_evidence(commands: Commands) -> None:
         action="store_true",
         help="also verify the configured trace, with every bundled record as an anchor",
     )
+    v.add_argument(
+        "--public-key",
+        metavar="PEM",
+        type=Path,
+        help="the checkpoint public key the bundle must be signed with (default: the "
+        "bundle's own checkpoint.pub, whose key_id is printed for comparison)",
+    )
     v.set_defaults(run=_evidence_verify)
 
 
 def _evidence_export(args: argparse.Namespace) -> int:
     prog = f"{PROG} evidence export"
     config = _load(args)
+    from commandcenter.checkpoints import open_checkpointer
     from commandcenter.stores import evidence_store, open_store
+    from sessions.checkpoint_files import KeyFileError
     from sessions.durable import DurableRecorder
     from sessions.errors import RecorderError
     from sessions.evidence import BadRequest, parse_case_number
@@ -624,13 +633,19 @@ def _evidence_export(args: argparse.Namespace) -> int:
     except BadRequest as exc:
         raise CommandError(prog, f"--case: {exc.reason}") from None
     out: Path = args.out
+    # Log lines go to stderr, stdout being the result's; only what needs the operator (a
+    # checkpoint key made now, an alarm), not each checkpoint.
+    configure_logging(msgspec.structs.replace(config.logging, level="warning"))
 
     async def run() -> ExportSummary:
         store = await open_store(config)
         try:
             evidence = evidence_store(config, trace=store, recorder=DurableRecorder.over(store))
+            who = exported_by_default()
+            # The bundle is signed with the checkpoint key, at a checkpoint of its own.
+            checkpointer = await open_checkpointer(config, store, node=who, clock=time.time)
             return await export_case(
-                evidence, store, case_number, out, exported_by=exported_by_default()
+                evidence, store, case_number, out, exported_by=who, checkpointer=checkpointer
             )
         finally:
             await store.close()
@@ -639,6 +654,8 @@ def _evidence_export(args: argparse.Namespace) -> int:
         summary = asyncio.run(run())
     except RecorderError as exc:
         raise CommandError(prog, exc.reason) from None
+    except KeyFileError as exc:
+        raise CommandError(prog, f"checkpoint key: {exc}") from None
     print(
         json.dumps(
             {
@@ -648,6 +665,7 @@ def _evidence_export(args: argparse.Namespace) -> int:
                 "records": summary.records,
                 "head_seq": summary.head.seq,
                 "head_hash": summary.head.hash,
+                "key_id": summary.key_id,
             },
             ensure_ascii=False,
         )
@@ -661,12 +679,29 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     from sessions.errors import RecorderError
     from sessions.export import check_against_chain, check_bundle
 
-    check = check_bundle(args.bundle)
+    public = None
+    if args.public_key is not None:
+        from sessions.checkpoint_files import KeyFileError, load_public_key
+
+        try:
+            public = load_public_key(args.public_key)
+        except KeyFileError as exc:
+            raise CommandError(prog, f"--public-key: {exc}") from None
+    check = check_bundle(args.bundle, public)
     problems = list(check.problems)
     summary: dict[str, object] = {
         "items": check.items,
         "records": check.records,
+        "key_id": check.key_id,
+        "head_seq": None if check.head is None else check.head.seq,
     }
+    if args.chain and public is None:
+        # Against the chain, the bundle must be signed with this server's key.
+        server_key = _public_key(prog, args, _load(args))
+        if server_key is not None:
+            check = check_bundle(args.bundle, server_key)
+            problems = list(check.problems)
+            summary["key_id"] = check.key_id
     if args.chain and check.ok:
         config = _load(args)
 

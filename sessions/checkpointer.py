@@ -21,9 +21,17 @@ from pathlib import Path
 from typing import Final
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sessions.checkpoint import Checkpoint, Reason, first_break, latest, sign
+from sessions.checkpoint import (
+    Checkpoint,
+    Reason,
+    first_break,
+    key_id,
+    latest,
+    sign,
+    sign_bytes,
+)
 from sessions.checkpoint_files import append_to_log
 from sessions.errors import RecorderError, TimestampError
 from sessions.store import TraceStore
@@ -70,6 +78,18 @@ class Checkpointer:
     @property
     def last(self) -> Checkpoint | None:
         return self._last
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self._key.public_key())
+
+    def sign_detached(self, data: bytes) -> str:
+        """The key's signature of any bytes (an evidence bundle's manifest), hex."""
+        return sign_bytes(self._key, data)
 
     async def checkpoint(self, reason: Reason) -> Checkpoint | None:
         """Sign and keep the current head; None when there is nothing new to sign (a
