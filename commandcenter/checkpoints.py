@@ -21,6 +21,7 @@ from commandcenter.config import Config, audit_key_path
 from commandcenter.tsa_client import load_tsa_certificate, timestamper
 from sessions.checkpoint_files import KeyFileError, load_or_make_key
 from sessions.checkpointer import Checkpointer
+from sessions.errors import TimestampError
 from sessions.store import TraceStore
 
 log = structlog.get_logger(__name__)
@@ -69,8 +70,9 @@ def install(
     async def on_startup(app: web.Application) -> None:
         try:
             checkpointer = await open_checkpointer(config, trace, node=node, clock=clock)
-        except KeyFileError as exc:
-            log.error("checkpoint key unusable", error=str(exc))
+        except (KeyFileError, TimestampError) as exc:
+            # The server does not run without a way to sign its trace's head.
+            log.error("checkpoints cannot be written", error=str(exc))
             raise
         app[CHECKPOINTER] = checkpointer
         checkpointer.start()
@@ -83,11 +85,13 @@ def install(
     app.on_cleanup.insert(0, on_cleanup)
 
 
-async def write_shutdown_checkpoint(app: web.Application) -> None:
-    """The stop checkpoint at the final head; idempotent, and nothing without a trace."""
+async def write_shutdown_checkpoint(app: web.Application, *, drained: bool = True) -> None:
+    """The stop checkpoint at the final head; idempotent, and nothing without a trace.
+    `drained` False: uploads were still in progress when the drain timed out, and one may
+    yet land in the trace, so the checkpoint promises no quiet after it (`node_stop`)."""
     checkpointer = app.get(CHECKPOINTER)
     if checkpointer is not None:
-        await checkpointer.stop()
+        await checkpointer.stop(quiet=drained)
 
 
 __all__ = ["CHECKPOINTER", "install", "open_checkpointer", "write_shutdown_checkpoint"]

@@ -154,11 +154,12 @@ async def run_until_stopped(
         # WebSocket clients are told first (1001: reconnect), so they find another node
         # while uploads finish; the app's shutdown runs again, harmlessly, in cleanup.
         await runner.shutdown()
-        if not await in_flight.drained(drain_timeout_s):
+        drained = await in_flight.drained(drain_timeout_s)
+        if not drained:
             log.warning("drain timed out", in_progress=in_flight.count)
         # Everything the drain recorded is in the trace now: sign its final head before
         # the cleanup closes it.
-        await write_shutdown_checkpoint(app)
+        await write_shutdown_checkpoint(app, drained=drained)
         await runner.cleanup()
         log.info("drained", seconds=round(time.monotonic() - started, 3))
     finally:

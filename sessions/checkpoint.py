@@ -43,7 +43,8 @@ from sessions.trace import Head, Link, canonical, chain_hash
 
 CHECKPOINT_FORMAT: Final = "commandcenter-checkpoint/1"
 # Why a checkpoint was written. `stop` promises that its writer was the trace's only one and
-# wrote nothing after it; `node_stop` is a cluster node's stop (other nodes go on writing).
+# wrote nothing after it; `node_stop` is a stop that promises no such quiet: a cluster node's
+# (other nodes go on writing), or a drain that timed out with uploads still under way.
 Reason = Literal["start", "periodic", "stop", "node_stop", "export"]
 REASONS: Final = ("start", "periodic", "stop", "node_stop", "export")
 # The one kind allowed to follow a `stop` checkpoint: the next start of the server.

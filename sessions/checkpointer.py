@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sessions.checkpoint import (
     Checkpoint,
+    CheckpointError,
     Reason,
     first_break,
     key_id,
@@ -158,18 +159,30 @@ class Checkpointer:
     async def _run(self) -> None:
         reason: Reason = "start"
         while True:
-            try:
-                await self.checkpoint(reason)
-            except RecorderError as exc:
-                # The trace is unavailable just now; the next round tries again.
-                log.warning("checkpoint not written", reason=exc.reason)
-            except OSError as exc:
-                log.error("checkpoint log not written", alarm=True, error=str(exc))
+            await self._checkpoint_logged(reason)
             reason = "periodic"
             await asyncio.sleep(self._interval_s)
 
-    async def stop(self) -> Checkpoint | None:
-        """Stop the schedule and write the stop checkpoint, once: later calls return it."""
+    async def _checkpoint_logged(self, reason: Reason) -> Checkpoint | None:
+        # The one place a failed checkpoint is reported: the schedule and the stop go on
+        # (the trace may be unavailable just now, the next round tries again).
+        try:
+            return await self.checkpoint(reason)
+        except RecorderError as exc:
+            log.warning("checkpoint not written", checkpoint_reason=reason, reason=exc.reason)
+        except CheckpointError as exc:
+            log.error("a stored checkpoint is unreadable", alarm=True, error=str(exc))
+        except OSError as exc:
+            log.error("checkpoint log not written", alarm=True, error=str(exc))
+        except Exception:
+            log.exception("checkpoint failed", checkpoint_reason=reason)
+        return None
+
+    async def stop(self, *, quiet: bool = True) -> Checkpoint | None:
+        """Stop the schedule and write the stop checkpoint, once: later calls return it.
+        `quiet` says that nothing more will be recorded (the drain finished); only then,
+        and only for the trace's one writer, is it a `stop` checkpoint, after which any
+        record but the next start's is reported as appended by someone else."""
         if self._stopped:
             return self._final
         self._stopped = True
@@ -177,12 +190,8 @@ class Checkpointer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        try:
-            self._final = await self.checkpoint("stop" if self._alone else "node_stop")
-        except RecorderError as exc:
-            log.error("stop checkpoint not written", alarm=True, reason=exc.reason)
-        except OSError as exc:
-            log.error("stop checkpoint not logged", alarm=True, error=str(exc))
+        reason: Reason = "stop" if self._alone and quiet else "node_stop"
+        self._final = await self._checkpoint_logged(reason)
         return self._final
 
 

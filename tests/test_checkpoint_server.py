@@ -1,7 +1,8 @@
 """Checkpoints written by the running server: one at start, then periodically while the head
-moves (not while it stands still), one at the stop on the app's cleanup; and a real
+moves (not while it stands still), one at the stop on the app's cleanup; a real
 `commandcenter serve` process stopped with SIGTERM leaves a stop checkpoint at the trace's
-final head, which `audit verify` accepts."""
+final head, which `audit verify` accepts; a tail cut below the last checkpoint is never
+signed over; a stop after a drain that timed out promises no quiet."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
@@ -26,6 +30,7 @@ from commandcenter.keys import TRACE
 from commandcenter.stores import sqlite_path
 from sessions.checkpoint import Checkpoint, signature_ok
 from sessions.checkpoint_files import load_public_key, public_key_path
+from sessions.checkpointer import Checkpointer
 from sessions.recorder import TraceEvent
 from sessions.sqlite_store import SqliteTraceStore
 from tests.conftest import TEST_SECRET, make_config
@@ -161,3 +166,53 @@ async def test_a_served_process_stopped_with_sigterm_leaves_a_stop_checkpoint_at
     assert summary["checkpoint"]["status"] == "ok"
     assert summary["checkpoint"]["reason"] == "stop"
     assert summary["checkpoint"]["seq"] == head.seq
+
+
+async def test_a_tail_cut_below_the_last_checkpoint_is_never_signed_over(tmp_path: Path) -> None:
+    """The checkpointer raises the alarm instead of signing the shorter trace as good."""
+    path = tmp_path / "trace.sqlite3"
+    store = await SqliteTraceStore.open(path)
+    try:
+        await store.append([TraceEvent("position", 1.0 + i, {"i": i}) for i in range(6)])
+        checkpointer = Checkpointer(
+            store,
+            Ed25519PrivateKey.generate(),
+            node="n1",
+            clock=time.time,
+            interval_s=60.0,
+            alone=True,
+        )
+        assert await checkpointer.checkpoint("periodic") is not None
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM trace WHERE seq >= 5")
+        db.close()
+        await store.append([TraceEvent("position", 9.0, {"forged": True})])
+        with structlog.testing.capture_logs() as logs:
+            assert await checkpointer.checkpoint("periodic") is None
+        (alarm,) = [e for e in logs if e.get("alarm")]
+        assert (alarm["checkpoint_seq"], alarm["seq"]) == (6, 6)
+        assert len(await store.checkpoints()) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_stop_after_a_timed_out_drain_promises_no_quiet(tmp_path: Path) -> None:
+    store = await SqliteTraceStore.open(tmp_path / "trace.sqlite3")
+    try:
+        checkpointer = Checkpointer(
+            store,
+            Ed25519PrivateKey.generate(),
+            node="n1",
+            clock=time.time,
+            interval_s=60.0,
+            alone=True,
+        )
+        checkpointer.start()
+        final = await checkpointer.stop(quiet=False)
+        assert final is not None
+        assert final.reason == "node_stop"
+        # Once only: a second stop (the app's cleanup) returns the same checkpoint.
+        assert await checkpointer.stop() is final
+        assert [c.reason for c in await store.checkpoints()][-1] == "node_stop"
+    finally:
+        await store.close()
