@@ -14,7 +14,8 @@ trace against its latest checkpoint then shows:
   naming them). Records written since the last periodic checkpoint are normal; after a
   `stop` checkpoint (the trace's only writer stopped cleanly) the next record must be the
   next start's `server_started`, so anything else there was appended by someone else
-  (`appended`, a failure).
+  (`appended`, a failure); and a record after the checkpoint that does not chain on from
+  the checkpointed hash was forged or changed (`forged`, a failure).
 
 What no checkpoint can show: records forged into the window after the latest checkpoint
 while the server runs (the next checkpoint signs the head it finds, after checking that it
@@ -245,7 +246,7 @@ def bytes_signature_ok(public: Ed25519PublicKey, data: bytes, signature: str) ->
 
 # --- the tail against a checkpoint ---------------------------------------------------------
 
-TailStatus = Literal["ok", "extended", "appended", "truncated", "mismatch"]
+TailStatus = Literal["ok", "extended", "appended", "forged", "truncated", "mismatch"]
 
 
 @dataclass(frozen=True)
@@ -272,10 +273,14 @@ def compare_tail(
     head: Head,
     hash_at_checkpoint: str | None,
     first_after_kind: str | None,
+    *,
+    first_after_prev_hash: str | None = None,
 ) -> TailCheck:
     """Compare the trace's `head` with the latest `checkpoint` (its signature checked by the
     caller). `hash_at_checkpoint` is the stored hash of the record at the checkpoint's seq
-    (None when there is none); `first_after_kind` the kind of the record just after it."""
+    (None when there is none); `first_after_kind` and `first_after_prev_hash` are the kind
+    and prev_hash of the record just after it (None when there is none or they are not
+    known)."""
     cp = checkpoint
     if head.seq < cp.seq:
         missing = head.seq + 1
@@ -305,6 +310,18 @@ def compare_tail(
         return TailCheck("ok", cp, head, None, 0, f"the trace ends at its checkpoint, seq {cp.seq}")
     first = cp.seq + 1
     span = f"{first}" if first == head.seq else f"{first} to {head.seq}"
+    if first_after_prev_hash is not None and first_after_prev_hash != cp.hash:
+        # The checkpointed record is genuine (its hash is the signed one), so the record
+        # after it is the one at fault, whatever a keyless chain check makes of the pair.
+        return TailCheck(
+            "forged",
+            cp,
+            head,
+            first,
+            uncovered,
+            f"record {first} does not chain on from the checkpointed record {cp.seq}: "
+            "forged or changed after the checkpoint",
+        )
     if cp.reason == "stop" and first_after_kind != SERVER_STARTED:
         return TailCheck(
             "appended",

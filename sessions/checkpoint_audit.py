@@ -83,11 +83,13 @@ async def audit_checkpoints(
     head = await store.head()
     at = await _links_at(store, last.seq)
     after = await _links_at(store, last.seq + 1)
+    next_one = after[0] if after and after[0].seq == last.seq + 1 else None
     report.tail = compare_tail(
         last,
         head,
         at[0].hash if at and at[0].seq == last.seq else None,
-        after[0].kind if after and after[0].seq == last.seq + 1 else None,
+        None if next_one is None else next_one.kind,
+        first_after_prev_hash=None if next_one is None else next_one.prev_hash,
     )
     token = last.token_der()
     if token is not None:

@@ -126,6 +126,19 @@ def test_records_after_a_stop_checkpoint_are_appended_unless_the_next_start() ->
     assert compare_tail(node_stop, head_of(trace, 8), trace[5].hash, "position").ok
 
 
+def test_a_record_after_the_checkpoint_that_does_not_chain_from_it_is_forged() -> None:
+    trace = links(9)
+    cp = sign(KEY, head_of(trace, 6), now=T0, node="n1", reason="periodic")
+    genuine = compare_tail(
+        cp, head_of(trace, 9), trace[5].hash, "position", first_after_prev_hash=trace[5].hash
+    )
+    assert genuine.status == "extended"
+    forged = compare_tail(
+        cp, head_of(trace, 9), trace[5].hash, "position", first_after_prev_hash="11" * 32
+    )
+    assert (forged.status, forged.ok, forged.seq) == ("forged", False, 7)
+
+
 @given(checkpoint_seq=st.integers(0, 30), end=st.integers(0, 30))
 def test_the_tail_verdict_follows_where_the_trace_ends(checkpoint_seq: int, end: int) -> None:
     trace = links(30)

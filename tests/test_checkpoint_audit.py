@@ -125,6 +125,25 @@ async def test_a_record_appended_after_a_clean_stop_fails_naming_it(
     assert "record 11 appended" in err
 
 
+async def test_a_record_appended_that_does_not_chain_from_the_checkpoint_is_named_forged(
+    backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A keyless chain check can only say the pair 10-11 disagrees; the checkpoint vouches
+    for 10, so 11 is the forgery."""
+    config = config_file(tmp_path, backend)
+    await append(backend, 10)
+    await checkpoint(backend, config, "periodic")
+    await backend.sql(
+        "INSERT INTO {t} (seq, at_us, kind, data, prev_hash, hash)"
+        " SELECT 11, at_us + 1, kind, data, prev_hash, hash FROM {t} WHERE seq = 10"
+    )
+    code, summary, cp, err = await verify(capsys, config)
+    assert code == 1
+    assert summary["ok"] is False
+    assert (cp["status"], cp["problem_seq"]) == ("forged", 11)
+    assert "record 11 forged: record 11 does not chain on from the checkpointed record 10" in err
+
+
 async def test_records_after_a_periodic_checkpoint_are_reported_as_not_yet_covered(
     backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
