@@ -63,9 +63,10 @@ from sessions.checkpoint import (
 )
 from sessions.checkpointer import Checkpointer
 from sessions.durable import verify_store
-from sessions.errors import RecorderError
+from sessions.errors import RecorderError, TimestampError
 from sessions.evidence_store import EvidenceStore
 from sessions.store import TraceStore
+from sessions.timestamp import check_imprint_only
 from sessions.trace import GENESIS_HASH, Head, Link, VerifyResult, canonical, chain_hash
 
 BUNDLE_FORMAT: Final = "commandcenter-evidence-bundle/2"
@@ -387,6 +388,13 @@ def _check_signature(
     result.head = head
     if not signature_ok(checkpoint, public):
         result.problems.append("checkpoint: signature does not verify with the key")
+    token = checkpoint.token_der()
+    if token is not None:
+        # Without the TSA's certificate, what the token stamps is what can be checked here.
+        try:
+            check_imprint_only(token, checkpoint.digest())
+        except TimestampError as exc:
+            result.problems.append(f"checkpoint: time stamp: {exc.reason}")
     if checkpoint.head != head:
         result.problems.append(
             f"checkpoint: signs seq {checkpoint.seq}, not the bundle's head {head.seq}"

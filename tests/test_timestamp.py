@@ -1,7 +1,8 @@
 """RFC 3161 time stamps of checkpoints, against a real TSA the test starts on 127.0.0.1
 (tests/tsahelpers.py): a token stamps the checkpoint's digest and verifies with the TSA's
 certificate, and nothing else does; the server's checkpoints carry one and `audit verify`
-reads its time; a TSA that refuses or is gone costs the token, not the checkpoint."""
+reads its time, and so does an exported bundle's; a TSA that refuses or is gone costs the
+token, not the checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,9 +22,12 @@ from commandcenter.app import create_app
 from commandcenter.cli import main
 from commandcenter.keys import TRACE
 from commandcenter.tsa_client import timestamper
+from sessions.checkpoint import Checkpoint
 from sessions.errors import TimestampError
+from sessions.export import check_bundle
 from sessions.timestamp import request_bytes, token_of_response, verify_token
 from tests.conftest import make_config
+from tests.evidencehelpers import CASE, start_api, uploaded
 from tests.polling import wait_until
 from tests.test_serve import free_port
 from tests.tsahelpers import LocalTsa, make_certificate, start_tsa
@@ -188,3 +193,29 @@ async def test_a_tsa_that_hangs_is_given_up_after_tsa_timeout_s(
         assert (await app[TRACE].checkpoints())[0].tsa_token is None
     finally:
         await runner.cleanup()
+
+
+async def test_an_exported_bundle_carries_its_time_stamped_export_checkpoint(
+    aiohttp_client: AiohttpClient, tsa: LocalTsa, tmp_path: Path
+) -> None:
+    api = await start_api(aiohttp_client, tmp_path, audit={"tsa_url": tsa.url})
+    await uploaded(api, "o1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+    env["COMMANDCENTER_SERVER_DATA_DIR"] = api.config.server.data_dir
+    env["COMMANDCENTER_AUDIT_TSA_URL"] = tsa.url
+    bundle = tmp_path / "bundle"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "commandcenter", "evidence", "export", "--case", CASE, "--out", str(bundle)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode, err) == (0, b"")
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    cp = Checkpoint.from_json(manifest["checkpoint"])
+    token = cp.token_der()
+    assert token is not None
+    verify_token(token, cp.digest(), tsa.cert)
+    assert check_bundle(bundle).ok
