@@ -207,10 +207,13 @@ def _add_audit(commands: Commands) -> None:
         parents=[_config_option()],
         help="recompute the hash chain and name the first record that was tampered with",
         description="Recompute the hash chain of the trace named by the configuration. "
-        "Prints one JSON line (ok, records, head_seq, head_hash, and the problem if any); "
+        "Prints one JSON line (ok, records, head_seq, head_hash, the problem if any, and "
+        "the checkpoint block: the trace's end against its latest signed checkpoint); "
         "exit status 0 when intact, 1 when a record was edited, deleted, inserted or "
-        "reordered, 2 when the trace cannot be read. Keep the printed head: passing it back "
-        "as --anchor later also detects records cut off the end or a rewritten log.",
+        "reordered, records were cut off the end or appended after a clean stop, or a "
+        "checkpoint does not verify; 2 when the trace cannot be read. Keep the printed head: "
+        "passing it back as --anchor later also detects records cut off the end or a "
+        "rewritten log.",
     )
     v.add_argument(
         "--progress",
