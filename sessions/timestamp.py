@@ -28,6 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from sessions.errors import TimestampError
 
+# asn1crypto decodes lazily, as fields are read, and malformed DER surfaces as any of these
+# (a Void where a value was expected is an AttributeError): all mean "not a token".
+_MALFORMED: Final = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
 MEDIA_TYPE_QUERY: Final = "application/timestamp-query"
 MEDIA_TYPE_REPLY: Final = "application/timestamp-reply"
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -86,7 +89,7 @@ def token_of_response(response: bytes, digest: bytes, nonce: int) -> bytes:
         der = bytes(token.dump())
     except TimestampError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except _MALFORMED as exc:
         raise TimestampError(f"not a time-stamp response: {exc}") from None
     _check_imprint(info, digest)
     return der
@@ -114,7 +117,7 @@ def check_imprint_only(token: bytes, digest: bytes) -> None:
     TimestampError."""
     try:
         info = _tst_info(cms.ContentInfo.load(token))
-    except (ValueError, TypeError, KeyError) as exc:
+    except _MALFORMED as exc:
         raise TimestampError(f"not a time-stamp token: {exc}") from None
     _check_imprint(info, digest)
 
@@ -169,7 +172,7 @@ def verify_token(token: bytes, digest: bytes, certificate: x509.Certificate) -> 
         )
     except TimestampError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except _MALFORMED as exc:
         raise TimestampError(f"not a time-stamp token: {exc}") from None
 
 

@@ -4,6 +4,7 @@ truncated, rewritten), with Hypothesis over where the trace ends."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import replace
@@ -174,3 +175,21 @@ def test_latest_is_the_highest_seq_then_the_latest_time() -> None:
     c = sign(KEY, Head(4, "bb" * 32), now=T0 + 2, node="n", reason="periodic")
     assert latest([a, b, c]) == b
     assert latest([]) is None
+
+
+JSON = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=70)
+    | st.lists(st.integers(), max_size=2)
+)
+GOOD = sign(KEY, Head(3, "cd" * 32), now=T0, node="n1", reason="periodic").to_json()
+
+
+@given(st.dictionaries(st.sampled_from(sorted(GOOD)), JSON, max_size=4))
+def test_any_json_gives_a_checkpoint_or_a_checkpoint_error(changes: dict[str, object]) -> None:
+    """A checkpoint log or a bundle is input: reading one never fails any other way."""
+    with contextlib.suppress(CheckpointError):
+        Checkpoint.from_json({**GOOD, **changes})

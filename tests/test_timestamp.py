@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
@@ -33,6 +35,9 @@ from tests.test_serve import free_port
 from tests.tsahelpers import LocalTsa, make_certificate, start_tsa
 
 DIGEST = hashlib.sha256(b"a checkpoint's signed bytes").digest()
+_KEY, CERT = make_certificate()
+# A token of a TSA of its own, made once for the property tests.
+TOKEN = token_of_response(LocalTsa(_KEY, CERT).respond(request_bytes(DIGEST, 7)), DIGEST, 7)
 
 
 @pytest.fixture
@@ -219,3 +224,32 @@ async def test_an_exported_bundle_carries_its_time_stamped_export_checkpoint(
     assert token is not None
     verify_token(token, cp.digest(), tsa.cert)
     assert check_bundle(bundle).ok
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300)
+def test_any_bytes_are_a_token_or_a_timestamp_error(data: bytes) -> None:
+    """A token comes from a TSA or a bundle: reading one never fails any other way."""
+    with pytest.raises(TimestampError):
+        verify_token(data, DIGEST, CERT)
+    with pytest.raises(TimestampError):
+        token_of_response(data, DIGEST, 1)
+
+
+@given(st.integers(0, 2000), st.integers(0, 255))
+@settings(max_examples=200)
+def test_a_token_with_any_byte_changed_is_refused_or_still_stamps_the_same(
+    at: int, value: int
+) -> None:
+    """Flipping any byte of a real token never makes it vouch for something else."""
+    token = bytearray(TOKEN)
+    position = at % len(token)
+    if token[position] == value:
+        return
+    token[position] = value
+    try:
+        stamp = verify_token(bytes(token), DIGEST, CERT)
+    except TimestampError:
+        return
+    # Unsigned parts (the certificates bag, say) may change without consequence.
+    assert stamp.serial_number == 1
