@@ -351,8 +351,12 @@ def check_bundle(directory: Path, public: Ed25519PublicKey | None = None) -> Bun
     _check_signature(directory, text, manifest, public, result)
     links = _check_records(lines, result)
     by_seq = {link.seq: link for link in links}
-    _check_complete(manifest, links, result)
-    for item in manifest.get("items", []):
+    items = manifest.get("items")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        result.problems.append(f"{MANIFEST}: items is not a list of objects")
+        items = []
+    _check_complete(manifest, items, links, result)
+    for item in items:
         _check_item(directory, item, by_seq, result)
     return result
 
@@ -402,13 +406,18 @@ def _check_signature(
 
 
 def _check_complete(
-    manifest: Mapping[str, Any], links: Sequence[Link], result: BundleCheck
+    manifest: Mapping[str, Any],
+    items_listed: Sequence[Mapping[str, Any]],
+    links: Sequence[Link],
+    result: BundleCheck,
 ) -> None:
     """The bundle holds what the signed manifest says it was cut with, and every record of
     an item is accounted for by it."""
     listed = manifest.get("record_seqs")
-    if not isinstance(listed, list):
-        result.problems.append(f"{MANIFEST}: record_seqs missing")
+    if not isinstance(listed, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in listed
+    ):
+        result.problems.append(f"{MANIFEST}: record_seqs is not a list of seqs")
         return
     present = {link.seq for link in links}
     for seq in sorted(set(listed) - present):
@@ -421,10 +430,7 @@ def _check_complete(
                 result.problems.append(f"record {link.seq}: after the bundle's head")
             elif link.seq == result.head.seq and link.hash != result.head.hash:
                 result.problems.append(f"record {link.seq}: not the head the bundle signs")
-    items: dict[str, Any] = {}
-    for item in manifest.get("items", []):
-        if isinstance(item, dict):
-            items[str(item.get("evidence_id"))] = item
+    items = {str(item.get("evidence_id")): item for item in items_listed}
     case = manifest.get("case_number")
     for link in links:
         try:
@@ -439,7 +445,10 @@ def _check_complete(
                     f"record {link.seq}: names {evidence_id}, which is not an item of the bundle"
                 )
             continue
-        if link.kind == ev.CORRECTED and link.seq not in item.get("correction_seqs", []):
+        corrections = item.get("correction_seqs")
+        if link.kind == ev.CORRECTED and (
+            not isinstance(corrections, list) or link.seq not in corrections
+        ):
             result.problems.append(
                 f"item {evidence_id}: correction {link.seq} is not applied to its metadata"
             )
@@ -463,7 +472,7 @@ def _check_records(lines: Iterable[str], result: BundleCheck) -> list[Link]:
             intact = chain_hash(
                 link.prev_hash, canonical(link.seq, link.at_us, link.kind, link.data)
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             result.problems.append(f"{RECORDS} line {n}: unreadable record ({exc})")
             continue
         if intact != link.hash:
@@ -504,7 +513,11 @@ def _check_item(
     if current.to_data() != item.get("metadata"):
         result.problems.append(f"item {evidence_id}: metadata differs from its records")
     path = directory / str(item.get("original", ""))
-    if path.resolve().parent != (directory / ORIGINALS).resolve():
+    try:
+        outside = path.resolve().parent != (directory / ORIGINALS).resolve()
+    except (OSError, ValueError):  # a NUL in the name, a symlink loop
+        outside = True
+    if outside:
         result.problems.append(f"item {evidence_id}: original is not under {ORIGINALS}/")
         return
     digest = hashlib.sha256()
@@ -514,7 +527,7 @@ def _check_item(
             while chunk := fh.read(COPY_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-    except OSError:
+    except (OSError, ValueError):
         result.problems.append(f"item {evidence_id}: original {path.name} is missing")
         return
     if (digest.hexdigest(), size) != (original.sha256, original.size):

@@ -370,3 +370,34 @@ async def test_a_format_1_bundle_is_refused_with_a_clear_reason(api: Api, tmp_pa
     write_manifest(bundle, manifest)
     (problem,) = check_bundle(bundle).problems
     assert "not signed and cannot show they are complete; export the case again" in problem
+
+
+BAD_VALUES: list[object] = [None, True, 7, -1.5, "x", "\x00", [], [None], [[1]], {}, {"a": [1]}]
+
+
+async def test_any_manifest_or_record_content_gives_problems_never_a_crash(
+    api: Api, tmp_path: Path
+) -> None:
+    """A bundle is input from outside: whatever it holds, verification answers problems."""
+    bundle, _ = await exported(api, tmp_path)
+    manifest = manifest_of(bundle)
+    records = read_records(bundle)
+    for key in [*manifest, "items.0", "items.0.correction_seqs", "items.0.original"]:
+        for value in BAD_VALUES:
+            changed = json.loads(json.dumps(manifest))
+            if key.startswith("items.0"):
+                _, _, field = key.partition("items.0")
+                if field:
+                    changed["items"][0][field.lstrip(".")] = value
+                else:
+                    changed["items"][0] = value
+            else:
+                changed[key] = value
+            write_manifest(bundle, changed)
+            check = check_bundle(bundle)
+            assert not check.ok, (key, value)
+    write_manifest(bundle, manifest)
+    for key in records[0]:
+        for value in [*BAD_VALUES, 1e300, float("inf")]:
+            write_records(bundle, [{**records[0], key: value}, *records[1:]])
+            assert not check_bundle(bundle).ok, (key, value)
