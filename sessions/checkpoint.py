@@ -70,6 +70,14 @@ class Checkpoint:
     tsa_token: str | None = None
 
     def __post_init__(self) -> None:
+        # Read back from a table or a file anyone may have written: types are checked too.
+        texts = (self.hash, self.node, self.reason, self.key_id, self.signature)
+        if not all(isinstance(x, str) for x in texts) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in (self.seq, self.at_us)
+        ):
+            raise CheckpointError("a field has the wrong type")
+        if self.tsa_token is not None and not isinstance(self.tsa_token, str):
+            raise CheckpointError("tsa_token is not text")
         _check_fields(self.seq, self.hash, self.at_us, self.node, self.reason)
         if not _is_hex(self.key_id, 64) or not _is_hex(self.signature, 128):
             raise CheckpointError("key_id or signature is not hex of the right length")
@@ -131,7 +139,14 @@ class Checkpoint:
         )
 
     def token_der(self) -> bytes | None:
-        return None if self.tsa_token is None else base64.b64decode(self.tsa_token)
+        """The token's DER; one that is not base64 reads as empty bytes, which no check of a
+        token accepts."""
+        if self.tsa_token is None:
+            return None
+        try:
+            return base64.b64decode(self.tsa_token, validate=True)
+        except ValueError:
+            return b""
 
 
 def _int(value: Any) -> int:

@@ -183,6 +183,20 @@ async def test_a_checkpoint_not_signed_with_the_key_is_refused(
     assert "checkpoint at seq 5 (checkpoints table): signature does not verify" in err
 
 
+async def test_a_checkpoint_row_changed_to_nonsense_is_a_problem_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite keeps any value in any column: a seq made text is reported, exit 1."""
+    backend = make_backend("sqlite", tmp_path)
+    config = config_file(tmp_path, backend)
+    await append(backend, 3)
+    await checkpoint(backend, config, "stop")
+    await backend.sql("UPDATE {c} SET seq = 'three'")
+    code, _, cp, err = await verify(capsys, config)
+    assert (code, cp["ok"], cp["status"]) == (1, False, "none")
+    assert "checkpoints table: an unreadable checkpoint (a field has the wrong type)" in err
+
+
 async def test_the_checkpoint_log_outlives_a_checkpoints_table_cut_short(
     backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
