@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from commandcenter import (
     account_api,
     browser_policy,
+    checkpoints,
     evidence_api,
     feed_api,
     http_api,
@@ -174,6 +175,9 @@ def create_app(
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
+    if isinstance(recorder, DurableRecorder):
+        # Signed heads of the trace (issue 15): at start, periodically, and at the stop.
+        checkpoints.install(app, config, recorder, node=node_id, clock=clock.now)
     return app
 
 

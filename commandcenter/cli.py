@@ -24,6 +24,10 @@ from commandcenter.config import Config, ConfigError, load_config
 from commandcenter.logs import configure_logging
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from sessions.checkpoint import Checkpoint
+    from sessions.checkpoint_audit import CheckpointReport
     from sessions.originals import OriginalsReport
     from sessions.store import TraceStore
     from sessions.trace import VerifyResult
@@ -203,10 +207,13 @@ def _add_audit(commands: Commands) -> None:
         parents=[_config_option()],
         help="recompute the hash chain and name the first record that was tampered with",
         description="Recompute the hash chain of the trace named by the configuration. "
-        "Prints one JSON line (ok, records, head_seq, head_hash, and the problem if any); "
+        "Prints one JSON line (ok, records, head_seq, head_hash, the problem if any, and "
+        "the checkpoint block: the trace's end against its latest signed checkpoint); "
         "exit status 0 when intact, 1 when a record was edited, deleted, inserted or "
-        "reordered, 2 when the trace cannot be read. Keep the printed head: passing it back "
-        "as --anchor later also detects records cut off the end or a rewritten log.",
+        "reordered, records were cut off the end or appended after a clean stop, or a "
+        "checkpoint does not verify; 2 when the trace cannot be read. Keep the printed head: "
+        "passing it back as --anchor later also detects records cut off the end or a "
+        "rewritten log.",
     )
     v.add_argument(
         "--progress",
@@ -226,7 +233,9 @@ def _add_audit(commands: Commands) -> None:
         help="also re-hash every evidence original against its record (reads every byte); "
         "a missing or changed original makes the exit status 1",
     )
+    _add_checkpoint_options(v)
     v.set_defaults(run=_audit_verify)
+    _add_audit_keygen(actions)
 
 
 def _anchors(prog: str, texts: Sequence[str]) -> dict[int, str]:
@@ -275,7 +284,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from sessions.durable import verify_store
     from sessions.errors import RecorderError
 
-    async def run() -> tuple[VerifyResult, OriginalsReport | None, float]:
+    async def run() -> tuple[VerifyResult, OriginalsReport | None, CheckpointReport, float]:
         started = time.monotonic()
         store = await open_store(config, readonly=True)
         originals = None
@@ -286,14 +295,15 @@ def _audit_verify(args: argparse.Namespace) -> int:
             )
             if bar is not None:
                 bar.finish(result.records)
+            checkpoints = await _check_checkpoints(prog, args, config, store)
             if args.files:
                 originals = await _check_originals(config, store, show)
         finally:
             await store.close()
-        return result, originals, time.monotonic() - started
+        return result, originals, checkpoints, time.monotonic() - started
 
     try:
-        result, originals, seconds = asyncio.run(run())
+        result, originals, checkpoints, seconds = asyncio.run(run())
     except RecorderError as exc:
         raise CommandError(prog, f"cannot read the trace: {exc.reason}") from None
     summary: dict[str, object] = {
@@ -306,8 +316,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
     bad = result.tampering
     if bad is not None:
         summary |= {"seq": bad.seq, "problem": bad.problem, "detail": bad.detail}
+    summary["ok"] = result.ok and checkpoints.ok
+    summary["checkpoint"] = checkpoints.to_json()
     if originals is not None:
-        summary["ok"] = result.ok and originals.ok
+        summary["ok"] = summary["ok"] and originals.ok
         summary["files"] = {
             "checked": originals.files,
             "bytes": originals.bytes,
@@ -316,6 +328,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     if bad is not None:
         print(f"{prog}: {bad.message()}", file=sys.stderr)
+    _print_checkpoint_lines(prog, checkpoints)
     for problem in originals.problems if originals is not None else ():
         ids = ", ".join(problem.evidence_ids)
         print(
@@ -343,6 +356,155 @@ async def _check_originals(config: Config, store: TraceStore, show: bool) -> Ori
         bar.total = max(bar.total, report.bytes)
         bar.finish(report.bytes)
     return report
+
+
+# --- audit: checkpoints (issue 15) ---------------------------------------------------------
+
+
+def _add_checkpoint_options(v: _Parser) -> None:
+    v.add_argument(
+        "--public-key",
+        metavar="PEM",
+        type=Path,
+        help="the checkpoint public key (default: the .pub beside audit.checkpoint_key_file, "
+        "or that key itself)",
+    )
+    v.add_argument(
+        "--checkpoints",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkpoint log (JSON lines) to check as well (repeatable; "
+        "audit.checkpoint_log is read when it exists)",
+    )
+    v.add_argument(
+        "--tsa-certificate",
+        metavar="FILE",
+        type=Path,
+        help="the time-stamp authority's certificate (default: audit.tsa_certificate_file)",
+    )
+
+
+def _add_audit_keygen(actions: Commands) -> None:
+    k = actions.add_parser(
+        "keygen",
+        parents=[_config_option()],
+        help="make the Ed25519 key pair that signs checkpoints",
+        description="Write a new checkpoint key (PEM, mode 0600) and its public half (.pub) "
+        "to --out, default audit.checkpoint_key_file (<data_dir>-audit/"
+        "checkpoint_ed25519.pem). An existing key is never overwritten. Prints one JSON line.",
+    )
+    k.add_argument("--out", metavar="PATH", type=Path, help="where to write the private key")
+    k.set_defaults(run=_audit_keygen)
+
+
+def _audit_keygen(args: argparse.Namespace) -> int:
+    prog = f"{PROG} audit keygen"
+    config = _load(args)
+    from commandcenter.config import audit_key_path
+    from sessions.checkpoint import key_id
+    from sessions.checkpoint_files import KeyFileError, public_key_path, write_key_pair
+
+    path: Path = args.out if args.out is not None else audit_key_path(config)
+    try:
+        key = write_key_pair(path)
+    except KeyFileError as exc:
+        raise CommandError(prog, str(exc)) from None
+    print(
+        json.dumps(
+            {
+                "key_file": str(path),
+                "public_key_file": str(public_key_path(path)),
+                "key_id": key_id(key.public_key()),
+            }
+        )
+    )
+    return 0
+
+
+def _public_key(prog: str, args: argparse.Namespace, config: Config) -> Ed25519PublicKey | None:
+    from commandcenter.config import audit_key_path
+    from sessions.checkpoint_files import KeyFileError, load_public_key, public_key_path
+
+    given: Path | None = args.public_key
+    if given is not None:
+        try:
+            return load_public_key(given)
+        except KeyFileError as exc:
+            raise CommandError(prog, f"--public-key: {exc}") from None
+    private = audit_key_path(config)
+    for path in (public_key_path(private), private):
+        if path.exists():
+            try:
+                return load_public_key(path)
+            except KeyFileError:
+                continue
+    return None
+
+
+def _checkpoint_sources(
+    prog: str, args: argparse.Namespace, config: Config, table: list[Checkpoint]
+) -> list[tuple[str, Checkpoint]]:
+    from sessions.checkpoint import CheckpointError
+    from sessions.checkpoint_files import read_log
+
+    sources = [("checkpoints table", cp) for cp in table]
+    logs: list[Path] = list(args.checkpoints)
+    configured = config.audit.checkpoint_log
+    if configured and Path(configured).exists() and Path(configured) not in logs:
+        logs.append(Path(configured))
+    for path in logs:
+        try:
+            for n, entry in read_log(path):
+                if isinstance(entry, CheckpointError):
+                    raise CommandError(prog, f"{path} line {n}: not a checkpoint ({entry})")
+                sources.append((f"{path} line {n}", entry))
+        except OSError as exc:
+            raise CommandError(prog, f"{path}: {exc.strerror}") from None
+    return sources
+
+
+async def _check_checkpoints(
+    prog: str, args: argparse.Namespace, config: Config, store: TraceStore
+) -> CheckpointReport:
+    from commandcenter.tsa_client import load_tsa_certificate
+    from sessions.checkpoint import CheckpointError
+    from sessions.checkpoint_audit import CheckpointReport, audit_checkpoints
+    from sessions.errors import TimestampError
+
+    try:
+        table = await store.checkpoints()
+    except CheckpointError as exc:
+        report = CheckpointReport()
+        report.problems.append(f"checkpoints table: an unreadable checkpoint ({exc})")
+        return report
+    sources = _checkpoint_sources(prog, args, config, table)
+    public = _public_key(prog, args, config) if sources else None
+    if sources and public is None:
+        raise CommandError(
+            prog,
+            f"{len(sources)} checkpoint(s) but no public key to check them: pass --public-key",
+        )
+    cert_path = args.tsa_certificate or config.audit.tsa_certificate_file
+    try:
+        certificate = load_tsa_certificate(str(cert_path) if cert_path else "")
+    except TimestampError as exc:
+        raise CommandError(prog, f"TSA certificate: {exc.reason}") from None
+    return await audit_checkpoints(store, sources, public, certificate)
+
+
+def _print_checkpoint_lines(prog: str, report: CheckpointReport) -> None:
+    for problem in report.problems:
+        print(f"{prog}: {problem}", file=sys.stderr)
+    tail = report.tail
+    if tail is None or tail.status == "ok":
+        return
+    if tail.ok:
+        print(f"{prog}: note: {tail.detail}", file=sys.stderr)
+    else:
+        line = f"{prog}: checkpoint: record {tail.seq} {tail.status}: {tail.detail}"
+        print(line, file=sys.stderr)
 
 
 # --- stats -------------------------------------------------------------------------------
@@ -449,13 +611,22 @@ def _add_evidence(commands: Commands) -> None:
         action="store_true",
         help="also verify the configured trace, with every bundled record as an anchor",
     )
+    v.add_argument(
+        "--public-key",
+        metavar="PEM",
+        type=Path,
+        help="the checkpoint public key the bundle must be signed with (default: the "
+        "bundle's own checkpoint.pub, whose key_id is printed for comparison)",
+    )
     v.set_defaults(run=_evidence_verify)
 
 
 def _evidence_export(args: argparse.Namespace) -> int:
     prog = f"{PROG} evidence export"
     config = _load(args)
+    from commandcenter.checkpoints import open_checkpointer
     from commandcenter.stores import evidence_store, open_store
+    from sessions.checkpoint_files import KeyFileError
     from sessions.durable import DurableRecorder
     from sessions.errors import RecorderError
     from sessions.evidence import BadRequest, parse_case_number
@@ -466,13 +637,19 @@ def _evidence_export(args: argparse.Namespace) -> int:
     except BadRequest as exc:
         raise CommandError(prog, f"--case: {exc.reason}") from None
     out: Path = args.out
+    # Log lines go to stderr, stdout being the result's; only what needs the operator (a
+    # checkpoint key made now, an alarm), not each checkpoint.
+    configure_logging(msgspec.structs.replace(config.logging, level="warning"), cache=False)
 
     async def run() -> ExportSummary:
         store = await open_store(config)
         try:
             evidence = evidence_store(config, trace=store, recorder=DurableRecorder.over(store))
+            who = exported_by_default()
+            # The bundle is signed with the checkpoint key, at a checkpoint of its own.
+            checkpointer = await open_checkpointer(config, store, node=who, clock=time.time)
             return await export_case(
-                evidence, store, case_number, out, exported_by=exported_by_default()
+                evidence, store, case_number, out, exported_by=who, checkpointer=checkpointer
             )
         finally:
             await store.close()
@@ -481,6 +658,8 @@ def _evidence_export(args: argparse.Namespace) -> int:
         summary = asyncio.run(run())
     except RecorderError as exc:
         raise CommandError(prog, exc.reason) from None
+    except KeyFileError as exc:
+        raise CommandError(prog, f"checkpoint key: {exc}") from None
     print(
         json.dumps(
             {
@@ -490,6 +669,7 @@ def _evidence_export(args: argparse.Namespace) -> int:
                 "records": summary.records,
                 "head_seq": summary.head.seq,
                 "head_hash": summary.head.hash,
+                "key_id": summary.key_id,
             },
             ensure_ascii=False,
         )
@@ -503,12 +683,29 @@ def _evidence_verify(args: argparse.Namespace) -> int:
     from sessions.errors import RecorderError
     from sessions.export import check_against_chain, check_bundle
 
-    check = check_bundle(args.bundle)
+    public = None
+    if args.public_key is not None:
+        from sessions.checkpoint_files import KeyFileError, load_public_key
+
+        try:
+            public = load_public_key(args.public_key)
+        except KeyFileError as exc:
+            raise CommandError(prog, f"--public-key: {exc}") from None
+    check = check_bundle(args.bundle, public)
     problems = list(check.problems)
     summary: dict[str, object] = {
         "items": check.items,
         "records": check.records,
+        "key_id": check.key_id,
+        "head_seq": None if check.head is None else check.head.seq,
     }
+    if args.chain and public is None:
+        # Against the chain, the bundle must be signed with this server's key.
+        server_key = _public_key(prog, args, _load(args))
+        if server_key is not None:
+            check = check_bundle(args.bundle, server_key)
+            problems = list(check.problems)
+            summary["key_id"] = check.key_id
     if args.chain and check.ok:
         config = _load(args)
 

@@ -32,7 +32,7 @@ from commandcenter.origins import allowed_origins
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
 from media.settings import MediaConfig
-from sessions.settings import EvidenceConfig, FeedConfig, RecorderConfig
+from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
@@ -146,6 +146,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -245,6 +246,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("accounts.totp_issuer: 1 to 64 characters, no colon")
     _validate_recorder(cfg.recorder)
     _validate_feed(cfg.feed)
+    _validate_audit(cfg.audit, cfg.server.data_dir)
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
     if cfg.redis.url and cfg.recorder.backend == "sqlite":
@@ -340,6 +342,47 @@ def _validate_recorder(rec: RecorderConfig) -> None:
             raise ConfigError(
                 f"recorder.time_zone: {rec.time_zone!r} is not a known time zone"
             ) from None
+
+
+# --- [audit] ---------------------------------------------------------------------------------
+
+AUDIT_KEY_NAME = "checkpoint_ed25519.pem"
+
+
+def audit_key_path(cfg: Config) -> Path:
+    """The checkpoint key file: audit.checkpoint_key_file, or <data_dir>-audit/<name>."""
+    if cfg.audit.checkpoint_key_file:
+        return Path(cfg.audit.checkpoint_key_file)
+    return _audit_default_dir(cfg.server.data_dir) / AUDIT_KEY_NAME
+
+
+def _audit_default_dir(data_dir: str) -> Path:
+    absolute = Path(os.path.abspath(data_dir))
+    return absolute.with_name(absolute.name + "-audit")
+
+
+def _inside(path: str, directory: str) -> bool:
+    # Lexically, without touching the disk: configs are built and checked in tests too.
+    inner, outer = os.path.abspath(path), os.path.abspath(directory)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _validate_audit(audit: AuditConfig, data_dir: str) -> None:
+    # The key signs the trace's head so that whoever can rewrite the data directory cannot
+    # also sign what they wrote: a key inside it would protect nothing.
+    for key in ("checkpoint_key_file", "checkpoint_log"):
+        value = getattr(audit, key)
+        if value and _inside(value, data_dir):
+            raise ConfigError(
+                f"audit.{key}: {value!r} is inside server.data_dir ({data_dir!r}); "
+                "keep it outside the data directory"
+            )
+    if not 0 < audit.checkpoint_interval_s <= 86400:
+        raise ConfigError("audit.checkpoint_interval_s: must be above 0 and at most 86400")
+    if not 0 < audit.tsa_timeout_s <= 300:
+        raise ConfigError("audit.tsa_timeout_s: must be above 0 and at most 300")
+    if audit.tsa_url and not audit.tsa_url.startswith(("http://", "https://")):
+        raise ConfigError("audit.tsa_url: must start with http:// or https://")
 
 
 def _validate_courts(courts: tuple[CourtConfig, ...]) -> None:
@@ -473,6 +516,7 @@ def replace_section(cfg: Config, section: str, **changes: Any) -> Config:
 __all__ = [
     "MIN_SECRET_BYTES",
     "AccountsConfig",
+    "AuditConfig",
     "AuthConfig",
     "CallsConfig",
     "ConferencesConfig",
@@ -488,6 +532,7 @@ __all__ = [
     "RecorderConfig",
     "RedisConfig",
     "ServerConfig",
+    "audit_key_path",
     "load_config",
     "replace_section",
 ]

@@ -81,10 +81,15 @@ class _Handler(logging.StreamHandler[TextIO]):
     """Our root handler; a distinct class so reconfiguring replaces it instead of adding."""
 
 
-def configure_logging(cfg: LoggingConfig, *, stream: TextIO | None = None) -> None:
+def configure_logging(
+    cfg: LoggingConfig, *, stream: TextIO | None = None, cache: bool = True
+) -> None:
     """Route structlog and stdlib logging to `stream` (default stderr) at `cfg.level`.
 
     Safe to call more than once: the last call wins and no line is ever written twice.
+    `cache` freezes each module's logger at its first use (the server's hot paths); a short
+    command passes False, so that loggers used after it (in tests: in the same process) still
+    follow later configuration.
     """
     level = logging.getLevelNamesMapping()[cfg.level.upper()]
     shared: list[Processor] = [
@@ -128,7 +133,7 @@ def configure_logging(cfg: LoggingConfig, *, stream: TextIO | None = None) -> No
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
 
 

@@ -10,8 +10,9 @@ cap connections before they are read. So this module owns the loop's life:
    connections are refused by the kernel, and `/readyz` already fails for a load balancer
    that asks on a kept-alive connection), run the app's shutdown (the hub closes every
    WebSocket with 1001, "reconnect", and ends what it owned), let requests in progress (an
-   evidence upload) finish within `server.drain_timeout_s`, run the app's cleanup (the trace
-   is flushed and closed), and log `drained`.
+   evidence upload) finish within `server.drain_timeout_s`, write the stop checkpoint of the
+   trace's final head (commandcenter/checkpoints.py), run the app's cleanup (the trace is
+   flushed and closed), and log `drained`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from commandcenter.checkpoints import write_shutdown_checkpoint
 from commandcenter.connection_gate import ConnectionGate, GatedHandler
 from commandcenter.keys import IN_FLIGHT
 
@@ -152,8 +154,12 @@ async def run_until_stopped(
         # WebSocket clients are told first (1001: reconnect), so they find another node
         # while uploads finish; the app's shutdown runs again, harmlessly, in cleanup.
         await runner.shutdown()
-        if not await in_flight.drained(drain_timeout_s):
+        drained = await in_flight.drained(drain_timeout_s)
+        if not drained:
             log.warning("drain timed out", in_progress=in_flight.count)
+        # Everything the drain recorded is in the trace now: sign its final head before
+        # the cleanup closes it.
+        await write_shutdown_checkpoint(app, drained=drained)
         await runner.cleanup()
         log.info("drained", seconds=round(time.monotonic() - started, 3))
     finally:

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import pyotp
 
 from commandcenter.cli import (
@@ -127,30 +128,47 @@ def _password_options(p: argparse.ArgumentParser) -> None:
 async def _with_stores(
     config: Config, work: Callable[[Any, Any], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
-    """Opens the account store and the trace, runs `work(accounts, recorder)`, closes both."""
+    """Opens the account store and the trace, runs `work(accounts, recorder)`, closes both.
+    What it recorded is covered by a checkpoint of its own (reason `admin`), so that records
+    written while the server is stopped are not taken for a forged tail."""
+    from commandcenter.checkpoints import open_checkpointer
     from commandcenter.stores import open_accounts, open_store
     from sessions.durable import DurableRecorder
+    from sessions.export import exported_by_default
 
     trace = await open_store(config)
     try:
+        before = await trace.head()
         accounts = await open_accounts(config)
         try:
-            return await work(accounts, DurableRecorder.over(trace))
+            result = await work(accounts, DurableRecorder.over(trace))
         finally:
             await accounts.close()
+        if await trace.head() != before:
+            who = exported_by_default()
+            checkpointer = await open_checkpointer(config, trace, node=who, clock=time.time)
+            await checkpointer.checkpoint("admin")
+        return result
     finally:
         await trace.close()
 
 
 def _run(prog: str, config: Config, work: Callable[[Any, Any], Awaitable[dict[str, Any]]]) -> int:
+    from commandcenter.logs import configure_logging
+    from sessions.checkpoint_files import KeyFileError
     from sessions.errors import RecorderError
 
     if config.recorder.backend == "memory":
         raise CommandError(prog, "recorder.backend is memory: accounts would not be kept")
+    # Log lines go to stderr, stdout being the result's; only what needs the operator (a
+    # checkpoint key made now, an alarm).
+    configure_logging(msgspec.structs.replace(config.logging, level="warning"), cache=False)
     try:
         result = asyncio.run(_with_stores(config, work))
     except RecorderError as exc:
         raise CommandError(prog, exc.reason) from None
+    except KeyFileError as exc:
+        raise CommandError(prog, f"checkpoint key: {exc}") from None
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 from identity import Courts
+from sessions.checkpoint import Checkpoint
 from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
@@ -198,6 +199,12 @@ class DurableRecorder:
 
     async def counts(self, query: StatsQuery) -> Counts:
         return await (await self._ready()).counts(query)
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await (await self._ready()).add_checkpoint(checkpoint)
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        return await (await self._ready()).checkpoints()
 
 
 __all__ = [

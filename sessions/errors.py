@@ -49,6 +49,14 @@ class StoreCorrupt(RecorderError):
     code = "store_corrupt"
 
 
+class TimestampError(RecorderError):
+    """A time-stamp authority did not stamp, or its token does not stamp what it should or
+    was not signed by its certificate."""
+
+    code = "timestamp_failed"
+    http_status = 502
+
+
 class BadQuery(RecorderError):
     """A statistics request that cannot be answered as asked; `field` names the parameter."""
 
@@ -69,5 +77,6 @@ __all__ = [
     "StoreClosed",
     "StoreCorrupt",
     "StoreUnavailable",
+    "TimestampError",
     "UnencodableEvent",
 ]

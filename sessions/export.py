@@ -3,8 +3,12 @@ can be checked on its own and against the chain.
 
 Layout of a bundle (docs/evidence.md describes it for the people who receive one):
 
-    manifest.json   format, case, export time, the chain head at export, every item (its
-                    current metadata, its original's path, the seqs of its records)
+    manifest.json   format, case, export time, the chain head the bundle was cut from and
+                    the checkpoint that signs it, the seqs of every bundled record, every
+                    item (its current metadata, its original's path, the seqs of its records)
+    manifest.sig    Ed25519 signature of manifest.json's exact bytes, hex, with the
+                    checkpoint key (sessions/checkpoint.py)
+    checkpoint.pub  that key's public half (PEM)
     records.jsonl   every trace record concerning the items, one JSON object per line, as
                     stored: {seq, at_us, kind, data, prev_hash, hash}, `data` the exact
                     canonical JSON text that was hashed (a string, so no re-encoding can
@@ -12,14 +16,22 @@ Layout of a bundle (docs/evidence.md describes it for the people who receive one
     originals/<sha256>   each item's bytes, named by their SHA-256
     VERIFY.txt      how to check all this, by hand or with `commandcenter evidence verify`
 
-Checking has two halves. Offline (`check_bundle`): each original hashes to its item's
+The export first records itself (`evidence_exported`), then writes an `export` checkpoint
+of the trace's head, and only then reads the records: so every record of the case up to
+that head is in the bundle, and the signed manifest says which they are. Whoever handles
+the bundle afterwards cannot drop an item or hide a correction without the manifest failing
+its signature or the bundle failing the manifest.
+
+Checking has two halves. Offline (`check_bundle`): the manifest's signature and its
+checkpoint's verify with the key; the bundle holds exactly the records the manifest lists,
+each item, and every correction of each item applied; each original hashes to its item's
 sha256; each record's hash is the SHA-256 of its prev_hash and its canonical content
-(`sessions.trace`), so no record was edited; consecutive records chain; each item's metadata
-is its `evidence_stored` record with its corrections applied. Against the chain
-(`check_against_chain`): the live trace verifies end to end with every bundled record as an
-anchor, so each one is still in the chain, at its seq, unchanged. A chain hash commits to
-everything before it, but records of other cases are not in the bundle (they are not the
-recipient's business), so this second half needs the trace itself.
+(`sessions.trace`), so no record was edited; consecutive records chain; each item's
+metadata is its `evidence_stored` record with its corrections applied. Against the chain
+(`check_against_chain`): the live trace verifies end to end with every bundled record and
+the committed head as anchors, so each one is still in the chain, at its seq, unchanged. A
+chain hash commits to everything before it, but records of other cases are not in the
+bundle (they are not the recipient's business), so this second half needs the trace itself.
 """
 
 from __future__ import annotations
@@ -37,16 +49,31 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sessions import evidence as ev
+from sessions.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    bytes_signature_ok,
+    key_id,
+    load_public_pem,
+    public_pem,
+    signature_ok,
+)
+from sessions.checkpointer import Checkpointer
 from sessions.durable import verify_store
-from sessions.errors import RecorderError
+from sessions.errors import RecorderError, TimestampError
 from sessions.evidence_store import EvidenceStore
 from sessions.store import TraceStore
+from sessions.timestamp import check_imprint_only
 from sessions.trace import GENESIS_HASH, Head, Link, VerifyResult, canonical, chain_hash
 
-BUNDLE_FORMAT: Final = "commandcenter-evidence-bundle/1"
+BUNDLE_FORMAT: Final = "commandcenter-evidence-bundle/2"
+OLD_FORMATS: Final = ("commandcenter-evidence-bundle/1",)
 MANIFEST: Final = "manifest.json"
+SIGNATURE: Final = "manifest.sig"
+PUBLIC_KEY: Final = "checkpoint.pub"
 RECORDS: Final = "records.jsonl"
 ORIGINALS: Final = "originals"
 INSTRUCTIONS: Final = "VERIFY.txt"
@@ -72,6 +99,7 @@ class ExportSummary:
     items: int
     records: int
     head: Head
+    key_id: str
 
 
 @dataclass
@@ -82,6 +110,9 @@ class BundleCheck:
     records: int = 0
     anchors: dict[int, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # The chain head the bundle was cut from, and the key that signed it.
+    head: Head | None = None
+    key_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,20 +123,28 @@ class BundleCheck:
 
 
 async def export_case(
-    evidence: EvidenceStore, trace: TraceStore, case_number: str, out: Path, *, exported_by: str
+    evidence: EvidenceStore,
+    trace: TraceStore,
+    case_number: str,
+    out: Path,
+    *,
+    exported_by: str,
+    checkpointer: Checkpointer,
 ) -> ExportSummary:
     """Write the bundle of `case_number` into `out` (created; must be empty or missing).
 
     The export is recorded first (one `evidence_exported` per item), as downloads are, so a
-    bundle never exists without the trace saying who made it; the bundle's records and head
-    are read afterwards and so include those records.
+    bundle never exists without the trace saying who made it; then `checkpointer` signs the
+    head, and the bundle holds every record of the case up to that head (module docstring).
     """
     histories = await evidence.case_histories(case_number)
     if not histories:
         raise ExportError(f"case {case_number!r} has no evidence")
     out = await asyncio.to_thread(_prepare_out, out)
     try:
-        return await _export(evidence, trace, case_number, out, histories, exported_by)
+        return await _export(
+            evidence, trace, case_number, out, histories, exported_by, checkpointer
+        )
     except BaseException:
         # No half-written bundle that could pass for a whole one. `out` was empty before.
         await asyncio.to_thread(shutil.rmtree, out, True)
@@ -119,8 +158,23 @@ async def _export(
     out: Path,
     histories: Sequence[ev.ItemHistory],
     exported_by: str,
+    checkpointer: Checkpointer,
 ) -> ExportSummary:
     await evidence.record_export(histories, exported_by=exported_by, bundle=str(out))
+    checkpoint = await checkpointer.checkpoint("export")
+    if checkpoint is None:
+        raise ExportError(
+            "the trace's tail does not chain on from its last checkpoint (see the log); "
+            "run `commandcenter audit verify`"
+        )
+    head = checkpoint.head
+    # Read again now that the head is fixed: a correction made since the first reading,
+    # up to the head, belongs in the bundle, and nothing after the head does.
+    histories = [
+        _up_to(h, head.seq)
+        for h in await evidence.case_histories(case_number) or histories
+        if h.seq <= head.seq
+    ]
     ids = [h.original.evidence_id for h in histories]
     concerned = {
         r.seq
@@ -132,10 +186,25 @@ async def _export(
         r.seq
         for r in await trace.find(kinds=[ev.REJECTED], data_equals={"case_number": case_number})
     }
-    links = [await _link_at(trace, seq) for seq in sorted(concerned)]
-    head = await trace.head()
-    await asyncio.to_thread(_write_bundle, evidence, case_number, out, histories, links, head)
-    return ExportSummary(case_number, out, len(histories), len(links), head)
+    links = [await _link_at(trace, seq) for seq in sorted(concerned) if seq <= head.seq]
+    sealed = _Sealed(checkpoint, checkpointer)
+    await asyncio.to_thread(
+        _write_bundle, evidence, case_number, out, histories, links, head, sealed
+    )
+    return ExportSummary(case_number, out, len(histories), len(links), head, checkpointer.key_id)
+
+
+def _up_to(history: ev.ItemHistory, seq: int) -> ev.ItemHistory:
+    corrections = tuple(c for c in history.corrections if c.seq <= seq)
+    return ev.ItemHistory(history.original, history.seq, history.at, corrections)
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """What signs a bundle: the export checkpoint, and the key that signed it."""
+
+    checkpoint: Checkpoint
+    signer: Checkpointer
 
 
 async def _link_at(trace: TraceStore, seq: int) -> Link:
@@ -158,6 +227,7 @@ def _write_bundle(
     histories: Sequence[ev.ItemHistory],
     links: Sequence[Link],
     head: Head,
+    sealed: _Sealed,
 ) -> None:
     for sha256 in sorted({h.original.sha256 for h in histories}):
         _copy_checked(evidence.files.path(sha256), out / ORIGINALS / sha256, sha256)
@@ -169,14 +239,20 @@ def _write_bundle(
         "case_number": case_number,
         "exported_at": evidence.clock(),
         "chain": {"head_seq": head.seq, "head_hash": head.hash, "genesis_hash": GENESIS_HASH},
+        "checkpoint": sealed.checkpoint.to_json(),
+        "key_id": sealed.signer.key_id,
+        "signature": SIGNATURE,
+        "public_key": PUBLIC_KEY,
         "hash_rule": HASH_RULE,
         "records": RECORDS,
+        "record_seqs": [link.seq for link in links],
         "items": [_item_json(h) for h in histories],
-        "anchors": [f"{link.seq}:{link.hash}" for link in links],
+        "anchors": [f"{link.seq}:{link.hash}" for link in links] + [f"{head.seq}:{head.hash}"],
     }
-    (out / MANIFEST).write_text(
-        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    text = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    (out / MANIFEST).write_bytes(text)
+    (out / SIGNATURE).write_text(sealed.signer.sign_detached(text) + "\n", encoding="ascii")
+    (out / PUBLIC_KEY).write_bytes(public_pem(sealed.signer.public_key))
     (out / INSTRUCTIONS).write_text(_instructions(manifest), encoding="utf-8")
 
 
@@ -219,42 +295,165 @@ def _instructions(manifest: Mapping[str, Any]) -> str:
     anchors = " ".join(f"--anchor {a}" for a in manifest["anchors"])
     return f"""Evidence bundle for case {manifest["case_number"]} ({BUNDLE_FORMAT})
 
-1. Originals: for every item in manifest.json, `sha256sum {ORIGINALS}/<sha256>` prints the
+0. Signature: {SIGNATURE} is the Ed25519 signature (hex) of the exact bytes of {MANIFEST},
+   by the key in {PUBLIC_KEY}, whose id (SHA-256 of its 32 raw bytes) is
+   {manifest["key_id"]}. Compare that id with the one the court's server publishes
+   (`commandcenter audit keygen` printed it); a bundle signed by another key proves nothing.
+   With OpenSSL 3:
+     xxd -r -p {SIGNATURE} > sig.bin
+     openssl pkeyutl -verify -pubin -inkey {PUBLIC_KEY} -rawin -in {MANIFEST} -sigfile sig.bin
+   The manifest's "checkpoint" is signed by the same key (its signed bytes are in
+   docs/trace.md) and names the same head as "chain".
+1. Completeness: {RECORDS} holds exactly the records of "record_seqs"; every item's
+   stored_seq and correction_seqs are among them; every evidence_corrected record of an
+   item is in its correction_seqs; no record names an item that is not in "items".
+2. Originals: for every item in {MANIFEST}, `sha256sum {ORIGINALS}/<sha256>` prints the
    item's metadata.sha256, and the file's size is metadata.size.
-2. Records: every line of {RECORDS} is one trace record, and each must satisfy:
+3. Records: every line of {RECORDS} is one trace record, and each must satisfy:
    {HASH_RULE}.
    Of two records with consecutive seqs, the later one's prev_hash is the earlier one's hash.
-3. Metadata: an item's metadata is the data of its evidence_stored record (stored_seq) with
+4. Metadata: an item's metadata is the data of its evidence_stored record (stored_seq) with
    the "changes" of its evidence_corrected records (correction_seqs) applied in order.
-4. Against the chain, on the server holding the trace:
+5. Against the chain, on the server holding the trace:
    commandcenter audit verify {anchors}
-   must exit 0: the whole trace is intact and still holds each of these records unchanged.
-   The trace's head at export was seq {chain["head_seq"]}, hash {chain["head_hash"]}.
+   must exit 0: the whole trace is intact and still holds each of these records unchanged,
+   and the head the bundle was cut from: seq {chain["head_seq"]}, hash {chain["head_hash"]}.
 
-`commandcenter evidence verify DIR` does 1-3, and 4 as well with --chain.
+`commandcenter evidence verify DIR` does 0-4 (pin the key with --public-key), and 5 as well
+with --chain.
 """
 
 
 # --- checking ------------------------------------------------------------------------------
 
 
-def check_bundle(directory: Path) -> BundleCheck:
-    """Check a bundle on its own (steps 1-3 of VERIFY.txt); never raises for bad content."""
+def check_bundle(directory: Path, public: Ed25519PublicKey | None = None) -> BundleCheck:
+    """Check a bundle on its own (steps 0-4 of VERIFY.txt); never raises for bad content.
+    `public` pins the key the bundle must be signed with; without it the bundle's own
+    `checkpoint.pub` is used (and its id reported, to be compared by whoever relies on it)."""
     result = BundleCheck()
     try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        text = (directory / MANIFEST).read_bytes()
+        manifest = json.loads(text.decode("utf-8"))
         lines = (directory / RECORDS).read_text(encoding="utf-8").splitlines()
     except (OSError, ValueError) as exc:
         result.problems.append(f"unreadable bundle: {exc}")
         return result
+    if isinstance(manifest, dict) and manifest.get("format") in OLD_FORMATS:
+        result.problems.append(
+            f"{MANIFEST}: {manifest['format']} bundles are not signed and cannot show "
+            "they are complete; export the case again"
+        )
+        return result
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         result.problems.append(f"{MANIFEST}: not a {BUNDLE_FORMAT} manifest")
         return result
+    _check_signature(directory, text, manifest, public, result)
     links = _check_records(lines, result)
     by_seq = {link.seq: link for link in links}
-    for item in manifest.get("items", []):
+    items = manifest.get("items")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        result.problems.append(f"{MANIFEST}: items is not a list of objects")
+        items = []
+    _check_complete(manifest, items, links, result)
+    for item in items:
         _check_item(directory, item, by_seq, result)
     return result
+
+
+def _check_signature(
+    directory: Path,
+    text: bytes,
+    manifest: Mapping[str, Any],
+    pinned: Ed25519PublicKey | None,
+    result: BundleCheck,
+) -> None:
+    try:
+        bundled = load_public_pem((directory / PUBLIC_KEY).read_bytes())
+        signature = (directory / SIGNATURE).read_text(encoding="ascii")
+    except (OSError, ValueError, CheckpointError) as exc:
+        result.problems.append(f"{SIGNATURE} or {PUBLIC_KEY}: unreadable ({exc})")
+        return
+    public = pinned if pinned is not None else bundled
+    result.key_id = key_id(public)
+    if key_id(bundled) != result.key_id:
+        result.problems.append(f"{PUBLIC_KEY}: not the key given to check the bundle with")
+    if not bytes_signature_ok(public, text, signature):
+        result.problems.append(
+            f"{SIGNATURE}: the manifest was changed after export, or not signed with the key"
+        )
+    chain: Any = manifest.get("chain")
+    try:
+        checkpoint = Checkpoint.from_json(manifest.get("checkpoint"))
+        head = Head(int(chain["head_seq"]), str(chain["head_hash"]))
+    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
+        result.problems.append(f"{MANIFEST}: no readable chain head and checkpoint ({exc})")
+        return
+    result.head = head
+    if not signature_ok(checkpoint, public):
+        result.problems.append("checkpoint: signature does not verify with the key")
+    token = checkpoint.token_der()
+    if token is not None:
+        # Without the TSA's certificate, what the token stamps is what can be checked here.
+        try:
+            check_imprint_only(token, checkpoint.digest())
+        except TimestampError as exc:
+            result.problems.append(f"checkpoint: time stamp: {exc.reason}")
+    if checkpoint.head != head:
+        result.problems.append(
+            f"checkpoint: signs seq {checkpoint.seq}, not the bundle's head {head.seq}"
+        )
+
+
+def _check_complete(
+    manifest: Mapping[str, Any],
+    items_listed: Sequence[Mapping[str, Any]],
+    links: Sequence[Link],
+    result: BundleCheck,
+) -> None:
+    """The bundle holds what the signed manifest says it was cut with, and every record of
+    an item is accounted for by it."""
+    listed = manifest.get("record_seqs")
+    if not isinstance(listed, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in listed
+    ):
+        result.problems.append(f"{MANIFEST}: record_seqs is not a list of seqs")
+        return
+    present = {link.seq for link in links}
+    for seq in sorted(set(listed) - present):
+        result.problems.append(f"record {seq}: listed in the manifest, missing from {RECORDS}")
+    for seq in sorted(present - set(listed)):
+        result.problems.append(f"record {seq}: in {RECORDS} but not listed in the manifest")
+    if result.head is not None:
+        for link in links:
+            if link.seq > result.head.seq:
+                result.problems.append(f"record {link.seq}: after the bundle's head")
+            elif link.seq == result.head.seq and link.hash != result.head.hash:
+                result.problems.append(f"record {link.seq}: not the head the bundle signs")
+    items = {str(item.get("evidence_id")): item for item in items_listed}
+    case = manifest.get("case_number")
+    for link in links:
+        try:
+            data = msgspec.json.decode(link.data)
+            evidence_id = data.get("evidence_id")
+        except (msgspec.DecodeError, AttributeError):
+            continue  # reported by the item check that needs it
+        item = items.get(str(evidence_id))
+        if item is None:
+            if not (link.kind == ev.REJECTED and data.get("case_number") == case):
+                result.problems.append(
+                    f"record {link.seq}: names {evidence_id}, which is not an item of the bundle"
+                )
+            continue
+        corrections = item.get("correction_seqs")
+        if link.kind == ev.CORRECTED and (
+            not isinstance(corrections, list) or link.seq not in corrections
+        ):
+            result.problems.append(
+                f"item {evidence_id}: correction {link.seq} is not applied to its metadata"
+            )
+        if link.kind == ev.STORED and link.seq != item.get("stored_seq"):
+            result.problems.append(f"item {evidence_id}: stored again at {link.seq}")
 
 
 def _check_records(lines: Iterable[str], result: BundleCheck) -> list[Link]:
@@ -273,7 +472,7 @@ def _check_records(lines: Iterable[str], result: BundleCheck) -> list[Link]:
             intact = chain_hash(
                 link.prev_hash, canonical(link.seq, link.at_us, link.kind, link.data)
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             result.problems.append(f"{RECORDS} line {n}: unreadable record ({exc})")
             continue
         if intact != link.hash:
@@ -314,7 +513,11 @@ def _check_item(
     if current.to_data() != item.get("metadata"):
         result.problems.append(f"item {evidence_id}: metadata differs from its records")
     path = directory / str(item.get("original", ""))
-    if path.resolve().parent != (directory / ORIGINALS).resolve():
+    try:
+        outside = path.resolve().parent != (directory / ORIGINALS).resolve()
+    except (OSError, ValueError):  # a NUL in the name, a symlink loop
+        outside = True
+    if outside:
         result.problems.append(f"item {evidence_id}: original is not under {ORIGINALS}/")
         return
     digest = hashlib.sha256()
@@ -324,7 +527,7 @@ def _check_item(
             while chunk := fh.read(COPY_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
-    except OSError:
+    except (OSError, ValueError):
         result.problems.append(f"item {evidence_id}: original {path.name} is missing")
         return
     if (digest.hexdigest(), size) != (original.sha256, original.size):
@@ -332,8 +535,12 @@ def _check_item(
 
 
 async def check_against_chain(trace: TraceStore, check: BundleCheck) -> VerifyResult:
-    """Step 4: verify the whole live chain with every bundled record as an anchor."""
-    return await verify_store(trace, anchors=check.anchors)
+    """Step 5: verify the whole live chain with every bundled record, and the head the
+    bundle was cut from, as anchors."""
+    anchors = dict(check.anchors)
+    if check.head is not None and check.head.seq > 0:
+        anchors[check.head.seq] = check.head.hash
+    return await verify_store(trace, anchors=anchors)
 
 
 def exported_by_default() -> str:

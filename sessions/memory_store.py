@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from sessions.checkpoint import Checkpoint
 from sessions.errors import StoreClosed
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
@@ -21,6 +22,7 @@ class MemoryTraceStore:
     def __init__(self) -> None:
         self._links: list[Link] = []
         self._head = GENESIS
+        self._checkpoints: list[Checkpoint] = []
         self._closed = False
 
     def _open(self) -> None:
@@ -90,6 +92,15 @@ class MemoryTraceStore:
     async def counts(self, query: StatsQuery) -> Counts:
         self._open()
         return reference_counts(((x.kind, x.at_us, x.facets) for x in self._links), query)
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._open()
+        self._checkpoints.append(checkpoint)
+        await asyncio.sleep(0)
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        self._open()
+        return list(self._checkpoints)
 
     async def close(self) -> None:
         self._closed = True

@@ -33,6 +33,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from sessions.checkpoint import Checkpoint
 from sessions.errors import StoreClosed, StoreUnavailable
 from sessions.facets import (
     CALL_ANSWERED,
@@ -90,6 +91,9 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+_CHECKPOINT_COLUMNS: Final = "seq, hash, at_us, node, reason, key_id, signature, tsa_token"
+
+
 def _schema_sql(t: str, schema: str) -> list[str]:
     return [
         f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
@@ -112,6 +116,18 @@ def _schema_sql(t: str, schema: str) -> list[str]:
         # cases (grouped by subject), and `find` by kind.
         f"CREATE INDEX IF NOT EXISTS trace_subject ON {t} (kind, subject, at_us)"
         " INCLUDE (tag, court)",
+        # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
+        f"""CREATE TABLE IF NOT EXISTS "{schema}".checkpoints (
+            id bigserial PRIMARY KEY,
+            seq bigint NOT NULL,
+            hash text NOT NULL,
+            at_us bigint NOT NULL,
+            node text NOT NULL,
+            reason text NOT NULL,
+            key_id text NOT NULL,
+            signature text NOT NULL,
+            tsa_token text
+        )""",
     ]
 
 
@@ -363,6 +379,42 @@ class PostgresTraceStore:
                 await conn.execute(f"VACUUM (ANALYZE) {self._table}")
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._task is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        cp = checkpoint
+        try:
+            # Pool connections commit with the server's default; a checkpoint must be as
+            # durable as the records it covers.
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = on")
+                await conn.execute(
+                    f'INSERT INTO "{self.schema}".checkpoints ({_CHECKPOINT_COLUMNS})'
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    cp.seq,
+                    cp.hash,
+                    cp.at_us,
+                    cp.node,
+                    cp.reason,
+                    cp.key_id,
+                    cp.signature,
+                    cp.tsa_token,
+                )
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        exists = await self._fetch("SELECT to_regclass($1)", f'"{self.schema}".checkpoints')
+        if exists[0][0] is None:
+            # A trace written before checkpoints, opened read-only.
+            return []
+        rows = await self._fetch(
+            f'SELECT {_CHECKPOINT_COLUMNS} FROM "{self.schema}".checkpoints ORDER BY id'
+        )
+        return [Checkpoint(*row) for row in rows]
 
     async def count(self) -> int:
         rows = await self._fetch(f"SELECT count(*) FROM {self._table}")

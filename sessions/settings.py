@@ -55,3 +55,24 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     # A client that takes no line for this long is cut off, seconds: a stream that stopped
     # reading must not hold its slot for ever.
     send_timeout_s: float = 30.0
+
+
+class AuditConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # The Ed25519 private key (PEM) that signs checkpoints of the trace's head. Empty:
+    # <data_dir>-audit/checkpoint_ed25519.pem, beside the data directory and never inside
+    # it (whoever can rewrite the trace must not find the key with it). Made at first start.
+    checkpoint_key_file: str = ""
+    # A JSON-lines file every checkpoint is also appended to (empty: none). Keep it off the
+    # data directory's disk, or ship it elsewhere: it outlives a trace cut short together
+    # with its checkpoints table.
+    checkpoint_log: str = ""
+    # A checkpoint is written this often (seconds) when the head moved, and on every stop.
+    checkpoint_interval_s: float = 60.0
+    # An RFC 3161 time-stamp authority (http(s) URL) that stamps each checkpoint; empty:
+    # none. A TSA that fails or is slow is logged and the checkpoint written without one.
+    tsa_url: str = ""
+    # The TSA's certificate (PEM or DER), which verifies its tokens; empty: tokens are kept
+    # but only their message imprint is checked.
+    tsa_certificate_file: str = ""
+    # How long to wait for the TSA, seconds.
+    tsa_timeout_s: float = 5.0

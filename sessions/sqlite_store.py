@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
+from sessions.checkpoint import Checkpoint
 from sessions.errors import StoreClosed, StoreUnavailable
 from sessions.facets import (
     CALL_ANSWERED,
@@ -82,10 +83,23 @@ _SCHEMA: Final = (
     # The per-call lookups (answered when? ended how? escalated?), distinct officers and
     # cases (grouped by subject), and `find` by kind.
     "CREATE INDEX IF NOT EXISTS trace_subject ON trace (kind, subject, at_us, tag, court)",
+    # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
+    """CREATE TABLE IF NOT EXISTS checkpoints (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        at_us INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        tsa_token TEXT
+    )""",
 )
 _COLUMNS: Final = "seq, at_us, kind, data, prev_hash, hash, court, subject, tag, flag"
 _INSERT: Final = f"INSERT INTO trace ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _HEAD: Final = "SELECT seq, hash FROM trace ORDER BY seq DESC LIMIT 1"
+_CHECKPOINT_COLUMNS: Final = "seq, hash, at_us, node, reason, key_id, signature, tsa_token"
 
 
 def _row(link: Link) -> tuple[Any, ...]:
@@ -377,6 +391,54 @@ class SqliteTraceStore:
 
     async def head(self) -> Head:
         return await self._read(_read_head)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._thread is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        try:
+            await asyncio.to_thread(self._insert_checkpoint, checkpoint)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    def _insert_checkpoint(self, cp: Checkpoint) -> None:
+        # A connection of its own rather than the writer thread's queue: a checkpoint a
+        # minute needs no group commit, and it must not wait behind a long batch of records.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(
+                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cp.seq,
+                    cp.hash,
+                    cp.at_us,
+                    cp.node,
+                    cp.reason,
+                    cp.key_id,
+                    cp.signature,
+                    cp.tsa_token,
+                ),
+            )
+        finally:
+            conn.close()
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
+            ).fetchone()
+            if exists is None:
+                # A trace written before checkpoints, opened read-only.
+                return []
+            sql = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY id"
+            return list(conn.execute(sql))
+
+        return [Checkpoint(*row) for row in await self._read(run)]
 
     async def counts(self, query: StatsQuery) -> Counts:
         def run(conn: sqlite3.Connection) -> Counts:

@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from sessions.checkpoint import Checkpoint
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery
 from sessions.trace import Head, Link
@@ -82,6 +83,16 @@ class TraceStore(Protocol):
 
     async def counts(self, query: StatsQuery) -> Counts:
         """The statistics counts for `query` (see `sessions.statistics`)."""
+        ...
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a signed checkpoint of the head (sessions/checkpoint.py) beside the trace;
+        durable when this returns. Checkpoints are not part of the chain."""
+        ...
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint kept, in the order they were added (none for a trace that
+        predates them)."""
         ...
 
     async def close(self) -> None:

@@ -420,6 +420,10 @@ def test_user_commands_add_disable_enable_reset_and_list(
         "account_password_reset",
     ]
     assert Passwords()._verify(accounts[0].password_hash, "a new long password")
+    # What the commands recorded is covered by their checkpoints: the trace verifies whole.
+    code, out, err = run(capsys, "audit", "verify", *cfg)
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"]["status"] == "ok"
 
 
 def test_importing_thousands_of_officers_shows_progress_and_a_bad_file_changes_nothing(

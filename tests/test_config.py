@@ -353,3 +353,47 @@ def test_the_feed_section_is_read_from_the_file_and_the_environment(tmp_path: Pa
     )
     assert (cfg.feed.poll_s, cfg.feed.max_per_user, cfg.feed.page) == (0.5, 4, 100)
     assert cfg.feed.max_connections == 64
+
+
+# --- [audit] (issue 15) ---------------------------------------------------------------------
+
+
+def test_the_checkpoint_key_defaults_beside_the_data_dir_never_inside_it(tmp_path: Path) -> None:
+    from commandcenter.config import audit_key_path
+
+    config = load_config(write(tmp_path, f'[server]\ndata_dir = "{tmp_path / "var"}"\n'), {})
+    assert audit_key_path(config) == tmp_path / "var-audit" / "checkpoint_ed25519.pem"
+    assert load_config(None, {}).audit.checkpoint_interval_s == 60.0
+    # A trailing slash names the same directory.
+    slashed = load_config(None, {"COMMANDCENTER_SERVER_DATA_DIR": f"{tmp_path}/var/"})
+    assert audit_key_path(slashed) == tmp_path / "var-audit" / "checkpoint_ed25519.pem"
+
+
+@pytest.mark.parametrize("key", ["checkpoint_key_file", "checkpoint_log"])
+def test_a_key_or_checkpoint_log_inside_the_data_dir_is_refused(tmp_path: Path, key: str) -> None:
+    text = f'[server]\ndata_dir = "{tmp_path / "var"}"\n[audit]\n{key} = "{tmp_path}/var/k.pem"\n'
+    with pytest.raises(ConfigError, match=rf"audit.{key}: .* is inside server.data_dir"):
+        load_config(write(tmp_path, text), {})
+    # Next to it is fine, even with a name that starts alike.
+    fine = text.replace("/var/k.pem", "/var-keys/k.pem")
+    assert getattr(load_config(write(tmp_path, fine), {}).audit, key).endswith("var-keys/k.pem")
+
+
+def test_audit_settings_come_from_the_environment_and_are_checked() -> None:
+    env = {
+        "COMMANDCENTER_AUDIT_CHECKPOINT_INTERVAL_S": "5",
+        "COMMANDCENTER_AUDIT_TSA_URL": "http://tsa.example/stamp",
+        "COMMANDCENTER_AUDIT_TSA_TIMEOUT_S": "2.5",
+    }
+    audit = load_config(None, env).audit
+    assert (audit.checkpoint_interval_s, audit.tsa_url, audit.tsa_timeout_s) == (
+        5.0,
+        "http://tsa.example/stamp",
+        2.5,
+    )
+    with pytest.raises(ConfigError, match=r"audit\.checkpoint_interval_s: must be above 0"):
+        load_config(None, {"COMMANDCENTER_AUDIT_CHECKPOINT_INTERVAL_S": "0"})
+    with pytest.raises(ConfigError, match=r"audit\.tsa_url: must start with http"):
+        load_config(None, {"COMMANDCENTER_AUDIT_TSA_URL": "ftp://tsa"})
+    with pytest.raises(ConfigError, match=r"audit.tsa_uri: unknown setting|no such setting"):
+        load_config(None, {"COMMANDCENTER_AUDIT_TSA_URI": "http://x"})

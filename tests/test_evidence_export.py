@@ -1,5 +1,6 @@
 """`commandcenter evidence export` and `evidence verify`, run as real processes against the
-trace and evidence files a real app wrote."""
+trace and evidence files a real app wrote; a bundle (format 2) is signed and commits to the
+chain head it was cut from, so an item dropped or a correction hidden fails offline."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient
 
+from commandcenter.config import audit_key_path
 from commandcenter.keys import TRACE
 from commandcenter.stores import sqlite_path
 from sessions import evidence as ev
+from sessions.checkpoint import Checkpoint, key_id, public_pem, sign, sign_bytes, signature_ok
+from sessions.checkpoint_files import load_public_key, public_key_path
 from sessions.export import BUNDLE_FORMAT, check_bundle
 from tests.evidencehelpers import CASE, PHOTO, Api, correct, sha, start_api, uploaded
 
@@ -220,3 +225,179 @@ def test_hashes_in_the_bundle_use_the_documented_rule() -> None:
     assert content == b'{"at_us":5,"data":{"a":1},"kind":"evidence_stored","seq":1}'
     by_hand = hashlib.sha256(bytes.fromhex(GENESIS_HASH) + content).hexdigest()
     assert chain_hash(GENESIS_HASH, content) == by_hand
+
+
+# --- bundle format 2: signed, complete (issue 15) -------------------------------------------
+
+
+async def exported(api: Api, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    ids = await case_with_history(api)
+    bundle = tmp_path / "bundle"
+    code, _, err = await cli(api, "evidence", "export", "--case", CASE, "--out", str(bundle))
+    assert (code, err) == (0, "")
+    assert check_bundle(bundle).ok, check_bundle(bundle).problems
+    return bundle, ids
+
+
+def manifest_of(bundle: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    return data
+
+
+def write_manifest(bundle: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+    (bundle / "manifest.json").write_text(text, encoding="utf-8")
+
+
+def write_records(bundle: Path, records: list[dict[str, Any]]) -> None:
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    (bundle / "records.jsonl").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+
+
+async def test_the_manifest_commits_to_the_head_and_checkpoint_it_was_cut_from(
+    api: Api, tmp_path: Path
+) -> None:
+    bundle, _ = await exported(api, tmp_path)
+    manifest = manifest_of(bundle)
+    head = await api.app[TRACE].head()
+    # The export's own records come last before its checkpoint; the server may add more.
+    assert manifest["chain"]["head_seq"] <= head.seq
+    cp = Checkpoint.from_json(manifest["checkpoint"])
+    assert (cp.seq, cp.hash, cp.reason) == (
+        manifest["chain"]["head_seq"],
+        manifest["chain"]["head_hash"],
+        "export",
+    )
+    assert any(c == cp for c in await api.app[TRACE].checkpoints())
+    public = load_public_key(bundle / "checkpoint.pub")
+    assert signature_ok(cp, public)
+    assert manifest["key_id"] == key_id(public)
+    assert manifest["record_seqs"] == [r["seq"] for r in read_records(bundle)]
+    assert f"{cp.seq}:{cp.hash}" in manifest["anchors"]
+
+
+async def test_an_item_dropped_from_the_bundle_fails_offline(api: Api, tmp_path: Path) -> None:
+    bundle, ids = await exported(api, tmp_path)
+    records = read_records(bundle)
+    kept = [r for r in records if ids["doc"] not in r["data"]]
+    write_records(bundle, kept)
+    (bundle / "originals" / sha(OTHER)).chmod(0o644)
+    (bundle / "originals" / sha(OTHER)).unlink()
+    check = check_bundle(bundle)
+    assert not check.ok
+    dropped = sorted({r["seq"] for r in records} - {r["seq"] for r in kept})
+    assert f"record {dropped[0]}: listed in the manifest, missing from records.jsonl" in (
+        check.problems
+    )
+    # Dropped from the manifest as well: the manifest no longer has its signature.
+    manifest = manifest_of(bundle)
+    manifest["items"] = [i for i in manifest["items"] if i["evidence_id"] != ids["doc"]]
+    manifest["record_seqs"] = [r["seq"] for r in kept]
+    manifest["anchors"] = [a for a in manifest["anchors"] if int(a.split(":")[0]) not in dropped]
+    write_manifest(bundle, manifest)
+    code, out, err = await cli(api, "evidence", "verify", str(bundle))
+    assert code == 1
+    assert json.loads(out)["ok"] is False
+    assert "manifest.sig: the manifest was changed after export" in err
+
+
+async def test_a_hidden_correction_fails_offline(api: Api, tmp_path: Path) -> None:
+    bundle, ids = await exported(api, tmp_path)
+    records = read_records(bundle)
+    (correction,) = [r for r in records if r["kind"] == ev.CORRECTED]
+    write_records(bundle, [r for r in records if r is not correction])
+    check = check_bundle(bundle)
+    assert f"record {correction['seq']}: listed in the manifest, missing from records.jsonl" in (
+        check.problems
+    )
+    # And the manifest made to match, the item's metadata as before the correction.
+    manifest = manifest_of(bundle)
+    (photo,) = [i for i in manifest["items"] if i["evidence_id"] == ids["photo"]]
+    photo["correction_seqs"] = []
+    photo["metadata"]["file_name"] = "IMG_0001.jpg"
+    manifest["record_seqs"].remove(correction["seq"])
+    write_manifest(bundle, manifest)
+    problems = check_bundle(bundle).problems
+    assert any(p.startswith("manifest.sig: the manifest was changed") for p in problems)
+    # A correction bundled but left out of the item's metadata is named as well.
+    write_records(bundle, records)
+    manifest["record_seqs"] = [r["seq"] for r in records]
+    write_manifest(bundle, manifest)
+    problems = check_bundle(bundle).problems
+    assert f"item {ids['photo']}: correction {correction['seq']} is not applied" in (
+        " ".join(problems)
+    )
+
+
+async def test_a_tampered_manifest_fails_its_signature_and_another_key_is_refused(
+    api: Api, tmp_path: Path
+) -> None:
+    bundle, _ = await exported(api, tmp_path)
+    text = (bundle / "manifest.json").read_bytes()
+    (bundle / "manifest.json").write_bytes(text.replace(b'"exported_at": ', b'"exported_at": 1'))
+    assert any(p.startswith("manifest.sig") for p in check_bundle(bundle).problems)
+    (bundle / "manifest.json").write_bytes(text)
+    assert check_bundle(bundle).ok
+    # Re-signed, checkpoint and all, by someone else's key: only a pinned key tells.
+    forger = Ed25519PrivateKey.generate()
+    manifest = manifest_of(bundle)
+    cp = Checkpoint.from_json(manifest["checkpoint"])
+    manifest["checkpoint"] = sign(
+        forger, cp.head, now=cp.at_us / 1e6, node=cp.node, reason="export"
+    ).to_json()
+    write_manifest(bundle, manifest)
+    body = (bundle / "manifest.json").read_bytes()
+    (bundle / "manifest.sig").write_text(sign_bytes(forger, body))
+    (bundle / "checkpoint.pub").write_bytes(public_pem(forger.public_key()))
+    assert check_bundle(bundle).key_id == key_id(forger.public_key())
+    server_key = public_key_path(audit_key_path(api.config))
+    code, _, err = await cli(
+        api, "evidence", "verify", str(bundle), "--public-key", str(server_key)
+    )
+    assert code == 1
+    assert "checkpoint.pub: not the key given" in err
+    assert "checkpoint: signature does not verify" in err
+    # With --chain, the server's own key is the one checked against.
+    code, _, err = await cli(api, "evidence", "verify", str(bundle), "--chain")
+    assert code == 1
+    assert "checkpoint.pub: not the key given" in err
+
+
+async def test_a_format_1_bundle_is_refused_with_a_clear_reason(api: Api, tmp_path: Path) -> None:
+    bundle, _ = await exported(api, tmp_path)
+    manifest = manifest_of(bundle)
+    manifest["format"] = "commandcenter-evidence-bundle/1"
+    write_manifest(bundle, manifest)
+    (problem,) = check_bundle(bundle).problems
+    assert "not signed and cannot show they are complete; export the case again" in problem
+
+
+BAD_VALUES: list[object] = [None, True, 7, -1.5, "x", "\x00", [], [None], [[1]], {}, {"a": [1]}]
+
+
+async def test_any_manifest_or_record_content_gives_problems_never_a_crash(
+    api: Api, tmp_path: Path
+) -> None:
+    """A bundle is input from outside: whatever it holds, verification answers problems."""
+    bundle, _ = await exported(api, tmp_path)
+    manifest = manifest_of(bundle)
+    records = read_records(bundle)
+    for key in [*manifest, "items.0", "items.0.correction_seqs", "items.0.original"]:
+        for value in BAD_VALUES:
+            changed = json.loads(json.dumps(manifest))
+            if key.startswith("items.0"):
+                _, _, field = key.partition("items.0")
+                if field:
+                    changed["items"][0][field.lstrip(".")] = value
+                else:
+                    changed["items"][0] = value
+            else:
+                changed[key] = value
+            write_manifest(bundle, changed)
+            check = check_bundle(bundle)
+            assert not check.ok, (key, value)
+    write_manifest(bundle, manifest)
+    for key in records[0]:
+        for value in [*BAD_VALUES, 1e300, float("inf")]:
+            write_records(bundle, [{**records[0], key: value}, *records[1:]])
+            assert not check_bundle(bundle).ok, (key, value)

@@ -501,3 +501,59 @@ async def test_counts_agree_with_the_reference_definition(store: TraceStore, see
     assert whole.evidence_items > whole.cases > 0
     assert whole.conferences > 0
     assert verify(links).ok
+
+
+# --- checkpoints (issue 15) ------------------------------------------------------------------
+
+
+async def test_checkpoints_are_kept_in_order_and_read_back_alike_by_every_store(
+    backend: Backend,
+) -> None:
+    """The SQLite, PostgreSQL and memory stores keep signed heads beside the chain, durable
+    across a reopen and readable by a read-only store, without touching the chain."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import sign
+
+    key = Ed25519PrivateKey.generate()
+    stores: list[TraceStore] = [MemoryTraceStore(), await backend.open()]
+    for store in stores:
+        try:
+            assert await store.checkpoints() == []
+            await fill(store, 3)
+            first = sign(key, await store.head(), now=1.5, node="n1", reason="start")
+            await fill(store, 2)
+            second = sign(key, await store.head(), now=2.5, node="n1", reason="stop")
+            await store.add_checkpoint(first)
+            await store.add_checkpoint(second.with_token(b"\x30\x00"))
+            assert await store.checkpoints() == [first, second.with_token(b"\x30\x00")]
+            assert (await verify_store(store)).ok
+            assert await store.count() == 5
+        finally:
+            await store.close()
+    reader = await backend.open(readonly=True)
+    try:
+        assert [c.reason for c in await reader.checkpoints()] == ["start", "stop"]
+        with pytest.raises(StoreUnavailable):
+            await reader.add_checkpoint(first)
+    finally:
+        await reader.close()
+
+
+async def test_a_trace_from_before_checkpoints_reads_as_having_none(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sessions.sqlite_store import SqliteTraceStore
+
+    path = tmp_path / "old.sqlite3"
+    store = await SqliteTraceStore.open(path)
+    await fill(store, 2)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE checkpoints")
+    db.close()
+    reader = await SqliteTraceStore.open(path, readonly=True)
+    try:
+        assert await reader.checkpoints() == []
+    finally:
+        await reader.close()

@@ -39,7 +39,8 @@ class Backend(Protocol):
     async def open(self, *, readonly: bool = False) -> TraceStore: ...
 
     async def sql(self, *statements: str) -> None:
-        """Run raw statements, `{t}` standing for the trace table, in one transaction."""
+        """Run raw statements, `{t}` standing for the trace table and `{c}` for the
+        checkpoints table, in one transaction."""
         ...
 
     def writes_held(self) -> contextlib.AbstractAsyncContextManager[None]:
@@ -69,7 +70,7 @@ class SqliteBackend:
                 conn.execute("PRAGMA busy_timeout = 10000")
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in statements:
-                    conn.execute(statement.replace("{t}", "trace"))
+                    conn.execute(statement.replace("{t}", "trace").replace("{c}", "checkpoints"))
                 conn.execute("COMMIT")
             finally:
                 conn.close()
@@ -115,7 +116,8 @@ class PostgresBackend:
         try:
             async with conn.transaction():
                 for statement in statements:
-                    await conn.execute(statement.replace("{t}", f'"{self.schema}".trace'))
+                    sql = statement.replace("{t}", f'"{self.schema}".trace')
+                    await conn.execute(sql.replace("{c}", f'"{self.schema}".checkpoints'))
         finally:
             await conn.close()
 
