@@ -78,6 +78,17 @@ def _ref_of(frame: bytes, encoding: Encoding) -> str | None:
     return None
 
 
+def ref_of(frame: str | bytes, encoding: Encoding, max_bytes: int) -> str | None:
+    """The id of a frame that is not decoded as a message (one over the rate), so that the
+    error about it can name it; None if it has no usable one or is over `max_bytes`."""
+    if len(frame) > max_bytes:
+        return None
+    data = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
+    if len(data) > max_bytes:
+        return None
+    return _ref_of(data, encoding)
+
+
 def decode(frame: str | bytes, encoding: Encoding, max_bytes: int) -> ClientMessage:
     """Decode one client frame; raises InvalidMessage (or FrameTooLarge) on bad input."""
     if len(frame) > max_bytes:

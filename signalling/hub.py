@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from identity import AuthError, Identity, bearer_token
 from signalling import protocol as p
 from signalling.clock import Clock
-from signalling.codec import Encoding, decode, encode
+from signalling.codec import Encoding, decode, encode, ref_of
 from signalling.connection import CLOSE_WAIT_S, Connection
 from signalling.core.presence import SessionKeys
 from signalling.errors import (
@@ -295,7 +295,9 @@ class Hub:
                 over_rate += 1
                 if over_rate >= limits.rate_limited_before_close:
                     return (CLOSE_RATE_LIMITED, "message rate exceeded")
-                self.outbox.reply(conn, RateLimited("too many messages, slow down"), None)
+                # Only the id is read (cheap next to a full decode), so the error names it.
+                ref = ref_of(data, encoding, limits.max_frame_bytes)
+                self.outbox.reply(conn, RateLimited("too many messages, slow down"), ref)
                 continue
             over_rate = 0
             try:

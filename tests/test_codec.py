@@ -166,6 +166,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.RosterUpdate(entry=ENTRY),
     p.CallRinging(call=CALL),
     p.CallQueued(call_id="c1", position=2),
+    p.CallRingingCenter(call_id="c1"),
+    p.EmergencyCleared(by=OPERATOR),
     p.CallTaken(call_id="c1", by=OPERATOR),
     p.RingStopped(call_id="c1", reason="busy"),
     p.CallAnswered(call=CALL),

@@ -142,10 +142,13 @@ async def test_second_call_queues_and_rings_when_the_first_hangs_up(server: Serv
     second = await server.connect("o2", "officer", "P0101")
     call1 = await place_call(first)
     await op1.expect("call_ringing", where=lambda m: m["call"]["call_id"] == call1)
+    # The officer's phone is told its call rings (not merely that it was placed).
+    await first.expect("call_ringing_center", call_id=call1)
     call2 = await place_call(second)
     queued = await second.expect("call_queued", call_id=call2)
     assert queued["position"] == 1
     await op1.assert_no("call_ringing", within=0.1, where=lambda m: m["call"]["call_id"] == call2)
+    await second.assert_no("call_ringing_center", within=0.05)
 
     await op1.request("accept", call_id=call1)
     await first.expect("call_answered")
@@ -154,6 +157,8 @@ async def test_second_call_queues_and_rings_when_the_first_hangs_up(server: Serv
     assert (ended["reason"], ended["by"]) == ("hangup", "op1")
     ringing = await op1.expect("call_ringing", where=lambda m: m["call"]["call_id"] == call2)
     assert ringing["call"]["officer"]["id"] == "o2"
+    # Out of the queue: the waiting officer is told it rings now.
+    await second.expect("call_ringing_center", call_id=call2)
     await op1.request("accept", call_id=call2)
     await second.expect("call_answered")
 
@@ -278,6 +283,8 @@ async def test_emergency_rings_operator_and_supervisor_and_flags_the_roster(
     assert roster["officers"][0]["emergency"] is True
 
     await op.request("clear_emergency", officer="o1")
+    cleared = await officer.expect("emergency_cleared")
+    assert cleared["by"]["id"] == "op1"
     await sup.expect("roster_update", where=lambda m: m["entry"]["emergency"] is False)
     roster = await op.request("get_roster", reply="roster")
     assert roster["officers"][0]["emergency"] is False

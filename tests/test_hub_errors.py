@@ -246,8 +246,7 @@ async def test_message_flood_is_rate_limited_then_closed_4429(serve: Serve) -> N
         limits={"messages_per_s": 5.0, "message_burst": 10, "rate_limited_before_close": 3}
     )
     client = await server.connect("o1", "officer", "P0101")
-    for _ in range(30):
-        await client.send("heartbeat", device_time=DEVICE_TIME)
+    sent = [await client.send("heartbeat", device_time=DEVICE_TIME) for _ in range(30)]
     assert await client.expect_close(4429) == "message rate exceeded"
     got = [m["type"] for m in client.unread()]
     # The burst is served, then two rate_limited errors, and the third closes; every
@@ -256,6 +255,12 @@ async def test_message_flood_is_rate_limited_then_closed_4429(serve: Serve) -> N
     errors = [m for m in client.unread() if m["type"] == "error"]
     assert [e["code"] for e in errors] == ["rate_limited", "rate_limited"]
     assert got[-1] == "error"
+    # Each names the frame it dropped: two in a row, after the ones served.
+    acked = {m["ref"] for m in client.unread() if m["type"] == "heartbeat_ack"}
+    refs = [e["ref"] for e in errors]
+    assert refs[0] in sent
+    assert refs[0] not in acked
+    assert sent.index(refs[1]) == sent.index(refs[0]) + 1
 
 
 async def test_messages_within_the_rate_are_all_served(serve: Serve) -> None:

@@ -217,6 +217,8 @@ class Dispatch:
 
     def ring(self, call: Call, users: list[str], now: float, out: list[Action]) -> None:
         board = self._board
+        # Rung afresh (placed, or out of the queue), not spreading to more operators.
+        starts = not self._ringing.get(call.call_id)
         if call.state is CallState.QUEUED:
             board.calls.move(call, CallEvent.RING, now)
             call.ring_started_at = now
@@ -226,6 +228,8 @@ class Dispatch:
             self._ringing_at.setdefault(u, set()).add(call.call_id)
         out.append(board.facts.record("call_ringing", now, call=call.call_id, users=sorted(users)))
         out.append(Send(tuple(users), p.CallRinging(call=call_info(call, board.presence.info))))
+        if starts and call.direction is Direction.OFFICER_TO_CENTER:
+            out.append(Send((call.officer,), p.CallRingingCenter(call_id=call.call_id)))
 
     def stop_ringing(
         self, call: Call, user: str, reason: p.RingStopReason, now: float, out: list[Action]

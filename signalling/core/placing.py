@@ -114,6 +114,8 @@ class Placing:
                 by=session.user_id,
             )
         )
+        # The officer's phone stops showing the alarm as raised.
+        out.append(Send((officer,), p.EmergencyCleared(by=board.presence.info(session.user_id))))
         out.extend(board.views.officer_changed(target))
 
     def call_officer(

@@ -49,6 +49,7 @@ from signalling.protocol.calls import (
     CallPlaced,
     CallQueued,
     CallRinging,
+    CallRingingCenter,
     CallTaken,
     CallTransferred,
     Cancel,
@@ -56,6 +57,7 @@ from signalling.protocol.calls import (
     Decline,
     Direction,
     Emergency,
+    EmergencyCleared,
     EndReason,
     GeoPosition,
     GetRoster,
@@ -234,6 +236,8 @@ ServerMessage = (
     | RosterUpdate
     | CallRinging
     | CallQueued
+    | CallRingingCenter
+    | EmergencyCleared
     | CallTaken
     | RingStopped
     | CallAnswered
@@ -280,6 +284,7 @@ __all__ = [
     "CallPlaced",
     "CallQueued",
     "CallRinging",
+    "CallRingingCenter",
     "CallTaken",
     "CallTransferred",
     "Cancel",
@@ -309,6 +314,7 @@ __all__ = [
     "DeclineConference",
     "Direction",
     "Emergency",
+    "EmergencyCleared",
     "EndConference",
     "EndReason",
     "EpochMs",

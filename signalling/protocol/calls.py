@@ -203,6 +203,19 @@ class CallQueued(_ServerMessage, tag="call_queued", frozen=True):
     position: int  # 1 = next to ring
 
 
+class CallRingingCenter(_ServerMessage, tag="call_ringing_center", frozen=True):
+    """To the officer: their call to the center rings at operators now (placed, or out of
+    the queue), so the phone can show "ringing" rather than "waiting"."""
+
+    call_id: str
+
+
+class EmergencyCleared(_ServerMessage, tag="emergency_cleared", frozen=True):
+    """To the officer: the center cleared their emergency flag."""
+
+    by: UserInfo
+
+
 class CallTaken(_ServerMessage, tag="call_taken", frozen=True):
     call_id: str
     by: UserInfo
