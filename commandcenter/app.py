@@ -121,7 +121,8 @@ def create_app(
     app = web.Application(
         client_max_size=1024 * 1024,
         middlewares=[
-            browser_policy.origin_check(WS_PATH, allowed_origins(config.server.allowed_origins))
+            browser_policy.origin_check(WS_PATH, allowed_origins(config.server.allowed_origins)),
+            browser_policy.app_not_found(STATIC_DIR),
         ],
     )
     app.on_response_prepare.append(http_edge.stamp_request_id)

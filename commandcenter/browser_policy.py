@@ -12,11 +12,18 @@ check like any other.
 Content-Security-Policy: the pages under /app/ load only their own scripts, styles, images
 and media from this server and connect only back to it; nothing inline, nothing from a CDN,
 no framing by another site.
+
+Caching: a built asset under an `assets/` directory carries a hash of its content in its name
+(Vite's output), so it never changes and is cached for a year; every other file (the pages,
+hand-written scripts) is revalidated on each load (`no-cache` with its ETag), so a new
+release reaches the consoles at their next reload. A file that is not there is a small HTML
+page saying so, not an empty octet stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 import structlog
@@ -98,15 +105,60 @@ def origin_check(path: str, allowed: frozenset[str]) -> Middleware:
     return check
 
 
+IMMUTABLE: Final = "public, max-age=31536000, immutable"
+REVALIDATE: Final = "no-cache"
+NOT_FOUND_PAGE: Final = (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+    "<title>404</title></head><body><h1>404</h1>"
+    '<p>页面不存在。 The page does not exist.</p><p><a href="/app/index.html">'
+    "返回 / Back</a></p></body></html>"
+)
+
+
+def cache_control(path: str) -> str:
+    """How long a browser may keep the file at `path` (under /app/) without asking again."""
+    return IMMUTABLE if "/assets/" in path.removeprefix(APP_PREFIX.rstrip("/")) else REVALIDATE
+
+
 async def page_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """on_response_prepare: the pages' security headers on everything under /app/."""
+    """on_response_prepare: the pages' security and cache headers on everything under /app/."""
     if request.path.startswith(APP_PREFIX):
         response.headers.update(_PAGE_HEADERS)
+        if response.status in (200, 304):
+            response.headers[hdrs.CACHE_CONTROL] = cache_control(request.path)
+
+
+def app_not_found(static_dir: Path) -> Middleware:
+    """A missing file under /app/ answers a small HTML page (a person opened a wrong link),
+    not aiohttp's empty application/octet-stream (its file response finds the file missing
+    only when it is sent, too late to answer otherwise, so the file is looked for here)."""
+    root = static_dir.resolve()
+
+    @web.middleware
+    def check(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: any other request gets its handler's own awaitable back, so a
+        # WebSocket does not keep a frame of this alive.
+        if request.path.startswith(APP_PREFIX) and not _is_file(root, request.path):
+            return _not_found()
+        return handler(request)
+
+    return check
+
+
+def _is_file(root: Path, path: str) -> bool:
+    wanted = (root / path.removeprefix(APP_PREFIX)).resolve()
+    return wanted.is_relative_to(root) and wanted.is_file()
+
+
+async def _not_found() -> web.StreamResponse:
+    return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html")
 
 
 __all__ = [
     "APP_PREFIX",
     "CONTENT_SECURITY_POLICY",
+    "app_not_found",
+    "cache_control",
     "origin_allowed",
     "origin_check",
     "page_headers",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from commandcenter.browser_policy import CONTENT_SECURITY_POLICY
+from commandcenter.browser_policy import CONTENT_SECURITY_POLICY, cache_control
 from commandcenter.config import ConfigError, load_config
 from commandcenter.origins import allowed_origins, normalised_origin
 from tests.conftest import Serve
@@ -105,3 +105,26 @@ async def test_pages_carry_a_content_security_policy(server: Server) -> None:
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY
     assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
     assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+
+
+async def test_pages_are_revalidated_and_built_assets_kept(server: Server) -> None:
+    resp = await server.http.get("/app/index.html")
+    assert resp.headers["Cache-Control"] == "no-cache"
+    assert resp.headers["ETag"]
+    assert cache_control("/app/console/assets/index-3f9a1c0e.js") == (
+        "public, max-age=31536000, immutable"
+    )
+    assert cache_control("/app/console/index.html") == "no-cache"
+
+
+async def test_a_missing_page_is_a_404_page_not_an_octet_stream(server: Server) -> None:
+    resp = await server.http.get("/app/nope.js")
+    assert resp.status == 404
+    assert resp.content_type == "text/html"
+    assert "页面不存在" in await resp.text()
+    assert resp.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "Cache-Control" not in resp.headers
+    # Elsewhere a missing route is still the API's own answer.
+    other = await server.http.get("/api/nope")
+    assert other.status == 404
+    assert other.content_type != "text/html"
