@@ -1,5 +1,3 @@
-# The pages' text is Chinese, whose punctuation is full-width: not confusables.
-# ruff: noqa: RUF001
 """The conference page in headless Chromium against the real server, run inside a network
 namespace by tests/test_browser_conference.py:
 

@@ -1,5 +1,3 @@
-# The pages' text is Chinese, whose punctuation is full-width: not confusables.
-# ruff: noqa: RUF001
 """The conference page (commandcenter/static/conference.html) in headless Chromium against the
 real server: a moderator and three sites with fake cameras and microphones, driven through
 the page's buttons, their media counted with getStats per slot.

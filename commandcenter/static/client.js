@@ -50,7 +50,18 @@
     call: null, // CallInfo of the call we are in (active), or null
     roster: new Map(), // officer id -> RosterEntry (operators, supervisors)
     events: [], // pushes received, newest last
+    // The officer's own call to the center until it is answered or ends:
+    // {call_id, phase: "placed" | "ringing" | "queued", position}
+    outgoing: null,
+    lastEnd: null, // {call_id, reason} of the last call that ended
+    emergency: false, // the officer raised an SOS that nobody has cleared yet
+    emergencyClearedBy: null, // UserInfo of who cleared the last one
+    muted: false,
+    cameraOff: false,
+    hiddenSince: null, // when the page last went to the background (ms), while it is
+    backgroundS: null, // how long the page was last in the background, seconds
   };
+  const listeners = []; // pages that draw the state their own way (phone.js)
   let ws = null;
   let nextId = 1;
   const pending = new Map(); // message id -> {resolve, reject}
@@ -132,14 +143,33 @@
         state.ringing.delete(msg.call_id);
         break;
       case "call_answered":
+        if (state.outgoing && state.outgoing.call_id === msg.call.call_id) state.outgoing = null;
+        callChanged(msg.call);
+        break;
       case "call_transferred":
         callChanged(msg.call);
+        break;
+      case "call_ringing_center":
+        if (state.outgoing && state.outgoing.call_id === msg.call_id) {
+          state.outgoing = { call_id: msg.call_id, phase: "ringing", position: null };
+        }
+        break;
+      case "call_queued":
+        if (state.outgoing && state.outgoing.call_id === msg.call_id) {
+          state.outgoing = { call_id: msg.call_id, phase: "queued", position: msg.position };
+        }
+        break;
+      case "emergency_cleared":
+        state.emergency = false;
+        state.emergencyClearedBy = msg.by;
         break;
       case "participant_left":
         if (state.user && msg.user.id === state.user.id) callOver(msg.call_id);
         break;
       case "call_ended":
         state.ringing.delete(msg.call_id);
+        if (state.outgoing && state.outgoing.call_id === msg.call_id) state.outgoing = null;
+        state.lastEnd = { call_id: msg.call_id, reason: msg.reason };
         callOver(msg.call_id);
         break;
       case "roster":
@@ -173,11 +203,27 @@
     // welcome.calls is the whole truth: forget any call it does not list.
     state.ringing.clear();
     const active = msg.calls.find((c) => c.state === "active") || null;
+    // An officer's own unanswered call carries over a reconnect.
+    const mine = msg.calls.find(
+      (c) => c.state !== "active" && c.direction === "officer_to_center" && c.officer.id === msg.user.id,
+    );
+    if (!mine) state.outgoing = null;
+    else if (!state.outgoing || state.outgoing.call_id !== mine.call_id) {
+      state.outgoing = {
+        call_id: mine.call_id,
+        phase: mine.state === "queued" ? "queued" : "ringing",
+        position: null,
+      };
+    }
     for (const c of msg.calls) if (c.state === "ringing") state.ringing.set(c.call_id, c);
     if (state.call && (!active || state.call.call_id !== active.call_id)) {
       callOver(state.call.call_id);
     }
     if (active) callChanged(active);
+    if (msg.user.role === "officer") {
+      watchPosition();
+      sendPosition(true);
+    }
     sendHeartbeat();
     clearInterval(heartbeat);
     heartbeat = setInterval(sendHeartbeat, msg.heartbeat_interval_s * 1000);
@@ -230,8 +276,130 @@
   async function callCenter(caseNumber) {
     const fields = caseNumber ? { case_number: caseNumber } : {};
     const reply = await request("call_center", fields);
+    // call_ringing_center or call_queued may have come first: keep what they said.
+    if (!state.outgoing || state.outgoing.call_id !== reply.call_id) {
+      state.outgoing = { call_id: reply.call_id, phase: "placed", position: null };
+    }
+    render();
     return reply.call_id;
   }
+
+  // The officer's own call, while it rings or waits: given up.
+  async function cancel() {
+    if (!state.outgoing) return;
+    await request("cancel", { call_id: state.outgoing.call_id });
+  }
+
+  // SOS, with the latest position first (the trace keeps the position the flag was raised at).
+  async function emergency(note) {
+    await sendPosition(true);
+    const reply = await request("emergency", note ? { note } : {});
+    state.emergency = true;
+    state.emergencyClearedBy = null;
+    if (reply.call_id && (!state.call || state.call.call_id !== reply.call_id)) {
+      state.outgoing = state.outgoing || { call_id: reply.call_id, phase: "placed", position: null };
+    }
+    render();
+    return reply.call_id || null;
+  }
+
+  async function clearEmergency(officer) {
+    await request("clear_emergency", { officer });
+  }
+
+  // ---- position --------------------------------------------------------------------------
+
+  const POSITION_EVERY_MS = 10000;
+  let lastFix = null;
+  let sentFixAt = 0;
+  let watching = null;
+
+  function watchPosition() {
+    if (watching !== null || !navigator.geolocation) return;
+    watching = navigator.geolocation.watchPosition(
+      (fix) => {
+        lastFix = fix;
+        sendPosition(false);
+      },
+      (err) => log({ type: "position_error", reason: err.message }),
+      { enableHighAccuracy: true, maximumAge: 5000 },
+    );
+  }
+
+  async function sendPosition(now) {
+    if (!lastFix || !state.connected) return;
+    if (!now && Date.now() - sentFixAt < POSITION_EVERY_MS) return;
+    sentFixAt = Date.now();
+    const c = lastFix.coords;
+    const fields = { lat: c.latitude, lon: c.longitude, device_time: lastFix.timestamp };
+    if (Number.isFinite(c.accuracy)) fields.accuracy_m = Math.min(c.accuracy, 100000);
+    await request("position", fields).catch(() => {});
+  }
+
+  // ---- mute, camera ------------------------------------------------------------------------
+
+  function localTracks(kind) {
+    return media && media.localStream
+      ? media.localStream.getTracks().filter((t) => t.kind === kind)
+      : [];
+  }
+
+  function setMuted(muted) {
+    state.muted = muted;
+    for (const t of localTracks("audio")) t.enabled = !muted;
+    render();
+  }
+
+  function setCameraOff(off) {
+    state.cameraOff = off;
+    for (const t of localTracks("video")) t.enabled = !off;
+    render();
+  }
+
+  // Front <-> back: a new camera track replaces the old one on the same sender.
+  let facing = "user";
+  async function switchCamera() {
+    if (!media || !media.localStream) return;
+    facing = facing === "user" ? "environment" : "user";
+    const fresh = await navigator.mediaDevices.getUserMedia({ video: { facingMode: facing } });
+    const track = fresh.getVideoTracks()[0];
+    const sender = media.pc.getSenders().find((x) => x.track && x.track.kind === "video");
+    if (sender) await sender.replaceTrack(track);
+    for (const old of media.localStream.getVideoTracks()) {
+      media.localStream.removeTrack(old);
+      old.stop();
+    }
+    media.localStream.addTrack(track);
+    track.enabled = !state.cameraOff;
+    showLocal(media.localStream);
+  }
+
+  // ---- the screen stays awake in a call; the background is noticed ---------------------
+
+  let wakeLock = null;
+  async function keepAwake(on) {
+    if (!("wakeLock" in navigator)) return;
+    if (on && !wakeLock && document.visibilityState === "visible") {
+      wakeLock = await navigator.wakeLock.request("screen").catch(() => null);
+      if (wakeLock) wakeLock.addEventListener("release", () => (wakeLock = null));
+    } else if (!on && wakeLock) {
+      await wakeLock.release().catch(() => {});
+      wakeLock = null;
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") {
+      state.hiddenSince = Date.now();
+    } else {
+      if (state.hiddenSince) state.backgroundS = Math.round((Date.now() - state.hiddenSince) / 1000);
+      state.hiddenSince = null;
+      // Released by the browser when hidden: taken again for the call.
+      keepAwake(!!state.call);
+      sendPosition(true);
+    }
+    render();
+  });
 
   async function accept(callId) {
     await request("accept", { call_id: callId });
@@ -425,14 +593,27 @@
   // that the camera light is on only during calls. A device that is missing or refused does
   // not stop the call: we still receive. Only the two parties publish: a supervisor who
   // monitors listens in (one who answers an emergency is its operator, and talks).
+  // A page that keeps the camera and microphone for the whole session (the phone page: asked
+  // once, not at every call, so that a call starts at once and no prompt comes mid-incident).
+  const KEEP_MEDIA = document.documentElement.dataset.keepMedia === "true";
+  let sessionStream = null;
+
   async function localMedia(call) {
     const me = state.user.id;
     const party = call.officer.id === me || (call.operator && call.operator.id === me);
     if (!party) return null;
+    if (sessionStream && sessionStream.getTracks().some((t) => t.readyState === "live")) {
+      return sessionStream;
+    }
     for (const constraints of [{ audio: true, video: true }, { audio: true }]) {
       try {
-        return await navigator.mediaDevices.getUserMedia(constraints);
+        const stream = await navigator.mediaDevices.getUserMedia(constraints);
+        for (const t of stream.getAudioTracks()) t.enabled = !state.muted;
+        for (const t of stream.getVideoTracks()) t.enabled = !state.cameraOff;
+        if (KEEP_MEDIA) sessionStream = stream;
+        return stream;
       } catch (err) {
+        state.mediaError = err.name;
         log({ type: "media_error", reason: `getUserMedia: ${err.name}` });
       }
     }
@@ -471,7 +652,9 @@
   function stopMedia() {
     if (!media) return;
     media.close();
-    if (media.localStream) for (const t of media.localStream.getTracks()) t.stop();
+    if (media.localStream && media.localStream !== sessionStream) {
+      for (const t of media.localStream.getTracks()) t.stop();
+    }
     media = null;
     showLocal(null);
     render();
@@ -495,7 +678,7 @@
     audio.autoplay = true;
     audio.srcObject = stream;
     const caption = document.createElement("figcaption");
-    caption.textContent = id;
+    caption.textContent = nameOf(id);
     tile.append(video, audio, caption);
     $("remote").append(tile);
     audio.play().catch(() => {
@@ -503,6 +686,16 @@
       $("unmute").hidden = false;
     });
     return tile;
+  }
+
+  // A person's name, not their id, under their video: from the call, else the roster.
+  function nameOf(id) {
+    const call = state.call;
+    const people = call ? [call.officer, call.operator, ...call.supervisors] : [];
+    const found = people.find((u) => u && u.id === id);
+    if (found) return found.name;
+    const entry = state.roster.get(id);
+    return entry ? entry.officer.name : id;
   }
 
   function showLocal(stream) {
@@ -520,8 +713,10 @@
     const who = msg.user ? ` ${msg.user.id}` : msg.by ? ` by ${msg.by}` : "";
     const why = msg.reason ? ` (${msg.reason})` : "";
     li.textContent = `${new Date(entry.at).toLocaleTimeString()} ${msg.type}${who}${why}`;
-    $("log-list").prepend(li);
-    while ($("log-list").children.length > MAX_EVENTS) $("log-list").lastChild.remove();
+    const list = $("log-list");
+    if (!list) return;
+    list.prepend(li);
+    while (list.children.length > MAX_EVENTS) list.lastChild.remove();
   }
 
   function button(label, onClick) {
@@ -532,6 +727,9 @@
   }
 
   function render() {
+    keepAwake(!!state.call).catch(() => {});
+    for (const fn of listeners) fn(snapshot());
+    if (!$("ringing-list")) return; // a page of its own (phone.html) draws itself
     const u = state.user;
     let status = "connecting";
     if (state.connected) status = "connected";
@@ -610,7 +808,7 @@
     }
     token = (await resp.json()).token;
     fromCookie = true;
-    $("signout").hidden = false;
+    if ($("signout")) $("signout").hidden = false;
     connect();
   }
 
@@ -624,13 +822,15 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     const report = (err) => log({ type: "error", reason: err.message });
-    $("call-center").onclick = () => callCenter().catch(report);
-    $("hangup").onclick = () => hangup().catch(report);
+    if ($("call-center")) {
+      $("call-center").onclick = () => callCenter().catch(report);
+      $("hangup").onclick = () => hangup().catch(report);
+      $("signout").onclick = () => signOut().catch(report);
+    }
     $("unmute").onclick = () => {
       for (const a of document.querySelectorAll("#remote audio")) a.play().catch(() => {});
       $("unmute").hidden = true;
     };
-    $("signout").onclick = () => signOut().catch(report);
     if (token) connect();
     else signInWithCookie();
     render();
@@ -638,13 +838,8 @@
 
   // ---- the test API -------------------------------------------------------------------------
 
-  window.cc = {
-    callCenter,
-    accept,
-    join,
-    hangup,
-    // A plain, JSON-able snapshot for tests: no live objects.
-    state: () => ({
+  function snapshot() {
+    return {
       connected: state.connected,
       closeCode: state.closeCode,
       user: state.user,
@@ -652,7 +847,40 @@
       call: state.call,
       media: media ? media.summary() : null,
       events: state.events,
-    }),
+      outgoing: state.outgoing,
+      roster: [...state.roster.values()],
+      lastEnd: state.lastEnd,
+      emergency: state.emergency,
+      emergencyClearedBy: state.emergencyClearedBy,
+      muted: state.muted,
+      cameraOff: state.cameraOff,
+      backgroundS: state.backgroundS,
+      mediaError: state.mediaError || null,
+      localTracks: media && media.localStream
+        ? media.localStream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled }))
+        : [],
+    };
+  }
+
+  window.cc = {
+    callCenter,
+    accept,
+    join,
+    hangup,
+    cancel,
+    emergency,
+    clearEmergency,
+    setMuted,
+    setCameraOff,
+    switchCamera,
+    signOut: () => signOut(),
+    // A page that draws the state itself: `fn(snapshot)` after every change.
+    subscribe: (fn) => {
+      listeners.push(fn);
+      fn(snapshot());
+    },
+    // A plain, JSON-able snapshot for tests: no live objects.
+    state: () => snapshot(),
     // Per inbound RTP stream: video framesDecoded/frameWidth, audio totalAudioEnergy/audioLevel,
     // with `stream` the publishing user's id.
     inboundStats: () => (media ? media.inboundStats() : Promise.resolve([])),

@@ -1,0 +1,182 @@
+// The officer's phone page: draws window.cc's state (client.js owns the connection, the call,
+// media and positions) and turns touches into its commands. Chinese by default; ?lang=en
+// (remembered) for English. The SOS button must be held for SOS_HOLD_MS, so that a pocket or
+// a stray tap does not raise an alarm; releasing early does nothing.
+"use strict";
+
+(() => {
+  const SOS_HOLD_MS = 2000;
+  const TEXT = {
+    zh: {
+      connecting: "正在连接",
+      connected: "已连接",
+      disconnected: "连接中断，正在重连",
+      idle: "空闲",
+      placed: "正在呼叫指挥中心…",
+      ringing: "指挥中心响铃中…",
+      queued: "排队等候，第 {n} 位",
+      active: "通话中：{name}",
+      ended: "通话已结束（{reason}）",
+      call: "呼叫指挥中心",
+      cancel: "取消呼叫",
+      hangup: "挂断",
+      mute: "静音",
+      unmute_mic: "取消静音",
+      camera_off: "关闭摄像头",
+      camera_on: "打开摄像头",
+      flip: "切换摄像头",
+      sound: "打开声音",
+      sos: "长按 2 秒紧急求助",
+      sos_hold: "继续按住…",
+      sos_raised: "紧急求助已发出，等待指挥中心处理",
+      sos_cleared: "紧急状态已由 {name} 解除",
+      background: "页面曾在后台 {s} 秒：期间位置上报和视频暂停。",
+      media_denied: "无法使用摄像头或麦克风（{name}）：请在浏览器设置中允许。",
+      insecure: "此页面不安全（非 HTTPS），手机浏览器不允许使用摄像头和定位。",
+      signout: "退出登录",
+      other: "English",
+      reasons: {
+        hangup: "挂断",
+        cancelled: "已取消",
+        missed: "无人接听",
+        declined: "被拒绝",
+        queue_timeout: "排队超时",
+        queue_full: "队列已满",
+        unavailable: "无法接通",
+        busy: "忙",
+        party_lost: "对方掉线",
+      },
+    },
+    en: {
+      connecting: "Connecting",
+      connected: "Connected",
+      disconnected: "Disconnected, reconnecting",
+      idle: "Idle",
+      placed: "Calling the center…",
+      ringing: "Ringing at the center…",
+      queued: "Waiting: number {n} in the queue",
+      active: "In a call with {name}",
+      ended: "Call ended ({reason})",
+      call: "Call the center",
+      cancel: "Cancel the call",
+      hangup: "Hang up",
+      mute: "Mute",
+      unmute_mic: "Unmute",
+      camera_off: "Camera off",
+      camera_on: "Camera on",
+      flip: "Switch camera",
+      sound: "Turn sound on",
+      sos: "Hold 2 s for SOS",
+      sos_hold: "Keep holding…",
+      sos_raised: "SOS sent; waiting for the center",
+      sos_cleared: "Emergency cleared by {name}",
+      background: "The page was in the background for {s} s: position and video were paused.",
+      media_denied: "Camera or microphone not available ({name}): allow them in the browser settings.",
+      insecure: "This page is not secure (no HTTPS): phones allow no camera or position.",
+      signout: "Sign out",
+      other: "中文",
+      reasons: {},
+    },
+  };
+  const params = new URLSearchParams(location.search);
+  const lang = params.get("lang") || localStorage.getItem("cc.lang") || "zh";
+  if (params.get("lang")) localStorage.setItem("cc.lang", lang);
+  const t = TEXT[lang] || TEXT.zh;
+  const $ = (id) => document.getElementById(id);
+  const fill = (text, vars) => Object.entries(vars).reduce((s, [k, v]) => s.replace(`{${k}}`, v), text);
+  const report = (err) => console.warn(err);
+
+  function callLine(s) {
+    if (s.call && s.call.state === "active") {
+      const other = s.call.operator ? s.call.operator.name : "";
+      return fill(t.active, { name: other });
+    }
+    if (s.outgoing) {
+      if (s.outgoing.phase === "queued") return fill(t.queued, { n: s.outgoing.position || "?" });
+      return s.outgoing.phase === "ringing" ? t.ringing : t.placed;
+    }
+    if (s.lastEnd) return fill(t.ended, { reason: t.reasons[s.lastEnd.reason] || s.lastEnd.reason });
+    return t.idle;
+  }
+
+  function draw(s) {
+    $("status").textContent = s.connected ? t.connected : s.closeCode ? t.disconnected : t.connecting;
+    $("who").textContent = s.user ? `${s.user.name} · ${s.user.court}` : "";
+    $("call-state").textContent = callLine(s);
+    const inCall = !!(s.call && s.call.state === "active");
+    const waiting = !!s.outgoing;
+    $("call").hidden = inCall || waiting;
+    $("call").disabled = !s.connected;
+    $("cancel").hidden = !waiting;
+    $("hangup").hidden = !inCall;
+    $("in-call").hidden = !inCall;
+    $("mute").textContent = s.muted ? t.unmute_mic : t.mute;
+    $("mute").setAttribute("aria-pressed", String(s.muted));
+    $("camera").textContent = s.cameraOff ? t.camera_on : t.camera_off;
+    $("camera").setAttribute("aria-pressed", String(s.cameraOff));
+    $("sos").classList.toggle("raised", s.emergency);
+    if (s.emergency) $("sos-state").textContent = t.sos_raised;
+    else if (s.emergencyClearedBy) {
+      $("sos-state").textContent = fill(t.sos_cleared, { name: s.emergencyClearedBy.name });
+    } else $("sos-state").textContent = "";
+    const notices = [];
+    if (!window.isSecureContext) notices.push(t.insecure);
+    if (s.mediaError) notices.push(fill(t.media_denied, { name: s.mediaError }));
+    if (s.backgroundS) notices.push(fill(t.background, { s: s.backgroundS }));
+    $("notice").textContent = notices.join(" ");
+    $("notice").hidden = notices.length === 0;
+  }
+
+  // Press and hold: a bar fills for SOS_HOLD_MS; let go early and nothing is sent.
+  function holdToRaise(button) {
+    let timer = null;
+    let started = 0;
+    let frame = null;
+    const grow = () => {
+      const share = Math.min((Date.now() - started) / SOS_HOLD_MS, 1);
+      $("sos-fill").style.width = `${share * 100}%`;
+      if (share < 1) frame = requestAnimationFrame(grow);
+    };
+    const stop = () => {
+      clearTimeout(timer);
+      cancelAnimationFrame(frame);
+      timer = null;
+      $("sos-fill").style.width = "0";
+      $("sos-label").textContent = t.sos;
+    };
+    button.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      if (timer) return;
+      started = Date.now();
+      $("sos-label").textContent = t.sos_hold;
+      frame = requestAnimationFrame(grow);
+      timer = setTimeout(() => {
+        stop();
+        if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
+        window.cc.emergency().catch(report);
+      }, SOS_HOLD_MS);
+    });
+    for (const ev of ["pointerup", "pointerleave", "pointercancel"]) button.addEventListener(ev, stop);
+    button.addEventListener("contextmenu", (e) => e.preventDefault());
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
+    for (const [id, key] of [["call", "call"], ["cancel", "cancel"], ["hangup", "hangup"],
+      ["flip", "flip"], ["unmute", "sound"], ["sos-label", "sos"], ["signout", "signout"]]) {
+      $(id).textContent = t[key];
+    }
+    $("lang").textContent = t.other;
+    $("lang").href = `?lang=${lang === "en" ? "zh" : "en"}`;
+    const cc = window.cc;
+    $("call").onclick = () => cc.callCenter().catch(report);
+    $("cancel").onclick = () => cc.cancel().catch(report);
+    $("hangup").onclick = () => cc.hangup().catch(report);
+    $("mute").onclick = () => cc.setMuted(!cc.state().muted);
+    $("camera").onclick = () => cc.setCameraOff(!cc.state().cameraOff);
+    $("flip").onclick = () => cc.switchCamera().catch(report);
+    $("signout").onclick = () => cc.signOut().catch(report);
+    holdToRaise($("sos"));
+    cc.subscribe(draw);
+  });
+})();

@@ -1,0 +1,54 @@
+"""The officer's phone page in headless Chromium at 390x844 against the real server: one run
+of tests/browser_phone_scenario.py in a network namespace of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser import namespace_fixture_run
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return namespace_fixture_run("tests.browser_phone_scenario", [], RUN_TIMEOUT_S)
+
+
+def seen(run: dict[str, Any], key: str) -> Any:
+    if key not in run:
+        pytest.fail(f"the run stopped before {key}: {run}")
+    return run[key]
+
+
+def test_the_phone_signs_in_and_reports_its_position_to_the_console(run: dict[str, Any]) -> None:
+    assert seen(run, "phone_url") == "/app/phone.html"
+    assert seen(run, "idle_line") == "空闲"
+    assert seen(run, "position_at_operator") == [23.1291, 113.2644]
+
+
+def test_one_touch_call_shows_ringing_and_can_be_cancelled(run: dict[str, Any]) -> None:
+    assert seen(run, "ringing_line") == "指挥中心响铃中…"
+    assert seen(run, "cancelled_line") == "通话已结束（已取消）"
+
+
+def test_an_answered_call_sends_video_and_mute_stops_the_microphone(run: dict[str, Any]) -> None:
+    assert seen(run, "active_line") == "通话中：operator op-1"
+    assert seen(run, "operator_decodes_phone") is True
+    assert seen(run, "muted_tracks") == [["audio", False], ["video", True]]
+    assert seen(run, "ended_line") == "通话已结束（挂断）"
+
+
+def test_sos_needs_a_long_press_and_shows_who_cleared_it(run: dict[str, Any]) -> None:
+    assert seen(run, "short_press_emergency") is False
+    assert seen(run, "short_press_rang") == []
+    assert seen(run, "sos_state") == "紧急求助已发出，等待指挥中心处理"
+    assert seen(run, "cleared_state") == "紧急状态已由 operator op-1 解除"
+
+
+def test_the_page_is_installable(run: dict[str, Any]) -> None:
+    assert seen(run, "manifest") == "/app/phone.html"
