@@ -26,8 +26,10 @@ from commandcenter import (
     http_edge,
     listener,
     metrics,
+    proxies,
     serving,
     stores,
+    tls,
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config
@@ -121,6 +123,8 @@ def create_app(
     app = web.Application(
         client_max_size=1024 * 1024,
         middlewares=[
+            # First: every later step sees the client's address and scheme.
+            proxies.forwarded(proxies.networks(config.server.trusted_proxies)),
             browser_policy.origin_check(WS_PATH, allowed_origins(config.server.allowed_origins)),
             browser_policy.app_not_found(STATIC_DIR),
         ],
@@ -294,6 +298,11 @@ def serve(config: Config) -> None:
         per_address=server.max_connections_per_address,
     )
     app[metrics.METRICS].gate = gate
+    context = tls.ssl_context(config)
+    log.info(
+        "listening",
+        url=f"{'https' if context else 'http'}://{server.host}:{server.port}/app/",
+    )
     asyncio.run(
         serving.run_until_stopped(
             app,
@@ -302,6 +311,7 @@ def serve(config: Config) -> None:
             gate=gate,
             backlog=LISTEN_BACKLOG,
             drain_timeout_s=server.drain_timeout_s,
+            ssl_context=context,
             handler_args={
                 "access_log_class": AccessLogger,
                 # Also the deadline for a connection's first whole request

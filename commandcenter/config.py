@@ -29,6 +29,7 @@ import msgspec
 
 from commandcenter.config_errors import ConfigError, config_error
 from commandcenter.origins import allowed_origins
+from commandcenter.proxies import networks as proxy_networks
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
 from media.settings import MediaConfig
@@ -73,6 +74,15 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     fd_reserve: int = 256
     # On SIGTERM, requests in progress (an evidence upload) get this long to finish, seconds.
     drain_timeout_s: float = 30.0
+    # HTTPS (commandcenter/tls.py): a certificate chain and its key (PEM), both or neither.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Development: with no certificate configured, make a self-signed one on first start
+    # (<data_dir>/tls/), so that a phone on the same network can try the pages.
+    tls_self_signed: bool = False
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are
+    # believed; from anyone else those headers are ignored (commandcenter/proxies.py).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -166,6 +176,12 @@ def _validate(cfg: Config) -> None:
         allowed_origins(cfg.server.allowed_origins)
     except ValueError as exc:
         raise ConfigError(f"server.allowed_origins: {exc}") from None
+    if bool(cfg.server.tls_cert_file) != bool(cfg.server.tls_key_file):
+        raise ConfigError("server.tls_cert_file and server.tls_key_file: set both, or neither")
+    try:
+        proxy_networks(cfg.server.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"server.trusted_proxies: {exc}") from None
     bad_algs = set(cfg.auth.algorithms) - {"HS256", "RS256", "ES256"}
     if bad_algs:
         raise ConfigError(f"auth.algorithms: unsupported {sorted(bad_algs)}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,8 +73,9 @@ class GatedSite(web.TCPSite):
         gate: ConnectionGate,
         handler_args: dict[str, Any],
         backlog: int,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner, host, port, backlog=backlog)
+        super().__init__(runner, host, port, backlog=backlog, ssl_context=ssl_context)
         self.gate = gate
         self._handler_args = handler_args
         self._refusals = RefusalLog()
@@ -101,6 +103,7 @@ class GatedSite(web.TCPSite):
             self._port,
             backlog=self._backlog,
             reuse_address=True,
+            ssl=self._ssl_context,
         )
         sock: socket.socket = self._server.sockets[0]
         self._bound_port = sock.getsockname()[1]
@@ -115,8 +118,10 @@ async def run_until_stopped(
     backlog: int,
     drain_timeout_s: float,
     handler_args: dict[str, Any],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then drain it (module docstring)."""
+    """Serve `app` until SIGTERM or SIGINT, then drain it (module docstring); over TLS with
+    `ssl_context`."""
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=drain_timeout_s, **handler_args
     )
@@ -135,6 +140,7 @@ async def run_until_stopped(
             gate=gate,
             handler_args=handler_args,
             backlog=backlog,
+            ssl_context=ssl_context,
         )
         await site.start()
         log.info(
