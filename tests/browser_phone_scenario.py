@@ -15,6 +15,7 @@ Prints ONE JSON line with what each step saw.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
@@ -24,11 +25,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import FilePayload, Page, async_playwright
 
 from commandcenter.auth import Role
 from tests.browser import ServerProcess, launch, open_page, until
+from tests.browser import token as browser_token
 from tests.browser_signin_scenario import PASSWORD, SCREENSHOTS, add_account
 
 OFFICER, OPERATOR, COURT = "o-1", "op-1", "P0101"
@@ -188,11 +191,78 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: _flag(phone, False), within=10, what="emergency cleared")
     seen["cleared_state"] = await phone.locator("#sos-state").text_content()
     await shot(phone, "cleared")
+    await capture_evidence(phone, context, base, seen)
     seen["manifest"] = await phone.evaluate(
         "fetch('/app/phone.webmanifest').then(r => r.json()).then(m => m.start_url)"
     )
     await context.close()
     await operator.close()
+
+
+CASE = "(2025)粤0101执12号"
+
+
+def jpeg(name: str, data: bytes) -> FilePayload:
+    return {"name": name, "mimeType": "image/jpeg", "buffer": data}
+
+
+async def uploads(page: Page) -> list[dict[str, str]]:
+    try:
+        found: list[dict[str, str]] = await page.eval_on_selector_all(
+            "#uploads li", "els => els.map(e => ({...e.dataset}))"
+        )
+    except PlaywrightError:
+        return []
+    return found
+
+
+async def capture_evidence(phone: Page, context: Any, base: str, seen: dict[str, Any]) -> None:
+    """A photo taken with no case number is refused on the page; with one it is hashed,
+    uploaded and kept by the server; one taken offline waits and goes when the network is
+    back."""
+    photo = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64
+    await phone.fill("#case", "")
+    await phone.set_input_files("#photo-input", files=[jpeg("a.jpg", photo)])
+    seen["no_case_message"] = await phone.locator("#evidence-message").text_content()
+    await phone.fill("#case", CASE)
+    await phone.set_input_files("#photo-input", files=[jpeg("scene.jpg", photo)])
+
+    async def done(n: int) -> list[dict[str, str]] | None:
+        items = [i for i in await uploads(phone) if i.get("state") == "done"]
+        return items if len(items) >= n else None
+
+    try:
+        (item,) = await until(lambda: done(1), within=20, what="photo uploaded")
+    except AssertionError:
+        seen["uploads_seen"] = await uploads(phone)
+        seen["upload_text"] = await phone.locator("#uploads").inner_text()
+        raise
+    seen["photo_hash_matches"] = item["sha256"] == hashlib.sha256(photo).hexdigest()
+    token = browser_token(OPERATOR, Role.OPERATOR, COURT, "operator")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{base}/api/evidence/{item['evidenceId']}",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp,
+    ):
+        stored = await resp.json()
+    seen["stored"] = [resp.status, stored.get("sha256") == hashlib.sha256(photo).hexdigest(),
+                      stored.get("case_number"), stored.get("kind")]  # fmt: skip
+    await shot(phone, "evidence")
+    # Offline: queued on the phone, sent when the network returns.
+    await context.set_offline(True)
+    second = photo + b"second"
+    await phone.set_input_files("#photo-input", files=[jpeg("b.jpg", second)])
+
+    async def waiting() -> bool:
+        return any(i.get("state") == "queued" for i in await uploads(phone))
+
+    await until(waiting, within=10, what="queued while offline")
+    seen["offline_state"] = "queued"
+    await context.set_offline(False)
+    items = await until(lambda: done(2), within=30, what="sent once back online")
+    seen["after_online"] = sorted(i["sha256"] == hashlib.sha256(second).hexdigest() for i in items)
 
 
 async def _on(page: Page, path: str) -> bool:

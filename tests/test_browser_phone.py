@@ -52,3 +52,13 @@ def test_sos_needs_a_long_press_and_shows_who_cleared_it(run: dict[str, Any]) ->
 
 def test_the_page_is_installable(run: dict[str, Any]) -> None:
     assert seen(run, "manifest") == "/app/phone.html"
+
+
+def test_evidence_is_hashed_on_the_phone_uploaded_and_queued_while_offline(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "no_case_message") == "请先填写案号"
+    assert seen(run, "photo_hash_matches") is True
+    assert seen(run, "stored") == [200, True, "(2025)粤0101执12号", "photo"]
+    assert seen(run, "offline_state") == "queued"
+    assert seen(run, "after_online") == [False, True]

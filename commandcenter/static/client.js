@@ -812,6 +812,23 @@
     connect();
   }
 
+  // A token for an HTTP request (an evidence upload): the current one, or after a 401 a new
+  // one from the cookie (`fresh`).
+  async function httpToken(fresh) {
+    if (fresh && fromCookie) {
+      const resp = await fetch("/api/session/token", { method: "POST", credentials: "same-origin" });
+      if (resp.ok) token = (await resp.json()).token;
+    }
+    return token;
+  }
+
+  // Where the device was last: for evidence captured now.
+  function lastPosition() {
+    if (!lastFix) return null;
+    const c = lastFix.coords;
+    return { lat: c.latitude, lon: c.longitude, accuracy_m: c.accuracy };
+  }
+
   async function signOut() {
     await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
     if (ws) ws.close(1000, "signed out");
@@ -874,6 +891,8 @@
     setCameraOff,
     switchCamera,
     signOut: () => signOut(),
+    httpToken,
+    lastPosition,
     // A page that draws the state itself: `fn(snapshot)` after every change.
     subscribe: (fn) => {
       listeners.push(fn);

@@ -35,6 +35,15 @@
       insecure: "此页面不安全（非 HTTPS），手机浏览器不允许使用摄像头和定位。",
       signout: "退出登录",
       other: "English",
+      evidence: "取证",
+      case: "案号",
+      photo: "拍照",
+      video: "录像",
+      audio: "录音",
+      need_case: "请先填写案号",
+      kinds: { photo: "照片", video: "视频", audio: "录音", document: "文件" },
+      states: { queued: "等待上传", uploading: "上传中", done: "已上传", refused: "被拒绝" },
+      waiting_network: "等待网络",
       reasons: {
         hangup: "挂断",
         cancelled: "已取消",
@@ -75,6 +84,15 @@
       insecure: "This page is not secure (no HTTPS): phones allow no camera or position.",
       signout: "Sign out",
       other: "中文",
+      evidence: "Evidence",
+      case: "Case number",
+      photo: "Photo",
+      video: "Video",
+      audio: "Audio",
+      need_case: "Enter the case number first",
+      kinds: { photo: "Photo", video: "Video", audio: "Audio", document: "File" },
+      states: { queued: "Waiting to upload", uploading: "Uploading", done: "Uploaded", refused: "Refused" },
+      waiting_network: "waiting for the network",
       reasons: {},
     },
   };
@@ -127,6 +145,51 @@
     $("notice").hidden = notices.length === 0;
   }
 
+  function drawUploads(items) {
+    const list = $("uploads");
+    list.replaceChildren();
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.dataset.state = item.state;
+      li.dataset.sha256 = item.sha256;
+      if (item.evidence_id) li.dataset.evidenceId = item.evidence_id;
+      const what = document.createElement("span");
+      what.textContent = `${t.kinds[item.kind] || item.kind} · ${item.case}`;
+      const state = document.createElement("span");
+      state.className = item.state;
+      let text = t.states[item.state] || item.state;
+      if (item.state === "uploading" && item.progress != null) text += ` ${item.progress}%`;
+      if (item.state === "queued" && item.error) text += `（${t.waiting_network}）`;
+      if (item.state === "refused" && item.error) text += `：${item.error}`;
+      state.textContent = text;
+      const hash = document.createElement("span");
+      hash.className = "hash";
+      hash.textContent = `SHA-256 ${item.sha256.slice(0, 16)}…`;
+      li.append(what, state, hash);
+      if (item.state === "uploading") {
+        const bar = document.createElement("progress");
+        bar.max = 100;
+        bar.value = item.progress || 0;
+        li.append(bar);
+      }
+      list.append(li);
+    }
+  }
+
+  function captured(input) {
+    const file = input.files && input.files[0];
+    input.value = "";
+    if (!file) return;
+    const caseNumber = $("case").value.trim();
+    if (!caseNumber) {
+      $("evidence-message").textContent = t.need_case;
+      return;
+    }
+    $("evidence-message").textContent = "";
+    window.ccCapture.setCaseNumber(caseNumber);
+    window.ccCapture.add(file, caseNumber).catch(report);
+  }
+
   // Press and hold: a bar fills for SOS_HOLD_MS; let go early and nothing is sent.
   function holdToRaise(button) {
     let timer = null;
@@ -177,6 +240,15 @@
     $("flip").onclick = () => cc.switchCamera().catch(report);
     $("signout").onclick = () => cc.signOut().catch(report);
     holdToRaise($("sos"));
+    for (const [id, key] of [["evidence-title", "evidence"], ["case-label", "case"],
+      ["photo-label", "photo"], ["video-label", "video"], ["audio-label", "audio"]]) {
+      $(id).textContent = t[key];
+    }
+    $("case").value = window.ccCapture.caseNumber();
+    for (const id of ["photo-input", "video-input", "audio-input"]) {
+      $(id).addEventListener("change", () => captured($(id)));
+    }
+    window.ccCapture.subscribe(drawUploads);
     cc.subscribe(draw);
   });
 })();
