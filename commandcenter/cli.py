@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -113,9 +116,17 @@ def _add_token(commands: Commands) -> None:
         help="print a signed HS256 token (for development and testing)",
         description="Print a signed HS256 token on stdout, using the server's JWT secret.",
     )
-    p.add_argument("--user", required=True, metavar="ID", help="user id (the sub claim)")
-    p.add_argument("--role", required=True, help=f"one of: {', '.join(r.value for r in Role)}")
-    p.add_argument("--court", required=True, metavar="CODE", help="court code, e.g. P0101")
+    p.add_argument("--user", metavar="ID", help="user id (the sub claim)")
+    p.add_argument("--role", help=f"one of: {', '.join(r.value for r in Role)}")
+    p.add_argument("--court", metavar="CODE", help="court code, e.g. P0101")
+    p.add_argument(
+        "--batch",
+        type=Path,
+        metavar="CSV",
+        help="instead of --user/--role/--court: one token per row of a CSV file (header "
+        "user,role,court[,name]; - for stdin), printed as JSON lines in the file's order; "
+        "a file with any bad row prints nothing and names every bad line",
+    )
     p.add_argument("--name", help="display name (default: the user id)")
     p.add_argument(
         "--ttl",
@@ -145,18 +156,36 @@ def _add_token(commands: Commands) -> None:
     p.set_defaults(run=_token)
 
 
+def _role(prog: str, value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise CommandError(prog, f"unknown role {value!r} (one of: {choices})") from None
+
+
+def _court(prog: str, courts: Courts, value: str) -> str:
+    if value not in courts:
+        known = ", ".join(sorted(courts.all()))
+        raise CommandError(prog, f"unknown court {value!r} (known: {known})")
+    return value
+
+
 def _token(args: argparse.Namespace) -> int:
     prog = f"{PROG} token"
     config = _load(args)
-    try:
-        role = Role(args.role)
-    except ValueError:
-        choices = ", ".join(r.value for r in Role)
-        raise CommandError(prog, f"unknown role {args.role!r} (one of: {choices})") from None
+    if args.batch is not None:
+        if args.user or args.role or args.court or args.name:
+            raise CommandError(
+                prog, "--batch takes the users from the file: no --user/--role/--court/--name"
+            )
+    else:
+        missing = [f"--{n}" for n in ("user", "role", "court") if not getattr(args, n)]
+        if missing:
+            raise CommandError(
+                prog, f"the following arguments are required: {', '.join(missing)} (see --help)"
+            )
     courts = Courts(config.courts)
-    if args.court not in courts:
-        known = ", ".join(sorted(courts.all()))
-        raise CommandError(prog, f"unknown court {args.court!r} (known: {known})")
     ttl_s: float = args.ttl
     if not 0 < ttl_s <= config.auth.max_ttl_s:
         raise CommandError(
@@ -171,22 +200,90 @@ def _token(args: argparse.Namespace) -> int:
         if args.action is not None
         else None
     )
+    now = time.time() if args.not_before is None else args.not_before
+    faults: list[str] = []
+    if args.batch is not None:
+        rows, faults = _token_rows(prog, args.batch, courts)
+    else:
+        role = _role(prog, args.role)
+        court = _court(prog, courts, args.court)
+        rows = [(0, args.user, role, court, args.user if args.name is None else args.name)]
     secret = load_secret(config.auth, Path(config.server.data_dir))
-    try:
-        token = issue_token(
-            secret,
-            user=args.user,
-            role=role,
-            court=args.court,
-            name=args.user if args.name is None else args.name,
-            ttl_s=ttl_s,
-            now=time.time() if args.not_before is None else args.not_before,
-            scope=scope,
-        )
-    except ValueError as exc:
-        raise CommandError(prog, str(exc)) from None
-    print(token)
+    tokens: list[dict[str, object]] = []
+    for line, user, role, court, name in rows:
+        try:
+            token = issue_token(
+                secret,
+                user=user,
+                role=role,
+                court=court,
+                name=name,
+                ttl_s=ttl_s,
+                now=now,
+                scope=scope,
+            )
+        except ValueError as exc:
+            if args.batch is None:
+                raise CommandError(prog, str(exc)) from None
+            faults.append(f"line {line}: {exc}")
+            continue
+        tokens.append(
+            {"user": user, "role": role.value, "court": court, "token": token,
+             "expires_at": math.floor(now + ttl_s)}
+        )  # fmt: skip
+    if faults:
+        faults.sort(key=lambda f: int(f.split()[1].rstrip(":")))
+        for fault in faults[:50]:
+            print(f"{prog}: {args.batch}: {fault}", file=sys.stderr)
+        raise CommandError(prog, f"{args.batch}: {len(faults)} bad rows; no token printed")
+    if args.batch is None:
+        print(tokens[0]["token"])
+        return 0
+    for entry in tokens:
+        print(json.dumps(entry, ensure_ascii=False))
     return 0
+
+
+MAX_BATCH_ROWS = 100_000
+
+
+def _token_rows(
+    prog: str, path: Path, courts: Courts
+) -> tuple[list[tuple[int, str, Role, str, str]], list[str]]:
+    """(line, user, role, court, name) of every good row of a batch file, and a "line N:
+    ..." fault for every bad one."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CommandError(prog, f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(prog, f"{path}: not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if header not in (["user", "role", "court"], ["user", "role", "court", "name"]):
+        raise CommandError(prog, f"{path}: line 1: the header must be user,role,court[,name]")
+    rows: list[tuple[int, str, Role, str, str]] = []
+    faults: list[str] = []
+    for fields in reader:
+        line = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue
+        if len(rows) + len(faults) >= MAX_BATCH_ROWS:
+            faults.append(f"line {line}: more than {MAX_BATCH_ROWS} rows")
+            break
+        if len(fields) != len(header):
+            faults.append(f"line {line}: expected {len(header)} fields, found {len(fields)}")
+            continue
+        user, role_text, court = (f.strip() for f in fields[:3])
+        name = fields[3].strip() if len(fields) == 4 and fields[3].strip() else user
+        try:
+            role = _role(prog, role_text)
+            _court(prog, courts, court)
+        except CommandError as exc:
+            faults.append(f"line {line}: {exc}")
+            continue
+        rows.append((line, user, role, court, name))
+    return rows, faults
 
 
 # --- audit verify ------------------------------------------------------------------------

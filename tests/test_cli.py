@@ -190,3 +190,50 @@ def test_python_dash_m_runs_the_same_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("commandcenter token: ")
+
+
+def test_a_batch_file_prints_one_verifiable_token_per_row_in_order(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    batch = tmp_path / "users.csv"
+    batch.write_text(
+        "user,role,court,name\no-1,officer,P0101,张警官\nop-1,operator,P0101,\nsv-1,supervisor,P01,李科长\n",
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "token", "--batch", str(batch), "--config", str(config_file))
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(t["user"], t["role"], t["court"]) for t in lines] == [
+        ("o-1", "officer", "P0101"),
+        ("op-1", "operator", "P0101"),
+        ("sv-1", "supervisor", "P01"),
+    ]
+    verifier = build_verifier(load_config(config_file))
+    identities = [verifier.verify(t["token"], time.time()) for t in lines]
+    assert [i.name for i in identities] == ["张警官", "op-1", "李科长"]
+    assert all(t["expires_at"] > time.time() for t in lines)
+
+
+def test_a_batch_file_with_bad_rows_prints_no_token_and_names_every_line(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "users.csv"
+    batch.write_text(
+        "user,role,court\no-1,officer,P0101\no-2,pilot,P0101\no-3,officer,NOPE\n@srv,officer,P0101\n"
+    )
+    code, out, err = run(capsys, "token", "--batch", str(batch), "--config", str(config_file))
+    assert code == 2
+    assert out == ""
+    for line in ("line 3: ", "line 4: ", "line 5: "):
+        assert line in err
+    assert "no token printed" in err
+    code, _, err = run(
+        capsys, "token", "--batch", str(batch), "--user", "x", "--config", str(config_file)
+    )
+    assert code == 2
+    assert "--batch takes the users from the file" in err
+    code, _, err = run(capsys, "token", "--role", "officer", "--config", str(config_file))
+    assert code == 2
+    assert "the following arguments are required: --user, --court" in err
