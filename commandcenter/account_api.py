@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import math
 import secrets
@@ -29,9 +30,9 @@ from aiohttp import hdrs, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from commandcenter import http_edge
+from commandcenter import http_edge, oidc
 from commandcenter.auth import issue_token
-from commandcenter.config import AccountsConfig
+from commandcenter.config import AccountsConfig, OidcConfig
 from commandcenter.keys import HUB, RECORDER
 from identity.accounts import (
     MAX_PASSWORD_CHARS,
@@ -148,8 +149,11 @@ class AccountApi:
         config: AccountsConfig,
         secret: str,
         passwords: Passwords | None = None,
+        sso: OidcConfig | None = None,
     ) -> None:
         self._store: AccountStore | None = None
+        self._oidc = oidc.Provider(sso) if sso is not None and sso.issuer else None
+        self._flow_key = oidc.flow_key(secret)
         self._config = config
         self._secret = secret
         self._passwords = passwords or Passwords()
@@ -221,16 +225,23 @@ class AccountApi:
         if verdict.outcome is not Outcome.SIGNED_IN or verdict.account is None:
             log.info("sign-in refused", user_id=user_id, outcome=verdict.outcome.value)
             return _refusal(verdict.outcome, verdict.account, now)
+        response = web.json_response(self._token_body(verdict.account, now))
+        await self._open_session(verdict.account, request, response, now)
+        return response
+
+    async def _open_session(
+        self, account: Account, request: web.Request, response: web.StreamResponse, now: float
+    ) -> None:
+        """A browser session for `account`: kept by the cookie's hash, the cookie set."""
         cookie = secrets.token_urlsafe(32)
         await self.store.open_session(
             WebSession(
                 digest=cookie_digest(cookie),
-                user_id=verdict.account.user_id,
+                user_id=account.user_id,
                 created_at=now,
                 expires_at=now + self._config.session_ttl_s,
             )
         )
-        response = web.json_response(self._token_body(verdict.account, now))
         response.set_cookie(
             COOKIE,
             cookie,
@@ -240,6 +251,77 @@ class AccountApi:
             secure=request.secure,
             samesite="Strict",
         )
+
+    # ---- single sign-on (oidc.py) ---------------------------------------------------------
+
+    async def methods(self, request: web.Request) -> web.StreamResponse:
+        """How one may sign in here, for the sign-in page (nothing secret)."""
+        return web.json_response({"password": True, "oidc": self._oidc is not None})
+
+    async def oidc_start(self, request: web.Request) -> web.StreamResponse:
+        if self._oidc is None:
+            return http_edge.error_response(404, "not_found", "single sign-on is not configured")
+        now = request.app[HUB].clock.now()
+        flow = oidc.new_flow(request.query.get("next"), now)
+        try:
+            target = await self._oidc.authorize_url(
+                flow, oidc.redirect_uri(self._oidc.config, request)
+            )
+        except oidc.OidcFailure as exc:
+            log.warning("single sign-on unavailable", reason=exc.code, detail=exc.detail)
+            return _to_signin(exc.code)
+        response = _redirect(target)
+        response.set_cookie(
+            oidc.FLOW_COOKIE,
+            oidc.seal(flow, self._flow_key),
+            max_age=oidc.FLOW_TTL_S,
+            path="/api/session/oidc",
+            httponly=True,
+            secure=request.secure,
+            # Lax: the provider sends the browser back with a top-level GET from its site.
+            samesite="Lax",
+        )
+        return response
+
+    async def oidc_callback(self, request: web.Request) -> web.StreamResponse:
+        if self._oidc is None:
+            return http_edge.error_response(404, "not_found", "single sign-on is not configured")
+        now = request.app[HUB].clock.now()
+        address = request.remote or "unknown"
+        user_id: str | None = None
+        try:
+            flow = oidc.unseal(request.cookies.get(oidc.FLOW_COOKIE, ""), self._flow_key, now)
+            if "error" in request.query:
+                raise oidc.OidcFailure("oidc_refused", request.query.get("error", "")[:64])
+            if not hmac.compare_digest(request.query.get("state", ""), flow.state):
+                raise oidc.OidcFailure("oidc_no_flow", "state does not match")
+            code = request.query.get("code", "")
+            if not code or len(code) > 2048:
+                raise oidc.OidcFailure("oidc_code", "no code")
+            claims = await self._oidc.id_claims(
+                code, flow, oidc.redirect_uri(self._oidc.config, request), now
+            )
+            user_id = oidc.user_of(claims, self._oidc.config.user_claim)
+            account = await self.store.get(user_id)
+            if account is None:
+                raise oidc.OidcFailure("oidc_no_account", "no account for this user")
+            if account.disabled:
+                raise oidc.OidcFailure("disabled", "the account is disabled")
+        except oidc.OidcFailure as exc:
+            data: dict[str, Any] = {"user": user_id, "reason": exc.code, "address": address}
+            data["method"] = "oidc"
+            await request.app[RECORDER].record([TraceEvent(SIGN_IN_FAILED, now, data)])
+            log.info("sign-in refused", user_id=user_id, outcome=exc.code, detail=exc.detail)
+            response = _to_signin(exc.code)
+            response.del_cookie(oidc.FLOW_COOKIE, path="/api/session/oidc")
+            return response
+        event = _attempt_event(Outcome.SIGNED_IN, user_id, account, address, now)
+        await request.app[RECORDER].record(
+            [TraceEvent(event.kind, now, {**event.data, "method": "oidc"})]
+        )
+        response = _redirect(flow.next)
+        await self._open_session(account, request, response, now)
+        response.del_cookie(oidc.FLOW_COOKIE, path="/api/session/oidc")
         return response
 
     async def token(self, request: web.Request) -> web.StreamResponse:
@@ -248,7 +330,8 @@ class AccountApi:
         if session is None or session.expires_at <= now:
             return _signed_out("not signed in, or the sign-in has expired")
         account = await self.store.get(session.user_id)
-        if account is None or account.disabled or not account.password_hash:
+        # An account without a password may have signed in through the province's provider.
+        if account is None or account.disabled:
             await self.store.close_session(session.digest)
             return _signed_out("this account can no longer sign in")
         return web.json_response(self._token_body(account, now))
@@ -328,6 +411,15 @@ def _refusal(outcome: Outcome, account: Account | None, now: float) -> web.Respo
     return response
 
 
+def _redirect(location: str) -> web.Response:
+    # A plain response, not a returned HTTPFound (which aiohttp deprecates returning).
+    return web.Response(status=302, headers={hdrs.LOCATION: location})
+
+
+def _to_signin(code: str) -> web.Response:
+    return _redirect(f"{oidc.SIGNIN_PAGE}?error={code}")
+
+
 def _signed_out(reason: str) -> web.Response:
     response = http_edge.error_response(401, "signed_out", reason)
     response.headers.popall(hdrs.WWW_AUTHENTICATE, None)
@@ -393,6 +485,9 @@ def install(app: web.Application, api: AccountApi) -> None:
     app.router.add_post(COOKIE_PATH, _answering(api.sign_in))
     app.router.add_post(f"{COOKIE_PATH}/token", _answering(api.token))
     app.router.add_delete(COOKIE_PATH, _answering(api.sign_out))
+    app.router.add_get(f"{COOKIE_PATH}/methods", _answering(api.methods))
+    app.router.add_get(oidc.START_PATH, _answering(api.oidc_start))
+    app.router.add_get(oidc.CALLBACK_PATH, _answering(api.oidc_callback))
 
 
 __all__ = [

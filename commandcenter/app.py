@@ -192,7 +192,7 @@ def _account_api(config: Config) -> account_api.AccountApi | None:
     if "HS256" not in config.auth.algorithms:
         return None
     secret = load_secret(config.auth, Path(config.server.data_dir))
-    return account_api.AccountApi(config=config.accounts, secret=secret)
+    return account_api.AccountApi(config=config.accounts, secret=secret, sso=config.oidc)
 
 
 def _media_service(

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,6 +128,22 @@ class AccountsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     totp_issuer: str = "commandcenter"
 
 
+class OidcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # The province's OpenID Connect provider (its issuer URL); empty: no single sign-on.
+    issuer: str = ""
+    # This server as the provider's client.
+    client_id: str = ""
+    client_secret: str = ""
+    scopes: str = "openid profile"
+    # The ID token claim that holds our user id (an account must exist with that id).
+    user_claim: str = "preferred_username"
+    # Where the provider sends the browser back; empty: this server's own
+    # /api/session/oidc/callback, as the browser reached it.
+    redirect_url: str = ""
+    # How long to wait for the provider, seconds.
+    timeout_s: float = 10.0
+
+
 class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # "json" for production, "console" for a terminal.
     format: str = "json"
@@ -154,6 +171,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
     media: MediaConfig = msgspec.field(default_factory=MediaConfig)
     accounts: AccountsConfig = msgspec.field(default_factory=AccountsConfig)
+    oidc: OidcConfig = msgspec.field(default_factory=OidcConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
@@ -256,6 +274,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"server.{key}: must be 0 or more, got {getattr(cfg.server, key)}")
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
+    _validate_oidc(cfg.oidc)
     if cfg.accounts.token_ttl_s > cfg.auth.max_ttl_s:
         raise ConfigError("accounts.token_ttl_s: must not exceed auth.max_ttl_s")
     if not 1 <= len(cfg.accounts.totp_issuer) <= 64 or ":" in cfg.accounts.totp_issuer:
@@ -272,6 +291,22 @@ def _validate(cfg: Config) -> None:
             "recorder.backend: several nodes (redis.url set) need one shared trace; "
             "use postgres (or memory, for a demo)"
         )
+
+
+def _validate_oidc(oidc: OidcConfig) -> None:
+    if not oidc.issuer:
+        return
+    parsed = urllib.parse.urlsplit(oidc.issuer)
+    loopback = parsed.hostname in ("localhost", "127.0.0.1", "::1")
+    # Over plain HTTP anyone on the way could forge who signed in; loopback is for tests.
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+        raise ConfigError("oidc.issuer: must be an https:// URL")
+    if not oidc.client_id or not oidc.client_secret:
+        raise ConfigError("oidc.client_id and oidc.client_secret: required with oidc.issuer")
+    if "openid" not in oidc.scopes.split():
+        raise ConfigError("oidc.scopes: must include openid")
+    if not 0 < oidc.timeout_s <= 120:
+        raise ConfigError("oidc.timeout_s: must be above 0 and at most 120")
 
 
 def _validate_finite(section: msgspec.Struct, prefix: str) -> None:
@@ -544,6 +579,7 @@ __all__ = [
     "LimitsConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "OidcConfig",
     "PresenceConfig",
     "RecorderConfig",
     "RedisConfig",

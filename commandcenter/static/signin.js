@@ -23,6 +23,9 @@
       unavailable: "服务器暂时无法登录，请稍后再试",
       failed: "登录失败（{code}）",
       network: "无法连接服务器",
+      sso: "使用省统一身份认证登录",
+      oidc_no_account: "统一身份认证成功，但本系统没有您的账号，请联系管理员",
+      oidc_failed: "统一身份认证登录失败（{code}）",
     },
     en: {
       title: "Command center",
@@ -41,6 +44,9 @@
       unavailable: "Signing in is not possible right now; try again shortly",
       failed: "Sign-in failed ({code})",
       network: "Cannot reach the server",
+      sso: "Sign in with the province's single sign-on",
+      oidc_no_account: "Single sign-on worked, but there is no account for you here; ask an administrator",
+      oidc_failed: "Single sign-on failed ({code})",
     },
   };
   const params = new URLSearchParams(location.search);
@@ -99,6 +105,18 @@
     $("lang").textContent = t.other;
     $("lang").href = `?lang=${other}&next=${encodeURIComponent(nextPage())}`;
     $("signin").addEventListener("submit", submit);
+    // Single sign-on, when the server has a provider; and what went wrong if it came back.
+    fetch("/api/session/methods")
+      .then((r) => (r.ok ? r.json() : { oidc: false }))
+      .then((m) => {
+        if (!m.oidc) return;
+        $("sso").href = `/api/session/oidc/start?next=${encodeURIComponent(nextPage())}`;
+        $("sso").hidden = false;
+      })
+      .catch(() => {});
+    const error = params.get("error");
+    if (error === "disabled" || error === "oidc_no_account") say(error);
+    else if (error) say("oidc_failed", { code: error.replace(/[^a-z_]/g, "") });
     $("user").focus();
   });
 })();
