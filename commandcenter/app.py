@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from commandcenter import (
     account_api,
     browser_policy,
+    console_api,
     evidence_api,
     http_api,
     http_edge,
@@ -28,7 +29,7 @@ from commandcenter import (
     stores,
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
-from commandcenter.config import Config
+from commandcenter.config import Config, tile_origin
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
 from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE
@@ -123,7 +124,9 @@ def create_app(
         ],
     )
     app.on_response_prepare.append(http_edge.stamp_request_id)
-    app.on_response_prepare.append(browser_policy.page_headers)
+    app.on_response_prepare.append(
+        browser_policy.page_headers_for(tile_origin(config.console.tile_url))
+    )
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder
@@ -141,6 +144,7 @@ def create_app(
         account_api.install(app, accounts)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
+    console_api.add_routes(app)
     metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).
