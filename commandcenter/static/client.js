@@ -142,9 +142,6 @@
         state.ringing.delete(msg.call_id);
         callOver(msg.call_id);
         break;
-      case "roster":
-        state.roster = new Map(msg.officers.map((e) => [e.officer.id, e]));
-        break;
       case "roster_update":
         if (msg.entry.status === "offline") state.roster.delete(msg.entry.officer.id);
         else state.roster.set(msg.entry.officer.id, msg.entry);
@@ -182,7 +179,14 @@
     clearInterval(heartbeat);
     heartbeat = setInterval(sendHeartbeat, msg.heartbeat_interval_s * 1000);
     if (msg.user.role !== "officer" && msg.user.role !== "auditor") {
-      request("get_roster").catch(() => {});
+      // The reply carries our `ref`, so receive() hands it to this promise and never to the
+      // switch below: the roster is taken here, or it is lost (issue 14).
+      request("get_roster")
+        .then((reply) => {
+          state.roster = new Map(reply.officers.map((e) => [e.officer.id, e]));
+          render();
+        })
+        .catch(() => {});
     }
   }
 
@@ -640,6 +644,10 @@
 
   window.cc = {
     callCenter,
+    // An officer's position fix and SOS, for tests that need an officer on the map.
+    position: (lat, lon, accuracyM = 10) =>
+      request("position", { lat, lon, accuracy_m: accuracyM, device_time: Date.now() }),
+    emergency: (note) => request("emergency", note ? { note } : {}).then((r) => r.call_id),
     accept,
     join,
     hangup,
@@ -650,6 +658,7 @@
       user: state.user,
       ringing: [...state.ringing.keys()],
       call: state.call,
+      roster: [...state.roster.keys()],
       media: media ? media.summary() : null,
       events: state.events,
     }),
