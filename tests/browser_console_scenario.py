@@ -228,6 +228,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["sos_sound"] = state["sound"]
     seen["sos_sound_running"] = state["soundRunning"]
     _, lat, lon = OFFICERS["o-2"]
+    seen["sos_map_centre_at_first"] = state["mapCentre"]
     seen["sos_map_centre"] = await until(
         lambda: centred_on(page, lat, lon), within=5, what="the map on the officer in danger"
     )

@@ -31,6 +31,8 @@ export class EmergencyView {
     if (first) {
       if (this.shown !== first.officer.id) {
         this.shown = first.officer.id;
+        // On a phone the page scrolls: bring the map (near the top) back into view.
+        window.scrollTo(0, 0);
         this.jumpTo(first.officer.id);
       }
       this.overlay.replaceChildren(this.dialog(first, open.length));

@@ -30,6 +30,10 @@ export class MapView {
   private readonly grid = L.layerGroup();
   private tiles: L.TileLayer | null = null;
   private fitted = false;
+  // Until the person moves the map, a resize (a call opening, a phone's width) re-frames it on
+  // the officer it jumped to, or on everyone.
+  private focused: string | null = null;
+  private moved = false;
 
   constructor(private readonly store: Store) {
     this.el = h("section", { class: "panel map-panel" }, this.mapEl, this.banner);
@@ -37,7 +41,20 @@ export class MapView {
     L.control.scale({ imperial: false }).addTo(this.map);
     this.courts.addTo(this.map);
     this.map.on("moveend", () => this.drawGrid());
-    new ResizeObserver(() => this.map.invalidateSize()).observe(this.mapEl);
+    this.map.on("dragstart", () => {
+      this.moved = true;
+    });
+    this.mapEl.addEventListener("wheel", () => {
+      this.moved = true;
+    });
+    new ResizeObserver(() => this.resized()).observe(this.mapEl);
+  }
+
+  private resized(): void {
+    this.map.invalidateSize({ pan: false });
+    if (this.moved) return;
+    if (this.focused) this.focus(this.focused);
+    else this.fitAll();
   }
 
   /** After the settings arrive: tiles if configured, the courts' markers. */
@@ -159,8 +176,8 @@ export class MapView {
     for (const c of this.store.settings.courts) if (c.position) points.push([c.position.lat, c.position.lon]);
     if (points.length === 0) return;
     this.fitted = this.officers.size > 0;
-    if (points.length === 1) this.map.setView(points[0], FOCUS_ZOOM);
-    else this.map.fitBounds(L.latLngBounds(points), { padding: [60, 60], maxZoom: FOCUS_ZOOM });
+    if (points.length === 1) this.map.setView(points[0], FOCUS_ZOOM, { animate: false });
+    else this.map.fitBounds(L.latLngBounds(points), { padding: [60, 60], maxZoom: FOCUS_ZOOM, animate: false });
   }
 
   /** Jump to an officer (an emergency, a selection). */
@@ -168,7 +185,11 @@ export class MapView {
     const pos = this.store.roster.get(officerId)?.position;
     if (!pos) return;
     this.fitted = true;
-    this.map.setView([pos.lat, pos.lon], Math.max(this.map.getZoom(), FOCUS_ZOOM));
+    this.focused = officerId;
+    this.moved = false;
+    // No animation: a jump in an emergency should be at once, and an animation under way
+    // would be cut short by the next resize anyway.
+    this.map.setView([pos.lat, pos.lon], Math.max(this.map.getZoom(), FOCUS_ZOOM), { animate: false });
   }
 
   /** For tests: the officers drawn on the map, by id. */
