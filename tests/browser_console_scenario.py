@@ -151,7 +151,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
             lambda: supervisor_roster(supervisor), within=10, what="today's client has a roster"
         )
     )
-    await supervisor.context.close()
+    # It stays, as the witness of what the server told watchers while the console was away.
 
     context = await browser.new_context(viewport=DESKTOP)
     page = await context.new_page()
@@ -261,15 +261,55 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: connected(page), within=15, what="connected after the second F5")
     seen["english_after_reload"] = await page.locator("h1").inner_text()
     await page.get_by_role("button", name="中文").click()
+
+    # A dropped connection whose token no longer works: while the console is away one officer
+    # moves and the other loses signal; it comes back (4401, a new token from the cookie,
+    # resume) with the roster as it is now, though it missed those updates.
+    before = await console_state(page)
+    await page.evaluate("window.ccConsole.dropConnection(true)")
+    moved_to = OFFICERS["o-1"][1] + 0.01
+    await officers["o-1"].evaluate(f"window.cc.position({moved_to}, {OFFICERS['o-1'][2]}, 8)")
+    await officers["o-2"].context.close()
+    o2_lat = OFFICERS["o-2"][1]
+    await until(
+        lambda: supervisor_sees(supervisor, "o-1", "online", moved_to), within=10, what="o-1 moved"
+    )
+    await until(
+        lambda: supervisor_sees(supervisor, "o-2", "away", o2_lat), within=10, what="o-2 away"
+    )
+    seen["console_missed_updates"] = not await console_sees(page, "o-2", "away", o2_lat)
+    await page.evaluate("window.ccConsole.resumeConnection()")
+    await until(lambda: connected(page), within=15, what="connected again")
+    await until(lambda: console_sees(page, "o-2", "away", o2_lat), within=10, what="o-2 away")
+    await until(lambda: console_sees(page, "o-1", "online", moved_to), within=10, what="o-1 moved")
+    after = await console_state(page)
+    seen["reconnect"] = {
+        "same_session": after["sessionId"] == before["sessionId"],
+        "resumed": after["resumed"],
+        "new_tokens": after["tokensFetched"] - before["tokensFetched"],
+        "roster_replies": after["rosterReplies"] - before["rosterReplies"],
+    }
     seen["errors_in_console"] = [line for line in console_log if "error" in line.lower()]
     await context.close()
-    for officer in officers.values():
-        await officer.context.close()
+    await officers["o-1"].context.close()
+    await supervisor.context.close()
 
 
 async def supervisor_roster(page: Page) -> list[str] | None:
-    found: list[str] = await page.evaluate("window.cc.state().roster")
-    return found if len(found) == len(OFFICERS) else None
+    found: list[dict[str, Any]] = await page.evaluate("window.cc.state().roster")
+    return [e["id"] for e in found] if len(found) == len(OFFICERS) else None
+
+
+async def supervisor_sees(page: Page, officer: str, status: str, lat: float) -> bool:
+    found: list[dict[str, Any]] = await page.evaluate("window.cc.state().roster")
+    return any(e["id"] == officer and e["status"] == status and e["lat"] == lat for e in found)
+
+
+async def console_sees(page: Page, officer: str, status: str, lat: float) -> bool:
+    for e in (await console_state(page)).get("roster", []):
+        if e["officer"]["id"] == officer:
+            return bool(e["status"] == status and e["position"]["lat"] == lat)
+    return False
 
 
 async def on_signin(page: Page) -> bool:

@@ -89,5 +89,17 @@ def test_f5_keeps_the_roster_and_english_is_remembered(run: dict[str, Any]) -> N
     assert seen(run, "english_after_reload") == "Enforcement command center · console"
 
 
+def test_after_a_reconnect_with_a_new_token_the_roster_is_as_it_is_now(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "console_missed_updates") is True
+    assert seen(run, "reconnect") == {
+        "same_session": True,
+        "resumed": True,
+        "new_tokens": 1,
+        "roster_replies": 1,
+    }
+
+
 def test_the_console_page_logged_no_errors(run: dict[str, Any]) -> None:
     assert seen(run, "errors_in_console") == []

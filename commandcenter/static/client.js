@@ -658,7 +658,11 @@
       user: state.user,
       ringing: [...state.ringing.keys()],
       call: state.call,
-      roster: [...state.roster.keys()],
+      roster: [...state.roster.values()].map((e) => ({
+        id: e.officer.id,
+        status: e.status,
+        lat: e.position ? e.position.lat : null,
+      })),
       media: media ? media.summary() : null,
       events: state.events,
     }),

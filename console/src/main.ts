@@ -117,6 +117,9 @@ window.ccConsole = {
   state: () => ({
     connection: store.connection,
     user: store.user,
+    sessionId: store.sessionId,
+    resumed: store.resumed,
+    tokensFetched: store.hub.tokensFetched,
     roster: [...store.roster.values()],
     rosterReplies: store.rosterReplies,
     ringing: [...store.ringing.keys()],
@@ -131,4 +134,7 @@ window.ccConsole = {
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),
+  // A dropped connection (and an unusable token) on demand; the way back is the real one.
+  dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),
+  resumeConnection: () => store.hub.resumeForTest(),
 };

@@ -121,6 +121,10 @@ export class Hub {
   private rttMs: number | null = null;
   private reconnectDelay = 1;
   private stopped = false;
+  // Tests only (dropForTest): stay disconnected until resumeForTest.
+  private held = false;
+  /** How many tokens the cookie bought (the first, then one per 4401). */
+  tokensFetched = 0;
 
   constructor(private readonly events: HubEvents) {}
 
@@ -150,6 +154,22 @@ export class Hub {
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
+  /**
+   * For tests: drop the connection as a network would (and, with `spoilToken`, make the token
+   * one the server refuses with 4401, as an expired one is), and stay away until
+   * resumeForTest(): then the reconnect, the new token and the resume are the real ones.
+   */
+  dropForTest(spoilToken: boolean): void {
+    this.held = true;
+    if (spoilToken) this.token = "spoilt.for.test";
+    this.ws?.close(4000, "dropped for a test");
+  }
+
+  resumeForTest(): void {
+    this.held = false;
+    this.connect();
+  }
+
   private async tokenFromCookie(): Promise<void> {
     let resp: Response;
     try {
@@ -168,6 +188,7 @@ export class Hub {
     }
     const body = (await resp.json()) as { token: string };
     this.token = body.token;
+    this.tokensFetched += 1;
     this.connect();
   }
 
@@ -196,6 +217,10 @@ export class Hub {
     for (const p of this.pending.values()) p.reject(new Error(`connection closed (${code})`));
     this.pending.clear();
     if (this.stopped) return;
+    if (this.held) {
+      this.events.connection("reconnecting", code);
+      return;
+    }
     if (code === 4409) {
       // Another page of ours took the session: reconnecting would only take it back.
       this.events.connection("replaced", code);

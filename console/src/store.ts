@@ -54,6 +54,8 @@ export class Store {
   connection: Connection = "connecting";
   closeCode: number | null = null;
   user: UserInfo | null = null;
+  sessionId: string | null = null;
+  resumed = false;
   settings: ConsoleSettings = DEFAULT_SETTINGS;
   /** Officer id -> entry, from `roster` and `roster_update`. */
   roster = new Map<string, RosterEntry>();
@@ -176,6 +178,8 @@ export class Store {
 
   private welcomed(msg: Welcome): void {
     this.user = msg.user;
+    this.sessionId = msg.session_id;
+    this.resumed = msg.resumed;
     // welcome.calls is the whole truth: forget every call it does not list.
     this.ringing.clear();
     let active: CallInfo | null = null;
