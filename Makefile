@@ -1,4 +1,5 @@
-# Every target sets itself up: `make run` and `make test` work on a fresh clone with only python3.
+# Every target sets itself up: `make run` and `make test` work on a fresh clone with only python3
+# (and node with npm, for the console's build).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
