@@ -214,6 +214,12 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["my_status_in_call"] = (await console_state(page))["myStatus"]
     await page.get_by_role("button", name="静音").click()
     seen["muted_label"] = await page.locator(".call-bar .talk").inner_text()
+    # A still of the officer's video, kept as evidence and shown from the evidence API.
+    await page.get_by_role("button", name="截图取证").click()
+    shot = page.get_by_role("img", name="通话截图")
+    await shot.wait_for(timeout=15_000)
+    seen["snapshot_width"] = await shot.evaluate("img => img.complete ? img.naturalWidth : 0")
+    seen["snapshot_caption"] = await page.locator(".snapshot span").inner_text()
     await shoot(page, "call")
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up")

@@ -69,6 +69,11 @@ def test_the_operator_accepts_and_the_officers_video_is_decoded(run: dict[str, A
     assert seen(run, "muted_label") == "麦克风已关闭"
 
 
+def test_a_snapshot_is_kept_as_evidence_and_shown(run: dict[str, Any]) -> None:
+    assert seen(run, "snapshot_width") > 0
+    assert seen(run, "snapshot_caption").startswith("已存证 SHA-256 ")
+
+
 def test_an_sos_takes_over_the_screen_with_the_alarm_and_is_cleared(run: dict[str, Any]) -> None:
     assert seen(run, "sos_heading") == "紧急求助"
     assert "李娜" in seen(run, "sos_text")

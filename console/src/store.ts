@@ -44,6 +44,14 @@ export interface Notice {
   text: string;
 }
 
+export interface Snapshot {
+  callId: string;
+  evidenceId: string;
+  sha256: string;
+  /** A blob: URL of the JPEG as the evidence API returns it, or null until fetched. */
+  url: string | null;
+}
+
 export type Listener = () => void;
 
 // Roles that may monitor a call they are not a party to (join_call).
@@ -73,6 +81,8 @@ export class Store {
   /** The server's clock minus ours, ms. */
   serverOffsetMs = 0;
   notices: Notice[] = [];
+  /** Stills taken of the call's video, kept as evidence, newest last. */
+  snapshots: Snapshot[] = [];
   /** How many roster replies arrived (a test can tell a fresh one from the last). */
   rosterReplies = 0;
   /** Set by the call view: the server's media messages for our call. */
@@ -297,6 +307,32 @@ export class Store {
 
   hangup(): Promise<void> {
     return this.call ? this.send("hangup", { call_id: this.call.call_id }) : Promise.resolve();
+  }
+
+  /** A still of the officer's video, stored by the server as evidence, then shown. */
+  async snapshot(): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      const reply = await this.hub.request("snapshot", { call_id: call.call_id });
+      const shot: Snapshot = {
+        callId: call.call_id,
+        evidenceId: String(reply.evidence_id),
+        sha256: String(reply.sha256),
+        url: null,
+      };
+      this.snapshots.push(shot);
+      this.changed();
+      // The evidence API's copy, so what is shown is what was kept.
+      const resp = await fetch(`/api/evidence/${encodeURIComponent(shot.evidenceId)}/content`, {
+        headers: { Authorization: `Bearer ${this.hub.bearer()}` },
+      });
+      if (!resp.ok) throw new Error(`evidence ${resp.status}`);
+      shot.url = URL.createObjectURL(await resp.blob());
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
   }
 
   acknowledge(officerId: string): void {

@@ -4,7 +4,7 @@
 // a redraw never interrupts playback.
 
 import { button, h } from "../dom";
-import { t } from "../i18n";
+import { t, type TextKey } from "../i18n";
 import { CallMedia, microphone } from "../media";
 import type { Store } from "../store";
 
@@ -20,6 +20,7 @@ export class CallView {
   private readonly waiting = h("p", { class: "call-waiting" });
   private readonly talk = h("span", { class: "talk" });
   private readonly controls = h("div", { class: "call-controls" });
+  private readonly shots = h("ul", { class: "snapshots" });
 
   constructor(private readonly store: Store) {
     this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
@@ -28,7 +29,7 @@ export class CallView {
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
       h("div", { class: "call-head" }, this.title, this.info),
       h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
-      h("div", { class: "call-bar" }, this.talk, this.controls),
+      h("div", { class: "call-bar" }, this.talk, this.shots, this.controls),
     );
     store.onMediaPush = (msg) => {
       if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
@@ -49,7 +50,10 @@ export class CallView {
     this.title.textContent = t("call.title");
     const parts = [t("call.with", { name: call.officer.name, court })];
     if (call.case_number) parts.push(t("call.case", { case: call.case_number }));
-    if (this.media) parts.push(t("call.media", { state: this.media.pc.connectionState }));
+    if (this.media) {
+      const state = t(`media.${this.media.pc.connectionState}` as TextKey);
+      parts.push(t("call.media", { state: this.media.error ? `${state} (${this.media.error})` : state }));
+    }
     this.info.textContent = parts.join(" · ");
     const officerStream = this.media?.remote.get(call.officer.id) ?? null;
     if (this.video.srcObject !== officerStream) this.video.srcObject = officerStream;
@@ -64,9 +68,30 @@ export class CallView {
     const party = call.operator?.id === store.user?.id;
     this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
     this.talk.classList.toggle("is-muted", this.muted || !party);
+    this.renderShots(call.call_id);
     this.controls.replaceChildren(
+      button(t("call.snapshot"), () => store.snapshot(), "secondary"),
       party ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
       button(t("call.hangup"), () => store.hangup(), "danger"),
+    );
+  }
+
+  // The call's stills, each with the start of its hash; rebuilt only when one is added or
+  // fetched, so the images do not flicker on every redraw.
+  private renderShots(callId: string): void {
+    const shots = this.store.snapshots.filter((s) => s.callId === callId).slice(-3);
+    const key = shots.map((s) => `${s.evidenceId}:${s.url ? 1 : 0}`).join();
+    if (this.shots.dataset.key === key) return;
+    this.shots.dataset.key = key;
+    this.shots.replaceChildren(
+      ...shots.map((s) =>
+        h(
+          "li",
+          { class: "snapshot", title: s.sha256 },
+          s.url ? h("img", { src: s.url, alt: t("call.snapshot_alt", { id: s.evidenceId }) }) : "",
+          h("span", {}, t("call.snapshot_taken", { hash: s.sha256.slice(0, 12) })),
+        ),
+      ),
     );
   }
 
