@@ -32,7 +32,16 @@ from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from commandcenter.auth import Role
-from tests.browser import APP_PATH, REPO, SECRET, ServerProcess, launch, token, until
+from tests.browser import (
+    APP_PATH,
+    REPO,
+    SECRET,
+    ServerProcess,
+    free_port,
+    launch,
+    token,
+    until,
+)
 
 CONSOLE_PATH = "/app/console/index.html"
 CONSOLE_BUILD = REPO / "commandcenter" / "static" / "console" / "index.html"
@@ -46,6 +55,9 @@ SCREENSHOTS = REPO / "build" / "screenshots"
 DESKTOP: ViewportSize = {"width": 1920, "height": 1080}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 AMBER_S, RED_S = 2, 4
+# A tile server that does not answer (a free port: nothing listens on it): the console must
+# fall back to its offline map, and nothing else may be refused.
+DEAD_TILES = "http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"
 
 
 def add_operator(workdir: Path) -> None:
@@ -115,6 +127,7 @@ async def run(workdir: Path) -> dict[str, Any]:
             "COMMANDCENTER_CONSOLE_COURT_POSITIONS": COURT_POSITION,
             "COMMANDCENTER_CONSOLE_QUEUE_AMBER_S": str(AMBER_S),
             "COMMANDCENTER_CONSOLE_QUEUE_RED_S": str(RED_S),
+            "COMMANDCENTER_CONSOLE_TILE_URL": DEAD_TILES.format(port=free_port()),
         },
     )
     try:
@@ -156,7 +169,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     context = await browser.new_context(viewport=DESKTOP)
     page = await context.new_page()
     console_log: list[str] = []
-    page.on("console", lambda m: console_log.append(f"{m.type}: {m.text}"))
+    page.on("console", lambda m: console_log.append(f"{m.type}: {m.text} @ {m.location['url']}"))
     page.on("pageerror", lambda e: console_log.append(f"pageerror: {e}"))
     seen["console_log"] = console_log
     await page.goto(f"{base}{CONSOLE_PATH}", timeout=10_000)
@@ -179,7 +192,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     )
     seen["roster_statuses"] = await page.locator("section.roster tbody .badge").all_inner_texts()
     await until(lambda: map_drawn(page, 2), within=10, what="two officers on the map")
-    state = await console_state(page)
+    state = await until(lambda: offline_map(page), within=15, what="the offline map")
     seen["map_offline"] = state["mapOffline"]
     seen["map_officers"] = sorted(state["mapOfficers"])
     seen["map_markers_visible"] = await page.locator(".leaflet-marker-pane [data-officer]").count()
@@ -295,7 +308,13 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         "new_tokens": after["tokensFetched"] - before["tokensFetched"],
         "roster_replies": after["rosterReplies"] - before["rosterReplies"],
     }
-    seen["errors_in_console"] = [line for line in console_log if "error" in line.lower()]
+    seen["errors_in_console"] = [
+        line
+        for line in console_log
+        if "error" in line.lower()
+        and not ("ERR_CONNECTION_REFUSED" in line and line.endswith(".png"))
+    ]
+    seen["tile_requests_refused"] = sum("ERR_CONNECTION_REFUSED" in line for line in console_log)
     await context.close()
     await officers["o-1"].context.close()
     await supervisor.context.close()
@@ -335,6 +354,11 @@ async def map_drawn(page: Page, count: int) -> bool:
 
 async def has_class(locator: Any, cls: str) -> bool:
     return cls in ((await locator.get_attribute("class")) or "")
+
+
+async def offline_map(page: Page) -> dict[str, Any] | None:
+    state = await console_state(page)
+    return state if state.get("mapOffline") else None
 
 
 async def in_call(page: Page) -> bool:
