@@ -82,6 +82,7 @@ def test_an_sos_takes_over_the_screen_with_the_alarm_and_is_cleared(run: dict[st
     assert seen(run, "sos_heading") == "紧急求助"
     assert "李娜" in seen(run, "sos_text")
     assert seen(run, "sos_sound") == "alarm"
+    assert seen(run, "sos_sound_running") is True
     name, lat, lon = OFFICERS["o-2"]
     centre = seen(run, "sos_map_centre")
     assert abs(centre[0] - lat) < 1e-3

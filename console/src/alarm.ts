@@ -28,8 +28,11 @@ export class Alarm {
   /** Call from a click: browsers let audio start only from a user gesture. */
   unlock(): void {
     this.context();
-    void this.ctx?.resume();
+    void this.ctx?.resume().then(() => this.onChange?.());
   }
+
+  /** Told when the sound becomes possible (the header drops its button). */
+  onChange: (() => void) | null = null;
 
   play(sound: Sound): void {
     if (sound === this.sound) return;

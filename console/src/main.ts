@@ -14,7 +14,7 @@
 import "./style.css";
 
 import { Alarm } from "./alarm";
-import { h } from "./dom";
+import { h, tick } from "./dom";
 import { currentLang, setLang } from "./i18n";
 import { DEFAULT_SETTINGS, Store, type ConsoleSettings } from "./store";
 import { CallView } from "./views/call";
@@ -64,6 +64,7 @@ function render(): void {
   card.render();
   call.render();
   emergency.render();
+  tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
     if (store.selected) map.focus(store.selected);
@@ -75,6 +76,7 @@ function render(): void {
 }
 
 store.subscribe(render);
+alarm.onChange = render;
 window.setInterval(render, TICK_MS);
 // Any touch of the page lets the browser start the alarm's audio.
 document.addEventListener("pointerdown", () => alarm.unlock(), { capture: true });

@@ -3,8 +3,8 @@
 // active call and stops when it has none. The <video> elements live as long as the view, so
 // a redraw never interrupts playback.
 
-import { button, h } from "../dom";
-import { t, type TextKey } from "../i18n";
+import { button, h, keyed } from "../dom";
+import { currentLang, t, type TextKey } from "../i18n";
 import { CallMedia, microphone } from "../media";
 import type { Store } from "../store";
 
@@ -69,11 +69,11 @@ export class CallView {
     this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
     this.talk.classList.toggle("is-muted", this.muted || !party);
     this.renderShots(call.call_id);
-    this.controls.replaceChildren(
+    keyed(this.controls, JSON.stringify([currentLang(), party, this.muted]), () => [
       button(t("call.snapshot"), () => store.snapshot(), "secondary"),
       party ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
       button(t("call.hangup"), () => store.hangup(), "danger"),
-    );
+    ]);
   }
 
   // The call's stills, each with the start of its hash; rebuilt only when one is added or

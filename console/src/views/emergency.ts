@@ -4,8 +4,8 @@
 // the flag is set) or clears the flag (clear_emergency). Acknowledging is this console's own:
 // the protocol has no message for it yet (docs/console.md).
 
-import { button, h } from "../dom";
-import { duration, t } from "../i18n";
+import { button, h, keyed, ticking } from "../dom";
+import { currentLang, duration, t } from "../i18n";
 import type { RosterEntry } from "../protocol";
 import type { Store } from "../store";
 
@@ -35,14 +35,16 @@ export class EmergencyView {
         window.scrollTo(0, 0);
         this.jumpTo(first.officer.id);
       }
-      this.overlay.replaceChildren(this.dialog(first, open.length));
+      const ringing = [...store.ringing.values()].find((c) => c.officer.id === first.officer.id);
+      const key = JSON.stringify([currentLang(), first.officer.id, open.length, ringing?.call_id, !!first.position]);
+      keyed(this.overlay, key, () => [this.dialog(first, open.length)]);
     } else {
       this.shown = null;
     }
     const acked = store.emergencies().filter((e) => store.acknowledged.has(e.officer.id));
     this.strip.hidden = acked.length === 0;
-    this.strip.replaceChildren(
-      ...acked.map((e) =>
+    keyed(this.strip, JSON.stringify([currentLang(), acked.map((e) => e.officer.id)]), () =>
+      acked.map((e) =>
         h(
           "span",
           { class: "sos-strip-item" },
@@ -56,21 +58,24 @@ export class EmergencyView {
   private dialog(entry: RosterEntry, count: number): HTMLElement {
     const store = this.store;
     const court = store.settings.courts.find((c) => c.code === entry.officer.court)?.name ?? entry.officer.court;
-    const pos = entry.position;
-    const where = pos
-      ? t("sos.position", {
-          lat: pos.lat.toFixed(5),
-          lon: pos.lon.toFixed(5),
-          age: duration((store.serverNow() - pos.device_time) / 1000),
-        })
-      : t("sos.no_position");
+    const id = entry.officer.id;
+    const where = (): string => {
+      const pos = store.roster.get(id)?.position;
+      return pos
+        ? t("sos.position", {
+            lat: pos.lat.toFixed(5),
+            lon: pos.lon.toFixed(5),
+            age: duration((store.serverNow() - pos.device_time) / 1000),
+          })
+        : t("sos.no_position");
+    };
     const ringing = [...store.ringing.values()].find((c) => c.officer.id === entry.officer.id);
     return h(
       "div",
       { class: "sos-panel" },
       h("h2", { id: "sos-heading" }, t("sos.title") + (count > 1 ? ` (${count})` : "")),
       h("p", { class: "sos-who" }, t("sos.officer", { name: entry.officer.name, court })),
-      h("p", { class: "sos-where" }, where),
+      ticking("p", { class: "sos-where" }, where),
       h(
         "div",
         { class: "sos-actions" },

@@ -3,8 +3,8 @@
 // video (the same call, for an officer not in one; a supervisor watches a call in progress
 // with join_call).
 
-import { button, h } from "../dom";
-import { t } from "../i18n";
+import { button, h, keyed, ticking } from "../dom";
+import { currentLang, t } from "../i18n";
 import type { Store } from "../store";
 import { positionAge, statusKey } from "./roster";
 
@@ -29,10 +29,15 @@ export class OfficerCard {
       actions.push(button(t("officer.watch"), () => store.joinCall(entry.call_id ?? ""), "secondary"));
     }
     actions.push(button(t("officer.close"), () => store.select(null), "secondary"));
-    this.el.replaceChildren(
+    const id = entry.officer.id;
+    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court]);
+    keyed(this.el, key, () => [
       h("h3", { id: "officer-heading" }, entry.officer.name),
-      h("p", {}, t("officer.details", { court, status: t(statusKey(entry)), age: positionAge(store, entry) })),
+      ticking("p", {}, () => {
+        const now = store.roster.get(id) ?? entry;
+        return t("officer.details", { court, status: t(statusKey(now)), age: positionAge(store, now) });
+      }),
       h("div", { class: "officer-actions" }, ...actions),
-    );
+    ]);
   }
 }

@@ -2,8 +2,8 @@
 // amber then red past the configured thresholds; the call we are placing (cancel); and the
 // other calls of our officers that the roster shows (queued, or with another operator).
 
-import { button, h } from "../dom";
-import { duration, t } from "../i18n";
+import { button, h, keyed, ticking } from "../dom";
+import { currentLang, duration, t } from "../i18n";
 import type { CallInfo } from "../protocol";
 import type { Store } from "../store";
 
@@ -25,10 +25,24 @@ export class QueueView {
   render(): void {
     const store = this.store;
     this.heading.textContent = t("queue.title");
-    const items: HTMLElement[] = [];
     const ringing = [...store.ringing.values()].sort(
       (a, b) => Number(b.emergency) - Number(a.emergency) || a.created_at - b.created_at,
     );
+    const ours = new Set([...store.ringing.keys(), store.call?.call_id, store.outgoing?.callId]);
+    const elsewhere = [...store.roster.values()].filter((e) => e.call_id && !ours.has(e.call_id));
+    const key = JSON.stringify([
+      currentLang(),
+      ringing.map((c) => [c.call_id, c.emergency, c.case_number]),
+      store.outgoing?.callId,
+      elsewhere.map((e) => [e.officer.id, e.call_id, e.emergency]),
+      store.settings.courts.length,
+    ]);
+    keyed(this.list, key, () => this.items(ringing));
+  }
+
+  private items(ringing: CallInfo[]): HTMLElement[] {
+    const store = this.store;
+    const items: HTMLElement[] = [];
     for (const call of ringing) items.push(this.ringingItem(call));
     if (store.outgoing) {
       const out = store.outgoing;
@@ -45,24 +59,33 @@ export class QueueView {
     for (const entry of store.roster.values()) {
       if (!entry.call_id || ours.has(entry.call_id)) continue;
       const seen = store.callSeen.get(entry.officer.id);
-      const waited = seen ? (Date.now() - seen.at) / 1000 : 0;
+      const waited = (): number => (seen ? (Date.now() - seen.at) / 1000 : 0);
       items.push(
         h(
           "li",
           { class: `queue-item elsewhere${entry.emergency ? " is-emergency" : ""}` },
           h("span", { class: "who" }, entry.officer.name),
           h("span", { class: "note" }, t("queue.elsewhere")),
-          h("span", { class: `wait ${waitClass(store, waited)}` }, t("queue.waiting", { t: duration(waited) })),
+          this.wait(waited),
         ),
       );
     }
     if (items.length === 0) items.push(h("li", { class: "empty" }, t("queue.empty")));
-    this.list.replaceChildren(...items);
+    return items;
+  }
+
+  private wait(waited: () => number): HTMLElement {
+    return ticking(
+      "span",
+      { class: "wait" },
+      () => t("queue.waiting", { t: duration(waited()) }),
+      () => waitClass(this.store, waited()),
+    );
   }
 
   private ringingItem(call: CallInfo): HTMLElement {
     const store = this.store;
-    const waited = (store.serverNow() - call.created_at) / 1000;
+    const waited = (): number => (store.serverNow() - call.created_at) / 1000;
     const court = store.settings.courts.find((c) => c.code === call.court)?.name ?? call.court;
     return h(
       "li",
@@ -74,7 +97,7 @@ export class QueueView {
       call.emergency ? h("span", { class: "badge status-emergency" }, t("queue.emergency")) : null,
       h("span", { class: "who" }, `${call.officer.name} · ${court}`),
       call.case_number ? h("span", { class: "note" }, t("call.case", { case: call.case_number })) : null,
-      h("span", { class: `wait ${waitClass(store, waited)}` }, t("queue.waiting", { t: duration(waited) })),
+      this.wait(waited),
       h(
         "span",
         { class: "actions" },

@@ -2,8 +2,8 @@
 // the last position; a search box and a status filter. A row selects the officer (the map
 // centres on them and offers call and video).
 
-import { button, h } from "../dom";
-import { duration, t, type TextKey } from "../i18n";
+import { button, h, keyed, ticking } from "../dom";
+import { currentLang, duration, t, type TextKey } from "../i18n";
 import type { RosterEntry } from "../protocol";
 import type { Store } from "../store";
 
@@ -77,11 +77,12 @@ export class RosterView {
     this.searchLabel.textContent = t("roster.search");
     this.filterLabel.textContent = t("roster.filter");
     const chosen = (this.filter.value || "all") as Filter;
-    this.filter.replaceChildren(
-      ...FILTERS.map((f) => h("option", { value: f, selected: f === chosen }, t(`roster.filter.${f}`))),
+    // Rebuilt only on a change of language: an open drop-down must survive the clock's redraw.
+    keyed(this.filter, currentLang(), () =>
+      FILTERS.map((f) => h("option", { value: f, selected: f === chosen }, t(`roster.filter.${f}`))),
     );
     this.filter.value = chosen;
-    this.head.replaceChildren(
+    keyed(this.head, currentLang(), () => [
       h(
         "tr",
         {},
@@ -90,17 +91,26 @@ export class RosterView {
         h("th", { scope: "col" }, t("roster.col.status")),
         h("th", { scope: "col" }, t("roster.col.position")),
       ),
-    );
+    ]);
     const text = this.search.value.trim().toLowerCase();
     const entries = [...store.roster.values()]
       .filter((e) => matches(e, text, chosen))
       .sort((a, b) => Number(b.emergency) - Number(a.emergency) || a.officer.name.localeCompare(b.officer.name));
-    const rows = entries.map((entry) => this.row(entry));
-    if (rows.length === 0) {
-      const empty = store.roster.size === 0 ? t("roster.none") : t("roster.empty");
-      rows.push(h("tr", {}, h("td", { colspan: "4", class: "empty" }, empty)));
-    }
-    this.body.replaceChildren(...rows);
+    const key = JSON.stringify([
+      currentLang(),
+      store.roster.size,
+      store.selected,
+      store.settings.courts.length,
+      entries.map((e) => [e.officer.id, e.officer.name, e.officer.court, statusKey(e), e.status, !!e.position]),
+    ]);
+    keyed(this.body, key, () => {
+      const rows = entries.map((entry) => this.row(entry));
+      if (rows.length === 0) {
+        const empty = store.roster.size === 0 ? t("roster.none") : t("roster.empty");
+        rows.push(h("tr", {}, h("td", { colspan: "4", class: "empty" }, empty)));
+      }
+      return rows;
+    });
   }
 
   private row(entry: RosterEntry): HTMLTableRowElement {
@@ -120,7 +130,7 @@ export class RosterView {
       nameCell,
       h("td", { title: entry.officer.court }, court ? court.name : entry.officer.court),
       h("td", {}, h("span", { class: `badge ${key.replace(".", "-")}` }, t(key))),
-      h("td", { class: "age" }, positionAge(store, entry)),
+      ticking("td", { class: "age" }, () => positionAge(store, store.roster.get(entry.officer.id) ?? entry)),
     );
   }
 }
