@@ -265,6 +265,21 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up the emergency call")
 
+    # The operator picks an officer on the map and calls them; the officer answers.
+    await page.get_by_label(f"执行干警 {o1_name}").click()
+    card = page.get_by_role("complementary")
+    await card.get_by_role("button", name="呼叫").click()
+    seen["outgoing_text"] = await page.locator(".queue-item.outgoing .who").inner_text()
+    ringing_at_officer = await until(
+        lambda: officer_ringing(officers["o-1"]), within=10, what="the officer rung"
+    )
+    await officers["o-1"].evaluate(f"window.cc.accept('{ringing_at_officer}')")
+    await until(lambda: in_call(page), within=10, what="the officer answered")
+    first = await until(lambda: video_frames(page), within=20, what="video of the called officer")
+    seen["called_officer_video"] = first > 0
+    await page.get_by_role("button", name="挂断").click()
+    await until(lambda: call_over(page), within=10, what="hung up the call to the officer")
+
     # F5: the cookie signs the console in again and the roster comes back whole.
     await page.reload()
     await until(lambda: connected(page), within=15, what="connected after F5")
@@ -354,6 +369,11 @@ async def map_drawn(page: Page, count: int) -> bool:
 
 async def has_class(locator: Any, cls: str) -> bool:
     return cls in ((await locator.get_attribute("class")) or "")
+
+
+async def officer_ringing(page: Page) -> str | None:
+    ringing: list[str] = await page.evaluate("window.cc.state().ringing")
+    return ringing[0] if ringing else None
 
 
 async def offline_map(page: Page) -> dict[str, Any] | None:

@@ -93,6 +93,11 @@ def test_an_sos_takes_over_the_screen_with_the_alarm_and_is_cleared(run: dict[st
     assert seen(run, "sound_after_clear") == "none"
 
 
+def test_the_operator_calls_an_officer_picked_on_the_map(run: dict[str, Any]) -> None:
+    assert seen(run, "outgoing_text") == f"正在呼叫 {OFFICERS['o-1'][0]}…"
+    assert seen(run, "called_officer_video") is True
+
+
 def test_f5_keeps_the_roster_and_english_is_remembered(run: dict[str, Any]) -> None:
     assert seen(run, "roster_after_reload") == ["o-1", "o-2"]
     assert seen(run, "english_roster_heading").startswith("Officers online")
