@@ -103,15 +103,20 @@ async def video_frames(page: Page) -> int:
     return max((s.get("framesDecoded") or 0 for s in stats if s["kind"] == "video"), default=0)
 
 
+# Two animation frames: the resize observed, the map re-framed and painted.
+SETTLED = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
 async def shoot(page: Page, name: str) -> None:
     """The console at both sizes, then back to the desktop."""
     await page.set_viewport_size(DESKTOP)
-    await page.wait_for_timeout(300)
+    await page.evaluate(SETTLED)
     await page.screenshot(path=str(SCREENSHOTS / f"console-{name}-1920x1080.png"))
     await page.set_viewport_size(PHONE)
-    await page.wait_for_timeout(300)
+    await page.evaluate(SETTLED)
     await page.screenshot(path=str(SCREENSHOTS / f"console-{name}-390x844.png"), full_page=True)
     await page.set_viewport_size(DESKTOP)
+    await page.evaluate(SETTLED)
 
 
 async def run(workdir: Path) -> dict[str, Any]:
@@ -291,6 +296,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     # English, remembered across a reload.
     await page.get_by_role("button", name="English").click()
     seen["english_roster_heading"] = await page.locator("#roster-heading").inner_text()
+    await shoot(page, "english")
     await page.reload()
     await until(lambda: connected(page), within=15, what="connected after the second F5")
     seen["english_after_reload"] = await page.locator("h1").inner_text()
