@@ -6,8 +6,9 @@
  *   - protocol.ts: the protocol client, the only owner of the WebSocket (token from the
  *     sign-in cookie, heartbeats, reconnect with resume, a new token on 4401);
  *   - store.ts: the state, fed by pushes and replies, and the commands;
- *   - views/: header, queue, roster, map, officer card, call, emergency; each redraws from
- *     the store when it changes, and once a second for the ages and waiting times;
+ *   - views/: header, queue, roster, map, officer card, call, emergency; they redraw from
+ *     the store at most every RENDER_MS when it changes, and once a second for the ages and
+ *     waiting times, rebuilding only what changed (a rebuilt button would lose its click);
  *   - the test API on `window.ccConsole`, which tests/browser_console_scenario.py reads.
  */
 
@@ -26,6 +27,7 @@ import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
 
 const TICK_MS = 1000;
+const RENDER_MS = 50;
 
 const store = new Store();
 const alarm = new Alarm();
@@ -75,8 +77,21 @@ function render(): void {
   else alarm.play("none");
 }
 
-store.subscribe(render);
-alarm.onChange = render;
+// Redraws are batched: with hundreds of officers reporting positions, pushes come by the
+// hundred a second, and one redraw per RENDER_MS shows them all. (Timers, not animation
+// frames: a console in a background tab must still raise its alarm.)
+let scheduled = false;
+function scheduleRender(): void {
+  if (scheduled) return;
+  scheduled = true;
+  window.setTimeout(() => {
+    scheduled = false;
+    render();
+  }, RENDER_MS);
+}
+
+store.subscribe(scheduleRender);
+alarm.onChange = scheduleRender;
 window.setInterval(render, TICK_MS);
 // Any touch of the page lets the browser start the alarm's audio.
 document.addEventListener("pointerdown", () => alarm.unlock(), { capture: true });

@@ -54,6 +54,8 @@ export interface Snapshot {
 
 export type Listener = () => void;
 
+// Roles the console is for (get_roster, call_officer, accept ...).
+export const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
 // Roles that may monitor a call they are not a party to (join_call).
 const MONITORS = new Set(["supervisor", "admin"]);
 
@@ -204,7 +206,7 @@ export class Store {
     this.call = active;
     // Updates sent while we were away are not replayed: ask for the whole roster again,
     // after every welcome, and take its reply as the truth.
-    void this.refreshRoster();
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
   }
 
   async refreshRoster(): Promise<void> {

@@ -6,7 +6,7 @@
 import type { Alarm } from "../alarm";
 import { button, h, keyed } from "../dom";
 import { currentLang, setLang, t, type TextKey } from "../i18n";
-import type { Store } from "../store";
+import { CONSOLE_ROLES, type Store } from "../store";
 
 export class HeaderView {
   readonly el: HTMLElement;
@@ -63,7 +63,8 @@ export class HeaderView {
     this.me.className = `me me-${me}`;
     this.me.textContent = t("me.status", { status: t(`me.${me}`) });
     this.connection.className = `connection conn-${store.connection}`;
-    this.connection.textContent = connection[store.connection];
+    this.connection.textContent =
+      u && !CONSOLE_ROLES.has(u.role) ? t("status.wrong_role") : connection[store.connection];
     // Until the page is touched the browser keeps it silent: say so before an alarm needs it.
     this.sound.hidden = this.alarm.running();
     this.sound.className = this.alarm.blocked() ? "danger" : "secondary";
