@@ -20,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import zlib
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
@@ -261,6 +264,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await shoot(page, "sos")
     await accept.click()
     await until(lambda: in_call(page), within=10, what="the emergency call answered")
+    await dialog.wait_for(state="hidden", timeout=5_000)
     seen["sos_dialog_after_answer"] = await dialog.is_visible()
     seen["sos_strip"] = await page.locator(".sos-strip").inner_text()
     await page.locator(".sos-strip").get_by_role("button", name="解除警报").click()
@@ -414,10 +418,94 @@ async def no_emergency(page: Page) -> bool:
     return (await console_state(page)).get("emergencies") == []
 
 
+# ---- a tile server that answers --------------------------------------------------------
+
+
+def tile_png() -> bytes:
+    """One 256x256 light grey PNG, made here: any tile will do to show tiles are drawn."""
+    row = b"\x00" + b"\xd8\xe0\xe8" * 256
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 256, 256, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * 256))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def run_with_tiles(workdir: Path) -> dict[str, Any]:
+    """The province's tile server answers: the console draws its tiles (the policy lets the
+    tile server's images in) and does not fall back to the offline map."""
+    seen: dict[str, Any] = {}
+    png = tile_png()
+    requests: list[str] = []
+
+    async def tile(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(body=png, content_type="image/png")
+
+    tiles = web.Application()
+    tiles.router.add_get("/{z}/{x}/{y}.png", tile)
+    runner = web.AppRunner(tiles)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    add_operator(workdir)
+    server = ServerProcess(
+        workdir,
+        {
+            "COMMANDCENTER_CONSOLE_TILE_URL": f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png",
+            "COMMANDCENTER_CONSOLE_COURT_POSITIONS": COURT_POSITION,
+        },
+    )
+    try:
+        await server.wait_healthy()
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            try:
+                context = await browser.new_context(viewport=DESKTOP)
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                await page.goto(f"{server.base}{CONSOLE_PATH}", timeout=10_000)
+                await until(lambda: on_signin(page), within=10, what="sent to the sign-in page")
+                errors.clear()
+                await page.fill("#user", OPERATOR[0])
+                await page.fill("#password", PASSWORD)
+                await page.click("#submit")
+                await until(lambda: connected(page), within=15, what="the console connected")
+                loaded = page.locator(".leaflet-tile-loaded")
+                await until(lambda: loaded.count(), within=10, what="tiles drawn")
+                seen["tiles_drawn"] = await loaded.count()
+                seen["tiles_requested"] = len(requests)
+                seen["tiles_offline"] = (await console_state(page))["mapOffline"]
+                seen["tiles_errors"] = errors
+                await page.screenshot(path=str(SCREENSHOTS / "console-tiles-1920x1080.png"))
+            finally:
+                await browser.close()
+    except Exception as exc:
+        seen["error"] = f"tiles: {type(exc).__name__}: {exc}"
+        seen["traceback"] = traceback.format_exc(limit=6)
+    finally:
+        server.stop()
+        await runner.cleanup()
+    return seen
+
+
 def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     with tempfile.TemporaryDirectory(prefix="cc-console-") as tmp:
-        result = asyncio.run(run(Path(tmp)))
+        offline, tiled = Path(tmp) / "offline", Path(tmp) / "tiles"
+        offline.mkdir()
+        tiled.mkdir()
+        result = asyncio.run(run(offline))
+        if "error" not in result:
+            result.update(asyncio.run(run_with_tiles(tiled)))
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return 1 if "error" in result else 0
 

@@ -60,6 +60,13 @@ def test_with_its_tile_server_down_the_offline_map_shows_both_officers_and_the_c
     assert seen(run, "map_court_markers") == 1
 
 
+def test_with_a_tile_server_that_answers_the_map_draws_its_tiles(run: dict[str, Any]) -> None:
+    assert seen(run, "tiles_drawn") > 0
+    assert seen(run, "tiles_requested") > 0
+    assert seen(run, "tiles_offline") is False
+    assert seen(run, "tiles_errors") == []
+
+
 def test_a_call_rings_with_a_waiting_time_that_turns_amber_then_red(run: dict[str, Any]) -> None:
     assert seen(run, "queue_waiting_text").startswith("已等待")
     assert seen(run, "queue_sound") == "ring"

@@ -258,6 +258,8 @@ export class Store {
       return;
     }
     this.call = call;
+    // Answering an officer's emergency call is acknowledging their emergency.
+    if (call.emergency && call.operator?.id === me) this.acknowledged.add(call.officer.id);
   }
 
   // ---- commands ---------------------------------------------------------------------------
