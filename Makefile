@@ -1,10 +1,11 @@
-# Every target sets itself up: `make run` and `make test` work on a fresh clone with only python3.
+# Every target sets itself up: `make run` and `make test` work on a fresh clone with only python3
+# (and node with npm, for the console's build).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province clean
+.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province clean
 
 venv: $(STAMP)
 
@@ -45,8 +46,32 @@ system:
 	    exit 1; \
 	}
 
-# The server needs nothing beyond the virtualenv (one node: no Redis, SQLite trace).
-run: venv
+# The operator console (console/, TypeScript + Vite + Leaflet, docs/console.md), built into
+# the directory the server serves at /app/console/; the build is not committed. npm ci installs
+# exactly package-lock.json's packages, once per change of it; the build reruns only when a
+# source changes (the stamp).
+CONSOLE_OUT := commandcenter/static/console
+CONSOLE_STAMP := $(CONSOLE_OUT)/.built
+CONSOLE_MODULES := console/node_modules/.installed
+CONSOLE_SOURCES := $(shell find console/src -type f) console/index.html console/vite.config.ts \
+	console/tsconfig.json
+
+$(CONSOLE_MODULES): console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	touch $@
+
+$(CONSOLE_STAMP): $(CONSOLE_MODULES) $(CONSOLE_SOURCES)
+	cd console && npx --no-install tsc --noEmit && npx --no-install vite build --logLevel warn
+	touch $@
+
+console: $(CONSOLE_STAMP)
+
+console-typecheck: $(CONSOLE_MODULES)
+	cd console && npx --no-install tsc --noEmit
+
+# The server needs nothing beyond the virtualenv (one node: no Redis, SQLite trace) and the
+# console's build.
+run: venv console
 	$(BIN)/commandcenter serve
 
 lint: venv
@@ -57,10 +82,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv system
+pytest: venv system console
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck console-typecheck pytest
 
 # The pure and single-node tests (no Chromium, no Redis cluster, no PostgreSQL, nothing
 # slow): under a minute, for the edit-test loop. `make test` still runs everything.
@@ -94,4 +119,4 @@ bench-cluster: venv
 	$(BIN)/python -m bench.cluster --private-redis
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT)

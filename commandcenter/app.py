@@ -20,6 +20,7 @@ from commandcenter import (
     account_api,
     browser_policy,
     checkpoints,
+    console_api,
     evidence_api,
     feed_api,
     http_api,
@@ -32,7 +33,7 @@ from commandcenter import (
     tls,
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
-from commandcenter.config import Config
+from commandcenter.config import Config, tile_origin
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
 from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE
@@ -130,7 +131,9 @@ def create_app(
         ],
     )
     app.on_response_prepare.append(http_edge.stamp_request_id)
-    app.on_response_prepare.append(browser_policy.page_headers)
+    app.on_response_prepare.append(
+        browser_policy.page_headers_for(tile_origin(config.console.tile_url))
+    )
     app[CONFIG] = config
     app[HUB] = hub
     app[RECORDER] = recorder
@@ -150,6 +153,7 @@ def create_app(
     feed_api.install(app)
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
+    console_api.add_routes(app)
     metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).

@@ -36,27 +36,33 @@ from commandcenter.origins import normalised_origin
 log = structlog.get_logger(__name__)
 
 APP_PREFIX: Final = "/app/"
-CONTENT_SECURITY_POLICY: Final = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        # Snapshots and video frames drawn to canvases become blob: and data: URLs.
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        # 'self' covers ws:// and wss:// to this host (CSP Level 3).
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+
+def content_security_policy(tile_origin: str | None = None) -> str:
+    """The pages' policy; `tile_origin` (`[console] tile_url`'s) may serve the map's images.
+    Leaflet positions its panes and tiles through element.style (CSSOM), which style-src does
+    not govern, so the console needs nothing inline."""
+    # Snapshots and video frames drawn to canvases become blob: and data: URLs.
+    img = "img-src 'self' data: blob:" + (f" {tile_origin}" if tile_origin else "")
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            img,
+            "media-src 'self' blob:",
+            # 'self' covers ws:// and wss:// to this host (CSP Level 3).
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
-_PAGE_HEADERS: Final = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+
+
+CONTENT_SECURITY_POLICY: Final = content_security_policy()
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -120,14 +126,6 @@ def cache_control(path: str) -> str:
     return IMMUTABLE if "/assets/" in path.removeprefix(APP_PREFIX.rstrip("/")) else REVALIDATE
 
 
-async def page_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """on_response_prepare: the pages' security and cache headers on everything under /app/."""
-    if request.path.startswith(APP_PREFIX):
-        response.headers.update(_PAGE_HEADERS)
-        if response.status in (200, 304):
-            response.headers[hdrs.CACHE_CONTROL] = cache_control(request.path)
-
-
 def app_not_found(static_dir: Path) -> Middleware:
     """A missing file under /app/ answers a small HTML page (a person opened a wrong link),
     not aiohttp's empty application/octet-stream (its file response finds the file missing
@@ -154,12 +152,38 @@ async def _not_found() -> web.StreamResponse:
     return web.Response(status=404, text=NOT_FOUND_PAGE, content_type="text/html")
 
 
+def page_headers_for(
+    tile_origin: str | None,
+) -> Callable[[web.BaseRequest, web.StreamResponse], Awaitable[None]]:
+    """on_response_prepare: the pages' security headers on everything under /app/, the map's
+    tile server (a CSP source: `{s}.` subdomains become `*.`) allowed to serve images."""
+    source = tile_origin.replace("://{s}.", "://*.") if tile_origin else None
+    headers = {
+        "Content-Security-Policy": content_security_policy(source),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    async def page_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        if request.path.startswith(APP_PREFIX):
+            response.headers.update(headers)
+            if response.status in (200, 304):
+                response.headers[hdrs.CACHE_CONTROL] = cache_control(request.path)
+
+    return page_headers
+
+
+page_headers = page_headers_for(None)
+
+
 __all__ = [
     "APP_PREFIX",
     "CONTENT_SECURITY_POLICY",
     "app_not_found",
     "cache_control",
+    "content_security_policy",
     "origin_allowed",
     "origin_check",
     "page_headers",
+    "page_headers_for",
 ]

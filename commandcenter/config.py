@@ -157,6 +157,36 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     token: str = ""
 
 
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # The map's tile server, a Leaflet URL template with {z}, {x} and {y} ({s} too if it has
+    # subdomains), e.g. "https://tiles.court.example/{z}/{x}/{y}.png". Its origin is added to
+    # the pages' img-src. Empty: no tiles; the console draws its offline map (a grid, the
+    # courts and the officers) instead.
+    tile_url: str = ""
+    # The attribution the tile server's licence asks to be shown under the map.
+    tile_attribution: str = ""
+    # A waiting call's time turns amber, then red, after this many seconds.
+    queue_amber_s: float = 30.0
+    queue_red_s: float = 90.0
+    # Where courts sit on the map, each "CODE LAT LON" (e.g. "P0101 32.0603 118.7969"): a
+    # marker per court, and the offline map's frame. Courts left out have no marker.
+    court_positions: tuple[str, ...] = ()
+
+    def court_places(self) -> dict[str, tuple[float, float]]:
+        """court_positions as {code: (lat, lon)}; ValueError naming a malformed entry."""
+        places: dict[str, tuple[float, float]] = {}
+        for entry in self.court_positions:
+            parts = entry.split()
+            try:
+                code, lat, lon = parts[0], float(parts[1]), float(parts[2])
+            except (IndexError, ValueError):
+                raise ValueError(f"{entry!r} is not 'CODE LAT LON'") from None
+            if len(parts) != 3 or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError(f"{entry!r} is not 'CODE LAT LON'")
+            places[code] = (lat, lon)
+        return places
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
@@ -175,6 +205,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -282,6 +313,7 @@ def _validate(cfg: Config) -> None:
     _validate_recorder(cfg.recorder)
     _validate_feed(cfg.feed)
     _validate_audit(cfg.audit, cfg.server.data_dir)
+    _validate_console(cfg.console, {c.code for c in cfg.courts})
     _validate_media(cfg.media)
     _validate_redis(cfg.redis)
     if cfg.redis.url and cfg.recorder.backend == "sqlite":
@@ -330,6 +362,31 @@ def _validate_feed(feed: FeedConfig) -> None:
     for key in ("max_per_user", "max_connections"):
         if getattr(feed, key) < 1:
             raise ConfigError(f"feed.{key}: must be positive, got {getattr(feed, key)}")
+
+
+def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
+    if console.tile_url and (
+        tile_origin(console.tile_url) is None
+        or not all(part in console.tile_url for part in ("{z}", "{x}", "{y}"))
+    ):
+        raise ConfigError(
+            "console.tile_url: an http(s) URL template with {z}, {x} and {y} (or empty)"
+        )
+    if not 0 < console.queue_amber_s < console.queue_red_s:
+        raise ConfigError("console.queue_amber_s: must be positive and below queue_red_s")
+    try:
+        places = console.court_places()
+    except ValueError as exc:
+        raise ConfigError(f"console.court_positions: {exc}") from None
+    for code in places:
+        if code not in courts:
+            raise ConfigError(f"console.court_positions: unknown court {code!r}")
+
+
+def tile_origin(tile_url: str) -> str | None:
+    """The origin (scheme://host[:port]) of a tile URL template, or None if it has none."""
+    found = re.fullmatch(r"(https?://[A-Za-z0-9.\-{}]+(?::[0-9]{1,5})?)/[^\s]*", tile_url)
+    return found.group(1) if found else None
 
 
 def _validate_redis(redis: RedisConfig) -> None:
@@ -573,6 +630,7 @@ __all__ = [
     "ConferencesConfig",
     "Config",
     "ConfigError",
+    "ConsoleConfig",
     "CourtConfig",
     "EvidenceConfig",
     "FeedConfig",

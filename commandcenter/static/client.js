@@ -172,9 +172,6 @@
         state.lastEnd = { call_id: msg.call_id, reason: msg.reason };
         callOver(msg.call_id);
         break;
-      case "roster":
-        state.roster = new Map(msg.officers.map((e) => [e.officer.id, e]));
-        break;
       case "roster_update":
         if (msg.entry.status === "offline") state.roster.delete(msg.entry.officer.id);
         else state.roster.set(msg.entry.officer.id, msg.entry);
@@ -228,7 +225,14 @@
     clearInterval(heartbeat);
     heartbeat = setInterval(sendHeartbeat, msg.heartbeat_interval_s * 1000);
     if (msg.user.role !== "officer" && msg.user.role !== "auditor") {
-      request("get_roster").catch(() => {});
+      // The reply carries our `ref`, so receive() hands it to this promise and never to the
+      // switch below: the roster is taken here, or it is lost (issue 14).
+      request("get_roster")
+        .then((reply) => {
+          state.roster = new Map(reply.officers.map((e) => [e.officer.id, e]));
+          render();
+        })
+        .catch(() => {});
     }
   }
 
@@ -887,6 +891,9 @@
     cancel,
     emergency,
     clearEmergency,
+    // An officer's position fix, for tests that need an officer on the map.
+    position: (lat, lon, accuracyM = 10) =>
+      request("position", { lat, lon, accuracy_m: accuracyM, device_time: Date.now() }),
     setMuted,
     setCameraOff,
     switchCamera,

@@ -58,7 +58,10 @@
   // Only a page of ours: a link must not send a fresh sign-in to another site.
   function nextPage() {
     const next = params.get("next") || "";
-    return /^\/app\/[A-Za-z0-9._-]*$/.test(next) ? next : "/app/index.html";
+    // Pages in folders too (/app/console/index.html); no segment may start with a dot.
+    return /^\/app\/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9._-]*$/.test(next) && !next.includes("/.")
+      ? next
+      : "/app/index.html";
   }
 
   function say(key, vars = {}) {

@@ -1,0 +1,73 @@
+"""`GET /api/console/settings`: what the operator console needs that the WebSocket does not
+carry: the map's tile server (`[console] tile_url`, empty for the offline map), the waiting
+times at which a call turns amber and red, and the courts of the caller's scope with their
+places on the map. For operators, supervisors and admins, with the same bearer JWT as the
+WebSocket (the console exchanges its cookie for one first). docs/console.md says how the
+console uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from commandcenter.auth import AuthError, Role
+from commandcenter.http_edge import (
+    auth_error_response,
+    error_response,
+    identity_of,
+    internal_error_response,
+    serving,
+)
+from commandcenter.keys import CONFIG, COURTS
+
+PATH: Final = "/api/console/settings"
+CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    with serving(request):
+        try:
+            who = identity_of(request)
+        except AuthError as exc:
+            return auth_error_response(exc)
+        try:
+            if who.role not in CONSOLE_ROLES:
+                return error_response(
+                    403, "forbidden", "only operators, supervisors and admins use the console"
+                )
+            console = request.app[CONFIG].console
+            courts = request.app[COURTS]
+            scope = sorted(courts.scope(who))
+            places = console.court_places()
+            return web.json_response(
+                {
+                    "tile_url": console.tile_url,
+                    "tile_attribution": console.tile_attribution,
+                    "queue_amber_s": console.queue_amber_s,
+                    "queue_red_s": console.queue_red_s,
+                    "courts": [
+                        {
+                            "code": code,
+                            "name": courts.name(code),
+                            "parent": courts.parent(code),
+                            "position": _position(places.get(code)),
+                        }
+                        for code in scope
+                    ],
+                }
+            )
+        except Exception as exc:
+            return internal_error_response(request, exc, "console settings failed")
+
+
+def _position(at: tuple[float, float] | None) -> dict[str, float] | None:
+    return None if at is None else {"lat": at[0], "lon": at[1]}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, get_settings)
+
+
+__all__ = ["CONSOLE_ROLES", "PATH", "add_routes", "get_settings"]

@@ -1,0 +1,157 @@
+/*
+ * The operator and supervisor console (docs/console.md): one page, its parts in this order,
+ * each talking only to the next through plain calls:
+ *
+ *   - i18n.ts: every string a person reads (zh-CN by default, English remembered);
+ *   - protocol.ts: the protocol client, the only owner of the WebSocket (token from the
+ *     sign-in cookie, heartbeats, reconnect with resume, a new token on 4401);
+ *   - store.ts: the state, fed by pushes and replies, and the commands;
+ *   - views/: header, queue, roster, map, officer card, call, emergency; they redraw from
+ *     the store at most every RENDER_MS when it changes, and once a second for the ages and
+ *     waiting times, rebuilding only what changed (a rebuilt button would lose its click);
+ *   - the test API on `window.ccConsole`, which tests/browser_console_scenario.py reads.
+ */
+
+import "./style.css";
+
+import { Alarm } from "./alarm";
+import { h, tick } from "./dom";
+import { currentLang, setLang } from "./i18n";
+import { DEFAULT_SETTINGS, Store, type ConsoleSettings } from "./store";
+import { CallView } from "./views/call";
+import { EmergencyView } from "./views/emergency";
+import { HeaderView } from "./views/header";
+import { MapView } from "./views/map";
+import { OfficerCard } from "./views/officer";
+import { QueueView } from "./views/queue";
+import { RosterView } from "./views/roster";
+
+const TICK_MS = 1000;
+const RENDER_MS = 50;
+
+const store = new Store();
+const alarm = new Alarm();
+setLang(currentLang());
+
+const queue = new QueueView(store);
+const roster = new RosterView(store);
+const map = new MapView(store);
+const card = new OfficerCard(store);
+const call = new CallView(store);
+const emergency = new EmergencyView(store, (id) => map.focus(id));
+const header = new HeaderView(store, alarm, render);
+
+map.el.append(card.el);
+const root = document.getElementById("console") as HTMLElement;
+root.replaceChildren(
+  header.el,
+  emergency.strip,
+  h(
+    "main",
+    { class: "layout" },
+    h("div", { class: "side" }, queue.el, roster.el),
+    h("div", { class: "centre" }, call.el, map.el),
+  ),
+  header.notices,
+  emergency.overlay,
+);
+
+let lastSelected: string | null = null;
+
+function render(): void {
+  header.render();
+  queue.render();
+  roster.render();
+  map.render();
+  card.render();
+  call.render();
+  emergency.render();
+  tick();
+  if (store.selected !== lastSelected) {
+    lastSelected = store.selected;
+    if (store.selected) map.focus(store.selected);
+  }
+  // The emergency alarm over everything; a ring while a call rings at us.
+  if (store.unacknowledged().length > 0) alarm.play("alarm");
+  else if (store.ringing.size > 0 && !store.call) alarm.play("ring");
+  else alarm.play("none");
+}
+
+// Redraws are batched: with hundreds of officers reporting positions, pushes come by the
+// hundred a second, and one redraw per RENDER_MS shows them all. (Timers, not animation
+// frames: a console in a background tab must still raise its alarm.)
+let scheduled = false;
+function scheduleRender(): void {
+  if (scheduled) return;
+  scheduled = true;
+  window.setTimeout(() => {
+    scheduled = false;
+    render();
+  }, RENDER_MS);
+}
+
+store.subscribe(scheduleRender);
+alarm.onChange = scheduleRender;
+window.setInterval(render, TICK_MS);
+// Any touch of the page lets the browser start the alarm's audio.
+document.addEventListener("pointerdown", () => alarm.unlock(), { capture: true });
+document.addEventListener("keydown", () => alarm.unlock(), { capture: true });
+
+async function loadSettings(): Promise<void> {
+  try {
+    const resp = await fetch("/api/console/settings", {
+      headers: { Authorization: `Bearer ${store.hub.bearer()}` },
+    });
+    if (resp.ok) store.settings = (await resp.json()) as ConsoleSettings;
+  } catch {
+    store.settings = DEFAULT_SETTINGS;
+  }
+  map.configure();
+  render();
+}
+
+let settingsAsked = false;
+store.subscribe(() => {
+  // The settings need the token, which the first connection brings.
+  if (!settingsAsked && store.connection === "connected") {
+    settingsAsked = true;
+    void loadSettings();
+  }
+});
+
+store.hub.start();
+render();
+
+// ---- the test API: plain, JSON-able snapshots, no live objects -----------------------------
+
+declare global {
+  interface Window {
+    ccConsole: unknown;
+  }
+}
+
+window.ccConsole = {
+  state: () => ({
+    connection: store.connection,
+    user: store.user,
+    sessionId: store.sessionId,
+    resumed: store.resumed,
+    tokensFetched: store.hub.tokensFetched,
+    roster: [...store.roster.values()],
+    rosterReplies: store.rosterReplies,
+    ringing: [...store.ringing.keys()],
+    call: store.call,
+    myStatus: store.myStatus(),
+    emergencies: store.emergencies().map((e) => e.officer.id),
+    mapOffline: map.offline,
+    mapOfficers: map.drawn(),
+    mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
+    sound: alarm.playing(),
+    soundRunning: alarm.running(),
+    media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
+  }),
+  inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),
+  // A dropped connection (and an unusable token) on demand; the way back is the real one.
+  dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),
+  resumeConnection: () => store.hub.resumeForTest(),
+};

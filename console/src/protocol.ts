@@ -1,0 +1,284 @@
+/*
+ * The protocol client: the one module that owns the WebSocket (docs/protocol.md). It gets its
+ * token from the sign-in cookie (POST /api/session/token; 401: to the sign-in page), opens
+ * /ws, sends heartbeats, turns replies into promises (matched by `ref`) and hands every push
+ * to the store. It reconnects with `resume` after a drop, fetches a new token on 4401 and
+ * resumes with it, and stops on 4409 (signed in elsewhere) and 4400.
+ */
+
+export const PROTOCOL_VERSION = 1;
+const APP_VERSION = "console-0.1.0";
+const RECONNECT_MAX_S = 15;
+
+// ---- the shapes of docs/protocol.md (Shared shapes) -------------------------------------
+
+export interface UserInfo {
+  id: string;
+  name: string;
+  role: string;
+  court: string;
+}
+
+export interface GeoPosition {
+  lat: number;
+  lon: number;
+  accuracy_m: number;
+  device_time: number;
+}
+
+export interface RosterEntry {
+  officer: UserInfo;
+  status: "online" | "away" | "offline";
+  call_id: string | null;
+  emergency: boolean;
+  position: GeoPosition | null;
+  device: string;
+  since: number;
+}
+
+export interface CallInfo {
+  call_id: string;
+  direction: "officer_to_center" | "center_to_officer";
+  state: "queued" | "ringing" | "active";
+  court: string;
+  officer: UserInfo;
+  operator: UserInfo | null;
+  case_number: string | null;
+  emergency: boolean;
+  supervisors: UserInfo[];
+  created_at: number;
+}
+
+export interface Welcome {
+  type: "welcome";
+  session_id: string;
+  resume_token: string;
+  resumed: boolean;
+  user: UserInfo;
+  server_time: number;
+  heartbeat_interval_s: number;
+  grace_s: number;
+  calls: CallInfo[];
+}
+
+// The pushes the console acts on; others are ignored, as the protocol asks of clients.
+export type Push =
+  | Welcome
+  | { type: "roster_update"; entry: RosterEntry }
+  | { type: "call_ringing"; call: CallInfo }
+  | { type: "call_taken"; call_id: string; by: UserInfo }
+  | { type: "ring_stopped"; call_id: string; reason: string }
+  | { type: "call_answered"; call: CallInfo }
+  | { type: "call_transferred"; call: CallInfo }
+  | { type: "call_ended"; call_id: string; reason: string; by: string | null }
+  | { type: "participant_left"; call_id: string; user: UserInfo }
+  | { type: "offer"; call_id: string; sdp: string }
+  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
+
+export interface Reply {
+  type: string;
+  ref: string;
+  [field: string]: unknown;
+}
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: string,
+    readonly reason: string,
+    readonly field: string | null,
+  ) {
+    super(`${code}: ${reason}`);
+  }
+}
+
+export type Connection = "connecting" | "connected" | "reconnecting" | "replaced" | "refused";
+
+export interface HubEvents {
+  push(msg: Push): void;
+  connection(state: Connection, closeCode: number | null): void;
+  /** The server's clock minus ours, ms, whenever a heartbeat measures it. */
+  clock(serverMinusLocalMs: number): void;
+}
+
+interface Pending {
+  resolve(reply: Reply): void;
+  reject(err: Error): void;
+}
+
+export const SIGN_IN_PAGE = "/app/signin.html";
+
+export function toSignIn(): void {
+  location.replace(`${SIGN_IN_PAGE}?next=${encodeURIComponent(location.pathname)}`);
+}
+
+export class Hub {
+  private ws: WebSocket | null = null;
+  private token = "";
+  private resumeToken: string | null = null;
+  private nextId = 1;
+  private pending = new Map<string, Pending>();
+  private heartbeat: number | undefined;
+  private rttMs: number | null = null;
+  private reconnectDelay = 1;
+  private stopped = false;
+  // Tests only (dropForTest): stay disconnected until resumeForTest.
+  private held = false;
+  /** How many tokens the cookie bought (the first, then one per 4401). */
+  tokensFetched = 0;
+
+  constructor(private readonly events: HubEvents) {}
+
+  /** Start: a token from the cookie, then the WebSocket. */
+  start(): void {
+    void this.tokenFromCookie();
+  }
+
+  /** The token for the HTTP API (the same JWT as the WebSocket's). */
+  bearer(): string {
+    return this.token;
+  }
+
+  async signOut(): Promise<void> {
+    this.stopped = true;
+    await fetch("/api/session", { method: "DELETE", credentials: "same-origin" }).catch(() => undefined);
+    this.ws?.close(1000, "signed out");
+    toSignIn();
+  }
+
+  /** Send a client message; resolves with its reply, rejects with a ProtocolError. */
+  request(type: string, fields: Record<string, unknown> = {}): Promise<Reply> {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
+    const id = `c-${this.nextId++}`;
+    ws.send(JSON.stringify({ type, id, ...fields }));
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+  }
+
+  /**
+   * For tests: drop the connection as a network would (and, with `spoilToken`, make the token
+   * one the server refuses with 4401, as an expired one is), and stay away until
+   * resumeForTest(): then the reconnect, the new token and the resume are the real ones.
+   */
+  dropForTest(spoilToken: boolean): void {
+    this.held = true;
+    if (spoilToken) this.token = "spoilt.for.test";
+    this.ws?.close(4000, "dropped for a test");
+  }
+
+  resumeForTest(): void {
+    this.held = false;
+    this.connect();
+  }
+
+  private async tokenFromCookie(): Promise<void> {
+    let resp: Response;
+    try {
+      resp = await fetch("/api/session/token", { method: "POST", credentials: "same-origin" });
+    } catch {
+      this.retryLater(() => void this.tokenFromCookie());
+      return;
+    }
+    if (resp.status === 401) {
+      toSignIn();
+      return;
+    }
+    if (!resp.ok) {
+      this.retryLater(() => void this.tokenFromCookie());
+      return;
+    }
+    const body = (await resp.json()) as { token: string };
+    this.token = body.token;
+    this.tokensFetched += 1;
+    this.connect();
+  }
+
+  private retryLater(again: () => void): void {
+    // Randomised back-off, so that a restarted server is not met by every console at once.
+    window.setTimeout(again, this.reconnectDelay * 1000 * (0.5 + Math.random()));
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_S);
+  }
+
+  private connect(): void {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const query = new URLSearchParams({ token: this.token, v: String(PROTOCOL_VERSION), app: APP_VERSION });
+    // A resume keeps the session, and the call, across a dropped connection or a new token.
+    if (this.resumeToken) query.set("resume", this.resumeToken);
+    const ws = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
+    this.ws = ws;
+    this.events.connection(this.resumeToken ? "reconnecting" : "connecting", null);
+    ws.onmessage = (e: MessageEvent<string>) => this.receive(JSON.parse(e.data) as Record<string, unknown>);
+    ws.onclose = (e: CloseEvent) => {
+      if (this.ws === ws) this.closed(e.code);
+    };
+  }
+
+  private closed(code: number): void {
+    window.clearInterval(this.heartbeat);
+    for (const p of this.pending.values()) p.reject(new Error(`connection closed (${code})`));
+    this.pending.clear();
+    if (this.stopped) return;
+    if (this.held) {
+      this.events.connection("reconnecting", code);
+      return;
+    }
+    if (code === 4409) {
+      // Another page of ours took the session: reconnecting would only take it back.
+      this.events.connection("replaced", code);
+      return;
+    }
+    if (code === 4400) {
+      this.events.connection("refused", code);
+      return;
+    }
+    this.events.connection("reconnecting", code);
+    if (code === 4401) {
+      // The token expired: a new one from the cookie, and the same session resumed with it.
+      void this.tokenFromCookie();
+      return;
+    }
+    this.retryLater(() => this.connect());
+  }
+
+  private receive(msg: Record<string, unknown>): void {
+    const ref = msg.ref;
+    if (typeof ref === "string") {
+      const waiting = this.pending.get(ref);
+      if (waiting) {
+        this.pending.delete(ref);
+        if (msg.type === "error") {
+          waiting.reject(
+            new ProtocolError(String(msg.code), String(msg.reason), (msg.field as string | null) ?? null),
+          );
+        } else {
+          waiting.resolve(msg as Reply);
+        }
+      }
+      return;
+    }
+    if (msg.type === "welcome") this.welcomed(msg as unknown as Welcome);
+    this.events.push(msg as unknown as Push);
+  }
+
+  private welcomed(msg: Welcome): void {
+    this.resumeToken = msg.resume_token;
+    this.reconnectDelay = 1;
+    this.events.clock(msg.server_time - Date.now());
+    this.events.connection("connected", null);
+    this.sendHeartbeat();
+    window.clearInterval(this.heartbeat);
+    this.heartbeat = window.setInterval(() => this.sendHeartbeat(), msg.heartbeat_interval_s * 1000);
+  }
+
+  private sendHeartbeat(): void {
+    const sentAt = Date.now();
+    const fields: Record<string, number> = { device_time: sentAt };
+    if (this.rttMs !== null) fields.rtt_ms = Math.min(this.rttMs, 60000);
+    this.request("heartbeat", fields)
+      .then((reply) => {
+        this.rttMs = Date.now() - sentAt;
+        // offset_ms is our clock minus the server's.
+        this.events.clock(-Number(reply.offset_ms));
+      })
+      .catch(() => undefined);
+  }
+}

@@ -1,0 +1,356 @@
+/*
+ * The console's state, in one place: fed by the protocol client's pushes and replies, read by
+ * the views, which subscribe and redraw. Commands (accept, call an officer, clear an
+ * emergency, ...) go through here to the Hub, so that views never touch the socket.
+ */
+
+import { reasonText, t } from "./i18n";
+import {
+  Hub,
+  ProtocolError,
+  type CallInfo,
+  type Connection,
+  type Push,
+  type RosterEntry,
+  type UserInfo,
+  type Welcome,
+} from "./protocol";
+
+export interface CourtPlace {
+  code: string;
+  name: string;
+  parent: string | null;
+  position: { lat: number; lon: number } | null;
+}
+
+export interface ConsoleSettings {
+  tile_url: string;
+  tile_attribution: string;
+  queue_amber_s: number;
+  queue_red_s: number;
+  courts: CourtPlace[];
+}
+
+export const DEFAULT_SETTINGS: ConsoleSettings = {
+  tile_url: "",
+  tile_attribution: "",
+  queue_amber_s: 30,
+  queue_red_s: 90,
+  courts: [],
+};
+
+export interface Notice {
+  at: number;
+  text: string;
+}
+
+export interface Snapshot {
+  callId: string;
+  evidenceId: string;
+  sha256: string;
+  /** A blob: URL of the JPEG as the evidence API returns it, or null until fetched. */
+  url: string | null;
+}
+
+export type Listener = () => void;
+
+// Roles the console is for (get_roster, call_officer, accept ...).
+export const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
+// Roles that may monitor a call they are not a party to (join_call).
+const MONITORS = new Set(["supervisor", "admin"]);
+
+export class Store {
+  readonly hub: Hub;
+  connection: Connection = "connecting";
+  closeCode: number | null = null;
+  user: UserInfo | null = null;
+  sessionId: string | null = null;
+  resumed = false;
+  settings: ConsoleSettings = DEFAULT_SETTINGS;
+  /** Officer id -> entry, from `roster` and `roster_update`. */
+  roster = new Map<string, RosterEntry>();
+  /** Officer id -> when (our clock) we first saw their current call, for its waiting time. */
+  callSeen = new Map<string, { callId: string; at: number }>();
+  /** Calls ringing at us, by id. */
+  ringing = new Map<string, CallInfo>();
+  /** The call we are in (active), or null. */
+  call: CallInfo | null = null;
+  /** A call we placed to an officer (call_officer), until it is answered or ends. */
+  outgoing: { callId: string; officer: UserInfo } | null = null;
+  /** Officers whose emergency this console acknowledged (the alarm stops for them). */
+  acknowledged = new Set<string>();
+  selected: string | null = null;
+  /** The server's clock minus ours, ms. */
+  serverOffsetMs = 0;
+  notices: Notice[] = [];
+  /** Stills taken of the call's video, kept as evidence, newest last. */
+  snapshots: Snapshot[] = [];
+  /** How many roster replies arrived (a test can tell a fresh one from the last). */
+  rosterReplies = 0;
+  /** Set by the call view: the server's media messages for our call. */
+  onMediaPush: ((msg: Push) => void) | null = null;
+  private listeners = new Set<Listener>();
+
+  constructor() {
+    this.hub = new Hub({
+      push: (msg) => this.pushed(msg),
+      connection: (state, code) => {
+        this.connection = state;
+        this.closeCode = code;
+        this.changed();
+      },
+      clock: (offset) => {
+        this.serverOffsetMs = offset;
+      },
+    });
+  }
+
+  subscribe(listener: Listener): void {
+    this.listeners.add(listener);
+  }
+
+  changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  serverNow(): number {
+    return Date.now() + this.serverOffsetMs;
+  }
+
+  notice(text: string): void {
+    this.notices.push({ at: Date.now(), text });
+    if (this.notices.length > 5) this.notices.shift();
+    this.changed();
+  }
+
+  /** The operator's own status: away while disconnected, busy in a call, else free. */
+  myStatus(): "free" | "busy" | "away" {
+    if (this.connection !== "connected") return "away";
+    return this.call || this.outgoing ? "busy" : "free";
+  }
+
+  isMonitor(): boolean {
+    return this.user !== null && MONITORS.has(this.user.role);
+  }
+
+  /** Officers with an emergency no one has cleared, the unacknowledged first. */
+  emergencies(): RosterEntry[] {
+    const all = [...this.roster.values()].filter((e) => e.emergency && e.status !== "offline");
+    return all.sort((a, b) => Number(this.acknowledged.has(a.officer.id)) - Number(this.acknowledged.has(b.officer.id)));
+  }
+
+  unacknowledged(): RosterEntry[] {
+    return this.emergencies().filter((e) => !this.acknowledged.has(e.officer.id));
+  }
+
+  // ---- pushes --------------------------------------------------------------------------
+
+  private pushed(msg: Push): void {
+    switch (msg.type) {
+      case "welcome":
+        this.welcomed(msg);
+        break;
+      case "roster_update":
+        this.rosterEntry(msg.entry);
+        break;
+      case "call_ringing":
+        this.ringing.set(msg.call.call_id, msg.call);
+        break;
+      case "call_taken":
+        this.ringing.delete(msg.call_id);
+        this.notice(t("notice.taken", { name: msg.by.name }));
+        break;
+      case "ring_stopped":
+        this.ringing.delete(msg.call_id);
+        break;
+      case "call_answered":
+      case "call_transferred":
+        this.callChanged(msg.call);
+        break;
+      case "participant_left":
+        if (this.user && msg.user.id === this.user.id && this.call?.call_id === msg.call_id) this.call = null;
+        break;
+      case "call_ended":
+        this.ringing.delete(msg.call_id);
+        if (this.outgoing?.callId === msg.call_id) this.outgoing = null;
+        if (this.call?.call_id === msg.call_id) this.call = null;
+        if (msg.reason !== "hangup" || msg.by !== this.user?.id) {
+          this.notice(t("notice.call_ended", { reason: reasonText(msg.reason) }));
+        }
+        break;
+      case "offer":
+      case "ice_candidate":
+        this.onMediaPush?.(msg);
+        return;
+      default:
+        break;
+    }
+    this.changed();
+  }
+
+  private welcomed(msg: Welcome): void {
+    this.user = msg.user;
+    this.sessionId = msg.session_id;
+    this.resumed = msg.resumed;
+    // welcome.calls is the whole truth: forget every call it does not list.
+    this.ringing.clear();
+    let active: CallInfo | null = null;
+    for (const call of msg.calls) {
+      if (call.state === "ringing" && call.officer.id !== msg.user.id) {
+        if (call.operator?.id === msg.user.id) this.outgoing = { callId: call.call_id, officer: call.officer };
+        else this.ringing.set(call.call_id, call);
+      }
+      if (call.state === "active") active = call;
+    }
+    if (this.outgoing && !msg.calls.some((c) => c.call_id === this.outgoing?.callId)) this.outgoing = null;
+    this.call = active;
+    // Updates sent while we were away are not replayed: ask for the whole roster again,
+    // after every welcome, and take its reply as the truth.
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
+  }
+
+  async refreshRoster(): Promise<void> {
+    try {
+      const reply = await this.hub.request("get_roster");
+      const officers = reply.officers as RosterEntry[];
+      this.roster = new Map(officers.map((e) => [e.officer.id, e]));
+      for (const e of officers) this.noteCall(e);
+      this.rosterReplies += 1;
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private rosterEntry(entry: RosterEntry): void {
+    const id = entry.officer.id;
+    if (entry.status === "offline") {
+      this.roster.delete(id);
+      this.callSeen.delete(id);
+      this.acknowledged.delete(id);
+      return;
+    }
+    const before = this.roster.get(id);
+    if (before?.emergency && !entry.emergency) this.acknowledged.delete(id);
+    this.roster.set(id, entry);
+    this.noteCall(entry);
+  }
+
+  private noteCall(entry: RosterEntry): void {
+    const id = entry.officer.id;
+    if (!entry.call_id) this.callSeen.delete(id);
+    else if (this.callSeen.get(id)?.callId !== entry.call_id) {
+      this.callSeen.set(id, { callId: entry.call_id, at: Date.now() });
+    }
+  }
+
+  private callChanged(call: CallInfo): void {
+    const me = this.user?.id;
+    const member =
+      call.officer.id === me ||
+      call.operator?.id === me ||
+      call.supervisors.some((s) => s.id === me) ||
+      this.isMonitor();
+    this.ringing.delete(call.call_id);
+    if (this.outgoing?.callId === call.call_id) this.outgoing = null;
+    if (!member) {
+      if (this.call?.call_id === call.call_id) this.call = null;
+      return;
+    }
+    this.call = call;
+    // Answering an officer's emergency call is acknowledging their emergency.
+    if (call.emergency && call.operator?.id === me) this.acknowledged.add(call.officer.id);
+  }
+
+  // ---- commands ---------------------------------------------------------------------------
+
+  failed(err: unknown): void {
+    const reason = err instanceof ProtocolError ? err.code : err instanceof Error ? err.message : String(err);
+    this.notice(t("notice.error", { reason }));
+  }
+
+  private async send(type: string, fields: Record<string, unknown>): Promise<void> {
+    try {
+      await this.hub.request(type, fields);
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  accept(callId: string): Promise<void> {
+    return this.send("accept", { call_id: callId });
+  }
+
+  decline(callId: string): Promise<void> {
+    return this.send("decline", { call_id: callId }).then(() => {
+      this.ringing.delete(callId);
+      this.changed();
+    });
+  }
+
+  async callOfficer(officer: UserInfo): Promise<void> {
+    try {
+      const reply = await this.hub.request("call_officer", { officer: officer.id });
+      const callId = String(reply.call_id);
+      // A call_ended (unavailable, busy) may already have come with the reply.
+      if (!this.call || this.call.call_id !== callId) this.outgoing = { callId, officer };
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  cancelOutgoing(): Promise<void> {
+    const out = this.outgoing;
+    return out ? this.send("cancel", { call_id: out.callId }) : Promise.resolve();
+  }
+
+  joinCall(callId: string): Promise<void> {
+    return this.send("join_call", { call_id: callId });
+  }
+
+  hangup(): Promise<void> {
+    return this.call ? this.send("hangup", { call_id: this.call.call_id }) : Promise.resolve();
+  }
+
+  /** A still of the officer's video, stored by the server as evidence, then shown. */
+  async snapshot(): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      const reply = await this.hub.request("snapshot", { call_id: call.call_id });
+      const shot: Snapshot = {
+        callId: call.call_id,
+        evidenceId: String(reply.evidence_id),
+        sha256: String(reply.sha256),
+        url: null,
+      };
+      this.snapshots.push(shot);
+      this.changed();
+      // The evidence API's copy, so what is shown is what was kept.
+      const resp = await fetch(`/api/evidence/${encodeURIComponent(shot.evidenceId)}/content`, {
+        headers: { Authorization: `Bearer ${this.hub.bearer()}` },
+      });
+      if (!resp.ok) throw new Error(`evidence ${resp.status}`);
+      shot.url = URL.createObjectURL(await resp.blob());
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  acknowledge(officerId: string): void {
+    this.acknowledged.add(officerId);
+    this.changed();
+  }
+
+  clearEmergency(officerId: string): Promise<void> {
+    this.acknowledged.add(officerId);
+    return this.send("clear_emergency", { officer: officerId });
+  }
+
+  select(officerId: string | null): void {
+    this.selected = officerId;
+    this.changed();
+  }
+}

@@ -1,0 +1,133 @@
+// The call in progress: the officer's video large, our talk-back microphone with mute, and
+// hang up. Its media (one RTCPeerConnection with the server) starts when the store has an
+// active call and stops when it has none. The <video> elements live as long as the view, so
+// a redraw never interrupts playback.
+
+import { button, h, keyed } from "../dom";
+import { currentLang, t, type TextKey } from "../i18n";
+import { CallMedia, microphone } from "../media";
+import type { Store } from "../store";
+
+export class CallView {
+  readonly el: HTMLElement;
+  media: CallMedia | null = null;
+  private muted = false;
+  private starting: string | null = null;
+  private readonly title = h("h2", { id: "call-heading" });
+  private readonly info = h("p", { class: "call-info" });
+  private readonly video = h("video", { class: "call-video", autoplay: true, playsinline: true });
+  private readonly audio = h("audio", { autoplay: true });
+  private readonly waiting = h("p", { class: "call-waiting" });
+  private readonly talk = h("span", { class: "talk" });
+  private readonly controls = h("div", { class: "call-controls" });
+  private readonly shots = h("ul", { class: "snapshots" });
+
+  constructor(private readonly store: Store) {
+    this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
+    this.el = h(
+      "section",
+      { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
+      h("div", { class: "call-head" }, this.title, this.info),
+      h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
+      h("div", { class: "call-bar" }, this.talk, this.shots, this.controls),
+    );
+    store.onMediaPush = (msg) => {
+      if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
+    };
+  }
+
+  render(): void {
+    const store = this.store;
+    const call = store.call;
+    this.el.hidden = !call;
+    document.body.classList.toggle("in-call", !!call);
+    if (!call) {
+      this.stop();
+      return;
+    }
+    if (this.media?.callId !== call.call_id) void this.start(call.call_id);
+    const court = store.settings.courts.find((c) => c.code === call.officer.court)?.name ?? call.officer.court;
+    this.title.textContent = t("call.title");
+    const parts = [t("call.with", { name: call.officer.name, court })];
+    if (call.case_number) parts.push(t("call.case", { case: call.case_number }));
+    if (this.media) {
+      const state = t(`media.${this.media.pc.connectionState}` as TextKey);
+      parts.push(t("call.media", { state: this.media.error ? `${state} (${this.media.error})` : state }));
+    }
+    this.info.textContent = parts.join(" · ");
+    const officerStream = this.media?.remote.get(call.officer.id) ?? null;
+    if (this.video.srcObject !== officerStream) this.video.srcObject = officerStream;
+    const heard = this.media ? new MediaStream([...this.media.remote.values()].flatMap((s) => s.getAudioTracks())) : null;
+    const audioIds = heard?.getTracks().map((tr) => tr.id).join() ?? "";
+    if (this.audio.dataset.tracks !== audioIds) {
+      this.audio.dataset.tracks = audioIds;
+      this.audio.srcObject = heard;
+    }
+    this.waiting.textContent = officerStream ? "" : t("call.no_video");
+    this.waiting.hidden = !!officerStream;
+    const party = call.operator?.id === store.user?.id;
+    this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
+    this.talk.classList.toggle("is-muted", this.muted || !party);
+    this.renderShots(call.call_id);
+    keyed(this.controls, JSON.stringify([currentLang(), party, this.muted]), () => [
+      button(t("call.snapshot"), () => store.snapshot(), "secondary"),
+      party ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
+      button(t("call.hangup"), () => store.hangup(), "danger"),
+    ]);
+  }
+
+  // The call's stills, each with the start of its hash; rebuilt only when one is added or
+  // fetched, so the images do not flicker on every redraw.
+  private renderShots(callId: string): void {
+    const shots = this.store.snapshots.filter((s) => s.callId === callId).slice(-3);
+    const key = shots.map((s) => `${s.evidenceId}:${s.url ? 1 : 0}`).join();
+    if (this.shots.dataset.key === key) return;
+    this.shots.dataset.key = key;
+    this.shots.replaceChildren(
+      ...shots.map((s) =>
+        h(
+          "li",
+          { class: "snapshot", title: s.sha256 },
+          s.url ? h("img", { src: s.url, alt: t("call.snapshot_alt", { id: s.evidenceId }) }) : "",
+          h("span", {}, t("call.snapshot_taken", { hash: s.sha256.slice(0, 12) })),
+        ),
+      ),
+    );
+  }
+
+  private toggleMute(): void {
+    this.muted = !this.muted;
+    this.media?.setMuted(this.muted);
+    this.render();
+  }
+
+  private async start(callId: string): Promise<void> {
+    if (this.starting === callId) return;
+    this.starting = callId;
+    try {
+      const call = this.store.call;
+      // The answering operator talks back; a monitoring supervisor only listens.
+      const party = call?.operator?.id === this.store.user?.id;
+      const local = party ? await microphone() : null;
+      if (this.store.call?.call_id !== callId) {
+        for (const track of local?.getTracks() ?? []) track.stop();
+        return;
+      }
+      this.media?.close();
+      this.muted = false;
+      this.media = new CallMedia(this.store.hub, callId, local, () => this.render());
+      await this.media.start();
+    } finally {
+      this.starting = null;
+      this.render();
+    }
+  }
+
+  private stop(): void {
+    if (!this.media) return;
+    this.media.close();
+    this.media = null;
+    this.video.srcObject = null;
+    this.audio.srcObject = null;
+  }
+}

@@ -1,0 +1,199 @@
+// The map: officers' live positions and the courts, on Leaflet. With a tile server
+// (`[console] tile_url`) it draws its tiles; without one, or when it does not answer, an
+// offline map: no background, a latitude/longitude grid with a scale, the courts and the
+// officers, so that positions still show relative to each other and to the courts.
+
+import * as L from "leaflet";
+import "leaflet/dist/leaflet.css";
+
+import { h } from "../dom";
+import { t } from "../i18n";
+import type { RosterEntry } from "../protocol";
+import type { Store } from "../store";
+import { statusKey } from "./roster";
+
+// A tile server that has loaded no tile this long after the map opened is taken as down.
+const TILE_TIMEOUT_MS = 8000;
+const TILE_ERRORS_BEFORE_OFFLINE = 4;
+const FOCUS_ZOOM = 15;
+// Where the map opens with nothing to show: mainland China.
+const HOME: L.LatLngTuple = [33, 110];
+
+export class MapView {
+  readonly el: HTMLElement;
+  readonly map: L.Map;
+  offline = true;
+  private readonly mapEl = h("div", { class: "map", role: "region" });
+  private readonly banner = h("p", { class: "map-offline", role: "note" });
+  private readonly officers = new Map<string, { marker: L.Marker; label: HTMLElement; dot: HTMLElement }>();
+  private readonly courts = L.layerGroup();
+  private readonly grid = L.layerGroup();
+  private tiles: L.TileLayer | null = null;
+  private fitted = false;
+  // Until the person moves the map, a resize (a call opening, a phone's width) re-frames it on
+  // the officer it jumped to, or on everyone.
+  private focused: string | null = null;
+  private moved = false;
+
+  constructor(private readonly store: Store) {
+    this.el = h("section", { class: "panel map-panel" }, this.mapEl, this.banner);
+    this.map = L.map(this.mapEl, { zoomControl: true, attributionControl: true, worldCopyJump: true }).setView(HOME, 5);
+    L.control.scale({ imperial: false }).addTo(this.map);
+    this.courts.addTo(this.map);
+    this.map.on("moveend", () => this.drawGrid());
+    this.map.on("dragstart", () => {
+      this.moved = true;
+    });
+    this.mapEl.addEventListener("wheel", () => {
+      this.moved = true;
+    });
+    new ResizeObserver(() => this.resized()).observe(this.mapEl);
+  }
+
+  private resized(): void {
+    this.map.invalidateSize({ pan: false });
+    if (this.moved) return;
+    if (this.focused) this.focus(this.focused);
+    else this.fitAll();
+  }
+
+  /** After the settings arrive: tiles if configured, the courts' markers. */
+  configure(): void {
+    const settings = this.store.settings;
+    if (settings.tile_url) this.useTiles(settings.tile_url, settings.tile_attribution);
+    else this.goOffline();
+    this.courts.clearLayers();
+    for (const court of settings.courts) {
+      if (!court.position) continue;
+      const label = h("span", { class: "court-label" }, court.name);
+      const icon = L.divIcon({ className: "court-marker", html: h("span", {}, h("span", { class: "court-dot" }), label), iconSize: [0, 0], iconAnchor: [0, 0] });
+      L.marker([court.position.lat, court.position.lon], { icon, keyboard: false, title: t("map.court", { name: court.name }) }).addTo(this.courts);
+    }
+    this.fitAll();
+  }
+
+  private useTiles(url: string, attribution: string): void {
+    this.offline = false;
+    let loaded = false;
+    let errors = 0;
+    const tiles = L.tileLayer(url, { attribution, maxZoom: 19 });
+    tiles.on("tileload", () => {
+      loaded = true;
+    });
+    tiles.on("tileerror", () => {
+      errors += 1;
+      if (!loaded && errors >= TILE_ERRORS_BEFORE_OFFLINE) this.goOffline();
+    });
+    tiles.addTo(this.map);
+    this.tiles = tiles;
+    window.setTimeout(() => {
+      if (!loaded) this.goOffline();
+    }, TILE_TIMEOUT_MS);
+  }
+
+  private goOffline(): void {
+    if (this.tiles) {
+      this.tiles.remove();
+      this.tiles = null;
+    }
+    this.offline = true;
+    this.mapEl.classList.add("offline");
+    this.grid.addTo(this.map);
+    this.drawGrid();
+    this.render();
+  }
+
+  // A graticule at a round step, about eight lines across whatever is in view.
+  private drawGrid(): void {
+    if (!this.offline) return;
+    this.grid.clearLayers();
+    const b = this.map.getBounds();
+    const span = Math.max(b.getEast() - b.getWest(), 1e-6);
+    const raw = span / 8;
+    const magnitude = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? 10 * magnitude;
+    const south = Math.max(b.getSouth(), -85);
+    const north = Math.min(b.getNorth(), 85);
+    const line = { color: "#9aa7b5", weight: 1, opacity: 0.6, interactive: false };
+    for (let lon = Math.floor(b.getWest() / step) * step; lon <= b.getEast(); lon += step) {
+      L.polyline([[south, lon], [north, lon]], line).addTo(this.grid);
+    }
+    for (let lat = Math.floor(south / step) * step; lat <= north; lat += step) {
+      L.polyline([[lat, b.getWest()], [lat, b.getEast()]], line).addTo(this.grid);
+    }
+  }
+
+  render(): void {
+    this.banner.textContent = t("map.offline");
+    this.banner.hidden = !this.offline;
+    this.mapEl.setAttribute("aria-label", t("map.title"));
+    const seen = new Set<string>();
+    for (const entry of this.store.roster.values()) {
+      if (!entry.position) continue;
+      seen.add(entry.officer.id);
+      this.place(entry);
+    }
+    for (const [id, m] of this.officers) {
+      if (!seen.has(id)) {
+        m.marker.remove();
+        this.officers.delete(id);
+      }
+    }
+    if (!this.fitted && this.officers.size > 0) this.fitAll();
+  }
+
+  private place(entry: RosterEntry): void {
+    const pos = entry.position;
+    if (!pos) return;
+    const id = entry.officer.id;
+    let m = this.officers.get(id);
+    if (!m) {
+      const dot = h("span", { class: "officer-dot" });
+      const label = h("span", { class: "officer-label" });
+      const html = h("span", { class: "officer-pin", "data-officer": id }, dot, label);
+      const icon = L.divIcon({ className: "officer-marker", html, iconSize: [0, 0], iconAnchor: [0, 0] });
+      const marker = L.marker([pos.lat, pos.lon], { icon, riseOnHover: true });
+      marker.on("click", () => this.store.select(id));
+      marker.addTo(this.map);
+      m = { marker, label, dot };
+      this.officers.set(id, m);
+    }
+    m.marker.setLatLng([pos.lat, pos.lon]);
+    m.label.textContent = entry.officer.name;
+    const pin = m.label.parentElement;
+    pin?.setAttribute("aria-label", t("map.officer", { name: entry.officer.name }));
+    pin?.setAttribute("title", `${entry.officer.name} · ${t(statusKey(entry))}`);
+    pin?.classList.toggle("is-emergency", entry.emergency);
+    pin?.classList.toggle("is-away", entry.status === "away");
+    pin?.classList.toggle("is-selected", this.store.selected === id);
+    m.marker.setZIndexOffset(entry.emergency ? 1000 : 0);
+  }
+
+  /** Every officer and court in view. */
+  fitAll(): void {
+    const points: L.LatLngTuple[] = [];
+    for (const e of this.store.roster.values()) if (e.position) points.push([e.position.lat, e.position.lon]);
+    for (const c of this.store.settings.courts) if (c.position) points.push([c.position.lat, c.position.lon]);
+    if (points.length === 0) return;
+    this.fitted = this.officers.size > 0;
+    if (points.length === 1) this.map.setView(points[0], FOCUS_ZOOM, { animate: false });
+    else this.map.fitBounds(L.latLngBounds(points), { padding: [60, 60], maxZoom: FOCUS_ZOOM, animate: false });
+  }
+
+  /** Jump to an officer (an emergency, a selection). */
+  focus(officerId: string): void {
+    const pos = this.store.roster.get(officerId)?.position;
+    if (!pos) return;
+    this.fitted = true;
+    this.focused = officerId;
+    this.moved = false;
+    // No animation: a jump in an emergency should be at once, and an animation under way
+    // would be cut short by the next resize anyway.
+    this.map.setView([pos.lat, pos.lon], Math.max(this.map.getZoom(), FOCUS_ZOOM), { animate: false });
+  }
+
+  /** For tests: the officers drawn on the map, by id. */
+  drawn(): string[] {
+    return [...this.officers.keys()];
+  }
+}

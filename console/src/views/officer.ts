@@ -1,0 +1,43 @@
+// The selected officer's card over the map: who, where, and what the console can do with
+// them: call (call_officer; the officer's page answers with camera and microphone), pull
+// video (the same call, for an officer not in one; a supervisor watches a call in progress
+// with join_call).
+
+import { button, h, keyed, ticking } from "../dom";
+import { currentLang, t } from "../i18n";
+import type { Store } from "../store";
+import { positionAge, statusKey } from "./roster";
+
+export class OfficerCard {
+  readonly el = h("aside", { class: "officer-card", "aria-labelledby": "officer-heading", hidden: true });
+
+  constructor(private readonly store: Store) {}
+
+  render(): void {
+    const store = this.store;
+    const entry = store.selected ? store.roster.get(store.selected) : undefined;
+    this.el.hidden = !entry;
+    if (!entry) return;
+    const court = store.settings.courts.find((c) => c.code === entry.officer.court)?.name ?? entry.officer.court;
+    const free = store.myStatus() === "free";
+    const actions: HTMLButtonElement[] = [];
+    if (!entry.call_id && entry.status === "online") {
+      actions.push(button(t("officer.call"), () => store.callOfficer(entry.officer), "accept"));
+      actions.push(button(t("officer.video"), () => store.callOfficer(entry.officer), "secondary"));
+      for (const b of actions) b.disabled = !free;
+    } else if (entry.call_id && store.isMonitor() && store.call?.call_id !== entry.call_id) {
+      actions.push(button(t("officer.watch"), () => store.joinCall(entry.call_id ?? ""), "secondary"));
+    }
+    actions.push(button(t("officer.close"), () => store.select(null), "secondary"));
+    const id = entry.officer.id;
+    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court]);
+    keyed(this.el, key, () => [
+      h("h3", { id: "officer-heading" }, entry.officer.name),
+      ticking("p", {}, () => {
+        const now = store.roster.get(id) ?? entry;
+        return t("officer.details", { court, status: t(statusKey(now)), age: positionAge(store, now) });
+      }),
+      h("div", { class: "officer-actions" }, ...actions),
+    ]);
+  }
+}
