@@ -187,6 +187,13 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: _rings(operator, 1), within=10, what="emergency rings")
     seen["sos_state"] = await phone.locator("#sos-state").text_content()
     await shot(phone, "sos")
+    await operator.page.evaluate(f"window.cc.acknowledgeEmergency({json.dumps(OFFICER)})")
+
+    async def taken() -> str | None:
+        text = await phone.locator("#sos-state").text_content()
+        return text if text and "已接警" in text else None
+
+    seen["taken_state"] = await until(taken, within=10, what="the phone told who took it")
     await operator.page.evaluate(f"window.cc.clearEmergency({json.dumps(OFFICER)})")
     await until(lambda: _flag(phone, False), within=10, what="emergency cleared")
     seen["cleared_state"] = await phone.locator("#sos-state").text_content()

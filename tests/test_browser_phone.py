@@ -47,6 +47,7 @@ def test_sos_needs_a_long_press_and_shows_who_cleared_it(run: dict[str, Any]) ->
     assert seen(run, "short_press_emergency") is False
     assert seen(run, "short_press_rang") == []
     assert seen(run, "sos_state") == "紧急求助已发出，等待指挥中心处理"
+    assert seen(run, "taken_state") == "operator op-1 已接警，正在处理"
     assert seen(run, "cleared_state") == "紧急状态已由 operator op-1 解除"
 
 

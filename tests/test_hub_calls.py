@@ -361,3 +361,47 @@ async def test_operator_transfers_an_answered_call_to_another_operator(server: S
     await op2.request("hangup", call_id=call_id)
     ended = await officer.expect("call_ended", call_id=call_id)
     assert (ended["reason"], ended["by"]) == ("hangup", "op2")
+
+
+async def test_one_operator_acknowledges_an_emergency_and_everyone_is_told_who(
+    server: Server,
+) -> None:
+    """The officer and every watcher learn who took the SOS; a second taker is told who was
+    first; a false alarm needs a reason, and its outcome reaches the officer and the trace."""
+    op1 = await server.connect("op1", "operator", "P0101")
+    op2 = await server.connect("op2", "operator", "P0101")
+    sup = await server.connect("sup1", "supervisor", "P01")
+    officer = await server.connect("o1", "officer", "P0101")
+    await place_call(officer, "emergency", note="crowd")
+    await op1.expect("call_ringing")
+    refused = await officer.send("acknowledge_emergency", officer="o1")
+    assert (await officer.error_for(refused))["code"] == "forbidden"
+
+    await op1.request("acknowledge_emergency", officer="o1")
+    for client in (officer, op1, op2, sup):
+        told = await client.expect("emergency_acknowledged")
+        assert (told["officer"]["id"], told["by"]["id"]) == ("o1", "op1")
+    late = await op2.send("acknowledge_emergency", officer="o1")
+    error = await op2.error_for(late)
+    assert (error["code"], error["field"]) == ("invalid_state", "officer")
+    assert error["reason"] == "already acknowledged by op1"
+    await server.wait_recorded("emergency_acknowledged", officer="o1", by="op1")
+
+    bare = await op1.send("clear_emergency", officer="o1", outcome="false_alarm")
+    error = await op1.error_for(bare)
+    assert (error["code"], error["field"]) == ("invalid_message", "reason")
+    await op1.request(
+        "clear_emergency", officer="o1", outcome="false_alarm", reason="pressed in a pocket"
+    )
+    cleared = await officer.expect("emergency_cleared")
+    assert (cleared["by"]["id"], cleared["outcome"]) == ("op1", "false_alarm")
+    await server.wait_recorded(
+        "emergency_cleared",
+        officer="o1",
+        outcome="false_alarm",
+        reason="pressed in a pocket",
+        acknowledged_by="op1",
+    )
+    # Cleared: nothing left to acknowledge.
+    again = await op2.send("acknowledge_emergency", officer="o1")
+    assert (await op2.error_for(again))["code"] == "invalid_state"

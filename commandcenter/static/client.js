@@ -162,6 +162,11 @@
       case "emergency_cleared":
         state.emergency = false;
         state.emergencyClearedBy = msg.by;
+        state.emergencyOutcome = msg.outcome || "resolved";
+        state.emergencyTakenBy = null;
+        break;
+      case "emergency_acknowledged":
+        if (state.user && msg.officer.id === state.user.id) state.emergencyTakenBy = msg.by;
         break;
       case "participant_left":
         if (state.user && msg.user.id === state.user.id) callOver(msg.call_id);
@@ -300,6 +305,7 @@
     const reply = await request("emergency", note ? { note } : {});
     state.emergency = true;
     state.emergencyClearedBy = null;
+    state.emergencyTakenBy = null;
     if (reply.call_id && (!state.call || state.call.call_id !== reply.call_id)) {
       state.outgoing = state.outgoing || { call_id: reply.call_id, phase: "placed", position: null };
     }
@@ -873,6 +879,8 @@
       lastEnd: state.lastEnd,
       emergency: state.emergency,
       emergencyClearedBy: state.emergencyClearedBy,
+      emergencyTakenBy: state.emergencyTakenBy || null,
+      emergencyOutcome: state.emergencyOutcome || null,
       muted: state.muted,
       cameraOff: state.cameraOff,
       backgroundS: state.backgroundS,
@@ -891,6 +899,7 @@
     cancel,
     emergency,
     clearEmergency,
+    acknowledgeEmergency: (officer) => request("acknowledge_emergency", { officer }),
     // An officer's position fix, for tests that need an officer on the map.
     position: (lat, lon, accuracyM = 10) =>
       request("position", { lat, lon, accuracy_m: accuracyM, device_time: Date.now() }),

@@ -30,6 +30,8 @@
       sos_hold: "继续按住…",
       sos_raised: "紧急求助已发出，等待指挥中心处理",
       sos_cleared: "紧急状态已由 {name} 解除",
+      sos_false: "已由 {name} 作为误报解除",
+      sos_taken: "{name} 已接警，正在处理",
       background: "页面曾在后台 {s} 秒：期间位置上报和视频暂停。",
       media_denied: "无法使用摄像头或麦克风（{name}）：请在浏览器设置中允许。",
       insecure: "此页面不安全（非 HTTPS），手机浏览器不允许使用摄像头和定位。",
@@ -79,6 +81,8 @@
       sos_hold: "Keep holding…",
       sos_raised: "SOS sent; waiting for the center",
       sos_cleared: "Emergency cleared by {name}",
+      sos_false: "Cleared as a false alarm by {name}",
+      sos_taken: "{name} has taken your emergency",
       background: "The page was in the background for {s} s: position and video were paused.",
       media_denied: "Camera or microphone not available ({name}): allow them in the browser settings.",
       insecure: "This page is not secure (no HTTPS): phones allow no camera or position.",
@@ -133,9 +137,12 @@
     $("camera").textContent = s.cameraOff ? t.camera_on : t.camera_off;
     $("camera").setAttribute("aria-pressed", String(s.cameraOff));
     $("sos").classList.toggle("raised", s.emergency);
-    if (s.emergency) $("sos-state").textContent = t.sos_raised;
+    if (s.emergency && s.emergencyTakenBy) {
+      $("sos-state").textContent = fill(t.sos_taken, { name: s.emergencyTakenBy.name });
+    } else if (s.emergency) $("sos-state").textContent = t.sos_raised;
     else if (s.emergencyClearedBy) {
-      $("sos-state").textContent = fill(t.sos_cleared, { name: s.emergencyClearedBy.name });
+      const text = s.emergencyOutcome === "false_alarm" ? t.sos_false : t.sos_cleared;
+      $("sos-state").textContent = fill(text, { name: s.emergencyClearedBy.name });
     } else $("sos-state").textContent = "";
     const notices = [];
     if (!window.isSecureContext) notices.push(t.insecure);

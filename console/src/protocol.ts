@@ -72,6 +72,7 @@ export type Push =
   | { type: "call_transferred"; call: CallInfo }
   | { type: "call_ended"; call_id: string; reason: string; by: string | null }
   | { type: "participant_left"; call_id: string; user: UserInfo }
+  | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
   | { type: "offer"; call_id: string; sdp: string }
   | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
 

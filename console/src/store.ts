@@ -178,6 +178,13 @@ export class Store {
           this.notice(t("notice.call_ended", { reason: reasonText(msg.reason) }));
         }
         break;
+      case "emergency_acknowledged":
+        // Someone took it on (maybe this console): the alarm stops here too, and says who.
+        this.acknowledged.add(msg.officer.id);
+        if (msg.by.id !== this.user?.id) {
+          this.notice(t("notice.sos_taken", { name: msg.by.name, officer: msg.officer.name }));
+        }
+        break;
       case "offer":
       case "ice_candidate":
         this.onMediaPush?.(msg);
@@ -339,9 +346,12 @@ export class Store {
     }
   }
 
+  /** Take the emergency on: the server tells the officer and the other consoles who. */
   acknowledge(officerId: string): void {
     this.acknowledged.add(officerId);
     this.changed();
+    // Refused when someone was first: their emergency_acknowledged says who.
+    this.send("acknowledge_emergency", { officer: officerId }).catch(() => {});
   }
 
   clearEmergency(officerId: string): Promise<void> {

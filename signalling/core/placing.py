@@ -19,7 +19,7 @@ from signalling.core.call import Call, CallState
 from signalling.core.calls import CENTER_ROLES
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import Session
-from signalling.errors import Busy, Forbidden, InvalidState, NotFound
+from signalling.errors import Busy, Forbidden, InvalidMessage, InvalidState, NotFound
 from signalling.protocol import Direction, EndReason
 from signalling.settings import CallsConfig
 
@@ -91,12 +91,11 @@ class Placing:
         out.append(Send((user,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
         out.extend(board.views.officer_changed(session))
 
-    def clear_emergency(
-        self, session: Session, officer: str, now: float, out: list[Action]
-    ) -> None:
+    def _emergency_of(self, session: Session, officer: str, what: str) -> Session:
+        """The officer whose emergency `session` acts on, checked: their role, scope, flag."""
         board = self._board
         if session.role not in CENTER_ROLES:
-            raise Forbidden("only the command center clears emergencies")
+            raise Forbidden(f"only the command center {what} emergencies")
         target = board.presence.session(officer)
         if target is None or target.role is not Role.OFFICER:
             raise NotFound("no such officer signed in", field="officer")
@@ -104,6 +103,44 @@ class Placing:
             raise Forbidden("officer is outside your scope", field="officer")
         if not target.emergency:
             raise InvalidState("officer has no emergency", field="officer")
+        return target
+
+    def acknowledge_emergency(
+        self, session: Session, officer: str, now: float, out: list[Action]
+    ) -> None:
+        """One person takes the alarm on; the officer and every watcher of the court are
+        told who, so that nobody else runs to it and the officer knows help is coming."""
+        board = self._board
+        target = self._emergency_of(session, officer, "acknowledges")
+        taken = target.emergency_taken_by
+        if taken is not None:
+            who = board.presence.info(taken).name if taken != session.user_id else "you"
+            raise InvalidState(f"already acknowledged by {who}", field="officer")
+        target.emergency_taken_by = session.user_id
+        out.append(
+            board.facts.record(
+                "emergency_acknowledged",
+                now,
+                officer=officer,
+                court=target.identity.court,
+                by=session.user_id,
+            )
+        )
+        told = p.EmergencyAcknowledged(
+            officer=board.presence.info(officer), by=board.presence.info(session.user_id)
+        )
+        watchers = board.views.watchers_of(target.identity.court)
+        out.append(Send(tuple(dict.fromkeys((officer, *watchers))), told))
+
+    def clear_emergency(
+        self, session: Session, msg: p.ClearEmergency, now: float, out: list[Action]
+    ) -> None:
+        board = self._board
+        officer = msg.officer
+        if msg.outcome == "false_alarm" and not msg.reason:
+            raise InvalidMessage("a false alarm needs a reason", field="reason")
+        target = self._emergency_of(session, officer, "clears")
+        taken_by = target.emergency_taken_by
         board.presence.set_emergency(target, False)
         out.append(
             board.facts.record(
@@ -112,10 +149,14 @@ class Placing:
                 officer=officer,
                 court=target.identity.court,
                 by=session.user_id,
+                outcome=msg.outcome,
+                reason=msg.reason,
+                acknowledged_by=taken_by,
             )
         )
         # The officer's phone stops showing the alarm as raised.
-        out.append(Send((officer,), p.EmergencyCleared(by=board.presence.info(session.user_id))))
+        cleared = p.EmergencyCleared(by=board.presence.info(session.user_id), outcome=msg.outcome)
+        out.append(Send((officer,), cleared))
         out.extend(board.views.officer_changed(target))
 
     def call_officer(

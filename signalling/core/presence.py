@@ -102,6 +102,8 @@ class Session:
     rtt_ms: float | None = None
     position: p.GeoPosition | None = None
     emergency: bool = False
+    # Who at the center took the emergency on (acknowledge_emergency), until it is cleared.
+    emergency_taken_by: str | None = None
 
     @property
     def user_id(self) -> str:
@@ -396,6 +398,8 @@ class Presence:
         """Flag or clear `session`'s officer as in an emergency; True if it changed."""
         changed = session.emergency is not on
         session.emergency = on
+        if changed:
+            session.emergency_taken_by = None
         return changed
 
     def welcome(self, session: Session, *, resumed: bool, now: float) -> p.Welcome:

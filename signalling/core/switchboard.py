@@ -218,7 +218,9 @@ class Switchboard:
             case p.Cancel():
                 placing.cancel(session, calls.get(msg.call_id), now, out)
             case p.ClearEmergency():
-                placing.clear_emergency(session, msg.officer, now, out)
+                placing.clear_emergency(session, msg, now, out)
+            case p.AcknowledgeEmergency():
+                placing.acknowledge_emergency(session, msg.officer, now, out)
             case p.Hangup():
                 calls.hangup(session, calls.get(msg.call_id), now, out)
             case p.JoinCall():

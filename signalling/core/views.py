@@ -84,19 +84,20 @@ class Views:
 
     def officer_changed(self, session: Session) -> list[Action]:
         """The delta for `session`'s officer, to everyone who watches their court."""
-        watchers = self._watchers_of(session.identity.court)
+        watchers = self.watchers_of(session.identity.court)
         if not watchers:
             return []
         return [Send(watchers, p.RosterUpdate(entry=self.entry(session)))]
 
     def officer_gone(self, session: Session) -> list[Action]:
         """`session`'s officer signed out: shown offline to their court's watchers."""
-        watchers = self._watchers_of(session.identity.court)
+        watchers = self.watchers_of(session.identity.court)
         if not watchers:
             return []
         return [Send(watchers, p.RosterUpdate(entry=self.entry(session, status="offline")))]
 
-    def _watchers_of(self, court: str) -> tuple[str, ...]:
+    def watchers_of(self, court: str) -> tuple[str, ...]:
+        """Who watches `court`'s officers: its operators and the supervisors over it."""
         return tuple(self._watchers.get(court, ()))
 
     def roster(self, session: Session, msg: p.GetRoster) -> p.Roster:

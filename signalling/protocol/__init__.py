@@ -41,6 +41,7 @@ from signalling.protocol.base import (
 )
 from signalling.protocol.calls import (
     Accept,
+    AcknowledgeEmergency,
     CallAnswered,
     CallCenter,
     CallEnded,
@@ -57,7 +58,9 @@ from signalling.protocol.calls import (
     Decline,
     Direction,
     Emergency,
+    EmergencyAcknowledged,
     EmergencyCleared,
+    EmergencyOutcome,
     EndReason,
     GeoPosition,
     GetRoster,
@@ -168,6 +171,7 @@ ClientMessage = (
     | LeaveCall
     | Transfer
     | ClearEmergency
+    | AcknowledgeEmergency
     | GetRoster
     | Offer
     | Answer
@@ -238,6 +242,7 @@ ServerMessage = (
     | CallQueued
     | CallRingingCenter
     | EmergencyCleared
+    | EmergencyAcknowledged
     | CallTaken
     | RingStopped
     | CallAnswered
@@ -273,6 +278,7 @@ __all__ = [
     "Accept",
     "AccuracyM",
     "Ack",
+    "AcknowledgeEmergency",
     "Answer",
     "AudioMode",
     "CallAnswered",
@@ -314,7 +320,9 @@ __all__ = [
     "DeclineConference",
     "Direction",
     "Emergency",
+    "EmergencyAcknowledged",
     "EmergencyCleared",
+    "EmergencyOutcome",
     "EndConference",
     "EndReason",
     "EpochMs",

@@ -4,11 +4,12 @@ through the hub, and the shapes they share (docs/protocol.md documents each)."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from signalling.protocol.base import (
+    _TEXT,
     AccuracyM,
     CallId,
     CaseNumber,
@@ -23,6 +24,9 @@ from signalling.protocol.base import (
     _ClientMessage,
     _ServerMessage,
 )
+
+EmergencyOutcome = Literal["resolved", "false_alarm"]
+EmergencyReason = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_TEXT)]
 
 # --- client to server --------------------------------------------------------------------
 
@@ -91,6 +95,15 @@ class Transfer(_ClientMessage, tag="transfer", frozen=True):
 
 
 class ClearEmergency(_ClientMessage, tag="clear_emergency", frozen=True):
+    officer: UserId
+    # How it ended: the danger is over, or there was none; a false alarm needs a reason.
+    outcome: EmergencyOutcome = "resolved"
+    reason: EmergencyReason | None = None
+
+
+class AcknowledgeEmergency(_ClientMessage, tag="acknowledge_emergency", frozen=True):
+    """One operator takes the emergency on: the others and the officer are told who."""
+
     officer: UserId
 
 
@@ -213,6 +226,14 @@ class CallRingingCenter(_ServerMessage, tag="call_ringing_center", frozen=True):
 class EmergencyCleared(_ServerMessage, tag="emergency_cleared", frozen=True):
     """To the officer: the center cleared their emergency flag."""
 
+    by: UserInfo
+    outcome: EmergencyOutcome = "resolved"
+
+
+class EmergencyAcknowledged(_ServerMessage, tag="emergency_acknowledged", frozen=True):
+    """To the officer and to everyone watching their court: who took the emergency on."""
+
+    officer: UserInfo
     by: UserInfo
 
 
