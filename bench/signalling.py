@@ -271,6 +271,9 @@ def server_env(data_dir: str, secret: str, s: Settings) -> dict[str, str]:
             "COMMANDCENTER_CALLS_RING_TIMEOUT_S": f"{s.ring_timeout_s:g}",
             # Every position fans out, so the relay phase is a relay.
             "COMMANDCENTER_PRESENCE_POSITION_INTERVAL_S": "0",
+            # Every simulated client comes from 127.0.0.1: no per-address cap (its default
+            # of 1000 would refuse most of a 10,000-connection run).
+            "COMMANDCENTER_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "0",
         }
     )
     if s.recorder:
