@@ -170,7 +170,7 @@ class Soak:
                     await self._open(client)
                 except Exception as exc:
                     if len(failures) < 5:
-                        failures.append(f"{client.user.user}: {exc!r}")
+                        failures.append(f"{client.user.user}: {exc!r:.300}")
 
         # Operators first: they are on the roster before any officer signs in.
         await asyncio.gather(*(one(c) for c in self.clients if c.user.role != OFFICER))

@@ -263,6 +263,8 @@ class Bench:
                 "COMMANDCENTER_LOGGING_LEVEL": "warning",
                 "COMMANDCENTER_LIMITS_MESSAGES_PER_S": "100000",
                 "COMMANDCENTER_LIMITS_MESSAGE_BURST": "100000",
+                # Every client of the benchmark comes from 127.0.0.1.
+                "COMMANDCENTER_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "100000",
                 # A soak's calls and positions need no media server.
                 "COMMANDCENTER_MEDIA_ENABLED": "false",
             }
