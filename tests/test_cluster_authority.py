@@ -192,3 +192,71 @@ def test_a_dead_authoritys_calls_end_and_its_unreported_sessions_sign_out() -> N
     left = state.inherit_sessions(sessions, now_in_journal, fresh.now)
     assert left.closed == ["o2"]
     assert [e.data["user"] for e in records(left.actions, "sign_out")] == ["o2"]
+
+
+def arrive(
+    state: AuthorityState,
+    board: Board,
+    identity: Identity,
+    node: str,
+    session_id: str,
+    resume: str | None = None,
+) -> None:
+    """`identity` connects through `node`; its welcome is not delivered yet."""
+    envelope = w.Connect(node=node, run=RUN, conn=info(identity, session_id), resume=resume)
+    state.connect(envelope, board.now)
+
+
+def test_a_user_who_signed_in_again_elsewhere_is_not_signed_out_with_the_dead_node() -> None:
+    """o1 was on n1 and signed in again on n2 (a new session, replacing the one on n1)
+    whose welcome is still on its way when n1 is declared dead: the new session lives on,
+    only the replaced one is over (signed out `replaced`, by the core, once)."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    arrive(state, b, officer("o1"), "n2", "s2")
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    session = b.sb.session("o1")
+    assert session is not None
+    assert session.session_id == "s2"
+    state.welcomed(["o1"])
+    assert state.where == {"o1": ("n2", RUN)}
+
+
+def test_a_user_who_resumed_elsewhere_is_not_signed_out_with_the_dead_node() -> None:
+    """o1 resumed its session on n2 (same session) before n1 was declared dead, its welcome
+    still on its way: the session is not lost."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    session = b.sb.session("o1")
+    assert session is not None
+    arrive(state, b, officer("o1"), "n2", "s-drawn", resume=session.resume_token)
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    assert b.sb.session("o1") is not None
+
+
+def test_a_user_whose_welcome_was_on_its_way_through_the_dead_node_signs_out() -> None:
+    """o1 connected through n1, which died before o1's welcome went out: the session was
+    served by nobody alive, so it signs out `node_lost` (it used to stay open for ever),
+    once, even when o1 had been on n1 before too."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    arrive(state, b, officer("o1"), "n1", "s1")
+    connect(state, b, officer("o2"), "n1", "s2")
+    arrive(state, b, officer("o2"), "n1", "s3")
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 2
+    sign_outs = records(lost.actions, "sign_out")
+    assert sorted((e.data["session"], e.data["reason"]) for e in sign_outs) == [
+        ("s1", "node_lost"),
+        ("s3", "node_lost"),
+    ]
+    assert b.sb.session("o1") is None
+    assert b.sb.session("o2") is None
+    assert state.where == {}
+    assert state.arriving == {}

@@ -191,22 +191,35 @@ class AuthorityState:
 
     def node_lost(self, node_id: str, current_run: float | None, now: float) -> NodeLost:
         """`node_id` died (or restarted: `current_run` is its new run, whose users stay):
-        its users' calls end and they sign out (`node_lost`), and so end the calls whose
-        media it relayed. A user who resumed on a live node meanwhile is left alone."""
+        the sessions it served lose their calls and sign out (`node_lost`), and so end the
+        calls whose media it relayed.
+
+        A session is the dead node's when its latest connection is there: the one whose
+        welcome is on its way (`arriving`) if any, else the one welcomed (`where`). So a
+        user who resumed, or signed in again, on a live node before the death was noticed
+        is left alone even before their welcome went out (the session replaced by a new
+        one was signed out `replaced` when it was); and a user whose welcome was still on
+        its way through the dead node is signed out, as nobody alive serves them."""
         core = self.core
+
+        def on_dead(location: Location | None) -> bool:
+            return location is not None and location[0] == node_id and location[1] != current_run
+
         actions: list[Action] = []
         lost = 0
-        for user, (node, run) in list(self.where.items()):
-            if node != node_id or run == current_run:
-                continue
-            del self.where[user]
-            session = core.session(user)
-            if session is not None:
-                lost += 1
-                actions.extend(core.lose(user, session.session_id, now))
-        for user, (node, run) in list(self.arriving.items()):
-            if node == node_id and run != current_run:
+        users = {u for u, loc in self.where.items() if on_dead(loc)}
+        users |= {u for u, loc in self.arriving.items() if on_dead(loc)}
+        for user in sorted(users):
+            latest = self.arriving.get(user) or self.where.get(user)
+            if on_dead(self.where.get(user)):
+                del self.where[user]
+            if on_dead(self.arriving.get(user)):
                 del self.arriving[user]
+            session = core.session(user)
+            if not on_dead(latest) or session is None:
+                continue
+            lost += 1
+            actions.extend(core.lose(user, session.session_id, now))
         for call_id, node in list(self.media_nodes.items()):
             if node == node_id:
                 actions.extend(core.end_call(call_id, EndReason.NODE_LOST, now))
