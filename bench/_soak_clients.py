@@ -45,6 +45,8 @@ from bench._common import BenchError, Reply, raise_nofile_limit
 REPLY_TIMEOUT_S: Final = 30.0
 # A call not ended this long after it was placed is given up on (counted unfinished).
 CALL_TIMEOUT_S: Final = 90.0
+# Wait before an `accept` or `hangup` refused `unavailable` is sent again, seconds.
+RETRY_S: Final = 1.0
 RECONNECT_MIN_S: Final = 0.5
 RECONNECT_MAX_S: Final = 5.0
 # Events of the run kept for the chaos report (closes, reconnects, errors), at most.
@@ -137,6 +139,10 @@ class Soak:
         self.events: list[tuple[float, str, str]] = []
         # Message id -> (monotonic time sent, client): waiting for any reply.
         self.pending: dict[str, tuple[float, Client]] = {}
+        # An `accept` or `hangup` by id, sent again (after RETRY_S) if refused
+        # `unavailable`: the app's user would press the button again.
+        self.retriable: dict[str, tuple[Client, Call, dict[str, Any]]] = {}
+        self.retries = 0
         self.unanswered = 0
         self.unanswered_samples: list[str] = []
         self.placing = False
@@ -289,6 +295,11 @@ class Soak:
             code = str(msg.get("code"))
             self.minute.errors[code] += 1
             self._event("error", code)
+            retry = self.retriable.pop(str(msg.get("ref")), None)
+            if retry is not None:
+                if code == "unavailable":
+                    self._retry_later(*retry)
+                return
             call = client.call
             if client.user.role == OFFICER and call is not None and msg.get("ref") == call.ref:
                 self._finish(call, f"error:{code}")
@@ -306,6 +317,14 @@ class Soak:
             self._officer_frame(client, msg, kind, now)
         else:
             self._operator_frame(client, msg, kind, now)
+
+    def _retry_later(self, client: Client, call: Call, message: dict[str, Any]) -> None:
+        def again() -> None:
+            if call.end is None:
+                self.retries += 1
+                self._spawn(self._send(client, message, retry=call))
+
+        asyncio.get_running_loop().call_later(RETRY_S, again)
 
     def _welcomed_again(self, client: Client, msg: dict[str, Any]) -> None:
         """A welcome lists the user's live calls: a call this client waits on that is not
@@ -344,7 +363,8 @@ class Soak:
             if not call.accepted and client.call is None:
                 call.accepted = True
                 client.call = call
-                self._spawn(self._send(client, {"type": "accept", "call_id": call.call_id}))
+                accept = {"type": "accept", "call_id": call.call_id}
+                self._spawn(self._send(client, accept, retry=call))
         elif (
             kind == "call_ended"
             and client.call is not None
@@ -368,21 +388,26 @@ class Soak:
         for c in self.clients:
             if c.call is call and c is not officer:
                 c.call = None
+        for mid, (_, of_call, _) in list(self.retriable.items()):
+            if of_call is call:
+                del self.retriable[mid]
 
-    async def _send(self, client: Client, message: dict[str, Any], *, track: bool = False) -> str:
+    async def _send(
+        self, client: Client, message: dict[str, Any], *, retry: Call | None = None
+    ) -> str:
         mid = f"m{next(self._ids)}"
         ws = client.ws
         if ws is None or ws.closed:
             return mid
-        if track:
-            self.pending[mid] = (time.monotonic(), client)
+        if retry is not None:
+            self.retriable[mid] = (client, retry, message)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await ws.send_str(msgspec.json.encode({**message, "id": mid}).decode())
         return mid
 
     async def _hangup(self, officer: Client, call: Call) -> None:
         if officer.call is call and call.call_id is not None and call.end is None:
-            await self._send(officer, {"type": "hangup", "call_id": call.call_id})
+            await self._send(officer, {"type": "hangup", "call_id": call.call_id}, retry=call)
 
     # ---- the load -------------------------------------------------------------------------
 
@@ -489,6 +514,7 @@ class Soak:
             "sessions": sorted(self.sessions),
             "events": self.events,
             "unanswered": self.unanswered + pending,
+            "retries": self.retries,
             "unanswered_samples": self.unanswered_samples,
             "open": sum(1 for c in self.clients if c.ws is not None and not c.ws.closed),
         }

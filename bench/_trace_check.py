@@ -132,6 +132,15 @@ def check(
     ]
     unended = sorted(created - ended)
     unsigned = sorted(opened - set(signed_out)) if clean_stop else []
+    # What the trace says of the first few unsigned sessions, to tell why.
+    samples = set(unsigned[:5])
+    unsigned_records: dict[str, list[str]] = {s: [] for s in samples}
+    for r in records:
+        session = str(r.data.get("session"))
+        if session in samples:
+            unsigned_records[session].append(
+                f"{r.kind} {r.data.get('user')} node={r.data.get('node')} at={r.at:.1f}"
+            )
     twice = sorted(s for s, n in signed_out.items() if n > 1)
     found = stalls(calls, noticed_at)
     return {
@@ -142,7 +151,7 @@ def check(
         "calls_unended_samples": unended[:5],
         "sessions_opened": len(opened),
         "sessions_unsigned": len(unsigned),
-        "sessions_unsigned_samples": unsigned[:5],
+        "sessions_unsigned_samples": unsigned_records,
         "sessions_signed_out_twice": len(twice),
         "stalls": found,
         "silent_stalls": sum(1 for s in found if s["silent"]),

@@ -260,3 +260,24 @@ def test_a_user_whose_welcome_was_on_its_way_through_the_dead_node_signs_out() -
     assert b.sb.session("o2") is None
     assert state.where == {}
     assert state.arriving == {}
+
+
+def test_a_connection_resumed_away_from_a_node_that_died_is_closed_with_it() -> None:
+    """o1 on n1 resumed its session on n2 while n1's connection was still open (n1 dying):
+    the core counts two connections until n1's close is reported, which never comes from a
+    dead node. Once n1 is declared dead its connection counts as closed, so when o1 later
+    leaves n2 the session goes away (and signs out after its grace) instead of staying
+    connected for ever."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    session = b.sb.session("o1")
+    assert session is not None
+    arrive(state, b, officer("o1"), "n2", "s-drawn", resume=session.resume_token)
+    state.welcomed(["o1"])
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    assert session.connected
+    state.closed(w.Closed(node="n2", run=RUN, user="o1", session_id="s1"), b.now)
+    assert not session.connected

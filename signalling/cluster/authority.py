@@ -16,7 +16,7 @@ back as data: the core's actions, for the `CoreDriver`, and `DisconnectOn`, for 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -108,6 +108,9 @@ class AuthorityState:
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     # call -> the node relaying its media.
     media_nodes: dict[str, str] = field(default_factory=dict)
+    # user -> where the connections are that a resume replaced while they were open: the
+    # core counts each until its close is reported, which a dead node never sends.
+    superseded: dict[str, list[Location]] = field(default_factory=dict)
 
     # ---- what gateways say ------------------------------------------------------------------
 
@@ -115,6 +118,9 @@ class AuthorityState:
         """A connection opened on `envelope.node`: its session is opened or resumed; the
         user is there from their welcome on (`welcomed`)."""
         info = envelope.conn
+        before = self.core.session(info.user)
+        open_before = before is not None and before.connected
+        previous = self.arriving.get(info.user) or self.where.get(info.user)
         self.arriving[info.user] = (envelope.node, envelope.run)
         session, actions = self.core.connect(
             identity_of(info),
@@ -126,6 +132,9 @@ class AuthorityState:
         )
         if session.session_id != info.session_id:
             self.aliases[(info.user, info.session_id)] = session.session_id
+        if session is before and open_before and previous is not None:
+            # Resumed while its connection was open: that one's close is still to come.
+            self.superseded.setdefault(info.user, []).append(previous)
         return actions
 
     def admits(self, envelope: w.ClientMessage) -> bool:
@@ -139,6 +148,7 @@ class AuthorityState:
     def closed(self, envelope: w.Closed, now: float) -> list[Action]:
         user = envelope.user
         session_id = self.aliases.pop((user, envelope.session_id), envelope.session_id)
+        self._forget_superseded(user, lambda loc: loc[0] == envelope.node, at_most=1)
         if self.where.get(user, ("", 0.0))[0] == envelope.node:
             current = self.core.session(user)
             if current is None or current.session_id == session_id:
@@ -220,10 +230,37 @@ class AuthorityState:
                 continue
             lost += 1
             actions.extend(core.lose(user, session.session_id, now))
+        for user in list(self.superseded):
+            # Connections a resume elsewhere replaced: closed with their node.
+            for _ in range(self._forget_superseded(user, on_dead)):
+                session = core.session(user)
+                if session is not None:
+                    actions.extend(core.disconnect(user, session.session_id, now))
         for call_id, node in list(self.media_nodes.items()):
             if node == node_id:
                 actions.extend(core.end_call(call_id, EndReason.NODE_LOST, now))
         return NodeLost(actions, lost)
+
+    def _forget_superseded(
+        self, user: str, which: Callable[[Location], bool], at_most: int | None = None
+    ) -> int:
+        """Drop `user`'s superseded connections `which` holds for (`at_most` of them);
+        returns how many were dropped."""
+        locations = self.superseded.get(user)
+        if not locations:
+            return 0
+        kept: list[Location] = []
+        dropped = 0
+        for loc in locations:
+            if which(loc) and (at_most is None or dropped < at_most):
+                dropped += 1
+            else:
+                kept.append(loc)
+        if kept:
+            self.superseded[user] = kept
+        else:
+            del self.superseded[user]
+        return dropped
 
     # ---- what routing needs -----------------------------------------------------------------
 
