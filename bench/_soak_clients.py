@@ -91,6 +91,7 @@ class Call:
     rings: list[float] = field(default_factory=list)
     accepted: bool = False
     answered: bool = False
+    hung_up: bool = False
     end: str | None = None
     wall_end: float | None = None
 
@@ -211,6 +212,7 @@ class Soak:
         client.resume_token = msg["resume_token"]
         self.sessions.add(msg["session_id"])
         client.ws = ws
+        self._welcomed_again(client, msg)
         self._spawn(self._read(client, ws))
 
     async def _read(self, client: Client, ws: ClientWebSocketResponse) -> None:
@@ -327,14 +329,45 @@ class Soak:
         asyncio.get_running_loop().call_later(RETRY_S, again)
 
     def _welcomed_again(self, client: Client, msg: dict[str, Any]) -> None:
-        """A welcome lists the user's live calls: a call this client waits on that is not
-        among them ended while nobody could tell it."""
+        """A welcome (after a reconnect, or again after a resync) lists the user's live
+        calls, as an app restores its screen from it: an officer's call that is not among
+        them ended while nobody could tell it; one that is active was answered (its
+        `call_answered` may have gone down with the connection), so it is held and hung
+        up; an operator's call that is not among them is over for it."""
+        calls = {c.get("call_id"): c for c in msg.get("calls", [])}
         call = client.call
-        if call is None or call.call_id is None or client.user.role != OFFICER:
+        if call is None:
             return
-        live = {c.get("call_id") for c in msg.get("calls", [])}
-        if call.call_id not in live:
-            self._finish(call, "gone_at_welcome")
+        if client.user.role != OFFICER:
+            if call.call_id not in calls:
+                client.call = None
+            return
+        if call.call_id is None:
+            # Its call_placed went down with the connection: the officer's one live call.
+            mine = [c for c in calls.values() if c.get("direction") == "officer_to_center"]
+            if len(mine) == 1:
+                call.call_id = mine[0]["call_id"]
+                self._answered(call.ref)
+        info = calls.get(call.call_id)
+        if info is None:
+            if call.call_id is not None or not self._placed_since_welcome(call):
+                self._finish(call, "gone_at_welcome")
+            return
+        if info.get("state") != "active":
+            return
+        if not call.answered:
+            call.answered = True
+            self.minute.answered += 1
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.hold_s, lambda: self._spawn(self._hangup(client, call)))
+        elif call.hung_up:
+            # The hangup went down with the connection: hang up again.
+            self._spawn(self._hangup(client, call))
+
+    @staticmethod
+    def _placed_since_welcome(call: Call) -> bool:
+        """A call placed less than a second ago may not be in a welcome written before."""
+        return time.time() - call.wall_sent < 1.0
 
     def _officer_frame(self, client: Client, msg: dict[str, Any], kind: Any, now: float) -> None:
         call = client.call
@@ -407,6 +440,7 @@ class Soak:
 
     async def _hangup(self, officer: Client, call: Call) -> None:
         if officer.call is call and call.call_id is not None and call.end is None:
+            call.hung_up = True
             await self._send(officer, {"type": "hangup", "call_id": call.call_id}, retry=call)
 
     # ---- the load -------------------------------------------------------------------------
