@@ -186,12 +186,45 @@ def test_a_dead_authoritys_calls_end_and_its_unreported_sessions_sign_out() -> N
     assert inherited.waiting == []
     assert ended(inherited.actions, call_id).reason == p.EndReason.NODE_LOST
     assert [e.data["call"] for e in records(inherited.actions, "call_ended")] == [call_id]
-    # o1 was reported and adopted (its journal field rewritten), op1 signed out since (its
-    # field deleted): only o2 was served by nobody alive.
+    # o1 and op1 were reported and adopted (o1's journal field rewritten); op1 then
+    # signed out here (its field deleted): only o2 was served by nobody alive.
+    report = w.Report(
+        node="n2",
+        run=RUN,
+        conns=[
+            info(officer("o1"), str(old.sb.session_facts("o1")["session"])),  # type: ignore[index]
+            info(operator("op1"), str(old.sb.session_facts("op1")["session"])),  # type: ignore[index]
+        ],
+    )
+    state.reconcile(report, fresh.now)
+    state.welcomed(["o1", "op1"])
+    fresh.drop("op1")
     now_in_journal = {"o1": b"rewritten", "o2": sessions["o2"]}
     left = state.inherit_sessions(sessions, now_in_journal, fresh.now)
     assert left.closed == ["o2"]
     assert [e.data["user"] for e in records(left.actions, "sign_out")] == ["o2"]
+
+
+def test_a_session_whose_user_signed_in_again_with_the_new_authority_is_signed_out() -> None:
+    """o1's session s-old was in the dead authority's journal; o1 reconnected before any
+    resync, its resume token unknown to the new core, and signed in again (s-new, which
+    rewrote the journal field): s-old was served by nobody alive and is signed out; the
+    field, now s-new's, is kept."""
+    old = Board()
+    old.sign_in(officer("o1"))
+    sign_out = old.sb.session_facts("o1")
+    assert sign_out is not None
+    entry = w.JournalSession(session_id=str(sign_out["session"]), sign_out=sign_out)
+    before = {"o1": w.encode(entry)}
+    fresh = Board()
+    state = AuthorityState(core=fresh.sb)
+    connect(state, fresh, officer("o1"), "n2", "s-new")
+    left = state.inherit_sessions(before, {"o1": b"s-new's entry"}, fresh.now)
+    assert [e.data["session"] for e in records(left.actions, "sign_out")] == [sign_out["session"]]
+    assert left.closed == []
+    current = fresh.sb.session("o1")
+    assert current is not None
+    assert current.session_id == "s-new"
 
 
 def arrive(

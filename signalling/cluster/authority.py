@@ -111,6 +111,9 @@ class AuthorityState:
     # user -> where the connections are that a resume replaced while they were open: the
     # core counts each until its close is reported, which a dead node never sends.
     superseded: dict[str, list[Location]] = field(default_factory=dict)
+    # Sessions adopted from gateways' reports since the last `inherit_sessions`: taken over
+    # from a dead authority, so not to be signed out as left by it.
+    adopted: set[str] = field(default_factory=set)
 
     # ---- what gateways say ------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class AuthorityState:
                 closes.append(_replaced(report.node, info, "resumed elsewhere"))
                 continue
             self.arriving[info.user] = (report.node, report.run)
+            if session is None:
+                self.adopted.add(info.session_id)
             keys = SessionKeys(info.session_id, info.resume_token)
             out.extend(
                 core.adopt(
@@ -329,19 +334,27 @@ class AuthorityState:
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float
     ) -> InheritedSessions:
         """The dead authority's journal of sessions as found (`before`) and a node timeout
-        later (`now_in_journal`): the ones neither rewritten (adopted by us) nor deleted
-        (signed out by us) since, and unknown to the core, were served by nobody alive."""
+        later (`now_in_journal`): each session there that this core did not take over
+        (adopt, from a gateway's report) was served by nobody alive, and is recorded
+        signed out. That includes the session of a user who reconnected meanwhile and,
+        their resume token unknown here, signed in again: their journal field now holds
+        the new session, which is left alone (and so is its field)."""
         actions: list[Action] = []
         closed: list[str] = []
+        adopted, self.adopted = self.adopted, set()
         for user, value in before.items():
-            if now_in_journal.get(user) != value or self.core.session(user) is not None:
-                continue
             try:
                 left = w.decode_journal_session(value)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
+            current = self.core.session(user)
+            if left.session_id in adopted or (
+                current is not None and current.session_id == left.session_id
+            ):
+                continue
             actions.append(Record(TraceEvent(kind="sign_out", at=now, data=left.sign_out)))
-            closed.append(user)
+            if now_in_journal.get(user) == value:
+                closed.append(user)
         return InheritedSessions(actions, closed)
 
     def take_over_waiting(self, waiting: Iterable[WaitingCall], now: float) -> list[Action]:
