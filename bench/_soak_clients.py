@@ -519,9 +519,16 @@ class Soak:
             if now - sent > REPLY_TIMEOUT_S:
                 del self.pending[mid]
                 self.unanswered += 1
-                self._event("unanswered", mid)
+                what = "position" if mid.startswith("p") else "call_center"
+                if len(self.events) < MAX_EVENTS:
+                    # Dated when it was sent: the fault it fell in, not 30 s later.
+                    self.events.append((time.time() - (now - sent), "unanswered", what))
                 if len(self.unanswered_samples) < 5:
-                    self.unanswered_samples.append(f"{owner.user.user}: {mid}")
+                    ws = owner.ws
+                    self.unanswered_samples.append(
+                        f"{owner.user.user} node {owner.node} {what} {mid} sent "
+                        f"{time.time() - (now - sent):.1f} open {ws is not None and not ws.closed}"
+                    )
         wall = time.time()
         for call in list(self.active.values()):
             if wall - call.wall_sent > CALL_TIMEOUT_S:

@@ -533,7 +533,9 @@ class Bench:
                         "reconnect_attempts_failed": sum(
                             1 for e in seen if e[1] == "reconnect_failed"
                         ),
-                        "unanswered": sum(1 for e in seen if e[1] == "unanswered"),
+                        "unanswered_by_kind": dict(
+                            Counter(str(e[2]) for e in seen if e[1] == "unanswered")
+                        ),
                         "calls_placed": len(window),
                         "calls_answered": len(window) - len(failed),
                         "calls_failed_by_end": dict(Counter(str(c.end) for c in failed)),
@@ -591,6 +593,7 @@ class Bench:
             "calls_by_end": dict(Counter(str(c.end) for c in calls)),
             "events_lost": events_lost,
             "unanswered": int(final["unanswered"]),
+            "unanswered_samples": final["unanswered_samples"],
             "calls_missing_from_trace": verdict["calls_missing"],
             "audit_ok": audit["audit_ok"],
             "trace_records": audit["records"],
