@@ -41,6 +41,7 @@ import dataclasses
 import math
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -105,6 +106,8 @@ class Settings:
     chaos: bool = False
     # Chaos: which node is killed, "gateway" or "authority".
     kill: str = "gateway"
+    # Where to copy the servers' logs at the end (empty: nowhere).
+    logs: str = ""
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -135,6 +138,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "restart PostgreSQL under the load",
     )
     parser.add_argument("--kill", choices=("gateway", "authority"), default=d.kill)
+    parser.add_argument(
+        "--logs", metavar="DIR", default="", help="copy the servers' logs into DIR at the end"
+    )
     args = parser.parse_args(argv)
     s = Settings(
         minutes=args.minutes,
@@ -146,6 +152,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         interval_s=args.interval,
         chaos=args.chaos,
         kill=args.kill,
+        logs=args.logs,
     )
     for flag, value in (
         ("--minutes", s.minutes),
@@ -642,6 +649,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             emit({"phase": "error", "error": "interrupted"})
             return 130
+        finally:
+            if settings.logs:
+                Path(settings.logs).mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob("*.log"):
+                    shutil.copy(log, Path(settings.logs) / log.name)
     emit(summary)
     return 0
 
