@@ -443,6 +443,9 @@ def _validate_recorder(rec: RecorderConfig) -> None:
         raise ConfigError(f"recorder.postgres_schema: {rec.postgres_schema!r} is not an identifier")
     if rec.max_batch <= 0:
         raise ConfigError(f"recorder.max_batch: must be positive, got {rec.max_batch}")
+    for key in ("postgres_timeout_s", "postgres_query_timeout_s"):
+        if not getattr(rec, key) > 0:
+            raise ConfigError(f"recorder.{key}: must be positive, got {getattr(rec, key)}")
     if rec.time_zone != "UTC":
         try:
             zoneinfo.ZoneInfo(rec.time_zone)

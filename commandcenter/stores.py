@@ -37,6 +37,8 @@ async def open_store(config: Config, *, readonly: bool = False) -> TraceStore:
             schema=rec.postgres_schema,
             max_batch=rec.max_batch,
             readonly=readonly,
+            timeout_s=rec.postgres_timeout_s,
+            query_timeout_s=rec.postgres_query_timeout_s,
         )
     if rec.backend == "sqlite":
         return await SqliteTraceStore.open(

@@ -17,6 +17,17 @@ hashes the exact canonical bytes. `find` casts to jsonb only to filter.
 If a commit's outcome is unknown (the connection dropped after COMMIT was sent), the append
 is reported failed although the rows may be in; the chain stays valid either way, since the
 next transaction reads the head from the table.
+
+Every call to the database is bounded in time: a connection whose server went away without
+closing it (a frozen host, a cut network) would otherwise hold the writer, and with it every
+append of the node, until TCP gave up, minutes later, with no error anywhere. A commit (and
+a connect) that takes longer than `timeout_s` fails its appends with `StoreUnavailable`,
+which the hub's outbox turns into holding and retrying (sessions/durable.py,
+signalling/outbox.py); reads get `query_timeout_s`, long enough for the statistics over
+millions of records. A connection that failed or timed out is never used again: the next
+commit opens a new one, so the writer recovers by itself once the server is back (a restart
+drops every connection). Whatever happens in a commit, the writer task lives on: an append
+always gets an answer.
 """
 
 from __future__ import annotations
@@ -62,6 +73,11 @@ from sessions.trace import GENESIS, Entry, Head, Link, entry_of, head_of, seal
 log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_BATCH: Final = 5000
+# Longest a connect or a commit may take, seconds (recorder.postgres_timeout_s).
+DEFAULT_TIMEOUT_S: Final = 5.0
+# Longest a read may take, seconds (recorder.postgres_query_timeout_s): the statistics
+# read millions of records.
+DEFAULT_QUERY_TIMEOUT_S: Final = 120.0
 DEFAULT_SCHEMA: Final = "commandcenter"
 SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE: Final = "trace"
@@ -79,7 +95,15 @@ _COLUMNS: Final = (
 )
 _SELECT: Final = ", ".join(_COLUMNS)
 # Errors that mean "the database did not do it", as opposed to bugs of ours.
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: asyncpg's protocol in a state it cannot go on from, as after the
+# server dropped the connection in the middle of a COPY.
+_DB_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _json_text(value: str) -> str:
@@ -168,8 +192,12 @@ class PostgresTraceStore:
         pool: Any,
         writer: Any | None,
         max_batch: int,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         self.schema = schema
+        self._timeout_s = timeout_s
+        self._query_timeout_s = query_timeout_s
         self._dsn = dsn
         self._table = f'"{schema}".{TABLE}'
         self._lock = _lock_key(schema)
@@ -192,6 +220,8 @@ class PostgresTraceStore:
         schema: str = DEFAULT_SCHEMA,
         max_batch: int = DEFAULT_MAX_BATCH,
         readonly: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        query_timeout_s: float = DEFAULT_QUERY_TIMEOUT_S,
     ) -> PostgresTraceStore:
         """Connect, creating the schema and table unless `readonly`. Raises
         StoreUnavailable."""
@@ -202,25 +232,35 @@ class PostgresTraceStore:
         writer: Any = None
         try:
             if not readonly:
-                writer = await cls._connect(dsn, schema)
-                async with writer.transaction():
+                writer = await cls._connect(dsn, schema, timeout_s)
+                async with asyncio.timeout(timeout_s), writer.transaction():
                     # Two nodes starting together must not race on CREATE ... IF NOT EXISTS.
                     await writer.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
                     for statement in _schema_sql(table, schema):
                         await writer.execute(statement)
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-            async with pool.acquire() as conn:
-                await conn.fetchval(f"SELECT 1 FROM {table} LIMIT 1")
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=4, timeout=timeout_s, command_timeout=query_timeout_s
+            )
+            async with pool.acquire(timeout=timeout_s) as conn:
+                await conn.fetchval(f"SELECT 1 FROM {table} LIMIT 1", timeout=timeout_s)
         except _DB_ERRORS as exc:
             if writer is not None:
-                await writer.close()
+                writer.terminate()
             if pool is not None:
-                await pool.close()
-            raise StoreUnavailable(f"postgresql {schema}: {exc}") from exc
-        return cls(dsn=dsn, schema=schema, pool=pool, writer=writer, max_batch=max_batch)
+                pool.terminate()
+            raise StoreUnavailable(f"postgresql {schema}: {exc!r}") from exc
+        return cls(
+            dsn=dsn,
+            schema=schema,
+            pool=pool,
+            writer=writer,
+            max_batch=max_batch,
+            timeout_s=timeout_s,
+            query_timeout_s=query_timeout_s,
+        )
 
     @staticmethod
-    async def _connect(dsn: str, schema: str) -> Any:
+    async def _connect(dsn: str, schema: str, timeout_s: float) -> Any:
         settings = {
             # on: a commit returns once it is flushed on the server (the server default may
             # be off, which would let an acknowledged append vanish in a crash).
@@ -228,7 +268,9 @@ class PostgresTraceStore:
             # Names the writer in pg_stat_activity, for an operator (and the tests).
             "application_name": f"cc-trace-writer:{schema}"[:63],
         }
-        return await asyncpg.connect(dsn, server_settings=settings)
+        return await asyncpg.connect(
+            dsn, server_settings=settings, timeout=timeout_s, command_timeout=timeout_s
+        )
 
     async def close(self) -> None:
         if self._closed:
@@ -240,8 +282,12 @@ class PostgresTraceStore:
             await self._task
         if self._writer is not None:
             with contextlib.suppress(*_DB_ERRORS):
-                await self._writer.close()
-        await self._pool.close()
+                await asyncio.wait_for(self._writer.close(), self._timeout_s)
+            self._writer.terminate()
+        try:
+            await asyncio.wait_for(self._pool.close(), self._timeout_s)
+        except _DB_ERRORS:
+            self._pool.terminate()
 
     # ---- writing --------------------------------------------------------------------------
 
@@ -286,26 +332,22 @@ class PostgresTraceStore:
     async def _commit(self, batch: list[_Append]) -> None:
         results: list[list[Link]] = []
         try:
-            if self._writer is None or self._writer.is_closed():
-                self._writer = await self._connect(self._dsn, self.schema)
-            conn = self._writer
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock)
-                row = await conn.fetchrow(
-                    f"SELECT seq, hash FROM {self._table} ORDER BY seq DESC LIMIT 1"
+            async with asyncio.timeout(self._timeout_s):
+                await self._commit_in_time(batch, results)
+        except Exception as exc:
+            # Never used again, whatever state it is in: the next commit connects afresh.
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.terminate()
+            if isinstance(exc, _DB_ERRORS):
+                log.warning(
+                    "trace commit failed",
+                    schema=self.schema,
+                    appends=len(batch),
+                    error=repr(exc)[:300],
                 )
-                head = GENESIS if row is None else Head(row["seq"], row["hash"])
-                rows: list[tuple[Any, ...]] = []
-                for item in batch:
-                    links = seal(head, item.entries)
-                    head = head_of(links, head)
-                    results.append(links)
-                    rows.extend(_row(x) for x in links)
-                await conn.copy_records_to_table(
-                    TABLE, schema_name=self.schema, columns=_COLUMNS, records=rows
-                )
-        except _DB_ERRORS as exc:
-            log.exception("trace commit failed", schema=self.schema, appends=len(batch))
+            else:
+                log.exception("trace commit failed", schema=self.schema, appends=len(batch))
             reason = f"commit failed: {type(exc).__name__}"
             for item in batch:
                 if not item.future.done():
@@ -315,14 +357,35 @@ class PostgresTraceStore:
             if not item.future.done():
                 item.future.set_result(links)
 
+    async def _commit_in_time(self, batch: list[_Append], results: list[list[Link]]) -> None:
+        if self._writer is None or self._writer.is_closed():
+            self._writer = None
+            self._writer = await self._connect(self._dsn, self.schema, self._timeout_s)
+        conn = self._writer
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock)
+            row = await conn.fetchrow(
+                f"SELECT seq, hash FROM {self._table} ORDER BY seq DESC LIMIT 1"
+            )
+            head = GENESIS if row is None else Head(row["seq"], row["hash"])
+            rows: list[tuple[Any, ...]] = []
+            for item in batch:
+                links = seal(head, item.entries)
+                head = head_of(links, head)
+                results.append(links)
+                rows.extend(_row(x) for x in links)
+            await conn.copy_records_to_table(
+                TABLE, schema_name=self.schema, columns=_COLUMNS, records=rows
+            )
+
     # ---- reading --------------------------------------------------------------------------
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         if self._closed:
             raise StoreClosed("the trace store is closed")
         try:
-            async with self._pool.acquire() as conn:
-                return list(await conn.fetch(sql, *args))
+            async with self._pool.acquire(timeout=self._timeout_s) as conn:
+                return list(await conn.fetch(sql, *args, timeout=self._query_timeout_s))
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
 
@@ -375,8 +438,8 @@ class PostgresTraceStore:
         if self._closed:
             raise StoreClosed("the trace store is closed")
         try:
-            async with self._pool.acquire() as conn:
-                await conn.execute(f"VACUUM (ANALYZE) {self._table}")
+            async with self._pool.acquire(timeout=self._timeout_s) as conn:
+                await conn.execute(f"VACUUM (ANALYZE) {self._table}", timeout=self._query_timeout_s)
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
 
@@ -514,4 +577,11 @@ class PostgresTraceStore:
         )
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_SCHEMA", "SCHEMA_RE", "PostgresTraceStore"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_QUERY_TIMEOUT_S",
+    "DEFAULT_SCHEMA",
+    "DEFAULT_TIMEOUT_S",
+    "SCHEMA_RE",
+    "PostgresTraceStore",
+]

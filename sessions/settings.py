@@ -37,6 +37,12 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     postgres_schema: str = "commandcenter"
     # Most records committed in one transaction; appends queued beyond it go in the next.
     max_batch: int = 5000
+    # Longest a connect to PostgreSQL or a commit of the trace may take, seconds: past it
+    # the append fails (the hub holds and retries, /readyz fails) and the connection is
+    # dropped for a new one, so a server that stopped answering cannot stall the node.
+    postgres_timeout_s: float = 5.0
+    # Longest a read of the trace in PostgreSQL may take, seconds (statistics, verifying).
+    postgres_query_timeout_s: float = 120.0
     # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
     time_zone: str = "UTC"
 

@@ -186,9 +186,131 @@ def test_a_dead_authoritys_calls_end_and_its_unreported_sessions_sign_out() -> N
     assert inherited.waiting == []
     assert ended(inherited.actions, call_id).reason == p.EndReason.NODE_LOST
     assert [e.data["call"] for e in records(inherited.actions, "call_ended")] == [call_id]
-    # o1 was reported and adopted (its journal field rewritten), op1 signed out since (its
-    # field deleted): only o2 was served by nobody alive.
+    # o1 and op1 were reported and adopted (o1's journal field rewritten); op1 then
+    # signed out here (its field deleted): only o2 was served by nobody alive.
+    report = w.Report(
+        node="n2",
+        run=RUN,
+        conns=[
+            info(officer("o1"), str(old.sb.session_facts("o1")["session"])),  # type: ignore[index]
+            info(operator("op1"), str(old.sb.session_facts("op1")["session"])),  # type: ignore[index]
+        ],
+    )
+    state.reconcile(report, fresh.now)
+    state.welcomed(["o1", "op1"])
+    fresh.drop("op1")
     now_in_journal = {"o1": b"rewritten", "o2": sessions["o2"]}
     left = state.inherit_sessions(sessions, now_in_journal, fresh.now)
     assert left.closed == ["o2"]
     assert [e.data["user"] for e in records(left.actions, "sign_out")] == ["o2"]
+
+
+def test_a_session_whose_user_signed_in_again_with_the_new_authority_is_signed_out() -> None:
+    """o1's session s-old was in the dead authority's journal; o1 reconnected before any
+    resync, its resume token unknown to the new core, and signed in again (s-new, which
+    rewrote the journal field): s-old was served by nobody alive and is signed out; the
+    field, now s-new's, is kept."""
+    old = Board()
+    old.sign_in(officer("o1"))
+    sign_out = old.sb.session_facts("o1")
+    assert sign_out is not None
+    entry = w.JournalSession(session_id=str(sign_out["session"]), sign_out=sign_out)
+    before = {"o1": w.encode(entry)}
+    fresh = Board()
+    state = AuthorityState(core=fresh.sb)
+    connect(state, fresh, officer("o1"), "n2", "s-new")
+    left = state.inherit_sessions(before, {"o1": b"s-new's entry"}, fresh.now)
+    assert [e.data["session"] for e in records(left.actions, "sign_out")] == [sign_out["session"]]
+    assert left.closed == []
+    current = fresh.sb.session("o1")
+    assert current is not None
+    assert current.session_id == "s-new"
+
+
+def arrive(
+    state: AuthorityState,
+    board: Board,
+    identity: Identity,
+    node: str,
+    session_id: str,
+    resume: str | None = None,
+) -> None:
+    """`identity` connects through `node`; its welcome is not delivered yet."""
+    envelope = w.Connect(node=node, run=RUN, conn=info(identity, session_id), resume=resume)
+    state.connect(envelope, board.now)
+
+
+def test_a_user_who_signed_in_again_elsewhere_is_not_signed_out_with_the_dead_node() -> None:
+    """o1 was on n1 and signed in again on n2 (a new session, replacing the one on n1)
+    whose welcome is still on its way when n1 is declared dead: the new session lives on,
+    only the replaced one is over (signed out `replaced`, by the core, once)."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    arrive(state, b, officer("o1"), "n2", "s2")
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    session = b.sb.session("o1")
+    assert session is not None
+    assert session.session_id == "s2"
+    state.welcomed(["o1"])
+    assert state.where == {"o1": ("n2", RUN)}
+
+
+def test_a_user_who_resumed_elsewhere_is_not_signed_out_with_the_dead_node() -> None:
+    """o1 resumed its session on n2 (same session) before n1 was declared dead, its welcome
+    still on its way: the session is not lost."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    session = b.sb.session("o1")
+    assert session is not None
+    arrive(state, b, officer("o1"), "n2", "s-drawn", resume=session.resume_token)
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    assert b.sb.session("o1") is not None
+
+
+def test_a_user_whose_welcome_was_on_its_way_through_the_dead_node_signs_out() -> None:
+    """o1 connected through n1, which died before o1's welcome went out: the session was
+    served by nobody alive, so it signs out `node_lost` (it used to stay open for ever),
+    once, even when o1 had been on n1 before too."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    arrive(state, b, officer("o1"), "n1", "s1")
+    connect(state, b, officer("o2"), "n1", "s2")
+    arrive(state, b, officer("o2"), "n1", "s3")
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 2
+    sign_outs = records(lost.actions, "sign_out")
+    assert sorted((e.data["session"], e.data["reason"]) for e in sign_outs) == [
+        ("s1", "node_lost"),
+        ("s3", "node_lost"),
+    ]
+    assert b.sb.session("o1") is None
+    assert b.sb.session("o2") is None
+    assert state.where == {}
+    assert state.arriving == {}
+
+
+def test_a_connection_resumed_away_from_a_node_that_died_is_closed_with_it() -> None:
+    """o1 on n1 resumed its session on n2 while n1's connection was still open (n1 dying):
+    the core counts two connections until n1's close is reported, which never comes from a
+    dead node. Once n1 is declared dead its connection counts as closed, so when o1 later
+    leaves n2 the session goes away (and signs out after its grace) instead of staying
+    connected for ever."""
+    b = Board()
+    state = AuthorityState(core=b.sb)
+    connect(state, b, officer("o1"), "n1", "s1")
+    session = b.sb.session("o1")
+    assert session is not None
+    arrive(state, b, officer("o1"), "n2", "s-drawn", resume=session.resume_token)
+    state.welcomed(["o1"])
+    lost = state.node_lost("n1", current_run=None, now=b.now)
+    assert lost.sessions == 0
+    assert records(lost.actions, "sign_out") == []
+    assert session.connected
+    state.closed(w.Closed(node="n2", run=RUN, user="o1", session_id="s1"), b.now)
+    assert not session.connected

@@ -137,6 +137,19 @@ def test_shutdown_of_an_authority_signs_out_only_its_own_users() -> None:
     assert b.sb.session("o1") is not None
 
 
+def test_shutdown_of_the_last_authority_signs_out_the_away_sessions_too() -> None:
+    """Sessions away (no connection on any node, waiting out their grace) have no node to
+    take them on: the authority stopping signs them out with its own users, so the last
+    node out leaves no sign-in without its sign-out; users connected elsewhere go on."""
+    b = Board()
+    b.sign_in(officer("o1"), officer("o2"), operator("op1"))
+    b.drop("o1")
+    actions = b.sb.shutdown(b.now, users={"op1"})
+    signed_out = sorted((e.data["user"], e.data["reason"]) for e in records(actions, "sign_out"))
+    assert signed_out == [("o1", "shutdown"), ("op1", "shutdown")]
+    assert b.sb.session("o2") is not None
+
+
 def record(node_id: str, *, rooms_cpu: float = 0.0, media: bool = True) -> NodeRecord:
     status = NodeStatus(
         node_id=node_id,

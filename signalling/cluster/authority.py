@@ -16,7 +16,7 @@ back as data: the core's actions, for the `CoreDriver`, and `DisconnectOn`, for 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -108,6 +108,12 @@ class AuthorityState:
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
     # call -> the node relaying its media.
     media_nodes: dict[str, str] = field(default_factory=dict)
+    # user -> where the connections are that a resume replaced while they were open: the
+    # core counts each until its close is reported, which a dead node never sends.
+    superseded: dict[str, list[Location]] = field(default_factory=dict)
+    # Sessions adopted from gateways' reports since the last `inherit_sessions`: taken over
+    # from a dead authority, so not to be signed out as left by it.
+    adopted: set[str] = field(default_factory=set)
 
     # ---- what gateways say ------------------------------------------------------------------
 
@@ -115,6 +121,9 @@ class AuthorityState:
         """A connection opened on `envelope.node`: its session is opened or resumed; the
         user is there from their welcome on (`welcomed`)."""
         info = envelope.conn
+        before = self.core.session(info.user)
+        open_before = before is not None and before.connected
+        previous = self.arriving.get(info.user) or self.where.get(info.user)
         self.arriving[info.user] = (envelope.node, envelope.run)
         session, actions = self.core.connect(
             identity_of(info),
@@ -126,6 +135,9 @@ class AuthorityState:
         )
         if session.session_id != info.session_id:
             self.aliases[(info.user, info.session_id)] = session.session_id
+        if session is before and open_before and previous is not None:
+            # Resumed while its connection was open: that one's close is still to come.
+            self.superseded.setdefault(info.user, []).append(previous)
         return actions
 
     def admits(self, envelope: w.ClientMessage) -> bool:
@@ -139,6 +151,7 @@ class AuthorityState:
     def closed(self, envelope: w.Closed, now: float) -> list[Action]:
         user = envelope.user
         session_id = self.aliases.pop((user, envelope.session_id), envelope.session_id)
+        self._forget_superseded(user, lambda loc: loc[0] == envelope.node, at_most=1)
         if self.where.get(user, ("", 0.0))[0] == envelope.node:
             current = self.core.session(user)
             if current is None or current.session_id == session_id:
@@ -175,6 +188,8 @@ class AuthorityState:
                 closes.append(_replaced(report.node, info, "resumed elsewhere"))
                 continue
             self.arriving[info.user] = (report.node, report.run)
+            if session is None:
+                self.adopted.add(info.session_id)
             keys = SessionKeys(info.session_id, info.resume_token)
             out.extend(
                 core.adopt(
@@ -191,26 +206,66 @@ class AuthorityState:
 
     def node_lost(self, node_id: str, current_run: float | None, now: float) -> NodeLost:
         """`node_id` died (or restarted: `current_run` is its new run, whose users stay):
-        its users' calls end and they sign out (`node_lost`), and so end the calls whose
-        media it relayed. A user who resumed on a live node meanwhile is left alone."""
+        the sessions it served lose their calls and sign out (`node_lost`), and so end the
+        calls whose media it relayed.
+
+        A session is the dead node's when its latest connection is there: the one whose
+        welcome is on its way (`arriving`) if any, else the one welcomed (`where`). So a
+        user who resumed, or signed in again, on a live node before the death was noticed
+        is left alone even before their welcome went out (the session replaced by a new
+        one was signed out `replaced` when it was); and a user whose welcome was still on
+        its way through the dead node is signed out, as nobody alive serves them."""
         core = self.core
+
+        def on_dead(location: Location | None) -> bool:
+            return location is not None and location[0] == node_id and location[1] != current_run
+
         actions: list[Action] = []
         lost = 0
-        for user, (node, run) in list(self.where.items()):
-            if node != node_id or run == current_run:
-                continue
-            del self.where[user]
-            session = core.session(user)
-            if session is not None:
-                lost += 1
-                actions.extend(core.lose(user, session.session_id, now))
-        for user, (node, run) in list(self.arriving.items()):
-            if node == node_id and run != current_run:
+        users = {u for u, loc in self.where.items() if on_dead(loc)}
+        users |= {u for u, loc in self.arriving.items() if on_dead(loc)}
+        for user in sorted(users):
+            latest = self.arriving.get(user) or self.where.get(user)
+            if on_dead(self.where.get(user)):
+                del self.where[user]
+            if on_dead(self.arriving.get(user)):
                 del self.arriving[user]
+            session = core.session(user)
+            if not on_dead(latest) or session is None:
+                continue
+            lost += 1
+            actions.extend(core.lose(user, session.session_id, now))
+        for user in list(self.superseded):
+            # Connections a resume elsewhere replaced: closed with their node.
+            for _ in range(self._forget_superseded(user, on_dead)):
+                session = core.session(user)
+                if session is not None:
+                    actions.extend(core.disconnect(user, session.session_id, now))
         for call_id, node in list(self.media_nodes.items()):
             if node == node_id:
                 actions.extend(core.end_call(call_id, EndReason.NODE_LOST, now))
         return NodeLost(actions, lost)
+
+    def _forget_superseded(
+        self, user: str, which: Callable[[Location], bool], at_most: int | None = None
+    ) -> int:
+        """Drop `user`'s superseded connections `which` holds for (`at_most` of them);
+        returns how many were dropped."""
+        locations = self.superseded.get(user)
+        if not locations:
+            return 0
+        kept: list[Location] = []
+        dropped = 0
+        for loc in locations:
+            if which(loc) and (at_most is None or dropped < at_most):
+                dropped += 1
+            else:
+                kept.append(loc)
+        if kept:
+            self.superseded[user] = kept
+        else:
+            del self.superseded[user]
+        return dropped
 
     # ---- what routing needs -----------------------------------------------------------------
 
@@ -279,19 +334,27 @@ class AuthorityState:
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float
     ) -> InheritedSessions:
         """The dead authority's journal of sessions as found (`before`) and a node timeout
-        later (`now_in_journal`): the ones neither rewritten (adopted by us) nor deleted
-        (signed out by us) since, and unknown to the core, were served by nobody alive."""
+        later (`now_in_journal`): each session there that this core did not take over
+        (adopt, from a gateway's report) was served by nobody alive, and is recorded
+        signed out. That includes the session of a user who reconnected meanwhile and,
+        their resume token unknown here, signed in again: their journal field now holds
+        the new session, which is left alone (and so is its field)."""
         actions: list[Action] = []
         closed: list[str] = []
+        adopted, self.adopted = self.adopted, set()
         for user, value in before.items():
-            if now_in_journal.get(user) != value or self.core.session(user) is not None:
-                continue
             try:
                 left = w.decode_journal_session(value)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
+            current = self.core.session(user)
+            if left.session_id in adopted or (
+                current is not None and current.session_id == left.session_id
+            ):
+                continue
             actions.append(Record(TraceEvent(kind="sign_out", at=now, data=left.sign_out)))
-            closed.append(user)
+            if now_in_journal.get(user) == value:
+                closed.append(user)
         return InheritedSessions(actions, closed)
 
     def take_over_waiting(self, waiting: Iterable[WaitingCall], now: float) -> list[Action]:

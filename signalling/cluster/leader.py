@@ -304,8 +304,8 @@ class Leader:
             self.driver.emit(actions)
 
     def shutdown(self, local: Collection[str]) -> None:
-        """This node stops: its own users (`local`) sign out, the others' sessions go on,
-        taken on by the next authority."""
+        """This node stops: its own users (`local`) and those away sign out, the others'
+        sessions go on, taken on by the next authority."""
         if self.driver is not None:
             core = self.driver.core
             self.driver.run(lambda now: core.shutdown(now, local))

@@ -190,8 +190,9 @@ class RedisCoreLink:
             self._tasks.append(loop.create_task(coro))
 
     def shutdown(self) -> None:
-        """Only this node's users sign out: the others' sessions go on, taken on by the next
-        authority (on a gateway the core is elsewhere and there is nothing to do here)."""
+        """This node's users sign out, and sessions away (connected nowhere): the others'
+        sessions go on, taken on by the next authority (on a gateway the core is elsewhere
+        and there is nothing to do here)."""
         self.leader.shutdown({conn.user for conn in self.gateway.infos})
 
     async def stop(self, wait_s: float) -> None:

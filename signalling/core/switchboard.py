@@ -405,15 +405,17 @@ class Switchboard:
         return out
 
     def shutdown(self, now: float, users: Collection[str] | None = None) -> list[Action]:
-        """The node is stopping: end every call and sign everyone out (or only `users`: the
-        rest are connected to other nodes, and the next authority takes their sessions on),
-        so the trace holds no sign-in without its sign-out and no call without its end."""
+        """The node is stopping: end every call and sign everyone out (or only `users` and
+        the sessions away: the rest are connected to other nodes, and the next authority
+        takes their sessions on; an away session has no node to report it, and if this is
+        the last node out nobody would ever sign it out), so the trace holds no sign-in
+        without its sign-out and no call without its end."""
         out: list[Action] = []
         self.conferences.end_all("shutdown", now, out)
         for call in self.calls.live():
             self.calls.end(call, EndReason.SHUTDOWN, None, now, out)
         for session in list(self.presence.sessions.values()):
-            if users is None or session.user_id in users:
+            if users is None or session.user_id in users or not session.connected:
                 self.presence.sign_out(session, "shutdown", now, out)
         self.stages.sync(out)
         return out
