@@ -79,6 +79,10 @@ class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # The authority lease (the node running the province's switchboard) lasts this long
     # unless renewed (every third of it); a dead authority is replaced after about twice it.
     lease_ttl_s: float = 5.0
+    # A client message forwarded to the authority and not answered within this long is
+    # answered `unavailable` by the node the client is on (a reply lost between nodes, an
+    # authority killed mid-message); a reply later than that is dropped. Seconds.
+    reply_timeout_s: float = 10.0
     # The host:port other nodes and load balancers reach this node's HTTP listener at, as
     # published in the node registry. Empty: server.host:server.port.
     advertise_address: str = ""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -28,6 +29,7 @@ from signalling import protocol as p
 from signalling.clock import Clock
 from signalling.cluster import wire as w
 from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.replies import AwaitedReplies
 from signalling.cluster.retry import REDIS_ERRORS, RedisHealth, RetryLoop
 from signalling.cluster.writer import RedisWriter
 from signalling.connection import Connection
@@ -78,6 +80,7 @@ class Gateway:
         presence_ttl_s: float,
         heartbeat_s: float,
         stopping: asyncio.Event,
+        reply_timeout_s: float = 10.0,
     ) -> None:
         self.node_id = node_id
         self.run = run
@@ -94,6 +97,10 @@ class Gateway:
         self._heartbeat_s = heartbeat_s
         self._stopping = stopping
         self._extend = redis.register_script(_EXTEND)
+        # Messages forwarded to the authority whose reply has not come back (replies.py).
+        self.awaited = AwaitedReplies(reply_timeout_s)
+        # Replies this node gave itself because the authority's never came.
+        self.replies_timed_out = 0
         # Connections of this node waiting for their welcome, by user.
         self.pending: dict[str, Connection] = {}
         self.infos: dict[Connection, w.ConnectionInfo] = {}
@@ -139,12 +146,19 @@ class Gateway:
         )
 
         def unavailable() -> None:
-            error = Unavailable("command center unreachable; retry")
-            self._outbox.reply(conn, error, message.id)
+            # Unless the gateway's own deadline has answered it already.
+            if self.awaited.answered(conn.user, message.id):
+                error = Unavailable("command center unreachable; retry")
+                self._outbox.reply(conn, error, message.id)
 
+        # Noted before it is sent: on the authority's own node the reply may come at once.
+        self.awaited.expect(conn.user, message.id, self._clock.now())
         self._to_authority(envelope, unavailable)
 
     def closed(self, conn: Connection) -> None:
+        if self.local.connection(conn.user) in (None, conn):
+            # No newer connection of the user here waits for replies.
+            self.awaited.forget(conn.user)
         if self.pending.get(conn.user) is conn:
             del self.pending[conn.user]
         self.infos.pop(conn, None)
@@ -176,6 +190,11 @@ class Gateway:
     # ---- what this node delivers ------------------------------------------------------------
 
     def deliver_local(self, to: Sequence[str], message: p.ServerMessage) -> None:
+        ref = getattr(message, "ref", None)
+        if ref is not None and len(to) == 1 and not self.awaited.answered(to[0], ref):
+            # Too late: the client was told `unavailable` for it already; one reply each.
+            log.warning("late reply dropped", user_id=to[0], ref=ref, reply=type(message).__name__)
+            return
         if isinstance(message, p.Welcome):
             # Named as the node the client is connected to (for its logs and support), not
             # the authority that wrote it.
@@ -316,6 +335,29 @@ class Gateway:
                 retry.failed(exc)
             else:
                 retry.answered()
+
+    async def expire_replies(self) -> None:
+        """Answer `unavailable` for every message whose reply is overdue (replies.py); the
+        first of a spell raises the alarm in the log, the rest are counted."""
+        tick = min(0.25, self.awaited.timeout_s / 4)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), tick)
+            due = self.awaited.due(self._clock.now())
+            if not due:
+                continue
+            for user, ref in due:
+                conn = self.local.connection(user) or self.pending.get(user)
+                if conn is not None and not conn.closing:
+                    error = Unavailable("no answer from the command center; retry")
+                    self._outbox.reply(conn, error, ref)
+            self.replies_timed_out += len(due)
+            log.warning(
+                "replies timed out",
+                count=len(due),
+                total=self.replies_timed_out,
+                timeout_s=self.awaited.timeout_s,
+            )
 
     async def look_up(self) -> None:
         """Delivers to users of other nodes, found by their presence keys, in order. A

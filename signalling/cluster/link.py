@@ -138,6 +138,7 @@ class RedisCoreLink:
             presence_ttl_s=rc.node_timeout_s,
             heartbeat_s=rc.heartbeat_s,
             stopping=self._stopping,
+            reply_timeout_s=rc.reply_timeout_s,
         )
         self.leader = Leader(
             node_id=node_id,
@@ -185,6 +186,7 @@ class RedisCoreLink:
             self._node_channel.run(),
             self.gateway.keep_presence(),
             self.gateway.look_up(),
+            self.gateway.expire_replies(),
             self.leader.lead(),
         ):
             self._tasks.append(loop.create_task(coro))
