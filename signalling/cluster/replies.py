@@ -62,8 +62,9 @@ class AwaitedReplies:
         return True
 
     def due(self, now: float) -> list[tuple[str, str]]:
-        """Messages whose reply is overdue: the caller answers them `unavailable`. Each is
-        then remembered as answered, so its late reply is dropped."""
+        """Messages whose reply is overdue: the caller answers them `unavailable`. One more
+        reply to each then passes `answered` (the caller's own), and any after it is
+        dropped."""
         out: list[tuple[str, str]] = []
         while self._waiting:
             key, deadline = next(iter(self._waiting.items()))
