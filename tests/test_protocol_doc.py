@@ -20,6 +20,10 @@ Conventions the document follows, and this test relies on:
   - ```` ```json data ````: any other JSON (token claims); only parsed.
   A ```` ```json ```` block without one of these markers fails the test. Each message section
   holds at least one example of its own type.
+- ```` ```msgpack client ```` / ```` ```msgpack server ````: the bytes of a binary frame in
+  hex, right after the ```` ```json ```` block of the same message: it must decode (as a
+  client frame, or into `ServerMessage`) to the same message as that JSON, and the server's
+  own msgpack encoding of it must be exactly those bytes.
 - ```` ```sequence ```` blocks (the walkthroughs) hold one event a line: `actor → {json}` is a
   client message the actor sends, `actor ← {json}` a server message the actor receives,
   `# ...` a comment. Each JSON is checked as above, and every `ref` an actor receives must be
@@ -52,7 +56,7 @@ from commandcenter import config as cfg
 from commandcenter.auth import AuthReason, Role
 from signalling import errors, hub
 from signalling import protocol as p
-from signalling.codec import Encoding, decode
+from signalling.codec import Encoding, decode, encode
 from signalling.errors import InvalidMessage, SignallingError
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -385,6 +389,39 @@ def test_json_examples_are_marked_and_valid(block: Block) -> None:
         check_invalid(block.text)
     else:
         msgspec.json.decode(block.text)
+
+
+def msgpack_pairs() -> list[tuple[Block, Block]]:
+    """Each ```msgpack block with the block just before it in its section."""
+    pairs = []
+    for section in walk(DOC):
+        blocks = section.blocks
+        for i, block in enumerate(blocks):
+            if block.words[:1] == ["msgpack"]:
+                assert i > 0, f"line {block.line}: a msgpack example follows its JSON"
+                pairs.append((blocks[i - 1], block))
+    return pairs
+
+
+@pytest.mark.parametrize("pair", msgpack_pairs(), ids=lambda pair: block_id(pair[1]))
+def test_msgpack_examples_are_the_bytes_of_the_json_before_them(
+    pair: tuple[Block, Block],
+) -> None:
+    json_block, packed = pair
+    side = packed.words[1]
+    assert json_block.words == ["json", side], f"line {packed.line}: after a ```json {side}"
+    raw = bytes.fromhex("".join(packed.text.split()))
+    if side == "client":
+        message: Any = decode(raw, Encoding.MSGPACK, 1 << 20)
+        assert message == check_client(json_block.text)
+    else:
+        message = msgspec.msgpack.decode(raw, type=p.ServerMessage)
+        assert message == check_server(json_block.text)
+        assert encode(message, Encoding.MSGPACK) == raw
+
+
+def test_there_are_msgpack_examples_of_both_sides() -> None:
+    assert {b.words[1] for _, b in msgpack_pairs()} == {"client", "server"}
 
 
 def test_there_are_examples_of_every_kind() -> None:
