@@ -267,9 +267,19 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await dialog.wait_for(state="hidden", timeout=5_000)
     seen["sos_dialog_after_answer"] = await dialog.is_visible()
     seen["sos_strip"] = await page.locator(".sos-strip").inner_text()
-    await page.locator(".sos-strip").get_by_role("button", name="解除警报").click()
+    # Cleared as a false alarm: the console asks why; the officer's page is told.
+    page.once("dialog", lambda d: asyncio.ensure_future(d.accept("误触求助键")))
+    await page.locator(".sos-strip").get_by_role("button", name="误报").click()
     await until(lambda: no_emergency(page), within=10, what="the emergency cleared")
     seen["sos_cleared"] = True
+
+    async def officer_told() -> str | None:
+        found: str | None = await officers["o-2"].evaluate("window.cc.state().emergencyOutcome")
+        return found
+
+    seen["sos_outcome_at_officer"] = await until(
+        officer_told, within=10, what="the officer told how it ended"
+    )
     seen["sound_after_clear"] = (await console_state(page))["sound"]
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up the emergency call")

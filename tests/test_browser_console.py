@@ -97,6 +97,7 @@ def test_an_sos_takes_over_the_screen_with_the_alarm_and_is_cleared(run: dict[st
     assert seen(run, "sos_dialog_after_answer") is False
     assert name in seen(run, "sos_strip")
     assert seen(run, "sos_cleared") is True
+    assert seen(run, "sos_outcome_at_officer") == "false_alarm"
     assert seen(run, "sound_after_clear") == "none"
 
 

@@ -359,6 +359,16 @@ export class Store {
     return this.send("clear_emergency", { officer: officerId });
   }
 
+  /** Clear it as a false alarm: the reason goes to the trace (the protocol requires one). */
+  falseAlarm(officerId: string, reason: string): Promise<void> {
+    this.acknowledged.add(officerId);
+    return this.send("clear_emergency", {
+      officer: officerId,
+      outcome: "false_alarm",
+      reason: reason.slice(0, 256),
+    });
+  }
+
   select(officerId: string | null): void {
     this.selected = officerId;
     this.changed();

@@ -50,9 +50,16 @@ export class EmergencyView {
           { class: "sos-strip-item" },
           t("sos.acked", { name: e.officer.name }),
           button(t("sos.clear"), () => store.clearEmergency(e.officer.id), "danger small"),
+          button(t("sos.false_alarm"), () => this.falseAlarm(e.officer.id), "small"),
         ),
       ),
     );
+  }
+
+  // A false alarm needs a reason (the trace keeps it); no reason given, nothing is sent.
+  private falseAlarm(officerId: string): void {
+    const reason = window.prompt(t("sos.false_alarm_reason"))?.trim();
+    if (reason) void this.store.falseAlarm(officerId, reason);
   }
 
   private dialog(entry: RosterEntry, count: number): HTMLElement {
@@ -82,6 +89,7 @@ export class EmergencyView {
         ringing ? button(t("sos.accept"), () => store.accept(ringing.call_id).then(() => store.acknowledge(entry.officer.id)), "accept big") : "",
         button(t("sos.ack"), () => store.acknowledge(entry.officer.id), "secondary big"),
         button(t("sos.clear"), () => store.clearEmergency(entry.officer.id), "danger big"),
+        button(t("sos.false_alarm"), () => this.falseAlarm(entry.officer.id), "big"),
       ),
     );
   }
