@@ -26,25 +26,10 @@ SYSTEM_NEEDS := /usr/bin/chromium:chromium /usr/bin/janus:janus unshare:util-lin
 
 # Installs only what is missing: when everything is there it costs a check per need.
 system:
-	@missing=""; \
-	for need in $(SYSTEM_NEEDS); do \
-	    { [ -e "$${need%:*}" ] || command -v "$${need%:*}" >/dev/null 2>&1; } || missing="$$missing $${need##*:}"; \
-	done; \
-	[ -z "$$missing" ] && exit 0; \
-	if [ "$$(id -u)" -eq 0 ]; then apt="apt-get"; \
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then apt="sudo -n apt-get"; \
-	else \
-	    echo "make: the tests need these Debian packages:$$missing" >&2; \
-	    echo "make: install them as root (apt-get install -y$$missing), then run make again" >&2; \
-	    exit 1; \
-	fi; \
-	echo "make: installing$$missing with $$apt"; \
-	export DEBIAN_FRONTEND=noninteractive; \
-	$$apt update -qq || true; \
-	$$apt install -y -qq $$missing || { \
-	    echo "make: $$apt could not install$$missing; install them, then run make again" >&2; \
-	    exit 1; \
-	}
+	@sh tools/need-packages.sh $(SYSTEM_NEEDS)
+
+# Node.js and npm build the console: Debian's, if the machine has none.
+NODE_NEEDS := npm:npm node:nodejs
 
 # The operator console (console/, TypeScript + Vite + Leaflet, docs/console.md), built into
 # the directory the server serves at /app/console/; the build is not committed. npm ci installs
@@ -57,6 +42,7 @@ CONSOLE_SOURCES := $(shell find console/src -type f) console/index.html console/
 	console/tsconfig.json
 
 $(CONSOLE_MODULES): console/package.json console/package-lock.json
+	@sh tools/need-packages.sh $(NODE_NEEDS)
 	cd console && npm ci --no-audit --no-fund
 	touch $@
 
