@@ -106,12 +106,12 @@ CourtConfig = Court
 
 def _default_courts() -> tuple[CourtConfig, ...]:
     return (
-        CourtConfig("P", "Provincial High Court", case_code="粤"),
-        CourtConfig("P01", "First Intermediate Court", "P", case_code="粤01"),
-        CourtConfig("P02", "Second Intermediate Court", "P", case_code="粤02"),
-        CourtConfig("P0101", "First Basic Court of P01", "P01", case_code="粤0101"),
-        CourtConfig("P0102", "Second Basic Court of P01", "P01", case_code="粤0102"),
-        CourtConfig("P0201", "First Basic Court of P02", "P02", case_code="粤0201"),
+        CourtConfig("P", "省高级人民法院", case_code="粤"),
+        CourtConfig("P01", "第一中级人民法院", "P", case_code="粤01"),
+        CourtConfig("P02", "第二中级人民法院", "P", case_code="粤02"),
+        CourtConfig("P0101", "一中院辖区第一基层人民法院", "P01", case_code="粤0101"),
+        CourtConfig("P0102", "一中院辖区第二基层人民法院", "P01", case_code="粤0102"),
+        CourtConfig("P0201", "二中院辖区第一基层人民法院", "P02", case_code="粤0201"),
     )
 
 

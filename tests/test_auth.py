@@ -359,7 +359,7 @@ def test_wrong_kind_of_public_key_is_refused_at_construction() -> None:
 def test_courts_hierarchy_queries() -> None:
     assert "P0101" in COURTS
     assert "X" not in COURTS
-    assert COURTS.name("P01") == "First Intermediate Court"
+    assert COURTS.name("P01") == "第一中级人民法院"
     assert COURTS.parent("P0101") == "P01"
     assert COURTS.parent("P") is None
     assert COURTS.ancestors("P0101") == ("P01", "P")

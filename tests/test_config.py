@@ -341,7 +341,7 @@ def test_environment_overrides_still_pass_the_domain_checks() -> None:
 def test_courts_are_built_positionally_and_compare_by_value() -> None:
     assert CourtConfig("P01", "First", "P") == CourtConfig(code="P01", name="First", parent="P")
     assert load_config(None, environ={}).courts[0] == CourtConfig(
-        "P", "Provincial High Court", case_code="粤"
+        "P", "省高级人民法院", case_code="粤"
     )
 
 

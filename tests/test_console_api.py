@@ -47,7 +47,7 @@ async def test_an_operator_gets_the_map_settings_and_the_courts_of_its_scope(
         "courts": [
             {
                 "code": "P0101",
-                "name": "First Basic Court of P01",
+                "name": "一中院辖区第一基层人民法院",
                 "parent": "P01",
                 "position": {"lat": 32.06, "lon": 118.79},
             }
