@@ -20,8 +20,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any, Final
 
 _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
@@ -283,6 +284,7 @@ __all__ = [
     "raise_nofile_limit",
     "rounded",
     "rss_mb",
+    "sigterm_unwinds",
 ]
 
 
@@ -362,3 +364,18 @@ class Worker:
             self.proc.kill()
             self.proc.join()
         self.conn.close()
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C does (KeyboardInterrupt), so a benchmark's cleanup (its
+    servers, its temporary directory) runs either way."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

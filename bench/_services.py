@@ -185,9 +185,11 @@ NO_PERSISTENCE: Final = ("--save", "", "--appendonly", "no")
 
 
 class PrivateRedis:
-    """A redis-server of our own on a free loopback port, without persistence; `restart`
-    kills it and starts a fresh one on the same port (everything in it is lost, as when
-    a Redis without persistence restarts)."""
+    """A redis-server of our own on a free loopback port, without persistence (what its
+    counters say is the benchmark's alone, and nothing of it outlives the run); `restart`
+    kills it and starts a fresh one on the same port (everything in it is lost, as when a
+    Redis without persistence restarts). bench.cluster (--private-redis) and bench.soak
+    (--chaos) run theirs through it."""
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()

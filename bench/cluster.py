@@ -66,19 +66,15 @@ import json
 import math
 import os
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import asyncpg
@@ -109,7 +105,9 @@ from bench._common import (
     percentile,
     raise_nofile_limit,
     rounded,
+    sigterm_unwinds,
 )
+from bench._services import PrivateRedis
 from bench.signalling import CONTENDED_PCT, server_env
 from bench.signalling import Settings as SignallingSettings
 from commandcenter.config import Config, RedisConfig
@@ -358,64 +356,6 @@ def cluster_workload_main(conn: Connection, specs: tuple[ClientSpec, ...]) -> No
 # ---- Redis, PostgreSQL, /healthz ----------------------------------------------------------
 
 
-NO_PERSISTENCE: Final = ("--save", "", "--appendonly", "no")
-
-
-class RedisServer:
-    """A redis-server of the run's own on a free loopback port, without persistence: what its
-    counters say is this benchmark's alone."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = tmp / "redis.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise BenchError("--private-redis: no redis-server on PATH")
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                # No snapshots, no append-only file: nothing of it outlives the run.
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
-                cwd=self.log_path.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        client = Redis(port=self.port, socket_connect_timeout=1.0, socket_timeout=1.0)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                if self._proc.poll() is not None:
-                    raise BenchError(f"redis-server exited: {self.log_path.read_text()[-1000:]}")
-                with contextlib.suppress(RedisError):
-                    if client.ping():
-                        return
-                if time.monotonic() > deadline:
-                    raise BenchError(f"redis-server not answering after {timeout_s:g} s")
-                time.sleep(POLL_S)
-        finally:
-            client.close()
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise BenchError("redis-server is not running")
-        return self._proc.pid
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @dataclasses.dataclass(frozen=True)
 class RedisCount:
     total: int
@@ -511,7 +451,7 @@ class Bench:
         # `run`, once the URL is known.
         self.redis_url = settings.redis_url
         self.redis: Redis
-        self.redis_server: RedisServer | None = None
+        self.redis_server: PrivateRedis | None = None
         # The node all others agreed holds the lease (None with --single).
         self.authority: str | None = None
         self.others: list[float] = []
@@ -581,7 +521,7 @@ class Bench:
         results: dict[str, dict[str, Any]] = {}
         with contextlib.ExitStack() as stack:
             if s.private_redis:
-                self.redis_server = server = RedisServer(self.tmp)
+                self.redis_server = server = PrivateRedis(self.tmp)
                 stack.callback(server.stop)
                 server.start()
                 self.redis_url = server.url
@@ -856,24 +796,10 @@ class Bench:
         self._emit({"phase": "cleanup", "schema_dropped": self.schema})
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C does, so the cleanup runs either way."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     raise_nofile_limit()
-    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         try:
             summary = Bench(settings, Path(tmp)).run()
         except BenchError as exc:

@@ -48,9 +48,8 @@ import tempfile
 import time
 import urllib.error
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 from bench._clients import OFFICER, OPERATOR, User
@@ -65,6 +64,7 @@ from bench._common import (
     raise_nofile_limit,
     rounded,
     rss_mb,
+    sigterm_unwinds,
 )
 from bench._services import PrivatePostgres, PrivateRedis
 from bench._soak_clients import SoakSpec, soak_clients_main
@@ -625,22 +625,10 @@ class Bench:
         }
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_args(argv)
     raise_nofile_limit()
-    with _sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         try:
             summary = Bench(settings, Path(tmp)).run()
         except BenchError as exc:

@@ -22,13 +22,14 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from commandcenter.auth import Role, issue_token
 
@@ -220,6 +221,34 @@ class ServerProcess:
 
 
 # ---- inside the namespace: the browser -------------------------------------------------
+
+
+Drive = Callable[[Browser, str, dict[str, Any]], Awaitable[None]]
+
+
+async def drive_with_server(server: ServerProcess, drive: Drive) -> dict[str, Any]:
+    """Run `drive(browser, base URL, result)` in a fresh Chromium against `server` (started,
+    waited for, stopped here) and return `result`: what the drive put in it, or the error
+    that stopped it with its traceback and the server's log tail, and the time it took."""
+    result: dict[str, Any] = {}
+    started = time.monotonic()
+    try:
+        await server.wait_healthy()
+        async with async_playwright() as playwright:
+            browser = await launch(playwright)
+            try:
+                await drive(browser, server.base, result)
+            finally:
+                await browser.close()
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc(limit=6)
+    finally:
+        server.stop()
+        if "error" in result:
+            result["server_log_tail"] = server.log_tail()
+    result["elapsed_s"] = round(time.monotonic() - started, 2)
+    return result
 
 
 async def launch(playwright: Playwright) -> Browser:

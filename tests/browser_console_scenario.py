@@ -24,7 +24,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 import zlib
 from pathlib import Path
@@ -40,6 +39,7 @@ from tests.browser import (
     REPO,
     SECRET,
     ServerProcess,
+    drive_with_server,
     free_port,
     launch,
     token,
@@ -123,11 +123,8 @@ async def shoot(page: Page, name: str) -> None:
 
 
 async def run(workdir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    started = time.monotonic()
     if not CONSOLE_BUILD.exists():
-        result["error"] = f"{CONSOLE_BUILD} is missing: run `make console`"
-        return result
+        return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     add_operator(workdir)
     server = ServerProcess(
         workdir,
@@ -138,23 +135,7 @@ async def run(workdir: Path) -> dict[str, Any]:
             "COMMANDCENTER_CONSOLE_TILE_URL": DEAD_TILES.format(port=free_port()),
         },
     )
-    try:
-        await server.wait_healthy()
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                await drive(browser, server.base, result)
-            finally:
-                await browser.close()
-    except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["traceback"] = traceback.format_exc(limit=6)
-    finally:
-        server.stop()
-        if "error" in result:
-            result["server_log_tail"] = server.log_tail()
-    result["elapsed_s"] = round(time.monotonic() - started, 2)
-    return result
+    return await drive_with_server(server, drive)
 
 
 async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:

@@ -20,17 +20,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import FilePayload, Page, async_playwright
+from playwright.async_api import FilePayload, Page
 
 from commandcenter.auth import Role
-from tests.browser import ServerProcess, launch, open_page, until
+from tests.browser import ServerProcess, drive_with_server, open_page, until
 from tests.browser import token as browser_token
 from tests.browser_signin_scenario import PASSWORD, SCREENSHOTS, add_account
 
@@ -60,27 +58,8 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def run(workdir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    started = time.monotonic()
     add_account(workdir, OFFICER, "officer")
-    server = ServerProcess(workdir)
-    try:
-        await server.wait_healthy()
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                await drive(browser, server.base, result)
-            finally:
-                await browser.close()
-    except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["traceback"] = traceback.format_exc(limit=5)
-    finally:
-        server.stop()
-        if "error" in result:
-            result["server_log_tail"] = server.log_tail()
-    result["elapsed_s"] = round(time.monotonic() - started, 2)
-    return result
+    return await drive_with_server(ServerProcess(workdir), drive)
 
 
 async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:

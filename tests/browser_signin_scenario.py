@@ -19,16 +19,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pyotp
+from playwright.async_api import Browser, Page
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
 
-from tests.browser import REPO, SECRET, ServerProcess, launch, until
+from tests.browser import REPO, SECRET, ServerProcess, drive_with_server, until
 
 OFFICER, OPERATOR = "o-1", "op-1"
 PASSWORD = "a password long enough"
@@ -89,28 +87,13 @@ async def fill_and_submit(page: Page, user: str, password: str, code: str | None
 
 
 async def run(workdir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    started = time.monotonic()
     add_account(workdir, OFFICER, "officer")
     totp = add_account(workdir, OPERATOR, "operator", "--totp")
-    server = ServerProcess(workdir)
-    try:
-        await server.wait_healthy()
-        async with async_playwright() as playwright:
-            browser = await launch(playwright)
-            try:
-                result.update(await drive(browser, server.base, totp["totp_secret"]))
-            finally:
-                await browser.close()
-    except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        result["traceback"] = traceback.format_exc(limit=4)
-    finally:
-        server.stop()
-        if "error" in result:
-            result["server_log_tail"] = server.log_tail()
-    result["elapsed_s"] = round(time.monotonic() - started, 2)
-    return result
+
+    async def go(browser: Browser, base: str, result: dict[str, Any]) -> None:
+        result.update(await drive(browser, base, totp["totp_secret"]))
+
+    return await drive_with_server(ServerProcess(workdir), go)
 
 
 async def drive(browser: Any, base: str, totp_secret: str) -> dict[str, Any]:
