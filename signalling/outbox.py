@@ -67,13 +67,25 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer `conn` itself: an edge's own reply (an error for a frame it sent) goes to the
+    connection that sent the frame, not to wherever the user is routed. In a cluster the
+    authority's map may name another node for a while (a resume elsewhere, a resync), and a
+    connection still waiting for its welcome is in no map at all; routed, such a reply was
+    lost, and the client waited for ever."""
+
+    conn: Connection
+    message: p.ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
 class _Flushed:
     """Everything before this step has been performed."""
 
     done: asyncio.Future[None]
 
 
-Step = Action | Attach | UseEncoding | Close | _Flushed
+Step = Action | Attach | UseEncoding | Close | Reply | _Flushed
 
 
 class Outbox:
@@ -118,7 +130,7 @@ class Outbox:
 
     def reply(self, conn: Connection, exc: ClientError, ref: str | None) -> None:
         """Answer a message of `conn` with the client error `exc`."""
-        self.emit([Send((conn.user,), error_reply(exc, ref))])
+        self.emit([Reply(conn, error_reply(exc, ref))])
 
     def close(self, conn: Connection, code: int, reason: str) -> None:
         """Close `conn` once what was queued for it is sent."""
@@ -235,6 +247,8 @@ class Outbox:
                 self.router.attach(step.conn)
             case UseEncoding():
                 step.conn.encoding = step.encoding
+            case Reply():
+                self.router.reply(step.conn, step.message)
             case Close():
                 self.router.detach(step.conn)
                 step.conn.close(step.code, step.reason)

@@ -22,6 +22,7 @@ class Router(Protocol):
     def deliver(self, to: Iterable[str], message: ServerMessage) -> None: ...
     def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None: ...
     def connections(self) -> list[Connection]: ...
+    def reply(self, conn: Connection, message: ServerMessage) -> None: ...
 
 
 class LocalRouter:
@@ -51,6 +52,10 @@ class LocalRouter:
             if frame is None:
                 frame = frames[conn.encoding] = encode(message, conn.encoding)
             conn.send(frame)
+
+    def reply(self, conn: Connection, message: ServerMessage) -> None:
+        # To the connection that asked, attached or not: the stream put its welcome first.
+        conn.send(encode(message, conn.encoding))
 
     def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
         conn = self._conns.get(user)

@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 CLOSE_TRY_AGAIN: Final = 1013
 # Presence keys extended per round trip: other work on the node runs between chunks.
 PRESENCE_CHUNK: Final = 200
+# Replies held for a connection still waiting for its welcome, at most: the hub closes a
+# connection after a few bad frames and rate-limits the rest, so more is a client bug.
+MAX_HELD_REPLIES: Final = 64
 
 # KEYS: presence keys; ARGV[1]: TTL in ms. One command for many keys: packing a command per
 # key costs the node about 35 ms of CPU per 1,000 keys in redis-py, this about 6.
@@ -103,6 +106,8 @@ class Gateway:
         self.replies_timed_out = 0
         # Connections of this node waiting for their welcome, by user.
         self.pending: dict[str, Connection] = {}
+        # The edge's own replies to a pending connection, sent right after its welcome.
+        self._held: dict[Connection, list[p.ServerMessage]] = {}
         self.infos: dict[Connection, w.ConnectionInfo] = {}
         # The presence value written for each attached connection (to delete only ours).
         self._presence: dict[Connection, bytes] = {}
@@ -156,6 +161,7 @@ class Gateway:
         self._to_authority(envelope, unavailable)
 
     def closed(self, conn: Connection) -> None:
+        self._held.pop(conn, None)
         if self.local.connection(conn.user) in (None, conn):
             # No newer connection of the user here waits for replies.
             self.awaited.forget(conn.user)
@@ -195,6 +201,7 @@ class Gateway:
             # Too late: the client was told `unavailable` for it already; one reply each.
             log.warning("late reply dropped", user_id=to[0], ref=ref, reply=type(message).__name__)
             return
+        welcomed: list[Connection] = []
         if isinstance(message, p.Welcome):
             # Named as the node the client is connected to (for its logs and support), not
             # the authority that wrote it.
@@ -207,7 +214,23 @@ class Gateway:
                     conn.session_id = message.session_id
                     self.local.attach(conn)
                     self._write_presence(conn)
+                    welcomed.append(conn)
         self.local.deliver(to, message)
+        for conn in welcomed:
+            for held in self._held.pop(conn, ()):
+                self.local.reply(conn, held)
+
+    def reply_local(self, conn: Connection, message: p.ServerMessage) -> None:
+        """The edge's own reply to `conn` (an error for a frame it sent, the gateway's
+        `unavailable`): to that connection, after its welcome if that is still to come."""
+        if self.pending.get(conn.user) is conn:
+            held = self._held.setdefault(conn, [])
+            if len(held) < MAX_HELD_REPLIES:
+                held.append(message)
+            else:
+                log.warning("reply dropped before welcome", user_id=conn.user)
+            return
+        self.local.reply(conn, message)
 
     def disconnect_local(self, user: str, session_id: str, code: int, reason: str) -> None:
         conn = self.pending.get(user)
@@ -215,6 +238,7 @@ class Gateway:
             info = self.infos[conn]
             if session_id in (conn.session_id, info.session_id):
                 del self.pending[user]
+                self._held.pop(conn, None)
                 conn.close(code, reason)
                 return
         self.local.disconnect(user, session_id, code, reason)

@@ -4,10 +4,9 @@ delivers at most once. A reply lost on the way (a failed Redis batch, an authori
 between taking a message and answering it) would leave the client waiting for ever. So the
 gateway notes each message it forwards, and a message not answered within
 `redis.reply_timeout_s` is answered by the gateway itself, `unavailable` ("retry"); a reply
-that arrives after that is dropped, so the client still gets exactly one: after the timeout
-one more reply to that message passes (normally the gateway's own `unavailable`, which takes
-the same road to the client; if the authority's reply wins the race, it is that one) and
-every later one is dropped.
+that arrives after that is dropped, so the client still gets exactly one. The gateway's own
+answer goes straight to the connection (an `Outbox.reply`), never through `answered`: routed
+like the authority's replies, it could follow a stale route to another node and be lost.
 
 Pure: time is an argument; the gateway's loop asks for what is due.
 """
@@ -29,9 +28,8 @@ class AwaitedReplies:
         self.timeout_s = timeout_s
         # (user, ref) -> deadline, in the order they were sent (deadlines ascend).
         self._waiting: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
-        # user -> refs answered by timeout, in order, each with how many more replies may pass
-        # (1 right after the timeout: the gateway's own; then 0).
-        self._late: dict[str, collections.OrderedDict[str, int]] = {}
+        # user -> refs answered by timeout, in order: their replies are dropped.
+        self._late: dict[str, collections.OrderedDict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -51,20 +49,15 @@ class AwaitedReplies:
         answered it (timed out), so that it is dropped."""
         if self._waiting.pop((user, ref), None) is not None:
             return True
+        # Dropped if the gateway answered it already; a reply to a message not forwarded by
+        # this gateway (answered on the authority's own node, or before this gateway started
+        # tracking) is delivered as always.
         late = self._late.get(user)
-        if late is not None and ref in late:
-            if late[ref] > 0:
-                late[ref] -= 1
-                return True
-            return False
-        # Not forwarded by this gateway (answered on the authority's own node, or before
-        # this gateway started tracking): delivered as always.
-        return True
+        return late is None or ref not in late
 
     def due(self, now: float) -> list[tuple[str, str]]:
-        """Messages whose reply is overdue: the caller answers them `unavailable`. One more
-        reply to each then passes `answered` (the caller's own), and any after it is
-        dropped."""
+        """Messages whose reply is overdue: the caller answers them `unavailable`, straight
+        to the connection; a reply from the authority after this is dropped."""
         out: list[tuple[str, str]] = []
         while self._waiting:
             key, deadline = next(iter(self._waiting.items()))
@@ -74,7 +67,7 @@ class AwaitedReplies:
             out.append(key)
             user, ref = key
             late = self._late.setdefault(user, collections.OrderedDict())
-            late[ref] = 1
+            late[ref] = None
             while len(late) > MAX_LATE_PER_USER:
                 late.popitem(last=False)
         return out

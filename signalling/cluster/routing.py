@@ -68,6 +68,9 @@ class ClusterRouter:
             else:
                 gateway.publish_to(target, users, message)
 
+    def reply(self, conn: Connection, message: p.ServerMessage) -> None:
+        self.node.gateway.reply_local(conn, message)
+
     def disconnect(self, user: str, session_id: str, code: int, reason: str) -> None:
         gateway = self.node.gateway
         state = self.node.leader.state
