@@ -8,7 +8,7 @@ import pytest
 
 from tests.clusterhelpers import private_redis
 from tests.clusternodes import Cluster, cluster
-from tests.test_cluster_hub import trace_kinds
+from tests.test_cluster_hub import three, trace_kinds
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
@@ -53,5 +53,36 @@ async def test_an_instruction_and_its_receipts_cross_nodes(cluster: Cluster) -> 
     listed = await watcher.request("list_instructions", reply="instructions")
     assert [r["state"] for r in listed["instructions"][0]["recipients"]] == ["read"]
 
+    kinds = [kind for kind, data in await trace_kinds(cluster) if data.get("instruction") == iid]
+    assert kinds == ["instruction_sent", "instruction_delivered", "instruction_read"]
+
+
+async def test_an_instruction_outlives_its_authority(cluster: Cluster) -> None:
+    """The authority is SIGKILLed after the instruction was delivered: the next one carries
+    it on from the journal, sends it again to the officer, and takes the read receipt."""
+    _, (a, b, boss) = await three(cluster)
+    officer = await a.connect("of-1", "officer", COURT)
+    operator = await b.connect("op-1", "operator", COURT)
+    sent = await operator.request(
+        "send_instruction", reply="instruction_sent", officer="of-1", text="原地待命"
+    )
+    iid = sent["instruction_id"]
+    await officer.expect("instruction", timeout=5.0, instruction_id=iid)
+    await officer.request("instruction_receipt", instruction_id=iid, state="delivered")
+    await operator.expect("receipt_update", timeout=5.0, instruction_id=iid)
+
+    boss.kill()
+    await cluster.formed(a.node_id, b.node_id)
+    await officer.expect("welcome", timeout=15.0)
+    again = await officer.expect("instruction", timeout=10.0, instruction_id=iid)
+    assert (again["text"], again["state"]) == ("原地待命", "delivered")
+    await operator.expect("welcome", timeout=10.0)
+    await officer.request("instruction_receipt", instruction_id=iid, state="read")
+    read = await operator.expect("receipt_update", timeout=5.0, instruction_id=iid)
+    assert read["recipient"]["state"] == "read"
+    listed = await operator.request("list_instructions", reply="instructions")
+    assert [(i["instruction_id"], i["recipients"][0]["state"]) for i in listed["instructions"]] == [
+        (iid, "read")
+    ]
     kinds = [kind for kind, data in await trace_kinds(cluster) if data.get("instruction") == iid]
     assert kinds == ["instruction_sent", "instruction_delivered", "instruction_read"]

@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signalling import protocol as p
+from signalling.cluster import wire as w
+from signalling.cluster.authority import AuthorityState
 from signalling.codec import Encoding, decode
 from signalling.core.actions import Action
 from signalling.core.instructions import TRANSITIONS, Recipient
@@ -291,3 +293,33 @@ def test_any_sequence_of_receipts_ends_in_the_latest_state_reached_once(
     if r.read_at is not None:
         assert r.delivered_at is not None
         assert r.delivered_at <= r.read_at
+
+
+# ---- a new authority carries instructions on (signalling/cluster) ---------------------------
+
+
+def test_a_new_authority_carries_on_the_journalled_instructions() -> None:
+    """What the dead authority journalled comes back as it was: the connected officer who
+    has not read it is sent it again (not recorded again), an expired one is dropped, an
+    unreadable field too; receipts then go on as before."""
+    old = board(ttl_s=100)
+    iid = sent_id(send(old, "op1", "go", to="o1"))
+    receipt(old, "o1", iid, "delivered")
+    short = sent_id(send(old, "op1", "soon gone", court="P0101"))
+    journal = {
+        i: w.encode(w.journal_instruction(old.sb.instructions.table[i])) for i in (iid, short)
+    }
+    journal["i-garbled"] = b"\x00"
+    new = board(ttl_s=100)
+    new.clock.advance(50)
+    old.sb.instructions.table[short].expires_at = new.now  # expired by the takeover
+    journal[short] = w.encode(w.journal_instruction(old.sb.instructions.table[short]))
+    state = AuthorityState(core=new.sb)
+    actions, gone = state.inherit_instructions(journal, new.now)
+    assert sorted(gone) == sorted([short, "i-garbled"])
+    assert records(actions) == []
+    (push,) = messages(actions, p.Instruction, to="o1")
+    assert (push.instruction_id, push.state) == (iid, "delivered")
+    assert new.sb.instructions.table[iid].info() == old.sb.instructions.table[iid].info()
+    assert record_kinds(receipt(new, "o1", iid, "read")) == ["instruction_read"]
+    assert record_kinds(new.advance(50)) == ["instruction_expired"]

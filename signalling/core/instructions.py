@@ -306,6 +306,39 @@ class Instructions:
             )
             out.append(Send(self._watchers(instruction), update))
 
+    # ---- many nodes (signalling/cluster) ------------------------------------------------
+
+    def restore(self, instruction: Instruction, now: float, out: list[Action]) -> None:
+        """Carry on `instruction` from a dead authority's journal (not recorded again: its
+        records are in the trace). One already here, or expired meanwhile, is left; every
+        connected officer it is for and who has not read it is sent it again."""
+        iid = instruction.instruction_id
+        if iid in self.table or instruction.expires_at <= now:
+            return
+        self.table[iid] = instruction
+        if instruction.officer is not None:
+            self._to_officer.setdefault(instruction.officer, set()).add(iid)
+        else:
+            self._to_court.setdefault(instruction.court, set()).add(iid)
+        self._deadlines.set(InstructionExpiry(iid), instruction.expires_at)
+        presence = self._board.presence
+        if instruction.officer is not None:
+            officers = [instruction.officer]
+        else:
+            officers = presence.officers(instruction.court)
+        for officer in officers:
+            session = presence.session(officer)
+            if session is None or not session.connected or session.role is not Role.OFFICER:
+                continue
+            if not instruction.is_for(officer, session.identity.court):
+                continue
+            recipient = instruction.recipients.get(officer)
+            if recipient is None:
+                recipient = Recipient(presence.info(officer), now)
+                instruction.recipients[officer] = recipient
+            if recipient.state != "read":
+                out.append(Send((officer,), instruction.push(officer)))
+
     # ---- consoles -----------------------------------------------------------------------
 
     def listed(self, session: Session, msg: p.ListInstructions) -> p.Instructions:
