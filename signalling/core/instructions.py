@@ -19,7 +19,8 @@ away asks for the list (`list_instructions`) with the receipts as they are now.
 
 This module owns the instructions not yet expired, who each was sent to, and the
 `InstructionExpiry` timer. It is the authority's, like every sub-core: in a cluster the
-instructions live on the node holding the lease (a new authority starts without them).
+instructions live on the node holding the lease, which journals them, and a new authority
+after a failover carries them on (`restore`).
 """
 
 from __future__ import annotations
