@@ -6,16 +6,17 @@ expiry, bounds, and a property test over every sequence of receipts."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from signalling import protocol as p
 from signalling.cluster import wire as w
 from signalling.cluster.authority import AuthorityState
 from signalling.codec import Encoding, decode
 from signalling.core.actions import Action
-from signalling.core.instructions import TRANSITIONS, Recipient
-from signalling.errors import Busy, Forbidden, InvalidMessage, NotFound
+from signalling.core.instructions import TRANSITIONS, InstructionExpiry, Recipient
+from signalling.errors import Busy, ClientError, Forbidden, InvalidMessage, NotFound
 from signalling.settings import InstructionsConfig
 from tests.corehelpers import (
     Board,
@@ -323,3 +324,109 @@ def test_a_new_authority_carries_on_the_journalled_instructions() -> None:
     assert new.sb.instructions.table[iid].info() == old.sb.instructions.table[iid].info()
     assert record_kinds(receipt(new, "o1", iid, "read")) == ["instruction_read"]
     assert record_kinds(new.advance(50)) == ["instruction_expired"]
+
+
+# ---- stateful: random sends, receipts, drops, reconnects and time -----------------------------
+
+USERS = {i.user_id: i for i in (OFFICER_A, OFFICER_B, OFFICER_OTHER, OPERATOR_A, SUPERVISOR)}
+ORDER: dict[str, int] = {"sent": 0, "delivered": 1, "read": 2}
+
+
+class InstructionsMachine(RuleBasedStateMachine):
+    """Whatever happens, a refused request changes nothing, receipts only move forward and
+    each move is recorded once, every instruction is indexed once and expires on time, and
+    an officer signing in is sent exactly the valid instructions for them not yet read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = Board(instructions=InstructionsConfig(ttl_s=30.0, max_pending=3, max_chars=8))
+        self.b.sign_in(*USERS.values())
+        self.states: dict[tuple[str, str], str] = {}
+        self.moves: list[tuple[str, str, str]] = []
+
+    def _state(self) -> object:
+        return {i: info.info() for i, info in self.b.sb.instructions.table.items()}
+
+    def _try(self, user: str, msg: p.ClientMessage) -> None:
+        session = self.b.sb.session(user)
+        if session is None or not session.connected:
+            return
+        before = self._state()
+        try:
+            out = self.b.send(user, msg)
+        except ClientError:
+            assert self._state() == before
+            return
+        for event in records(out):
+            if event.kind in ("instruction_delivered", "instruction_read"):
+                self.moves.append((event.data["instruction"], event.data["officer"], event.kind))
+
+    @rule(
+        sender=st.sampled_from(["op1", "sup", "o1"]),
+        to=st.sampled_from(["o1", "o2", "o3", None]),
+        court=st.sampled_from(["P0101", "P0102"]),
+        text=st.sampled_from(["go", "  ", "toolongtext", "\uff21"]),
+    )
+    def send(self, sender: str, to: str | None, court: str, text: str) -> None:
+        msg = p.SendInstruction(
+            id=self.b.msg_id(), text=text, officer=to, court=None if to else court
+        )
+        self._try(sender, msg)
+
+    @rule(
+        officer=st.sampled_from(["o1", "o2", "o3"]),
+        n=st.integers(0, 9),
+        state=st.sampled_from(["delivered", "read"]),
+    )
+    def answer(self, officer: str, n: int, state: p.ReceiptState) -> None:
+        ids = sorted(self.b.sb.instructions.table) or ["i-none"]
+        iid = ids[n % len(ids)]
+        self._try(
+            officer, p.InstructionReceipt(id=self.b.msg_id(), instruction_id=iid, state=state)
+        )
+
+    @rule(officer=st.sampled_from(["o1", "o2", "o3"]))
+    def reconnect(self, officer: str) -> None:
+        session = self.b.sb.session(officer)
+        if session is not None and session.connected:
+            self.b.drop(officer)
+        _, out = self.b.connect(USERS[officer])
+        court = USERS[officer].court
+        unread = {
+            i.instruction_id
+            for i in self.b.sb.instructions.for_officer(officer, court)
+            if i.recipients[officer].state != "read"
+        }
+        assert {m.instruction_id for m in messages(out, p.Instruction, to=officer)} == unread
+
+    @rule(seconds=st.sampled_from([1.0, 10.0, 31.0]))
+    def wait(self, seconds: float) -> None:
+        self.b.advance(seconds)
+
+    @invariant()
+    def receipts_only_move_forward(self) -> None:
+        for iid, instruction in self.b.sb.instructions.table.items():
+            assert instruction.expires_at > self.b.now
+            for who, r in instruction.recipients.items():
+                before = self.states.get((iid, who), "sent")
+                assert ORDER[r.state] >= ORDER[before]
+                self.states[(iid, who)] = r.state
+
+    @invariant()
+    def each_move_is_recorded_once(self) -> None:
+        assert len(self.moves) == len(set(self.moves))
+
+    @invariant()
+    def every_instruction_is_indexed_once_with_its_timer(self) -> None:
+        core = self.b.sb.instructions
+        for iid, instruction in core.table.items():
+            holders = [o for o in ("o1", "o2", "o3") if iid in core._to_officer.get(o, set())] + [
+                c for c in ("P0101", "P0102") if iid in core._to_court.get(c, set())
+            ]
+            assert len(holders) == 1
+            expiry = self.b.sb.deadlines.get(InstructionExpiry(iid))
+            assert expiry == instruction.expires_at
+
+
+TestInstructionsMachine = InstructionsMachine.TestCase
+TestInstructionsMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
