@@ -15,7 +15,7 @@ from signalling.cluster import wire as w
 from signalling.cluster.authority import AuthorityState
 from signalling.codec import Encoding, decode
 from signalling.core.actions import Action
-from signalling.core.instructions import TRANSITIONS, InstructionExpiry, Recipient
+from signalling.core.instructions import MAX_LISTED, TRANSITIONS, InstructionExpiry, Recipient
 from signalling.errors import Busy, ClientError, Forbidden, InvalidMessage, NotFound
 from signalling.settings import InstructionsConfig
 from tests.corehelpers import (
@@ -430,3 +430,12 @@ class InstructionsMachine(RuleBasedStateMachine):
 
 TestInstructionsMachine = InstructionsMachine.TestCase
 TestInstructionsMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_a_list_holds_the_newest_instructions_only() -> None:
+    b = board(max_pending=1000)
+    ids = []
+    for n in range(MAX_LISTED + 5):
+        b.clock.advance(1)
+        ids.append(sent_id(send(b, "sup", f"n{n}", court="P0102")))
+    assert [i.instruction_id for i in listed(b, "sup")] == ids[-MAX_LISTED:]

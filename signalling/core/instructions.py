@@ -53,6 +53,10 @@ TRANSITIONS: Final[dict[tuple[p.RecipientState, p.ReceiptState], p.RecipientStat
     ("read", "delivered"): None,
     ("read", "read"): None,
 }
+# The most instructions one `instructions` reply lists (the newest): a province-wide scope
+# may hold thousands, each with its court's recipients, and one reply must stay well under
+# `limits.max_backlog_bytes`.
+MAX_LISTED: Final = 100
 # What the trace calls each move.
 RECORD_KINDS: Final[dict[p.RecipientState, str]] = {
     "delivered": "instruction_delivered",
@@ -357,7 +361,7 @@ class Instructions:
             (i for i in self.table.values() if i.court in wanted),
             key=lambda i: (i.sent_at, i.instruction_id),
         )
-        return p.Instructions(ref=msg.id, instructions=[i.info() for i in found])
+        return p.Instructions(ref=msg.id, instructions=[i.info() for i in found[-MAX_LISTED:]])
 
     # ---- timers -------------------------------------------------------------------------
 
