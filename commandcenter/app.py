@@ -101,6 +101,8 @@ def create_app(
             ),
             conferences=config.conferences,
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
+            instructions=config.instructions,
+            new_instruction_id=lambda: "i-" + secrets.token_hex(8),
         )
 
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).

@@ -38,6 +38,7 @@ from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderC
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
+    InstructionsConfig,
     LimitsConfig,
     PresenceConfig,
     RedisConfig,
@@ -206,6 +207,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
+    instructions: InstructionsConfig = msgspec.field(default_factory=InstructionsConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -215,6 +217,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 # when decoding, and configs are also built in code (`--port`, replace_section, tests), which
 # __post_init__ covers. One place checks both, with messages naming the key.
 MIN_BACKLOG_BYTES = 65536
+# The wire's own ceiling on an instruction's text (signalling.protocol.InstructionText).
+MAX_INSTRUCTION_CHARS = 2000
 
 
 def _validate(cfg: Config) -> None:
@@ -289,9 +293,18 @@ def _validate(cfg: Config) -> None:
         "accounts.session_ttl_s": cfg.accounts.session_ttl_s,
         "accounts.token_ttl_s": cfg.accounts.token_ttl_s,
     }
+    positive.update(
+        {
+            "instructions.ttl_s": cfg.instructions.ttl_s,
+            "instructions.max_chars": cfg.instructions.max_chars,
+            "instructions.max_pending": cfg.instructions.max_pending,
+        }
+    )
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    if cfg.instructions.max_chars > MAX_INSTRUCTION_CHARS:
+        raise ConfigError(f"instructions.max_chars: at most {MAX_INSTRUCTION_CHARS}")
     if cfg.conferences.revoke_grace_s < 0:
         raise ConfigError("conferences.revoke_grace_s: must not be negative")
     if cfg.presence.grace_s < 0:
@@ -637,6 +650,7 @@ __all__ = [
     "CourtConfig",
     "EvidenceConfig",
     "FeedConfig",
+    "InstructionsConfig",
     "LimitsConfig",
     "LoggingConfig",
     "MetricsConfig",

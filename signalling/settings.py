@@ -1,6 +1,6 @@
-"""The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]` and
-`[redis]` sections of config.toml, with their defaults. `commandcenter.config` reads them;
-the hub and the core receive them, never the file.
+"""The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]`,
+`[instructions]` and `[redis]` sections of config.toml, with their defaults.
+`commandcenter.config` reads them; the hub and the core receive them, never the file.
 
 Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
 dataclass, while `forbid_unknown_fields` turns a misspelt key into an error naming its path.
@@ -65,6 +65,17 @@ class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     revoke_grace_s: float = 3.0
     # Most raised hands kept in one conference's queue.
     max_queue: int = 300
+
+
+class InstructionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # An instruction reaches officers who sign in this long after it was sent, and is listed
+    # with its receipts on consoles until then, seconds.
+    ttl_s: float = 8 * 3600.0
+    # Longest text, characters (after NFKC normalisation).
+    max_chars: int = 500
+    # Most instructions an officer may have not yet read (their own and their court's);
+    # beyond it a new one is refused as `busy`.
+    max_pending: int = 20
 
 
 class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

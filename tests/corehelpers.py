@@ -20,6 +20,7 @@ from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
+from signalling.settings import InstructionsConfig
 
 COURTS = Courts(Config().courts)
 T0 = 1_800_000_000.0
@@ -139,6 +140,7 @@ class Board:
         calls: CallsConfig | None = None,
         presence: PresenceConfig | None = None,
         conferences: ConferencesConfig | None = None,
+        instructions: InstructionsConfig | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -150,6 +152,7 @@ class Board:
             node_id="n1",
             new_call_id=CallIds(),
             conferences=conferences,
+            instructions=instructions,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)

@@ -213,6 +213,41 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
 ]
 
+# Instructions (signalling.protocol.instructions).
+RECIPIENT = p.RecipientInfo(
+    officer=USER, state="read", sent_at=NOW_MS, delivered_at=NOW_MS, read_at=NOW_MS
+)
+INSTRUCTION = p.InstructionInfo(
+    instruction_id="i-1",
+    by=OPERATOR,
+    court="P0101",
+    officer="o1",
+    text="请立即前往二号现场",
+    sent_at=NOW_MS,
+    expires_at=NOW_MS,
+    recipients=[RECIPIENT],
+)
+CLIENT_SAMPLES += [
+    p.SendInstruction(id="i1", text="请立即前往二号现场", officer="o1"),
+    p.InstructionReceipt(id="i2", instruction_id="i-1", state="delivered"),
+    p.ListInstructions(id="i3", court="P0101"),
+]
+SERVER_SAMPLES += [
+    p.InstructionSent(ref="i1", instruction_id="i-1"),
+    p.Instruction(
+        instruction_id="i-1",
+        by=OPERATOR,
+        text="请立即前往二号现场",
+        court_wide=False,
+        sent_at=NOW_MS,
+        expires_at=NOW_MS,
+        state="sent",
+    ),
+    p.InstructionUpdate(instruction=INSTRUCTION),
+    p.ReceiptUpdate(instruction_id="i-1", court="P0101", recipient=RECIPIENT),
+    p.Instructions(ref="i3", instructions=[INSTRUCTION]),
+]
+
 _server_json = msgspec.json.Decoder(p.ServerMessage)
 _server_msgpack = msgspec.msgpack.Decoder(p.ServerMessage)
 

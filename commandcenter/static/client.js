@@ -58,6 +58,9 @@
     emergencyClearedBy: null, // UserInfo of who cleared the last one
     muted: false,
     cameraOff: false,
+    // Instructions from the center not yet acknowledged here, by id (docs/protocol.md,
+    // "Instructions"): the server sends each again after every sign-in until it is read.
+    instructions: new Map(),
     hiddenSince: null, // when the page last went to the background (ms), while it is
     backgroundS: null, // how long the page was last in the background, seconds
   };
@@ -177,6 +180,9 @@
         state.lastEnd = { call_id: msg.call_id, reason: msg.reason };
         callOver(msg.call_id);
         break;
+      case "instruction":
+        instructionReceived(msg);
+        break;
       case "roster_update":
         if (msg.entry.status === "offline") state.roster.delete(msg.entry.officer.id);
         else state.roster.set(msg.entry.officer.id, msg.entry);
@@ -239,6 +245,36 @@
         })
         .catch(() => {});
     }
+  }
+
+  // ---- instructions ---------------------------------------------------------------------------
+
+  // Kept once per id (a resend after a reconnect replaces it); the server is told at once
+  // that the page has it, and again after a reconnect (a repeat changes nothing there).
+  function instructionReceived(msg) {
+    if (msg.state === "read") {
+      state.instructions.delete(msg.instruction_id);
+      return;
+    }
+    const known = state.instructions.has(msg.instruction_id);
+    state.instructions.set(msg.instruction_id, msg);
+    if (!known && navigator.vibrate) navigator.vibrate([300, 150, 300]);
+    if (msg.state === "sent") {
+      request("instruction_receipt", { instruction_id: msg.instruction_id, state: "delivered" })
+        .catch((err) => log({ type: "error", reason: err.message }));
+    }
+  }
+
+  // The officer tapped 收到: the read receipt; kept on screen until the server has it.
+  async function acknowledgeInstruction(instructionId) {
+    try {
+      await request("instruction_receipt", { instruction_id: instructionId, state: "read" });
+    } catch (err) {
+      // Expired meanwhile (not_found): nothing left to acknowledge. Otherwise it stays.
+      if (err.code !== "not_found") throw err;
+    }
+    state.instructions.delete(instructionId);
+    render();
   }
 
   function sendHeartbeat() {
@@ -881,6 +917,7 @@
       emergencyClearedBy: state.emergencyClearedBy,
       emergencyTakenBy: state.emergencyTakenBy || null,
       emergencyOutcome: state.emergencyOutcome || null,
+      instructions: [...state.instructions.values()].sort((a, b) => a.sent_at - b.sent_at),
       muted: state.muted,
       cameraOff: state.cameraOff,
       backgroundS: state.backgroundS,
@@ -900,6 +937,7 @@
     emergency,
     clearEmergency,
     acknowledgeEmergency: (officer) => request("acknowledge_emergency", { officer }),
+    acknowledgeInstruction,
     // An officer's position fix, for tests that need an officer on the map.
     position: (lat, lon, accuracyM = 10) =>
       request("position", { lat, lon, accuracy_m: accuracyM, device_time: Date.now() }),

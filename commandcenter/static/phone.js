@@ -46,6 +46,10 @@
       kinds: { photo: "照片", video: "视频", audio: "录音", document: "文件" },
       states: { queued: "等待上传", uploading: "上传中", done: "已上传", refused: "被拒绝" },
       waiting_network: "等待网络",
+      instructions: "指挥中心指令",
+      instruction_ack: "收到",
+      instruction_from: "{name} · {time}",
+      instruction_court: "（全院）",
       reasons: {
         hangup: "挂断",
         cancelled: "已取消",
@@ -97,6 +101,10 @@
       kinds: { photo: "Photo", video: "Video", audio: "Audio", document: "File" },
       states: { queued: "Waiting to upload", uploading: "Uploading", done: "Uploaded", refused: "Refused" },
       waiting_network: "waiting for the network",
+      instructions: "Instructions from the center",
+      instruction_ack: "Got it",
+      instruction_from: "{name} · {time}",
+      instruction_court: " (whole court)",
       reasons: {},
     },
   };
@@ -150,6 +158,47 @@
     if (s.backgroundS) notices.push(fill(t.background, { s: s.backgroundS }));
     $("notice").textContent = notices.join(" ");
     $("notice").hidden = notices.length === 0;
+    drawInstructions(s.instructions || []);
+  }
+
+  // Instructions stay at the top, in strong colours, until the officer taps 收到: the
+  // server's read receipt is that tap. Redrawn only when the set changes, so a tap is not
+  // lost to a redraw in between.
+  function drawInstructions(items) {
+    $("instructions").hidden = items.length === 0;
+    const list = $("instruction-list");
+    const key = JSON.stringify(items.map((i) => i.instruction_id));
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren();
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.className = "instruction";
+      li.dataset.instructionId = item.instruction_id;
+      const text = document.createElement("p");
+      text.className = "instruction-text";
+      text.textContent = item.text;
+      const from = document.createElement("p");
+      from.className = "instruction-from";
+      const time = new Date(item.sent_at).toLocaleTimeString(lang === "en" ? "en" : "zh-CN", {
+        hour: "2-digit", minute: "2-digit",
+      });
+      from.textContent = fill(t.instruction_from, { name: item.by.name, time })
+        + (item.court_wide ? t.instruction_court : "");
+      const ack = document.createElement("button");
+      ack.className = "big go";
+      ack.textContent = t.instruction_ack;
+      ack.onclick = () => {
+        ack.disabled = true;
+        window.cc.acknowledgeInstruction(item.instruction_id).catch((err) => {
+          ack.disabled = false;
+          report(err);
+        });
+      };
+      li.append(text, from, ack);
+      list.append(li);
+    }
+    if (items.length) $("instructions").scrollIntoView({ block: "start" });
   }
 
   function drawUploads(items) {
@@ -233,7 +282,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
     for (const [id, key] of [["call", "call"], ["cancel", "cancel"], ["hangup", "hangup"],
-      ["flip", "flip"], ["unmute", "sound"], ["sos-label", "sos"], ["signout", "signout"]]) {
+      ["flip", "flip"], ["unmute", "sound"], ["sos-label", "sos"], ["signout", "signout"],
+      ["instructions-title", "instructions"]]) {
       $(id).textContent = t[key];
     }
     $("lang").textContent = t.other;

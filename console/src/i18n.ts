@@ -116,6 +116,25 @@ const zh = {
   "unit.s": "{n}秒",
   "unit.m": "{m}分{s}秒",
   "unit.h": "{h}小时{m}分",
+  // Instructions (views/instructions.ts).
+  "instr.title": "指令",
+  "instr.court_wide": "全院指令",
+  "instr.court": "法院",
+  "instr.text": "指令内容",
+  "instr.placeholder": "输入指令（最多 500 字）",
+  "instr.send": "发送指令",
+  "instr.send_court": "发送全院指令",
+  "instr.to_officer": "发给 {name}",
+  "instr.to_court": "全院：{court}",
+  "instr.none": "尚未发送指令",
+  "instr.summary": "已送达 {delivered}/{n} · 已读 {read}/{n}",
+  "instr.by": "{name} 于 {time} 发出",
+  "instr.sent": "已发送",
+  "instr.delivered": "已送达",
+  "instr.read": "已读",
+  "instr.state_at": "{state} {time}",
+  "instr.no_recipients": "暂无在线干警；之后上线的干警将收到",
+  "notice.instruction_sent": "指令已发送",
 };
 
 type Key = keyof typeof zh;
@@ -233,6 +252,25 @@ const en: Record<Key, string> = {
   "unit.s": "{n} s",
   "unit.m": "{m} min {s} s",
   "unit.h": "{h} h {m} min",
+  // Instructions (views/instructions.ts).
+  "instr.title": "Instructions",
+  "instr.court_wide": "Instruction to the whole court",
+  "instr.court": "Court",
+  "instr.text": "Instruction",
+  "instr.placeholder": "Type an instruction (at most 500 characters)",
+  "instr.send": "Send instruction",
+  "instr.send_court": "Send to the whole court",
+  "instr.to_officer": "To {name}",
+  "instr.to_court": "Whole court: {court}",
+  "instr.none": "No instruction sent yet",
+  "instr.summary": "delivered {delivered}/{n} · read {read}/{n}",
+  "instr.by": "sent by {name} at {time}",
+  "instr.sent": "sent",
+  "instr.delivered": "delivered",
+  "instr.read": "read",
+  "instr.state_at": "{state} {time}",
+  "instr.no_recipients": "No officer online yet; those who sign in later will get it",
+  "notice.instruction_sent": "Instruction sent",
 };
 
 const TABLES: Record<Lang, Record<Key, string>> = { zh, en };

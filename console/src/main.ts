@@ -21,6 +21,7 @@ import { DEFAULT_SETTINGS, Store, type ConsoleSettings } from "./store";
 import { CallView } from "./views/call";
 import { EmergencyView } from "./views/emergency";
 import { HeaderView } from "./views/header";
+import { InstructionsView } from "./views/instructions";
 import { MapView } from "./views/map";
 import { OfficerCard } from "./views/officer";
 import { QueueView } from "./views/queue";
@@ -36,7 +37,8 @@ setLang(currentLang());
 const queue = new QueueView(store);
 const roster = new RosterView(store);
 const map = new MapView(store);
-const card = new OfficerCard(store);
+const instructions = new InstructionsView(store);
+const card = new OfficerCard(store, [instructions.officerComposer]);
 const call = new CallView(store);
 const emergency = new EmergencyView(store, (id) => map.focus(id));
 const header = new HeaderView(store, alarm, render);
@@ -49,7 +51,7 @@ root.replaceChildren(
   h(
     "main",
     { class: "layout" },
-    h("div", { class: "side" }, queue.el, roster.el),
+    h("div", { class: "side" }, queue.el, roster.el, instructions.el),
     h("div", { class: "centre" }, call.el, map.el),
   ),
   header.notices,
@@ -66,6 +68,7 @@ function render(): void {
   card.render();
   call.render();
   emergency.render();
+  instructions.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -148,6 +151,8 @@ window.ccConsole = {
     mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
     sound: alarm.playing(),
     soundRunning: alarm.running(),
+    instructions: store.instructions.all(),
+    instructionLists: store.instructions.listReplies,
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),

@@ -61,6 +61,27 @@ export interface Welcome {
   calls: CallInfo[];
 }
 
+// Instructions to officers and their receipts (docs/protocol.md, "Instructions").
+export interface RecipientInfo {
+  officer: UserInfo;
+  state: "sent" | "delivered" | "read";
+  sent_at: number;
+  delivered_at: number | null;
+  read_at: number | null;
+}
+
+export interface InstructionInfo {
+  instruction_id: string;
+  by: UserInfo;
+  court: string;
+  /** Null: every officer of `court`. */
+  officer: string | null;
+  text: string;
+  sent_at: number;
+  expires_at: number;
+  recipients: RecipientInfo[];
+}
+
 // The pushes the console acts on; others are ignored, as the protocol asks of clients.
 export type Push =
   | Welcome
@@ -74,6 +95,8 @@ export type Push =
   | { type: "participant_left"; call_id: string; user: UserInfo }
   | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
   | { type: "offer"; call_id: string; sdp: string }
+  | { type: "instruction_update"; instruction: InstructionInfo }
+  | { type: "receipt_update"; instruction_id: string; court: string; recipient: RecipientInfo }
   | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
 
 export interface Reply {

@@ -5,6 +5,7 @@
  */
 
 import { reasonText, t } from "./i18n";
+import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
   ProtocolError,
@@ -87,6 +88,8 @@ export class Store {
   snapshots: Snapshot[] = [];
   /** How many roster replies arrived (a test can tell a fresh one from the last). */
   rosterReplies = 0;
+  /** Instructions to officers and their receipts (instructions.ts). */
+  readonly instructions: InstructionBook;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
   private listeners = new Set<Listener>();
@@ -103,6 +106,7 @@ export class Store {
         this.serverOffsetMs = offset;
       },
     });
+    this.instructions = new InstructionBook(this.hub);
   }
 
   subscribe(listener: Listener): void {
@@ -185,6 +189,12 @@ export class Store {
           this.notice(t("notice.sos_taken", { name: msg.by.name, officer: msg.officer.name }));
         }
         break;
+      case "instruction_update":
+        this.instructions.updated(msg.instruction);
+        break;
+      case "receipt_update":
+        this.instructions.receipt(msg.instruction_id, msg.recipient);
+        break;
       case "offer":
       case "ice_candidate":
         this.onMediaPush?.(msg);
@@ -214,6 +224,29 @@ export class Store {
     // Updates sent while we were away are not replayed: ask for the whole roster again,
     // after every welcome, and take its reply as the truth.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
+    // Likewise the instructions: receipts that came while we were away are in the list.
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshInstructions();
+  }
+
+  async refreshInstructions(): Promise<void> {
+    try {
+      await this.instructions.refresh();
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** Send an instruction; true once the server took it (it then shows in the list). */
+  async sendInstruction(target: InstructionTarget, text: string): Promise<boolean> {
+    try {
+      await this.instructions.send(target, text);
+      this.notice(t("notice.instruction_sent"));
+      return true;
+    } catch (err) {
+      this.failed(err);
+      return false;
+    }
   }
 
   async refreshRoster(): Promise<void> {

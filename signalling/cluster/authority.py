@@ -330,6 +330,26 @@ class AuthorityState:
             ended.append(conference_id)
         return InheritedConferences(actions, ended)
 
+    def inherit_instructions(
+        self, journal: Mapping[str, bytes], now: float
+    ) -> tuple[list[Action], list[str]]:
+        """The dead authority's journal of instructions (id -> `wire.JournalInstruction`):
+        each still valid is carried on here (`actions` send it again to its officers
+        connected now); the second list is the fields to delete (expired, or unreadable)."""
+        actions: list[Action] = []
+        gone: list[str] = []
+        for instruction_id, value in journal.items():
+            try:
+                entry = w.decode_journal_instruction(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                gone.append(instruction_id)
+                continue
+            if entry.expires_at <= now:
+                gone.append(instruction_id)
+                continue
+            self.core.instructions.restore(w.instruction_of(instruction_id, entry), now, actions)
+        return actions, gone
+
     def inherit_sessions(
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float
     ) -> InheritedSessions:

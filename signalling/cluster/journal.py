@@ -75,6 +75,7 @@ class Journal:
         users: set[str] = set()
         calls: set[str] = set()
         conferences: set[str] = set()
+        instructions: set[str] = set()
         for event in events:
             if event.kind in _SESSION_KINDS:
                 users.add(str(event.data["user"]))
@@ -84,12 +85,17 @@ class Journal:
             conference = event.data.get("conference")
             if isinstance(conference, str):
                 conferences.add(conference)
+            instruction = event.data.get("instruction")
+            if isinstance(instruction, str):
+                instructions.add(instruction)
         for user in users:
             self._session(state.core, user)
         for call_id in calls:
             self._call(state.core, call_id)
         for conference_id in conferences:
             self._conference(state.core, conference_id)
+        for instruction_id in instructions:
+            self._instruction(state.core, instruction_id)
 
     def rewrite(self, core: Switchboard) -> None:
         """Write every live session and call of `core` again (Redis may have lost them)."""
@@ -99,6 +105,8 @@ class Journal:
             self._call(core, call_id)
         for conference_id in list(core.conferences.table):
             self._conference(core, conference_id)
+        for instruction_id in list(core.instructions.table):
+            self._instruction(core, instruction_id)
 
     def _session(self, core: Switchboard, user: str) -> None:
         facts = core.session_facts(user)
@@ -125,6 +133,11 @@ class Journal:
             value = w.encode(w.JournalConference(notify=list(facts.notify), ended=facts.ended))
         self._writer.hash_field(self._keys.journal_conferences, conference_id, value)
 
+    def _instruction(self, core: Switchboard, instruction_id: str) -> None:
+        instruction = core.instructions.table.get(instruction_id)
+        value = None if instruction is None else w.encode(w.journal_instruction(instruction))
+        self._writer.hash_field(self._keys.journal_instructions, instruction_id, value)
+
     # ---- inheriting -------------------------------------------------------------------------
 
     async def inherit(self, state: AuthorityState) -> None:
@@ -136,7 +149,7 @@ class Journal:
         journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
         if journal is None:
             return
-        calls, sessions, conferences = journal
+        calls, sessions, conferences, instructions = journal
         now = self._clock.now()
         inherited = state.inherit_calls(calls, now)
         for call_id in inherited.ended:
@@ -150,7 +163,10 @@ class Journal:
             calls=len(inherited.ended),
             conferences=len(lost.ended),
         )
-        self._emit(inherited.actions + lost.actions)
+        carried, gone = state.inherit_instructions(instructions, now)
+        for instruction_id in gone:
+            self._writer.hash_field(keys.journal_instructions, instruction_id, None)
+        self._emit(inherited.actions + lost.actions + carried)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
@@ -171,11 +187,14 @@ class Journal:
         )
         self._emit(left.actions + state.take_over_waiting(inherited.waiting, now))
 
-    async def _read(self) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes]]:
+    async def _read(
+        self,
+    ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes], dict[str, bytes]]:
         calls = await self._redis.hgetall(self._keys.journal_calls)
         sessions = await self._redis.hgetall(self._keys.journal_sessions)
         conferences = await self._redis.hgetall(self._keys.journal_conferences)
-        return _decoded(calls), _decoded(sessions), _decoded(conferences)
+        instructions = await self._redis.hgetall(self._keys.journal_instructions)
+        return _decoded(calls), _decoded(sessions), _decoded(conferences), _decoded(instructions)
 
 
 def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, bytes]:

@@ -74,6 +74,13 @@ JOURNAL_SESSIONS: Final = "journal:sessions"
 # trace holds its end.
 JOURNAL_CONFERENCES: Final = "journal:conferences"
 
+# Hash. Field: instruction id. Value: msgpack `wire.JournalInstruction` {by, court, officer,
+# text, sent_at, expires_at, recipients with their receipts}. Written by the authority as an
+# instruction's records are made, deleted when it expires. Unlike a call, an instruction
+# outlives its authority: a node taking the lease from a dead one carries each on (sent again
+# to its officers until read), so an instruction is not lost to a failover.
+JOURNAL_INSTRUCTIONS: Final = "journal:instructions"
+
 # ---- per node -----------------------------------------------------------------------------
 
 # Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
@@ -104,6 +111,7 @@ class ClusterKeys:
         "broadcast",
         "journal_calls",
         "journal_conferences",
+        "journal_instructions",
         "journal_sessions",
         "nodes",
         "nodes_heard",
@@ -122,6 +130,7 @@ class ClusterKeys:
         self.journal_calls = prefix + JOURNAL_CALLS
         self.journal_sessions = prefix + JOURNAL_SESSIONS
         self.journal_conferences = prefix + JOURNAL_CONFERENCES
+        self.journal_instructions = prefix + JOURNAL_INSTRUCTIONS
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id

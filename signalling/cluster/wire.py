@@ -23,6 +23,7 @@ import msgspec
 from signalling import protocol as p
 from signalling.core.actions import Stage
 from signalling.core.facts import WaitingCall
+from signalling.core.instructions import Instruction, Recipient
 
 
 class _Envelope(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
@@ -167,9 +168,75 @@ def encode(
     | Presence
     | JournalCall
     | JournalConference
-    | JournalSession,
+    | JournalSession
+    | JournalInstruction,
 ) -> bytes:
     return _encoder.encode(message)
+
+
+class JournalRecipient(msgspec.Struct, frozen=True, kw_only=True):
+    officer: p.UserInfo
+    state: p.RecipientState
+    sent_at: float
+    delivered_at: float | None = None
+    read_at: float | None = None
+
+
+class JournalInstruction(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_instructions`: an instruction still valid, with who it was sent
+    to and their receipts (times in seconds of the authorities' clock), carried on by the
+    next authority."""
+
+    by: p.UserInfo
+    court: str
+    officer: str | None
+    text: str
+    sent_at: float
+    expires_at: float
+    recipients: list[JournalRecipient]
+
+
+def journal_instruction(instruction: Instruction) -> JournalInstruction:
+    return JournalInstruction(
+        by=instruction.by,
+        court=instruction.court,
+        officer=instruction.officer,
+        text=instruction.text,
+        sent_at=instruction.sent_at,
+        expires_at=instruction.expires_at,
+        recipients=[
+            JournalRecipient(
+                officer=r.officer,
+                state=r.state,
+                sent_at=r.sent_at,
+                delivered_at=r.delivered_at,
+                read_at=r.read_at,
+            )
+            for r in instruction.recipients.values()
+        ],
+    )
+
+
+def instruction_of(instruction_id: str, entry: JournalInstruction) -> Instruction:
+    return Instruction(
+        instruction_id=instruction_id,
+        by=entry.by,
+        court=entry.court,
+        officer=entry.officer,
+        text=entry.text,
+        sent_at=entry.sent_at,
+        expires_at=entry.expires_at,
+        recipients={
+            r.officer.id: Recipient(
+                officer=r.officer,
+                sent_at=r.sent_at,
+                state=r.state,
+                delivered_at=r.delivered_at,
+                read_at=r.read_at,
+            )
+            for r in entry.recipients
+        },
+    )
 
 
 # Each raises msgspec.DecodeError / ValidationError on a payload no node of ours wrote.
@@ -179,6 +246,7 @@ decode_presence: Final = msgspec.msgpack.Decoder(Presence).decode
 decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
 decode_journal_conference: Final = msgspec.msgpack.Decoder(JournalConference).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
+decode_journal_instruction: Final = msgspec.msgpack.Decoder(JournalInstruction).decode
 
 
 __all__ = [
@@ -191,6 +259,8 @@ __all__ = [
     "InboxMessage",
     "JournalCall",
     "JournalConference",
+    "JournalInstruction",
+    "JournalRecipient",
     "JournalSession",
     "NodeMessage",
     "Presence",
@@ -201,8 +271,11 @@ __all__ = [
     "decode_inbox",
     "decode_journal_call",
     "decode_journal_conference",
+    "decode_journal_instruction",
     "decode_journal_session",
     "decode_node",
     "decode_presence",
     "encode",
+    "instruction_of",
+    "journal_instruction",
 ]

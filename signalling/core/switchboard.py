@@ -19,7 +19,9 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
   chair) beside it, and `stages` (signalling.core.stage) turning each running conference
   into the media room its media server follows, and `feeds` (signalling.core.feeds) showing
   live calls to a conference;
-* `facts` (signalling.core.facts): the shape of every record that goes to the trace.
+* `facts` (signalling.core.facts): the shape of every record that goes to the trace;
+* `instructions` (signalling.core.instructions): text instructions to officers and their
+  delivered and read receipts.
 
 They reach each other through this facade, which routes each client message to the sub-core
 that owns it (`handle`) and each deadline to the one that set it (`handle_timeout`). A new
@@ -43,6 +45,7 @@ from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.feeds import Feeds
+from signalling.core.instructions import InstructionExpiry, Instructions
 from signalling.core.invitations import InvitationExpiry, Invitations
 from signalling.core.moderation import Moderation
 from signalling.core.placing import Placing
@@ -52,7 +55,12 @@ from signalling.core.stage import Stages
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
-from signalling.settings import CallsConfig, ConferencesConfig, PresenceConfig
+from signalling.settings import (
+    CallsConfig,
+    ConferencesConfig,
+    InstructionsConfig,
+    PresenceConfig,
+)
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `Dispatch.run` makes is skipped for them.
@@ -62,9 +70,16 @@ _NO_DISPATCH: Final = (
     p.GetRoster,
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
+    *p.INSTRUCTION_MESSAGES,
 )
 # Messages that never change a conference's media: `Stages.sync` is skipped for them.
-_NO_MEDIA_CHANGE: Final = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
+_NO_MEDIA_CHANGE: Final = (
+    p.Heartbeat,
+    p.Position,
+    p.GetRoster,
+    *p.MEDIA_MESSAGES,
+    *p.INSTRUCTION_MESSAGES,
+)
 
 
 class Switchboard:
@@ -80,6 +95,8 @@ class Switchboard:
         recording: bool = False,
         conferences: ConferencesConfig | None = None,
         new_conference_id: Callable[[], str] | None = None,
+        instructions: InstructionsConfig | None = None,
+        new_instruction_id: Callable[[], str] | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -103,6 +120,13 @@ class Switchboard:
         self.speakers = Speakers(self, courts, conferences, self.deadlines)
         self.stages = Stages(self, media=media, recording=recording)
         self.feeds = Feeds(self, courts)
+        self.instructions = Instructions(
+            self,
+            courts,
+            instructions if instructions is not None else InstructionsConfig(),
+            self.deadlines,
+            new_instruction_id if new_instruction_id is not None else _numbered("i"),
+        )
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -153,6 +177,8 @@ class Switchboard:
             resume_token=resume_token,
             now=now,
         )
+        # After the welcome: what the officer has not read, sent again.
+        self.instructions.signed_in(session, now, out)
         self.stages.sync(out)
         return session, out
 
@@ -211,6 +237,14 @@ class Switchboard:
             case _ if isinstance(msg, p.CONFERENCE_MESSAGES):
                 self._route_conference(session, msg, now, out)
                 return
+            case p.SendInstruction():
+                self.instructions.send(session, msg, now, out)
+                return
+            case p.ListInstructions():
+                out.append(Send((user,), self.instructions.listed(session, msg)))
+                return
+            case p.InstructionReceipt():
+                self.instructions.receipt(session, msg, now, out)
             case p.Accept():
                 dispatch.accept(session, calls.get(msg.call_id), now, out)
             case p.Decline():
@@ -312,6 +346,8 @@ class Switchboard:
                     self.moderation.chair_grace_over(cid, now, out)
                 case FloorTimer():
                     self.speakers.timer_fired(key, now, out)
+                case InstructionExpiry():
+                    self.instructions.expired(key, now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
         return out
@@ -339,7 +375,12 @@ class Switchboard:
         old = self.presence.session(user)
         if old is not None and old.session_id == keys.session_id:
             if old.connected:
-                return [Send((user,), self.presence.welcome(old, resumed=True, now=now))]
+                out: list[Action] = [
+                    Send((user,), self.presence.welcome(old, resumed=True, now=now))
+                ]
+                # Pushes may have been lost with the messages that made this resync.
+                self.instructions.signed_in(old, now, out)
+                return out
             _, out = self.connect(
                 identity,
                 keys=keys,
@@ -352,9 +393,10 @@ class Switchboard:
         if old is not None:
             return [Disconnect(user, keys.session_id, CLOSE_REPLACED, "signed in elsewhere")]
         out = []
-        self.presence.open(
+        adopted = self.presence.open(
             identity, keys, device, app_version, "session_adopted", now, out, resumed=True
         )
+        self.instructions.signed_in(adopted, now, out)
         self.stages.sync(out)
         return out
 

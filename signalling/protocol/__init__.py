@@ -7,9 +7,9 @@ error the client sees, not a field silently dropped. `docs/protocol.md` document
 
 The package holds them by what they are about: `base` (what every message shares), `calls`
 (sessions, presence and calls), `media` (media negotiation), `conferences` (provincial video
-conferences); this module gathers them into the
-two unions the codec decodes and encodes, and re-exports every name (`from signalling import
-protocol as p; p.Accept`).
+conferences), `instructions` (text instructions to officers, with receipts); this module
+gathers them into the two unions the codec decodes and encodes, and re-exports every name
+(`from signalling import protocol as p; p.Accept`).
 
 Bump PROTOCOL_VERSION on any incompatible change; clients state the version they speak in the
 `v` query parameter of the WebSocket URL.
@@ -144,6 +144,22 @@ from signalling.protocol.conferences import (
     UnmuteAll,
     UnshareCall,
 )
+from signalling.protocol.instructions import (
+    Instruction,
+    InstructionId,
+    InstructionInfo,
+    InstructionReceipt,
+    Instructions,
+    InstructionSent,
+    InstructionText,
+    InstructionUpdate,
+    ListInstructions,
+    ReceiptState,
+    ReceiptUpdate,
+    RecipientInfo,
+    RecipientState,
+    SendInstruction,
+)
 from signalling.protocol.media import (
     Answer,
     ConferenceMedia,
@@ -200,6 +216,10 @@ ClientMessage = (
     | EndConference
     | ShareCall
     | UnshareCall
+    # Instructions (signalling.protocol.instructions).
+    | SendInstruction
+    | InstructionReceipt
+    | ListInstructions
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -229,6 +249,7 @@ CONFERENCE_MESSAGES = (
     ShareCall,
     UnshareCall,
 )
+INSTRUCTION_MESSAGES = (SendInstruction, InstructionReceipt, ListInstructions)
 
 ServerMessage = (
     Welcome
@@ -269,10 +290,17 @@ ServerMessage = (
     | InvitationsChanged
     | ConferenceLeft
     | ConferenceEnded
+    # Instructions (signalling.protocol.instructions).
+    | InstructionSent
+    | Instruction
+    | InstructionUpdate
+    | ReceiptUpdate
+    | Instructions
 )
 
 __all__ = [
     "CONFERENCE_MESSAGES",
+    "INSTRUCTION_MESSAGES",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
@@ -340,6 +368,14 @@ __all__ = [
     "HeartbeatAck",
     "IceCandidate",
     "Id",
+    "Instruction",
+    "InstructionId",
+    "InstructionInfo",
+    "InstructionReceipt",
+    "InstructionSent",
+    "InstructionText",
+    "InstructionUpdate",
+    "Instructions",
     "InvitationInfo",
     "InvitationState",
     "InvitationStopReason",
@@ -355,6 +391,7 @@ __all__ = [
     "LeaveConference",
     "LeftReason",
     "ListConferences",
+    "ListInstructions",
     "LockConference",
     "Longitude",
     "LowerHand",
@@ -372,6 +409,10 @@ __all__ = [
     "Position",
     "PresenceStatus",
     "RaiseHand",
+    "ReceiptState",
+    "ReceiptUpdate",
+    "RecipientInfo",
+    "RecipientState",
     "RecordConference",
     "ReleaseFloor",
     "RemoveSite",
@@ -385,6 +426,7 @@ __all__ = [
     "RttMs",
     "Sdp",
     "SdpMid",
+    "SendInstruction",
     "ServerAnswer",
     "ServerIceCandidate",
     "ServerMessage",

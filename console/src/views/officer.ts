@@ -11,7 +11,11 @@ import { positionAge, statusKey } from "./roster";
 export class OfficerCard {
   readonly el = h("aside", { class: "officer-card", "aria-labelledby": "officer-heading", hidden: true });
 
-  constructor(private readonly store: Store) {}
+  /** `extras` are built elsewhere and kept across redraws (the instruction composer). */
+  constructor(
+    private readonly store: Store,
+    private readonly extras: HTMLElement[] = [],
+  ) {}
 
   render(): void {
     const store = this.store;
@@ -38,6 +42,7 @@ export class OfficerCard {
         return t("officer.details", { court, status: t(statusKey(now)), age: positionAge(store, now) });
       }),
       h("div", { class: "officer-actions" }, ...actions),
+      ...this.extras,
     ]);
   }
 }
