@@ -194,6 +194,23 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await page.get_by_label("搜索姓名、编号或法院").fill("")
     await shoot(page, "roster")
 
+    # Today's track: o-1 moves, the console shows the line of the positions the server
+    # recorded (GET /api/officers/o-1/track), then hides it.
+    _, lat1, lon1 = OFFICERS["o-1"]
+    moved = (lat1 + 0.004, lon1 + 0.003)
+    await officers["o-1"].evaluate(f"window.cc.position({moved[0]}, {moved[1]}, 8)")
+    await until(lambda: console_sees(page, "o-1", "online", moved[0]), within=10, what="o-1 moved")
+    await page.locator('.leaflet-marker-pane [data-officer="o-1"]').click()
+    await page.get_by_role("button", name="今日轨迹").click()
+    track = await until(lambda: track_drawn(page), within=10, what="o-1's track on the map")
+    seen["track"] = track
+    seen["track_lines"] = await page.locator("path.officer-track").count()
+    seen["track_note"] = await page.locator(".map-track").inner_text()
+    await shoot(page, "track")
+    await page.get_by_role("button", name="隐藏轨迹").click()
+    await until(lambda: track_gone(page), within=5, what="the track hidden")
+    await page.get_by_role("button", name="关闭").click()
+
     # An officer calls: it rings on the console, with a waiting time that turns amber, red.
     o1_name = OFFICERS["o-1"][0]
     await officers["o-1"].evaluate("window.cc.callCenter()")
@@ -349,6 +366,15 @@ async def supervisor_sees(page: Page, officer: str, status: str, lat: float) -> 
         and (e["position"] or {}).get("lat") == lat
         for e in found
     )
+
+
+async def track_drawn(page: Page) -> list[list[float]] | None:
+    track: list[list[float]] = (await console_state(page)).get("mapTrack", [])
+    return track or None
+
+
+async def track_gone(page: Page) -> bool:
+    return not (await console_state(page)).get("mapTrack")
 
 
 async def console_sees(page: Page, officer: str, status: str, lat: float) -> bool:
