@@ -31,6 +31,7 @@ from commandcenter import (
     serving,
     stores,
     tls,
+    track_api,
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config, tile_origin
@@ -156,6 +157,7 @@ def create_app(
     app.router.add_get(WS_PATH, hub.handle_ws)
     http_api.add_routes(app)
     console_api.add_routes(app)
+    track_api.add_routes(app)
     metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).

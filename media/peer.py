@@ -10,6 +10,7 @@ network) simply offers again: that replaces this object with a fresh one (see me
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Final
 
@@ -113,6 +114,11 @@ class MemberPeer:
         self.publications: list[Publication] = []
         # Publication track id -> the transceiver and subscription feeding this member.
         self.receiving: dict[str, tuple[RTCRtpTransceiver, Subscription]] = {}
+        # Numbers each track sent to this member: a publisher who comes back (F5, a media
+        # restart) publishes `owner:kind` again, and the withdrawn track's inactive section
+        # keeps its msid, so the same msid twice would make the browser refuse the offer
+        # ("Duplicate a=msid lines").
+        self._sent_serial = itertools.count(1)
         # A conference member's slots (media.stage), by name.
         self.slots: dict[str, Subscription] = {}
         self.offer_out = False
@@ -203,7 +209,8 @@ class MemberPeer:
             return
         transceiver = self.pc.addTransceiver(pub.kind, direction="sendonly")
         transceiver.setCodecPreferences(prefs)
-        transceiver.sender.replaceTrack(hooks.IdleTrack(pub.kind, pub.track_id))
+        sent_id = f"{pub.track_id}#{next(self._sent_serial)}"
+        transceiver.sender.replaceTrack(hooks.IdleTrack(pub.kind, sent_id))
         # The client learns whose track it is from the stream id (msid).
         hooks.set_stream_id(transceiver.sender, pub.owner)
         sub = pub.subscribe(self.user, transceiver.sender, self.config.max_subscriber_backlog_bytes)

@@ -184,9 +184,12 @@ class DurableRecorder:
         data_equals: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        subject: str | None = None,
     ) -> list[StoredRecord]:
         store = await self._ready()
-        return await store.find(kinds=kinds, data_equals=data_equals, since=since, until=until)
+        return await store.find(
+            kinds=kinds, data_equals=data_equals, since=since, until=until, subject=subject
+        )
 
     async def count(self) -> int:
         return await (await self._ready()).count()

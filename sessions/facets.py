@@ -17,6 +17,12 @@ them); every other kind has no facets:
 | `call_ended`         | `court`       | `call`             | `reason`      | `answered`    |
 | `evidence_stored`    | `court`       | `case_number`      | `kind`        |               |
 | `conference_started` | `court`       | `conference`       |               |               |
+| `position`           | `court`       | `user`             |               |               |
+
+Positions are not counted by any figure: their columns let an officer's track be read by
+the index (`TraceStore.find(subject=...)`) rather than by scanning every officer's. Position
+records written before they had columns have none, and are accepted so
+(`sessions.trace.facets_mismatch`); the track does not show them.
 
 A field of the wrong type (a number where a string belongs), or a string with a NUL in it,
 gives an empty column, so a malformed record is simply not counted rather than counted under
@@ -42,6 +48,9 @@ EVIDENCE_STORED: Final = "evidence_stored"
 # (absent in records from before kinds existed) or "action" (a concentrated enforcement
 # action).
 CONFERENCE_STARTED: Final = "conference_started"
+# An officer's sampled position (signalling/core/facts.py): data {user, court, lat, lon,
+# accuracy_m, device_time, clock_offset_ms}.
+POSITION: Final = "position"
 
 KINDS: Final = frozenset(
     {
@@ -52,6 +61,7 @@ KINDS: Final = frozenset(
         CALL_ENDED,
         EVIDENCE_STORED,
         CONFERENCE_STARTED,
+        POSITION,
     }
 )
 
@@ -102,6 +112,8 @@ def facets_of(kind: str, data: Mapping[str, Any]) -> Facets:
             tag=_str(data, "reason"),
             flag=_flag(data, "answered"),
         )
+    if kind == POSITION:
+        return Facets(court=_str(data, "court"), subject=_str(data, "user"))
     if kind == EVIDENCE_STORED:
         return Facets(
             court=_str(data, "court"), subject=_str(data, "case_number"), tag=_str(data, "kind")
@@ -120,6 +132,7 @@ __all__ = [
     "EVIDENCE_STORED",
     "KINDS",
     "NO_FACETS",
+    "POSITION",
     "SIGN_IN",
     "Facets",
     "facets_of",

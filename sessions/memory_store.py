@@ -60,6 +60,7 @@ class MemoryTraceStore:
         data_equals: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        subject: str | None = None,
     ) -> list[StoredRecord]:
         self._open()
         check_find_keys(data_equals)
@@ -73,6 +74,8 @@ class MemoryTraceStore:
             if since_us is not None and link.at_us < since_us:
                 continue
             if until_us is not None and link.at_us >= until_us:
+                continue
+            if subject is not None and link.facets.subject != subject:
                 continue
             if data_equals:
                 data = msgspec.json.decode(link.data)

@@ -407,6 +407,7 @@ class PostgresTraceStore:
         data_equals: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        subject: str | None = None,
     ) -> list[StoredRecord]:
         check_find_keys(data_equals)
         kinds = list(kinds)
@@ -414,6 +415,9 @@ class PostgresTraceStore:
             return []
         args: list[Any] = [kinds]
         where = ["kind = ANY($1::text[])"]
+        if subject is not None:
+            args.append(subject)
+            where.append(f"subject = ${len(args)}")
         if since is not None:
             args.append(round(since * 1_000_000))
             where.append(f"at_us >= ${len(args)}")

@@ -359,6 +359,7 @@ class SqliteTraceStore:
         data_equals: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        subject: str | None = None,
     ) -> list[StoredRecord]:
         check_find_keys(data_equals)
         kinds = list(kinds)
@@ -366,6 +367,9 @@ class SqliteTraceStore:
             return []
         where = [f"kind IN ({', '.join('?' * len(kinds))})"]
         params: list[Any] = list(kinds)
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
         if since is not None:
             where.append("at_us >= ?")
             params.append(round(since * 1_000_000))

@@ -64,10 +64,13 @@ class TraceStore(Protocol):
         data_equals: Mapping[str, str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        subject: str | None = None,
     ) -> list[StoredRecord]:
         """Records of these kinds whose data[key] == value for every given pair, in order.
         `since` is inclusive and `until` exclusive, server time in seconds; keys are
-        identifiers (letters, digits, `_`), and a value matches only a string equal to it."""
+        identifiers (letters, digits, `_`), and a value matches only a string equal to it.
+        `subject`: only records whose derived subject column is that (sessions/facets.py),
+        an indexed lookup where a `data_equals` filter would scan every record of the kinds."""
         ...
 
     async def count(self) -> int: ...

@@ -70,13 +70,14 @@ def add_operator(workdir: Path) -> None:
         "COMMANDCENTER_RECORDER_SQLITE_PATH": str(workdir / "trace.sqlite3"),
         "COMMANDCENTER_AUTH_JWT_SECRET": SECRET,
     }
-    user, name = OPERATOR
-    subprocess.run(
-        [sys.executable, "-m", "commandcenter", "user", "add", "--user", user, "--name", name,
-         "--role", "operator", "--court", COURT, "--password-stdin"],
-        input=PASSWORD + "\n", capture_output=True, text=True, env=env, cwd=workdir,
-        timeout=60, check=True,
-    )  # fmt: skip
+    # The operator, and o-1 (whose page must come back after F5 from its sign-in cookie).
+    for user, name, role in ((*OPERATOR, "operator"), ("o-1", OFFICERS["o-1"][0], "officer")):
+        subprocess.run(
+            [sys.executable, "-m", "commandcenter", "user", "add", "--user", user, "--name", name,
+             "--role", role, "--court", COURT, "--password-stdin"],
+            input=PASSWORD + "\n", capture_output=True, text=True, env=env, cwd=workdir,
+            timeout=60, check=True,
+        )  # fmt: skip
 
 
 async def client_page(browser: Browser, base: str, user: str, role: Role, name: str) -> Page:
@@ -89,6 +90,26 @@ async def client_page(browser: Browser, base: str, user: str, role: Role, name: 
         lambda: page.evaluate("window.cc.state().connected"), within=10, what=f"{user} connected"
     )
     return page
+
+
+async def signed_in_page(browser: Browser, base: str, user: str) -> Page:
+    """A page of today's web client signed in with a password (a cookie: F5 keeps it)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{base}/app/signin.html?next={APP_PATH}", timeout=10_000)
+    await page.fill("#user", user)
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    await until(lambda: client_connected(page), within=15, what=f"{user} signed in and connected")
+    return page
+
+
+async def client_connected(page: Page) -> bool:
+    try:
+        return bool(await page.evaluate("window.cc && window.cc.state().connected"))
+    except PlaywrightError:
+        # Navigating from the sign-in page: the old context is gone.
+        return False
 
 
 async def console_state(page: Page) -> dict[str, Any]:
@@ -142,7 +163,10 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     officers: dict[str, Page] = {}
     for user, (name, lat, lon) in OFFICERS.items():
-        page = await client_page(browser, base, user, Role.OFFICER, name)
+        if user == "o-1":
+            page = await signed_in_page(browser, base, user)
+        else:
+            page = await client_page(browser, base, user, Role.OFFICER, name)
         await page.evaluate(f"window.cc.position({lat}, {lon}, 8)")
         officers[user] = page
 
@@ -194,6 +218,23 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await page.get_by_label("搜索姓名、编号或法院").fill("")
     await shoot(page, "roster")
 
+    # Today's track: o-1 moves, the console shows the line of the positions the server
+    # recorded (GET /api/officers/o-1/track), then hides it.
+    _, lat1, lon1 = OFFICERS["o-1"]
+    moved = (lat1 + 0.004, lon1 + 0.003)
+    await officers["o-1"].evaluate(f"window.cc.position({moved[0]}, {moved[1]}, 8)")
+    await until(lambda: console_sees(page, "o-1", "online", moved[0]), within=10, what="o-1 moved")
+    await page.locator('.leaflet-marker-pane [data-officer="o-1"]').click()
+    await page.get_by_role("button", name="今日轨迹").click()
+    track = await until(lambda: track_drawn(page), within=10, what="o-1's track on the map")
+    seen["track"] = track
+    seen["track_lines"] = await page.locator("path.officer-track").count()
+    seen["track_note"] = await page.locator(".map-track").inner_text()
+    await shoot(page, "track")
+    await page.get_by_role("button", name="隐藏轨迹").click()
+    await until(lambda: track_gone(page), within=5, what="the track hidden")
+    await page.get_by_role("button", name="关闭").click()
+
     # An officer calls: it rings on the console, with a waiting time that turns amber, red.
     o1_name = OFFICERS["o-1"][0]
     await officers["o-1"].evaluate("window.cc.callCenter()")
@@ -223,6 +264,25 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["snapshot_width"] = await shot.evaluate("img => img.complete ? img.naturalWidth : 0")
     seen["snapshot_caption"] = await page.locator(".snapshot span").inner_text()
     await shoot(page, "call")
+
+    # F5 on both sides in the call: each page resumes its session (the resume token is kept
+    # in the tab), the call goes on, and the officer's video comes back on the console.
+    call_id = (await console_state(page))["call"]["call_id"]
+    await page.reload()
+    await until(lambda: connected(page), within=15, what="the console back after F5")
+    state = await console_state(page)
+    seen["f5_console"] = {
+        "resumed": state["resumed"],
+        "same_call": (state["call"] or {}).get("call_id") == call_id,
+    }
+    frames = await until(lambda: video_frames(page), within=20, what="video after F5")
+    officer = officers["o-1"]
+    await officer.reload()
+    await until(lambda: client_connected(officer), within=15, what="o-1 back after F5")
+    o1 = await officer.evaluate("window.cc.state()")
+    seen["f5_officer_same_call"] = (o1["call"] or {}).get("call_id") == call_id
+    await until(lambda: more_frames(page, frames + 20), within=30, what="o-1's video after its F5")
+    seen["f5_call_state"] = ((await console_state(page))["call"] or {}).get("state")
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up")
 
@@ -349,6 +409,15 @@ async def supervisor_sees(page: Page, officer: str, status: str, lat: float) -> 
         and (e["position"] or {}).get("lat") == lat
         for e in found
     )
+
+
+async def track_drawn(page: Page) -> list[list[float]] | None:
+    track: list[list[float]] = (await console_state(page)).get("mapTrack", [])
+    return track or None
+
+
+async def track_gone(page: Page) -> bool:
+    return not (await console_state(page)).get("mapTrack")
 
 
 async def console_sees(page: Page, officer: str, status: str, lat: float) -> bool:

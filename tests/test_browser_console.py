@@ -126,3 +126,18 @@ def test_after_a_reconnect_with_a_new_token_the_roster_is_as_it_is_now(
 
 def test_the_console_page_logged_no_errors(run: dict[str, Any]) -> None:
     assert seen(run, "errors_in_console") == []
+
+
+def test_an_officers_track_of_today_is_drawn_from_the_recorded_positions(
+    run: dict[str, Any],
+) -> None:
+    _, lat, lon = OFFICERS["o-1"]
+    assert seen(run, "track") == [[lat, lon], [lat + 0.004, lon + 0.003]]
+    assert seen(run, "track_lines") == 1
+    assert seen(run, "track_note") == "张伟 今日轨迹：2 个位置"
+
+
+def test_f5_on_both_sides_keeps_the_sessions_and_the_call(run: dict[str, Any]) -> None:
+    assert seen(run, "f5_console") == {"resumed": True, "same_call": True}
+    assert seen(run, "f5_officer_same_call") is True
+    assert seen(run, "f5_call_state") == "active"

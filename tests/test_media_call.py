@@ -145,6 +145,35 @@ async def test_offer_again_replaces_the_media_session(media_server: Server) -> N
         await again.close()
 
 
+async def test_a_publisher_who_comes_back_is_offered_again_with_a_new_msid(
+    media_server: Server,
+) -> None:
+    """An officer's page reloaded (F5) offers from a new peer connection and publishes
+    `o-1:video` again. The operator's next offer keeps the withdrawn section (inactive) beside
+    the new one: each must carry its own msid, or a browser refuses the whole offer
+    ("Duplicate a=msid lines detected") and the video never comes back."""
+    officer, operator, call_id = await video_call(media_server)
+    again = Member(officer.ws, call_id, [VideoStreamTrack(), AudioStreamTrack()])
+    try:
+        await count_frames(_track(operator, "o-1", "video"), 3)
+        await officer.media.close()
+        await again.join()
+        msids: list[str] = []
+        while sum(t.kind == "video" for t in operator.media.tracks["o-1"]) < 2:
+            offer = await operator.ws.expect("offer", call_id=call_id)
+            lines = [x for x in offer["sdp"].splitlines() if x.startswith("a=msid:")]
+            assert len(lines) == len(set(lines)), lines
+            msids = lines
+            sdp = await operator.media.answer_offer(offer["sdp"])
+            await operator.ws.request("answer", call_id=call_id, sdp=sdp)
+        assert len([x for x in msids if x.startswith("a=msid:o-1 o-1:video")]) == 2
+        video = [t for t in operator.media.tracks["o-1"] if t.kind == "video"][-1]
+        await count_frames(video, 5)
+    finally:
+        await again.close()
+        await operator.close()
+
+
 async def test_covert_supervisor_is_heard_by_nobody(serve: Serve) -> None:
     ice.use_addresses(["127.0.0.1"])
     server = await serve(media=MEDIA, calls={"allow_covert_monitoring": True})

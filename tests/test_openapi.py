@@ -185,4 +185,12 @@ async def test_real_answers_have_documented_statuses_and_bodies(
     await c.check(
         "POST", corrections, await correct(api, created["evidence_id"], "au1", "auditor", "P", fix)
     )
+    # An officer's track: empty here (nobody reported), a bad parameter, a refused role.
+    track = "/api/officers/{user_id}/track"
+    await c.check("GET", track, await http.get("/api/officers/o1/track", headers=auditor))
+    bad = {"from": "yesterday"}
+    await c.check(
+        "GET", track, await http.get("/api/officers/o1/track", params=bad, headers=auditor)
+    )
+    await c.check("GET", track, await api.get("/api/officers/o1/track", "o1"))
     assert len(c.checked) >= 20

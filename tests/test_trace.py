@@ -164,7 +164,10 @@ def test_sealing_continues_from_a_given_head() -> None:
 def test_stat_kinds_carry_their_derived_columns() -> None:
     sign_in = chain(3)[2]
     assert sign_in.facets == Facets(court="P", subject="o3", tag="officer")
-    assert chain(1)[0].facets == NO_FACETS
+    # Positions are indexed by officer (for the track), other kinds not at all.
+    assert chain(1)[0].facets == Facets(subject="o1")
+    heartbeat = entry_of(TraceEvent("heartbeat", 1.0, {"user": "o1"}), facets_of)
+    assert heartbeat.facets == NO_FACETS
 
 
 # --- verification ------------------------------------------------------------------------

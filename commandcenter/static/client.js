@@ -75,6 +75,25 @@
 
   // ---- the WebSocket ------------------------------------------------------------------------
 
+  // The session's resume token in this tab's sessionStorage: F5 resumes the session (and a
+  // call) instead of signing in again, which would end the call. Per tab, dropped on sign-out
+  // and when the session is taken elsewhere (docs/protocol.md, *Sessions, resume and
+  // replacement*).
+  const RESUME_KEY = "cc.client.resume";
+  function storeResume(value) {
+    try {
+      if (value) sessionStorage.setItem(RESUME_KEY, value);
+      else sessionStorage.removeItem(RESUME_KEY);
+    } catch {
+      // Storage refused: F5 signs in again, as before.
+    }
+  }
+  try {
+    state.resumeToken = sessionStorage.getItem(RESUME_KEY);
+  } catch {
+    state.resumeToken = null;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams({ token, v: String(PROTOCOL_VERSION), app: APP_VERSION });
@@ -99,6 +118,7 @@
       signInWithCookie();
       return;
     }
+    if (code === 4409) storeResume(null);
     if (NO_RECONNECT.has(code) || !token) {
       render();
       return;
@@ -207,6 +227,7 @@
     state.user = msg.user;
     state.grace_s = msg.grace_s;
     state.resumeToken = msg.resume_token;
+    storeResume(msg.resume_token);
     reconnectDelay = 1;
     // welcome.calls is the whole truth: forget any call it does not list.
     state.ringing.clear();
@@ -876,6 +897,7 @@
   }
 
   async function signOut() {
+    storeResume(null);
     await fetch("/api/session", { method: "DELETE", credentials: "same-origin" });
     if (ws) ws.close(1000, "signed out");
     toSignIn();

@@ -148,6 +148,7 @@ window.ccConsole = {
     emergencies: store.emergencies().map((e) => e.officer.id),
     mapOffline: map.offline,
     mapOfficers: map.drawn(),
+    mapTrack: map.trackDrawn(),
     mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
     sound: alarm.playing(),
     soundRunning: alarm.running(),

@@ -135,10 +135,34 @@ export function toSignIn(): void {
   location.replace(`${SIGN_IN_PAGE}?next=${encodeURIComponent(location.pathname)}`);
 }
 
+// The session's resume token, kept in this tab's sessionStorage so that F5 resumes the
+// session, and with it a call, instead of signing in again (which would end the call). Per
+// tab: another tab of the console is another session. As good as the token while the session
+// lives, like the JWT this page holds anyway; dropped on sign-out and when the session is
+// taken elsewhere.
+const RESUME_KEY = "cc.console.resume";
+
+function storedResume(): string | null {
+  try {
+    return sessionStorage.getItem(RESUME_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function storeResume(token: string | null): void {
+  try {
+    if (token) sessionStorage.setItem(RESUME_KEY, token);
+    else sessionStorage.removeItem(RESUME_KEY);
+  } catch {
+    // Storage refused (a private window's quota): F5 then signs in again, as before.
+  }
+}
+
 export class Hub {
   private ws: WebSocket | null = null;
   private token = "";
-  private resumeToken: string | null = null;
+  private resumeToken: string | null = storedResume();
   private nextId = 1;
   private pending = new Map<string, Pending>();
   private heartbeat: number | undefined;
@@ -164,6 +188,7 @@ export class Hub {
 
   async signOut(): Promise<void> {
     this.stopped = true;
+    storeResume(null);
     await fetch("/api/session", { method: "DELETE", credentials: "same-origin" }).catch(() => undefined);
     this.ws?.close(1000, "signed out");
     toSignIn();
@@ -247,6 +272,7 @@ export class Hub {
     }
     if (code === 4409) {
       // Another page of ours took the session: reconnecting would only take it back.
+      storeResume(null);
       this.events.connection("replaced", code);
       return;
     }
@@ -285,6 +311,7 @@ export class Hub {
 
   private welcomed(msg: Welcome): void {
     this.resumeToken = msg.resume_token;
+    storeResume(msg.resume_token);
     this.reconnectDelay = 1;
     this.events.clock(msg.server_time - Date.now());
     this.events.connection("connected", null);

@@ -406,4 +406,36 @@ export class Store {
     this.selected = officerId;
     this.changed();
   }
+
+  // ---- an officer's track (GET /api/officers/{id}/track, today by default) ----
+
+  /** The track drawn on the map, or null. */
+  track: Track | null = null;
+
+  /** Fetch and show today's track of an officer (another officer's replaces it). */
+  async showTrack(officerId: string): Promise<void> {
+    try {
+      const resp = await fetch(`/api/officers/${encodeURIComponent(officerId)}/track`, {
+        headers: { Authorization: `Bearer ${this.hub.bearer()}` },
+      });
+      if (!resp.ok) throw new Error(`track ${resp.status}`);
+      const body = (await resp.json()) as { points: { at: number; lat: number; lon: number }[]; thinned: boolean };
+      this.track = { officerId, points: body.points.map((p) => ({ at: p.at, lat: p.lat, lon: p.lon })), thinned: body.thinned };
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  hideTrack(): void {
+    this.track = null;
+    this.changed();
+  }
+}
+
+/** An officer's recorded positions, oldest first. */
+export interface Track {
+  officerId: string;
+  points: { at: number; lat: number; lon: number }[];
+  thinned: boolean;
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sessions.facets import POSITION
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.core.actions import Record
@@ -114,7 +115,7 @@ class Facts:
             "device_time": pos.device_time,
             "clock_offset_ms": clock_offset_ms,
         }
-        return Record(TraceEvent("position", now, data))
+        return Record(TraceEvent(POSITION, now, data))
 
     # ---- calls --------------------------------------------------------------------------
 

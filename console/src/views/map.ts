@@ -29,6 +29,10 @@ export class MapView {
   private readonly courts = L.layerGroup();
   private readonly grid = L.layerGroup();
   private tiles: L.TileLayer | null = null;
+  // The selected officer's track of today, and which track it is (redrawn only on change).
+  private readonly trackLayer = L.layerGroup();
+  private drawnTrack: Store["track"] = null;
+  private readonly trackNote = h("p", { class: "map-track", role: "status" });
   private fitted = false;
   // Until the person moves the map, a resize (a call opening, a phone's width) re-frames it on
   // the officer it jumped to, or on everyone.
@@ -36,10 +40,11 @@ export class MapView {
   private moved = false;
 
   constructor(private readonly store: Store) {
-    this.el = h("section", { class: "panel map-panel" }, this.mapEl, this.banner);
+    this.el = h("section", { class: "panel map-panel" }, this.mapEl, this.banner, this.trackNote);
     this.map = L.map(this.mapEl, { zoomControl: true, attributionControl: true, worldCopyJump: true }).setView(HOME, 5);
     L.control.scale({ imperial: false }).addTo(this.map);
     this.courts.addTo(this.map);
+    this.trackLayer.addTo(this.map);
     this.map.on("moveend", () => this.drawGrid());
     this.map.on("dragstart", () => {
       this.moved = true;
@@ -140,6 +145,33 @@ export class MapView {
       }
     }
     if (!this.fitted && this.officers.size > 0) this.fitAll();
+    this.drawTrack();
+  }
+
+  // The track as a line from the first position to the last, its start marked; framed once
+  // when it is first shown.
+  private drawTrack(): void {
+    const track = this.store.track;
+    const name = track ? (this.store.roster.get(track.officerId)?.officer.name ?? track.officerId) : "";
+    this.trackNote.hidden = !track;
+    if (track) {
+      this.trackNote.textContent = track.points.length === 0 ? t("map.trackEmpty") : t("map.track", { name, count: track.points.length });
+    }
+    if (track === this.drawnTrack) return;
+    this.drawnTrack = track;
+    this.trackLayer.clearLayers();
+    if (!track || track.points.length === 0) return;
+    const line: L.LatLngTuple[] = track.points.map((p) => [p.lat, p.lon]);
+    L.polyline(line, { color: "#c2410c", weight: 4, opacity: 0.85, className: "officer-track" }).addTo(this.trackLayer);
+    L.circleMarker(line[0], { radius: 5, color: "#c2410c", fillOpacity: 1, className: "officer-track-start" }).addTo(this.trackLayer);
+    this.moved = true;
+    if (line.length === 1) this.map.setView(line[0], Math.max(this.map.getZoom(), FOCUS_ZOOM), { animate: false });
+    else this.map.fitBounds(L.latLngBounds(line), { padding: [60, 60], maxZoom: FOCUS_ZOOM, animate: false });
+  }
+
+  /** For tests: the track drawn, as [lat, lon] pairs. */
+  trackDrawn(): [number, number][] {
+    return this.drawnTrack ? this.drawnTrack.points.map((p) => [p.lat, p.lon]) : [];
   }
 
   private place(entry: RosterEntry): void {

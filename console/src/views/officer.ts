@@ -1,7 +1,7 @@
 // The selected officer's card over the map: who, where, and what the console can do with
 // them: call (call_officer; the officer's page answers with camera and microphone), pull
 // video (the same call, for an officer not in one; a supervisor watches a call in progress
-// with join_call).
+// with join_call); today's track on the map (the positions the server recorded).
 
 import { button, h, keyed, ticking } from "../dom";
 import { currentLang, t } from "../i18n";
@@ -32,9 +32,15 @@ export class OfficerCard {
     } else if (entry.call_id && store.isMonitor() && store.call?.call_id !== entry.call_id) {
       actions.push(button(t("officer.watch"), () => store.joinCall(entry.call_id ?? ""), "secondary"));
     }
+    const shown = store.track?.officerId === entry.officer.id;
+    actions.push(
+      shown
+        ? button(t("officer.trackHide"), () => store.hideTrack(), "secondary")
+        : button(t("officer.track"), () => void store.showTrack(entry.officer.id), "secondary"),
+    );
     actions.push(button(t("officer.close"), () => store.select(null), "secondary"));
     const id = entry.officer.id;
-    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court]);
+    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court, shown]);
     keyed(this.el, key, () => [
       h("h3", { id: "officer-heading" }, entry.officer.name),
       ticking("p", {}, () => {
