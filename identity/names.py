@@ -25,6 +25,21 @@ NO_CONTROL_PATTERN: Final = (
 )
 
 
+def free_text(value: str, *, max_chars: int) -> str:
+    """What a person wrote to another (an instruction), or `BadName`: in Unicode normal form
+    NFC, which joins decomposed characters but keeps what the writer chose: NFKC would turn
+    the fullwidth punctuation of Chinese text (，。：) into ASCII. Control and formatting
+    characters are refused as in ids; white space around the text is allowed."""
+    text = unicodedata.normalize("NFC", value)
+    if not text:
+        raise BadName("empty")
+    if len(text) > max_chars:
+        raise BadName(f"longer than {max_chars} characters")
+    if any(unicodedata.category(ch) in _NOT_TEXT for ch in text):
+        raise BadName("contains control or formatting characters")
+    return text
+
+
 class BadName(ValueError):
     """An id or name that cannot be used; the message says why, without echoing it."""
 
@@ -44,4 +59,4 @@ def normalised(value: str, *, max_chars: int) -> str:
     return text
 
 
-__all__ = ["NO_CONTROL_PATTERN", "BadName", "normalised"]
+__all__ = ["NO_CONTROL_PATTERN", "BadName", "free_text", "normalised"]

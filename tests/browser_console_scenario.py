@@ -63,15 +63,19 @@ AMBER_S, RED_S = 2, 4
 DEAD_TILES = "http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"
 
 
-def add_operator(workdir: Path) -> None:
+def add_operator(workdir: Path, *, officer: str | None = None) -> None:
+    """The operator's account; with `officer`, that officer's too (its page then signs in
+    with a password, and F5 finds its cookie)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
     env |= {
         "COMMANDCENTER_SERVER_DATA_DIR": str(workdir / "var"),
         "COMMANDCENTER_RECORDER_SQLITE_PATH": str(workdir / "trace.sqlite3"),
         "COMMANDCENTER_AUTH_JWT_SECRET": SECRET,
     }
-    # The operator, and o-1 (whose page must come back after F5 from its sign-in cookie).
-    for user, name, role in ((*OPERATOR, "operator"), ("o-1", OFFICERS["o-1"][0], "officer")):
+    accounts = [(*OPERATOR, "operator")]
+    if officer is not None:
+        accounts.append((officer, OFFICERS[officer][0], "officer"))
+    for user, name, role in accounts:
         subprocess.run(
             [sys.executable, "-m", "commandcenter", "user", "add", "--user", user, "--name", name,
              "--role", role, "--court", COURT, "--password-stdin"],
@@ -146,7 +150,7 @@ async def shoot(page: Page, name: str) -> None:
 async def run(workdir: Path) -> dict[str, Any]:
     if not CONSOLE_BUILD.exists():
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
-    add_operator(workdir)
+    add_operator(workdir, officer="o-1")
     server = ServerProcess(
         workdir,
         {

@@ -45,8 +45,8 @@ from tests.browser_signin_scenario import PASSWORD, add_account
 OFFICER = "o-1"
 OFFICER_NAME = "officer o-1"  # as add_account names it
 OPERATOR = "op-1"
-# No fullwidth punctuation: NFKC would make it ASCII (the server keeps text in NFKC).
-DIRECT = "请立即前往二号现场 注意安全"
+# Fullwidth punctuation, as Chinese is written: it must arrive as written.
+DIRECT = "请立即前往二号现场，注意安全。"
 COURT_WIDE = "今晚十点前各组上报执行进展"
 
 

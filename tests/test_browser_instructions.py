@@ -29,13 +29,13 @@ def seen(run: dict[str, Any], key: str) -> Any:
 def test_the_phone_shows_an_instruction_and_the_console_sees_it_delivered(
     run: dict[str, Any],
 ) -> None:
-    assert seen(run, "phone_shows") == ["请立即前往二号现场 注意安全"]
+    assert seen(run, "phone_shows") == ["请立即前往二号现场，注意安全。"]
     assert seen(run, "console_delivered") == "delivered"
     assert seen(run, "console_delivered_text").startswith("已送达 ")
 
 
 def test_f5_on_the_phone_before_acknowledging_shows_it_again(run: dict[str, Any]) -> None:
-    assert seen(run, "after_f5_shows") == ["请立即前往二号现场 注意安全"]
+    assert seen(run, "after_f5_shows") == ["请立即前往二号现场，注意安全。"]
     assert seen(run, "after_f5_console") == "delivered"
 
 
@@ -56,7 +56,7 @@ def test_a_court_wide_instruction_reaches_the_phone_and_comes_back_read(
 def test_the_console_lists_the_receipts_after_f5(run: dict[str, Any]) -> None:
     assert seen(run, "listed_after_f5") == [
         ["今晚十点前各组上报执行进展", "read"],
-        ["请立即前往二号现场 注意安全", "read"],
+        ["请立即前往二号现场，注意安全。", "read"],
     ]
 
 

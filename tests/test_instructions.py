@@ -158,11 +158,14 @@ def test_only_the_center_sends_and_only_recipients_answer() -> None:
         listed(b, "o1")
 
 
-def test_the_text_is_nfkc_bounded_and_not_blank_and_the_target_is_one_of_two() -> None:
+def test_the_text_is_nfc_bounded_and_not_blank_and_the_target_is_one_of_two() -> None:
     b = board(max_chars=5)
-    fullwidth_abc = "\uff21\uff22\uff23"
-    iid = sent_id(send(b, "op1", fullwidth_abc, to="o1"))
-    assert b.sb.instructions.table[iid].text == "ABC"
+    # Chinese punctuation is fullwidth: kept as written (NFKC would make "，" a ",").
+    iid = sent_id(send(b, "op1", "前往，注意", to="o1"))
+    assert b.sb.instructions.table[iid].text == "前往，注意"
+    # Decomposed characters are composed: "e" + combining acute is one "é".
+    iid = sent_id(send(b, "op1", "cafe\u0301", to="o1"))
+    assert b.sb.instructions.table[iid].text == "caf\u00e9"
     with pytest.raises(InvalidMessage) as long:
         send(b, "op1", "abcdef", to="o1")
     assert long.value.field == "text"

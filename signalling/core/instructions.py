@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from identity import Courts, Role
-from identity.names import BadName, normalised
+from identity.names import BadName, free_text
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
 from signalling.core.calls import CENTER_ROLES
@@ -247,7 +247,7 @@ class Instructions:
 
     def _text(self, raw: str) -> str:
         try:
-            text = normalised(raw, max_chars=self.config.max_chars)
+            text = free_text(raw, max_chars=self.config.max_chars)
         except BadName as exc:
             raise InvalidMessage(f"text is {exc}", field="text") from None
         if not text.strip():

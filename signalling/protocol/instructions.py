@@ -25,7 +25,7 @@ from signalling.protocol.base import (
     _ServerMessage,
 )
 
-# The wire's ceiling on an instruction's text; the core bounds it again after NFKC
+# The wire's ceiling on an instruction's text; the core bounds it again after NFC
 # (`instructions.max_chars`), which may change its length.
 InstructionText = Annotated[
     str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_CONTROL_PATTERN)
