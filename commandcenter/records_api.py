@@ -37,7 +37,7 @@ from sessions.durable import verify_store, zone_of
 from sessions.errors import BadQuery, RecorderError
 from sessions.recorder import TraceEvent
 from sessions.statistics import parse_moment
-from sessions.store import TraceStore
+from sessions.store import StoredRecord, TraceStore
 
 log = structlog.get_logger(__name__)
 
@@ -212,12 +212,12 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     mine = [r for r in created if r.data.get("court") in courts]
     mine.sort(key=lambda r: r.seq, reverse=True)
     shown = mine[:limit]
-    calls = []
-    for record in shown:
-        ended = await trace.find(
-            kinds=[records.CALL_ENDED], data_equals={"call": str(record.data.get("call"))}
-        )
-        calls.append(records.call_summary(record, ended[0] if ended else None))
+    # One read for every end: a call ends after it was placed, so at or after `since`.
+    ends: dict[object, StoredRecord] = {}
+    if shown:
+        for record in await trace.find(kinds=[records.CALL_ENDED], since=since):
+            ends.setdefault(record.data.get("call"), record)
+    calls = [records.call_summary(r, ends.get(r.data.get("call"))) for r in shown]
     return web.json_response({"calls": calls, "total": len(mine), "limit": limit})
 
 
@@ -238,7 +238,18 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
         # the caller's business.
         log.info("call audit refused", call_id=call_id, user=who.user_id)
         raise _not_found()
-    return web.json_response(records.call_audit(found))
+    answer = records.call_audit(found)
+    # Looking at a call's record is itself a fact of it, as reading evidence is; written
+    # after the view is taken, so the view shows the looks before this one.
+    data = {
+        "call": call_id,
+        "court": court,
+        "user": who.user_id,
+        "role": who.role.value,
+        "user_court": who.court,
+    }
+    await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, time.time(), data)])
+    return web.json_response(answer)
 
 
 def add_routes(app: web.Application, *, evidence: bool) -> None:

@@ -52,6 +52,8 @@ SUPERVISOR_LEFT: Final = "supervisor_left"
 # Written by the media server when it starts and stops forwarding a call's video to a user.
 VIDEO_WATCHED: Final = "video_watched"
 VIDEO_UNWATCHED: Final = "video_unwatched"
+# Someone looked at the call's audit view: call, court, user, role, user_court.
+CALL_AUDIT_READ: Final = "call_audit_read"
 
 # Every record kind that belongs to a call's timeline (each carries `call`).
 CALL_AUDIT_KINDS: Final = (
@@ -71,6 +73,7 @@ CALL_AUDIT_KINDS: Final = (
     VIDEO_UNWATCHED,
     CALL_EVIDENCE,
     CALL_ENDED,
+    CALL_AUDIT_READ,
 )
 
 
@@ -305,6 +308,7 @@ def call_audit(records: Sequence[StoredRecord]) -> dict[str, Any]:
 
 __all__ = [
     "CALL_AUDIT_KINDS",
+    "CALL_AUDIT_READ",
     "CALL_EVIDENCE",
     "DEFAULT_PAGE",
     "EVIDENCE_AUDIT_KINDS",

@@ -280,6 +280,14 @@ async def records_steps(
     )  # fmt: skip
     seen["cli"] = {k: "\u2013" if v is None else str(v) for k, v in report["figures"].items()}
     await shoot(page, "stats")
+    # English is a click away, the records side included.
+    await page.get_by_role("button", name="English").click()
+    english = page.get_by_role("region", name="Statistics")
+    await english.locator("tr[data-figure='evidence_items'] th").wait_for(timeout=10_000)
+    seen["english_figure"] = await english.locator(
+        "tr[data-figure='evidence_items'] th"
+    ).inner_text()
+    seen["english_nav"] = await page.locator("nav.rec-nav").inner_text()
 
 
 def main() -> int:

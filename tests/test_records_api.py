@@ -330,6 +330,17 @@ async def test_a_calls_audit_view_has_its_timeline_and_who_watched(api: Api) -> 
     assert watched["s1"]["role"] == "supervisor"
     assert watched["s1"]["until_seq"] > watched["s1"]["since_seq"]
 
+    # The look is recorded, and the next look sees it.
+    (looked,) = await api.records("call_audit_read", call=call_id)
+    assert (looked.data["user"], looked.data["role"], looked.data["court"]) == (
+        "a1",
+        "auditor",
+        "P0101",
+    )
+    status, again = await get_json(api, f"/api/calls/{call_id}/audit", "s1", "supervisor", "P01")
+    assert again["timeline"][-1]["kind"] == "call_audit_read"
+    assert again["timeline"][-1]["seq"] == looked.seq
+
     # Another court's people: the same 404 as a call that never was.
     outside = await get_json(api, f"/api/calls/{call_id}/audit", "s2", "supervisor", "P02")
     missing = await get_json(api, "/api/calls/c-nothing/audit", "s1", "supervisor", "P01")
