@@ -74,7 +74,9 @@ def test_verify_runs_the_chain_check_on_the_server_and_says_ok(run: dict[str, An
 def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[str, Any]) -> None:
     assert seen(run, "supervisor_frames") > 0
     rows = seen(run, "watched_rows")
-    assert any(row.startswith(SUPERVISOR[0]) and "指挥长" in row for row in rows), rows
+    # By name where the page knows it (the supervisor is the one looking), else by id.
+    supervisor = f"{SUPERVISOR[1]}（{SUPERVISOR[0]}）"
+    assert any(row.startswith(supervisor) and "指挥长" in row for row in rows), rows
     assert any(row.startswith("op-1") and "值班员" in row for row in rows), rows
     events = seen(run, "timeline_events")
     assert events[0] == "发起通话"

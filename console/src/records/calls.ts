@@ -5,7 +5,7 @@ import { button, h } from "../dom";
 import { t, type TextKey } from "../i18n";
 import type { CourtPlace } from "../store";
 import { type CallAudit, type CallSummary, type RecordsApi, day, when } from "./api";
-import { courtSelect, facts, field, status, table, textInput } from "./form";
+import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 export class CallsView {
@@ -21,6 +21,7 @@ export class CallsView {
   constructor(
     private readonly api: RecordsApi,
     courts: () => CourtPlace[],
+    private readonly names: Names,
     private readonly openEvidence: (id: string) => void,
   ) {
     this.court = courtSelect(courts);
@@ -60,7 +61,7 @@ export class CallsView {
           found.calls.map((c) => [
             button(when(c.created_at), () => this.open(c.call_id), "link"),
             direction(c),
-            c.officer ?? "",
+            this.names.user(c.officer ?? ""),
             c.case_number ?? "",
             result(c),
           ]),
@@ -87,7 +88,7 @@ export class CallsView {
       ? table(
           [rt("col.who"), rt("audit.role"), rt("audit.since"), rt("audit.until")],
           audit.watched.map((w) => [
-            w.user,
+            this.names.user(w.user),
             roleName(w.role) + (w.covert ? ` · ${rt("audit.covert")}` : ""),
             `${when(w.since)} (#${w.since_seq})`,
             w.until === null ? rt("audit.still") : `${when(w.until)} (#${w.until_seq})`,
@@ -115,8 +116,8 @@ export class CallsView {
       facts([
         ["ID", h("code", {}, c.call_id)],
         [rt("calls.col.direction"), direction(c)],
-        [rt("calls.col.officer"), c.officer ?? ""],
-        [rt("ev.col.court"), c.court ?? ""],
+        [rt("calls.col.officer"), this.names.user(c.officer ?? "")],
+        [rt("ev.col.court"), this.names.court(c.court ?? "")],
         [rt("ev.col.case"), c.case_number ?? ""],
         [rt("calls.col.time"), when(c.created_at)],
         [rt("calls.col.result"), result(c)],
@@ -128,7 +129,7 @@ export class CallsView {
       h("h4", {}, rt("audit.timeline")),
       table(
         [rt("col.seq"), rt("col.at"), rt("col.event"), rt("col.who")],
-        audit.timeline.map((r) => [`#${r.seq}`, when(r.at), named("event", r.kind), who(r.data)]),
+        audit.timeline.map((r) => [`#${r.seq}`, when(r.at), named("event", r.kind), who(r.data, this.names)]),
         "rec-timeline",
       ),
     );
@@ -146,13 +147,13 @@ function result(c: CallSummary): string {
   return c.answered ? rt("calls.answered") : `${rt("calls.unanswered")} (${c.end_reason ?? ""})`;
 }
 
-function who(data: Record<string, unknown>): string {
+function who(data: Record<string, unknown>, names: Names): string {
   for (const key of ["user", "by", "to", "requested_by", "caller"]) {
     const v = data[key];
-    if (typeof v === "string") return key === "to" ? `→ ${v}` : v;
+    if (typeof v === "string") return key === "to" ? `→ ${names.user(v)}` : names.user(v);
   }
   const users = data.users;
-  return Array.isArray(users) ? users.join(", ") : "";
+  return Array.isArray(users) ? users.map((u) => names.user(String(u))).join(", ") : "";
 }
 
 function roleName(role: string): string {

@@ -6,7 +6,7 @@
 import { button, h } from "../dom";
 import type { CourtPlace } from "../store";
 import { type ChainCheck, type EvidenceAudit, type EvidenceItem, type RecordsApi, when } from "./api";
-import { courtSelect, facts, field, status, table, textInput } from "./form";
+import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 const PAGE = 20;
@@ -30,6 +30,7 @@ export class EvidenceView {
   constructor(
     private readonly api: RecordsApi,
     courts: () => CourtPlace[],
+    private readonly names: Names,
     private readonly openCall: (callId: string) => void,
   ) {
     this.court = courtSelect(courts);
@@ -103,8 +104,8 @@ export class EvidenceView {
       items.map((item) => [
         button(when(item.received_at), () => this.open(item.evidence_id), "link"),
         item.case_number,
-        item.uploader,
-        item.court,
+        this.names.user(item.uploader),
+        this.names.court(item.court),
         named("kind", item.kind),
         h("code", {}, item.sha256.slice(0, 12)),
       ]),
@@ -143,7 +144,7 @@ export class EvidenceView {
         `#${r.seq}`,
         when(r.at),
         named("event", r.kind),
-        String(r.data.user ?? r.data.requested_by ?? ""),
+        this.names.user(String(r.data.user ?? r.data.requested_by ?? "")),
         h("code", {}, r.hash.slice(0, 12)),
       ]),
       "rec-trail",
@@ -158,8 +159,8 @@ export class EvidenceView {
         [rt("ev.offset"), offset],
         [rt("ev.position"), pos],
         [rt("ev.col.case"), item.case_number],
-        [rt("ev.col.officer"), item.uploader],
-        [rt("ev.col.court"), item.court],
+        [rt("ev.col.officer"), this.names.user(item.uploader)],
+        [rt("ev.col.court"), this.names.court(item.court)],
         [rt("ev.device"), item.device],
         [rt("ev.file"), `${item.file_name} · ${item.media_type} · ${item.size} B`],
         [rt("ev.call"), call],

@@ -55,3 +55,10 @@ export function facts(pairs: [string, Node | string][]): HTMLDListElement {
 export function status(): HTMLElement {
   return h("p", { class: "rec-status", role: "status" });
 }
+
+/** Names for the ids records keep: a court's name from the settings, a person's from the
+ * roster (officers online) or the signed-in user; an id nobody here can name stays an id. */
+export interface Names {
+  user(id: string): string;
+  court(code: string): string;
+}

@@ -8,7 +8,7 @@ import type { Store } from "../store";
 import { RecordsApi } from "./api";
 import { CallsView } from "./calls";
 import { EvidenceView } from "./evidence";
-import { refill } from "./form";
+import { type Names, refill } from "./form";
 import { StatsView } from "./stats";
 import { rt } from "./text";
 
@@ -55,11 +55,18 @@ export class RecordsPanel {
     const store = this.store;
     const api = new RecordsApi(() => store.hub.bearer());
     const courts = () => store.settings.courts;
-    this.evidence = new EvidenceView(api, courts, (callId) => {
+    const names: Names = {
+      user: (id) => {
+        const name = store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
+        return name ? `${name}（${id}）` : id;
+      },
+      court: (code) => store.settings.courts.find((c) => c.code === code)?.name ?? code,
+    };
+    this.evidence = new EvidenceView(api, courts, names, (callId) => {
       this.show("calls");
       void this.calls.open(callId);
     });
-    this.calls = new CallsView(api, courts, (id) => {
+    this.calls = new CallsView(api, courts, names, (id) => {
       this.show("evidence");
       void this.evidence.open(id);
     });
