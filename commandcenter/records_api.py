@@ -30,7 +30,7 @@ from commandcenter.http_edge import (
     internal_error_response,
     serving,
 )
-from commandcenter.keys import CONFIG, COURTS, EVIDENCE, RECORDER, TRACE
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
 from sessions import evidence as ev
 from sessions import records
 from sessions.durable import verify_store, zone_of
@@ -103,6 +103,11 @@ def _trace(request: web.Request) -> TraceStore:
     return trace
 
 
+def _now(request: web.Request) -> float:
+    # The hub's clock, which every other record of this server is dated by.
+    return request.app[HUB].clock.now()
+
+
 def _allowed(who: Identity, roles: frozenset[Role]) -> None:
     if who.role not in roles:
         raise _Refused(403, "forbidden", f"a {who.role.value} may not read these records")
@@ -160,7 +165,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
         "head_hash": result.head.hash,
         "problem_seq": result.tampering.seq if result.tampering is not None else None,
     }
-    await request.app[RECORDER].record([TraceEvent(TRACE_VERIFIED, time.time(), data)])
+    await request.app[RECORDER].record([TraceEvent(TRACE_VERIFIED, _now(request), data)])
     return web.json_response(answer)
 
 
@@ -248,7 +253,7 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
         "role": who.role.value,
         "user_court": who.court,
     }
-    await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, time.time(), data)])
+    await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, _now(request), data)])
     return web.json_response(answer)
 
 

@@ -384,24 +384,33 @@ class EvidenceStore:
         """The page of items `who` may read that match `search` (newest first), and how
         many match in all. Items out of scope are left out, as for `list_case`; each item
         shown is recorded as read (`via` = search)."""
-        # Narrowed in the store where a term allows: a case's items may have been moved into
-        # it by a correction, an uploader never changes.
-        kinds = [ev.STORED, ev.CORRECTED]
+        # Three reads, not two per item: the originals the terms narrow down to (by case
+        # number or uploader, stored in the period), every correction (rare: one read for
+        # all of them), and the originals of items moved into the case by a correction.
         key: dict[str, str] = {}
         if search.case_number is not None:
             key["case_number"] = search.case_number
         elif search.officer is not None:
-            kinds, key = [ev.STORED], {"uploader": search.officer}
+            key["uploader"] = search.officer
         stored = await self.trace.find(
-            kinds=kinds,
-            data_equals=key,
-            # A case's item may have been moved into it after the period: its time is its
-            # storing, checked below.
-            since=None if search.case_number is not None else search.since,
-            until=None if search.case_number is not None else search.until,
+            kinds=[ev.STORED], data_equals=key, since=search.since, until=search.until
         )
-        ids = {r.data["evidence_id"] for r in stored}
-        found = [h for h in [await self.history(i) for i in ids] if h is not None]
+        corrections: dict[str, list[StoredRecord]] = {}
+        for record in await self.trace.find(kinds=[ev.CORRECTED]):
+            corrections.setdefault(record.data["evidence_id"], []).append(record)
+        if search.case_number is not None:
+            have = {r.data["evidence_id"] for r in stored}
+            moved_in = {
+                r.data["evidence_id"]
+                for rs in corrections.values()
+                for r in rs
+                if r.data.get("case_number") == search.case_number
+            } - have
+            for evidence_id in sorted(moved_in):
+                stored += await self.trace.find(
+                    kinds=[ev.STORED], data_equals={"evidence_id": evidence_id}
+                )
+        found = [_history(r, corrections.get(r.data["evidence_id"], [])) for r in stored]
         visible = [
             h
             for h in found

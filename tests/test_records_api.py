@@ -166,6 +166,24 @@ async def test_the_search_finds_by_officer_court_case_and_period_newest_first(ap
     assert {r.data["evidence_id"] for r in reads} == set(ids.values())
 
 
+async def test_the_search_follows_items_moved_between_cases_by_corrections(api: Api) -> None:
+    items = await upload_three(api)
+    moved = items["o2"]["evidence_id"]
+    other_case = "(2025)粤0101执99号"
+    fixed = await correct(
+        api, moved, "s1", "supervisor", "P01",
+        {"reason": "filed under the wrong case", "changes": {"case_number": other_case}},
+    )  # fmt: skip
+    assert fixed.status == 201, await fixed.text()
+    status, body = await get_json(api, f"/api/evidence?case={other_case}&limit=10", "s1",
+                                  "supervisor", "P01")  # fmt: skip
+    assert (status, [i["evidence_id"] for i in body["items"]]) == (200, [moved])
+    assert body["items"][0]["case_number"] == other_case
+    status, body = await get_json(api, f"/api/evidence?case={CASE}&limit=10", "s1",
+                                  "supervisor", "P01")  # fmt: skip
+    assert [i["evidence_id"] for i in body["items"]] == [items["o1"]["evidence_id"]]
+
+
 async def test_an_operator_finds_only_their_courts_items(api: Api) -> None:
     items = await upload_three(api)
     status, body = await get_json(api, "/api/evidence?court=P01", "op1", "operator", "P0101")
