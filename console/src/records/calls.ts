@@ -156,11 +156,8 @@ function who(data: Record<string, unknown>, names: Names): string {
   return Array.isArray(users) ? users.map((u) => names.user(String(u))).join(", ") : "";
 }
 
+/** A role in words (the console's table has them); a role it does not know, as sent. */
 function roleName(role: string): string {
-  const key = `role.${role}` as TextKey;
-  try {
-    return t(key) ?? role;
-  } catch {
-    return role;
-  }
+  const known = ["operator", "supervisor", "admin", "officer", "auditor", "witness"];
+  return known.includes(role) ? t(`role.${role}` as TextKey) : role;
 }
