@@ -28,6 +28,7 @@ from commandcenter import (
     listener,
     metrics,
     proxies,
+    records_api,
     serving,
     stores,
     tls,
@@ -113,7 +114,11 @@ def create_app(
         if isinstance(recorder, DurableRecorder)
         else None
     )
-    media = _media_service(config, evidence_store, node_id, clock) if config.media.enabled else None
+    media = (
+        _media_service(config, evidence_store, node_id, clock, recorder)
+        if config.media.enabled
+        else None
+    )
     link = _core_link(config, node_id, new_switchboard, recorder, media, clock)
     hub = Hub(
         link=link,
@@ -158,6 +163,8 @@ def create_app(
     http_api.add_routes(app)
     console_api.add_routes(app)
     track_api.add_routes(app)
+    # The records side of the console (evidence trail, chain check, calls' audit views).
+    records_api.add_routes(app, evidence=evidence_store is not None)
     metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).
@@ -204,7 +211,11 @@ def _account_api(config: Config) -> account_api.AccountApi | None:
 
 
 def _media_service(
-    config: Config, evidence_store: EvidenceStore | None, node_id: str, clock: Clock
+    config: Config,
+    evidence_store: EvidenceStore | None,
+    node_id: str,
+    clock: Clock,
+    recorder: SessionRecorder,
 ) -> MediaService:
     # Recordings and snapshots are evidence: without the evidence store (an in-memory
     # recorder) the media server relays but keeps nothing.
@@ -218,6 +229,7 @@ def _media_service(
         clock=clock.now,
         evidence=sink,
         recordings_dir=recordings_dir(config) if config.media.record else None,
+        recorder=recorder,
     )
 
 

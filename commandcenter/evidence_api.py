@@ -32,11 +32,14 @@ from commandcenter.http_edge import (
     internal_error_response,
     serving,
 )
-from commandcenter.keys import CONFIG, EVIDENCE, HUB, IN_FLIGHT
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, IN_FLIGHT
 from sessions import evidence as ev
-from sessions.errors import RecorderError
+from sessions import records
+from sessions.durable import zone_of
+from sessions.errors import BadQuery, RecorderError
 from sessions.evidence_store import EvidenceStore
 from sessions.originals import DownloadCheck
+from sessions.statistics import parse_moment
 
 log = structlog.get_logger(__name__)
 
@@ -212,12 +215,68 @@ async def upload(request: web.Request) -> web.StreamResponse:
 @_answering
 async def list_case(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
-    params = ev.single_params(request.query.items(), ("case",))
-    if "case" not in params:
-        raise ev.BadRequest("required", "case")
+    params = ev.single_params(request.query.items(), SEARCH_PARAMS)
+    if params.keys() != {"case"}:
+        return await _search(request, who, params)
     case_number = ev.parse_case_number(params["case"])
     items = await request.app[EVIDENCE].list_case(who, case_number)
     return web.json_response({"case_number": case_number, "items": [h.to_json() for h in items]})
+
+
+# The evidence browser's search (docs/evidence.md): any of these; `case` alone lists a case.
+SEARCH_PARAMS: Final = ("case", "officer", "court", "from", "to", "limit", "offset")
+
+
+async def _search(
+    request: web.Request, who: Identity, params: dict[str, str]
+) -> web.StreamResponse:
+    if not params:
+        raise ev.BadRequest("give a case, an officer, a court or a period", "case")
+    zone = zone_of(request.app[CONFIG].recorder.time_zone)
+    since = until = None
+    try:
+        if "from" in params:
+            since = parse_moment(params["from"], zone, "from").timestamp()
+        if "to" in params:
+            until = parse_moment(params["to"], zone, "to").timestamp()
+    except BadQuery as exc:
+        raise ev.BadRequest(exc.reason, exc.field) from None
+    courts = request.app[COURTS]
+    subtree = None
+    court = None
+    if "court" in params:
+        court = records.parse_term(params["court"], "court")
+        if court not in courts:
+            raise ev.BadRequest("unknown court", "court")
+        # A court outside one's scope finds nothing, as its items would not be shown.
+        subtree = courts.subtree(court)
+    search = records.EvidenceSearch(
+        case_number=ev.parse_case_number(params["case"]) if "case" in params else None,
+        officer=records.parse_term(params["officer"], "officer") if "officer" in params else None,
+        court=court,
+        since=since,
+        until=until,
+        limit=records.parse_count(
+            params.get("limit"),
+            "limit",
+            default=records.DEFAULT_PAGE,
+            low=1,
+            high=records.MAX_PAGE,
+        ),
+        offset=records.parse_count(
+            params.get("offset"), "offset", default=0, low=0, high=1_000_000
+        ),
+    )
+    items, total = await request.app[EVIDENCE].search(who, search, subtree)
+    return web.json_response(
+        {
+            "case_number": search.case_number,
+            "items": [h.to_json() for h in items],
+            "total": total,
+            "offset": search.offset,
+            "limit": search.limit,
+        }
+    )
 
 
 @_answering

@@ -22,6 +22,9 @@ from media.settings import MediaConfig
 log = structlog.get_logger(__name__)
 
 PublicationHook = Callable[["Room", Publication], None]
+# Called with (user, publication, started) when the room starts or stops forwarding a video
+# track to a member: who watched a call's video is part of its record.
+WatchHook = Callable[[str, Publication, bool], None]
 
 
 class Room:
@@ -33,8 +36,12 @@ class Room:
         clock: Callable[[], float],
         send_offer: Callable[[str, str, str], None],
         on_publication: PublicationHook | None = None,
+        on_watch: WatchHook | None = None,
     ) -> None:
         self.call_id = call_id
+        self._on_watch = on_watch
+        # (user, track id) of every video track being forwarded to a member.
+        self.watching: set[tuple[str, str]] = set()
         self.config = config
         self.clock = clock
         self._send_offer = send_offer
@@ -92,6 +99,7 @@ class Room:
         for pub in list(self.publications.values()):
             if pub.owner != peer.user and pub.owner not in self.silent:
                 peer.receive(pub)
+                self._sent(peer, pub)
 
     def peer(self, user: str) -> MemberPeer:
         peer = self.peers.get(user)
@@ -126,12 +134,38 @@ class Room:
         for user, peer in self.peers.items():
             if user != pub.owner:
                 peer.receive(pub)
+                self._sent(peer, pub)
+
+    def _sent(self, peer: MemberPeer, pub: Publication) -> None:
+        key = (peer.user, pub.track_id)
+        if pub.kind != "video" or pub.track_id not in peer.receiving or key in self.watching:
+            return
+        self.watching.add(key)
+        self._tell_watch(peer.user, pub, True)
+
+    def _unsent(self, user: str, pub: Publication) -> None:
+        key = (user, pub.track_id)
+        if key in self.watching:
+            self.watching.discard(key)
+            self._tell_watch(user, pub, False)
+
+    def _tell_watch(self, user: str, pub: Publication, started: bool) -> None:
+        if self._on_watch is None:
+            return
+        try:
+            self._on_watch(user, pub, started)
+        except Exception:
+            # The record of who watched is not worth losing the call's media over.
+            log.exception("watch hook failed", call_id=self.call_id, user_id=user)
 
     def _withdraw(self, pub: Publication) -> None:
         if self.publications.get(pub.track_id) is pub:
             del self.publications[pub.track_id]
         for peer in self.peers.values():
             peer.stop_receiving(pub)
+        for user, track in sorted(self.watching):
+            if track == pub.track_id:
+                self._unsent(user, pub)
         pub.close()
 
     def _failed(self, peer: MemberPeer) -> None:
@@ -145,6 +179,11 @@ class Room:
             del self.peers[peer.user]
         for pub in peer.publications:
             self._withdraw(pub)
+        replaced = self.peers.get(peer.user) is not None
+        for user, track in sorted(self.watching):
+            # A peer replaced by a newer one: what the user watches now is the newer one's.
+            if user == peer.user and track in self.publications and not replaced:
+                self._unsent(user, self.publications[track])
         task = asyncio.get_running_loop().create_task(peer.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

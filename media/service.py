@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import structlog
 
@@ -22,12 +23,18 @@ from media.evidence_sink import EvidenceSink
 from media.forwarder import Publication
 from media.room import Room
 from media.settings import MediaConfig
+from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
 from signalling.errors import MediaUnavailable
 from signalling.media_port import Deliver, MediaMessage
 
 log = structlog.get_logger(__name__)
+
+# Trace records of a call's video reaching a member and no longer reaching them (the call's
+# "who watched"). Data: call, court, officer, user (who receives), owner (whose track), track.
+VIDEO_WATCHED: Final = "video_watched"
+VIDEO_UNWATCHED: Final = "video_unwatched"
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:
@@ -42,9 +49,14 @@ class MediaService:
         clock: Callable[[], float],
         evidence: EvidenceSink | None = None,
         recordings_dir: Path | None = None,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         """`evidence`: where recordings and snapshots are filed (None: neither is taken).
-        `recordings_dir`: where recordings are written while calls run (None: no recording)."""
+        `recordings_dir`: where recordings are written while calls run (None: no recording).
+        `recorder`: the trace, told whenever a call's video starts or stops reaching a member
+        (`video_watched` / `video_unwatched`); None: not recorded."""
+        self.recorder = recorder
+        self._recording: set[asyncio.Task[None]] = set()
         self.config = config
         self.deliver: Deliver = _not_started
         self.clock = clock
@@ -102,6 +114,7 @@ class MediaService:
                 clock=self.clock,
                 send_offer=self._send_offer,
                 on_publication=self._published_in_call(capture),
+                on_watch=self._watched_in_call(call_id, change.court, change.officer),
             )
             self.rooms[call_id] = room
         room.update(frozenset(change.members), frozenset(change.silent))
@@ -134,6 +147,8 @@ class MediaService:
             self._close(self.rooms.pop(call_id), self.captures.pop(call_id, None))
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
     # ---- internals --------------------------------------------------------------------
 
@@ -197,6 +212,38 @@ class MediaService:
                     other.feed_published()
 
         return published
+
+    def _watched_in_call(
+        self, call_id: str, court: str, officer: str
+    ) -> Callable[[str, Publication, bool], None]:
+        def watched(user: str, pub: Publication, started: bool) -> None:
+            recorder = self.recorder
+            if recorder is None:
+                return
+            event = TraceEvent(
+                VIDEO_WATCHED if started else VIDEO_UNWATCHED,
+                self.clock(),
+                {
+                    "call": call_id,
+                    "court": court,
+                    "officer": officer,
+                    "user": user,
+                    "owner": pub.owner,
+                    "track": pub.track_id,
+                },
+            )
+            # Written beside the media, not in its way: forwarding does not wait for the
+            # trace, and the record's time is when forwarding started or stopped.
+            task = asyncio.get_running_loop().create_task(recorder.record([event]))
+            self._recording.add(task)
+            task.add_done_callback(self._recorded)
+
+        return watched
+
+    def _recorded(self, task: asyncio.Task[None]) -> None:
+        self._recording.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("video watch not recorded", exc_info=task.exception())
 
     def _capture(self, facts: CallFacts) -> CallCapture | None:
         if self.evidence is None or self.recordings_dir is None:

@@ -38,6 +38,7 @@ import structlog
 
 from identity import Courts, Identity
 from sessions import evidence as ev
+from sessions import records
 from sessions.recorder import SessionRecorder, TraceEvent
 from sessions.store import StoredRecord, TraceStore
 
@@ -376,6 +377,67 @@ class EvidenceStore:
                 ev.READ, [self._access_data(who, h, via="list") for h in visible]
             )
         return visible
+
+    async def search(
+        self, who: Identity, search: records.EvidenceSearch, subtree: frozenset[str] | None
+    ) -> tuple[list[ev.ItemHistory], int]:
+        """The page of items `who` may read that match `search` (newest first), and how
+        many match in all. Items out of scope are left out, as for `list_case`; each item
+        shown is recorded as read (`via` = search)."""
+        # Three reads, not two per item: the originals the terms narrow down to (by case
+        # number or uploader, stored in the period), every correction (rare: one read for
+        # all of them), and the originals of items moved into the case by a correction.
+        key: dict[str, str] = {}
+        if search.case_number is not None:
+            key["case_number"] = search.case_number
+        elif search.officer is not None:
+            key["uploader"] = search.officer
+        stored = await self.trace.find(
+            kinds=[ev.STORED], data_equals=key, since=search.since, until=search.until
+        )
+        corrections: dict[str, list[StoredRecord]] = {}
+        for record in await self.trace.find(kinds=[ev.CORRECTED]):
+            corrections.setdefault(record.data["evidence_id"], []).append(record)
+        if search.case_number is not None:
+            have = {r.data["evidence_id"] for r in stored}
+            moved_in = {
+                r.data["evidence_id"]
+                for rs in corrections.values()
+                for r in rs
+                if r.data.get("case_number") == search.case_number
+            } - have
+            for evidence_id in sorted(moved_in):
+                stored += await self.trace.find(
+                    kinds=[ev.STORED], data_equals={"evidence_id": evidence_id}
+                )
+        found = [_history(r, corrections.get(r.data["evidence_id"], [])) for r in stored]
+        visible = [
+            h
+            for h in found
+            if (search.since is None or h.at >= search.since)
+            and (search.until is None or h.at < search.until)
+            and records.matches(h.current(), search, subtree)
+            and ev.may_read(who, h.current(), self.courts)
+        ]
+        visible.sort(key=lambda h: h.seq, reverse=True)
+        shown = records.page(visible, search)
+        if shown:
+            await self._record_many(
+                ev.READ, [self._access_data(who, h, via="search") for h in shown]
+            )
+        return shown, len(visible)
+
+    async def audit(self, who: Identity, evidence_id: str) -> tuple[ev.ItemHistory, dict[str, Any]]:
+        """The item and its audit trail: every trace record naming it, in seq order. Asking
+        is itself a read of the item (recorded after the trail is taken, so the trail shows
+        what was there before this look)."""
+        history = await self._authorised(who, evidence_id, ev.may_read)
+        found = await self.trace.find(
+            kinds=list(records.EVIDENCE_AUDIT_KINDS), data_equals={"evidence_id": evidence_id}
+        )
+        trail = records.evidence_trail(found)
+        await self._record(ev.READ, self._access_data(who, history, via="audit"))
+        return history, trail
 
     async def download(self, who: Identity, evidence_id: str) -> tuple[ev.ItemHistory, Path]:
         """The item and the path of its bytes; the download is recorded before it starts.

@@ -326,3 +326,35 @@ async def test_malformed_candidate_is_negotiation_failed(media_server: Server) -
     finally:
         await officer.close()
         await operator.close()
+
+
+async def test_who_receives_the_officers_video_is_recorded_from_start_to_stop(
+    media_server: Server,
+) -> None:
+    """`video_watched` when the server starts forwarding the officer's video to a member,
+    `video_unwatched` when it stops (a supervisor leaving, the call ending): the call's
+    "who watched"."""
+    officer, operator, call_id = await video_call(media_server)
+    sup_ws = await media_server.connect("sv-1", "supervisor", "P01")
+    supervisor = Member(sup_ws, call_id, [])
+    try:
+        await count_frames(_track(operator, "o-1", "video"), 3)
+        await sup_ws.request("join_call", call_id=call_id)
+        await supervisor.join()
+        await supervisor.renegotiate()
+        await count_frames(_track(supervisor, "o-1", "video"), 3)
+        watched = media_server.recorder.of_kind("video_watched")
+        assert {(e.data["user"], e.data["owner"]) for e in watched} >= {
+            ("op-1", "o-1"),
+            ("sv-1", "o-1"),
+        }
+        assert all(e.data["call"] == call_id and e.data["court"] == "P0101" for e in watched)
+        await sup_ws.request("leave_call", call_id=call_id)
+        await media_server.wait_recorded("video_unwatched", user="sv-1", owner="o-1")
+        await operator.ws.request("hangup", call_id=call_id)
+        await media_server.wait_recorded("video_unwatched", user="op-1", owner="o-1")
+        # The officer's own video is never "watched" by the officer.
+        assert not [e for e in watched if e.data["user"] == "o-1" and e.data["owner"] == "o-1"]
+    finally:
+        for m in (officer, operator, supervisor):
+            await m.close()

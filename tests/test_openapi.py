@@ -194,3 +194,43 @@ async def test_real_answers_have_documented_statuses_and_bodies(
     )
     await c.check("GET", track, await api.get("/api/officers/o1/track", "o1"))
     assert len(c.checked) >= 20
+
+
+async def test_the_records_answers_have_documented_statuses_and_bodies(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The console's records routes (evidence search and trail, chain check, calls, the
+    statistics series) answer as documented, refusals included."""
+    api = await start_api(aiohttp_client, tmp_path)
+    http = api.http
+    c = Conformance()
+    auditor = api.auth("au1", "auditor", "P")
+    created = await c.check("POST", "/api/evidence", await api.upload("o1"))
+    period = {"from": "2020-01-01", "to": "2099-01-01"}
+    search = await http.get("/api/evidence", params={"court": "P01"}, headers=auditor)
+    found = await c.check("GET", "/api/evidence", search)
+    assert found["total"] == 1
+    bad = await http.get("/api/evidence", params={"limit": "0"}, headers=auditor)
+    await c.check("GET", "/api/evidence", bad)
+    trail = "/api/evidence/{evidence_id}/audit"
+    item = f"/api/evidence/{created['evidence_id']}/audit"
+    await c.check("GET", trail, await http.get(item, headers=auditor))
+    await c.check("GET", trail, await api.get(item, "op2", "operator", "P0102"))
+    await c.check("GET", trail, await http.get(item))
+    await c.check(
+        "POST", "/api/trace/verify", await http.post("/api/trace/verify", headers=auditor)
+    )
+    await c.check(
+        "POST", "/api/trace/verify", await http.post("/api/trace/verify", headers=api.auth("o1"))
+    )
+    calls = await http.get("/api/calls", params=period | {"to": "2020-02-01"}, headers=auditor)
+    await c.check("GET", "/api/calls", calls)
+    await c.check("GET", "/api/calls", await http.get("/api/calls", headers=auditor))
+    await c.check(
+        "GET", "/api/calls", await http.get("/api/calls", params=period, headers=api.auth("o1"))
+    )
+    audit = "/api/calls/{call_id}/audit"
+    await c.check("GET", audit, await http.get("/api/calls/c-none/audit", headers=auditor))
+    series = period | {"to": "2020-02-01", "series": "day,court", "explain": "true"}
+    await c.check("GET", "/api/stats", await http.get("/api/stats", params=series, headers=auditor))
+    assert len(c.checked) >= 12

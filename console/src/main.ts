@@ -26,6 +26,7 @@ import { MapView } from "./views/map";
 import { OfficerCard } from "./views/officer";
 import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
+import { RecordsPanel } from "./records/panel";
 
 const TICK_MS = 1000;
 const RENDER_MS = 50;
@@ -58,9 +59,15 @@ root.replaceChildren(
   emergency.overlay,
 );
 
+// ---- records: evidence browser, calls' audit, statistics (records/panel.ts) -------------
+const records = new RecordsPanel(store, () => root.querySelector<HTMLElement>("main.layout"));
+header.el.insertBefore(records.nav, header.el.lastElementChild);
+root.append(records.el);
+
 let lastSelected: string | null = null;
 
 function render(): void {
+  records.relabel();
   header.render();
   queue.render();
   roster.render();

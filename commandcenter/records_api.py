@@ -1,0 +1,271 @@
+"""The records side of the console over HTTP: an evidence item's audit trail, the chain
+check on demand, the calls of a period and a call's audit view (timeline and who watched).
+
+`GET /api/evidence` (the evidence search) is evidence_api's; this module owns
+`GET /api/evidence/{id}/audit`, `POST /api/trace/verify`, `GET /api/calls` and
+`GET /api/calls/{call_id}/audit`. What is read comes from the trace; the rules of what a
+record means are `sessions.records`. `_answering` is the one place where errors become
+statuses: 401 for the token, 403 for the role, 400 naming a bad parameter, 404 for a call or
+item that is missing or outside the caller's scope (the same answer for both), 409 while a
+chain check runs already, 503 when the trace cannot be read; anything else is logged and
+answered 500 with the request's id only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import structlog
+from aiohttp import web
+
+from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.http_edge import (
+    auth_error_response,
+    error_response,
+    identity_of,
+    internal_error_response,
+    serving,
+)
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
+from sessions import evidence as ev
+from sessions import records
+from sessions.durable import verify_store, zone_of
+from sessions.errors import BadQuery, RecorderError
+from sessions.recorder import TraceEvent
+from sessions.statistics import parse_moment
+from sessions.store import StoredRecord, TraceStore
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+EVIDENCE_AUDIT: Final = "/api/evidence/{evidence_id:" + ev.EVIDENCE_ID_RE + "}/audit"
+VERIFY: Final = "/api/trace/verify"
+CALLS: Final = "/api/calls"
+CALL_ID_RE: Final = r"[A-Za-z0-9_.:-]{1,64}"
+CALL_AUDIT: Final = CALLS + "/{call_id:" + CALL_ID_RE + "}/audit"
+# Who may read calls' records: the console's people, each over their scope, and auditors.
+RECORD_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN, Role.AUDITOR})
+# Who may run the chain check: it reads the whole trace, so not every operator.
+VERIFY_ROLES: Final = frozenset({Role.SUPERVISOR, Role.ADMIN, Role.AUDITOR})
+# The record of a chain check run from the console: who ran it and what it found.
+TRACE_VERIFIED: Final = "trace_verified"
+# The longest period a call listing may span.
+MAX_CALL_PERIOD_S: Final = 93 * 86400
+_VERIFY_LOCK: Final = web.AppKey("records_verify_lock", asyncio.Lock)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.field = status, code, reason, field
+
+
+def _not_found() -> _Refused:
+    return _Refused(404, "not_found", "no such call")
+
+
+def _answering(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        with serving(request):
+            try:
+                return await handler(request)
+            except AuthError as exc:
+                return auth_error_response(exc)
+            except _Refused as exc:
+                return error_response(exc.status, exc.code, exc.reason, exc.field)
+            except ev.EvidenceError as exc:
+                return error_response(exc.http_status, exc.code, exc.reason, exc.field)
+            except BadQuery as exc:
+                return error_response(exc.http_status, exc.code, exc.reason, exc.field)
+            except RecorderError as exc:
+                if exc.http_status == 503:
+                    log.error("records unavailable", path=request.path, code=exc.code)
+                    return error_response(
+                        503, "unavailable", "the trace cannot be read now, retry later"
+                    )
+                return internal_error_response(request, exc, "records request failed")
+            except Exception as exc:
+                return internal_error_response(request, exc, "records request failed")
+
+    return wrapped
+
+
+def _trace(request: web.Request) -> TraceStore:
+    trace = request.app.get(TRACE)
+    if trace is None:
+        raise _Refused(503, "unavailable", "this server keeps no trace")
+    return trace
+
+
+def _now(request: web.Request) -> float:
+    # The hub's clock, which every other record of this server is dated by.
+    return request.app[HUB].clock.now()
+
+
+def _allowed(who: Identity, roles: frozenset[Role]) -> None:
+    if who.role not in roles:
+        raise _Refused(403, "forbidden", f"a {who.role.value} may not read these records")
+
+
+# --- evidence ------------------------------------------------------------------------------
+
+
+@_answering
+async def evidence_audit(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    ev.single_params(request.query.items(), ())
+    history, trail = await request.app[EVIDENCE].audit(who, request.match_info["evidence_id"])
+    return web.json_response({"item": history.to_json(), **trail})
+
+
+# --- the chain check -----------------------------------------------------------------------
+
+
+@_answering
+async def verify(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    _allowed(who, VERIFY_ROLES)
+    ev.single_params(request.query.items(), ())
+    trace = _trace(request)
+    lock = request.app[_VERIFY_LOCK]
+    if lock.locked():
+        # One at a time: a check reads the whole trace, and a second one would learn
+        # nothing the first will not say in a moment.
+        raise _Refused(409, "busy", "a chain check is running; retry when it ends")
+    async with lock:
+        started = time.monotonic()
+        result = await verify_store(trace)
+        seconds = round(time.monotonic() - started, 3)
+    answer: dict[str, object] = {
+        "ok": result.ok,
+        "records": result.records,
+        "head_seq": result.head.seq,
+        "head_hash": result.head.hash,
+        "seconds": seconds,
+    }
+    if result.tampering is not None:
+        answer |= {
+            "seq": result.tampering.seq,
+            "problem": result.tampering.problem,
+            "detail": result.tampering.detail,
+        }
+    data = {
+        "user": who.user_id,
+        "role": who.role.value,
+        "court": who.court,
+        "ok": result.ok,
+        "records": result.records,
+        "head_seq": result.head.seq,
+        "head_hash": result.head.hash,
+        "problem_seq": result.tampering.seq if result.tampering is not None else None,
+    }
+    await request.app[RECORDER].record([TraceEvent(TRACE_VERIFIED, _now(request), data)])
+    return web.json_response(answer)
+
+
+# --- calls ---------------------------------------------------------------------------------
+
+
+def _period(request: web.Request, params: dict[str, str]) -> tuple[float, float]:
+    zone = zone_of(request.app[CONFIG].recorder.time_zone)
+    start = parse_moment(params.get("from"), zone, "from").timestamp()
+    end = parse_moment(params.get("to"), zone, "to").timestamp()
+    if end <= start:
+        raise BadQuery("must be later than from (the period is [from, to))", "to")
+    if end - start > MAX_CALL_PERIOD_S:
+        raise BadQuery(f"the period is at most {MAX_CALL_PERIOD_S // 86400} days", "to")
+    return start, end
+
+
+def _court_filter(request: web.Request, who: Identity, raw: str | None) -> frozenset[str]:
+    """The courts whose calls may be listed: the caller's scope, narrowed to a court."""
+    courts = request.app[COURTS]
+    scope = courts.scope(who)
+    if raw is None:
+        return scope
+    code = records.parse_term(raw, "court")
+    if code not in courts:
+        raise BadQuery("unknown court", "court")
+    if code not in scope:
+        raise _Refused(403, "forbidden", "court is outside your scope", "court")
+    return courts.subtree(code) & scope
+
+
+@_answering
+async def list_calls(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    _allowed(who, RECORD_ROLES)
+    params = ev.single_params(request.query.items(), ("from", "to", "court", "officer", "limit"))
+    since, until = _period(request, params)
+    courts = _court_filter(request, who, params.get("court"))
+    limit = records.parse_count(
+        params.get("limit"), "limit", default=100, low=1, high=records.MAX_CALLS
+    )
+    key = {}
+    if "officer" in params:
+        key["officer"] = records.parse_term(params["officer"], "officer")
+    trace = _trace(request)
+    created = await trace.find(
+        kinds=[records.CALL_CREATED], data_equals=key, since=since, until=until
+    )
+    mine = [r for r in created if r.data.get("court") in courts]
+    mine.sort(key=lambda r: r.seq, reverse=True)
+    shown = mine[:limit]
+    # One read for every end: a call ends after it was placed, so at or after `since`.
+    ends: dict[object, StoredRecord] = {}
+    if shown:
+        for record in await trace.find(kinds=[records.CALL_ENDED], since=since):
+            ends.setdefault(record.data.get("call"), record)
+    calls = [records.call_summary(r, ends.get(r.data.get("call"))) for r in shown]
+    return web.json_response({"calls": calls, "total": len(mine), "limit": limit})
+
+
+@_answering
+async def call_audit(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    _allowed(who, RECORD_ROLES)
+    ev.single_params(request.query.items(), ())
+    call_id = request.match_info["call_id"]
+    trace = _trace(request)
+    found = await trace.find(kinds=list(records.CALL_AUDIT_KINDS), data_equals={"call": call_id})
+    created = [r for r in found if r.kind == records.CALL_CREATED]
+    if not created:
+        raise _not_found()
+    court = created[0].data.get("court")
+    if not isinstance(court, str) or not request.app[COURTS].in_scope(who, court):
+        # The same answer as a missing call: whether another court had this call is not
+        # the caller's business.
+        log.info("call audit refused", call_id=call_id, user=who.user_id)
+        raise _not_found()
+    answer = records.call_audit(found)
+    # Looking at a call's record is itself a fact of it, as reading evidence is; written
+    # after the view is taken, so the view shows the looks before this one.
+    data = {
+        "call": call_id,
+        "court": court,
+        "user": who.user_id,
+        "role": who.role.value,
+        "user_court": who.court,
+    }
+    await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, _now(request), data)])
+    return web.json_response(answer)
+
+
+def add_routes(app: web.Application, *, evidence: bool) -> None:
+    """The records routes; `evidence`: whether the app serves evidence (its audit trail is
+    served with it)."""
+    app[_VERIFY_LOCK] = asyncio.Lock()
+    if evidence:
+        app.router.add_get(EVIDENCE_AUDIT, evidence_audit)
+    app.router.add_post(VERIFY, verify)
+    app.router.add_get(CALLS, list_calls)
+    app.router.add_get(CALL_AUDIT, call_audit)
+
+
+__all__ = ["CALLS", "CALL_AUDIT", "EVIDENCE_AUDIT", "TRACE_VERIFIED", "VERIFY", "add_routes"]

@@ -1,0 +1,187 @@
+// The records views' HTTP client: the evidence search and trail, the chain check, the
+// calls' audit and the statistics (commandcenter/openapi.json), with the console's bearer
+// token. Views call these and never build URLs themselves.
+
+export interface Position {
+  lat: number;
+  lon: number;
+  accuracy_m: number | null;
+}
+
+export interface EvidenceItem {
+  evidence_id: string;
+  case_number: string;
+  sha256: string;
+  size: number;
+  kind: string;
+  media_type: string;
+  file_name: string;
+  uploader: string;
+  court: string;
+  device: string;
+  capture_time: number;
+  clock_offset_ms: number | null;
+  time_unverified: boolean;
+  time_unverified_reason: string | null;
+  received_at: number;
+  position: Position | null;
+  recorded: { seq: number; at: number };
+}
+
+export interface Listing {
+  items: EvidenceItem[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface AuditRecord {
+  seq: number;
+  at: number;
+  kind: string;
+  hash: string;
+  data: Record<string, unknown>;
+}
+
+export interface EvidenceAudit {
+  item: EvidenceItem;
+  call: string | null;
+  records: AuditRecord[];
+}
+
+export interface ChainCheck {
+  ok: boolean;
+  records: number;
+  head_seq: number;
+  head_hash: string;
+  seq?: number;
+  problem?: string;
+  detail?: string;
+}
+
+export interface CallSummary {
+  call_id: string;
+  direction: string | null;
+  officer: string | null;
+  court: string | null;
+  case_number: string | null;
+  emergency: boolean;
+  created_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  answered: boolean | null;
+}
+
+export interface Watch {
+  user: string;
+  role: string;
+  since: number;
+  since_seq: number;
+  until: number | null;
+  until_seq: number | null;
+  covert: boolean;
+}
+
+export interface CallAudit {
+  call: CallSummary;
+  timeline: AuditRecord[];
+  watched: Watch[];
+  evidence: { evidence_id: string | null; media: string | null; sha256: string | null; seq: number }[];
+}
+
+export type Figures = Record<string, number | null>;
+
+export interface StatsAnswer {
+  from: string;
+  to: string;
+  court: string | null;
+  figures: Figures;
+  how: Record<string, string>;
+  over: string;
+  by_day: { day: string; figures: Figures }[];
+  by_court: { court: string; name: string; figures: Figures }[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+export class RecordsApi {
+  constructor(private readonly bearer: () => string) {}
+
+  private async fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    const resp = await fetch(path, {
+      ...init,
+      headers: { Authorization: `Bearer ${this.bearer()}` },
+    });
+    if (!resp.ok) {
+      let reason = String(resp.status);
+      try {
+        const body = (await resp.json()) as { reason?: string; field?: string };
+        reason = body.field ? `${body.field}: ${body.reason}` : (body.reason ?? reason);
+      } catch {
+        // Not JSON: the status says enough.
+      }
+      throw new ApiError(resp.status, reason);
+    }
+    return resp;
+  }
+
+  private async json<T>(path: string, init: RequestInit = {}): Promise<T> {
+    return (await (await this.fetch(path, init)).json()) as T;
+  }
+
+  search(params: Record<string, string>): Promise<Listing> {
+    return this.json(`/api/evidence?${query(params)}`);
+  }
+
+  evidenceAudit(id: string): Promise<EvidenceAudit> {
+    return this.json(`/api/evidence/${encodeURIComponent(id)}/audit`);
+  }
+
+  /** The original's bytes, as the server keeps them. */
+  async content(id: string): Promise<Blob> {
+    return (await this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`)).blob();
+  }
+
+  verify(): Promise<ChainCheck> {
+    return this.json("/api/trace/verify", { method: "POST" });
+  }
+
+  calls(params: Record<string, string>): Promise<{ calls: CallSummary[]; total: number }> {
+    return this.json(`/api/calls?${query(params)}`);
+  }
+
+  callAudit(callId: string): Promise<CallAudit> {
+    return this.json(`/api/calls/${encodeURIComponent(callId)}/audit`);
+  }
+
+  stats(params: Record<string, string>): Promise<StatsAnswer> {
+    return this.json(`/api/stats?${query({ ...params, series: "day,court", explain: "true" })}`);
+  }
+}
+
+function query(params: Record<string, string>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v.trim()) q.set(k, v.trim());
+  return q.toString();
+}
+
+/** Unix seconds as local date and time, to the second. */
+export function when(seconds: number | null): string {
+  if (seconds === null) return "";
+  const d = new Date(seconds * 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** YYYY-MM-DD of a date, local. */
+export function day(d: Date): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}

@@ -1,0 +1,98 @@
+// The records side of the console (docs/console.md, "Records"): the evidence browser, the
+// calls' audit and the statistics, in a panel that takes the place of the live layout while
+// open. The live console keeps running underneath: calls still ring and alarms still sound.
+
+import { button, h } from "../dom";
+import { currentLang } from "../i18n";
+import type { Store } from "../store";
+import { RecordsApi } from "./api";
+import { CallsView } from "./calls";
+import { EvidenceView } from "./evidence";
+import { type Names, refill } from "./form";
+import { StatsView } from "./stats";
+import { rt } from "./text";
+
+export type RecordsTab = "evidence" | "calls" | "stats";
+
+export class RecordsPanel {
+  readonly el: HTMLElement;
+  readonly nav: HTMLElement;
+  evidence!: EvidenceView;
+  calls!: CallsView;
+  stats!: StatsView;
+  tab: RecordsTab | null = null;
+  private readonly body = h("div", { class: "rec-body" });
+  private readonly back = button("", () => this.show(null), "secondary");
+  private readonly tabs: Record<RecordsTab, HTMLButtonElement>;
+  private lang = currentLang();
+
+  constructor(
+    private readonly store: Store,
+    private readonly layout: () => HTMLElement | null,
+  ) {
+    this.tabs = {
+      evidence: button("", () => this.toggle("evidence"), "secondary"),
+      calls: button("", () => this.toggle("calls"), "secondary"),
+      stats: button("", () => this.toggle("stats"), "secondary"),
+    };
+    this.nav = h("nav", { class: "rec-nav" }, this.tabs.evidence, this.tabs.calls, this.tabs.stats);
+    this.el = h("div", { class: "records", hidden: true }, h("div", { class: "rec-top" }, this.back), this.body);
+    this.build();
+  }
+
+  /** After a language switch: the views again, in the new language (what they showed is
+   * asked for again when next searched). */
+  relabel(): void {
+    if (currentLang() === this.lang) return;
+    this.lang = currentLang();
+    this.build();
+    const tab = this.tab;
+    this.tab = null;
+    this.show(tab);
+  }
+
+  private build(): void {
+    const store = this.store;
+    const api = new RecordsApi(() => store.hub.bearer());
+    const courts = () => store.settings.courts;
+    const names: Names = {
+      user: (id) => {
+        const name = store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
+        return name ? `${name}（${id}）` : id;
+      },
+      court: (code) => store.settings.courts.find((c) => c.code === code)?.name ?? code,
+    };
+    this.evidence = new EvidenceView(api, courts, names, (callId) => {
+      this.show("calls");
+      void this.calls.open(callId);
+    });
+    this.calls = new CallsView(api, courts, names, (id) => {
+      this.show("evidence");
+      void this.evidence.open(id);
+    });
+    this.stats = new StatsView(api, courts);
+    this.tabs.evidence.textContent = rt("nav.evidence");
+    this.tabs.calls.textContent = rt("nav.calls");
+    this.tabs.stats.textContent = rt("nav.stats");
+    this.back.textContent = rt("nav.back");
+  }
+
+  private toggle(tab: RecordsTab): void {
+    this.show(this.tab === tab ? null : tab);
+  }
+
+  show(tab: RecordsTab | null): void {
+    const first = tab !== null && this.tab !== tab;
+    this.tab = tab;
+    this.el.hidden = tab === null;
+    const layout = this.layout();
+    if (layout) layout.hidden = tab !== null;
+    for (const [name, b] of Object.entries(this.tabs)) b.setAttribute("aria-pressed", String(name === tab));
+    if (tab === null) return;
+    const view = { evidence: this.evidence, calls: this.calls, stats: this.stats }[tab];
+    this.body.replaceChildren(view.el);
+    for (const select of view.el.querySelectorAll("select")) refill(select);
+    if (first && tab === "stats" && !this.stats.current) void this.stats.load();
+    if (first && tab === "calls" && !this.calls.current) void this.calls.search();
+  }
+}

@@ -1,0 +1,102 @@
+"""The records side of the console in headless Chromium against the real server: one run of
+tests/browser_records_scenario.py in a network namespace of its own (`make console` builds
+the console first; `make test` does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser import namespace_fixture_run
+from tests.browser_records_scenario import CASE, SUPERVISOR
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return namespace_fixture_run("tests.browser_records_scenario", [], RUN_TIMEOUT_S)
+
+
+def seen(run: dict[str, Any], key: str) -> Any:
+    if key not in run:
+        pytest.fail(f"the run stopped before {key}: {run}")
+    return run[key]
+
+
+def test_the_evidence_browser_finds_the_calls_snapshot_by_its_case_number(
+    run: dict[str, Any],
+) -> None:
+    # The snapshot and the call's recordings, all evidence of the case.
+    assert seen(run, "case_items") == ["audio", "photo", "video"]
+    assert seen(run, "search_rows") == 4
+    assert "共 4 条" in seen(run, "search_status")
+    assert seen(run, "search_row_kinds") == ["录音", "录音", "照片", "视频"]
+    assert CASE in seen(run, "search_row_text")
+    assert seen(run, "shown_case") == CASE
+
+
+def test_the_item_shows_the_hash_the_server_stored_and_the_picture_with_those_bytes(
+    run: dict[str, Any],
+) -> None:
+    stored = seen(run, "stored_sha256")
+    assert seen(run, "shown_sha256") == stored
+    assert seen(run, "photo_sha256") == stored
+    assert seen(run, "photo_check_text") == "本机计算的 SHA-256 与记录一致"
+    assert seen(run, "photo_width") > 0
+    assert seen(run, "shown_received")
+    assert seen(run, "shown_offset")
+
+
+def test_the_calls_recording_plays_in_the_page(run: dict[str, Any]) -> None:
+    assert seen(run, "video_ready") > 0
+
+
+def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> None:
+    assert seen(run, "call_id") in seen(run, "shown_call")
+    events = seen(run, "trail_events")
+    assert events[0] == "存储"
+    assert "通话取证" in events
+
+
+def test_verify_runs_the_chain_check_on_the_server_and_says_ok(run: dict[str, Any]) -> None:
+    assert seen(run, "verify_ok") == "true"
+    assert seen(run, "verify_text").startswith("校验通过")
+    proof = seen(run, "proof")
+    assert proof["sha256"] == seen(run, "stored_sha256")
+    assert proof["ok"] is True
+    assert proof["anchors"] >= 2
+
+
+def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[str, Any]) -> None:
+    assert seen(run, "supervisor_frames") > 0
+    rows = seen(run, "watched_rows")
+    # By name where the page knows it (the supervisor is the one looking), else by id.
+    supervisor = f"{SUPERVISOR[1]}（{SUPERVISOR[0]}）"
+    assert any(row.startswith(supervisor) and "指挥长" in row for row in rows), rows
+    assert any(row.startswith("op-1") and "值班员" in row for row in rows), rows
+    events = seen(run, "timeline_events")
+    assert events[0] == "发起通话"
+    for event in ("接听", "指挥长加入", "开始观看视频", "通话取证", "停止观看视频", "通话结束"):
+        assert event in events
+
+
+def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str, Any]) -> None:
+    dashboard = seen(run, "dashboard")
+    assert dashboard == seen(run, "cli")
+    assert dashboard["evidence_items"] == "4"  # the snapshot and three recordings
+    assert dashboard["officer_calls"] == "1"
+    assert "evidence_stored" in seen(run, "dashboard_how_evidence")
+    assert seen(run, "charts") == 2
+
+
+def test_the_records_side_speaks_english_too(run: dict[str, Any]) -> None:
+    assert seen(run, "english_figure") == "Evidence items"
+    assert seen(run, "english_nav").split() == ["Evidence", "Call", "records", "Statistics"]
+
+
+def test_no_errors_in_the_page(run: dict[str, Any]) -> None:
+    assert seen(run, "page_errors") == []
