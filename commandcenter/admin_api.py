@@ -57,7 +57,6 @@ DEFAULT_PAGE: Final = 50
 MAX_OFFSET: Final = 1_000_000
 # Every account is read for a search: enough for a national deployment's tens of thousands.
 MAX_ACCOUNTS: Final = 1_000_000
-MAX_FAULTS: Final = 50
 # Passwords hashed between two progress lines of an import.
 HASH_CHUNK: Final = 16
 _LIST_PARAMS: Final = frozenset({"q", "court", "role", "disabled", "offset", "limit"})
@@ -253,14 +252,13 @@ class AdminApi:
             raise Refused(409, "busy", "another import is running; try again when it ends")
         async with self._importing:
             api = request.app[ACCOUNTS]
-            try:
-                rows = parse_rows(text, request.app[COURTS])
-            except ImportRefused as exc:
-                raise _refused_file(exc.faults) from None
             existing = {a.user_id: a for a in await api.store.all(limit=MAX_ACCOUNTS)}
-            faults = list(_out_of_scope(rows, existing, scope))
-            if faults:
-                raise _refused_file(faults)
+            try:
+                rows = parse_rows(text, request.app[COURTS], _scope_check(existing, scope))
+            except ImportRefused as exc:
+                raise Refused(
+                    400, "bad_file", "the file has bad rows; nothing imported", faults=exc.faults
+                ) from None
             return await self._stream_import(request, who, rows, existing, raw)
 
     async def _stream_import(
@@ -439,22 +437,20 @@ async def _json_body(request: web.Request, fields: set[str]) -> dict[str, Any]:
     return body
 
 
-def _out_of_scope(
-    rows: list[Row], existing: dict[str, Account], scope: frozenset[str]
-) -> Iterable[str]:
-    """The rows an admin may not import: a court outside their scope, or an id that is an
-    account of such a court (which the import would move into theirs)."""
-    for r in rows:
+def _scope_check(
+    existing: dict[str, Account], scope: frozenset[str]
+) -> Callable[[Row], str | None]:
+    """What an admin may not import: a court outside their scope, or an id that is an account
+    of such a court (which the import would move into theirs)."""
+
+    def refused(r: Row) -> str | None:
         if r.court not in scope:
-            yield f"line {r.line}: court: {r.court!r} is not a court you manage"
-        elif r.user_id in existing and existing[r.user_id].court not in scope:
-            yield f"line {r.line}: user: {r.user_id!r} is taken"
+            return f"court: {r.court!r} is not a court you manage"
+        if r.user_id in existing and existing[r.user_id].court not in scope:
+            return f"user: {r.user_id!r} is taken"
+        return None
 
-
-def _refused_file(faults: list[str]) -> Refused:
-    more = [f"... and {len(faults) - MAX_FAULTS} more"] if len(faults) > MAX_FAULTS else []
-    reason = f"{len(faults)} bad rows; nothing imported"
-    return Refused(400, "bad_file", reason, faults=faults[:MAX_FAULTS] + more)
+    return refused
 
 
 def _secret_response(body: dict[str, Any], status: int = 200) -> web.Response:

@@ -18,6 +18,8 @@ export class HeaderView {
   private readonly sound: HTMLButtonElement;
   private readonly lang: HTMLButtonElement;
   private readonly signOut: HTMLButtonElement;
+  // The accounts admin page (admin.html), for admins only.
+  private readonly accounts = h("a", { class: "accounts-link", href: "/app/console/admin.html", hidden: true });
 
   constructor(
     private readonly store: Store,
@@ -41,7 +43,7 @@ export class HeaderView {
       this.who,
       this.me,
       this.connection,
-      h("span", { class: "tools" }, this.sound, this.lang, this.signOut),
+      h("span", { class: "tools" }, this.accounts, this.sound, this.lang, this.signOut),
     );
   }
 
@@ -71,6 +73,8 @@ export class HeaderView {
     this.sound.textContent = t("sound.enable");
     this.lang.textContent = t("lang.other");
     this.signOut.textContent = t("signout");
+    this.accounts.hidden = u?.role !== "admin";
+    this.accounts.textContent = t("admin.open");
     const now = Date.now();
     const shown = store.notices.filter((n) => now - n.at < 8000);
     keyed(this.notices, JSON.stringify(shown), () => shown.map((n) => h("li", {}, n.text)));
