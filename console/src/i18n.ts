@@ -188,6 +188,7 @@ const zh = {
   // ---- clear messages when the browser refuses the microphone or camera ----
   "media.denied": "无法使用摄像头或麦克风（{name}）：请在浏览器设置中允许。",
   "media.insecure": "此页面不安全（非 HTTPS），浏览器不允许使用摄像头和麦克风。",
+  "media.listening_only": "麦克风不可用：只能收听",
 };
 
 type Key = keyof typeof zh;
@@ -377,6 +378,7 @@ const en: Record<Key, string> = {
   // ---- clear messages when the browser refuses the microphone or camera ----
   "media.denied": "Camera or microphone not available ({name}): allow them in the browser settings.",
   "media.insecure": "This page is not secure (no HTTPS): the browser allows no camera or microphone.",
+  "media.listening_only": "No microphone: listening only",
 };
 
 const TABLES: Record<Lang, Record<Key, string>> = { zh, en };
