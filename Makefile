@@ -38,7 +38,7 @@ NODE_NEEDS := npm:npm node:nodejs
 CONSOLE_OUT := commandcenter/static/console
 CONSOLE_STAMP := $(CONSOLE_OUT)/.built
 CONSOLE_MODULES := console/node_modules/.installed
-CONSOLE_SOURCES := $(shell find console/src -type f) console/index.html console/vite.config.ts \
+CONSOLE_SOURCES := $(shell find console/src -type f) console/index.html console/admin.html console/vite.config.ts \
 	console/tsconfig.json
 
 $(CONSOLE_MODULES): console/package.json console/package-lock.json

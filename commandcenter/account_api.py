@@ -95,6 +95,11 @@ class Passwords:
         """Blocking: for the CLI."""
         return self._hasher.hash(password)
 
+    async def hash(self, password: str) -> str:
+        """For the server: off the event loop, at most MAX_HASHING at once."""
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
     async def verify(self, password_hash: str | None, password: str) -> bool:
         async with self._slots:
             return await asyncio.to_thread(self._verify, password_hash, password)
@@ -165,6 +170,10 @@ class AccountApi:
         if self._store is None:
             raise StoreClosed("the account store is not open")
         return self._store
+
+    @property
+    def passwords(self) -> Passwords:
+        return self._passwords
 
     async def open(self, store: AccountStore) -> None:
         self._store = store

@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from commandcenter import (
     account_api,
+    admin_api,
     browser_policy,
     checkpoints,
     console_api,
@@ -157,6 +158,8 @@ def create_app(
     accounts = _account_api(config)
     if accounts is not None:
         account_api.install(app, accounts)
+        # The accounts admin page's API, over the same store (admin_api.py).
+        admin_api.install(app)
     # The feed answers 503 without a trace; its streams end on shutdown, before the hub's.
     feed_api.install(app)
     app.router.add_get(WS_PATH, hub.handle_ws)

@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-import pyotp
 
+from commandcenter import account_changes
 from commandcenter.cli import (
     PROG,
     CommandError,
@@ -173,12 +170,6 @@ def _run(prog: str, config: Config, work: Callable[[Any, Any], Awaitable[dict[st
     return 0
 
 
-def _event(kind: str, data: dict[str, Any]) -> Any:
-    from sessions.recorder import TraceEvent
-
-    return TraceEvent(kind, time.time(), {**data, "by": CLI_ACTOR})
-
-
 def _hasher() -> Any:
     from commandcenter.account_api import Passwords
 
@@ -188,7 +179,7 @@ def _hasher() -> Any:
 def _new_password(prog: str, from_stdin: bool) -> tuple[str, bool]:
     """(password, made here): read from stdin, or made up."""
     if not from_stdin:
-        return secrets.token_urlsafe(12), True
+        return account_changes.new_password(), True
     line = sys.stdin.readline().rstrip("\r\n")
     try:
         return check_password(line), False
@@ -197,8 +188,7 @@ def _new_password(prog: str, from_stdin: bool) -> tuple[str, bool]:
 
 
 def _second_factor(config: Config, user_id: str) -> tuple[str, dict[str, str]]:
-    secret = pyotp.random_base32()
-    uri = pyotp.TOTP(secret).provisioning_uri(name=user_id, issuer_name=config.accounts.totp_issuer)
+    secret, uri = account_changes.new_second_factor(config.accounts.totp_issuer, user_id)
     return secret, {"totp_secret": secret, "totp_uri": uri}
 
 
@@ -228,30 +218,16 @@ def _add(args: argparse.Namespace) -> int:
     account = Account(user_id, name, role, court, _hasher().hash_now(password), totp_secret)
 
     async def work(accounts: Any, recorder: Any) -> dict[str, Any]:
-        if await accounts.get(user_id) is not None:
-            raise CommandError(prog, f"user {user_id!r} exists (use `user reset`)")
-        await recorder.record(
-            [
-                _event(
-                    "account_added",
-                    {
-                        "user": user_id,
-                        "court": court,
-                        "role": role.value,
-                        "second_factor": args.totp,
-                    },
-                )
-            ]
-        )
-        await accounts.save(account)
+        try:
+            await account_changes.add(accounts, recorder, account, by=CLI_ACTOR, now=time.time())
+        except account_changes.AccountExists:
+            raise CommandError(prog, f"user {user_id!r} exists (use `user reset`)") from None
         return shown
 
     return _run(prog, config, work)
 
 
-def _change(
-    prog: str, args: argparse.Namespace, kind: str, change: Callable[[Account], Account]
-) -> int:
+def _set_disabled(prog: str, args: argparse.Namespace, disabled: bool) -> int:
     config = _load(args)
     user_id = _checked(prog, lambda: user_id_of(args.user))
 
@@ -259,27 +235,20 @@ def _change(
         account = await accounts.get(user_id)
         if account is None:
             raise CommandError(prog, f"no user {user_id!r}")
-        await recorder.record([_event(kind, {"user": user_id, "court": account.court})])
-        await accounts.save(change(account))
-        ended = await accounts.close_sessions_of(user_id) if kind == "account_disabled" else 0
+        _, ended = await account_changes.set_disabled(
+            accounts, recorder, account, disabled, by=CLI_ACTOR, now=time.time()
+        )
         return {"user": user_id, "sessions_ended": ended}
 
     return _run(prog, config, work)
 
 
 def _disable(args: argparse.Namespace) -> int:
-    return _change(
-        f"{PROG} user disable", args, "account_disabled", lambda a: replace(a, disabled=True)
-    )
+    return _set_disabled(f"{PROG} user disable", args, True)
 
 
 def _enable(args: argparse.Namespace) -> int:
-    return _change(
-        f"{PROG} user enable",
-        args,
-        "account_enabled",
-        lambda a: replace(a, disabled=False, failures=0, locked_until=0.0),
-    )
+    return _set_disabled(f"{PROG} user enable", args, False)
 
 
 def _reset(args: argparse.Namespace) -> int:
@@ -302,18 +271,15 @@ def _reset(args: argparse.Namespace) -> int:
         if account is None:
             raise CommandError(prog, f"no user {user_id!r}")
         secret = totp[0] if totp is not None else None if args.no_totp else account.totp_secret
-        data = {"user": user_id, "court": account.court, "second_factor": secret is not None}
-        await recorder.record([_event("account_password_reset", data)])
-        await accounts.save(
-            replace(
-                account,
-                password_hash=password_hash,
-                totp_secret=secret,
-                failures=0,
-                locked_until=0.0,
-            )
+        _, shown["sessions_ended"] = await account_changes.reset(
+            accounts,
+            recorder,
+            account,
+            password_hash=password_hash,
+            totp_secret=secret,
+            by=CLI_ACTOR,
+            now=time.time(),
         )
-        shown["sessions_ended"] = await accounts.close_sessions_of(user_id)
         return shown
 
     return _run(prog, config, work)
@@ -324,21 +290,7 @@ def _list(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def work(accounts: Any, recorder: Any) -> dict[str, Any]:
-        return {
-            "accounts": [
-                {
-                    "user": a.user_id,
-                    "name": a.name,
-                    "role": a.role.value,
-                    "court": a.court,
-                    "second_factor": a.totp_secret is not None,
-                    "disabled": a.disabled,
-                    "has_password": bool(a.password_hash),
-                    "locked_until": a.locked_until or None,
-                }
-                for a in await accounts.all()
-            ]
-        }
+        return {"accounts": [account_changes.summary_of(a) for a in await accounts.all()]}
 
     return _run(prog, config, work)
 
@@ -370,32 +322,20 @@ def _import(args: argparse.Namespace) -> int:
         with_password = [r for r in rows if r.password]
         hashes = _hash_all(hasher, [r.password for r in with_password], show)
         hash_of = {r.user_id: h for r, h in zip(with_password, hashes, strict=True)}
-        merged: list[Account] = []
-        for r in rows:
-            old = existing.get(r.user_id)
-            base = old or Account(r.user_id, r.name, r.role, r.court, "")
-            merged.append(
-                replace(
-                    base,
-                    name=r.name,
-                    role=r.role,
-                    court=r.court,
-                    password_hash=hash_of.get(r.user_id, base.password_hash),
-                )
-            )
-        added = sum(1 for r in rows if r.user_id not in existing)
-        summary = {
-            "accounts": len(rows),
-            "added": added,
-            "updated": len(rows) - added,
-            "without_password": sum(1 for a in merged if not a.password_hash),
-            "file_sha256": hashlib.sha256(raw).hexdigest(),
-        }
-        await recorder.record([_event("accounts_imported", dict(summary))])
-        bar = _ProgressBar(len(merged), "accounts", "saving") if show else None
-        await accounts.save_many(merged, None if bar is None else bar.update)
+        bar = _ProgressBar(len(rows), "accounts", "saving") if show else None
+        summary = await account_changes.import_rows(
+            accounts,
+            recorder,
+            rows,
+            existing,
+            hash_of,
+            raw,
+            by=CLI_ACTOR,
+            now=time.time(),
+            progress=None if bar is None else bar.update,
+        )
         if bar is not None:
-            bar.finish(len(merged))
+            bar.finish(len(rows))
         return summary
 
     return _run(prog, config, work)

@@ -14,5 +14,7 @@ export default defineConfig({
     target: "es2022",
     // No inline <script> for the module preload polyfill: script-src 'self' forbids it.
     modulePreload: { polyfill: false },
+    // Two pages: the console, and the accounts admin page (src/admin/).
+    rollupOptions: { input: { console: "index.html", admin: "admin.html" } },
   },
 });

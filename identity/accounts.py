@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
@@ -184,9 +184,12 @@ class ImportRefused(ValueError):
         self.faults = list(faults)
 
 
-def parse_rows(text: str, courts: Courts) -> list[Row]:
+def parse_rows(
+    text: str, courts: Courts, allowed: Callable[[Row], str | None] | None = None
+) -> list[Row]:
     """Every row of a CSV import (header `user,name,role,court[,password]`), or ImportRefused
-    listing each bad line (at most 50 of them named) and duplicate user ids."""
+    listing each bad line (at most 50 of them named) and duplicate user ids. `allowed` may
+    refuse a well-formed row too (an admin's scope), with the reason it returns."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:
@@ -211,6 +214,10 @@ def parse_rows(text: str, courts: Courts) -> list[Row]:
             row = _row(line, fields, len(columns), courts)
         except AccountError as exc:
             faults.append(f"line {line}: {exc}")
+            continue
+        refused = allowed(row) if allowed is not None else None
+        if refused is not None:
+            faults.append(f"line {line}: {refused}")
             continue
         if row.user_id in seen:
             faults.append(f"line {line}: user {row.user_id!r} repeats line {seen[row.user_id]}")

@@ -115,11 +115,17 @@ export class CallMedia {
   }
 }
 
-/** The microphone for talking back; null (we still receive) if it is missing or refused. */
-export async function microphone(): Promise<MediaStream | null> {
+/**
+ * The microphone for talking back, or why there is none (we still receive without it):
+ * "insecure" when the page is not HTTPS (browsers then offer no microphone at all), else the
+ * browser's error name: NotAllowedError when the permission is refused, NotFoundError when
+ * there is no microphone, NotReadableError when another program holds it.
+ */
+export async function microphone(): Promise<{ stream: MediaStream | null; problem: string | null }> {
+  if (!window.isSecureContext || !navigator.mediaDevices) return { stream: null, problem: "insecure" };
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch {
-    return null;
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), problem: null };
+  } catch (err) {
+    return { stream: null, problem: err instanceof DOMException ? err.name : "Error" };
   }
 }

@@ -21,6 +21,9 @@ export class CallView {
   private readonly talk = h("span", { class: "talk" });
   private readonly controls = h("div", { class: "call-controls" });
   private readonly shots = h("ul", { class: "snapshots" });
+  // Why we cannot talk back (the microphone refused, or the page not HTTPS), said plainly.
+  private readonly micProblem = h("p", { class: "media-problem", role: "alert", hidden: true });
+  private problem: string | null = null;
 
   constructor(private readonly store: Store) {
     this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
@@ -29,6 +32,7 @@ export class CallView {
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
       h("div", { class: "call-head" }, this.title, this.info),
       h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
+      this.micProblem,
       h("div", { class: "call-bar" }, this.talk, this.shots, this.controls),
     );
     store.onMediaPush = (msg) => {
@@ -66,12 +70,22 @@ export class CallView {
     this.waiting.textContent = officerStream ? "" : t("call.no_video");
     this.waiting.hidden = !!officerStream;
     const party = call.operator?.id === store.user?.id;
-    this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
-    this.talk.classList.toggle("is-muted", this.muted || !party);
+    const talking = party && this.problem === null;
+    this.talk.textContent = !party
+      ? t("call.monitor")
+      : !talking
+        ? t("media.listening_only")
+        : this.muted
+          ? t("call.muted")
+          : t("call.talk");
+    this.talk.classList.toggle("is-muted", this.muted || !talking);
+    this.micProblem.hidden = this.problem === null;
+    this.micProblem.textContent =
+      this.problem === null ? "" : this.problem === "insecure" ? t("media.insecure") : t("media.denied", { name: this.problem });
     this.renderShots(call.call_id);
-    keyed(this.controls, JSON.stringify([currentLang(), party, this.muted]), () => [
+    keyed(this.controls, JSON.stringify([currentLang(), talking, this.muted]), () => [
       button(t("call.snapshot"), () => store.snapshot(), "secondary"),
-      party ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
+      talking ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
       button(t("call.hangup"), () => store.hangup(), "danger"),
     ]);
   }
@@ -108,7 +122,9 @@ export class CallView {
       const call = this.store.call;
       // The answering operator talks back; a monitoring supervisor only listens.
       const party = call?.operator?.id === this.store.user?.id;
-      const local = party ? await microphone() : null;
+      const mic = party ? await microphone() : { stream: null, problem: null };
+      const local = mic.stream;
+      this.problem = mic.problem;
       if (this.store.call?.call_id !== callId) {
         for (const track of local?.getTracks() ?? []) track.stop();
         return;
@@ -127,6 +143,7 @@ export class CallView {
     if (!this.media) return;
     this.media.close();
     this.media = null;
+    this.problem = null;
     this.video.srcObject = null;
     this.audio.srcObject = null;
   }

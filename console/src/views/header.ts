@@ -18,6 +18,10 @@ export class HeaderView {
   private readonly sound: HTMLButtonElement;
   private readonly lang: HTMLButtonElement;
   private readonly signOut: HTMLButtonElement;
+  // The accounts admin page (admin.html), for admins only.
+  private readonly accounts = h("a", { class: "accounts-link", href: "/app/console/admin.html", hidden: true });
+  // Not HTTPS: the browser will give no microphone for talking back; said before a call.
+  private readonly insecure = h("span", { class: "insecure", role: "alert", hidden: true });
 
   constructor(
     private readonly store: Store,
@@ -41,7 +45,8 @@ export class HeaderView {
       this.who,
       this.me,
       this.connection,
-      h("span", { class: "tools" }, this.sound, this.lang, this.signOut),
+      this.insecure,
+      h("span", { class: "tools" }, this.accounts, this.sound, this.lang, this.signOut),
     );
   }
 
@@ -71,6 +76,10 @@ export class HeaderView {
     this.sound.textContent = t("sound.enable");
     this.lang.textContent = t("lang.other");
     this.signOut.textContent = t("signout");
+    this.accounts.hidden = u?.role !== "admin";
+    this.accounts.textContent = t("admin.open");
+    this.insecure.hidden = window.isSecureContext;
+    this.insecure.textContent = t("media.insecure");
     const now = Date.now();
     const shown = store.notices.filter((n) => now - n.at < 8000);
     keyed(this.notices, JSON.stringify(shown), () => shown.map((n) => h("li", {}, n.text)));
