@@ -87,7 +87,8 @@ class MediaService:
             return
         if room is None:
             capture = None
-            if self.evidence is not None:
+            # A watch is looked at, not kept: the call it may show is recorded as a call.
+            if self.evidence is not None and not change.watch:
                 facts = CallFacts(call_id, change.court, change.officer, change.case_number)
                 capture = CallCapture(
                     facts=facts,

@@ -20,6 +20,7 @@ from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
+from signalling.core.watches import WatchLimits
 
 COURTS = Courts(Config().courts)
 T0 = 1_800_000_000.0
@@ -139,6 +140,8 @@ class Board:
         calls: CallsConfig | None = None,
         presence: PresenceConfig | None = None,
         conferences: ConferencesConfig | None = None,
+        media: bool = False,
+        watches: WatchLimits | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -150,6 +153,8 @@ class Board:
             node_id="n1",
             new_call_id=CallIds(),
             conferences=conferences,
+            media=media,
+            watches=watches,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)

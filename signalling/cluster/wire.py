@@ -108,6 +108,8 @@ class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
     case_number: str | None
     # A conference's: what its media forwards.
     stage: Stage | None = None
+    # A video wall's watch (no recording, no evidence).
+    watch: bool = False
 
 
 class Signal(_Envelope, tag="signal", frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
   chair) beside it, and `stages` (signalling.core.stage) turning each running conference
   into the media room its media server follows, and `feeds` (signalling.core.feeds) showing
   live calls to a conference;
+* `watches` (signalling.core.watches): the video wall's watches of officers' cameras;
 * `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
 They reach each other through this facade, which routes each client message to the sub-core
@@ -50,6 +51,7 @@ from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
 from signalling.core.views import PositionDue, Views
+from signalling.core.watches import Watches, WatchLimits
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
 from signalling.settings import CallsConfig, ConferencesConfig, PresenceConfig
@@ -62,9 +64,18 @@ _NO_DISPATCH: Final = (
     p.GetRoster,
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
+    p.Watch,
+    p.Unwatch,
 )
 # Messages that never change a conference's media: `Stages.sync` is skipped for them.
-_NO_MEDIA_CHANGE: Final = (p.Heartbeat, p.Position, p.GetRoster, *p.MEDIA_MESSAGES)
+_NO_MEDIA_CHANGE: Final = (
+    p.Heartbeat,
+    p.Position,
+    p.GetRoster,
+    *p.MEDIA_MESSAGES,
+    p.Watch,
+    p.Unwatch,
+)
 
 
 class Switchboard:
@@ -80,6 +91,8 @@ class Switchboard:
         recording: bool = False,
         conferences: ConferencesConfig | None = None,
         new_conference_id: Callable[[], str] | None = None,
+        watches: WatchLimits | None = None,
+        new_watch_id: Callable[[], str] | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -103,6 +116,13 @@ class Switchboard:
         self.speakers = Speakers(self, courts, conferences, self.deadlines)
         self.stages = Stages(self, media=media, recording=recording)
         self.feeds = Feeds(self, courts)
+        self.watches = Watches(
+            self,
+            courts,
+            watches if watches is not None else WatchLimits(),
+            new_watch_id if new_watch_id is not None else _numbered("w"),
+            media=media,
+        )
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -202,9 +222,16 @@ class Switchboard:
             case p.CallOfficer():
                 placing.call_officer(session, msg, now, out)
                 return
+            case p.Watch():
+                self.watches.watch(session, msg, now, out)
+                return
+            case p.Unwatch():
+                self.watches.unwatch(session, msg, now, out)
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 if msg.call_id in self.conferences.table:
                     out.append(self.stages.negotiate(session, msg))
+                elif msg.call_id in self.watches.table:
+                    out.append(self.watches.negotiate(session, msg))
                 else:
                     out.append(calls.negotiate(session, msg))
                 return
@@ -411,6 +438,7 @@ class Switchboard:
         the last node out nobody would ever sign it out), so the trace holds no sign-in
         without its sign-out and no call without its end."""
         out: list[Action] = []
+        self.watches.end_all(now, out)
         self.conferences.end_all("shutdown", now, out)
         for call in self.calls.live():
             self.calls.end(call, EndReason.SHUTDOWN, None, now, out)

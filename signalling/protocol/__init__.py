@@ -156,6 +156,15 @@ from signalling.protocol.media import (
     Snapshot,
     SnapshotTaken,
 )
+from signalling.protocol.watches import (
+    Unwatch,
+    Watch,
+    WatchClosed,
+    WatchEnded,
+    WatchEndReason,
+    Watching,
+    WatchOpened,
+)
 
 ClientMessage = (
     Heartbeat
@@ -200,6 +209,8 @@ ClientMessage = (
     | EndConference
     | ShareCall
     | UnshareCall
+    | Watch
+    | Unwatch
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -269,6 +280,10 @@ ServerMessage = (
     | InvitationsChanged
     | ConferenceLeft
     | ConferenceEnded
+    | Watching
+    | WatchOpened
+    | WatchClosed
+    | WatchEnded
 )
 
 __all__ = [
@@ -404,8 +419,15 @@ __all__ = [
     "Transfer",
     "UnmuteAll",
     "UnshareCall",
+    "Unwatch",
     "UserId",
     "UserInfo",
+    "Watch",
+    "WatchClosed",
+    "WatchEndReason",
+    "WatchEnded",
+    "WatchOpened",
+    "Watching",
     "Welcome",
     "epoch_ms",
 ]
