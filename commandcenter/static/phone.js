@@ -46,6 +46,7 @@
       kinds: { photo: "照片", video: "视频", audio: "录音", document: "文件" },
       states: { queued: "等待上传", uploading: "上传中", done: "已上传", refused: "被拒绝" },
       waiting_network: "等待网络",
+      watched: "指挥中心正在查看您的视频",
       reasons: {
         hangup: "挂断",
         cancelled: "已取消",
@@ -97,6 +98,7 @@
       kinds: { photo: "Photo", video: "Video", audio: "Audio", document: "File" },
       states: { queued: "Waiting to upload", uploading: "Uploading", done: "Uploaded", refused: "Refused" },
       waiting_network: "waiting for the network",
+      watched: "The command center is viewing your video",
       reasons: {},
     },
   };
@@ -148,6 +150,10 @@
     if (!window.isSecureContext) notices.push(t.insecure);
     if (s.mediaError) notices.push(fill(t.media_denied, { name: s.mediaError }));
     if (s.backgroundS) notices.push(fill(t.background, { s: s.backgroundS }));
+    // Plain to see while the center watches the camera (the video wall): no call rings.
+    const watched = (s.watches || []).length > 0;
+    $("watched").hidden = !watched;
+    $("watched").textContent = watched ? t.watched : "";
     $("notice").textContent = notices.join(" ");
     $("notice").hidden = notices.length === 0;
   }

@@ -116,6 +116,23 @@ const zh = {
   "unit.s": "{n}秒",
   "unit.m": "{m}分{s}秒",
   "unit.h": "{h}小时{m}分",
+  // ---- the video wall (views/wall.ts) ----
+  "wall.open": "视频墙",
+  "wall.close": "返回地图",
+  "wall.title": "视频墙",
+  "wall.court": "法院",
+  "wall.layout": "画面数",
+  "wall.layout_n": "{n} 画面",
+  "wall.rotate": "每 {s} 秒轮换 · 共 {n} 人在线",
+  "wall.next": "下一组",
+  "wall.none": "该法院暂无在线干警",
+  "wall.live": "直播",
+  "wall.connecting": "连接中",
+  "wall.no_video": "无视频",
+  "wall.call": "呼叫",
+  "wall.enlarge": "放大",
+  "wall.shrink": "还原",
+  "wall.tile": "{name}（{court}）的视频",
 };
 
 type Key = keyof typeof zh;
@@ -233,6 +250,23 @@ const en: Record<Key, string> = {
   "unit.s": "{n} s",
   "unit.m": "{m} min {s} s",
   "unit.h": "{h} h {m} min",
+  // ---- the video wall (views/wall.ts) ----
+  "wall.open": "Video wall",
+  "wall.close": "Back to the map",
+  "wall.title": "Video wall",
+  "wall.court": "Court",
+  "wall.layout": "Feeds",
+  "wall.layout_n": "{n} feeds",
+  "wall.rotate": "rotating every {s} s · {n} online",
+  "wall.next": "Next",
+  "wall.none": "No officer of this court is online",
+  "wall.live": "LIVE",
+  "wall.connecting": "connecting",
+  "wall.no_video": "no video",
+  "wall.call": "Call",
+  "wall.enlarge": "Enlarge",
+  "wall.shrink": "Back to the wall",
+  "wall.tile": "Video of {name} ({court})",
 };
 
 const TABLES: Record<Lang, Record<Key, string>> = { zh, en };

@@ -74,7 +74,9 @@ export type Push =
   | { type: "participant_left"; call_id: string; user: UserInfo }
   | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
   | { type: "offer"; call_id: string; sdp: string }
-  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
+  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
+  // The video wall (docs/protocol.md, *Watching an officer*).
+  | { type: "watch_ended"; watch_id: string; officer: string; reason: string };
 
 export interface Reply {
   type: string;
