@@ -156,6 +156,7 @@ export class Store {
     switch (msg.type) {
       case "welcome":
         this.welcomed(msg);
+        this.onWallPush?.(msg);
         break;
       case "roster_update":
         this.rosterEntry(msg.entry);

@@ -97,6 +97,9 @@ export class WallView {
       this.grid,
     );
     store.onWallPush = (msg) => {
+      // Every welcome (a reconnect, or a new authority adopting the session) starts with no
+      // watch at the server: ours are gone, and the tiles watch again.
+      if (msg.type === "welcome") for (const feed of [...this.feeds.values()]) this.drop(feed, false);
       if (msg.type === "offer") this.feedOf(msg.call_id)?.media?.serverOffer(msg.sdp);
       if (msg.type === "watch_ended") {
         const feed = this.feedOf(msg.watch_id);
