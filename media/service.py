@@ -103,6 +103,7 @@ class MediaService:
                 clock=self.clock,
                 send_offer=self._send_offer,
                 on_publication=self._published_in_call(capture),
+                kinds=frozenset({"video"}) if change.watch else frozenset({"audio", "video"}),
             )
             self.rooms[call_id] = room
         room.update(frozenset(change.members), frozenset(change.silent))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc.mediastreams import VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from commandcenter import keys
 from media import ice
@@ -41,14 +41,16 @@ async def open_watch(watcher: Client, officer: Client) -> str:
 async def test_two_watchers_receive_the_officers_video_from_one_uplink(
     media_server: Server,
 ) -> None:
-    """Video only goes up once; each watcher decodes it; the last one out closes the room."""
+    """Video goes up once; each watcher decodes it and hears nothing; the last one out
+    closes the room."""
     officer_ws = await media_server.connect("o-1", "officer", "P0101")
     op_ws = await media_server.connect("op-1", "operator", "P0101")
     sv_ws = await media_server.connect("sv-1", "supervisor", "P01")
     watch_id = await open_watch(op_ws, officer_ws)
     again = await sv_ws.request("watch", reply="watching", officer="o-1")
     assert again["watch_id"] == watch_id
-    officer = Member(officer_ws, watch_id, [VideoStreamTrack()])
+    # A page that sent its microphone too would not be heard: a watch forwards video only.
+    officer = Member(officer_ws, watch_id, [VideoStreamTrack(), AudioStreamTrack()])
     watchers = [Member(ws, watch_id, []) for ws in (op_ws, sv_ws)]
     try:
         await officer.join()
