@@ -71,6 +71,14 @@ async def tiles_live(page: Page, officers: set[str]) -> list[dict[str, Any]] | N
     return tiles if live == officers else None
 
 
+async def enlarged(page: Page) -> list[str] | None:
+    """The officers the wall shows, once it shows one enlarged tile, live."""
+    tiles = (await wall(page))["tiles"]
+    if len(tiles) == 1 and tiles[0]["state"] == "live":
+        return [t["officer"] for t in tiles]
+    return None
+
+
 async def playing(page: Page, before: dict[str, float]) -> dict[str, float] | None:
     """Each tile's currentTime, once every one has moved on from `before`."""
     now = {t["officer"]: t["currentTime"] for t in (await wall(page))["tiles"] if t["officer"]}
@@ -142,6 +150,23 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     )
     await phones["o-1"].screenshot(path=str(SCREENSHOTS / "phone-watched-390x844.png"))
     await shoot(page, "wall-4")
+
+    # A click enlarges a tile over the wall and back; a tile's 呼叫 calls its officer.
+    name = OFFICERS["o-1"]
+    tile = page.locator("figure.wall-tile", has_text=name)
+    await tile.get_by_role("button", name="放大").click()
+    seen["enlarged"] = await until(
+        lambda: enlarged(page), within=5, what="one tile enlarged over the wall"
+    )
+    await shoot(page, "wall-enlarged")
+    await tile.get_by_role("button", name="还原").click()
+    await until(lambda: tiles_live(page, set(OFFICERS)), within=10, what="the wall back")
+    await tile.get_by_role("button", name="呼叫").click()
+    outgoing = page.locator(".queue-item.outgoing .who")
+    await outgoing.wait_for(timeout=10_000)
+    seen["outgoing_from_wall"] = await outgoing.inner_text()
+    await page.get_by_role("button", name="取消呼叫").click()
+    await outgoing.wait_for(state="detached", timeout=10_000)
 
     # One tile: the wall rotates to the other officer every ROTATE_S seconds.
     await page.get_by_role("button", name="1 画面").click()

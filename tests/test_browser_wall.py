@@ -57,6 +57,11 @@ def test_one_tile_rotates_to_the_other_officer_and_releases_the_first(
     assert seen(run, "rotated_phone_watched") is True
 
 
+def test_a_tile_enlarges_and_calls_its_officer(run: dict[str, Any]) -> None:
+    assert seen(run, "enlarged") == ["o-1"]
+    assert seen(run, "outgoing_from_wall") == f"正在呼叫 {OFFICERS['o-1']}…"
+
+
 def test_closing_the_wall_ends_every_watch(run: dict[str, Any]) -> None:
     assert seen(run, "phones_watched_after_close") == [False, False]
 
