@@ -22,10 +22,11 @@ COURT = "P0101"
 
 
 async def three(cluster: Cluster) -> list[Node]:
+    """Three nodes, the authority last."""
     for n in ("n1", "n2", "n3"):
         cluster.start(n)
-    await cluster.formed()
-    return sorted(cluster.nodes.values(), key=lambda node: node.node_id)
+    authority = await cluster.formed()
+    return sorted(cluster.nodes.values(), key=lambda node: node.node_id == authority)
 
 
 async def trace(cluster: Cluster) -> list[tuple[str, dict[str, Any]]]:
@@ -83,3 +84,37 @@ async def test_a_watch_across_nodes_carries_video_and_is_recorded_once(cluster: 
         return all([(await n.health())["media_rooms"] == 0 for n in cluster.nodes.values()])
 
     await wait_until(released, within=5.0, what="the watch's media room closed")
+
+
+async def test_authority_killed_during_a_watch(cluster: Cluster) -> None:
+    """The watch died with its authority: the next one records each watcher's stop
+    `node_lost` from the journal, tells the watcher and the officer, and a wall may watch
+    again at once."""
+    a, b, boss = await three(cluster)
+    officer = await a.connect("of-1", "officer", COURT)
+    watcher = await b.connect("op-1", "operator", COURT)
+    watch_id = (await watcher.request("watch", reply="watching", officer="of-1"))["watch_id"]
+    await officer.expect("watch_opened", timeout=5.0, watch_id=watch_id)
+
+    async def journalled() -> bool:
+        return any(k == "watch_started" for k, _ in await trace(cluster))
+
+    await wait_until(journalled, within=5.0, what="the start recorded")
+    boss.kill()
+    ended = await watcher.expect("watch_ended", timeout=15.0, watch_id=watch_id)
+    assert ended["reason"] == "node_lost"
+    await officer.expect("watch_closed", timeout=5.0, watch_id=watch_id)
+    await cluster.formed(a.node_id, b.node_id)
+    await watcher.expect("welcome", timeout=10.0)
+    again = await watcher.request("watch", reply="watching", officer="of-1")
+    assert again["watch_id"] != watch_id
+
+    async def stopped() -> list[dict[str, Any]]:
+        return [d for k, d in await trace(cluster) if k == "watch_stopped"]
+
+    async def any_stopped() -> bool:
+        return bool(await stopped())
+
+    await wait_until(any_stopped, within=5.0, what="the stop recorded")
+    stops = await stopped()
+    assert [(d["watch"], d["by"], d["reason"]) for d in stops] == [(watch_id, "op-1", "node_lost")]

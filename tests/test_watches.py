@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 from signalling import protocol as p
+from signalling.cluster import wire as w
+from signalling.cluster.authority import AuthorityState
 from signalling.core.actions import Action, Negotiate, Room
 from signalling.core.watches import WatchLimits
 from signalling.errors import ClientError, Forbidden, InvalidState, MediaUnavailable, NotFound
@@ -192,9 +194,9 @@ def test_unwatch_of_someone_elses_watch_is_not_found() -> None:
     b = board()
     b.sign_in(operator("op2"))
     wid = watching(watch(b, "op1", "o1"), "op1").watch_id
-    for w in (wid, "w-none"):
+    for named in (wid, "w-none"):
         with pytest.raises(NotFound):
-            b.send("op2", p.Unwatch(id=b.msg_id(), watch_id=w))
+            b.send("op2", p.Unwatch(id=b.msg_id(), watch_id=named))
 
 
 def test_media_of_a_watch_goes_to_the_media_server_for_its_members_only() -> None:
@@ -229,3 +231,45 @@ def test_a_watched_officer_in_a_call_keeps_both() -> None:
     b.call_center("o1")
     assert b.sb.watches.of_officer("o1") is not None
     assert b.sb.watches.table[wid].watchers.keys() == {"op2"}
+
+
+def test_a_new_authority_closes_in_the_trace_the_watches_a_dead_one_left() -> None:
+    """The journal keeps each open watch's stops; the next authority records them
+    `node_lost` and tells the watchers and the officer."""
+    b = board()
+    b.sign_in(supervisor("sup"))
+    started = b.now
+    wid = watching(watch(b, "op1", "o1"), "op1").watch_id
+    watch(b, "sup", "o1")
+    facts = b.sb.watch_facts(wid)
+    assert facts is not None
+    entry = w.JournalWatch(
+        officer=facts.officer, watchers=list(facts.watchers), stopped=list(facts.stopped)
+    )
+    fresh = Board(media=True)
+    fresh.clock.advance(30.0)
+    state = AuthorityState(core=fresh.sb)
+    inherited = state.inherit_watches({wid: w.encode(entry), "w-junk": b"\x01"}, fresh.now)
+    assert inherited.ended == [wid]
+    stops = records(inherited.actions, "watch_stopped")
+    assert sorted(f.data["by"] for f in stops) == ["op1", "sup"]
+    assert {f.data["reason"] for f in stops} == {"node_lost"}
+    assert {f.data["started_at"] for f in stops} == {started}
+    assert {f.at for f in stops} == {fresh.now}
+    assert recipients(inherited.actions, p.WatchEnded) == {"op1", "sup"}
+    assert messages(inherited.actions, p.WatchClosed, to="o1") == [p.WatchClosed(watch_id=wid)]
+    # Once stopped, there is nothing left to journal.
+    b.send("op1", p.Unwatch(id=b.msg_id(), watch_id=wid))
+    b.send("sup", p.Unwatch(id=b.msg_id(), watch_id=wid))
+    assert b.sb.watch_facts(wid) is None
+
+
+def test_an_authority_leaves_alone_a_watch_it_has_itself() -> None:
+    b = board()
+    wid = watching(watch(b, "op1", "o1"), "op1").watch_id
+    facts = b.sb.watch_facts(wid)
+    assert facts is not None
+    entry = w.JournalWatch(officer="o1", watchers=["op1"], stopped=list(facts.stopped))
+    inherited = AuthorityState(core=b.sb).inherit_watches({wid: w.encode(entry)}, b.now)
+    assert inherited.actions == []
+    assert inherited.ended == []

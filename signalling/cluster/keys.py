@@ -74,6 +74,12 @@ JOURNAL_SESSIONS: Final = "journal:sessions"
 # trace holds its end.
 JOURNAL_CONFERENCES: Final = "journal:conferences"
 
+# Hash. Field: watch id (the video wall). Value: msgpack `wire.JournalWatch` {officer,
+# watchers, stopped: the data of each watcher's `watch_stopped` record were it lost now}. As
+# JOURNAL_CALLS, for watches: a new authority records each stopped `node_lost` and tells the
+# watchers and the officer, so the trace has no watch without its end.
+JOURNAL_WATCHES: Final = "journal:watches"
+
 # ---- per node -----------------------------------------------------------------------------
 
 # Channel "<prefix>node:<node id>". Messages for that node, consumed by that node only: a
@@ -105,6 +111,7 @@ class ClusterKeys:
         "journal_calls",
         "journal_conferences",
         "journal_sessions",
+        "journal_watches",
         "nodes",
         "nodes_heard",
         "prefix",
@@ -122,6 +129,7 @@ class ClusterKeys:
         self.journal_calls = prefix + JOURNAL_CALLS
         self.journal_sessions = prefix + JOURNAL_SESSIONS
         self.journal_conferences = prefix + JOURNAL_CONFERENCES
+        self.journal_watches = prefix + JOURNAL_WATCHES
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id

@@ -153,6 +153,15 @@ class JournalConference(msgspec.Struct, frozen=True, kw_only=True):
     ended: dict[str, Any]
 
 
+class JournalWatch(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_watches`: an open watch, as its stops would be recorded if lost,
+    and who to tell."""
+
+    officer: str
+    watchers: list[str]
+    stopped: list[dict[str, Any]]
+
+
 class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
     """`ClusterKeys.journal_sessions`: a session, as its sign-out would be recorded if lost."""
 
@@ -169,7 +178,8 @@ def encode(
     | Presence
     | JournalCall
     | JournalConference
-    | JournalSession,
+    | JournalSession
+    | JournalWatch,
 ) -> bytes:
     return _encoder.encode(message)
 
@@ -181,6 +191,7 @@ decode_presence: Final = msgspec.msgpack.Decoder(Presence).decode
 decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
 decode_journal_conference: Final = msgspec.msgpack.Decoder(JournalConference).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
+decode_journal_watch: Final = msgspec.msgpack.Decoder(JournalWatch).decode
 
 
 __all__ = [
@@ -194,6 +205,7 @@ __all__ = [
     "JournalCall",
     "JournalConference",
     "JournalSession",
+    "JournalWatch",
     "NodeMessage",
     "Presence",
     "Report",
@@ -204,6 +216,7 @@ __all__ = [
     "decode_journal_call",
     "decode_journal_conference",
     "decode_journal_session",
+    "decode_journal_watch",
     "decode_node",
     "decode_presence",
     "encode",

@@ -51,7 +51,7 @@ from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
 from signalling.core.views import PositionDue, Views
-from signalling.core.watches import Watches, WatchLimits
+from signalling.core.watches import Watches, WatchFacts, WatchLimits
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
 from signalling.settings import CallsConfig, ConferencesConfig, PresenceConfig
@@ -410,6 +410,11 @@ class Switchboard:
     def conference_facts(self, conference_id: str) -> ConferenceFacts | None:
         """What the next authority needs to end a conference, should this one die with it."""
         return self.conferences.facts(conference_id)
+
+    def watch_facts(self, watch_id: str) -> WatchFacts | None:
+        """What the next authority needs to close an open watch in the trace, should this
+        one die with it."""
+        return self.watches.facts(watch_id)
 
     def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
         return self.placing.take_over(waiting, now)

@@ -54,6 +54,16 @@ class WatchLimits:
     starts_per_min: int = 120
 
 
+@dataclass(frozen=True, slots=True)
+class WatchFacts:
+    """An open watch as the cluster's journal keeps it: who to tell if it is lost, and the
+    data of each watcher's `watch_stopped` record then."""
+
+    officer: str
+    watchers: tuple[str, ...]
+    stopped: tuple[dict[str, object], ...]
+
+
 @dataclass(slots=True)
 class Watch:
     watch_id: str
@@ -93,6 +103,18 @@ class Watches:
     def of_officer(self, officer: str) -> Watch | None:
         watch_id = self._of_officer.get(officer)
         return None if watch_id is None else self.table[watch_id]
+
+    def facts(self, watch_id: str) -> WatchFacts | None:
+        """What the cluster's journal keeps of an open watch: its `watch_stopped` records
+        were it lost now, so that a new authority closes what the trace opened."""
+        watch = self.table.get(watch_id)
+        if watch is None:
+            return None
+        stopped = tuple(
+            self._stopped_data(watch, watcher, "node_lost", since)
+            for watcher, since in sorted(watch.watchers.items())
+        )
+        return WatchFacts(watch.officer, tuple(sorted(watch.watchers)), stopped)
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -187,18 +209,8 @@ class Watches:
             mine.discard(watch.watch_id)
             if not mine:
                 del self._of_watcher[watcher]
-        out.append(
-            self._board.facts.record(
-                "watch_stopped",
-                now,
-                watch=watch.watch_id,
-                officer=watch.officer,
-                court=watch.court,
-                by=watcher,
-                reason=reason,
-                started_at=since,
-            )
-        )
+        data = self._stopped_data(watch, watcher, reason, since)
+        out.append(self._board.facts.record("watch_stopped", now, **data))
         if reason != "stopped":
             # Who asked to stop is answered with an ack; anyone else is told why.
             ended = p.WatchEnded(watch_id=watch.watch_id, officer=watch.officer, reason=reason)
@@ -208,6 +220,19 @@ class Watches:
             del self._of_officer[watch.officer]
             out.append(Send((watch.officer,), p.WatchClosed(watch_id=watch.watch_id)))
         out.append(self._room(watch))
+
+    @staticmethod
+    def _stopped_data(
+        watch: Watch, watcher: str, reason: p.WatchEndReason, since: float
+    ) -> dict[str, object]:
+        return {
+            "watch": watch.watch_id,
+            "officer": watch.officer,
+            "court": watch.court,
+            "by": watcher,
+            "reason": reason,
+            "started_at": since,
+        }
 
     def _room(self, watch: Watch) -> Room:
         members = (watch.officer, *sorted(watch.watchers)) if watch.watchers else ()

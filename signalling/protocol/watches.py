@@ -10,8 +10,9 @@ from typing import Literal
 from signalling.protocol.base import CallId, UserId, UserInfo, _ClientMessage, _ServerMessage
 
 # Why a watcher's watch ended without their asking: the officer went offline (or lost their
-# connection), the watcher's own connection went, or the server stops.
-WatchEndReason = Literal["stopped", "officer_offline", "watcher_gone", "shutdown"]
+# connection), the watcher's own connection went, the server stops, or (several nodes) the
+# node that decided for the cluster died with it.
+WatchEndReason = Literal["stopped", "officer_offline", "watcher_gone", "shutdown", "node_lost"]
 
 # --- client to server --------------------------------------------------------------------
 
