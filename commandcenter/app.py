@@ -51,6 +51,7 @@ from sessions.store import TraceStore
 from signalling.clock import Clock, SystemClock
 from signalling.cluster import RedisCoreLink
 from signalling.core.switchboard import Switchboard
+from signalling.core.watches import WatchLimits
 from signalling.hub import WS_PATH, Hub
 from signalling.link import CoreLink, LocalCoreLink
 
@@ -106,6 +107,11 @@ def create_app(
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
             instructions=config.instructions,
             new_instruction_id=lambda: "i-" + secrets.token_hex(8),
+            watches=WatchLimits(
+                max_feeds=config.console.wall_max_feeds,
+                starts_per_min=config.console.wall_starts_per_min,
+            ),
+            new_watch_id=lambda: "w-" + secrets.token_hex(8),
         )
 
     # Built now, opened at startup: the store named by config.recorder (SQLite by default).

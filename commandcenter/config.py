@@ -172,6 +172,12 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # Where courts sit on the map, each "CODE LAT LON" (e.g. "P0101 32.0603 118.7969"): a
     # marker per court, and the offline map's frame. Courts left out have no marker.
     court_positions: tuple[str, ...] = ()
+    # The video wall: most feeds one console watches at once (its largest layout), how
+    # often a tile moves on to the next online officer of the court, seconds, and most
+    # watches one console starts in any minute.
+    wall_max_feeds: int = 16
+    wall_rotate_s: float = 20.0
+    wall_starts_per_min: int = 120
 
     def court_places(self) -> dict[str, tuple[float, float]]:
         """court_positions as {code: (lat, lon)}; ValueError naming a malformed entry."""
@@ -387,6 +393,14 @@ def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
         )
     if not 0 < console.queue_amber_s < console.queue_red_s:
         raise ConfigError("console.queue_amber_s: must be positive and below queue_red_s")
+    if not 1 <= console.wall_max_feeds <= 16:
+        raise ConfigError(f"console.wall_max_feeds: must be 1 to 16, got {console.wall_max_feeds}")
+    if not 1.0 <= console.wall_rotate_s <= 3600.0:
+        raise ConfigError(f"console.wall_rotate_s: must be 1 to 3600, got {console.wall_rotate_s}")
+    if not 1 <= console.wall_starts_per_min <= 10000:
+        raise ConfigError(
+            f"console.wall_starts_per_min: must be 1 to 10000, got {console.wall_starts_per_min}"
+        )
     try:
         places = console.court_places()
     except ValueError as exc:

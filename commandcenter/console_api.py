@@ -47,6 +47,8 @@ async def get_settings(request: web.Request) -> web.Response:
                     "tile_attribution": console.tile_attribution,
                     "queue_amber_s": console.queue_amber_s,
                     "queue_red_s": console.queue_red_s,
+                    "wall_max_feeds": console.wall_max_feeds,
+                    "wall_rotate_s": console.wall_rotate_s,
                     "courts": [
                         {
                             "code": code,

@@ -37,11 +37,15 @@ class Room:
         send_offer: Callable[[str, str, str], None],
         on_publication: PublicationHook | None = None,
         on_watch: WatchHook | None = None,
+        kinds: frozenset[str] = frozenset({"audio", "video"}),
     ) -> None:
         self.call_id = call_id
         self._on_watch = on_watch
         # (user, track id) of every video track being forwarded to a member.
         self.watching: set[tuple[str, str]] = set()
+        # What this room forwards: a video wall's watch carries video only (the officer is in
+        # no call with a watcher; nobody may listen in through a wall), whatever is sent.
+        self.kinds = kinds
         self.config = config
         self.clock = clock
         self._send_offer = send_offer
@@ -108,6 +112,9 @@ class Room:
         return peer
 
     def _published(self, pub: Publication) -> None:
+        if pub.kind not in self.kinds:
+            log.info("track not forwarded", call_id=self.call_id, user_id=pub.owner, kind=pub.kind)
+            return
         old = self.publications.get(pub.track_id)
         if old is not None:
             self._withdraw(old)

@@ -99,7 +99,8 @@ class MediaService:
             return
         if room is None:
             capture = None
-            if self.evidence is not None:
+            # A watch is looked at, not kept: the call it may show is recorded as a call.
+            if self.evidence is not None and not change.watch:
                 facts = CallFacts(call_id, change.court, change.officer, change.case_number)
                 capture = CallCapture(
                     facts=facts,
@@ -114,7 +115,12 @@ class MediaService:
                 clock=self.clock,
                 send_offer=self._send_offer,
                 on_publication=self._published_in_call(capture),
-                on_watch=self._watched_in_call(call_id, change.court, change.officer),
+                # A wall's watch has its own facts (watch_started / watch_stopped, written by
+                # the signalling core): who watched a call is the call's `video_watched`.
+                on_watch=None
+                if change.watch
+                else self._watched_in_call(call_id, change.court, change.officer),
+                kinds=frozenset({"video"}) if change.watch else frozenset({"audio", "video"}),
             )
             self.rooms[call_id] = room
         room.update(frozenset(change.members), frozenset(change.silent))

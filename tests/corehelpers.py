@@ -20,6 +20,7 @@ from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
+from signalling.core.watches import WatchLimits
 from signalling.settings import InstructionsConfig
 
 COURTS = Courts(Config().courts)
@@ -141,6 +142,8 @@ class Board:
         presence: PresenceConfig | None = None,
         conferences: ConferencesConfig | None = None,
         instructions: InstructionsConfig | None = None,
+        media: bool = False,
+        watches: WatchLimits | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -153,6 +156,8 @@ class Board:
             new_call_id=CallIds(),
             conferences=conferences,
             instructions=instructions,
+            media=media,
+            watches=watches,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)

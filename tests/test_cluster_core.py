@@ -200,6 +200,18 @@ def test_envelopes_round_trip_with_protocol_messages_inside() -> None:
         w.Deliver(node="n2", run=2.0, to=["o1"], message=ack),
         w.Disconnect(node="n2", run=2.0, user="o1", session_id="s", code=4409, reason="x"),
         w.ResyncRequest(node="n2", run=2.0, epoch=7),
+        # A video wall's watch: its flag keeps the media node from recording it.
+        w.RoomChanged(
+            node="n2",
+            run=2.0,
+            call_id="w-1",
+            members=["o1", "op1"],
+            silent=["op1"],
+            court="P0101",
+            officer="o1",
+            case_number=None,
+            watch=True,
+        ),
     ]
     for envelope in node:
         assert w.decode_node(w.encode(envelope)) == envelope

@@ -83,6 +83,9 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
     p.EndConference(id="m38", conference_id="m-1", revision=9),
+    # The video wall.
+    p.Watch(id="m46", officer="o1"),
+    p.Unwatch(id="m47", watch_id="w-1"),
 ]
 
 USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
@@ -211,6 +214,15 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.InvitationsChanged(conference_id="m-1", invitations=[INVITATION]),
     p.ConferenceLeft(conference_id="m-1", reason="banned", by="op1"),
     p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
+    # The video wall.
+    p.Watching(
+        ref="m46",
+        watch_id="w-1",
+        officer=p.UserInfo(id="o1", name="张伟", role="officer", court="P0101"),
+    ),
+    p.WatchOpened(watch_id="w-1"),
+    p.WatchClosed(watch_id="w-1"),
+    p.WatchEnded(watch_id="w-1", officer="o1", reason="officer_offline"),
 ]
 
 # Instructions (signalling.protocol.instructions).

@@ -72,6 +72,10 @@
   let rttMs = null;
   let reconnectDelay = 1;
   let media = null; // MediaSession of the current call
+  // The video wall's watches of this officer (docs/protocol.md, *Watching an officer*):
+  // watch id -> MediaSession publishing the camera, video only, while the center watches.
+  const watches = new Map();
+  let watchStream = null; // a camera opened for watches alone (no call had one)
 
   // ---- the WebSocket ------------------------------------------------------------------------
 
@@ -210,9 +214,17 @@
       case "offer":
         // The server renegotiates: someone started or stopped publishing.
         if (media && media.callId === msg.call_id) media.serverOffer(msg.sdp);
+        else if (watches.has(msg.call_id)) watches.get(msg.call_id).serverOffer(msg.sdp);
         break;
       case "ice_candidate":
         if (media && media.callId === msg.call_id) media.remoteCandidate(msg);
+        else if (watches.has(msg.call_id)) watches.get(msg.call_id).remoteCandidate(msg);
+        break;
+      case "watch_opened":
+        startWatch(msg.watch_id).catch((err) => log({ type: "media_error", call_id: msg.watch_id, reason: String(err) }));
+        break;
+      case "watch_closed":
+        stopWatch(msg.watch_id);
         break;
       default:
         // Unknown pushes are ignored, as protocol.md asks of clients.
@@ -229,6 +241,8 @@
     state.resumeToken = msg.resume_token;
     storeResume(msg.resume_token);
     reconnectDelay = 1;
+    // A connection that went took its watches with it (the server ended them).
+    for (const id of [...watches.keys()]) stopWatch(id);
     // welcome.calls is the whole truth: forget any call it does not list.
     state.ringing.clear();
     const active = msg.calls.find((c) => c.state === "active") || null;
@@ -420,6 +434,7 @@
   function setCameraOff(off) {
     state.cameraOff = off;
     for (const t of localTracks("video")) t.enabled = !off;
+    for (const t of watchStream ? watchStream.getVideoTracks() : []) t.enabled = !off;
     render();
   }
 
@@ -490,7 +505,7 @@
    * waiting for its answer, and candidates go out in the order they were found.
    */
   class MediaSession {
-    constructor(callId, localStream) {
+    constructor(callId, localStream, onFailed = restartMedia) {
       this.callId = callId;
       this.localStream = localStream;
       this.chain = Promise.resolve();
@@ -511,7 +526,7 @@
         render();
         // A phone that changed network: the protocol's way back is a new peer connection and
         // a new offer (the server drops the old session when the new offer comes).
-        if (this.pc.connectionState === "failed" && !this.closed) restartMedia();
+        if (this.pc.connectionState === "failed" && !this.closed) onFailed();
       };
     }
 
@@ -707,6 +722,57 @@
       starting = null;
       render();
     }
+  }
+
+  // ---- the video wall: the center watches this officer's camera ------------------------
+
+  // The camera for a watch: the call's, if one runs (one camera, two sessions), else one
+  // opened for the watches alone. Video only: nobody is in a call with the officer.
+  async function watchCamera() {
+    const live = (stream) => stream && stream.getVideoTracks().some((t) => t.readyState === "live");
+    if (media && live(media.localStream)) return new MediaStream(media.localStream.getVideoTracks());
+    if (live(sessionStream)) return new MediaStream(sessionStream.getVideoTracks());
+    if (!live(watchStream)) {
+      try {
+        watchStream = await navigator.mediaDevices.getUserMedia({ video: true });
+      } catch (err) {
+        state.mediaError = err.name;
+        log({ type: "media_error", reason: `getUserMedia: ${err.name}` });
+        return null;
+      }
+      for (const t of watchStream.getVideoTracks()) t.enabled = !state.cameraOff;
+    }
+    return new MediaStream(watchStream.getVideoTracks());
+  }
+
+  async function startWatch(watchId) {
+    if (watches.has(watchId)) return;
+    // Held at once, so that the page shows it is watched while the camera starts.
+    watches.set(watchId, null);
+    render();
+    const stream = await watchCamera();
+    if (!watches.has(watchId)) return; // closed while the camera started
+    const session = new MediaSession(watchId, stream, () => {
+      // A failed watch session is offered again on a new peer connection, as a call's is.
+      if (watches.get(watchId) !== session) return;
+      session.close();
+      watches.delete(watchId);
+      startWatch(watchId);
+    });
+    watches.set(watchId, session);
+    await session.start();
+    render();
+  }
+
+  function stopWatch(watchId) {
+    const session = watches.get(watchId);
+    watches.delete(watchId);
+    if (session) session.close();
+    if (watches.size === 0 && watchStream) {
+      for (const t of watchStream.getTracks()) t.stop();
+      watchStream = null;
+    }
+    render();
   }
 
   function restartMedia() {
@@ -944,6 +1010,8 @@
       cameraOff: state.cameraOff,
       backgroundS: state.backgroundS,
       mediaError: state.mediaError || null,
+      // The center's watches of this officer's camera (the video wall).
+      watches: [...watches.entries()].map(([id, session]) => (session ? session.summary() : { call_id: id })),
       localTracks: media && media.localStream
         ? media.localStream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled }))
         : [],

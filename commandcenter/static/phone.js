@@ -50,6 +50,7 @@
       instruction_ack: "收到",
       instruction_from: "{name} · {time}",
       instruction_court: "（全院）",
+      watched: "指挥中心正在查看您的视频",
       reasons: {
         hangup: "挂断",
         cancelled: "已取消",
@@ -105,6 +106,7 @@
       instruction_ack: "Got it",
       instruction_from: "{name} · {time}",
       instruction_court: " (whole court)",
+      watched: "The command center is viewing your video",
       reasons: {},
     },
   };
@@ -156,6 +158,10 @@
     if (!window.isSecureContext) notices.push(t.insecure);
     if (s.mediaError) notices.push(fill(t.media_denied, { name: s.mediaError }));
     if (s.backgroundS) notices.push(fill(t.background, { s: s.backgroundS }));
+    // Plain to see while the center watches the camera (the video wall): no call rings.
+    const watched = (s.watches || []).length > 0;
+    $("watched").hidden = !watched;
+    $("watched").textContent = watched ? t.watched : "";
     $("notice").textContent = notices.join(" ");
     $("notice").hidden = notices.length === 0;
     drawInstructions(s.instructions || []);

@@ -212,6 +212,23 @@ const zh = {
   "media.denied": "无法使用摄像头或麦克风（{name}）：请在浏览器设置中允许。",
   "media.insecure": "此页面不安全（非 HTTPS），浏览器不允许使用摄像头和麦克风。",
   "media.listening_only": "麦克风不可用：只能收听",
+  // ---- the video wall (views/wall.ts) ----
+  "wall.open": "视频墙",
+  "wall.close": "返回地图",
+  "wall.title": "视频墙",
+  "wall.court": "法院",
+  "wall.layout": "画面数",
+  "wall.layout_n": "{n} 画面",
+  "wall.rotate": "每 {s} 秒轮换 · 共 {n} 人在线",
+  "wall.next": "下一组",
+  "wall.none": "该法院暂无在线干警",
+  "wall.live": "直播",
+  "wall.connecting": "连接中",
+  "wall.no_video": "无视频",
+  "wall.call": "呼叫",
+  "wall.enlarge": "放大",
+  "wall.shrink": "还原",
+  "wall.tile": "{name}（{court}）的视频",
 };
 
 type Key = keyof typeof zh;
@@ -425,6 +442,23 @@ const en: Record<Key, string> = {
   "media.denied": "Camera or microphone not available ({name}): allow them in the browser settings.",
   "media.insecure": "This page is not secure (no HTTPS): the browser allows no camera or microphone.",
   "media.listening_only": "No microphone: listening only",
+  // ---- the video wall (views/wall.ts) ----
+  "wall.open": "Video wall",
+  "wall.close": "Back to the map",
+  "wall.title": "Video wall",
+  "wall.court": "Court",
+  "wall.layout": "Feeds",
+  "wall.layout_n": "{n} feeds",
+  "wall.rotate": "rotating every {s} s · {n} online",
+  "wall.next": "Next",
+  "wall.none": "No officer of this court is online",
+  "wall.live": "LIVE",
+  "wall.connecting": "connecting",
+  "wall.no_video": "no video",
+  "wall.call": "Call",
+  "wall.enlarge": "Enlarge",
+  "wall.shrink": "Back to the wall",
+  "wall.tile": "Video of {name} ({court})",
 };
 
 const TABLES: Record<Lang, Record<Key, string>> = { zh, en };

@@ -27,6 +27,7 @@ import { OfficerCard } from "./views/officer";
 import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
 import { RecordsPanel } from "./records/panel";
+import { WallView } from "./views/wall";
 
 const TICK_MS = 1000;
 const RENDER_MS = 50;
@@ -43,6 +44,9 @@ const card = new OfficerCard(store, [instructions.officerComposer]);
 const call = new CallView(store);
 const emergency = new EmergencyView(store, (id) => map.focus(id));
 const header = new HeaderView(store, alarm, render);
+// The video wall: opened from the top bar, shown in the centre in place of the map.
+const wall = new WallView(store);
+header.el.querySelector(".tools")?.prepend(wall.toggle);
 
 map.el.append(card.el);
 const root = document.getElementById("console") as HTMLElement;
@@ -53,7 +57,7 @@ root.replaceChildren(
     "main",
     { class: "layout" },
     h("div", { class: "side" }, queue.el, roster.el, instructions.el),
-    h("div", { class: "centre" }, call.el, map.el),
+    h("div", { class: "centre" }, call.el, wall.el, map.el),
   ),
   header.notices,
   emergency.overlay,
@@ -76,6 +80,7 @@ function render(): void {
   call.render();
   emergency.render();
   instructions.render();
+  wall.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -164,6 +169,8 @@ window.ccConsole = {
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),
+  // The video wall: what each tile shows, and opening it as a click on the top bar would.
+  wall: () => wall.state(),
   // A dropped connection (and an unusable token) on demand; the way back is the real one.
   dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),
   resumeConnection: () => store.hub.resumeForTest(),

@@ -97,7 +97,9 @@ export type Push =
   | { type: "offer"; call_id: string; sdp: string }
   | { type: "instruction_update"; instruction: InstructionInfo }
   | { type: "receipt_update"; instruction_id: string; court: string; recipient: RecipientInfo }
-  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
+  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
+  // The video wall (docs/protocol.md, *Watching an officer*).
+  | { type: "watch_ended"; watch_id: string; officer: string; reason: string };
 
 export interface Reply {
   type: string;

@@ -29,6 +29,9 @@ export interface ConsoleSettings {
   tile_attribution: string;
   queue_amber_s: number;
   queue_red_s: number;
+  // The video wall (views/wall.ts).
+  wall_max_feeds: number;
+  wall_rotate_s: number;
   courts: CourtPlace[];
 }
 
@@ -37,6 +40,8 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   tile_attribution: "",
   queue_amber_s: 30,
   queue_red_s: 90,
+  wall_max_feeds: 16,
+  wall_rotate_s: 20,
   courts: [],
 };
 
@@ -92,6 +97,8 @@ export class Store {
   readonly instructions: InstructionBook;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
+  /** Set by the video wall: media messages and ends of its watches. */
+  onWallPush: ((msg: Push) => void) | null = null;
   private listeners = new Set<Listener>();
 
   constructor() {
@@ -153,6 +160,7 @@ export class Store {
     switch (msg.type) {
       case "welcome":
         this.welcomed(msg);
+        this.onWallPush?.(msg);
         break;
       case "roster_update":
         this.rosterEntry(msg.entry);
@@ -198,7 +206,11 @@ export class Store {
       case "offer":
       case "ice_candidate":
         this.onMediaPush?.(msg);
+        this.onWallPush?.(msg);
         return;
+      case "watch_ended":
+        this.onWallPush?.(msg);
+        break;
       default:
         break;
     }

@@ -95,6 +95,16 @@ class InheritedSessions:
     closed: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class InheritedWatches:
+    """The watches a dead authority left in the journal: `actions` close them (each
+    watcher's stop recorded `node_lost`, watchers and officer told); `ended` are the fields
+    to delete."""
+
+    actions: list[Action]
+    ended: list[str]
+
+
 @dataclass
 class AuthorityState:
     """What the authority holds: the core, and where each of its users is."""
@@ -349,6 +359,30 @@ class AuthorityState:
                 continue
             self.core.instructions.restore(w.instruction_of(instruction_id, entry), now, actions)
         return actions, gone
+
+    def inherit_watches(self, journal: Mapping[str, bytes], now: float) -> InheritedWatches:
+        """The dead authority's journal of watches (id -> `wire.JournalWatch`): the ones this
+        core does not have are over; each watcher's stop is recorded, and the watchers and the
+        officer are told (the walls watch again; the phone closes that uplink)."""
+        actions: list[Action] = []
+        ended: list[str] = []
+        for watch_id, value in journal.items():
+            if watch_id in self.core.watches.table:
+                continue
+            try:
+                entry = w.decode_journal_watch(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            for data in entry.stopped:
+                actions.append(Record(TraceEvent(kind="watch_stopped", at=now, data=data)))
+            for watcher in entry.watchers:
+                ended_msg = p.WatchEnded(
+                    watch_id=watch_id, officer=entry.officer, reason="node_lost"
+                )
+                actions.append(Send((watcher,), ended_msg))
+            actions.append(Send((entry.officer,), p.WatchClosed(watch_id=watch_id)))
+            ended.append(watch_id)
+        return InheritedWatches(actions, ended)
 
     def inherit_sessions(
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float

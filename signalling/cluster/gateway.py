@@ -305,6 +305,7 @@ class Gateway:
                             envelope.officer,
                             envelope.case_number,
                             envelope.stage,
+                            envelope.watch,
                         )
                     )
             case w.Signal(user=user, message=message):

@@ -76,6 +76,7 @@ class Journal:
         calls: set[str] = set()
         conferences: set[str] = set()
         instructions: set[str] = set()
+        watches: set[str] = set()
         for event in events:
             if event.kind in _SESSION_KINDS:
                 users.add(str(event.data["user"]))
@@ -88,6 +89,9 @@ class Journal:
             instruction = event.data.get("instruction")
             if isinstance(instruction, str):
                 instructions.add(instruction)
+            watch = event.data.get("watch")
+            if isinstance(watch, str):
+                watches.add(watch)
         for user in users:
             self._session(state.core, user)
         for call_id in calls:
@@ -96,6 +100,8 @@ class Journal:
             self._conference(state.core, conference_id)
         for instruction_id in instructions:
             self._instruction(state.core, instruction_id)
+        for watch_id in watches:
+            self._watch(state.core, watch_id)
 
     def rewrite(self, core: Switchboard) -> None:
         """Write every live session and call of `core` again (Redis may have lost them)."""
@@ -107,6 +113,8 @@ class Journal:
             self._conference(core, conference_id)
         for instruction_id in list(core.instructions.table):
             self._instruction(core, instruction_id)
+        for watch_id in list(core.watches.table):
+            self._watch(core, watch_id)
 
     def _session(self, core: Switchboard, user: str) -> None:
         facts = core.session_facts(user)
@@ -138,6 +146,16 @@ class Journal:
         value = None if instruction is None else w.encode(w.journal_instruction(instruction))
         self._writer.hash_field(self._keys.journal_instructions, instruction_id, value)
 
+    def _watch(self, core: Switchboard, watch_id: str) -> None:
+        facts = core.watch_facts(watch_id)
+        value = None
+        if facts is not None:
+            entry = w.JournalWatch(
+                officer=facts.officer, watchers=list(facts.watchers), stopped=list(facts.stopped)
+            )
+            value = w.encode(entry)
+        self._writer.hash_field(self._keys.journal_watches, watch_id, value)
+
     # ---- inheriting -------------------------------------------------------------------------
 
     async def inherit(self, state: AuthorityState) -> None:
@@ -149,7 +167,7 @@ class Journal:
         journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
         if journal is None:
             return
-        calls, sessions, conferences, instructions = journal
+        calls, sessions, conferences, instructions, watches = journal
         now = self._clock.now()
         inherited = state.inherit_calls(calls, now)
         for call_id in inherited.ended:
@@ -157,16 +175,20 @@ class Journal:
         lost = state.inherit_conferences(conferences, now)
         for conference_id in lost.ended:
             self._writer.hash_field(keys.journal_conferences, conference_id, None)
+        closed = state.inherit_watches(watches, now)
+        for watch_id in closed.ended:
+            self._writer.hash_field(keys.journal_watches, watch_id, None)
         log.info(
             "calls and conferences of the previous authority ended",
             node_id=self._node_id,
             calls=len(inherited.ended),
             conferences=len(lost.ended),
+            watches=len(closed.ended),
         )
         carried, gone = state.inherit_instructions(instructions, now)
         for instruction_id in gone:
             self._writer.hash_field(keys.journal_instructions, instruction_id, None)
-        self._emit(inherited.actions + lost.actions + carried)
+        self._emit(inherited.actions + lost.actions + closed.actions + carried)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
@@ -189,12 +211,21 @@ class Journal:
 
     async def _read(
         self,
-    ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, bytes], dict[str, bytes]]:
+    ) -> tuple[
+        dict[str, bytes], dict[str, bytes], dict[str, bytes], dict[str, bytes], dict[str, bytes]
+    ]:
         calls = await self._redis.hgetall(self._keys.journal_calls)
         sessions = await self._redis.hgetall(self._keys.journal_sessions)
         conferences = await self._redis.hgetall(self._keys.journal_conferences)
         instructions = await self._redis.hgetall(self._keys.journal_instructions)
-        return _decoded(calls), _decoded(sessions), _decoded(conferences), _decoded(instructions)
+        watches = await self._redis.hgetall(self._keys.journal_watches)
+        return (
+            _decoded(calls),
+            _decoded(sessions),
+            _decoded(conferences),
+            _decoded(instructions),
+            _decoded(watches),
+        )
 
 
 def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, bytes]:

@@ -80,6 +80,11 @@ JOURNAL_CONFERENCES: Final = "journal:conferences"
 # outlives its authority: a node taking the lease from a dead one carries each on (sent again
 # to its officers until read), so an instruction is not lost to a failover.
 JOURNAL_INSTRUCTIONS: Final = "journal:instructions"
+# Hash. Field: watch id (the video wall). Value: msgpack `wire.JournalWatch` {officer,
+# watchers, stopped: the data of each watcher's `watch_stopped` record were it lost now}. As
+# JOURNAL_CALLS, for watches: a new authority records each stopped `node_lost` and tells the
+# watchers and the officer, so the trace has no watch without its end.
+JOURNAL_WATCHES: Final = "journal:watches"
 
 # ---- per node -----------------------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class ClusterKeys:
         "journal_conferences",
         "journal_instructions",
         "journal_sessions",
+        "journal_watches",
         "nodes",
         "nodes_heard",
         "prefix",
@@ -131,6 +137,7 @@ class ClusterKeys:
         self.journal_sessions = prefix + JOURNAL_SESSIONS
         self.journal_conferences = prefix + JOURNAL_CONFERENCES
         self.journal_instructions = prefix + JOURNAL_INSTRUCTIONS
+        self.journal_watches = prefix + JOURNAL_WATCHES
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id

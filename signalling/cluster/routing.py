@@ -122,6 +122,7 @@ class ClusterMedia:
             officer=change.officer,
             case_number=change.case_number,
             stage=change.stage,
+            watch=change.watch,
         )
         node.gateway.publish_node(target, envelope)
 

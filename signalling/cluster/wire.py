@@ -109,6 +109,8 @@ class RoomChanged(_Envelope, tag="room", frozen=True, kw_only=True):
     case_number: str | None
     # A conference's: what its media forwards.
     stage: Stage | None = None
+    # A video wall's watch (no recording, no evidence).
+    watch: bool = False
 
 
 class Signal(_Envelope, tag="signal", frozen=True, kw_only=True):
@@ -152,6 +154,15 @@ class JournalConference(msgspec.Struct, frozen=True, kw_only=True):
     ended: dict[str, Any]
 
 
+class JournalWatch(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_watches`: an open watch, as its stops would be recorded if lost,
+    and who to tell."""
+
+    officer: str
+    watchers: list[str]
+    stopped: list[dict[str, Any]]
+
+
 class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
     """`ClusterKeys.journal_sessions`: a session, as its sign-out would be recorded if lost."""
 
@@ -169,7 +180,8 @@ def encode(
     | JournalCall
     | JournalConference
     | JournalSession
-    | JournalInstruction,
+    | JournalInstruction
+    | JournalWatch,
 ) -> bytes:
     return _encoder.encode(message)
 
@@ -247,6 +259,7 @@ decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
 decode_journal_conference: Final = msgspec.msgpack.Decoder(JournalConference).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
 decode_journal_instruction: Final = msgspec.msgpack.Decoder(JournalInstruction).decode
+decode_journal_watch: Final = msgspec.msgpack.Decoder(JournalWatch).decode
 
 
 __all__ = [
@@ -262,6 +275,7 @@ __all__ = [
     "JournalInstruction",
     "JournalRecipient",
     "JournalSession",
+    "JournalWatch",
     "NodeMessage",
     "Presence",
     "Report",
@@ -273,6 +287,7 @@ __all__ = [
     "decode_journal_conference",
     "decode_journal_instruction",
     "decode_journal_session",
+    "decode_journal_watch",
     "decode_node",
     "decode_presence",
     "encode",

@@ -69,6 +69,9 @@ class Room:
     officer: str
     case_number: str | None
     stage: Stage | None = None
+    # A video wall's watch (signalling.core.watches): the officer's uplink for silent
+    # watchers, neither recorded nor filed as evidence.
+    watch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

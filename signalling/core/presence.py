@@ -314,6 +314,8 @@ class Presence:
             return out
         board.calls.party_away(user, self.config.grace_s, now, out)
         board.conferences.member_away(user, now, out)
+        # A camera or a wall without its connection shows nothing: its watches end now.
+        board.watches.gone(user, now, out)
         if session.role is not Role.OFFICER:
             # Someone who cannot answer stops ringing; their calls ring elsewhere or queue.
             # An officer keeps ringing: the call is in their welcome when they resume.
@@ -334,6 +336,7 @@ class Presence:
         board = self._board
         user = session.user_id
         board.views.forget(user)
+        board.watches.gone(user, now, out)
         board.calls.leave_all(user, now, out)
         board.dispatch.signed_out(user, now, out)
         call = board.calls.call_of(user)

@@ -19,9 +19,10 @@ The sub-cores, each the only owner of its state (docs/architecture.md has the ma
   chair) beside it, and `stages` (signalling.core.stage) turning each running conference
   into the media room its media server follows, and `feeds` (signalling.core.feeds) showing
   live calls to a conference;
-* `facts` (signalling.core.facts): the shape of every record that goes to the trace;
 * `instructions` (signalling.core.instructions): text instructions to officers and their
-  delivered and read receipts.
+  delivered and read receipts;
+* `watches` (signalling.core.watches): the video wall's watches of officers' cameras;
+* `facts` (signalling.core.facts): the shape of every record that goes to the trace.
 
 They reach each other through this facade, which routes each client message to the sub-core
 that owns it (`handle`) and each deadline to the one that set it (`handle_timeout`). A new
@@ -53,6 +54,7 @@ from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
 from signalling.core.views import PositionDue, Views
+from signalling.core.watches import Watches, WatchFacts, WatchLimits
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
 from signalling.settings import (
@@ -71,6 +73,8 @@ _NO_DISPATCH: Final = (
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
     *p.INSTRUCTION_MESSAGES,
+    p.Watch,
+    p.Unwatch,
 )
 # Messages that never change a conference's media: `Stages.sync` is skipped for them.
 _NO_MEDIA_CHANGE: Final = (
@@ -79,6 +83,8 @@ _NO_MEDIA_CHANGE: Final = (
     p.GetRoster,
     *p.MEDIA_MESSAGES,
     *p.INSTRUCTION_MESSAGES,
+    p.Watch,
+    p.Unwatch,
 )
 
 
@@ -97,6 +103,8 @@ class Switchboard:
         new_conference_id: Callable[[], str] | None = None,
         instructions: InstructionsConfig | None = None,
         new_instruction_id: Callable[[], str] | None = None,
+        watches: WatchLimits | None = None,
+        new_watch_id: Callable[[], str] | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -126,6 +134,13 @@ class Switchboard:
             instructions if instructions is not None else InstructionsConfig(),
             self.deadlines,
             new_instruction_id if new_instruction_id is not None else _numbered("i"),
+        )
+        self.watches = Watches(
+            self,
+            courts,
+            watches if watches is not None else WatchLimits(),
+            new_watch_id if new_watch_id is not None else _numbered("w"),
+            media=media,
         )
 
     # ---- queries ------------------------------------------------------------------------
@@ -228,9 +243,16 @@ class Switchboard:
             case p.CallOfficer():
                 placing.call_officer(session, msg, now, out)
                 return
+            case p.Watch():
+                self.watches.watch(session, msg, now, out)
+                return
+            case p.Unwatch():
+                self.watches.unwatch(session, msg, now, out)
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 if msg.call_id in self.conferences.table:
                     out.append(self.stages.negotiate(session, msg))
+                elif msg.call_id in self.watches.table:
+                    out.append(self.watches.negotiate(session, msg))
                 else:
                     out.append(calls.negotiate(session, msg))
                 return
@@ -426,6 +448,11 @@ class Switchboard:
         """What the next authority needs to end a conference, should this one die with it."""
         return self.conferences.facts(conference_id)
 
+    def watch_facts(self, watch_id: str) -> WatchFacts | None:
+        """What the next authority needs to close an open watch in the trace, should this
+        one die with it."""
+        return self.watches.facts(watch_id)
+
     def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
         return self.placing.take_over(waiting, now)
 
@@ -453,6 +480,7 @@ class Switchboard:
         the last node out nobody would ever sign it out), so the trace holds no sign-in
         without its sign-out and no call without its end."""
         out: list[Action] = []
+        self.watches.end_all(now, out)
         self.conferences.end_all("shutdown", now, out)
         for call in self.calls.live():
             self.calls.end(call, EndReason.SHUTDOWN, None, now, out)

@@ -172,6 +172,15 @@ from signalling.protocol.media import (
     Snapshot,
     SnapshotTaken,
 )
+from signalling.protocol.watches import (
+    Unwatch,
+    Watch,
+    WatchClosed,
+    WatchEnded,
+    WatchEndReason,
+    Watching,
+    WatchOpened,
+)
 
 ClientMessage = (
     Heartbeat
@@ -220,6 +229,8 @@ ClientMessage = (
     | SendInstruction
     | InstructionReceipt
     | ListInstructions
+    | Watch
+    | Unwatch
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -296,6 +307,10 @@ ServerMessage = (
     | InstructionUpdate
     | ReceiptUpdate
     | Instructions
+    | Watching
+    | WatchOpened
+    | WatchClosed
+    | WatchEnded
 )
 
 __all__ = [
@@ -446,8 +461,15 @@ __all__ = [
     "Transfer",
     "UnmuteAll",
     "UnshareCall",
+    "Unwatch",
     "UserId",
     "UserInfo",
+    "Watch",
+    "WatchClosed",
+    "WatchEndReason",
+    "WatchEnded",
+    "WatchOpened",
+    "Watching",
     "Welcome",
     "epoch_ms",
 ]
