@@ -48,6 +48,8 @@ class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     allow_covert_monitoring: bool = False
     # Most calls waiting in one court's queue; beyond it a call is refused as `queue_full`.
     max_queue: int = 200
+    # A transfer offered to another operator lapses unless accepted within this many seconds.
+    transfer_timeout_s: float = 30.0
 
 
 class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

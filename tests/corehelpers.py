@@ -236,7 +236,25 @@ class Board:
         return self.send(user, p.LeaveCall(id=self.msg_id(), call_id=call_id))
 
     def transfer(self, user: str, call_id: str, to: str) -> list[Action]:
+        """`user` offers the call to `to` (who has not accepted yet)."""
         return self.send(user, p.Transfer(id=self.msg_id(), call_id=call_id, to=to))
+
+    def accept_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.AcceptTransfer(id=self.msg_id(), call_id=call_id))
+
+    def decline_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.DeclineTransfer(id=self.msg_id(), call_id=call_id))
+
+    def cancel_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.CancelTransfer(id=self.msg_id(), call_id=call_id))
+
+    def hand_over(self, user: str, call_id: str, to: str) -> list[Action]:
+        """`user` offers the call to `to`, who accepts: the actions of the accept."""
+        self.transfer(user, call_id, to)
+        return self.accept_transfer(to, call_id)
+
+    def set_availability(self, user: str, status: p.AvailabilityChoice) -> list[Action]:
+        return self.send(user, p.SetAvailability(id=self.msg_id(), status=status))
 
     def clear_emergency(self, user: str, target: str) -> list[Action]:
         return self.send(user, p.ClearEmergency(id=self.msg_id(), officer=target))
@@ -285,6 +303,8 @@ class Board:
             "sessions": sessions,
             "deadlines": sb.next_deadline(),
             "pending": len(sb.deadlines),
+            "offers": sb.transfers.open_offers(),
+            "away": sb.availability.away(),
         }
 
 

@@ -79,6 +79,11 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.RecordConference(id="m41", conference_id="m-1", on=True),
     p.ShareCall(id="m42", conference_id="m-1", call_id="c1"),
     p.UnshareCall(id="m43", conference_id="m-1", call_id="c1", revision=4),
+    p.AcceptTransfer(id="m60", call_id="c1"),
+    p.DeclineTransfer(id="m61", call_id="c1"),
+    p.CancelTransfer(id="m62", call_id="c1"),
+    p.SetAvailability(id="m63", status="away"),
+    p.GetOperators(id="m64", court="P0101"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -211,6 +216,10 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.InvitationsChanged(conference_id="m-1", invitations=[INVITATION]),
     p.ConferenceLeft(conference_id="m-1", reason="banned", by="op1"),
     p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
+    p.TransferOffered(call=CALL, from_operator=USER, expires_in_s=30.0),
+    p.TransferEnded(call_id="c1", outcome="declined", by="op2"),
+    p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),
+    p.OperatorStatus(entry=p.OperatorEntry(user=USER, status="away")),
 ]
 
 _server_json = msgspec.json.Decoder(p.ServerMessage)

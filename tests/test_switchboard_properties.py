@@ -66,6 +66,13 @@ EVENT_OF: dict[str, CallEvent | None] = {
     "supervisor_joined": None,
     "supervisor_left": None,
     "call_transferred": None,
+    "transfer_offered": None,
+    "transfer_accepted": None,
+    "transfer_declined": None,
+    "transfer_expired": None,
+    "transfer_cancelled": None,
+    "transfer_ended": None,
+    "transfer_unavailable": None,
     "party_away": None,
     "party_back": None,
     "call_escalated": None,
@@ -77,6 +84,13 @@ MADE_WHILE: dict[str, frozenset[CallState]] = {
     "supervisor_joined": frozenset({CallState.ACTIVE}),
     "supervisor_left": frozenset({CallState.ACTIVE}),
     "call_transferred": frozenset({CallState.ACTIVE}),
+    "transfer_offered": frozenset({CallState.ACTIVE}),
+    "transfer_accepted": frozenset({CallState.ACTIVE}),
+    "transfer_declined": frozenset({CallState.ACTIVE}),
+    "transfer_expired": frozenset({CallState.ACTIVE}),
+    "transfer_cancelled": frozenset({CallState.ACTIVE}),
+    "transfer_ended": frozenset({CallState.ACTIVE}),
+    "transfer_unavailable": frozenset({CallState.ACTIVE}),
     "party_away": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "party_back": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "call_escalated": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
@@ -220,6 +234,23 @@ class SwitchboardMachine(RuleBasedStateMachine):
         cid, call = self._call(n, answered=True)
         user = self._pick((call.operator,) if call and call.operator else (), k, anyone)
         self._send(user, p.Transfer(id=self._mid(), call_id=cid, to=to))
+
+    @rule(n=indexes, to=st.sampled_from(["opA1", "opA2", "opB1", "opP", "sup"]), how=indexes)
+    def answer_transfer(self, n: int, to: str, how: int) -> None:
+        """The operator offered a call accepts, declines, or the offerer cancels."""
+        cid, call = self._call(n, answered=True)
+        if how < 4:
+            self._send(to, p.AcceptTransfer(id=self._mid(), call_id=cid))
+        elif how < 6:
+            self._send(to, p.DeclineTransfer(id=self._mid(), call_id=cid))
+        else:
+            user = call.operator if call and call.operator else to
+            self._send(user, p.CancelTransfer(id=self._mid(), call_id=cid))
+
+    @rule(user=st.sampled_from(["opA1", "opA2", "opB1", "opP"]), away=st.booleans())
+    def set_availability(self, user: str, away: bool) -> None:
+        status: p.AvailabilityChoice = "away" if away else "available"
+        self._send(user, p.SetAvailability(id=self._mid(), status=status))
 
     @rule(user=users, flagged=officers)
     def clear_emergency(self, user: str, flagged: str) -> None:
@@ -387,7 +418,8 @@ class SwitchboardMachine(RuleBasedStateMachine):
 
     @invariant()
     def nobody_free_is_left_out(self) -> None:
-        """No waiting or ringing call has a free, willing answerer it does not ring."""
+        """No waiting or ringing call has a free, willing answerer it does not ring (an
+        operator who said they are away is willing for emergencies only)."""
         sb = self.b.sb
         for call in sb.calls.table.values():
             if call.direction is not Direction.OFFICER_TO_CENTER:
@@ -401,7 +433,10 @@ class SwitchboardMachine(RuleBasedStateMachine):
                 free = (
                     s.connected
                     and sb.calls.call_id_of(u) is None
-                    and (call.emergency or not sb.dispatch.ringing_at(u))
+                    and (
+                        call.emergency
+                        or (not sb.dispatch.ringing_at(u) and not sb.availability.is_away(u))
+                    )
                 )
                 if free and u not in sb.dispatch.declined(call.call_id):
                     ringing = sb.dispatch.ringing(call.call_id)

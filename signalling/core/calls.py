@@ -24,7 +24,7 @@ from signalling.core.actions import Action, Negotiate, Room, Send
 from signalling.core.call import Call, CallEvent, CallState, call_info, room_of
 from signalling.core.facts import CallFacts
 from signalling.core.presence import MONITOR_ROLES, Session
-from signalling.errors import Busy, Forbidden, InvalidState, MediaUnavailable, NotFound
+from signalling.errors import Forbidden, InvalidState, MediaUnavailable, NotFound
 from signalling.protocol import Direction, EndReason
 from signalling.settings import CallsConfig
 
@@ -155,6 +155,8 @@ class Calls:
         self, call: Call, reason: EndReason, by: str | None, now: float, out: list[Action]
     ) -> None:
         board = self._board
+        # An open transfer offer lapses first, recorded while the call is still live.
+        board.transfers.call_ended(call.call_id, now, out)
         self.move(call, CallEvent.END, now)
         call.ended_at = now
         call.end_reason = reason
@@ -252,22 +254,10 @@ class Calls:
         out.append(Send(told, msg))
         _room(call, out)
 
-    def transfer(
-        self, session: Session, call: Call, to: str, now: float, out: list[Action]
-    ) -> None:
+    def hand_over(self, call: Call, user: str, to: str, now: float, out: list[Action]) -> None:
+        """`to` accepted the transfer of `call` that its operator `user` offered
+        (`signalling.core.transfers` checked both): `to` is its operator now."""
         board = self._board
-        user = session.user_id
-        if call.operator != user or call.state is not CallState.ACTIVE:
-            raise InvalidState("only the operator of an answered call may transfer it")
-        target = board.presence.session(to)
-        if target is None or target.role is not Role.OPERATOR:
-            raise NotFound("no such operator online", field="to")
-        if target.identity.court not in (call.court, session.identity.court):
-            raise Forbidden("operator does not serve this court", field="to")
-        if to == user:
-            raise InvalidState("cannot transfer a call to yourself", field="to")
-        if not target.connected or to in self._party:
-            raise Busy("operator is not free", field="to")
         call.operator = to
         del self._party[user]
         self._party[to] = call.call_id

@@ -179,7 +179,10 @@ class Dispatch:
         s = self._board.presence.session(user)
         if s is None or not s.connected or self._board.calls.call_id_of(user) is not None:
             return False
-        return emergency or not self._ringing_at.get(user)
+        if emergency:
+            return True
+        # An operator who said they are away is rung for emergencies only.
+        return not self._board.availability.is_away(user) and not self._ringing_at.get(user)
 
     def _center_court(self, call: Call) -> str:
         """The court whose operators answer `call`: the officer's own, or with fallback the

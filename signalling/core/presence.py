@@ -336,6 +336,8 @@ class Presence:
         board.views.forget(user)
         board.calls.leave_all(user, now, out)
         board.dispatch.signed_out(user, now, out)
+        board.transfers.signed_out(user, now, out)
+        board.availability.signed_out(user)
         call = board.calls.call_of(user)
         if call is not None:
             board.calls.end(call, EndReason.PARTY_LOST, user, now, out)

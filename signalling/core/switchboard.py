@@ -36,6 +36,7 @@ from typing import Final
 from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
+from signalling.core.availability import Availability
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
 from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
@@ -49,6 +50,7 @@ from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
+from signalling.core.transfers import TransferExpiry, Transfers
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
@@ -60,6 +62,7 @@ _NO_DISPATCH: Final = (
     p.Heartbeat,
     p.Position,
     p.GetRoster,
+    p.GetOperators,
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
 )
@@ -103,6 +106,9 @@ class Switchboard:
         self.speakers = Speakers(self, courts, conferences, self.deadlines)
         self.stages = Stages(self, media=media, recording=recording)
         self.feeds = Feeds(self, courts)
+        # The call flow at the console: transfers offered and accepted, operators away.
+        self.transfers = Transfers(self, calls, self.deadlines)
+        self.availability = Availability(self, courts)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -154,11 +160,13 @@ class Switchboard:
             now=now,
         )
         self.stages.sync(out)
+        self.availability.sync(out)
         return session, out
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
         out = self.presence.disconnect(user, session_id, now)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     # ---- client messages ----------------------------------------------------------------
@@ -175,6 +183,8 @@ class Switchboard:
             self.dispatch.run(now, out)
         if not isinstance(msg, _NO_MEDIA_CHANGE):
             self.stages.sync(out)
+        if not isinstance(msg, _NO_DISPATCH):
+            self.availability.sync(out)
         return out
 
     def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
@@ -211,6 +221,9 @@ class Switchboard:
             case _ if isinstance(msg, p.CONFERENCE_MESSAGES):
                 self._route_conference(session, msg, now, out)
                 return
+            case _ if isinstance(msg, p.CALLFLOW_CLIENT_MESSAGES):
+                self._route_callflow(session, msg, now, out)
+                return
             case p.Accept():
                 dispatch.accept(session, calls.get(msg.call_id), now, out)
             case p.Decline():
@@ -228,7 +241,25 @@ class Switchboard:
             case p.LeaveCall():
                 calls.leave(session, calls.get(msg.call_id), now, out)
             case p.Transfer():
-                calls.transfer(session, calls.get(msg.call_id), msg.to, now, out)
+                self.transfers.offer(session, calls.get(msg.call_id), msg.to, now, out)
+        out.append(Send((user,), p.Ack(ref=msg.id)))
+
+    def _route_callflow(
+        self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]
+    ) -> None:
+        calls, transfers, user = self.calls, self.transfers, session.user_id
+        match msg:
+            case p.GetOperators():
+                out.append(Send((user,), self.availability.operators(session, msg)))
+                return
+            case p.AcceptTransfer():
+                transfers.accept(session, calls.get(msg.call_id), now, out)
+            case p.DeclineTransfer():
+                transfers.decline(session, calls.get(msg.call_id), now, out)
+            case p.CancelTransfer():
+                transfers.cancel(session, calls.get(msg.call_id), now, out)
+            case p.SetAvailability():
+                self.availability.set(session, msg, now, out)
         out.append(Send((user,), p.Ack(ref=msg.id)))
 
     def _route_conference(
@@ -312,8 +343,11 @@ class Switchboard:
                     self.moderation.chair_grace_over(cid, now, out)
                 case FloorTimer():
                     self.speakers.timer_fired(key, now, out)
+                case TransferExpiry():
+                    self.transfers.expired(key, now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     # ---- many nodes (signalling/cluster) ------------------------------------------------
@@ -373,6 +407,7 @@ class Switchboard:
         self.presence.sign_out(session, "node_lost", now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     def call_facts(self, call_id: str) -> CallFacts | None:

@@ -39,6 +39,22 @@ from signalling.protocol.base import (
     UserInfo,
     epoch_ms,
 )
+from signalling.protocol.callflow import (
+    CALLFLOW_CLIENT_MESSAGES,
+    AcceptTransfer,
+    AvailabilityChoice,
+    CancelTransfer,
+    DeclineTransfer,
+    GetOperators,
+    OperatorEntry,
+    Operators,
+    OperatorState,
+    OperatorStatus,
+    SetAvailability,
+    TransferEnded,
+    TransferOffered,
+    TransferOutcome,
+)
 from signalling.protocol.calls import (
     Accept,
     AcknowledgeEmergency,
@@ -200,6 +216,12 @@ ClientMessage = (
     | EndConference
     | ShareCall
     | UnshareCall
+    # the call flow (signalling.protocol.callflow)
+    | AcceptTransfer
+    | DeclineTransfer
+    | CancelTransfer
+    | SetAvailability
+    | GetOperators
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -269,18 +291,26 @@ ServerMessage = (
     | InvitationsChanged
     | ConferenceLeft
     | ConferenceEnded
+    # the call flow (signalling.protocol.callflow)
+    | TransferOffered
+    | TransferEnded
+    | Operators
+    | OperatorStatus
 )
 
 __all__ = [
+    "CALLFLOW_CLIENT_MESSAGES",
     "CONFERENCE_MESSAGES",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
+    "AcceptTransfer",
     "AccuracyM",
     "Ack",
     "AcknowledgeEmergency",
     "Answer",
     "AudioMode",
+    "AvailabilityChoice",
     "CallAnswered",
     "CallCenter",
     "CallEnded",
@@ -294,6 +324,7 @@ __all__ = [
     "CallTaken",
     "CallTransferred",
     "Cancel",
+    "CancelTransfer",
     "Candidate",
     "CaseNumber",
     "ClearEmergency",
@@ -318,6 +349,7 @@ __all__ = [
     "CreateConference",
     "Decline",
     "DeclineConference",
+    "DeclineTransfer",
     "Direction",
     "Emergency",
     "EmergencyAcknowledged",
@@ -332,6 +364,7 @@ __all__ = [
     "FloorMode",
     "FloorStatus",
     "GeoPosition",
+    "GetOperators",
     "GetRoster",
     "GrantFloor",
     "HandOver",
@@ -365,6 +398,10 @@ __all__ = [
     "NameModerator",
     "Note",
     "Offer",
+    "OperatorEntry",
+    "OperatorState",
+    "OperatorStatus",
+    "Operators",
     "ParticipantJoined",
     "ParticipantLeft",
     "PartyAway",
@@ -389,6 +426,7 @@ __all__ = [
     "ServerIceCandidate",
     "ServerMessage",
     "ServerOffer",
+    "SetAvailability",
     "SetFloor",
     "ShareCall",
     "SiteFloorState",
@@ -402,6 +440,9 @@ __all__ = [
     "TalkSeconds",
     "Title",
     "Transfer",
+    "TransferEnded",
+    "TransferOffered",
+    "TransferOutcome",
     "UnmuteAll",
     "UnshareCall",
     "UserId",
