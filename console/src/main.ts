@@ -25,6 +25,7 @@ import { MapView } from "./views/map";
 import { OfficerCard } from "./views/officer";
 import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
+import { OperatorsView } from "./views/transfers";
 
 const TICK_MS = 1000;
 const RENDER_MS = 50;
@@ -40,6 +41,7 @@ const card = new OfficerCard(store);
 const call = new CallView(store);
 const emergency = new EmergencyView(store, (id) => map.focus(id));
 const header = new HeaderView(store, alarm, render);
+const operators = new OperatorsView(store);
 
 map.el.append(card.el);
 const root = document.getElementById("console") as HTMLElement;
@@ -49,7 +51,7 @@ root.replaceChildren(
   h(
     "main",
     { class: "layout" },
-    h("div", { class: "side" }, queue.el, roster.el),
+    h("div", { class: "side" }, queue.el, operators.el, roster.el),
     h("div", { class: "centre" }, call.el, map.el),
   ),
   header.notices,
@@ -66,6 +68,7 @@ function render(): void {
   card.render();
   call.render();
   emergency.render();
+  operators.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -148,6 +151,10 @@ window.ccConsole = {
     mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
     sound: alarm.playing(),
     soundRunning: alarm.running(),
+    operators: [...store.operators.values()],
+    transferOffers: [...store.transferOffers.keys()],
+    transferOut: store.transferOut?.callId ?? null,
+    away: store.away,
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),

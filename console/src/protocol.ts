@@ -49,6 +49,20 @@ export interface CallInfo {
   created_at: number;
 }
 
+// ---- the call flow (transfer offers, operators' availability) ----------------------------
+
+export type OperatorState = "free" | "busy" | "away" | "offline";
+
+export interface OperatorEntry {
+  user: UserInfo;
+  status: OperatorState;
+}
+
+export type CallflowPush =
+  | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
+  | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
+  | { type: "operator_status"; entry: OperatorEntry };
+
 export interface Welcome {
   type: "welcome";
   session_id: string;
@@ -74,7 +88,8 @@ export type Push =
   | { type: "participant_left"; call_id: string; user: UserInfo }
   | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
   | { type: "offer"; call_id: string; sdp: string }
-  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null };
+  | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
+  | CallflowPush;
 
 export interface Reply {
   type: string;

@@ -4,12 +4,14 @@
  * emergency, ...) go through here to the Hub, so that views never touch the socket.
  */
 
-import { reasonText, t } from "./i18n";
+import { reasonText, t, type TextKey } from "./i18n";
 import {
   Hub,
   ProtocolError,
   type CallInfo,
+  type CallflowPush,
   type Connection,
+  type OperatorEntry,
   type Push,
   type RosterEntry,
   type UserInfo,
@@ -87,6 +89,15 @@ export class Store {
   snapshots: Snapshot[] = [];
   /** How many roster replies arrived (a test can tell a fresh one from the last). */
   rosterReplies = 0;
+  // ---- the call flow: transfers and the operators' availability --------------------------
+  /** The operators of our court, by id, from `get_operators` and `operator_status`. */
+  operators = new Map<string, OperatorEntry>();
+  /** Calls other operators offer us (transfer_offered), by id, with when the offer lapses. */
+  transferOffers = new Map<string, { call: CallInfo; from: UserInfo; expiresAt: number }>();
+  /** The transfer we offered and wait on: the call and to whom. */
+  transferOut: { callId: string; to: UserInfo } | null = null;
+  /** We said we are away (set_availability): no calls ring here but emergencies. */
+  away = false;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
   private listeners = new Set<Listener>();
@@ -126,6 +137,7 @@ export class Store {
   /** The operator's own status: away while disconnected, busy in a call, else free. */
   myStatus(): "free" | "busy" | "away" {
     if (this.connection !== "connected") return "away";
+    if (this.away && !this.call && !this.outgoing) return "away";
     return this.call || this.outgoing ? "busy" : "free";
   }
 
@@ -165,6 +177,7 @@ export class Store {
         break;
       case "call_answered":
       case "call_transferred":
+        if (msg.type === "call_transferred" && this.transferOut?.callId === msg.call.call_id) this.transferOut = null;
         this.callChanged(msg.call);
         break;
       case "participant_left":
@@ -189,6 +202,11 @@ export class Store {
       case "ice_candidate":
         this.onMediaPush?.(msg);
         return;
+      case "transfer_offered":
+      case "transfer_ended":
+      case "operator_status":
+        this.callflowPushed(msg);
+        break;
       default:
         break;
     }
@@ -214,6 +232,12 @@ export class Store {
     // Updates sent while we were away are not replayed: ask for the whole roster again,
     // after every welcome, and take its reply as the truth.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
+    // Offers are not replayed either: one made while we were away has lapsed or will. A new
+    // session (not resumed) starts available.
+    this.transferOffers.clear();
+    if (!msg.resumed) this.away = false;
+    if (this.transferOut && this.call?.call_id !== this.transferOut.callId) this.transferOut = null;
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshOperators();
   }
 
   async refreshRoster(): Promise<void> {
@@ -369,8 +393,106 @@ export class Store {
     });
   }
 
+  // ---- the call flow: transfers and the operators' availability --------------------------
+
+  private callflowPushed(msg: CallflowPush): void {
+    switch (msg.type) {
+      case "transfer_offered":
+        this.transferOffers.set(msg.call.call_id, {
+          call: msg.call,
+          from: msg.from_operator,
+          expiresAt: Date.now() + msg.expires_in_s * 1000,
+        });
+        break;
+      case "transfer_ended": {
+        const offered = this.transferOffers.get(msg.call_id);
+        this.transferOffers.delete(msg.call_id);
+        if (this.transferOut?.callId === msg.call_id) {
+          const to = this.transferOut.to;
+          this.transferOut = null;
+          if (msg.by !== this.user?.id) {
+            this.notice(t("transfer.ended", { name: to.name, outcome: t(transferOutcomeKey(msg.outcome)) }));
+          }
+        } else if (offered && msg.by !== this.user?.id) {
+          this.notice(t("transfer.withdrawn", { name: offered.from.name, outcome: t(transferOutcomeKey(msg.outcome)) }));
+        }
+        break;
+      }
+      case "operator_status":
+        if (msg.entry.status === "offline") this.operators.delete(msg.entry.user.id);
+        else if (msg.entry.user.court === this.user?.court) this.operators.set(msg.entry.user.id, msg.entry);
+        break;
+    }
+  }
+
+  async refreshOperators(): Promise<void> {
+    try {
+      const reply = await this.hub.request("get_operators");
+      const listed = reply.operators as OperatorEntry[];
+      this.operators = new Map(listed.map((e) => [e.user.id, e]));
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** Other operators of our court who are free now: whom a call may be offered to. */
+  freeOperators(): UserInfo[] {
+    return [...this.operators.values()]
+      .filter((e) => e.status === "free" && e.user.id !== this.user?.id)
+      .map((e) => e.user)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async offerTransfer(to: UserInfo): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      await this.hub.request("transfer", { call_id: call.call_id, to: to.id });
+      // A transfer_ended or call_transferred may already have come with the reply.
+      if (this.call?.call_id === call.call_id && this.call.operator?.id === this.user?.id) {
+        this.transferOut = { callId: call.call_id, to };
+      }
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  cancelTransfer(): Promise<void> {
+    const out = this.transferOut;
+    return out ? this.send("cancel_transfer", { call_id: out.callId }) : Promise.resolve();
+  }
+
+  acceptTransfer(callId: string): Promise<void> {
+    this.transferOffers.delete(callId);
+    this.changed();
+    return this.send("accept_transfer", { call_id: callId });
+  }
+
+  declineTransfer(callId: string): Promise<void> {
+    this.transferOffers.delete(callId);
+    this.changed();
+    return this.send("decline_transfer", { call_id: callId });
+  }
+
+  async setAway(away: boolean): Promise<void> {
+    try {
+      await this.hub.request("set_availability", { status: away ? "away" : "available" });
+      this.away = away;
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
   select(officerId: string | null): void {
     this.selected = officerId;
     this.changed();
   }
+}
+
+function transferOutcomeKey(outcome: string): TextKey {
+  const known = ["declined", "expired", "cancelled", "ended", "unavailable"];
+  return (known.includes(outcome) ? `transfer.outcome.${outcome}` : "transfer.outcome.ended") as TextKey;
 }

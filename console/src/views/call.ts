@@ -7,6 +7,7 @@ import { button, h, keyed } from "../dom";
 import { currentLang, t, type TextKey } from "../i18n";
 import { CallMedia, microphone } from "../media";
 import type { Store } from "../store";
+import { TransferControl } from "./transfers";
 
 export class CallView {
   readonly el: HTMLElement;
@@ -21,15 +22,17 @@ export class CallView {
   private readonly talk = h("span", { class: "talk" });
   private readonly controls = h("div", { class: "call-controls" });
   private readonly shots = h("ul", { class: "snapshots" });
+  private readonly transfer: TransferControl;
 
   constructor(private readonly store: Store) {
     this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
+    this.transfer = new TransferControl(store);
     this.el = h(
       "section",
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
       h("div", { class: "call-head" }, this.title, this.info),
       h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
-      h("div", { class: "call-bar" }, this.talk, this.shots, this.controls),
+      h("div", { class: "call-bar" }, this.talk, this.shots, this.transfer.el, this.controls),
     );
     store.onMediaPush = (msg) => {
       if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
@@ -69,6 +72,7 @@ export class CallView {
     this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
     this.talk.classList.toggle("is-muted", this.muted || !party);
     this.renderShots(call.call_id);
+    this.transfer.render();
     keyed(this.controls, JSON.stringify([currentLang(), party, this.muted]), () => [
       button(t("call.snapshot"), () => store.snapshot(), "secondary"),
       party ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",

@@ -18,6 +18,8 @@ export class HeaderView {
   private readonly sound: HTMLButtonElement;
   private readonly lang: HTMLButtonElement;
   private readonly signOut: HTMLButtonElement;
+  // An operator's own away switch (set_availability).
+  private readonly availability: HTMLButtonElement;
 
   constructor(
     private readonly store: Store,
@@ -34,12 +36,14 @@ export class HeaderView {
       "secondary",
     );
     this.signOut = button("", () => store.hub.signOut(), "secondary");
+    this.availability = button("", () => store.setAway(!store.away), "secondary");
     this.el = h(
       "header",
       { class: "topbar" },
       this.title,
       this.who,
       this.me,
+      this.availability,
       this.connection,
       h("span", { class: "tools" }, this.sound, this.lang, this.signOut),
     );
@@ -71,6 +75,9 @@ export class HeaderView {
     this.sound.textContent = t("sound.enable");
     this.lang.textContent = t("lang.other");
     this.signOut.textContent = t("signout");
+    this.availability.hidden = u?.role !== "operator";
+    this.availability.textContent = store.away ? t("avail.back") : t("avail.away");
+    this.availability.setAttribute("aria-pressed", String(store.away));
     const now = Date.now();
     const shown = store.notices.filter((n) => now - n.at < 8000);
     keyed(this.notices, JSON.stringify(shown), () => shown.map((n) => h("li", {}, n.text)));

@@ -1,0 +1,202 @@
+"""The call flow at the console in headless Chromium, run inside a network namespace by
+tests/test_browser_callflow.py:
+
+    unshare -n -- python -m tests.browser_callflow_scenario
+
+Two operators and an officer are added with the real CLI and sign in through the sign-in page:
+operators A and B on two consoles, the officer on the phone page. The officer calls; A
+answers and offers the call to B, whom A's console lists as free; B's console shows the offer
+and B accepts it: the call is B's, the phone stays in it, and A is free. A then says they are
+away: B's console shows it, and the officer's next call rings at B and not at A. Screenshots
+of both consoles at 1920x1080 and 390x844 go to build/screenshots/callflow-*.png. Prints ONE
+JSON line with what each step saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page
+
+from tests.browser import ServerProcess, drive_with_server, until
+from tests.browser_console_scenario import (
+    CONSOLE_BUILD,
+    CONSOLE_PATH,
+    DESKTOP,
+    PHONE,
+    SETTLED,
+    connected,
+    console_state,
+)
+from tests.browser_phone_scenario import _line_starts
+from tests.browser_phone_scenario import state as phone_state
+from tests.browser_signin_scenario import PASSWORD, SCREENSHOTS, add_account
+
+OP_A, OP_B, OFFICER = ("op-a", "王芳"), ("op-b", "陈杰"), ("o-1", "张伟")
+
+
+async def shoot(page: Page, name: str) -> None:
+    await page.set_viewport_size(DESKTOP)
+    await page.evaluate(SETTLED)
+    await page.screenshot(path=str(SCREENSHOTS / f"callflow-{name}-1920x1080.png"))
+    await page.set_viewport_size(PHONE)
+    await page.evaluate(SETTLED)
+    await page.screenshot(path=str(SCREENSHOTS / f"callflow-{name}-390x844.png"), full_page=True)
+    await page.set_viewport_size(DESKTOP)
+    await page.evaluate(SETTLED)
+
+
+async def sign_in(browser: Browser, base: str, path: str, user: str, **context: Any) -> Page:
+    page = await (await browser.new_context(**context)).new_page()
+    await page.goto(f"{base}{path}", timeout=10_000)
+    await page.wait_for_url("**/app/signin.html**", timeout=10_000)
+    await page.fill("#user", user)
+    await page.fill("#password", PASSWORD)
+    await page.click("#submit")
+    return page
+
+
+async def run(workdir: Path) -> dict[str, Any]:
+    if not CONSOLE_BUILD.exists():
+        return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
+    for (user, name), role in ((OP_A, "operator"), (OP_B, "operator"), (OFFICER, "officer")):
+        add_account(workdir, user, role, "--name", name)
+    return await drive_with_server(ServerProcess(workdir), drive)
+
+
+async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    a = await sign_in(browser, base, CONSOLE_PATH, OP_A[0], viewport=DESKTOP)
+    b = await sign_in(browser, base, CONSOLE_PATH, OP_B[0], viewport=DESKTOP)
+    errors: list[str] = []
+    for page in (a, b):
+        page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    seen["page_errors"] = errors
+    phone = await sign_in(
+        browser,
+        base,
+        "/app/phone.html",
+        OFFICER[0],
+        viewport=PHONE,
+        permissions=["geolocation", "camera", "microphone"],
+        has_touch=True,
+    )
+    await until(lambda: connected(a), within=15, what="console A connected")
+    await until(lambda: connected(b), within=15, what="console B connected")
+    await until(lambda: _phone_connected(phone), within=15, what="phone connected")
+
+    # A's console lists B as a free operator of the court.
+    operators_a = a.get_by_role("region", name="值班员")
+    await operators_a.get_by_text(OP_B[1]).wait_for(timeout=10_000)
+    seen["a_sees_b"] = await _operator_status(a, OP_B[0])
+
+    # The officer calls; A answers.
+    await phone.click("#call")
+    ringing = a.get_by_label(f"正在呼入 {OFFICER[1]}")
+    await ringing.wait_for(timeout=10_000)
+    await ringing.get_by_role("button", name="接听").click()
+    await until(lambda: _operator_of_call(a, OP_A[0]), within=10, what="A in the call")
+    seen["b_sees_a_busy"] = await until(
+        lambda: _status_is(b, OP_A[0], "busy"), within=10, what="B sees A busy"
+    )
+
+    # A offers the call to B, picked from the free operators.
+    await a.get_by_label("转接给").select_option(label=OP_B[1])
+    await a.get_by_role("button", name="转接", exact=True).click()
+    waiting = a.locator(".transfer-waiting")
+    await waiting.wait_for(timeout=10_000)
+    seen["a_waiting_text"] = await waiting.inner_text()
+    offer = b.locator(".transfer-offer")
+    await offer.wait_for(timeout=10_000)
+    seen["b_offer_text"] = await offer.locator(".who").inner_text()
+    seen["a_still_operator"] = (await console_state(a))["call"]["operator"]["id"]
+    await shoot(a, "offering")
+    await shoot(b, "offered")
+
+    # B accepts: the call is B's, A is free, the phone stays in the call.
+    await offer.get_by_role("button", name="接受转接").click()
+    await until(lambda: _operator_of_call(b, OP_B[0]), within=10, what="B has the call")
+    await until(lambda: _no_call(a), within=10, what="A out of the call")
+    seen["a_status_after"] = (await console_state(a))["myStatus"]
+    seen["phone_line_after"] = await until(
+        lambda: _line_starts(phone, "通话中"), within=10, what="the phone still in the call"
+    )
+    await shoot(b, "transferred")
+
+    # A says it is away; B sees it; B hangs up, and the next call rings at B and not at A.
+    await a.get_by_role("button", name="设为暂离").click()
+    await until(lambda: _my_status(a, "away"), within=10, what="A away")
+    seen["a_header_button"] = await a.get_by_role("button", name="恢复空闲").inner_text()
+    seen["b_sees_a_away"] = await until(
+        lambda: _status_is(b, OP_A[0], "away"), within=10, what="B sees A away"
+    )
+    listed = b.get_by_role("region", name="值班员").get_by_role("listitem")
+    seen["b_lists_a"] = await listed.filter(has_text=OP_A[1]).inner_text()
+    await b.get_by_role("button", name="挂断").click()
+    await until(lambda: _no_call(b), within=10, what="B hung up")
+    await until(lambda: _phone_idle(phone), within=10, what="the phone's call ended")
+    await phone.click("#call")
+    await until(lambda: _ringing_count(b, 1), within=10, what="the next call rings at B")
+    # A stays silent for a while (no timed assertion: a window in which it must not ring).
+    await asyncio.sleep(1.0)
+    seen["a_ringing_while_away"] = (await console_state(a))["ringing"]
+    await shoot(a, "away")
+    await shoot(b, "ringing-b")
+
+
+async def _phone_connected(phone: Page) -> bool:
+    s = await phone_state(phone)
+    return bool(s.get("connected")) and (s.get("user") or {}).get("id") == OFFICER[0]
+
+
+async def _phone_idle(phone: Page) -> bool:
+    s = await phone_state(phone)
+    return bool(s) and not s.get("call") and not s.get("outgoing")
+
+
+async def _operator_of_call(page: Page, user: str) -> bool:
+    call = (await console_state(page)).get("call")
+    operator = (call or {}).get("operator") or {}
+    return bool(call and call["state"] == "active" and operator.get("id") == user)
+
+
+async def _no_call(page: Page) -> bool:
+    return (await console_state(page)).get("call") is None
+
+
+async def _my_status(page: Page, status: str) -> bool:
+    return (await console_state(page)).get("myStatus") == status
+
+
+async def _ringing_count(page: Page, n: int) -> bool:
+    return len((await console_state(page)).get("ringing", [])) == n
+
+
+async def _operator_status(page: Page, user: str) -> str | None:
+    for entry in (await console_state(page)).get("operators", []):
+        if entry["user"]["id"] == user:
+            return str(entry["status"])
+    return None
+
+
+async def _status_is(page: Page, user: str, status: str) -> str | None:
+    found = await _operator_status(page, user)
+    return found if found == status else None
+
+
+def main() -> int:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with tempfile.TemporaryDirectory(prefix="cc-callflow-") as tmp:
+        result = asyncio.run(run(Path(tmp)))
+    print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

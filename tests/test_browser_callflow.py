@@ -1,0 +1,51 @@
+"""The call flow at the console in headless Chromium against the real server: one run of
+tests/browser_callflow_scenario.py (two operator consoles and an officer's phone) in a
+network namespace of its own (`make console` builds the console first; `make test` does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser import namespace_fixture_run
+from tests.browser_callflow_scenario import OFFICER, OP_A, OP_B
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_S = 150.0
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return namespace_fixture_run("tests.browser_callflow_scenario", [], RUN_TIMEOUT_S)
+
+
+def seen(run: dict[str, Any], key: str) -> Any:
+    if key not in run:
+        pytest.fail(f"the run stopped before {key}: {run}")
+    return run[key]
+
+
+def test_each_console_lists_the_other_operator_with_their_status(run: dict[str, Any]) -> None:
+    assert seen(run, "a_sees_b") == "free"
+    assert seen(run, "b_sees_a_busy") == "busy"
+
+
+def test_a_transfer_waits_for_the_other_operator_who_sees_it_and_accepts(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "a_waiting_text") == f"已向 {OP_B[1]} 发起转接，等待对方接受…"
+    assert seen(run, "b_offer_text").startswith(f"{OP_A[1]} 请求将与 {OFFICER[1]}")
+    # Until B accepts, the call stays A's.
+    assert seen(run, "a_still_operator") == OP_A[0]
+    assert seen(run, "a_status_after") == "free"
+    assert seen(run, "phone_line_after").startswith("通话中")
+
+
+def test_an_away_operator_is_shown_away_and_not_rung(run: dict[str, Any]) -> None:
+    assert seen(run, "a_header_button") == "恢复空闲"
+    assert seen(run, "b_sees_a_away") == "away"
+    assert seen(run, "b_lists_a").split() == [OP_A[1], "暂离"]
+    assert seen(run, "a_ringing_while_away") == []
+    assert seen(run, "page_errors") == []
