@@ -272,6 +272,7 @@ def _validate(cfg: Config) -> None:
         "calls.queue_timeout_s": cfg.calls.queue_timeout_s,
         "calls.max_queue": cfg.calls.max_queue,
         "calls.transfer_timeout_s": cfg.calls.transfer_timeout_s,
+        "calls.send_back_hold_s": cfg.calls.send_back_hold_s,
         "evidence.upload_min_bytes_per_s": cfg.evidence.upload_min_bytes_per_s,
         "evidence.upload_max_s": cfg.evidence.upload_max_s,
         "conferences.max_sites": cfg.conferences.max_sites,

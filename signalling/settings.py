@@ -50,6 +50,9 @@ class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     max_queue: int = 200
     # A transfer offered to another operator lapses unless accepted within this many seconds.
     transfer_timeout_s: float = 30.0
+    # A call sent back to the queue does not ring again at the operator who sent it back for
+    # this many seconds (others are rung first), seconds.
+    send_back_hold_s: float = 60.0
 
 
 class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -7,7 +7,8 @@ Two operators and an officer are added with the real CLI and sign in through the
 operators A and B on two consoles, the officer on the phone page. The officer calls; A
 answers and offers the call to B, whom A's console lists as free; B's console shows the offer
 and B accepts it: the call is B's, the phone stays in it, and A is free. A then says they are
-away: B's console shows it, and the officer's next call rings at B and not at A. Screenshots
+away: B's console shows it, and the officer's next call rings at B and not at A. B answers
+it and sends it back to the queue: the phone waits again until A, back, answers it. Screenshots
 of both consoles at 1920x1080 and 390x844 go to build/screenshots/callflow-*.png. Prints ONE
 JSON line with what each step saw.
 """
@@ -149,6 +150,32 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await shoot(a, "away")
     await shoot(b, "ringing-b")
 
+    # B answers, then sends the call back to the queue: nobody else is free (A is away), so
+    # the phone waits in the queue; A comes back and is rung, answers, and the phone is in
+    # the call again.
+    ringing_b = b.get_by_label(f"正在呼入 {OFFICER[1]}")
+    await ringing_b.get_by_role("button", name="接听").click()
+    await until(lambda: _operator_of_call(b, OP_B[0]), within=10, what="B in the call")
+    await b.get_by_role("button", name="转回队列").click()
+    await until(lambda: _no_call(b), within=10, what="B out of the call")
+    seen["phone_line_requeued"] = await until(
+        lambda: _line_starts(phone, "排队等候"), within=10, what="the phone queued again"
+    )
+    await a.get_by_role("button", name="恢复空闲").click()
+    ringing_a = a.get_by_label(f"正在呼入 {OFFICER[1]}")
+    await ringing_a.wait_for(timeout=10_000)
+    seen["b_ringing_after_send_back"] = (await console_state(b))["ringing"]
+    await ringing_a.get_by_role("button", name="接听").click()
+    await until(lambda: _operator_of_call(a, OP_A[0]), within=10, what="A answers it")
+    seen["phone_line_reanswered"] = await until(
+        lambda: _line_starts(phone, "通话中"), within=10, what="the phone in the call again"
+    )
+    # The officer's media never stopped: it reaches A, who answered the call sent back.
+    seen["reanswered_media_from"] = await until(
+        lambda: _media_from(a, OFFICER[0]), within=20, what="the officer's media at A"
+    )
+    await shoot(a, "reanswered")
+
 
 async def _phone_connected(phone: Page) -> bool:
     s = await phone_state(phone)
@@ -164,6 +191,12 @@ async def _operator_of_call(page: Page, user: str) -> bool:
     call = (await console_state(page)).get("call")
     operator = (call or {}).get("operator") or {}
     return bool(call and call["state"] == "active" and operator.get("id") == user)
+
+
+async def _media_from(page: Page, user: str) -> list[str] | None:
+    media = (await console_state(page)).get("media") or {}
+    remote: list[str] = media.get("remote") or []
+    return remote if user in remote else None
 
 
 async def _no_call(page: Page) -> bool:

@@ -253,6 +253,9 @@ class Board:
         self.transfer(user, call_id, to)
         return self.accept_transfer(to, call_id)
 
+    def send_back(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.SendBack(id=self.msg_id(), call_id=call_id))
+
     def set_availability(self, user: str, status: p.AvailabilityChoice) -> list[Action]:
         return self.send(user, p.SetAvailability(id=self.msg_id(), status=status))
 
@@ -304,6 +307,7 @@ class Board:
             "deadlines": sb.next_deadline(),
             "pending": len(sb.deadlines),
             "offers": sb.transfers.open_offers(),
+            "held": {cid: sorted(sb.dispatch.held(cid)) for cid in sb.calls.table},
             "away": sb.availability.away(),
         }
 

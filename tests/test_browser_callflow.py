@@ -49,3 +49,13 @@ def test_an_away_operator_is_shown_away_and_not_rung(run: dict[str, Any]) -> Non
     assert seen(run, "b_lists_a").split() == [OP_A[1], "暂离"]
     assert seen(run, "a_ringing_while_away") == []
     assert seen(run, "page_errors") == []
+
+
+def test_a_call_sent_back_waits_in_the_queue_and_rings_at_another_operator(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "phone_line_requeued").startswith("排队等候")
+    # B sent it back: it rings at A, back from away, and not at B.
+    assert seen(run, "b_ringing_after_send_back") == []
+    assert seen(run, "phone_line_reanswered").startswith("通话中")
+    assert OFFICER[0] in seen(run, "reanswered_media_from")

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from signalling import protocol as p
+from signalling.core.actions import Room
 from signalling.errors import Busy, Forbidden, InvalidState, NotFound
 from signalling.settings import CallsConfig
 from tests.corehelpers import (
@@ -234,3 +235,70 @@ def test_an_operator_signing_in_and_out_is_shown_to_the_consoles() -> None:
     b.drop("op5")
     actions = b.advance(b.sb.presence.config.grace_s + 1.0)
     assert statuses(actions, "op1") == {"op5": "offline"}
+
+
+# ---- sending a call back to the queue ------------------------------------------------------
+
+
+def test_an_answered_call_sent_back_rings_at_the_others_and_keeps_its_place() -> None:
+    b = board(send_back_hold_s=60.0)
+    call_id = active_call(b)
+    created = b.sb.calls.table[call_id].created_at
+    b.advance(5.0)
+    actions = b.send_back("op1", call_id)
+    assert recipients(actions, p.CallRequeued) == {"o1", "op1"}
+    (rec,) = records(actions, "call_sent_back")
+    assert (rec.data["by"], rec.data["answered"]) == ("op1", True)
+    assert "call_queued" in [r.kind for r in records(actions)]
+    call = b.sb.calls.table[call_id]
+    assert (call.operator, call.created_at) == (None, created)
+    assert b.sb.calls.call_id_of("op1") is None
+    assert b.sb.calls.call_id_of("o1") == call_id
+    # It rings at op2 at once, never at op1, who is free again.
+    assert b.sb.dispatch.ringing(call_id) == {"op2"}
+    assert statuses(actions, "sup1")["op1"] == "free"
+    # The officer stays in the call's media while it waits.
+    rooms = [a for a in actions if isinstance(a, Room) and a.call_id == call_id]
+    assert [r.members for r in rooms][-1:] == [("o1",)]
+    b.accept("op2", call_id)
+    assert b.sb.calls.table[call_id].operator == "op2"
+
+
+def test_the_operator_who_sent_a_call_back_is_rung_for_it_after_the_hold() -> None:
+    b = Board(calls=msgspec.structs.replace(CallsConfig(), send_back_hold_s=20.0))
+    b.sign_in(officer("o1"), operator("op1"))
+    call_id = active_call(b)
+    actions = b.send_back("op1", call_id)
+    (queued,) = messages(actions, p.CallQueued, to="o1")
+    assert queued.position == 1
+    assert b.call_state(call_id) == "queued"
+    b.advance(19.0)
+    assert b.sb.dispatch.ringing(call_id) == frozenset()
+    b.advance(1.0)
+    assert b.sb.dispatch.ringing(call_id) == {"op1"}
+
+
+def test_a_ringing_call_sent_back_rings_on_elsewhere_or_waits() -> None:
+    b = board()
+    call_id = placed(b.call_center("o1"))
+    actions = b.send_back("op1", call_id)
+    assert recipients(actions, p.CallRequeued) == {"op1"}
+    assert b.sb.dispatch.ringing(call_id) == {"op2"}
+    b.send_back("op2", call_id)
+    assert b.call_state(call_id) == "queued"
+
+
+def test_refused_send_backs_change_nothing() -> None:
+    b = board()
+    call_id = active_call(b)
+    to_officer = placed(b.call_officer("op2", "o2"))
+    before = b.snapshot()
+    with pytest.raises(InvalidState):
+        b.send_back("op2", call_id)  # not theirs
+    with pytest.raises(InvalidState):
+        b.send_back("o1", call_id)
+    with pytest.raises(InvalidState):
+        b.send_back("op2", to_officer)  # a call from the center has no queue
+    with pytest.raises(NotFound):
+        b.send_back("op1", "nope")
+    assert b.snapshot() == before

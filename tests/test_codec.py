@@ -84,6 +84,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.CancelTransfer(id="m62", call_id="c1"),
     p.SetAvailability(id="m63", status="away"),
     p.GetOperators(id="m64", court="P0101"),
+    p.SendBack(id="m65", call_id="c1"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -220,6 +221,7 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.TransferEnded(call_id="c1", outcome="declined", by="op2"),
     p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),
     p.OperatorStatus(entry=p.OperatorEntry(user=USER, status="away")),
+    p.CallRequeued(call_id="c1", by=USER),
 ]
 
 _server_json = msgspec.json.Decoder(p.ServerMessage)

@@ -101,3 +101,27 @@ async def test_an_away_operator_is_not_rung_and_the_other_consoles_see_it(
 def _about(user: str, status: str) -> Callable[[dict[str, Any]], bool]:
     """Matches an `operator_status` of `user` with `status`."""
     return lambda m: bool(m["entry"]["user"]["id"] == user and m["entry"]["status"] == status)
+
+
+async def test_an_answered_call_sent_back_rings_at_the_other_operator(serve: Serve) -> None:
+    """The officer is told it is queued again; op1 is not rung for it during the hold."""
+    server = await serve(calls={"send_back_hold_s": 600.0})
+    officer, op1, call_id = await answered_call(server)
+    op2 = await server.connect("op2", "operator", "P0101")
+    await op2.request("set_availability", status="away")
+    await op1.request("send_back", call_id=call_id)
+    for client in (officer, op1):
+        requeued = await client.expect("call_requeued", call_id=call_id)
+        assert requeued["by"]["id"] == "op1"
+    queued = await officer.expect("call_queued", call_id=call_id)
+    assert queued["position"] == 1
+    await server.wait_recorded("call_sent_back", call=call_id, by="op1", answered=True)
+    await op1.assert_no("call_ringing", within=0.2)
+    await op2.request("set_availability", status="available")
+    ringing = await op2.expect("call_ringing", where=lambda m: m["call"]["call_id"] == call_id)
+    assert ringing["call"]["operator"] is None
+    await op2.request("accept", call_id=call_id)
+    answered = await officer.expect("call_answered")
+    assert answered["call"]["operator"]["id"] == "op2"
+    stale = await op1.send("send_back", call_id=call_id)
+    assert (await op1.error_for(stale))["code"] == "invalid_state"

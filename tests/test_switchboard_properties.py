@@ -76,6 +76,7 @@ EVENT_OF: dict[str, CallEvent | None] = {
     "party_away": None,
     "party_back": None,
     "call_escalated": None,
+    "call_sent_back": None,
     "call_ended": CallEvent.END,
 }
 # The states in which a record that leaves the call in its state may be made.
@@ -94,6 +95,7 @@ MADE_WHILE: dict[str, frozenset[CallState]] = {
     "party_away": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "party_back": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "call_escalated": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
+    "call_sent_back": frozenset({CallState.RINGING, CallState.ACTIVE}),
 }
 
 users = st.sampled_from(EVERYONE)
@@ -247,6 +249,14 @@ class SwitchboardMachine(RuleBasedStateMachine):
             user = call.operator if call and call.operator else to
             self._send(user, p.CancelTransfer(id=self._mid(), call_id=cid))
 
+    @rule(n=indexes, k=indexes, anyone=rarely)
+    def send_back(self, n: int, k: int, anyone: bool) -> None:
+        cid, call = self._call(n)
+        ringing = sorted(self.b.sb.dispatch.ringing(cid))
+        own = (call.operator,) if call and call.operator else ()
+        user = self._pick((*own, *ringing), k, anyone)
+        self._send(user, p.SendBack(id=self._mid(), call_id=cid))
+
     @rule(user=st.sampled_from(["opA1", "opA2", "opB1", "opP"]), away=st.booleans())
     def set_availability(self, user: str, away: bool) -> None:
         status: p.AvailabilityChoice = "away" if away else "available"
@@ -310,8 +320,8 @@ class SwitchboardMachine(RuleBasedStateMachine):
             assert state is not CallState.ENDED, f"{event.kind} after {cid} ended"
             ev = EVENT_OF[event.kind]
             if event.kind == "call_queued":
-                ev = CallEvent.REQUEUE if state is CallState.RINGING else None
-                assert state in (CallState.QUEUED, CallState.RINGING)
+                ev = CallEvent.REQUEUE if state is not CallState.QUEUED else None
+                assert state in (CallState.QUEUED, CallState.RINGING, CallState.ACTIVE)
             elif event.kind == "call_ringing":
                 # From the queue it starts ringing; while ringing, more users ring.
                 ev = CallEvent.RING if state is CallState.QUEUED else None
@@ -438,7 +448,8 @@ class SwitchboardMachine(RuleBasedStateMachine):
                         or (not sb.dispatch.ringing_at(u) and not sb.availability.is_away(u))
                     )
                 )
-                if free and u not in sb.dispatch.declined(call.call_id):
+                held = sb.dispatch.held(call.call_id)
+                if free and u not in sb.dispatch.declined(call.call_id) and u not in held:
                     ringing = sb.dispatch.ringing(call.call_id)
                     assert u in ringing, f"{call.call_id} does not ring free {u}"
 

@@ -141,6 +141,8 @@ const zh = {
   "operators.busy": "通话中",
   "operators.away": "暂离",
   "operators.offline": "已下线",
+  "requeue.button": "转回队列",
+  "requeue.done": "已将 {name} 的呼叫转回队列",
 };
 
 type Key = keyof typeof zh;
@@ -283,6 +285,8 @@ const en: Record<Key, string> = {
   "operators.busy": "in a call",
   "operators.away": "away",
   "operators.offline": "offline",
+  "requeue.button": "Back to queue",
+  "requeue.done": "{name}'s call is back in the queue",
 };
 
 const TABLES: Record<Lang, Record<Key, string>> = { zh, en };

@@ -61,7 +61,8 @@ export interface OperatorEntry {
 export type CallflowPush =
   | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
   | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
-  | { type: "operator_status"; entry: OperatorEntry };
+  | { type: "operator_status"; entry: OperatorEntry }
+  | { type: "call_requeued"; call_id: string; by: UserInfo };
 
 export interface Welcome {
   type: "welcome";

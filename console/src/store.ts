@@ -205,6 +205,7 @@ export class Store {
       case "transfer_offered":
       case "transfer_ended":
       case "operator_status":
+      case "call_requeued":
         this.callflowPushed(msg);
         break;
       default:
@@ -418,6 +419,16 @@ export class Store {
         }
         break;
       }
+      case "call_requeued":
+        this.ringing.delete(msg.call_id);
+        if (this.call?.call_id === msg.call_id && this.call.operator?.id === this.user?.id) {
+          const name = this.call.officer.name;
+          this.call = null;
+          this.notice(t("requeue.done", { name }));
+        } else if (this.call?.call_id === msg.call_id) {
+          this.call = { ...this.call, state: "queued", operator: null };
+        }
+        break;
       case "operator_status":
         if (msg.entry.status === "offline") this.operators.delete(msg.entry.user.id);
         else if (msg.entry.user.court === this.user?.court) this.operators.set(msg.entry.user.id, msg.entry);
@@ -434,6 +445,11 @@ export class Store {
     } catch (err) {
       this.failed(err);
     }
+  }
+
+  /** Put our answered call back in the queue, for the court's other operators. */
+  sendBack(): Promise<void> {
+    return this.call ? this.send("send_back", { call_id: this.call.call_id }) : Promise.resolve();
   }
 
   /** Other operators of our court who are free now: whom a call may be offered to. */

@@ -270,6 +270,26 @@ class Calls:
         _room(call, out)
         self.tell_away(call, to, now, out)
 
+    def send_back(self, call: Call, user: str, now: float, out: list[Action]) -> None:
+        """`user`, the operator of answered `call`, puts it back in the queue: they leave it,
+        the officer stays (and stays in its media, so nothing is lost while it waits), and
+        everyone in it is told. The dispatcher rings it again."""
+        board = self._board
+        board.transfers.call_ended(call.call_id, now, out)
+        told = tuple(sorted(call.members()))
+        out.append(
+            board.facts.record("call_sent_back", now, call=call.call_id, by=user, answered=True)
+        )
+        call.operator = None
+        call.away.discard(user)
+        del self._party[user]
+        board.dispatch.requeue(call, now, out)
+        out.append(Send(told, p.CallRequeued(call_id=call.call_id, by=board.presence.info(user))))
+        _room(call, out)
+        officer = board.presence.session(call.officer)
+        if officer is not None:
+            out.extend(board.views.officer_changed(officer))
+
     def media_call(self, user: str, call_id: str) -> Call:
         """The active call `user` may negotiate media for; raises otherwise."""
         call = self.get(call_id)

@@ -41,7 +41,7 @@ from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
 from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
-from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
+from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout, SendBackHold
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.feeds import Feeds
 from signalling.core.invitations import InvitationExpiry, Invitations
@@ -260,6 +260,8 @@ class Switchboard:
                 transfers.cancel(session, calls.get(msg.call_id), now, out)
             case p.SetAvailability():
                 self.availability.set(session, msg, now, out)
+            case p.SendBack():
+                self.dispatch.send_back(session, calls.get(msg.call_id), now, out)
         out.append(Send((user,), p.Ack(ref=msg.id)))
 
     def _route_conference(
@@ -345,6 +347,8 @@ class Switchboard:
                     self.speakers.timer_fired(key, now, out)
                 case TransferExpiry():
                     self.transfers.expired(key, now, out)
+                case SendBackHold():
+                    self.dispatch.hold_over(key)
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)

@@ -43,6 +43,7 @@ from signalling.protocol.callflow import (
     CALLFLOW_CLIENT_MESSAGES,
     AcceptTransfer,
     AvailabilityChoice,
+    CallRequeued,
     CancelTransfer,
     DeclineTransfer,
     GetOperators,
@@ -50,6 +51,7 @@ from signalling.protocol.callflow import (
     Operators,
     OperatorState,
     OperatorStatus,
+    SendBack,
     SetAvailability,
     TransferEnded,
     TransferOffered,
@@ -222,6 +224,7 @@ ClientMessage = (
     | CancelTransfer
     | SetAvailability
     | GetOperators
+    | SendBack
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -296,6 +299,7 @@ ServerMessage = (
     | TransferEnded
     | Operators
     | OperatorStatus
+    | CallRequeued
 )
 
 __all__ = [
@@ -319,6 +323,7 @@ __all__ = [
     "CallOfficer",
     "CallPlaced",
     "CallQueued",
+    "CallRequeued",
     "CallRinging",
     "CallRingingCenter",
     "CallTaken",
@@ -422,6 +427,7 @@ __all__ = [
     "RttMs",
     "Sdp",
     "SdpMid",
+    "SendBack",
     "ServerAnswer",
     "ServerIceCandidate",
     "ServerMessage",

@@ -47,6 +47,13 @@ class SetAvailability(_ClientMessage, tag="set_availability", frozen=True):
     status: AvailabilityChoice
 
 
+class SendBack(_ClientMessage, tag="send_back", frozen=True):
+    """Put an officer's call back in the queue: the answered call you hold, or one ringing
+    at you; it rings at the court's other free operators first."""
+
+    call_id: CallId
+
+
 class GetOperators(_ClientMessage, tag="get_operators", frozen=True):
     # Absent: the requester's own court.
     court: CourtCode | None = None
@@ -79,6 +86,14 @@ class TransferEnded(_ServerMessage, tag="transfer_ended", frozen=True):
     by: str | None = None
 
 
+class CallRequeued(_ServerMessage, tag="call_requeued", frozen=True):
+    """To everyone in the call (and the operator who sent it back): it waits in the queue
+    again; `call_queued` or `call_ringing_center` follow for the officer."""
+
+    call_id: str
+    by: UserInfo
+
+
 class Operators(_ServerMessage, tag="operators", frozen=True):
     ref: str
     court: str
@@ -97,4 +112,5 @@ CALLFLOW_CLIENT_MESSAGES = (
     CancelTransfer,
     SetAvailability,
     GetOperators,
+    SendBack,
 )

@@ -1,6 +1,7 @@
 // The call flow's parts of the other views: calls other operators offer us (shown at the top
 // of the queue, with accept and decline and the time left), the transfer control of the call
-// view (offer the call to a free operator, or withdraw the offer while it waits), and the
+// view (offer the call to a free operator, or withdraw the offer while it waits; or send an
+// officer's call back to the queue for the court's other operators), and the
 // operators of our court with their status (free, in a call, away).
 
 import { button, h, keyed, ticking } from "../dom";
@@ -48,7 +49,8 @@ export class TransferControl {
     this.el.hidden = !mine;
     const out = store.transferOut;
     const free = store.freeOperators();
-    keyed(this.el, JSON.stringify([currentLang(), mine, out?.callId, out?.to.id, free.map((u) => u.id)]), () => {
+    const key = [currentLang(), mine, call?.call_id, out?.callId, out?.to.id, free.map((u) => u.id)];
+    keyed(this.el, JSON.stringify(key), () => {
       if (!mine) return [];
       if (out && out.callId === call?.call_id) {
         return [
@@ -56,7 +58,10 @@ export class TransferControl {
           button(t("transfer.cancel"), () => store.cancelTransfer(), "secondary"),
         ];
       }
-      if (free.length === 0) return [h("span", { class: "note" }, t("transfer.none"))];
+      // An officer's call may also go back to the queue, for the court's other operators.
+      const back =
+        call?.direction === "officer_to_center" ? button(t("requeue.button"), () => store.sendBack(), "secondary") : null;
+      if (free.length === 0) return [h("span", { class: "note" }, t("transfer.none")), back];
       this.select.setAttribute("aria-label", t("transfer.to"));
       this.select.replaceChildren(...free.map((u) => h("option", { value: u.id }, u.name)));
       return [
@@ -69,6 +74,7 @@ export class TransferControl {
           },
           "secondary",
         ),
+        back,
       ];
     });
   }
