@@ -100,6 +100,7 @@ def create_app(
                 and isinstance(recorder, DurableRecorder)
             ),
             conferences=config.conferences,
+            emergency=config.emergency,
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
         )
 

@@ -1,6 +1,6 @@
 """The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]` and
-`[redis]` sections of config.toml, with their defaults. `commandcenter.config` reads them;
-the hub and the core receive them, never the file.
+`[redis]` sections of config.toml (and `[emergency]`), with their defaults.
+`commandcenter.config` reads them; the hub and the core receive them, never the file.
 
 Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
 dataclass, while `forbid_unknown_fields` turns a misspelt key into an error naming its path.
@@ -53,6 +53,13 @@ class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # A call sent back to the queue does not ring again at the operator who sent it back for
     # this many seconds (others are rung first), seconds.
     send_back_hold_s: float = 60.0
+
+
+class EmergencyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # An emergency nobody has acknowledged alarms again at every watcher this often, seconds.
+    repeat_after_s: float = 30.0
+    # Unacknowledged this long, it also alarms at the consoles of the parent court, seconds.
+    escalate_after_s: float = 120.0
 
 
 class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

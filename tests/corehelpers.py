@@ -14,7 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from commandcenter.auth import Courts, Identity, Role
-from commandcenter.config import CallsConfig, ConferencesConfig, Config, PresenceConfig
+from commandcenter.config import (
+    CallsConfig,
+    ConferencesConfig,
+    Config,
+    EmergencyConfig,
+    PresenceConfig,
+)
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
@@ -139,6 +145,7 @@ class Board:
         calls: CallsConfig | None = None,
         presence: PresenceConfig | None = None,
         conferences: ConferencesConfig | None = None,
+        emergency: EmergencyConfig | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -150,6 +157,7 @@ class Board:
             node_id="n1",
             new_call_id=CallIds(),
             conferences=conferences,
+            emergency=emergency,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)
@@ -307,6 +315,7 @@ class Board:
             "deadlines": sb.next_deadline(),
             "pending": len(sb.deadlines),
             "offers": sb.transfers.open_offers(),
+            "alarms": sb.alarms.pending(),
             "held": {cid: sorted(sb.dispatch.held(cid)) for cid in sb.calls.table},
             "away": sb.availability.away(),
         }

@@ -11,7 +11,7 @@ import pytest
 from signalling import protocol as p
 from signalling.core.actions import Room
 from signalling.errors import Busy, Forbidden, InvalidState, NotFound
-from signalling.settings import CallsConfig
+from signalling.settings import CallsConfig, EmergencyConfig
 from tests.corehelpers import (
     Board,
     messages,
@@ -302,3 +302,66 @@ def test_refused_send_backs_change_nothing() -> None:
     with pytest.raises(NotFound):
         b.send_back("op1", "nope")
     assert b.snapshot() == before
+
+
+# ---- emergencies nobody takes on -------------------------------------------------------------
+
+
+def alarm_board() -> Board:
+    b = Board(emergency=EmergencyConfig(repeat_after_s=30.0, escalate_after_s=60.0))
+    b.sign_in(
+        officer("o1"),
+        operator("op1"),
+        operator("opP01", "P01"),
+        supervisor("sup1"),
+        operator("op3", "P0102"),
+    )
+    return b
+
+
+def test_an_unacknowledged_emergency_repeats_then_reaches_the_court_above() -> None:
+    b = alarm_board()
+    b.emergency("o1")
+    assert messages(b.advance(29.0), p.EmergencyAlarm) == []
+    actions = b.advance(1.0)
+    assert recipients(actions, p.EmergencyAlarm) == {"op1", "sup1"}
+    (alarm,) = messages(actions, p.EmergencyAlarm, to="op1")
+    assert (alarm.officer.id, alarm.repeat, alarm.escalated_to) == ("o1", 1, None)
+    (rec,) = records(actions, "emergency_repeated")
+    assert (rec.data["repeat"], rec.data["escalated_to"]) == (1, None)
+    # At 60 s it escalates: P01's own console learns of the officer and alarms too.
+    actions = b.advance(30.0)
+    (esc,) = records(actions, "emergency_escalated")
+    assert (esc.data["court"], esc.data["to"]) == ("P0101", "P01")
+    (entry,) = messages(actions, p.RosterUpdate, to="opP01")
+    assert (entry.entry.officer.id, entry.entry.emergency) == ("o1", True)
+    assert recipients(actions, p.EmergencyAlarm) == {"op1", "sup1", "opP01"}
+    assert "op3" not in recipients(actions, p.EmergencyAlarm)
+    # The court above may take it on; everyone, it included, is told, and it stops.
+    actions = b.send("opP01", p.AcknowledgeEmergency(id="a1", officer="o1"))
+    assert {"o1", "op1", "sup1", "opP01"} <= recipients(actions, p.EmergencyAcknowledged)
+    assert messages(b.advance(300.0), p.EmergencyAlarm) == []
+    actions = b.clear_emergency("op1", "o1")
+    (cleared,) = messages(actions, p.RosterUpdate, to="opP01")
+    assert cleared.entry.emergency is False
+
+
+def test_acknowledging_or_answering_stops_the_repeats() -> None:
+    b = alarm_board()
+    call_id = placed(b.emergency("o1"))
+    b.send("op1", p.AcknowledgeEmergency(id="a1", officer="o1"))
+    assert messages(b.advance(200.0), p.EmergencyAlarm) == []
+    assert b.sb.alarms.pending() == []
+    b.clear_emergency("op1", "o1")
+    assert b.call_state(call_id) is None  # rang out long ago
+    # Raised again and answered (not acknowledged): nobody is alarmed while on the line.
+    call_id = placed(b.emergency("o1"))
+    b.accept("op1", call_id)
+    assert messages(b.advance(31.0), p.EmergencyAlarm) == []
+
+
+def test_an_operator_of_another_court_may_not_take_on_an_emergency_not_escalated_to_it() -> None:
+    b = alarm_board()
+    b.emergency("o1")
+    with pytest.raises(Forbidden):
+        b.send("opP01", p.AcknowledgeEmergency(id="a1", officer="o1"))

@@ -222,6 +222,7 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),
     p.OperatorStatus(entry=p.OperatorEntry(user=USER, status="away")),
     p.CallRequeued(call_id="c1", by=USER),
+    p.EmergencyAlarm(officer=USER, repeat=2, waiting_s=60.0, escalated_to="P01"),
 ]
 
 _server_json = msgspec.json.Decoder(p.ServerMessage)

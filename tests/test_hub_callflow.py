@@ -4,6 +4,7 @@ other consoles of their court; every step in the trace."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -125,3 +126,31 @@ async def test_an_answered_call_sent_back_rings_at_the_other_operator(serve: Ser
     assert answered["call"]["operator"]["id"] == "op2"
     stale = await op1.send("send_back", call_id=call_id)
     assert (await op1.error_for(stale))["code"] == "invalid_state"
+
+
+async def test_an_emergency_nobody_takes_on_alarms_again_then_at_the_court_above(
+    serve: Serve,
+) -> None:
+    server = await serve(emergency={"repeat_after_s": 0.3, "escalate_after_s": 0.5})
+    op1 = await server.connect("op1", "operator", "P0101")
+    above = await server.connect("opP01", "operator", "P01")
+    officer = await server.connect("o1", "officer", "P0101")
+    await place_call(officer, "emergency", note="blocked in")
+    first = await op1.expect("emergency_alarm")
+    assert (first["officer"]["id"], first["repeat"]) == ("o1", 1)
+    shown = await above.expect("roster_update", timeout=5.0)
+    assert (shown["entry"]["officer"]["id"], shown["entry"]["emergency"]) == ("o1", True)
+    escalated = await above.expect("emergency_alarm", timeout=5.0)
+    assert escalated["escalated_to"] == "P01"
+    await server.wait_recorded("emergency_escalated", officer="o1", court="P0101", to="P01")
+    await server.wait_recorded("emergency_repeated", officer="o1", repeat=1)
+    # The court above takes it on: the officer and both consoles are told, and it stops.
+    await above.request("acknowledge_emergency", officer="o1")
+    for client in (officer, op1, above):
+        told = await client.expect("emergency_acknowledged")
+        assert told["by"]["id"] == "opP01"
+    await server.wait_recorded("emergency_acknowledged", officer="o1", by="opP01")
+    repeats = len(server.recorder.of_kind("emergency_repeated"))
+    # Three repeat periods later (a window, not a timing assertion): no more repeats.
+    await asyncio.sleep(0.9)
+    assert len(server.recorder.of_kind("emergency_repeated")) == repeats

@@ -83,7 +83,8 @@ EVENT_OF: dict[str, CallEvent | None] = {
 MADE_WHILE: dict[str, frozenset[CallState]] = {
     "call_declined": frozenset({CallState.RINGING}),
     "supervisor_joined": frozenset({CallState.ACTIVE}),
-    "supervisor_left": frozenset({CallState.ACTIVE}),
+    # A call sent back to the queue keeps its monitors until it is answered again.
+    "supervisor_left": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "call_transferred": frozenset({CallState.ACTIVE}),
     "transfer_offered": frozenset({CallState.ACTIVE}),
     "transfer_accepted": frozenset({CallState.ACTIVE}),
@@ -462,16 +463,21 @@ class SwitchboardMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Left alone, everything that waits comes to an end: queued and ringing calls
         time out, away sessions are signed out; only answered calls between connected
-        parties remain, and no deadline is left pending for nothing."""
+        parties remain, and no deadline is left pending for nothing: but an emergency nobody
+        took on, whose alarm repeats until someone does."""
         sb = self.b.sb
         for _ in range(500):
             nxt = sb.next_deadline()
-            if nxt is None:
+            if nxt is None or len(sb.deadlines) == len(sb.alarms.pending()):
                 break
             self.b.advance(max(0.0, nxt - self.b.now))
             self.after_timeout = self.b.now
             self.no_deadline_left_in_the_past()
-        assert sb.next_deadline() is None
+        assert len(sb.deadlines) == len(sb.alarms.pending())
+        for flagged in sb.alarms.pending():
+            s = sb.presence.sessions[flagged]
+            assert s.emergency
+            assert s.emergency_taken_by is None
         self.trace_follows_the_table()
         self.calls_are_consistent()
         for call in sb.calls.table.values():

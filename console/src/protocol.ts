@@ -62,7 +62,8 @@ export type CallflowPush =
   | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
   | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
   | { type: "operator_status"; entry: OperatorEntry }
-  | { type: "call_requeued"; call_id: string; by: UserInfo };
+  | { type: "call_requeued"; call_id: string; by: UserInfo }
+  | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null };
 
 export interface Welcome {
   type: "welcome";

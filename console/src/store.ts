@@ -4,7 +4,7 @@
  * emergency, ...) go through here to the Hub, so that views never touch the socket.
  */
 
-import { reasonText, t, type TextKey } from "./i18n";
+import { duration, reasonText, t, type TextKey } from "./i18n";
 import {
   Hub,
   ProtocolError,
@@ -206,6 +206,7 @@ export class Store {
       case "transfer_ended":
       case "operator_status":
       case "call_requeued":
+      case "emergency_alarm":
         this.callflowPushed(msg);
         break;
       default:
@@ -264,6 +265,13 @@ export class Store {
     }
     const before = this.roster.get(id);
     if (before?.emergency && !entry.emergency) this.acknowledged.delete(id);
+    // An officer of another court is shown to an operator only while an emergency escalated
+    // to our court lasts.
+    if (this.user?.role === "operator" && entry.officer.court !== this.user.court && !entry.emergency) {
+      this.roster.delete(id);
+      this.callSeen.delete(id);
+      return;
+    }
     this.roster.set(id, entry);
     this.noteCall(entry);
   }
@@ -428,6 +436,17 @@ export class Store {
         } else if (this.call?.call_id === msg.call_id) {
           this.call = { ...this.call, state: "queued", operator: null };
         }
+        break;
+      case "emergency_alarm":
+        // Still nobody took it on at the server: whatever this console did, alarm again.
+        this.acknowledged.delete(msg.officer.id);
+        this.notice(
+          t(msg.escalated_to ? "sos.repeat_escalated" : "sos.repeat", {
+            name: msg.officer.name,
+            n: msg.repeat,
+            t: duration(msg.waiting_s),
+          }),
+        );
         break;
       case "operator_status":
         if (msg.entry.status === "offline") this.operators.delete(msg.entry.user.id);

@@ -36,6 +36,7 @@ from typing import Final
 from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
+from signalling.core.alarms import AlarmDue, Alarms
 from signalling.core.availability import Availability
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
@@ -54,7 +55,7 @@ from signalling.core.transfers import TransferExpiry, Transfers
 from signalling.core.views import PositionDue, Views
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
-from signalling.settings import CallsConfig, ConferencesConfig, PresenceConfig
+from signalling.settings import CallsConfig, ConferencesConfig, EmergencyConfig, PresenceConfig
 
 # The most frequent messages, which never change who is free or what rings: the scan of
 # every call that `Dispatch.run` makes is skipped for them.
@@ -83,6 +84,7 @@ class Switchboard:
         recording: bool = False,
         conferences: ConferencesConfig | None = None,
         new_conference_id: Callable[[], str] | None = None,
+        emergency: EmergencyConfig | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -109,6 +111,10 @@ class Switchboard:
         # The call flow at the console: transfers offered and accepted, operators away.
         self.transfers = Transfers(self, calls, self.deadlines)
         self.availability = Availability(self, courts)
+        # Emergencies nobody took on: repeated, then escalated to the court above.
+        self.alarms = Alarms(
+            self, courts, emergency if emergency is not None else EmergencyConfig(), self.deadlines
+        )
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -349,6 +355,8 @@ class Switchboard:
                     self.transfers.expired(key, now, out)
                 case SendBackHold():
                     self.dispatch.hold_over(key)
+                case AlarmDue():
+                    self.alarms.due(key, now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)

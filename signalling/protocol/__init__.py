@@ -46,6 +46,7 @@ from signalling.protocol.callflow import (
     CallRequeued,
     CancelTransfer,
     DeclineTransfer,
+    EmergencyAlarm,
     GetOperators,
     OperatorEntry,
     Operators,
@@ -300,6 +301,7 @@ ServerMessage = (
     | Operators
     | OperatorStatus
     | CallRequeued
+    | EmergencyAlarm
 )
 
 __all__ = [
@@ -358,6 +360,7 @@ __all__ = [
     "Direction",
     "Emergency",
     "EmergencyAcknowledged",
+    "EmergencyAlarm",
     "EmergencyCleared",
     "EmergencyOutcome",
     "EndConference",

@@ -94,6 +94,16 @@ class CallRequeued(_ServerMessage, tag="call_requeued", frozen=True):
     by: UserInfo
 
 
+class EmergencyAlarm(_ServerMessage, tag="emergency_alarm", frozen=True):
+    """To everyone watching the officer's court (and, once escalated, the consoles of the
+    court above): the officer's emergency is still not taken on; alarm again."""
+
+    officer: UserInfo
+    repeat: int  # 1 for the first repeat
+    waiting_s: float  # since it was raised
+    escalated_to: str | None = None
+
+
 class Operators(_ServerMessage, tag="operators", frozen=True):
     ref: str
     court: str
