@@ -365,3 +365,38 @@ def test_an_operator_of_another_court_may_not_take_on_an_emergency_not_escalated
     b.emergency("o1")
     with pytest.raises(Forbidden):
         b.send("opP01", p.AcknowledgeEmergency(id="a1", officer="o1"))
+
+
+# ---- supervisors joining by policy ---------------------------------------------------------
+
+
+def test_with_a_silent_policy_every_supervisor_joins_unseen() -> None:
+    b = Board(calls=msgspec.structs.replace(CallsConfig(), supervisor_join="silent"))
+    b.sign_in(officer("o1"), operator("op1"), supervisor("sup1"))
+    call_id = active_call(b)
+    actions = b.join("sup1", call_id, covert=False)
+    (rec,) = records(actions, "supervisor_joined")
+    assert rec.data["covert"] is True
+    assert recipients(actions, p.ParticipantJoined) == {"sup1"}
+    (room,) = [a for a in actions if isinstance(a, Room)]
+    assert room.silent == ("sup1",)
+
+
+def test_with_a_visible_policy_a_supervisor_is_announced_and_heard() -> None:
+    b = board()
+    call_id = active_call(b)
+    with pytest.raises(Forbidden):
+        b.join("sup1", call_id, covert=True)
+    actions = b.join("sup1", call_id)
+    assert recipients(actions, p.ParticipantJoined) == {"o1", "op1", "sup1"}
+    (room,) = [a for a in actions if isinstance(a, Room)]
+    assert "sup1" in room.members
+    assert room.silent == ()
+
+
+def test_with_either_policy_the_supervisor_chooses() -> None:
+    b = Board(calls=msgspec.structs.replace(CallsConfig(), supervisor_join="either"))
+    b.sign_in(officer("o1"), operator("op1"), supervisor("sup1"), supervisor("sup2"))
+    call_id = active_call(b)
+    assert recipients(b.join("sup1", call_id, covert=True), p.ParticipantJoined) == {"sup1"}
+    assert "o1" in recipients(b.join("sup2", call_id), p.ParticipantJoined)

@@ -44,6 +44,7 @@ async def test_an_operator_gets_the_map_settings_and_the_courts_of_its_scope(
         "tile_attribution": "",
         "queue_amber_s": 30.0,
         "queue_red_s": 90.0,
+        "supervisor_join": "visible",
         "courts": [
             {
                 "code": "P0101",

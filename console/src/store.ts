@@ -30,6 +30,8 @@ export interface ConsoleSettings {
   tile_attribution: string;
   queue_amber_s: number;
   queue_red_s: number;
+  /** How supervisors join calls here (calls.supervisor_join). */
+  supervisor_join: "visible" | "silent" | "either";
   courts: CourtPlace[];
 }
 
@@ -38,6 +40,7 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   tile_attribution: "",
   queue_amber_s: 30,
   queue_red_s: 90,
+  supervisor_join: "visible",
   courts: [],
 };
 
@@ -345,8 +348,15 @@ export class Store {
     return out ? this.send("cancel", { call_id: out.callId }) : Promise.resolve();
   }
 
-  joinCall(callId: string): Promise<void> {
-    return this.send("join_call", { call_id: callId });
+  joinCall(callId: string, covert = false): Promise<void> {
+    return this.send("join_call", covert ? { call_id: callId, covert: true } : { call_id: callId });
+  }
+
+  /** We are in the call and may be heard: its operator, or a supervisor who joined openly. */
+  speaks(): boolean {
+    const call = this.call;
+    const me = this.user?.id;
+    return !!call && !!me && (call.operator?.id === me || call.supervisors.some((s) => s.id === me));
   }
 
   hangup(): Promise<void> {

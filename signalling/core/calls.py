@@ -26,7 +26,7 @@ from signalling.core.facts import CallFacts
 from signalling.core.presence import MONITOR_ROLES, Session
 from signalling.errors import Forbidden, InvalidState, MediaUnavailable, NotFound
 from signalling.protocol import Direction, EndReason
-from signalling.settings import CallsConfig
+from signalling.settings import CallsConfig, supervisor_join
 
 if TYPE_CHECKING:
     from signalling.core.switchboard import Switchboard
@@ -209,7 +209,11 @@ class Calls:
             raise Forbidden("only supervisors join calls")
         if not self._courts.in_scope(session.identity, call.court):
             raise Forbidden("call is outside your scope")
-        if covert and not self.config.allow_covert_monitoring:
+        policy = supervisor_join(self.config)
+        if policy == "silent":
+            # Policy: supervisors only ever watch unseen and unheard (room_of keeps it so).
+            covert = True
+        elif covert and policy == "visible":
             raise Forbidden("covert monitoring is not allowed", field="covert")
         if user in call.members():
             raise InvalidState("you are already in this call")

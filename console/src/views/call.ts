@@ -68,7 +68,8 @@ export class CallView {
     }
     this.waiting.textContent = officerStream ? "" : t("call.no_video");
     this.waiting.hidden = !!officerStream;
-    const party = call.operator?.id === store.user?.id;
+    // The operator, and a supervisor who joined openly, talk back; a silent one only listens.
+    const party = store.speaks();
     this.talk.textContent = !party ? t("call.monitor") : this.muted ? t("call.muted") : t("call.talk");
     this.talk.classList.toggle("is-muted", this.muted || !party);
     this.renderShots(call.call_id);
@@ -109,9 +110,9 @@ export class CallView {
     if (this.starting === callId) return;
     this.starting = callId;
     try {
-      const call = this.store.call;
-      // The answering operator talks back; a monitoring supervisor only listens.
-      const party = call?.operator?.id === this.store.user?.id;
+      // The answering operator, and a supervisor who joined openly, talk back; a silent
+      // monitor only listens (and the server forwards nothing of theirs anyway).
+      const party = this.store.speaks();
       const local = party ? await microphone() : null;
       if (this.store.call?.call_id !== callId) {
         for (const track of local?.getTracks() ?? []) track.stop();
