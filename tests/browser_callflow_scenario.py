@@ -8,7 +8,9 @@ operators A and B on two consoles, the officer on the phone page. The officer ca
 answers and offers the call to B, whom A's console lists as free; B's console shows the offer
 and B accepts it: the call is B's, the phone stays in it, and A is free. A then says they are
 away: B's console shows it, and the officer's next call rings at B and not at A. B answers
-it and sends it back to the queue: the phone waits again until A, back, answers it. Screenshots
+it and sends it back to the queue: the phone waits again until A, back, answers it. A
+supervisor then joins that call silently (A is not told; the supervisor only listens), leaves,
+and joins openly (A's call lists them; they talk back). Screenshots
 of both consoles at 1920x1080 and 390x844 go to build/screenshots/callflow-*.png. Prints ONE
 JSON line with what each step saw.
 """
@@ -40,6 +42,7 @@ from tests.browser_phone_scenario import state as phone_state
 from tests.browser_signin_scenario import PASSWORD, SCREENSHOTS, add_account
 
 OP_A, OP_B, OFFICER = ("op-a", "王芳"), ("op-b", "陈杰"), ("o-1", "张伟")
+SUPERVISOR = ("sup-1", "赵强")
 
 
 async def shoot(page: Page, name: str) -> None:
@@ -68,7 +71,10 @@ async def run(workdir: Path) -> dict[str, Any]:
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     for (user, name), role in ((OP_A, "operator"), (OP_B, "operator"), (OFFICER, "officer")):
         add_account(workdir, user, role, "--name", name)
-    return await drive_with_server(ServerProcess(workdir), drive)
+    add_account(workdir, SUPERVISOR[0], "supervisor", "--name", SUPERVISOR[1], "--court", "P01")
+    # Supervisors may join either way here, so that the console offers both.
+    server = ServerProcess(workdir, {"COMMANDCENTER_CALLS_SUPERVISOR_JOIN": "either"})
+    return await drive_with_server(server, drive)
 
 
 async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
@@ -176,6 +182,33 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     )
     await shoot(a, "reanswered")
 
+    # A supervisor picks the officer in the roster: the card offers both joins. A silent join
+    # is not shown to A and only listens; an open one is listed and talks back.
+    sup = await sign_in(browser, base, CONSOLE_PATH, SUPERVISOR[0], viewport=DESKTOP)
+    await until(lambda: connected(sup), within=15, what="the supervisor's console connected")
+    roster = sup.get_by_role("region", name="在线干警")
+    await roster.get_by_role("button", name=OFFICER[1]).click()
+    card = sup.get_by_role("complementary")
+    await card.get_by_role("button", name="静默监看").wait_for(timeout=10_000)
+    seen["card_offers_visible_join"] = await card.get_by_role("button", name="监看通话").count()
+    await card.get_by_role("button", name="静默监看").click()
+    await until(lambda: _in_call(sup), within=10, what="the supervisor joined silently")
+    seen["silent_talk_label"] = await until(
+        lambda: _talk_label(sup), within=10, what="the supervisor's talk label"
+    )
+    seen["a_lists_silent"] = (await console_state(a))["call"]["supervisors"]
+    await shoot(sup, "supervisor-silent")
+    await sup.get_by_role("button", name="挂断").click()
+    await until(lambda: _no_call(sup), within=10, what="the supervisor left")
+    await card.get_by_role("button", name="监看通话").click()
+    await until(lambda: _in_call(sup), within=10, what="the supervisor joined openly")
+    seen["a_lists_visible"] = await until(
+        lambda: _supervisors_of_call(a), within=10, what="A told of the supervisor"
+    )
+    seen["visible_talk_label"] = await until(
+        lambda: _talk_label(sup, "对讲中"), within=10, what="the supervisor talks back"
+    )
+
 
 async def _phone_connected(phone: Page) -> bool:
     s = await phone_state(phone)
@@ -197,6 +230,23 @@ async def _media_from(page: Page, user: str) -> list[str] | None:
     media = (await console_state(page)).get("media") or {}
     remote: list[str] = media.get("remote") or []
     return remote if user in remote else None
+
+
+async def _talk_label(page: Page, wanted: str | None = None) -> str | None:
+    """The call view's talk label once drawn (and, if given, once it reads `wanted`)."""
+    text = (await page.locator(".call-bar .talk").inner_text()).strip()
+    return text if text and (wanted is None or text == wanted) else None
+
+
+async def _in_call(page: Page) -> bool:
+    call = (await console_state(page)).get("call")
+    return bool(call and call["state"] == "active")
+
+
+async def _supervisors_of_call(page: Page) -> list[str] | None:
+    call = (await console_state(page)).get("call") or {}
+    names = [s["name"] for s in call.get("supervisors", [])]
+    return names or None
 
 
 async def _no_call(page: Page) -> bool:

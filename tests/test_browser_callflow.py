@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_callflow_scenario import OFFICER, OP_A, OP_B
+from tests.browser_callflow_scenario import OFFICER, OP_A, OP_B, SUPERVISOR
 
 pytestmark = pytest.mark.browser
 
@@ -59,3 +59,11 @@ def test_a_call_sent_back_waits_in_the_queue_and_rings_at_another_operator(
     assert seen(run, "b_ringing_after_send_back") == []
     assert seen(run, "phone_line_reanswered").startswith("通话中")
     assert OFFICER[0] in seen(run, "reanswered_media_from")
+
+
+def test_a_supervisor_joins_silently_or_openly_as_policy_allows(run: dict[str, Any]) -> None:
+    assert seen(run, "card_offers_visible_join") == 1
+    assert seen(run, "silent_talk_label") == "监看中（仅收听）"
+    assert seen(run, "a_lists_silent") == []
+    assert seen(run, "a_lists_visible") == [SUPERVISOR[1]]
+    assert seen(run, "visible_talk_label") == "对讲中"

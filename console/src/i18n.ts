@@ -144,6 +144,8 @@ const zh = {
   "operators.offline": "已下线",
   "requeue.button": "转回队列",
   "requeue.done": "已将 {name} 的呼叫转回队列",
+  "call.supervisor_joined": "{name} 已加入监看",
+  "call.supervisors": "监看：{names}",
   "sos.repeat": "第 {n} 次提醒：{name} 的紧急求助已等待 {t}，仍无人接警",
   "sos.repeat_escalated": "第 {n} 次提醒：{name} 的紧急求助已等待 {t}，已上报上级法院",
 };
@@ -291,6 +293,8 @@ const en: Record<Key, string> = {
   "operators.offline": "offline",
   "requeue.button": "Back to queue",
   "requeue.done": "{name}'s call is back in the queue",
+  "call.supervisor_joined": "{name} is now supervising the call",
+  "call.supervisors": "supervised by {names}",
   "sos.repeat": "Reminder {n}: {name}'s emergency has waited {t} and nobody has taken it",
   "sos.repeat_escalated": "Reminder {n}: {name}'s emergency has waited {t}; escalated to the court above",
 };

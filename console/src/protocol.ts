@@ -63,6 +63,7 @@ export type CallflowPush =
   | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
   | { type: "operator_status"; entry: OperatorEntry }
   | { type: "call_requeued"; call_id: string; by: UserInfo }
+  | { type: "participant_joined"; call_id: string; user: UserInfo; covert: boolean }
   | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null };
 
 export interface Welcome {

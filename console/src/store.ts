@@ -185,6 +185,9 @@ export class Store {
         break;
       case "participant_left":
         if (this.user && msg.user.id === this.user.id && this.call?.call_id === msg.call_id) this.call = null;
+        else if (this.call?.call_id === msg.call_id) {
+          this.call = { ...this.call, supervisors: this.call.supervisors.filter((s) => s.id !== msg.user.id) };
+        }
         break;
       case "call_ended":
         this.ringing.delete(msg.call_id);
@@ -210,6 +213,7 @@ export class Store {
       case "operator_status":
       case "call_requeued":
       case "emergency_alarm":
+      case "participant_joined":
         this.callflowPushed(msg);
         break;
       default:
@@ -447,6 +451,18 @@ export class Store {
           this.call = { ...this.call, state: "queued", operator: null };
         }
         break;
+      case "participant_joined": {
+        // A supervisor joined our call openly: the parties see who is listening (and may be
+        // heard). A covert join is told to the supervisor alone.
+        const call = this.call;
+        if (call?.call_id === msg.call_id && !msg.covert && msg.user.id !== this.user?.id) {
+          if (!call.supervisors.some((s) => s.id === msg.user.id)) {
+            this.call = { ...call, supervisors: [...call.supervisors, msg.user] };
+          }
+          this.notice(t("call.supervisor_joined", { name: msg.user.name }));
+        }
+        break;
+      }
       case "emergency_alarm":
         // Still nobody took it on at the server: whatever this console did, alarm again.
         this.acknowledged.delete(msg.officer.id);
@@ -460,7 +476,8 @@ export class Store {
         break;
       case "operator_status":
         if (msg.entry.status === "offline") this.operators.delete(msg.entry.user.id);
-        else if (msg.entry.user.court === this.user?.court) this.operators.set(msg.entry.user.id, msg.entry);
+        // Only the operators of our court, or of our scope for a supervisor, are pushed to us.
+        else this.operators.set(msg.entry.user.id, msg.entry);
         break;
     }
   }

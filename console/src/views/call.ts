@@ -53,6 +53,8 @@ export class CallView {
     this.title.textContent = t("call.title");
     const parts = [t("call.with", { name: call.officer.name, court })];
     if (call.case_number) parts.push(t("call.case", { case: call.case_number }));
+    const watching = call.supervisors.filter((s) => s.id !== store.user?.id).map((s) => s.name);
+    if (watching.length) parts.push(t("call.supervisors", { names: watching.join("、") }));
     if (this.media) {
       const state = t(`media.${this.media.pc.connectionState}` as TextKey);
       parts.push(t("call.media", { state: this.media.error ? `${state} (${this.media.error})` : state }));
