@@ -1,6 +1,7 @@
 """The console's call flow across two hub processes on the real Redis and one PostgreSQL
 trace: a transfer offered by an operator on one node to an operator on the other, declined,
-offered again and accepted; an operator's availability shown across nodes."""
+offered again and accepted; an operator's availability shown across nodes; the call sent back
+to the queue and answered on the other node."""
 
 from __future__ import annotations
 
@@ -55,7 +56,16 @@ async def test_a_transfer_between_operators_on_two_nodes(cluster: Cluster) -> No
     # op-1, free again on n1, says it is away; op-2 on n2 sees it.
     await op1.request("set_availability", status="away")
     await op2.expect("operator_status", timeout=5.0, where=status_of("op-1", "away"))
-    await op2.request("hangup", call_id=call_id)
+    # op-2 sends the call back to the queue: op-1 is away, so it waits, and rings at op-1 on
+    # the other node once they are back.
+    await op2.request("send_back", call_id=call_id)
+    await officer.expect("call_requeued", timeout=5.0, call_id=call_id)
+    await officer.expect("call_queued", timeout=5.0, call_id=call_id)
+    await op1.request("set_availability", status="available")
+    await op1.expect("call_ringing", timeout=5.0, where=about(call_id))
+    await op1.request("accept", call_id=call_id)
+    await officer.expect("call_answered", timeout=5.0, where=about(call_id))
+    await op1.request("hangup", call_id=call_id)
     await officer.expect("call_ended", timeout=5.0, call_id=call_id)
 
     async def recorded() -> bool:
@@ -70,5 +80,9 @@ async def test_a_transfer_between_operators_on_two_nodes(cluster: Cluster) -> No
         "transfer_offered",
         "transfer_accepted",
         "call_transferred",
+        "call_sent_back",
+        "call_queued",
+        "call_ringing",
+        "call_answered",
         "call_ended",
     ]
