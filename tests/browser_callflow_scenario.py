@@ -73,7 +73,14 @@ async def run(workdir: Path) -> dict[str, Any]:
         add_account(workdir, user, role, "--name", name)
     add_account(workdir, SUPERVISOR[0], "supervisor", "--name", SUPERVISOR[1], "--court", "P01")
     # Supervisors may join either way here, so that the console offers both.
-    server = ServerProcess(workdir, {"COMMANDCENTER_CALLS_SUPERVISOR_JOIN": "either"})
+    server = ServerProcess(
+        workdir,
+        {
+            "COMMANDCENTER_CALLS_SUPERVISOR_JOIN": "either",
+            # An unacknowledged SOS alarms again soon, so that the run sees it.
+            "COMMANDCENTER_EMERGENCY_REPEAT_AFTER_S": "2",
+        },
+    )
     return await drive_with_server(server, drive)
 
 
@@ -209,6 +216,20 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         lambda: _talk_label(sup, "对讲中"), within=10, what="the supervisor talks back"
     )
 
+    # A hangs up; the officer holds SOS; nobody takes it on: B's console alarms again and
+    # says so.
+    await a.get_by_role("button", name="挂断").click()
+    await until(lambda: _phone_idle(phone), within=10, what="the phone's call ended")
+    await phone.hover("#sos")
+    await phone.mouse.down()
+    await asyncio.sleep(2.4)
+    await phone.mouse.up()
+    await b.get_by_role("alertdialog").wait_for(timeout=10_000)
+    seen["repeat_notice"] = await until(
+        lambda: _notice(b, "第 1 次提醒"), within=15, what="the SOS alarms again at B"
+    )
+    await shoot(b, "sos-repeated")
+
 
 async def _phone_connected(phone: Page) -> bool:
     s = await phone_state(phone)
@@ -236,6 +257,13 @@ async def _talk_label(page: Page, wanted: str | None = None) -> str | None:
     """The call view's talk label once drawn (and, if given, once it reads `wanted`)."""
     text = (await page.locator(".call-bar .talk").inner_text()).strip()
     return text if text and (wanted is None or text == wanted) else None
+
+
+async def _notice(page: Page, start: str) -> str | None:
+    for text in await page.locator(".notices li").all_inner_texts():
+        if text.startswith(start):
+            return text
+    return None
 
 
 async def _in_call(page: Page) -> bool:

@@ -67,3 +67,10 @@ def test_a_supervisor_joins_silently_or_openly_as_policy_allows(run: dict[str, A
     assert seen(run, "a_lists_silent") == []
     assert seen(run, "a_lists_visible") == [SUPERVISOR[1]]
     assert seen(run, "visible_talk_label") == "对讲中"
+
+
+def test_an_sos_nobody_takes_on_alarms_again_at_the_consoles(run: dict[str, Any]) -> None:
+    notice = seen(run, "repeat_notice")
+    assert notice.startswith("第 1 次提醒：")
+    assert OFFICER[1] in notice
+    assert notice.endswith("仍无人接警")

@@ -154,3 +154,15 @@ async def test_an_emergency_nobody_takes_on_alarms_again_then_at_the_court_above
     # Three repeat periods later (a window, not a timing assertion): no more repeats.
     await asyncio.sleep(0.9)
     assert len(server.recorder.of_kind("emergency_repeated")) == repeats
+
+
+async def test_with_a_silent_policy_a_supervisor_is_never_announced(serve: Serve) -> None:
+    server = await serve(calls={"supervisor_join": "silent"})
+    officer, op, call_id = await answered_call(server)
+    sup = await server.connect("sup1", "supervisor", "P01")
+    await sup.request("join_call", call_id=call_id)
+    joined = await sup.expect("participant_joined", call_id=call_id)
+    assert joined["covert"] is True
+    await server.wait_recorded("supervisor_joined", call=call_id, user="sup1", covert=True)
+    await officer.assert_no("participant_joined", within=0.2)
+    await op.assert_no("participant_joined", within=0.0)
