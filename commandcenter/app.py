@@ -104,6 +104,7 @@ def create_app(
                 and isinstance(recorder, DurableRecorder)
             ),
             conferences=config.conferences,
+            emergency=config.emergency,
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
             instructions=config.instructions,
             new_instruction_id=lambda: "i-" + secrets.token_hex(8),

@@ -39,6 +39,7 @@ from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
     InstructionsConfig,
+    EmergencyConfig,
     LimitsConfig,
     PresenceConfig,
     RedisConfig,
@@ -202,6 +203,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     calls: CallsConfig = msgspec.field(default_factory=CallsConfig)
     conferences: ConferencesConfig = msgspec.field(default_factory=ConferencesConfig)
+    emergency: EmergencyConfig = msgspec.field(default_factory=EmergencyConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     evidence: EvidenceConfig = msgspec.field(default_factory=EvidenceConfig)
@@ -281,6 +283,10 @@ def _validate(cfg: Config) -> None:
         "calls.ring_timeout_s": cfg.calls.ring_timeout_s,
         "calls.queue_timeout_s": cfg.calls.queue_timeout_s,
         "calls.max_queue": cfg.calls.max_queue,
+        "calls.transfer_timeout_s": cfg.calls.transfer_timeout_s,
+        "calls.send_back_hold_s": cfg.calls.send_back_hold_s,
+        "emergency.repeat_after_s": cfg.emergency.repeat_after_s,
+        "emergency.escalate_after_s": cfg.emergency.escalate_after_s,
         "evidence.upload_min_bytes_per_s": cfg.evidence.upload_min_bytes_per_s,
         "evidence.upload_max_s": cfg.evidence.upload_max_s,
         "conferences.max_sites": cfg.conferences.max_sites,
@@ -662,6 +668,7 @@ __all__ = [
     "ConfigError",
     "ConsoleConfig",
     "CourtConfig",
+    "EmergencyConfig",
     "EvidenceConfig",
     "FeedConfig",
     "InstructionsConfig",

@@ -21,6 +21,7 @@ from commandcenter.http_edge import (
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS
+from signalling.settings import supervisor_join
 
 PATH: Final = "/api/console/settings"
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
@@ -49,6 +50,8 @@ async def get_settings(request: web.Request) -> web.Response:
                     "queue_red_s": console.queue_red_s,
                     "wall_max_feeds": console.wall_max_feeds,
                     "wall_rotate_s": console.wall_rotate_s,
+                    # How a supervisor may join a call here (join_call's `covert`).
+                    "supervisor_join": supervisor_join(request.app[CONFIG].calls),
                     "courts": [
                         {
                             "code": code,

@@ -1,5 +1,5 @@
 """The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]`,
-`[instructions]` and `[redis]` sections of config.toml, with their defaults.
+`[instructions]` and `[redis]` sections of config.toml (and `[emergency]`), with their defaults.
 `commandcenter.config` reads them; the hub and the core receive them, never the file.
 
 Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
@@ -8,7 +8,11 @@ dataclass, while `forbid_unknown_fields` turns a misspelt key into an error nami
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+SupervisorJoin = Literal["visible", "silent", "either"]
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -44,10 +48,33 @@ class CallsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     queue_timeout_s: float = 300.0
     # Ring the parent court's operators when none of the officer's court is online.
     fallback_to_parent: bool = True
-    # Allow supervisors to monitor without the parties being told (always recorded).
+    # Allow supervisors to monitor without the parties being told (always recorded). The
+    # same as supervisor_join = "either" (kept for the configs that set it).
     allow_covert_monitoring: bool = False
+    # How supervisors join calls: "visible" (announced, heard), "silent" (never announced,
+    # never heard, whatever they ask) or "either" (join_call's `covert` chooses).
+    supervisor_join: SupervisorJoin = "visible"
     # Most calls waiting in one court's queue; beyond it a call is refused as `queue_full`.
     max_queue: int = 200
+    # A transfer offered to another operator lapses unless accepted within this many seconds.
+    transfer_timeout_s: float = 30.0
+    # A call sent back to the queue does not ring again at the operator who sent it back for
+    # this many seconds (others are rung first), seconds.
+    send_back_hold_s: float = 60.0
+
+
+class EmergencyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # An emergency nobody has acknowledged alarms again at every watcher this often, seconds.
+    repeat_after_s: float = 30.0
+    # Unacknowledged this long, it also alarms at the consoles of the parent court, seconds.
+    escalate_after_s: float = 120.0
+
+
+def supervisor_join(calls: CallsConfig) -> SupervisorJoin:
+    """The policy in force: `allow_covert_monitoring` widens "visible" to "either"."""
+    if calls.allow_covert_monitoring and calls.supervisor_join == "visible":
+        return "either"
+    return calls.supervisor_join
 
 
 class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

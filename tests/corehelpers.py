@@ -14,7 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from commandcenter.auth import Courts, Identity, Role
-from commandcenter.config import CallsConfig, ConferencesConfig, Config, PresenceConfig
+from commandcenter.config import (
+    CallsConfig,
+    ConferencesConfig,
+    Config,
+    EmergencyConfig,
+    PresenceConfig,
+)
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Record, Send
@@ -144,6 +150,7 @@ class Board:
         instructions: InstructionsConfig | None = None,
         media: bool = False,
         watches: WatchLimits | None = None,
+        emergency: EmergencyConfig | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.calls_cfg = calls or CallsConfig()
@@ -158,6 +165,7 @@ class Board:
             instructions=instructions,
             media=media,
             watches=watches,
+            emergency=emergency,
         )
         self.log: list[Action] = []
         self._keys = itertools.count(1)
@@ -244,7 +252,28 @@ class Board:
         return self.send(user, p.LeaveCall(id=self.msg_id(), call_id=call_id))
 
     def transfer(self, user: str, call_id: str, to: str) -> list[Action]:
+        """`user` offers the call to `to` (who has not accepted yet)."""
         return self.send(user, p.Transfer(id=self.msg_id(), call_id=call_id, to=to))
+
+    def accept_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.AcceptTransfer(id=self.msg_id(), call_id=call_id))
+
+    def decline_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.DeclineTransfer(id=self.msg_id(), call_id=call_id))
+
+    def cancel_transfer(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.CancelTransfer(id=self.msg_id(), call_id=call_id))
+
+    def hand_over(self, user: str, call_id: str, to: str) -> list[Action]:
+        """`user` offers the call to `to`, who accepts: the actions of the accept."""
+        self.transfer(user, call_id, to)
+        return self.accept_transfer(to, call_id)
+
+    def send_back(self, user: str, call_id: str) -> list[Action]:
+        return self.send(user, p.SendBack(id=self.msg_id(), call_id=call_id))
+
+    def set_availability(self, user: str, status: p.AvailabilityChoice) -> list[Action]:
+        return self.send(user, p.SetAvailability(id=self.msg_id(), status=status))
 
     def clear_emergency(self, user: str, target: str) -> list[Action]:
         return self.send(user, p.ClearEmergency(id=self.msg_id(), officer=target))
@@ -293,6 +322,10 @@ class Board:
             "sessions": sessions,
             "deadlines": sb.next_deadline(),
             "pending": len(sb.deadlines),
+            "offers": sb.transfers.open_offers(),
+            "alarms": sb.alarms.pending(),
+            "held": {cid: sorted(sb.dispatch.held(cid)) for cid in sb.calls.table},
+            "away": sb.availability.away(),
         }
 
 

@@ -79,6 +79,12 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.RecordConference(id="m41", conference_id="m-1", on=True),
     p.ShareCall(id="m42", conference_id="m-1", call_id="c1"),
     p.UnshareCall(id="m43", conference_id="m-1", call_id="c1", revision=4),
+    p.AcceptTransfer(id="m60", call_id="c1"),
+    p.DeclineTransfer(id="m61", call_id="c1"),
+    p.CancelTransfer(id="m62", call_id="c1"),
+    p.SetAvailability(id="m63", status="away"),
+    p.GetOperators(id="m64", court="P0101"),
+    p.SendBack(id="m65", call_id="c1"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -223,6 +229,12 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.WatchOpened(watch_id="w-1"),
     p.WatchClosed(watch_id="w-1"),
     p.WatchEnded(watch_id="w-1", officer="o1", reason="officer_offline"),
+    p.TransferOffered(call=CALL, from_operator=USER, expires_in_s=30.0),
+    p.TransferEnded(call_id="c1", outcome="declined", by="op2"),
+    p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),
+    p.OperatorStatus(entry=p.OperatorEntry(user=USER, status="away")),
+    p.CallRequeued(call_id="c1", by=USER),
+    p.EmergencyAlarm(officer=USER, repeat=2, waiting_s=60.0, escalated_to="P01"),
 ]
 
 # Instructions (signalling.protocol.instructions).

@@ -46,6 +46,7 @@ async def test_an_operator_gets_the_map_settings_and_the_courts_of_its_scope(
         "queue_red_s": 90.0,
         "wall_max_feeds": 16,
         "wall_rotate_s": 20.0,
+        "supervisor_join": "visible",
         "courts": [
             {
                 "code": "P0101",

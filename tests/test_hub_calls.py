@@ -351,6 +351,9 @@ async def test_operator_transfers_an_answered_call_to_another_operator(server: S
     officer, op1, call_id = await answered_call(server)
     op2 = await server.connect("op2", "operator", "P0101")
     await op1.request("transfer", call_id=call_id, to="op2")
+    offered = await op2.expect("transfer_offered")
+    assert (offered["call"]["call_id"], offered["from_operator"]["id"]) == (call_id, "op1")
+    await op2.request("accept_transfer", call_id=call_id)
     for client in (officer, op1, op2):
         moved = await client.expect("call_transferred")
         assert moved["call"]["operator"]["id"] == "op2"

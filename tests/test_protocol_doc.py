@@ -31,7 +31,7 @@ Conventions the document follows, and this test relies on:
 - `## Error codes` has a table whose first cells are exactly the `code` attributes of the
   errors in `signalling.errors`; `## Close codes` a table listing every `CLOSE_*` constant
   of the `signalling` package (plus the codes aiohttp sends on its own, `LIBRARY_CLOSE_CODES`).
-- `## Settings` has a table with a row per `limits.*`, `presence.*`, `calls.*` and
+- `## Settings` has a table with a row per `limits.*`, `presence.*`, `calls.*`, `emergency.*` and
   `conferences.*` setting, its first cell the key in backticks and another cell its default
   in backticks.
 """
@@ -70,6 +70,7 @@ SETTINGS_SECTIONS: dict[str, type[msgspec.Struct]] = {
     "presence": cfg.PresenceConfig,
     "calls": cfg.CallsConfig,
     "conferences": cfg.ConferencesConfig,
+    "emergency": cfg.EmergencyConfig,
 }
 MAX_FRAME_BYTES = cfg.LimitsConfig().max_frame_bytes
 

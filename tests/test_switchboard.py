@@ -878,7 +878,7 @@ def test_supervisor_joining_and_operator_taking_a_transfer_learn_who_is_away() -
     call_id = active_call(b)
     b.drop("o1")
     assert recipients(b.join("sup1", call_id), p.PartyAway) == {"sup1"}
-    assert recipients(b.transfer("op1", call_id, "op2"), p.PartyAway) == {"op2"}
+    assert recipients(b.hand_over("op1", call_id, "op2"), p.PartyAway) == {"op2"}
 
 
 def test_officer_answering_while_the_caller_is_away_is_not_told_twice() -> None:
@@ -892,7 +892,7 @@ def test_a_caller_who_transferred_the_call_is_not_told_of_its_end() -> None:
     b = court_of_two()
     call_id = placed(b.call_officer("op1", "o1"))
     b.accept("o1", call_id)
-    b.transfer("op1", call_id, "op2")
+    b.hand_over("op1", call_id, "op2")
     actions = b.hangup("o1", call_id)
     assert recipients(actions, p.CallEnded) == {"o1", "op2"}
     (rec,) = records(actions, "call_ended")
@@ -1044,7 +1044,7 @@ def test_a_supervisors_hangup_leaves_without_ending_the_call() -> None:
 def test_transfer_hands_the_call_to_another_operator_who_was_free() -> None:
     b = court_of_two()
     call_id = active_call(b, "o1", "op1")
-    actions = b.transfer("op1", call_id, "op2")
+    actions = b.hand_over("op1", call_id, "op2")
     assert recipients(actions, p.CallTransferred) == {"o1", "op1", "op2"}
     (msg,) = messages(actions, p.CallTransferred, to="o1")
     assert msg.from_operator.id == "op1"
@@ -1072,7 +1072,7 @@ def test_transfer_frees_the_operator_for_the_next_queued_call() -> None:
     assert b.sb.dispatch.ringing(queued) == {"op5"}
     b.decline("op5", queued)
     assert b.call_state(queued) == "queued"
-    actions = b.transfer("op1", first, "op5")
+    actions = b.hand_over("op1", first, "op5")
     assert b.sb.calls.table[first].operator == "op5"
     assert rung(actions, queued) == {"op1"}
     assert b.sb.dispatch.ringing(queued) == {"op1"}
@@ -1159,7 +1159,7 @@ def test_a_call_leaves_a_complete_trace() -> None:
     b.sign_in(supervisor("sup1"))
     call_id = active_call(b, "o1", "op1")
     b.join("sup1", call_id)
-    b.transfer("op1", call_id, "op2")
+    b.hand_over("op1", call_id, "op2")
     b.hangup("o1", call_id)
     kinds = [e.kind for e in records(b.log) if e.data.get("call") == call_id]
     assert kinds == [
@@ -1168,6 +1168,8 @@ def test_a_call_leaves_a_complete_trace() -> None:
         "call_ringing",
         "call_answered",
         "supervisor_joined",
+        "transfer_offered",
+        "transfer_accepted",
         "call_transferred",
         "call_ended",
     ]

@@ -66,20 +66,37 @@ EVENT_OF: dict[str, CallEvent | None] = {
     "supervisor_joined": None,
     "supervisor_left": None,
     "call_transferred": None,
+    "transfer_offered": None,
+    "transfer_accepted": None,
+    "transfer_declined": None,
+    "transfer_expired": None,
+    "transfer_cancelled": None,
+    "transfer_ended": None,
+    "transfer_unavailable": None,
     "party_away": None,
     "party_back": None,
     "call_escalated": None,
+    "call_sent_back": None,
     "call_ended": CallEvent.END,
 }
 # The states in which a record that leaves the call in its state may be made.
 MADE_WHILE: dict[str, frozenset[CallState]] = {
     "call_declined": frozenset({CallState.RINGING}),
     "supervisor_joined": frozenset({CallState.ACTIVE}),
-    "supervisor_left": frozenset({CallState.ACTIVE}),
+    # A call sent back to the queue keeps its monitors until it is answered again.
+    "supervisor_left": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "call_transferred": frozenset({CallState.ACTIVE}),
+    "transfer_offered": frozenset({CallState.ACTIVE}),
+    "transfer_accepted": frozenset({CallState.ACTIVE}),
+    "transfer_declined": frozenset({CallState.ACTIVE}),
+    "transfer_expired": frozenset({CallState.ACTIVE}),
+    "transfer_cancelled": frozenset({CallState.ACTIVE}),
+    "transfer_ended": frozenset({CallState.ACTIVE}),
+    "transfer_unavailable": frozenset({CallState.ACTIVE}),
     "party_away": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "party_back": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
     "call_escalated": frozenset({CallState.QUEUED, CallState.RINGING, CallState.ACTIVE}),
+    "call_sent_back": frozenset({CallState.RINGING, CallState.ACTIVE}),
 }
 
 users = st.sampled_from(EVERYONE)
@@ -221,6 +238,31 @@ class SwitchboardMachine(RuleBasedStateMachine):
         user = self._pick((call.operator,) if call and call.operator else (), k, anyone)
         self._send(user, p.Transfer(id=self._mid(), call_id=cid, to=to))
 
+    @rule(n=indexes, to=st.sampled_from(["opA1", "opA2", "opB1", "opP", "sup"]), how=indexes)
+    def answer_transfer(self, n: int, to: str, how: int) -> None:
+        """The operator offered a call accepts, declines, or the offerer cancels."""
+        cid, call = self._call(n, answered=True)
+        if how < 4:
+            self._send(to, p.AcceptTransfer(id=self._mid(), call_id=cid))
+        elif how < 6:
+            self._send(to, p.DeclineTransfer(id=self._mid(), call_id=cid))
+        else:
+            user = call.operator if call and call.operator else to
+            self._send(user, p.CancelTransfer(id=self._mid(), call_id=cid))
+
+    @rule(n=indexes, k=indexes, anyone=rarely)
+    def send_back(self, n: int, k: int, anyone: bool) -> None:
+        cid, call = self._call(n)
+        ringing = sorted(self.b.sb.dispatch.ringing(cid))
+        own = (call.operator,) if call and call.operator else ()
+        user = self._pick((*own, *ringing), k, anyone)
+        self._send(user, p.SendBack(id=self._mid(), call_id=cid))
+
+    @rule(user=st.sampled_from(["opA1", "opA2", "opB1", "opP"]), away=st.booleans())
+    def set_availability(self, user: str, away: bool) -> None:
+        status: p.AvailabilityChoice = "away" if away else "available"
+        self._send(user, p.SetAvailability(id=self._mid(), status=status))
+
     @rule(user=users, flagged=officers)
     def clear_emergency(self, user: str, flagged: str) -> None:
         self._send(user, p.ClearEmergency(id=self._mid(), officer=flagged))
@@ -279,8 +321,8 @@ class SwitchboardMachine(RuleBasedStateMachine):
             assert state is not CallState.ENDED, f"{event.kind} after {cid} ended"
             ev = EVENT_OF[event.kind]
             if event.kind == "call_queued":
-                ev = CallEvent.REQUEUE if state is CallState.RINGING else None
-                assert state in (CallState.QUEUED, CallState.RINGING)
+                ev = CallEvent.REQUEUE if state is not CallState.QUEUED else None
+                assert state in (CallState.QUEUED, CallState.RINGING, CallState.ACTIVE)
             elif event.kind == "call_ringing":
                 # From the queue it starts ringing; while ringing, more users ring.
                 ev = CallEvent.RING if state is CallState.QUEUED else None
@@ -387,7 +429,8 @@ class SwitchboardMachine(RuleBasedStateMachine):
 
     @invariant()
     def nobody_free_is_left_out(self) -> None:
-        """No waiting or ringing call has a free, willing answerer it does not ring."""
+        """No waiting or ringing call has a free, willing answerer it does not ring (an
+        operator who said they are away is willing for emergencies only)."""
         sb = self.b.sb
         for call in sb.calls.table.values():
             if call.direction is not Direction.OFFICER_TO_CENTER:
@@ -401,9 +444,13 @@ class SwitchboardMachine(RuleBasedStateMachine):
                 free = (
                     s.connected
                     and sb.calls.call_id_of(u) is None
-                    and (call.emergency or not sb.dispatch.ringing_at(u))
+                    and (
+                        call.emergency
+                        or (not sb.dispatch.ringing_at(u) and not sb.availability.is_away(u))
+                    )
                 )
-                if free and u not in sb.dispatch.declined(call.call_id):
+                held = sb.dispatch.held(call.call_id)
+                if free and u not in sb.dispatch.declined(call.call_id) and u not in held:
                     ringing = sb.dispatch.ringing(call.call_id)
                     assert u in ringing, f"{call.call_id} does not ring free {u}"
 
@@ -416,16 +463,21 @@ class SwitchboardMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """Left alone, everything that waits comes to an end: queued and ringing calls
         time out, away sessions are signed out; only answered calls between connected
-        parties remain, and no deadline is left pending for nothing."""
+        parties remain, and no deadline is left pending for nothing: but an emergency nobody
+        took on, whose alarm repeats until someone does."""
         sb = self.b.sb
         for _ in range(500):
             nxt = sb.next_deadline()
-            if nxt is None:
+            if nxt is None or len(sb.deadlines) == len(sb.alarms.pending()):
                 break
             self.b.advance(max(0.0, nxt - self.b.now))
             self.after_timeout = self.b.now
             self.no_deadline_left_in_the_past()
-        assert sb.next_deadline() is None
+        assert len(sb.deadlines) == len(sb.alarms.pending())
+        for flagged in sb.alarms.pending():
+            s = sb.presence.sessions[flagged]
+            assert s.emergency
+            assert s.emergency_taken_by is None
         self.trace_follows_the_table()
         self.calls_are_consistent()
         for call in sb.calls.table.values():

@@ -176,6 +176,19 @@
       case "call_transferred":
         callChanged(msg.call);
         break;
+      case "call_requeued":
+        // Sent back to the queue: the officer waits again, still in the call's media; the
+        // operator who sent it back is out of it.
+        state.ringing.delete(msg.call_id);
+        if (state.call && state.call.call_id === msg.call_id && state.user) {
+          if (state.call.officer.id === state.user.id) {
+            state.call = Object.assign({}, state.call, { state: "queued", operator: null });
+            state.outgoing = { call_id: msg.call_id, phase: "queued", position: null };
+          } else if (state.call.operator && state.call.operator.id === state.user.id) {
+            callOver(msg.call_id);
+          }
+        }
+        break;
       case "call_ringing_center":
         if (state.outgoing && state.outgoing.call_id === msg.call_id) {
           state.outgoing = { call_id: msg.call_id, phase: "ringing", position: null };

@@ -28,6 +28,7 @@ import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
 import { RecordsPanel } from "./records/panel";
 import { WallView } from "./views/wall";
+import { OperatorsView } from "./views/transfers";
 
 const TICK_MS = 1000;
 const RENDER_MS = 50;
@@ -47,6 +48,7 @@ const header = new HeaderView(store, alarm, render);
 // The video wall: opened from the top bar, shown in the centre in place of the map.
 const wall = new WallView(store);
 header.el.querySelector(".tools")?.prepend(wall.toggle);
+const operators = new OperatorsView(store);
 
 map.el.append(card.el);
 const root = document.getElementById("console") as HTMLElement;
@@ -56,7 +58,7 @@ root.replaceChildren(
   h(
     "main",
     { class: "layout" },
-    h("div", { class: "side" }, queue.el, roster.el, instructions.el),
+    h("div", { class: "side" }, queue.el, operators.el, roster.el, instructions.el),
     h("div", { class: "centre" }, call.el, wall.el, map.el),
   ),
   header.notices,
@@ -81,6 +83,7 @@ function render(): void {
   emergency.render();
   instructions.render();
   wall.render();
+  operators.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -166,6 +169,10 @@ window.ccConsole = {
     soundRunning: alarm.running(),
     instructions: store.instructions.all(),
     instructionLists: store.instructions.listReplies,
+    operators: [...store.operators.values()],
+    transferOffers: [...store.transferOffers.keys()],
+    transferOut: store.transferOut?.callId ?? null,
+    away: store.away,
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),

@@ -49,6 +49,23 @@ export interface CallInfo {
   created_at: number;
 }
 
+// ---- the call flow (transfer offers, operators' availability) ----------------------------
+
+export type OperatorState = "free" | "busy" | "away" | "offline";
+
+export interface OperatorEntry {
+  user: UserInfo;
+  status: OperatorState;
+}
+
+export type CallflowPush =
+  | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
+  | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
+  | { type: "operator_status"; entry: OperatorEntry }
+  | { type: "call_requeued"; call_id: string; by: UserInfo }
+  | { type: "participant_joined"; call_id: string; user: UserInfo; covert: boolean }
+  | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null };
+
 export interface Welcome {
   type: "welcome";
   session_id: string;
@@ -99,7 +116,8 @@ export type Push =
   | { type: "receipt_update"; instruction_id: string; court: string; recipient: RecipientInfo }
   | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
   // The video wall (docs/protocol.md, *Watching an officer*).
-  | { type: "watch_ended"; watch_id: string; officer: string; reason: string };
+  | { type: "watch_ended"; watch_id: string; officer: string; reason: string }
+  | CallflowPush;
 
 export interface Reply {
   type: string;

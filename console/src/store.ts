@@ -4,13 +4,15 @@
  * emergency, ...) go through here to the Hub, so that views never touch the socket.
  */
 
-import { reasonText, t } from "./i18n";
+import { duration, reasonText, t, type TextKey } from "./i18n";
 import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
   ProtocolError,
   type CallInfo,
+  type CallflowPush,
   type Connection,
+  type OperatorEntry,
   type Push,
   type RosterEntry,
   type UserInfo,
@@ -32,6 +34,8 @@ export interface ConsoleSettings {
   // The video wall (views/wall.ts).
   wall_max_feeds: number;
   wall_rotate_s: number;
+  /** How supervisors join calls here (calls.supervisor_join). */
+  supervisor_join: "visible" | "silent" | "either";
   courts: CourtPlace[];
 }
 
@@ -42,6 +46,7 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   queue_red_s: 90,
   wall_max_feeds: 16,
   wall_rotate_s: 20,
+  supervisor_join: "visible",
   courts: [],
 };
 
@@ -95,6 +100,15 @@ export class Store {
   rosterReplies = 0;
   /** Instructions to officers and their receipts (instructions.ts). */
   readonly instructions: InstructionBook;
+  // ---- the call flow: transfers and the operators' availability --------------------------
+  /** The operators of our court, by id, from `get_operators` and `operator_status`. */
+  operators = new Map<string, OperatorEntry>();
+  /** Calls other operators offer us (transfer_offered), by id, with when the offer lapses. */
+  transferOffers = new Map<string, { call: CallInfo; from: UserInfo; expiresAt: number }>();
+  /** The transfer we offered and wait on: the call and to whom. */
+  transferOut: { callId: string; to: UserInfo } | null = null;
+  /** We said we are away (set_availability): no calls ring here but emergencies. */
+  away = false;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
   /** Set by the video wall: media messages and ends of its watches. */
@@ -137,6 +151,7 @@ export class Store {
   /** The operator's own status: away while disconnected, busy in a call, else free. */
   myStatus(): "free" | "busy" | "away" {
     if (this.connection !== "connected") return "away";
+    if (this.away && !this.call && !this.outgoing) return "away";
     return this.call || this.outgoing ? "busy" : "free";
   }
 
@@ -177,10 +192,14 @@ export class Store {
         break;
       case "call_answered":
       case "call_transferred":
+        if (msg.type === "call_transferred" && this.transferOut?.callId === msg.call.call_id) this.transferOut = null;
         this.callChanged(msg.call);
         break;
       case "participant_left":
         if (this.user && msg.user.id === this.user.id && this.call?.call_id === msg.call_id) this.call = null;
+        else if (this.call?.call_id === msg.call_id) {
+          this.call = { ...this.call, supervisors: this.call.supervisors.filter((s) => s.id !== msg.user.id) };
+        }
         break;
       case "call_ended":
         this.ringing.delete(msg.call_id);
@@ -211,6 +230,14 @@ export class Store {
       case "watch_ended":
         this.onWallPush?.(msg);
         break;
+      case "transfer_offered":
+      case "transfer_ended":
+      case "operator_status":
+      case "call_requeued":
+      case "emergency_alarm":
+      case "participant_joined":
+        this.callflowPushed(msg);
+        break;
       default:
         break;
     }
@@ -238,6 +265,12 @@ export class Store {
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
     // Likewise the instructions: receipts that came while we were away are in the list.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshInstructions();
+    // Offers are not replayed either: one made while we were away has lapsed or will. A new
+    // session (not resumed) starts available.
+    this.transferOffers.clear();
+    if (!msg.resumed) this.away = false;
+    if (this.transferOut && this.call?.call_id !== this.transferOut.callId) this.transferOut = null;
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshOperators();
   }
 
   async refreshInstructions(): Promise<void> {
@@ -284,6 +317,13 @@ export class Store {
     }
     const before = this.roster.get(id);
     if (before?.emergency && !entry.emergency) this.acknowledged.delete(id);
+    // An officer of another court is shown to an operator only while an emergency escalated
+    // to our court lasts.
+    if (this.user?.role === "operator" && entry.officer.court !== this.user.court && !entry.emergency) {
+      this.roster.delete(id);
+      this.callSeen.delete(id);
+      return;
+    }
     this.roster.set(id, entry);
     this.noteCall(entry);
   }
@@ -357,8 +397,15 @@ export class Store {
     return out ? this.send("cancel", { call_id: out.callId }) : Promise.resolve();
   }
 
-  joinCall(callId: string): Promise<void> {
-    return this.send("join_call", { call_id: callId });
+  joinCall(callId: string, covert = false): Promise<void> {
+    return this.send("join_call", covert ? { call_id: callId, covert: true } : { call_id: callId });
+  }
+
+  /** We are in the call and may be heard: its operator, or a supervisor who joined openly. */
+  speaks(): boolean {
+    const call = this.call;
+    const me = this.user?.id;
+    return !!call && !!me && (call.operator?.id === me || call.supervisors.some((s) => s.id === me));
   }
 
   hangup(): Promise<void> {
@@ -414,6 +461,138 @@ export class Store {
     });
   }
 
+  // ---- the call flow: transfers and the operators' availability --------------------------
+
+  private callflowPushed(msg: CallflowPush): void {
+    switch (msg.type) {
+      case "transfer_offered":
+        this.transferOffers.set(msg.call.call_id, {
+          call: msg.call,
+          from: msg.from_operator,
+          expiresAt: Date.now() + msg.expires_in_s * 1000,
+        });
+        break;
+      case "transfer_ended": {
+        const offered = this.transferOffers.get(msg.call_id);
+        this.transferOffers.delete(msg.call_id);
+        if (this.transferOut?.callId === msg.call_id) {
+          const to = this.transferOut.to;
+          this.transferOut = null;
+          if (msg.by !== this.user?.id) {
+            this.notice(t("transfer.ended", { name: to.name, outcome: t(transferOutcomeKey(msg.outcome)) }));
+          }
+        } else if (offered && msg.by !== this.user?.id) {
+          this.notice(t("transfer.withdrawn", { name: offered.from.name, outcome: t(transferOutcomeKey(msg.outcome)) }));
+        }
+        break;
+      }
+      case "call_requeued":
+        this.ringing.delete(msg.call_id);
+        if (this.call?.call_id === msg.call_id && this.call.operator?.id === this.user?.id) {
+          const name = this.call.officer.name;
+          this.call = null;
+          this.notice(t("requeue.done", { name }));
+        } else if (this.call?.call_id === msg.call_id) {
+          this.call = { ...this.call, state: "queued", operator: null };
+        }
+        break;
+      case "participant_joined": {
+        // A supervisor joined our call openly: the parties see who is listening (and may be
+        // heard). A covert join is told to the supervisor alone.
+        const call = this.call;
+        if (call?.call_id === msg.call_id && !msg.covert && msg.user.id !== this.user?.id) {
+          if (!call.supervisors.some((s) => s.id === msg.user.id)) {
+            this.call = { ...call, supervisors: [...call.supervisors, msg.user] };
+          }
+          this.notice(t("call.supervisor_joined", { name: msg.user.name }));
+        }
+        break;
+      }
+      case "emergency_alarm":
+        // Still nobody took it on at the server: whatever this console did, alarm again.
+        this.acknowledged.delete(msg.officer.id);
+        this.notice(
+          t(msg.escalated_to ? "sos.repeat_escalated" : "sos.repeat", {
+            name: msg.officer.name,
+            n: msg.repeat,
+            t: duration(msg.waiting_s),
+          }),
+        );
+        break;
+      case "operator_status":
+        if (msg.entry.status === "offline") this.operators.delete(msg.entry.user.id);
+        // Only the operators of our court, or of our scope for a supervisor, are pushed to us.
+        else this.operators.set(msg.entry.user.id, msg.entry);
+        break;
+    }
+  }
+
+  async refreshOperators(): Promise<void> {
+    try {
+      const reply = await this.hub.request("get_operators");
+      const listed = reply.operators as OperatorEntry[];
+      this.operators = new Map(listed.map((e) => [e.user.id, e]));
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** Put our answered call back in the queue, for the court's other operators. */
+  sendBack(): Promise<void> {
+    return this.call ? this.send("send_back", { call_id: this.call.call_id }) : Promise.resolve();
+  }
+
+  /** Other operators of our court who are free now: whom a call may be offered to. */
+  freeOperators(): UserInfo[] {
+    return [...this.operators.values()]
+      .filter((e) => e.status === "free" && e.user.id !== this.user?.id)
+      .map((e) => e.user)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async offerTransfer(to: UserInfo): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      await this.hub.request("transfer", { call_id: call.call_id, to: to.id });
+      // A transfer_ended or call_transferred may already have come with the reply.
+      if (this.call?.call_id === call.call_id && this.call.operator?.id === this.user?.id) {
+        this.transferOut = { callId: call.call_id, to };
+      }
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  cancelTransfer(): Promise<void> {
+    const out = this.transferOut;
+    return out ? this.send("cancel_transfer", { call_id: out.callId }) : Promise.resolve();
+  }
+
+  acceptTransfer(callId: string): Promise<void> {
+    this.transferOffers.delete(callId);
+    this.changed();
+    return this.send("accept_transfer", { call_id: callId });
+  }
+
+  declineTransfer(callId: string): Promise<void> {
+    this.transferOffers.delete(callId);
+    this.changed();
+    return this.send("decline_transfer", { call_id: callId });
+  }
+
+  async setAway(away: boolean): Promise<void> {
+    try {
+      await this.hub.request("set_availability", { status: away ? "away" : "available" });
+      this.away = away;
+      this.changed();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
   select(officerId: string | null): void {
     this.selected = officerId;
     this.changed();
@@ -450,4 +629,9 @@ export interface Track {
   officerId: string;
   points: { at: number; lat: number; lon: number }[];
   thinned: boolean;
+}
+
+function transferOutcomeKey(outcome: string): TextKey {
+  const known = ["declined", "expired", "cancelled", "ended", "unavailable"];
+  return (known.includes(outcome) ? `transfer.outcome.${outcome}` : "transfer.outcome.ended") as TextKey;
 }

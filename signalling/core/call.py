@@ -9,6 +9,10 @@ call from the center rings its one officer at once. The first ACCEPT makes it AC
 Every ending (hangup, cancel, missed, declined, busy, party lost, ...) is one END event
 whose reason says why; ENDED is final.
 
+The operator of an answered officer's call may send it back to the queue (REQUEUE from
+ACTIVE): it waits and rings again like a new call, in its original place in the line (its
+`created_at` is kept), while the officer stays connected to the call's media.
+
 The table holds only what changes the state, with what each change asks of the call's
 owners (`Effect`): the dispatcher's ring and queue timers. What happens to a
 call without changing its state (another operator starts ringing, a decline while others
@@ -43,7 +47,8 @@ class CallState(StrEnum):
 
 class CallEvent(StrEnum):
     RING = "ring"  # start ringing (from the queue, or at once for a call to an officer)
-    REQUEUE = "requeue"  # everyone ringing declined or became busy; wait for another
+    REQUEUE = "requeue"  # everyone ringing declined or became busy, or the operator sent
+    # the answered call back to the queue (`send_back`); wait for another
     ACCEPT = "accept"
     END = "end"
 
@@ -55,6 +60,8 @@ class Effect(StrEnum):
     START_QUEUE_TIMER = "start_queue_timer"  # at created_at + calls.queue_timeout_s
     STOP_RING_TIMER = "stop_ring_timer"
     START_RING_TIMER = "start_ring_timer"  # at now + calls.ring_timeout_s
+    # An answered call sent back waits afresh: at now + calls.queue_timeout_s.
+    START_REQUEUE_TIMER = "start_requeue_timer"
 
 
 class IllegalTransition(SignallingError):
@@ -70,6 +77,7 @@ TRANSITIONS: Final[dict[tuple[CallState, CallEvent], tuple[CallState, tuple[Effe
     (R, CallEvent.REQUEUE): (Q, (Effect.STOP_RING_TIMER, Effect.START_QUEUE_TIMER)),
     (R, CallEvent.ACCEPT): (A, (Effect.STOP_RING_TIMER,)),
     (R, CallEvent.END): (E, (Effect.STOP_RING_TIMER,)),
+    (A, CallEvent.REQUEUE): (Q, (Effect.START_REQUEUE_TIMER,)),
     (A, CallEvent.END): (E, ()),
 }
 

@@ -24,9 +24,9 @@ from signalling.core.actions import Action, Negotiate, Room, Send
 from signalling.core.call import Call, CallEvent, CallState, call_info, room_of
 from signalling.core.facts import CallFacts
 from signalling.core.presence import MONITOR_ROLES, Session
-from signalling.errors import Busy, Forbidden, InvalidState, MediaUnavailable, NotFound
+from signalling.errors import Forbidden, InvalidState, MediaUnavailable, NotFound
 from signalling.protocol import Direction, EndReason
-from signalling.settings import CallsConfig
+from signalling.settings import CallsConfig, supervisor_join
 
 if TYPE_CHECKING:
     from signalling.core.switchboard import Switchboard
@@ -155,6 +155,8 @@ class Calls:
         self, call: Call, reason: EndReason, by: str | None, now: float, out: list[Action]
     ) -> None:
         board = self._board
+        # An open transfer offer lapses first, recorded while the call is still live.
+        board.transfers.call_ended(call.call_id, now, out)
         self.move(call, CallEvent.END, now)
         call.ended_at = now
         call.end_reason = reason
@@ -207,7 +209,11 @@ class Calls:
             raise Forbidden("only supervisors join calls")
         if not self._courts.in_scope(session.identity, call.court):
             raise Forbidden("call is outside your scope")
-        if covert and not self.config.allow_covert_monitoring:
+        policy = supervisor_join(self.config)
+        if policy == "silent":
+            # Policy: supervisors only ever watch unseen and unheard (room_of keeps it so).
+            covert = True
+        elif covert and policy == "visible":
             raise Forbidden("covert monitoring is not allowed", field="covert")
         if user in call.members():
             raise InvalidState("you are already in this call")
@@ -252,22 +258,10 @@ class Calls:
         out.append(Send(told, msg))
         _room(call, out)
 
-    def transfer(
-        self, session: Session, call: Call, to: str, now: float, out: list[Action]
-    ) -> None:
+    def hand_over(self, call: Call, user: str, to: str, now: float, out: list[Action]) -> None:
+        """`to` accepted the transfer of `call` that its operator `user` offered
+        (`signalling.core.transfers` checked both): `to` is its operator now."""
         board = self._board
-        user = session.user_id
-        if call.operator != user or call.state is not CallState.ACTIVE:
-            raise InvalidState("only the operator of an answered call may transfer it")
-        target = board.presence.session(to)
-        if target is None or target.role is not Role.OPERATOR:
-            raise NotFound("no such operator online", field="to")
-        if target.identity.court not in (call.court, session.identity.court):
-            raise Forbidden("operator does not serve this court", field="to")
-        if to == user:
-            raise InvalidState("cannot transfer a call to yourself", field="to")
-        if not target.connected or to in self._party:
-            raise Busy("operator is not free", field="to")
         call.operator = to
         del self._party[user]
         self._party[to] = call.call_id
@@ -279,6 +273,26 @@ class Calls:
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
         _room(call, out)
         self.tell_away(call, to, now, out)
+
+    def send_back(self, call: Call, user: str, now: float, out: list[Action]) -> None:
+        """`user`, the operator of answered `call`, puts it back in the queue: they leave it,
+        the officer stays (and stays in its media, so nothing is lost while it waits), and
+        everyone in it is told. The dispatcher rings it again."""
+        board = self._board
+        board.transfers.call_ended(call.call_id, now, out)
+        told = tuple(sorted(call.members()))
+        out.append(
+            board.facts.record("call_sent_back", now, call=call.call_id, by=user, answered=True)
+        )
+        call.operator = None
+        call.away.discard(user)
+        del self._party[user]
+        board.dispatch.requeue(call, now, out)
+        out.append(Send(told, p.CallRequeued(call_id=call.call_id, by=board.presence.info(user))))
+        _room(call, out)
+        officer = board.presence.session(call.officer)
+        if officer is not None:
+            out.extend(board.views.officer_changed(officer))
 
     def media_call(self, user: str, call_id: str) -> Call:
         """The active call `user` may negotiate media for; raises otherwise."""

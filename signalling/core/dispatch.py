@@ -47,6 +47,14 @@ class RingTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class SendBackHold:
+    """Deadline: `user`, who sent `call_id` back to the queue, may be rung for it again."""
+
+    call_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueTimeout:
     """Deadline: `call_id`, queued, gives up waiting."""
 
@@ -68,6 +76,8 @@ class Dispatch:
         self._declined: dict[str, set[str]] = {}
         # call -> queue position last told to its officer.
         self._told_position: dict[str, int] = {}
+        # call -> users who sent it back to the queue, not rung for it until their hold ends.
+        self._held: dict[str, set[str]] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -79,6 +89,10 @@ class Dispatch:
 
     def declined(self, call_id: str) -> frozenset[str]:
         return frozenset(self._declined.get(call_id, ()))
+
+    def held(self, call_id: str) -> frozenset[str]:
+        """Who sent `call_id` back and is not rung for it yet."""
+        return frozenset(self._held.get(call_id, ()))
 
     def line_length(self, call: Call) -> int:
         """How many queued calls wait in `call`'s line (itself included, if queued)."""
@@ -145,6 +159,38 @@ class Dispatch:
         else:
             self._requeue(call, now, out)
 
+    # ---- sending back to the queue --------------------------------------------------------
+
+    def send_back(self, session: Session, call: Call, now: float, out: list[Action]) -> None:
+        """The operator of an answered officer's call, or one it rings at, puts it back in
+        the queue: it rings at the court's other free operators, not at them for
+        `calls.send_back_hold_s`."""
+        board = self._board
+        user = session.user_id
+        if call.direction is not Direction.OFFICER_TO_CENTER:
+            raise InvalidState("only an officer's call to the center goes back to the queue")
+        if call.state is CallState.ACTIVE and call.operator == user:
+            board.calls.send_back(call, user, now, out)
+        elif call.state is CallState.RINGING and user in self._ringing.get(call.call_id, ()):
+            self._unring(call.call_id, user)
+            out.append(
+                board.facts.record(
+                    "call_sent_back", now, call=call.call_id, by=user, answered=False
+                )
+            )
+            out.append(
+                Send((user,), p.CallRequeued(call_id=call.call_id, by=board.presence.info(user)))
+            )
+            if not self._ringing.get(call.call_id):
+                self._requeue(call, now, out)
+        else:
+            raise InvalidState("the call is neither yours nor ringing for you")
+        self._held.setdefault(call.call_id, set()).add(user)
+        self._deadlines.set(SendBackHold(call.call_id, user), now + self.config.send_back_hold_s)
+
+    def hold_over(self, key: SendBackHold) -> None:
+        _discard(self._held, key.call_id, key.user)
+
     # ---- ringing ------------------------------------------------------------------------
 
     def run(self, now: float, out: list[Action]) -> None:
@@ -179,7 +225,10 @@ class Dispatch:
         s = self._board.presence.session(user)
         if s is None or not s.connected or self._board.calls.call_id_of(user) is not None:
             return False
-        return emergency or not self._ringing_at.get(user)
+        if emergency:
+            return True
+        # An operator who said they are away is rung for emergencies only.
+        return not self._board.availability.is_away(user) and not self._ringing_at.get(user)
 
     def _center_court(self, call: Call) -> str:
         """The court whose operators answer `call`: the officer's own, or with fallback the
@@ -205,10 +254,14 @@ class Dispatch:
         """Who `call` would ring now."""
         declined = self._declined.get(call.call_id, ())
         ringing = self._ringing.get(call.call_id, ())
+        held = self._held.get(call.call_id, ())
         return sorted(
             u
             for u in self._answerers(call)
-            if u not in declined and u not in ringing and self._free(u, emergency=call.emergency)
+            if u not in declined
+            and u not in ringing
+            and u not in held
+            and self._free(u, emergency=call.emergency)
         )
 
     def wait(self, call: Call, until: float) -> None:
@@ -276,6 +329,8 @@ class Dispatch:
         """`call` ended: nothing rings for it any more. Returns who rang."""
         self._told_position.pop(call.call_id, None)
         self._declined.pop(call.call_id, None)
+        for user in self._held.pop(call.call_id, ()):
+            self._deadlines.cancel(SendBackHold(call.call_id, user))
         return self._clear_ringing(call.call_id)
 
     def _lines(self) -> dict[str, list[Call]]:
@@ -291,6 +346,10 @@ class Dispatch:
             line.sort(key=_queue_order)
         return lines
 
+    def requeue(self, call: Call, now: float, out: list[Action]) -> None:
+        """`call` waits again (from ringing, or sent back once answered)."""
+        self._requeue(call, now, out)
+
     def _requeue(self, call: Call, now: float, out: list[Action]) -> None:
         self._board.calls.move(call, CallEvent.REQUEUE, now)
         out.append(self._board.facts.record("call_queued", now, call=call.call_id))
@@ -305,6 +364,8 @@ class Dispatch:
             case Effect.START_QUEUE_TIMER:
                 when = call.created_at + self.config.queue_timeout_s
                 self._deadlines.set(QueueTimeout(call.call_id), when)
+            case Effect.START_REQUEUE_TIMER:
+                self._deadlines.set(QueueTimeout(call.call_id), now + self.config.queue_timeout_s)
             case Effect.STOP_RING_TIMER:
                 self._deadlines.cancel(RingTimeout(call.call_id))
             case Effect.START_RING_TIMER:

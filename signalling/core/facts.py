@@ -140,7 +140,8 @@ class Facts:
         """What the next authority needs to take `call` over, or end it, should this one
         die with it."""
         waiting = None
-        if call.direction is Direction.OFFICER_TO_CENTER and call.answered_at is None:
+        # Unanswered, or sent back to the queue after it was answered.
+        if call.direction is Direction.OFFICER_TO_CENTER and call.operator is None:
             waiting = WaitingCall(
                 call_id=call.call_id,
                 officer=call.officer,

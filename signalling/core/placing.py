@@ -74,6 +74,7 @@ class Placing:
         user = session.user_id
         call = board.calls.call_of(user)
         if board.presence.set_emergency(session, True):
+            board.alarms.raised(user, now)
             out.append(
                 board.facts.emergency_raised(
                     user,
@@ -99,7 +100,8 @@ class Placing:
         target = board.presence.session(officer)
         if target is None or target.role is not Role.OFFICER:
             raise NotFound("no such officer signed in", field="officer")
-        if not self._courts.in_scope(session.identity, target.identity.court):
+        escalated = board.alarms.escalated_to(officer) == session.identity.court
+        if not escalated and not self._courts.in_scope(session.identity, target.identity.court):
             raise Forbidden("officer is outside your scope", field="officer")
         if not target.emergency:
             raise InvalidState("officer has no emergency", field="officer")
@@ -117,6 +119,7 @@ class Placing:
             who = board.presence.info(taken).name if taken != session.user_id else "you"
             raise InvalidState(f"already acknowledged by {who}", field="officer")
         target.emergency_taken_by = session.user_id
+        board.alarms.taken_on(officer)
         out.append(
             board.facts.record(
                 "emergency_acknowledged",
@@ -130,7 +133,8 @@ class Placing:
             officer=board.presence.info(officer), by=board.presence.info(session.user_id)
         )
         watchers = board.views.watchers_of(target.identity.court)
-        out.append(Send(tuple(dict.fromkeys((officer, *watchers))), told))
+        escalated = board.alarms.escalated_consoles(officer)
+        out.append(Send(tuple(dict.fromkeys((officer, *watchers, *escalated))), told))
 
     def clear_emergency(
         self, session: Session, msg: p.ClearEmergency, now: float, out: list[Action]
@@ -141,6 +145,8 @@ class Placing:
             raise InvalidMessage("a false alarm needs a reason", field="reason")
         target = self._emergency_of(session, officer, "clears")
         taken_by = target.emergency_taken_by
+        escalated = board.alarms.escalated_consoles(officer)
+        board.alarms.forget(officer)
         board.presence.set_emergency(target, False)
         out.append(
             board.facts.record(
@@ -158,6 +164,9 @@ class Placing:
         cleared = p.EmergencyCleared(by=board.presence.info(session.user_id), outcome=msg.outcome)
         out.append(Send((officer,), cleared))
         out.extend(board.views.officer_changed(target))
+        if escalated:
+            # The court above was told of it: it learns it is over the same way.
+            out.append(Send(escalated, p.RosterUpdate(entry=board.views.entry(target))))
 
     def call_officer(
         self, session: Session, msg: p.CallOfficer, now: float, out: list[Action]
@@ -229,8 +238,8 @@ class Placing:
             board.calls.end(call, EndReason.NODE_LOST, None, now, out)
             return out
         board.calls.join_as_party(call, waiting.officer)
-        if waiting.emergency:
-            board.presence.set_emergency(session, True)
+        if waiting.emergency and board.presence.set_emergency(session, True):
+            board.alarms.raised(waiting.officer, now)
         out.append(
             board.facts.record("call_taken_over", now, call=call.call_id, node=board.node_id)
         )

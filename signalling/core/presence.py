@@ -339,6 +339,9 @@ class Presence:
         board.watches.gone(user, now, out)
         board.calls.leave_all(user, now, out)
         board.dispatch.signed_out(user, now, out)
+        board.transfers.signed_out(user, now, out)
+        board.availability.signed_out(user)
+        board.alarms.forget(user)
         call = board.calls.call_of(user)
         if call is not None:
             board.calls.end(call, EndReason.PARTY_LOST, user, now, out)

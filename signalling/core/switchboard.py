@@ -39,11 +39,13 @@ from typing import Final
 from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
+from signalling.core.alarms import AlarmDue, Alarms
+from signalling.core.availability import Availability
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
 from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
-from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout
+from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout, SendBackHold
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.feeds import Feeds
 from signalling.core.instructions import InstructionExpiry, Instructions
@@ -53,6 +55,7 @@ from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
+from signalling.core.transfers import TransferExpiry, Transfers
 from signalling.core.views import PositionDue, Views
 from signalling.core.watches import Watches, WatchFacts, WatchLimits
 from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
@@ -60,6 +63,7 @@ from signalling.protocol import EndReason
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
+    EmergencyConfig,
     InstructionsConfig,
     PresenceConfig,
 )
@@ -70,6 +74,7 @@ _NO_DISPATCH: Final = (
     p.Heartbeat,
     p.Position,
     p.GetRoster,
+    p.GetOperators,
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
     *p.INSTRUCTION_MESSAGES,
@@ -105,6 +110,7 @@ class Switchboard:
         new_instruction_id: Callable[[], str] | None = None,
         watches: WatchLimits | None = None,
         new_watch_id: Callable[[], str] | None = None,
+        emergency: EmergencyConfig | None = None,
     ) -> None:
         self.courts = courts
         self.node_id = node_id
@@ -141,6 +147,13 @@ class Switchboard:
             watches if watches is not None else WatchLimits(),
             new_watch_id if new_watch_id is not None else _numbered("w"),
             media=media,
+        )
+        # The call flow at the console: transfers offered and accepted, operators away.
+        self.transfers = Transfers(self, calls, self.deadlines)
+        self.availability = Availability(self, courts)
+        # Emergencies nobody took on: repeated, then escalated to the court above.
+        self.alarms = Alarms(
+            self, courts, emergency if emergency is not None else EmergencyConfig(), self.deadlines
         )
 
     # ---- queries ------------------------------------------------------------------------
@@ -195,11 +208,13 @@ class Switchboard:
         # After the welcome: what the officer has not read, sent again.
         self.instructions.signed_in(session, now, out)
         self.stages.sync(out)
+        self.availability.sync(out)
         return session, out
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
         out = self.presence.disconnect(user, session_id, now)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     # ---- client messages ----------------------------------------------------------------
@@ -216,6 +231,8 @@ class Switchboard:
             self.dispatch.run(now, out)
         if not isinstance(msg, _NO_MEDIA_CHANGE):
             self.stages.sync(out)
+        if not isinstance(msg, _NO_DISPATCH):
+            self.availability.sync(out)
         return out
 
     def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
@@ -267,6 +284,9 @@ class Switchboard:
                 return
             case p.InstructionReceipt():
                 self.instructions.receipt(session, msg, now, out)
+            case _ if isinstance(msg, p.CALLFLOW_CLIENT_MESSAGES):
+                self._route_callflow(session, msg, now, out)
+                return
             case p.Accept():
                 dispatch.accept(session, calls.get(msg.call_id), now, out)
             case p.Decline():
@@ -284,7 +304,27 @@ class Switchboard:
             case p.LeaveCall():
                 calls.leave(session, calls.get(msg.call_id), now, out)
             case p.Transfer():
-                calls.transfer(session, calls.get(msg.call_id), msg.to, now, out)
+                self.transfers.offer(session, calls.get(msg.call_id), msg.to, now, out)
+        out.append(Send((user,), p.Ack(ref=msg.id)))
+
+    def _route_callflow(
+        self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]
+    ) -> None:
+        calls, transfers, user = self.calls, self.transfers, session.user_id
+        match msg:
+            case p.GetOperators():
+                out.append(Send((user,), self.availability.operators(session, msg)))
+                return
+            case p.AcceptTransfer():
+                transfers.accept(session, calls.get(msg.call_id), now, out)
+            case p.DeclineTransfer():
+                transfers.decline(session, calls.get(msg.call_id), now, out)
+            case p.CancelTransfer():
+                transfers.cancel(session, calls.get(msg.call_id), now, out)
+            case p.SetAvailability():
+                self.availability.set(session, msg, now, out)
+            case p.SendBack():
+                self.dispatch.send_back(session, calls.get(msg.call_id), now, out)
         out.append(Send((user,), p.Ack(ref=msg.id)))
 
     def _route_conference(
@@ -370,8 +410,15 @@ class Switchboard:
                     self.speakers.timer_fired(key, now, out)
                 case InstructionExpiry():
                     self.instructions.expired(key, now, out)
+                case TransferExpiry():
+                    self.transfers.expired(key, now, out)
+                case SendBackHold():
+                    self.dispatch.hold_over(key)
+                case AlarmDue():
+                    self.alarms.due(key, now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     # ---- many nodes (signalling/cluster) ------------------------------------------------
@@ -437,6 +484,7 @@ class Switchboard:
         self.presence.sign_out(session, "node_lost", now, out)
         self.dispatch.run(now, out)
         self.stages.sync(out)
+        self.availability.sync(out)
         return out
 
     def call_facts(self, call_id: str) -> CallFacts | None:

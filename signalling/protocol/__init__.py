@@ -39,6 +39,25 @@ from signalling.protocol.base import (
     UserInfo,
     epoch_ms,
 )
+from signalling.protocol.callflow import (
+    CALLFLOW_CLIENT_MESSAGES,
+    AcceptTransfer,
+    AvailabilityChoice,
+    CallRequeued,
+    CancelTransfer,
+    DeclineTransfer,
+    EmergencyAlarm,
+    GetOperators,
+    OperatorEntry,
+    Operators,
+    OperatorState,
+    OperatorStatus,
+    SendBack,
+    SetAvailability,
+    TransferEnded,
+    TransferOffered,
+    TransferOutcome,
+)
 from signalling.protocol.calls import (
     Accept,
     AcknowledgeEmergency,
@@ -231,6 +250,13 @@ ClientMessage = (
     | ListInstructions
     | Watch
     | Unwatch
+    # the call flow (signalling.protocol.callflow)
+    | AcceptTransfer
+    | DeclineTransfer
+    | CancelTransfer
+    | SetAvailability
+    | GetOperators
+    | SendBack
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -311,19 +337,29 @@ ServerMessage = (
     | WatchOpened
     | WatchClosed
     | WatchEnded
+    # the call flow (signalling.protocol.callflow)
+    | TransferOffered
+    | TransferEnded
+    | Operators
+    | OperatorStatus
+    | CallRequeued
+    | EmergencyAlarm
 )
 
 __all__ = [
+    "CALLFLOW_CLIENT_MESSAGES",
     "CONFERENCE_MESSAGES",
     "INSTRUCTION_MESSAGES",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
+    "AcceptTransfer",
     "AccuracyM",
     "Ack",
     "AcknowledgeEmergency",
     "Answer",
     "AudioMode",
+    "AvailabilityChoice",
     "CallAnswered",
     "CallCenter",
     "CallEnded",
@@ -332,11 +368,13 @@ __all__ = [
     "CallOfficer",
     "CallPlaced",
     "CallQueued",
+    "CallRequeued",
     "CallRinging",
     "CallRingingCenter",
     "CallTaken",
     "CallTransferred",
     "Cancel",
+    "CancelTransfer",
     "Candidate",
     "CaseNumber",
     "ClearEmergency",
@@ -361,9 +399,11 @@ __all__ = [
     "CreateConference",
     "Decline",
     "DeclineConference",
+    "DeclineTransfer",
     "Direction",
     "Emergency",
     "EmergencyAcknowledged",
+    "EmergencyAlarm",
     "EmergencyCleared",
     "EmergencyOutcome",
     "EndConference",
@@ -375,6 +415,7 @@ __all__ = [
     "FloorMode",
     "FloorStatus",
     "GeoPosition",
+    "GetOperators",
     "GetRoster",
     "GrantFloor",
     "HandOver",
@@ -417,6 +458,10 @@ __all__ = [
     "NameModerator",
     "Note",
     "Offer",
+    "OperatorEntry",
+    "OperatorState",
+    "OperatorStatus",
+    "Operators",
     "ParticipantJoined",
     "ParticipantLeft",
     "PartyAway",
@@ -442,10 +487,12 @@ __all__ = [
     "Sdp",
     "SdpMid",
     "SendInstruction",
+    "SendBack",
     "ServerAnswer",
     "ServerIceCandidate",
     "ServerMessage",
     "ServerOffer",
+    "SetAvailability",
     "SetFloor",
     "ShareCall",
     "SiteFloorState",
@@ -459,6 +506,9 @@ __all__ = [
     "TalkSeconds",
     "Title",
     "Transfer",
+    "TransferEnded",
+    "TransferOffered",
+    "TransferOutcome",
     "UnmuteAll",
     "UnshareCall",
     "Unwatch",

@@ -7,6 +7,7 @@ import { button, h, keyed } from "../dom";
 import { currentLang, t, type TextKey } from "../i18n";
 import { CallMedia, microphone } from "../media";
 import type { Store } from "../store";
+import { TransferControl } from "./transfers";
 
 export class CallView {
   readonly el: HTMLElement;
@@ -24,16 +25,18 @@ export class CallView {
   // Why we cannot talk back (the microphone refused, or the page not HTTPS), said plainly.
   private readonly micProblem = h("p", { class: "media-problem", role: "alert", hidden: true });
   private problem: string | null = null;
+  private readonly transfer: TransferControl;
 
   constructor(private readonly store: Store) {
     this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
+    this.transfer = new TransferControl(store);
     this.el = h(
       "section",
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
       h("div", { class: "call-head" }, this.title, this.info),
       h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
       this.micProblem,
-      h("div", { class: "call-bar" }, this.talk, this.shots, this.controls),
+      h("div", { class: "call-bar" }, this.talk, this.shots, this.transfer.el, this.controls),
     );
     store.onMediaPush = (msg) => {
       if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
@@ -54,6 +57,8 @@ export class CallView {
     this.title.textContent = t("call.title");
     const parts = [t("call.with", { name: call.officer.name, court })];
     if (call.case_number) parts.push(t("call.case", { case: call.case_number }));
+    const watching = call.supervisors.filter((s) => s.id !== store.user?.id).map((s) => s.name);
+    if (watching.length) parts.push(t("call.supervisors", { names: watching.join("、") }));
     if (this.media) {
       const state = t(`media.${this.media.pc.connectionState}` as TextKey);
       parts.push(t("call.media", { state: this.media.error ? `${state} (${this.media.error})` : state }));
@@ -69,7 +74,8 @@ export class CallView {
     }
     this.waiting.textContent = officerStream ? "" : t("call.no_video");
     this.waiting.hidden = !!officerStream;
-    const party = call.operator?.id === store.user?.id;
+    // The operator, and a supervisor who joined openly, talk back; a silent one only listens.
+    const party = store.speaks();
     const talking = party && this.problem === null;
     this.talk.textContent = !party
       ? t("call.monitor")
@@ -83,6 +89,7 @@ export class CallView {
     this.micProblem.textContent =
       this.problem === null ? "" : this.problem === "insecure" ? t("media.insecure") : t("media.denied", { name: this.problem });
     this.renderShots(call.call_id);
+    this.transfer.render();
     keyed(this.controls, JSON.stringify([currentLang(), talking, this.muted]), () => [
       button(t("call.snapshot"), () => store.snapshot(), "secondary"),
       talking ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
@@ -119,9 +126,9 @@ export class CallView {
     if (this.starting === callId) return;
     this.starting = callId;
     try {
-      const call = this.store.call;
-      // The answering operator talks back; a monitoring supervisor only listens.
-      const party = call?.operator?.id === this.store.user?.id;
+      // The answering operator, and a supervisor who joined openly, talk back; a silent
+      // monitor only listens (and the server forwards nothing of theirs anyway).
+      const party = this.store.speaks();
       const mic = party ? await microphone() : { stream: null, problem: null };
       const local = mic.stream;
       this.problem = mic.problem;

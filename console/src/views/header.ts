@@ -22,6 +22,8 @@ export class HeaderView {
   private readonly accounts = h("a", { class: "accounts-link", href: "/app/console/admin.html", hidden: true });
   // Not HTTPS: the browser will give no microphone for talking back; said before a call.
   private readonly insecure = h("span", { class: "insecure", role: "alert", hidden: true });
+  // An operator's own away switch (set_availability).
+  private readonly availability: HTMLButtonElement;
 
   constructor(
     private readonly store: Store,
@@ -38,12 +40,14 @@ export class HeaderView {
       "secondary",
     );
     this.signOut = button("", () => store.hub.signOut(), "secondary");
+    this.availability = button("", () => store.setAway(!store.away), "secondary");
     this.el = h(
       "header",
       { class: "topbar" },
       this.title,
       this.who,
       this.me,
+      this.availability,
       this.connection,
       this.insecure,
       h("span", { class: "tools" }, this.accounts, this.sound, this.lang, this.signOut),
@@ -80,6 +84,9 @@ export class HeaderView {
     this.accounts.textContent = t("admin.open");
     this.insecure.hidden = window.isSecureContext;
     this.insecure.textContent = t("media.insecure");
+    this.availability.hidden = u?.role !== "operator";
+    this.availability.textContent = store.away ? t("avail.back") : t("avail.away");
+    this.availability.setAttribute("aria-pressed", String(store.away));
     const now = Date.now();
     const shown = store.notices.filter((n) => now - n.at < 8000);
     keyed(this.notices, JSON.stringify(shown), () => shown.map((n) => h("li", {}, n.text)));

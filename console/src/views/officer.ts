@@ -30,7 +30,14 @@ export class OfficerCard {
       actions.push(button(t("officer.video"), () => store.callOfficer(entry.officer), "secondary"));
       for (const b of actions) b.disabled = !free;
     } else if (entry.call_id && store.isMonitor() && store.call?.call_id !== entry.call_id) {
-      actions.push(button(t("officer.watch"), () => store.joinCall(entry.call_id ?? ""), "secondary"));
+      // As policy allows (calls.supervisor_join): announced and heard, or unseen and unheard.
+      const policy = store.settings.supervisor_join;
+      if (policy !== "silent") {
+        actions.push(button(t("officer.watch"), () => store.joinCall(entry.call_id ?? ""), "secondary"));
+      }
+      if (policy !== "visible") {
+        actions.push(button(t("officer.watch_silent"), () => store.joinCall(entry.call_id ?? "", true), "secondary"));
+      }
     }
     const shown = store.track?.officerId === entry.officer.id;
     actions.push(
@@ -40,7 +47,8 @@ export class OfficerCard {
     );
     actions.push(button(t("officer.close"), () => store.select(null), "secondary"));
     const id = entry.officer.id;
-    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court, shown]);
+    const policy = store.settings.supervisor_join;
+    const key = JSON.stringify([currentLang(), id, entry.call_id, entry.status, statusKey(entry), free, court, policy, shown]);
     keyed(this.el, key, () => [
       h("h3", { id: "officer-heading" }, entry.officer.name),
       ticking("p", {}, () => {

@@ -6,6 +6,7 @@ import { button, h, keyed, ticking } from "../dom";
 import { currentLang, duration, t } from "../i18n";
 import type { CallInfo } from "../protocol";
 import type { Store } from "../store";
+import { transferOfferItems, transferOffersKey } from "./transfers";
 
 export function waitClass(store: Store, seconds: number): string {
   if (seconds >= store.settings.queue_red_s) return "wait-red";
@@ -36,13 +37,14 @@ export class QueueView {
       store.outgoing?.callId,
       elsewhere.map((e) => [e.officer.id, e.call_id, e.emergency]),
       store.settings.courts.length,
+      transferOffersKey(store),
     ]);
     keyed(this.list, key, () => this.items(ringing));
   }
 
   private items(ringing: CallInfo[]): HTMLElement[] {
     const store = this.store;
-    const items: HTMLElement[] = [];
+    const items: HTMLElement[] = transferOfferItems(store);
     for (const call of ringing) items.push(this.ringingItem(call));
     if (store.outgoing) {
       const out = store.outgoing;

@@ -1,0 +1,126 @@
+"""The console's call flow beyond answering: a transfer offered to another operator, who
+accepts or declines it, and the operators' own availability (free, busy, away), shown to the
+other consoles of their court (docs/protocol.md documents each)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from signalling.protocol.base import (
+    CallId,
+    CourtCode,
+    UserInfo,
+    _ClientMessage,
+    _ServerMessage,
+)
+from signalling.protocol.calls import CallInfo
+
+# What an operator may set: `away` stops new calls ringing at them, `available` undoes it.
+AvailabilityChoice = Literal["away", "available"]
+# How others see an operator: `busy` while in a call, `offline` once signed out.
+OperatorState = Literal["free", "busy", "away", "offline"]
+# How a transfer offer ended without the call changing hands.
+TransferOutcome = Literal["declined", "expired", "cancelled", "ended", "unavailable"]
+
+# --- client to server --------------------------------------------------------------------
+
+
+class AcceptTransfer(_ClientMessage, tag="accept_transfer", frozen=True):
+    """The operator offered a transfer takes the call over."""
+
+    call_id: CallId
+
+
+class DeclineTransfer(_ClientMessage, tag="decline_transfer", frozen=True):
+    call_id: CallId
+
+
+class CancelTransfer(_ClientMessage, tag="cancel_transfer", frozen=True):
+    """The offering operator withdraws the offer; the call stays theirs."""
+
+    call_id: CallId
+
+
+class SetAvailability(_ClientMessage, tag="set_availability", frozen=True):
+    status: AvailabilityChoice
+
+
+class SendBack(_ClientMessage, tag="send_back", frozen=True):
+    """Put an officer's call back in the queue: the answered call you hold, or one ringing
+    at you; it rings at the court's other free operators first."""
+
+    call_id: CallId
+
+
+class GetOperators(_ClientMessage, tag="get_operators", frozen=True):
+    # Absent: the requester's own court.
+    court: CourtCode | None = None
+
+
+# --- shared shapes -----------------------------------------------------------------------
+
+
+class OperatorEntry(msgspec.Struct, frozen=True):
+    user: UserInfo
+    status: OperatorState
+
+
+# --- server to client --------------------------------------------------------------------
+
+
+class TransferOffered(_ServerMessage, tag="transfer_offered", frozen=True):
+    """To the operator a call is offered to: accept or decline within `expires_in_s`."""
+
+    call: CallInfo
+    from_operator: UserInfo
+    expires_in_s: float
+
+
+class TransferEnded(_ServerMessage, tag="transfer_ended", frozen=True):
+    """To both operators: the offer is over and the call did not change hands."""
+
+    call_id: str
+    outcome: TransferOutcome
+    by: str | None = None
+
+
+class CallRequeued(_ServerMessage, tag="call_requeued", frozen=True):
+    """To everyone in the call (and the operator who sent it back): it waits in the queue
+    again; `call_queued` or `call_ringing_center` follow for the officer."""
+
+    call_id: str
+    by: UserInfo
+
+
+class EmergencyAlarm(_ServerMessage, tag="emergency_alarm", frozen=True):
+    """To everyone watching the officer's court (and, once escalated, the consoles of the
+    court above): the officer's emergency is still not taken on; alarm again."""
+
+    officer: UserInfo
+    repeat: int  # 1 for the first repeat
+    waiting_s: float  # since it was raised
+    escalated_to: str | None = None
+
+
+class Operators(_ServerMessage, tag="operators", frozen=True):
+    ref: str
+    court: str
+    operators: list[OperatorEntry]
+
+
+class OperatorStatus(_ServerMessage, tag="operator_status", frozen=True):
+    """To the consoles of the operator's court: their status changed."""
+
+    entry: OperatorEntry
+
+
+CALLFLOW_CLIENT_MESSAGES = (
+    AcceptTransfer,
+    DeclineTransfer,
+    CancelTransfer,
+    SetAvailability,
+    GetOperators,
+    SendBack,
+)
