@@ -144,6 +144,10 @@ class Soak:
         # `unavailable`: the app's user would press the button again.
         self.retriable: dict[str, tuple[Client, Call, dict[str, Any]]] = {}
         self.retries = 0
+        # Replies that came for a call this client had already given up on (a `call_placed`
+        # after a welcome that did not list the call): answered, but worth a look.
+        self.stale_replies = 0
+        self.stale_samples: list[str] = []
         self.unanswered = 0
         self.unanswered_samples: list[str] = []
         self.placing = False
@@ -287,6 +291,23 @@ class Soak:
     def _on_frame(self, client: Client, msg: dict[str, Any], data: str) -> None:
         kind = msg.get("type")
         now = time.perf_counter()
+        ref = msg.get("ref")
+        if (
+            kind == "call_placed"
+            and ref in self.pending
+            and (client.call is None or client.call.ref != ref)
+        ):
+            # Every reply carries its message's id (protocol.md): this one answers `ref` even
+            # though the call it was for is over here.
+            self._answered(ref)
+            self.stale_replies += 1
+            if len(self.stale_samples) < 5:
+                call_id = msg.get("call_id")
+                self.stale_samples.append(
+                    f"{client.user.user} {ref} call_placed {call_id} at {time.time():.1f}"
+                )
+            self._event("stale_reply", str(kind))
+            return
         if kind == "ack":
             if msg.get("ref") in self.pending:
                 self.minute.positions_acked += 1
@@ -556,6 +577,8 @@ class Soak:
             "events": self.events,
             "unanswered": self.unanswered + pending,
             "retries": self.retries,
+            "stale_replies": self.stale_replies,
+            "stale_samples": self.stale_samples,
             "unanswered_samples": self.unanswered_samples,
             "open": sum(1 for c in self.clients if c.ws is not None and not c.ws.closed),
         }

@@ -601,6 +601,10 @@ class Bench:
             "events_lost": events_lost,
             "unanswered": int(final["unanswered"]),
             "unanswered_samples": final["unanswered_samples"],
+            # Replies to a call the client had given up on after a welcome that did not list it:
+            # answered, so not lost, but a welcome and a reply that disagree (docs/cluster.md).
+            "stale_replies": int(final.get("stale_replies", 0)),
+            "stale_samples": final.get("stale_samples", []),
             "calls_missing_from_trace": verdict["calls_missing"],
             "audit_ok": audit["audit_ok"],
             "trace_records": audit["records"],

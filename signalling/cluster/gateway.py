@@ -201,6 +201,17 @@ class Gateway:
             # Too late: the client was told `unavailable` for it already; one reply each.
             log.warning("late reply dropped", user_id=to[0], ref=ref, reply=type(message).__name__)
             return
+        if ref is not None and len(to) == 1 and self.local.connection(to[0]) is None:
+            # A reply for nobody connected here (gone, or still waiting for its welcome): the
+            # client will not have it. Rare; the log says which, to find out why.
+            log.warning(
+                "reply for a user not connected here dropped",
+                node_id=self.node_id,
+                user_id=to[0],
+                ref=ref,
+                reply=type(message).__name__,
+                pending=to[0] in self.pending,
+            )
         welcomed: list[Connection] = []
         if isinstance(message, p.Welcome):
             # Named as the node the client is connected to (for its logs and support), not

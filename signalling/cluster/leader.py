@@ -259,6 +259,16 @@ class Leader:
             case w.ClientMessage(user=user, message=message):
                 if state.admits(envelope):
                     driver.handle(user, message)
+                else:
+                    # From a connection replaced since: not carried out, and not answered
+                    # here; its gateway's reply deadline answers it if it is still open.
+                    log.warning(
+                        "message of a replaced connection dropped",
+                        node_id=self.node_id,
+                        peer=envelope.node,
+                        user_id=user,
+                        ref=message.id,
+                    )
             case w.Closed():
                 driver.run(lambda now: state.closed(envelope, now))
             case w.Report():
