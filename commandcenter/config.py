@@ -38,8 +38,8 @@ from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderC
 from signalling.settings import (
     CallsConfig,
     ConferencesConfig,
-    InstructionsConfig,
     EmergencyConfig,
+    InstructionsConfig,
     LimitsConfig,
     PresenceConfig,
     RedisConfig,
