@@ -20,7 +20,7 @@ from commandcenter.http_edge import (
     internal_error_response,
     serving,
 )
-from commandcenter.keys import CONFIG, COURTS
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE
 from signalling.settings import supervisor_join
 
 PATH: Final = "/api/console/settings"
@@ -50,6 +50,9 @@ async def get_settings(request: web.Request) -> web.Response:
                     "queue_red_s": console.queue_red_s,
                     "wall_max_feeds": console.wall_max_feeds,
                     "wall_rotate_s": console.wall_rotate_s,
+                    # Whether calls here are recorded (the call view says so): media relayed,
+                    # `media.record`, and an evidence store to keep them in.
+                    "recording": _records_calls(request.app),
                     # How a supervisor may join a call here (join_call's `covert`).
                     "supervisor_join": supervisor_join(request.app[CONFIG].calls),
                     "courts": [
@@ -65,6 +68,11 @@ async def get_settings(request: web.Request) -> web.Response:
             )
         except Exception as exc:
             return internal_error_response(request, exc, "console settings failed")
+
+
+def _records_calls(app: web.Application) -> bool:
+    media = app[CONFIG].media
+    return media.enabled and media.record and app.get(EVIDENCE) is not None
 
 
 def _position(at: tuple[float, float] | None) -> dict[str, float] | None:

@@ -116,6 +116,15 @@ async def client_connected(page: Page) -> bool:
         return False
 
 
+async def conference_page_user(page: Page) -> str | None:
+    try:
+        state: dict[str, Any] = await page.evaluate("window.conf ? window.conf.state() : {}")
+    except PlaywrightError:
+        return None
+    user = state.get("user") if state.get("connected") else None
+    return user["id"] if user else None
+
+
 async def console_state(page: Page) -> dict[str, Any]:
     try:
         found: dict[str, Any] = await page.evaluate(
@@ -287,8 +296,21 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["f5_officer_same_call"] = (o1["call"] or {}).get("call_id") == call_id
     await until(lambda: more_frames(page, frames + 20), within=30, what="o-1's video after its F5")
     seen["f5_call_state"] = ((await console_state(page))["call"] or {}).get("state")
+    # The server records the call (an evidence store, media.record): the call view says so.
+    seen["recording_light"] = await page.locator(".call-head .recording").inner_text()
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up")
+
+    # The conferences page, from the top bar, in this tab: signed in by the same cookie (no
+    # token link), resuming the console's session; back, the console resumes it again.
+    session_before = (await console_state(page))["sessionId"]
+    await page.get_by_role("link", name="视频会议").click()
+    await until(lambda: conference_page_user(page), within=15, what="the conferences page")
+    seen["conferences_user"] = await conference_page_user(page)
+    await page.go_back()
+    await until(lambda: connected(page), within=15, what="the console back from conferences")
+    state = await console_state(page)
+    seen["conferences_kept_session"] = state["sessionId"] == session_before and state["resumed"]
 
     # An SOS takes over the screen, with the alarm; the operator answers it, then clears it.
     await officers["o-2"].evaluate("window.cc.emergency('test: exit blocked')")

@@ -141,3 +141,11 @@ def test_f5_on_both_sides_keeps_the_sessions_and_the_call(run: dict[str, Any]) -
     assert seen(run, "f5_console") == {"resumed": True, "same_call": True}
     assert seen(run, "f5_officer_same_call") is True
     assert seen(run, "f5_call_state") == "active"
+
+
+def test_a_recorded_call_says_so_and_the_conferences_page_is_a_click_away(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "recording_light") == "● 录像中"
+    assert seen(run, "conferences_user") == "op-1"
+    assert seen(run, "conferences_kept_session") is True

@@ -47,6 +47,8 @@ async def test_an_operator_gets_the_map_settings_and_the_courts_of_its_scope(
         "wall_max_feeds": 16,
         "wall_rotate_s": 20.0,
         "supervisor_join": "visible",
+        # An in-memory recorder keeps no evidence: no call is recorded.
+        "recording": False,
         "courts": [
             {
                 "code": "P0101",
@@ -113,3 +115,17 @@ def test_a_court_position_that_is_not_a_known_court_at_a_place_is_a_config_error
 ) -> None:
     with pytest.raises(ConfigError, match=r"console\.court_positions"):
         make_config(tmp_path, console={"court_positions": (entry,)})
+
+
+async def test_the_console_is_told_calls_are_recorded_when_they_are(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """With the durable recorder (and so an evidence store) and `media.record`, calls are
+    recorded and the console says so; with `media.record = false` they are not."""
+    for record, expected in ((True, True), (False, False)):
+        config = make_config(tmp_path / str(record), media={"record": record})
+        client = await aiohttp_client(create_app(config))
+        headers = {"Authorization": f"Bearer {token_for(config, 'u-1', 'operator', 'P0101')}"}
+        async with client.get(PATH, headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["recording"] is expected

@@ -443,10 +443,52 @@
   // The token comes in the URL fragment (#token=...): a fragment is never sent to a server,
   // so it stays out of access logs and proxies. It is taken out of the address bar at once.
   const fragment = new URLSearchParams(location.hash.slice(1));
-  const TOKEN = fragment.get("token") || "";
+  // Without one, the sign-in cookie buys it (POST /api/session/token): the console links here,
+  // and a moderator signed in there is signed in here too (a witness keeps their link).
+  let token = fragment.get("token") || "";
+  let fromCookie = false;
   const DEVICE = fragment.get("device") || "";
   const LANG = STRINGS[fragment.get("lang")] ? fragment.get("lang") : "zh-CN";
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+
+  const RESUME_KEY = "cc.console.resume";
+  function storedResume() {
+    try {
+      return sessionStorage.getItem(RESUME_KEY);
+    } catch {
+      return null;
+    }
+  }
+  function storeResume(value) {
+    try {
+      if (value) sessionStorage.setItem(RESUME_KEY, value);
+      else sessionStorage.removeItem(RESUME_KEY);
+    } catch {
+      // Storage refused: the next page signs in again.
+    }
+  }
+
+  // A WebSocket token from the sign-in cookie; false (and off to the sign-in page) without one.
+  async function tokenFromCookie() {
+    fromCookie = true;
+    for (let delay = 1; ; delay = Math.min(delay * 2, 30)) {
+      let resp = null;
+      try {
+        resp = await fetch("/api/session/token", { method: "POST", credentials: "same-origin" });
+      } catch {
+        resp = null;
+      }
+      if (resp && resp.status === 401) {
+        location.replace(`/app/signin.html?next=${encodeURIComponent(location.pathname)}`);
+        return false;
+      }
+      if (resp && resp.ok) {
+        token = (await resp.json()).token;
+        return true;
+      }
+      await new Promise((r) => setTimeout(r, delay * 1000 * (0.5 + Math.random())));
+    }
+  }
 
   function t(key, params = {}) {
     const text = STRINGS[LANG][key] ?? STRINGS["zh-CN"][key] ?? key;
@@ -468,6 +510,9 @@
       this.pending = new Map(); // message id -> {resolve, reject}
       this.connected = false;
       this.closeCode = null;
+      // Signed in by the cookie, this page shares the console's session in this tab (the same
+      // sessionStorage key): going from the console to here and back resumes it rather than
+      // signing in again, which would end the operator's calls (one connection per user).
       this.resumeToken = null;
       this.welcomed = false;
       this.heartbeat = null;
@@ -479,7 +524,8 @@
 
     connect() {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      const query = new URLSearchParams({ token: TOKEN, v: String(PROTOCOL_VERSION), app: APP_VERSION });
+      if (!this.resumeToken && fromCookie) this.resumeToken = storedResume();
+      const query = new URLSearchParams({ token, v: String(PROTOCOL_VERSION), app: APP_VERSION });
       if (DEVICE) query.set("device", DEVICE);
       if (this.resumeToken) query.set("resume", this.resumeToken);
       this.ws = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
@@ -495,7 +541,12 @@
       for (const { reject } of this.pending.values()) reject(offline());
       this.pending.clear();
       this.handlers.onPush({ type: "closed", code, reason });
-      if (!NO_RECONNECT.has(code) && TOKEN) {
+      if (code === 4401 && fromCookie) {
+        // Expired: a new token from the cookie, and the same session resumed with it.
+        void tokenFromCookie().then((ok) => ok && this.connect());
+        return;
+      }
+      if (!NO_RECONNECT.has(code) && token) {
         // Backed off and spread, so that a restarted server is not met by everyone at once.
         setTimeout(() => this.connect(), this.reconnectDelay * 1000 * (0.5 + Math.random()));
         this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_S);
@@ -527,6 +578,7 @@
         this.welcomed = true;
         this.connected = true;
         this.resumeToken = msg.resume_token;
+        if (fromCookie) storeResume(msg.resume_token);
         this.reconnectDelay = 1;
         this.offsetMs = Date.now() - msg.server_time;
         clearInterval(this.heartbeat);
@@ -1630,7 +1682,7 @@
 
   function renderHeader() {
     let status = t("status.connecting");
-    if (!TOKEN) status = t("status.no_token");
+    if (!token) status = fromCookie ? t("status.connecting") : t("status.no_token");
     else if (hub.connected) status = t("status.connected");
     else if (hub.closeCode) status = t("status.disconnected", { code: hub.closeCode });
     setText($("status"), status);
@@ -1732,7 +1784,8 @@
     setInterval(() => {
       if (store.conf) renderConference();
     }, TICK_MS);
-    if (TOKEN) hub.connect();
+    if (token) hub.connect();
+    else void tokenFromCookie().then((ok) => ok && hub.connect());
     render();
   });
 

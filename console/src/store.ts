@@ -36,6 +36,8 @@ export interface ConsoleSettings {
   wall_rotate_s: number;
   /** How supervisors join calls here (calls.supervisor_join). */
   supervisor_join: "visible" | "silent" | "either";
+  /** Whether calls here are recorded (the call view shows 录像中). */
+  recording: boolean;
   courts: CourtPlace[];
 }
 
@@ -47,6 +49,7 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   wall_max_feeds: 16,
   wall_rotate_s: 20,
   supervisor_join: "visible",
+  recording: false,
   courts: [],
 };
 

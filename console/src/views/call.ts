@@ -16,6 +16,9 @@ export class CallView {
   private starting: string | null = null;
   private readonly title = h("h2", { id: "call-heading" });
   private readonly info = h("p", { class: "call-info" });
+  // The server records every call it relays (GET /api/console/settings `recording`): said
+  // in the call, as a body camera's red light says it.
+  private readonly recording = h("span", { class: "recording", role: "status", hidden: true });
   private readonly video = h("video", { class: "call-video", autoplay: true, playsinline: true });
   private readonly audio = h("audio", { autoplay: true });
   private readonly waiting = h("p", { class: "call-waiting" });
@@ -33,7 +36,7 @@ export class CallView {
     this.el = h(
       "section",
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
-      h("div", { class: "call-head" }, this.title, this.info),
+      h("div", { class: "call-head" }, this.title, this.recording, this.info),
       h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
       this.micProblem,
       h("div", { class: "call-bar" }, this.talk, this.shots, this.transfer.el, this.controls),
@@ -64,6 +67,8 @@ export class CallView {
       parts.push(t("call.media", { state: this.media.error ? `${state} (${this.media.error})` : state }));
     }
     this.info.textContent = parts.join(" · ");
+    this.recording.hidden = !store.settings.recording;
+    this.recording.textContent = t("call.recording");
     const officerStream = this.media?.remote.get(call.officer.id) ?? null;
     if (this.video.srcObject !== officerStream) this.video.srcObject = officerStream;
     const heard = this.media ? new MediaStream([...this.media.remote.values()].flatMap((s) => s.getAudioTracks())) : null;

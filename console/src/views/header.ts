@@ -20,6 +20,10 @@ export class HeaderView {
   private readonly signOut: HTMLButtonElement;
   // The accounts admin page (admin.html), for admins only.
   private readonly accounts = h("a", { class: "accounts-link", href: "/app/console/admin.html", hidden: true });
+  // The conferences page (conference.html: host, moderate, join), signed in by the same cookie.
+  // In this tab: the page shares this session (the resume token in sessionStorage), so going
+  // there and back keeps the operator's calls; a second tab would sign the console out.
+  private readonly conferences = h("a", { class: "conferences-link", href: "/app/conference.html" });
   // Not HTTPS: the browser will give no microphone for talking back; said before a call.
   private readonly insecure = h("span", { class: "insecure", role: "alert", hidden: true });
   // An operator's own away switch (set_availability).
@@ -50,7 +54,7 @@ export class HeaderView {
       this.availability,
       this.connection,
       this.insecure,
-      h("span", { class: "tools" }, this.accounts, this.sound, this.lang, this.signOut),
+      h("span", { class: "tools" }, this.conferences, this.accounts, this.sound, this.lang, this.signOut),
     );
   }
 
@@ -81,6 +85,7 @@ export class HeaderView {
     this.lang.textContent = t("lang.other");
     this.signOut.textContent = t("signout");
     this.accounts.hidden = u?.role !== "admin";
+    this.conferences.textContent = t("header.conferences");
     this.accounts.textContent = t("admin.open");
     this.insecure.hidden = window.isSecureContext;
     this.insecure.textContent = t("media.insecure");
