@@ -120,8 +120,9 @@ async def run(workdir: Path) -> dict[str, Any]:
 
 async def case_items(base: str) -> dict[str, dict[str, Any]] | None:
     """The case's items as the evidence API keeps them, by kind, once the snapshot and the
-    call's recordings (filed when the call ends: the officer's video, the officer's and the
-    operator's audio) are all there; asked for by an auditor."""
+    call's recordings (filed when the call ends: the officer's video, the officer's, the
+    operator's and the supervisor's audio: a supervisor who joins openly, the default
+    `calls.supervisor_join`, talks and is recorded) are all there; asked for by an auditor."""
     auditor = token("au-1", Role.AUDITOR, "P", "审计员")
     async with aiohttp.ClientSession() as http, http.get(
         f"{base}/api/evidence", params={"case": CASE},
@@ -129,7 +130,7 @@ async def case_items(base: str) -> dict[str, dict[str, Any]] | None:
     ) as resp:  # fmt: skip
         body = await resp.json()
     kinds = sorted(item["kind"] for item in body["items"])
-    if kinds != ["audio", "audio", "photo", "video"]:
+    if kinds != ["audio", "audio", "audio", "photo", "video"]:
         return None
     return {item["kind"]: item for item in body["items"]}
 
@@ -190,7 +191,7 @@ async def records_steps(
     browser_view = page.get_by_role("region", name="证据浏览")
     await browser_view.get_by_label("案号").fill(CASE)
     await browser_view.get_by_role("button", name="查询").click()
-    await browser_view.get_by_role("status").filter(has_text="共 4 条").wait_for(timeout=10_000)
+    await browser_view.get_by_role("status").filter(has_text="共 5 条").wait_for(timeout=10_000)
     seen["search_status"] = await browser_view.get_by_role("status").first.inner_text()
     rows = browser_view.locator("table.rec-table tbody tr")
     seen["search_rows"] = await rows.count()

@@ -70,7 +70,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
-async def admin(aiohttp_client: AiohttpClient, tmp_path: Path, backend: Backend) -> Admin:
+async def admin(backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path) -> Admin:
+    # The backend first, so that it is dropped after the app has stopped writing to it.
     config = backend.configure(make_config(tmp_path / "var"))
     app = create_app(config)
     return Admin(await aiohttp_client(app), app, config)

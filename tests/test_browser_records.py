@@ -32,9 +32,9 @@ def test_the_evidence_browser_finds_the_calls_snapshot_by_its_case_number(
 ) -> None:
     # The snapshot and the call's recordings, all evidence of the case.
     assert seen(run, "case_items") == ["audio", "photo", "video"]
-    assert seen(run, "search_rows") == 4
-    assert "共 4 条" in seen(run, "search_status")
-    assert seen(run, "search_row_kinds") == ["录音", "录音", "照片", "视频"]
+    assert seen(run, "search_rows") == 5
+    assert "共 5 条" in seen(run, "search_status")
+    assert seen(run, "search_row_kinds") == ["录音", "录音", "录音", "照片", "视频"]
     assert CASE in seen(run, "search_row_text")
     assert seen(run, "shown_case") == CASE
 
@@ -87,7 +87,7 @@ def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[s
 def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str, Any]) -> None:
     dashboard = seen(run, "dashboard")
     assert dashboard == seen(run, "cli")
-    assert dashboard["evidence_items"] == "4"  # the snapshot and three recordings
+    assert dashboard["evidence_items"] == "5"  # the snapshot and four recordings
     assert dashboard["officer_calls"] == "1"
     assert "evidence_stored" in seen(run, "dashboard_how_evidence")
     assert seen(run, "charts") == 2

@@ -59,11 +59,13 @@ def test_the_table_holds_only_state_changes() -> None:
 
 
 def test_each_timer_is_started_only_where_its_state_begins_and_stopped_where_it_ends() -> None:
-    """The ring timer runs exactly while RINGING, the queue timer while QUEUED."""
+    """The ring timer runs exactly while RINGING, the queue timer while QUEUED (from the
+    call's creation, or afresh for an answered call sent back)."""
+    queue_starts = {Effect.START_QUEUE_TIMER, Effect.START_REQUEUE_TIMER}
     for (src, _), (dst, effects) in TRANSITIONS.items():
         assert (Effect.START_RING_TIMER in effects) == (dst is CallState.RINGING)
         assert (Effect.STOP_RING_TIMER in effects) == (src is CallState.RINGING)
-        assert (Effect.START_QUEUE_TIMER in effects) == (dst is CallState.QUEUED)
+        assert bool(queue_starts & set(effects)) == (dst is CallState.QUEUED)
         assert (Effect.STOP_QUEUE_TIMER in effects) == (src is CallState.QUEUED)
 
 
@@ -107,11 +109,15 @@ def test_every_live_state_can_end_and_every_state_is_reachable_from_queued() -> 
 
 
 def test_only_accept_reaches_active_and_only_requeue_goes_back_to_queued() -> None:
-    """A call becomes ACTIVE only by ACCEPT from RINGING; it returns to QUEUED only by REQUEUE."""
+    """A call becomes ACTIVE only by ACCEPT from RINGING; it returns to QUEUED only by REQUEUE
+    (nobody took it, or its operator sent it back)."""
     into_active = {k for k, (v, _) in TRANSITIONS.items() if v is CallState.ACTIVE}
     into_queued = {k for k, (v, _) in TRANSITIONS.items() if v is CallState.QUEUED}
     assert into_active == {(CallState.RINGING, CallEvent.ACCEPT)}
-    assert into_queued == {(CallState.RINGING, CallEvent.REQUEUE)}
+    assert into_queued == {
+        (CallState.RINGING, CallEvent.REQUEUE),
+        (CallState.ACTIVE, CallEvent.REQUEUE),
+    }
 
 
 def test_parties_and_members_follow_operator_and_supervisors() -> None:

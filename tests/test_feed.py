@@ -231,7 +231,8 @@ async def start_feed(
 
 
 @pytest.fixture
-async def api(aiohttp_client: AiohttpClient, tmp_path: Path, backend: Backend) -> Feed:
+async def api(backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path) -> Feed:
+    # The backend first, so that it is dropped after the app has stopped writing to it.
     return await start_feed(aiohttp_client, tmp_path, backend)
 
 

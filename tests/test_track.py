@@ -127,7 +127,8 @@ class Api:
 
 
 @pytest.fixture
-async def api(aiohttp_client: AiohttpClient, tmp_path: Path, backend: Backend) -> Api:
+async def api(backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path) -> Api:
+    # The backend first, so that it is dropped after the app has stopped writing to it.
     config = backend.configure(make_config(tmp_path / "var"))
     return Api(await aiohttp_client(create_app(config)), config)
 
