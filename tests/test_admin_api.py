@@ -6,7 +6,6 @@ bodies and bad CSV files refused whole, and a 3,000-officer import with its prog
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,11 @@ from identity.accounts import Account
 from identity.people import Role
 from tests.conftest import make_config
 from tests.test_openapi import Conformance
-from tests.tracehelpers import Backend, make_backend
+from tests.tracehelpers import Backend, backend
 from tests.wsclient import token_for
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 PASSWORD = "correct horse battery"
 _HASHER = Passwords()
@@ -58,15 +60,6 @@ class Admin:
     async def import_csv(self, text: str, **auth: str) -> ClientResponse:
         headers = {**self.auth(**auth), "Content-Type": "text/csv"}
         return await self.http.post("/api/accounts/import", data=text.encode(), headers=headers)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 @pytest.fixture

@@ -10,26 +10,19 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from commandcenter.cli import main
 from sessions.recorder import TraceEvent
-from tests.tracehelpers import TAMPERING, Backend, PostgresBackend, make_backend
+from tests.tracehelpers import TAMPERING, Backend, PostgresBackend, backend, make_backend
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_773_532_800.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 @pytest.fixture

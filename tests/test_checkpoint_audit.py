@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,12 @@ from commandcenter.config import audit_key_path, load_config
 from sessions.checkpoint import Reason, sign
 from sessions.recorder import TraceEvent
 from sessions.trace import Head
-from tests.tracehelpers import Backend, make_backend
+from tests.tracehelpers import Backend, backend, make_backend
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 T0 = 1_773_532_800.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,11 @@ from sessions.recorder import MemoryRecorder, TraceEvent
 from sessions.trace import GENESIS_HASH, Link
 from tests.conftest import make_config
 from tests.test_serve import SCRIPT, cli_token, free_port, wait_exit, wait_healthy
-from tests.tracehelpers import Backend, make_backend
+from tests.tracehelpers import Backend, backend, make_backend
 from tests.wsclient import token_for
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 T0 = 1_780_000_000.0
 # How long a test waits for a line it expects.
@@ -210,15 +213,6 @@ def facts(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def has_seq(seq: int) -> Callable[[list[dict[str, Any]]], bool]:
     """Read until a line (a fact or heartbeat) has reached `seq`."""
     return lambda lines: any(line.get("seq", line.get("heartbeat", -1)) >= seq for line in lines)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 async def start_feed(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,11 @@ from sessions.store import StoredRecord
 from tests.conftest import make_config
 from tests.evidencehelpers import CASE, Api, correct, uploaded
 from tests.polling import wait_until
-from tests.tracehelpers import Backend, make_backend
+from tests.tracehelpers import Backend, backend
 from tests.wsclient import Server
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 # P0102's and P0201's cases (config.toml's case codes).
 CASE_0102 = "(2025)粤0102执7号"
@@ -38,15 +40,6 @@ TO = (TODAY + dt.timedelta(days=1)).isoformat()
 
 def photo() -> bytes:
     return b"\xff\xd8\xff\xe0" + os.urandom(2000)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 @pytest.fixture

@@ -28,20 +28,14 @@ from tests.tracehelpers import (
     Backend,
     PostgresBackend,
     append_all,
-    make_backend,
+    backend,
     workload,
 )
 
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
+
 T0 = 1_773_532_800.0  # 2026-03-15T00:00:00Z
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import datetime as dt
 import math
 import time
 import zoneinfo
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,11 @@ from commandcenter.track_api import MAX_POINTS, start_of_day_ms, thin
 from sessions.facets import NO_FACETS, POSITION, Facets, facets_of
 from sessions.trace import Link, facets_mismatch
 from tests.conftest import make_config
-from tests.tracehelpers import Backend, make_backend
+from tests.tracehelpers import Backend, backend
 from tests.wsclient import token_for
+
+# A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
+__all__ = ["backend"]
 
 PATH = "/api/officers/{}/track"
 
@@ -72,15 +74,6 @@ def test_a_long_track_is_thinned_evenly_keeping_its_ends() -> None:
 
 
 # --- the real server -----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    b = make_backend(request.param, tmp_path)
-    try:
-        yield b
-    finally:
-        await b.drop()
 
 
 class Api:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import pytest
 
 from commandcenter.config import Config, replace_section
 from sessions.postgres_store import PostgresTraceStore
@@ -265,3 +266,15 @@ def workload(seed: int, n_calls: int = 60, start: float = 1_773_532_800.0) -> li
 async def append_all(store: TraceStore, events: Sequence[TraceEvent], batch: int = 50) -> None:
     for i in range(0, len(events), batch):
         await store.append(events[i : i + batch])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each test on SQLite and on PostgreSQL (a schema of its own, dropped afterwards). Ask
+    for it before `aiohttp_client` in a fixture that starts an app on it, so that the schema is
+    dropped after the app has stopped writing to it."""
+    b = make_backend(request.param, tmp_path)
+    try:
+        yield b
+    finally:
+        await b.drop()
