@@ -113,8 +113,10 @@ class Api:
                 )
                 while (await ws.receive_json(timeout=5)).get("ref") != f"p{n}":
                     pass
-                # Past presence.position_interval_s (0.2 s in tests): each fix is recorded.
-                await asyncio.sleep(0.25)
+                # The hub records at most one fix per presence.position_interval_s and holds
+                # a later one until then: wait for this one before sending the next, so that
+                # each is recorded rather than replaced.
+                await _recorded(self, officer, n + 1)
         finally:
             await ws.close()
 
