@@ -30,7 +30,7 @@ from aiohttp import hdrs, web
 from commandcenter import account_changes, http_edge
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.auth import AuthError, Identity, Role
-from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER
+from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
 from identity.accounts import (
     Account,
     AccountError,
@@ -205,6 +205,13 @@ class AdminApi:
             now=_now(request),
         )
         log.info("account changed", user_id=account.user_id, disabled=disabled, by=who.user_id)
+        revocations = request.app.get(REVOCATIONS)
+        if revocations is not None:
+            # This node at once; the others within accounts.revocation_poll_s.
+            if disabled:
+                revocations.disabled_now(account.user_id)
+            else:
+                revocations.enabled_now(account.user_id)
         return web.json_response(
             {"account": account_changes.summary_of(changed), "sessions_ended": ended}
         )

@@ -39,8 +39,18 @@ from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config, tile_origin
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
-from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE
+from commandcenter.keys import (
+    CONFIG,
+    COURTS,
+    HUB,
+    IN_FLIGHT,
+    MEDIA,
+    RECORDER,
+    REVOCATIONS,
+    TRACE,
+)
 from commandcenter.origins import allowed_origins
+from commandcenter.revocations import RefusingDisabled, Revocations
 from media.evidence_sink import StoreEvidenceSink
 from media.service import MediaService
 from sessions import restart
@@ -128,9 +138,11 @@ def create_app(
         else None
     )
     link = _core_link(config, node_id, new_switchboard, recorder, media, clock)
+    # With accounts, a disabled one's tokens are refused (revocations.py).
+    authenticator = RefusingDisabled(build_verifier(config))
     hub = Hub(
         link=link,
-        authenticator=build_verifier(config),
+        authenticator=authenticator,
         limits=config.limits,
         heartbeat_interval_s=config.presence.heartbeat_interval_s,
         token_leeway_s=config.auth.leeway_s,
@@ -163,7 +175,11 @@ def create_app(
         # Evidence exists only as trace records, so it is served only with a trace.
         evidence_api.install(app, evidence_store)
     accounts = _account_api(config)
+    revocations: Revocations | None = None
     if accounts is not None:
+        revocations = Revocations(hub=hub, poll_s=config.accounts.revocation_poll_s)
+        authenticator.revocations = revocations
+        app[REVOCATIONS] = revocations
         account_api.install(app, accounts)
         # The accounts admin page's API, over the same store (admin_api.py).
         admin_api.install(app)
@@ -191,10 +207,17 @@ def create_app(
         if accounts is not None:
             # A store that cannot be opened stops the server here, like the trace.
             await accounts.open(await stores.open_accounts(config))
+            if revocations is not None:
+                # Read before the first connection: a token of an account disabled while
+                # this node was down is refused from the start.
+                await revocations.refresh(accounts.store)
+                revocations.start(accounts.store)
         await hub.start()
         log.info("started", node_id=node_id)
 
     async def on_shutdown(app: web.Application) -> None:
+        if revocations is not None:
+            await revocations.stop()
         await hub.stop()
 
     async def on_cleanup(app: web.Application) -> None:

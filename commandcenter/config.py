@@ -128,6 +128,10 @@ class AccountsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     token_ttl_s: float = 3600.0
     # The name an authenticator app shows next to the code.
     totp_issuer: str = "commandcenter"
+    # How often each node reads which accounts are disabled: their tokens are refused and
+    # their open WebSockets closed within this time on every node (at once on the node
+    # where the admin disabled them).
+    revocation_poll_s: float = 5.0
 
 
 class OidcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -304,6 +308,7 @@ def _validate(cfg: Config) -> None:
         "accounts.attempts_per_minute": cfg.accounts.attempts_per_minute,
         "accounts.session_ttl_s": cfg.accounts.session_ttl_s,
         "accounts.token_ttl_s": cfg.accounts.token_ttl_s,
+        "accounts.revocation_poll_s": cfg.accounts.revocation_poll_s,
     }
     positive.update(
         {
@@ -331,6 +336,8 @@ def _validate(cfg: Config) -> None:
     if cfg.evidence.upload_grace_s < 0:
         raise ConfigError("evidence.upload_grace_s: must not be negative")
     _validate_oidc(cfg.oidc)
+    if not 0 < cfg.accounts.revocation_poll_s <= 3600:
+        raise ConfigError("accounts.revocation_poll_s: must be above 0 and at most 3600")
     if cfg.accounts.token_ttl_s > cfg.auth.max_ttl_s:
         raise ConfigError("accounts.token_ttl_s: must not exceed auth.max_ttl_s")
     if not 1 <= len(cfg.accounts.totp_issuer) <= 64 or ":" in cfg.accounts.totp_issuer:

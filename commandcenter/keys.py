@@ -6,6 +6,7 @@ from aiohttp import web
 
 from commandcenter.config import Config
 from commandcenter.in_flight import InFlight
+from commandcenter.revocations import Revocations
 from identity import Courts
 from media.service import MediaService
 from sessions.evidence_store import EvidenceStore
@@ -24,3 +25,5 @@ COURTS = web.AppKey("courts", Courts)
 MEDIA = web.AppKey("media", MediaService)
 # Evidence requests in progress, which a drain lets finish before it stops (serving.py).
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+# Disabled accounts as this node sees them; absent without accounts (revocations.py).
+REVOCATIONS = web.AppKey("revocations", Revocations)

@@ -41,6 +41,7 @@ AuthReason = Literal[
     "invalid claim",
     "unknown role",
     "unknown court",
+    "account disabled",
 ]
 
 

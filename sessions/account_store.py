@@ -78,6 +78,11 @@ class AccountStore(Protocol):
 
     async def all(self, *, limit: int = 10_000) -> list[Account]: ...
 
+    async def disabled_ids(self) -> frozenset[str]:
+        """The ids of every disabled account (what the nodes refuse and close, see
+        commandcenter/revocations.py): a few, so read whole."""
+        ...
+
     async def open_session(self, session: WebSession) -> None: ...
 
     async def session(self, digest: str) -> WebSession | None: ...
@@ -140,6 +145,9 @@ class MemoryAccountStore:
 
     async def all(self, *, limit: int = 10_000) -> list[Account]:
         return [self._accounts[k] for k in sorted(self._accounts)[:limit]]
+
+    async def disabled_ids(self) -> frozenset[str]:
+        return frozenset(k for k, a in self._accounts.items() if a.disabled)
 
     async def open_session(self, session: WebSession) -> None:
         self._sessions[session.digest] = session
@@ -234,6 +242,11 @@ class SqliteAccountStore:
             sql = f"SELECT {', '.join(_FIELDS)} FROM accounts ORDER BY user_id LIMIT ?"
             async with self._db.execute(sql, (limit,)) as cur:
                 return [_account(row) for row in await cur.fetchall()]
+
+    async def disabled_ids(self) -> frozenset[str]:
+        with _unavailable_on(_SQLITE_ERRORS, "accounts"):
+            async with self._db.execute("SELECT user_id FROM accounts WHERE disabled") as cur:
+                return frozenset(row[0] for row in await cur.fetchall())
 
     async def open_session(self, session: WebSession) -> None:
         with _unavailable_on(_SQLITE_ERRORS, "accounts"):
@@ -351,6 +364,11 @@ class PostgresAccountStore:
                 limit,
             )
             return [_account(tuple(r)) for r in rows]
+
+    async def disabled_ids(self) -> frozenset[str]:
+        with _unavailable_on(_DB_ERRORS, "accounts"):
+            rows = await self._pool.fetch(f"SELECT user_id FROM {self._s}.accounts WHERE disabled")
+            return frozenset(r[0] for r in rows)
 
     async def open_session(self, session: WebSession) -> None:
         with _unavailable_on(_DB_ERRORS, "accounts"):

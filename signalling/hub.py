@@ -27,6 +27,7 @@ from signalling.connection import CLOSE_WAIT_S, Connection
 from signalling.core.presence import SessionKeys
 from signalling.errors import (
     CLOSE_BAD_INPUT,
+    CLOSE_FORBIDDEN,
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_RATE_LIMITED,
@@ -135,6 +136,20 @@ class Hub:
     def is_live(self, user: str) -> bool:
         """Whether `user` has a connection to this node now."""
         return user in self._live
+
+    def revoke(self, user: str, reason: str) -> bool:
+        """`user` may no longer be signed in (`reason`, e.g. `account_disabled`): if they
+        are connected here, their session signs out and the connection closes 4403 (a
+        client does not reconnect on it). Whether they were connected here."""
+        conn = self._live.get(user)
+        if conn is None or conn.closing:
+            return False
+        log.info("connection revoked", user_id=user, reason=reason, node_id=self.node_id)
+        self.link.revoked(conn, reason)
+        # Closed here too, after the sign-out is carried out: with no authority to hear it
+        # (a cluster between authorities) the connection must not stay open meanwhile.
+        self.outbox.close(conn, CLOSE_FORBIDDEN, reason)
+        return True
 
     # ---- the WebSocket edge -------------------------------------------------------------
 

@@ -60,6 +60,10 @@ class CoreLink(Protocol):
     def closed(self, conn: Connection) -> None:
         """`conn` closed (for whatever reason, replaced connections included)."""
 
+    def revoked(self, conn: Connection, reason: str) -> None:
+        """`conn`'s user may no longer be signed in (`reason`: their account was disabled):
+        their session signs out now and the connection is closed 4403."""
+
     def shutdown(self) -> None:
         """The node is stopping: the calls and sessions of this node's users end now, so
         the trace holds no sign-in without its sign-out and no call without its end."""
@@ -124,6 +128,9 @@ class LocalCoreLink:
         # A replaced connection's close is reported too: the core knows it replaced it (it
         # asked for the Disconnect) and does not send the session away for it.
         self.driver.run(lambda now: self.core.disconnect(conn.user, conn.session_id, now))
+
+    def revoked(self, conn: Connection, reason: str) -> None:
+        self.driver.run(lambda now: self.core.revoke(conn.user, conn.session_id, reason, now))
 
     def shutdown(self) -> None:
         self.driver.run(self.core.shutdown)

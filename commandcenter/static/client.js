@@ -18,8 +18,9 @@
   // Kept short: the log is for a person glancing at the page and for tests asserting pushes.
   const MAX_EVENTS = 200;
   // WebSocket close codes after which reconnecting would only make things worse: a bad or
-  // expired token (4401) or a session taken over by another device (4409, see protocol.md).
-  const NO_RECONNECT = new Set([4400, 4401, 4409]);
+  // expired token (4401), a disabled account (4403) or a session taken over by another
+  // device (4409, see protocol.md).
+  const NO_RECONNECT = new Set([4400, 4401, 4403, 4409]);
   const RECONNECT_MAX_S = 15;
   // Roles that may monitor calls they are not a party to (see callChanged, localMedia).
   const MONITORS = new Set(["supervisor", "admin"]);

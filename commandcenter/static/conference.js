@@ -37,7 +37,7 @@
   const PROTOCOL_VERSION = 1;
   const APP_VERSION = "web-conference-0.1.0";
   // Close codes after which reconnecting would only make things worse (see protocol.md).
-  const NO_RECONNECT = new Set([4400, 4401, 4409]);
+  const NO_RECONNECT = new Set([4400, 4401, 4403, 4409]);
   const RECONNECT_MAX_S = 15;
   const MAX_EVENTS = 200;
   // Who may host a conference (create_conference).

@@ -296,7 +296,8 @@ export class Hub {
       this.events.connection("replaced", code);
       return;
     }
-    if (code === 4400) {
+    if (code === 4400 || code === 4403) {
+      // Bad client, or the account was disabled: coming back would be refused.
       this.events.connection("refused", code);
       return;
     }

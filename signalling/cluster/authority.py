@@ -168,6 +168,12 @@ class AuthorityState:
                 del self.where[user]
         return self.core.disconnect(user, session_id, now)
 
+    def revoked(self, envelope: w.Revoked, now: float) -> list[Action]:
+        """A gateway found a connection whose user may no longer be signed in."""
+        user = envelope.user
+        session_id = self.aliases.get((user, envelope.session_id), envelope.session_id)
+        return self.core.revoke(user, session_id, envelope.reason, now)
+
     def reconcile(self, report: w.Report, now: float) -> Reconciled:
         """A gateway's every connection (a resync): sessions the core knows are welcomed
         again, unknown ones adopted, stale ones closed, and those the gateway no longer

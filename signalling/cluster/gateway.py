@@ -177,6 +177,18 @@ class Gateway:
         # Unheard, it is reconciled at the next resync.
         self._to_authority(envelope, None)
 
+    def revoked(self, conn: Connection, reason: str) -> None:
+        envelope = w.Revoked(
+            node=self.node_id,
+            run=self.run,
+            user=conn.user,
+            session_id=conn.session_id,
+            reason=reason,
+        )
+        # Unheard (no authority now), the hub's close of the connection still ends the
+        # session, after its grace, and the account's tokens are refused meanwhile.
+        self._to_authority(envelope, None)
+
     def report(self) -> w.Report:
         """Every connection this node serves, for a resync."""
         conns = []

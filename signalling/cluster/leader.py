@@ -271,6 +271,8 @@ class Leader:
                     )
             case w.Closed():
                 driver.run(lambda now: state.closed(envelope, now))
+            case w.Revoked():
+                driver.run(lambda now: state.revoked(envelope, now))
             case w.Report():
                 self._reconcile(state, driver, envelope)
         return True

@@ -261,6 +261,9 @@ class RedisCoreLink:
     def closed(self, conn: Connection) -> None:
         self.gateway.closed(conn)
 
+    def revoked(self, conn: Connection, reason: str) -> None:
+        self.gateway.revoked(conn, reason)
+
     def session(self, user: str) -> Session | None:
         driver = self.leader.driver
         return driver.core.session(user) if driver is not None else None

@@ -74,13 +74,23 @@ class Closed(_Envelope, tag="closed", frozen=True, kw_only=True):
     session_id: str
 
 
+class Revoked(_Envelope, tag="revoked", frozen=True, kw_only=True):
+    """`user` (a connection of `session_id`, as in `Closed`) may no longer be signed in:
+    their account was disabled (`reason`). The gateway found it; the authority signs the
+    session out and has the connection closed."""
+
+    user: str
+    session_id: str
+    reason: str
+
+
 class Report(_Envelope, tag="report", frozen=True, kw_only=True):
     """Every connection the gateway serves now, each under its session's id (a resync)."""
 
     conns: list[ConnectionInfo]
 
 
-InboxMessage = Connect | ClientMessage | Closed | Report
+InboxMessage = Connect | ClientMessage | Closed | Revoked | Report
 
 
 # ---- anyone -> a node ---------------------------------------------------------------------

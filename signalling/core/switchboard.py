@@ -58,7 +58,7 @@ from signalling.core.stage import Stages
 from signalling.core.transfers import TransferExpiry, Transfers
 from signalling.core.views import PositionDue, Views
 from signalling.core.watches import Watches, WatchFacts, WatchLimits
-from signalling.errors import CLOSE_REPLACED, Forbidden, InvalidState
+from signalling.errors import CLOSE_FORBIDDEN, CLOSE_REPLACED, Forbidden, InvalidState
 from signalling.protocol import EndReason
 from signalling.settings import (
     CallsConfig,
@@ -482,6 +482,22 @@ class Switchboard:
         if call is not None:
             self.calls.end(call, EndReason.NODE_LOST, user, now, out)
         self.presence.sign_out(session, "node_lost", now, out)
+        self.dispatch.run(now, out)
+        self.stages.sync(out)
+        self.availability.sync(out)
+        return out
+
+    def revoke(self, user: str, session_id: str, reason: str, now: float) -> list[Action]:
+        """`user` may no longer be signed in (their account was disabled): their session
+        signs out at once with `reason` (their calls end as for any sign-out) and their
+        connection is closed `4403`, where it may not come back. Nothing for a session
+        since replaced or gone."""
+        out: list[Action] = []
+        session = self.presence.session(user)
+        if session is None or session.session_id != session_id:
+            return out
+        self.presence.sign_out(session, reason, now, out)
+        out.append(Disconnect(user, session_id, CLOSE_FORBIDDEN, reason))
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
