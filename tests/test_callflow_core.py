@@ -346,6 +346,27 @@ def test_an_unacknowledged_emergency_repeats_then_reaches_the_court_above() -> N
     assert cleared.entry.emergency is False
 
 
+def test_a_console_of_the_court_above_that_opens_later_lists_the_escalated_officer() -> None:
+    b = alarm_board()
+    b.emergency("o1")
+
+    def listed(user: str) -> list[tuple[str, bool]]:
+        (roster,) = messages(b.send(user, p.GetRoster(id="r")), p.Roster, to=user)
+        return [(e.officer.id, e.emergency) for e in roster.officers]
+
+    assert listed("opP01") == []
+    b.advance(60.0)
+    # Escalated: P01's console, reconnecting now and asking for its roster, sees the officer
+    # it was told of by push; a sibling court's console does not.
+    assert listed("opP01") == [("o1", True)]
+    assert listed("op3") == []
+    assert listed("sup1") == [("o1", True)]
+    b.send("opP01", p.AcknowledgeEmergency(id="a1", officer="o1"))
+    assert listed("opP01") == [("o1", True)]
+    b.clear_emergency("op1", "o1")
+    assert listed("opP01") == []
+
+
 def test_acknowledging_or_answering_stops_the_repeats() -> None:
     b = alarm_board()
     call_id = placed(b.emergency("o1"))

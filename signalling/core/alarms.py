@@ -18,6 +18,7 @@ this module owns them and what it has escalated, and never reads the clock.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,11 @@ class Alarms:
         """The consoles of the court `officer`'s emergency was escalated to (none if not)."""
         court = self.escalated_to(officer)
         return () if court is None else tuple(self._board.presence.consoles(court))
+
+    def escalated_into(self, courts: Collection[str]) -> list[str]:
+        """Officers (of other courts) whose emergency was escalated to one of `courts`, and
+        not yet cleared: those courts' consoles list them as their own."""
+        return sorted(o for o, alarm in self._alarms.items() if alarm.escalated_to in courts)
 
     def pending(self) -> list[str]:
         """Officers whose alarm still repeats."""

@@ -113,11 +113,17 @@ class Views:
         else:
             courts = scope
         presence = self._board.presence
+        courts = sorted(courts)
         entries = [
-            self.entry(presence.sessions[u])
-            for court in sorted(courts)
-            for u in presence.officers(court)
+            self.entry(presence.sessions[u]) for court in courts for u in presence.officers(court)
         ]
+        # An emergency escalated to one of these courts: its consoles were told of the
+        # officer by push, and a console that opens (or reconnects) later must see it too.
+        listed = {e.officer.id for e in entries}
+        for officer in self._board.alarms.escalated_into(courts):
+            escalated = presence.sessions.get(officer)
+            if officer not in listed and escalated is not None:
+                entries.append(self.entry(escalated))
         return p.Roster(ref=msg.id, officers=entries)
 
     # ---- positions ----------------------------------------------------------------------
