@@ -421,3 +421,78 @@ def test_with_either_policy_the_supervisor_chooses() -> None:
     call_id = active_call(b)
     assert recipients(b.join("sup1", call_id, covert=True), p.ParticipantJoined) == {"sup1"}
     assert "o1" in recipients(b.join("sup2", call_id), p.ParticipantJoined)
+
+
+# ---- the queue the consoles see ------------------------------------------------------------
+
+
+def queue_of(b: Board, user: str, court: str | None = None) -> list[tuple[str, str, Any, int]]:
+    (reply,) = messages(b.send(user, p.GetQueue(id=b.msg_id(), court=court)), p.Queue, to=user)
+    return [(e.call.call_id, e.call.state, e.position, e.ringing) for e in reply.calls]
+
+
+def last_update(actions: list[Any], to: str) -> list[tuple[str, str, Any, int]]:
+    *_, update = messages(actions, p.QueueUpdate, to=to)
+    return [(e.call.call_id, e.call.state, e.position, e.ringing) for e in update.calls]
+
+
+def test_the_consoles_see_every_waiting_call_ringing_or_queued_in_answer_order() -> None:
+    b = board()
+    b.sign_in(officer("o3"))
+    first = placed(b.call_center("o1"))
+    # Ringing at both operators: every console of the court and the supervisor see it.
+    actions = b.accept("op1", first)
+    assert last_update(actions, "op2") == []
+    second = placed(actions := b.call_center("o2"))
+    assert recipients(actions, p.QueueUpdate) == {"op1", "op2", "sup1"}
+    assert last_update(actions, "op1") == [(second, "ringing", None, 1)]
+    b.accept("op2", second)
+    # Nobody free: queued, with the place told to its officer.
+    third = placed(actions := b.call_center("o3"))
+    assert last_update(actions, "sup1") == [(third, "queued", 1, 0)]
+    assert queue_of(b, "op1") == [(third, "queued", 1, 0)]
+    assert queue_of(b, "sup1", "P0101") == [(third, "queued", 1, 0)]
+    # An operator of another court sees none of it, and may not ask for it.
+    assert "op3" not in recipients(actions, p.QueueUpdate)
+    with pytest.raises(NotFound):
+        b.send("op3", p.GetQueue(id=b.msg_id(), court="P0101"))
+    with pytest.raises(Forbidden):
+        b.send("o1", p.GetQueue(id=b.msg_id()))
+    # op1 hangs up: the queued call rings at them and leaves the queue as it is answered.
+    actions = b.hangup("op1", first)
+    assert last_update(actions, "op2") == [(third, "ringing", None, 1)]
+    actions = b.accept("op1", third)
+    assert last_update(actions, "op2") == []
+    assert queue_of(b, "op2") == []
+
+
+def test_an_emergency_goes_ahead_of_the_queue_and_a_sent_back_call_keeps_its_age() -> None:
+    b = board()
+    b.sign_in(officer("o3"), officer("o4"))
+    active_call(b, "o1", "op1")
+    b.accept("op2", placed(b.call_center("o2")))
+    b.advance(5.0)
+    waiting = placed(b.call_center("o3"))
+    b.advance(5.0)
+    sos = placed(actions := b.emergency("o4"))
+    # Every operator is in a call: the emergency rings the supervisor, ahead of the queue.
+    assert last_update(actions, "op1") == [(sos, "ringing", None, 1), (waiting, "queued", 1, 0)]
+    (update,) = messages(actions, p.QueueUpdate, to="op1")
+    created = {e.call.call_id: e.call.created_at for e in update.calls}
+    assert created[waiting] < created[sos]
+    assert update.calls[0].call.emergency is True
+    # Sent back by the supervisor, it waits again in first place, its age unchanged.
+    actions = b.send_back("sup1", sos)
+    (update,) = messages(actions, p.QueueUpdate, to="op1")
+    head = update.calls[0].call
+    assert (head.call_id, head.state) == (sos, "queued")
+    assert update.calls[0].call.created_at == created[sos]
+
+
+def test_a_court_without_operators_shows_its_queue_to_the_court_it_falls_back_to() -> None:
+    b = board(fallback_to_parent=True)
+    b.sign_in(officer("o9", "P0201"), operator("opP02", "P02"))
+    call_id = placed(actions := b.call_center("o9"))
+    assert "opP02" in recipients(actions, p.QueueUpdate)
+    (update,) = messages(actions, p.QueueUpdate, to="opP02")
+    assert (update.court, [e.call.call_id for e in update.calls]) == ("P0201", [call_id])

@@ -166,3 +166,30 @@ async def test_with_a_silent_policy_a_supervisor_is_never_announced(serve: Serve
     await server.wait_recorded("supervisor_joined", call=call_id, user="sup1", covert=True)
     await officer.assert_no("participant_joined", within=0.2)
     await op.assert_no("participant_joined", within=0.0)
+
+
+async def test_a_console_sees_the_calls_that_ring_elsewhere_and_the_queue_with_their_age(
+    server: Server,
+) -> None:
+    officer, op1, first = await answered_call(server)
+    sup = await server.connect("sup1", "supervisor", "P01")
+    o2 = await server.connect("o2", "officer", "P0101")
+    # Nobody free: the supervisor's console sees the call queued, first in line.
+    waiting = await place_call(o2)
+    update = await sup.expect("queue_update", where=lambda m: m["calls"] != [])
+    (entry,) = update["calls"]
+    assert (entry["call"]["call_id"], entry["call"]["state"]) == (waiting, "queued")
+    assert (entry["position"], entry["ringing"]) == (1, 0)
+    queue = await sup.request("get_queue", reply="queue", court="P0101")
+    assert queue["calls"] == update["calls"]
+    # op1 hangs up: it rings at op1, then is answered and leaves the list.
+    await op1.request("hangup", call_id=first)
+    await sup.expect(
+        "queue_update",
+        where=lambda m: m["calls"][:1] != [] and m["calls"][0]["call"]["state"] == "ringing",
+    )
+    await op1.expect("call_ringing", where=lambda m: m["call"]["call_id"] == waiting)
+    await op1.request("accept", call_id=waiting)
+    await sup.expect("queue_update", calls=[])
+    refused = await officer.send("get_queue")
+    assert (await officer.error_for(refused))["code"] == "forbidden"

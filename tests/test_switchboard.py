@@ -464,7 +464,7 @@ def test_an_operator_signing_in_rings_the_queued_call() -> None:
     assert rung(actions, call_id) == {"op1"}
     # The welcome comes first, so the client knows its session before the call rings.
     to_op1 = [type(a.message) for a in actions if isinstance(a, Send) and "op1" in a.to]
-    assert to_op1 == [p.Welcome, p.CallRinging]
+    assert to_op1 == [p.Welcome, p.CallRinging, p.QueueUpdate]
 
 
 def test_officer_in_a_call_cannot_place_another() -> None:

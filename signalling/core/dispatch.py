@@ -98,6 +98,14 @@ class Dispatch:
         """How many queued calls wait in `call`'s line (itself included, if queued)."""
         return len(self._lines().get(self._center_court(call), []))
 
+    def position(self, call_id: str) -> int | None:
+        """The place in its line last told to a queued call's officer."""
+        return self._told_position.get(call_id)
+
+    def center_court(self, call: Call) -> str:
+        """The court whose operators answer `call` (see `_center_court`)."""
+        return self._center_court(call)
+
     def queue(self, court: str) -> list[Call]:
         """Queued calls of officers of `court`, in the order they will ring."""
         waiting = [

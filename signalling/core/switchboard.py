@@ -53,6 +53,7 @@ from signalling.core.invitations import InvitationExpiry, Invitations
 from signalling.core.moderation import Moderation
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
+from signalling.core.queues import QueueViews
 from signalling.core.speakers import FloorTimer, Speakers
 from signalling.core.stage import Stages
 from signalling.core.transfers import TransferExpiry, Transfers
@@ -75,6 +76,7 @@ _NO_DISPATCH: Final = (
     p.Position,
     p.GetRoster,
     p.GetOperators,
+    p.GetQueue,
     *p.MEDIA_MESSAGES,
     *p.CONFERENCE_MESSAGES,
     *p.INSTRUCTION_MESSAGES,
@@ -151,6 +153,7 @@ class Switchboard:
         # The call flow at the console: transfers offered and accepted, operators away.
         self.transfers = Transfers(self, calls, self.deadlines)
         self.availability = Availability(self, courts)
+        self.queues = QueueViews(self, courts)
         # Emergencies nobody took on: repeated, then escalated to the court above.
         self.alarms = Alarms(
             self, courts, emergency if emergency is not None else EmergencyConfig(), self.deadlines
@@ -209,12 +212,14 @@ class Switchboard:
         self.instructions.signed_in(session, now, out)
         self.stages.sync(out)
         self.availability.sync(out)
+        self.queues.sync(out)
         return session, out
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
         out = self.presence.disconnect(user, session_id, now)
         self.stages.sync(out)
         self.availability.sync(out)
+        self.queues.sync(out)
         return out
 
     # ---- client messages ----------------------------------------------------------------
@@ -233,6 +238,7 @@ class Switchboard:
             self.stages.sync(out)
         if not isinstance(msg, _NO_DISPATCH):
             self.availability.sync(out)
+            self.queues.sync(out)
         return out
 
     def _route(self, session: Session, msg: p.ClientMessage, now: float, out: list[Action]) -> None:
@@ -314,6 +320,9 @@ class Switchboard:
         match msg:
             case p.GetOperators():
                 out.append(Send((user,), self.availability.operators(session, msg)))
+                return
+            case p.GetQueue():
+                out.append(Send((user,), self.queues.queue(session, msg)))
                 return
             case p.AcceptTransfer():
                 transfers.accept(session, calls.get(msg.call_id), now, out)
@@ -419,6 +428,7 @@ class Switchboard:
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
+        self.queues.sync(out)
         return out
 
     # ---- many nodes (signalling/cluster) ------------------------------------------------
@@ -485,6 +495,7 @@ class Switchboard:
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
+        self.queues.sync(out)
         return out
 
     def revoke(self, user: str, session_id: str, reason: str, now: float) -> list[Action]:
@@ -501,6 +512,7 @@ class Switchboard:
         self.dispatch.run(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
+        self.queues.sync(out)
         return out
 
     def call_facts(self, call_id: str) -> CallFacts | None:

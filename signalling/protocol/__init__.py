@@ -48,10 +48,14 @@ from signalling.protocol.callflow import (
     DeclineTransfer,
     EmergencyAlarm,
     GetOperators,
+    GetQueue,
     OperatorEntry,
     Operators,
     OperatorState,
     OperatorStatus,
+    Queue,
+    QueueEntry,
+    QueueUpdate,
     SendBack,
     SetAvailability,
     TransferEnded,
@@ -257,6 +261,7 @@ ClientMessage = (
     | SetAvailability
     | GetOperators
     | SendBack
+    | GetQueue
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -344,6 +349,8 @@ ServerMessage = (
     | OperatorStatus
     | CallRequeued
     | EmergencyAlarm
+    | Queue
+    | QueueUpdate
 )
 
 __all__ = [
@@ -416,6 +423,7 @@ __all__ = [
     "FloorStatus",
     "GeoPosition",
     "GetOperators",
+    "GetQueue",
     "GetRoster",
     "GrantFloor",
     "HandOver",
@@ -468,6 +476,9 @@ __all__ = [
     "PartyBack",
     "Position",
     "PresenceStatus",
+    "Queue",
+    "QueueEntry",
+    "QueueUpdate",
     "RaiseHand",
     "ReceiptState",
     "ReceiptUpdate",

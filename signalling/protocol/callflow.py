@@ -59,12 +59,27 @@ class GetOperators(_ClientMessage, tag="get_operators", frozen=True):
     court: CourtCode | None = None
 
 
+class GetQueue(_ClientMessage, tag="get_queue", frozen=True):
+    # Absent: the requester's own court.
+    court: CourtCode | None = None
+
+
 # --- shared shapes -----------------------------------------------------------------------
 
 
 class OperatorEntry(msgspec.Struct, frozen=True):
     user: UserInfo
     status: OperatorState
+
+
+class QueueEntry(msgspec.Struct, frozen=True):
+    """An officer's call to the center not answered yet: `call.state` is `queued` (waiting
+    for a free operator, `position` in its line) or `ringing` (at `ringing` consoles now;
+    `position` null). Its waiting time counts from `call.created_at`, whoever saw it when."""
+
+    call: CallInfo
+    position: int | None
+    ringing: int
 
 
 # --- server to client --------------------------------------------------------------------
@@ -116,6 +131,23 @@ class OperatorStatus(_ServerMessage, tag="operator_status", frozen=True):
     entry: OperatorEntry
 
 
+class Queue(_ServerMessage, tag="queue", frozen=True):
+    """Reply to `get_queue`: `court`'s waiting calls, in the order they will be answered."""
+
+    ref: str
+    court: str
+    calls: list[QueueEntry]
+
+
+class QueueUpdate(_ServerMessage, tag="queue_update", frozen=True):
+    """To the consoles of `court` and the supervisors over it (and a parent court's consoles
+    its calls fall back to): `court`'s waiting calls changed; `calls` is the whole list now
+    (bounded by `calls.max_queue` and the ringing calls)."""
+
+    court: str
+    calls: list[QueueEntry]
+
+
 CALLFLOW_CLIENT_MESSAGES = (
     AcceptTransfer,
     DeclineTransfer,
@@ -123,4 +155,5 @@ CALLFLOW_CLIENT_MESSAGES = (
     SetAvailability,
     GetOperators,
     SendBack,
+    GetQueue,
 )
