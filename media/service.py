@@ -20,9 +20,12 @@ from media.capture import CallCapture, CallFacts, recover
 from media.conference_room import ConferenceRoom
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
+from media.fabric import Fabric, FabricEndpoint
 from media.forwarder import Publication
+from media.placement import Placement
 from media.room import Room
 from media.settings import MediaConfig
+from media.span import ConferenceSpan
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
@@ -50,11 +53,18 @@ class MediaService:
         evidence: EvidenceSink | None = None,
         recordings_dir: Path | None = None,
         recorder: SessionRecorder | None = None,
+        fabric: FabricEndpoint | None = None,
     ) -> None:
         """`evidence`: where recordings and snapshots are filed (None: neither is taken).
         `recordings_dir`: where recordings are written while calls run (None: no recording).
         `recorder`: the trace, told whenever a call's video starts or stops reaching a member
-        (`video_watched` / `video_unwatched`); None: not recorded."""
+        (`video_watched` / `video_unwatched`); None: not recorded. `fabric`: this media
+        worker's index and the fabric's sockets, when conferences span several workers
+        (media.span; None: one worker, index 0, alone)."""
+        self.fabric_endpoint = fabric
+        self.fabric: Fabric | None = None
+        # Conferences with sites on several workers: this worker's share of each.
+        self.spans: dict[str, ConferenceSpan] = {}
         self.recorder = recorder
         self._recording: set[asyncio.Task[None]] = set()
         self.config = config
@@ -73,10 +83,64 @@ class MediaService:
 
     # ---- MediaPort --------------------------------------------------------------------
 
+    def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+        """Where conference `conference_id`'s members are (user -> worker index) and which
+        worker routes it (`home`): called before the conference's `room_changed`, and again
+        whenever this changes, on every worker with sites of it and on home. Empty `where`:
+        the conference has left this worker."""
+        fabric = self.fabric
+        index = fabric.index if fabric is not None else 0
+        if not where:
+            span = self.spans.pop(conference_id, None)
+            if span is not None:
+                span.close()
+            room = self.rooms.get(conference_id)
+            if room is not None and not room.members:
+                del self.rooms[conference_id]
+                self._close(room, None)
+            return
+        if fabric is None:
+            if home != index or any(w != index for w in where.values()):
+                raise RuntimeError("a conference over several workers needs the fabric, started")
+            return
+        span = self.spans.get(conference_id)
+        if span is None:
+            span = ConferenceSpan(
+                conference_id=conference_id,
+                fabric=fabric,
+                config=self.config,
+                clock=self.clock,
+                room=lambda: self._conference_room(conference_id),
+            )
+            self.spans[conference_id] = span
+            room = self._conference_room(conference_id)
+            if room is not None:
+                span.adopt(room)
+        span.place(Placement(index, home, dict(where)))
+
+    def _conference_room(self, conference_id: str) -> ConferenceRoom | None:
+        room = self.rooms.get(conference_id)
+        return room if isinstance(room, ConferenceRoom) else None
+
+    def _routes(self, conference_id: str) -> bool:
+        """Whether this worker routes a conference that still has sites elsewhere (its room
+        stays, for the router's recording, when none of its own members are left)."""
+        span = self.spans.get(conference_id)
+        return span is not None and span.placement.is_home and bool(span.placement.where)
+
+    def _records(self, conference_id: str) -> bool:
+        """A conference is recorded by its router's worker only."""
+        span = self.spans.get(conference_id)
+        return span is None or span.placement.is_home
+
     def room_changed(self, change: actions.Room) -> None:
         call_id = change.call_id
         room = self.rooms.get(call_id)
-        if not change.members:
+        if not change.members and not (change.stage is not None and self._routes(call_id)):
+            span = self.spans.get(call_id)
+            if span is not None and not span.placement.is_home:
+                del self.spans[call_id]
+                span.close()
             if room is not None:
                 del self.rooms[call_id]
                 self._close(room, self.captures.pop(call_id, None))
@@ -90,10 +154,13 @@ class MediaService:
                     clock=self.clock,
                     send_offer=self._send_offer,
                     deliver=lambda user, message: self.deliver(user, message),
-                    capture=lambda: self._capture(facts),
+                    capture=lambda: self._capture(facts) if self._records(call_id) else None,
                     external=self._call_track,
                 )
                 self.rooms[call_id] = room
+                span = self.spans.get(call_id)
+                if span is not None:
+                    span.adopt(room)
             assert isinstance(room, ConferenceRoom)
             room.update(frozenset(change.members), frozenset(change.silent), change.stage)
             return
@@ -137,6 +204,9 @@ class MediaService:
         """Deliver replies and offers to `deliver` from now on; register what a previous run
         left unfinished (see media.capture.recover)."""
         self.deliver = deliver
+        if self.fabric_endpoint is not None and self.fabric is None:
+            self.fabric = Fabric(self.fabric_endpoint)
+            self.fabric.open()
         if self.evidence is not None and self.recordings_dir is not None:
             await recover(self.recordings_dir, self.evidence, self.clock)
         self.started = True
@@ -149,12 +219,18 @@ class MediaService:
 
     async def stop(self) -> None:
         self.started = False
+        for span in self.spans.values():
+            span.close()
+        self.spans.clear()
         for call_id in list(self.rooms):
             self._close(self.rooms.pop(call_id), self.captures.pop(call_id, None))
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
+        if self.fabric is not None:
+            self.fabric.close()
+            self.fabric = None
 
     # ---- internals --------------------------------------------------------------------
 

@@ -1,0 +1,416 @@
+"""One conference over several media workers: this worker's share of it.
+
+Sites of one conference may sit on several workers (media.placement). Each worker keeps its
+own members' peer connections and slots (media.conference_room); this span moves between
+workers only what the stage lets cross (`placement.crosses`), over the fabric (media.fabric):
+
+- Uplink, gated at ingest: a local track that may cross gets a sink on its Publication that
+  sends each packet to the home worker. A track that may not (a muted site's voice) has no
+  such sink, so its packets never leave this worker; `exported` counts, per track, what did.
+- The router (the span on the home worker): checks each site's packet against the stage
+  again, feeds its own slots and its recording through a `RemotePublication`, and sends ONE
+  copy to every other worker that has sites of the conference (not back to where it came
+  from). The home's own members' tracks go out to those workers directly.
+- Downlink: every other worker feeds the router's packets into a `RemotePublication` per
+  source track; its local `Subscription`s renumber, protect, send and answer NACKs from their
+  own history as for a local source.
+- Keyframes, coalesced at two levels: a worker's `RemotePublication` asks home at most once
+  per interval (media.rtp.KeyframeRequests); home's `RemotePublication` of the same source
+  takes those requests with its own local ones and asks the source's worker at most once per
+  interval, whose Publication asks the publisher through its own pacing. In the roll-in
+  (placement.Rollin) home asks for the spotlight's keyframe periodically and holds the
+  joiners' requests back.
+
+Recording stays at home: the router sees every track that is forwarded anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Iterable
+from typing import Final
+
+import structlog
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from media import rtp
+from media.conference_room import ConferenceRoom
+from media.fabric import Fabric
+from media.fabric_frames import (
+    Frame,
+    KeyframeRequest,
+    Packet,
+    Sites,
+    Stop,
+    encode,
+    encode_packet,
+    resend,
+)
+from media.forwarder import PacketSink, Publication
+from media.placement import Placement, Rollin, crosses, owner_kind, track_of
+from media.settings import MediaConfig
+from signalling.core.actions import Stage
+
+log = structlog.get_logger(__name__)
+
+_RATE: Final = {"audio": 48_000, "video": 90_000}
+_NOBODY: Final = Stage((), None, ())
+
+
+class RemotePublication(Publication):
+    """A member's track on another worker, as the fabric brings it: to this worker's slots it
+    is a Publication like any other."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        kind: str,
+        mime_type: str,
+        keyframe_interval: float,
+        clock: Callable[[], float],
+        ask: Callable[[RemotePublication], None],
+    ) -> None:
+        super().__init__(
+            owner=owner, kind=kind, receiver=None, keyframe_interval=keyframe_interval, clock=clock
+        )
+        self._mime_type = mime_type
+        self._ask = ask
+
+    def feed(self, frame: Packet) -> bool:
+        """One packet from the fabric; True if it was the first (the track is usable now)."""
+        first = self.codec is None
+        if first:
+            channels = 2 if self.kind == "audio" else None
+            self.codec = RTCRtpCodecParameters(
+                mimeType=self._mime_type,
+                clockRate=_RATE[self.kind],
+                channels=channels,
+                payloadType=frame.payload_type,
+            )
+        assert self.codec is not None
+        packet = RtpPacket(
+            payload_type=frame.payload_type,
+            marker=int(frame.marker),
+            sequence_number=frame.sequence_number,
+            timestamp=frame.timestamp,
+            payload=frame.payload,
+        )
+        if frame.audio_level is not None:
+            packet.extensions.audio_level = frame.audio_level
+        self.packets_received += 1
+        self.fan_out(packet, self.codec, frame.keyframe_start)
+        return first
+
+    def _send_pli(self) -> None:
+        # Not to a publisher: along the fabric, towards the worker that has one.
+        self.keyframes_requested += 1
+        self._ask(self)
+
+
+class ConferenceSpan:
+    def __init__(
+        self,
+        *,
+        conference_id: str,
+        fabric: Fabric,
+        config: MediaConfig,
+        clock: Callable[[], float],
+        room: Callable[[], ConferenceRoom | None],
+    ) -> None:
+        self.conference_id = conference_id
+        self._conf = conference_id.encode()
+        self.fabric = fabric
+        self.config = config
+        self.clock = clock
+        self._room = room
+        self.placement = Placement(fabric.index, fabric.index, {})
+        self.stage = _NOBODY
+        # Source tracks of members on other workers: the room's `remote` (the same dict).
+        self.remote: dict[str, RemotePublication] = {}
+        # Local tracks leaving this worker now: track id -> (publication, its sink).
+        self._exporting: dict[str, tuple[Publication, PacketSink]] = {}
+        # The gate's proof: packets of each local track sent out of this worker.
+        self.exported: collections.Counter[str] = collections.Counter()
+        # Home: workers that said they have sites (they get the conference's packets).
+        self.sites: set[int] = set()
+        # Home: packets relayed to other workers, and site packets the stage did not allow.
+        self.relayed = 0
+        self.gated = 0
+        self.rollin: Rollin | None = None
+        self.rollin_asks = 0
+        self._rollin_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        fabric.handlers[conference_id] = self.take
+
+    # ---- the pool's and the core's word ---------------------------------------------------
+
+    def place(self, placement: Placement) -> None:
+        """The conference's placement, as of now."""
+        self.placement = placement
+        if placement.is_home:
+            if self.rollin is None:
+                self.rollin = Rollin(
+                    self.clock(),
+                    self.config.conference_rollin_s,
+                    self.config.conference_rollin_keyframe_s,
+                )
+                self._arm_rollin()
+        else:
+            self.sites.clear()
+            self._cancel_rollin()
+            self.rollin = None
+            # Tell home whether to send this worker the conference's media.
+            frame = Sites if placement.has_sites() else Stop
+            self.fabric.send(placement.home, encode(frame(self.fabric.index, self.conference_id)))
+        for track, pub in list(self.remote.items()):
+            worker = placement.worker_of(pub.owner)
+            if worker is None or worker == placement.here:
+                self._withdraw(track)
+        self.restage()
+
+    def restage(self) -> None:
+        room = self._room()
+        if room is not None:
+            room.restage()
+        else:
+            self.staged()
+
+    def adopt(self, room: ConferenceRoom) -> None:
+        """The conference's room on this worker (made after the span, or again): it uses the
+        remote tracks that have come, and tells the span whenever it restages."""
+        room.on_staged = self.staged
+        for pub in self.remote.values():
+            if pub.codec is not None and pub.track_id not in room.remote:
+                room.remote_published(pub)
+
+    def staged(self) -> None:
+        """The room has put sources in slots: export what the stage lets cross, only that."""
+        room = self._room()
+        self.stage = room.stage if room is not None else _NOBODY
+        wanted: dict[str, Publication] = {}
+        if room is not None and self.placement.where:
+            want_codec = {k: v.lower() for k, v in room.codecs.items()}
+            for track, pub in room.publications.items():
+                if pub.owner in room.silent or pub.codec is None:
+                    continue
+                if pub.codec.mimeType.lower() != want_codec.get(pub.kind):
+                    continue
+                if self._may_cross(track):
+                    wanted[track] = pub
+        for track, (pub, sink) in list(self._exporting.items()):
+            if wanted.get(track) is not pub:
+                del self._exporting[track]
+                if sink in pub.sinks:
+                    pub.sinks.remove(sink)
+        for track, pub in wanted.items():
+            if track not in self._exporting:
+                sink = self._exporter(pub)
+                pub.sinks.append(sink)
+                self._exporting[track] = (pub, sink)
+        self._hold_spotlight(room)
+
+    def _may_cross(self, track: str) -> bool:
+        return crosses(self.stage, self.placement.where, self.config.conference_grid_slots, track)
+
+    # ---- uplink: this worker's tracks -----------------------------------------------------
+
+    def _exporter(self, pub: Publication) -> PacketSink:
+        track = pub.track_id
+        name = track.encode()
+        here = self.fabric.index
+        conf = self._conf
+        video = pub.kind == "video"
+
+        def export(packet: RtpPacket, codec: RTCRtpCodecParameters, _now: float) -> None:
+            payload = packet.payload
+            if not payload:
+                return
+            data = encode_packet(
+                here,
+                conf,
+                name,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                marker=bool(packet.marker),
+                payload_type=packet.payload_type,
+                keyframe_start=not video or rtp.keyframe_start(codec.name, payload),
+                audio_level=packet.extensions.audio_level,
+                payload=payload,
+            )
+            self.exported[track] += 1
+            placement = self.placement
+            if placement.is_home:
+                for worker in self.sites:
+                    if worker != here:
+                        self.fabric.send(worker, data)
+            else:
+                self.fabric.send(placement.home, data)
+
+        return export
+
+    # ---- frames from other workers --------------------------------------------------------
+
+    def take(self, frame: Frame, data: bytes) -> None:
+        placement = self.placement
+        match frame:
+            case Packet():
+                if placement.is_home:
+                    self._route(frame, data)
+                elif frame.sender == placement.home:
+                    self._feed(frame)
+                else:
+                    self.fabric.dropped["not_from_home"] += 1
+            case KeyframeRequest():
+                self._keyframe_asked(frame.track)
+            case Sites():
+                if placement.is_home:
+                    self.sites.add(frame.sender)
+            case Stop():
+                self.sites.discard(frame.sender)
+
+    def _route(self, frame: Packet, data: bytes) -> None:
+        """The router: a site's packet from its worker, checked, then to every worker."""
+        owner, _ = owner_kind(frame.track)
+        if self.placement.worker_of(owner) != frame.sender or not self._may_cross(frame.track):
+            self.gated += 1
+            return
+        self._feed(frame)
+        out = resend(data, self.fabric.index)
+        for worker in self.sites:
+            if worker != frame.sender and worker != self.fabric.index:
+                self.fabric.send(worker, out)
+                self.relayed += 1
+
+    def _feed(self, frame: Packet) -> None:
+        owner, _ = owner_kind(frame.track)
+        worker = self.placement.worker_of(owner)
+        if worker is None or worker == self.placement.here:
+            self.fabric.dropped["not_remote"] += 1
+            return
+        pub = self._remote(frame.track)
+        if pub.feed(frame):
+            room = self._room()
+            if room is not None:
+                room.remote_published(pub)
+
+    def _remote(self, track: str) -> RemotePublication:
+        pub = self.remote.get(track)
+        if pub is None:
+            owner, kind = owner_kind(track)
+            mime = "audio/opus" if kind == "audio" else self.config.conference_video_codec
+            pub = RemotePublication(
+                owner=owner,
+                kind=kind,
+                mime_type=mime,
+                keyframe_interval=self.config.keyframe_interval_s,
+                clock=self.clock,
+                ask=self._ask,
+            )
+            self.remote[track] = pub
+            self._hold_spotlight(self._room())
+        return pub
+
+    def _withdraw(self, track: str) -> None:
+        pub = self.remote.pop(track)
+        room = self._room()
+        if room is not None:
+            room.remote_withdrawn(pub)
+        else:
+            pub.close()
+
+    # ---- keyframes ------------------------------------------------------------------------
+
+    def _ask(self, pub: RemotePublication) -> None:
+        """A RemotePublication's paced request: home asks the source's worker; any other
+        worker asks home."""
+        placement = self.placement
+        to = placement.worker_of(pub.owner) if placement.is_home else placement.home
+        if to is None or to == placement.here:
+            return
+        request = KeyframeRequest(placement.here, self.conference_id, pub.track_id)
+        self.fabric.send(to, encode(request))
+
+    def _keyframe_asked(self, track: str) -> None:
+        owner, kind = owner_kind(track)
+        placement = self.placement
+        worker = placement.worker_of(owner)
+        if worker == placement.here:
+            room = self._room()
+            pub = room.publications.get(track) if room is not None else None
+            if pub is not None:
+                pub.need_keyframe()
+        elif placement.is_home and worker is not None and kind == "video":
+            self._remote(track).need_keyframe()
+
+    def _hold_spotlight(self, room: ConferenceRoom | None) -> None:
+        """Home, in the roll-in: the spotlight's requests wait for the periodic keyframe."""
+        spotlight = self.stage.spotlight
+        rollin = self.rollin
+        for pub in self._video_sources(room):
+            if rollin is not None and pub.owner == spotlight:
+                pub.held = self._holding
+            elif pub.held is not None:
+                pub.held = None
+
+    def _holding(self) -> bool:
+        return self.rollin is not None and self.rollin.holds(self.clock())
+
+    def _video_sources(self, room: ConferenceRoom | None) -> Iterable[Publication]:
+        yield from (p for p in self.remote.values() if p.kind == "video")
+        if room is not None:
+            yield from (p for p in room.publications.values() if p.kind == "video")
+
+    def _arm_rollin(self) -> None:
+        rollin = self.rollin
+        if rollin is None or self.closed:
+            return
+        now = self.clock()
+        due = rollin.next_ask(now)
+        if due is None:
+            self._hold_spotlight(self._room())
+            return
+        loop = asyncio.get_running_loop()
+        self._rollin_timer = loop.call_later(max(0.0, due - now), self._rollin_due)
+
+    def _rollin_due(self) -> None:
+        self._rollin_timer = None
+        spotlight = self.stage.spotlight
+        if spotlight is not None:
+            track = track_of(spotlight, "video")
+            room = self._room()
+            pub: Publication | None = room.publications.get(track) if room is not None else None
+            worker = self.placement.worker_of(spotlight)
+            if pub is None and worker is not None and worker != self.placement.here:
+                pub = self._remote(track)
+            if pub is not None:
+                self.rollin_asks += 1
+                pub.pace_keyframe()
+        self._arm_rollin()
+
+    def _cancel_rollin(self) -> None:
+        if self._rollin_timer is not None:
+            self._rollin_timer.cancel()
+            self._rollin_timer = None
+
+    # ---- end ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """This worker leaves the conference: no more of its media in or out."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_rollin()
+        if self.fabric.handlers.get(self.conference_id) == self.take:
+            del self.fabric.handlers[self.conference_id]
+        placement = self.placement
+        if not placement.is_home:
+            self.fabric.send(placement.home, encode(Stop(self.fabric.index, self.conference_id)))
+        for _track, (pub, sink) in self._exporting.items():
+            if sink in pub.sinks:
+                pub.sinks.remove(sink)
+        self._exporting.clear()
+        for track in list(self.remote):
+            self._withdraw(track)
