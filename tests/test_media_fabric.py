@@ -1,0 +1,352 @@
+"""One conference over several media workers, in one test process: two or three real
+`MediaService`s, each with its own fabric socket, and real aiortc sites on each. The pool
+(another part) would do what `Conference.stage` does here: tell every worker where the
+members are and which worker routes the conference, then give each its local members and the
+whole conference's stage.
+
+The gate is proven by the fabric's counters: a site without the floor has its audio received
+by its worker and sent out of it never."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import VideoStreamTrack
+
+from media import ice
+from media.client import MediaClient
+from media.conference_room import ConferenceRoom
+from media.fabric import Fabric, FabricEndpoint
+from media.service import MediaService
+from media.settings import MediaConfig
+from media.span import ConferenceSpan
+from signalling import protocol as p
+from signalling.core.actions import Room, Stage
+from tests.mediahelpers import ToneTrack, count_frames
+from tests.polling import wait_until
+
+CID = "conf-fabric"
+CONFIG = MediaConfig(ice_addresses=("127.0.0.1",), record=False)
+_ids = itertools.count()
+
+
+class Worker:
+    """One media worker: its MediaService, and the messages it delivers, per user."""
+
+    def __init__(
+        self, index: int, paths: dict[int, str], config: MediaConfig, **extra: Any
+    ) -> None:
+        siblings = {i: path for i, path in paths.items() if i != index}
+        self.index = index
+        self.service = MediaService(
+            config=config,
+            clock=time.monotonic,
+            fabric=FabricEndpoint(index, paths[index], siblings),
+            **extra,
+        )
+        self.inbox: dict[str, asyncio.Queue[p.ServerMessage]] = {}
+
+    def deliver(self, user: str, message: p.ServerMessage) -> None:
+        self.inbox.setdefault(user, asyncio.Queue()).put_nowait(message)
+
+    @property
+    def fabric(self) -> Fabric:
+        assert self.service.fabric is not None
+        return self.service.fabric
+
+    def room(self) -> ConferenceRoom:
+        room = self.service.rooms[CID]
+        assert isinstance(room, ConferenceRoom)
+        return room
+
+    def span(self) -> ConferenceSpan:
+        return self.service.spans[CID]
+
+
+class Site:
+    """A member's aiortc peer connection to its worker, answering the worker's offers."""
+
+    def __init__(self, worker: Worker, user: str, tracks: Sequence[MediaStreamTrack]) -> None:
+        self.worker = worker
+        self.user = user
+        self.media = MediaClient(tracks)
+        self.told: list[p.ConferenceMedia] = []
+        self._answered = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def join(self) -> None:
+        self._task = asyncio.create_task(self._serve())
+        sdp = await self.media.offer()
+        await self.worker.service.signal(self.user, p.Offer(id=_id(), call_id=CID, sdp=sdp))
+        await asyncio.wait_for(self._answered.wait(), 10)
+
+    async def _serve(self) -> None:
+        """The worker's messages in order: its answer applied before its next offer."""
+        inbox = self.worker.inbox.setdefault(self.user, asyncio.Queue())
+        while True:
+            message = await inbox.get()
+            match message:
+                case p.ServerAnswer():
+                    await self.media.accept_answer(message.sdp)
+                    self._answered.set()
+                case p.ServerOffer():
+                    sdp = await self.media.answer_offer(message.sdp)
+                    await self.worker.service.signal(
+                        self.user, p.Answer(id=_id(), call_id=CID, sdp=sdp)
+                    )
+                case p.ConferenceMedia():
+                    self.told.append(message)
+
+    def spotlight(self) -> MediaStreamTrack | None:
+        tracks = self.media.tracks.get("spotlight")
+        return tracks[0] if tracks else None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.media.close()
+
+
+def _id() -> str:
+    return f"m{next(_ids)}"
+
+
+class Conference:
+    """The pool's part, by hand: placement on every worker, then each worker's room."""
+
+    def __init__(self, workers: list[Worker], home: int, where: dict[str, int]) -> None:
+        self.workers = workers
+        self.home = home
+        self.where = where
+        self.sites: list[Site] = []
+
+    def stage(self, stage: Stage) -> None:
+        for worker in self.workers:
+            worker.service.conference_placement(CID, self.home, self.where)
+        for worker in self.workers:
+            local = tuple(u for u, w in self.where.items() if w == worker.index)
+            change = Room(CID, local, (), "P0101", "chair", None, stage=stage)
+            worker.service.room_changed(change)
+
+    async def join(self, user: str, tracks: Sequence[MediaStreamTrack] = ()) -> Site:
+        site = Site(self.workers[self.where[user]], user, tracks)
+        self.sites.append(site)
+        await site.join()
+        return site
+
+
+@contextlib.asynccontextmanager
+async def fabric_workers(
+    count: int, config: MediaConfig = CONFIG, home: dict[str, Any] | None = None
+) -> AsyncIterator[list[Worker]]:
+    """`count` workers with their fabric sockets in a fresh directory (short: a unix socket's
+    path is at most 107 bytes); `home`: more arguments for worker 0's MediaService."""
+    ice.use_addresses(["127.0.0.1"])
+    with tempfile.TemporaryDirectory(prefix="fabric-") as directory:
+        paths = {i: str(Path(directory) / f"w{i}.sock") for i in range(count)}
+        workers = [Worker(i, paths, config, **(home or {}) if i == 0 else {}) for i in range(count)]
+        for worker in workers:
+            await worker.service.start(worker.deliver)
+        try:
+            yield workers
+        finally:
+            for worker in workers:
+                await worker.service.stop()
+            ice.use_addresses([])
+
+
+@contextlib.asynccontextmanager
+async def conference(
+    workers: list[Worker], home: int, where: dict[str, int]
+) -> AsyncIterator[Conference]:
+    conf = Conference(workers, home, where)
+    try:
+        yield conf
+    finally:
+        for site in conf.sites:
+            await site.close()
+
+
+async def fps_of(track: MediaStreamTrack, frames: int = 40) -> float:
+    """Frames per second of `frames` decoded frames, after the first."""
+    await count_frames(track, 1, timeout=10)
+    start = time.monotonic()
+    await count_frames(track, frames, timeout=20)
+    return frames / (time.monotonic() - start)
+
+
+def chair_stage(**kw: Any) -> Stage:
+    fields: dict[str, Any] = {"audible": (), "spotlight": "chair", "moderators": ("chair",)}
+    fields.update(kw)
+    return Stage(**fields)
+
+
+async def test_the_spotlight_on_one_worker_is_seen_by_sites_on_every_other_worker() -> None:
+    """Chair on worker 1, home (the router) on worker 0: sites on 0 and 2 decode its video."""
+    async with (
+        fabric_workers(3) as workers,
+        conference(workers, 0, {"chair": 1, "s0": 0, "s2": 2}) as conf,
+    ):
+        conf.stage(chair_stage())
+        await conf.join("chair", [VideoStreamTrack(), ToneTrack()])
+        s0 = await conf.join("s0")
+        s2 = await conf.join("s2")
+        for site in (s0, s2):
+            await wait_until(lambda s=site: s.spotlight() is not None, what="a spotlight slot")
+        fps = await asyncio.gather(*(fps_of(s.spotlight()) for s in (s0, s2)))  # type: ignore[arg-type]
+        assert min(fps) >= 10, fps
+        assert workers[1].span().exported["chair:video"] > 0
+        # The router relayed to worker 2 only: worker 0's own slots are fed in place.
+        assert workers[0].span().relayed > 0
+        assert workers[2].room().remote["chair:video"].packets_received > 0
+        assert s2.told[-1].spotlight == "chair"
+
+
+async def test_floor_audio_leaves_its_worker_only_while_granted() -> None:
+    async with (
+        fabric_workers(3) as workers,
+        conference(workers, 0, {"chair": 0, "s1": 1, "s2": 2, "s0": 0}) as conf,
+    ):
+        conf.stage(chair_stage())
+        await conf.join("chair", [VideoStreamTrack()])
+        await conf.join("s1", [ToneTrack()])
+        await conf.join("s2")
+        await conf.join("s0")
+        w1 = workers[1]
+        await wait_until(
+            lambda: "s1:audio" in w1.room().publications, what="s1's voice at its worker"
+        )
+        pub = w1.room().publications["s1:audio"]
+        await wait_until(lambda: pub.packets_received > 50, what="s1 speaking")
+        # Muted: received by its worker, sent out of it never, heard nowhere.
+        assert w1.span().exported["s1:audio"] == 0
+        assert "s1:audio" not in workers[0].span().remote
+        assert workers[2].room().sent_from("s1", "audio") == 0
+
+        conf.stage(chair_stage(audible=("chair", "s1")))
+        for worker in (workers[0], workers[2]):
+            await wait_until(
+                lambda w=worker: w.room().sent_from("s1", "audio") > 20,
+                within=10,
+                what=f"s1's voice at worker {worker.index}'s sites",
+            )
+
+        # Revoked: the sink that sent it out is gone with the stage change itself.
+        conf.stage(chair_stage())
+        out = w1.span().exported["s1:audio"]
+        received = pub.packets_received
+        await wait_until(lambda: pub.packets_received > received + 50, what="s1 still speaking")
+        assert w1.span().exported["s1:audio"] == out
+
+
+async def test_a_spotlight_switch_moves_every_workers_sites_to_the_new_source() -> None:
+    async with (
+        fabric_workers(2) as workers,
+        conference(workers, 0, {"chair": 1, "s0": 0, "s1": 1}) as conf,
+    ):
+        conf.stage(chair_stage())
+        await conf.join("chair", [VideoStreamTrack()])
+        s0 = await conf.join("s0", [VideoStreamTrack()])
+        s1 = await conf.join("s1")
+        await wait_until(lambda: s0.spotlight() is not None, what="s0's spotlight slot")
+        await count_frames(s0.spotlight(), 10)  # type: ignore[arg-type]
+        conf.stage(chair_stage(spotlight="s0"))
+        # s1, on worker 1, now sees s0 (worker 0, home): home sends it out directly.
+        await wait_until(
+            lambda: s1.told and s1.told[-1].spotlight == "s0", what="s1 told of s0's video"
+        )
+        await wait_until(
+            lambda: "s0:video" in workers[1].room().remote, what="s0's video at worker 1"
+        )
+        remote = workers[1].room().remote["s0:video"]
+        await wait_until(
+            lambda: workers[1].room().sent_from("s0", "video") > 30, what="s0's video sent to s1"
+        )
+        assert remote.packets_received > 0
+        # The chair's video no longer leaves worker 1 (it is still published there).
+        out = workers[1].span().exported["chair:video"]
+        chair = workers[1].room().publications["chair:video"]
+        received = chair.packets_received
+        await wait_until(lambda: chair.packets_received > received + 30, what="the chair on")
+        assert workers[1].span().exported["chair:video"] == out
+
+
+ROLLIN = MediaConfig(
+    ice_addresses=("127.0.0.1",),
+    record=False,
+    keyframe_interval_s=0.5,
+    conference_rollin_s=30.0,
+    conference_rollin_keyframe_s=1.0,
+)
+
+
+async def test_joiners_across_workers_ask_the_publisher_once_per_interval_at_most() -> None:
+    where = {"chair": 1, **{f"s{i}": i % 3 for i in range(9)}}
+    async with fabric_workers(3, ROLLIN) as workers, conference(workers, 0, where) as conf:
+        conf.stage(chair_stage())
+        await conf.join("chair", [VideoStreamTrack()])
+        await wait_until(
+            lambda: "chair:video" in workers[1].room().publications, what="the chair's video"
+        )
+        pub = workers[1].room().publications["chair:video"]
+        await wait_until(lambda: pub.packets_received > 30, what="the chair publishing")
+        before = pub.keyframes_requested
+        start = time.monotonic()
+        sites = await asyncio.gather(*(conf.join(f"s{i}") for i in range(9)))
+        for site in sites:
+            await wait_until(lambda s=site: s.spotlight() is not None, what="a spotlight slot")
+        await asyncio.gather(*(count_frames(s.spotlight(), 5, timeout=15) for s in sites))  # type: ignore[arg-type]
+        window = time.monotonic() - start
+        asked = pub.keyframes_requested - before
+        assert asked <= window / ROLLIN.keyframe_interval_s + 1, (asked, window)
+        # Home held the joiners' requests back for the roll-in's periodic keyframe.
+        home = workers[0]
+        held = sum(r.keyframes_held for r in home.span().remote.values())
+        assert held > 0
+        assert home.span().rollin_asks > 0
+
+
+async def test_a_workers_fabric_socket_drops_garbage_and_counts_it() -> None:
+    async with (
+        fabric_workers(2) as workers,
+        conference(workers, 0, {"chair": 1, "s0": 0}) as conf,
+    ):
+        conf.stage(chair_stage())
+        w0 = workers[0]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(w0.fabric.endpoint.path)
+            sock.send(b"\x00garbage")
+            sock.send(b"\x01\x03\x00\x01\x05other")  # SITES of a conference w0 does not know
+            sock.send(b"\x01\x03\x00\x09\x0bconf-fabric")  # from a worker that does not exist
+            sock.send(b"\x01" * 5000)
+        await wait_until(lambda: sum(w0.fabric.dropped.values()) >= 4, what="four drops")
+        assert w0.fabric.dropped["version"] == 1
+        assert w0.fabric.dropped["unknown_conference"] == 1
+        assert w0.fabric.dropped["unknown_worker"] == 1
+        assert w0.fabric.dropped["too_long"] == 1
+        # And it still routes: the chair's video reaches s0.
+        await conf.join("chair", [VideoStreamTrack()])
+        s0 = await conf.join("s0")
+        await wait_until(lambda: s0.spotlight() is not None, what="s0's spotlight slot")
+        await count_frames(s0.spotlight(), 5)  # type: ignore[arg-type]
+
+
+def test_a_fabric_endpoint_refuses_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="own sibling"):
+        FabricEndpoint(0, "/tmp/a.sock", {0: "/tmp/b.sock"})
+    with pytest.raises(ValueError, match="107 bytes"):
+        FabricEndpoint(0, "/tmp/" + "x" * 120, {})
+    with pytest.raises(ValueError, match="65535"):
+        FabricEndpoint(70000, "/tmp/a.sock", {})
