@@ -107,9 +107,14 @@ class Site:
                 case p.ConferenceMedia():
                     self.told.append(message)
 
-    def spotlight(self) -> MediaStreamTrack | None:
-        tracks = self.media.tracks.get("spotlight")
-        return tracks[0] if tracks else None
+    def has_spotlight(self) -> bool:
+        return bool(self.media.tracks.get("spotlight"))
+
+    def spotlight(self) -> MediaStreamTrack:
+        return self.media.tracks["spotlight"][0]
+
+    async def sees_spotlight(self) -> None:
+        await wait_until(self.has_spotlight, what=f"{self.user}'s spotlight slot")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -204,8 +209,8 @@ async def test_the_spotlight_on_one_worker_is_seen_by_sites_on_every_other_worke
         s0 = await conf.join("s0")
         s2 = await conf.join("s2")
         for site in (s0, s2):
-            await wait_until(lambda s=site: s.spotlight() is not None, what="a spotlight slot")
-        fps = await asyncio.gather(*(fps_of(s.spotlight()) for s in (s0, s2)))  # type: ignore[arg-type]
+            await site.sees_spotlight()
+        fps = await asyncio.gather(*(fps_of(s.spotlight()) for s in (s0, s2)))
         assert min(fps) >= 10, fps
         assert workers[1].span().exported["chair:video"] > 0
         # The router relayed to worker 2 only: worker 0's own slots are fed in place.
@@ -237,8 +242,9 @@ async def test_floor_audio_leaves_its_worker_only_while_granted() -> None:
 
         conf.stage(chair_stage(audible=("chair", "s1")))
         for worker in (workers[0], workers[2]):
+            room = worker.room()
             await wait_until(
-                lambda w=worker: w.room().sent_from("s1", "audio") > 20,
+                lambda r=room: r.sent_from("s1", "audio") > 20,  # type: ignore[misc]
                 within=10,
                 what=f"s1's voice at worker {worker.index}'s sites",
             )
@@ -260,12 +266,12 @@ async def test_a_spotlight_switch_moves_every_workers_sites_to_the_new_source() 
         await conf.join("chair", [VideoStreamTrack()])
         s0 = await conf.join("s0", [VideoStreamTrack()])
         s1 = await conf.join("s1")
-        await wait_until(lambda: s0.spotlight() is not None, what="s0's spotlight slot")
-        await count_frames(s0.spotlight(), 10)  # type: ignore[arg-type]
+        await s0.sees_spotlight()
+        await count_frames(s0.spotlight(), 10)
         conf.stage(chair_stage(spotlight="s0"))
         # s1, on worker 1, now sees s0 (worker 0, home): home sends it out directly.
         await wait_until(
-            lambda: s1.told and s1.told[-1].spotlight == "s0", what="s1 told of s0's video"
+            lambda: bool(s1.told) and s1.told[-1].spotlight == "s0", what="s1 told of s0's video"
         )
         await wait_until(
             lambda: "s0:video" in workers[1].room().remote, what="s0's video at worker 1"
@@ -306,8 +312,8 @@ async def test_joiners_across_workers_ask_the_publisher_once_per_interval_at_mos
         start = time.monotonic()
         sites = await asyncio.gather(*(conf.join(f"s{i}") for i in range(9)))
         for site in sites:
-            await wait_until(lambda s=site: s.spotlight() is not None, what="a spotlight slot")
-        await asyncio.gather(*(count_frames(s.spotlight(), 5, timeout=15) for s in sites))  # type: ignore[arg-type]
+            await site.sees_spotlight()
+        await asyncio.gather(*(count_frames(s.spotlight(), 5, timeout=15) for s in sites))
         window = time.monotonic() - start
         asked = pub.keyframes_requested - before
         assert asked <= window / ROLLIN.keyframe_interval_s + 1, (asked, window)
@@ -339,8 +345,8 @@ async def test_a_workers_fabric_socket_drops_garbage_and_counts_it() -> None:
         # And it still routes: the chair's video reaches s0.
         await conf.join("chair", [VideoStreamTrack()])
         s0 = await conf.join("s0")
-        await wait_until(lambda: s0.spotlight() is not None, what="s0's spotlight slot")
-        await count_frames(s0.spotlight(), 5)  # type: ignore[arg-type]
+        await s0.sees_spotlight()
+        await count_frames(s0.spotlight(), 5)
 
 
 def test_a_fabric_endpoint_refuses_what_cannot_work() -> None:
