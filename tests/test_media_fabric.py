@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import socket
 import tempfile
@@ -19,17 +20,24 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import VideoStreamTrack
 
+from commandcenter.auth import Courts
+from commandcenter.config import Config
 from media import ice
 from media.client import MediaClient
 from media.conference_room import ConferenceRoom
+from media.evidence_sink import CALL_EVIDENCE, StoreEvidenceSink
 from media.fabric import Fabric, FabricEndpoint
 from media.service import MediaService
 from media.settings import MediaConfig
 from media.span import ConferenceSpan
+from sessions.durable import DurableRecorder
+from sessions.evidence_store import ContentFiles, EvidenceStore
+from sessions.sqlite_store import SqliteTraceStore
 from signalling import protocol as p
 from signalling.core.actions import Room, Stage
 from tests.mediahelpers import ToneTrack, count_frames
@@ -50,7 +58,7 @@ class Worker:
         self.index = index
         self.service = MediaService(
             config=config,
-            clock=time.monotonic,
+            clock=time.time,
             fabric=FabricEndpoint(index, paths[index], siblings),
             **extra,
         )
@@ -347,6 +355,69 @@ async def test_a_workers_fabric_socket_drops_garbage_and_counts_it() -> None:
         s0 = await conf.join("s0")
         await s0.sees_spotlight()
         await count_frames(s0.spotlight(), 5)
+
+
+@pytest.fixture
+async def evidence(tmp_path: Path) -> AsyncIterator[EvidenceStore]:
+    """The real evidence store over a SQLite trace in tmp_path."""
+    recorder = DurableRecorder.over(await SqliteTraceStore.open(tmp_path / "trace.sqlite3"))
+    store = EvidenceStore(
+        files=ContentFiles(tmp_path / "evidence"),
+        trace=recorder,
+        recorder=recorder,
+        courts=Courts(Config().courts),
+        max_upload_bytes=64 * 1024 * 1024,
+    )
+    await store.start()
+    try:
+        yield store
+    finally:
+        await recorder.close()
+
+
+async def test_the_router_records_a_remote_sites_video_at_home(
+    tmp_path: Path, evidence: EvidenceStore
+) -> None:
+    """The spotlight publishes on worker 1; home (worker 0) records it and files it."""
+    home = {
+        "evidence": StoreEvidenceSink(evidence, device="server:test"),
+        "recordings_dir": tmp_path / "recordings",
+    }
+    async with (
+        fabric_workers(2, ROLLIN, home=home) as workers,
+        conference(workers, 0, {"chair": 0, "s1": 1}) as conf,
+    ):
+        conf.stage(chair_stage(spotlight="s1"))
+        await conf.join("chair")
+        await conf.join("s1", [VideoStreamTrack()])
+        await wait_until(lambda: "s1:video" in workers[0].room().remote, what="s1 at home")
+        conf.stage(chair_stage(spotlight="s1", record=True))
+        room = workers[0].room()
+        assert room.capture is not None
+        assert [pub.track_id for pub in room.capture.recorded()] == ["s1:video"]
+        # Only home records: worker 1, where s1 publishes, keeps nothing.
+        assert workers[1].room().capture is None
+        # The recording waits for a keyframe: in the roll-in, the router's next periodic one.
+        span = workers[0].span()
+        asks = span.rollin_asks
+        await wait_until(lambda: span.rollin_asks > asks, what="the roll-in's keyframe")
+        remote = room.remote["s1:video"]
+        received = remote.packets_received
+        await wait_until(lambda: remote.packets_received > received + 30, what="1 s of video")
+        conf.stage(chair_stage(spotlight="s1"))
+
+        async def filed() -> bool:
+            found = await evidence.trace.find(kinds=[CALL_EVIDENCE], data_equals={"call": CID})
+            return len(found) == 1
+
+        await wait_until(filed, within=10, what="s1's video filed as evidence")
+    [record] = await evidence.trace.find(kinds=[CALL_EVIDENCE], data_equals={"call": CID})
+    assert record.data["media_type"] == "video/x-matroska"
+    assert record.data["officer"] == "chair"
+    data = evidence.files.path(record.data["sha256"]).read_bytes()
+    with av.open(io.BytesIO(data), mode="r") as container:
+        frames = list(container.decode(container.streams[0]))
+    assert len(frames) > 10
 
 
 def test_a_fabric_endpoint_refuses_what_cannot_work() -> None:
