@@ -141,6 +141,8 @@ class ConferenceSpan:
         self.gated = 0
         self.rollin: Rollin | None = None
         self.rollin_asks = 0
+        # Keyframe requests other workers sent for this worker's own tracks.
+        self.keyframes_asked = 0
         self._rollin_timer: asyncio.TimerHandle | None = None
         self.closed = False
         fabric.handlers[conference_id] = self.take
@@ -338,6 +340,7 @@ class ConferenceSpan:
         placement = self.placement
         worker = placement.worker_of(owner)
         if worker == placement.here:
+            self.keyframes_asked += 1
             room = self._room()
             pub = room.publications.get(track) if room is not None else None
             if pub is not None:
