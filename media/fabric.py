@@ -30,9 +30,9 @@ from media.fabric_frames import MAX_FRAME, BadFrame, Frame, decode
 
 log = structlog.get_logger(__name__)
 
-# Frames kept per sibling while its queue is full: about 200 ms of a spotlight's video and
-# three voices; past that a stalled sibling costs drops, not memory.
-MAX_QUEUED: Final = 256
+# Frames kept per sibling while its queue is full: a quarter second of a busy router's
+# output (about 1.2 MB); past that a stalled sibling costs drops, not memory.
+MAX_QUEUED: Final = 1024
 # Frames read per wake-up before other work gets the loop.
 _READ_BATCH: Final = 64
 # Socket buffers: a keyframe's burst, with room to spare.

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 VERSION: Final = 1
 PACKET: Final = 1
@@ -59,8 +59,10 @@ class BadFrame(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
+    """(A NamedTuple rather than a frozen dataclass: one is made per packet received, and a
+    frozen dataclass's construction costs several times as much.)"""
+
     sender: int
     conference: str
     # The source track: "owner:kind".
@@ -200,6 +202,26 @@ def _track(data: bytes, start: int, size: int) -> str:
     return track
 
 
+# Names already checked, by their bytes: a conference's packets repeat a few names, and
+# checking each again is most of a packet's decoding. Cleared when full (a bound on memory
+# whatever a sender invents).
+_SEEN_TRACKS: dict[bytes, tuple[str, str]] = {}
+_SEEN_MAX: Final = 4096
+
+
+def _packet_names(data: bytes, pos: int, conf_len: int, track_len: int) -> tuple[str, str]:
+    # The key starts at the two length bytes, so the same bytes split differently between
+    # the names are another key.
+    key = data[pos - 2 : pos + conf_len + track_len]
+    names = _SEEN_TRACKS.get(key)
+    if names is None:
+        names = (_text(data, pos, conf_len), _track(data, pos + conf_len, track_len))
+        if len(_SEEN_TRACKS) >= _SEEN_MAX:
+            _SEEN_TRACKS.clear()
+        _SEEN_TRACKS[key] = names
+    return names
+
+
 def decode(data: bytes) -> Frame:
     """The frame in one datagram; BadFrame for anything else."""
     if len(data) > MAX_FRAME:
@@ -224,17 +246,18 @@ def decode(data: bytes) -> Frame:
             raise BadFrame("too_short")
         if len(data) - start > MAX_PAYLOAD:
             raise BadFrame("too_long")
+        conference, track = _packet_names(data, pos, conf_len, track_len)
         return Packet(
-            sender=sender,
-            conference=_text(data, pos, conf_len),
-            track=_track(data, pos + conf_len, track_len),
-            sequence_number=seq,
-            timestamp=timestamp,
-            marker=bool(flags & _MARKER),
-            payload_type=payload_type,
-            keyframe_start=bool(flags & _KEYFRAME_START),
-            audio_level=(bool(level & _VAD), level & 0x7F) if flags & _HAS_LEVEL else None,
-            payload=data[start:],
+            sender,
+            conference,
+            track,
+            seq,
+            timestamp,
+            bool(flags & _MARKER),
+            payload_type,
+            bool(flags & _KEYFRAME_START),
+            (bool(level & _VAD), level & 0x7F) if flags & _HAS_LEVEL else None,
+            data[start:],
         )
     if kind == KEYFRAME:
         if len(data) < pos + _NAMES.size:
