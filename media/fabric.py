@@ -161,11 +161,14 @@ class Fabric:
             sibling.sock = None
 
     def _enqueue(self, sibling: _Sibling, data: bytes) -> None:
+        if sibling.sock is None:
+            self.dropped["unreachable"] += 1
+            return
         if len(sibling.queue) >= MAX_QUEUED:
             self.dropped["queue_full"] += 1
             return
         sibling.queue.append(data)
-        if not sibling.writing and sibling.sock is not None and self._loop is not None:
+        if not sibling.writing and self._loop is not None:
             sibling.writing = True
             self._loop.add_writer(sibling.sock.fileno(), self._drain, sibling)
 
