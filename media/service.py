@@ -103,6 +103,10 @@ class MediaService:
             if home != index or any(w != index for w in where.values()):
                 raise RuntimeError("a conference over several workers needs the fabric, started")
             return
+        known = {index, *fabric.endpoint.siblings}
+        unknown = sorted({home, *where.values()} - known)
+        if unknown:
+            raise ValueError(f"conference {conference_id}: no such media worker {unknown}")
         span = self.spans.get(conference_id)
         if span is None:
             span = ConferenceSpan(
@@ -212,10 +216,13 @@ class MediaService:
         self.started = True
 
     def health(self) -> dict[str, object]:
-        return {
+        health: dict[str, object] = {
             "media_rooms": len(self.rooms),
             "media_peers": sum(len(r.peers) for r in self.rooms.values()),
         }
+        if self.fabric is not None:
+            health["fabric_dropped"] = dict(self.fabric.dropped)
+        return health
 
     async def stop(self) -> None:
         self.started = False

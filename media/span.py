@@ -134,8 +134,13 @@ class ConferenceSpan:
         self._exporting: dict[str, tuple[Publication, PacketSink]] = {}
         # The gate's proof: packets of each local track sent out of this worker.
         self.exported: collections.Counter[str] = collections.Counter()
-        # Home: workers that said they have sites (they get the conference's packets).
-        self.sites: set[int] = set()
+        # Home: the workers that get the conference's packets: those the placement names,
+        # and any that said they have sites (SITES), less those that said they no longer do
+        # (STOP) since. The placement alone would miss a worker the pool has not told home
+        # of yet; the frames alone, one whose SITES was sent before home listened.
+        self._announced: set[int] = set()
+        self._stopped: set[int] = set()
+        self.sites: tuple[int, ...] = ()
         # Home: packets relayed to other workers, and site packets the stage did not allow.
         self.relayed = 0
         self.gated = 0
@@ -161,12 +166,14 @@ class ConferenceSpan:
                 )
                 self._arm_rollin()
         else:
-            self.sites.clear()
+            self._announced.clear()
+            self._stopped.clear()
             self._cancel_rollin()
             self.rollin = None
             # Tell home whether to send this worker the conference's media.
             frame = Sites if placement.has_sites() else Stop
             self.fabric.send(placement.home, encode(frame(self.fabric.index, self.conference_id)))
+        self._aim()
         for track, pub in list(self.remote.items()):
             worker = placement.worker_of(pub.owner)
             if worker is None or worker == placement.here:
@@ -246,8 +253,7 @@ class ConferenceSpan:
             placement = self.placement
             if placement.is_home:
                 for worker in self.sites:
-                    if worker != here:
-                        self.fabric.send(worker, data)
+                    self.fabric.send(worker, data)
             else:
                 self.fabric.send(placement.home, data)
 
@@ -268,10 +274,22 @@ class ConferenceSpan:
             case KeyframeRequest():
                 self._keyframe_asked(frame.track)
             case Sites():
-                if placement.is_home:
-                    self.sites.add(frame.sender)
+                self._announced.add(frame.sender)
+                self._stopped.discard(frame.sender)
+                self._aim()
             case Stop():
-                self.sites.discard(frame.sender)
+                self._announced.discard(frame.sender)
+                self._stopped.add(frame.sender)
+                self._aim()
+
+    def _aim(self) -> None:
+        """Home: which workers get the conference's packets (kept for the packet path)."""
+        placement = self.placement
+        if not placement.is_home:
+            self.sites = ()
+            return
+        named = set(placement.where.values()) | self._announced
+        self.sites = tuple(sorted(named - self._stopped - {placement.here}))
 
     def _route(self, frame: Packet, data: bytes) -> None:
         """The router: a site's packet from its worker, checked, then to every worker."""
@@ -282,7 +300,7 @@ class ConferenceSpan:
         self._feed(frame)
         out = resend(data, self.fabric.index)
         for worker in self.sites:
-            if worker != frame.sender and worker != self.fabric.index:
+            if worker != frame.sender:
                 self.fabric.send(worker, out)
                 self.relayed += 1
 
