@@ -9,12 +9,14 @@ frame's kind and the sending worker's index. Then, by kind:
     KEYFRAME   len(conference)(1) len(track)(1) conference track
     SITES      len(conference)(1) conference
     STOP       len(conference)(1) conference
+    ROLLIN     remaining_ms(4) every_ms(4) len(conference)(1) conference
 
 (network byte order; names UTF-8). A PACKET carries what a subscriber's copy needs of one
 RTP packet: its numbers, marker, payload type, whether a subscriber may start on it, the RFC
 6464 audio level when it had one, and the payload (never the publisher's SSRC or header
 extensions: each subscriber gets its own, media.forwarder.Subscription). KEYFRAME asks for a
-keyframe of a source track; SITES / STOP say the sender has sites of a conference / no longer.
+keyframe of a source track; SITES / STOP say the sender has sites of a conference / no longer;
+ROLLIN, from home, says how long the conference's roll-in still runs and its period.
 
 A struct header rather than msgpack: this is the packet path, one frame per RTP packet and
 worker. Everything received is checked against these bounds before use; any other bytes are a
@@ -32,6 +34,7 @@ PACKET: Final = 1
 KEYFRAME: Final = 2
 SITES: Final = 3
 STOP: Final = 4
+ROLLIN: Final = 5
 
 # An RTP payload beyond this cannot have come through a 1500-byte MTU.
 MAX_PAYLOAD: Final = 1500
@@ -40,6 +43,7 @@ _COMMON: Final = struct.Struct("!BBH")
 _PACKET: Final = struct.Struct("!BBHIBBB")
 _NAMES: Final = struct.Struct("!BB")
 _NAME: Final = struct.Struct("!B")
+_ROLLIN: Final = struct.Struct("!IIB")
 # The longest valid frame: a receiver reads this much and treats more as bad.
 MAX_FRAME: Final = _COMMON.size + _PACKET.size + 2 * MAX_NAME + MAX_PAYLOAD
 
@@ -101,7 +105,18 @@ class Stop:
     conference: str
 
 
-Frame = Packet | KeyframeRequest | Sites | Stop
+@dataclass(frozen=True, slots=True)
+class RollinNotice:
+    """From home: the conference's roll-in runs `remaining_ms` more, with a keyframe of the
+    spotlight every `every_ms` (media.placement.Rollin)."""
+
+    sender: int
+    conference: str
+    remaining_ms: int
+    every_ms: int
+
+
+Frame = Packet | KeyframeRequest | Sites | Stop | RollinNotice
 
 
 def _name(value: str) -> bytes:
@@ -178,6 +193,10 @@ def encode(frame: Frame) -> bytes:
                 + conference
                 + track
             )
+        case RollinNotice():
+            conference = _name(frame.conference)
+            rollin = _ROLLIN.pack(frame.remaining_ms, frame.every_ms, len(conference))
+            return _COMMON.pack(VERSION, ROLLIN, frame.sender) + rollin + conference
         case Sites() | Stop():
             kind = SITES if isinstance(frame, Sites) else STOP
             conference = _name(frame.conference)
@@ -278,4 +297,12 @@ def decode(data: bytes) -> Frame:
             raise BadFrame("bad_length")
         conference = _text(data, pos, conf_len)
         return Sites(sender, conference) if kind == SITES else Stop(sender, conference)
+    if kind == ROLLIN:
+        if len(data) < pos + _ROLLIN.size:
+            raise BadFrame("too_short")
+        remaining_ms, every_ms, conf_len = _ROLLIN.unpack_from(data, pos)
+        pos += _ROLLIN.size
+        if len(data) != pos + conf_len:
+            raise BadFrame("bad_length")
+        return RollinNotice(sender, _text(data, pos, conf_len), remaining_ms, every_ms)
     raise BadFrame("unknown_kind")

@@ -104,4 +104,7 @@ class Rollin:
             return None
         ticks = int((now - self.started) // self.every) + 1
         due = self.started + ticks * self.every
+        if due <= now:
+            # Rounding put the tick on `now` itself: the next one is meant.
+            due = self.started + (ticks + 1) * self.every
         return due if due - self.started < self.length else None

@@ -42,6 +42,7 @@ from media.fabric_frames import (
     Frame,
     KeyframeRequest,
     Packet,
+    RollinNotice,
     Sites,
     Stop,
     encode,
@@ -144,7 +145,10 @@ class ConferenceSpan:
         # Home: packets relayed to other workers, and site packets the stage did not allow.
         self.relayed = 0
         self.gated = 0
+        # Home: its roll-in, whose periodic keyframe it asks for (`_asks`). Any other worker:
+        # the roll-in home told it of, to hold its own subscribers' requests by.
         self.rollin: Rollin | None = None
+        self._asks = False
         self.rollin_asks = 0
         # Keyframe requests other workers sent for this worker's own tracks.
         self.keyframes_asked = 0
@@ -158,7 +162,8 @@ class ConferenceSpan:
         """The conference's placement, as of now."""
         self.placement = placement
         if placement.is_home:
-            if self.rollin is None:
+            if not self._asks:
+                self._asks = True
                 self.rollin = Rollin(
                     self.clock(),
                     self.config.conference_rollin_s,
@@ -168,8 +173,11 @@ class ConferenceSpan:
         else:
             self._announced.clear()
             self._stopped.clear()
-            self._cancel_rollin()
-            self.rollin = None
+            if self._asks:
+                # Home moved away: the new home runs its own roll-in (and tells us).
+                self._cancel_rollin()
+                self._asks = False
+                self.rollin = None
             # Tell home whether to send this worker the conference's media.
             frame = Sites if placement.has_sites() else Stop
             self.fabric.send(placement.home, encode(frame(self.fabric.index, self.conference_id)))
@@ -281,6 +289,9 @@ class ConferenceSpan:
                 self._announced.discard(frame.sender)
                 self._stopped.add(frame.sender)
                 self._aim()
+            case RollinNotice():
+                if frame.sender == placement.home and not placement.is_home:
+                    self._told_rollin(frame)
 
     def _aim(self) -> None:
         """Home: which workers get the conference's packets (kept for the packet path)."""
@@ -289,7 +300,20 @@ class ConferenceSpan:
             self.sites = ()
             return
         named = set(placement.where.values()) | self._announced
-        self.sites = tuple(sorted(named - self._stopped - {placement.here}))
+        sites = tuple(sorted(named - self._stopped - {placement.here}))
+        added = set(sites) - set(self.sites)
+        self.sites = sites
+        rollin = self.rollin
+        now = self.clock()
+        if rollin is not None and rollin.on(now) and added:
+            notice = RollinNotice(
+                placement.here,
+                self.conference_id,
+                int((rollin.started + rollin.length - now) * 1000),
+                int(rollin.every * 1000),
+            )
+            for worker in sorted(added):
+                self.fabric.send(worker, encode(notice))
 
     def _route(self, frame: Packet, data: bytes) -> None:
         """The router: a site's packet from its worker, checked, then to every worker."""
@@ -361,13 +385,27 @@ class ConferenceSpan:
             self.keyframes_asked += 1
             room = self._room()
             pub = room.publications.get(track) if room is not None else None
-            if pub is not None:
+            if pub is None:
+                return
+            if placement.is_home:
+                # Other workers' requests, each paced there: held here in the roll-in.
                 pub.need_keyframe()
+            else:
+                # Home's request: held and paced there already (its roll-in's own among them).
+                pub.pace_keyframe()
         elif placement.is_home and worker is not None and kind == "video":
             self._remote(track).need_keyframe()
 
+    def _told_rollin(self, notice: RollinNotice) -> None:
+        """Home's roll-in, held to here one period short of its end: home asks for the
+        spotlight's keyframe at least once after any request held before then."""
+        every = notice.every_ms / 1000
+        remaining = notice.remaining_ms / 1000 - every
+        self.rollin = Rollin(self.clock(), max(0.0, remaining), every)
+        self._hold_spotlight(self._room())
+
     def _hold_spotlight(self, room: ConferenceRoom | None) -> None:
-        """Home, in the roll-in: the spotlight's requests wait for the periodic keyframe."""
+        """In the roll-in: requests for the spotlight's keyframe wait for the periodic one."""
         spotlight = self.stage.spotlight
         rollin = self.rollin
         for pub in self._video_sources(room):

@@ -14,6 +14,7 @@ from media.fabric_frames import (
     Frame,
     KeyframeRequest,
     Packet,
+    RollinNotice,
     Sites,
     Stop,
     decode,
@@ -45,6 +46,7 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(KeyframeRequest, workers, names, tracks),
     st.builds(Sites, workers, names),
     st.builds(Stop, workers, names),
+    st.builds(RollinNotice, workers, names, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
 )
 
 
@@ -68,7 +70,7 @@ def test_any_bytes_give_a_frame_or_a_bad_frame_never_another_error(data: bytes) 
 def test_a_frame_cut_short_is_bad(frame: Frame, data: st.DataObject) -> None:
     """Control frames must be whole; a packet cut inside its names has no payload."""
     encoded = encode(frame)
-    header = 4 + (9 if isinstance(frame, Packet) else 0)
+    header = 4 + (9 if isinstance(frame, Packet | RollinNotice) else 0)
     cut = data.draw(st.integers(0, header + len(frame.conference.encode()) - 1))
     with pytest.raises(BadFrame):
         decode(encoded[:cut])
