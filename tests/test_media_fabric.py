@@ -32,6 +32,7 @@ from media.client import MediaClient
 from media.conference_room import ConferenceRoom
 from media.evidence_sink import CALL_EVIDENCE, StoreEvidenceSink
 from media.fabric import Fabric, FabricEndpoint
+from media.fabric_frames import Packet, encode
 from media.service import MediaService
 from media.settings import MediaConfig
 from media.span import ConferenceSpan
@@ -467,3 +468,29 @@ async def test_without_a_fabric_a_conference_on_one_worker_is_placed_as_before()
     assert service.spans == {}
     with pytest.raises(RuntimeError, match="needs the fabric"):
         service.conference_placement(CID, 0, {"chair": 0, "s1": 1})
+
+
+async def test_the_router_and_the_workers_take_packets_only_from_where_they_may_come() -> None:
+    """Home drops a site packet from a worker that is not the site's, or of a track the
+    stage does not let cross; a worker drops packets that are not from home."""
+    async with fabric_workers(3) as workers:
+        Conference(workers, 0, {"chair": 0, "s1": 1, "s2": 2}).stage(chair_stage())
+        home, w2 = workers[0], workers[2]
+
+        def packet(sender: int, track: str) -> bytes:
+            frame = Packet(sender, CID, track, 1, 1, False, 111, True, None, b"\x01")
+            return encode(frame)
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # s2's voice, said to come from worker 1; s1's voice, not audible.
+            sock.sendto(packet(1, "s2:audio"), home.fabric.endpoint.path)
+            sock.sendto(packet(1, "s1:audio"), home.fabric.endpoint.path)
+            # The chair's voice (audible) from worker 1, to worker 2: not from home.
+            sock.sendto(packet(1, "chair:audio"), w2.fabric.endpoint.path)
+        await wait_until(lambda: home.span().gated == 2, what="home gated two")
+        await wait_until(
+            lambda: w2.fabric.dropped["not_from_home"] == 1, what="worker 2 dropped one"
+        )
+        assert home.span().remote == {}
+        assert home.span().relayed == 0
+        assert w2.span().remote == {}
