@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 
 _RATE: Final = {"audio": 48_000, "video": 90_000}
 _NOBODY: Final = Stage((), None, ())
+# Tracks whose route the router keeps: far more than a conference has, a bound whatever
+# names a sender makes up.
+_MAX_ROUTES: Final = 4096
 
 
 class RemotePublication(Publication):
@@ -83,6 +86,13 @@ class RemotePublication(Publication):
     def feed(self, frame: Packet) -> bool:
         """One packet from the fabric; True if it was the first (the track is usable now)."""
         first = self.codec is None
+        if not first and not self.subscriptions and not self.sinks and self.on_level is None:
+            # Nobody here takes it now (home with no local viewer, no recording): counted,
+            # and a keyframe noted, without making a packet of it.
+            self.packets_received += 1
+            if frame.keyframe_start and self.kind == "video":
+                self.keyframes.keyframe_seen()
+            return False
         if first:
             channels = 2 if self.kind == "audio" else None
             self.codec = RTCRtpCodecParameters(
@@ -145,6 +155,8 @@ class ConferenceSpan:
         # Home: packets relayed to other workers, and site packets the stage did not allow.
         self.relayed = 0
         self.gated = 0
+        # Track -> the worker its packets may come to the router from (`_source_of`).
+        self._routes: dict[str, int | None] = {}
         # Home: its roll-in, whose periodic keyframe it asks for (`_asks`). Any other worker:
         # the roll-in home told it of, to hold its own subscribers' requests by.
         self.rollin: Rollin | None = None
@@ -161,6 +173,7 @@ class ConferenceSpan:
     def place(self, placement: Placement) -> None:
         """The conference's placement, as of now."""
         self.placement = placement
+        self._routes.clear()
         if placement.is_home:
             if not self._asks:
                 self._asks = True
@@ -207,6 +220,7 @@ class ConferenceSpan:
         """The room has put sources in slots: export what the stage lets cross, only that."""
         room = self._room()
         self.stage = room.stage if room is not None else _NOBODY
+        self._routes.clear()
         wanted: dict[str, Publication] = {}
         if room is not None and self.placement.where:
             want_codec = {k: v.lower() for k, v in room.codecs.items()}
@@ -231,6 +245,19 @@ class ConferenceSpan:
 
     def _may_cross(self, track: str) -> bool:
         return crosses(self.stage, self.placement.where, self.config.conference_grid_slots, track)
+
+    def _source_of(self, track: str) -> int | None:
+        """The worker `track` may come to the router from (None: from none), kept until the
+        stage or the placement changes: this runs for every packet in."""
+        routes = self._routes
+        if track in routes:
+            return routes[track]
+        owner, _ = owner_kind(track)
+        worker = self.placement.worker_of(owner) if self._may_cross(track) else None
+        if len(routes) >= _MAX_ROUTES:
+            routes.clear()
+        routes[track] = worker
+        return worker
 
     # ---- uplink: this worker's tracks -----------------------------------------------------
 
@@ -317,8 +344,7 @@ class ConferenceSpan:
 
     def _route(self, frame: Packet, data: bytes) -> None:
         """The router: a site's packet from its worker, checked, then to every worker."""
-        owner, _ = owner_kind(frame.track)
-        if self.placement.worker_of(owner) != frame.sender or not self._may_cross(frame.track):
+        if self._source_of(frame.track) != frame.sender:
             self.gated += 1
             return
         self._feed(frame)
@@ -329,12 +355,14 @@ class ConferenceSpan:
                 self.relayed += 1
 
     def _feed(self, frame: Packet) -> None:
-        owner, _ = owner_kind(frame.track)
-        worker = self.placement.worker_of(owner)
-        if worker is None or worker == self.placement.here:
-            self.fabric.dropped["not_remote"] += 1
-            return
-        pub = self._remote(frame.track)
+        pub = self.remote.get(frame.track)
+        if pub is None:
+            owner, _ = owner_kind(frame.track)
+            worker = self.placement.worker_of(owner)
+            if worker is None or worker == self.placement.here:
+                self.fabric.dropped["not_remote"] += 1
+                return
+            pub = self._remote(frame.track)
         if pub.feed(frame):
             room = self._room()
             if room is not None:
