@@ -272,9 +272,13 @@ async def test_a_spotlight_switch_moves_every_workers_sites_to_the_new_source() 
         conference(workers, 0, {"chair": 1, "s0": 0, "s1": 1}) as conf,
     ):
         conf.stage(chair_stage())
-        await conf.join("chair", [VideoStreamTrack()])
+        chair = await conf.join("chair", [VideoStreamTrack()])
         s0 = await conf.join("s0", [VideoStreamTrack()])
         s1 = await conf.join("s1")
+        # The chair, a moderator on worker 1, sees s0 (worker 0) in its grid.
+        await wait_until(
+            lambda: bool(chair.told) and "s0" in chair.told[-1].grid, what="s0 in the grid"
+        )
         await s0.sees_spotlight()
         await count_frames(s0.spotlight(), 10)
         conf.stage(chair_stage(spotlight="s0"))
@@ -292,9 +296,9 @@ async def test_a_spotlight_switch_moves_every_workers_sites_to_the_new_source() 
         assert remote.packets_received > 0
         # The chair's video no longer leaves worker 1 (it is still published there).
         out = workers[1].span().exported["chair:video"]
-        chair = workers[1].room().publications["chair:video"]
-        received = chair.packets_received
-        await wait_until(lambda: chair.packets_received > received + 30, what="the chair on")
+        published = workers[1].room().publications["chair:video"]
+        received = published.packets_received
+        await wait_until(lambda: published.packets_received > received + 30, what="chair on")
         assert workers[1].span().exported["chair:video"] == out
 
 
