@@ -22,10 +22,9 @@ from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.fabric import Fabric, FabricEndpoint
 from media.forwarder import Publication
-from media.placement import Placement
 from media.room import Room
 from media.settings import MediaConfig
-from media.span import ConferenceSpan
+from media.span import Spans
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
@@ -59,12 +58,8 @@ class MediaService:
         `recordings_dir`: where recordings are written while calls run (None: no recording).
         `recorder`: the trace, told whenever a call's video starts or stops reaching a member
         (`video_watched` / `video_unwatched`); None: not recorded. `fabric`: this media
-        worker's index and the fabric's sockets, when conferences span several workers
+        worker's index and the fabric's sockets, for conferences over several workers
         (media.span; None: one worker, index 0, alone)."""
-        self.fabric_endpoint = fabric
-        self.fabric: Fabric | None = None
-        # Conferences with sites on several workers: this worker's share of each.
-        self.spans: dict[str, ConferenceSpan] = {}
         self.recorder = recorder
         self._recording: set[asyncio.Task[None]] = set()
         self.config = config
@@ -80,71 +75,36 @@ class MediaService:
         self.started = False
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
+        # This worker's share of the conferences that span several workers.
+        self.spans = Spans(endpoint=fabric, config=config, clock=clock, room=self._conference)
 
     # ---- MediaPort --------------------------------------------------------------------
 
     def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
         """Where conference `conference_id`'s members are (user -> worker index) and which
         worker routes it (`home`): called before the conference's `room_changed`, and again
-        whenever this changes, on every worker with sites of it and on home. Empty `where`:
+        whenever either changes, on every worker with sites of it and on home. Empty `where`:
         the conference has left this worker."""
-        fabric = self.fabric
-        index = fabric.index if fabric is not None else 0
-        if not where:
-            span = self.spans.pop(conference_id, None)
-            if span is not None:
-                span.close()
-            room = self.rooms.get(conference_id)
-            if room is not None and not room.members:
-                del self.rooms[conference_id]
-                self._close(room, None)
-            return
-        if fabric is None:
-            if home != index or any(w != index for w in where.values()):
-                raise RuntimeError("a conference over several workers needs the fabric, started")
-            return
-        known = {index, *fabric.endpoint.siblings}
-        unknown = sorted({home, *where.values()} - known)
-        if unknown:
-            raise ValueError(f"conference {conference_id}: no such media worker {unknown}")
-        span = self.spans.get(conference_id)
-        if span is None:
-            span = ConferenceSpan(
-                conference_id=conference_id,
-                fabric=fabric,
-                config=self.config,
-                clock=self.clock,
-                room=lambda: self._conference_room(conference_id),
-            )
-            self.spans[conference_id] = span
-            room = self._conference_room(conference_id)
-            if room is not None:
-                span.adopt(room)
-        span.place(Placement(index, home, dict(where)))
+        self.spans.place(conference_id, home, where)
+        room = self.rooms.get(conference_id)
+        if not where and room is not None and not room.members:
+            del self.rooms[conference_id]
+            self._close(room, None)
 
-    def _conference_room(self, conference_id: str) -> ConferenceRoom | None:
+    @property
+    def fabric(self) -> Fabric | None:
+        return self.spans.fabric
+
+    def _conference(self, conference_id: str) -> ConferenceRoom | None:
         room = self.rooms.get(conference_id)
         return room if isinstance(room, ConferenceRoom) else None
-
-    def _routes(self, conference_id: str) -> bool:
-        """Whether this worker routes a conference that still has sites elsewhere (its room
-        stays, for the router's recording, when none of its own members are left)."""
-        span = self.spans.get(conference_id)
-        return span is not None and span.placement.is_home and bool(span.placement.where)
-
-    def _records(self, conference_id: str) -> bool:
-        """A conference is recorded by its router's worker only."""
-        span = self.spans.get(conference_id)
-        return span is None or span.placement.is_home
 
     def room_changed(self, change: actions.Room) -> None:
         call_id = change.call_id
         room = self.rooms.get(call_id)
-        if not change.members and not (change.stage is not None and self._routes(call_id)):
-            span = self.spans.get(call_id)
-            if span is not None and not span.placement.is_home:
-                del self.spans[call_id]
-                span.close()
+        # The router's worker keeps the room while the conference has sites elsewhere.
+        if not change.members and not (change.stage is not None and self.spans.routes(call_id)):
+            self.spans.left(call_id)
             if room is not None:
                 del self.rooms[call_id]
                 self._close(room, self.captures.pop(call_id, None))
@@ -158,13 +118,11 @@ class MediaService:
                     clock=self.clock,
                     send_offer=self._send_offer,
                     deliver=lambda user, message: self.deliver(user, message),
-                    capture=lambda: self._capture(facts) if self._records(call_id) else None,
+                    capture=lambda: self._capture(facts) if self.spans.records(call_id) else None,
                     external=self._call_track,
                 )
                 self.rooms[call_id] = room
-                span = self.spans.get(call_id)
-                if span is not None:
-                    span.adopt(room)
+                self.spans.adopt(call_id, room)
             assert isinstance(room, ConferenceRoom)
             room.update(frozenset(change.members), frozenset(change.silent), change.stage)
             return
@@ -208,36 +166,27 @@ class MediaService:
         """Deliver replies and offers to `deliver` from now on; register what a previous run
         left unfinished (see media.capture.recover)."""
         self.deliver = deliver
-        if self.fabric_endpoint is not None and self.fabric is None:
-            self.fabric = Fabric(self.fabric_endpoint)
-            self.fabric.open()
+        self.spans.open()
         if self.evidence is not None and self.recordings_dir is not None:
             await recover(self.recordings_dir, self.evidence, self.clock)
         self.started = True
 
     def health(self) -> dict[str, object]:
-        health: dict[str, object] = {
+        return {
             "media_rooms": len(self.rooms),
             "media_peers": sum(len(r.peers) for r in self.rooms.values()),
+            **self.spans.health(),
         }
-        if self.fabric is not None:
-            health["fabric_dropped"] = dict(self.fabric.dropped)
-        return health
 
     async def stop(self) -> None:
         self.started = False
-        for span in self.spans.values():
-            span.close()
-        self.spans.clear()
         for call_id in list(self.rooms):
             self._close(self.rooms.pop(call_id), self.captures.pop(call_id, None))
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
-        if self.fabric is not None:
-            self.fabric.close()
-            self.fabric = None
+        self.spans.close()
 
     # ---- internals --------------------------------------------------------------------
 

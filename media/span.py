@@ -37,7 +37,7 @@ from aiortc.rtp import RtpPacket
 
 from media import rtp
 from media.conference_room import ConferenceRoom
-from media.fabric import Fabric
+from media.fabric import Fabric, FabricEndpoint
 from media.fabric_frames import (
     Frame,
     KeyframeRequest,
@@ -139,7 +139,8 @@ class ConferenceSpan:
         self._room = room
         self.placement = Placement(fabric.index, fabric.index, {})
         self.stage = _NOBODY
-        # Source tracks of members on other workers: the room's `remote` (the same dict).
+        # Source tracks of members on other workers, by track id; each is in the room's
+        # `remote` once its first packet has come (then the room can use it).
         self.remote: dict[str, RemotePublication] = {}
         # Local tracks leaving this worker now: track id -> (publication, its sink).
         self._exporting: dict[str, tuple[Publication, PacketSink]] = {}
@@ -501,3 +502,96 @@ class ConferenceSpan:
         self._exporting.clear()
         for track in list(self.remote):
             self._withdraw(track)
+
+
+class Spans:
+    """This worker's share of every conference whose sites span several workers, and the
+    fabric they share (MediaService's part of it, kept here so the service only asks)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: FabricEndpoint | None,
+        config: MediaConfig,
+        clock: Callable[[], float],
+        room: Callable[[str], ConferenceRoom | None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config
+        self.clock = clock
+        self._room = room
+        self.fabric: Fabric | None = None
+        self.by_conference: dict[str, ConferenceSpan] = {}
+
+    def open(self) -> None:
+        if self.endpoint is not None and self.fabric is None:
+            self.fabric = Fabric(self.endpoint)
+            self.fabric.open()
+
+    def close(self) -> None:
+        for span in self.by_conference.values():
+            span.close()
+        self.by_conference.clear()
+        if self.fabric is not None:
+            self.fabric.close()
+            self.fabric = None
+
+    def place(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+        """MediaService.conference_placement; bad worker indices are a ValueError."""
+        fabric = self.fabric
+        if not where:
+            span = self.by_conference.pop(conference_id, None)
+            if span is not None:
+                span.close()
+            return
+        if fabric is None:
+            if home != 0 or any(w != 0 for w in where.values()):
+                raise RuntimeError("a conference over several workers needs the fabric, started")
+            return
+        known = {fabric.index, *fabric.endpoint.siblings}
+        unknown = sorted({home, *where.values()} - known)
+        if unknown:
+            raise ValueError(f"conference {conference_id}: no such media worker {unknown}")
+        span = self.by_conference.get(conference_id)
+        if span is None:
+            span = ConferenceSpan(
+                conference_id=conference_id,
+                fabric=fabric,
+                config=self.config,
+                clock=self.clock,
+                room=lambda: self._room(conference_id),
+            )
+            self.by_conference[conference_id] = span
+            room = self._room(conference_id)
+            if room is not None:
+                span.adopt(room)
+        span.place(Placement(fabric.index, home, dict(where)))
+
+    def adopt(self, conference_id: str, room: ConferenceRoom) -> None:
+        """The conference's room was made on this worker."""
+        span = self.by_conference.get(conference_id)
+        if span is not None:
+            span.adopt(room)
+
+    def routes(self, conference_id: str) -> bool:
+        """Whether this worker routes a conference that has sites (its room stays, for the
+        router's recording, when none of its own members are left)."""
+        span = self.by_conference.get(conference_id)
+        return span is not None and span.placement.is_home and bool(span.placement.where)
+
+    def records(self, conference_id: str) -> bool:
+        """A conference is recorded by its router's worker only."""
+        span = self.by_conference.get(conference_id)
+        return span is None or span.placement.is_home
+
+    def left(self, conference_id: str) -> None:
+        """The conference's last site here left (not home): no more of its media here."""
+        span = self.by_conference.get(conference_id)
+        if span is not None and not span.placement.is_home:
+            del self.by_conference[conference_id]
+            span.close()
+
+    def health(self) -> dict[str, object]:
+        if self.fabric is None:
+            return {}
+        return {"fabric_dropped": dict(self.fabric.dropped)}

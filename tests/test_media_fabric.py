@@ -79,7 +79,7 @@ class Worker:
         return room
 
     def span(self) -> ConferenceSpan:
-        return self.service.spans[CID]
+        return self.service.spans.by_conference[CID]
 
 
 class Site:
@@ -450,7 +450,7 @@ async def test_home_sends_to_the_workers_placed_less_those_that_stopped() -> Non
         assert home.sites == (1, 2)
         # Worker 2's last site leaves: its room closes and it tells home to stop.
         workers[2].service.room_changed(Room(CID, (), (), "P0101", "chair", None, chair_stage()))
-        assert CID not in workers[2].service.spans
+        assert CID not in workers[2].service.spans.by_conference
         await wait_until(lambda: home.sites == (1,), what="home told worker 2 stopped")
         # A site placed there again: it says so, and gets the conference's packets again.
         conf.stage(chair_stage())
@@ -463,13 +463,13 @@ async def test_a_placement_on_a_worker_that_does_not_exist_is_refused() -> None:
             workers[0].service.conference_placement(CID, 0, {"chair": 0, "s1": 5})
         with pytest.raises(ValueError, match=r"no such media worker \[3\]"):
             workers[0].service.conference_placement(CID, 3, {"chair": 0})
-        assert CID not in workers[0].service.spans
+        assert CID not in workers[0].service.spans.by_conference
 
 
 async def test_without_a_fabric_a_conference_on_one_worker_is_placed_as_before() -> None:
     service = MediaService(config=CONFIG, clock=time.time)
     service.conference_placement(CID, 0, {"chair": 0, "s1": 0})
-    assert service.spans == {}
+    assert service.spans.by_conference == {}
     with pytest.raises(RuntimeError, match="needs the fabric"):
         service.conference_placement(CID, 0, {"chair": 0, "s1": 1})
 
