@@ -23,7 +23,7 @@ from typing import Any
 import av
 import pytest
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 from commandcenter.auth import Courts
 from commandcenter.config import Config
@@ -498,3 +498,23 @@ async def test_the_router_and_the_workers_take_packets_only_from_where_they_may_
         assert home.span().remote == {}
         assert home.span().relayed == 0
         assert w2.span().remote == {}
+
+
+async def test_in_an_open_conference_the_speaker_on_another_worker_takes_an_audio_slot() -> None:
+    """After unmute all every voice may cross; each worker picks who speaks from the levels
+    that arrive, so the quiet site takes no slot."""
+    async with (
+        fabric_workers(3) as workers,
+        conference(workers, 0, {"chair": 0, "loud": 1, "quiet": 1, "s2": 2}) as conf,
+    ):
+        conf.stage(chair_stage(open=True))
+        await conf.join("chair")
+        await conf.join("loud", [ToneTrack()])
+        await conf.join("quiet", [AudioStreamTrack()])
+        s2 = await conf.join("s2")
+        room = workers[2].room()
+        await wait_until(lambda: room.sent_from("loud", "audio") > 20, what="loud heard at 2")
+        assert any("loud" in told.audio for told in s2.told)
+        assert "quiet:audio" in room.remote
+        assert room.remote["quiet:audio"].packets_received > 0
+        assert room.sent_from("quiet", "audio") == 0
