@@ -31,8 +31,8 @@ from media import ice
 from media.client import MediaClient
 from media.conference_room import ConferenceRoom
 from media.evidence_sink import CALL_EVIDENCE, StoreEvidenceSink
-from media.fabric import Fabric, FabricEndpoint
-from media.fabric_frames import Packet, encode
+from media.fabric import MAX_QUEUED, Fabric, FabricEndpoint
+from media.fabric_frames import MAX_FRAME, Packet, Sites, encode
 from media.service import MediaService
 from media.settings import MediaConfig
 from media.span import ConferenceSpan
@@ -518,3 +518,39 @@ async def test_in_an_open_conference_the_speaker_on_another_worker_takes_an_audi
         assert "quiet:audio" in room.remote
         assert room.remote["quiet:audio"].packets_received > 0
         assert room.sent_from("quiet", "audio") == 0
+
+
+async def test_a_sibling_that_falls_behind_gets_its_frames_queued_then_drained_then_dropped() -> (
+    None
+):
+    """Linux queues few datagrams per unix socket: the rest wait in the sender's queue for
+    the sibling to drain, up to MAX_QUEUED; beyond that they are dropped and counted."""
+    with tempfile.TemporaryDirectory(prefix="fabric-") as directory:
+        sibling_path = str(Path(directory) / "w1.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sibling:
+            sibling.bind(sibling_path)
+            sibling.setblocking(False)
+            fabric = Fabric(FabricEndpoint(0, str(Path(directory) / "w0.sock"), {1: sibling_path}))
+            fabric.open()
+            try:
+                frames = [encode(Sites(0, f"c{i}")) for i in range(MAX_QUEUED + 200)]
+                for frame in frames:
+                    fabric.send(1, frame)
+                # Only what the kernel took is sent; the sibling reads nothing yet.
+                taken = fabric.sent
+                assert 0 < taken < 200
+                assert fabric.dropped["queue_full"] == 200 - taken
+                received: list[bytes] = []
+
+                def drained() -> bool:
+                    with contextlib.suppress(BlockingIOError):
+                        while True:
+                            received.append(sibling.recv(MAX_FRAME))
+                    return len(received) == taken + MAX_QUEUED
+
+                await wait_until(drained, what="the queue drained into the sibling")
+                assert fabric.sent == taken + MAX_QUEUED
+                # In order, none twice, the dropped ones the last.
+                assert received == frames[: len(received)]
+            finally:
+                fabric.close()
