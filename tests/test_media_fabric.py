@@ -520,9 +520,7 @@ async def test_in_an_open_conference_the_speaker_on_another_worker_takes_an_audi
         assert room.sent_from("quiet", "audio") == 0
 
 
-async def test_a_sibling_that_falls_behind_gets_its_frames_queued_then_drained_then_dropped() -> (
-    None
-):
+async def test_a_sibling_behind_gets_frames_queued_then_drained_and_beyond_dropped() -> None:
     """Linux queues few datagrams per unix socket: the rest wait in the sender's queue for
     the sibling to drain, up to MAX_QUEUED; beyond that they are dropped and counted."""
     with tempfile.TemporaryDirectory(prefix="fabric-") as directory:
