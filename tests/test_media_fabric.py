@@ -220,7 +220,8 @@ async def test_the_spotlight_on_one_worker_is_seen_by_sites_on_every_other_worke
         for site in (s0, s2):
             await site.sees_spotlight()
         fps = await asyncio.gather(*(fps_of(s.spotlight()) for s in (s0, s2)))
-        assert min(fps) >= 10, fps
+        # About 30 here; the bound leaves room for the other agents' load on two cores.
+        assert min(fps) >= 15, fps
         assert workers[1].span().exported["chair:video"] > 0
         # The router relayed to worker 2 only: worker 0's own slots are fed in place.
         assert workers[0].span().relayed > 0
