@@ -173,6 +173,7 @@ class ConferenceSpan:
 
     def place(self, placement: Placement) -> None:
         """The conference's placement, as of now."""
+        before = self.placement
         self.placement = placement
         self._routes.clear()
         if placement.is_home:
@@ -198,7 +199,9 @@ class ConferenceSpan:
         self._aim()
         for track, pub in list(self.remote.items()):
             worker = placement.worker_of(pub.owner)
-            if worker is None or worker == placement.here:
+            # Gone, come here, or moved to another worker (a new peer connection there, a
+            # new stream): the slots let go, and take its next packets as a new source.
+            if worker is None or worker == placement.here or worker != before.worker_of(pub.owner):
                 self._withdraw(track)
         self.restage()
 

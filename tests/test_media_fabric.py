@@ -553,3 +553,34 @@ async def test_a_sibling_behind_gets_frames_queued_then_drained_and_beyond_dropp
                 assert received == frames[: len(received)]
             finally:
                 fabric.close()
+
+
+async def test_a_spotlight_that_moves_to_another_worker_is_seen_again_from_there() -> None:
+    """The pool moves s1 (the spotlight) from worker 1 to worker 2, where it offers again:
+    sites elsewhere take its new stream as a new source, from its next keyframe."""
+    async with (
+        fabric_workers(3) as workers,
+        conference(workers, 0, {"chair": 0, "s0": 0, "s1": 1}) as conf,
+    ):
+        conf.stage(chair_stage(spotlight="s1"))
+        await conf.join("chair")
+        first = await conf.join("s1", [VideoStreamTrack()])
+        s0 = await conf.join("s0")
+        room = workers[0].room()
+        await wait_until(lambda: room.sent_from("s1", "video") > 30, what="s1's video at s0")
+        old = room.remote["s1:video"]
+
+        conf.where = {"chair": 0, "s0": 0, "s1": 2}
+        conf.stage(chair_stage(spotlight="s1"))
+        await first.close()
+        assert "s1:video" not in room.remote
+        assert CID not in workers[1].service.spans.by_conference
+        await conf.join("s1", [VideoStreamTrack()])
+        await wait_until(
+            lambda: "s1:video" in room.remote and room.remote["s1:video"] is not old,
+            what="s1's video from worker 2",
+        )
+        sent = room.sent_from("s1", "video")
+        await wait_until(lambda: room.sent_from("s1", "video") > sent + 30, what="s1 seen again")
+        assert workers[2].span().exported["s1:video"] > 0
+        await count_frames(s0.spotlight(), 60)
