@@ -470,6 +470,16 @@ def _validate_media(media: MediaConfig) -> None:
         for url in urls:
             if not url.startswith(schemes):
                 raise ConfigError(f"{key}: {url!r} does not start with {' or '.join(schemes)}")
+    if media.conference_rollin_s < 0:
+        raise ConfigError(
+            f"media.conference_rollin_s: must be 0 or more, got {media.conference_rollin_s}"
+        )
+    if media.conference_rollin_keyframe_s < 1:
+        # At most one keyframe a second: more would make keyframes most of the bitrate.
+        raise ConfigError(
+            "media.conference_rollin_keyframe_s: must be 1 or more, "
+            f"got {media.conference_rollin_keyframe_s}"
+        )
 
 
 def _validate_recorder(rec: RecorderConfig) -> None:

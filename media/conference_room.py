@@ -91,6 +91,11 @@ class ConferenceRoom(Room):
         self._idle_since: dict[str, float] = {}
         self._restage_soon: asyncio.Handle | None = None
         self._poll: asyncio.TimerHandle | None = None
+        # Tracks of members on other media workers, by track id (media.span keeps them: the
+        # same dict), used as this worker's members' own.
+        self.remote: dict[str, Publication] = {}
+        # Told after every restage (media.span: what leaves this worker follows the stage).
+        self.on_staged: Callable[[], None] | None = None
 
     # ---- the core's word ------------------------------------------------------------------
 
@@ -159,6 +164,7 @@ class ConferenceRoom(Room):
         want = self.codecs[kind].lower()
         usable: dict[str, Publication] = {}
         own = [p for p in self.publications.values() if p.owner not in self.silent]
+        own += self.remote.values()
         found = (self._external(call_id, officer, kind) for officer, call_id in self.feeds.items())
         feeds = [f for f in found if f is not None]
         for pub in [*own, *feeds]:
@@ -206,7 +212,7 @@ class ConferenceRoom(Room):
         self.line = lineup(
             self.stage,
             audio=audio.keys(),
-            video=[u for u in (*self.members, *self.feeds) if u in video],
+            video=[u for u in (*self.members, *self._remote_owners(), *self.feeds) if u in video],
             speaking=speaking,
             previous=self.line,
         )
@@ -227,6 +233,24 @@ class ConferenceRoom(Room):
                 self._told[user] = view
                 self._deliver(user, _told(self.call_id, view, peer.slots))
         self._record(audio, video)
+        if self.on_staged is not None:
+            self.on_staged()
+
+    def _remote_owners(self) -> list[str]:
+        return sorted({pub.owner for pub in self.remote.values()})
+
+    def remote_published(self, pub: Publication) -> None:
+        """A track of a member on another worker has come (media.span)."""
+        self.remote[pub.track_id] = pub
+        if pub.kind == "audio":
+            pub.on_level = self._heard
+        self.restage()
+
+    def remote_withdrawn(self, pub: Publication) -> None:
+        """A track of a member on another worker is gone (left, or moved here)."""
+        if self.remote.get(pub.track_id) is pub:
+            del self.remote[pub.track_id]
+        self._withdraw(pub)
 
     def _record(self, audio: dict[str, Publication], video: dict[str, Publication]) -> None:
         """Record what is forwarded now, and nothing else."""

@@ -227,7 +227,7 @@ class Publication:
         *,
         owner: str,
         kind: str,
-        receiver: RTCRtpReceiver,
+        receiver: RTCRtpReceiver | None,
         keyframe_interval: float,
         clock: Callable[[], float],
     ) -> None:
@@ -242,6 +242,10 @@ class Publication:
         # Called once when the publication ends (its member left, or offered again).
         self.on_close: list[Callable[[], None]] = []
         self.keyframes = rtp.KeyframeRequests(interval=keyframe_interval)
+        # True while subscribers' keyframe requests are held back: a conference's roll-in,
+        # whose periodic keyframe serves them (media.placement.Rollin).
+        self.held: Callable[[], bool] | None = None
+        self.keyframes_held = 0
         self.clock = clock
         self.media_ssrc: int | None = None
         self.packets_received = 0
@@ -263,6 +267,10 @@ class Publication:
         self.packets_received += 1
         self.media_ssrc = packet.ssrc
         starts = self.kind == "audio" or rtp.keyframe_start(codec.name, packet.payload)
+        self.fan_out(packet, codec, starts)
+
+    def fan_out(self, packet: RtpPacket, codec: RTCRtpCodecParameters, starts: bool) -> None:
+        """A received packet to every subscription, the level listener and the sinks."""
         if starts and self.kind == "video":
             self.keyframes.keyframe_seen()
         for sub in self.subscriptions.values():
@@ -295,6 +303,14 @@ class Publication:
             sub.close()
 
     def need_keyframe(self) -> None:
+        """A subscriber needs a keyframe."""
+        if self.held is not None and self.kind == "video" and self.held():
+            self.keyframes_held += 1
+            return
+        self.pace_keyframe()
+
+    def pace_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per interval."""
         if self.kind != "video":
             return
         now = self.clock()
@@ -319,7 +335,7 @@ class Publication:
 
     def _send_pli(self) -> None:
         self.keyframes_requested += 1
-        if self.media_ssrc is None:
+        if self.media_ssrc is None or self.receiver is None:
             # Nothing received yet, so no stream to name: ask again when the pacing
             # interval ends (by then packets have come, or the publisher is gone).
             self.keyframes.pending = True

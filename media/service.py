@@ -20,9 +20,11 @@ from media.capture import CallCapture, CallFacts, recover
 from media.conference_room import ConferenceRoom
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
+from media.fabric import Fabric, FabricEndpoint
 from media.forwarder import Publication
 from media.room import Room
 from media.settings import MediaConfig
+from media.span import Spans
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
@@ -50,11 +52,14 @@ class MediaService:
         evidence: EvidenceSink | None = None,
         recordings_dir: Path | None = None,
         recorder: SessionRecorder | None = None,
+        fabric: FabricEndpoint | None = None,
     ) -> None:
         """`evidence`: where recordings and snapshots are filed (None: neither is taken).
         `recordings_dir`: where recordings are written while calls run (None: no recording).
         `recorder`: the trace, told whenever a call's video starts or stops reaching a member
-        (`video_watched` / `video_unwatched`); None: not recorded."""
+        (`video_watched` / `video_unwatched`); None: not recorded. `fabric`: this media
+        worker's index and the fabric's sockets, for conferences over several workers
+        (media.span; None: one worker, index 0, alone)."""
         self.recorder = recorder
         self._recording: set[asyncio.Task[None]] = set()
         self.config = config
@@ -70,13 +75,36 @@ class MediaService:
         self.started = False
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
+        # This worker's share of the conferences that span several workers.
+        self.spans = Spans(endpoint=fabric, config=config, clock=clock, room=self._conference)
 
     # ---- MediaPort --------------------------------------------------------------------
+
+    def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+        """Where conference `conference_id`'s members are (user -> worker index) and which
+        worker routes it (`home`): called before the conference's `room_changed`, and again
+        whenever either changes, on every worker with sites of it and on home. Empty `where`:
+        the conference has left this worker."""
+        self.spans.place(conference_id, home, where)
+        room = self.rooms.get(conference_id)
+        if not where and room is not None and not room.members:
+            del self.rooms[conference_id]
+            self._close(room, None)
+
+    @property
+    def fabric(self) -> Fabric | None:
+        return self.spans.fabric
+
+    def _conference(self, conference_id: str) -> ConferenceRoom | None:
+        room = self.rooms.get(conference_id)
+        return room if isinstance(room, ConferenceRoom) else None
 
     def room_changed(self, change: actions.Room) -> None:
         call_id = change.call_id
         room = self.rooms.get(call_id)
-        if not change.members:
+        # The router's worker keeps the room while the conference has sites elsewhere.
+        if not change.members and not (change.stage is not None and self.spans.routes(call_id)):
+            self.spans.left(call_id)
             if room is not None:
                 del self.rooms[call_id]
                 self._close(room, self.captures.pop(call_id, None))
@@ -90,10 +118,11 @@ class MediaService:
                     clock=self.clock,
                     send_offer=self._send_offer,
                     deliver=lambda user, message: self.deliver(user, message),
-                    capture=lambda: self._capture(facts),
+                    capture=lambda: self._capture(facts) if self.spans.records(call_id) else None,
                     external=self._call_track,
                 )
                 self.rooms[call_id] = room
+                self.spans.adopt(call_id, room)
             assert isinstance(room, ConferenceRoom)
             room.update(frozenset(change.members), frozenset(change.silent), change.stage)
             return
@@ -137,6 +166,7 @@ class MediaService:
         """Deliver replies and offers to `deliver` from now on; register what a previous run
         left unfinished (see media.capture.recover)."""
         self.deliver = deliver
+        self.spans.open()
         if self.evidence is not None and self.recordings_dir is not None:
             await recover(self.recordings_dir, self.evidence, self.clock)
         self.started = True
@@ -145,6 +175,7 @@ class MediaService:
         return {
             "media_rooms": len(self.rooms),
             "media_peers": sum(len(r.peers) for r in self.rooms.values()),
+            **self.spans.health(),
         }
 
     async def stop(self) -> None:
@@ -155,6 +186,7 @@ class MediaService:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
+        self.spans.close()
 
     # ---- internals --------------------------------------------------------------------
 

@@ -39,3 +39,8 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     conference_grid_slots: int = 16
     # The one video codec of a conference's slots (a publisher in another codec is not shown).
     conference_video_codec: str = "video/VP8"
+    # A conference's roll-in: its first seconds, when most sites join. Meanwhile its router
+    # asks the spotlight publisher for a keyframe every `conference_rollin_keyframe_s` and
+    # holds joiners' requests back for it, so many joiners cost a few keyframes (0: off).
+    conference_rollin_s: float = 60.0
+    conference_rollin_keyframe_s: float = 2.5

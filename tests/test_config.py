@@ -397,3 +397,23 @@ def test_audit_settings_come_from_the_environment_and_are_checked() -> None:
         load_config(None, {"COMMANDCENTER_AUDIT_TSA_URL": "ftp://tsa"})
     with pytest.raises(ConfigError, match=r"audit.tsa_uri: unknown setting|no such setting"):
         load_config(None, {"COMMANDCENTER_AUDIT_TSA_URI": "http://x"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[media]\nconference_rollin_s = -1.0\n", "media.conference_rollin_s: must be 0 or more"),
+        (
+            "[media]\nconference_rollin_keyframe_s = 0.5\n",
+            "media.conference_rollin_keyframe_s: must be 1 or more, got 0.5",
+        ),
+    ],
+)
+def test_a_conference_rollin_out_of_bounds_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ={})
+    # Off is a setting, not an error.
+    off = load_config(write(tmp_path, "[media]\nconference_rollin_s = 0.0\n"), environ={})
+    assert off.media.conference_rollin_s == 0.0

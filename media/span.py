@@ -1,0 +1,542 @@
+"""One conference over several media workers: this worker's share of it.
+
+Sites of one conference may sit on several workers (media.placement). Each worker keeps its
+own members' peer connections and slots (media.conference_room); this span moves between
+workers only what the stage lets cross (`placement.crosses`), over the fabric (media.fabric):
+
+- Uplink, gated at ingest: a local track that may cross gets a sink on its Publication that
+  sends each packet to the home worker. A track that may not (a muted site's voice) has no
+  such sink, so its packets never leave this worker; `exported` counts, per track, what did.
+- The router (the span on the home worker): checks each site's packet against the stage
+  again, feeds its own slots and its recording through a `RemotePublication`, and sends ONE
+  copy to every other worker that has sites of the conference (not back to where it came
+  from). The home's own members' tracks go out to those workers directly.
+- Downlink: every other worker feeds the router's packets into a `RemotePublication` per
+  source track; its local `Subscription`s renumber, protect, send and answer NACKs from their
+  own history as for a local source.
+- Keyframes, coalesced at two levels: a worker's `RemotePublication` asks home at most once
+  per interval (media.rtp.KeyframeRequests); home's `RemotePublication` of the same source
+  takes those requests with its own local ones and asks the source's worker at most once per
+  interval, whose Publication asks the publisher through its own pacing. In the roll-in
+  (placement.Rollin) home asks for the spotlight's keyframe periodically and holds the
+  joiners' requests back.
+
+Recording stays at home: the router sees every track that is forwarded anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Iterable
+from typing import Final
+
+import structlog
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from media import rtp
+from media.conference_room import ConferenceRoom
+from media.fabric import Fabric, FabricEndpoint
+from media.fabric_frames import (
+    Frame,
+    KeyframeRequest,
+    Packet,
+    RollinNotice,
+    Sites,
+    Stop,
+    encode,
+    encode_packet,
+    resend,
+)
+from media.forwarder import PacketSink, Publication
+from media.placement import Placement, Rollin, crosses, owner_kind, track_of
+from media.remote_publication import RemotePublication
+from media.settings import MediaConfig
+from signalling.core.actions import Stage
+
+log = structlog.get_logger(__name__)
+
+_NOBODY: Final = Stage((), None, ())
+# Tracks whose route the router keeps: far more than a conference has, a bound whatever
+# names a sender makes up.
+_MAX_ROUTES: Final = 4096
+
+
+class ConferenceSpan:
+    def __init__(
+        self,
+        *,
+        conference_id: str,
+        fabric: Fabric,
+        config: MediaConfig,
+        clock: Callable[[], float],
+        room: Callable[[], ConferenceRoom | None],
+    ) -> None:
+        self.conference_id = conference_id
+        self._conf = conference_id.encode()
+        self.fabric = fabric
+        self.config = config
+        self.clock = clock
+        self._room = room
+        self.placement = Placement(fabric.index, fabric.index, {})
+        self.stage = _NOBODY
+        # Source tracks of members on other workers, by track id; each is in the room's
+        # `remote` once its first packet has come (then the room can use it).
+        self.remote: dict[str, RemotePublication] = {}
+        # Local tracks leaving this worker now: track id -> (publication, its sink).
+        self._exporting: dict[str, tuple[Publication, PacketSink]] = {}
+        # The gate's proof: packets of each local track sent out of this worker.
+        self.exported: collections.Counter[str] = collections.Counter()
+        # Home: the workers that get the conference's packets: those the placement names,
+        # and any that said they have sites (SITES), less those that said they no longer do
+        # (STOP) since. The placement alone would miss a worker the pool has not told home
+        # of yet; the frames alone, one whose SITES was sent before home listened.
+        self._announced: set[int] = set()
+        self._stopped: set[int] = set()
+        self.sites: tuple[int, ...] = ()
+        # Home: packets relayed to other workers, and site packets the stage did not allow.
+        self.relayed = 0
+        self.gated = 0
+        # Track -> the worker its packets may come to the router from (`_source_of`).
+        self._routes: dict[str, int | None] = {}
+        # Home: its roll-in, whose periodic keyframe it asks for (`_asks`). Any other worker:
+        # the roll-in home told it of, to hold its own subscribers' requests by.
+        self.rollin: Rollin | None = None
+        self._asks = False
+        self.rollin_asks = 0
+        # Keyframe requests other workers sent for this worker's own tracks.
+        self.keyframes_asked = 0
+        self._rollin_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        fabric.handlers[conference_id] = self.take
+
+    # ---- the pool's and the core's word ---------------------------------------------------
+
+    def place(self, placement: Placement) -> None:
+        """The conference's placement, as of now."""
+        before = self.placement
+        self.placement = placement
+        self._routes.clear()
+        if placement.is_home:
+            if not self._asks:
+                self._asks = True
+                self.rollin = Rollin(
+                    self.clock(),
+                    self.config.conference_rollin_s,
+                    self.config.conference_rollin_keyframe_s,
+                )
+                self._arm_rollin()
+        else:
+            self._announced.clear()
+            self._stopped.clear()
+            if self._asks:
+                # Home moved away: the new home runs its own roll-in (and tells us).
+                self._cancel_rollin()
+                self._asks = False
+                self.rollin = None
+            # Tell home whether to send this worker the conference's media.
+            frame = Sites if placement.has_sites() else Stop
+            self.fabric.send(placement.home, encode(frame(self.fabric.index, self.conference_id)))
+        self._aim()
+        for track, pub in list(self.remote.items()):
+            worker = placement.worker_of(pub.owner)
+            # Gone, come here, or moved to another worker (a new peer connection there, a
+            # new stream): the slots let go, and take its next packets as a new source.
+            if worker is None or worker == placement.here or worker != before.worker_of(pub.owner):
+                self._withdraw(track)
+        self.restage()
+
+    def restage(self) -> None:
+        room = self._room()
+        if room is not None:
+            room.restage()
+        else:
+            self.staged()
+
+    def adopt(self, room: ConferenceRoom) -> None:
+        """The conference's room on this worker (made after the span, or again): it uses the
+        remote tracks that have come, and tells the span whenever it restages."""
+        room.on_staged = self.staged
+        for pub in self.remote.values():
+            if pub.codec is not None and pub.track_id not in room.remote:
+                room.remote_published(pub)
+
+    def staged(self) -> None:
+        """The room has put sources in slots: export what the stage lets cross, only that."""
+        room = self._room()
+        self.stage = room.stage if room is not None else _NOBODY
+        self._routes.clear()
+        wanted: dict[str, Publication] = {}
+        if room is not None and self.placement.where:
+            want_codec = {k: v.lower() for k, v in room.codecs.items()}
+            for track, pub in room.publications.items():
+                if pub.owner in room.silent or pub.codec is None:
+                    continue
+                if pub.codec.mimeType.lower() != want_codec.get(pub.kind):
+                    continue
+                if self._may_cross(track):
+                    wanted[track] = pub
+        for track, (pub, sink) in list(self._exporting.items()):
+            if wanted.get(track) is not pub:
+                del self._exporting[track]
+                if sink in pub.sinks:
+                    pub.sinks.remove(sink)
+        for track, pub in wanted.items():
+            if track not in self._exporting:
+                sink = self._exporter(pub)
+                pub.sinks.append(sink)
+                self._exporting[track] = (pub, sink)
+        self._hold_spotlight(room)
+
+    def _may_cross(self, track: str) -> bool:
+        return crosses(self.stage, self.placement.where, self.config.conference_grid_slots, track)
+
+    def _source_of(self, track: str) -> int | None:
+        """The worker `track` may come to the router from (None: from none), kept until the
+        stage or the placement changes: this runs for every packet in."""
+        routes = self._routes
+        if track in routes:
+            return routes[track]
+        owner, _ = owner_kind(track)
+        worker = self.placement.worker_of(owner) if self._may_cross(track) else None
+        if len(routes) >= _MAX_ROUTES:
+            routes.clear()
+        routes[track] = worker
+        return worker
+
+    # ---- uplink: this worker's tracks -----------------------------------------------------
+
+    def _exporter(self, pub: Publication) -> PacketSink:
+        track = pub.track_id
+        name = track.encode()
+        here = self.fabric.index
+        conf = self._conf
+        video = pub.kind == "video"
+
+        def export(packet: RtpPacket, codec: RTCRtpCodecParameters, _now: float) -> None:
+            payload = packet.payload
+            if not payload:
+                return
+            data = encode_packet(
+                here,
+                conf,
+                name,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                marker=bool(packet.marker),
+                payload_type=packet.payload_type,
+                keyframe_start=not video or rtp.keyframe_start(codec.name, payload),
+                audio_level=packet.extensions.audio_level,
+                payload=payload,
+            )
+            self.exported[track] += 1
+            placement = self.placement
+            if placement.is_home:
+                for worker in self.sites:
+                    self.fabric.send(worker, data)
+            else:
+                self.fabric.send(placement.home, data)
+
+        return export
+
+    # ---- frames from other workers --------------------------------------------------------
+
+    def take(self, frame: Frame, data: bytes) -> None:
+        placement = self.placement
+        match frame:
+            case Packet():
+                if placement.is_home:
+                    self._route(frame, data)
+                elif frame.sender == placement.home:
+                    self._feed(frame)
+                else:
+                    self.fabric.dropped["not_from_home"] += 1
+            case KeyframeRequest():
+                self._keyframe_asked(frame.track)
+            case Sites():
+                self._announced.add(frame.sender)
+                self._stopped.discard(frame.sender)
+                self._aim()
+            case Stop():
+                self._announced.discard(frame.sender)
+                self._stopped.add(frame.sender)
+                self._aim()
+            case RollinNotice():
+                if frame.sender == placement.home and not placement.is_home:
+                    self._told_rollin(frame)
+
+    def _aim(self) -> None:
+        """Home: which workers get the conference's packets (kept for the packet path)."""
+        placement = self.placement
+        if not placement.is_home:
+            self.sites = ()
+            return
+        named = set(placement.where.values()) | self._announced
+        sites = tuple(sorted(named - self._stopped - {placement.here}))
+        added = set(sites) - set(self.sites)
+        self.sites = sites
+        rollin = self.rollin
+        now = self.clock()
+        if rollin is not None and rollin.on(now) and added:
+            notice = RollinNotice(
+                placement.here,
+                self.conference_id,
+                int((rollin.started + rollin.length - now) * 1000),
+                int(rollin.every * 1000),
+            )
+            for worker in sorted(added):
+                self.fabric.send(worker, encode(notice))
+
+    def _route(self, frame: Packet, data: bytes) -> None:
+        """The router: a site's packet from its worker, checked, then to every worker."""
+        if self._source_of(frame.track) != frame.sender:
+            self.gated += 1
+            return
+        self._feed(frame)
+        out = resend(data, self.fabric.index)
+        for worker in self.sites:
+            if worker != frame.sender:
+                self.fabric.send(worker, out)
+                self.relayed += 1
+
+    def _feed(self, frame: Packet) -> None:
+        pub = self.remote.get(frame.track)
+        if pub is None:
+            owner, _ = owner_kind(frame.track)
+            worker = self.placement.worker_of(owner)
+            if worker is None or worker == self.placement.here:
+                self.fabric.dropped["not_remote"] += 1
+                return
+            pub = self._remote(frame.track)
+        if pub.feed(frame):
+            room = self._room()
+            if room is not None:
+                room.remote_published(pub)
+
+    def _remote(self, track: str) -> RemotePublication:
+        pub = self.remote.get(track)
+        if pub is None:
+            owner, kind = owner_kind(track)
+            mime = "audio/opus" if kind == "audio" else self.config.conference_video_codec
+            pub = RemotePublication(
+                owner=owner,
+                kind=kind,
+                mime_type=mime,
+                keyframe_interval=self.config.keyframe_interval_s,
+                clock=self.clock,
+                ask=self._ask,
+            )
+            self.remote[track] = pub
+            self._hold_spotlight(self._room())
+        return pub
+
+    def _withdraw(self, track: str) -> None:
+        pub = self.remote.pop(track)
+        room = self._room()
+        if room is not None:
+            room.remote_withdrawn(pub)
+        else:
+            pub.close()
+
+    # ---- keyframes ------------------------------------------------------------------------
+
+    def _ask(self, pub: RemotePublication) -> None:
+        """A RemotePublication's paced request: home asks the source's worker; any other
+        worker asks home."""
+        placement = self.placement
+        to = placement.worker_of(pub.owner) if placement.is_home else placement.home
+        if to is None or to == placement.here:
+            return
+        request = KeyframeRequest(placement.here, self.conference_id, pub.track_id)
+        self.fabric.send(to, encode(request))
+
+    def _keyframe_asked(self, track: str) -> None:
+        owner, kind = owner_kind(track)
+        placement = self.placement
+        worker = placement.worker_of(owner)
+        if worker == placement.here:
+            self.keyframes_asked += 1
+            room = self._room()
+            pub = room.publications.get(track) if room is not None else None
+            if pub is None:
+                return
+            if placement.is_home:
+                # Other workers' requests, each paced there: held here in the roll-in.
+                pub.need_keyframe()
+            else:
+                # Home's request: held and paced there already (its roll-in's own among them).
+                pub.pace_keyframe()
+        elif placement.is_home and worker is not None and kind == "video":
+            self._remote(track).need_keyframe()
+
+    def _told_rollin(self, notice: RollinNotice) -> None:
+        """Home's roll-in, held to here one period short of its end: home asks for the
+        spotlight's keyframe at least once after any request held before then."""
+        every = notice.every_ms / 1000
+        remaining = notice.remaining_ms / 1000 - every
+        self.rollin = Rollin(self.clock(), max(0.0, remaining), every)
+        self._hold_spotlight(self._room())
+
+    def _hold_spotlight(self, room: ConferenceRoom | None) -> None:
+        """In the roll-in: requests for the spotlight's keyframe wait for the periodic one."""
+        spotlight = self.stage.spotlight
+        rollin = self.rollin
+        for pub in self._video_sources(room):
+            if rollin is not None and pub.owner == spotlight:
+                pub.held = self._holding
+            elif pub.held is not None:
+                pub.held = None
+
+    def _holding(self) -> bool:
+        return self.rollin is not None and self.rollin.holds(self.clock())
+
+    def _video_sources(self, room: ConferenceRoom | None) -> Iterable[Publication]:
+        yield from (p for p in self.remote.values() if p.kind == "video")
+        if room is not None:
+            yield from (p for p in room.publications.values() if p.kind == "video")
+
+    def _arm_rollin(self) -> None:
+        rollin = self.rollin
+        if rollin is None or self.closed:
+            return
+        now = self.clock()
+        due = rollin.next_ask(now)
+        if due is None:
+            self._hold_spotlight(self._room())
+            return
+        loop = asyncio.get_running_loop()
+        self._rollin_timer = loop.call_later(max(0.0, due - now), self._rollin_due)
+
+    def _rollin_due(self) -> None:
+        self._rollin_timer = None
+        spotlight = self.stage.spotlight
+        if spotlight is not None:
+            track = track_of(spotlight, "video")
+            room = self._room()
+            pub: Publication | None = room.publications.get(track) if room is not None else None
+            worker = self.placement.worker_of(spotlight)
+            if pub is None and worker is not None and worker != self.placement.here:
+                pub = self._remote(track)
+            if pub is not None:
+                self.rollin_asks += 1
+                pub.pace_keyframe()
+        self._arm_rollin()
+
+    def _cancel_rollin(self) -> None:
+        if self._rollin_timer is not None:
+            self._rollin_timer.cancel()
+            self._rollin_timer = None
+
+    # ---- end ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """This worker leaves the conference: no more of its media in or out."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_rollin()
+        if self.fabric.handlers.get(self.conference_id) == self.take:
+            del self.fabric.handlers[self.conference_id]
+        placement = self.placement
+        if not placement.is_home:
+            self.fabric.send(placement.home, encode(Stop(self.fabric.index, self.conference_id)))
+        for _track, (pub, sink) in self._exporting.items():
+            if sink in pub.sinks:
+                pub.sinks.remove(sink)
+        self._exporting.clear()
+        for track in list(self.remote):
+            self._withdraw(track)
+
+
+class Spans:
+    """This worker's share of every conference whose sites span several workers, and the
+    fabric they share (MediaService's part of it, kept here so the service only asks)."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: FabricEndpoint | None,
+        config: MediaConfig,
+        clock: Callable[[], float],
+        room: Callable[[str], ConferenceRoom | None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.config = config
+        self.clock = clock
+        self._room = room
+        self.fabric: Fabric | None = None
+        self.by_conference: dict[str, ConferenceSpan] = {}
+
+    def open(self) -> None:
+        if self.endpoint is not None and self.fabric is None:
+            self.fabric = Fabric(self.endpoint)
+            self.fabric.open()
+
+    def close(self) -> None:
+        for span in self.by_conference.values():
+            span.close()
+        self.by_conference.clear()
+        if self.fabric is not None:
+            self.fabric.close()
+            self.fabric = None
+
+    def place(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+        """MediaService.conference_placement; bad worker indices are a ValueError."""
+        fabric = self.fabric
+        if not where:
+            span = self.by_conference.pop(conference_id, None)
+            if span is not None:
+                span.close()
+            return
+        if fabric is None:
+            if home != 0 or any(w != 0 for w in where.values()):
+                raise RuntimeError("a conference over several workers needs the fabric, started")
+            return
+        known = {fabric.index, *fabric.endpoint.siblings}
+        unknown = sorted({home, *where.values()} - known)
+        if unknown:
+            raise ValueError(f"conference {conference_id}: no such media worker {unknown}")
+        span = self.by_conference.get(conference_id)
+        if span is None:
+            span = ConferenceSpan(
+                conference_id=conference_id,
+                fabric=fabric,
+                config=self.config,
+                clock=self.clock,
+                room=lambda: self._room(conference_id),
+            )
+            self.by_conference[conference_id] = span
+            room = self._room(conference_id)
+            if room is not None:
+                span.adopt(room)
+        span.place(Placement(fabric.index, home, dict(where)))
+
+    def adopt(self, conference_id: str, room: ConferenceRoom) -> None:
+        """The conference's room was made on this worker."""
+        span = self.by_conference.get(conference_id)
+        if span is not None:
+            span.adopt(room)
+
+    def routes(self, conference_id: str) -> bool:
+        """Whether this worker routes a conference that has sites (its room stays, for the
+        router's recording, when none of its own members are left)."""
+        span = self.by_conference.get(conference_id)
+        return span is not None and span.placement.is_home and bool(span.placement.where)
+
+    def records(self, conference_id: str) -> bool:
+        """A conference is recorded by its router's worker only."""
+        span = self.by_conference.get(conference_id)
+        return span is None or span.placement.is_home
+
+    def left(self, conference_id: str) -> None:
+        """The conference's last site here left (not home): no more of its media here."""
+        span = self.by_conference.get(conference_id)
+        if span is not None and not span.placement.is_home:
+            del self.by_conference[conference_id]
+            span.close()
+
+    def health(self) -> dict[str, object]:
+        if self.fabric is None:
+            return {}
+        return {"fabric_dropped": dict(self.fabric.dropped)}
