@@ -70,6 +70,9 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 from aiortc.sdp import candidate_from_sdp
+from pylibsrtp import Session as SrtpSession
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from media.numbering import Codecs, CodecTable, Extensions, ExtensionTable, is_rtx
 
@@ -234,6 +237,13 @@ class SenderTap:
         sock: socket.socket = pair.protocol.transport._sock  # type: ignore[attr-defined]
         return sock, pair.remote_addr, dtls._tx_srtp.protect
 
+    def srtp_session(self) -> SrtpSession | None:
+        """The sender's SRTP session, once connected: the C fan-out protects with its
+        context (`srtp_context`), so that the rollover counter and replay state stay the
+        ones aiortc uses for this sender's retransmissions and RTCP."""
+        session: SrtpSession | None = self.sender.transport._tx_srtp
+        return session
+
     def count(self, packets: int, octets: int, timestamp: int) -> None:
         """Add to the sender's counters, from which aiortc builds its sender reports."""
         sender = self.sender
@@ -241,6 +251,22 @@ class SenderTap:
         setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + octets)
         setattr(sender, _TX_RTP_TS, timestamp)
         setattr(sender, _TX_NTP, current_ntp_time())
+
+
+def srtp_context(session: SrtpSession) -> int:
+    """The address of `session`'s libsrtp context (`srtp_t`), for C code that calls
+    `srtp_protect` itself (media.fanout). Valid while `session` lives: keep a reference.
+
+    Relies on: pylibsrtp's Session keeping its context in `_srtp`, an `srtp_t *`."""
+    return int(srtp_ffi.cast("uintptr_t", session._srtp[0]))
+
+
+def srtp_protect_address() -> int:
+    """The address of libsrtp's `srtp_protect` inside pylibsrtp's own library, the one whose
+    contexts `srtp_context` gives (a second copy of libsrtp would not know them).
+
+    Relies on: pylibsrtp's cffi module `pylibsrtp._binding` exporting `lib.srtp_protect`."""
+    return int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect")))
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:

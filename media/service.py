@@ -15,7 +15,7 @@ from typing import Final
 
 import structlog
 
-from media import ice
+from media import fanout, ice
 from media.capture import CallCapture, CallFacts, recover
 from media.conference_room import ConferenceRoom
 from media.errors import WrongState
@@ -70,6 +70,10 @@ class MediaService:
         self.started = False
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
+        missing = fanout.unavailable()
+        if config.fanout == "c" and missing is not None:
+            # Not refused: forwarding in Python is correct, only dearer per subscriber.
+            log.warning("media fan-out in Python: the C fan-out cannot be loaded", why=missing)
 
     # ---- MediaPort --------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ is: a misspelt key is an error, not a setting silently left at its default."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -39,3 +41,8 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     conference_grid_slots: int = 16
     # The one video codec of a conference's slots (a publisher in another codec is not shown).
     conference_video_codec: str = "video/VP8"
+    # Who sends a publication's packets to its steady subscribers: "c", one call of the C
+    # fan-out per packet (media/fanout.c, built by `make venv`); "python", the forwarder
+    # itself. "c" without the built extension falls back to "python" with one warning at
+    # start.
+    fanout: Literal["c", "python"] = "c"

@@ -1,0 +1,235 @@
+"""The C fan-out (media.fanout) against the Python path: the same SRTP bytes for the same
+packets, the same numbering as media.rtp.Renumbering, NACKs answered with the original bytes,
+and a full socket reported as would-block. Real sockets on loopback, real libsrtp sessions."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pylibsrtp import Policy, Session
+
+from media import fanout, rtp
+
+pytestmark = pytest.mark.skipif(fanout.unavailable() is not None, reason=str(fanout.unavailable()))
+
+KEY = bytes(range(30))
+EXTENSIONS = rtp.one_byte_extensions([(1, b"0")])
+
+
+def session(inbound: bool = False) -> Session:
+    policy = Policy(
+        key=KEY,
+        ssrc_type=Policy.SSRC_ANY_INBOUND if inbound else Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    )
+    # As aiortc's sender: a NACK resends a sequence number already protected.
+    policy.allow_repeat_tx = True
+    return Session(policy)
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.1", 0))
+    rx.bind(("127.0.0.1", 0))
+    tx.setblocking(False)
+    rx.settimeout(2)
+    yield tx, rx
+    tx.close()
+    rx.close()
+
+
+def lane_for(tx: socket.socket, rx: socket.socket, srtp: Session, ssrc: int = 1234) -> fanout.Lane:
+    return fanout.Lane(
+        tx,
+        rx.getsockname(),
+        srtp,
+        ssrc=ssrc,
+        payload_type=96,
+        first_byte=0x90,
+        extensions=EXTENSIONS,
+    )
+
+
+def started(seq: int, timestamp: int) -> rtp.Renumbering:
+    """A renumbering started on a keyframe at (seq, timestamp), as the Python path does."""
+    numbering = rtp.Renumbering(seq_base=40000, timestamp_base=0xFFFFFF00)
+    assert numbering.map(seq, timestamp, True) is not None
+    return numbering
+
+
+# Packets after a keyframe start: (sequence step, timestamp step, marker, payload size).
+packets = st.lists(
+    st.tuples(
+        st.integers(-40, 40), st.integers(0, 9000), st.booleans(), st.sampled_from([1, 100, 1200])
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(packets, st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.booleans())
+def test_c_path_sends_the_python_paths_srtp_bytes(
+    steps: list[tuple[int, int, bool, int]], seq: int, timestamp: int, batch: bool
+) -> None:
+    """For any packets after a start (reordered, older than the start, wrapping), the C lane
+    sends exactly the SRTP packets the Python path would: its numbering is Renumbering's,
+    its plain packet rtp.packet_bytes', protected by the same libsrtp state."""
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tx.bind(("127.0.0.1", 0))
+        rx.bind(("127.0.0.1", 0))
+        tx.setblocking(False)
+        rx.settimeout(2)
+        python = started(seq, timestamp)
+        carried = started(seq, timestamp)
+        steady = carried.steady()
+        assert steady is not None
+        c_session, py_session, sink = session(), session(), session(inbound=True)
+        lane = lane_for(tx, rx, c_session)
+        lane.load(steady)
+        group: fanout.Group[str] = fanout.Group(batch=batch)
+        group.add("subscriber", lane)
+        seen: set[int] = set()
+        newest: int | None = None
+        for step, ts_step, marker, size in steps:
+            seq = (seq + step) & 0xFFFF
+            timestamp = (timestamp + ts_step) & 0xFFFFFFFF
+            payload = os.urandom(size)
+            sent = group.send(seq, timestamp, marker, payload)
+            mapped = python.map(seq, timestamp, False)
+            if mapped is None:
+                assert (sent.packets, lane.status()) == (0, fanout.SKIPPED)
+                continue
+            plain = rtp.packet_bytes(
+                marker=marker,
+                payload_type=96,
+                sequence_number=mapped[0],
+                timestamp=mapped[1],
+                ssrc=1234,
+                extensions=EXTENSIONS,
+                payload=payload,
+            )
+            assert (sent.packets, sent.bytes, lane.status()) == (1, len(plain), fanout.SENT)
+            wire = rx.recv(2048)
+            assert wire == py_session.protect(plain)
+            # The sink's replay check refuses a number twice, or far behind the newest.
+            if mapped[0] not in seen and (newest is None or rtp.seq_newer(mapped[0], newest)):
+                assert sink.unprotect(wire) == plain
+                newest = mapped[0]
+            seen.add(mapped[0])
+            assert lane.recall(mapped[0]) == plain
+        assert lane.steady() == python.steady()
+        carried.resume(lane.steady())
+        assert carried == python
+        lane.close()
+    finally:
+        tx.close()
+        rx.close()
+
+
+def test_lanes_sharing_a_socket_go_out_in_one_batch_to_each_address(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    """sendmmsg over several lanes of one socket: each sink gets its own packet, with its
+    own SSRC, decryptable with its own session."""
+    tx, _ = sockets
+    sinks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    group: fanout.Group[int] = fanout.Group(capacity=1, batch=True)
+    try:
+        for i, rx in enumerate(sinks):
+            rx.bind(("127.0.0.1", 0))
+            rx.settimeout(2)
+            lane = lane_for(tx, rx, session(), ssrc=100 + i)
+            lane.load(
+                rtp.Steady(seq_offset=i, ts_offset=0, start_seq=None, last_out=None, last_ts=0)
+            )
+            group.add(i, lane)
+        sent = group.send(10, 3000, True, b"frame")
+        assert (sent.packets, sent.would_block) == (3, 0)
+        for i, rx in enumerate(sinks):
+            plain = session(inbound=True).unprotect(rx.recv(2048))
+            assert plain[2:4] == (10 + i).to_bytes(2, "big")
+            assert plain[8:12] == (100 + i).to_bytes(4, "big")
+            assert plain.endswith(b"frame")
+        group.remove(1)
+        assert group.owners == [0, 2]
+        assert group.send(11, 3000, False, b"next").packets == 2
+    finally:
+        for rx in sinks:
+            rx.close()
+
+
+def test_history_answers_a_nack_with_the_original_bytes(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    """What a NACK resends is the plain packet first sent with that number, which protects
+    (allow_repeat_tx, as aiortc) to the very SRTP packet sent the first time; packets the
+    Python path sent are kept in the same history."""
+    tx, rx = sockets
+    srtp = session()
+    lane = lane_for(tx, rx, srtp)
+    lane.load(rtp.Steady(seq_offset=0, ts_offset=0, start_seq=None, last_out=None, last_ts=0))
+    group: fanout.Group[str] = fanout.Group()
+    group.add("s", lane)
+    group.send(500, 90000, False, b"a" * 1200)
+    first = rx.recv(2048)
+    plain = lane.recall(500)
+    assert plain is not None
+    assert srtp.protect(plain) == first
+    lane.remember(501, b"python path")
+    assert lane.recall(501) == b"python path"
+    # Another number in the same slot replaces it.
+    group.send(500 + 256, 90000, False, b"b")
+    assert lane.recall(500) is None
+    assert lane.recall(502) is None
+
+
+def test_a_full_socket_buffer_is_reported_as_would_block(tmp_path: Path) -> None:
+    """A peer that never reads: sends succeed until its queue is full, then the lane says
+    it would block, and nothing counts as sent."""
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "stuck.sock")
+    stuck.bind(path)
+    sender.setblocking(False)
+    try:
+        lane = fanout.Lane(
+            sender, path, session(), ssrc=1, payload_type=96, first_byte=0x80, extensions=b""
+        )
+        lane.load(rtp.Steady(seq_offset=0, ts_offset=0, start_seq=None, last_out=None, last_ts=0))
+        group: fanout.Group[str] = fanout.Group()
+        group.add("s", lane)
+        for seq in range(2000):
+            sent = group.send(seq, 0, False, b"x" * 1200)
+            if sent.would_block:
+                break
+        assert sent.would_block == 1
+        assert sent.packets == 0
+        assert group.with_status(fanout.WOULD_BLOCK) == [("s", lane)]
+        assert lane.sent() == seq
+    finally:
+        stuck.close()
+        sender.close()
+
+
+def test_an_address_the_lane_cannot_send_to_is_refused() -> None:
+    """The lane sends to IPv4, IPv6 and Unix datagram addresses; anything else is an error
+    (and the subscriber stays on the Python path)."""
+    with pytest.raises(ValueError, match="cannot send"):
+        fanout.sockaddr(socket.AF_INET, b"\x00")
+    with pytest.raises(ValueError, match="cannot send"):
+        fanout.sockaddr(socket.AF_INET6, ("::1",))
+    with pytest.raises(ValueError, match="cannot send"):
+        fanout.sockaddr(socket.AF_PACKET, ("eth0", 0))
+    assert len(fanout.sockaddr(socket.AF_INET, ("127.0.0.1", 5))) == 16
+    assert len(fanout.sockaddr(socket.AF_INET6, ("::1", 5))) == 28
