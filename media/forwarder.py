@@ -33,6 +33,7 @@ import structlog
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from pylibsrtp import Session as SrtpSession
 
 from media import fanout, rtp
 from media.fanout import unavailable as fanout_unavailable
@@ -108,6 +109,7 @@ class Subscription:
         self._sock: socket.socket | None = None
         self._addr: Any = None
         self._protect: Callable[[bytes], bytes] | None = None
+        self._session: SrtpSession | None = None
         self._first_byte = 0x80
         self._payload_type = 0
         self._ssrc = self.tap.ssrc
@@ -122,20 +124,39 @@ class Subscription:
     def _on_ready(self) -> None:
         tap = self.tap
         channel = tap.channel()
-        if channel is None:
+        session = tap.srtp_session()
+        if channel is None or session is None:
             log.warning("subscriber not connected", user_id=self.subscriber)
             return
-        self._sock, self._addr, self._protect = channel
+        payload_type = tap.payload_type or 0
+        extensions = b""
+        if tap.mid is not None:
+            template = RtpPacket(payload_type=payload_type, ssrc=tap.ssrc)
+            template.extensions.mid = tap.mid
+            extensions = template.serialize(tap.extensions_map())[12:]
+        sock, addr, _ = channel
+        self.connect(sock, addr, session, payload_type=payload_type, extensions=extensions)
+
+    def connect(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        session: SrtpSession,
+        *,
+        payload_type: int,
+        extensions: bytes,
+    ) -> None:
+        """Send through `sock` to `addr`, protected by `session`, from the next keyframe on:
+        what the connected sender gives (`_on_ready`), or a benchmark's own."""
+        self._sock, self._addr, self._protect = sock, addr, session.protect
+        self._session = session
         # The socket buffer is the subscriber's whole queue: when it is full, sendto fails
         # and the subscriber restarts on a keyframe (see forward).
         with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_backlog)
-        self._payload_type = tap.payload_type or 0
-        if tap.mid is not None:
-            template = RtpPacket(payload_type=self._payload_type, ssrc=tap.ssrc)
-            template.extensions.mid = tap.mid
-            self._extensions = template.serialize(tap.extensions_map())[12:]
-            self._first_byte = 0x90 if self._extensions else 0x80
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_backlog)
+        self._payload_type = payload_type
+        self._extensions = extensions
+        self._first_byte = 0x90 if extensions else 0x80
         if self.lane is not None:
             self._relane()
         elif self.use_c:
@@ -145,7 +166,7 @@ class Subscription:
             self.publication.need_keyframe()
 
     def _new_lane(self) -> fanout.Lane | None:
-        session = self.tap.srtp_session()
+        session = self._session
         if self._sock is None or session is None:
             return None
         try:
