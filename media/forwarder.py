@@ -33,6 +33,7 @@ import structlog
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session as SrtpSession
 
 from media import fanout, rtp
@@ -330,7 +331,9 @@ class Subscription:
         except BlockingIOError:
             self.too_slow()
             return False
-        except OSError:
+        except (OSError, SrtpError):
+            # SrtpError: libsrtp refuses a number far behind the newest it protected (a late
+            # retransmission from the publisher); the C fan-out skips it likewise.
             return False
         self._packets_sent += 1
         self._uncounted_packets += 1
