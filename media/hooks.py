@@ -1,5 +1,6 @@
 """Where the media server reaches into aiortc's and aioice's internals (both pinned exactly for
-it): private attributes of their live objects, and their modules that are not public API.
+it): private attributes of their live objects, and their modules that are not public API; and
+into pylibsrtp's (pinned too), for the C fan-out (`srtp_context`, `srtp_protect_address`).
 
 aiortc decodes every received track and encodes every sent one. The relay needs neither:
 - `tap_receiver` hands each received RTP packet (RTX unwrapped) to a callback before aiortc's
@@ -18,9 +19,9 @@ This module and media.jitterbuffer (aiortc's frame reassembly, borrowed for reco
 only two that do this: `lint-imports` holds every other module to the public API (the
 `internals` contract in pyproject.toml). tests/test_media_hooks.py checks every internal name
 the two use, on real objects, so an upgrade that moves one fails loudly there rather than
-silently in a call. Every attribute starting with `_` in this module is aiortc's or aioice's
-(one, `_sock`, is asyncio's); our own state has plain names, so that test finds them all by
-reading this file.
+silently in a call. Every attribute starting with `_` in this module is aiortc's, aioice's or
+pylibsrtp's (one, `_sock`, is asyncio's); our own state has plain names, so that test finds them
+all by reading this file.
 
 Public API, for this purpose (the contract's `public_modules`): what `aiortc` and `aioice`
 export at their top level; the modules that define the types and errors of that API
