@@ -196,6 +196,7 @@ static void flush(struct batch *b, int payload_len, struct fanout_totals *totals
     b->n = 0;
 }
 
+/* One thread at a time (the event loop's): the batch's buffers are static. */
 int fanout_send(struct fanout_lane **lanes, int count, uint16_t seq, uint32_t timestamp,
                 int marker, const uint8_t *payload, int payload_len, int batch,
                 struct fanout_totals *totals) {

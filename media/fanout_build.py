@@ -6,6 +6,7 @@ one aiortc's sender keeps."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -30,8 +31,12 @@ def builder() -> FFI:
 def main() -> None:
     built = builder().compile(tmpdir=str(HERE.parent / "build" / "fanout"), verbose=False)
     # Beside this file, where `import media._fanout` finds it (the package is installed
-    # editable, from the checkout).
-    shutil.copy(built, HERE / Path(built).name)
+    # editable, from the checkout). Renamed into place, never rewritten: a running server
+    # has the old one mapped, and writing into it would crash that server.
+    target = HERE / Path(built).name
+    partial = target.with_name(target.name + ".partial")
+    shutil.copy(built, partial)
+    os.replace(partial, target)
 
 
 if __name__ == "__main__":

@@ -349,6 +349,9 @@ class Subscription:
 
     def close(self) -> None:
         self.active = False
+        # Out of the C group before its lane is freed.
+        if self.carried and self.publication is not None:
+            self.publication.uncarry(self)
         self.release()
         if self.lane is not None:
             # Its count stays in packets_sent.

@@ -397,3 +397,13 @@ def test_audit_settings_come_from_the_environment_and_are_checked() -> None:
         load_config(None, {"COMMANDCENTER_AUDIT_TSA_URL": "ftp://tsa"})
     with pytest.raises(ConfigError, match=r"audit.tsa_uri: unknown setting|no such setting"):
         load_config(None, {"COMMANDCENTER_AUDIT_TSA_URI": "http://x"})
+
+
+def test_media_fanout_is_c_or_python() -> None:
+    """The C fan-out by default; "python" from the file or the environment; anything else
+    is an error naming the key and the value."""
+    assert load_config(None, environ={}).media.fanout == "c"
+    chosen = load_config(None, environ={"COMMANDCENTER_MEDIA_FANOUT": "python"})
+    assert chosen.media.fanout == "python"
+    with pytest.raises(ConfigError, match=r"^media.fanout: invalid enum value 'rust'"):
+        load_config(None, environ={"COMMANDCENTER_MEDIA_FANOUT": "rust"})

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,3 +243,33 @@ def test_an_address_the_lane_cannot_send_to_is_refused() -> None:
         fanout.sockaddr(socket.AF_PACKET, ("eth0", 0))
     assert len(fanout.sockaddr(socket.AF_INET, ("127.0.0.1", 5))) == 16
     assert len(fanout.sockaddr(socket.AF_INET6, ("::1", 5))) == 28
+
+
+WITHOUT_EXTENSION = """
+import sys, time
+sys.modules["media._fanout"] = None  # as if `make venv` had not built it
+from media import fanout
+from media.service import MediaService
+from media.settings import MediaConfig
+assert fanout.unavailable() is not None
+MediaService(config=MediaConfig(), clock=time.monotonic)
+MediaService(config=MediaConfig(fanout="python"), clock=time.monotonic)
+print("started")
+"""
+
+
+def test_without_the_built_extension_the_server_forwards_in_python_and_says_so() -> None:
+    """Not refused: one warning at start names the cause and the remedy; with fanout =
+    "python" there is nothing to warn about."""
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTENSION],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert out.count("media fan-out in Python: the C fan-out cannot be loaded") == 1
+    assert "make venv" in out
+    assert proc.stdout.rstrip().endswith("started")
