@@ -8,13 +8,14 @@ hands them over, and N `Subscription`s on real (unconnected) aiortc senders, eac
 code: renumbering, header, history, SRTP protect, the send, the counters (FORWARDED, the
 sender's counters once per frame).
 
-Per path (`python`, `c`), socket layout (`own`: a socket per subscriber, as aiortc gives each
-peer connection; `shared`: one socket for all, where the C fan-out sends with sendmmsg, 64 a
-call) and payload (video: 1200-byte packets, 4 per frame, the last with the marker; audio:
+Per path (`python`; `c`, as the server runs it: sendmmsg for the lanes of one socket, 64 a
+call, sendto for a lane alone; `c-sendto`: sendto for every lane), socket layout (`own`: a
+socket per subscriber, as aiortc gives each peer connection; `shared`: one socket for all)
+and payload (video: 1200-byte packets, 4 per frame, the last with the marker; audio:
 100-byte packets), and N: one JSON line with `us_per_subscriber_packet`, the process's CPU
 time (user + system, which includes the loopback's delivery to the sink) over the packets
-sent, draining the sinks outside the timed part. The last line is the summary: the C
-path's speed-up over Python per payload and layout, and whether C is at least 1.3 times as
+sent, draining the sinks outside the timed part. The last line is the summary: each C
+path's speed-up over Python per payload and layout, and whether `c` is at least 1.3 times as
 fast for video at every N (the goal; the send itself is most of the cost either way). Each
 line says what others took of the machine meanwhile (`others_cpu_pct`): it is shared.
 """
@@ -46,13 +47,15 @@ from pylibsrtp import Policy, Session
 
 from bench._common import MachineMeter, emit, raise_nofile_limit
 from media import fanout
-from media.forwarder import FORWARDED, Publication, Subscription
+from media.forwarder import FORWARDED, Fanout, Publication, Subscription
 
 SIZES: Final = (64, 128, 256, 512)
 QUICK_SIZES: Final = (64,)
 PACKETS: Final = 400
 QUICK_PACKETS: Final = 60
-PATHS: Final = ("python", "c")
+# "c": sendmmsg for the lanes of one socket (sendto for a lane alone), as the server does;
+# "c-sendto": sendto for every lane.
+PATHS: Final = ("python", "c", "c-sendto")
 LAYOUTS: Final = ("own", "shared")
 # (kind, payload bytes, packets per frame): VP8 at about 1 Mbit/s; Opus, one per 20 ms.
 PAYLOADS: Final = (("video", 1200, 4), ("audio", 100, 1))
@@ -83,7 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="64 subscribers, few packets")
     parser.add_argument("--subscribers", help="comma-separated N (64,128,256,512)")
     parser.add_argument("--packets", type=int, help=f"packets per N ({PACKETS})")
-    parser.add_argument("--paths", help="comma-separated, of python,c (both)")
+    parser.add_argument("--paths", help=f"comma-separated, of {','.join(PATHS)} (all)")
     args = parser.parse_args(argv)
     sizes: tuple[int, ...] = QUICK_SIZES if args.quick else SIZES
     if args.subscribers:
@@ -96,7 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     paths = tuple(args.paths.split(",")) if args.paths else PATHS
     if not set(paths) <= set(PATHS):
         parser.error(f"--paths: of {','.join(PATHS)}")
-    if "c" in paths and fanout.unavailable() is not None:
+    if set(paths) - {"python"} and fanout.unavailable() is not None:
         parser.error(f"the C fan-out is not available: {fanout.unavailable()}")
     return Settings(sizes=sizes, packets=packets, paths=paths)
 
@@ -177,9 +180,8 @@ def run(
                 senders.append(tx)
             else:
                 tx = shared
-            sub = pub.subscribe(
-                f"s{i}", RTCRtpSender(kind, dtls), 1 << 20, engine="c" if path == "c" else "python"
-            )
+            engine: Fanout = "python" if path == "python" else "c"
+            sub = pub.subscribe(f"s{i}", RTCRtpSender(kind, dtls), 1 << 20, engine=engine)
             sub.connect(
                 tx,
                 rx.getsockname(),
@@ -193,6 +195,8 @@ def run(
         # The first frame starts every subscriber (and moves them to the C fan-out).
         for _ in range(per_frame):
             pub.forward(next(source), codec)
+        if pub.carried is not None:
+            pub.carried.batch = path != "c-sendto"
         drain(sinks)
         forwarded = FORWARDED.packets
         sent_before = sum(sub.packets_sent for sub in subs)
@@ -241,9 +245,9 @@ def summarize(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     speedups: dict[str, dict[str, float]] = {}
     for (path, layout, kind, n), us in cost.items():
         python = cost.get(("python", layout, kind, n))
-        if path == "c" and python:
-            speedups.setdefault(f"{kind}_{layout}", {})[str(n)] = round(python / us, 2)
-    video = [x for key, row in speedups.items() if key.startswith("video") for x in row.values()]
+        if path != "python" and python:
+            speedups.setdefault(f"{path}_{kind}_{layout}", {})[str(n)] = round(python / us, 2)
+    video = [x for key, row in speedups.items() if key.startswith("c_video") for x in row.values()]
     passed = bool(video) and min(video) >= GOAL_SPEEDUP
     return {
         "phase": "summary",

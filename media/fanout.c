@@ -181,6 +181,18 @@ struct batch {
 };
 
 static void flush(struct batch *b, int payload_len, struct fanout_totals *totals) {
+    if (b->n == 1) {
+        /* A socket of its own (aiortc's case): sendto, one less indirection. */
+        struct fanout_lane *lane = b->lanes[0];
+        if (sendto(lane->fd, b->scratch[0], b->iovs[0].iov_len, MSG_DONTWAIT,
+                   (const struct sockaddr *)lane->addr, lane->addr_len) < 0) {
+            not_sent(lane, errno, totals);
+        } else {
+            sent(lane, payload_len, totals);
+        }
+        b->n = 0;
+        return;
+    }
     for (int done = 0; done < b->n;) {
         int r = sendmmsg(b->lanes[done]->fd, b->msgs + done, (unsigned)(b->n - done),
                          MSG_DONTWAIT);

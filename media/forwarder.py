@@ -445,6 +445,11 @@ class Publication:
                 packets, octets = lane.take_uncounted()
                 sub.tap.count(packets, octets, lane.timestamp())
 
+    @property
+    def carried(self) -> fanout.Group[Subscription] | None:
+        """The subscriptions the C fan-out carries now (None before the first)."""
+        return self._carried
+
     def _carry(self, sub: Subscription) -> None:
         lane = sub.carry()
         if lane is None:

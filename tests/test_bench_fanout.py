@@ -31,21 +31,21 @@ def test_quick_fanout_benchmark_measures_both_paths_and_sends_every_packet() -> 
     measured = [line for line in lines if line["phase"] == "fanout"]
     assert {(m["path"], m["layout"], m["kind"]) for m in measured} == {
         (path, layout, kind)
-        for path in ("python", "c")
+        for path in ("python", "c", "c-sendto")
         for layout in ("own", "shared")
         for kind in ("video", "audio")
     }
     for m in measured:
         # The benchmark itself fails if a packet went missing; every C subscriber is carried.
         assert m["packets"] == 8 * 16
-        assert m["carried_in_c"] == (8 if m["path"] == "c" else 0)
+        assert m["carried_in_c"] == (0 if m["path"] == "python" else 8)
         assert m["us_per_subscriber_packet"] > 0
     summary = lines[-1]
     assert summary["phase"] == "summary"
     assert set(summary["speedup_c_over_python"]) == {
-        "video_own",
-        "video_shared",
-        "audio_own",
-        "audio_shared",
+        f"{path}_{kind}_{layout}"
+        for path in ("c", "c-sendto")
+        for kind in ("video", "audio")
+        for layout in ("own", "shared")
     }
     assert isinstance(summary["pass"], bool)
