@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The C fan-out (media/fanout.c, docs/media.md "Forwarding"), compiled with cffi into
 # media/_fanout*.so (not committed), so it needs a C compiler and Python's headers (Debian's
-# python3-dev, for Debian's python3).
+# python3-dev, for Debian's python3), and setuptools, through which cffi compiles (venvs of
+# Python 3.12 and later leave it out).
 FANOUT := $(VENV)/.fanout-built
 FANOUT_NEEDS := gcc:gcc $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h:python3-dev
 
@@ -23,6 +24,7 @@ $(STAMP): pyproject.toml
 
 $(FANOUT): $(STAMP) media/fanout.c media/fanout.h media/fanout_build.py
 	@sh tools/need-packages.sh $(FANOUT_NEEDS)
+	$(BIN)/python -c 'import setuptools' 2>/dev/null || $(BIN)/python -m pip install --quiet setuptools
 	$(BIN)/python -m media.fanout_build
 	touch $@
 
