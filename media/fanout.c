@@ -196,9 +196,10 @@ static void flush(struct batch *b, int payload_len, struct fanout_totals *totals
     for (int done = 0; done < b->n;) {
         int r = sendmmsg(b->lanes[done]->fd, b->msgs + done, (unsigned)(b->n - done),
                          MSG_DONTWAIT);
-        if (r < 0) {
-            /* The first unsent message failed: report it and go on with the next. */
-            not_sent(b->lanes[done], errno, totals);
+        if (r <= 0) {
+            /* The first unsent message failed: report it and go on with the next (none
+               sent without an error would loop for ever: take it for a full buffer). */
+            not_sent(b->lanes[done], r < 0 ? errno : EAGAIN, totals);
             done += 1;
             continue;
         }
