@@ -38,7 +38,7 @@ from pylibsrtp import Session as SrtpSession
 
 from media import fanout, rtp
 from media.fanout import unavailable as fanout_unavailable
-from media.hooks import SenderTap, request_keyframe
+from media.hooks import SenderTap, ntp_now, request_keyframe
 
 log = structlog.get_logger(__name__)
 
@@ -441,9 +441,11 @@ class Publication:
                 self.uncarry(sub)
                 sub.too_slow()
         if marker and sent.packets:
+            # The end of a frame: the senders' counters (for their reports), one clock read.
+            ntp = ntp_now()
             for sub, lane in carried.with_status(fanout.SENT):
                 packets, octets = lane.take_uncounted()
-                sub.tap.count(packets, octets, lane.timestamp())
+                sub.tap.count(packets, octets, lane.timestamp(), ntp)
 
     @property
     def carried(self) -> fanout.Group[Subscription] | None:

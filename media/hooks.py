@@ -245,13 +245,22 @@ class SenderTap:
         session: SrtpSession | None = self.sender.transport._tx_srtp
         return session
 
-    def count(self, packets: int, octets: int, timestamp: int) -> None:
-        """Add to the sender's counters, from which aiortc builds its sender reports."""
+    def count(self, packets: int, octets: int, timestamp: int, ntp: int | None = None) -> None:
+        """Add to the sender's counters, from which aiortc builds its sender reports.
+        `ntp`: when `timestamp` was sent (`ntp_now()`; None: now), so that a caller counting
+        one frame for many senders reads the clock once."""
         sender = self.sender
         setattr(sender, _TX_PACKETS, getattr(sender, _TX_PACKETS) + packets)
         setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + octets)
         setattr(sender, _TX_RTP_TS, timestamp)
-        setattr(sender, _TX_NTP, current_ntp_time())
+        setattr(sender, _TX_NTP, current_ntp_time() if ntp is None else ntp)
+
+
+def ntp_now() -> int:
+    """Now as a 64-bit NTP timestamp, as aiortc's sender reports carry it.
+
+    Relies on: `aiortc.clock.current_ntp_time()`, what aiortc's own sender records."""
+    return current_ntp_time()
 
 
 def srtp_context(session: SrtpSession) -> int:

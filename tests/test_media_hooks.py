@@ -318,6 +318,10 @@ async def sender_reports_count_what_the_tap_adds(w: World) -> None:
     assert (stats.packetsSent, stats.bytesSent) == (before[0] + 3, before[1] + 300)
     assert getattr(sender, hooks._TX_RTP_TS) == 123456
     assert getattr(sender, hooks._TX_NTP) > 0
+    # The time a caller read once for a frame's many senders is the one recorded.
+    tap.count(1, 10, 123457, ntp=42 << 32)
+    assert getattr(sender, hooks._TX_NTP) == 42 << 32
+    assert getattr(sender, hooks._TX_RTP_TS) == 123457
 
 
 @pins("_rtp_header_extensions_map")
@@ -457,6 +461,7 @@ async def the_ntp_clock_is_now_in_64_bits(_w: World) -> None:
     seconds = current_ntp_time() >> 32
     # NTP counts from 1900, Unix time from 1970.
     assert abs(seconds - 2_208_988_800 - time.time()) < 5
+    assert abs((hooks.ntp_now() >> 32) - seconds) < 5
 
 
 @pins("aioice.ice.get_host_addresses", "aioice.ice.asyncio")
