@@ -33,6 +33,8 @@ else:
     _MISSING = None
     lib.fanout_set_protect(ffi.cast("fanout_protect_fn", hooks.srtp_protect_address()))
 
+# A lane's status after `Group.send`, as media/fanout.h defines them (also without the built
+# library, which the tests compare them with).
 SENT: Final = 0
 SKIPPED: Final = 1
 WOULD_BLOCK: Final = 2

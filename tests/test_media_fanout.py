@@ -31,7 +31,7 @@ from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
 from media import fanout, rtp
-from media.forwarder import FORWARDED, Publication, Subscription
+from media.forwarder import FORWARDED, HISTORY, Publication, Subscription
 
 pytestmark = pytest.mark.skipif(fanout.unavailable() is not None, reason=str(fanout.unavailable()))
 
@@ -244,6 +244,20 @@ def test_a_full_socket_buffer_is_reported_as_would_block(tmp_path: Path) -> None
     finally:
         stuck.close()
         sender.close()
+
+
+def test_the_statuses_and_history_size_are_the_c_librarys() -> None:
+    """media.fanout's names for a lane's outcome, and the forwarder's history size, are the
+    ones media/fanout.h defines."""
+    from media._fanout import lib
+
+    assert (fanout.SENT, fanout.SKIPPED, fanout.WOULD_BLOCK, fanout.FAILED) == (
+        lib.FANOUT_SENT,
+        lib.FANOUT_SKIPPED,
+        lib.FANOUT_WOULD_BLOCK,
+        lib.FANOUT_FAILED,
+    )
+    assert lib.FANOUT_HISTORY == HISTORY
 
 
 def test_an_address_the_lane_cannot_send_to_is_refused() -> None:
