@@ -4,10 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The C fan-out (media/fanout.c, docs/media.md "Forwarding"), compiled with cffi into
+# media/_fanout*.so (not committed), so it needs a C compiler and Python's headers (Debian's
+# python3-dev, for Debian's python3), and setuptools, through which cffi compiles (venvs of
+# Python 3.12 and later leave it out).
+FANOUT := $(VENV)/.fanout-built
+FANOUT_NEEDS := gcc:gcc $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h:python3-dev
 
 .PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(FANOUT)
 
 # Re-installs only when pyproject.toml changes, so `make venv` is idempotent and cheap.
 $(STAMP): pyproject.toml
@@ -15,6 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(FANOUT): $(STAMP) media/fanout.c media/fanout.h media/fanout_build.py
+	@sh tools/need-packages.sh $(FANOUT_NEEDS)
+	$(BIN)/python -c 'import setuptools' 2>/dev/null || $(BIN)/python -m pip install --quiet setuptools
+	$(BIN)/python -m media.fanout_build
+	touch $@
 
 # Debian packages the tests drive for real, as `what-is-run:package`: Chromium (the browser
 # tests, through Playwright's Python package, never a downloaded browser), Janus (the relay
@@ -116,4 +128,4 @@ bench-chaos: venv
 	$(BIN)/python -m bench.soak --minutes 10 --chaos
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT)
+	rm -rf $(VENV) media/_fanout*.so var .mypy_cache .pytest_cache .ruff_cache console/node_modules $(CONSOLE_OUT)

@@ -182,11 +182,20 @@ def _kind(target: str) -> TargetKind:
     return "janus"
 
 
+# Settings a run may choose from its environment: which fan-out forwards (media.fanout, "c" or
+# "python"), to compare the two.
+PASSED_SETTINGS: Final = frozenset({"COMMANDCENTER_MEDIA_FANOUT"})
+
+
 def _server(target: str, workdir: Path, secret: str) -> ServerProcess:
     port = free_port()
     log = workdir / f"{target}.log"
     if target == "commandcenter":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("COMMANDCENTER_") or k in PASSED_SETTINGS
+        }
         data_dir = workdir / "commandcenter-data"
         data_dir.mkdir(exist_ok=True)
         env.update(

@@ -4,7 +4,11 @@ A `Publication` is one member's audio or video track as the server receives it. 
 member who receives it has a `Subscription`: the sender on their peer connection, their
 renumbering (media.rtp.Renumbering) and the packets recently sent to them, kept for NACKs.
 The hot path is `Publication.forward`: per subscriber one header, one SRTP protect, one
-`sendto`.
+`sendto`. With `media.fanout = "c"` (the default) a subscriber whose numbering is steady
+(`rtp.Renumbering.steady`: between keyframe restarts, a constant offset) is carried by the C
+fan-out instead (media.fanout): one C call per packet sends to all of them, and Python keeps
+the rules (a subscriber that would block goes back to Python and restarts on a keyframe) and
+the counts. A subscriber waiting for a keyframe, or switching source, is forwarded here.
 
 Keyframes: a new subscriber waits for one, and so does a subscriber whose socket backlog
 went over the limit (it restarts clean instead of queueing). Either way the publisher is asked
@@ -23,15 +27,18 @@ import random
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Session as SrtpSession
 
-from media import rtp
-from media.hooks import SenderTap, request_keyframe
+from media import fanout, rtp
+from media.fanout import unavailable as fanout_unavailable
+from media.hooks import SenderTap, ntp_now, request_keyframe
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +49,8 @@ _HISTORY_MASK: Final = HISTORY - 1
 _HEADER: Final = struct.Struct("!BBHII")
 
 PacketSink = Callable[[RtpPacket, RTCRtpCodecParameters, float], None]
+
+Fanout = Literal["c", "python"]
 
 
 class Forwarded:
@@ -68,6 +77,7 @@ class Subscription:
         max_backlog: int,
         *,
         key: str | None = None,
+        engine: Fanout = "python",
     ) -> None:
         # None: an idle slot (nothing to send until `switch`).
         self.publication = publication
@@ -81,12 +91,18 @@ class Subscription:
             on_keyframe_request=self._on_keyframe_request,
             on_ready=self._on_ready,
         )
-        self.numbering = rtp.Renumbering(
+        self._numbering = rtp.Renumbering(
             seq_base=random.getrandbits(15), timestamp_base=random.getrandbits(32)
         )
         self._history_seq: list[int] = [-1] * HISTORY
         self._history: list[bytes] = [b""] * HISTORY
-        self.packets_sent = 0
+        self._packets_sent = 0
+        # The C fan-out's state for this subscriber (once connected, if it is used), and
+        # whether the publication's C group carries it now (then the lane holds the numbering
+        # and counts; see carry / release).
+        self.use_c = engine == "c" and fanout_unavailable() is None
+        self.lane: fanout.Lane | None = None
+        self.carried = False
         self.retransmitted = 0
         self.restarts = 0
         self.active = False
@@ -94,6 +110,7 @@ class Subscription:
         self._sock: socket.socket | None = None
         self._addr: Any = None
         self._protect: Callable[[bytes], bytes] | None = None
+        self._session: SrtpSession | None = None
         self._first_byte = 0x80
         self._payload_type = 0
         self._ssrc = self.tap.ssrc
@@ -108,21 +125,127 @@ class Subscription:
     def _on_ready(self) -> None:
         tap = self.tap
         channel = tap.channel()
-        if channel is None:
+        session = tap.srtp_session()
+        if channel is None or session is None:
             log.warning("subscriber not connected", user_id=self.subscriber)
             return
-        self._sock, self._addr, self._protect = channel
+        payload_type = tap.payload_type or 0
+        extensions = b""
+        if tap.mid is not None:
+            template = RtpPacket(payload_type=payload_type, ssrc=tap.ssrc)
+            template.extensions.mid = tap.mid
+            extensions = template.serialize(tap.extensions_map())[12:]
+        sock, addr, _ = channel
+        self.connect(sock, addr, session, payload_type=payload_type, extensions=extensions)
+
+    def connect(
+        self,
+        sock: socket.socket,
+        addr: Any,
+        session: SrtpSession,
+        *,
+        payload_type: int,
+        extensions: bytes,
+    ) -> None:
+        """Send through `sock` to `addr`, protected by `session`, from the next keyframe on:
+        what the connected sender gives (`_on_ready`), or a benchmark's own."""
+        self._sock, self._addr, self._protect = sock, addr, session.protect
+        self._session = session
         # The socket buffer is the subscriber's whole queue: when it is full, sendto fails
         # and the subscriber restarts on a keyframe (see forward).
         with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_backlog)
-        self._payload_type = tap.payload_type or 0
-        if tap.mid is not None:
-            template = RtpPacket(payload_type=self._payload_type, ssrc=tap.ssrc)
-            template.extensions.mid = tap.mid
-            self._extensions = template.serialize(tap.extensions_map())[12:]
-            self._first_byte = 0x90 if self._extensions else 0x80
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.max_backlog)
+        self._payload_type = payload_type
+        self._extensions = extensions
+        self._first_byte = 0x90 if extensions else 0x80
+        if self.lane is not None:
+            self._relane()
+        elif self.use_c:
+            self.lane = self._new_lane()
         self.active = True
+        if self.publication is not None:
+            self.publication.need_keyframe()
+
+    def _new_lane(self) -> fanout.Lane | None:
+        session = self._session
+        if self._sock is None or session is None:
+            return None
+        try:
+            return fanout.Lane(
+                self._sock,
+                self._addr,
+                session,
+                ssrc=self._ssrc,
+                payload_type=self._payload_type,
+                first_byte=self._first_byte,
+                extensions=self._extensions,
+            )
+        except (ValueError, OSError) as exc:
+            log.warning("subscriber forwarded in Python", user_id=self.subscriber, why=str(exc))
+            return None
+
+    @property
+    def numbering(self) -> rtp.Renumbering:
+        """This subscriber's renumbering, brought up to date if the C fan-out carries it."""
+        if self.carried and self.lane is not None:
+            self._numbering.resume(self.lane.steady())
+        return self._numbering
+
+    @property
+    def packets_sent(self) -> int:
+        lane = self.lane
+        return self._packets_sent + (lane.sent() if lane is not None else 0)
+
+    def redirect(self, sock: socket.socket, address: Any) -> None:
+        """Send to `address` through `sock` from now on, on either path (tests: a peer that
+        never reads, whose full buffer makes the next send block)."""
+        self._sock, self._addr = sock, address
+        self._relane()
+
+    def _relane(self) -> None:
+        """A new lane for a new socket or address: back to Python until steady again."""
+        old = self.lane
+        if old is None:
+            return
+        if self.carried and self.publication is not None:
+            self.publication.uncarry(self)
+        self._packets_sent += old.sent()
+        self.lane = self._new_lane()
+        # The packets dropped when a subscriber would block are a gap it asks for again.
+        if self.lane is not None:
+            self.lane.take_history(old)
+        old.close()
+
+    def carry(self) -> fanout.Lane | None:
+        """Hand the numbering and counts to the lane, if steady: the C fan-out carries this
+        subscriber from the next packet. None: it stays in Python."""
+        lane = self.lane
+        steady = self._numbering.steady()
+        if lane is None or steady is None or not self.active:
+            return None
+        lane.load(steady)
+        lane.add_uncounted(self._uncounted_packets, self._uncounted_octets)
+        self._uncounted_packets = 0
+        self._uncounted_octets = 0
+        self.carried = True
+        return lane
+
+    def release(self) -> None:
+        """Take the numbering and counts back from the lane: forwarded in Python again."""
+        lane = self.lane
+        if not self.carried or lane is None:
+            return
+        self.carried = False
+        self._numbering.resume(lane.steady())
+        packets, octets = lane.take_uncounted()
+        self._uncounted_packets += packets
+        self._uncounted_octets += octets
+
+    def too_slow(self) -> None:
+        """The subscriber's socket buffer is full: it cannot keep up. Drop, and start over
+        clean on the next keyframe rather than queue."""
+        self._numbering.restart()
+        self.restarts += 1
         if self.publication is not None:
             self.publication.need_keyframe()
 
@@ -130,11 +253,16 @@ class Subscription:
         sock, protect = self._sock, self._protect
         if sock is None or protect is None:
             return
+        lane = self.lane
         for seq in lost:
-            i = seq & _HISTORY_MASK
-            if self._history_seq[i] == seq:
+            if lane is not None:
+                data = lane.recall(seq)
+            else:
+                i = seq & _HISTORY_MASK
+                data = self._history[i] if self._history_seq[i] == seq else None
+            if data is not None:
                 with contextlib.suppress(OSError):
-                    sock.sendto(protect(self._history[i]), self._addr)
+                    sock.sendto(protect(data), self._addr)
                     self.retransmitted += 1
 
     def _on_keyframe_request(self) -> None:
@@ -151,9 +279,10 @@ class Subscription:
             old.detach(self.key)
             sent = self.packets_sent - self._sent_at_switch
             self._sent_before[old.owner] = self._sent_before.get(old.owner, 0) + sent
+        self.release()
         self._sent_at_switch = self.packets_sent
         self.publication = publication
-        self.numbering.switch(ts_advance)
+        self._numbering.switch(ts_advance)
         if publication is not None:
             publication.attach(self)
             if self.active:
@@ -168,13 +297,14 @@ class Subscription:
             return before + self.packets_sent - self._sent_at_switch
         return before
 
-    def forward(self, packet: RtpPacket, starts_keyframe: bool) -> None:
-        """The hot path: runs for every packet and every subscriber."""
+    def forward(self, packet: RtpPacket, starts_keyframe: bool) -> bool:
+        """The Python path: runs for every packet and every subscriber the C fan-out does
+        not carry. True: sent, and the C fan-out could carry this subscriber from now on."""
         if not self.active:
-            return
-        mapped = self.numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
+            return False
+        mapped = self._numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
         if mapped is None:
-            return
+            return False
         seq, timestamp = mapped
         payload = packet.payload
         marker = packet.marker
@@ -189,22 +319,23 @@ class Subscription:
             + self._extensions
             + payload
         )
-        i = seq & _HISTORY_MASK
-        self._history_seq[i] = seq
-        self._history[i] = data
+        lane = self.lane
+        if lane is not None:
+            lane.remember(seq, data)
+        else:
+            i = seq & _HISTORY_MASK
+            self._history_seq[i] = seq
+            self._history[i] = data
         try:
             self._sock.sendto(self._protect(data), self._addr)  # type: ignore[union-attr,misc]
         except BlockingIOError:
-            # The subscriber's socket buffer is full: it cannot keep up. Drop, and start
-            # over clean on the next keyframe rather than queue.
-            self.numbering.restart()
-            self.restarts += 1
-            if self.publication is not None:
-                self.publication.need_keyframe()
-            return
-        except OSError:
-            return
-        self.packets_sent += 1
+            self.too_slow()
+            return False
+        except (OSError, SrtpError):
+            # SrtpError: libsrtp refuses a number far behind the newest it protected (a late
+            # retransmission from the publisher); the C fan-out skips it likewise.
+            return False
+        self._packets_sent += 1
         self._uncounted_packets += 1
         self._uncounted_octets += len(payload)
         forwarded = FORWARDED
@@ -214,9 +345,19 @@ class Subscription:
             self.tap.count(self._uncounted_packets, self._uncounted_octets, timestamp)
             self._uncounted_packets = 0
             self._uncounted_octets = 0
+        return lane is not None
 
     def close(self) -> None:
         self.active = False
+        # Out of the C group before its lane is freed.
+        if self.carried and self.publication is not None:
+            self.publication.uncarry(self)
+        self.release()
+        if self.lane is not None:
+            # Its count stays in packets_sent.
+            self._packets_sent += self.lane.sent()
+            self.lane.close()
+            self.lane = None
 
 
 class Publication:
@@ -236,6 +377,9 @@ class Publication:
         self.receiver = receiver
         self.codec: RTCRtpCodecParameters | None = None
         self.subscriptions: dict[str, Subscription] = {}
+        # The subscriptions forwarded in Python, and those the C fan-out carries.
+        self._in_python: dict[str, Subscription] = {}
+        self._carried: fanout.Group[Subscription] | None = None
         self.sinks: list[PacketSink] = []
         # An open conference listens for who speaks: (owner, RFC 6464 level) per audio packet.
         self.on_level: Callable[[str, int], None] | None = None
@@ -273,8 +417,18 @@ class Publication:
         """A received packet to every subscription, the level listener and the sinks."""
         if starts and self.kind == "video":
             self.keyframes.keyframe_seen()
-        for sub in self.subscriptions.values():
-            sub.forward(packet, starts)
+        carried = self._carried
+        if carried:
+            self._forward_in_c(carried, packet)
+        steady: list[Subscription] | None = None
+        for sub in self._in_python.values():
+            if sub.forward(packet, starts):
+                if steady is None:
+                    steady = []
+                steady.append(sub)
+        if steady is not None:
+            for sub in steady:
+                self._carry(sub)
         if self.on_level is not None:
             level = packet.extensions.audio_level
             if level is not None:
@@ -284,21 +438,70 @@ class Publication:
             for sink in self.sinks:
                 sink(packet, codec, now)
 
-    def subscribe(self, subscriber: str, sender: RTCRtpSender, max_backlog: int) -> Subscription:
-        sub = Subscription(self, subscriber, sender, max_backlog)
-        self.subscriptions[subscriber] = sub
+    def _forward_in_c(self, carried: fanout.Group[Subscription], packet: RtpPacket) -> None:
+        marker = packet.marker
+        sent = carried.send(packet.sequence_number, packet.timestamp, marker, packet.payload)
+        forwarded = FORWARDED
+        forwarded.packets += sent.packets
+        forwarded.bytes += sent.bytes
+        if sent.would_block:
+            for sub, _ in carried.with_status(fanout.WOULD_BLOCK):
+                self.uncarry(sub)
+                sub.too_slow()
+        if marker and sent.packets:
+            # The end of a frame: the senders' counters (for their reports), one clock read.
+            ntp = ntp_now()
+            for sub, lane in carried.with_status(fanout.SENT):
+                packets, octets = lane.take_uncounted()
+                sub.tap.count(packets, octets, lane.timestamp(), ntp)
+
+    @property
+    def carried(self) -> fanout.Group[Subscription] | None:
+        """The subscriptions the C fan-out carries now (None before the first)."""
+        return self._carried
+
+    def _carry(self, sub: Subscription) -> None:
+        lane = sub.carry()
+        if lane is None:
+            return
+        self._in_python.pop(sub.key, None)
+        if self._carried is None:
+            self._carried = fanout.Group()
+        self._carried.add(sub, lane)
+
+    def uncarry(self, sub: Subscription) -> None:
+        """Forward `sub` in Python again (it would block, switches away, or has a new
+        lane)."""
+        if not sub.carried:
+            return
+        if self._carried is not None:
+            self._carried.remove(sub)
+        sub.release()
+        if self.subscriptions.get(sub.key) is sub:
+            self._in_python[sub.key] = sub
+
+    def subscribe(
+        self, subscriber: str, sender: RTCRtpSender, max_backlog: int, engine: Fanout = "python"
+    ) -> Subscription:
+        sub = Subscription(self, subscriber, sender, max_backlog, engine=engine)
+        self.attach(sub)
         return sub
 
     def attach(self, sub: Subscription) -> None:
         """A slot's subscription switched to this publication."""
         self.subscriptions[sub.key] = sub
+        self._in_python[sub.key] = sub
 
-    def detach(self, key: str) -> None:
+    def detach(self, key: str) -> Subscription | None:
         """A slot's subscription switched away (it stays open for its next source)."""
-        self.subscriptions.pop(key, None)
+        sub = self.subscriptions.get(key)
+        if sub is not None:
+            self.uncarry(sub)
+        self._in_python.pop(key, None)
+        return self.subscriptions.pop(key, None)
 
     def unsubscribe(self, subscriber: str) -> None:
-        sub = self.subscriptions.pop(subscriber, None)
+        sub = self.detach(subscriber)
         if sub is not None:
             sub.close()
 
@@ -354,7 +557,9 @@ class Publication:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for sub in self.subscriptions.values():
+        for sub in list(self.subscriptions.values()):
+            self.uncarry(sub)
             sub.close()
         self.subscriptions.clear()
+        self._in_python.clear()
         self.sinks.clear()

@@ -1,5 +1,6 @@
 """Where the media server reaches into aiortc's and aioice's internals (both pinned exactly for
-it): private attributes of their live objects, and their modules that are not public API.
+it): private attributes of their live objects, and their modules that are not public API; and
+into pylibsrtp's (pinned too), for the C fan-out (`srtp_context`, `srtp_protect_address`).
 
 aiortc decodes every received track and encodes every sent one. The relay needs neither:
 - `tap_receiver` hands each received RTP packet (RTX unwrapped) to a callback before aiortc's
@@ -18,9 +19,9 @@ This module and media.jitterbuffer (aiortc's frame reassembly, borrowed for reco
 only two that do this: `lint-imports` holds every other module to the public API (the
 `internals` contract in pyproject.toml). tests/test_media_hooks.py checks every internal name
 the two use, on real objects, so an upgrade that moves one fails loudly there rather than
-silently in a call. Every attribute starting with `_` in this module is aiortc's or aioice's
-(one, `_sock`, is asyncio's); our own state has plain names, so that test finds them all by
-reading this file.
+silently in a call. Every attribute starting with `_` in this module is aiortc's, aioice's or
+pylibsrtp's (one, `_sock`, is asyncio's); our own state has plain names, so that test finds them
+all by reading this file.
 
 Public API, for this purpose (the contract's `public_modules`): what `aiortc` and `aioice`
 export at their top level; the modules that define the types and errors of that API
@@ -70,6 +71,9 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 from aiortc.sdp import candidate_from_sdp
+from pylibsrtp import Session as SrtpSession
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from media.numbering import Codecs, CodecTable, Extensions, ExtensionTable, is_rtx
 
@@ -234,13 +238,45 @@ class SenderTap:
         sock: socket.socket = pair.protocol.transport._sock  # type: ignore[attr-defined]
         return sock, pair.remote_addr, dtls._tx_srtp.protect
 
-    def count(self, packets: int, octets: int, timestamp: int) -> None:
-        """Add to the sender's counters, from which aiortc builds its sender reports."""
+    def srtp_session(self) -> SrtpSession | None:
+        """The sender's SRTP session, once connected: the C fan-out protects with its
+        context (`srtp_context`), so that the rollover counter and replay state stay the
+        ones aiortc uses for this sender's retransmissions and RTCP."""
+        session: SrtpSession | None = self.sender.transport._tx_srtp
+        return session
+
+    def count(self, packets: int, octets: int, timestamp: int, ntp: int | None = None) -> None:
+        """Add to the sender's counters, from which aiortc builds its sender reports.
+        `ntp`: when `timestamp` was sent (`ntp_now()`; None: now), so that a caller counting
+        one frame for many senders reads the clock once."""
         sender = self.sender
         setattr(sender, _TX_PACKETS, getattr(sender, _TX_PACKETS) + packets)
         setattr(sender, _TX_OCTETS, getattr(sender, _TX_OCTETS) + octets)
         setattr(sender, _TX_RTP_TS, timestamp)
-        setattr(sender, _TX_NTP, current_ntp_time())
+        setattr(sender, _TX_NTP, current_ntp_time() if ntp is None else ntp)
+
+
+def ntp_now() -> int:
+    """Now as a 64-bit NTP timestamp, as aiortc's sender reports carry it.
+
+    Relies on: `aiortc.clock.current_ntp_time()`, what aiortc's own sender records."""
+    return current_ntp_time()
+
+
+def srtp_context(session: SrtpSession) -> int:
+    """The address of `session`'s libsrtp context (`srtp_t`), for C code that calls
+    `srtp_protect` itself (media.fanout). Valid while `session` lives: keep a reference.
+
+    Relies on: pylibsrtp's Session keeping its context in `_srtp`, an `srtp_t *`."""
+    return int(srtp_ffi.cast("uintptr_t", session._srtp[0]))
+
+
+def srtp_protect_address() -> int:
+    """The address of libsrtp's `srtp_protect` inside pylibsrtp's own library, the one whose
+    contexts `srtp_context` gives (a second copy of libsrtp would not know them).
+
+    Relies on: pylibsrtp's cffi module `pylibsrtp._binding` exporting `lib.srtp_protect`."""
+    return int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect")))
 
 
 def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:

@@ -213,7 +213,12 @@ class MemberPeer:
         transceiver.sender.replaceTrack(hooks.IdleTrack(pub.kind, sent_id))
         # The client learns whose track it is from the stream id (msid).
         hooks.set_stream_id(transceiver.sender, pub.owner)
-        sub = pub.subscribe(self.user, transceiver.sender, self.config.max_subscriber_backlog_bytes)
+        sub = pub.subscribe(
+            self.user,
+            transceiver.sender,
+            self.config.max_subscriber_backlog_bytes,
+            engine=self.config.fanout,
+        )
         self.receiving[pub.track_id] = (transceiver, sub)
         self.renegotiate()
 
@@ -237,6 +242,7 @@ class MemberPeer:
                 transceiver.sender,
                 self.config.max_subscriber_backlog_bytes,
                 key=f"{self.user}/{name}",
+                engine=self.config.fanout,
             )
             added = True
         if added:

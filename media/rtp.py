@@ -137,6 +137,19 @@ def timestamp_add(timestamp: int, delta: int) -> int:
     return (timestamp + delta) & 0xFFFFFFFF
 
 
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """A renumbering between keyframe (re)starts: every output number is the input plus a
+    constant offset, so another forwarder (media.fanout's C lanes) can carry it packet by
+    packet with these fields alone, and hand them back (`Renumbering.resume`)."""
+
+    seq_offset: int
+    ts_offset: int
+    start_seq: int | None
+    last_out: int | None
+    last_ts: int
+
+
 @dataclass(slots=True)
 class Renumbering:
     """One subscriber's view of one publisher stream.
@@ -173,6 +186,29 @@ class Renumbering:
         if self.last_ts is not None:
             self.timestamp_base = (self.last_ts + ts_advance) & 0xFFFFFFFF
             self.ts_offset = None
+
+    def steady(self) -> Steady | None:
+        """The mapping as constant offsets, or None while it waits for a keyframe (the next
+        packets' offsets are not known yet)."""
+        if self.waiting or self.ts_offset is None or self.last_ts is None:
+            return None
+        return Steady(
+            seq_offset=self.seq_offset,
+            ts_offset=self.ts_offset,
+            start_seq=self.start_seq,
+            last_out=self.last_out,
+            last_ts=self.last_ts,
+        )
+
+    def resume(self, steady: Steady) -> None:
+        """Take back a steady mapping another forwarder advanced (the same offsets; the
+        restart window and the last numbers sent moved on)."""
+        self.waiting = False
+        self.seq_offset = steady.seq_offset
+        self.ts_offset = steady.ts_offset
+        self.start_seq = steady.start_seq
+        self.last_out = steady.last_out
+        self.last_ts = steady.last_ts
 
     def map(self, seq: int, timestamp: int, starts_keyframe: bool) -> tuple[int, int] | None:
         """Output (sequence number, timestamp) for a publisher packet; None: not forwarded."""

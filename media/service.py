@@ -15,7 +15,7 @@ from typing import Final
 
 import structlog
 
-from media import ice
+from media import fanout, ice
 from media.capture import CallCapture, CallFacts, recover
 from media.conference_room import ConferenceRoom
 from media.errors import WrongState
@@ -77,6 +77,10 @@ class MediaService:
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
         # This worker's share of the conferences that span several workers.
         self.spans = Spans(endpoint=fabric, config=config, clock=clock, room=self._conference)
+        missing = fanout.unavailable()
+        if config.fanout == "c" and missing is not None:
+            # Not refused: forwarding in Python is correct, only dearer per subscriber.
+            log.warning("media fan-out in Python: the C fan-out cannot be loaded", why=missing)
 
     # ---- MediaPort --------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ is: a misspelt key is an error, not a setting silently left at its default."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -44,3 +46,8 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # holds joiners' requests back for it, so many joiners cost a few keyframes (0: off).
     conference_rollin_s: float = 60.0
     conference_rollin_keyframe_s: float = 2.5
+    # Who sends a publication's packets to its steady subscribers: "c", one call of the C
+    # fan-out per packet (media/fanout.c, built by `make venv`); "python", the forwarder
+    # itself. "c" without the built extension falls back to "python" with one warning at
+    # start.
+    fanout: Literal["c", "python"] = "c"

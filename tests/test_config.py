@@ -417,3 +417,13 @@ def test_a_conference_rollin_out_of_bounds_is_refused(
     # Off is a setting, not an error.
     off = load_config(write(tmp_path, "[media]\nconference_rollin_s = 0.0\n"), environ={})
     assert off.media.conference_rollin_s == 0.0
+
+
+def test_media_fanout_is_c_or_python() -> None:
+    """The C fan-out by default; "python" from the file or the environment; anything else
+    is an error naming the key and the value."""
+    assert load_config(None, environ={}).media.fanout == "c"
+    chosen = load_config(None, environ={"COMMANDCENTER_MEDIA_FANOUT": "python"})
+    assert chosen.media.fanout == "python"
+    with pytest.raises(ConfigError, match=r"^media.fanout: invalid enum value 'rust'"):
+        load_config(None, environ={"COMMANDCENTER_MEDIA_FANOUT": "rust"})

@@ -256,11 +256,15 @@ async def test_subscriber_nack_is_answered_from_the_servers_history(
         await operator.close()
 
 
+@pytest.mark.parametrize("fanout", ["c", "python"])
 async def test_subscriber_that_cannot_keep_up_restarts_on_a_keyframe(
-    media_server: Server, tmp_path: Path
+    serve: Serve, tmp_path: Path, fanout: str
 ) -> None:
     """When a subscriber's socket is full its packets are dropped, not queued, and it
-    starts again clean on the next keyframe (asked of the publisher)."""
+    starts again clean on the next keyframe (asked of the publisher), whether the C fan-out
+    or the Python path was sending to it."""
+    ice.use_addresses(["127.0.0.1"])
+    media_server = await serve(media={**MEDIA, "fanout": fanout})
     officer, operator, call_id = await video_call(media_server)
     stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -273,12 +277,17 @@ async def test_subscriber_that_cannot_keep_up_restarts_on_a_keyframe(
         path = str(tmp_path / "stuck.sock")
         stuck.bind(path)
         sender.setblocking(False)
-        real = (sub._sock, sub._addr)
-        sub._sock, sub._addr = sender, path
+        real_sock, real_addr = sub._sock, sub._addr
+        assert real_sock is not None
+        await media_server.wait_for(lambda: sub.carried == (fanout == "c"), what="steady")
+        sub.redirect(sender, path)
         await media_server.wait_for(lambda: sub.restarts > 0, what="subscriber restarted")
         assert sub.numbering.waiting
-        sub._sock, sub._addr = real
+        assert not sub.carried
+        sub.redirect(real_sock, real_addr)
         await media_server.wait_for(lambda: not sub.numbering.waiting, what="keyframe again")
+        if fanout == "c":
+            await media_server.wait_for(lambda: sub.carried, what="carried in C again")
         frames = await count_frames(video, 10)
         assert frames[-1].width == 640
     finally:
@@ -286,6 +295,7 @@ async def test_subscriber_that_cannot_keep_up_restarts_on_a_keyframe(
         sender.close()
         await officer.close()
         await operator.close()
+        ice.use_addresses([])
 
 
 async def test_operator_pulls_video_by_calling_an_officer(media_server: Server) -> None:

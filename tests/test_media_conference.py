@@ -132,6 +132,12 @@ async def test_the_spotlight_switches_every_sites_video_and_the_moderator_sees_t
         assert frames[-1].width == 640
         room = room_of(conference_server, cid)
         await wait_until(lambda: room.sent_from("op3", "video") > 0, what="op3's video sent")
+        # media.fanout = "c" (the default): past the switch's keyframe, the C fan-out
+        # carries op1's spotlight (the lane counts what it sent of every source).
+        slot = room.peers["op1"].slots["spotlight"]
+        await wait_until(lambda: slot.carried, what="the spotlight carried in C")
+        assert slot.lane is not None
+        assert 0 < slot.lane.sent() < slot.packets_sent
         await wait_until(lambda: "grid-0" in host.media.tracks, what="the grid")
         await count_frames(host.media.tracks["grid-0"][0], 5)
 

@@ -1,4 +1,4 @@
-"""Loud failures for an aiortc or aioice upgrade that moves what media.hooks and
+"""Loud failures for an aiortc, aioice or pylibsrtp upgrade that moves what media.hooks and
 media.jitterbuffer reach into: every internal name they use (found by reading them) is
 checked here, on real objects of the pinned versions, for the shape and behaviour they rely
 on."""
@@ -23,6 +23,7 @@ import aioice
 import aioice.ice
 import aiortc.codecs
 import aiortc.jitterbuffer
+import pylibsrtp
 import pytest
 from aiortc import (
     RTCIceCandidate,
@@ -39,6 +40,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from aiortc.sdp import candidate_from_sdp
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from media import hooks, ice, jitterbuffer
 from tools.internals_contract import is_module
@@ -122,7 +125,7 @@ async def test_port_range_confines_host_candidates() -> None:
 
 ADAPTERS: tuple[ModuleType, ...] = (hooks, jitterbuffer)
 ROOT = Path(__file__).resolve().parent.parent
-EXTERNALS = ("aiortc", "aioice")
+EXTERNALS = ("aiortc", "aioice", "pylibsrtp")
 # A name-mangled attribute, as media.hooks spells the ones it reaches with getattr.
 MANGLED = re.compile(r"^_[A-Za-z]\w*__\w+$")
 STREAM = "pinned-stream"
@@ -315,6 +318,10 @@ async def sender_reports_count_what_the_tap_adds(w: World) -> None:
     assert (stats.packetsSent, stats.bytesSent) == (before[0] + 3, before[1] + 300)
     assert getattr(sender, hooks._TX_RTP_TS) == 123456
     assert getattr(sender, hooks._TX_NTP) > 0
+    # The time a caller read once for a frame's many senders is the one recorded.
+    tap.count(1, 10, 123457, ntp=42 << 32)
+    assert getattr(sender, hooks._TX_NTP) == 42 << 32
+    assert getattr(sender, hooks._TX_RTP_TS) == 123457
 
 
 @pins("_rtp_header_extensions_map")
@@ -352,6 +359,24 @@ async def a_connected_sender_has_a_socket_an_address_and_srtp(w: World) -> None:
     assert channel[1] == pair.remote_addr
     header = RtpPacket(payload_type=96, ssrc=w.sender._ssrc).serialize()
     assert len(channel[2](header + b"payload")) > len(header) + len(b"payload")
+
+
+@pins("_srtp", "pylibsrtp._binding.ffi", "pylibsrtp._binding.lib")
+async def a_senders_srtp_session_has_a_libsrtp_context_and_protect(w: World) -> None:
+    session = w.sender.transport._tx_srtp
+    assert isinstance(session, pylibsrtp.Session)
+    tap = hooks.SenderTap(w.sender, on_nack=no_tap, on_keyframe_request=nothing, on_ready=nothing)
+    assert tap.srtp_session() is session
+    # An `srtp_t *`, whose target is what media/fanout.c passes to srtp_protect.
+    assert srtp_ffi.typeof(session._srtp) is srtp_ffi.typeof("srtp_t *")
+    assert hooks.srtp_context(session) == int(srtp_ffi.cast("uintptr_t", session._srtp[0])) != 0
+    # The C fan-out's fanout_protect_fn: int (*)(void *, void *, int *).
+    protect = srtp_ffi.typeof(srtp_lib.srtp_protect)
+    assert [a.cname for a in protect.args] == ["struct srtp_ctx_t_ *", "void *", "int *"]
+    assert protect.result.kind == "enum"
+    assert hooks.srtp_protect_address() == int(
+        srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, "srtp_protect"))
+    )
 
 
 @pins("_stream_id")
@@ -436,6 +461,7 @@ async def the_ntp_clock_is_now_in_64_bits(_w: World) -> None:
     seconds = current_ntp_time() >> 32
     # NTP counts from 1900, Unix time from 1970.
     assert abs(seconds - 2_208_988_800 - time.time()) < 5
+    assert abs((hooks.ntp_now() >> 32) - seconds) < 5
 
 
 @pins("aioice.ice.get_host_addresses", "aioice.ice.asyncio")

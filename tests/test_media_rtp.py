@@ -113,6 +113,46 @@ def test_renumbering_restart_continues_without_a_gap() -> None:
     assert n.map(599, 6000, False) is None
 
 
+def test_renumbering_is_steady_between_restarts() -> None:
+    """Between a keyframe start and the next restart or switch, the mapping is a constant
+    offset (what the C fan-out carries); waiting for a keyframe, it is not."""
+    n = rtp.Renumbering(seq_base=100, timestamp_base=5000)
+    assert n.steady() is None
+    assert n.map(65535, 0xFFFFFFF0, True) == (100, 5000)
+    steady = n.steady()
+    assert steady == rtp.Steady(
+        seq_offset=101, ts_offset=5016, start_seq=65535, last_out=100, last_ts=5000
+    )
+    assert n.map(3, 0xFFFFFFF0 + 90, False) == (
+        (3 + 101) & 0xFFFF,
+        (0xFFFFFFF0 + 90 + 5016) & 0xFFFFFFFF,
+    )
+    n.restart()
+    assert n.steady() is None
+    n.map(10, 0, True)
+    n.switch(3000)
+    assert n.steady() is None
+
+
+@given(st.lists(st.tuples(st.integers(-30, 30), st.integers(0, 3000)), max_size=60))
+def test_a_resumed_renumbering_maps_as_the_one_it_came_from(
+    steps: list[tuple[int, int]],
+) -> None:
+    """`resume(steady())` hands a mapping over whole: the copy maps every later packet (in
+    order or not, older than the start or not) as the original does."""
+    original = rtp.Renumbering(seq_base=7, timestamp_base=9)
+    original.map(65500, 1000, True)
+    steady = original.steady()
+    assert steady is not None
+    copy = rtp.Renumbering(seq_base=0, timestamp_base=0)
+    copy.resume(steady)
+    seq, ts = 65500, 1000
+    for step, ts_step in steps:
+        seq, ts = (seq + step) & 0xFFFF, ts + ts_step
+        assert copy.map(seq, ts, False) == original.map(seq, ts, False)
+    assert copy.steady() == original.steady()
+
+
 @given(
     st.integers(0, 0xFFFF),
     st.integers(0, 0xFFFFFFFF),
