@@ -44,16 +44,20 @@ from signalling.protocol.callflow import (
     AcceptTransfer,
     AvailabilityChoice,
     CallRequeued,
+    CameraChanged,
     CancelTransfer,
     DeclineTransfer,
     EmergencyAlarm,
     GetOperators,
+    InviteSupervisor,
     OperatorEntry,
     Operators,
     OperatorState,
     OperatorStatus,
     SendBack,
     SetAvailability,
+    SetCamera,
+    SupervisorInvited,
     TransferEnded,
     TransferOffered,
     TransferOutcome,
@@ -257,6 +261,8 @@ ClientMessage = (
     | SetAvailability
     | GetOperators
     | SendBack
+    | InviteSupervisor
+    | SetCamera
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -344,6 +350,8 @@ ServerMessage = (
     | OperatorStatus
     | CallRequeued
     | EmergencyAlarm
+    | SupervisorInvited
+    | CameraChanged
 )
 
 __all__ = [
@@ -373,6 +381,7 @@ __all__ = [
     "CallRingingCenter",
     "CallTaken",
     "CallTransferred",
+    "CameraChanged",
     "Cancel",
     "CancelTransfer",
     "Candidate",
@@ -437,6 +446,7 @@ __all__ = [
     "InvitationStopReason",
     "InvitationStopped",
     "InvitationsChanged",
+    "InviteSupervisor",
     "InvitedBelow",
     "InvitedCourts",
     "InvitedUsers",
@@ -493,6 +503,7 @@ __all__ = [
     "ServerMessage",
     "ServerOffer",
     "SetAvailability",
+    "SetCamera",
     "SetFloor",
     "ShareCall",
     "SiteFloorState",
@@ -503,6 +514,7 @@ __all__ = [
     "SnapshotTaken",
     "Spotlight",
     "StartConference",
+    "SupervisorInvited",
     "TalkSeconds",
     "Title",
     "Transfer",
