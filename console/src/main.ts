@@ -167,6 +167,7 @@ window.ccConsole = {
     emergencies: store.emergencies().map((e) => e.officer.id),
     mapOffline: map.offline,
     mapOfficers: map.drawn(),
+    mapClusters: map.clusters(),
     mapTrack: map.trackDrawn(),
     mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
     sound: alarm.playing(),
