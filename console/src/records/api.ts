@@ -149,6 +149,14 @@ export class RecordsApi {
     return (await this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`)).blob();
   }
 
+  /** Names for user ids (GET /api/users/names): those the account store knows within our
+   * scope; the rest are left out. */
+  async names(ids: string[]): Promise<Record<string, { name: string; role: string; court: string }>> {
+    const params = new URLSearchParams(ids.map((id) => ["id", id]));
+    const body = await this.json<{ names: Record<string, { name: string; role: string; court: string }> }>(`/api/users/names?${params}`);
+    return body.names;
+  }
+
   verify(): Promise<ChainCheck> {
     return this.json("/api/trace/verify", { method: "POST" });
   }

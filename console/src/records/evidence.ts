@@ -77,6 +77,7 @@ export class EvidenceView {
     }
     try {
       const found = await this.api.search(params);
+      await this.names.load(found.items.map((item) => item.uploader));
       this.state.textContent = found.total
         ? rt("page.range", { a: found.offset + 1, b: found.offset + found.items.length, n: found.total })
         : rt("page.none");
@@ -115,6 +116,7 @@ export class EvidenceView {
   async open(evidenceId: string): Promise<void> {
     try {
       const audit = await this.api.evidenceAudit(evidenceId);
+      await this.names.load([audit.item.uploader, ...audit.records.map((r) => String(r.data.user ?? r.data.requested_by ?? ""))]);
       this.current = audit;
       this.lastCheck = null;
       this.showDetail(audit);
