@@ -6,7 +6,8 @@ server, run inside a network namespace by tests/test_browser_incall.py:
 An operator, a supervisor (of the court above) and an officer are added with the real CLI and
 sign in through the sign-in page. The officer calls and the operator answers. The operator's
 camera starts off and the phone says so; the operator turns it on (the phone decodes the
-operator's video and drops the notice) and off again (the notice is back). The operator adds
+operator's video and drops the notice) and off again (the notice is back); the officer turns
+the phone's camera off and the console says so, then on again. The operator adds
 a supervisor: the supervisor's console lists the invitation, they join, and the operator's
 call lists them. A moderator (a bare protocol client) runs a conference; the operator pushes
 the call into it from the call view and stops again, and the moderator's conference lists the
@@ -120,6 +121,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         lambda: _console_flag(op, "cameraOn", False), within=10, what="camera off"
     )
     await phone.screenshot(path=str(SCREENSHOTS / "incall-phone-camera-off-390x844.png"))
+
+    # The officer turns the phone's camera off: the console says so, not a frozen picture;
+    # and on again.
+    await phone.click("#camera")
+    seen["console_says_officer_off"] = await until(
+        lambda: _stage_notice(op), within=10, what="the console told the officer's camera is off"
+    )
+    await shoot(op, "officer-camera-off")
+    await phone.click("#camera")
+    seen["console_officer_on_again"] = await until(
+        lambda: _console_flag(op, "camerasOff", []), within=10, what="the officer's camera on"
+    )
 
     # Add a supervisor: the supervisor's console lists the invitation; they join.
     await op.get_by_role("button", name="邀请指挥长").click()
@@ -236,6 +249,12 @@ async def _phone_frames(phone: Page, publisher: str, more_than: int) -> int | No
         return 1 if publisher in ((s.get("media") or {}).get("remoteStreams") or []) else None
     frames = await _phone_video_frames(phone, publisher)
     return frames if frames > more_than else None
+
+
+async def _stage_notice(page: Page) -> str | None:
+    notice = page.locator(".call-stage .call-waiting")
+    text = (await notice.inner_text()).strip() if await notice.is_visible() else ""
+    return text if text.endswith("已关闭摄像头") else None
 
 
 async def _console_flag(page: Page, key: str, wanted: Any) -> Any:

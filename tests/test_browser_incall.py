@@ -45,6 +45,11 @@ def test_camera_on_sends_video_the_phone_shows_and_off_says_so_again(
     assert seen(run, "camera_off") is True
 
 
+def test_the_console_says_when_the_officer_turns_the_camera_off(run: dict[str, Any]) -> None:
+    assert seen(run, "console_says_officer_off") == f"{OFFICER[1]} 已关闭摄像头"
+    assert seen(run, "console_officer_on_again") is True
+
+
 def test_an_invited_supervisor_sees_the_invitation_and_joins(run: dict[str, Any]) -> None:
     invited = f"{OPERATOR[1]} 邀请您加入与 {OFFICER[1]}（{COURT_NAME}）的通话"
     assert seen(run, "invitation_text") == invited
