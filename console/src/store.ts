@@ -281,6 +281,11 @@ export class Store {
     // Offers are not replayed either: one made while we were away has lapsed or will. A new
     // session (not resumed) starts available.
     this.transferOffers.clear();
+    // Nor invitations into calls; and a call that is gone takes its camera states and its
+    // sharing with it (the server dropped the feed when the call ended).
+    this.invitations.clear();
+    if (this.call?.call_id !== this.sharedTo?.callId) this.sharedTo = null;
+    if (!this.call) this.camerasOff.clear();
     if (!msg.resumed) this.away = false;
     if (this.transferOut && this.call?.call_id !== this.transferOut.callId) this.transferOut = null;
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshOperators();
