@@ -284,7 +284,7 @@ export class Store {
     // Nor invitations into calls; and a call that is gone takes its camera states and its
     // sharing with it (the server dropped the feed when the call ended).
     this.invitations.clear();
-    if (this.call?.call_id !== this.sharedTo?.callId) this.sharedTo = null;
+    if (this.sharedTo && this.call?.call_id !== this.sharedTo.callId) this.stopSharing(false);
     if (!this.call) this.camerasOff.clear();
     if (!msg.resumed) this.away = false;
     if (this.transferOut && this.call?.call_id !== this.transferOut.callId) this.transferOut = null;
