@@ -1,7 +1,8 @@
 """The console's call flow across two hub processes on the real Redis and one PostgreSQL
 trace: a transfer offered by an operator on one node to an operator on the other, declined,
 offered again and accepted; an operator's availability shown across nodes; the call sent back
-to the queue and answered on the other node."""
+to the queue and answered on the other node; a supervisor on the other node invited into a
+call and told of a camera turned off."""
 
 from __future__ import annotations
 
