@@ -25,12 +25,13 @@ from urllib.parse import quote
 import structlog
 from aiohttp import hdrs, web
 
-from commandcenter.auth import AuthError, Identity
+from commandcenter.auth import AuthError, Identity, bearer_token
 from commandcenter.byte_range import ByteRange, parse_range
 from commandcenter.http_edge import (
     auth_error_response,
     error_response,
     identity_of,
+    identity_of_token,
     internal_error_response,
     serving,
 )
@@ -51,6 +52,14 @@ BASE: Final = "/api/evidence"
 _ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
 # Download read size: each piece is hashed as it is sent.
 DOWNLOAD_CHUNK: Final = 1024 * 1024
+# A <video src> cannot carry the Authorization header, so the console's player asks for
+# its token in an HttpOnly cookie (POST PLAYER), sent by the browser with the media requests
+# (ranges, as it seeks). Only the content route reads it: uploads and corrections still need
+# the header, so the cookie cannot be used to change anything. Path-scoped and
+# SameSite=Strict; it lives as long as the token in it.
+PLAYER: Final = f"{BASE}/player"
+PLAYER_COOKIE: Final = "cc_evidence"
+_MAX_COOKIE_CHARS: Final = 4096
 # How much of an upload's body aiohttp may hold before it stops reading the socket (twice
 # this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
 # connection would be paused and resumed for every read: at 2 MiB an upload costs the server
@@ -292,8 +301,38 @@ async def read(request: web.Request) -> web.StreamResponse:
 
 
 @_answering
-async def download(request: web.Request) -> web.StreamResponse:
+async def player(request: web.Request) -> web.StreamResponse:
+    """The bearer token, again, in the cookie the content route also reads (PLAYER)."""
     who = identity_of(request)
+    ev.single_params(request.query.items(), ())
+    token = bearer_token(request.headers.get(hdrs.AUTHORIZATION, "")) or ""
+    left = who.expires_at - request.app[HUB].clock.now()
+    response = web.Response(status=204)
+    response.set_cookie(
+        PLAYER_COOKIE,
+        token,
+        max_age=max(1, int(left)),
+        path=BASE,
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+    return response
+
+
+def _reader(request: web.Request) -> Identity:
+    """Who reads an original: the Authorization header's token, else the player's cookie."""
+    if hdrs.AUTHORIZATION in request.headers:
+        return identity_of(request)
+    cookie = request.cookies.get(PLAYER_COOKIE, "")
+    if not cookie or len(cookie) > _MAX_COOKIE_CHARS:
+        raise AuthError("token missing")
+    return identity_of_token(request, cookie)
+
+
+@_answering
+async def download(request: web.Request) -> web.StreamResponse:
+    who = _reader(request)
     ev.single_params(request.query.items(), ())
     store = request.app[EVIDENCE]
     asked: list[ByteRange | None] = []
@@ -411,6 +450,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get(BASE, list_case)
     app.router.add_get(f"{BASE}/{_ID}", read)
     app.router.add_get(f"{BASE}/{_ID}/content", download)
+    app.router.add_post(PLAYER, player)
     app.router.add_post(f"{BASE}/{_ID}/corrections", correct)
 
 

@@ -212,7 +212,9 @@ async def records_steps(
         lambda: video.evaluate("v => v.readyState >= 1 && v.videoWidth"), within=15,
         what="the recording's first frame loaded",
     )  # fmt: skip
-    # And it seeks: half a second in, as a person would drag the bar.
+    # Streamed from the content route (not a blob:), and it seeks: half a second in, as a
+    # person would drag the bar (the browser asks for ranges, with the player's cookie).
+    seen["video_src"] = await video.evaluate("v => new URL(v.currentSrc).pathname")
     seen["video_seeked"] = await video.evaluate(SEEK)
     photo_row = rows.filter(has_text="照片")
     seen["search_row_text"] = await photo_row.inner_text()

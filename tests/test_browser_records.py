@@ -54,6 +54,9 @@ def test_the_item_shows_the_hash_the_server_stored_and_the_picture_with_those_by
 def test_the_calls_recording_plays_in_the_page_and_seeks(run: dict[str, Any]) -> None:
     assert seen(run, "video_ready") > 0
     assert seen(run, "video_seeked") == 0.5
+    src = seen(run, "video_src")
+    assert src.startswith("/api/evidence/ev-")
+    assert src.endswith("/content")
 
 
 def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Range requests on the evidence content route over HTTP (a browser's <video> seeking in a
 recording): 206 with Content-Range and exactly those bytes; a full download still sent whole
 and hashed; a range of an original that no longer has its recorded size refused before any
-byte and any record; a range not served answered 416 with the file's size; every answer as
+byte and any record; a range not served answered 416 with the file's size; the player's
+cookie (the token for a <video src>) read by the content route alone; every answer as
 commandcenter/openapi.json documents it."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from commandcenter.evidence_api import PLAYER, PLAYER_COOKIE
 from commandcenter.keys import EVIDENCE
 from sessions import evidence as ev
 from tests.evidencehelpers import Api, body_of, sha, start_api, uploaded
@@ -128,3 +130,44 @@ async def test_another_unit_is_ignored_and_the_whole_original_sent(api: Api) -> 
     resp = await ranged(api, url, "items=0-1")
     assert resp.status == 200
     assert await resp.read() == data
+
+
+# --- the player's cookie (a <video src> cannot send the Authorization header) ----------------
+
+
+async def test_the_player_cookie_holds_the_token_httponly_scoped_and_strict(api: Api) -> None:
+    resp = await api.http.post(PLAYER, headers=api.auth("o1"))
+    # No body to check against the document (Conformance reads one): its status is there.
+    assert "204" in Conformance().doc["paths"][PLAYER]["post"]["responses"]
+    assert resp.status == 204
+    morsel = resp.cookies[PLAYER_COOKIE]
+    assert morsel.value == api.token("o1")
+    assert morsel["httponly"] is True
+    assert (morsel["path"], morsel["samesite"]) == ("/api/evidence", "Strict")
+    assert 0 < int(morsel["max-age"]) <= 3600
+
+
+async def test_the_content_route_reads_the_cookie_and_serves_ranges_with_it(api: Api) -> None:
+    url, data = await a_recording(api, 5000)
+    cookie = {"Cookie": f"{PLAYER_COOKIE}={api.token('o1')}"}
+    api.http.session.cookie_jar.clear()
+    resp = await api.http.get(url, headers={**cookie, "Range": "bytes=100-199"})
+    await Conformance().check("GET", CONTENT, resp)
+    assert resp.status == 206
+    assert await resp.read() == data[100:200]
+
+
+async def test_no_other_route_takes_the_cookie_and_a_bad_one_is_401(api: Api) -> None:
+    url, _ = await a_recording(api, 5000)
+    api.http.session.cookie_jar.clear()
+    cookie = {"Cookie": f"{PLAYER_COOKIE}={api.token('o1')}"}
+    item = url.removesuffix("/content")
+    assert (await api.http.get(item, headers=cookie)).status == 401
+    fix = {"changes": {"file_name": "x.mp4"}, "reason": "renamed"}
+    corrected = await api.http.post(f"{item}/corrections", json=fix, headers=cookie)
+    assert corrected.status == 401
+    spoilt = {"Cookie": f"{PLAYER_COOKIE}=not.a.token"}
+    resp = await api.http.get(url, headers=spoilt)
+    await Conformance().check("GET", CONTENT, resp)
+    assert resp.status == 401
+    assert (await api.http.post(PLAYER)).status == 401
