@@ -28,6 +28,7 @@ from commandcenter import (
     http_edge,
     listener,
     metrics,
+    names_api,
     proxies,
     records_api,
     serving,
@@ -191,6 +192,8 @@ def create_app(
     track_api.add_routes(app)
     # The records side of the console (evidence trail, chain check, calls' audit views).
     records_api.add_routes(app, evidence=evidence_store is not None)
+    # Names for the ids the records views show (names_api.py).
+    names_api.add_routes(app)
     metrics.install(app)
     # The web client: code only, no data, so it is served without a token (the WebSocket it
     # opens is authenticated like any other).

@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
 import structlog
 from aiohttp import hdrs, web
 
-from commandcenter.auth import AuthError, Identity
+from commandcenter.auth import AuthError, Identity, bearer_token
+from commandcenter.byte_range import ByteRange, parse_range
 from commandcenter.http_edge import (
     auth_error_response,
     error_response,
     identity_of,
+    identity_of_token,
     internal_error_response,
     serving,
 )
@@ -49,6 +52,14 @@ BASE: Final = "/api/evidence"
 _ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
 # Download read size: each piece is hashed as it is sent.
 DOWNLOAD_CHUNK: Final = 1024 * 1024
+# A <video src> cannot carry the Authorization header, so the console's player asks for
+# its token in an HttpOnly cookie (POST PLAYER), sent by the browser with the media requests
+# (ranges, as it seeks). Only the content route reads it: uploads and corrections still need
+# the header, so the cookie cannot be used to change anything. Path-scoped and
+# SameSite=Strict; it lives as long as the token in it.
+PLAYER: Final = f"{BASE}/player"
+PLAYER_COOKIE: Final = "cc_evidence"
+_MAX_COOKIE_CHARS: Final = 4096
 # How much of an upload's body aiohttp may hold before it stops reading the socket (twice
 # this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
 # connection would be paused and resumed for every read: at 2 MiB an upload costs the server
@@ -64,6 +75,8 @@ def _failure(request: web.Request, exc: Exception) -> web.Response:
         response = auth_error_response(exc)
     elif isinstance(exc, ev.EvidenceError):
         response = error_response(exc.http_status, exc.code, exc.reason, exc.field)
+        if isinstance(exc, ev.RangeNotSatisfiable):
+            response.headers[hdrs.CONTENT_RANGE] = f"bytes */{exc.size}"
     elif isinstance(exc, RecorderError) and exc.http_status == 503:
         # The trace cannot be written now: nothing was stored or served, the client may retry.
         log.error("evidence trace unavailable", path=request.path, code=exc.code)
@@ -288,25 +301,62 @@ async def read(request: web.Request) -> web.StreamResponse:
 
 
 @_answering
-async def download(request: web.Request) -> web.StreamResponse:
+async def player(request: web.Request) -> web.StreamResponse:
+    """The bearer token, again, in the cookie the content route also reads (PLAYER)."""
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
+    token = bearer_token(request.headers.get(hdrs.AUTHORIZATION, "")) or ""
+    left = who.expires_at - request.app[HUB].clock.now()
+    response = web.Response(status=204)
+    response.set_cookie(
+        PLAYER_COOKIE,
+        token,
+        max_age=max(1, int(left)),
+        path=BASE,
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+    return response
+
+
+def _reader(request: web.Request) -> Identity:
+    """Who reads an original: the Authorization header's token, else the player's cookie."""
+    if hdrs.AUTHORIZATION in request.headers:
+        return identity_of(request)
+    cookie = request.cookies.get(PLAYER_COOKIE, "")
+    if not cookie or len(cookie) > _MAX_COOKIE_CHARS:
+        raise AuthError("token missing")
+    return identity_of_token(request, cookie)
+
+
+@_answering
+async def download(request: web.Request) -> web.StreamResponse:
+    who = _reader(request)
+    ev.single_params(request.query.items(), ())
     store = request.app[EVIDENCE]
-    history, path = await store.download(who, request.match_info["evidence_id"])
+    asked: list[ByteRange | None] = []
+    history, path = await store.download(
+        who,
+        request.match_info["evidence_id"],
+        # Refused (416) before the download is recorded.
+        lambda size: asked.append(parse_range(request.headers.get(hdrs.RANGE), size)),
+    )
     item = history.current()
     original = history.original
-    response = web.StreamResponse(
-        headers={
-            hdrs.CONTENT_TYPE: item.media_type,
-            hdrs.CONTENT_DISPOSITION: _content_disposition(item.file_name),
-            # Never rendered as something other than what it was uploaded as.
-            "X-Content-Type-Options": "nosniff",
-            hdrs.CACHE_CONTROL: "private, no-store",
-            "X-Evidence-SHA256": original.sha256,
-            # Every download is the whole original, hashed as it goes (docs/evidence.md).
-            hdrs.ACCEPT_RANGES: "none",
-        },
-    )
+    headers = {
+        hdrs.CONTENT_TYPE: item.media_type,
+        hdrs.CONTENT_DISPOSITION: _content_disposition(item.file_name),
+        # Never rendered as something other than what it was uploaded as.
+        "X-Content-Type-Options": "nosniff",
+        hdrs.CACHE_CONTROL: "private, no-store",
+        "X-Evidence-SHA256": original.sha256,
+        hdrs.ACCEPT_RANGES: "bytes",
+    }
+    part = asked[0] if asked else None
+    if part is not None:
+        return await _send_range(request, path, part, headers)
+    response = web.StreamResponse(headers=headers)
     response.content_length = original.size
     check = DownloadCheck(sha256=original.sha256, size=original.size)
     loop = asyncio.get_running_loop()
@@ -334,6 +384,36 @@ async def download(request: web.Request) -> web.StreamResponse:
             request.transport.abort()
         return response
     await response.write(held)
+    await response.write_eof()
+    return response
+
+
+async def _send_range(
+    request: web.Request, path: Path, part: ByteRange, headers: dict[str, str]
+) -> web.StreamResponse:
+    """206 with `part` of the original. A range cannot be checked against the hash of the
+    whole file without reading all of it: its size was checked (`EvidenceStore.download`),
+    a full download is hashed, and `audit verify --files` checks every original at rest."""
+    response = web.StreamResponse(
+        status=206, headers={**headers, hdrs.CONTENT_RANGE: part.content_range()}
+    )
+    response.content_length = part.length
+    loop = asyncio.get_running_loop()
+    left = part.length
+    with await asyncio.to_thread(path.open, "rb") as fh:
+        await loop.run_in_executor(None, fh.seek, part.start)
+        await response.prepare(request)
+        while left > 0:
+            chunk = await loop.run_in_executor(None, fh.read, min(DOWNLOAD_CHUNK, left))
+            if not chunk:
+                break
+            await response.write(chunk)
+            left -= len(chunk)
+    if left > 0:
+        # The file shrank under us: cut the connection short of Content-Length.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write_eof()
     return response
 
@@ -370,6 +450,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get(BASE, list_case)
     app.router.add_get(f"{BASE}/{_ID}", read)
     app.router.add_get(f"{BASE}/{_ID}/content", download)
+    app.router.add_post(PLAYER, player)
     app.router.add_post(f"{BASE}/{_ID}/corrections", correct)
 
 

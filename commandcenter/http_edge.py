@@ -37,6 +37,12 @@ def identity_of(request: web.Request) -> Identity:
     token = bearer_token(request.headers.get(hdrs.AUTHORIZATION, ""))
     if token is None:
         raise AuthError("token missing")
+    return identity_of_token(request, token)
+
+
+def identity_of_token(request: web.Request, token: str) -> Identity:
+    """The verified identity of `token`, carried otherwise than in the Authorization header
+    (the evidence player's cookie); AuthError if it is not valid."""
     hub = request.app[HUB]
     identity = hub.authenticator.verify(token, hub.clock.now())
     request[_USER_KEY] = identity.user_id

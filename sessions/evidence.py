@@ -125,6 +125,18 @@ class OriginalCorrupt(EvidenceError):
     code = "original_corrupt"
 
 
+class RangeNotSatisfiable(EvidenceError):
+    """A `Range` the content route does not serve: several ranges, a malformed one, or one
+    past the end of the original (`size` bytes, for the answer's Content-Range)."""
+
+    http_status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, reason: str, size: int) -> None:
+        super().__init__(reason, "range")
+        self.size = size
+
+
 class TooSlow(EvidenceError):
     """The body came slower than the configured minimum rate, or took too long in all."""
 

@@ -439,10 +439,17 @@ class EvidenceStore:
         await self._record(ev.READ, self._access_data(who, history, via="audit"))
         return history, trail
 
-    async def download(self, who: Identity, evidence_id: str) -> tuple[ev.ItemHistory, Path]:
+    async def download(
+        self,
+        who: Identity,
+        evidence_id: str,
+        accept: Callable[[int], object] | None = None,
+    ) -> tuple[ev.ItemHistory, Path]:
         """The item and the path of its bytes; the download is recorded before it starts.
         A file that is gone, or no longer of the recorded size, is refused here (and logged
-        as an alarm); one whose bytes changed is caught as it is sent (`DownloadCheck`)."""
+        as an alarm); one whose bytes changed is caught as it is sent (`DownloadCheck`).
+        `accept`, given the original's size, may refuse the request (a range past its end)
+        before anything is recorded."""
         history = await self._authorised(who, evidence_id, ev.may_read)
         original = history.original
         path = self.files.path(original.sha256)
@@ -457,6 +464,8 @@ class EvidenceStore:
         if size != original.size:
             self.alarm("evidence original corrupt", evidence_id, original.sha256, size=size)
             raise ev.OriginalCorrupt("the original of this item no longer matches its record")
+        if accept is not None:
+            accept(original.size)
         await self._record(ev.DOWNLOADED, self._access_data(who, history))
         return history, path
 

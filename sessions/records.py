@@ -49,6 +49,8 @@ CALL_TRANSFERRED: Final = "call_transferred"
 CALL_ENDED: Final = "call_ended"
 SUPERVISOR_JOINED: Final = "supervisor_joined"
 SUPERVISOR_LEFT: Final = "supervisor_left"
+# The operator asked the supervisors over the court into the call: call, by, users.
+SUPERVISOR_INVITED: Final = "supervisor_invited"
 # Written by the media server when it starts and stops forwarding a call's video to a user.
 VIDEO_WATCHED: Final = "video_watched"
 VIDEO_UNWATCHED: Final = "video_unwatched"
@@ -67,6 +69,7 @@ CALL_AUDIT_KINDS: Final = (
     CALL_TRANSFERRED,
     "party_away",
     "party_back",
+    SUPERVISOR_INVITED,
     SUPERVISOR_JOINED,
     SUPERVISOR_LEFT,
     VIDEO_WATCHED,

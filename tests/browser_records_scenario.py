@@ -51,6 +51,13 @@ from tests.browser_console_scenario import (
 COURT = "P0101"
 SUPERVISOR_COURT = "P01"
 OPERATOR = ("op-1", "王芳")
+# Seek a <video> to 0.5 s; its time once `seeked` fires, or null after 5 s without.
+SEEK = """v => new Promise(resolve => {
+    const timer = setTimeout(() => resolve(null), 5000);
+    const done = () => { clearTimeout(timer); resolve(v.currentTime); };
+    v.addEventListener("seeked", done, {once: true});
+    v.currentTime = 0.5;
+})"""
 SUPERVISOR = ("s-1", "赵强")
 OFFICER = ("o-1", "张伟")
 CASE = "(2026)粤0101执88号"
@@ -205,6 +212,10 @@ async def records_steps(
         lambda: video.evaluate("v => v.readyState >= 1 && v.videoWidth"), within=15,
         what="the recording's first frame loaded",
     )  # fmt: skip
+    # Streamed from the content route (not a blob:), and it seeks: half a second in, as a
+    # person would drag the bar (the browser asks for ranges, with the player's cookie).
+    seen["video_src"] = await video.evaluate("v => new URL(v.currentSrc).pathname")
+    seen["video_seeked"] = await video.evaluate(SEEK)
     photo_row = rows.filter(has_text="照片")
     seen["search_row_text"] = await photo_row.inner_text()
     await photo_row.get_by_role("button").click()

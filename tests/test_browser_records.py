@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_records_scenario import CASE, SUPERVISOR
+from tests.browser_records_scenario import CASE, OPERATOR, SUPERVISOR
 
 pytestmark = pytest.mark.browser
 
@@ -51,8 +51,12 @@ def test_the_item_shows_the_hash_the_server_stored_and_the_picture_with_those_by
     assert seen(run, "shown_offset")
 
 
-def test_the_calls_recording_plays_in_the_page(run: dict[str, Any]) -> None:
+def test_the_calls_recording_plays_in_the_page_and_seeks(run: dict[str, Any]) -> None:
     assert seen(run, "video_ready") > 0
+    assert seen(run, "video_seeked") == 0.5
+    src = seen(run, "video_src")
+    assert src.startswith("/api/evidence/ev-")
+    assert src.endswith("/content")
 
 
 def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> None:
@@ -74,10 +78,12 @@ def test_verify_runs_the_chain_check_on_the_server_and_says_ok(run: dict[str, An
 def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[str, Any]) -> None:
     assert seen(run, "supervisor_frames") > 0
     rows = seen(run, "watched_rows")
-    # By name where the page knows it (the supervisor is the one looking), else by id.
+    # By name: the supervisor is the one looking, the operator's name comes from the
+    # accounts (GET /api/users/names).
     supervisor = f"{SUPERVISOR[1]}（{SUPERVISOR[0]}）"
     assert any(row.startswith(supervisor) and "指挥长" in row for row in rows), rows
-    assert any(row.startswith("op-1") and "值班员" in row for row in rows), rows
+    operator = f"{OPERATOR[1]}（{OPERATOR[0]}）"
+    assert any(row.startswith(operator) and "值班员" in row for row in rows), rows
     events = seen(run, "timeline_events")
     assert events[0] == "发起通话"
     for event in ("接听", "指挥长加入", "开始观看视频", "通话取证", "停止观看视频", "通话结束"):

@@ -1,7 +1,8 @@
 """The console's call flow across two hub processes on the real Redis and one PostgreSQL
 trace: a transfer offered by an operator on one node to an operator on the other, declined,
 offered again and accepted; an operator's availability shown across nodes; the call sent back
-to the queue and answered on the other node."""
+to the queue and answered on the other node; a supervisor on the other node invited into a
+call and told of a camera turned off."""
 
 from __future__ import annotations
 
@@ -86,3 +87,32 @@ async def test_a_transfer_between_operators_on_two_nodes(cluster: Cluster) -> No
         "call_answered",
         "call_ended",
     ]
+
+
+async def test_a_supervisor_on_another_node_is_invited_and_told_of_cameras(
+    cluster: Cluster,
+) -> None:
+    """invite_supervisor and set_camera across nodes: the supervisor on n2 is asked into a
+    call answered on n1, joins, and hears of the operator's camera going off."""
+    for n in ("n1", "n2"):
+        cluster.start(n)
+    await cluster.formed()
+    a, b = cluster.nodes["n1"], cluster.nodes["n2"]
+    op1 = await a.connect("op-1", "operator", COURT)
+    officer = await a.connect("of-1", "officer", COURT)
+    sup = await b.connect("sv-1", "supervisor", "P01")
+    call_id = await call(officer, op1)
+    await op1.request("invite_supervisor", call_id=call_id)
+    invited = await sup.expect("supervisor_invited", timeout=5.0, where=about(call_id))
+    assert invited["by"]["id"] == "op-1"
+    await sup.request("join_call", call_id=call_id)
+    await op1.expect("participant_joined", timeout=5.0, call_id=call_id)
+    await op1.request("set_camera", call_id=call_id, on=False)
+    for client in (officer, sup):
+        changed = await client.expect("camera_changed", timeout=5.0, call_id=call_id)
+        assert (changed["user"], changed["on"]) == ("op-1", False)
+
+    async def recorded() -> bool:
+        return "supervisor_invited" in [k for k, _ in await trace_kinds(cluster)]
+
+    await wait_until(recorded, within=5.0, what="supervisor_invited recorded")

@@ -59,6 +59,8 @@
     emergencyClearedBy: null, // UserInfo of who cleared the last one
     muted: false,
     cameraOff: false,
+    // Members of our call who said their camera is off (camera_changed), by user id.
+    camerasOff: new Set(),
     // Instructions from the center not yet acknowledged here, by id (docs/protocol.md,
     // "Instructions"): the server sends each again after every sign-in until it is read.
     instructions: new Map(),
@@ -221,6 +223,12 @@
       case "instruction":
         instructionReceived(msg);
         break;
+      case "camera_changed":
+        if (state.call && state.call.call_id === msg.call_id) {
+          if (msg.on) state.camerasOff.delete(msg.user);
+          else state.camerasOff.add(msg.user);
+        }
+        break;
       case "roster_update":
         if (msg.entry.status === "offline") state.roster.delete(msg.entry.officer.id);
         else state.roster.set(msg.entry.officer.id, msg.entry);
@@ -364,6 +372,7 @@
   function callOver(callId) {
     if (!state.call || state.call.call_id !== callId) return;
     state.call = null;
+    state.camerasOff.clear();
     stopMedia();
   }
 
@@ -449,7 +458,21 @@
     state.cameraOff = off;
     for (const t of localTracks("video")) t.enabled = !off;
     for (const t of watchStream ? watchStream.getVideoTracks() : []) t.enabled = !off;
+    tellCamera();
     render();
+  }
+
+  // The others in the call show "camera off" instead of the black frames a disabled track
+  // sends (set_camera); said at each change and when a call's media starts with it off.
+  function tellCamera() {
+    const call = state.call;
+    if (!call || call.state !== "active" || !state.user || !isParty(call)) return;
+    request("set_camera", { call_id: call.call_id, on: !state.cameraOff }).catch(() => {});
+  }
+
+  function isParty(call) {
+    const me = state.user.id;
+    return call.officer.id === me || (call.operator && call.operator.id === me);
   }
 
   // Front <-> back: a new camera track replaces the old one on the same sender.
@@ -732,6 +755,7 @@
       media = new MediaSession(callId, stream);
       showLocal(stream);
       await media.start();
+      if (state.cameraOff) tellCamera();
     } finally {
       starting = null;
       render();
@@ -1022,6 +1046,7 @@
       instructions: [...state.instructions.values()].sort((a, b) => a.sent_at - b.sent_at),
       muted: state.muted,
       cameraOff: state.cameraOff,
+      camerasOff: [...state.camerasOff],
       backgroundS: state.backgroundS,
       mediaError: state.mediaError || null,
       // The center's watches of this officer's camera (the video wall).

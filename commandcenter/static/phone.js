@@ -51,6 +51,7 @@
       instruction_from: "{name} · {time}",
       instruction_court: "（全院）",
       watched: "指挥中心正在查看您的视频",
+      their_camera_off: "{name} 已关闭摄像头",
       reasons: {
         hangup: "挂断",
         cancelled: "已取消",
@@ -107,6 +108,7 @@
       instruction_from: "{name} · {time}",
       instruction_court: " (whole court)",
       watched: "The command center is viewing your video",
+      their_camera_off: "{name} turned the camera off",
       reasons: {},
     },
   };
@@ -165,6 +167,31 @@
     $("notice").textContent = notices.join(" ");
     $("notice").hidden = notices.length === 0;
     drawInstructions(s.instructions || []);
+    drawCameras(s);
+  }
+
+  // A member who turned their camera off (the operator's is off until they turn it on) is
+  // said so on their tile, over the black picture.
+  function drawCameras(s) {
+    const off = new Set(s.camerasOff || []);
+    const people = s.call ? [s.call.officer, s.call.operator, ...s.call.supervisors] : [];
+    for (const tile of document.querySelectorAll("#remote figure.tile")) {
+      const id = tile.dataset.stream;
+      tile.classList.toggle("camera-off", off.has(id));
+      let label = tile.querySelector(".camera-off-label");
+      if (!off.has(id)) {
+        if (label) label.remove();
+        continue;
+      }
+      if (!label) {
+        label = document.createElement("p");
+        label.className = "camera-off-label";
+        label.setAttribute("role", "status");
+        tile.append(label);
+      }
+      const who = people.find((u) => u && u.id === id);
+      label.textContent = fill(t.their_camera_off, { name: who ? who.name : id });
+    }
   }
 
   // Instructions stay at the top, in strong colours, until the officer taps 收到: the

@@ -27,6 +27,7 @@ import { OfficerCard } from "./views/officer";
 import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
 import { RecordsPanel } from "./records/panel";
+import { InvitationsView } from "./views/supervision";
 import { WallView } from "./views/wall";
 import { OperatorsView } from "./views/transfers";
 
@@ -41,12 +42,14 @@ const queue = new QueueView(store);
 const roster = new RosterView(store);
 const map = new MapView(store);
 const instructions = new InstructionsView(store);
-const card = new OfficerCard(store, [instructions.officerComposer]);
 const call = new CallView(store);
 const emergency = new EmergencyView(store, (id) => map.focus(id));
 const header = new HeaderView(store, alarm, render);
-// The video wall: opened from the top bar, shown in the centre in place of the map.
+// The video wall: opened from the top bar, shown in the centre in place of the map; the
+// officer card's "pull video" opens it on one officer, large.
 const wall = new WallView(store);
+const card = new OfficerCard(store, [instructions.officerComposer], (id) => wall.pull(id));
+const invitations = new InvitationsView(store);
 header.el.querySelector(".tools")?.prepend(wall.toggle);
 const operators = new OperatorsView(store);
 
@@ -58,7 +61,7 @@ root.replaceChildren(
   h(
     "main",
     { class: "layout" },
-    h("div", { class: "side" }, queue.el, operators.el, roster.el, instructions.el),
+    h("div", { class: "side" }, queue.el, invitations.el, operators.el, roster.el, instructions.el),
     h("div", { class: "centre" }, call.el, wall.el, map.el),
   ),
   header.notices,
@@ -84,6 +87,7 @@ function render(): void {
   instructions.render();
   wall.render();
   operators.render();
+  invitations.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -163,6 +167,7 @@ window.ccConsole = {
     emergencies: store.emergencies().map((e) => e.officer.id),
     mapOffline: map.offline,
     mapOfficers: map.drawn(),
+    mapClusters: map.clusters(),
     mapTrack: map.trackDrawn(),
     mapCentre: [map.map.getCenter().lat, map.map.getCenter().lng],
     sound: alarm.playing(),
@@ -173,6 +178,10 @@ window.ccConsole = {
     transferOffers: [...store.transferOffers.keys()],
     transferOut: store.transferOut?.callId ?? null,
     away: store.away,
+    invitations: [...store.invitations.keys()],
+    camerasOff: [...store.camerasOff],
+    sharedTo: store.sharedTo,
+    cameraOn: call.cameraOn(),
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),

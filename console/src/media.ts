@@ -16,12 +16,16 @@ export class CallMedia {
   private answered = false;
   private held: RTCIceCandidateInit[] = [];
   private closed = false;
+  // Our camera's sender: there from the start (no renegotiation to turn the camera on),
+  // sending nothing while the camera is off.
+  private camera: RTCRtpTransceiver | null = null;
 
   constructor(
     private readonly hub: Hub,
     readonly callId: string,
     readonly local: MediaStream | null,
     private readonly changed: () => void,
+    private readonly sendsVideo = false,
   ) {
     this.pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     this.pc.onicecandidate = (e) => this.localCandidate(e.candidate);
@@ -45,6 +49,7 @@ export class CallMedia {
       // An offer needs at least one m-line; with nothing to send we ask for audio.
       this.pc.addTransceiver("audio", { direction: "recvonly" });
     }
+    if (this.sendsVideo) this.camera = this.pc.addTransceiver("video", { direction: "sendonly" });
     return this.run(async () => {
       await this.pc.setLocalDescription();
       const reply = await this.hub.request("offer", { call_id: this.callId, sdp: this.pc.localDescription?.sdp });
@@ -64,6 +69,11 @@ export class CallMedia {
 
   setMuted(muted: boolean): void {
     for (const track of this.local?.getAudioTracks() ?? []) track.enabled = !muted;
+  }
+
+  /** Send `track` as our camera, or (null) stop sending video. */
+  async setCamera(track: MediaStreamTrack | null): Promise<void> {
+    await this.camera?.sender.replaceTrack(track);
   }
 
   close(): void {

@@ -64,7 +64,10 @@ export type CallflowPush =
   | { type: "operator_status"; entry: OperatorEntry }
   | { type: "call_requeued"; call_id: string; by: UserInfo }
   | { type: "participant_joined"; call_id: string; user: UserInfo; covert: boolean }
-  | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null };
+  | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null }
+  // The operator asks us (a supervisor) into their call; a party's camera went off or on.
+  | { type: "supervisor_invited"; call: CallInfo; by: UserInfo }
+  | { type: "camera_changed"; call_id: string; user: string; on: boolean };
 
 export interface Welcome {
   type: "welcome";

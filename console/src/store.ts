@@ -112,6 +112,12 @@ export class Store {
   transferOut: { callId: string; to: UserInfo } | null = null;
   /** We said we are away (set_availability): no calls ring here but emergencies. */
   away = false;
+  /** Calls operators asked us (a supervisor) into, by id, until we join or they end. */
+  invitations = new Map<string, { call: CallInfo; by: UserInfo }>();
+  /** Members of our call whose camera is off (camera_changed), by user id. */
+  camerasOff = new Set<string>();
+  /** The conference our call is shown in (share_call), while it is. */
+  sharedTo: { callId: string; conferenceId: string; title: string } | null = null;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
   /** Set by the video wall: media messages and ends of its watches. */
@@ -206,6 +212,8 @@ export class Store {
         break;
       case "call_ended":
         this.ringing.delete(msg.call_id);
+        this.invitations.delete(msg.call_id);
+        if (this.sharedTo?.callId === msg.call_id) this.stopSharing(false);
         if (this.outgoing?.callId === msg.call_id) this.outgoing = null;
         if (this.call?.call_id === msg.call_id) this.call = null;
         if (msg.reason !== "hangup" || msg.by !== this.user?.id) {
@@ -239,6 +247,8 @@ export class Store {
       case "call_requeued":
       case "emergency_alarm":
       case "participant_joined":
+      case "supervisor_invited":
+      case "camera_changed":
         this.callflowPushed(msg);
         break;
       default:
@@ -271,6 +281,11 @@ export class Store {
     // Offers are not replayed either: one made while we were away has lapsed or will. A new
     // session (not resumed) starts available.
     this.transferOffers.clear();
+    // Nor invitations into calls; and a call that is gone takes its camera states and its
+    // sharing with it (the server dropped the feed when the call ended).
+    this.invitations.clear();
+    if (this.sharedTo && this.call?.call_id !== this.sharedTo.callId) this.stopSharing(false);
+    if (!this.call) this.camerasOff.clear();
     if (!msg.resumed) this.away = false;
     if (this.transferOut && this.call?.call_id !== this.transferOut.callId) this.transferOut = null;
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshOperators();
@@ -352,6 +367,8 @@ export class Store {
       if (this.call?.call_id === call.call_id) this.call = null;
       return;
     }
+    if (this.call?.call_id !== call.call_id) this.camerasOff.clear();
+    this.invitations.delete(call.call_id);
     this.call = call;
     // Answering an officer's emergency call is acknowledging their emergency.
     if (call.emergency && call.operator?.id === me) this.acknowledged.add(call.officer.id);
@@ -409,6 +426,81 @@ export class Store {
     const call = this.call;
     const me = this.user?.id;
     return !!call && !!me && (call.operator?.id === me || call.supervisors.some((s) => s.id === me));
+  }
+
+  /** Ask the supervisors over the call's court into our call (invite_supervisor). */
+  async inviteSupervisor(): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      await this.hub.request("invite_supervisor", { call_id: call.call_id });
+      this.notice(t("invite.sent"));
+    } catch (err) {
+      // Nobody to ask is a state of the court, not a failure: said as such.
+      if (err instanceof ProtocolError && err.code === "unavailable") this.notice(t("invite.nobody"));
+      else this.failed(err);
+    }
+  }
+
+  /** Join a call we were invited into, as policy allows (visible unless it is "silent"). */
+  joinInvited(callId: string): Promise<void> {
+    this.invitations.delete(callId);
+    this.changed();
+    return this.joinCall(callId);
+  }
+
+  dismissInvitation(callId: string): void {
+    this.invitations.delete(callId);
+    this.changed();
+  }
+
+  /** Tell the others in our call that our camera went off or on. */
+  tellCamera(on: boolean): Promise<void> {
+    return this.call ? this.send("set_camera", { call_id: this.call.call_id, on }) : Promise.resolve();
+  }
+
+  // ---- pushing our call into a conference (share_call) ------------------------------------
+
+  /** The running conferences we may join, to share our call into. */
+  async runningConferences(): Promise<{ conference_id: string; title: string }[]> {
+    try {
+      const reply = await this.hub.request("list_conferences");
+      const all = reply.conferences as { conference_id: string; title: string; status: string }[];
+      return all.filter((c) => c.status === "running");
+    } catch (err) {
+      this.failed(err);
+      return [];
+    }
+  }
+
+  /** Show our call in a conference: the call's operator joins it (no media: the console
+   * only shares), then shares the call. */
+  async shareCall(conferenceId: string, title: string): Promise<void> {
+    const call = this.call;
+    if (!call) return;
+    try {
+      await this.hub.request("join_conference", { conference_id: conferenceId });
+      await this.hub.request("share_call", { conference_id: conferenceId, call_id: call.call_id });
+      this.sharedTo = { callId: call.call_id, conferenceId, title };
+      this.notice(t("share.done", { title }));
+    } catch (err) {
+      this.failed(err);
+      this.hub.request("leave_conference", { conference_id: conferenceId }).catch(() => {});
+    }
+  }
+
+  /** Stop showing the call; `unshare` false when the call ended (the feed went with it). */
+  stopSharing(unshare = true): void {
+    const shared = this.sharedTo;
+    if (!shared) return;
+    this.sharedTo = null;
+    const leave = (): void => {
+      this.hub.request("leave_conference", { conference_id: shared.conferenceId }).catch(() => {});
+    };
+    if (unshare) {
+      this.send("unshare_call", { conference_id: shared.conferenceId, call_id: shared.callId }).then(leave, leave);
+    } else leave();
+    this.changed();
   }
 
   hangup(): Promise<void> {
@@ -511,6 +603,15 @@ export class Store {
         }
         break;
       }
+      case "supervisor_invited":
+        this.invitations.set(msg.call.call_id, { call: msg.call, by: msg.by });
+        this.notice(t("invite.received", { name: msg.by.name, officer: msg.call.officer.name }));
+        break;
+      case "camera_changed":
+        if (this.call?.call_id !== msg.call_id) break;
+        if (msg.on) this.camerasOff.delete(msg.user);
+        else this.camerasOff.add(msg.user);
+        break;
       case "emergency_alarm":
         // Still nobody took it on at the server: whatever this console did, alarm again.
         this.acknowledged.delete(msg.officer.id);

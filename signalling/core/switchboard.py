@@ -38,6 +38,7 @@ from typing import Final
 
 from identity import Courts, Identity, Role
 from signalling import protocol as p
+from signalling.core import supervision
 from signalling.core.actions import Action, Disconnect, Send
 from signalling.core.alarms import AlarmDue, Alarms
 from signalling.core.availability import Availability
@@ -334,6 +335,10 @@ class Switchboard:
                 self.availability.set(session, msg, now, out)
             case p.SendBack():
                 self.dispatch.send_back(session, calls.get(msg.call_id), now, out)
+            case p.InviteSupervisor():
+                supervision.invite_supervisors(self, session, calls.get(msg.call_id), now, out)
+            case p.SetCamera():
+                supervision.set_camera(session, calls.get(msg.call_id), msg.on, out)
         out.append(Send((user,), p.Ack(ref=msg.id)))
 
     def _route_conference(

@@ -44,11 +44,13 @@ from signalling.protocol.callflow import (
     AcceptTransfer,
     AvailabilityChoice,
     CallRequeued,
+    CameraChanged,
     CancelTransfer,
     DeclineTransfer,
     EmergencyAlarm,
     GetOperators,
     GetQueue,
+    InviteSupervisor,
     OperatorEntry,
     Operators,
     OperatorState,
@@ -58,6 +60,8 @@ from signalling.protocol.callflow import (
     QueueUpdate,
     SendBack,
     SetAvailability,
+    SetCamera,
+    SupervisorInvited,
     TransferEnded,
     TransferOffered,
     TransferOutcome,
@@ -262,6 +266,8 @@ ClientMessage = (
     | GetOperators
     | SendBack
     | GetQueue
+    | InviteSupervisor
+    | SetCamera
 )
 
 MEDIA_MESSAGES = (Offer, Answer, IceCandidate, Snapshot)
@@ -351,6 +357,8 @@ ServerMessage = (
     | EmergencyAlarm
     | Queue
     | QueueUpdate
+    | SupervisorInvited
+    | CameraChanged
 )
 
 __all__ = [
@@ -380,6 +388,7 @@ __all__ = [
     "CallRingingCenter",
     "CallTaken",
     "CallTransferred",
+    "CameraChanged",
     "Cancel",
     "CancelTransfer",
     "Candidate",
@@ -445,6 +454,7 @@ __all__ = [
     "InvitationStopReason",
     "InvitationStopped",
     "InvitationsChanged",
+    "InviteSupervisor",
     "InvitedBelow",
     "InvitedCourts",
     "InvitedUsers",
@@ -504,6 +514,7 @@ __all__ = [
     "ServerMessage",
     "ServerOffer",
     "SetAvailability",
+    "SetCamera",
     "SetFloor",
     "ShareCall",
     "SiteFloorState",
@@ -514,6 +525,7 @@ __all__ = [
     "SnapshotTaken",
     "Spotlight",
     "StartConference",
+    "SupervisorInvited",
     "TalkSeconds",
     "Title",
     "Transfer",

@@ -1,6 +1,7 @@
 """The console's call flow beyond answering: a transfer offered to another operator, who
 accepts or declines it, and the operators' own availability (free, busy, away), shown to the
-other consoles of their court (docs/protocol.md documents each)."""
+other consoles of their court, a supervisor invited into a call, and a party's camera
+turned off or on (docs/protocol.md documents each)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,21 @@ class GetOperators(_ClientMessage, tag="get_operators", frozen=True):
 class GetQueue(_ClientMessage, tag="get_queue", frozen=True):
     # Absent: the requester's own court.
     court: CourtCode | None = None
+
+
+class InviteSupervisor(_ClientMessage, tag="invite_supervisor", frozen=True):
+    """The call's operator asks the supervisors over the call's court to join it; each
+    answers, or not, with `join_call`."""
+
+    call_id: CallId
+
+
+class SetCamera(_ClientMessage, tag="set_camera", frozen=True):
+    """A party says its camera is off (it sends no video) or on again, so that the others
+    show "camera off" instead of a frozen picture."""
+
+    call_id: CallId
+    on: bool
 
 
 # --- shared shapes -----------------------------------------------------------------------
@@ -148,6 +164,22 @@ class QueueUpdate(_ServerMessage, tag="queue_update", frozen=True):
     calls: list[QueueEntry]
 
 
+class SupervisorInvited(_ServerMessage, tag="supervisor_invited", frozen=True):
+    """To each supervisor and administrator signed in over the call's court: the operator
+    asks them into the call (`join_call`, as policy allows)."""
+
+    call: CallInfo
+    by: UserInfo
+
+
+class CameraChanged(_ServerMessage, tag="camera_changed", frozen=True):
+    """To the call's other members: `user`'s camera went off or on."""
+
+    call_id: str
+    user: str
+    on: bool
+
+
 CALLFLOW_CLIENT_MESSAGES = (
     AcceptTransfer,
     DeclineTransfer,
@@ -156,4 +188,6 @@ CALLFLOW_CLIENT_MESSAGES = (
     GetOperators,
     SendBack,
     GetQueue,
+    InviteSupervisor,
+    SetCamera,
 )

@@ -144,9 +144,27 @@ export class RecordsApi {
     return this.json(`/api/evidence/${encodeURIComponent(id)}/audit`);
   }
 
+  /** Our token in the cookie the content route reads (POST /api/evidence/player), so that
+   * a <video> or <audio> element streams an original, seeking with range requests. */
+  async player(): Promise<void> {
+    await this.fetch("/api/evidence/player", { method: "POST" });
+  }
+
+  contentUrl(id: string): string {
+    return `/api/evidence/${encodeURIComponent(id)}/content`;
+  }
+
   /** The original's bytes, as the server keeps them. */
   async content(id: string): Promise<Blob> {
     return (await this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`)).blob();
+  }
+
+  /** Names for user ids (GET /api/users/names): those the account store knows within our
+   * scope; the rest are left out. */
+  async names(ids: string[]): Promise<Record<string, { name: string; role: string; court: string }>> {
+    const params = new URLSearchParams(ids.map((id) => ["id", id]));
+    const body = await this.json<{ names: Record<string, { name: string; role: string; court: string }> }>(`/api/users/names?${params}`);
+    return body.names;
   }
 
   verify(): Promise<ChainCheck> {

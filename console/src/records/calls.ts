@@ -54,6 +54,7 @@ export class CallsView {
     this.state.textContent = rt("form.loading");
     try {
       const found = await this.api.calls({ from: this.from.value, to: this.to.value, court: this.court.value });
+      await this.names.load(found.calls.map((c) => c.officer ?? ""));
       this.state.textContent = found.total ? rt("page.range", { a: 1, b: found.calls.length, n: found.total }) : rt("page.none");
       this.list.replaceChildren(
         table(
@@ -75,6 +76,7 @@ export class CallsView {
   async open(callId: string): Promise<void> {
     try {
       const audit = await this.api.callAudit(callId);
+      await this.names.load([audit.call.officer ?? "", ...audit.watched.map((w) => w.user), ...audit.timeline.flatMap((r) => people(r.data))]);
       this.current = audit;
       this.show(audit);
     } catch (err) {
@@ -145,6 +147,13 @@ function direction(c: CallSummary): string {
 function result(c: CallSummary): string {
   if (c.ended_at === null) return rt("calls.ongoing");
   return c.answered ? rt("calls.answered") : `${rt("calls.unanswered")} (${c.end_reason ?? ""})`;
+}
+
+/** The user ids a record names (who the timeline's 人员 column shows). */
+function people(data: Record<string, unknown>): string[] {
+  const ids = ["user", "by", "to", "requested_by", "caller"].map((k) => data[k]).filter((v): v is string => typeof v === "string");
+  const users = data.users;
+  return Array.isArray(users) ? [...ids, ...users.map(String)] : ids;
 }
 
 function who(data: Record<string, unknown>, names: Names): string {

@@ -77,6 +77,7 @@ export class EvidenceView {
     }
     try {
       const found = await this.api.search(params);
+      await this.names.load(found.items.map((item) => item.uploader));
       this.state.textContent = found.total
         ? rt("page.range", { a: found.offset + 1, b: found.offset + found.items.length, n: found.total })
         : rt("page.none");
@@ -115,6 +116,7 @@ export class EvidenceView {
   async open(evidenceId: string): Promise<void> {
     try {
       const audit = await this.api.evidenceAudit(evidenceId);
+      await this.names.load([audit.item.uploader, ...audit.records.map((r) => String(r.data.user ?? r.data.requested_by ?? ""))]);
       this.current = audit;
       this.lastCheck = null;
       this.showDetail(audit);
@@ -183,14 +185,22 @@ export class EvidenceView {
   private async preview(item: EvidenceItem): Promise<void> {
     const box = this.detail.querySelector(".rec-preview");
     if (!box) return;
+    const major = item.media_type.split("/")[0];
+    if (major === "video" || major === "audio") {
+      // Streamed, not fetched whole: the element asks for ranges as it plays and seeks,
+      // with the token in the player's cookie (an element cannot send the header).
+      await this.api.player();
+      const src = this.api.contentUrl(item.evidence_id);
+      box.replaceChildren(h(major, { src, controls: true, preload: "metadata", "aria-label": item.file_name }));
+      const out = this.detail.querySelector<HTMLElement>(".rec-local");
+      if (out) out.textContent = rt("ev.local_streamed");
+      return;
+    }
     const blob = await this.api.content(item.evidence_id);
     if (this.shownUrl) URL.revokeObjectURL(this.shownUrl);
     const url = (this.shownUrl = URL.createObjectURL(blob));
     void this.localCheck(blob, item);
-    const major = item.media_type.split("/")[0];
     if (major === "image") box.replaceChildren(h("img", { src: url, alt: item.file_name }));
-    else if (major === "video") box.replaceChildren(h("video", { src: url, controls: true, "aria-label": item.file_name }));
-    else if (major === "audio") box.replaceChildren(h("audio", { src: url, controls: true, "aria-label": item.file_name }));
   }
 
   /** The bytes this page received, hashed here: what is shown is what was recorded. (Only

@@ -57,8 +57,11 @@ export function status(): HTMLElement {
 }
 
 /** Names for the ids records keep: a court's name from the settings, a person's from the
- * roster (officers online) or the signed-in user; an id nobody here can name stays an id. */
+ * server (GET /api/users/names, asked with `load` before a view shows the ids), the roster
+ * or the signed-in user; an id nobody here can name stays an id. */
 export interface Names {
   user(id: string): string;
   court(code: string): string;
+  /** Ask the server for the names of `ids` not known yet. */
+  load(ids: Iterable<string>): Promise<void>;
 }

@@ -14,6 +14,9 @@ import { rt } from "./text";
 
 export type RecordsTab = "evidence" | "calls" | "stats";
 
+// The names endpoint's bound (commandcenter/names_api.py MAX_IDS).
+const NAMES_PER_REQUEST = 100;
+
 export class RecordsPanel {
   readonly el: HTMLElement;
   readonly nav: HTMLElement;
@@ -25,6 +28,8 @@ export class RecordsPanel {
   private readonly back = button("", () => this.show(null), "secondary");
   private readonly tabs: Record<RecordsTab, HTMLButtonElement>;
   private lang = currentLang();
+  private readonly knownNames = new Map<string, string>();
+  private readonly askedNames = new Set<string>();
 
   constructor(
     private readonly store: Store,
@@ -55,12 +60,30 @@ export class RecordsPanel {
     const store = this.store;
     const api = new RecordsApi(() => store.hub.bearer());
     const courts = () => store.settings.courts;
+    // Names the server gave, kept for the page's life (a name changes rarely, and a stale
+    // one still says who it was); ids it did not name are not asked again.
+    const known = this.knownNames;
+    const asked = this.askedNames;
     const names: Names = {
       user: (id) => {
-        const name = store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
+        const name = known.get(id) ?? store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
         return name ? `${name}（${id}）` : id;
       },
       court: (code) => store.settings.courts.find((c) => c.code === code)?.name ?? code,
+      load: async (ids) => {
+        const wanted = [...new Set(ids)].filter((id) => id && !asked.has(id));
+        for (let i = 0; i < wanted.length; i += NAMES_PER_REQUEST) {
+          const batch = wanted.slice(i, i + NAMES_PER_REQUEST);
+          try {
+            const found = await api.names(batch);
+            for (const id of batch) asked.add(id);
+            for (const [id, who] of Object.entries(found)) known.set(id, who.name);
+          } catch {
+            // Without names the view shows ids, as before: not worth failing the view for.
+            return;
+          }
+        }
+      },
     };
     this.evidence = new EvidenceView(api, courts, names, (callId) => {
       this.show("calls");

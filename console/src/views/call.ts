@@ -1,4 +1,6 @@
-// The call in progress: the officer's video large, our talk-back microphone with mute, and
+// The call in progress: the officer's video large, our talk-back microphone with mute, our
+// camera (off until turned on: the video sender is there from the start and sends nothing;
+// the others are told with set_camera), add a supervisor, push into a conference, and
 // hang up. Its media (one RTCPeerConnection with the server) starts when the store has an
 // active call and stops when it has none. The <video> elements live as long as the view, so
 // a redraw never interrupts playback.
@@ -7,6 +9,7 @@ import { button, h, keyed } from "../dom";
 import { currentLang, t, type TextKey } from "../i18n";
 import { CallMedia, microphone } from "../media";
 import type { Store } from "../store";
+import { ShareControl } from "./supervision";
 import { TransferControl } from "./transfers";
 
 export class CallView {
@@ -29,17 +32,24 @@ export class CallView {
   private readonly micProblem = h("p", { class: "media-problem", role: "alert", hidden: true });
   private problem: string | null = null;
   private readonly transfer: TransferControl;
+  private readonly share: ShareControl;
+  // Our camera while it is on (stopped when off, so that its light goes out too).
+  private camera: MediaStreamTrack | null = null;
+  private cameraBusy = false;
+  private readonly selfView = h("video", { class: "call-self", autoplay: true, playsinline: true, hidden: true });
 
   constructor(private readonly store: Store) {
     this.video.muted = true; // sound goes through the <audio>, so the video may autoplay
     this.transfer = new TransferControl(store);
+    this.share = new ShareControl(store);
+    this.selfView.muted = true;
     this.el = h(
       "section",
       { class: "panel call", "aria-labelledby": "call-heading", hidden: true },
       h("div", { class: "call-head" }, this.title, this.recording, this.info),
-      h("div", { class: "call-stage" }, this.video, this.waiting, this.audio),
+      h("div", { class: "call-stage" }, this.video, this.waiting, this.selfView, this.audio),
       this.micProblem,
-      h("div", { class: "call-bar" }, this.talk, this.shots, this.transfer.el, this.controls),
+      h("div", { class: "call-bar" }, this.talk, this.shots, this.transfer.el, this.share.el, this.controls),
     );
     store.onMediaPush = (msg) => {
       if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
@@ -77,8 +87,15 @@ export class CallView {
       this.audio.dataset.tracks = audioIds;
       this.audio.srcObject = heard;
     }
-    this.waiting.textContent = officerStream ? "" : t("call.no_video");
-    this.waiting.hidden = !!officerStream;
+    // A camera the officer turned off shows as such, not as its last frame.
+    const officerCameraOff = store.camerasOff.has(call.officer.id);
+    this.waiting.textContent = officerCameraOff
+      ? t("call.officer_camera_off", { name: call.officer.name })
+      : officerStream
+        ? ""
+        : t("call.no_video");
+    this.waiting.hidden = !!officerStream && !officerCameraOff;
+    this.video.classList.toggle("camera-off", officerCameraOff);
     // The operator, and a supervisor who joined openly, talk back; a silent one only listens.
     const party = store.speaks();
     const talking = party && this.problem === null;
@@ -95,9 +112,16 @@ export class CallView {
       this.problem === null ? "" : this.problem === "insecure" ? t("media.insecure") : t("media.denied", { name: this.problem });
     this.renderShots(call.call_id);
     this.transfer.render();
-    keyed(this.controls, JSON.stringify([currentLang(), talking, this.muted]), () => [
+    this.share.render();
+    const cameraOn = this.camera !== null;
+    this.selfView.hidden = !cameraOn;
+    this.selfView.setAttribute("aria-label", t("call.my_camera"));
+    const operator = call.operator?.id === store.user?.id;
+    keyed(this.controls, JSON.stringify([currentLang(), talking, party, this.muted, cameraOn, operator]), () => [
       button(t("call.snapshot"), () => store.snapshot(), "secondary"),
       talking ? button(this.muted ? t("call.unmute") : t("call.mute"), () => this.toggleMute(), "secondary") : "",
+      party ? button(cameraOn ? t("call.camera_off") : t("call.camera_on"), () => this.toggleCamera(), "secondary") : "",
+      operator ? button(t("call.invite"), () => store.inviteSupervisor(), "secondary") : "",
       button(t("call.hangup"), () => store.hangup(), "danger"),
     ]);
   }
@@ -119,6 +143,49 @@ export class CallView {
         ),
       ),
     );
+  }
+
+  /** Camera on: ask for it and send it; off: stop sending and release it. The others are
+   * told either way (set_camera), so that they show "camera off", not a frozen frame. */
+  private async toggleCamera(): Promise<void> {
+    const media = this.media;
+    if (!media || this.cameraBusy) return;
+    this.cameraBusy = true;
+    try {
+      if (this.camera) {
+        const track = this.camera;
+        this.camera = null;
+        await media.setCamera(null);
+        track.stop();
+        this.selfView.srcObject = null;
+        await this.store.tellCamera(false);
+      } else {
+        let stream: MediaStream;
+        try {
+          stream = await navigator.mediaDevices.getUserMedia({ video: true });
+        } catch (err) {
+          this.store.notice(t("call.camera_problem", { name: err instanceof DOMException ? err.name : "Error" }));
+          return;
+        }
+        const track = stream.getVideoTracks()[0];
+        if (this.media !== media) {
+          track.stop();
+          return;
+        }
+        this.camera = track;
+        this.selfView.srcObject = stream;
+        await media.setCamera(track);
+        await this.store.tellCamera(true);
+      }
+    } finally {
+      this.cameraBusy = false;
+      this.render();
+    }
+  }
+
+  /** Whether we send our camera now (for the tests). */
+  cameraOn(): boolean {
+    return this.camera !== null;
   }
 
   private toggleMute(): void {
@@ -143,8 +210,10 @@ export class CallView {
       }
       this.media?.close();
       this.muted = false;
-      this.media = new CallMedia(this.store.hub, callId, local, () => this.render());
+      this.media = new CallMedia(this.store.hub, callId, local, () => this.render(), party);
       await this.media.start();
+      // Our camera starts off: said at once, so the others show that, not a black picture.
+      if (party) void this.store.tellCamera(false);
     } finally {
       this.starting = null;
       this.render();
@@ -153,6 +222,9 @@ export class CallView {
 
   private stop(): void {
     if (!this.media) return;
+    this.camera?.stop();
+    this.camera = null;
+    this.selfView.srcObject = null;
     this.media.close();
     this.media = null;
     this.problem = null;

@@ -2,9 +2,15 @@
 // (`[console] tile_url`) it draws its tiles; without one, or when it does not answer, an
 // offline map: no background, a latitude/longitude grid with a scale, the courts and the
 // officers, so that positions still show relative to each other and to the courts.
+// Hundreds of officers are clustered (leaflet.markercluster): a bubble with a count stands
+// for those too close to tell apart at this zoom. An officer with an emergency, and the one
+// selected, are never in a cluster: their marker sits on the map itself, always seen.
 
 import * as L from "leaflet";
+import "leaflet.markercluster";
 import "leaflet/dist/leaflet.css";
+import "leaflet.markercluster/dist/MarkerCluster.css";
+import "leaflet.markercluster/dist/MarkerCluster.Default.css";
 
 import { h } from "../dom";
 import { t } from "../i18n";
@@ -16,8 +22,34 @@ import { statusKey } from "./roster";
 const TILE_TIMEOUT_MS = 8000;
 const TILE_ERRORS_BEFORE_OFFLINE = 4;
 const FOCUS_ZOOM = 15;
+const MAX_ZOOM = 19;
 // Where the map opens with nothing to show: mainland China.
 const HOME: L.LatLngTuple = [33, 110];
+// Clusters up to this many pixels across; none from CLUSTER_UNTIL_ZOOM on (a street's
+// officers one by one).
+const CLUSTER_RADIUS_PX = 60;
+const CLUSTER_UNTIL_ZOOM = 17;
+
+// The plugin extends the global L that Leaflet sets, not this module's namespace object.
+function clusterGroup(): L.MarkerClusterGroup {
+  const global = (window as unknown as { L: typeof L }).L;
+  return global.markerClusterGroup({
+    maxClusterRadius: CLUSTER_RADIUS_PX,
+    disableClusteringAtZoom: CLUSTER_UNTIL_ZOOM,
+    chunkedLoading: true,
+    showCoverageOnHover: false,
+  });
+}
+
+interface OfficerMarker {
+  marker: L.Marker;
+  label: HTMLElement;
+  dot: HTMLElement;
+  /** Drawn on the map itself (an emergency, the selection) rather than in the cluster group. */
+  alone: boolean;
+  lat: number;
+  lon: number;
+}
 
 export class MapView {
   readonly el: HTMLElement;
@@ -25,7 +57,8 @@ export class MapView {
   offline = true;
   private readonly mapEl = h("div", { class: "map", role: "region" });
   private readonly banner = h("p", { class: "map-offline", role: "note" });
-  private readonly officers = new Map<string, { marker: L.Marker; label: HTMLElement; dot: HTMLElement }>();
+  private readonly officers = new Map<string, OfficerMarker>();
+  private readonly cluster = clusterGroup();
   private readonly courts = L.layerGroup();
   private readonly grid = L.layerGroup();
   private tiles: L.TileLayer | null = null;
@@ -41,9 +74,12 @@ export class MapView {
 
   constructor(private readonly store: Store) {
     this.el = h("section", { class: "panel map-panel" }, this.mapEl, this.banner, this.trackNote);
-    this.map = L.map(this.mapEl, { zoomControl: true, attributionControl: true, worldCopyJump: true }).setView(HOME, 5);
+    // maxZoom set here, not only by a tile layer: the offline map has none, and the
+    // cluster group needs to know how far the map zooms.
+    this.map = L.map(this.mapEl, { zoomControl: true, attributionControl: true, worldCopyJump: true, maxZoom: MAX_ZOOM }).setView(HOME, 5);
     L.control.scale({ imperial: false }).addTo(this.map);
     this.courts.addTo(this.map);
+    this.cluster.addTo(this.map);
     this.trackLayer.addTo(this.map);
     this.map.on("moveend", () => this.drawGrid());
     this.map.on("dragstart", () => {
@@ -81,7 +117,7 @@ export class MapView {
     this.offline = false;
     let loaded = false;
     let errors = 0;
-    const tiles = L.tileLayer(url, { attribution, maxZoom: 19 });
+    const tiles = L.tileLayer(url, { attribution, maxZoom: MAX_ZOOM });
     tiles.on("tileload", () => {
       loaded = true;
     });
@@ -140,7 +176,7 @@ export class MapView {
     }
     for (const [id, m] of this.officers) {
       if (!seen.has(id)) {
-        m.marker.remove();
+        this.detach(m);
         this.officers.delete(id);
       }
     }
@@ -178,6 +214,7 @@ export class MapView {
     const pos = entry.position;
     if (!pos) return;
     const id = entry.officer.id;
+    const alone = entry.emergency || this.store.selected === id;
     let m = this.officers.get(id);
     if (!m) {
       const dot = h("span", { class: "officer-dot" });
@@ -186,11 +223,20 @@ export class MapView {
       const icon = L.divIcon({ className: "officer-marker", html, iconSize: [0, 0], iconAnchor: [0, 0] });
       const marker = L.marker([pos.lat, pos.lon], { icon, riseOnHover: true });
       marker.on("click", () => this.store.select(id));
-      marker.addTo(this.map);
-      m = { marker, label, dot };
+      m = { marker, label, dot, alone, lat: pos.lat, lon: pos.lon };
+      this.attach(m);
       this.officers.set(id, m);
     }
-    m.marker.setLatLng([pos.lat, pos.lon]);
+    if (m.alone !== alone || m.lat !== pos.lat || m.lon !== pos.lon) {
+      // The cluster group places a marker when it is added: a move, or an emergency raised
+      // or cleared, is a removal and an addition (to the group, or to the map itself).
+      this.detach(m);
+      m.alone = alone;
+      m.lat = pos.lat;
+      m.lon = pos.lon;
+      m.marker.setLatLng([pos.lat, pos.lon]);
+      this.attach(m);
+    }
     m.label.textContent = entry.officer.name;
     const pin = m.label.parentElement;
     pin?.setAttribute("aria-label", t("map.officer", { name: entry.officer.name }));
@@ -199,6 +245,30 @@ export class MapView {
     pin?.classList.toggle("is-away", entry.status === "away");
     pin?.classList.toggle("is-selected", this.store.selected === id);
     m.marker.setZIndexOffset(entry.emergency ? 1000 : 0);
+  }
+
+  private attach(m: OfficerMarker): void {
+    if (m.alone) m.marker.addTo(this.map);
+    else this.cluster.addLayer(m.marker);
+  }
+
+  private detach(m: OfficerMarker): void {
+    if (m.alone) m.marker.remove();
+    else this.cluster.removeLayer(m.marker);
+  }
+
+  /** For tests: the clusters drawn now, each as how many officers it holds, and the
+   * officers drawn on their own (an emergency, the selection, or one far enough from the
+   * others); officers out of view are in neither. */
+  clusters(): { clusters: number[]; alone: string[] } {
+    const clusters = new Set<L.MarkerCluster>();
+    const alone: string[] = [];
+    for (const [id, m] of this.officers) {
+      const parent = m.alone ? m.marker : this.cluster.getVisibleParent(m.marker);
+      if (parent === m.marker) alone.push(id);
+      else if (parent) clusters.add(parent as L.MarkerCluster);
+    }
+    return { clusters: [...clusters].map((c) => c.getChildCount()).sort((a, b) => b - a), alone };
   }
 
   /** Every officer and court in view. */

@@ -1,6 +1,6 @@
 // The selected officer's card over the map: who, where, and what the console can do with
 // them: call (call_officer; the officer's page answers with camera and microphone), pull
-// video (the same call, for an officer not in one; a supervisor watches a call in progress
+// video (a watch, shown large on the video wall; a supervisor watches a call in progress
 // with join_call); today's track on the map (the positions the server recorded).
 
 import { button, h, keyed, ticking } from "../dom";
@@ -15,6 +15,7 @@ export class OfficerCard {
   constructor(
     private readonly store: Store,
     private readonly extras: HTMLElement[] = [],
+    private readonly pullVideo: (officerId: string) => void = () => {},
   ) {}
 
   render(): void {
@@ -26,9 +27,11 @@ export class OfficerCard {
     const free = store.myStatus() === "free";
     const actions: HTMLButtonElement[] = [];
     if (!entry.call_id && entry.status === "online") {
-      actions.push(button(t("officer.call"), () => store.callOfficer(entry.officer), "accept"));
-      actions.push(button(t("officer.video"), () => store.callOfficer(entry.officer), "secondary"));
-      for (const b of actions) b.disabled = !free;
+      const call = button(t("officer.call"), () => store.callOfficer(entry.officer), "accept");
+      call.disabled = !free;
+      actions.push(call);
+      // A watch, not a call: receive-only, so it needs no free operator and rings nothing.
+      actions.push(button(t("officer.video"), () => this.pullVideo(entry.officer.id), "secondary"));
     } else if (entry.call_id && store.isMonitor() && store.call?.call_id !== entry.call_id) {
       // As policy allows (calls.supervisor_join): announced and heard, or unseen and unheard.
       const policy = store.settings.supervisor_join;

@@ -111,6 +111,16 @@ export class WallView {
     };
   }
 
+  /** Pull one officer's video: the wall opens on their court with their tile large. */
+  pull(officerId: string): void {
+    const entry = this.store.roster.get(officerId);
+    if (!entry) return;
+    this.court = entry.officer.court;
+    this.open = true;
+    this.enlarged = officerId;
+    this.render();
+  }
+
   setOpen(open: boolean): void {
     this.open = open;
     this.enlarged = null;

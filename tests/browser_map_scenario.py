@@ -1,0 +1,151 @@
+"""Hundreds of officers on the console's map, in headless Chromium against the real server,
+run inside a network namespace by tests/test_browser_map.py:
+
+    unshare -n -- python -m tests.browser_map_scenario
+
+300 officers sign in as bare WebSocket clients (no media) and report positions in three
+groups of 100, each group within a few hundred metres; the operator's console opens after
+them (its roster reply brings every position at once). The map draws clusters with counts
+instead of 300 overlapping pins. One officer in the middle of a group raises an SOS: their
+marker leaves the cluster and stands on the map on its own as the map jumps to it, while the
+officers around it stay clustered.
+Screenshots at 1920x1080 go to build/screenshots/map-*.png. Prints ONE JSON line with what
+each step saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Browser, Page
+
+from commandcenter.auth import Role
+from tests.browser import ServerProcess, drive_with_server, token, until
+from tests.browser_callflow_scenario import sign_in
+from tests.browser_console_scenario import (
+    CONSOLE_BUILD,
+    CONSOLE_PATH,
+    DESKTOP,
+    SETTLED,
+    connected,
+    console_state,
+)
+from tests.browser_signin_scenario import SCREENSHOTS, add_account
+from tests.wsclient import Client
+
+OPERATOR = ("op-a", "王芳")
+# Three places a few kilometres apart in Nanjing; each group's officers within ±0.002°.
+GROUPS = ((32.0603, 118.7969), (32.0200, 118.7300), (32.1000, 118.8500))
+PER_GROUP = 100
+OFFICERS = len(GROUPS) * PER_GROUP
+SOS = "o-0-050"
+SIGNAL_S = 10.0
+
+
+def officer_id(group: int, n: int) -> str:
+    return f"o-{group}-{n:03d}"
+
+
+def where(group: int, n: int) -> tuple[float, float]:
+    """A spot of the group's, spread on a 10x10 grid (deterministic, so runs compare)."""
+    lat, lon = GROUPS[group]
+    return lat + (n // 10 - 4.5) * 0.0004, lon + (n % 10 - 4.5) * 0.0004
+
+
+async def run(workdir: Path) -> dict[str, Any]:
+    if not CONSOLE_BUILD.exists():
+        return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
+    add_account(workdir, OPERATOR[0], "operator", "--name", OPERATOR[1])
+    return await drive_with_server(ServerProcess(workdir), drive)
+
+
+async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # No cap on connections (aiohttp's default of 100 would hold the 101st officer back).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        ws_base = base.replace("http://", "ws://")
+        started = time.monotonic()
+        clients = {}
+        for group in range(len(GROUPS)):
+            for n in range(PER_GROUP):
+                user = officer_id(group, n)
+                clients[user] = await _officer(http, ws_base, user)
+        for user, client in clients.items():
+            group, n = int(user[2]), int(user[4:])
+            lat, lon = where(group, n)
+            await client.request(
+                "position", lat=lat, lon=lon, accuracy_m=10.0, device_time=time.time() * 1000
+            )
+        seen["officers_connected_s"] = round(time.monotonic() - started, 2)
+
+        op = await sign_in(browser, base, CONSOLE_PATH, OPERATOR[0], viewport=DESKTOP)
+        errors: list[str] = []
+        op.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        seen["page_errors"] = errors
+        await until(lambda: connected(op), within=15, what="the console connected")
+        drawn = await until(lambda: _drawn(op, OFFICERS), within=20, what="every officer drawn")
+        seen["drawn"] = drawn
+        seen["before"] = await until(lambda: _clusters(op), within=10, what="clusters drawn")
+        seen["cluster_bubbles"] = await op.locator(".marker-cluster").count()
+        await _shoot(op, "clusters")
+
+        # An SOS from the middle of the first group: out of its cluster, on its own.
+        await clients[SOS].request("emergency", reply="call_placed")
+        seen["after"] = await until(
+            lambda: _alone(op, SOS), within=SIGNAL_S, what="the emergency on its own"
+        )
+        pin = op.locator(f'.officer-pin.is-emergency[data-officer="{SOS}"]')
+        seen["emergency_pin_visible"] = await pin.is_visible()
+        await op.get_by_role("button", name="确认收到").click()
+        await op.get_by_role("alertdialog").wait_for(state="hidden", timeout=10_000)
+        seen["pin_after_acknowledged"] = await pin.is_visible()
+        await _shoot(op, "emergency")
+        for client in clients.values():
+            await client.close()
+
+
+async def _officer(http: aiohttp.ClientSession, ws_base: str, user: str) -> Client:
+    query = f"token={token(user, Role.OFFICER, 'P0101', f'干警{user[2:]}')}&v=1"
+    client = Client(await http.ws_connect(f"{ws_base}/ws?{query}"), "json", user)
+    client.welcome = await client.expect("welcome", SIGNAL_S)
+    return client
+
+
+async def _shoot(page: Page, name: str) -> None:
+    await page.evaluate(SETTLED)
+    await page.screenshot(path=str(SCREENSHOTS / f"map-{name}-1920x1080.png"))
+
+
+async def _drawn(page: Page, n: int) -> int | None:
+    drawn = len((await console_state(page)).get("mapOfficers") or [])
+    return drawn if drawn == n else None
+
+
+async def _clusters(page: Page) -> dict[str, Any] | None:
+    found: dict[str, Any] = (await console_state(page)).get("mapClusters") or {}
+    return found if found.get("clusters") else None
+
+
+async def _alone(page: Page, officer: str) -> dict[str, Any] | None:
+    found = await _clusters(page)
+    return found if found and officer in found["alone"] else None
+
+
+def main() -> int:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with tempfile.TemporaryDirectory(prefix="cc-map-") as tmp:
+        result = asyncio.run(run(Path(tmp)))
+    print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
