@@ -85,6 +85,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.SetAvailability(id="m63", status="away"),
     p.GetOperators(id="m64", court="P0101"),
     p.SendBack(id="m65", call_id="c1"),
+    p.GetQueue(id="m68", court="P0101"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -235,6 +236,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.OperatorStatus(entry=p.OperatorEntry(user=USER, status="away")),
     p.CallRequeued(call_id="c1", by=USER),
     p.EmergencyAlarm(officer=USER, repeat=2, waiting_s=60.0, escalated_to="P01"),
+    p.Queue(ref="m68", court="P0101", calls=[p.QueueEntry(call=CALL, position=1, ringing=0)]),
+    p.QueueUpdate(court="P0101", calls=[p.QueueEntry(call=CALL, position=None, ringing=2)]),
 ]
 
 # Instructions (signalling.protocol.instructions).
