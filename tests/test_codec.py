@@ -87,6 +87,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.SendBack(id="m65", call_id="c1"),
     p.InviteSupervisor(id="m66", call_id="c1"),
     p.SetCamera(id="m67", call_id="c1", on=False),
+    p.GetQueue(id="m68", court="P0101"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
@@ -239,6 +240,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.EmergencyAlarm(officer=USER, repeat=2, waiting_s=60.0, escalated_to="P01"),
     p.SupervisorInvited(call=CALL, by=USER),
     p.CameraChanged(call_id="c1", user="op1", on=False),
+    p.Queue(ref="m68", court="P0101", calls=[p.QueueEntry(call=CALL, position=1, ringing=0)]),
+    p.QueueUpdate(court="P0101", calls=[p.QueueEntry(call=CALL, position=None, ringing=2)]),
 ]
 
 # Instructions (signalling.protocol.instructions).
