@@ -10,7 +10,8 @@ report positions; a supervisor's page of today's client checks that its roster n
 Then the operator opens the console, is sent to the sign-in page, signs in and is driven as
 a person would: the roster and the offline map show both officers; an officer calls and the
 console shows the call ringing with a waiting time that turns amber and red; the operator
-accepts and the officer's video is decoded; an SOS takes over the screen with the alarm, is
+accepts and the officer's video is decoded; a second officer's call queues behind it and
+the console shows its place and age; an SOS takes over the screen with the alarm, is
 answered and cleared; F5 keeps the roster; English is a click away. Screenshots at
 1920x1080 and 390x844 go to build/screenshots/. Prints ONE JSON line with what each step saw.
 """
@@ -298,6 +299,19 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["f5_call_state"] = ((await console_state(page))["call"] or {}).get("state")
     # The server records the call (an evidence store, media.record): the call view says so.
     seen["recording_light"] = await page.locator(".call-head .recording").inner_text()
+    # A second officer calls while the only operator is busy: the call queues, and the
+    # console shows it with its place and how long it has waited; cancelled, it goes.
+    await officers["o-2"].evaluate("window.cc.callCenter()")
+    queued = page.locator('.queue-item.elsewhere[data-state="queued"]')
+    await queued.wait_for(timeout=10_000)
+    seen["queued_call"] = {
+        "who": await queued.locator(".who").inner_text(),
+        "note": await queued.locator(".note").inner_text(),
+        "wait": await queued.locator(".wait").inner_text(),
+    }
+    await shoot(page, "queued")
+    await officers["o-2"].evaluate("window.cc.cancel()")
+    await queued.wait_for(state="detached", timeout=10_000)
     await page.get_by_role("button", name="挂断").click()
     await until(lambda: call_over(page), within=10, what="hung up")
 

@@ -80,6 +80,15 @@ def test_the_operator_accepts_and_the_officers_video_is_decoded(run: dict[str, A
     assert seen(run, "muted_label") == "麦克风已关闭"
 
 
+def test_a_call_that_queues_behind_the_busy_operator_shows_its_place_and_age(
+    run: dict[str, Any],
+) -> None:
+    queued = seen(run, "queued_call")
+    assert queued["who"] == OFFICERS["o-2"][0]
+    assert queued["note"] == "排队第 1 位"
+    assert queued["wait"].startswith("已等待")
+
+
 def test_a_snapshot_is_kept_as_evidence_and_shown(run: dict[str, Any]) -> None:
     assert seen(run, "snapshot_width") > 0
     assert seen(run, "snapshot_caption").startswith("已存证 SHA-256 ")

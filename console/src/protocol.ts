@@ -58,6 +58,13 @@ export interface OperatorEntry {
   status: OperatorState;
 }
 
+/** An officer's call to the center not answered yet (get_queue, queue_update). */
+export interface QueueEntry {
+  call: CallInfo;
+  position: number | null;
+  ringing: number;
+}
+
 export type CallflowPush =
   | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
   | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
@@ -67,7 +74,9 @@ export type CallflowPush =
   | { type: "emergency_alarm"; officer: UserInfo; repeat: number; waiting_s: number; escalated_to: string | null }
   // The operator asks us (a supervisor) into their call; a party's camera went off or on.
   | { type: "supervisor_invited"; call: CallInfo; by: UserInfo }
-  | { type: "camera_changed"; call_id: string; user: string; on: boolean };
+  | { type: "camera_changed"; call_id: string; user: string; on: boolean }
+  // A court's waiting calls (ringing anywhere, or queued), the whole list each time.
+  | { type: "queue_update"; court: string; calls: QueueEntry[] };
 
 export interface Welcome {
   type: "welcome";

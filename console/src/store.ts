@@ -14,6 +14,7 @@ import {
   type Connection,
   type OperatorEntry,
   type Push,
+  type QueueEntry,
   type RosterEntry,
   type UserInfo,
   type Welcome,
@@ -87,6 +88,9 @@ export class Store {
   callSeen = new Map<string, { callId: string; at: number }>();
   /** Calls ringing at us, by id. */
   ringing = new Map<string, CallInfo>();
+  /** Each court's calls not answered yet (ringing anywhere, or queued), from `get_queue`
+   * and `queue_update`, in the order they will be answered. */
+  waiting = new Map<string, QueueEntry[]>();
   /** The call we are in (active), or null. */
   call: CallInfo | null = null;
   /** A call we placed to an officer (call_officer), until it is answered or ends. */
@@ -251,6 +255,10 @@ export class Store {
       case "camera_changed":
         this.callflowPushed(msg);
         break;
+      case "queue_update":
+        if (msg.calls.length > 0) this.waiting.set(msg.court, msg.calls);
+        else this.waiting.delete(msg.court);
+        break;
       default:
         break;
     }
@@ -291,6 +299,32 @@ export class Store {
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshOperators();
   }
 
+  /** Our court's waiting calls, and those of every court we see officers of (a supervisor's
+   * scope): the pushes keep them current from then on. */
+  async refreshQueue(): Promise<void> {
+    const own = this.user?.court;
+    if (!own) return;
+    const courts = new Set([own, ...[...this.roster.values()].map((e) => e.officer.court)]);
+    this.waiting.clear();
+    for (const court of courts) {
+      try {
+        const reply = await this.hub.request("get_queue", { court });
+        const calls = reply.calls as QueueEntry[];
+        if (calls.length > 0) this.waiting.set(court, calls);
+      } catch {
+        // A court outside our scope (an escalated officer's): its calls ring here if ours.
+      }
+    }
+    this.changed();
+  }
+
+  /** Every waiting call we are told of, emergencies first, then oldest first. */
+  waitingCalls(): QueueEntry[] {
+    return [...this.waiting.values()]
+      .flat()
+      .sort((a, b) => Number(b.call.emergency) - Number(a.call.emergency) || a.call.created_at - b.call.created_at);
+  }
+
   async refreshInstructions(): Promise<void> {
     try {
       await this.instructions.refresh();
@@ -320,6 +354,9 @@ export class Store {
       for (const e of officers) this.noteCall(e);
       this.rosterReplies += 1;
       this.changed();
+      // Queue updates sent while we were away are not replayed either; asked once the
+      // roster says which courts we see officers of.
+      void this.refreshQueue();
     } catch (err) {
       this.failed(err);
     }

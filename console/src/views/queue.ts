@@ -1,10 +1,11 @@
 // The call queue: calls ringing at us (accept, decline) with their waiting time, which turns
 // amber then red past the configured thresholds; the call we are placing (cancel); and the
-// other calls of our officers that the roster shows (queued, or with another operator).
+// court's other waiting calls the server tells every console of (get_queue, queue_update):
+// queued with their place, or ringing at other consoles, each with its age.
 
 import { button, h, keyed, ticking } from "../dom";
 import { currentLang, duration, t } from "../i18n";
-import type { CallInfo } from "../protocol";
+import type { CallInfo, QueueEntry } from "../protocol";
 import type { Store } from "../store";
 import { transferOfferItems, transferOffersKey } from "./transfers";
 
@@ -30,19 +31,19 @@ export class QueueView {
       (a, b) => Number(b.emergency) - Number(a.emergency) || a.created_at - b.created_at,
     );
     const ours = new Set([...store.ringing.keys(), store.call?.call_id, store.outgoing?.callId]);
-    const elsewhere = [...store.roster.values()].filter((e) => e.call_id && !ours.has(e.call_id));
+    const elsewhere = store.waitingCalls().filter((e) => !ours.has(e.call.call_id));
     const key = JSON.stringify([
       currentLang(),
       ringing.map((c) => [c.call_id, c.emergency, c.case_number]),
       store.outgoing?.callId,
-      elsewhere.map((e) => [e.officer.id, e.call_id, e.emergency]),
+      elsewhere.map((e) => [e.call.call_id, e.call.state, e.position, e.ringing, e.call.emergency]),
       store.settings.courts.length,
       transferOffersKey(store),
     ]);
-    keyed(this.list, key, () => this.items(ringing));
+    keyed(this.list, key, () => this.items(ringing, elsewhere));
   }
 
-  private items(ringing: CallInfo[]): HTMLElement[] {
+  private items(ringing: CallInfo[], elsewhere: QueueEntry[]): HTMLElement[] {
     const store = this.store;
     const items: HTMLElement[] = transferOfferItems(store);
     for (const call of ringing) items.push(this.ringingItem(call));
@@ -57,17 +58,26 @@ export class QueueView {
         ),
       );
     }
-    const ours = new Set([...store.ringing.keys(), store.call?.call_id, store.outgoing?.callId]);
-    for (const entry of store.roster.values()) {
-      if (!entry.call_id || ours.has(entry.call_id)) continue;
-      const seen = store.callSeen.get(entry.officer.id);
-      const waited = (): number => (seen ? (Date.now() - seen.at) / 1000 : 0);
+    // The court's other waiting calls: queued (with their place) or ringing at other
+    // consoles, each waiting since the officer placed it (also after a send-back).
+    for (const entry of elsewhere) {
+      const call = entry.call;
+      const waited = (): number => (store.serverNow() - call.created_at) / 1000;
+      const note =
+        call.state === "queued"
+          ? t("queue.queued", { n: entry.position ?? "?" })
+          : t("queue.ringing_elsewhere", { n: entry.ringing });
       items.push(
         h(
           "li",
-          { class: `queue-item elsewhere${entry.emergency ? " is-emergency" : ""}` },
-          h("span", { class: "who" }, entry.officer.name),
-          h("span", { class: "note" }, t("queue.elsewhere")),
+          {
+            class: `queue-item elsewhere${call.emergency ? " is-emergency" : ""}`,
+            "data-call": call.call_id,
+            "data-state": call.state,
+          },
+          call.emergency ? h("span", { class: "badge status-emergency" }, t("queue.emergency")) : null,
+          h("span", { class: "who" }, call.officer.name),
+          h("span", { class: "note" }, note),
           this.wait(waited),
         ),
       );
