@@ -30,6 +30,9 @@ from tests.corehelpers import (
 )
 
 GRACE = 3.0  # conferences.revoke_grace_s by default
+# The moderators' view unbatched: each input's changes reach them with its other messages
+# (batching is tests/test_conference_scale.py's).
+EVERY_CHANGE_AT_ONCE = ConferencesConfig(moderator_delta_s=0.0)
 
 
 def witness(user: str, conference_id: str) -> Identity:
@@ -64,7 +67,7 @@ def floor_of(actions: list[Any], user: str) -> p.FloorStatus:
 def province() -> Board:
     """The chair sup0 (supervisor at P), consoles op1, op2 of P0101 and op3 of P0102, a
     supervisor of P02, and officers o1 (P0101) and o9 (P0201), all signed in."""
-    b = Board()
+    b = Board(conferences=EVERY_CHANGE_AT_ONCE)
     b.sign_in(
         supervisor("sup0", "P"),
         operator("op1"),
@@ -149,7 +152,7 @@ def test_the_first_console_of_a_court_to_join_answers_for_it() -> None:
     assert record_kinds(actions) == ["site_joined"]
     (stopped,) = messages(actions, p.InvitationStopped, to="op2")
     assert (stopped.reason, stopped.by and stopped.by.id) == ("answered", "op1")
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     assert [(i.invitee, i.state) for i in changed.invitations] == [("P0101", "joined")]
     # op2 may still join from the list: a second site of the court.
     assert join(b, "op2", cid).role == "site"
@@ -161,7 +164,7 @@ def test_an_invitation_declined_by_every_console_is_declined_and_the_host_sees_i
     join(b, "sup0", cid)
     b.send("op1", p.DeclineConference(id=b.msg_id(), conference_id=cid))
     actions = b.send("op2", p.DeclineConference(id=b.msg_id(), conference_id=cid))
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     assert [(i.invitee, i.state) for i in changed.invitations] == [("P0101", "declined")]
 
 
@@ -450,7 +453,7 @@ def test_an_invitation_that_rang_at_nobody_is_not_answered_at_the_end_of_the_rin
     cid = create(b, "sup0", invite_courts=("P0201",))  # no console of P0201 is signed in
     join(b, "sup0", cid)
     actions = b.advance(60.0)
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     states = {i.invitee: i.state for i in changed.invitations}
     # The host's own join does not answer for the host court: its colleagues may still come.
     assert states["P0201"] == "no_answer"
@@ -497,7 +500,8 @@ def test_naming_a_moderator_twice_is_refused_and_the_new_one_sees_the_invitation
     b = province()
     cid = running(b)
     actions = b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))
-    (invitations,) = messages(actions, p.InvitationsChanged, to="op1")
+    # The whole view, once, then the batches (here the one saying op1 is a moderator now).
+    invitations, _ = messages(actions, p.SitesChanged, to="op1")
     assert {i.invitee for i in invitations.invitations} >= {"P0101", "P0102"}
     with pytest.raises(InvalidState):
         b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))

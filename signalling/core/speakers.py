@@ -25,7 +25,6 @@ from signalling.core.conference import (
     Site,
     floor_info,
     moderated,
-    site_info,
     target,
 )
 from signalling.core.deadlines import Deadlines
@@ -268,18 +267,15 @@ class Speakers:
         if changed:
             # What every site sees changed (holders, spotlight, ...): not a hand or a place.
             conf.changed()
-        info = self._board.presence.info
-        sites: list[p.SiteInfo] = []
+        sites: list[str] = []
         for user, why in touched.items():
-            member = conf.sites.get(user)
-            if member is None or user == gone:
+            if user not in conf.sites or user == gone:
                 continue
             floor = floor_info(conf, user)
             out.append(Send((user,), p.FloorStatus(cid, floor, why)))
-            sites.append(site_info(conf, member, info))
-        moderators = conf.moderators_here()
-        if sites and moderators:
-            out.append(Send(moderators, p.SitesChanged(cid, conf.revision, sites, [])))
+            sites.append(user)
+        if sites:
+            self._board.moderator_views.sites(conf, sites)
         if changed:
             self._board.conferences.broadcast(conf, out)
 
@@ -306,15 +302,6 @@ class Speakers:
         self, conf: Conference, kind: str, now: float, out: list[Action], **data: object
     ) -> None:
         out.append(self._board.facts.record(kind, now, conference=conf.conference_id, **data))
-
-
-# What a refusal of the floor tells the client.
-_DENIED = {
-    "already_permitted": "the floor is held already",
-    "queue_full": "too many hands are raised; try again later",
-    "not_queued": "no hand is raised",
-    "not_permitted": "the floor is not held",
-}
 
 
 # What a refusal of the floor tells the client.

@@ -118,6 +118,7 @@ from signalling.protocol.conferences import (
     ConferenceState,
     ConferenceStatus,
     ConferenceUpdate,
+    ConferenceWaiting,
     CreateConference,
     DeclineConference,
     EndConference,
@@ -128,7 +129,6 @@ from signalling.protocol.conferences import (
     GrantFloor,
     HandOver,
     InvitationInfo,
-    InvitationsChanged,
     InvitationState,
     InvitationStopped,
     InvitationStopReason,
@@ -324,7 +324,7 @@ ServerMessage = (
     | ConferenceUpdate
     | FloorStatus
     | SitesChanged
-    | InvitationsChanged
+    | ConferenceWaiting
     | ConferenceLeft
     | ConferenceEnded
     # Instructions (signalling.protocol.instructions).
@@ -394,6 +394,7 @@ __all__ = [
     "ConferenceState",
     "ConferenceStatus",
     "ConferenceUpdate",
+    "ConferenceWaiting",
     "Conferences",
     "CourtCode",
     "CreateConference",
@@ -436,7 +437,6 @@ __all__ = [
     "InvitationState",
     "InvitationStopReason",
     "InvitationStopped",
-    "InvitationsChanged",
     "InvitedBelow",
     "InvitedCourts",
     "InvitedUsers",

@@ -353,19 +353,27 @@ class FloorStatus(_ServerMessage, tag="floor_status", frozen=True):
 
 
 class SitesChanged(_ServerMessage, tag="sites_changed", frozen=True):
-    """Moderators: sites that joined or changed, and those that left."""
+    """Moderators: what changed in their view of the conference since the last one, batched
+    (at most one every `conferences.moderator_delta_s`): the sites that joined or changed
+    (each as it is now), those that left, and the invitations whose answer changed."""
 
     conference_id: str
     revision: int
     sites: list[SiteInfo]
     left: list[str]
+    invitations: list[InvitationInfo] = msgspec.field(default_factory=list)
 
 
-class InvitationsChanged(_ServerMessage, tag="invitations_changed", frozen=True):
-    """Moderators: invitations whose answer changed."""
+class ConferenceWaiting(_ServerMessage, tag="conference_waiting", frozen=True):
+    """Your join is queued: sites are let into the media at a paced rate
+    (`conferences.joins_per_s`); `conference_joined` (with the same `ref`) follows in turn."""
 
+    ref: str
     conference_id: str
-    invitations: list[InvitationInfo]
+    # 1-based place among the sites waiting ahead of the same media worker.
+    place: int
+    # Estimated seconds until you are let in.
+    wait_s: float
 
 
 class ConferenceLeft(_ServerMessage, tag="conference_left", frozen=True):
