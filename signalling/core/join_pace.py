@@ -24,6 +24,9 @@ from typing import Final
 
 # The worker of every site while this node's media is one process.
 LOCAL_WORKER: Final = "local"
+# A token short by less than this counts as whole: at epoch times (1.8e9 s) a refill of
+# a few ulps cannot be added, and a turn armed for it would fire again and again.
+_EPSILON: Final = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ class JoinPace:
                 queue[i] = waiter
                 return self._place(worker, i + 1, now)
         bucket = self._bucket(worker, now)
-        if not queue and bucket.tokens >= 1.0:
+        if not queue and bucket.tokens + _EPSILON >= 1.0:
             bucket.tokens -= 1.0
             del self._queues[worker]
             return None
@@ -104,7 +107,7 @@ class JoinPace:
             return []
         bucket = self._bucket(worker, now)
         going: list[Waiter] = []
-        while queue and bucket.tokens >= 1.0:
+        while queue and bucket.tokens + _EPSILON >= 1.0:
             bucket.tokens -= 1.0
             going.append(queue.popleft())
         if not queue:
