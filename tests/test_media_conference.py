@@ -330,3 +330,60 @@ async def test_the_moderators_see_who_speaks_even_without_the_floor(
     finally:
         await host.close()
         await talker.close()
+
+
+async def test_an_open_discussion_forwards_the_three_loudest_sites_by_their_audio_level(
+    conference_server: Server,
+) -> None:
+    """Four sites speak at once, each at its own RFC 6464 level (aiortc's senders put the
+    level of each packet's audio in the header extension); with the audio open, the three
+    loudest take the audio slots and the quietest reaches nobody, though it is speaking."""
+    host_ws, consoles, cid = await meeting(conference_server)
+    more = {
+        "op4": await conference_server.connect("op4", "operator", "P0101"),
+        "op5": await conference_server.connect("op5", "operator", "P0102"),
+    }
+    for ws in more.values():
+        await ws.request("join_conference", reply="conference_joined", conference_id=cid)
+    await host_ws.request("unmute_all", conference_id=cid)
+    loudness = {"op1": 12000, "op3": 6000, "op4": 3000, "op5": 600}  # about -12 ... -38 dBov
+    sockets = {"op1": consoles["op1"], "op3": consoles["op3"], **more}
+    # The chair listens (its microphone silent: never among the loudest).
+    host = await with_media(host_ws, cid)
+    talkers = [Member(sockets[u], cid, [ToneTrack(amplitude=a)]) for u, a in loudness.items()]
+    try:
+        for talker in talkers:
+            await talker.join()
+            await talker.renegotiate()
+        room = room_of(conference_server, cid)
+        loudest = ["op1", "op3", "op4"]
+        await wait_until(
+            lambda: room.speaking.now(room.clock()) == [*loudest, "op5"],
+            within=10.0,
+            what="all four speaking, ranked by level",
+        )
+        await wait_until(
+            lambda: sorted(u for u in room.line.audio if u) == loudest,
+            within=10.0,
+            what="the three loudest in the audio slots",
+        )
+        # What the chair is told its slots carry says so too.
+        await host_ws.expect(
+            "conference_media",
+            where=lambda m: sorted(u for u in m["audio"] if u) == loudest,
+        )
+        sent = {u: room.sent_from(u, "audio") for u in loudness}
+        received = room.publications["op5:audio"].packets_received
+        await wait_until(
+            lambda: (
+                all(room.sent_from(u, "audio") >= sent[u] + 25 for u in loudest)
+                and room.publications["op5:audio"].packets_received >= received + 25
+            ),
+            within=10.0,
+            what="the loudest forwarded while the quietest keeps sending",
+        )
+        assert room.sent_from("op5", "audio") == sent["op5"] == 0
+    finally:
+        await host.close()
+        for talker in talkers:
+            await talker.close()
