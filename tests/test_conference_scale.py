@@ -284,3 +284,21 @@ def test_a_site_joined_is_not_sent_the_roster_nor_whom_the_conference_invited() 
     host = messages(b.send("sup0", p.JoinConference(id="m", conference_id=cid)), p.ConferenceJoined)
     assert len(host[0].conference.invited_users) == 30
     assert len(host[0].sites) == 31
+
+
+def test_a_grant_sends_the_moderator_the_queue_not_every_site_behind() -> None:
+    n = 40
+    b, cid = conference(n, joins_per_s=1000.0)
+    join_all(b, cid, n)
+    for i in range(n):
+        b.send(site(i), p.RaiseHand(id=b.msg_id(), conference_id=cid))
+    b.advance(DELTA)
+    b.advance(DELTA)  # a quiet spell: the grant's batch goes at once
+    granted = b.send("sup0", p.GrantFloor(id=b.msg_id(), conference_id=cid, site=site(0)))
+    (batch,) = messages(granted, p.SitesChanged, to="sup0")
+    assert [s.user.id for s in batch.sites] == [site(0)]
+    # Hands raised at once go by site id: o1, o10, o11, ...
+    assert batch.queue == sorted(site(i) for i in range(1, n))
+    # Each site behind is still told its own new place.
+    (moved,) = messages(granted, p.FloorStatus, to=site(7))
+    assert moved.floor.position == batch.queue.index(site(7)) + 1

@@ -768,6 +768,15 @@
             remember(i.by);
             conf.invitations.set(`${i.kind}:${i.invitee}`, i);
           }
+          if (msg.queue) {
+            // The raised hands moved up: a site's place is its index in the queue.
+            msg.queue.forEach((id, i) => {
+              const s = conf.sites.get(id);
+              if (s && s.floor.state === "queued" && s.floor.position !== i + 1) {
+                conf.sites.set(id, { ...s, floor: { ...s.floor, position: i + 1 } });
+              }
+            });
+          }
           store.revision = msg.revision;
           // Named co-moderator: from now on we see what moderators see.
           const me = conf.sites.get(store.user.id);

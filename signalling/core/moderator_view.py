@@ -41,6 +41,9 @@ class _Pending:
     # Ordered sets: sites (user ids) and invitations (their keys) changed since the last batch.
     sites: dict[str, None] = field(default_factory=dict)
     invitations: dict[str, None] = field(default_factory=dict)
+    # The raised hands moved up (a grant, a hand lowered): the queue goes whole, as ids, not
+    # each site behind (hundreds of entries at every grant).
+    queue: bool = False
     # When the last batch went (None: none yet).
     sent_at: float | None = None
 
@@ -68,6 +71,11 @@ class ModeratorViews:
             pending.invitations[key] = None
         self._dirty[conf.conference_id] = None
 
+    def queue_moved(self, conf: Conference) -> None:
+        """Places in `conf`'s queue of raised hands moved."""
+        self._pending.setdefault(conf.conference_id, _Pending()).queue = True
+        self._dirty[conf.conference_id] = None
+
     def flush_due(self, key: ModeratorDelta, now: float, out: list[Action]) -> None:
         conf = self._board.conferences.table.get(key.conference_id)
         pending = self._pending.get(key.conference_id)
@@ -82,7 +90,7 @@ class ModeratorViews:
     def pending(self, conference_id: str) -> bool:
         """Whether changes of `conference_id` wait for the next batch."""
         found = self._pending.get(conference_id)
-        return found is not None and bool(found.sites or found.invitations)
+        return found is not None and bool(found.sites or found.invitations or found.queue)
 
     def sync(self, now: float, out: list[Action]) -> None:
         """After an input: the changes it made go now if the last batch is old enough, else
@@ -100,7 +108,7 @@ class ModeratorViews:
         self._dirty.clear()
 
     def _flush(self, conf: Conference, pending: _Pending, now: float, out: list[Action]) -> None:
-        if not pending.sites and not pending.invitations:
+        if not pending.sites and not pending.invitations and not pending.queue:
             return
         info = self._board.presence.info
         sites = [site_info(conf, conf.sites[u], info) for u in pending.sites if u in conf.sites]
@@ -110,10 +118,14 @@ class ModeratorViews:
             for k in pending.invitations
             if k in conf.invitations
         ]
+        queue = list(conf.floor.queue()) if pending.queue else None
         pending.sites.clear()
         pending.invitations.clear()
+        pending.queue = False
         pending.sent_at = now
         moderators = conf.moderators_here()
         if moderators:
-            changed = p.SitesChanged(conf.conference_id, conf.revision, sites, left, invitations)
+            changed = p.SitesChanged(
+                conf.conference_id, conf.revision, sites, left, invitations, queue
+            )
             out.append(Send(moderators, changed))

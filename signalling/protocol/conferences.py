@@ -362,6 +362,9 @@ class SitesChanged(_ServerMessage, tag="sites_changed", frozen=True):
     sites: list[SiteInfo]
     left: list[str]
     invitations: list[InvitationInfo] = msgspec.field(default_factory=list)
+    # The raised hands in order (user ids), when places moved; null: unchanged. Sites whose
+    # only change is their place are not in `sites`: their place is their index here + 1.
+    queue: list[str] | None = None
 
 
 class ConferenceWaiting(_ServerMessage, tag="conference_waiting", frozen=True):
