@@ -16,6 +16,10 @@ read and, on cue, send a request: far lighter than the server's side).
   grants the floor to the head of the queue, and spotlights the new holder; sites that hold
   the floor release it at the next grant. `--settle` s of quiet follow.
 
+`--joins-per-s` sets the server's `conferences.joins_per_s` (its default otherwise). Run on a
+checkout without the join pace and the batched moderator view, the same command gives the
+figures to compare with (sites then never wait).
+
 Per phase, one JSON line: the messages and bytes (the frames' UTF-8 length) each site
 received (`site_msgs_mean`, `site_msgs_max`, `site_bytes_mean`, `site_bytes_max`), the
 moderator's (`moderator_msgs`, `moderator_bytes`), the largest frame either received, and
@@ -69,6 +73,8 @@ class Settings:
     settle_s: float = 2.0
     # Handshakes in flight at once (aiohttp's listen backlog is 128).
     concurrency: int = 32
+    # conferences.joins_per_s for the server; None: its default.
+    joins_per_s: float | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -91,6 +97,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--settle", type=float, default=d.settle_s, help=f"quiet after a phase, s ({d.settle_s:g})"
     )
+    parser.add_argument(
+        "--joins-per-s", type=float, help="the server's conferences.joins_per_s (its default)"
+    )
     a = parser.parse_args(argv)
     if a.sites < 1 or a.floor_s < 0 or a.tick <= 0 or a.hands < 0 or a.grant_every < 1:
         parser.error("sizes must be positive")
@@ -101,6 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         hands=a.hands,
         grant_every=a.grant_every,
         settle_s=a.settle,
+        joins_per_s=a.joins_per_s,
     )
 
 
@@ -344,6 +354,8 @@ def server_env(data_dir: str, secret: str, s: Settings) -> dict[str, str]:
             "COMMANDCENTER_CONFERENCES_REVOKE_GRACE_S": "0.2",
         }
     )
+    if s.joins_per_s is not None:
+        env["COMMANDCENTER_CONFERENCES_JOINS_PER_S"] = f"{s.joins_per_s:g}"
     return env
 
 
