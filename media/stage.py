@@ -145,10 +145,6 @@ class Speaking:
             self._level.pop(u, None)
         return sorted(self._last, key=lambda u: (self._level[u], -self._last[u]))
 
-    def level(self, user: str) -> float | None:
-        """`user`'s running level while speaking (-dBov), else None."""
-        return self._level.get(user)
-
     def forget(self, user: str) -> None:
         self._last.pop(user, None)
         self._level.pop(user, None)

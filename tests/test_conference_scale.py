@@ -302,3 +302,15 @@ def test_a_grant_sends_the_moderator_the_queue_not_every_site_behind() -> None:
     # Each site behind is still told its own new place.
     (moved,) = messages(granted, p.FloorStatus, to=site(7))
     assert moved.floor.position == batch.queue.index(site(7)) + 1
+
+
+def test_a_site_whose_connection_dropped_while_it_waited_joins_away() -> None:
+    b, cid = conference(11)
+    join_all(b, cid, 11)
+    b.drop(site(10))
+    later = b.advance(1.0) + b.advance(DELTA)
+    assert b.sb.conferences.table[cid].sites[site(10)].away
+    seen = {
+        s.user.id: s.status for m in messages(later, p.SitesChanged, to="sup0") for s in m.sites
+    }
+    assert seen[site(10)] == "away"

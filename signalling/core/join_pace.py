@@ -148,16 +148,6 @@ class JoinPace:
         bucket = self._bucket(worker, now)
         return now + max(0.0, (1.0 - bucket.tokens) / self.rate)
 
-    def waiting(self, worker: str) -> list[Waiter]:
-        return list(self._queues.get(worker, ()))
-
-    def waiting_for(self, conference_id: str, user: str) -> bool:
-        return any(
-            (w.conference_id, w.user) == (conference_id, user)
-            for queue in self._queues.values()
-            for w in queue
-        )
-
     def _place(self, worker: str, place: int, now: float) -> Place:
         bucket = self._bucket(worker, now)
         # The place-th site goes in when the bucket has refilled `place` tokens from now.

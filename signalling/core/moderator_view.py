@@ -87,11 +87,6 @@ class ModeratorViews:
         self._pending.pop(conf.conference_id, None)
         self._deadlines.cancel(ModeratorDelta(conf.conference_id))
 
-    def pending(self, conference_id: str) -> bool:
-        """Whether changes of `conference_id` wait for the next batch."""
-        found = self._pending.get(conference_id)
-        return found is not None and bool(found.sites or found.invitations or found.queue)
-
     def sync(self, now: float, out: list[Action]) -> None:
         """After an input: the changes it made go now if the last batch is old enough, else
         at the end of the interval."""
