@@ -214,7 +214,12 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
         sites=[SITE],
         invitations=[INVITATION],
     ),
-    p.ConferenceUpdate(state=STATE),
+    p.ConferenceUpdate(
+        conference_id="m-1",
+        revision=4,
+        changes=p.ConferenceChanges(holders=[OPERATOR], spotlight=None, max_talk_s=None),
+    ),
+    p.ConferenceUpdate(conference_id="m-1", revision=5, changes=p.ConferenceChanges()),
     p.FloorStatus(conference_id="m-1", floor=FLOOR, reason=None),
     p.SitesChanged(
         conference_id="m-1", revision=3, sites=[SITE], left=["o2"], invitations=[INVITATION]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -314,3 +315,45 @@ def test_a_site_whose_connection_dropped_while_it_waited_joins_away() -> None:
         s.user.id: s.status for m in messages(later, p.SitesChanged, to="sup0") for s in m.sites
     }
     assert seen[site(10)] == "away"
+
+
+def test_sites_kept_current_by_the_changes_hold_the_state_a_new_join_is_given() -> None:
+    """Each site applies `conference_update`'s changes to the state of its join; whenever it
+    joined, it ends with the state the conference has (but for the count of sites, which
+    joins do not send)."""
+    b, cid = conference(6, joins_per_s=1000.0)
+    held: dict[str, p.ConferenceState] = {}
+
+    def apply(actions: list[Action]) -> None:
+        for a in sends(actions):
+            for user in a.to:
+                if isinstance(a.message, p.ConferenceJoined):
+                    held[user] = a.message.state
+                elif isinstance(a.message, p.ConferenceUpdate) and user in held:
+                    changed = {
+                        k: v
+                        for k in p.ConferenceChanges.__struct_fields__
+                        if (v := getattr(a.message.changes, k)) is not msgspec.UNSET
+                    }
+                    held[user] = msgspec.structs.replace(
+                        held[user], revision=a.message.revision, **changed
+                    )
+
+    def act(user: str, msg: p.ClientMessage) -> None:
+        apply(b.send(user, msg))
+
+    apply(b.log)
+    for i in range(3):
+        act(site(i), p.JoinConference(id=b.msg_id(), conference_id=cid))
+    act("sup0", p.GrantFloor(id=b.msg_id(), conference_id=cid, site=site(0)))
+    act(site(3), p.JoinConference(id=b.msg_id(), conference_id=cid))
+    act("sup0", p.Spotlight(id=b.msg_id(), conference_id=cid, site=site(1)))
+    act("sup0", p.LockConference(id=b.msg_id(), conference_id=cid, locked=True))
+    act("sup0", p.UnmuteAll(id=b.msg_id(), conference_id=cid))
+    act("sup0", p.RevokeFloor(id=b.msg_id(), conference_id=cid, site=site(0)))
+    apply(b.advance(5.0))
+    act("sup0", p.Spotlight(id=b.msg_id(), conference_id=cid, site=None))
+    now = messages(b.send("sup0", p.JoinConference(id="x", conference_id=cid)), p.ConferenceJoined)
+    expected = msgspec.structs.replace(now[0].state, sites=0)
+    for user in ("sup0", site(0), site(1), site(2), site(3)):
+        assert msgspec.structs.replace(held[user], sites=0) == expected, user

@@ -250,9 +250,11 @@ def test_the_calls_operator_in_the_conference_shows_it_and_its_officer_is_seen_a
     (record,) = records(shared, "call_shared")
     assert (record.data["officer"], record.data["by"]) == ("o1", "op1")
     (update,) = messages(shared, p.ConferenceUpdate, to="op3")
-    assert [f.officer.id for f in update.state.feeds] == ["o1"]
-    assert update.state.spotlight is not None
-    assert update.state.spotlight.id == "o1"
+    feeds = update.changes.feeds
+    assert isinstance(feeds, list)
+    assert [f.officer.id for f in feeds] == ["o1"]
+    assert isinstance(update.changes.spotlight, p.UserInfo)
+    assert update.changes.spotlight.id == "o1"
     (room,) = rooms(shared, cid)
     assert room.stage is not None
     assert room.stage.feeds == (("o1", call_id),)
@@ -281,7 +283,7 @@ def test_a_moderator_shows_an_emergency_of_their_scope_until_the_call_ends() -> 
     (record,) = records(hung_up, "call_unshared")
     assert (record.data["reason"], record.data["by"]) == ("call_ended", None)
     (update,) = messages(hung_up, p.ConferenceUpdate, to="op1")
-    assert (update.state.feeds, update.state.spotlight) == ([], None)
+    assert (update.changes.feeds, update.changes.spotlight) == ([], None)
 
 
 def test_a_call_not_answered_or_not_shared_cannot_be_shown_or_taken_back() -> None:

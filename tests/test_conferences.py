@@ -232,9 +232,11 @@ def test_raised_hands_queue_by_court_level_then_time_and_the_moderator_grants() 
     assert (status.state, status.called) == ("permitted", False)
     assert floor_of(grant, "op1").floor.position == 1
     (update,) = messages(grant, p.ConferenceUpdate, to="op3")
-    assert [u.id for u in update.state.holders] == ["sup1"]
-    assert update.state.spotlight is not None
-    assert update.state.spotlight.id == "sup1"
+    assert update.changes.holders == [
+        p.UserInfo(id="sup1", name="SUP1", role="supervisor", court="P01")
+    ]
+    assert isinstance(update.changes.spotlight, p.UserInfo)
+    assert update.changes.spotlight.id == "sup1"
     (granted,) = records(grant, "floor_granted")
     assert (granted.data["user"], granted.data["by"]) == ("sup1", "sup0")
 
@@ -275,7 +277,7 @@ def test_mute_all_takes_every_floor_at_once_and_keeps_the_raised_hands() -> None
     actions = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
     assert {floor_of(actions, u).reason for u in ("op1", "op3")} == {"mute_all"}
     (update,) = messages(actions, p.ConferenceUpdate, to="op1")
-    assert (update.state.holders, update.state.audio) == ([], "floor")
+    assert (update.changes.holders, update.changes.audio) == ([], "floor")
     assert record_kinds(actions)[0] == "conference_muted"
 
 
@@ -444,7 +446,7 @@ def test_in_an_open_floor_hands_are_granted_while_there_is_room_and_mute_all_sil
     muted = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
     # Nobody holds the floor afterwards: the raised hand waits for the moderator.
     (update,) = messages(muted, p.ConferenceUpdate, to="op3")
-    assert (update.state.holders, update.state.mode) == ([], "moderated")
+    assert (update.changes.holders, update.changes.mode) == ([], "moderated")
     assert b.sb.conferences.table[cid].floor.position("op3") == 1
 
 

@@ -78,8 +78,10 @@ async def test_a_province_meeting_from_creation_to_end_is_in_the_trace(serve: Se
     await host.request("grant_floor", conference_id=cid, site="op1")
     granted = await op1.expect("floor_status", where=lambda m: m["floor"]["state"] == "permitted")
     assert granted["floor"]["called"] is False
-    update = await op3.expect("conference_update", where=lambda m: m["state"]["holders"])
-    assert [h["id"] for h in update["state"]["holders"]] == ["op1"]
+    # Sites are sent what changed (here the holders and the spotlight), not the whole state.
+    update = await op3.expect("conference_update", where=lambda m: m["changes"].get("holders"))
+    assert [h["id"] for h in update["changes"]["holders"]] == ["op1"]
+    assert "locked" not in update["changes"]
     await host.request("revoke_floor", conference_id=cid, site="op1")
     revoking = await op1.expect(
         "floor_status", where=lambda m: m["floor"]["state"] == "pending_revoke"
@@ -144,9 +146,9 @@ async def test_when_the_chairs_connection_drops_a_co_moderator_takes_the_chair(
     await host.request("name_moderator", conference_id=cid, user="sup1")
     await host.close()
     update = await consoles["op1"].expect(
-        "conference_update", where=lambda m: (m["state"]["chair"] or {}).get("id") == "sup1"
+        "conference_update", where=lambda m: (m["changes"].get("chair") or {}).get("id") == "sup1"
     )
-    assert update["state"]["chair"]["name"] == "sup1"
+    assert update["changes"]["chair"]["name"] == "sup1"
     await server.wait_recorded("chair_changed", conference=cid, chair="sup1", reason="takeover")
 
 

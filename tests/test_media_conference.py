@@ -190,8 +190,10 @@ async def test_a_recording_keeps_what_the_conference_heard_and_saw_as_its_eviden
         await host_ws.request("grant_floor", conference_id=cid, site="op1")
         await lineup(op3_ws, cid, spotlight="op1")
         await host_ws.request("record_conference", conference_id=cid, on=True)
-        update = await op3_ws.expect("conference_update", where=lambda m: m["state"]["recording"])
-        assert update["state"]["conference_id"] == cid
+        update = await op3_ws.expect(
+            "conference_update", where=lambda m: m["changes"].get("recording")
+        )
+        assert update["conference_id"] == cid
         await count_frames(members[2].media.tracks["spotlight"][0], 30)
         await host_ws.request("record_conference", conference_id=cid, on=False)
 
@@ -249,9 +251,9 @@ async def test_an_operator_shows_the_call_they_answer_to_the_conference(
     members = [await with_media(ws, cid) for ws in (host_ws, op3_ws)]
     try:
         await op1_ws.request("share_call", conference_id=cid, call_id=call_id)
-        update = await op3_ws.expect("conference_update", where=lambda m: m["state"]["feeds"])
-        assert update["state"]["spotlight"]["id"] == "o-1"
-        assert update["state"]["feeds"][0]["officer"]["id"] == "o-1"
+        update = await op3_ws.expect("conference_update", where=lambda m: m["changes"].get("feeds"))
+        assert update["changes"]["spotlight"]["id"] == "o-1"
+        assert update["changes"]["feeds"][0]["officer"]["id"] == "o-1"
         # The officer is seen and heard by the sites, through the call's media.
         await lineup(op3_ws, cid, spotlight="o-1", audio=["sup0", "o-1", None])
         spotlight = members[1].media.tracks
@@ -263,8 +265,10 @@ async def test_an_operator_shows_the_call_they_answer_to_the_conference(
         # The call ends: the feed goes, and the chair is shown again.
         await op1_ws.request("hangup", call_id=call_id)
         await lineup(op3_ws, cid, spotlight="sup0", audio=["sup0", None, None])
-        ended = await op3_ws.expect("conference_update", where=lambda m: not m["state"]["feeds"])
-        assert ended["state"]["spotlight"] is None  # the media shows the chair meanwhile
+        ended = await op3_ws.expect(
+            "conference_update", where=lambda m: m["changes"].get("feeds") == []
+        )
+        assert ended["changes"]["spotlight"] is None  # the media shows the chair meanwhile
     finally:
         for member in (*members, officer, operator):
             await member.close()

@@ -12,7 +12,8 @@
  *
  * Everyone sees whether the conference is recorded and the live calls shown to it; the
  * moderators (and an operator, for the call they answer) share one and stop it. What is shown
- * is the server's state (ConferenceState, conference_speaking), never our own guess.
+ * is the server's state (ConferenceState and the changes conference_update brings,
+ * conference_speaking), never our own guess.
  *
  * Its parts, in this order, each only talking to the next through plain calls:
  *
@@ -741,11 +742,12 @@
         break;
       }
       case "conference_update":
-        if (conf && msg.state.conference_id === conf.id) {
-          rememberState(msg.state);
-          conf.state = msg.state;
-          conf.info = { ...conf.info, locked: msg.state.locked, chair: msg.state.chair?.id ?? null };
-          store.revision = msg.state.revision;
+        // What changed since the last one: the fields present replace ours.
+        if (ours(msg)) {
+          conf.state = { ...conf.state, ...msg.changes, revision: msg.revision };
+          rememberState(conf.state);
+          conf.info = { ...conf.info, locked: conf.state.locked, chair: conf.state.chair?.id ?? null };
+          store.revision = msg.revision;
         }
         break;
       case "floor_status":

@@ -105,6 +105,8 @@ class Conferences:
         # user -> conferences they have joined.
         self._joined: dict[str, set[str]] = {}
         self.pace = JoinPace(config.joins_per_s)
+        # conference -> the state its sites were last sent (`broadcast` sends what changed).
+        self._broadcast: dict[str, p.ConferenceState] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -212,6 +214,9 @@ class Conferences:
         self._perform(conf, conf.apply(ConferenceEvent.START, now), now, out)
         conf.starts_at = now
         conf.changed()
+        # What the first `conference_update` counts its changes from (a site joining gets
+        # the whole state).
+        self._broadcast[conf.conference_id] = conference_state(conf, self._board.presence.info)
         self._board.moderation.await_chair(conf, now)
         out.append(
             self._board.facts.record(
@@ -256,6 +261,7 @@ class Conferences:
         for user in members:
             _discard(self._joined, user, conf.conference_id)
         board.moderator_views.forget(conf)
+        self._broadcast.pop(conf.conference_id, None)
         # Those still waiting to be let in are told too: they are waiting for nothing now.
         waiting = tuple(w.user for w in self.pace.cancel_conference(conf.conference_id))
         ended = board.facts.conference_ended_data(
@@ -478,10 +484,22 @@ class Conferences:
     # ---- telling ------------------------------------------------------------------------
 
     def broadcast(self, conf: Conference, out: list[Action]) -> None:
-        """Every site sees the conference's state as it is now."""
+        """Every site sees the conference's state as it is now: what changed since the last
+        broadcast. A site that joined since has the state as of its join, which differs from
+        that broadcast only in `sites` (joins send no update), so the changes apply to it too."""
         if conf.sites:
             state = conference_state(conf, self._board.presence.info)
-            out.append(Send(conf.members(), p.ConferenceUpdate(state=state)))
+            before = self._broadcast.get(conf.conference_id)
+            self._broadcast[conf.conference_id] = state
+            changes = p.ConferenceChanges(
+                **{
+                    name: getattr(state, name)
+                    for name in p.ConferenceChanges.__struct_fields__
+                    if before is None or getattr(state, name) != getattr(before, name)
+                }
+            )
+            update = p.ConferenceUpdate(conf.conference_id, state.revision, changes)
+            out.append(Send(conf.members(), update))
 
     def site_changed(self, conf: Conference, site: Site, now: float, out: list[Action]) -> None:
         self._board.moderator_views.sites(conf, [site.user])

@@ -104,6 +104,7 @@ from signalling.protocol.calls import (
 )
 from signalling.protocol.conferences import (
     AudioMode,
+    ConferenceChanges,
     ConferenceCreated,
     ConferenceEnded,
     ConferenceEndReason,
@@ -379,6 +380,7 @@ __all__ = [
     "CaseNumber",
     "ClearEmergency",
     "ClientMessage",
+    "ConferenceChanges",
     "ConferenceCreated",
     "ConferenceEndReason",
     "ConferenceEnded",

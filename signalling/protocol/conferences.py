@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from identity.names import NO_CONTROL_PATTERN
 from signalling.protocol.base import (
@@ -339,8 +340,31 @@ class ConferenceJoined(_ServerMessage, tag="conference_joined", frozen=True):
     invitations: list[InvitationInfo]
 
 
+class ConferenceChanges(msgspec.Struct, frozen=True):
+    """The fields of `ConferenceState` that changed, each as it is now; those absent did not
+    change (absent is not null: a `chair` or `spotlight` that became null is sent as null)."""
+
+    status: ConferenceStatus | UnsetType = UNSET
+    chair: UserInfo | UnsetType | None = UNSET
+    holders: list[UserInfo] | UnsetType = UNSET
+    spotlight: UserInfo | UnsetType | None = UNSET
+    audio: AudioMode | UnsetType = UNSET
+    locked: bool | UnsetType = UNSET
+    recording: bool | UnsetType = UNSET
+    feeds: list[FeedInfo] | UnsetType = UNSET
+    max_speakers: int | UnsetType = UNSET
+    max_talk_s: float | UnsetType | None = UNSET
+    mode: FloorMode | UnsetType = UNSET
+    sites: int | UnsetType = UNSET
+
+
 class ConferenceUpdate(_ServerMessage, tag="conference_update", frozen=True):
-    state: ConferenceState
+    """The conference's state changed: what changed since the last `conference_update` (the
+    first: since the start), never the sites."""
+
+    conference_id: str
+    revision: int
+    changes: ConferenceChanges
 
 
 class FloorStatus(_ServerMessage, tag="floor_status", frozen=True):
