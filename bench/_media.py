@@ -484,6 +484,13 @@ class CcClient:
         try:
             await self._ws.send_str(json.dumps({**message, "id": msg_id}))
             reply = await asyncio.wait_for(future, NEGOTIATION_TIMEOUT_S)
+            while reply.get("type") == "conference_waiting":
+                # Let in at the server's join pace: `conference_joined` quotes the same id.
+                future = asyncio.get_running_loop().create_future()
+                self._pending[msg_id] = future
+                reply = await asyncio.wait_for(
+                    future, NEGOTIATION_TIMEOUT_S + float(reply["wait_s"])
+                )
         finally:
             self._pending.pop(msg_id, None)
         if reply.get("type") == "error":

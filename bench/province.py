@@ -195,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Two months of a province's conferences in seconds: far above any person's
             # message rate, which is not what is measured here.
             "[limits]\nmessages_per_s = 100000.0\nmessage_burst = 100000\n\n"
-            f"[conferences]\nmax_open = {args.conferences + 10}\n\n{courts}",
+            # Nor is the pace sites are let into media (no media is negotiated here).
+            f"[conferences]\nmax_open = {args.conferences + 10}\njoins_per_s = 100000.0\n\n"
+            f"{courts}",
             encoding="utf-8",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}

@@ -324,6 +324,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"instructions.max_chars: at most {MAX_INSTRUCTION_CHARS}")
     if cfg.conferences.revoke_grace_s < 0:
         raise ConfigError("conferences.revoke_grace_s: must not be negative")
+    if cfg.conferences.moderator_delta_s < 0:
+        raise ConfigError("conferences.moderator_delta_s: must not be negative")
+    if cfg.conferences.joins_per_s <= 0:
+        raise ConfigError(
+            f"conferences.joins_per_s: must be positive, got {cfg.conferences.joins_per_s}"
+        )
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
     if not 0 < cfg.server.header_timeout_s <= 3600:

@@ -22,6 +22,7 @@ to worker processes (the next step) behind the same MediaPort.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -52,6 +53,10 @@ _RATE: Final = {"audio": 48_000, "video": 90_000}
 _STEP_S: Final = {"audio": 0.02, "video": 1 / 30}
 # How often the room looks again at who is speaking, while someone is (or it is open).
 _SPEAKING_POLL_S: Final = 0.2
+# The moderators are told who speaks at most this often, as their view of the sites is batched
+# (conferences.moderator_delta_s): with hundreds of sites in an open discussion, voices come
+# and go many times a second.
+SPEAKING_TELL_S: Final = 0.5
 _NOBODY: Final = Stage((), None, ())
 
 
@@ -83,6 +88,7 @@ class ConferenceRoom(Room):
         self.speaking = Speaking()
         # Who the moderators were last told is speaking.
         self._said_speaking: list[str] = []
+        self._said_at = -math.inf
         self.codecs = {"audio": "audio/opus", "video": config.conference_video_codec}
         self._deliver = deliver
         # What each member was last told their slots carry.
@@ -290,15 +296,17 @@ class ConferenceRoom(Room):
         self._restage_soon = None
         if self.closed:
             return
-        speaking = self.speaking.now(self.clock())
-        if speaking != self._said_speaking:
-            self._said_speaking = speaking
+        now = self.clock()
+        speaking = self.speaking.now(now)
+        told = sorted(speaking) == sorted(self._said_speaking)
+        if not told and now - self._said_at >= SPEAKING_TELL_S:
+            self._said_speaking, self._said_at, told = speaking, now, True
             message = p.ConferenceSpeaking(conference_id=self.call_id, speaking=sorted(speaking))
             for moderator in self.stage.moderators:
                 self._deliver(moderator, message)
         if self.stage.open:
             self.restage()
-        if speaking or self.stage.open:
+        if speaking or self.stage.open or not told:
             self._arm_poll()
 
     def _arm_poll(self) -> None:

@@ -29,6 +29,9 @@ SPEAKING_LEVEL: Final = 50
 # How long a site counts as speaking after its last loud packet (as Jitsi's loudest: 150 ms
 # and more, so a breath between words does not hand its slot away).
 SPEAKING_HOLD_S: Final = 0.6
+# Weight of a loud packet's level in a speaker's running level (Opus: 50 packets a second,
+# so about 200 ms of speech decide who is loudest, not one syllable).
+LEVEL_WEIGHT: Final = 0.1
 
 
 def audio_slot(index: int) -> str:
@@ -79,11 +82,18 @@ def lineup(
     previous: Lineup,
 ) -> Lineup:
     """The conference's lineup now. `audio`: members publishing audio; `video`: members
-    publishing video, in the order they joined; `speaking`: sites speaking now, most recent
-    first (heard only when the stage is open)."""
+    publishing video, in the order they joined; `speaking`: members speaking now, loudest
+    first (`Speaking.now`).
+
+    With the floor (not open), the audio slots carry the audible (the chair first, then the
+    moderators and the holders). In an open discussion they carry who speaks, loudest first
+    (RFC 6464 levels), the one leading first while speaking, so that it is never cut; the
+    audible who are silent only take the slots left over."""
     wanted = [u for u in stage.audible if u in audio]
     if stage.open:
-        wanted += [u for u in speaking if u in audio]
+        speakers = [u for u in speaking if u in audio]
+        lead = [u for u in wanted[:1] if u in speakers]
+        wanted = lead + speakers + wanted
     spotlight = stage.spotlight if stage.spotlight in video else None
     shown = {officer for officer, _ in stage.feeds}
     sites = [u for u in video if u not in stage.moderators and u not in shown]
@@ -105,10 +115,13 @@ def seen_by(line: Lineup, member: str, *, moderator: bool) -> Lineup:
 
 
 class Speaking:
-    """Who is speaking in an open conference, from the levels in their audio packets."""
+    """Who is speaking in a conference, and how loud, from the RFC 6464 levels (-dBov: 0 is
+    the loudest, 127 silence) in their audio packets."""
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
+        # Running level of each speaker's loud packets (lower is louder).
+        self._level: dict[str, float] = {}
 
     def heard(self, user: str, level: int, now: float) -> bool:
         """One packet's level; True if `user` was not counted as speaking until now."""
@@ -116,14 +129,22 @@ class Speaking:
             return False
         last = self._last.get(user)
         self._last[user] = now
-        return last is None or now - last > SPEAKING_HOLD_S
+        started = last is None or now - last > SPEAKING_HOLD_S
+        running = self._level.get(user)
+        self._level[user] = (
+            float(level)
+            if started or running is None
+            else running + (level - running) * LEVEL_WEIGHT
+        )
+        return started
 
     def now(self, now: float) -> list[str]:
-        """The sites speaking at `now`, most recent first."""
-        recent = [(t, u) for u, t in self._last.items() if now - t <= SPEAKING_HOLD_S]
+        """The members speaking at `now`, loudest first (of two as loud, the most recent)."""
         for u in [u for u, t in self._last.items() if now - t > SPEAKING_HOLD_S]:
             del self._last[u]
-        return [u for _, u in sorted(recent, reverse=True)]
+            self._level.pop(u, None)
+        return sorted(self._last, key=lambda u: (self._level[u], -self._last[u]))
 
     def forget(self, user: str) -> None:
         self._last.pop(user, None)
+        self._level.pop(user, None)

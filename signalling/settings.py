@@ -92,6 +92,12 @@ class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     revoke_grace_s: float = 3.0
     # Most raised hands kept in one conference's queue.
     max_queue: int = 300
+    # A moderator's view of the sites is sent as one batch of changes at most this often,
+    # seconds (the first change after a quiet spell goes at once); 0: every change at once.
+    moderator_delta_s: float = 0.5
+    # Sites let into a conference's media per second, per media worker (1 second's worth
+    # may come at once); a site beyond it is told `conference_waiting` and let in in turn.
+    joins_per_s: float = 10.0
 
 
 class InstructionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

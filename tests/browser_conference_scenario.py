@@ -14,7 +14,9 @@ The phases build on each other, in this order:
 
 - create: the moderator hosts a concentrated enforcement action (集中执行行动, chosen in the
   form, with a talk time) for P01 and every court under it and joins it; the sites are rung
-  and join from the invitation; the latecomer's ring stops (B answered for P0101);
+  and join from the invitation, all three at once: over the join pace (one a second here)
+  the later ones' pages say they wait, with their place, until they are let in; the
+  latecomer's ring stops (B answered for P0101);
 - media: every page's peer connection is up; each site hears the moderator (an audio slot)
   and sees the chair in its spotlight; the moderator's grid shows A, B and C, labelled;
 - floor: A raises its hand, the moderator sees it queued and grants it; B and C receive A's
@@ -116,8 +118,11 @@ SITE_COURTS = {court: user for user, _, court, _ in USERS if user in SITES}
 TITLE = "年终执行会商"
 # Short, so that the revoke phase waits little; long enough to be seen on the page.
 REVOKE_GRACE_S = 1.0
+# Slow, so that of the three sites joining at once the second and third are told to wait.
+JOINS_PER_S = 1.0
 SERVER_ENV = {
     "COMMANDCENTER_CONFERENCES_REVOKE_GRACE_S": str(REVOKE_GRACE_S),
+    "COMMANDCENTER_CONFERENCES_JOINS_PER_S": str(JOINS_PER_S),
     # The record phase records the conference (the trace is on disk: evidence is kept).
     "COMMANDCENTER_MEDIA_RECORD": "true",
 }
@@ -358,9 +363,23 @@ class Scenario:
         invitation = f"{NAMES[MODERATOR]}邀请您参加「{TITLE}」"
         await showing(self[SITE_A], invitation)
         roles = {MODERATOR: moderator_role}
-        for user in SITES:
-            await self[user].item_button(invitation, "加入").click()
-            joined = await state_where(self[user], in_conference, "joined from the invitation")
+        # All three at once: over the join pace, those after the first are told to wait
+        # (their place, on the page), then let in in turn.
+        waited: dict[str, list[Any]] = {}
+
+        async def joins(user: str) -> dict[str, Any]:
+            page = self[user]
+
+            async def probe() -> dict[str, Any] | None:
+                state = await page.state()
+                if state["waiting"] is not None and user not in waited:
+                    waited[user] = [state["waiting"]["place"], (state["notice"] or {}).get("text")]
+                return state if in_conference(state) else None
+
+            return await until(probe, within=SIGNAL_S, what=f"{user}: joined from the invitation")
+
+        await asyncio.gather(*(self[u].item_button(invitation, "加入").click() for u in SITES))
+        for user, joined in zip(SITES, await asyncio.gather(*map(joins, SITES)), strict=True):
             roles[user] = conference(joined)["role"]
 
         def every_site_in(s: dict[str, Any]) -> bool:
@@ -374,6 +393,7 @@ class Scenario:
         stopped = [e for e in late["events"] if e["type"] == "invitation_stopped"]
         return {
             "conference_id": self.conference_id,
+            "waited": waited,
             "kind": kind,
             "kind_shown": await showing(mod, "集中执行行动 · 主持："),
             "talk_s": talk_s,

@@ -89,9 +89,11 @@ class ToneTrack(AudioStreamTrack):
     """A microphone that hears a steady tone (aiortc's AudioStreamTrack is silence): its
     packets carry a loud audio level, so the server counts the sender as speaking."""
 
-    def __init__(self, hz: float = 440.0) -> None:
+    def __init__(self, hz: float = 440.0, amplitude: int = 12000) -> None:
         super().__init__()
         self.hz = hz
+        # Peak sample value: 12000 is about -12 dBov (RFC 6464 level 12), 600 about -38.
+        self.amplitude = amplitude
         self._phase = 0
 
     async def recv(self) -> Any:
@@ -100,7 +102,7 @@ class ToneTrack(AudioStreamTrack):
         n = frame.samples
         rate = frame.sample_rate
         samples = [
-            int(12000 * math.sin(2 * math.pi * self.hz * (self._phase + i) / rate))
+            int(self.amplitude * math.sin(2 * math.pi * self.hz * (self._phase + i) / rate))
             for i in range(n)
         ]
         self._phase += n

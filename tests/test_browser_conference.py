@@ -53,6 +53,11 @@ def test_the_moderator_hosts_from_the_form_and_the_rung_sites_join_from_the_invi
     assert (done["kind"], done["talk_s"]) == ("action", FLOOR_TALK_S)
     assert done["kind_shown"]
     assert done["roles"] == {MODERATOR: "moderator", SITE_A: "site", SITE_B: "site", SITE_C: "site"}
+    # Joining at once over the pace: at least one site waited, its page saying its place.
+    assert done["waited"], done
+    for place, text in done["waited"].values():
+        assert place >= 1
+        assert text.startswith(f"正在排队进入会商：第{place}位，约")
     assert done["rung"] == [*SITES, LATECOMER]
     # Each site answered for its court; the moderator sees who did.
     assert done["invitations"]["P01"] == ["joined", SITE_A]

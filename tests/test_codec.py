@@ -217,10 +217,17 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
         sites=[SITE],
         invitations=[INVITATION],
     ),
-    p.ConferenceUpdate(state=STATE),
+    p.ConferenceUpdate(
+        conference_id="m-1",
+        revision=4,
+        changes=p.ConferenceChanges(holders=[OPERATOR], spotlight=None, max_talk_s=None),
+    ),
+    p.ConferenceUpdate(conference_id="m-1", revision=5, changes=p.ConferenceChanges()),
     p.FloorStatus(conference_id="m-1", floor=FLOOR, reason=None),
-    p.SitesChanged(conference_id="m-1", revision=3, sites=[SITE], left=["o2"]),
-    p.InvitationsChanged(conference_id="m-1", invitations=[INVITATION]),
+    p.SitesChanged(
+        conference_id="m-1", revision=3, sites=[SITE], left=["o2"], invitations=[INVITATION]
+    ),
+    p.ConferenceWaiting(ref="m45", conference_id="m-1", place=12, wait_s=1.1),
     p.ConferenceLeft(conference_id="m-1", reason="banned", by="op1"),
     p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
     # The video wall.

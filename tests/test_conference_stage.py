@@ -131,7 +131,38 @@ def test_a_site_speaking_is_heard_only_when_the_stage_is_open() -> None:
     assert "s2" not in closed.audio
     opened = Stage(STAGE.audible, STAGE.spotlight, STAGE.moderators, open=True)
     line = lineup(opened, audio={"chair", "s1", "s2"}, video=[], speaking=["s2"], previous=EMPTY)
-    assert line.audio == ("chair", "s1", "s2")
+    assert sorted(u for u in line.audio if u) == ["chair", "s1", "s2"]
+
+
+def test_an_open_discussion_hears_the_three_loudest_speakers() -> None:
+    """Open: the loudest speakers take the slots before the silent chair and holders; the
+    chair speaking is never cut."""
+    opened = Stage(STAGE.audible, STAGE.spotlight, STAGE.moderators, open=True)
+    publishing = {"chair", "s1", "s2", "s3", "s4", "s5"}
+    line = lineup(
+        opened, audio=publishing, video=[], speaking=["s4", "s2", "s5", "s3"], previous=EMPTY
+    )
+    assert sorted(u for u in line.audio if u) == ["s2", "s4", "s5"]
+    chair_too = lineup(
+        opened, audio=publishing, video=[], speaking=["s4", "s2", "chair", "s5"], previous=line
+    )
+    assert sorted(u for u in chair_too.audio if u) == ["chair", "s2", "s4"]
+    # Sticky: who stays keeps the slot they had.
+    for u in ("s2", "s4"):
+        assert chair_too.audio.index(u) == line.audio.index(u)
+
+
+def test_speakers_are_ranked_by_their_running_level_loudest_first() -> None:
+    speaking = Speaking()
+    for i in range(20):
+        t = 10.0 + i * 0.02
+        speaking.heard("quiet", 45, t)
+        speaking.heard("loud", 10, t)
+        speaking.heard("middle", 30, t)
+    assert speaking.now(10.5) == ["loud", "middle", "quiet"]
+    # One loud syllable does not make the quiet one the loudest.
+    speaking.heard("quiet", 0, 10.41)
+    assert speaking.now(10.5)[0] == "loud"
 
 
 def test_a_spotlight_that_publishes_no_video_shows_nothing() -> None:
@@ -219,9 +250,11 @@ def test_the_calls_operator_in_the_conference_shows_it_and_its_officer_is_seen_a
     (record,) = records(shared, "call_shared")
     assert (record.data["officer"], record.data["by"]) == ("o1", "op1")
     (update,) = messages(shared, p.ConferenceUpdate, to="op3")
-    assert [f.officer.id for f in update.state.feeds] == ["o1"]
-    assert update.state.spotlight is not None
-    assert update.state.spotlight.id == "o1"
+    feeds = update.changes.feeds
+    assert isinstance(feeds, list)
+    assert [f.officer.id for f in feeds] == ["o1"]
+    assert isinstance(update.changes.spotlight, p.UserInfo)
+    assert update.changes.spotlight.id == "o1"
     (room,) = rooms(shared, cid)
     assert room.stage is not None
     assert room.stage.feeds == (("o1", call_id),)
@@ -250,7 +283,7 @@ def test_a_moderator_shows_an_emergency_of_their_scope_until_the_call_ends() -> 
     (record,) = records(hung_up, "call_unshared")
     assert (record.data["reason"], record.data["by"]) == ("call_ended", None)
     (update,) = messages(hung_up, p.ConferenceUpdate, to="op1")
-    assert (update.state.feeds, update.state.spotlight) == ([], None)
+    assert (update.changes.feeds, update.changes.spotlight) == ([], None)
 
 
 def test_a_call_not_answered_or_not_shared_cannot_be_shown_or_taken_back() -> None:

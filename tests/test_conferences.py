@@ -30,6 +30,9 @@ from tests.corehelpers import (
 )
 
 GRACE = 3.0  # conferences.revoke_grace_s by default
+# The moderators' view unbatched: each input's changes reach them with its other messages
+# (batching is tests/test_conference_scale.py's).
+EVERY_CHANGE_AT_ONCE = ConferencesConfig(moderator_delta_s=0.0)
 
 
 def witness(user: str, conference_id: str) -> Identity:
@@ -64,7 +67,7 @@ def floor_of(actions: list[Any], user: str) -> p.FloorStatus:
 def province() -> Board:
     """The chair sup0 (supervisor at P), consoles op1, op2 of P0101 and op3 of P0102, a
     supervisor of P02, and officers o1 (P0101) and o9 (P0201), all signed in."""
-    b = Board()
+    b = Board(conferences=EVERY_CHANGE_AT_ONCE)
     b.sign_in(
         supervisor("sup0", "P"),
         operator("op1"),
@@ -149,7 +152,7 @@ def test_the_first_console_of_a_court_to_join_answers_for_it() -> None:
     assert record_kinds(actions) == ["site_joined"]
     (stopped,) = messages(actions, p.InvitationStopped, to="op2")
     assert (stopped.reason, stopped.by and stopped.by.id) == ("answered", "op1")
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     assert [(i.invitee, i.state) for i in changed.invitations] == [("P0101", "joined")]
     # op2 may still join from the list: a second site of the court.
     assert join(b, "op2", cid).role == "site"
@@ -161,7 +164,7 @@ def test_an_invitation_declined_by_every_console_is_declined_and_the_host_sees_i
     join(b, "sup0", cid)
     b.send("op1", p.DeclineConference(id=b.msg_id(), conference_id=cid))
     actions = b.send("op2", p.DeclineConference(id=b.msg_id(), conference_id=cid))
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     assert [(i.invitee, i.state) for i in changed.invitations] == [("P0101", "declined")]
 
 
@@ -229,9 +232,11 @@ def test_raised_hands_queue_by_court_level_then_time_and_the_moderator_grants() 
     assert (status.state, status.called) == ("permitted", False)
     assert floor_of(grant, "op1").floor.position == 1
     (update,) = messages(grant, p.ConferenceUpdate, to="op3")
-    assert [u.id for u in update.state.holders] == ["sup1"]
-    assert update.state.spotlight is not None
-    assert update.state.spotlight.id == "sup1"
+    assert update.changes.holders == [
+        p.UserInfo(id="sup1", name="SUP1", role="supervisor", court="P01")
+    ]
+    assert isinstance(update.changes.spotlight, p.UserInfo)
+    assert update.changes.spotlight.id == "sup1"
     (granted,) = records(grant, "floor_granted")
     assert (granted.data["user"], granted.data["by"]) == ("sup1", "sup0")
 
@@ -272,7 +277,7 @@ def test_mute_all_takes_every_floor_at_once_and_keeps_the_raised_hands() -> None
     actions = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
     assert {floor_of(actions, u).reason for u in ("op1", "op3")} == {"mute_all"}
     (update,) = messages(actions, p.ConferenceUpdate, to="op1")
-    assert (update.state.holders, update.state.audio) == ([], "floor")
+    assert (update.changes.holders, update.changes.audio) == ([], "floor")
     assert record_kinds(actions)[0] == "conference_muted"
 
 
@@ -441,7 +446,7 @@ def test_in_an_open_floor_hands_are_granted_while_there_is_room_and_mute_all_sil
     muted = b.send("sup0", p.MuteAll(id=b.msg_id(), conference_id=cid))
     # Nobody holds the floor afterwards: the raised hand waits for the moderator.
     (update,) = messages(muted, p.ConferenceUpdate, to="op3")
-    assert (update.state.holders, update.state.mode) == ([], "moderated")
+    assert (update.changes.holders, update.changes.mode) == ([], "moderated")
     assert b.sb.conferences.table[cid].floor.position("op3") == 1
 
 
@@ -450,7 +455,7 @@ def test_an_invitation_that_rang_at_nobody_is_not_answered_at_the_end_of_the_rin
     cid = create(b, "sup0", invite_courts=("P0201",))  # no console of P0201 is signed in
     join(b, "sup0", cid)
     actions = b.advance(60.0)
-    (changed,) = messages(actions, p.InvitationsChanged, to="sup0")
+    (changed,) = messages(actions, p.SitesChanged, to="sup0")
     states = {i.invitee: i.state for i in changed.invitations}
     # The host's own join does not answer for the host court: its colleagues may still come.
     assert states["P0201"] == "no_answer"
@@ -497,7 +502,8 @@ def test_naming_a_moderator_twice_is_refused_and_the_new_one_sees_the_invitation
     b = province()
     cid = running(b)
     actions = b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))
-    (invitations,) = messages(actions, p.InvitationsChanged, to="op1")
+    # The whole view, once, then the batches (here the one saying op1 is a moderator now).
+    invitations, _ = messages(actions, p.SitesChanged, to="op1")
     assert {i.invitee for i in invitations.invitations} >= {"P0101", "P0102"}
     with pytest.raises(InvalidState):
         b.send("sup0", p.NameModerator(id=b.msg_id(), conference_id=cid, user="op1"))

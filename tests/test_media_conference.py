@@ -196,8 +196,10 @@ async def test_a_recording_keeps_what_the_conference_heard_and_saw_as_its_eviden
         await host_ws.request("grant_floor", conference_id=cid, site="op1")
         await lineup(op3_ws, cid, spotlight="op1")
         await host_ws.request("record_conference", conference_id=cid, on=True)
-        update = await op3_ws.expect("conference_update", where=lambda m: m["state"]["recording"])
-        assert update["state"]["conference_id"] == cid
+        update = await op3_ws.expect(
+            "conference_update", where=lambda m: m["changes"].get("recording")
+        )
+        assert update["conference_id"] == cid
         await count_frames(members[2].media.tracks["spotlight"][0], 30)
         await host_ws.request("record_conference", conference_id=cid, on=False)
 
@@ -255,9 +257,9 @@ async def test_an_operator_shows_the_call_they_answer_to_the_conference(
     members = [await with_media(ws, cid) for ws in (host_ws, op3_ws)]
     try:
         await op1_ws.request("share_call", conference_id=cid, call_id=call_id)
-        update = await op3_ws.expect("conference_update", where=lambda m: m["state"]["feeds"])
-        assert update["state"]["spotlight"]["id"] == "o-1"
-        assert update["state"]["feeds"][0]["officer"]["id"] == "o-1"
+        update = await op3_ws.expect("conference_update", where=lambda m: m["changes"].get("feeds"))
+        assert update["changes"]["spotlight"]["id"] == "o-1"
+        assert update["changes"]["feeds"][0]["officer"]["id"] == "o-1"
         # The officer is seen and heard by the sites, through the call's media.
         await lineup(op3_ws, cid, spotlight="o-1", audio=["sup0", "o-1", None])
         spotlight = members[1].media.tracks
@@ -269,8 +271,10 @@ async def test_an_operator_shows_the_call_they_answer_to_the_conference(
         # The call ends: the feed goes, and the chair is shown again.
         await op1_ws.request("hangup", call_id=call_id)
         await lineup(op3_ws, cid, spotlight="sup0", audio=["sup0", None, None])
-        ended = await op3_ws.expect("conference_update", where=lambda m: not m["state"]["feeds"])
-        assert ended["state"]["spotlight"] is None  # the media shows the chair meanwhile
+        ended = await op3_ws.expect(
+            "conference_update", where=lambda m: m["changes"].get("feeds") == []
+        )
+        assert ended["changes"]["spotlight"] is None  # the media shows the chair meanwhile
     finally:
         for member in (*members, officer, operator):
             await member.close()
@@ -336,3 +340,60 @@ async def test_the_moderators_see_who_speaks_even_without_the_floor(
     finally:
         await host.close()
         await talker.close()
+
+
+async def test_an_open_discussion_forwards_the_three_loudest_sites_by_their_audio_level(
+    conference_server: Server,
+) -> None:
+    """Four sites speak at once, each at its own RFC 6464 level (aiortc's senders put the
+    level of each packet's audio in the header extension); with the audio open, the three
+    loudest take the audio slots and the quietest reaches nobody, though it is speaking."""
+    host_ws, consoles, cid = await meeting(conference_server)
+    more = {
+        "op4": await conference_server.connect("op4", "operator", "P0101"),
+        "op5": await conference_server.connect("op5", "operator", "P0102"),
+    }
+    for ws in more.values():
+        await ws.request("join_conference", reply="conference_joined", conference_id=cid)
+    await host_ws.request("unmute_all", conference_id=cid)
+    loudness = {"op1": 12000, "op3": 6000, "op4": 3000, "op5": 600}  # about -12 ... -38 dBov
+    sockets = {"op1": consoles["op1"], "op3": consoles["op3"], **more}
+    # The chair listens (its microphone silent: never among the loudest).
+    host = await with_media(host_ws, cid)
+    talkers = [Member(sockets[u], cid, [ToneTrack(amplitude=a)]) for u, a in loudness.items()]
+    try:
+        for talker in talkers:
+            await talker.join()
+            await talker.renegotiate()
+        room = room_of(conference_server, cid)
+        loudest = ["op1", "op3", "op4"]
+        await wait_until(
+            lambda: room.speaking.now(room.clock()) == [*loudest, "op5"],
+            within=10.0,
+            what="all four speaking, ranked by level",
+        )
+        await wait_until(
+            lambda: sorted(u for u in room.line.audio if u) == loudest,
+            within=10.0,
+            what="the three loudest in the audio slots",
+        )
+        # What the chair is told its slots carry says so too.
+        await host_ws.expect(
+            "conference_media",
+            where=lambda m: sorted(u for u in m["audio"] if u) == loudest,
+        )
+        sent = {u: room.sent_from(u, "audio") for u in loudness}
+        received = room.publications["op5:audio"].packets_received
+        await wait_until(
+            lambda: (
+                all(room.sent_from(u, "audio") >= sent[u] + 25 for u in loudest)
+                and room.publications["op5:audio"].packets_received >= received + 25
+            ),
+            within=10.0,
+            what="the loudest forwarded while the quietest keeps sending",
+        )
+        assert room.sent_from("op5", "audio") == sent["op5"] == 0
+    finally:
+        await host.close()
+        for talker in talkers:
+            await talker.close()

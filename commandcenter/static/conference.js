@@ -12,7 +12,8 @@
  *
  * Everyone sees whether the conference is recorded and the live calls shown to it; the
  * moderators (and an operator, for the call they answer) share one and stop it. What is shown
- * is the server's state (ConferenceState, conference_speaking), never our own guess.
+ * is the server's state (ConferenceState and the changes conference_update brings,
+ * conference_speaking), never our own guess.
  *
  * Its parts, in this order, each only talking to the next through plain calls:
  *
@@ -198,6 +199,7 @@
       "notice.ended.node_lost": "服务节点故障，会商已结束",
       "notice.stopped.answered": "{by}已代表本院加入「{title}」",
       "notice.stopped.expired": "「{title}」的邀请已过时，仍可从列表加入",
+      "notice.waiting": "正在排队进入会商：第{place}位，约{seconds}秒",
       "notice.floor.moderator": "主持人收回了您的发言权",
       "notice.floor.talk_time": "发言时间已到",
       "notice.floor.preempted": "您的发言权让给了上级法院",
@@ -389,6 +391,7 @@
       "notice.ended.node_lost": "The conference ended: a server node was lost",
       "notice.stopped.answered": "{by} joined “{title}” for your court",
       "notice.stopped.expired": "The invitation to “{title}” expired; you may still join from the list",
+      "notice.waiting": "Waiting to join: place {place}, about {seconds} s",
       "notice.floor.moderator": "The moderator took the floor back",
       "notice.floor.talk_time": "Your talk time is over",
       "notice.floor.preempted": "Your floor went to a higher court",
@@ -554,6 +557,19 @@
       this.handlers.onStatus();
     }
 
+    // The next reply quoting `ref` again (after a `conference_waiting`, the
+    // `conference_joined` that follows in turn).
+    again(ref) {
+      return new Promise((resolve, reject) => this.pending.set(ref, { resolve, reject }));
+    }
+
+    // No reply will come for `ref`: whoever waits for it is given `err`.
+    abandon(ref, err) {
+      const pending = this.pending.get(ref);
+      this.pending.delete(ref);
+      if (pending) pending.reject(err);
+    }
+
     // Resolves with the reply (ack, conference_joined, ...), or rejects with an Error whose
     // `code` and `reason` are the server's.
     request(type, fields = {}) {
@@ -640,6 +656,7 @@
     ended: null, // our conference_ended: {conference_id, reason, by}
     conflicts: 0, // conflicts met (each followed by a refresh)
     refreshes: 0, // join_conference sent again for the current state
+    waiting: null, // our conference_waiting while the join is queued: {conference_id, place, wait_s}
     events: [], // pushes received, newest last (sdp left out)
   };
   // Every UserInfo seen, by id: names for ids (conference_media names only ids).
@@ -725,11 +742,12 @@
         break;
       }
       case "conference_update":
-        if (conf && msg.state.conference_id === conf.id) {
-          rememberState(msg.state);
-          conf.state = msg.state;
-          conf.info = { ...conf.info, locked: msg.state.locked, chair: msg.state.chair?.id ?? null };
-          store.revision = msg.state.revision;
+        // What changed since the last one: the fields present replace ours.
+        if (ours(msg)) {
+          conf.state = { ...conf.state, ...msg.changes, revision: msg.revision };
+          rememberState(conf.state);
+          conf.info = { ...conf.info, locked: conf.state.locked, chair: conf.state.chair?.id ?? null };
+          store.revision = msg.revision;
         }
         break;
       case "floor_status":
@@ -748,20 +766,25 @@
             conf.sites.set(s.user.id, s);
           }
           for (const id of msg.left) conf.sites.delete(id);
+          for (const i of msg.invitations || []) {
+            remember(i.by);
+            conf.invitations.set(`${i.kind}:${i.invitee}`, i);
+          }
+          if (msg.queue) {
+            // The raised hands moved up: a site's place is its index in the queue.
+            msg.queue.forEach((id, i) => {
+              const s = conf.sites.get(id);
+              if (s && s.floor.state === "queued" && s.floor.position !== i + 1) {
+                conf.sites.set(id, { ...s, floor: { ...s.floor, position: i + 1 } });
+              }
+            });
+          }
           store.revision = msg.revision;
           // Named co-moderator: from now on we see what moderators see.
           const me = conf.sites.get(store.user.id);
           if (me && me.role === "moderator" && conf.role !== "moderator") {
             conf.role = "moderator";
             notify("info", t("notice.floor.promoted"));
-          }
-        }
-        break;
-      case "invitations_changed":
-        if (ours(msg)) {
-          for (const i of msg.invitations) {
-            remember(i.by);
-            conf.invitations.set(`${i.kind}:${i.invitee}`, i);
           }
         }
         break;
@@ -781,6 +804,10 @@
         break;
       case "conference_ended":
         store.ringing.delete(msg.conference_id);
+        if (store.waiting && store.waiting.conference_id === msg.conference_id) {
+          // It ended while we waited to be let in: the join will not be answered.
+          hub.abandon(store.waiting.ref, refused({ code: "invalid_state", reason: "conference is ended" }));
+        }
         if (ours(msg)) {
           store.ended = { conference_id: msg.conference_id, reason: msg.reason, by: msg.by };
           notify("warning", t(`notice.ended.${msg.reason}`, { by: nameOf(msg.by) }));
@@ -899,7 +926,19 @@
       await hub.request("leave_conference", { conference_id: store.conf.id }).catch(() => {});
       quit();
     }
-    const reply = await hub.request("join_conference", { conference_id: id });
+    let reply = await hub.request("join_conference", { conference_id: id });
+    if (reply.type === "conference_waiting") {
+      // Sites are let in at a pace: we are told our place, and joined in turn.
+      const { place, wait_s } = reply;
+      store.waiting = { conference_id: id, place, wait_s, ref: reply.ref };
+      notify("info", t("notice.waiting", { place, seconds: Math.max(1, Math.ceil(wait_s)) }));
+      render();
+      try {
+        reply = await hub.again(reply.ref);
+      } finally {
+        store.waiting = null;
+      }
+    }
     const fresh = enter(reply);
     store.notice = null;
     if (fresh || !media) startMedia(id);
@@ -1824,6 +1863,7 @@
         ended: store.ended,
         conflicts: store.conflicts,
         refreshes: store.refreshes,
+        waiting: store.waiting,
         events: store.events,
       };
     },

@@ -65,6 +65,9 @@ export interface QueueEntry {
   ringing: number;
 }
 
+/** Messages that carry a request's ref but do not answer it: its answer follows. */
+const INTERIM = new Set(["conference_waiting"]);
+
 export type CallflowPush =
   | { type: "transfer_offered"; call: CallInfo; from_operator: UserInfo; expires_in_s: number }
   | { type: "transfer_ended"; call_id: string; outcome: string; by: string | null }
@@ -326,6 +329,12 @@ export class Hub {
     const ref = msg.ref;
     if (typeof ref === "string") {
       const waiting = this.pending.get(ref);
+      // Not the answer yet: a join paced by the server (docs/protocol.md, conference_waiting)
+      // is answered later under the same ref.
+      if (waiting && INTERIM.has(String(msg.type))) {
+        this.events.push(msg as unknown as Push);
+        return;
+      }
       if (waiting) {
         this.pending.delete(ref);
         if (msg.type === "error") {

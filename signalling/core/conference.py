@@ -223,7 +223,11 @@ def target(
 # ---- how a conference is shown ------------------------------------------------------------
 
 
-def conference_info(conf: Conference, info: Callable[[str], p.UserInfo]) -> p.ConferenceInfo:
+def conference_info(
+    conf: Conference, info: Callable[[str], p.UserInfo], *, invited: bool = True
+) -> p.ConferenceInfo:
+    """`invited`: with the invited courts and users (their lists grow with the conference;
+    sites are not sent them)."""
     return p.ConferenceInfo(
         conference_id=conf.conference_id,
         title=conf.title,
@@ -232,8 +236,8 @@ def conference_info(conf: Conference, info: Callable[[str], p.UserInfo]) -> p.Co
         status=conf.status.value,
         starts_at=p.epoch_ms(conf.starts_at),
         created_at=p.epoch_ms(conf.created_at),
-        invited_courts=list(conf.invited_courts),
-        invited_users=list(conf.invited_users),
+        invited_courts=list(conf.invited_courts) if invited else [],
+        invited_users=list(conf.invited_users) if invited else [],
         moderators=list(conf.moderators),
         chair=conf.chair,
         sites=len(conf.sites),

@@ -22,10 +22,20 @@ co-moderator takes the chair; with none, the conference goes on for
 `conferences.chairless_grace_s` and ends unless a moderator comes back. The same grace starts
 with the conference: it ends if no moderator has joined by then.
 
-This module owns the conference table, which conferences each user has joined, and the
-conferences' start timer (`ConferenceStart`; the chairless grace is moderation's, the
-invitations and their timer are `signalling.core.invitations`'; the floor's
-`FloorTimer` is moderation's).
+Sites are let into a conference's media at a pace (`conferences.joins_per_s` per media
+worker, `signalling.core.join_pace`): a site that has to wait is told `conference_waiting`
+with its place and an estimate, and `conference_joined` when its turn comes. It may still
+leave the queue (`leave_conference`, signing out); a conference that ends tells those
+waiting for it. Moderators are never kept waiting: they run the conference.
+
+What sites are told never lists the other sites: the conference's state (the chair, the
+holders, the spotlight, a count of sites) and their own floor. The moderators' view of every
+site goes in batches (`signalling.core.moderator_view`).
+
+This module owns the conference table, which conferences each user has joined, the join
+pace and its timer (`JoinTurn`), and the conferences' start timer (`ConferenceStart`; the
+chairless grace is moderation's, the invitations and their timer are
+`signalling.core.invitations`'; the floor's `FloorTimer` is speakers').
 """
 
 from __future__ import annotations
@@ -54,8 +64,9 @@ from signalling.core.conference import (
 from signalling.core.deadlines import Deadlines
 from signalling.core.facts import ConferenceFacts
 from signalling.core.floor import Floor, FloorMode, FloorPolicy
+from signalling.core.join_pace import LOCAL_WORKER, JoinPace, JoinTurn, Waiter
 from signalling.core.presence import Session
-from signalling.errors import Forbidden, InvalidState, NotFound
+from signalling.errors import Forbidden, InvalidState, NotFound, error_reply
 from signalling.settings import ConferencesConfig
 
 if TYPE_CHECKING:
@@ -93,6 +104,9 @@ class Conferences:
         self.table: dict[str, Conference] = {}
         # user -> conferences they have joined.
         self._joined: dict[str, set[str]] = {}
+        self.pace = JoinPace(config.joins_per_s)
+        # conference -> the state its sites were last sent (`broadcast` sends what changed).
+        self._broadcast: dict[str, p.ConferenceState] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -116,12 +130,15 @@ class Conferences:
         )
         return ConferenceFacts(notify, ended)
 
-    def info(self, conf: Conference) -> p.ConferenceInfo:
-        return conference_info(conf, self._board.presence.info)
+    def info(self, conf: Conference, user: str | None = None) -> p.ConferenceInfo:
+        """`conf` as `user` is shown it: whom it invites only to its moderators (None: to
+        everyone told at once, sites among them), as that list grows with the conference."""
+        full = user is not None and user in conf.moderators
+        return conference_info(conf, self._board.presence.info, invited=full)
 
     def listed(self, session: Session, msg: p.ListConferences) -> p.Conferences:
         listed = [
-            self.info(conf)
+            self.info(conf, session.user_id)
             for conf in sorted(self.table.values(), key=lambda c: (c.starts_at, c.conference_id))
             if conf.status is not ConferenceStatus.ENDED and sees(self._courts, session, conf)
         ]
@@ -188,7 +205,8 @@ class Conferences:
             self.start(conf, host, now, out)
         else:
             self._deadlines.set(ConferenceStart(conf.conference_id), starts_at)
-        out.append(Send((host,), p.ConferenceCreated(ref=msg.id, conference=self.info(conf))))
+        created = p.ConferenceCreated(ref=msg.id, conference=self.info(conf, host))
+        out.append(Send((host,), created))
 
     def start(self, conf: Conference, by: str | None, now: float, out: list[Action]) -> None:
         """`conf` starts: recorded (the conferences figure counts it), invitations ring; it
@@ -196,6 +214,9 @@ class Conferences:
         self._perform(conf, conf.apply(ConferenceEvent.START, now), now, out)
         conf.starts_at = now
         conf.changed()
+        # What the first `conference_update` counts its changes from (a site joining gets
+        # the whole state).
+        self._broadcast[conf.conference_id] = conference_state(conf, self._board.presence.info)
         self._board.moderation.await_chair(conf, now)
         out.append(
             self._board.facts.record(
@@ -239,11 +260,15 @@ class Conferences:
         conf.changed()
         for user in members:
             _discard(self._joined, user, conf.conference_id)
+        board.moderator_views.forget(conf)
+        self._broadcast.pop(conf.conference_id, None)
+        # Those still waiting to be let in are told too: they are waiting for nothing now.
+        waiting = tuple(w.user for w in self.pace.cancel_conference(conf.conference_id))
         ended = board.facts.conference_ended_data(
             conf.conference_id, conf.court, reason, by, len(members)
         )
         out.append(board.facts.record("conference_ended", now, **ended))
-        told = tuple(dict.fromkeys((*members, *moderators)))
+        told = tuple(dict.fromkeys((*members, *moderators, *waiting)))
         out.append(Send(told, p.ConferenceEnded(conf.conference_id, reason, by)))
         # Ended conferences are kept only as long as something may still refer to them.
         del self.table[conf.conference_id]
@@ -263,7 +288,7 @@ class Conferences:
                 case ConferenceEffect.RING_INVITATIONS:
                     self._board.invitations.ring(conf, now, out)
                 case ConferenceEffect.STOP_INVITATIONS:
-                    self._board.invitations.stop(conf, "ended", None, out)
+                    self._board.invitations.stop(conf, "ended", None, now, out)
                 case ConferenceEffect.STOP_TIMERS:
                     self._board.moderation.forget(conf)
                     self._board.speakers.forget(conf)
@@ -277,19 +302,83 @@ class Conferences:
             raise InvalidState(f"conference is {conf.status.value}")
         site = conf.sites.get(user)
         if site is None:
-            site = self._admit(session, conf, now, out)
+            role = self._may_join(session, conf)
+            if role != "moderator":
+                waiter = Waiter(conf.conference_id, user, msg.id)
+                worker = self.worker_of(user)
+                place = self.pace.arrive(worker, waiter, now)
+                if place is not None:
+                    self._arm_turn(worker, now)
+                    out.append(
+                        Send(
+                            (user,),
+                            p.ConferenceWaiting(
+                                ref=msg.id,
+                                conference_id=conf.conference_id,
+                                place=place.place,
+                                wait_s=round(place.wait_s, 3),
+                            ),
+                        )
+                    )
+                    return
+            site = self._admit(session, conf, role, now, out)
         out.append(Send((user,), self._joined_reply(conf, site, msg.id)))
 
-    def _admit(self, session: Session, conf: Conference, now: float, out: list[Action]) -> Site:
-        user = session.user_id
+    def worker_of(self, user: str) -> str:
+        """The media worker `user`'s site will be served by: the join pace is per worker.
+        One for now (this node's media); media worker processes will name theirs."""
+        return LOCAL_WORKER
+
+    def turn_due(self, key: JoinTurn, now: float, out: list[Action]) -> None:
+        """A worker may let the sites waiting first in: each is joined now, if it still may."""
+        for waiter in self.pace.turn(key.worker, now):
+            conf = self.table.get(waiter.conference_id)
+            session = self._board.presence.session(waiter.user)
+            if conf is None or session is None or conf.status is not ConferenceStatus.RUNNING:
+                continue
+            site = conf.sites.get(waiter.user)
+            try:
+                if site is None:
+                    role = self._may_join(session, conf)
+                    site = self._admit(session, conf, role, now, out)
+                    # Its connection dropped while it waited: it joins away, as if it had
+                    # dropped just after joining.
+                    if not session.connected:
+                        self.member_away(waiter.user, now, out, only=conf.conference_id)
+            except (Forbidden, InvalidState, NotFound) as exc:
+                out.append(Send((waiter.user,), error_reply(exc, waiter.ref)))
+                continue
+            out.append(Send((waiter.user,), self._joined_reply(conf, site, waiter.ref)))
+        self._arm_turn(key.worker, now)
+
+    def _arm_turn(self, worker: str, now: float) -> None:
+        at = self.pace.next_turn(worker, now)
+        if at is None:
+            self._deadlines.cancel(JoinTurn(worker))
+        else:
+            self._deadlines.set(JoinTurn(worker), at)
+
+    def _may_join(self, session: Session, conf: Conference) -> p.ConferenceRole:
+        """What `session`'s user would join `conf` as now; raises if they may not."""
         role = role_in(self._courts, session, conf)
-        if user in conf.banned:
+        if session.user_id in conf.banned:
             raise Forbidden("you were removed from this conference")
         # Moderators come in whatever the room: they run it.
         if conf.locked and role != "moderator":
             raise InvalidState("conference is locked")
         if len(conf.sites) >= self.config.max_sites and role != "moderator":
             raise InvalidState("conference is full")
+        return role
+
+    def _admit(
+        self,
+        session: Session,
+        conf: Conference,
+        role: p.ConferenceRole,
+        now: float,
+        out: list[Action],
+    ) -> Site:
+        user = session.user_id
         site = Site(user=user, court=session.identity.court, role=role, joined_at=now)
         conf.sites[user] = site
         self._joined.setdefault(user, set()).add(conf.conference_id)
@@ -303,12 +392,12 @@ class Conferences:
                 role=role,
             )
         )
-        self._board.invitations.answer(conf, session, out)
+        self._board.invitations.answer(conf, session, now, out)
         if role == "moderator" and conf.chair is None:
             self._board.moderation.take_chair(conf, user, "back", now, out)
         elif role == "moderator" and conf.chair == user:
             self._board.moderation.chair_here(conf)
-        self.site_changed(conf, site, out)
+        self.site_changed(conf, site, now, out)
         return site
 
     def _joined_reply(self, conf: Conference, site: Site, ref: str) -> p.ConferenceJoined:
@@ -316,7 +405,7 @@ class Conferences:
         moderator = site.role == "moderator"
         return p.ConferenceJoined(
             ref=ref,
-            conference=self.info(conf),
+            conference=self.info(conf, site.user),
             state=conference_state(conf, info),
             role=site.role,
             floor=floor_info(conf, site.user),
@@ -331,7 +420,13 @@ class Conferences:
     ) -> None:
         conf = self.get(msg.conference_id)
         if session.user_id not in conf.sites:
-            raise InvalidState("you are not in this conference")
+            # Waiting to be let in: it stops waiting.
+            gone = self.pace.cancel(conf.conference_id, session.user_id)
+            if not gone:
+                raise InvalidState("you are not in this conference")
+            for worker, _ in gone:
+                self._arm_turn(worker, now)
+            return
         self.remove(conf, session.user_id, "left", None, now, out)
 
     def remove(
@@ -354,17 +449,18 @@ class Conferences:
         self._board.speakers.site_left(conf, user, reason, now, out)
         if conf.chair == user:
             self._board.moderation.chair_lost(conf, now, out)
-        left = p.SitesChanged(conf.conference_id, conf.revision, [], [user])
-        self._to_moderators(conf, left, out)
+        self._board.moderator_views.sites(conf, [user])
 
     # ---- following the members' connections -----------------------------------------------
 
-    def member_away(self, user: str, now: float, out: list[Action]) -> None:
-        for cid in sorted(self.joined(user)):
+    def member_away(
+        self, user: str, now: float, out: list[Action], *, only: str | None = None
+    ) -> None:
+        for cid in sorted(self.joined(user)) if only is None else [only]:
             conf = self.table[cid]
             site = conf.sites[user]
             site.away = True
-            self.site_changed(conf, site, out)
+            self.site_changed(conf, site, now, out)
             if conf.chair == user:
                 self._board.moderation.chair_lost(conf, now, out)
 
@@ -373,39 +469,40 @@ class Conferences:
             conf = self.table[cid]
             site = conf.sites[user]
             site.away = False
-            self.site_changed(conf, site, out)
+            self.site_changed(conf, site, now, out)
             if site.role == "moderator" and conf.chair is None:
                 self._board.moderation.take_chair(conf, user, "back", now, out)
 
     def member_gone(self, user: str, now: float, out: list[Action]) -> None:
         """`user` signed out: they leave every conference, and none rings at them."""
         self._board.invitations.forget_user(user)
+        for worker, _ in self.pace.cancel(None, user):
+            self._arm_turn(worker, now)
         for cid in sorted(self.joined(user)):
             self.remove(self.table[cid], user, "signed_out", None, now, out)
 
     # ---- telling ------------------------------------------------------------------------
 
     def broadcast(self, conf: Conference, out: list[Action]) -> None:
-        """Every site sees the conference's state as it is now."""
+        """Every site sees the conference's state as it is now: what changed since the last
+        broadcast. A site that joined since has the state as of its join, which differs from
+        that broadcast only in `sites` (joins send no update), so the changes apply to it too."""
         if conf.sites:
             state = conference_state(conf, self._board.presence.info)
-            out.append(Send(conf.members(), p.ConferenceUpdate(state=state)))
+            before = self._broadcast.get(conf.conference_id)
+            self._broadcast[conf.conference_id] = state
+            changes = p.ConferenceChanges(
+                **{
+                    name: getattr(state, name)
+                    for name in p.ConferenceChanges.__struct_fields__
+                    if before is None or getattr(state, name) != getattr(before, name)
+                }
+            )
+            update = p.ConferenceUpdate(conf.conference_id, state.revision, changes)
+            out.append(Send(conf.members(), update))
 
-    def site_changed(self, conf: Conference, site: Site, out: list[Action]) -> None:
-        info = site_info(conf, site, self._board.presence.info)
-        self._to_moderators(
-            conf, p.SitesChanged(conf.conference_id, conf.revision, [info], []), out
-        )
-
-    def _to_moderators(self, conf: Conference, msg: p.ServerMessage, out: list[Action]) -> None:
-        to_moderators(conf, msg, out)
-
-
-def to_moderators(conf: Conference, msg: p.ServerMessage, out: list[Action]) -> None:
-    """`msg` to the moderators who have joined `conf`."""
-    moderators = conf.moderators_here()
-    if moderators:
-        out.append(Send(moderators, msg))
+    def site_changed(self, conf: Conference, site: Site, now: float, out: list[Action]) -> None:
+        self._board.moderator_views.sites(conf, [site.user])
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> None:

@@ -20,7 +20,6 @@ from signalling.core.conference import (
     Conference,
     ConferenceStatus,
     Invitation,
-    invitation_info,
 )
 from signalling.core.deadlines import Deadlines
 from signalling.core.presence import CONSOLE_ROLES, Session
@@ -114,13 +113,14 @@ class Invitations:
     def expired(self, conference_id: str, now: float, out: list[Action]) -> None:
         conf = self._board.conferences.table.get(conference_id)
         if conf is not None:
-            self.stop(conf, "expired", None, out)
+            self.stop(conf, "expired", None, now, out)
 
     def stop(
         self,
         conf: Conference,
         reason: p.InvitationStopReason,
         answered: Invitation | None,
+        now: float,
         out: list[Action],
     ) -> None:
         """Stop ringing for `conf`: one invitation's (answered), or every one (expired or
@@ -140,7 +140,7 @@ class Invitations:
             stopped = p.InvitationStopped(conf.conference_id, reason, by)
             out.append(Send(users, stopped))
         if changed:
-            self.tell(conf, changed, out)
+            self.tell(conf, changed, now, out)
 
     def decline(
         self, session: Session, msg: p.DeclineConference, now: float, out: list[Action]
@@ -167,16 +167,16 @@ class Invitations:
             # Everyone it rang at has said no.
             inv.state, inv.by = "declined", user
         if declined:
-            self.tell(conf, declined, out)
+            self.tell(conf, declined, now, out)
 
-    def tell(self, conf: Conference, invitations: list[Invitation], out: list[Action]) -> None:
-        moderators = conf.moderators_here()
-        if moderators:
-            info = self._board.presence.info
-            changed = [invitation_info(i, info) for i in invitations]
-            out.append(Send(moderators, p.InvitationsChanged(conf.conference_id, changed)))
+    def tell(
+        self, conf: Conference, invitations: list[Invitation], now: float, out: list[Action]
+    ) -> None:
+        """The moderators' view: these invitations' answers changed."""
+        keys = [f"{i.kind}:{i.invitee}" for i in invitations]
+        self._board.moderator_views.invitations(conf, keys)
 
-    def answer(self, conf: Conference, session: Session, out: list[Action]) -> None:
+    def answer(self, conf: Conference, session: Session, now: float, out: list[Action]) -> None:
         """`session`'s user joined `conf`: their invitation, or their court's, is answered."""
         user = session.user_id
         for key in (f"user:{user}", f"court:{session.identity.court}"):
@@ -192,8 +192,8 @@ class Invitations:
             inv.ringing.discard(user)
             _discard(self._ringing, user, conf.conference_id)
             # The court's other consoles stop ringing: someone answered for it.
-            self.stop(conf, "answered", inv, out)
-            self.tell(conf, [inv], out)
+            self.stop(conf, "answered", inv, now, out)
+            self.tell(conf, [inv], now, out)
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> None:

@@ -109,17 +109,14 @@ class Moderation:
         self._record(conf, "moderator_named", now, out, by=session.user_id, user=site.user)
         # A moderator is always heard: out of the floor's queue and holders.
         self._board.speakers.leave_floor(conf, site.user, "promoted", now, out)
-        # What every moderator sees: all the sites and every invitation's answer.
+        # What every moderator sees, whole, once: all the sites and every invitation's
+        # answer; then the batched changes, as the other moderators.
         info = self._board.presence.info
         everyone = [site_info(conf, s, info) for s in conf.sites.values()]
-        out.append(
-            Send((site.user,), p.SitesChanged(conf.conference_id, conf.revision, everyone, []))
-        )
         invitations = [invitation_info(i, info) for i in conf.invitations.values()]
-        if invitations:
-            changed = p.InvitationsChanged(conf.conference_id, invitations)
-            out.append(Send((site.user,), changed))
-        self._board.conferences.site_changed(conf, site, out)
+        view = p.SitesChanged(conf.conference_id, conf.revision, everyone, [], invitations)
+        out.append(Send((site.user,), view))
+        self._board.conferences.site_changed(conf, site, now, out)
 
     def hand_over(self, session: Session, msg: p.HandOver, now: float, out: list[Action]) -> None:
         conf = moderated(

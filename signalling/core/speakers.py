@@ -25,7 +25,6 @@ from signalling.core.conference import (
     Site,
     floor_info,
     moderated,
-    site_info,
     target,
 )
 from signalling.core.deadlines import Deadlines
@@ -215,6 +214,9 @@ class Speakers:
             assert isinstance(denied, Denied)
             raise InvalidState(_DENIED.get(denied.reason, denied.reason))
         touched: dict[str, str | None] = {}
+        # Sites whose only change is their place in the queue: the moderators get the queue.
+        moved_only: set[str] = set()
+        direct: set[str] = set()
         cid = conf.conference_id
         for effect in effects:
             match effect:
@@ -222,12 +224,15 @@ class Speakers:
                     called = conf.sites[site].called if site in conf.sites else False
                     self._record(conf, "floor_granted", now, out, user=site, by=by, called=called)
                     touched[site] = None
+                    direct.add(site)
                     changed = True
                 case Queued(site=site):
                     self._record(conf, "floor_requested", now, out, user=site)
                     touched[site] = None
+                    direct.add(site)
                 case Revoking(site=site, reason=reason):
                     touched[site] = reason
+                    direct.add(site)
                     changed = True
                 case Revoked(site=site, reason=reason):
                     self._taken(conf, site)
@@ -239,18 +244,22 @@ class Speakers:
                         conf, "floor_revoked", now, out, user=site, reason=reason, by=revoker
                     )
                     touched[site] = reason
+                    direct.add(site)
                     changed = True
                 case Released(site=site, reason=reason):
                     self._taken(conf, site)
                     conf.revoked_by.pop(site, None)
                     self._record(conf, "floor_released", now, out, user=site, reason=reason)
                     touched[site] = None
+                    direct.add(site)
                     changed = True
                 case Lowered(site=site):
                     self._record(conf, "hand_lowered", now, out, user=site)
                     touched[site] = None
+                    direct.add(site)
                 case Positions(changed=moved):
                     for site, _ in moved:
+                        moved_only.add(site)
                         touched.setdefault(site, None)
                 case StartTimer(kind=kind, site=site, at=at):
                     key = FloorTimer(cid, kind, site)
@@ -268,18 +277,18 @@ class Speakers:
         if changed:
             # What every site sees changed (holders, spotlight, ...): not a hand or a place.
             conf.changed()
-        info = self._board.presence.info
-        sites: list[p.SiteInfo] = []
+        sites: list[str] = []
         for user, why in touched.items():
-            member = conf.sites.get(user)
-            if member is None or user == gone:
+            if user not in conf.sites or user == gone:
                 continue
             floor = floor_info(conf, user)
             out.append(Send((user,), p.FloorStatus(cid, floor, why)))
-            sites.append(site_info(conf, member, info))
-        moderators = conf.moderators_here()
-        if sites and moderators:
-            out.append(Send(moderators, p.SitesChanged(cid, conf.revision, sites, [])))
+            if user in moved_only and user not in direct:
+                self._board.moderator_views.queue_moved(conf)
+            else:
+                sites.append(user)
+        if sites:
+            self._board.moderator_views.sites(conf, sites)
         if changed:
             self._board.conferences.broadcast(conf, out)
 
@@ -306,15 +315,6 @@ class Speakers:
         self, conf: Conference, kind: str, now: float, out: list[Action], **data: object
     ) -> None:
         out.append(self._board.facts.record(kind, now, conference=conf.conference_id, **data))
-
-
-# What a refusal of the floor tells the client.
-_DENIED = {
-    "already_permitted": "the floor is held already",
-    "queue_full": "too many hands are raised; try again later",
-    "not_queued": "no hand is raised",
-    "not_permitted": "the floor is not held",
-}
 
 
 # What a refusal of the floor tells the client.

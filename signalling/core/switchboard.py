@@ -51,7 +51,9 @@ from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
 from signalling.core.feeds import Feeds
 from signalling.core.instructions import InstructionExpiry, Instructions
 from signalling.core.invitations import InvitationExpiry, Invitations
+from signalling.core.join_pace import JoinTurn
 from signalling.core.moderation import Moderation
+from signalling.core.moderator_view import ModeratorDelta, ModeratorViews
 from signalling.core.placing import Placing
 from signalling.core.presence import Grace, Presence, Session, SessionKeys
 from signalling.core.queues import QueueViews
@@ -136,6 +138,7 @@ class Switchboard:
         self.moderation = Moderation(self, courts, conferences, self.deadlines)
         self.speakers = Speakers(self, courts, conferences, self.deadlines)
         self.stages = Stages(self, media=media, recording=recording)
+        self.moderator_views = ModeratorViews(self, conferences.moderator_delta_s, self.deadlines)
         self.feeds = Feeds(self, courts)
         self.instructions = Instructions(
             self,
@@ -211,6 +214,7 @@ class Switchboard:
         )
         # After the welcome: what the officer has not read, sent again.
         self.instructions.signed_in(session, now, out)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
         self.queues.sync(out)
@@ -218,6 +222,7 @@ class Switchboard:
 
     def disconnect(self, user: str, session_id: str, now: float) -> list[Action]:
         out = self.presence.disconnect(user, session_id, now)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
         self.queues.sync(out)
@@ -235,6 +240,7 @@ class Switchboard:
         self._route(session, msg, now, out)
         if not isinstance(msg, _NO_DISPATCH):
             self.dispatch.run(now, out)
+        self.moderator_views.sync(now, out)
         if not isinstance(msg, _NO_MEDIA_CHANGE):
             self.stages.sync(out)
         if not isinstance(msg, _NO_DISPATCH):
@@ -422,6 +428,10 @@ class Switchboard:
                     self.moderation.chair_grace_over(cid, now, out)
                 case FloorTimer():
                     self.speakers.timer_fired(key, now, out)
+                case ModeratorDelta():
+                    self.moderator_views.flush_due(key, now, out)
+                case JoinTurn():
+                    self.conferences.turn_due(key, now, out)
                 case InstructionExpiry():
                     self.instructions.expired(key, now, out)
                 case TransferExpiry():
@@ -431,6 +441,7 @@ class Switchboard:
                 case AlarmDue():
                     self.alarms.due(key, now, out)
         self.dispatch.run(now, out)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
         self.queues.sync(out)
@@ -481,6 +492,7 @@ class Switchboard:
             identity, keys, device, app_version, "session_adopted", now, out, resumed=True
         )
         self.instructions.signed_in(adopted, now, out)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         return out
 
@@ -498,6 +510,7 @@ class Switchboard:
             self.calls.end(call, EndReason.NODE_LOST, user, now, out)
         self.presence.sign_out(session, "node_lost", now, out)
         self.dispatch.run(now, out)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         self.availability.sync(out)
         self.queues.sync(out)
@@ -568,6 +581,7 @@ class Switchboard:
         for session in list(self.presence.sessions.values()):
             if users is None or session.user_id in users or not session.connected:
                 self.presence.sign_out(session, "shutdown", now, out)
+        self.moderator_views.sync(now, out)
         self.stages.sync(out)
         return out
 

@@ -112,6 +112,7 @@ from signalling.protocol.calls import (
 )
 from signalling.protocol.conferences import (
     AudioMode,
+    ConferenceChanges,
     ConferenceCreated,
     ConferenceEnded,
     ConferenceEndReason,
@@ -126,6 +127,7 @@ from signalling.protocol.conferences import (
     ConferenceState,
     ConferenceStatus,
     ConferenceUpdate,
+    ConferenceWaiting,
     CreateConference,
     DeclineConference,
     EndConference,
@@ -136,7 +138,6 @@ from signalling.protocol.conferences import (
     GrantFloor,
     HandOver,
     InvitationInfo,
-    InvitationsChanged,
     InvitationState,
     InvitationStopped,
     InvitationStopReason,
@@ -335,7 +336,7 @@ ServerMessage = (
     | ConferenceUpdate
     | FloorStatus
     | SitesChanged
-    | InvitationsChanged
+    | ConferenceWaiting
     | ConferenceLeft
     | ConferenceEnded
     # Instructions (signalling.protocol.instructions).
@@ -395,6 +396,7 @@ __all__ = [
     "CaseNumber",
     "ClearEmergency",
     "ClientMessage",
+    "ConferenceChanges",
     "ConferenceCreated",
     "ConferenceEndReason",
     "ConferenceEnded",
@@ -410,6 +412,7 @@ __all__ = [
     "ConferenceState",
     "ConferenceStatus",
     "ConferenceUpdate",
+    "ConferenceWaiting",
     "Conferences",
     "CourtCode",
     "CreateConference",
@@ -453,7 +456,6 @@ __all__ = [
     "InvitationState",
     "InvitationStopReason",
     "InvitationStopped",
-    "InvitationsChanged",
     "InviteSupervisor",
     "InvitedBelow",
     "InvitedCourts",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from identity.names import NO_CONTROL_PATTERN
 from signalling.protocol.base import (
@@ -339,8 +340,31 @@ class ConferenceJoined(_ServerMessage, tag="conference_joined", frozen=True):
     invitations: list[InvitationInfo]
 
 
+class ConferenceChanges(msgspec.Struct, frozen=True):
+    """The fields of `ConferenceState` that changed, each as it is now; those absent did not
+    change (absent is not null: a `chair` or `spotlight` that became null is sent as null)."""
+
+    status: ConferenceStatus | UnsetType = UNSET
+    chair: UserInfo | UnsetType | None = UNSET
+    holders: list[UserInfo] | UnsetType = UNSET
+    spotlight: UserInfo | UnsetType | None = UNSET
+    audio: AudioMode | UnsetType = UNSET
+    locked: bool | UnsetType = UNSET
+    recording: bool | UnsetType = UNSET
+    feeds: list[FeedInfo] | UnsetType = UNSET
+    max_speakers: int | UnsetType = UNSET
+    max_talk_s: float | UnsetType | None = UNSET
+    mode: FloorMode | UnsetType = UNSET
+    sites: int | UnsetType = UNSET
+
+
 class ConferenceUpdate(_ServerMessage, tag="conference_update", frozen=True):
-    state: ConferenceState
+    """The conference's state changed: what changed since the last `conference_update` (the
+    first: since the start), never the sites."""
+
+    conference_id: str
+    revision: int
+    changes: ConferenceChanges
 
 
 class FloorStatus(_ServerMessage, tag="floor_status", frozen=True):
@@ -353,19 +377,30 @@ class FloorStatus(_ServerMessage, tag="floor_status", frozen=True):
 
 
 class SitesChanged(_ServerMessage, tag="sites_changed", frozen=True):
-    """Moderators: sites that joined or changed, and those that left."""
+    """Moderators: what changed in their view of the conference since the last one, batched
+    (at most one every `conferences.moderator_delta_s`): the sites that joined or changed
+    (each as it is now), those that left, and the invitations whose answer changed."""
 
     conference_id: str
     revision: int
     sites: list[SiteInfo]
     left: list[str]
+    invitations: list[InvitationInfo] = msgspec.field(default_factory=list)
+    # The raised hands in order (user ids), when places moved; null: unchanged. Sites whose
+    # only change is their place are not in `sites`: their place is their index here + 1.
+    queue: list[str] | None = None
 
 
-class InvitationsChanged(_ServerMessage, tag="invitations_changed", frozen=True):
-    """Moderators: invitations whose answer changed."""
+class ConferenceWaiting(_ServerMessage, tag="conference_waiting", frozen=True):
+    """Your join is queued: sites are let into the media at a paced rate
+    (`conferences.joins_per_s`); `conference_joined` (with the same `ref`) follows in turn."""
 
+    ref: str
     conference_id: str
-    invitations: list[InvitationInfo]
+    # 1-based place among the sites waiting ahead of the same media worker.
+    place: int
+    # Estimated seconds until you are let in.
+    wait_s: float
 
 
 class ConferenceLeft(_ServerMessage, tag="conference_left", frozen=True):
