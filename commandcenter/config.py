@@ -33,7 +33,7 @@ from commandcenter.origins import allowed_origins
 from commandcenter.proxies import networks as proxy_networks
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
-from media.settings import MediaConfig
+from media.settings import MediaConfig, worker_count
 from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
@@ -463,6 +463,10 @@ def _validate_media(media: MediaConfig) -> None:
         for url in urls:
             if not url.startswith(schemes):
                 raise ConfigError(f"{key}: {url!r} does not start with {' or '.join(schemes)}")
+    try:
+        worker_count(media.workers, 1)
+    except ValueError as exc:
+        raise ConfigError(f"media.workers: {exc}") from None
 
 
 def _validate_recorder(rec: RecorderConfig) -> None:

@@ -70,6 +70,9 @@ class MediaService:
         self.started = False
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
+        # Each conference's home worker and its members' workers, as the pool last said
+        # (media.pool; the cross-worker path acts on them).
+        self.placements: dict[str, tuple[int, dict[str, int]]] = {}
 
     # ---- MediaPort --------------------------------------------------------------------
 
@@ -77,6 +80,7 @@ class MediaService:
         call_id = change.call_id
         room = self.rooms.get(call_id)
         if not change.members:
+            self.placements.pop(call_id, None)
             if room is not None:
                 del self.rooms[call_id]
                 self._close(room, self.captures.pop(call_id, None))
@@ -155,6 +159,12 @@ class MediaService:
             await asyncio.gather(*self._closing, return_exceptions=True)
         if self._recording:
             await asyncio.gather(*self._recording, return_exceptions=True)
+
+    def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+        """Conference `conference_id` runs on worker `home`, its members on `where`'s workers
+        (media.pool says so before the conference's `room_changed`). Kept, not yet acted on:
+        every member is at home until conferences spread over workers."""
+        self.placements[conference_id] = (home, dict(where))
 
     # ---- internals --------------------------------------------------------------------
 

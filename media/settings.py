@@ -4,7 +4,12 @@ is: a misspelt key is an error, not a setting silently left at its default."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
+
+# The most media worker processes a server starts (a typo such as 1000 must not fork a storm).
+MAX_WORKERS: Final = 64
 
 
 class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -39,3 +44,19 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     conference_grid_slots: int = 16
     # The one video codec of a conference's slots (a publisher in another codec is not shown).
     conference_video_codec: str = "video/VP8"
+    # Media worker processes (docs/media.md, *Worker processes*): "auto", one per core this
+    # process may run on; an integer: that many; 0: media runs in the server's own process.
+    workers: int | str = "auto"
+
+
+def worker_count(setting: int | str, cores: int) -> int:
+    """How many media worker processes `setting` asks for on a machine with `cores` usable
+    cores; raises ValueError naming what is accepted. Text of digits is the number (the
+    environment's `COMMANDCENTER_MEDIA_WORKERS=2`)."""
+    if setting == "auto":
+        return max(1, cores)
+    if isinstance(setting, str) and setting.isascii() and setting.isdigit():
+        setting = int(setting)
+    if isinstance(setting, bool) or not isinstance(setting, int) or not 0 <= setting <= MAX_WORKERS:
+        raise ValueError(f'must be "auto" or an integer from 0 to {MAX_WORKERS}, got {setting!r}')
+    return setting

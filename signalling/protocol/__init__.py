@@ -184,6 +184,7 @@ from signalling.protocol.media import (
     ConferenceMedia,
     ConferenceSpeaking,
     IceCandidate,
+    MediaRestart,
     Offer,
     ServerAnswer,
     ServerIceCandidate,
@@ -316,6 +317,7 @@ ServerMessage = (
     | SnapshotTaken
     | ConferenceMedia
     | ConferenceSpeaking
+    | MediaRestart
     | ConferenceCreated
     | Conferences
     | ConferenceInvitation
@@ -454,6 +456,7 @@ __all__ = [
     "MLineIndex",
     "MaxSpeakers",
     "MediaMessage",
+    "MediaRestart",
     "MuteAll",
     "NameModerator",
     "Note",
