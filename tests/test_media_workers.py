@@ -1,0 +1,224 @@
+"""Media in worker processes (media.pool): real worker processes started by the real app,
+real aiortc peers on 127.0.0.1. Calls flow through a worker, their evidence and trace events
+reach the server, calls spread over workers, a killed worker's calls recover, and workers
+never outlive the server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+from structlog.testing import capture_logs
+
+from commandcenter.app import create_app
+from commandcenter.keys import TRACE, WORKERS
+from media import ice
+from media import worker_wire as w
+from media.evidence_sink import CALL_EVIDENCE
+from media.pool import WorkerPool
+from media.service import VIDEO_WATCHED
+from sessions.recorder import MemoryRecorder
+from tests.conftest import make_config
+from tests.mediahelpers import Member, count_frames, media_call
+from tests.polling import wait_until
+from tests.wsclient import Server
+
+CASE = "(2026)苏0102执77号"
+MEDIA = {"ice_addresses": ("127.0.0.1",), "workers": 2}
+
+
+@pytest.fixture
+async def durable_server(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[Server]:
+    """The app with two media workers, its own SQLite trace and evidence store."""
+    ice.use_addresses(["127.0.0.1"])
+    config = make_config(tmp_path / "var", media=MEDIA)
+    http = await aiohttp_client(create_app(config))
+    yield Server(http, config, MemoryRecorder())
+    ice.use_addresses([])
+
+
+def pool_of(server: Server) -> WorkerPool:
+    return server.http.app[WORKERS]
+
+
+async def trace_of(server: Server, kind: str, call_id: str) -> list[dict[str, Any]]:
+    records = await server.http.app[TRACE].find(kinds=[kind], data_equals={"call": call_id})
+    return [r.data for r in records]
+
+
+async def call_between(server: Server, officer: str, operator: str) -> tuple[Member, Member, str]:
+    officer_ws = await server.connect(officer, "officer", "P0101")
+    operator_ws = await server.connect(operator, "operator", "P0101")
+    return await media_call(officer_ws, operator_ws, case_number=CASE)
+
+
+def video_of(member: Member, owner: str) -> Any:
+    return next(t for t in member.media.tracks[owner] if t.kind == "video")
+
+
+async def test_a_call_through_a_worker_flows_both_ways_and_its_evidence_reaches_the_server(
+    durable_server: Server,
+) -> None:
+    """Media both ways through a worker process; the snapshot and the recordings are filed
+    by the server (items and `call_evidence` in its trace), `video_watched` recorded too."""
+    pool = pool_of(durable_server)
+    assert pool.started and len(pool.workers) == 2
+    officer, operator, call_id = await call_between(durable_server, "o-1", "op-1")
+    try:
+        assert call_id in pool.home
+        await count_frames(video_of(operator, "o-1"), 10)
+        await count_frames(officer.media.tracks["op-1"][0], 10)
+        taken = await operator.ws.request("snapshot", reply="snapshot_taken", call_id=call_id)
+        assert taken["of"] == "o-1"
+        await operator.ws.request("hangup", call_id=call_id)
+
+        async def filed() -> bool:
+            # The snapshot and three recordings (the officer's audio and video, the
+            # operator's audio).
+            return len(await trace_of(durable_server, CALL_EVIDENCE, call_id)) == 4
+
+        await wait_until(filed, within=15.0, what="snapshot and recordings filed")
+    finally:
+        await officer.close()
+        await operator.close()
+    linked = await trace_of(durable_server, CALL_EVIDENCE, call_id)
+    assert taken["evidence_id"] in {e["evidence_id"] for e in linked}
+    assert sorted(e["media"] for e in linked) == ["recording"] * 3 + ["snapshot"]
+    for entry in linked:
+        stored = Path(durable_server.config.server.data_dir) / "evidence" / entry["sha256"]
+        assert stored.stat().st_size == entry["size"]
+    watched = await trace_of(durable_server, VIDEO_WATCHED, call_id)
+    assert {(e["user"], e["owner"]) for e in watched} >= {("op-1", "o-1")}
+
+
+async def test_two_calls_are_placed_on_two_workers(durable_server: Server) -> None:
+    """Placement: the second call goes to the worker without peers; each worker reports
+    one room of its own."""
+    pool = pool_of(durable_server)
+    first = await call_between(durable_server, "o-1", "op-1")
+    second = await call_between(durable_server, "o-2", "op-2")
+    members = [first[0], first[1], second[0], second[1]]
+    try:
+        assert {pool.home[first[2]], pool.home[second[2]]} == {0, 1}
+
+        def one_room_each() -> bool:
+            workers = pool.health()["media_workers"]
+            assert isinstance(workers, list)
+            return [(x["rooms"], x["peers"]) for x in workers] == [(1, 2), (1, 2)]
+
+        await wait_until(one_room_each, within=5.0, what="each worker reports its call")
+        pids = {worker.pid for worker in pool.workers}
+        assert len(pids) == 2 and os.getpid() not in pids
+    finally:
+        for member in members:
+            await member.close()
+
+
+async def rejoin(member: Member) -> None:
+    """What a client does on `media_restart`: a new peer connection, offered again."""
+    restart = await member.ws.expect("media_restart", 10.0, call_id=member.call_id)
+    assert restart["call_id"] == member.call_id
+    sdp = await member.media.restart()
+    answer = await member.ws.request("offer", reply="answer", call_id=member.call_id, sdp=sdp)
+    await member.media.accept_answer(answer["sdp"])
+
+
+async def test_a_killed_worker_is_restarted_and_its_call_recovers_on_another(
+    durable_server: Server,
+) -> None:
+    """SIGKILL the call's worker: it is started again, the call moves to the live worker,
+    both members are told `media_restart`, offer again and receive media again."""
+    pool = pool_of(durable_server)
+    officer, operator, call_id = await call_between(durable_server, "o-1", "op-1")
+    try:
+        await count_frames(video_of(operator, "o-1"), 5)
+        dead = pool.home[call_id]
+        pid = pool.workers[dead].pid
+        assert pid is not None
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.gather(rejoin(officer), rejoin(operator))
+        assert pool.home[call_id] != dead
+        await operator.renegotiate()
+        await officer.renegotiate()
+        await wait_until(lambda: "o-1" in operator.media.tracks, within=10.0, what="tracks")
+        await count_frames(video_of(operator, "o-1"), 5)
+        await count_frames(officer.media.tracks["op-1"][0], 5)
+        recovered_s = time.monotonic() - killed_at
+        print(json.dumps({"measure": "worker_kill_to_media_s", "value": round(recovered_s, 3)}))
+        assert recovered_s < 30.0
+        await wait_until(lambda: pool.started, within=15.0, what="the killed worker restarted")
+        assert pool.workers[dead].restarts == 1
+        assert pool.workers[dead].pid not in (None, pid)
+    finally:
+        await officer.close()
+        await operator.close()
+
+
+def fake_worker(tmp_path: Path, frames: list[bytes]) -> list[str]:
+    """A worker process that writes `frames` raw to its socket, then waits for its end."""
+    script = tmp_path / "fake_worker.py"
+    script.write_text(
+        "import os, socket, sys, time\n"
+        "fd = int(sys.argv[sys.argv.index('--fd') + 1])\n"
+        "sock = socket.socket(fileno=fd)\n"
+        f"for frame in {frames!r}:\n"
+        "    sock.sendall(frame)\n"
+        "sock.settimeout(30)\n"
+        "while sock.recv(65536):\n"
+        "    pass\n"
+    )
+    return [sys.executable, str(script)]
+
+
+async def test_a_bad_frame_from_a_worker_is_refused_and_logged(tmp_path: Path) -> None:
+    """An undecodable record and one of an unknown type are refused, each logged; the pool
+    reads on (the worker's `ready` behind them is taken)."""
+    ready = w.frame(w.Ready(worker=0, pid=1))
+    garbage = b"\x00\x00\x00\x03abc"
+    body = b"\x81\xa4type\xa3bad"  # {"type": "bad"}
+    unknown = w.HEADER.pack(len(body)) + body
+    config = make_config(tmp_path, media=MEDIA).media
+    pool = WorkerPool(
+        config=config,
+        count=1,
+        command=fake_worker(tmp_path, [garbage, unknown, ready]),
+        clock=time.time,
+    )
+    with capture_logs() as logs:
+        await pool.start(lambda user, message: None)
+        try:
+            assert pool.started
+            assert pool.refused_frames == 2
+        finally:
+            await pool.stop()
+    refused = [e for e in logs if e["event"] == "bad frame from media worker refused"]
+    assert len(refused) == 2 and all(e["log_level"] == "error" for e in refused)
+
+
+async def test_a_frame_over_the_limit_replaces_the_worker(tmp_path: Path) -> None:
+    """A length over the limit leaves the stream unreadable: the worker is killed and
+    started again (and again: this fake one always does it)."""
+    huge = w.HEADER.pack(w.MAX_FRAME_BYTES + 1)
+    config = make_config(tmp_path, media=MEDIA).media
+    pool = WorkerPool(
+        config=config, count=1, command=fake_worker(tmp_path, [huge]), clock=time.time
+    )
+    with capture_logs() as logs:
+        start = asyncio.ensure_future(pool.start(lambda user, message: None))
+        try:
+            await wait_until(lambda: pool.workers[0].restarts >= 1, within=10.0, what="restart")
+        finally:
+            start.cancel()
+            await pool.stop()
+    assert any(e["event"] == "media worker stream broken" for e in logs)
+    assert any(e["event"] == "media worker died" for e in logs)
