@@ -47,7 +47,8 @@ async def durable_server(aiohttp_client: AiohttpClient, tmp_path: Path) -> Async
 
 
 def pool_of(server: Server) -> WorkerPool:
-    return server.http.app[WORKERS]
+    pool: WorkerPool = server.http.app[WORKERS]
+    return pool
 
 
 async def trace_of(server: Server, kind: str, call_id: str) -> list[dict[str, Any]]:
@@ -71,7 +72,8 @@ async def test_a_call_through_a_worker_flows_both_ways_and_its_evidence_reaches_
     """Media both ways through a worker process; the snapshot and the recordings are filed
     by the server (items and `call_evidence` in its trace), `video_watched` recorded too."""
     pool = pool_of(durable_server)
-    assert pool.started and len(pool.workers) == 2
+    assert pool.started
+    assert len(pool.workers) == 2
     officer, operator, call_id = await call_between(durable_server, "o-1", "op-1")
     try:
         assert call_id in pool.home
@@ -117,7 +119,8 @@ async def test_two_calls_are_placed_on_two_workers(durable_server: Server) -> No
 
         await wait_until(one_room_each, within=5.0, what="each worker reports its call")
         pids = {worker.pid for worker in pool.workers}
-        assert len(pids) == 2 and os.getpid() not in pids
+        assert len(pids) == 2
+        assert os.getpid() not in pids
     finally:
         for member in members:
             await member.close()
@@ -202,7 +205,8 @@ async def test_a_bad_frame_from_a_worker_is_refused_and_logged(tmp_path: Path) -
         finally:
             await pool.stop()
     refused = [e for e in logs if e["event"] == "bad frame from media worker refused"]
-    assert len(refused) == 2 and all(e["log_level"] == "error" for e in refused)
+    assert len(refused) == 2
+    assert all(e["log_level"] == "error" for e in refused)
 
 
 async def test_a_frame_over_the_limit_replaces_the_worker(tmp_path: Path) -> None:
