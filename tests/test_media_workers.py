@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
+from bench._common import ServerProcess, free_port
 from commandcenter.app import create_app
 from commandcenter.keys import TRACE, WORKERS
 from media import ice
@@ -27,7 +29,7 @@ from media.evidence_sink import CALL_EVIDENCE
 from media.pool import WorkerPool
 from media.service import VIDEO_WATCHED
 from sessions.recorder import MemoryRecorder
-from tests.conftest import make_config
+from tests.conftest import TEST_SECRET, make_config
 from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
 from tests.wsclient import Server
@@ -226,3 +228,82 @@ async def test_a_frame_over_the_limit_replaces_the_worker(tmp_path: Path) -> Non
             await pool.stop()
     assert any(e["event"] == "media worker stream broken" for e in logs)
     assert any(e["event"] == "media worker died" for e in logs)
+
+
+TOKEN = "metrics-token-for-the-worker-test"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServerProcess]:
+    """`commandcenter serve` with two media workers, ready (/readyz: every worker up)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMANDCENTER_")}
+    env |= {
+        "COMMANDCENTER_SERVER_DATA_DIR": str(tmp_path / "var"),
+        "COMMANDCENTER_AUTH_JWT_SECRET": TEST_SECRET,
+        "COMMANDCENTER_LOGGING_LEVEL": "warning",
+        "COMMANDCENTER_MEDIA_WORKERS": "2",
+        "COMMANDCENTER_MEDIA_ICE_ADDRESSES": "127.0.0.1",
+        "COMMANDCENTER_METRICS_TOKEN": TOKEN,
+    }
+    argv = [sys.executable, "-m", "commandcenter", "serve", "--port", str(port)]
+    proc = ServerProcess(
+        argv, port=port, env=env, log_path=tmp_path / "server.log", ready_path="/readyz"
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def get(server: ServerProcess, path: str, **headers: str) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=5.0) as resp:
+        body: bytes = resp.read()
+        return body.decode()
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has stopped running)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def parent_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("\nPPid:\t", 1)[1].split("\n", 1)[0])
+
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    """The workers /healthz reports, each checked to be up and the server's child."""
+    workers = json.loads(get(server, "/healthz"))["media_workers"]
+    assert [x["worker"] for x in workers] == [0, 1]
+    assert all(x["up"] for x in workers)
+    pids = [int(x["pid"]) for x in workers]
+    assert all(parent_of(pid) == server.pid for pid in pids)
+    return pids
+
+
+async def test_serve_starts_its_workers_reports_them_and_stops_them(
+    served: ServerProcess,
+) -> None:
+    """`commandcenter serve` starts the workers (ready when all are up), reports their CPU
+    in /metrics, and leaves none behind when it stops."""
+    assert json.loads(get(served, "/readyz"))["checks"]["media"] == "ok"
+    pids = worker_pids(served)
+    metrics = get(served, "/metrics", Authorization=f"Bearer {TOKEN}")
+    for index in (0, 1):
+        assert f'commandcenter_worker_cpu_seconds_total{{worker="media-{index}"}}' in metrics
+    served.stop()
+    await wait_until(lambda: not any(alive(pid) for pid in pids), what="workers gone")
+
+
+async def test_a_killed_server_leaves_no_worker_behind(served: ServerProcess) -> None:
+    """SIGKILL runs no shutdown handler: the workers die with their parent (PDEATHSIG)."""
+    pids = worker_pids(served)
+    os.kill(served.pid, signal.SIGKILL)
+    await wait_until(lambda: not any(alive(pid) for pid in pids), what="workers gone")
