@@ -200,12 +200,16 @@ class WorkerPool:
             raise WorkerRefused(answer.code, answer.reason, answer.field)
 
     async def start(self, deliver: Deliver) -> None:
-        """Deliver from now on to `deliver`; file what a run without workers left in the
-        recordings directory (each worker files its own directory's); start every worker and
-        wait (up to START_WAIT_S) for all to be ready."""
+        """Deliver from now on to `deliver`; file what the previous run left in the
+        recordings directory and every worker's (before any worker runs: a worker restarted
+        later files its own directory's); start every worker and wait (up to START_WAIT_S)
+        for all to be ready."""
         self.deliver = deliver
         if self.evidence is not None and self.recordings_dir is not None:
-            await recover(self.recordings_dir, self.evidence, self.clock)
+            # Every worker-<i>, not only this run's: the previous run may have had more.
+            left = [self.recordings_dir, *sorted(self.recordings_dir.glob("worker-*"))]
+            for directory in left:
+                await recover(directory, self.evidence, self.clock)
         for worker in self.workers:
             if worker.recordings_dir is not None:
                 worker.recordings_dir.mkdir(parents=True, exist_ok=True)

@@ -188,13 +188,12 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
             link.send(_load(service))
             await asyncio.sleep(LOAD_INTERVAL_S)
 
-    spawn(serve())
-    try:
+    async def read_records() -> bool:
+        """Carry out the server's records until `stop` (True) or the socket's end (False)."""
         while True:
             body = await w.read_frame(reader)
             if body is None:
-                log.info("server gone: media worker stops")
-                break
+                return False
             record = w.decode_to_worker(body)
             match record:
                 case w.RoomChanged(room=room):
@@ -208,11 +207,24 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
                 case w.LoadQuery():
                     link.send(_load(service))
                 case w.Stop():
-                    log.info("media worker stopping")
-                    break
+                    return True
                 case w.Start():
                     raise w.WireError("start sent twice")
             await writer.drain()
+
+    spawn(serve())
+    try:
+        if await read_records():
+            log.info("media worker stopping")
+            # The calls' recordings are filed through the server as they close: its answers
+            # are read while the service stops.
+            answers = asyncio.get_running_loop().create_task(read_records())
+            try:
+                await service.stop()
+            finally:
+                answers.cancel()
+        else:
+            log.info("server gone: media worker stops")
     finally:
         link.server_gone()
         for task in list(tasks):

@@ -29,9 +29,11 @@ from media.evidence_sink import CALL_EVIDENCE
 from media.pool import WorkerPool
 from media.service import VIDEO_WATCHED
 from sessions.recorder import MemoryRecorder
-from tests.conftest import TEST_SECRET, make_config
+from tests.conftest import TEST_SECRET, Serve, make_config
 from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
+from tests.test_hub_conferences import meeting
+from tests.test_media_conference import media_of
 from tests.wsclient import Server
 
 CASE = "(2026)苏0102执77号"
@@ -307,3 +309,38 @@ async def test_a_killed_server_leaves_no_worker_behind(served: ServerProcess) ->
     pids = worker_pids(served)
     os.kill(served.pid, signal.SIGKILL)
     await wait_until(lambda: not any(alive(pid) for pid in pids), what="workers gone")
+
+
+async def test_recordings_of_a_call_live_at_stop_are_filed_through_the_server(
+    durable_server: Server,
+) -> None:
+    """Stopping the pool stops each worker, which finishes its recordings and has the
+    server file them before it exits."""
+    pool = pool_of(durable_server)
+    officer, operator, call_id = await call_between(durable_server, "o-1", "op-1")
+    try:
+        await count_frames(video_of(operator, "o-1"), 10)
+        await pool.stop()
+    finally:
+        await officer.close()
+        await operator.close()
+    linked = await trace_of(durable_server, CALL_EVIDENCE, call_id)
+    assert sorted(e["media"] for e in linked) == ["recording"] * 3
+    assert all(not worker.proc or worker.proc.returncode == 0 for worker in pool.workers)
+
+
+async def test_a_conference_is_placed_whole_on_one_worker(serve: Serve) -> None:
+    """Every member of a conference is placed on its home worker (`conference_placement`
+    says so to that worker), and its media flows there."""
+    ice.use_addresses(["127.0.0.1"])
+    try:
+        server = await serve(media=MEDIA | {"record": False})
+        host_ws, consoles, cid = await meeting(server)
+        pool = pool_of(server)
+        async with media_of(cid, host_ws, consoles["op1"]) as (_, op1):
+            home = pool.home[cid]
+            assert pool.where[cid] == dict.fromkeys(pool.rooms[cid].members, home)
+            await wait_until(lambda: "spotlight" in op1.media.tracks, what="op1's spotlight")
+            await count_frames(op1.media.tracks["spotlight"][0], 5)
+    finally:
+        ice.use_addresses([])
