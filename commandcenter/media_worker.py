@@ -2,7 +2,8 @@
 server starts it (media.pool); not run by hand.
 
 It dies with the server: the kernel sends it SIGKILL when its parent exits
-(PR_SET_PDEATHSIG), and it stops at the end of its socket. Whatever a killed worker was
+(PR_SET_PDEATHSIG), and it stops at the end of its socket. It ignores SIGINT and SIGTERM,
+which a terminal or a service manager sends the whole group: the server stops it. Whatever a killed worker was
 recording is filed by the worker started in its place (media.worker).
 """
 
@@ -36,7 +37,8 @@ def die_with_parent(parent: int) -> None:
 
 
 def configure(start: Start) -> None:
-    level = start.log_level if start.log_level in ("debug", "info", "warning", "error") else "info"
+    levels = ("debug", "info", "warning", "error", "critical")
+    level = start.log_level if start.log_level.lower() in levels else "info"
     fmt = start.log_format if start.log_format in ("json", "console") else "json"
     configure_logging(LoggingConfig(level=level, format=fmt))
 
@@ -47,8 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True, help="the server's process id")
     args = parser.parse_args(argv)
     die_with_parent(args.parent)
-    # Ctrl-C in a terminal reaches the whole process group: the server stops its workers.
+    # Ctrl-C in a terminal reaches the whole process group, and a service manager's SIGTERM
+    # the whole control group: the server stops its workers itself (they finish and file
+    # their recordings), or they die with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     asyncio.run(worker.run(sock, configure))
 
