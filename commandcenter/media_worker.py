@@ -3,8 +3,8 @@ server starts it (media.pool); not run by hand.
 
 It dies with the server: the kernel sends it SIGKILL when its parent exits
 (PR_SET_PDEATHSIG), and it stops at the end of its socket. It ignores SIGINT and SIGTERM,
-which a terminal or a service manager sends the whole group: the server stops it. Whatever a killed worker was
-recording is filed by the worker started in its place (media.worker).
+which a terminal or a service manager sends the whole group: the server stops it. Whatever a
+killed worker was recording is filed by the worker started in its place (media.worker).
 """
 
 from __future__ import annotations
