@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos clean
+.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos bench-workers clean
 
 venv: $(STAMP)
 
@@ -89,6 +89,11 @@ bench-relay: venv
 # One speaker and 16, 32, 64 receive-only sites in a conference, against Janus's VideoRoom.
 bench-conference: venv
 	$(BIN)/python -m bench.conference
+
+# Media in worker processes: offer round trip in process and through workers, calls spread
+# over workers, a killed worker's call back to video (docs/media.md, *Worker processes*).
+bench-workers: venv
+	$(BIN)/python -m bench.workers
 
 bench-recorder: venv
 	$(BIN)/python -m bench.recorder
