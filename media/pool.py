@@ -100,9 +100,13 @@ class _Worker:
     # Signals sent and not yet answered, by id.
     pending: dict[int, asyncio.Future[w.Signalled]] = dataclasses.field(default_factory=dict)
 
-    def send(self, record: w.ToWorker) -> None:
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(w.frame(record))
+    def send(self, record: w.ToWorker) -> bool:
+        """Write `record` to the worker; False if it has no live socket (it died: its rooms
+        are replayed to whichever worker they are placed on next)."""
+        if self.writer is None or self.writer.is_closing():
+            return False
+        self.writer.write(w.frame(record))
+        return True
 
 
 class WorkerPool:
@@ -190,7 +194,8 @@ class WorkerPool:
         done = asyncio.get_running_loop().create_future()
         worker.pending[request.id] = done
         try:
-            worker.send(request)
+            if not worker.send(request):
+                raise MediaUnavailable("the call's media moved; offer again")
             answer = await asyncio.wait_for(done, SIGNAL_TIMEOUT_S)
         finally:
             worker.pending.pop(request.id, None)
