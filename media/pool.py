@@ -45,10 +45,11 @@ from signalling.media_port import Deliver, MediaMessage
 
 log = structlog.get_logger(__name__)
 
-# How long `start` waits for every worker to be ready (import, recovery) before serving anyway.
+# How long `ready` waits by default for every worker to be up (import, recovery).
 START_WAIT_S: Final = 30.0
-# How long a media message waits for its call's worker to be (re)started.
-READY_WAIT_S: Final = 10.0
+# How long a media message waits for its call's worker to be (re)started (a loaded machine
+# takes seconds to start one: aiortc's import).
+READY_WAIT_S: Final = 30.0
 # How long a worker has to carry out one media message (a snapshot waits for a keyframe).
 SIGNAL_TIMEOUT_S: Final = 30.0
 # Pauses before restarting a worker that died: doubled per death within RESTART_STABLE_S of
@@ -207,8 +208,9 @@ class WorkerPool:
     async def start(self, deliver: Deliver) -> None:
         """Deliver from now on to `deliver`; file what the previous run left in the
         recordings directory and every worker's (before any worker runs: a worker restarted
-        later files its own directory's); start every worker and wait (up to START_WAIT_S)
-        for all to be ready."""
+        later files its own directory's); start every worker. The server serves meanwhile
+        (signalling needs no worker; /readyz says when all are up): rooms are sent to a
+        worker once it is ready, and a media message waits for its worker (READY_WAIT_S)."""
         self.deliver = deliver
         if self.evidence is not None and self.recordings_dir is not None:
             # Every worker-<i>, not only this run's: the previous run may have had more.
@@ -219,12 +221,14 @@ class WorkerPool:
             if worker.recordings_dir is not None:
                 worker.recordings_dir.mkdir(parents=True, exist_ok=True)
             self._supervisors.append(asyncio.get_running_loop().create_task(self._run(worker)))
-        ready = [asyncio.ensure_future(worker.ready.wait()) for worker in self.workers]
-        _, waiting = await asyncio.wait(ready, timeout=START_WAIT_S)
+
+    async def ready(self, timeout_s: float = START_WAIT_S) -> bool:
+        """Wait until every worker is up (at most `timeout_s`); whether they are."""
+        waits = [asyncio.ensure_future(worker.ready.wait()) for worker in self.workers]
+        _, waiting = await asyncio.wait(waits, timeout=timeout_s)
         for task in waiting:
             task.cancel()
-        if waiting:
-            log.warning("media workers not ready yet", waiting=len(waiting))
+        return not waiting
 
     @property
     def started(self) -> bool:
@@ -234,7 +238,8 @@ class WorkerPool:
     def health(self) -> dict[str, object]:
         loads = [worker.load for worker in self.workers if worker.ready.is_set()]
         return {
-            "media_rooms": sum(load.rooms for load in loads if load is not None),
+            # The rooms as placed here (at once), the peers as the workers last said.
+            "media_rooms": len(self.home),
             "media_peers": sum(load.peers for load in loads if load is not None),
             "media_workers": [self._worker_health(worker) for worker in self.workers],
         }

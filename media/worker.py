@@ -177,6 +177,8 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
             link.send(w.Signalled(id=signal.id, internal=True))
         else:
             link.send(w.Signalled(id=signal.id))
+        # Peers come and go with negotiations: the server's figures follow at once.
+        link.send(_load(service))
 
     async def serve() -> None:
         # Recover first: what a killed predecessor left is filed through the server (whose
@@ -198,6 +200,7 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
             match record:
                 case w.RoomChanged(room=room):
                     service.room_changed(room)
+                    link.send(_load(service))
                 case w.Signal():
                     spawn(carry_out(record))
                 case w.ConferencePlacement(conference_id=conference, home=home, where=where):

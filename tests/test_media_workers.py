@@ -46,7 +46,10 @@ async def durable_server(aiohttp_client: AiohttpClient, tmp_path: Path) -> Async
     ice.use_addresses(["127.0.0.1"])
     config = make_config(tmp_path / "var", media=MEDIA)
     http = await aiohttp_client(create_app(config))
-    yield Server(http, config, MemoryRecorder())
+    server = Server(http, config, MemoryRecorder())
+    # The app serves while its workers start; these tests begin once they are up.
+    assert await pool_of(server).ready()
+    yield server
     ice.use_addresses([])
 
 
@@ -204,7 +207,7 @@ async def test_a_bad_frame_from_a_worker_is_refused_and_logged(tmp_path: Path) -
     with capture_logs() as logs:
         await pool.start(lambda user, message: None)
         try:
-            assert pool.started
+            assert await pool.ready(10.0)
             assert pool.refused_frames == 2
         finally:
             await pool.stop()
@@ -222,11 +225,10 @@ async def test_a_frame_over_the_limit_replaces_the_worker(tmp_path: Path) -> Non
         config=config, count=1, command=fake_worker(tmp_path, [huge]), clock=time.time
     )
     with capture_logs() as logs:
-        start = asyncio.ensure_future(pool.start(lambda user, message: None))
+        await pool.start(lambda user, message: None)
         try:
             await wait_until(lambda: pool.workers[0].restarts >= 1, within=10.0, what="restart")
         finally:
-            start.cancel()
             await pool.stop()
     assert any(e["event"] == "media worker stream broken" for e in logs)
     assert any(e["event"] == "media worker died" for e in logs)
@@ -335,8 +337,9 @@ async def test_a_conference_is_placed_whole_on_one_worker(serve: Serve) -> None:
     ice.use_addresses(["127.0.0.1"])
     try:
         server = await serve(media=MEDIA | {"record": False})
-        host_ws, consoles, cid = await meeting(server)
         pool = pool_of(server)
+        assert await pool.ready()
+        host_ws, consoles, cid = await meeting(server)
         async with media_of(cid, host_ws, consoles["op1"]) as (_, op1):
             home = pool.home[cid]
             assert pool.where[cid] == dict.fromkeys(pool.rooms[cid].members, home)
