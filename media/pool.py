@@ -236,6 +236,11 @@ class WorkerPool:
         return all(worker.ready.is_set() for worker in self.workers)
 
     def health(self) -> dict[str, object]:
+        """The figures as the workers last reported them (every second, and after each
+        change); each live worker is asked again, for the next look."""
+        for worker in self.workers:
+            if worker.ready.is_set():
+                worker.send(w.LoadQuery())
         loads = [worker.load for worker in self.workers if worker.ready.is_set()]
         return {
             # The rooms as placed here (at once), the peers as the workers last said.

@@ -21,7 +21,7 @@ from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from bench._common import ServerProcess, free_port
-from commandcenter.app import create_app
+from commandcenter.app import MEDIA_WORKER_COMMAND, create_app
 from commandcenter.keys import TRACE, WORKERS
 from media import ice
 from media import worker_wire as w
@@ -347,3 +347,31 @@ async def test_a_conference_is_placed_whole_on_one_worker(serve: Serve) -> None:
             await count_frames(op1.media.tracks["spotlight"][0], 5)
     finally:
         ice.use_addresses([])
+
+
+async def test_workers_log_json_lines_naming_their_worker(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A worker's lines are JSON (as the server's in production), with `worker` and
+    `node_id`; its settings (TURN password included) are never logged."""
+    config = make_config(tmp_path, media=MEDIA | {"turn_password": "s3cret-turn"}).media
+    pool = WorkerPool(
+        config=config,
+        count=1,
+        command=MEDIA_WORKER_COMMAND,
+        clock=time.time,
+        log_format="json",
+        log_level="info",
+        node_id="node-7",
+    )
+    await pool.start(lambda user, message: None)
+    try:
+        assert await pool.ready()
+    finally:
+        await pool.stop()
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    ready = [line for line in lines if line.get("event") == "media worker ready"]
+    assert ready
+    assert (ready[0]["worker"], ready[0]["node_id"]) == (0, "node-7")
+    assert "s3cret-turn" not in err
