@@ -179,6 +179,14 @@ class WorkerPool:
             self.home[call_id] = self._place(change)
         self.rooms[call_id] = change
         self._forward(call_id)
+        if change.stage is not None:
+            # A call shown to the conference is read where the conference runs: a call on
+            # another worker moves there (its members offer again), until feeds cross workers.
+            home = self.home[call_id]
+            for _officer, feed in change.stage.feeds:
+                if feed in self.rooms and self.home.get(feed) != home:
+                    log.info("call moved to the worker of the conference it is shown to", call=feed)
+                    self._move(feed, home)
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         call_id = message.call_id
@@ -476,17 +484,21 @@ class WorkerPool:
             "media worker died", worker=worker.index, pid=worker.pid, code=code, rooms=len(moved)
         )
         for call_id in moved:
-            room = self.rooms[call_id]
             # The whole room moves, so that its members meet again in one process.
-            self.where.pop(call_id, None)
-            old = self.home[call_id]
-            self.home[call_id] = self._place(room, exclude=worker.index)
-            if old != worker.index:
-                self._worker(old).send(w.RoomChanged(room=dataclasses.replace(room, members=())))
-            if self._worker(self.home[call_id]).ready.is_set():
-                self._forward(call_id)
-            for user in dict.fromkeys((*room.members, *room.silent)):
-                self.deliver(user, p.MediaRestart(call_id=call_id))
+            self._move(call_id, self._place(self.rooms[call_id], exclude=worker.index))
+
+    def _move(self, call_id: str, to: int) -> None:
+        """Place room `call_id` on worker `to`: ended where it was (a live worker files its
+        recordings), its latest Room replayed there, every member told `media_restart`."""
+        room = self.rooms[call_id]
+        was = {self.home[call_id], *self.where.pop(call_id, {}).values()}
+        self.home[call_id] = to
+        for index in was:
+            self._worker(index).send(w.RoomChanged(room=dataclasses.replace(room, members=())))
+        if self._worker(to).ready.is_set():
+            self._forward(call_id)
+        for user in dict.fromkeys((*room.members, *room.silent)):
+            self.deliver(user, p.MediaRestart(call_id=call_id))
 
     async def _record(self, recorder: SessionRecorder, events: list[TraceEvent]) -> None:
         try:

@@ -33,7 +33,7 @@ from tests.conftest import TEST_SECRET, Serve, make_config
 from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
 from tests.test_hub_conferences import meeting
-from tests.test_media_conference import media_of
+from tests.test_media_conference import lineup, media_of
 from tests.wsclient import Server
 
 CASE = "(2026)苏0102执77号"
@@ -375,3 +375,39 @@ async def test_workers_log_json_lines_naming_their_worker(
     assert ready
     assert (ready[0]["worker"], ready[0]["node_id"]) == (0, "node-7")
     assert "s3cret-turn" not in err
+
+
+async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
+    serve: Serve,
+) -> None:
+    """Until feeds cross workers, a call shared to a conference on another worker moves
+    there: its members are told `media_restart`, offer again, and the sites see the officer."""
+    ice.use_addresses(["127.0.0.1"])
+    try:
+        server = await serve(media=MEDIA | {"record": False})
+        pool = pool_of(server)
+        assert await pool.ready()
+        host_ws, consoles, cid = await meeting(server)
+        op1_ws, op3_ws = consoles["op1"], consoles["op3"]
+        async with media_of(cid, host_ws, op3_ws) as (_, op3):
+            officer_ws = await server.connect("o-1", "officer", "P0101")
+            officer, operator, call_id = await media_call(officer_ws, op1_ws)
+            try:
+                # The conference's peers weigh on its worker: the call goes to the other.
+                assert pool.home[call_id] != pool.home[cid]
+                await op1_ws.request("share_call", conference_id=cid, call_id=call_id)
+                await asyncio.gather(rejoin(officer), rejoin(operator))
+                assert pool.home[call_id] == pool.home[cid]
+                await operator.renegotiate()
+                await officer.renegotiate()
+                # The lineup names the officer only once the call's track is found in the
+                # conference's process.
+                await lineup(op3_ws, cid, spotlight="o-1", audio=["sup0", "o-1", None])
+                await wait_until(lambda: "spotlight" in op3.media.tracks, what="the spotlight")
+                frames = await count_frames(op3.media.tracks["spotlight"][0], 10)
+                assert frames[-1].width == 640
+            finally:
+                await officer.close()
+                await operator.close()
+    finally:
+        ice.use_addresses([])
