@@ -179,14 +179,7 @@ class WorkerPool:
             self.home[call_id] = self._place(change)
         self.rooms[call_id] = change
         self._forward(call_id)
-        if change.stage is not None:
-            # A call shown to the conference is read where the conference runs: a call on
-            # another worker moves there (its members offer again), until feeds cross workers.
-            home = self.home[call_id]
-            for _officer, feed in change.stage.feeds:
-                if feed in self.rooms and self.home.get(feed) != home:
-                    log.info("call moved to the worker of the conference it is shown to", call=feed)
-                    self._move(feed, home)
+        self._gather_feeds(call_id)
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         call_id = message.call_id
@@ -486,6 +479,20 @@ class WorkerPool:
         for call_id in moved:
             # The whole room moves, so that its members meet again in one process.
             self._move(call_id, self._place(self.rooms[call_id], exclude=worker.index))
+        for call_id in moved:
+            self._gather_feeds(call_id)
+
+    def _gather_feeds(self, call_id: str) -> None:
+        """A call shown to conference `call_id` is read where the conference runs: one on
+        another worker moves there (its members offer again), until feeds cross workers."""
+        room = self.rooms.get(call_id)
+        if room is None or room.stage is None:
+            return
+        home = self.home[call_id]
+        for _officer, feed in room.stage.feeds:
+            if feed in self.rooms and self.home.get(feed) != home:
+                log.info("call moved to the worker of the conference it is shown to", call=feed)
+                self._move(feed, home)
 
     def _move(self, call_id: str, to: int) -> None:
         """Place room `call_id` on worker `to`: ended where it was (a live worker files its
