@@ -168,3 +168,25 @@ def test_any_bytes_decode_to_a_record_or_a_wire_error(data: bytes) -> None:
     for decode in (w.decode_to_parent, w.decode_to_worker):
         with contextlib.suppress(w.WireError):
             decode(data)
+
+
+@given(
+    members=st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10),
+    placed=st.dictionaries(st.sampled_from("abcdefghij"), st.integers(0, 4), max_size=10),
+    workers=st.lists(st.integers(0, 3), unique=True, min_size=1, max_size=4),
+    spread=st.booleans(),
+)
+def test_every_member_is_placed_on_a_worker_and_placed_members_stay(
+    members: list[str], placed: dict[str, int], workers: list[int], spread: bool
+) -> None:
+    home = workers[0]
+    where = conference_sites(
+        home=home, members=members, placed=placed, workers=workers, spread=spread
+    )
+    assert list(where) == members
+    for member, worker in where.items():
+        assert worker in workers
+        if placed.get(member) in workers:
+            assert worker == placed[member]
+        elif not spread:
+            assert worker == home
