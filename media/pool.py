@@ -452,17 +452,13 @@ class WorkerPool:
                     self._spawn_task(self._record(self.recorder, trace))
             case w.Register():
                 self._spawn_task(self._register(worker, record))
-            case w.Ready(pid=pid):
-                worker.pid = pid
+            case w.Ready():
+                # Its process id is the one this pool started, whatever the record says.
                 worker.ready.set()
-                log.info("media worker ready", worker=worker.index, pid=pid)
+                log.info("media worker ready", worker=worker.index, pid=worker.pid)
                 # Its rooms (all of them after a restart with no other worker live).
-                for call_id, index in list(self.home.items()):
-                    if (
-                        index == worker.index
-                        or worker.index in self.where.get(call_id, {}).values()
-                    ):
-                        self._forward(call_id)
+                for call_id in self._rooms_on(worker.index):
+                    self._forward(call_id)
 
     def _died(self, worker: _Worker, code: int) -> None:
         """Place the dead worker's rooms elsewhere and tell their members to offer again."""
