@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from pytest_aiohttp import AiohttpClient
+from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from bench._common import ServerProcess, free_port
@@ -29,6 +31,9 @@ from media.evidence_sink import CALL_EVIDENCE
 from media.pool import WorkerPool
 from media.service import VIDEO_WATCHED
 from sessions.recorder import MemoryRecorder
+from signalling.cluster.keys import ClusterKeys
+from signalling.cluster.nodes import NodeStatus
+from tests.clusterhelpers import REDIS_URL, keys
 from tests.conftest import TEST_SECRET, Serve, make_config
 from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
@@ -38,6 +43,8 @@ from tests.wsclient import Server
 
 CASE = "(2026)苏0102执77号"
 MEDIA = {"ice_addresses": ("127.0.0.1",), "workers": 2}
+
+__all__ = ["keys"]
 
 
 @pytest.fixture
@@ -411,3 +418,33 @@ async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
                 await operator.close()
     finally:
         ice.use_addresses([])
+
+
+async def test_a_cluster_node_publishes_its_workers_in_its_status(
+    aiohttp_client: AiohttpClient, tmp_path: Path, keys: ClusterKeys
+) -> None:
+    """With `[redis] url` the node is still one media node: its status names its workers,
+    and its CPU counts theirs (the authority keeps busy nodes from new calls by it)."""
+    config = make_config(
+        tmp_path / "var",
+        media=MEDIA,
+        # Before redis: each section is checked as it is set.
+        recorder={"backend": "memory"},
+        redis={"url": REDIS_URL, "key_prefix": keys.prefix, "heartbeat_s": 0.2},
+    )
+    http = await aiohttp_client(create_app(config, recorder=MemoryRecorder()))
+    assert await http.app[WORKERS].ready()
+    redis = Redis.from_url(REDIS_URL)
+    try:
+
+        async def published() -> bool:
+            raw = await redis.hget(keys.nodes, "test-node")
+            if raw is None:
+                return False
+            assert isinstance(raw, bytes)
+            status = msgspec.msgpack.decode(raw, type=NodeStatus)
+            return status.load.media_workers == 2
+
+        await wait_until(published, within=10.0, what="the node's status names two workers")
+    finally:
+        await redis.aclose()
