@@ -45,6 +45,8 @@ CASE = "(2026)苏0102执77号"
 MEDIA = {"ice_addresses": ("127.0.0.1",), "workers": 2}
 
 __all__ = ["keys"]
+# Worker processes start in each test (seconds of their own): not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -420,6 +422,7 @@ async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
         ice.use_addresses([])
 
 
+@pytest.mark.cluster
 async def test_a_cluster_node_publishes_its_workers_in_its_status(
     aiohttp_client: AiohttpClient, tmp_path: Path, keys: ClusterKeys
 ) -> None:
