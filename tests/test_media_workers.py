@@ -451,3 +451,29 @@ async def test_a_cluster_node_publishes_its_workers_in_its_status(
         await wait_until(published, within=10.0, what="the node's status names two workers")
     finally:
         await redis.aclose()
+
+
+async def test_a_conference_on_a_killed_worker_recovers_on_another(serve: Serve) -> None:
+    """The conference moves whole to the live worker; its members offer again and take
+    their slots there."""
+    ice.use_addresses(["127.0.0.1"])
+    try:
+        server = await serve(media=MEDIA | {"record": False})
+        pool = pool_of(server)
+        assert await pool.ready()
+        host_ws, consoles, cid = await meeting(server)
+        async with media_of(cid, host_ws, consoles["op1"]) as members:
+            op1 = members[1]
+            await wait_until(lambda: "spotlight" in op1.media.tracks, what="op1's spotlight")
+            dead = pool.home[cid]
+            pid = pool.workers[dead].pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.gather(*(rejoin(member) for member in members))
+            assert pool.home[cid] != dead
+            assert pool.where[cid] == dict.fromkeys(pool.rooms[cid].members, pool.home[cid])
+            await asyncio.gather(*(member.renegotiate() for member in members))
+            await wait_until(lambda: "spotlight" in op1.media.tracks, what="a new spotlight")
+            await count_frames(op1.media.tracks["spotlight"][0], 5)
+    finally:
+        ice.use_addresses([])
