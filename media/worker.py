@@ -196,7 +196,12 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
             body = await w.read_frame(reader)
             if body is None:
                 return False
-            record = w.decode_to_worker(body)
+            try:
+                record = w.decode_to_worker(body)
+            except w.WireError as exc:
+                # The server's bug, but the calls here go on: the frame is skipped, loudly.
+                log.error("bad frame from the server refused", reason=str(exc))
+                continue
             match record:
                 case w.RoomChanged(room=room):
                     service.room_changed(room)
