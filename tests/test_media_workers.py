@@ -477,3 +477,30 @@ async def test_a_conference_on_a_killed_worker_recovers_on_another(serve: Serve)
             await count_frames(op1.media.tracks["spotlight"][0], 5)
     finally:
         ice.use_addresses([])
+
+
+async def test_a_bad_frame_from_the_server_is_refused_by_the_worker(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The worker logs it and goes on: it reports its load after it, and is not restarted."""
+    config = make_config(tmp_path, media=MEDIA).media
+    pool = WorkerPool(config=config, count=1, command=MEDIA_WORKER_COMMAND, clock=time.time)
+    await pool.start(lambda user, message: None)
+    try:
+        assert await pool.ready()
+        worker = pool.workers[0]
+        assert worker.writer is not None
+        worker.writer.write(w.HEADER.pack(3) + b"abc")
+        worker.load = None
+        worker.send(w.LoadQuery())
+        await wait_until(lambda: worker.load is not None, what="the worker answers")
+        assert worker.restarts == 0
+    finally:
+        await pool.stop()
+    refused = [
+        json.loads(line)
+        for line in capfd.readouterr().err.splitlines()
+        if "bad frame from the server refused" in line
+    ]
+    assert len(refused) == 1
+    assert refused[0]["worker"] == 0
