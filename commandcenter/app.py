@@ -27,6 +27,7 @@ from commandcenter import (
     feed_api,
     http_api,
     http_edge,
+    keys,
     listener,
     metrics,
     proxies,
@@ -41,7 +42,7 @@ from commandcenter.config import Config, tile_origin
 from commandcenter.config_errors import ConfigError
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
-from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE, WORKERS
+from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, MEDIA, RECORDER, TRACE
 from commandcenter.origins import allowed_origins
 from media.evidence_sink import StoreEvidenceSink
 from media.pool import WorkerPool
@@ -164,7 +165,7 @@ def create_app(
     if isinstance(media, MediaService):
         app[MEDIA] = media
     elif media is not None:
-        app[WORKERS] = media
+        app[keys.WORKERS] = media
     if isinstance(recorder, DurableRecorder):
         app[TRACE] = recorder
     if evidence_store is not None:
