@@ -472,11 +472,22 @@ class WorkerPool:
         log.error(
             "media worker died", worker=worker.index, pid=worker.pid, code=code, rooms=len(moved)
         )
-        for call_id in moved:
+        # Conferences first: a call one of them shows then goes straight to it (one restart).
+        for call_id in sorted(moved, key=lambda c: self.rooms[c].stage is None):
             # The whole room moves, so that its members meet again in one process.
-            self._move(call_id, self._place(self.rooms[call_id], exclude=worker.index))
+            to = self._showing(call_id)
+            if to is None or to == worker.index:
+                to = self._place(self.rooms[call_id], exclude=worker.index)
+            self._move(call_id, to)
         for call_id in moved:
             self._gather_feeds(call_id)
+
+    def _showing(self, call_id: str) -> int | None:
+        """The worker of a conference that shows call `call_id` (None: none does)."""
+        for conference, room in self.rooms.items():
+            if room.stage is not None and any(feed == call_id for _, feed in room.stage.feeds):
+                return self.home[conference]
+        return None
 
     def _gather_feeds(self, call_id: str) -> None:
         """A call shown to conference `call_id` is read where the conference runs: one on

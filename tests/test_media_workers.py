@@ -386,11 +386,10 @@ async def test_workers_log_json_lines_naming_their_worker(
     assert "s3cret-turn" not in err
 
 
-async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
-    serve: Serve,
-) -> None:
+async def test_a_call_shown_to_a_conference_moves_to_its_worker_and_with_it(serve: Serve) -> None:
     """Until feeds cross workers, a call shared to a conference on another worker moves
-    there: its members are told `media_restart`, offer again, and the sites see the officer."""
+    there: its members are told `media_restart`, offer again, and the sites see the officer.
+    When that worker dies the two move together."""
     ice.use_addresses(["127.0.0.1"])
     try:
         server = await serve(media=MEDIA | {"record": False})
@@ -398,7 +397,7 @@ async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
         assert await pool.ready()
         host_ws, consoles, cid = await meeting(server)
         op1_ws, op3_ws = consoles["op1"], consoles["op3"]
-        async with media_of(cid, host_ws, op3_ws) as (_, op3):
+        async with media_of(cid, host_ws, op3_ws) as (host, op3):
             officer_ws = await server.connect("o-1", "officer", "P0101")
             officer, operator, call_id = await media_call(officer_ws, op1_ws)
             try:
@@ -415,6 +414,28 @@ async def test_a_call_shown_to_a_conference_moves_to_the_conferences_worker(
                 await wait_until(lambda: "spotlight" in op3.media.tracks, what="the spotlight")
                 frames = await count_frames(op3.media.tracks["spotlight"][0], 10)
                 assert frames[-1].width == 640
+                # Their worker dies: the conference and the call it shows move together, each
+                # member told once, and the sites see the officer again.
+                home = pool.home[cid]
+                pid = pool.workers[home].pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                everyone = (host, op3, officer, operator)
+                await asyncio.gather(*(rejoin(member) for member in everyone))
+                assert pool.home[call_id] == pool.home[cid] != home
+                await asyncio.gather(*(member.renegotiate() for member in everyone))
+                # (Which audio slot each voice takes depends on who offered first.)
+                await lineup(op3_ws, cid, spotlight="o-1")
+                await wait_until(lambda: "spotlight" in op3.media.tracks, what="the spotlight")
+                await count_frames(op3.media.tracks["spotlight"][0], 10)
+                for member in everyone:
+                    # (op1 is also a member of the conference, without media in it: told too.)
+                    again = [
+                        m
+                        for m in member.ws.unread()
+                        if m["type"] == "media_restart" and m["call_id"] == member.call_id
+                    ]
+                    assert again == []
             finally:
                 await officer.close()
                 await operator.close()
