@@ -81,6 +81,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def with_children(pid: int) -> list[int]:
+    """`pid` and its child processes (a server's media workers, docs/media.md)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+                children += [int(child) for child in fh.read().split()]
+    return [pid, *children]
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and of its live children: a server's, media workers included.
+    (A child that exited takes its time with it; the benches' servers keep theirs.)"""
+    total = 0.0
+    for member in with_children(pid):
+        with contextlib.suppress(OSError, BenchError):
+            total += cpu_seconds(member)
+    return total
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -277,6 +297,7 @@ __all__ = [
     "ServerProcess",
     "cpu_seconds",
     "emit",
+    "family_cpu_seconds",
     "free_port",
     "open_fds",
     "peak_rss_mb",
@@ -285,6 +306,7 @@ __all__ = [
     "rounded",
     "rss_mb",
     "sigterm_unwinds",
+    "with_children",
 ]
 
 

@@ -57,10 +57,12 @@ from bench._common import (
     Worker,
     cpu_seconds,
     emit,
+    family_cpu_seconds,
     free_port,
     raise_nofile_limit,
     rounded,
     rss_mb,
+    with_children,
 )
 from bench._media import SUBSCRIBERS_PER_PROCESS, ClientProcess, TargetKind, TargetSpec
 from bench._netns import CLIENT_ADDRESS, SERVER_ADDRESS, enter_namespace
@@ -323,14 +325,15 @@ class TargetRun:
         time.sleep(self.settings.warmup_s)
         pid = self.server.pid
         clients = self.client_pids()
-        machine = MachineMeter([pid, *clients])
+        machine = MachineMeter([*with_children(pid), *clients])
         machine.start()
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        # With its media worker processes (the call or conference runs on one of them).
+        cpu0, t0 = family_cpu_seconds(pid), time.monotonic()
         client0 = sum(_cpu_or_zero(p) for p in clients)
         frames0, _ = self.counts()
         time.sleep(self.settings.seconds)
         frames1, errors = self.counts()
-        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        cpu1, t1 = family_cpu_seconds(pid), time.monotonic()
         client1 = sum(_cpu_or_zero(p) for p in clients)
         use = machine.stop()
         wall = t1 - t0
@@ -355,7 +358,7 @@ class TargetRun:
             "cpu_ms_per_frame": rounded(1000.0 * (cpu1 - cpu0) / wall / delivered, 4)
             if delivered > 0
             else None,
-            "rss_mb": round(rss_mb(pid), 1),
+            "rss_mb": round(sum(rss_mb(p) for p in with_children(pid)), 1),
             "threads": _threads(pid),
             "join_s": round(join_s, 2),
             "window_s": round(wall, 2),

@@ -9,6 +9,7 @@ import gc
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from commandcenter import (
     feed_api,
     http_api,
     http_edge,
+    keys,
     listener,
     metrics,
     names_api,
@@ -38,6 +40,7 @@ from commandcenter import (
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config, tile_origin
+from commandcenter.config_errors import ConfigError
 from commandcenter.connection_gate import ConnectionGate, total_cap
 from commandcenter.in_flight import InFlight
 from commandcenter.keys import (
@@ -53,7 +56,9 @@ from commandcenter.keys import (
 from commandcenter.origins import allowed_origins
 from commandcenter.revocations import RefusingDisabled, Revocations
 from media.evidence_sink import StoreEvidenceSink
+from media.pool import WorkerPool
 from media.service import MediaService
+from media.settings import worker_count
 from sessions import restart
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
@@ -78,6 +83,8 @@ LISTEN_BACKLOG = 1024
 # collections rare; freezing moves what exists at start (modules, config) out of their scan.
 GC_THRESHOLDS = (50_000, 20, 100)
 STATIC_DIR = Path(__file__).parent / "static"
+# How the media worker pool starts a worker (this interpreter, so the same virtualenv).
+MEDIA_WORKER_COMMAND = (sys.executable, "-m", "commandcenter.media_worker")
 
 
 def recordings_dir(config: Config) -> Path:
@@ -168,8 +175,10 @@ def create_app(
     app[RECORDER] = recorder
     app[COURTS] = courts
     app[IN_FLIGHT] = InFlight()
-    if media is not None:
+    if isinstance(media, MediaService):
         app[MEDIA] = media
+    elif media is not None:
+        app[keys.WORKERS] = media
     if isinstance(recorder, DurableRecorder):
         app[TRACE] = recorder
     if evidence_store is not None:
@@ -252,7 +261,7 @@ def _media_service(
     node_id: str,
     clock: Clock,
     recorder: SessionRecorder,
-) -> MediaService:
+) -> MediaService | WorkerPool:
     # Recordings and snapshots are evidence: without the evidence store (an in-memory
     # recorder) the media server relays but keeps nothing.
     sink = (
@@ -260,6 +269,23 @@ def _media_service(
         if evidence_store is not None
         else None
     )
+    workers = worker_count(config.media.workers, len(os.sched_getaffinity(0)))
+    if workers:
+        try:
+            return WorkerPool(
+                config=config.media,
+                count=workers,
+                command=MEDIA_WORKER_COMMAND,
+                clock=clock.now,
+                evidence=sink,
+                recordings_dir=recordings_dir(config) if config.media.record else None,
+                recorder=recorder,
+                log_format=config.logging.format,
+                log_level=config.logging.level,
+                node_id=node_id,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"media.workers: {exc}") from None
     return MediaService(
         config=config.media,
         clock=clock.now,
@@ -274,7 +300,7 @@ def _core_link(
     node_id: str,
     new_core: Callable[[], Switchboard],
     recorder: SessionRecorder,
-    media: MediaService | None,
+    media: MediaService | WorkerPool | None,
     clock: Clock,
 ) -> CoreLink:
     """Where the core runs: in this process, or (with `[redis] url`) on whichever node of

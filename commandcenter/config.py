@@ -33,7 +33,7 @@ from commandcenter.origins import allowed_origins
 from commandcenter.proxies import networks as proxy_networks
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
-from media.settings import MediaConfig
+from media.settings import MediaConfig, worker_count
 from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
@@ -486,6 +486,10 @@ def _validate_media(media: MediaConfig) -> None:
             "media.conference_rollin_keyframe_s: must be 1 or more, "
             f"got {media.conference_rollin_keyframe_s}"
         )
+    try:
+        worker_count(media.workers, 1)
+    except ValueError as exc:
+        raise ConfigError(f"media.workers: {exc}") from None
 
 
 def _validate_recorder(rec: RecorderConfig) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from commandcenter import __version__, stats_api
 from commandcenter.auth import AuthError
 from commandcenter.http_edge import auth_error_response, identity_of, serving
-from commandcenter.keys import HUB, MEDIA, RECORDER
+from commandcenter.keys import HUB, MEDIA, RECORDER, WORKERS
 from sessions.durable import DurableRecorder
 
 OPENAPI_PATH: Final = "/api/openapi.json"
@@ -35,13 +35,14 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     hub = app[HUB]
     recorder = app[RECORDER]
-    media = app.get(MEDIA)
+    media = app.get(MEDIA) or app.get(WORKERS)
     checks = {
         # SIGTERM received: draining, clients are being sent elsewhere.
         "accepting": not hub.stopping,
         # Trace events recorded as they come, and (with Redis) the cluster reachable.
         "core": hub.health().get("status") == "ok",
         "trace": not isinstance(recorder, DurableRecorder) or recorder.is_open,
+        # Media in process recovered, or every media worker process up.
         "media": media is None or media.started,
     }
     ready = all(checks.values())

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from commandcenter.auth import bearer_token
 from commandcenter.connection_gate import ConnectionGate
 from commandcenter.http_edge import ERROR_CODE, error_response
-from commandcenter.keys import CONFIG, HUB, TRACE
+from commandcenter.keys import CONFIG, HUB, TRACE, WORKERS
 from media.forwarder import FORWARDED
 from sessions.durable import DurableRecorder
 from sessions.timings import Histogram
@@ -51,7 +51,7 @@ from signalling.errors import ERRORS_SENT
 PATH: Final = "/metrics"
 # A scrape waits at most this long for Redis to answer its PING, seconds.
 REDIS_PING_TIMEOUT_S: Final = 1.0
-# The one worker there is: media runs in the server's process (there are no media workers).
+# The server's own process (media worker processes are `media-<i>`).
 WORKER: Final = "server"
 
 
@@ -170,23 +170,31 @@ class _Collector(Collector):
             "commandcenter_media_forwarded_packets",
             "RTP packets sent on to subscribers, without transcoding.",
         )
-        packets.add_metric([], FORWARDED.packets)
         octets = CounterMetricFamily(
             "commandcenter_media_forwarded_bytes",
             "Bytes of the RTP packets sent on to subscribers, before SRTP.",
         )
-        octets.add_metric([], FORWARDED.bytes)
+        pool = self._app.get(WORKERS)
+        # With worker processes, theirs as they last reported (each counts from its start).
+        in_workers = pool.forwarded() if pool is not None else (0, 0)
+        packets.add_metric([], FORWARDED.packets + in_workers[0])
+        octets.add_metric([], FORWARDED.bytes + in_workers[1])
         yield packets
         yield octets
 
     def _process(self) -> Iterator[Metric]:
         cpu = CounterMetricFamily(
             "commandcenter_worker_cpu_seconds",
-            "CPU time (user and system) of each worker process; media runs in the server's.",
+            "CPU time (user and system) of each process: the server's (`server`) and each "
+            "media worker's (`media-<i>`, from its latest start; with media.workers above 0).",
             labels=["worker"],
         )
         times = os.times()
         cpu.add_metric([WORKER], times.user + times.system)
+        pool = self._app.get(WORKERS)
+        if pool is not None:
+            for index, seconds in sorted(pool.cpu_seconds().items()):
+                cpu.add_metric([f"media-{index}"], seconds)
         yield cpu
 
     def _stores(self) -> Iterator[Metric]:

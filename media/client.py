@@ -4,7 +4,9 @@ It speaks the media negotiation of docs/protocol.md over whatever carries the hu
 messages: `offer()` gives the first offer to send; the server's `answer` goes to
 `accept_answer`; each server `offer` goes to `answer_offer`, whose result is sent back as an
 `answer`. Remote tracks arrive in `tracks`, keyed by the publishing member's user id (the
-stream id the server gives them).
+stream id the server gives them). On the server's `media_restart` (the call's media moved to
+another worker process), `restart()` starts over with a new peer connection and gives the
+offer to send again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class MediaClient:
         *,
         configuration: RTCConfiguration | None = None,
     ) -> None:
-        self.pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+        self.configuration = configuration or RTCConfiguration(iceServers=[])
+        self.pc = RTCPeerConnection(self.configuration)
         self.local_tracks = list(tracks)
         # Publishing member's user id -> their tracks, as announced by the server.
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
@@ -60,3 +63,18 @@ class MediaClient:
 
     async def close(self) -> None:
         await self.pc.close()
+
+    async def restart(self) -> str:
+        """Close the peer connection, make a new one with the same tracks and return its
+        first offer's SDP (the answer goes to `accept_answer` as before). What the old one
+        received is forgotten: the others' tracks are offered again."""
+        # Detached first: closing a sender stops its track, and the new connection sends
+        # the same camera and microphone.
+        for sender in self.pc.getSenders():
+            sender.replaceTrack(None)
+        await self.pc.close()
+        self.pc = RTCPeerConnection(self.configuration)
+        self.pc.on("track", self._on_track)
+        self.tracks = {}
+        self.track_added = asyncio.Event()
+        return await self.offer()

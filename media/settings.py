@@ -4,9 +4,12 @@ is: a misspelt key is an error, not a setting silently left at its default."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
+
+# The most media worker processes a server starts (a typo such as 1000 must not fork a storm).
+MAX_WORKERS: Final = 64
 
 
 class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -51,3 +54,19 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # itself. "c" without the built extension falls back to "python" with one warning at
     # start.
     fanout: Literal["c", "python"] = "c"
+    # Media worker processes (docs/media.md, *Worker processes*): "auto", one per core this
+    # process may run on; an integer: that many; 0: media runs in the server's own process.
+    workers: int | str = "auto"
+
+
+def worker_count(setting: int | str, cores: int) -> int:
+    """How many media worker processes `setting` asks for on a machine with `cores` usable
+    cores; raises ValueError naming what is accepted. Text of digits is the number (the
+    environment's `COMMANDCENTER_MEDIA_WORKERS=2`)."""
+    if setting == "auto":
+        return max(1, cores)
+    if isinstance(setting, str) and setting.isascii() and setting.isdigit():
+        setting = int(setting)
+    if isinstance(setting, bool) or not isinstance(setting, int) or not 0 <= setting <= MAX_WORKERS:
+        raise ValueError(f'must be "auto" or an integer from 0 to {MAX_WORKERS}, got {setting!r}')
+    return setting

@@ -190,7 +190,11 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}")
             try:
                 async with http.get(f"{self.base}/healthz") as resp:
-                    return resp.status == 200
+                    if resp.status != 200:
+                        return False
+                    # The media worker processes start while the server serves: up, too.
+                    workers = (await resp.json()).get("media_workers", [])
+                    return all(worker["up"] for worker in workers)
             except aiohttp.ClientConnectionError:
                 return False
 

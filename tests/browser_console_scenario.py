@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -297,6 +299,16 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["f5_officer_same_call"] = (o1["call"] or {}).get("call_id") == call_id
     await until(lambda: more_frames(page, frames + 20), within=30, what="o-1's video after its F5")
     seen["f5_call_state"] = ((await console_state(page))["call"] or {}).get("state")
+    # The media worker relaying the call is killed: the console and the officer's page are
+    # told `media_restart`, each offers again from a new peer connection, and the officer's
+    # video comes back on the console (its new connection counts frames from nothing).
+    decoded = await video_frames(page)
+    pid = await until(lambda: call_worker(base), within=10, what="the call's media worker")
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: fewer_frames(page, decoded), within=15, what="a new peer connection")
+    await until(lambda: more_frames(page, 20), within=20, what="o-1's video after the worker died")
+    seen["worker_killed_frames"] = await video_frames(page)
+    seen["worker_killed_call_state"] = ((await console_state(page))["call"] or {}).get("state")
     # The server records the call (an evidence store, media.record): the call view says so.
     seen["recording_light"] = await page.locator(".call-head .recording").inner_text()
     # A second officer calls while the only operator is busy: the call queues, and the
@@ -506,6 +518,17 @@ async def call_over(page: Page) -> bool:
 
 async def more_frames(page: Page, at_least: int) -> bool:
     return await video_frames(page) >= at_least
+
+
+async def fewer_frames(page: Page, than: int) -> bool:
+    return await video_frames(page) < than
+
+
+async def call_worker(base: str) -> int | None:
+    """The process id of the media worker with a room (/healthz)."""
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as resp:
+        workers = (await resp.json())["media_workers"]
+    return next((int(w["pid"]) for w in workers if w["rooms"]), None)
 
 
 async def alarm_on(page: Page) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Browser scenarios, run inside a network namespace by tests/test_browser.py:
 
-    unshare -n -- python -m tests.browser_scenario signalling media join leave
+    unshare -n -- python -m tests.browser_scenario signalling media join restart leave
 
 It brings `lo` up, starts the real server, launches headless Chromium with fake devices,
 drives pages of the web client through `window.cc`, and prints ONE JSON line: what each
@@ -11,6 +11,8 @@ build on each other, in this order (a later one needs the earlier ones):
   the operator accepts; the officer's page gets its fake camera and microphone;
 - media: operator and officer each decode the other's video and hear their audio;
 - join: the supervisor joins mid-call and decodes the officer's video;
+- restart: the media worker process relaying the call is killed (SIGKILL); every page is
+  told `media_restart`, offers again from a new peer connection and decodes video again;
 - leave: the officer's page is closed without hanging up; the operator is told, the
   officer's video stops reaching them and the server renegotiates the officer's tracks away;
   then the operator hangs up.
@@ -21,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,12 +34,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import async_playwright
 
 from commandcenter.auth import Role
 from tests.browser import ServerProcess, UserPage, launch, open_page, until
 
-PHASES = ("signalling", "media", "join", "leave")
+PHASES = ("signalling", "media", "join", "restart", "leave")
 OFFICER, OPERATOR, SUPERVISOR = "o-1", "op-1", "sv-1"
 COURT, SUPERVISOR_COURT = "P0101", "P01"
 # Generous next to what they take here (see the issue: first frame about 0.5 s), so that a
@@ -61,8 +66,9 @@ def frames(stats: Stats, stream: str) -> int:
 
 
 class Scenario:
-    def __init__(self, pages: dict[str, UserPage]) -> None:
+    def __init__(self, pages: dict[str, UserPage], base: str) -> None:
         self.pages = pages
+        self.base = base
         self.call_id = ""
         self.accepted_at = 0.0
 
@@ -153,6 +159,37 @@ class Scenario:
             "remote_streams": sorted(media["remoteStreams"]),
         }
 
+    async def restart(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http:
+
+            async def call_worker() -> int | None:
+                async with http.get(f"{self.base}/healthz") as resp:
+                    workers = (await resp.json())["media_workers"]
+                return next((int(w["pid"]) for w in workers if w["rooms"]), None)
+
+            pid = await until(call_worker, within=SIGNAL_S, what="the call's media worker")
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+
+        async def told(page: UserPage) -> bool:
+            events = (await page.state())["events"]
+            return any(
+                e["type"] == "media_restart" and e.get("call_id") == self.call_id for e in events
+            )
+
+        for page in self.pages.values():
+            await until(functools.partial(told, page), within=SIGNAL_S, what=f"{page.user} told")
+        operator = self.pages[OPERATOR]
+        seen = await self.receives(operator, OFFICER, since=killed_at)
+        supervisor = await self.receives(self.pages[SUPERVISOR], OFFICER, since=killed_at)
+        officer = await self.receives(self.pages[OFFICER], OPERATOR, since=killed_at)
+        return {
+            "kill_to_first_frame_s": seen["first_frame_s"],
+            "operator_sees_officer": seen,
+            "supervisor_sees_officer": supervisor,
+            "officer_sees_operator": officer,
+        }
+
     async def leave(self) -> dict[str, Any]:
         operator = self.pages[OPERATOR]
         officer = self.pages.pop(OFFICER)
@@ -233,11 +270,12 @@ async def drive(
         try:
             for user, role, court, base in users:
                 pages[user] = await open_page(browser, base, user=user, role=role, court=court)
-            scenario = Scenario(pages)
+            scenario = Scenario(pages, users[0][3])
             steps: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
                 "signalling": scenario.signalling,
                 "media": scenario.media,
                 "join": scenario.join,
+                "restart": scenario.restart,
                 "leave": scenario.leave,
             }
             for phase in PHASES:

@@ -54,6 +54,9 @@ class Node:
             "COMMANDCENTER_REDIS_NODE_TIMEOUT_S": str(NODE_TIMEOUT_S),
             "COMMANDCENTER_REDIS_LEASE_TTL_S": str(LEASE_TTL_S),
             "COMMANDCENTER_LOGGING_FORMAT": "json",
+            # Media in each node's own process: these tests are about the cluster, and three
+            # nodes' worker processes would only slow them (tests/test_media_workers.py).
+            "COMMANDCENTER_MEDIA_WORKERS": "0",
             **cluster.extra_env,
             **extra,
         }

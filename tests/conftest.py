@@ -22,6 +22,10 @@ TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
 DEFAULT_SECTIONS: dict[str, dict[str, Any]] = {
     "calls": {"ring_timeout_s": 30.0, "queue_timeout_s": 60.0},
     "presence": {"grace_s": 5.0, "position_interval_s": 0.2},
+    # Media in the test's own process: quicker, and its rooms are there to inspect. The
+    # worker processes are tested on purpose (tests/test_media_workers.py) and run in every
+    # test that starts `commandcenter serve`.
+    "media": {"workers": 0},
 }
 
 

@@ -64,6 +64,16 @@ def test_a_supervisor_joining_mid_call_decodes_the_officers_video(run: dict[str,
     assert OFFICER in done["remote_streams"]
 
 
+def test_a_killed_media_worker_is_recovered_from_by_every_page(run: dict[str, Any]) -> None:
+    """`media_restart`: each page offers again on a new peer connection and decodes the
+    others' video again."""
+    done = phase(run, "restart")
+    for seen in ("operator_sees_officer", "supervisor_sees_officer", "officer_sees_operator"):
+        first, later = done[seen]["frames_decoded"]
+        assert later > first > 0
+    assert done["kill_to_first_frame_s"] < 15.0
+
+
 def test_an_officer_closing_the_page_is_noticed_and_no_longer_fed_to_the_operator(
     run: dict[str, Any],
 ) -> None:

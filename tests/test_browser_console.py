@@ -152,6 +152,12 @@ def test_f5_on_both_sides_keeps_the_sessions_and_the_call(run: dict[str, Any]) -
     assert seen(run, "f5_call_state") == "active"
 
 
+def test_the_console_offers_again_when_the_calls_media_worker_dies(run: dict[str, Any]) -> None:
+    """`media_restart`: a new peer connection, and the officer's video decoded on it."""
+    assert seen(run, "worker_killed_frames") >= 20
+    assert seen(run, "worker_killed_call_state") == "active"
+
+
 def test_a_recorded_call_says_so_and_the_conferences_page_is_a_click_away(
     run: dict[str, Any],
 ) -> None:

@@ -249,6 +249,7 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.CameraChanged(call_id="c1", user="op1", on=False),
     p.Queue(ref="m68", court="P0101", calls=[p.QueueEntry(call=CALL, position=1, ringing=0)]),
     p.QueueUpdate(court="P0101", calls=[p.QueueEntry(call=CALL, position=None, ringing=2)]),
+    p.MediaRestart(call_id="c1"),
 ]
 
 # Instructions (signalling.protocol.instructions).

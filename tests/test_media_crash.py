@@ -73,9 +73,10 @@ async def test_recording_of_a_killed_server_is_registered_at_the_next_start(
         for m in members:
             await m.close()
         server.stop()
+    # Written by the call's media worker, under recordings/worker-<i> (docs/media.md).
     recordings = tmp_path / "var" / "recordings"
-    assert list(recordings.glob("*.call.json"))
-    assert list(recordings.glob("*-video.mkv"))
+    assert list(recordings.glob("worker-*/*.call.json"))
+    assert list(recordings.glob("worker-*/*-video.mkv"))
 
     again = ServerProcess(tmp_path)
     try:
@@ -91,5 +92,5 @@ async def test_recording_of_a_killed_server_is_registered_at_the_next_start(
         frames = list(container.decode(video=0))
     # Written through as it went: all but about the last second survived the kill.
     assert len(frames) >= 20
-    assert not list(recordings.glob("*.mkv"))
-    assert not list(recordings.glob("*.call.json"))
+    assert not list(recordings.glob("**/*.mkv"))
+    assert not list(recordings.glob("**/*.call.json"))

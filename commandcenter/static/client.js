@@ -238,6 +238,12 @@
         if (media && media.callId === msg.call_id) media.serverOffer(msg.sdp);
         else if (watches.has(msg.call_id)) watches.get(msg.call_id).serverOffer(msg.sdp);
         break;
+      case "media_restart":
+        // The media worker relaying this call died and the server moved the call: what this
+        // peer connection had is gone, so offer again from a new one (as after "failed").
+        if (media && media.callId === msg.call_id) restartMedia();
+        else if (watches.get(msg.call_id)) watches.get(msg.call_id).onFailed();
+        break;
       case "ice_candidate":
         if (media && media.callId === msg.call_id) media.remoteCandidate(msg);
         else if (watches.has(msg.call_id)) watches.get(msg.call_id).remoteCandidate(msg);
@@ -545,6 +551,7 @@
     constructor(callId, localStream, onFailed = restartMedia) {
       this.callId = callId;
       this.localStream = localStream;
+      this.onFailed = onFailed;
       this.chain = Promise.resolve();
       this.answered = false;
       this.heldCandidates = [];

@@ -821,6 +821,11 @@
       case "ice_candidate":
         if (media && media.conferenceId === msg.call_id) media.remoteCandidate(msg);
         break;
+      case "media_restart":
+        // The conference's media worker died and the server moved it: offer again from a new
+        // peer connection, as after a failed one.
+        if (media && media.conferenceId === msg.call_id) restartMedia();
+        break;
       default:
         break;
     }

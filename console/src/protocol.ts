@@ -127,6 +127,8 @@ export type Push =
   | { type: "participant_left"; call_id: string; user: UserInfo }
   | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
   | { type: "offer"; call_id: string; sdp: string }
+  // The call's media worker died and the server moved it: offer again on a new connection.
+  | { type: "media_restart"; call_id: string }
   | { type: "instruction_update"; instruction: InstructionInfo }
   | { type: "receipt_update"; instruction_id: string; court: string; recipient: RecipientInfo }
   | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }

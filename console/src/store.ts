@@ -239,6 +239,7 @@ export class Store {
         break;
       case "offer":
       case "ice_candidate":
+      case "media_restart":
         this.onMediaPush?.(msg);
         this.onWallPush?.(msg);
         return;

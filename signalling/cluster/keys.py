@@ -17,9 +17,9 @@ from typing import Final
 # ---- node registry (signalling/cluster/registry.py) ---------------------------------------
 
 # Hash. Field: node id. Value: msgpack `registry.NodeStatus` {node_id, http_address,
-# media_address, started_at, load: {connections, calls, media_peers, cpu}}. Written by each
-# node for itself every heartbeat; read whole by every node. Fields of nodes dead for
-# `forget_s` are removed by whichever node notices first.
+# media_address, started_at, load: {connections, calls, media_peers, cpu, media_workers}}.
+# Written by each node for itself every heartbeat; read whole by every node. Fields of nodes
+# dead for `forget_s` are removed by whichever node notices first.
 NODES: Final = "nodes"
 
 # Hash. Field: node id. Value: decimal string, Redis server time (TIME) of that node's latest

@@ -286,18 +286,27 @@ class RedisCoreLink:
     # ---- load ---------------------------------------------------------------------------------
 
     def _load(self) -> NodeLoad:
-        now, cpu = self.clock.monotonic(), _cpu_seconds()
-        then, cpu_then = self._cpu_at
-        if now > then:
-            self._cpu = max(0.0, (cpu - cpu_then) / ((now - then) * (os.cpu_count() or 1)))
-        self._cpu_at = (now, cpu)
         rooms = peers = 0
+        workers: list[dict[str, object]] = []
         if self.local_media is not None:
             health = self.local_media.health()
             rooms = int(health.get("media_rooms", 0))  # type: ignore[call-overload]
             peers = int(health.get("media_peers", 0))  # type: ignore[call-overload]
+            workers = health.get("media_workers", [])  # type: ignore[assignment]
+        # The node's CPU is its media workers' too (media.pool): they do the relaying. A
+        # worker restarted counts from zero again; the drop is read as no use.
+        worker_cpu = sum(float(str(w["cpu_s"])) for w in workers)
+        now, cpu = self.clock.monotonic(), _cpu_seconds() + worker_cpu
+        then, cpu_then = self._cpu_at
+        if now > then:
+            self._cpu = max(0.0, (cpu - cpu_then) / ((now - then) * (os.cpu_count() or 1)))
+        self._cpu_at = (now, cpu)
         return NodeLoad(
-            connections=len(self.local.connections()), calls=rooms, media_peers=peers, cpu=self._cpu
+            connections=len(self.local.connections()),
+            calls=rooms,
+            media_peers=peers,
+            cpu=self._cpu,
+            media_workers=len(workers),
         )
 
 

@@ -48,6 +48,8 @@ class NodeLoad(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     calls: int = 0
     media_peers: int = 0
     cpu: float = 0.0
+    # Its media worker processes (media.pool; 0: media in the node's own process).
+    media_workers: int = 0
 
 
 class NodeStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):

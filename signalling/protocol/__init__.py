@@ -193,6 +193,7 @@ from signalling.protocol.media import (
     ConferenceMedia,
     ConferenceSpeaking,
     IceCandidate,
+    MediaRestart,
     Offer,
     ServerAnswer,
     ServerIceCandidate,
@@ -328,6 +329,7 @@ ServerMessage = (
     | SnapshotTaken
     | ConferenceMedia
     | ConferenceSpeaking
+    | MediaRestart
     | ConferenceCreated
     | Conferences
     | ConferenceInvitation
@@ -474,6 +476,7 @@ __all__ = [
     "MLineIndex",
     "MaxSpeakers",
     "MediaMessage",
+    "MediaRestart",
     "MuteAll",
     "NameModerator",
     "Note",

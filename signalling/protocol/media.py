@@ -89,3 +89,10 @@ class ConferenceSpeaking(_ServerMessage, tag="conference_speaking", frozen=True)
 
     conference_id: str
     speaking: list[str]
+
+
+class MediaRestart(_ServerMessage, tag="media_restart", frozen=True):
+    """The call's media moved to another media worker (the one it was on died): make a new
+    peer connection and offer again; everything published before is gone."""
+
+    call_id: str

@@ -53,6 +53,11 @@ export class CallView {
     );
     store.onMediaPush = (msg) => {
       if (msg.type === "offer" && this.media?.callId === msg.call_id) void this.media.serverOffer(msg.sdp);
+      // The server moved the call's media (its worker died): a new peer connection, offered again.
+      if (msg.type === "media_restart" && this.media?.callId === msg.call_id) {
+        this.stop();
+        void this.start(msg.call_id);
+      }
     };
   }
 

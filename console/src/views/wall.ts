@@ -101,6 +101,15 @@ export class WallView {
       // watch at the server: ours are gone, and the tiles watch again.
       if (msg.type === "welcome") for (const feed of [...this.feeds.values()]) this.drop(feed, false);
       if (msg.type === "offer") this.feedOf(msg.call_id)?.media?.serverOffer(msg.sdp);
+      if (msg.type === "media_restart") {
+        // The watch's media moved to another worker: the same watch, a new peer connection.
+        const feed = this.feedOf(msg.call_id);
+        if (feed?.media) {
+          feed.media.close();
+          feed.media = new CallMedia(this.store.hub, msg.call_id, null, () => this.render());
+          void feed.media.start();
+        }
+      }
       if (msg.type === "watch_ended") {
         const feed = this.feedOf(msg.watch_id);
         if (feed) {
