@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from commandcenter.config import ConfigError, load_config
 from media import worker_wire as w
-from media.worker_placement import WorkerLoad, conference_sites, least_loaded
 from media.pool import port_ranges
 from media.settings import MAX_WORKERS, worker_count
+from media.worker_placement import WorkerLoad, conference_sites, least_loaded
 from signalling import protocol as p
 from signalling.core.actions import Room, Stage
 
