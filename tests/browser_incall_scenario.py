@@ -161,19 +161,20 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         await op.get_by_role("button", name="推送到会商").click()
         await op.get_by_label("选择会商").select_option(label=TITLE)
         await op.get_by_role("button", name="推送", exact=True).click()
+        # conference_update carries only what changed (docs/protocol.md, ConferenceChanges).
         update = await mod.expect(
-            "conference_update", SIGNAL_S, where=lambda m: bool(m["state"]["feeds"])
+            "conference_update", SIGNAL_S, where=lambda m: bool(m["changes"].get("feeds"))
         )
-        feed = update["state"]["feeds"][0]
+        feed = update["changes"]["feeds"][0]
         seen["feed"] = [feed["call_id"], feed["officer"]["id"], feed["by"]["id"]]
         seen["call_id"] = (await console_state(op))["call"]["call_id"]
         seen["share_status"] = (await op.locator(".share-state").inner_text()).strip()
         await shoot(op, "shared")
         await op.get_by_role("button", name="停止推送").click()
         cleared = await mod.expect(
-            "conference_update", SIGNAL_S, where=lambda m: not m["state"]["feeds"]
+            "conference_update", SIGNAL_S, where=lambda m: m["changes"].get("feeds") == []
         )
-        seen["feeds_after_stop"] = cleared["state"]["feeds"]
+        seen["feeds_after_stop"] = cleared["changes"]["feeds"]
         seen["shared_after_stop"] = await until(
             lambda: _console_flag(op, "sharedTo", None), within=10, what="sharing stopped"
         )

@@ -16,6 +16,7 @@ each step saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -94,7 +95,17 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         drawn = await until(lambda: _drawn(op, OFFICERS), within=20, what="every officer drawn")
         seen["drawn"] = drawn
         seen["before"] = await until(lambda: _clusters(op), within=10, what="clusters drawn")
-        seen["cluster_bubbles"] = await op.locator(".marker-cluster").count()
+        # The bubbles on the page settle after the clustering (markercluster animates a
+        # re-cluster, old and new bubbles both on the page for a moment).
+        bubbles: list[int] = []
+
+        async def settled() -> bool:
+            bubbles.append(await op.locator(".marker-cluster").count())
+            return bubbles[-1] == len(seen["before"]["clusters"])
+
+        with contextlib.suppress(AssertionError):
+            await until(settled, within=5, what="the bubbles settled")
+        seen["cluster_bubbles"] = bubbles[-1]
         await _shoot(op, "clusters")
 
         # An SOS from the middle of the first group: out of its cluster, on its own.

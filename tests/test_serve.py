@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from commandcenter import __version__
+from tests.polling import wait_until
 
 SCRIPT = Path(sys.executable).parent / "commandcenter"
 START_TIMEOUT_S = 20.0
@@ -142,16 +143,26 @@ async def test_serve_answers_health_accepts_a_cli_token_and_exits_cleanly_on_sig
 async def test_readyz_is_ready_with_trace_and_media(
     server_process: tuple[subprocess.Popen[bytes], int], tmp_path: Path
 ) -> None:
-    """The real server on embedded defaults (SQLite trace, media on): ready once started."""
+    """The real server on embedded defaults (SQLite trace, media in worker processes): it
+    serves at once, and is ready once its media workers are up."""
     proc, port = server_process
     await wait_healthy(proc, port, tmp_path / "server.log")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/readyz") as resp,
-    ):
-        body = await resp.json()
-        assert resp.status == 200, body
-        assert body["checks"] == {"accepting": "ok", "core": "ok", "trace": "ok", "media": "ok"}
+    seen: list[tuple[int, dict[str, object]]] = []
+
+    async def ready() -> bool:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/readyz") as resp,
+        ):
+            seen.append((resp.status, await resp.json()))
+            return resp.status == 200
+
+    await wait_until(ready, within=30.0, what="ready with its media workers up")
+    assert seen[-1][1]["checks"] == {"accepting": "ok", "core": "ok", "trace": "ok", "media": "ok"}
+    # Before, only media could have been failing: the workers were starting.
+    for status, body in seen[:-1]:
+        assert status == 503, body
+        assert body["checks"] == {**seen[-1][1]["checks"], "media": "failing"}, body
     proc.send_signal(signal.SIGTERM)
     assert await wait_exit(proc) == 0
 
