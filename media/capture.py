@@ -127,7 +127,10 @@ class CallCapture:
         def sink(packet: RtpPacket, _codec: RTCRtpCodecParameters, now: float) -> None:
             recording.on_packet(track, packet, now)
             if recording.needs_keyframe(track):
-                pub.need_keyframe()
+                # The recorder's own request, one per file: paced, never held back by a
+                # conference's roll-in (which holds joiners' requests for its periodic
+                # keyframe, seconds away: a short recording would have no video).
+                pub.pace_keyframe()
 
         def closed() -> None:
             self.stop(pub)
@@ -160,7 +163,7 @@ class CallCapture:
         fresh = self._fresh[pub.track_id]
         asked = self.clock()
         fresh.clear()
-        pub.need_keyframe()
+        pub.pace_keyframe()
         # A keyframe from now shows the scene now; the latest one may be minutes old
         # (browsers send keyframes only when asked).
         with contextlib.suppress(TimeoutError):
