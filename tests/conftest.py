@@ -76,3 +76,16 @@ def serve(aiohttp_client: AiohttpClient, tmp_path: Path) -> Serve:
 async def server(serve: Serve) -> Server:
     """The app with the default test config."""
     return await serve()
+
+
+# A browser scenario runs once per module, inside the first test's setup, and bounds itself
+# (its RUN_TIMEOUT_S, at most 240 s): pytest-timeout's 120 s must not cut it short first, or
+# a slow run is reported as a bare timeout instead of with the scenario's own error and the
+# server's log.
+BROWSER_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(BROWSER_TIMEOUT_S))
