@@ -19,6 +19,7 @@ Workers die with the server (media_worker.py: PR_SET_PDEATHSIG, end of socket).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import itertools
 import os
@@ -156,12 +157,9 @@ class WorkerPool:
         # The fabric's sockets (media.fabric), one per worker, in a directory of this pool's
         # own (mode 0700, so no other user reaches a conference's packets; short, for
         # sockaddr_un's 107 bytes), when there is more than one worker to span.
-        self._fabric_dir = tempfile.mkdtemp(prefix="cc-fabric-") if count > 1 else None
-        self.fabric_paths = (
-            {i: os.path.join(self._fabric_dir, f"w{i}") for i in range(count)}
-            if self._fabric_dir is not None
-            else {}
-        )
+        # Made at start (`_open_fabric`), removed at stop.
+        self._fabric_dir: str | None = None
+        self.fabric_paths: dict[int, str] = {}
         # The latest Room of every room with media, and the worker it is placed on.
         self.rooms: dict[str, actions.Room] = {}
         self.home: dict[str, int] = {}
@@ -229,6 +227,7 @@ class WorkerPool:
             left = [self.recordings_dir, *sorted(self.recordings_dir.glob("worker-*"))]
             for directory in left:
                 await recover(directory, self.evidence, self.clock)
+        self._open_fabric()
         for worker in self.workers:
             if worker.recordings_dir is not None:
                 worker.recordings_dir.mkdir(parents=True, exist_ok=True)
@@ -291,6 +290,14 @@ class WorkerPool:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._fabric_dir is not None:
             shutil.rmtree(self._fabric_dir, ignore_errors=True)
+
+    def _open_fabric(self) -> None:
+        if len(self.workers) > 1 and self._fabric_dir is None:
+            self._fabric_dir = tempfile.mkdtemp(prefix="cc-fabric-")
+            self.fabric_paths = {
+                worker.index: os.path.join(self._fabric_dir, f"w{worker.index}")
+                for worker in self.workers
+            }
 
     # ---- placement ----------------------------------------------------------------------
 
@@ -527,10 +534,8 @@ class WorkerPool:
         lost = [user for user, index in where.items() if index == dead]
         kept = {user: index for user, index in where.items() if index != dead}
         if self.home[call_id] == dead:
-            counts: dict[int, int] = {}
-            for index in kept.values():
-                counts[index] = counts.get(index, 0) + 1
-            self.home[call_id] = max(sorted(counts), key=lambda i: counts[i])
+            counts = collections.Counter(kept.values())
+            self.home[call_id] = max(sorted(counts), key=counts.__getitem__)
             log.warning(
                 "conference router moved", conference=call_id, to=self.home[call_id], was=dead
             )

@@ -96,15 +96,11 @@ class Dispatch:
 
     def line_length(self, call: Call) -> int:
         """How many queued calls wait in `call`'s line (itself included, if queued)."""
-        return len(self._lines().get(self._center_court(call), []))
+        return len(self._lines().get(self.center_court(call), []))
 
     def position(self, call_id: str) -> int | None:
         """The place in its line last told to a queued call's officer."""
         return self._told_position.get(call_id)
-
-    def center_court(self, call: Call) -> str:
-        """The court whose operators answer `call` (see `_center_court`)."""
-        return self._center_court(call)
 
     def queue(self, court: str) -> list[Call]:
         """Queued calls of officers of `court`, in the order they will ring."""
@@ -238,7 +234,7 @@ class Dispatch:
         # An operator who said they are away is rung for emergencies only.
         return not self._board.availability.is_away(user) and not self._ringing_at.get(user)
 
-    def _center_court(self, call: Call) -> str:
+    def center_court(self, call: Call) -> str:
         """The court whose operators answer `call`: the officer's own, or with fallback the
         nearest ancestor with an operator signed in."""
         presence = self._board.presence
@@ -253,7 +249,7 @@ class Dispatch:
         """Everyone who may answer `call`: the center court's operators, and in an
         emergency the supervisors and admins over the officer's court."""
         presence = self._board.presence
-        users = presence.operators(self._center_court(call))
+        users = presence.operators(self.center_court(call))
         if call.emergency:
             users |= presence.monitors(call.court)
         return users
@@ -349,7 +345,7 @@ class Dispatch:
         lines: dict[str, list[Call]] = {}
         for call in self._board.calls.table.values():
             if call.state is CallState.QUEUED:
-                lines.setdefault(self._center_court(call), []).append(call)
+                lines.setdefault(self.center_court(call), []).append(call)
         for line in lines.values():
             line.sort(key=_queue_order)
         return lines
