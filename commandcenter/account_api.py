@@ -32,6 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from commandcenter import http_edge, oidc
 from commandcenter.auth import issue_token
+from commandcenter.bodies import read_at_most
 from commandcenter.config import AccountsConfig, OidcConfig
 from commandcenter.keys import HUB, RECORDER
 from identity.accounts import (
@@ -439,7 +440,7 @@ def _signed_out(reason: str) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    raw = await read_at_most(request.content, MAX_BODY_BYTES)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:

@@ -30,6 +30,7 @@ from aiohttp import hdrs, web
 from commandcenter import account_changes, http_edge
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.bodies import read_at_most
 from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
 from identity.accounts import (
     Account,
@@ -422,7 +423,7 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
 async def _bounded(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise Refused(413, "too_large", f"the body is larger than {limit} bytes")
-    raw = await request.content.read(limit + 1)
+    raw = await read_at_most(request.content, limit)
     if len(raw) > limit:
         raise Refused(413, "too_large", f"the body is larger than {limit} bytes")
     return raw

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
+from commandcenter.bodies import read_at_most
 from sessions.checkpointer import Timestamper
 from sessions.errors import TimestampError
 from sessions.timestamp import (
@@ -51,7 +52,7 @@ def timestamper(url: str, timeout_s: float, certificate: x509.Certificate | None
             ):
                 if resp.status != 200:
                     raise TimestampError(f"the TSA answered HTTP {resp.status}")
-                body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+                body = await read_at_most(resp.content, MAX_RESPONSE_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TimestampError(f"the TSA could not be reached: {type(exc).__name__}") from None
         if len(body) > MAX_RESPONSE_BYTES:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -340,6 +341,24 @@ async def test_a_body_that_is_not_json_or_too_large_is_refused(server: Server) -
     assert resp.status == 400
     resp = await server.http.post("/api/session", data=b"{" + b" " * 5000 + b"}")
     assert resp.status == 400
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole(server: Server) -> None:
+    """A slow network splits the body: the first piece alone is not the body (it was read
+    as if it were, and refused as not JSON; an import file was cut short the same way)."""
+    await add_account(server)
+    body = json.dumps({"user": "o-1", "password": PASSWORD}).encode()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:10]
+        # The network's delay between two segments, not a wait for the server.
+        await asyncio.sleep(0.2)
+        yield body[10:]
+
+    resp = await server.http.post(
+        "/api/session", data=slowly(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 200, await resp.text()
 
 
 # ---- the command line ----------------------------------------------------------------------
