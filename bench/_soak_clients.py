@@ -592,7 +592,16 @@ class Soak:
             case "minute":
                 minute, self.minute = self.minute, Minute()
                 open_now = sum(1 for c in self.clients if c.ws is not None and not c.ws.closed)
-                return {**minute.reply(), "open": open_now, "unanswered": self.unanswered}
+                # A call placed in the line's last milliseconds is answered in the next line:
+                # with the calls still waiting, each line balances (placed + waiting before ==
+                # answered + waiting now) however the boundary falls.
+                in_flight = sum(1 for c in self.active.values() if not c.answered)
+                return {
+                    **minute.reply(),
+                    "in_flight": in_flight,
+                    "open": open_now,
+                    "unanswered": self.unanswered,
+                }
             case "drain":
                 return await self.drain(**args)
             case "close" | "stop":

@@ -14,18 +14,18 @@ on ports of its own, never the machine's shared servers), and under it, at set f
 the run: a node SIGKILLed (`--kill`: a gateway, or the authority) and started again, Redis
 restarted (everything in it lost), PostgreSQL restarted (`pg_ctl restart -m fast`).
 
-Output, JSON lines: one per `--interval` s (60) with the calls placed and answered, their
-ring p50/p99, errors and closes by code, reconnects, positions sent and acknowledged and
-each server's RSS; in chaos mode one per fault (`phase: fault`) with what the clients saw
-in its window (errors and closes by code, reconnects, calls failed by how they ended), how
-long until calls went through again (`recovery_s`), and what the trace holds for the window
-(records by kind, call ends and sign-outs by reason); then the trace check
-(bench/_trace_check.py) and, LAST, the summary: minutes, officers, calls, events_lost
-(answered calls missing from the trace, plus messages the server took on an open
-connection and never answered; must be 0), audit_ok, trace_consistent, rss_start_mb,
-rss_end_mb, rss_slope_mb_per_h (least squares over samples every 10 s, the first interval
-left out as warm-up), ring_p99_ms overall and per interval, and whether processes outside
-the benchmark took CPU meanwhile (`contended`).
+Output, JSON lines: one per `--interval` s (60) with the calls placed and answered, the calls
+placed and not yet answered at its end (`in_flight`), their ring p50/p99, errors and closes by
+code, reconnects, positions sent and acknowledged and each server's RSS; in chaos mode one per
+fault (`phase: fault`) with what the clients saw in its window (errors and closes by code,
+reconnects, calls failed by how they ended), how long until calls went through again
+(`recovery_s`), and what the trace holds for the window (records by kind, call ends and
+sign-outs by reason); then the trace check (bench/_trace_check.py) and, LAST, the summary:
+minutes, officers, calls, events_lost (answered calls missing from the trace, plus messages the
+server took on an open connection and never answered; must be 0), audit_ok, trace_consistent,
+rss_start_mb, rss_end_mb, rss_slope_mb_per_h (least squares over samples every 10 s, the first
+interval left out as warm-up), ring_p99_ms overall and per interval, and whether processes
+outside the benchmark took CPU meanwhile (`contended`).
 
 The run ends cleanly: calls under way are let finish, clients close their connections, the
 servers are stopped with SIGINT (gateways first, the authority last), and only then is the
