@@ -49,7 +49,7 @@ def run_bench(*args: str, budget_s: float) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_short_soak_loses_nothing_and_its_trace_holds_what_the_clients_saw() -> None:
-    lines = run_bench("--minutes", "1", "--officers", "60", "--interval", "20", budget_s=200)
+    lines = run_bench("--minutes", "0.5", "--officers", "60", "--interval", "10", budget_s=200)
     minutes = [line for line in lines if line["phase"] == "minute"]
     assert len(minutes) == 3
     waiting = 0
@@ -87,7 +87,7 @@ def test_a_short_chaos_run_recovers_from_each_fault_and_loses_nothing() -> None:
     see their connections drop and reconnect; nothing answered goes missing from the trace,
     which verifies, holds a sign-out for every sign-in, and no stall is silent."""
     lines = run_bench(
-        "--chaos", "--minutes", "1.5", "--officers", "60", "--interval", "30", budget_s=320
+        "--chaos", "--minutes", "1", "--officers", "60", "--interval", "20", budget_s=320
     )
     summary = lines[-1]
     assert summary["phase"] == "summary", lines[-3:]
