@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from commandcenter.config import Config, audit_key_path
-from commandcenter.tsa_client import load_tsa_certificate, timestamper
+from commandcenter.tsa_client import load_tsa_trust, timestamper
 from sessions.checkpoint_files import KeyFileError, load_or_make_key
 from sessions.checkpointer import Checkpointer
 from sessions.errors import TimestampError
@@ -42,8 +42,10 @@ async def open_checkpointer(
     audit = config.audit
     stamp = None
     if audit.tsa_url:
-        certificate = await asyncio.to_thread(load_tsa_certificate, audit.tsa_certificate_file)
-        stamp = timestamper(audit.tsa_url, audit.tsa_timeout_s, certificate)
+        trust = await asyncio.to_thread(
+            load_tsa_trust, audit.tsa_certificate_file, audit.tsa_roots_file
+        )
+        stamp = timestamper(audit.tsa_url, audit.tsa_timeout_s, trust)
     return Checkpointer(
         trace,
         key,

@@ -481,6 +481,12 @@ def _add_checkpoint_options(v: _Parser) -> None:
         type=Path,
         help="the time-stamp authority's certificate (default: audit.tsa_certificate_file)",
     )
+    v.add_argument(
+        "--tsa-roots",
+        metavar="FILE",
+        type=Path,
+        help="roots (PEM) the TSA's certificate must chain to (default: audit.tsa_roots_file)",
+    )
 
 
 def _add_audit_keygen(actions: Commands) -> None:
@@ -565,7 +571,7 @@ def _checkpoint_sources(
 async def _check_checkpoints(
     prog: str, args: argparse.Namespace, config: Config, store: TraceStore
 ) -> CheckpointReport:
-    from commandcenter.tsa_client import load_tsa_certificate
+    from commandcenter.tsa_client import load_tsa_trust
     from sessions.checkpoint import CheckpointError
     from sessions.checkpoint_audit import CheckpointReport, audit_checkpoints
     from sessions.errors import TimestampError
@@ -584,11 +590,12 @@ async def _check_checkpoints(
             f"{len(sources)} checkpoint(s) but no public key to check them: pass --public-key",
         )
     cert_path = args.tsa_certificate or config.audit.tsa_certificate_file
+    roots_path = args.tsa_roots or config.audit.tsa_roots_file
     try:
-        certificate = load_tsa_certificate(str(cert_path) if cert_path else "")
+        trust = load_tsa_trust(str(cert_path or ""), str(roots_path or ""))
     except TimestampError as exc:
         raise CommandError(prog, f"TSA certificate: {exc.reason}") from None
-    return await audit_checkpoints(store, sources, public, certificate)
+    return await audit_checkpoints(store, sources, public, trust)
 
 
 def _print_checkpoint_lines(prog: str, report: CheckpointReport) -> None:

@@ -17,11 +17,27 @@ from sessions.errors import TimestampError
 from sessions.timestamp import (
     MAX_RESPONSE_BYTES,
     MEDIA_TYPE_QUERY,
+    TsaTrust,
     load_certificate,
+    load_certificates,
     request_bytes,
     token_of_response,
     verify_token,
 )
+
+# A certificate or roots file larger than this is not one.
+_MAX_FILE_BYTES = 1024 * 1024
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TimestampError(f"{what} {path}: {exc.strerror}") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise TimestampError(f"{what} {path}: larger than {_MAX_FILE_BYTES} bytes")
+    return data
 
 
 def load_tsa_certificate(path: str) -> x509.Certificate | None:
@@ -30,14 +46,26 @@ def load_tsa_certificate(path: str) -> x509.Certificate | None:
     if not path:
         return None
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise TimestampError(f"audit.tsa_certificate_file {path}: {exc.strerror}") from None
-    return load_certificate(data)
+        return load_certificate(_read(path, "audit.tsa_certificate_file"))
+    except TimestampError as exc:
+        raise TimestampError(f"audit.tsa_certificate_file {path}: {exc.reason}") from None
 
 
-def timestamper(url: str, timeout_s: float, certificate: x509.Certificate | None) -> Timestamper:
-    """Stamps a SHA-256 digest at `url`; with `certificate`, the token is verified too."""
+def load_tsa_trust(certificate_path: str, roots_path: str) -> TsaTrust:
+    """Whom tokens are trusted from: the pinned certificate and the roots, as configured
+    (either may be empty). Raises TimestampError naming the file."""
+    roots: tuple[x509.Certificate, ...] = ()
+    if roots_path:
+        try:
+            roots = load_certificates(_read(roots_path, "audit.tsa_roots_file"))
+        except TimestampError as exc:
+            raise TimestampError(f"audit.tsa_roots_file {roots_path}: {exc.reason}") from None
+    return TsaTrust(certificate=load_tsa_certificate(certificate_path), roots=roots)
+
+
+def timestamper(url: str, timeout_s: float, trust: TsaTrust) -> Timestamper:
+    """Stamps a SHA-256 digest at `url`; with a configured `trust`, the token is verified
+    too (a TSA whose token does not verify is a TSA that failed)."""
 
     async def stamp(digest: bytes) -> bytes:
         nonce = secrets.randbits(63)
@@ -58,11 +86,11 @@ def timestamper(url: str, timeout_s: float, certificate: x509.Certificate | None
         if len(body) > MAX_RESPONSE_BYTES:
             raise TimestampError("the TSA's answer is too large")
         token = token_of_response(body, digest, nonce)
-        if certificate is not None:
-            verify_token(token, digest, certificate)
+        if trust.configured:
+            verify_token(token, digest, trust)
         return token
 
     return stamp
 
 
-__all__ = ["load_tsa_certificate", "timestamper"]
+__all__ = ["load_tsa_certificate", "load_tsa_trust", "timestamper"]

@@ -10,13 +10,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sessions.checkpoint import Checkpoint, TailCheck, compare_tail, latest, signature_ok
 from sessions.errors import TimestampError
 from sessions.store import TraceStore
-from sessions.timestamp import check_imprint_only, verify_token
+from sessions.timestamp import TsaTrust, check_imprint_only, verify_token
 
 
 @dataclass
@@ -62,7 +61,7 @@ async def audit_checkpoints(
     store: TraceStore,
     sources: Iterable[tuple[str, Checkpoint]],
     public: Ed25519PublicKey | None,
-    tsa_certificate: x509.Certificate | None = None,
+    tsa_trust: TsaTrust | None = None,
 ) -> CheckpointReport:
     """Check `sources` (where each was found, the checkpoint) and the store's tail.
     `public` may be None only when there is no checkpoint."""
@@ -94,8 +93,8 @@ async def audit_checkpoints(
     token = last.token_der()
     if token is not None:
         try:
-            if tsa_certificate is not None:
-                report.tsa_time = verify_token(token, last.digest(), tsa_certificate).gen_time
+            if tsa_trust is not None and tsa_trust.configured:
+                report.tsa_time = verify_token(token, last.digest(), tsa_trust).gen_time
             else:
                 check_imprint_only(token, last.digest())
         except TimestampError as exc:

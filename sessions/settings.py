@@ -80,5 +80,9 @@ class AuditConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # The TSA's certificate (PEM or DER), which verifies its tokens; empty: tokens are kept
     # but only their message imprint is checked.
     tsa_certificate_file: str = ""
+    # Roots (a PEM bundle) the TSA's certificate must chain to, checked at each token's time,
+    # with RFC 3161's timeStamping key usage; empty: the pinned certificate alone is trusted.
+    # Without tsa_certificate_file, the certificate a token carries is the one checked.
+    tsa_roots_file: str = ""
     # How long to wait for the TSA, seconds.
     tsa_timeout_s: float = 5.0

@@ -9,8 +9,15 @@ Pure: bytes in, bytes or a verdict out; the HTTP exchange is `commandcenter.tsa_
 Only SHA-256 imprints are asked for; a token is accepted when its message imprint is the
 digest asked about, its nonce the one sent (when checking a fresh response), the SignedData's
 message-digest attribute the hash of its TSTInfo, and its signature verifies with the TSA's
-certificate (RSA PKCS#1 v1.5, ECDSA or Ed25519 over SHA-256/384/512). The certificate's chain
-and revocation are not checked here: the certificate is configured, i.e. trusted, explicitly.
+certificate (RSA PKCS#1 v1.5, ECDSA or Ed25519 over SHA-256/384/512).
+
+Whom a signature is trusted from is a `TsaTrust`: a pinned certificate (trusted because it is
+configured), roots the signer's certificate must chain to (the pinned one, or the one the token
+carries: requests ask for it), or both. Against roots, the chain is built from the token's
+certificates, checked at the token's own time (a TSA's certificate outlives none of its
+tokens' checks otherwise), and the signer's certificate must carry the one critical extended
+key usage RFC 3161 2.3 requires, timeStamping. Revocation is not checked: that needs the
+CA's CRL or OCSP responder, which an offline audit cannot reach.
 """
 
 from __future__ import annotations
@@ -25,6 +32,14 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from sessions.errors import TimestampError
 
@@ -39,6 +54,24 @@ _HASHES: Final[dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] =
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+
+
+# A certificate file holds at most this many certificates (a roots bundle).
+MAX_CERTIFICATES: Final = 64
+# A chain longer than this is not a TSA's.
+_MAX_CHAIN_DEPTH: Final = 6
+
+
+@dataclass(frozen=True)
+class TsaTrust:
+    """Whom a token's signature is trusted from (see the module's docstring)."""
+
+    certificate: x509.Certificate | None = None
+    roots: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return self.certificate is not None or bool(self.roots)
 
 
 @dataclass(frozen=True)
@@ -132,9 +165,26 @@ def load_certificate(data: bytes) -> x509.Certificate:
         raise TimestampError(f"not a certificate: {exc}") from None
 
 
-def verify_token(token: bytes, digest: bytes, certificate: x509.Certificate) -> Stamp:
-    """Check that `token` stamps `digest` and was signed by `certificate`'s key; what it
-    says. Raises TimestampError."""
+def load_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM bundle (or the one of a DER file). Raises TimestampError."""
+    if b"-----BEGIN" not in data:
+        return (load_certificate(data),)
+    try:
+        found = tuple(x509.load_pem_x509_certificates(data))
+    except ValueError as exc:
+        raise TimestampError(f"not a certificate: {exc}") from None
+    if len(found) > MAX_CERTIFICATES:
+        raise TimestampError(f"more than {MAX_CERTIFICATES} certificates")
+    return found
+
+
+def verify_token(token: bytes, digest: bytes, trust: TsaTrust | x509.Certificate) -> Stamp:
+    """Check that `token` stamps `digest` and was signed by a key `trust` trusts (a bare
+    certificate: that one, pinned); what it says. Raises TimestampError."""
+    if isinstance(trust, x509.Certificate):
+        trust = TsaTrust(certificate=trust)
+    if not trust.configured:
+        raise TimestampError("no TSA certificate or roots to verify the token with")
     try:
         info_obj = cms.ContentInfo.load(token)
         info = _tst_info(info_obj)
@@ -144,6 +194,10 @@ def verify_token(token: bytes, digest: bytes, certificate: x509.Certificate) -> 
         if len(signers) != 1:
             raise TimestampError("the token has not exactly one signer")
         signer = signers[0]
+        # A pinned certificate alone needs none of them.
+        needed = trust.roots or trust.certificate is None
+        carried = _carried_certificates(signed) if needed else []
+        certificate = trust.certificate or _signer_certificate(signer, carried)
         content = bytes(signed["encap_content_info"]["content"].contents)
         algorithm = signer["digest_algorithm"]["algorithm"].native
         if algorithm not in _HASHES:
@@ -165,7 +219,7 @@ def verify_token(token: bytes, digest: bytes, certificate: x509.Certificate) -> 
             signer["signature_algorithm"].signature_algo,
             algorithm,
         )
-        return Stamp(
+        stamp = Stamp(
             gen_time=info["gen_time"].native,
             serial_number=int(info["serial_number"].native),
             policy=str(info["policy"].native),
@@ -174,6 +228,77 @@ def verify_token(token: bytes, digest: bytes, certificate: x509.Certificate) -> 
         raise
     except _MALFORMED as exc:
         raise TimestampError(f"not a time-stamp token: {exc}") from None
+    if trust.roots:
+        _verify_chain(certificate, carried, trust.roots, stamp.gen_time)
+    return stamp
+
+
+def _carried_certificates(signed: Any) -> list[x509.Certificate]:
+    """The certificates a token carries (RFC 3161 asks for the signer's with `cert_req`)."""
+    found: list[x509.Certificate] = []
+    for choice in signed["certificates"] or []:
+        if choice.name != "certificate":
+            continue  # attribute and other certificate formats: not a chain's links
+        if len(found) == MAX_CERTIFICATES:
+            raise TimestampError(f"the token carries more than {MAX_CERTIFICATES} certificates")
+        try:
+            found.append(x509.load_der_x509_certificate(bytes(choice.chosen.dump())))
+        except ValueError as exc:
+            raise TimestampError(f"the token carries a bad certificate: {exc}") from None
+    return found
+
+
+def _signer_certificate(signer: Any, carried: list[x509.Certificate]) -> x509.Certificate:
+    """The carried certificate the SignerInfo names (issuer and serial, or key identifier)."""
+    sid = signer["sid"]
+    for cert in carried:
+        if sid.name == "issuer_and_serial_number":
+            named = sid.chosen
+            if cert.serial_number == named[
+                "serial_number"
+            ].native and cert.issuer.public_bytes() == bytes(named["issuer"].dump()):
+                return cert
+        else:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except x509.ExtensionNotFound:
+                continue
+            if ski.value.digest == bytes(sid.chosen.native):
+                return cert
+    raise TimestampError("the token does not carry its signer's certificate")
+
+
+def _only_time_stamping(
+    policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
+) -> None:
+    if eku is None or list(eku) != [ExtendedKeyUsageOID.TIME_STAMPING]:
+        raise ValueError("extended key usage is not timeStamping alone")
+
+
+def _verify_chain(
+    certificate: x509.Certificate,
+    carried: list[x509.Certificate],
+    roots: tuple[x509.Certificate, ...],
+    at: dt.datetime,
+) -> None:
+    """`certificate` chains to one of `roots` through carried ones, all valid at `at`, and
+    is a TSA's (RFC 3161 2.3: one critical extended key usage, timeStamping)."""
+    ee = ExtensionPolicy.permit_all().require_present(
+        x509.ExtendedKeyUsage, Criticality.CRITICAL, _only_time_stamping
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(roots)))
+        .time(at)
+        .max_chain_depth(_MAX_CHAIN_DEPTH)
+        .extension_policies(ee_policy=ee, ca_policy=ExtensionPolicy.webpki_defaults_ca())
+        .build_client_verifier()
+    )
+    intermediates = [c for c in carried if c != certificate]
+    try:
+        verifier.verify(certificate, intermediates)
+    except VerificationError as exc:
+        raise TimestampError(f"the TSA certificate is not trusted: {exc}") from None
 
 
 def _verify_signature(
@@ -197,13 +322,16 @@ def _verify_signature(
 
 
 __all__ = [
+    "MAX_CERTIFICATES",
     "MAX_RESPONSE_BYTES",
     "MEDIA_TYPE_QUERY",
     "MEDIA_TYPE_REPLY",
     "Stamp",
     "TimestampError",
+    "TsaTrust",
     "check_imprint_only",
     "load_certificate",
+    "load_certificates",
     "request_bytes",
     "token_of_response",
     "verify_token",

@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient
@@ -27,14 +28,16 @@ from commandcenter.tsa_client import timestamper
 from sessions.checkpoint import Checkpoint
 from sessions.errors import TimestampError
 from sessions.export import check_bundle
-from sessions.timestamp import request_bytes, token_of_response, verify_token
+from sessions.timestamp import TsaTrust, request_bytes, token_of_response, verify_token
 from tests.conftest import make_config
 from tests.evidencehelpers import CASE, start_api, uploaded
 from tests.polling import wait_until
 from tests.test_serve import free_port
-from tests.tsahelpers import LocalTsa, make_certificate, start_tsa
+from tests.tsahelpers import KeyAndCert, LocalTsa, make_certificate, make_root, start_tsa
 
 DIGEST = hashlib.sha256(b"a checkpoint's signed bytes").digest()
+# The province's time-stamping root; the `tsa` fixture's certificate is issued by it.
+ROOT = make_root()
 _KEY, CERT = make_certificate()
 # A token of a TSA of its own, made once for the property tests.
 TOKEN = token_of_response(LocalTsa(_KEY, CERT).respond(request_bytes(DIGEST, 7)), DIGEST, 7)
@@ -42,7 +45,7 @@ TOKEN = token_of_response(LocalTsa(_KEY, CERT).respond(request_bytes(DIGEST, 7))
 
 @pytest.fixture
 async def tsa() -> AsyncIterator[LocalTsa]:
-    server, runner = await start_tsa()
+    server, runner = await start_tsa(make_certificate(ROOT))
     try:
         yield server
     finally:
@@ -92,13 +95,74 @@ def test_a_refusal_or_an_answer_to_another_request_is_refused() -> None:
 
 
 async def test_the_client_gets_a_verified_token_over_http(tsa: LocalTsa) -> None:
-    token = await timestamper(tsa.url, 5.0, tsa.cert)(DIGEST)
+    token = await timestamper(tsa.url, 5.0, TsaTrust(certificate=tsa.cert))(DIGEST)
     assert verify_token(token, DIGEST, tsa.cert).serial_number == 1
     assert len(tsa.requests) == 1
 
 
+def test_against_roots_the_token_s_own_certificate_is_checked_at_the_token_s_time() -> None:
+    """With roots and no pinned certificate, the certificate the token carries must chain
+    to a root, be valid when the token was made, and be a TSA's (timeStamping alone)."""
+    roots = TsaTrust(roots=(ROOT[1],))
+    stamp = verify_token(fresh_token(LocalTsa(*make_certificate(ROOT))), DIGEST, roots)
+    assert stamp.serial_number == 1
+    # Pinned and chained: both must hold.
+    key, cert = make_certificate(ROOT)
+    both = TsaTrust(certificate=cert, roots=(ROOT[1],))
+    assert verify_token(fresh_token(LocalTsa(key, cert)), DIGEST, both).serial_number == 1
+
+
+@pytest.mark.parametrize(
+    "certificate",
+    [
+        pytest.param(lambda: make_certificate(make_root("another CA")), id="another CA's"),
+        pytest.param(make_certificate, id="self-signed"),
+        pytest.param(
+            lambda: make_certificate(ROOT, usage=ExtendedKeyUsageOID.SERVER_AUTH),
+            id="not a TSA's",
+        ),
+        pytest.param(lambda: make_certificate(ROOT, valid=(-10.0, -1.0)), id="expired"),
+        pytest.param(lambda: make_certificate(ROOT, valid=(1.0, 30.0)), id="not yet valid"),
+    ],
+)
+def test_against_roots_a_token_of_an_untrusted_certificate_is_refused(
+    certificate: Callable[[], KeyAndCert],
+) -> None:
+    token = fresh_token(LocalTsa(*certificate()))
+    with pytest.raises(TimestampError, match="the TSA certificate is not trusted"):
+        verify_token(token, DIGEST, TsaTrust(roots=(ROOT[1],)))
+
+
+def test_a_token_without_its_certificate_verifies_only_against_a_pinned_one() -> None:
+    key, cert = make_certificate(ROOT)
+    token = token_of_response(
+        LocalTsa(key, cert).respond(request_bytes_without_certificate(DIGEST, 3)), DIGEST, 3
+    )
+    with pytest.raises(TimestampError, match="does not carry its signer's certificate"):
+        verify_token(token, DIGEST, TsaTrust(roots=(ROOT[1],)))
+    pinned = TsaTrust(certificate=cert, roots=(ROOT[1],))
+    assert verify_token(token, DIGEST, pinned).serial_number == 1
+    with pytest.raises(TimestampError, match="no TSA certificate or roots"):
+        verify_token(token, DIGEST, TsaTrust())
+
+
+def request_bytes_without_certificate(digest: bytes, nonce: int) -> bytes:
+    from asn1crypto import tsp
+
+    req = tsp.TimeStampReq.load(request_bytes(digest, nonce))
+    req["cert_req"] = False
+    return bytes(req.dump(force=True))
+
+
+async def test_the_client_verifies_against_roots_alone(tsa: LocalTsa) -> None:
+    token = await timestamper(tsa.url, 5.0, TsaTrust(roots=(ROOT[1],)))(DIGEST)
+    assert verify_token(token, DIGEST, TsaTrust(roots=(ROOT[1],))).serial_number == 1
+    with pytest.raises(TimestampError, match="not trusted"):
+        await timestamper(tsa.url, 5.0, TsaTrust(roots=(make_root()[1],)))(DIGEST)
+
+
 async def test_the_client_reports_an_unreachable_tsa_as_a_timestamp_error() -> None:
-    stamp = timestamper(f"http://127.0.0.1:{free_port()}/tsa", 2.0, None)
+    stamp = timestamper(f"http://127.0.0.1:{free_port()}/tsa", 2.0, TsaTrust())
     with pytest.raises(TimestampError, match="could not be reached"):
         await stamp(DIGEST)
 
@@ -152,6 +216,23 @@ async def test_server_checkpoints_carry_a_token_that_audit_verify_checks(
     _, err = capsys.readouterr()
     assert code == 1
     assert "time stamp: the token's signature does not verify" in err
+
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(ROOT[1].public_bytes(serialization.Encoding.PEM))
+    code = await asyncio.to_thread(
+        main, ["audit", "verify", "--config", str(conf), "--tsa-roots", str(roots)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"]["tsa_time"] is not None
+    strangers = tmp_path / "strangers.pem"
+    strangers.write_bytes(make_root("another CA")[1].public_bytes(serialization.Encoding.PEM))
+    code = await asyncio.to_thread(
+        main, ["audit", "verify", "--config", str(conf), "--tsa-roots", str(strangers)]
+    )
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "time stamp: the TSA certificate is not trusted" in err
 
 
 async def test_a_refusing_tsa_costs_the_token_not_the_checkpoint(

@@ -22,21 +22,63 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 POLICY = "1.3.6.1.4.1.99999.1"
 
 
-def make_certificate() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+KeyAndCert = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_root(common_name: str = "commandcenter test root CA") -> KeyAndCert:
+    """A self-signed CA certificate, as a province's trusted time-stamping root."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "commandcenter test TSA")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+    return key, cert
+
+
+def make_certificate(
+    issuer: KeyAndCert | None = None,
+    *,
+    usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.TIME_STAMPING,
+    valid: tuple[float, float] = (-1.0, 30.0),
+) -> KeyAndCert:
+    """A TSA's certificate (EC P-256, one critical extended key usage, `usage`), valid
+    from/until `valid` days around now: self-signed, or issued by `issuer`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("commandcenter test TSA")
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name if issuer is None else issuer[1].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=valid[0]))
+        .not_valid_after(now + dt.timedelta(days=valid[1]))
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=True)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[0].public_key()),
+            critical=False,
+        )
+    cert = builder.sign(key if issuer is None else issuer[0], hashes.SHA256())
     return key, cert
 
 
@@ -121,9 +163,10 @@ class LocalTsa:
         return web.Response(body=body, content_type="application/timestamp-reply")
 
 
-async def start_tsa() -> tuple[LocalTsa, web.AppRunner]:
-    """A TSA listening on a free loopback port; clean up the runner when done."""
-    key, cert = make_certificate()
+async def start_tsa(key_and_cert: KeyAndCert | None = None) -> tuple[LocalTsa, web.AppRunner]:
+    """A TSA (self-signed, or with the key and certificate given) listening on a free
+    loopback port; clean up the runner when done."""
+    key, cert = key_and_cert or make_certificate()
     tsa = LocalTsa(key, cert)
     app = web.Application()
     app.router.add_post("/tsa", tsa.handle)
