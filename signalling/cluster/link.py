@@ -21,6 +21,7 @@ from identity import Identity
 from sessions.recorder import SessionRecorder
 from signalling import protocol as p
 from signalling.clock import Clock
+from signalling.cluster.cpu import CpuMeter
 from signalling.cluster.gateway import Gateway
 from signalling.cluster.journal import Journal
 from signalling.cluster.keys import ClusterKeys
@@ -167,8 +168,8 @@ class RedisCoreLink:
             node_id=node_id,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._cpu_at = (clock.monotonic(), _cpu_seconds())
-        self._cpu = 0.0
+        self._cpu = CpuMeter(os.cpu_count() or 1)
+        self._cpu.reading(clock.monotonic(), _cpu_seconds(), {})
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -294,18 +295,18 @@ class RedisCoreLink:
             peers = int(health.get("media_peers", 0))  # type: ignore[call-overload]
             workers = health.get("media_workers", [])  # type: ignore[assignment]
         # The node's CPU is its media workers' too (media.pool): they do the relaying. A
-        # worker restarted counts from zero again; the drop is read as no use.
-        worker_cpu = sum(float(str(w["cpu_s"])) for w in workers)
-        now, cpu = self.clock.monotonic(), _cpu_seconds() + worker_cpu
-        then, cpu_then = self._cpu_at
-        if now > then:
-            self._cpu = max(0.0, (cpu - cpu_then) / ((now - then) * (os.cpu_count() or 1)))
-        self._cpu_at = (now, cpu)
+        # worker that has not reported yet says 0.
+        worker_cpu = {
+            int(str(w["pid"])): float(str(w["cpu_s"]))
+            for w in workers
+            if w.get("pid") and float(str(w["cpu_s"])) > 0
+        }
+        cpu = self._cpu.reading(self.clock.monotonic(), _cpu_seconds(), worker_cpu)
         return NodeLoad(
             connections=len(self.local.connections()),
             calls=rooms,
             media_peers=peers,
-            cpu=self._cpu,
+            cpu=cpu,
             media_workers=len(workers),
         )
 
