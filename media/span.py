@@ -257,7 +257,10 @@ class ConferenceSpan:
             case Sites():
                 self._announced.add(frame.sender)
                 self._stopped.discard(frame.sender)
-                self._aim()
+                # Told again of the roll-in: a notice sent before the worker knew of the
+                # conference (the pool tells the workers one after the other) was dropped
+                # there, and without it the worker's joiners ask the publisher unheld.
+                self._aim(tell=frozenset({frame.sender}))
             case Stop():
                 self._announced.discard(frame.sender)
                 self._stopped.add(frame.sender)
@@ -266,15 +269,16 @@ class ConferenceSpan:
                 if frame.sender == placement.home and not placement.is_home:
                     self._told_rollin(frame)
 
-    def _aim(self) -> None:
-        """Home: which workers get the conference's packets (kept for the packet path)."""
+    def _aim(self, tell: frozenset[int] = frozenset()) -> None:
+        """Home: which workers get the conference's packets (kept for the packet path); the
+        roll-in is told to those added, and to `tell`."""
         placement = self.placement
         if not placement.is_home:
             self.sites = ()
             return
         named = set(placement.where.values()) | self._announced
         sites = tuple(sorted(named - self._stopped - {placement.here}))
-        added = set(sites) - set(self.sites)
+        added = (set(sites) - set(self.sites)) | (tell & set(sites))
         self.sites = sites
         rollin = self.rollin
         now = self.clock()
