@@ -35,7 +35,6 @@ import structlog
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from media import rtp
 from media.conference_room import ConferenceRoom
 from media.fabric import Fabric, FabricEndpoint
 from media.fabric_frames import (
@@ -212,7 +211,6 @@ class ConferenceSpan:
         name = track.encode()
         here = self.fabric.index
         conf = self._conf
-        video = pub.kind == "video"
 
         def export(packet: RtpPacket, codec: RTCRtpCodecParameters, _now: float) -> None:
             payload = packet.payload
@@ -226,7 +224,8 @@ class ConferenceSpan:
                 timestamp=packet.timestamp,
                 marker=bool(packet.marker),
                 payload_type=packet.payload_type,
-                keyframe_start=not video or rtp.keyframe_start(codec.name, payload),
+                # Publication.forward parsed it already (True for audio).
+                keyframe_start=pub.keyframe_starts,
                 audio_level=packet.extensions.audio_level,
                 payload=payload,
             )
