@@ -79,6 +79,7 @@ from bench._common import (
     MachineMeter,
     Reply,
     Worker,
+    cpu_seconds,
     emit,
     family_cpu_seconds,
     percentile,
@@ -315,6 +316,14 @@ class LargeRun:
         procs += [p for p in (self.chair, self.sinks) if p is not None]
         return [p.pid for p in procs]
 
+    def bench_pids(self) -> dict[str, int]:
+        pids = {f"real_sites_{i}": p.pid for i, p in enumerate(self.site_procs)}
+        if self.sinks is not None:
+            pids["sinks"] = self.sinks.pid
+        if self.chair is not None:
+            pids["chair"] = self.chair.pid
+        return pids
+
     def stop(self) -> None:
         self.control.close()
         procs: list[Worker] = [*self.site_procs]
@@ -464,11 +473,16 @@ class LargeRun:
         pid = self.server.pid
         machine = MachineMeter([*with_children(pid), *self.pids()])
         machine.start()
+        watched = {"server": pid, **self.bench_pids()}
+        for i, child in enumerate(with_children(pid)[1:]):
+            watched[f"server_child_{i}"] = child
+        each0 = {name: _cpu(p) for name, p in watched.items()}
         cpu0, t0 = family_cpu_seconds(pid), time.monotonic()
         sites0, sinks0, status0 = self.site_counts(), self.sink_counts(), self.status()
         time.sleep(self.settings.seconds)
         sites1, sinks1, status1 = self.site_counts(), self.sink_counts(), self.status()
         cpu1, t1 = family_cpu_seconds(pid), time.monotonic()
+        each1 = {name: _cpu(p) for name, p in watched.items()}
         use = machine.stop()
         wall = t1 - t0
         fps = _fps(sites0, sites1)
@@ -508,6 +522,9 @@ class LargeRun:
             "sink_samples_failed": failed,
             "rss_mb": round(sum(rss_mb(p) for p in processes), 1),
             "window_s": round(wall, 2),
+            # Cores each process used: the server and its workers; the sinks' process, the
+            # chair's (moderator and speaker) and the real sites' processes.
+            "cpu_by_process": {k: round((each1[k] - each0[k]) / wall, 3) for k in watched},
             "client_errors": errors[:5],
             **use,
         }
@@ -553,6 +570,12 @@ class LargeRun:
             "recovery_s": round(max(recovered), 3),
             "recovery_p50_s": round(percentile(recovered, 50), 3),
         }
+
+
+def _cpu(pid: int) -> float:
+    with contextlib.suppress(OSError, BenchError):
+        return cpu_seconds(pid)
+    return 0.0
 
 
 def _fps(first: Sequence[Reply], last: Sequence[Reply]) -> dict[str, float]:
