@@ -369,6 +369,18 @@ class LargeRun:
         assert self.sinks is not None
         return self.sinks.call("counts", 30.0, self.server.check_alive)
 
+    def sink_status(self) -> tuple[Reply, dict[str, Any], dict[str, float]]:
+        """The sinks' counts, the server's status, and what each sink had received when
+        the server said what it had sent it (the mean of two readings around it)."""
+        before = self.sink_counts()
+        status = self.status()
+        after = self.sink_counts()
+        around = {
+            name: (before["sinks"][name]["received"] + c["received"]) / 2
+            for name, c in after["sinks"].items()
+        }
+        return before, status, around
+
     def status(self) -> dict[str, Any]:
         return self.control.request({"type": "status", "conference_id": self.conference_id})
 
@@ -478,23 +490,24 @@ class LargeRun:
             watched[f"server_child_{i}"] = child
         each0 = {name: _cpu(p) for name, p in watched.items()}
         cpu0, t0 = family_cpu_seconds(pid), time.monotonic()
-        sites0, sinks0, status0 = self.site_counts(), self.sink_counts(), self.status()
+        sites0, (sinks0, status0, around0) = self.site_counts(), self.sink_status()
         time.sleep(self.settings.seconds)
-        sites1, sinks1, status1 = self.site_counts(), self.sink_counts(), self.status()
+        sites1, (sinks1, status1, around1) = self.site_counts(), self.sink_status()
         cpu1, t1 = family_cpu_seconds(pid), time.monotonic()
         each1 = {name: _cpu(p) for name, p in watched.items()}
         use = machine.stop()
         wall = t1 - t0
         fps = _fps(sites0, sites1)
         delivery: dict[str, float] = {}
-        received = sent = 0
+        received = 0.0
+        sent = 0
         decrypted = failed = 0
         for name in self.present:
             a, b = sinks0["sinks"][name], sinks1["sinks"][name]
             expected = b["expected"] - a["expected"]
             got = b["received"] - a["received"]
             delivery[name] = got / expected if expected > 0 else 0.0
-            received += got
+            received += around1[name] - around0[name]
             sent += status1["sinks"][name]["sent"] - status0["sinks"][name]["sent"]
             decrypted += b["decrypted"]
             failed += b["decrypt_failed"]
