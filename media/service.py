@@ -9,6 +9,7 @@ lock per member; different members and calls proceed concurrently.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
@@ -38,6 +39,10 @@ log = structlog.get_logger(__name__)
 # "who watched"). Data: call, court, officer, user (who receives), owner (whose track), track.
 VIDEO_WATCHED: Final = "video_watched"
 VIDEO_UNWATCHED: Final = "video_unwatched"
+
+
+def _repeated(names: Sequence[str]) -> set[str]:
+    return {name for name, count in collections.Counter(names).items() if count > 1}
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:
@@ -107,6 +112,11 @@ class MediaService:
             raise WrongState("this conference has no media on this worker")
         for name in remove:
             room.remove_sink(name)
+        names = [spec.name for spec in add]
+        taken = sorted((set(names) & (set(room.sinks) | room.members)) | _repeated(names))
+        if taken:
+            # Checked before any is added: a request is carried out whole or not at all.
+            raise ValueError(f"sink names in use: {', '.join(taken[:5])}")
         for spec in add:
             room.add_sink(spec)
         return {name: sink.packets_sent() for name, sink in room.sinks.items()}

@@ -135,6 +135,8 @@ async def test_sinks_get_a_sites_slots_through_the_fanout_and_decrypt_with_their
             late: list[bytes] = []
             drain(receivers[0], late)
             assert late == []
+            again = await control(path, {"type": "add", "conference_id": cid, "sinks": sinks[1:]})
+            assert again == {"ok": False, "error": "sink names must be new and distinct"}
             refused = await control(path, {"type": "add", "conference_id": "nope", "sinks": []})
             assert refused == {"ok": False, "error": "no such conference with media on this server"}
             bad = await control(path, {"type": "add", "conference_id": cid, "sinks": [{}]})
