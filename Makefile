@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 FANOUT := $(VENV)/.fanout-built
 FANOUT_NEEDS := gcc:gcc $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h:python3-dev
 
-.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos bench-workers clean
+.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-conference-300 bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos bench-workers clean
 
 venv: $(STAMP) $(FANOUT)
 
@@ -101,6 +101,11 @@ bench-relay: venv
 # One speaker and 16, 32, 64 receive-only sites in a conference, against Janus's VideoRoom.
 bench-conference: venv
 	$(BIN)/python -m bench.conference
+
+# One conference of 300 sites (32 real aiortc clients, the rest pre-keyed SRTP sinks): join
+# storm, CPU per added site, a worker killed, Janus's slope (docs/media.md, *300 sites*).
+bench-conference-300: venv
+	$(BIN)/python -m bench.conference --sites 300
 
 # Media in worker processes: offer round trip in process and through workers, calls spread
 # over workers, a killed worker's call back to video (docs/media.md, *Worker processes*).

@@ -172,9 +172,12 @@ class ClipTrack(MediaStreamTrack):
         self._started: float | None = None
         self.keyframe_requests = 0
         self.keyframes_sent = 0
+        # When each request came (time.monotonic()): bench.conference's join storm.
+        self.keyframe_request_times: list[float] = []
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
+        self.keyframe_request_times.append(time.monotonic())
         later = [k for k in self._clip.keyframes if k >= self._index]
         self._index = later[0] if later else self._clip.keyframes[0]
 

@@ -246,6 +246,7 @@ class _ChairWorker:
                     "audio_sent": await speaker.audio_sent(),
                     "frames_sent": speaker.track.frames_sent,
                     "keyframe_requests": speaker.track.keyframe_requests,
+                    "keyframe_request_times": speaker.track.keyframe_request_times,
                     "keyframes_sent": speaker.track.keyframes_sent,
                     "errors": self._need().moderator.errors + speaker.cc.errors,
                 }
@@ -267,16 +268,24 @@ class _ChairWorker:
 
 
 class Site:
-    """One receive-only site: its video frames and audio packets, and when it asked to join."""
+    """One receive-only site: its video frames and audio packets, and when it asked to join.
+    Told `media_restart` (its media worker died), it does what a client does: a new peer
+    connection, offered again (`restarted_at`, and its first frame since)."""
 
     def __init__(self, http: aiohttp.ClientSession, spec: TargetSpec, index: int) -> None:
         self.index = index
         self.sub = Subscriber(name=site_user(index))
         self.audio = AudioTap(self.sub.pc)
         self.cc = CcClient(http, spec, site_user(index), Role.OPERATOR, SITE_COURT, self.sub.pc)
+        self.cc.on_push = self._on_push
         self.join_sent_at: float | None = None
+        self.conference_id = ""
+        self.restarted_at: float | None = None
+        self.errors: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, conference_id: str) -> None:
+        self.conference_id = conference_id
         await self.cc.connect()
         # Nothing to send: one recvonly audio section; the server then offers the slots.
         self.sub.pc.addTransceiver("audio", direction="recvonly")
@@ -284,12 +293,49 @@ class Site:
         await self.cc.request({"type": "join_conference", "conference_id": conference_id})
         await self.cc.offer(conference_id)
 
+    def start_soon(self, conference_id: str) -> None:
+        """`start` in the background (a join storm does not wait for each join)."""
+        self._spawn(self.start(conference_id), "joining")
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        async def run() -> None:
+            try:
+                await asyncio.wait_for(coro, NEGOTIATION_TIMEOUT_S * 2)
+            except Exception as exc:
+                self.errors.append(f"{site_user(self.index)}: {what}: {exc!r}")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_push(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "media_restart" and msg.get("call_id") == self.conference_id:
+            self.restarted_at = time.monotonic()
+            self._spawn(self._restart(), "offering again after media_restart")
+
+    async def _restart(self) -> None:
+        old = self.sub
+        self.sub = Subscriber(name=site_user(self.index))
+        self.audio = AudioTap(self.sub.pc)
+        self.cc.pc = self.sub.pc
+        await old.close()
+        self.sub.pc.addTransceiver("audio", direction="recvonly")
+        await self.cc.offer(self.conference_id)
+
+    def restart_to_first_frame_s(self) -> float | None:
+        """From `media_restart` to the first frame on the new peer connection."""
+        if self.restarted_at is None or self.sub.first_frame_at is None:
+            return None
+        return self.sub.first_frame_at - self.restarted_at
+
     def join_to_first_frame_s(self) -> float | None:
         if self.join_sent_at is None or self.sub.first_frame_at is None:
             return None
         return self.sub.first_frame_at - self.join_sent_at
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await self.cc.close()
         await self.sub.close()
 
@@ -310,6 +356,13 @@ class _SitesWorker:
                     asyncio.gather(*(s.start(cid) for s in new)), NEGOTIATION_TIMEOUT_S * 2
                 )
                 return {}
+            case "join":
+                # Each in the background: replies at once.
+                for i in args["indexes"]:
+                    site = Site(self.http, self.spec, i)
+                    self.sites.append(site)
+                    site.start_soon(args["published"]["conference_id"])
+                return {}
             case "counts":
                 return {
                     # The system-wide monotonic clock, compared across processes.
@@ -317,7 +370,9 @@ class _SitesWorker:
                     "frames": {str(s.index): s.sub.frames for s in self.sites},
                     "audio": {str(s.index): s.audio.packets for s in self.sites},
                     "audio_expected": {str(s.index): s.audio.expected for s in self.sites},
-                    "errors": [e for s in self.sites for e in s.cc.errors],
+                    "errors": [e for s in self.sites for e in [*s.cc.errors, *s.errors]],
+                    "first_frame_at": {str(s.index): s.sub.first_frame_at for s in self.sites},
+                    "restarted_at": {str(s.index): s.restarted_at for s in self.sites},
                 }
             case "timings":
                 return {

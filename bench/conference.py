@@ -37,6 +37,10 @@ CPU over N, cores), `join_p95_ms`, `grant_to_audio_p99_ms`, and the goals: every
 150 ms, server CPU per site no more than bench.relay's per-subscriber figure (0.00194 core).
 A default run takes about 5 minutes. Like bench.relay it runs in a network namespace of
 its own (bench/_netns.py); progress goes to stderr.
+
+`--sites N` (with `--quick` and its own options) runs instead one conference of N sites,
+most of them pre-keyed SRTP sinks, with a join storm, a worker kill and Janus's slope:
+bench/conference_sites.py says how.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from bench import conference_sites
 from bench._common import (
     Reply,
     Worker,
@@ -404,6 +409,9 @@ def summarize(lines: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--sites" or a.startswith("--sites=") for a in args):
+        # One conference of hundreds of sites, sinks among them (bench.conference_sites).
+        return conference_sites.main(args)
     settings = parse_args(args)
     enter_namespace("bench.conference", args, janus="janus" in settings.targets)
     raise_nofile_limit()

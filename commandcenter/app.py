@@ -286,6 +286,8 @@ def _media_service(
             )
         except ValueError as exc:
             raise ConfigError(f"media.workers: {exc}") from None
+    if config.media.bench_sink_socket:
+        raise ConfigError("media.bench_sink_socket: the benchmark's sinks need media workers")
     return MediaService(
         config=config.media,
         clock=clock.now,

@@ -33,6 +33,7 @@ from media.forwarder import Publication, Subscription
 from media.peer import MemberPeer
 from media.room import Room
 from media.settings import MediaConfig
+from media.sink import SenderFactory, SinkSite, SinkSpec
 from media.stage import (
     SPOTLIGHT,
     Lineup,
@@ -102,6 +103,11 @@ class ConferenceRoom(Room):
         self.remote: dict[str, Publication] = {}
         # Told after every restage (media.span: what leaves this worker follows the stage).
         self.on_staged: Callable[[], None] | None = None
+        # The benchmark's pre-keyed sinks (media.sink), by name: sites the core does not know
+        # of, whose slots this room fills as a site's. Only a server started with
+        # `media.bench_sink_socket` ever adds one (media.sink_control).
+        self.sinks: dict[str, SinkSite] = {}
+        self._senders = SenderFactory()
 
     # ---- the core's word ------------------------------------------------------------------
 
@@ -111,7 +117,11 @@ class ConferenceRoom(Room):
         super().update(members, silent)
         for user in [u for u in self._told if u not in members]:
             del self._told[user]
-        for key in [k for k in self._idle_since if k.split("/", 1)[0] not in members]:
+        for key in [
+            k
+            for k in self._idle_since
+            if k.split("/", 1)[0] not in members and k.split("/", 1)[0] not in self.sinks
+        ]:
             del self._idle_since[key]
         self.stage = stage if stage is not None else _NOBODY
         self.feeds = dict(self.stage.feeds)
@@ -144,10 +154,9 @@ class ConferenceRoom(Room):
         # Every slot leaves it before it closes.
         self.restage()
         now = self.clock()
-        for peer in self.peers.values():
-            for sub in peer.slots.values():
-                if sub.publication is pub:
-                    self._switch(sub, None, pub.kind, now)
+        for sub in self._every_slot():
+            if sub.publication is pub:
+                self._switch(sub, None, pub.kind, now)
         pub.close()
 
     # ---- slots ----------------------------------------------------------------------------
@@ -192,10 +201,9 @@ class ConferenceRoom(Room):
         leaves it before it closes (the call's room no longer lists it)."""
         self._watched.discard(id(pub))
         now = self.clock()
-        for peer in self.peers.values():
-            for sub in peer.slots.values():
-                if sub.publication is pub:
-                    self._switch(sub, None, pub.kind, now)
+        for sub in self._every_slot():
+            if sub.publication is pub:
+                self._switch(sub, None, pub.kind, now)
         if self._capture_of(pub):
             assert self.capture is not None
             self.capture.stop(pub)
@@ -227,20 +235,68 @@ class ConferenceRoom(Room):
             if not peer.slots:
                 continue
             view = seen_by(self.line, user, moderator=self._sees_grid(user))
-            for name, source in view.slots().items():
-                sub = peer.slots.get(name)
-                if sub is None:
-                    continue
-                kind = "audio" if name.startswith("audio") else "video"
-                pub = sources[kind].get(source) if source is not None else None
-                if sub.publication is not pub:
-                    self._switch(sub, pub, kind, now)
+            self._fill(peer.slots, view, sources, now)
             if self._told.get(user) != view:
                 self._told[user] = view
                 self._deliver(user, _told(self.call_id, view, peer.slots))
+        for name, sink in self.sinks.items():
+            # Filled as a site's; nobody to tell.
+            self._fill(sink.slots, seen_by(self.line, name, moderator=False), sources, now)
         self._record(audio, video)
         if self.on_staged is not None:
             self.on_staged()
+
+    def _fill(
+        self,
+        slots: dict[str, Subscription],
+        view: Lineup,
+        sources: dict[str, dict[str, Publication]],
+        now: float,
+    ) -> None:
+        """Switch each of one member's slots to the source `view` puts in it."""
+        for name, source in view.slots().items():
+            sub = slots.get(name)
+            if sub is None:
+                continue
+            kind = "audio" if name.startswith("audio") else "video"
+            pub = sources[kind].get(source) if source is not None else None
+            if sub.publication is not pub:
+                self._switch(sub, pub, kind, now)
+
+    def _every_slot(self) -> list[Subscription]:
+        """The slots of every member and every sink."""
+        slots = [sub for peer in self.peers.values() for sub in peer.slots.values()]
+        slots += [sub for sink in self.sinks.values() for sub in sink.slots.values()]
+        return slots
+
+    # ---- the benchmark's sinks (media.sink) -----------------------------------------------
+
+    def add_sink(self, spec: SinkSpec) -> SinkSite:
+        """A pre-keyed sink joins as a receive-only site: a site's slots, filled at once."""
+        if self.closed:
+            raise ValueError("the conference's media has ended")
+        if spec.name in self.sinks or spec.name in self.members:
+            raise ValueError(f"sink {spec.name}: the name is in use")
+        addresses = self.config.ice_addresses
+        sink = SinkSite(
+            spec,
+            slots=self._slots_for(spec.name),
+            bind_address=addresses[0] if addresses else "0.0.0.0",
+            max_backlog=self.config.max_subscriber_backlog_bytes,
+            engine=self.config.fanout,
+            senders=self._senders,
+        )
+        self.sinks[spec.name] = sink
+        self.restage()
+        return sink
+
+    def remove_sink(self, name: str) -> None:
+        sink = self.sinks.pop(name, None)
+        if sink is None:
+            return
+        for key in [k for k in self._idle_since if k.split("/", 1)[0] == name]:
+            del self._idle_since[key]
+        sink.close()
 
     def _remote_owners(self) -> list[str]:
         return sorted({pub.owner for pub in self.remote.values()})
@@ -321,6 +377,8 @@ class ConferenceRoom(Room):
         for handle in (self._restage_soon, self._poll):
             if handle is not None:
                 handle.cancel()
+        for name in list(self.sinks):
+            self.remove_sink(name)
         await super().close()
         if self.capture is not None:
             await self.capture.close()

@@ -39,6 +39,8 @@ from media.capture import recover
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.settings import MediaConfig
+from media.sink import SinkSpec
+from media.sink_control import RequestRefused, SinkControl
 from media.worker_placement import WorkerLoad, conference_sites, least_loaded
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
@@ -103,6 +105,8 @@ class _Worker:
     restarts: int = 0
     # Signals sent and not yet answered, by id.
     pending: dict[int, asyncio.Future[w.Signalled]] = dataclasses.field(default_factory=dict)
+    # Bench-only sink requests (media.sink) not yet answered, by id.
+    sink_pending: dict[int, asyncio.Future[w.SinksState]] = dataclasses.field(default_factory=dict)
 
     def send(self, record: w.ToWorker) -> bool:
         """Write `record` to the worker; False if it has no live socket (it died: its rooms
@@ -171,6 +175,10 @@ class WorkerPool:
         self._stopping = False
         # Bad frames refused from workers (each logged), for tests and health.
         self.refused_frames = 0
+        # Bench-only (media.sink): the control socket, with `media.bench_sink_socket` only,
+        # and each conference's sinks' workers.
+        self.sink_control: SinkControl | None = None
+        self.sink_where: dict[str, dict[str, int]] = {}
 
     # ---- MediaPort --------------------------------------------------------------------
 
@@ -178,6 +186,7 @@ class WorkerPool:
         call_id = change.call_id
         if not change.members:
             self.rooms.pop(call_id, None)
+            self.sink_where.pop(call_id, None)
             home = self.home.pop(call_id, None)
             sites = self.where.pop(call_id, {})
             for index in {home, *sites.values()} - {None}:
@@ -228,6 +237,9 @@ class WorkerPool:
             for directory in left:
                 await recover(directory, self.evidence, self.clock)
         self._open_fabric()
+        if self.config.bench_sink_socket:
+            self.sink_control = SinkControl(self.config.bench_sink_socket, self)
+            await self.sink_control.start()
         for worker in self.workers:
             if worker.recordings_dir is not None:
                 worker.recordings_dir.mkdir(parents=True, exist_ok=True)
@@ -271,6 +283,8 @@ class WorkerPool:
         """Stop every worker (each finishes and files its recordings), killing one that does
         not stop within STOP_WAIT_S."""
         self._stopping = True
+        if self.sink_control is not None:
+            await self.sink_control.stop()
         for worker in self.workers:
             worker.send(w.Stop())
         procs = [worker.proc for worker in self.workers if worker.proc is not None]
@@ -298,6 +312,101 @@ class WorkerPool:
                 worker.index: os.path.join(self._fabric_dir, f"w{worker.index}")
                 for worker in self.workers
             }
+
+    # ---- the benchmark's sinks (media.sink, media.sink_control) -------------------------
+
+    async def add_sinks(self, conference_id: str, sinks: list[SinkSpec]) -> dict[str, int]:
+        """Place pre-keyed sinks on the live workers that serve the conference, in turn as
+        its sites are spread, and add them there; their workers."""
+        serving = self._serving(conference_id)
+        placed = self.sink_where.setdefault(conference_id, {})
+        taken = {s.name for s in sinks}
+        if len(taken) != len(sinks) or taken & set(placed):
+            raise RequestRefused("sink names must be new and distinct")
+        by_worker: dict[int, list[SinkSpec]] = {}
+        turn = len(placed)
+        for spec in sinks:
+            index = serving[turn % len(serving)]
+            turn += 1
+            by_worker.setdefault(index, []).append(spec)
+        await asyncio.gather(
+            *(self._sinks(i, conference_id, add=specs) for i, specs in by_worker.items())
+        )
+        for index, specs in by_worker.items():
+            for spec in specs:
+                placed[spec.name] = index
+        return {spec.name: placed[spec.name] for spec in sinks}
+
+    async def remove_sinks(self, conference_id: str, names: list[str]) -> None:
+        placed = self.sink_where.get(conference_id, {})
+        by_worker: dict[int, list[str]] = {}
+        for name in names:
+            index = placed.pop(name, None)
+            if index is not None:
+                by_worker.setdefault(index, []).append(name)
+        await asyncio.gather(
+            *(self._sinks(i, conference_id, remove=gone) for i, gone in by_worker.items())
+        )
+
+    async def sink_status(self, conference_id: str) -> dict[str, object]:
+        """The workers, the conference's placement, and its sinks with the packets each was
+        sent (asked of every worker with sinks of it)."""
+        placed = self.sink_where.get(conference_id, {})
+        sent: dict[str, int] = {}
+        for counts in await asyncio.gather(
+            *(self._sinks(i, conference_id) for i in sorted(set(placed.values())))
+        ):
+            sent.update(counts)
+        return {
+            "workers": [
+                {"index": x.index, "pid": x.pid, "up": x.ready.is_set()} for x in self.workers
+            ],
+            "home": self.home.get(conference_id),
+            "where": self.where.get(conference_id, {}),
+            "sinks": {
+                name: {"worker": index, "sent": sent.get(name, 0)} for name, index in placed.items()
+            },
+        }
+
+    def _serving(self, conference_id: str) -> list[int]:
+        """The live workers that have the conference's room (sinks join only those)."""
+        home = self.home.get(conference_id)
+        if home is None or self.rooms.get(conference_id, None) is None:
+            raise RequestRefused("no such conference with media on this server")
+        room = self.rooms[conference_id]
+        if room.stage is None:
+            raise RequestRefused("sinks join conferences, not calls")
+        indexes = {home, *self.where.get(conference_id, {}).values()}
+        serving = sorted(i for i in indexes if self._worker(i).ready.is_set())
+        if not serving:
+            raise RequestRefused("the conference's media workers are restarting")
+        return serving
+
+    async def _sinks(
+        self,
+        index: int,
+        conference_id: str,
+        add: Sequence[SinkSpec] = (),
+        remove: Sequence[str] = (),
+    ) -> dict[str, int]:
+        worker = self._worker(index)
+        request = w.Sinks(
+            id=next(self._ids),
+            conference_id=conference_id,
+            add=[w.SinkRecord(s.name, s.host, s.port, s.key) for s in add],
+            remove=list(remove),
+        )
+        done = asyncio.get_running_loop().create_future()
+        worker.sink_pending[request.id] = done
+        try:
+            if not worker.send(request):
+                raise RequestRefused(f"media worker {index} is restarting")
+            answer: w.SinksState = await asyncio.wait_for(done, SIGNAL_TIMEOUT_S)
+        finally:
+            worker.sink_pending.pop(request.id, None)
+        if answer.error is not None:
+            raise RequestRefused(f"media worker {index}: {answer.error}")
+        return answer.sent
 
     # ---- placement ----------------------------------------------------------------------
 
@@ -477,6 +586,10 @@ class WorkerPool:
                     done.set_result(record)
             case w.Load():
                 worker.load = record
+            case w.SinksState():
+                waiting = worker.sink_pending.get(record.id)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(record)
             case w.Trace(events=events):
                 if self.recorder is not None:
                     trace = [TraceEvent(e.kind, e.at, e.data) for e in events]
@@ -499,6 +612,13 @@ class WorkerPool:
         for done in worker.pending.values():
             if not done.done():
                 done.set_exception(MediaUnavailable("the call's media moved; offer again"))
+        for waiting in worker.sink_pending.values():
+            if not waiting.done():
+                waiting.set_exception(RequestRefused(f"media worker {worker.index} died"))
+        # Its sinks died with it (their sockets were its own).
+        for placed in self.sink_where.values():
+            for name in [n for n, i in placed.items() if i == worker.index]:
+                del placed[name]
         moved = self._rooms_on(worker.index)
         log.error(
             "media worker died", worker=worker.index, pid=worker.pid, code=code, rooms=len(moved)

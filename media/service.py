@@ -9,7 +9,8 @@ lock per member; different members and calls proceed concurrently.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,7 @@ from media.fabric import Fabric, FabricEndpoint
 from media.forwarder import Publication
 from media.room import Room
 from media.settings import MediaConfig
+from media.sink import SinkSpec
 from media.span import Spans
 from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
@@ -37,6 +39,10 @@ log = structlog.get_logger(__name__)
 # "who watched"). Data: call, court, officer, user (who receives), owner (whose track), track.
 VIDEO_WATCHED: Final = "video_watched"
 VIDEO_UNWATCHED: Final = "video_unwatched"
+
+
+def _repeated(names: Sequence[str]) -> set[str]:
+    return {name for name, count in collections.Counter(names).items() if count > 1}
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:
@@ -94,6 +100,26 @@ class MediaService:
         if not where and room is not None and not room.members:
             del self.rooms[conference_id]
             self._close(room, None)
+
+    def sinks(
+        self, conference_id: str, add: Sequence[SinkSpec], remove: Sequence[str]
+    ) -> dict[str, int]:
+        """Bench-only (media.sink): remove, then add, pre-keyed sinks of a conference whose
+        room is on this worker; the packets each of its sinks here has been sent. Raises
+        WrongState without the room, ValueError (media.sink.SinkError) for a sink refused."""
+        room = self._conference(conference_id)
+        if room is None:
+            raise WrongState("this conference has no media on this worker")
+        for name in remove:
+            room.remove_sink(name)
+        names = [spec.name for spec in add]
+        taken = sorted((set(names) & (set(room.sinks) | room.members)) | _repeated(names))
+        if taken:
+            # Checked before any is added: a request is carried out whole or not at all.
+            raise ValueError(f"sink names in use: {', '.join(taken[:5])}")
+        for spec in add:
+            room.add_sink(spec)
+        return {name: sink.packets_sent() for name, sink in room.sinks.items()}
 
     @property
     def fabric(self) -> Fabric | None:

@@ -57,6 +57,10 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # Media worker processes (docs/media.md, *Worker processes*): "auto", one per core this
     # process may run on; an integer: that many; 0: media runs in the server's own process.
     workers: int | str = "auto"
+    # Bench-only, off (""): a Unix socket path at which the server (with media workers)
+    # lets the benchmark on this machine add pre-keyed SRTP sinks to a conference
+    # (media.sink, media.sink_control; docs/media.md). Never set it in production.
+    bench_sink_socket: str = ""
 
 
 def worker_count(setting: int | str, cores: int) -> int:

@@ -35,7 +35,6 @@ import structlog
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from media import rtp
 from media.conference_room import ConferenceRoom
 from media.fabric import Fabric, FabricEndpoint
 from media.fabric_frames import (
@@ -212,7 +211,6 @@ class ConferenceSpan:
         name = track.encode()
         here = self.fabric.index
         conf = self._conf
-        video = pub.kind == "video"
 
         def export(packet: RtpPacket, codec: RTCRtpCodecParameters, _now: float) -> None:
             payload = packet.payload
@@ -226,7 +224,8 @@ class ConferenceSpan:
                 timestamp=packet.timestamp,
                 marker=bool(packet.marker),
                 payload_type=packet.payload_type,
-                keyframe_start=not video or rtp.keyframe_start(codec.name, payload),
+                # Publication.forward parsed it already (True for audio).
+                keyframe_start=pub.keyframe_starts,
                 audio_level=packet.extensions.audio_level,
                 payload=payload,
             )
@@ -257,7 +256,10 @@ class ConferenceSpan:
             case Sites():
                 self._announced.add(frame.sender)
                 self._stopped.discard(frame.sender)
-                self._aim()
+                # Told again of the roll-in: a notice sent before the worker knew of the
+                # conference (the pool tells the workers one after the other) was dropped
+                # there, and without it the worker's joiners ask the publisher unheld.
+                self._aim(tell=frozenset({frame.sender}))
             case Stop():
                 self._announced.discard(frame.sender)
                 self._stopped.add(frame.sender)
@@ -266,15 +268,16 @@ class ConferenceSpan:
                 if frame.sender == placement.home and not placement.is_home:
                     self._told_rollin(frame)
 
-    def _aim(self) -> None:
-        """Home: which workers get the conference's packets (kept for the packet path)."""
+    def _aim(self, tell: frozenset[int] = frozenset()) -> None:
+        """Home: which workers get the conference's packets (kept for the packet path); the
+        roll-in is told to those added, and to `tell`."""
         placement = self.placement
         if not placement.is_home:
             self.sites = ()
             return
         named = set(placement.where.values()) | self._announced
         sites = tuple(sorted(named - self._stopped - {placement.here}))
-        added = set(sites) - set(self.sites)
+        added = (set(sites) - set(self.sites)) | (tell & set(sites))
         self.sites = sites
         rollin = self.rollin
         now = self.clock()

@@ -29,6 +29,7 @@ from media import worker_wire as w
 from media.fabric import FabricEndpoint
 from media.forwarder import FORWARDED
 from media.service import MediaService
+from media.sink import SinkSpec
 from sessions.evidence import EvidenceError
 from sessions.recorder import TraceEvent
 from signalling import protocol as p
@@ -140,6 +141,16 @@ def _load(service: MediaService) -> w.Load:
     )
 
 
+def _sinks(service: MediaService, request: w.Sinks) -> w.SinksState:
+    """Carry out the pool's bench-only `Sinks` (media.sink)."""
+    try:
+        specs = [SinkSpec(s.name, s.host, s.port, s.key) for s in request.add]
+        sent = service.sinks(request.conference_id, specs, request.remove)
+    except (ClientError, ValueError, OSError) as exc:
+        return w.SinksState(id=request.id, error=str(exc)[:1000])
+    return w.SinksState(id=request.id, sent=sent)
+
+
 async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None:
     """Serve the server at the other end of `sock` until it says stop or goes away;
     `configure` sets the process up (logging) from the `Start` record."""
@@ -221,6 +232,8 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
                     link.registered(record)
                 case w.LoadQuery():
                     link.send(_load(service))
+                case w.Sinks():
+                    link.send(_sinks(service, record))
                 case w.Stop():
                     return True
                 case w.Start():

@@ -9,8 +9,8 @@ a log line, not crash the server that holds every other call.
 
 Parent to worker: `Start` (first, once: the worker's settings, nothing secret in its argv),
 `RoomChanged`, `Signal` (answered by `Signalled` with the same id), `ConferencePlacement`,
-`Registered` (the answer to a worker's `Register`), `LoadQuery`, `Stop`.
-Worker to parent: `Ready`, `Deliver`, `Signalled`, `Trace`, `Register`, `Load`.
+`Registered` (the answer to a worker's `Register`), `LoadQuery`, `Sinks` (bench-only), `Stop`.
+Worker to parent: `Ready`, `Deliver`, `Signalled`, `Trace`, `Register`, `Load`, `SinksState`.
 """
 
 from __future__ import annotations
@@ -87,11 +87,34 @@ class LoadQuery(_Record, tag="load_query", frozen=True):
     pass
 
 
+class SinkRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One bench-only pre-keyed sink (media.sink.SinkSpec)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    host: Annotated[str, msgspec.Meta(max_length=64)]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    key: Annotated[bytes, msgspec.Meta(min_length=30, max_length=30)]
+
+
+class Sinks(_Record, tag="sinks", frozen=True):
+    """Bench-only: remove, then add, sinks of a conference on this worker (only a pool
+    started with `media.bench_sink_socket` sends it); answered by `SinksState`."""
+
+    id: int
+    conference_id: Name
+    add: Annotated[list[SinkRecord], msgspec.Meta(max_length=1024)] = []
+    remove: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=1024)
+    ] = []
+
+
 class Stop(_Record, tag="stop", frozen=True):
     pass
 
 
-ToWorker = Start | RoomChanged | Signal | ConferencePlacement | Registered | LoadQuery | Stop
+ToWorker = (
+    Start | RoomChanged | Signal | ConferencePlacement | Registered | LoadQuery | Sinks | Stop
+)
 
 
 # --- worker to parent ------------------------------------------------------------------
@@ -156,7 +179,16 @@ class Load(_Record, tag="load", frozen=True):
     forwarded_bytes: int
 
 
-ToParent = Ready | Deliver | Signalled | Trace | Register | Load
+class SinksState(_Record, tag="sinks_state", frozen=True):
+    """The answer to `Sinks`: the packets sent to each of the conference's sinks on this
+    worker, or why the request was refused."""
+
+    id: int
+    sent: dict[Name, int] = {}
+    error: Text | None = None
+
+
+ToParent = Ready | Deliver | Signalled | Trace | Register | Load | SinksState
 
 _encoder = msgspec.msgpack.Encoder()
 _to_worker: msgspec.msgpack.Decoder[ToWorker] = msgspec.msgpack.Decoder(ToWorker)
@@ -212,6 +244,9 @@ __all__ = [
     "RoomChanged",
     "Signal",
     "Signalled",
+    "SinkRecord",
+    "Sinks",
+    "SinksState",
     "Start",
     "Stop",
     "ToParent",

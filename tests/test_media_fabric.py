@@ -346,6 +346,25 @@ async def test_joiners_across_workers_ask_the_publisher_once_per_interval_at_mos
         assert home.rollin_asks > 0
 
 
+async def test_a_worker_told_of_the_conference_after_home_still_learns_of_the_roll_in() -> None:
+    """The pool tells the workers one after the other: home's roll-in notice can reach a
+    worker before it knows of the conference (dropped there); the worker's SITES, sent once
+    it does, has home tell it again, so that its joiners' requests are held too."""
+    where = {"chair": 0, "s1": 1}
+    async with fabric_workers(2, ROLLIN) as workers:
+        workers[0].service.conference_placement(CID, 0, where)
+        await wait_until(
+            lambda: workers[1].fabric.dropped["unknown_conference"] >= 1,
+            what="the notice dropped at worker 1",
+        )
+        workers[1].service.conference_placement(CID, 0, where)
+        span = workers[1].service.spans.by_conference[CID]
+        await wait_until(lambda: span.rollin is not None, what="worker 1 told of the roll-in")
+        rollin = span.rollin
+        assert rollin is not None
+        assert rollin.holds(time.time())
+
+
 async def test_a_workers_fabric_socket_drops_garbage_and_counts_it() -> None:
     async with (
         fabric_workers(2) as workers,

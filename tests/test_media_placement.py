@@ -144,6 +144,12 @@ def test_records_cross_the_wire_unchanged() -> None:
         w.RoomChanged(room=room),
         w.Signal(id=3, user="a", message=p.Offer(id="k1", call_id="c-1", sdp="v=0")),
         w.ConferencePlacement(conference_id="m-1", home=1, where={"a": 1}),
+        w.Sinks(
+            id=4,
+            conference_id="m-1",
+            add=[w.SinkRecord(name="sink-0", host="10.0.0.2", port=5000, key=bytes(30))],
+            remove=["sink-1"],
+        ),
     ):
         body = w.frame(record)[w.HEADER.size :]
         assert w.decode_to_worker(body) == record
@@ -161,8 +167,20 @@ def test_records_cross_the_wire_unchanged() -> None:
             captured_at_ms=1.0,
             data=b"\xff\xd8",
         ),
+        w.SinksState(id=4, sent={"sink-0": 12}),
+        w.SinksState(id=5, error="this conference has no media on this worker"),
     ):
         assert w.decode_to_parent(w.frame(back)[w.HEADER.size :]) == back
+
+
+def test_a_bench_sink_with_a_key_of_the_wrong_length_is_refused() -> None:
+    record = w.Sinks(
+        id=1,
+        conference_id="m-1",
+        add=[w.SinkRecord(name="sink-0", host="10.0.0.2", port=5000, key=bytes(16))],
+    )
+    with pytest.raises(w.WireError, match="key"):
+        w.decode_to_worker(w.frame(record)[w.HEADER.size :])
 
 
 def test_a_record_of_the_other_direction_is_refused() -> None:
