@@ -7,7 +7,8 @@ An operator, a supervisor (of the court above) and an officer are added with the
 sign in through the sign-in page. The officer calls and the operator answers. The operator's
 camera starts off and the phone says so; the operator turns it on (the phone decodes the
 operator's video and drops the notice) and off again (the notice is back); the officer turns
-the phone's camera off and the console says so, then on again. The operator adds
+the phone's camera off and the console says so, also after F5 on the console and then on the
+phone (which keeps its camera off), then on again. The operator adds
 a supervisor: the supervisor's console lists the invitation, they join, and the operator's
 call lists them. A moderator (a bare protocol client) runs a conference; the operator pushes
 the call into it from the call view and stops again, and the moderator's conference lists the
@@ -129,6 +130,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         lambda: _stage_notice(op), within=10, what="the console told the officer's camera is off"
     )
     await shoot(op, "officer-camera-off")
+    # F5 on both sides mid-call: the console still says the officer's camera is off (the
+    # call's state says so, no camera_changed needed), and the phone keeps it off.
+    await op.reload()
+    await until(lambda: _in_call(op), within=15, what="the operator back in the call")
+    seen["console_after_reload"] = await until(
+        lambda: _stage_notice(op), within=10, what="the reloaded console says the camera is off"
+    )
+    await phone.reload()
+    await until(lambda: _phone_in_call(phone), within=15, what="the phone back in the call")
+    seen["phone_camera_after_reload"] = (await phone_state(phone)).get("cameraOff")
+    seen["phone_button_after_reload"] = (await phone.locator("#camera").inner_text()).strip()
+    seen["console_after_phone_reload"] = await _stage_notice(op)
     await phone.click("#camera")
     seen["console_officer_on_again"] = await until(
         lambda: _console_flag(op, "camerasOff", []), within=10, what="the officer's camera on"
@@ -213,6 +226,11 @@ async def _line(http: aiohttp.ClientSession, base: str) -> Client:
 async def _phone_connected(phone: Page) -> bool:
     s = await phone_state(phone)
     return bool(s.get("connected")) and (s.get("user") or {}).get("id") == OFFICER[0]
+
+
+async def _phone_in_call(phone: Page) -> bool:
+    s = await phone_state(phone)
+    return bool(s.get("connected")) and (s.get("call") or {}).get("state") == "active"
 
 
 async def _phone_idle(phone: Page) -> bool:

@@ -50,6 +50,13 @@ def test_the_console_says_when_the_officer_turns_the_camera_off(run: dict[str, A
     assert seen(run, "console_officer_on_again") is True
 
 
+def test_a_camera_turned_off_stays_shown_off_after_f5_on_either_side(run: dict[str, Any]) -> None:
+    assert seen(run, "console_after_reload") == f"{OFFICER[1]} 已关闭摄像头"
+    assert seen(run, "phone_camera_after_reload") is True
+    assert seen(run, "phone_button_after_reload") == "打开摄像头"
+    assert seen(run, "console_after_phone_reload") == f"{OFFICER[1]} 已关闭摄像头"
+
+
 def test_an_invited_supervisor_sees_the_invitation_and_joins(run: dict[str, Any]) -> None:
     invited = f"{OPERATOR[1]} 邀请您加入与 {OFFICER[1]}（{COURT_NAME}）的通话"
     assert seen(run, "invitation_text") == invited

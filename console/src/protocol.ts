@@ -47,6 +47,8 @@ export interface CallInfo {
   emergency: boolean;
   supervisors: UserInfo[];
   created_at: number;
+  /** Members whose camera is off, by id; left out when every camera is on. */
+  cameras_off?: string[];
 }
 
 // ---- the call flow (transfer offers, operators' availability) ----------------------------

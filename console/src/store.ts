@@ -282,6 +282,9 @@ export class Store {
     }
     if (this.outgoing && !msg.calls.some((c) => c.call_id === this.outgoing?.callId)) this.outgoing = null;
     this.call = active;
+    // The call says whose camera is off, so that a reload shows it, not "on" until the next
+    // camera_changed.
+    if (active) this.camerasOff = othersOff(active, msg.user.id);
     // Updates sent while we were away are not replayed: ask for the whole roster again,
     // after every welcome, and take its reply as the truth.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
@@ -405,7 +408,7 @@ export class Store {
       if (this.call?.call_id === call.call_id) this.call = null;
       return;
     }
-    if (this.call?.call_id !== call.call_id) this.camerasOff.clear();
+    this.camerasOff = othersOff(call, me);
     this.invitations.delete(call.call_id);
     this.call = call;
     // Answering an officer's emergency call is acknowledging their emergency.
@@ -776,4 +779,9 @@ export interface Track {
 function transferOutcomeKey(outcome: string): TextKey {
   const known = ["declined", "expired", "cancelled", "ended", "unavailable"];
   return (known.includes(outcome) ? `transfer.outcome.${outcome}` : "transfer.outcome.ended") as TextKey;
+}
+
+/** The members of `call` other than `me` whose camera is off (ours is the call view's). */
+function othersOff(call: CallInfo, me: string | undefined): Set<string> {
+  return new Set((call.cameras_off ?? []).filter((id) => id !== me));
 }
