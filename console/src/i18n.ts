@@ -289,6 +289,9 @@ const zh = {
   "share.showing": "正在推送到「{title}」",
   "share.stop": "停止推送",
   "share.done": "已将通话推送到「{title}」",
+  "share.ended_transferred": "通话已转接，推送到「{title}」随之停止",
+  "share.ended_sent_back": "通话已转回队列，推送到「{title}」随之停止",
+  "share.ended_to_me": "此通话原由 {name} 推送到「{title}」，转接后已停止推送；如需要请重新推送",
   "sos.repeat": "第 {n} 次提醒：{name} 的紧急求助已等待 {t}，仍无人接警",
   "sos.repeat_escalated": "第 {n} 次提醒：{name} 的紧急求助已等待 {t}，已上报上级法院",
 };
@@ -581,6 +584,9 @@ const en: Record<Key, string> = {
   "share.showing": "Shown in “{title}”",
   "share.stop": "Stop pushing",
   "share.done": "The call is shown in “{title}”",
+  "share.ended_transferred": "The call was handed on, so it is no longer shown in “{title}”",
+  "share.ended_sent_back": "The call went back to the queue, so it is no longer shown in “{title}”",
+  "share.ended_to_me": "{name} had shown this call in “{title}”; it stopped with the transfer. Push it again if it should be shown",
   "sos.repeat": "Reminder {n}: {name}'s emergency has waited {t} and nobody has taken it",
   "sos.repeat_escalated": "Reminder {n}: {name}'s emergency has waited {t}; escalated to the court above",
 };

@@ -80,6 +80,18 @@ export type CallflowPush =
   // The operator asks us (a supervisor) into their call; a party's camera went off or on.
   | { type: "supervisor_invited"; call: CallInfo; by: UserInfo }
   | { type: "camera_changed"; call_id: string; user: string; on: boolean }
+  // A call its operator showed to a conference is no longer shown: that operator handed it
+  // on or sent it back (told to them, the call's new operator and the moderators).
+  | {
+      type: "feed_ended";
+      conference_id: string;
+      title: string;
+      call_id: string;
+      officer: UserInfo;
+      reason: "transferred" | "sent_back";
+      by: UserInfo;
+      to: UserInfo | null;
+    }
   // A court's waiting calls (ringing anywhere, or queued), the whole list each time.
   | { type: "queue_update"; court: string; calls: QueueEntry[] };
 

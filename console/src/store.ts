@@ -254,6 +254,7 @@ export class Store {
       case "participant_joined":
       case "supervisor_invited":
       case "camera_changed":
+      case "feed_ended":
         this.callflowPushed(msg);
         break;
       case "queue_update":
@@ -647,6 +648,16 @@ export class Store {
       case "supervisor_invited":
         this.invitations.set(msg.call.call_id, { call: msg.call, by: msg.by });
         this.notice(t("invite.received", { name: msg.by.name, officer: msg.call.officer.name }));
+        break;
+      case "feed_ended":
+        // Shown on the word of the operator who left the call: it ends with them. They
+        // leave the conference they joined to show it; the new operator is told it was shown.
+        if (msg.by.id === this.user?.id) {
+          if (this.sharedTo?.callId === msg.call_id) this.stopSharing(false);
+          this.notice(t(msg.reason === "transferred" ? "share.ended_transferred" : "share.ended_sent_back", { title: msg.title }));
+        } else if (msg.to?.id === this.user?.id) {
+          this.notice(t("share.ended_to_me", { title: msg.title, name: msg.by.name }));
+        }
         break;
       case "camera_changed":
         if (this.call?.call_id !== msg.call_id) break;

@@ -273,6 +273,7 @@ class Calls:
             call=call_info(call, self._board.presence.info), from_operator=board.presence.info(user)
         )
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
+        board.feeds.operator_left(call, user, "transferred", now, out)
         _room(call, out)
         self.tell_away(call, to, now, out)
 
@@ -292,6 +293,7 @@ class Calls:
         del self._party[user]
         board.dispatch.requeue(call, now, out)
         out.append(Send(told, p.CallRequeued(call_id=call.call_id, by=board.presence.info(user))))
+        board.feeds.operator_left(call, user, "sent_back", now, out)
         _room(call, out)
         officer = board.presence.session(call.officer)
         if officer is not None:

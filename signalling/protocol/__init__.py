@@ -131,6 +131,8 @@ from signalling.protocol.conferences import (
     CreateConference,
     DeclineConference,
     EndConference,
+    FeedEnded,
+    FeedEndReason,
     FeedInfo,
     FloorInfo,
     FloorMode,
@@ -340,6 +342,7 @@ ServerMessage = (
     | SitesChanged
     | ConferenceWaiting
     | ConferenceLeft
+    | FeedEnded
     | ConferenceEnded
     # Instructions (signalling.protocol.instructions).
     | InstructionSent
@@ -431,6 +434,8 @@ __all__ = [
     "EndReason",
     "EpochMs",
     "Error",
+    "FeedEndReason",
+    "FeedEnded",
     "FeedInfo",
     "FloorInfo",
     "FloorMode",
