@@ -59,6 +59,15 @@ def test_the_calls_recording_plays_in_the_page_and_seeks(run: dict[str, Any]) ->
     assert src.endswith("/content")
 
 
+def test_a_recording_played_and_sought_is_one_view_in_the_trace_not_a_download_per_range(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "video_ranges") >= 1
+    trail = seen(run, "video_trail")
+    assert trail.count("evidence_read:player") == 1
+    assert "evidence_downloaded" not in trail
+
+
 def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> None:
     assert seen(run, "call_id") in seen(run, "shown_call")
     events = seen(run, "trail_events")

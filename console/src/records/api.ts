@@ -144,14 +144,13 @@ export class RecordsApi {
     return this.json(`/api/evidence/${encodeURIComponent(id)}/audit`);
   }
 
-  /** Our token in the cookie the content route reads (POST /api/evidence/player), so that
-   * a <video> or <audio> element streams an original, seeking with range requests. */
-  async player(): Promise<void> {
-    await this.fetch("/api/evidence/player", { method: "POST" });
-  }
-
-  contentUrl(id: string): string {
-    return `/api/evidence/${encodeURIComponent(id)}/content`;
+  /** Open the player on a recording (POST /api/evidence/<id>/view): recorded once, as a
+   * view, and our token in the player's cookie. The URL it answers streams the original
+   * with range requests that are parts of this view, not a download each. */
+  async view(id: string): Promise<string> {
+    const path = `/api/evidence/${encodeURIComponent(id)}`;
+    const body = await this.json<{ view: string }>(`${path}/view`, { method: "POST" });
+    return `${path}/content?view=${encodeURIComponent(body.view)}`;
   }
 
   /** The original's bytes, as the server keeps them. */
