@@ -265,6 +265,9 @@ async def records_steps(
     seen["trail_events"] = await detail.locator(
         "table.rec-trail tbody tr td:nth-child(3)"
     ).all_inner_texts()
+    seen["trail_people"] = await detail.locator(
+        "table.rec-trail tbody tr td:nth-child(4)"
+    ).all_inner_texts()
     await detail.get_by_role("button", name="校验证据链").click()
     verdict = detail.get_by_role("status")
     await verdict.filter(has_text="校验").filter(has_not_text="正在").wait_for(timeout=20_000)
@@ -287,6 +290,9 @@ async def records_steps(
     seen["watched_rows"] = await watched.all_inner_texts()
     seen["timeline_events"] = await audit.locator(
         "table.rec-timeline tbody tr td:nth-child(3)"
+    ).all_inner_texts()
+    seen["timeline_people"] = await audit.locator(
+        "table.rec-timeline tbody tr td:nth-child(4)"
     ).all_inner_texts()
     await shoot(page, "call-audit")
 
