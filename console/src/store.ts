@@ -339,6 +339,17 @@ export class Store {
     }
   }
 
+  /** A page of older instructions; one that expired meanwhile (not_found) lists afresh. */
+  async olderInstructions(): Promise<void> {
+    try {
+      await this.instructions.older();
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code === "not_found") await this.instructions.refresh();
+      else this.failed(err);
+    }
+    this.changed();
+  }
+
   /** Send an instruction; true once the server took it (it then shows in the list). */
   async sendInstruction(target: InstructionTarget, text: string): Promise<boolean> {
     try {

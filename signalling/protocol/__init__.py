@@ -175,6 +175,7 @@ from signalling.protocol.conferences import (
     UnshareCall,
 )
 from signalling.protocol.instructions import (
+    MAX_INSTRUCTIONS_LISTED,
     Instruction,
     InstructionId,
     InstructionInfo,
@@ -184,6 +185,7 @@ from signalling.protocol.instructions import (
     InstructionText,
     InstructionUpdate,
     ListInstructions,
+    ListLimit,
     ReceiptState,
     ReceiptUpdate,
     RecipientInfo,
@@ -371,6 +373,7 @@ __all__ = [
     "CALLFLOW_CLIENT_MESSAGES",
     "CONFERENCE_MESSAGES",
     "INSTRUCTION_MESSAGES",
+    "MAX_INSTRUCTIONS_LISTED",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
@@ -475,6 +478,7 @@ __all__ = [
     "LeftReason",
     "ListConferences",
     "ListInstructions",
+    "ListLimit",
     "LockConference",
     "Longitude",
     "LowerHand",
