@@ -437,14 +437,21 @@ class PostgresTraceStore:
         # here, so the limit follows it.
         limited = last is not None and not wanted
         if limited:
+            # By time from the index's end (trace_subject ends in at_us), not by seq.
             args.append(max(last or 0, 0))
-            sql += f" DESC LIMIT ${len(args)}"
+            sql = (
+                sql.removesuffix("ORDER BY seq")
+                + f"ORDER BY at_us DESC, seq DESC LIMIT ${len(args)}"
+            )
         records = [record_of(_link(r)) for r in await self._fetch(sql, *args)]
         if limited:
             return records[::-1]
         # A number never equals a string here, as in the other stores.
         found = [r for r in records if all(r.data.get(k) == v for k, v in wanted.items())]
-        return found if last is None else found[len(found) - min(max(last, 0), len(found)) :]
+        if last is None:
+            return found
+        found.sort(key=lambda r: (r.at, r.seq))
+        return found[len(found) - min(max(last, 0), len(found)) :]
 
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the trace table, as autovacuum eventually does: after a bulk load

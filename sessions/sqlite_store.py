@@ -384,7 +384,9 @@ class SqliteTraceStore:
             params.append(value)
         sql = f"SELECT {_COLUMNS} FROM trace WHERE {' AND '.join(where)} ORDER BY seq"
         if last is not None:
-            sql += " DESC LIMIT ?"
+            # By time from the index's end (trace_subject ends in at_us), not by seq, which
+            # would sort every record of the subject first.
+            sql = sql.removesuffix("ORDER BY seq") + "ORDER BY at_us DESC, seq DESC LIMIT ?"
             params.append(max(last, 0))
 
         def run(conn: sqlite3.Connection) -> list[Link]:

@@ -72,7 +72,9 @@ class TraceStore(Protocol):
         identifiers (letters, digits, `_`), and a value matches only a string equal to it.
         `subject`: only records whose derived subject column is that (sessions/facets.py),
         an indexed lookup where a `data_equals` filter would scan every record of the kinds.
-        `last`: only the last that many of them (still in order), read from the end."""
+        `last`: only the latest that many of them by time (then seq), oldest first: read
+        from the end of the (kind, subject, at_us) index, so the latest of a subject with
+        thousands of records costs one probe."""
         ...
 
     async def count(self) -> int: ...
