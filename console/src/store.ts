@@ -5,6 +5,7 @@
  */
 
 import { duration, reasonText, t, type TextKey } from "./i18n";
+import { ModeratorDesk } from "./moderation";
 import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
@@ -107,6 +108,7 @@ export class Store {
   rosterReplies = 0;
   /** Instructions to officers and their receipts (instructions.ts). */
   readonly instructions: InstructionBook;
+  readonly moderation: ModeratorDesk;
   // ---- the call flow: transfers and the operators' availability --------------------------
   /** The operators of our court, by id, from `get_operators` and `operator_status`. */
   operators = new Map<string, OperatorEntry>();
@@ -141,6 +143,7 @@ export class Store {
       },
     });
     this.instructions = new InstructionBook(this.hub);
+    this.moderation = new ModeratorDesk(this.hub, () => this.user?.id);
   }
 
   subscribe(listener: Listener): void {
@@ -257,6 +260,15 @@ export class Store {
       case "feed_ended":
         this.callflowPushed(msg);
         break;
+      case "conference_update":
+      case "sites_changed":
+      case "conference_ended":
+      case "conference_left": {
+        const wasOpen = this.moderation.open?.id === msg.conference_id;
+        this.moderation.pushed(msg);
+        if (wasOpen && !this.moderation.open) this.notice(t("mod.closed", { reason: t(msg.type === "conference_ended" ? "mod.ended" : "mod.removed") }));
+        break;
+      }
       case "queue_update":
         if (msg.calls.length > 0) this.waiting.set(msg.court, msg.calls);
         else this.waiting.delete(msg.court);
@@ -291,6 +303,7 @@ export class Store {
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
     // Likewise the instructions: receipts that came while we were away are in the list.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshInstructions();
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshModeration();
     // Offers are not replayed either: one made while we were away has lapsed or will. A new
     // session (not resumed) starts available.
     this.transferOffers.clear();
@@ -328,6 +341,63 @@ export class Store {
     return [...this.waiting.values()]
       .flat()
       .sort((a, b) => Number(b.call.emergency) - Number(a.call.emergency) || a.call.created_at - b.call.created_at);
+  }
+
+  // ---- the moderator's desk (moderation.ts) ----------------------------------------------
+
+  isConsoleUser(): boolean {
+    return this.user !== null && CONSOLE_ROLES.has(this.user.role);
+  }
+
+  /** Ask again for the conferences we moderate; one open here is asked for again too (its
+   * state after a resume: nothing sent while we were away is replayed). */
+  async refreshModeration(): Promise<void> {
+    const desk = this.moderation;
+    try {
+      if (desk.open) await desk.openConference(desk.open.id);
+      await desk.refresh();
+    } catch (err) {
+      // The one open ended while we were away: say so and show the list.
+      if (err instanceof ProtocolError && err.code === "not_found" && desk.open) {
+        desk.open = null;
+        this.notice(t("mod.closed", { reason: t("mod.ended") }));
+      } else this.failed(err);
+    }
+    this.changed();
+  }
+
+  async hostConference(title: string): Promise<void> {
+    try {
+      await this.moderation.host(title, this.user?.court ?? "");
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
+  async openConference(id: string): Promise<void> {
+    try {
+      await this.moderation.openConference(id);
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
+  /** A moderator's action on the conference open here. */
+  async moderate(action: "grant" | "revoke" | "mute_all" | "leave" | "end", site = ""): Promise<void> {
+    const desk = this.moderation;
+    try {
+      if (action === "grant") await desk.grant(site);
+      else if (action === "revoke") await desk.revoke(site);
+      else if (action === "mute_all") await desk.muteAll();
+      else if (action === "end") await desk.end();
+      else await desk.close();
+      if (action === "leave" || action === "end") await desk.refresh();
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
   }
 
   async refreshInstructions(): Promise<void> {
