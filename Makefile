@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 FANOUT := $(VENV)/.fanout-built
 FANOUT_NEEDS := gcc:gcc $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h:python3-dev
 
-.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-conference-300 bench-recorder bench-evidence bench-cluster bench-province bench-soak bench-chaos bench-workers clean
+.PHONY: venv system console console-typecheck run test test-fast lint typecheck pytest bench bench-relay bench-conference bench-conference-300 bench-recorder bench-evidence bench-names bench-cluster bench-province bench-soak bench-chaos bench-workers clean
 
 venv: $(STAMP) $(FANOUT)
 
@@ -117,6 +117,10 @@ bench-recorder: venv
 
 bench-evidence: venv
 	$(BIN)/python -m bench.evidence
+
+# The records views' names of users who are not accounts: the trace lookups of one request.
+bench-names: venv
+	$(BIN)/python -m bench.names
 
 # A province of 181 courts holds the seed article's 224 conferences; `stats` must count them.
 bench-province: venv

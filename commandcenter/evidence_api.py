@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -36,6 +37,7 @@ from commandcenter.http_edge import (
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, IN_FLIGHT
+from commandcenter.player_views import VIEW_ID_RE, PlayerViews
 from sessions import evidence as ev
 from sessions import records
 from sessions.durable import zone_of
@@ -59,6 +61,9 @@ DOWNLOAD_CHUNK: Final = 1024 * 1024
 # SameSite=Strict; it lives as long as the token in it.
 PLAYER: Final = f"{BASE}/player"
 PLAYER_COOKIE: Final = "cc_evidence"
+# The player's views on this node (commandcenter/player_views.py): a recording streamed in
+# ranges is recorded once, as a view, not once per range.
+VIEWS: Final = web.AppKey("player_views", PlayerViews)
 _MAX_COOKIE_CHARS: Final = 4096
 # How much of an upload's body aiohttp may hold before it stops reading the socket (twice
 # this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
@@ -305,9 +310,32 @@ async def player(request: web.Request) -> web.StreamResponse:
     """The bearer token, again, in the cookie the content route also reads (PLAYER)."""
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
+    response = web.Response(status=204)
+    _set_player_cookie(request, who, response)
+    return response
+
+
+@_answering
+async def open_view(request: web.Request) -> web.StreamResponse:
+    """The player opens a recording: one view, recorded now; its ranges name it (`view`)
+    and are not recorded again. Sets the player's cookie as PLAYER does."""
+    who = identity_of(request)
+    ev.single_params(request.query.items(), ())
+    evidence_id = request.match_info["evidence_id"]
+    view_id = secrets.token_urlsafe(16)
+    await request.app[EVIDENCE].view(who, evidence_id, view_id)
+    now = request.app[HUB].clock.now()
+    until = request.app[VIEWS].open(view_id, who.user_id, evidence_id, who.expires_at, now)
+    log.info("evidence view opened", evidence_id=evidence_id, view=view_id)
+    response = web.json_response({"view": view_id, "expires_at": round(until * 1000)}, status=201)
+    response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    _set_player_cookie(request, who, response)
+    return response
+
+
+def _set_player_cookie(request: web.Request, who: Identity, response: web.Response) -> None:
     token = bearer_token(request.headers.get(hdrs.AUTHORIZATION, "")) or ""
     left = who.expires_at - request.app[HUB].clock.now()
-    response = web.Response(status=204)
     response.set_cookie(
         PLAYER_COOKIE,
         token,
@@ -317,7 +345,6 @@ async def player(request: web.Request) -> web.StreamResponse:
         secure=request.secure,
         samesite="Strict",
     )
-    return response
 
 
 def _reader(request: web.Request) -> Identity:
@@ -333,15 +360,27 @@ def _reader(request: web.Request) -> Identity:
 @_answering
 async def download(request: web.Request) -> web.StreamResponse:
     who = _reader(request)
-    ev.single_params(request.query.items(), ())
+    params = ev.single_params(request.query.items(), ("view",))
+    view = params.get("view")
+    if view is not None and not VIEW_ID_RE.fullmatch(view):
+        raise ev.BadRequest("not a view id", "view")
     store = request.app[EVIDENCE]
+    evidence_id = request.match_info["evidence_id"]
     asked: list[ByteRange | None] = []
-    history, path = await store.download(
-        who,
-        request.match_info["evidence_id"],
-        # Refused (416) before the download is recorded.
-        lambda size: asked.append(parse_range(request.headers.get(hdrs.RANGE), size)),
-    )
+
+    def accept(size: int) -> bool:
+        """Refused (416) before the download is recorded. A part asked for in a view this
+        node opened is that view's, recorded already; the whole original is a download,
+        view or not (player_views.py)."""
+        part = parse_range(request.headers.get(hdrs.RANGE), size)
+        asked.append(part)
+        now = request.app[HUB].clock.now()
+        in_view = view is not None and request.app[VIEWS].covers(
+            view, who.user_id, evidence_id, now
+        )
+        return part is None or not in_view
+
+    history, path = await store.download(who, evidence_id, accept)
     item = history.current()
     original = history.original
     headers = {
@@ -433,6 +472,7 @@ def install(app: web.Application, store: EvidenceStore) -> None:
     """Serve evidence from `store`: its routes, its start (sweeping partial uploads) and its
     close."""
     app[EVIDENCE] = store
+    app[VIEWS] = PlayerViews()
 
     async def start(app: web.Application) -> None:
         await store.start()
@@ -451,6 +491,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get(f"{BASE}/{_ID}", read)
     app.router.add_get(f"{BASE}/{_ID}/content", download)
     app.router.add_post(PLAYER, player)
+    app.router.add_post(f"{BASE}/{_ID}/view", open_view)
     app.router.add_post(f"{BASE}/{_ID}/corrections", correct)
 
 

@@ -1,20 +1,24 @@
 """`GET /api/users/names?id=…&id=…`: display names for the user ids a records view shows.
 
 The trace keeps ids; people read names. The console's audit views ask for the names of the
-ids they show, at most MAX_IDS at a time. Names come from the account store, each only when
-the user's court is in the caller's scope (`identity.courts`): an id that is unknown, of a
-court outside the scope, or not an account at all (a token minted for an integration) is
-left out alike, so the answer tells nothing of who exists elsewhere, and the view shows the
-id. For operators, supervisors, admins and auditors, with the same bearer JWT as the
-WebSocket; a server without an account store (tokens from the province's identity provider
-only) knows no names and answers an empty map.
+ids they show, at most MAX_IDS at a time. Names come from the account store (`source`
+"account"), each only when the user's court is in the caller's scope (`identity.courts`).
+A user who is not an account (a token minted for an integration, or on a server without
+an account store) is named as they last signed in over the WebSocket: the display name the
+trace's latest `sign_in` of theirs recorded (`source` "sign_in"), when its court is in the
+scope. An id that is unknown, of a court outside the scope, or whose sign-in recorded no
+name of its own is left out alike, so the answer tells nothing of who exists elsewhere, and
+the view labels the id as unnamed. For operators, supervisors, admins and auditors, with the
+same bearer JWT as the WebSocket.
 
 `names` is the one place where this endpoint's errors become statuses: 401 for the token,
-403 for the role, 400 naming the bad parameter, 503 while the account store cannot be read.
+403 for the role, 400 naming the bad parameter, 503 while the account store or the trace
+cannot be read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from typing import Final
 
 import structlog
@@ -29,7 +33,8 @@ from commandcenter.http_edge import (
     internal_error_response,
     serving,
 )
-from commandcenter.keys import COURTS
+from commandcenter.keys import COURTS, TRACE
+from sessions.facets import SIGN_IN
 
 log = structlog.get_logger(__name__)
 
@@ -82,24 +87,57 @@ async def _names(request: web.Request) -> web.StreamResponse:
         raise _Refused(403, "forbidden", f"a {who.role.value} may not look up names")
     ids = parse_ids(list(request.query.items()))
     accounts = request.app.get(ACCOUNTS)
+    trace = request.app.get(TRACE)
     found: dict[str, dict[str, str]] = {}
-    if accounts is None:
-        return web.json_response({"names": found})
     scope = request.app[COURTS].scope(who)
-    try:
-        store = accounts.store
-        for user_id in ids:
-            account = await store.get(user_id)
-            if account is not None and account.court in scope:
-                found[user_id] = {
-                    "name": account.name,
-                    "role": account.role.value,
-                    "court": account.court,
-                }
-    except Exception:
-        log.exception("account store unreadable", path=request.path)
-        raise _Refused(503, "unavailable", "the accounts cannot be read now, retry later") from None
+    not_accounts = list(ids)
+    if accounts is not None:
+        not_accounts = []
+        try:
+            for user_id in ids:
+                account = await accounts.store.get(user_id)
+                if account is None:
+                    not_accounts.append(user_id)
+                elif account.court in scope:
+                    found[user_id] = {
+                        "name": account.name,
+                        "role": account.role.value,
+                        "court": account.court,
+                        "source": "account",
+                    }
+        except Exception:
+            log.exception("account store unreadable", path=request.path)
+            raise _Refused(
+                503, "unavailable", "the accounts cannot be read now, retry later"
+            ) from None
+    if trace is not None:
+        try:
+            for user_id in not_accounts:
+                # The latest sign-in only, read from the end of the trace's user index.
+                signed = await trace.find(kinds=[SIGN_IN], subject=user_id, last=1)
+                named = signed_in_name(signed[0].data if signed else {}, user_id, scope)
+                if named is not None:
+                    found[user_id] = named
+        except Exception:
+            log.exception("trace unreadable", path=request.path)
+            raise _Refused(
+                503, "unavailable", "the trace cannot be read now, retry later"
+            ) from None
     return web.json_response({"names": found})
+
+
+def signed_in_name(
+    data: Mapping[str, object], user_id: str, scope: Set[str]
+) -> dict[str, str] | None:
+    """Who a `sign_in` record says `user_id` was, if it recorded a name of its own (a token
+    without a `name` claim is named by its id, which names nobody) and its court is in
+    `scope`."""
+    name, role, court = data.get("name"), data.get("role"), data.get("court")
+    if not (isinstance(name, str) and isinstance(role, str) and isinstance(court, str)):
+        return None
+    if data.get("user") != user_id or not name.strip() or name == user_id or court not in scope:
+        return None
+    return {"name": name, "role": role, "court": court, "source": "sign_in"}
 
 
 def add_routes(app: web.Application) -> None:

@@ -185,10 +185,16 @@ class DurableRecorder:
         since: float | None = None,
         until: float | None = None,
         subject: str | None = None,
+        last: int | None = None,
     ) -> list[StoredRecord]:
         store = await self._ready()
         return await store.find(
-            kinds=kinds, data_equals=data_equals, since=since, until=until, subject=subject
+            kinds=kinds,
+            data_equals=data_equals,
+            since=since,
+            until=until,
+            subject=subject,
+            last=last,
         )
 
     async def count(self) -> int:

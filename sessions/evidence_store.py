@@ -364,6 +364,13 @@ class EvidenceStore:
         await self._record(ev.READ, self._access_data(who, history, via="item"))
         return history
 
+    async def view(self, who: Identity, evidence_id: str, view_id: str) -> ev.ItemHistory:
+        """`who` opens the player on `evidence_id`: recorded once as a read (`via` player,
+        with the view's id); the ranges the player then asks for are parts of this view."""
+        history = await self._authorised(who, evidence_id, ev.may_read)
+        await self._record(ev.READ, self._access_data(who, history, via="player", view=view_id))
+        return history
+
     async def list_case(self, who: Identity, case_number: str) -> list[ev.ItemHistory]:
         """The case's items that `who` may read (others are left out, not refused: whether a
         case holds evidence outside one's scope is itself not one's business)."""
@@ -443,13 +450,14 @@ class EvidenceStore:
         self,
         who: Identity,
         evidence_id: str,
-        accept: Callable[[int], object] | None = None,
+        accept: Callable[[int], bool] | None = None,
     ) -> tuple[ev.ItemHistory, Path]:
         """The item and the path of its bytes; the download is recorded before it starts.
         A file that is gone, or no longer of the recorded size, is refused here (and logged
         as an alarm); one whose bytes changed is caught as it is sent (`DownloadCheck`).
         `accept`, given the original's size, may refuse the request (a range past its end)
-        before anything is recorded."""
+        before anything is recorded, and says whether it is to be recorded (false: a part
+        of a player's view, recorded when the view was opened)."""
         history = await self._authorised(who, evidence_id, ev.may_read)
         original = history.original
         path = self.files.path(original.sha256)
@@ -464,9 +472,9 @@ class EvidenceStore:
         if size != original.size:
             self.alarm("evidence original corrupt", evidence_id, original.sha256, size=size)
             raise ev.OriginalCorrupt("the original of this item no longer matches its record")
-        if accept is not None:
-            accept(original.size)
-        await self._record(ev.DOWNLOADED, self._access_data(who, history))
+        recorded = accept(original.size) if accept is not None else True
+        if recorded:
+            await self._record(ev.DOWNLOADED, self._access_data(who, history))
         return history, path
 
     def alarm(self, event: str, evidence_id: str, sha256: str, **detail: object) -> None:

@@ -61,6 +61,7 @@ class MemoryTraceStore:
         since: float | None = None,
         until: float | None = None,
         subject: str | None = None,
+        last: int | None = None,
     ) -> list[StoredRecord]:
         self._open()
         check_find_keys(data_equals)
@@ -82,7 +83,10 @@ class MemoryTraceStore:
                 if any(data.get(k) != v for k, v in data_equals.items()):
                     continue
             out.append(record_of(link))
-        return out
+        if last is None:
+            return out
+        out.sort(key=lambda r: (r.at, r.seq))
+        return out[len(out) - min(max(last, 0), len(out)) :]
 
     async def count(self) -> int:
         self._open()

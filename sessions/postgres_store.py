@@ -408,6 +408,7 @@ class PostgresTraceStore:
         since: float | None = None,
         until: float | None = None,
         subject: str | None = None,
+        last: int | None = None,
     ) -> list[StoredRecord]:
         check_find_keys(data_equals)
         kinds = list(kinds)
@@ -432,9 +433,25 @@ class PostgresTraceStore:
             args.append(_json_text(value))
             where.append(f"strpos(data, ${len(args)}) > 0")
         sql = f"SELECT {_SELECT} FROM {self._table} WHERE {' AND '.join(where)} ORDER BY seq"
+        # The last few from the end of the index; with data_equals the exact match is made
+        # here, so the limit follows it.
+        limited = last is not None and not wanted
+        if limited:
+            # By time from the index's end (trace_subject ends in at_us), not by seq.
+            args.append(max(last or 0, 0))
+            sql = (
+                sql.removesuffix("ORDER BY seq")
+                + f"ORDER BY at_us DESC, seq DESC LIMIT ${len(args)}"
+            )
         records = [record_of(_link(r)) for r in await self._fetch(sql, *args)]
+        if limited:
+            return records[::-1]
         # A number never equals a string here, as in the other stores.
-        return [r for r in records if all(r.data.get(k) == v for k, v in wanted.items())]
+        found = [r for r in records if all(r.data.get(k) == v for k, v in wanted.items())]
+        if last is None:
+            return found
+        found.sort(key=lambda r: (r.at, r.seq))
+        return found[len(found) - min(max(last, 0), len(found)) :]
 
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the trace table, as autovacuum eventually does: after a bulk load

@@ -360,6 +360,7 @@ class SqliteTraceStore:
         since: float | None = None,
         until: float | None = None,
         subject: str | None = None,
+        last: int | None = None,
     ) -> list[StoredRecord]:
         check_find_keys(data_equals)
         kinds = list(kinds)
@@ -382,9 +383,15 @@ class SqliteTraceStore:
             where.append(f"json_extract(data, '$.{key}') = ?")
             params.append(value)
         sql = f"SELECT {_COLUMNS} FROM trace WHERE {' AND '.join(where)} ORDER BY seq"
+        if last is not None:
+            # By time from the index's end (trace_subject ends in at_us), not by seq, which
+            # would sort every record of the subject first.
+            sql = sql.removesuffix("ORDER BY seq") + "ORDER BY at_us DESC, seq DESC LIMIT ?"
+            params.append(max(last, 0))
 
         def run(conn: sqlite3.Connection) -> list[Link]:
-            return [_link(r) for r in conn.execute(sql, params)]
+            links = [_link(r) for r in conn.execute(sql, params)]
+            return links[::-1] if last is not None else links
 
         return [record_of(x) for x in await self._read(run)]
 

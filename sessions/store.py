@@ -65,12 +65,16 @@ class TraceStore(Protocol):
         since: float | None = None,
         until: float | None = None,
         subject: str | None = None,
+        last: int | None = None,
     ) -> list[StoredRecord]:
         """Records of these kinds whose data[key] == value for every given pair, in order.
         `since` is inclusive and `until` exclusive, server time in seconds; keys are
         identifiers (letters, digits, `_`), and a value matches only a string equal to it.
         `subject`: only records whose derived subject column is that (sessions/facets.py),
-        an indexed lookup where a `data_equals` filter would scan every record of the kinds."""
+        an indexed lookup where a `data_equals` filter would scan every record of the kinds.
+        `last`: only the latest that many of them by time (then seq), oldest first: read
+        from the end of the (kind, subject, at_us) index, so the latest of a subject with
+        thousands of records costs one probe."""
         ...
 
     async def count(self) -> int: ...

@@ -8,7 +8,8 @@ An admin and an operator are added with the real CLI (`commandcenter user add
 comes back, and does as a person would, by labels and roles: adds an officer (the password
 the server made is shown once), imports a CSV of 1,200 officers with a progress bar, has a
 bad file refused with its lines named, disables the new officer (who then cannot sign in),
-resets the password of an imported officer (who then signs in with it). An operator is
+resets the password of an imported officer (who then signs in with it), adds an officer with
+a one-time code (the otpauth URI shown as a QR code, decoded here with zxing-cpp). An operator is
 refused the page. Screenshots at 1920x1080 and 390x844 go to build/screenshots/admin-*.png.
 Prints ONE JSON line with what each step saw.
 """
@@ -16,6 +17,7 @@ Prints ONE JSON line with what each step saw.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -24,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import zxingcpp
 from playwright.async_api import Browser, Page
 from playwright.async_api import Error as PlaywrightError
 
@@ -180,6 +183,22 @@ async def drive(browser: Browser, base: str, workdir: Path, seen: dict[str, Any]
     seen["reset_row"] = await row_text(page, "o-0007")
     seen["reset_sign_in"] = await _try_sign_in(browser, base, "o-0007", NEW_PASSWORD)
 
+    # An officer with a one-time code: the otpauth URI as a QR code beside it as text.
+    await page.get_by_label("编号（登录名）").fill("o-totp")
+    await page.get_by_label("姓名", exact=True).fill("口令警官")
+    await page.get_by_label("角色", exact=True).select_option("officer")
+    await page.get_by_label("法院", exact=True).select_option("P0101")
+    await page.get_by_role("checkbox", name="启用动态口令（TOTP）").check()
+    await page.get_by_role("button", name="添加", exact=True).click()
+    qr = page.get_by_role("img", name="身份验证器二维码")
+    await until(lambda: qr.evaluate("i => i.complete && i.naturalWidth"), within=10, what="QR")
+    seen["totp_uri"] = await text_of(page, '[data-secret="totp_uri"]')
+    seen["qr_src_scheme"] = (await qr.get_attribute("src") or "").split(",")[0]
+    seen["qr_decoded"] = decode_qr(await qr.evaluate(GRAY_PIXELS))
+    await page.screenshot(path=str(SCREENSHOTS / "admin-totp-console.png"))
+    await page.get_by_role("button", name="我已记下").click()
+    seen["qr_gone"] = await qr.count() == 0
+
     await search(page, "")
     await until(lambda: listed(page, ADMIN), within=10, what="the whole list again")
     await page.screenshot(path=str(SCREENSHOTS / "admin-console.png"))
@@ -200,6 +219,28 @@ async def drive(browser: Browser, base: str, workdir: Path, seen: dict[str, Any]
         lambda: text_of(page, ".admin-refused:visible"), within=10, what="the operator refused"
     )
     await context.close()
+
+
+# The image as the page drew it, one grey byte per pixel (base64), to decode here: what an
+# authenticator app's camera would read from the screen.
+GRAY_PIXELS = """img => {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let s = "";
+  for (let i = 0; i < d.length; i += 4) {
+    s += String.fromCharCode((d[i] + d[i + 1] + d[i + 2]) / 3 | 0);
+  }
+  return { width: c.width, height: c.height, gray: btoa(s) };
+}"""
+
+
+def decode_qr(image: dict[str, Any]) -> list[str]:
+    """Every QR code zxing-cpp finds in the grey image, as text."""
+    gray = base64.b64decode(image["gray"])
+    pixels = memoryview(gray).cast("B", shape=[image["height"], image["width"]])
+    return [b.text for b in zxingcpp.read_barcodes(pixels)]
 
 
 async def _import_done(page: Page) -> str:

@@ -5,8 +5,10 @@ tests/test_browser_callflow.py:
 
 Two operators and an officer are added with the real CLI and sign in through the sign-in page:
 operators A and B on two consoles, the officer on the phone page. The officer calls; A
-answers and offers the call to B, whom A's console lists as free; B's console shows the offer
-and B accepts it: the call is B's, the phone stays in it, and A is free. A then says they are
+answers, pushes it into a conference a moderator runs, and offers the call to B, whom A's
+console lists as free; B's console shows the offer and B accepts it: the call is B's, the
+phone stays in it, and A is free; the push ends with A (the moderator is told why, A's console
+stops pushing, B is told it had been pushed). A then says they are
 away: B's console shows it, and the officer's next call rings at B and not at A. B answers
 it and sends it back to the queue: the phone waits again until A, back, answers it. A
 supervisor then joins that call silently (A is not told; the supervisor only listens), leaves,
@@ -25,9 +27,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, Page
 
-from tests.browser import ServerProcess, drive_with_server, until
+from commandcenter.auth import Role
+from tests.browser import ServerProcess, drive_with_server, token, until
 from tests.browser_console_scenario import (
     CONSOLE_BUILD,
     CONSOLE_PATH,
@@ -40,9 +44,13 @@ from tests.browser_console_scenario import (
 from tests.browser_phone_scenario import _line_starts
 from tests.browser_phone_scenario import state as phone_state
 from tests.browser_signin_scenario import PASSWORD, SCREENSHOTS, add_account
+from tests.wsclient import Client
 
 OP_A, OP_B, OFFICER = ("op-a", "王芳"), ("op-b", "陈杰"), ("o-1", "张伟")
 SUPERVISOR = ("sup-1", "赵强")
+MODERATOR = ("mod-1", "周强")
+TITLE = "年终执行调度会商"
+SIGNAL_S = 10.0
 
 
 async def shoot(page: Page, name: str) -> None:
@@ -120,6 +128,19 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         lambda: _status_is(b, OP_A[0], "busy"), within=10, what="B sees A busy"
     )
 
+    # A pushes the call into a conference a moderator (a bare protocol client) runs.
+    http = aiohttp.ClientSession()
+    mod = await moderator_line(http, base)
+    created = await mod.request(
+        "create_conference", reply="conference_created", title=TITLE, invite_courts=["P0101"]
+    )
+    conference_id = created["conference"]["conference_id"]
+    await mod.request("join_conference", reply="conference_joined", conference_id=conference_id)
+    await a.get_by_role("button", name="推送到会商").click()
+    await a.get_by_label("选择会商").select_option(label=TITLE)
+    await a.get_by_role("button", name="推送", exact=True).click()
+    await mod.expect("conference_update", SIGNAL_S, where=lambda m: bool(m["changes"].get("feeds")))
+
     # A offers the call to B, picked from the free operators.
     await a.get_by_label("转接给").select_option(label=OP_B[1])
     await a.get_by_role("button", name="转接", exact=True).click()
@@ -141,6 +162,25 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["phone_line_after"] = await until(
         lambda: _line_starts(phone, "通话中"), within=10, what="the phone still in the call"
     )
+    # The push was A's word: it ended with the transfer. The moderator is told why, A's
+    # console stops showing it (and leaves the conference), B is told it had been pushed.
+    ended = await mod.expect("feed_ended", SIGNAL_S)
+    seen["feed_ended"] = [ended["reason"], ended["by"]["id"], (ended["to"] or {}).get("id")]
+    cleared = await mod.expect(
+        "conference_update", SIGNAL_S, where=lambda m: m["changes"].get("feeds") == []
+    )
+    seen["feeds_after_transfer"] = cleared["changes"]["feeds"]
+    seen["a_shared_after_transfer"] = await until(
+        lambda: _shared_cleared(a), within=10, what="A no longer pushing"
+    )
+    seen["a_notice"] = await until(
+        lambda: _notice(a, "通话已转接"), within=10, what="A told the push ended"
+    )
+    seen["b_notice"] = await until(
+        lambda: _notice(b, "此通话原由"), within=10, what="B told the call had been pushed"
+    )
+    await mod.close()
+    await http.close()
     await shoot(b, "transferred")
 
     # A says it is away; B sees it; B hangs up, and the next call rings at B and not at A.
@@ -287,6 +327,20 @@ async def _my_status(page: Page, status: str) -> bool:
 
 async def _ringing_count(page: Page, n: int) -> bool:
     return len((await console_state(page)).get("ringing", [])) == n
+
+
+async def moderator_line(http: aiohttp.ClientSession, base: str) -> Client:
+    user, name = MODERATOR
+    query = f"token={token(user, Role.SUPERVISOR, 'P01', name)}&v=1"
+    client = Client(
+        await http.ws_connect(f"{base.replace('http://', 'ws://')}/ws?{query}"), "json", user
+    )
+    client.welcome = await client.expect("welcome", SIGNAL_S)
+    return client
+
+
+async def _shared_cleared(page: Page) -> bool:
+    return (await console_state(page)).get("sharedTo", "missing") is None
 
 
 async def _operator_status(page: Page, user: str) -> str | None:

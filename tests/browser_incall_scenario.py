@@ -7,12 +7,15 @@ An operator, a supervisor (of the court above) and an officer are added with the
 sign in through the sign-in page. The officer calls and the operator answers. The operator's
 camera starts off and the phone says so; the operator turns it on (the phone decodes the
 operator's video and drops the notice) and off again (the notice is back); the officer turns
-the phone's camera off and the console says so, then on again. The operator adds
+the phone's camera off and the console says so, also after F5 on the console and then on the
+phone (which keeps its camera off), then on again. The operator adds
 a supervisor: the supervisor's console lists the invitation, they join, and the operator's
 call lists them. A moderator (a bare protocol client) runs a conference; the operator pushes
 the call into it from the call view and stops again, and the moderator's conference lists the
 call's feed and then none. After the call, the officer card's *调取视频* opens the video wall
-on the officer, large, as a watch (no call rings); *呼叫* still calls. Screenshots at
+on the officer, large, as a watch (no call rings); *呼叫* still calls. Last, the supervisor
+hosts a conference from the console's desk (会商主持), gives the floor to a site's raised
+hand and ends it, without leaving the console. Screenshots at
 1920x1080 go to build/screenshots/incall-*.png. Prints ONE JSON line with what each step saw.
 """
 
@@ -48,6 +51,8 @@ from tests.wsclient import Client
 OPERATOR, OFFICER, SUPERVISOR = ("op-a", "王芳"), ("o-1", "张伟"), ("sup-1", "赵强")
 MODERATOR = ("mod-1", "周强")
 TITLE = "年终执行调度会商"
+HOSTED = "片区执行调度会"
+SITE = ("op-z", "孙磊")
 SIGNAL_S = 10.0
 
 
@@ -129,6 +134,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         lambda: _stage_notice(op), within=10, what="the console told the officer's camera is off"
     )
     await shoot(op, "officer-camera-off")
+    # F5 on both sides mid-call: the console still says the officer's camera is off (the
+    # call's state says so, no camera_changed needed), and the phone keeps it off.
+    await op.reload()
+    await until(lambda: _in_call(op), within=15, what="the operator back in the call")
+    seen["console_after_reload"] = await until(
+        lambda: _stage_notice(op), within=10, what="the reloaded console says the camera is off"
+    )
+    await phone.reload()
+    await until(lambda: _phone_in_call(phone), within=15, what="the phone back in the call")
+    seen["phone_camera_after_reload"] = (await phone_state(phone)).get("cameraOff")
+    seen["phone_button_after_reload"] = (await phone.locator("#camera").inner_text()).strip()
+    seen["console_after_phone_reload"] = await _stage_notice(op)
     await phone.click("#camera")
     seen["console_officer_on_again"] = await until(
         lambda: _console_flag(op, "camerasOff", []), within=10, what="the officer's camera on"
@@ -199,20 +216,72 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["call_rings_phone"] = await until(
         lambda: _phone_ringing(phone), within=10, what="the card's call rings"
     )
+    await moderate_in_the_console(sup, base, seen)
 
 
-async def _line(http: aiohttp.ClientSession, base: str) -> Client:
-    user, name = MODERATOR
-    query = f"token={token(user, Role.SUPERVISOR, 'P01', name)}&v=1"
+async def moderate_in_the_console(sup: Page, base: str, seen: dict[str, Any]) -> None:
+    """The supervisor hosts a conference from the console's desk and moderates its floor
+    there: a site (a bare protocol client) raises its hand, is given the floor, and the
+    conference is ended, all without leaving the console."""
+    desk = sup.get_by_role("region", name="会商主持")
+    await desk.get_by_label("会商主题").fill(HOSTED)
+    await desk.get_by_role("button", name="发起会商（本院及下级法院）").click()
+    await desk.get_by_role("heading", name=HOSTED).wait_for(timeout=10_000)
+    conference_id = (await console_state(sup))["moderating"]["id"]
+    async with aiohttp.ClientSession() as http:
+        site = await _line(http, base, SITE, Role.OPERATOR, "P0101")
+        await site.request(
+            "join_conference", reply="conference_joined", conference_id=conference_id
+        )
+        await site.request("raise_hand", conference_id=conference_id)
+        row = desk.get_by_role("listitem", name=SITE[1])
+        await row.get_by_text("举手第 1 位").wait_for(timeout=10_000)
+        seen["desk_hand"] = (await row.inner_text()).split()
+        await shoot(sup, "moderating")
+        await row.get_by_role("button", name="给予发言").click()
+        granted = await site.expect(
+            "floor_status", SIGNAL_S, where=lambda m: m["floor"]["state"] == "permitted"
+        )
+        seen["site_floor"] = granted["floor"]["state"]
+        await row.get_by_text("发言中").wait_for(timeout=10_000)
+        seen["desk_holders"] = (await console_state(sup))["moderating"]["holders"]
+        await desk.get_by_role("button", name="结束会商").click()
+        await desk.get_by_role("button", name="确定").click()
+        ended = await site.expect("conference_ended", SIGNAL_S)
+        seen["site_told_ended"] = [ended["reason"], ended["by"]]
+        seen["desk_after_end"] = await until(
+            lambda: _not_moderating(sup), within=10, what="the desk closed"
+        )
+        await site.close()
+
+
+async def _line(
+    http: aiohttp.ClientSession,
+    base: str,
+    who: tuple[str, str] = MODERATOR,
+    role: Role = Role.SUPERVISOR,
+    court: str = "P01",
+) -> Client:
+    user, name = who
+    query = f"token={token(user, role, court, name)}&v=1"
     ws_base = base.replace("http://", "ws://")
     client = Client(await http.ws_connect(f"{ws_base}/ws?{query}"), "json", user)
     client.welcome = await client.expect("welcome", SIGNAL_S)
     return client
 
 
+async def _not_moderating(page: Page) -> bool:
+    return (await console_state(page)).get("moderating", "missing") is None
+
+
 async def _phone_connected(phone: Page) -> bool:
     s = await phone_state(phone)
     return bool(s.get("connected")) and (s.get("user") or {}).get("id") == OFFICER[0]
+
+
+async def _phone_in_call(phone: Page) -> bool:
+    s = await phone_state(phone)
+    return bool(s.get("connected")) and (s.get("call") or {}).get("state") == "active"
 
 
 async def _phone_idle(phone: Page) -> bool:

@@ -25,10 +25,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from playwright.async_api import Browser, Page
 from playwright.async_api import Error as PlaywrightError
 
-from tests.browser import SECRET, ServerProcess, drive_with_server, until
+from commandcenter.auth import Role
+from tests.browser import SECRET, ServerProcess, drive_with_server, token, until
 from tests.browser_console_scenario import (
     CONSOLE_BUILD,
     CONSOLE_PATH,
@@ -41,6 +43,7 @@ from tests.browser_console_scenario import (
     on_signin,
 )
 from tests.browser_signin_scenario import PASSWORD, add_account
+from tests.wsclient import Client
 
 OFFICER = "o-1"
 OFFICER_NAME = "officer o-1"  # as add_account names it
@@ -48,6 +51,10 @@ OPERATOR = "op-1"
 # Fullwidth punctuation, as Chinese is written: it must arrive as written.
 DIRECT = "请立即前往二号现场，注意安全。"
 COURT_WIDE = "今晚十点前各组上报执行进展"
+# The console's page of instructions (console/src/instructions.ts), and how many more are
+# sent to page through.
+PAGE = 10
+MORE = 11
 
 
 def server_env(workdir: Path) -> dict[str, str]:
@@ -221,6 +228,33 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: _console_connected(console), within=15, what="console back after F5")
     listed = await until(lambda: _listed(console, 2), within=10, what="console lists both")
     seen["listed_after_f5"] = [[i["text"], i["recipients"][0]["state"]] for i in listed]
+
+    # Paged: another operator (a bare protocol client) sends eleven more; after F5 the
+    # console lists the newest page and offers the older ones, which a click brings.
+    async with aiohttp.ClientSession() as http:
+        query = f"token={token('op-2', Role.OPERATOR, 'P0101', '李娜')}&v=1"
+        other = Client(
+            await http.ws_connect(f"{base.replace('http://', 'ws://')}/ws?{query}"), "json", "op-2"
+        )
+        await other.expect("welcome", 10)
+        for n in range(MORE):
+            await other.request(
+                "send_instruction", reply="instruction_sent", court="P0101", text=f"第{n + 1}号通报"
+            )
+        await other.close()
+    await console.reload()
+    await until(lambda: _console_connected(console), within=15, what="console back again")
+    first = await until(lambda: _listed(console, PAGE), within=10, what="the newest page")
+    seen["first_page"] = [i["text"] for i in first]
+    older = panel.get_by_role("button", name="显示更早的指令")
+    seen["older_offered"] = await older.is_visible()
+    await shoot_console(console, "paged")
+    await older.click()
+    everything = await until(lambda: _listed(console, MORE + 2), within=10, what="older ones")
+    seen["after_older"] = [i["text"] for i in everything]
+    seen["older_after_all"] = not await until(
+        older.is_hidden, within=5, what="nothing older to offer"
+    )
     await phone_context.close()
     await console_context.close()
 

@@ -5,8 +5,11 @@ run inside a network namespace by tests/test_browser_map.py:
 
 300 officers sign in as bare WebSocket clients (no media) and report positions in three
 groups of 100, each group within a few hundred metres; the operator's console opens after
-them (its roster reply brings every position at once). The map draws clusters with counts
-instead of 300 overlapping pins. One officer in the middle of a group raises an SOS: their
+them (its roster reply brings every position at once); one officer is in a call (a second
+operator's bare client answered it) and five have lost their signal. The map draws clusters
+with counts instead of 300 overlapping pins, each bubble saying how many of its officers are
+in a call or have lost their signal; three more lose theirs while the console is open and
+their bubbles say so. One officer in the middle of a group raises an SOS: their
 marker leaves the cluster and stands on the map on its own as the map jumps to it, while the
 officers around it stay clustered.
 Screenshots at 1920x1080 go to build/screenshots/map-*.png. Prints ONE JSON line with what
@@ -43,6 +46,13 @@ from tests.browser_signin_scenario import SCREENSHOTS, add_account
 from tests.wsclient import Client
 
 OPERATOR = ("op-a", "王芳")
+# A second operator's bare client answers one officer's call before the console opens.
+OTHER_OPERATOR = "op-b"
+IN_CALL = "o-1-000"
+# Officers whose connection drops (signal lost, within the grace): before the console opens,
+# and while it is open.
+LOST_BEFORE = tuple(f"o-2-{n:03d}" for n in range(5))
+LOST_AFTER = tuple(f"o-1-{n:03d}" for n in range(10, 13))
 # Three places a few kilometres apart in Nanjing; each group's officers within ±0.002°.
 GROUPS = ((32.0603, 118.7969), (32.0200, 118.7300), (32.1000, 118.8500))
 PER_GROUP = 100
@@ -65,7 +75,9 @@ async def run(workdir: Path) -> dict[str, Any]:
     if not CONSOLE_BUILD.exists():
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     add_account(workdir, OPERATOR[0], "operator", "--name", OPERATOR[1])
-    return await drive_with_server(ServerProcess(workdir), drive)
+    # A grace long enough that the dropped officers stay "signal lost" for the whole run.
+    server = ServerProcess(workdir, {"COMMANDCENTER_PRESENCE_GRACE_S": "300"})
+    return await drive_with_server(server, drive)
 
 
 async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
@@ -86,6 +98,12 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
                 "position", lat=lat, lon=lon, accuracy_m=10.0, device_time=time.time() * 1000
             )
         seen["officers_connected_s"] = round(time.monotonic() - started, 2)
+        # One officer in a call, five with their signal lost, before the console opens.
+        other = await _line(http, ws_base, OTHER_OPERATOR, Role.OPERATOR)
+        placed = await clients[IN_CALL].request("call_center", reply="call_placed")
+        await other.request("accept", call_id=placed["call_id"])
+        for user in LOST_BEFORE:
+            await clients.pop(user).close()
 
         op = await sign_in(browser, base, CONSOLE_PATH, OPERATOR[0], viewport=DESKTOP)
         errors: list[str] = []
@@ -106,7 +124,21 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         with contextlib.suppress(AssertionError):
             await until(settled, within=5, what="the bubbles settled")
         seen["cluster_bubbles"] = bubbles[-1]
+        seen["bubbles_before"] = await until(
+            lambda: _bubbles_count(op, {"in_call": 1, "away": len(LOST_BEFORE)}),
+            within=10,
+            what="the bubbles counting the officer in a call and those with signal lost",
+        )
         await _shoot(op, "clusters")
+        # Three more lose their signal while the console is open: their bubbles say so.
+        for user in LOST_AFTER:
+            await clients.pop(user).close()
+        seen["bubbles_after_drop"] = await until(
+            lambda: _bubbles_count(op, {"in_call": 1, "away": len(LOST_BEFORE) + len(LOST_AFTER)}),
+            within=SIGNAL_S,
+            what="the bubbles counting the officers who just lost their signal",
+        )
+        await _shoot(op, "clusters-busy")
 
         # An SOS from the middle of the first group: out of its cluster, on its own.
         await clients[SOS].request("emergency", reply="call_placed")
@@ -121,10 +153,15 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         await _shoot(op, "emergency")
         for client in clients.values():
             await client.close()
+        await other.close()
 
 
 async def _officer(http: aiohttp.ClientSession, ws_base: str, user: str) -> Client:
-    query = f"token={token(user, Role.OFFICER, 'P0101', f'干警{user[2:]}')}&v=1"
+    return await _line(http, ws_base, user, Role.OFFICER)
+
+
+async def _line(http: aiohttp.ClientSession, ws_base: str, user: str, role: Role) -> Client:
+    query = f"token={token(user, role, 'P0101', f'干警{user[2:]}')}&v=1"
     client = Client(await http.ws_connect(f"{ws_base}/ws?{query}"), "json", user)
     client.welcome = await client.expect("welcome", SIGNAL_S)
     return client
@@ -143,6 +180,25 @@ async def _drawn(page: Page, n: int) -> int | None:
 async def _clusters(page: Page) -> dict[str, Any] | None:
     found: dict[str, Any] = (await console_state(page)).get("mapClusters") or {}
     return found if found.get("clusters") else None
+
+
+# Every bubble on the page as a person reads it: its label and its badges.
+BUBBLES = """() => [...document.querySelectorAll(".marker-cluster .cluster-bubble")].map(b => ({
+  label: b.getAttribute("aria-label"),
+  badges: [...b.querySelectorAll(".cluster-badge")].map(s => ({
+    kind: s.dataset.kind, count: Number(s.dataset.count), text: s.textContent,
+  })),
+}))"""
+
+
+async def _bubbles_count(page: Page, wanted: dict[str, int]) -> list[dict[str, Any]] | None:
+    """The bubbles once their badges add up to `wanted` (kind -> officers)."""
+    bubbles: list[dict[str, Any]] = await page.evaluate(BUBBLES)
+    totals: dict[str, int] = {}
+    for bubble in bubbles:
+        for badge in bubble["badges"]:
+            totals[badge["kind"]] = totals.get(badge["kind"], 0) + badge["count"]
+    return bubbles if totals == wanted else None
 
 
 async def _alone(page: Page, officer: str) -> dict[str, Any] | None:

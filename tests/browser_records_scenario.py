@@ -125,6 +125,27 @@ async def run(workdir: Path) -> dict[str, Any]:
     return await drive_with_server(server, drive)
 
 
+# How many requests the page made for the recording's bytes (the resource timing entries of
+# the content route).
+RANGES_ASKED = """() => performance.getEntriesByType("resource")
+  .filter(e => new URL(e.name).pathname.endsWith("/content")).length"""
+
+
+async def trail_kinds(base: str, evidence_id: str) -> list[str]:
+    """The item's audit trail as kinds (a read names how: `evidence_read:player`), as an
+    auditor reads it."""
+    auditor = token("au-1", Role.AUDITOR, "P", "审计员")
+    async with aiohttp.ClientSession() as http, http.get(
+        f"{base}/api/evidence/{evidence_id}/audit",
+        headers={"Authorization": f"Bearer {auditor}"},
+    ) as resp:  # fmt: skip
+        body = await resp.json()
+    return [
+        f"{r['kind']}:{r['data']['via']}" if "via" in r["data"] else r["kind"]
+        for r in body["records"]
+    ]
+
+
 async def case_items(base: str) -> dict[str, dict[str, Any]] | None:
     """The case's items as the evidence API keeps them, by kind, once the snapshot and the
     call's recordings (filed when the call ends: the officer's video, the officer's, the
@@ -216,6 +237,9 @@ async def records_steps(
     # person would drag the bar (the browser asks for ranges, with the player's cookie).
     seen["video_src"] = await video.evaluate("v => new URL(v.currentSrc).pathname")
     seen["video_seeked"] = await video.evaluate(SEEK)
+    # However many ranges that took, the trace holds one view of it and no download.
+    seen["video_ranges"] = await page.evaluate(RANGES_ASKED)
+    seen["video_trail"] = await trail_kinds(base, items["video"]["evidence_id"])
     photo_row = rows.filter(has_text="照片")
     seen["search_row_text"] = await photo_row.inner_text()
     await photo_row.get_by_role("button").click()
@@ -241,6 +265,9 @@ async def records_steps(
     seen["trail_events"] = await detail.locator(
         "table.rec-trail tbody tr td:nth-child(3)"
     ).all_inner_texts()
+    seen["trail_people"] = await detail.locator(
+        "table.rec-trail tbody tr td:nth-child(4)"
+    ).all_inner_texts()
     await detail.get_by_role("button", name="校验证据链").click()
     verdict = detail.get_by_role("status")
     await verdict.filter(has_text="校验").filter(has_not_text="正在").wait_for(timeout=20_000)
@@ -263,6 +290,9 @@ async def records_steps(
     seen["watched_rows"] = await watched.all_inner_texts()
     seen["timeline_events"] = await audit.locator(
         "table.rec-timeline tbody tr td:nth-child(3)"
+    ).all_inner_texts()
+    seen["timeline_people"] = await audit.locator(
+        "table.rec-timeline tbody tr td:nth-child(4)"
     ).all_inner_texts()
     await shoot(page, "call-audit")
 

@@ -73,6 +73,15 @@ def test_a_reset_password_signs_the_officer_in(run: dict[str, Any]) -> None:
     assert seen(run, "reset_sign_in") == "signed in"
 
 
+def test_a_one_time_code_is_shown_as_a_qr_code_of_its_otpauth_uri(run: dict[str, Any]) -> None:
+    uri = seen(run, "totp_uri")
+    assert uri.startswith("otpauth://totp/")
+    assert "secret=" in uri
+    assert seen(run, "qr_src_scheme") == "data:image/png;base64"
+    assert seen(run, "qr_decoded") == [uri]
+    assert seen(run, "qr_gone") is True
+
+
 def test_the_page_speaks_english_and_refuses_a_non_admin(run: dict[str, Any]) -> None:
     assert seen(run, "english_heading") == "Accounts"
     assert seen(run, "operator_refused") == "用户管理仅供管理员使用；此账号不能使用"

@@ -43,6 +43,18 @@ def test_a_transfer_waits_for_the_other_operator_who_sees_it_and_accepts(
     assert seen(run, "phone_line_after").startswith("通话中")
 
 
+def test_a_call_pushed_by_its_operator_stops_being_shown_when_it_is_transferred(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "feed_ended") == ["transferred", OP_A[0], OP_B[0]]
+    assert seen(run, "feeds_after_transfer") == []
+    assert seen(run, "a_shared_after_transfer") is True
+    assert seen(run, "a_notice") == "通话已转接，推送到「年终执行调度会商」随之停止"
+    assert seen(run, "b_notice") == (
+        f"此通话原由 {OP_A[1]} 推送到「年终执行调度会商」，转接后已停止推送；如需要请重新推送"
+    )
+
+
 def test_an_away_operator_is_shown_away_and_not_rung(run: dict[str, Any]) -> None:
     assert seen(run, "a_header_button") == "恢复空闲"
     assert seen(run, "b_sees_a_away") == "away"

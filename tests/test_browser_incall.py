@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_incall_scenario import OFFICER, OPERATOR, SUPERVISOR
+from tests.browser_incall_scenario import OFFICER, OPERATOR, SITE, SUPERVISOR
 
 pytestmark = pytest.mark.browser
 
@@ -50,6 +50,13 @@ def test_the_console_says_when_the_officer_turns_the_camera_off(run: dict[str, A
     assert seen(run, "console_officer_on_again") is True
 
 
+def test_a_camera_turned_off_stays_shown_off_after_f5_on_either_side(run: dict[str, Any]) -> None:
+    assert seen(run, "console_after_reload") == f"{OFFICER[1]} 已关闭摄像头"
+    assert seen(run, "phone_camera_after_reload") is True
+    assert seen(run, "phone_button_after_reload") == "打开摄像头"
+    assert seen(run, "console_after_phone_reload") == f"{OFFICER[1]} 已关闭摄像头"
+
+
 def test_an_invited_supervisor_sees_the_invitation_and_joins(run: dict[str, Any]) -> None:
     invited = f"{OPERATOR[1]} 邀请您加入与 {OFFICER[1]}（{COURT_NAME}）的通话"
     assert seen(run, "invitation_text") == invited
@@ -63,6 +70,14 @@ def test_the_call_is_pushed_into_a_running_conference_and_stopped(run: dict[str,
     assert seen(run, "share_status") == "正在推送到「年终执行调度会商」"
     assert seen(run, "feeds_after_stop") == []
     assert seen(run, "shared_after_stop") is True
+
+
+def test_a_supervisor_moderates_a_conference_from_the_console(run: dict[str, Any]) -> None:
+    assert seen(run, "desk_hand") == [f"{SITE[1]}（{COURT_NAME}）", "举手第", "1", "位", "给予发言"]
+    assert seen(run, "site_floor") == "permitted"
+    assert seen(run, "desk_holders") == [SITE[0]]
+    assert seen(run, "site_told_ended") == ["ended", SUPERVISOR[0]]
+    assert seen(run, "desk_after_end") is True
 
 
 def test_pull_video_opens_a_watch_large_and_call_still_calls(run: dict[str, Any]) -> None:

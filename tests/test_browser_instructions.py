@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
+from tests.browser_instructions_scenario import MORE, PAGE
 
 pytestmark = pytest.mark.browser
 
@@ -60,8 +61,23 @@ def test_the_console_lists_the_receipts_after_f5(run: dict[str, Any]) -> None:
     ]
 
 
+def test_the_console_lists_the_newest_page_and_brings_older_ones_on_request(
+    run: dict[str, Any],
+) -> None:
+    newest = [f"第{n}号通报" for n in range(MORE, MORE - PAGE, -1)]
+    assert seen(run, "first_page") == newest
+    assert seen(run, "older_offered") is True
+    assert seen(run, "after_older") == [
+        *newest,
+        "第1号通报",
+        "今晚十点前各组上报执行进展",
+        "请立即前往二号现场，注意安全。",
+    ]
+    assert seen(run, "older_after_all") is False
+
+
 def test_every_step_is_in_the_trace_and_it_verifies(run: dict[str, Any]) -> None:
-    assert seen(run, "trace_kinds") == [
+    assert seen(run, "trace_kinds")[:6] == [
         "instruction_sent",
         "instruction_delivered",
         "instruction_read",
@@ -69,6 +85,7 @@ def test_every_step_is_in_the_trace_and_it_verifies(run: dict[str, Any]) -> None
         "instruction_delivered",
         "instruction_read",
     ]
+    assert seen(run, "trace_kinds").count("instruction_sent") == 2 + MORE
     assert (seen(run, "audit_exit"), seen(run, "audit_ok")) == (0, True)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_map_scenario import OFFICERS, PER_GROUP, SOS
+from tests.browser_map_scenario import LOST_AFTER, LOST_BEFORE, OFFICERS, PER_GROUP, SOS
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +35,34 @@ def test_three_hundred_officers_are_drawn_as_a_few_clusters(run: dict[str, Any])
     assert sum(before["clusters"]) + len(before["alone"]) == OFFICERS
     assert before["alone"] == []
     assert seen(run, "cluster_bubbles") == len(before["clusters"])
+
+
+def badges(bubbles: list[dict[str, Any]]) -> list[str]:
+    return sorted(b["text"] for bubble in bubbles for b in bubble["badges"])
+
+
+def test_a_bubble_says_how_many_of_its_officers_are_in_a_call_or_lost_their_signal(
+    run: dict[str, Any],
+) -> None:
+    before = seen(run, "bubbles_before")
+    # Spread over a group's bubbles: the one in a call and the five lost are counted once.
+    in_call = [b for b in before if any(x["kind"] == "in_call" for x in b["badges"])]
+    assert len(in_call) == 1
+    assert in_call[0]["label"].endswith("1 人通话中")
+    assert "通话 1" in badges(before)
+    lost = [x for b in before for x in b["badges"] if x["kind"] == "away"]
+    assert sum(x["count"] for x in lost) == len(LOST_BEFORE)
+    assert all(x["text"] == f"中断 {x['count']}" for x in lost)
+    # Bubbles with nobody busy say they are all online, and have no badge.
+    plain = [b for b in before if not b["badges"]]
+    assert plain
+    assert all(b["label"].endswith("名干警，均在线") for b in plain)
+
+
+def test_a_bubble_is_redrawn_when_its_officers_lose_their_signal(run: dict[str, Any]) -> None:
+    after = seen(run, "bubbles_after_drop")
+    lost = [x for b in after for x in b["badges"] if x["kind"] == "away"]
+    assert sum(x["count"] for x in lost) == len(LOST_BEFORE) + len(LOST_AFTER)
 
 
 def test_an_emergency_is_never_hidden_in_a_cluster(run: dict[str, Any]) -> None:

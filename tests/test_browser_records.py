@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_records_scenario import CASE, OPERATOR, SUPERVISOR
+from tests.browser_records_scenario import CASE, OFFICER, OPERATOR, SUPERVISOR
 
 pytestmark = pytest.mark.browser
 
@@ -59,6 +59,15 @@ def test_the_calls_recording_plays_in_the_page_and_seeks(run: dict[str, Any]) ->
     assert src.endswith("/content")
 
 
+def test_a_recording_played_and_sought_is_one_view_in_the_trace_not_a_download_per_range(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "video_ranges") >= 1
+    trail = seen(run, "video_trail")
+    assert trail.count("evidence_read:player") == 1
+    assert "evidence_downloaded" not in trail
+
+
 def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> None:
     assert seen(run, "call_id") in seen(run, "shown_call")
     events = seen(run, "trail_events")
@@ -88,6 +97,17 @@ def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[s
     assert events[0] == "发起通话"
     for event in ("接听", "指挥长加入", "开始观看视频", "通话取证", "停止观看视频", "通话结束"):
         assert event in events
+
+
+def test_users_who_are_not_accounts_are_named_as_they_signed_in_or_labelled(
+    run: dict[str, Any],
+) -> None:
+    # The officer signed in with a token (not an account) that named them: that name, said so.
+    assert f"{OFFICER[1]}（{OFFICER[0]}，非账号用户，登录时名称）" in seen(run, "timeline_people")
+    # The server files snapshots (the uploader); the auditor's token (no account, never
+    # signed in over the WebSocket) has no name on record.
+    assert "系统（@server）" in seen(run, "search_row_text")
+    assert "au-1（未登记姓名）" in seen(run, "trail_people")
 
 
 def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str, Any]) -> None:

@@ -229,6 +229,15 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     ),
     p.ConferenceWaiting(ref="m45", conference_id="m-1", place=12, wait_s=1.1),
     p.ConferenceLeft(conference_id="m-1", reason="banned", by="op1"),
+    p.FeedEnded(
+        conference_id="m-1",
+        title="会商",
+        call_id="c-1",
+        officer=p.UserInfo(id="o1", name="张伟", role="officer", court="P0101"),
+        reason="transferred",
+        by=OPERATOR,
+        to=None,
+    ),
     p.ConferenceEnded(conference_id="m-1", reason="no_moderator", by=None),
     # The video wall.
     p.Watching(

@@ -310,6 +310,57 @@ def test_who_shared_a_call_or_a_moderator_takes_it_back() -> None:
     assert (record.data["reason"], record.data["by"]) == ("unshared", "sup0")
 
 
+def test_a_call_shown_by_its_operator_stops_being_shown_when_they_hand_it_on() -> None:
+    """The share was op1's word; op2 takes the call over without having shown it."""
+    b = province()
+    cid = running(b)
+    call_id = answered_call(b, "op1")
+    b.send("op1", p.ShareCall(id=b.msg_id(), conference_id=cid, call_id=call_id))
+    handed = b.hand_over("op1", call_id, "op2")
+    (record,) = records(handed, "call_unshared")
+    assert (record.data["reason"], record.data["by"]) == ("transferred", "op1")
+    assert record_kinds(handed).index("call_transferred") < record_kinds(handed).index(
+        "call_unshared"
+    )
+    (update,) = messages(handed, p.ConferenceUpdate, to="sup0")
+    assert (update.changes.feeds, update.changes.spotlight) == ([], None)
+    assert recipients(handed, p.FeedEnded) == {"sup0", "op1", "op2"}
+    (ended,) = messages(handed, p.FeedEnded, to="sup0")
+    assert (ended.conference_id, ended.call_id, ended.reason) == (cid, call_id, "transferred")
+    assert ended.officer.id == "o1"
+    assert ended.by.id == "op1"
+    assert ended.to is not None
+    assert ended.to.id == "op2"
+    stage = last_room(b, cid).stage
+    assert stage is not None
+    assert stage.feeds == ()
+
+
+def test_a_call_sent_back_to_the_queue_stops_being_shown_by_its_operator() -> None:
+    b = province()
+    cid = running(b)
+    call_id = answered_call(b, "op1")
+    b.send("op1", p.ShareCall(id=b.msg_id(), conference_id=cid, call_id=call_id))
+    back = b.send_back("op1", call_id)
+    (record,) = records(back, "call_unshared")
+    assert (record.data["reason"], record.data["by"]) == ("sent_back", "op1")
+    (ended,) = messages(back, p.FeedEnded, to="op1")
+    assert (ended.reason, ended.to) == ("sent_back", None)
+
+
+def test_a_call_a_moderator_shows_stays_shown_when_its_operator_hands_it_on() -> None:
+    b = province()
+    cid = running(b)
+    call_id = answered_call(b, "op1")
+    b.send("sup0", p.ShareCall(id=b.msg_id(), conference_id=cid, call_id=call_id))
+    handed = b.hand_over("op1", call_id, "op2")
+    assert records(handed, "call_unshared") == []
+    assert messages(handed, p.FeedEnded) == []
+    stage = last_room(b, cid).stage
+    assert stage is not None
+    assert stage.feeds == (("o1", call_id),)
+
+
 # ---- concentrated enforcement actions ---------------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 recording): 206 with Content-Range and exactly those bytes; a full download still sent whole
 and hashed; a range of an original that no longer has its recorded size refused before any
 byte and any record; a range not served answered 416 with the file's size; the player's
-cookie (the token for a <video src>) read by the content route alone; every answer as
-commandcenter/openapi.json documents it."""
+cookie (the token for a <video src>) read by the content route alone; the player's view,
+recorded once however many ranges it streams; every answer as commandcenter/openapi.json
+documents it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.evidencehelpers import Api, body_of, sha, start_api, uploaded
 from tests.test_openapi import Conformance
 
 CONTENT = "/api/evidence/{evidence_id}/content"
+VIEW = "/api/evidence/{evidence_id}/view"
 
 
 @pytest.fixture
@@ -171,3 +173,82 @@ async def test_no_other_route_takes_the_cookie_and_a_bad_one_is_401(api: Api) ->
     await Conformance().check("GET", CONTENT, resp)
     assert resp.status == 401
     assert (await api.http.post(PLAYER)).status == 401
+
+
+# --- the player's views: one record per look, not per range ------------------------------------
+
+
+async def opened_view(api: Api, url: str, user: str = "o1") -> str:
+    resp = await api.http.post(url.replace("/content", "/view"), headers=api.auth(user))
+    await Conformance().check("POST", VIEW, resp)
+    body = await body_of(resp)
+    assert resp.status == 201, body
+    assert resp.cookies[PLAYER_COOKIE].value == api.token(user)
+    return str(body["view"])
+
+
+async def player_range(api: Api, url: str, view: str, header: str) -> aiohttp.ClientResponse:
+    """A <video>'s request: the cookie, no Authorization header, the view in the query."""
+    cookie = {"Cookie": f"{PLAYER_COOKIE}={api.token('o1')}", "Range": header}
+    resp: aiohttp.ClientResponse = await api.http.get(f"{url}?view={view}", headers=cookie)
+    return resp
+
+
+async def test_a_recording_played_in_ranges_is_recorded_once_as_a_view(api: Api) -> None:
+    url, data = await a_recording(api, 5000)
+    view = await opened_view(api, url)
+    for header, part in (
+        ("bytes=0-", data),
+        ("bytes=4000-", data[4000:]),
+        ("bytes=10-19", data[10:20]),
+    ):
+        resp = await player_range(api, url, view, header)
+        await Conformance().check("GET", CONTENT, resp)
+        assert (resp.status, await resp.read()) == (206, part)
+    reads = await api.records(ev.READ, via="player")
+    assert [(r.data["user"], r.data["view"]) for r in reads] == [("o1", view)]
+    assert await api.records(ev.DOWNLOADED) == []
+
+
+async def test_the_whole_original_is_a_download_even_in_a_view(api: Api) -> None:
+    url, data = await a_recording(api, 5000)
+    view = await opened_view(api, url)
+    resp = await api.http.get(f"{url}?view={view}", headers=api.auth("o1"))
+    assert (resp.status, await resp.read()) == (200, data)
+    # Another unit than bytes is the whole original too.
+    resp = await player_range(api, url, view, "items=0-1")
+    assert (resp.status, await resp.read()) == (200, data)
+    assert len(await api.records(ev.DOWNLOADED)) == 2
+
+
+async def test_a_view_covers_its_own_item_and_user_only_and_an_unknown_one_is_a_download(
+    api: Api,
+) -> None:
+    url, _ = await a_recording(api, 5000)
+    other, _ = await a_recording(api, 4000)
+    view = await opened_view(api, url)
+    await (await player_range(api, other, view, "bytes=0-9")).read()
+    headers = {**api.auth("op1", "operator"), "Range": "bytes=0-9"}
+    await (await api.http.get(f"{url}?view={view}", headers=headers)).read()
+    await (await player_range(api, url, "A" * 22, "bytes=0-9")).read()
+    assert len(await api.records(ev.DOWNLOADED)) == 3
+
+
+async def test_a_malformed_view_is_400_and_a_view_of_an_item_out_of_reach_is_refused(
+    api: Api,
+) -> None:
+    url, _ = await a_recording(api, 5000)
+    resp = await player_range(api, url, "no!", "bytes=0-9")
+    await Conformance().check("GET", CONTENT, resp)
+    body = await body_of(resp)
+    assert (resp.status, body["field"]) == (400, "view")
+    gone = "/api/evidence/ev-" + "0" * 32 + "/view"
+    resp = await api.http.post(gone, headers=api.auth("o1"))
+    await Conformance().check("POST", VIEW, resp)
+    assert resp.status == 404
+    elsewhere = await api.http.post(
+        url.replace("/content", "/view"), headers=api.auth("o2", court="P0102")
+    )
+    await Conformance().check("POST", VIEW, elsewhere)
+    assert elsewhere.status in (403, 404)
+    assert await api.records(ev.READ, via="player") == []

@@ -442,3 +442,37 @@ def test_a_list_holds_the_newest_instructions_only() -> None:
         b.clock.advance(1)
         ids.append(sent_id(send(b, "sup", f"n{n}", court="P0102")))
     assert [i.instruction_id for i in listed(b, "sup")] == ids[-MAX_LISTED:]
+
+
+def page(b: Board, user: str, limit: int, before: str | None = None) -> tuple[list[str], bool]:
+    (reply,) = messages(
+        b.send(user, p.ListInstructions(id=b.msg_id(), before=before, limit=limit)),
+        p.Instructions,
+    )
+    return [i.instruction_id for i in reply.instructions], reply.more
+
+
+def test_the_list_pages_back_from_the_newest_and_says_when_older_ones_remain() -> None:
+    b = board(max_pending=1000)
+    ids = []
+    for n in range(7):
+        b.clock.advance(1)
+        ids.append(sent_id(send(b, "sup", f"n{n}", court="P0102")))
+    newest, more = page(b, "sup", 3)
+    assert (newest, more) == (ids[4:], True)
+    older, more = page(b, "sup", 3, before=newest[0])
+    assert (older, more) == (ids[1:4], True)
+    oldest, more = page(b, "sup", 3, before=older[0])
+    assert (oldest, more) == (ids[:1], False)
+    assert page(b, "sup", 100) == (ids, False)
+
+
+def test_paging_from_an_instruction_not_listed_is_not_found() -> None:
+    b = board(max_pending=1000)
+    iid = sent_id(send(b, "sup", "to P0102", court="P0102"))
+    with pytest.raises(NotFound) as refused:
+        page(b, "sup", 10, before="i-nonesuch")
+    assert refused.value.field == "before"
+    # Listed for one court, an instruction of another is not a place to page from.
+    with pytest.raises(NotFound):
+        b.send("sup", p.ListInstructions(id=b.msg_id(), court="P0101", before=iid))

@@ -1,7 +1,8 @@
 """`GET /api/users/names` (commandcenter/names_api.py) on the real app over SQLite: names
 from the account store for the ids asked, only within the caller's scope (another court's
-user, an unknown id and a non-account alike left out), bounded input refused with the
-parameter named, and every answer as commandcenter/openapi.json documents it."""
+user, an unknown id and a non-account alike left out), a user who is not an account named
+as their latest WebSocket sign-in recorded them, bounded input refused with the parameter
+named, and every answer as commandcenter/openapi.json documents it."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from pytest_aiohttp import AiohttpClient
 from commandcenter.account_api import ACCOUNTS, Passwords
 from commandcenter.app import create_app
 from commandcenter.config import Config
+from commandcenter.keys import TRACE
 from commandcenter.names_api import MAX_IDS, PATH
 from identity.accounts import Account
 from identity.people import Role
 from tests.conftest import make_config
+from tests.polling import wait_until
 from tests.test_openapi import Conformance
 from tests.wsclient import token_for
 
@@ -63,8 +66,8 @@ async def test_names_of_the_ids_asked_within_the_operators_court(names: Names) -
     assert status == 200
     assert body == {
         "names": {
-            "o-1021": {"name": "李伟", "role": "officer", "court": "P0101"},
-            "op-7": {"name": "张敏", "role": "operator", "court": "P0101"},
+            "o-1021": {"name": "李伟", "role": "officer", "court": "P0101", "source": "account"},
+            "op-7": {"name": "张敏", "role": "operator", "court": "P0101", "source": "account"},
         }
     }
 
@@ -116,3 +119,50 @@ async def test_without_a_token_the_answer_is_401(names: Names) -> None:
     resp = await names.http.get(PATH, params={"id": "op-7"})
     await names.conformance.check("GET", PATH, resp)
     assert resp.status == 401
+
+
+async def signed_in(names: Names, user: str, court: str, name: str | None) -> None:
+    """`user` (not an account: a token minted for an integration) signs in over the
+    WebSocket and out again; once the trace has the sign-in."""
+    token = token_for(names.config, user, "officer", court, name=name)
+    ws = await names.http.ws_connect(f"/ws?token={token}&v=1")
+    await ws.receive_json(timeout=5)  # welcome
+
+    async def recorded() -> bool:
+        found = await names.app[TRACE].find(kinds=["sign_in"], subject=user)
+        return bool(found)
+
+    await wait_until(recorded, within=5, what=f"{user}'s sign-in recorded")
+    await ws.close()
+
+
+async def test_a_user_who_is_not_an_account_is_named_as_their_sign_in_recorded(
+    names: Names,
+) -> None:
+    await signed_in(names, "bodycam-7", "P0101", "执法记录仪七号")
+    await signed_in(names, "int-2", "P0101", None)  # no name claim: named by its id
+    await signed_in(names, "bodycam-9", "P0102", "二院记录仪")
+    _, body = await names.ask(["bodycam-7", "int-2", "bodycam-9", "op-7"])
+    assert body["names"] == {
+        "bodycam-7": {
+            "name": "执法记录仪七号",
+            "role": "officer",
+            "court": "P0101",
+            "source": "sign_in",
+        },
+        "op-7": {"name": "张敏", "role": "operator", "court": "P0101", "source": "account"},
+    }
+    # Out of an operator's scope, in a supervisor's above it.
+    _, body = await names.ask(["bodycam-9"], as_=("sv-1", "supervisor", "P01"))
+    assert body["names"]["bodycam-9"]["name"] == "二院记录仪"
+
+
+async def test_an_accounts_name_is_the_stores_not_the_tokens(names: Names) -> None:
+    await signed_in(names, "o-1021", "P0101", "别名")
+    _, body = await names.ask(["o-1021"])
+    assert body["names"]["o-1021"] == {
+        "name": "李伟",
+        "role": "officer",
+        "court": "P0101",
+        "source": "account",
+    }

@@ -150,6 +150,24 @@ async def test_find_selects_by_kind_string_value_and_half_open_time_range(
     assert await store.find(kinds=[]) == []
 
 
+async def test_find_last_gives_the_latest_by_time_oldest_first_by_subject_or_data(
+    store: TraceStore,
+) -> None:
+    await store.append(
+        [ev(i, "sign_in", court="P0101", role="officer", user=f"o{i % 2}") for i in range(1, 8)]
+    )
+    newest = await store.find(kinds=["sign_in"], subject="o1", last=2)
+    assert [r.seq for r in newest] == [5, 7]
+    assert [r.seq for r in await store.find(kinds=["sign_in"], subject="o0", last=10)] == [2, 4, 6]
+    matched = await store.find(kinds=["sign_in"], data_equals={"user": "o0"}, last=1)
+    assert [r.seq for r in matched] == [6]
+    assert await store.find(kinds=["sign_in"], last=0) == []
+    # The latest by time: a record appended later about an earlier moment is not it.
+    await store.append([ev(3, "sign_in", court="P0101", role="officer", user="o1")])
+    assert [r.seq for r in await store.find(kinds=["sign_in"], subject="o1", last=1)] == [7]
+    assert [r.seq for r in await store.find(kinds=["sign_in"], subject="o1", last=2)] == [5, 7]
+
+
 async def test_find_refuses_a_key_that_is_not_an_identifier(store: TraceStore) -> None:
     with pytest.raises(ValueError, match="identifier"):
         await store.find(kinds=["x"], data_equals={"a') OR 1=1 --": "x"})

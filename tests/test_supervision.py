@@ -4,8 +4,10 @@ may say a camera changed and who is told; time never matters, so nothing waits."
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from identity import Identity
 from signalling import protocol as p
 from signalling.core.actions import Action
 from signalling.errors import Forbidden, InvalidState, Unavailable
@@ -98,3 +100,56 @@ def test_a_covert_monitor_has_no_camera_in_the_call() -> None:
     board.join("sv1", call_id, covert=True)
     with pytest.raises(Forbidden):
         camera(board, "sv1", call_id, False)
+
+
+def welcomed_cameras_off(board: Board, user: str, identity: Identity) -> list[str]:
+    """What `user`'s page is told of the call's cameras when it comes back (F5: a resume)."""
+    session = board.sb.session(user)
+    assert session is not None
+    board.drop(user)
+    _, out = board.connect(identity, resume=session.resume_token)
+    [welcome] = messages(out, p.Welcome, to=user)
+    [call] = welcome.calls
+    return call.cameras_off
+
+
+def test_a_page_that_reloads_mid_call_is_told_whose_camera_is_off() -> None:
+    board = Board()
+    call_id = answered(board)
+    camera(board, "o1", call_id, False)
+    assert welcomed_cameras_off(board, "op1", operator("op1")) == ["o1"]
+    camera(board, "op1", call_id, False)
+    assert welcomed_cameras_off(board, "o1", officer("o1")) == ["o1", "op1"]
+    camera(board, "o1", call_id, True)
+    assert welcomed_cameras_off(board, "op1", operator("op1")) == ["op1"]
+
+
+def test_a_supervisor_joining_late_sees_the_cameras_off_and_takes_theirs_when_leaving() -> None:
+    board = Board()
+    call_id = answered(board)
+    camera(board, "o1", call_id, False)
+    board.sign_in(supervisor("sv1"))
+    out = board.join("sv1", call_id)
+    [answered_msg] = messages(out, p.CallAnswered, to="sv1")
+    assert answered_msg.call.cameras_off == ["o1"]
+    camera(board, "sv1", call_id, False)
+    board.leave("sv1", call_id)
+    assert welcomed_cameras_off(board, "op1", operator("op1")) == ["o1"]
+
+
+def test_an_operator_handing_the_call_on_takes_their_camera_state_with_them() -> None:
+    board = Board()
+    call_id = answered(board)
+    board.sign_in(operator("op2"))
+    camera(board, "op1", call_id, False)
+    board.hand_over("op1", call_id, "op2")
+    assert welcomed_cameras_off(board, "o1", officer("o1")) == []
+
+
+def test_a_call_whose_cameras_are_all_on_is_sent_as_before() -> None:
+    board = Board()
+    call_id = answered(board)
+    camera(board, "o1", call_id, False)
+    camera(board, "o1", call_id, True)
+    [info] = board.sb.calls_of("op1")
+    assert "cameras_off" not in msgspec.to_builtins(info)

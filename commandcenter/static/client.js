@@ -290,6 +290,9 @@
     if (state.call && (!active || state.call.call_id !== active.call_id)) {
       callOver(state.call.call_id);
     }
+    // Our own camera as we last said it in this call (a reload keeps it off): the media
+    // starting below opens the camera with it and says it again.
+    if (active && (active.cameras_off || []).includes(msg.user.id)) state.cameraOff = true;
     if (active) callChanged(active);
     if (msg.user.role === "officer") {
       watchPosition();
@@ -370,6 +373,9 @@
     }
     state.ringing.delete(call.call_id);
     state.call = call;
+    // The call says whose camera is off: true after a reload too, not only from the next
+    // camera_changed, our own is not ours to show (state.cameraOff is).
+    state.camerasOff = new Set((call.cameras_off || []).filter((id) => id !== me));
     if (call.state === "active" && (!media || media.callId !== call.call_id)) {
       startMedia(call.call_id);
     }
@@ -762,7 +768,9 @@
       media = new MediaSession(callId, stream);
       showLocal(stream);
       await media.start();
-      if (state.cameraOff) tellCamera();
+      // Said whichever it is: the server keeps what we said last, in this call, and a page
+      // reloaded with its camera on must not leave the others showing it off.
+      tellCamera();
     } finally {
       starting = null;
       render();

@@ -192,6 +192,8 @@
       "invitation.no_answer": "未应答",
       "notice.conflict": "其他主持人刚刚改变了会商状态，已刷新为最新状态，请确认后重新操作",
       "notice.removed": "您已被{by}移出会商",
+      "notice.feed.transferred": "{officer}的现场通话已停止接入：{by}已将通话转接给{to}",
+      "notice.feed.sent_back": "{officer}的现场通话已停止接入：{by}已将通话转回队列",
       "notice.banned": "您已被{by}移出会商，且不能再加入",
       "notice.ended.ended": "{by}已结束会商",
       "notice.ended.no_moderator": "会商无主持人，已自动结束",
@@ -384,6 +386,8 @@
       "invitation.no_answer": "no answer",
       "notice.conflict": "Another moderator just changed the conference; it is refreshed, check and try again",
       "notice.removed": "{by} removed you from the conference",
+      "notice.feed.transferred": "{officer}'s live call is no longer shown: {by} handed it on to {to}",
+      "notice.feed.sent_back": "{officer}'s live call is no longer shown: {by} sent it back to the queue",
       "notice.banned": "{by} removed you from the conference; you may not join again",
       "notice.ended.ended": "{by} ended the conference",
       "notice.ended.no_moderator": "The conference ended: no moderator",
@@ -801,6 +805,17 @@
           quit();
         }
         listConferences();
+        break;
+      case "feed_ended":
+        // A call its operator showed went with them (handed on, sent back): the moderators
+        // are told why it left the feeds, not just that it did.
+        if (ours(msg)) {
+          notify("info", t(`notice.feed.${msg.reason}`, {
+            officer: msg.officer.name,
+            by: msg.by.name,
+            to: msg.to ? msg.to.name : "",
+          }));
+        }
         break;
       case "conference_ended":
         store.ringing.delete(msg.conference_id);

@@ -1,9 +1,14 @@
 /*
- * The instructions this console follows (docs/protocol.md, "Instructions"): every one still
- * valid of the courts in our scope, with its receipts, from `list_instructions` after every
+ * The instructions this console follows (docs/protocol.md, "Instructions"): those still
+ * valid of the courts in our scope, with their receipts, from `list_instructions` after every
  * welcome (updates sent while we were away are not replayed) and kept current by
- * `instruction_update` and `receipt_update`. The store owns one; views read it.
+ * `instruction_update` and `receipt_update`. Paged: the newest PAGE first, older ones a page
+ * at a time when asked for (`older`, `before` the oldest we have). The store owns one; views
+ * read it.
  */
+
+/** Instructions asked for at a time. */
+export const INSTRUCTIONS_PAGE = 10;
 
 import type { Hub, InstructionInfo, RecipientInfo } from "./protocol";
 
@@ -14,6 +19,8 @@ export class InstructionBook {
   readonly byId = new Map<string, InstructionInfo>();
   /** How many list replies arrived (a test can tell a fresh one from the last). */
   listReplies = 0;
+  /** Older instructions remain at the server, not listed here yet. */
+  more = false;
 
   constructor(private readonly hub: Hub) {}
 
@@ -22,10 +29,23 @@ export class InstructionBook {
     return [...this.byId.values()].sort((a, b) => b.sent_at - a.sent_at || b.instruction_id.localeCompare(a.instruction_id));
   }
 
+  /** The newest page again (after a welcome: what we had may be stale). */
   async refresh(): Promise<void> {
-    const reply = await this.hub.request("list_instructions");
+    const reply = await this.hub.request("list_instructions", { limit: INSTRUCTIONS_PAGE });
     this.byId.clear();
     for (const info of reply.instructions as InstructionInfo[]) this.byId.set(info.instruction_id, info);
+    this.more = reply.more === true;
+    this.listReplies += 1;
+  }
+
+  /** The page before the oldest we have. */
+  async older(): Promise<void> {
+    const all = this.all();
+    const oldest = all[all.length - 1];
+    if (!oldest) return this.refresh();
+    const reply = await this.hub.request("list_instructions", { before: oldest.instruction_id, limit: INSTRUCTIONS_PAGE });
+    for (const info of reply.instructions as InstructionInfo[]) this.byId.set(info.instruction_id, info);
+    this.more = reply.more === true;
     this.listReplies += 1;
   }
 

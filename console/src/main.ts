@@ -28,6 +28,7 @@ import { QueueView } from "./views/queue";
 import { RosterView } from "./views/roster";
 import { RecordsPanel } from "./records/panel";
 import { InvitationsView } from "./views/supervision";
+import { ModerationView } from "./views/moderation";
 import { WallView } from "./views/wall";
 import { OperatorsView } from "./views/transfers";
 
@@ -52,6 +53,7 @@ const card = new OfficerCard(store, [instructions.officerComposer], (id) => wall
 const invitations = new InvitationsView(store);
 header.el.querySelector(".tools")?.prepend(wall.toggle);
 const operators = new OperatorsView(store);
+const moderation = new ModerationView(store);
 
 map.el.append(card.el);
 const root = document.getElementById("console") as HTMLElement;
@@ -61,7 +63,7 @@ root.replaceChildren(
   h(
     "main",
     { class: "layout" },
-    h("div", { class: "side" }, queue.el, invitations.el, operators.el, roster.el, instructions.el),
+    h("div", { class: "side" }, queue.el, invitations.el, operators.el, moderation.el, roster.el, instructions.el),
     h("div", { class: "centre" }, call.el, wall.el, map.el),
   ),
   header.notices,
@@ -88,6 +90,7 @@ function render(): void {
   wall.render();
   operators.render();
   invitations.render();
+  moderation.render();
   tick();
   if (store.selected !== lastSelected) {
     lastSelected = store.selected;
@@ -181,6 +184,9 @@ window.ccConsole = {
     invitations: [...store.invitations.keys()],
     camerasOff: [...store.camerasOff],
     sharedTo: store.sharedTo,
+    moderating: store.moderation.open
+      ? { id: store.moderation.open.id, holders: store.moderation.open.holders.map((u) => u.id), sites: store.moderation.sites().map((s) => [s.user.id, s.floor.state]) }
+      : null,
     cameraOn: call.cameraOn(),
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,
   }),

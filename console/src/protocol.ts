@@ -47,6 +47,8 @@ export interface CallInfo {
   emergency: boolean;
   supervisors: UserInfo[];
   created_at: number;
+  /** Members whose camera is off, by id; left out when every camera is on. */
+  cameras_off?: string[];
 }
 
 // ---- the call flow (transfer offers, operators' availability) ----------------------------
@@ -78,6 +80,18 @@ export type CallflowPush =
   // The operator asks us (a supervisor) into their call; a party's camera went off or on.
   | { type: "supervisor_invited"; call: CallInfo; by: UserInfo }
   | { type: "camera_changed"; call_id: string; user: string; on: boolean }
+  // A call its operator showed to a conference is no longer shown: that operator handed it
+  // on or sent it back (told to them, the call's new operator and the moderators).
+  | {
+      type: "feed_ended";
+      conference_id: string;
+      title: string;
+      call_id: string;
+      officer: UserInfo;
+      reason: "transferred" | "sent_back";
+      by: UserInfo;
+      to: UserInfo | null;
+    }
   // A court's waiting calls (ringing anywhere, or queued), the whole list each time.
   | { type: "queue_update"; court: string; calls: QueueEntry[] };
 
@@ -114,6 +128,30 @@ export interface InstructionInfo {
   recipients: RecipientInfo[];
 }
 
+// ---- conferences the console moderates (moderation.ts) -----------------------------------
+
+/** A site's floor (FloorInfo). */
+export interface FloorInfo {
+  state: "not_permitted" | "queued" | "permitted" | "pending_revoke";
+  position: number | null;
+}
+
+/** A site as its moderators see it (SiteInfo). */
+export interface SiteInfo {
+  user: UserInfo;
+  role: "moderator" | "site" | "witness";
+  status: "joined" | "away";
+  floor: FloorInfo;
+  joined_at: number;
+}
+
+/** The conference pushes the desk follows. */
+export type ConferencePush =
+  | { type: "conference_update"; conference_id: string; revision: number; changes: { holders?: UserInfo[] } }
+  | { type: "sites_changed"; conference_id: string; revision: number; sites: SiteInfo[]; left: string[] }
+  | { type: "conference_ended"; conference_id: string; reason: string; by: string | null }
+  | { type: "conference_left"; conference_id: string; reason: string; by: string | null };
+
 // The pushes the console acts on; others are ignored, as the protocol asks of clients.
 export type Push =
   | Welcome
@@ -134,7 +172,8 @@ export type Push =
   | { type: "ice_candidate"; call_id: string; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
   // The video wall (docs/protocol.md, *Watching an officer*).
   | { type: "watch_ended"; watch_id: string; officer: string; reason: string }
-  | CallflowPush;
+  | CallflowPush
+  | ConferencePush;
 
 export interface Reply {
   type: string;

@@ -5,6 +5,7 @@
  */
 
 import { duration, reasonText, t, type TextKey } from "./i18n";
+import { ModeratorDesk } from "./moderation";
 import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
@@ -107,6 +108,7 @@ export class Store {
   rosterReplies = 0;
   /** Instructions to officers and their receipts (instructions.ts). */
   readonly instructions: InstructionBook;
+  readonly moderation: ModeratorDesk;
   // ---- the call flow: transfers and the operators' availability --------------------------
   /** The operators of our court, by id, from `get_operators` and `operator_status`. */
   operators = new Map<string, OperatorEntry>();
@@ -141,6 +143,7 @@ export class Store {
       },
     });
     this.instructions = new InstructionBook(this.hub);
+    this.moderation = new ModeratorDesk(this.hub, () => this.user?.id);
   }
 
   subscribe(listener: Listener): void {
@@ -254,8 +257,18 @@ export class Store {
       case "participant_joined":
       case "supervisor_invited":
       case "camera_changed":
+      case "feed_ended":
         this.callflowPushed(msg);
         break;
+      case "conference_update":
+      case "sites_changed":
+      case "conference_ended":
+      case "conference_left": {
+        const wasOpen = this.moderation.open?.id === msg.conference_id;
+        this.moderation.pushed(msg);
+        if (wasOpen && !this.moderation.open) this.notice(t("mod.closed", { reason: t(msg.type === "conference_ended" ? "mod.ended" : "mod.removed") }));
+        break;
+      }
       case "queue_update":
         if (msg.calls.length > 0) this.waiting.set(msg.court, msg.calls);
         else this.waiting.delete(msg.court);
@@ -282,11 +295,15 @@ export class Store {
     }
     if (this.outgoing && !msg.calls.some((c) => c.call_id === this.outgoing?.callId)) this.outgoing = null;
     this.call = active;
+    // The call says whose camera is off, so that a reload shows it, not "on" until the next
+    // camera_changed.
+    if (active) this.camerasOff = othersOff(active, msg.user.id);
     // Updates sent while we were away are not replayed: ask for the whole roster again,
     // after every welcome, and take its reply as the truth.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshRoster();
     // Likewise the instructions: receipts that came while we were away are in the list.
     if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshInstructions();
+    if (CONSOLE_ROLES.has(msg.user.role)) void this.refreshModeration();
     // Offers are not replayed either: one made while we were away has lapsed or will. A new
     // session (not resumed) starts available.
     this.transferOffers.clear();
@@ -326,6 +343,63 @@ export class Store {
       .sort((a, b) => Number(b.call.emergency) - Number(a.call.emergency) || a.call.created_at - b.call.created_at);
   }
 
+  // ---- the moderator's desk (moderation.ts) ----------------------------------------------
+
+  isConsoleUser(): boolean {
+    return this.user !== null && CONSOLE_ROLES.has(this.user.role);
+  }
+
+  /** Ask again for the conferences we moderate; one open here is asked for again too (its
+   * state after a resume: nothing sent while we were away is replayed). */
+  async refreshModeration(): Promise<void> {
+    const desk = this.moderation;
+    try {
+      if (desk.open) await desk.openConference(desk.open.id);
+      await desk.refresh();
+    } catch (err) {
+      // The one open ended while we were away: say so and show the list.
+      if (err instanceof ProtocolError && err.code === "not_found" && desk.open) {
+        desk.open = null;
+        this.notice(t("mod.closed", { reason: t("mod.ended") }));
+      } else this.failed(err);
+    }
+    this.changed();
+  }
+
+  async hostConference(title: string): Promise<void> {
+    try {
+      await this.moderation.host(title, this.user?.court ?? "");
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
+  async openConference(id: string): Promise<void> {
+    try {
+      await this.moderation.openConference(id);
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
+  /** A moderator's action on the conference open here. */
+  async moderate(action: "grant" | "revoke" | "mute_all" | "leave" | "end", site = ""): Promise<void> {
+    const desk = this.moderation;
+    try {
+      if (action === "grant") await desk.grant(site);
+      else if (action === "revoke") await desk.revoke(site);
+      else if (action === "mute_all") await desk.muteAll();
+      else if (action === "end") await desk.end();
+      else await desk.close();
+      if (action === "leave" || action === "end") await desk.refresh();
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
   async refreshInstructions(): Promise<void> {
     try {
       await this.instructions.refresh();
@@ -333,6 +407,17 @@ export class Store {
     } catch (err) {
       this.failed(err);
     }
+  }
+
+  /** A page of older instructions; one that expired meanwhile (not_found) lists afresh. */
+  async olderInstructions(): Promise<void> {
+    try {
+      await this.instructions.older();
+    } catch (err) {
+      if (err instanceof ProtocolError && err.code === "not_found") await this.instructions.refresh();
+      else this.failed(err);
+    }
+    this.changed();
   }
 
   /** Send an instruction; true once the server took it (it then shows in the list). */
@@ -405,7 +490,7 @@ export class Store {
       if (this.call?.call_id === call.call_id) this.call = null;
       return;
     }
-    if (this.call?.call_id !== call.call_id) this.camerasOff.clear();
+    this.camerasOff = othersOff(call, me);
     this.invitations.delete(call.call_id);
     this.call = call;
     // Answering an officer's emergency call is acknowledging their emergency.
@@ -645,6 +730,16 @@ export class Store {
         this.invitations.set(msg.call.call_id, { call: msg.call, by: msg.by });
         this.notice(t("invite.received", { name: msg.by.name, officer: msg.call.officer.name }));
         break;
+      case "feed_ended":
+        // Shown on the word of the operator who left the call: it ends with them. They
+        // leave the conference they joined to show it; the new operator is told it was shown.
+        if (msg.by.id === this.user?.id) {
+          if (this.sharedTo?.callId === msg.call_id) this.stopSharing(false);
+          this.notice(t(msg.reason === "transferred" ? "share.ended_transferred" : "share.ended_sent_back", { title: msg.title }));
+        } else if (msg.to?.id === this.user?.id) {
+          this.notice(t("share.ended_to_me", { title: msg.title, name: msg.by.name }));
+        }
+        break;
       case "camera_changed":
         if (this.call?.call_id !== msg.call_id) break;
         if (msg.on) this.camerasOff.delete(msg.user);
@@ -776,4 +871,9 @@ export interface Track {
 function transferOutcomeKey(outcome: string): TextKey {
   const known = ["declined", "expired", "cancelled", "ended", "unavailable"];
   return (known.includes(outcome) ? `transfer.outcome.${outcome}` : "transfer.outcome.ended") as TextKey;
+}
+
+/** The members of `call` other than `me` whose camera is off (ours is the call view's). */
+function othersOff(call: CallInfo, me: string | undefined): Set<string> {
+  return new Set((call.cameras_off ?? []).filter((id) => id !== me));
 }

@@ -110,6 +110,8 @@ class Call:
     # Supervisor id -> covert flag.
     supervisors: dict[str, bool] = field(default_factory=dict)
     away: set[str] = field(default_factory=set)
+    # Members whose camera is off (`set_camera`); a member who leaves takes theirs along.
+    cameras_off: set[str] = field(default_factory=set)
     ring_started_at: float | None = None
     answered_at: float | None = None
     ended_at: float | None = None
@@ -161,4 +163,5 @@ def call_info(call: Call, info: Callable[[str], p.UserInfo]) -> p.CallInfo:
         emergency=call.emergency,
         supervisors=[info(u) for u, covert in call.supervisors.items() if not covert],
         created_at=p.epoch_ms(call.created_at),
+        cameras_off=sorted(call.cameras_off),
     )

@@ -249,6 +249,7 @@ class Calls:
         msg = p.ParticipantLeft(call_id=call.call_id, user=self._board.presence.info(user))
         told = (user,) if covert else call.members()
         del call.supervisors[user]
+        call.cameras_off.discard(user)
         _discard(self._monitoring, user, call.call_id)
         out.append(
             self._board.facts.record(
@@ -263,6 +264,7 @@ class Calls:
         (`signalling.core.transfers` checked both): `to` is its operator now."""
         board = self._board
         call.operator = to
+        call.cameras_off.discard(user)
         del self._party[user]
         self._party[to] = call.call_id
         board.dispatch.stop_ringing_all(to, "busy", now, out)
@@ -271,6 +273,7 @@ class Calls:
             call=call_info(call, self._board.presence.info), from_operator=board.presence.info(user)
         )
         out.append(Send(tuple(sorted({user, *call.members()})), msg))
+        board.feeds.operator_left(call, user, "transferred", now, out)
         _room(call, out)
         self.tell_away(call, to, now, out)
 
@@ -286,9 +289,11 @@ class Calls:
         )
         call.operator = None
         call.away.discard(user)
+        call.cameras_off.discard(user)
         del self._party[user]
         board.dispatch.requeue(call, now, out)
         out.append(Send(told, p.CallRequeued(call_id=call.call_id, by=board.presence.info(user))))
+        board.feeds.operator_left(call, user, "sent_back", now, out)
         _room(call, out)
         officer = board.presence.session(call.officer)
         if officer is not None:

@@ -65,6 +65,7 @@ class Facts:
         kind: str,
         *,
         user: str,
+        name: str,
         role: str,
         court: str,
         session: str,
@@ -75,12 +76,14 @@ class Facts:
     ) -> Record:
         """`sign_in`; `session_continued` for a session that `continues` the user's last one
         (ended within the resume window); `session_adopted` for a session another authority
-        opened."""
+        opened. `name` is the display name the user signed in with (the token's), which the
+        records views show for a user who is not an account (commandcenter/names_api.py)."""
         extra: dict[str, object] = {} if continues is None else {"continues": continues}
         return self.record(
             kind,
             now,
             user=user,
+            name=name,
             role=role,
             court=court,
             session=session,

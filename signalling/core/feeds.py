@@ -4,6 +4,12 @@ officer's feed) into a conference they have joined, or a moderator shows one of 
 while they are in it; the moderator may spotlight anyone else meanwhile, and back. The feed
 ends when the call ends or someone takes it back (`unshare_call`).
 
+A call an operator showed is shown on their word: when they leave the call (they hand it on
+to another operator, or send it back to the queue) the feed ends with them, and the
+moderators, that operator and the call's new operator are told (`feed_ended`). Showing it
+again is the new operator's choice, or a moderator's. A moderator's own feed does not depend
+on the call's operator and stays.
+
 The officer does not join the conference: their call goes on as before, and the feed is what
 the call's media server already receives (media.conference_room).
 
@@ -16,8 +22,8 @@ from typing import TYPE_CHECKING, Final
 
 from identity import Courts
 from signalling import protocol as p
-from signalling.core.actions import Action
-from signalling.core.call import CallState
+from signalling.core.actions import Action, Send
+from signalling.core.call import Call, CallState
 from signalling.core.conference import (
     Conference,
     ConferenceStatus,
@@ -94,6 +100,38 @@ class Feeds:
         if feed is None:
             raise NotFound("that call is not shared with this conference", field="call_id")
         self._take_back(conf, feed, "unshared", user, now, out)
+
+    def operator_left(
+        self,
+        call: Call,
+        user: str,
+        reason: p.FeedEndReason,
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """`user`, the operator of `call`, left it (`reason`): the feeds they shared of it
+        end, unless they moderate that conference."""
+        info = self._board.presence.info
+        for conf in self._board.conferences.table.values():
+            feed = conf.feeds.get(call.call_id)
+            if feed is None or feed.by != user or user in conf.moderators:
+                continue
+            if conf.status is not ConferenceStatus.RUNNING:
+                continue
+            self._take_back(conf, feed, reason, user, now, out)
+            told = {*conf.moderators_here(), user}
+            if call.operator is not None:
+                told.add(call.operator)
+            msg = p.FeedEnded(
+                conference_id=conf.conference_id,
+                title=conf.title,
+                call_id=call.call_id,
+                officer=info(call.officer),
+                reason=reason,
+                by=info(user),
+                to=info(call.operator) if call.operator is not None else None,
+            )
+            out.append(Send(tuple(sorted(told)), msg))
 
     def call_ended(self, call_id: str, now: float, out: list[Action]) -> None:
         """A call ended: no conference shows it any more."""

@@ -53,10 +53,8 @@ TRANSITIONS: Final[dict[tuple[p.RecipientState, p.ReceiptState], p.RecipientStat
     ("read", "delivered"): None,
     ("read", "read"): None,
 }
-# The most instructions one `instructions` reply lists (the newest): a province-wide scope
-# may hold thousands, each with its court's recipients, and one reply must stay well under
-# `limits.max_backlog_bytes`.
-MAX_LISTED: Final = 100
+# The most instructions one `instructions` reply lists (the protocol bounds `limit` by it).
+MAX_LISTED: Final = p.MAX_INSTRUCTIONS_LISTED
 # What the trace calls each move.
 RECORD_KINDS: Final[dict[p.RecipientState, str]] = {
     "delivered": "instruction_delivered",
@@ -361,7 +359,17 @@ class Instructions:
             (i for i in self.table.values() if i.court in wanted),
             key=lambda i: (i.sent_at, i.instruction_id),
         )
-        return p.Instructions(ref=msg.id, instructions=[i.info() for i in found[-MAX_LISTED:]])
+        if msg.before is not None:
+            # Paging back from an instruction listed before; one that expired meanwhile (or
+            # of a court not asked for) is not a place to page from.
+            cursor = self.table.get(msg.before)
+            if cursor is None or cursor.court not in wanted:
+                raise NotFound("no such instruction", field="before")
+            found = found[: found.index(cursor)]
+        page = found[-msg.limit :]
+        return p.Instructions(
+            ref=msg.id, instructions=[i.info() for i in page], more=len(found) > len(page)
+        )
 
     # ---- timers -------------------------------------------------------------------------
 

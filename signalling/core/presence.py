@@ -276,6 +276,7 @@ class Presence:
             board.facts.signed_in(
                 kind,
                 user=user,
+                name=identity.name,
                 role=identity.role.value,
                 court=identity.court,
                 session=session.session_id,

@@ -4,8 +4,9 @@ supervisors over the call's court into it, and a party says its camera went off 
 An invitation keeps no state: it tells each supervisor and administrator signed in over the
 court, and each answers, or not, with `join_call` (whose checks and policy, visible or
 silent, apply as ever). So nothing expires and nothing is left over when the call ends.
-The camera is the same: the server passes the word on; the media itself is the client's
-(a party that turns its camera off stops sending video)."""
+The camera is the same but for what it said last: the call keeps who said their camera is
+off, for the pages that welcome it later; the media itself is the client's (a party that
+turns its camera off stops sending video)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def set_camera(session: Session, call: Call, on: bool, out: list[Action]) -> Non
         raise Forbidden("only a party of the call has a camera in it")
     if call.state is not CallState.ACTIVE:
         raise InvalidState(f"call is {call.state.value}")
+    # Kept with the call, so that a page that reloads or joins mid-call is told (CallInfo).
+    if on:
+        call.cameras_off.discard(user)
+    else:
+        call.cameras_off.add(user)
     others = tuple(u for u in call.members() if u != user)
     if others:
         out.append(Send(others, p.CameraChanged(call_id=call.call_id, user=user, on=on)))

@@ -131,6 +131,8 @@ from signalling.protocol.conferences import (
     CreateConference,
     DeclineConference,
     EndConference,
+    FeedEnded,
+    FeedEndReason,
     FeedInfo,
     FloorInfo,
     FloorMode,
@@ -173,6 +175,7 @@ from signalling.protocol.conferences import (
     UnshareCall,
 )
 from signalling.protocol.instructions import (
+    MAX_INSTRUCTIONS_LISTED,
     Instruction,
     InstructionId,
     InstructionInfo,
@@ -182,6 +185,7 @@ from signalling.protocol.instructions import (
     InstructionText,
     InstructionUpdate,
     ListInstructions,
+    ListLimit,
     ReceiptState,
     ReceiptUpdate,
     RecipientInfo,
@@ -340,6 +344,7 @@ ServerMessage = (
     | SitesChanged
     | ConferenceWaiting
     | ConferenceLeft
+    | FeedEnded
     | ConferenceEnded
     # Instructions (signalling.protocol.instructions).
     | InstructionSent
@@ -368,6 +373,7 @@ __all__ = [
     "CALLFLOW_CLIENT_MESSAGES",
     "CONFERENCE_MESSAGES",
     "INSTRUCTION_MESSAGES",
+    "MAX_INSTRUCTIONS_LISTED",
     "MEDIA_MESSAGES",
     "PROTOCOL_VERSION",
     "Accept",
@@ -431,6 +437,8 @@ __all__ = [
     "EndReason",
     "EpochMs",
     "Error",
+    "FeedEndReason",
+    "FeedEnded",
     "FeedInfo",
     "FloorInfo",
     "FloorMode",
@@ -470,6 +478,7 @@ __all__ = [
     "LeftReason",
     "ListConferences",
     "ListInstructions",
+    "ListLimit",
     "LockConference",
     "Longitude",
     "LowerHand",

@@ -155,7 +155,9 @@ class RosterEntry(msgspec.Struct, frozen=True):
     since: float  # server time (ms) of sign-in
 
 
-class CallInfo(msgspec.Struct, frozen=True):
+# omit_defaults: `cameras_off` is sent only when a camera is off, so a call whose cameras
+# are all on reads as it did before the field existed.
+class CallInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     call_id: str
     direction: Direction
     state: Literal["queued", "ringing", "active", "ended"]
@@ -166,6 +168,9 @@ class CallInfo(msgspec.Struct, frozen=True):
     emergency: bool
     supervisors: list[UserInfo]
     created_at: float  # server time (ms)
+    # Members who said their camera is off (`set_camera`), by id: what a page that joins or
+    # reloads mid-call shows until the next `camera_changed`.
+    cameras_off: list[str] = msgspec.field(default_factory=list)
 
 
 # --- server to client --------------------------------------------------------------------

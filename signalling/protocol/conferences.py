@@ -411,6 +411,25 @@ class ConferenceLeft(_ServerMessage, tag="conference_left", frozen=True):
     by: str | None
 
 
+FeedEndReason = Literal["transferred", "sent_back"]
+
+
+class FeedEnded(_ServerMessage, tag="feed_ended", frozen=True):
+    """A call its operator showed to a conference is no longer shown, because that operator
+    left the call (handed it on, or sent it back to the queue): to the conference's
+    moderators, to the operator who showed it, and to the call's new operator."""
+
+    conference_id: str
+    title: str
+    call_id: str
+    officer: UserInfo
+    reason: FeedEndReason
+    # The operator who showed the call and left it.
+    by: UserInfo
+    # The call's operator now (`transferred`), else null.
+    to: UserInfo | None
+
+
 class ConferenceEnded(_ServerMessage, tag="conference_ended", frozen=True):
     conference_id: str
     reason: ConferenceEndReason

@@ -11,7 +11,7 @@ was away are there when it is back. docs/protocol.md, "Instructions", has the ru
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -56,9 +56,18 @@ class InstructionReceipt(_ClientMessage, tag="instruction_receipt", frozen=True)
     state: ReceiptState
 
 
+# The most one `instructions` reply lists: a province-wide scope may hold thousands, each
+# with its court's recipients, and one reply must stay well under `limits.max_backlog_bytes`.
+MAX_INSTRUCTIONS_LISTED: Final = 100
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_INSTRUCTIONS_LISTED)]
+
+
 class ListInstructions(_ClientMessage, tag="list_instructions", frozen=True):
     # Absent: every court in the requester's scope.
     court: CourtCode | None = None
+    # A page: the newest `limit` sent before the instruction `before` (absent: the newest).
+    before: InstructionId | None = None
+    limit: ListLimit = MAX_INSTRUCTIONS_LISTED
 
 
 # --- shared shapes -----------------------------------------------------------------------
@@ -120,3 +129,5 @@ class ReceiptUpdate(_ServerMessage, tag="receipt_update", frozen=True):
 class Instructions(_ServerMessage, tag="instructions", frozen=True):
     ref: str
     instructions: list[InstructionInfo]
+    # Older ones remain: ask again with `before` the first listed.
+    more: bool = False

@@ -2,6 +2,15 @@
 // calls' audit and the statistics (commandcenter/openapi.json), with the console's bearer
 // token. Views call these and never build URLs themselves.
 
+/** Who a user id is (GET /api/users/names): an account's name, or, for a user who is not an
+ * account, the display name their sign-in recorded (`source` "sign_in"). */
+export interface UserName {
+  name: string;
+  role: string;
+  court: string;
+  source: "account" | "sign_in";
+}
+
 export interface Position {
   lat: number;
   lon: number;
@@ -144,14 +153,13 @@ export class RecordsApi {
     return this.json(`/api/evidence/${encodeURIComponent(id)}/audit`);
   }
 
-  /** Our token in the cookie the content route reads (POST /api/evidence/player), so that
-   * a <video> or <audio> element streams an original, seeking with range requests. */
-  async player(): Promise<void> {
-    await this.fetch("/api/evidence/player", { method: "POST" });
-  }
-
-  contentUrl(id: string): string {
-    return `/api/evidence/${encodeURIComponent(id)}/content`;
+  /** Open the player on a recording (POST /api/evidence/<id>/view): recorded once, as a
+   * view, and our token in the player's cookie. The URL it answers streams the original
+   * with range requests that are parts of this view, not a download each. */
+  async view(id: string): Promise<string> {
+    const path = `/api/evidence/${encodeURIComponent(id)}`;
+    const body = await this.json<{ view: string }>(`${path}/view`, { method: "POST" });
+    return `${path}/content?view=${encodeURIComponent(body.view)}`;
   }
 
   /** The original's bytes, as the server keeps them. */
@@ -160,10 +168,11 @@ export class RecordsApi {
   }
 
   /** Names for user ids (GET /api/users/names): those the account store knows within our
-   * scope; the rest are left out. */
-  async names(ids: string[]): Promise<Record<string, { name: string; role: string; court: string }>> {
+   * scope, and users who are not accounts as their sign-in named them; the rest are left
+   * out. */
+  async names(ids: string[]): Promise<Record<string, UserName>> {
     const params = new URLSearchParams(ids.map((id) => ["id", id]));
-    const body = await this.json<{ names: Record<string, { name: string; role: string; court: string }> }>(`/api/users/names?${params}`);
+    const body = await this.json<{ names: Record<string, UserName> }>(`/api/users/names?${params}`);
     return body.names;
   }
 

@@ -188,9 +188,9 @@ export class EvidenceView {
     const major = item.media_type.split("/")[0];
     if (major === "video" || major === "audio") {
       // Streamed, not fetched whole: the element asks for ranges as it plays and seeks,
-      // with the token in the player's cookie (an element cannot send the header).
-      await this.api.player();
-      const src = this.api.contentUrl(item.evidence_id);
+      // with the token in the player's cookie (an element cannot send the header), each a
+      // part of one recorded view rather than a download.
+      const src = await this.api.view(item.evidence_id);
       box.replaceChildren(h(major, { src, controls: true, preload: "metadata", "aria-label": item.file_name }));
       const out = this.detail.querySelector<HTMLElement>(".rec-local");
       if (out) out.textContent = rt("ev.local_streamed");

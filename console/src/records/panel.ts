@@ -5,7 +5,7 @@
 import { button, h } from "../dom";
 import { currentLang } from "../i18n";
 import type { Store } from "../store";
-import { RecordsApi } from "./api";
+import { RecordsApi, type UserName } from "./api";
 import { CallsView } from "./calls";
 import { EvidenceView } from "./evidence";
 import { type Names, refill } from "./form";
@@ -28,7 +28,7 @@ export class RecordsPanel {
   private readonly back = button("", () => this.show(null), "secondary");
   private readonly tabs: Record<RecordsTab, HTMLButtonElement>;
   private lang = currentLang();
-  private readonly knownNames = new Map<string, string>();
+  private readonly knownNames = new Map<string, UserName>();
   private readonly askedNames = new Set<string>();
 
   constructor(
@@ -66,8 +66,15 @@ export class RecordsPanel {
     const asked = this.askedNames;
     const names: Names = {
       user: (id) => {
-        const name = known.get(id) ?? store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
-        return name ? `${name}（${id}）` : id;
+        if (!id) return "";
+        // "@server" and the like: the server itself (it files recordings and snapshots).
+        if (id.startsWith("@")) return rt("who.server", { id });
+        const found = known.get(id);
+        if (found) return rt(found.source === "sign_in" ? "who.signed_in" : "who.account", { name: found.name, id });
+        const name = store.roster.get(id)?.officer.name ?? (store.user?.id === id ? store.user.name : undefined);
+        if (name) return rt("who.account", { name, id });
+        // Asked and not named: not an account with a name on record, or out of our scope.
+        return asked.has(id) ? rt("who.unnamed", { id }) : id;
       },
       court: (code) => store.settings.courts.find((c) => c.code === code)?.name ?? code,
       load: async (ids) => {
@@ -77,7 +84,7 @@ export class RecordsPanel {
           try {
             const found = await api.names(batch);
             for (const id of batch) asked.add(id);
-            for (const [id, who] of Object.entries(found)) known.set(id, who.name);
+            for (const [id, who] of Object.entries(found)) known.set(id, who);
           } catch {
             // Without names the view shows ids, as before: not worth failing the view for.
             return;

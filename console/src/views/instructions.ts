@@ -70,6 +70,7 @@ export class InstructionsView {
   private readonly forOfficer: Composer;
   private readonly forCourt: Composer;
   private readonly list = h("ul", { class: "instr-list" });
+  private readonly older: HTMLButtonElement;
 
   constructor(private readonly store: Store) {
     this.forOfficer = new Composer(
@@ -79,6 +80,7 @@ export class InstructionsView {
       "instr-officer",
     );
     this.officerComposer = this.forOfficer.el;
+    this.older = button("", () => this.loadOlder(), "secondary small instr-older");
     this.forCourt = new Composer(
       store,
       () => (this.court.value ? { court: this.court.value } : null),
@@ -92,7 +94,17 @@ export class InstructionsView {
       this.heading,
       h("div", { class: "instr-court-box" }, this.courtHeading, this.forCourt.el),
       this.list,
+      this.older,
     );
+  }
+
+  private async loadOlder(): Promise<void> {
+    this.older.disabled = true;
+    try {
+      await this.store.olderInstructions();
+    } finally {
+      this.older.disabled = false;
+    }
   }
 
   render(): void {
@@ -116,6 +128,8 @@ export class InstructionsView {
     keyed(this.list, key, () =>
       all.length ? all.map((i) => this.item(i)) : [h("li", { class: "instr-none" }, t("instr.none"))],
     );
+    this.older.textContent = t("instr.older");
+    this.older.hidden = !store.instructions.more;
   }
 
   private courtName(code: string): string {

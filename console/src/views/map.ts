@@ -3,8 +3,11 @@
 // offline map: no background, a latitude/longitude grid with a scale, the courts and the
 // officers, so that positions still show relative to each other and to the courts.
 // Hundreds of officers are clustered (leaflet.markercluster): a bubble with a count stands
-// for those too close to tell apart at this zoom. An officer with an emergency, and the one
-// selected, are never in a cluster: their marker sits on the map itself, always seen.
+// for those too close to tell apart at this zoom, its ring coloured by what they are doing
+// (in a call, signal lost, emergency, the rest online) with a badge for each that is not
+// plain online, so a bubble of 100 says that 3 are in calls without a click. An officer with
+// an emergency, and the one selected, are never in a cluster: their marker sits on the map
+// itself, always seen.
 
 import * as L from "leaflet";
 import "leaflet.markercluster";
@@ -30,21 +33,37 @@ const HOME: L.LatLngTuple = [33, 110];
 const CLUSTER_RADIUS_PX = 60;
 const CLUSTER_UNTIL_ZOOM = 17;
 
+// The ring's colours, in the ring's order from the top, clockwise; the rest is online.
+const RING = { emergency: "#c62828", in_call: "#1565c0", away: "#90a4ae" } as const;
+const ONLINE = "#1e7d3a";
+type Busy = keyof typeof RING;
+
 // The plugin extends the global L that Leaflet sets, not this module's namespace object.
-function clusterGroup(): L.MarkerClusterGroup {
+function clusterGroup(bubble: (cluster: L.MarkerCluster) => L.DivIcon): L.MarkerClusterGroup {
   const global = (window as unknown as { L: typeof L }).L;
   return global.markerClusterGroup({
     maxClusterRadius: CLUSTER_RADIUS_PX,
     disableClusteringAtZoom: CLUSTER_UNTIL_ZOOM,
     chunkedLoading: true,
     showCoverageOnHover: false,
+    iconCreateFunction: bubble,
   });
+}
+
+/** What an officer on the map is doing, as the bubble counts it (the roster's order). */
+function busyOf(entry: RosterEntry | undefined): Busy | null {
+  if (!entry) return null;
+  if (entry.emergency) return "emergency";
+  if (entry.status === "away") return "away";
+  return entry.call_id ? "in_call" : null;
 }
 
 interface OfficerMarker {
   marker: L.Marker;
   label: HTMLElement;
   dot: HTMLElement;
+  /** What its cluster's bubble counts it as, when it was last drawn. */
+  busy: Busy | null;
   /** Drawn on the map itself (an emergency, the selection) rather than in the cluster group. */
   alone: boolean;
   lat: number;
@@ -58,7 +77,9 @@ export class MapView {
   private readonly mapEl = h("div", { class: "map", role: "region" });
   private readonly banner = h("p", { class: "map-offline", role: "note" });
   private readonly officers = new Map<string, OfficerMarker>();
-  private readonly cluster = clusterGroup();
+  private readonly cluster = clusterGroup((c) => this.bubble(c));
+  // Which officer each clustered marker is, for the bubbles' counts.
+  private readonly markerIds = new WeakMap<L.Marker, string>();
   private readonly courts = L.layerGroup();
   private readonly grid = L.layerGroup();
   private tiles: L.TileLayer | null = null;
@@ -223,7 +244,8 @@ export class MapView {
       const icon = L.divIcon({ className: "officer-marker", html, iconSize: [0, 0], iconAnchor: [0, 0] });
       const marker = L.marker([pos.lat, pos.lon], { icon, riseOnHover: true });
       marker.on("click", () => this.store.select(id));
-      m = { marker, label, dot, alone, lat: pos.lat, lon: pos.lon };
+      this.markerIds.set(marker, id);
+      m = { marker, label, dot, busy: busyOf(entry), alone, lat: pos.lat, lon: pos.lon };
       this.attach(m);
       this.officers.set(id, m);
     }
@@ -236,6 +258,13 @@ export class MapView {
       m.lon = pos.lon;
       m.marker.setLatLng([pos.lat, pos.lon]);
       this.attach(m);
+    }
+    const busy = busyOf(entry);
+    if (m.busy !== busy) {
+      m.busy = busy;
+      // The bubble holding it counts it differently now: drawn again (markercluster keeps
+      // a bubble's icon until told).
+      if (!m.alone) this.cluster.refreshClusters(m.marker);
     }
     m.label.textContent = entry.officer.name;
     const pin = m.label.parentElement;
@@ -255,6 +284,39 @@ export class MapView {
   private detach(m: OfficerMarker): void {
     if (m.alone) m.marker.remove();
     else this.cluster.removeLayer(m.marker);
+  }
+
+  /** A cluster's bubble: the count in the middle, a ring whose arcs are the shares of
+   * officers in an emergency, in a call and with their signal lost (the rest online), and
+   * a badge with the number of each of those, so that a person reads it without colours. */
+  private bubble(cluster: L.MarkerCluster): L.DivIcon {
+    const children = cluster.getAllChildMarkers();
+    const total = children.length;
+    const counts: Record<Busy, number> = { emergency: 0, in_call: 0, away: 0 };
+    for (const marker of children) {
+      const id = this.markerIds.get(marker);
+      const busy = busyOf(id ? this.store.roster.get(id) : undefined);
+      if (busy) counts[busy] += 1;
+    }
+    const kinds = (Object.keys(RING) as Busy[]).filter((k) => counts[k] > 0);
+    const parts = kinds.map((k) => t(`map.cluster.${k}`, { n: counts[k] }));
+    const label = parts.length ? t("map.cluster.busy", { n: total, parts: parts.join(t("map.cluster.sep")) }) : t("map.cluster", { n: total });
+    const ring = h("span", { class: "cluster-ring" }, h("span", { class: "cluster-count" }, String(total)));
+    // Arcs through the CSSOM (the policy's style-src governs style attributes, not this).
+    let from = 0;
+    const stops: string[] = [];
+    for (const k of kinds) {
+      const to = from + (counts[k] / total) * 100;
+      stops.push(`${RING[k]} ${from}% ${to}%`);
+      from = to;
+    }
+    stops.push(`${ONLINE} ${from}% 100%`);
+    ring.style.background = `conic-gradient(${stops.join(", ")})`;
+    const badges = h("span", { class: "cluster-badges" }, ...kinds.map((k) => h("span", { class: `cluster-badge is-${k}`, "data-kind": k, "data-count": String(counts[k]) }, t(`map.cluster.badge.${k}`, { n: counts[k] }))));
+    const html = h("span", { class: "cluster-bubble", role: "img", "aria-label": label, title: label }, ring, badges);
+    const size = total < 10 ? 36 : total < 100 ? 42 : 48;
+    html.classList.add(`cluster-${size}`);
+    return L.divIcon({ html, className: "marker-cluster cluster-status", iconSize: L.point(size, size) });
   }
 
   /** For tests: the clusters drawn now, each as how many officers it holds, and the
