@@ -31,6 +31,7 @@ from commandcenter import account_changes, http_edge
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.auth import AuthError, Identity, Role
 from commandcenter.bodies import read_at_most
+from commandcenter.http_edge import Refused
 from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
 from identity.accounts import (
     Account,
@@ -63,23 +64,6 @@ HASH_CHUNK: Final = 16
 _LIST_PARAMS: Final = frozenset({"q", "court", "role", "disabled", "offset", "limit"})
 _TOTP_CHOICES: Final = ("keep", "new", "remove")
 NDJSON: Final = "application/x-ndjson"
-
-
-class Refused(Exception):
-    """The asker's fault, with the status and `error` code it is answered with."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        reason: str,
-        field: str | None = None,
-        faults: list[str] | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.field = status, code, reason, field
-        # An import file's bad rows, "line N: ...".
-        self.faults = faults
 
 
 def _bad(reason: str, field: str | None = None) -> Refused:
@@ -482,7 +466,7 @@ def _answering(handler: Handler) -> Handler:
                 return http_edge.auth_error_response(exc)
             except Refused as exc:
                 if exc.faults is None:
-                    return http_edge.error_response(exc.status, exc.code, exc.reason, exc.field)
+                    return http_edge.refused_response(exc)
                 body = {"error": exc.code, "reason": exc.reason, "faults": exc.faults}
                 response = web.json_response(body, status=exc.status)
                 response[http_edge.ERROR_CODE] = exc.code

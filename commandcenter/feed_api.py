@@ -26,10 +26,12 @@ from aiohttp import hdrs, web
 
 from commandcenter.auth import AuthError, Identity, Role
 from commandcenter.http_edge import (
+    Refused,
     auth_error_response,
     error_response,
     identity_of,
     internal_error_response,
+    refused_response,
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, RECORDER, TRACE
@@ -62,28 +64,14 @@ class FeedStreams:
 FEEDS: Final = web.AppKey("feeds", FeedStreams)
 
 
-class _Refused(Exception):
-    def __init__(
-        self, status: int, code: str, reason: str, field: str | None = None, retry: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.field, self.retry = (
-            status,
-            code,
-            reason,
-            field,
-            retry,
-        )
-
-
 def _refusal(request: web.Request, exc: Exception) -> web.Response:
     """The one translation of this endpoint's errors to statuses."""
     if isinstance(exc, AuthError):
         return auth_error_response(exc)
     if isinstance(exc, feed.BadAfter):
         return error_response(400, "bad_request", exc.reason, "after")
-    if isinstance(exc, _Refused):
-        response = error_response(exc.status, exc.code, exc.reason, exc.field)
+    if isinstance(exc, Refused):
+        response = refused_response(exc)
         if exc.retry:
             response.headers[hdrs.RETRY_AFTER] = "5"
         return response
@@ -96,20 +84,18 @@ def _refusal(request: web.Request, exc: Exception) -> web.Response:
 def _checked(request: web.Request) -> tuple[Identity, int]:
     who = identity_of(request)
     if who.role not in FEED_ROLES:
-        raise _Refused(403, "forbidden", "only supervisors, admins and auditors read the feed")
+        raise Refused(403, "forbidden", "only supervisors, admins and auditors read the feed")
     for name in request.query:
         if name not in _PARAMS:
-            raise _Refused(400, "bad_request", "unknown parameter", name)
+            raise Refused(400, "bad_request", "unknown parameter", name)
     values = request.query.getall("after", [])
     if len(values) > 1:
-        raise _Refused(400, "bad_request", "given more than once", "after")
+        raise Refused(400, "bad_request", "given more than once", "after")
     after = feed.parse_after(values[0] if values else None)
     if request.app[IN_FLIGHT].draining or request.app[FEEDS].stopping.is_set():
-        raise _Refused(
-            503, "draining", "the server is stopping; retry in a few seconds", retry=True
-        )
+        raise Refused(503, "draining", "the server is stopping; retry in a few seconds", retry=True)
     if TRACE not in request.app:
-        raise _Refused(503, "unavailable", "this server keeps no trace")
+        raise Refused(503, "unavailable", "this server keeps no trace")
     return who, after
 
 
@@ -129,7 +115,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
                 if refused == "too_many_streams"
                 else "you have as many feed streams open as allowed"
             )
-            return _refusal(request, _Refused(429, refused, reason, retry=True))
+            return _refusal(request, Refused(429, refused, reason, retry=True))
         try:
             return await _serve(request, who, after, streams)
         finally:

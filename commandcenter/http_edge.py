@@ -90,6 +90,32 @@ async def stamp_request_id(request: web.BaseRequest, response: web.StreamRespons
     response.headers[REQUEST_ID] = request_id(request)
 
 
+class Refused(Exception):
+    """The asker's fault on a route, with the status and `error` code it is answered with
+    (`refused_response`): never logged as ours. `field` names the bad input; `retry`: worth
+    asking again later (the feed's 429 says when); `faults`: an import file's bad rows,
+    "line N: ..."."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        reason: str,
+        field: str | None = None,
+        *,
+        retry: bool = False,
+        faults: list[str] | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.field = status, code, reason, field
+        self.retry = retry
+        self.faults = faults
+
+
+def refused_response(exc: Refused) -> web.Response:
+    return error_response(exc.status, exc.code, exc.reason, exc.field)
+
+
 def error_response(status: int, code: str, reason: str, field: str | None = None) -> web.Response:
     body: dict[str, Any] = {"error": code, "reason": reason}
     if field is not None:

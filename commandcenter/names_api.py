@@ -27,10 +27,11 @@ from aiohttp import web
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.auth import AuthError, Role
 from commandcenter.http_edge import (
+    Refused,
     auth_error_response,
-    error_response,
     identity_of,
     internal_error_response,
+    refused_response,
     serving,
 )
 from commandcenter.keys import COURTS, TRACE
@@ -45,27 +46,21 @@ MAX_IDS: Final = 100
 MAX_ID_CHARS: Final = 64
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.field = status, code, reason, field
-
-
 def parse_ids(pairs: list[tuple[str, str]]) -> list[str]:
-    """The ids asked for, each once, in the order first asked; _Refused (400) for another
+    """The ids asked for, each once, in the order first asked; Refused (400) for another
     parameter, none, too many, or an id out of its bounds."""
     ids: list[str] = []
     for key, value in pairs:
         if key != "id":
-            raise _Refused(400, "bad_request", "unknown parameter", key)
+            raise Refused(400, "bad_request", "unknown parameter", key)
         if not 1 <= len(value) <= MAX_ID_CHARS:
-            raise _Refused(400, "bad_request", f"each id is 1-{MAX_ID_CHARS} characters", "id")
+            raise Refused(400, "bad_request", f"each id is 1-{MAX_ID_CHARS} characters", "id")
         if value not in ids:
             ids.append(value)
     if not ids:
-        raise _Refused(400, "bad_request", "give at least one id", "id")
+        raise Refused(400, "bad_request", "give at least one id", "id")
     if len(ids) > MAX_IDS:
-        raise _Refused(400, "bad_request", f"at most {MAX_IDS} ids at a time", "id")
+        raise Refused(400, "bad_request", f"at most {MAX_IDS} ids at a time", "id")
     return ids
 
 
@@ -75,8 +70,8 @@ async def names(request: web.Request) -> web.StreamResponse:
             return await _names(request)
         except AuthError as exc:
             return auth_error_response(exc)
-        except _Refused as exc:
-            return error_response(exc.status, exc.code, exc.reason, exc.field)
+        except Refused as exc:
+            return refused_response(exc)
         except Exception as exc:
             return internal_error_response(request, exc, "names request failed")
 
@@ -84,7 +79,7 @@ async def names(request: web.Request) -> web.StreamResponse:
 async def _names(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     if who.role not in NAME_ROLES:
-        raise _Refused(403, "forbidden", f"a {who.role.value} may not look up names")
+        raise Refused(403, "forbidden", f"a {who.role.value} may not look up names")
     ids = parse_ids(list(request.query.items()))
     accounts = request.app.get(ACCOUNTS)
     trace = request.app.get(TRACE)
@@ -107,7 +102,7 @@ async def _names(request: web.Request) -> web.StreamResponse:
                     }
         except Exception:
             log.exception("account store unreadable", path=request.path)
-            raise _Refused(
+            raise Refused(
                 503, "unavailable", "the accounts cannot be read now, retry later"
             ) from None
     if trace is not None:
@@ -120,9 +115,7 @@ async def _names(request: web.Request) -> web.StreamResponse:
                     found[user_id] = named
         except Exception:
             log.exception("trace unreadable", path=request.path)
-            raise _Refused(
-                503, "unavailable", "the trace cannot be read now, retry later"
-            ) from None
+            raise Refused(503, "unavailable", "the trace cannot be read now, retry later") from None
     return web.json_response({"names": found})
 
 

@@ -24,10 +24,12 @@ from aiohttp import web
 
 from commandcenter.auth import AuthError, Identity, Role
 from commandcenter.http_edge import (
+    Refused,
     auth_error_response,
     error_response,
     identity_of,
     internal_error_response,
+    refused_response,
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
@@ -59,14 +61,8 @@ MAX_CALL_PERIOD_S: Final = 93 * 86400
 _VERIFY_LOCK: Final = web.AppKey("records_verify_lock", asyncio.Lock)
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.field = status, code, reason, field
-
-
-def _not_found() -> _Refused:
-    return _Refused(404, "not_found", "no such call")
+def _not_found() -> Refused:
+    return Refused(404, "not_found", "no such call")
 
 
 def _answering(handler: Handler) -> Handler:
@@ -77,8 +73,8 @@ def _answering(handler: Handler) -> Handler:
                 return await handler(request)
             except AuthError as exc:
                 return auth_error_response(exc)
-            except _Refused as exc:
-                return error_response(exc.status, exc.code, exc.reason, exc.field)
+            except Refused as exc:
+                return refused_response(exc)
             except ev.EvidenceError as exc:
                 return error_response(exc.http_status, exc.code, exc.reason, exc.field)
             except BadQuery as exc:
@@ -99,7 +95,7 @@ def _answering(handler: Handler) -> Handler:
 def _trace(request: web.Request) -> TraceStore:
     trace = request.app.get(TRACE)
     if trace is None:
-        raise _Refused(503, "unavailable", "this server keeps no trace")
+        raise Refused(503, "unavailable", "this server keeps no trace")
     return trace
 
 
@@ -110,7 +106,7 @@ def _now(request: web.Request) -> float:
 
 def _allowed(who: Identity, roles: frozenset[Role]) -> None:
     if who.role not in roles:
-        raise _Refused(403, "forbidden", f"a {who.role.value} may not read these records")
+        raise Refused(403, "forbidden", f"a {who.role.value} may not read these records")
 
 
 # --- evidence ------------------------------------------------------------------------------
@@ -137,7 +133,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
     if lock.locked():
         # One at a time: a check reads the whole trace, and a second one would learn
         # nothing the first will not say in a moment.
-        raise _Refused(409, "busy", "a chain check is running; retry when it ends")
+        raise Refused(409, "busy", "a chain check is running; retry when it ends")
     async with lock:
         started = time.monotonic()
         result = await verify_store(trace)
@@ -193,7 +189,7 @@ def _court_filter(request: web.Request, who: Identity, raw: str | None) -> froze
     if code not in courts:
         raise BadQuery("unknown court", "court")
     if code not in scope:
-        raise _Refused(403, "forbidden", "court is outside your scope", "court")
+        raise Refused(403, "forbidden", "court is outside your scope", "court")
     return courts.subtree(code) & scope
 
 

@@ -19,10 +19,12 @@ from aiohttp import web
 
 from commandcenter.auth import AuthError, Courts, Identity, Role
 from commandcenter.http_edge import (
+    Refused,
     auth_error_response,
     error_response,
     identity_of,
     internal_error_response,
+    refused_response,
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, TRACE
@@ -51,16 +53,10 @@ MAX_SERIES_DAYS: Final = 93
 MAX_SERIES_COURTS: Final = 200
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason, self.field = status, code, reason, field
-
-
 async def _stats(request: web.Request) -> web.Response:
     who = identity_of(request)
     if who.role not in STATS_ROLES:
-        raise _Refused(403, "forbidden", "only auditors, supervisors and admins read statistics")
+        raise Refused(403, "forbidden", "only auditors, supervisors and admins read statistics")
     query = request.query
     for name, value in query.items():
         if name not in _PARAMS:
@@ -76,14 +72,14 @@ async def _stats(request: web.Request) -> web.Response:
         if court not in courts:
             raise BadQuery("unknown court", "court")
         if not courts.in_scope(who, court):
-            raise _Refused(403, "forbidden", "court is outside your scope", "court")
+            raise Refused(403, "forbidden", "court is outside your scope", "court")
     elif who.role is not Role.AUDITOR:
         court = who.court
     config = request.app[CONFIG]
     period = parse_period(query.get("from"), query.get("to"), zone_of(config.recorder.time_zone))
     trace = request.app.get(TRACE)
     if trace is None:
-        raise _Refused(503, "unavailable", "this server keeps no trace to count")
+        raise Refused(503, "unavailable", "this server keeps no trace to count")
     explain = query.get("explain", "false")
     if explain not in ("true", "false"):
         raise BadQuery("must be true or false", "explain")
@@ -153,8 +149,8 @@ async def _answer(request: web.Request) -> web.Response:
         return await _stats(request)
     except AuthError as exc:
         return auth_error_response(exc)
-    except _Refused as exc:
-        return error_response(exc.status, exc.code, exc.reason, exc.field)
+    except Refused as exc:
+        return refused_response(exc)
     except BadQuery as exc:
         return error_response(exc.http_status, exc.code, exc.reason, exc.field)
     except RecorderError as exc:

@@ -24,10 +24,12 @@ from aiohttp import web
 
 from commandcenter.auth import AuthError, Role
 from commandcenter.http_edge import (
+    Refused,
     auth_error_response,
     error_response,
     identity_of,
     internal_error_response,
+    refused_response,
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, TRACE
@@ -49,12 +51,6 @@ _MIN_MS: Final = 946_684_800_000
 _MAX_MS: Final = 4_102_444_800_000
 _PARAMS: Final = frozenset({"from", "to"})
 _MAX_USER_CHARS: Final = 64
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.code, self.reason = status, code, reason
 
 
 def _millis(value: str | None, name: str) -> int | None:
@@ -88,7 +84,7 @@ def thin(points: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 async def _track(request: web.Request) -> web.Response:
     who = identity_of(request)
     if who.role not in TRACK_ROLES:
-        raise _Refused(403, "forbidden", "only the command center reads officers' tracks")
+        raise Refused(403, "forbidden", "only the command center reads officers' tracks")
     raw_user = request.match_info["user_id"]
     if not raw_user or len(raw_user) > _MAX_USER_CHARS:
         raise BadQuery(f"must be 1-{_MAX_USER_CHARS} characters", "user_id")
@@ -115,7 +111,7 @@ async def _track(request: web.Request) -> web.Response:
         raise BadQuery("a track covers at most 7 days", "from")
     trace = request.app.get(TRACE)
     if trace is None:
-        raise _Refused(503, "unavailable", "this server keeps no trace")
+        raise Refused(503, "unavailable", "this server keeps no trace")
     records = await trace.find(kinds=[POSITION], subject=user, since=start / 1000, until=end / 1000)
     courts = request.app[COURTS]
     points = [
@@ -141,8 +137,8 @@ async def get_track(request: web.Request) -> web.Response:
             return await _track(request)
         except AuthError as exc:
             return auth_error_response(exc)
-        except _Refused as exc:
-            return error_response(exc.status, exc.code, exc.reason)
+        except Refused as exc:
+            return refused_response(exc)
         except BadQuery as exc:
             return error_response(exc.http_status, exc.code, exc.reason, exc.field)
         except RecorderError as exc:
