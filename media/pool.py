@@ -36,6 +36,8 @@ import structlog
 
 from media import worker_wire as w
 from media.capture import recover
+from media.cascade import CascadeGateway
+from media.cascade_frames import CascadePlan
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.settings import MediaConfig
@@ -44,7 +46,7 @@ from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
 from signalling.errors import ClientError, MediaUnavailable
-from signalling.media_port import Deliver, MediaMessage
+from signalling.media_port import Cascade, Deliver, MediaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -160,6 +162,13 @@ class WorkerPool:
         # Made at start (`_open_fabric`), removed at stop.
         self._fabric_dir: str | None = None
         self.fabric_paths: dict[int, str] = {}
+        # The node's end of the cascade between nodes (media.cascade), on the fabric as one
+        # more worker (index `len(workers)`), when `media.cascade_address` is set.
+        self.cascade: CascadeGateway | None = None
+        # Conferences spread over several nodes: the authority's placement, and the members
+        # whose media other nodes terminate (to the workers, they are on the cascade).
+        self.plans: dict[str, Cascade] = {}
+        self.remote: dict[str, frozenset[str]] = {}
         # The latest Room of every room with media, and the worker it is placed on.
         self.rooms: dict[str, actions.Room] = {}
         self.home: dict[str, int] = {}
@@ -176,12 +185,29 @@ class WorkerPool:
 
     def room_changed(self, change: actions.Room) -> None:
         call_id = change.call_id
+        plan = self.plans.get(call_id) if change.stage is not None else None
+        if plan is not None and change.members:
+            here = self.node_id
+            remote = frozenset(m for m in change.members if plan.sites.get(m, here) != here)
+            self.remote[call_id] = remote
+            if plan.home != here and not set(change.members) - remote:
+                # No site of it here any more, and not its home: it leaves this node.
+                change = dataclasses.replace(change, members=(), silent=())
         if not change.members:
+            self.remote.pop(call_id, None)
+            self.plans.pop(call_id, None)
+            if self.cascade is not None:
+                self.cascade.place(call_id, None, 0)
             self.rooms.pop(call_id, None)
             home = self.home.pop(call_id, None)
             sites = self.where.pop(call_id, {})
             for index in {home, *sites.values()} - {None}:
                 assert index is not None
+                if change.stage is not None:
+                    # Its spans first: else home's router would keep the room for sites
+                    # elsewhere (media.span.Spans.routes).
+                    gone = w.ConferencePlacement(conference_id=call_id, home=index, where={})
+                    self._worker(index).send(gone)
                 self._worker(index).send(w.RoomChanged(room=change))
             return
         if call_id not in self.home:
@@ -258,6 +284,7 @@ class WorkerPool:
             "media_rooms": len(self.home),
             "media_peers": sum(load.peers for load in loads if load is not None),
             "media_workers": [self._worker_health(worker) for worker in self.workers],
+            **({"media_cascade": self.cascade.health()} if self.cascade is not None else {}),
         }
 
     def forwarded(self) -> tuple[int, int]:
@@ -288,16 +315,44 @@ class WorkerPool:
         await asyncio.gather(*self._supervisors, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cascade is not None:
+            self.cascade.close()
         if self._fabric_dir is not None:
             shutil.rmtree(self._fabric_dir, ignore_errors=True)
 
     def _open_fabric(self) -> None:
-        if len(self.workers) > 1 and self._fabric_dir is None:
+        cascading = bool(self.config.cascade_address)
+        if (len(self.workers) > 1 or cascading) and self._fabric_dir is None:
             self._fabric_dir = tempfile.mkdtemp(prefix="cc-fabric-")
             self.fabric_paths = {
                 worker.index: os.path.join(self._fabric_dir, f"w{worker.index}")
                 for worker in self.workers
             }
+            if cascading:
+                index = len(self.workers)
+                path = os.path.join(self._fabric_dir, "cascade")
+                self.cascade = CascadeGateway(
+                    node_id=self.node_id,
+                    index=index,
+                    path=path,
+                    workers=dict(self.fabric_paths),
+                    host=self.config.cascade_address,
+                    port=self.config.cascade_port,
+                )
+                self.cascade.open()
+                # Every worker has it for a sibling (Start's fabric_siblings).
+                self.fabric_paths[index] = path
+
+    # ---- the cascade between nodes (signalling.media_port.CascadePort) -------------------
+
+    def cascade_address(self) -> str:
+        return self.cascade.address() if self.cascade is not None else ""
+
+    def cascade_changed(self, conference_id: str, cascade: Cascade | None) -> None:
+        if cascade is None:
+            self.plans.pop(conference_id, None)
+        else:
+            self.plans[conference_id] = cascade
 
     # ---- placement ----------------------------------------------------------------------
 
@@ -347,17 +402,30 @@ class WorkerPool:
             return
         before = self.where.get(call_id, {})
         live = [worker.index for worker in self.workers if worker.ready.is_set()]
+        remote = self.remote.get(call_id, frozenset())
         where = conference_sites(
             home=home,
-            members=room.members,
+            members=[m for m in room.members if m not in remote],
             placed=before,
             workers=live or [home],
         )
         self.where[call_id] = where
+        placement = dict(where)
+        plan = self.plans.get(call_id)
+        if self.cascade is not None:
+            if plan is not None and remote:
+                # To the workers, the members other nodes terminate are on the cascade.
+                placement.update(dict.fromkeys(remote, self.cascade.index))
+            self.cascade.place(call_id, _plan_of(plan) if remote else None, home)
+        records = plan is None or plan.home == self.node_id
         for index in sorted({home, *before.values(), *where.values()}):
             worker = self._worker(index)
-            worker.send(w.ConferencePlacement(conference_id=call_id, home=home, where=where))
-            local = tuple(m for m in room.members if where[m] == index)
+            worker.send(
+                w.ConferencePlacement(
+                    conference_id=call_id, home=home, where=placement, records=records
+                )
+            )
+            local = tuple(m for m in room.members if where.get(m) == index)
             silent = tuple(m for m in room.silent if where.get(m) == index)
             worker.send(w.RoomChanged(room=dataclasses.replace(room, members=local, silent=silent)))
 
@@ -574,8 +642,10 @@ class WorkerPool:
             self._worker(index).send(w.RoomChanged(room=dataclasses.replace(room, members=())))
         if self._worker(to).ready.is_set():
             self._forward(call_id)
+        remote = self.remote.get(call_id, frozenset())
         for user in dict.fromkeys((*room.members, *room.silent)):
-            self.deliver(user, p.MediaRestart(call_id=call_id))
+            if user not in remote:
+                self.deliver(user, p.MediaRestart(call_id=call_id))
 
     async def _record(self, recorder: SessionRecorder, events: list[TraceEvent]) -> None:
         try:
@@ -645,6 +715,12 @@ class WorkerPool:
         return {
             worker.index: worker.load.cpu_s for worker in self.workers if worker.load is not None
         }
+
+
+def _plan_of(cascade: Cascade | None) -> CascadePlan | None:
+    if cascade is None:
+        return None
+    return CascadePlan(cascade.home, cascade.sites, cascade.addresses, cascade.key)
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:

@@ -84,12 +84,15 @@ class MediaService:
 
     # ---- MediaPort --------------------------------------------------------------------
 
-    def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+    def conference_placement(
+        self, conference_id: str, home: int, where: dict[str, int], *, records: bool = True
+    ) -> None:
         """Where conference `conference_id`'s members are (user -> worker index) and which
         worker routes it (`home`): called before the conference's `room_changed`, and again
         whenever either changes, on every worker with sites of it and on home. Empty `where`:
-        the conference has left this worker."""
-        self.spans.place(conference_id, home, where)
+        the conference has left this worker. `records`: whether home records it (not on a
+        node other than the conference's home node)."""
+        self.spans.place(conference_id, home, where, records=records)
         room = self.rooms.get(conference_id)
         if not where and room is not None and not room.members:
             del self.rooms[conference_id]

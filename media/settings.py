@@ -57,6 +57,13 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # Media worker processes (docs/media.md, *Worker processes*): "auto", one per core this
     # process may run on; an integer: that many; 0: media runs in the server's own process.
     workers: int | str = "auto"
+    # The cascade between nodes (docs/cluster.md, *One conference over every node*): the
+    # address this node's UDP socket binds and advertises in its registry status, so that a
+    # conference may spread its sites over every node. Empty: no cascade (a conference stays
+    # on one node). Needs media workers (`workers` above 0).
+    cascade_address: str = ""
+    # Its UDP port; 0: any free port (advertised as bound).
+    cascade_port: int = 0
 
 
 def worker_count(setting: int | str, cores: int) -> int:

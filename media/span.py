@@ -467,6 +467,8 @@ class Spans:
         self._room = room
         self.fabric: Fabric | None = None
         self.by_conference: dict[str, ConferenceSpan] = {}
+        # Conferences another node records (the home node of a cascade, media.cascade).
+        self._not_recorded: set[str] = set()
 
     def open(self) -> None:
         if self.endpoint is not None and self.fabric is None:
@@ -481,10 +483,17 @@ class Spans:
             self.fabric.close()
             self.fabric = None
 
-    def place(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+    def place(
+        self, conference_id: str, home: int, where: dict[str, int], *, records: bool = True
+    ) -> None:
         """MediaService.conference_placement; bad worker indices are a ValueError."""
+        if records:
+            self._not_recorded.discard(conference_id)
+        else:
+            self._not_recorded.add(conference_id)
         fabric = self.fabric
         if not where:
+            self._not_recorded.discard(conference_id)
             span = self.by_conference.pop(conference_id, None)
             if span is not None:
                 span.close()
@@ -526,6 +535,8 @@ class Spans:
 
     def records(self, conference_id: str) -> bool:
         """A conference is recorded by its router's worker only."""
+        if conference_id in self._not_recorded:
+            return False
         span = self.by_conference.get(conference_id)
         return span is None or span.placement.is_home
 

@@ -73,6 +73,9 @@ class ConferencePlacement(_Record, tag="conference_placement", frozen=True):
     conference_id: Name
     home: int
     where: dict[Name, int]
+    # Whether home records the conference (False on a node that is not the conference's
+    # home node: the home node's router records what crosses, media.cascade).
+    records: bool = True
 
 
 class Registered(_Record, tag="registered", frozen=True):

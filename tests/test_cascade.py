@@ -1,0 +1,278 @@
+"""The cascade between nodes without a cluster: the sealed datagram (media.cascade_frames),
+the plan's routes, the authority's spreading of sites (signalling.cluster.authority), and two
+real gateways (media.cascade) over UDP on loopback, each beside a real fabric socket standing
+for its node's router worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media import cascade_frames as cf
+from media.cascade import CascadeGateway
+from media.fabric_frames import KeyframeRequest, Packet, decode, encode, encode_packet
+from signalling.cluster.authority import Spread, moved_home, spread_sites
+from tests.polling import wait_until
+
+KEY = bytes(range(32))
+STREAM = b"\x00" * 7 + b"\x01"
+
+
+def sealed(frame: bytes, *, key: bytes = KEY, node: str = "n1", conference: str = "c1") -> bytes:
+    return cf.Sealer(key, conference, node, STREAM).seal(frame)
+
+
+def opened(data: bytes, key: bytes = KEY) -> bytes:
+    head = cf.header(data)
+    return cf.open_sealed(cf.stream_key(key, head.node.encode(), head.stream), head, data)
+
+
+# ---- the datagram -------------------------------------------------------------------------
+
+
+def test_a_sealed_frame_opens_with_the_conference_key_and_names_its_sender() -> None:
+    data = sealed(b"frame bytes", node="n1")
+    head = cf.header(data)
+    assert (head.conference, head.node, head.stream, head.counter) == ("c1", "n1", STREAM, 1)
+    assert opened(data) == b"frame bytes"
+    assert b"frame bytes" not in data
+
+
+def test_a_datagram_sealed_with_another_key_is_rejected_as_bad_key() -> None:
+    data = sealed(b"frame", key=os.urandom(32))
+    with pytest.raises(cf.Rejected) as rejected:
+        opened(data)
+    assert rejected.value.reason == "bad_key"
+
+
+def test_a_datagram_moved_to_another_conference_or_sender_does_not_open() -> None:
+    """The clear header is authenticated: renaming the conference (same length) fails."""
+    data = bytearray(sealed(b"frame", conference="c1"))
+    at = data.index(b"c1")
+    data[at : at + 2] = b"c2"
+    with pytest.raises(cf.Rejected) as rejected:
+        opened(bytes(data))
+    assert rejected.value.reason == "bad_key"
+
+
+@given(st.binary(max_size=3000))
+def test_any_bytes_give_a_header_or_a_documented_rejection(data: bytes) -> None:
+    reasons = {"too_long", "too_short", "version", "bad_header", "bad_name"}
+    reason: str | None
+    try:
+        head = cf.header(data)
+    except cf.Rejected as rejected:
+        reason = rejected.reason
+    else:
+        reason = None
+        assert head.counter > 0
+    assert reason is None or reason in reasons
+
+
+def test_the_replay_window_takes_each_counter_once_and_nothing_older_than_it() -> None:
+    window = cf.ReplayWindow()
+    for counter in (1, 3, 2, 10):
+        assert window.check(counter)
+        window.note(counter)
+    assert not window.check(3)
+    assert not window.check(10)
+    assert window.check(9)
+    window.note(2000)
+    assert not window.check(2000 - cf.WINDOW)
+    assert window.check(2000 - cf.WINDOW + 1)
+
+
+# ---- the plan's routes ----------------------------------------------------------------------
+
+
+def plan() -> cf.CascadePlan:
+    return cf.CascadePlan(
+        home="n1",
+        sites={"host": "n1", "a": "n2", "b": "n3"},
+        addresses={"n1": "127.0.0.1:1", "n2": "127.0.0.1:2", "n3": "127.0.0.1:3"},
+        key=KEY,
+    )
+
+
+def test_home_sends_one_copy_to_each_other_node_and_the_others_only_to_home() -> None:
+    routes = plan()
+    assert routes.downstream("n1") == ["n2", "n3"]
+    assert routes.downstream("n2") == ["n1"]
+    # An uplink from n2 reaches n3 through home, and goes back to nobody.
+    assert routes.relayed("n1", "n2") == ["n3"]
+    assert routes.relayed("n2", "n1") == []
+
+
+def test_keyframe_requests_meet_at_home_which_asks_the_publishers_node() -> None:
+    routes = plan()
+    assert routes.keyframe_to("n2", "b") == "n1"
+    assert routes.keyframe_to("n1", "b") == "n3"
+    assert routes.keyframe_to("n1", "host") is None
+
+
+def test_the_key_is_never_in_a_plans_repr() -> None:
+    assert KEY.hex() not in repr(plan())
+    assert repr(KEY) not in repr(plan())
+
+
+# ---- the authority's placement --------------------------------------------------------------
+
+
+def test_sites_spread_evenly_over_the_nodes_home_first_and_placed_ones_stay() -> None:
+    where = spread_sites(home="b", members=["h", "s1", "s2", "s3"], placed={}, nodes=["a", "b"])
+    assert where == {"h": "b", "s1": "a", "s2": "b", "s3": "a"}
+    again = spread_sites(
+        home="b", members=["h", "s1", "s2", "s3", "s4"], placed=where, nodes=["a", "b"]
+    )
+    assert {k: again[k] for k in where} == where
+    assert again["s4"] == "b"
+
+
+def test_a_dead_nodes_sites_go_to_the_live_nodes_and_its_home_to_the_busiest() -> None:
+    spread = Spread(home="a", key=KEY, sites={"h": "a", "s1": "b", "s2": "c", "s3": "c"})
+    assert moved_home(spread, "a", ["b", "c"]) == "c"
+    kept = {u: n for u, n in spread.sites.items() if n != "a"}
+    where = spread_sites(home="c", members=["h", "s1", "s2", "s3"], placed=kept, nodes=["b", "c"])
+    assert where["h"] == "b"
+    assert {where["s1"], where["s2"], where["s3"]} == {"b", "c"}
+
+
+# ---- two gateways over UDP --------------------------------------------------------------------
+
+
+class Router:
+    """A real fabric socket at a worker's path: what a node's router worker receives."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+        self.path = path
+
+    def frames(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(4096))
+            except BlockingIOError:
+                return out
+
+    def send(self, to: str, data: bytes) -> None:
+        self.sock.sendto(data, to)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # sockaddr_un's paths are short: not under pytest's long tmp_path.
+    path = Path(f"/tmp/cc-cascade-{os.getpid()}-{os.urandom(3).hex()}")
+    path.mkdir()
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+@pytest.fixture
+async def gateways(
+    short_dir: Path,
+) -> AsyncIterator[tuple[dict[str, CascadeGateway], dict[str, Router]]]:
+    routers = {n: Router(str(short_dir / f"{n}-w0")) for n in ("n1", "n2")}
+    made = {
+        n: CascadeGateway(
+            node_id=n,
+            index=1,
+            path=str(short_dir / f"{n}-cascade"),
+            workers={0: routers[n].path},
+            host="127.0.0.1",
+        )
+        for n in ("n1", "n2")
+    }
+    for gateway in made.values():
+        gateway.open()
+    routes = cf.CascadePlan(
+        home="n1",
+        sites={"host": "n1", "a": "n2"},
+        addresses={n: g.address() for n, g in made.items()},
+        key=KEY,
+    )
+    for gateway in made.values():
+        gateway.place("c1", routes, 0)
+    yield made, routers
+    for gateway in made.values():
+        gateway.close()
+
+
+def packet(sender: int, track: str = "host:audio") -> bytes:
+    return encode_packet(
+        sender,
+        b"c1",
+        track.encode(),
+        sequence_number=7,
+        timestamp=960,
+        marker=False,
+        payload_type=111,
+        keyframe_start=True,
+        audio_level=None,
+        payload=b"opus",
+    )
+
+
+async def test_a_routers_packet_crosses_to_the_other_nodes_router_as_from_its_cascade(
+    gateways: tuple[dict[str, CascadeGateway], dict[str, Router]],
+) -> None:
+    made, routers = gateways
+    routers["n1"].send(made["n1"].endpoint.path, packet(0))
+    got: list[bytes] = []
+
+    def arrived() -> bool:
+        got.extend(routers["n2"].frames())
+        return bool(got)
+
+    await wait_until(arrived, within=5.0, what="the packet at n2's router")
+    frame = decode(got[0])
+    assert isinstance(frame, Packet)
+    # To n2's workers it comes from n2's cascade (index 1), not from n1's worker 0.
+    assert (frame.sender, frame.track, frame.payload) == (1, "host:audio", b"opus")
+    assert made["n1"].tracks_out["host:audio"] == 1
+    # A keyframe request from n2's router goes to home, which hands it to its router.
+    routers["n2"].send(made["n2"].endpoint.path, encode(KeyframeRequest(0, "c1", "host:video")))
+
+    def asked() -> bool:
+        return any(isinstance(decode(f), KeyframeRequest) for f in routers["n1"].frames())
+
+    await wait_until(asked, within=5.0, what="the request at n1's router")
+
+
+async def test_a_replayed_or_forged_datagram_is_dropped_and_counted(
+    gateways: tuple[dict[str, CascadeGateway], dict[str, Router]],
+) -> None:
+    made, routers = gateways
+    n2 = made["n2"]
+    data = cf.Sealer(KEY, "c1", "n1", STREAM).seal(packet(0))
+    n2.take(data)
+    with pytest.raises(cf.Rejected) as replayed:
+        n2.take(data)
+    assert replayed.value.reason == "replayed"
+    with pytest.raises(cf.Rejected) as forged:
+        n2.take(cf.Sealer(os.urandom(32), "c1", "n1", b"\x02" * 8).seal(packet(0)))
+    assert forged.value.reason == "bad_key"
+    with pytest.raises(cf.Rejected) as stranger:
+        n2.take(cf.Sealer(KEY, "c1", "n9", STREAM).seal(packet(0)))
+    assert stranger.value.reason == "unknown_node"
+    # Over the socket, each is counted by its reason.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        host, port = cf.parse_address(n2.address())
+        sock.sendto(data, (host, port))
+        sock.sendto(b"\x07junk", (host, port))
+    await wait_until(
+        lambda: n2.dropped["replayed"] == 1 and n2.dropped["too_short"] == 1,
+        within=5.0,
+        what="both counted",
+    )
+    assert [decode(f).sender for f in routers["n2"].frames()] == [1]

@@ -1,0 +1,266 @@
+"""One conference over every node of a cluster (media.cascade, docs/cluster.md): two real hub
+processes on the real Redis, each with a media worker and a cascade UDP socket on its own
+loopback address (127.0.0.1, 127.0.0.2), real aiortc sites. The authority spreads the sites
+over both nodes; what the stage lets cross goes over the sealed UDP cascade, nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from redis.asyncio import Redis
+
+from media import cascade_frames as cf
+from media import ice
+from signalling.cluster.nodes import NodeStatus
+from tests.clusternodes import Cluster, Node, cluster
+from tests.mediahelpers import Member, count_frames
+from tests.polling import wait_until
+from tests.test_media_conference import lineup, media_of
+from tests.wsclient import Client
+
+pytestmark = pytest.mark.cluster
+__all__ = ["cluster"]
+
+# Each node: one media worker (the cascade is one more place on its fabric), its media and
+# its cascade on an address of its own, so a test can tell from an answer's candidates which
+# node terminates a site.
+ADDRESSES = {"n1": "127.0.0.1", "n2": "127.0.0.2"}
+
+
+def node_env(address: str) -> dict[str, str]:
+    return {
+        "COMMANDCENTER_MEDIA_WORKERS": "1",
+        "COMMANDCENTER_MEDIA_RECORD": "false",
+        "COMMANDCENTER_MEDIA_ICE_ADDRESSES": address,
+        "COMMANDCENTER_MEDIA_CASCADE_ADDRESS": address,
+    }
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice() -> Iterator[None]:
+    ice.use_addresses(["127.0.0.1"])
+    yield
+    ice.use_addresses([])
+
+
+async def two_nodes(cluster: Cluster) -> tuple[Node, Node]:
+    """n1 and n2 formed, each advertising its cascade address; (the authority, the other)."""
+    for node_id, address in ADDRESSES.items():
+        cluster.start(node_id, **node_env(address))
+    for node in cluster.nodes.values():
+        await node.server.wait_healthy()
+    authority = await cluster.formed()
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+
+        async def advertised() -> bool:
+            for node_id in ADDRESSES:
+                raw = await redis.hget(cluster.keys.nodes, node_id)
+                if raw is None:
+                    return False
+                assert isinstance(raw, bytes)
+                if not msgspec.msgpack.decode(raw, type=NodeStatus).cascade_address:
+                    return False
+            return True
+
+        await wait_until(advertised, within=10.0, what="both nodes advertise their cascade")
+    finally:
+        await redis.aclose()
+    other = next(n for n in cluster.nodes.values() if n.node_id != authority)
+    # Every node's registry sees the other's address a heartbeat later.
+    await wait_until(
+        lambda: _seen(cluster.nodes[authority]), within=5.0, what="the authority sees both"
+    )
+    return cluster.nodes[authority], other
+
+
+async def _seen(node: Node) -> bool:
+    health = await node.health()
+    return int(health["cluster"]["nodes"]) >= 2
+
+
+async def meeting(node: Node) -> tuple[Client, dict[str, Client], str]:
+    """sup0 hosts a meeting of P01's courts; op1 and op3 join; all connected to `node`."""
+    host = await node.connect("sup0", "supervisor", "P")
+    sites = {
+        "op1": await node.connect("op1", "operator", "P0101"),
+        "op3": await node.connect("op3", "operator", "P0102"),
+    }
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Across nodes", invite_below=["P01"]
+    )
+    cid: str = created["conference"]["conference_id"]
+    await host.request("join_conference", reply="conference_joined", conference_id=cid)
+    for client in sites.values():
+        await client.request("join_conference", reply="conference_joined", conference_id=cid)
+    return host, sites, cid
+
+
+def node_of(member: Member) -> str:
+    """The node whose media address the server's answer offered."""
+    sdp = member.media.pc.remoteDescription.sdp
+    found = {n for n, address in ADDRESSES.items() if f" {address} " in sdp}
+    assert len(found) == 1, sdp
+    return found.pop()
+
+
+async def cascade_of(node: Node) -> dict[str, Any]:
+    health = await node.health()
+    cascade: dict[str, Any] = health["media_cascade"]
+    return cascade
+
+
+async def test_a_conference_spreads_over_two_nodes_and_the_stage_crosses_the_cascade(
+    cluster: Cluster,
+) -> None:
+    """The host and op3 on one node, op1 on the other. op1 granted the floor: the host and op3
+    see and hear it across the cascade; op3 granted: op1 hears and sees it the other way. A
+    site without the floor is never sent across (the cascade's per-track counters), and a
+    datagram sealed with another key is dropped and counted."""
+    authority, _ = await two_nodes(cluster)
+    host_ws, sites, cid = await meeting(authority)
+    async with media_of(cid, host_ws, sites["op1"], sites["op3"]) as members:
+        host, op1, op3 = members
+        where = {m.ws.user: node_of(m) for m in members}
+        # Home first, then the node with the fewest sites: the host and op3 share a node.
+        assert where["sup0"] == where["op3"] != where["op1"], where
+        home, away = cluster.nodes[where["sup0"]], cluster.nodes[where["op1"]]
+
+        await host_ws.request("grant_floor", conference_id=cid, site="op1")
+        await lineup(sites["op3"], cid, spotlight="op1")
+        await lineup(host_ws, cid, spotlight="op1")
+        for member in (host, op3):
+            tracks = member.media.tracks
+            await wait_until(lambda t=tracks: "spotlight" in t, what="the spotlight")  # type: ignore[misc]
+            await count_frames(tracks["spotlight"][0], 5, 15.0)
+            await wait_until(lambda t=tracks: "audio-1" in t, what="op1's voice")  # type: ignore[misc]
+            await count_frames(tracks["audio-1"][0], 20, 15.0)
+
+        # op3 holds no floor: its voice has not crossed. op1's has, from the other node.
+        out_home = (await cascade_of(home))["tracks_out"]
+        out_away = (await cascade_of(away))["tracks_out"]
+        assert out_away.get("op1:audio", 0) > 0, out_away
+        assert out_away.get("op1:video", 0) > 0, out_away
+        assert out_home.get("sup0:audio", 0) > 0, out_home
+        assert out_home.get("op3:audio", 0) == 0, out_home
+        assert out_away.get("op3:audio", 0) == 0, out_away
+
+        # Now op3 (on the home node) speaks: op1, on the other, sees and hears it.
+        await host_ws.request("revoke_floor", conference_id=cid, site="op1")
+        await host_ws.request("grant_floor", conference_id=cid, site="op3")
+        await lineup(sites["op1"], cid, spotlight="op3")
+        await wait_until(lambda: "spotlight" in op1.media.tracks, what="op1's spotlight")
+        await count_frames(op1.media.tracks["spotlight"][0], 10, 15.0)
+
+        async def op3_heard_across() -> bool:
+            out = (await cascade_of(home))["tracks_out"]
+            return int(out.get("op3:audio", 0)) >= 20 and int(out.get("op3:video", 0)) > 0
+
+        await wait_until(op3_heard_across, within=10.0, what="op3's voice crossed")
+
+        # A datagram sealed with any other key: dropped and counted, never handed on.
+        before = await cascade_of(away)
+        host_addr, port = cf.parse_address(before["address"])
+        forged = cf.Sealer(os.urandom(cf.KEY_BYTES), cid, home.node_id, os.urandom(8))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(3):
+                sock.sendto(forged.seal(b"\x01\x01\x00\x00 not a frame"), (host_addr, port))
+
+        async def dropped() -> bool:
+            return int((await cascade_of(away))["dropped"].get("bad_key", 0)) >= 3
+
+        await wait_until(dropped, within=5.0, what="forged datagrams dropped as bad_key")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", ["a_site_node", "the_home_node"])
+async def test_a_killed_node_s_sites_come_back_on_the_live_node(
+    cluster: Cluster, killed: str
+) -> None:
+    """SIGKILL the node that is not the authority (its hub and its worker), a node with
+    sites of the conference or its home node: the sites whose media it terminated are told
+    `media_restart`, offer again on the live node and see the spotlight again within
+    seconds; the sites on the live node keep their peer connections and their stream (no
+    `media_restart`); a dead home's router moves to the live node, the conference's state
+    (the stage: op1 in the spotlight) being the authority's."""
+    authority, other = await two_nodes(cluster)
+    # Two conferences: the second's home is the node the first's is not (by load), so one
+    # of them is homed on the node to kill.
+    hosts: list[tuple[Client, str, Member]] = []
+    for user in ("sup0", "sup1"):
+        ws = await authority.connect(user, "supervisor", "P")
+        created = await ws.request(
+            "create_conference", reply="conference_created", title=user, invite_below=["P01"]
+        )
+        conference: str = created["conference"]["conference_id"]
+        await ws.request("join_conference", reply="conference_joined", conference_id=conference)
+        host = Member(ws, conference, [VideoStreamTrack(), AudioStreamTrack()])
+        await host.join()
+        await host.renegotiate()
+        hosts.append((ws, conference, host))
+    homes = [node_of(host) for _, _, host in hosts]
+    assert sorted(homes) == sorted(ADDRESSES), homes
+    want_home = other.node_id if killed == "the_home_node" else authority.node_id
+    host_ws, cid, host = hosts[homes.index(want_home)]
+    try:
+        async with media_of(cid, *await join_sites(authority, cid)) as sites:
+            members = [host, *sites]
+            await host_ws.request("grant_floor", conference_id=cid, site="op1")
+            where = {m.ws.user: node_of(m) for m in members}
+            # The spotlight (op1) is seen by whoever is not op1.
+            watchers = [m for m in members if m.ws.user != "op1"]
+            for member in watchers:
+                tracks = member.media.tracks
+                await wait_until(lambda t=tracks: "spotlight" in t, what="the spotlight")  # type: ignore[misc]
+                await count_frames(tracks["spotlight"][0], 5, 15.0)
+            lost = [m for m in members if where[m.ws.user] == other.node_id]
+            kept = [m for m in members if where[m.ws.user] != other.node_id]
+            assert lost, where
+            assert kept, where
+            killed_at = time.monotonic()
+            other.kill()
+            for member in lost:
+                restart = await member.ws.expect("media_restart", 15.0, call_id=cid)
+                assert restart["call_id"] == cid
+                sdp = await member.media.restart()
+                answer = await member.ws.request("offer", reply="answer", call_id=cid, sdp=sdp)
+                await member.media.accept_answer(answer["sdp"])
+                assert node_of(member) == authority.node_id
+                if member in watchers:
+                    # The server offers its slots on the new connection.
+                    await member.renegotiate()
+            for member in watchers:
+                tracks = member.media.tracks
+                await wait_until(
+                    lambda t=tracks: "spotlight" in t,  # type: ignore[misc]
+                    within=10.0,
+                    what="a spotlight",
+                )
+                # More frames than a receiver holds queued: these came after the kill.
+                await count_frames(tracks["spotlight"][-1], 45, 15.0)
+            recovery = round(time.monotonic() - killed_at, 3)
+            print(json.dumps({"measure": f"cascade_{killed}_kill_recovery_s", "value": recovery}))
+            for member in kept:
+                await member.ws.assert_no("media_restart", within=0.5)
+    finally:
+        for _, _, member in hosts:
+            await member.close()
+
+
+async def join_sites(node: Node, cid: str) -> list[Client]:
+    """op1 and op3, connected to `node`, join conference `cid`."""
+    sites = [
+        await node.connect("op1", "operator", "P0101"),
+        await node.connect("op3", "operator", "P0102"),
+    ]
+    for client in sites:
+        await client.request("join_conference", reply="conference_joined", conference_id=cid)
+    return sites
