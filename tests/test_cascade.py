@@ -14,10 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from commandcenter.app import create_app
+from commandcenter.config_errors import ConfigError
 from media import cascade_frames as cf
 from media.cascade import CascadeGateway
 from media.fabric_frames import KeyframeRequest, Packet, decode, encode, encode_packet
+from sessions.recorder import MemoryRecorder
 from signalling.cluster.authority import Spread, moved_home, spread_sites
+from tests.conftest import make_config
 from tests.polling import wait_until
 
 KEY = bytes(range(32))
@@ -276,3 +280,14 @@ async def test_a_replayed_or_forged_datagram_is_dropped_and_counted(
         what="both counted",
     )
     assert [decode(f).sender for f in routers["n2"].frames()] == [1]
+
+
+# ---- configuration ----------------------------------------------------------------------------
+
+
+def test_a_cascade_without_media_workers_is_a_configuration_error(tmp_path: Path) -> None:
+    """The cascade is the worker pool's: asked for with media in process, it is refused
+    rather than silently off."""
+    config = make_config(tmp_path, media={"workers": 0, "cascade_address": "127.0.0.1"})
+    with pytest.raises(ConfigError, match=r"media\.cascade_address needs media workers"):
+        create_app(config, recorder=MemoryRecorder())
