@@ -95,6 +95,8 @@ class CascadeGateway:
         self.dropped: collections.Counter[str] = collections.Counter()
         # The gate's proof across nodes: datagrams sent per source track, this run.
         self.tracks_out: collections.Counter[str] = collections.Counter()
+        # Keyframe requests sent to other nodes (each router's, paced there), per track.
+        self.keyframes_out: collections.Counter[str] = collections.Counter()
 
     # ---- life -----------------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class CascadeGateway:
             "received": self.received,
             "dropped": dict(self.dropped),
             "tracks_out": dict(self.tracks_out),
+            "keyframes_out": dict(self.keyframes_out),
         }
 
     # ---- from the router here -------------------------------------------------------------
@@ -184,6 +187,7 @@ class CascadeGateway:
                 owner, _ = owner_kind(frame.track)
                 target = plan.keyframe_to(self.node_id, owner)
                 if target is not None:
+                    self.keyframes_out[frame.track] += 1
                     self._send(conference, data, [target])
             case _:
                 # Sites, stop, roll-in: the router's business with its workers, not other

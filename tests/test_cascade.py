@@ -251,6 +251,7 @@ async def test_a_routers_packet_crosses_to_the_other_nodes_router_as_from_its_ca
         return any(isinstance(decode(f), KeyframeRequest) for f in routers["n1"].frames())
 
     await wait_until(asked, within=5.0, what="the request at n1's router")
+    assert made["n2"].keyframes_out == {"host:video": 1}
 
 
 async def test_a_replayed_or_forged_datagram_is_dropped_and_counted(

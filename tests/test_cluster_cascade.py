@@ -127,6 +127,7 @@ async def test_a_conference_spreads_over_two_nodes_and_the_stage_crosses_the_cas
     datagram sealed with another key is dropped and counted."""
     authority, _ = await two_nodes(cluster)
     host_ws, sites, cid = await meeting(authority)
+    started = time.monotonic()
     async with media_of(cid, host_ws, sites["op1"], sites["op3"]) as members:
         host, op1, op3 = members
         where = {m.ws.user: node_of(m) for m in members}
@@ -180,6 +181,13 @@ async def test_a_conference_spreads_over_two_nodes_and_the_stage_crosses_the_cas
             return int((await cascade_of(away))["dropped"].get("bad_key", 0)) >= 3
 
         await wait_until(dropped, within=5.0, what="forged datagrams dropped as bad_key")
+
+        # Keyframe requests cross at most once per track and interval (each router paces
+        # its own, media.keyframe_interval_s = 0.5), whatever its sites asked.
+        most = (time.monotonic() - started) / 0.5 + 1
+        for node in (home, away):
+            asked = (await cascade_of(node))["keyframes_out"]
+            assert all(count <= most for count in asked.values()), (asked, most)
 
 
 @pytest.mark.slow
