@@ -98,6 +98,18 @@ class CascadePlan:
         return None if target is None or target == here else target
 
 
+def moved_elsewhere(
+    before: Mapping[str, str], after: Mapping[str, str], here: str
+) -> frozenset[str]:
+    """The members that moved from one other node to another (their node died): to `here`'s
+    workers they stay on the cascade, but come as a new stream."""
+    return frozenset(
+        user
+        for user, node in after.items()
+        if node != here and before.get(user, node) not in (node, here)
+    )
+
+
 def parse_address(address: str) -> tuple[str, int]:
     """ "host:port" as advertised; ValueError otherwise."""
     host, sep, port = address.rpartition(":")
@@ -228,6 +240,7 @@ __all__ = [
     "ReplayWindow",
     "Sealer",
     "header",
+    "moved_elsewhere",
     "open_sealed",
     "parse_address",
     "stream_key",

@@ -37,7 +37,7 @@ import structlog
 from media import worker_wire as w
 from media.capture import recover
 from media.cascade import CascadeGateway
-from media.cascade_frames import CascadePlan
+from media.cascade_frames import CascadePlan, moved_elsewhere
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.settings import MediaConfig
@@ -169,6 +169,8 @@ class WorkerPool:
         # whose media other nodes terminate (to the workers, they are on the cascade).
         self.plans: dict[str, Cascade] = {}
         self.remote: dict[str, frozenset[str]] = {}
+        # Members that moved between two other nodes, to be withdrawn once (cascade_changed).
+        self._moved: dict[str, frozenset[str]] = {}
         # The latest Room of every room with media, and the worker it is placed on.
         self.rooms: dict[str, actions.Room] = {}
         self.home: dict[str, int] = {}
@@ -196,6 +198,7 @@ class WorkerPool:
         if not change.members:
             self.remote.pop(call_id, None)
             self.plans.pop(call_id, None)
+            self._moved.pop(call_id, None)
             if self.cascade is not None:
                 self.cascade.place(call_id, None, 0)
             self.rooms.pop(call_id, None)
@@ -349,10 +352,17 @@ class WorkerPool:
         return self.cascade.address() if self.cascade is not None else ""
 
     def cascade_changed(self, conference_id: str, cascade: Cascade | None) -> None:
+        before = self.plans.pop(conference_id, None)
         if cascade is None:
-            self.plans.pop(conference_id, None)
-        else:
-            self.plans[conference_id] = cascade
+            return
+        self.plans[conference_id] = cascade
+        if before is not None:
+            # Members moved from one other node to another (their node died): the same
+            # cascade place to the workers, but a new stream, which the slots must take as
+            # a new source (`_forward` withdraws them once).
+            moved = moved_elsewhere(before.sites, cascade.sites, self.node_id)
+            if moved:
+                self._moved[conference_id] = moved
 
     # ---- placement ----------------------------------------------------------------------
 
@@ -418,8 +428,18 @@ class WorkerPool:
                 placement.update(dict.fromkeys(remote, self.cascade.index))
             self.cascade.place(call_id, _plan_of(plan) if remote else None, home)
         records = plan is None or plan.home == self.node_id
+        moved = self._moved.pop(call_id, frozenset())
         for index in sorted({home, *before.values(), *where.values()}):
             worker = self._worker(index)
+            if moved and len(placement) > len(moved):
+                # Gone for a moment: every worker's RemotePublication of them is withdrawn,
+                # and their next packets (the new stream) make a new one.
+                gone = {user: at for user, at in placement.items() if user not in moved}
+                worker.send(
+                    w.ConferencePlacement(
+                        conference_id=call_id, home=home, where=gone, records=records
+                    )
+                )
             worker.send(
                 w.ConferencePlacement(
                     conference_id=call_id, home=home, where=placement, records=records

@@ -120,6 +120,12 @@ def test_keyframe_requests_meet_at_home_which_asks_the_publishers_node() -> None
     assert routes.keyframe_to("n1", "host") is None
 
 
+def test_a_member_moved_between_two_other_nodes_is_told_apart_from_one_come_or_gone() -> None:
+    before = {"a": "n2", "b": "n3", "c": "n1", "d": "n2"}
+    after = {"a": "n3", "b": "n3", "c": "n2", "d": "n1", "e": "n3"}
+    assert cf.moved_elsewhere(before, after, "n1") == {"a"}
+
+
 def test_the_key_is_never_in_a_plans_repr() -> None:
     assert KEY.hex() not in repr(plan())
     assert repr(KEY) not in repr(plan())
