@@ -20,7 +20,9 @@ from media import cascade_frames as cf
 from media.cascade import CascadeGateway
 from media.fabric_frames import KeyframeRequest, Packet, decode, encode, encode_packet
 from sessions.recorder import MemoryRecorder
+from signalling.cluster import wire as w
 from signalling.cluster.authority import Spread, moved_home, spread_sites
+from signalling.media_port import Cascade
 from tests.conftest import make_config
 from tests.polling import wait_until
 
@@ -127,8 +129,16 @@ def test_a_member_moved_between_two_other_nodes_is_told_apart_from_one_come_or_g
 
 
 def test_the_key_is_never_in_a_plans_repr() -> None:
-    assert KEY.hex() not in repr(plan())
+    """Neither the media plan nor the node channel's envelope shows it, should either be
+    logged; the envelope still carries it."""
     assert repr(KEY) not in repr(plan())
+    cascade = Cascade(home="n1", sites={"a": "n2"}, addresses={"n1": "h:1"}, key=KEY)
+    envelope = w.CascadeChanged(node="n1", run=1.0, conference_id="c1", cascade=cascade)
+    assert repr(KEY) not in repr(envelope)
+    decoded = w.decode_node(w.encode(envelope))
+    assert isinstance(decoded, w.CascadeChanged)
+    assert decoded.cascade is not None
+    assert decoded.cascade.key == KEY
 
 
 # ---- the authority's placement --------------------------------------------------------------
