@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from media import cascade_frames as cf
 from media import ice
-from signalling.cluster.nodes import NodeStatus
+from signalling.cluster.nodes import OVERLOADED_CPU, NodeStatus
 from tests.clusternodes import Cluster, Node, cluster
 from tests.mediahelpers import Member, count_frames
 from tests.polling import wait_until
@@ -67,11 +67,14 @@ async def two_nodes(cluster: Cluster) -> tuple[Node, Node]:
                 if raw is None:
                     return False
                 assert isinstance(raw, bytes)
-                if not msgspec.msgpack.decode(raw, type=NodeStatus).cascade_address:
+                status = msgspec.msgpack.decode(raw, type=NodeStatus)
+                # Past the start's CPU (workers importing aiortc): a node that looks
+                # overloaded would take no conference's home, and the tests place by load.
+                if not status.cascade_address or status.load.cpu >= OVERLOADED_CPU:
                     return False
             return True
 
-        await wait_until(advertised, within=10.0, what="both nodes advertise their cascade")
+        await wait_until(advertised, within=20.0, what="both nodes advertise their cascade")
     finally:
         await redis.aclose()
     other = next(n for n in cluster.nodes.values() if n.node_id != authority)
@@ -192,17 +195,23 @@ async def test_a_conference_spreads_over_two_nodes_and_the_stage_crosses_the_cas
 
 @pytest.mark.slow
 async def test_a_killed_node_s_sites_come_back_on_the_live_node(cluster: Cluster) -> None:
-    """SIGKILL the node that is not the authority (its hub and its worker). It is the home
-    node of one conference (X: its host and op3 there, op1 on the live node) and has a site of
-    another (Y: homed on the live node, op5 there). The sites whose media it terminated are
-    told `media_restart`, offer again on the live node and see the spotlight again within
-    seconds; the sites on the live node keep their peer connections and their stream (no
-    `media_restart`); X's router moves to the live node, its state (op1 in the spotlight)
-    being the authority's."""
+    """SIGKILL the node that is not the authority (its hub and its worker): by load, it is
+    the home of one conference (X: host sup0, sites op1 and op3) and has a site of the other
+    (Y: host sup1, site op5). The sites whose media it terminated are told `media_restart`,
+    offer again on the live node and see the spotlight again within seconds; the sites on
+    the live node keep their peer connections and their stream (no `media_restart`); a dead
+    home's router moves to the live node, its state (the speaker in the spotlight) being the
+    authority's."""
     authority, other = await two_nodes(cluster)
-    # Two conferences: the second's home is the node the first's is not (by load).
+    # Conferences homed by load: the second goes where the first is not, unless a node
+    # looked busy at a heartbeat (its CPU is sampled every 0.3 s here); up to a third is
+    # made to have one homed on each node. Should all share a home, this run kills two homes
+    # or none (each conference has sites on both nodes either way).
     hosts: list[tuple[Client, str, Member]] = []
-    for user in ("sup0", "sup1"):
+    homes: dict[str, str] = {}
+    for user in ("sup0", "sup1", "sup2"):
+        if len(hosts) >= 2 and len(set(homes.values())) == 2:
+            break
         ws = await authority.connect(user, "supervisor", "P")
         created = await ws.request(
             "create_conference",
@@ -216,10 +225,10 @@ async def test_a_killed_node_s_sites_come_back_on_the_live_node(cluster: Cluster
         await host.join()
         await host.renegotiate()
         hosts.append((ws, conference, host))
-    homes = [node_of(host) for _, _, host in hosts]
-    assert sorted(homes) == sorted(ADDRESSES), homes
-    x_ws, x, x_host = hosts[homes.index(other.node_id)]
-    y_ws, y, y_host = hosts[homes.index(authority.node_id)]
+        homes[conference] = node_of(host)
+    # X: homed on the node to kill if any is; Y: another.
+    ordered = sorted(hosts, key=lambda h: homes[h[1]] != other.node_id)
+    (x_ws, x, x_host), (y_ws, y, y_host) = ordered[0], ordered[-1]
     try:
         x_sites = await join_sites(authority, x, [("op1", "P0101"), ("op3", "P0102")])
         y_sites = await join_sites(authority, y, [("op5", "P0201")])
@@ -229,13 +238,12 @@ async def test_a_killed_node_s_sites_come_back_on_the_live_node(cluster: Cluster
             members = [x_host, *x_members, y_host, *y_members]
             spoken = {x: "op1", y: "op5"}
             where = {m.ws.user: node_of(m) for m in members}
-            assert where == {
-                x_host.ws.user: other.node_id,
-                "op1": authority.node_id,
-                "op3": other.node_id,
-                y_host.ws.user: authority.node_id,
-                "op5": other.node_id,
-            }, where
+            for conference in (x, y):
+                # Home first, then the node with the fewest of its sites.
+                on = {where[m.ws.user] for m in members if m.call_id == conference}
+                assert on == set(ADDRESSES), where
+                host = x_host if conference == x else y_host
+                assert where[host.ws.user] == homes[conference], where
             # Each conference's speaker is seen by whoever is not the speaker.
             watchers = [m for m in members if m.ws.user != spoken[m.call_id]]
             for member in watchers:
@@ -268,7 +276,16 @@ async def test_a_killed_node_s_sites_come_back_on_the_live_node(cluster: Cluster
                 # More frames than a receiver holds queued: these came after the kill.
                 await count_frames(tracks["spotlight"][-1], 45, 15.0)
             recovery = round(time.monotonic() - killed_at, 3)
-            print(json.dumps({"measure": "cascade_node_kill_recovery_s", "value": recovery}))
+            killed_homes = sorted(c for c in (x, y) if homes[c] == other.node_id)
+            print(
+                json.dumps(
+                    {
+                        "measure": "cascade_node_kill_recovery_s",
+                        "value": recovery,
+                        "homes_killed": len(killed_homes),
+                    }
+                )
+            )
             for member in kept:
                 await member.ws.assert_no("media_restart", within=0.5)
     finally:
