@@ -202,7 +202,8 @@ def short_dir() -> Iterator[Path]:
 async def gateways(
     short_dir: Path,
 ) -> AsyncIterator[tuple[dict[str, CascadeGateway], dict[str, Router]]]:
-    routers = {n: Router(str(short_dir / f"{n}-w0")) for n in ("n1", "n2")}
+    nodes = ("n1", "n2", "n3")
+    routers = {n: Router(str(short_dir / f"{n}-w0")) for n in nodes}
     made = {
         n: CascadeGateway(
             node_id=n,
@@ -211,13 +212,13 @@ async def gateways(
             workers={0: routers[n].path},
             host="127.0.0.1",
         )
-        for n in ("n1", "n2")
+        for n in nodes
     }
     for gateway in made.values():
         gateway.open()
     routes = cf.CascadePlan(
         home="n1",
-        sites={"host": "n1", "a": "n2"},
+        sites={"host": "n1", "a": "n2", "b": "n3"},
         addresses={n: g.address() for n, g in made.items()},
         key=KEY,
     )
@@ -259,7 +260,8 @@ async def test_a_routers_packet_crosses_to_the_other_nodes_router_as_from_its_ca
     assert isinstance(frame, Packet)
     # To n2's workers it comes from n2's cascade (index 1), not from n1's worker 0.
     assert (frame.sender, frame.track, frame.payload) == (1, "host:audio", b"opus")
-    assert made["n1"].tracks_out["host:audio"] == 1
+    # One copy to each other node with sites (n2 and n3).
+    assert made["n1"].tracks_out["host:audio"] == 2
     # A keyframe request from n2's router goes to home, which hands it to its router.
     routers["n2"].send(made["n2"].endpoint.path, encode(KeyframeRequest(0, "c1", "host:video")))
 
@@ -308,3 +310,28 @@ def test_a_cascade_without_media_workers_is_a_configuration_error(tmp_path: Path
     config = make_config(tmp_path, media={"workers": 0, "cascade_address": "127.0.0.1"})
     with pytest.raises(ConfigError, match=r"media\.cascade_address needs media workers"):
         create_app(config, recorder=MemoryRecorder())
+
+
+async def test_a_sites_uplink_reaches_a_third_node_through_home_only(
+    gateways: tuple[dict[str, CascadeGateway], dict[str, Router]],
+) -> None:
+    """n2's router sends its site's packet: it crosses to home (n1), whose gateway hands it
+    to n1's router and sends it on to n3; n2 never sends to n3 itself, nor gets it back."""
+    made, routers = gateways
+    routers["n2"].send(made["n2"].endpoint.path, packet(0, "a:video"))
+    got: dict[str, list[bytes]] = {"n1": [], "n3": []}
+
+    def arrived() -> bool:
+        for node, frames in got.items():
+            frames.extend(routers[node].frames())
+        return all(got.values())
+
+    await wait_until(arrived, within=5.0, what="the packet at n1's and n3's routers")
+    for node in ("n1", "n3"):
+        frame = decode(got[node][0])
+        assert isinstance(frame, Packet)
+        assert (frame.sender, frame.track) == (1, "a:video")
+    assert made["n2"].sent == 1
+    assert made["n2"].tracks_out == {"a:video": 1}
+    assert made["n1"].tracks_out == {"a:video": 1}
+    assert routers["n2"].frames() == []
