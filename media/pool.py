@@ -176,6 +176,9 @@ class WorkerPool:
         self.home: dict[str, int] = {}
         # A conference's members' workers (media.worker_placement.conference_sites).
         self.where: dict[str, dict[str, int]] = {}
+        # A conference's shown calls here: each officer's call's worker (that worker exports
+        # the feed to the conference's router, media.span).
+        self.feeds: dict[str, dict[str, int]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._supervisors: list[asyncio.Task[None]] = []
@@ -204,6 +207,11 @@ class WorkerPool:
             self.rooms.pop(call_id, None)
             home = self.home.pop(call_id, None)
             sites = self.where.pop(call_id, {})
+            feeders = set(self.feeds.pop(call_id, {}).values())
+            for fed in feeders - {home, *sites.values()}:
+                # A worker with only a shown call of it: its span goes, it had no room.
+                ended = w.ConferencePlacement(conference_id=call_id, home=fed, where={})
+                self._worker(fed).send(ended)
             for index in {home, *sites.values()} - {None}:
                 assert index is not None
                 if change.stage is not None:
@@ -212,12 +220,13 @@ class WorkerPool:
                     gone = w.ConferencePlacement(conference_id=call_id, home=index, where={})
                     self._worker(index).send(gone)
                 self._worker(index).send(w.RoomChanged(room=change))
+            self._refeed(call_id)
             return
         if call_id not in self.home:
             self.home[call_id] = self._place(change)
         self.rooms[call_id] = change
         self._forward(call_id)
-        self._gather_feeds(call_id)
+        self._refeed(call_id)
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         call_id = message.call_id
@@ -429,7 +438,11 @@ class WorkerPool:
             self.cascade.place(call_id, _plan_of(plan) if remote else None, home)
         records = plan is None or plan.home == self.node_id
         moved = self._moved.pop(call_id, frozenset())
-        for index in sorted({home, *before.values(), *where.values()}):
+        fed_before = self.feeds.get(call_id, {})
+        feeds = self._feeds_of(room)
+        self.feeds[call_id] = feeds
+        sited = {home, *before.values(), *where.values()}
+        for index in sorted(sited | {*feeds.values(), *fed_before.values()}):
             worker = self._worker(index)
             if moved and len(placement) > len(moved):
                 # Gone for a moment: every worker's RemotePublication of them is withdrawn,
@@ -437,24 +450,50 @@ class WorkerPool:
                 gone = {user: at for user, at in placement.items() if user not in moved}
                 worker.send(
                     w.ConferencePlacement(
-                        conference_id=call_id, home=home, where=gone, records=records
+                        conference_id=call_id,
+                        home=home,
+                        where=gone,
+                        records=records,
+                        feeds=feeds,
+                        stage=room.stage,
                     )
                 )
             worker.send(
                 w.ConferencePlacement(
-                    conference_id=call_id, home=home, where=placement, records=records
+                    conference_id=call_id,
+                    home=home,
+                    where=placement,
+                    records=records,
+                    feeds=feeds,
+                    stage=room.stage,
                 )
             )
+            if index not in sited:
+                # Only a shown call of it here: the placement's stage is all it needs.
+                continue
             local = tuple(m for m in room.members if where.get(m) == index)
             silent = tuple(m for m in room.silent if where.get(m) == index)
             worker.send(w.RoomChanged(room=dataclasses.replace(room, members=local, silent=silent)))
 
+    def _feeds_of(self, room: actions.Room) -> dict[str, int]:
+        """Each officer shown to conference `room` whose call's media is here: its worker."""
+        assert room.stage is not None
+        feeds: dict[str, int] = {}
+        for officer, feed in room.stage.feeds:
+            shown = self.rooms.get(feed)
+            index = self.home.get(feed)
+            if shown is not None and shown.stage is None and index is not None:
+                feeds[officer] = index
+        return feeds
+
     def _rooms_on(self, index: int) -> list[str]:
-        """The rooms homed on worker `index` or with a member there."""
+        """The rooms homed on worker `index`, with a member there, or showing a call there."""
         return [
             call_id
             for call_id, home in self.home.items()
-            if home == index or index in self.where.get(call_id, {}).values()
+            if home == index
+            or index in self.where.get(call_id, {}).values()
+            or index in self.feeds.get(call_id, {}).values()
         ]
 
     def _worker(self, index: int) -> _Worker:
@@ -587,11 +626,18 @@ class WorkerPool:
         for done in worker.pending.values():
             if not done.done():
                 done.set_exception(MediaUnavailable("the call's media moved; offer again"))
-        moved = self._rooms_on(worker.index)
+        index = worker.index
+        # The rooms whose members' media it terminated (a conference only showing a call
+        # there is placed again once the call has moved, `_refeed`).
+        moved = [
+            call_id
+            for call_id in self._rooms_on(index)
+            if self.home[call_id] == index or index in self.where.get(call_id, {}).values()
+        ]
         log.error(
             "media worker died", worker=worker.index, pid=worker.pid, code=code, rooms=len(moved)
         )
-        # Conferences first: a call one of them shows then goes straight to it (one restart).
+        # Conferences first: a call one of them shows is then exported to where they went.
         for call_id in sorted(moved, key=lambda c: self.rooms[c].stage is None):
             if self.rooms[call_id].stage is not None and self._spread_elsewhere(call_id, worker):
                 # A conference with sites on other workers: only the dead worker's sites
@@ -600,12 +646,7 @@ class WorkerPool:
                 self._resite(call_id, worker.index)
                 continue
             # The whole room moves, so that its members meet again in one process.
-            to = self._showing(call_id)
-            if to is None or to == worker.index:
-                to = self._place(self.rooms[call_id], exclude=worker.index)
-            self._move(call_id, to)
-        for call_id in moved:
-            self._gather_feeds(call_id)
+            self._move(call_id, self._place(self.rooms[call_id], exclude=worker.index))
 
     def _spread_elsewhere(self, call_id: str, dead: _Worker) -> bool:
         """Whether conference `call_id` has sites on a live worker other than `dead`."""
@@ -633,24 +674,17 @@ class WorkerPool:
         for user in dict.fromkeys(u for u in (*room.members, *room.silent) if u in lost):
             self.deliver(user, p.MediaRestart(call_id=call_id))
 
-    def _showing(self, call_id: str) -> int | None:
-        """The worker of a conference that shows call `call_id` (None: none does)."""
-        for conference, room in self.rooms.items():
-            if room.stage is not None and any(feed == call_id for _, feed in room.stage.feeds):
-                return self.home[conference]
-        return None
-
-    def _gather_feeds(self, call_id: str) -> None:
-        """A call shown to conference `call_id` is read where the conference runs: one on
-        another worker moves there (its members offer again), until feeds cross workers."""
-        room = self.rooms.get(call_id)
-        if room is None or room.stage is None:
-            return
-        home = self.home[call_id]
-        for _officer, feed in room.stage.feeds:
-            if feed in self.rooms and self.home.get(feed) != home:
-                log.info("call moved to the worker of the conference it is shown to", call=feed)
-                self._move(feed, home)
+    def _refeed(self, call_id: str) -> None:
+        """Call `call_id`'s media started, moved or ended: every conference showing it is
+        placed again, so that the call's worker (wherever it is) exports the feed. The call
+        stays where it is (its members keep their peer connections)."""
+        for conference, room in list(self.rooms.items()):
+            if room.stage is None or conference not in self.home:
+                continue
+            if not any(feed == call_id for _, feed in room.stage.feeds):
+                continue
+            if self.feeds.get(conference, {}) != self._feeds_of(room):
+                self._forward(conference)
 
     def _move(self, call_id: str, to: int) -> None:
         """Place room `call_id` on worker `to`: ended where it was (a live worker files its
@@ -662,6 +696,7 @@ class WorkerPool:
             self._worker(index).send(w.RoomChanged(room=dataclasses.replace(room, members=())))
         if self._worker(to).ready.is_set():
             self._forward(call_id)
+        self._refeed(call_id)
         remote = self.remote.get(call_id, frozenset())
         for user in dict.fromkeys((*room.members, *room.silent)):
             if user not in remote:
