@@ -143,7 +143,7 @@ class CascadeGateway:
         fabric = self.fabric
         if fabric is None:
             return
-        if plan is None or len(plan.nodes()) < 2:
+        if plan is None or len(plan.senders()) < 2:
             self.conferences.pop(conference_id, None)
             fabric.handlers.pop(conference_id, None)
             return
@@ -244,7 +244,7 @@ class CascadeGateway:
         if conference is None:
             raise cf.Rejected("unknown_conference")
         plan = conference.plan
-        if head.node == self.node_id or head.node not in plan.nodes():
+        if head.node == self.node_id or head.node not in plan.senders():
             raise cf.Rejected("unknown_node")
         opened = conference.opened.get((head.node, head.stream))
         if opened is None:

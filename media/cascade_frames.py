@@ -64,6 +64,9 @@ class CascadePlan:
     sites: Mapping[str, str]
     addresses: Mapping[str, str]
     key: bytes = field(repr=False)
+    # Each shown call's officer: the node of the call's media (a node with only a feed
+    # sends it to home, and gets none of the conference's media).
+    feeds: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.key) != KEY_BYTES:
@@ -72,6 +75,11 @@ class CascadePlan:
     def nodes(self) -> set[str]:
         """The nodes with sites, and home."""
         return {*self.sites.values(), self.home}
+
+    def senders(self) -> set[str]:
+        """The nodes whose datagrams are taken: those with sites, home, and the nodes of
+        the shown calls."""
+        return {*self.nodes(), *self.feeds.values()}
 
     def local(self, here: str) -> list[str]:
         """The members whose media `here` terminates."""
@@ -94,7 +102,7 @@ class CascadePlan:
     def keyframe_to(self, here: str, owner: str) -> str | None:
         """Where `here`'s router sends a keyframe request for `owner`'s track: home to the
         owner's node, any other node to home (whose router coalesces them all)."""
-        target = self.sites.get(owner) if here == self.home else self.home
+        target = self.sites.get(owner, self.feeds.get(owner)) if here == self.home else self.home
         return None if target is None or target == here else target
 
 

@@ -195,8 +195,10 @@ class WorkerPool:
             here = self.node_id
             remote = frozenset(m for m in change.members if plan.sites.get(m, here) != here)
             self.remote[call_id] = remote
-            if plan.home != here and not set(change.members) - remote:
-                # No site of it here any more, and not its home: it leaves this node.
+            feeding = here in plan.feeds.values()
+            if plan.home != here and not set(change.members) - remote and not feeding:
+                # No site of it here any more, not its home, no call of it shown from here:
+                # it leaves this node.
                 change = dataclasses.replace(change, members=(), silent=())
         if not change.members:
             self.remote.pop(call_id, None)
@@ -207,7 +209,7 @@ class WorkerPool:
             self.rooms.pop(call_id, None)
             home = self.home.pop(call_id, None)
             sites = self.where.pop(call_id, {})
-            feeders = set(self.feeds.pop(call_id, {}).values())
+            feeders = {i for i in self.feeds.pop(call_id, {}).values() if i < len(self.workers)}
             for fed in feeders - {home, *sites.values()}:
                 # A worker with only a shown call of it: its span goes, it had no room.
                 ended = w.ConferencePlacement(conference_id=call_id, home=fed, where={})
@@ -431,18 +433,22 @@ class WorkerPool:
         self.where[call_id] = where
         placement = dict(where)
         plan = self.plans.get(call_id)
+        fed_before = self.feeds.get(call_id, {})
+        feeds = self._feeds_of(room)
+        self.feeds[call_id] = feeds
         if self.cascade is not None:
             if plan is not None and remote:
                 # To the workers, the members other nodes terminate are on the cascade.
                 placement.update(dict.fromkeys(remote, self.cascade.index))
-            self.cascade.place(call_id, _plan_of(plan) if remote else None, home)
+            # A call shown from another node comes in through the cascade too.
+            crossing = remote or any(at == self.cascade.index for at in feeds.values())
+            self.cascade.place(call_id, _plan_of(plan) if crossing else None, home)
         records = plan is None or plan.home == self.node_id
         moved = self._moved.pop(call_id, frozenset())
-        fed_before = self.feeds.get(call_id, {})
-        feeds = self._feeds_of(room)
-        self.feeds[call_id] = feeds
         sited = {home, *before.values(), *where.values()}
-        for index in sorted(sited | {*feeds.values(), *fed_before.values()}):
+        # (A feed through the cascade is the gateway's, no worker's.)
+        feeders = {i for i in (*feeds.values(), *fed_before.values()) if i < len(self.workers)}
+        for index in sorted(sited | feeders):
             worker = self._worker(index)
             if moved and len(placement) > len(moved):
                 # Gone for a moment: every worker's RemotePublication of them is withdrawn,
@@ -476,14 +482,20 @@ class WorkerPool:
             worker.send(w.RoomChanged(room=dataclasses.replace(room, members=local, silent=silent)))
 
     def _feeds_of(self, room: actions.Room) -> dict[str, int]:
-        """Each officer shown to conference `room` whose call's media is here: its worker."""
+        """Each officer shown to conference `room`: the worker of the call's media here, or
+        the cascade's place when the authority's plan puts the call on another node."""
         assert room.stage is not None
+        plan = self.plans.get(room.call_id)
         feeds: dict[str, int] = {}
         for officer, feed in room.stage.feeds:
             shown = self.rooms.get(feed)
             index = self.home.get(feed)
             if shown is not None and shown.stage is None and index is not None:
                 feeds[officer] = index
+            elif self.cascade is not None and plan is not None:
+                node = plan.feeds.get(officer)
+                if node is not None and node != self.node_id:
+                    feeds[officer] = self.cascade.index
         return feeds
 
     def _rooms_on(self, index: int) -> list[str]:
@@ -775,7 +787,9 @@ class WorkerPool:
 def _plan_of(cascade: Cascade | None) -> CascadePlan | None:
     if cascade is None:
         return None
-    return CascadePlan(cascade.home, cascade.sites, cascade.addresses, cascade.key)
+    return CascadePlan(
+        cascade.home, cascade.sites, cascade.addresses, cascade.key, dict(cascade.feeds)
+    )
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:

@@ -44,12 +44,15 @@ class Cascade:
     every node*): the authority's placement, sent to each of its nodes before each room
     change. `home` routes it; `sites` says each member's node; `addresses` each node's
     cascade UDP address ("host:port"); `key` (32 bytes) seals the datagrams between them.
-    The key is a secret: never logged (it is left out of the repr)."""
+    The key is a secret: never logged (it is left out of the repr). `feeds`: each shown
+    call's officer (`Stage.feeds`) and the node of the call's media, which sends the feed
+    to home like a site's uplink."""
 
     home: str
     sites: dict[str, str]
     addresses: dict[str, str]
     key: bytes = field(repr=False)
+    feeds: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from media import cascade_frames as cf
 from media import ice
 from signalling.cluster.nodes import OVERLOADED_CPU, NodeStatus
 from tests.clusternodes import Cluster, Node, cluster
-from tests.mediahelpers import Member, count_frames
+from tests.mediahelpers import Member, count_frames, media_call
 from tests.polling import wait_until
 from tests.test_media_conference import lineup, media_of
 from tests.wsclient import Client
@@ -184,6 +184,32 @@ async def test_a_conference_spreads_over_two_nodes_and_the_stage_crosses_the_cas
             return int((await cascade_of(away))["dropped"].get("bad_key", 0)) >= 3
 
         await wait_until(dropped, within=5.0, what="forged datagrams dropped as bad_key")
+
+        # A live call shown to the conference: its media stays on its node (its members are
+        # told nothing), which sends the officer's tracks across like a site's uplink, and
+        # the sites on both nodes see the officer.
+        officer_ws = await authority.connect("o-1", "officer", "P0101")
+        operator_ws = await authority.connect("op2", "operator", "P0101")
+        officer, operator, call_id = await media_call(officer_ws, operator_ws)
+        try:
+            await host_ws.request("share_call", conference_id=cid, call_id=call_id)
+            for ws in (host_ws, sites["op1"], sites["op3"]):
+                await lineup(ws, cid, spotlight="o-1")
+            shown_from = cluster.nodes[node_of(officer)]
+            for member in members:
+                spotlight = member.media.tracks["spotlight"][0]
+                await count_frames(spotlight, 10, 15.0)
+
+            async def officer_crossed() -> bool:
+                out = (await cascade_of(shown_from))["tracks_out"]
+                return int(out.get("o-1:video", 0)) > 0 and int(out.get("o-1:audio", 0)) > 0
+
+            await wait_until(officer_crossed, within=10.0, what="the officer's tracks crossed")
+            for member in (officer, operator):
+                assert not [m for m in member.ws.unread() if m["type"] == "media_restart"]
+        finally:
+            await officer.close()
+            await operator.close()
 
         # Keyframe requests cross at most once per track and interval (each router paces
         # its own, media.keyframe_interval_s = 0.5), whatever its sites asked.

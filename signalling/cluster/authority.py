@@ -460,6 +460,8 @@ class Spread:
     sites: dict[str, str] = field(default_factory=dict)
     told: set[str] = field(default_factory=set)
     room: Room | None = None
+    # Each shown call's officer: the node of the call's media, as last sent.
+    feeds: dict[str, str] = field(default_factory=dict)
 
 
 def spread_sites(

@@ -128,6 +128,7 @@ class ClusterMedia:
         target = state.media_node(change.call_id, node.registry.alive(), node.node_id)
         if not change.members:
             del state.media_nodes[change.call_id]
+        self._refeed(change.call_id, state)
         if target == node.node_id:
             if self.local is not None:
                 self.local.room_changed(change)
@@ -201,18 +202,44 @@ class ClusterMedia:
         spread.sites = spread_sites(
             home=spread.home, members=room.members, placed=spread.sites, nodes=nodes
         )
-        involved = {*spread.sites.values(), spread.home}
-        addresses = {
-            r.node_id: r.status.cascade_address
-            for r in self.node.registry.alive()
-            if r.node_id in involved
+        alive = {r.node_id: r.status.cascade_address for r in self.node.registry.alive()}
+        # A shown call's node sends its feed to home (it needs a cascade of its own).
+        spread.feeds = {
+            officer: at for officer, at in self._feeds_of(room).items() if alive.get(at)
         }
-        cascade = Cascade(spread.home, dict(spread.sites), addresses, spread.key)
+        involved = {*spread.sites.values(), spread.home, *spread.feeds.values()}
+        addresses = {at: address for at, address in alive.items() if at in involved}
+        cascade = Cascade(
+            spread.home, dict(spread.sites), addresses, spread.key, dict(spread.feeds)
+        )
         for target in sorted(involved):
             self._tell(target, call_id, cascade, room)
         for target in sorted(spread.told - involved):
             self._tell(target, call_id, None, dataclasses.replace(room, members=(), silent=()))
         spread.told = involved
+
+    def _feeds_of(self, room: Room) -> dict[str, str]:
+        """Each officer shown to conference `room`: the node of the call's media."""
+        state = self.node.leader.state
+        if room.stage is None or state is None:
+            return {}
+        return {
+            officer: state.media_nodes[call_id]
+            for officer, call_id in room.stage.feeds
+            if call_id in state.media_nodes and call_id not in state.spreads
+        }
+
+    def _refeed(self, call_id: str, state: AuthorityState) -> None:
+        """Call `call_id`'s media started or ended: each spread conference showing it is
+        placed again, so that the call's node sends the feed to home."""
+        for conference_id, spread in list(state.spreads.items()):
+            room = spread.room
+            if room is None or room.stage is None:
+                continue
+            if all(feed != call_id for _, feed in room.stage.feeds):
+                continue
+            if self._feeds_of(room) != spread.feeds:
+                self._place(conference_id, spread, self._nodes(state))
 
     def _tell(self, target: str, call_id: str, cascade: Cascade | None, room: Room) -> None:
         """Node `target`'s media: the conference's placement over the nodes, then its room
