@@ -5,6 +5,7 @@ for its node's router worker."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -122,6 +123,20 @@ def test_keyframe_requests_meet_at_home_which_asks_the_publishers_node() -> None
     assert routes.keyframe_to("n1", "host") is None
 
 
+def test_a_node_with_only_a_shown_call_sends_it_to_home_and_gets_nothing() -> None:
+    """n4 has the shown call's media and no site: its datagrams are taken, it sends to
+    home, home asks it for the officer's keyframes, and nothing of the conference goes to
+    it."""
+    routes = dataclasses.replace(plan(), feeds={"o-1": "n4"})
+    assert routes.senders() == {"n1", "n2", "n3", "n4"}
+    assert routes.nodes() == {"n1", "n2", "n3"}
+    assert routes.downstream("n4") == ["n1"]
+    assert routes.downstream("n1") == ["n2", "n3"]
+    assert routes.relayed("n1", "n4") == ["n2", "n3"]
+    assert routes.keyframe_to("n1", "o-1") == "n4"
+    assert routes.keyframe_to("n2", "o-1") == "n1"
+
+
 def test_a_member_moved_between_two_other_nodes_is_told_apart_from_one_come_or_gone() -> None:
     before = {"a": "n2", "b": "n3", "c": "n1", "d": "n2"}
     after = {"a": "n3", "b": "n3", "c": "n2", "d": "n1", "e": "n3"}
@@ -132,13 +147,16 @@ def test_the_key_is_never_in_a_plans_repr() -> None:
     """Neither the media plan nor the node channel's envelope shows it, should either be
     logged; the envelope still carries it."""
     assert repr(KEY) not in repr(plan())
-    cascade = Cascade(home="n1", sites={"a": "n2"}, addresses={"n1": "h:1"}, key=KEY)
+    cascade = Cascade(
+        home="n1", sites={"a": "n2"}, addresses={"n1": "h:1"}, key=KEY, feeds={"o-1": "n3"}
+    )
     envelope = w.CascadeChanged(node="n1", run=1.0, conference_id="c1", cascade=cascade)
     assert repr(KEY) not in repr(envelope)
     decoded = w.decode_node(w.encode(envelope))
     assert isinstance(decoded, w.CascadeChanged)
     assert decoded.cascade is not None
     assert decoded.cascade.key == KEY
+    assert decoded.cascade.feeds == {"o-1": "n3"}
 
 
 # ---- the authority's placement --------------------------------------------------------------

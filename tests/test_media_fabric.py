@@ -265,6 +265,7 @@ async def test_a_call_shown_from_a_worker_without_sites_reaches_every_site() -> 
         conf.feeds = {"o-1": 1}
         shown = chair_stage(audible=("chair", "o-1"), spotlight="o-1", feeds=(("o-1", "call-1"),))
         conf.stage(shown)
+        start = time.monotonic()
         chair = await conf.join("chair", [VideoStreamTrack()])
         s2 = await conf.join("s2")
         for site in (chair, s2):
@@ -282,6 +283,10 @@ async def test_a_call_shown_from_a_worker_without_sites_reaches_every_site() -> 
                 what=f"the officer's voice at worker {worker.index}'s sites",
             )
         span = w1.span()
+        # The sites' keyframe requests for the officer met at home: worker 1 was asked at
+        # most once per interval (media.keyframe_interval_s).
+        most = (time.monotonic() - start) / CONFIG.keyframe_interval_s + 1
+        assert 0 < span.keyframes_asked <= most, (span.keyframes_asked, most)
         assert span.exported["o-1:video"] > 0
         assert span.exported["o-1:audio"] > 0
         assert "call-1" not in workers[0].service.rooms
