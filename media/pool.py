@@ -450,6 +450,11 @@ class WorkerPool:
         feeders = {i for i in (*feeds.values(), *fed_before.values()) if i < len(self.workers)}
         for index in sorted(sited | feeders):
             worker = self._worker(index)
+            if index not in sited and index not in feeds.values():
+                # It showed a call of the conference and no longer does: its span goes.
+                ended = w.ConferencePlacement(conference_id=call_id, home=index, where={})
+                worker.send(ended)
+                continue
             if moved and len(placement) > len(moved):
                 # Gone for a moment: every worker's RemotePublication of them is withdrawn,
                 # and their next packets (the new stream) make a new one.

@@ -444,6 +444,10 @@ async def test_a_call_shown_to_a_conference_stays_on_its_worker_and_reaches_ever
                 for site in (host, op3):
                     await wait_until(lambda s=site: "spotlight" in s.media.tracks, what="spot")  # type: ignore[misc]
                     await count_frames(site.media.tracks["spotlight"][-1], 10)
+                # Unshared: no worker exports it any more.
+                await op1_ws.request("unshare_call", conference_id=cid, call_id=call_id)
+                await lineup(op3_ws, cid, spotlight="sup0")
+                assert pool.feeds[cid] == {}
             finally:
                 await officer.close()
                 await operator.close()
