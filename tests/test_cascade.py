@@ -353,3 +353,69 @@ async def test_a_sites_uplink_reaches_a_third_node_through_home_only(
     assert made["n2"].tracks_out == {"a:video": 1}
     assert made["n1"].tracks_out == {"a:video": 1}
     assert routers["n2"].frames() == []
+
+
+async def test_a_node_with_only_a_shown_call_sends_the_feed_through_home(
+    short_dir: Path,
+) -> None:
+    """n4 has the shown call's media and no site: its router's packet of the officer reaches
+    home's router and, through home, n2's; home's keyframe request for the officer reaches
+    n4; and nothing of the conference's own media is sent to n4."""
+    nodes = ("n1", "n2", "n4")
+    routers = {n: Router(str(short_dir / f"{n}-w0")) for n in nodes}
+    made = {
+        n: CascadeGateway(
+            node_id=n,
+            index=1,
+            path=str(short_dir / f"{n}-cascade"),
+            workers={0: routers[n].path},
+            host="127.0.0.1",
+        )
+        for n in nodes
+    }
+    try:
+        for gateway in made.values():
+            gateway.open()
+        routes = cf.CascadePlan(
+            home="n1",
+            sites={"host": "n1", "a": "n2"},
+            addresses={n: g.address() for n, g in made.items()},
+            key=KEY,
+            feeds={"o-1": "n4"},
+        )
+        for gateway in made.values():
+            gateway.place("c1", routes, 0)
+        routers["n4"].send(made["n4"].endpoint.path, packet(0, "o-1:video"))
+        got: dict[str, list[bytes]] = {"n1": [], "n2": []}
+
+        def arrived() -> bool:
+            for node, frames in got.items():
+                frames.extend(routers[node].frames())
+            return all(got.values())
+
+        await wait_until(arrived, within=5.0, what="the officer's packet at n1 and n2")
+        for node in ("n1", "n2"):
+            frame = decode(got[node][0])
+            assert isinstance(frame, Packet)
+            assert (frame.sender, frame.track) == (1, "o-1:video")
+        assert made["n1"].tracks_out == {"o-1:video": 1}
+
+        # Home's own media goes to the site node only; its keyframe request to n4.
+        routers["n1"].send(made["n1"].endpoint.path, packet(0, "host:audio"))
+        ask = encode(KeyframeRequest(0, "c1", "o-1:video"))
+        routers["n1"].send(made["n1"].endpoint.path, ask)
+        asked: list[bytes] = []
+
+        def requested() -> bool:
+            asked.extend(routers["n4"].frames())
+            return bool(asked)
+
+        await wait_until(requested, within=5.0, what="home's keyframe request at n4")
+        await wait_until(
+            lambda: made["n1"].tracks_out["host:audio"] == 1, what="home's packet sent"
+        )
+        assert [type(decode(f)) for f in asked] == [KeyframeRequest]
+        assert made["n1"].keyframes_out == {"o-1:video": 1}
+    finally:
+        for gateway in made.values():
+            gateway.close()
