@@ -270,6 +270,11 @@ def _media_service(
         else None
     )
     workers = worker_count(config.media.workers, len(os.sched_getaffinity(0)))
+    if config.media.cascade_address and not workers:
+        # The cascade is the worker pool's (media/cascade.py): not silently off.
+        raise ConfigError("media.cascade_address needs media workers (media.workers above 0)")
+    if not 0 <= config.media.cascade_port <= 65535:
+        raise ConfigError(f"media.cascade_port: {config.media.cascade_port} is not a UDP port")
     if workers:
         try:
             return WorkerPool(

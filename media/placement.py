@@ -16,7 +16,8 @@ it, so that hundreds of joiners are served by a few keyframes instead of one req
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from signalling.core.actions import Stage
 
@@ -29,6 +30,9 @@ class Placement:
     home: int
     # Each member's worker index.
     where: Mapping[str, int]
+    # Each shown call's officer (`Stage.feeds`) whose call's media is on a worker of this
+    # node: that worker index. The call's worker exports the feed like a site's uplink.
+    feeds: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_home(self) -> bool:
@@ -38,7 +42,13 @@ class Placement:
         return self.here in self.where.values()
 
     def worker_of(self, user: str) -> int | None:
-        return self.where.get(user)
+        """The worker terminating `user`'s media: a member's, or a shown call's."""
+        worker = self.where.get(user)
+        return worker if worker is not None else self.feeds.get(user)
+
+    def feeds_here(self) -> list[str]:
+        """The shown officers whose calls this worker has."""
+        return sorted(u for u, w in self.feeds.items() if w == self.here)
 
     def elsewhere(self) -> list[str]:
         """Members on other workers, in a stable order."""
@@ -62,12 +72,25 @@ def grid_sites(stage: Stage, where: Mapping[str, int], grid_slots: int) -> list[
     return sites[:grid_slots]
 
 
-def crosses(stage: Stage, where: Mapping[str, int], grid_slots: int, track: str) -> bool:
-    """Whether `track` ("owner:kind") may leave the worker of its owner."""
+_NO_FEEDS: Mapping[str, int] = MappingProxyType({})
+
+
+def crosses(
+    stage: Stage,
+    where: Mapping[str, int],
+    grid_slots: int,
+    track: str,
+    feeds: Mapping[str, int] = _NO_FEEDS,
+) -> bool:
+    """Whether `track` ("owner:kind") may leave the worker of its owner: a member's, or
+    a shown call's officer's (`feeds`: the worker of each shown call here), whose voice
+    crosses while the stage makes it audible and whose video while it is the spotlight."""
     owner, kind = owner_kind(track)
     home_of_owner = where.get(owner)
     if home_of_owner is None:
-        return False
+        home_of_owner = feeds.get(owner)
+        if home_of_owner is None or all(owner != officer for officer, _ in stage.feeds):
+            return False
     if kind == "audio":
         return owner in stage.audible or stage.open
     if kind != "video":

@@ -36,6 +36,8 @@ import structlog
 
 from media import worker_wire as w
 from media.capture import recover
+from media.cascade import CascadeGateway
+from media.cascade_frames import CascadePlan, moved_elsewhere
 from media.errors import WrongState
 from media.evidence_sink import EvidenceSink
 from media.settings import MediaConfig
@@ -46,7 +48,7 @@ from sessions.recorder import SessionRecorder, TraceEvent
 from signalling import protocol as p
 from signalling.core import actions
 from signalling.errors import ClientError, MediaUnavailable
-from signalling.media_port import Deliver, MediaMessage
+from signalling.media_port import Cascade, Deliver, MediaMessage
 
 log = structlog.get_logger(__name__)
 
@@ -164,11 +166,23 @@ class WorkerPool:
         # Made at start (`_open_fabric`), removed at stop.
         self._fabric_dir: str | None = None
         self.fabric_paths: dict[int, str] = {}
+        # The node's end of the cascade between nodes (media.cascade), on the fabric as one
+        # more worker (index `len(workers)`), when `media.cascade_address` is set.
+        self.cascade: CascadeGateway | None = None
+        # Conferences spread over several nodes: the authority's placement, and the members
+        # whose media other nodes terminate (to the workers, they are on the cascade).
+        self.plans: dict[str, Cascade] = {}
+        self.remote: dict[str, frozenset[str]] = {}
+        # Members that moved between two other nodes, to be withdrawn once (cascade_changed).
+        self._moved: dict[str, frozenset[str]] = {}
         # The latest Room of every room with media, and the worker it is placed on.
         self.rooms: dict[str, actions.Room] = {}
         self.home: dict[str, int] = {}
         # A conference's members' workers (media.worker_placement.conference_sites).
         self.where: dict[str, dict[str, int]] = {}
+        # A conference's shown calls here: each officer's call's worker (that worker exports
+        # the feed to the conference's router, media.span).
+        self.feeds: dict[str, dict[str, int]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._supervisors: list[asyncio.Task[None]] = []
@@ -184,20 +198,46 @@ class WorkerPool:
 
     def room_changed(self, change: actions.Room) -> None:
         call_id = change.call_id
+        plan = self.plans.get(call_id) if change.stage is not None else None
+        if plan is not None and change.members:
+            here = self.node_id
+            remote = frozenset(m for m in change.members if plan.sites.get(m, here) != here)
+            self.remote[call_id] = remote
+            feeding = here in plan.feeds.values()
+            if plan.home != here and not set(change.members) - remote and not feeding:
+                # No site of it here any more, not its home, no call of it shown from here:
+                # it leaves this node.
+                change = dataclasses.replace(change, members=(), silent=())
         if not change.members:
+            self.remote.pop(call_id, None)
+            self.plans.pop(call_id, None)
+            self._moved.pop(call_id, None)
+            if self.cascade is not None:
+                self.cascade.place(call_id, None, 0)
             self.rooms.pop(call_id, None)
             self.sink_where.pop(call_id, None)
             home = self.home.pop(call_id, None)
             sites = self.where.pop(call_id, {})
+            feeders = {i for i in self.feeds.pop(call_id, {}).values() if i < len(self.workers)}
+            for fed in feeders - {home, *sites.values()}:
+                # A worker with only a shown call of it: its span goes, it had no room.
+                ended = w.ConferencePlacement(conference_id=call_id, home=fed, where={})
+                self._worker(fed).send(ended)
             for index in {home, *sites.values()} - {None}:
                 assert index is not None
+                if change.stage is not None:
+                    # Its spans first: else home's router would keep the room for sites
+                    # elsewhere (media.span.Spans.routes).
+                    gone = w.ConferencePlacement(conference_id=call_id, home=index, where={})
+                    self._worker(index).send(gone)
                 self._worker(index).send(w.RoomChanged(room=change))
+            self._refeed(call_id)
             return
         if call_id not in self.home:
             self.home[call_id] = self._place(change)
         self.rooms[call_id] = change
         self._forward(call_id)
-        self._gather_feeds(call_id)
+        self._refeed(call_id)
 
     async def signal(self, user: str, message: MediaMessage) -> None:
         call_id = message.call_id
@@ -270,6 +310,7 @@ class WorkerPool:
             "media_rooms": len(self.home),
             "media_peers": sum(load.peers for load in loads if load is not None),
             "media_workers": [self._worker_health(worker) for worker in self.workers],
+            **({"media_cascade": self.cascade.health()} if self.cascade is not None else {}),
         }
 
     def forwarded(self) -> tuple[int, int]:
@@ -302,16 +343,51 @@ class WorkerPool:
         await asyncio.gather(*self._supervisors, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cascade is not None:
+            self.cascade.close()
         if self._fabric_dir is not None:
             shutil.rmtree(self._fabric_dir, ignore_errors=True)
 
     def _open_fabric(self) -> None:
-        if len(self.workers) > 1 and self._fabric_dir is None:
+        cascading = bool(self.config.cascade_address)
+        if (len(self.workers) > 1 or cascading) and self._fabric_dir is None:
             self._fabric_dir = tempfile.mkdtemp(prefix="cc-fabric-")
             self.fabric_paths = {
                 worker.index: os.path.join(self._fabric_dir, f"w{worker.index}")
                 for worker in self.workers
             }
+            if cascading:
+                index = len(self.workers)
+                path = os.path.join(self._fabric_dir, "cascade")
+                self.cascade = CascadeGateway(
+                    node_id=self.node_id,
+                    index=index,
+                    path=path,
+                    workers=dict(self.fabric_paths),
+                    host=self.config.cascade_address,
+                    port=self.config.cascade_port,
+                )
+                self.cascade.open()
+                # Every worker has it for a sibling (Start's fabric_siblings).
+                self.fabric_paths[index] = path
+
+    # ---- the cascade between nodes (signalling.media_port.CascadePort) -------------------
+
+    def cascade_address(self) -> str:
+        return self.cascade.address() if self.cascade is not None else ""
+
+    def cascade_changed(self, conference_id: str, cascade: Cascade | None) -> None:
+        before = self.plans.pop(conference_id, None)
+        if cascade is None:
+            return
+        self.plans[conference_id] = cascade
+        if before is not None:
+            # Members moved from one other node to another (their node died): the same
+            # cascade place to the workers, but a new stream, which the slots must take as
+            # a new source (`_forward` withdraws them once).
+            moved = moved_elsewhere(before.sites, cascade.sites, self.node_id)
+            if moved:
+                self._moved[conference_id] = moved
 
     # ---- the benchmark's sinks (media.sink, media.sink_control) -------------------------
 
@@ -456,26 +532,94 @@ class WorkerPool:
             return
         before = self.where.get(call_id, {})
         live = [worker.index for worker in self.workers if worker.ready.is_set()]
+        remote = self.remote.get(call_id, frozenset())
         where = conference_sites(
             home=home,
-            members=room.members,
+            members=[m for m in room.members if m not in remote],
             placed=before,
             workers=live or [home],
         )
         self.where[call_id] = where
-        for index in sorted({home, *before.values(), *where.values()}):
+        placement = dict(where)
+        plan = self.plans.get(call_id)
+        fed_before = self.feeds.get(call_id, {})
+        feeds = self._feeds_of(room)
+        self.feeds[call_id] = feeds
+        if self.cascade is not None:
+            if plan is not None and remote:
+                # To the workers, the members other nodes terminate are on the cascade.
+                placement.update(dict.fromkeys(remote, self.cascade.index))
+            # A call shown from another node comes in through the cascade too.
+            crossing = remote or any(at == self.cascade.index for at in feeds.values())
+            self.cascade.place(call_id, _plan_of(plan) if crossing else None, home)
+        records = plan is None or plan.home == self.node_id
+        moved = self._moved.pop(call_id, frozenset())
+        sited = {home, *before.values(), *where.values()}
+        # (A feed through the cascade is the gateway's, no worker's.)
+        feeders = {i for i in (*feeds.values(), *fed_before.values()) if i < len(self.workers)}
+        for index in sorted(sited | feeders):
             worker = self._worker(index)
-            worker.send(w.ConferencePlacement(conference_id=call_id, home=home, where=where))
-            local = tuple(m for m in room.members if where[m] == index)
+            if index not in sited and index not in feeds.values():
+                # It showed a call of the conference and no longer does: its span goes.
+                ended = w.ConferencePlacement(conference_id=call_id, home=index, where={})
+                worker.send(ended)
+                continue
+            if moved and len(placement) > len(moved):
+                # Gone for a moment: every worker's RemotePublication of them is withdrawn,
+                # and their next packets (the new stream) make a new one.
+                gone = {user: at for user, at in placement.items() if user not in moved}
+                worker.send(
+                    w.ConferencePlacement(
+                        conference_id=call_id,
+                        home=home,
+                        where=gone,
+                        records=records,
+                        feeds=feeds,
+                        stage=room.stage,
+                    )
+                )
+            worker.send(
+                w.ConferencePlacement(
+                    conference_id=call_id,
+                    home=home,
+                    where=placement,
+                    records=records,
+                    feeds=feeds,
+                    stage=room.stage,
+                )
+            )
+            if index not in sited:
+                # Only a shown call of it here: the placement's stage is all it needs.
+                continue
+            local = tuple(m for m in room.members if where.get(m) == index)
             silent = tuple(m for m in room.silent if where.get(m) == index)
             worker.send(w.RoomChanged(room=dataclasses.replace(room, members=local, silent=silent)))
 
+    def _feeds_of(self, room: actions.Room) -> dict[str, int]:
+        """Each officer shown to conference `room`: the worker of the call's media here, or
+        the cascade's place when the authority's plan puts the call on another node."""
+        assert room.stage is not None
+        plan = self.plans.get(room.call_id)
+        feeds: dict[str, int] = {}
+        for officer, feed in room.stage.feeds:
+            shown = self.rooms.get(feed)
+            index = self.home.get(feed)
+            if shown is not None and shown.stage is None and index is not None:
+                feeds[officer] = index
+            elif self.cascade is not None and plan is not None:
+                node = plan.feeds.get(officer)
+                if node is not None and node != self.node_id:
+                    feeds[officer] = self.cascade.index
+        return feeds
+
     def _rooms_on(self, index: int) -> list[str]:
-        """The rooms homed on worker `index` or with a member there."""
+        """The rooms homed on worker `index`, with a member there, or showing a call there."""
         return [
             call_id
             for call_id, home in self.home.items()
-            if home == index or index in self.where.get(call_id, {}).values()
+            if home == index
+            or index in self.where.get(call_id, {}).values()
+            or index in self.feeds.get(call_id, {}).values()
         ]
 
     def _worker(self, index: int) -> _Worker:
@@ -619,11 +763,18 @@ class WorkerPool:
         for placed in self.sink_where.values():
             for name in [n for n, i in placed.items() if i == worker.index]:
                 del placed[name]
-        moved = self._rooms_on(worker.index)
+        index = worker.index
+        # The rooms whose members' media it terminated (a conference only showing a call
+        # there is placed again once the call has moved, `_refeed`).
+        moved = [
+            call_id
+            for call_id in self._rooms_on(index)
+            if self.home[call_id] == index or index in self.where.get(call_id, {}).values()
+        ]
         log.error(
             "media worker died", worker=worker.index, pid=worker.pid, code=code, rooms=len(moved)
         )
-        # Conferences first: a call one of them shows then goes straight to it (one restart).
+        # Conferences first: a call one of them shows is then exported to where they went.
         for call_id in sorted(moved, key=lambda c: self.rooms[c].stage is None):
             if self.rooms[call_id].stage is not None and self._spread_elsewhere(call_id, worker):
                 # A conference with sites on other workers: only the dead worker's sites
@@ -632,12 +783,7 @@ class WorkerPool:
                 self._resite(call_id, worker.index)
                 continue
             # The whole room moves, so that its members meet again in one process.
-            to = self._showing(call_id)
-            if to is None or to == worker.index:
-                to = self._place(self.rooms[call_id], exclude=worker.index)
-            self._move(call_id, to)
-        for call_id in moved:
-            self._gather_feeds(call_id)
+            self._move(call_id, self._place(self.rooms[call_id], exclude=worker.index))
 
     def _spread_elsewhere(self, call_id: str, dead: _Worker) -> bool:
         """Whether conference `call_id` has sites on a live worker other than `dead`."""
@@ -665,24 +811,17 @@ class WorkerPool:
         for user in dict.fromkeys(u for u in (*room.members, *room.silent) if u in lost):
             self.deliver(user, p.MediaRestart(call_id=call_id))
 
-    def _showing(self, call_id: str) -> int | None:
-        """The worker of a conference that shows call `call_id` (None: none does)."""
-        for conference, room in self.rooms.items():
-            if room.stage is not None and any(feed == call_id for _, feed in room.stage.feeds):
-                return self.home[conference]
-        return None
-
-    def _gather_feeds(self, call_id: str) -> None:
-        """A call shown to conference `call_id` is read where the conference runs: one on
-        another worker moves there (its members offer again), until feeds cross workers."""
-        room = self.rooms.get(call_id)
-        if room is None or room.stage is None:
-            return
-        home = self.home[call_id]
-        for _officer, feed in room.stage.feeds:
-            if feed in self.rooms and self.home.get(feed) != home:
-                log.info("call moved to the worker of the conference it is shown to", call=feed)
-                self._move(feed, home)
+    def _refeed(self, call_id: str) -> None:
+        """Call `call_id`'s media started, moved or ended: every conference showing it is
+        placed again, so that the call's worker (wherever it is) exports the feed. The call
+        stays where it is (its members keep their peer connections)."""
+        for conference, room in list(self.rooms.items()):
+            if room.stage is None or conference not in self.home:
+                continue
+            if not any(feed == call_id for _, feed in room.stage.feeds):
+                continue
+            if self.feeds.get(conference, {}) != self._feeds_of(room):
+                self._forward(conference)
 
     def _move(self, call_id: str, to: int) -> None:
         """Place room `call_id` on worker `to`: ended where it was (a live worker files its
@@ -694,8 +833,11 @@ class WorkerPool:
             self._worker(index).send(w.RoomChanged(room=dataclasses.replace(room, members=())))
         if self._worker(to).ready.is_set():
             self._forward(call_id)
+        self._refeed(call_id)
+        remote = self.remote.get(call_id, frozenset())
         for user in dict.fromkeys((*room.members, *room.silent)):
-            self.deliver(user, p.MediaRestart(call_id=call_id))
+            if user not in remote:
+                self.deliver(user, p.MediaRestart(call_id=call_id))
 
     async def _record(self, recorder: SessionRecorder, events: list[TraceEvent]) -> None:
         try:
@@ -765,6 +907,14 @@ class WorkerPool:
         return {
             worker.index: worker.load.cpu_s for worker in self.workers if worker.load is not None
         }
+
+
+def _plan_of(cascade: Cascade | None) -> CascadePlan | None:
+    if cascade is None:
+        return None
+    return CascadePlan(
+        cascade.home, cascade.sites, cascade.addresses, cascade.key, dict(cascade.feeds)
+    )
 
 
 def _not_started(user: str, message: p.ServerMessage) -> None:

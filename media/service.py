@@ -82,7 +82,13 @@ class MediaService:
         ice.use_addresses(config.ice_addresses)
         ice.use_port_range(config.udp_port_min, config.udp_port_max)
         # This worker's share of the conferences that span several workers.
-        self.spans = Spans(endpoint=fabric, config=config, clock=clock, room=self._conference)
+        self.spans = Spans(
+            endpoint=fabric,
+            config=config,
+            clock=clock,
+            room=self._conference,
+            external=self._call_track,
+        )
         missing = fanout.unavailable()
         if config.fanout == "c" and missing is not None:
             # Not refused: forwarding in Python is correct, only dearer per subscriber.
@@ -90,12 +96,24 @@ class MediaService:
 
     # ---- MediaPort --------------------------------------------------------------------
 
-    def conference_placement(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+    def conference_placement(
+        self,
+        conference_id: str,
+        home: int,
+        where: dict[str, int],
+        *,
+        records: bool = True,
+        feeds: dict[str, int] | None = None,
+        stage: actions.Stage | None = None,
+    ) -> None:
         """Where conference `conference_id`'s members are (user -> worker index) and which
         worker routes it (`home`): called before the conference's `room_changed`, and again
         whenever either changes, on every worker with sites of it and on home. Empty `where`:
-        the conference has left this worker."""
-        self.spans.place(conference_id, home, where)
+        the conference has left this worker. `records`: whether home records it (not on a
+        node other than the conference's home node). `feeds`: the worker of each shown call's
+        officer (a worker with such a call and no site is told too); `stage`: the
+        conference's, for a worker with no room of it to gate the feeds it exports by."""
+        self.spans.place(conference_id, home, where, records=records, feeds=feeds, stage=stage)
         room = self.rooms.get(conference_id)
         if not where and room is not None and not room.members:
             del self.rooms[conference_id]
@@ -278,6 +296,8 @@ class MediaService:
             for other in list(self.rooms.values()):
                 if isinstance(other, ConferenceRoom) and room.call_id in other.feeds.values():
                     other.feed_published()
+            # A conference on other workers showing it: this worker exports the track.
+            self.spans.feed_published(room.call_id)
 
         return published
 

@@ -61,6 +61,13 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # lets the benchmark on this machine add pre-keyed SRTP sinks to a conference
     # (media.sink, media.sink_control; docs/media.md). Never set it in production.
     bench_sink_socket: str = ""
+    # The cascade between nodes (docs/cluster.md, *One conference over every node*): the
+    # address this node's UDP socket binds and advertises in its registry status, so that a
+    # conference may spread its sites over every node. Empty: no cascade (a conference stays
+    # on one node). Needs media workers (`workers` above 0).
+    cascade_address: str = ""
+    # Its UDP port; 0: any free port (advertised as bound).
+    cascade_port: int = 0
 
 
 def worker_count(setting: int | str, cores: int) -> int:

@@ -14,6 +14,10 @@ workers only what the stage lets cross (`placement.crosses`), over the fabric (m
 - Downlink: every other worker feeds the router's packets into a `RemotePublication` per
   source track; its local `Subscription`s renumber, protect, send and answer NACKs from their
   own history as for a local source.
+- Shown calls (`Stage.feeds`): the worker that has the call exports the officer's tracks
+  like a site's uplink, gated by the same stage (heard while audible, seen while the
+  spotlight), even with no site of its own (the pool sends it the stage with the placement);
+  the router fans them out like any site's.
 - Keyframes, coalesced at two levels: a worker's `RemotePublication` asks home at most once
   per interval (media.rtp.KeyframeRequests); home's `RemotePublication` of the same source
   takes those requests with its own local ones and asks the source's worker at most once per
@@ -71,8 +75,15 @@ class ConferenceSpan:
         config: MediaConfig,
         clock: Callable[[], float],
         room: Callable[[], ConferenceRoom | None],
+        external: Callable[[str, str, str], Publication | None] = lambda _c, _u, _k: None,
     ) -> None:
+        """`external(call_id, user, kind)`: a track published in a call on this worker (a
+        feed shown to the conference)."""
         self.conference_id = conference_id
+        self._external = external
+        # The stage as the pool last sent it with the placement: what a worker with the
+        # shown call's media and no room of the conference gates its export by.
+        self._placed_stage = _NOBODY
         self._conf = conference_id.encode()
         self.fabric = fabric
         self.config = config
@@ -112,10 +123,12 @@ class ConferenceSpan:
 
     # ---- the pool's and the core's word ---------------------------------------------------
 
-    def place(self, placement: Placement) -> None:
-        """The conference's placement, as of now."""
+    def place(self, placement: Placement, stage: Stage | None = None) -> None:
+        """The conference's placement (and its stage, when the pool sent it), as of now."""
         before = self.placement
         self.placement = placement
+        if stage is not None:
+            self._placed_stage = stage
         self._routes.clear()
         if placement.is_home:
             if not self._asks:
@@ -164,15 +177,17 @@ class ConferenceSpan:
     def staged(self) -> None:
         """The room has put sources in slots: export what the stage lets cross, only that."""
         room = self._room()
-        self.stage = room.stage if room is not None else _NOBODY
+        self.stage = room.stage if room is not None else self._placed_stage
         self._routes.clear()
         wanted: dict[str, Publication] = {}
-        if room is not None and self.placement.where:
-            want_codec = {k: v.lower() for k, v in room.codecs.items()}
-            for track, pub in room.publications.items():
-                if pub.owner in room.silent or pub.codec is None:
+        if self.placement.where:
+            want_codec = {"audio": "audio/opus", "video": self.config.conference_video_codec}
+            own = room.publications.items() if room is not None else ()
+            silent = room.silent if room is not None else frozenset()
+            for track, pub in [*own, *self._feeds_here()]:
+                if pub.owner in silent or pub.codec is None:
                     continue
-                if pub.codec.mimeType.lower() != want_codec.get(pub.kind):
+                if pub.codec.mimeType.lower() != want_codec.get(pub.kind, "").lower():
                     continue
                 if self._may_cross(track):
                     wanted[track] = pub
@@ -188,8 +203,36 @@ class ConferenceSpan:
                 self._exporting[track] = (pub, sink)
         self._hold_spotlight(room)
 
+    def _feeds_here(self) -> list[tuple[str, Publication]]:
+        """The tracks of the shown calls this worker has, by track id."""
+        here = set(self.placement.feeds_here())
+        found: list[tuple[str, Publication]] = []
+        for officer, call_id in self.stage.feeds:
+            if officer not in here:
+                continue
+            for kind in ("audio", "video"):
+                pub = self._external(call_id, officer, kind)
+                if pub is not None:
+                    found.append((track_of(officer, kind), pub))
+        return found
+
+    def _local(self, track: str) -> Publication | None:
+        """A track this worker terminates: a member's, or a shown call's."""
+        room = self._room()
+        pub = room.publications.get(track) if room is not None else None
+        if pub is None:
+            pub = dict(self._feeds_here()).get(track)
+        return pub
+
+    def shows(self, call_id: str) -> bool:
+        """Whether the stage shows call `call_id` and this worker has it."""
+        here = set(self.placement.feeds_here())
+        return any(c == call_id and o in here for o, c in self.stage.feeds)
+
     def _may_cross(self, track: str) -> bool:
-        return crosses(self.stage, self.placement.where, self.config.conference_grid_slots, track)
+        placement = self.placement
+        grid = self.config.conference_grid_slots
+        return crosses(self.stage, placement.where, grid, track, placement.feeds)
 
     def _source_of(self, track: str) -> int | None:
         """The worker `track` may come to the router from (None: from none), kept until the
@@ -360,8 +403,7 @@ class ConferenceSpan:
         worker = placement.worker_of(owner)
         if worker == placement.here:
             self.keyframes_asked += 1
-            room = self._room()
-            pub = room.publications.get(track) if room is not None else None
+            pub = self._local(track)
             if pub is None:
                 return
             if placement.is_home:
@@ -416,8 +458,7 @@ class ConferenceSpan:
         spotlight = self.stage.spotlight
         if spotlight is not None:
             track = track_of(spotlight, "video")
-            room = self._room()
-            pub: Publication | None = room.publications.get(track) if room is not None else None
+            pub = self._local(track)
             worker = self.placement.worker_of(spotlight)
             if pub is None and worker is not None and worker != self.placement.here:
                 pub = self._remote(track)
@@ -463,13 +504,17 @@ class Spans:
         config: MediaConfig,
         clock: Callable[[], float],
         room: Callable[[str], ConferenceRoom | None],
+        external: Callable[[str, str, str], Publication | None] = lambda _c, _u, _k: None,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
         self.clock = clock
         self._room = room
+        self._external = external
         self.fabric: Fabric | None = None
         self.by_conference: dict[str, ConferenceSpan] = {}
+        # Conferences another node records (the home node of a cascade, media.cascade).
+        self._not_recorded: set[str] = set()
 
     def open(self) -> None:
         if self.endpoint is not None and self.fabric is None:
@@ -484,20 +529,35 @@ class Spans:
             self.fabric.close()
             self.fabric = None
 
-    def place(self, conference_id: str, home: int, where: dict[str, int]) -> None:
+    def place(
+        self,
+        conference_id: str,
+        home: int,
+        where: dict[str, int],
+        *,
+        records: bool = True,
+        feeds: dict[str, int] | None = None,
+        stage: Stage | None = None,
+    ) -> None:
         """MediaService.conference_placement; bad worker indices are a ValueError."""
+        feeds = feeds or {}
+        if records:
+            self._not_recorded.discard(conference_id)
+        else:
+            self._not_recorded.add(conference_id)
         fabric = self.fabric
         if not where:
+            self._not_recorded.discard(conference_id)
             span = self.by_conference.pop(conference_id, None)
             if span is not None:
                 span.close()
             return
         if fabric is None:
-            if home != 0 or any(w != 0 for w in where.values()):
+            if home != 0 or any(w != 0 for w in (*where.values(), *feeds.values())):
                 raise RuntimeError("a conference over several workers needs the fabric, started")
             return
         known = {fabric.index, *fabric.endpoint.siblings}
-        unknown = sorted({home, *where.values()} - known)
+        unknown = sorted({home, *where.values(), *feeds.values()} - known)
         if unknown:
             raise ValueError(f"conference {conference_id}: no such media worker {unknown}")
         span = self.by_conference.get(conference_id)
@@ -508,12 +568,13 @@ class Spans:
                 config=self.config,
                 clock=self.clock,
                 room=lambda: self._room(conference_id),
+                external=self._external,
             )
             self.by_conference[conference_id] = span
             room = self._room(conference_id)
             if room is not None:
                 span.adopt(room)
-        span.place(Placement(fabric.index, home, dict(where)))
+        span.place(Placement(fabric.index, home, dict(where), dict(feeds)), stage)
 
     def adopt(self, conference_id: str, room: ConferenceRoom) -> None:
         """The conference's room was made on this worker."""
@@ -529,6 +590,8 @@ class Spans:
 
     def records(self, conference_id: str) -> bool:
         """A conference is recorded by its router's worker only."""
+        if conference_id in self._not_recorded:
+            return False
         span = self.by_conference.get(conference_id)
         return span is None or span.placement.is_home
 
@@ -536,8 +599,17 @@ class Spans:
         """The conference's last site here left (not home): no more of its media here."""
         span = self.by_conference.get(conference_id)
         if span is not None and not span.placement.is_home:
+            if span.placement.feeds_here():
+                # It still exports a shown call's tracks (the pool sends the stage).
+                return
             del self.by_conference[conference_id]
             span.close()
+
+    def feed_published(self, call_id: str) -> None:
+        """Call `call_id` has a new track: the conferences showing it from here export it."""
+        for span in list(self.by_conference.values()):
+            if span.shows(call_id):
+                span.restage()
 
     def health(self) -> dict[str, object]:
         if self.fabric is None:

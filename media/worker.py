@@ -227,7 +227,14 @@ async def run(sock: socket.socket, configure: Callable[[w.Start], None]) -> None
                 case w.Signal():
                     spawn(carry_out(record))
                 case w.ConferencePlacement(conference_id=conference, home=home, where=where):
-                    service.conference_placement(conference, home, where)
+                    service.conference_placement(
+                        conference,
+                        home,
+                        where,
+                        records=record.records,
+                        feeds=record.feeds,
+                        stage=record.stage,
+                    )
                 case w.Registered():
                     link.registered(record)
                 case w.LoadQuery():

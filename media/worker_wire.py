@@ -23,7 +23,7 @@ import msgspec
 
 from media.settings import MediaConfig
 from signalling import protocol as p
-from signalling.core.actions import Room
+from signalling.core.actions import Room, Stage
 
 HEADER: Final = struct.Struct(">I")
 # A snapshot (a JPEG of one keyframe) is the largest record; an SDP is a few kilobytes.
@@ -73,6 +73,14 @@ class ConferencePlacement(_Record, tag="conference_placement", frozen=True):
     conference_id: Name
     home: int
     where: dict[Name, int]
+    # Whether home records the conference (False on a node that is not the conference's
+    # home node: the home node's router records what crosses, media.cascade).
+    records: bool = True
+    # Each shown call's officer whose call's media is on a worker here: its worker index
+    # (that worker exports the feed to the router, media.span).
+    feeds: dict[Name, int] = {}
+    # The conference's stage, for a worker with a shown call and no site (no room).
+    stage: Stage | None = None
 
 
 class Registered(_Record, tag="registered", frozen=True):

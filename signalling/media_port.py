@@ -10,7 +10,8 @@ everything the hub already sent that user.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from signalling import protocol as p
 from signalling.core.actions import Room
@@ -35,3 +36,32 @@ class MediaPort(Protocol):
     def health(self) -> dict[str, object]: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """A conference spread over several media nodes (docs/cluster.md, *One conference over
+    every node*): the authority's placement, sent to each of its nodes before each room
+    change. `home` routes it; `sites` says each member's node; `addresses` each node's
+    cascade UDP address ("host:port"); `key` (32 bytes) seals the datagrams between them.
+    The key is a secret: never logged (it is left out of the repr). `feeds`: each shown
+    call's officer (`Stage.feeds`) and the node of the call's media, which sends the feed
+    to home like a site's uplink."""
+
+    home: str
+    sites: dict[str, str]
+    addresses: dict[str, str]
+    key: bytes = field(repr=False)
+    feeds: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CascadePort(Protocol):
+    """A MediaPort that can take part in a conference spread over nodes."""
+
+    def cascade_address(self) -> str:
+        """This node's cascade UDP address ("host:port"); "" when it has none (yet)."""
+
+    def cascade_changed(self, conference_id: str, cascade: Cascade | None) -> None:
+        """The conference's placement over the nodes from now on (None: on this node only);
+        its `room_changed` follows, with every member (the port keeps its own)."""

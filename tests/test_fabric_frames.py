@@ -151,6 +151,27 @@ def test_placement_names_home_and_the_members_elsewhere() -> None:
     assert not Placement(here=3, home=0, where=WHERE).has_sites()
 
 
+def test_a_shown_calls_tracks_cross_from_its_worker_only_as_the_stage_shows_them() -> None:
+    """A feed's officer is no member: its tracks cross from its call's worker while the
+    stage shows the call (voice while audible, video while the spotlight), never else."""
+    feeds = {"o-1": 2}
+    shown = Stage(("chair", "o-1"), "o-1", ("chair",), feeds=(("o-1", "call-1"),))
+    assert crosses(shown, WHERE, 2, "o-1:video", feeds)
+    assert crosses(shown, WHERE, 2, "o-1:audio", feeds)
+    quiet = Stage(("chair",), "chair", ("chair",), feeds=(("o-1", "call-1"),))
+    assert not crosses(quiet, WHERE, 2, "o-1:video", feeds)
+    assert not crosses(quiet, WHERE, 2, "o-1:audio", feeds)
+    # Not shown (unshared), or not placed here: nothing crosses.
+    unshared = Stage(("chair", "o-1"), "o-1", ("chair",))
+    assert not crosses(unshared, WHERE, 2, "o-1:video", feeds)
+    assert not crosses(shown, WHERE, 2, "o-1:video")
+    placement = Placement(here=2, home=0, where=WHERE, feeds=feeds)
+    assert placement.worker_of("o-1") == 2
+    assert placement.feeds_here() == ["o-1"]
+    # A worker with only the call is no site of the conference.
+    assert not Placement(here=3, home=0, where=WHERE, feeds={"o-1": 3}).has_sites()
+
+
 # ---- the roll-in -----------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import itertools
 import socket
@@ -85,9 +86,16 @@ class Worker:
 class Site:
     """A member's aiortc peer connection to its worker, answering the worker's offers."""
 
-    def __init__(self, worker: Worker, user: str, tracks: Sequence[MediaStreamTrack]) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        user: str,
+        tracks: Sequence[MediaStreamTrack],
+        call_id: str = CID,
+    ) -> None:
         self.worker = worker
         self.user = user
+        self.call_id = call_id
         self.media = MediaClient(tracks)
         self.told: list[p.ConferenceMedia] = []
         self._answered = asyncio.Event()
@@ -96,7 +104,8 @@ class Site:
     async def join(self) -> None:
         self._task = asyncio.create_task(self._serve())
         sdp = await self.media.offer()
-        await self.worker.service.signal(self.user, p.Offer(id=_id(), call_id=CID, sdp=sdp))
+        offer = p.Offer(id=_id(), call_id=self.call_id, sdp=sdp)
+        await self.worker.service.signal(self.user, offer)
         await asyncio.wait_for(self._answered.wait(), 10)
 
     async def _serve(self) -> None:
@@ -111,7 +120,7 @@ class Site:
                 case p.ServerOffer():
                     sdp = await self.media.answer_offer(message.sdp)
                     await self.worker.service.signal(
-                        self.user, p.Answer(id=_id(), call_id=CID, sdp=sdp)
+                        self.user, p.Answer(id=_id(), call_id=self.call_id, sdp=sdp)
                     )
                 case p.ConferenceMedia():
                     self.told.append(message)
@@ -144,11 +153,15 @@ class Conference:
         self.workers = workers
         self.home = home
         self.where = where
+        # The shown calls' officers' workers (the pool's `feeds`).
+        self.feeds: dict[str, int] = {}
         self.sites: list[Site] = []
 
     def stage(self, stage: Stage) -> None:
         for worker in self.workers:
-            worker.service.conference_placement(CID, self.home, self.where)
+            worker.service.conference_placement(
+                CID, self.home, self.where, feeds=self.feeds, stage=stage
+            )
         for worker in self.workers:
             local = tuple(u for u, w in self.where.items() if w == worker.index)
             change = Room(CID, local, (), "P0101", "chair", None, stage=stage)
@@ -227,6 +240,68 @@ async def test_the_spotlight_on_one_worker_is_seen_by_sites_on_every_other_worke
         assert workers[0].span().relayed > 0
         assert workers[2].room().remote["chair:video"].packets_received > 0
         assert s2.told[-1].spotlight == "chair"
+
+
+async def test_a_call_shown_from_a_worker_without_sites_reaches_every_site() -> None:
+    """A live call on worker 1 (no site of the conference there) shown to a conference
+    homed on worker 0: worker 1 exports the officer's tracks like a site's uplink, the
+    router fans them out, sites on workers 0 and 2 see and hear the officer, and the call's
+    own peer connections stay as they were. Its voice leaves worker 1 only while shown."""
+    async with (
+        fabric_workers(3) as workers,
+        conference(workers, 0, {"chair": 0, "s2": 2}) as conf,
+    ):
+        w1 = workers[1]
+        call = Room("call-1", ("o-1", "op1"), (), "P0101", "o-1", None)
+        w1.service.room_changed(call)
+        officer = Site(w1, "o-1", [VideoStreamTrack(), ToneTrack()], call_id="call-1")
+        operator = Site(w1, "op1", [], call_id="call-1")
+        conf.sites += [officer, operator]
+        await officer.join()
+        await operator.join()
+        call_room = w1.service.rooms["call-1"]
+        await wait_until(lambda: "o-1:video" in call_room.publications, what="the officer's video")
+        peers = dict(call_room.peers)
+        conf.feeds = {"o-1": 1}
+        shown = chair_stage(audible=("chair", "o-1"), spotlight="o-1", feeds=(("o-1", "call-1"),))
+        conf.stage(shown)
+        start = time.monotonic()
+        chair = await conf.join("chair", [VideoStreamTrack()])
+        s2 = await conf.join("s2")
+        for site in (chair, s2):
+            await site.sees_spotlight()
+            await wait_until(
+                lambda s=site: bool(s.told) and s.told[-1].spotlight == "o-1",  # type: ignore[misc]
+                what=f"{site.user} told of the officer's video",
+            )
+            frames = await count_frames(site.spotlight(), 10, timeout=15)
+            assert frames[-1].width == 640
+        for worker in (workers[0], workers[2]):
+            room = worker.room()
+            await wait_until(
+                lambda r=room: r.sent_from("o-1", "audio") > 20,  # type: ignore[misc]
+                what=f"the officer's voice at worker {worker.index}'s sites",
+            )
+        span = w1.span()
+        # The sites' keyframe requests for the officer met at home: worker 1 was asked at
+        # most once per interval (media.keyframe_interval_s).
+        most = (time.monotonic() - start) / CONFIG.keyframe_interval_s + 1
+        assert 0 < span.keyframes_asked <= most, (span.keyframes_asked, most)
+        assert span.exported["o-1:video"] > 0
+        assert span.exported["o-1:audio"] > 0
+        assert "call-1" not in workers[0].service.rooms
+        # The call is untouched: the same peer connections, on the same worker.
+        assert w1.service.rooms["call-1"] is call_room
+        assert call_room.peers == peers
+        # No longer audible: the voice stops leaving worker 1, the video still crosses.
+        conf.stage(dataclasses.replace(shown, audible=("chair",)))
+        voice = w1.service.rooms["call-1"].publications["o-1:audio"]
+        out = span.exported["o-1:audio"]
+        received = voice.packets_received
+        await wait_until(lambda: voice.packets_received > received + 50, what="o-1 speaking")
+        assert span.exported["o-1:audio"] == out
+        video = span.exported["o-1:video"]
+        await wait_until(lambda: span.exported["o-1:video"] > video + 10, what="video goes on")
 
 
 async def test_floor_audio_leaves_its_worker_only_while_granted() -> None:

@@ -390,10 +390,13 @@ async def test_workers_log_json_lines_naming_their_worker(
     assert "s3cret-turn" not in err
 
 
-async def test_a_call_shown_to_a_conference_moves_to_its_worker_and_with_it(serve: Serve) -> None:
-    """Until feeds cross workers, a call shared to a conference on another worker moves
-    there: its members are told `media_restart`, offer again, and the sites see the officer.
-    When that worker dies the two move together."""
+async def test_a_call_shown_to_a_conference_stays_on_its_worker_and_reaches_every_site(
+    serve: Serve,
+) -> None:
+    """A call shared to a conference spread over both workers stays where it is (its members
+    are told nothing): its worker exports the officer's tracks to the conference's router,
+    and the sites on both workers see the officer. When the call's worker dies the call
+    moves, and the sites see the officer again from its new worker."""
     ice.use_addresses(["127.0.0.1"])
     try:
         server = await serve(media=MEDIA | {"record": False})
@@ -402,44 +405,49 @@ async def test_a_call_shown_to_a_conference_moves_to_its_worker_and_with_it(serv
         host_ws, consoles, cid = await meeting(server)
         op1_ws, op3_ws = consoles["op1"], consoles["op3"]
         async with media_of(cid, host_ws, op3_ws) as (host, op3):
+            # Sites on both workers.
+            assert set(pool.where[cid].values()) == {0, 1}
             officer_ws = await server.connect("o-1", "officer", "P0101")
             officer, operator, call_id = await media_call(officer_ws, op1_ws)
             try:
-                # The conference's peers weigh on its worker: the call goes to the other.
-                assert pool.home[call_id] != pool.home[cid]
+                worker = pool.home[call_id]
+                # At least one of the two sites with media sees it from another worker.
+                assert {pool.where[cid]["sup0"], pool.where[cid]["op3"]} != {worker}
                 await op1_ws.request("share_call", conference_id=cid, call_id=call_id)
-                await asyncio.gather(rejoin(officer), rejoin(operator))
-                assert pool.home[call_id] == pool.home[cid]
-                await operator.renegotiate()
-                await officer.renegotiate()
-                # The lineup names the officer only once the call's track is found in the
-                # conference's process.
-                await lineup(op3_ws, cid, spotlight="o-1", audio=["sup0", "o-1", None])
-                await wait_until(lambda: "spotlight" in op3.media.tracks, what="the spotlight")
-                frames = await count_frames(op3.media.tracks["spotlight"][0], 10)
-                assert frames[-1].width == 640
-                # Their worker dies: the conference and the call it shows move together, each
-                # member told once, and the sites see the officer again.
-                home = pool.home[cid]
-                pid = pool.workers[home].pid
-                assert pid is not None
-                os.kill(pid, signal.SIGKILL)
-                everyone = (host, op3, officer, operator)
-                await asyncio.gather(*(rejoin(member) for member in everyone))
-                assert pool.home[call_id] == pool.home[cid] != home
-                await asyncio.gather(*(member.renegotiate() for member in everyone))
-                # (Which audio slot each voice takes depends on who offered first.)
-                await lineup(op3_ws, cid, spotlight="o-1")
-                await wait_until(lambda: "spotlight" in op3.media.tracks, what="the spotlight")
-                await count_frames(op3.media.tracks["spotlight"][0], 10)
-                for member in everyone:
-                    # (op1 is also a member of the conference, without media in it: told too.)
+                for ws in (op3_ws, host_ws):
+                    await lineup(ws, cid, spotlight="o-1")
+                assert pool.home[call_id] == worker
+                assert pool.feeds[cid] == {"o-1": worker}
+                for site in (host, op3):
+                    await wait_until(lambda s=site: "spotlight" in s.media.tracks, what="spot")  # type: ignore[misc]
+                    frames = await count_frames(site.media.tracks["spotlight"][0], 10)
+                    assert frames[-1].width == 640
+                for member in (officer, operator):
                     again = [
                         m
                         for m in member.ws.unread()
-                        if m["type"] == "media_restart" and m["call_id"] == member.call_id
+                        if m["type"] == "media_restart" and m["call_id"] == call_id
                     ]
                     assert again == []
+                # The call's worker dies: the call moves (its members offer again), so do
+                # the conference's sites there; the others keep their connections.
+                lost = [s for s in (host, op3) if pool.where[cid].get(s.ws.user) == worker]
+                pid = pool.workers[worker].pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                await asyncio.gather(*(rejoin(m) for m in (officer, operator, *lost)))
+                assert pool.home[call_id] != worker
+                await wait_until(
+                    lambda: pool.feeds[cid] == {"o-1": pool.home[call_id]}, what="refed"
+                )
+                await asyncio.gather(*(m.renegotiate() for m in (officer, operator, *lost)))
+                for site in (host, op3):
+                    await wait_until(lambda s=site: "spotlight" in s.media.tracks, what="spot")  # type: ignore[misc]
+                    await count_frames(site.media.tracks["spotlight"][-1], 10)
+                # Unshared: no worker exports it any more.
+                await op1_ws.request("unshare_call", conference_id=cid, call_id=call_id)
+                await lineup(op3_ws, cid, spotlight="sup0")
+                assert pool.feeds[cid] == {}
             finally:
                 await officer.close()
                 await operator.close()

@@ -26,7 +26,7 @@ from sessions.recorder import TraceEvent
 from signalling import protocol as p
 from signalling.cluster import wire as w
 from signalling.cluster.nodes import OVERLOADED_CPU, NodeRecord
-from signalling.core.actions import Action, Record, Send
+from signalling.core.actions import Action, Record, Room, Send
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import SessionKeys
 from signalling.core.switchboard import Switchboard
@@ -116,8 +116,11 @@ class AuthorityState:
     arriving: dict[str, Location] = field(default_factory=dict)
     # (user, session id a gateway drew) -> the session it resumed, for that gateway's close.
     aliases: dict[tuple[str, str], str] = field(default_factory=dict)
-    # call -> the node relaying its media.
+    # call -> the node relaying its media (a conference's: its home node).
     media_nodes: dict[str, str] = field(default_factory=dict)
+    # conference -> its sites over the nodes (docs/cluster.md, *One conference over every
+    # node*), for those placed with the cascade.
+    spreads: dict[str, Spread] = field(default_factory=dict)
     # user -> where the connections are that a resume replaced while they were open: the
     # core counts each until its close is reported, which a dead node never sends.
     superseded: dict[str, list[Location]] = field(default_factory=dict)
@@ -446,6 +449,72 @@ def pick_media_node(
     return best.node_id
 
 
+@dataclass
+class Spread:
+    """A conference over the media nodes: its home node (its router), each member's node,
+    the key sealing its cascade (drawn by the driver, never logged), the nodes told of it,
+    and its latest room (replayed when a node dies)."""
+
+    home: str
+    key: bytes = field(repr=False)
+    sites: dict[str, str] = field(default_factory=dict)
+    told: set[str] = field(default_factory=set)
+    room: Room | None = None
+    # Each shown call's officer: the node of the call's media, as last sent.
+    feeds: dict[str, str] = field(default_factory=dict)
+
+
+def spread_sites(
+    *, home: str, members: Iterable[str], placed: Mapping[str, str], nodes: Sequence[str]
+) -> dict[str, str]:
+    """Each member's media node: one already placed on a node still in `nodes` stays; a
+    newcomer goes to the node with the fewest of the conference's sites (home first on a
+    tie, then `nodes`' order: the least loaded first). So the sites spread evenly over the
+    live nodes, and a member placed stays while its node lives."""
+    order = sorted(dict.fromkeys(nodes), key=lambda n: n != home)
+    if not order:
+        return {}
+    where: dict[str, str] = {}
+    counts = collections.Counter({n: 0 for n in order})
+    members = list(dict.fromkeys(members))
+    for member in members:
+        kept = placed.get(member)
+        if kept is not None and kept in counts:
+            where[member] = kept
+            counts[kept] += 1
+    for member in members:
+        if member not in where:
+            node = min(order, key=lambda n: counts[n])
+            where[member] = node
+            counts[node] += 1
+    return where
+
+
+def moved_home(spread: Spread, dead: str, nodes: Sequence[str]) -> str:
+    """A new home node for a conference whose home died: the live node with the most of
+    its sites, else the first of `nodes` (the least loaded)."""
+    counts = collections.Counter(n for n in spread.sites.values() if n != dead and n in nodes)
+    if counts:
+        return max(sorted(counts), key=counts.__getitem__)
+    return nodes[0]
+
+
+def cascade_nodes(alive: Sequence[NodeRecord], rooms: collections.Counter[str]) -> list[str]:
+    """The live nodes that can take part in a cascade (media and a cascade address), the
+    least loaded first, by `pick_media_node`'s order."""
+    candidates = [r for r in alive if r.status.media_address and r.status.cascade_address]
+    ranked = sorted(
+        candidates,
+        key=lambda r: (
+            r.status.load.cpu >= OVERLOADED_CPU,
+            rooms[r.node_id],
+            r.status.load.cpu,
+            r.node_id,
+        ),
+    )
+    return [r.node_id for r in ranked]
+
+
 def identity_of(info: w.ConnectionInfo) -> Identity:
     """Who a gateway's connection is, as its verified token said."""
     return Identity(
@@ -470,5 +539,9 @@ __all__ = [
     "Location",
     "NodeLost",
     "Reconciled",
+    "Spread",
+    "cascade_nodes",
+    "moved_home",
     "pick_media_node",
+    "spread_sites",
 ]

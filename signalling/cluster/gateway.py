@@ -37,7 +37,7 @@ from signalling.core.actions import Negotiate, Room
 from signalling.core.presence import SessionKeys
 from signalling.errors import Unavailable
 from signalling.link import ConnectParams
-from signalling.media_port import MediaPort
+from signalling.media_port import CascadePort, MediaPort
 from signalling.outbox import Outbox
 from signalling.router import LocalRouter
 
@@ -331,6 +331,9 @@ class Gateway:
                             envelope.watch,
                         )
                     )
+            case w.CascadeChanged(conference_id=conference_id, cascade=cascade):
+                if isinstance(self._local_media, CascadePort):
+                    self._local_media.cascade_changed(conference_id, cascade)
             case w.Signal(user=user, message=message):
                 self._outbox.negotiate(Negotiate(user, message), self._local_media)
             case w.ResyncRequest():

@@ -36,7 +36,7 @@ from signalling.connection import Connection
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
 from signalling.link import ConnectParams
-from signalling.media_port import MediaPort
+from signalling.media_port import CascadePort, MediaPort
 from signalling.outbox import Outbox
 from signalling.router import LocalRouter
 from signalling.settings import RedisConfig
@@ -93,11 +93,14 @@ class RedisCoreLink:
             self.node_id,
             http_address=http_address,
             media_address=media_address if local_media is not None else "",
+            cascade_address=(
+                local_media.cascade_address if isinstance(local_media, CascadePort) else str
+            ),
             load=self._load,
             started_at=self.run,
             heartbeat_s=rc.heartbeat_s,
             node_timeout_s=rc.node_timeout_s,
-            on_dead=lambda node_id: self.leader.node_dead(node_id),
+            on_dead=self._node_dead,
         )
         self.writer = RedisWriter(
             self.redis,
@@ -283,6 +286,13 @@ class RedisCoreLink:
         except (RedisError, OSError, TimeoutError):
             return None
         return time.perf_counter() - started
+
+    def _node_dead(self, node_id: str) -> None:
+        """The registry reports `node_id` dead: the sites whose media it carried are placed
+        again first, so that the core's changes that follow (its users leave) find them
+        placed on live nodes."""
+        self.media.node_lost(node_id)
+        self.leader.node_dead(node_id)
 
     # ---- load ---------------------------------------------------------------------------------
 

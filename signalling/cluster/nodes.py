@@ -65,6 +65,9 @@ class NodeStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     # Its own wall clock at start, seconds since the epoch: names this run of the node.
     started_at: float
     load: NodeLoad = NodeLoad()
+    # host:port of its cascade UDP socket (media.cascade): a conference may spread its sites
+    # over the nodes that have one. "" when it has none.
+    cascade_address: str = ""
 
 
 @dataclass(frozen=True)

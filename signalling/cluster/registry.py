@@ -97,6 +97,7 @@ class RedisRegistry:
         *,
         http_address: str,
         media_address: str = "",
+        cascade_address: Callable[[], str] = str,
         load: Callable[[], NodeLoad] = NodeLoad,
         started_at: float | None = None,
         heartbeat_s: float = HEARTBEAT_S,
@@ -114,6 +115,7 @@ class RedisRegistry:
         self._keys = keys
         self._http_address = http_address
         self._media_address = media_address
+        self._cascade_address = cascade_address
         self._load = load
         self._started_at = time.time() if started_at is None else started_at
         self._on_dead = on_dead
@@ -214,6 +216,7 @@ class RedisRegistry:
             http_address=self._http_address,
             media_address=self._media_address,
             started_at=self._started_at,
+            cascade_address=self._cascade_address(),
             load=self._load(),
         )
         await self._heartbeat(

@@ -9,18 +9,32 @@ one node, chosen (`authority.pick_media_node`) when the call first has media.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import structlog
+
 from signalling import protocol as p
 from signalling.cluster import wire as w
+from signalling.cluster.authority import (
+    AuthorityState,
+    Spread,
+    cascade_nodes,
+    moved_home,
+    spread_sites,
+)
 from signalling.connection import Connection
 from signalling.core.actions import Room
 from signalling.errors import MediaUnavailable
-from signalling.media_port import Deliver, MediaMessage, MediaPort
+from signalling.media_port import Cascade, CascadePort, Deliver, MediaMessage, MediaPort
 
 if TYPE_CHECKING:
     from signalling.cluster.link import RedisCoreLink
+
+log = structlog.get_logger(__name__)
 
 
 class ClusterRouter:
@@ -103,11 +117,18 @@ class ClusterMedia:
         state = node.leader.state
         if state is None:
             return
+        if change.stage is not None and (
+            change.call_id in state.spreads
+            or (change.call_id not in state.media_nodes and change.members and self._nodes(state))
+        ):
+            self._conference_changed(change, state)
+            return
         if not change.members and change.call_id not in state.media_nodes:
             return
         target = state.media_node(change.call_id, node.registry.alive(), node.node_id)
         if not change.members:
             del state.media_nodes[change.call_id]
+        self._refeed(change.call_id, state)
         if target == node.node_id:
             if self.local is not None:
                 self.local.room_changed(change)
@@ -130,6 +151,10 @@ class ClusterMedia:
         node = self.node
         state = node.leader.state
         target = state.media_nodes.get(message.call_id) if state is not None else None
+        spread = state.spreads.get(message.call_id) if state is not None else None
+        if spread is not None:
+            # A conference over several nodes: the member's own media node.
+            target = spread.sites.get(user, spread.home)
         if target is None or target == node.node_id:
             if self.local is None:
                 raise MediaUnavailable("this server relays no media")
@@ -138,6 +163,136 @@ class ClusterMedia:
         node.gateway.publish_node(
             target, w.Signal(node=node.node_id, run=node.run, user=user, message=message)
         )
+
+    # ---- one conference over every node (docs/cluster.md) -------------------------------
+
+    def _nodes(self, state: AuthorityState, dead: str | None = None) -> list[str]:
+        """The live nodes that can take a conference's sites, the least loaded first."""
+        rooms = collections.Counter(state.media_nodes.values())
+        alive = [r for r in self.node.registry.alive() if r.node_id != dead]
+        return cascade_nodes(alive, rooms)
+
+    def _conference_changed(self, change: Room, state: AuthorityState) -> None:
+        """A conference placed with the cascade: its sites spread over the live nodes, its
+        home node (its router) chosen by load when its media starts."""
+        call_id = change.call_id
+        spread = state.spreads.get(call_id)
+        if not change.members:
+            if spread is not None:
+                for target in sorted(spread.told):
+                    self._tell(target, call_id, None, change)
+            state.spreads.pop(call_id, None)
+            state.media_nodes.pop(call_id, None)
+            return
+        nodes = self._nodes(state)
+        if spread is None:
+            # The key is drawn here, by the driver (authority.py is pure), and travels only
+            # in the node channels' CascadeChanged.
+            spread = Spread(home=nodes[0], key=secrets.token_bytes(32))
+            state.spreads[call_id] = spread
+            state.media_nodes[call_id] = spread.home
+        spread.room = change
+        self._place(call_id, spread, nodes)
+
+    def _place(self, call_id: str, spread: Spread, nodes: list[str]) -> None:
+        room = spread.room
+        assert room is not None
+        if spread.home not in nodes:
+            nodes = [spread.home, *nodes]
+        spread.sites = spread_sites(
+            home=spread.home, members=room.members, placed=spread.sites, nodes=nodes
+        )
+        alive = {r.node_id: r.status.cascade_address for r in self.node.registry.alive()}
+        # A shown call's node sends its feed to home (it needs a cascade of its own).
+        spread.feeds = {
+            officer: at for officer, at in self._feeds_of(room).items() if alive.get(at)
+        }
+        involved = {*spread.sites.values(), spread.home, *spread.feeds.values()}
+        addresses = {at: address for at, address in alive.items() if at in involved}
+        cascade = Cascade(
+            spread.home, dict(spread.sites), addresses, spread.key, dict(spread.feeds)
+        )
+        for target in sorted(involved):
+            self._tell(target, call_id, cascade, room)
+        for target in sorted(spread.told - involved):
+            self._tell(target, call_id, None, dataclasses.replace(room, members=(), silent=()))
+        spread.told = involved
+
+    def _feeds_of(self, room: Room) -> dict[str, str]:
+        """Each officer shown to conference `room`: the node of the call's media."""
+        state = self.node.leader.state
+        if room.stage is None or state is None:
+            return {}
+        return {
+            officer: state.media_nodes[call_id]
+            for officer, call_id in room.stage.feeds
+            if call_id in state.media_nodes and call_id not in state.spreads
+        }
+
+    def _refeed(self, call_id: str, state: AuthorityState) -> None:
+        """Call `call_id`'s media started or ended: each spread conference showing it is
+        placed again, so that the call's node sends the feed to home."""
+        for conference_id, spread in list(state.spreads.items()):
+            room = spread.room
+            if room is None or room.stage is None:
+                continue
+            if all(feed != call_id for _, feed in room.stage.feeds):
+                continue
+            if self._feeds_of(room) != spread.feeds:
+                self._place(conference_id, spread, self._nodes(state))
+
+    def _tell(self, target: str, call_id: str, cascade: Cascade | None, room: Room) -> None:
+        """Node `target`'s media: the conference's placement over the nodes, then its room
+        (one node channel, so in this order)."""
+        node = self.node
+        if target == node.node_id:
+            if isinstance(self.local, CascadePort):
+                self.local.cascade_changed(call_id, cascade)
+            if self.local is not None:
+                self.local.room_changed(room)
+            return
+        placed = w.CascadeChanged(
+            node=node.node_id, run=node.run, conference_id=call_id, cascade=cascade
+        )
+        node.gateway.publish_node(target, placed)
+        node.gateway.publish_node(
+            target,
+            w.RoomChanged(
+                node=node.node_id,
+                run=node.run,
+                call_id=call_id,
+                members=list(room.members),
+                silent=list(room.silent),
+                court=room.court,
+                officer=room.officer,
+                case_number=room.case_number,
+                stage=room.stage,
+                watch=room.watch,
+            ),
+        )
+
+    def node_lost(self, dead: str) -> None:
+        """Node `dead` died: the sites whose media it terminated are placed on the live
+        nodes and told `media_restart` (they offer again); a conference it was home of moves
+        home to the live node with the most of its sites, its state being the core's. The
+        other sites keep their peer connections."""
+        state = self.node.leader.state
+        if state is None:
+            return
+        nodes = self._nodes(state, dead)
+        for call_id, spread in list(state.spreads.items()):
+            if dead not in spread.told or spread.room is None or not nodes:
+                continue
+            lost = [user for user, at in spread.sites.items() if at == dead]
+            if spread.home == dead:
+                spread.home = moved_home(spread, dead, nodes)
+                state.media_nodes[call_id] = spread.home
+                log.warning("conference home moved", conference=call_id, to=spread.home, was=dead)
+            spread.told.discard(dead)
+            spread.sites = {user: at for user, at in spread.sites.items() if at != dead}
+            self._place(call_id, spread, nodes)
+            if lost:
+                self.node.router.deliver(lost, p.MediaRestart(call_id=call_id))
 
 
 __all__ = ["ClusterMedia", "ClusterRouter"]

@@ -24,6 +24,7 @@ from signalling import protocol as p
 from signalling.core.actions import Stage
 from signalling.core.facts import WaitingCall
 from signalling.core.instructions import Instruction, Recipient
+from signalling.media_port import Cascade
 
 
 class _Envelope(msgspec.Struct, tag_field="kind", frozen=True, kw_only=True):
@@ -136,7 +137,16 @@ class ResyncRequest(_Envelope, tag="resync", frozen=True, kw_only=True):
     epoch: int
 
 
-NodeMessage = Deliver | Disconnect | RoomChanged | Signal | ResyncRequest
+class CascadeChanged(_Envelope, tag="cascade", frozen=True, kw_only=True):
+    """For each media node of a conference spread over several (sent before its
+    `RoomChanged`): `signalling.media_port.Cascade`, or None: on one node only. Holds the
+    conference's key: a node never logs it."""
+
+    conference_id: str
+    cascade: Cascade | None
+
+
+NodeMessage = Deliver | Disconnect | RoomChanged | Signal | ResyncRequest | CascadeChanged
 
 
 class Presence(msgspec.Struct, frozen=True, kw_only=True):
@@ -273,6 +283,7 @@ decode_journal_watch: Final = msgspec.msgpack.Decoder(JournalWatch).decode
 
 
 __all__ = [
+    "CascadeChanged",
     "ClientMessage",
     "Closed",
     "Connect",
