@@ -20,6 +20,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
 
 
 class MediaClient:
@@ -32,6 +33,11 @@ class MediaClient:
         self.configuration = configuration or RTCConfiguration(iceServers=[])
         self.pc = RTCPeerConnection(self.configuration)
         self.local_tracks = list(tracks)
+        # Each peer connection sends its own relay of the tracks, never the tracks: aiortc
+        # stops a sender's track when the sender ends, which a connection to a worker or node
+        # that died does on its own (its DTLS fails) before `media_restart` comes; the new
+        # connection would then send a stopped camera, i.e. nothing.
+        self._relay = MediaRelay()
         # Publishing member's user id -> their tracks, as announced by the server.
         self.tracks: dict[str, list[MediaStreamTrack]] = {}
         self.track_added = asyncio.Event()
@@ -46,7 +52,7 @@ class MediaClient:
     async def offer(self) -> str:
         """The SDP of the first offer: our own tracks (or one receive-only audio section)."""
         for track in self.local_tracks:
-            self.pc.addTransceiver(track, direction="sendrecv")
+            self.pc.addTransceiver(self._relay.subscribe(track, buffered=False), "sendrecv")
         if not self.local_tracks:
             self.pc.addTransceiver("audio", direction="recvonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -63,15 +69,14 @@ class MediaClient:
 
     async def close(self) -> None:
         await self.pc.close()
+        # The camera and microphone end with the client (the relay stops reading them).
+        for track in self.local_tracks:
+            track.stop()
 
     async def restart(self) -> str:
         """Close the peer connection, make a new one with the same tracks and return its
         first offer's SDP (the answer goes to `accept_answer` as before). What the old one
         received is forgotten: the others' tracks are offered again."""
-        # Detached first: closing a sender stops its track, and the new connection sends
-        # the same camera and microphone.
-        for sender in self.pc.getSenders():
-            sender.replaceTrack(None)
         await self.pc.close()
         self.pc = RTCPeerConnection(self.configuration)
         self.pc.on("track", self._on_track)
