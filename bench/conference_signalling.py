@@ -352,6 +352,9 @@ def server_env(data_dir: str, secret: str, s: Settings) -> dict[str, str]:
             "COMMANDCENTER_CONFERENCES_MAX_SITES": str(s.sites + 1),
             "COMMANDCENTER_CONFERENCES_MAX_QUEUE": str(s.sites),
             "COMMANDCENTER_CONFERENCES_REVOKE_GRACE_S": "0.2",
+            # One media worker: the node's join pace is then `--joins-per-s` itself (it is
+            # per worker, times the workers), whatever the machine's cores.
+            "COMMANDCENTER_MEDIA_WORKERS": "1",
         }
     )
     if s.joins_per_s is not None:

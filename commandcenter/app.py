@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -107,6 +108,18 @@ def create_app(
     node_id = node_id_of(config)
     courts = Courts(config.courts)
 
+    # The core paces sites into conferences' media for this node as one queue
+    # (signalling.core.join_pace), while the pool spreads them round-robin over its media
+    # workers: the per-worker pace times the workers is the node's.
+    media_workers = (
+        max(1, worker_count(config.media.workers, len(os.sched_getaffinity(0))))
+        if config.media.enabled
+        else 1
+    )
+    conferences = msgspec.structs.replace(
+        config.conferences, joins_per_s=config.conferences.joins_per_s * media_workers
+    )
+
     def new_switchboard() -> Switchboard:
         return Switchboard(
             courts=courts,
@@ -121,7 +134,7 @@ def create_app(
                 and config.media.record
                 and isinstance(recorder, DurableRecorder)
             ),
-            conferences=config.conferences,
+            conferences=conferences,
             emergency=config.emergency,
             new_conference_id=lambda: "m-" + secrets.token_hex(8),
             instructions=config.instructions,

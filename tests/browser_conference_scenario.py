@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -73,6 +74,7 @@ import aiohttp
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright
 
 from commandcenter.auth import Role
+from media.settings import worker_count
 from tests.browser import ServerProcess, launch, token, until
 from tests.wsclient import Client
 
@@ -118,8 +120,10 @@ SITE_COURTS = {court: user for user, _, court, _ in USERS if user in SITES}
 TITLE = "年终执行会商"
 # Short, so that the revoke phase waits little; long enough to be seen on the page.
 REVOKE_GRACE_S = 1.0
-# Slow, so that of the three sites joining at once the second and third are told to wait.
-JOINS_PER_S = 1.0
+# Slow, so that of the three sites joining at once the second and third are told to wait:
+# one a second for the server's node, whose pace is the per-worker one times its media
+# workers (as many as cores: the server runs with `workers = "auto"`).
+JOINS_PER_S = 1.0 / worker_count("auto", len(os.sched_getaffinity(0)))
 SERVER_ENV = {
     "COMMANDCENTER_CONFERENCES_REVOKE_GRACE_S": str(REVOKE_GRACE_S),
     "COMMANDCENTER_CONFERENCES_JOINS_PER_S": str(JOINS_PER_S),

@@ -10,7 +10,9 @@ in: the driver arms a `JoinTurn(worker)` deadline at `next_turn` and hands it ba
 `turn`, which returns who may go in now, in order.
 
 Workers are named by an id (`LOCAL_WORKER` for this node's media, until media worker
-processes are their own nodes): the caller says which worker a site joins through.
+processes are their own nodes): the caller says which worker a site joins through. The
+composition root (commandcenter.app) gives this node's queue the per-worker rate times its
+media workers, which the pool spreads the sites over round-robin.
 
 This module owns the buckets and the queues; who may join at all is `admission`'s, and
 joining itself `conferences`'.
