@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import itertools
 import os
 import shutil
@@ -564,30 +565,20 @@ class WorkerPool:
                 ended = w.ConferencePlacement(conference_id=call_id, home=index, where={})
                 worker.send(ended)
                 continue
+            placed = functools.partial(
+                w.ConferencePlacement,
+                conference_id=call_id,
+                home=home,
+                records=records,
+                feeds=feeds,
+                stage=room.stage,
+            )
             if moved and len(placement) > len(moved):
                 # Gone for a moment: every worker's RemotePublication of them is withdrawn,
                 # and their next packets (the new stream) make a new one.
                 gone = {user: at for user, at in placement.items() if user not in moved}
-                worker.send(
-                    w.ConferencePlacement(
-                        conference_id=call_id,
-                        home=home,
-                        where=gone,
-                        records=records,
-                        feeds=feeds,
-                        stage=room.stage,
-                    )
-                )
-            worker.send(
-                w.ConferencePlacement(
-                    conference_id=call_id,
-                    home=home,
-                    where=placement,
-                    records=records,
-                    feeds=feeds,
-                    stage=room.stage,
-                )
-            )
+                worker.send(placed(where=gone))
+            worker.send(placed(where=placement))
             if index not in sited:
                 # Only a shown call of it here: the placement's stage is all it needs.
                 continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -262,20 +262,30 @@ def packet(sender: int, track: str = "host:audio") -> bytes:
     )
 
 
+async def first_packets(routers: dict[str, Router], nodes: Sequence[str]) -> dict[str, Packet]:
+    """The first frame each of `nodes`' routers gets, once all have one: each a Packet."""
+    got: dict[str, list[bytes]] = {node: [] for node in nodes}
+
+    def arrived() -> bool:
+        for node, frames in got.items():
+            frames.extend(routers[node].frames())
+        return all(got.values())
+
+    await wait_until(arrived, within=5.0, what=f"a packet at the routers of {', '.join(nodes)}")
+    first: dict[str, Packet] = {}
+    for node, frames in got.items():
+        frame = decode(frames[0])
+        assert isinstance(frame, Packet), frame
+        first[node] = frame
+    return first
+
+
 async def test_a_routers_packet_crosses_to_the_other_nodes_router_as_from_its_cascade(
     gateways: tuple[dict[str, CascadeGateway], dict[str, Router]],
 ) -> None:
     made, routers = gateways
     routers["n1"].send(made["n1"].endpoint.path, packet(0))
-    got: list[bytes] = []
-
-    def arrived() -> bool:
-        got.extend(routers["n2"].frames())
-        return bool(got)
-
-    await wait_until(arrived, within=5.0, what="the packet at n2's router")
-    frame = decode(got[0])
-    assert isinstance(frame, Packet)
+    frame = (await first_packets(routers, ["n2"]))["n2"]
     # To n2's workers it comes from n2's cascade (index 1), not from n1's worker 0.
     assert (frame.sender, frame.track, frame.payload) == (1, "host:audio", b"opus")
     # One copy to each other node with sites (n2 and n3).
@@ -337,17 +347,7 @@ async def test_a_sites_uplink_reaches_a_third_node_through_home_only(
     to n1's router and sends it on to n3; n2 never sends to n3 itself, nor gets it back."""
     made, routers = gateways
     routers["n2"].send(made["n2"].endpoint.path, packet(0, "a:video"))
-    got: dict[str, list[bytes]] = {"n1": [], "n3": []}
-
-    def arrived() -> bool:
-        for node, frames in got.items():
-            frames.extend(routers[node].frames())
-        return all(got.values())
-
-    await wait_until(arrived, within=5.0, what="the packet at n1's and n3's routers")
-    for node in ("n1", "n3"):
-        frame = decode(got[node][0])
-        assert isinstance(frame, Packet)
+    for frame in (await first_packets(routers, ["n1", "n3"])).values():
         assert (frame.sender, frame.track) == (1, "a:video")
     assert made["n2"].sent == 1
     assert made["n2"].tracks_out == {"a:video": 1}
@@ -386,17 +386,7 @@ async def test_a_node_with_only_a_shown_call_sends_the_feed_through_home(
         for gateway in made.values():
             gateway.place("c1", routes, 0)
         routers["n4"].send(made["n4"].endpoint.path, packet(0, "o-1:video"))
-        got: dict[str, list[bytes]] = {"n1": [], "n2": []}
-
-        def arrived() -> bool:
-            for node, frames in got.items():
-                frames.extend(routers[node].frames())
-            return all(got.values())
-
-        await wait_until(arrived, within=5.0, what="the officer's packet at n1 and n2")
-        for node in ("n1", "n2"):
-            frame = decode(got[node][0])
-            assert isinstance(frame, Packet)
+        for frame in (await first_packets(routers, ["n1", "n2"])).values():
             assert (frame.sender, frame.track) == (1, "o-1:video")
         assert made["n1"].tracks_out == {"o-1:video": 1}
 

@@ -129,11 +129,17 @@ async def test_sinks_get_a_sites_slots_through_the_fanout_and_decrypt_with_their
                 path, {"type": "remove", "conference_id": cid, "names": ["sink-0"]}
             )
             assert removed["ok"], removed
-            await asyncio.sleep(0.3)
+            # The worker answered after its last send to it (on loopback, already queued).
             drain(receivers[0], [])
-            await asyncio.sleep(0.5)
             late: list[bytes] = []
-            drain(receivers[0], late)
+            more: list[bytes] = []
+
+            def the_other_got_fifty_more() -> bool:
+                drain(receivers[0], late)
+                drain(receivers[1], more)
+                return len(more) >= 50
+
+            await wait_until(the_other_got_fifty_more, within=10, what="sink-1's packets")
             assert late == []
             again = await control(path, {"type": "add", "conference_id": cid, "sinks": sinks[1:]})
             assert again == {"ok": False, "error": "sink names must be new and distinct"}

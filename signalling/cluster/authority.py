@@ -437,16 +437,20 @@ def pick_media_node(
     candidates = [r for r in alive if r.status.media_address]
     if not candidates:
         return fallback
-    best = min(
-        candidates,
-        key=lambda r: (
-            r.status.load.cpu >= OVERLOADED_CPU,
-            rooms[r.node_id],
-            r.status.load.cpu,
-            r.node_id,
-        ),
+    return min(candidates, key=_by_load(rooms)).node_id
+
+
+def _by_load(
+    rooms: collections.Counter[str],
+) -> Callable[[NodeRecord], tuple[bool, int, float, str]]:
+    """The media nodes' order, least loaded first: not near full CPU, then the fewest rooms
+    this authority assigned, then the least CPU (the node id breaks ties)."""
+    return lambda r: (
+        r.status.load.cpu >= OVERLOADED_CPU,
+        rooms[r.node_id],
+        r.status.load.cpu,
+        r.node_id,
     )
-    return best.node_id
 
 
 @dataclass
@@ -503,16 +507,7 @@ def cascade_nodes(alive: Sequence[NodeRecord], rooms: collections.Counter[str]) 
     """The live nodes that can take part in a cascade (media and a cascade address), the
     least loaded first, by `pick_media_node`'s order."""
     candidates = [r for r in alive if r.status.media_address and r.status.cascade_address]
-    ranked = sorted(
-        candidates,
-        key=lambda r: (
-            r.status.load.cpu >= OVERLOADED_CPU,
-            rooms[r.node_id],
-            r.status.load.cpu,
-            r.node_id,
-        ),
-    )
-    return [r.node_id for r in ranked]
+    return [r.node_id for r in sorted(candidates, key=_by_load(rooms))]
 
 
 def identity_of(info: w.ConnectionInfo) -> Identity:
