@@ -49,12 +49,18 @@ class _Conference:
     """What the gateway knows of one conference: its plan, the router here, the sealer of
     this node's stream, each sender's keys and windows."""
 
-    def __init__(self, plan: cf.CascadePlan, home_worker: int, sealer: cf.Sealer) -> None:
+    def __init__(
+        self, here: str, plan: cf.CascadePlan, home_worker: int, sealer: cf.Sealer
+    ) -> None:
+        self.here = here
         self.plan = plan
         self.home_worker = home_worker
         self.sealer = sealer
         self.targets: dict[str, tuple[str, int]] = {}
         self.opened: dict[tuple[str, bytes], tuple[AESGCM, cf.ReplayWindow]] = {}
+        self.downstream: list[str] = []
+        self.senders: set[str] = set()
+        self._relayed: dict[str, list[str]] = {}
         self.set_plan(plan)
 
     def set_plan(self, plan: cf.CascadePlan) -> None:
@@ -64,6 +70,17 @@ class _Conference:
             with contextlib.suppress(ValueError):
                 targets[node] = cf.parse_address(address)
         self.targets = targets
+        # The plan's routes, once per plan rather than per packet: each walks every site.
+        self.downstream = plan.downstream(self.here)
+        self.senders = plan.senders()
+        self._relayed = {}
+
+    def relayed(self, sender: str) -> list[str]:
+        """`plan.relayed(here, sender)`, kept until the plan changes."""
+        route = self._relayed.get(sender)
+        if route is None:
+            route = self._relayed[sender] = self.plan.relayed(self.here, sender)
+        return route
 
 
 class CascadeGateway:
@@ -150,7 +167,7 @@ class CascadeGateway:
         known = self.conferences.get(conference_id)
         if known is None or known.plan.key != plan.key:
             sealer = cf.Sealer(plan.key, conference_id, self.node_id, self._stream)
-            self.conferences[conference_id] = _Conference(plan, home_worker, sealer)
+            self.conferences[conference_id] = _Conference(self.node_id, plan, home_worker, sealer)
             fabric.handlers[conference_id] = self._from_router
         else:
             known.set_plan(plan)
@@ -179,7 +196,7 @@ class CascadeGateway:
                 if frame.sender != conference.home_worker:
                     self.dropped["not_from_router"] += 1
                     return
-                targets = plan.downstream(self.node_id)
+                targets = conference.downstream
                 if targets:
                     self.tracks_out[frame.track] += len(targets)
                 self._send(conference, data, targets)
@@ -244,7 +261,7 @@ class CascadeGateway:
         if conference is None:
             raise cf.Rejected("unknown_conference")
         plan = conference.plan
-        if head.node == self.node_id or head.node not in plan.senders():
+        if head.node == self.node_id or head.node not in conference.senders:
             raise cf.Rejected("unknown_node")
         opened = conference.opened.get((head.node, head.stream))
         if opened is None:
@@ -273,7 +290,7 @@ class CascadeGateway:
         match frame:
             case Packet():
                 fabric.send(conference.home_worker, resend(frame_bytes, self.index))
-                relay = plan.relayed(self.node_id, head.node)
+                relay = conference.relayed(head.node)
                 if relay:
                     self.tracks_out[frame.track] += len(relay)
                     self._send(conference, frame_bytes, relay)
