@@ -138,6 +138,17 @@ class FloorPolicy:
             raise ValueError(f"floor policy out of bounds: {self}")
 
 
+@dataclass(frozen=True)
+class FloorParts:
+    """A floor's state as plain data, each in its own order (`Floor.parts`)."""
+
+    states: tuple[tuple[str, SiteFloor], ...]
+    queue: tuple[tuple[int, float, str], ...]  # (priority, requested at, site), sorted
+    holders: tuple[tuple[str, int | None], ...]  # in grant order
+    talk_until: tuple[tuple[str, float], ...]
+    revoking: tuple[tuple[str, float, str], ...]  # (site, taken at, reason)
+
+
 # What `_conclude` compares a command's outcome with: the holders and the queue's positions.
 _Seen = tuple[tuple[str, ...], dict[str, int]]
 
@@ -292,6 +303,57 @@ class Floor:
             return self._revoking[site][0]
         return self._talk_until.get(site)
 
+    # ---- a snapshot (signalling.core.conference_snapshot) -----------------------------------
+
+    def parts(self) -> FloorParts:
+        """What this floor is now, without its history (a log, not state)."""
+        return FloorParts(
+            states=tuple(self._state.items()),
+            queue=tuple(self._queue),
+            holders=tuple(self._holders.items()),
+            talk_until=tuple(self._talk_until.items()),
+            revoking=tuple((s, at, reason) for s, (at, reason) in self._revoking.items()),
+        )
+
+    @classmethod
+    def from_parts(cls, policy: FloorPolicy, parts: FloorParts) -> Floor:
+        """The floor `parts` describe; ValueError, and no floor, if they contradict each other
+        (a holder not PERMITTED, a hand not QUEUED, a revocation not PENDING_REVOKE, ...)."""
+        states = dict(parts.states)
+        holders = dict(parts.holders)
+        revoking = {s: (at, reason) for s, at, reason in parts.revoking}
+        talk_until = dict(parts.talk_until)
+        queued = [s for _, _, s in parts.queue]
+        if len(states) != len(parts.states) or _N in states.values():
+            raise ValueError("floor states repeat a site or list one not permitted")
+        if len(holders) != len(parts.holders) or len(set(queued)) != len(queued):
+            raise ValueError("floor holders or hands repeat a site")
+        if list(parts.queue) != sorted(parts.queue):
+            raise ValueError("floor hands out of order")
+        if {s for s, st in states.items() if st is _Q} != set(queued):
+            raise ValueError("floor hands and queued sites differ")
+        if {s for s, st in states.items() if st in _HOLDING} != set(holders):
+            raise ValueError("floor holders and permitted sites differ")
+        if {s for s, st in states.items() if st is _R} != set(revoking):
+            raise ValueError("floor revocations and revoking sites differ")
+        if not set(talk_until) <= {s for s, st in states.items() if st is _P}:
+            raise ValueError("a talk timer for a site not permitted")
+        floor = cls(policy)
+        floor._state = states
+        floor._queue = list(parts.queue)
+        floor._holders = holders
+        floor._talk_until = talk_until
+        floor._revoking = revoking
+        return floor
+
+    def __eq__(self, other: object) -> bool:
+        """The same floor now: policy, states, hands, holders and timers (not the history)."""
+        if not isinstance(other, Floor):
+            return NotImplemented
+        return self._policy == other._policy and self.parts() == other.parts()
+
+    __hash__ = None  # type: ignore[assignment]
+
     # ---- the arbiter's workings -------------------------------------------------------------
 
     def _apply(
@@ -412,6 +474,7 @@ __all__ = [
     "FloorEvent",
     "FloorIdle",
     "FloorMode",
+    "FloorParts",
     "FloorPolicy",
     "FloorTaken",
     "Granted",
