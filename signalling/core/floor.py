@@ -142,7 +142,7 @@ class FloorPolicy:
 class FloorParts:
     """A floor's state as plain data, each in its own order (`Floor.parts`)."""
 
-    states: tuple[tuple[str, SiteFloor], ...]
+    states: tuple[tuple[str, SiteFloor], ...]  # by site
     queue: tuple[tuple[int, float, str], ...]  # (priority, requested at, site), sorted
     holders: tuple[tuple[str, int | None], ...]  # in grant order
     talk_until: tuple[tuple[str, float], ...]
@@ -308,7 +308,7 @@ class Floor:
     def parts(self) -> FloorParts:
         """What this floor is now, without its history (a log, not state)."""
         return FloorParts(
-            states=tuple(self._state.items()),
+            states=tuple(sorted(self._state.items())),
             queue=tuple(self._queue),
             holders=tuple(self._holders.items()),
             talk_until=tuple(self._talk_until.items()),
