@@ -428,9 +428,10 @@ async def test_a_conference_across_nodes_with_two_moderators_acting_at_once(
 
 @pytest.mark.slow
 async def test_authority_killed_during_a_conference(cluster: Cluster) -> None:
-    """The conference's state died with its authority: the next authority ends it
-    `node_lost` from the journal, every site on a surviving node is told, the trace holds the
-    end once, and a new conference can be held at once."""
+    """A conference whose journalled state the next authority cannot restore (here: made
+    unreadable) ends `node_lost` from the journal, every site on a surviving node is told, the
+    trace holds the end once, and a new conference can be held at once. (One it can restore
+    carries on: tests/test_cluster_conference_failover.py.)"""
     _, (a, b, boss) = await three(cluster)
     host = await a.connect("sup-p", "supervisor", "P")
     site = await b.connect("op-1", "operator", "P0101")
@@ -444,6 +445,22 @@ async def test_authority_killed_during_a_conference(cluster: Cluster) -> None:
     await site.expect(
         "floor_status", timeout=5.0, where=lambda m: m["floor"]["state"] == "permitted"
     )
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+
+        async def journalled() -> bool:
+            value = await redis.hget(cluster.keys.journal_conferences, cid)
+            snap = None if value is None else w.decode_journal_conference(_raw(value)).snapshot
+            return snap is not None and snap["holders"] == [["op-1", None]]
+
+        await wait_until(journalled, within=5.0, what="the conference's snapshot journalled")
+        value = await redis.hget(cluster.keys.journal_conferences, cid)
+        assert value is not None
+        entry = w.decode_journal_conference(_raw(value))
+        bad = w.JournalConference(notify=entry.notify, ended=entry.ended, snapshot={"version": 9})
+        await redis.hset(cluster.keys.journal_conferences, cid, w.encode(bad))
+    finally:
+        await redis.aclose()
     boss.kill()
     for client in (host, site):
         ended = await client.expect("conference_ended", timeout=15.0, conference_id=cid)
@@ -502,3 +519,8 @@ async def test_a_conferences_media_across_nodes_follows_the_floor(cluster: Clust
         return all([(await n.health())["media_rooms"] == 0 for n in cluster.nodes.values()])
 
     await wait_until(released, within=5.0, what="the conference's media room closed")
+
+
+def _raw(value: bytes | str) -> bytes:
+    """A hash field as redis-py returns it (bytes: the clients here do not decode)."""
+    return value if isinstance(value, bytes) else value.encode()

@@ -17,12 +17,23 @@ from hypothesis import strategies as st
 
 from identity import Identity
 from signalling import protocol as p
+from signalling.cluster import wire as w
+from signalling.cluster.authority import AuthorityState
+from signalling.core.actions import Room
 from signalling.core.conference import Conference, ConferenceStatus
 from signalling.core.conference_snapshot import SnapshotError, restored, snapshot
 from signalling.core.floor import SiteFloor
 from signalling.errors import ClientError
-from tests.corehelpers import Board, officer, operator
-from tests.test_conferences import create, join, province
+from tests.corehelpers import (
+    Board,
+    messages,
+    officer,
+    operator,
+    recipients,
+    records,
+    supervisor,
+)
+from tests.test_conferences import EVERY_CHANGE_AT_ONCE, create, join, province
 
 SITES = ("op1", "op2", "op3", "o1")
 USERS = ("sup0", *SITES)
@@ -229,3 +240,130 @@ def test_any_bytes_decoded_give_a_conference_or_a_snapshot_error() -> None:
             restored(data, 0.0)
 
     check()
+
+
+# ---- carried on by a new authority's core (Conferences.adopt) ------------------------------
+
+
+def _new_authority(*signed_in: str) -> Board:
+    """Another switchboard, as a new authority's, with `signed_in` reported by gateways."""
+    b = Board(conferences=EVERY_CHANGE_AT_ONCE)
+    everyone = {
+        "sup0": supervisor("sup0", "P"),
+        "op1": operator("op1"),
+        "op3": operator("op3", "P0102"),
+    }
+    b.sign_in(*(everyone[u] for u in signed_in))
+    return b
+
+
+def test_an_adopted_conference_keeps_its_floor_and_its_sites_that_come_back() -> None:
+    old, conf, data = _running()
+    cid = conf.conference_id
+    b = _new_authority("sup0", "op1")
+    b.clock.now = old.now + 2.0
+    out: list[Any] = []
+    b.sb.conferences.adopt(restored(data, b.now), b.now, out)
+    (adopted,) = records(out, "conference_adopted")
+    assert adopted.data["holders"] == ["op3"]
+    assert adopted.data["mode"] == "moderated"
+    here = b.sb.conferences.get(cid)
+    assert (here.floor.holders(), here.floor.queue(), here.chair) == (("op3",), ("op1",), "sup0")
+    # op3 (its node died with the authority) signs in again within the grace: kept.
+    b.advance(5.0)
+    b.sign_in(operator("op3", "P0102"))
+    assert not here.sites["op3"].away
+    after = b.advance(b.presence_cfg.grace_s)
+    assert not records(after, "site_left")
+    assert set(here.sites) == {"sup0", "op1", "op3"}
+    assert here.floor.holders() == ("op3",)
+
+
+def test_sites_not_back_within_the_grace_leave_node_lost() -> None:
+    old, conf, data = _running()
+    cid = conf.conference_id
+    b = _new_authority("sup0", "op1")
+    b.clock.now = old.now
+    b.sb.conferences.adopt(restored(data, b.now), b.now, [])
+    assert not records(b.advance(b.presence_cfg.grace_s - 1.0), "site_left")
+    after = b.advance(1.0)
+    (left,) = records(after, "site_left")
+    assert (left.data["user"], left.data["reason"]) == ("op3", "node_lost")
+    assert messages(after, p.ConferenceLeft, to="op3")[0].reason == "node_lost"
+    here = b.sb.conferences.get(cid)
+    assert set(here.sites) == {"sup0", "op1"}
+    # The floor it held is free again; the raised hand stays.
+    assert here.floor.holders() == ()
+    assert here.floor.queue() == ("op1",)
+
+
+def test_an_adopted_conference_nobody_comes_back_to_ends_node_lost() -> None:
+    old, conf, data = _running()
+    b = _new_authority()
+    b.clock.now = old.now
+    b.sb.conferences.adopt(restored(data, b.now), b.now, [])
+    after = b.advance(b.presence_cfg.grace_s)
+    (ended,) = records(after, "conference_ended")
+    assert ended.data["reason"] == "node_lost"
+    assert conf.conference_id not in b.sb.conferences.table
+
+
+def test_an_adopted_holders_talk_time_runs_on_from_what_was_left() -> None:
+    old = province()
+    cid = create(old, "sup0", invite_users=("op1",))
+    join(old, "sup0", cid)
+    old.send("sup0", p.SetFloor(id=old.msg_id(), conference_id=cid, max_speakers=1, max_talk_s=30))
+    join(old, "op1", cid)
+    old.send("sup0", p.GrantFloor(id=old.msg_id(), conference_id=cid, site="op1"))
+    old.advance(20.0)
+    data = snapshot(old.sb.conferences.get(cid), old.now)
+    b = _new_authority("sup0", "op1")
+    b.clock.now = old.now + 3.0
+    b.sb.conferences.adopt(restored(data, b.now), b.now, [])
+    assert not messages(b.advance(9.0), p.FloorStatus, to="op1")
+    (status,) = messages(b.advance(1.0), p.FloorStatus, to="op1")
+    assert (status.floor.state, status.reason) == ("pending_revoke", "talk_time")
+
+
+def test_a_new_authority_carries_on_restorable_conferences_and_keeps_their_live_media() -> None:
+    """`AuthorityState.inherit_conferences`: a conference with a good snapshot is adopted, its
+    media kept on its live home (or, over the cascade, on its live sites' nodes, home moved,
+    under a new key); one whose snapshot is bad ends `node_lost`, its people told."""
+    old = province()
+    cids = [create(old, "sup0", invite_below=("P01",)) for _ in range(3)]
+    for cid in cids:
+        join(old, "sup0", cid)
+        join(old, "op1", cid)
+        join(old, "op3", cid)
+    journal: dict[str, bytes] = {}
+    for cid in cids:
+        facts = old.sb.conference_facts(cid)
+        assert facts is not None
+        state = snapshot(old.sb.conferences.get(cid), old.now)
+        if cid == cids[2]:
+            state["chair"] = "op1"  # not a moderator: refused
+        entry = w.JournalConference(notify=list(facts.notify), ended=facts.ended, snapshot=state)
+        journal[cid] = w.encode(entry)
+    media = {
+        cids[0]: w.encode(w.JournalMedia(home="n2")),
+        cids[1]: w.encode(w.JournalMedia(home="n1", sites={"sup0": "n1", "op1": "n3"})),
+    }
+    new = AuthorityState(core=_new_authority("sup0", "op1").sb)
+    keys = iter([b"k" * 32])
+    got = new.inherit_conferences(
+        journal, old.now, media=media, alive=["n2", "n3"], new_key=lambda: next(keys)
+    )
+    assert sorted(got.adopted) == sorted(cids[:2])
+    assert got.ended == [cids[2]]
+    assert "chair" in got.refused[cids[2]]
+    assert [r.data["conference"] for r in records(got.actions, "conference_adopted")] == cids[:2]
+    (ended,) = records(got.actions, "conference_ended")
+    assert (ended.data["conference"], ended.data["reason"]) == (cids[2], "node_lost")
+    assert recipients(got.actions, p.ConferenceEnded) == {"sup0", "op1", "op3"}
+    # Media: kept on live n2; the spread's home n1 died, so home is n3 (its live site's node).
+    assert new.media_nodes == {cids[0]: "n2", cids[1]: "n3"}
+    spread = new.spreads[cids[1]]
+    assert (spread.home, spread.sites, spread.key) == ("n3", {"op1": "n3"}, b"k" * 32)
+    # Each adopted conference's room goes out again, to be sent to those nodes.
+    rooms = {a.call_id for a in got.actions if isinstance(a, Room)}
+    assert rooms == set(cids[:2])

@@ -27,6 +27,7 @@ from signalling import protocol as p
 from signalling.cluster import wire as w
 from signalling.cluster.nodes import OVERLOADED_CPU, NodeRecord
 from signalling.core.actions import Action, Record, Room, Send
+from signalling.core.conference_snapshot import SnapshotError, restored
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import SessionKeys
 from signalling.core.switchboard import Switchboard
@@ -79,11 +80,15 @@ class InheritedCalls:
 
 @dataclass(frozen=True, slots=True)
 class InheritedConferences:
-    """The conferences a dead authority left in the journal: `actions` end them (recorded,
-    their sites told); `ended` are the fields to delete."""
+    """The conferences a dead authority left in the journal: `actions` carry on those
+    `adopted` and end the others (recorded, their sites told), whose fields `ended` are to
+    be deleted."""
 
     actions: list[Action]
     ended: list[str]
+    adopted: list[str] = field(default_factory=list)
+    # id -> why its snapshot could not be restored (it ended instead), for the log.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,12 +335,24 @@ class AuthorityState:
             ended.append(call_id)
         return InheritedCalls(actions, ended, waiting)
 
-    def inherit_conferences(self, journal: Mapping[str, bytes], now: float) -> InheritedConferences:
-        """The dead authority's journal of conferences (id -> `wire.JournalConference`): the
-        ones this core does not have end `node_lost` now, their sites told. A conference's
-        state (its floor, its sites) dies with the authority that held it."""
+    def inherit_conferences(
+        self,
+        journal: Mapping[str, bytes],
+        now: float,
+        *,
+        media: Mapping[str, bytes] | None = None,
+        alive: Sequence[str] = (),
+        new_key: Callable[[], bytes] | None = None,
+    ) -> InheritedConferences:
+        """The dead authority's journal of conferences (id -> `wire.JournalConference`).
+        Each with a snapshot this core can restore is carried on here (`conference_adopted`,
+        docs/cluster.md *Failure*), its media kept where it was on the nodes still `alive`
+        (`media`: id -> `wire.JournalMedia`), a cascade's under a key from `new_key`; the
+        others end `node_lost` now, their sites told."""
         actions: list[Action] = []
         ended: list[str] = []
+        adopted: list[str] = []
+        refused: dict[str, str] = {}
         for conference_id, value in journal.items():
             if conference_id in self.core.conferences.table:
                 continue
@@ -343,11 +360,54 @@ class AuthorityState:
                 entry = w.decode_journal_conference(value)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
+            if entry.snapshot is not None:
+                try:
+                    conf = restored(entry.snapshot, now)
+                except SnapshotError as exc:
+                    refused[conference_id] = str(exc)
+                else:
+                    if conf.conference_id == conference_id:
+                        self._place_adopted(conference_id, media, alive, new_key)
+                        self.core.conferences.adopt(conf, now, actions)
+                        adopted.append(conference_id)
+                        continue
             actions.append(Record(TraceEvent(kind="conference_ended", at=now, data=entry.ended)))
             message = p.ConferenceEnded(conference_id=conference_id, reason="node_lost", by=None)
             actions.append(Send(tuple(entry.notify), message))
             ended.append(conference_id)
-        return InheritedConferences(actions, ended)
+        if adopted:
+            # Their rooms, to their media nodes (kept above) as to any new one.
+            self.core.stages.sync(actions)
+        return InheritedConferences(actions, ended, adopted, refused)
+
+    def _place_adopted(
+        self,
+        conference_id: str,
+        media: Mapping[str, bytes] | None,
+        alive: Sequence[str],
+        new_key: Callable[[], bytes] | None,
+    ) -> None:
+        """A conference carried on keeps its media where it was, on the live nodes: home
+        (else, over the cascade, the live node with the most of its sites) and each site's
+        node. A site whose node died is placed again with the first room."""
+        value = (media or {}).get(conference_id)
+        if value is None:
+            return
+        try:
+            placed = w.decode_journal_media(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        sites = {user: at for user, at in placed.sites.items() if at in alive}
+        if not sites or new_key is None:
+            if placed.home in alive:
+                self.media_nodes[conference_id] = placed.home
+            return
+        home = placed.home
+        if home not in alive:
+            counts = collections.Counter(sites.values())
+            home = max(sorted(counts), key=counts.__getitem__)
+        self.spreads[conference_id] = Spread(home=home, key=new_key(), sites=sites)
+        self.media_nodes[conference_id] = home
 
     def inherit_instructions(
         self, journal: Mapping[str, bytes], now: float

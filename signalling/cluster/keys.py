@@ -69,10 +69,16 @@ JOURNAL_CALLS: Final = "journal:calls"
 JOURNAL_SESSIONS: Final = "journal:sessions"
 
 # Hash. Field: conference id. Value: msgpack `wire.JournalConference` {notify: [user id...],
-# ended: the data of its `conference_ended` record were it lost now}. As JOURNAL_CALLS, for
-# conferences: a conference whose authority dies ends `node_lost`, its sites are told, and the
-# trace holds its end.
+# ended: the data of its `conference_ended` record were it lost now, snapshot: its state
+# (signalling.core.conference_snapshot), written at most every JOURNAL_EVERY_S per conference
+# and at once on its end}. The next authority restores each (`conference_adopted`); one it
+# cannot restore ends `node_lost`, its sites told, the trace holding its end.
 JOURNAL_CONFERENCES: Final = "journal:conferences"
+
+# Hash. Field: conference id. Value: msgpack `wire.JournalMedia` {home: node id, sites:
+# {user id: node id}}. Written by the authority as it places a conference's media; the next
+# authority keeps the placement on the nodes still alive, with a new cascade key.
+JOURNAL_MEDIA: Final = "journal:media"
 
 # Hash. Field: instruction id. Value: msgpack `wire.JournalInstruction` {by, court, officer,
 # text, sent_at, expires_at, recipients with their receipts}. Written by the authority as an
@@ -117,6 +123,7 @@ class ClusterKeys:
         "journal_calls",
         "journal_conferences",
         "journal_instructions",
+        "journal_media",
         "journal_sessions",
         "journal_watches",
         "nodes",
@@ -137,6 +144,7 @@ class ClusterKeys:
         self.journal_sessions = prefix + JOURNAL_SESSIONS
         self.journal_conferences = prefix + JOURNAL_CONFERENCES
         self.journal_instructions = prefix + JOURNAL_INSTRUCTIONS
+        self.journal_media = prefix + JOURNAL_MEDIA
         self.journal_watches = prefix + JOURNAL_WATCHES
 
     def node_channel(self, node_id: str) -> str:

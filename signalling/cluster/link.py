@@ -117,6 +117,7 @@ class RedisCoreLink:
             node_timeout_s=rc.node_timeout_s,
             authority=lambda: self.leader.state,
             emit=lambda actions: self.leader.emit(actions),
+            alive=lambda: [r.node_id for r in self.registry.alive()],
             health=self.redis_health,
             stopping=self._stopping,
         )

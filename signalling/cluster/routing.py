@@ -125,9 +125,13 @@ class ClusterMedia:
             return
         if not change.members and change.call_id not in state.media_nodes:
             return
+        placed = change.call_id in state.media_nodes
         target = state.media_node(change.call_id, node.registry.alive(), node.node_id)
         if not change.members:
             del state.media_nodes[change.call_id]
+        if change.stage is not None and (not placed or not change.members):
+            # A conference's media node, for the next authority should this one die.
+            node.journal.media_placed(change.call_id, target if change.members else None, {})
         self._refeed(change.call_id, state)
         if target == node.node_id:
             if self.local is not None:
@@ -183,6 +187,7 @@ class ClusterMedia:
                     self._tell(target, call_id, None, change)
             state.spreads.pop(call_id, None)
             state.media_nodes.pop(call_id, None)
+            self.node.journal.media_placed(call_id, None, {})
             return
         nodes = self._nodes(state)
         if spread is None:
@@ -199,9 +204,13 @@ class ClusterMedia:
         assert room is not None
         if spread.home not in nodes:
             nodes = [spread.home, *nodes]
+        before = spread.sites
         spread.sites = spread_sites(
             home=spread.home, members=room.members, placed=spread.sites, nodes=nodes
         )
+        if spread.sites != before or not spread.told:
+            # Where its media is, for the next authority should this one die (never the key).
+            self.node.journal.media_placed(call_id, spread.home, spread.sites)
         alive = {r.node_id: r.status.cascade_address for r in self.node.registry.alive()}
         # A shown call's node sends its feed to home (it needs a cascade of its own).
         spread.feeds = {

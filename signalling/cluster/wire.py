@@ -172,6 +172,18 @@ class JournalConference(msgspec.Struct, frozen=True, kw_only=True):
 
     notify: list[str]
     ended: dict[str, Any]
+    # Its state (`signalling.core.conference_snapshot`), for the next authority to carry it
+    # on; None: it is ended instead.
+    snapshot: dict[str, Any] | None = None
+
+
+class JournalMedia(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_media`: where a conference's media is: its home node (its
+    router) and, spread over the nodes with the cascade, each site's node. Never the
+    cascade's key: the next authority draws a new one."""
+
+    home: str
+    sites: dict[str, str] = {}
 
 
 class JournalWatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,6 +211,7 @@ def encode(
     | Presence
     | JournalCall
     | JournalConference
+    | JournalMedia
     | JournalSession
     | JournalInstruction
     | JournalWatch,
@@ -277,6 +290,7 @@ decode_node: Final = msgspec.msgpack.Decoder(NodeMessage).decode
 decode_presence: Final = msgspec.msgpack.Decoder(Presence).decode
 decode_journal_call: Final = msgspec.msgpack.Decoder(JournalCall).decode
 decode_journal_conference: Final = msgspec.msgpack.Decoder(JournalConference).decode
+decode_journal_media: Final = msgspec.msgpack.Decoder(JournalMedia).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
 decode_journal_instruction: Final = msgspec.msgpack.Decoder(JournalInstruction).decode
 decode_journal_watch: Final = msgspec.msgpack.Decoder(JournalWatch).decode
@@ -307,6 +321,7 @@ __all__ = [
     "decode_journal_call",
     "decode_journal_conference",
     "decode_journal_instruction",
+    "decode_journal_media",
     "decode_journal_session",
     "decode_journal_watch",
     "decode_node",

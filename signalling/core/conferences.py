@@ -81,6 +81,14 @@ class ConferenceStart:
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptionGrace:
+    """Deadline: the sites of a conference taken over from a dead authority that have not
+    come back leave it (`node_lost`)."""
+
+    conference_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChairGrace:
     """Deadline: a conference without a connected moderator ends."""
 
@@ -480,6 +488,65 @@ class Conferences:
             self._arm_turn(worker, now)
         for cid in sorted(self.joined(user)):
             self.remove(self.table[cid], user, "signed_out", None, now, out)
+
+    # ---- taken over from a dead authority (docs/cluster.md, *Failure*) ------------------
+
+    def adopt(self, conf: Conference, now: float, out: list[Action]) -> None:
+        """`conf`, restored from a dead authority's journal, runs on here as it was: its
+        floor's timers run on, and its members keep their places while they come back (their
+        gateways' resync, or a new sign-in) within `presence.grace_s`; `adoption_grace_over`
+        then lets go of the others. Recorded `conference_adopted`."""
+        cid = conf.conference_id
+        if cid in self.table:
+            return
+        board = self._board
+        self.table[cid] = conf
+        for user, site in conf.sites.items():
+            self._joined.setdefault(user, set()).add(cid)
+            session = board.presence.session(user)
+            if session is not None:
+                site.away = not session.connected
+        for invitation in conf.invitations.values():
+            # Its ringing (and the timer ending it) were the dead authority's.
+            invitation.ringing.clear()
+        board.speakers.adopted(conf)
+        self._broadcast[cid] = conference_state(conf, board.presence.info)
+        if conf.status is ConferenceStatus.SCHEDULED:
+            self._deadlines.set(ConferenceStart(cid), max(now, conf.starts_at))
+        else:
+            self._deadlines.set(AdoptionGrace(cid), now + board.presence.config.grace_s)
+            if not any(not conf.sites[u].away for u in conf.moderators_here()):
+                board.moderation.await_chair(conf, now)
+        out.append(
+            board.facts.record(
+                "conference_adopted",
+                now,
+                conference=cid,
+                court=conf.court,
+                sites=len(conf.sites),
+                holders=list(conf.floor.holders()),
+                mode=conf.floor.policy.mode.value,
+                revision=conf.revision,
+            )
+        )
+        board.moderator_views.sites(conf, list(conf.sites))
+
+    def adoption_grace_over(self, conference_id: str, now: float, out: list[Action]) -> None:
+        """The sites of an adopted conference whose user has no session here (not back since
+        the authority died) leave `node_lost`; with nobody back at all, it ends `node_lost`."""
+        conf = self.table.get(conference_id)
+        if conf is None or conf.status is not ConferenceStatus.RUNNING:
+            return
+        presence = self._board.presence
+        lost = [u for u in conf.sites if presence.session(u) is None]
+        if len(lost) == len(conf.sites):
+            self.end(conf, "node_lost", None, now, out)
+            return
+        for user in lost:
+            out.append(Send((user,), p.ConferenceLeft(conference_id, "node_lost", None)))
+            self.remove(conf, user, "node_lost", None, now, out)
+        if lost:
+            self.broadcast(conf, out)
 
     # ---- telling ------------------------------------------------------------------------
 

@@ -289,6 +289,9 @@ class Presence:
         if identity.role is Role.OFFICER:
             out.extend(board.views.officer_changed(session))
         out.append(Send((user,), self.welcome(session, resumed=resumed, now=now)))
+        # Only a conference adopted from a dead authority can have kept this user's place
+        # (signing out leaves every conference): they are back in it.
+        board.conferences.member_back(user, now, out)
         board.invitations.signed_in(session, out)
         board.dispatch.run(now, out)
         return session

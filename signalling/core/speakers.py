@@ -190,6 +190,17 @@ class Speakers:
         timers.discard(key)
         self._apply(conf, conf.floor.timer_fired(key.kind, key.site, now), None, now, out)
 
+    def adopted(self, conf: Conference) -> None:
+        """`conf` was restored from a dead authority's journal: its holders' talk times and
+        revocations run on here, each to the time its snapshot left it."""
+        cid = conf.conference_id
+        parts = conf.floor.parts()
+        keys = [(FloorTimer(cid, "talk", site), at) for site, at in parts.talk_until]
+        keys += [(FloorTimer(cid, "revoke", site), at) for site, at, _ in parts.revoking]
+        for key, at in keys:
+            self._timers.setdefault(cid, set()).add(key)
+            self._deadlines.set(key, at)
+
     def forget(self, conf: Conference) -> None:
         """`conf` ended: none of its timers fires."""
         for key in self._timers.pop(conf.conference_id, set()):

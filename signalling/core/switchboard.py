@@ -44,7 +44,7 @@ from signalling.core.alarms import AlarmDue, Alarms
 from signalling.core.availability import Availability
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
-from signalling.core.conferences import ChairGrace, Conferences, ConferenceStart
+from signalling.core.conferences import AdoptionGrace, ChairGrace, Conferences, ConferenceStart
 from signalling.core.deadlines import Deadlines
 from signalling.core.dispatch import Dispatch, QueueTimeout, RingTimeout, SendBackHold
 from signalling.core.facts import CallFacts, ConferenceFacts, Facts, WaitingCall
@@ -426,6 +426,8 @@ class Switchboard:
                     self.invitations.expired(cid, now, out)
                 case ChairGrace(conference_id=cid):
                     self.moderation.chair_grace_over(cid, now, out)
+                case AdoptionGrace(conference_id=cid):
+                    self.conferences.adoption_grace_over(cid, now, out)
                 case FloorTimer():
                     self.speakers.timer_fired(key, now, out)
                 case ModeratorDelta():

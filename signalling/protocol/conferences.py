@@ -51,7 +51,8 @@ SiteStatus = Literal["joined", "away"]
 InvitationState = Literal["ringing", "joined", "declined", "no_answer"]
 InvitationStopReason = Literal["answered", "expired", "ended"]
 ConferenceEndReason = Literal["ended", "no_moderator", "shutdown", "node_lost"]
-LeftReason = Literal["removed", "banned"]
+# node_lost: its place was kept after the authority died, and it did not come back in time.
+LeftReason = Literal["removed", "banned", "node_lost"]
 
 
 # --- client to server --------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""A conference survives the SIGKILL of the cluster's authority (docs/cluster.md, *Failure*):
+three real hub processes on the real Redis and PostgreSQL; the next authority restores the
+conference from the journal (`journal:conferences`, `journal:media`) with the same floor
+holder and mode, its media stays on its live node (a site there keeps seeing the holder),
+and a site whose node died leaves `node_lost` after the grace."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from redis.asyncio import Redis
+
+from signalling.cluster import wire as w
+from tests.clusternodes import Cluster, cluster
+from tests.mediahelpers import Member, count_frames
+from tests.polling import wait_until
+from tests.test_cluster_hub import trace_kinds
+
+pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
+
+__all__ = ["cluster"]
+
+GRACE_S = 4.0  # presence.grace_s: how long a site not back keeps its place
+
+
+async def home_of(cluster: Cluster, cid: str) -> str:
+    """The media node the authority journalled for conference `cid`."""
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+        found: list[str] = []
+
+        async def placed() -> bool:
+            value = await redis.hget(cluster.keys.journal_media, cid)
+            if value is not None:
+                found[:] = [w.decode_journal_media(_raw(value)).home]
+            return bool(found)
+
+        await wait_until(placed, within=5.0, what=f"{cid}'s media placement journalled")
+        return found[0]
+    finally:
+        await redis.aclose()
+
+
+async def snapshot_of(cluster: Cluster, cid: str) -> dict[str, Any] | None:
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+        value = await redis.hget(cluster.keys.journal_conferences, cid)
+        return None if value is None else w.decode_journal_conference(_raw(value)).snapshot
+    finally:
+        await redis.aclose()
+
+
+async def received(member: Member) -> int:
+    """RTP packets `member`'s peer connection has received, every track."""
+    report = await member.media.pc.getStats()
+    return sum(
+        int(getattr(stat, "packetsReceived", 0))
+        for stat in report.values()
+        if getattr(stat, "type", "") == "inbound-rtp"
+    )
+
+
+async def _more(member: Member, than: int) -> bool:
+    return await received(member) > than
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_a_conference_survives_its_authoritys_death(cluster: Cluster) -> None:
+    """Two conferences (sup-p moderating; op-1 and op-2 on the surviving nodes, op-3 on the
+    authority's): their media go to two different nodes (the fewest rooms first), so one is
+    on a survivor, where its viewer must keep seeing the holder through the failover."""
+    grace = {"COMMANDCENTER_PRESENCE_GRACE_S": str(GRACE_S)}
+    boss = cluster.start("n1", **grace)
+    assert await cluster.formed("n1") == "n1"
+    a = cluster.start("n2", **grace)
+    b = cluster.start("n3", **grace)
+    assert await cluster.formed() == "n1"
+
+    host = await a.connect("sup-p", "supervisor", "P")
+    speaker = await a.connect("op-1", "operator", "P0101")
+    viewer = await b.connect("op-2", "operator", "P0102")
+    doomed = await boss.connect("op-3", "operator", "P0101")
+    conferences: dict[str, str] = {}
+    for title in ("Survives", "Also survives"):
+        created = await host.request(
+            "create_conference", reply="conference_created", title=title, invite_below=["P01"]
+        )
+        cid = created["conference"]["conference_id"]
+        for client in (host, speaker, viewer, doomed):
+            await client.request("join_conference", reply="conference_joined", conference_id=cid)
+        await host.request("set_floor", conference_id=cid, max_speakers=2, mode="open")
+        await host.request("grant_floor", conference_id=cid, site="op-1")
+        conferences[cid] = await home_of(cluster, cid)
+    assert len(set(conferences.values())) == 2, conferences
+    cid = next(c for c, home in conferences.items() if home != "n1")
+    members = [
+        Member(ws, cid, [VideoStreamTrack(), AudioStreamTrack()]) for ws in (speaker, viewer)
+    ]
+    try:
+        for member in members:
+            await member.join()
+            await member.renegotiate()
+        await viewer.expect(
+            "conference_media",
+            timeout=10.0,
+            where=lambda m: m["conference_id"] == cid and m["spotlight"] == "op-1",
+        )
+        tracks = members[1].media.tracks
+        await wait_until(lambda: "spotlight" in tracks, what="op-2's spotlight slot")
+        await count_frames(tracks["spotlight"][0], 5)
+        for each in conferences:
+
+            async def journalled(each: str = each) -> bool:
+                snap = await snapshot_of(cluster, each)
+                return snap is not None and [h[0] for h in snap["holders"]] == ["op-1"]
+
+            await wait_until(journalled, within=5.0, what="the conference's snapshot")
+
+        boss.kill()
+        killed = time.monotonic()
+        assert await cluster.formed("n2", "n3") in ("n2", "n3")
+        await host.expect("welcome", timeout=10.0)  # its session adopted
+        # The site on a surviving node keeps seeing the holder, served by the same node,
+        # after the new authority sent that node the conference's room again: packets keep
+        # arriving (not frames buffered before the kill).
+        before = await received(members[1])
+        await wait_until(
+            lambda: _more(members[1], before + 60),
+            within=max(0.5, 10.0 - (time.monotonic() - killed)),
+            what="op-2 receiving the holder's media after the failover",
+        )
+        await count_frames(tracks["spotlight"][0], 10)
+        media_s = time.monotonic() - killed
+        assert media_s < 10.0, media_s
+        # Both conferences run on: same holder, same mode (a moderator joining again is
+        # answered with its state).
+        for each in conferences:
+            joined = await host.request(
+                "join_conference", reply="conference_joined", conference_id=each
+            )
+            state = joined["state"]
+            assert [h["id"] for h in state["holders"]] == ["op-1"]
+            assert (state["mode"], state["max_speakers"]) == ("open", 2)
+            assert state["status"] == "running"
+
+        # op-3's node died with the authority: it leaves `node_lost` once the grace is over.
+        async def lost() -> bool:
+            records = await trace_kinds(cluster)
+            gone = {
+                d["conference"]
+                for k, d in records
+                if k == "site_left" and d["user"] == "op-3" and d["reason"] == "node_lost"
+            }
+            return gone == set(conferences)
+
+        await wait_until(lost, within=GRACE_S + 10.0, what="op-3 left node_lost")
+        # The others are still in: the moderator raises no site_left for them.
+        records = await trace_kinds(cluster)
+        left = {d["user"] for k, d in records if k == "site_left"}
+        assert left == {"op-3"}
+        adopted = sorted(
+            (d["conference"], d["holders"], d["mode"])
+            for k, d in records
+            if k == "conference_adopted"
+        )
+        assert adopted == sorted((c, ["op-1"], "open") for c in conferences)
+        assert not [d for k, d in records if k == "conference_ended"]
+        # The floor still works on the new authority.
+        await host.request("revoke_floor", conference_id=cid, site="op-1")
+        await speaker.expect(
+            "floor_status", timeout=10.0, where=lambda m: m["floor"]["state"] == "pending_revoke"
+        )
+    finally:
+        for member in members:
+            await member.close()
+
+
+def _raw(value: bytes | str) -> bytes:
+    """A hash field as redis-py returns it (bytes: the clients here do not decode)."""
+    return value if isinstance(value, bytes) else value.encode()
