@@ -367,3 +367,5 @@ def test_a_new_authority_carries_on_restorable_conferences_and_keeps_their_live_
     # Each adopted conference's room goes out again, to be sent to those nodes.
     rooms = {a.call_id for a in got.actions if isinstance(a, Room)}
     assert rooms == set(cids[:2])
+    # sup0's media was on n1, which died: it offers again; op1's (on n3) goes on untouched.
+    assert recipients(got.actions, p.MediaRestart) == {"sup0"}

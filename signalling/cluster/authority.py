@@ -353,6 +353,8 @@ class AuthorityState:
         ended: list[str] = []
         adopted: list[str] = []
         refused: dict[str, str] = {}
+        # Conference -> its members whose media node died with the authority (None: all).
+        restarts: list[tuple[str, frozenset[str] | None]] = []
         for conference_id, value in journal.items():
             if conference_id in self.core.conferences.table:
                 continue
@@ -367,17 +369,25 @@ class AuthorityState:
                     refused[conference_id] = str(exc)
                 else:
                     if conf.conference_id == conference_id:
-                        self._place_adopted(conference_id, media, alive, new_key)
+                        moved = self._place_adopted(conference_id, media, alive, new_key)
                         self.core.conferences.adopt(conf, now, actions)
                         adopted.append(conference_id)
+                        if moved is not None:
+                            restarts.append((conference_id, moved))
                         continue
             actions.append(Record(TraceEvent(kind="conference_ended", at=now, data=entry.ended)))
             message = p.ConferenceEnded(conference_id=conference_id, reason="node_lost", by=None)
             actions.append(Send(tuple(entry.notify), message))
             ended.append(conference_id)
         if adopted:
-            # Their rooms, to their media nodes (kept above) as to any new one.
+            # Their rooms, to their media nodes (kept above) as to any new one; then the
+            # members whose media node died offer again, to the node the room placed them on.
             self.core.stages.sync(actions)
+            for conference_id, lost in restarts:
+                members = self.core.conferences.table[conference_id].members()
+                told = tuple(u for u in members if lost is None or u in lost)
+                if told:
+                    actions.append(Send(told, p.MediaRestart(call_id=conference_id)))
         return InheritedConferences(actions, ended, adopted, refused)
 
     def _place_adopted(
@@ -386,28 +396,33 @@ class AuthorityState:
         media: Mapping[str, bytes] | None,
         alive: Sequence[str],
         new_key: Callable[[], bytes] | None,
-    ) -> None:
+    ) -> frozenset[str] | None:
         """A conference carried on keeps its media where it was, on the live nodes: home
         (else, over the cascade, the live node with the most of its sites) and each site's
-        node. A site whose node died is placed again with the first room."""
+        node. A site whose node died is placed again with the first room. Returns who must
+        offer again (their media node died): the sites placed on a dead node, None for
+        every member (its one media node died), an empty set for nobody."""
         value = (media or {}).get(conference_id)
         if value is None:
-            return
+            return frozenset()
         try:
             placed = w.decode_journal_media(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return
+            return frozenset()
         sites = {user: at for user, at in placed.sites.items() if at in alive}
+        lost = frozenset(user for user, at in placed.sites.items() if at not in alive)
         if not sites or new_key is None:
             if placed.home in alive:
                 self.media_nodes[conference_id] = placed.home
-            return
+                return frozenset()
+            return None
         home = placed.home
         if home not in alive:
             counts = collections.Counter(sites.values())
             home = max(sorted(counts), key=counts.__getitem__)
         self.spreads[conference_id] = Spread(home=home, key=new_key(), sites=sites)
         self.media_nodes[conference_id] = home
+        return lost
 
     def inherit_instructions(
         self, journal: Mapping[str, bytes], now: float
