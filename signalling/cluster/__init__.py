@@ -40,9 +40,11 @@ Theory of operation
 * A new authority. A node taking the lease keeps the switchboard it had if nobody else held
   the lease since (a Redis restart, a partition of its own); otherwise it starts with an
   empty one, adopts every reported session, and ends what the dead authority left in the
-  journal (journal.py). A node that was not the last holder waits one lease TTL after
-  seeing the lease free before taking it, so that after a Redis restart the previous
-  authority, with its calls, gets it back.
+  journal (journal.py), except its conferences, which it restores from their journalled
+  snapshots and carries on (`Conferences.adopt`), their media kept on the live nodes. A
+  node that was not the last holder waits one lease TTL after seeing the lease free before
+  taking it, so that after a Redis restart the previous authority, with its calls, gets it
+  back.
 * Python 3.11 can swallow a cancel delivered inside a redis-py call, so every loop here also
   waits on a stop event, and stopping sets it before cancelling.
 

@@ -4,8 +4,9 @@ be recorded were the authority lost now, and a new authority's inheritance of it
 The authority's hub records facts as on one node; after each batch the journal brings the
 fields of the calls and sessions those facts are about up to date (`ClusterKeys.journal_calls`,
 `journal_sessions`, written through the ordered `RedisWriter`). A node taking the lease from
-a dead authority reads what it left (`inherit`): its calls and conferences end at once
-(`node_lost`), its sessions that no
+a dead authority reads what it left (`inherit`): its calls end at once (`node_lost`), its
+conferences are carried on from their snapshots (`journal:media` keeping where their media
+is; one that cannot be restored ends `node_lost`), its sessions that no
 gateway reports within a node timeout are recorded signed out, and the calls that were
 waiting for an operator are queued again. What to do is decided by the pure
 `AuthorityState` (signalling/cluster/authority.py); this module reads and writes Redis.
