@@ -6,15 +6,21 @@ and a site whose node died leaves `node_lost` after the grace."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from redis.asyncio import Redis
 
+from media import cascade_frames as cf
 from signalling.cluster import wire as w
-from tests.clusternodes import Cluster, cluster
+from signalling.cluster.nodes import OVERLOADED_CPU, NodeStatus
+from tests.clusternodes import HEARTBEAT_S, Cluster, Node, cluster
 from tests.mediahelpers import Member, count_frames
 from tests.polling import wait_until
 from tests.test_cluster_hub import trace_kinds
@@ -182,3 +188,152 @@ async def test_a_conference_survives_its_authoritys_death(cluster: Cluster) -> N
 def _raw(value: bytes | str) -> bytes:
     """A hash field as redis-py returns it (bytes: the clients here do not decode)."""
     return value if isinstance(value, bytes) else value.encode()
+
+
+CASCADE = {
+    "COMMANDCENTER_MEDIA_WORKERS": "1",
+    "COMMANDCENTER_MEDIA_RECORD": "false",
+    "COMMANDCENTER_MEDIA_CASCADE_ADDRESS": "127.0.0.1",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_a_cascaded_conference_gets_a_new_key_when_its_authority_dies(
+    cluster: Cluster,
+) -> None:
+    """A conference spread over n2 and n3 (the authority n1 has no cascade): after n1's
+    SIGKILL the next authority keeps home and sites where they were and sends both nodes a
+    new key over their channels; a datagram sealed with the old key is dropped `bad_key`."""
+    grace = {"COMMANDCENTER_PRESENCE_GRACE_S": str(GRACE_S)}
+    cluster.start("n1", **grace)
+    assert await cluster.formed("n1") == "n1"
+    for node_id in ("n2", "n3"):
+        cluster.start(node_id, **CASCADE, **grace)
+    for node in cluster.nodes.values():
+        await node.server.wait_healthy()
+    assert await cluster.formed() == "n1"
+    redis = Redis.from_url(cluster.redis_url)
+    pubsub = redis.pubsub()
+    seen: list[tuple[str, w.CascadeChanged]] = []
+    await pubsub.subscribe(*(cluster.keys.node_channel(n) for n in ("n2", "n3")))
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            envelope = w.decode_node(_raw(message["data"]))
+            if isinstance(envelope, w.CascadeChanged):
+                seen.append((_text(message["channel"]), envelope))
+
+    listener = asyncio.get_running_loop().create_task(listen())
+    try:
+
+        async def advertised() -> bool:
+            for node_id in ("n2", "n3"):
+                raw = await redis.hget(cluster.keys.nodes, node_id)
+                if raw is None:
+                    return False
+                status = msgspec.msgpack.decode(_raw(raw), type=NodeStatus)
+                if not status.cascade_address or status.load.cpu >= OVERLOADED_CPU:
+                    return False
+            return True
+
+        await wait_until(advertised, within=30.0, what="n2 and n3 advertise their cascade")
+        await asyncio.sleep(HEARTBEAT_S * 2)  # the authority's registry read catches up
+        b, c = cluster.nodes["n2"], cluster.nodes["n3"]
+        host = await b.connect("sup-p", "supervisor", "P")
+        sites = [await b.connect("op-1", "operator", "P0101")]
+        sites.append(await c.connect("op-2", "operator", "P0102"))
+        created = await host.request(
+            "create_conference", reply="conference_created", title="Cascade", invite_below=["P01"]
+        )
+        cid = created["conference"]["conference_id"]
+        for client in (host, *sites):
+            await client.request("join_conference", reply="conference_joined", conference_id=cid)
+
+        def cascades() -> list[tuple[str, Any]]:
+            return [(ch, e.cascade) for ch, e in seen if e.conference_id == cid and e.cascade]
+
+        await wait_until(lambda: len(cascades()) >= 2, what="both nodes told the cascade")
+
+        async def journalled() -> bool:
+            # The journal takes a conference's state at most every 0.5 s.
+            snap = await snapshot_of(cluster, cid)
+            return snap is not None and len(snap["sites"]) == 3
+
+        await wait_until(journalled, what="the conference's three sites journalled")
+        first = cascades()[-1][1]
+        old_key, home, placed = first.key, first.home, dict(first.sites)
+        assert set(placed.values()) <= {"n2", "n3"}
+
+        # Before: the key opens the home's cascade (what the datagram carries is then
+        # refused for itself, not for its seal).
+        away = cluster.nodes[home]
+        sender = next(n for n in sorted(placed.values()) if n != home)
+        opened = await _send_sealed(away, old_key, cid, sender)
+        assert opened["bad_key"] == 0, opened
+
+        cluster.nodes["n1"].kill()
+        successor = await cluster.formed("n2", "n3")
+
+        await wait_until(
+            lambda: any(cas.key != old_key for _, cas in cascades()),
+            within=15.0,
+            what="a new cascade key sent",
+        )
+        latest = {ch: cas for ch, cas in cascades() if cas.key != old_key}
+        # Every node of the conference but the successor (which applies its own placement
+        # in process) is told over its channel.
+        involved = {*placed.values(), home} - {successor}
+        assert set(latest) == {cluster.keys.node_channel(n) for n in involved}, latest
+        for cas in latest.values():
+            assert len(cas.key) == 32
+            assert cas.home == home
+            assert cas.sites == placed
+
+        # The old key opens nothing on the nodes that carry the conference on.
+        refused = await _send_sealed(away, old_key, cid, sender)
+        assert refused["bad_key"] == 3, refused
+    finally:
+        listener.cancel()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _send_sealed(node: Node, key: bytes, cid: str, sender: str) -> dict[str, int]:
+    """Three datagrams sealed with `key` as from `sender`, to `node`'s cascade: how its drop
+    counters moved once all three are accounted for (dropped for a reason, or received)."""
+
+    async def counters() -> dict[str, int]:
+        health = (await node.health())["media_cascade"]
+        return {
+            "received": int(health["received"]),
+            **{k: int(v) for k, v in health["dropped"].items()},
+        }
+
+    before = await counters()
+    address, port = cf.parse_address((await node.health())["media_cascade"]["address"])
+    sealer = cf.Sealer(key, cid, sender, os.urandom(8))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(3):
+            sock.sendto(sealer.seal(b"\x01\x01\x00\x00 not a frame"), (address, port))
+    moved: dict[str, int] = {}
+
+    async def accounted() -> bool:
+        after = await counters()
+        moved.clear()
+        moved.update(
+            {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        )
+        return sum(v for k, v in moved.items() if k != "received") >= 3 or (
+            moved.get("received", 0) >= 3
+        )
+
+    await wait_until(accounted, what="three sealed datagrams accounted for")
+    moved.setdefault("bad_key", 0)
+    return moved
