@@ -1,7 +1,8 @@
 """Conferences' records over HTTP (issue 14, the auditor): `GET /api/conferences` lists the
 conferences of a period with the statistics' figures, and `GET /api/conferences/<id>/audit`
 gives one conference's whole trail in time order, read by the subject index; on the real app
-with real conferences over WebSockets, on SQLite and on PostgreSQL."""
+with real conferences over WebSockets, on SQLite and on PostgreSQL; every answer as
+commandcenter/openapi.json documents it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sessions.store import StoredRecord
 from tests.conftest import make_config
 from tests.evidencehelpers import Api
 from tests.polling import wait_until
+from tests.test_openapi import Conformance
 from tests.tracehelpers import Backend, backend
 from tests.wsclient import Client, Server
 
@@ -37,8 +39,17 @@ async def api(backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path) -
     return Api(await aiohttp_client(app), app, config)
 
 
+CONFORMANCE = Conformance()
+
+
 async def get_json(api: Api, path: str, user: str, role: str, court: str) -> tuple[int, Any]:
+    """The answer, checked against commandcenter/openapi.json for the conferences' routes."""
     resp = await api.get(path, user, role, court)
+    route = path.split("?")[0]
+    if route.startswith("/api/conferences/"):
+        route = "/api/conferences/{conference_id}/audit"
+    if route.startswith("/api/conferences"):
+        await CONFORMANCE.check("GET", route, resp)
     return resp.status, await resp.json()
 
 
