@@ -254,8 +254,21 @@ class PostgresTraceStore:
                 async with asyncio.timeout(timeout_s), writer.transaction():
                     # Two nodes starting together must not race on CREATE ... IF NOT EXISTS.
                     await writer.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+                    unindexed = await writer.fetchval(
+                        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NULL",
+                        table,
+                        f'"{schema}".{SUBJECTS}',
+                    )
+                    if unindexed:
+                        unindexed = await writer.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})")
                     for statement in _schema_sql(table, schema):
                         await writer.execute(statement)
+                if unindexed:
+                    log.warning(
+                        "trace subject index is new: audit views miss the older records until "
+                        "`commandcenter trace reindex`",
+                        schema=schema,
+                    )
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=4, timeout=timeout_s, command_timeout=query_timeout_s
             )

@@ -147,6 +147,14 @@ def _link(row: tuple[Any, ...]) -> Link:
     return Link(seq, at_us, kind, data, prev_hash, digest, facets)
 
 
+def _unindexed(conn: sqlite3.Connection) -> bool:
+    """Whether the file holds records but no subject index yet (a trace written before it)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "trace" not in tables or "trace_subjects" in tables:
+        return False
+    return conn.execute("SELECT 1 FROM trace LIMIT 1").fetchone() is not None
+
+
 def _read_head(conn: sqlite3.Connection) -> Head:
     row = conn.execute(_HEAD).fetchone()
     return GENESIS if row is None else Head(int(row[0]), str(row[1]))
@@ -234,9 +242,16 @@ class SqliteTraceStore:
             # loss (NORMAL would only protect against a crash of the process).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
+            unindexed = _unindexed(conn)
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("COMMIT")
+            if unindexed:
+                log.warning(
+                    "trace subject index is new: audit views miss the older records until "
+                    "`commandcenter trace reindex`",
+                    path=str(path),
+                )
         except BaseException:
             conn.close()
             raise

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from commandcenter.cli import main
 from sessions import records, subjects
@@ -237,13 +238,20 @@ async def test_trace_reindex_rebuilds_a_lost_index_with_a_progress_bar(
         await store.append(events())
     finally:
         await store.close()
-    # A trace written before the index existed: its table is empty.
-    await backend.sql("DELETE FROM {t}_subjects")
-    store = await backend.open(readonly=True)
+    # A trace written before the index existed: opened, it gets an empty index and says so.
+    await backend.sql("DROP TABLE {t}_subjects")
+    with capture_logs() as logs:
+        store = await backend.open()
     try:
         assert await store.records_about("conference:k1") == []
     finally:
         await store.close()
+    warned = [e for e in logs if e["event"].startswith("trace subject index is new")]
+    assert len(warned) == 1, logs
+    assert warned[0]["log_level"] == "warning"
+    with capture_logs() as logs:
+        await (await backend.open()).close()
+    assert not [e for e in logs if e["event"].startswith("trace subject index is new")]
     config = str(config_file(tmp_path, backend))
     code = await asyncio.to_thread(main, ["trace", "reindex", "--config", config, "--progress"])
     out, err = capsys.readouterr()
