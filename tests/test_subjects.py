@@ -13,6 +13,8 @@ import typing
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from commandcenter.cli import main
@@ -162,6 +164,34 @@ def test_a_record_is_filed_under_each_subject_it_names() -> None:
     assert subjects.subjects_of("call_created", {"call": 7}) == ()
     assert subjects.subjects_of("call_created", {"call": ""}) == ()
     assert subjects.subjects_of("call_created", {"call": "x" * 201}) == ()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    st.sampled_from([*sorted(subjects.INDEXED_KINDS), "sign_in", "position"]),
+    st.dictionaries(st.sampled_from(["call", "conference", "evidence_id", "user"]), JSON),
+)
+def test_any_record_is_filed_under_exactly_the_string_ids_it_names(
+    kind: str, data: dict[str, object]
+) -> None:
+    filed = subjects.subjects_of(kind, data)
+    expected = tuple(
+        f"{what}:{data[field]}"
+        for what, field in subjects.FIELDS
+        if kind in subjects.INDEXED_KINDS
+        and isinstance(data.get(field), str)
+        and 0 < len(str(data[field])) <= subjects.MAX_ID_CHARS
+        and "\x00" not in str(data[field])
+    )
+    assert filed == expected
 
 
 # --- the stores ----------------------------------------------------------------------------
