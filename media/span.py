@@ -614,6 +614,8 @@ class Spans:
         self.by_conference: dict[str, ConferenceSpan] = {}
         # Conferences another node records (the home node of a cascade, media.cascade).
         self._not_recorded: set[str] = set()
+        # Each routed conference's audio packets in as of the last `audio_sites_in`.
+        self._audio_seen: dict[str, collections.Counter[str]] = {}
 
     def open(self) -> None:
         if self.endpoint is not None and self.fabric is None:
@@ -709,6 +711,28 @@ class Spans:
         for span in list(self.by_conference.values()):
             if span.shows(call_id):
                 span.restage()
+
+    def audio_sites_in(self) -> dict[int, int]:
+        """Per other worker, the most sites of one conference routed here whose audio came
+        from it since the last call (the preselection's figure for the pool's health)."""
+        most: dict[int, int] = {}
+        seen = self._audio_seen
+        for conference_id, span in self.by_conference.items():
+            if not span.placement.is_home:
+                continue
+            before = seen.get(conference_id, collections.Counter())
+            per_worker: collections.Counter[int] = collections.Counter()
+            for track, count in span.audio_in.items():
+                if count > before[track]:
+                    worker = span.placement.worker_of(owner_kind(track)[0])
+                    if worker is not None:
+                        per_worker[worker] += 1
+            seen[conference_id] = collections.Counter(span.audio_in)
+            for worker, sites in per_worker.items():
+                most[worker] = max(most.get(worker, 0), sites)
+        for gone in set(seen) - set(self.by_conference):
+            del seen[gone]
+        return most
 
     def health(self) -> dict[str, object]:
         if self.fabric is None:

@@ -1,6 +1,8 @@
 """Open discussion over two media workers (media.loudest, media.span): six sites speak at
 once, each at its own RFC 6464 level, four on the worker that is not home and two on home.
-Real MediaServices with their real fabric sockets, real aiortc sites (tests.test_media_fabric).
+First with two real MediaServices in this process over their real fabric sockets (their
+spans' counters at hand: tests.test_media_fabric), then in the real server with its two
+worker processes (the pool's health reports what home took).
 
 The worker that is not home sends home the audio of its three loudest sites only, and names
 them in VOICES frames; home's final pick (and every worker's) is the three loudest of all."""
@@ -13,15 +15,22 @@ from functools import partial
 import msgspec
 import pytest
 
+from media import ice
+from media import worker_wire as w
 from media.conference_room import ConferenceRoom
-from tests.mediahelpers import ToneTrack
+from tests.conftest import Serve
+from tests.mediahelpers import Member, ToneTrack, count_frames
 from tests.polling import wait_until
+from tests.test_hub_conferences import meeting
+from tests.test_media_conference import with_media
 from tests.test_media_fabric import CONFIG, Site, chair_stage, conference, fabric_workers
+from tests.test_media_workers import pool_of
 
 # Peak amplitudes: 12000 is about -12 dBov, each halving about 6 dB quieter.
 LOUDNESS = {"a": 12000, "b": 6000, "c": 3000, "d": 1500, "e": 400, "f": 250}
 WHERE = {"chair": 0, "b": 0, "e": 0, "listener": 1, "a": 1, "c": 1, "d": 1, "f": 1}
 LOUDEST = ["a", "b", "c"]
+MEDIA = {"ice_addresses": ("127.0.0.1",), "workers": 2, "record": False}
 
 
 def slotted(room: ConferenceRoom) -> bool:
@@ -92,3 +101,84 @@ async def test_home_takes_at_most_three_voices_per_worker_and_every_site_hears_t
             assert taken == {"a:audio", "c:audio", "d:audio", "f:audio"}, taken
             assert not other.held_back
             assert home.voices == {}
+
+
+@pytest.mark.slow
+async def test_in_the_real_server_home_takes_at_most_three_voices_from_the_other_worker(
+    serve: Serve,
+) -> None:
+    """Ten sites and the chair spread over two worker processes; six sites speak, four of
+    them on the worker that is not home. The chair is told of and receives the three
+    loudest; home's worker reports audio from three sites of the other worker, never more."""
+    ice.use_addresses(["127.0.0.1"])
+    members: list[Member] = []
+    try:
+        server = await serve(media=MEDIA)
+        pool = pool_of(server)
+        assert await pool.ready()
+        host_ws, consoles, cid = await meeting(server)
+        sockets = {"op1": consoles["op1"], "op3": consoles["op3"]}
+        for i in range(4, 12):
+            ws = await server.connect(f"op{i}", "operator", "P0101" if i % 2 else "P0102")
+            await ws.request("join_conference", reply="conference_joined", conference_id=cid)
+            sockets[ws.user] = ws
+        await host_ws.request("unmute_all", conference_id=cid)
+        host = await with_media(host_ws, cid)
+        members.append(host)
+        # Silent until the placement is known (a tone of amplitude 0 is level 127).
+        tones = {user: ToneTrack(amplitude=0) for user in sockets}
+        for user, ws in sockets.items():
+            member = Member(ws, cid, [tones[user]])
+            members.append(member)
+            await member.join()
+            await member.renegotiate()
+        home = pool.home[cid]
+        where = pool.where[cid]
+        there = [u for u in sorted(tones) if where[u] != home]
+        here = [u for u in sorted(tones) if where[u] == home]
+        assert len(there) >= 4, where
+        assert len(here) >= 2, where
+        (other,) = {where[u] for u in there}
+        # Ranked loudest first, 6 dB apart: two on home among them.
+        ranked = [there[0], here[0], there[1], here[1], there[2], there[3]]
+        for user, amplitude in zip(ranked, (12000, 6000, 3000, 1500, 750, 375), strict=True):
+            tones[user].amplitude = amplitude
+        loudest = sorted(ranked[:3])
+
+        await host_ws.expect(
+            "conference_media",
+            timeout=20.0,
+            where=lambda m: sorted(u for u in m["audio"] if u) == loudest,
+        )
+        # Heard: each of the chair's three audio slots carries packets (a slot with no source
+        # sends none).
+        slots = ("audio-0", "audio-1", "audio-2")
+        await wait_until(
+            lambda: all(s in host.media.tracks for s in slots), what="the chair's audio slots"
+        )
+        for slot in slots:
+            await count_frames(host.media.tracks[slot][0], 10)
+
+        # Each report of home's worker (one a second, and one per health look).
+        loads: list[w.Load] = []
+
+        def reported() -> list[dict[int, int]]:
+            pool.health()
+            load = pool.workers[home].load
+            if load is not None and (not loads or loads[-1] is not load):
+                loads.append(load)
+            return [load.audio_sites_in for load in loads]
+
+        await wait_until(
+            lambda: reported()[-1].get(other) == 3,
+            within=10.0,
+            what="home reporting audio from three sites of the other worker",
+        )
+        start = len(loads)
+        await wait_until(lambda: len(reported()) >= start + 3, within=10.0, what="3 reports")
+        later = reported()[start - 1 :]
+        assert all(r.get(other, 0) <= 3 for r in later), later
+    finally:
+        for member in members:
+            await member.close()
+        ice.use_addresses([])
