@@ -10,14 +10,26 @@ them in VOICES frames; home's final pick (and every worker's) is the three loude
 from __future__ import annotations
 
 import collections
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import msgspec
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media import ice
 from media import worker_wire as w
 from media.conference_room import ConferenceRoom
+from media.fabric import Fabric, FabricEndpoint
+from media.forwarder import PacketSink, Publication
+from media.placement import Placement
+from media.span import ConferenceSpan
+from signalling.core.actions import Stage
 from tests.conftest import Serve
 from tests.mediahelpers import Member, ToneTrack, count_frames
 from tests.polling import wait_until
@@ -31,6 +43,96 @@ LOUDNESS = {"a": 12000, "b": 6000, "c": 3000, "d": 1500, "e": 400, "f": 250}
 WHERE = {"chair": 0, "b": 0, "e": 0, "listener": 1, "a": 1, "c": 1, "d": 1, "f": 1}
 LOUDEST = ["a", "b", "c"]
 MEDIA = {"ice_addresses": ("127.0.0.1",), "workers": 2, "record": False}
+
+
+# ---- the export sink itself: two spans over a real fabric, packets played in by hand ------
+
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+OPEN = Stage(audible=("chair",), spotlight=None, moderators=("chair",), open=True)
+
+
+@asynccontextmanager
+async def two_spans(where: dict[str, int]) -> AsyncIterator[tuple[ConferenceSpan, ConferenceSpan]]:
+    """Home (0) and worker 1, each a span of conference "c" on its own fabric socket."""
+    with tempfile.TemporaryDirectory(prefix="open-") as directory:
+        paths = {i: str(Path(directory) / f"w{i}.sock") for i in (0, 1)}
+        fabrics = [Fabric(FabricEndpoint(i, paths[i], {1 - i: paths[1 - i]})) for i in (0, 1)]
+        for fabric in fabrics:
+            fabric.open()
+        spans = [
+            ConferenceSpan(
+                conference_id="c",
+                fabric=fabric,
+                config=CONFIG,
+                clock=time.monotonic,
+                room=lambda: None,
+            )
+            for fabric in fabrics
+        ]
+        try:
+            for i, span in enumerate(spans):
+                span.place(Placement(i, 0, where), OPEN)
+            yield spans[0], spans[1]
+        finally:
+            for span in spans:
+                span.close()
+            for fabric in fabrics:
+                fabric.close()
+
+
+class Microphone:
+    """A site's audio on worker 1 as its Publication hands it to the span's export sink."""
+
+    def __init__(self, span: ConferenceSpan, owner: str) -> None:
+        pub = Publication(
+            owner=owner, kind="audio", receiver=None, keyframe_interval=0.5, clock=time.monotonic
+        )
+        self.sink: PacketSink = span.export_sink(pub)
+        self.seq = 0
+
+    def say(self, level: int | None) -> None:
+        packet = RtpPacket(payload_type=111, sequence_number=self.seq, timestamp=self.seq * 960)
+        packet.payload = b"opus"
+        if level is not None:
+            packet.extensions.audio_level = (level < 127, level)
+        self.sink(packet, OPUS, time.monotonic())
+        self.seq += 1
+
+
+async def test_a_site_becoming_a_candidate_reaches_home_from_its_first_loud_packet() -> None:
+    """Decided per packet: of a site that was silent, home takes every packet from the very
+    one that made it a candidate (no gap); a quieter one waits while the places are taken,
+    the chair's voice (audible by the stage) always crosses, and VOICES names the candidates."""
+    where = {"chair": 1, "a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "s0": 0}
+    async with two_spans(where) as (home, worker):
+        mics = {u: Microphone(worker, u) for u in ("chair", "a", "b", "c", "d", "e")}
+        for _ in range(5):
+            for user in ("a", "b", "c", "d", "e"):
+                mics[user].say(127)
+            mics["chair"].say(None)
+        for _ in range(10):
+            for user, level in {"a": 20, "b": 22, "c": 24, "d": 40}.items():
+                mics[user].say(level)
+            mics["e"].say(None)
+        for _ in range(10):
+            mics["e"].say(5)
+        await wait_until(lambda: home.audio_in["e:audio"] == 10, what="e's ten packets at home")
+        # The silent packets stayed; a, b, c took the places with their first loud packet; d,
+        # 16 dB quieter than c, waited; e, 19 dB louder than c, took c's place at once.
+        assert dict(home.audio_in) == {
+            "chair:audio": 5,
+            "a:audio": 10,
+            "b:audio": 10,
+            "c:audio": 10,
+            "e:audio": 10,
+        }
+        assert worker.held_back["d:audio"] == 15
+        # Its silent packets and those without a level stayed.
+        assert worker.held_back["e:audio"] == 15
+        await wait_until(lambda: 1 in home.voices, what="worker 1's VOICES at home")
+        await wait_until(
+            lambda: [u for u, _ in home.voices[1]] == ["e", "a", "b"], what="e, a, b named"
+        )
 
 
 def slotted(room: ConferenceRoom) -> bool:
