@@ -135,7 +135,7 @@ class ConferenceSpan:
         # candidates home was last told of; packets kept here, per track, as not candidates.
         self.loudest = Loudest(min(config.conference_audio_slots, MAX_VOICES))
         self._preselected: frozenset[str] = frozenset()
-        self._told_voices: tuple[tuple[str, ...], float] = ((), -1.0)
+        self._told_voices: tuple[str, ...] = ()
         self.held_back: collections.Counter[str] = collections.Counter()
         self._voices_timer: asyncio.TimerHandle | None = None
         # Home: each worker's candidates as its last VOICES named them, and the audio packets
@@ -262,9 +262,9 @@ class ConferenceSpan:
         """Name this worker's candidates to home, if they changed (or `always`)."""
         voices = tuple(self.loudest.candidates(now))
         names = tuple(u for u, _ in voices)
-        if not always and names == self._told_voices[0]:
+        if not always and names == self._told_voices:
             return
-        self._told_voices = (names, now)
+        self._told_voices = names
         frame = Voices(self.fabric.index, self.conference_id, voices)
         self.fabric.send(self.placement.home, encode(frame))
 
