@@ -251,6 +251,8 @@ def test_a_new_authority_closes_in_the_trace_the_watches_a_dead_one_left() -> No
     state = AuthorityState(core=fresh.sb)
     inherited = state.inherit_watches({wid: w.encode(entry), "w-junk": b"\x01"}, fresh.now)
     assert inherited.ended == [wid]
+    # Its room is to be closed wherever it is, the officer's uplink with it.
+    assert inherited.rooms == {wid: "o1"}
     stops = records(inherited.actions, "watch_stopped")
     assert sorted(f.data["by"] for f in stops) == ["op1", "sup"]
     assert {f.data["reason"] for f in stops} == {"node_lost"}
@@ -273,3 +275,4 @@ def test_an_authority_leaves_alone_a_watch_it_has_itself() -> None:
     inherited = AuthorityState(core=b.sb).inherit_watches({wid: w.encode(entry)}, b.now)
     assert inherited.actions == []
     assert inherited.ended == []
+    assert inherited.rooms == {}
