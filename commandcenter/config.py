@@ -183,6 +183,9 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     wall_max_feeds: int = 16
     wall_rotate_s: float = 20.0
     wall_starts_per_min: int = 120
+    # The map: a position whose device time is older than this many seconds is shown as
+    # stale (旧位, a grey marker; a bubble counts its stale officers).
+    position_stale_s: float = 300.0
 
     def court_places(self) -> dict[str, tuple[float, float]]:
         """court_positions as {code: (lat, lon)}; ValueError naming a malformed entry."""
@@ -419,6 +422,10 @@ def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
     if not 1 <= console.wall_starts_per_min <= 10000:
         raise ConfigError(
             f"console.wall_starts_per_min: must be 1 to 10000, got {console.wall_starts_per_min}"
+        )
+    if not 10.0 <= console.position_stale_s <= 86400.0:
+        raise ConfigError(
+            f"console.position_stale_s: must be 10 to 86400, got {console.position_stale_s}"
         )
     try:
         places = console.court_places()
