@@ -43,6 +43,7 @@ from signalling.settings import (
     LimitsConfig,
     PresenceConfig,
     RedisConfig,
+    WallConfig,
 )
 
 ENV_PREFIX = "COMMANDCENTER_"
@@ -223,6 +224,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     instructions: InstructionsConfig = msgspec.field(default_factory=InstructionsConfig)
+    wall: WallConfig = msgspec.field(default_factory=WallConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -323,6 +325,7 @@ def _validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    _validate_wall(cfg.wall)
     if cfg.instructions.max_chars > MAX_INSTRUCTION_CHARS:
         raise ConfigError(f"instructions.max_chars: at most {MAX_INSTRUCTION_CHARS}")
     if cfg.conferences.revoke_grace_s < 0:
@@ -403,6 +406,20 @@ def _validate_feed(feed: FeedConfig) -> None:
     for key in ("max_per_user", "max_connections"):
         if getattr(feed, key) < 1:
             raise ConfigError(f"feed.{key}: must be positive, got {getattr(feed, key)}")
+
+
+# A wall cap's bounds: (least, most) lines, frames a second, kbit/s.
+WALL_CAP_BOUNDS = ((90, 2160), (1, 60), (50, 20000))
+WALL_CAP_NAMES = ("height", "fps", "kbit/s")
+
+
+def _validate_wall(wall: WallConfig) -> None:
+    for tiles, cap in wall.caps().items():
+        for value, (low, high), what in zip(cap, WALL_CAP_BOUNDS, WALL_CAP_NAMES, strict=True):
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"wall.tiles_{tiles}: {what} must be {low} to {high}, got {value}"
+                )
 
 
 def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
@@ -630,7 +647,7 @@ def _env_value(raw: str, tp: Any, key: str, name: str) -> Any:
     value: Any = raw
     if not isinstance(info, msgspec.inspect.StrType):
         value = raw.strip()
-    if isinstance(info, msgspec.inspect.VarTupleType):
+    if isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.TupleType):
         value = [item.strip() for item in value.split(",") if item.strip()]
     elif isinstance(info, msgspec.inspect.BoolType):
         value = _ENV_BOOLEANS.get(value.lower(), value)
