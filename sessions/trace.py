@@ -276,7 +276,7 @@ def written_as(link: Link, around: int) -> int | None:
     return None
 
 
-def _legacy_position(link: Link) -> bool:
+def _legacy_unindexed(link: Link) -> bool:
     # Positions had no derived columns before the track read them, nor instructions before
     # their statistics (sessions/facets.py); their data is hashed as ever, only the index is
     # missing.
@@ -293,7 +293,7 @@ def facets_mismatch(link: Link) -> str | None:
         return "data is not JSON"
     if not isinstance(data, dict):
         return "data is not a JSON object"
-    if facets_of(link.kind, data) != link.facets and not _legacy_position(link):
+    if facets_of(link.kind, data) != link.facets and not _legacy_unindexed(link):
         return "derived columns (court, subject, tag, flag) disagree with the data"
     return None
 

@@ -44,9 +44,13 @@ async def test_a_watch_across_nodes_carries_video_and_is_recorded_once(cluster: 
     officer_ws = await a.connect("of-1", "officer", COURT)
     op_ws = await b.connect("op-1", "operator", COURT)
     sv_ws = await c.connect("sv-1", "supervisor", "P01")
+    # A 16-tile wall on another node than the officer's: the authority caps the uplink.
+    await op_ws.request("wall_layout", tiles=16)
     reply = await op_ws.request("watch", reply="watching", officer="of-1")
     watch_id = reply["watch_id"]
     await officer_ws.expect("watch_opened", timeout=5.0, watch_id=watch_id)
+    policy = await officer_ws.expect("video_policy", timeout=5.0, watch_id=watch_id)
+    assert (policy["max_height"], policy["max_fps"], policy["max_kbps"]) == (180, 12, 200)
     officer = Member(officer_ws, watch_id, [VideoStreamTrack()])
     watcher = Member(op_ws, watch_id, [])
     try:
