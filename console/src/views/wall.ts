@@ -204,8 +204,12 @@ export class WallView {
     if (Date.now() >= this.nextRotateAt && !this.enlarged) this.rotate();
     const shown = this.shown();
     if (this.connected) {
+      const officers = shown.map((e) => e.officer.id);
+      // Unwatched first: a tile enlarged lifts the cap of its officer only, not of the
+      // fifteen being let go.
+      this.release(officers);
       this.tellLayout(this.enlarged ? 1 : this.layout);
-      this.reconcile(shown.map((e) => e.officer.id));
+      this.reconcile(officers);
     }
     this.empty.textContent = t("wall.none");
     this.empty.hidden = this.candidates().length > 0;
@@ -359,8 +363,7 @@ export class WallView {
   /** Watch exactly `officers`: stop what no tile shows first (the server bounds how many
    * we watch at once), then start the new ones. */
   private reconcile(officers: string[]): void {
-    const wanted = new Set(officers);
-    for (const feed of [...this.feeds.values()]) if (!wanted.has(feed.officer)) this.drop(feed, true);
+    this.release(officers);
     const now = Date.now();
     for (const officer of officers) {
       const feed = this.feeds.get(officer);
@@ -371,6 +374,12 @@ export class WallView {
       if (feed) this.drop(feed, true);
       void this.watch(officer);
     }
+  }
+
+  /** Stop watching whoever is not in `officers`. */
+  private release(officers: string[]): void {
+    const wanted = new Set(officers);
+    for (const feed of [...this.feeds.values()]) if (!wanted.has(feed.officer)) this.drop(feed, true);
   }
 
   private async watch(officer: string): Promise<void> {
