@@ -53,6 +53,10 @@ from sessions.facets import (
     CALL_ESCALATED,
     CONFERENCE_STARTED,
     EVIDENCE_STORED,
+    INSTRUCTION_DELIVERED,
+    INSTRUCTION_EXPIRED,
+    INSTRUCTION_READ,
+    INSTRUCTION_SENT,
     SIGN_IN,
     Facets,
     facets_of,
@@ -65,6 +69,7 @@ from sessions.statistics import (
     OFFICER_ROLE,
     CallCounts,
     Counts,
+    InstructionCounts,
     StatsQuery,
 )
 from sessions.store import (
@@ -663,9 +668,41 @@ class PostgresTraceStore:
             CANCELLED,
             *([] if courts is None else [courts]),
         )
-        # On two connections at once: each query is consistent in itself (the call outcomes
-        # add up), and together they take the time of the slower one.
-        first, rows = await asyncio.gather(first_query, calls_query)
+        s_court = "" if courts is None else " AND s.court = ANY($7::text[])"
+        # The instructions sent in the period and courts, each receipt found by its subject
+        # (the instruction id) on the trace_subject index; the read delays come as an array
+        # for the median.
+        instructions_query = self._fetch(
+            f"""WITH sent AS (
+                SELECT s.subject AS id, s.at_us AS at, s.flag AS wide FROM {t} s
+                WHERE s.kind = $1 AND s.at_us >= $2 AND s.at_us < $3
+                    AND s.subject IS NOT NULL{s_court}
+            ),
+            reads AS (
+                SELECT sent.id, r.at_us - sent.at AS delay FROM sent
+                    JOIN {t} r ON r.kind = $5 AND r.subject = sent.id
+            )
+            SELECT
+                (SELECT count(*) FROM sent),
+                (SELECT count(*) FROM sent JOIN {t} d ON d.kind = $4 AND d.subject = sent.id),
+                (SELECT count(*) FROM reads),
+                (SELECT count(*) FROM sent
+                    WHERE EXISTS (SELECT 1 FROM reads WHERE reads.id = sent.id)
+                    AND (wide IS NOT TRUE OR EXISTS (SELECT 1 FROM {t} x
+                        WHERE x.kind = $6 AND x.subject = sent.id AND x.flag))),
+                (SELECT coalesce(array_agg(delay ORDER BY delay), '{{}}') FROM reads)""",
+            INSTRUCTION_SENT,
+            query.since_us,
+            query.until_us,
+            INSTRUCTION_DELIVERED,
+            INSTRUCTION_READ,
+            INSTRUCTION_EXPIRED,
+            *([] if courts is None else [courts]),
+        )
+        # On three connections at once: each query is consistent in itself (the call
+        # outcomes add up), and together they take the time of the slowest.
+        first, rows, instructed = await asyncio.gather(first_query, calls_query, instructions_query)
+        n_sent, delivered, read, acknowledged, delays = instructed[0]
         sign_ins, officers, items, cases, conferences, actions = first[0]
         calls = {
             str(r[0]): CallCounts(
@@ -687,6 +724,13 @@ class PostgresTraceStore:
             conferences=conferences,
             actions=actions,
             calls=calls,
+            instructions=InstructionCounts(
+                sent=n_sent,
+                delivered=delivered,
+                read=read,
+                acknowledged=acknowledged,
+                read_us=tuple(int(d) for d in delays),
+            ),
         )
 
 

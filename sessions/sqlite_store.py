@@ -40,6 +40,10 @@ from sessions.facets import (
     CALL_ESCALATED,
     CONFERENCE_STARTED,
     EVIDENCE_STORED,
+    INSTRUCTION_DELIVERED,
+    INSTRUCTION_EXPIRED,
+    INSTRUCTION_READ,
+    INSTRUCTION_SENT,
     SIGN_IN,
     Facets,
     facets_of,
@@ -52,6 +56,7 @@ from sessions.statistics import (
     OFFICER_ROLE,
     CallCounts,
     Counts,
+    InstructionCounts,
     StatsQuery,
 )
 from sessions.store import (
@@ -641,6 +646,47 @@ def _counts(conn: sqlite3.Connection, q: StatsQuery) -> Counts:
         conferences=conferences,
         actions=actions,
         calls=calls,
+        instructions=_instructions(conn, q),
+    )
+
+
+def _instructions(conn: sqlite3.Connection, q: StatsQuery) -> InstructionCounts:
+    """The instructions sent in the period and courts, each receipt found by its subject
+    (the instruction id) on the trace_subject index."""
+    params: list[Any] = [INSTRUCTION_SENT, q.since_us, q.until_us]
+    sent = (
+        "SELECT s.subject AS id, s.at_us AS at, s.flag AS wide FROM trace s"
+        " WHERE s.kind = ? AND s.at_us >= ? AND s.at_us < ? AND s.subject IS NOT NULL"
+    ) + _in("s.court", q.courts, params)
+    params += [INSTRUCTION_DELIVERED, INSTRUCTION_READ, INSTRUCTION_READ, INSTRUCTION_EXPIRED]
+    sql = (
+        f"WITH sent AS MATERIALIZED ({sent})"
+        " SELECT (SELECT count(*) FROM sent),"
+        " (SELECT count(*) FROM sent JOIN trace d ON d.kind = ? AND d.subject = sent.id),"
+        " (SELECT count(*) FROM sent JOIN trace r ON r.kind = ? AND r.subject = sent.id),"
+        " (SELECT count(*) FROM sent"
+        "  WHERE EXISTS (SELECT 1 FROM trace r WHERE r.kind = ? AND r.subject = sent.id)"
+        "  AND (wide IS NOT 1 OR EXISTS (SELECT 1 FROM trace x"
+        "   WHERE x.kind = ? AND x.subject = sent.id AND x.flag = 1)))"
+    )
+    n_sent, delivered, read, acknowledged = conn.execute(sql, params).fetchone()
+    params = [INSTRUCTION_SENT, q.since_us, q.until_us]
+    sent = (
+        "SELECT s.subject AS id, s.at_us AS at FROM trace s"
+        " WHERE s.kind = ? AND s.at_us >= ? AND s.at_us < ? AND s.subject IS NOT NULL"
+    ) + _in("s.court", q.courts, params)
+    params.append(INSTRUCTION_READ)
+    delays = conn.execute(
+        f"WITH sent AS MATERIALIZED ({sent}) SELECT r.at_us - sent.at FROM sent"
+        " JOIN trace r ON r.kind = ? AND r.subject = sent.id ORDER BY 1",
+        params,
+    )
+    return InstructionCounts(
+        sent=n_sent,
+        delivered=delivered,
+        read=read,
+        acknowledged=acknowledged,
+        read_us=tuple(int(d) for (d,) in delays),
     )
 
 

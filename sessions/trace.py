@@ -71,7 +71,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from sessions.errors import UnencodableEvent
-from sessions.facets import KINDS, NO_FACETS, POSITION, Facets, facets_of
+from sessions.facets import INSTRUCTION_KINDS, KINDS, NO_FACETS, POSITION, Facets, facets_of
 from sessions.recorder import TraceEvent
 
 GENESIS_HASH: Final = hashlib.sha256(b"commandcenter trace v1").hexdigest()
@@ -276,10 +276,11 @@ def written_as(link: Link, around: int) -> int | None:
     return None
 
 
-def _legacy_position(link: Link) -> bool:
-    # Positions had no derived columns before the track read them (sessions/facets.py);
-    # their data is hashed as ever, only the index is missing.
-    return link.kind == POSITION and link.facets == NO_FACETS
+def _legacy_unindexed(link: Link) -> bool:
+    # Positions had no derived columns before the track read them, nor instructions before
+    # their statistics (sessions/facets.py); their data is hashed as ever, only the index is
+    # missing.
+    return (link.kind == POSITION or link.kind in INSTRUCTION_KINDS) and link.facets == NO_FACETS
 
 
 def facets_mismatch(link: Link) -> str | None:
@@ -292,7 +293,7 @@ def facets_mismatch(link: Link) -> str | None:
         return "data is not JSON"
     if not isinstance(data, dict):
         return "data is not a JSON object"
-    if facets_of(link.kind, data) != link.facets and not _legacy_position(link):
+    if facets_of(link.kind, data) != link.facets and not _legacy_unindexed(link):
         return "derived columns (court, subject, tag, flag) disagree with the data"
     return None
 

@@ -47,6 +47,7 @@ from tests.browser_console_scenario import (
     on_signin,
     video_frames,
 )
+from tests.wsclient import Client
 
 COURT = "P0101"
 SUPERVISOR_COURT = "P01"
@@ -161,6 +162,33 @@ async def case_items(base: str) -> dict[str, dict[str, Any]] | None:
     if kinds != ["audio", "audio", "audio", "photo", "video"]:
         return None
     return {item["kind"]: item for item in body["items"]}
+
+
+async def instruct_and_acknowledge(officer: Page, base: str) -> None:
+    ws_url = base.replace("http://", "ws://") + "/ws"
+    sender = token("op-2", Role.OPERATOR, COURT, "陈杰")
+    async with aiohttp.ClientSession() as http:
+        client = Client(await http.ws_connect(f"{ws_url}?token={sender}&v=1"), "json", "op-2")
+        client.welcome = await client.expect("welcome", 10.0)
+        sent = await client.request(
+            "send_instruction", reply="instruction_sent", officer=OFFICER[0], text="请回电"
+        )
+        instruction_id = sent["instruction_id"]
+
+        async def shown() -> bool:
+            listed = await officer.evaluate("window.cc.state().instructions")
+            return any(i["instruction_id"] == instruction_id for i in listed)
+
+        await until(shown, within=10, what="the instruction on the officer's page")
+        await officer.evaluate(f"window.cc.acknowledgeInstruction({json.dumps(instruction_id)})")
+        await client.expect(
+            "receipt_update",
+            10.0,
+            where=lambda m: (
+                m["instruction_id"] == instruction_id and m["recipient"]["state"] == "read"
+            ),
+        )
+        await client.close()
 
 
 async def drive_records(browser: Browser, base: str, seen: dict[str, Any], workdir: Path) -> None:
@@ -295,6 +323,10 @@ async def records_steps(
         "table.rec-timeline tbody tr td:nth-child(4)"
     ).all_inner_texts()
     await shoot(page, "call-audit")
+
+    # An instruction from another operator (a bare protocol client) to the officer, whose
+    # page shows it and is acknowledged: the dashboard counts it as the CLI does.
+    await instruct_and_acknowledge(officer, base)
 
     # The dashboard, for the supervisor's court today, against the CLI for the same query.
     await page.get_by_role("button", name="统计", exact=True).click()

@@ -115,6 +115,12 @@ def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str,
     assert dashboard == seen(run, "cli")
     assert dashboard["evidence_items"] == "5"  # the snapshot and four recordings
     assert dashboard["officer_calls"] == "1"
+    # The instruction to the officer, shown and acknowledged (收到) on their page.
+    assert dashboard["instructions_sent"] == "1"
+    assert dashboard["instructions_delivered"] == "1"
+    assert dashboard["instructions_read"] == "1"
+    assert dashboard["instructions_acknowledged"] == "1"
+    assert dashboard["instructions_median_time_to_read_s"] != "\u2013"
     assert "evidence_stored" in seen(run, "dashboard_how_evidence")
     assert seen(run, "charts") == 2
 

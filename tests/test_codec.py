@@ -95,6 +95,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     # The video wall.
     p.Watch(id="m46", officer="o1"),
     p.Unwatch(id="m47", watch_id="w-1"),
+    p.WallLayout(id="m48", tiles=16),
 ]
 
 USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
@@ -248,6 +249,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.WatchOpened(watch_id="w-1"),
     p.WatchClosed(watch_id="w-1"),
     p.WatchEnded(watch_id="w-1", officer="o1", reason="officer_offline"),
+    p.VideoPolicy(watch_id="w-1", max_height=180, max_fps=12, max_kbps=200),
+    p.VideoPolicy(watch_id="w-1", max_height=None, max_fps=None, max_kbps=None),
     p.TransferOffered(call=CALL, from_operator=USER, expires_in_s=30.0),
     p.TransferEnded(call_id="c1", outcome="declined", by="op2"),
     p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),

@@ -79,6 +79,9 @@
   // watch id -> MediaSession publishing the camera, video only, while the center watches.
   const watches = new Map();
   let watchStream = null; // a camera opened for watches alone (no call had one)
+  // The cap each watch's video is sent under (`video_policy`, sized to the walls watching):
+  // watch id -> {max_height, max_fps, max_kbps}, each null for none.
+  const watchPolicies = new Map();
 
   // ---- the WebSocket ------------------------------------------------------------------------
 
@@ -253,6 +256,13 @@
         break;
       case "watch_closed":
         stopWatch(msg.watch_id);
+        break;
+      case "video_policy":
+        // Kept, so a watch whose camera is still starting (or that restarts) gets it too.
+        watchPolicies.set(msg.watch_id, { max_height: msg.max_height, max_fps: msg.max_fps, max_kbps: msg.max_kbps });
+        if (watches.get(msg.watch_id)) {
+          applyVideoPolicy(watches.get(msg.watch_id)).catch((err) => log({ type: "media_error", call_id: msg.watch_id, reason: `setParameters: ${err}` }));
+        }
         break;
       default:
         // Unknown pushes are ignored, as protocol.md asks of clients.
@@ -814,12 +824,38 @@
     });
     watches.set(watchId, session);
     await session.start();
+    await applyVideoPolicy(session);
     render();
+  }
+
+  // The watch's video sender, sized to the walls watching (docs/protocol.md, `video_policy`):
+  // scaled down to the height, its frame rate and bit rate capped; a call's sender, another
+  // peer connection, is untouched though it may send the same camera.
+  async function applyVideoPolicy(session) {
+    const policy = watchPolicies.get(session.callId);
+    if (!policy || session.closed) return;
+    for (const sender of session.pc.getSenders()) {
+      const track = sender.track;
+      if (!track || track.kind !== "video") continue;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) continue;
+      const height = track.getSettings().height || 0;
+      for (const encoding of params.encodings) {
+        encoding.scaleResolutionDownBy = policy.max_height && height > policy.max_height ? height / policy.max_height : 1;
+        if (policy.max_fps) encoding.maxFramerate = policy.max_fps;
+        else delete encoding.maxFramerate;
+        if (policy.max_kbps) encoding.maxBitrate = policy.max_kbps * 1000;
+        else delete encoding.maxBitrate;
+      }
+      await sender.setParameters(params);
+    }
+    session.policy = policy;
   }
 
   function stopWatch(watchId) {
     const session = watches.get(watchId);
     watches.delete(watchId);
+    watchPolicies.delete(watchId);
     if (session) session.close();
     if (watches.size === 0 && watchStream) {
       for (const t of watchStream.getTracks()) t.stop();
@@ -1065,7 +1101,9 @@
       backgroundS: state.backgroundS,
       mediaError: state.mediaError || null,
       // The center's watches of this officer's camera (the video wall).
-      watches: [...watches.entries()].map(([id, session]) => (session ? session.summary() : { call_id: id })),
+      watches: [...watches.entries()].map(([id, session]) =>
+        session ? { ...session.summary(), policy: session.policy || null } : { call_id: id },
+      ),
       localTracks: media && media.localStream
         ? media.localStream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled }))
         : [],

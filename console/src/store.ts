@@ -36,6 +36,8 @@ export interface ConsoleSettings {
   // The video wall (views/wall.ts).
   wall_max_feeds: number;
   wall_rotate_s: number;
+  /** The map: a position older than this is shown as stale (旧位). */
+  position_stale_s: number;
   /** How supervisors join calls here (calls.supervisor_join). */
   supervisor_join: "visible" | "silent" | "either";
   /** Whether calls here are recorded (the call view shows 录像中). */
@@ -50,6 +52,7 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   queue_red_s: 90,
   wall_max_feeds: 16,
   wall_rotate_s: 20,
+  position_stale_s: 300,
   supervisor_join: "visible",
   recording: false,
   courts: [],

@@ -99,10 +99,12 @@ class InheritedSessions:
 class InheritedWatches:
     """The watches a dead authority left in the journal: `actions` close them (each
     watcher's stop recorded `node_lost`, watchers and officer told); `ended` are the fields
-    to delete."""
+    to delete; `rooms` maps each of them to its officer, for the media nodes to close its
+    room (the dead authority alone knew which node held it)."""
 
     actions: list[Action]
     ended: list[str]
+    rooms: dict[str, str]
 
 
 @dataclass
@@ -372,9 +374,11 @@ class AuthorityState:
     def inherit_watches(self, journal: Mapping[str, bytes], now: float) -> InheritedWatches:
         """The dead authority's journal of watches (id -> `wire.JournalWatch`): the ones this
         core does not have are over; each watcher's stop is recorded, and the watchers and the
-        officer are told (the walls watch again; the phone closes that uplink)."""
+        officer are told (the walls watch again; the phone closes that uplink); the driver
+        has every media node close the watch's room (`rooms`) without waiting for the phone."""
         actions: list[Action] = []
         ended: list[str] = []
+        rooms: dict[str, str] = {}
         for watch_id, value in journal.items():
             if watch_id in self.core.watches.table:
                 continue
@@ -391,7 +395,8 @@ class AuthorityState:
                 actions.append(Send((watcher,), ended_msg))
             actions.append(Send((entry.officer,), p.WatchClosed(watch_id=watch_id)))
             ended.append(watch_id)
-        return InheritedWatches(actions, ended)
+            rooms[watch_id] = entry.officer
+        return InheritedWatches(actions, ended, rooms)
 
     def inherit_sessions(
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float

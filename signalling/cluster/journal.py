@@ -44,6 +44,7 @@ class Journal:
         writer: RedisWriter,
         keys: ClusterKeys,
         node_id: str,
+        run: float,
         clock: Clock,
         node_timeout_s: float,
         authority: Callable[[], AuthorityState | None],
@@ -57,6 +58,7 @@ class Journal:
         self._writer = writer
         self._keys = keys
         self._node_id = node_id
+        self._run = run
         self._clock = clock
         self._node_timeout_s = node_timeout_s
         self._authority = authority
@@ -158,6 +160,20 @@ class Journal:
 
     # ---- inheriting -------------------------------------------------------------------------
 
+    def _room_closed(self, watch_id: str, officer: str) -> w.RoomChanged:
+        """A watch's room with no members: its media node closes it."""
+        return w.RoomChanged(
+            node=self._node_id,
+            run=self._run,
+            call_id=watch_id,
+            members=[],
+            silent=[],
+            court="",
+            officer=officer,
+            case_number=None,
+            watch=True,
+        )
+
     async def inherit(self, state: AuthorityState) -> None:
         """Close what a dead authority left open: its calls end at once (their members are
         told, the end is recorded); its sessions that no gateway reports within a node
@@ -178,6 +194,10 @@ class Journal:
         closed = state.inherit_watches(watches, now)
         for watch_id in closed.ended:
             self._writer.hash_field(keys.journal_watches, watch_id, None)
+        for watch_id, officer in closed.rooms.items():
+            # Which node relayed the watch died with the authority: every media node (this
+            # one too) closes the room if it has it, and with it the officer's uplink.
+            self._writer.publish(keys.broadcast, w.encode(self._room_closed(watch_id, officer)))
         log.info(
             "calls and conferences of the previous authority ended",
             node_id=self._node_id,

@@ -85,6 +85,7 @@ _NO_DISPATCH: Final = (
     *p.INSTRUCTION_MESSAGES,
     p.Watch,
     p.Unwatch,
+    p.WallLayout,
 )
 # Messages that never change a conference's media: `Stages.sync` is skipped for them.
 _NO_MEDIA_CHANGE: Final = (
@@ -95,6 +96,7 @@ _NO_MEDIA_CHANGE: Final = (
     *p.INSTRUCTION_MESSAGES,
     p.Watch,
     p.Unwatch,
+    p.WallLayout,
 )
 
 
@@ -278,6 +280,8 @@ class Switchboard:
                 return
             case p.Unwatch():
                 self.watches.unwatch(session, msg, now, out)
+            case p.WallLayout():
+                self.watches.layout(session, msg, out)
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 if msg.call_id in self.conferences.table:
                     out.append(self.stages.negotiate(session, msg))

@@ -207,6 +207,9 @@ from signalling.protocol.media import (
 )
 from signalling.protocol.watches import (
     Unwatch,
+    VideoPolicy,
+    WallLayout,
+    WallTiles,
     Watch,
     WatchClosed,
     WatchEnded,
@@ -264,6 +267,7 @@ ClientMessage = (
     | ListInstructions
     | Watch
     | Unwatch
+    | WallLayout
     # the call flow (signalling.protocol.callflow)
     | AcceptTransfer
     | DeclineTransfer
@@ -356,6 +360,7 @@ ServerMessage = (
     | WatchOpened
     | WatchClosed
     | WatchEnded
+    | VideoPolicy
     # the call flow (signalling.protocol.callflow)
     | TransferOffered
     | TransferEnded
@@ -551,6 +556,9 @@ __all__ = [
     "Unwatch",
     "UserId",
     "UserInfo",
+    "VideoPolicy",
+    "WallLayout",
+    "WallTiles",
     "Watch",
     "WatchClosed",
     "WatchEndReason",

@@ -212,6 +212,11 @@ const zh = {
   "reason.signed_out": "已签退",
   "reason.locked": "已锁定",
   "reason.unlocked": "已解锁",
+  "fig.instructions_sent": "下达指令数",
+  "fig.instructions_delivered": "已送达（人次）",
+  "fig.instructions_read": "已读（人次）",
+  "fig.instructions_acknowledged": "已确认（全部接收人已读的指令）",
+  "fig.instructions_median_time_to_read_s": "阅读用时中位数（秒）",
 };
 
 type Key = keyof typeof zh;
@@ -425,6 +430,11 @@ const en: Record<Key, string> = {
   "reason.signed_out": "signed out",
   "reason.locked": "locked",
   "reason.unlocked": "unlocked",
+  "fig.instructions_sent": "Instructions sent",
+  "fig.instructions_delivered": "Delivered (officers)",
+  "fig.instructions_read": "Read (officers)",
+  "fig.instructions_acknowledged": "Acknowledged (read by every recipient)",
+  "fig.instructions_median_time_to_read_s": "Median time to read (s)",
 };
 
 export type RecordsKey = Key;
