@@ -51,13 +51,11 @@ const zh = {
   "ev.proof": "下载证明",
   "ev.verify": "校验证据链",
   "ev.verifying": "正在校验…",
-  "ev.verify_ok": "校验通过：{n} 条记录完整，末条 #{seq}",
   "ev.verify_bad": "校验失败：第 {seq} 条记录{problem}",
   "ev.preview": "原件",
   "ev.local": "本机校验",
   "ev.local_ok": "本机计算的 SHA-256 与记录一致",
-  "ev.local_streamed": "录音录像边下载边播放，不在本机校验；「下载原件」时服务器按哈希逐字节校验",
-  "ev.local_bad": "本机计算的 SHA-256 与记录不符：{hash}",
+  "ev.local_bad": "本机计算的 SHA-256 与记录不一致：{hash}",
   "media.snapshot": "截图",
   "media.recording": "录像录音",
   "kind.photo": "照片",
@@ -145,6 +143,48 @@ const zh = {
   "fig.mean_time_to_answer_s": "平均接听用时（秒）",
   "fig.officer_calls_mean_time_to_answer_s": "平均接听用时（单兵呼叫，秒）",
   "fig.center_calls_mean_time_to_answer_s": "平均接听用时（中心发起，秒）",
+  // Issue 14, the records pages' last items: the incremental chain check, the item's map,
+  // recordings hashed here, the statistics' explanations and the clock's reasons.
+  "col.hash": "哈希",
+  "audit.call_id": "通话编号",
+  "ev.verify_full": "全量校验",
+  "ev.verify_ok_full": "校验通过：全部 {n} 条记录已校验，完整，末条 #{seq}",
+  "ev.verify_ok_since": "校验通过：自第 {from} 条起新增 {n} 条，已校验，完整，末条 #{seq}（此前 {before} 条已于上次校验）",
+  "ev.verify_refused": "上次校验位置的签名不符，已拒绝增量校验：请点「全量校验」",
+  "ev.verify_busy": "另一次校验正在进行，请稍后再试",
+  "ev.map": "位置地图",
+  "ev.map_offline": "离线地图：无底图，仅显示经纬度网格与比例尺",
+  "ev.map_point": "拍摄位置 {lat}, {lon}",
+  "ev.map_zoom_in": "放大",
+  "ev.map_zoom_out": "缩小",
+  "ev.local_check": "下载原件并在本机校验",
+  "ev.local_hashing": "正在本机计算 SHA-256…（{pct}%）",
+  "ev.local_recording": "录音录像边下载边播放；点「下载原件并在本机校验」可取回整个文件在本机计算 SHA-256（记为一次下载）",
+  "unverified.not_signed_in": "上传时设备未登录",
+  "unverified.other_device": "上传设备与登录设备不同",
+  "unverified.no_heartbeat": "登录会话尚无心跳，无法比对时钟",
+  "unverified.offset_over_threshold": "时钟偏差超过阈值",
+  "stats.over_text": "按服务器时钟落在［起始日期，截止日期）内、法院为所选法院或其下级的记录",
+  "how.officers_signed_in": "`role` = `officer` 的 `sign_in` 记录中不同 `user` 的个数",
+  "how.sign_ins": "`role` = `officer` 的 `sign_in` 记录数（恢复会话不写记录，在恢复窗口内重连写 `session_continued`）",
+  "how.cases_with_evidence": "`evidence_stored` 记录中不同 `case_number` 的个数",
+  "how.evidence_items": "`evidence_stored` 记录数，每存储一件原件一条",
+  "how.command_connections": "两个方向的 `call_created` 记录数",
+  "how.command_connections_answered": "其中有 `call_answered` 记录的",
+  "how.officer_calls": "`direction` = `officer_to_center` 的 `call_created` 记录数",
+  "how.officer_calls_answered": "其中有 `call_answered` 记录的",
+  "how.center_calls": "`direction` = `center_to_officer` 的 `call_created` 记录数",
+  "how.center_calls_answered": "其中有 `call_answered` 记录的",
+  "how.conferences": "`kind` 不是 `action` 的 `conference_started` 记录数（每个会商开始一次），法院为主办法院",
+  "how.enforcement_actions": "`kind` 为 `action`（集中执行行动）的 `conference_started` 记录数，法院为主办法院",
+  "how.calls_answered": "有 `call_answered` 记录的呼叫（两个方向）",
+  "how.calls_missed": "有 `call_ended` 记录、未接通且 `reason` 不是取消的呼叫",
+  "how.calls_cancelled": "有 `call_ended` 记录、未接通且 `reason` = `cancelled` 的呼叫",
+  "how.calls_unfinished": "既无 `call_answered` 也无 `call_ended` 记录的呼叫",
+  "how.emergency_calls": "以紧急呼叫发起或有 `call_escalated` 记录的呼叫",
+  "how.mean_time_to_answer_s": "已接通呼叫的（首个 `call_answered` − `call_created`）平均值，秒",
+  "how.officer_calls_mean_time_to_answer_s": "同上，限 `officer_to_center` 呼叫",
+  "how.center_calls_mean_time_to_answer_s": "同上，限 `center_to_officer` 呼叫",
 };
 
 type Key = keyof typeof zh;
@@ -197,12 +237,10 @@ const en: Record<Key, string> = {
   "ev.proof": "Download proof",
   "ev.verify": "Verify the chain",
   "ev.verifying": "Verifying…",
-  "ev.verify_ok": "Verified: {n} records intact, last #{seq}",
   "ev.verify_bad": "Verification failed: record {seq} {problem}",
   "ev.preview": "Original",
   "ev.local": "Checked here",
   "ev.local_ok": "The SHA-256 computed here matches the record",
-  "ev.local_streamed": "Recordings play as they download and are not checked here; the server checks every byte against the hash when the original is downloaded",
   "ev.local_bad": "The SHA-256 computed here does not match the record: {hash}",
   "media.snapshot": "Snapshot",
   "media.recording": "Recording",
@@ -291,6 +329,47 @@ const en: Record<Key, string> = {
   "fig.mean_time_to_answer_s": "Mean time to answer (s)",
   "fig.officer_calls_mean_time_to_answer_s": "Mean time to answer, officer calls (s)",
   "fig.center_calls_mean_time_to_answer_s": "Mean time to answer, center calls (s)",
+  // Issue 14, the records pages' last items (see the zh table).
+  "col.hash": "Hash",
+  "audit.call_id": "Call ID",
+  "ev.verify_full": "Full check",
+  "ev.verify_ok_full": "Verified: all {n} records checked, intact, last #{seq}",
+  "ev.verify_ok_since": "Verified: {n} new records since #{from} checked, intact, last #{seq} ({before} checked before)",
+  "ev.verify_refused": "The last check's signed position does not verify, so no incremental check: use Full check",
+  "ev.verify_busy": "Another check is running; try again in a moment",
+  "ev.map": "Position map",
+  "ev.map_offline": "Offline map: no background, a latitude/longitude grid and a scale",
+  "ev.map_point": "Taken at {lat}, {lon}",
+  "ev.map_zoom_in": "Zoom in",
+  "ev.map_zoom_out": "Zoom out",
+  "ev.local_check": "Download and check here",
+  "ev.local_hashing": "Computing the SHA-256 here… ({pct}%)",
+  "ev.local_recording": "Recordings play as they download; Download and check here fetches the whole file and computes its SHA-256 in this page (recorded as a download)",
+  "unverified.not_signed_in": "the device was not signed in",
+  "unverified.other_device": "uploaded from another device than the one signed in",
+  "unverified.no_heartbeat": "no heartbeat from the session yet to compare clocks",
+  "unverified.offset_over_threshold": "clock offset over the threshold",
+  "stats.over_text": "records dated in [from, to) by the server's clock, whose court is the one asked for or below it",
+  "how.officers_signed_in": "distinct `user` among `sign_in` records with `role` = `officer`",
+  "how.sign_ins": "`sign_in` records with `role` = `officer` (a resume writes none, a reconnect inside the resume window `session_continued`)",
+  "how.cases_with_evidence": "distinct `case_number` among `evidence_stored` records",
+  "how.evidence_items": "`evidence_stored` records, one per original stored",
+  "how.command_connections": "`call_created` records of both directions",
+  "how.command_connections_answered": "those of them with a `call_answered` record",
+  "how.officer_calls": "`call_created` records with `direction` = `officer_to_center`",
+  "how.officer_calls_answered": "those of them with a `call_answered` record",
+  "how.center_calls": "`call_created` records with `direction` = `center_to_officer`",
+  "how.center_calls_answered": "those of them with a `call_answered` record",
+  "how.conferences": "`conference_started` records (one per conference) whose `kind` is not `action`, the court being the hosting court",
+  "how.enforcement_actions": "`conference_started` records whose `kind` is `action` (a concentrated enforcement action), the court being the hosting court",
+  "how.calls_answered": "calls (both directions) with a `call_answered` record",
+  "how.calls_missed": "calls with a `call_ended` record, not answered, `reason` not cancelled",
+  "how.calls_cancelled": "calls with a `call_ended` record, not answered, `reason` = `cancelled`",
+  "how.calls_unfinished": "calls with neither a `call_answered` nor a `call_ended` record",
+  "how.emergency_calls": "calls created as emergencies or with a `call_escalated` record",
+  "how.mean_time_to_answer_s": "mean of (first `call_answered` − `call_created`) over answered calls, seconds",
+  "how.officer_calls_mean_time_to_answer_s": "the same, `officer_to_center` calls",
+  "how.center_calls_mean_time_to_answer_s": "the same, `center_to_officer` calls",
 };
 
 export type RecordsKey = Key;
@@ -302,7 +381,14 @@ export function rt(key: Key, vars: Record<string, string | number> = {}): string
 }
 
 /** A record kind or figure name in words; unknown ones as the server sent them. */
-export function named(prefix: "event" | "fig" | "kind" | "media" | "problem", name: string): string {
+export function named(prefix: "event" | "fig" | "kind" | "media" | "problem" | "how" | "unverified", name: string): string {
   const key = `${prefix}.${name}`;
   return key in zh ? rt(key as Key) : name;
+}
+
+/** How a figure is counted, in the page's language; the server's own words for a figure
+ * this table does not know. */
+export function explained(figure: string, server: string): string {
+  const key = `how.${figure}`;
+  return key in zh ? rt(key as Key) : server;
 }
