@@ -3,7 +3,8 @@ check on demand, the calls of a period and a call's audit view (timeline and who
 
 `GET /api/evidence` (the evidence search) is evidence_api's; this module owns
 `GET /api/evidence/{id}/audit`, `POST /api/trace/verify`, `GET /api/calls` and
-`GET /api/calls/{call_id}/audit`. What is read comes from the trace; the rules of what a
+`GET /api/calls/{call_id}/audit`, and the conferences' `GET /api/conferences` and
+`GET /api/conferences/{conference_id}/audit`. What is read comes from the trace; the rules of what a
 record means are `sessions.records`. `_answering` is the one place where errors become
 statuses: 401 for the token, 403 for the role, 400 naming a bad parameter, 404 for a call or
 item that is missing or outside the caller's scope (the same answer for both), 409 while a
@@ -39,14 +40,15 @@ from commandcenter.http_edge import (
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
+from sessions import conference_records as confs
 from sessions import evidence as ev
-from sessions import records
+from sessions import records, subjects
 from sessions.checkpoint import RememberedForged, last_verified
 from sessions.durable import verify_store, zone_of
 from sessions.errors import BadQuery, RecorderError
 from sessions.recorder import TraceEvent
 from sessions.statistics import parse_moment
-from sessions.store import StoredRecord, TraceStore
+from sessions.store import MAX_ABOUT, StoredRecord, TraceStore
 from sessions.trace import GENESIS, Head
 
 log = structlog.get_logger(__name__)
@@ -67,6 +69,11 @@ TRACE_VERIFIED: Final = "trace_verified"
 # The longest period a call listing may span.
 MAX_CALL_PERIOD_S: Final = 93 * 86400
 _VERIFY_LOCK: Final = web.AppKey("records_verify_lock", asyncio.Lock)
+CONFERENCES: Final = "/api/conferences"
+CONFERENCE_ID_RE: Final = r"[A-Za-z0-9_.:-]{1,64}"
+CONFERENCE_AUDIT: Final = CONFERENCES + "/{conference_id:" + CONFERENCE_ID_RE + "}/audit"
+# Who may read conferences' records: those who oversee them, each over their scope.
+CONFERENCE_ROLES: Final = frozenset({Role.SUPERVISOR, Role.ADMIN, Role.AUDITOR})
 
 
 def _not_found() -> Refused:
@@ -274,7 +281,8 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
     ev.single_params(request.query.items(), ())
     call_id = request.match_info["call_id"]
     trace = _trace(request)
-    found = await trace.find(kinds=list(records.CALL_AUDIT_KINDS), data_equals={"call": call_id})
+    # By the subject index: one index range, not a scan of every call's records.
+    found = await trace.records_about(subjects.subject(subjects.CALL, call_id), limit=MAX_ABOUT)
     created = [r for r in found if r.kind == records.CALL_CREATED]
     if not created:
         raise _not_found()
@@ -298,6 +306,90 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer)
 
 
+# --- conferences ---------------------------------------------------------------------------
+
+
+@_answering
+async def list_conferences(request: web.Request) -> web.StreamResponse:
+    """The conferences started in a period, newest first, a page at a time, with the
+    statistics' figures of the same period and courts."""
+    who = identity_of(request)
+    _allowed(who, CONFERENCE_ROLES)
+    params = ev.single_params(
+        request.query.items(), ("from", "to", "court", "text", "limit", "offset")
+    )
+    since, until = _period(request, params)
+    courts = _court_filter(request, who, params.get("court"))
+    limit = records.parse_count(
+        params.get("limit"), "limit", default=confs.DEFAULT_PAGE, low=1, high=confs.MAX_PAGE
+    )
+    offset = records.parse_count(
+        params.get("offset"), "offset", default=0, low=0, high=confs.MAX_OFFSET
+    )
+    text = records.parse_term(params["text"], "text") if "text" in params else None
+    trace = _trace(request)
+    started = [
+        r
+        for r in await trace.find(kinds=[confs.CONFERENCE_STARTED], since=since, until=until)
+        if r.data.get("court") in courts
+    ]
+    started.sort(key=lambda r: r.seq, reverse=True)
+    titles: dict[object, object] = {}
+    if text is not None and started:
+        # Titles are in `conference_created`, written at or before the start.
+        for r in await trace.find(kinds=[confs.CONFERENCE_CREATED], until=until):
+            titles[r.data.get("conference")] = r.data.get("title")
+    ids = [
+        cid
+        for cid in (r.data.get("conference") for r in started)
+        if isinstance(cid, str) and confs.matches(cid, titles.get(cid), text)
+    ]
+    shown = []
+    for cid in ids[offset : offset + limit]:
+        found = await trace.records_about(
+            subjects.subject(subjects.CONFERENCE, cid), limit=MAX_ABOUT
+        )
+        shown.append(confs.summary(cid, found))
+    return web.json_response(
+        {
+            "conferences": shown,
+            "total": len(ids),
+            "limit": limit,
+            "offset": offset,
+            "figures": confs.figures(started).to_json(),
+        }
+    )
+
+
+@_answering
+async def conference_audit(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    _allowed(who, CONFERENCE_ROLES)
+    ev.single_params(request.query.items(), ())
+    conference_id = request.match_info["conference_id"]
+    trace = _trace(request)
+    found = await trace.records_about(
+        subjects.subject(subjects.CONFERENCE, conference_id), limit=MAX_ABOUT + 1
+    )
+    court = confs.court_of(found)
+    if court is None or not request.app[COURTS].in_scope(who, court):
+        # The same answer for another court's conference as for one that never was.
+        log.info("conference audit refused", conference_id=conference_id, user=who.user_id)
+        raise Refused(404, "not_found", "no such conference")
+    answer = confs.audit(conference_id, found[:MAX_ABOUT], cut=len(found) > MAX_ABOUT)
+    # Reading it is a fact of the conference, recorded after the view is taken.
+    data = {
+        "conference": conference_id,
+        "court": court,
+        "user": who.user_id,
+        "role": who.role.value,
+        "user_court": who.court,
+    }
+    event = TraceEvent(confs.CONFERENCE_AUDIT_READ, _now(request), data)
+    await request.app[RECORDER].record([event])
+    return web.json_response(answer)
+
+
 def add_routes(app: web.Application, *, evidence: bool) -> None:
     """The records routes; `evidence`: whether the app serves evidence (its audit trail is
     served with it)."""
@@ -307,6 +399,17 @@ def add_routes(app: web.Application, *, evidence: bool) -> None:
     app.router.add_post(VERIFY, verify)
     app.router.add_get(CALLS, list_calls)
     app.router.add_get(CALL_AUDIT, call_audit)
+    app.router.add_get(CONFERENCES, list_conferences)
+    app.router.add_get(CONFERENCE_AUDIT, conference_audit)
 
 
-__all__ = ["CALLS", "CALL_AUDIT", "EVIDENCE_AUDIT", "TRACE_VERIFIED", "VERIFY", "add_routes"]
+__all__ = [
+    "CALLS",
+    "CALL_AUDIT",
+    "CONFERENCES",
+    "CONFERENCE_AUDIT",
+    "EVIDENCE_AUDIT",
+    "TRACE_VERIFIED",
+    "VERIFY",
+    "add_routes",
+]

@@ -27,7 +27,7 @@ from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, Period, Report, StatsQuery, figures_of
-from sessions.store import StoredRecord, TraceStore
+from sessions.store import Progress, StoredRecord, TraceStore
 from sessions.timings import STORE_BOUNDS, Timings
 from sessions.trace import (
     GENESIS,
@@ -227,6 +227,12 @@ class DurableRecorder:
             subject=subject,
             last=last,
         )
+
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        return await (await self._ready()).records_about(subject, limit=limit)
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        return await (await self._ready()).reindex(progress)
 
     async def count(self) -> int:
         return await (await self._ready()).count()

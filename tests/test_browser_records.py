@@ -158,7 +158,13 @@ def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str,
 
 def test_the_records_side_speaks_english_too(run: dict[str, Any]) -> None:
     assert seen(run, "english_figure") == "Evidence items"
-    assert seen(run, "english_nav").split() == ["Evidence", "Call", "records", "Statistics"]
+    assert seen(run, "english_nav").split() == [
+        "Evidence",
+        "Call",
+        "records",
+        "Conferences",
+        "Statistics",
+    ]
 
 
 def test_no_errors_in_the_page(run: dict[str, Any]) -> None:

@@ -103,6 +103,38 @@ export interface CallAudit {
   evidence: { evidence_id: string | null; media: string | null; sha256: string | null; seq: number }[];
 }
 
+/** A conference as the listing shows it (GET /api/conferences). */
+export interface ConferenceSummary {
+  conference_id: string;
+  title: string | null;
+  court: string | null;
+  kind: string | null;
+  host: string | null;
+  moderators: string[];
+  created_at: number | null;
+  started_at: number | null;
+  ended_at: number | null;
+  end_reason: string | null;
+  running: boolean;
+  sites: number;
+  floor_grants: number;
+  recording: boolean;
+}
+
+export interface ConferenceListing {
+  conferences: ConferenceSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+  figures: { conferences: number; enforcement_actions: number };
+}
+
+export interface ConferenceAudit {
+  conference: ConferenceSummary;
+  timeline: AuditRecord[];
+  truncated: boolean;
+}
+
 export type Figures = Record<string, number | null>;
 
 export interface StatsAnswer {
@@ -202,6 +234,14 @@ export class RecordsApi {
 
   callAudit(callId: string): Promise<CallAudit> {
     return this.json(`/api/calls/${encodeURIComponent(callId)}/audit`);
+  }
+
+  conferences(params: Record<string, string>): Promise<ConferenceListing> {
+    return this.json(`/api/conferences?${query(params)}`);
+  }
+
+  conferenceAudit(conferenceId: string): Promise<ConferenceAudit> {
+    return this.json(`/api/conferences/${encodeURIComponent(conferenceId)}/audit`);
   }
 
   stats(params: Record<string, string>): Promise<StatsAnswer> {
