@@ -197,7 +197,7 @@ def create_app(
         app[TRACE] = recorder
     if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
-        evidence_api.install(app, evidence_store)
+        evidence_api.install(app, evidence_store, config.redis)
     accounts = _account_api(config)
     revocations: Revocations | None = None
     if accounts is not None:

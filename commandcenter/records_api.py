@@ -8,8 +8,13 @@ check on demand, the calls of a period and a call's audit view (timeline and who
 record means are `sessions.records`. `_answering` is the one place where errors become
 statuses: 401 for the token, 403 for the role, 400 naming a bad parameter, 404 for a call or
 item that is missing or outside the caller's scope (the same answer for both), 409 while a
-chain check runs already, 503 when the trace cannot be read; anything else is logged and
-answered 500 with the request's id only.
+chain check runs already or when the last check's signed position does not verify, 503
+when the trace cannot be read; anything else is logged and answered 500 with the
+request's id only.
+
+The chain check is incremental: each check that finds the chain intact signs where it
+ended (a `verified` checkpoint, sessions/checkpoint.py), and the next one reads only the
+records after it; `full=1` reads from record 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import structlog
 from aiohttp import web
 
 from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.checkpoints import CHECKPOINTER
 from commandcenter.http_edge import (
     Refused,
     auth_error_response,
@@ -37,11 +43,13 @@ from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
 from sessions import conference_records as confs
 from sessions import evidence as ev
 from sessions import records, subjects
+from sessions.checkpoint import RememberedForged, last_verified
 from sessions.durable import verify_store, zone_of
 from sessions.errors import BadQuery, RecorderError
 from sessions.recorder import TraceEvent
 from sessions.statistics import parse_moment
 from sessions.store import MAX_ABOUT, StoredRecord, TraceStore
+from sessions.trace import GENESIS, Head
 
 log = structlog.get_logger(__name__)
 
@@ -130,23 +138,59 @@ async def evidence_audit(request: web.Request) -> web.StreamResponse:
 # --- the chain check -----------------------------------------------------------------------
 
 
+def _full_asked(params: dict[str, str]) -> bool:
+    raw = params.get("full", "0")
+    if raw not in ("0", "1"):
+        raise BadQuery("0 or 1", "full")
+    return raw == "1"
+
+
+async def _remembered(request: web.Request, trace: TraceStore) -> Head:
+    """Where the last check ended (its signed `verified` checkpoint), GENESIS for none.
+    Refuses (409) when that checkpoint does not verify: starting anywhere else would let
+    whoever changed it choose what is left unread."""
+    checkpointer = request.app.get(CHECKPOINTER)
+    if checkpointer is None:
+        return GENESIS
+    try:
+        found = last_verified(await trace.checkpoints(), checkpointer.public_key)
+    except RememberedForged as exc:
+        log.error("chain check refused", alarm=True, error=str(exc))
+        raise Refused(
+            409,
+            "checkpoint_invalid",
+            "the last check's signed position does not verify; run a full check (full=1)",
+        ) from exc
+    return GENESIS if found is None else found.head
+
+
 @_answering
 async def verify(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, VERIFY_ROLES)
-    ev.single_params(request.query.items(), ())
+    params = ev.single_params(request.query.items(), ("full",))
+    full = _full_asked(params)
     trace = _trace(request)
     lock = request.app[_VERIFY_LOCK]
     if lock.locked():
-        # One at a time: a check reads the whole trace, and a second one would learn
-        # nothing the first will not say in a moment.
+        # One at a time: a second check would learn nothing the first will not say in a
+        # moment (and both would sign the position they reached).
         raise Refused(409, "busy", "a chain check is running; retry when it ends")
     async with lock:
         started = time.monotonic()
-        result = await verify_store(trace)
+        start = GENESIS if full else await _remembered(request, trace)
+        result = await verify_store(trace, start=start)
         seconds = round(time.monotonic() - started, 3)
+        checkpointer = request.app.get(CHECKPOINTER)
+        if result.ok and checkpointer is not None and result.head.seq > start.seq:
+            # The next check starts here: signed, so a changed position is refused.
+            await checkpointer.remember_verified(result.head)
+    checked = max(result.records - start.seq, 0)
     answer: dict[str, object] = {
         "ok": result.ok,
+        "full": start.seq == 0,
+        "from_seq": start.seq,
+        "checked": checked,
         "records": result.records,
         "head_seq": result.head.seq,
         "head_hash": result.head.hash,
@@ -163,6 +207,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
         "role": who.role.value,
         "court": who.court,
         "ok": result.ok,
+        "from_seq": start.seq,
         "records": result.records,
         "head_seq": result.head.seq,
         "head_hash": result.head.hash,

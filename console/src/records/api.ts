@@ -60,6 +60,11 @@ export interface EvidenceAudit {
 
 export interface ChainCheck {
   ok: boolean;
+  /** Read from record 1 (else from `from_seq`, where the last check ended). */
+  full: boolean;
+  from_seq: number;
+  /** Records read and found intact by this check. */
+  checked: number;
   records: number;
   head_seq: number;
   head_hash: string;
@@ -147,6 +152,8 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly reason: string,
+    /** The server's error code (`busy`, `checkpoint_invalid`, ...), when it sent one. */
+    readonly code: string = "",
   ) {
     super(reason);
   }
@@ -162,13 +169,15 @@ export class RecordsApi {
     });
     if (!resp.ok) {
       let reason = String(resp.status);
+      let code = "";
       try {
-        const body = (await resp.json()) as { reason?: string; field?: string };
+        const body = (await resp.json()) as { error?: string; reason?: string; field?: string };
         reason = body.field ? `${body.field}: ${body.reason}` : (body.reason ?? reason);
+        code = body.error ?? "";
       } catch {
         // Not JSON: the status says enough.
       }
-      throw new ApiError(resp.status, reason);
+      throw new ApiError(resp.status, reason, code);
     }
     return resp;
   }
@@ -194,6 +203,11 @@ export class RecordsApi {
     return `${path}/content?view=${encodeURIComponent(body.view)}`;
   }
 
+  /** The original as a response, to read as it arrives (a recording hashed here). */
+  contentResponse(id: string): Promise<Response> {
+    return this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`);
+  }
+
   /** The original's bytes, as the server keeps them. */
   async content(id: string): Promise<Blob> {
     return (await this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`)).blob();
@@ -208,8 +222,10 @@ export class RecordsApi {
     return body.names;
   }
 
-  verify(): Promise<ChainCheck> {
-    return this.json("/api/trace/verify", { method: "POST" });
+  /** The chain check on the server: from where the last one ended, or (`full`) from
+   * record 1. */
+  verify(full = false): Promise<ChainCheck> {
+    return this.json(`/api/trace/verify${full ? "?full=1" : ""}`, { method: "POST" });
   }
 
   calls(params: Record<string, string>): Promise<{ calls: CallSummary[]; total: number }> {

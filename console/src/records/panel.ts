@@ -101,10 +101,17 @@ export class RecordsPanel {
         }
       },
     };
-    this.evidence = new EvidenceView(api, courts, names, (callId) => {
-      this.show("calls");
-      void this.calls.open(callId);
-    });
+    const tiles = () => (store.settings.tile_url ? { url: store.settings.tile_url, attribution: store.settings.tile_attribution } : null);
+    this.evidence = new EvidenceView(
+      api,
+      courts,
+      names,
+      (callId) => {
+        this.show("calls");
+        void this.calls.open(callId);
+      },
+      tiles,
+    );
     this.calls = new CallsView(api, courts, names, (id) => {
       this.show("evidence");
       void this.evidence.open(id);
