@@ -185,6 +185,11 @@ const zh = {
   "how.mean_time_to_answer_s": "已接通呼叫的（首个 `call_answered` − `call_created`）平均值，秒",
   "how.officer_calls_mean_time_to_answer_s": "同上，限 `officer_to_center` 呼叫",
   "how.center_calls_mean_time_to_answer_s": "同上，限 `center_to_officer` 呼叫",
+  "how.instructions_sent": "`instruction_sent` 记录数（每条指令一条，下达给一名干警或全院），法院为指令所属法院",
+  "how.instructions_delivered": "这些指令的 `instruction_delivered` 记录数（每名手机已显示的干警一条），不论何时送达",
+  "how.instructions_read": "这些指令的 `instruction_read` 记录数（每名点击“收到”的干警一条），不论何时阅读",
+  "how.instructions_acknowledged": "全部接收人已读的指令：下达给一名干警的，已读；全院的，有 `unread` 为空的 `instruction_expired` 记录",
+  "how.instructions_median_time_to_read_s": "这些已读记录的（`instruction_read` − `instruction_sent`）中位数，秒",
   // The conferences' records (conferences.ts).
   "nav.conferences": "会商记录",
   "conf.title": "会商记录",
@@ -443,6 +448,11 @@ const en: Record<Key, string> = {
   "how.mean_time_to_answer_s": "mean of (first `call_answered` − `call_created`) over answered calls, seconds",
   "how.officer_calls_mean_time_to_answer_s": "the same, `officer_to_center` calls",
   "how.center_calls_mean_time_to_answer_s": "the same, `center_to_officer` calls",
+  "how.instructions_sent": "`instruction_sent` records (one per instruction, to one officer or court-wide), the court being the instruction's",
+  "how.instructions_delivered": "`instruction_delivered` records (one per officer whose phone showed it) of those instructions, whenever they came",
+  "how.instructions_read": "`instruction_read` records (one per officer who tapped 收到) of those instructions, whenever they came",
+  "how.instructions_acknowledged": "instructions read by every recipient: to one officer, read; court-wide, an `instruction_expired` with `unread` empty",
+  "how.instructions_median_time_to_read_s": "median of (`instruction_read` − `instruction_sent`) over those read records, seconds",
   // The conferences' records (conferences.ts).
   "nav.conferences": "Conferences",
   "conf.title": "Conference records",
