@@ -74,6 +74,7 @@ class Placing:
         user = session.user_id
         call = board.calls.call_of(user)
         if board.presence.set_emergency(session, True):
+            session.emergency_note = msg.note
             board.alarms.raised(user, now)
             out.append(
                 board.facts.emergency_raised(
@@ -85,12 +86,48 @@ class Placing:
                     now,
                 )
             )
+            if msg.note:
+                out.append(self._noted(session))
         if call is None:
             self.call_center(session, msg.case_number, True, msg.id, now, out)
             return
         board.calls.escalate(call, now, out)
         out.append(Send((user,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
         out.extend(board.views.officer_changed(session))
+
+    def emergency_note(
+        self, session: Session, msg: p.EmergencyNote, now: float, out: list[Action]
+    ) -> None:
+        """The officer adds a note to their raised emergency (typed after the SOS went out,
+        so the alarm is not held back by typing); a later note replaces it."""
+        if session.role is not Role.OFFICER:
+            raise Forbidden("only officers note their emergencies")
+        if not session.emergency:
+            raise InvalidState("you have no emergency raised")
+        session.emergency_note = msg.note
+        out.append(
+            self._board.facts.record(
+                "emergency_noted",
+                now,
+                officer=session.user_id,
+                court=session.identity.court,
+                note=msg.note,
+            )
+        )
+        out.append(self._noted(session))
+
+    def _noted(self, session: Session) -> Send:
+        """`emergency_noted` to those who are alarmed about `session`'s officer."""
+        board = self._board
+        user = session.user_id
+        told = dict.fromkeys(
+            (
+                *board.views.watchers_of(session.identity.court),
+                *board.alarms.escalated_consoles(user),
+            )
+        )
+        note = session.emergency_note or ""
+        return Send(tuple(told), p.EmergencyNoted(officer=board.presence.info(user), note=note))
 
     def _emergency_of(self, session: Session, officer: str, what: str) -> Session:
         """The officer whose emergency `session` acts on, checked: their role, scope, flag."""

@@ -310,6 +310,8 @@ class Switchboard:
                 dispatch.decline(session, calls.get(msg.call_id), now, out)
             case p.Cancel():
                 placing.cancel(session, calls.get(msg.call_id), now, out)
+            case p.EmergencyNote():
+                placing.emergency_note(session, msg, now, out)
             case p.ClearEmergency():
                 placing.clear_emergency(session, msg, now, out)
             case p.AcknowledgeEmergency():
