@@ -135,3 +135,32 @@ def test_control_characters_from_clients_never_reach_the_reader_raw(
     assert "\x1b" not in out
     assert "\x07" not in out
     assert "2J" in out
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_tracebacks_are_scrubbed_of_passwords_cookies_and_tokens_in_either_format(
+    stream: io.StringIO, fmt: str
+) -> None:
+    """An exception whose message carries credentials (as a failing HTTP client's or a
+    driver's may) is logged with its traceback, the credentials hidden, in the console
+    (dev) format as in JSON."""
+    configure_logging(LoggingConfig(format=fmt), stream=stream)
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvMSJ9.c2lnbmF0dXJl"
+    try:
+        raise RuntimeError(
+            f"sign-in failed: password='hunter2' headers={{'Cookie': 'cc_session=s3cr3t'}}"
+            f" Authorization: Bearer abcdef.ghijk /ws?token={jwt}"
+        )
+    except RuntimeError:
+        structlog.get_logger("test").exception("failed")
+    try:
+        raise ValueError("dsn postgresql://u@h/db jwt_secret=topsecret")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    out = stream.getvalue()
+    assert "RuntimeError: sign-in failed" in out
+    assert "ValueError: dsn postgresql://u@h/db" in out
+    assert "Traceback" in out
+    for secret in ("hunter2", "s3cr3t", "abcdef.ghijk", jwt, "c2lnbmF0dXJl", "topsecret"):
+        assert secret not in out, secret
+    assert out.count("[redacted]") >= 5
