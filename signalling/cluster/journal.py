@@ -83,6 +83,10 @@ class Journal:
         for event in events:
             if event.kind in _SESSION_KINDS:
                 users.add(str(event.data["user"]))
+            if event.kind == "sign_out":
+                # A signed-out officer's emergency ends with the session. (Not on an
+                # adoption: a session taken over from a dead authority has its emergency
+                # flagged again only later, from this very entry.)
                 emergencies.add(str(event.data["user"]))
             officer = event.data.get("officer")
             if event.kind.startswith("emergency_") and isinstance(officer, str):
