@@ -6,13 +6,19 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 
+from commandcenter.app import create_app
 from commandcenter.config import LoggingConfig
 from commandcenter.logs import configure_logging
+from sessions.recorder import MemoryRecorder
+from tests.conftest import make_config
 
 
 @pytest.fixture
@@ -164,3 +170,26 @@ def test_tracebacks_are_scrubbed_of_passwords_cookies_and_tokens_in_either_forma
     for secret in ("hunter2", "s3cr3t", "abcdef.ghijk", jwt, "c2lnbmF0dXJl", "topsecret"):
         assert secret not in out, secret
     assert out.count("[redacted]") >= 5
+
+
+async def test_a_servers_traceback_is_scrubbed_in_the_console_format(
+    stream: io.StringIO, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The real app serving a handler that fails with credentials in its error: aiohttp
+    logs the traceback through our pipeline in the console (dev) format, scrubbed."""
+    configure_logging(LoggingConfig(format="console"), stream=stream)
+    app = create_app(make_config(tmp_path / "var"), recorder=MemoryRecorder())
+
+    async def leaky(request: web.Request) -> web.Response:
+        cookie = request.headers.get("Cookie", "")
+        raise RuntimeError(f"upstream refused: Cookie: {cookie}; password=hunter2")
+
+    app.router.add_get("/test/leaky", leaky)
+    http = await aiohttp_client(app)
+    resp = await http.get("/test/leaky", headers={"Cookie": "cc_session=s3cr3t-session"})
+    assert resp.status == 500
+    out = stream.getvalue()
+    assert "RuntimeError: upstream refused" in out
+    assert "Traceback" in out
+    assert "s3cr3t-session" not in out
+    assert "hunter2" not in out
