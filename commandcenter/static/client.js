@@ -210,6 +210,7 @@
         state.emergencyClearedBy = msg.by;
         state.emergencyOutcome = msg.outcome || "resolved";
         state.emergencyTakenBy = null;
+        state.emergencyNote = null;
         break;
       case "emergency_acknowledged":
         if (state.user && msg.officer.id === state.user.id) state.emergencyTakenBy = msg.by;
@@ -275,6 +276,7 @@
   function welcomed(msg) {
     state.connected = true;
     state.user = msg.user;
+    state.courtName = msg.court_name || null;
     state.grace_s = msg.grace_s;
     state.resumeToken = msg.resume_token;
     storeResume(msg.resume_token);
@@ -422,11 +424,19 @@
     state.emergency = true;
     state.emergencyClearedBy = null;
     state.emergencyTakenBy = null;
+    state.emergencyNote = note || null;
     if (reply.call_id && (!state.call || state.call.call_id !== reply.call_id)) {
       state.outgoing = state.outgoing || { call_id: reply.call_id, phase: "placed", position: null };
     }
     render();
     return reply.call_id || null;
+  }
+
+  // A short note on the SOS already sent (it replaces an earlier one at the center).
+  async function emergencyNote(note) {
+    await request("emergency_note", { note });
+    state.emergencyNote = note;
+    render();
   }
 
   async function clearEmergency(officer) {
@@ -1094,6 +1104,8 @@
       emergencyClearedBy: state.emergencyClearedBy,
       emergencyTakenBy: state.emergencyTakenBy || null,
       emergencyOutcome: state.emergencyOutcome || null,
+      emergencyNote: state.emergencyNote || null,
+      courtName: state.courtName || null,
       instructions: [...state.instructions.values()].sort((a, b) => a.sent_at - b.sent_at),
       muted: state.muted,
       cameraOff: state.cameraOff,
@@ -1117,6 +1129,7 @@
     hangup,
     cancel,
     emergency,
+    emergencyNote,
     clearEmergency,
     acknowledgeEmergency: (officer) => request("acknowledge_emergency", { officer }),
     acknowledgeInstruction,

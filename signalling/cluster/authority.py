@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -32,6 +33,8 @@ from signalling.core.presence import SessionKeys
 from signalling.core.switchboard import Switchboard
 from signalling.errors import CLOSE_REPLACED
 from signalling.protocol import EndReason
+
+_T = TypeVar("_T")
 
 # A node's id and its run (its start time): where a connection is.
 Location = tuple[str, float]
@@ -107,6 +110,15 @@ class InheritedWatches:
     rooms: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A journal entry skipped: `journal` names the hash, `key` its field."""
+
+    journal: str
+    key: str
+    error: str
+
+
 @dataclass
 class AuthorityState:
     """What the authority holds: the core, and where each of its users is."""
@@ -129,6 +141,9 @@ class AuthorityState:
     # Sessions adopted from gateways' reports since the last `inherit_sessions`: taken over
     # from a dead authority, so not to be signed out as left by it.
     adopted: set[str] = field(default_factory=set)
+    # Journal entries the inheritance could not read (which journal, field, why), for the
+    # journal to log and delete: one bad entry must not stop the rest being inherited.
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     # ---- what gateways say ------------------------------------------------------------------
 
@@ -318,9 +333,8 @@ class AuthorityState:
         for call_id, value in journal.items():
             if self.core.calls.table.get(call_id) is not None:
                 continue
-            try:
-                entry = w.decode_journal_call(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("calls", call_id, value, w.decode_journal_call)
+            if entry is None:
                 continue
             if entry.waiting is not None:
                 # Taken over once its officer's session is (after the resync).
@@ -341,9 +355,8 @@ class AuthorityState:
         for conference_id, value in journal.items():
             if conference_id in self.core.conferences.table:
                 continue
-            try:
-                entry = w.decode_journal_conference(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("conferences", conference_id, value, w.decode_journal_conference)
+            if entry is None:
                 continue
             actions.append(Record(TraceEvent(kind="conference_ended", at=now, data=entry.ended)))
             message = p.ConferenceEnded(conference_id=conference_id, reason="node_lost", by=None)
@@ -360,9 +373,8 @@ class AuthorityState:
         actions: list[Action] = []
         gone: list[str] = []
         for instruction_id, value in journal.items():
-            try:
-                entry = w.decode_journal_instruction(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("instructions", instruction_id, value, w.decode_journal_instruction)
+            if entry is None:
                 gone.append(instruction_id)
                 continue
             if entry.expires_at <= now:
@@ -382,9 +394,8 @@ class AuthorityState:
         for watch_id, value in journal.items():
             if watch_id in self.core.watches.table:
                 continue
-            try:
-                entry = w.decode_journal_watch(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("watches", watch_id, value, w.decode_journal_watch)
+            if entry is None:
                 continue
             for data in entry.stopped:
                 actions.append(Record(TraceEvent(kind="watch_stopped", at=now, data=data)))
@@ -411,9 +422,8 @@ class AuthorityState:
         closed: list[str] = []
         adopted, self.adopted = self.adopted, set()
         for user, value in before.items():
-            try:
-                left = w.decode_journal_session(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            left = self._entry("sessions", user, value, w.decode_journal_session)
+            if left is None:
                 continue
             current = self.core.session(user)
             if left.session_id in adopted or (
@@ -424,6 +434,38 @@ class AuthorityState:
             if now_in_journal.get(user) == value:
                 closed.append(user)
         return InheritedSessions(actions, closed)
+
+    def inherit_emergencies(
+        self, journal: Mapping[str, bytes], now: float
+    ) -> tuple[list[Action], list[str]]:
+        """The dead authority's journal of emergencies (officer -> `wire.JournalEmergency`),
+        once the sessions it left are taken over: each is carried on for its officer's
+        session (`actions`); the second list is the fields to delete (officer gone, signed
+        in anew, or unreadable)."""
+        actions: list[Action] = []
+        gone: list[str] = []
+        for officer, value in journal.items():
+            entry = self._entry("emergencies", officer, value, w.decode_journal_emergency)
+            carried = (
+                []
+                if entry is None
+                else self.core.carry_over_emergency(w.emergency_of(officer, entry), now)
+            )
+            if not carried:
+                gone.append(officer)
+            actions.extend(carried)
+        return actions, gone
+
+    def _entry(
+        self, journal: str, key: str, value: bytes, decode: Callable[[bytes], _T]
+    ) -> _T | None:
+        """`value` decoded, or None (kept in `unreadable`) for an entry no node of ours
+        wrote: garbage, a wrong shape, or nested so deep that decoding it recurses out."""
+        try:
+            return decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            self.unreadable.append(Unreadable(journal, key, f"{type(exc).__name__}: {exc}"))
+            return None
 
     def take_over_waiting(self, waiting: Iterable[WaitingCall], now: float) -> list[Action]:
         """Queue again, in the order they were placed, the calls that were waiting."""

@@ -87,6 +87,8 @@ from signalling.protocol.calls import (
     Emergency,
     EmergencyAcknowledged,
     EmergencyCleared,
+    EmergencyNote,
+    EmergencyNoted,
     EmergencyOutcome,
     EndReason,
     GeoPosition,
@@ -233,6 +235,7 @@ ClientMessage = (
     | Transfer
     | ClearEmergency
     | AcknowledgeEmergency
+    | EmergencyNote
     | GetRoster
     | Offer
     | Answer
@@ -322,6 +325,7 @@ ServerMessage = (
     | CallRingingCenter
     | EmergencyCleared
     | EmergencyAcknowledged
+    | EmergencyNoted
     | CallTaken
     | RingStopped
     | CallAnswered
@@ -437,6 +441,8 @@ __all__ = [
     "EmergencyAcknowledged",
     "EmergencyAlarm",
     "EmergencyCleared",
+    "EmergencyNote",
+    "EmergencyNoted",
     "EmergencyOutcome",
     "EndConference",
     "EndReason",
