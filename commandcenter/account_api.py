@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import math
 import secrets
 from collections.abc import Awaitable, Callable
@@ -443,12 +442,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     raw = await read_at_most(request.content, MAX_BODY_BYTES)
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
+    body = http_edge.json_object(raw)
     unknown = set(body) - {"user", "password", "code"}
     if unknown:
         raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
@@ -474,6 +468,8 @@ def _answering(handler: Handler) -> Handler:
                 return await handler(request)
             except BadRequest as exc:
                 return http_edge.error_response(400, "bad_request", exc.reason, exc.field)
+            except http_edge.Refused as exc:
+                return http_edge.refused_response(exc)
             except (StoreUnavailable, StoreClosed):
                 response = http_edge.error_response(
                     503, "unavailable", "sign-in is not possible right now; try again shortly"

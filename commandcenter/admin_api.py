@@ -31,7 +31,7 @@ from commandcenter import account_changes, http_edge
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.auth import AuthError, Identity, Role
 from commandcenter.bodies import read_at_most
-from commandcenter.http_edge import Refused
+from commandcenter.http_edge import Refused, json_object
 from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
 from identity.accounts import (
     Account,
@@ -417,12 +417,7 @@ async def _json_body(request: web.Request, fields: set[str]) -> dict[str, Any]:
     raw = await _bounded(request, MAX_BODY_BYTES)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _bad("the body must be a JSON object")
+    body = json_object(raw)
     unknown = sorted(set(body) - fields)
     if unknown:
         raise _bad("unknown field", unknown[0])

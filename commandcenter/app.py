@@ -68,7 +68,7 @@ from sessions.store import TraceStore
 from signalling.clock import Clock, SystemClock
 from signalling.cluster import RedisCoreLink
 from signalling.core.switchboard import Switchboard
-from signalling.core.watches import WatchLimits
+from signalling.core.watches import VideoCap, WatchLimits
 from signalling.hub import WS_PATH, Hub
 from signalling.link import CoreLink, LocalCoreLink
 
@@ -142,6 +142,7 @@ def create_app(
             watches=WatchLimits(
                 max_feeds=config.console.wall_max_feeds,
                 starts_per_min=config.console.wall_starts_per_min,
+                caps={tiles: VideoCap(*cap) for tiles, cap in config.wall.caps().items()},
             ),
             new_watch_id=lambda: "w-" + secrets.token_hex(8),
         )
@@ -196,7 +197,7 @@ def create_app(
         app[TRACE] = recorder
     if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
-        evidence_api.install(app, evidence_store)
+        evidence_api.install(app, evidence_store, config.redis)
     accounts = _account_api(config)
     revocations: Revocations | None = None
     if accounts is not None:

@@ -854,10 +854,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Real-time command-center server for court enforcement officers."
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    # Imported here: user_cli builds on this module's parser and errors.
+    # Imported here: user_cli and trace_cli build on this module's parser and errors.
+    from commandcenter.trace_cli import add_trace
     from commandcenter.user_cli import add_user
 
-    for add in (*_COMMANDS, add_user):
+    for add in (*_COMMANDS, add_user, add_trace):
         add(commands)
     return parser
 

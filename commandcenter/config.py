@@ -43,6 +43,7 @@ from signalling.settings import (
     LimitsConfig,
     PresenceConfig,
     RedisConfig,
+    WallConfig,
 )
 
 ENV_PREFIX = "COMMANDCENTER_"
@@ -183,6 +184,9 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     wall_max_feeds: int = 16
     wall_rotate_s: float = 20.0
     wall_starts_per_min: int = 120
+    # The map: a position whose device time is older than this many seconds is shown as
+    # stale (旧位, a grey marker; a bubble counts its stale officers).
+    position_stale_s: float = 300.0
 
     def court_places(self) -> dict[str, tuple[float, float]]:
         """court_positions as {code: (lat, lon)}; ValueError naming a malformed entry."""
@@ -220,6 +224,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     instructions: InstructionsConfig = msgspec.field(default_factory=InstructionsConfig)
+    wall: WallConfig = msgspec.field(default_factory=WallConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -320,6 +325,7 @@ def _validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    _validate_wall(cfg.wall)
     if cfg.instructions.max_chars > MAX_INSTRUCTION_CHARS:
         raise ConfigError(f"instructions.max_chars: at most {MAX_INSTRUCTION_CHARS}")
     if cfg.conferences.revoke_grace_s < 0:
@@ -402,6 +408,20 @@ def _validate_feed(feed: FeedConfig) -> None:
             raise ConfigError(f"feed.{key}: must be positive, got {getattr(feed, key)}")
 
 
+# A wall cap's bounds: (least, most) lines, frames a second, kbit/s.
+WALL_CAP_BOUNDS = ((90, 2160), (1, 60), (50, 20000))
+WALL_CAP_NAMES = ("height", "fps", "kbit/s")
+
+
+def _validate_wall(wall: WallConfig) -> None:
+    for tiles, cap in wall.caps().items():
+        for value, (low, high), what in zip(cap, WALL_CAP_BOUNDS, WALL_CAP_NAMES, strict=True):
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"wall.tiles_{tiles}: {what} must be {low} to {high}, got {value}"
+                )
+
+
 def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
     if console.tile_url and (
         tile_origin(console.tile_url) is None
@@ -419,6 +439,10 @@ def _validate_console(console: ConsoleConfig, courts: set[str]) -> None:
     if not 1 <= console.wall_starts_per_min <= 10000:
         raise ConfigError(
             f"console.wall_starts_per_min: must be 1 to 10000, got {console.wall_starts_per_min}"
+        )
+    if not 10.0 <= console.position_stale_s <= 86400.0:
+        raise ConfigError(
+            f"console.position_stale_s: must be 10 to 86400, got {console.position_stale_s}"
         )
     try:
         places = console.court_places()
@@ -623,7 +647,7 @@ def _env_value(raw: str, tp: Any, key: str, name: str) -> Any:
     value: Any = raw
     if not isinstance(info, msgspec.inspect.StrType):
         value = raw.strip()
-    if isinstance(info, msgspec.inspect.VarTupleType):
+    if isinstance(info, msgspec.inspect.VarTupleType | msgspec.inspect.TupleType):
         value = [item.strip() for item in value.split(",") if item.strip()]
     elif isinstance(info, msgspec.inspect.BoolType):
         value = _ENV_BOOLEANS.get(value.lower(), value)

@@ -50,6 +50,7 @@ async def get_settings(request: web.Request) -> web.Response:
                     "queue_red_s": console.queue_red_s,
                     "wall_max_feeds": console.wall_max_feeds,
                     "wall_rotate_s": console.wall_rotate_s,
+                    "position_stale_s": console.position_stale_s,
                     # Whether calls here are recorded (the call view says so): media relayed,
                     # `media.record`, and an evidence store to keep them in.
                     "recording": _records_calls(request.app),

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import hdrs, web
+from redis.asyncio import Redis
 
 from commandcenter.auth import AuthError, Identity, bearer_token
 from commandcenter.byte_range import ByteRange, parse_range
@@ -37,7 +38,8 @@ from commandcenter.http_edge import (
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, IN_FLIGHT
-from commandcenter.player_views import VIEW_ID_RE, PlayerViews
+from commandcenter.player_views import VIEW_ID_RE
+from commandcenter.view_keepers import LocalViews, RedisViews, ViewKeeper
 from sessions import evidence as ev
 from sessions import records
 from sessions.durable import zone_of
@@ -45,6 +47,7 @@ from sessions.errors import BadQuery, RecorderError
 from sessions.evidence_store import EvidenceStore
 from sessions.originals import DownloadCheck
 from sessions.statistics import parse_moment
+from signalling.settings import RedisConfig
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +66,7 @@ PLAYER: Final = f"{BASE}/player"
 PLAYER_COOKIE: Final = "cc_evidence"
 # The player's views on this node (commandcenter/player_views.py): a recording streamed in
 # ranges is recorded once, as a view, not once per range.
-VIEWS: Final = web.AppKey("player_views", PlayerViews)
+VIEWS: Final = web.AppKey("player_views", ViewKeeper)
 _MAX_COOKIE_CHARS: Final = 4096
 # How much of an upload's body aiohttp may hold before it stops reading the socket (twice
 # this, in fact). Its default, 64 KiB, is less than one read from the socket, so the
@@ -325,7 +328,7 @@ async def open_view(request: web.Request) -> web.StreamResponse:
     view_id = secrets.token_urlsafe(16)
     await request.app[EVIDENCE].view(who, evidence_id, view_id)
     now = request.app[HUB].clock.now()
-    until = request.app[VIEWS].open(view_id, who.user_id, evidence_id, who.expires_at, now)
+    until = await request.app[VIEWS].open(view_id, who.user_id, evidence_id, who.expires_at, now)
     log.info("evidence view opened", evidence_id=evidence_id, view=view_id)
     response = web.json_response({"view": view_id, "expires_at": round(until * 1000)}, status=201)
     response.headers[hdrs.CACHE_CONTROL] = "no-store"
@@ -367,17 +370,18 @@ async def download(request: web.Request) -> web.StreamResponse:
     store = request.app[EVIDENCE]
     evidence_id = request.match_info["evidence_id"]
     asked: list[ByteRange | None] = []
+    # Asked before the store is: the keeper may be Redis (any node's views), and `accept`
+    # runs inside the store's download.
+    in_view = view is not None and await request.app[VIEWS].covers(
+        view, who.user_id, evidence_id, request.app[HUB].clock.now()
+    )
 
     def accept(size: int) -> bool:
-        """Refused (416) before the download is recorded. A part asked for in a view this
-        node opened is that view's, recorded already; the whole original is a download,
-        view or not (player_views.py)."""
+        """Refused (416) before the download is recorded. A part asked for in a view (opened
+        on any node of the cluster) is that view's, recorded already; the whole original is
+        a download, view or not (player_views.py)."""
         part = parse_range(request.headers.get(hdrs.RANGE), size)
         asked.append(part)
-        now = request.app[HUB].clock.now()
-        in_view = view is not None and request.app[VIEWS].covers(
-            view, who.user_id, evidence_id, now
-        )
         return part is None or not in_view
 
     history, path = await store.download(who, evidence_id, accept)
@@ -468,17 +472,29 @@ async def correct(request: web.Request) -> web.StreamResponse:
     return web.json_response(history.to_json(), status=201)
 
 
-def install(app: web.Application, store: EvidenceStore) -> None:
+def install(app: web.Application, store: EvidenceStore, redis: RedisConfig | None = None) -> None:
     """Serve evidence from `store`: its routes, its start (sweeping partial uploads) and its
-    close."""
+    close. `redis`: the cluster's, where the player's views are then kept (view_keepers.py);
+    None keeps them in this node's memory."""
     app[EVIDENCE] = store
-    app[VIEWS] = PlayerViews()
+    views: ViewKeeper = LocalViews()
+    if redis is not None and redis.url:
+        views = RedisViews(
+            Redis.from_url(
+                redis.url,
+                socket_timeout=redis.node_timeout_s / 2,
+                socket_connect_timeout=redis.node_timeout_s / 2,
+            ),
+            redis.key_prefix,
+        )
+    app[VIEWS] = views
 
     async def start(app: web.Application) -> None:
         await store.start()
 
     async def close(app: web.Application) -> None:
         store.close()
+        await views.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(close)

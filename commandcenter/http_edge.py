@@ -11,6 +11,7 @@ handler writes while serving it (`serving`).
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Any, Final
@@ -110,6 +111,39 @@ class Refused(Exception):
         self.status, self.code, self.reason, self.field = status, code, reason, field
         self.retry = retry
         self.faults = faults
+
+
+# Deepest a JSON request body may nest (the object itself is level 1). No API takes more than
+# two levels; the bound keeps a hostile body from reaching Python's recursion limit.
+MAX_JSON_DEPTH: Final = 32
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body (already bounded in size) as a JSON object; `Refused` 400 for one
+    that is not JSON, not an object, or nested deeper than `MAX_JSON_DEPTH`."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep() from None
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "bad_request", "the body must be a JSON object")
+    # Walked without recursion: the decoder survived, and so must the check.
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return body
+
+
+def _too_deep() -> Refused:
+    return Refused(400, "bad_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
 
 
 def refused_response(exc: Refused) -> web.Response:

@@ -23,12 +23,33 @@ from commandcenter.config import LoggingConfig
 REDACTED: Final = "[redacted]"
 # Compared case-insensitively, so an `Authorization` header in a logged mapping is caught too.
 REDACTED_KEYS: Final = frozenset(
-    {"token", "secret", "jwt_secret", "password", "authorization", "sdp"}
+    {
+        "token",
+        "secret",
+        "jwt_secret",
+        "password",
+        "authorization",
+        "cookie",
+        "set-cookie",
+        "resume_token",
+        "refresh_token",
+        "sdp",
+    }
 )
 # `?token=...` / `&access_token=...` in a URL or request line.
 _TOKEN_PARAM = re.compile(r"(?i)(\b(?:access_)?token=)[^&\s\"']+")
 # Anything shaped like a JWT (base64url JSON header and payload), wherever it appears.
 _JWT = re.compile(r"\beyJ[\w-]*\.eyJ[\w-]*\.[\w-]*")
+# A secret written out in text, as a traceback or a repr shows it: `password='x'`,
+# `"Cookie": "cc_session=..."`, `jwt_secret=...`; the value, quoted or not, is hidden.
+_SECRET_ASSIGNED = re.compile(
+    r"(?i)\b((?:password|passwd|jwt_secret|secret|resume_token|refresh_token|cookie"
+    r"|set-cookie|authorization)[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]\"']+)"
+)
+# A cookie or authorization header line in a dumped request: everything after the name.
+_SECRET_HEADER = re.compile(r"(?im)^(\s*(?:cookie|set-cookie|authorization)\s*:\s*)\S.*$")
+# `Bearer <token>` anywhere.
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[\w.~+/-]+=*")
 # Nested structures deeper than this are logged as they are; we never log deeper ones.
 _MAX_DEPTH: Final = 4
 
@@ -42,7 +63,7 @@ def _redacted(key: object, value: Any, depth: int) -> Any:
     if isinstance(key, str) and key.lower() in REDACTED_KEYS:
         return REDACTED
     if isinstance(value, str):
-        return _JWT.sub(REDACTED, _TOKEN_PARAM.sub(rf"\g<1>{REDACTED}", value))
+        return scrubbed(value)
     if depth >= _MAX_DEPTH:
         return value
     if isinstance(value, Mapping):
@@ -50,6 +71,16 @@ def _redacted(key: object, value: Any, depth: int) -> Any:
     if isinstance(value, list | tuple):
         return [_redacted(None, v, depth + 1) for v in value]
     return value
+
+
+def scrubbed(text: str) -> str:
+    """`text` (a message, a traceback) with tokens, JWTs, bearer credentials, cookies and
+    passwords written in it replaced by `REDACTED`."""
+    text = _TOKEN_PARAM.sub(rf"\g<1>{REDACTED}", text)
+    text = _SECRET_HEADER.sub(rf"\g<1>{REDACTED}", text)
+    text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
+    text = _SECRET_ASSIGNED.sub(rf"\g<1>{REDACTED}", text)
+    return _JWT.sub(REDACTED, text)
 
 
 # C0 and C1 controls other than tab and newline: ESC starts every ANSI escape, which a
@@ -101,12 +132,14 @@ def configure_logging(
     out = sys.stderr if stream is None else stream
     renderer: Processor
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    # Tracebacks become text before redaction in either format, so they are scrubbed like
+    # everything else (the console renderer would otherwise print them from the exception
+    # object itself, secrets in its message and locals included).
+    final += [structlog.processors.format_exc_info, redact]
     if cfg.format == "json":
-        # Tracebacks become text before redaction, so they are scrubbed like everything else.
-        final += [structlog.processors.format_exc_info, redact]
         renderer = structlog.processors.JSONRenderer()
     else:
-        final += [redact, escape_controls]
+        final += [escape_controls]
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -137,4 +170,11 @@ def configure_logging(
     )
 
 
-__all__ = ["REDACTED", "REDACTED_KEYS", "configure_logging", "escape_controls", "redact"]
+__all__ = [
+    "REDACTED",
+    "REDACTED_KEYS",
+    "configure_logging",
+    "escape_controls",
+    "redact",
+    "scrubbed",
+]

@@ -3,12 +3,18 @@ check on demand, the calls of a period and a call's audit view (timeline and who
 
 `GET /api/evidence` (the evidence search) is evidence_api's; this module owns
 `GET /api/evidence/{id}/audit`, `POST /api/trace/verify`, `GET /api/calls` and
-`GET /api/calls/{call_id}/audit`. What is read comes from the trace; the rules of what a
+`GET /api/calls/{call_id}/audit`, and the conferences' `GET /api/conferences` and
+`GET /api/conferences/{conference_id}/audit`. What is read comes from the trace; the rules of what a
 record means are `sessions.records`. `_answering` is the one place where errors become
 statuses: 401 for the token, 403 for the role, 400 naming a bad parameter, 404 for a call or
 item that is missing or outside the caller's scope (the same answer for both), 409 while a
-chain check runs already, 503 when the trace cannot be read; anything else is logged and
-answered 500 with the request's id only.
+chain check runs already or when the last check's signed position does not verify, 503
+when the trace cannot be read; anything else is logged and answered 500 with the
+request's id only.
+
+The chain check is incremental: each check that finds the chain intact signs where it
+ended (a `verified` checkpoint, sessions/checkpoint.py), and the next one reads only the
+records after it; `full=1` reads from record 1.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import structlog
 from aiohttp import web
 
 from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.checkpoints import CHECKPOINTER
 from commandcenter.http_edge import (
     Refused,
     auth_error_response,
@@ -33,13 +40,16 @@ from commandcenter.http_edge import (
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
+from sessions import conference_records as confs
 from sessions import evidence as ev
-from sessions import records
+from sessions import records, subjects
+from sessions.checkpoint import RememberedForged, last_verified
 from sessions.durable import verify_store, zone_of
 from sessions.errors import BadQuery, RecorderError
 from sessions.recorder import TraceEvent
 from sessions.statistics import parse_moment
-from sessions.store import StoredRecord, TraceStore
+from sessions.store import MAX_ABOUT, StoredRecord, TraceStore
+from sessions.trace import GENESIS, Head
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +69,11 @@ TRACE_VERIFIED: Final = "trace_verified"
 # The longest period a call listing may span.
 MAX_CALL_PERIOD_S: Final = 93 * 86400
 _VERIFY_LOCK: Final = web.AppKey("records_verify_lock", asyncio.Lock)
+CONFERENCES: Final = "/api/conferences"
+CONFERENCE_ID_RE: Final = r"[A-Za-z0-9_.:-]{1,64}"
+CONFERENCE_AUDIT: Final = CONFERENCES + "/{conference_id:" + CONFERENCE_ID_RE + "}/audit"
+# Who may read conferences' records: those who oversee them, each over their scope.
+CONFERENCE_ROLES: Final = frozenset({Role.SUPERVISOR, Role.ADMIN, Role.AUDITOR})
 
 
 def _not_found() -> Refused:
@@ -123,23 +138,59 @@ async def evidence_audit(request: web.Request) -> web.StreamResponse:
 # --- the chain check -----------------------------------------------------------------------
 
 
+def _full_asked(params: dict[str, str]) -> bool:
+    raw = params.get("full", "0")
+    if raw not in ("0", "1"):
+        raise BadQuery("0 or 1", "full")
+    return raw == "1"
+
+
+async def _remembered(request: web.Request, trace: TraceStore) -> Head:
+    """Where the last check ended (its signed `verified` checkpoint), GENESIS for none.
+    Refuses (409) when that checkpoint does not verify: starting anywhere else would let
+    whoever changed it choose what is left unread."""
+    checkpointer = request.app.get(CHECKPOINTER)
+    if checkpointer is None:
+        return GENESIS
+    try:
+        found = last_verified(await trace.checkpoints(), checkpointer.public_key)
+    except RememberedForged as exc:
+        log.error("chain check refused", alarm=True, error=str(exc))
+        raise Refused(
+            409,
+            "checkpoint_invalid",
+            "the last check's signed position does not verify; run a full check (full=1)",
+        ) from exc
+    return GENESIS if found is None else found.head
+
+
 @_answering
 async def verify(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, VERIFY_ROLES)
-    ev.single_params(request.query.items(), ())
+    params = ev.single_params(request.query.items(), ("full",))
+    full = _full_asked(params)
     trace = _trace(request)
     lock = request.app[_VERIFY_LOCK]
     if lock.locked():
-        # One at a time: a check reads the whole trace, and a second one would learn
-        # nothing the first will not say in a moment.
+        # One at a time: a second check would learn nothing the first will not say in a
+        # moment (and both would sign the position they reached).
         raise Refused(409, "busy", "a chain check is running; retry when it ends")
     async with lock:
         started = time.monotonic()
-        result = await verify_store(trace)
+        start = GENESIS if full else await _remembered(request, trace)
+        result = await verify_store(trace, start=start)
         seconds = round(time.monotonic() - started, 3)
+        checkpointer = request.app.get(CHECKPOINTER)
+        if result.ok and checkpointer is not None and result.head.seq > start.seq:
+            # The next check starts here: signed, so a changed position is refused.
+            await checkpointer.remember_verified(result.head)
+    checked = max(result.records - start.seq, 0)
     answer: dict[str, object] = {
         "ok": result.ok,
+        "full": start.seq == 0,
+        "from_seq": start.seq,
+        "checked": checked,
         "records": result.records,
         "head_seq": result.head.seq,
         "head_hash": result.head.hash,
@@ -156,6 +207,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
         "role": who.role.value,
         "court": who.court,
         "ok": result.ok,
+        "from_seq": start.seq,
         "records": result.records,
         "head_seq": result.head.seq,
         "head_hash": result.head.hash,
@@ -229,7 +281,8 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
     ev.single_params(request.query.items(), ())
     call_id = request.match_info["call_id"]
     trace = _trace(request)
-    found = await trace.find(kinds=list(records.CALL_AUDIT_KINDS), data_equals={"call": call_id})
+    # By the subject index: one index range, not a scan of every call's records.
+    found = await trace.records_about(subjects.subject(subjects.CALL, call_id), limit=MAX_ABOUT)
     created = [r for r in found if r.kind == records.CALL_CREATED]
     if not created:
         raise _not_found()
@@ -253,6 +306,90 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
     return web.json_response(answer)
 
 
+# --- conferences ---------------------------------------------------------------------------
+
+
+@_answering
+async def list_conferences(request: web.Request) -> web.StreamResponse:
+    """The conferences started in a period, newest first, a page at a time, with the
+    statistics' figures of the same period and courts."""
+    who = identity_of(request)
+    _allowed(who, CONFERENCE_ROLES)
+    params = ev.single_params(
+        request.query.items(), ("from", "to", "court", "text", "limit", "offset")
+    )
+    since, until = _period(request, params)
+    courts = _court_filter(request, who, params.get("court"))
+    limit = records.parse_count(
+        params.get("limit"), "limit", default=confs.DEFAULT_PAGE, low=1, high=confs.MAX_PAGE
+    )
+    offset = records.parse_count(
+        params.get("offset"), "offset", default=0, low=0, high=confs.MAX_OFFSET
+    )
+    text = records.parse_term(params["text"], "text") if "text" in params else None
+    trace = _trace(request)
+    started = [
+        r
+        for r in await trace.find(kinds=[confs.CONFERENCE_STARTED], since=since, until=until)
+        if r.data.get("court") in courts
+    ]
+    started.sort(key=lambda r: r.seq, reverse=True)
+    titles: dict[object, object] = {}
+    if text is not None and started:
+        # Titles are in `conference_created`, written at or before the start.
+        for r in await trace.find(kinds=[confs.CONFERENCE_CREATED], until=until):
+            titles[r.data.get("conference")] = r.data.get("title")
+    ids = [
+        cid
+        for cid in (r.data.get("conference") for r in started)
+        if isinstance(cid, str) and confs.matches(cid, titles.get(cid), text)
+    ]
+    shown = []
+    for cid in ids[offset : offset + limit]:
+        found = await trace.records_about(
+            subjects.subject(subjects.CONFERENCE, cid), limit=MAX_ABOUT
+        )
+        shown.append(confs.summary(cid, found))
+    return web.json_response(
+        {
+            "conferences": shown,
+            "total": len(ids),
+            "limit": limit,
+            "offset": offset,
+            "figures": confs.figures(started).to_json(),
+        }
+    )
+
+
+@_answering
+async def conference_audit(request: web.Request) -> web.StreamResponse:
+    who = identity_of(request)
+    _allowed(who, CONFERENCE_ROLES)
+    ev.single_params(request.query.items(), ())
+    conference_id = request.match_info["conference_id"]
+    trace = _trace(request)
+    found = await trace.records_about(
+        subjects.subject(subjects.CONFERENCE, conference_id), limit=MAX_ABOUT + 1
+    )
+    court = confs.court_of(found)
+    if court is None or not request.app[COURTS].in_scope(who, court):
+        # The same answer for another court's conference as for one that never was.
+        log.info("conference audit refused", conference_id=conference_id, user=who.user_id)
+        raise Refused(404, "not_found", "no such conference")
+    answer = confs.audit(conference_id, found[:MAX_ABOUT], cut=len(found) > MAX_ABOUT)
+    # Reading it is a fact of the conference, recorded after the view is taken.
+    data = {
+        "conference": conference_id,
+        "court": court,
+        "user": who.user_id,
+        "role": who.role.value,
+        "user_court": who.court,
+    }
+    event = TraceEvent(confs.CONFERENCE_AUDIT_READ, _now(request), data)
+    await request.app[RECORDER].record([event])
+    return web.json_response(answer)
+
+
 def add_routes(app: web.Application, *, evidence: bool) -> None:
     """The records routes; `evidence`: whether the app serves evidence (its audit trail is
     served with it)."""
@@ -262,6 +399,17 @@ def add_routes(app: web.Application, *, evidence: bool) -> None:
     app.router.add_post(VERIFY, verify)
     app.router.add_get(CALLS, list_calls)
     app.router.add_get(CALL_AUDIT, call_audit)
+    app.router.add_get(CONFERENCES, list_conferences)
+    app.router.add_get(CONFERENCE_AUDIT, conference_audit)
 
 
-__all__ = ["CALLS", "CALL_AUDIT", "EVIDENCE_AUDIT", "TRACE_VERIFIED", "VERIFY", "add_routes"]
+__all__ = [
+    "CALLS",
+    "CALL_AUDIT",
+    "CONFERENCES",
+    "CONFERENCE_AUDIT",
+    "EVIDENCE_AUDIT",
+    "TRACE_VERIFIED",
+    "VERIFY",
+    "add_routes",
+]

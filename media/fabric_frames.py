@@ -10,13 +10,17 @@ frame's kind and the sending worker's index. Then, by kind:
     SITES      len(conference)(1) conference
     STOP       len(conference)(1) conference
     ROLLIN     remaining_ms(4) every_ms(4) len(conference)(1) conference
+    VOICES     count(1) len(conference)(1) conference, then count times:
+               level(1) len(owner)(1) owner
 
 (network byte order; names UTF-8). A PACKET carries what a subscriber's copy needs of one
 RTP packet: its numbers, marker, payload type, whether a subscriber may start on it, the RFC
 6464 audio level when it had one, and the payload (never the publisher's SSRC or header
 extensions: each subscriber gets its own, media.forwarder.Subscription). KEYFRAME asks for a
 keyframe of a source track; SITES / STOP say the sender has sites of a conference / no longer;
-ROLLIN, from home, says how long the conference's roll-in still runs and its period.
+ROLLIN, from home, says how long the conference's roll-in still runs and its period. VOICES,
+to home, names the sender's candidates in an open conference (media.loudest), loudest first,
+with their running levels (-dBov, 0 to 127): the only sites whose audio it sends home.
 
 A struct header rather than msgpack: this is the packet path, one frame per RTP packet and
 worker. Everything received is checked against these bounds before use; any other bytes are a
@@ -35,6 +39,9 @@ KEYFRAME: Final = 2
 SITES: Final = 3
 STOP: Final = 4
 ROLLIN: Final = 5
+VOICES: Final = 6
+# The most candidates one VOICES frame names (a worker names `conference_audio_slots`).
+MAX_VOICES: Final = 6
 
 # An RTP payload beyond this cannot have come through a 1500-byte MTU.
 MAX_PAYLOAD: Final = 1500
@@ -44,8 +51,13 @@ _PACKET: Final = struct.Struct("!BBHIBBB")
 _NAMES: Final = struct.Struct("!BB")
 _NAME: Final = struct.Struct("!B")
 _ROLLIN: Final = struct.Struct("!IIB")
+_VOICES: Final = struct.Struct("!BB")
+_VOICE: Final = struct.Struct("!BB")
 # The longest valid frame: a receiver reads this much and treats more as bad.
-MAX_FRAME: Final = _COMMON.size + _PACKET.size + 2 * MAX_NAME + MAX_PAYLOAD
+MAX_FRAME: Final = max(
+    _COMMON.size + _PACKET.size + 2 * MAX_NAME + MAX_PAYLOAD,
+    _COMMON.size + _VOICES.size + MAX_NAME + MAX_VOICES * (_VOICE.size + MAX_NAME),
+)
 
 _MARKER: Final = 0x01
 _KEYFRAME_START: Final = 0x02
@@ -116,7 +128,17 @@ class RollinNotice:
     every_ms: int
 
 
-Frame = Packet | KeyframeRequest | Sites | Stop | RollinNotice
+@dataclass(frozen=True, slots=True)
+class Voices:
+    """To home: the sender's candidates in open conference `conference` (media.loudest),
+    loudest first, each (owner, running level in -dBov); empty: none speaking."""
+
+    sender: int
+    conference: str
+    voices: tuple[tuple[str, int], ...]
+
+
+Frame = Packet | KeyframeRequest | Sites | Stop | RollinNotice | Voices
 
 
 def _name(value: str) -> bytes:
@@ -197,6 +219,21 @@ def encode(frame: Frame) -> bytes:
             conference = _name(frame.conference)
             rollin = _ROLLIN.pack(frame.remaining_ms, frame.every_ms, len(conference))
             return _COMMON.pack(VERSION, ROLLIN, frame.sender) + rollin + conference
+        case Voices():
+            if len(frame.voices) > MAX_VOICES:
+                raise ValueError(f"a VOICES frame names at most {MAX_VOICES} sites")
+            conference = _name(frame.conference)
+            parts = [
+                _COMMON.pack(VERSION, VOICES, frame.sender),
+                _VOICES.pack(len(frame.voices), len(conference)),
+                conference,
+            ]
+            for owner, level in frame.voices:
+                if not 0 <= level <= 127:
+                    raise ValueError(f"a level is 0 to 127 -dBov: {level}")
+                name = _name(owner)
+                parts += [_VOICE.pack(level, len(name)), name]
+            return b"".join(parts)
         case Sites() | Stop():
             kind = SITES if isinstance(frame, Sites) else STOP
             conference = _name(frame.conference)
@@ -305,4 +342,34 @@ def decode(data: bytes) -> Frame:
         if len(data) != pos + conf_len:
             raise BadFrame("bad_length")
         return RollinNotice(sender, _text(data, pos, conf_len), remaining_ms, every_ms)
+    if kind == VOICES:
+        return _voices(data, pos, sender)
     raise BadFrame("unknown_kind")
+
+
+def _voices(data: bytes, pos: int, sender: int) -> Voices:
+    if len(data) < pos + _VOICES.size:
+        raise BadFrame("too_short")
+    count, conf_len = _VOICES.unpack_from(data, pos)
+    if count > MAX_VOICES:
+        raise BadFrame("bad_header")
+    pos += _VOICES.size
+    if len(data) < pos + conf_len:
+        raise BadFrame("too_short")
+    conference = _text(data, pos, conf_len)
+    pos += conf_len
+    voices: list[tuple[str, int]] = []
+    for _ in range(count):
+        if len(data) < pos + _VOICE.size:
+            raise BadFrame("too_short")
+        level, name_len = _VOICE.unpack_from(data, pos)
+        pos += _VOICE.size
+        if level > 127:
+            raise BadFrame("bad_header")
+        if len(data) < pos + name_len:
+            raise BadFrame("too_short")
+        voices.append((_text(data, pos, name_len), level))
+        pos += name_len
+    if pos != len(data):
+        raise BadFrame("bad_length")
+    return Voices(sender, conference, tuple(voices))

@@ -891,6 +891,8 @@ class WorkerPool:
             "rooms": load.rooms if load is not None else 0,
             "peers": load.peers if load is not None else 0,
             "cpu_s": round(load.cpu_s, 3) if load is not None else 0.0,
+            # Open conferences routed here: sites per other worker whose audio came lately.
+            "audio_sites_in": dict(load.audio_sites_in) if load is not None else {},
         }
 
     def cpu_seconds(self) -> dict[int, float]:

@@ -49,6 +49,10 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # holds joiners' requests back for it, so many joiners cost a few keyframes (0: off).
     conference_rollin_s: float = 60.0
     conference_rollin_keyframe_s: float = 2.5
+    # An open conference over several workers: each worker sends home the audio of only its
+    # `conference_audio_slots` loudest sites (media.loudest), and names them in a VOICES frame.
+    # Off: every site's audio goes home (the benchmark's `--no-preselect`).
+    open_audio_preselect: bool = True
     # Who sends a publication's packets to its steady subscribers: "c", one call of the C
     # fan-out per packet (media/fanout.c, built by `make venv`); "python", the forwarder
     # itself. "c" without the built extension falls back to "python" with one warning at

@@ -14,6 +14,12 @@ workers only what the stage lets cross (`placement.crosses`), over the fabric (m
 - Downlink: every other worker feeds the router's packets into a `RemotePublication` per
   source track; its local `Subscription`s renumber, protect, send and answer NACKs from their
   own history as for a local source.
+- Open discussion, preselected (`media.open_audio_preselect`): a worker other than home sends
+  home the audio of only its `conference_audio_slots` loudest sites (media.loudest, decided
+  per packet, so a new candidate's packet that made it one is the first to go), and every
+  `VOICES_EVERY_S` and whenever they change names them in a VOICES frame. Home's final pick is
+  over at most that many sites per worker; a site a worker drops is forgotten by home's
+  `Speaking` at once rather than after its hold.
 - Shown calls (`Stage.feeds`): the worker that has the call exports the officer's tracks
   like a site's uplink, gated by the same stage (heard while audible, seen while the
   spotlight), even with no site of its own (the pool sends it the stage with the placement);
@@ -42,17 +48,20 @@ from aiortc.rtp import RtpPacket
 from media.conference_room import ConferenceRoom
 from media.fabric import Fabric, FabricEndpoint
 from media.fabric_frames import (
+    MAX_VOICES,
     Frame,
     KeyframeRequest,
     Packet,
     RollinNotice,
     Sites,
     Stop,
+    Voices,
     encode,
     encode_packet,
     resend,
 )
 from media.forwarder import PacketSink, Publication
+from media.loudest import Loudest
 from media.placement import Placement, Rollin, crosses, owner_kind, track_of
 from media.remote_publication import RemotePublication
 from media.settings import MediaConfig
@@ -64,6 +73,9 @@ _NOBODY: Final = Stage((), None, ())
 # Tracks whose route the router keeps: far more than a conference has, a bound whatever
 # names a sender makes up.
 _MAX_ROUTES: Final = 4096
+# How often a worker names its candidates to home in an open conference (besides on a change):
+# a lost VOICES frame is made good within this, and finished speakers expire on it.
+VOICES_EVERY_S: Final = 0.5
 
 
 class ConferenceSpan:
@@ -118,6 +130,18 @@ class ConferenceSpan:
         # Keyframe requests other workers sent for this worker's own tracks.
         self.keyframes_asked = 0
         self._rollin_timer: asyncio.TimerHandle | None = None
+        # Open discussion, any worker but home: its own sites' voices, ranked (media.loudest);
+        # the owners whose audio crosses only as candidates (empty: no preselection now); the
+        # candidates home was last told of; packets kept here, per track, as not candidates.
+        self.loudest = Loudest(min(config.conference_audio_slots, MAX_VOICES))
+        self._preselected: frozenset[str] = frozenset()
+        self._told_voices: tuple[str, ...] = ()
+        self.held_back: collections.Counter[str] = collections.Counter()
+        self._voices_timer: asyncio.TimerHandle | None = None
+        # Home: each worker's candidates as its last VOICES named them, and the audio packets
+        # it took of each track from other workers (the preselection's proof).
+        self.voices: dict[int, tuple[tuple[str, int], ...]] = {}
+        self.audio_in: collections.Counter[str] = collections.Counter()
         self.closed = False
         fabric.handlers[conference_id] = self.take
 
@@ -198,10 +222,51 @@ class ConferenceSpan:
                     pub.sinks.remove(sink)
         for track, pub in wanted.items():
             if track not in self._exporting:
-                sink = self._exporter(pub)
+                sink = self.export_sink(pub)
                 pub.sinks.append(sink)
                 self._exporting[track] = (pub, sink)
+        self._preselect()
         self._hold_spotlight(room)
+
+    def _preselect(self) -> None:
+        """Which of this worker's sites' voices cross only as candidates: in an open
+        conference, on a worker other than home, every site not audible by the stage itself
+        (the chair, the floor's holders always cross)."""
+        placement = self.placement
+        on = (
+            self.config.open_audio_preselect
+            and self.stage.open
+            and not placement.is_home
+            and bool(placement.where)
+        )
+        here = {u for u, w in placement.where.items() if w == placement.here}
+        self._preselected = frozenset(here - set(self.stage.audible)) if on else frozenset()
+        for owner in self.loudest.known() - self._preselected:
+            self.loudest.forget(owner)
+        if self._preselected and self._voices_timer is None and not self.closed:
+            self._voices_timer = asyncio.get_running_loop().call_later(
+                VOICES_EVERY_S, self._voices_due
+            )
+        elif not self._preselected and self._voices_timer is not None:
+            self._voices_timer.cancel()
+            self._voices_timer = None
+
+    def _voices_due(self) -> None:
+        self._voices_timer = None
+        if self.closed or not self._preselected:
+            return
+        self._tell_voices(self.clock(), always=True)
+        self._voices_timer = asyncio.get_running_loop().call_later(VOICES_EVERY_S, self._voices_due)
+
+    def _tell_voices(self, now: float, *, always: bool = False) -> None:
+        """Name this worker's candidates to home, if they changed (or `always`)."""
+        voices = tuple(self.loudest.candidates(now))
+        names = tuple(u for u, _ in voices)
+        if not always and names == self._told_voices:
+            return
+        self._told_voices = names
+        frame = Voices(self.fabric.index, self.conference_id, voices)
+        self.fabric.send(self.placement.home, encode(frame))
 
     def _feeds_here(self) -> list[tuple[str, Publication]]:
         """The tracks of the shown calls this worker has, by track id."""
@@ -249,16 +314,29 @@ class ConferenceSpan:
 
     # ---- uplink: this worker's tracks -----------------------------------------------------
 
-    def _exporter(self, pub: Publication) -> PacketSink:
+    def export_sink(self, pub: Publication) -> PacketSink:
+        """The sink that sends `pub`'s packets out of this worker (`staged` adds it to the
+        tracks the stage lets cross; the benchmark drives it directly)."""
         track = pub.track_id
         name = track.encode()
         here = self.fabric.index
         conf = self._conf
+        owner = pub.owner
+        audio = pub.kind == "audio"
 
-        def export(packet: RtpPacket, codec: RTCRtpCodecParameters, _now: float) -> None:
+        def export(packet: RtpPacket, codec: RTCRtpCodecParameters, now: float) -> None:
             payload = packet.payload
             if not payload:
                 return
+            if audio and owner in self._preselected:
+                level = packet.extensions.audio_level
+                loudest = self.loudest
+                was = loudest.changes
+                if not loudest.heard(owner, None if level is None else level[1], now):
+                    self.held_back[track] += 1
+                    return
+                if loudest.changes != was:
+                    self._tell_voices(now)
             data = encode_packet(
                 here,
                 conf,
@@ -310,6 +388,22 @@ class ConferenceSpan:
             case RollinNotice():
                 if frame.sender == placement.home and not placement.is_home:
                     self._told_rollin(frame)
+            case Voices():
+                if placement.is_home:
+                    self._voices_named(frame)
+
+    def _voices_named(self, frame: Voices) -> None:
+        """Home: a worker's candidates. One it no longer names sends no more audio here, so
+        home's ranking forgets it now instead of holding its slot for SPEAKING_HOLD_S."""
+        before = self.voices.get(frame.sender, ())
+        self.voices[frame.sender] = frame.voices
+        named = {u for u, _ in frame.voices}
+        room = self._room()
+        if room is None:
+            return
+        for owner, _ in before:
+            if owner not in named and self.placement.worker_of(owner) == frame.sender:
+                room.speaking.forget(owner)
 
     def _aim(self, tell: frozenset[int] = frozenset()) -> None:
         """Home: which workers get the conference's packets (kept for the packet path); the
@@ -339,6 +433,8 @@ class ConferenceSpan:
         if self._source_of(frame.track) != frame.sender:
             self.gated += 1
             return
+        if frame.track.endswith(":audio"):
+            self.audio_in[frame.track] += 1
         self._feed(frame)
         out = resend(data, self.fabric.index)
         for worker in self.sites:
@@ -480,6 +576,9 @@ class ConferenceSpan:
             return
         self.closed = True
         self._cancel_rollin()
+        if self._voices_timer is not None:
+            self._voices_timer.cancel()
+            self._voices_timer = None
         if self.fabric.handlers.get(self.conference_id) == self.take:
             del self.fabric.handlers[self.conference_id]
         placement = self.placement
@@ -515,6 +614,8 @@ class Spans:
         self.by_conference: dict[str, ConferenceSpan] = {}
         # Conferences another node records (the home node of a cascade, media.cascade).
         self._not_recorded: set[str] = set()
+        # Each routed conference's audio packets in as of the last `audio_sites_in`.
+        self._audio_seen: dict[str, collections.Counter[str]] = {}
 
     def open(self) -> None:
         if self.endpoint is not None and self.fabric is None:
@@ -610,6 +711,28 @@ class Spans:
         for span in list(self.by_conference.values()):
             if span.shows(call_id):
                 span.restage()
+
+    def audio_sites_in(self) -> dict[int, int]:
+        """Per other worker, the most sites of one conference routed here whose audio came
+        from it since the last call (the preselection's figure for the pool's health)."""
+        most: dict[int, int] = {}
+        seen = self._audio_seen
+        for conference_id, span in self.by_conference.items():
+            if not span.placement.is_home:
+                continue
+            before = seen.get(conference_id, collections.Counter())
+            per_worker: collections.Counter[int] = collections.Counter()
+            for track, count in span.audio_in.items():
+                if count > before[track]:
+                    worker = span.placement.worker_of(owner_kind(track)[0])
+                    if worker is not None:
+                        per_worker[worker] += 1
+            seen[conference_id] = collections.Counter(span.audio_in)
+            for worker, sites in per_worker.items():
+                most[worker] = max(most.get(worker, 0), sites)
+        for gone in set(seen) - set(self.by_conference):
+            del seen[gone]
+        return most
 
     def health(self) -> dict[str, object]:
         if self.fabric is None:

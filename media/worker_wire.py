@@ -185,6 +185,10 @@ class Load(_Record, tag="load", frozen=True):
     cpu_s: float
     forwarded_packets: int
     forwarded_bytes: int
+    # As the router of open conferences: per other worker, the most sites of one conference
+    # whose audio it took from that worker since the last report (media.loudest: at most
+    # `conference_audio_slots` with the preselection on).
+    audio_sites_in: Annotated[dict[int, int], msgspec.Meta(max_length=1024)] = {}
 
 
 class SinksState(_Record, tag="sinks_state", frozen=True):

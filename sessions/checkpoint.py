@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -47,9 +47,10 @@ CHECKPOINT_FORMAT: Final = "commandcenter-checkpoint/1"
 # wrote nothing after it; `node_stop` is a stop that promises no such quiet: a cluster node's
 # (other nodes go on writing), or a drain that timed out with uploads still under way.
 # `export` and `admin` cover what a command-line run (an evidence export, an account change)
-# appended, so that its records are never an unexplained tail after a stop.
-Reason = Literal["start", "periodic", "stop", "node_stop", "export", "admin"]
-REASONS: Final = ("start", "periodic", "stop", "node_stop", "export", "admin")
+# appended, so that its records are never an unexplained tail after a stop. `verified`: a
+# chain check found every record up to this head intact; the next check starts after it.
+Reason = Literal["start", "periodic", "stop", "node_stop", "export", "admin", "verified"]
+REASONS: Final = ("start", "periodic", "stop", "node_stop", "export", "admin", "verified")
 # The one kind allowed to follow a `stop` checkpoint: the next start of the server.
 SERVER_STARTED: Final = "server_started"
 MAX_NODE_CHARS: Final = 128
@@ -381,6 +382,24 @@ def first_break(after: Head, links: Iterable[Link]) -> int | None:
     return None
 
 
+class RememberedForged(CheckpointError):
+    """The remembered position of the last chain check does not verify: its checkpoint was
+    changed (or signed by another key), so an incremental check has nothing to start from."""
+
+
+def last_verified(checkpoints: Sequence[Checkpoint], public: Ed25519PublicKey) -> Checkpoint | None:
+    """Where the last chain check stopped: the `verified` checkpoint added last (the table
+    keeps them in the order added), None when no check was remembered. Raises
+    RememberedForged when its signature does not verify: an incremental check must then
+    refuse, not fall back to an older one the forger may have chosen."""
+    found = next((cp for cp in reversed(checkpoints) if cp.reason == "verified"), None)
+    if found is not None and not signature_ok(found, public):
+        raise RememberedForged(
+            f"the verified checkpoint at seq {found.seq} does not verify with this key"
+        )
+    return found
+
+
 def latest(checkpoints: Iterable[Checkpoint]) -> Checkpoint | None:
     """The checkpoint of the highest seq, the latest written among equals."""
     best: Checkpoint | None = None
@@ -396,12 +415,14 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Reason",
+    "RememberedForged",
     "TailCheck",
     "TailStatus",
     "bytes_signature_ok",
     "compare_tail",
     "first_break",
     "key_id",
+    "last_verified",
     "latest",
     "load_public_pem",
     "public_pem",

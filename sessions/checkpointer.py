@@ -123,6 +123,15 @@ class Checkpointer:
             log.info("checkpoint", seq=cp.seq, reason=reason, timestamped=cp.tsa_token is not None)
             return cp
 
+    async def remember_verified(self, head: Head) -> Checkpoint:
+        """Sign and keep `head` as where a chain check found everything intact (`verified`),
+        so the next check starts after it. Not time-stamped: it vouches for a check, which
+        the periodic checkpoints' tokens already date."""
+        cp = sign(self._key, head, now=self._clock(), node=self._node, reason="verified")
+        await self._trace.add_checkpoint(cp)
+        log.info("checkpoint", seq=cp.seq, reason="verified", timestamped=False)
+        return cp
+
     async def _break_since(self, base: Checkpoint, head: Head) -> int | None:
         if head.seq < base.seq:
             return head.seq + 1

@@ -27,9 +27,18 @@ from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, Period, Report, StatsQuery, figures_of
-from sessions.store import StoredRecord, TraceStore
+from sessions.store import Progress, StoredRecord, TraceStore
 from sessions.timings import STORE_BOUNDS, Timings
-from sessions.trace import Head, Link, Verifier, VerifyResult, at_micros, entry_of
+from sessions.trace import (
+    GENESIS,
+    Head,
+    Link,
+    Tampering,
+    Verifier,
+    VerifyResult,
+    at_micros,
+    entry_of,
+)
 
 UNENCODABLE: Final = "unencodable_event"
 # Records read per query while verifying: big enough to amortise the round trip.
@@ -57,11 +66,33 @@ async def verify_store(
     anchors: Mapping[int, str] | None = None,
     page: int = VERIFY_PAGE,
     progress: Callable[[int], None] | None = None,
+    start: Head = GENESIS,
 ) -> VerifyResult:
-    """Verify the whole stored chain, reading it page by page; `progress` is called with
-    the number of records read so far after each page."""
-    verifier = Verifier(anchors=anchors)
-    after = 0
+    """Verify the stored chain, reading it page by page; `progress` is called with the
+    number of records read so far after each page. `start`: a head an earlier check
+    vouched for (incremental): the record stored at its seq must still carry its hash, and
+    only the records after it are read; records before it are not looked at."""
+    if start.seq > 0:
+        held = await store.links(after_seq=start.seq - 1, limit=1)
+        if not held or held[0].seq != start.seq:
+            return VerifyResult(
+                0,
+                GENESIS,
+                Tampering(start.seq, "deleted", "the record the last check ended at is gone"),
+            )
+        if held[0].hash != start.hash:
+            return VerifyResult(
+                0,
+                GENESIS,
+                Tampering(
+                    start.seq,
+                    "edited",
+                    "hash differs from the last check's signed position: the log was "
+                    "rewritten at or before this record",
+                ),
+            )
+    verifier = Verifier(anchors=anchors, start=start)
+    after = start.seq
     read = 0
     while True:
         links = await store.links(after_seq=after, limit=page)
@@ -196,6 +227,12 @@ class DurableRecorder:
             subject=subject,
             last=last,
         )
+
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        return await (await self._ready()).records_about(subject, limit=limit)
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        return await (await self._ready()).reindex(progress)
 
     async def count(self) -> int:
         return await (await self._ready()).count()

@@ -18,6 +18,15 @@ them); every other kind has no facets:
 | `evidence_stored`    | `court`       | `case_number`      | `kind`        |               |
 | `conference_started` | `court`       | `conference`       |               |               |
 | `position`           | `court`       | `user`             |               |               |
+| `instruction_sent`   | `court`       | `instruction`      |               | court-wide    |
+| `instruction_delivered` | `court`    | `instruction`      |               |               |
+| `instruction_read`   | `court`       | `instruction`      |               |               |
+| `instruction_expired` | `court`      | `instruction`      |               | all read      |
+
+(court-wide: `officer` is null; all read: `unread` is an empty list.)
+
+Instruction records written before they had columns have none, and are accepted so, as
+positions are; the statistics do not count them.
 
 Positions are not counted by any figure: their columns let an officer's track be read by
 the index (`TraceStore.find(subject=...)`) rather than by scanning every officer's. Position
@@ -51,6 +60,17 @@ CONFERENCE_STARTED: Final = "conference_started"
 # An officer's sampled position (signalling/core/facts.py): data {user, court, lat, lon,
 # accuracy_m, device_time, clock_offset_ms}.
 POSITION: Final = "position"
+# Text instructions (signalling/core/instructions.py): `instruction_sent` {instruction, by,
+# court, officer (null: court-wide), text, expires_at}; `instruction_delivered` and
+# `instruction_read` {instruction, officer, court}; `instruction_expired` {instruction, court,
+# unread: the recipients who never read it}.
+INSTRUCTION_SENT: Final = "instruction_sent"
+INSTRUCTION_DELIVERED: Final = "instruction_delivered"
+INSTRUCTION_READ: Final = "instruction_read"
+INSTRUCTION_EXPIRED: Final = "instruction_expired"
+INSTRUCTION_KINDS: Final = frozenset(
+    {INSTRUCTION_SENT, INSTRUCTION_DELIVERED, INSTRUCTION_READ, INSTRUCTION_EXPIRED}
+)
 
 KINDS: Final = frozenset(
     {
@@ -62,6 +82,7 @@ KINDS: Final = frozenset(
         EVIDENCE_STORED,
         CONFERENCE_STARTED,
         POSITION,
+        *INSTRUCTION_KINDS,
     }
 )
 
@@ -114,6 +135,13 @@ def facets_of(kind: str, data: Mapping[str, Any]) -> Facets:
         )
     if kind == POSITION:
         return Facets(court=_str(data, "court"), subject=_str(data, "user"))
+    if kind in INSTRUCTION_KINDS:
+        flag: bool | None = None
+        if kind == INSTRUCTION_SENT:
+            flag = "officer" in data and data["officer"] is None
+        elif kind == INSTRUCTION_EXPIRED:
+            flag = data.get("unread") == []
+        return Facets(court=_str(data, "court"), subject=_str(data, "instruction"), flag=flag)
     if kind == EVIDENCE_STORED:
         return Facets(
             court=_str(data, "court"), subject=_str(data, "case_number"), tag=_str(data, "kind")
@@ -130,6 +158,11 @@ __all__ = [
     "CALL_ESCALATED",
     "CONFERENCE_STARTED",
     "EVIDENCE_STORED",
+    "INSTRUCTION_DELIVERED",
+    "INSTRUCTION_EXPIRED",
+    "INSTRUCTION_KINDS",
+    "INSTRUCTION_READ",
+    "INSTRUCTION_SENT",
     "KINDS",
     "NO_FACETS",
     "POSITION",

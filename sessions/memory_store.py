@@ -14,7 +14,8 @@ from sessions.errors import StoreClosed
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery, reference_counts
-from sessions.store import StoredRecord, check_find_keys, record_of
+from sessions.store import Progress, StoredRecord, check_find_keys, record_of, subjects_of_text
+from sessions.subjects import subjects_of
 from sessions.trace import GENESIS, Head, Link, entry_of, head_of, seal
 
 
@@ -23,6 +24,8 @@ class MemoryTraceStore:
         self._links: list[Link] = []
         self._head = GENESIS
         self._checkpoints: list[Checkpoint] = []
+        # The subject index (sessions/subjects.py): subject -> seqs, in order.
+        self._about: dict[str, list[int]] = {}
         self._closed = False
 
     def _open(self) -> None:
@@ -38,6 +41,9 @@ class MemoryTraceStore:
         entries = [entry_of(e, facets_of) for e in events]
         links = seal(self._head, entries)
         self._links.extend(links)
+        for link, event in zip(links, events, strict=True):
+            for subject in subjects_of(event.kind, event.data):
+                self._about.setdefault(subject, []).append(link.seq)
         self._head = head_of(links, self._head)
         # Yield once, as a database store would, so callers cannot come to rely on append
         # completing without a suspension point.
@@ -87,6 +93,22 @@ class MemoryTraceStore:
             return out
         out.sort(key=lambda r: (r.at, r.seq))
         return out[len(out) - min(max(last, 0), len(out)) :]
+
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        self._open()
+        seqs = self._about.get(subject, [])[: max(limit, 0)]
+        return [record_of(self._links[seq - 1]) for seq in seqs]
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        self._open()
+        about: dict[str, list[int]] = {}
+        for link in self._links:
+            for subject in subjects_of_text(link.kind, link.data):
+                about.setdefault(subject, []).append(link.seq)
+        self._about = about
+        if progress is not None:
+            progress(len(self._links))
+        return len(self._links)
 
     async def count(self) -> int:
         self._open()

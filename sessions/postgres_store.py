@@ -53,6 +53,10 @@ from sessions.facets import (
     CALL_ESCALATED,
     CONFERENCE_STARTED,
     EVIDENCE_STORED,
+    INSTRUCTION_DELIVERED,
+    INSTRUCTION_EXPIRED,
+    INSTRUCTION_READ,
+    INSTRUCTION_SENT,
     SIGN_IN,
     Facets,
     facets_of,
@@ -65,9 +69,18 @@ from sessions.statistics import (
     OFFICER_ROLE,
     CallCounts,
     Counts,
+    InstructionCounts,
     StatsQuery,
 )
-from sessions.store import StoredRecord, check_find_keys, record_of
+from sessions.store import (
+    REINDEX_BATCH,
+    Progress,
+    StoredRecord,
+    check_find_keys,
+    record_of,
+    subjects_of_text,
+)
+from sessions.subjects import subjects_of
 from sessions.trace import GENESIS, Entry, Head, Link, entry_of, head_of, seal
 
 log = structlog.get_logger(__name__)
@@ -81,6 +94,8 @@ DEFAULT_QUERY_TIMEOUT_S: Final = 120.0
 DEFAULT_SCHEMA: Final = "commandcenter"
 SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE: Final = "trace"
+# The subject index's table (sessions/subjects.py): rows (subject, seq).
+SUBJECTS: Final = "trace_subjects"
 _COLUMNS: Final = (
     "seq",
     "at_us",
@@ -140,6 +155,13 @@ def _schema_sql(t: str, schema: str) -> list[str]:
         # cases (grouped by subject), and `find` by kind.
         f"CREATE INDEX IF NOT EXISTS trace_subject ON {t} (kind, subject, at_us)"
         " INCLUDE (tag, court)",
+        # The subject index (sessions/subjects.py): which records are about which call,
+        # conference or evidence item; written in the same transaction as the records.
+        f"""CREATE TABLE IF NOT EXISTS "{schema}".{SUBJECTS} (
+            subject text NOT NULL,
+            seq bigint NOT NULL,
+            PRIMARY KEY (subject, seq)
+        )""",
         # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
         f"""CREATE TABLE IF NOT EXISTS "{schema}".checkpoints (
             id bigserial PRIMARY KEY,
@@ -180,6 +202,7 @@ def _link(row: asyncpg.Record) -> Link:
 @dataclass(frozen=True, slots=True)
 class _Append:
     entries: list[Entry]
+    subjects: list[tuple[str, ...]]
     future: asyncio.Future[list[Link]]
 
 
@@ -236,8 +259,21 @@ class PostgresTraceStore:
                 async with asyncio.timeout(timeout_s), writer.transaction():
                     # Two nodes starting together must not race on CREATE ... IF NOT EXISTS.
                     await writer.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+                    unindexed = await writer.fetchval(
+                        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NULL",
+                        table,
+                        f'"{schema}".{SUBJECTS}',
+                    )
+                    if unindexed:
+                        unindexed = await writer.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})")
                     for statement in _schema_sql(table, schema):
                         await writer.execute(statement)
+                if unindexed:
+                    log.warning(
+                        "trace subject index is new: audit views miss the older records until "
+                        "`commandcenter trace reindex`",
+                        schema=schema,
+                    )
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=4, timeout=timeout_s, command_timeout=query_timeout_s
             )
@@ -307,8 +343,9 @@ class PostgresTraceStore:
         entries = [entry_of(e, facets_of) for e in events]
         if not entries:
             return []
+        subjects = [subjects_of(e.kind, e.data) for e in events]
         future: asyncio.Future[list[Link]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(entries, future))
+        self._queue.put_nowait(_Append(entries, subjects, future))
         # A cancelled caller cancels only its own future; the batch it shares goes on.
         return await future
 
@@ -369,14 +406,21 @@ class PostgresTraceStore:
             )
             head = GENESIS if row is None else Head(row["seq"], row["hash"])
             rows: list[tuple[Any, ...]] = []
+            filed: list[tuple[str, int]] = []
             for item in batch:
                 links = seal(head, item.entries)
                 head = head_of(links, head)
                 results.append(links)
                 rows.extend(_row(x) for x in links)
+                for link, subjects in zip(links, item.subjects, strict=True):
+                    filed.extend((s, link.seq) for s in subjects)
             await conn.copy_records_to_table(
                 TABLE, schema_name=self.schema, columns=_COLUMNS, records=rows
             )
+            if filed:
+                await conn.copy_records_to_table(
+                    SUBJECTS, schema_name=self.schema, columns=("subject", "seq"), records=filed
+                )
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -452,6 +496,59 @@ class PostgresTraceStore:
             return found
         found.sort(key=lambda r: (r.at, r.seq))
         return found[len(found) - min(max(last, 0), len(found)) :]
+
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        cols = ", ".join(f"t.{c}" for c in _COLUMNS)
+        rows = await self._fetch(
+            f'SELECT {cols} FROM "{self.schema}".{SUBJECTS} s'
+            f" JOIN {self._table} t ON t.seq = s.seq"
+            " WHERE s.subject = $1 ORDER BY s.seq LIMIT $2",
+            subject,
+            max(limit, 0),
+        )
+        return [record_of(_link(r)) for r in rows]
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._task is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        subjects = f'"{self.schema}".{SUBJECTS}'
+        try:
+            async with self._pool.acquire(timeout=self._timeout_s) as conn:
+                # Appends go on meanwhile and file their own records; ON CONFLICT makes a
+                # row filed twice harmless.
+                async with conn.transaction():
+                    end = await conn.fetchval(f"SELECT coalesce(max(seq), 0) FROM {self._table}")
+                    await conn.execute(f"DELETE FROM {subjects} WHERE seq <= $1", end)
+                done = after = 0
+                while True:
+                    rows = await conn.fetch(
+                        f"SELECT seq, kind, data FROM {self._table}"
+                        " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                        after,
+                        end,
+                        REINDEX_BATCH,
+                        timeout=self._query_timeout_s,
+                    )
+                    if not rows:
+                        break
+                    filed = [
+                        (s, r["seq"]) for r in rows for s in subjects_of_text(r["kind"], r["data"])
+                    ]
+                    if filed:
+                        await conn.executemany(
+                            f"INSERT INTO {subjects} (subject, seq) VALUES ($1, $2)"
+                            " ON CONFLICT DO NOTHING",
+                            filed,
+                        )
+                    after = rows[-1]["seq"]
+                    done += len(rows)
+                    if progress is not None:
+                        progress(done)
+                return done
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
 
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the trace table, as autovacuum eventually does: after a bulk load
@@ -571,9 +668,41 @@ class PostgresTraceStore:
             CANCELLED,
             *([] if courts is None else [courts]),
         )
-        # On two connections at once: each query is consistent in itself (the call outcomes
-        # add up), and together they take the time of the slower one.
-        first, rows = await asyncio.gather(first_query, calls_query)
+        s_court = "" if courts is None else " AND s.court = ANY($7::text[])"
+        # The instructions sent in the period and courts, each receipt found by its subject
+        # (the instruction id) on the trace_subject index; the read delays come as an array
+        # for the median.
+        instructions_query = self._fetch(
+            f"""WITH sent AS (
+                SELECT s.subject AS id, s.at_us AS at, s.flag AS wide FROM {t} s
+                WHERE s.kind = $1 AND s.at_us >= $2 AND s.at_us < $3
+                    AND s.subject IS NOT NULL{s_court}
+            ),
+            reads AS (
+                SELECT sent.id, r.at_us - sent.at AS delay FROM sent
+                    JOIN {t} r ON r.kind = $5 AND r.subject = sent.id
+            )
+            SELECT
+                (SELECT count(*) FROM sent),
+                (SELECT count(*) FROM sent JOIN {t} d ON d.kind = $4 AND d.subject = sent.id),
+                (SELECT count(*) FROM reads),
+                (SELECT count(*) FROM sent
+                    WHERE EXISTS (SELECT 1 FROM reads WHERE reads.id = sent.id)
+                    AND (wide IS NOT TRUE OR EXISTS (SELECT 1 FROM {t} x
+                        WHERE x.kind = $6 AND x.subject = sent.id AND x.flag))),
+                (SELECT coalesce(array_agg(delay ORDER BY delay), '{{}}') FROM reads)""",
+            INSTRUCTION_SENT,
+            query.since_us,
+            query.until_us,
+            INSTRUCTION_DELIVERED,
+            INSTRUCTION_READ,
+            INSTRUCTION_EXPIRED,
+            *([] if courts is None else [courts]),
+        )
+        # On three connections at once: each query is consistent in itself (the call
+        # outcomes add up), and together they take the time of the slowest.
+        first, rows, instructed = await asyncio.gather(first_query, calls_query, instructions_query)
+        n_sent, delivered, read, acknowledged, delays = instructed[0]
         sign_ins, officers, items, cases, conferences, actions = first[0]
         calls = {
             str(r[0]): CallCounts(
@@ -595,6 +724,13 @@ class PostgresTraceStore:
             conferences=conferences,
             actions=actions,
             calls=calls,
+            instructions=InstructionCounts(
+                sent=n_sent,
+                delivered=delivered,
+                read=read,
+                acknowledged=acknowledged,
+                read_us=tuple(int(d) for d in delays),
+            ),
         )
 
 

@@ -40,6 +40,10 @@ from sessions.facets import (
     CALL_ESCALATED,
     CONFERENCE_STARTED,
     EVIDENCE_STORED,
+    INSTRUCTION_DELIVERED,
+    INSTRUCTION_EXPIRED,
+    INSTRUCTION_READ,
+    INSTRUCTION_SENT,
     SIGN_IN,
     Facets,
     facets_of,
@@ -52,9 +56,18 @@ from sessions.statistics import (
     OFFICER_ROLE,
     CallCounts,
     Counts,
+    InstructionCounts,
     StatsQuery,
 )
-from sessions.store import StoredRecord, check_find_keys, record_of
+from sessions.store import (
+    REINDEX_BATCH,
+    Progress,
+    StoredRecord,
+    check_find_keys,
+    record_of,
+    subjects_of_text,
+)
+from sessions.subjects import subjects_of
 from sessions.trace import GENESIS, Entry, Head, Link, entry_of, head_of, seal
 
 log = structlog.get_logger(__name__)
@@ -83,6 +96,13 @@ _SCHEMA: Final = (
     # The per-call lookups (answered when? ended how? escalated?), distinct officers and
     # cases (grouped by subject), and `find` by kind.
     "CREATE INDEX IF NOT EXISTS trace_subject ON trace (kind, subject, at_us, tag, court)",
+    # The subject index (sessions/subjects.py): which records are about which call,
+    # conference or evidence item; written in the same transaction as the records.
+    """CREATE TABLE IF NOT EXISTS trace_subjects (
+        subject TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (subject, seq)
+    ) WITHOUT ROWID""",
     # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
     """CREATE TABLE IF NOT EXISTS checkpoints (
         id INTEGER PRIMARY KEY,
@@ -99,6 +119,13 @@ _SCHEMA: Final = (
 _COLUMNS: Final = "seq, at_us, kind, data, prev_hash, hash, court, subject, tag, flag"
 _INSERT: Final = f"INSERT INTO trace ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _HEAD: Final = "SELECT seq, hash FROM trace ORDER BY seq DESC LIMIT 1"
+_INSERT_SUBJECT: Final = "INSERT OR IGNORE INTO trace_subjects (subject, seq) VALUES (?, ?)"
+_ABOUT: Final = (
+    "SELECT "
+    + ", ".join(f"t.{c}" for c in _COLUMNS.split(", "))
+    + " FROM trace_subjects s JOIN trace t ON t.seq = s.seq"
+    " WHERE s.subject = ? ORDER BY s.seq LIMIT ?"
+)
 _CHECKPOINT_COLUMNS: Final = "seq, hash, at_us, node, reason, key_id, signature, tsa_token"
 
 
@@ -125,6 +152,14 @@ def _link(row: tuple[Any, ...]) -> Link:
     return Link(seq, at_us, kind, data, prev_hash, digest, facets)
 
 
+def _unindexed(conn: sqlite3.Connection) -> bool:
+    """Whether the file holds records but no subject index yet (a trace written before it)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "trace" not in tables or "trace_subjects" in tables:
+        return False
+    return conn.execute("SELECT 1 FROM trace LIMIT 1").fetchone() is not None
+
+
 def _read_head(conn: sqlite3.Connection) -> Head:
     row = conn.execute(_HEAD).fetchone()
     return GENESIS if row is None else Head(int(row[0]), str(row[1]))
@@ -133,6 +168,7 @@ def _read_head(conn: sqlite3.Connection) -> Head:
 @dataclass(frozen=True, slots=True)
 class _Append:
     entries: list[Entry]
+    subjects: list[tuple[str, ...]]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[Link]]
 
@@ -211,9 +247,16 @@ class SqliteTraceStore:
             # loss (NORMAL would only protect against a crash of the process).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
+            unindexed = _unindexed(conn)
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("COMMIT")
+            if unindexed:
+                log.warning(
+                    "trace subject index is new: audit views miss the older records until "
+                    "`commandcenter trace reindex`",
+                    path=str(path),
+                )
         except BaseException:
             conn.close()
             raise
@@ -265,9 +308,10 @@ class SqliteTraceStore:
         entries = [entry_of(e, facets_of) for e in events]
         if not entries:
             return []
+        subjects = [subjects_of(e.kind, e.data) for e in events]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Link]] = loop.create_future()
-        self._queue.put(_Append(entries, loop, future))
+        self._queue.put(_Append(entries, subjects, loop, future))
         return await future
 
     def _write_loop(self) -> None:
@@ -300,12 +344,17 @@ class SqliteTraceStore:
             conn.execute("BEGIN IMMEDIATE")
             head = _read_head(conn)
             rows: list[tuple[Any, ...]] = []
+            filed: list[tuple[str, int]] = []
             for item in batch:
                 links = seal(head, item.entries)
                 head = head_of(links, head)
                 results.append(links)
                 rows.extend(_row(x) for x in links)
+                for link, subjects in zip(links, item.subjects, strict=True):
+                    filed.extend((s, link.seq) for s in subjects)
             conn.executemany(_INSERT, rows)
+            if filed:
+                conn.executemany(_INSERT_SUBJECT, filed)
             conn.execute("COMMIT")
         except Exception as exc:
             log.exception("trace commit failed", path=str(self.path), appends=len(batch))
@@ -394,6 +443,58 @@ class SqliteTraceStore:
             return links[::-1] if last is not None else links
 
         return [record_of(x) for x in await self._read(run)]
+
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        def run(conn: sqlite3.Connection) -> list[Link]:
+            return [_link(r) for r in conn.execute(_ABOUT, (subject, max(limit, 0)))]
+
+        return [record_of(x) for x in await self._read(run)]
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._thread is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        loop = asyncio.get_running_loop()
+
+        def report(done: int) -> None:
+            if progress is not None:
+                loop.call_soon_threadsafe(progress, done)
+
+        try:
+            return await asyncio.to_thread(self._reindex, report)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    def _reindex(self, report: Callable[[int], None]) -> int:
+        # A connection of its own, one transaction per batch: appends go on meanwhile and
+        # file their own records (INSERT OR IGNORE makes a row filed twice harmless).
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("BEGIN IMMEDIATE")
+            end = _read_head(conn).seq
+            conn.execute("DELETE FROM trace_subjects WHERE seq <= ?", (end,))
+            conn.execute("COMMIT")
+            done = 0
+            after = 0
+            sql = (
+                "SELECT seq, kind, data FROM trace WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+            )
+            while True:
+                rows = conn.execute(sql, (after, end, REINDEX_BATCH)).fetchall()
+                if not rows:
+                    break
+                filed = [(s, seq) for seq, kind, data in rows for s in subjects_of_text(kind, data)]
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT_SUBJECT, filed)
+                conn.execute("COMMIT")
+                after = int(rows[-1][0])
+                done += len(rows)
+                report(done)
+            return done
+        finally:
+            conn.close()
 
     async def count(self) -> int:
         return await self._read(
@@ -545,6 +646,47 @@ def _counts(conn: sqlite3.Connection, q: StatsQuery) -> Counts:
         conferences=conferences,
         actions=actions,
         calls=calls,
+        instructions=_instructions(conn, q),
+    )
+
+
+def _instructions(conn: sqlite3.Connection, q: StatsQuery) -> InstructionCounts:
+    """The instructions sent in the period and courts, each receipt found by its subject
+    (the instruction id) on the trace_subject index."""
+    params: list[Any] = [INSTRUCTION_SENT, q.since_us, q.until_us]
+    sent = (
+        "SELECT s.subject AS id, s.at_us AS at, s.flag AS wide FROM trace s"
+        " WHERE s.kind = ? AND s.at_us >= ? AND s.at_us < ? AND s.subject IS NOT NULL"
+    ) + _in("s.court", q.courts, params)
+    params += [INSTRUCTION_DELIVERED, INSTRUCTION_READ, INSTRUCTION_READ, INSTRUCTION_EXPIRED]
+    sql = (
+        f"WITH sent AS MATERIALIZED ({sent})"
+        " SELECT (SELECT count(*) FROM sent),"
+        " (SELECT count(*) FROM sent JOIN trace d ON d.kind = ? AND d.subject = sent.id),"
+        " (SELECT count(*) FROM sent JOIN trace r ON r.kind = ? AND r.subject = sent.id),"
+        " (SELECT count(*) FROM sent"
+        "  WHERE EXISTS (SELECT 1 FROM trace r WHERE r.kind = ? AND r.subject = sent.id)"
+        "  AND (wide IS NOT 1 OR EXISTS (SELECT 1 FROM trace x"
+        "   WHERE x.kind = ? AND x.subject = sent.id AND x.flag = 1)))"
+    )
+    n_sent, delivered, read, acknowledged = conn.execute(sql, params).fetchone()
+    params = [INSTRUCTION_SENT, q.since_us, q.until_us]
+    sent = (
+        "SELECT s.subject AS id, s.at_us AS at FROM trace s"
+        " WHERE s.kind = ? AND s.at_us >= ? AND s.at_us < ? AND s.subject IS NOT NULL"
+    ) + _in("s.court", q.courts, params)
+    params.append(INSTRUCTION_READ)
+    delays = conn.execute(
+        f"WITH sent AS MATERIALIZED ({sent}) SELECT r.at_us - sent.at FROM sent"
+        " JOIN trace r ON r.kind = ? AND r.subject = sent.id ORDER BY 1",
+        params,
+    )
+    return InstructionCounts(
+        sent=n_sent,
+        delivered=delivered,
+        read=read,
+        acknowledged=acknowledged,
+        read_us=tuple(int(d) for (d,) in delays),
     )
 
 

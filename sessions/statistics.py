@@ -29,6 +29,10 @@ from sessions.facets import (
     CALL_ESCALATED,
     CONFERENCE_STARTED,
     EVIDENCE_STORED,
+    INSTRUCTION_DELIVERED,
+    INSTRUCTION_EXPIRED,
+    INSTRUCTION_READ,
+    INSTRUCTION_SENT,
     SIGN_IN,
     Facets,
 )
@@ -125,6 +129,21 @@ class CallCounts:
 
 
 @dataclass(frozen=True)
+class InstructionCounts:
+    """The instructions sent in the period, and what became of them (whenever it came)."""
+
+    sent: int = 0
+    # Receipts: an officer's `instruction_delivered` / `instruction_read` of one of them.
+    delivered: int = 0
+    read: int = 0
+    # Instructions every recipient read: to one officer, read; court-wide, expired with
+    # nobody left unread (and read by someone).
+    acknowledged: int = 0
+    # Each read receipt's (read - sent), microseconds, ascending (for the median).
+    read_us: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Counts:
     """What a store counts for a query; `figures_of` makes the figures from it."""
 
@@ -135,6 +154,7 @@ class Counts:
     conferences: int = 0
     actions: int = 0
     calls: Mapping[str, CallCounts] = field(default_factory=dict)
+    instructions: InstructionCounts = InstructionCounts()
 
 
 def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQuery) -> Counts:
@@ -157,6 +177,11 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
     # call -> (at_us, reason) of its earliest end (the first stored, on a tie).
     first_end: dict[str, tuple[int, str | None]] = {}
     escalated: set[str] = set()
+    # instruction -> (sent at, court-wide), of those sent in the period and courts.
+    sent: dict[str, tuple[int, bool]] = {}
+    delivered: list[str] = []
+    read: list[tuple[str, int]] = []
+    all_read: set[str] = set()
     for kind, at_us, f in records:
         if kind == SIGN_IN:
             if f.tag == OFFICER_ROLE and selected(at_us, f):
@@ -188,6 +213,15 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
                     first_end[f.subject] = (at_us, f.tag)
         elif kind == CALL_ESCALATED and f.subject is not None:
             escalated.add(f.subject)
+        elif kind == INSTRUCTION_SENT:
+            if f.subject is not None and selected(at_us, f):
+                sent[f.subject] = (at_us, f.flag is True)
+        elif kind == INSTRUCTION_DELIVERED and f.subject is not None:
+            delivered.append(f.subject)
+        elif kind == INSTRUCTION_READ and f.subject is not None:
+            read.append((f.subject, at_us))
+        elif kind == INSTRUCTION_EXPIRED and f.subject is not None and f.flag is True:
+            all_read.add(f.subject)
     by_direction: dict[str, dict[str, int]] = {}
     for direction, at_us, call, emergency in created:
         c = by_direction.setdefault(direction, dict.fromkeys(CallCounts.__dataclass_fields__, 0))
@@ -202,6 +236,17 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
             c["cancelled" if first_end[call][1] == CANCELLED else "missed"] += 1
         else:
             c["unfinished"] += 1
+    read_of_sent = [(i, at_us) for i, at_us in read if i in sent]
+    was_read = {i for i, _ in read_of_sent}
+    instructions = InstructionCounts(
+        sent=len(sent),
+        delivered=sum(1 for i in delivered if i in sent),
+        read=len(read_of_sent),
+        acknowledged=sum(
+            1 for i, (_, wide) in sent.items() if i in was_read and (not wide or i in all_read)
+        ),
+        read_us=tuple(sorted(at_us - sent[i][0] for i, at_us in read_of_sent)),
+    )
     return Counts(
         sign_ins=sign_ins,
         officers=len(officers),
@@ -210,6 +255,7 @@ def reference_counts(records: Iterable[tuple[str, int, Facets]], query: StatsQue
         conferences=conferences,
         actions=actions,
         calls={d: CallCounts(**c) for d, c in sorted(by_direction.items())},
+        instructions=instructions,
     )
 
 
@@ -228,6 +274,16 @@ def _mean_s(total_us: int, n: int) -> float | None:
     return round(total_us / n / 1_000_000, 3) if n else None
 
 
+def _median_s(ascending_us: tuple[int, ...]) -> float | None:
+    n = len(ascending_us)
+    if n == 0:
+        return None
+    middle = (
+        ascending_us[n // 2] if n % 2 else (ascending_us[n // 2 - 1] + ascending_us[n // 2]) / 2
+    )
+    return round(middle / 1_000_000, 3)
+
+
 def figures_of(counts: Counts) -> list[Figure]:
     """The figures in report order: DOMAIN.md's table first, then the call outcomes."""
     none = CallCounts()
@@ -235,6 +291,7 @@ def figures_of(counts: Counts) -> list[Figure]:
     cc = counts.calls.get(CENTER_TO_OFFICER, none)
     both = [oc, cc]
     answered = sum(c.answered for c in both)
+    ins = counts.instructions
     return [
         Figure(
             "officers_signed_in", counts.officers, "distinct officers with a sign-in in the period"
@@ -292,6 +349,19 @@ def figures_of(counts: Counts) -> list[Figure]:
             _mean_s(cc.answer_us, cc.answered),
             "the same, center-to-officer calls",
         ),
+        Figure("instructions_sent", ins.sent, "instructions sent (to an officer or court-wide)"),
+        Figure("instructions_delivered", ins.delivered, "deliveries of them to officers' phones"),
+        Figure("instructions_read", ins.read, "officers who read them (tapped 收到)"),
+        Figure(
+            "instructions_acknowledged",
+            ins.acknowledged,
+            "instructions read by every recipient",
+        ),
+        Figure(
+            "instructions_median_time_to_read_s",
+            _median_s(ins.read_us),
+            "median seconds from sending to an officer reading",
+        ),
     ]
 
 
@@ -332,6 +402,26 @@ HOW: Final[dict[str, str]] = {
     ),
     "officer_calls_mean_time_to_answer_s": "the same, officer_to_center calls",
     "center_calls_mean_time_to_answer_s": "the same, center_to_officer calls",
+    "instructions_sent": (
+        "下达指令数: `instruction_sent` records (one per instruction, to one officer or "
+        "court-wide), the court being the instruction's"
+    ),
+    "instructions_delivered": (
+        "已送达: `instruction_delivered` records (one per officer whose phone showed it) of "
+        "those instructions, whenever they came"
+    ),
+    "instructions_read": (
+        "已读: `instruction_read` records (one per officer who tapped 收到) of those "
+        "instructions, whenever they came"
+    ),
+    "instructions_acknowledged": (
+        "已确认: those instructions with an `instruction_read` that every recipient read: "
+        "to one officer, read; court-wide, an `instruction_expired` with `unread` empty"
+    ),
+    "instructions_median_time_to_read_s": (
+        "阅读用时中位数: median of (`instruction_read` - `instruction_sent`) over those "
+        "read records, seconds"
+    ),
 }
 
 

@@ -15,7 +15,7 @@ together (group commit).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -24,7 +24,16 @@ import msgspec
 from sessions.checkpoint import Checkpoint
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery
+from sessions.subjects import INDEXED_KINDS, subjects_of
 from sessions.trace import Head, Link
+
+# Told how many records a reindex has filed so far.
+Progress = Callable[[int], None]
+# Records a reindex reads and files per transaction.
+REINDEX_BATCH: Final = 10000
+# Most records one subject's audit view reads (a conference of 300 sites for a day stays
+# far below it); the view says when it was cut.
+MAX_ABOUT: Final = 50000
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,18 @@ class TraceStore(Protocol):
         thousands of records costs one probe."""
         ...
 
+    async def records_about(self, subject: str, *, limit: int = 10000) -> list[StoredRecord]:
+        """The records filed under `subject` in the subject index (`sessions.subjects`:
+        `call:<id>`, `conference:<id>`, `evidence:<id>`), in seq order, at most `limit`:
+        one index range, however large the trace."""
+        ...
+
+    async def reindex(self, progress: Progress | None = None) -> int:
+        """Rebuild the subject index from the records (for a trace written before it
+        existed, or an index in doubt); `progress` is told the records read so far. Appends
+        go on meanwhile. Returns the number of records read."""
+        ...
+
     async def count(self) -> int: ...
 
     async def links(self, *, after_seq: int = 0, limit: int = 10000) -> list[Link]:
@@ -122,6 +143,14 @@ def record_of(link: Link) -> StoredRecord:
         prev_hash=link.prev_hash,
         hash=link.hash,
     )
+
+
+def subjects_of_text(kind: str, data: str) -> tuple[str, ...]:
+    """The subjects of a stored record (its data as canonical text): what a reindex files."""
+    if kind not in INDEXED_KINDS:
+        return ()
+    decoded = msgspec.json.decode(data)
+    return subjects_of(kind, decoded) if isinstance(decoded, dict) else ()
 
 
 def check_find_keys(data_equals: Mapping[str, str] | None) -> None:

@@ -71,7 +71,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from sessions.errors import UnencodableEvent
-from sessions.facets import KINDS, NO_FACETS, POSITION, Facets, facets_of
+from sessions.facets import INSTRUCTION_KINDS, KINDS, NO_FACETS, POSITION, Facets, facets_of
 from sessions.recorder import TraceEvent
 
 GENESIS_HASH: Final = hashlib.sha256(b"commandcenter trace v1").hexdigest()
@@ -276,10 +276,11 @@ def written_as(link: Link, around: int) -> int | None:
     return None
 
 
-def _legacy_position(link: Link) -> bool:
-    # Positions had no derived columns before the track read them (sessions/facets.py);
-    # their data is hashed as ever, only the index is missing.
-    return link.kind == POSITION and link.facets == NO_FACETS
+def _legacy_unindexed(link: Link) -> bool:
+    # Positions had no derived columns before the track read them, nor instructions before
+    # their statistics (sessions/facets.py); their data is hashed as ever, only the index is
+    # missing.
+    return (link.kind == POSITION or link.kind in INSTRUCTION_KINDS) and link.facets == NO_FACETS
 
 
 def facets_mismatch(link: Link) -> str | None:
@@ -292,7 +293,7 @@ def facets_mismatch(link: Link) -> str | None:
         return "data is not JSON"
     if not isinstance(data, dict):
         return "data is not a JSON object"
-    if facets_of(link.kind, data) != link.facets and not _legacy_position(link):
+    if facets_of(link.kind, data) != link.facets and not _legacy_unindexed(link):
         return "derived columns (court, subject, tag, flag) disagree with the data"
     return None
 
@@ -302,7 +303,9 @@ class Verifier:
 
     `anchors` maps seqs to the hashes an auditor saw there before. `check` looks at an
     otherwise intact link and returns what is wrong with it, or None; by default it holds the
-    derived columns to the data.
+    derived columns to the data. `start`: a head an earlier check vouched for (a signed
+    `verified` checkpoint): the links after it are fed, and the records up to it count as
+    intact without being read again (an incremental check).
     """
 
     def __init__(
@@ -310,13 +313,14 @@ class Verifier:
         *,
         anchors: Mapping[int, str] | None = None,
         check: Callable[[Link], str | None] | None = facets_mismatch,
+        start: Head = GENESIS,
     ) -> None:
-        self._anchors = dict(anchors or {})
+        self._anchors = {seq: h for seq, h in (anchors or {}).items() if seq > start.seq}
         self._check = check
-        self._head = GENESIS
+        self._head = start
         # The latest intact heads: a diagnosis may find that the last few were forged.
-        self._recent: deque[Head] = deque([GENESIS], maxlen=DIAGNOSIS_WINDOW + 2)
-        self._records = 0
+        self._recent: deque[Head] = deque([start], maxlen=DIAGNOSIS_WINDOW + 2)
+        self._records = start.seq
         # A link that failed, and the links read after it to explain how (up to a window).
         self._pending: Link | None = None
         self._following: list[Link] = []
@@ -386,8 +390,10 @@ class Verifier:
             # those before the named one are vouched for.
             before = self._found.seq - 1
             # Named seqs lie within the diagnosis window, so their predecessor is recent.
-            self._head = next(h for h in self._recent if h.seq == before)
-            self._records = before
+            known = next((h for h in self._recent if h.seq == before), None)
+            # Before the start of an incremental check nothing was read: vouch for nothing.
+            self._head = known if known is not None else GENESIS
+            self._records = before if known is not None else 0
         return VerifyResult(self._records, self._head, self._found)
 
     def _diagnose(self, link: Link, following: Sequence[Link]) -> Tampering:

@@ -1,5 +1,6 @@
 """The signalling hub's settings: the `[limits]`, `[presence]`, `[calls]`, `[conferences]`,
-`[instructions]` and `[redis]` sections of config.toml (and `[emergency]`), with their defaults.
+`[instructions]`, `[wall]` and `[redis]` sections of config.toml (and `[emergency]`), with
+their defaults.
 `commandcenter.config` reads them; the hub and the core receive them, never the file.
 
 Frozen msgspec Structs rather than dataclasses: `msgspec.convert` ignores unknown keys for a
@@ -109,6 +110,19 @@ class InstructionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     # Most instructions an officer may have not yet read (their own and their court's);
     # beyond it a new one is refused as `busy`.
     max_pending: int = 20
+
+
+class WallConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # The video wall's cap on a watched officer's uplink per layout, [most lines of height,
+    # most frames a second, most kbit/s]; a wall of one tile (or one enlarged) has none.
+    # When walls of several layouts watch one officer, the fewest tiles win.
+    tiles_4: tuple[int, int, int] = (540, 25, 1200)
+    tiles_9: tuple[int, int, int] = (360, 15, 500)
+    tiles_16: tuple[int, int, int] = (180, 12, 200)
+
+    def caps(self) -> dict[int, tuple[int, int, int]]:
+        """Tiles -> (height, fps, kbit/s)."""
+        return {4: self.tiles_4, 9: self.tiles_9, 16: self.tiles_16}
 
 
 class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from commandcenter.auth import Role
@@ -344,6 +344,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await dialog.wait_for(timeout=10_000)
     seen["sos_heading"] = await dialog.get_by_role("heading").inner_text()
     seen["sos_text"] = await dialog.locator(".sos-who").inner_text()
+    # The officer's note is in the alarm, and one added after the SOS replaces it.
+    seen["sos_note"] = await until(
+        lambda: text_of(dialog.locator(".sos-note"), "exit blocked"),
+        within=10,
+        what="the SOS note in the alarm",
+    )
+    await officers["o-2"].evaluate("window.cc.emergencyNote('两人受伤，需要救护车')")
+    seen["sos_note_added"] = await until(
+        lambda: text_of(dialog.locator(".sos-note"), "救护车"),
+        within=10,
+        what="the added note in the alarm",
+    )
     state = await until(lambda: alarm_on(page), within=5, what="the alarm sounding")
     seen["sos_sound"] = state["sound"]
     seen["sos_sound_running"] = state["soundRunning"]
@@ -359,7 +371,21 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: in_call(page), within=10, what="the emergency call answered")
     await dialog.wait_for(state="hidden", timeout=5_000)
     seen["sos_dialog_after_answer"] = await dialog.is_visible()
-    seen["sos_strip"] = await page.locator(".sos-strip").inner_text()
+    strip = page.locator(".sos-strip")
+    seen["sos_strip"] = await until(
+        lambda: text_of(strip, "接警"), within=10, what="the strip saying who took the SOS"
+    )
+    # Hung up but not cleared, then F5: the console learns from the roster who took the SOS
+    # on and shows it so, not as a fresh alarm.
+    await page.get_by_role("button", name="挂断").click()
+    await until(lambda: call_over(page), within=10, what="hung up the emergency call")
+    await page.reload()
+    await until(lambda: connected(page), within=15, what="the console back after F5 in an SOS")
+    seen["sos_strip_after_reload"] = await until(
+        lambda: text_of(strip, "接警"), within=10, what="the taken SOS after F5"
+    )
+    seen["sos_dialog_after_reload"] = await dialog.is_visible()
+    await shoot(page, "sos-taken-after-reload")
     # Cleared as a false alarm: the console asks why; the officer's page is told.
     page.once("dialog", lambda d: asyncio.ensure_future(d.accept("误触求助键")))
     await page.locator(".sos-strip").get_by_role("button", name="误报").click()
@@ -374,8 +400,6 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         officer_told, within=10, what="the officer told how it ended"
     )
     seen["sound_after_clear"] = (await console_state(page))["sound"]
-    await page.get_by_role("button", name="挂断").click()
-    await until(lambda: call_over(page), within=10, what="hung up the emergency call")
 
     # The operator picks an officer on the map and calls them; the officer answers.
     await page.get_by_label(f"执行干警 {o1_name}").click()
@@ -484,6 +508,14 @@ async def on_signin(page: Page) -> bool:
         return "/app/signin.html" in page.url and await page.locator("#signin").count() == 1
     except PlaywrightError:
         return False
+
+
+async def text_of(locator: Locator, wanted: str) -> str | None:
+    """The locator's text once it holds `wanted` (None before, or while it is not there)."""
+    if not await locator.count():
+        return None
+    text = await locator.first.inner_text()
+    return text if wanted in text else None
 
 
 async def connected(page: Page) -> bool:

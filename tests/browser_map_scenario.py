@@ -11,7 +11,10 @@ with counts instead of 300 overlapping pins, each bubble saying how many of its 
 in a call or have lost their signal; three more lose theirs while the console is open and
 their bubbles say so. One officer in the middle of a group raises an SOS: their
 marker leaves the cluster and stands on the map on its own as the map jumps to it, while the
-officers around it stay clustered.
+officers around it stay clustered. Ten officers' positions are older than
+`console.position_stale_s`: their bubble says how many (旧位), one of them reports afresh and
+the bubble counts one fewer, and another, selected in the roster and so alone on the map, is
+grey with 旧位.
 Screenshots at 1920x1080 go to build/screenshots/map-*.png. Prints ONE JSON line with what
 each step saw.
 """
@@ -59,6 +62,12 @@ PER_GROUP = 100
 OFFICERS = len(GROUPS) * PER_GROUP
 SOS = "o-0-050"
 SIGNAL_S = 10.0
+# Positions this old when reported are stale (console.position_stale_s, below them).
+STALE_S = 300
+STALE_AGE_S = 600
+STALE = tuple(f"o-2-{n:03d}" for n in range(50, 60))
+# One of them reports afresh while the console is open; another is selected.
+REFRESHED, SELECTED = STALE[0], STALE[1]
 
 
 def officer_id(group: int, n: int) -> str:
@@ -76,7 +85,13 @@ async def run(workdir: Path) -> dict[str, Any]:
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     add_account(workdir, OPERATOR[0], "operator", "--name", OPERATOR[1])
     # A grace long enough that the dropped officers stay "signal lost" for the whole run.
-    server = ServerProcess(workdir, {"COMMANDCENTER_PRESENCE_GRACE_S": "300"})
+    server = ServerProcess(
+        workdir,
+        {
+            "COMMANDCENTER_PRESENCE_GRACE_S": "300",
+            "COMMANDCENTER_CONSOLE_POSITION_STALE_S": str(STALE_S),
+        },
+    )
     return await drive_with_server(server, drive)
 
 
@@ -94,8 +109,13 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         for user, client in clients.items():
             group, n = int(user[2]), int(user[4:])
             lat, lon = where(group, n)
+            age_s = STALE_AGE_S if user in STALE else 0
             await client.request(
-                "position", lat=lat, lon=lon, accuracy_m=10.0, device_time=time.time() * 1000
+                "position",
+                lat=lat,
+                lon=lon,
+                accuracy_m=10.0,
+                device_time=(time.time() - age_s) * 1000,
             )
         seen["officers_connected_s"] = round(time.monotonic() - started, 2)
         # One officer in a call, five with their signal lost, before the console opens.
@@ -125,7 +145,9 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
             await until(settled, within=5, what="the bubbles settled")
         seen["cluster_bubbles"] = bubbles[-1]
         seen["bubbles_before"] = await until(
-            lambda: _bubbles_count(op, {"in_call": 1, "away": len(LOST_BEFORE)}),
+            lambda: _bubbles_count(
+                op, {"in_call": 1, "away": len(LOST_BEFORE), "stale": len(STALE)}
+            ),
             within=10,
             what="the bubbles counting the officer in a call and those with signal lost",
         )
@@ -134,11 +156,45 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         for user in LOST_AFTER:
             await clients.pop(user).close()
         seen["bubbles_after_drop"] = await until(
-            lambda: _bubbles_count(op, {"in_call": 1, "away": len(LOST_BEFORE) + len(LOST_AFTER)}),
+            lambda: _bubbles_count(
+                op,
+                {
+                    "in_call": 1,
+                    "away": len(LOST_BEFORE) + len(LOST_AFTER),
+                    "stale": len(STALE),
+                },
+            ),
             within=SIGNAL_S,
             what="the bubbles counting the officers who just lost their signal",
         )
         await _shoot(op, "clusters-busy")
+        # One stale officer reports where they are now: their bubble counts one fewer.
+        group, n = int(REFRESHED[2]), int(REFRESHED[4:])
+        lat, lon = where(group, n)
+        await clients[REFRESHED].request(
+            "position", lat=lat, lon=lon, accuracy_m=10.0, device_time=time.time() * 1000
+        )
+        seen["bubbles_after_refresh"] = await until(
+            lambda: _bubbles_count(
+                op,
+                {
+                    "in_call": 1,
+                    "away": len(LOST_BEFORE) + len(LOST_AFTER),
+                    "stale": len(STALE) - 1,
+                },
+            ),
+            within=SIGNAL_S,
+            what="the bubble counting one stale position fewer",
+        )
+        # Another, selected in the roster, stands alone on the map: grey, 旧位 by the name.
+        await op.get_by_role("button", name=f"干警{SELECTED[2:]}", exact=True).click()
+        await until(lambda: _alone(op, SELECTED), within=SIGNAL_S, what="the selection alone")
+        stale_pin = op.locator(f'.officer-pin.is-stale[data-officer="{SELECTED}"]')
+        await stale_pin.wait_for(state="visible", timeout=10_000)
+        seen["selected_pin_badge"] = await stale_pin.locator(".officer-stale").inner_text()
+        await _shoot(op, "stale")
+        await op.get_by_role("button", name="关闭").click()
+        await until(lambda: _not_alone(op, SELECTED), within=SIGNAL_S, what="the selection back in")
 
         # An SOS from the middle of the first group: out of its cluster, on its own.
         await clients[SOS].request("emergency", reply="call_placed")
@@ -204,6 +260,11 @@ async def _bubbles_count(page: Page, wanted: dict[str, int]) -> list[dict[str, A
 async def _alone(page: Page, officer: str) -> dict[str, Any] | None:
     found = await _clusters(page)
     return found if found and officer in found["alone"] else None
+
+
+async def _not_alone(page: Page, officer: str) -> bool:
+    found = await _clusters(page)
+    return found is not None and officer not in found["alone"]
 
 
 def main() -> int:

@@ -90,6 +90,8 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
 
     await until(connected, within=10, what="phone connected")
     seen["phone_url"] = phone.url.removeprefix(base)
+    # The header names the officer's court by its name (welcome.court_name), not its code.
+    seen["who"] = await phone.locator("#who").text_content()
 
     async def located() -> dict[str, Any] | None:
         for entry in (await operator.state())["roster"]:
@@ -165,6 +167,19 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: _flag(phone, True), within=10, what="emergency raised")
     await until(lambda: _rings(operator, 1), within=10, what="emergency rings")
     seen["sos_state"] = await phone.locator("#sos-state").text_content()
+    # Once the SOS is out, the phone offers a note; sent, it reaches the operator's page.
+    await phone.get_by_label("补充说明（可选）").fill("嫌疑人持械，两人受伤")
+    await phone.get_by_role("button", name="发送说明").click()
+
+    async def noted() -> str | None:
+        for event in (await operator.state())["events"]:
+            if event.get("type") == "emergency_noted":
+                found: str = event["note"]
+                return found
+        return None
+
+    seen["note_at_operator"] = await until(noted, within=10, what="the note at the operator")
+    seen["note_sent"] = await phone.locator("#sos-note-sent").text_content()
     await shot(phone, "sos")
     await operator.page.evaluate(f"window.cc.acknowledgeEmergency({json.dumps(OFFICER)})")
 
@@ -176,6 +191,7 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
     await operator.page.evaluate(f"window.cc.clearEmergency({json.dumps(OFFICER)})")
     await until(lambda: _flag(phone, False), within=10, what="emergency cleared")
     seen["cleared_state"] = await phone.locator("#sos-state").text_content()
+    seen["note_form_after_clear"] = await phone.locator("#sos-note-form").is_visible()
     await shot(phone, "cleared")
     await capture_evidence(phone, context, base, seen)
     seen["manifest"] = await phone.evaluate(

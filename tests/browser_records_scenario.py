@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from tests.browser_console_scenario import (
     on_signin,
     video_frames,
 )
+from tests.wsclient import Client
 
 COURT = "P0101"
 SUPERVISOR_COURT = "P01"
@@ -61,6 +64,9 @@ SEEK = """v => new Promise(resolve => {
 SUPERVISOR = ("s-1", "赵强")
 OFFICER = ("o-1", "张伟")
 CASE = "(2026)粤0101执88号"
+# A photo the officer's phone uploads with where it was taken: the item view's map.
+MAP_CASE = "(2026)粤0101执89号"
+MAP_AT = (32.0603, 118.7969, 25.0)
 TODAY = dt.datetime.now(dt.UTC).date()
 FROM = TODAY.isoformat()
 TO = (TODAY + dt.timedelta(days=1)).isoformat()
@@ -125,6 +131,49 @@ async def run(workdir: Path) -> dict[str, Any]:
     return await drive_with_server(server, drive)
 
 
+# The visible words of the records panel that are not Chinese: tokens of two or more Latin
+# letters outside identifiers (<code>: record kinds, hashes), data marked translate="no" (a
+# device's name, a file's), inputs and the tile server's attribution; tokens with digits or
+# _@./-# are data (ids, file names, media types).
+UNTRANSLATED = r"""() => {
+  const root = document.querySelector(".records");
+  const skip = "code, input, textarea, select, [translate=no], .leaflet-control-attribution";
+  const allowed = new Set(["ms", "km"]);
+  const found = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest(skip) || !el.checkVisibility()) continue;
+    for (const token of n.textContent.split(/[\s，。：；（）()、,;:「」\uff3b\uff3d\[\]…]+/)) {
+      if (!/[A-Za-z]{2,}/.test(token) || /[0-9_@.\/#-]/.test(token)) continue;
+      if (!allowed.has(token)) found.push(token);
+    }
+  }
+  return found;
+}"""
+
+
+async def upload_with_position(base: str) -> str:
+    """The officer's phone files a photo of MAP_CASE taken at MAP_AT (the evidence API, as
+    the phone page does)."""
+    officer = token(OFFICER[0], Role.OFFICER, COURT, OFFICER[1])
+    data = b"\xff\xd8\xff\xe0" + os.urandom(3000)
+    lat, lon, accuracy = MAP_AT
+    params = {
+        "case": MAP_CASE, "kind": "photo", "sha256": hashlib.sha256(data).hexdigest(),
+        "device": "phone-7", "capture_time": str(int(time.time() * 1000) - 30_000),
+        "file_name": "IMG_0002.jpg", "lat": str(lat), "lon": str(lon), "accuracy_m": str(accuracy),
+    }  # fmt: skip
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{base}/api/evidence", params=params, data=data,
+        headers={"Authorization": f"Bearer {officer}", "Content-Type": "image/jpeg"},
+    ) as resp:  # fmt: skip
+        body = await resp.json()
+        if resp.status != 201:
+            raise RuntimeError(f"upload with a position: {resp.status} {body}")
+    return str(body["evidence_id"])
+
+
 # How many requests the page made for the recording's bytes (the resource timing entries of
 # the content route).
 RANGES_ASKED = """() => performance.getEntriesByType("resource")
@@ -161,6 +210,33 @@ async def case_items(base: str) -> dict[str, dict[str, Any]] | None:
     if kinds != ["audio", "audio", "audio", "photo", "video"]:
         return None
     return {item["kind"]: item for item in body["items"]}
+
+
+async def instruct_and_acknowledge(officer: Page, base: str) -> None:
+    ws_url = base.replace("http://", "ws://") + "/ws"
+    sender = token("op-2", Role.OPERATOR, COURT, "陈杰")
+    async with aiohttp.ClientSession() as http:
+        client = Client(await http.ws_connect(f"{ws_url}?token={sender}&v=1"), "json", "op-2")
+        client.welcome = await client.expect("welcome", 10.0)
+        sent = await client.request(
+            "send_instruction", reply="instruction_sent", officer=OFFICER[0], text="请回电"
+        )
+        instruction_id = sent["instruction_id"]
+
+        async def shown() -> bool:
+            listed = await officer.evaluate("window.cc.state().instructions")
+            return any(i["instruction_id"] == instruction_id for i in listed)
+
+        await until(shown, within=10, what="the instruction on the officer's page")
+        await officer.evaluate(f"window.cc.acknowledgeInstruction({json.dumps(instruction_id)})")
+        await client.expect(
+            "receipt_update",
+            10.0,
+            where=lambda m: (
+                m["instruction_id"] == instruction_id and m["recipient"]["state"] == "read"
+            ),
+        )
+        await client.close()
 
 
 async def drive_records(browser: Browser, base: str, seen: dict[str, Any], workdir: Path) -> None:
@@ -240,6 +316,17 @@ async def records_steps(
     # However many ranges that took, the trace holds one view of it and no download.
     seen["video_ranges"] = await page.evaluate(RANGES_ASKED)
     seen["video_trail"] = await trail_kinds(base, items["video"]["evidence_id"])
+    # The whole recording hashed in the page, on request: a download, then 一致.
+    local = detail.get_by_label("本机校验")
+    await detail.get_by_role("button", name="下载原件并在本机校验").click()
+    await until(lambda: local.get_attribute("data-ok"), within=20, what="the recording hashed")
+    seen["video_local"] = {
+        "ok": await local.get_attribute("data-ok"),
+        "sha256": await local.get_attribute("data-sha256"),
+        "text": await local.inner_text(),
+    }
+    seen["video_trail_checked"] = await trail_kinds(base, items["video"]["evidence_id"])
+    seen["video_sha256"] = items["video"]["sha256"]
     photo_row = rows.filter(has_text="照片")
     seen["search_row_text"] = await photo_row.inner_text()
     await photo_row.get_by_role("button").click()
@@ -273,6 +360,14 @@ async def records_steps(
     await verdict.filter(has_text="校验").filter(has_not_text="正在").wait_for(timeout=20_000)
     seen["verify_text"] = await verdict.inner_text()
     seen["verify_ok"] = await verdict.get_attribute("data-ok")
+    # Again: from where that one ended, saying what it read.
+    await detail.get_by_role("button", name="校验证据链").click()
+    await verdict.filter(has_text="新增").wait_for(timeout=20_000)
+    seen["verify_again_text"] = await verdict.inner_text()
+    await detail.get_by_role("button", name="全量校验").click()
+    await verdict.filter(has_text="全部").wait_for(timeout=20_000)
+    seen["verify_full_text"] = await verdict.inner_text()
+    seen["untranslated_evidence"] = await page.evaluate(UNTRANSLATED)
     async with page.expect_download() as download:
         await detail.get_by_role("button", name="下载证明").click()
     proof_path = workdir / "proof.json"
@@ -294,7 +389,12 @@ async def records_steps(
     seen["timeline_people"] = await audit.locator(
         "table.rec-timeline tbody tr td:nth-child(4)"
     ).all_inner_texts()
+    seen["untranslated_call_audit"] = await page.evaluate(UNTRANSLATED)
     await shoot(page, "call-audit")
+
+    # An instruction from another operator (a bare protocol client) to the officer, whose
+    # page shows it and is acknowledged: the dashboard counts it as the CLI does.
+    await instruct_and_acknowledge(officer, base)
 
     # The dashboard, for the supervisor's court today, against the CLI for the same query.
     await page.get_by_role("button", name="统计", exact=True).click()
@@ -314,6 +414,7 @@ async def records_steps(
         "tr[data-figure='evidence_items'] td.how"
     ).inner_text()
     seen["charts"] = await stats.locator(".rec-chart canvas").count()
+    seen["untranslated_stats"] = await page.evaluate(UNTRANSLATED)
     report = json.loads(
         await asyncio.to_thread(
             cli, workdir, "stats", "--from", FROM, "--to", TO, "--court", SUPERVISOR_COURT,
@@ -322,7 +423,38 @@ async def records_steps(
     )  # fmt: skip
     seen["cli"] = {k: "\u2013" if v is None else str(v) for k, v in report["figures"].items()}
     await shoot(page, "stats")
+
+    # An item with a position: on a small map in the item view (offline here: no tiles).
+    await upload_with_position(base)
+    await page.get_by_role("button", name="证据", exact=True).click()
+    await browser_view.get_by_role("textbox", name="案号").fill(MAP_CASE)
+    await browser_view.get_by_role("button", name="查询").click()
+    await browser_view.get_by_role("status").filter(has_text="共 1 条").wait_for(timeout=10_000)
+    await rows.first.get_by_role("button").click()
+    item_map = detail.get_by_role("img", name="位置地图")
+    await item_map.wait_for(timeout=10_000)
+    await until(lambda: item_map.get_attribute("data-offline"), within=10, what="the map drawn")
+    seen["map"] = {
+        "lat": float(await item_map.get_attribute("data-lat") or "nan"),
+        "lon": float(await item_map.get_attribute("data-lon") or "nan"),
+        "offline": await item_map.get_attribute("data-offline"),
+        "note": await detail.get_by_role("note").inner_text(),
+        "points": await item_map.locator("path.leaflet-interactive").count(),
+        "grid_lines": await item_map.locator("path:not(.leaflet-interactive)").count(),
+        "centre": await page.evaluate(
+            """() => { const r = document.querySelector(".rec-map path.leaflet-interactive")
+                .getBoundingClientRect(); const m = document.querySelector(".rec-map")
+                .getBoundingClientRect(); return [Math.round(r.x + r.width / 2 - m.x - m.width / 2),
+                Math.round(r.y + r.height / 2 - m.y - m.height / 2)]; }"""
+        ),
+    }
+    local = detail.get_by_label("本机校验")
+    await until(lambda: local.get_attribute("data-ok"), within=10, what="the photo hashed")
+    seen["map_photo_check"] = await local.inner_text()
+    seen["untranslated_map_item"] = await page.evaluate(UNTRANSLATED)
+    await shoot(page, "item-map")
     # English is a click away, the records side included.
+    await page.get_by_role("button", name="统计", exact=True).click()
     await page.get_by_role("button", name="English").click()
     english = page.get_by_role("region", name="Statistics")
     await english.locator("tr[data-figure='evidence_items'] th").wait_for(timeout=10_000)

@@ -6,9 +6,11 @@ tests/test_browser_wall.py:
 Two officers sign in on the phone page (token links, fake camera); the operator signs in to
 the console and opens the wall. In the 4-tile layout both officers' cameras play at once
 (each <video> has a width and its time goes on), labelled with name and court; both phones
-say plainly that the center is viewing their video. In the 1-tile layout the wall rotates
-every `console.wall_rotate_s` (short here) to the other officer, whose phone now says so
-while the first one's no longer does. Closing the wall ends every watch. Screenshots at
+say plainly that the center is viewing their video. In the 16-tile layout each phone is
+told the wall's cap (`video_policy`) and the wall receives each officer at most about 180
+lines and 12 frames a second, measured from the receivers' statistics. In the 1-tile layout
+the wall rotates every `console.wall_rotate_s` (short here) to the other officer, whose phone
+now says so while the first one's no longer does. Closing the wall ends every watch. Screenshots at
 1920x1080 and 390x844 go to build/screenshots/. Prints ONE JSON line with what each step saw.
 """
 
@@ -45,6 +47,8 @@ OFFICERS = {"o-1": "张伟", "o-2": "李娜"}
 COURT_NAME = "一中院辖区第一基层人民法院"
 ROTATE_S = 4
 WATCHED = "指挥中心正在查看您的视频"
+# The frame rate is measured over this long, at the wall's receivers.
+FPS_WINDOW_S = 5.0
 
 
 async def wall(page: Page) -> dict[str, Any]:
@@ -83,6 +87,25 @@ async def playing(page: Page, before: dict[str, float]) -> dict[str, float] | No
     """Each tile's currentTime, once every one has moved on from `before`."""
     now = {t["officer"]: t["currentTime"] for t in (await wall(page))["tiles"] if t["officer"]}
     return now if all(now.get(o, 0) > at for o, at in before.items()) else None
+
+
+async def feed_stats(page: Page) -> dict[str, dict[str, float]]:
+    stats: list[dict[str, Any]] = await page.evaluate("window.ccConsole.wallStats()")
+    return {s["officer"]: s for s in stats}
+
+
+async def capped_frames(page: Page, height: int) -> dict[str, dict[str, float]] | None:
+    """Each feed's statistics, once every one decodes frames no taller than `height`."""
+    stats = await feed_stats(page)
+    if set(stats) != set(OFFICERS):
+        return None
+    ok = all(0 < s["frameHeight"] <= height and s["framesDecoded"] > 0 for s in stats.values())
+    return stats if ok else None
+
+
+async def phone_policy(phone: Page) -> list[Any]:
+    found: list[Any] = await phone.evaluate("window.cc.state().watches.map(w => w.policy)")
+    return found
 
 
 async def run(workdir: Path) -> dict[str, Any]:
@@ -167,6 +190,43 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     seen["outgoing_from_wall"] = await outgoing.inner_text()
     await page.get_by_role("button", name="取消呼叫").click()
     await outgoing.wait_for(state="detached", timeout=10_000)
+    seen["height_4"] = {o: s["frameHeight"] for o, s in (await feed_stats(page)).items()}
+
+    # Sixteen tiles: each phone sends what a sixteenth of the wall shows.
+    await page.get_by_role("button", name="16 画面").click()
+    for user, phone in phones.items():
+
+        async def told(phone: Page = phone) -> list[Any] | None:
+            policies = await phone_policy(phone)
+            return policies if policies and all(policies) else None
+
+        seen.setdefault("phone_policy_16", {})[user] = await until(
+            told, within=10, what=f"{user} told the 16-tile cap"
+        )
+    start = await until(
+        lambda: capped_frames(page, 200), within=20, what="frames of at most 200 lines"
+    )
+
+    async def window_over() -> dict[str, dict[str, float]] | None:
+        stats = await feed_stats(page)
+        spans = [stats[o]["at"] - start[o]["at"] for o in OFFICERS if o in stats]
+        over = len(spans) == len(OFFICERS) and min(spans) >= FPS_WINDOW_S * 1000
+        return stats if over else None
+
+    end = await until(window_over, within=FPS_WINDOW_S + 10, what="the measuring window")
+    seen["height_16"] = {o: s["frameHeight"] for o, s in end.items()}
+    seen["fps_16"] = {
+        o: round(
+            (end[o]["framesDecoded"] - start[o]["framesDecoded"])
+            / ((end[o]["at"] - start[o]["at"]) / 1000),
+            2,
+        )
+        for o in OFFICERS
+    }
+    await shoot(page, "wall-16")
+    await page.get_by_role("button", name="4 画面").click()
+    await until(lambda: tiles_live(page, set(OFFICERS)), within=10, what="4 tiles again")
+    seen["phone_policy_4"] = await phone_policy(phones["o-1"])
 
     # One tile: the wall rotates to the other officer every ROTATE_S seconds.
     await page.get_by_role("button", name="1 画面").click()

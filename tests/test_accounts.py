@@ -343,6 +343,22 @@ async def test_a_body_that_is_not_json_or_too_large_is_refused(server: Server) -
     assert resp.status == 400
 
 
+async def test_a_body_nested_too_deep_is_refused_with_a_clear_error(server: Server) -> None:
+    """Deeper than 32 levels: 400 naming the bound, whether the decoder would have gone past
+    Python's recursion limit (1,800 levels in 3.6 kB) or not (40 levels); 32 levels are JSON
+    like any other (refused only for what the fields say)."""
+    for depth in (40, 1800):
+        deep = b'{"user": ' + b"[" * depth + b"]" * depth + b"}"
+        resp = await server.http.post("/api/session", data=deep)
+        answer = await resp.json()
+        assert (resp.status, answer["error"]) == (400, "bad_request"), depth
+        assert answer["reason"] == "the body nests deeper than 32 levels"
+    fits = b'{"user": ' + b"[" * 31 + b"]" * 31 + b"}"
+    resp = await server.http.post("/api/session", data=fits)
+    answer = await resp.json()
+    assert (resp.status, answer.get("field")) == (400, "user")
+
+
 async def test_a_body_that_arrives_in_pieces_is_read_whole(server: Server) -> None:
     """A slow network splits the body: the first piece alone is not the body (it was read
     as if it were, and refused as not JSON; an import file was cut short the same way)."""

@@ -297,6 +297,10 @@ async def test_bad_queries_and_bodies_are_refused(admin: Admin) -> None:
         "/api/accounts/import", data=b"user,name,role,court\n", headers=admin.auth()
     )
     assert resp.status == 415
+    deep = b'{"totp": ' + b"[" * 1500 + b"]" * 1500 + b"}"
+    resp = await admin.http.post("/api/accounts/o-1/reset", data=deep, headers=admin.auth())
+    answer = await body(resp)
+    assert (resp.status, answer["reason"]) == (400, "the body nests deeper than 32 levels")
 
 
 async def test_bad_csv_files_are_refused_whole_with_every_bad_line_named(admin: Admin) -> None:

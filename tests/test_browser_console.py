@@ -105,6 +105,21 @@ def test_an_sos_takes_over_the_screen_with_the_alarm_and_is_cleared(run: dict[st
     assert abs(centre[1] - lon) < 1e-3
     assert seen(run, "sos_dialog_after_answer") is False
     assert name in seen(run, "sos_strip")
+    assert "已由 王芳 接警" in seen(run, "sos_strip")
+
+
+def test_the_officers_note_shows_in_the_alarm_and_a_reload_shows_who_took_the_sos(
+    run: dict[str, Any],
+) -> None:
+    """The SOS's note, then the one added after it, in the alarm; after F5 the console shows
+    the SOS as taken by the operator (from the roster), with no fresh alarm over it."""
+    assert "test: exit blocked" in seen(run, "sos_note")
+    assert "两人受伤，需要救护车" in seen(run, "sos_note_added")
+    after = seen(run, "sos_strip_after_reload")
+    assert "已由 王芳 接警" in after
+    assert "李娜" in after
+    assert "两人受伤" in after
+    assert seen(run, "sos_dialog_after_reload") is False
     assert seen(run, "sos_cleared") is True
     assert seen(run, "sos_outcome_at_officer") == "false_alarm"
     assert seen(run, "sound_after_clear") == "none"

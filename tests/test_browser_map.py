@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_map_scenario import LOST_AFTER, LOST_BEFORE, OFFICERS, PER_GROUP, SOS
+from tests.browser_map_scenario import (
+    LOST_AFTER,
+    LOST_BEFORE,
+    OFFICERS,
+    PER_GROUP,
+    SOS,
+    STALE,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -75,3 +82,23 @@ def test_an_emergency_is_never_hidden_in_a_cluster(run: dict[str, Any]) -> None:
     assert seen(run, "emergency_pin_visible") is True
     assert seen(run, "pin_after_acknowledged") is True
     assert seen(run, "page_errors") == []
+
+
+def test_a_bubble_says_how_many_of_its_officers_positions_are_stale(run: dict[str, Any]) -> None:
+    before = seen(run, "bubbles_before")
+    stale = [x for b in before for x in b["badges"] if x["kind"] == "stale"]
+    assert sum(x["count"] for x in stale) == len(STALE)
+    assert all(x["text"] == f"旧位 {x['count']}" for x in stale)
+    labelled = [b for b in before if any(x["kind"] == "stale" for x in b["badges"])]
+    assert all("人位置已旧" in b["label"] for b in labelled)
+    # A fresh report from one of them: its bubble counts one fewer.
+    after = seen(run, "bubbles_after_refresh")
+    assert sum(x["count"] for b in after for x in b["badges"] if x["kind"] == "stale") == (
+        len(STALE) - 1
+    )
+
+
+def test_an_officer_alone_on_the_map_with_an_old_position_is_marked_stale(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "selected_pin_badge") == "旧位"

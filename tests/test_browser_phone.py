@@ -51,6 +51,13 @@ def test_sos_needs_a_long_press_and_shows_who_cleared_it(run: dict[str, Any]) ->
     assert seen(run, "cleared_state") == "紧急状态已由 operator op-1 解除"
 
 
+def test_the_phone_sends_a_note_after_the_sos_and_names_its_court(run: dict[str, Any]) -> None:
+    assert seen(run, "note_at_operator") == "嫌疑人持械，两人受伤"
+    assert seen(run, "note_sent") == "已发送说明：嫌疑人持械，两人受伤"
+    assert seen(run, "note_form_after_clear") is False
+    assert seen(run, "who").endswith("一中院辖区第一基层人民法院")
+
+
 def test_the_page_is_installable(run: dict[str, Any]) -> None:
     assert seen(run, "manifest") == "/app/phone.html"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_records_scenario import CASE, OFFICER, OPERATOR, SUPERVISOR
+from tests.browser_records_scenario import CASE, MAP_AT, OFFICER, OPERATOR, SUPERVISOR
 
 pytestmark = pytest.mark.browser
 
@@ -77,11 +77,48 @@ def test_the_item_names_its_call_and_its_audit_trail(run: dict[str, Any]) -> Non
 
 def test_verify_runs_the_chain_check_on_the_server_and_says_ok(run: dict[str, Any]) -> None:
     assert seen(run, "verify_ok") == "true"
-    assert seen(run, "verify_text").startswith("校验通过")
+    # The first check reads everything; the next one only what was written since.
+    assert seen(run, "verify_text").startswith("校验通过：全部 ")
+    again = seen(run, "verify_again_text")
+    assert again.startswith("校验通过：自第 ")
+    assert "条起新增" in again
+    assert "已校验" in again
+    assert seen(run, "verify_full_text").startswith("校验通过：全部 ")
     proof = seen(run, "proof")
     assert proof["sha256"] == seen(run, "stored_sha256")
     assert proof["ok"] is True
     assert proof["anchors"] >= 2
+
+
+def test_a_recording_is_hashed_in_the_page_on_request_and_matches_its_record(
+    run: dict[str, Any],
+) -> None:
+    local = seen(run, "video_local")
+    assert local["ok"] == "true"
+    assert local["sha256"] == seen(run, "video_sha256")
+    assert local["text"] == "本机计算的 SHA-256 与记录一致"
+    # The whole file was fetched for it: a download in the trail, after the player's view.
+    assert seen(run, "video_trail_checked").count("evidence_downloaded") == 1
+
+
+def test_an_items_position_is_on_a_small_offline_map_in_the_item_view(run: dict[str, Any]) -> None:
+    shown = seen(run, "map")
+    assert (shown["lat"], shown["lon"]) == (MAP_AT[0], MAP_AT[1])
+    assert shown["offline"] == "true"
+    assert shown["note"] == "离线地图：无底图，仅显示经纬度网格与比例尺"
+    assert shown["points"] == 1
+    # The accuracy circle and the grid's lines.
+    assert shown["grid_lines"] >= 3
+    # The point is where the map is centred.
+    assert all(abs(px) <= 3 for px in shown["centre"]), shown["centre"]
+    assert seen(run, "map_photo_check") == "本机计算的 SHA-256 与记录一致"
+
+
+@pytest.mark.parametrize("where", ["evidence", "call_audit", "stats", "map_item"])
+def test_the_records_pages_show_no_untranslated_english_in_chinese(
+    run: dict[str, Any], where: str
+) -> None:
+    assert seen(run, f"untranslated_{where}") == []
 
 
 def test_the_calls_audit_view_lists_the_supervisor_among_who_watched(run: dict[str, Any]) -> None:
@@ -115,13 +152,25 @@ def test_the_dashboards_figures_equal_the_clis_for_the_same_query(run: dict[str,
     assert dashboard == seen(run, "cli")
     assert dashboard["evidence_items"] == "5"  # the snapshot and four recordings
     assert dashboard["officer_calls"] == "1"
+    # The instruction to the officer, shown and acknowledged (收到) on their page.
+    assert dashboard["instructions_sent"] == "1"
+    assert dashboard["instructions_delivered"] == "1"
+    assert dashboard["instructions_read"] == "1"
+    assert dashboard["instructions_acknowledged"] == "1"
+    assert dashboard["instructions_median_time_to_read_s"] != "\u2013"
     assert "evidence_stored" in seen(run, "dashboard_how_evidence")
     assert seen(run, "charts") == 2
 
 
 def test_the_records_side_speaks_english_too(run: dict[str, Any]) -> None:
     assert seen(run, "english_figure") == "Evidence items"
-    assert seen(run, "english_nav").split() == ["Evidence", "Call", "records", "Statistics"]
+    assert seen(run, "english_nav").split() == [
+        "Evidence",
+        "Call",
+        "records",
+        "Conferences",
+        "Statistics",
+    ]
 
 
 def test_no_errors_in_the_page(run: dict[str, Any]) -> None:

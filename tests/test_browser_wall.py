@@ -68,3 +68,14 @@ def test_closing_the_wall_ends_every_watch(run: dict[str, Any]) -> None:
 
 def test_the_wall_logged_no_errors(run: dict[str, Any]) -> None:
     assert seen(run, "errors_in_console") == []
+
+
+def test_a_sixteen_tile_wall_receives_small_slow_video(run: dict[str, Any]) -> None:
+    """Each phone is told the 16-tile cap and applies it: the wall decodes about 180 lines
+    (at most 200) at no more than about 12 frames a second, and frames still come."""
+    cap = {"max_height": 180, "max_fps": 12, "max_kbps": 200}
+    assert seen(run, "phone_policy_16") == {o: [cap] for o in OFFICERS}
+    assert all(0 < h <= 200 for h in seen(run, "height_16").values())
+    assert all(2.0 <= fps <= 13.0 for fps in seen(run, "fps_16").values()), run["fps_16"]
+    # Back to 4 tiles, the cap is the 4-tile one.
+    assert seen(run, "phone_policy_4") == [{"max_height": 540, "max_fps": 25, "max_kbps": 1200}]

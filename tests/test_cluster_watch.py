@@ -3,6 +3,8 @@ watch's media on whichever node the authority placed it, and one trace in Postgr
 
 from __future__ import annotations
 
+import operator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -42,9 +44,13 @@ async def test_a_watch_across_nodes_carries_video_and_is_recorded_once(cluster: 
     officer_ws = await a.connect("of-1", "officer", COURT)
     op_ws = await b.connect("op-1", "operator", COURT)
     sv_ws = await c.connect("sv-1", "supervisor", "P01")
+    # A 16-tile wall on another node than the officer's: the authority caps the uplink.
+    await op_ws.request("wall_layout", tiles=16)
     reply = await op_ws.request("watch", reply="watching", officer="of-1")
     watch_id = reply["watch_id"]
     await officer_ws.expect("watch_opened", timeout=5.0, watch_id=watch_id)
+    policy = await officer_ws.expect("video_policy", timeout=5.0, watch_id=watch_id)
+    assert (policy["max_height"], policy["max_fps"], policy["max_kbps"]) == (180, 12, 200)
     officer = Member(officer_ws, watch_id, [VideoStreamTrack()])
     watcher = Member(op_ws, watch_id, [])
     try:
@@ -118,3 +124,50 @@ async def test_authority_killed_during_a_watch(cluster: Cluster) -> None:
     await wait_until(any_stopped, within=5.0, what="the stop recorded")
     stops = await stopped()
     assert [(d["watch"], d["by"], d["reason"]) for d in stops] == [(watch_id, "op-1", "node_lost")]
+
+
+async def test_a_dead_authoritys_watch_rooms_are_closed_on_the_media_nodes(
+    cluster: Cluster,
+) -> None:
+    """The next authority has every media node close the dead one's watch rooms (a
+    broadcast), so the officers' uplinks go without waiting for their phones to close them
+    on `watch_closed` (the test's phones never do)."""
+    a, b, boss = await three(cluster)
+    op_ws = await b.connect("op-1", "operator", COURT)
+    members: list[Member] = []
+    try:
+        # Two watches: the authority puts their rooms on two nodes (the fewest rooms
+        # first), so at least one is on a node that outlives it.
+        for officer_id in ("of-1", "of-2"):
+            officer_ws = await a.connect(officer_id, "officer", COURT)
+            reply = await op_ws.request("watch", reply="watching", officer=officer_id)
+            watch_id = reply["watch_id"]
+            await officer_ws.expect("watch_opened", timeout=5.0, watch_id=watch_id)
+            officer = Member(officer_ws, watch_id, [VideoStreamTrack()])
+            watcher = Member(op_ws, watch_id, [])
+            members += [officer, watcher]
+            await officer.join()
+            await watcher.join()
+            await watcher.renegotiate()
+            tracks = watcher.media.tracks
+            await wait_until(
+                partial(operator.contains, tracks, officer_id), within=10.0, what="video"
+            )
+            await count_frames(watcher.media.tracks[officer_id][0], 5)
+
+        async def rooms() -> int:
+            return sum([(await n.health())["media_rooms"] for n in (a, b)])
+
+        assert await rooms() >= 1
+        boss.kill()
+        for _ in range(2):
+            ended = await op_ws.expect("watch_ended", timeout=15.0)
+            assert ended["reason"] == "node_lost"
+
+        async def closed() -> bool:
+            return await rooms() == 0
+
+        await wait_until(closed, within=5.0, what="the dead authority's watch rooms closed")
+    finally:
+        for member in members:
+            await member.close()

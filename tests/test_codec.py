@@ -29,6 +29,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.Position(id="m2", lat=30.25, lon=120.125, accuracy_m=4.5, device_time=NOW_MS),
     p.CallCenter(id="m3", case_number="(2026)P0101-1"),
     p.Emergency(id="m4", case_number="(2026)P0101-2", note="crowd gathering"),
+    p.EmergencyNote(id="m4n", note="两人受伤"),
     p.CallOfficer(id="m5", officer="o1", case_number="(2026)P0101-3"),
     p.Accept(id="m6", call_id="c1"),
     p.Decline(id="m7", call_id="c1"),
@@ -95,6 +96,7 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     # The video wall.
     p.Watch(id="m46", officer="o1"),
     p.Unwatch(id="m47", watch_id="w-1"),
+    p.WallLayout(id="m48", tiles=16),
 ]
 
 USER = p.UserInfo(id="o1", name="Officer One", role="officer", court="P0101")
@@ -170,6 +172,7 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
         heartbeat_interval_s=15.0,
         grace_s=30.0,
         calls=[CALL],
+        court_name="第一基层人民法院",
     ),
     p.Ack(ref="m1"),
     p.Error(ref="m1", code="forbidden", reason="no", field="court"),
@@ -182,6 +185,7 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.CallRingingCenter(call_id="c1"),
     p.EmergencyCleared(by=OPERATOR),
     p.EmergencyAcknowledged(officer=USER, by=OPERATOR),
+    p.EmergencyNoted(officer=USER, note="两人受伤"),
     p.CallTaken(call_id="c1", by=OPERATOR),
     p.RingStopped(call_id="c1", reason="busy"),
     p.CallAnswered(call=CALL),
@@ -248,6 +252,8 @@ SERVER_SAMPLES: list[p.ServerMessage] = [
     p.WatchOpened(watch_id="w-1"),
     p.WatchClosed(watch_id="w-1"),
     p.WatchEnded(watch_id="w-1", officer="o1", reason="officer_offline"),
+    p.VideoPolicy(watch_id="w-1", max_height=180, max_fps=12, max_kbps=200),
+    p.VideoPolicy(watch_id="w-1", max_height=None, max_fps=None, max_kbps=None),
     p.TransferOffered(call=CALL, from_operator=USER, expires_in_s=30.0),
     p.TransferEnded(call_id="c1", outcome="declined", by="op2"),
     p.Operators(ref="m64", court="P0101", operators=[p.OperatorEntry(user=USER, status="free")]),

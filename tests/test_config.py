@@ -427,3 +427,11 @@ def test_media_fanout_is_c_or_python() -> None:
     assert chosen.media.fanout == "python"
     with pytest.raises(ConfigError, match=r"^media.fanout: invalid enum value 'rust'"):
         load_config(None, environ={"COMMANDCENTER_MEDIA_FANOUT": "rust"})
+
+
+def test_wall_caps_are_read_from_the_environment_and_bounded() -> None:
+    cfg = load_config(None, {"COMMANDCENTER_WALL_TILES_16": "144, 10, 150"})
+    assert cfg.wall.tiles_16 == (144, 10, 150)
+    assert cfg.wall.tiles_4 == (540, 25, 1200)
+    with pytest.raises(ConfigError, match=r"wall\.tiles_9: kbit/s must be 50 to 20000"):
+        load_config(None, {"COMMANDCENTER_WALL_TILES_9": "360,15,10"})

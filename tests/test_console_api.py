@@ -46,6 +46,7 @@ async def test_an_operator_gets_the_map_settings_and_the_courts_of_its_scope(
         "queue_red_s": 90.0,
         "wall_max_feeds": 16,
         "wall_rotate_s": 20.0,
+        "position_stale_s": 300.0,
         "supervisor_join": "visible",
         # An in-memory recorder keeps no evidence: no call is recorded.
         "recording": False,
@@ -102,6 +103,7 @@ async def test_a_tile_server_is_allowed_to_serve_the_pages_images(
         ({"COMMANDCENTER_CONSOLE_TILE_URL": "tiles.example/{z}/{x}/{y}"}, "console.tile_url"),
         ({"COMMANDCENTER_CONSOLE_TILE_URL": "https://t.example/tile.png"}, "console.tile_url"),
         ({"COMMANDCENTER_CONSOLE_QUEUE_RED_S": "10"}, "console.queue_amber_s"),
+        ({"COMMANDCENTER_CONSOLE_POSITION_STALE_S": "5"}, "console.position_stale_s"),
     ],
 )
 def test_bad_console_settings_are_config_errors(env: dict[str, str], key: str) -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from media.fabric_frames import (
     MAX_FRAME,
     MAX_PAYLOAD,
+    MAX_VOICES,
     BadFrame,
     Frame,
     KeyframeRequest,
@@ -17,6 +18,7 @@ from media.fabric_frames import (
     RollinNotice,
     Sites,
     Stop,
+    Voices,
     decode,
     encode,
     resend,
@@ -47,6 +49,12 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Sites, workers, names),
     st.builds(Stop, workers, names),
     st.builds(RollinNotice, workers, names, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.builds(
+        Voices,
+        workers,
+        names,
+        st.lists(st.tuples(names, st.integers(0, 127)), max_size=MAX_VOICES).map(tuple),
+    ),
 )
 
 
@@ -100,6 +108,56 @@ def test_bad_frames_are_named_for_what_is_wrong() -> None:
         with pytest.raises(BadFrame) as bad:
             decode(data)
         assert bad.value.reason == reason
+
+
+# ---- VOICES: a worker's candidates in an open conference (media.loudest) ----------------------
+
+longest = st.text(min_size=1, max_size=255).filter(lambda s: len(s.encode()) <= 255)
+
+
+@given(
+    st.builds(
+        Voices,
+        workers,
+        longest,
+        st.lists(st.tuples(longest, st.integers(0, 127)), max_size=MAX_VOICES).map(tuple),
+    ),
+    st.data(),
+)
+def test_a_voices_frame_round_trips_within_the_frame_bound_and_any_cut_is_bad(
+    frame: Voices, data: st.DataObject
+) -> None:
+    encoded = encode(frame)
+    assert len(encoded) <= MAX_FRAME
+    assert decode(encoded) == frame
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    with pytest.raises(BadFrame):
+        decode(encoded[:cut])
+
+
+def test_voices_frames_out_of_bounds_are_refused_both_ways() -> None:
+    seven = tuple((f"site{i}", 20) for i in range(MAX_VOICES + 1))
+    with pytest.raises(ValueError, match="at most"):
+        encode(Voices(1, "c", seven))
+    with pytest.raises(ValueError, match="0 to 127"):
+        encode(Voices(1, "c", (("a", 128),)))
+    with pytest.raises(ValueError, match="1 to 255 bytes"):
+        encode(Voices(1, "c", (("", 20),)))
+    good = encode(Voices(1, "c", (("a", 20),)))
+    # A count over the bound, a level over 127, an owner cut off, a byte too many, no name.
+    for reason, data in {
+        "bad_header": good[:4] + bytes([MAX_VOICES + 1]) + good[5:],
+        "too_short": good[:-1],
+        "bad_length": good + b"x",
+        "empty_name": good[:-2] + b"\x00",
+    }.items():
+        with pytest.raises(BadFrame) as bad:
+            decode(data)
+        assert bad.value.reason == reason, reason
+    level_at = len(good) - 3
+    with pytest.raises(BadFrame) as bad:
+        decode(good[:level_at] + b"\x80" + good[level_at + 1 :])
+    assert bad.value.reason == "bad_header"
 
 
 def test_frames_the_sender_cannot_encode_are_refused() -> None:

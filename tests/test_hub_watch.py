@@ -102,3 +102,30 @@ async def test_the_last_watcher_going_closes_the_uplink(media_server: Server) ->
     await op.close()
     await officer.expect("watch_closed", watch_id=watch_id)
     await media_server.wait_recorded("watch_stopped", watch=watch_id, reason="watcher_gone")
+
+
+async def test_a_wall_layout_caps_the_officers_it_watches_from_wall_config(
+    serve: Serve,
+) -> None:
+    """`wall_layout` is acked; the officer of a watch of a 16-tile wall is told the
+    configured `[wall] tiles_16` cap; a layout that is not 1/4/9/16 is invalid, and an
+    officer may not say one."""
+    ice.use_addresses(["127.0.0.1"])
+    try:
+        server = await serve(media=MEDIA, wall={"tiles_16": (144, 10, 150)})
+        officer = await server.connect("o-1", "officer", "P0101")
+        op = await server.connect("op-1", "operator", "P0101")
+        await op.request("wall_layout", tiles=16)
+        watch_id = (await op.request("watch", reply="watching", officer="o-1"))["watch_id"]
+        await officer.expect("watch_opened", watch_id=watch_id)
+        policy = await officer.expect("video_policy", watch_id=watch_id)
+        assert (policy["max_height"], policy["max_fps"], policy["max_kbps"]) == (144, 10, 150)
+        await op.request("wall_layout", tiles=1)
+        lifted = await officer.expect("video_policy", watch_id=watch_id)
+        assert (lifted["max_height"], lifted["max_fps"], lifted["max_kbps"]) == (None,) * 3
+        err = await op.error_for(await op.send("wall_layout", tiles=6))
+        assert (err["code"], err["field"]) == ("invalid_message", "tiles")
+        err = await officer.error_for(await officer.send("wall_layout", tiles=4))
+        assert err["code"] == "forbidden"
+    finally:
+        ice.use_addresses([])

@@ -6,13 +6,19 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 
+from commandcenter.app import create_app
 from commandcenter.config import LoggingConfig
 from commandcenter.logs import configure_logging
+from sessions.recorder import MemoryRecorder
+from tests.conftest import make_config
 
 
 @pytest.fixture
@@ -135,3 +141,55 @@ def test_control_characters_from_clients_never_reach_the_reader_raw(
     assert "\x1b" not in out
     assert "\x07" not in out
     assert "2J" in out
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_tracebacks_are_scrubbed_of_passwords_cookies_and_tokens_in_either_format(
+    stream: io.StringIO, fmt: str
+) -> None:
+    """An exception whose message carries credentials (as a failing HTTP client's or a
+    driver's may) is logged with its traceback, the credentials hidden, in the console
+    (dev) format as in JSON."""
+    configure_logging(LoggingConfig(format=fmt), stream=stream)
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvMSJ9.c2lnbmF0dXJl"
+    try:
+        raise RuntimeError(
+            f"sign-in failed: password='hunter2' headers={{'Cookie': 'cc_session=s3cr3t'}}"
+            f" Authorization: Bearer abcdef.ghijk /ws?token={jwt}"
+        )
+    except RuntimeError:
+        structlog.get_logger("test").exception("failed")
+    try:
+        raise ValueError("dsn postgresql://u@h/db jwt_secret=topsecret")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    out = stream.getvalue()
+    assert "RuntimeError: sign-in failed" in out
+    assert "ValueError: dsn postgresql://u@h/db" in out
+    assert "Traceback" in out
+    for secret in ("hunter2", "s3cr3t", "abcdef.ghijk", jwt, "c2lnbmF0dXJl", "topsecret"):
+        assert secret not in out, secret
+    assert out.count("[redacted]") >= 5
+
+
+async def test_a_servers_traceback_is_scrubbed_in_the_console_format(
+    stream: io.StringIO, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The real app serving a handler that fails with credentials in its error: aiohttp
+    logs the traceback through our pipeline in the console (dev) format, scrubbed."""
+    configure_logging(LoggingConfig(format="console"), stream=stream)
+    app = create_app(make_config(tmp_path / "var"), recorder=MemoryRecorder())
+
+    async def leaky(request: web.Request) -> web.Response:
+        cookie = request.headers.get("Cookie", "")
+        raise RuntimeError(f"upstream refused: Cookie: {cookie}; password=hunter2")
+
+    app.router.add_get("/test/leaky", leaky)
+    http = await aiohttp_client(app)
+    resp = await http.get("/test/leaky", headers={"Cookie": "cc_session=s3cr3t-session"})
+    assert resp.status == 500
+    out = stream.getvalue()
+    assert "RuntimeError: upstream refused" in out
+    assert "Traceback" in out
+    assert "s3cr3t-session" not in out
+    assert "hunter2" not in out

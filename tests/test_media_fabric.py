@@ -596,8 +596,9 @@ async def test_the_router_and_the_workers_take_packets_only_from_where_they_may_
 
 
 async def test_in_an_open_conference_the_speaker_on_another_worker_takes_an_audio_slot() -> None:
-    """After unmute all every voice may cross; each worker picks who speaks from the levels
-    that arrive, so the quiet site takes no slot."""
+    """After unmute all every voice may cross; the speaker's worker sends home only its
+    loudest (media.loudest), so the silent site's audio stays where it arrives, and each
+    worker picks who speaks from the levels that arrive."""
     async with (
         fabric_workers(3) as workers,
         conference(workers, 0, {"chair": 0, "loud": 1, "quiet": 1, "s2": 2}) as conf,
@@ -610,8 +611,10 @@ async def test_in_an_open_conference_the_speaker_on_another_worker_takes_an_audi
         room = workers[2].room()
         await wait_until(lambda: room.sent_from("loud", "audio") > 20, what="loud heard at 2")
         assert any("loud" in told.audio for told in s2.told)
-        assert "quiet:audio" in room.remote
-        assert room.remote["quiet:audio"].packets_received > 0
+        span1 = workers[1].span()
+        await wait_until(lambda: span1.held_back["quiet:audio"] > 20, what="quiet kept at 1")
+        assert span1.exported["quiet:audio"] == 0
+        assert "quiet:audio" not in room.remote
         assert room.sent_from("quiet", "audio") == 0
 
 

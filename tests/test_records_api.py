@@ -21,6 +21,7 @@ from sessions import evidence as ev
 from sessions import records
 from sessions.recorder import MemoryRecorder
 from sessions.store import StoredRecord
+from sessions.trace import Head
 from tests.conftest import make_config
 from tests.evidencehelpers import CASE, Api, correct, uploaded
 from tests.polling import wait_until
@@ -275,7 +276,7 @@ async def test_verify_runs_the_chain_check_and_names_the_first_bad_record(
     await backend.sql(
         f'UPDATE {{t}} SET data = \'{{"user":"someone else"}}\' WHERE seq = {stored.seq}'
     )
-    resp = await api.http.post("/api/trace/verify", headers=auth)
+    resp = await api.http.post("/api/trace/verify?full=1", headers=auth)
     body = await resp.json()
     assert (resp.status, body["ok"], body["seq"], body["problem"]) == (
         200,
@@ -283,6 +284,97 @@ async def test_verify_runs_the_chain_check_and_names_the_first_bad_record(
         stored.seq,
         "edited",
     )
+
+
+async def verify_json(api: Api, query: str = "") -> tuple[int, Any]:
+    auth = api.auth("a1", "auditor", "P")
+    resp = await api.http.post("/api/trace/verify" + query, headers=auth)
+    return resp.status, await resp.json()
+
+
+async def test_the_next_check_reads_only_the_records_after_the_last_checks_signed_position(
+    api: Api,
+) -> None:
+    await upload_three(api)
+    status, first = await verify_json(api)
+    assert (status, first["ok"], first["full"], first["from_seq"]) == (200, True, True, 0)
+    assert first["checked"] == first["records"] == first["head_seq"]
+    # The position is kept as a signed `verified` checkpoint of the head it reached.
+    remembered = [cp for cp in await api.app[TRACE].checkpoints() if cp.reason == "verified"]
+    assert remembered[-1].head == Head(first["head_seq"], first["head_hash"])
+
+    await upload_three(api)
+    head = await api.app[TRACE].head()
+    status, second = await verify_json(api)
+    assert (status, second["ok"], second["full"]) == (200, True, False)
+    assert second["from_seq"] == first["head_seq"]
+    # Everything written since: the first check's own record and the three uploads'.
+    assert second["head_seq"] == head.seq
+    assert second["checked"] == head.seq - first["head_seq"]
+    assert second["records"] == head.seq
+    checked = await api.records("trace_verified")
+    assert checked[-1].data["from_seq"] == first["head_seq"]
+
+    status, full = await verify_json(api, "?full=1")
+    assert (status, full["ok"], full["full"], full["from_seq"]) == (200, True, True, 0)
+    assert full["checked"] == full["records"] == full["head_seq"] > second["head_seq"]
+
+    status, body = await verify_json(api, "?full=yes")
+    assert (status, body["field"]) == (400, "full")
+
+
+async def test_a_change_before_the_remembered_position_is_found_by_the_full_check(
+    api: Api, backend: Backend
+) -> None:
+    await upload_three(api)
+    assert (await verify_json(api))[1]["ok"] is True
+    stored = (await api.records(ev.STORED))[0]
+    await backend.sql(
+        f'UPDATE {{t}} SET data = \'{{"user":"someone else"}}\' WHERE seq = {stored.seq}'
+    )
+    # The incremental check does not read it again...
+    status, quick = await verify_json(api)
+    assert (status, quick["ok"], quick["full"]) == (200, True, False)
+    # ...the full one does.
+    status, full = await verify_json(api, "?full=1")
+    assert (status, full["ok"], full["seq"], full["problem"]) == (200, False, stored.seq, "edited")
+
+
+async def test_a_rewrite_at_the_remembered_position_fails_the_incremental_check(
+    api: Api, backend: Backend
+) -> None:
+    await upload_three(api)
+    status, first = await verify_json(api)
+    assert first["ok"] is True
+    await backend.sql(f"UPDATE {{t}} SET hash = '{'0' * 64}' WHERE seq = {first['head_seq']}")
+    status, quick = await verify_json(api)
+    assert (status, quick["ok"], quick["seq"], quick["problem"]) == (
+        200,
+        False,
+        first["head_seq"],
+        "edited",
+    )
+
+
+async def test_an_incremental_check_after_a_tampered_checkpoint_refuses(
+    api: Api, backend: Backend
+) -> None:
+    await upload_three(api)
+    status, first = await verify_json(api)
+    assert first["ok"] is True
+    await upload_three(api)
+    # Move the remembered position on past records nobody checked: the signature breaks.
+    head = await api.app[TRACE].head()
+    await backend.sql(
+        f"UPDATE {{c}} SET seq = {head.seq}, hash = '{head.hash}' WHERE reason = 'verified'"
+    )
+    status, body = await verify_json(api)
+    assert (status, body["error"]) == (409, "checkpoint_invalid"), body
+    # A full check still runs, and its signed position lets the next check be quick again.
+    status, full = await verify_json(api, "?full=1")
+    assert (status, full["ok"], full["from_seq"]) == (200, True, 0)
+    status, quick = await verify_json(api)
+    assert (status, quick["ok"], quick["from_seq"]) == (200, True, full["head_seq"])
 
 
 async def test_only_supervisors_admins_and_auditors_run_the_chain_check(api: Api) -> None:

@@ -350,6 +350,27 @@ async def scripted_day(site: Site) -> None:
     clock.advance(RING_TIMEOUT_S + 0.5)
     await o2.expect("call_ended", timeout=RING_TIMEOUT_S + 3, call_id=i, reason="missed")
 
+    # Instructions: one to o1, shown after 1 s and acknowledged (收到) 3 s later; one to the
+    # whole of P0201, shown on o3's phone and never acknowledged.
+    clock.advance(10)
+    sent = await op1.request(
+        "send_instruction", reply="instruction_sent", officer="o1", text="去二号现场"
+    )
+    to_o1 = sent["instruction_id"]
+    await o1.expect("instruction", instruction_id=to_o1)
+    clock.advance(1)
+    await o1.request("instruction_receipt", instruction_id=to_o1, state="delivered")
+    clock.advance(3)
+    await o1.request("instruction_receipt", instruction_id=to_o1, state="read")
+    clock.advance(10)
+    sent = await op2.request(
+        "send_instruction", reply="instruction_sent", court="P0201", text="集合"
+    )
+    to_court = sent["instruction_id"]
+    await o3.expect("instruction", instruction_id=to_court)
+    clock.advance(2)
+    await o3.request("instruction_receipt", instruction_id=to_court, state="delivered")
+
     # Evidence and a conference, recorded as their features record them.
     trace = site.http.app[TRACE]
     await trace.append(
@@ -392,6 +413,13 @@ def evidence(n: int, case: str, court: str) -> dict[str, Any]:
     }
 
 
+ZERO_INSTRUCTIONS = {
+    "instructions_sent": 0,
+    "instructions_delivered": 0,
+    "instructions_read": 0,
+    "instructions_acknowledged": 0,
+    "instructions_median_time_to_read_s": None,
+}
 ZERO_CALLS = {
     "command_connections": 0,
     "command_connections_answered": 0,
@@ -434,6 +462,12 @@ EXPECTED_DAY1_ALL = {
     "mean_time_to_answer_s": 0.292,
     "officer_calls_mean_time_to_answer_s": 0.375,
     "center_calls_mean_time_to_answer_s": 0.125,
+    # The instruction to o1 (read 4 s after it was sent) and P0201's (shown, never read).
+    "instructions_sent": 2,
+    "instructions_delivered": 2,
+    "instructions_read": 1,
+    "instructions_acknowledged": 1,
+    "instructions_median_time_to_read_s": 4.0,
 }
 # Day 1, court P01 and below: o3, op2's calls (C, H), K2 and the provincial conference drop.
 EXPECTED_DAY1_P01 = {
@@ -457,6 +491,11 @@ EXPECTED_DAY1_P01 = {
     "mean_time_to_answer_s": 0.188,
     "officer_calls_mean_time_to_answer_s": 0.25,
     "center_calls_mean_time_to_answer_s": 0.125,
+    "instructions_sent": 1,
+    "instructions_delivered": 1,
+    "instructions_read": 1,
+    "instructions_acknowledged": 1,
+    "instructions_median_time_to_read_s": 4.0,
 }
 EXPECTED_DAY1_P0201 = {
     "officers_signed_in": 1,
@@ -479,6 +518,11 @@ EXPECTED_DAY1_P0201 = {
     "mean_time_to_answer_s": 0.5,
     "officer_calls_mean_time_to_answer_s": 0.5,
     "center_calls_mean_time_to_answer_s": None,
+    "instructions_sent": 1,
+    "instructions_delivered": 1,
+    "instructions_read": 0,
+    "instructions_acknowledged": 0,
+    "instructions_median_time_to_read_s": None,
 }
 EXPECTED_DAY2_ALL = {
     "officers_signed_in": 1,
@@ -488,6 +532,7 @@ EXPECTED_DAY2_ALL = {
     "conferences": 1,
     "enforcement_actions": 1,
     **ZERO_CALLS,
+    **ZERO_INSTRUCTIONS,
 }
 EXPECTED_BOTH_ALL = {
     **EXPECTED_DAY1_ALL,
@@ -753,3 +798,37 @@ def test_the_cli_refuses_an_unknown_court_and_a_bad_date(
     # No trace written yet at the configured path: a one-line refusal, no file created.
     assert main([*base, "--from", "2026-03-15", "--to", "2026-03-16"]) == 2
     assert "cannot read the trace" in capsys.readouterr().err
+
+
+def test_instruction_figures_count_a_funnel_and_a_median() -> None:
+    """Sent, delivered and read (receipts), acknowledged (read by every recipient: a
+    court-wide one only once it expired with nobody unread) and the median time to read,
+    counted by the instructions sent in the period whenever their receipts came."""
+    records = [
+        rec("instruction_sent", 1, court="P0101", subject="i1", flag=False),
+        rec("instruction_delivered", 2, court="P0101", subject="i1"),
+        rec("instruction_read", 5, court="P0101", subject="i1"),
+        rec("instruction_sent", 2, court="P0101", subject="i2", flag=True),
+        rec("instruction_delivered", 3, court="P0101", subject="i2"),
+        rec("instruction_delivered", 3, court="P0101", subject="i2"),
+        rec("instruction_read", 4, court="P0101", subject="i2"),
+        rec("instruction_read", 12, court="P0101", subject="i2"),
+        rec("instruction_expired", 30, court="P0101", subject="i2", flag=True),
+        rec("instruction_sent", 3, court="P0201", subject="i3", flag=True),
+        rec("instruction_read", 9, court="P0201", subject="i3"),
+        rec("instruction_expired", 30, court="P0201", subject="i3", flag=False),
+        # Sent after the period: neither it nor its receipt counts.
+        rec("instruction_sent", 50, court="P0101", subject="i4", flag=False),
+        rec("instruction_read", 51, court="P0101", subject="i4"),
+    ]
+    counts = reference_counts(records, StatsQuery(us(0), us(40)))
+    figures = {f.name: f.value for f in figures_of(counts)}
+    assert figures["instructions_sent"] == 3
+    assert figures["instructions_delivered"] == 3
+    assert figures["instructions_read"] == 4
+    # i1 (its one officer read it) and i2 (expired with nobody unread); not i3.
+    assert figures["instructions_acknowledged"] == 2
+    # Delays 4, 2, 10 and 6 s: the median of an even count is the mean of the middle two.
+    assert figures["instructions_median_time_to_read_s"] == 5.0
+    only = reference_counts(records, StatsQuery(us(0), us(40), frozenset({"P0201"})))
+    assert only.instructions.read_us == (us(6),)

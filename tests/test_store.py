@@ -29,6 +29,7 @@ from tests.tracehelpers import (
     PostgresBackend,
     append_all,
     backend,
+    instruction_workload,
     workload,
 )
 
@@ -512,6 +513,36 @@ async def test_counts_agree_with_the_reference_definition(store: TraceStore, see
     assert whole.sign_ins > whole.officers > 0
     assert whole.evidence_items > whole.cases > 0
     assert whole.conferences > 0
+    assert verify(links).ok
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_instruction_counts_agree_with_the_reference_definition(
+    store: TraceStore, seed: int
+) -> None:
+    """Sent, delivered, read, acknowledged and the read delays of the instructions sent in a
+    period and courts, on the store's SQL as in `reference_counts`."""
+    events = sorted(workload(seed, n_calls=5) + instruction_workload(seed), key=lambda e: e.at)
+    await append_all(store, events)
+    day_us = 86_400 * 1_000_000
+    start_us = int(T0 * 1_000_000)
+    queries = [
+        StatsQuery(start_us, start_us + 2 * day_us),
+        StatsQuery(start_us, start_us + day_us),
+        StatsQuery(start_us + day_us, start_us + 2 * day_us),
+        StatsQuery(start_us, start_us + 2 * day_us, frozenset({"P01", "P0101", "P0102"})),
+        StatsQuery(start_us, start_us + day_us, frozenset({"P0201"})),
+        StatsQuery(0, 1),
+    ]
+    links = await store.links(limit=10_000)
+    triples = [(x.kind, x.at_us, x.facets) for x in links]
+    for query in queries:
+        assert await store.counts(query) == reference_counts(triples, query), query
+    whole = (await store.counts(queries[0])).instructions
+    # Every case is there, so agreement above means something.
+    assert whole.sent > whole.acknowledged > 0
+    assert whole.delivered > 0
+    assert whole.read == len(whole.read_us) > 0
     assert verify(links).ok
 
 

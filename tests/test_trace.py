@@ -31,6 +31,7 @@ from sessions.trace import (
     chain_hash,
     encode_data,
     entry_of,
+    facets_mismatch,
     seal,
     verify,
 )
@@ -168,6 +169,26 @@ def test_stat_kinds_carry_their_derived_columns() -> None:
     assert chain(1)[0].facets == Facets(subject="o1")
     heartbeat = entry_of(TraceEvent("heartbeat", 1.0, {"user": "o1"}), facets_of)
     assert heartbeat.facets == NO_FACETS
+
+
+def test_instruction_records_are_indexed_by_instruction_court_and_their_flag() -> None:
+    """The statistics of instructions read these columns (docs/statistics.md)."""
+    sent = {"instruction": "i-1", "by": "op1", "court": "P0101", "officer": None, "text": "x"}
+    assert facets_of("instruction_sent", sent) == Facets(court="P0101", subject="i-1", flag=True)
+    assert facets_of("instruction_sent", {**sent, "officer": "o1"}).flag is False
+    read = {"instruction": "i-1", "officer": "o1", "court": "P0101"}
+    assert facets_of("instruction_read", read) == Facets(court="P0101", subject="i-1")
+    expired = {"instruction": "i-1", "court": "P0101", "unread": []}
+    assert facets_of("instruction_expired", expired).flag is True
+    assert facets_of("instruction_expired", {**expired, "unread": ["o2"]}).flag is False
+
+
+def test_an_instruction_record_from_before_its_columns_still_verifies() -> None:
+    data = '{"court":"P0101","instruction":"i-1","officer":"o1"}'
+    old = Link(1, 0, "instruction_read", data, "0" * 64, "1" * 64, NO_FACETS)
+    assert facets_mismatch(old) is None
+    wrong = Link(1, 0, "instruction_read", data, "0" * 64, "1" * 64, Facets(subject="i-2"))
+    assert facets_mismatch(wrong) is not None
 
 
 # --- verification ------------------------------------------------------------------------

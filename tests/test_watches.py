@@ -10,7 +10,7 @@ from signalling import protocol as p
 from signalling.cluster import wire as w
 from signalling.cluster.authority import AuthorityState
 from signalling.core.actions import Action, Negotiate, Room
-from signalling.core.watches import WatchLimits
+from signalling.core.watches import DEFAULT_CAPS, VideoCap, WatchLimits, policy_for
 from signalling.errors import ClientError, Forbidden, InvalidState, MediaUnavailable, NotFound
 from tests.corehelpers import (
     Board,
@@ -19,6 +19,7 @@ from tests.corehelpers import (
     operator,
     recipients,
     records,
+    sends,
     supervisor,
 )
 
@@ -27,8 +28,8 @@ def rooms(actions: list[Action]) -> list[Room]:
     return [a for a in actions if isinstance(a, Room)]
 
 
-def board(**limits: int) -> Board:
-    b = Board(media=True, watches=WatchLimits(**limits))
+def board(max_feeds: int = 16, starts_per_min: int = 120) -> Board:
+    b = Board(media=True, watches=WatchLimits(max_feeds=max_feeds, starts_per_min=starts_per_min))
     b.sign_in(officer("o1"), officer("o2"), officer("o9", "P0201"), operator("op1"))
     return b
 
@@ -251,6 +252,8 @@ def test_a_new_authority_closes_in_the_trace_the_watches_a_dead_one_left() -> No
     state = AuthorityState(core=fresh.sb)
     inherited = state.inherit_watches({wid: w.encode(entry), "w-junk": b"\x01"}, fresh.now)
     assert inherited.ended == [wid]
+    # Its room is to be closed wherever it is, the officer's uplink with it.
+    assert inherited.rooms == {wid: "o1"}
     stops = records(inherited.actions, "watch_stopped")
     assert sorted(f.data["by"] for f in stops) == ["op1", "sup"]
     assert {f.data["reason"] for f in stops} == {"node_lost"}
@@ -273,3 +276,95 @@ def test_an_authority_leaves_alone_a_watch_it_has_itself() -> None:
     inherited = AuthorityState(core=b.sb).inherit_watches({wid: w.encode(entry)}, b.now)
     assert inherited.actions == []
     assert inherited.ended == []
+    assert inherited.rooms == {}
+
+
+# ---- sized to the wall -----------------------------------------------------------------
+
+
+def layout(b: Board, watcher: str, tiles: p.WallTiles) -> list[Action]:
+    return b.send(watcher, p.WallLayout(id=b.msg_id(), tiles=tiles))
+
+
+def policies(actions: list[Action], officer_id: str) -> list[p.VideoPolicy]:
+    return messages(actions, p.VideoPolicy, to=officer_id)
+
+
+def capped(watch_id: str, height: int, fps: int, kbps: int) -> p.VideoPolicy:
+    return p.VideoPolicy(watch_id=watch_id, max_height=height, max_fps=fps, max_kbps=kbps)
+
+
+def uncapped(watch_id: str) -> p.VideoPolicy:
+    return p.VideoPolicy(watch_id=watch_id, max_height=None, max_fps=None, max_kbps=None)
+
+
+def test_the_policy_is_the_highest_need_of_the_walls_watching() -> None:
+    assert policy_for([], DEFAULT_CAPS) is None
+    assert policy_for([1], DEFAULT_CAPS) is None
+    assert policy_for([4], DEFAULT_CAPS) == VideoCap(540, 25, 1200)
+    assert policy_for([9], DEFAULT_CAPS) == VideoCap(360, 15, 500)
+    assert policy_for([16], DEFAULT_CAPS) == VideoCap(180, 12, 200)
+    assert policy_for([16, 9], DEFAULT_CAPS) == VideoCap(360, 15, 500)
+    assert policy_for([16, 4, 9], DEFAULT_CAPS) == VideoCap(540, 25, 1200)
+    assert policy_for([16, 1], DEFAULT_CAPS) is None
+
+
+def test_a_sixteen_tile_wall_caps_each_officer_it_watches() -> None:
+    b = board()
+    assert records(layout(b, "op1", 16)) == []
+    out = watch(b, "op1", "o1")
+    wid = watching(out, "op1").watch_id
+    # Told after the watch opened, so the page has the watch to apply it to.
+    kinds = [type(m.message) for m in sends(out) if "o1" in m.to]
+    assert kinds == [p.WatchOpened, p.VideoPolicy]
+    assert policies(out, "o1") == [capped(wid, 180, 12, 200)]
+    # The same layout again changes nothing: the officer is not told twice.
+    assert policies(layout(b, "op1", 16), "o1") == []
+
+
+def test_a_wall_that_never_said_its_layout_asks_for_no_cap() -> None:
+    b = board()
+    assert policies(watch(b, "op1", "o1"), "o1") == []
+
+
+def test_enlarging_a_tile_lifts_the_cap_and_going_back_restores_it() -> None:
+    b = board()
+    layout(b, "op1", 9)
+    wid = watching(watch(b, "op1", "o1"), "op1").watch_id
+    assert policies(layout(b, "op1", 1), "o1") == [uncapped(wid)]
+    assert policies(layout(b, "op1", 9), "o1") == [capped(wid, 360, 15, 500)]
+
+
+def test_the_highest_need_wins_and_only_the_senders_watches_are_weighed() -> None:
+    b = board()
+    b.sign_in(supervisor("sup"))
+    layout(b, "op1", 16)
+    layout(b, "sup", 4)
+    w1 = watching(watch(b, "op1", "o1"), "op1").watch_id
+    w2 = watching(watch(b, "op1", "o2"), "op1").watch_id
+    # The supervisor's 4-tile wall needs o1 sharper than op1's 16 tiles do.
+    out = watch(b, "sup", "o1")
+    assert policies(out, "o1") == [capped(w1, 540, 25, 1200)]
+    # op1 going to 9 tiles changes neither o1 (sup needs more) nor anyone op1 does not
+    # watch; o2, watched by op1 alone, gets the 9-tile cap.
+    out = layout(b, "op1", 9)
+    assert policies(out, "o1") == []
+    assert policies(out, "o2") == [capped(w2, 360, 15, 500)]
+    # The supervisor stops: o1 falls back to what op1's wall needs.
+    out = b.send("sup", p.Unwatch(id=b.msg_id(), watch_id=w1))
+    assert policies(out, "o1") == [capped(w1, 360, 15, 500)]
+
+
+def test_only_the_command_center_says_a_wall_layout() -> None:
+    b = board()
+    with pytest.raises(Forbidden):
+        layout(b, "o1", 4)
+
+
+def test_the_caps_are_configurable() -> None:
+    caps = {4: VideoCap(720, 30, 2000), 9: VideoCap(360, 15, 500), 16: VideoCap(144, 10, 150)}
+    b = Board(media=True, watches=WatchLimits(caps=caps))
+    b.sign_in(officer("o1"), operator("op1"))
+    layout(b, "op1", 16)
+    wid = watching(watch(b, "op1", "o1"), "op1").watch_id
+    assert policies(layout(b, "op1", 4), "o1") == [capped(wid, 720, 30, 2000)]

@@ -263,6 +263,52 @@ def workload(seed: int, n_calls: int = 60, start: float = 1_773_532_800.0) -> li
     return [e for _, _, e in events]
 
 
+def instruction_workload(
+    seed: int, n: int = 40, start: float = 1_773_532_800.0
+) -> list[TraceEvent]:
+    """Instructions as the hub records them, over two days from `start`: to one officer or
+    court-wide, delivered and read (some after the period, some read without a separate
+    delivery first, some never), court-wide ones expiring read by all or not, and malformed
+    records."""
+    rng = random.Random(seed)
+    events: list[tuple[float, int, TraceEvent]] = []
+
+    def add(at: float, kind: str, **data: Any) -> None:
+        events.append((at, len(events), TraceEvent(kind, at, data)))
+
+    for i in range(n):
+        iid = f"i{i}"
+        sent = start + rng.choice([0.0, 86_400.0, 172_800.0 - 1, rng.uniform(0, 172_800)])
+        court = rng.choice(COURTS)
+        wide = rng.random() < 0.35
+        officer = None if wide else f"o{rng.randrange(12)}"
+        add(sent, "instruction_sent", instruction=iid, by="op1", court=court, officer=officer)
+        recipients = (
+            [f"o{k}" for k in rng.sample(range(12), rng.randint(0, 3))] if wide else [officer]
+        )
+        unread = []
+        for who in recipients:
+            at = sent + rng.uniform(0.5, 20) + (172_800 if rng.random() < 0.1 else 0)
+            if rng.random() < 0.8:
+                add(at, "instruction_delivered", instruction=iid, officer=who, court=court)
+            if rng.random() < 0.6:
+                add(
+                    at + rng.uniform(0, 600),
+                    "instruction_read",
+                    instruction=iid,
+                    officer=who,
+                    court=court,
+                )
+            else:
+                unread.append(who)
+        if wide and rng.random() < 0.7:
+            add(sent + 28_800, "instruction_expired", instruction=iid, court=court, unread=unread)
+    # Malformed: a number where the instruction id belongs is not counted.
+    add(start + 7, "instruction_sent", instruction=5, by="op1", court="P01", officer=None)
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [e for _, _, e in events]
+
+
 async def append_all(store: TraceStore, events: Sequence[TraceEvent], batch: int = 50) -> None:
     for i in range(0, len(events), batch):
         await store.append(events[i : i + batch])

@@ -79,6 +79,9 @@
   // watch id -> MediaSession publishing the camera, video only, while the center watches.
   const watches = new Map();
   let watchStream = null; // a camera opened for watches alone (no call had one)
+  // The cap each watch's video is sent under (`video_policy`, sized to the walls watching):
+  // watch id -> {max_height, max_fps, max_kbps}, each null for none.
+  const watchPolicies = new Map();
 
   // ---- the WebSocket ------------------------------------------------------------------------
 
@@ -207,6 +210,7 @@
         state.emergencyClearedBy = msg.by;
         state.emergencyOutcome = msg.outcome || "resolved";
         state.emergencyTakenBy = null;
+        state.emergencyNote = null;
         break;
       case "emergency_acknowledged":
         if (state.user && msg.officer.id === state.user.id) state.emergencyTakenBy = msg.by;
@@ -254,6 +258,13 @@
       case "watch_closed":
         stopWatch(msg.watch_id);
         break;
+      case "video_policy":
+        // Kept, so a watch whose camera is still starting (or that restarts) gets it too.
+        watchPolicies.set(msg.watch_id, { max_height: msg.max_height, max_fps: msg.max_fps, max_kbps: msg.max_kbps });
+        if (watches.get(msg.watch_id)) {
+          applyVideoPolicy(watches.get(msg.watch_id)).catch((err) => log({ type: "media_error", call_id: msg.watch_id, reason: `setParameters: ${err}` }));
+        }
+        break;
       default:
         // Unknown pushes are ignored, as protocol.md asks of clients.
         break;
@@ -265,6 +276,7 @@
   function welcomed(msg) {
     state.connected = true;
     state.user = msg.user;
+    state.courtName = msg.court_name || null;
     state.grace_s = msg.grace_s;
     state.resumeToken = msg.resume_token;
     storeResume(msg.resume_token);
@@ -412,11 +424,19 @@
     state.emergency = true;
     state.emergencyClearedBy = null;
     state.emergencyTakenBy = null;
+    state.emergencyNote = note || null;
     if (reply.call_id && (!state.call || state.call.call_id !== reply.call_id)) {
       state.outgoing = state.outgoing || { call_id: reply.call_id, phase: "placed", position: null };
     }
     render();
     return reply.call_id || null;
+  }
+
+  // A short note on the SOS already sent (it replaces an earlier one at the center).
+  async function emergencyNote(note) {
+    await request("emergency_note", { note });
+    state.emergencyNote = note;
+    render();
   }
 
   async function clearEmergency(officer) {
@@ -814,12 +834,38 @@
     });
     watches.set(watchId, session);
     await session.start();
+    await applyVideoPolicy(session);
     render();
+  }
+
+  // The watch's video sender, sized to the walls watching (docs/protocol.md, `video_policy`):
+  // scaled down to the height, its frame rate and bit rate capped; a call's sender, another
+  // peer connection, is untouched though it may send the same camera.
+  async function applyVideoPolicy(session) {
+    const policy = watchPolicies.get(session.callId);
+    if (!policy || session.closed) return;
+    for (const sender of session.pc.getSenders()) {
+      const track = sender.track;
+      if (!track || track.kind !== "video") continue;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) continue;
+      const height = track.getSettings().height || 0;
+      for (const encoding of params.encodings) {
+        encoding.scaleResolutionDownBy = policy.max_height && height > policy.max_height ? height / policy.max_height : 1;
+        if (policy.max_fps) encoding.maxFramerate = policy.max_fps;
+        else delete encoding.maxFramerate;
+        if (policy.max_kbps) encoding.maxBitrate = policy.max_kbps * 1000;
+        else delete encoding.maxBitrate;
+      }
+      await sender.setParameters(params);
+    }
+    session.policy = policy;
   }
 
   function stopWatch(watchId) {
     const session = watches.get(watchId);
     watches.delete(watchId);
+    watchPolicies.delete(watchId);
     if (session) session.close();
     if (watches.size === 0 && watchStream) {
       for (const t of watchStream.getTracks()) t.stop();
@@ -1058,6 +1104,8 @@
       emergencyClearedBy: state.emergencyClearedBy,
       emergencyTakenBy: state.emergencyTakenBy || null,
       emergencyOutcome: state.emergencyOutcome || null,
+      emergencyNote: state.emergencyNote || null,
+      courtName: state.courtName || null,
       instructions: [...state.instructions.values()].sort((a, b) => a.sent_at - b.sent_at),
       muted: state.muted,
       cameraOff: state.cameraOff,
@@ -1065,7 +1113,9 @@
       backgroundS: state.backgroundS,
       mediaError: state.mediaError || null,
       // The center's watches of this officer's camera (the video wall).
-      watches: [...watches.entries()].map(([id, session]) => (session ? session.summary() : { call_id: id })),
+      watches: [...watches.entries()].map(([id, session]) =>
+        session ? { ...session.summary(), policy: session.policy || null } : { call_id: id },
+      ),
       localTracks: media && media.localStream
         ? media.localStream.getTracks().map((t) => ({ kind: t.kind, enabled: t.enabled }))
         : [],
@@ -1079,6 +1129,7 @@
     hangup,
     cancel,
     emergency,
+    emergencyNote,
     clearEmergency,
     acknowledgeEmergency: (officer) => request("acknowledge_emergency", { officer }),
     acknowledgeInstruction,

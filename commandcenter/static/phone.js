@@ -32,6 +32,9 @@
       sos_cleared: "紧急状态已由 {name} 解除",
       sos_false: "已由 {name} 作为误报解除",
       sos_taken: "{name} 已接警，正在处理",
+      sos_note: "补充说明（可选）",
+      sos_note_send: "发送说明",
+      sos_note_sent: "已发送说明：{note}",
       background: "页面曾在后台 {s} 秒：期间位置上报和视频暂停。",
       media_denied: "无法使用摄像头或麦克风（{name}）：请在浏览器设置中允许。",
       insecure: "此页面不安全（非 HTTPS），手机浏览器不允许使用摄像头和定位。",
@@ -89,6 +92,9 @@
       sos_cleared: "Emergency cleared by {name}",
       sos_false: "Cleared as a false alarm by {name}",
       sos_taken: "{name} has taken your emergency",
+      sos_note: "Add a note (optional)",
+      sos_note_send: "Send note",
+      sos_note_sent: "Note sent: {note}",
       background: "The page was in the background for {s} s: position and video were paused.",
       media_denied: "Camera or microphone not available ({name}): allow them in the browser settings.",
       insecure: "This page is not secure (no HTTPS): phones allow no camera or position.",
@@ -135,7 +141,7 @@
 
   function draw(s) {
     $("status").textContent = s.connected ? t.connected : s.closeCode ? t.disconnected : t.connecting;
-    $("who").textContent = s.user ? `${s.user.name} · ${s.user.court}` : "";
+    $("who").textContent = s.user ? `${s.user.name} · ${s.courtName || s.user.court}` : "";
     $("call-state").textContent = callLine(s);
     const inCall = !!(s.call && s.call.state === "active");
     const waiting = !!s.outgoing;
@@ -156,6 +162,9 @@
       const text = s.emergencyOutcome === "false_alarm" ? t.sos_false : t.sos_cleared;
       $("sos-state").textContent = fill(text, { name: s.emergencyClearedBy.name });
     } else $("sos-state").textContent = "";
+    // The note is offered once the SOS is out (typing never holds the alarm back).
+    $("sos-note-form").hidden = !s.emergency;
+    $("sos-note-sent").textContent = s.emergency && s.emergencyNote ? fill(t.sos_note_sent, { note: s.emergencyNote }) : "";
     const notices = [];
     if (!window.isSecureContext) notices.push(t.insecure);
     if (s.mediaError) notices.push(fill(t.media_denied, { name: s.mediaError }));
@@ -316,7 +325,8 @@
     document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
     for (const [id, key] of [["call", "call"], ["cancel", "cancel"], ["hangup", "hangup"],
       ["flip", "flip"], ["unmute", "sound"], ["sos-label", "sos"], ["signout", "signout"],
-      ["instructions-title", "instructions"]]) {
+      ["instructions-title", "instructions"], ["sos-note-label", "sos_note"],
+      ["sos-note-send", "sos_note_send"]]) {
       $(id).textContent = t[key];
     }
     $("lang").textContent = t.other;
@@ -330,6 +340,12 @@
     $("flip").onclick = () => cc.switchCamera().catch(report);
     $("signout").onclick = () => cc.signOut().catch(report);
     holdToRaise($("sos"));
+    $("sos-note-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const note = $("sos-note").value.trim().slice(0, 200);
+      if (!note) return;
+      cc.emergencyNote(note).then(() => { $("sos-note").value = ""; }).catch(report);
+    });
     for (const [id, key] of [["evidence-title", "evidence"], ["case-label", "case"],
       ["photo-label", "photo"], ["video-label", "video"], ["audio-label", "audio"]]) {
       $(id).textContent = t[key];

@@ -193,6 +193,7 @@ window.ccConsole = {
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),
   // The video wall: what each tile shows, and opening it as a click on the top bar would.
   wall: () => wall.state(),
+  wallStats: () => wall.feedStats(),
   // A dropped connection (and an unusable token) on demand; the way back is the real one.
   dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),
   resumeConnection: () => store.hub.resumeForTest(),

@@ -34,6 +34,10 @@ export interface RosterEntry {
   position: GeoPosition | null;
   device: string;
   since: number;
+  /** While `emergency`: the officer's note on it, if they wrote one. */
+  emergency_note?: string;
+  /** While `emergency`: who took it on (acknowledge_emergency), once someone did. */
+  emergency_taken_by?: UserInfo;
 }
 
 export interface CallInfo {
@@ -164,6 +168,7 @@ export type Push =
   | { type: "call_ended"; call_id: string; reason: string; by: string | null }
   | { type: "participant_left"; call_id: string; user: UserInfo }
   | { type: "emergency_acknowledged"; officer: UserInfo; by: UserInfo }
+  | { type: "emergency_noted"; officer: UserInfo; note: string }
   | { type: "offer"; call_id: string; sdp: string }
   // The call's media worker died and the server moved it: offer again on a new connection.
   | { type: "media_restart"; call_id: string }

@@ -36,6 +36,8 @@ export interface ConsoleSettings {
   // The video wall (views/wall.ts).
   wall_max_feeds: number;
   wall_rotate_s: number;
+  /** The map: a position older than this is shown as stale (旧位). */
+  position_stale_s: number;
   /** How supervisors join calls here (calls.supervisor_join). */
   supervisor_join: "visible" | "silent" | "either";
   /** Whether calls here are recorded (the call view shows 录像中). */
@@ -50,6 +52,7 @@ export const DEFAULT_SETTINGS: ConsoleSettings = {
   queue_red_s: 90,
   wall_max_feeds: 16,
   wall_rotate_s: 20,
+  position_stale_s: 300,
   supervisor_join: "visible",
   recording: false,
   courts: [],
@@ -230,9 +233,13 @@ export class Store {
       case "emergency_acknowledged":
         // Someone took it on (maybe this console): the alarm stops here too, and says who.
         this.acknowledged.add(msg.officer.id);
+        this.emergencyChanged(msg.officer.id, { emergency_taken_by: msg.by });
         if (msg.by.id !== this.user?.id) {
           this.notice(t("notice.sos_taken", { name: msg.by.name, officer: msg.officer.name }));
         }
+        break;
+      case "emergency_noted":
+        this.emergencyChanged(msg.officer.id, { emergency_note: msg.note });
         break;
       case "instruction_update":
         this.instructions.updated(msg.instruction);
@@ -437,7 +444,10 @@ export class Store {
       const reply = await this.hub.request("get_roster");
       const officers = reply.officers as RosterEntry[];
       this.roster = new Map(officers.map((e) => [e.officer.id, e]));
-      for (const e of officers) this.noteCall(e);
+      for (const e of officers) {
+        this.noteCall(e);
+        this.noteTaken(e);
+      }
       this.rosterReplies += 1;
       this.changed();
       // Queue updates sent while we were away are not replayed either; asked once the
@@ -467,6 +477,19 @@ export class Store {
     }
     this.roster.set(id, entry);
     this.noteCall(entry);
+    this.noteTaken(entry);
+  }
+
+  /** An emergency someone already took on (a console that opens or reloads learns it from
+   * the roster) does not alarm here as a fresh one: the strip says who took it. */
+  private noteTaken(entry: RosterEntry): void {
+    if (entry.emergency && entry.emergency_taken_by) this.acknowledged.add(entry.officer.id);
+  }
+
+  /** What a push says about an officer's emergency, kept on their roster entry. */
+  private emergencyChanged(officerId: string, change: Partial<RosterEntry>): void {
+    const entry = this.roster.get(officerId);
+    if (entry?.emergency) this.roster.set(officerId, { ...entry, ...change });
   }
 
   private noteCall(entry: RosterEntry): void {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgspec
 
@@ -33,6 +34,8 @@ from signalling.core.presence import SessionKeys
 from signalling.core.switchboard import Switchboard
 from signalling.errors import CLOSE_REPLACED
 from signalling.protocol import EndReason
+
+_T = TypeVar("_T")
 
 # A node's id and its run (its start time): where a connection is.
 Location = tuple[str, float]
@@ -104,10 +107,21 @@ class InheritedSessions:
 class InheritedWatches:
     """The watches a dead authority left in the journal: `actions` close them (each
     watcher's stop recorded `node_lost`, watchers and officer told); `ended` are the fields
-    to delete."""
+    to delete; `rooms` maps each of them to its officer, for the media nodes to close its
+    room (the dead authority alone knew which node held it)."""
 
     actions: list[Action]
     ended: list[str]
+    rooms: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A journal entry skipped: `journal` names the hash, `key` its field."""
+
+    journal: str
+    key: str
+    error: str
 
 
 @dataclass
@@ -132,6 +146,9 @@ class AuthorityState:
     # Sessions adopted from gateways' reports since the last `inherit_sessions`: taken over
     # from a dead authority, so not to be signed out as left by it.
     adopted: set[str] = field(default_factory=set)
+    # Journal entries the inheritance could not read (which journal, field, why), for the
+    # journal to log and delete: one bad entry must not stop the rest being inherited.
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     # ---- what gateways say ------------------------------------------------------------------
 
@@ -321,9 +338,8 @@ class AuthorityState:
         for call_id, value in journal.items():
             if self.core.calls.table.get(call_id) is not None:
                 continue
-            try:
-                entry = w.decode_journal_call(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("calls", call_id, value, w.decode_journal_call)
+            if entry is None:
                 continue
             if entry.waiting is not None:
                 # Taken over once its officer's session is (after the resync).
@@ -358,9 +374,8 @@ class AuthorityState:
         for conference_id, value in journal.items():
             if conference_id in self.core.conferences.table:
                 continue
-            try:
-                entry = w.decode_journal_conference(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("conferences", conference_id, value, w.decode_journal_conference)
+            if entry is None:
                 continue
             if entry.snapshot is not None:
                 try:
@@ -407,7 +422,7 @@ class AuthorityState:
             return frozenset()
         try:
             placed = w.decode_journal_media(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return frozenset()
         sites = {user: at for user, at in placed.sites.items() if at in alive}
         lost = frozenset(user for user, at in placed.sites.items() if at not in alive)
@@ -433,9 +448,8 @@ class AuthorityState:
         actions: list[Action] = []
         gone: list[str] = []
         for instruction_id, value in journal.items():
-            try:
-                entry = w.decode_journal_instruction(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("instructions", instruction_id, value, w.decode_journal_instruction)
+            if entry is None:
                 gone.append(instruction_id)
                 continue
             if entry.expires_at <= now:
@@ -447,15 +461,16 @@ class AuthorityState:
     def inherit_watches(self, journal: Mapping[str, bytes], now: float) -> InheritedWatches:
         """The dead authority's journal of watches (id -> `wire.JournalWatch`): the ones this
         core does not have are over; each watcher's stop is recorded, and the watchers and the
-        officer are told (the walls watch again; the phone closes that uplink)."""
+        officer are told (the walls watch again; the phone closes that uplink); the driver
+        has every media node close the watch's room (`rooms`) without waiting for the phone."""
         actions: list[Action] = []
         ended: list[str] = []
+        rooms: dict[str, str] = {}
         for watch_id, value in journal.items():
             if watch_id in self.core.watches.table:
                 continue
-            try:
-                entry = w.decode_journal_watch(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            entry = self._entry("watches", watch_id, value, w.decode_journal_watch)
+            if entry is None:
                 continue
             for data in entry.stopped:
                 actions.append(Record(TraceEvent(kind="watch_stopped", at=now, data=data)))
@@ -466,7 +481,8 @@ class AuthorityState:
                 actions.append(Send((watcher,), ended_msg))
             actions.append(Send((entry.officer,), p.WatchClosed(watch_id=watch_id)))
             ended.append(watch_id)
-        return InheritedWatches(actions, ended)
+            rooms[watch_id] = entry.officer
+        return InheritedWatches(actions, ended, rooms)
 
     def inherit_sessions(
         self, before: Mapping[str, bytes], now_in_journal: Mapping[str, bytes], now: float
@@ -481,9 +497,8 @@ class AuthorityState:
         closed: list[str] = []
         adopted, self.adopted = self.adopted, set()
         for user, value in before.items():
-            try:
-                left = w.decode_journal_session(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            left = self._entry("sessions", user, value, w.decode_journal_session)
+            if left is None:
                 continue
             current = self.core.session(user)
             if left.session_id in adopted or (
@@ -494,6 +509,38 @@ class AuthorityState:
             if now_in_journal.get(user) == value:
                 closed.append(user)
         return InheritedSessions(actions, closed)
+
+    def inherit_emergencies(
+        self, journal: Mapping[str, bytes], now: float
+    ) -> tuple[list[Action], list[str]]:
+        """The dead authority's journal of emergencies (officer -> `wire.JournalEmergency`),
+        once the sessions it left are taken over: each is carried on for its officer's
+        session (`actions`); the second list is the fields to delete (officer gone, signed
+        in anew, or unreadable)."""
+        actions: list[Action] = []
+        gone: list[str] = []
+        for officer, value in journal.items():
+            entry = self._entry("emergencies", officer, value, w.decode_journal_emergency)
+            carried = (
+                []
+                if entry is None
+                else self.core.carry_over_emergency(w.emergency_of(officer, entry), now)
+            )
+            if not carried:
+                gone.append(officer)
+            actions.extend(carried)
+        return actions, gone
+
+    def _entry(
+        self, journal: str, key: str, value: bytes, decode: Callable[[bytes], _T]
+    ) -> _T | None:
+        """`value` decoded, or None (kept in `unreadable`) for an entry no node of ours
+        wrote: garbage, a wrong shape, or nested so deep that decoding it recurses out."""
+        try:
+            return decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            self.unreadable.append(Unreadable(journal, key, f"{type(exc).__name__}: {exc}"))
+            return None
 
     def take_over_waiting(self, waiting: Iterable[WaitingCall], now: float) -> list[Action]:
         """Queue again, in the order they were placed, the calls that were waiting."""

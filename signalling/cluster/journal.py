@@ -51,6 +51,7 @@ class Journal:
         writer: RedisWriter,
         keys: ClusterKeys,
         node_id: str,
+        run: float,
         clock: Clock,
         node_timeout_s: float,
         authority: Callable[[], AuthorityState | None],
@@ -65,6 +66,7 @@ class Journal:
         self._writer = writer
         self._keys = keys
         self._node_id = node_id
+        self._run = run
         self._clock = clock
         self._node_timeout_s = node_timeout_s
         self._authority = authority
@@ -89,9 +91,18 @@ class Journal:
         conferences: set[str] = set()
         instructions: set[str] = set()
         watches: set[str] = set()
+        emergencies: set[str] = set()
         for event in events:
             if event.kind in _SESSION_KINDS:
                 users.add(str(event.data["user"]))
+            if event.kind == "sign_out":
+                # A signed-out officer's emergency ends with the session. (Not on an
+                # adoption: a session taken over from a dead authority has its emergency
+                # flagged again only later, from this very entry.)
+                emergencies.add(str(event.data["user"]))
+            officer = event.data.get("officer")
+            if event.kind.startswith("emergency_") and isinstance(officer, str):
+                emergencies.add(officer)
             call = event.data.get("call")
             if isinstance(call, str):
                 calls.add(call)
@@ -114,6 +125,8 @@ class Journal:
             self._instruction(state.core, instruction_id)
         for watch_id in watches:
             self._watch(state.core, watch_id)
+        for officer in emergencies:
+            self._emergency(state.core, officer)
 
     def rewrite(self, core: Switchboard) -> None:
         """Write every live session and call of `core` again (Redis may have lost them)."""
@@ -127,6 +140,8 @@ class Journal:
             self._instruction(core, instruction_id)
         for watch_id in list(core.watches.table):
             self._watch(core, watch_id)
+        for officer in core.alarms.pending() + core.alarms.taken():
+            self._emergency(core, officer)
 
     def _session(self, core: Switchboard, user: str) -> None:
         facts = core.session_facts(user)
@@ -207,7 +222,26 @@ class Journal:
             value = w.encode(entry)
         self._writer.hash_field(self._keys.journal_watches, watch_id, value)
 
+    def _emergency(self, core: Switchboard, officer: str) -> None:
+        facts = core.emergency_facts(officer)
+        value = None if facts is None else w.encode(w.journal_emergency(facts))
+        self._writer.hash_field(self._keys.journal_emergencies, officer, value)
+
     # ---- inheriting -------------------------------------------------------------------------
+
+    def _room_closed(self, watch_id: str, officer: str) -> w.RoomChanged:
+        """A watch's room with no members: its media node closes it."""
+        return w.RoomChanged(
+            node=self._node_id,
+            run=self._run,
+            call_id=watch_id,
+            members=[],
+            silent=[],
+            court="",
+            officer=officer,
+            case_number=None,
+            watch=True,
+        )
 
     async def inherit(self, state: AuthorityState) -> None:
         """Close what a dead authority left open: its calls end at once (their members are
@@ -218,7 +252,7 @@ class Journal:
         journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
         if journal is None:
             return
-        calls, sessions, conferences, instructions, watches, media = journal
+        calls, sessions, conferences, instructions, watches, emergencies, media = journal
         now = self._clock.now()
         inherited = state.inherit_calls(calls, now)
         for call_id in inherited.ended:
@@ -239,6 +273,10 @@ class Journal:
         closed = state.inherit_watches(watches, now)
         for watch_id in closed.ended:
             self._writer.hash_field(keys.journal_watches, watch_id, None)
+        for watch_id, officer in closed.rooms.items():
+            # Which node relayed the watch died with the authority: every media node (this
+            # one too) closes the room if it has it, and with it the officer's uplink.
+            self._writer.publish(keys.broadcast, w.encode(self._room_closed(watch_id, officer)))
         log.info(
             "calls and conferences of the previous authority ended",
             node_id=self._node_id,
@@ -251,6 +289,7 @@ class Journal:
         for instruction_id in gone:
             self._writer.hash_field(keys.journal_instructions, instruction_id, None)
         self._emit(inherited.actions + lost.actions + closed.actions + carried)
+        self._skip_unreadable(state)
         # Gateways report their connections on our resync request; what is left unreported
         # after a node timeout was served by nobody alive.
         if not await retry.pause(self._node_timeout_s) or self._authority() is not state:
@@ -269,11 +308,48 @@ class Journal:
             node_id=self._node_id,
             sessions=len(left.closed),
         )
-        self._emit(left.actions + state.take_over_waiting(inherited.waiting, now))
+        # Emergencies before the waiting calls: an emergency call taken over finds its
+        # officer flagged already, and the alarm goes on from where it was.
+        flagged, cleared = state.inherit_emergencies(emergencies, now)
+        for officer in cleared:
+            self._writer.hash_field(keys.journal_emergencies, officer, None)
+        log.info(
+            "emergencies of the previous authority carried on",
+            node_id=self._node_id,
+            emergencies=len(emergencies) - len(cleared),
+            dropped=len(cleared),
+        )
+        self._emit(left.actions + flagged + state.take_over_waiting(inherited.waiting, now))
+        self._skip_unreadable(state)
+
+    def _skip_unreadable(self, state: AuthorityState) -> None:
+        """Log and delete the journal entries the inheritance could not read: one bad
+        entry (garbage, or nested deep enough to overflow the decoder) is skipped, never
+        fatal to the rest."""
+        hashes = {
+            "calls": self._keys.journal_calls,
+            "sessions": self._keys.journal_sessions,
+            "conferences": self._keys.journal_conferences,
+            "instructions": self._keys.journal_instructions,
+            "watches": self._keys.journal_watches,
+            "emergencies": self._keys.journal_emergencies,
+        }
+        skipped, state.unreadable = state.unreadable, []
+        for entry in skipped:
+            log.warning(
+                "unreadable journal entry skipped",
+                node_id=self._node_id,
+                journal=entry.journal,
+                key=entry.key,
+                error=entry.error[:200],
+            )
+            # An instruction's field is deleted by its caller already; deleting twice is harmless.
+            self._writer.hash_field(hashes[entry.journal], entry.key, None)
 
     async def _read(
         self,
     ) -> tuple[
+        dict[str, bytes],
         dict[str, bytes],
         dict[str, bytes],
         dict[str, bytes],
@@ -287,12 +363,14 @@ class Journal:
         conferences = await self._redis.hgetall(self._keys.journal_conferences)
         instructions = await self._redis.hgetall(self._keys.journal_instructions)
         watches = await self._redis.hgetall(self._keys.journal_watches)
+        emergencies = await self._redis.hgetall(self._keys.journal_emergencies)
         return (
             _decoded(calls),
             _decoded(sessions),
             _decoded(conferences),
             _decoded(instructions),
             _decoded(watches),
+            _decoded(emergencies),
             _decoded(media),
         )
 

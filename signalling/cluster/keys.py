@@ -91,6 +91,12 @@ JOURNAL_INSTRUCTIONS: Final = "journal:instructions"
 # JOURNAL_CALLS, for watches: a new authority records each stopped `node_lost` and tells the
 # watchers and the officer, so the trace has no watch without its end.
 JOURNAL_WATCHES: Final = "journal:watches"
+# Hash. Field: officer id. Value: msgpack `wire.JournalEmergency` {court, session_id,
+# raised_at, note, taken_by, escalated_to, repeats, repeating}. Written by the authority as an
+# emergency's records are made, deleted when it is cleared or the officer signs out. Like an
+# instruction, an emergency outlives its authority: the next one flags the officer again for
+# the session it took over and carries the alarm on (`emergency_carried_over`).
+JOURNAL_EMERGENCIES: Final = "journal:emergencies"
 
 # ---- per node -----------------------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class ClusterKeys:
         "broadcast",
         "journal_calls",
         "journal_conferences",
+        "journal_emergencies",
         "journal_instructions",
         "journal_media",
         "journal_sessions",
@@ -146,6 +153,7 @@ class ClusterKeys:
         self.journal_instructions = prefix + JOURNAL_INSTRUCTIONS
         self.journal_media = prefix + JOURNAL_MEDIA
         self.journal_watches = prefix + JOURNAL_WATCHES
+        self.journal_emergencies = prefix + JOURNAL_EMERGENCIES
 
     def node_channel(self, node_id: str) -> str:
         return self.prefix + NODE_CHANNEL + node_id

@@ -113,6 +113,7 @@ class RedisCoreLink:
             writer=self.writer,
             keys=self.keys,
             node_id=node_id,
+            run=self.run,
             clock=clock,
             node_timeout_s=rc.node_timeout_s,
             authority=lambda: self.leader.state,

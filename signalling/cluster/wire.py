@@ -22,6 +22,7 @@ import msgspec
 
 from signalling import protocol as p
 from signalling.core.actions import Stage
+from signalling.core.alarms import EmergencyFacts
 from signalling.core.facts import WaitingCall
 from signalling.core.instructions import Instruction, Recipient
 from signalling.media_port import Cascade
@@ -202,6 +203,47 @@ class JournalSession(msgspec.Struct, frozen=True, kw_only=True):
     sign_out: dict[str, Any]
 
 
+class JournalEmergency(msgspec.Struct, frozen=True, kw_only=True):
+    """`ClusterKeys.journal_emergencies`: an officer's raised emergency (the field is the
+    officer), carried on by the next authority (`core.alarms.EmergencyFacts`)."""
+
+    court: str
+    session_id: str
+    raised_at: float
+    note: str | None
+    taken_by: str | None
+    escalated_to: str | None
+    repeats: int
+    repeating: bool
+
+
+def journal_emergency(facts: EmergencyFacts) -> JournalEmergency:
+    return JournalEmergency(
+        court=facts.court,
+        session_id=facts.session_id,
+        raised_at=facts.raised_at,
+        note=facts.note,
+        taken_by=facts.taken_by,
+        escalated_to=facts.escalated_to,
+        repeats=facts.repeats,
+        repeating=facts.repeating,
+    )
+
+
+def emergency_of(officer: str, entry: JournalEmergency) -> EmergencyFacts:
+    return EmergencyFacts(
+        officer=officer,
+        court=entry.court,
+        session_id=entry.session_id,
+        raised_at=entry.raised_at,
+        note=entry.note,
+        taken_by=entry.taken_by,
+        escalated_to=entry.escalated_to,
+        repeats=entry.repeats,
+        repeating=entry.repeating,
+    )
+
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -214,7 +256,8 @@ def encode(
     | JournalMedia
     | JournalSession
     | JournalInstruction
-    | JournalWatch,
+    | JournalWatch
+    | JournalEmergency,
 ) -> bytes:
     return _encoder.encode(message)
 
@@ -294,6 +337,7 @@ decode_journal_media: Final = msgspec.msgpack.Decoder(JournalMedia).decode
 decode_journal_session: Final = msgspec.msgpack.Decoder(JournalSession).decode
 decode_journal_instruction: Final = msgspec.msgpack.Decoder(JournalInstruction).decode
 decode_journal_watch: Final = msgspec.msgpack.Decoder(JournalWatch).decode
+decode_journal_emergency: Final = msgspec.msgpack.Decoder(JournalEmergency).decode
 
 
 __all__ = [
@@ -307,6 +351,7 @@ __all__ = [
     "InboxMessage",
     "JournalCall",
     "JournalConference",
+    "JournalEmergency",
     "JournalInstruction",
     "JournalRecipient",
     "JournalSession",
@@ -320,13 +365,16 @@ __all__ = [
     "decode_inbox",
     "decode_journal_call",
     "decode_journal_conference",
+    "decode_journal_emergency",
     "decode_journal_instruction",
     "decode_journal_media",
     "decode_journal_session",
     "decode_journal_watch",
     "decode_node",
     "decode_presence",
+    "emergency_of",
     "encode",
     "instruction_of",
+    "journal_emergency",
     "journal_instruction",
 ]

@@ -40,6 +40,22 @@ class AlarmDue:
     officer: str
 
 
+@dataclass(frozen=True, slots=True)
+class EmergencyFacts:
+    """An officer's raised emergency, as the next authority needs it to carry it on should
+    this one die (the cluster's journal): the flag's state on the session and the alarm's."""
+
+    officer: str
+    court: str
+    session_id: str
+    raised_at: float
+    note: str | None
+    taken_by: str | None
+    escalated_to: str | None
+    repeats: int
+    repeating: bool
+
+
 @dataclass
 class _Alarm:
     raised_at: float
@@ -76,15 +92,52 @@ class Alarms:
         not yet cleared: those courts' consoles list them as their own."""
         return sorted(o for o, alarm in self._alarms.items() if alarm.escalated_to in courts)
 
+    def facts(self, officer: str) -> EmergencyFacts | None:
+        """`officer`'s emergency while it is raised, for the journal; None when there is none."""
+        alarm = self._alarms.get(officer)
+        session = self._board.presence.session(officer)
+        if alarm is None or session is None or not session.emergency:
+            return None
+        return EmergencyFacts(
+            officer=officer,
+            court=session.identity.court,
+            session_id=session.session_id,
+            raised_at=alarm.raised_at,
+            note=session.emergency_note,
+            taken_by=session.emergency_taken_by,
+            escalated_to=alarm.escalated_to,
+            repeats=alarm.repeats,
+            repeating=alarm.repeating,
+        )
+
     def pending(self) -> list[str]:
         """Officers whose alarm still repeats."""
         return sorted(o for o, alarm in self._alarms.items() if alarm.repeating)
+
+    def taken(self) -> list[str]:
+        """Officers whose emergency someone took on, not yet cleared."""
+        return sorted(o for o, alarm in self._alarms.items() if not alarm.repeating)
 
     # ---- what happens ---------------------------------------------------------------------
 
     def raised(self, officer: str, now: float) -> None:
         self._alarms[officer] = _Alarm(raised_at=now)
         self._deadlines.set(AlarmDue(officer), now + self.config.repeat_after_s)
+
+    def adopt(self, facts: EmergencyFacts, now: float) -> None:
+        """Carry on an alarm another authority held: its waited time and repeats count on
+        from where they were, and the next repeat falls where it would have (at once if
+        that time passed while no authority was alive)."""
+        alarm = _Alarm(
+            raised_at=facts.raised_at,
+            repeats=facts.repeats,
+            escalated_to=facts.escalated_to,
+            repeating=facts.repeating,
+        )
+        self._alarms[facts.officer] = alarm
+        if alarm.repeating:
+            due = facts.raised_at + (facts.repeats + 1) * self.config.repeat_after_s
+            self._deadlines.set(AlarmDue(facts.officer), max(now, due))
 
     def taken_on(self, officer: str) -> None:
         """Someone acknowledged it: no more repeats (the escalation is remembered)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from identity import Courts, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
+from signalling.core.alarms import EmergencyFacts
 from signalling.core.call import Call, CallState
 from signalling.core.calls import CENTER_ROLES
 from signalling.core.facts import WaitingCall
@@ -74,6 +75,7 @@ class Placing:
         user = session.user_id
         call = board.calls.call_of(user)
         if board.presence.set_emergency(session, True):
+            session.emergency_note = msg.note
             board.alarms.raised(user, now)
             out.append(
                 board.facts.emergency_raised(
@@ -85,12 +87,85 @@ class Placing:
                     now,
                 )
             )
+            if msg.note:
+                out.append(self._noted(session))
         if call is None:
             self.call_center(session, msg.case_number, True, msg.id, now, out)
             return
         board.calls.escalate(call, now, out)
         out.append(Send((user,), p.CallPlaced(ref=msg.id, call_id=call.call_id)))
         out.extend(board.views.officer_changed(session))
+
+    def emergency_note(
+        self, session: Session, msg: p.EmergencyNote, now: float, out: list[Action]
+    ) -> None:
+        """The officer adds a note to their raised emergency (typed after the SOS went out,
+        so the alarm is not held back by typing); a later note replaces it."""
+        if session.role is not Role.OFFICER:
+            raise Forbidden("only officers note their emergencies")
+        if not session.emergency:
+            raise InvalidState("you have no emergency raised")
+        session.emergency_note = msg.note
+        out.append(
+            self._board.facts.record(
+                "emergency_noted",
+                now,
+                officer=session.user_id,
+                court=session.identity.court,
+                note=msg.note,
+            )
+        )
+        out.append(self._noted(session))
+
+    def _noted(self, session: Session) -> Send:
+        """`emergency_noted` to those who are alarmed about `session`'s officer."""
+        board = self._board
+        user = session.user_id
+        told = dict.fromkeys(
+            (
+                *board.views.watchers_of(session.identity.court),
+                *board.alarms.escalated_consoles(user),
+            )
+        )
+        note = session.emergency_note or ""
+        return Send(tuple(told), p.EmergencyNoted(officer=board.presence.info(user), note=note))
+
+    def carry_over_emergency(self, facts: EmergencyFacts, now: float) -> list[Action]:
+        """A dead authority's raised emergency, for an officer whose session this one took
+        over: flagged again as it was (its note, who took it on, its alarm's escalation and
+        repeats), recorded `emergency_carried_over`, and the consoles shown it again. An
+        officer gone or signed in anew since is left alone (the sign-out ends it)."""
+        board = self._board
+        out: list[Action] = []
+        session = board.presence.session(facts.officer)
+        if (
+            session is None
+            or session.session_id != facts.session_id
+            or session.role is not Role.OFFICER
+        ):
+            return out
+        session.emergency = True
+        session.emergency_note = facts.note
+        session.emergency_taken_by = facts.taken_by
+        board.alarms.adopt(facts, now)
+        out.append(
+            board.facts.record(
+                "emergency_carried_over",
+                now,
+                officer=facts.officer,
+                court=facts.court,
+                raised_at=facts.raised_at,
+                acknowledged_by=facts.taken_by,
+                escalated_to=facts.escalated_to,
+                repeats=facts.repeats,
+                node=board.node_id,
+            )
+        )
+        out.extend(board.views.officer_changed(session))
+        escalated = board.alarms.escalated_consoles(facts.officer)
+        if escalated:
+            out.append(Send(escalated, p.RosterUpdate(entry=board.views.entry(session))))
+        return out
 
     def _emergency_of(self, session: Session, officer: str, what: str) -> Session:
         """The officer whose emergency `session` acts on, checked: their role, scope, flag."""

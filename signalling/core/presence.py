@@ -104,6 +104,8 @@ class Session:
     emergency: bool = False
     # Who at the center took the emergency on (acknowledge_emergency), until it is cleared.
     emergency_taken_by: str | None = None
+    # The officer's short note on it (raised with it, or added after), until it is cleared.
+    emergency_note: str | None = None
 
     @property
     def user_id(self) -> str:
@@ -410,6 +412,7 @@ class Presence:
         session.emergency = on
         if changed:
             session.emergency_taken_by = None
+            session.emergency_note = None
         return changed
 
     def welcome(self, session: Session, *, resumed: bool, now: float) -> p.Welcome:
@@ -425,7 +428,12 @@ class Presence:
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             grace_s=self.config.grace_s,
             calls=board.calls_of(session.user_id),
+            court_name=self.court_name(session.identity.court),
         )
+
+    def court_name(self, court: str) -> str:
+        """The court's name to show; its code when it is not configured here."""
+        return self._courts.name(court) if court in self._courts else court
 
     # ---- how users are shown ------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core import supervision
 from signalling.core.actions import Action, Disconnect, Send
-from signalling.core.alarms import AlarmDue, Alarms
+from signalling.core.alarms import AlarmDue, Alarms, EmergencyFacts
 from signalling.core.availability import Availability
 from signalling.core.call import Call, call_info
 from signalling.core.calls import Calls
@@ -85,6 +85,7 @@ _NO_DISPATCH: Final = (
     *p.INSTRUCTION_MESSAGES,
     p.Watch,
     p.Unwatch,
+    p.WallLayout,
 )
 # Messages that never change a conference's media: `Stages.sync` is skipped for them.
 _NO_MEDIA_CHANGE: Final = (
@@ -95,6 +96,7 @@ _NO_MEDIA_CHANGE: Final = (
     *p.INSTRUCTION_MESSAGES,
     p.Watch,
     p.Unwatch,
+    p.WallLayout,
 )
 
 
@@ -278,6 +280,8 @@ class Switchboard:
                 return
             case p.Unwatch():
                 self.watches.unwatch(session, msg, now, out)
+            case p.WallLayout():
+                self.watches.layout(session, msg, out)
             case p.Offer() | p.Answer() | p.IceCandidate() | p.Snapshot():
                 if msg.call_id in self.conferences.table:
                     out.append(self.stages.negotiate(session, msg))
@@ -306,6 +310,8 @@ class Switchboard:
                 dispatch.decline(session, calls.get(msg.call_id), now, out)
             case p.Cancel():
                 placing.cancel(session, calls.get(msg.call_id), now, out)
+            case p.EmergencyNote():
+                placing.emergency_note(session, msg, now, out)
             case p.ClearEmergency():
                 placing.clear_emergency(session, msg, now, out)
             case p.AcknowledgeEmergency():
@@ -551,6 +557,14 @@ class Switchboard:
 
     def take_over(self, waiting: WaitingCall, now: float) -> list[Action]:
         return self.placing.take_over(waiting, now)
+
+    def emergency_facts(self, officer: str) -> EmergencyFacts | None:
+        """What the next authority needs to carry on `officer`'s raised emergency, should
+        this one die (the cluster's journal)."""
+        return self.alarms.facts(officer)
+
+    def carry_over_emergency(self, facts: EmergencyFacts, now: float) -> list[Action]:
+        return self.placing.carry_over_emergency(facts, now)
 
     def session_facts(self, user: str) -> dict[str, object] | None:
         """The data of the `sign_out` record `user`'s session would have if it were lost

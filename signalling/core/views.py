@@ -80,6 +80,12 @@ class Views:
             position=session.position,
             device=session.device,
             since=p.epoch_ms(session.signed_in_at),
+            emergency_note=session.emergency_note if session.emergency else None,
+            emergency_taken_by=(
+                self._board.presence.info(session.emergency_taken_by)
+                if session.emergency and session.emergency_taken_by is not None
+                else None
+            ),
         )
 
     def officer_changed(self, session: Session) -> list[Action]:

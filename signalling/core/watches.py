@@ -17,13 +17,23 @@ when it started, so "who watched whom, from when to when" is read from the trace
 Bounded per watcher: at most `max_feeds` watches at once (a wall's tiles) and
 `starts_per_min` starts in any 60 s (a wall rotating every few seconds stays well below).
 
+Sized to the wall: a watcher says how many tiles its wall shows (`wall_layout`; 1 while a
+tile is enlarged, and for a watcher that never said). A 16-tile wall needs no 720p at 30 fps
+from each officer, and the province's uplinks are phones on mobile networks, so each watch
+has a cap (`video_policy`: height, frame rate, bit rate, per layout from `[wall]`) that its
+officer's page applies to the watch's sender. Several walls share one uplink, so the
+highest need wins: the cap of the fewest tiles among the watch's watchers (`policy_for`).
+It is weighed again when a watcher joins or leaves the watch, and when a watcher changes
+its layout, then for that watcher's own watches only; the officer is told only when the cap
+changes. A call is not a watch: its media never has a cap.
+
 This module owns the watch table, who watches what, and each watcher's recent starts.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -46,12 +56,41 @@ if TYPE_CHECKING:
 START_WINDOW_S: Final = 60.0
 
 
+# A watcher that never said its layout: one tile (no cap), as before layouts existed.
+DEFAULT_TILES: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VideoCap:
+    """The most a watch's uplink sends: lines of height, frames a second, kbit/s."""
+
+    max_height: int
+    max_fps: int
+    max_kbps: int
+
+
+# `[wall]`'s defaults: tiles -> cap; a layout without one (1 tile) has no cap.
+DEFAULT_CAPS: Final[Mapping[int, VideoCap]] = {
+    4: VideoCap(540, 25, 1200),
+    9: VideoCap(360, 15, 500),
+    16: VideoCap(180, 12, 200),
+}
+
+
+def policy_for(layouts: Iterable[int], caps: Mapping[int, VideoCap]) -> VideoCap | None:
+    """The cap of an uplink watched by walls of `layouts` tiles: the highest need wins (the
+    fewest tiles; none watching is no cap)."""
+    return caps.get(min(layouts, default=DEFAULT_TILES))
+
+
 @dataclass(frozen=True, slots=True)
 class WatchLimits:
     # Most officers one watcher watches at once (a wall of 16 tiles).
     max_feeds: int = 16
     # Most watches one watcher starts in any 60 s.
     starts_per_min: int = 120
+    # The cap of each wall layout (`policy_for`).
+    caps: Mapping[int, VideoCap] = field(default_factory=lambda: dict(DEFAULT_CAPS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +111,8 @@ class Watch:
     opened_at: float
     # watcher -> when they started watching.
     watchers: dict[str, float] = field(default_factory=dict)
+    # The cap the officer was last told (None: none).
+    policy: VideoCap | None = None
 
 
 class Watches:
@@ -93,6 +134,8 @@ class Watches:
         self._of_officer: dict[str, str] = {}
         self._of_watcher: dict[str, set[str]] = {}
         self._starts: dict[str, deque[float]] = {}
+        # watcher -> how many tiles their wall shows (absent: DEFAULT_TILES).
+        self._layouts: dict[str, int] = {}
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -165,6 +208,19 @@ class Watches:
         )
         out.append(Send((user,), self._watching(watch, msg.id)))
         out.append(self._room(watch))
+        self._weigh(watch, out)
+
+    def layout(self, session: Session, msg: p.WallLayout, out: list[Action]) -> None:
+        """The watcher's wall shows `msg.tiles` tiles: its own watches are weighed again."""
+        if session.role not in WATCHER_ROLES:
+            raise Forbidden("only the command center has a video wall")
+        user = session.user_id
+        self._layouts[user] = msg.tiles
+        for watch in self.watching(user):
+            self._weigh(watch, out)
+
+    def layout_of(self, watcher: str) -> int:
+        return self._layouts.get(watcher, DEFAULT_TILES)
 
     def unwatch(self, session: Session, msg: p.Unwatch, now: float, out: list[Action]) -> None:
         watch = self.table.get(msg.watch_id)
@@ -187,6 +243,8 @@ class Watches:
         are an officer being watched, so does every watch of them."""
         for watch in self.watching(user):
             self._stop(watch, user, "watcher_gone", now, out)
+        # A wall back after a drop says its layout again before it watches again.
+        self._layouts.pop(user, None)
         seen = self.of_officer(user)
         if seen is not None:
             for watcher in sorted(seen.watchers):
@@ -220,6 +278,22 @@ class Watches:
             del self._of_officer[watch.officer]
             out.append(Send((watch.officer,), p.WatchClosed(watch_id=watch.watch_id)))
         out.append(self._room(watch))
+        if watch.watchers:
+            self._weigh(watch, out)
+
+    def _weigh(self, watch: Watch, out: list[Action]) -> None:
+        """Tell the officer the watch's cap if its watchers' needs changed it."""
+        cap = policy_for((self.layout_of(w) for w in watch.watchers), self.limits.caps)
+        if cap == watch.policy:
+            return
+        watch.policy = cap
+        policy = p.VideoPolicy(
+            watch_id=watch.watch_id,
+            max_height=cap.max_height if cap else None,
+            max_fps=cap.max_fps if cap else None,
+            max_kbps=cap.max_kbps if cap else None,
+        )
+        out.append(Send((watch.officer,), policy))
 
     @staticmethod
     def _stopped_data(

@@ -87,6 +87,8 @@ from signalling.protocol.calls import (
     Emergency,
     EmergencyAcknowledged,
     EmergencyCleared,
+    EmergencyNote,
+    EmergencyNoted,
     EmergencyOutcome,
     EndReason,
     GeoPosition,
@@ -207,6 +209,9 @@ from signalling.protocol.media import (
 )
 from signalling.protocol.watches import (
     Unwatch,
+    VideoPolicy,
+    WallLayout,
+    WallTiles,
     Watch,
     WatchClosed,
     WatchEnded,
@@ -230,6 +235,7 @@ ClientMessage = (
     | Transfer
     | ClearEmergency
     | AcknowledgeEmergency
+    | EmergencyNote
     | GetRoster
     | Offer
     | Answer
@@ -264,6 +270,7 @@ ClientMessage = (
     | ListInstructions
     | Watch
     | Unwatch
+    | WallLayout
     # the call flow (signalling.protocol.callflow)
     | AcceptTransfer
     | DeclineTransfer
@@ -318,6 +325,7 @@ ServerMessage = (
     | CallRingingCenter
     | EmergencyCleared
     | EmergencyAcknowledged
+    | EmergencyNoted
     | CallTaken
     | RingStopped
     | CallAnswered
@@ -356,6 +364,7 @@ ServerMessage = (
     | WatchOpened
     | WatchClosed
     | WatchEnded
+    | VideoPolicy
     # the call flow (signalling.protocol.callflow)
     | TransferOffered
     | TransferEnded
@@ -432,6 +441,8 @@ __all__ = [
     "EmergencyAcknowledged",
     "EmergencyAlarm",
     "EmergencyCleared",
+    "EmergencyNote",
+    "EmergencyNoted",
     "EmergencyOutcome",
     "EndConference",
     "EndReason",
@@ -551,6 +562,9 @@ __all__ = [
     "Unwatch",
     "UserId",
     "UserInfo",
+    "VideoPolicy",
+    "WallLayout",
+    "WallTiles",
     "Watch",
     "WatchClosed",
     "WatchEndReason",

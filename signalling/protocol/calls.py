@@ -59,6 +59,12 @@ class Emergency(_ClientMessage, tag="emergency", frozen=True):
     note: Note | None = None
 
 
+class EmergencyNote(_ClientMessage, tag="emergency_note", frozen=True):
+    """The officer adds (or replaces) the short note of their raised emergency."""
+
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_TEXT)]
+
+
 class CallOfficer(_ClientMessage, tag="call_officer", frozen=True):
     officer: UserId
     case_number: CaseNumber | None = None
@@ -145,7 +151,9 @@ PresenceStatus = Literal["online", "away", "offline"]
 RingStopReason = Literal["busy", "away"]
 
 
-class RosterEntry(msgspec.Struct, frozen=True):
+# omit_defaults: the emergency's note and who took it on are sent only while there is one,
+# so an entry without an emergency reads as it did before the fields existed.
+class RosterEntry(msgspec.Struct, frozen=True, omit_defaults=True):
     officer: UserInfo
     status: PresenceStatus
     call_id: str | None
@@ -153,6 +161,8 @@ class RosterEntry(msgspec.Struct, frozen=True):
     position: GeoPosition | None
     device: str
     since: float  # server time (ms) of sign-in
+    emergency_note: str | None = None
+    emergency_taken_by: UserInfo | None = None
 
 
 # omit_defaults: `cameras_off` is sent only when a camera is off, so a call whose cameras
@@ -187,6 +197,7 @@ class Welcome(_ServerMessage, tag="welcome", frozen=True):
     heartbeat_interval_s: float
     grace_s: float
     calls: list[CallInfo]
+    court_name: str
 
 
 class HeartbeatAck(_ServerMessage, tag="heartbeat_ack", frozen=True):
@@ -240,6 +251,14 @@ class EmergencyAcknowledged(_ServerMessage, tag="emergency_acknowledged", frozen
 
     officer: UserInfo
     by: UserInfo
+
+
+class EmergencyNoted(_ServerMessage, tag="emergency_noted", frozen=True):
+    """To everyone watching the officer's court (and the court it was escalated to): the
+    officer's note on their emergency, raised with it or added after."""
+
+    officer: UserInfo
+    note: str
 
 
 class CallTaken(_ServerMessage, tag="call_taken", frozen=True):

@@ -13,6 +13,8 @@ from signalling.protocol.base import CallId, UserId, UserInfo, _ClientMessage, _
 # connection), the watcher's own connection went, the server stops, or (several nodes) the
 # node that decided for the cluster died with it.
 WatchEndReason = Literal["stopped", "officer_offline", "watcher_gone", "shutdown", "node_lost"]
+# A video wall's layouts: how many tiles it shows at once (an enlarged tile is 1).
+WallTiles = Literal[1, 4, 9, 16]
 
 # --- client to server --------------------------------------------------------------------
 
@@ -23,6 +25,13 @@ class Watch(_ClientMessage, tag="watch", frozen=True):
 
 class Unwatch(_ClientMessage, tag="unwatch", frozen=True):
     watch_id: CallId
+
+
+class WallLayout(_ClientMessage, tag="wall_layout", frozen=True):
+    """The sender's wall shows this many tiles: its watches' officers send no more than
+    its tiles show (`video_policy`)."""
+
+    tiles: WallTiles
 
 
 # --- server to client --------------------------------------------------------------------
@@ -54,3 +63,13 @@ class WatchEnded(_ServerMessage, tag="watch_ended", frozen=True):
     watch_id: str
     officer: str
     reason: WatchEndReason
+
+
+class VideoPolicy(_ServerMessage, tag="video_policy", frozen=True):
+    """To an officer: send the watch's video no larger than this (`null`: no cap), the
+    most any wall watching needs."""
+
+    watch_id: str
+    max_height: int | None
+    max_fps: int | None
+    max_kbps: int | None

@@ -60,6 +60,11 @@ export interface EvidenceAudit {
 
 export interface ChainCheck {
   ok: boolean;
+  /** Read from record 1 (else from `from_seq`, where the last check ended). */
+  full: boolean;
+  from_seq: number;
+  /** Records read and found intact by this check. */
+  checked: number;
   records: number;
   head_seq: number;
   head_hash: string;
@@ -98,6 +103,38 @@ export interface CallAudit {
   evidence: { evidence_id: string | null; media: string | null; sha256: string | null; seq: number }[];
 }
 
+/** A conference as the listing shows it (GET /api/conferences). */
+export interface ConferenceSummary {
+  conference_id: string;
+  title: string | null;
+  court: string | null;
+  kind: string | null;
+  host: string | null;
+  moderators: string[];
+  created_at: number | null;
+  started_at: number | null;
+  ended_at: number | null;
+  end_reason: string | null;
+  running: boolean;
+  sites: number;
+  floor_grants: number;
+  recording: boolean;
+}
+
+export interface ConferenceListing {
+  conferences: ConferenceSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+  figures: { conferences: number; enforcement_actions: number };
+}
+
+export interface ConferenceAudit {
+  conference: ConferenceSummary;
+  timeline: AuditRecord[];
+  truncated: boolean;
+}
+
 export type Figures = Record<string, number | null>;
 
 export interface StatsAnswer {
@@ -115,6 +152,8 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly reason: string,
+    /** The server's error code (`busy`, `checkpoint_invalid`, ...), when it sent one. */
+    readonly code: string = "",
   ) {
     super(reason);
   }
@@ -130,13 +169,15 @@ export class RecordsApi {
     });
     if (!resp.ok) {
       let reason = String(resp.status);
+      let code = "";
       try {
-        const body = (await resp.json()) as { reason?: string; field?: string };
+        const body = (await resp.json()) as { error?: string; reason?: string; field?: string };
         reason = body.field ? `${body.field}: ${body.reason}` : (body.reason ?? reason);
+        code = body.error ?? "";
       } catch {
         // Not JSON: the status says enough.
       }
-      throw new ApiError(resp.status, reason);
+      throw new ApiError(resp.status, reason, code);
     }
     return resp;
   }
@@ -162,6 +203,11 @@ export class RecordsApi {
     return `${path}/content?view=${encodeURIComponent(body.view)}`;
   }
 
+  /** The original as a response, to read as it arrives (a recording hashed here). */
+  contentResponse(id: string): Promise<Response> {
+    return this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`);
+  }
+
   /** The original's bytes, as the server keeps them. */
   async content(id: string): Promise<Blob> {
     return (await this.fetch(`/api/evidence/${encodeURIComponent(id)}/content`)).blob();
@@ -176,8 +222,10 @@ export class RecordsApi {
     return body.names;
   }
 
-  verify(): Promise<ChainCheck> {
-    return this.json("/api/trace/verify", { method: "POST" });
+  /** The chain check on the server: from where the last one ended, or (`full`) from
+   * record 1. */
+  verify(full = false): Promise<ChainCheck> {
+    return this.json(`/api/trace/verify${full ? "?full=1" : ""}`, { method: "POST" });
   }
 
   calls(params: Record<string, string>): Promise<{ calls: CallSummary[]; total: number }> {
@@ -186,6 +234,14 @@ export class RecordsApi {
 
   callAudit(callId: string): Promise<CallAudit> {
     return this.json(`/api/calls/${encodeURIComponent(callId)}/audit`);
+  }
+
+  conferences(params: Record<string, string>): Promise<ConferenceListing> {
+    return this.json(`/api/conferences?${query(params)}`);
+  }
+
+  conferenceAudit(conferenceId: string): Promise<ConferenceAudit> {
+    return this.json(`/api/conferences/${encodeURIComponent(conferenceId)}/audit`);
   }
 
   stats(params: Record<string, string>): Promise<StatsAnswer> {

@@ -116,7 +116,7 @@ export class CallsView {
     this.detail.replaceChildren(
       h("h3", {}, rt("audit.title")),
       facts([
-        ["ID", h("code", {}, c.call_id)],
+        [rt("audit.call_id"), h("code", {}, c.call_id)],
         [rt("calls.col.direction"), direction(c)],
         [rt("calls.col.officer"), this.names.user(c.officer ?? "")],
         [rt("ev.col.court"), this.names.court(c.court ?? "")],

@@ -1,12 +1,18 @@
 // The evidence browser: a search (case number, officer, court, period) answered by the
 // server a page at a time, and an item with its hash, times, clock offset, position, its
-// call, its audit trail, the original shown in the page, downloads with proof, and the
-// chain check run on the server.
+// call, its audit trail, its position on a small map, the original shown in the page and
+// hashed here (SHA-256 with @noble/hashes, read as it arrives, so a long recording is never
+// held whole and no secure context is needed), downloads with proof, and the chain check
+// run on the server (from where the last one ended, or in full).
+
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 
 import { button, h } from "../dom";
 import type { CourtPlace } from "../store";
-import { type ChainCheck, type EvidenceAudit, type EvidenceItem, type RecordsApi, when } from "./api";
+import { ApiError, type ChainCheck, type EvidenceAudit, type EvidenceItem, type RecordsApi, when } from "./api";
 import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
+import { ItemMap, type Tiles } from "./itemmap";
 import { named, rt } from "./text";
 
 const PAGE = 20;
@@ -25,6 +31,7 @@ export class EvidenceView {
   private offset = 0;
   private lastCheck: ChainCheck | null = null;
   private shownUrl: string | null = null;
+  private itemMap: ItemMap | null = null;
   current: EvidenceAudit | null = null;
 
   constructor(
@@ -32,6 +39,7 @@ export class EvidenceView {
     courts: () => CourtPlace[],
     private readonly names: Names,
     private readonly openCall: (callId: string) => void,
+    private readonly tiles: () => Tiles | null = () => null,
   ) {
     this.court = courtSelect(courts);
     const form = h(
@@ -130,7 +138,7 @@ export class EvidenceView {
     const item = audit.item;
     const offset =
       item.clock_offset_ms === null
-        ? rt("ev.offset_none", { reason: item.time_unverified_reason ?? "" })
+        ? rt("ev.offset_none", { reason: named("unverified", item.time_unverified_reason ?? "") })
         : `${item.clock_offset_ms.toFixed(0)} ms`;
     const pos = item.position
       ? `${item.position.lat.toFixed(6)}, ${item.position.lon.toFixed(6)}` +
@@ -141,7 +149,7 @@ export class EvidenceView {
       : rt("audit.none");
     const verdict = status();
     const trail = table(
-      [rt("col.seq"), rt("col.at"), rt("col.event"), rt("col.who"), "hash"],
+      [rt("col.seq"), rt("col.at"), rt("col.event"), rt("col.who"), rt("col.hash")],
       audit.records.map((r) => [
         `#${r.seq}`,
         when(r.at),
@@ -151,6 +159,8 @@ export class EvidenceView {
       ]),
       "rec-trail",
     );
+    this.itemMap?.remove();
+    this.itemMap = item.position ? new ItemMap(item.position, this.tiles()) : null;
     this.detail.replaceChildren(
       h("h3", {}, rt("ev.detail")),
       facts([
@@ -159,12 +169,13 @@ export class EvidenceView {
         [rt("ev.capture"), when(item.capture_time / 1000)],
         [rt("ev.received"), when(item.received_at)],
         [rt("ev.offset"), offset],
-        [rt("ev.position"), pos],
+        [rt("ev.position"), this.itemMap ? h("div", {}, pos, this.itemMap.el) : pos],
         [rt("ev.col.case"), item.case_number],
         [rt("ev.col.officer"), this.names.user(item.uploader)],
         [rt("ev.col.court"), this.names.court(item.court)],
-        [rt("ev.device"), item.device],
-        [rt("ev.file"), `${item.file_name} · ${item.media_type} · ${item.size} B`],
+        // As the phone or the server gave them: data, not words to translate.
+        [rt("ev.device"), h("span", { translate: "no" }, item.device)],
+        [rt("ev.file"), h("span", { translate: "no" }, `${item.file_name} · ${item.media_type} · ${item.size} B`)],
         [rt("ev.call"), call],
       ]),
       h("div", { class: "rec-preview", "aria-label": rt("ev.preview") }),
@@ -174,7 +185,8 @@ export class EvidenceView {
         { class: "rec-actions" },
         button(rt("ev.download"), () => this.download(item)),
         button(rt("ev.proof"), () => this.proof(audit), "secondary"),
-        button(rt("ev.verify"), () => this.verify(verdict), "secondary"),
+        button(rt("ev.verify"), () => this.verify(verdict, false), "secondary"),
+        button(rt("ev.verify_full"), () => this.verify(verdict, true), "secondary"),
       ),
       verdict,
       h("h4", {}, rt("ev.trail")),
@@ -193,23 +205,56 @@ export class EvidenceView {
       const src = await this.api.view(item.evidence_id);
       box.replaceChildren(h(major, { src, controls: true, preload: "metadata", "aria-label": item.file_name }));
       const out = this.detail.querySelector<HTMLElement>(".rec-local");
-      if (out) out.textContent = rt("ev.local_streamed");
+      if (out) out.textContent = rt("ev.local_recording");
+      // A part cannot be checked against the whole file's hash: the whole file, on request
+      // (a download in the trace), read as it arrives.
+      const check = button(rt("ev.local_check"), () => void this.streamCheck(item, check), "secondary");
+      this.detail.querySelector(".rec-actions")?.prepend(check);
       return;
     }
     const blob = await this.api.content(item.evidence_id);
     if (this.shownUrl) URL.revokeObjectURL(this.shownUrl);
     const url = (this.shownUrl = URL.createObjectURL(blob));
-    void this.localCheck(blob, item);
+    const hasher = sha256.create();
+    hasher.update(new Uint8Array(await blob.arrayBuffer()));
+    this.showLocal(bytesToHex(hasher.digest()), item);
     if (major === "image") box.replaceChildren(h("img", { src: url, alt: item.file_name }));
   }
 
-  /** The bytes this page received, hashed here: what is shown is what was recorded. (Only
-   * in a secure context, where browsers offer SubtleCrypto.) */
-  private async localCheck(blob: Blob, item: EvidenceItem): Promise<void> {
+  /** The whole recording fetched and hashed piece by piece as it arrives. */
+  private async streamCheck(item: EvidenceItem, check: HTMLButtonElement): Promise<void> {
     const out = this.detail.querySelector<HTMLElement>(".rec-local");
-    if (!out || !window.crypto?.subtle) return;
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()));
-    const hex = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (!out) return;
+    check.disabled = true;
+    try {
+      const resp = await this.api.contentResponse(item.evidence_id);
+      const reader = resp.body?.getReader();
+      const hasher = sha256.create();
+      let read = 0;
+      out.textContent = rt("ev.local_hashing", { pct: 0 });
+      if (reader) {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          hasher.update(value);
+          read += value.length;
+          out.textContent = rt("ev.local_hashing", { pct: Math.floor((100 * read) / Math.max(item.size, 1)) });
+        }
+      } else {
+        hasher.update(new Uint8Array(await resp.arrayBuffer()));
+      }
+      this.showLocal(bytesToHex(hasher.digest()), item);
+    } catch (err) {
+      out.textContent = rt("form.failed", { reason: (err as Error).message });
+    } finally {
+      check.disabled = false;
+    }
+  }
+
+  /** The bytes this page received, hashed here, against the record: 一致 or 不一致. */
+  private showLocal(hex: string, item: EvidenceItem): void {
+    const out = this.detail.querySelector<HTMLElement>(".rec-local");
+    if (!out || this.current?.item.evidence_id !== item.evidence_id) return;
     out.dataset.sha256 = hex;
     out.dataset.ok = String(hex === item.sha256);
     out.textContent = hex === item.sha256 ? rt("ev.local_ok") : rt("ev.local_bad", { hash: hex });
@@ -237,17 +282,25 @@ export class EvidenceView {
     save(new Blob([text], { type: "application/json" }), `${audit.item.evidence_id}-proof.json`);
   }
 
-  private async verify(out: HTMLElement): Promise<void> {
+  private async verify(out: HTMLElement, full: boolean): Promise<void> {
     out.textContent = rt("ev.verifying");
+    delete out.dataset.ok;
     try {
-      const check = await this.api.verify();
+      const check = await this.api.verify(full);
       this.lastCheck = check;
       out.dataset.ok = String(check.ok);
-      out.textContent = check.ok
-        ? rt("ev.verify_ok", { n: check.records, seq: check.head_seq })
-        : rt("ev.verify_bad", { seq: check.seq ?? "?", problem: named("problem", check.problem ?? "") });
+      out.dataset.full = String(check.full);
+      if (!check.ok) {
+        out.textContent = rt("ev.verify_bad", { seq: check.seq ?? "?", problem: named("problem", check.problem ?? "") });
+      } else if (check.full) {
+        out.textContent = rt("ev.verify_ok_full", { n: check.checked, seq: check.head_seq });
+      } else {
+        out.textContent = rt("ev.verify_ok_since", { from: check.from_seq + 1, n: check.checked, seq: check.head_seq, before: check.from_seq });
+      }
     } catch (err) {
-      out.textContent = rt("form.failed", { reason: (err as Error).message });
+      const code = err instanceof ApiError ? err.code : "";
+      out.textContent =
+        code === "checkpoint_invalid" ? rt("ev.verify_refused") : code === "busy" ? rt("ev.verify_busy") : rt("form.failed", { reason: (err as Error).message });
     }
   }
 }

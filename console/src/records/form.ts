@@ -65,3 +65,9 @@ export interface Names {
   /** Ask the server for the names of `ids` not known yet. */
   load(ids: Iterable<string>): Promise<void>;
 }
+
+/** Text whose `quoted` parts are identifiers (record kinds, fields): those as <code>, the
+ * rest as words. */
+export function withCode(text: string): (Node | string)[] {
+  return text.split("`").map((part, i) => (i % 2 === 1 ? h("code", {}, part) : part));
+}

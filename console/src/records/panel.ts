@@ -7,12 +7,16 @@ import { currentLang } from "../i18n";
 import type { Store } from "../store";
 import { RecordsApi, type UserName } from "./api";
 import { CallsView } from "./calls";
+import { ConferencesView } from "./conferences";
 import { EvidenceView } from "./evidence";
 import { type Names, refill } from "./form";
 import { StatsView } from "./stats";
 import { rt } from "./text";
 
-export type RecordsTab = "evidence" | "calls" | "stats";
+export type RecordsTab = "evidence" | "calls" | "conferences" | "stats";
+
+// Who reads conferences' records (commandcenter/records_api.py CONFERENCE_ROLES).
+const CONFERENCE_READERS = new Set(["supervisor", "admin", "auditor"]);
 
 // The names endpoint's bound (commandcenter/names_api.py MAX_IDS).
 const NAMES_PER_REQUEST = 100;
@@ -22,6 +26,7 @@ export class RecordsPanel {
   readonly nav: HTMLElement;
   evidence!: EvidenceView;
   calls!: CallsView;
+  conferences!: ConferencesView;
   stats!: StatsView;
   tab: RecordsTab | null = null;
   private readonly body = h("div", { class: "rec-body" });
@@ -38,9 +43,11 @@ export class RecordsPanel {
     this.tabs = {
       evidence: button("", () => this.toggle("evidence"), "secondary"),
       calls: button("", () => this.toggle("calls"), "secondary"),
+      conferences: button("", () => this.toggle("conferences"), "secondary"),
       stats: button("", () => this.toggle("stats"), "secondary"),
     };
-    this.nav = h("nav", { class: "rec-nav" }, this.tabs.evidence, this.tabs.calls, this.tabs.stats);
+    this.tabs.conferences.hidden = true;
+    this.nav = h("nav", { class: "rec-nav" }, this.tabs.evidence, this.tabs.calls, this.tabs.conferences, this.tabs.stats);
     this.el = h("div", { class: "records", hidden: true }, h("div", { class: "rec-top" }, this.back), this.body);
     this.build();
   }
@@ -48,6 +55,8 @@ export class RecordsPanel {
   /** After a language switch: the views again, in the new language (what they showed is
    * asked for again when next searched). */
   relabel(): void {
+    // Operators do not read conferences' records: the tab shows once the user is known to.
+    this.tabs.conferences.hidden = !CONFERENCE_READERS.has(this.store.user?.role ?? "");
     if (currentLang() === this.lang) return;
     this.lang = currentLang();
     this.build();
@@ -92,17 +101,26 @@ export class RecordsPanel {
         }
       },
     };
-    this.evidence = new EvidenceView(api, courts, names, (callId) => {
-      this.show("calls");
-      void this.calls.open(callId);
-    });
+    const tiles = () => (store.settings.tile_url ? { url: store.settings.tile_url, attribution: store.settings.tile_attribution } : null);
+    this.evidence = new EvidenceView(
+      api,
+      courts,
+      names,
+      (callId) => {
+        this.show("calls");
+        void this.calls.open(callId);
+      },
+      tiles,
+    );
     this.calls = new CallsView(api, courts, names, (id) => {
       this.show("evidence");
       void this.evidence.open(id);
     });
+    this.conferences = new ConferencesView(api, courts, names);
     this.stats = new StatsView(api, courts);
     this.tabs.evidence.textContent = rt("nav.evidence");
     this.tabs.calls.textContent = rt("nav.calls");
+    this.tabs.conferences.textContent = rt("nav.conferences");
     this.tabs.stats.textContent = rt("nav.stats");
     this.back.textContent = rt("nav.back");
   }
@@ -119,10 +137,11 @@ export class RecordsPanel {
     if (layout) layout.hidden = tab !== null;
     for (const [name, b] of Object.entries(this.tabs)) b.setAttribute("aria-pressed", String(name === tab));
     if (tab === null) return;
-    const view = { evidence: this.evidence, calls: this.calls, stats: this.stats }[tab];
+    const view = { evidence: this.evidence, calls: this.calls, conferences: this.conferences, stats: this.stats }[tab];
     this.body.replaceChildren(view.el);
     for (const select of view.el.querySelectorAll("select")) refill(select);
     if (first && tab === "stats" && !this.stats.current) void this.stats.load();
     if (first && tab === "calls" && !this.calls.current) void this.calls.search();
+    if (first && tab === "conferences" && !this.conferences.listed) void this.conferences.search();
   }
 }

@@ -8,8 +8,8 @@ import "uplot/dist/uPlot.min.css";
 import { h } from "../dom";
 import type { CourtPlace } from "../store";
 import { type RecordsApi, type StatsAnswer, day } from "./api";
-import { courtSelect, field, status, textInput } from "./form";
-import { named, rt } from "./text";
+import { courtSelect, field, status, textInput, withCode } from "./form";
+import { explained, named, rt } from "./text";
 
 // The figures charted: DOMAIN.md's headline ones.
 const CHARTED = ["sign_ins", "command_connections", "evidence_items", "conferences"] as const;
@@ -86,7 +86,7 @@ export class StatsView {
         { "data-figure": name },
         h("th", { scope: "row" }, named("fig", name)),
         h("td", { class: "num", "aria-label": named("fig", name) }, value === null ? "–" : String(value)),
-        h("td", { class: "how" }, h("code", {}, name), " ", answer.how[name] ?? ""),
+        h("td", { class: "how" }, h("code", {}, name), " ", ...withCode(explained(name, answer.how[name] ?? ""))),
       ),
     );
     this.figures.replaceChildren(
@@ -96,7 +96,7 @@ export class StatsView {
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, rt("stats.figure")), h("th", { scope: "col" }, rt("stats.value")), h("th", { scope: "col" }, rt("stats.how")))),
         h("tbody", {}, ...rows),
       ),
-      h("p", { class: "rec-over" }, rt("stats.over", { over: answer.over })),
+      h("p", { class: "rec-over" }, rt("stats.over", { over: rt("stats.over_text") })),
     );
   }
 

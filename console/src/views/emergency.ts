@@ -1,8 +1,8 @@
 // Emergency first: while an officer's emergency is unacknowledged, it takes over the screen
 // (an alert dialog over everything), the alarm sounds and the map jumps to the officer. The
 // operator answers the emergency call, acknowledges (the alarm stops; a red strip stays while
-// the flag is set) or clears the flag (clear_emergency). Acknowledging is this console's own:
-// the protocol has no message for it yet (docs/console.md).
+// the flag is set, saying who took it on) or clears the flag (clear_emergency). The officer's
+// note (emergency_noted) shows in the alarm and the strip.
 
 import { button, h, keyed, ticking } from "../dom";
 import { currentLang, duration, t } from "../i18n";
@@ -36,19 +36,25 @@ export class EmergencyView {
         this.jumpTo(first.officer.id);
       }
       const ringing = [...store.ringing.values()].find((c) => c.officer.id === first.officer.id);
-      const key = JSON.stringify([currentLang(), first.officer.id, open.length, ringing?.call_id, !!first.position]);
+      const key = JSON.stringify([currentLang(), first.officer.id, open.length, ringing?.call_id, !!first.position, first.emergency_note]);
       keyed(this.overlay, key, () => [this.dialog(first, open.length)]);
     } else {
       this.shown = null;
     }
     const acked = store.emergencies().filter((e) => store.acknowledged.has(e.officer.id));
     this.strip.hidden = acked.length === 0;
-    keyed(this.strip, JSON.stringify([currentLang(), acked.map((e) => e.officer.id)]), () =>
+    const strip = acked.map((e) => [e.officer.id, e.emergency_taken_by?.name, e.emergency_note]);
+    keyed(this.strip, JSON.stringify([currentLang(), strip]), () =>
       acked.map((e) =>
         h(
           "span",
           { class: "sos-strip-item" },
-          t("sos.acked", { name: e.officer.name }),
+          // Who took it on, as the server says (after a reload too); our own unsent
+          // acknowledgement until its echo arrives.
+          e.emergency_taken_by
+            ? t("sos.taken_by", { by: e.emergency_taken_by.name, name: e.officer.name })
+            : t("sos.acked", { name: e.officer.name }),
+          e.emergency_note ? h("span", { class: "sos-note" }, t("sos.note", { note: e.emergency_note })) : "",
           button(t("sos.clear"), () => store.clearEmergency(e.officer.id), "danger small"),
           button(t("sos.false_alarm"), () => this.falseAlarm(e.officer.id), "small"),
         ),
@@ -82,6 +88,7 @@ export class EmergencyView {
       { class: "sos-panel" },
       h("h2", { id: "sos-heading" }, t("sos.title") + (count > 1 ? ` (${count})` : "")),
       h("p", { class: "sos-who" }, t("sos.officer", { name: entry.officer.name, court })),
+      entry.emergency_note ? h("p", { class: "sos-note" }, t("sos.note", { note: entry.emergency_note })) : "",
       ticking("p", { class: "sos-where" }, where),
       h(
         "div",

@@ -7,7 +7,9 @@
 // (in a call, signal lost, emergency, the rest online) with a badge for each that is not
 // plain online, so a bubble of 100 says that 3 are in calls without a click. An officer with
 // an emergency, and the one selected, are never in a cluster: their marker sits on the map
-// itself, always seen.
+// itself, always seen. A position older than `[console] position_stale_s` (the phone's clock,
+// corrected to the server's) is stale: its marker is grey with 旧位, and a bubble says how many
+// of its officers' positions are stale; re-judged as time passes, not only on a report.
 
 import * as L from "leaflet";
 import "leaflet.markercluster";
@@ -37,6 +39,8 @@ const CLUSTER_UNTIL_ZOOM = 17;
 const RING = { emergency: "#c62828", in_call: "#1565c0", away: "#90a4ae" } as const;
 const ONLINE = "#1e7d3a";
 type Busy = keyof typeof RING;
+// How often stale positions are judged again (a position ages without any message).
+const STALE_CHECK_MS = 5000;
 
 // The plugin extends the global L that Leaflet sets, not this module's namespace object.
 function clusterGroup(bubble: (cluster: L.MarkerCluster) => L.DivIcon): L.MarkerClusterGroup {
@@ -58,10 +62,18 @@ function busyOf(entry: RosterEntry | undefined): Busy | null {
   return entry.call_id ? "in_call" : null;
 }
 
+/** Whether `entry`'s position is older than `staleMs` at `nowMs` (the server's clock). */
+export function isStale(entry: RosterEntry | undefined, nowMs: number, staleMs: number): boolean {
+  return !!entry?.position && nowMs - entry.position.device_time > staleMs;
+}
+
 interface OfficerMarker {
   marker: L.Marker;
   label: HTMLElement;
   dot: HTMLElement;
+  /** The 旧位 badge, shown while the position is stale. */
+  staleBadge: HTMLElement;
+  stale: boolean;
   /** What its cluster's bubble counts it as, when it was last drawn. */
   busy: Busy | null;
   /** Drawn on the map itself (an emergency, the selection) rather than in the cluster group. */
@@ -110,6 +122,25 @@ export class MapView {
       this.moved = true;
     });
     new ResizeObserver(() => this.resized()).observe(this.mapEl);
+    window.setInterval(() => this.judgeStale(), STALE_CHECK_MS);
+  }
+
+  private staleNow(entry: RosterEntry | undefined): boolean {
+    return isStale(entry, this.store.serverNow(), this.store.settings.position_stale_s * 1000);
+  }
+
+  /** Positions age without a message: each marker judged again, its bubble redrawn when it
+   * changed. */
+  private judgeStale(): void {
+    for (const [id, m] of this.officers) this.markStale(m, this.staleNow(this.store.roster.get(id)));
+  }
+
+  private markStale(m: OfficerMarker, stale: boolean): void {
+    m.staleBadge.hidden = !stale;
+    m.label.parentElement?.classList.toggle("is-stale", stale);
+    if (m.stale === stale) return;
+    m.stale = stale;
+    if (!m.alone) this.cluster.refreshClusters(m.marker);
   }
 
   private resized(): void {
@@ -240,12 +271,14 @@ export class MapView {
     if (!m) {
       const dot = h("span", { class: "officer-dot" });
       const label = h("span", { class: "officer-label" });
-      const html = h("span", { class: "officer-pin", "data-officer": id }, dot, label);
+      const staleBadge = h("span", { class: "officer-stale" });
+      staleBadge.hidden = true;
+      const html = h("span", { class: "officer-pin", "data-officer": id }, dot, label, staleBadge);
       const icon = L.divIcon({ className: "officer-marker", html, iconSize: [0, 0], iconAnchor: [0, 0] });
       const marker = L.marker([pos.lat, pos.lon], { icon, riseOnHover: true });
       marker.on("click", () => this.store.select(id));
       this.markerIds.set(marker, id);
-      m = { marker, label, dot, busy: busyOf(entry), alone, lat: pos.lat, lon: pos.lon };
+      m = { marker, label, dot, staleBadge, stale: false, busy: busyOf(entry), alone, lat: pos.lat, lon: pos.lon };
       this.attach(m);
       this.officers.set(id, m);
     }
@@ -267,6 +300,8 @@ export class MapView {
       if (!m.alone) this.cluster.refreshClusters(m.marker);
     }
     m.label.textContent = entry.officer.name;
+    m.staleBadge.textContent = t("map.stale");
+    this.markStale(m, this.staleNow(entry));
     const pin = m.label.parentElement;
     pin?.setAttribute("aria-label", t("map.officer", { name: entry.officer.name }));
     pin?.setAttribute("title", `${entry.officer.name} · ${t(statusKey(entry))}`);
@@ -293,13 +328,18 @@ export class MapView {
     const children = cluster.getAllChildMarkers();
     const total = children.length;
     const counts: Record<Busy, number> = { emergency: 0, in_call: 0, away: 0 };
+    // Stale is apart from what they are doing: an officer in a call may have an old position.
+    let stale = 0;
     for (const marker of children) {
       const id = this.markerIds.get(marker);
-      const busy = busyOf(id ? this.store.roster.get(id) : undefined);
+      const entry = id ? this.store.roster.get(id) : undefined;
+      const busy = busyOf(entry);
       if (busy) counts[busy] += 1;
+      if (id && this.officers.get(id)?.stale) stale += 1;
     }
     const kinds = (Object.keys(RING) as Busy[]).filter((k) => counts[k] > 0);
     const parts = kinds.map((k) => t(`map.cluster.${k}`, { n: counts[k] }));
+    if (stale > 0) parts.push(t("map.cluster.stale", { n: stale }));
     const label = parts.length ? t("map.cluster.busy", { n: total, parts: parts.join(t("map.cluster.sep")) }) : t("map.cluster", { n: total });
     const ring = h("span", { class: "cluster-ring" }, h("span", { class: "cluster-count" }, String(total)));
     // Arcs through the CSSOM (the policy's style-src governs style attributes, not this).
@@ -313,6 +353,7 @@ export class MapView {
     stops.push(`${ONLINE} ${from}% 100%`);
     ring.style.background = `conic-gradient(${stops.join(", ")})`;
     const badges = h("span", { class: "cluster-badges" }, ...kinds.map((k) => h("span", { class: `cluster-badge is-${k}`, "data-kind": k, "data-count": String(counts[k]) }, t(`map.cluster.badge.${k}`, { n: counts[k] }))));
+    if (stale > 0) badges.append(h("span", { class: "cluster-badge is-stale", "data-kind": "stale", "data-count": String(stale) }, t("map.cluster.badge.stale", { n: stale })));
     const html = h("span", { class: "cluster-bubble", role: "img", "aria-label": label, title: label }, ring, badges);
     const size = total < 10 ? 36 : total < 100 ? 42 : 48;
     html.classList.add(`cluster-${size}`);

@@ -5,6 +5,9 @@
 // tile moves on or the wall closes. The server ends every watch when our connection goes, so
 // after a reconnect the wall simply watches again. Tiles and their <video> elements live as
 // long as the view, so a redraw or a rotation never rebuilds a playing element.
+// The server is told how many tiles show (`wall_layout`, 1 while a tile is enlarged) before
+// any watch of that layout, so that each officer sends no more than a tile shows
+// (`video_policy` to their phone): 180 lines at 12 fps for a tile of sixteen.
 
 import { button, h, keyed } from "../dom";
 import { currentLang, t } from "../i18n";
@@ -39,7 +42,17 @@ export interface WallTileState {
   state: "live" | "connecting" | "no_video" | "empty";
   watchId: string | null;
   videoWidth: number;
+  videoHeight: number;
   currentTime: number;
+}
+
+/** For tests: what one tile's receiver decoded so far (its inbound-rtp statistics). */
+export interface WallFeedStats {
+  officer: string;
+  frameHeight: number;
+  framesDecoded: number;
+  /** When the statistics were taken, ms. */
+  at: number;
 }
 
 export class WallView {
@@ -65,6 +78,8 @@ export class WallView {
   private readonly grid = h("div", { class: "wall-grid" });
   private readonly empty = h("p", { class: "wall-empty" });
   private connected = false;
+  /** The layout the server was last told since our connection (null: not yet told). */
+  private toldTiles: number | null = null;
 
   constructor(private readonly store: Store) {
     const saved = Number(localStorage.getItem(LAYOUT_KEY));
@@ -99,7 +114,11 @@ export class WallView {
     store.onWallPush = (msg) => {
       // Every welcome (a reconnect, or a new authority adopting the session) starts with no
       // watch at the server: ours are gone, and the tiles watch again.
-      if (msg.type === "welcome") for (const feed of [...this.feeds.values()]) this.drop(feed, false);
+      if (msg.type === "welcome") {
+        for (const feed of [...this.feeds.values()]) this.drop(feed, false);
+        // A new connection forgot the layout too: told again before the next watch.
+        this.toldTiles = null;
+      }
       if (msg.type === "offer") this.feedOf(msg.call_id)?.media?.serverOffer(msg.sdp);
       if (msg.type === "media_restart") {
         // The watch's media moved to another worker: the same watch, a new peer connection.
@@ -171,6 +190,7 @@ export class WallView {
     if (wasConnected && !this.connected) {
       // The server ended our watches with the connection: forget them, watch again later.
       for (const feed of [...this.feeds.values()]) this.drop(feed, false);
+      this.toldTiles = null;
     }
     if (!this.open) {
       for (const feed of [...this.feeds.values()]) this.drop(feed, true);
@@ -183,7 +203,14 @@ export class WallView {
     this.renderHead();
     if (Date.now() >= this.nextRotateAt && !this.enlarged) this.rotate();
     const shown = this.shown();
-    if (this.connected) this.reconcile(shown.map((e) => e.officer.id));
+    if (this.connected) {
+      const officers = shown.map((e) => e.officer.id);
+      // Unwatched first: a tile enlarged lifts the cap of its officer only, not of the
+      // fifteen being let go.
+      this.release(officers);
+      this.tellLayout(this.enlarged ? 1 : this.layout);
+      this.reconcile(officers);
+    }
     this.empty.textContent = t("wall.none");
     this.empty.hidden = this.candidates().length > 0;
     this.grid.className = `wall-grid wall-${this.enlarged ? 1 : this.layout}`;
@@ -204,9 +231,25 @@ export class WallView {
         state: (tile.el.dataset.state ?? "empty") as WallTileState["state"],
         watchId: tile.officer ? (this.feeds.get(tile.officer)?.watchId ?? null) : null,
         videoWidth: tile.video.videoWidth,
+        videoHeight: tile.video.videoHeight,
         currentTime: tile.video.currentTime,
       })),
     };
+  }
+
+  /** For tests: each live feed's decoded video, from its receiver's statistics. */
+  async feedStats(): Promise<WallFeedStats[]> {
+    const found: WallFeedStats[] = [];
+    for (const feed of this.feeds.values()) {
+      if (!feed.media) continue;
+      const report = await feed.media.pc.getStats();
+      report.forEach((s: { type: string; kind?: string; frameHeight?: number; framesDecoded?: number; timestamp: number }) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") {
+          found.push({ officer: feed.officer, frameHeight: s.frameHeight ?? 0, framesDecoded: s.framesDecoded ?? 0, at: s.timestamp });
+        }
+      });
+    }
+    return found;
   }
 
   // ---- internals ----------------------------------------------------------------------
@@ -237,6 +280,17 @@ export class WallView {
     this.rotation.textContent = t("wall.rotate", { s: store.settings.wall_rotate_s, n: all.length });
     this.next.textContent = t("wall.next");
     this.next.disabled = all.length <= this.layout || !!this.enlarged;
+  }
+
+  /** Tell the server how many tiles show, once per change: sent before the watches of the
+   * layout (one socket, in order), so they are capped from their first frame. */
+  private tellLayout(tiles: number): void {
+    if (this.toldTiles === tiles) return;
+    this.toldTiles = tiles;
+    this.store.hub.request("wall_layout", { tiles }).catch(() => {
+      // Not told (the connection went): the next welcome tells it again.
+      if (this.toldTiles === tiles) this.toldTiles = null;
+    });
   }
 
   private setLayout(n: number): void {
@@ -309,8 +363,7 @@ export class WallView {
   /** Watch exactly `officers`: stop what no tile shows first (the server bounds how many
    * we watch at once), then start the new ones. */
   private reconcile(officers: string[]): void {
-    const wanted = new Set(officers);
-    for (const feed of [...this.feeds.values()]) if (!wanted.has(feed.officer)) this.drop(feed, true);
+    this.release(officers);
     const now = Date.now();
     for (const officer of officers) {
       const feed = this.feeds.get(officer);
@@ -321,6 +374,12 @@ export class WallView {
       if (feed) this.drop(feed, true);
       void this.watch(officer);
     }
+  }
+
+  /** Stop watching whoever is not in `officers`. */
+  private release(officers: string[]): void {
+    const wanted = new Set(officers);
+    for (const feed of [...this.feeds.values()]) if (!wanted.has(feed.officer)) this.drop(feed, true);
   }
 
   private async watch(officer: string): Promise<void> {
