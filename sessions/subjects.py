@@ -65,6 +65,7 @@ CALL_KINDS: Final = frozenset(
 CONFERENCE_KINDS: Final = frozenset(
     {
         "conference_created",
+        "conference_adopted",
         "conference_started",
         "conference_ended",
         "conference_declined",
