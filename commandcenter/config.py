@@ -184,8 +184,8 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     wall_max_feeds: int = 16
     wall_rotate_s: float = 20.0
     wall_starts_per_min: int = 120
-    # The map: a position whose device time is older than this many seconds is shown as
-    # stale (旧位, a grey marker; a bubble counts its stale officers).
+    # The map and the roster: a position whose device time is older than this many seconds
+    # is shown as stale (旧位, a grey marker and age; a bubble counts its stale officers).
     position_stale_s: float = 300.0
 
     def court_places(self) -> dict[str, tuple[float, float]]:

@@ -14,7 +14,9 @@ marker leaves the cluster and stands on the map on its own as the map jumps to i
 officers around it stay clustered. Ten officers' positions are older than
 `console.position_stale_s`: their bubble says how many (旧位), one of them reports afresh and
 the bubble counts one fewer, and another, selected in the roster and so alone on the map, is
-grey with 旧位.
+grey with 旧位. The roster marks them the same way (the age grey, 旧位 beside it), and a
+position reported just short of stale turns stale in the roster as time passes, with no
+message.
 Screenshots at 1920x1080 go to build/screenshots/map-*.png. Prints ONE JSON line with what
 each step saw.
 """
@@ -68,6 +70,8 @@ STALE_AGE_S = 600
 STALE = tuple(f"o-2-{n:03d}" for n in range(50, 60))
 # One of them reports afresh while the console is open; another is selected.
 REFRESHED, SELECTED = STALE[0], STALE[1]
+# Reports a position this much short of stale at the end: its roster row turns stale later.
+AGING, AGING_MARGIN_S = "o-1-050", 12
 
 
 def officer_id(group: int, n: int) -> str:
@@ -186,6 +190,15 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
             within=SIGNAL_S,
             what="the bubble counting one stale position fewer",
         )
+        # The roster says the same: the stale officers' ages grey with 旧位, the refreshed one not.
+        seen["roster_stale"] = await until(
+            lambda: _row_age(op, SELECTED, stale=True), within=SIGNAL_S, what="a stale roster row"
+        )
+        seen["roster_refreshed"] = await until(
+            lambda: _row_age(op, REFRESHED, stale=False),
+            within=SIGNAL_S,
+            what="the refreshed roster row",
+        )
         # Another, selected in the roster, stands alone on the map: grey, 旧位 by the name.
         await op.get_by_role("button", name=f"干警{SELECTED[2:]}", exact=True).click()
         await until(lambda: _alone(op, SELECTED), within=SIGNAL_S, what="the selection alone")
@@ -207,6 +220,26 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         await op.get_by_role("alertdialog").wait_for(state="hidden", timeout=10_000)
         seen["pin_after_acknowledged"] = await pin.is_visible()
         await _shoot(op, "emergency")
+        # A position just short of stale: fresh in the roster, then stale as it ages, with no
+        # message about it since.
+        group, n = int(AGING[2]), int(AGING[4:])
+        lat, lon = where(group, n)
+        device_time = time.time() - (STALE_S - AGING_MARGIN_S)
+        await clients[AGING].request(
+            "position", lat=lat, lon=lon, accuracy_m=10.0, device_time=device_time * 1000
+        )
+        seen["aging_fresh"] = await until(
+            lambda: _row_age(op, AGING, stale=False, older_than_s=STALE_S - AGING_MARGIN_S),
+            within=AGING_MARGIN_S / 2,
+            what="the aging officer's row fresh",
+        )
+        seen["aging_stale"] = await until(
+            lambda: _row_age(op, AGING, stale=True),
+            within=AGING_MARGIN_S + SIGNAL_S,
+            what="the aging officer's row stale",
+        )
+        seen["aging_stale_after_s"] = round(time.time() - device_time - STALE_S, 1)
+        await _shoot(op, "roster-stale")
         for client in clients.values():
             await client.close()
         await other.close()
@@ -255,6 +288,32 @@ async def _bubbles_count(page: Page, wanted: dict[str, int]) -> list[dict[str, A
         for badge in bubble["badges"]:
             totals[badge["kind"]] = totals.get(badge["kind"], 0) + badge["count"]
     return bubbles if totals == wanted else None
+
+
+# An officer's roster row's position age as a person sees it.
+ROW_AGE = """(id) => {
+  const td = document.querySelector(`tr[data-officer="${id}"] td.age`);
+  if (!td) return null;
+  const age = td.querySelector(".position-age"), badge = td.querySelector(".officer-stale");
+  return {
+    age: age.textContent, grey: age.classList.contains("is-stale"),
+    color: getComputedStyle(age).color,
+    badge: badge.textContent, badge_shown: getComputedStyle(badge).display !== "none",
+  };
+}"""
+
+
+async def _row_age(
+    page: Page, officer: str, *, stale: bool, older_than_s: int = 0
+) -> dict[str, Any] | None:
+    """`officer`'s roster age once it is (or is not) marked stale; with `older_than_s`, once
+    it says the position is at least that old (the new report has come)."""
+    row: dict[str, Any] | None = await page.evaluate(ROW_AGE, officer)
+    if row is None or row["grey"] != stale or row["badge_shown"] != stale:
+        return None
+    if older_than_s and not row["age"].startswith(f"{older_than_s // 60}分"):
+        return None
+    return row
 
 
 async def _alone(page: Page, officer: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.browser import namespace_fixture_run
 from tests.browser_map_scenario import (
+    AGING_MARGIN_S,
     LOST_AFTER,
     LOST_BEFORE,
     OFFICERS,
@@ -102,3 +103,32 @@ def test_an_officer_alone_on_the_map_with_an_old_position_is_marked_stale(
     run: dict[str, Any],
 ) -> None:
     assert seen(run, "selected_pin_badge") == "旧位"
+
+
+# Grey as the map's stale pin (#9e9e9e); a fresh age keeps the muted colour.
+GREY = "rgb(158, 158, 158)"
+
+
+def test_the_roster_marks_a_stale_position_grey_with_its_badge(run: dict[str, Any]) -> None:
+    stale = seen(run, "roster_stale")
+    assert stale["age"].endswith("前")
+    assert stale["color"] == GREY
+    assert stale["badge"] == "旧位"
+    refreshed = seen(run, "roster_refreshed")
+    assert refreshed["color"] != GREY
+    assert refreshed["badge"] == ""
+    assert refreshed["badge_shown"] is False
+
+
+def test_a_roster_position_turns_stale_as_time_passes_without_a_message(
+    run: dict[str, Any],
+) -> None:
+    fresh = seen(run, "aging_fresh")
+    assert fresh["badge_shown"] is False
+    assert fresh["color"] != GREY
+    stale = seen(run, "aging_stale")
+    assert stale["badge"] == "旧位"
+    assert stale["color"] == GREY
+    # Marked within a few ticks of crossing the threshold, not before it (but for the
+    # console's estimate of the server's clock).
+    assert -1 <= seen(run, "aging_stale_after_s") <= AGING_MARGIN_S

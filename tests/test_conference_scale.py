@@ -9,6 +9,7 @@ import itertools
 import math
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,6 +192,41 @@ def test_the_pace_lets_in_in_order_never_faster_than_the_rate(
     for t, i in admitted:
         if i in told:
             assert t <= told[i] + 1e-6
+
+
+def test_the_pace_drops_the_buckets_of_workers_gone() -> None:
+    """Worker ids change per restart: 1000 ids each used once leave only those used within
+    the last second (a full bucket is dropped), not one bucket per id ever seen."""
+    pace = JoinPace(10.0)
+    for i in range(1000):
+        assert pace.arrive(f"worker-{i}", Waiter("c", str(i), f"r{i}"), i * 0.5) is None
+    assert pace.workers_held() <= {"worker-998", "worker-999"}
+    assert pace.arrive("worker-new", Waiter("c", "x", "rx"), 1000.0) is None
+    assert pace.workers_held() == {"worker-new"}
+
+
+def test_the_pace_keeps_a_drained_or_queued_workers_bucket() -> None:
+    """Dropping full buckets changes no pace: a worker whose bucket is drained keeps it
+    while others come and go, and its queue waits for the refill as before."""
+    pace = JoinPace(2.0)
+    assert pace.arrive("a", Waiter("c", "1", "r1"), 0.0) is None
+    assert pace.arrive("a", Waiter("c", "2", "r2"), 0.0) is None
+    assert pace.arrive("b", Waiter("c", "3", "r3"), 0.1) is None
+    place = pace.arrive("a", Waiter("c", "4", "r4"), 0.1)
+    assert place is not None
+    assert place.place == 1
+    assert pace.arrive("b", Waiter("c", "5", "r5"), 5.0) is None
+    assert "a" in pace.workers_held()
+    assert [w.user for w in pace.turn("a", 5.0)] == ["4"]
+    assert pace.arrive("a", Waiter("c", "6", "r6"), 5.0) is None
+    place = pace.arrive("a", Waiter("c", "7", "r7"), 5.0)
+    assert place is not None
+    assert place.wait_s == pytest.approx(0.5)
+    assert pace.arrive("c", Waiter("c", "8", "r8"), 20.0) is None
+    assert pace.workers_held() == {"a", "c"}
+    assert [w.user for w in pace.turn("a", 20.0)] == ["7"]
+    assert pace.arrive("d", Waiter("c", "9", "r9"), 40.0) is None
+    assert pace.workers_held() == {"d"}
 
 
 # ---- the moderators' view ---------------------------------------------------------------------

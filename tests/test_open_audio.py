@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -52,8 +52,13 @@ OPEN = Stage(audible=("chair",), spotlight=None, moderators=("chair",), open=Tru
 
 
 @asynccontextmanager
-async def two_spans(where: dict[str, int]) -> AsyncIterator[tuple[ConferenceSpan, ConferenceSpan]]:
-    """Home (0) and worker 1, each a span of conference "c" on its own fabric socket."""
+async def two_spans(
+    where: dict[str, int],
+    home_room: ConferenceRoom | None = None,
+    home_clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[tuple[ConferenceSpan, ConferenceSpan]]:
+    """Home (0) and worker 1, each a span of conference "c" on its own fabric socket; home's
+    span has `home_room` (default: none) and runs on `home_clock`."""
     with tempfile.TemporaryDirectory(prefix="open-") as directory:
         paths = {i: str(Path(directory) / f"w{i}.sock") for i in (0, 1)}
         fabrics = [Fabric(FabricEndpoint(i, paths[i], {1 - i: paths[1 - i]})) for i in (0, 1)]
@@ -64,10 +69,10 @@ async def two_spans(where: dict[str, int]) -> AsyncIterator[tuple[ConferenceSpan
                 conference_id="c",
                 fabric=fabric,
                 config=CONFIG,
-                clock=time.monotonic,
-                room=lambda: None,
+                clock=home_clock if i == 0 else time.monotonic,
+                room=(lambda: home_room) if i == 0 else (lambda: None),
             )
-            for fabric in fabrics
+            for i, fabric in enumerate(fabrics)
         ]
         try:
             for i, span in enumerate(spans):
@@ -133,6 +138,54 @@ async def test_a_site_becoming_a_candidate_reaches_home_from_its_first_loud_pack
         await wait_until(
             lambda: [u for u, _ in home.voices[1]] == ["e", "a", "b"], what="e, a, b named"
         )
+
+
+async def test_home_forgets_at_once_a_speaker_its_worker_no_longer_names() -> None:
+    """A site that worker 1's VOICES stops naming (a louder one took its place) sends home no
+    more audio: home's Speaking drops it when the frame comes, not SPEAKING_HOLD_S after its
+    last packet. Home's clock stands still, so only the VOICES frame can drop it."""
+    frozen = 1000.0
+    room = ConferenceRoom(
+        conference_id="c",
+        config=CONFIG,
+        clock=lambda: frozen,
+        send_offer=lambda _u, _k, _s: None,
+        deliver=lambda _u, _m: None,
+    )
+    where = {"chair": 1, "a": 1, "b": 1, "c": 1, "e": 1, "s0": 0}
+    try:
+        async with two_spans(where, room, lambda: frozen) as (home, worker):
+            # Home's room, as the service makes it: the span's, staged open (its own site
+            # not joined: the ranking is what is looked at).
+            home.adopt(room)
+            room.update(frozenset(), frozenset(), OPEN)
+            mics = {u: Microphone(worker, u) for u in ("a", "b", "c", "e")}
+            for _ in range(10):
+                for user, level in {"a": 20, "b": 22, "c": 24}.items():
+                    mics[user].say(level)
+            await wait_until(
+                lambda: sorted(room.speaking.now(frozen)) == ["a", "b", "c"],
+                what="a, b, c speaking at home",
+            )
+            await wait_until(
+                lambda: [u for u, _ in home.voices.get(1, ())] == ["a", "b", "c"],
+                what="a, b, c named",
+            )
+            # e, 19 dB louder than c, takes c's place with its first packet; VOICES names e,
+            # a, b at once.
+            for _ in range(5):
+                mics["e"].say(5)
+            await wait_until(
+                lambda: [u for u, _ in home.voices[1]] == ["e", "a", "b"], what="e, a, b named"
+            )
+            assert worker.held_back["c:audio"] == 0
+            # Dropped, though its last packet is no older by home's clock than a's and b's.
+            await wait_until(
+                lambda: sorted(room.speaking.now(frozen)) == ["a", "b", "e"],
+                what="c forgotten at home, e speaking",
+            )
+    finally:
+        await room.close()
 
 
 def slotted(room: ConferenceRoom) -> bool:

@@ -36,7 +36,7 @@ export interface ConsoleSettings {
   // The video wall (views/wall.ts).
   wall_max_feeds: number;
   wall_rotate_s: number;
-  /** The map: a position older than this is shown as stale (旧位). */
+  /** The map and the roster: a position older than this is shown as stale (旧位). */
   position_stale_s: number;
   /** How supervisors join calls here (calls.supervisor_join). */
   supervisor_join: "visible" | "silent" | "either";

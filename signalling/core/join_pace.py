@@ -14,6 +14,11 @@ processes are their own nodes): the caller says which worker a site joins throug
 composition root (commandcenter.app) gives this node's queue the per-worker rate times its
 media workers, which the pool spreads the sites over round-robin.
 
+Worker ids change when a worker or node restarts, so a bucket is not kept for ever: one that
+has refilled to the full, with nobody queued, is the same as no bucket (a new one starts
+full), and each command drops those. What is held is then the workers that let a site in
+within the last second or have a queue, however many ids came and went.
+
 This module owns the buckets and the queues; who may join at all is `admission`'s, and
 joining itself `conferences`'.
 """
@@ -77,6 +82,15 @@ class JoinPace:
         self._buckets: dict[str, _Bucket] = {}
         self._queues: dict[str, deque[Waiter]] = {}
 
+    def _sweep(self, now: float) -> None:
+        # A full bucket without a queue is what a new one would be: drop it, so the ids of
+        # workers gone (restarted under a new id) are not held for ever.
+        for worker, bucket in list(self._buckets.items()):
+            if worker not in self._queues:
+                bucket.refill(now)
+                if bucket.tokens + _EPSILON >= bucket.capacity:
+                    del self._buckets[worker]
+
     def _bucket(self, worker: str, now: float) -> _Bucket:
         bucket = self._buckets.get(worker)
         if bucket is None:
@@ -89,6 +103,7 @@ class JoinPace:
     def arrive(self, worker: str, waiter: Waiter, now: float) -> Place | None:
         """`waiter` asks to be let in through `worker`: None if it may go in now (a token is
         taken), else its place in the queue (already queued: its place, the new `ref` kept)."""
+        self._sweep(now)
         queue = self._queues.setdefault(worker, deque())
         for i, w in enumerate(queue):
             if (w.conference_id, w.user) == (waiter.conference_id, waiter.user):
@@ -104,6 +119,7 @@ class JoinPace:
 
     def turn(self, worker: str, now: float) -> list[Waiter]:
         """Those of `worker`'s queue who may go in now, first come first; a token each."""
+        self._sweep(now)
         queue = self._queues.get(worker)
         if not queue:
             return []
@@ -142,6 +158,10 @@ class JoinPace:
         return gone
 
     # ---- queries ----------------------------------------------------------------------------
+
+    def workers_held(self) -> frozenset[str]:
+        """The workers this pace holds a bucket or a queue for."""
+        return frozenset(self._buckets) | frozenset(self._queues)
 
     def next_turn(self, worker: str, now: float) -> float | None:
         """When the first of `worker`'s queue may go in; None if nobody waits."""

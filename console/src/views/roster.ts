@@ -1,11 +1,14 @@
 // The roster: every signed-in officer of our scope with name, court, status and the age of
 // the last position; a search box and a status filter. A row selects the officer (the map
-// centres on them and offers call and video).
+// centres on them and offers call and video). A position older than `[console]
+// position_stale_s` is stale as on the map: its age is grey with 旧位, judged again on every
+// tick (a position ages without any message).
 
 import { button, h, keyed, ticking } from "../dom";
 import { currentLang, duration, t, type TextKey } from "../i18n";
 import type { RosterEntry } from "../protocol";
 import type { Store } from "../store";
+import { isStale } from "./map";
 
 type Filter = "all" | "online" | "away" | "in_call" | "emergency";
 const FILTERS: Filter[] = ["all", "online", "away", "in_call", "emergency"];
@@ -21,6 +24,10 @@ export function positionAge(store: Store, entry: RosterEntry): string {
   if (!entry.position) return t("position.none");
   // device_time is the phone's clock; ours is corrected to the server's.
   return t("position.age", { t: duration((store.serverNow() - entry.position.device_time) / 1000) });
+}
+
+function positionStale(store: Store, entry: RosterEntry): boolean {
+  return isStale(entry, store.serverNow(), store.settings.position_stale_s * 1000);
 }
 
 function matches(entry: RosterEntry, text: string, filter: Filter): boolean {
@@ -130,7 +137,20 @@ export class RosterView {
       nameCell,
       h("td", { title: entry.officer.court }, court ? court.name : entry.officer.court),
       h("td", {}, h("span", { class: `badge ${key.replace(".", "-")}` }, t(key))),
-      ticking("td", { class: "age" }, () => positionAge(store, store.roster.get(entry.officer.id) ?? entry)),
+      this.ageCell(entry),
+    );
+  }
+
+  /** The position's age, grey with 旧位 while it is stale. */
+  private ageCell(entry: RosterEntry): HTMLTableCellElement {
+    const store = this.store;
+    const now = (): RosterEntry => store.roster.get(entry.officer.id) ?? entry;
+    const stale = (): boolean => positionStale(store, now());
+    return h(
+      "td",
+      { class: "age" },
+      ticking("span", { class: "position-age" }, () => positionAge(store, now()), () => (stale() ? "is-stale" : "")),
+      ticking("span", { class: "officer-stale" }, () => (stale() ? t("map.stale") : "")),
     );
   }
 }
