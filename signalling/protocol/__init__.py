@@ -146,6 +146,7 @@ from signalling.protocol.conferences import (
     InvitedBelow,
     InvitedCourts,
     InvitedUsers,
+    InviteToConference,
     JoinConference,
     LeaveConference,
     LeftReason,
@@ -158,6 +159,7 @@ from signalling.protocol.conferences import (
     RaiseHand,
     RecordConference,
     ReleaseFloor,
+    RemoveModerator,
     RemoveSite,
     Revision,
     RevokeFloor,
@@ -173,6 +175,7 @@ from signalling.protocol.conferences import (
     Title,
     UnmuteAll,
     UnshareCall,
+    WithdrawInvitation,
 )
 from signalling.protocol.instructions import (
     MAX_INSTRUCTIONS_LISTED,
@@ -254,6 +257,9 @@ ClientMessage = (
     | RecordConference
     | SetFloor
     | NameModerator
+    | RemoveModerator
+    | InviteToConference
+    | WithdrawInvitation
     | HandOver
     | EndConference
     | ShareCall
@@ -298,6 +304,9 @@ CONFERENCE_MESSAGES = (
     RecordConference,
     SetFloor,
     NameModerator,
+    RemoveModerator,
+    InviteToConference,
+    WithdrawInvitation,
     HandOver,
     EndConference,
     ShareCall,
@@ -467,6 +476,7 @@ __all__ = [
     "InvitationStopReason",
     "InvitationStopped",
     "InviteSupervisor",
+    "InviteToConference",
     "InvitedBelow",
     "InvitedCourts",
     "InvitedUsers",
@@ -510,6 +520,7 @@ __all__ = [
     "RecipientState",
     "RecordConference",
     "ReleaseFloor",
+    "RemoveModerator",
     "RemoveSite",
     "Revision",
     "RevokeFloor",
@@ -558,5 +569,6 @@ __all__ = [
     "WatchOpened",
     "Watching",
     "Welcome",
+    "WithdrawInvitation",
     "epoch_ms",
 ]
