@@ -6,11 +6,11 @@ the real server, run inside a network namespace by tests/test_browser_desk.py:
 A supervisor (added with the real CLI, signed in through the sign-in page) finds the desk
 folded (none of their conferences runs), unfolds it and hosts a conference; two sites (bare
 protocol clients) join and one raises a hand. The supervisor spotlights a site (every site is
-told), locks the conference (a site trying to join is refused `locked`; the sites are told)
-and unlocks it, names a co-moderator, removes a site after confirming, then invites a
-witness in *邀请列席*: the panel shows the link's QR code; the witness's page opens the link,
-sees the conference and joins it as a witness (the desk lists it); *撤销* revokes it and the
-witness's page is closed 4403. Screenshots at 1920x1080 go to
+told), locks the conference (a site trying to join is refused `conference is locked`; the
+sites are told) and unlocks it, names a co-moderator and takes it back, removes a site after
+confirming, then invites a witness in *邀请列席*: the panel shows the link's QR code; the
+witness's page opens the link, sees the conference and joins it as a witness (the desk lists
+it); *撤销* revokes it and the witness's page is closed 4403. Screenshots at 1920x1080 go to
 build/screenshots/desk-*.png. Prints ONE JSON line with what each step saw.
 """
 
@@ -133,6 +133,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         )
         await desk.get_by_text(f"主持人：{SUPERVISOR[1]}、{OTHER[1]}").wait_for(timeout=10_000)
         seen["moderators"] = (await console_state(sup))["moderating"]["moderators"]
+        await (
+            desk.get_by_role("listitem", name=OTHER[1])
+            .get_by_role("button", name="取消主持人")
+            .click()
+        )
+        await desk.get_by_text(f"主持人：{SUPERVISOR[1]}", exact=True).wait_for(timeout=10_000)
+        await (
+            desk.get_by_role("listitem", name=OTHER[1])
+            .get_by_role("button", name="设为主持人")
+            .wait_for(timeout=10_000)
+        )
+        seen["moderators_after"] = (await console_state(sup))["moderating"]["moderators"]
         await row.get_by_role("button", name="移出").click()
         await row.get_by_text(f"将 {SITE[1]} 移出会商？").wait_for(timeout=10_000)
         await row.get_by_role("button", name="确定").click()

@@ -43,8 +43,11 @@ def test_a_locked_conference_refuses_a_new_site_until_unlocked(run: dict[str, An
     assert seen(run, "unlocked") is False
 
 
-def test_a_co_moderator_is_named_and_a_site_removed_after_confirming(run: dict[str, Any]) -> None:
+def test_a_co_moderator_is_named_and_removed_and_a_site_removed_after_confirming(
+    run: dict[str, Any],
+) -> None:
     assert seen(run, "moderators") == [SUPERVISOR[0], OTHER[0]]
+    assert seen(run, "moderators_after") == [SUPERVISOR[0]]
     assert seen(run, "removed") == ["removed", SUPERVISOR[0]]
 
 

@@ -158,6 +158,13 @@ export class ModeratorDesk {
     if (open && !open.moderators.includes(user)) open.moderators = [...open.moderators, user];
   }
 
+  /** Take a co-moderator's part back (the chair only): they stay, as a site. */
+  async removeModerator(user: string): Promise<void> {
+    await this.act("remove_moderator", { user });
+    const open = this.open;
+    if (open) open.moderators = open.moderators.filter((m) => m !== user);
+  }
+
   async end(): Promise<void> {
     await this.act("end_conference", {});
   }

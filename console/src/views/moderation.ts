@@ -325,6 +325,9 @@ export class ModerationView {
       if (chair && s.role === "site" && CONSOLE_ROLES.has(s.user.role)) {
         actions.push(button(t("mod.name_moderator"), () => store.moderate("name_moderator", id), "secondary small"));
       }
+      if (chair && s.role === "moderator") {
+        actions.push(button(t("mod.remove_moderator"), () => store.moderate("remove_moderator", id), "secondary small"));
+      }
       if (s.role !== "moderator") {
         actions.push(
           button(
