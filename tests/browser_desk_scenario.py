@@ -10,7 +10,9 @@ told), locks the conference (a site trying to join is refused `conference is loc
 sites are told) and unlocks it, names a co-moderator and takes it back, removes a site after
 confirming, then invites a witness in *邀请列席*: the panel shows the link's QR code; the
 witness's page opens the link, sees the conference and joins it as a witness (the desk lists
-it); *撤销* revokes it and the witness's page is closed 4403. Screenshots at 1920x1080 go to
+it); *撤销* revokes it and the witness's page is closed 4403. Last, 300 sites join and raise
+their hands at once: the desk shows each row with its place, and the page's long tasks
+meanwhile are measured. Screenshots at 1920x1080 go to
 build/screenshots/desk-*.png. Prints ONE JSON line with what each step saw.
 """
 
@@ -21,6 +23,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,15 @@ LATE = ("op-x", "吴刚")
 HOSTED = "片区执行调度会"
 WITNESS_NAME = "李代表"
 SIGNAL_S = 10.0
+# A provincial conference's sites, for the desk's rows.
+MANY = 300
+BATCH = 25
+LONG_TASKS = """() => {
+  window.__longTasks = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+  }).observe({ type: "longtask" });
+}"""
 
 
 async def shoot(page: Page, name: str) -> None:
@@ -60,12 +72,27 @@ async def run(workdir: Path) -> dict[str, Any]:
     if not CONSOLE_BUILD.exists():
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     add_account(workdir, SUPERVISOR[0], "supervisor", "--name", SUPERVISOR[1], "--court", "P01")
-    return await drive_with_server(ServerProcess(workdir), drive)
+    # The many sites' joins are not paced here: the desk is under test, not the media.
+    # and 300 sites besides the moderator and the others fit.
+    server = ServerProcess(
+        workdir,
+        {
+            "COMMANDCENTER_CONFERENCES_JOINS_PER_S": "1000",
+            "COMMANDCENTER_CONFERENCES_MAX_SITES": "400",
+        },
+    )
+    return await drive_with_server(server, drive)
 
 
-async def _line(http: aiohttp.ClientSession, base: str, who: tuple[str, str]) -> Client:
+async def _line(
+    http: aiohttp.ClientSession,
+    base: str,
+    who: tuple[str, str],
+    role: Role = Role.OPERATOR,
+    court: str = "P0101",
+) -> Client:
     user, name = who
-    query = f"token={token(user, Role.OPERATOR, 'P0101', name)}&v=1"
+    query = f"token={token(user, role, court, name)}&v=1"
     ws_base = base.replace("http://", "ws://")
     client = Client(await http.ws_connect(f"{ws_base}/ws?{query}"), "json", user)
     client.welcome = await client.expect("welcome", SIGNAL_S)
@@ -92,7 +119,8 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await desk.get_by_role("button", name="发起会商（本院及下级法院）").click()
     await desk.get_by_role("heading", name=HOSTED).wait_for(timeout=10_000)
     cid = (await console_state(sup))["moderating"]["id"]
-    async with aiohttp.ClientSession() as http:
+    # No cap on connections: each site's WebSocket holds one (aiohttp's default cap is 100).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         site = await _line(http, base, SITE)
         other = await _line(http, base, OTHER)
         for client in (site, other):
@@ -188,8 +216,65 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         seen["revoked_listed"] = (await console_state(sup))["moderating"]["witnesses"]
         await shoot(sup, "witness-revoked")
         await context.close()
+        await many_sites(http, base, cid, sup, seen)
         for client in (site, other, late):
             await client.close()
+
+
+async def many_sites(
+    http: aiohttp.ClientSession, base: str, cid: str, sup: Page, seen: dict[str, Any]
+) -> None:
+    """MANY sites join and then all raise their hands at once: the desk shows every row with
+    its place, and what the page's main thread spent in long tasks meanwhile is measured."""
+    clients: list[Client] = []
+    # In batches: a few handshakes at a time, as consoles signing in over a morning would.
+    for start in range(0, MANY, BATCH):
+        batch = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    _line(http, base, (f"sv-m{i:03d}", f"席位{i:03d}"), Role.SUPERVISOR, "P01")
+                    for i in range(start, min(MANY, start + BATCH))
+                )
+            ),
+            SIGNAL_S * 3,
+        )
+        clients.extend(batch)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    c.request("join_conference", reply="conference_joined", conference_id=cid)
+                    for c in batch
+                )
+            ),
+            SIGNAL_S * 3,
+        )
+    await until(lambda: _rows(sup, lambda s: len(s) > MANY), within=30, what="every site's row")
+    await sup.evaluate(LONG_TASKS)
+    started = time.monotonic()
+    await asyncio.wait_for(
+        asyncio.gather(*(c.request("raise_hand", conference_id=cid) for c in clients)),
+        SIGNAL_S * 3,
+    )
+    await until(
+        lambda: _rows(sup, lambda s: sum(1 for _, f in s if f == "queued") == MANY),
+        within=30,
+        what="every hand on the desk",
+    )
+    desk = sup.get_by_role("region", name="会商主持")
+    last = desk.get_by_role("listitem", name=f"席位{MANY - 1:03d}")
+    await last.get_by_text(f"举手第 {MANY} 位").wait_for(timeout=10_000)
+    seen["many_shown_s"] = round(time.monotonic() - started, 2)
+    tasks: list[float] = await sup.evaluate("window.__longTasks")
+    seen["many_rows"] = await desk.locator("li.mod-site").count()
+    seen["many_long_tasks"] = [len(tasks), round(max(tasks, default=0.0)), round(sum(tasks))]
+    await shoot(sup, "many-sites")
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+async def _rows(page: Page, holds: Any) -> bool | None:
+    moderating = (await console_state(page)).get("moderating") or {}
+    sites = moderating.get("sites") or []
+    return True if holds(sites) else None
 
 
 async def _has_src(img: Any) -> bool | None:
