@@ -168,3 +168,37 @@ async def test_bad_invitations_are_refused_naming_the_field(
     )
     assert big.status == 413
     await host.close()
+
+
+async def test_a_witness_revoked_on_one_node_is_closed_on_another(
+    backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Two servers over one store (as a cluster's nodes share it): the witness watching on
+    the second is closed 4403 within a poll of the revocations made on the first."""
+    poll = {"revocation_poll_s": 0.2}
+    configs = [
+        backend.configure(make_config(tmp_path / name, accounts=poll)) for name in ("a", "b")
+    ]
+    apps = [create_app(c) for c in configs]
+    first = Desk(
+        Server(await aiohttp_client(apps[0]), configs[0], cast(Any, None)), apps[0], configs[0]
+    )
+    second = Server(await aiohttp_client(apps[1]), configs[1], cast(Any, None))
+    host, cid = await hosted(first)
+    resp = await first.http.post(
+        first.path(cid),
+        json={"name": "王检察官", "label": "检察官", "expires_in_s": 600},
+        headers=first.auth("sup0", "supervisor", "P01"),
+    )
+    issued = await resp.json()
+    assert resp.status == 201, issued
+    ws = await second.open(issued["user"], token=issued["token"])
+    assert (await ws.expect("welcome"))["user"]["role"] == "witness"
+    gone = await first.http.delete(
+        f"{first.path(cid)}/{issued['witness_id']}", headers=first.auth("sup0", "supervisor", "P01")
+    )
+    assert gone.status == 204
+    assert await ws.expect_close(4403, timeout=3.0) == "witness_revoked"
+    again = await second.open(issued["user"], token=issued["token"])
+    await again.expect_close(4401)
+    await host.close()
