@@ -8,7 +8,8 @@ folded (none of their conferences runs), unfolds it and hosts a conference; two 
 protocol clients) join and one raises a hand. The supervisor spotlights a site (every site is
 told), locks the conference (a site trying to join is refused `conference is locked`; the
 sites are told) and unlocks it, names a co-moderator and takes it back, removes a site after
-confirming, then invites a witness in *邀请列席*: the panel shows the link's QR code; the
+confirming, rings a signed-in user by id (*邀请参会*) and withdraws it, then invites a
+witness in *邀请列席*: the panel shows the link's QR code; the
 witness's page opens the link, sees the conference and joins it as a witness (the desk lists
 it); *撤销* revokes it and the witness's page is closed 4403. Last, 300 sites join and raise
 their hands at once: the desk shows each row with its place, and the page's long tasks
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -179,6 +181,20 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         left = await site.expect("conference_left", SIGNAL_S)
         seen["removed"] = [left["reason"], left["by"]]
         await row.wait_for(state="detached", timeout=10_000)
+
+        # 邀请参会: a signed-in user is rung by id, then the invitation is withdrawn.
+        invitations = desk.get_by_role("region", name="邀请参会")
+        await invitations.get_by_label("用户编号").fill(LATE[0])
+        await invitations.get_by_role("button", name="邀请").click()
+        rung = await late.expect("conference_invitation", SIGNAL_S)
+        seen["invited"] = rung["conference"]["conference_id"] == cid
+        # Named as the console knows the user (its operators), else by id.
+        invited = invitations.get_by_role("listitem", name=re.compile(f"^({LATE[0]}|{LATE[1]})$"))
+        await invited.get_by_text("呼叫中").wait_for(timeout=10_000)
+        await invited.get_by_role("button", name="撤回邀请").click()
+        stopped = await late.expect("invitation_stopped", SIGNAL_S)
+        seen["withdrawn"] = [stopped["reason"], stopped["by"]["id"]]
+        await invited.get_by_text("已撤回").wait_for(timeout=10_000)
 
         # 邀请列席: a link with its QR code; the witness watches, then is revoked.
         panel = desk.get_by_role("region", name="邀请列席")

@@ -71,3 +71,10 @@ def test_three_hundred_sites_raising_hands_at_once_stay_smooth_on_the_desk(
     assert seen(run, "many_shown_s") < 10
     _, longest_ms, _ = seen(run, "many_long_tasks")
     assert longest_ms < 500
+
+
+def test_the_desk_invites_a_signed_in_user_and_withdraws_the_invitation(
+    run: dict[str, Any],
+) -> None:
+    assert seen(run, "invited") is True
+    assert seen(run, "withdrawn") == ["withdrawn", SUPERVISOR[0]]

@@ -8,7 +8,7 @@
  * console out). The store owns one; a view reads it.
  */
 
-import type { ConferencePush, FeedInfo, Hub, SiteInfo, UserInfo, WitnessInfo } from "./protocol";
+import type { ConferencePush, FeedInfo, Hub, InvitationInfo, SiteInfo, UserInfo, WitnessInfo } from "./protocol";
 
 export interface ConferenceSummary {
   conference_id: string;
@@ -31,6 +31,8 @@ export interface OpenConference {
   moderators: string[];
   /** Joined sites by user id, in the order they joined. */
   sites: Map<string, SiteInfo>;
+  /** Every invitation and its answer, by "court:<code>" / "user:<id>". */
+  invitations: Map<string, InvitationInfo>;
   /** Every sites_changed applied since it was opened (the view redraws the rows it named). */
   deltas: number;
 }
@@ -95,6 +97,7 @@ export class ModeratorDesk {
     const conference = reply.conference as ConferenceSummary;
     const state = reply.state as JoinedState;
     const sites = reply.sites as SiteInfo[];
+    const invitations = reply.invitations as InvitationInfo[];
     if (this.open?.id !== id) {
       this.witnesses = [];
       this.issued = null;
@@ -111,6 +114,7 @@ export class ModeratorDesk {
       feeds: state.feeds,
       moderators: conference.moderators,
       sites: new Map(sites.map((s) => [s.user.id, s])),
+      invitations: new Map(invitations.map((i) => [`${i.kind}:${i.invitee}`, i])),
       deltas: 0,
     };
   }
@@ -156,6 +160,16 @@ export class ModeratorDesk {
     await this.act("name_moderator", { user });
     const open = this.open;
     if (open && !open.moderators.includes(user)) open.moderators = [...open.moderators, user];
+  }
+
+  /** Ring a signed-in user into the conference (invite_to_conference). */
+  invite(user: string): Promise<unknown> {
+    return this.act("invite_to_conference", { user });
+  }
+
+  /** Withdraw a user's invitation not answered by joining (withdraw_invitation). */
+  withdraw(user: string): Promise<unknown> {
+    return this.act("withdraw_invitation", { user });
   }
 
   /** Take a co-moderator's part back (the chair only): they stay, as a site. */
@@ -241,6 +255,7 @@ export class ModeratorDesk {
         open.revision = Math.max(open.revision, msg.revision);
         for (const site of msg.sites) open.sites.set(site.user.id, site);
         for (const id of msg.left) open.sites.delete(id);
+        for (const inv of msg.invitations ?? []) open.invitations.set(`${inv.kind}:${inv.invitee}`, inv);
         open.deltas += 1;
         break;
       case "conference_ended":

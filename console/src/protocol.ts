@@ -176,10 +176,18 @@ export interface WitnessInfo {
   revoked_at: number | null;
 }
 
+/** An invitation and its answer (InvitationInfo): a court's or a user's. */
+export interface InvitationInfo {
+  invitee: string;
+  kind: "court" | "user";
+  state: "ringing" | "joined" | "declined" | "no_answer" | "withdrawn";
+  by: UserInfo | null;
+}
+
 /** The conference pushes the desk follows. */
 export type ConferencePush =
   | { type: "conference_update"; conference_id: string; revision: number; changes: ConferenceChanges }
-  | { type: "sites_changed"; conference_id: string; revision: number; sites: SiteInfo[]; left: string[] }
+  | { type: "sites_changed"; conference_id: string; revision: number; sites: SiteInfo[]; left: string[]; invitations?: InvitationInfo[] }
   | { type: "conference_ended"; conference_id: string; reason: string; by: string | null }
   | { type: "conference_left"; conference_id: string; reason: string; by: string | null };
 

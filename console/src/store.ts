@@ -8,7 +8,7 @@ import { duration, reasonText, t, type TextKey } from "./i18n";
 import { ModeratorDesk, WitnessApiError } from "./moderation";
 
 /** What a moderator does from the desk (views/moderation.ts). */
-export type ModeratorAction = "grant" | "revoke" | "mute_all" | "leave" | "end" | "spotlight" | "remove" | "lock" | "record" | "name_moderator" | "remove_moderator";
+export type ModeratorAction = "grant" | "revoke" | "mute_all" | "leave" | "end" | "spotlight" | "remove" | "lock" | "record" | "name_moderator" | "remove_moderator" | "invite" | "withdraw";
 import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
@@ -410,6 +410,8 @@ export class Store {
       else if (action === "record") await desk.record(!open?.recording);
       else if (action === "name_moderator") await desk.nameModerator(site);
       else if (action === "remove_moderator") await desk.removeModerator(site);
+      else if (action === "invite") await desk.invite(site);
+      else if (action === "withdraw") await desk.withdraw(site);
       else if (action === "end") await desk.end();
       else await desk.close();
       if (action === "leave" || action === "end") await desk.refresh();

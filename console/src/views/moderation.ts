@@ -33,6 +33,8 @@ export class ModerationView {
   private readonly top = h("div", { class: "mod-top" });
   private readonly list = h("ul", { class: "mod-sites", "aria-label": "" });
   private readonly empty = h("p", { class: "empty" });
+  private readonly invitePanel = h("section", { class: "mod-invitations", "aria-labelledby": "invitation-heading" });
+  private readonly inviteUser = h("input", { type: "text", maxlength: "64", autocomplete: "off" });
   private readonly witnessPanel = h("section", { class: "mod-witnesses", "aria-labelledby": "witness-heading" });
   private readonly title = h("input", { type: "text", maxlength: "128", autocomplete: "off" });
   private readonly witnessName = h("input", { type: "text", maxlength: "32", autocomplete: "off" });
@@ -93,7 +95,7 @@ export class ModerationView {
     }
     if (this.body.dataset.key !== "open") {
       this.body.dataset.key = "open";
-      this.body.replaceChildren(this.top, this.list, this.empty, this.witnessPanel);
+      this.body.replaceChildren(this.top, this.list, this.empty, this.invitePanel, this.witnessPanel);
     }
     if (this.witnessesOf !== open.id) {
       this.witnessesOf = open.id;
@@ -102,6 +104,7 @@ export class ModerationView {
     const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
     this.renderTop(others);
     this.renderRows(others);
+    this.renderInvitations();
     this.renderWitnesses();
   }
 
@@ -348,6 +351,50 @@ export class ModerationView {
       h("span", { class: "mod-state" }, spotlit ? `${state} · ${t("mod.spotlit")}` : state),
       h("span", { class: "mod-row-actions" }, ...actions),
     );
+  }
+
+  /** Whom it invites and their answers; a moderator invites a signed-in user by id and
+   * withdraws a user's invitation not answered by joining. Courts are shown by name, users by
+   * the name the console knows (the roster, the operators), else their id. */
+  private renderInvitations(): void {
+    const store = this.store;
+    const open = store.moderation.open;
+    if (!open) return;
+    const invitations = [...open.invitations.values()];
+    const key = JSON.stringify([currentLang(), invitations.map((i) => [i.kind, i.invitee, i.state])]);
+    keyed(this.invitePanel, key, () => {
+      this.inviteUser.setAttribute("aria-label", t("inv.user"));
+      this.inviteUser.placeholder = t("inv.user");
+      const form = h("form", { class: "mod-host inv-form" }, this.inviteUser, h("button", { type: "submit", class: "accept" }, t("inv.send")));
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const user = this.inviteUser.value.trim();
+        if (user) void store.moderate("invite", user).then(() => (this.inviteUser.value = ""));
+      });
+      const nameOf = (i: (typeof invitations)[number]): string =>
+        i.kind === "court"
+          ? (store.settings.courts.find((c) => c.code === i.invitee)?.name ?? i.invitee)
+          : (store.roster.get(i.invitee)?.officer.name ?? store.operators.get(i.invitee)?.user.name ?? i.invitee);
+      return [
+        h("h3", { id: "invitation-heading" }, t("inv.title")),
+        form,
+        h(
+          "ul",
+          { class: "inv-list", "aria-label": t("inv.title") },
+          ...invitations.map((i) =>
+            h(
+              "li",
+              { class: "queue-item inv-item", "aria-label": nameOf(i) },
+              h("span", { class: "who" }, nameOf(i)),
+              h("span", { class: "mod-state" }, t(`inv.${i.state}`)),
+              i.kind === "user" && i.state !== "joined" && i.state !== "withdrawn"
+                ? button(t("inv.withdraw"), () => store.moderate("withdraw", i.invitee), "secondary small")
+                : null,
+            ),
+          ),
+        ),
+      ];
+    });
   }
 
   private renderWitnesses(): void {
