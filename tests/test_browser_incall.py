@@ -70,6 +70,7 @@ def test_the_call_is_pushed_into_a_running_conference_and_stopped(run: dict[str,
     assert seen(run, "share_status") == "正在推送到「年终执行调度会商」"
     assert seen(run, "feeds_after_stop") == []
     assert seen(run, "shared_after_stop") is True
+    assert seen(run, "share_ended") == "推送的会商「年终执行调度会商」已结束，推送随之停止"
 
 
 def test_a_supervisor_moderates_a_conference_from_the_console(run: dict[str, Any]) -> None:
