@@ -175,6 +175,11 @@ class AccountApi:
     def passwords(self) -> Passwords:
         return self._passwords
 
+    @property
+    def token_secret(self) -> str:
+        """The HS256 secret the sign-in issues tokens with (witness links too, witness_api)."""
+        return self._secret
+
     async def open(self, store: AccountStore) -> None:
         self._store = store
 

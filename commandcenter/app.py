@@ -38,6 +38,7 @@ from commandcenter import (
     stores,
     tls,
     track_api,
+    witness_api,
 )
 from commandcenter.auth import Courts, build_verifier, load_secret
 from commandcenter.config import Config, tile_origin
@@ -207,6 +208,8 @@ def create_app(
         account_api.install(app, accounts)
         # The accounts admin page's API, over the same store (admin_api.py).
         admin_api.install(app)
+        # Witness invitations to a conference, kept in the same store (witness_api.py).
+        witness_api.install(app)
     # The feed answers 503 without a trace; its streams end on shutdown, before the hub's.
     feed_api.install(app)
     app.router.add_get(WS_PATH, hub.handle_ws)

@@ -336,6 +336,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"conferences.joins_per_s: must be positive, got {cfg.conferences.joins_per_s}"
         )
+    if not 1 <= cfg.conferences.max_invitations <= 10_000:
+        raise ConfigError(
+            "conferences.max_invitations: must be 1 to 10000, "
+            f"got {cfg.conferences.max_invitations}"
+        )
     if cfg.presence.grace_s < 0:
         raise ConfigError("presence.grace_s: must not be negative")
     if not 0 < cfg.server.header_timeout_s <= 3600:

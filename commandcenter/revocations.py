@@ -16,6 +16,11 @@ without Redis), and:
 
 The node where an admin disables the account applies it at once (`disabled_now`); the others
 within one poll. An account enabled again is accepted from the next poll on.
+
+Revoked witness invitations (commandcenter/witness_api.py) are kept in the same store and go
+the same way: their token is refused (`witness revoked`) and their open WebSocket closes 4403
+with reason `witness_revoked`, at once on the node that revoked it, on the others within a
+poll.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 # The sign-out reason in the trace, and the close reason on the wire.
 REASON: Final = "account_disabled"
+WITNESS_REASON: Final = "witness_revoked"
 
 
 class Revocations:
@@ -41,6 +47,7 @@ class Revocations:
         self._hub = hub
         self._poll_s = poll_s
         self.disabled: frozenset[str] = frozenset()
+        self.revoked_witnesses: frozenset[str] = frozenset()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._failing = False
@@ -56,13 +63,27 @@ class Revocations:
     def enabled_now(self, user_id: str) -> None:
         self.disabled = self.disabled - {user_id}
 
+    def is_revoked_witness(self, user_id: str) -> bool:
+        return user_id in self.revoked_witnesses
+
+    def witness_revoked_now(self, user_id: str) -> None:
+        """A moderator of this node revoked the witness `user_id`: refused and closed at once."""
+        self.revoked_witnesses = self.revoked_witnesses | {user_id}
+        self._hub.revoke(user_id, WITNESS_REASON)
+
     async def refresh(self, store: AccountStore) -> None:
-        """Read the disabled accounts; close the connections here of those newly disabled."""
+        """Read the disabled accounts and revoked witnesses; close the connections here of
+        those newly disabled or revoked."""
         disabled = await store.disabled_ids()
+        witnesses = await store.revoked_witnesses(self._hub.clock.now())
         newly = disabled - self.disabled
+        newly_revoked = witnesses - self.revoked_witnesses
         self.disabled = disabled
+        self.revoked_witnesses = witnesses
         for user_id in sorted(newly):
             self._hub.revoke(user_id, REASON)
+        for user_id in sorted(newly_revoked):
+            self._hub.revoke(user_id, WITNESS_REASON)
 
     def start(self, store: AccountStore) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(store))
@@ -102,7 +123,9 @@ class RefusingDisabled:
         identity = self._verifier.verify(token, now)
         if self.revocations is not None and self.revocations.is_disabled(identity.user_id):
             raise AuthError("account disabled")
+        if self.revocations is not None and self.revocations.is_revoked_witness(identity.user_id):
+            raise AuthError("witness revoked")
         return identity
 
 
-__all__ = ["REASON", "RefusingDisabled", "Revocations"]
+__all__ = ["REASON", "WITNESS_REASON", "RefusingDisabled", "Revocations"]

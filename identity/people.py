@@ -42,6 +42,7 @@ AuthReason = Literal[
     "unknown role",
     "unknown court",
     "account disabled",
+    "witness revoked",
 ]
 
 

@@ -4,6 +4,9 @@
 on embedded defaults without a trace file; `SqliteAccountStore` keeps `accounts.sqlite3` next
 to the trace (aiosqlite); `PostgresAccountStore` keeps two tables in the trace's schema. The
 rules (lockout, what an attempt means) are in `identity.accounts`; this module only stores.
+It keeps the witness invitations too (`Witness`, commandcenter/witness_api.py): the store is
+the one place every node shares, so a revoked witness is refused and closed on each of them
+(commandcenter/revocations.py).
 
 A browser session is kept by the SHA-256 of its cookie, never the cookie itself: a copy of
 the database does not let anyone sign in.
@@ -12,6 +15,7 @@ the database does not let anyone sign in.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +67,45 @@ class WebSession:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class Witness:
+    """A witness invited to watch one conference view-only: `user_id` is their token's `sub`;
+    the token itself is never kept."""
+
+    witness_id: str
+    conference_id: str
+    user_id: str
+    name: str
+    label: str
+    court: str
+    by: str
+    issued_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+
+_WITNESS_FIELDS: Final = (
+    "witness_id",
+    "conference_id",
+    "user_id",
+    "name",
+    "label",
+    "court",
+    "by",
+    "issued_at",
+    "expires_at",
+    "revoked_at",
+)
+
+
+def _witness(row: Sequence[Any]) -> Witness:
+    return Witness(*row)
+
+
+def _witness_values(w: Witness) -> tuple[Any, ...]:
+    return tuple(getattr(w, f) for f in _WITNESS_FIELDS)
+
+
 class AccountStore(Protocol):
     async def get(self, user_id: str) -> Account | None: ...
 
@@ -91,6 +134,20 @@ class AccountStore(Protocol):
 
     async def close_sessions_of(self, user_id: str) -> int:
         """Ends every browser session of `user_id` (disabled, password reset); how many."""
+        ...
+
+    async def add_witness(self, witness: Witness) -> None: ...
+
+    async def witnesses_of(self, conference_id: str, *, limit: int) -> list[Witness]:
+        """The conference's witnesses, revoked ones too, oldest first."""
+        ...
+
+    async def revoke_witness(self, witness_id: str, at: float) -> None:
+        """Marks it revoked at `at` (once: a second revoke keeps the first time)."""
+        ...
+
+    async def revoked_witnesses(self, now: float) -> frozenset[str]:
+        """The user ids of revoked witnesses whose tokens would still be valid at `now`."""
         ...
 
     async def close(self) -> None: ...
@@ -128,6 +185,7 @@ class MemoryAccountStore:
     def __init__(self) -> None:
         self._accounts: dict[str, Account] = {}
         self._sessions: dict[str, WebSession] = {}
+        self._witnesses: dict[str, Witness] = {}
 
     async def get(self, user_id: str) -> Account | None:
         return self._accounts.get(user_id)
@@ -164,6 +222,25 @@ class MemoryAccountStore:
             del self._sessions[digest]
         return len(gone)
 
+    async def add_witness(self, witness: Witness) -> None:
+        self._witnesses[witness.witness_id] = witness
+
+    async def witnesses_of(self, conference_id: str, *, limit: int) -> list[Witness]:
+        found = [w for w in self._witnesses.values() if w.conference_id == conference_id]
+        return sorted(found, key=lambda w: (w.issued_at, w.witness_id))[:limit]
+
+    async def revoke_witness(self, witness_id: str, at: float) -> None:
+        w = self._witnesses.get(witness_id)
+        if w is not None and w.revoked_at is None:
+            self._witnesses[witness_id] = dataclasses.replace(w, revoked_at=at)
+
+    async def revoked_witnesses(self, now: float) -> frozenset[str]:
+        return frozenset(
+            w.user_id
+            for w in self._witnesses.values()
+            if w.revoked_at is not None and w.expires_at > now
+        )
+
     async def close(self) -> None:
         pass
 
@@ -187,6 +264,19 @@ _SQLITE_SCHEMA: Final = (
         expires_at REAL NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS web_sessions_user ON web_sessions (user_id)",
+    """CREATE TABLE IF NOT EXISTS witnesses (
+        witness_id TEXT PRIMARY KEY,
+        conference_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        label TEXT NOT NULL,
+        court TEXT NOT NULL,
+        by TEXT NOT NULL,
+        issued_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS witnesses_conference ON witnesses (conference_id)",
 )
 _UPSERT_SQLITE: Final = (
     f"INSERT OR REPLACE INTO accounts ({', '.join(_FIELDS)}) "
@@ -277,6 +367,38 @@ class SqliteAccountStore:
             await self._db.commit()
             return max(cur.rowcount, 0)
 
+    async def add_witness(self, witness: Witness) -> None:
+        with _unavailable_on(_SQLITE_ERRORS, "accounts"):
+            await self._db.execute(
+                f"INSERT INTO witnesses ({', '.join(_WITNESS_FIELDS)}) "
+                f"VALUES ({', '.join('?' for _ in _WITNESS_FIELDS)})",
+                _witness_values(witness),
+            )
+            await self._db.commit()
+
+    async def witnesses_of(self, conference_id: str, *, limit: int) -> list[Witness]:
+        with _unavailable_on(_SQLITE_ERRORS, "accounts"):
+            sql = (
+                f"SELECT {', '.join(_WITNESS_FIELDS)} FROM witnesses WHERE conference_id = ? "
+                "ORDER BY issued_at, witness_id LIMIT ?"
+            )
+            async with self._db.execute(sql, (conference_id, limit)) as cur:
+                return [_witness(row) for row in await cur.fetchall()]
+
+    async def revoke_witness(self, witness_id: str, at: float) -> None:
+        with _unavailable_on(_SQLITE_ERRORS, "accounts"):
+            await self._db.execute(
+                "UPDATE witnesses SET revoked_at = ? WHERE witness_id = ? AND revoked_at IS NULL",
+                (at, witness_id),
+            )
+            await self._db.commit()
+
+    async def revoked_witnesses(self, now: float) -> frozenset[str]:
+        with _unavailable_on(_SQLITE_ERRORS, "accounts"):
+            sql = "SELECT user_id FROM witnesses WHERE revoked_at IS NOT NULL AND expires_at > ?"
+            async with self._db.execute(sql, (now,)) as cur:
+                return frozenset(row[0] for row in await cur.fetchall())
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -302,6 +424,19 @@ def _pg_schema(schema: str) -> list[str]:
             expires_at double precision NOT NULL
         )""",
         f'CREATE INDEX IF NOT EXISTS web_sessions_user ON "{schema}".web_sessions (user_id)',
+        f"""CREATE TABLE IF NOT EXISTS "{schema}".witnesses (
+            witness_id text PRIMARY KEY,
+            conference_id text NOT NULL,
+            user_id text NOT NULL,
+            name text NOT NULL,
+            label text NOT NULL,
+            court text NOT NULL,
+            by text NOT NULL,
+            issued_at double precision NOT NULL,
+            expires_at double precision NOT NULL,
+            revoked_at double precision
+        )""",
+        f'CREATE INDEX IF NOT EXISTS witnesses_conference ON "{schema}".witnesses (conference_id)',
     ]
 
 
@@ -406,6 +541,42 @@ class PostgresAccountStore:
                 return int(str(status).split()[-1])
             return 0
 
+    async def add_witness(self, witness: Witness) -> None:
+        with _unavailable_on(_DB_ERRORS, "accounts"):
+            params = ", ".join(f"${i}" for i in range(1, len(_WITNESS_FIELDS) + 1))
+            await self._pool.execute(
+                f"INSERT INTO {self._s}.witnesses ({', '.join(_WITNESS_FIELDS)}) VALUES ({params})",
+                *_witness_values(witness),
+            )
+
+    async def witnesses_of(self, conference_id: str, *, limit: int) -> list[Witness]:
+        with _unavailable_on(_DB_ERRORS, "accounts"):
+            rows = await self._pool.fetch(
+                f"SELECT {', '.join(_WITNESS_FIELDS)} FROM {self._s}.witnesses "
+                "WHERE conference_id = $1 ORDER BY issued_at, witness_id LIMIT $2",
+                conference_id,
+                limit,
+            )
+            return [_witness(tuple(r)) for r in rows]
+
+    async def revoke_witness(self, witness_id: str, at: float) -> None:
+        with _unavailable_on(_DB_ERRORS, "accounts"):
+            await self._pool.execute(
+                f"UPDATE {self._s}.witnesses SET revoked_at = $1 "
+                "WHERE witness_id = $2 AND revoked_at IS NULL",
+                at,
+                witness_id,
+            )
+
+    async def revoked_witnesses(self, now: float) -> frozenset[str]:
+        with _unavailable_on(_DB_ERRORS, "accounts"):
+            rows = await self._pool.fetch(
+                f"SELECT user_id FROM {self._s}.witnesses "
+                "WHERE revoked_at IS NOT NULL AND expires_at > $1",
+                now,
+            )
+            return frozenset(r[0] for r in rows)
+
     async def close(self) -> None:
         await self._pool.close()
 
@@ -418,4 +589,5 @@ __all__ = [
     "PostgresAccountStore",
     "SqliteAccountStore",
     "WebSession",
+    "Witness",
 ]

@@ -99,6 +99,8 @@ class ConferencesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     # Sites let into a conference's media per second, per media worker (1 second's worth
     # may come at once); a site beyond it is told `conference_waiting` and let in in turn.
     joins_per_s: float = 10.0
+    # Most witness invitations issued for one conference (revoked ones count), 1 to 10,000.
+    max_invitations: int = 1000
 
 
 class InstructionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -12,11 +12,12 @@ phone (which keeps its camera off), then on again. The operator adds
 a supervisor: the supervisor's console lists the invitation, they join, and the operator's
 call lists them. A moderator (a bare protocol client) runs a conference; the operator pushes
 the call into it from the call view and stops again, and the moderator's conference lists the
-call's feed and then none. After the call, the officer card's *调取视频* opens the video wall
-on the officer, large, as a watch (no call rings); *呼叫* still calls. Last, the supervisor
-hosts a conference from the console's desk (会商主持), gives the floor to a site's raised
-hand and ends it, without leaving the console. Screenshots at
-1920x1080 go to build/screenshots/incall-*.png. Prints ONE JSON line with what each step saw.
+call's feed and then none; pushed again, the conference ends and the call view says so.
+After the call, the officer card's *调取视频* opens the video wall on the officer, large, as
+a watch (no call rings); *呼叫* still calls. Last, the supervisor hosts a conference from the
+console's desk (会商主持), gives the floor to a site's raised hand and ends it, without leaving
+the console. Screenshots at 1920x1080 go to build/screenshots/incall-*.png. Prints ONE JSON
+line with what each step saw.
 """
 
 from __future__ import annotations
@@ -195,6 +196,17 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         seen["shared_after_stop"] = await until(
             lambda: _console_flag(op, "sharedTo", None), within=10, what="sharing stopped"
         )
+        # Pushed again, and the conference ends: the call view says so.
+        await op.get_by_role("button", name="推送到会商").click()
+        await op.get_by_label("选择会商").select_option(label=TITLE)
+        await op.get_by_role("button", name="推送", exact=True).click()
+        await mod.expect(
+            "conference_update", SIGNAL_S, where=lambda m: bool(m["changes"].get("feeds"))
+        )
+        await mod.request("end_conference", conference_id=conference_id)
+        ended = op.locator(".share-ended")
+        await ended.wait_for(timeout=10_000)
+        seen["share_ended"] = (await ended.inner_text()).strip()
         await mod.close()
 
     # After the call: the officer card pulls video as a watch, large on the wall.
@@ -224,6 +236,8 @@ async def moderate_in_the_console(sup: Page, base: str, seen: dict[str, Any]) ->
     there: a site (a bare protocol client) raises its hand, is given the floor, and the
     conference is ended, all without leaving the console."""
     desk = sup.get_by_role("region", name="会商主持")
+    # Folded while none of the supervisor's conferences runs (mod-1's is not theirs).
+    await desk.get_by_role("button", name="展开").click()
     await desk.get_by_label("会商主题").fill(HOSTED)
     await desk.get_by_role("button", name="发起会商（本院及下级法院）").click()
     await desk.get_by_role("heading", name=HOSTED).wait_for(timeout=10_000)

@@ -70,10 +70,20 @@ def test_the_call_is_pushed_into_a_running_conference_and_stopped(run: dict[str,
     assert seen(run, "share_status") == "正在推送到「年终执行调度会商」"
     assert seen(run, "feeds_after_stop") == []
     assert seen(run, "shared_after_stop") is True
+    assert seen(run, "share_ended") == "推送的会商「年终执行调度会商」已结束，推送随之停止"
 
 
 def test_a_supervisor_moderates_a_conference_from_the_console(run: dict[str, Any]) -> None:
-    assert seen(run, "desk_hand") == [f"{SITE[1]}（{COURT_NAME}）", "举手第", "1", "位", "给予发言"]
+    assert seen(run, "desk_hand") == [
+        f"{SITE[1]}（{COURT_NAME}）",
+        "举手第",
+        "1",
+        "位",
+        "给予发言",
+        "设为焦点",
+        "设为主持人",
+        "移出",
+    ]
     assert seen(run, "site_floor") == "permitted"
     assert seen(run, "desk_holders") == [SITE[0]]
     assert seen(run, "site_told_ended") == ["ended", SUPERVISOR[0]]

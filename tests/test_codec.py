@@ -91,6 +91,9 @@ CLIENT_SAMPLES: list[p.ClientMessage] = [
     p.GetQueue(id="m68", court="P0101"),
     p.SetFloor(id="m35", conference_id="m-1", max_speakers=3, max_talk_s=60.0, mode="open"),
     p.NameModerator(id="m36", conference_id="m-1", user="sup1"),
+    p.RemoveModerator(id="m36a", conference_id="m-1", user="sup1"),
+    p.InviteToConference(id="m36b", conference_id="m-1", user="op9"),
+    p.WithdrawInvitation(id="m36c", conference_id="m-1", user="op9", revision=2),
     p.HandOver(id="m37", conference_id="m-1", to="sup1"),
     p.EndConference(id="m38", conference_id="m-1", revision=9),
     # The video wall.

@@ -195,3 +195,130 @@ async def test_a_witness_token_without_a_conference_is_refused_at_the_door(
     token = jwt.encode(claims, server.config.auth.jwt_secret, algorithm="HS256")
     client = await server.open("w2", token=token)
     assert await client.expect_close(4401) == "invalid claim"
+
+
+async def test_a_moderator_invites_a_signed_in_user_and_withdraws_the_invitation(
+    server: Server,
+) -> None:
+    """invite_to_conference rings at a signed-in user who was not invited; withdraw_invitation
+    stops it and the user may no longer join; both are in the trace."""
+    host, _, cid = await meeting(server)
+    officer = await server.connect("o9", "officer", "P0101", name="Officer Nine")
+    # An officer is not invited by the courts' invitations: joining is refused.
+    refused = await officer.error_for(await officer.send("join_conference", conference_id=cid))
+    assert refused["code"] == "forbidden"
+    await host.request("invite_to_conference", conference_id=cid, user="o9")
+    rung = await officer.expect("conference_invitation")
+    assert rung["conference"]["conference_id"] == cid
+    listed = await host.request("list_conferences", reply="conferences")
+    assert [c["invited_users"] for c in listed["conferences"]] == [["o9"]]
+    await host.expect(
+        "sites_changed",
+        where=lambda m: (
+            {"invitee": "o9", "kind": "user", "state": "ringing", "by": None} in m["invitations"]
+        ),
+    )
+    again = await host.error_for(
+        await host.send("invite_to_conference", conference_id=cid, user="o9")
+    )
+    assert (again["code"], again["field"]) == ("invalid_state", "user")
+    nobody = await host.error_for(
+        await host.send("invite_to_conference", conference_id=cid, user="nobody")
+    )
+    assert (nobody["code"], nobody["field"]) == ("not_found", "user")
+    await host.request("withdraw_invitation", conference_id=cid, user="o9")
+    stopped = await officer.expect("invitation_stopped", conference_id=cid)
+    assert (stopped["reason"], stopped["by"]["id"]) == ("withdrawn", "sup0")
+    await host.expect(
+        "sites_changed",
+        where=lambda m: any(
+            i["invitee"] == "o9" and i["state"] == "withdrawn" for i in m["invitations"]
+        ),
+    )
+    refused = await officer.error_for(await officer.send("join_conference", conference_id=cid))
+    assert refused["code"] == "forbidden"
+    twice = await host.error_for(
+        await host.send("withdraw_invitation", conference_id=cid, user="o9")
+    )
+    assert (twice["code"], twice["field"]) == ("not_found", "user")
+    # Invited again, the officer joins as a site.
+    await host.request("invite_to_conference", conference_id=cid, user="o9")
+    await officer.expect("conference_invitation")
+    joined = await officer.request("join_conference", reply="conference_joined", conference_id=cid)
+    assert joined["role"] == "site"
+    answered = await host.error_for(
+        await host.send("withdraw_invitation", conference_id=cid, user="o9")
+    )
+    assert answered["code"] == "invalid_state"
+    await server.wait_recorded("conference_invited", conference=cid, user="o9", by="sup0")
+    await server.wait_recorded(
+        "conference_invitation_withdrawn", conference=cid, user="o9", by="sup0"
+    )
+
+
+async def test_only_moderators_invite_and_witnesses_are_not_invited(server: Server) -> None:
+    host, consoles, cid = await meeting(server)
+    await server.connect("w1", "witness", "P", scope=f"conference:{cid}")
+    witness = await host.error_for(
+        await host.send("invite_to_conference", conference_id=cid, user="w1")
+    )
+    assert (witness["code"], witness["field"]) == ("forbidden", "user")
+    await server.connect("o9", "officer", "P0101")
+    site = consoles["op1"]
+    refused = await site.error_for(
+        await site.send("invite_to_conference", conference_id=cid, user="o9")
+    )
+    assert refused["code"] == "forbidden"
+    refused = await site.error_for(
+        await site.send("withdraw_invitation", conference_id=cid, user="o9")
+    )
+    assert refused["code"] == "forbidden"
+
+
+async def test_invitations_are_bounded_by_max_invitations(serve: Serve) -> None:
+    server = await serve(conferences={"max_invitations": 1})
+    host = await server.connect("sup0", "supervisor", "P")
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Small", invite_users=["o8"]
+    )
+    cid = created["conference"]["conference_id"]
+    await host.request("join_conference", reply="conference_joined", conference_id=cid)
+    await server.connect("o9", "officer", "P0101")
+    busy = await host.error_for(
+        await host.send("invite_to_conference", conference_id=cid, user="o9")
+    )
+    assert busy["code"] == "busy"
+
+
+async def test_the_chair_removes_a_co_moderator_who_stays_as_a_site(server: Server) -> None:
+    host, consoles, cid = await meeting(server)
+    op1, op3 = consoles["op1"], consoles["op3"]
+    await host.request("name_moderator", conference_id=cid, user="op1")
+    await op1.expect("sites_changed")
+    # Only the chair removes, and not itself.
+    refused = await op1.error_for(
+        await op1.send("remove_moderator", conference_id=cid, user="sup0")
+    )
+    assert refused["code"] == "forbidden"
+    itself = await host.error_for(
+        await host.send("remove_moderator", conference_id=cid, user="sup0")
+    )
+    assert (itself["code"], itself["field"]) == ("invalid_state", "user")
+    not_one = await host.error_for(
+        await host.send("remove_moderator", conference_id=cid, user="op3")
+    )
+    assert (not_one["code"], not_one["field"]) == ("not_found", "user")
+    await host.request("remove_moderator", conference_id=cid, user="op1")
+    await host.expect(
+        "sites_changed",
+        where=lambda m: any(s["user"]["id"] == "op1" and s["role"] == "site" for s in m["sites"]),
+    )
+    # A site again: it may raise a hand, and may no longer moderate.
+    await op1.request("raise_hand", conference_id=cid)
+    denied = await op1.error_for(await op1.send("mute_all", conference_id=cid))
+    assert denied["code"] == "forbidden"
+    listed = await op3.request("list_conferences", reply="conferences")
+    assert [c["moderators"] for c in listed["conferences"] if c["conference_id"] == cid] == [
+        ["sup0"]
+    ]
+    await server.wait_recorded("moderator_removed", conference=cid, user="op1", by="sup0")

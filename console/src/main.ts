@@ -185,7 +185,18 @@ window.ccConsole = {
     camerasOff: [...store.camerasOff],
     sharedTo: store.sharedTo,
     moderating: store.moderation.open
-      ? { id: store.moderation.open.id, holders: store.moderation.open.holders.map((u) => u.id), sites: store.moderation.sites().map((s) => [s.user.id, s.floor.state]) }
+      ? {
+          id: store.moderation.open.id,
+          holders: store.moderation.open.holders.map((u) => u.id),
+          sites: store.moderation.sites().map((s) => [s.user.id, s.floor.state]),
+          spotlight: store.moderation.open.spotlight?.id ?? null,
+          locked: store.moderation.open.locked,
+          recording: store.moderation.open.recording,
+          moderators: store.moderation.open.moderators,
+          feeds: store.moderation.open.feeds.map((f) => f.call_id),
+          witnesses: store.moderation.witnesses.map((w) => [w.witness_id, w.revoked_at !== null]),
+          deltas: store.moderation.open.deltas,
+        }
       : null,
     cameraOn: call.cameraOn(),
     media: call.media ? { connectionState: call.media.pc.connectionState, remote: [...call.media.remote.keys()], error: call.media.error } : null,

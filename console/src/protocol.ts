@@ -149,10 +149,49 @@ export interface SiteInfo {
   joined_at: number;
 }
 
+/** A live call shown to a conference (FeedInfo). */
+export interface FeedInfo {
+  call_id: string;
+  officer: UserInfo;
+  emergency: boolean;
+  by: UserInfo;
+}
+
+/** The fields of a conference's state that changed (ConferenceChanges): absent is unchanged. */
+export interface ConferenceChanges {
+  holders?: UserInfo[];
+  spotlight?: UserInfo | null;
+  chair?: UserInfo | null;
+  locked?: boolean;
+  recording?: boolean;
+  feeds?: FeedInfo[];
+  status?: string;
+}
+
+/** A witness invitation (GET /api/conferences/<id>/witnesses). */
+export interface WitnessInfo {
+  witness_id: string;
+  user: string;
+  name: string;
+  label: string;
+  by: string;
+  issued_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+/** An invitation and its answer (InvitationInfo): a court's or a user's. */
+export interface InvitationInfo {
+  invitee: string;
+  kind: "court" | "user";
+  state: "ringing" | "joined" | "declined" | "no_answer" | "withdrawn";
+  by: UserInfo | null;
+}
+
 /** The conference pushes the desk follows. */
 export type ConferencePush =
-  | { type: "conference_update"; conference_id: string; revision: number; changes: { holders?: UserInfo[] } }
-  | { type: "sites_changed"; conference_id: string; revision: number; sites: SiteInfo[]; left: string[] }
+  | { type: "conference_update"; conference_id: string; revision: number; changes: ConferenceChanges }
+  | { type: "sites_changed"; conference_id: string; revision: number; sites: SiteInfo[]; left: string[]; invitations?: InvitationInfo[] }
   | { type: "conference_ended"; conference_id: string; reason: string; by: string | null }
   | { type: "conference_left"; conference_id: string; reason: string; by: string | null };
 

@@ -5,7 +5,10 @@
  */
 
 import { duration, reasonText, t, type TextKey } from "./i18n";
-import { ModeratorDesk } from "./moderation";
+import { ModeratorDesk, WitnessApiError } from "./moderation";
+
+/** What a moderator does from the desk (views/moderation.ts). */
+export type ModeratorAction = "grant" | "revoke" | "mute_all" | "leave" | "end" | "spotlight" | "remove" | "lock" | "record" | "name_moderator" | "remove_moderator" | "invite" | "withdraw";
 import { InstructionBook, type InstructionTarget } from "./instructions";
 import {
   Hub,
@@ -127,6 +130,8 @@ export class Store {
   camerasOff = new Set<string>();
   /** The conference our call is shown in (share_call), while it is. */
   sharedTo: { callId: string; conferenceId: string; title: string } | null = null;
+  /** The conference our call was shown in, once it ended (the call view says so). */
+  sharedEnded: { callId: string; title: string } | null = null;
   /** Set by the call view: the server's media messages for our call. */
   onMediaPush: ((msg: Push) => void) | null = null;
   /** Set by the video wall: media messages and ends of its watches. */
@@ -271,6 +276,13 @@ export class Store {
       case "sites_changed":
       case "conference_ended":
       case "conference_left": {
+        const shared = this.sharedTo;
+        if (msg.type === "conference_ended" && shared?.conferenceId === msg.conference_id) {
+          // The conference our call was shown in ended: the push with it.
+          this.sharedTo = null;
+          this.sharedEnded = { callId: shared.callId, title: shared.title };
+          this.notice(t("share.conference_ended", { title: shared.title }));
+        }
         const wasOpen = this.moderation.open?.id === msg.conference_id;
         this.moderation.pushed(msg);
         if (wasOpen && !this.moderation.open) this.notice(t("mod.closed", { reason: t(msg.type === "conference_ended" ? "mod.ended" : "mod.removed") }));
@@ -392,17 +404,40 @@ export class Store {
   }
 
   /** A moderator's action on the conference open here. */
-  async moderate(action: "grant" | "revoke" | "mute_all" | "leave" | "end", site = ""): Promise<void> {
+  async moderate(action: ModeratorAction, site = ""): Promise<void> {
     const desk = this.moderation;
+    const open = desk.open;
     try {
       if (action === "grant") await desk.grant(site);
       else if (action === "revoke") await desk.revoke(site);
       else if (action === "mute_all") await desk.muteAll();
+      else if (action === "spotlight") await desk.spotlight(site || null);
+      else if (action === "remove") await desk.remove(site);
+      else if (action === "lock") await desk.lock(!open?.locked);
+      else if (action === "record") await desk.record(!open?.recording);
+      else if (action === "name_moderator") await desk.nameModerator(site);
+      else if (action === "remove_moderator") await desk.removeModerator(site);
+      else if (action === "invite") await desk.invite(site);
+      else if (action === "withdraw") await desk.withdraw(site);
       else if (action === "end") await desk.end();
       else await desk.close();
       if (action === "leave" || action === "end") await desk.refresh();
     } catch (err) {
       this.failed(err);
+    }
+    this.changed();
+  }
+
+  /** The witnesses of the conference open here (邀请列席): list, invite, revoke. */
+  async witnesses(action: "list" | "invite" | "revoke", arg: { id?: string; name?: string; label?: string; expiresInS?: number } = {}): Promise<void> {
+    const desk = this.moderation;
+    try {
+      if (action === "list") await desk.loadWitnesses();
+      else if (action === "invite") await desk.inviteWitness(arg.name ?? "", arg.label ?? "", arg.expiresInS ?? 3600);
+      else await desk.revokeWitness(arg.id ?? "");
+    } catch (err) {
+      if (err instanceof WitnessApiError) this.notice(t("notice.error", { reason: err.field ? `${err.code} (${err.field})` : err.code }));
+      else this.failed(err);
     }
     this.changed();
   }

@@ -90,7 +90,7 @@ class Invitation:
 
     invitee: str
     kind: Literal["court", "user"]
-    state: Literal["ringing", "joined", "declined", "no_answer"] = "ringing"
+    state: Literal["ringing", "joined", "declined", "no_answer", "withdrawn"] = "ringing"
     by: str | None = None
     # Users it rings at now.
     ringing: set[str] = field(default_factory=set)

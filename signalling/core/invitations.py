@@ -20,10 +20,11 @@ from signalling.core.conference import (
     Conference,
     ConferenceStatus,
     Invitation,
+    moderated,
 )
 from signalling.core.deadlines import Deadlines
 from signalling.core.presence import CONSOLE_ROLES, Session
-from signalling.errors import InvalidState
+from signalling.errors import Busy, Forbidden, InvalidState, NotFound
 from signalling.settings import ConferencesConfig
 
 if TYPE_CHECKING:
@@ -109,6 +110,84 @@ class Invitations:
             # Also when it rang at nobody (no console of a court signed in): unanswered at the
             # end of the ring time all the same.
             self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
+
+    def invite(
+        self, session: Session, msg: p.InviteToConference, now: float, out: list[Action]
+    ) -> None:
+        """A moderator invites a signed-in user to the running conference: it rings at them
+        now and, unanswered, stops with the others at the end of a new ring time (which the
+        invitations still ringing share)."""
+        conf = moderated(
+            self._board.conferences.get(msg.conference_id), session.user_id, msg.revision
+        )
+        user = msg.user
+        if user in conf.sites:
+            raise InvalidState("already in the conference", field="user")
+        if user in conf.banned:
+            raise Forbidden("removed from this conference and banned", field="user")
+        key = f"user:{user}"
+        inv = conf.invitations.get(key)
+        if inv is not None and inv.state == "ringing":
+            raise InvalidState("already invited and ringing", field="user")
+        invitee = self._board.presence.session(user)
+        if invitee is None:
+            raise NotFound("not signed in", field="user")
+        if invitee.role in (Role.AUDITOR, Role.WITNESS):
+            raise Forbidden("auditors and witnesses are not invited as sites", field="user")
+        if inv is None and len(conf.invitations) >= self.config.max_invitations:
+            raise Busy(f"at most {self.config.max_invitations} invitations", field="user")
+        inv = Invitation(user, "user")
+        conf.invitations[key] = inv
+        if user not in conf.invited_users:
+            conf.invited_users = (*conf.invited_users, user)
+        out.append(
+            self._board.facts.record(
+                "conference_invited",
+                now,
+                conference=conf.conference_id,
+                user=user,
+                by=session.user_id,
+            )
+        )
+        inv.ringing.add(user)
+        self._ringing.setdefault(user, set()).add(conf.conference_id)
+        info = self._board.conferences.info(conf)
+        out.append(Send((user,), p.ConferenceInvitation(conference=info)))
+        self._deadlines.set(InvitationExpiry(conf.conference_id), now + self.config.ring_s)
+        self.tell(conf, [inv], now, out)
+
+    def withdraw(
+        self, session: Session, msg: p.WithdrawInvitation, now: float, out: list[Action]
+    ) -> None:
+        """A moderator withdraws a user's invitation not answered by joining: it stops
+        ringing and the user is no longer invited (a court's invitation is not withdrawn)."""
+        conf = moderated(
+            self._board.conferences.get(msg.conference_id), session.user_id, msg.revision
+        )
+        inv = conf.invitations.get(f"user:{msg.user}")
+        if inv is None or inv.state == "withdrawn":
+            raise NotFound("no such invitation", field="user")
+        if inv.state == "joined":
+            raise InvalidState("answered by joining: remove the site instead", field="user")
+        if inv.ringing:
+            users = tuple(sorted(inv.ringing))
+            for user in users:
+                _discard(self._ringing, user, conf.conference_id)
+            inv.ringing.clear()
+            by = self._board.presence.info(session.user_id)
+            out.append(Send(users, p.InvitationStopped(conf.conference_id, "withdrawn", by)))
+        inv.state, inv.by = "withdrawn", session.user_id
+        conf.invited_users = tuple(u for u in conf.invited_users if u != msg.user)
+        out.append(
+            self._board.facts.record(
+                "conference_invitation_withdrawn",
+                now,
+                conference=conf.conference_id,
+                user=msg.user,
+                by=session.user_id,
+            )
+        )
+        self.tell(conf, [inv], now, out)
 
     def expired(self, conference_id: str, now: float, out: list[Action]) -> None:
         conf = self._board.conferences.table.get(conference_id)

@@ -118,6 +118,26 @@ class Moderation:
         out.append(Send((site.user,), view))
         self._board.conferences.site_changed(conf, site, now, out)
 
+    def remove_moderator(
+        self, session: Session, msg: p.RemoveModerator, now: float, out: list[Action]
+    ) -> None:
+        conf = moderated(
+            self._conference(msg.conference_id), session.user_id, msg.revision, chair=True
+        )
+        if msg.user == session.user_id:
+            raise InvalidState(
+                "the chair stays a moderator; hand the chair over first", field="user"
+            )
+        if msg.user not in conf.moderators:
+            raise NotFound("no such moderator", field="user")
+        conf.moderators.remove(msg.user)
+        self._record(conf, "moderator_removed", now, out, by=session.user_id, user=msg.user)
+        site = conf.sites.get(msg.user)
+        if site is not None:
+            # A site again: heard only with the floor, as any other.
+            site.role = "site"
+            self._board.conferences.site_changed(conf, site, now, out)
+
     def hand_over(self, session: Session, msg: p.HandOver, now: float, out: list[Action]) -> None:
         conf = moderated(
             self._conference(msg.conference_id), session.user_id, msg.revision, chair=True

@@ -404,6 +404,12 @@ class Switchboard:
                 speakers.set_floor(session, msg, now, out)
             case p.NameModerator():
                 moderation.name_moderator(session, msg, now, out)
+            case p.RemoveModerator():
+                moderation.remove_moderator(session, msg, now, out)
+            case p.InviteToConference():
+                self.invitations.invite(session, msg, now, out)
+            case p.WithdrawInvitation():
+                self.invitations.withdraw(session, msg, now, out)
             case p.HandOver():
                 moderation.hand_over(session, msg, now, out)
             case p.EndConference():

@@ -148,6 +148,7 @@ from signalling.protocol.conferences import (
     InvitedBelow,
     InvitedCourts,
     InvitedUsers,
+    InviteToConference,
     JoinConference,
     LeaveConference,
     LeftReason,
@@ -160,6 +161,7 @@ from signalling.protocol.conferences import (
     RaiseHand,
     RecordConference,
     ReleaseFloor,
+    RemoveModerator,
     RemoveSite,
     Revision,
     RevokeFloor,
@@ -175,6 +177,7 @@ from signalling.protocol.conferences import (
     Title,
     UnmuteAll,
     UnshareCall,
+    WithdrawInvitation,
 )
 from signalling.protocol.instructions import (
     MAX_INSTRUCTIONS_LISTED,
@@ -260,6 +263,9 @@ ClientMessage = (
     | RecordConference
     | SetFloor
     | NameModerator
+    | RemoveModerator
+    | InviteToConference
+    | WithdrawInvitation
     | HandOver
     | EndConference
     | ShareCall
@@ -305,6 +311,9 @@ CONFERENCE_MESSAGES = (
     RecordConference,
     SetFloor,
     NameModerator,
+    RemoveModerator,
+    InviteToConference,
+    WithdrawInvitation,
     HandOver,
     EndConference,
     ShareCall,
@@ -478,6 +487,7 @@ __all__ = [
     "InvitationStopReason",
     "InvitationStopped",
     "InviteSupervisor",
+    "InviteToConference",
     "InvitedBelow",
     "InvitedCourts",
     "InvitedUsers",
@@ -521,6 +531,7 @@ __all__ = [
     "RecipientState",
     "RecordConference",
     "ReleaseFloor",
+    "RemoveModerator",
     "RemoveSite",
     "Revision",
     "RevokeFloor",
@@ -572,5 +583,6 @@ __all__ = [
     "WatchOpened",
     "Watching",
     "Welcome",
+    "WithdrawInvitation",
     "epoch_ms",
 ]

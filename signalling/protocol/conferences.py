@@ -48,8 +48,8 @@ AudioMode = Literal["floor", "open"]
 SiteFloorState = Literal["not_permitted", "queued", "permitted", "pending_revoke"]
 ConferenceRole = Literal["moderator", "site", "witness"]
 SiteStatus = Literal["joined", "away"]
-InvitationState = Literal["ringing", "joined", "declined", "no_answer"]
-InvitationStopReason = Literal["answered", "expired", "ended"]
+InvitationState = Literal["ringing", "joined", "declined", "no_answer", "withdrawn"]
+InvitationStopReason = Literal["answered", "expired", "ended", "withdrawn"]
 ConferenceEndReason = Literal["ended", "no_moderator", "shutdown", "node_lost"]
 # node_lost: its place was kept after the authority died, and it did not come back in time.
 LeftReason = Literal["removed", "banned", "node_lost"]
@@ -184,6 +184,32 @@ class SetFloor(_ClientMessage, tag="set_floor", frozen=True):
 
 class NameModerator(_ClientMessage, tag="name_moderator", frozen=True):
     """The chair names a co-moderator, who may then act as a moderator too."""
+
+    conference_id: ConferenceId
+    user: UserId
+    revision: Revision | None = None
+
+
+class RemoveModerator(_ClientMessage, tag="remove_moderator", frozen=True):
+    """The chair takes a co-moderator's part back: they stay in the conference as a site."""
+
+    conference_id: ConferenceId
+    user: UserId
+    revision: Revision | None = None
+
+
+class InviteToConference(_ClientMessage, tag="invite_to_conference", frozen=True):
+    """A moderator invites a signed-in user (a console, an officer's phone) to the running
+    conference: it rings at them now, as the invitations sent when it started did."""
+
+    conference_id: ConferenceId
+    user: UserId
+    revision: Revision | None = None
+
+
+class WithdrawInvitation(_ClientMessage, tag="withdraw_invitation", frozen=True):
+    """A moderator withdraws a user's invitation that was not answered by joining: it stops
+    ringing (`invitation_stopped`, "withdrawn") and the user is no longer invited."""
 
     conference_id: ConferenceId
     user: UserId
@@ -326,7 +352,7 @@ class ConferenceInvitation(_ServerMessage, tag="conference_invitation", frozen=T
 class InvitationStopped(_ServerMessage, tag="invitation_stopped", frozen=True):
     conference_id: str
     reason: InvitationStopReason
-    # Who answered for your court ("answered").
+    # Who answered for your court ("answered"); the moderator who withdrew it ("withdrawn").
     by: UserInfo | None = None
 
 

@@ -1,33 +1,111 @@
 // The moderator's desk (moderation.ts) in the side column: host a conference or open one we
-// moderate; then its sites, raised hands first in their order, each with the floor action
-// that applies, and mute all, leave and end (confirmed). The floor is all it moderates: the
-// video of a conference is on the conferences page.
+// moderate; then its state (spotlight, lock, recording, moderators, the calls pushed in), its
+// sites, raised hands first in their order, each a keyed row with the actions that apply
+// (floor, spotlight, remove with confirmation, name as co-moderator), and the witnesses'
+// panel (邀请列席: a link with its QR code, the list with 撤销). The rows are redrawn one by
+// one as `sites_changed` names them, never the whole list: a provincial conference has 300.
+// Folded while none of this user's conferences runs, or as the user last chose
+// (`localStorage` `cc.desk.folded`).
+
+import QRCode from "qrcode";
 
 import { button, h, keyed } from "../dom";
 import { currentLang, t } from "../i18n";
 import type { SiteInfo } from "../protocol";
 import type { Store } from "../store";
 
+const FOLD_KEY = "cc.desk.folded";
+const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
+const WITNESS_HOURS = [1, 4, 8, 24];
+
+function storedFold(): string | null {
+  try {
+    return localStorage.getItem(FOLD_KEY);
+  } catch {
+    return null;
+  }
+}
+
 export class ModerationView {
   readonly el = h("section", { class: "panel moderation", "aria-labelledby": "moderation-heading" });
+  private readonly head = h("div", { class: "mod-head" });
+  private readonly body = h("div", { class: "mod-body" });
+  private readonly top = h("div", { class: "mod-top" });
+  private readonly list = h("ul", { class: "mod-sites", "aria-label": "" });
+  private readonly empty = h("p", { class: "empty" });
+  private readonly invitePanel = h("section", { class: "mod-invitations", "aria-labelledby": "invitation-heading" });
+  private readonly inviteUser = h("input", { type: "text", maxlength: "64", autocomplete: "off" });
+  private readonly witnessPanel = h("section", { class: "mod-witnesses", "aria-labelledby": "witness-heading" });
   private readonly title = h("input", { type: "text", maxlength: "128", autocomplete: "off" });
+  private readonly witnessName = h("input", { type: "text", maxlength: "32", autocomplete: "off" });
+  private readonly witnessLabel = h("input", { type: "text", maxlength: "32", autocomplete: "off" });
+  private readonly witnessHours = h("select", {});
+  private readonly rows = new Map<string, { key: string; el: HTMLLIElement }>();
   private confirming = false;
+  private removing: string | null = null;
+  private witnessesOf: string | null = null;
+  private fold: string | null = storedFold();
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: Store) {
+    this.el.append(this.head, this.body);
+  }
+
+  /** Folded: as the user chose last, else while none of their conferences runs. */
+  folded(): boolean {
+    const desk = this.store.moderation;
+    if (desk.open) return false;
+    if (this.fold !== null) return this.fold === "1";
+    return desk.mine.length === 0;
+  }
+
+  private toggleFold(): void {
+    this.fold = this.folded() ? "0" : "1";
+    try {
+      localStorage.setItem(FOLD_KEY, this.fold);
+    } catch {
+      // Storage refused: folded for this page only.
+    }
+    this.render();
+  }
 
   render(): void {
     const store = this.store;
     const desk = store.moderation;
     this.el.hidden = !store.isConsoleUser();
-    const open = desk.open;
-    const key = JSON.stringify([
-      currentLang(),
-      store.connection,
-      this.confirming,
-      open ? [open.id, open.holders.map((u) => u.id), desk.sites().map((s) => [s.user.id, s.status, s.floor])] : null,
-      desk.mine.map((c) => c.conference_id),
+    const folded = this.folded();
+    keyed(this.head, JSON.stringify([currentLang(), folded, !!desk.open]), () => [
+      h("h2", { id: "moderation-heading" }, t("mod.title")),
+      desk.open
+        ? null
+        : h(
+            "button",
+            { type: "button", class: "secondary small mod-fold", "aria-expanded": folded ? "false" : "true", onclick: () => this.toggleFold() },
+            folded ? t("mod.unfold") : t("mod.fold"),
+          ),
     ]);
-    keyed(this.el, key, () => [h("h2", { id: "moderation-heading" }, t("mod.title")), ...(open ? this.opened() : this.closed())]);
+    this.body.hidden = folded;
+    if (folded) return;
+    const open = desk.open;
+    if (!open) {
+      this.rows.clear();
+      this.witnessesOf = null;
+      const key = JSON.stringify([currentLang(), store.connection, desk.mine.map((c) => c.conference_id)]);
+      keyed(this.body, key, () => this.closed());
+      return;
+    }
+    if (this.body.dataset.key !== "open") {
+      this.body.dataset.key = "open";
+      this.body.replaceChildren(this.top, this.list, this.empty, this.invitePanel, this.witnessPanel);
+    }
+    if (this.witnessesOf !== open.id) {
+      this.witnessesOf = open.id;
+      void store.witnesses("list");
+    }
+    const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
+    this.renderTop(others);
+    this.renderRows(others);
+    this.renderInvitations();
+    this.renderWitnesses();
   }
 
   private closed(): HTMLElement[] {
@@ -35,12 +113,7 @@ export class ModerationView {
     const desk = store.moderation;
     this.title.placeholder = t("mod.host_title");
     this.title.setAttribute("aria-label", t("mod.host_title"));
-    const host = h(
-      "form",
-      { class: "mod-host" },
-      this.title,
-      h("button", { type: "submit", class: "accept" }, t("mod.host")),
-    );
+    const host = h("form", { class: "mod-host" }, this.title, h("button", { type: "submit", class: "accept" }, t("mod.host")));
     host.addEventListener("submit", (e) => {
       e.preventDefault();
       const title = this.title.value.trim();
@@ -62,45 +135,149 @@ export class ModerationView {
     ];
   }
 
-  private opened(): HTMLElement[] {
-    const store = this.store;
-    const desk = store.moderation;
-    const open = desk.open;
-    if (!open) return [];
-    const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
-    const hands = others.filter((s) => s.floor.state === "queued").length;
-    const actions = this.confirming
-      ? [
-          h("p", { class: "mod-question" }, t("mod.confirm_end", { title: open.title })),
-          button(t("admin.confirm"), () => {
-            this.confirming = false;
-            return store.moderate("end");
-          }, "danger"),
-          button(t("admin.cancel"), () => {
-            this.confirming = false;
-            store.changed();
-          }, "secondary"),
-        ]
-      : [
-          button(t("mod.mute_all"), () => store.moderate("mute_all"), "secondary small"),
-          button(t("mod.leave"), () => store.moderate("leave"), "secondary small"),
-          button(t("mod.end"), () => {
-            this.confirming = true;
-            store.changed();
-          }, "danger small"),
-        ];
-    return [
-      h("h3", { class: "mod-conference" }, open.title),
-      h("p", { class: "mod-count", role: "status" }, t("mod.sites", { n: others.length, hands })),
-      h("div", { class: "mod-actions" }, ...actions),
-      others.length
-        ? h("ul", { class: "mod-sites" }, ...others.map((s) => this.site(s)))
-        : h("p", { class: "empty" }, t("mod.no_sites")),
-    ];
+  private nameOf(id: string): string {
+    const desk = this.store.moderation;
+    if (id === this.store.user?.id) return this.store.user.name;
+    return desk.open?.sites.get(id)?.user.name ?? id;
   }
 
-  private site(s: SiteInfo): HTMLElement {
+  private renderTop(others: SiteInfo[]): void {
     const store = this.store;
+    const open = store.moderation.open;
+    if (!open) return;
+    const hands = others.filter((s) => s.floor.state === "queued").length;
+    const key = JSON.stringify([
+      currentLang(),
+      this.confirming,
+      open.id,
+      open.title,
+      others.length,
+      hands,
+      open.spotlight?.id ?? null,
+      open.locked,
+      open.recording,
+      open.moderators.map((m) => this.nameOf(m)),
+      open.feeds.map((f) => [f.call_id, f.officer.name, f.by.name, f.emergency]),
+    ]);
+    keyed(this.top, key, () => {
+      const actions = this.confirming
+        ? [
+            h("p", { class: "mod-question" }, t("mod.confirm_end", { title: open.title })),
+            button(
+              t("admin.confirm"),
+              () => {
+                this.confirming = false;
+                return store.moderate("end");
+              },
+              "danger",
+            ),
+            button(
+              t("admin.cancel"),
+              () => {
+                this.confirming = false;
+                store.changed();
+              },
+              "secondary",
+            ),
+          ]
+        : [
+            button(t("mod.mute_all"), () => store.moderate("mute_all"), "secondary small"),
+            button(open.locked ? t("mod.unlock") : t("mod.lock"), () => store.moderate("lock"), "secondary small"),
+            button(open.recording ? t("mod.stop_record") : t("mod.record"), () => store.moderate("record"), "secondary small"),
+            open.spotlight ? button(t("mod.unspotlight"), () => store.moderate("spotlight"), "secondary small") : null,
+            button(t("mod.leave"), () => store.moderate("leave"), "secondary small"),
+            button(
+              t("mod.end"),
+              () => {
+                this.confirming = true;
+                store.changed();
+              },
+              "danger small",
+            ),
+          ];
+      return [
+        h("h3", { class: "mod-conference" }, open.title),
+        h("p", { class: "mod-count", role: "status" }, t("mod.sites", { n: others.length, hands })),
+        h(
+          "p",
+          { class: "mod-flags", role: "status" },
+          h("span", { class: "mod-spotlight" }, open.spotlight ? t("mod.spotlight_now", { name: open.spotlight.name }) : t("mod.spotlight_floor")),
+          open.locked ? h("span", { class: "mod-locked" }, t("mod.locked")) : null,
+          open.recording ? h("span", { class: "mod-recording" }, t("mod.recording")) : null,
+        ),
+        h("p", { class: "mod-moderators" }, t("mod.moderators", { names: open.moderators.map((m) => this.nameOf(m)).join("、") })),
+        open.feeds.length
+          ? h(
+              "div",
+              { class: "mod-feeds" },
+              h("h4", {}, t("mod.feeds")),
+              h(
+                "ul",
+                { "aria-label": t("mod.feeds") },
+                ...open.feeds.map((f) =>
+                  h(
+                    "li",
+                    { class: f.emergency ? "mod-feed emergency" : "mod-feed" },
+                    t("mod.feed", { officer: f.officer.name, by: f.by.name }),
+                    f.emergency ? h("span", { class: "badge" }, t("mod.feed_emergency")) : null,
+                  ),
+                ),
+              ),
+            )
+          : null,
+        h("div", { class: "mod-actions" }, ...actions),
+      ];
+    });
+  }
+
+  /** One keyed row per site: a row is rebuilt only when what it shows changed, and moved
+   * only when its place did. */
+  private renderRows(others: SiteInfo[]): void {
+    const open = this.store.moderation.open;
+    if (!open) return;
+    const lang = currentLang();
+    const chair = open.moderators[0] === this.store.user?.id;
+    const seen = new Set<string>();
+    this.list.setAttribute("aria-label", t("mod.title"));
+    others.forEach((s, i) => {
+      const id = s.user.id;
+      seen.add(id);
+      const key = JSON.stringify([
+        lang,
+        s.user.name,
+        s.user.court,
+        s.role,
+        s.status,
+        s.floor,
+        open.spotlight?.id === id,
+        this.removing === id,
+        chair && open.moderators.includes(id),
+        chair,
+      ]);
+      let row = this.rows.get(id);
+      if (!row || row.key !== key) {
+        const el = this.site(s, chair);
+        if (row) row.el.replaceWith(el);
+        row = { key, el };
+        this.rows.set(id, row);
+      }
+      const at = this.list.children[i];
+      if (at !== row.el) this.list.insertBefore(row.el, at ?? null);
+    });
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.el.remove();
+        this.rows.delete(id);
+      }
+    }
+    this.empty.hidden = others.length > 0;
+    this.empty.textContent = t("mod.no_sites");
+  }
+
+  private site(s: SiteInfo, chair: boolean): HTMLLIElement {
+    const store = this.store;
+    const open = store.moderation.open;
+    const id = s.user.id;
     const court = store.settings.courts.find((c) => c.code === s.user.court)?.name ?? s.user.court;
     const state =
       s.role === "moderator"
@@ -117,18 +294,181 @@ export class ModerationView {
                   ? t("mod.revoking")
                   : t("mod.listening");
     const holds = s.floor.state === "permitted";
-    const action =
-      s.role !== "site" || s.status === "away" || s.floor.state === "pending_revoke"
-        ? ""
-        : holds
-          ? button(t("mod.revoke"), () => store.moderate("revoke", s.user.id), "secondary small")
-          : button(t("mod.grant"), () => store.moderate("grant", s.user.id), "accept small");
+    const spotlit = open?.spotlight?.id === id;
+    const actions: (HTMLElement | null)[] = [];
+    if (this.removing === id) {
+      actions.push(
+        h("span", { class: "mod-question" }, t("mod.confirm_remove", { name: s.user.name })),
+        button(
+          t("admin.confirm"),
+          () => {
+            this.removing = null;
+            return store.moderate("remove", id);
+          },
+          "danger small",
+        ),
+        button(
+          t("admin.cancel"),
+          () => {
+            this.removing = null;
+            store.changed();
+          },
+          "secondary small",
+        ),
+      );
+    } else {
+      if (s.role === "site" && s.status !== "away" && s.floor.state !== "pending_revoke") {
+        actions.push(
+          holds
+            ? button(t("mod.revoke"), () => store.moderate("revoke", id), "secondary small")
+            : button(t("mod.grant"), () => store.moderate("grant", id), "accept small"),
+        );
+      }
+      if (s.role !== "witness" && !spotlit) actions.push(button(t("mod.spotlight"), () => store.moderate("spotlight", id), "secondary small"));
+      if (chair && s.role === "site" && CONSOLE_ROLES.has(s.user.role)) {
+        actions.push(button(t("mod.name_moderator"), () => store.moderate("name_moderator", id), "secondary small"));
+      }
+      if (chair && s.role === "moderator") {
+        actions.push(button(t("mod.remove_moderator"), () => store.moderate("remove_moderator", id), "secondary small"));
+      }
+      if (s.role !== "moderator") {
+        actions.push(
+          button(
+            t("mod.remove"),
+            () => {
+              this.removing = id;
+              store.changed();
+            },
+            "danger small",
+          ),
+        );
+      }
+    }
     return h(
       "li",
-      { class: `queue-item mod-site floor-${s.floor.state}`, "data-site": s.user.id, "aria-label": s.user.name },
+      { class: `queue-item mod-site floor-${s.floor.state}${spotlit ? " spotlit" : ""}`, "data-site": id, "aria-label": s.user.name },
       h("span", { class: "who" }, t("mod.site", { name: s.user.name, court })),
-      h("span", { class: "mod-state" }, state),
-      action,
+      h("span", { class: "mod-state" }, spotlit ? `${state} · ${t("mod.spotlit")}` : state),
+      h("span", { class: "mod-row-actions" }, ...actions),
     );
+  }
+
+  /** Whom it invites and their answers; a moderator invites a signed-in user by id and
+   * withdraws a user's invitation not answered by joining. Courts are shown by name, users by
+   * the name the console knows (the roster, the operators), else their id. */
+  private renderInvitations(): void {
+    const store = this.store;
+    const open = store.moderation.open;
+    if (!open) return;
+    const invitations = [...open.invitations.values()];
+    const key = JSON.stringify([currentLang(), invitations.map((i) => [i.kind, i.invitee, i.state])]);
+    keyed(this.invitePanel, key, () => {
+      this.inviteUser.setAttribute("aria-label", t("inv.user"));
+      this.inviteUser.placeholder = t("inv.user");
+      const form = h("form", { class: "mod-host inv-form" }, this.inviteUser, h("button", { type: "submit", class: "accept" }, t("inv.send")));
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const user = this.inviteUser.value.trim();
+        if (user) void store.moderate("invite", user).then(() => (this.inviteUser.value = ""));
+      });
+      const nameOf = (i: (typeof invitations)[number]): string =>
+        i.kind === "court"
+          ? (store.settings.courts.find((c) => c.code === i.invitee)?.name ?? i.invitee)
+          : (store.roster.get(i.invitee)?.officer.name ?? store.operators.get(i.invitee)?.user.name ?? i.invitee);
+      return [
+        h("h3", { id: "invitation-heading" }, t("inv.title")),
+        form,
+        h(
+          "ul",
+          { class: "inv-list", "aria-label": t("inv.title") },
+          ...invitations.map((i) =>
+            h(
+              "li",
+              { class: "queue-item inv-item", "aria-label": nameOf(i) },
+              h("span", { class: "who" }, nameOf(i)),
+              h("span", { class: "mod-state" }, t(`inv.${i.state}`)),
+              i.kind === "user" && i.state !== "joined" && i.state !== "withdrawn"
+                ? button(t("inv.withdraw"), () => store.moderate("withdraw", i.invitee), "secondary small")
+                : null,
+            ),
+          ),
+        ),
+      ];
+    });
+  }
+
+  private renderWitnesses(): void {
+    const store = this.store;
+    const desk = store.moderation;
+    const issued = desk.issued;
+    const key = JSON.stringify([
+      currentLang(),
+      issued?.witness_id ?? null,
+      desk.witnesses.map((w) => [w.witness_id, w.revoked_at, w.expires_at < Date.now()]),
+    ]);
+    keyed(this.witnessPanel, key, () => {
+      this.witnessName.setAttribute("aria-label", t("wit.name"));
+      this.witnessName.placeholder = t("wit.name");
+      this.witnessLabel.setAttribute("aria-label", t("wit.label"));
+      if (!this.witnessLabel.value) this.witnessLabel.value = t("wit.label_default");
+      this.witnessHours.setAttribute("aria-label", t("wit.expires"));
+      const chosen = this.witnessHours.value || "4";
+      this.witnessHours.replaceChildren(...WITNESS_HOURS.map((n) => h("option", { value: String(n) }, t("wit.hours", { n }))));
+      this.witnessHours.value = chosen;
+      const form = h(
+        "form",
+        { class: "mod-host wit-form" },
+        this.witnessName,
+        this.witnessLabel,
+        this.witnessHours,
+        h("button", { type: "submit", class: "accept" }, t("wit.issue")),
+      );
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const name = this.witnessName.value.trim();
+        const label = this.witnessLabel.value.trim();
+        if (!name || !label) return;
+        void store.witnesses("invite", { name, label, expiresInS: Number(this.witnessHours.value) * 3600 }).then(() => {
+          this.witnessName.value = "";
+        });
+      });
+      const time = (ms: number): string => new Date(ms).toLocaleString(currentLang() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+      return [
+        h("h3", { id: "witness-heading" }, t("wit.title")),
+        form,
+        issued ? this.issuedBox(issued.name, issued.link) : null,
+        desk.witnesses.length
+          ? h(
+              "ul",
+              { class: "wit-list", "aria-label": t("wit.title") },
+              ...desk.witnesses.map((w) =>
+                h(
+                  "li",
+                  { class: "queue-item wit-item", "aria-label": w.name },
+                  h("span", { class: "who" }, t("wit.entry", { name: w.name, label: w.label })),
+                  h(
+                    "span",
+                    { class: "mod-state" },
+                    w.revoked_at !== null ? t("wit.revoked") : w.expires_at < Date.now() ? t("wit.expired") : t("wit.valid_until", { time: time(w.expires_at) }),
+                  ),
+                  w.revoked_at === null ? button(t("wit.revoke"), () => store.witnesses("revoke", { id: w.witness_id }), "danger small") : null,
+                ),
+              ),
+            )
+          : h("p", { class: "empty" }, t("wit.none")),
+      ];
+    });
+  }
+
+  /** The link just issued, as a QR code drawn in the page (the `qrcode` package; a data:
+   * PNG, which the pages' policy allows) and as text to copy. */
+  private issuedBox(name: string, link: string): HTMLElement {
+    const img = h("img", { class: "wit-qr", alt: t("wit.qr"), width: "180", height: "180" });
+    void QRCode.toDataURL(link, { errorCorrectionLevel: "M", margin: 4, width: 180 }).then((url) => {
+      img.src = url;
+    });
+    const text = h("input", { type: "text", readonly: true, class: "wit-link", "aria-label": t("wit.link") });
+    text.value = link;
+    return h("figure", { class: "wit-issued" }, img, h("figcaption", {}, t("wit.issued", { name })), text);
   }
 }

@@ -58,10 +58,17 @@ export class ShareControl {
     const mine = !!call && call.operator?.id === store.user?.id;
     this.el.hidden = !mine;
     const shared = store.sharedTo?.callId === call?.call_id ? store.sharedTo : null;
+    const ended = !shared && store.sharedEnded?.callId === call?.call_id ? store.sharedEnded : null;
     const choices = this.choices;
-    const key = [currentLang(), mine, call?.call_id, shared?.conferenceId, choices?.map((c) => c.conference_id)];
+    const key = [currentLang(), mine, call?.call_id, shared?.conferenceId, ended?.title, choices?.map((c) => c.conference_id)];
     keyed(this.el, JSON.stringify(key), () => {
       if (!mine) return [];
+      if (ended && choices === null) {
+        return [
+          h("span", { class: "share-state share-ended", role: "status" }, t("share.conference_ended", { title: ended.title })),
+          button(t("share.open"), () => this.list(), "secondary"),
+        ];
+      }
       if (shared) {
         return [
           h("span", { class: "share-state", role: "status" }, t("share.showing", { title: shared.title })),
