@@ -239,7 +239,7 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 def _fact(w: Witness) -> dict[str, Any]:
     return {
         "witness_id": w.witness_id,
-        "conference_id": w.conference_id,
+        "conference": w.conference_id,
         "user": w.user_id,
         "name": w.name,
         "label": w.label,

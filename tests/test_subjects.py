@@ -34,7 +34,7 @@ T0 = 1_773_532_800.0
 # The fields that make a record about a call, a conference or an evidence item.
 SUBJECT_FIELDS = {"call", "conference", "evidence_id"}
 # Kinds whose data is built elsewhere (a dict handed over whole) but whose name says whose.
-SUBJECT_PREFIXES = ("call_", "conference_", "floor_", "site_", "evidence_", "transfer_")
+SUBJECT_PREFIXES = ("call_", "conference_", "floor_", "site_", "evidence_", "transfer_", "witness_")
 
 
 def _constants() -> dict[str, set[str]]:

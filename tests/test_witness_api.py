@@ -92,7 +92,7 @@ async def test_a_moderator_invites_a_witness_who_watches_until_revoked(desk: Des
     assert (await listed.json())["witnesses"][0]["revoked_at"] is not None
     invited = await desk.recorded("witness_invited")
     revoked = await desk.recorded("witness_revoked")
-    assert [(f["witness_id"], f["conference_id"], f["by"]) for f in invited] == [
+    assert [(f["witness_id"], f["conference"], f["by"]) for f in invited] == [
         (issued["witness_id"], cid, "sup0")
     ]
     assert [(f["witness_id"], f["by"]) for f in revoked] == [(issued["witness_id"], "sup0")]

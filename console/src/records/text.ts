@@ -233,6 +233,11 @@ const zh = {
   "event.floor_policy": "更改发言规则",
   "event.hand_lowered": "放下举手",
   "event.moderator_named": "指定主持人",
+  "event.moderator_removed": "撤销主持人",
+  "event.conference_invited": "邀请参会",
+  "event.conference_invitation_withdrawn": "撤回参会邀请",
+  "event.witness_invited": "邀请列席",
+  "event.witness_revoked": "撤销列席",
   "event.chair_changed": "主持席变更",
   "event.call_shared": "共享通话画面",
   // Call records the subject index files with a call (its audit shows them too).
@@ -497,6 +502,11 @@ const en: Record<Key, string> = {
   "event.floor_policy": "floor rules changed",
   "event.hand_lowered": "hand lowered",
   "event.moderator_named": "moderator named",
+  "event.moderator_removed": "moderator removed",
+  "event.conference_invited": "invited to the conference",
+  "event.conference_invitation_withdrawn": "invitation withdrawn",
+  "event.witness_invited": "witness invited",
+  "event.witness_revoked": "witness revoked",
   "event.chair_changed": "chair changed",
   "event.call_shared": "call shared",
   // Call records the subject index files with a call (its audit shows them too).
