@@ -82,7 +82,8 @@ PROBE = """() => {
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     const text = n.textContent || '';
-    const m = text.match(/\\b[a-z]+(?:_[a-z]+)+\\b/);
+    // snake_case wire codes, and timestamps as the wire writes them.
+    const m = text.match(/\\b[a-z]+(?:_[a-z]+)+\\b|\\d{4}-\\d\\d-\\d\\dT\\d\\d:/);
     if (!m || !n.parentElement || !shown(n.parentElement)) continue;
     if (n.parentElement.closest('code, pre, .mono, script, style')) continue;
     codes.push(m[0] + ' in "' + text.trim().slice(0, 60) + '"');
@@ -221,6 +222,8 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         await supervisor.locator(".rec-nav button").nth(index).click()
         await asyncio.sleep(1.0)
         await look(supervisor, seen, f"console-records-{tab}", desk)
+        view = supervisor.locator(".rec-view:visible")
+        seen[f"records_{tab}_text"] = await view.first.inner_text()
 
     admin = await sign_in(browser, base, "ad-1", "/app/console/admin.html", viewport=LAPTOP)
     await asyncio.sleep(1.0)

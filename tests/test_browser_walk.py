@@ -70,3 +70,19 @@ def test_every_control_on_the_phone_is_a_thumbs_size(run: dict[str, Any]) -> Non
         if key.startswith("phone-") and look["small"]
     }
     assert small == {}, f"under {TOUCH_MIN_PX} px"
+
+
+def test_the_evidence_browser_says_what_to_do_before_the_first_search(
+    run: dict[str, Any],
+) -> None:
+    looks(run)
+    assert "不填条件则查询最近 90 天的证据" in run["records_evidence_text"]
+
+
+def test_the_statistics_name_their_days_and_court_not_wire_timestamps(
+    run: dict[str, Any],
+) -> None:
+    looks(run)
+    text = run["records_stats_text"]
+    assert "T00:00:00" not in text
+    assert "一中院辖区第一基层人民法院" in text.split("范围：", 1)[1].splitlines()[0]

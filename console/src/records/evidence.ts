@@ -42,6 +42,8 @@ export class EvidenceView {
     private readonly tiles: () => Tiles | null = () => null,
   ) {
     this.court = courtSelect(courts);
+    // Before the first search the page is not empty without a word: it says what to do.
+    this.state.textContent = rt("ev.hint");
     const form = h(
       "form",
       { class: "rec-form", role: "search" },

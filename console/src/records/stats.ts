@@ -30,7 +30,7 @@ export class StatsView {
 
   constructor(
     private readonly api: RecordsApi,
-    courts: () => CourtPlace[],
+    private readonly courts: () => CourtPlace[],
   ) {
     this.court = courtSelect(courts);
     const now = new Date();
@@ -71,7 +71,9 @@ export class StatsView {
     try {
       const answer = await this.api.stats({ from: this.from.value, to: this.to.value, court: this.court.value });
       this.current = answer;
-      this.state.textContent = rt("stats.over", { over: `${answer.from} – ${answer.to}, ${answer.court ?? rt("stats.all")}` });
+      // Days and the court's name, not the wire's timestamps and court code.
+      const court = answer.court === null ? rt("stats.all") : courtLabel(this.courts(), answer.court);
+      this.state.textContent = rt("stats.over", { over: `${answer.from.slice(0, 10)} – ${answer.to.slice(0, 10)}, ${court}` });
       this.showFigures(answer);
       this.showCharts(answer);
     } catch (err) {
@@ -148,4 +150,10 @@ export class StatsView {
       ),
     );
   }
+}
+
+/** A court as the court pickers show it: its name, then its code. */
+function courtLabel(courts: CourtPlace[], code: string): string {
+  const name = courts.find((c) => c.code === code)?.name;
+  return name ? `${name}（${code}）` : code;
 }
