@@ -15,9 +15,11 @@ witness closes 4403 (`witness_revoked`) at once here and within
 (`witness_invited`, `witness_revoked`); the witness's use of the link is their sign-in and
 join, recorded under their user id (`witness-<id>`) like anyone's.
 
-The conference is read from the core, so these routes answer on a node that runs it (one
-node alone, or the cluster's authority); elsewhere 503. `_answering` is this edge's one place
-that turns errors into statuses.
+The conference is read through the hub's link (`CoreLink.conference`): from the core where
+it runs (one node alone, or the cluster's authority), else from the authority's journal in
+Redis, so these routes answer on every node of a cluster (503 only while Redis does not).
+A moderator named or taken back shows there within the journal's `JOURNAL_EVERY_S`.
+`_answering` is this edge's one place that turns errors into statuses.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sessions.account_store import Witness
 from sessions.errors import RecorderError
 from sessions.recorder import TraceEvent
 from signalling.core.conference import Conference, ConferenceStatus
+from signalling.link import CoreUnreachable
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +80,7 @@ def summary_of(w: Witness) -> dict[str, Any]:
     }
 
 
-def _conference(request: web.Request, who: Identity) -> Conference:
+async def _conference(request: web.Request, who: Identity) -> Conference:
     """The conference named in the path, if `who` may invite witnesses to it: one of its
     moderators, or an admin over its host court. Another's conference is answered as one that
     does not exist."""
@@ -86,10 +89,12 @@ def _conference(request: web.Request, who: Identity) -> Conference:
         raise Refused(404, "not_found", "no such conference")
     if who.role is Role.WITNESS or who.role is Role.AUDITOR or who.role is Role.OFFICER:
         raise Refused(403, "forbidden", "only a moderator or an admin invites witnesses")
-    core = request.app[HUB].link.running_core()
-    if core is None:
-        raise Refused(503, "unavailable", "ask the node that runs the conferences", retry=True)
-    conf = core.conferences.table.get(raw)
+    try:
+        conf = await request.app[HUB].link.conference(raw)
+    except CoreUnreachable:
+        raise Refused(
+            503, "unavailable", "the conferences cannot be read now", retry=True
+        ) from None
     if conf is None or conf.status is ConferenceStatus.ENDED:
         raise Refused(404, "not_found", "no such conference")
     courts = request.app[COURTS]
@@ -141,7 +146,7 @@ def _expires_in(body: dict[str, Any], most: int) -> int:
 
 async def invite(request: web.Request) -> web.StreamResponse:
     who = http_edge.identity_of(request)
-    conf = _conference(request, who)
+    conf = await _conference(request, who)
     body = await _json_body(request)
     name = _text(body, "name", MAX_NAME_CHARS)
     label = _text(body, "label", MAX_LABEL_CHARS)
@@ -201,7 +206,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
 
 async def listed(request: web.Request) -> web.StreamResponse:
     who = http_edge.identity_of(request)
-    conf = _conference(request, who)
+    conf = await _conference(request, who)
     limit = request.app[CONFIG].conferences.max_invitations
     found = await request.app[ACCOUNTS].store.witnesses_of(conf.conference_id, limit=limit)
     return web.json_response({"witnesses": [summary_of(w) for w in found]})
@@ -209,7 +214,7 @@ async def listed(request: web.Request) -> web.StreamResponse:
 
 async def revoke(request: web.Request) -> web.StreamResponse:
     who = http_edge.identity_of(request)
-    conf = _conference(request, who)
+    conf = await _conference(request, who)
     store = request.app[ACCOUNTS].store
     wanted = request.match_info["witness_id"]
     limit = request.app[CONFIG].conferences.max_invitations

@@ -22,6 +22,7 @@ from sessions.recorder import SessionRecorder
 from signalling import protocol as p
 from signalling.clock import Clock
 from signalling.connection import Connection
+from signalling.core.conference import Conference
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
 from signalling.driver import CoreDriver
@@ -82,6 +83,18 @@ class CoreLink(Protocol):
     def running_core(self) -> Switchboard | None:
         """The switchboard, if it runs on this node now (read, never driven, by the metrics
         endpoint: calls by state, ring latency)."""
+
+    async def conference(self, conference_id: str) -> Conference | None:
+        """A conference not ended, as read (never driven) by an HTTP route that answers on
+        every node (the witness invitations): from the core where it runs here, else from
+        what the cluster's authority keeps of it for its successor (the journal, at most
+        `JOURNAL_EVERY_S` behind). None: no such conference. CoreUnreachable: the store
+        holding it does not answer now."""
+
+
+class CoreUnreachable(Exception):
+    """The core's state cannot be read from this node now (the cluster's Redis does not
+    answer); worth asking again shortly."""
 
 
 class LocalCoreLink:
@@ -148,3 +161,6 @@ class LocalCoreLink:
 
     def running_core(self) -> Switchboard | None:
         return self.core
+
+    async def conference(self, conference_id: str) -> Conference | None:
+        return self.core.conferences.table.get(conference_id)

@@ -1056,6 +1056,37 @@ class Scenario:
             chairs[user] = conference(state)["state"]["chair"]["id"]
         mod_may_name = await mod.row_button(SITE_A, "设为联席主持人").is_visible()
         c_may_name = await c.row_button(SITE_A, "设为联席主持人").is_visible()
+        # The new chair rings the latecomer by id (邀请参会), then withdraws it (撤回邀请).
+        late = self[LATECOMER]
+        await c.page.get_by_label("邀请人员（用户编号）").fill(LATECOMER)
+        await c.button("邀请参会").click()
+        rung = await state_where(
+            late, lambda s: self.conference_id in s["ringing"], "rung by the chair"
+        )
+        # Named as the page knows the user, else by id.
+        invited = c.page.get_by_role("listitem").filter(
+            has_text=re.compile(f"人员 ({LATECOMER}|{NAMES[LATECOMER]})：")
+        )
+        await invited.get_by_role("button", name="撤回邀请", exact=True).click()
+        unrung = await state_where(
+            late, lambda s: self.conference_id not in s["ringing"], "no longer rung"
+        )
+        stopped = [e for e in unrung["events"] if e["type"] == "invitation_stopped"][-1]
+        withdrawn_shown = await until(
+            lambda: invited.filter(has_text="已撤回").is_visible(), within=SIGNAL_S, what="已撤回"
+        )
+        # The chair takes the old chair's part back (取消联席主持人), then names them again.
+        await c.row_button(MODERATOR, "取消联席主持人").click()
+        # (Seen in the chair's table: the server pushes nothing to the one taken back.)
+        unnamed = await state_where(
+            c, lambda s: (site_info(s, MODERATOR) or {}).get("role") == "site", "a site again"
+        )
+        await c.row_button(MODERATOR, "设为联席主持人").click()
+        renamed = await state_where(
+            c,
+            lambda s: (site_info(s, MODERATOR) or {}).get("role") == "moderator",
+            "a moderator again",
+        )
         return {
             "applied": applied,
             "granted": conference(granted)["floor"],
@@ -1067,6 +1098,13 @@ class Scenario:
             "chairs": chairs,
             "old_chair_may_name": mod_may_name,
             "new_chair_may_name": c_may_name,
+            "late_rung": self.conference_id in rung["ringing"],
+            "late_stopped": [stopped.get("reason"), (stopped.get("by") or {}).get("id")],
+            "withdrawn_shown": withdrawn_shown,
+            "old_chair_roles": [
+                (site_info(unnamed, MODERATOR) or {}).get("role"),
+                (site_info(renamed, MODERATOR) or {}).get("role"),
+            ],
         }
 
     async def end(self) -> dict[str, Any]:

@@ -11,9 +11,10 @@ sites are told) and unlocks it, names a co-moderator and takes it back, removes 
 confirming, rings a signed-in user by id (*邀请参会*) and withdraws it, then invites a
 witness in *邀请列席*: the panel shows the link's QR code; the
 witness's page opens the link, sees the conference and joins it as a witness (the desk lists
-it); *撤销* revokes it and the witness's page is closed 4403. Last, 300 sites join and raise
-their hands at once: the desk shows each row with its place, and the page's long tasks
-meanwhile are measured. Screenshots at 1920x1080 go to
+it); *撤销* revokes it and the witness's page is closed 4403. A site with a (fake) camera
+joins from the conferences page and is spotlit: the desk's video shows its picture. Last,
+300 sites join and raise their hands at once: the desk shows each row with its place, and
+the page's long tasks meanwhile are measured. Screenshots at 1920x1080 go to
 build/screenshots/desk-*.png. Prints ONE JSON line with what each step saw.
 """
 
@@ -50,6 +51,9 @@ SUPERVISOR = ("sup-1", "赵强")
 SITE = ("op-z", "孙磊")
 OTHER = ("op-y", "钱敏")
 LATE = ("op-x", "吴刚")
+CAMERA = ("op-w", "周洁")
+# The desk's picture must advance by this much (s) once it shows the spotlit site.
+PLAYING_S = 1.0
 HOSTED = "片区执行调度会"
 WITNESS_NAME = "李代表"
 SIGNAL_S = 10.0
@@ -232,9 +236,53 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         seen["revoked_listed"] = (await console_state(sup))["moderating"]["witnesses"]
         await shoot(sup, "witness-revoked")
         await context.close()
+        await desk_video(browser, base, cid, desk, sup, seen)
         await many_sites(http, base, cid, sup, seen)
         for client in (site, other, late):
             await client.close()
+
+
+async def desk_video(
+    browser: Browser, base: str, cid: str, desk: Any, sup: Page, seen: dict[str, Any]
+) -> None:
+    """A site with a (fake) camera joins from the conferences page and is spotlit from the
+    desk: the desk's video shows its picture (frames with a size, playing on)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    user, name = CAMERA
+    await page.goto(
+        f"{base}/app/conference.html#token={token(user, Role.OPERATOR, 'P0101', name)}",
+        timeout=10_000,
+    )
+    await until(
+        lambda: page.evaluate("window.conf && window.conf.state().connected || null"),
+        within=SIGNAL_S,
+        what="the camera site signed in",
+    )
+    await page.evaluate("id => window.conf.join(id)", cid)
+    row = desk.get_by_role("listitem", name=name)
+    await row.get_by_role("button", name="设为焦点").click(timeout=SIGNAL_S * 1000)
+    await desk.get_by_text(f"焦点画面：{name}").wait_for(timeout=10_000)
+    video = desk.get_by_label("会商画面", exact=True)
+    first = await until(
+        lambda: _playing(video, 0.0), within=20, what="the desk's video showing the spotlit site"
+    )
+    seen["desk_media"] = await sup.evaluate("window.ccConsole.deskMedia()")
+    later = await until(
+        lambda: _playing(video, first[1] + PLAYING_S), within=10, what="the desk's video playing"
+    )
+    seen["desk_video"] = [later[0], round(later[1] - first[1], 2)]
+    seen["desk_video_caption"] = await desk.locator(".mod-video figcaption").inner_text()
+    await shoot(sup, "video")
+    await page.evaluate("window.conf.leave()")
+    await row.wait_for(state="detached", timeout=10_000)
+    await context.close()
+
+
+async def _playing(video: Any, after_s: float) -> tuple[int, float] | None:
+    """The video's width and currentTime once it has a picture past `after_s` seconds."""
+    width, at = await video.evaluate("v => [v.videoWidth, v.currentTime]")
+    return (int(width), float(at)) if width > 0 and at > after_s else None
 
 
 async def many_sites(

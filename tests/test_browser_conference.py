@@ -296,6 +296,12 @@ def test_the_floor_rules_from_the_form_a_co_moderator_named_and_the_chair_handed
     # Only the chair names co-moderators.
     assert not done["old_chair_may_name"]
     assert done["new_chair_may_name"]
+    # The chair's page rings a user by id and withdraws it, and takes a co-moderator's part
+    # back (invite_to_conference, withdraw_invitation, remove_moderator).
+    assert done["late_rung"]
+    assert done["late_stopped"] == ["withdrawn", SITE_C]
+    assert done["withdrawn_shown"]
+    assert done["old_chair_roles"] == ["site", "moderator"]
 
 
 def test_the_moderator_ends_the_conference_for_every_page(run: dict[str, Any]) -> None:

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from tests.browser import namespace_fixture_run
-from tests.browser_desk_scenario import MANY, OTHER, SITE, SUPERVISOR, WITNESS_NAME
+from tests.browser_desk_scenario import (
+    CAMERA,
+    MANY,
+    OTHER,
+    PLAYING_S,
+    SITE,
+    SUPERVISOR,
+    WITNESS_NAME,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -78,3 +86,13 @@ def test_the_desk_invites_a_signed_in_user_and_withdraws_the_invitation(
 ) -> None:
     assert seen(run, "invited") is True
     assert seen(run, "withdrawn") == ["withdrawn", SUPERVISOR[0]]
+
+
+def test_the_desk_shows_the_spotlit_sites_picture(run: dict[str, Any]) -> None:
+    """The desk receives the conference's media as the conferences page does: the spotlight
+    slot carries the spotlit site's camera, decoded and playing on."""
+    width, advanced_s = seen(run, "desk_video")
+    assert width > 0
+    assert advanced_s >= PLAYING_S
+    assert "spotlight" in seen(run, "desk_media")["slots"]
+    assert seen(run, "desk_video_caption").startswith(f"会商画面：{CAMERA[1]}")

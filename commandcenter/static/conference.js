@@ -183,6 +183,11 @@
       "act.remove": "移出",
       "act.ban": "移出并禁止再加入",
       "act.name_moderator": "设为联席主持人",
+      "act.remove_moderator": "取消联席主持人",
+      "act.withdraw": "撤回邀请",
+      "mod.invite_user": "邀请人员（用户编号）",
+      "mod.invite": "邀请参会",
+      "invitation.withdrawn": "已撤回（{by}）",
       "act.hand_over": "移交主持",
       "invitation.court": "法院 {invitee}",
       "invitation.user": "人员 {invitee}",
@@ -378,6 +383,11 @@
       "act.remove": "Remove",
       "act.ban": "Remove and ban",
       "act.name_moderator": "Name co-moderator",
+      "act.remove_moderator": "Take back co-moderator",
+      "act.withdraw": "Withdraw",
+      "mod.invite_user": "Invite a user (user id)",
+      "mod.invite": "Invite",
+      "invitation.withdrawn": "withdrawn ({by})",
       "act.hand_over": "Hand over the chair",
       "invitation.court": "court {invitee}",
       "invitation.user": "user {invitee}",
@@ -1060,6 +1070,15 @@
       }),
     nameModerator: (user, options) =>
       act("name_moderator", () => moderate("name_moderator", { user }, options)),
+    // The chair takes a co-moderator's part back: they stay, as a site.
+    removeModerator: (user, options) =>
+      act("remove_moderator", () => moderate("remove_moderator", { user }, options)),
+    // Ring a signed-in user (by id) into the conference, and withdraw a user's invitation
+    // not answered by joining.
+    invite: (user, options) =>
+      act("invite_to_conference", () => moderate("invite_to_conference", { user: String(user || "").trim() }, options)),
+    withdraw: (user, options) =>
+      act("withdraw_invitation", () => moderate("withdraw_invitation", { user }, options)),
     handOver: (to, options) => act("hand_over", () => moderate("hand_over", { to }, options)),
     end: (options = UNCONDITIONAL) => act("end_conference", () => moderate("end_conference", {}, options)),
     record: (on, options) => act("record_conference", () => moderate("record_conference", { on }, options)),
@@ -1698,18 +1717,32 @@
       show(b.remove, s.role !== "moderator");
       show(b.ban, s.role !== "moderator");
       show(b.name, isChair && s.role === "site");
+      show(b.unname, isChair && s.role === "moderator" && !self);
       show(b.handOver, isChair && s.role === "moderator" && !self && s.status === "joined");
     }
 
     const keys = [...conf.invitations.keys()];
-    const answers = keyed($("invitation-answers"), keys, () => document.createElement("li"));
+    const answers = keyed($("invitation-answers"), keys, invitationItem);
     for (const key of keys) {
       const inv = conf.invitations.get(key);
       const li = answers.get(key);
       li.dataset.state = inv.state;
       const who = t(`invitation.${inv.kind}`, { invitee: inv.kind === "user" ? nameOf(inv.invitee) : inv.invitee });
-      setText(li, `${who}：${t(`invitation.${inv.state}`, { by: inv.by ? inv.by.name : "" })}`);
+      setText(li.text, `${who}：${t(`invitation.${inv.state}`, { by: inv.by ? inv.by.name : "" })}`);
+      setText(li.withdraw, t("act.withdraw"));
+      show(li.withdraw, inv.kind === "user" && inv.state !== "joined" && inv.state !== "withdrawn");
     }
+  }
+
+  // One invitation's answer; a user's invitation not answered by joining can be withdrawn.
+  function invitationItem(key) {
+    const li = document.createElement("li");
+    li.text = document.createElement("span");
+    const [kind, invitee] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+    li.withdraw = button(t("act.withdraw"), () => moderator.withdraw(invitee));
+    li.withdraw.hidden = kind !== "user";
+    li.append(li.text, " ", li.withdraw);
+    return li;
   }
 
   function siteRow(id) {
@@ -1723,6 +1756,7 @@
       remove: button(t("act.remove"), () => moderator.remove(id, false)),
       ban: button(t("act.ban"), () => moderator.remove(id, true)),
       name: button(t("act.name_moderator"), () => moderator.nameModerator(id)),
+      unname: button(t("act.remove_moderator"), () => moderator.removeModerator(id)),
       handOver: button(t("act.hand_over"), () => moderator.handOver(id)),
     };
     actions.append(...Object.values(tr.buttons));
@@ -1830,6 +1864,12 @@
       feeds.shareCall(e.target.elements.call_id.value).then((done) => {
         if (done.ok) e.target.reset();
       });
+    };
+    $("invite-form").onsubmit = (e) => {
+      e.preventDefault();
+      const input = e.target.elements.user;
+      const user = input.value.trim();
+      if (user) moderator.invite(user).then((r) => r.ok && (input.value = ""));
     };
     $("floor-form").onsubmit = (e) => {
       e.preventDefault();

@@ -204,6 +204,8 @@ window.ccConsole = {
   inboundStats: () => (call.media ? call.media.inboundStats() : Promise.resolve([])),
   // The video wall: what each tile shows, and opening it as a click on the top bar would.
   wall: () => wall.state(),
+  // The desk's conference media: its connection and the slots received.
+  deskMedia: () => moderation.mediaState(),
   wallStats: () => wall.feedStats(),
   // A dropped connection (and an unusable token) on demand; the way back is the real one.
   dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),

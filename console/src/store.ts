@@ -136,6 +136,8 @@ export class Store {
   onMediaPush: ((msg: Push) => void) | null = null;
   /** Set by the video wall: media messages and ends of its watches. */
   onWallPush: ((msg: Push) => void) | null = null;
+  /** Set by the desk: media messages for the conference open there. */
+  onDeskPush: ((msg: Push) => void) | null = null;
   private listeners = new Set<Listener>();
 
   constructor() {
@@ -257,6 +259,7 @@ export class Store {
       case "media_restart":
         this.onMediaPush?.(msg);
         this.onWallPush?.(msg);
+        this.onDeskPush?.(msg);
         return;
       case "watch_ended":
         this.onWallPush?.(msg);

@@ -14,6 +14,8 @@ import os
 import time
 from collections.abc import Callable
 
+import msgspec
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -21,6 +23,7 @@ from identity import Identity
 from sessions.recorder import SessionRecorder
 from signalling import protocol as p
 from signalling.clock import Clock
+from signalling.cluster import wire as w
 from signalling.cluster.cpu import CpuMeter
 from signalling.cluster.gateway import Gateway
 from signalling.cluster.journal import Journal
@@ -33,13 +36,17 @@ from signalling.cluster.routing import ClusterMedia, ClusterRouter
 from signalling.cluster.subscription import Subscription
 from signalling.cluster.writer import RedisWriter
 from signalling.connection import Connection
+from signalling.core.conference import Conference
+from signalling.core.conference_snapshot import SnapshotError, restored
 from signalling.core.presence import Session, SessionKeys
 from signalling.core.switchboard import Switchboard
-from signalling.link import ConnectParams
+from signalling.link import ConnectParams, CoreUnreachable
 from signalling.media_port import CascadePort, MediaPort
 from signalling.outbox import Outbox
 from signalling.router import LocalRouter
 from signalling.settings import RedisConfig
+
+log = structlog.get_logger(__name__)
 
 
 class RedisCoreLink:
@@ -277,6 +284,24 @@ class RedisCoreLink:
     def running_core(self) -> Switchboard | None:
         driver = self.leader.driver
         return driver.core if driver is not None else None
+
+    async def conference(self, conference_id: str) -> Conference | None:
+        core = self.running_core()
+        if core is not None:
+            return core.conferences.table.get(conference_id)
+        # A gateway: the authority's journal of it, the snapshot its successor would carry on.
+        try:
+            raw = await self.redis.hget(self.keys.journal_conferences, conference_id)
+        except (RedisError, OSError) as exc:
+            raise CoreUnreachable(str(exc)) from exc
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            entry = w.decode_journal_conference(raw)
+            return None if entry.snapshot is None else restored(entry.snapshot, self.clock.now())
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, SnapshotError):
+            log.warning("unreadable journalled conference", conference_id=conference_id)
+            return None
 
     async def round_trip(self, timeout_s: float) -> float | None:
         """Seconds a PING to Redis takes now (the metrics endpoint asks at each scrape);

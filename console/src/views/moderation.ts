@@ -6,17 +6,24 @@
 // one as `sites_changed` names them, never the whole list: a provincial conference has 300.
 // Folded while none of this user's conferences runs, or as the user last chose
 // (`localStorage` `cc.desk.folded`).
+// The conference's picture: while one is open the desk holds ONE peer connection with the
+// server for it, as the conferences page does (call_id = the conference id; we offer to
+// receive only; the server offers our slots) and shows the `spotlight` slot: the site in the
+// spotlight, else the floor holder (docs/console.md, "The desk's video").
 
 import QRCode from "qrcode";
 
 import { button, h, keyed } from "../dom";
-import { currentLang, t } from "../i18n";
-import type { SiteInfo } from "../protocol";
+import { CallMedia } from "../media";
+import { currentLang, t, type TextKey } from "../i18n";
+import type { Push, SiteInfo } from "../protocol";
 import type { Store } from "../store";
 
 const FOLD_KEY = "cc.desk.folded";
 const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
 const WITNESS_HOURS = [1, 4, 8, 24];
+// The slot of the conference's media that carries the spotlight's (or floor holder's) video.
+const SPOTLIGHT_SLOT = "spotlight";
 
 function storedFold(): string | null {
   try {
@@ -45,9 +52,66 @@ export class ModerationView {
   private removing: string | null = null;
   private witnessesOf: string | null = null;
   private fold: string | null = storedFold();
+  private readonly stage = h("figure", { class: "mod-video" });
+  private readonly video = h("video", { autoplay: true, playsinline: true, muted: true });
+  private readonly videoCaption = h("figcaption", { role: "status" });
+  /** The open conference's media (receive only), null while none is open. */
+  private media: CallMedia | null = null;
 
   constructor(private readonly store: Store) {
     this.el.append(this.head, this.body);
+    this.video.muted = true;
+    this.stage.append(this.video, this.videoCaption);
+    store.onDeskPush = (msg) => this.mediaPushed(msg);
+  }
+
+  private mediaPushed(msg: Push): void {
+    const media = this.media;
+    if (!media) return;
+    if (msg.type === "offer" && msg.call_id === media.callId) void media.serverOffer(msg.sdp);
+    // The conference's media worker moved: a new peer connection, offered again.
+    if (msg.type === "media_restart" && msg.call_id === media.callId) {
+      this.stopMedia();
+      this.startMedia(msg.call_id);
+    }
+  }
+
+  /** For the tests (window.ccConsole.deskMedia): the desk's media, JSON-able. */
+  mediaState(): { conference_id: string; connectionState: string; slots: string[]; error: string | null } | null {
+    const media = this.media;
+    if (!media) return null;
+    return { conference_id: media.callId, connectionState: media.pc.connectionState, slots: [...media.remote.keys()], error: media.error };
+  }
+
+  private startMedia(conferenceId: string): void {
+    this.media = new CallMedia(this.store.hub, conferenceId, null, () => this.renderVideo());
+    void this.media.start();
+  }
+
+  private stopMedia(): void {
+    this.media?.close();
+    this.media = null;
+    this.video.srcObject = null;
+  }
+
+  /** The spotlight slot's picture, and whose it is (or the media's state while none). */
+  private renderVideo(): void {
+    const open = this.store.moderation.open;
+    const media = this.media;
+    const stream = media?.remote.get(SPOTLIGHT_SLOT) ?? null;
+    if (this.video.srcObject !== stream) {
+      this.video.srcObject = stream;
+      // Started by hand: the desk scrolls, and an autoplay video out of sight is left paused.
+      if (stream) this.video.play().catch(() => undefined);
+    }
+    this.video.setAttribute("aria-label", t("mod.video"));
+    const state = media ? t(`media.${media.pc.connectionState}` as TextKey) : "";
+    const who = open?.spotlight?.name ?? open?.holders[0]?.name ?? null;
+    this.videoCaption.textContent = media?.error
+      ? t("mod.video_failed", { reason: media.error })
+      : who
+        ? t("mod.video_of", { name: who, state })
+        : t("mod.video_none", { state });
   }
 
   /** Folded: as the user chose last, else while none of their conferences runs. */
@@ -84,8 +148,13 @@ export class ModerationView {
           ),
     ]);
     this.body.hidden = folded;
-    if (folded) return;
     const open = desk.open;
+    if (!open && this.media) this.stopMedia();
+    if (open && this.media?.callId !== open.id) {
+      this.stopMedia();
+      this.startMedia(open.id);
+    }
+    if (folded) return;
     if (!open) {
       this.rows.clear();
       this.witnessesOf = null;
@@ -95,7 +164,7 @@ export class ModerationView {
     }
     if (this.body.dataset.key !== "open") {
       this.body.dataset.key = "open";
-      this.body.replaceChildren(this.top, this.list, this.empty, this.invitePanel, this.witnessPanel);
+      this.body.replaceChildren(this.top, this.stage, this.list, this.empty, this.invitePanel, this.witnessPanel);
     }
     if (this.witnessesOf !== open.id) {
       this.witnessesOf = open.id;
@@ -103,6 +172,7 @@ export class ModerationView {
     }
     const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
     this.renderTop(others);
+    this.renderVideo();
     this.renderRows(others);
     this.renderInvitations();
     this.renderWitnesses();
