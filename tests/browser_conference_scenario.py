@@ -1079,9 +1079,12 @@ class Scenario:
         )
         # The chair takes the old chair's part back (取消联席主持人), then names them again.
         await c.row_button(MODERATOR, "取消联席主持人").click()
-        # (Seen in the chair's table: the server pushes nothing to the one taken back.)
         unnamed = await state_where(
             c, lambda s: (site_info(s, MODERATOR) or {}).get("role") == "site", "a site again"
+        )
+        # The one taken back is told: its own page leaves the moderator's view.
+        demoted = await state_where(
+            mod, lambda s: conference(s)["role"] == "site", "its own page a site's"
         )
         await c.row_button(MODERATOR, "设为联席主持人").click()
         renamed = await state_where(
@@ -1107,6 +1110,7 @@ class Scenario:
                 (site_info(unnamed, MODERATOR) or {}).get("role"),
                 (site_info(renamed, MODERATOR) or {}).get("role"),
             ],
+            "old_chair_page_role": conference(demoted)["role"],
         }
 
     async def end(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ confirming, rings a signed-in user by id (*邀请参会*) and withdraws it, then
 witness in *邀请列席*: the panel shows the link's QR code; the
 witness's page opens the link, sees the conference and joins it as a witness (the desk lists
 it); *撤销* revokes it and the witness's page is closed 4403. A site with a (fake) camera
-joins from the conferences page and is spotlit: the desk's video shows its picture. Last,
+joins from the conferences page and is spotlit: the desk's video shows its picture; given the
+floor, its voice plays on the desk (静音 / 取消静音). Last,
 300 sites join and raise their hands at once: the desk shows each row with its place, and
 the page's long tasks meanwhile are measured. Screenshots at 1920x1080 go to
 build/screenshots/desk-*.png. Prints ONE JSON line with what each step saw.
@@ -274,9 +275,51 @@ async def desk_video(
     seen["desk_video"] = [later[0], round(later[1] - first[1], 2)]
     seen["desk_video_caption"] = await desk.locator(".mod-video figcaption").inner_text()
     await shoot(sup, "video")
+    # Given the floor, its (fake) microphone is heard on the desk: an <audio> playing a live
+    # track with audio arriving, and the desk's 静音 mutes it (and 取消静音 undoes that).
+    await row.get_by_role("button", name="给予发言").click(timeout=SIGNAL_S * 1000)
+    heard = await until(lambda: _hearing(sup, 0), within=20, what="the desk hearing the site")
+    more = await until(
+        lambda: _hearing(sup, heard["inbound"]["bytes"]), within=10, what="more of its voice"
+    )
+    await desk.get_by_role("button", name="静音", exact=True).click()
+    muted = await until(
+        lambda: _voices_muted(sup, True), within=SIGNAL_S, what="the desk's voices muted"
+    )
+    await desk.get_by_role("button", name="取消静音", exact=True).click()
+    unmuted = await until(
+        lambda: _voices_muted(sup, False), within=SIGNAL_S, what="the desk's voices heard again"
+    )
+    seen["desk_audio"] = {
+        "voices": heard["voices"],
+        "bytes": [heard["inbound"]["bytes"], more["inbound"]["bytes"]],
+        "muted": [muted["muted"], [v["muted"] for v in muted["voices"]]],
+        "unmuted": [unmuted["muted"], [v["muted"] for v in unmuted["voices"]]],
+    }
     await page.evaluate("window.conf.leave()")
     await row.wait_for(state="detached", timeout=10_000)
     await context.close()
+
+
+async def _hearing(page: Page, after_bytes: int) -> dict[str, Any] | None:
+    """The desk's voices once audio past `after_bytes` arrived and one <audio> plays a live,
+    unmuted track."""
+    state: dict[str, Any] | None = await page.evaluate("window.ccConsole.deskAudio()")
+    if state is None or state["inbound"]["bytes"] <= after_bytes:
+        return None
+    live = [
+        v
+        for v in state["voices"]
+        if v["track"] == "live" and v["trackMuted"] is False and not v["paused"]
+    ]
+    return state if live else None
+
+
+async def _voices_muted(page: Page, muted: bool) -> dict[str, Any] | None:
+    state: dict[str, Any] | None = await page.evaluate("window.ccConsole.deskAudio()")
+    if state is None or not state["voices"] or state["muted"] is not muted:
+        return None
+    return state if all(v["muted"] is muted for v in state["voices"]) else None
 
 
 async def _playing(video: Any, after_s: float) -> tuple[int, float] | None:

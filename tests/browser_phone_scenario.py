@@ -167,6 +167,10 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
     await until(lambda: _flag(phone, True), within=10, what="emergency raised")
     await until(lambda: _rings(operator, 1), within=10, what="emergency rings")
     seen["sos_state"] = await phone.locator("#sos-state").text_content()
+    # The button itself no longer asks to be held: it says the alarm is out.
+    seen["sos_label"] = await until(
+        lambda: _label_is(phone, "已发出紧急求助"), within=10, what="the button says it is out"
+    )
     # Once the SOS is out, the phone offers a note; sent, it reaches the operator's page.
     await phone.get_by_label("补充说明（可选）").fill("嫌疑人持械，两人受伤")
     await phone.get_by_role("button", name="发送说明").click()
@@ -188,9 +192,13 @@ async def drive(browser: Any, base: str, seen: dict[str, Any]) -> None:
         return text if text and "已接警" in text else None
 
     seen["taken_state"] = await until(taken, within=10, what="the phone told who took it")
+    seen["taken_label"] = await phone.locator("#sos-label").text_content()
     await operator.page.evaluate(f"window.cc.clearEmergency({json.dumps(OFFICER)})")
     await until(lambda: _flag(phone, False), within=10, what="emergency cleared")
     seen["cleared_state"] = await phone.locator("#sos-state").text_content()
+    seen["cleared_label"] = await until(
+        lambda: _label_is(phone, "长按 2 秒紧急求助"), within=10, what="the button asks again"
+    )
     seen["note_form_after_clear"] = await phone.locator("#sos-note-form").is_visible()
     await shot(phone, "cleared")
     await capture_evidence(phone, context, base, seen)
@@ -291,6 +299,11 @@ async def _rings(page: Any, n: int) -> bool:
 async def _ringing(page: Any) -> list[str] | None:
     ringing: list[str] = (await page.state())["ringing"]
     return ringing or None
+
+
+async def _label_is(page: Page, text: str) -> str | None:
+    label = await page.locator("#sos-label").text_content()
+    return label if label == text else None
 
 
 async def _flag(page: Page, raised: bool) -> bool:

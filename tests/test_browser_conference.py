@@ -302,6 +302,7 @@ def test_the_floor_rules_from_the_form_a_co_moderator_named_and_the_chair_handed
     assert done["late_stopped"] == ["withdrawn", SITE_C]
     assert done["withdrawn_shown"]
     assert done["old_chair_roles"] == ["site", "moderator"]
+    assert done["old_chair_page_role"] == "site"
 
 
 def test_the_moderator_ends_the_conference_for_every_page(run: dict[str, Any]) -> None:

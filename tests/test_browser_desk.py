@@ -96,3 +96,18 @@ def test_the_desk_shows_the_spotlit_sites_picture(run: dict[str, Any]) -> None:
     assert advanced_s >= PLAYING_S
     assert "spotlight" in seen(run, "desk_media")["slots"]
     assert seen(run, "desk_video_caption").startswith(f"会商画面：{CAMERA[1]}")
+
+
+def test_the_desk_plays_the_voice_of_the_site_with_the_floor(run: dict[str, Any]) -> None:
+    """The conference's audio slots are played on the desk: an <audio> per slot, its track
+    live and receiving, bytes arriving, and the desk's mute toggle mutes them all."""
+    audio = seen(run, "desk_audio")
+    assert [v["slot"] for v in audio["voices"] if v["track"] == "live"]
+    assert all(v["slot"].startswith("audio-") for v in audio["voices"])
+    first, later = audio["bytes"]
+    assert later > first > 0
+    assert audio["muted"][0] is True
+    assert audio["muted"][1]
+    assert all(audio["muted"][1])
+    assert audio["unmuted"][0] is False
+    assert not any(audio["unmuted"][1])

@@ -49,6 +49,10 @@ def test_sos_needs_a_long_press_and_shows_who_cleared_it(run: dict[str, Any]) ->
     assert seen(run, "sos_state") == "紧急求助已发出，等待指挥中心处理"
     assert seen(run, "taken_state") == "operator op-1 已接警，正在处理"
     assert seen(run, "cleared_state") == "紧急状态已由 operator op-1 解除"
+    # The SOS button says the alarm is out (and who took it), then asks to be held again.
+    assert seen(run, "sos_label") == "已发出紧急求助"
+    assert seen(run, "taken_label") == "已发出紧急求助 · operator op-1 已接警"
+    assert seen(run, "cleared_label") == "长按 2 秒紧急求助"
 
 
 def test_the_phone_sends_a_note_after_the_sos_and_names_its_court(run: dict[str, Any]) -> None:

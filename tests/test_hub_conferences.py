@@ -313,6 +313,12 @@ async def test_the_chair_removes_a_co_moderator_who_stays_as_a_site(server: Serv
         "sites_changed",
         where=lambda m: any(s["user"]["id"] == "op1" and s["role"] == "site" for s in m["sites"]),
     )
+    # op1 itself is told, at once, so its pages leave the moderator view.
+    told = await op1.expect(
+        "sites_changed",
+        where=lambda m: any(s["user"]["id"] == "op1" and s["role"] == "site" for s in m["sites"]),
+    )
+    assert [s["user"]["id"] for s in told["sites"]] == ["op1"]
     # A site again: it may raise a hand, and may no longer moderate.
     await op1.request("raise_hand", conference_id=cid)
     denied = await op1.error_for(await op1.send("mute_all", conference_id=cid))

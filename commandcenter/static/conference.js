@@ -214,6 +214,7 @@
       "notice.floor.mute_all": "主持人已全体静音",
       "notice.floor.superseded": "发言席位已满，您的发言权已被替换",
       "notice.floor.promoted": "您已被设为联席主持人",
+      "notice.floor.demoted": "主持人已取消您的联席主持人身份",
       "notice.failed": "操作未成功：{what}",
       "error.forbidden": "无权进行此操作",
       "error.not_found": "会商或席位不存在",
@@ -414,6 +415,7 @@
       "notice.floor.mute_all": "The moderator muted everyone",
       "notice.floor.superseded": "The floor was full; your floor went to another site",
       "notice.floor.promoted": "You were named co-moderator",
+      "notice.floor.demoted": "The chair took back your co-moderator part",
       "notice.failed": "Not done: {what}",
       "error.forbidden": "not allowed",
       "error.not_found": "no such conference or site",
@@ -801,6 +803,11 @@
           if (me && me.role === "moderator" && conf.role !== "moderator") {
             conf.role = "moderator";
             notify("info", t("notice.floor.promoted"));
+          } else if (me && me.role === "site" && conf.role === "moderator") {
+            // Our co-moderator part taken back: a site again, as any other.
+            conf.role = "site";
+            conf.invitations.clear();
+            notify("info", t("notice.floor.demoted"));
           }
         }
         break;

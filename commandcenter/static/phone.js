@@ -28,6 +28,8 @@
       sound: "打开声音",
       sos: "长按 2 秒紧急求助",
       sos_hold: "继续按住…",
+      sos_active: "已发出紧急求助",
+      sos_active_taken: "已发出紧急求助 · {name} 已接警",
       sos_raised: "紧急求助已发出，等待指挥中心处理",
       sos_cleared: "紧急状态已由 {name} 解除",
       sos_false: "已由 {name} 作为误报解除",
@@ -88,6 +90,8 @@
       sound: "Turn sound on",
       sos: "Hold 2 s for SOS",
       sos_hold: "Keep holding…",
+      sos_active: "SOS raised",
+      sos_active_taken: "SOS raised · taken by {name}",
       sos_raised: "SOS sent; waiting for the center",
       sos_cleared: "Emergency cleared by {name}",
       sos_false: "Cleared as a false alarm by {name}",
@@ -155,6 +159,12 @@
     $("camera").textContent = s.cameraOff ? t.camera_on : t.camera_off;
     $("camera").setAttribute("aria-pressed", String(s.cameraOff));
     $("sos").classList.toggle("raised", s.emergency);
+    // While the SOS is out the button says so (holding it again sends nothing more; the note
+    // below is what the officer can add), and asks to be held again once it is cleared.
+    sosRaised = s.emergency;
+    sosTakenBy = s.emergency && s.emergencyTakenBy ? s.emergencyTakenBy.name : null;
+    $("sos").setAttribute("aria-disabled", String(sosRaised));
+    if (!sosHolding) $("sos-label").textContent = sosLabel();
     if (s.emergency && s.emergencyTakenBy) {
       $("sos-state").textContent = fill(t.sos_taken, { name: s.emergencyTakenBy.name });
     } else if (s.emergency) $("sos-state").textContent = t.sos_raised;
@@ -288,6 +298,15 @@
     window.ccCapture.add(file, caseNumber).catch(report);
   }
 
+  // What the SOS button says: hold it, or that the alarm is out (and who took it).
+  let sosRaised = false;
+  let sosTakenBy = null;
+  let sosHolding = false;
+  function sosLabel() {
+    if (!sosRaised) return t.sos;
+    return sosTakenBy ? fill(t.sos_active_taken, { name: sosTakenBy }) : t.sos_active;
+  }
+
   // Press and hold: a bar fills for SOS_HOLD_MS; let go early and nothing is sent.
   function holdToRaise(button) {
     let timer = null;
@@ -302,13 +321,15 @@
       clearTimeout(timer);
       cancelAnimationFrame(frame);
       timer = null;
+      sosHolding = false;
       $("sos-fill").style.width = "0";
-      $("sos-label").textContent = t.sos;
+      $("sos-label").textContent = sosLabel();
     };
     button.addEventListener("pointerdown", (e) => {
       e.preventDefault();
-      if (timer) return;
+      if (timer || sosRaised) return;
       started = Date.now();
+      sosHolding = true;
       $("sos-label").textContent = t.sos_hold;
       frame = requestAnimationFrame(grow);
       timer = setTimeout(() => {

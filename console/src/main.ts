@@ -206,6 +206,7 @@ window.ccConsole = {
   wall: () => wall.state(),
   // The desk's conference media: its connection and the slots received.
   deskMedia: () => moderation.mediaState(),
+  deskAudio: () => moderation.audioState(),
   wallStats: () => wall.feedStats(),
   // A dropped connection (and an unusable token) on demand; the way back is the real one.
   dropConnection: (spoilToken: boolean) => store.hub.dropForTest(spoilToken),

@@ -257,6 +257,15 @@ export class ModeratorDesk {
         for (const id of msg.left) open.sites.delete(id);
         for (const inv of msg.invitations ?? []) open.invitations.set(`${inv.kind}:${inv.invitee}`, inv);
         open.deltas += 1;
+        if (open.sites.get(this.me() ?? "")?.role === "site") {
+          // Our co-moderator part taken back (remove_moderator): the desk is not ours any
+          // more; the conference goes on, and the conferences page shows us as a site.
+          this.closedBy = "demoted";
+          this.open = null;
+          this.witnesses = [];
+          this.issued = null;
+          this.mine = this.mine.filter((c) => c.conference_id !== msg.conference_id);
+        }
         break;
       case "conference_ended":
       case "conference_left":

@@ -136,6 +136,14 @@ class Moderation:
         if site is not None:
             # A site again: heard only with the floor, as any other.
             site.role = "site"
+            # No longer among the moderators the batched changes go to: told at once, with
+            # its own site, so its pages leave the moderator view (as `name_moderator`'s
+            # whole view told it to enter one).
+            info = self._board.presence.info
+            own = p.SitesChanged(
+                conf.conference_id, conf.revision, [site_info(conf, site, info)], [], []
+            )
+            out.append(Send((site.user,), own))
             self._board.conferences.site_changed(conf, site, now, out)
 
     def hand_over(self, session: Session, msg: p.HandOver, now: float, out: list[Action]) -> None:

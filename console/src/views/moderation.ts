@@ -9,7 +9,8 @@
 // The conference's picture: while one is open the desk holds ONE peer connection with the
 // server for it, as the conferences page does (call_id = the conference id; we offer to
 // receive only; the server offers our slots) and shows the `spotlight` slot: the site in the
-// spotlight, else the floor holder (docs/console.md, "The desk's video").
+// spotlight, else the floor holder (docs/console.md, "The desk's video"), and plays the
+// voices heard in it: one <audio> per `audio-<i>` slot, with a 静音 / 取消静音 toggle.
 
 import QRCode from "qrcode";
 
@@ -24,6 +25,8 @@ const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
 const WITNESS_HOURS = [1, 4, 8, 24];
 // The slot of the conference's media that carries the spotlight's (or floor holder's) video.
 const SPOTLIGHT_SLOT = "spotlight";
+// The slots that carry the conference's voices: audio-0, audio-1, ...
+const AUDIO_SLOT = /^audio-\d+$/;
 
 function storedFold(): string | null {
   try {
@@ -55,13 +58,21 @@ export class ModerationView {
   private readonly stage = h("figure", { class: "mod-video" });
   private readonly video = h("video", { autoplay: true, playsinline: true, muted: true });
   private readonly videoCaption = h("figcaption", { role: "status" });
+  /** The voices: one <audio> per audio slot received, by slot. */
+  private readonly voices = new Map<string, HTMLAudioElement>();
+  private voicesMuted = false;
+  private readonly muteVoices = h("button", { type: "button", class: "mod-mute" });
   /** The open conference's media (receive only), null while none is open. */
   private media: CallMedia | null = null;
 
   constructor(private readonly store: Store) {
     this.el.append(this.head, this.body);
     this.video.muted = true;
-    this.stage.append(this.video, this.videoCaption);
+    this.stage.append(this.video, this.videoCaption, this.muteVoices);
+    this.muteVoices.addEventListener("click", () => {
+      this.voicesMuted = !this.voicesMuted;
+      this.renderVideo();
+    });
     store.onDeskPush = (msg) => this.mediaPushed(msg);
   }
 
@@ -88,10 +99,37 @@ export class ModerationView {
     void this.media.start();
   }
 
+  /** For the tests (window.ccConsole.deskAudio): the voices' elements and their inbound
+   * audio (bytes and packets received so far), JSON-able. */
+  async audioState(): Promise<{
+    muted: boolean;
+    voices: { slot: string; track: string | null; trackMuted: boolean | null; muted: boolean; paused: boolean }[];
+    inbound: { bytes: number; packets: number };
+  } | null> {
+    const media = this.media;
+    if (!media) return null;
+    const voices = [...this.voices].map(([slot, el]) => {
+      const track = (el.srcObject as MediaStream | null)?.getAudioTracks()[0] ?? null;
+      return { slot, track: track?.readyState ?? null, trackMuted: track?.muted ?? null, muted: el.muted, paused: el.paused };
+    });
+    const inbound = { bytes: 0, packets: 0 };
+    (await media.pc.getStats()).forEach((s: Record<string, unknown>) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "audio") return;
+      inbound.bytes += Number(s.bytesReceived ?? 0);
+      inbound.packets += Number(s.packetsReceived ?? 0);
+    });
+    return { muted: this.voicesMuted, voices, inbound };
+  }
+
   private stopMedia(): void {
     this.media?.close();
     this.media = null;
     this.video.srcObject = null;
+    for (const el of this.voices.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
+    this.voices.clear();
   }
 
   /** The spotlight slot's picture, and whose it is (or the media's state while none). */
@@ -105,6 +143,7 @@ export class ModerationView {
       if (stream) this.video.play().catch(() => undefined);
     }
     this.video.setAttribute("aria-label", t("mod.video"));
+    this.renderVoices();
     const state = media ? t(`media.${media.pc.connectionState}` as TextKey) : "";
     const who = open?.spotlight?.name ?? open?.holders[0]?.name ?? null;
     this.videoCaption.textContent = media?.error
@@ -112,6 +151,35 @@ export class ModerationView {
       : who
         ? t("mod.video_of", { name: who, state })
         : t("mod.video_none", { state });
+  }
+
+  /** An <audio> per audio slot received, started by hand (play()), muted as the desk chose. */
+  private renderVoices(): void {
+    const remote = this.media?.remote ?? new Map<string, MediaStream>();
+    for (const [slot, el] of this.voices) {
+      if (remote.has(slot)) continue;
+      el.srcObject = null;
+      el.remove();
+      this.voices.delete(slot);
+    }
+    for (const [slot, stream] of remote) {
+      if (!AUDIO_SLOT.test(slot)) continue;
+      let el = this.voices.get(slot);
+      if (!el) {
+        el = h("audio", { autoplay: true });
+        el.dataset.slot = slot;
+        this.voices.set(slot, el);
+        this.stage.append(el);
+      }
+      if (el.srcObject !== stream) {
+        el.srcObject = stream;
+        el.play().catch(() => undefined);
+      }
+      el.muted = this.voicesMuted;
+    }
+    this.muteVoices.textContent = this.voicesMuted ? t("mod.voices_unmute") : t("mod.voices_mute");
+    this.muteVoices.setAttribute("aria-pressed", String(this.voicesMuted));
+    this.muteVoices.hidden = !this.media;
   }
 
   /** Folded: as the user chose last, else while none of their conferences runs. */
