@@ -25,7 +25,7 @@ import multiprocessing
 import resource
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
@@ -131,17 +131,22 @@ def _worker(
     asyncio.run(_run_worker(index, paths, workers, seconds, rate, report))
 
 
-def handoff(workers: int, seconds: float, rate: int) -> dict[str, Any]:
-    """One run: a source, the router and `workers` receiving workers, each a process."""
+Spawn = Callable[[int, dict[int, str], Connection], tuple[Callable[..., None], tuple[Any, ...]]]
+
+
+def run_fabric_processes(prefix: str, indices: list[int], spawn: Spawn) -> dict[int, Any]:
+    """One process per fabric index, each with its socket path in a private directory; the
+    two steps each reports ("ready", "placed") are waited for across all of them before all
+    are told to go, then their results are gathered (bench.open_audio runs the same way)."""
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="fabric-bench-") as directory:
-        indices = [HOME, SOURCE, *range(2, 2 + workers)]
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
         paths = {i: str(Path(directory) / f"w{i}.sock") for i in indices}
         pipes: dict[int, Connection] = {}
         procs = []
         for i in indices:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(i, paths, workers, seconds, rate, child))
+            target, args = spawn(i, paths, child)
+            proc = ctx.Process(target=target, args=args)
             proc.start()
             pipes[i] = parent
             procs.append(proc)
@@ -155,6 +160,17 @@ def handoff(workers: int, seconds: float, rate: int) -> dict[str, Any]:
         results = {i: pipe.recv() for i, pipe in pipes.items()}
         for proc in procs:
             proc.join(10)
+    return results
+
+
+def handoff(workers: int, seconds: float, rate: int) -> dict[str, Any]:
+    """One run: a source, the router and `workers` receiving workers, each a process."""
+    indices = [HOME, SOURCE, *range(2, 2 + workers)]
+    results = run_fabric_processes(
+        "fabric-bench-",
+        indices,
+        lambda i, paths, report: (_worker, (i, paths, workers, seconds, rate, report)),
+    )
     sent = results[SOURCE]["sent"]
     router = results[HOME]
     receivers = [results[i] for i in range(2, 2 + workers)]

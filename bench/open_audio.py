@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import resource
-import tempfile
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Final
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from bench._common import emit, rounded
+from bench.fabric import run_fabric_processes
 from media.fabric import Fabric, FabricEndpoint
 from media.forwarder import Publication
 from media.placement import Placement
@@ -162,28 +160,10 @@ def measure(
         "seconds": seconds,
         "preselect": preselect,
     }
-    ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="open-audio-") as directory:
-        indices = [HOME, *range(1, 1 + workers)]
-        paths = {i: str(Path(directory) / f"w{i}.sock") for i in indices}
-        pipes: dict[int, Connection] = {}
-        procs = []
-        for i in indices:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_process, args=(i, paths, args, child))
-            proc.start()
-            pipes[i] = parent
-            procs.append(proc)
-        for step in ("ready", "placed"):
-            for pipe in pipes.values():
-                assert pipe.recv() == step
-            if step == "placed":
-                time.sleep(0.2)  # the SITES frames reach home
-            for pipe in pipes.values():
-                pipe.send("go")
-        results = {i: pipe.recv() for i, pipe in pipes.items()}
-        for proc in procs:
-            proc.join(10)
+    indices = [HOME, *range(1, 1 + workers)]
+    results = run_fabric_processes(
+        "open-audio-", indices, lambda i, paths, report: (_process, (i, paths, args, report))
+    )
     home = results[HOME]
     others = [results[i] for i in indices if i != HOME]
     elapsed = max(home["elapsed_s"], 1e-9)

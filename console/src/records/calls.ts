@@ -4,8 +4,8 @@
 import { button, h } from "../dom";
 import { t, type TextKey } from "../i18n";
 import type { CourtPlace } from "../store";
-import { type CallAudit, type CallSummary, type RecordsApi, day, when } from "./api";
-import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
+import { type CallAudit, type CallSummary, type RecordsApi, when } from "./api";
+import { courtSelect, facts, field, lastWeek, type Names, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 export class CallsView {
@@ -25,9 +25,7 @@ export class CallsView {
     private readonly openEvidence: (id: string) => void,
   ) {
     this.court = courtSelect(courts);
-    const now = new Date();
-    this.from.value = day(new Date(now.getTime() - 7 * 86400_000));
-    this.to.value = day(new Date(now.getTime() + 86400_000));
+    lastWeek(this.from, this.to);
     const form = h(
       "form",
       { class: "rec-form", role: "search" },

@@ -5,8 +5,8 @@
 
 import { button, h } from "../dom";
 import type { CourtPlace } from "../store";
-import { type ConferenceAudit, type ConferenceSummary, type RecordsApi, day, when } from "./api";
-import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
+import { type ConferenceAudit, type ConferenceSummary, type RecordsApi, when } from "./api";
+import { courtSelect, facts, field, lastWeek, type Names, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 const PAGE = 20;
@@ -31,9 +31,7 @@ export class ConferencesView {
     private readonly names: Names,
   ) {
     this.court = courtSelect(courts);
-    const now = new Date();
-    this.from.value = day(new Date(now.getTime() - 7 * 86400_000));
-    this.to.value = day(new Date(now.getTime() + 86400_000));
+    lastWeek(this.from, this.to);
     const form = h(
       "form",
       { class: "rec-form", role: "search" },

@@ -2,6 +2,7 @@
 // tests, find them by their label), the court choice of the caller's scope, tables of text.
 
 import { h } from "../dom";
+import { day } from "./api";
 import type { CourtPlace } from "../store";
 import { rt } from "./text";
 
@@ -9,6 +10,14 @@ export function field(label: string, input: HTMLInputElement | HTMLSelectElement
   // Named by the label's words alone (a select's label would also take in its options).
   input.setAttribute("aria-label", label);
   return h("label", { class: "rec-field" }, h("span", {}, label), input);
+}
+
+// The period a records search starts with: the last seven days, through tomorrow (so that
+// today's records are in whatever the time zone).
+export function lastWeek(from: HTMLInputElement, to: HTMLInputElement): void {
+  const now = Date.now();
+  from.value = day(new Date(now - 7 * 86400_000));
+  to.value = day(new Date(now + 86400_000));
 }
 
 export function textInput(name: string, type = "text"): HTMLInputElement {

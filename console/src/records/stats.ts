@@ -7,8 +7,8 @@ import "uplot/dist/uPlot.min.css";
 
 import { h } from "../dom";
 import type { CourtPlace } from "../store";
-import { type RecordsApi, type StatsAnswer, day } from "./api";
-import { courtSelect, field, status, textInput, withCode } from "./form";
+import { type RecordsApi, type StatsAnswer } from "./api";
+import { courtSelect, field, lastWeek, status, textInput, withCode } from "./form";
 import { explained, named, rt } from "./text";
 
 // The figures charted: DOMAIN.md's headline ones.
@@ -33,9 +33,7 @@ export class StatsView {
     private readonly courts: () => CourtPlace[],
   ) {
     this.court = courtSelect(courts);
-    const now = new Date();
-    this.from.value = day(new Date(now.getTime() - 7 * 86400_000));
-    this.to.value = day(new Date(now.getTime() + 86400_000));
+    lastWeek(this.from, this.to);
     const form = h(
       "form",
       { class: "rec-form", role: "search" },
