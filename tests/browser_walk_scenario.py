@@ -20,10 +20,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, ViewportSize
+from playwright.async_api import Browser, Locator, Page, ViewportSize
 
 from tests.browser import REPO, SECRET, ServerProcess, drive_with_server, until
 
@@ -153,6 +154,14 @@ async def look(page: Page, seen: dict[str, Any], name: str, sizes: list[Viewport
         looks[f"{name}@{label}"] = await page.evaluate(PROBE)
 
 
+async def shows(element: Locator, marker: str) -> bool:
+    """Whether `element` is shown with some text, holding `marker`."""
+    if not await element.count() or not await element.is_visible():
+        return False
+    text = await element.inner_text()
+    return bool(text.strip()) and marker in text
+
+
 async def console_state(page: Page) -> dict[str, Any]:
     found: dict[str, Any] = await page.evaluate("window.ccConsole ? window.ccConsole.state() : {}")
     return found
@@ -218,15 +227,19 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await supervisor.locator(".wall-toggle").click()
     await look(supervisor, seen, "console-wall", desk)
     await supervisor.locator(".wall-toggle").click()
-    for index, tab in enumerate(("evidence", "calls", "conferences", "stats")):
+    # What each records tab shows once it has what it loads (the statistics ask the server).
+    loaded = {"evidence": "", "calls": "", "conferences": "", "stats": "范围："}
+    for index, (tab, marker) in enumerate(loaded.items()):
         await supervisor.locator(".rec-nav button").nth(index).click()
-        await asyncio.sleep(1.0)
+        view = supervisor.locator(".rec-view:visible").first
+        await until(partial(shows, view, marker), within=10, what=f"the {tab} records view")
         await look(supervisor, seen, f"console-records-{tab}", desk)
-        view = supervisor.locator(".rec-view:visible")
-        seen[f"records_{tab}_text"] = await view.first.inner_text()
+        seen[f"records_{tab}_text"] = await view.inner_text()
 
     admin = await sign_in(browser, base, "ad-1", "/app/console/admin.html", viewport=LAPTOP)
-    await asyncio.sleep(1.0)
+    await until(
+        lambda: shows(admin.locator(".admin-count"), ""), within=10, what="the accounts counted"
+    )
     await look(admin, seen, "admin", desk)
     seen["walked"] = True
 
