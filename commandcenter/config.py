@@ -467,7 +467,13 @@ def tile_origin(tile_url: str) -> str | None:
 def _validate_redis(redis: RedisConfig) -> None:
     if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url: must start with redis://, rediss:// or unix://")
-    for key in ("heartbeat_s", "node_timeout_s", "lease_ttl_s", "reply_timeout_s"):
+    for key in (
+        "heartbeat_s",
+        "node_timeout_s",
+        "lease_ttl_s",
+        "reply_timeout_s",
+        "journal_conference_s",
+    ):
         if getattr(redis, key) <= 0:
             raise ConfigError(f"redis.{key}: must be positive, got {getattr(redis, key)}")
     if redis.node_timeout_s <= redis.heartbeat_s:

@@ -143,6 +143,11 @@ class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # answered `unavailable` by the node the client is on (a reply lost between nodes, an
     # authority killed mid-message); a reply later than that is dropped. Seconds.
     reply_timeout_s: float = 10.0
+    # A conference's site churn (joins, leaves, hands) is journalled at most this often, so
+    # that a 300-site join burst writes a few snapshots, not 300; a moderator's decision
+    # (floor, spotlight, mute, lock, mode, recording, co-moderators) is journalled at once,
+    # so the next authority never loses one. Seconds.
+    journal_conference_s: float = 0.5
     # The host:port other nodes and load balancers reach this node's HTTP listener at, as
     # published in the node registry. Empty: server.host:server.port.
     advertise_address: str = ""

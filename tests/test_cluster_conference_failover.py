@@ -185,6 +185,49 @@ async def test_a_conference_survives_its_authoritys_death(cluster: Cluster) -> N
             await member.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_moderators_last_decision_survives_the_authoritys_death(
+    cluster: Cluster,
+) -> None:
+    """Site churn is journalled at most every `redis.journal_conference_s` (here a minute),
+    a moderator's decision at once: the floor granted and the mode set just before the
+    authority is killed are what the next authority carries on with."""
+    churn = {"COMMANDCENTER_REDIS_JOURNAL_CONFERENCE_S": "60"}
+    boss = cluster.start("n1", **churn)
+    assert await cluster.formed("n1") == "n1"
+    node = cluster.start("n2", **churn)
+    assert await cluster.formed() == "n1"
+    host = await node.connect("sup-p", "supervisor", "P")
+    site = await node.connect("op-1", "operator", "P0101")
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Decided", invite_below=["P01"]
+    )
+    cid = created["conference"]["conference_id"]
+    for client in (host, site):
+        await client.request("join_conference", reply="conference_joined", conference_id=cid)
+    await host.request("set_floor", conference_id=cid, max_speakers=2, mode="open")
+    await host.request("grant_floor", conference_id=cid, site="op-1")
+
+    async def journalled() -> bool:
+        snap = await snapshot_of(cluster, cid)
+        return (
+            snap is not None
+            and [h[0] for h in snap["holders"]] == ["op-1"]
+            and snap["policy"]["mode"] == "open"
+        )
+
+    # Well within the minute the churn waits: the decision was written at once.
+    await wait_until(journalled, within=5.0, what="the grant journalled at once")
+    boss.kill()
+    assert await cluster.formed("n2") == "n2"
+    await host.expect("welcome", timeout=10.0)
+    joined = await host.request("join_conference", reply="conference_joined", conference_id=cid)
+    state = joined["state"]
+    assert [h["id"] for h in state["holders"]] == ["op-1"]
+    assert (state["mode"], state["max_speakers"]) == ("open", 2)
+
+
 def _raw(value: bytes | str) -> bytes:
     """A hash field as redis-py returns it (bytes: the clients here do not decode)."""
     return value if isinstance(value, bytes) else value.encode()

@@ -38,9 +38,31 @@ log = structlog.get_logger(__name__)
 
 # Records that open or close a session (the journal follows them).
 _SESSION_KINDS: Final = frozenset({"sign_in", "session_continued", "session_adopted", "sign_out"})
-# A conference's snapshot is written at most this often (its end at once): a 300-site one is
-# ~50 kB and 0.4 ms to take (bench.conference_journal), and a join burst records each join.
+# A conference's snapshot is written at most this often by default (`redis.
+# journal_conference_s`; its end at once): a 300-site one is ~50 kB and 0.4 ms to take
+# (bench.conference_journal), and a join burst records each join.
 JOURNAL_EVERY_S: Final = 0.5
+# What a moderator decides: journalled at once (a human's rate, a few a second at most), so
+# that the next authority carries on with it, while site churn waits for the period.
+DECISION_KINDS: Final = frozenset(
+    {
+        "conference_started",
+        "conference_locked",
+        "conference_muted",
+        "conference_spotlight",
+        "conference_recording_started",
+        "conference_recording_stopped",
+        "floor_granted",
+        "floor_revoked",
+        "floor_released",
+        "floor_policy",
+        "moderator_named",
+        "moderator_removed",
+        "chair_changed",
+        "call_shared",
+        "call_unshared",
+    }
+)
 
 
 class Journal:
@@ -59,9 +81,11 @@ class Journal:
         alive: Callable[[], list[str]],
         health: RedisHealth,
         stopping: asyncio.Event,
+        conference_every_s: float = JOURNAL_EVERY_S,
     ) -> None:
         """`authority()` is this node's authority state while it holds the lease; `emit`
-        performs what it decided outside a client's message; `alive()` the live nodes."""
+        performs what it decided outside a client's message; `alive()` the live nodes;
+        `conference_every_s` how often a conference's site churn is written at most."""
         self._redis = redis
         self._writer = writer
         self._keys = keys
@@ -74,6 +98,7 @@ class Journal:
         self._alive = alive
         self._health = health
         self._stopping = stopping
+        self._conference_every_s = conference_every_s
         # Conference -> when its snapshot was last written (monotonic), and its next write.
         self._conference_written: dict[str, float] = {}
         self._conference_due: dict[str, Timer] = {}
@@ -89,6 +114,7 @@ class Journal:
         users: set[str] = set()
         calls: set[str] = set()
         conferences: set[str] = set()
+        decided: set[str] = set()
         instructions: set[str] = set()
         watches: set[str] = set()
         emergencies: set[str] = set()
@@ -109,6 +135,8 @@ class Journal:
             conference = event.data.get("conference")
             if isinstance(conference, str):
                 conferences.add(conference)
+                if event.kind in DECISION_KINDS:
+                    decided.add(conference)
             instruction = event.data.get("instruction")
             if isinstance(instruction, str):
                 instructions.add(instruction)
@@ -120,7 +148,7 @@ class Journal:
         for call_id in calls:
             self._call(state.core, call_id)
         for conference_id in conferences:
-            self._conference(state.core, conference_id)
+            self._conference(state.core, conference_id, at_once=conference_id in decided)
         for instruction_id in instructions:
             self._instruction(state.core, instruction_id)
         for watch_id in watches:
@@ -161,9 +189,9 @@ class Journal:
             value = w.encode(entry)
         self._writer.hash_field(self._keys.journal_calls, call_id, value)
 
-    def _conference(self, core: Switchboard, conference_id: str) -> None:
-        """Its end at once; its state at most every JOURNAL_EVERY_S (the write then takes
-        the state as it is by then)."""
+    def _conference(self, core: Switchboard, conference_id: str, *, at_once: bool = False) -> None:
+        """Its end and a moderator's decision (`at_once`) at once; other changes at most
+        every `conference_every_s` (the write then takes the state as it is by then)."""
         if core.conference_facts(conference_id) is None:
             due = self._conference_due.pop(conference_id, None)
             if due is not None:
@@ -172,10 +200,16 @@ class Journal:
             self._writer.hash_field(self._keys.journal_conferences, conference_id, None)
             self._writer.hash_field(self._keys.journal_media, conference_id, None)
             return
+        if at_once:
+            due = self._conference_due.pop(conference_id, None)
+            if due is not None:
+                due.cancel()
+            self._write_conference(core, conference_id)
+            return
         if conference_id in self._conference_due:
             return
         last = self._conference_written.get(conference_id, -math.inf)
-        wait = last + JOURNAL_EVERY_S - self._clock.monotonic()
+        wait = last + self._conference_every_s - self._clock.monotonic()
         if wait <= 0:
             self._write_conference(core, conference_id)
             return

@@ -128,6 +128,7 @@ class RedisCoreLink:
             alive=lambda: [r.node_id for r in self.registry.alive()],
             health=self.redis_health,
             stopping=self._stopping,
+            conference_every_s=rc.journal_conference_s,
         )
         self._outbox = Outbox(
             recorder=recorder,
