@@ -228,6 +228,51 @@ async def test_a_moderators_last_decision_survives_the_authoritys_death(
     assert (state["mode"], state["max_speakers"]) == ("open", 2)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_join_queued_by_the_dead_authority_is_let_in_by_the_next(
+    cluster: Cluster,
+) -> None:
+    """A site queued by the join pace (`conference_waiting`) when the authority dies is not
+    left waiting for a turn that died with it: its node asks the next authority again, under
+    the same id, and the site gets its `conference_joined` (the pace here lets one site in
+    every 20 s, so the dead authority's turn cannot be what answers)."""
+    slow = {"COMMANDCENTER_CONFERENCES_JOINS_PER_S": "0.05"}
+    boss = cluster.start("n1", **slow)
+    assert await cluster.formed("n1") == "n1"
+    node = cluster.start("n2", **slow)
+    assert await cluster.formed() == "n1"
+    host = await node.connect("sup-p", "supervisor", "P")
+    first = await node.connect("op-1", "operator", "P0101")
+    second = await node.connect("op-2", "operator", "P0102")
+    created = await host.request(
+        "create_conference", reply="conference_created", title="Paced", invite_below=["P01"]
+    )
+    cid = created["conference"]["conference_id"]
+    await host.request("join_conference", reply="conference_joined", conference_id=cid)
+    await first.request("join_conference", reply="conference_joined", conference_id=cid)
+    ref = await second.send("join_conference", conference_id=cid)
+    waiting = await second.expect("conference_waiting", timeout=5.0, ref=ref)
+    assert waiting["wait_s"] > 5.0
+
+    async def journalled() -> bool:
+        snap = await snapshot_of(cluster, cid)
+        return snap is not None and "op-1" in str(snap["sites"])
+
+    await wait_until(journalled, within=5.0, what="op-1's join journalled")
+    boss.kill()
+    killed = time.monotonic()
+    assert await cluster.formed("n2") == "n2"
+    await second.expect("welcome", timeout=10.0)
+    joined = await second.expect(
+        "conference_joined", timeout=max(1.0, 15.0 - (time.monotonic() - killed)), ref=ref
+    )
+    assert joined["conference"]["conference_id"] == cid
+    # The conference carried on has both sites.
+    state = await host.request("join_conference", reply="conference_joined", conference_id=cid)
+    assert {"op-1", "op-2"} <= {site["user"]["id"] for site in state["sites"]}
+
+
 def _raw(value: bytes | str) -> bytes:
     """A hash field as redis-py returns it (bytes: the clients here do not decode)."""
     return value if isinstance(value, bytes) else value.encode()

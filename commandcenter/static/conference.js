@@ -966,8 +966,9 @@
       quit();
     }
     let reply = await hub.request("join_conference", { conference_id: id });
-    if (reply.type === "conference_waiting") {
-      // Sites are let in at a pace: we are told our place, and joined in turn.
+    // Sites are let in at a pace: we are told our place, and joined in turn. Told again
+    // (the server that took over from a failed one queued us anew), we wait again.
+    while (reply.type === "conference_waiting") {
       const { place, wait_s } = reply;
       store.waiting = { conference_id: id, place, wait_s, ref: reply.ref };
       notify("info", t("notice.waiting", { place, seconds: Math.max(1, Math.ceil(wait_s)) }));

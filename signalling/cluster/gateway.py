@@ -51,6 +51,9 @@ PRESENCE_CHUNK: Final = 200
 # Replies held for a connection still waiting for its welcome, at most: the hub closes a
 # connection after a few bad frames and rate-limits the rest, so more is a client bug.
 MAX_HELD_REPLIES: Final = 64
+# Conference joins remembered per connection until answered (a client joins one or two at a
+# time; more are forgotten oldest first and answered by the authority as always).
+MAX_JOINS_PER_CONNECTION: Final = 8
 
 # KEYS: presence keys; ARGV[1]: TTL in ms. One command for many keys: packing a command per
 # key costs the node about 35 ms of CPU per 1,000 keys in redis-py, this about 6.
@@ -113,6 +116,12 @@ class Gateway:
         self._presence: dict[Connection, bytes] = {}
         self._lookups: collections.deque[tuple[list[str], p.ServerMessage]] = collections.deque()
         self._lookups_ready = asyncio.Event()
+        # Each connection's conference joins not yet answered for good, by id, and whether
+        # the authority queued it (`conference_waiting`). The queue lives only in the
+        # authority's memory: when a new one welcomes the connection again (it took over
+        # from a dead one), the queued joins are asked of it again, under the same id, so
+        # that the site is let in instead of waiting for a turn that will not come.
+        self._joins: dict[Connection, dict[str, tuple[p.JoinConference, bool]]] = {}
 
     # ---- what this node's clients say -------------------------------------------------------
 
@@ -156,12 +165,46 @@ class Gateway:
                 error = Unavailable("command center unreachable; retry")
                 self._outbox.reply(conn, error, message.id)
 
+        if isinstance(message, p.JoinConference):
+            joins = self._joins.setdefault(conn, {})
+            joins.pop(message.id, None)
+            joins[message.id] = (message, False)
+            while len(joins) > MAX_JOINS_PER_CONNECTION:
+                del joins[next(iter(joins))]
         # Noted before it is sent: on the authority's own node the reply may come at once.
         self.awaited.expect(conn.user, message.id, self._clock.now())
         self._to_authority(envelope, unavailable)
 
+    def _answered_join(self, user: str, message: p.ServerMessage) -> None:
+        """Follow a reply to one of `user`'s joins: queued, or answered for good."""
+        ref = getattr(message, "ref", None)
+        conn = self.local.connection(user)
+        joins = None if conn is None or ref is None else self._joins.get(conn)
+        if not joins or ref not in joins:
+            return
+        if isinstance(message, p.ConferenceWaiting):
+            joins[ref] = (joins[ref][0], True)
+            return
+        del joins[ref]
+        if not joins and conn is not None:
+            del self._joins[conn]
+
+    def _ask_joins_again(self, conn: Connection) -> None:
+        """`conn` was welcomed again (a new authority took over): its queued joins are asked
+        of it again (the same id: the client's wait goes on and ends with its answer)."""
+        for message, queued in list(self._joins.get(conn, {}).values()):
+            if queued:
+                log.info(
+                    "queued conference join asked again",
+                    node_id=self.node_id,
+                    user_id=conn.user,
+                    conference_id=message.conference_id,
+                )
+                self.received(conn, message)
+
     def closed(self, conn: Connection) -> None:
         self._held.pop(conn, None)
+        self._joins.pop(conn, None)
         if self.local.connection(conn.user) in (None, conn):
             # No newer connection of the user here waits for replies.
             self.awaited.forget(conn.user)
@@ -224,7 +267,10 @@ class Gateway:
                 reply=type(message).__name__,
                 pending=to[0] in self.pending,
             )
+        if ref is not None and len(to) == 1:
+            self._answered_join(to[0], message)
         welcomed: list[Connection] = []
+        welcomed_again: list[Connection] = []
         if isinstance(message, p.Welcome):
             # Named as the node the client is connected to (for its logs and support), not
             # the authority that wrote it.
@@ -238,10 +284,16 @@ class Gateway:
                     self.local.attach(conn)
                     self._write_presence(conn)
                     welcomed.append(conn)
+                else:
+                    attached = self.local.connection(user)
+                    if attached is not None and attached in self._joins:
+                        welcomed_again.append(attached)
         self.local.deliver(to, message)
         for conn in welcomed:
             for held in self._held.pop(conn, ()):
                 self.local.reply(conn, held)
+        for conn in welcomed_again:
+            self._ask_joins_again(conn)
 
     def reply_local(self, conn: Connection, message: p.ServerMessage) -> None:
         """The edge's own reply to `conn` (an error for a frame it sent, the gateway's

@@ -16,7 +16,8 @@ naming what was wrong, and no conference is made. A conference is restored whole
 all.
 
 Not carried: the floor's history and the conference's transient state held outside it (join
-pace waiters re-ask; invitations' ring timers and what consoles show are the sub-core's).
+pace waiters are asked again by their node's gateway, signalling.cluster.gateway; invitations'
+ring timers and what consoles show are the sub-core's).
 """
 
 from __future__ import annotations
