@@ -246,7 +246,8 @@ class Munger:
     """
 
     target: int = TOP
-    # The layer forwarded now: follows `target` down at once, up only at a switch point.
+    # The layer forwarded now: follows `target` down at the next frame, up only at a
+    # switch point.
     current: int = TOP
     # Frames dropped so far (PictureIDs of forwarded frames are moved down by it).
     picture_offset: int = 0
@@ -288,14 +289,17 @@ class Munger:
 
     def _decide(self, tid: int, descriptor: Vp8Descriptor) -> bool:
         """A new frame: whether it is forwarded (the layer moves here, at frame starts).
-        A TID-0 frame always is: `current` never goes below 0."""
-        if self.target < self.current:
-            self.current = self.target
-        elif self.target > self.current and descriptor.frame_start:
-            if tid == 0:
+        A TID-0 frame always is: `current` never goes below 0. A frame first seen after its
+        start (its start lost, or sent by the C fan-out before this subscriber came here)
+        moves nothing: its start may have been sent, and the rest of it must follow."""
+        if descriptor.frame_start:
+            if self.target < self.current:
                 self.current = self.target
-            elif descriptor.layer_sync and tid == self.current + 1 and tid <= self.target:
-                self.current = tid
+            elif self.target > self.current:
+                if tid == 0:
+                    self.current = self.target
+                elif descriptor.layer_sync and tid == self.current + 1 and tid <= self.target:
+                    self.current = tid
         forwarded = tid <= self.current
         if not forwarded:
             self.picture_offset += 1
@@ -311,6 +315,13 @@ class Munger:
         if self.picture_offset == 0 or descriptor is None or descriptor.picture_id is None:
             return payload
         return with_picture_id(payload, descriptor, self.picture_id(descriptor))
+
+    def resume(self) -> None:
+        """Forget the packets seen (not the PictureIDs left out): another forwarder carried
+        the stream meanwhile, or another stream follows."""
+        self.frames.clear()
+        self.newest = None
+        self.last_dropped = None
 
     @property
     def thinning(self) -> bool:
