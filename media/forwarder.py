@@ -488,6 +488,7 @@ class Publication:
         self.tid_packets = [0, 0, 0, 0]
         self.layered = False
         self.descriptor: temporal.Vp8Descriptor | None = None
+        self._closed = False
         # When the carried subscribers' sender counters were last brought up to date.
         self._counted_at = -math.inf
         self._timer: asyncio.TimerHandle | None = None
@@ -673,6 +674,16 @@ class Publication:
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
+        if self.layered and not self._closed:
+            # The per-layer counts, once per layered publication (the browser test reads
+            # them: Chromium's L1T3 seen from the server).
+            log.info(
+                "temporal layers",
+                owner=self.owner,
+                tid_packets=self.tid_packets,
+                layers_dropped=sum(s.layers_dropped for s in self.subscriptions.values()),
+            )
+        self._closed = True
         callbacks, self.on_close = self.on_close, []
         for callback in callbacks:
             callback()
