@@ -520,8 +520,8 @@ def _validate_media(media: MediaConfig) -> None:
     except ValueError:
         raise ConfigError(
             "media.temporal_down_loss/temporal_up_loss/temporal_down_reports/"
-            "temporal_up_after_s: need 0 <= up_loss < down_loss <= 1, down_reports >= 1 "
-            "and up_after_s >= 0"
+            "temporal_up_after_s/temporal_max_layer: need 0 <= up_loss < down_loss <= 1, "
+            "down_reports >= 1, up_after_s >= 0 and max_layer 0 to 2"
         ) from None
     try:
         worker_count(media.workers, 1)

@@ -143,6 +143,8 @@ class Subscription:
         # it has been sent fewer, what was left out (media.temporal).
         self.selector = LayerSelector(layers) if layers is not None else None
         self.munger: Munger | None = None
+        if layers is not None and layers.top < temporal.TOP:
+            self.munger = Munger(target=layers.top, current=layers.top)
 
     def _on_ready(self) -> None:
         tap = self.tap

@@ -59,12 +59,15 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # sending L1T3 whose receiver reports more than `temporal_down_loss` (a fraction) in
     # `temporal_down_reports` RTCP reports in a row is sent one layer less (down to TID 0
     # alone), and one layer more after `temporal_up_after_s` seconds of reports all below
-    # `temporal_up_loss`. Off: every subscriber gets every layer.
+    # `temporal_up_loss`, up to `temporal_max_layer` (below 2: no subscriber ever gets more,
+    # for links that cannot carry the full frame rate; such subscribers are forwarded in
+    # Python, not by the C fan-out). Off: every subscriber gets every layer.
     temporal_layers: bool = True
     temporal_down_loss: float = 0.10
     temporal_down_reports: int = 2
     temporal_up_loss: float = 0.02
     temporal_up_after_s: float = 5.0
+    temporal_max_layer: int = 2
     # Who sends a publication's packets to its steady subscribers: "c", one call of the C
     # fan-out per packet (media/fanout.c, built by `make venv`); "python", the forwarder
     # itself. "c" without the built extension falls back to "python" with one warning at
@@ -96,6 +99,7 @@ def layer_policy(config: MediaConfig) -> LayerPolicy | None:
         down_reports=config.temporal_down_reports,
         up_loss=config.temporal_up_loss,
         up_after_s=config.temporal_up_after_s,
+        top=config.temporal_max_layer,
     )
 
 

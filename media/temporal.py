@@ -152,18 +152,22 @@ class LayerPolicy:
     """When a subscriber's layers change, from its receiver's reports (RTCP fraction lost,
     in 256ths): down one layer after `down_reports` reports in a row above `down_loss`;
     up one layer after `up_after_s` seconds of reports all below `up_loss`. Between the two
-    thresholds nothing moves (hysteresis), and each step up waits its own `up_after_s`."""
+    thresholds nothing moves (hysteresis), and each step up waits its own `up_after_s`.
+    `top`: the highest layer anyone is sent (below 2: every subscriber is thinned, always)."""
 
     down_loss: float = 0.10
     down_reports: int = 2
     up_loss: float = 0.02
     up_after_s: float = 5.0
+    top: int = TOP
 
     def __post_init__(self) -> None:
         if not 0 <= self.up_loss < self.down_loss <= 1:
             raise ValueError("need 0 <= up_loss < down_loss <= 1")
         if self.down_reports < 1 or self.up_after_s < 0:
             raise ValueError("need down_reports >= 1 and up_after_s >= 0")
+        if not 0 <= self.top <= TOP:
+            raise ValueError(f"need 0 <= top <= {TOP}")
 
 
 Step = Literal["down", "up"]
@@ -192,6 +196,9 @@ class LayerSelector:
     # How many times the layer changed.
     changes: int = 0
 
+    def __post_init__(self) -> None:
+        self.layer = min(self.layer, self.policy.top)
+
     def report(self, fraction_lost: int, now: float) -> int | None:
         """A receiver report's fraction lost (0-255) at `now`: the new layer if it changes."""
         loss = fraction_lost / 256
@@ -215,7 +222,7 @@ class LayerSelector:
             self.clear_since = None
         if step is None:
             return None
-        layer = TRANSITIONS[(self.layer, step)]
+        layer = min(TRANSITIONS[(self.layer, step)], policy.top)
         if layer == self.layer:
             return None
         self.layer = layer

@@ -375,3 +375,16 @@ def test_an_unlayered_stream_passes_untouched() -> None:
     assert munger.admit(1, parse_vp8(payload)) == "forward"
     assert munger.admit(2, None) == "forward"
     assert munger.rewrite(payload, parse_vp8(payload)) == payload
+
+
+def test_a_capped_selector_never_climbs_above_its_top() -> None:
+    """`top` 1: the selector starts there and clear reports never take it higher."""
+    sel = LayerSelector(LayerPolicy(top=1))
+    assert sel.layer == 1
+    for now in range(0, 30, 2):
+        assert sel.report(CLEAR, float(now)) is None
+    assert sel.report(LOSSY, 40.0) is None
+    assert sel.report(LOSSY, 41.0) == 0
+    for now in range(50, 80, 2):
+        sel.report(CLEAR, float(now))
+    assert sel.layer == 1

@@ -283,3 +283,47 @@ async def test_a_publication_without_layers_is_never_thinned() -> None:
         pub.close()
         tx.close()
         rx.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_capped_subscriber_gets_only_the_base_layer_from_its_first_packet(
+    engine: Fanout,
+) -> None:
+    """`temporal_max_layer` 0: from the keyframe on, only TID-0 frames, consecutive in
+    sequence number and PictureID, forwarded in Python whatever the engine."""
+    dtls = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    pub = Publication(
+        owner="p",
+        kind="video",
+        receiver=RTCRtpReceiver("video", dtls),
+        keyframe_interval=1e9,
+        clock=Clock(),
+    )
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    tx.setblocking(False)
+    capped = LayerPolicy(top=0)
+    try:
+        sub = pub.subscribe("s", RTCRtpSender("video", dtls), 1 << 20, engine, layers=capped)
+        sub.connect(tx, rx.getsockname(), session(), payload_type=96, extensions=EXTENSIONS)
+        for packet in Publisher().frames(80):
+            pub.forward(packet, VP8)
+        got = drain(rx, session(inbound=True))
+        assert {r.tid for r in got} == {0}
+        assert len(got) == 2 * 20
+        assert [r.seq for r in got] == [(got[0].seq + k) & 0xFFFF for k in range(len(got))]
+        starts = [r for r in got if r.start]
+        for a, b in itertools.pairwise(starts):
+            assert (b.picture_id - a.picture_id) & 0x7FFF == 1
+        assert not sub.carried
+        assert sub.layer == 0
+        assert sub.layers_dropped == 2 * 60
+    finally:
+        pub.close()
+        tx.close()
+        rx.close()
