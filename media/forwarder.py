@@ -385,6 +385,7 @@ class Subscription:
             descriptor = self.publication.descriptor
             verdict = munger.admit(packet.sequence_number, descriptor)
             if verdict != "forward":
+                self.publication.layers_dropped += 1
                 numbering = self._numbering
                 if verdict == "drop" and not numbering.waiting:
                     # Closed up: the next packet sent takes this one's number.
@@ -489,6 +490,8 @@ class Publication:
         # the descriptor of the packet being fanned out (None: no TID) for the mungers.
         self.tid_packets = [0, 0, 0, 0]
         self.layered = False
+        # Packets of it not sent to a subscriber for its layers, every subscriber together.
+        self.layers_dropped = 0
         self.descriptor: temporal.Vp8Descriptor | None = None
         self._closed = False
         # When the carried subscribers' sender counters were last brought up to date.
@@ -683,7 +686,7 @@ class Publication:
                 "temporal layers",
                 owner=self.owner,
                 tid_packets=self.tid_packets,
-                layers_dropped=sum(s.layers_dropped for s in self.subscriptions.values()),
+                layers_dropped=self.layers_dropped,
             )
         self._closed = True
         callbacks, self.on_close = self.on_close, []

@@ -242,6 +242,7 @@ async def test_a_lossy_subscriber_gets_fewer_layers_and_all_again_when_loss_stop
         assert pub.tid_packets == [120, 120, 240, 0]
         assert sub.layers_dropped == 2 * 240 - len(got)
         assert sub.layers_dropped > 0
+        assert pub.layers_dropped == sub.layers_dropped
     finally:
         pub.close()
         tx.close()

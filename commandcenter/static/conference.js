@@ -1249,6 +1249,12 @@
             framesDecoded: s.framesDecoded || 0,
             frameWidth: s.frameWidth || 0,
             totalAudioEnergy: s.totalAudioEnergy || 0,
+            // Whether what arrives decodes: frames that arrived and were dropped, and our
+            // requests for packets (NACK) and pictures (PLI) again.
+            framesReceived: s.framesReceived || 0,
+            framesDropped: s.framesDropped || 0,
+            nackCount: s.nackCount || 0,
+            pliCount: s.pliCount || 0,
           };
         } else if (s.type === "outbound-rtp") {
           const out = outbound[s.kind] || { packetsSent: 0, bytesSent: 0, framesEncoded: 0 };
