@@ -392,7 +392,19 @@ class Subscription:
                     numbering.seq_offset = (numbering.seq_offset - 1) & 0xFFFF
                 return False
             payload = munger.rewrite(payload, descriptor)
-        mapped = self._numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
+            if munger.shift:
+                # Late, behind packets dropped since: its place in the closed-up stream.
+                start = self._numbering.start_seq
+                if start is not None and rtp.seq_newer(start, packet.sequence_number):
+                    return False
+                seq = (packet.sequence_number + munger.shift) & 0xFFFF
+                mapped = self._numbering.map(seq, packet.timestamp, starts_keyframe)
+            else:
+                mapped = self._numbering.map(
+                    packet.sequence_number, packet.timestamp, starts_keyframe
+                )
+        else:
+            mapped = self._numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
         if mapped is None:
             return False
         seq, timestamp = mapped

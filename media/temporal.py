@@ -24,6 +24,7 @@ bytes and numbers.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -235,21 +236,26 @@ class LayerSelector:
 Verdict = Literal["forward", "drop", "stale"]
 
 # Frames whose verdict a late packet may still look up (PictureIDs wrap at 128 in the
-# 7-bit form: well under that).
+# 7-bit form: well under that), and dropped packets a late one may still be placed behind.
 _FRAMES_KEPT: Final = 64
+_DROPS_KEPT: Final = 512
 
 
 @dataclass(slots=True)
 class Munger:
     """Which of a layered VP8 stream's packets one subscriber is sent, and their PictureIDs.
 
-    `admit` says per packet: "forward" (with its PictureID rewritten: `rewrite`), "drop"
-    (a frame above the layer forwarded: the caller closes its sequence number up), or
-    "stale" (a late packet that can no longer be placed: older than a packet already
-    dropped, whose closing up moved the numbers after it, or of a frame dropped. It is
-    dropped and left as a gap, which the subscriber asks for in vain; it takes a packet
-    reordered across a dropped frame). A packet without TID or PictureID is forwarded
-    untouched: the stream is not layered.
+    `admit` says per packet: "forward" (then `shift` and `rewrite` give its numbers),
+    "drop" (a frame above the layer forwarded: the caller closes its sequence number up),
+    or "stale" (a late packet that cannot be sent: of a frame dropped, or of a frame never
+    seen before it, whose reference may have been dropped. It is left out and shows as a
+    loss, which the subscriber asks for in vain: the frames around it still decode). A
+    packet without TID or PictureID is forwarded untouched: the stream is not layered.
+
+    A late packet of a frame forwarded (reordered, or a retransmission the publisher was
+    asked for) still takes its place: `shift` is the number of packets dropped after it,
+    whose closing up moved the numbers of the packets after it, and its PictureID is moved
+    down by the frames dropped before its frame, as its frame's other packets were.
     """
 
     target: int = TOP
@@ -258,41 +264,65 @@ class Munger:
     current: int = TOP
     # Frames dropped so far (PictureIDs of forwarded frames are moved down by it).
     picture_offset: int = 0
-    # The recent frames' verdicts by PictureID (True: forwarded), oldest first.
-    frames: dict[int, bool] = field(default_factory=dict)
-    # Newest publisher sequence number seen, and that of the newest packet dropped.
+    # The recent frames by PictureID: forwarded or not, and the picture offset of their
+    # packets; oldest first.
+    frames: dict[int, tuple[bool, int]] = field(default_factory=dict)
+    # Newest publisher sequence number seen, and the recent dropped ones, oldest first.
     newest: int | None = None
-    last_dropped: int | None = None
+    drops: deque[int] = field(default_factory=lambda: deque(maxlen=_DROPS_KEPT))
     dropped: int = 0
+    # For the packet just admitted and forwarded: how far to move its sequence number up
+    # (packets dropped after it), and how far down its PictureID.
+    shift: int = 0
+    offset: int = 0
 
     def admit(self, seq: int, descriptor: Vp8Descriptor | None) -> Verdict:
+        self.shift = 0
         if descriptor is None or descriptor.tid is None or descriptor.picture_id is None:
+            self.offset = 0
             return "forward"
         picture_id = descriptor.picture_id
         known = self.frames.get(picture_id)
         newest = self.newest
         if newest is not None and 0 < ((newest - seq) & 0xFFFF) < 0x8000:
-            # Late: placeable only if nothing was dropped since it and its frame is sent.
-            dropped = self.last_dropped
-            late_forward = known if known is not None else descriptor.tid <= self.current
-            if not late_forward or (
-                dropped is not None and 0 < ((dropped - seq) & 0xFFFF) < 0x8000
-            ):
-                self.dropped += 1
-                return "stale"
-            return "forward"
+            return self._late(seq, known)
         self.newest = seq
         if known is None:
-            known = self._decide(descriptor.tid, descriptor)
+            known = (self._decide(descriptor.tid, descriptor), self.picture_offset)
             frames = self.frames
             frames[picture_id] = known
             if len(frames) > _FRAMES_KEPT:
                 del frames[next(iter(frames))]
-        if known:
+        forwarded, self.offset = known
+        if forwarded:
             return "forward"
-        self.last_dropped = seq
+        self.drops.append(seq)
         self.dropped += 1
         return "drop"
+
+    def _late(self, seq: int, known: tuple[bool, int] | None) -> Verdict:
+        """A packet older than the newest seen."""
+        if known is None or not known[0]:
+            self.dropped += 1
+            return "stale"
+        drops = self.drops
+        shift = 0
+        for dropped in reversed(drops):
+            if not 0 < ((dropped - seq) & 0xFFFF) < 0x8000:
+                break
+            shift += 1
+        if shift == len(drops) == drops.maxlen:
+            # Drops after it may have been forgotten: its place is not known.
+            self.dropped += 1
+            return "stale"
+        self.shift = shift
+        self.offset = known[1]
+        return "forward"
+
+    @property
+    def last_dropped(self) -> int | None:
+        """The newest publisher sequence number dropped (None: none since `resume`)."""
+        return self.drops[-1] if self.drops else None
 
     def _decide(self, tid: int, descriptor: Vp8Descriptor) -> bool:
         """A new frame: whether it is forwarded (the layer moves here, at frame starts).
@@ -312,23 +342,20 @@ class Munger:
             self.picture_offset += 1
         return forwarded
 
-    def picture_id(self, descriptor: Vp8Descriptor) -> int:
-        """The PictureID a forwarded packet carries to this subscriber."""
-        assert descriptor.picture_id is not None
-        return descriptor.picture_id - self.picture_offset
-
     def rewrite(self, payload: bytes, descriptor: Vp8Descriptor | None) -> bytes:
-        """A forwarded packet's payload as this subscriber gets it."""
-        if self.picture_offset == 0 or descriptor is None or descriptor.picture_id is None:
+        """The payload of the packet just admitted and forwarded, as this subscriber gets
+        it: its PictureID moved down by the frames dropped before its frame."""
+        if self.offset == 0 or descriptor is None or descriptor.picture_id is None:
             return payload
-        return with_picture_id(payload, descriptor, self.picture_id(descriptor))
+        return with_picture_id(payload, descriptor, descriptor.picture_id - self.offset)
 
     def resume(self) -> None:
         """Forget the packets seen (not the PictureIDs left out): another forwarder carried
         the stream meanwhile, or another stream follows."""
         self.frames.clear()
         self.newest = None
-        self.last_dropped = None
+        self.drops.clear()
+        self.shift = 0
 
     @property
     def thinning(self) -> bool:

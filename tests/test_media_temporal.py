@@ -340,6 +340,79 @@ def test_a_thinned_stream_stays_decodable(
     assert munger.dropped == len(stream) - len(out)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.integers(1, 80),
+    packets_per_frame=st.lists(st.integers(1, 4), min_size=1, max_size=5),
+    seq=st.integers(0, 0xFFFF),
+    targets=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 2)), max_size=10),
+    delays=st.lists(st.tuples(st.integers(0, 300), st.integers(1, 8)), max_size=20),
+)
+def test_late_packets_take_their_place_or_are_left_out(
+    frames: int,
+    packets_per_frame: list[int],
+    seq: int,
+    targets: list[tuple[int, int]],
+    delays: list[tuple[int, int]],
+) -> None:
+    """With packets arriving late (reordered, or retransmitted by the publisher), every
+    packet sent gets a number of its own in publisher order, the packets of a frame one
+    PictureID, PictureIDs rise by one per frame decided forwarded, gaps are only where a
+    late packet was left out, and no frame is sent whose reference was dropped."""
+    stream = l1t3(frames, packets_per_frame, seq, 0, True)
+    order = list(range(len(stream)))
+    for at, by in delays:
+        if at < len(order):
+            order.insert(min(len(order) - 1, at + by), order.pop(at))
+    changes = dict(targets)
+    munger = Munger()
+    numbering = rtp.Renumbering(seq_base=1000, timestamp_base=0)
+    sent: dict[int, tuple[int, int]] = {}  # stream index -> (out seq, PictureID)
+    verdicts: dict[int, str] = {}
+    for step, i in enumerate(order):
+        if step in changes:
+            munger.target = changes[step]
+        packet = stream[i]
+        desc = parse_vp8(packet.payload)
+        verdict = munger.admit(packet.seq, desc)
+        verdicts[i] = verdict
+        if verdict == "drop":
+            if not numbering.waiting:  # as the forwarder: nothing to close up before a start
+                numbering.seq_offset = (numbering.seq_offset - 1) & 0xFFFF
+            continue
+        if verdict == "stale":
+            continue
+        start = numbering.start_seq
+        if start is not None and rtp.seq_newer(start, packet.seq):
+            continue  # older than the subscriber's start: never sent (as the forwarder)
+        # The subscriber starts on the first packet sent (a keyframe, say).
+        mapped = numbering.map((packet.seq + munger.shift) & 0xFFFF, 0, numbering.waiting)
+        assert mapped is not None
+        rewritten = parse_vp8(munger.rewrite(packet.payload, desc))
+        assert rewritten is not None
+        assert rewritten.picture_id is not None
+        sent[i] = (mapped[0], rewritten.picture_id)
+    indices = sorted(sent)
+    outs = [sent[i][0] for i in indices]
+    # Numbers distinct and in publisher order (the base is far from wrapping).
+    assert outs == sorted(set(outs))
+    stale = sum(v == "stale" for v in verdicts.values())
+    if outs:
+        assert outs[-1] - outs[0] + 1 - len(outs) <= stale
+    by_frame: dict[int, set[int]] = {}
+    for i in indices:
+        by_frame.setdefault(stream[i].frame, set()).add(sent[i][1])
+    assert all(len(ids) == 1 for ids in by_frame.values())
+    decided_dropped = {stream[i].frame for i, v in verdicts.items() if v == "drop"}
+    forwarded = sorted(by_frame)
+    for a, b in itertools.pairwise(forwarded):
+        between = [f for f in range(a + 1, b) if f not in decided_dropped]
+        assert (next(iter(by_frame[b])) - next(iter(by_frame[a]))) % (1 << 15) == 1 + len(between)
+    for frame in forwarded:
+        ref = reference(frame)
+        assert ref not in decided_dropped, f"frame {frame} sent, its reference {ref} dropped"
+
+
 def test_going_up_waits_for_a_switch_point() -> None:
     """At target 0 only TID-0 frames pass; raised to 2 in the middle of the group, the
     layers come back at the next layer-sync or TID-0 frame, not before."""
@@ -355,17 +428,35 @@ def test_going_up_waits_for_a_switch_point() -> None:
     assert passed == [0, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
-def test_a_packet_reordered_across_a_dropped_frame_is_stale() -> None:
-    """A late packet older than one already dropped cannot be numbered: it is left out
-    (stale), never sent with a number already used."""
+def test_a_packet_reordered_across_a_dropped_frame_takes_its_place() -> None:
+    """A late packet of a frame sent, behind a frame dropped since, is moved up by the
+    packets dropped after it: the number it would have had."""
     stream = l1t3(4, [2], 100, 0, True)
     munger = Munger(target=1)
     verdicts = {}
+    shifts = {}
     late = stream[1]  # frame 0's second packet arrives after frame 1 (TID 2, dropped)
     for packet in [stream[0], stream[2], stream[3], late, *stream[4:]]:
         verdicts[packet.seq] = munger.admit(packet.seq, parse_vp8(packet.payload))
-    assert verdicts[late.seq] == "stale"
+        shifts[packet.seq] = munger.shift
+    assert verdicts[late.seq] == "forward"
+    assert shifts[late.seq] == 2
     assert [verdicts[p.seq] for p in stream[2:4]] == ["drop", "drop"]
+
+
+def test_a_late_packet_of_a_dropped_or_unseen_frame_is_left_out() -> None:
+    """Late packets of a frame dropped, or of a frame none of whose packets came before a
+    newer one (its reference may be gone), are stale."""
+    stream = l1t3(4, [2], 100, 0, True)
+    munger = Munger(target=0)
+    order = [stream[0], stream[1], stream[2], stream[4], stream[5], stream[3]]
+    verdicts = [munger.admit(p.seq, parse_vp8(p.payload)) for p in order]
+    # Frame 1 (TID 2) dropped, its late second packet stale; frame 2 (TID 1) dropped.
+    assert verdicts == ["forward", "forward", "drop", "drop", "drop", "stale"]
+    munger = Munger()
+    late_frame = [stream[0], stream[1], stream[4], stream[2], stream[3]]
+    verdicts = [munger.admit(p.seq, parse_vp8(p.payload)) for p in late_frame]
+    assert verdicts == ["forward", "forward", "forward", "stale", "stale"]
 
 
 def test_an_unlayered_stream_passes_untouched() -> None:

@@ -328,3 +328,44 @@ async def test_a_capped_subscriber_gets_only_the_base_layer_from_its_first_packe
         pub.close()
         tx.close()
         rx.close()
+
+
+async def test_a_late_packet_of_a_frame_sent_takes_its_place_behind_frames_dropped() -> None:
+    """Only TID 0 sent: the second packet of a TID-0 frame arrives after the next frame
+    (TID 2, dropped): it is sent with the number it would have had, so the subscriber's
+    numbers, sorted, have no gap and no duplicate, and its PictureID is its frame's."""
+    dtls = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    pub = Publication(
+        owner="p",
+        kind="video",
+        receiver=RTCRtpReceiver("video", dtls),
+        keyframe_interval=1e9,
+        clock=Clock(),
+    )
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    tx.setblocking(False)
+    try:
+        sub = pub.subscribe("s", RTCRtpSender("video", dtls), 1 << 20, layers=LayerPolicy(top=0))
+        sub.connect(tx, rx.getsockname(), session(), payload_type=96, extensions=EXTENSIONS)
+        packets = Publisher().frames(12)
+        late = packets.pop(9)  # frame 4's second packet, after frame 5's two
+        packets.insert(11, late)
+        for packet in packets:
+            pub.forward(packet, VP8)
+        got = drain(rx, session(inbound=True))
+        seqs = sorted(r.seq - got[0].seq & 0xFFFF for r in got)
+        assert seqs == list(range(len(got)))
+        assert len(got) == 2 * 3  # frames 0, 4 and 8
+        by_frame = {(r.tl0, r.picture_id) for r in got}
+        assert len(by_frame) == 3
+        assert got[3].seq == (got[2].seq + 1) & 0xFFFF  # the late one: frame 4's second
+        assert got[3].picture_id == got[2].picture_id
+    finally:
+        pub.close()
+        tx.close()
+        rx.close()
