@@ -164,9 +164,6 @@ class Lane:
         c.picture_offset = offset & 0x7FFF
         c.vp8_munge = 1 if offset & 0x7FFF else 0
 
-    def picture_offset(self) -> int:
-        return int(self.c.picture_offset) if self.c.vp8_munge else 0
-
     def take_history(self, other: Lane) -> None:
         """Keep answering NACKs for what `other` sent (this lane replaces it)."""
         lib.fanout_lane_move_history(self.c, other.c)
