@@ -33,7 +33,7 @@ from commandcenter.origins import allowed_origins
 from commandcenter.proxies import networks as proxy_networks
 from identity import Court
 from identity.case_numbers import BadCaseNumber, parse_court_code
-from media.settings import MediaConfig, worker_count
+from media.settings import MediaConfig, layer_policy, worker_count
 from sessions.settings import AuditConfig, EvidenceConfig, FeedConfig, RecorderConfig
 from signalling.settings import (
     CallsConfig,
@@ -521,6 +521,14 @@ def _validate_media(media: MediaConfig) -> None:
             "media.conference_rollin_keyframe_s: must be 1 or more, "
             f"got {media.conference_rollin_keyframe_s}"
         )
+    try:
+        layer_policy(media)
+    except ValueError:
+        raise ConfigError(
+            "media.temporal_down_loss/temporal_up_loss/temporal_down_reports/"
+            "temporal_up_after_s/temporal_max_layer: need 0 <= up_loss < down_loss <= 1, "
+            "down_reports >= 1, up_after_s >= 0 and max_layer 0 to 2"
+        ) from None
     try:
         worker_count(media.workers, 1)
     except ValueError as exc:

@@ -92,6 +92,25 @@ int fanout_recall(struct fanout_lane *lane, uint16_t seq, uint8_t *out, int cap)
 
 /* Renumber, remember and protect one packet for `lane` into `out`; the protected length, or
    0 with lane->status set when nothing is to be sent. */
+/* The PictureID of a VP8 payload descriptor (RFC 7741 section 4.2) moved down by `offset`,
+   in its 7- or 15-bit form; only in a packet with a TID whose descriptor is whole, as
+   media.temporal parses it (the Python path rewrites exactly those). */
+static void lower_picture_id(uint8_t *d, int len, uint16_t offset) {
+    if (len < 2 || !(d[0] & 0x80)) return;
+    uint8_t ext = d[1];
+    if (!(ext & 0x80) || !(ext & 0x20)) return; /* I (PictureID) and T (TID) */
+    int id_len = (len > 2 && (d[2] & 0x80)) ? 2 : 1;
+    int need = 2 + id_len + ((ext & 0x40) ? 1 : 0) + 1;
+    if (len < need) return;
+    if (id_len == 2) {
+        uint16_t id = (uint16_t)(((((d[2] & 0x7F) << 8) | d[3]) - offset) & 0x7FFF);
+        d[2] = (uint8_t)(0x80 | (id >> 8));
+        d[3] = (uint8_t)id;
+    } else {
+        d[2] = (uint8_t)((d[2] - offset) & 0x7F);
+    }
+}
+
 static int prepare(struct fanout_lane *lane, uint16_t seq, uint32_t timestamp, int marker,
                    const uint8_t *payload, int payload_len, uint8_t *out) {
     if (lane->start_seq >= 0) {
@@ -140,6 +159,7 @@ static int prepare(struct fanout_lane *lane, uint16_t seq, uint32_t timestamp, i
     p[11] = (uint8_t)lane->ssrc;
     memcpy(p + 12, lane->ext, lane->ext_len);
     memcpy(p + 12 + lane->ext_len, payload, (size_t)payload_len);
+    if (lane->vp8_munge) lower_picture_id(p + 12 + lane->ext_len, payload_len, lane->picture_offset);
 
     memcpy(out, p, (size_t)len);
     int protected_len = len;

@@ -39,6 +39,11 @@ struct fanout_lane {
     int32_t start_seq;
     int32_t last_out;
     uint32_t last_ts;
+    /* VP8 temporal layers (media.temporal.Munger): frames this subscriber was not sent lower
+       the PictureIDs of those it is sent by picture_offset (mod 2^15), applied to packets
+       with a TID while vp8_munge is set (0 for every other lane: one branch per packet). */
+    uint8_t vp8_munge;
+    uint16_t picture_offset;
     /* Counts: sent by this lane; sent since the sender's counters were last updated. */
     uint64_t sent;
     uint64_t uncounted_packets;

@@ -157,6 +157,13 @@ class Lane:
             last_ts=c.last_ts,
         )
 
+    def lower_picture_ids(self, offset: int) -> None:
+        """Lower the PictureIDs of the VP8 packets with a TID it sends by `offset` (the
+        frames media.temporal.Munger left out); 0: send them as they come."""
+        c = self.c
+        c.picture_offset = offset & 0x7FFF
+        c.vp8_munge = 1 if offset & 0x7FFF else 0
+
     def take_history(self, other: Lane) -> None:
         """Keep answering NACKs for what `other` sent (this lane replaces it)."""
         lib.fanout_lane_move_history(self.c, other.c)

@@ -17,6 +17,12 @@ went over the limit (it restarts clean instead of queueing). Either way the publ
 A conference's subscriber receives through slots instead (media.stage): a subscription whose
 publication changes (`switch`) while the subscriber's sender, numbering and history stay, so
 the subscriber sees one continuous stream that shows whoever the slot carries now.
+
+VP8 temporal layers (media.temporal; docs/media.md, *Temporal layers*): a publication whose
+packets carry a TID counts them per layer; a subscriber whose receiver reports loss is sent
+fewer layers by its `Munger`, in Python (frames are dropped and their numbers closed up), and
+goes back to the C fan-out once it gets every layer again, the lane lowering PictureIDs by the
+frames it was not sent.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Final, Literal
 
 import structlog
@@ -38,9 +45,10 @@ from aiortc.rtp import RtpPacket
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Session as SrtpSession
 
-from media import fanout, rtp
+from media import fanout, rtp, temporal
 from media.fanout import unavailable as fanout_unavailable
 from media.hooks import SenderTap, ntp_now, request_keyframe
+from media.temporal import LayerPolicy, LayerSelector, Munger
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +94,7 @@ class Subscription:
         *,
         key: str | None = None,
         engine: Fanout = "python",
+        layers: LayerPolicy | None = None,
     ) -> None:
         # None: an idle slot (nothing to send until `switch`).
         self.publication = publication
@@ -98,6 +107,7 @@ class Subscription:
             on_nack=self._on_nack,
             on_keyframe_request=self._on_keyframe_request,
             on_ready=self._on_ready,
+            on_loss=self._on_loss if layers is not None else None,
         )
         self._numbering = rtp.Renumbering(
             seq_base=random.getrandbits(15), timestamp_base=random.getrandbits(32)
@@ -129,6 +139,12 @@ class Subscription:
         # Packets sent from earlier sources, by their owner (`sent_from`).
         self._sent_before: dict[str, int] = {}
         self._sent_at_switch = 0
+        # Temporal layers: which this subscriber gets (None: every layer, always), and, once
+        # it has been sent fewer, what was left out (media.temporal).
+        self.selector = LayerSelector(layers) if layers is not None else None
+        self.munger: Munger | None = None
+        if layers is not None and layers.top < temporal.TOP:
+            self.munger = Munger(target=layers.top, current=layers.top)
 
     def _on_ready(self) -> None:
         tap = self.tap
@@ -231,6 +247,18 @@ class Subscription:
         steady = self._numbering.steady()
         if lane is None or steady is None or not self.active:
             return None
+        munger = self.munger
+        if munger is not None:
+            if self._thinning():
+                return None
+            # Nothing older than the last packet left out may be numbered any more (its
+            # closing up moved the offset): the lane skips what is older than its start.
+            if munger.last_dropped is not None:
+                start = rtp.seq_add(munger.last_dropped, 1)
+                if steady.start_seq is None or rtp.seq_newer(start, steady.start_seq):
+                    steady = replace(steady, start_seq=start)
+            lane.lower_picture_ids(munger.picture_offset)
+            munger.resume()
         lane.load(steady)
         lane.add_uncounted(self._uncounted_packets, self._uncounted_octets)
         self._uncounted_packets = 0
@@ -277,6 +305,44 @@ class Subscription:
         if self.publication is not None:
             self.publication.need_keyframe()
 
+    def _on_loss(self, fraction_lost: int) -> None:
+        """A receiver report about this sender: fewer temporal layers on sustained loss,
+        more once it stops (only for a publication whose packets carry a TID)."""
+        pub, selector = self.publication, self.selector
+        if pub is None or selector is None or not pub.layered:
+            return
+        layer = selector.report(fraction_lost, pub.clock())
+        if layer is not None:
+            self.set_layer(layer)
+
+    def set_layer(self, layer: int) -> None:
+        """Send temporal layers 0 to `layer` from the next switch point on."""
+        munger = self.munger
+        if munger is None:
+            if layer >= temporal.TOP:
+                return
+            munger = self.munger = Munger()
+        munger.target = layer
+        if self._thinning() and self.carried and self.publication is not None:
+            # Frames are left out in Python; back to C once every layer is sent again.
+            self.publication.uncarry(self)
+
+    def _thinning(self) -> bool:
+        """Whether frames of this publication may be left out for this subscriber now (then
+        it is forwarded in Python). A publication without layers never is."""
+        munger, pub = self.munger, self.publication
+        return munger is not None and munger.thinning and pub is not None and pub.layered
+
+    @property
+    def layer(self) -> int:
+        """The highest temporal layer this subscriber is sent now."""
+        return self.munger.current if self.munger is not None else temporal.TOP
+
+    @property
+    def layers_dropped(self) -> int:
+        """Packets of a layered publication not sent to this subscriber for its layers."""
+        return self.munger.dropped if self.munger is not None else 0
+
     def switch(self, publication: Publication | None, ts_advance: int) -> None:
         """Carry `publication` from its next keyframe on (None: nothing), continuing this
         subscriber's stream (`Renumbering.switch`)."""
@@ -291,6 +357,9 @@ class Subscription:
         self._sent_at_switch = self.packets_sent
         self.publication = publication
         self._numbering.switch(ts_advance)
+        if self.munger is not None:
+            # Another stream: its PictureIDs and sequence numbers say nothing of the last.
+            self.munger.resume()
         if publication is not None:
             publication.attach(self)
             if self.active:
@@ -310,11 +379,35 @@ class Subscription:
         not carry. True: sent, and the C fan-out could carry this subscriber from now on."""
         if not self.active:
             return False
-        mapped = self._numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
+        payload = packet.payload
+        munger = self.munger
+        if munger is not None and self.publication is not None:
+            descriptor = self.publication.descriptor
+            verdict = munger.admit(packet.sequence_number, descriptor)
+            if verdict != "forward":
+                self.publication.layers_dropped += 1
+                numbering = self._numbering
+                if verdict == "drop" and not numbering.waiting:
+                    # Closed up: the next packet sent takes this one's number.
+                    numbering.seq_offset = (numbering.seq_offset - 1) & 0xFFFF
+                return False
+            payload = munger.rewrite(payload, descriptor)
+            if munger.shift:
+                # Late, behind packets dropped since: its place in the closed-up stream.
+                start = self._numbering.start_seq
+                if start is not None and rtp.seq_newer(start, packet.sequence_number):
+                    return False
+                seq = (packet.sequence_number + munger.shift) & 0xFFFF
+                mapped = self._numbering.map(seq, packet.timestamp, starts_keyframe)
+            else:
+                mapped = self._numbering.map(
+                    packet.sequence_number, packet.timestamp, starts_keyframe
+                )
+        else:
+            mapped = self._numbering.map(packet.sequence_number, packet.timestamp, starts_keyframe)
         if mapped is None:
             return False
         seq, timestamp = mapped
-        payload = packet.payload
         marker = packet.marker
         data = (
             _HEADER.pack(
@@ -353,7 +446,7 @@ class Subscription:
             self.tap.count(self._uncounted_packets, self._uncounted_octets, timestamp)
             self._uncounted_packets = 0
             self._uncounted_octets = 0
-        return lane is not None
+        return lane is not None and (munger is None or not self._thinning())
 
     def close(self) -> None:
         self.active = False
@@ -405,6 +498,14 @@ class Publication:
         self.keyframe_starts = False
         self.packets_received = 0
         self.keyframes_requested = 0
+        # VP8 temporal layers: packets received per TID (0-3), whether any carried one, and
+        # the descriptor of the packet being fanned out (None: no TID) for the mungers.
+        self.tid_packets = [0, 0, 0, 0]
+        self.layered = False
+        # Packets of it not sent to a subscriber for its layers, every subscriber together.
+        self.layers_dropped = 0
+        self.descriptor: temporal.Vp8Descriptor | None = None
+        self._closed = False
         # When the carried subscribers' sender counters were last brought up to date.
         self._counted_at = -math.inf
         self._timer: asyncio.TimerHandle | None = None
@@ -428,8 +529,16 @@ class Publication:
 
     def fan_out(self, packet: RtpPacket, codec: RTCRtpCodecParameters, starts: bool) -> None:
         """A received packet to every subscription, the level listener and the sinks."""
-        if starts and self.kind == "video":
-            self.keyframes.keyframe_seen()
+        if self.kind == "video":
+            if starts:
+                self.keyframes.keyframe_seen()
+            descriptor = None
+            if temporal.has_tid(packet.payload) and codec.name.upper() == "VP8":
+                descriptor = temporal.parse_vp8(packet.payload)
+                if descriptor is not None and descriptor.tid is not None:
+                    self.tid_packets[descriptor.tid] += 1
+                    self.layered = True
+            self.descriptor = descriptor
         self.keyframe_starts = starts
         carried = self._carried
         if carried:
@@ -507,9 +616,14 @@ class Publication:
             self._in_python[sub.key] = sub
 
     def subscribe(
-        self, subscriber: str, sender: RTCRtpSender, max_backlog: int, engine: Fanout = "python"
+        self,
+        subscriber: str,
+        sender: RTCRtpSender,
+        max_backlog: int,
+        engine: Fanout = "python",
+        layers: LayerPolicy | None = None,
     ) -> Subscription:
-        sub = Subscription(self, subscriber, sender, max_backlog, engine=engine)
+        sub = Subscription(self, subscriber, sender, max_backlog, engine=engine, layers=layers)
         self.attach(sub)
         return sub
 
@@ -577,6 +691,16 @@ class Publication:
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
+        if self.layered and not self._closed:
+            # The per-layer counts, once per layered publication (the browser test reads
+            # them: Chromium's L1T3 seen from the server).
+            log.info(
+                "temporal layers",
+                owner=self.owner,
+                tid_packets=self.tid_packets,
+                layers_dropped=self.layers_dropped,
+            )
+        self._closed = True
         callbacks, self.on_close = self.on_close, []
         for callback in callbacks:
             callback()

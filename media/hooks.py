@@ -66,7 +66,9 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     unwrap_rtx,
 )
@@ -169,8 +171,10 @@ class IdleTrack(MediaStreamTrack):
 class SenderTap:
     """Sends relayed RTP through one aiortc sender, bypassing its encoder.
 
-    `on_nack(seqs)` and `on_keyframe_request()` receive the subscriber's feedback; receiver
-    reports and bitrate estimates still reach aiortc (for its statistics).
+    `on_nack(seqs)` and `on_keyframe_request()` receive the subscriber's feedback, and
+    `on_loss(fraction_lost)` each receiver report block about this sender (RTCP's fraction
+    lost, 0-255); receiver reports and bitrate estimates still reach aiortc (for its
+    statistics).
 
     Relies on: the sender's `_ssrc`; `send(parameters)` negotiating the codec and setting the
     `__mid`; every RTCP packet for the sender passing through `_handle_rtcp_packet(packet)`;
@@ -187,6 +191,7 @@ class SenderTap:
         on_nack: Callable[[list[int]], None],
         on_keyframe_request: Callable[[], None],
         on_ready: Callable[[], None],
+        on_loss: Callable[[int], None] | None = None,
     ) -> None:
         self.sender = sender
         self.ssrc: int = sender._ssrc
@@ -215,6 +220,10 @@ class SenderTap:
             ):
                 on_keyframe_request()
             else:
+                if on_loss is not None and isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                    for report in packet.reports:
+                        if report.ssrc == self.ssrc:
+                            on_loss(report.fraction_lost)
                 await original_rtcp(packet)
 
         sender.send = send  # type: ignore[method-assign]

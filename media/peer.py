@@ -34,7 +34,7 @@ from media import hooks, ice
 from media.errors import NegotiationFailed, WrongState
 from media.forwarder import Publication, Subscription
 from media.numbering import Codecs, Extensions, client_tables, is_rtx
-from media.settings import MediaConfig
+from media.settings import MediaConfig, layer_policy
 
 log = structlog.get_logger(__name__)
 
@@ -218,6 +218,7 @@ class MemberPeer:
             transceiver.sender,
             self.config.max_subscriber_backlog_bytes,
             engine=self.config.fanout,
+            layers=layer_policy(self.config) if pub.kind == "video" else None,
         )
         self.receiving[pub.track_id] = (transceiver, sub)
         self.renegotiate()
@@ -243,6 +244,7 @@ class MemberPeer:
                 self.config.max_subscriber_backlog_bytes,
                 key=f"{self.user}/{name}",
                 engine=self.config.fanout,
+                layers=layer_policy(self.config) if kind == "video" else None,
             )
             added = True
         if added:

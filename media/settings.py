@@ -8,6 +8,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from media.temporal import LayerPolicy
+
 # The most media worker processes a server starts (a typo such as 1000 must not fork a storm).
 MAX_WORKERS: Final = 64
 
@@ -53,6 +55,19 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     # `conference_audio_slots` loudest sites (media.loudest), and names them in a VOICES frame.
     # Off: every site's audio goes home (the benchmark's `--no-preselect`).
     open_audio_preselect: bool = True
+    # VP8 temporal layers (docs/media.md, *Temporal layers*): a subscriber of a publisher
+    # sending L1T3 whose receiver reports more than `temporal_down_loss` (a fraction) in
+    # `temporal_down_reports` RTCP reports in a row is sent one layer less (down to TID 0
+    # alone), and one layer more after `temporal_up_after_s` seconds of reports all below
+    # `temporal_up_loss`, up to `temporal_max_layer` (below 2: no subscriber ever gets more,
+    # for links that cannot carry the full frame rate; such subscribers are forwarded in
+    # Python, not by the C fan-out). Off: every subscriber gets every layer.
+    temporal_layers: bool = True
+    temporal_down_loss: float = 0.10
+    temporal_down_reports: int = 2
+    temporal_up_loss: float = 0.02
+    temporal_up_after_s: float = 5.0
+    temporal_max_layer: int = 2
     # Who sends a publication's packets to its steady subscribers: "c", one call of the C
     # fan-out per packet (media/fanout.c, built by `make venv`); "python", the forwarder
     # itself. "c" without the built extension falls back to "python" with one warning at
@@ -72,6 +87,20 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     cascade_address: str = ""
     # Its UDP port; 0: any free port (advertised as bound).
     cascade_port: int = 0
+
+
+def layer_policy(config: MediaConfig) -> LayerPolicy | None:
+    """The temporal layer thresholds `config` sets, or None when layers are never dropped.
+    Raises ValueError on thresholds out of order (the config check names the keys)."""
+    if not config.temporal_layers:
+        return None
+    return LayerPolicy(
+        down_loss=config.temporal_down_loss,
+        down_reports=config.temporal_down_reports,
+        up_loss=config.temporal_up_loss,
+        up_after_s=config.temporal_up_after_s,
+        top=config.temporal_max_layer,
+    )
 
 
 def worker_count(setting: int | str, cores: int) -> int:

@@ -1137,7 +1137,12 @@
       if (stream && stream.getTracks().length > 0) {
         // sendonly: what we receive comes on the server's own sections, our slots.
         for (const track of stream.getTracks()) {
-          const tr = this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+          const init = { direction: "sendonly", streams: [stream] };
+          // Three temporal layers (L1T3, in VP8, the conference's codec): to a site whose
+          // link loses packets the server sends only half or a quarter of the frames, still
+          // decodable (docs/media.md, *Temporal layers*).
+          if (track.kind === "video") init.sendEncodings = [{ scalabilityMode: "L1T3" }];
+          const tr = this.pc.addTransceiver(track, init);
           if (track.kind === "video") preferConferenceCodec(tr);
         }
       } else {
@@ -1245,12 +1250,20 @@
             framesDecoded: s.framesDecoded || 0,
             frameWidth: s.frameWidth || 0,
             totalAudioEnergy: s.totalAudioEnergy || 0,
+            // Whether what arrives decodes: frames that arrived and were dropped, and our
+            // requests for packets (NACK) and pictures (PLI) again.
+            framesReceived: s.framesReceived || 0,
+            framesDropped: s.framesDropped || 0,
+            nackCount: s.nackCount || 0,
+            pliCount: s.pliCount || 0,
           };
         } else if (s.type === "outbound-rtp") {
           const out = outbound[s.kind] || { packetsSent: 0, bytesSent: 0, framesEncoded: 0 };
           out.packetsSent += s.packetsSent || 0;
           out.bytesSent += s.bytesSent || 0;
           out.framesEncoded += s.framesEncoded || 0;
+          // What the encoder does, e.g. "L1T3" (the browser may not honour what was asked).
+          if (s.scalabilityMode) out.scalabilityMode = s.scalabilityMode;
           outbound[s.kind] = out;
         }
       });
