@@ -179,8 +179,16 @@ class _Collector(Collector):
         in_workers = pool.forwarded() if pool is not None else (0, 0)
         packets.add_metric([], FORWARDED.packets + in_workers[0])
         octets.add_metric([], FORWARDED.bytes + in_workers[1])
+        thinned = CounterMetricFamily(
+            "commandcenter_media_layer_dropped_packets",
+            "VP8 packets of temporal layers above what a subscriber reporting loss is sent "
+            "(not forwarded to it: docs/media.md, Temporal layers).",
+        )
+        in_workers_dropped = pool.layer_dropped() if pool is not None else 0
+        thinned.add_metric([], FORWARDED.layer_dropped + in_workers_dropped)
         yield packets
         yield octets
+        yield thinned
 
     def _process(self) -> Iterator[Metric]:
         cpu = CounterMetricFamily(

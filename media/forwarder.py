@@ -74,11 +74,14 @@ class Forwarded:
     every call and conference together: what /metrics reports as forwarded. Per process,
     not per subscription, so that the count survives the subscriptions it came from."""
 
-    __slots__ = ("bytes", "packets")
+    __slots__ = ("bytes", "layer_dropped", "packets")
 
     def __init__(self) -> None:
         self.packets = 0
         self.bytes = 0
+        # Packets not sent to a subscriber for its temporal layers (media.temporal): how
+        # much thinning lossy sites' links are spared.
+        self.layer_dropped = 0
 
 
 FORWARDED: Final = Forwarded()
@@ -386,6 +389,7 @@ class Subscription:
             verdict = munger.admit(packet.sequence_number, descriptor)
             if verdict != "forward":
                 self.publication.layers_dropped += 1
+                FORWARDED.layer_dropped += 1
                 numbering = self._numbering
                 if verdict == "drop" and not numbering.waiting:
                     # Closed up: the next packet sent takes this one's number.

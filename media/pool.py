@@ -321,6 +321,10 @@ class WorkerPool:
             load.forwarded_bytes for load in loads
         )
 
+    def layer_dropped(self) -> int:
+        """Packets the live workers left out for subscribers' temporal layers."""
+        return sum(w.load.layer_dropped_packets for w in self.workers if w.load is not None)
+
     async def stop(self) -> None:
         """Stop every worker (each finishes and files its recordings), killing one that does
         not stop within STOP_WAIT_S."""

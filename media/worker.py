@@ -138,6 +138,7 @@ def _load(service: MediaService) -> w.Load:
         cpu_s=times.user + times.system,
         forwarded_packets=FORWARDED.packets,
         forwarded_bytes=FORWARDED.bytes,
+        layer_dropped_packets=FORWARDED.layer_dropped,
         audio_sites_in=service.spans.audio_sites_in(),
     )
 

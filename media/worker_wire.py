@@ -185,6 +185,8 @@ class Load(_Record, tag="load", frozen=True):
     cpu_s: float
     forwarded_packets: int
     forwarded_bytes: int
+    # Packets not sent to a subscriber for its temporal layers (media.temporal).
+    layer_dropped_packets: int = 0
     # As the router of open conferences: per other worker, the most sites of one conference
     # whose audio it took from that worker since the last report (media.loudest: at most
     # `conference_audio_slots` with the preselection on).

@@ -21,7 +21,7 @@ from aiortc.rtp import RtpPacket
 
 from commandcenter import keys
 from media import fanout, ice
-from media.forwarder import Publication
+from media.forwarder import FORWARDED, Publication
 from media.service import MediaService
 from tests.mediahelpers import Member
 from tests.wsclient import Server
@@ -136,6 +136,7 @@ async def test_a_subscriber_reporting_loss_gets_the_base_layer_and_every_layer_a
         assert sub.layer == 2
         assert sub.layers_dropped == 0
 
+        counted = FORWARDED.layer_dropped
         feed.lossy = True
         await media_server.wait_for(lambda: sub.layer == 0, STEP_S, "down to TID 0")
         assert not sub.carried
@@ -145,6 +146,8 @@ async def test_a_subscriber_reporting_loss_gets_the_base_layer_and_every_layer_a
         # Every TID-1 and TID-2 packet since was left out for this subscriber.
         left_out = (pub.tid_packets[1] - tids[1]) + (pub.tid_packets[2] - tids[2])
         assert sub.layers_dropped - dropped >= left_out > 0
+        # /metrics' commandcenter_media_layer_dropped_packets counts them too.
+        assert FORWARDED.layer_dropped - counted >= sub.layers_dropped - dropped
 
         feed.lossy = False
         await media_server.wait_for(lambda: sub.layer == 2, STEP_S, "back to every layer")

@@ -41,6 +41,7 @@ FAMILIES = {
     "commandcenter_ring_latency_seconds",
     "commandcenter_media_forwarded_packets",
     "commandcenter_media_forwarded_bytes",
+    "commandcenter_media_layer_dropped_packets",
     "commandcenter_worker_cpu_seconds",
     "commandcenter_trace_append_seconds",
     "commandcenter_errors",
