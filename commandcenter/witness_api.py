@@ -18,7 +18,8 @@ join, recorded under their user id (`witness-<id>`) like anyone's.
 The conference is read through the hub's link (`CoreLink.conference`): from the core where
 it runs (one node alone, or the cluster's authority), else from the authority's journal in
 Redis, so these routes answer on every node of a cluster (503 only while Redis does not).
-A moderator named or taken back shows there within the journal's `JOURNAL_EVERY_S`.
+A conference just created, and a moderator named or taken back, are journalled at once
+(signalling.cluster.journal.DECISION_KINDS), so they show there as soon as Redis has them.
 `_answering` is this edge's one place that turns errors into statuses.
 """
 

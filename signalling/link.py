@@ -87,9 +87,10 @@ class CoreLink(Protocol):
     async def conference(self, conference_id: str) -> Conference | None:
         """A conference not ended, as read (never driven) by an HTTP route that answers on
         every node (the witness invitations): from the core where it runs here, else from
-        what the cluster's authority keeps of it for its successor (the journal, at most
-        `JOURNAL_EVERY_S` behind). None: no such conference. CoreUnreachable: the store
-        holding it does not answer now."""
+        what the cluster's authority keeps of it for its successor (the journal: its creation
+        and moderators at once, its sites at most `redis.journal_conference_s` behind).
+        None: no such conference. CoreUnreachable: the store holding it does not answer
+        now."""
 
 
 class CoreUnreachable(Exception):

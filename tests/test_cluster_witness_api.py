@@ -48,7 +48,7 @@ async def test_the_witness_routes_answer_on_the_node_that_is_not_the_authority(
 
         async def invited() -> bool:
             async with http.post(path(gateway, cid), json=BODY, headers=moderator) as resp:
-                # The journal is written within JOURNAL_EVERY_S of the join.
+                # The creation is journalled at once, through Redis.
                 if resp.status == 404:
                     return False
                 issued.update(await resp.json())

@@ -43,9 +43,11 @@ _SESSION_KINDS: Final = frozenset({"sign_in", "session_continued", "session_adop
 # (bench.conference_journal), and a join burst records each join.
 JOURNAL_EVERY_S: Final = 0.5
 # What a moderator decides: journalled at once (a human's rate, a few a second at most), so
-# that the next authority carries on with it, while site churn waits for the period.
+# that the next authority carries on with it, while site churn waits for the period. Its
+# creation too: other nodes answer the conference's witness routes from the journal.
 DECISION_KINDS: Final = frozenset(
     {
+        "conference_created",
         "conference_started",
         "conference_locked",
         "conference_muted",
