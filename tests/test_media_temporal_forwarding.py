@@ -115,6 +115,34 @@ class Received:
     start: bool
 
 
+def wired(clock: Clock) -> tuple[RTCDtlsTransport, Publication, socket.socket, socket.socket]:
+    """A video publication on `clock`, and a sending and a receiving loopback socket (the
+    receiver's buffer large enough for a test's burst)."""
+    dtls = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    pub = Publication(
+        owner="p",
+        kind="video",
+        receiver=RTCRtpReceiver("video", dtls),
+        keyframe_interval=1e9,
+        clock=clock,
+    )
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    tx.setblocking(False)
+    return dtls, pub, tx, rx
+
+
+def unwire(pub: Publication, tx: socket.socket, rx: socket.socket) -> None:
+    pub.close()
+    tx.close()
+    rx.close()
+
+
 def drain(rx: socket.socket, sink: Session) -> list[Received]:
     out: list[Received] = []
     while True:
@@ -162,23 +190,8 @@ async def test_a_lossy_subscriber_gets_fewer_layers_and_all_again_when_loss_stop
     layer 1, then every layer, carried by the C fan-out again (engine "c"). Throughout,
     sequence numbers and PictureIDs are consecutive, TL0PICIDX unchanged, every TID-0 frame
     arrives; the publication counts packets per TID and the subscriber those dropped."""
-    dtls = RTCDtlsTransport(
-        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
-    )
     clock = Clock()
-    pub = Publication(
-        owner="p",
-        kind="video",
-        receiver=RTCRtpReceiver("video", dtls),
-        keyframe_interval=1e9,
-        clock=clock,
-    )
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    tx.setblocking(False)
+    dtls, pub, tx, rx = wired(clock)
     sink = session(inbound=True)
     publisher = Publisher()
     try:
@@ -244,28 +257,12 @@ async def test_a_lossy_subscriber_gets_fewer_layers_and_all_again_when_loss_stop
         assert sub.layers_dropped > 0
         assert pub.layers_dropped == sub.layers_dropped
     finally:
-        pub.close()
-        tx.close()
-        rx.close()
+        unwire(pub, tx, rx)
 
 
 async def test_a_publication_without_layers_is_never_thinned() -> None:
     """Loss reported about a stream without TIDs changes nothing: every packet is sent."""
-    dtls = RTCDtlsTransport(
-        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
-    )
-    pub = Publication(
-        owner="p",
-        kind="video",
-        receiver=RTCRtpReceiver("video", dtls),
-        keyframe_interval=1e9,
-        clock=Clock(),
-    )
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    tx.setblocking(False)
+    dtls, pub, tx, rx = wired(Clock())
     try:
         sub = pub.subscribe("s", RTCRtpSender("video", dtls), 1 << 20, layers=POLICY)
         sub.connect(tx, rx.getsockname(), session(), payload_type=96, extensions=EXTENSIONS)
@@ -281,9 +278,7 @@ async def test_a_publication_without_layers_is_never_thinned() -> None:
         assert sub.selector is not None
         assert sub.selector.layer == 2
     finally:
-        pub.close()
-        tx.close()
-        rx.close()
+        unwire(pub, tx, rx)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -292,22 +287,7 @@ async def test_a_capped_subscriber_gets_only_the_base_layer_from_its_first_packe
 ) -> None:
     """`temporal_max_layer` 0: from the keyframe on, only TID-0 frames, consecutive in
     sequence number and PictureID, forwarded in Python whatever the engine."""
-    dtls = RTCDtlsTransport(
-        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
-    )
-    pub = Publication(
-        owner="p",
-        kind="video",
-        receiver=RTCRtpReceiver("video", dtls),
-        keyframe_interval=1e9,
-        clock=Clock(),
-    )
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    tx.setblocking(False)
+    dtls, pub, tx, rx = wired(Clock())
     capped = LayerPolicy(top=0)
     try:
         sub = pub.subscribe("s", RTCRtpSender("video", dtls), 1 << 20, engine, layers=capped)
@@ -325,30 +305,14 @@ async def test_a_capped_subscriber_gets_only_the_base_layer_from_its_first_packe
         assert sub.layer == 0
         assert sub.layers_dropped == 2 * 60
     finally:
-        pub.close()
-        tx.close()
-        rx.close()
+        unwire(pub, tx, rx)
 
 
 async def test_a_late_packet_of_a_frame_sent_takes_its_place_behind_frames_dropped() -> None:
     """Only TID 0 sent: the second packet of a TID-0 frame arrives after the next frame
     (TID 2, dropped): it is sent with the number it would have had, so the subscriber's
     numbers, sorted, have no gap and no duplicate, and its PictureID is its frame's."""
-    dtls = RTCDtlsTransport(
-        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
-    )
-    pub = Publication(
-        owner="p",
-        kind="video",
-        receiver=RTCRtpReceiver("video", dtls),
-        keyframe_interval=1e9,
-        clock=Clock(),
-    )
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    tx.setblocking(False)
+    dtls, pub, tx, rx = wired(Clock())
     try:
         sub = pub.subscribe("s", RTCRtpSender("video", dtls), 1 << 20, layers=LayerPolicy(top=0))
         sub.connect(tx, rx.getsockname(), session(), payload_type=96, extensions=EXTENSIONS)
@@ -366,6 +330,4 @@ async def test_a_late_packet_of_a_frame_sent_takes_its_place_behind_frames_dropp
         assert got[3].seq == (got[2].seq + 1) & 0xFFFF  # the late one: frame 4's second
         assert got[3].picture_id == got[2].picture_id
     finally:
-        pub.close()
-        tx.close()
-        rx.close()
+        unwire(pub, tx, rx)
