@@ -6,7 +6,10 @@ counts that agree with their reference definition."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +20,9 @@ from sessions.durable import DurableRecorder, verify_store
 from sessions.errors import StoreClosed, StoreUnavailable, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.memory_store import MemoryTraceStore
+from sessions.postgres_store import PostgresTraceStore
 from sessions.recorder import TraceEvent
+from sessions.sqlite_store import LATEST_CHECKPOINTS_SQL
 from sessions.statistics import StatsQuery, reference_counts
 from sessions.store import StoredRecord, TraceStore
 from sessions.trace import GENESIS, Head, entry_of, seal, verify
@@ -27,8 +32,10 @@ from tests.tracehelpers import (
     TAMPERING,
     Backend,
     PostgresBackend,
+    SqliteBackend,
     append_all,
     backend,
+    flood_checkpoints,
     instruction_workload,
     workload,
 )
@@ -581,6 +588,78 @@ async def test_checkpoints_are_kept_in_order_and_read_back_alike_by_every_store(
             await reader.add_checkpoint(first)
     finally:
         await reader.close()
+
+
+async def rows_the_database_reads_for_the_latest(backend: Backend, reason: str, limit: int) -> int:
+    """How many checkpoint rows the database itself visits to answer `latest_checkpoints`:
+    PostgreSQL's EXPLAIN ANALYZE of the store's query (rows returned plus rows filtered out
+    by every node on the table); for SQLite, whose plan has no row counts, the rows returned
+    when its plan searches the (reason, id) index in order, else the whole table."""
+    if isinstance(backend, PostgresBackend):
+        store = await PostgresTraceStore.open(backend.dsn, schema=backend.schema, readonly=True)
+        conn = await asyncpg.connect(backend.dsn)
+        try:
+            plan = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + store.latest_checkpoints_sql, reason, limit
+            )
+        finally:
+            await conn.close()
+            await store.close()
+        nodes = [json.loads(plan)[0]["Plan"]]
+        visited = 0
+        while nodes:
+            node = nodes.pop()
+            nodes.extend(node.get("Plans", []))
+            if node.get("Relation Name") == "checkpoints":
+                visited += node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        return visited
+    assert isinstance(backend, SqliteBackend)
+    with contextlib.closing(sqlite3.connect(backend.path)) as db:
+        plan = " ".join(
+            row[3]
+            for row in db.execute("EXPLAIN QUERY PLAN " + LATEST_CHECKPOINTS_SQL, (reason, limit))
+        )
+        if "INDEX checkpoints_reason (reason=?)" in plan and "TEMP B-TREE" not in plan:
+            return len(db.execute(LATEST_CHECKPOINTS_SQL, (reason, limit)).fetchall())
+        return int(db.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+
+
+async def test_the_latest_verified_checkpoints_are_read_alone_however_many_periodic_follow(
+    backend: Backend,
+) -> None:
+    """`latest_checkpoints("verified")` answers newest first with the rows asked for and no
+    others, in every store, when thousands of periodic checkpoints were added after them:
+    the store's counter of rows read and the database's own plan both stay at the limit."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import sign
+
+    key = Ed25519PrivateKey.generate()
+    for store in [MemoryTraceStore(), await backend.open()]:
+        try:
+            await fill(store, 3)
+            head = await store.head()
+            older = sign(key, head, now=1.0, node="n1", reason="verified")
+            newer = sign(key, head, now=2.0, node="n1", reason="verified")
+            periodic = sign(key, head, now=3.0, node="n1", reason="periodic")
+            for cp in (older, newer, periodic):
+                await store.add_checkpoint(cp)
+            if isinstance(store, MemoryTraceStore):
+                for _ in range(4095):
+                    await store.add_checkpoint(periodic)
+            else:
+                await flood_checkpoints(backend, 12)
+            assert len(await store.checkpoints()) == 4098
+            before = store.checkpoint_rows_read
+            assert await store.latest_checkpoints("verified", limit=2) == [newer, older]
+            assert await store.latest_checkpoints("verified") == [newer]
+            assert await store.latest_checkpoints("start") == []
+            assert store.checkpoint_rows_read - before == 3
+            with pytest.raises(ValueError, match="limit"):
+                await store.latest_checkpoints("verified", limit=0)
+        finally:
+            await store.close()
+    assert await rows_the_database_reads_for_the_latest(backend, "verified", 1) == 1
 
 
 async def test_a_trace_from_before_checkpoints_reads_as_having_none(tmp_path: Path) -> None:
