@@ -255,6 +255,9 @@ class DurableRecorder:
     async def latest_checkpoints(self, reason: Reason, *, limit: int = 1) -> list[Checkpoint]:
         return await (await self._ready()).latest_checkpoints(reason, limit=limit)
 
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        return await (await self._ready()).highest_checkpoint()
+
     @property
     def checkpoint_rows_read(self) -> int:
         return 0 if self._store is None else self._store.checkpoint_rows_read

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from sessions.checkpoint import Checkpoint, Reason
+from sessions.checkpoint import Checkpoint, Reason, latest
 from sessions.errors import StoreClosed
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
@@ -35,6 +35,7 @@ class MemoryTraceStore:
         # (reason, id), so the latest `verified` one is found without walking the periodic
         # ones added since.
         self._by_reason: dict[str, list[Checkpoint]] = {}
+        self._highest: Checkpoint | None = None
         self.checkpoint_rows_read = 0
         # The subject index (sessions/subjects.py): subject -> seqs, in order.
         self._about: dict[str, list[int]] = {}
@@ -138,6 +139,7 @@ class MemoryTraceStore:
         self._open()
         self._checkpoints.append(checkpoint)
         self._by_reason.setdefault(checkpoint.reason, []).append(checkpoint)
+        self._highest = latest([cp for cp in (self._highest, checkpoint) if cp is not None])
         await asyncio.sleep(0)
 
     async def checkpoints(self) -> list[Checkpoint]:
@@ -151,6 +153,11 @@ class MemoryTraceStore:
         found = self._by_reason.get(reason, [])[-limit:][::-1]
         self.checkpoint_rows_read += len(found)
         return found
+
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        self._open()
+        self.checkpoint_rows_read += self._highest is not None
+        return self._highest
 
     async def close(self) -> None:
         self._closed = True

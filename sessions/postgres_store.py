@@ -179,6 +179,8 @@ def _schema_sql(t: str, schema: str) -> list[str]:
         # scan rather than a walk over the periodic ones (1,440 a day). Created by the first
         # writable open of an older schema; a read-only open of one without it scans instead.
         f'CREATE INDEX IF NOT EXISTS checkpoints_reason ON "{schema}".checkpoints (reason, id)',
+        # Where a starting checkpointer resumes, the highest checkpoint, likewise.
+        f'CREATE INDEX IF NOT EXISTS checkpoints_head ON "{schema}".checkpoints (seq, at_us, id)',
     ]
 
 
@@ -608,6 +610,18 @@ class PostgresTraceStore:
         return (
             f'SELECT {_CHECKPOINT_COLUMNS} FROM "{self.schema}".checkpoints'
             " WHERE reason = $1 ORDER BY id DESC LIMIT $2"
+        )
+
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        found = await self._read_checkpoints(self.highest_checkpoint_sql)
+        return found[0] if found else None
+
+    @property
+    def highest_checkpoint_sql(self) -> str:
+        """The query of `highest_checkpoint`, for EXPLAIN."""
+        return (
+            f'SELECT {_CHECKPOINT_COLUMNS} FROM "{self.schema}".checkpoints'
+            " ORDER BY seq DESC, at_us DESC, id DESC LIMIT 1"
         )
 
     async def _read_checkpoints(self, sql: str, *args: Any) -> list[Checkpoint]:

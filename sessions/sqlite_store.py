@@ -120,6 +120,8 @@ _SCHEMA: Final = (
     # search rather than a walk over the periodic ones (1,440 a day). Created by the first
     # writable open of an older file; a read-only open of one without it scans instead.
     "CREATE INDEX IF NOT EXISTS checkpoints_reason ON checkpoints (reason, id)",
+    # Where a starting checkpointer resumes, the highest checkpoint, likewise.
+    "CREATE INDEX IF NOT EXISTS checkpoints_head ON checkpoints (seq, at_us, id)",
 )
 _COLUMNS: Final = "seq, at_us, kind, data, prev_hash, hash, court, subject, tag, flag"
 _INSERT: Final = f"INSERT INTO trace ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -132,6 +134,9 @@ _ABOUT: Final = (
     " WHERE s.subject = ? ORDER BY s.seq LIMIT ?"
 )
 _CHECKPOINT_COLUMNS: Final = "seq, hash, at_us, node, reason, key_id, signature, tsa_token"
+HIGHEST_CHECKPOINT_SQL: Final = (
+    f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY seq DESC, at_us DESC, id DESC LIMIT 1"
+)
 LATEST_CHECKPOINTS_SQL: Final = (
     f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE reason = ? ORDER BY id DESC LIMIT ?"
 )
@@ -556,6 +561,10 @@ class SqliteTraceStore:
         check_latest_limit(limit)
         return await self._read_checkpoints(LATEST_CHECKPOINTS_SQL, (reason, limit))
 
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        found = await self._read_checkpoints(HIGHEST_CHECKPOINT_SQL, ())
+        return found[0] if found else None
+
     async def _read_checkpoints(self, sql: str, params: tuple[Any, ...]) -> list[Checkpoint]:
         def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             exists = conn.execute(
@@ -708,4 +717,9 @@ def _instructions(conn: sqlite3.Connection, q: StatsQuery) -> InstructionCounts:
     )
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "LATEST_CHECKPOINTS_SQL", "SqliteTraceStore"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "HIGHEST_CHECKPOINT_SQL",
+    "LATEST_CHECKPOINTS_SQL",
+    "SqliteTraceStore",
+]

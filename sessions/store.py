@@ -131,6 +131,12 @@ class TraceStore(Protocol):
         others however long the table grows (about 1,440 periodic checkpoints a day)."""
         ...
 
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the highest seq, the last added among those of the same seq and
+        time (`checkpoint.latest` over them all): where a starting checkpointer resumes,
+        read as one row."""
+        ...
+
     @property
     def checkpoint_rows_read(self) -> int:
         """How many checkpoints this store has read back so far (every read, full or

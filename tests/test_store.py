@@ -22,7 +22,7 @@ from sessions.facets import facets_of
 from sessions.memory_store import MemoryTraceStore
 from sessions.postgres_store import PostgresTraceStore
 from sessions.recorder import TraceEvent
-from sessions.sqlite_store import LATEST_CHECKPOINTS_SQL
+from sessions.sqlite_store import HIGHEST_CHECKPOINT_SQL, LATEST_CHECKPOINTS_SQL
 from sessions.statistics import StatsQuery, reference_counts
 from sessions.store import StoredRecord, TraceStore
 from sessions.trace import GENESIS, Head, entry_of, seal, verify
@@ -590,18 +590,19 @@ async def test_checkpoints_are_kept_in_order_and_read_back_alike_by_every_store(
         await reader.close()
 
 
-async def rows_the_database_reads_for_the_latest(backend: Backend, reason: str, limit: int) -> int:
-    """How many checkpoint rows the database itself visits to answer `latest_checkpoints`:
-    PostgreSQL's EXPLAIN ANALYZE of the store's query (rows returned plus rows filtered out
-    by every node on the table); for SQLite, whose plan has no row counts, the rows returned
-    when its plan searches the (reason, id) index in order, else the whole table."""
+async def rows_the_database_reads(backend: Backend, query: str) -> int:
+    """How many checkpoint rows the database itself visits to answer `latest_checkpoints
+    ("verified")` (`query` "latest") or `highest_checkpoint` ("highest"): PostgreSQL's
+    EXPLAIN ANALYZE of the store's query (rows returned plus rows filtered out by every node
+    on the table); for SQLite, whose plan has no row counts, the rows returned when its plan
+    walks an index in order, else the whole table."""
+    params: tuple[str | int, ...] = ("verified", 1) if query == "latest" else ()
     if isinstance(backend, PostgresBackend):
         store = await PostgresTraceStore.open(backend.dsn, schema=backend.schema, readonly=True)
+        sql = store.latest_checkpoints_sql if query == "latest" else store.highest_checkpoint_sql
         conn = await asyncpg.connect(backend.dsn)
         try:
-            plan = await conn.fetchval(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + store.latest_checkpoints_sql, reason, limit
-            )
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *params)
         finally:
             await conn.close()
             await store.close()
@@ -614,13 +615,15 @@ async def rows_the_database_reads_for_the_latest(backend: Backend, reason: str, 
                 visited += node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
         return visited
     assert isinstance(backend, SqliteBackend)
+    sql, index = (
+        (LATEST_CHECKPOINTS_SQL, "INDEX checkpoints_reason (reason=?)")
+        if query == "latest"
+        else (HIGHEST_CHECKPOINT_SQL, "INDEX checkpoints_head")
+    )
     with contextlib.closing(sqlite3.connect(backend.path)) as db:
-        plan = " ".join(
-            row[3]
-            for row in db.execute("EXPLAIN QUERY PLAN " + LATEST_CHECKPOINTS_SQL, (reason, limit))
-        )
-        if "INDEX checkpoints_reason (reason=?)" in plan and "TEMP B-TREE" not in plan:
-            return len(db.execute(LATEST_CHECKPOINTS_SQL, (reason, limit)).fetchall())
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+        if index in plan and "TEMP B-TREE" not in plan:
+            return len(db.execute(sql, params).fetchall())
         return int(db.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
 
 
@@ -659,7 +662,47 @@ async def test_the_latest_verified_checkpoints_are_read_alone_however_many_perio
                 await store.latest_checkpoints("verified", limit=0)
         finally:
             await store.close()
-    assert await rows_the_database_reads_for_the_latest(backend, "verified", 1) == 1
+    assert await rows_the_database_reads(backend, "latest") == 1
+
+
+async def test_the_highest_checkpoint_is_read_alone_and_is_the_one_latest_picks(
+    backend: Backend,
+) -> None:
+    """`highest_checkpoint` answers what `checkpoint.latest` picks from the whole table (the
+    highest seq, then the latest time, then the last added) in every store, reading one
+    row however many checkpoints there are: where a starting checkpointer resumes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import latest, sign
+
+    key = Ed25519PrivateKey.generate()
+    for store in [MemoryTraceStore(), await backend.open()]:
+        try:
+            assert await store.highest_checkpoint() is None
+            await fill(store, 2)
+            low = await store.head()
+            await fill(store, 2)
+            high = await store.head()
+            periodic = sign(key, low, now=9.0, node="n1", reason="periodic")
+            await store.add_checkpoint(periodic)
+            if isinstance(store, MemoryTraceStore):
+                for _ in range(4095):
+                    await store.add_checkpoint(periodic)
+            else:
+                await flood_checkpoints(backend, 12)
+            # A higher seq wins over a later time; among equal seq and time, the last added.
+            first = sign(key, high, now=2.0, node="n1", reason="start")
+            tie = sign(key, high, now=2.0, node="n2", reason="start")
+            await store.add_checkpoint(first)
+            await store.add_checkpoint(tie)
+            await store.add_checkpoint(sign(key, high, now=1.0, node="n3", reason="periodic"))
+            before = store.checkpoint_rows_read
+            assert await store.highest_checkpoint() == tie
+            assert store.checkpoint_rows_read - before == 1
+            assert latest(await store.checkpoints()) == tie
+        finally:
+            await store.close()
+    assert await rows_the_database_reads(backend, "highest") == 1
 
 
 async def test_a_trace_from_before_checkpoints_reads_as_having_none(tmp_path: Path) -> None:
