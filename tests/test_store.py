@@ -705,6 +705,42 @@ async def test_the_highest_checkpoint_is_read_alone_and_is_the_one_latest_picks(
     assert await rows_the_database_reads(backend, "highest") == 1
 
 
+async def test_a_trace_from_before_the_checkpoint_indexes_gains_them_when_opened_to_write(
+    backend: Backend,
+) -> None:
+    """A trace whose `checkpoints` table predates its indexes answers the latest and the
+    highest checkpoint all the same (read-only, by a scan), and gains the indexes, so the
+    one-row reads, at its next writable open."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import sign
+
+    key = Ed25519PrivateKey.generate()
+    store = await backend.open()
+    try:
+        await fill(store, 2)
+        verified = sign(key, await store.head(), now=1.0, node="n1", reason="verified")
+        await store.add_checkpoint(verified)
+        await store.add_checkpoint(sign(key, GENESIS, now=2.0, node="n1", reason="start"))
+    finally:
+        await store.close()
+    prefix = f'"{backend.schema}".' if isinstance(backend, PostgresBackend) else ""
+    await backend.sql(
+        f"DROP INDEX {prefix}checkpoints_reason", f"DROP INDEX {prefix}checkpoints_head"
+    )
+    await flood_checkpoints(backend, 10)
+    reader = await backend.open(readonly=True)
+    try:
+        assert await reader.latest_checkpoints("verified") == [verified]
+        assert await reader.highest_checkpoint() == verified
+    finally:
+        await reader.close()
+    assert await rows_the_database_reads(backend, "latest") > 1000
+    await (await backend.open()).close()
+    assert await rows_the_database_reads(backend, "latest") == 1
+    assert await rows_the_database_reads(backend, "highest") == 1
+
+
 async def test_a_trace_from_before_checkpoints_reads_as_having_none(tmp_path: Path) -> None:
     import sqlite3
 
