@@ -387,12 +387,15 @@ class RememberedForged(CheckpointError):
     changed (or signed by another key), so an incremental check has nothing to start from."""
 
 
-def last_verified(checkpoints: Sequence[Checkpoint], public: Ed25519PublicKey) -> Checkpoint | None:
-    """Where the last chain check stopped: the `verified` checkpoint added last (the table
-    keeps them in the order added), None when no check was remembered. Raises
-    RememberedForged when its signature does not verify: an incremental check must then
-    refuse, not fall back to an older one the forger may have chosen."""
-    found = next((cp for cp in reversed(checkpoints) if cp.reason == "verified"), None)
+def last_verified(
+    newest_first: Sequence[Checkpoint], public: Ed25519PublicKey
+) -> Checkpoint | None:
+    """Where the last chain check stopped: the `verified` checkpoint added last, given the
+    latest checkpoints newest first (`TraceStore.latest_checkpoints("verified")`: one row,
+    however long the table), None when no check was remembered. Raises RememberedForged when
+    its signature does not verify: an incremental check must then refuse, not fall back to
+    an older one the forger may have chosen, so nothing older is ever needed."""
+    found = next((cp for cp in newest_first if cp.reason == "verified"), None)
     if found is not None and not signature_ok(found, public):
         raise RememberedForged(
             f"the verified checkpoint at seq {found.seq} does not verify with this key"

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 from identity import Courts
-from sessions.checkpoint import Checkpoint
+from sessions.checkpoint import Checkpoint, Reason
 from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
@@ -251,6 +251,16 @@ class DurableRecorder:
 
     async def checkpoints(self) -> list[Checkpoint]:
         return await (await self._ready()).checkpoints()
+
+    async def latest_checkpoints(self, reason: Reason, *, limit: int = 1) -> list[Checkpoint]:
+        return await (await self._ready()).latest_checkpoints(reason, limit=limit)
+
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        return await (await self._ready()).highest_checkpoint()
+
+    @property
+    def checkpoint_rows_read(self) -> int:
+        return 0 if self._store is None else self._store.checkpoint_rows_read
 
 
 __all__ = [

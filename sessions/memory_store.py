@@ -9,12 +9,19 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from sessions.checkpoint import Checkpoint
+from sessions.checkpoint import Checkpoint, Reason, latest
 from sessions.errors import StoreClosed
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery, reference_counts
-from sessions.store import Progress, StoredRecord, check_find_keys, record_of, subjects_of_text
+from sessions.store import (
+    Progress,
+    StoredRecord,
+    check_find_keys,
+    check_latest_limit,
+    record_of,
+    subjects_of_text,
+)
 from sessions.subjects import subjects_of
 from sessions.trace import GENESIS, Head, Link, entry_of, head_of, seal
 
@@ -24,6 +31,12 @@ class MemoryTraceStore:
         self._links: list[Link] = []
         self._head = GENESIS
         self._checkpoints: list[Checkpoint] = []
+        # The same checkpoints by reason, in the order added: the databases' index on
+        # (reason, id), so the latest `verified` one is found without walking the periodic
+        # ones added since.
+        self._by_reason: dict[str, list[Checkpoint]] = {}
+        self._highest: Checkpoint | None = None
+        self.checkpoint_rows_read = 0
         # The subject index (sessions/subjects.py): subject -> seqs, in order.
         self._about: dict[str, list[int]] = {}
         self._closed = False
@@ -125,11 +138,26 @@ class MemoryTraceStore:
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._open()
         self._checkpoints.append(checkpoint)
+        self._by_reason.setdefault(checkpoint.reason, []).append(checkpoint)
+        self._highest = latest([cp for cp in (self._highest, checkpoint) if cp is not None])
         await asyncio.sleep(0)
 
     async def checkpoints(self) -> list[Checkpoint]:
         self._open()
+        self.checkpoint_rows_read += len(self._checkpoints)
         return list(self._checkpoints)
+
+    async def latest_checkpoints(self, reason: Reason, *, limit: int = 1) -> list[Checkpoint]:
+        self._open()
+        check_latest_limit(limit)
+        found = self._by_reason.get(reason, [])[-limit:][::-1]
+        self.checkpoint_rows_read += len(found)
+        return found
+
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        self._open()
+        self.checkpoint_rows_read += self._highest is not None
+        return self._highest
 
     async def close(self) -> None:
         self._closed = True

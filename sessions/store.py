@@ -21,7 +21,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from sessions.checkpoint import Checkpoint
+from sessions.checkpoint import Checkpoint, Reason
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery
 from sessions.subjects import INDEXED_KINDS, subjects_of
@@ -34,6 +34,8 @@ REINDEX_BATCH: Final = 10000
 # Most records one subject's audit view reads (a conference of 300 sites for a day stays
 # far below it); the view says when it was cut.
 MAX_ABOUT: Final = 50000
+# The most checkpoints `latest_checkpoints` returns at once.
+MAX_LATEST_CHECKPOINTS: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,24 @@ class TraceStore(Protocol):
         predates them)."""
         ...
 
+    async def latest_checkpoints(self, reason: Reason, *, limit: int = 1) -> list[Checkpoint]:
+        """The last `limit` (1 to MAX_LATEST_CHECKPOINTS) checkpoints of `reason` added,
+        newest first: what the incremental chain check reads. It reads those rows and no
+        others however long the table grows (about 1,440 periodic checkpoints a day)."""
+        ...
+
+    async def highest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the highest seq, the last added among those of the same seq and
+        time (`checkpoint.latest` over them all): where a starting checkpointer resumes,
+        read as one row."""
+        ...
+
+    @property
+    def checkpoint_rows_read(self) -> int:
+        """How many checkpoints this store has read back so far (every read, full or
+        latest): how a test or a benchmark tells a bounded read from a whole-table one."""
+        ...
+
     async def close(self) -> None:
         """Finish the appends already handed over, then release the database; later calls
         raise StoreClosed."""
@@ -131,6 +151,11 @@ class TraceStore(Protocol):
 
 # Keys `find` may match on: they end up in a JSON path, so nothing that could escape it.
 _FIND_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def check_latest_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LATEST_CHECKPOINTS:
+        raise ValueError(f"limit must be 1 to {MAX_LATEST_CHECKPOINTS}, not {limit}")
 
 
 def record_of(link: Link) -> StoredRecord:

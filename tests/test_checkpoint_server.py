@@ -216,3 +216,39 @@ async def test_a_stop_after_a_timed_out_drain_promises_no_quiet(tmp_path: Path) 
         assert [c.reason for c in await store.checkpoints()][-1] == "node_stop"
     finally:
         await store.close()
+
+
+async def test_a_restarted_checkpointer_resumes_from_the_highest_checkpoint_read_alone(
+    tmp_path: Path,
+) -> None:
+    """A checkpointer starting on a trace with thousands of checkpoints reads one of them,
+    the highest, to resume from: an unmoved head then gets no new periodic checkpoint, and
+    a moved one is checked from there and signed."""
+    path = tmp_path / "trace.sqlite3"
+    key = Ed25519PrivateKey.generate()
+    store = await SqliteTraceStore.open(path)
+    try:
+        await store.append([TraceEvent("position", 1.0 + i, {"i": i}) for i in range(6)])
+        first = Checkpointer(store, key, node="n1", clock=time.time, interval_s=60.0, alone=True)
+        assert await first.checkpoint("periodic") is not None
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as db:
+        for _ in range(12):
+            db.execute(
+                "INSERT INTO checkpoints (seq, hash, at_us, node, reason, key_id, signature)"
+                " SELECT seq, hash, at_us, node, reason, key_id, signature FROM checkpoints"
+            )
+    db.close()
+    store = await SqliteTraceStore.open(path)
+    try:
+        again = Checkpointer(store, key, node="n1", clock=time.time, interval_s=60.0, alone=True)
+        assert await again.checkpoint("periodic") is None
+        assert store.checkpoint_rows_read == 1
+        await store.append([TraceEvent("position", 10.0, {"i": 6})])
+        moved = await again.checkpoint("periodic")
+        assert moved is not None
+        assert moved.seq == 7
+        assert store.checkpoint_rows_read == 1
+    finally:
+        await store.close()

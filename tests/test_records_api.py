@@ -13,19 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
+from commandcenter.config import replace_section
 from commandcenter.keys import TRACE
 from sessions import evidence as ev
 from sessions import records
+from sessions.checkpoint import sign
 from sessions.recorder import MemoryRecorder
 from sessions.store import StoredRecord
 from sessions.trace import Head
 from tests.conftest import make_config
 from tests.evidencehelpers import CASE, Api, correct, uploaded
 from tests.polling import wait_until
-from tests.tracehelpers import Backend, backend
+from tests.tracehelpers import Backend, backend, flood_checkpoints
 from tests.wsclient import Server
 
 # A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
@@ -375,6 +378,63 @@ async def test_an_incremental_check_after_a_tampered_checkpoint_refuses(
     assert (status, full["ok"], full["from_seq"]) == (200, True, 0)
     status, quick = await verify_json(api)
     assert (status, quick["ok"], quick["from_seq"]) == (200, True, full["head_seq"])
+
+
+async def test_the_incremental_check_reads_one_checkpoint_among_thousands_and_refuses_a_forged_one(
+    api: Api, backend: Backend
+) -> None:
+    """With thousands of periodic checkpoints added since the last check, the next check
+    reads only the latest `verified` checkpoint from the table, and a tampered one still
+    makes it refuse (409 `checkpoint_invalid`)."""
+    await upload_three(api)
+    status, first = await verify_json(api)
+    assert first["ok"] is True
+    await flood_checkpoints(backend, 12)
+    trace = api.app[TRACE]
+    assert len(await trace.checkpoints()) > 4096
+    await upload_three(api)
+    before = trace.checkpoint_rows_read
+    status, quick = await verify_json(api)
+    assert (status, quick["ok"], quick["from_seq"]) == (200, True, first["head_seq"])
+    assert trace.checkpoint_rows_read - before == 1
+
+    head = await trace.head()
+    await backend.sql(
+        f"UPDATE {{c}} SET seq = {head.seq}, hash = '{head.hash}' WHERE reason = 'verified'"
+    )
+    before = trace.checkpoint_rows_read
+    status, body = await verify_json(api)
+    assert (status, body["error"]) == (409, "checkpoint_invalid"), body
+    assert trace.checkpoint_rows_read - before == 1
+
+
+async def test_the_memory_stores_incremental_check_reads_one_checkpoint_and_refuses_a_forged_one(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The same on `recorder.backend = "memory"`: the latest `verified` checkpoint is read
+    alone among thousands, and a newer one signed with another key makes the check refuse."""
+    config = replace_section(make_config(tmp_path / "var"), "recorder", backend="memory")
+    app = create_app(config)
+    api = Api(await aiohttp_client(app), app, config)
+    await upload_three(api)
+    status, first = await verify_json(api)
+    assert first["ok"] is True
+    trace = api.app[TRACE]
+    head = await trace.head()
+    periodic = sign(Ed25519PrivateKey.generate(), head, now=1.0, node="n1", reason="periodic")
+    for _ in range(4096):
+        await trace.add_checkpoint(periodic)
+    before = trace.checkpoint_rows_read
+    status, quick = await verify_json(api)
+    assert (status, quick["ok"], quick["from_seq"]) == (200, True, first["head_seq"])
+    assert trace.checkpoint_rows_read - before == 1
+
+    forged = sign(Ed25519PrivateKey.generate(), head, now=2.0, node="n1", reason="verified")
+    await trace.add_checkpoint(forged)
+    before = trace.checkpoint_rows_read
+    status, body = await verify_json(api)
+    assert (status, body["error"]) == (409, "checkpoint_invalid"), body
+    assert trace.checkpoint_rows_read - before == 1
 
 
 async def test_only_supervisors_admins_and_auditors_run_the_chain_check(api: Api) -> None:

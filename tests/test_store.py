@@ -6,7 +6,10 @@ counts that agree with their reference definition."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +20,9 @@ from sessions.durable import DurableRecorder, verify_store
 from sessions.errors import StoreClosed, StoreUnavailable, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.memory_store import MemoryTraceStore
+from sessions.postgres_store import PostgresTraceStore
 from sessions.recorder import TraceEvent
+from sessions.sqlite_store import HIGHEST_CHECKPOINT_SQL, LATEST_CHECKPOINTS_SQL
 from sessions.statistics import StatsQuery, reference_counts
 from sessions.store import StoredRecord, TraceStore
 from sessions.trace import GENESIS, Head, entry_of, seal, verify
@@ -27,8 +32,10 @@ from tests.tracehelpers import (
     TAMPERING,
     Backend,
     PostgresBackend,
+    SqliteBackend,
     append_all,
     backend,
+    flood_checkpoints,
     instruction_workload,
     workload,
 )
@@ -581,6 +588,157 @@ async def test_checkpoints_are_kept_in_order_and_read_back_alike_by_every_store(
             await reader.add_checkpoint(first)
     finally:
         await reader.close()
+
+
+async def rows_the_database_reads(backend: Backend, query: str) -> int:
+    """How many checkpoint rows the database itself visits to answer `latest_checkpoints
+    ("verified")` (`query` "latest") or `highest_checkpoint` ("highest"): PostgreSQL's
+    EXPLAIN ANALYZE of the store's query (rows returned plus rows filtered out by every node
+    on the table); for SQLite, whose plan has no row counts, the rows returned when its plan
+    walks an index in order, else the whole table."""
+    params: tuple[str | int, ...] = ("verified", 1) if query == "latest" else ()
+    if isinstance(backend, PostgresBackend):
+        store = await PostgresTraceStore.open(backend.dsn, schema=backend.schema, readonly=True)
+        sql = store.latest_checkpoints_sql if query == "latest" else store.highest_checkpoint_sql
+        conn = await asyncpg.connect(backend.dsn)
+        try:
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *params)
+        finally:
+            await conn.close()
+            await store.close()
+        nodes = [json.loads(plan)[0]["Plan"]]
+        visited = 0
+        while nodes:
+            node = nodes.pop()
+            nodes.extend(node.get("Plans", []))
+            if node.get("Relation Name") == "checkpoints":
+                visited += node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        return visited
+    assert isinstance(backend, SqliteBackend)
+    sql, index = (
+        (LATEST_CHECKPOINTS_SQL, "INDEX checkpoints_reason (reason=?)")
+        if query == "latest"
+        else (HIGHEST_CHECKPOINT_SQL, "INDEX checkpoints_head")
+    )
+    with contextlib.closing(sqlite3.connect(backend.path)) as db:
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+        if index in plan and "TEMP B-TREE" not in plan:
+            return len(db.execute(sql, params).fetchall())
+        return int(db.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+
+
+async def test_the_latest_verified_checkpoints_are_read_alone_however_many_periodic_follow(
+    backend: Backend,
+) -> None:
+    """`latest_checkpoints("verified")` answers newest first with the rows asked for and no
+    others, in every store, when thousands of periodic checkpoints were added after them:
+    the store's counter of rows read and the database's own plan both stay at the limit."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import sign
+
+    key = Ed25519PrivateKey.generate()
+    for store in [MemoryTraceStore(), await backend.open()]:
+        try:
+            await fill(store, 3)
+            head = await store.head()
+            older = sign(key, head, now=1.0, node="n1", reason="verified")
+            newer = sign(key, head, now=2.0, node="n1", reason="verified")
+            periodic = sign(key, head, now=3.0, node="n1", reason="periodic")
+            for cp in (older, newer, periodic):
+                await store.add_checkpoint(cp)
+            if isinstance(store, MemoryTraceStore):
+                for _ in range(4095):
+                    await store.add_checkpoint(periodic)
+            else:
+                await flood_checkpoints(backend, 12)
+            assert len(await store.checkpoints()) == 4098
+            before = store.checkpoint_rows_read
+            assert await store.latest_checkpoints("verified", limit=2) == [newer, older]
+            assert await store.latest_checkpoints("verified") == [newer]
+            assert await store.latest_checkpoints("start") == []
+            assert store.checkpoint_rows_read - before == 3
+            with pytest.raises(ValueError, match="limit"):
+                await store.latest_checkpoints("verified", limit=0)
+        finally:
+            await store.close()
+    assert await rows_the_database_reads(backend, "latest") == 1
+
+
+async def test_the_highest_checkpoint_is_read_alone_and_is_the_one_latest_picks(
+    backend: Backend,
+) -> None:
+    """`highest_checkpoint` answers what `checkpoint.latest` picks from the whole table (the
+    highest seq, then the latest time, then the last added) in every store, reading one
+    row however many checkpoints there are: where a starting checkpointer resumes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import latest, sign
+
+    key = Ed25519PrivateKey.generate()
+    for store in [MemoryTraceStore(), await backend.open()]:
+        try:
+            assert await store.highest_checkpoint() is None
+            await fill(store, 2)
+            low = await store.head()
+            await fill(store, 2)
+            high = await store.head()
+            periodic = sign(key, low, now=9.0, node="n1", reason="periodic")
+            await store.add_checkpoint(periodic)
+            if isinstance(store, MemoryTraceStore):
+                for _ in range(4095):
+                    await store.add_checkpoint(periodic)
+            else:
+                await flood_checkpoints(backend, 12)
+            # A higher seq wins over a later time; among equal seq and time, the last added.
+            first = sign(key, high, now=2.0, node="n1", reason="start")
+            tie = sign(key, high, now=2.0, node="n2", reason="start")
+            await store.add_checkpoint(first)
+            await store.add_checkpoint(tie)
+            await store.add_checkpoint(sign(key, high, now=1.0, node="n3", reason="periodic"))
+            before = store.checkpoint_rows_read
+            assert await store.highest_checkpoint() == tie
+            assert store.checkpoint_rows_read - before == 1
+            assert latest(await store.checkpoints()) == tie
+        finally:
+            await store.close()
+    assert await rows_the_database_reads(backend, "highest") == 1
+
+
+async def test_a_trace_from_before_the_checkpoint_indexes_gains_them_when_opened_to_write(
+    backend: Backend,
+) -> None:
+    """A trace whose `checkpoints` table predates its indexes answers the latest and the
+    highest checkpoint all the same (read-only, by a scan), and gains the indexes, so the
+    one-row reads, at its next writable open."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sessions.checkpoint import sign
+
+    key = Ed25519PrivateKey.generate()
+    store = await backend.open()
+    try:
+        await fill(store, 2)
+        verified = sign(key, await store.head(), now=1.0, node="n1", reason="verified")
+        await store.add_checkpoint(verified)
+        await store.add_checkpoint(sign(key, GENESIS, now=2.0, node="n1", reason="start"))
+    finally:
+        await store.close()
+    prefix = f'"{backend.schema}".' if isinstance(backend, PostgresBackend) else ""
+    await backend.sql(
+        f"DROP INDEX {prefix}checkpoints_reason", f"DROP INDEX {prefix}checkpoints_head"
+    )
+    await flood_checkpoints(backend, 10)
+    reader = await backend.open(readonly=True)
+    try:
+        assert await reader.latest_checkpoints("verified") == [verified]
+        assert await reader.highest_checkpoint() == verified
+    finally:
+        await reader.close()
+    assert await rows_the_database_reads(backend, "latest") > 1000
+    await (await backend.open()).close()
+    assert await rows_the_database_reads(backend, "latest") == 1
+    assert await rows_the_database_reads(backend, "highest") == 1
 
 
 async def test_a_trace_from_before_checkpoints_reads_as_having_none(tmp_path: Path) -> None:
