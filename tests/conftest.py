@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from hypothesis import settings
 from pytest_aiohttp import AiohttpClient
 
 from commandcenter.app import create_app
@@ -15,6 +16,11 @@ from commandcenter.config import Config, ServerConfig, replace_section
 from sessions.recorder import MemoryRecorder
 from signalling.clock import Clock
 from tests.wsclient import Server
+
+# Property tests check behaviour, not speed (timings live in bench/): no per-example
+# deadline, which an example of a test otherwise passing can miss on a loaded CI machine.
+settings.register_profile("commandcenter", deadline=None)
+settings.load_profile("commandcenter")
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
