@@ -80,6 +80,9 @@ export type Listener = () => void;
 
 // Roles the console is for (get_roster, call_officer, accept ...).
 export const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
+// The picker's questions of the operators of each court below ours: 5 a second, a quarter of
+// the connection's sustained message rate (limits.messages_per_s, 20), the rest for the user.
+const SCOPE_ASK_GAP_MS = 200;
 // Roles that may monitor a call they are not a party to (join_call).
 const MONITORS = new Set(["supervisor", "admin"]);
 
@@ -463,13 +466,25 @@ export class Store {
 
   /** For the picker of a supervisor or administrator: the operators of every court below
    * theirs, once per conference opened (get_operators answers one court; `operator_status`
-   * keeps them current after). An operator's scope is their court, asked after `welcome`. */
+   * keeps them current after). An operator's scope is their court, asked after `welcome`.
+   * Paced: a province has a hundred courts, and a connection's messages are rate-limited
+   * (docs/protocol.md, *Limits*: over the rate, frames are refused, then the connection
+   * closed); the nearer courts come first, each shown as it arrives. */
   async operatorsOfScope(conferenceId: string): Promise<void> {
     if (this.operatorsAskedFor === conferenceId || !this.isMonitor()) return;
     this.operatorsAskedFor = conferenceId;
     const own = this.user?.court;
+    let first = true;
     for (const court of this.scopeCourts()) {
       if (court === own) continue;
+      if (!first) await new Promise((done) => setTimeout(done, SCOPE_ASK_GAP_MS));
+      first = false;
+      // Given up when the conference closed or a new session began (welcome asks again).
+      if (this.operatorsAskedFor !== conferenceId) return;
+      if (this.moderation.open?.id !== conferenceId) {
+        this.operatorsAskedFor = null;
+        return;
+      }
       try {
         const reply = await this.hub.request("get_operators", { court });
         for (const e of reply.operators as OperatorEntry[]) this.operators.set(e.user.id, e);
@@ -477,8 +492,8 @@ export class Store {
         // A court the settings list but the server does not count in our scope: nobody to add.
         if (!(err instanceof ProtocolError && (err.code === "not_found" || err.code === "forbidden"))) this.failed(err);
       }
+      this.changed();
     }
-    this.changed();
   }
 
   /** A moderator's action on the conference open here. */

@@ -276,8 +276,9 @@ export class ModerationView {
       this.pickFor = open.id;
       this.pickInput.value = "";
       this.pickActive = -1;
-      void store.operatorsOfScope(open.id);
     }
+    // Asked once per conference and session (a welcome forgets the operators of other courts).
+    void store.operatorsOfScope(open.id);
     const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
     this.renderTop(others);
     this.renderVideo();
