@@ -324,6 +324,12 @@ async def picker(
     await invited.get_by_text("已拒绝").wait_for(timeout=10_000)
     seen["picker_declined"] = True
     await invitee.context.close()
+    # A site's id typed: not offered, as typed or otherwise; the picker says why.
+    await search.fill(JOINED[0])
+    hint = invitations.get_by_role("status").filter(has_text="没有可邀请的人员")
+    await hint.wait_for(timeout=10_000)
+    seen["picker_by_id_of_a_site"] = [await options.count(), await hint.inner_text()]
+    await search.fill("")
     # Out again: the desk's rows are counted later.
     await joined.request("leave_conference", conference_id=cid)
     await desk.get_by_role("listitem", name=JOINED[1]).wait_for(state="detached", timeout=10_000)

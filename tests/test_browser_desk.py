@@ -144,6 +144,14 @@ def test_the_moderator_picks_with_the_keyboard_and_the_users_console_rings(
     assert seen(run, "picker_declined") is True
 
 
+def test_the_picker_does_not_offer_a_site_already_in_by_its_id(run: dict[str, Any]) -> None:
+    """An id typed is offered as typed only when it names no one the console knows; a site's
+    id lists nothing and the picker says whom it leaves out."""
+    count, hint = seen(run, "picker_by_id_of_a_site")
+    assert count == 0
+    assert hint.startswith("没有可邀请的人员")
+
+
 def test_the_picker_fits_a_phone_screen(run: dict[str, Any]) -> None:
     """At 390x844 the field, the list and every row's words stay on the screen, uncut."""
     assert seen(run, "picker_phone") == []

@@ -675,6 +675,9 @@ export class ModerationView {
     }
     e.preventDefault();
     this.renderPicker();
+    // The list scrolls (16em): keep the row the arrows are on in sight.
+    const active = this.picks[this.pickActive];
+    if (active) document.getElementById(this.optionId(active.id))?.scrollIntoView({ block: "nearest" });
   }
 
   /** Ring the row's user into the conference; the invitation then shows in the list. */
