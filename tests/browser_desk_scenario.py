@@ -8,7 +8,12 @@ folded (none of their conferences runs), unfolds it and hosts a conference; two 
 protocol clients) join and one raises a hand. The supervisor spotlights a site (every site is
 told), locks the conference (a site trying to join is refused `conference is locked`; the
 sites are told) and unlocks it, names a co-moderator and takes it back, removes a site after
-confirming, rings a signed-in user by id (*邀请参会*) and withdraws it, then invites a
+confirming, picks a signed-in user in *邀请参会* by part of the name, rings them and
+withdraws it; then types part of a Chinese name in the picker, which lists only whom they may
+invite (an operator signed into the console and an officer of a court below; not a site
+already in, nor an operator of a court outside theirs), picks the operator with the arrows and
+Enter, and the operator's console rings (会商邀请) until they decline; the picker at 390x844
+must fit the screen (build/screenshots/desk-picker-390x844.png). Then it invites a
 witness in *邀请列席*: the panel shows the link's QR code; the
 witness's page opens the link, sees the conference and joins it as a witness (the desk lists
 it); *撤销* revokes it and the witness's page is closed 4403. A site with a (fake) camera
@@ -41,6 +46,7 @@ from tests.browser_console_scenario import (
     CONSOLE_BUILD,
     CONSOLE_PATH,
     DESKTOP,
+    PHONE,
     SETTLED,
     connected,
     console_state,
@@ -53,6 +59,13 @@ SITE = ("op-z", "孙磊")
 OTHER = ("op-y", "钱敏")
 LATE = ("op-x", "吴刚")
 CAMERA = ("op-w", "周洁")
+# The picker's people: an operator with a console account (P0101), an officer of a court below
+# the supervisor's (P0102), a site already in, and an operator of a court outside (P02).
+PICKED = ("op-v", "王建刚")
+FIELD = ("of-s", "王建军")
+JOINED = ("op-u", "王建国")
+FAR = ("op-t", "王建华")
+PICK_QUERY = "王建"
 # The desk's picture must advance by this much (s) once it shows the spotlit site.
 PLAYING_S = 1.0
 HOSTED = "片区执行调度会"
@@ -79,6 +92,7 @@ async def run(workdir: Path) -> dict[str, Any]:
     if not CONSOLE_BUILD.exists():
         return {"error": f"{CONSOLE_BUILD} is missing: run `make console`"}
     add_account(workdir, SUPERVISOR[0], "supervisor", "--name", SUPERVISOR[1], "--court", "P01")
+    add_account(workdir, PICKED[0], "operator", "--name", PICKED[1])
     # The many sites' joins are not paced here: the desk is under test, not the media.
     # and 300 sites besides the moderator and the others fit.
     server = ServerProcess(
@@ -187,10 +201,11 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         seen["removed"] = [left["reason"], left["by"]]
         await row.wait_for(state="detached", timeout=10_000)
 
-        # 邀请参会: a signed-in user is rung by id, then the invitation is withdrawn.
+        # 邀请参会: a signed-in user is picked by part of the name and clicked, then the
+        # invitation is withdrawn.
         invitations = desk.get_by_role("region", name="邀请参会")
-        await invitations.get_by_label("用户编号").fill(LATE[0])
-        await invitations.get_by_role("button", name="邀请").click()
+        await invitations.get_by_role("combobox", name="查找人员").fill(LATE[1][:1])
+        await invitations.get_by_role("option").filter(has_text=LATE[1]).click(timeout=10_000)
         rung = await late.expect("conference_invitation", SIGNAL_S)
         seen["invited"] = rung["conference"]["conference_id"] == cid
         # Named as the console knows the user (its operators), else by id.
@@ -200,6 +215,7 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         stopped = await late.expect("invitation_stopped", SIGNAL_S)
         seen["withdrawn"] = [stopped["reason"], stopped["by"]["id"]]
         await invited.get_by_text("已撤回").wait_for(timeout=10_000)
+        await picker(browser, base, cid, http, desk, sup, seen)
 
         # 邀请列席: a link with its QR code; the witness watches, then is revoked.
         panel = desk.get_by_role("region", name="邀请列席")
@@ -241,6 +257,129 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
         await many_sites(http, base, cid, sup, seen)
         for client in (site, other, late):
             await client.close()
+
+
+async def picker(
+    browser: Browser,
+    base: str,
+    cid: str,
+    http: aiohttp.ClientSession,
+    desk: Any,
+    sup: Page,
+    seen: dict[str, Any],
+) -> None:
+    """The moderator types part of a Chinese name; the picker lists whom they may invite (not
+    a site already in, nor a user of a court outside theirs); the arrows and Enter ring the
+    operator picked, whose console shows the invitation until they decline it."""
+    invitee = await sign_in(browser, base, CONSOLE_PATH, PICKED[0], viewport=DESKTOP)
+    errors: list[str] = seen["page_errors"]
+    invitee.on("pageerror", lambda e: errors.append(f"invitee pageerror: {e}"))
+    await until(lambda: connected(invitee), within=15, what="the invitee's console connected")
+    joined = await _line(http, base, JOINED)
+    await joined.request("join_conference", reply="conference_joined", conference_id=cid)
+    far = await _line(http, base, FAR, Role.OPERATOR, "P02")
+    field = await _line(http, base, FIELD, Role.OFFICER, "P0102")
+    await desk.get_by_role("listitem", name=JOINED[1]).wait_for(timeout=10_000)
+    invitations = desk.get_by_role("region", name="邀请参会")
+    search = invitations.get_by_role("combobox", name="查找人员")
+    options = invitations.get_by_role("listbox", name="可邀请的人员").get_by_role("option")
+    await search.fill(PICK_QUERY)
+    await until(
+        lambda: _listing(options, {PICKED[1], FIELD[1]}),
+        within=SIGNAL_S,
+        what="the picker listing the operator and the officer",
+    )
+    seen["picker_rows"] = [
+        " ".join((await options.nth(i).inner_text()).split()) for i in range(await options.count())
+    ]
+    await fits_on_a_phone(sup, search, seen)
+    await search.focus()
+    names = [row.split()[0] for row in seen["picker_rows"]]
+    for _ in range(names.index(PICKED[1]) + 1):
+        await search.press("ArrowDown")
+    active = await search.get_attribute("aria-activedescendant")
+    seen["picker_active"] = (
+        " ".join((await sup.locator(f"#{active}").inner_text()).split()) if active else None
+    )
+    await search.press("Enter")
+    alert = invitee.get_by_role("alert", name="会商邀请")
+    await alert.wait_for(timeout=10_000)
+    seen["picker_rung"] = [
+        " ".join((await alert.inner_text()).split()),
+        (await console_state(invitee)).get("conferencesRinging"),
+    ]
+    invited = invitations.get_by_role("list", name="邀请参会").get_by_role(
+        "listitem", name=PICKED[1]
+    )
+    await invited.get_by_text("呼叫中").wait_for(timeout=10_000)
+    # Rung already: not offered again.
+    await search.fill(PICK_QUERY)
+    await until(
+        lambda: _listing(options, {FIELD[1]}), within=SIGNAL_S, what="the picker without them"
+    )
+    seen["picker_after"] = await options.all_inner_texts()
+    await search.fill("")
+    await alert.get_by_role("button", name="拒绝").click()
+    await alert.wait_for(state="detached", timeout=10_000)
+    await invited.get_by_text("已拒绝").wait_for(timeout=10_000)
+    seen["picker_declined"] = True
+    await invitee.context.close()
+    # A site's id typed: not offered, as typed or otherwise; the picker says why.
+    await search.fill(JOINED[0])
+    hint = invitations.get_by_role("status").filter(has_text="没有可邀请的人员")
+    await hint.wait_for(timeout=10_000)
+    seen["picker_by_id_of_a_site"] = [await options.count(), await hint.inner_text()]
+    await search.fill("")
+    # Out again: the desk's rows are counted later.
+    await joined.request("leave_conference", conference_id=cid)
+    await desk.get_by_role("listitem", name=JOINED[1]).wait_for(state="detached", timeout=10_000)
+    for client in (joined, far, field):
+        await client.close()
+
+
+async def _listing(options: Any, names: set[str]) -> list[str] | None:
+    """The picker's rows' names once they are exactly `names`."""
+    texts: list[str] = await options.all_inner_texts()
+    shown = [t.split()[0] for t in texts if t.split()]
+    return shown if set(shown) == names and len(shown) == len(names) else None
+
+
+# The picker's boxes at 390 px: what of the field, the list and its rows leaves the screen
+# sideways, or has text cut off inside its box.
+PICKER_FITS = """(section) => {
+  const W = document.documentElement.clientWidth;
+  const out = [];
+  const boxes = '.inv-picker input, .inv-picker-list, .inv-option, .inv-option span';
+  for (const el of section.querySelectorAll(boxes)) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;
+    const what = el.className || el.tagName;
+    if (r.left < -1 || r.right > W + 1)
+      out.push(what + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+    if (el.scrollWidth > el.clientWidth + 1)
+      out.push(what + ' cut ' + el.scrollWidth + '>' + el.clientWidth);
+  }
+  return out;
+}"""
+
+
+def section_list(page: Page) -> Any:
+    return page.get_by_role("listbox", name="可邀请的人员").get_by_role("option").last
+
+
+async def fits_on_a_phone(page: Page, search: Any, seen: dict[str, Any]) -> None:
+    """The picker with its rows at 390x844, photographed, and measured for what sticks out."""
+    await page.set_viewport_size(PHONE)
+    await page.evaluate(SETTLED)
+    # The list's last row in sight, with the field above it.
+    await section_list(page).scroll_into_view_if_needed()
+    await page.evaluate(SETTLED)
+    section = page.get_by_role("region", name="邀请参会")
+    seen["picker_phone"] = await section.evaluate(PICKER_FITS)
+    seen["picker_phone_width"] = await section.evaluate("s => s.getBoundingClientRect().width")
+    await page.screenshot(path=str(SCREENSHOTS / "desk-picker-390x844.png"))
+    await page.set_viewport_size(DESKTOP)
+    await page.evaluate(SETTLED)
 
 
 async def desk_video(

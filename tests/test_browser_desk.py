@@ -11,13 +11,19 @@ import pytest
 from tests.browser import namespace_fixture_run
 from tests.browser_desk_scenario import (
     CAMERA,
+    FAR,
+    FIELD,
+    HOSTED,
+    JOINED,
     MANY,
     OTHER,
+    PICKED,
     PLAYING_S,
     SITE,
     SUPERVISOR,
     WITNESS_NAME,
 )
+from tests.browser_signin_scenario import SCREENSHOTS
 
 pytestmark = pytest.mark.browser
 
@@ -111,3 +117,43 @@ def test_the_desk_plays_the_voice_of_the_site_with_the_floor(run: dict[str, Any]
     assert all(audio["muted"][1])
     assert audio["unmuted"][0] is False
     assert not any(audio["unmuted"][1])
+
+
+def test_the_picker_lists_only_whom_the_moderator_may_invite(run: dict[str, Any]) -> None:
+    """Part of a Chinese name lists the operator and the officer of the supervisor's courts,
+    each with role, court and state in Chinese; not the site already in, nor the operator of
+    a court outside the supervisor's."""
+    rows = {row.split()[0]: row for row in seen(run, "picker_rows")}
+    assert set(rows) == {PICKED[1], FIELD[1]}
+    assert rows[PICKED[1]] == f"{PICKED[1]} 值班员 一中院辖区第一基层人民法院 空闲"
+    assert rows[FIELD[1]] == f"{FIELD[1]} 执行干警 一中院辖区第二基层人民法院 在线"
+    assert JOINED[1] not in " ".join(rows.values())
+    assert FAR[1] not in " ".join(rows.values())
+
+
+def test_the_moderator_picks_with_the_keyboard_and_the_users_console_rings(
+    run: dict[str, Any],
+) -> None:
+    """Arrows and Enter ring the user picked: their console shows the invitation (and stops
+    when they decline); the picker no longer offers someone being rung."""
+    assert seen(run, "picker_active").startswith(PICKED[1])
+    text, ringing = seen(run, "picker_rung")
+    assert text.startswith(f"{SUPERVISOR[1]} 邀请您参加会商「{HOSTED}」")
+    assert len(ringing) == 1
+    assert [t.split()[0] for t in seen(run, "picker_after")] == [FIELD[1]]
+    assert seen(run, "picker_declined") is True
+
+
+def test_the_picker_does_not_offer_a_site_already_in_by_its_id(run: dict[str, Any]) -> None:
+    """An id typed is offered as typed only when it names no one the console knows; a site's
+    id lists nothing and the picker says whom it leaves out."""
+    count, hint = seen(run, "picker_by_id_of_a_site")
+    assert count == 0
+    assert hint.startswith("没有可邀请的人员")
+
+
+def test_the_picker_fits_a_phone_screen(run: dict[str, Any]) -> None:
+    """At 390x844 the field, the list and every row's words stay on the screen, uncut."""
+    assert seen(run, "picker_phone") == []
+    assert seen(run, "picker_phone_width") <= 390
+    assert (SCREENSHOTS / "desk-picker-390x844.png").stat().st_size > 0

@@ -98,7 +98,7 @@ function render(): void {
   }
   // The emergency alarm over everything; a ring while a call rings at us.
   if (store.unacknowledged().length > 0) alarm.play("alarm");
-  else if (store.ringing.size > 0 && !store.call) alarm.play("ring");
+  else if ((store.ringing.size > 0 || store.conferencesRinging.size > 0) && !store.call) alarm.play("ring");
   else alarm.play("none");
 }
 
@@ -184,6 +184,7 @@ window.ccConsole = {
     invitations: [...store.invitations.keys()],
     camerasOff: [...store.camerasOff],
     sharedTo: store.sharedTo,
+    conferencesRinging: [...store.conferencesRinging.keys()],
     moderating: store.moderation.open
       ? {
           id: store.moderation.open.id,

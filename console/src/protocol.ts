@@ -188,6 +188,20 @@ export interface InvitationInfo {
   by: UserInfo | null;
 }
 
+/** A conference as the invitation to it says (ConferenceInfo, the fields the console shows). */
+export interface ConferenceInfo {
+  conference_id: string;
+  title: string;
+  court: string;
+  host: UserInfo;
+  status: string;
+}
+
+/** A conference ringing at this console, and its stop (docs/protocol.md). */
+export type InvitationPush =
+  | { type: "conference_invitation"; conference: ConferenceInfo }
+  | { type: "invitation_stopped"; conference_id: string; reason: string; by: UserInfo | null };
+
 /** The conference pushes the desk follows. */
 export type ConferencePush =
   | { type: "conference_update"; conference_id: string; revision: number; changes: ConferenceChanges }
@@ -217,7 +231,8 @@ export type Push =
   // The video wall (docs/protocol.md, *Watching an officer*).
   | { type: "watch_ended"; watch_id: string; officer: string; reason: string }
   | CallflowPush
-  | ConferencePush;
+  | ConferencePush
+  | InvitationPush;
 
 export interface Reply {
   type: string;

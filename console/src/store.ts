@@ -5,6 +5,7 @@
  */
 
 import { duration, reasonText, t, type TextKey } from "./i18n";
+import { courtsBelow, invitable, type Candidate } from "./invitable";
 import { ModeratorDesk, WitnessApiError } from "./moderation";
 
 /** What a moderator does from the desk (views/moderation.ts). */
@@ -15,6 +16,7 @@ import {
   ProtocolError,
   type CallInfo,
   type CallflowPush,
+  type ConferenceInfo,
   type Connection,
   type OperatorEntry,
   type Push,
@@ -78,6 +80,9 @@ export type Listener = () => void;
 
 // Roles the console is for (get_roster, call_officer, accept ...).
 export const CONSOLE_ROLES = new Set(["operator", "supervisor", "admin"]);
+// The picker's questions of the operators of each court below ours: 5 a second, a quarter of
+// the connection's sustained message rate (limits.messages_per_s, 20), the rest for the user.
+const SCOPE_ASK_GAP_MS = 200;
 // Roles that may monitor a call they are not a party to (join_call).
 const MONITORS = new Set(["supervisor", "admin"]);
 
@@ -136,6 +141,11 @@ export class Store {
   onMediaPush: ((msg: Push) => void) | null = null;
   /** Set by the video wall: media messages and ends of its watches. */
   onWallPush: ((msg: Push) => void) | null = null;
+  /** Conferences ringing at this console (conference_invitation), by id, until they stop
+   * ringing (invitation_stopped, conference_ended, our own join or decline). */
+  conferencesRinging = new Map<string, ConferenceInfo>();
+  /** The conference whose picker asked for the operators of every court of our scope. */
+  private operatorsAskedFor: string | null = null;
   /** Set by the desk: media messages for the conference open there. */
   onDeskPush: ((msg: Push) => void) | null = null;
   private listeners = new Set<Listener>();
@@ -275,10 +285,17 @@ export class Store {
       case "feed_ended":
         this.callflowPushed(msg);
         break;
+      case "conference_invitation":
+        this.conferencesRinging.set(msg.conference.conference_id, msg.conference);
+        break;
+      case "invitation_stopped":
+        this.conferencesRinging.delete(msg.conference_id);
+        break;
       case "conference_update":
       case "sites_changed":
       case "conference_ended":
       case "conference_left": {
+        if (msg.type === "conference_ended") this.conferencesRinging.delete(msg.conference_id);
         const shared = this.sharedTo;
         if (msg.type === "conference_ended" && shared?.conferenceId === msg.conference_id) {
           // The conference our call was shown in ended: the push with it.
@@ -332,6 +349,9 @@ export class Store {
     // Nor invitations into calls; and a call that is gone takes its camera states and its
     // sharing with it (the server dropped the feed when the call ended).
     this.invitations.clear();
+    // A conference's invitation is not sent again either (list_conferences finds it).
+    this.conferencesRinging.clear();
+    this.operatorsAskedFor = null;
     if (this.sharedTo && this.call?.call_id !== this.sharedTo.callId) this.stopSharing(false);
     if (!this.call) this.camerasOff.clear();
     if (!msg.resumed) this.away = false;
@@ -404,6 +424,76 @@ export class Store {
       this.failed(err);
     }
     this.changed();
+  }
+
+  /** Decline a conference ringing here (decline_conference): it stops ringing. */
+  async declineConference(id: string): Promise<void> {
+    this.conferencesRinging.delete(id);
+    try {
+      await this.hub.request("decline_conference", { conference_id: id });
+    } catch (err) {
+      this.failed(err);
+    }
+    this.changed();
+  }
+
+  /** The courts at or below ours: whom a moderator here may invite. */
+  scopeCourts(): Set<string> {
+    const own = this.user?.court;
+    if (!own) return new Set();
+    return this.isMonitor() ? courtsBelow(own, this.settings.courts) : new Set([own]);
+  }
+
+  /** Whom the desk's picker offers for the conference open here (invitable.ts). */
+  invitable(): Candidate[] {
+    const open = this.moderation.open;
+    if (!open) return [];
+    return invitable({
+      me: this.user?.id,
+      scope: this.scopeCourts(),
+      roster: this.roster.values(),
+      operators: this.operators.values(),
+      sites: new Set(open.sites.keys()),
+      invitations: open.invitations.values(),
+    });
+  }
+
+  /** Whether the console knows `id` as a user (so that the picker does not offer it as typed). */
+  knowsUser(id: string): boolean {
+    const open = this.moderation.open;
+    return id === this.user?.id || this.roster.has(id) || this.operators.has(id) || !!open?.sites.has(id) || !!open?.invitations.has(`user:${id}`);
+  }
+
+  /** For the picker of a supervisor or administrator: the operators of every court below
+   * theirs, once per conference opened (get_operators answers one court; `operator_status`
+   * keeps them current after). An operator's scope is their court, asked after `welcome`.
+   * Paced: a province has a hundred courts, and a connection's messages are rate-limited
+   * (docs/protocol.md, *Limits*: over the rate, frames are refused, then the connection
+   * closed); the nearer courts come first, each shown as it arrives. */
+  async operatorsOfScope(conferenceId: string): Promise<void> {
+    if (this.operatorsAskedFor === conferenceId || !this.isMonitor()) return;
+    this.operatorsAskedFor = conferenceId;
+    const own = this.user?.court;
+    let first = true;
+    for (const court of this.scopeCourts()) {
+      if (court === own) continue;
+      if (!first) await new Promise((done) => setTimeout(done, SCOPE_ASK_GAP_MS));
+      first = false;
+      // Given up when the conference closed or a new session began (welcome asks again).
+      if (this.operatorsAskedFor !== conferenceId) return;
+      if (this.moderation.open?.id !== conferenceId) {
+        this.operatorsAskedFor = null;
+        return;
+      }
+      try {
+        const reply = await this.hub.request("get_operators", { court });
+        for (const e of reply.operators as OperatorEntry[]) this.operators.set(e.user.id, e);
+      } catch (err) {
+        // A court the settings list but the server does not count in our scope: nobody to add.
+        if (!(err instanceof ProtocolError && (err.code === "not_found" || err.code === "forbidden"))) this.failed(err);
+      }
+      this.changed();
+    }
   }
 
   /** A moderator's action on the conference open here. */

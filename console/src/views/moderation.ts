@@ -5,7 +5,11 @@
 // panel (邀请列席: a link with its QR code, the list with 撤销). The rows are redrawn one by
 // one as `sites_changed` names them, never the whole list: a provincial conference has 300.
 // Folded while none of this user's conferences runs, or as the user last chose
-// (`localStorage` `cc.desk.folded`).
+// (`localStorage` `cc.desk.folded`). Above it, folded or not, the conferences ringing at this
+// console (会商邀请: the conferences page joins them; 拒绝 declines).
+// 邀请参会 invites by picking: a search field (name or id) over whom the console knows may be
+// invited (invitable.ts), a listbox of them with role, court and state, arrows and Enter or a
+// click to ring one.
 // The conference's picture: while one is open the desk holds ONE peer connection with the
 // server for it, as the conferences page does (call_id = the conference id; we offer to
 // receive only; the server offers our slots) and shows the `spotlight` slot: the site in the
@@ -17,6 +21,7 @@ import QRCode from "qrcode";
 import { button, h, keyed } from "../dom";
 import { CallMedia } from "../media";
 import { currentLang, t, type TextKey } from "../i18n";
+import { matching, typedId, type Candidate } from "../invitable";
 import type { Push, SiteInfo } from "../protocol";
 import type { Store } from "../store";
 
@@ -27,6 +32,10 @@ const WITNESS_HOURS = [1, 4, 8, 24];
 const SPOTLIGHT_SLOT = "spotlight";
 // The slots that carry the conference's voices: audio-0, audio-1, ...
 const AUDIO_SLOT = /^audio-\d+$/;
+// The picker's rows at most: more matches ask for a longer query (a province has thousands).
+const PICKER_ROWS = 8;
+// Where a console joins a conference it is rung for (the conferences page, same sign-in).
+const CONFERENCES_PAGE = "/app/conference.html";
 
 function storedFold(): string | null {
   try {
@@ -44,7 +53,25 @@ export class ModerationView {
   private readonly list = h("ul", { class: "mod-sites", "aria-label": "" });
   private readonly empty = h("p", { class: "empty" });
   private readonly invitePanel = h("section", { class: "mod-invitations", "aria-labelledby": "invitation-heading" });
-  private readonly inviteUser = h("input", { type: "text", maxlength: "64", autocomplete: "off" });
+  private readonly ringingEl = h("div", { class: "mod-ringing" });
+  private readonly invHeading = h("h3", { id: "invitation-heading" });
+  private readonly invList = h("ul", { class: "inv-list" });
+  private readonly pickInput = h("input", {
+    type: "search",
+    maxlength: "64",
+    autocomplete: "off",
+    role: "combobox",
+    "aria-autocomplete": "list",
+    "aria-expanded": "false",
+    "aria-controls": "inv-picker-list",
+  });
+  private readonly pickList = h("ul", { class: "inv-picker-list", id: "inv-picker-list", role: "listbox" });
+  private readonly pickHint = h("p", { class: "inv-picker-hint", role: "status" });
+  /** What the picker lists now: a user, or the query as an id (`typed`). */
+  private picks: { id: string; user: Candidate | null }[] = [];
+  /** The row the arrows are on, -1: none. */
+  private pickActive = -1;
+  private pickFor: string | null = null;
   private readonly witnessPanel = h("section", { class: "mod-witnesses", "aria-labelledby": "witness-heading" });
   private readonly title = h("input", { type: "text", maxlength: "128", autocomplete: "off" });
   private readonly witnessName = h("input", { type: "text", maxlength: "32", autocomplete: "off" });
@@ -66,7 +93,13 @@ export class ModerationView {
   private media: CallMedia | null = null;
 
   constructor(private readonly store: Store) {
-    this.el.append(this.head, this.body);
+    this.el.append(this.head, this.ringingEl, this.body);
+    this.invitePanel.append(this.invHeading, h("div", { class: "inv-picker" }, this.pickInput, this.pickList, this.pickHint), this.invList);
+    this.pickInput.addEventListener("input", () => {
+      this.pickActive = -1;
+      this.renderPicker();
+    });
+    this.pickInput.addEventListener("keydown", (e) => this.pickKey(e));
     this.video.muted = true;
     this.stage.append(this.video, this.videoCaption, this.muteVoices);
     this.muteVoices.addEventListener("click", () => {
@@ -216,6 +249,7 @@ export class ModerationView {
           ),
     ]);
     this.body.hidden = folded;
+    this.renderRinging();
     const open = desk.open;
     if (!open && this.media) this.stopMedia();
     if (open && this.media?.callId !== open.id) {
@@ -238,6 +272,13 @@ export class ModerationView {
       this.witnessesOf = open.id;
       void store.witnesses("list");
     }
+    if (this.pickFor !== open.id) {
+      this.pickFor = open.id;
+      this.pickInput.value = "";
+      this.pickActive = -1;
+    }
+    // Asked once per conference and session (a welcome forgets the operators of other courts).
+    void store.operatorsOfScope(open.id);
     const others = desk.sites().filter((s) => s.user.id !== store.user?.id);
     this.renderTop(others);
     this.renderVideo();
@@ -491,48 +532,162 @@ export class ModerationView {
     );
   }
 
-  /** Whom it invites and their answers; a moderator invites a signed-in user by id and
-   * withdraws a user's invitation not answered by joining. Courts are shown by name, users by
-   * the name the console knows (the roster, the operators), else their id. */
+  /** The conferences ringing at this console: who asks, which, and join (the conferences
+   * page) or decline. Shown folded or not: an invitation must be seen. */
+  private renderRinging(): void {
+    const store = this.store;
+    const ringing = [...store.conferencesRinging.values()];
+    this.ringingEl.hidden = ringing.length === 0;
+    const key = JSON.stringify([currentLang(), ringing.map((c) => [c.conference_id, c.title, c.host.name])]);
+    keyed(this.ringingEl, key, () =>
+      ringing.map((c) =>
+        h(
+          "div",
+          { class: "queue-item mod-rung", role: "alert", "aria-label": t("inv.rung_title") },
+          h("span", { class: "who" }, t("inv.rung", { name: c.host.name, title: c.title })),
+          h("a", { class: "inv-rung-join", href: CONFERENCES_PAGE }, t("inv.rung_join")),
+          button(t("inv.rung_decline"), () => store.declineConference(c.conference_id), "secondary small"),
+        ),
+      ),
+    );
+  }
+
+  /** Whom it invites and their answers, and the picker; a moderator withdraws a user's
+   * invitation not answered by joining. Courts are shown by name, users by the name the
+   * console knows (the roster, the operators), else their id. */
   private renderInvitations(): void {
     const store = this.store;
     const open = store.moderation.open;
     if (!open) return;
+    this.invHeading.textContent = t("inv.title");
+    this.invList.setAttribute("aria-label", t("inv.title"));
+    this.pickInput.setAttribute("aria-label", t("inv.search"));
+    this.pickInput.placeholder = t("inv.search_hint");
+    this.pickList.setAttribute("aria-label", t("inv.candidates"));
+    this.renderPicker();
     const invitations = [...open.invitations.values()];
     const key = JSON.stringify([currentLang(), invitations.map((i) => [i.kind, i.invitee, i.state])]);
-    keyed(this.invitePanel, key, () => {
-      this.inviteUser.setAttribute("aria-label", t("inv.user"));
-      this.inviteUser.placeholder = t("inv.user");
-      const form = h("form", { class: "mod-host inv-form" }, this.inviteUser, h("button", { type: "submit", class: "accept" }, t("inv.send")));
-      form.addEventListener("submit", (e) => {
-        e.preventDefault();
-        const user = this.inviteUser.value.trim();
-        if (user) void store.moderate("invite", user).then(() => (this.inviteUser.value = ""));
-      });
-      const nameOf = (i: (typeof invitations)[number]): string =>
-        i.kind === "court"
-          ? (store.settings.courts.find((c) => c.code === i.invitee)?.name ?? i.invitee)
-          : (store.roster.get(i.invitee)?.officer.name ?? store.operators.get(i.invitee)?.user.name ?? i.invitee);
-      return [
-        h("h3", { id: "invitation-heading" }, t("inv.title")),
-        form,
+    const nameOf = (i: (typeof invitations)[number]): string =>
+      i.kind === "court"
+        ? (store.settings.courts.find((c) => c.code === i.invitee)?.name ?? i.invitee)
+        : (store.roster.get(i.invitee)?.officer.name ?? store.operators.get(i.invitee)?.user.name ?? i.invitee);
+    keyed(this.invList, key, () =>
+      invitations.map((i) =>
         h(
-          "ul",
-          { class: "inv-list", "aria-label": t("inv.title") },
-          ...invitations.map((i) =>
-            h(
-              "li",
-              { class: "queue-item inv-item", "aria-label": nameOf(i) },
-              h("span", { class: "who" }, nameOf(i)),
-              h("span", { class: "mod-state" }, t(`inv.${i.state}`)),
-              i.kind === "user" && i.state !== "joined" && i.state !== "withdrawn"
-                ? button(t("inv.withdraw"), () => store.moderate("withdraw", i.invitee), "secondary small")
-                : null,
-            ),
-          ),
+          "li",
+          { class: "queue-item inv-item", "aria-label": nameOf(i) },
+          h("span", { class: "who" }, nameOf(i)),
+          h("span", { class: "mod-state" }, t(`inv.${i.state}`)),
+          i.kind === "user" && i.state !== "joined" && i.state !== "withdrawn"
+            ? button(t("inv.withdraw"), () => store.moderate("withdraw", i.invitee), "secondary small")
+            : null,
         ),
-      ];
-    });
+      ),
+    );
+  }
+
+  /** The picker's rows for the query typed: those the console knows may be invited, and the
+   * query itself when it looks like an id of someone it cannot know (a supervisor). */
+  private renderPicker(): void {
+    const store = this.store;
+    const query = this.pickInput.value;
+    const candidates = store.invitable();
+    const hits = matching(candidates, query);
+    const typed = typedId(query, hits, (id) => store.knowsUser(id));
+    this.picks = hits.slice(0, PICKER_ROWS).map((c) => ({ id: c.user.id, user: c }));
+    if (typed) this.picks.push({ id: typed, user: null });
+    if (this.pickActive >= this.picks.length) this.pickActive = this.picks.length - 1;
+    const shown = this.picks.length > 0;
+    this.pickInput.setAttribute("aria-expanded", String(shown));
+    const active = this.picks[this.pickActive];
+    if (active) this.pickInput.setAttribute("aria-activedescendant", this.optionId(active.id));
+    else this.pickInput.removeAttribute("aria-activedescendant");
+    this.pickList.hidden = !shown;
+    const more = hits.length - Math.min(hits.length, PICKER_ROWS);
+    this.pickHint.textContent = !query.trim() ? "" : more > 0 ? t("inv.more", { n: more }) : hits.length === 0 && !typed ? t("inv.nobody") : "";
+    this.pickHint.hidden = !this.pickHint.textContent;
+    const courtName = (code: string): string => store.settings.courts.find((c) => c.code === code)?.name ?? code;
+    const key = JSON.stringify([
+      currentLang(),
+      this.pickActive,
+      this.picks.map((p) => (p.user ? [p.id, p.user.user.name, p.user.user.role, p.user.user.court, p.user.state] : [p.id])),
+    ]);
+    keyed(this.pickList, key, () =>
+      this.picks.map((p, i) => {
+        const selected = i === this.pickActive;
+        const c = p.user;
+        const option = h(
+          "li",
+          {
+            class: selected ? "inv-option active" : "inv-option",
+            role: "option",
+            id: this.optionId(p.id),
+            "aria-selected": String(selected),
+            "data-user": p.id,
+          },
+          ...(c
+            ? [
+                h("span", { class: "who" }, c.user.name),
+                h("span", { class: "inv-role" }, t(`role.${c.user.role}` as TextKey)),
+                h("span", { class: "inv-court" }, courtName(c.user.court)),
+                h("span", { class: `inv-presence state-${c.state}` }, this.presence(c)),
+              ]
+            : [h("span", { class: "who" }, t("inv.by_id", { id: p.id }))]),
+        );
+        // mousedown, not click: a redraw between press and release would swallow the click,
+        // and the field keeps the focus for the next pick.
+        option.addEventListener("mousedown", (e) => {
+          e.preventDefault();
+          void this.pick(i);
+        });
+        return option;
+      }),
+    );
+  }
+
+  private optionId(user: string): string {
+    return `inv-opt-${user.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  }
+
+  /** An officer's presence, or an operator's status, in words. */
+  private presence(c: Candidate): string {
+    if (c.user.role === "officer") return t(c.state === "online" ? "status.online" : "status.away");
+    return t(`operators.${c.state}` as TextKey);
+  }
+
+  private pickKey(e: KeyboardEvent): void {
+    const n = this.picks.length;
+    if (e.key === "ArrowDown" && n > 0) {
+      this.pickActive = (this.pickActive + 1) % n;
+    } else if (e.key === "ArrowUp" && n > 0) {
+      this.pickActive = this.pickActive <= 0 ? n - 1 : this.pickActive - 1;
+    } else if (e.key === "Enter") {
+      e.preventDefault();
+      // Enter with one row only picks it; with more, the row the arrows are on.
+      const at = this.pickActive >= 0 ? this.pickActive : n === 1 ? 0 : -1;
+      if (at >= 0) void this.pick(at);
+      return;
+    } else if (e.key === "Escape") {
+      this.pickInput.value = "";
+      this.pickActive = -1;
+    } else {
+      return;
+    }
+    e.preventDefault();
+    this.renderPicker();
+    // The list scrolls (16em): keep the row the arrows are on in sight.
+    const active = this.picks[this.pickActive];
+    if (active) document.getElementById(this.optionId(active.id))?.scrollIntoView({ block: "nearest" });
+  }
+
+  /** Ring the row's user into the conference; the invitation then shows in the list. */
+  private async pick(at: number): Promise<void> {
+    const chosen = this.picks[at];
+    if (!chosen) return;
+    this.pickInput.value = "";
+    this.pickActive = -1;
+    this.renderPicker();
+    await this.store.moderate("invite", chosen.id);
   }
 
   private renderWitnesses(): void {
