@@ -2,8 +2,8 @@
 the shape of an error answer (`{"error": code, "reason": ..., "field": ...}`).
 
 `answering` is the one place where the API modules' routes turn exceptions into statuses
-(account, admin, evidence, records and witness routes); each module declares as data (an
-`Edge`) what is its own: which of its errors answer as they say, what its 503 tells the
+(all but the feed's, whose stream, once begun, can only end); each module declares as data
+(its `Edge`) what is its own: which of its errors answer as they say, what its 503 tells the
 client. What is not a client's fault goes to `internal_error_response`: logged with its
 traceback, the request id and the user id, and answered 500 with the request id only
 (nothing of the error itself). Every answer carries the request's id (`X-Request-Id`), and
@@ -197,14 +197,16 @@ class Unavailable:
 class Edge:
     """What one API module's routes answer besides what every route does (`answering`).
 
-    `declared`: its `RecorderError`s that are answered as they say (`http_status`, `code`,
-    `reason`, `field`, `http_headers()`), whatever the status. `failed`: the event a 500 is
-    logged as. `in_flight`: its requests are counted for a graceful stop (app[IN_FLIGHT]), and
-    refused 503 `draining` once it began. `close_unread`: an error answer to a body the route
-    did not read to its end closes the connection, so that the client stops sending it.
+    `unavailable`: its 503 while a store it needs is out of reach; None where it needs none
+    (such an error is then a bug of ours, 500). `declared`: its `RecorderError`s that are
+    answered as they say (`http_status`, `code`, `reason`, `field`, `http_headers()`),
+    whatever the status. `failed`: the event a 500 is logged as. `in_flight`: its requests
+    are counted for a graceful stop (app[IN_FLIGHT]), and refused 503 `draining` once it
+    began. `close_unread`: an error answer to a body the route did not read to its end
+    closes the connection, so that the client stops sending it.
     """
 
-    unavailable: Unavailable
+    unavailable: Unavailable | None = None
     declared: tuple[type[RecorderError], ...] = ()
     failed: str = "request failed"
     in_flight: bool = False
@@ -275,8 +277,8 @@ def _failure(edge: Edge, request: web.Request, exc: Exception) -> web.Response:
         response = error_response(exc.http_status, exc.code, exc.reason, exc.field)
         response.headers.update(exc.http_headers())
         return response
-    if isinstance(exc, RecorderError) and exc.http_status == 503:
-        unavailable = edge.unavailable
+    unavailable = edge.unavailable
+    if unavailable is not None and isinstance(exc, RecorderError) and exc.http_status == 503:
         if unavailable.log_event is not None:
             logger = structlog.get_logger(unavailable.logger)
             logger.error(unavailable.log_event, path=request.path, code=exc.code)

@@ -1,10 +1,12 @@
 """The HTTP API's one error edge (`http_edge.answering`), route by route: in every module
-that answers through it (account, admin, evidence, records, witness) a bug of ours is a 500
-with the request's id only, logged with its traceback under that id; a store out of reach is
-the module's own 503; and the module's own errors keep their status and body."""
+that answers through it (account, admin, evidence, records, witness, and the console,
+feed, names, statistics and track endpoints) a bug of ours is a 500 with the request's id
+only, logged with its traceback under that id; a store out of reach is the module's own 503;
+and the module's own errors keep their status and body."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from structlog.testing import capture_logs
 from commandcenter.account_api import ACCOUNTS
 from commandcenter.app import create_app
 from commandcenter.config import Config
-from commandcenter.keys import EVIDENCE, HUB, TRACE
+from commandcenter.keys import COURTS, EVIDENCE, HUB, RECORDER, TRACE
 from sessions.errors import StoreUnavailable
 from signalling.link import CoreUnreachable
 from tests.conftest import make_config
@@ -39,9 +41,10 @@ class Route:
     # The object holding the call the route makes, and the call's name.
     holder: Callable[[web.Application], object]
     call: str
-    # What the module's 500 is logged as, and what its 503 says.
+    # What the module's 500 is logged as, and what its 503 says (None: it has none of its
+    # own, a store out of reach is refused where it is read).
     failed: str
-    unavailable: str
+    unavailable: str | None
     retry_after: bool
     unavailable_logged: str | None = None
     params: dict[str, str] = field(default_factory=dict)
@@ -109,6 +112,66 @@ ROUTES = [
         unavailable_logged="records unavailable",
         params={"from": "2026-01-01", "to": "2026-02-01"},
     ),
+    Route(
+        "statistics",
+        "GET",
+        "/api/stats",
+        ("aud-1", "auditor", "P"),
+        lambda app: app[TRACE],
+        "counts",
+        failed="statistics failed",
+        unavailable="the trace cannot be read now, retry later",
+        retry_after=False,
+        unavailable_logged="statistics unavailable",
+        params={"from": "2026-01-01", "to": "2026-02-01"},
+    ),
+    Route(
+        "track",
+        "GET",
+        "/api/officers/o-1/track",
+        ("op-1", "operator", "P0101"),
+        lambda app: app[TRACE],
+        "find",
+        failed="track failed",
+        unavailable="the trace cannot be read now, retry later",
+        retry_after=False,
+        unavailable_logged="track unavailable",
+    ),
+    Route(
+        "feed",
+        "GET",
+        "/api/feed",
+        ("sup-1", "supervisor", "P"),
+        lambda app: app[RECORDER],
+        "record",
+        failed="feed request failed",
+        unavailable="the trace is unavailable, retry later",
+        retry_after=False,
+        unavailable_logged="feed trace unavailable",
+    ),
+    Route(
+        "names",
+        "GET",
+        "/api/users/names",
+        ("aud-1", "auditor", "P"),
+        lambda app: app[COURTS],
+        "scope",
+        failed="names request failed",
+        unavailable=None,
+        retry_after=False,
+        params={"id": "o-1"},
+    ),
+    Route(
+        "console",
+        "GET",
+        "/api/console/settings",
+        ("op-1", "operator", "P0101"),
+        lambda app: app[COURTS],
+        "scope",
+        failed="console settings failed",
+        unavailable=None,
+        retry_after=False,
+    ),
 ]
 
 
@@ -123,22 +186,34 @@ class Api:
 
     def fail(self, monkeypatch: pytest.MonkeyPatch, route: Route, exc: Exception) -> None:
         """Make the call the route makes raise `exc`."""
+        fail(monkeypatch, route.holder(self.app), route.call, exc)
 
-        async def failing(*args: Any, **kwargs: Any) -> Any:
-            raise exc
-
-        monkeypatch.setattr(route.holder(self.app), route.call, failing)
-
-    async def ask(self, route: Route) -> tuple[web.StreamResponse | Any, dict[str, Any]]:
-        resp = await self.http.request(
+    def request(self, route: Route) -> Any:
+        return self.http.request(
             route.method,
             route.path,
             params=route.params,
             json=route.json,
             headers=self.auth(*route.who),
         )
+
+    async def ask(self, route: Route) -> tuple[Any, dict[str, Any]]:
+        resp = await self.request(route)
         body: dict[str, Any] = await resp.json()
         return resp, body
+
+
+def fail(monkeypatch: pytest.MonkeyPatch, holder: object, call: str, exc: Exception) -> None:
+    """Make `holder.call` raise `exc`, whether it is a coroutine function or not."""
+
+    async def failing_async(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    is_async = inspect.iscoroutinefunction(getattr(holder, call))
+    monkeypatch.setattr(holder, call, failing_async if is_async else failing)
 
 
 @pytest.fixture
@@ -163,13 +238,16 @@ async def test_a_bug_behind_a_route_is_a_500_with_the_request_id_and_a_logged_tr
     assert entry["log_level"] == "error"
     assert (entry["request_id"], entry["path"]) == (rid, route.path)
     assert entry["exc_info"] is bug
-    # The route goes on answering once the bug is gone.
+    # The route goes on answering once the bug is gone (the feed's stream is not read).
     monkeypatch.undo()
-    again, _ = await api.ask(route)
-    assert again.status != 500
+    async with api.request(route) as again:
+        assert again.status < 500
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=[r.module for r in ROUTES])
+WITH_503 = [r for r in ROUTES if r.unavailable is not None]
+
+
+@pytest.mark.parametrize("route", WITH_503, ids=[r.module for r in WITH_503])
 async def test_a_store_out_of_reach_is_the_modules_own_503(
     api: Api, route: Route, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +279,8 @@ class Refusal:
     json: dict[str, Any] | None = None
     # A body other than JSON, sent as text/csv.
     data: bytes | None = None
+    # False: sent without a token.
+    signed: bool = True
     # A call the route makes that raises, where the refusal is not the client's input.
     raising: tuple[Callable[[web.Application], object], str, Exception] | None = None
 
@@ -259,6 +339,49 @@ REFUSALS = [
         },
         params={"from": "2026-02-01", "to": "2026-01-01"},
     ),
+    Refusal(
+        "statistics",
+        "GET",
+        "/api/stats",
+        ("aud-1", "auditor", "P"),
+        400,
+        {
+            "error": "bad_request",
+            "reason": "not a date (YYYY-MM-DD or an ISO 8601 time)",
+            "field": "from",
+        },
+        params={"from": "yesterday", "to": "2026-01-01"},
+    ),
+    Refusal(
+        "feed",
+        "GET",
+        "/api/feed",
+        ("sup-1", "supervisor", "P"),
+        400,
+        {"error": "bad_request", "reason": "must be a non-negative integer", "field": "after"},
+        params={"after": "-1"},
+    ),
+    Refusal(
+        "console",
+        "GET",
+        "/api/console/settings",
+        ("o-1", "officer", "P0101"),
+        403,
+        {
+            "error": "forbidden",
+            "reason": "only operators, supervisors and admins use the console",
+        },
+    ),
+    Refusal(
+        "openapi",
+        "GET",
+        "/api/openapi.json",
+        ("o-1", "officer", "P0101"),
+        401,
+        {"error": "unauthorized", "reason": "token missing"},
+        headers={"WWW-Authenticate": "Bearer"},
+        signed=False,
+    ),
 ]
 
 
@@ -268,12 +391,8 @@ async def test_a_modules_own_error_keeps_its_status_and_body(
 ) -> None:
     if refusal.raising is not None:
         holder, call, exc = refusal.raising
-
-        async def failing(*args: Any, **kwargs: Any) -> Any:
-            raise exc
-
-        monkeypatch.setattr(holder(api.app), call, failing)
-    headers = api.auth(*refusal.who)
+        fail(monkeypatch, holder(api.app), call, exc)
+    headers = api.auth(*refusal.who) if refusal.signed else {}
     if refusal.data is not None:
         headers["Content-Type"] = "text/csv"
     with capture_logs() as logs:
