@@ -162,11 +162,14 @@ class Leader:
             kept_state=state is stashed,
             epoch=self.lease.epoch,
         )
-        self._start_inbox()
         self.driver.emit([])
         if inherit:
-            task = asyncio.get_running_loop().create_task(self._journal.inherit(state))
-            self.tasks.append(task)
+            # The inbox (and with it the resync) starts once the dead authority's
+            # emergencies are read: an officer's session is flagged as it is adopted.
+            inheriting = self._journal.inherit(state, ready=self._start_inbox)
+            self.tasks.append(asyncio.get_running_loop().create_task(inheriting))
+        else:
+            self._start_inbox()
 
     def _lease_lost(self) -> None:
         state, self.state = self.state, None
