@@ -5,6 +5,8 @@ taken on and one not, and the next authority carries both on from the journal.""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,6 +16,7 @@ from tests.clusterhelpers import private_redis
 from tests.clusternodes import Cluster, cluster
 from tests.polling import wait_until
 from tests.test_cluster_hub import three, trace_kinds
+from tests.wsclient import Client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
@@ -124,3 +127,76 @@ async def test_raised_emergencies_are_carried_on_by_the_next_authority(cluster: 
     await operator.request("clear_emergency", officer="of-1")
     cleared = await taken.expect("emergency_cleared", timeout=5.0)
     assert cleared["by"]["id"] == "op-1"
+
+
+async def test_the_next_authority_shows_the_officer_in_emergency_from_its_first_push(
+    cluster: Cluster,
+) -> None:
+    """After the authority is SIGKILLed, every roster update about the officer that the
+    consoles on the surviving nodes receive flags the emergency, from the first (not only
+    once the carry-over a node timeout later), and so does every `get_roster` answer; the
+    alarm nobody took on goes on repeating."""
+    env = {
+        "COMMANDCENTER_EMERGENCY_REPEAT_AFTER_S": str(REPEAT_S),
+        "COMMANDCENTER_EMERGENCY_ESCALATE_AFTER_S": "600",
+    }
+    _, (a, b, boss) = await three(cluster, **env)
+    # op-a connects to the officer's node before the officer: a gateway reports its
+    # connections in that order, so whichever node takes over, op-a's session is adopted
+    # before the officer's, and op-a is pushed the officer's roster entry.
+    op_a = await a.connect("op-a", "operator", COURT)
+    op_b = await b.connect("op-b", "operator", COURT)
+    officer = await a.connect("of-1", "officer", COURT)
+    await officer.request("emergency", reply="call_placed", note="被围堵")
+    first: dict[str, dict[str, Any]] = {}
+    for console in (op_a, op_b):
+        first[console.user] = await console.expect(
+            "emergency_alarm", timeout=5.0, where=lambda m: m["officer"]["id"] == "of-1"
+        )
+    since = {console.user: len(console.log) for console in (op_a, op_b)}
+
+    def after(console: Client) -> Callable[[dict[str, Any]], bool]:
+        """Matches a message received after the kill (not one buffered before it)."""
+        return lambda m: any(m is x for x in console.log[since[console.user] :])
+
+    boss.kill()
+    for console in (op_a, op_b):
+        await console.expect("welcome", timeout=15.0, where=after(console))
+    await op_a.expect(
+        "roster_update",
+        timeout=10.0,
+        where=lambda m: after(op_a)(m) and m["entry"]["officer"]["id"] == "of-1",
+    )
+    # Asked at once, well within the node timeout (when the carry-over used to come).
+    for console in (op_a, op_b):
+        roster = await console.request("get_roster", reply="roster")
+        entries = {e["officer"]["id"]: e for e in roster["officers"]}
+        assert entries["of-1"]["emergency"] is True, entries
+        assert entries["of-1"]["emergency_note"] == "被围堵"
+
+    async def carried() -> bool:
+        records = await trace_kinds(cluster)
+        return [d["officer"] for k, d in records if k == "emergency_carried_over"] == ["of-1"]
+
+    await wait_until(carried, within=15.0, what="the emergency carried over once")
+    for console in (op_a, op_b):
+        # The alarm goes on from where it was: its next repeat, to both consoles.
+        await console.expect(
+            "emergency_alarm",
+            timeout=10.0,
+            where=repeated_after(first[console.user]["repeat"]),
+        )
+        updates = [
+            m["entry"]
+            for m in console.log[since[console.user] :]
+            if m["type"] == "roster_update" and m["entry"]["officer"]["id"] == "of-1"
+        ]
+        assert all(e["emergency"] is True for e in updates), (console.user, updates)
+        assert all(e["emergency_note"] == "被围堵" for e in updates), (console.user, updates)
+        if console is op_a:
+            assert updates
+
+
+def repeated_after(repeat: int) -> Callable[[dict[str, Any]], bool]:
+    """Matches a later repeat of of-1's alarm than `repeat`."""
+    return lambda m: m["officer"]["id"] == "of-1" and m["repeat"] > repeat

@@ -28,6 +28,7 @@ from signalling import protocol as p
 from signalling.cluster import wire as w
 from signalling.cluster.nodes import OVERLOADED_CPU, NodeRecord
 from signalling.core.actions import Action, Record, Room, Send
+from signalling.core.alarms import EmergencyFacts
 from signalling.core.conference_snapshot import SnapshotError, restored
 from signalling.core.facts import WaitingCall
 from signalling.core.presence import SessionKeys
@@ -146,6 +147,10 @@ class AuthorityState:
     # Sessions adopted from gateways' reports since the last `inherit_sessions`: taken over
     # from a dead authority, so not to be signed out as left by it.
     adopted: set[str] = field(default_factory=set)
+    # A dead authority's emergencies (officer -> as it left them; None: unreadable), held
+    # from before the first resync until `inherit_emergencies`: each is flagged on its
+    # officer's session as the session is adopted, so that it is never shown unflagged.
+    held_emergencies: dict[str, EmergencyFacts | None] = field(default_factory=dict)
     # Journal entries the inheritance could not read (which journal, field, why), for the
     # journal to log and delete: one bad entry must not stop the rest being inherited.
     unreadable: list[Unreadable] = field(default_factory=list)
@@ -229,8 +234,10 @@ class AuthorityState:
                 closes.append(_replaced(report.node, info, "resumed elsewhere"))
                 continue
             self.arriving[info.user] = (report.node, report.run)
+            emergency = None
             if session is None:
                 self.adopted.add(info.session_id)
+                emergency = self._held_emergency(info)
             keys = SessionKeys(info.session_id, info.resume_token)
             out.extend(
                 core.adopt(
@@ -239,6 +246,7 @@ class AuthorityState:
                     device=info.device,
                     app_version=info.app_version,
                     now=now,
+                    emergency=emergency,
                 )
             )
         return Reconciled(out, closes)
@@ -510,22 +518,35 @@ class AuthorityState:
                 closed.append(user)
         return InheritedSessions(actions, closed)
 
-    def inherit_emergencies(
-        self, journal: Mapping[str, bytes], now: float
-    ) -> tuple[list[Action], list[str]]:
+    def hold_emergencies(self, journal: Mapping[str, bytes]) -> None:
         """The dead authority's journal of emergencies (officer -> `wire.JournalEmergency`),
-        once the sessions it left are taken over: each is carried on for its officer's
-        session (`actions`); the second list is the fields to delete (officer gone, signed
-        in anew, or unreadable)."""
-        actions: list[Action] = []
-        gone: list[str] = []
+        read before any gateway's report is applied: each is carried on as its officer's
+        session is adopted (`reconcile`), flagged before the session is first shown."""
         for officer, value in journal.items():
             entry = self._entry("emergencies", officer, value, w.decode_journal_emergency)
-            carried = (
-                []
-                if entry is None
-                else self.core.carry_over_emergency(w.emergency_of(officer, entry), now)
+            self.held_emergencies[officer] = (
+                None if entry is None else w.emergency_of(officer, entry)
             )
+
+    def _held_emergency(self, info: w.ConnectionInfo) -> EmergencyFacts | None:
+        """The held emergency of the session `info` reports, taken for its adoption; one
+        left for another session of the officer stays, to be dropped."""
+        facts = self.held_emergencies.get(info.user)
+        if facts is None or facts.session_id != info.session_id:
+            return None
+        del self.held_emergencies[info.user]
+        return facts
+
+    def inherit_emergencies(self, now: float) -> tuple[list[Action], list[str]]:
+        """The held emergencies no adoption took, once the sessions the dead authority left
+        are taken over: each is carried on if its officer's session is here after all
+        (`actions`); the list is the fields to delete (officer gone, signed in anew, or
+        unreadable)."""
+        actions: list[Action] = []
+        gone: list[str] = []
+        held, self.held_emergencies = self.held_emergencies, {}
+        for officer, facts in held.items():
+            carried = [] if facts is None else self.core.carry_over_emergency(facts, now)
             if not carried:
                 gone.append(officer)
             actions.extend(carried)

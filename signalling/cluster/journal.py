@@ -126,7 +126,7 @@ class Journal:
             if event.kind == "sign_out":
                 # A signed-out officer's emergency ends with the session. (Not on an
                 # adoption: a session taken over from a dead authority has its emergency
-                # flagged again only later, from this very entry.)
+                # flagged with it, recorded `emergency_carried_over`, which writes it.)
                 emergencies.add(str(event.data["user"]))
             officer = event.data.get("officer")
             if event.kind.startswith("emergency_") and isinstance(officer, str):
@@ -279,16 +279,29 @@ class Journal:
             watch=True,
         )
 
-    async def inherit(self, state: AuthorityState) -> None:
+    async def inherit(self, state: AuthorityState, ready: Callable[[], None]) -> None:
         """Close what a dead authority left open: its calls end at once (their members are
         told, the end is recorded); its sessions that no gateway reports within a node
-        timeout are recorded signed out. Retried until Redis answers or we are deposed."""
+        timeout are recorded signed out. Retried until Redis answers or we are deposed.
+
+        Its emergencies are read first, and only then is `ready()` called (the inbox
+        started, gateways asked for their connections): so each officer's session is
+        flagged as it is adopted, and no roster shows the officer without the flag."""
         keys = self._keys
         retry = RetryLoop(self._stopping, self._health)
-        journal = await retry.until_answered(self._read, still=lambda: self._authority() is state)
+
+        def still() -> bool:
+            return self._authority() is state
+
+        emergencies = await retry.until_answered(self._read_emergencies, still=still)
+        if emergencies is None or not still():
+            return
+        state.hold_emergencies(emergencies)
+        ready()
+        journal = await retry.until_answered(self._read, still=still)
         if journal is None:
             return
-        calls, sessions, conferences, instructions, watches, emergencies, media = journal
+        calls, sessions, conferences, instructions, watches, media = journal
         now = self._clock.now()
         inherited = state.inherit_calls(calls, now)
         for call_id in inherited.ended:
@@ -344,9 +357,10 @@ class Journal:
             node_id=self._node_id,
             sessions=len(left.closed),
         )
-        # Emergencies before the waiting calls: an emergency call taken over finds its
-        # officer flagged already, and the alarm goes on from where it was.
-        flagged, cleared = state.inherit_emergencies(emergencies, now)
+        # Emergencies were carried on as their sessions were adopted; the rest are dropped
+        # here, before the waiting calls are taken over (an emergency call finds its officer
+        # flagged, and the alarm goes on from where it was).
+        flagged, cleared = state.inherit_emergencies(now)
         for officer in cleared:
             self._writer.hash_field(keys.journal_emergencies, officer, None)
         log.info(
@@ -382,10 +396,12 @@ class Journal:
             # An instruction's field is deleted by its caller already; deleting twice is harmless.
             self._writer.hash_field(hashes[entry.journal], entry.key, None)
 
+    async def _read_emergencies(self) -> dict[str, bytes]:
+        return _decoded(await self._redis.hgetall(self._keys.journal_emergencies))
+
     async def _read(
         self,
     ) -> tuple[
-        dict[str, bytes],
         dict[str, bytes],
         dict[str, bytes],
         dict[str, bytes],
@@ -399,14 +415,12 @@ class Journal:
         conferences = await self._redis.hgetall(self._keys.journal_conferences)
         instructions = await self._redis.hgetall(self._keys.journal_instructions)
         watches = await self._redis.hgetall(self._keys.journal_watches)
-        emergencies = await self._redis.hgetall(self._keys.journal_emergencies)
         return (
             _decoded(calls),
             _decoded(sessions),
             _decoded(conferences),
             _decoded(instructions),
             _decoded(watches),
-            _decoded(emergencies),
             _decoded(media),
         )
 

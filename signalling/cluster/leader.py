@@ -13,7 +13,9 @@ Who takes the lease: a node that was not the last holder waits one lease TTL aft
 free, so that after a Redis restart the previous authority, which still has its calls, gets
 it back. A node retaking it with nobody in between keeps the state it had (`_stashed`) and
 writes its journal again; otherwise it starts with an empty core and inherits what a dead
-authority left (signalling/cluster/journal.py).
+authority left (signalling/cluster/journal.py), subscribing to the inbox only once the dead
+authority's emergencies are read, so that each officer's session is flagged as the resync
+adopts it.
 """
 
 from __future__ import annotations
@@ -162,11 +164,14 @@ class Leader:
             kept_state=state is stashed,
             epoch=self.lease.epoch,
         )
-        self._start_inbox()
         self.driver.emit([])
         if inherit:
-            task = asyncio.get_running_loop().create_task(self._journal.inherit(state))
-            self.tasks.append(task)
+            # The inbox (and with it the resync) starts once the dead authority's
+            # emergencies are read: an officer's session is flagged as it is adopted.
+            inheriting = self._journal.inherit(state, ready=self._start_inbox)
+            self.tasks.append(asyncio.get_running_loop().create_task(inheriting))
+        else:
+            self._start_inbox()
 
     def _lease_lost(self) -> None:
         state, self.state = self.state, None

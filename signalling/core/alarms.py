@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from identity import Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
 from signalling.core.call import CallState
@@ -30,6 +31,7 @@ from signalling.settings import EmergencyConfig
 
 if TYPE_CHECKING:
     from identity import Courts
+    from signalling.core.presence import Session
     from signalling.core.switchboard import Switchboard
 
 
@@ -54,6 +56,16 @@ class EmergencyFacts:
     escalated_to: str | None
     repeats: int
     repeating: bool
+
+
+def carries(session: Session, facts: EmergencyFacts) -> bool:
+    """Whether a dead authority's emergency `facts` is `session`'s to carry on: the same
+    officer's same session (one signed in anew since left the emergency behind)."""
+    return (
+        session.user_id == facts.officer
+        and session.session_id == facts.session_id
+        and session.role is Role.OFFICER
+    )
 
 
 @dataclass

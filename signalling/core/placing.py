@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from identity import Courts, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Send
-from signalling.core.alarms import EmergencyFacts
+from signalling.core.alarms import EmergencyFacts, carries
 from signalling.core.call import Call, CallState
 from signalling.core.calls import CENTER_ROLES
 from signalling.core.facts import WaitingCall
@@ -132,18 +132,26 @@ class Placing:
 
     def carry_over_emergency(self, facts: EmergencyFacts, now: float) -> list[Action]:
         """A dead authority's raised emergency, for an officer whose session this one took
-        over: flagged again as it was (its note, who took it on, its alarm's escalation and
-        repeats), recorded `emergency_carried_over`, and the consoles shown it again. An
+        over: flagged again as it was (`flag_carried`), and the consoles shown it again. An
         officer gone or signed in anew since is left alone (the sign-out ends it)."""
         board = self._board
         out: list[Action] = []
         session = board.presence.session(facts.officer)
-        if (
-            session is None
-            or session.session_id != facts.session_id
-            or session.role is not Role.OFFICER
-        ):
+        if session is None or not carries(session, facts):
             return out
+        self.flag_carried(session, facts, now, out)
+        out.extend(board.views.officer_changed(session))
+        self.show_escalated(session, out)
+        return out
+
+    def flag_carried(
+        self, session: Session, facts: EmergencyFacts, now: float, out: list[Action]
+    ) -> None:
+        """Flag `session` with a dead authority's emergency as it was (its note, who took it
+        on, its alarm's escalation and repeats) and record `emergency_carried_over`; showing
+        it is the caller's (an adoption flags the session before it is first shown, so that
+        no console ever sees the officer without the flag)."""
+        board = self._board
         session.emergency = True
         session.emergency_note = facts.note
         session.emergency_taken_by = facts.taken_by
@@ -161,11 +169,14 @@ class Placing:
                 node=board.node_id,
             )
         )
-        out.extend(board.views.officer_changed(session))
-        escalated = board.alarms.escalated_consoles(facts.officer)
+
+    def show_escalated(self, session: Session, out: list[Action]) -> None:
+        """The consoles of the court a carried emergency was escalated to see the officer
+        (its own court's watchers are told by `officer_changed`)."""
+        board = self._board
+        escalated = board.alarms.escalated_consoles(session.user_id)
         if escalated:
             out.append(Send(escalated, p.RosterUpdate(entry=board.views.entry(session))))
-        return out
 
     def _emergency_of(self, session: Session, officer: str, what: str) -> Session:
         """The officer whose emergency `session` acts on, checked: their role, scope, flag."""

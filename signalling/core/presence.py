@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 from identity import Courts, Identity, Role
 from signalling import protocol as p
 from signalling.core.actions import Action, Disconnect, Send
+from signalling.core.alarms import EmergencyFacts, carries
 from signalling.core.call import IllegalTransition
 from signalling.core.deadlines import Deadlines
 from signalling.errors import CLOSE_REPLACED
@@ -257,10 +258,13 @@ class Presence:
         *,
         resumed: bool = False,
         continues: str | None = None,
+        carried: EmergencyFacts | None = None,
     ) -> Session:
         """A new session (`kind`: `sign_in`; `session_continued` for one that `continues`
         the user's session that ended within the resume window; `session_adopted` for one
-        another authority opened), announced and welcomed."""
+        another authority opened), announced and welcomed. An adopted officer's emergency
+        the dead authority left (`carried`) is flagged before the session is first shown,
+        so that no roster update shows the officer without it."""
         board = self._board
         user = identity.user_id
         session = Session(
@@ -288,6 +292,8 @@ class Presence:
                 continues=continues,
             )
         )
+        if carried is not None and carries(session, carried):
+            board.placing.flag_carried(session, carried, now, out)
         if identity.role is Role.OFFICER:
             out.extend(board.views.officer_changed(session))
         out.append(Send((user,), self.welcome(session, resumed=resumed, now=now)))

@@ -471,6 +471,7 @@ class Switchboard:
         device: str,
         app_version: str,
         now: float,
+        emergency: EmergencyFacts | None = None,
     ) -> list[Action]:
         """A gateway reports a live connection of session `keys.session_id` (a resync: after
         this node became the authority, or after messages between them may have been lost).
@@ -478,8 +479,11 @@ class Switchboard:
         A session we know under that id is brought up to date (back from away, if the
         close we heard of was the lost connection's) and welcomed again with the current
         state. One we do not know is taken on as it is: its sign-in was recorded by the
-        authority that opened it, so it is recorded as `session_adopted`, not counted again.
-        A report of a session the user has since replaced is answered by closing it."""
+        authority that opened it, so it is recorded as `session_adopted`, not counted again;
+        the `emergency` the dead authority left for it, if any, is carried on with it, the
+        officer flagged in the very first roster update (docs/cluster.md
+        *Failure*). A report of a session the user has since replaced is answered by
+        closing it."""
         user = identity.user_id
         old = self.presence.session(user)
         if old is not None and old.session_id == keys.session_id:
@@ -503,8 +507,18 @@ class Switchboard:
             return [Disconnect(user, keys.session_id, CLOSE_REPLACED, "signed in elsewhere")]
         out = []
         adopted = self.presence.open(
-            identity, keys, device, app_version, "session_adopted", now, out, resumed=True
+            identity,
+            keys,
+            device,
+            app_version,
+            "session_adopted",
+            now,
+            out,
+            resumed=True,
+            carried=emergency,
         )
+        if adopted.emergency:
+            self.placing.show_escalated(adopted, out)
         self.instructions.signed_in(adopted, now, out)
         self.moderator_views.sync(now, out)
         self.stages.sync(out)
