@@ -39,7 +39,7 @@ from commandcenter.http_edge import (
     refused_response,
     serving,
 )
-from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, REINDEXER, TRACE
 from sessions import conference_records as confs
 from sessions import evidence as ev
 from sessions import records, subjects
@@ -119,6 +119,15 @@ def _now(request: web.Request) -> float:
     return request.app[HUB].clock.now()
 
 
+def _index_note(request: web.Request) -> dict[str, int]:
+    """While the server files the records of a trace written before its subject index
+    (sessions/reindexer.py), an audit read by the index may miss older ones: the reply says
+    so with how many are left, and says nothing once there are none."""
+    reindexer = request.app.get(REINDEXER)
+    left = None if reindexer is None else reindexer.remaining
+    return {"reindex_remaining": left} if left else {}
+
+
 def _allowed(who: Identity, roles: frozenset[Role]) -> None:
     if who.role not in roles:
         raise Refused(403, "forbidden", f"a {who.role.value} may not read these records")
@@ -132,7 +141,7 @@ async def evidence_audit(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
     history, trail = await request.app[EVIDENCE].audit(who, request.match_info["evidence_id"])
-    return web.json_response({"item": history.to_json(), **trail})
+    return web.json_response({"item": history.to_json(), **trail, **_index_note(request)})
 
 
 # --- the chain check -----------------------------------------------------------------------
@@ -305,7 +314,7 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
         "user_court": who.court,
     }
     await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, _now(request), data)])
-    return web.json_response(answer)
+    return web.json_response({**answer, **_index_note(request)})
 
 
 # --- conferences ---------------------------------------------------------------------------
@@ -359,6 +368,7 @@ async def list_conferences(request: web.Request) -> web.StreamResponse:
             "limit": limit,
             "offset": offset,
             "figures": confs.figures(started).to_json(),
+            **_index_note(request),
         }
     )
 
@@ -389,7 +399,7 @@ async def conference_audit(request: web.Request) -> web.StreamResponse:
     }
     event = TraceEvent(confs.CONFERENCE_AUDIT_READ, _now(request), data)
     await request.app[RECORDER].record([event])
-    return web.json_response(answer)
+    return web.json_response({**answer, **_index_note(request)})
 
 
 def add_routes(app: web.Application, *, evidence: bool) -> None:

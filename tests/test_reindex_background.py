@@ -14,7 +14,7 @@ from pytest_aiohttp import AiohttpClient
 from structlog.testing import capture_logs
 
 from commandcenter.app import create_app
-from commandcenter.keys import RECORDER, REINDEXER, TRACE
+from commandcenter.keys import CONFIG, RECORDER, REINDEXER, TRACE
 from commandcenter.metrics import METRICS
 from sessions.recorder import TraceEvent
 from sessions.store import ReindexState, TraceStore
@@ -22,6 +22,7 @@ from sessions.subjects import subjects_of
 from tests.conftest import make_config
 from tests.polling import wait_until
 from tests.tracehelpers import Backend, append_all, backend
+from tests.wsclient import token_for
 
 # A shared fixture (tests.tracehelpers): each test on SQLite and on PostgreSQL.
 __all__ = ["backend"]
@@ -37,11 +38,23 @@ PAUSE_S = 0.025
 DEADLINE_S = 60.0
 
 
+CREATED = {
+    "call": "c1",
+    "direction": "officer_to_center",
+    "officer": "o1",
+    "court": "P0101",
+    "caller": "o1",
+}
+
+
 def old_events() -> list[TraceEvent]:
     """Calls' records interleaved with records of no subject."""
     out = []
     for i in range(RECORDS // 2):
-        out.append(TraceEvent("position", T0 + i, {"user": "o1", "lat": 30.0, "lon": 120.0}))
+        if i == 0:
+            out.append(TraceEvent("call_created", T0, CREATED))
+        else:
+            out.append(TraceEvent("position", T0 + i, {"user": "o1", "lat": 30.0, "lon": 120.0}))
         call = f"c{i % CALLS}"
         out.append(TraceEvent("call_ringing", T0 + i, {"call": call, "users": ["op1"]}))
     return out
@@ -84,6 +97,13 @@ async def remaining(client: TestClient[Any, Any]) -> int:
     return value
 
 
+async def call_audit(client: TestClient[Any, Any], app: Any) -> tuple[int, Any]:
+    """The call c1's audit as an auditor of the province sees it."""
+    token = token_for(app[CONFIG], "a1", "auditor", "P")
+    resp = await client.get("/api/calls/c1/audit", headers={"Authorization": f"Bearer {token}"})
+    return resp.status, await resp.json()
+
+
 async def test_an_old_trace_is_indexed_in_the_background_while_the_server_answers(
     backend: Backend, aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
@@ -102,8 +122,10 @@ async def test_an_old_trace_is_indexed_in_the_background_while_the_server_answer
 
         await wait_until(progressed, within=DEADLINE_S, what="reindex under way")
         assert seen[-1] > 0, "finished before the server was seen answering meanwhile"
-        # An audit answers meanwhile from the index as far as it goes.
-        partial = await app[TRACE].records_about("call:c1")
+        # An audit answers meanwhile from the index as far as it goes, and says so.
+        status, partial = await call_audit(client, app)
+        assert status == 200, partial
+        assert partial["reindex_remaining"] > 0
         # A record appended mid-way files itself; the reindex does not file it again.
         await app[RECORDER].record([TraceEvent("call_ringing", T0 + 5000, {"call": "c1"})])
 
@@ -113,8 +135,11 @@ async def test_an_old_trace_is_indexed_in_the_background_while_the_server_answer
         await wait_until(done, within=DEADLINE_S, what="reindex finished")
     store = app[TRACE]
     about = await store.records_about("call:c1")
-    assert len(about) > len(partial)
     assert about[-1].data == {"call": "c1"}
+    status, whole = await call_audit(client, app)
+    assert status == 200, whole
+    assert "reindex_remaining" not in whole
+    assert len(whole["timeline"]) > len(partial["timeline"])
     await index_is_exact(store)
     assert await store.reindex_state() == ReindexState(RECORDS, RECORDS)
     # /metrics says so too.
