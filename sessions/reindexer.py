@@ -69,9 +69,13 @@ class Reindexer:
 
     async def start(self) -> None:
         """Read what is left (so /healthz knows from the first request) and, if anything,
-        file it in a task of its own."""
-        self.remaining = (await self._store.reindex_state()).remaining
-        if self.remaining:
+        file it in a task of its own. A store that cannot say does not stop the server: the
+        task asks again until it can."""
+        try:
+            self.remaining = (await self._store.reindex_state()).remaining
+        except RecorderError as exc:
+            log.warning("trace reindex state unknown", error=exc.reason)
+        if self.remaining != 0:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="reindex")
 
     @property
@@ -88,8 +92,17 @@ class Reindexer:
                 await task
 
     async def _run(self) -> None:
+        while self.remaining is None:
+            try:
+                self.remaining = (await self._store.reindex_state()).remaining
+            except StoreClosed:
+                return
+            except RecorderError:
+                await asyncio.sleep(self._retry_s)
+        if not self.remaining:
+            return
         started = time.monotonic()
-        total = self.remaining or 0
+        total = self.remaining
         filed = 0
         logged = started
         log.info("trace reindex started", total=total, batch=self._batch)
