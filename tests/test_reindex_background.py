@@ -17,6 +17,7 @@ from commandcenter.app import create_app
 from commandcenter.keys import CONFIG, RECORDER, REINDEXER, TRACE
 from commandcenter.metrics import METRICS
 from sessions.recorder import TraceEvent
+from sessions.reindexer import Reindexer
 from sessions.store import ReindexState, TraceStore
 from sessions.subjects import subjects_of
 from tests.conftest import make_config
@@ -234,3 +235,24 @@ async def test_only_the_node_holding_the_lease_files_until_it_runs_out(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_the_reindex_logs_its_progress_as_done_of_total_with_a_rate(
+    backend: Backend,
+) -> None:
+    await write_old_trace(backend)
+    store = await backend.open()
+    reindexer = Reindexer(store, node="n1", batch=400, log_every_s=0)
+    try:
+        with capture_logs() as logs:
+            await reindexer.start()
+            await wait_until(lambda: reindexer.remaining == 0 and not reindexer.running,
+                             within=DEADLINE_S, what="reindex finished")  # fmt: skip
+        await index_is_exact(store)
+    finally:
+        await reindexer.stop()
+        await store.close()
+    progress = [e for e in logs if e["event"] == "trace reindex progress"]
+    assert [e["done"] for e in progress] == [400, 800, 1200, 1600]
+    assert {e["total"] for e in progress} == {RECORDS}
+    assert all(e["rate"] > 0 for e in progress)
