@@ -32,9 +32,9 @@ T0 = 1_773_532_800.0
 CALLS = 40
 RECORDS = 2000
 BATCH = 50
-# Long enough that a test sees the reindex under way (40 batches, at least 1 s), short
+# Long enough that a test sees the reindex under way (40 batches, at least 2 s), short
 # enough for the suite.
-PAUSE_S = 0.025
+PAUSE_S = 0.05
 # The index is complete within this long of the server's start, with no command.
 DEADLINE_S = 60.0
 
