@@ -105,7 +105,8 @@ class Reindexer:
         total = self.remaining
         filed = 0
         logged = started
-        log.info("trace reindex started", total=total, batch=self._batch)
+        # Each line names the node: in a cluster, which one holds the lease and files.
+        log.info("trace reindex started", node=self._node, total=total, batch=self._batch)
         while True:
             try:
                 state = await self._store.reindex_batch(
@@ -131,6 +132,7 @@ class Reindexer:
                 logged = now
                 log.info(
                     "trace reindex progress",
+                    node=self._node,
                     done=total - state.remaining,
                     total=total,
                     rate=round(filed / max(now - started, 1e-9)),
@@ -140,6 +142,7 @@ class Reindexer:
         seconds = time.monotonic() - started
         log.info(
             "trace reindex finished",
+            node=self._node,
             records=filed,
             total=total,
             seconds=round(seconds, 3),

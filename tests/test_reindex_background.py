@@ -5,6 +5,7 @@ node holding the lease files. On SQLite and on PostgreSQL, served by the real ap
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,29 @@ async def test_the_reindex_logs_its_progress_as_done_of_total_with_a_rate(
     assert [e["done"] for e in progress] == [400, 800, 1200, 1600]
     assert {e["total"] for e in progress} == {RECORDS}
     assert all(e["rate"] > 0 for e in progress)
+
+
+async def test_two_nodes_started_together_leave_the_reindex_to_one_and_both_see_it_done(
+    backend: Backend,
+) -> None:
+    await write_old_trace(backend)
+    stores = [await backend.open(), await backend.open()]
+    nodes = [
+        Reindexer(store, node=name, batch=100, pause_s=0.01, retry_s=0.05, log_every_s=0)
+        for store, name in zip(stores, ("n1", "n2"), strict=True)
+    ]
+    try:
+        with capture_logs() as logs:
+            await asyncio.gather(*(n.start() for n in nodes))
+            await wait_until(lambda: not any(n.running for n in nodes),
+                             within=DEADLINE_S, what="both reindexers done")  # fmt: skip
+        assert [n.remaining for n in nodes] == [0, 0]
+        await index_is_exact(stores[0])
+    finally:
+        for n in nodes:
+            await n.stop()
+        for store in stores:
+            await store.close()
+    filers = {e["node"] for e in logs if e["event"] == "trace reindex progress"}
+    # One node filed every batch; the other found the lease held each time it asked.
+    assert len(filers) == 1, filers
