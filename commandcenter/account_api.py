@@ -10,7 +10,7 @@ WebSocket and the HTTP API take, exactly like a token minted by `commandcenter t
 Every sign-in, failure, lockout and sign-out is written to the trace before it is answered
 (durable before told). Unknown users and wrong passwords get one answer, after the same
 argon2 work, so that names cannot be probed; a locked account is refused without hashing.
-`_answering` is this edge's one place that turns errors into statuses.
+Errors become statuses in the one edge of the API, `http_edge.answering`, with `EDGE`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import math
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import pyotp
@@ -44,7 +43,7 @@ from identity.accounts import (
     user_id_of,
 )
 from sessions.account_store import AccountStore, WebSession
-from sessions.errors import StoreClosed, StoreUnavailable
+from sessions.errors import StoreClosed
 from sessions.recorder import TraceEvent
 from signalling.ratelimit import TokenBucket
 
@@ -74,11 +73,8 @@ _STATUS: Final = {
 }
 
 
-class BadRequest(Exception):
-    def __init__(self, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.field = field
+def _bad(reason: str, field: str | None = None) -> http_edge.Refused:
+    return http_edge.Refused(400, "bad_request", reason, field)
 
 
 class Passwords:
@@ -202,7 +198,7 @@ class AccountApi:
         password = _field(body, "password", MAX_PASSWORD_CHARS)
         code = body.get("code", "")
         if not isinstance(code, str) or len(code) > 10:
-            raise BadRequest("code must be a string of digits", "code")
+            raise _bad("code must be a string of digits", "code")
         try:
             user_id = user_id_of(user)
         except AccountError:
@@ -443,48 +439,30 @@ def _signed_out(reason: str) -> web.Response:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        raise _bad(f"the body is larger than {MAX_BODY_BYTES} bytes")
     raw = await read_at_most(request.content, MAX_BODY_BYTES)
     if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        raise _bad(f"the body is larger than {MAX_BODY_BYTES} bytes")
     body = http_edge.json_object(raw)
     unknown = set(body) - {"user", "password", "code"}
     if unknown:
-        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+        raise _bad(f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
     return body
 
 
 def _field(body: dict[str, Any], name: str, max_chars: int) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
-        raise BadRequest(f"{name} must be a string of 1 to {max_chars} characters", name)
+        raise _bad(f"{name} must be a string of 1 to {max_chars} characters", name)
     return value
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _answering(handler: Handler) -> Handler:
-    """This edge's one place that turns errors into statuses."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        with http_edge.serving(request):
-            try:
-                return await handler(request)
-            except BadRequest as exc:
-                return http_edge.error_response(400, "bad_request", exc.reason, exc.field)
-            except http_edge.Refused as exc:
-                return http_edge.refused_response(exc)
-            except (StoreUnavailable, StoreClosed):
-                response = http_edge.error_response(
-                    503, "unavailable", "sign-in is not possible right now; try again shortly"
-                )
-                response.headers[hdrs.RETRY_AFTER] = "5"
-                return response
-            except Exception as exc:
-                return http_edge.internal_error_response(request, exc)
-
-    return answer
+# What this module's routes answer besides what every route does (http_edge.answering).
+EDGE: Final = http_edge.Edge(
+    unavailable=http_edge.Unavailable(
+        "sign-in is not possible right now; try again shortly", retry_after=True
+    )
+)
 
 
 # Kept here, not in keys.py, which this module's imports would make circular.
@@ -493,12 +471,13 @@ ACCOUNTS: Final = web.AppKey("accounts", AccountApi)
 
 def install(app: web.Application, api: AccountApi) -> None:
     app[ACCOUNTS] = api
-    app.router.add_post(COOKIE_PATH, _answering(api.sign_in))
-    app.router.add_post(f"{COOKIE_PATH}/token", _answering(api.token))
-    app.router.add_delete(COOKIE_PATH, _answering(api.sign_out))
-    app.router.add_get(f"{COOKIE_PATH}/methods", _answering(api.methods))
-    app.router.add_get(oidc.START_PATH, _answering(api.oidc_start))
-    app.router.add_get(oidc.CALLBACK_PATH, _answering(api.oidc_callback))
+    answered = http_edge.answering(EDGE)
+    app.router.add_post(COOKIE_PATH, answered(api.sign_in))
+    app.router.add_post(f"{COOKIE_PATH}/token", answered(api.token))
+    app.router.add_delete(COOKIE_PATH, answered(api.sign_out))
+    app.router.add_get(f"{COOKIE_PATH}/methods", answered(api.methods))
+    app.router.add_get(oidc.START_PATH, answered(api.oidc_start))
+    app.router.add_get(oidc.CALLBACK_PATH, answered(api.oidc_callback))
 
 
 __all__ = [

@@ -13,15 +13,15 @@ that does not exist. The changes themselves (the trace fact first, naming the ad
 then the save) are `account_changes`', shared with `commandcenter user`; so are the rules of
 an import (`identity.accounts.parse_rows`). A password made here and a TOTP secret are in
 the one answer that creates them (`Cache-Control: no-store`) and nowhere else: not logged,
-not in the trace. `_answering` is this edge's one place that turns errors into statuses;
-an import's stream, once begun, reports its end in its last line instead.
+not in the trace. Errors become statuses in the one edge of the API, `http_edge.answering`,
+with `EDGE`; an import's stream, once begun, reports its end in its last line instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import structlog
@@ -29,7 +29,7 @@ from aiohttp import hdrs, web
 
 from commandcenter import account_changes, http_edge
 from commandcenter.account_api import ACCOUNTS
-from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.auth import Identity, Role
 from commandcenter.bodies import read_at_most
 from commandcenter.http_edge import Refused, json_object
 from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
@@ -447,46 +447,24 @@ def _secret_response(body: dict[str, Any], status: int = 200) -> web.Response:
     return response
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _answering(handler: Handler) -> Handler:
-    """This edge's one place that turns errors into statuses."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        with http_edge.serving(request):
-            try:
-                return await handler(request)
-            except AuthError as exc:
-                return http_edge.auth_error_response(exc)
-            except Refused as exc:
-                if exc.faults is None:
-                    return http_edge.refused_response(exc)
-                body = {"error": exc.code, "reason": exc.reason, "faults": exc.faults}
-                response = web.json_response(body, status=exc.status)
-                response[http_edge.ERROR_CODE] = exc.code
-                return response
-            except RecorderError:
-                response = http_edge.error_response(
-                    503, "unavailable", "accounts cannot be changed right now; try again shortly"
-                )
-                response.headers[hdrs.RETRY_AFTER] = "5"
-                return response
-            except Exception as exc:
-                return http_edge.internal_error_response(request, exc)
-
-    return answer
+# What this module's routes answer besides what every route does (http_edge.answering).
+EDGE: Final = http_edge.Edge(
+    unavailable=http_edge.Unavailable(
+        "accounts cannot be changed right now; try again shortly", retry_after=True
+    )
+)
 
 
 def install(app: web.Application) -> None:
     """The routes, beside `account_api.install` (whose store they use)."""
     api = AdminApi()
-    app.router.add_get(PATH, _answering(api.list_accounts))
-    app.router.add_post(PATH, _answering(api.add_account))
-    app.router.add_post(f"{PATH}/import", _answering(api.import_accounts))
-    app.router.add_post(PATH + "/{user_id}/disable", _answering(api.disable))
-    app.router.add_post(PATH + "/{user_id}/enable", _answering(api.enable))
-    app.router.add_post(PATH + "/{user_id}/reset", _answering(api.reset))
+    answered = http_edge.answering(EDGE)
+    app.router.add_get(PATH, answered(api.list_accounts))
+    app.router.add_post(PATH, answered(api.add_account))
+    app.router.add_post(f"{PATH}/import", answered(api.import_accounts))
+    app.router.add_post(PATH + "/{user_id}/disable", answered(api.disable))
+    app.router.add_post(PATH + "/{user_id}/enable", answered(api.enable))
+    app.router.add_post(PATH + "/{user_id}/reset", answered(api.reset))
 
 
 __all__ = ["MAX_IMPORT_BYTES", "PATH", "AdminApi", "install", "matching"]

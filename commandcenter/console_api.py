@@ -12,14 +12,8 @@ from typing import Final
 
 from aiohttp import web
 
-from commandcenter.auth import AuthError, Role
-from commandcenter.http_edge import (
-    auth_error_response,
-    error_response,
-    identity_of,
-    internal_error_response,
-    serving,
-)
+from commandcenter.auth import Role
+from commandcenter.http_edge import Edge, Refused, answering, identity_of
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE
 from signalling.settings import supervisor_join
 
@@ -27,48 +21,45 @@ PATH: Final = "/api/console/settings"
 CONSOLE_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 
 
-async def get_settings(request: web.Request) -> web.Response:
-    with serving(request):
-        try:
-            who = identity_of(request)
-        except AuthError as exc:
-            return auth_error_response(exc)
-        try:
-            if who.role not in CONSOLE_ROLES:
-                return error_response(
-                    403, "forbidden", "only operators, supervisors and admins use the console"
-                )
-            console = request.app[CONFIG].console
-            courts = request.app[COURTS]
-            scope = sorted(courts.scope(who))
-            places = console.court_places()
-            return web.json_response(
+async def _settings(request: web.Request) -> web.Response:
+    who = identity_of(request)
+    if who.role not in CONSOLE_ROLES:
+        raise Refused(403, "forbidden", "only operators, supervisors and admins use the console")
+    console = request.app[CONFIG].console
+    courts = request.app[COURTS]
+    scope = sorted(courts.scope(who))
+    places = console.court_places()
+    return web.json_response(
+        {
+            "tile_url": console.tile_url,
+            "tile_attribution": console.tile_attribution,
+            "queue_amber_s": console.queue_amber_s,
+            "queue_red_s": console.queue_red_s,
+            "wall_max_feeds": console.wall_max_feeds,
+            "wall_rotate_s": console.wall_rotate_s,
+            "position_stale_s": console.position_stale_s,
+            # Whether calls here are recorded (the call view says so): media relayed,
+            # `media.record`, and an evidence store to keep them in.
+            "recording": _records_calls(request.app),
+            # How a supervisor may join a call here (join_call's `covert`).
+            "supervisor_join": supervisor_join(request.app[CONFIG].calls),
+            "courts": [
                 {
-                    "tile_url": console.tile_url,
-                    "tile_attribution": console.tile_attribution,
-                    "queue_amber_s": console.queue_amber_s,
-                    "queue_red_s": console.queue_red_s,
-                    "wall_max_feeds": console.wall_max_feeds,
-                    "wall_rotate_s": console.wall_rotate_s,
-                    "position_stale_s": console.position_stale_s,
-                    # Whether calls here are recorded (the call view says so): media relayed,
-                    # `media.record`, and an evidence store to keep them in.
-                    "recording": _records_calls(request.app),
-                    # How a supervisor may join a call here (join_call's `covert`).
-                    "supervisor_join": supervisor_join(request.app[CONFIG].calls),
-                    "courts": [
-                        {
-                            "code": code,
-                            "name": courts.name(code),
-                            "parent": courts.parent(code),
-                            "position": _position(places.get(code)),
-                        }
-                        for code in scope
-                    ],
+                    "code": code,
+                    "name": courts.name(code),
+                    "parent": courts.parent(code),
+                    "position": _position(places.get(code)),
                 }
-            )
-        except Exception as exc:
-            return internal_error_response(request, exc, "console settings failed")
+                for code in scope
+            ],
+        }
+    )
+
+
+# What this endpoint answers besides what every route does (http_edge.answering): nothing
+# (it reads the config only).
+EDGE: Final = Edge(failed="console settings failed")
+get_settings: Final = answering(EDGE)(_settings)
 
 
 def _records_calls(app: web.Application) -> bool:

@@ -1,10 +1,10 @@
 """The evidence HTTP API: upload, list by case, read, download and correct evidence items.
 
 Handlers here only authenticate, parse and answer; what is stored, recorded and allowed is
-decided by `sessions.evidence_store.EvidenceStore` (app[EVIDENCE]). `_answering` is the one
-place where errors become HTTP statuses: an `EvidenceError` or `AuthError` is the client's
-fault and gets its status and short reason; anything else is ours, logged with its traceback
-and answered 500 with the request's id only (`http_edge.internal_error_response`).
+decided by `sessions.evidence_store.EvidenceStore` (app[EVIDENCE]). Errors become HTTP
+statuses in the one edge of the API, `http_edge.answering`, with this module's `EDGE`: an
+`EvidenceError` or `AuthError` is the client's fault and gets its status and short reason;
+anything else is ours, logged with its traceback and answered 500 with the request's id only.
 docs/evidence.md documents the endpoints.
 
 An upload's metadata travels in query parameters (UTF-8, percent-encoded as every client
@@ -16,9 +16,8 @@ before they send the body.
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -30,28 +29,27 @@ from redis.asyncio import Redis
 from commandcenter.auth import AuthError, Identity, bearer_token
 from commandcenter.byte_range import ByteRange, parse_range
 from commandcenter.http_edge import (
-    auth_error_response,
+    Edge,
+    Unavailable,
+    answering,
     error_response,
+    failure_response,
     identity_of,
     identity_of_token,
-    internal_error_response,
-    serving,
 )
-from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, IN_FLIGHT
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB
 from commandcenter.player_views import VIEW_ID_RE
 from commandcenter.view_keepers import LocalViews, RedisViews, ViewKeeper
 from sessions import evidence as ev
 from sessions import records
 from sessions.durable import zone_of
-from sessions.errors import BadQuery, RecorderError
+from sessions.errors import BadQuery
 from sessions.evidence_store import EvidenceStore
 from sessions.originals import DownloadCheck
 from sessions.statistics import parse_moment
 from signalling.settings import RedisConfig
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BASE: Final = "/api/evidence"
 _ID: Final = "{evidence_id:" + ev.EVIDENCE_ID_RE + "}"
@@ -75,50 +73,21 @@ _MAX_COOKIE_CHARS: Final = 4096
 UPLOAD_READ_BUFFER: Final = 2 * 1024 * 1024
 
 
-# --- the one translation to HTTP -----------------------------------------------------------
-
-
-def _failure(request: web.Request, exc: Exception) -> web.Response:
-    if isinstance(exc, AuthError):
-        response = auth_error_response(exc)
-    elif isinstance(exc, ev.EvidenceError):
-        response = error_response(exc.http_status, exc.code, exc.reason, exc.field)
-        if isinstance(exc, ev.RangeNotSatisfiable):
-            response.headers[hdrs.CONTENT_RANGE] = f"bytes */{exc.size}"
-    elif isinstance(exc, RecorderError) and exc.http_status == 503:
-        # The trace cannot be written now: nothing was stored or served, the client may retry.
-        log.error("evidence trace unavailable", path=request.path, code=exc.code)
-        response = error_response(
-            503, "unavailable", "the evidence record is unavailable, retry later"
-        )
-    else:
-        response = internal_error_response(request, exc, "evidence request failed")
-    # A body the handler did not read to its end (a refusal, an upload cut short) is read
-    # by nobody: closing the connection stops the client sending the rest of it.
-    if request.body_exists and not request.content.is_eof():
-        response.force_close()
-    return response
-
-
-def _answering(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        in_flight = request.app[IN_FLIGHT]
-        with serving(request), in_flight.track():
-            if in_flight.draining:
-                # The server is stopping: another node (or this one, restarted) serves it.
-                response = error_response(
-                    503, "draining", "the server is stopping; retry in a few seconds"
-                )
-                response.headers[hdrs.RETRY_AFTER] = "5"
-                response.force_close()
-                return response
-            try:
-                return await handler(request)
-            except Exception as exc:
-                return _failure(request, exc)
-
-    return wrapped
+# What this module's routes answer besides what every route does (http_edge.answering): an
+# `EvidenceError` as it says; the trace out of reach is worth a log line of its own. Uploads
+# are counted for a graceful stop, and one refused before its end closes its connection.
+EDGE: Final = Edge(
+    declared=(ev.EvidenceError,),
+    # The trace cannot be written now: nothing was stored or served, the client may retry.
+    unavailable=Unavailable(
+        "the evidence record is unavailable, retry later",
+        log_event="evidence trace unavailable",
+        logger=__name__,
+    ),
+    failed="evidence request failed",
+    in_flight=True,
+    close_unread=True,
+)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -209,14 +178,14 @@ async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
         who, upload = _upload_request(request)
         await request.app[EVIDENCE].admit(who, upload, declared_size=request.content_length)
     except Exception as exc:
-        return _failure(request, exc)
+        return failure_response(EDGE, request, exc)
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     # As aiohttp's own handler does: the 100 is not part of the response that follows.
     request.writer.output_size = 0
     return None
 
 
-@_answering
+@answering(EDGE)
 async def upload(request: web.Request) -> web.StreamResponse:
     who, upload = _upload_request(request)
     history, created = await request.app[EVIDENCE].receive(
@@ -233,7 +202,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     )
 
 
-@_answering
+@answering(EDGE)
 async def list_case(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     params = ev.single_params(request.query.items(), SEARCH_PARAMS)
@@ -300,7 +269,7 @@ async def _search(
     )
 
 
-@_answering
+@answering(EDGE)
 async def read(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
@@ -308,7 +277,7 @@ async def read(request: web.Request) -> web.StreamResponse:
     return web.json_response(history.to_json())
 
 
-@_answering
+@answering(EDGE)
 async def player(request: web.Request) -> web.StreamResponse:
     """The bearer token, again, in the cookie the content route also reads (PLAYER)."""
     who = identity_of(request)
@@ -318,7 +287,7 @@ async def player(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@_answering
+@answering(EDGE)
 async def open_view(request: web.Request) -> web.StreamResponse:
     """The player opens a recording: one view, recorded now; its ranges name it (`view`)
     and are not recorded again. Sets the player's cookie as PLAYER does."""
@@ -360,7 +329,7 @@ def _reader(request: web.Request) -> Identity:
     return identity_of_token(request, cookie)
 
 
-@_answering
+@answering(EDGE)
 async def download(request: web.Request) -> web.StreamResponse:
     who = _reader(request)
     params = ev.single_params(request.query.items(), ("view",))
@@ -461,7 +430,7 @@ async def _send_range(
     return response
 
 
-@_answering
+@answering(EDGE)
 async def correct(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())

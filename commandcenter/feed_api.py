@@ -10,8 +10,9 @@ for `feed.heartbeat_s`. A stream is not an in-flight request the drain waits for
 shutdown (SIGTERM, commandcenter/serving.py) every stream sends a last heartbeat with its
 seq, ends its response and returns, so a stop never waits on a feed.
 
-`_refusal` is the one place where errors become statuses, before the stream starts; once it
-has started, a failure can only end it (logged), and the client resumes with `after`.
+Errors become statuses before the stream starts, in the one edge of the API
+(`http_edge.failure_response`, with this module's `EDGE`); once it has started, a failure
+can only end it (logged), and the client resumes with `after`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,17 @@ import msgspec
 import structlog
 from aiohttp import hdrs, web
 
-from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.auth import Identity, Role
 from commandcenter.http_edge import (
+    Edge,
     Refused,
-    auth_error_response,
-    error_response,
+    Unavailable,
+    failure_response,
     identity_of,
-    internal_error_response,
-    refused_response,
     serving,
 )
 from commandcenter.keys import CONFIG, COURTS, HUB, IN_FLIGHT, RECORDER, TRACE
 from sessions import feed
-from sessions.errors import RecorderError
 from sessions.recorder import TraceEvent
 from sessions.settings import FeedConfig
 from sessions.store import TraceStore
@@ -64,21 +63,16 @@ class FeedStreams:
 FEEDS: Final = web.AppKey("feeds", FeedStreams)
 
 
-def _refusal(request: web.Request, exc: Exception) -> web.Response:
-    """The one translation of this endpoint's errors to statuses."""
-    if isinstance(exc, AuthError):
-        return auth_error_response(exc)
-    if isinstance(exc, feed.BadAfter):
-        return error_response(400, "bad_request", exc.reason, "after")
-    if isinstance(exc, Refused):
-        response = refused_response(exc)
-        if exc.retry:
-            response.headers[hdrs.RETRY_AFTER] = "5"
-        return response
-    if isinstance(exc, RecorderError) and exc.http_status == 503:
-        log.error("feed trace unavailable", code=exc.code)
-        return error_response(503, "unavailable", "the trace is unavailable, retry later")
-    return internal_error_response(request, exc, "feed request failed")
+# What this endpoint answers besides what every route does: the trace out of reach is worth
+# a log line of its own. Its refusals come before the stream starts, through
+# `http_edge.failure_response` (not `answering`: once the stream has begun, an error can
+# only end it).
+EDGE: Final = Edge(
+    unavailable=Unavailable(
+        "the trace is unavailable, retry later", log_event="feed trace unavailable", logger=__name__
+    ),
+    failed="feed request failed",
+)
 
 
 def _checked(request: web.Request) -> tuple[Identity, int]:
@@ -91,7 +85,10 @@ def _checked(request: web.Request) -> tuple[Identity, int]:
     values = request.query.getall("after", [])
     if len(values) > 1:
         raise Refused(400, "bad_request", "given more than once", "after")
-    after = feed.parse_after(values[0] if values else None)
+    try:
+        after = feed.parse_after(values[0] if values else None)
+    except feed.BadAfter as exc:
+        raise Refused(400, "bad_request", exc.reason, "after") from None
     if request.app[IN_FLIGHT].draining or request.app[FEEDS].stopping.is_set():
         raise Refused(503, "draining", "the server is stopping; retry in a few seconds", retry=True)
     if TRACE not in request.app:
@@ -105,7 +102,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
         try:
             who, after = _checked(request)
         except Exception as exc:
-            return _refusal(request, exc)
+            return failure_response(EDGE, request, exc)
         user = (who.court, who.user_id)
         refused = streams.slots.take(user)
         if refused is not None:
@@ -115,7 +112,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
                 if refused == "too_many_streams"
                 else "you have as many feed streams open as allowed"
             )
-            return _refusal(request, Refused(429, refused, reason, retry=True))
+            return failure_response(EDGE, request, Refused(429, refused, reason, retry=True))
         try:
             return await _serve(request, who, after, streams)
         finally:
@@ -145,7 +142,7 @@ async def _serve(
             ]
         )
     except Exception as exc:
-        return _refusal(request, exc)
+        return failure_response(EDGE, request, exc)
     log.info("feed opened", user=who.user_id, court=who.court, after=after)
     scope_filter = feed.ScopeFilter(scope, every_court=scope == courts.all())
     return await _stream(request, scope_filter, after, streams)

@@ -5,20 +5,20 @@ routes)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from commandcenter import __version__, stats_api
-from commandcenter.auth import AuthError
-from commandcenter.http_edge import auth_error_response, identity_of, serving
+from commandcenter.http_edge import Edge, Handler, answering, identity_of
 from commandcenter.keys import HUB, MEDIA, RECORDER, REINDEXER, WORKERS
 from sessions.durable import DurableRecorder
 
 OPENAPI_PATH: Final = "/api/openapi.json"
 OPENAPI_FILE: Final = Path(__file__).parent / "openapi.json"
+# The document's route answers nothing of its own (http_edge.answering): a token, or 401.
+OPENAPI_EDGE: Final = Edge()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -59,19 +59,15 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-def openapi_handler(document: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+def openapi_handler(document: bytes) -> Handler:
     """Serves `document`. Any valid token of any role: the document is no secret, but every
     API request is authenticated (only the load balancers' probes are not)."""
 
     async def openapi(request: web.Request) -> web.Response:
-        with serving(request):
-            try:
-                identity_of(request)
-            except AuthError as exc:
-                return auth_error_response(exc)
-            return web.Response(body=document, content_type="application/json")
+        identity_of(request)
+        return web.Response(body=document, content_type="application/json")
 
-    return openapi
+    return answering(OPENAPI_EDGE)(openapi)
 
 
 def add_routes(app: web.Application) -> None:

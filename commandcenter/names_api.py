@@ -11,9 +11,9 @@ name of its own is left out alike, so the answer tells nothing of who exists els
 the view labels the id as unnamed. For operators, supervisors, admins and auditors, with the
 same bearer JWT as the WebSocket.
 
-`names` is the one place where this endpoint's errors become statuses: 401 for the token,
-403 for the role, 400 naming the bad parameter, 503 while the account store or the trace
-cannot be read.
+Its errors become statuses in the one edge of the API, `http_edge.answering`, with this
+module's `EDGE`: 401 for the token, 403 for the role, 400 naming the bad parameter, 503
+while the account store or the trace cannot be read (refused where each is read).
 """
 
 from __future__ import annotations
@@ -25,15 +25,8 @@ import structlog
 from aiohttp import web
 
 from commandcenter.account_api import ACCOUNTS
-from commandcenter.auth import AuthError, Role
-from commandcenter.http_edge import (
-    Refused,
-    auth_error_response,
-    identity_of,
-    internal_error_response,
-    refused_response,
-    serving,
-)
+from commandcenter.auth import Role
+from commandcenter.http_edge import Edge, Refused, answering, identity_of
 from commandcenter.keys import COURTS, TRACE
 from sessions.facets import SIGN_IN
 
@@ -62,18 +55,6 @@ def parse_ids(pairs: list[tuple[str, str]]) -> list[str]:
     if len(ids) > MAX_IDS:
         raise Refused(400, "bad_request", f"at most {MAX_IDS} ids at a time", "id")
     return ids
-
-
-async def names(request: web.Request) -> web.StreamResponse:
-    with serving(request):
-        try:
-            return await _names(request)
-        except AuthError as exc:
-            return auth_error_response(exc)
-        except Refused as exc:
-            return refused_response(exc)
-        except Exception as exc:
-            return internal_error_response(request, exc, "names request failed")
 
 
 async def _names(request: web.Request) -> web.StreamResponse:
@@ -133,8 +114,13 @@ def signed_in_name(
     return {"name": name, "role": role, "court": court, "source": "sign_in"}
 
 
+# What this endpoint answers besides what every route does (http_edge.answering): nothing;
+# its stores out of reach are refused 503 where they are read, each with its own reason.
+EDGE: Final = Edge(failed="names request failed")
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(PATH, names)
+    app.router.add_get(PATH, answering(EDGE)(_names))
 
 
 __all__ = ["MAX_IDS", "PATH", "add_routes", "parse_ids"]

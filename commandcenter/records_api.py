@@ -4,13 +4,13 @@ check on demand, the calls of a period and a call's audit view (timeline and who
 `GET /api/evidence` (the evidence search) is evidence_api's; this module owns
 `GET /api/evidence/{id}/audit`, `POST /api/trace/verify`, `GET /api/calls` and
 `GET /api/calls/{call_id}/audit`, and the conferences' `GET /api/conferences` and
-`GET /api/conferences/{conference_id}/audit`. What is read comes from the trace; the rules of what a
-record means are `sessions.records`. `_answering` is the one place where errors become
-statuses: 401 for the token, 403 for the role, 400 naming a bad parameter, 404 for a call or
-item that is missing or outside the caller's scope (the same answer for both), 409 while a
-chain check runs already or when the last check's signed position does not verify, 503
-when the trace cannot be read; anything else is logged and answered 500 with the
-request's id only.
+`GET /api/conferences/{conference_id}/audit`. What is read comes from the trace; the rules
+of what a record means are `sessions.records`. Errors become statuses in the one edge of the
+API, `http_edge.answering`, with this module's `EDGE`: 401 for the token, 403 for the role,
+400 naming a bad parameter, 404 for a call or item that is missing or outside the caller's
+scope (the same answer for both), 409 while a chain check runs already or when the last
+check's signed position does not verify, 503 when the trace cannot be read; anything else
+is logged and answered 500 with the request's id only.
 
 The chain check is incremental: each check that finds the chain intact signs where it
 ended (a `verified` checkpoint, sessions/checkpoint.py), and the next one reads only the
@@ -20,40 +20,28 @@ records after it; `full=1` reads from record 1.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 import structlog
 from aiohttp import web
 
-from commandcenter.auth import AuthError, Identity, Role
+from commandcenter.auth import Identity, Role
 from commandcenter.checkpoints import CHECKPOINTER
-from commandcenter.http_edge import (
-    Refused,
-    auth_error_response,
-    error_response,
-    identity_of,
-    internal_error_response,
-    refused_response,
-    serving,
-)
+from commandcenter.http_edge import Edge, Refused, Unavailable, answering, identity_of
 from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, REINDEXER, TRACE
 from sessions import conference_records as confs
 from sessions import evidence as ev
 from sessions import records, subjects
 from sessions.checkpoint import RememberedForged, last_verified
 from sessions.durable import verify_store, zone_of
-from sessions.errors import BadQuery, RecorderError
+from sessions.errors import BadQuery
 from sessions.recorder import TraceEvent
 from sessions.statistics import parse_moment
 from sessions.store import MAX_ABOUT, StoredRecord, TraceStore
 from sessions.trace import GENESIS, Head
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 EVIDENCE_AUDIT: Final = "/api/evidence/{evidence_id:" + ev.EVIDENCE_ID_RE + "}/audit"
 VERIFY: Final = "/api/trace/verify"
@@ -80,31 +68,18 @@ def _not_found() -> Refused:
     return Refused(404, "not_found", "no such call")
 
 
-def _answering(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        with serving(request):
-            try:
-                return await handler(request)
-            except AuthError as exc:
-                return auth_error_response(exc)
-            except Refused as exc:
-                return refused_response(exc)
-            except ev.EvidenceError as exc:
-                return error_response(exc.http_status, exc.code, exc.reason, exc.field)
-            except BadQuery as exc:
-                return error_response(exc.http_status, exc.code, exc.reason, exc.field)
-            except RecorderError as exc:
-                if exc.http_status == 503:
-                    log.error("records unavailable", path=request.path, code=exc.code)
-                    return error_response(
-                        503, "unavailable", "the trace cannot be read now, retry later"
-                    )
-                return internal_error_response(request, exc, "records request failed")
-            except Exception as exc:
-                return internal_error_response(request, exc, "records request failed")
-
-    return wrapped
+# What this module's routes answer besides what every route does (http_edge.answering): a
+# bad parameter (`BadQuery`) and an evidence item's errors as they say; the trace out of
+# reach is worth a log line of its own.
+EDGE: Final = Edge(
+    declared=(ev.EvidenceError, BadQuery),
+    unavailable=Unavailable(
+        "the trace cannot be read now, retry later",
+        log_event="records unavailable",
+        logger=__name__,
+    ),
+    failed="records request failed",
+)
 
 
 def _trace(request: web.Request) -> TraceStore:
@@ -136,7 +111,7 @@ def _allowed(who: Identity, roles: frozenset[Role]) -> None:
 # --- evidence ------------------------------------------------------------------------------
 
 
-@_answering
+@answering(EDGE)
 async def evidence_audit(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
@@ -175,7 +150,7 @@ async def _remembered(request: web.Request, trace: TraceStore) -> Head:
     return GENESIS if found is None else found.head
 
 
-@_answering
+@answering(EDGE)
 async def verify(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, VERIFY_ROLES)
@@ -256,7 +231,7 @@ def _court_filter(request: web.Request, who: Identity, raw: str | None) -> froze
     return courts.subtree(code) & scope
 
 
-@_answering
+@answering(EDGE)
 async def list_calls(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, RECORD_ROLES)
@@ -285,7 +260,7 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     return web.json_response({"calls": calls, "total": len(mine), "limit": limit})
 
 
-@_answering
+@answering(EDGE)
 async def call_audit(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, RECORD_ROLES)
@@ -320,7 +295,7 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
 # --- conferences ---------------------------------------------------------------------------
 
 
-@_answering
+@answering(EDGE)
 async def list_conferences(request: web.Request) -> web.StreamResponse:
     """The conferences started in a period, newest first, a page at a time, with the
     statistics' figures of the same period and courts."""
@@ -373,7 +348,7 @@ async def list_conferences(request: web.Request) -> web.StreamResponse:
     )
 
 
-@_answering
+@answering(EDGE)
 async def conference_audit(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     _allowed(who, CONFERENCE_ROLES)

@@ -1,12 +1,12 @@
 """`GET /api/stats?from=&to=&court=&format=`: the platform's figures over HTTP, for auditors
 (every court) and supervisors and admins (their court and those below it).
 
-The bearer token is the same JWT as on the WebSocket. `get_stats` is the one place where
-this endpoint's errors become statuses: 401 for the token, 403 for the role or a court out of
-scope, 400 naming the bad parameter, 503 while the trace cannot be read; anything else is
-logged with its traceback and answered 500 with the request's id only. Every error body is
-`{"error", "reason"[, "field" | "request_id"]}`. docs/statistics.md says what each figure
-counts.
+The bearer token is the same JWT as on the WebSocket. Its errors become statuses in the one
+edge of the API, `http_edge.answering`, with this module's `EDGE`: 401 for the token, 403 for
+the role or a court out of scope, 400 naming the bad parameter, 503 while the trace cannot
+be read; anything else is logged with its traceback and answered 500 with the request's id
+only. Every error body is `{"error", "reason"[, "field" | "request_id"]}`.
+docs/statistics.md says what each figure counts.
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
-from commandcenter.auth import AuthError, Courts, Identity, Role
-from commandcenter.http_edge import (
-    Refused,
-    auth_error_response,
-    error_response,
-    identity_of,
-    internal_error_response,
-    refused_response,
-    serving,
-)
+from commandcenter.auth import Courts, Identity, Role
+from commandcenter.http_edge import Edge, Refused, Unavailable, answering, identity_of
 from commandcenter.keys import CONFIG, COURTS, TRACE
 from sessions.durable import statistics_report, zone_of
-from sessions.errors import BadQuery, RecorderError
+from sessions.errors import BadQuery
 from sessions.statistics import (
     Period,
     StatsQuery,
@@ -139,27 +131,18 @@ async def _by_court(
     return out
 
 
-async def get_stats(request: web.Request) -> web.Response:
-    with serving(request):
-        return await _answer(request)
-
-
-async def _answer(request: web.Request) -> web.Response:
-    try:
-        return await _stats(request)
-    except AuthError as exc:
-        return auth_error_response(exc)
-    except Refused as exc:
-        return refused_response(exc)
-    except BadQuery as exc:
-        return error_response(exc.http_status, exc.code, exc.reason, exc.field)
-    except RecorderError as exc:
-        if exc.http_status == 503:
-            log.error("statistics unavailable", code=exc.code)
-            return error_response(503, "unavailable", "the trace cannot be read now, retry later")
-        return internal_error_response(request, exc, "statistics failed")
-    except Exception as exc:
-        return internal_error_response(request, exc, "statistics failed")
+# What this endpoint answers besides what every route does (http_edge.answering): a bad
+# parameter (`BadQuery`) as it says; the trace out of reach is worth a log line of its own.
+EDGE: Final = Edge(
+    declared=(BadQuery,),
+    unavailable=Unavailable(
+        "the trace cannot be read now, retry later",
+        log_event="statistics unavailable",
+        logger=__name__,
+    ),
+    failed="statistics failed",
+)
+get_stats: Final = answering(EDGE)(_stats)
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,8 +9,9 @@ a court outside the caller's scope are left out, so an officer of another court,
 does not exist, gives the same empty track. A track longer than MAX_POINTS is thinned evenly
 (`"thinned": true`), its first and last points kept.
 
-`get_track` is the one place where this endpoint's errors become statuses: 401 for the
-token, 403 for the role, 400 naming the bad parameter, 503 while the trace cannot be read.
+Its errors become statuses in the one edge of the API, `http_edge.answering`, with this
+module's `EDGE`: 401 for the token, 403 for the role, 400 naming the bad parameter, 503
+while the trace cannot be read.
 """
 
 from __future__ import annotations
@@ -22,20 +23,12 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
-from commandcenter.auth import AuthError, Role
-from commandcenter.http_edge import (
-    Refused,
-    auth_error_response,
-    error_response,
-    identity_of,
-    internal_error_response,
-    refused_response,
-    serving,
-)
+from commandcenter.auth import Role
+from commandcenter.http_edge import Edge, Refused, Unavailable, answering, identity_of
 from commandcenter.keys import CONFIG, COURTS, TRACE
 from identity.names import normalised
 from sessions.durable import zone_of
-from sessions.errors import BadQuery, RecorderError
+from sessions.errors import BadQuery
 from sessions.facets import POSITION
 
 log = structlog.get_logger(__name__)
@@ -131,25 +124,18 @@ async def _track(request: web.Request) -> web.Response:
     )
 
 
-async def get_track(request: web.Request) -> web.Response:
-    with serving(request):
-        try:
-            return await _track(request)
-        except AuthError as exc:
-            return auth_error_response(exc)
-        except Refused as exc:
-            return refused_response(exc)
-        except BadQuery as exc:
-            return error_response(exc.http_status, exc.code, exc.reason, exc.field)
-        except RecorderError as exc:
-            if exc.http_status == 503:
-                log.error("track unavailable", code=exc.code)
-                return error_response(
-                    503, "unavailable", "the trace cannot be read now, retry later"
-                )
-            return internal_error_response(request, exc, "track failed")
-        except Exception as exc:
-            return internal_error_response(request, exc, "track failed")
+# What this endpoint answers besides what every route does (http_edge.answering): a bad
+# parameter (`BadQuery`) as it says; the trace out of reach is worth a log line of its own.
+EDGE: Final = Edge(
+    declared=(BadQuery,),
+    unavailable=Unavailable(
+        "the trace cannot be read now, retry later",
+        log_event="track unavailable",
+        logger=__name__,
+    ),
+    failed="track failed",
+)
+get_track: Final = answering(EDGE)(_track)
 
 
 def add_routes(app: web.Application) -> None:

@@ -20,7 +20,7 @@ it runs (one node alone, or the cluster's authority), else from the authority's 
 Redis, so these routes answer on every node of a cluster (503 only while Redis does not).
 A conference just created, and a moderator named or taken back, are journalled at once
 (signalling.cluster.journal.DECISION_KINDS), so they show there as soon as Redis has them.
-`_answering` is this edge's one place that turns errors into statuses.
+Errors become statuses in the one edge of the API, `http_edge.answering`, with `EDGE`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import structlog
@@ -36,13 +35,12 @@ from aiohttp import hdrs, web
 
 from commandcenter import http_edge
 from commandcenter.account_api import ACCOUNTS
-from commandcenter.auth import AuthError, Identity, Role, issue_token
+from commandcenter.auth import Identity, Role, issue_token
 from commandcenter.bodies import read_at_most
 from commandcenter.http_edge import Refused
 from commandcenter.keys import CONFIG, COURTS, HUB, RECORDER, REVOCATIONS
 from identity.names import BadName, normalised
 from sessions.account_store import Witness
-from sessions.errors import RecorderError
 from sessions.recorder import TraceEvent
 from signalling.core.conference import Conference, ConferenceStatus
 from signalling.link import CoreUnreachable
@@ -255,40 +253,20 @@ def _fact(w: Witness) -> dict[str, Any]:
     }
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _answering(handler: Handler) -> Handler:
-    """This edge's one place that turns errors into statuses."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        with http_edge.serving(request):
-            try:
-                return await handler(request)
-            except AuthError as exc:
-                return http_edge.auth_error_response(exc)
-            except Refused as exc:
-                response = http_edge.refused_response(exc)
-                if exc.retry:
-                    response.headers[hdrs.RETRY_AFTER] = "5"
-                return response
-            except RecorderError:
-                response = http_edge.error_response(
-                    503, "unavailable", "witnesses cannot be changed right now; try again shortly"
-                )
-                response.headers[hdrs.RETRY_AFTER] = "5"
-                return response
-            except Exception as exc:
-                return http_edge.internal_error_response(request, exc)
-
-    return answer
+# What this module's routes answer besides what every route does (http_edge.answering).
+EDGE: Final = http_edge.Edge(
+    unavailable=http_edge.Unavailable(
+        "witnesses cannot be changed right now; try again shortly", retry_after=True
+    )
+)
 
 
 def install(app: web.Application) -> None:
     """The routes, beside `account_api.install` (whose store and secret they use)."""
-    app.router.add_post(PATH, _answering(invite))
-    app.router.add_get(PATH, _answering(listed))
-    app.router.add_delete(PATH + "/{witness_id}", _answering(revoke))
+    answered = http_edge.answering(EDGE)
+    app.router.add_post(PATH, answered(invite))
+    app.router.add_get(PATH, answered(listed))
+    app.router.add_delete(PATH + "/{witness_id}", answered(revoke))
 
 
 __all__ = ["INVITED", "PATH", "REVOKED", "install", "summary_of"]

@@ -16,10 +16,17 @@ class RecorderError(Exception):
 
     code: ClassVar[str] = "internal_error"
     http_status: ClassVar[int] = 500
+    # The parameter at fault, for the errors that are the peer's (`BadQuery`, evidence's).
+    field: str | None = None
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers an HTTP answer to this error carries besides its body: none but where a
+        subclass says (a refused range names the size it could have had)."""
+        return {}
 
 
 class UnencodableEvent(RecorderError):

@@ -136,6 +136,10 @@ class RangeNotSatisfiable(EvidenceError):
         super().__init__(reason, "range")
         self.size = size
 
+    def http_headers(self) -> dict[str, str]:
+        # RFC 9110 15.5.17: a 416 says how long the representation is.
+        return {"Content-Range": f"bytes */{self.size}"}
+
 
 class TooSlow(EvidenceError):
     """The body came slower than the configured minimum rate, or took too long in all."""
