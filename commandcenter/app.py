@@ -52,6 +52,7 @@ from commandcenter.keys import (
     IN_FLIGHT,
     MEDIA,
     RECORDER,
+    REINDEXER,
     REVOCATIONS,
     TRACE,
 )
@@ -65,6 +66,7 @@ from sessions import restart
 from sessions.durable import DurableRecorder
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder, TraceEvent
+from sessions.reindexer import Reindexer
 from sessions.store import TraceStore
 from signalling.clock import Clock, SystemClock
 from signalling.cluster import RedisCoreLink
@@ -196,6 +198,12 @@ def create_app(
         app[keys.WORKERS] = media
     if isinstance(recorder, DurableRecorder):
         app[TRACE] = recorder
+        app[REINDEXER] = Reindexer(
+            recorder,
+            node=node_id,
+            batch=config.recorder.reindex_batch,
+            pause_s=config.recorder.reindex_pause_s,
+        )
     if evidence_store is not None:
         # Evidence exists only as trace records, so it is served only with a trace.
         evidence_api.install(app, evidence_store, config.redis)
@@ -233,6 +241,9 @@ def create_app(
                 # Alone, this server owns everything in the trace; in a cluster the
                 # authority closes what a dead node left (node_lost).
                 await close_what_a_crash_left(recorder, clock.now(), node_id)
+            # Records written before the subject index get it in the background, batch by
+            # batch, while the server serves (sessions/reindexer.py).
+            await app[REINDEXER].start()
         if accounts is not None:
             # A store that cannot be opened stops the server here, like the trace.
             await accounts.open(await stores.open_accounts(config))
@@ -245,6 +256,9 @@ def create_app(
         log.info("started", node_id=node_id)
 
     async def on_shutdown(app: web.Application) -> None:
+        if REINDEXER in app:
+            # Between batches; the next start goes on from the last one committed.
+            await app[REINDEXER].stop()
         if revocations is not None:
             await revocations.stop()
         await hub.stop()

@@ -546,6 +546,10 @@ def _validate_recorder(rec: RecorderConfig) -> None:
         raise ConfigError(f"recorder.postgres_schema: {rec.postgres_schema!r} is not an identifier")
     if rec.max_batch <= 0:
         raise ConfigError(f"recorder.max_batch: must be positive, got {rec.max_batch}")
+    if rec.reindex_batch <= 0:
+        raise ConfigError(f"recorder.reindex_batch: must be positive, got {rec.reindex_batch}")
+    if not rec.reindex_pause_s >= 0:
+        raise ConfigError(f"recorder.reindex_pause_s: must be 0 or more, got {rec.reindex_pause_s}")
     for key in ("postgres_timeout_s", "postgres_query_timeout_s"):
         if not getattr(rec, key) > 0:
             raise ConfigError(f"recorder.{key}: must be positive, got {getattr(rec, key)}")

@@ -12,6 +12,7 @@ from media.pool import WorkerPool
 from media.service import MediaService
 from sessions.evidence_store import EvidenceStore
 from sessions.recorder import SessionRecorder
+from sessions.reindexer import Reindexer
 from sessions.store import TraceStore
 from signalling.hub import Hub
 
@@ -30,3 +31,5 @@ WORKERS = web.AppKey("workers", WorkerPool)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 # Disabled accounts as this node sees them; absent without accounts (revocations.py).
 REVOCATIONS = web.AppKey("revocations", Revocations)
+# The background reindex of a trace written before its subject index; absent without a trace.
+REINDEXER = web.AppKey("reindexer", Reindexer)

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from commandcenter.auth import bearer_token
 from commandcenter.connection_gate import ConnectionGate
 from commandcenter.http_edge import ERROR_CODE, error_response
-from commandcenter.keys import CONFIG, HUB, TRACE, WORKERS
+from commandcenter.keys import CONFIG, HUB, REINDEXER, TRACE, WORKERS
 from media.forwarder import FORWARDED
 from sessions.durable import DurableRecorder
 from sessions.timings import Histogram
@@ -213,6 +213,15 @@ class _Collector(Collector):
                 "Time to commit one group of trace events (what clients wait for a fact).",
                 trace.append_times.snapshot(),
             )
+        reindexer = self._app.get(REINDEXER)
+        if reindexer is not None and reindexer.remaining is not None:
+            gauge = GaugeMetricFamily(
+                "commandcenter_trace_reindex_remaining",
+                "Records written before the trace's subject index that it does not cover yet "
+                "(the audits may miss them until 0; the server files them in the background).",
+            )
+            gauge.add_metric([], reindexer.remaining)
+            yield gauge
         rtt = self._metrics.redis_round_trip
         if rtt is not None:
             gauge = GaugeMetricFamily(

@@ -29,7 +29,7 @@ from aiohttp import web
 from commandcenter.auth import Identity, Role
 from commandcenter.checkpoints import CHECKPOINTER
 from commandcenter.http_edge import Edge, Refused, Unavailable, answering, identity_of
-from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, TRACE
+from commandcenter.keys import CONFIG, COURTS, EVIDENCE, HUB, RECORDER, REINDEXER, TRACE
 from sessions import conference_records as confs
 from sessions import evidence as ev
 from sessions import records, subjects
@@ -94,6 +94,15 @@ def _now(request: web.Request) -> float:
     return request.app[HUB].clock.now()
 
 
+def _index_note(request: web.Request) -> dict[str, int]:
+    """While the server files the records of a trace written before its subject index
+    (sessions/reindexer.py), an audit read by the index may miss older ones: the reply says
+    so with how many are left, and says nothing once there are none."""
+    reindexer = request.app.get(REINDEXER)
+    left = None if reindexer is None else reindexer.remaining
+    return {"reindex_remaining": left} if left else {}
+
+
 def _allowed(who: Identity, roles: frozenset[Role]) -> None:
     if who.role not in roles:
         raise Refused(403, "forbidden", f"a {who.role.value} may not read these records")
@@ -107,7 +116,7 @@ async def evidence_audit(request: web.Request) -> web.StreamResponse:
     who = identity_of(request)
     ev.single_params(request.query.items(), ())
     history, trail = await request.app[EVIDENCE].audit(who, request.match_info["evidence_id"])
-    return web.json_response({"item": history.to_json(), **trail})
+    return web.json_response({"item": history.to_json(), **trail, **_index_note(request)})
 
 
 # --- the chain check -----------------------------------------------------------------------
@@ -280,7 +289,7 @@ async def call_audit(request: web.Request) -> web.StreamResponse:
         "user_court": who.court,
     }
     await request.app[RECORDER].record([TraceEvent(records.CALL_AUDIT_READ, _now(request), data)])
-    return web.json_response(answer)
+    return web.json_response({**answer, **_index_note(request)})
 
 
 # --- conferences ---------------------------------------------------------------------------
@@ -334,6 +343,7 @@ async def list_conferences(request: web.Request) -> web.StreamResponse:
             "limit": limit,
             "offset": offset,
             "figures": confs.figures(started).to_json(),
+            **_index_note(request),
         }
     )
 
@@ -364,7 +374,7 @@ async def conference_audit(request: web.Request) -> web.StreamResponse:
     }
     event = TraceEvent(confs.CONFERENCE_AUDIT_READ, _now(request), data)
     await request.app[RECORDER].record([event])
-    return web.json_response(answer)
+    return web.json_response({**answer, **_index_note(request)})
 
 
 def add_routes(app: web.Application, *, evidence: bool) -> None:

@@ -27,7 +27,7 @@ from sessions.errors import StoreClosed, UnencodableEvent
 from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, Period, Report, StatsQuery, figures_of
-from sessions.store import Progress, StoredRecord, TraceStore
+from sessions.store import REINDEX_STEP, Progress, ReindexState, StoredRecord, TraceStore
 from sessions.timings import STORE_BOUNDS, Timings
 from sessions.trace import (
     GENESIS,
@@ -233,6 +233,16 @@ class DurableRecorder:
 
     async def reindex(self, progress: Progress | None = None) -> int:
         return await (await self._ready()).reindex(progress)
+
+    async def reindex_state(self) -> ReindexState:
+        return await (await self._ready()).reindex_state()
+
+    async def reindex_batch(
+        self, *, node: str, now: float, lease_s: float, limit: int = REINDEX_STEP
+    ) -> ReindexState:
+        return await (await self._ready()).reindex_batch(
+            node=node, now=now, lease_s=lease_s, limit=limit
+        )
 
     async def count(self) -> int:
         return await (await self._ready()).count()

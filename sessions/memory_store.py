@@ -15,7 +15,9 @@ from sessions.facets import facets_of
 from sessions.recorder import TraceEvent
 from sessions.statistics import Counts, StatsQuery, reference_counts
 from sessions.store import (
+    REINDEX_STEP,
     Progress,
+    ReindexState,
     StoredRecord,
     check_find_keys,
     check_latest_limit,
@@ -122,6 +124,17 @@ class MemoryTraceStore:
         if progress is not None:
             progress(len(self._links))
         return len(self._links)
+
+    async def reindex_state(self) -> ReindexState:
+        # Nothing in memory predates its index.
+        self._open()
+        return ReindexState(0, 0)
+
+    async def reindex_batch(
+        self, *, node: str, now: float, lease_s: float, limit: int = REINDEX_STEP
+    ) -> ReindexState:
+        self._open()
+        return ReindexState(0, 0)
 
     async def count(self) -> int:
         self._open()

@@ -74,7 +74,9 @@ from sessions.statistics import (
 )
 from sessions.store import (
     REINDEX_BATCH,
+    REINDEX_STEP,
     Progress,
+    ReindexState,
     StoredRecord,
     check_find_keys,
     check_latest_limit,
@@ -97,6 +99,9 @@ SCHEMA_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 TABLE: Final = "trace"
 # The subject index's table (sessions/subjects.py): rows (subject, seq).
 SUBJECTS: Final = "trace_subjects"
+# How far the subject index covers the records written before it (store.ReindexState): one
+# row; `owner` holds the background reindex's lease until `lease_until_us`.
+REINDEX: Final = "trace_reindex"
 _COLUMNS: Final = (
     "seq",
     "at_us",
@@ -162,6 +167,13 @@ def _schema_sql(t: str, schema: str) -> list[str]:
             subject text NOT NULL,
             seq bigint NOT NULL,
             PRIMARY KEY (subject, seq)
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS "{schema}".{REINDEX} (
+            id int PRIMARY KEY CHECK (id = 1),
+            end_seq bigint NOT NULL,
+            done_seq bigint NOT NULL,
+            owner text,
+            lease_until_us bigint
         )""",
         # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
         f"""CREATE TABLE IF NOT EXISTS "{schema}".checkpoints (
@@ -267,20 +279,37 @@ class PostgresTraceStore:
                 async with asyncio.timeout(timeout_s), writer.transaction():
                     # Two nodes starting together must not race on CREATE ... IF NOT EXISTS.
                     await writer.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
-                    unindexed = await writer.fetchval(
-                        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NULL",
+                    # A trace without the reindex row predates it: written before the
+                    # subject index (or while it was new and perhaps never rebuilt). Every
+                    # record up to the head, read under the appends' lock, is to be filed by
+                    # the background reindex (sessions/reindexer.py); every later one files
+                    # itself.
+                    fresh, exists = await writer.fetchrow(
+                        "SELECT to_regclass($1) IS NULL, to_regclass($2) IS NOT NULL",
+                        f'"{schema}".{REINDEX}',
                         table,
-                        f'"{schema}".{SUBJECTS}',
                     )
-                    if unindexed:
-                        unindexed = await writer.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})")
+                    watermark = None
+                    if fresh:
+                        watermark = 0
+                        if exists:
+                            watermark = await writer.fetchval(
+                                f"SELECT coalesce(max(seq), 0) FROM {table}"
+                            )
                     for statement in _schema_sql(table, schema):
                         await writer.execute(statement)
-                if unindexed:
+                    if watermark is not None:
+                        await writer.execute(
+                            f'INSERT INTO "{schema}".{REINDEX} (id, end_seq, done_seq)'
+                            " VALUES (1, $1, 0) ON CONFLICT DO NOTHING",
+                            watermark,
+                        )
+                if watermark:
                     log.warning(
-                        "trace subject index is new: audit views miss the older records until "
-                        "`commandcenter trace reindex`",
+                        "trace subject index is new: the server files the older records in the "
+                        "background, and audit views may miss some of them until it is done",
                         schema=schema,
+                        records=watermark,
                     )
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=4, timeout=timeout_s, command_timeout=query_timeout_s
@@ -554,7 +583,83 @@ class PostgresTraceStore:
                     done += len(rows)
                     if progress is not None:
                         progress(done)
+                # Everything up to `end` is filed: the server's background reindex, if one
+                # was pending below it, has nothing left to do.
+                await conn.execute(
+                    f'UPDATE "{self.schema}".{REINDEX} SET done_seq = end_seq WHERE end_seq <= $1',
+                    end,
+                )
                 return done
+        except _DB_ERRORS as exc:
+            raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def reindex_state(self) -> ReindexState:
+        table = f'"{self.schema}".{REINDEX}'
+        rows = await self._reindex_row(table)
+        return ReindexState(0, 0) if not rows else ReindexState(rows[0][0], rows[0][1])
+
+    async def _reindex_row(self, table: str) -> list[Any]:
+        if not (await self._fetch("SELECT to_regclass($1) IS NOT NULL", table))[0][0]:
+            # A schema only ever opened read-only since before the row existed.
+            return []
+        return await self._fetch(f"SELECT done_seq, end_seq FROM {table} WHERE id = 1")
+
+    async def reindex_batch(
+        self, *, node: str, now: float, lease_s: float, limit: int = REINDEX_STEP
+    ) -> ReindexState:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._task is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        state = f'"{self.schema}".{REINDEX}'
+        subjects = f'"{self.schema}".{SUBJECTS}'
+        try:
+            async with (
+                self._pool.acquire(timeout=self._timeout_s) as conn,
+                asyncio.timeout(self._query_timeout_s),
+                conn.transaction(),
+            ):
+                # FOR UPDATE: the nodes' batches take turns on the row, so the lease is read
+                # and taken by one at a time and no batch is filed twice.
+                row = await conn.fetchrow(
+                    f"SELECT done_seq, end_seq, owner, lease_until_us FROM {state}"
+                    " WHERE id = 1 FOR UPDATE"
+                )
+                if row is None:
+                    return ReindexState(0, 0)
+                done, end, owner, lease_until = row
+                if done >= end:
+                    return ReindexState(done, end)
+                held = lease_until is not None and lease_until > round(now * 1_000_000)
+                if owner not in (None, node) and held:
+                    return ReindexState(done, end, busy=True)
+                rows = await conn.fetch(
+                    f"SELECT seq, kind, data FROM {self._table}"
+                    " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                    done,
+                    end,
+                    max(limit, 1),
+                )
+                filed = [
+                    (s, r["seq"]) for r in rows for s in subjects_of_text(r["kind"], r["data"])
+                ]
+                if filed:
+                    # Appends file only records after the watermark; ON CONFLICT: a row the
+                    # CLI's reindex filed meanwhile is filed once.
+                    await conn.executemany(
+                        f"INSERT INTO {subjects} (subject, seq) VALUES ($1, $2)"
+                        " ON CONFLICT DO NOTHING",
+                        filed,
+                    )
+                done = rows[-1]["seq"] if rows else end
+                await conn.execute(
+                    f"UPDATE {state} SET done_seq = $1, owner = $2, lease_until_us = $3"
+                    " WHERE id = 1",
+                    done,
+                    node,
+                    round((now + lease_s) * 1_000_000),
+                )
+                return ReindexState(done, end)
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
 

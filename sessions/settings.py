@@ -43,6 +43,11 @@ class RecorderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     postgres_timeout_s: float = 5.0
     # Longest a read of the trace in PostgreSQL may take, seconds (statistics, verifying).
     postgres_query_timeout_s: float = 120.0
+    # Records a trace written before its subject index gets filed per transaction by the
+    # server's background reindex (sessions/reindexer.py), and the pause between two
+    # batches, seconds (0 still lets requests run between batches).
+    reindex_batch: int = 1000
+    reindex_pause_s: float = 0.0
     # Zone in which statistics dates (YYYY-MM-DD) begin and end: "UTC" or an IANA name.
     time_zone: str = "UTC"
 

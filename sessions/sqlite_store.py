@@ -61,7 +61,9 @@ from sessions.statistics import (
 )
 from sessions.store import (
     REINDEX_BATCH,
+    REINDEX_STEP,
     Progress,
+    ReindexState,
     StoredRecord,
     check_find_keys,
     check_latest_limit,
@@ -104,6 +106,16 @@ _SCHEMA: Final = (
         seq INTEGER NOT NULL,
         PRIMARY KEY (subject, seq)
     ) WITHOUT ROWID""",
+    # How far the subject index covers the records written before it (store.ReindexState):
+    # one row, made with the table; `owner` holds the background reindex's lease until
+    # `lease_until_us`.
+    """CREATE TABLE IF NOT EXISTS trace_reindex (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        end_seq INTEGER NOT NULL,
+        done_seq INTEGER NOT NULL,
+        owner TEXT,
+        lease_until_us INTEGER
+    )""",
     # Signed heads (sessions/checkpoint.py): beside the chain, not in it.
     """CREATE TABLE IF NOT EXISTS checkpoints (
         id INTEGER PRIMARY KEY,
@@ -165,12 +177,16 @@ def _link(row: tuple[Any, ...]) -> Link:
     return Link(seq, at_us, kind, data, prev_hash, digest, facets)
 
 
-def _unindexed(conn: sqlite3.Connection) -> bool:
-    """Whether the file holds records but no subject index yet (a trace written before it)."""
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "trace" not in tables or "trace_subjects" in tables:
-        return False
-    return conn.execute("SELECT 1 FROM trace LIMIT 1").fetchone() is not None
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+_REINDEX_STATE: Final = (
+    "SELECT done_seq, end_seq, owner, lease_until_us FROM trace_reindex WHERE id = 1"
+)
+_FILE_BATCH: Final = (
+    "SELECT seq, kind, data FROM trace WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
 
 
 def _read_head(conn: sqlite3.Connection) -> Head:
@@ -261,15 +277,28 @@ class SqliteTraceStore:
             # loss (NORMAL would only protect against a crash of the process).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
-            unindexed = _unindexed(conn)
+            # A trace without the reindex row predates it: written before the subject index
+            # (or while it was new and perhaps never rebuilt). Every record up to the head,
+            # read under the write lock, is to be filed by the background reindex
+            # (sessions/reindexer.py); every record after it files itself.
+            tables = _tables(conn)
+            watermark = None
+            if "trace_reindex" not in tables:
+                watermark = _read_head(conn).seq if "trace" in tables else 0
             for statement in _SCHEMA:
                 conn.execute(statement)
+            if watermark is not None:
+                conn.execute(
+                    "INSERT OR IGNORE INTO trace_reindex (id, end_seq, done_seq) VALUES (1, ?, 0)",
+                    (watermark,),
+                )
             conn.execute("COMMIT")
-            if unindexed:
+            if watermark:
                 log.warning(
-                    "trace subject index is new: audit views miss the older records until "
-                    "`commandcenter trace reindex`",
+                    "trace subject index is new: the server files the older records in the "
+                    "background, and audit views may miss some of them until it is done",
                     path=str(path),
+                    records=watermark,
                 )
         except BaseException:
             conn.close()
@@ -492,11 +521,8 @@ class SqliteTraceStore:
             conn.execute("COMMIT")
             done = 0
             after = 0
-            sql = (
-                "SELECT seq, kind, data FROM trace WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-            )
             while True:
-                rows = conn.execute(sql, (after, end, REINDEX_BATCH)).fetchall()
+                rows = conn.execute(_FILE_BATCH, (after, end, REINDEX_BATCH)).fetchall()
                 if not rows:
                     break
                 filed = [(s, seq) for seq, kind, data in rows for s in subjects_of_text(kind, data)]
@@ -506,9 +532,81 @@ class SqliteTraceStore:
                 after = int(rows[-1][0])
                 done += len(rows)
                 report(done)
+            # Everything up to `end` is filed: the server's background reindex, if one was
+            # pending below it, has nothing left to do.
+            conn.execute(
+                "UPDATE trace_reindex SET done_seq = end_seq WHERE end_seq <= ?",
+                (end,),
+            )
             return done
         finally:
             conn.close()
+
+    async def reindex_state(self) -> ReindexState:
+        def run(conn: sqlite3.Connection) -> ReindexState:
+            if "trace_reindex" not in _tables(conn):
+                # A trace only ever opened read-only since before the row existed.
+                return ReindexState(0, 0)
+            row = conn.execute(_REINDEX_STATE).fetchone()
+            return ReindexState(0, 0) if row is None else ReindexState(int(row[0]), int(row[1]))
+
+        return await self._read(run)
+
+    async def reindex_batch(
+        self, *, node: str, now: float, lease_s: float, limit: int = REINDEX_STEP
+    ) -> ReindexState:
+        if self._closed:
+            raise StoreClosed("the trace store is closed")
+        if self._thread is None:
+            raise StoreUnavailable("the trace store was opened read-only")
+        now_us = round(now * 1_000_000)
+        until_us = round((now + lease_s) * 1_000_000)
+        try:
+            return await asyncio.to_thread(self._reindex_batch, node, now_us, until_us, limit)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    def _reindex_batch(self, node: str, now_us: int, until_us: int, limit: int) -> ReindexState:
+        # A connection of its own and one short write transaction: the writer thread's
+        # appends wait for it (busy_timeout) at most the few milliseconds of one batch.
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                state = self._file_next(conn, node, now_us, until_us, limit)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return state
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _file_next(
+        conn: sqlite3.Connection, node: str, now_us: int, until_us: int, limit: int
+    ) -> ReindexState:
+        row = conn.execute(_REINDEX_STATE).fetchone()
+        if row is None:
+            return ReindexState(0, 0)
+        done, end, owner, lease_until = int(row[0]), int(row[1]), row[2], row[3]
+        if done >= end:
+            return ReindexState(done, end)
+        if owner not in (None, node) and lease_until is not None and lease_until > now_us:
+            return ReindexState(done, end, busy=True)
+        rows = conn.execute(_FILE_BATCH, (done, end, max(limit, 1))).fetchall()
+        filed = [(s, seq) for seq, kind, data in rows for s in subjects_of_text(kind, data)]
+        if filed:
+            # OR IGNORE: a row the CLI's reindex filed meanwhile is filed once.
+            conn.executemany(_INSERT_SUBJECT, filed)
+        done = int(rows[-1][0]) if rows else end
+        conn.execute(
+            "UPDATE trace_reindex SET done_seq = ?, owner = ?, lease_until_us = ? WHERE id = 1",
+            (done, node, until_us),
+        )
+        return ReindexState(done, end)
 
     async def count(self) -> int:
         return await self._read(

@@ -31,6 +31,9 @@ from sessions.trace import Head, Link
 Progress = Callable[[int], None]
 # Records a reindex reads and files per transaction.
 REINDEX_BATCH: Final = 10000
+# Records the server's background reindex files per transaction (`reindex_batch`): small,
+# so the write lock it holds costs appends a few milliseconds at most.
+REINDEX_STEP: Final = 1000
 # Most records one subject's audit view reads (a conference of 300 sites for a day stays
 # far below it); the view says when it was cut.
 MAX_ABOUT: Final = 50000
@@ -46,6 +49,24 @@ class StoredRecord:
     data: Mapping[str, Any]
     prev_hash: str  # hex; the genesis value for seq 1
     hash: str  # hex
+
+
+@dataclass(frozen=True)
+class ReindexState:
+    """How far the subject index covers the records written before it existed.
+
+    `end` is the watermark: the head when the store first opened with the index (records
+    after it file themselves as they are appended); records up to `done` have been filed.
+    `busy`: another node holds the reindex lease, so this one did nothing."""
+
+    done: int
+    end: int
+    busy: bool = False
+
+    @property
+    def remaining(self) -> int:
+        # Seqs are 1, 2, 3, ... without gaps, so the difference is a count of records.
+        return max(self.end - self.done, 0)
 
 
 class TraceStore(Protocol):
@@ -98,6 +119,20 @@ class TraceStore(Protocol):
         """Rebuild the subject index from the records (for a trace written before it
         existed, or an index in doubt); `progress` is told the records read so far. Appends
         go on meanwhile. Returns the number of records read."""
+        ...
+
+    async def reindex_state(self) -> ReindexState:
+        """How many records written before the subject index existed it has not covered
+        yet (`ReindexState(0, 0)` for a trace that had the index from its first record)."""
+        ...
+
+    async def reindex_batch(
+        self, *, node: str, now: float, lease_s: float, limit: int = REINDEX_STEP
+    ) -> ReindexState:
+        """File the next `limit` records below the watermark, in one transaction that also
+        moves `done` (so a crash loses at most the batch, and a restart resumes after it).
+        Only the node holding the lease (taken here, for `lease_s` from `now`) files: for
+        another, this returns `busy` and files nothing. Appends go on meanwhile."""
         ...
 
     async def count(self) -> int: ...

@@ -8,8 +8,9 @@ of its kinds. A subject is `call:<id>`, `conference:<id>` or `evidence:<id>`, ta
 record's `call`, `conference` and `evidence_id` fields; a record of an indexed kind is filed
 under each of them it has (`call_shared` under its call and its conference, `call_evidence`
 under its call and its item). Records of other kinds, and fields that are not strings, are
-not filed. The table is an index, not part of the chain: `commandcenter trace reindex`
-rebuilds it from the records (for a trace written before it existed).
+not filed. The table is an index, not part of the chain: for a trace written before it
+existed the server files the older records itself, in the background (sessions/reindexer.py),
+and `commandcenter trace reindex` rebuilds it from the records offline.
 
 `tests/test_subjects.py` reads the code for every kind it records and checks that each one
 about a call, conference or item is in `INDEXED_KINDS`.

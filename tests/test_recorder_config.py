@@ -33,6 +33,8 @@ from tests.tracehelpers import PG_DSN, PostgresBackend
         ({"backend": "postgres"}, "recorder.postgres_dsn: required"),
         ({"postgres_schema": "a; DROP TABLE x"}, "recorder.postgres_schema"),
         ({"max_batch": 0}, "recorder.max_batch: must be positive"),
+        ({"reindex_batch": 0}, "recorder.reindex_batch: must be positive"),
+        ({"reindex_pause_s": -1.0}, "recorder.reindex_pause_s: must be 0 or more"),
         ({"time_zone": "Mars/Olympus"}, "recorder.time_zone: 'Mars/Olympus' is not a known"),
     ],
 )

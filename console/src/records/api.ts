@@ -56,6 +56,8 @@ export interface EvidenceAudit {
   item: EvidenceItem;
   call: string | null;
   records: AuditRecord[];
+  /** While the server indexes a trace written before its audit index: records it has not yet filed (absent once none). */
+  reindex_remaining?: number;
 }
 
 export interface ChainCheck {
@@ -101,6 +103,8 @@ export interface CallAudit {
   timeline: AuditRecord[];
   watched: Watch[];
   evidence: { evidence_id: string | null; media: string | null; sha256: string | null; seq: number }[];
+  /** While the server indexes a trace written before its audit index: records it has not yet filed (absent once none). */
+  reindex_remaining?: number;
 }
 
 /** A conference as the listing shows it (GET /api/conferences). */
@@ -133,6 +137,8 @@ export interface ConferenceAudit {
   conference: ConferenceSummary;
   timeline: AuditRecord[];
   truncated: boolean;
+  /** While the server indexes a trace written before its audit index: records it has not yet filed (absent once none). */
+  reindex_remaining?: number;
 }
 
 export type Figures = Record<string, number | null>;

@@ -5,7 +5,7 @@ import { button, h } from "../dom";
 import { t, type TextKey } from "../i18n";
 import type { CourtPlace } from "../store";
 import { type CallAudit, type CallSummary, type RecordsApi, when } from "./api";
-import { courtSelect, facts, field, lastWeek, type Names, status, table, textInput } from "./form";
+import { courtSelect, facts, field, lastWeek, type Names, reindexing, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 export class CallsView {
@@ -113,6 +113,7 @@ export class CallsView {
       : h("p", {}, rt("audit.none"));
     this.detail.replaceChildren(
       h("h3", {}, rt("audit.title")),
+      ...reindexing(audit.reindex_remaining),
       facts([
         [rt("audit.call_id"), h("code", {}, c.call_id)],
         [rt("calls.col.direction"), direction(c)],

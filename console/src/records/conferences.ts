@@ -6,7 +6,7 @@
 import { button, h } from "../dom";
 import type { CourtPlace } from "../store";
 import { type ConferenceAudit, type ConferenceSummary, type RecordsApi, when } from "./api";
-import { courtSelect, facts, field, lastWeek, type Names, status, table, textInput } from "./form";
+import { courtSelect, facts, field, lastWeek, type Names, reindexing, status, table, textInput } from "./form";
 import { named, rt } from "./text";
 
 const PAGE = 20;
@@ -119,6 +119,7 @@ export class ConferencesView {
     ].join("、");
     this.detail.replaceChildren(
       h("h3", {}, rt("conf.audit")),
+      ...reindexing(audit.reindex_remaining),
       facts([
         [rt("conf.col.id"), h("code", {}, c.conference_id)],
         [rt("conf.col.title"), c.title ?? ""],

@@ -11,7 +11,7 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 import { button, h } from "../dom";
 import type { CourtPlace } from "../store";
 import { ApiError, type ChainCheck, type EvidenceAudit, type EvidenceItem, type RecordsApi, when } from "./api";
-import { courtSelect, facts, field, type Names, status, table, textInput } from "./form";
+import { courtSelect, facts, field, type Names, reindexing, status, table, textInput } from "./form";
 import { ItemMap, type Tiles } from "./itemmap";
 import { named, rt } from "./text";
 
@@ -165,6 +165,7 @@ export class EvidenceView {
     this.itemMap = item.position ? new ItemMap(item.position, this.tiles()) : null;
     this.detail.replaceChildren(
       h("h3", {}, rt("ev.detail")),
+      ...reindexing(audit.reindex_remaining),
       facts([
         [rt("ev.id"), h("code", {}, item.evidence_id)],
         [rt("ev.sha256"), h("code", { class: "hash" }, item.sha256)],

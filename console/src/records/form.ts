@@ -54,6 +54,12 @@ export function table(headers: string[], rows: (Node | string)[][], cls = ""): H
   );
 }
 
+/** The note an audit view shows while the server still indexes an old trace's records: the
+ *  view may miss older ones until then (docs/trace.md). Nothing once the index is whole. */
+export function reindexing(remaining: number | undefined): HTMLParagraphElement[] {
+  return remaining ? [h("p", { role: "note", class: "rec-reindexing" }, rt("audit.reindexing", { n: remaining }))] : [];
+}
+
 /** A definition list whose values carry their term as aria-label, so they can be read by it. */
 export function facts(pairs: [string, Node | string][]): HTMLDListElement {
   const out = h("dl", { class: "rec-facts" });
