@@ -226,7 +226,18 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await shoot(page, "wall-16")
     await page.get_by_role("button", name="4 画面").click()
     await until(lambda: tiles_live(page, set(OFFICERS)), within=10, what="4 tiles again")
-    seen["phone_policy_4"] = await phone_policy(phones["o-1"])
+
+    # The layout goes to the server and its new cap to the phone after the tiles are live
+    # again: waited for (under a loaded suite it came after them).
+    async def told_four() -> list[Any] | None:
+        policies = await phone_policy(phones["o-1"])
+        return policies if policies and policies[0].get("max_height") != 180 else None
+
+    try:
+        seen["phone_policy_4"] = await until(told_four, within=10, what="o-1 told the 4-tile cap")
+    except AssertionError:
+        # Its test then shows what the phone kept instead of failing every test of the run.
+        seen["phone_policy_4"] = await phone_policy(phones["o-1"])
 
     # One tile: the wall rotates to the other officer every ROTATE_S seconds.
     await page.get_by_role("button", name="1 画面").click()

@@ -284,9 +284,11 @@ async def test_a_call_shown_from_a_worker_without_sites_reaches_every_site() -> 
             )
         span = w1.span()
         # The sites' keyframe requests for the officer met at home: worker 1 was asked at
-        # most once per interval (media.keyframe_interval_s).
+        # most once per interval (media.keyframe_interval_s). None at all is possible: a
+        # keyframe the officer's encoder sent on its own (the call's, a slow start under a
+        # loaded suite) may have served both sites before either asked.
         most = (time.monotonic() - start) / CONFIG.keyframe_interval_s + 1
-        assert 0 < span.keyframes_asked <= most, (span.keyframes_asked, most)
+        assert span.keyframes_asked <= most, (span.keyframes_asked, most)
         assert span.exported["o-1:video"] > 0
         assert span.exported["o-1:audio"] > 0
         assert "call-1" not in workers[0].service.rooms
