@@ -560,25 +560,11 @@ class PostgresTraceStore:
                     await conn.execute(f"DELETE FROM {subjects} WHERE seq <= $1", end)
                 done = after = 0
                 while True:
-                    rows = await conn.fetch(
-                        f"SELECT seq, kind, data FROM {self._table}"
-                        " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                        after,
-                        end,
-                        REINDEX_BATCH,
-                        timeout=self._query_timeout_s,
+                    rows = await self._file_page(
+                        conn, after, end, REINDEX_BATCH, self._query_timeout_s
                     )
                     if not rows:
                         break
-                    filed = [
-                        (s, r["seq"]) for r in rows for s in subjects_of_text(r["kind"], r["data"])
-                    ]
-                    if filed:
-                        await conn.executemany(
-                            f"INSERT INTO {subjects} (subject, seq) VALUES ($1, $2)"
-                            " ON CONFLICT DO NOTHING",
-                            filed,
-                        )
                     after = rows[-1]["seq"]
                     done += len(rows)
                     if progress is not None:
@@ -592,6 +578,28 @@ class PostgresTraceStore:
                 return done
         except _DB_ERRORS as exc:
             raise StoreUnavailable(f"postgresql {self.schema}: {type(exc).__name__}") from exc
+
+    async def _file_page(
+        self, conn: Any, after: int, end: int, limit: int, query_timeout_s: float | None = None
+    ) -> list[Any]:
+        """File the subjects of up to `limit` records after `after`, up to `end`; the
+        records read (ON CONFLICT: a row already filed stays filed once)."""
+        rows: list[Any] = await conn.fetch(
+            f"SELECT seq, kind, data FROM {self._table}"
+            " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            after,
+            end,
+            limit,
+            timeout=query_timeout_s,
+        )
+        filed = [(s, r["seq"]) for r in rows for s in subjects_of_text(r["kind"], r["data"])]
+        if filed:
+            await conn.executemany(
+                f'INSERT INTO "{self.schema}".{SUBJECTS} (subject, seq) VALUES ($1, $2)'
+                " ON CONFLICT DO NOTHING",
+                filed,
+            )
+        return rows
 
     async def reindex_state(self) -> ReindexState:
         table = f'"{self.schema}".{REINDEX}'
@@ -612,7 +620,6 @@ class PostgresTraceStore:
         if self._task is None:
             raise StoreUnavailable("the trace store was opened read-only")
         state = f'"{self.schema}".{REINDEX}'
-        subjects = f'"{self.schema}".{SUBJECTS}'
         try:
             async with (
                 self._pool.acquire(timeout=self._timeout_s) as conn,
@@ -633,24 +640,9 @@ class PostgresTraceStore:
                 held = lease_until is not None and lease_until > round(now * 1_000_000)
                 if owner not in (None, node) and held:
                     return ReindexState(done, end, busy=True)
-                rows = await conn.fetch(
-                    f"SELECT seq, kind, data FROM {self._table}"
-                    " WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-                    done,
-                    end,
-                    max(limit, 1),
-                )
-                filed = [
-                    (s, r["seq"]) for r in rows for s in subjects_of_text(r["kind"], r["data"])
-                ]
-                if filed:
-                    # Appends file only records after the watermark; ON CONFLICT: a row the
-                    # CLI's reindex filed meanwhile is filed once.
-                    await conn.executemany(
-                        f"INSERT INTO {subjects} (subject, seq) VALUES ($1, $2)"
-                        " ON CONFLICT DO NOTHING",
-                        filed,
-                    )
+                # Appends file only records after the watermark; a row the CLI's reindex
+                # filed meanwhile is filed once (`_file_page`).
+                rows = await self._file_page(conn, done, end, max(limit, 1))
                 done = rows[-1]["seq"] if rows else end
                 await conn.execute(
                     f"UPDATE {state} SET done_seq = $1, owner = $2, lease_until_us = $3"
