@@ -175,18 +175,19 @@ class Gateway:
         self.awaited.expect(conn.user, message.id, self._clock.now())
         self._to_authority(envelope, unavailable)
 
-    def _answered_join(self, user: str, message: p.ServerMessage) -> None:
+    def _answered_join(self, user: str, ref: str, message: p.ServerMessage) -> None:
         """Follow a reply to one of `user`'s joins: queued, or answered for good."""
-        ref = getattr(message, "ref", None)
         conn = self.local.connection(user)
-        joins = None if conn is None or ref is None else self._joins.get(conn)
-        if not joins or ref not in joins:
+        if conn is None:
+            return
+        joins = self._joins.get(conn)
+        if joins is None or ref not in joins:
             return
         if isinstance(message, p.ConferenceWaiting):
             joins[ref] = (joins[ref][0], True)
             return
         del joins[ref]
-        if not joins and conn is not None:
+        if not joins:
             del self._joins[conn]
 
     def _ask_joins_again(self, conn: Connection) -> None:
@@ -268,7 +269,7 @@ class Gateway:
                 pending=to[0] in self.pending,
             )
         if ref is not None and len(to) == 1:
-            self._answered_join(to[0], message)
+            self._answered_join(to[0], ref, message)
         welcomed: list[Connection] = []
         welcomed_again: list[Connection] = []
         if isinstance(message, p.Welcome):
