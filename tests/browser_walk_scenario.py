@@ -148,6 +148,8 @@ async def look(page: Page, seen: dict[str, Any], name: str, sizes: list[Viewport
     for size in sizes:
         await page.set_viewport_size(size)
         await page.evaluate(SETTLED)
+        # For the photograph's pixels only (map tiles and video frames painting after the
+        # resize); the probes below read the layout, which SETTLED has waited for.
         await asyncio.sleep(0.2)
         label = f"{size['width']}x{size['height']}"
         await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"))
@@ -202,7 +204,11 @@ async def drive(browser: Browser, base: str, seen: dict[str, Any]) -> None:
     await look(console, seen, "console-queue", desk)
     await ringing.get_by_role("button", name="接听").click()
     await until(lambda: phone_line(phone, "通话中"), within=15, what="phone in the call")
-    await asyncio.sleep(1.0)
+    # The console's picture of the officer is playing before it is photographed.
+    await console.wait_for_function(
+        "() => [...document.querySelectorAll('video')].some(v => v.videoWidth > 0 && !v.paused)",
+        timeout=15_000,
+    )
     await look(console, seen, "console-call", desk)
     await look(phone, seen, "phone-call", [PHONE])
     await console.get_by_role("button", name="挂断").click()
